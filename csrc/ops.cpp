@@ -1,0 +1,31 @@
+// fastcore_ext: every custom op's schema, declared in one place.
+//
+// Backends register implementations in csrc/cpu/<op>.cpp and csrc/cuda/<op>.cu with
+// TORCH_LIBRARY_IMPL(fastcore_ext, CPU|CUDA, m). Python calls them as
+// torch.ops.fastcore_ext.<op> through the typed wrappers in fastcore_ext/ops.py, which also
+// registers their fake (meta) implementations for torch.compile.
+#include <Python.h>
+#include <torch/library.h>
+
+// Importing fastcore_ext._C loads this library, whose static initializers register the ops.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "fastcore_ext compiled kernels (ops under torch.ops.fastcore_ext)",
+      -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+
+TORCH_LIBRARY(fastcore_ext, m) {
+  // ---- Kernel 1: fused augmentation + normalization (csrc/*/augment_normalize.*) ----
+  // images uint8 [B, C, H, W] (any strides), matrices float32 [B, 3, 3] (output -> input,
+  // normalized coordinates, align_corners=False), lighting float32 [B, 2] or None.
+  // mode: "bilinear" | "nearest"; pad_mode: "zeros" | "border" | "reflection".
+  // Returns out_dtype [B, C, out_h, out_w], NCHW-contiguous or channels_last.
+  m.def(
+      "augment_normalize(Tensor images, Tensor matrices, int out_h, int out_w, float[] mean, "
+      "float[] std, Tensor? lighting, str mode, str pad_mode, ScalarType out_dtype, "
+      "bool channels_last) -> Tensor");
+
+  // ---- Kernel 2: fused multi-tensor optimizer step with the one-cycle schedule ----
+  // (csrc/*/fused_optim.*)
+}
