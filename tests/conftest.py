@@ -1,0 +1,33 @@
+"""Shared fixtures: the device parametrization and an isolated data/cache folder."""
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param(
+        "cuda",
+        id="cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each test that takes `device` runs on the CPU and, when present, on CUDA."""
+    return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory):
+    """Data, caches and plots of the test session go to a temporary folder, never to $HOME."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("fastcore_ext_home")
+    mp.setenv("FASTCORE_EXT_HOME", str(home))
+    mp.delenv("FASTCORE_EXT_DATA", raising=False)
+    yield home
+    mp.undo()
