@@ -592,8 +592,8 @@ class Learner:
         hyper-parameters, and the RNG states (torch CPU/CUDA, random, numpy) are exactly as
         before, restored from an in-memory snapshot. The recorder keeps the sweep, so
         `learn.recorder.plot()` draws it. Returns Suggestions(valley, steep, minimum) from
-        `schedule.suggest_lrs` on the smoothed losses (without the first num_it//10 and the
-        last 5 batches, as fastai)."""
+        `schedule.suggest_lrs` on the last group's lrs and the smoothed losses (which looks at
+        fastai's window: without the first num_it//10 and the last 5 batches)."""
         num_it = _check_positive_int("num_it", num_it, minimum=2)
         starts = self.lr_range(start_lr, "start_lr")
         ends = self.lr_range(end_lr, "end_lr")
@@ -609,21 +609,7 @@ class Learner:
             self.progress.show_table = show_table
             snapshot.restore(self)
         rec = self.recorder
-        lrs = [g[-1] for g in rec.lrs]
-        losses = rec.smooth_losses
-        finite = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
-        lrs, losses = lrs[:finite], losses[:finite]
-        skip_start, skip_end = num_it // 10, 5
-        if len(losses) - skip_start - skip_end >= 2:
-            lrs = lrs[skip_start : len(lrs) - skip_end]
-            losses = losses[skip_start : len(losses) - skip_end]
-        if len(losses) < 2:
-            raise ValueError(
-                f"lr_find recorded {len(losses)} finite losses, too few to suggest a learning "
-                f"rate; lower start_lr or raise num_it (got start_lr={start_lr!r}, "
-                f"num_it={num_it})"
-            )
-        rec.suggestions = suggest_lrs(lrs, losses)
+        rec.suggestions = suggest_lrs([g[-1] for g in rec.lrs], rec.smooth_losses, num_it)
         if show_plot:
             rec.show(rec.plot())
         return rec.suggestions

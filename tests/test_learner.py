@@ -23,7 +23,7 @@ from fastcore_ext.callback import Callback  # noqa: E402
 from fastcore_ext.learner import Learner  # noqa: E402
 from fastcore_ext.metrics import accuracy, error_rate  # noqa: E402
 from fastcore_ext.optim import SGD, Adam  # noqa: E402
-from fastcore_ext.schedule import Suggestions, one_cycle  # noqa: E402
+from fastcore_ext.schedule import Suggestions, exp_sweep, one_cycle  # noqa: E402
 
 
 def three_group_model() -> nn.Sequential:
@@ -334,9 +334,7 @@ def test_lr_find_sweep_keeps_group_ratios_and_runs_no_validation():
     assert rec.valid_losses == [None]  # validation was skipped (the first epoch ends)
     for lrs in rec.lrs:
         assert lrs[0] / lrs[2] == pytest.approx(0.1) and lrs[1] / lrs[2] == pytest.approx(0.1)
-    last = [lrs[-1] for lrs in rec.lrs]
-    assert last[0] == pytest.approx(1e-7) and last[-1] == pytest.approx(1.0)
-    assert all(b > a for a, b in zip(last, last[1:], strict=False))
+    assert [lrs[-1] for lrs in rec.lrs] == exp_sweep(1e-7, 1.0, 12)
     assert out.getvalue() == ""  # no epoch table for lr_find
 
 
@@ -349,21 +347,22 @@ def test_lr_find_stops_when_loss_diverges():
     assert rec.smooth_losses[-1] > 4 * best or not math.isfinite(rec.smooth_losses[-1])
 
 
-def test_lr_find_hands_trimmed_smoothed_curve_to_suggest_lrs(monkeypatch):
+def test_lr_find_hands_smoothed_curve_to_suggest_lrs(monkeypatch):
     calls = []
 
-    def fake_suggest(lrs, losses):
-        calls.append((list(lrs), list(losses)))
+    def fake_suggest(lrs, losses, num_it):
+        calls.append((list(lrs), list(losses), num_it))
         return Suggestions(1.0, 2.0, 3.0)
 
     monkeypatch.setattr(learner_mod, "suggest_lrs", fake_suggest)
     learn = three_group_learner()
     sugg = learn.lr_find(num_it=40, stop_div=False)
     assert sugg == Suggestions(1.0, 2.0, 3.0) and learn.recorder.suggestions == sugg
-    lrs, losses = calls[0]
+    lrs, losses, num_it = calls[0]
     rec = learn.recorder
-    assert lrs == [g[-1] for g in rec.lrs][4:-5]  # skip num_it//10 first, 5 last
-    assert losses == rec.smooth_losses[4:-5]
+    assert lrs == [g[-1] for g in rec.lrs] and len(lrs) == 40  # the last group's sweep
+    assert losses == rec.smooth_losses
+    assert num_it == 40
 
 
 def test_lr_find_suggestions_on_synthetic_curve():
@@ -438,7 +437,7 @@ def test_learner_argument_errors():
         learn.fit(1.5)
     with pytest.raises(ValueError, match=r"start_epoch should be < n_epoch \(2\), got 2"):
         learn.fit_one_cycle(2, start_epoch=2)
-    with pytest.raises(ValueError, match="moms should be 3 floats"):
+    with pytest.raises(ValueError, match="moms should be 3"):
         learn.fit_one_cycle(1, moms=(0.9, 0.8))
 
 

@@ -223,7 +223,7 @@ def test_lesson_flow(torch_home, capsys):
     exec("learn.fit_one_cycle(1)", ns)
     assert learn.recorder.epochs == [0]
     exec("learn.unfreeze()\nlearn.fit_one_cycle(1)", ns)
-    exec("sugg = learn.lr_find(num_it=6)\nfig = learn.recorder.plot()", ns)
+    exec("sugg = learn.lr_find(num_it=8)\nfig = learn.recorder.plot()", ns)
     assert len(ns["sugg"]) == 3 and ns["fig"].axes
     exec("learn.unfreeze()\nlearn.fit_one_cycle(1, max_lr=slice(1e-6, 1e-4))", ns)
     assert learn.recorder.lrs[0] == pytest.approx([1e-6 / 25, 1e-5 / 25, 1e-4 / 25], rel=1e-9)
