@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -352,25 +353,38 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 # ---- matrices -----------------------------------------------------------------------------
+# Computed in numpy float64: a batch is a few hundred numbers, for which numpy's per-call cost
+# is a fraction of torch's (one random_params call stays well under a millisecond).
 
-_F64 = torch.float64
+_CORNERS = np.array([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
+
+
+def _affine(linear: np.ndarray, translation: np.ndarray | None = None) -> np.ndarray:
+    """[B, 2, 2] (+ [B, 2]) -> [B, 3, 3] homogeneous affine matrices."""
+    mats = np.zeros((linear.shape[0], 3, 3))
+    mats[:, :2, :2] = linear
+    if translation is not None:
+        mats[:, :2, 2] = translation
+    mats[:, 2, 2] = 1
+    return mats
 
 
 def _crop_matrices(
-    center_x: Tensor, center_y: Tensor, width: Tensor, height: Tensor, in_hw: tuple[int, int]
-) -> Tensor:
-    """Boxes of the input (pixels: centre, size; each Tensor[B]) -> C float64 [B, 3, 3].
+    center_x: np.ndarray,
+    center_y: np.ndarray,
+    width: np.ndarray,
+    height: np.ndarray,
+    in_hw: tuple[int, int],
+) -> np.ndarray:
+    """Boxes of the input (pixels: centre, size; each [B]) -> C [B, 3, 3].
 
     C maps output normalized coordinates onto the box in input normalized coordinates.
     """
     in_h, in_w = in_hw
-    mats = torch.zeros(center_x.shape[0], 3, 3, dtype=_F64)
-    mats[:, 0, 0] = width / in_w
-    mats[:, 1, 1] = height / in_h
-    mats[:, 0, 2] = 2 * center_x / in_w - 1
-    mats[:, 1, 2] = 2 * center_y / in_h - 1
-    mats[:, 2, 2] = 1
-    return mats
+    linear = np.zeros((center_x.shape[0], 2, 2))
+    linear[:, 0, 0] = width / in_w
+    linear[:, 1, 1] = height / in_h
+    return _affine(linear, np.stack([2 * center_x / in_w - 1, 2 * center_y / in_h - 1], 1))
 
 
 def _center_box(in_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[float, float]:
@@ -396,49 +410,46 @@ def center_crop_matrices(
     in_hw = _check_hw("in_hw", in_hw)
     out_hw = _check_hw("out_hw", out_hw)
     box_h, box_w = _center_box(in_hw, out_hw)
-    matrix = torch.tensor(
-        [[box_w / in_hw[1], 0.0, 0.0], [0.0, box_h / in_hw[0], 0.0], [0.0, 0.0, 1.0]], dtype=_F64
-    )
-    return matrix.to(torch.float32).expand(batch_size, 3, 3).contiguous()
+    matrix = np.diag([box_w / in_hw[1], box_h / in_hw[0], 1.0]).astype(np.float32)
+    return torch.from_numpy(np.tile(matrix, (batch_size, 1, 1)))
 
 
 def _random_crop(
-    u: Tensor, spec: AugmentSpec, in_hw: tuple[int, int], out_hw: tuple[int, int]
-) -> Tensor:
-    """C float64 [B, 3, 3]: the random-resized crop (or the centre crop when min_scale == 1)."""
+    u: np.ndarray, spec: AugmentSpec, in_hw: tuple[int, int], out_hw: tuple[int, int]
+) -> np.ndarray:
+    """C [B, 3, 3]: the random-resized crop (or the centre crop when min_scale == 1)."""
     batch = u.shape[0]
     (in_h, in_w), (out_h, out_w) = in_hw, out_hw
     box_h, box_w = _center_box(in_hw, out_hw)
-    center_x = torch.full((batch,), in_w / 2, dtype=_F64)
-    center_y = torch.full((batch,), in_h / 2, dtype=_F64)
-    width = torch.full((batch,), box_w, dtype=_F64)
-    height = torch.full((batch,), box_h, dtype=_F64)
+    center_x = np.full(batch, in_w / 2)
+    center_y = np.full(batch, in_h / 2)
+    width = np.full(batch, box_w)
+    height = np.full(batch, box_h)
     if spec.min_scale < 1:
         draws = u[:, _RRC:].reshape(batch, RRC_ATTEMPTS, 4)
         area = (spec.min_scale + draws[..., 0] * (1 - spec.min_scale)) * (box_h * box_w)
         log_lo, log_hi = math.log(spec.ratio[0]), math.log(spec.ratio[1])
-        aspect = (out_w / out_h) * torch.exp(log_lo + draws[..., 1] * (log_hi - log_lo))
-        w = torch.sqrt(area * aspect)
-        h = torch.sqrt(area / aspect)
+        aspect = (out_w / out_h) * np.exp(log_lo + draws[..., 1] * (log_hi - log_lo))
+        w = np.sqrt(area * aspect)
+        h = np.sqrt(area / aspect)
         fits = (w <= in_w * (1 + 1e-12)) & (h <= in_h * (1 + 1e-12))
-        w, h = w.clamp(max=in_w), h.clamp(max=in_h)
-        first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # first attempt that fits
-        found = fits.any(dim=1)
+        first = fits.argmax(axis=1)[:, None]  # the first attempt that fits
+        found = fits.any(axis=1)
 
-        def pick(t: Tensor) -> Tensor:
-            return t.gather(1, first).squeeze(1)
+        def pick(a: np.ndarray) -> np.ndarray:
+            return np.take_along_axis(a, first, axis=1)[:, 0]
 
-        w, h = pick(w), pick(h)
+        w, h = np.minimum(pick(w), in_w), np.minimum(pick(h), in_h)
         left = pick(draws[..., 2]) * (in_w - w)
         top = pick(draws[..., 3]) * (in_h - h)
-        center_x = torch.where(found, left + w / 2, center_x)
-        center_y = torch.where(found, top + h / 2, center_y)
-        width = torch.where(found, w, width)
-        height = torch.where(found, h, height)
+        center_x = np.where(found, left + w / 2, center_x)
+        center_y = np.where(found, top + h / 2, center_y)
+        width = np.where(found, w, width)
+        height = np.where(found, h, height)
     return _crop_matrices(center_x, center_y, width, height, in_hw)
 
 
-def _to_pixel_space(linear: Tensor, out_hw: tuple[int, int]) -> Tensor:
+def _to_pixel_space(linear: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """A 2x2 map of pixel offsets [B, 2, 2] -> the same map in normalized coordinates.
 
     Normalized x = pixel offset / (w/2), y = pixel offset / (h/2): conjugate by
@@ -446,124 +457,100 @@ def _to_pixel_space(linear: Tensor, out_hw: tuple[int, int]) -> Tensor:
     `_prepare_mat`).
     """
     out_h, out_w = out_hw
-    result = linear.clone()
+    result = linear.copy()
     result[:, 0, 1] *= out_h / out_w
     result[:, 1, 0] *= out_w / out_h
     return result
 
 
-def _affine(linear: Tensor, translation: Tensor | None = None) -> Tensor:
-    """[B, 2, 2] (+ [B, 2]) -> [B, 3, 3] homogeneous affine matrices."""
-    mats = torch.zeros(linear.shape[0], 3, 3, dtype=_F64)
-    mats[:, :2, :2] = linear
-    if translation is not None:
-        mats[:, :2, 2] = translation
-    mats[:, 2, 2] = 1
-    return mats
+# The 8 dihedral symmetries as (x sign, y sign, swap axes), in fastai's order.
+_DIHEDRAL_XS = np.array([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0])
+_DIHEDRAL_YS = np.array([1.0, 1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0])
+_DIHEDRAL_SWAP = np.array([0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0])
 
 
-# The 8 dihedral symmetries as (x scale, y scale, swap axes), in fastai's order.
-_DIHEDRAL_XS = (1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0)
-_DIHEDRAL_YS = (1.0, 1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0)
-_DIHEDRAL_SWAP = (0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0)
-
-
-def _flip(u: Tensor, spec: AugmentSpec, out_hw: tuple[int, int]) -> Tensor:
-    """F float64 [B, 3, 3]: horizontal flip (p=0.5), or dihedral (p=0.5) when flip_vert."""
-    batch = u.shape[0]
-    apply = u[:, _FLIP] < 0.5
-    if not spec.do_flip:
-        apply = torch.zeros_like(apply)
+def _flip(u: np.ndarray, spec: AugmentSpec, out_hw: tuple[int, int]) -> np.ndarray:
+    """F [B, 3, 3]: horizontal flip (p=0.5), or a dihedral symmetry (p=0.5) when flip_vert."""
+    apply = (u[:, _FLIP] < 0.5) & spec.do_flip
     if spec.flip_vert:
-        k = (u[:, _DIHEDRAL] * 8).long().clamp(max=7) * apply
-        xs = torch.tensor(_DIHEDRAL_XS, dtype=_F64)[k]
-        ys = torch.tensor(_DIHEDRAL_YS, dtype=_F64)[k]
-        swap = torch.tensor(_DIHEDRAL_SWAP, dtype=_F64)[k]
-        linear = torch.stack(
-            [
-                torch.stack([xs * (1 - swap), xs * swap], 1),
-                torch.stack([ys * swap, ys * (1 - swap)], 1),
-            ],
+        k = np.minimum((u[:, _DIHEDRAL] * 8).astype(np.int64), 7) * apply
+        xs, ys, swap = _DIHEDRAL_XS[k], _DIHEDRAL_YS[k], _DIHEDRAL_SWAP[k]
+        linear = np.stack(
+            [np.stack([xs * (1 - swap), xs * swap], 1), np.stack([ys * swap, ys * (1 - swap)], 1)],
             1,
         )
         return _affine(_to_pixel_space(linear, out_hw))
-    linear = torch.eye(2, dtype=_F64).repeat(batch, 1, 1)
-    linear[:, 0, 0] = torch.where(apply, -1.0, 1.0)
+    linear = np.zeros((u.shape[0], 2, 2))
+    linear[:, 0, 0] = np.where(apply, -1.0, 1.0)
+    linear[:, 1, 1] = 1
     return _affine(linear)
 
 
-def _rotation(u: Tensor, spec: AugmentSpec, out_hw: tuple[int, int]) -> Tensor:
-    """R float64 [B, 3, 3]: rotation in pixel space by +-max_rotate degrees (p=p_affine)."""
+def _rotation(u: np.ndarray, spec: AugmentSpec, out_hw: tuple[int, int]) -> np.ndarray:
+    """R [B, 3, 3]: rotation in pixel space by +-max_rotate degrees (p=p_affine)."""
     apply = u[:, _ROT_P] < spec.p_affine
-    degrees = torch.where(apply, (2 * u[:, _ROT] - 1) * spec.max_rotate, 0.0)
-    theta = torch.deg2rad(degrees)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    linear = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)
+    theta = np.radians(np.where(apply, (2 * u[:, _ROT] - 1) * spec.max_rotate, 0.0))
+    cos, sin = np.cos(theta), np.sin(theta)
+    linear = np.stack([np.stack([cos, sin], 1), np.stack([-sin, cos], 1)], 1)
     return _affine(_to_pixel_space(linear, out_hw))
 
 
-def _zoom(u: Tensor, spec: AugmentSpec) -> Tensor:
-    """Z float64 [B, 3, 3]: fastai's zoom by z in [min_zoom, max_zoom] (p=p_affine)."""
+def _zoom(u: np.ndarray, spec: AugmentSpec) -> np.ndarray:
+    """Z [B, 3, 3]: fastai's zoom by z in [min_zoom, max_zoom] (p=p_affine)."""
     apply = u[:, _ZOOM_P] < spec.p_affine
     zoom = spec.min_zoom + u[:, _ZOOM] * (spec.max_zoom - spec.min_zoom)
-    scale = torch.where(apply, 1 / zoom, 1.0)
-    linear = scale[:, None, None] * torch.eye(2, dtype=_F64)
+    scale = np.where(apply, 1 / zoom, 1.0)
+    linear = scale[:, None, None] * np.eye(2)
     translation = (1 - scale)[:, None] * (2 * u[:, [_ZOOM_X, _ZOOM_Y]] - 1)
     return _affine(linear, translation)
 
 
-def _warp_magnitudes(u: Tensor, spec: AugmentSpec) -> tuple[Tensor, Tensor]:
-    """fastai's x_t, y_t, each uniform in [-max_warp, max_warp] with probability p_affine."""
-    x_t = torch.where(u[:, _WARP_PX] < spec.p_affine, (2 * u[:, _WARP_X] - 1) * spec.max_warp, 0.0)
-    y_t = torch.where(u[:, _WARP_PY] < spec.p_affine, (2 * u[:, _WARP_Y] - 1) * spec.max_warp, 0.0)
-    return x_t, y_t
+def _warp(u: np.ndarray, spec: AugmentSpec) -> np.ndarray:
+    """W [B, 3, 3]: fastai v2's `Warp`, the homography taking its moved corners to the square's.
 
-
-def _warp(x_t: Tensor, y_t: Tensor) -> Tensor:
-    """W float64 [B, 3, 3]: the homography taking fastai's warped corners to the square's.
-
-    As fastai v2's `_WarpCoord` (find_coeffs(orig_pts, targ_pts)): W maps
-    (-1-y_t, -1-x_t) -> (-1, -1), (-1+y_t, 1+x_t) -> (-1, 1), (1+y_t, -1+x_t) -> (1, -1),
-    (1-y_t, 1-x_t) -> (1, 1); solved as one batched 8x8 linear system. Exactly the identity
-    where x_t = y_t = 0.
+    x_t, y_t are each uniform in [-max_warp, max_warp] with probability p_affine (else 0). As
+    fastai's `_WarpCoord` (find_coeffs(orig_pts, targ_pts)), W maps (-1-y_t, -1-x_t) -> (-1, -1),
+    (-1+y_t, 1+x_t) -> (-1, 1), (1+y_t, -1+x_t) -> (1, -1), (1-y_t, 1-x_t) -> (1, 1). Closed
+    form instead of fastai's 8x8 solve: Heckbert's square-to-quad map Q, then W = adj(Q)
+    scaled to W[2, 2] = 1. Exactly the identity where x_t = y_t = 0.
     """
-    batch = x_t.shape[0]
-    src = torch.stack(
+    x_t = np.where(u[:, _WARP_PX] < spec.p_affine, (2 * u[:, _WARP_X] - 1) * spec.max_warp, 0.0)
+    y_t = np.where(u[:, _WARP_PY] < spec.p_affine, (2 * u[:, _WARP_Y] - 1) * spec.max_warp, 0.0)
+    # images of the unit square's corners (0,0), (1,0), (1,1), (0,1), i.e. of the [-1, 1]
+    # square's (-1,-1), (1,-1), (1,1), (-1,1)
+    x0, y0 = -1 - y_t, -1 - x_t
+    x1, y1 = 1 + y_t, -1 + x_t
+    x2, y2 = 1 - y_t, 1 - x_t
+    x3, y3 = -1 + y_t, 1 + x_t
+    sx, sy = x0 - x1 + x2 - x3, y0 - y1 + y2 - y3
+    dx1, dx2, dy1, dy2 = x1 - x2, x3 - x2, y1 - y2, y3 - y2
+    den = dx1 * dy2 - dx2 * dy1
+    g = (sx * dy2 - dx2 * sy) / den
+    h = (dx1 * sy - sx * dy1) / den
+    unit_to_quad = np.stack(
         [
-            torch.stack([-1 - y_t, -1 - x_t], 1),
-            torch.stack([-1 + y_t, 1 + x_t], 1),
-            torch.stack([1 + y_t, -1 + x_t], 1),
-            torch.stack([1 - y_t, 1 - x_t], 1),
+            np.stack([x1 - x0 + g * x1, x3 - x0 + h * x3, x0], -1),
+            np.stack([y1 - y0 + g * y1, y3 - y0 + h * y3, y0], -1),
+            np.stack([g, h, np.ones_like(g)], -1),
         ],
         1,
-    )  # (B, 4, 2)
-    dst = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=_F64)
-    dst = dst.expand(batch, 4, 2)
-    x, y = src[..., 0], src[..., 1]  # (B, 4)
-    dx, dy = dst[..., 0], dst[..., 1]
-    one, zero = torch.ones_like(x), torch.zeros_like(x)
-    # dx = (a x + b y + c) / (g x + h y + 1), dy = (d x + e y + f) / (g x + h y + 1)
-    rows_x = torch.stack([x, y, one, zero, zero, zero, -dx * x, -dx * y], -1)
-    rows_y = torch.stack([zero, zero, zero, x, y, one, -dy * x, -dy * y], -1)
-    system = torch.stack([rows_x, rows_y], 2).reshape(batch, 8, 8)
-    rhs = torch.stack([dx, dy], 2).reshape(batch, 8, 1)
-    coeffs = torch.linalg.solve(system, rhs).squeeze(-1)
-    mats = torch.cat([coeffs, torch.ones(batch, 1, dtype=_F64)], 1).reshape(batch, 3, 3)
-    identity = ((x_t == 0) & (y_t == 0))[:, None, None]
-    return torch.where(identity, torch.eye(3, dtype=_F64), mats)
+    )
+    to_unit = np.array([[0.5, 0.0, 0.5], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])
+    quad = unit_to_quad @ to_unit  # [-1, 1] square -> moved corners
+    c0, c1, c2 = quad[:, :, 0], quad[:, :, 1], quad[:, :, 2]
+    adjugate = np.stack([np.cross(c1, c2), np.cross(c2, c0), np.cross(c0, c1)], 1)
+    return adjugate / adjugate[:, 2:, 2:]
 
 
-def _lighting(u: Tensor, spec: AugmentSpec) -> Tensor:
-    """float32 [B, 2] (brightness, contrast) as fastai v1 draws them (see AugmentSpec)."""
+def _lighting(u: np.ndarray, spec: AugmentSpec) -> np.ndarray:
+    """[B, 2] (brightness, contrast) as fastai v1 draws them (see AugmentSpec)."""
     ml = spec.max_lighting
-    brightness = torch.where(
-        u[:, _BRIGHT_P] < spec.p_lighting, 0.5 + ml * (u[:, _BRIGHT] - 0.5), 0.5
-    )
+    brightness = np.where(u[:, _BRIGHT_P] < spec.p_lighting, 0.5 + ml * (u[:, _BRIGHT] - 0.5), 0.5)
     log_lo = math.log(1 - ml)  # contrast in [1 - ml, 1 / (1 - ml)], log-uniform
-    contrast = torch.where(
-        u[:, _CONTRAST_P] < spec.p_lighting, torch.exp(log_lo - 2 * log_lo * u[:, _CONTRAST]), 1.0
+    contrast = np.where(
+        u[:, _CONTRAST_P] < spec.p_lighting, np.exp(log_lo - 2 * log_lo * u[:, _CONTRAST]), 1.0
     )
-    return torch.stack([brightness, contrast], 1).to(torch.float32)
+    return np.stack([brightness, contrast], 1)
 
 
 def random_params(
@@ -590,17 +577,16 @@ def random_params(
     out_hw = _check_hw("out_hw", out_hw)
     generator = _check_generator(generator)
 
-    u = torch.rand(batch_size, _N_DRAWS, generator=generator, dtype=_F64)  # (B, N)
+    u = torch.rand(batch_size, _N_DRAWS, generator=generator, dtype=torch.float64).numpy()
     augment = _flip(u, spec, out_hw) @ _rotation(u, spec, out_hw) @ _zoom(u, spec)
     if spec.max_warp > 0:
-        warped = _warp(*_warp_magnitudes(u, spec)) @ augment
-        corners = torch.tensor(
-            [[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]]
-        )
-        w = warped[:, 2, :] @ corners.to(_F64).T  # (B, 4): w is affine, so corners bound it
-        augment = torch.where((w.amin(1) >= _MIN_W)[:, None, None], warped, augment)
-    matrices = (_random_crop(u, spec, in_hw, out_hw) @ augment).to(torch.float32)
-    lighting = _lighting(u, spec) if spec.has_lighting else None
+        warped = _warp(u, spec) @ augment
+        w = warped[:, 2, :] @ _CORNERS.T  # (B, 4): w is affine in p, so the corners bound it
+        augment = np.where((w.min(1, initial=np.inf) >= _MIN_W)[:, None, None], warped, augment)
+    matrices = torch.from_numpy((_random_crop(u, spec, in_hw, out_hw) @ augment).astype(np.float32))
+    lighting = (
+        torch.from_numpy(_lighting(u, spec).astype(np.float32)) if spec.has_lighting else None
+    )
     return matrices, lighting
 
 
