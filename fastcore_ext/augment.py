@@ -354,7 +354,8 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 # ---- matrices -----------------------------------------------------------------------------
 # Computed in numpy float64: a batch is a few hundred numbers, for which numpy's per-call cost
-# is a fraction of torch's (one random_params call stays well under a millisecond).
+# is a fraction of torch's (random_params for 256 samples: 1-3 ms on 2 busy cores, against
+# 15-150 ms with the same math as torch ops, whose small-tensor overhead dominates).
 
 _CORNERS = np.array([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
 
