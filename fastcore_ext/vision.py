@@ -32,6 +32,7 @@ import torchvision.models as models
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from fastcore_ext.augment import aug_transforms, get_transforms
 from fastcore_ext.learner import Learner, set_seed
 from fastcore_ext.metrics import accuracy, error_rate, top_k_accuracy
 from fastcore_ext.optim import SGD, Adam
@@ -41,10 +42,12 @@ __all__ = [
     "Learner",
     "SGD",
     "accuracy",
+    "aug_transforms",
     "cnn_learner",
     "create_cnn",
     "doc",
     "error_rate",
+    "get_transforms",
     "models",
     "top_k_accuracy",
     "vision_learner",

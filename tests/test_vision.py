@@ -192,7 +192,7 @@ def test_star_import_is_the_public_api():
     assert names == set(vision.__all__)
     expected_now = {
         "Learner", "create_cnn", "cnn_learner", "vision_learner", "models", "doc", "error_rate",
-        "accuracy", "top_k_accuracy", "Adam", "SGD",
+        "accuracy", "top_k_accuracy", "Adam", "SGD", "get_transforms", "aug_transforms",
     }  # fmt: skip
     assert expected_now <= names
     assert namespace["models"] is torchvision.models
