@@ -391,8 +391,8 @@ class Learner:
     # ---- the loop -----------------------------------------------------------------------
     def _fit(self, n_epoch: int, start_epoch: int, cbs: Sequence[Callback] | None) -> None:
         extra = list(cbs or [])
-        self.add_cbs(extra)
         try:
+            self.add_cbs(extra)
             self.n_epoch = n_epoch
             self._start_epoch = start_epoch
             self.train_iter = 0
@@ -400,7 +400,8 @@ class Learner:
             self._with_events(self._do_fit, "fit", CancelFitException)
         finally:
             for cb in extra:
-                self.remove_cb(cb)
+                if cb in self.cbs:
+                    self.remove_cb(cb)
             self.training = False
             self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
 

@@ -332,6 +332,10 @@ def test_add_remove_callback_errors():
     learn.remove_cb(cb)
     with pytest.raises(ValueError, match="not attached"):
         learn.remove_cb(cb)
+    good = EventLog()
+    with pytest.raises(TypeError, match="Callback"):
+        learn.fit(1, cbs=[good, "not a callback"])
+    assert good not in learn.cbs and good.learn is None and good.log == []
 
 
 # ---- recorder, driven by hand (no optimizer needed) ---------------------------------------
