@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import pickle
 import re
 import sys
 import tempfile
@@ -201,7 +202,14 @@ def _build_model(arch: Callable[..., nn.Module], pretrained: bool | WeightsEnum)
     else:
         raise TypeError(f"pretrained should be a bool or a torchvision Weights, got {pretrained!r}")
     _fetch_weights(weights, name)
-    return arch(weights=weights)
+    try:
+        return arch(weights=weights)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:  # a bad cached file
+        path = _weights_cache_file(weights)
+        raise RuntimeError(
+            f"Could not load the pretrained weights for {name} from {path} ({e}). Delete that "
+            f"file to download it again, or pass pretrained=False."
+        ) from e
 
 
 def _default_cut(model: nn.Module) -> int:

@@ -167,6 +167,16 @@ def test_pretrained_from_torchvision_cache_freezes_body(torch_home):
     assert all(p.requires_grad for p in learn.model[1].parameters())
 
 
+def test_corrupt_cached_weights_name_the_file(torch_home):
+    weights = models.ResNet18_Weights.DEFAULT
+    folder = torch_home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / os.path.basename(weights.url)).write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="Delete that file") as info:
+        create_cnn(image_bunch(), models.resnet18)
+    assert str(folder / os.path.basename(weights.url)) in str(info.value)
+
+
 def test_pretrained_offline_error_is_fast_and_clear(torch_home, monkeypatch):
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: refused at once
