@@ -1,0 +1,208 @@
+"""The training loop's events, the Callback base class and the control-flow exceptions.
+
+The Learner's loop is a handful of small steps; each fires a named event, and every
+callback attached to the learner gets a method call for each event, in `order`:
+
+    before_fit
+      before_epoch
+        before_train
+          before_batch  after_pred  after_loss
+            before_backward  after_backward
+            before_step      after_step
+          after_batch
+        after_train
+        before_validate
+          before_batch  after_pred  after_loss  after_batch     (no backward, no step)
+        after_validate
+      after_epoch
+    after_fit
+
+A callback stops part of the loop by raising one of the Cancel*Exception classes: the
+loop catches it at the matching level, fires `after_cancel_<level>`, then still fires
+`after_<level>` (as fastai v2 does). For example CancelBatchException skips the rest of one
+batch, CancelFitException ends the whole fit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastcore_ext.learner import Learner
+
+__all__ = [
+    "EVENTS",
+    "CANCEL_EVENTS",
+    "Callback",
+    "CancelBatchException",
+    "CancelBackwardException",
+    "CancelStepException",
+    "CancelTrainException",
+    "CancelValidException",
+    "CancelValidateException",
+    "CancelEpochException",
+    "CancelFitException",
+]
+
+EVENTS: tuple[str, ...] = (
+    "before_fit",
+    "before_epoch",
+    "before_train",
+    "before_batch",
+    "after_pred",
+    "after_loss",
+    "before_backward",
+    "after_backward",
+    "before_step",
+    "after_step",
+    "after_batch",
+    "after_train",
+    "before_validate",
+    "after_validate",
+    "after_epoch",
+    "after_fit",
+)
+"""The events of a fit, in the order a batch of training meets them."""
+
+CANCEL_EVENTS: tuple[str, ...] = (
+    "after_cancel_batch",
+    "after_cancel_backward",
+    "after_cancel_step",
+    "after_cancel_train",
+    "after_cancel_validate",
+    "after_cancel_epoch",
+    "after_cancel_fit",
+)
+"""Fired when the matching Cancel*Exception was caught, just before `after_<level>`."""
+
+
+class CancelBatchException(Exception):
+    """Skip the rest of the current batch (then `after_cancel_batch`, `after_batch`)."""
+
+
+class CancelBackwardException(Exception):
+    """Skip the rest of the backward pass events (the step still runs)."""
+
+
+class CancelStepException(Exception):
+    """Skip the optimizer step of the current batch."""
+
+
+class CancelTrainException(Exception):
+    """Skip the rest of the training phase of this epoch (validation still runs)."""
+
+
+class CancelValidException(Exception):
+    """Skip the rest of the validation phase of this epoch."""
+
+
+CancelValidateException = CancelValidException
+"""The same class under the event's name (`before_validate` / `after_validate`)."""
+
+
+class CancelEpochException(Exception):
+    """Skip the rest of the current epoch (training and validation)."""
+
+
+class CancelFitException(Exception):
+    """End the fit now (then `after_cancel_fit`, `after_fit`)."""
+
+
+class Callback:
+    """Base class of everything that hooks into the Learner's loop.
+
+    Subclasses override the event methods they need (`before_fit`, `after_loss`, ...; the
+    full list is `EVENTS` + `CANCEL_EVENTS`) and read or change the learner's state through
+    `self.learn` (`self.learn.model`, `self.learn.loss`, `self.learn.opt`, ...), which the
+    learner sets when the callback is added. Callbacks run in increasing `order` (ties keep
+    the order they were added in). `run_train` / `run_valid` False skip the callback during
+    the training / validation phase of an epoch.
+    """
+
+    order: int = 0
+    run_train: bool = True
+    run_valid: bool = True
+
+    def __init__(self) -> None:
+        self.learn: Learner | None = None
+
+    @property
+    def name(self) -> str:
+        """Snake-case name of the class without the 'Callback' suffix, e.g. 'recorder'."""
+        cls = type(self).__name__
+        if cls.endswith("Callback") and cls != "Callback":
+            cls = cls[: -len("Callback")]
+        return "".join("_" + c.lower() if c.isupper() else c for c in cls).lstrip("_")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(order={self.order})"
+
+    # The events. The base class does nothing for any of them.
+    def before_fit(self) -> None:
+        """Once, before the first epoch of a fit."""
+
+    def before_epoch(self) -> None:
+        """At the start of each epoch."""
+
+    def before_train(self) -> None:
+        """Before the training phase of an epoch (the model is in train mode)."""
+
+    def before_batch(self) -> None:
+        """Before each batch; `learn.xb`, `learn.yb` hold it."""
+
+    def after_pred(self) -> None:
+        """After the forward pass; `learn.pred` holds the output."""
+
+    def after_loss(self) -> None:
+        """After the loss; `learn.loss` (detached) and `learn.loss_grad` hold it."""
+
+    def before_backward(self) -> None:
+        """Before `loss_grad.backward()` (training only)."""
+
+    def after_backward(self) -> None:
+        """After the backward pass; the gradients are in the parameters' `.grad`."""
+
+    def before_step(self) -> None:
+        """Before the optimizer step (training only)."""
+
+    def after_step(self) -> None:
+        """After the optimizer step, before the gradients are cleared."""
+
+    def after_batch(self) -> None:
+        """After each batch, training or validation."""
+
+    def after_train(self) -> None:
+        """After the training phase of an epoch."""
+
+    def before_validate(self) -> None:
+        """Before the validation phase (eval mode, no grad)."""
+
+    def after_validate(self) -> None:
+        """After the validation phase."""
+
+    def after_epoch(self) -> None:
+        """At the end of each epoch."""
+
+    def after_fit(self) -> None:
+        """Once, at the end of a fit (also after a CancelFitException)."""
+
+    def after_cancel_batch(self) -> None:
+        """A CancelBatchException was caught."""
+
+    def after_cancel_backward(self) -> None:
+        """A CancelBackwardException was caught."""
+
+    def after_cancel_step(self) -> None:
+        """A CancelStepException was caught."""
+
+    def after_cancel_train(self) -> None:
+        """A CancelTrainException was caught."""
+
+    def after_cancel_validate(self) -> None:
+        """A CancelValidException was caught."""
+
+    def after_cancel_epoch(self) -> None:
+        """A CancelEpochException was caught."""
+
+    def after_cancel_fit(self) -> None:
+        """A CancelFitException was caught."""

@@ -1,0 +1,759 @@
+"""Learner: a model, its data, its optimizer and the training loop that ties them together.
+
+The loop has fastai v2's shape: `fit` runs epochs, an epoch runs a training and a
+validation phase, a phase runs batches, and every step fires an event that callbacks
+(`fastcore_ext.callback`) hook into. The optimizer is fastcore_ext's fused Adam by default;
+`fit_one_cycle` hands the whole one-cycle schedule to it (the kernel evaluates lr and
+momentum from a device-side step counter), while the Recorder gets the same values from
+the host closed form in `fastcore_ext.schedule`.
+
+Parameters are split into layer groups (`splitter`); the optimizer has one param group
+per layer group from the start, holding every parameter, so freezing (requires_grad off,
+grads None, which the optimizer skips) never changes its structure or loses its state.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fastcore_ext.callback.core import (
+    Callback,
+    CancelBackwardException,
+    CancelBatchException,
+    CancelEpochException,
+    CancelFitException,
+    CancelStepException,
+    CancelTrainException,
+    CancelValidException,
+)
+from fastcore_ext.callback.lr_finder import LRFinder
+from fastcore_ext.callback.progress import ProgressCallback
+from fastcore_ext.callback.recorder import Recorder
+from fastcore_ext.optim import Adam
+from fastcore_ext.schedule import Suggestions, one_cycle, suggest_lrs
+
+__all__ = ["Learner", "set_seed", "default_splitter", "NORM_TYPES"]
+
+DEFAULT_LR = 1e-3  # fit's learning rate when none is given (fastai v2)
+DEFAULT_MAX_LR = 3e-3  # fit_one_cycle's (fastai)
+
+NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.LayerNorm,
+)
+"""Layers whose parameters stay trainable in a frozen layer group (fastai's train_bn)."""
+
+# Events fired per batch; callbacks with run_train/run_valid False skip them in that phase.
+_INNER_EVENTS = frozenset(
+    {
+        "before_batch",
+        "after_pred",
+        "after_loss",
+        "before_backward",
+        "after_backward",
+        "before_step",
+        "after_step",
+        "after_batch",
+        "after_cancel_batch",
+        "after_cancel_backward",
+        "after_cancel_step",
+    }
+)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's `random`, numpy's global generator and torch (CPU and every GPU)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed should be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
+    """One layer group holding every parameter of the model."""
+    return [list(model.parameters())]
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} should be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} should be >= {minimum}, got {value}")
+    return value
+
+
+def _check_lr_value(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} should be a float, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} should be a finite number > 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class OneCycle:
+    """The host copy of the schedule a fit_one_cycle hands to the optimizer: lr and
+    momentum of each layer group at step k are `schedule.one_cycle(k / total_steps, ...)`."""
+
+    total_steps: int
+    lr_max: tuple[float, ...]
+    div: float
+    div_final: float
+    pct_start: float
+    moms: tuple[float, float, float]
+
+    def at(self, step: int) -> tuple[list[float], list[float]]:
+        """(lrs, moms), one value per layer group, for the step with index `step`."""
+        pos = step / self.total_steps
+        pairs = [
+            one_cycle(pos, lr, self.div, self.div_final, self.pct_start, self.moms)
+            for lr in self.lr_max
+        ]
+        return [float(lr) for lr, _ in pairs], [float(m) for _, m in pairs]
+
+
+@dataclass
+class _Snapshot:
+    """Everything a learning-rate sweep changes, copied in memory (no temporary file)."""
+
+    model_state: dict[str, torch.Tensor]
+    requires_grad: list[bool]
+    grads: list[torch.Tensor | None]
+    modes: list[bool]
+    opt_state: dict[str, Any]
+    torch_rng: torch.Tensor
+    cuda_rng: list[torch.Tensor] | None
+    python_rng: Any
+    numpy_rng: Any
+
+    @classmethod
+    def take(cls, learn: Learner) -> _Snapshot:
+        params = list(learn.model.parameters())
+        return cls(
+            model_state={k: v.detach().clone() for k, v in learn.model.state_dict().items()},
+            requires_grad=[p.requires_grad for p in params],
+            grads=[None if p.grad is None else p.grad.detach().clone() for p in params],
+            modes=[m.training for m in learn.model.modules()],
+            opt_state=copy.deepcopy(learn.opt.state_dict()),
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+            python_rng=random.getstate(),
+            numpy_rng=np.random.get_state(),
+        )
+
+    def restore(self, learn: Learner) -> None:
+        learn.model.load_state_dict(self.model_state)
+        for p, flag, grad in zip(
+            learn.model.parameters(), self.requires_grad, self.grads, strict=True
+        ):
+            p.requires_grad_(flag)
+            p.grad = grad
+        for m, mode in zip(learn.model.modules(), self.modes, strict=True):
+            m.training = mode
+        learn.opt.load_state_dict(self.opt_state)
+        torch.set_rng_state(self.torch_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        random.setstate(self.python_rng)
+        np.random.set_state(self.numpy_rng)
+
+
+class _BarToggle:
+    """Returned by `Learner.no_bar()`: the bar is already off; leaving a `with` block (if
+    the call was used as one) puts the previous setting back."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        self._progress = progress
+        self._previous = progress.show_bar
+        progress.show_bar = False
+
+    def __enter__(self) -> _BarToggle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.show_bar = self._previous
+
+
+class Learner:
+    """Trains `model` on `data` (a bunch: train_dl/valid_dl yielding (x, y) on data.device).
+
+    Args:
+      data: the bunch (fastcore_ext.data's ImageDataBunch / ImageDataLoaders, or any object
+        with `train_dl`, `valid_dl`, `device`, `c` and `path`).
+      model: an nn.Module mapping x (e.g. Tensor[B, 3, S, S]) to logits Tensor[B, c]; moved
+        to data.device.
+      loss_func: loss(preds, targets) -> 0-dim Tensor; default nn.CrossEntropyLoss().
+      opt_func: optimizer class (or factory) called as opt_func(param_groups, lr=...);
+        default fastcore_ext.optim.Adam (whose default weight decay is 0.01).
+      metrics: a metric or list of metrics f(preds, targs), each computed over the whole
+        validation set at the end of each epoch (fastcore_ext.metrics).
+      wd: weight decay, a float or one per layer group; None keeps the optimizer's default.
+      path, model_dir: where files of this learner go (path/model_dir); path defaults to
+        data.path.
+      splitter: splitter(model) -> list of layer groups, each an nn.Module or an iterable of
+        parameters/modules; default: one group. Every parameter must be in exactly one group.
+      seed: if given, `set_seed(seed)` now.
+      cbs: extra callbacks, in addition to the Recorder and the ProgressCallback.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        model: nn.Module,
+        loss_func: Callable[..., torch.Tensor] | None = None,
+        opt_func: Callable[..., torch.optim.Optimizer] = Adam,
+        metrics: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
+        wd: float | Sequence[float] | None = None,
+        path: str | Path | None = None,
+        model_dir: str | Path = "models",
+        splitter: Callable[[nn.Module], Iterable[Any]] | None = None,
+        seed: int | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model should be a torch.nn.Module, got {type(model).__name__}")
+        if loss_func is not None and not callable(loss_func):
+            raise TypeError(f"loss_func should be callable or None, got {type(loss_func).__name__}")
+        if not callable(opt_func):
+            raise TypeError(f"opt_func should be an optimizer class or factory, got {opt_func!r}")
+        if splitter is not None and not callable(splitter):
+            raise TypeError(f"splitter should be callable or None, got {type(splitter).__name__}")
+        if not isinstance(model_dir, (str, Path)):
+            raise TypeError(f"model_dir should be a str or Path, got {type(model_dir).__name__}")
+        if path is not None and not isinstance(path, (str, Path)):
+            raise TypeError(f"path should be a str, Path or None, got {type(path).__name__}")
+        for attr in ("train_dl", "valid_dl", "device"):
+            if not hasattr(data, attr):
+                raise TypeError(
+                    f"data should be a bunch with train_dl, valid_dl and device "
+                    f"(e.g. ImageDataBunch), got {type(data).__name__} without {attr!r}"
+                )
+        if seed is not None:
+            set_seed(seed)
+        self.seed = seed
+        self.data = data
+        self.model = model.to(torch.device(data.device))
+        self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
+        self.opt_func = opt_func
+        self.metrics = self._check_metrics(metrics)
+        self.path = Path(path) if path is not None else Path(getattr(data, "path", "."))
+        self.model_dir = Path(model_dir)
+        self.splitter = splitter if splitter is not None else default_splitter
+        self.channels_last = False
+        self.layer_groups = self._split()
+        self._norm_params = {
+            id(p)
+            for m in self.model.modules()
+            if isinstance(m, NORM_TYPES)
+            for p in m.parameters(recurse=False)
+        }
+        self.wd = self._wd_range(wd) if wd is not None else None
+        self.opt = self._create_opt()
+
+        self.cbs: list[Callback] = []
+        self.recorder = Recorder()
+        self.progress = ProgressCallback()
+        self.add_cbs([self.recorder, self.progress])
+        if cbs is not None:
+            self.add_cbs([cbs] if isinstance(cbs, Callback) else cbs)
+
+        # State of the loop, readable by callbacks.
+        self.epoch = 0
+        self.n_epoch = 0
+        self._start_epoch = 0
+        self.iter = 0
+        self.n_iter = 0
+        self.train_iter = 0  # training batches started in the current fit
+        self.training = False
+        self.dl: Any = None
+        self.xb: torch.Tensor | None = None
+        self.yb: torch.Tensor | None = None
+        self.pred: torch.Tensor | None = None
+        self.loss_grad: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+        self._one_cycle: OneCycle | None = None
+        self._sched_step = 0  # host mirror of the optimizer's schedule step counter
+
+    # ---- construction helpers -----------------------------------------------------------
+    @staticmethod
+    def _check_metrics(metrics: Any) -> list[Callable[..., Any]]:
+        if metrics is None:
+            return []
+        mets = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+        for m in mets:
+            if not callable(m):
+                raise TypeError(f"metrics should be callables f(preds, targs), got {m!r}")
+        return mets
+
+    def _split(self) -> list[list[nn.Parameter]]:
+        groups = list(self.splitter(self.model))
+        if not groups:
+            raise ValueError("splitter returned no layer group; expected at least one")
+        out: list[list[nn.Parameter]] = []
+        seen: set[int] = set()
+        for i, group in enumerate(groups):
+            params = list(_params_of(group, i))
+            if not params:
+                raise ValueError(f"splitter's layer group {i} holds no parameter")
+            for p in params:
+                if id(p) in seen:
+                    raise ValueError(
+                        f"splitter put a parameter in two layer groups (again in group {i})"
+                    )
+                seen.add(id(p))
+            out.append(params)
+        missing = [n for n, p in self.model.named_parameters() if id(p) not in seen]
+        if missing:
+            raise ValueError(
+                f"splitter left {len(missing)} model parameters out of every layer group "
+                f"(first: {missing[0]!r}); every parameter should be in exactly one group"
+            )
+        foreign = len(seen) - sum(1 for _ in self.model.parameters())
+        if foreign:
+            raise ValueError(f"splitter returned {foreign} parameters that are not in the model")
+        return out
+
+    def _create_opt(self) -> torch.optim.Optimizer:
+        groups: list[dict[str, Any]] = [{"params": g} for g in self.layer_groups]
+        if self.wd is not None:
+            for g, wd in zip(groups, self.wd, strict=True):
+                g["wd"] = wd
+        opt = self.opt_func(groups, lr=DEFAULT_LR)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(
+                f"opt_func should build a torch.optim.Optimizer (e.g. fastcore_ext.optim.Adam), "
+                f"got {type(opt).__name__}"
+            )
+        if len(opt.param_groups) != len(self.layer_groups):
+            raise ValueError(
+                f"opt_func should keep one param group per layer group "
+                f"({len(self.layer_groups)}), got {len(opt.param_groups)}"
+            )
+        return opt
+
+    # ---- callbacks ----------------------------------------------------------------------
+    def add_cb(self, cb: Callback) -> None:
+        """Attach a callback (kept sorted by `order`; equal orders keep insertion order)."""
+        if not isinstance(cb, Callback):
+            raise TypeError(f"cb should be a fastcore_ext Callback instance, got {cb!r}")
+        if cb.learn is not None and cb.learn is not self:
+            raise ValueError(f"{cb!r} is already attached to another Learner")
+        cb.learn = self
+        self.cbs.append(cb)
+        self.cbs.sort(key=lambda c: c.order)
+
+    def add_cbs(self, cbs: Iterable[Callback]) -> None:
+        """Attach several callbacks."""
+        for cb in cbs:
+            self.add_cb(cb)
+
+    def remove_cb(self, cb: Callback) -> None:
+        """Detach a callback."""
+        if cb not in self.cbs:
+            raise ValueError(f"{cb!r} is not attached to this Learner")
+        self.cbs.remove(cb)
+        cb.learn = None
+
+    def _event(self, name: str) -> None:
+        inner = name in _INNER_EVENTS
+        for cb in list(self.cbs):
+            if inner and not (cb.run_train if self.training else cb.run_valid):
+                continue
+            getattr(cb, name)()
+
+    def _with_events(self, f: Callable[[], None], level: str, exc: type[Exception]) -> None:
+        """before_<level>, f(), after_<level>; `exc` raised inside is caught and fires
+        after_cancel_<level> first (fastai v2's `_with_events`)."""
+        try:
+            self._event(f"before_{level}")
+            f()
+        except exc:
+            self._event(f"after_cancel_{level}")
+        self._event(f"after_{level}")
+
+    # ---- the loop -----------------------------------------------------------------------
+    def _fit(self, n_epoch: int, start_epoch: int, cbs: Sequence[Callback] | None) -> None:
+        extra = list(cbs or [])
+        try:
+            self.add_cbs(extra)
+            self.n_epoch = n_epoch
+            self._start_epoch = start_epoch
+            self.train_iter = 0
+            self.opt.zero_grad(set_to_none=True)
+            self._with_events(self._do_fit, "fit", CancelFitException)
+        finally:
+            for cb in extra:
+                if cb in self.cbs:
+                    self.remove_cb(cb)
+            self.training = False
+            self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
+
+    def _do_fit(self) -> None:
+        for epoch in range(self._start_epoch, self.n_epoch):
+            self.epoch = epoch
+            self._with_events(self._do_epoch, "epoch", CancelEpochException)
+
+    def _do_epoch(self) -> None:
+        self._do_epoch_train()
+        self._do_epoch_validate()
+
+    def _do_epoch_train(self) -> None:
+        self.data.train_dl.set_epoch(self.epoch)
+        self.dl = self.data.train_dl
+        self.model.train()
+        self.training = True
+        self._with_events(self._all_batches, "train", CancelTrainException)
+
+    def _do_epoch_validate(self) -> None:
+        self.dl = self.data.valid_dl
+        self.model.eval()
+        self.training = False
+        with torch.no_grad():
+            self._with_events(self._all_batches, "validate", CancelValidException)
+
+    def _all_batches(self) -> None:
+        self.n_iter = len(self.dl)
+        for i, (xb, yb) in enumerate(self.dl):
+            self.iter = i
+            self.xb, self.yb = xb, yb
+            if self.training:
+                self.train_iter += 1
+            self._with_events(self._do_one_batch, "batch", CancelBatchException)
+
+    def _do_one_batch(self) -> None:
+        xb = self.xb
+        if self.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        self.pred = self.model(xb)
+        self._event("after_pred")
+        self.loss_grad = self.loss_func(self.pred, self.yb)
+        self.loss = self.loss_grad.detach()
+        self._event("after_loss")
+        if not self.training:
+            return
+        self._with_events(self._backward, "backward", CancelBackwardException)
+        self._with_events(self._step, "step", CancelStepException)
+        self.opt.zero_grad(set_to_none=True)
+
+    def _backward(self) -> None:
+        self.loss_grad.backward()
+
+    def _step(self) -> None:
+        self.opt.step()
+        if self._one_cycle is not None:
+            self._sched_step += 1
+
+    def current_hypers(self) -> tuple[list[float], list[float]]:
+        """(lrs, moms), one per layer group, that the next optimizer step uses: the one-cycle
+        closed form during fit_one_cycle, else the optimizer's param-group values."""
+        if self._one_cycle is not None:
+            return self._one_cycle.at(self._sched_step)
+        groups = self.opt.param_groups
+        return [float(g["lr"]) for g in groups], [float(g.get("mom", math.nan)) for g in groups]
+
+    # ---- public training API ------------------------------------------------------------
+    def fit(
+        self,
+        n_epoch: int,
+        lr: float | slice | Sequence[float] | None = None,
+        wd: float | Sequence[float] | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
+    ) -> None:
+        """Train for `n_epoch` epochs at a constant learning rate.
+
+        lr: a float (every layer group), slice(a, b) (geometric from a to b across the
+        groups), slice(b) (b/10 for all groups but the last, b for the last) or one value per
+        group; default 1e-3. wd: weight decay (float or per group); default the learner's
+        `wd`, else the optimizer's current value. cbs: callbacks for this fit only.
+        """
+        n_epoch = _check_positive_int("n_epoch", n_epoch)
+        lrs = self.lr_range(DEFAULT_LR if lr is None else lr, "lr")
+        self._clear_schedule()
+        for group, value in zip(self.opt.param_groups, lrs, strict=True):
+            group["lr"] = value
+        self._set_wd(wd)
+        self._fit(n_epoch, 0, _as_cbs(cbs))
+
+    def fit_one_cycle(
+        self,
+        n_epoch: int,
+        max_lr: float | slice | Sequence[float] | None = None,
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+        wd: float | Sequence[float] | None = None,
+        start_epoch: int = 0,
+        cbs: Callback | Sequence[Callback] | None = None,
+    ) -> None:
+        """Train with the one-cycle policy (Leslie Smith): over the first pct_start of the
+        steps the lr rises (cosine) from max_lr/div to max_lr while momentum falls from
+        moms[0] to moms[1]; then the lr falls to max_lr/div_final and momentum rises to
+        moms[2].
+
+        max_lr: as `fit`'s lr (float, slice or per group); default 3e-3. The optimizer
+        evaluates the schedule itself for total_steps = n_epoch * len(data.train_dl) steps.
+        start_epoch: resume the cycle at this epoch (epochs start_epoch..n_epoch-1 run,
+        the schedule starts at step start_epoch * len(data.train_dl)).
+        """
+        n_epoch = _check_positive_int("n_epoch", n_epoch)
+        start_epoch = _check_positive_int("start_epoch", start_epoch, minimum=0)
+        if start_epoch >= n_epoch:
+            raise ValueError(f"start_epoch should be < n_epoch ({n_epoch}), got {start_epoch}")
+        if not (isinstance(moms, (tuple, list)) and len(moms) == 3):
+            raise ValueError(f"moms should be 3 floats (start, middle, end), got {moms!r}")
+        set_one_cycle = getattr(self.opt, "set_one_cycle", None)
+        if set_one_cycle is None:
+            raise TypeError(
+                f"fit_one_cycle needs an optimizer with set_one_cycle (fastcore_ext.optim.Adam "
+                f"or SGD); opt_func built {type(self.opt).__name__}"
+            )
+        lr_max = self.lr_range(DEFAULT_MAX_LR if max_lr is None else max_lr, "max_lr")
+        n_batches = self._train_len()
+        total = n_epoch * n_batches
+        start_step = start_epoch * n_batches
+        self._set_wd(wd)
+        set_one_cycle(
+            total,
+            lr_max,
+            div=div,
+            div_final=div_final,
+            pct_start=pct_start,
+            moms=tuple(moms),
+            start_step=start_step,
+        )
+        self._one_cycle = OneCycle(
+            total, tuple(lr_max), float(div), float(div_final), float(pct_start), tuple(moms)
+        )
+        self._sched_step = start_step
+        try:
+            self._fit(n_epoch, start_epoch, _as_cbs(cbs))
+        finally:
+            self._one_cycle = None
+
+    def fine_tune(
+        self,
+        epochs: int,
+        base_lr: float = 2e-3,
+        freeze_epochs: int = 1,
+        lr_mult: float = 100,
+        pct_start: float = 0.3,
+        div: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        """Transfer learning as fastai v2: `freeze_epochs` one-cycle epochs of the head only
+        (max_lr slice(base_lr), pct_start 0.99), then unfreeze and `epochs` one-cycle epochs
+        with max_lr slice(base_lr/2/lr_mult, base_lr/2). kwargs go to both fit_one_cycle
+        calls (div_final, moms, wd, cbs)."""
+        epochs = _check_positive_int("epochs", epochs)
+        freeze_epochs = _check_positive_int("freeze_epochs", freeze_epochs, minimum=0)
+        base_lr = _check_lr_value("base_lr", base_lr)
+        lr_mult = _check_lr_value("lr_mult", lr_mult)
+        self.freeze()
+        if freeze_epochs:
+            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, **kwargs)
+        base_lr /= 2
+        self.unfreeze()
+        self.fit_one_cycle(
+            epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, **kwargs
+        )
+
+    def lr_find(
+        self,
+        start_lr: float | slice | Sequence[float] = 1e-7,
+        end_lr: float | slice | Sequence[float] = 10,
+        num_it: int = 100,
+        stop_div: bool = True,
+        show_plot: bool = False,
+    ) -> Suggestions:
+        """Learning-rate range test: train `num_it` batches while every group's lr grows
+        exponentially from start_lr to end_lr (floats, slices or per-group values as in
+        `fit`; equal end/start ratios keep the ratios between the groups), stopping early
+        once the smoothed loss passes 4x its best (stop_div). No validation runs.
+
+        Afterwards the model's weights and buffers (BatchNorm running statistics included),
+        train/eval modes, requires_grad flags and gradients, the optimizer's state and
+        hyper-parameters, and the RNG states (torch CPU/CUDA, random, numpy) are exactly as
+        before, restored from an in-memory snapshot. The recorder keeps the sweep, so
+        `learn.recorder.plot()` draws it. Returns Suggestions(valley, steep, minimum) from
+        `schedule.suggest_lrs` on the last group's lrs and the smoothed losses (which looks at
+        fastai's window: without the first num_it//10 and the last 5 batches)."""
+        num_it = _check_positive_int("num_it", num_it, minimum=2)
+        starts = self.lr_range(start_lr, "start_lr")
+        ends = self.lr_range(end_lr, "end_lr")
+        n_epoch = math.ceil(num_it / self._train_len())
+        finder = LRFinder(starts, ends, num_it, stop_div)
+        snapshot = _Snapshot.take(self)
+        show_table = self.progress.show_table
+        self.progress.show_table = False
+        try:
+            self._clear_schedule()
+            self._fit(n_epoch, 0, [finder])
+        finally:
+            self.progress.show_table = show_table
+            snapshot.restore(self)
+        rec = self.recorder
+        rec.suggestions = suggest_lrs([g[-1] for g in rec.lrs], rec.smooth_losses, num_it)
+        if show_plot:
+            rec.show(rec.plot())
+        return rec.suggestions
+
+    # ---- layer groups, learning rates, freezing ------------------------------------------
+    def lr_range(self, lr: float | slice | Sequence[float], name: str = "lr") -> list[float]:
+        """One learning rate per layer group from a float, slice(a, b), slice(b) or a
+        sequence (see `fit`). `name` is the argument named in errors."""
+        n = len(self.layer_groups)
+        if isinstance(lr, slice):
+            if lr.step is not None:
+                raise ValueError(f"{name} as a slice takes no step, got {lr!r}")
+            if lr.stop is None:
+                raise ValueError(
+                    f"{name} as a slice needs a stop (the last group's lr), got {lr!r}"
+                )
+            stop = _check_lr_value(f"{name}.stop", lr.stop)
+            if lr.start is None:
+                return [stop / 10] * (n - 1) + [stop]
+            start = _check_lr_value(f"{name}.start", lr.start)
+            if n == 1:
+                return [stop]
+            ratio = (stop / start) ** (1 / (n - 1))
+            return [start * ratio**i for i in range(n - 1)] + [stop]
+        if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
+            values = [float(v) for v in (lr.tolist() if hasattr(lr, "tolist") else lr)]
+            if len(values) != n:
+                raise ValueError(
+                    f"{name} should have one value per layer group ({n}), got {len(values)}"
+                )
+            return [_check_lr_value(f"{name}[{i}]", v) for i, v in enumerate(values)]
+        return [_check_lr_value(name, lr)] * n
+
+    def _wd_range(self, wd: float | Sequence[float]) -> list[float]:
+        n = len(self.layer_groups)
+        values = list(wd) if isinstance(wd, (list, tuple)) else [wd] * n
+        if len(values) != n:
+            raise ValueError(
+                f"wd should be a float or one per layer group ({n}), got {len(values)}"
+            )
+        out = []
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"wd should be a float or floats, got {type(v).__name__} {v!r}")
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"wd should be a finite number >= 0, got {v}")
+            out.append(float(v))
+        return out
+
+    def _set_wd(self, wd: float | Sequence[float] | None) -> None:
+        values = self._wd_range(wd) if wd is not None else self.wd
+        if values is None:
+            return
+        for group, value in zip(self.opt.param_groups, values, strict=True):
+            group["wd"] = value
+
+    def _clear_schedule(self) -> None:
+        clear = getattr(self.opt, "clear_schedule", None)
+        if clear is not None:
+            clear()
+        self._one_cycle = None
+
+    def _train_len(self) -> int:
+        n = len(self.data.train_dl)
+        if n == 0:
+            raise ValueError(
+                "data.train_dl has no batches (len 0): fewer training items than the batch "
+                "size with drop_last; lower bs or add items"
+            )
+        return n
+
+    def freeze_to(self, n: int) -> None:
+        """Freeze the layer groups before index n (negative n counts from the end) and make
+        the others trainable. Parameters of normalization layers (BatchNorm, ...) stay
+        trainable in frozen groups (fastai's train_bn). Frozen parameters get
+        requires_grad False and no gradient, so the optimizer step (weight decay included)
+        leaves them untouched; the optimizer keeps every group and its state."""
+        n_groups = len(self.layer_groups)
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n should be an int, got {type(n).__name__} {n!r}")
+        if not -n_groups <= n <= n_groups:
+            raise ValueError(f"n should be in [-{n_groups}, {n_groups}] (layer groups), got {n}")
+        n_frozen = n if n >= 0 else n_groups + n
+        for i, group in enumerate(self.layer_groups):
+            for p in group:
+                trainable = i >= n_frozen or id(p) in self._norm_params
+                p.requires_grad_(trainable)
+                if not trainable:
+                    p.grad = None
+
+    def freeze(self) -> None:
+        """Train only the last layer group (plus normalization layers everywhere)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        """Train every layer group."""
+        self.freeze_to(0)
+
+    # ---- misc -----------------------------------------------------------------------------
+    @property
+    def dls(self) -> Any:
+        """The data (fastai v2's name for `learn.data`)."""
+        return self.data
+
+    def no_bar(self) -> _BarToggle:
+        """Turn the progress bar off (the epoch table still prints). Used as
+        `with learn.no_bar(): ...` the bar comes back after the block; called plainly, it
+        stays off (`learn.progress.show_bar = True` turns it on again)."""
+        return _BarToggle(self.progress)
+
+    def to_channels_last(self) -> Learner:
+        """Store the model's 4-d weights and feed its inputs channels-last (NHWC), the fast
+        layout for convolutions on GPUs. Returns self."""
+        self.model.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
+
+def _params_of(group: Any, index: int) -> Iterable[nn.Parameter]:
+    """The parameters of one layer group as a splitter may return it."""
+    if isinstance(group, nn.Parameter):
+        yield group
+    elif isinstance(group, nn.Module):
+        yield from group.parameters()
+    elif isinstance(group, Iterable) and not isinstance(group, (str, bytes, torch.Tensor)):
+        for item in group:
+            if isinstance(item, nn.Module):
+                yield from item.parameters()
+            elif isinstance(item, nn.Parameter):
+                yield item
+            else:
+                raise TypeError(
+                    f"splitter's layer group {index} should hold Parameters or Modules, got "
+                    f"{type(item).__name__}"
+                )
+    else:
+        raise TypeError(
+            f"splitter's layer group {index} should be a Module or an iterable of Parameters, "
+            f"got {type(group).__name__}"
+        )
+
+
+def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
+    if cbs is None:
+        return []
+    return [cbs] if isinstance(cbs, Callback) else list(cbs)

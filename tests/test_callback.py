@@ -1,0 +1,517 @@
+"""Callbacks: event order, the Cancel*Exception control flow, the Recorder and progress output.
+
+Also home of the small fake bunch (FakeBunch) that test_learner.py and test_vision.py use:
+it has the bunch interface of CONTRACTS.md (train_dl/valid_dl yielding (x float, y int64)
+on `device`, len(), set_epoch(e) seeding the shuffle) over in-memory tensors.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from fastcore_ext.callback import (
+    CANCEL_EVENTS,
+    EVENTS,
+    Callback,
+    CancelBackwardException,
+    CancelBatchException,
+    CancelEpochException,
+    CancelFitException,
+    CancelStepException,
+    CancelTrainException,
+    CancelValidateException,
+    CancelValidException,
+    ProgressCallback,
+    Recorder,
+)
+from fastcore_ext.callback.progress import format_header, format_row, format_time
+from fastcore_ext.metrics import accuracy, error_rate
+
+
+# ---- the fake bunch ----------------------------------------------------------------------
+class FakeDL:
+    """Batches of in-memory (x, y); training: shuffled from (seed, epoch), drop_last."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int, train: bool, seed: int = 0):
+        self.x, self.y, self.bs, self.train, self.seed = x, y, bs, train, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.bs if self.train else -(-n // self.bs)
+
+    def __iter__(self):
+        n = len(self.x)
+        if self.train:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.bs : (i + 1) * self.bs]
+            yield self.x[idx], self.y[idx]
+
+
+class FakeBunch:
+    """The bunch interface over tensors: x float [N, 3, S, S], y int64 [N]."""
+
+    def __init__(self, x_train, y_train, x_valid, y_valid, bs=16, n_classes=2, device="cpu"):
+        device = torch.device(device)
+        self.device = device
+        self.train_dl = FakeDL(x_train.to(device), y_train.to(device), bs, train=True)
+        self.valid_dl = FakeDL(x_valid.to(device), y_valid.to(device), bs, train=False)
+        self.classes = [f"class{i}" for i in range(n_classes)]
+        self.c = n_classes
+        self.size = x_train.shape[-1]
+        self.stats = None
+        self.path = "."
+
+
+def easy_bunch(n_train=128, n_valid=40, size=8, bs=16, seed=0, device="cpu") -> FakeBunch:
+    """Two classes told apart by the mean of channel 0 (+1 or -1, plus unit noise). With
+    n_valid=40 and bs=16 the validation batches hold 16, 16 and 8 items."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_valid
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 3, size, size, generator=g)
+    x[:, 0] += (2 * y.float() - 1)[:, None, None]
+    return FakeBunch(x[:n_train], y[:n_train], x[n_train:], y[n_train:], bs=bs, device=device)
+
+
+def tiny_model() -> nn.Sequential:
+    """conv -> BN -> ReLU | pool -> flatten -> dropout -> linear; split [:3], [3:]."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.1),
+        nn.Linear(8, 2),
+    )
+
+
+def two_groups(m: nn.Module) -> list[nn.Module]:
+    return [m[:3], m[3:]]
+
+
+def make_learner(**kwargs):
+    """A Learner on the easy bunch and the tiny model (skips until optim is merged)."""
+    pytest.importorskip("fastcore_ext.optim", reason="needs fastcore_ext.optim (optim branch)")
+    pytest.importorskip("fastcore_ext.schedule", reason="needs fastcore_ext.schedule")
+    from fastcore_ext.learner import Learner
+
+    torch.manual_seed(kwargs.pop("model_seed", 0))
+    data = kwargs.pop("data", None) or easy_bunch()
+    model = kwargs.pop("model", None) or tiny_model()
+    kwargs.setdefault("splitter", two_groups)
+    learn = Learner(data, model, **kwargs)
+    learn.progress.stream = io.StringIO()
+    return learn
+
+
+def same_params(before: list[torch.Tensor], model: nn.Module) -> bool:
+    """True when the model's parameters equal the saved copies bit for bit."""
+    params = list(model.parameters())
+    if len(before) != len(params):
+        return False
+    return all(torch.equal(a, p) for a, p in zip(before, params, strict=True))
+
+
+# ---- events -------------------------------------------------------------------------------
+class EventLog(Callback):
+    """Records every event it receives as (event, training flag)."""
+
+    order = 100
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    def __getattribute__(self, name: str):
+        if name in EVENTS or name in CANCEL_EVENTS:
+            log = object.__getattribute__(self, "log")
+            return lambda: log.append(name)
+        return object.__getattribute__(self, name)
+
+
+def test_event_names_are_fastai_v2():
+    assert EVENTS == (
+        "before_fit", "before_epoch", "before_train", "before_batch", "after_pred",
+        "after_loss", "before_backward", "after_backward", "before_step", "after_step",
+        "after_batch", "after_train", "before_validate", "after_validate", "after_epoch",
+        "after_fit",
+    )  # fmt: skip
+    for name in EVENTS + CANCEL_EVENTS:
+        assert callable(getattr(Callback(), name))
+    assert CancelValidateException is CancelValidException
+
+
+def test_callback_name():
+    class SaveModelCallback(Callback):
+        pass
+
+    assert SaveModelCallback().name == "save_model"
+    assert Recorder().name == "recorder"
+    assert ProgressCallback().name == "progress"
+
+
+TRAIN_BATCH = ["before_batch", "after_pred", "after_loss", "before_backward", "after_backward",
+               "before_step", "after_step", "after_batch"]  # fmt: skip
+VALID_BATCH = ["before_batch", "after_pred", "after_loss", "after_batch"]
+
+
+def small_data(n_train_batches=2, n_valid_batches=1, bs=4):
+    return easy_bunch(n_train=n_train_batches * bs, n_valid=n_valid_batches * bs, bs=bs)
+
+
+def test_event_order_of_a_fit():
+    learn = make_learner(data=small_data())
+    cb = EventLog()
+    learn.fit(1, cbs=cb)
+    expected = (
+        ["before_fit", "before_epoch", "before_train"]
+        + TRAIN_BATCH * 2
+        + ["after_train", "before_validate"]
+        + VALID_BATCH
+        + ["after_validate", "after_epoch", "after_fit"]
+    )
+    assert cb.log == expected
+    assert cb not in learn.cbs and cb.learn is None  # fit(cbs=...) is for that fit only
+
+
+def test_callbacks_run_in_order():
+    learn = make_learner(data=small_data(1, 1))
+    seen = []
+
+    def cb_with(order):
+        class C(Callback):
+            def before_fit(self):
+                seen.append(self.order)
+
+        c = C()
+        c.order = order
+        return c
+
+    learn.fit(1, cbs=[cb_with(70), cb_with(-5), cb_with(10)])
+    assert seen == [-5, 10, 70]
+    assert [c.order for c in learn.cbs] == sorted(c.order for c in learn.cbs)
+
+
+def test_run_valid_false_skips_validation_batches():
+    class TrainOnly(EventLog):
+        run_valid = False
+
+    learn = make_learner(data=small_data(1, 1))
+    cb = TrainOnly()
+    learn.fit(1, cbs=cb)
+    assert cb.log.count("after_pred") == 1  # the training batch only
+    assert "before_validate" in cb.log and "after_validate" in cb.log
+
+
+def _raiser(event: str, exc: type[Exception], when=lambda learn: True):
+    class Raise(EventLog):
+        def __getattribute__(self, name):
+            if name == event:
+                log = object.__getattribute__(self, "log")
+                learn = object.__getattribute__(self, "learn")
+
+                def f():
+                    log.append(name)
+                    if when(learn):
+                        raise exc
+
+                return f
+            return super().__getattribute__(name)
+
+    return Raise()
+
+
+def test_cancel_batch_skips_rest_of_batch():
+    learn = make_learner(data=small_data(2, 1))
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    cb = _raiser("after_loss", CancelBatchException, lambda learn: learn.training)
+    learn.fit(1, cbs=cb)
+    batch = ["before_batch", "after_pred", "after_loss", "after_cancel_batch", "after_batch"]
+    train_part = cb.log[cb.log.index("before_train") + 1 : cb.log.index("after_train")]
+    assert train_part == batch * 2
+    assert same_params(before, learn.model)
+    assert "after_validate" in cb.log and "after_epoch" in cb.log
+
+
+def test_cancel_step_leaves_params():
+    learn = make_learner(data=small_data(2, 1))
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    cb = _raiser("before_step", CancelStepException)
+    learn.fit(1, cbs=cb)
+    assert cb.log.count("after_cancel_step") == 2
+    assert cb.log.count("after_step") == 2  # after_<level> still fires, as fastai
+    assert same_params(before, learn.model)
+    assert all(p.grad is None for p in learn.model.parameters())  # grads still cleared
+
+
+def test_cancel_backward_skips_backward():
+    learn = make_learner(data=small_data(1, 1))
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    cb = _raiser("before_backward", CancelBackwardException)
+    learn.fit(1, cbs=cb)
+    assert cb.log.count("after_cancel_backward") == 1
+    i = cb.log.index("after_cancel_backward")
+    after = ["after_cancel_backward", "after_backward", "before_step", "after_step"]
+    assert cb.log[i : i + 4] == after
+    # no gradients were computed, so the step changed nothing
+    assert same_params(before, learn.model)
+
+
+def test_cancel_train_goes_to_validation():
+    learn = make_learner(data=small_data(3, 1))
+    cb = _raiser("after_batch", CancelTrainException, lambda learn: learn.training)
+    learn.fit(2, cbs=cb)
+    assert cb.log.count("after_cancel_train") == 2
+    assert cb.log.count("before_step") == 2  # one training batch per epoch
+    assert cb.log.count("after_validate") == 2
+    assert learn.recorder.valid_losses[-1] is not None
+
+
+def test_cancel_validate():
+    learn = make_learner(data=small_data(1, 2), metrics=error_rate)
+    cb = _raiser("before_validate", CancelValidateException)
+    learn.fit(1, cbs=cb)
+    assert "after_cancel_validate" in cb.log and "after_validate" in cb.log
+    assert "after_pred" in cb.log  # the training batch
+    assert learn.recorder.valid_losses == [None]
+    assert learn.recorder.metrics == [[None]]
+
+
+def test_cancel_epoch():
+    learn = make_learner(data=small_data(2, 1))
+    cb = _raiser("after_train", CancelEpochException)
+    learn.fit(3, cbs=cb)
+    assert cb.log.count("after_cancel_epoch") == 3
+    assert cb.log.count("before_validate") == 0
+    assert cb.log.count("after_epoch") == 3
+
+
+def test_cancel_fit():
+    learn = make_learner(data=small_data(3, 1))
+    cb = _raiser("after_batch", CancelFitException, lambda learn: learn.train_iter == 2)
+    learn.fit(5, cbs=cb)
+    assert cb.log.count("before_step") == 2
+    assert cb.log[-2:] == ["after_cancel_fit", "after_fit"]
+    assert cb.log.count("before_epoch") == 1
+    assert learn.training is False
+
+
+def test_exception_in_callback_propagates_and_removes_fit_callbacks():
+    learn = make_learner(data=small_data(1, 1))
+    cb = _raiser("after_loss", RuntimeError)
+    with pytest.raises(RuntimeError):
+        learn.fit(1, cbs=cb)
+    assert cb not in learn.cbs
+    learn.fit(1)  # the learner is still usable
+
+
+def test_add_remove_callback_errors():
+    learn = make_learner(data=small_data(1, 1))
+    with pytest.raises(TypeError, match="Callback"):
+        learn.add_cb(lambda: None)
+    cb = EventLog()
+    learn.add_cb(cb)
+    other = make_learner(data=small_data(1, 1))
+    with pytest.raises(ValueError, match="another Learner"):
+        other.add_cb(cb)
+    learn.remove_cb(cb)
+    with pytest.raises(ValueError, match="not attached"):
+        learn.remove_cb(cb)
+    good = EventLog()
+    with pytest.raises(TypeError, match="Callback"):
+        learn.fit(1, cbs=[good, "not a callback"])
+    assert good not in learn.cbs and good.learn is None and good.log == []
+
+
+# ---- recorder, driven by hand (no optimizer needed) ---------------------------------------
+def _drive_recorder(metrics, train_losses, valid_batches):
+    """Run the Recorder through one epoch's events with a stand-in learner object."""
+    learn = SimpleNamespace(
+        metrics=metrics,
+        training=True,
+        epoch=0,
+        loss=None,
+        pred=None,
+        yb=None,
+        current_hypers=lambda: ([0.1, 0.2], [0.9, 0.9]),
+    )
+    rec = Recorder()
+    rec.learn = learn
+    rec.before_fit()
+    rec.before_epoch()
+    for v in train_losses:
+        learn.loss = torch.tensor(v, requires_grad=True) * 1.0  # carries a graph
+        rec.after_loss()
+        rec.after_batch()
+    rec.after_train()
+    learn.training = False
+    rec.before_validate()
+    for pred, targ, loss in valid_batches:
+        learn.pred, learn.yb, learn.loss = pred, targ, loss
+        rec.after_loss()
+        rec.after_batch()
+    rec.after_validate()
+    rec.after_epoch()
+    rec.after_fit()
+    return rec
+
+
+def test_recorder_smoothing_is_debiased_ema():
+    losses = [2.0, 1.0, 3.0, 0.5, 0.25]
+    rec = _drive_recorder([], losses, [])
+    avg, expected = 0.0, []
+    for i, v in enumerate(losses, start=1):
+        avg = 0.98 * avg + 0.02 * v
+        expected.append(avg / (1 - 0.98**i))
+    assert rec.losses == pytest.approx(losses, rel=1e-6)
+    assert rec.smooth_losses == pytest.approx(expected, rel=1e-6)
+    assert rec.smooth_losses[0] == pytest.approx(2.0)  # debiased: the first value is the loss
+    assert rec.train_losses == [rec.smooth_losses[-1]]
+    assert rec.lrs == [[0.1, 0.2]] * 5 and rec.moms == [[0.9, 0.9]] * 5
+    assert rec.nb_batches == [5]
+
+
+def test_recorder_keeps_floats_not_graphs():
+    g = torch.Generator().manual_seed(1)
+    preds = torch.randn(10, 3, generator=g, requires_grad=True)
+    targs = torch.randint(0, 3, (10,), generator=g)
+    rec = _drive_recorder([accuracy], [1.0, 2.0], [(preds, targs, preds.sum() * 0.0 + 1.0)])
+    for name in ("losses", "smooth_losses", "train_losses", "valid_losses", "epoch_times"):
+        assert all(type(v) is float for v in getattr(rec, name)), name
+    assert all(type(v) is float for row in rec.metrics for v in row)
+    assert all(type(v) is float for row in rec.lrs + rec.moms for v in row)
+    for value in vars(rec).values():  # nothing left that could hold a graph
+        assert not isinstance(value, torch.Tensor)
+        if isinstance(value, list):
+            assert not any(isinstance(v, torch.Tensor) for v in value)
+
+
+def test_recorder_metrics_over_whole_set_not_batch_mean():
+    g = torch.Generator().manual_seed(2)
+    preds = torch.randn(21, 4, generator=g)
+    targs = torch.randint(0, 4, (21,), generator=g)
+    losses = nn.functional.cross_entropy(preds, targs, reduction="none")
+    sizes = [8, 8, 5]  # an uneven last batch
+    batches, start = [], 0
+    for s in sizes:
+        sl = slice(start, start + s)
+        batches.append((preds[sl], targs[sl], losses[sl].mean()))
+        start += s
+    rec = _drive_recorder([accuracy, error_rate], [1.0], batches)
+    whole_acc = (preds.argmax(1) == targs).float().mean().item()
+    per_batch = sum(((p.argmax(1) == t).float().mean().item() for p, t, _ in batches)) / 3
+    assert rec.metrics[0][0] == pytest.approx(whole_acc, abs=1e-7)
+    assert rec.metrics[0][1] == pytest.approx(1 - whole_acc, abs=1e-7)
+    assert rec.valid_losses[0] == pytest.approx(losses.mean().item(), rel=1e-6)
+    assert abs(per_batch - whole_acc) > 1e-3  # the two really differ on this split
+    names = ["epoch", "train_loss", "valid_loss", "accuracy", "error_rate", "time"]
+    assert rec.metric_names == names
+    assert rec.values == [[rec.train_losses[0], rec.valid_losses[0], *rec.metrics[0]]]
+
+
+def test_recorder_bad_beta():
+    with pytest.raises(ValueError, match="beta"):
+        Recorder(beta=1.0)
+
+
+def test_recorder_plots_return_figures():
+    from matplotlib.figure import Figure
+
+    rec = _drive_recorder([], [1.0 / (i + 1) for i in range(30)], [])
+    rec.lrs = [[1e-5 * 1.3**i, 1e-4 * 1.3**i] for i in range(30)]
+    assert isinstance(rec.plot(), Figure)
+    assert isinstance(rec.plot_losses(), Figure)
+    fig = rec.plot_lr(show_moms=True)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    with pytest.raises(ValueError, match="lr_find"):
+        Recorder().plot()
+
+
+# ---- progress -------------------------------------------------------------------------------
+def test_format_time():
+    assert format_time(0) == "00:00"
+    assert format_time(18.9) == "00:18"
+    assert format_time(70) == "01:10"
+    assert format_time(3600 + 62) == "1:01:02"
+
+
+def test_table_layout_is_fastprogress():
+    names = ["epoch", "train_loss", "valid_loss", "error_rate", "time"]
+    assert format_header(names) == "epoch     train_loss  valid_loss  error_rate  time    "
+    row = format_row(names, [0, 1.175709, 0.318438, 0.0998, "00:18"])
+    assert row == "0         1.175709    0.318438    0.099800    00:18     "
+    assert format_row(names, [12, 1.0, None, None, "00:01"]).split() == [
+        "12", "1.000000", "#na#", "#na#", "00:01",
+    ]  # fmt: skip
+
+
+ROW = re.compile(r"^\d+ +\d+\.\d{6} +\d+\.\d{6} +\d+\.\d{6} +\d\d:\d\d +$")
+
+
+def test_plain_output_one_line_per_epoch():
+    learn = make_learner(data=small_data(2, 1), metrics=error_rate)
+    out = io.StringIO()  # not a terminal
+    learn.progress.stream = out
+    learn.fit(2)
+    text = out.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert lines[0] == "epoch     train_loss  valid_loss  error_rate  time    "
+    assert len(lines) == 3 and all(ROW.match(line) for line in lines[1:])
+    assert lines[1].startswith("0 ") and lines[2].startswith("1 ")
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_bar_and_no_bar():
+    learn = make_learner(data=small_data(3, 1), metrics=error_rate)
+    tty = FakeTTY()
+    learn.progress.stream = tty
+    learn.progress.min_interval = 0.0
+    learn.fit(1)
+    text = tty.getvalue()
+    assert "\r|" in text and "100.00% [3/3" in text and "[1/1" in text
+    rows = [line.split("\r")[-1] for line in text.split("\n") if line]
+    assert ROW.match(rows[-1])
+
+    tty = FakeTTY()
+    learn.progress.stream = tty
+    with learn.no_bar():
+        assert learn.progress.show_bar is False
+        learn.fit(1)
+    assert learn.progress.show_bar is True
+    assert "\r" not in tty.getvalue() and len(tty.getvalue().splitlines()) == 2
+
+    learn.no_bar()  # a plain call turns it off for good
+    tty = FakeTTY()
+    learn.progress.stream = tty
+    learn.fit(1)
+    assert "\r" not in tty.getvalue()
+
+
+def test_progress_bar_values():
+    prog = ProgressCallback(stream=FakeTTY(), min_interval=0.0)
+    prog.learn = SimpleNamespace(training=False)
+    prog._out = prog.stream
+    prog._phase_start = 0.0
+    prog._draw(5, 10, force=True)
+    text = prog.stream.getvalue()
+    assert text.startswith("\r|" + "█" * 20 + "-" * 20 + "| 50.00% [5/10 ")

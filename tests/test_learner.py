@@ -1,0 +1,457 @@
+"""Learner: fits that learn, one-cycle hyper-parameters, discriminative lrs, freezing,
+lr_find's exact restore, argument checks. Tiny models on the fake bunch of test_callback."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("fastcore_ext.optim", reason="needs fastcore_ext.optim (optim branch)")
+pytest.importorskip("fastcore_ext.schedule", reason="needs fastcore_ext.schedule (optim branch)")
+
+from test_callback import easy_bunch, make_learner, tiny_model  # noqa: E402
+
+import fastcore_ext.learner as learner_mod  # noqa: E402
+from fastcore_ext.callback import Callback  # noqa: E402
+from fastcore_ext.learner import Learner  # noqa: E402
+from fastcore_ext.metrics import accuracy, error_rate  # noqa: E402
+from fastcore_ext.optim import SGD, Adam  # noqa: E402
+from fastcore_ext.schedule import Suggestions, exp_sweep, one_cycle  # noqa: E402
+
+
+def three_group_model() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),  # group 0
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),  # group 1
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),  # group 2
+        nn.Flatten(),
+        nn.Dropout(0.2),  # draws from torch's RNG
+        nn.Linear(8, 2),
+    )
+
+
+def three_groups(m: nn.Module) -> list[nn.Module]:
+    return [m[:3], m[3:6], m[6:]]
+
+
+def three_group_learner(**kwargs):
+    return make_learner(model=three_group_model(), splitter=three_groups, **kwargs)
+
+
+# ---- fits that learn ---------------------------------------------------------------------------
+def test_fit_one_cycle_learns():
+    learn = make_learner(metrics=[error_rate, accuracy])
+    learn.fit_one_cycle(4, max_lr=1e-2)
+    rec = learn.recorder
+    assert len(rec.losses) == 4 * len(learn.data.train_dl)
+    first, last = np.mean(rec.losses[:4]), np.mean(rec.losses[-4:])
+    assert last < 0.6 * first
+    assert rec.valid_losses[-1] < rec.valid_losses[0]
+    assert rec.metrics[-1][0] <= 0.15  # error_rate on the easy split
+    assert rec.metrics[-1][0] + rec.metrics[-1][1] == pytest.approx(1.0)
+    assert rec.epochs == [0, 1, 2, 3]
+
+
+def test_fit_learns_with_sgd():
+    learn = make_learner(opt_func=SGD, metrics=error_rate)
+    learn.fit(3, lr=0.1)
+    assert learn.recorder.metrics[-1][0] <= 0.2
+    assert learn.recorder.valid_losses[-1] < math.log(2)
+    assert all(lrs == [0.1, 0.1] for lrs in learn.recorder.lrs)
+    assert all(moms == [0.9, 0.9] for moms in learn.recorder.moms)
+
+
+def test_default_loss_and_optimizer():
+    learn = make_learner()
+    assert isinstance(learn.loss_func, nn.CrossEntropyLoss)
+    assert isinstance(learn.opt, Adam)
+    assert [g["wd"] for g in learn.opt.param_groups] == [0.01, 0.01]  # Adam's default
+    assert len(learn.opt.param_groups) == len(learn.layer_groups) == 2
+    assert learn.dls is learn.data
+
+
+def test_metrics_over_whole_validation_set():
+    learn = make_learner(metrics=accuracy)  # valid batches of 16, 16 and 8
+    learn.fit(1, lr=1e-2)
+    learn.model.eval()
+    with torch.no_grad():
+        preds = torch.cat([learn.model(x) for x, _ in learn.data.valid_dl])
+        targs = torch.cat([y for _, y in learn.data.valid_dl])
+    assert learn.recorder.metrics[0][0] == pytest.approx(accuracy(preds, targs).item())
+    whole_loss = nn.functional.cross_entropy(preds, targs).item()
+    assert learn.recorder.valid_losses[0] == pytest.approx(whole_loss, rel=1e-5)
+
+
+# ---- one-cycle -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("start_epoch", [0, 1])
+def test_recorded_hypers_equal_closed_form(start_epoch):
+    learn = three_group_learner()
+    lr_max = learn.lr_range(slice(1e-4, 1e-2))
+    kw = dict(div=10.0, div_final=1e4, pct_start=0.3, moms=(0.9, 0.8, 0.9))
+    learn.fit_one_cycle(3, max_lr=slice(1e-4, 1e-2), start_epoch=start_epoch, **kw)
+    n = len(learn.data.train_dl)
+    total = 3 * n
+    rec = learn.recorder
+    assert len(rec.lrs) == (3 - start_epoch) * n
+    for i, (lrs, moms) in enumerate(zip(rec.lrs, rec.moms, strict=True)):
+        k = start_epoch * n + i
+        expected = [
+            one_cycle(k / total, lr, kw["div"], kw["div_final"], kw["pct_start"], kw["moms"])
+            for lr in lr_max
+        ]
+        assert lrs == [e[0] for e in expected]
+        assert moms == [e[1] for e in expected]
+    assert learn.opt.schedule_step == total  # the optimizer's own counter agrees
+    assert rec.epochs == list(range(start_epoch, 3))
+
+
+def test_fit_one_cycle_defaults():
+    learn = make_learner()
+    learn.fit_one_cycle(1)
+    rec = learn.recorder
+    peak = max(lrs[-1] for lrs in rec.lrs)
+    assert peak <= 3e-3 and peak > 3e-3 * 0.9
+    assert rec.lrs[0] == [3e-3 / 25, 3e-3 / 25]
+    assert rec.moms[0] == [0.95, 0.95]
+
+
+def test_set_epoch_called_each_epoch():
+    learn = make_learner()
+    seen = []
+    dl = learn.data.train_dl
+    original = dl.set_epoch
+
+    def spy(e):
+        seen.append(e)
+        original(e)
+
+    dl.set_epoch = spy
+    learn.fit_one_cycle(4, start_epoch=2)
+    assert seen == [2, 3]
+
+
+# ---- learning rates per layer group --------------------------------------------------------
+def test_lr_range_semantics():
+    learn = three_group_learner()
+    assert learn.lr_range(1e-3) == [1e-3] * 3
+    assert learn.lr_range(slice(1e-3)) == [1e-4, 1e-4, 1e-3]
+    got = learn.lr_range(slice(1e-6, 1e-4))
+    assert got == pytest.approx([1e-6, 1e-5, 1e-4], rel=1e-12)
+    assert got[0] == 1e-6 and got[-1] == 1e-4
+    assert learn.lr_range([1e-3, 2e-3, 3e-3]) == [1e-3, 2e-3, 3e-3]
+    assert learn.lr_range(np.array([1e-3, 2e-3, 3e-3])) == [1e-3, 2e-3, 3e-3]
+    one = make_learner(splitter=None)
+    assert one.lr_range(slice(1e-6, 1e-4)) == [1e-4] and one.lr_range(slice(1e-4)) == [1e-4]
+
+
+def test_fit_sets_group_lrs_from_slice():
+    learn = three_group_learner()
+    learn.fit(1, lr=slice(1e-5, 1e-3))
+    expected = learn.lr_range(slice(1e-5, 1e-3))
+    assert all(lrs == expected for lrs in learn.recorder.lrs)
+    assert [g["lr"] for g in learn.opt.param_groups] == expected
+
+
+@pytest.mark.parametrize(
+    ("lr", "exc", "match"),
+    [
+        ([1e-3, 1e-3], ValueError, r"lr should have one value per layer group \(3\), got 2"),
+        (-1e-3, ValueError, "lr should be a finite number > 0, got -0.001"),
+        (float("nan"), ValueError, "finite"),
+        ("1e-3", TypeError, "lr should be a float, got str"),
+        (slice(1e-5, 1e-3, 2), ValueError, "takes no step"),
+        (slice(None), ValueError, "needs a stop"),
+        (slice(0.0, 1e-3), ValueError, r"lr\.start should be a finite number > 0"),
+    ],
+)
+def test_lr_errors(lr, exc, match):
+    learn = three_group_learner()
+    with pytest.raises(exc, match=match):
+        learn.fit(1, lr=lr)
+
+
+def test_weight_decay_per_group():
+    learn = three_group_learner(wd=[0.0, 0.1, 0.2])
+    assert [g["wd"] for g in learn.opt.param_groups] == [0.0, 0.1, 0.2]
+    learn.fit(1, wd=0.05)
+    assert [g["wd"] for g in learn.opt.param_groups] == [0.05] * 3
+    with pytest.raises(ValueError, match="wd should be a float or one per layer group"):
+        learn.fit(1, wd=[0.1, 0.1])
+    with pytest.raises(ValueError, match="wd should be a finite number >= 0"):
+        three_group_learner(wd=-1.0)
+
+
+# ---- freezing ---------------------------------------------------------------------------------
+def _trainable(learn):
+    return [name for name, p in learn.model.named_parameters() if p.requires_grad]
+
+
+def test_freeze_keeps_head_and_batchnorm():
+    learn = three_group_learner()
+    learn.freeze()
+    assert _trainable(learn) == ["1.weight", "1.bias", "4.weight", "4.bias", "9.weight", "9.bias"]
+    to_1 = ["1.weight", "1.bias", "3.weight", "3.bias", "4.weight", "4.bias", "9.weight", "9.bias"]
+    learn.freeze_to(1)
+    assert _trainable(learn) == to_1
+    learn.freeze_to(-2)
+    assert _trainable(learn) == to_1
+    learn.unfreeze()
+    assert len(_trainable(learn)) == len(list(learn.model.parameters()))
+    with pytest.raises(ValueError, match=r"n should be in \[-3, 3\]"):
+        learn.freeze_to(4)
+    with pytest.raises(TypeError, match="n should be an int"):
+        learn.freeze_to(1.0)
+
+
+def test_frozen_params_bit_identical_after_fit_and_state_survives():
+    learn = three_group_learner(wd=0.5)  # large weight decay: any decay would show
+    learn.fit(1, lr=1e-2)
+    state_keys = {id(p) for p in learn.opt.state}
+    learn.freeze()
+    frozen = {
+        n: p.detach().clone() for n, p in learn.model.named_parameters() if not p.requires_grad
+    }
+    others = {n: p.detach().clone() for n, p in learn.model.named_parameters() if p.requires_grad}
+    head_state = copy.deepcopy(learn.opt.state[learn.model[9].weight])
+    learn.fit_one_cycle(2, max_lr=1e-2)
+    params = dict(learn.model.named_parameters())
+    for name, before in frozen.items():
+        assert torch.equal(params[name], before), name
+    for name, before in others.items():
+        assert not torch.equal(params[name], before), name  # BN and head trained
+    assert len(learn.opt.param_groups) == 3
+    assert {id(p) for p in learn.opt.state} == state_keys  # no state lost or added
+    new_state = learn.opt.state[learn.model[9].weight]
+    assert any(
+        not torch.equal(new_state[k], v)
+        for k, v in head_state.items()
+        if isinstance(v, torch.Tensor)
+    )
+    learn.unfreeze()
+    learn.fit(1, lr=1e-2)
+    assert not torch.equal(learn.model[0].weight, frozen["0.weight"])
+
+
+def test_fine_tune():
+    learn = three_group_learner(metrics=error_rate)
+    learn.progress.show_table = False
+    learn.fine_tune(1, freeze_epochs=1)
+    assert len(_trainable(learn)) == len(list(learn.model.parameters()))
+    rec = learn.recorder  # the second (unfrozen) cycle
+    base = 2e-3 / 2
+    expected = learn.lr_range(slice(base / 100, base))
+    assert rec.lrs[0] == pytest.approx([lr / 5.0 for lr in expected])  # div=5
+    assert max(lrs[-1] for lrs in rec.lrs) <= base
+
+
+# ---- lr_find ------------------------------------------------------------------------------------
+def _full_state(learn):
+    model = learn.model
+    return dict(
+        model={k: v.clone() for k, v in model.state_dict().items()},
+        requires_grad=[p.requires_grad for p in model.parameters()],
+        grads=[None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        modes=[m.training for m in model.modules()],
+        opt=copy.deepcopy(learn.opt.state_dict()),
+        torch_rng=torch.get_rng_state(),
+        random=random.getstate(),
+        numpy=np.random.get_state(),
+    )
+
+
+def _assert_same(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), path
+    else:
+        assert a == b, path
+
+
+def test_lr_find_restores_everything_exactly():
+    learn = three_group_learner()
+    learn.fit(1, lr=1e-2)  # non-empty optimizer state, moved BN statistics
+    learn.freeze_to(1)
+    learn.model[4].eval()  # a mixed train/eval state to restore
+    learn.model[9].weight.grad = torch.ones_like(learn.model[9].weight)
+
+    class DrawRandom(Callback):  # uses Python's and numpy's generators, unfreezes
+        def before_fit(self):
+            self.learn.unfreeze()
+
+        def before_batch(self):
+            random.random()
+            np.random.rand()
+
+    learn.add_cb(DrawRandom())
+    before = _full_state(learn)
+    sugg = learn.lr_find(num_it=30)
+    assert isinstance(sugg, Suggestions)
+    assert 2 <= len(learn.recorder.lrs) <= 30
+    _assert_same(before, _full_state(learn))
+
+
+def test_fit_after_lr_find_equals_fit_without():
+    def run(with_lr_find: bool):
+        learn = make_learner(seed=123)
+        if with_lr_find:
+            learn.lr_find(num_it=20)
+        learn.fit_one_cycle(2, max_lr=1e-2)
+        return [p.detach().clone() for p in learn.model.parameters()], learn.recorder.losses
+
+    params_a, losses_a = run(False)
+    params_b, losses_b = run(True)
+    assert losses_a == losses_b
+    assert all(torch.equal(a, b) for a, b in zip(params_a, params_b, strict=True))
+
+
+def test_lr_find_sweep_keeps_group_ratios_and_runs_no_validation():
+    learn = three_group_learner(metrics=error_rate)
+    out = io.StringIO()
+    learn.progress.stream = out
+    learn.lr_find(start_lr=slice(1e-7), end_lr=slice(1.0), num_it=12, stop_div=False)
+    rec = learn.recorder
+    assert len(rec.lrs) == 12  # across two epochs of 8 batches
+    assert rec.valid_losses == [None]  # validation was skipped (the first epoch ends)
+    for lrs in rec.lrs:
+        assert lrs[0] / lrs[2] == pytest.approx(0.1) and lrs[1] / lrs[2] == pytest.approx(0.1)
+    assert [lrs[-1] for lrs in rec.lrs] == exp_sweep(1e-7, 1.0, 12)
+    assert out.getvalue() == ""  # no epoch table for lr_find
+
+
+def test_lr_find_stops_when_loss_diverges():
+    learn = make_learner(opt_func=SGD)
+    learn.lr_find(start_lr=1e-3, end_lr=1e6, num_it=100)
+    rec = learn.recorder
+    assert len(rec.lrs) < 100
+    best = min(rec.smooth_losses)
+    assert rec.smooth_losses[-1] > 4 * best or not math.isfinite(rec.smooth_losses[-1])
+
+
+def test_lr_find_hands_smoothed_curve_to_suggest_lrs(monkeypatch):
+    calls = []
+
+    def fake_suggest(lrs, losses, num_it):
+        calls.append((list(lrs), list(losses), num_it))
+        return Suggestions(1.0, 2.0, 3.0)
+
+    monkeypatch.setattr(learner_mod, "suggest_lrs", fake_suggest)
+    learn = three_group_learner()
+    sugg = learn.lr_find(num_it=40, stop_div=False)
+    assert sugg == Suggestions(1.0, 2.0, 3.0) and learn.recorder.suggestions == sugg
+    lrs, losses, num_it = calls[0]
+    rec = learn.recorder
+    assert lrs == [g[-1] for g in rec.lrs] and len(lrs) == 40  # the last group's sweep
+    assert losses == rec.smooth_losses
+    assert num_it == 40
+
+
+def test_lr_find_suggestions_on_synthetic_curve():
+    """A model whose loss is a fixed function of the lr it is trained at: the loss falls
+    from 2 at small lrs to a valley near lr=1e-2, then blows up. The suggestions must lie
+    in the descending part."""
+
+    class LRShaped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+            self.lr = 1e-7
+
+        def forward(self, x):
+            t = math.log10(self.lr)
+            loss = 2.0 - 1.5 / (1 + math.exp(-2.5 * (t + 4))) + (max(0.0, t + 2) ** 2) * 3
+            return (self.w * 0 + loss).expand(x.shape[0], 1)
+
+    class LossIsOutput(nn.Module):
+        def forward(self, pred, y):
+            return pred.mean()
+
+    class FeedLR(Callback):
+        order = 56
+
+        def before_batch(self):
+            self.learn.model.lr = self.learn.opt.param_groups[0]["lr"]
+
+    torch.manual_seed(0)
+    learn = Learner(easy_bunch(), LRShaped(), loss_func=LossIsOutput(), opt_func=SGD, cbs=FeedLR())
+    learn.progress.stream = io.StringIO()
+    sugg = learn.lr_find(num_it=100)
+    for lr in (sugg.valley, sugg.steep, sugg.minimum):
+        assert 1e-6 < lr < 1e-2
+    fig = learn.recorder.plot()
+    assert len(fig.axes[0].get_legend().get_texts()) == 3
+
+
+def test_lr_find_errors():
+    learn = make_learner()
+    with pytest.raises(ValueError, match="num_it should be >= 2"):
+        learn.lr_find(num_it=1)
+    with pytest.raises(ValueError, match="start_lr should be a finite number > 0"):
+        learn.lr_find(start_lr=0.0)
+
+
+# ---- construction and argument checks --------------------------------------------------------
+def test_learner_argument_errors():
+    data = easy_bunch()
+    with pytest.raises(TypeError, match="model should be a torch.nn.Module"):
+        Learner(data, lambda x: x)
+    with pytest.raises(TypeError, match="data should be a bunch"):
+        Learner(object(), tiny_model())
+    with pytest.raises(TypeError, match="metrics should be callables"):
+        Learner(data, tiny_model(), metrics=["error_rate"])
+    with pytest.raises(TypeError, match="opt_func should build a torch.optim.Optimizer"):
+        Learner(data, tiny_model(), opt_func=lambda groups, lr: object())
+    m = tiny_model()
+    with pytest.raises(ValueError, match="left 2 model parameters out"):
+        Learner(data, m, splitter=lambda m: [m[:3]])
+    with pytest.raises(ValueError, match="two layer groups"):
+        Learner(data, m, splitter=lambda m: [m, m[6]])
+    with pytest.raises(ValueError, match="holds no parameter"):
+        Learner(data, m, splitter=lambda m: [m, m[2]])
+    learn = Learner(data, m, opt_func=torch.optim.SGD)
+    with pytest.raises(TypeError, match="set_one_cycle"):
+        learn.fit_one_cycle(1)
+    learn = make_learner()
+    with pytest.raises(ValueError, match="n_epoch should be >= 1"):
+        learn.fit(0)
+    with pytest.raises(TypeError, match="n_epoch should be an int"):
+        learn.fit(1.5)
+    with pytest.raises(ValueError, match=r"start_epoch should be < n_epoch \(2\), got 2"):
+        learn.fit_one_cycle(2, start_epoch=2)
+    with pytest.raises(ValueError, match="moms should be 3"):
+        learn.fit_one_cycle(1, moms=(0.9, 0.8))
+
+
+def test_empty_train_dl_is_a_clear_error():
+    learn = make_learner(data=easy_bunch(n_train=8, bs=16))
+    with pytest.raises(ValueError, match="train_dl has no batches"):
+        learn.fit_one_cycle(1)
+
+
+def test_plots_after_fit():
+    from matplotlib.figure import Figure
+
+    learn = three_group_learner()
+    learn.fit_one_cycle(2)
+    assert isinstance(learn.recorder.plot_losses(), Figure)
+    fig = learn.recorder.plot_lr(show_moms=True)
+    assert len(fig.axes[0].get_lines()) == 3  # one line per layer group

@@ -1,0 +1,257 @@
+"""vision: create_cnn's body, head and layer groups, pretrained weights through torchvision's
+cache (and the offline error), the public API, doc(), and the lesson notes' flow."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+pytest.importorskip("fastcore_ext.optim", reason="needs fastcore_ext.optim (optim branch)")
+pytest.importorskip("fastcore_ext.schedule", reason="needs fastcore_ext.schedule (optim branch)")
+
+from test_callback import easy_bunch  # noqa: E402
+
+import fastcore_ext.vision as vision  # noqa: E402
+from fastcore_ext.vision import (  # noqa: E402
+    AdaptiveConcatPool2d,
+    cnn_learner,
+    create_cnn,
+    create_head,
+    doc,
+    error_rate,
+    models,
+    vision_learner,
+)
+
+
+def image_bunch(n_train=8, n_valid=4, size=32, bs=4, device="cpu"):
+    return easy_bunch(n_train=n_train, n_valid=n_valid, size=size, bs=bs, device=device)
+
+
+def quiet(learn):
+    learn.progress.stream = io.StringIO()
+    return learn
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty torchvision cache for the test."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch"
+
+
+def place_random_resnet18_weights(torch_home) -> dict[str, torch.Tensor]:
+    """Save a randomly initialized resnet18 under the exact file name torchvision expects."""
+    weights = models.ResNet18_Weights.DEFAULT
+    name = os.path.basename(weights.url)
+    folder = torch_home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(7)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, folder / name)
+    return state
+
+
+# ---- head ---------------------------------------------------------------------------------
+def test_head_layout():
+    head = create_head(512, 37)
+    kinds = [type(m) for m in head]
+    assert kinds == [
+        AdaptiveConcatPool2d, nn.Flatten, nn.BatchNorm1d, nn.Dropout, nn.Linear, nn.ReLU,
+        nn.BatchNorm1d, nn.Dropout, nn.Linear,
+    ]  # fmt: skip
+    assert head[2].num_features == 1024 and head[3].p == 0.25 and head[7].p == 0.5
+    assert (head[4].in_features, head[4].out_features) == (1024, 512)
+    assert (head[8].in_features, head[8].out_features) == (512, 37)
+    x = torch.randn(4, 512, 7, 7)
+    assert head(x).shape == (4, 37)
+    # kaiming normal: std sqrt(2 / fan_in)
+    assert head[4].weight.std().item() == pytest.approx((2 / 1024) ** 0.5, rel=0.05)
+
+
+def test_head_lin_ftrs_and_ps():
+    head = create_head(64, 3, lin_ftrs=[256, 128], ps=[0.1, 0.2, 0.3])
+    lins = [m for m in head if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in lins] == [(128, 256), (256, 128), (128, 3)]
+    assert [m.p for m in head if isinstance(m, nn.Dropout)] == [0.1, 0.2, 0.3]
+    head = create_head(64, 3, ps=0.0)
+    assert not any(isinstance(m, nn.Dropout) for m in head)
+    with pytest.raises(
+        ValueError, match=r"ps should be a float or one value per linear layer \(2\)"
+    ):
+        create_head(64, 3, ps=[0.1])
+    with pytest.raises(ValueError, match=r"ps should hold dropout probabilities in \[0, 1\)"):
+        create_head(64, 3, ps=1.5)
+    with pytest.raises(ValueError, match="lin_ftrs should be positive ints"):
+        create_head(64, 3, lin_ftrs=[0])
+
+
+def test_adaptive_concat_pool():
+    x = torch.randn(2, 5, 4, 3)
+    out = AdaptiveConcatPool2d()(x)
+    assert out.shape == (2, 10, 1, 1)
+    torch.testing.assert_close(out[:, :5, 0, 0], x.amax(dim=(2, 3)))
+    torch.testing.assert_close(out[:, 5:, 0, 0], x.mean(dim=(2, 3)))
+
+
+# ---- create_cnn ----------------------------------------------------------------------------
+def test_create_cnn_resnet_groups_and_head():
+    data = image_bunch()
+    learn = create_cnn(data, models.resnet18, pretrained=False, metrics=error_rate)
+    body, head = learn.model[0], learn.model[1]
+    assert [type(m).__name__ for m in body] == [
+        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Sequential", "Sequential", "Sequential",
+        "Sequential",
+    ]  # fmt: skip
+    assert head[2].num_features == 1024 and head[-1].out_features == data.c
+    ids = [[id(p) for p in g] for g in learn.layer_groups]
+    assert ids[0] == [id(p) for p in body[:6].parameters()]  # stem..layer2
+    assert ids[1] == [id(p) for p in body[6:].parameters()]  # layer3..layer4
+    assert ids[2] == [id(p) for p in head.parameters()]
+    assert len(learn.opt.param_groups) == 3
+    assert all(p.requires_grad for p in learn.model.parameters())  # random weights: unfrozen
+    assert learn.metrics == [error_rate]
+    assert learn.model(torch.randn(2, 3, 32, 32)).shape == (2, 2)
+    assert cnn_learner is create_cnn and vision_learner is create_cnn
+
+
+def test_create_cnn_resnet50_and_name():
+    learn = create_cnn(image_bunch(), "resnet50", pretrained=False, lin_ftrs=[64])
+    assert learn.model[1][2].num_features == 4096  # 2 x 2048
+    assert len(learn.layer_groups) == 3
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5"])
+def test_create_cnn_other_archs(arch):
+    learn = create_cnn(image_bunch(size=64), getattr(models, arch), pretrained=False)
+    assert len(learn.layer_groups) == 2
+    learn.model.eval()
+    assert learn.model(torch.randn(2, 3, 64, 64)).shape == (2, 2)
+
+
+def test_create_cnn_errors():
+    data = image_bunch()
+    with pytest.raises(TypeError, match="arch should be a model builder"):
+        create_cnn(data, 34, pretrained=False)
+    with pytest.raises(ValueError, match="not a torchvision model name"):
+        create_cnn(data, "resnet35", pretrained=False)
+
+    def my_arch():
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    with pytest.raises(ValueError, match="pass pretrained=False"):
+        create_cnn(data, my_arch)
+    learn = create_cnn(data, my_arch, pretrained=False)
+    assert learn.model[1][2].num_features == 8
+    data.c = None
+    with pytest.raises(ValueError, match="data.c should be the number of classes"):
+        create_cnn(data, models.resnet18, pretrained=False)
+
+
+# ---- pretrained weights ----------------------------------------------------------------------
+def test_pretrained_from_torchvision_cache_freezes_body(torch_home):
+    state = place_random_resnet18_weights(torch_home)
+    learn = create_cnn(image_bunch(), models.resnet18, metrics=error_rate)
+    body = learn.model[0]
+    assert torch.equal(body[0].weight, state["conv1.weight"])
+    assert torch.equal(body[7][1].conv2.weight, state["layer4.1.conv2.weight"])
+    for name, p in body.named_parameters():
+        module = body.get_submodule(name.rsplit(".", 1)[0])
+        assert p.requires_grad == isinstance(module, nn.BatchNorm2d), name
+    assert all(p.requires_grad for p in learn.model[1].parameters())
+
+
+def test_corrupt_cached_weights_name_the_file(torch_home):
+    weights = models.ResNet18_Weights.DEFAULT
+    folder = torch_home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / os.path.basename(weights.url)).write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="Delete that file") as info:
+        create_cnn(image_bunch(), models.resnet18)
+    assert str(folder / os.path.basename(weights.url)) in str(info.value)
+
+
+def test_pretrained_offline_error_is_fast_and_clear(torch_home, monkeypatch):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: refused at once
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError) as info:
+        create_cnn(image_bunch(), models.resnet34)
+    assert time.perf_counter() - start < 15
+    msg = str(info.value)
+    assert "resnet34-b627a593.pth" in msg
+    assert str(torch_home / "hub" / "checkpoints") in msg
+    assert "pretrained=False" in msg
+    folder = torch_home / "hub" / "checkpoints"
+    assert not folder.exists() or list(folder.iterdir()) == []  # no partial download left
+
+
+# ---- public API and doc ------------------------------------------------------------------------
+def test_star_import_is_the_public_api():
+    namespace: dict = {}
+    exec("from fastcore_ext.vision import *", namespace)
+    names = {n for n in namespace if n != "__builtins__"}
+    assert names == set(vision.__all__)
+    expected_now = {
+        "Learner", "create_cnn", "cnn_learner", "vision_learner", "models", "doc", "error_rate",
+        "accuracy", "top_k_accuracy", "Adam", "SGD", "get_transforms", "aug_transforms",
+    }  # fmt: skip
+    assert expected_now <= names
+    assert namespace["models"] is torchvision.models
+
+
+def test_doc(capsys):
+    learn = quiet(create_cnn(image_bunch(), models.resnet18, pretrained=False))
+    doc(learn.fit_one_cycle)
+    out = capsys.readouterr().out
+    assert out.startswith("Learner.fit_one_cycle(n_epoch")
+    assert "max_lr" in out and "self" not in out.splitlines()[0]
+    assert "Train with the one-cycle policy" in out
+    assert "Defined in fastcore_ext.learner" in out
+    assert "start_epoch: resume" not in out  # only the first paragraph
+    doc(create_cnn)
+    assert capsys.readouterr().out.startswith("create_cnn(data")
+
+
+# ---- the lesson notes' flow --------------------------------------------------------------
+def test_lesson_flow(torch_home, capsys):
+    """The seed notes' code, on 32-pixel images with resnet18 weights placed in the cache."""
+    place_random_resnet18_weights(torch_home)
+    ns: dict = {"data": image_bunch()}
+    exec("from fastcore_ext.vision import *", ns)
+    exec("learn = create_cnn(data, models.resnet18, metrics=error_rate)", ns)
+    learn = ns["learn"]
+    assert len(learn.layer_groups) == 3 and not learn.model[0][0].weight.requires_grad
+    exec("learn.fit_one_cycle(1)", ns)
+    assert learn.recorder.epochs == [0]
+    exec("learn.unfreeze()\nlearn.fit_one_cycle(1)", ns)
+    exec("sugg = learn.lr_find(num_it=8)\nfig = learn.recorder.plot()", ns)
+    assert len(ns["sugg"]) == 3 and ns["fig"].axes
+    exec("learn.unfreeze()\nlearn.fit_one_cycle(1, max_lr=slice(1e-6, 1e-4))", ns)
+    assert learn.recorder.lrs[0] == pytest.approx([1e-6 / 25, 1e-5 / 25, 1e-4 / 25], rel=1e-9)
+    exec("learn.fit_one_cycle(1, max_lr=0.5)", ns)
+    exec("learn = create_cnn(data, models.resnet18, metrics=error_rate, pretrained=False)", ns)
+    exec("learn.fit_one_cycle(1)", ns)
+    out = capsys.readouterr().out
+    headers = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert headers == ["epoch     train_loss  valid_loss  error_rate  time    "] * 5
+    rows = [line for line in out.splitlines() if line[:1].isdigit()]
+    assert len(rows) == 5
+
+
+def test_device_and_channels_last(device):
+    learn = quiet(create_cnn(image_bunch(device=device), models.resnet18, pretrained=False))
+    on_cuda = device.type == "cuda"
+    assert learn.channels_last == on_cuda
+    assert learn.model[0][0].weight.is_contiguous(memory_format=torch.channels_last) == on_cuda
+    assert next(learn.model.parameters()).device.type == device.type
+    learn.fit_one_cycle(1)
+    assert all(torch.isfinite(torch.tensor(learn.recorder.losses)))
