@@ -14,6 +14,7 @@ strides, which is also the layout of the collated batches.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,15 @@ __all__ = [
 ]
 
 RESIZE_METHODS = ("crop", "squish")
+
+# torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns at every call;
+# they are still the fastest decoders here (and the GPU machine's torchvision has no warning).
+warnings.filterwarnings(
+    "ignore",
+    message="The image decoding and encoding capabilities of TorchVision are deprecated",
+    category=DeprecationWarning,
+    module=r"torchvision\.io\.image",
+)
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 

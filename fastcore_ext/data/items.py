@@ -235,7 +235,9 @@ def items_from_name_re(
     for p in items:
         m = rx.search(p.as_posix())
         if m is None or m.group(1) is None:
-            raise ValueError(f"pat: {rx.pattern!r} does not match file {p.as_posix()!r}")
+            raise ValueError(
+                f"pat: the pattern '{rx.pattern}' does not match file '{p.as_posix()}'"
+            )
         labels.append(m.group(1))
     return _labelled(items, labels, valid_pct, seed)
 
