@@ -156,12 +156,13 @@ def _resolve_pipeline(
 
     stats = None
     if batch_tfms is not None:
-        aug = aug or _augment_module()
         for t in _one_or_list(batch_tfms):
+            if isinstance(t, Normalize) and stats is None:
+                stats = (t.mean, t.std)
+                continue
+            aug = aug or _augment_module()
             if isinstance(t, aug.AugmentSpec) and spec is None:
                 spec = t
-            elif isinstance(t, Normalize) and stats is None:
-                stats = (t.mean, t.std)
             else:
                 raise TypeError(
                     "batch_tfms: expected at most one AugmentSpec (aug_transforms()) and one "
