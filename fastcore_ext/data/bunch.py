@@ -15,6 +15,10 @@ ImageDataBunch augments with ``get_transforms()`` unless told ``ds_tfms=None``;
 ImageDataLoaders augments only with an AugmentSpec in `batch_tfms` (as fastai v2). Without
 normalization batches are [0, 1] floats (mean 0, std 1).
 
+cache=True keeps the presized images in a memory map under ``<FASTCORE_EXT_HOME>/cache``
+(cache=<folder> puts it there instead): the first pass decodes, later passes and later runs
+read the map (see cache.py).
+
 Seeds: `seed=None` draws one int from torch's global RNG at construction (so
 ``torch.manual_seed`` makes runs reproducible); the split, the shuffle of each epoch and the
 augmentation of each epoch derive from it.
@@ -22,6 +26,7 @@ augmentation of each epoch derive from it.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -256,7 +261,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool = False,
+        cache: bool | str | os.PathLike = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
@@ -270,8 +275,12 @@ class ImageDataBunch:
             split = _drop_bad(split, num_workers)
         self.classes: list[str] = list(split.classes)
 
+        if not isinstance(cache, bool | str | os.PathLike):
+            raise TypeError(f"cache: expected a bool or a folder path, got {cache!r}")
+        folder = None if isinstance(cache, bool) else Path(cache)
+
         def dataset(items, labels):
-            c = DecodedCache(items, pipeline.presize, pipeline.method) if cache else None
+            c = DecodedCache(items, pipeline.presize, pipeline.method, folder) if cache else None
             return ImageDataset(items, labels, self.classes, pipeline.presize, pipeline.method, c)
 
         self.train_ds = dataset(split.train_items, split.train_labels)
@@ -320,7 +329,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool = False,
+        cache: bool | str | os.PathLike = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
@@ -352,7 +361,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool = False,
+        cache: bool | str | os.PathLike = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
@@ -383,7 +392,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool = False,
+        cache: bool | str | os.PathLike = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
@@ -414,7 +423,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool = False,
+        cache: bool | str | os.PathLike = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
