@@ -37,8 +37,12 @@ WORKERS = default_num_workers()
 
 def _need_augment() -> None:
     spec = importlib.util.find_spec("fastcore_ext.augment")
-    if spec is None or not hasattr(importlib.import_module("fastcore_ext.augment"), "augment_batch"):
+    if spec is None or not hasattr(
+        importlib.import_module("fastcore_ext.augment"), "augment_batch"
+    ):
         pytest.skip("fastcore_ext.augment.augment_batch is not merged yet")
+    if not hasattr(importlib.import_module("fastcore_ext.ops"), "augment_normalize"):
+        pytest.skip("fastcore_ext.ops.augment_normalize (the kernel) is not merged yet")
 
 
 @pytest.fixture(scope="module")

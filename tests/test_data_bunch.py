@@ -1,8 +1,9 @@
 """The bunch (ImageDataBunch / ImageDataLoaders): constructors, pipeline defaults, device
 batches after augmentation, show_batch, preprocess, skip_bad.
 
-Tests of the float batches need `fastcore_ext.augment.augment_batch` (augparams branch);
-until it is merged they skip with that reason, and they run as soon as it is there.
+Tests of the float batches need `fastcore_ext.augment.augment_batch` and the kernel
+`ops.augment_normalize` it calls; while either is not merged they skip saying which, and
+they run as soon as both are there.
 """
 
 import importlib.util
@@ -33,12 +34,17 @@ PAT = r"/([^/]+)_\d+\.jpg$"
 
 
 def augment():
-    """fastcore_ext.augment, or a skip while the augparams branch is not merged."""
+    """fastcore_ext.augment, or a skip while the device step is not merged: augment.py
+    without augment_batch (augparams branch) or ops without augment_normalize (the kernel
+    branch). A build that is missing (fastcore_ext._C) fails instead of skipping."""
     if importlib.util.find_spec("fastcore_ext.augment") is None:
         pytest.skip("fastcore_ext.augment does not exist yet (augparams branch not merged)")
     mod = importlib.import_module("fastcore_ext.augment")
     if not hasattr(mod, "augment_batch"):
         pytest.skip("fastcore_ext.augment has no augment_batch yet (augparams not merged)")
+    ops = importlib.import_module("fastcore_ext.ops")
+    if not hasattr(ops, "augment_normalize"):
+        pytest.skip("fastcore_ext.ops has no augment_normalize yet (kernel branch not merged)")
     return mod
 
 
