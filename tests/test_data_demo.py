@@ -42,6 +42,15 @@ def test_deterministic(tmp_path):
     assert (a / _files(a)[0]).read_bytes() != (c / _files(a)[0]).read_bytes()
 
 
+def test_worker_processes_give_the_same_files(tmp_path, monkeypatch):
+    serial = demo_dataset(tmp_path / "s", n_per_class=3, size=24)
+    monkeypatch.setattr(demo_mod, "_PARALLEL_MIN", 0)
+    monkeypatch.setattr(demo_mod.os, "cpu_count", lambda: 2)
+    parallel = demo_dataset(tmp_path / "p", n_per_class=3, size=24)
+    assert _files(serial) == _files(parallel)
+    assert all((serial / f).read_bytes() == (parallel / f).read_bytes() for f in _files(serial))
+
+
 def test_reused_then_regenerated_when_half_written(tmp_path, monkeypatch):
     root = demo_dataset(tmp_path / "d", n_per_class=3, size=32)
     calls = []
