@@ -160,6 +160,8 @@ def test_pipeline_argument_errors(root):
         _v2(root, bs=0)
     with pytest.raises(TypeError, match="seed: expected a non-negative int"):
         _v2(root, seed="1")
+    with pytest.raises(TypeError, match="cache: expected a bool or a folder path, got 3"):
+        _v2(root, cache=3)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device: cuda requested"):
             _v2(root, device="cuda")

@@ -261,7 +261,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool | str | os.PathLike = False,
+        cache: bool | str | os.PathLike | None = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
@@ -271,13 +271,12 @@ class ImageDataBunch:
         self.seed, self.bs = seed, bs
         self.size, self.presize = pipeline.size, pipeline.presize
         self.spec = pipeline.spec
+        if cache is not None and not isinstance(cache, bool | str | os.PathLike):
+            raise TypeError(f"cache: expected a bool or a folder path, got {cache!r}")
+        folder = None if cache is None or isinstance(cache, bool) else Path(cache)
         if skip_bad:
             split = _drop_bad(split, num_workers)
         self.classes: list[str] = list(split.classes)
-
-        if not isinstance(cache, bool | str | os.PathLike):
-            raise TypeError(f"cache: expected a bool or a folder path, got {cache!r}")
-        folder = None if isinstance(cache, bool) else Path(cache)
 
         def dataset(items, labels):
             c = DecodedCache(items, pipeline.presize, pipeline.method, folder) if cache else None
@@ -329,7 +328,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool | str | os.PathLike = False,
+        cache: bool | str | os.PathLike | None = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
@@ -361,7 +360,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool | str | os.PathLike = False,
+        cache: bool | str | os.PathLike | None = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
@@ -392,7 +391,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool | str | os.PathLike = False,
+        cache: bool | str | os.PathLike | None = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
@@ -423,7 +422,7 @@ class ImageDataBunch:
         bs: int = 64,
         val_bs: int | None = None,
         num_workers: int | None = None,
-        cache: bool | str | os.PathLike = False,
+        cache: bool | str | os.PathLike | None = False,
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
