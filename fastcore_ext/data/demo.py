@@ -12,8 +12,12 @@ with a task hard enough to learn something:
 
 - deliberately similar pairs get confused: circle/ellipse (aspect 1.15-1.5),
   square/rectangle (aspect 1.2-1.6), pentagon/hexagon/octagon;
-- random pose and a modest training set (160 per class by default) make augmentation
-  (flips, rotation, zoom, lighting) pay off.
+- random pose and a modest training set (160 per class by default) make augmentation pay
+  off. Measured on the 2-core development CPU (a 6-conv-layer CNN from scratch, size 48,
+  bs 32, AdamW one-cycle at 3e-3, 20 epochs, about 20 s each): 17.7% validation error
+  without augmentation (training loss 0.03: it memorizes), 5.4% with `get_transforms()`;
+  the remaining errors were mostly ellipse -> circle and rectangle -> square. Chance is
+  91.7%; from scratch, nothing much happens in the first 3 epochs.
 
 Layout: ``<dest>/train/<class>/<class>_<i>.jpg`` and ``<dest>/valid/<class>/...`` (so both
 `from_folder` and `from_name_re` with ``r'/([^/]+)_\\d+\\.jpg$'`` work). Each image is a
