@@ -1,0 +1,549 @@
+"""The bunch: train and validation data ready for a Learner, in fastai's two spellings.
+
+``ImageDataBunch`` (fastai v1) and ``ImageDataLoaders`` (fastai v2) are one class: the second
+is a subclass that differs only in its default augmentation. Both accept both ways of saying
+what the pipeline is:
+
+v1: ``ds_tfms=get_transforms()`` (an `AugmentSpec`, or None for no random augmentation),
+``size=224``, then ``.normalize(imagenet_stats)``.
+v2: ``item_tfms=Resize(460)`` (the presize), ``batch_tfms=[*aug_transforms(size=224),
+Normalize.from_stats(*imagenet_stats)]``.
+
+Defaults (decided here): size = explicit `size`, else the AugmentSpec's size, else the
+Resize size, else 224. presize = the Resize size, else ``round(1.25 * size)``.
+ImageDataBunch augments with ``get_transforms()`` unless told ``ds_tfms=None``;
+ImageDataLoaders augments only with an AugmentSpec in `batch_tfms` (as fastai v2). Without
+normalization batches are [0, 1] floats (mean 0, std 1).
+
+cache=True keeps the presized images in a memory map under ``<FASTCORE_EXT_HOME>/cache``
+(cache=<folder> puts it there instead): the first pass decodes, later passes and later runs
+read the map (see cache.py).
+
+Seeds: `seed=None` draws one int from torch's global RNG at construction (so
+``torch.manual_seed`` makes runs reproducible); the split, the shuffle of each epoch and the
+augmentation of each epoch derive from it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .cache import DecodedCache
+from .images import RESIZE_METHODS, ImageSource, find_bad_images, load_image
+from .items import (
+    ItemSplit,
+    items_from_folder,
+    items_from_lists,
+    items_from_name_func,
+    items_from_name_re,
+)
+from .loader import DeviceDataLoader, ImageDataset
+
+__all__ = ["ImageDataBunch", "ImageDataLoaders", "Normalize", "Resize", "imagenet_stats"]
+
+Stats = tuple[Sequence[float], Sequence[float]]
+
+imagenet_stats: Stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+"""(mean, std) of ImageNet per RGB channel, in [0, 1] units."""
+
+
+class Resize:
+    """v2 item transform: presize every image to `size` x `size` (deterministic).
+
+    method 'crop': resize the short side, cut the center square; 'squish': resize the whole
+    image, ignoring its aspect ratio.
+    """
+
+    def __init__(self, size: int | tuple[int, int], method: str = "crop") -> None:
+        if isinstance(size, tuple | list) and len(size) == 2 and size[0] == size[1]:
+            size = size[0]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size: expected a positive int (square), got {size!r}")
+        if method not in RESIZE_METHODS:
+            raise ValueError(f"method: expected one of {RESIZE_METHODS}, got {method!r}")
+        self.size, self.method = size, method
+
+    def __repr__(self) -> str:
+        return f"Resize({self.size}, method={self.method!r})"
+
+
+class Normalize:
+    """v2 batch transform: normalize with per-channel (mean, std) in [0, 1] units."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean, self.std = _check_stats((mean, std))
+
+    @classmethod
+    def from_stats(cls, mean: Sequence[float], std: Sequence[float]) -> Normalize:
+        """fastai's spelling: ``Normalize.from_stats(*imagenet_stats)``."""
+        return cls(mean, std)
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+def _check_stats(stats: object) -> tuple[list[float], list[float]]:
+    try:
+        mean, std = stats  # type: ignore[misc]
+        mean, std = [float(m) for m in mean], [float(s) for s in std]
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"stats: expected (mean, std) sequences of 3 floats, got {stats!r}") from e
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"stats: expected 3 means and 3 stds (RGB), got {stats!r}")
+    if any(not s > 0 for s in std):
+        raise ValueError(f"stats: expected every std > 0, got {std}")
+    return mean, std
+
+
+@dataclass(frozen=True)
+class _Pipeline:
+    size: int
+    presize: int
+    method: str
+    spec: object | None
+    stats: tuple[list[float], list[float]] | None
+
+
+_UNSET = object()
+
+
+def _augment_module():
+    from fastcore_ext import augment
+
+    return augment
+
+
+def _one_or_list(x: object) -> list:
+    return list(x) if isinstance(x, list | tuple) else [x]
+
+
+def _as_square(size: object, arg: str) -> int:
+    if isinstance(size, tuple | list) and len(size) == 2 and size[0] == size[1]:
+        size = size[0]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{arg}: expected a positive int (square images), got {size!r}")
+    return size
+
+
+def _resolve_pipeline(
+    augment_by_default: bool,
+    ds_tfms: object,
+    size: int | None,
+    item_tfms: object,
+    batch_tfms: object,
+) -> _Pipeline:
+    if ds_tfms is not _UNSET and (item_tfms is not None or batch_tfms is not None):
+        raise ValueError(
+            "ds_tfms: fastai v1's ds_tfms cannot be mixed with v2's item_tfms/batch_tfms; "
+            f"got ds_tfms={ds_tfms!r}, item_tfms={item_tfms!r}, batch_tfms={batch_tfms!r}"
+        )
+    aug = None
+    spec = None
+    if ds_tfms is _UNSET:
+        if augment_by_default and item_tfms is None and batch_tfms is None:
+            aug = _augment_module()
+            spec = aug.get_transforms()
+    elif ds_tfms is not None:
+        aug = _augment_module()
+        specs = _one_or_list(ds_tfms)
+        if len(specs) != 1 or not isinstance(specs[0], aug.AugmentSpec):
+            raise TypeError(f"ds_tfms: expected an AugmentSpec (get_transforms()), got {ds_tfms!r}")
+        spec = specs[0]
+
+    stats = None
+    if batch_tfms is not None:
+        for t in _one_or_list(batch_tfms):
+            if isinstance(t, Normalize) and stats is None:
+                stats = (t.mean, t.std)
+                continue
+            aug = aug or _augment_module()
+            if isinstance(t, aug.AugmentSpec) and spec is None:
+                spec = t
+            else:
+                raise TypeError(
+                    "batch_tfms: expected at most one AugmentSpec (aug_transforms()) and one "
+                    f"Normalize, got {batch_tfms!r}"
+                )
+
+    resize = None
+    if item_tfms is not None:
+        ts = _one_or_list(item_tfms)
+        if len(ts) != 1 or not isinstance(ts[0], Resize):
+            raise TypeError(f"item_tfms: expected one Resize(n), got {item_tfms!r}")
+        resize = ts[0]
+
+    spec_size = getattr(spec, "size", None)
+    if size is not None:
+        size = _as_square(size, "size")
+        if spec_size is not None and _as_square(spec_size, "AugmentSpec.size") != size:
+            raise ValueError(f"size: {size} contradicts the AugmentSpec's size {spec_size!r}")
+    elif spec_size is not None:
+        size = _as_square(spec_size, "AugmentSpec.size")
+    elif resize is not None:
+        size = resize.size
+    else:
+        size = 224
+    presize = resize.size if resize is not None else round(1.25 * size)
+    method = resize.method if resize is not None else "crop"
+    return _Pipeline(size, presize, method, spec, stats)
+
+
+def _resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device: expected a torch device or name, got {device!r}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device} requested but torch.cuda.is_available() is False")
+    return device
+
+
+def _resolve_seed(seed: int | None) -> int:
+    if seed is None:
+        return int(torch.randint(0, 2**31 - 1, ()).item())
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise TypeError(f"seed: expected a non-negative int or None, got {seed!r}")
+    return int(seed)
+
+
+def _drop_bad(split: ItemSplit, num_workers: int | None) -> ItemSplit:
+    bad = set(find_bad_images(split.train_items + split.valid_items, num_workers))
+    if not bad:
+        return split
+    warnings.warn(
+        f"skip_bad: dropped {len(bad)} unreadable image(s): "
+        + ", ".join(str(p) for p in sorted(bad)),
+        stacklevel=4,
+    )
+
+    def keep(items, labels):
+        pairs = [(p, y) for p, y in zip(items, labels, strict=True) if p not in bad]
+        return [p for p, _ in pairs], [y for _, y in pairs]
+
+    ti, tl = keep(split.train_items, split.train_labels)
+    vi, vl = keep(split.valid_items, split.valid_labels)
+    if not ti or not vi:
+        raise ValueError(
+            f"skip_bad: no readable images left in the {'training' if not ti else 'validation'} set"
+        )
+    return ItemSplit(ti, tl, vi, vl, split.classes)
+
+
+class ImageDataBunch:
+    """Train and validation images as device batches (fastai v1 name; see the module doc).
+
+    Attributes: classes, c, path, device, size (model input), presize, stats, seed, bs,
+    train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``), train_dl /
+    valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64 [B])`` on the device).
+    Build it with the ``from_*`` class methods.
+    """
+
+    _augment_by_default = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        split: ItemSplit,
+        pipeline: _Pipeline,
+        *,
+        seed: int,
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int | None = None,
+        cache: bool | str | os.PathLike | None = False,
+        skip_bad: bool = False,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.device = _resolve_device(device)
+        self.seed, self.bs = seed, bs
+        self.size, self.presize = pipeline.size, pipeline.presize
+        self.spec = pipeline.spec
+        if cache is not None and not isinstance(cache, bool | str | os.PathLike):
+            raise TypeError(f"cache: expected a bool or a folder path, got {cache!r}")
+        folder = None if cache is None or isinstance(cache, bool) else Path(cache)
+        if skip_bad:
+            split = _drop_bad(split, num_workers)
+        self.classes: list[str] = list(split.classes)
+
+        def dataset(items, labels):
+            c = DecodedCache(items, pipeline.presize, pipeline.method, folder) if cache else None
+            return ImageDataset(items, labels, self.classes, pipeline.presize, pipeline.method, c)
+
+        self.train_ds = dataset(split.train_items, split.train_labels)
+        self.valid_ds = dataset(split.valid_items, split.valid_labels)
+        common = dict(
+            size=self.size, device=self.device, seed=seed, num_workers=num_workers,
+            channels_last=channels_last,
+        )  # fmt: skip
+        self.train_dl = DeviceDataLoader(self.train_ds, bs, train=True, spec=self.spec, **common)
+        self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs or bs, train=False, **common)
+        self.stats: tuple[list[float], list[float]] | None = None
+        if pipeline.stats is not None:
+            self.normalize(pipeline.stats)
+
+    # -- constructors (shared by both spellings) ----------------------------------------------
+
+    @classmethod
+    def _build(
+        cls,
+        path: str | Path,
+        make_split: Callable[[int], ItemSplit],
+        seed: int | None,
+        ds_tfms: object,
+        size: int | None,
+        item_tfms: object,
+        batch_tfms: object,
+        **kwargs,
+    ) -> ImageDataBunch:
+        pipeline = _resolve_pipeline(cls._augment_by_default, ds_tfms, size, item_tfms, batch_tfms)
+        seed = _resolve_seed(seed)
+        return cls(path, make_split(seed), pipeline, seed=seed, **kwargs)
+
+    @classmethod
+    def from_folder(
+        cls,
+        path: str | Path,
+        train: str = "train",
+        valid: str = "valid",
+        valid_pct: float | None = None,
+        seed: int | None = None,
+        *,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int | None = None,
+        cache: bool | str | os.PathLike | None = False,
+        skip_bad: bool = False,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
+    ) -> ImageDataBunch:
+        """ImageNet-style folders: ``path/train/<class>/...`` and ``path/valid/<class>/...``;
+        or, with `valid_pct`, every image under `path` labelled by its parent folder and
+        split at random."""
+        return cls._build(
+            path,
+            lambda s: items_from_folder(path, train, valid, valid_pct, s),
+            seed, ds_tfms, size, item_tfms, batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last,
+        )  # fmt: skip
+
+    @classmethod
+    def from_name_re(
+        cls,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        pat: str | re.Pattern[str],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        *,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int | None = None,
+        cache: bool | str | os.PathLike | None = False,
+        skip_bad: bool = False,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
+    ) -> ImageDataBunch:
+        """Label = first group of `pat` in each file's full path; random split."""
+        fnames = list(fnames)
+        return cls._build(
+            path,
+            lambda s: items_from_name_re(path, fnames, pat, valid_pct, s),
+            seed, ds_tfms, size, item_tfms, batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last,
+        )  # fmt: skip
+
+    @classmethod
+    def from_name_func(
+        cls,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        label_func: Callable[[Path], object],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        *,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int | None = None,
+        cache: bool | str | os.PathLike | None = False,
+        skip_bad: bool = False,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
+    ) -> ImageDataBunch:
+        """Label = ``str(label_func(file_path))``; random split."""
+        fnames = list(fnames)
+        return cls._build(
+            path,
+            lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s),
+            seed, ds_tfms, size, item_tfms, batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last,
+        )  # fmt: skip
+
+    @classmethod
+    def from_lists(
+        cls,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        labels: Iterable[object],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        *,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int | None = None,
+        cache: bool | str | os.PathLike | None = False,
+        skip_bad: bool = False,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
+    ) -> ImageDataBunch:
+        """Labels given in a list aligned with `fnames`; random split."""
+        fnames, labels = list(fnames), list(labels)
+        return cls._build(
+            path,
+            lambda s: items_from_lists(path, fnames, labels, valid_pct, s),
+            seed, ds_tfms, size, item_tfms, batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last,
+        )  # fmt: skip
+
+    # -- the bunch interface ------------------------------------------------------------------
+
+    @property
+    def c(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    @property
+    def vocab(self) -> list[str]:
+        """fastai v2's name for `classes`."""
+        return self.classes
+
+    @property
+    def train(self) -> DeviceDataLoader:
+        """fastai v2's name for `train_dl`."""
+        return self.train_dl
+
+    @property
+    def valid(self) -> DeviceDataLoader:
+        """fastai v2's name for `valid_dl`."""
+        return self.valid_dl
+
+    def _dl(self, ds_type: str) -> DeviceDataLoader:
+        if ds_type == "train":
+            return self.train_dl
+        if ds_type == "valid":
+            return self.valid_dl
+        raise ValueError(f"ds_type: expected 'train' or 'valid', got {ds_type!r}")
+
+    def normalize(self, stats: Stats | None = None) -> ImageDataBunch:
+        """Normalize batches with (mean, std) per channel in [0, 1] units (e.g.
+        `imagenet_stats`); `None` measures them on one validation batch. Returns self."""
+        if stats is None:
+            self.stats = None
+            self.train_dl.stats = self.valid_dl.stats = None
+            x, _ = self.valid_dl.one_batch()
+            stats = (x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist())
+        self.stats = _check_stats(stats)
+        self.train_dl.stats = self.valid_dl.stats = self.stats
+        return self
+
+    def one_batch(self, ds_type: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """First batch of the next epoch of `ds_type` ('train' or 'valid'):
+        ``(x float [B, 3, S, S], y int64 [B])`` on the device."""
+        return self._dl(ds_type).one_batch()
+
+    def denorm(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo the normalization: float ``[B, 3, H, W]`` -> the same in [0, 1]."""
+        if self.stats is None:
+            return x.clamp(0, 1)
+        mean = torch.tensor(self.stats[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.stats[1], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * std + mean).clamp(0, 1)
+
+    def show_batch(
+        self, rows: int = 3, figsize: tuple[float, float] = (7, 6), ds_type: str = "train"
+    ) -> Figure:
+        """A rows x rows grid of one batch (augmented as training sees it for 'train'),
+        denormalized, each titled with its class. Returns the matplotlib Figure."""
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"rows: expected a positive int, got {rows!r}")
+        x, y = self.one_batch(ds_type)
+        imgs = self.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
+        fig = Figure(figsize=figsize)
+        axes = fig.subplots(rows, rows, squeeze=False)
+        for k, ax in enumerate(axes.flat):
+            ax.set_axis_off()
+            if k < len(imgs):
+                ax.imshow(imgs[k])
+                ax.set_title(self.classes[int(y[k])], fontsize=9)
+        fig.tight_layout()
+        return fig
+
+    def preprocess(self, items: ImageSource | Sequence[ImageSource]) -> torch.Tensor:
+        """The validation transform of raw items (paths, PIL images, uint8 arrays/tensors; one
+        or a list) -> float ``[B, 3, S, S]`` normalized on the device, for predict and TTA."""
+        if isinstance(items, list | tuple):
+            items = list(items)
+        else:
+            items = [items]
+        if not items:
+            raise ValueError("items: expected at least one image, got an empty list")
+        p = self.presize
+        x = torch.empty((len(items), p, p, 3), dtype=torch.uint8)
+        for k, item in enumerate(items):
+            x[k].copy_(load_image(item, p, self.valid_ds.method).permute(1, 2, 0))
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        return self.valid_dl.augment(x, None)
+
+    def to(self, device: torch.device | str) -> ImageDataBunch:
+        """Batches go to `device` from now on. Returns self."""
+        self.device = _resolve_device(device)
+        self.train_dl.to(self.device)
+        self.valid_dl.to(self.device)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.c} classes; train {len(self.train_ds)}, "
+            f"valid {len(self.valid_ds)} images; size {self.size} from presize {self.presize}; "
+            f"bs {self.bs}; device {self.device}; path {self.path})"
+        )
+
+
+class ImageDataLoaders(ImageDataBunch):
+    """fastai v2 spelling of `ImageDataBunch`: the same object; augmentation only from an
+    AugmentSpec in `batch_tfms` (``[*aug_transforms(size=224), Normalize.from_stats(...)]``),
+    presize from ``item_tfms=Resize(n)``."""
+
+    _augment_by_default = False

@@ -1,0 +1,191 @@
+"""Decoding and presizing: any image source to a deterministic uint8 square.
+
+`to_rgb` turns a file (torchvision.io first: libjpeg-turbo / libpng / libwebp / gif; Pillow
+for what torchvision can't read, e.g. BMP and TIFF), a PIL image, a numpy array or a tensor
+into ``uint8 Tensor[3, H, W]`` with EXIF orientation applied and grayscale, palette and RGBA
+converted to RGB (alpha dropped, as Pillow's ``convert('RGB')``). `presize` resizes the short
+side to `size` and crops the center square (``method='crop'``) or resizes the whole image
+to the square (``method='squish'``), with antialiased bilinear filtering on the uint8 data.
+
+Decoded tensors keep the decoders' HWC storage: ``[3, H, W]`` views with channels-last
+strides, which is also the layout of the collated batches.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.io as tvio
+from PIL import Image, ImageOps
+
+from .items import get_image_files
+
+__all__ = [
+    "BadImageError",
+    "ImageSource",
+    "RESIZE_METHODS",
+    "load_image",
+    "presize",
+    "to_rgb",
+    "verify_images",
+]
+
+RESIZE_METHODS = ("crop", "squish")
+
+# torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns at every call;
+# they are still the fastest decoders here (and the GPU machine's torchvision has no warning).
+warnings.filterwarnings(
+    "ignore",
+    message="The image decoding and encoding capabilities of TorchVision are deprecated",
+    category=DeprecationWarning,
+    module=r"torchvision\.io\.image",
+)
+
+ImageSource = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+
+
+class BadImageError(ValueError):
+    """An image that cannot be decoded. The message names the file."""
+
+
+def _pil_to_rgb(img: Image.Image) -> torch.Tensor:
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    arr = np.asarray(img)  # (H, W, 3)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def _decode_file(path: Path) -> torch.Tensor:
+    try:
+        data = tvio.read_file(str(path))
+    except (RuntimeError, OSError) as e:
+        raise BadImageError(f"{path}: cannot read file ({e})") from e
+    try:
+        img = tvio.decode_image(data, mode=tvio.ImageReadMode.RGB, apply_exif_orientation=True)
+    except RuntimeError as tv_err:
+        try:
+            with Image.open(path) as pil:
+                pil.load()
+                return _pil_to_rgb(pil)
+        except Exception as pil_err:  # Pillow raises many types for corrupt data
+            tv_msg = str(tv_err).strip().splitlines()[-1][:200]
+            raise BadImageError(
+                f"{path}: cannot decode image (torchvision: {tv_msg}; Pillow: {pil_err}); "
+                "pass skip_bad=True to drop unreadable files, or find them with verify_images()"
+            ) from pil_err
+    if img.dtype == torch.uint16:  # 16-bit PNG
+        img = (img.to(torch.int32) >> 8).to(torch.uint8)
+    return img
+
+
+def to_rgb(item: ImageSource) -> torch.Tensor:
+    """Any image source -> ``uint8 Tensor[3, H, W]`` (RGB, EXIF orientation applied).
+
+    item: a path (str or PathLike), a PIL image, a uint8 numpy array ``[H, W]`` or
+    ``[H, W, C]``, or a uint8 tensor ``[H, W]`` or ``[C, H, W]`` with C in (1, 3, 4).
+    """
+    if isinstance(item, str | os.PathLike):
+        return _decode_file(Path(item))
+    if isinstance(item, Image.Image):
+        return _pil_to_rgb(item)
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim not in (2, 3):
+            raise TypeError(
+                f"item: expected a uint8 array [H, W] or [H, W, C], got {item.dtype} "
+                f"with shape {item.shape}"
+            )
+        t = torch.from_numpy(np.ascontiguousarray(item))
+        t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+        return to_rgb(t)
+    if isinstance(item, torch.Tensor):
+        if item.dtype != torch.uint8 or item.ndim not in (2, 3):
+            raise TypeError(
+                f"item: expected a uint8 tensor [H, W] or [C, H, W], got {item.dtype} "
+                f"with shape {tuple(item.shape)}"
+            )
+        t = (item[None] if item.ndim == 2 else item).cpu()
+        c = t.shape[0]
+        if c == 1:
+            return t.expand(3, -1, -1)
+        if c in (3, 4):
+            return t[:3]
+        raise TypeError(f"item: expected 1, 3 or 4 channels, got {c} (shape {tuple(t.shape)})")
+    raise TypeError(
+        "item: expected a file path, PIL image, uint8 numpy array or uint8 tensor, "
+        f"got {type(item).__name__}"
+    )
+
+
+def presize(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
+    """``uint8 Tensor[3, H, W]`` -> ``uint8 Tensor[3, size, size]``.
+
+    crop: resize the short side to `size` and take the center square (the square is cut
+    first, then resized, which is the same up to rounding and cheaper). squish: resize the
+    whole image to the square, ignoring its aspect ratio. Antialiased bilinear.
+    """
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"method: expected one of {RESIZE_METHODS}, got {method!r}")
+    _, h, w = img.shape
+    if method == "crop":
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        img = img[:, top : top + s, left : left + s]
+    if img.shape[1:] == (size, size):
+        return img
+    out = F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True)
+    return out[0]
+
+
+def load_image(item: ImageSource, size: int, method: str = "crop") -> torch.Tensor:
+    """Decode and presize: ``uint8 Tensor[3, size, size]``."""
+    return presize(to_rgb(item), size, method)
+
+
+def _bad_or_none(path: Path) -> Path | None:
+    try:
+        _decode_file(path)
+    except BadImageError:
+        return path
+    return None
+
+
+def find_bad_images(
+    files: Iterable[str | os.PathLike], num_workers: int | None = None
+) -> list[Path]:
+    """Files among `files` that cannot be decoded (a full decode of each, in threads)."""
+    paths = [Path(f) for f in files]
+    workers = num_workers if num_workers else max(1, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = pool.map(_bad_or_none, paths, chunksize=16)
+        return [p for p in found if p is not None]
+
+
+def verify_images(
+    path: str | os.PathLike | Iterable[str | os.PathLike],
+    delete: bool = False,
+    num_workers: int | None = None,
+) -> list[Path]:
+    """Unreadable images under a folder (recursively) or in a list of files.
+
+    Each file is decoded completely (a truncated JPEG is caught, unlike with a header check).
+    With `delete=True` the unreadable files are removed. Returns their paths, sorted.
+    """
+    if isinstance(path, str | os.PathLike):
+        files = get_image_files(path)
+    else:
+        files = [Path(f) for f in path]
+    bad = sorted(find_bad_images(files, num_workers))
+    if delete:
+        for p in bad:
+            p.unlink(missing_ok=True)
+    return bad

@@ -1,0 +1,279 @@
+"""Item sources: image files found in folders or given as lists, their labels, and the
+train/validation split.
+
+Every source returns an `ItemSplit`: the train and validation file paths with integer labels
+into `classes` (sorted class names). Splits are deterministic functions of `seed`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ItemSplit",
+    "MissingPathError",
+    "get_image_files",
+    "items_from_folder",
+    "items_from_lists",
+    "items_from_name_func",
+    "items_from_name_re",
+    "random_split",
+]
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+
+# Stream identifier mixed into the split seed so the split never shares random numbers with
+# the shuffle or the augmentation drawn from the same user seed.
+_SPLIT_STREAM = 0x5B117
+
+
+class MissingPathError(FileNotFoundError, ValueError):
+    """A folder or file the caller named does not exist (both a FileNotFoundError and a
+    ValueError, so either `except` catches it)."""
+
+
+@dataclass(frozen=True)
+class ItemSplit:
+    """The items of one data set, split: paths and integer labels into `classes`."""
+
+    train_items: list[Path]
+    train_labels: list[int]
+    valid_items: list[Path]
+    valid_labels: list[int]
+    classes: list[str]
+
+
+def _is_hidden(p: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in p.relative_to(root).parts)
+
+
+def get_image_files(
+    path: str | Path, recurse: bool = True, extensions: Iterable[str] = IMAGE_EXTENSIONS
+) -> list[Path]:
+    """Image files under `path` (by extension, case-insensitive), sorted; hidden files and
+    folders (names starting with '.') are skipped."""
+    root = Path(path)
+    if not root.is_dir():
+        raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
+    exts = {e.lower() for e in extensions}
+    pattern = root.rglob("*") if recurse else root.iterdir()
+    files = [
+        p for p in pattern if p.suffix.lower() in exts and not _is_hidden(p, root) and p.is_file()
+    ]
+    return sorted(files)
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise TypeError(f"seed: expected a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def _check_valid_pct(valid_pct: float) -> float:
+    if isinstance(valid_pct, bool) or not isinstance(valid_pct, int | float):
+        raise TypeError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")
+    if not 0.0 < float(valid_pct) < 1.0:
+        raise ValueError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")
+    return float(valid_pct)
+
+
+def random_split(n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, valid) of a seeded random split of `n` items; each list ascending.
+
+    The validation set gets `int(valid_pct * n)` items (fastai's rule); both sets must be
+    non-empty.
+    """
+    valid_pct = _check_valid_pct(valid_pct)
+    seed = _check_seed(seed)
+    cut = int(valid_pct * n)
+    if cut == 0 or cut == n:
+        raise ValueError(
+            f"valid_pct: {valid_pct} of {n} items leaves an empty "
+            f"{'validation' if cut == 0 else 'training'} set; use more items or another valid_pct"
+        )
+    perm = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_STREAM])).permutation(n)
+    return sorted(perm[cut:].tolist()), sorted(perm[:cut].tolist())
+
+
+def _labelled(
+    items: Sequence[Path], labels: Sequence[str], valid_pct: float, seed: int
+) -> ItemSplit:
+    classes = sorted(set(labels))
+    index = {c: i for i, c in enumerate(classes)}
+    tr, va = random_split(len(items), valid_pct, seed)
+    return ItemSplit(
+        [items[i] for i in tr],
+        [index[labels[i]] for i in tr],
+        [items[i] for i in va],
+        [index[labels[i]] for i in va],
+        classes,
+    )
+
+
+def _resolve_fnames(path: str | Path, fnames: Iterable[str | Path]) -> list[Path]:
+    if isinstance(fnames, str | Path):
+        raise TypeError(f"fnames: expected a list of file names, got a single {fnames!r}")
+    root = Path(path)
+    items = [root / f if not Path(f).is_absolute() else Path(f) for f in fnames]
+    if not items:
+        raise ValueError("fnames: expected at least one file, got an empty list")
+    missing = [p for p in items if not p.is_file()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        raise MissingPathError(
+            f"fnames: {len(missing)} of {len(items)} files do not exist (e.g. {shown})"
+        )
+    return items
+
+
+def _class_folders(folder: Path, what: str) -> dict[str, list[Path]]:
+    """{class name: images} for each sub-folder of `folder`; errors for empty ones."""
+    loose = [p for p in get_image_files(folder, recurse=False)]
+    if loose:
+        raise ValueError(
+            f"{what}: {len(loose)} images lie directly in {str(folder)!r} (e.g. {loose[0].name}); "
+            "each image must be inside a sub-folder named after its class"
+        )
+    subs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not subs:
+        raise ValueError(f"{what}: no class sub-folders in {str(folder)!r}")
+    out = {}
+    for d in subs:
+        files = get_image_files(d)
+        if not files:
+            raise ValueError(f"{what}: class folder {str(d)!r} contains no image files")
+        out[d.name] = files
+    return out
+
+
+def items_from_folder(
+    path: str | Path,
+    train: str = "train",
+    valid: str = "valid",
+    valid_pct: float | None = None,
+    seed: int = 0,
+) -> ItemSplit:
+    """Items from an ImageNet-style folder tree.
+
+    With `valid_pct=None`: ``path/<train>/<class>/**/img`` and ``path/<valid>/<class>/**/img``
+    (the class is the first folder under `train`/`valid`; classes are those of `train`).
+    With `valid_pct`: every image under `path`, labelled by its parent folder's name (fastai's
+    rule), split at random with `seed`.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
+    if valid_pct is not None:
+        _check_valid_pct(valid_pct)
+        files = get_image_files(root)
+        if not files:
+            raise ValueError(
+                f"path: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {str(root)!r}"
+            )
+        loose = [p for p in files if p.parent == root]
+        if loose:
+            raise ValueError(
+                f"path: {len(loose)} images lie directly in {str(root)!r} "
+                f"(e.g. {loose[0].name}); each image must be inside a folder named after its class"
+            )
+        return _labelled(files, [p.parent.name for p in files], valid_pct, seed)
+
+    def sub(name: str, arg: str) -> Path:
+        if not isinstance(name, str | Path):
+            raise TypeError(f"{arg}: expected a folder name, got {name!r}")
+        folder = root / name
+        if not folder.is_dir():
+            have = sorted(d.name for d in root.iterdir() if d.is_dir())
+            raise MissingPathError(
+                f"{arg}: folder {str(name)!r} not found in {str(root)!r} (sub-folders: {have}); "
+                "name the folders with train=/valid=, or split one tree with valid_pct=0.2"
+            )
+        return folder
+
+    train_dir, valid_dir = sub(train, "train"), sub(valid, "valid")
+    train_cls = _class_folders(train_dir, "train")
+    valid_cls = _class_folders(valid_dir, "valid")
+    unknown = sorted(set(valid_cls) - set(train_cls))
+    if unknown:
+        raise ValueError(
+            f"valid: class folders {unknown} in {str(valid_dir)!r} have no counterpart in "
+            f"{str(train_dir)!r} (train classes: {sorted(train_cls)})"
+        )
+    classes = sorted(train_cls)
+    tr_items = [p for c in classes for p in train_cls[c]]
+    tr_labels = [i for i, c in enumerate(classes) for _ in train_cls[c]]
+    va_items = [p for c in classes for p in valid_cls.get(c, [])]
+    va_labels = [i for i, c in enumerate(classes) for _ in valid_cls.get(c, [])]
+    return ItemSplit(tr_items, tr_labels, va_items, va_labels, classes)
+
+
+def items_from_name_re(
+    path: str | Path,
+    fnames: Iterable[str | Path],
+    pat: str | re.Pattern[str],
+    valid_pct: float = 0.2,
+    seed: int = 0,
+) -> ItemSplit:
+    """Label = first group of `pat` searched in each file's full path (POSIX form); relative
+    names are taken relative to `path`. A file the pattern does not match is an error."""
+    try:
+        rx = re.compile(pat)
+    except (TypeError, re.error) as e:
+        raise ValueError(f"pat: expected a regular expression, got {pat!r} ({e})") from e
+    if rx.groups < 1:
+        raise ValueError(f"pat: expected a regular expression with a group, got {rx.pattern!r}")
+    items = _resolve_fnames(path, fnames)
+    labels = []
+    for p in items:
+        m = rx.search(p.as_posix())
+        if m is None or m.group(1) is None:
+            raise ValueError(
+                f"pat: the pattern '{rx.pattern}' does not match file '{p.as_posix()}'"
+            )
+        labels.append(m.group(1))
+    return _labelled(items, labels, valid_pct, seed)
+
+
+def items_from_name_func(
+    path: str | Path,
+    fnames: Iterable[str | Path],
+    label_func: Callable[[Path], object],
+    valid_pct: float = 0.2,
+    seed: int = 0,
+) -> ItemSplit:
+    """Label = `str(label_func(path_of_file))`; `None` is an error naming the file."""
+    if not callable(label_func):
+        raise TypeError(f"label_func: expected a callable, got {label_func!r}")
+    items = _resolve_fnames(path, fnames)
+    labels = []
+    for p in items:
+        lab = label_func(p)
+        if lab is None:
+            raise ValueError(f"label_func: returned None for file {p.as_posix()!r}")
+        labels.append(str(lab))
+    return _labelled(items, labels, valid_pct, seed)
+
+
+def items_from_lists(
+    path: str | Path,
+    fnames: Iterable[str | Path],
+    labels: Iterable[object],
+    valid_pct: float = 0.2,
+    seed: int = 0,
+) -> ItemSplit:
+    """Labels given as a list aligned with `fnames` (converted with `str`)."""
+    items = _resolve_fnames(path, fnames)
+    if isinstance(labels, str):
+        raise TypeError(f"labels: expected a list of labels, got the string {labels!r}")
+    labs = [str(x) for x in labels]
+    if len(labs) != len(items):
+        raise ValueError(f"labels: expected {len(items)} labels (one per file), got {len(labs)}")
+    return _labelled(items, labs, valid_pct, seed)

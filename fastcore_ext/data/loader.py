@@ -1,0 +1,353 @@
+"""Datasets of presized images and the loader that turns them into device batches.
+
+One batch travels like this::
+
+    indices (seeded from (seed, epoch))          main process
+      -> decode + presize in DataLoader workers  uint8 [B, P, P, 3], or a gather from the
+                                                 memory-mapped cache once it is complete
+      -> pinned host memory -> device (non_blocking)
+      -> permute to uint8 [B, 3, P, P] (channels_last strides)
+      -> augment.augment_batch on the device:    float [B, 3, S, S], normalized
+
+`uint8_batches(epoch)` yields the batches before the last step, so everything up to the
+device-side kernel can be used and tested on its own.
+
+Reproducibility: the shuffle of epoch e comes from a generator seeded with (seed, e); the
+augmentation parameters come from `augment.epoch_generator(seed, e)`, drawn batch after batch
+in the main process. Workers only decode (deterministic), so 0 and N workers give identical
+batches, and nothing here draws from torch's global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .cache import DecodedCache
+from .images import load_image
+
+__all__ = ["DeviceDataLoader", "ImageDataset", "decode_batch", "default_num_workers"]
+
+_SHUFFLE_STREAM = 0x5_4FF1E
+
+
+def default_num_workers() -> int:
+    """Decoding workers used when `num_workers=None`: one per CPU core this process may use,
+    at most 8. (On the 2-core development machine 2 workers decoded fastest; see
+    bench/README.md.)"""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
+def decode_batch(items: Sequence[Path], idx: Sequence[int], size: int, method: str) -> torch.Tensor:
+    """Decode and presize `items[i]` for i in `idx` -> ``uint8 Tensor[B, size, size, 3]``."""
+    out = torch.empty((len(idx), size, size, 3), dtype=torch.uint8)
+    for k, i in enumerate(idx):
+        out[k].copy_(load_image(items[i], size, method).permute(1, 2, 0))
+    return out
+
+
+class ImageDataset(Dataset):
+    """Labelled image files, presized to ``size`` (square) on access.
+
+    ``ds[i] -> (uint8 Tensor[3, size, size], int label)``; `items` and `labels` are aligned
+    lists; `classes[label]` is the class name. With a `cache`, images come from it once it is
+    complete.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Path],
+        labels: Sequence[int],
+        classes: Sequence[str],
+        size: int,
+        method: str = "crop",
+        cache: DecodedCache | None = None,
+    ) -> None:
+        if len(items) != len(labels):
+            raise ValueError(f"labels: expected {len(items)} labels, got {len(labels)}")
+        self.items: list[Path] = list(items)
+        self.labels: list[int] = [int(y) for y in labels]
+        self.classes: list[str] = list(classes)
+        self.size, self.method, self.cache = int(size), method, cache
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        n = len(self.items)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a dataset of {n} items")
+        i %= n
+        return self.load_batch(np.array([i]))[0].permute(2, 0, 1), self.labels[i]
+
+    def load_batch(self, idx: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Images `idx` -> ``uint8 Tensor[B, P, P, 3]``: from the cache when complete (into
+        `out` if given), else decoded here."""
+        if self.cache is not None and self.cache.complete:
+            if out is None:
+                out = torch.empty((len(idx), self.size, self.size, 3), dtype=torch.uint8)
+            self.cache.read(np.asarray(idx), out=out.numpy())
+            return out
+        return decode_batch(self.items, np.asarray(idx).tolist(), self.size, self.method)
+
+    def __repr__(self) -> str:
+        cache = "none" if self.cache is None else "complete" if self.cache.complete else "filling"
+        return (
+            f"{type(self).__name__}({len(self)} items, {len(self.classes)} classes, "
+            f"presize {self.size}, cache {cache})"
+        )
+
+
+class _BatchDecoder(Dataset):
+    """What DataLoader workers get: the file list only (cheap to pickle, no cache maps)."""
+
+    def __init__(self, items: Sequence[Path], size: int, method: str) -> None:
+        self.items, self.size, self.method = list(items), size, method
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return decode_batch(self.items, idx.tolist(), self.size, self.method), idx
+
+
+class _BatchList(Sampler):
+    """Yields the index tensors of the current epoch (set before each pass)."""
+
+    def __init__(self) -> None:
+        self.batches: list[torch.Tensor] = []
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _no_collate(batch):
+    return batch
+
+
+def _stream_seed(seed: int, epoch: int, stream: int) -> int:
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+class DeviceDataLoader:
+    """Batches ``(x, y)`` of one dataset on `device`: x float ``[B, 3, S, S]`` (augmented when
+    training with a spec, normalized with `stats`), y int64 ``[B]``.
+
+    train=True: shuffled per epoch, last partial batch dropped, random augmentation from
+    `spec`. train=False: in order, every item, deterministic center crop.
+    ``set_epoch(e)`` makes the next pass epoch e; every pass (``iter``) then advances the
+    epoch by one, so a caller that never sets it still gets fresh randomness each epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        bs: int,
+        *,
+        train: bool,
+        size: int,
+        device: torch.device,
+        seed: int,
+        spec: object | None = None,
+        stats: tuple[Sequence[float], Sequence[float]] | None = None,
+        num_workers: int | None = None,
+        channels_last: bool = False,
+        timeout: float = 120.0,
+    ) -> None:
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            raise ValueError(f"bs: expected a positive int, got {bs!r}")
+        if num_workers is None:
+            num_workers = default_num_workers()
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers: expected an int >= 0 or None, got {num_workers!r}")
+        if train and len(dataset) < bs:
+            raise ValueError(
+                f"bs: {bs} is larger than the training set ({len(dataset)} items), so an epoch "
+                "would have no batch (the last partial batch is dropped); pass a smaller bs"
+            )
+        self.dataset, self.bs, self.train = dataset, bs, train
+        self.shuffle = self.drop_last = train
+        self.size, self.seed, self.spec, self.stats = int(size), int(seed), spec, stats
+        self.num_workers, self.channels_last, self.timeout = num_workers, channels_last, timeout
+        self.device = torch.device(device)
+        self._labels = torch.tensor(dataset.labels, dtype=torch.int64)
+        self._epoch = 0
+        self._loader: DataLoader | None = None
+        self._sampler = _BatchList()
+
+    # -- epochs and order -----------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass will use."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch `epoch`: its order and augmentation are fixed by
+        (seed, epoch)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
+        self._epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.bs if self.drop_last else math.ceil(n / self.bs)
+
+    def batch_indices(self, epoch: int | None = None) -> list[torch.Tensor]:
+        """Index tensors (int64 [B]) of every batch of `epoch` (default: the next one)."""
+        epoch = self._epoch if epoch is None else epoch
+        n = len(self.dataset)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_stream_seed(self.seed, epoch, _SHUFFLE_STREAM))
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        return list(order[: len(self) * self.bs if self.drop_last else n].split(self.bs))
+
+    # -- uint8 batches ----------------------------------------------------------------------
+
+    def to(self, device: torch.device | str) -> DeviceDataLoader:
+        """Move future batches to `device` (returns self)."""
+        device = torch.device(device)
+        if device != self.device:
+            self.close()  # workers pin memory only for an accelerator
+            self.device = device
+        return self
+
+    @property
+    def _pin(self) -> bool:
+        return self.device.type == "cuda"
+
+    def _get_loader(self) -> DataLoader:
+        if self._loader is None:
+            nw = self.num_workers
+            self._loader = DataLoader(
+                _BatchDecoder(self.dataset.items, self.dataset.size, self.dataset.method),
+                sampler=self._sampler,
+                batch_size=None,
+                collate_fn=_no_collate,
+                num_workers=nw,
+                pin_memory=self._pin,
+                persistent_workers=nw > 0,
+                prefetch_factor=2 if nw > 0 else None,
+                timeout=self.timeout if nw > 0 else 0,
+                generator=torch.Generator().manual_seed(self.seed),  # not the global RNG
+            )
+        return self._loader
+
+    def close(self) -> None:
+        """Stop the decoding workers (they restart when needed)."""
+        self._loader = None
+
+    def _move(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self._labels[idx]
+        if self.device.type != "cpu":
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+        return x.permute(0, 3, 1, 2), y
+
+    def _host_batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Batch `idx` gathered or decoded in this process: uint8 [B, P, P, 3] (pinned for
+        an accelerator)."""
+        p = self.dataset.size
+        out = None
+        if self.dataset.cache is not None and self.dataset.cache.complete:
+            out = torch.empty((len(idx), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
+        x = self.dataset.load_batch(idx.numpy(), out=out)
+        return x.pin_memory() if self._pin and not x.is_pinned() else x
+
+    def uint8_batches(
+        self, epoch: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of `epoch` (default: the next, without advancing it) before augmentation:
+        ``(uint8 Tensor[B, 3, P, P] with channels_last strides, int64 Tensor[B])`` on the
+        device. A complete pass over an uncompleted cache completes it."""
+        batches = self.batch_indices(epoch)
+        cache = self.dataset.cache
+        if cache is not None and cache.complete:
+            for idx in batches:
+                yield self._move(self._host_batch(idx), idx)
+            return
+        self._sampler.batches = batches
+        for x, idx in self._get_loader():
+            if cache is not None:
+                cache.write(idx.numpy(), x.numpy())
+            yield self._move(x, idx)
+        if cache is not None:
+            self._complete_cache(cache)
+
+    def _complete_cache(self, cache: DecodedCache) -> None:
+        """After a full pass: decode what the pass skipped (the dropped partial batch), then
+        publish the cache; the workers are not needed any more."""
+        missing = cache.missing()
+        for chunk in np.array_split(missing, max(1, math.ceil(len(missing) / self.bs))):
+            if len(chunk):
+                x = decode_batch(
+                    self.dataset.items, chunk.tolist(), self.dataset.size, self.dataset.method
+                )
+                cache.write(chunk, x.numpy())
+        cache.finish()
+        self.close()
+
+    # -- device batches ---------------------------------------------------------------------
+
+    def _generator(self, epoch: int) -> torch.Generator | None:
+        if not (self.train and self.spec is not None):
+            return None
+        from fastcore_ext.augment import epoch_generator
+
+        return epoch_generator(self.seed, epoch)
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """uint8 ``[B, 3, P, P]`` on the device -> float ``[B, 3, S, S]`` through
+        `augment.augment_batch` (random when training with a spec, center crop otherwise)."""
+        from fastcore_ext.augment import augment_batch
+
+        mean, std = self.stats if self.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+        return augment_batch(
+            x,
+            self.size,
+            mean=mean,
+            std=std,
+            spec=self.spec,
+            generator=generator,
+            train=generator is not None,
+            channels_last=self.channels_last,
+        )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self._epoch
+        self._epoch += 1
+        return self._iter_epoch(epoch)
+
+    def _iter_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = self._generator(epoch)
+        for x, y in self.uint8_batches(epoch):
+            yield self.augment(x, gen), y
+
+    def one_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first batch of the next epoch (same values a pass would give), decoded in this
+        process; the epoch does not advance."""
+        idx = self.batch_indices(self._epoch)[0]
+        x, y = self._move(self._host_batch(idx), idx)
+        return self.augment(x, self._generator(self._epoch)), y
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({'train' if self.train else 'valid'}, {len(self)} batches of "
+            f"{self.bs}, size {self.size}, device {self.device}, workers {self.num_workers})"
+        )

@@ -1,0 +1,334 @@
+"""The bunch (ImageDataBunch / ImageDataLoaders): constructors, pipeline defaults, device
+batches after augmentation, show_batch, preprocess, skip_bad.
+
+Tests of the float batches need `fastcore_ext.augment.augment_batch` and the kernel
+`ops.augment_normalize` it calls; while either is not merged they skip saying which, and
+they run as soon as both are there.
+"""
+
+import importlib.util
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from fastcore_ext.data import (
+    DEMO_CLASSES,
+    BadImageError,
+    ImageDataBunch,
+    ImageDataLoaders,
+    Normalize,
+    Resize,
+    demo_dataset,
+    get_image_files,
+    imagenet_stats,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+
+PAT = r"/([^/]+)_\d+\.jpg$"
+
+
+def augment():
+    """fastcore_ext.augment, or a skip while the device step is not merged: augment.py
+    without augment_batch (augparams branch) or ops without augment_normalize (the kernel
+    branch). A build that is missing (fastcore_ext._C) fails instead of skipping."""
+    if importlib.util.find_spec("fastcore_ext.augment") is None:
+        pytest.skip("fastcore_ext.augment does not exist yet (augparams branch not merged)")
+    mod = importlib.import_module("fastcore_ext.augment")
+    if not hasattr(mod, "augment_batch"):
+        pytest.skip("fastcore_ext.augment has no augment_batch yet (augparams not merged)")
+    ops = importlib.import_module("fastcore_ext.ops")
+    if not hasattr(ops, "augment_normalize"):
+        pytest.skip("fastcore_ext.ops has no augment_normalize yet (kernel branch not merged)")
+    return mod
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """12 classes x (5 train + 1 valid) images of 32 px."""
+    return demo_dataset(tmp_path_factory.mktemp("bunch") / "demo", n_per_class=6, size=32)
+
+
+def _v2(root, **kw):
+    """A bunch that needs no augment module: no random augmentation."""
+    kw = {"item_tfms": Resize(24), "bs": 8, "num_workers": 0, "seed": 0, **kw}
+    return ImageDataLoaders.from_folder(root, **kw)
+
+
+# -- constructors and item sources -----------------------------------------------------------
+
+
+def test_from_folder(root):
+    b = _v2(root)
+    assert isinstance(b, ImageDataBunch)
+    assert b.classes == sorted(DEMO_CLASSES) and b.c == 12 and b.vocab is b.classes
+    assert len(b.train_ds) == 60 and len(b.valid_ds) == 12
+    assert len(b.train_dl) == 7 and len(b.valid_dl) == 2 and b.train is b.train_dl
+    assert b.path == root and b.device == torch.device("cpu") and b.stats is None
+    x, y = b.train_ds[0]
+    assert x.shape == (3, 24, 24) and x.dtype == torch.uint8 and isinstance(y, int)
+    assert b.train_ds.items[0].parent.name == b.classes[b.train_ds.labels[0]]
+
+
+def test_from_folder_valid_pct_split_determinism(root):
+    a = _v2(root, valid_pct=0.25, seed=1)
+    assert len(a.valid_ds) == 18 and len(a.train_ds) == 54 and a.c == 12
+    assert a.valid_ds.items == _v2(root, valid_pct=0.25, seed=1).valid_ds.items
+    assert a.valid_ds.items != _v2(root, valid_pct=0.25, seed=2).valid_ds.items
+
+
+def test_seed_none_follows_torch_manual_seed(root):
+    torch.manual_seed(0)
+    a = _v2(root, valid_pct=0.25, seed=None)
+    torch.manual_seed(0)
+    b = _v2(root, valid_pct=0.25, seed=None)
+    assert a.seed == b.seed and a.valid_ds.items == b.valid_ds.items
+    assert torch.equal(
+        torch.cat(a.train_dl.batch_indices(0)), torch.cat(b.train_dl.batch_indices(0))
+    )
+
+
+@pytest.mark.parametrize("cls", [ImageDataBunch, ImageDataLoaders])
+def test_from_name_re_func_lists(root, cls):
+    files = get_image_files(root)
+    kw = {"item_tfms": Resize(24), "bs": 8, "num_workers": 0, "seed": 5}
+    a = cls.from_name_re(root, files, PAT, **kw)
+    b = cls.from_name_func(root, files, lambda p: re.search(PAT, p.as_posix()).group(1), **kw)
+    c = cls.from_lists(root, files, [re.search(PAT, p.as_posix()).group(1) for p in files], **kw)
+    for d in (a, b, c):
+        assert type(d) is cls and d.classes == sorted(DEMO_CLASSES)
+        assert len(d.valid_ds) == int(0.2 * 72) and len(d.train_ds) == 72 - int(0.2 * 72)
+        assert d.valid_ds.items == a.valid_ds.items and d.train_ds.labels == a.train_ds.labels
+        for p, y in zip(d.train_ds.items, d.train_ds.labels, strict=True):
+            assert p.name.startswith(d.classes[y] + "_")
+
+
+def test_from_name_re_non_matching_file(root, tmp_path):
+    odd = tmp_path / "oddname.jpg"
+    shutil.copy(get_image_files(root)[0], odd)
+    with pytest.raises(ValueError, match=r"pat: the pattern .* does not match file .*oddname"):
+        ImageDataLoaders.from_name_re(root, [*get_image_files(root), odd], PAT)
+
+
+def test_folder_errors(root, tmp_path):
+    with pytest.raises(ValueError, match="train: folder 'training' not found"):
+        _v2(root, train="training")
+    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \(0, 1\)"):
+        _v2(root, valid_pct=1.2)
+    with pytest.raises(ValueError, match="no image files"):
+        _v2(tmp_path, valid_pct=0.2)
+
+
+# -- pipeline defaults (no augmentation module needed) -----------------------------------------
+
+
+def test_pipeline_defaults_without_augmentation(root):
+    b = ImageDataBunch.from_folder(root, ds_tfms=None, size=32, bs=8, num_workers=0)
+    assert (b.size, b.presize, b.spec) == (32, 40, None)  # presize = round(1.25 * size)
+    b = ImageDataBunch.from_folder(root, ds_tfms=None, bs=8, num_workers=0)
+    assert (b.size, b.presize) == (224, 280)
+    b = _v2(root, item_tfms=Resize(40), size=32)
+    assert (b.size, b.presize) == (32, 40)
+    b = _v2(root, item_tfms=Resize(30, method="squish"))
+    assert (b.size, b.presize, b.train_ds.method) == (30, 30, "squish")
+    b = _v2(root, batch_tfms=[Normalize.from_stats(*imagenet_stats)])
+    assert b.stats == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert b.train_dl.stats == b.valid_dl.stats == b.stats
+
+
+def test_pipeline_argument_errors(root):
+    with pytest.raises(TypeError, match="item_tfms: expected one Resize"):
+        _v2(root, item_tfms=[Resize(20), Resize(30)])
+    with pytest.raises(ValueError, match="ds_tfms: fastai v1's ds_tfms cannot be mixed"):
+        _v2(root, ds_tfms=None)
+    with pytest.raises(ValueError, match="size: expected a positive int"):
+        _v2(root, size=0)
+    with pytest.raises(ValueError, match="size: expected a positive int"):
+        Resize(-3)
+    with pytest.raises(ValueError, match="method: expected one of"):
+        Resize(20, method="pad")
+    with pytest.raises(ValueError, match="stats: expected every std > 0"):
+        Normalize([0.5] * 3, [0.2, 0.0, 0.2])
+    with pytest.raises(ValueError, match="stats: expected 3 means and 3 stds"):
+        Normalize([0.5], [0.2])
+    with pytest.raises(ValueError, match="bs: expected a positive int"):
+        _v2(root, bs=0)
+    with pytest.raises(TypeError, match="seed: expected a non-negative int"):
+        _v2(root, seed="1")
+    with pytest.raises(TypeError, match="cache: expected a bool or a folder path, got 3"):
+        _v2(root, cache=3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device: cuda requested"):
+            _v2(root, device="cuda")
+    with pytest.raises(ValueError, match="device: expected a torch device"):
+        _v2(root, device="toaster")
+
+
+def test_skip_bad(root, tmp_path):
+    tree = tmp_path / "t"
+    shutil.copytree(root, tree)
+    victim = tree / "train" / "star" / "star_0001.jpg"
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG
+    (tree / "valid" / "ring" / "ring_9999.jpg").write_text("not an image")
+    b = _v2(tree)  # not checked up front: fails when loaded, naming the file
+    with pytest.raises(BadImageError, match="star_0001.jpg"):
+        for i in range(len(b.train_ds)):
+            b.train_ds[i]
+    with pytest.warns(UserWarning, match=r"skip_bad: dropped 2 unreadable") as rec:
+        b = _v2(tree, skip_bad=True)
+    ours = [str(w.message) for w in rec if "skip_bad" in str(w.message)]
+    assert len(ours) == 1 and "star_0001.jpg" in ours[0] and "ring_9999.jpg" in ours[0]
+    assert len(b.train_ds) == 59 and len(b.valid_ds) == 12
+    assert victim not in b.train_ds.items
+    for _ in b.train_dl.uint8_batches():
+        pass
+
+
+# -- device batches (need fastcore_ext.augment.augment_batch) ----------------------------------
+
+
+def _batches(dl, epoch):
+    dl.set_epoch(epoch)
+    xs, ys = zip(*dl, strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_v1_and_v2_spellings(root):
+    aug = augment()
+    v1 = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    assert v1.spec == aug.get_transforms() and (v1.size, v1.presize) == (24, 30)
+    assert v1.normalize(imagenet_stats) is v1 and v1.stats == (
+        list(imagenet_stats[0]),
+        list(imagenet_stats[1]),
+    )
+    v2 = ImageDataLoaders.from_folder(
+        root, item_tfms=Resize(40), bs=8, num_workers=0, seed=0,
+        batch_tfms=[*aug.aug_transforms(size=24), Normalize.from_stats(*imagenet_stats)],
+    )  # fmt: skip
+    assert (v2.size, v2.presize) == (24, 40) and v2.spec == aug.aug_transforms(size=24)[0]
+    assert v2.stats == v1.stats
+    with pytest.raises(ValueError, match="size: 32 contradicts the AugmentSpec's size 24"):
+        _v2(root, batch_tfms=aug.aug_transforms(size=24), size=32)
+    with pytest.raises(TypeError, match="ds_tfms: expected an AugmentSpec"):
+        ImageDataBunch.from_folder(root, ds_tfms="flip")
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_batch_shapes_dtypes_range(root, normalize):
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    if normalize:
+        b.normalize(imagenet_stats)
+    for ds_type in ("train", "valid"):
+        x, y = b.one_batch(ds_type)
+        assert x.shape == (8, 3, 24, 24) and x.dtype == torch.float32 and x.device == b.device
+        assert y.shape == (8,) and y.dtype == torch.int64 and y.device == b.device
+        assert torch.isfinite(x).all()
+        raw = b.denorm(x)
+        assert raw.min() >= 0 and raw.max() <= 1
+        if not normalize:
+            assert x.min() >= -1e-6 and x.max() <= 1 + 1e-6
+            torch.testing.assert_close(raw, x.clamp(0, 1))
+    if normalize:  # the normalized batch is the [0, 1] batch, shifted and scaled
+        plain = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+        mean = torch.tensor(imagenet_stats[0]).view(1, 3, 1, 1)
+        std = torch.tensor(imagenet_stats[1]).view(1, 3, 1, 1)
+        torch.testing.assert_close(b.one_batch()[0], (plain.one_batch()[0] - mean) / std)
+
+
+def test_epochs_are_reproducible_and_differ(root):
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    e3 = _batches(b.train_dl, 3)
+    again = _batches(b.train_dl, 3)
+    torch.testing.assert_close(e3[0], again[0], rtol=0, atol=0)
+    assert torch.equal(e3[1], again[1])
+    e4 = _batches(b.train_dl, 4)
+    assert not torch.equal(e3[1], e4[1])
+    b.train_dl.set_epoch(3)
+    x0, y0 = b.one_batch()  # first batch of the next epoch, epoch not advanced
+    torch.testing.assert_close(x0, e3[0][:8], rtol=0, atol=0)
+    assert b.train_dl.epoch == 3
+    v1, v2 = _batches(b.valid_dl, 0), _batches(b.valid_dl, 9)  # validation: deterministic
+    torch.testing.assert_close(v1[0], v2[0], rtol=0, atol=0)
+    assert v1[1].tolist() == b.valid_ds.labels
+
+
+def test_no_augmentation_means_center_crop(root):
+    augment()
+    b = ImageDataBunch.from_folder(root, ds_tfms=None, size=24, bs=8, num_workers=0, seed=0)
+    x, _ = b.one_batch("train")
+    idx = b.train_dl.batch_indices()[0]
+    torch.testing.assert_close(x, b.preprocess([b.train_ds.items[int(i)] for i in idx]))
+
+
+def test_workers_and_cache_do_not_change_batches(root):
+    augment()
+    kw = {"size": 24, "bs": 8, "seed": 7}
+    ref = ImageDataBunch.from_folder(root, num_workers=0, **kw).normalize(imagenet_stats)
+    want_t, want_v = _batches(ref.train_dl, 1), _batches(ref.valid_dl, 1)
+    for nw, cache in ((2, False), (0, True), (2, True)):
+        b = ImageDataBunch.from_folder(root, num_workers=nw, cache=cache, **kw)
+        b.normalize(imagenet_stats)
+        for _ in range(2):  # with cache: the first pass fills it, the second reads it
+            got_t, got_v = _batches(b.train_dl, 1), _batches(b.valid_dl, 1)
+            torch.testing.assert_close(got_t[0], want_t[0], rtol=0, atol=0)
+            torch.testing.assert_close(got_v[0], want_v[0], rtol=0, atol=0)
+            assert torch.equal(got_t[1], want_t[1]) and torch.equal(got_v[1], want_v[1])
+        if cache:
+            assert b.train_ds.cache.complete and b.valid_ds.cache.complete
+        b.train_dl.close()
+        b.valid_dl.close()
+
+
+def test_show_batch_returns_figure(root):
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0).normalize(imagenet_stats)
+    fig = b.show_batch(rows=2, figsize=(4, 4))
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    _, y = b.one_batch()
+    assert [ax.get_title() for ax in fig.axes] == [b.classes[int(k)] for k in y[:4]]
+    img = fig.axes[0].get_images()[0].get_array()
+    assert img.shape == (24, 24, 3) and img.min() >= 0 and img.max() <= 1
+    assert len(b.show_batch(rows=3, ds_type="valid").axes) == 9  # 9 cells for 8 images
+    with pytest.raises(ValueError, match="rows: expected a positive int"):
+        b.show_batch(rows=0)
+    with pytest.raises(ValueError, match="ds_type: expected 'train' or 'valid'"):
+        b.show_batch(ds_type="test")
+
+
+def test_preprocess_is_the_validation_transform(root):
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0).normalize(imagenet_stats)
+    xv, _ = b.one_batch("valid")
+    items = b.valid_ds.items[:3]
+    torch.testing.assert_close(b.preprocess(items), xv[:3], rtol=0, atol=0)
+    pil = Image.open(items[1])
+    t = torch.from_numpy(np.array(pil.convert("RGB"))).permute(2, 0, 1)
+    for single in (items[1], str(items[1]), pil, t):
+        torch.testing.assert_close(b.preprocess(single), xv[1:2], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="items: expected at least one image"):
+        b.preprocess([])
+
+
+def test_normalize_without_stats_measures_them(root):
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=16, num_workers=0).normalize()
+    x, _ = b.valid_dl.one_batch()
+    torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4, rtol=0)
+
+
+def test_to_device(root, device):
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, device="cpu")
+    assert b.to(device) is b and b.device == device
+    x, y = b.one_batch()
+    assert x.device.type == device.type and y.device.type == device.type
+    x, y = next(iter(b.valid_dl))
+    assert x.device.type == device.type

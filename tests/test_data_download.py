@@ -1,0 +1,228 @@
+"""untar_data / download_url / extract_archive against a local HTTP server on 127.0.0.1."""
+
+import hashlib
+import io
+import socket
+import tarfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from fastcore_ext.data import URLs, download_url, extract_archive, untar_data
+from fastcore_ext.data.download import DownloadError, UnsafeArchiveError
+
+FILES = {"pets/images/cat_1.txt": b"meow" * 100, "pets/images/dog_2.txt": b"woof" * 3000}
+
+
+def _tar(members: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict[str, bytes] = {}
+    cut: set[str] = set()
+    hits: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.hits.append(self.path)
+        body = self.routes.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.path in self.cut:  # the connection dies half way
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    _Handler.routes = {
+        "/pets.tgz": _tar(FILES),
+        "/pets2.tar.gz": _tar(FILES),
+        "/pets3.zip": _zip(FILES),
+        "/flat.tgz": _tar({"a.txt": b"a", "b/c.txt": b"c"}),
+        "/big.tgz": _tar({"big/x.bin": bytes(range(256)) * 4000}, mode="w"),
+        "/evil_dotdot.tgz": _tar({"ok.txt": b"x", "../escaped.txt": b"boo"}),
+        "/evil_abs.tgz": _tar({"/tmp/fastcore_ext_abs_escape.txt": b"boo"}),
+        "/evil_zip.zip": _zip({"ok.txt": b"x", "../../escaped.txt": b"boo"}),
+    }
+    _Handler.cut = {"/big.tgz"}
+    _Handler.hits = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["pets.tgz", "pets2.tar.gz", "pets3.zip"])
+def test_download_extract_and_reuse(server, tmp_path, name):
+    path = untar_data(f"{server}/{name}", dest=tmp_path, progress=False)
+    assert path == tmp_path / name.split(".")[0]
+    assert _tree(path) == {k.removeprefix("pets/"): v for k, v in FILES.items()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # archive and temps gone
+    hits = len(_Handler.hits)
+    assert untar_data(f"{server}/{name}", dest=tmp_path) == path  # reused: no request
+    assert len(_Handler.hits) == hits
+
+
+def test_second_call_needs_no_network(server, tmp_path):
+    path = untar_data(f"{server}/pets.tgz", dest=tmp_path, progress=False)
+    start = time.monotonic()
+    assert untar_data("http://127.0.0.1:9/pets.tgz", dest=tmp_path) == path
+    assert time.monotonic() - start < 1
+
+
+def test_default_destination_is_the_data_folder(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCORE_EXT_DATA", str(tmp_path / "d"))
+    path = untar_data(f"{server}/pets.tgz", progress=False)
+    assert path == tmp_path / "d" / "pets" == URLs.path(f"{server}/pets.tgz")
+
+
+def test_archive_without_single_top_folder(server, tmp_path):
+    path = untar_data(f"{server}/flat.tgz", dest=tmp_path, progress=False, keep_archive=True)
+    assert _tree(path) == {"a.txt": b"a", "b/c.txt": b"c"}
+    assert (tmp_path / "flat.tgz").is_file()
+
+
+def test_checksum_and_size(server, tmp_path):
+    url = f"{server}/pets.tgz"
+    good = hashlib.sha256(_Handler.routes["/pets.tgz"]).hexdigest()
+    with pytest.raises(DownloadError, match="sha256 .* does not match the expected 0000"):
+        untar_data(url, dest=tmp_path, sha256="0" * 64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DownloadError, match="expected 5 bytes"):
+        untar_data(url, dest=tmp_path, size=5, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    size = len(_Handler.routes["/pets.tgz"])
+    assert untar_data(url, dest=tmp_path, sha256=good, size=size, progress=False).is_dir()
+
+
+def test_connection_cut_midway_leaves_nothing(server, tmp_path):
+    with pytest.raises(DownloadError, match="could not download"):
+        untar_data(f"{server}/big.tgz", dest=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_error(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        untar_data(f"{server}/missing.tgz", dest=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["evil_dotdot.tgz", "evil_abs.tgz", "evil_zip.zip"])
+def test_escaping_members_are_refused(server, tmp_path, name):
+    dest = tmp_path / "data"
+    with pytest.raises(UnsafeArchiveError, match="refused"):
+        untar_data(f"{server}/{name}", dest=dest, progress=False)
+    assert not (tmp_path / "escaped.txt").exists() and not (dest / "ok.txt").exists()
+    assert not Path("/tmp/fastcore_ext_abs_escape.txt").exists()
+    assert not (dest / name.split(".")[0]).exists()
+    assert not [p for p in dest.iterdir() if p.is_dir()]  # no half-extracted folder
+
+
+def test_symlink_leading_outside_is_refused(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        link = tarfile.TarInfo("d/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../outside"
+        tf.addfile(link)
+    (tmp_path / "a.tar").write_bytes(buf.getvalue())
+    with pytest.raises(UnsafeArchiveError, match="symlink 'd/link'"):
+        extract_archive(tmp_path / "a.tar", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_archive_placed_by_hand_is_used_offline(tmp_path):
+    (tmp_path / "pets.tgz").write_bytes(_tar(FILES))
+    path = untar_data("http://127.0.0.1:9/pets.tgz", dest=tmp_path, progress=False)
+    assert _tree(path)["images/cat_1.txt"] == FILES["pets/images/cat_1.txt"]
+
+
+def test_refused_connection_fails_fast_saying_what_to_do(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"offline.*put the file at .*pets.tgz"):
+        untar_data(f"http://127.0.0.1:{port}/pets.tgz", dest=tmp_path, progress=False)
+    assert time.monotonic() - start < 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_silent_server_times_out(tmp_path):
+    with socket.socket() as s:  # accepts connections (backlog) but never answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        start = time.monotonic()
+        with pytest.raises(DownloadError, match="could not download"):
+            untar_data(f"http://127.0.0.1:{s.getsockname()[1]}/x.tgz", dest=tmp_path, timeout=1)
+        assert time.monotonic() - start < 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unresolvable_host_fails_within_the_timeout(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="could not download"):
+        untar_data("https://no-such-host.invalid/x.tgz", dest=tmp_path, timeout=2)
+    assert time.monotonic() - start < 5
+
+
+def test_progress_bar(server, tmp_path, capsys):
+    download_url(f"{server}/pets.tgz", tmp_path / "p.tgz", progress=True)
+    err = capsys.readouterr().err
+    assert "p.tgz" in err and "100.0%" in err and err.endswith("\n")
+
+
+def test_urls_are_fastais():
+    assert URLs.PETS == "https://s3.amazonaws.com/fast-ai-imageclas/oxford-iiit-pet.tgz"
+    assert URLs.MNIST_SAMPLE == "https://s3.amazonaws.com/fast-ai-sample/mnist_sample.tgz"
+    assert URLs.IMAGENETTE_160 == "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"
+    assert URLs.CIFAR == "https://s3.amazonaws.com/fast-ai-sample/cifar10.tgz"
+    assert URLs.path(URLs.PETS, "/x").as_posix() == "/x/oxford-iiit-pet"
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="url: expected an http"):
+        untar_data("ftp://host/x.tgz", dest=tmp_path)
+    with pytest.raises(ValueError, match="url: expected a URL ending in a file name"):
+        untar_data("http://host/", dest=tmp_path)
+    with pytest.raises(TypeError, match="url: expected a str"):
+        untar_data(Path("x.tgz"), dest=tmp_path)
+    with pytest.raises(ValueError, match="timeout: expected a positive"):
+        download_url("http://127.0.0.1:9/x.tgz", tmp_path / "x", timeout=0)
+    (tmp_path / "junk.tgz").write_bytes(b"not an archive")
+    with pytest.raises(ValueError, match="neither a tar nor a zip"):
+        extract_archive(tmp_path / "junk.tgz", tmp_path / "junk")

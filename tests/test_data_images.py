@@ -1,0 +1,192 @@
+"""Decoding (torchvision.io, Pillow fallback), color modes, EXIF orientation, presizing,
+bad files and verify_images."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision.io as tvio
+from PIL import Image
+
+from fastcore_ext.data import BadImageError, load_image, presize, to_rgb, verify_images
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+
+
+@pytest.fixture
+def rgb():
+    """A random (H=30, W=20) RGB image as a numpy array."""
+    return np.random.default_rng(0).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    assert t.dtype == torch.uint8 and t.ndim == 3 and t.shape[0] == 3
+    return t.permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("ext", ["png", "bmp", "tiff", "webp"])
+def test_lossless_formats_decode_exactly(tmp_path, rgb, ext):
+    """PNG and WebP through torchvision, BMP and TIFF through the Pillow fallback."""
+    p = tmp_path / f"x.{ext}"
+    Image.fromarray(rgb).save(p, **({"lossless": True} if ext == "webp" else {}))
+    np.testing.assert_array_equal(_hwc(to_rgb(p)), rgb)
+    np.testing.assert_array_equal(_hwc(to_rgb(str(p))), rgb)
+
+
+def test_jpeg_agrees_with_pillow(tmp_path, rgb):
+    p = tmp_path / "x.jpg"
+    Image.fromarray(rgb).save(p, quality=90)
+    got = _hwc(to_rgb(p)).astype(int)
+    expect = np.asarray(Image.open(p).convert("RGB")).astype(int)
+    assert got.shape == rgb.shape
+    assert np.abs(got - expect).mean() < 2  # two libjpeg builds: the same picture
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_grayscale_becomes_rgb(tmp_path, rgb, ext):
+    p = tmp_path / f"g.{ext}"
+    Image.fromarray(rgb[..., 0]).save(p)
+    got = _hwc(to_rgb(p))
+    assert (got[..., 0] == got[..., 1]).all() and (got[..., 1] == got[..., 2]).all()
+    if ext == "png":
+        np.testing.assert_array_equal(got[..., 0], rgb[..., 0])
+
+
+def test_rgba_drops_alpha(tmp_path, rgb):
+    p = tmp_path / "a.png"
+    alpha = np.random.default_rng(1).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha])).save(p)
+    np.testing.assert_array_equal(_hwc(to_rgb(p)), rgb)
+
+
+@pytest.mark.parametrize("ext", ["png", "gif"])
+def test_palette_becomes_rgb(tmp_path, rgb, ext):
+    p = tmp_path / f"p.{ext}"
+    pal = Image.fromarray(rgb).convert("P")
+    pal.save(p)
+    expect = np.asarray(Image.open(p).convert("RGB"))
+    np.testing.assert_array_equal(_hwc(to_rgb(p)), expect)
+
+
+def test_palette_with_transparency_through_pillow(rgb):
+    pal = Image.fromarray(rgb).convert("P")
+    pal.info["transparency"] = 0
+    np.testing.assert_array_equal(_hwc(to_rgb(pal)), np.asarray(pal.convert("RGBA"))[..., :3])
+
+
+@pytest.mark.parametrize("orientation,rot", [(3, 2), (6, -1), (8, 1)])
+def test_exif_orientation_applied(tmp_path, rgb, orientation, rot):
+    """EXIF 3/6/8 = rotate 180 / 90 clockwise / 90 counter-clockwise for display."""
+    p = tmp_path / "e.jpg"
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(p, exif=exif, quality=95)
+    raw = tvio.decode_jpeg(tvio.read_file(str(p)), mode=tvio.ImageReadMode.RGB)  # stored pixels
+    expect = torch.rot90(raw, rot, dims=(1, 2))
+    torch.testing.assert_close(to_rgb(p), expect, rtol=0, atol=0)
+    # the Pillow path (PIL image given directly) agrees with Pillow's own transpose
+    with Image.open(p) as im:
+        got = to_rgb(im)
+        assert got.shape == expect.shape
+
+
+def test_sixteen_bit_png(tmp_path):
+    p = tmp_path / "deep.png"
+    v = np.random.default_rng(2).integers(0, 65536, (9, 7), dtype=np.uint16)
+    Image.fromarray(v).save(p)
+    got = to_rgb(p)
+    assert got.dtype == torch.uint8 and got.shape == (3, 9, 7)
+
+
+def test_tensor_array_and_pil_sources(rgb):
+    t = torch.from_numpy(rgb).permute(2, 0, 1)
+    np.testing.assert_array_equal(_hwc(to_rgb(t)), rgb)
+    np.testing.assert_array_equal(_hwc(to_rgb(rgb)), rgb)
+    np.testing.assert_array_equal(_hwc(to_rgb(Image.fromarray(rgb))), rgb)
+    rgba = torch.cat([t, t[:1]])
+    np.testing.assert_array_equal(_hwc(to_rgb(rgba)), rgb)
+    gray = to_rgb(t[0])
+    assert gray.shape == (3, 30, 20) and (gray[0] == gray[2]).all()
+    with pytest.raises(TypeError, match="item: expected a uint8 tensor"):
+        to_rgb(t.float())
+    with pytest.raises(TypeError, match="item: expected 1, 3 or 4 channels, got 2"):
+        to_rgb(t[:2])
+    with pytest.raises(TypeError, match="item: expected a file path"):
+        to_rgb(3)
+
+
+def test_truncated_jpeg_names_its_file(tmp_path, rgb):
+    p = tmp_path / "broken_photo.jpg"
+    Image.fromarray(rgb).save(p)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadImageError, match="broken_photo.jpg: cannot decode image"):
+        to_rgb(p)
+
+
+def test_non_image_and_missing_file(tmp_path):
+    p = tmp_path / "notes.png"
+    p.write_text("this is text")
+    with pytest.raises(BadImageError, match="notes.png: cannot decode image.*skip_bad=True"):
+        to_rgb(p)
+    with pytest.raises(BadImageError, match="gone.jpg: cannot read file"):
+        to_rgb(tmp_path / "gone.jpg")
+
+
+def test_presize_crop_takes_the_center_square():
+    # a wide image: left and right thirds red, the center square green
+    img = torch.zeros(3, 30, 90, dtype=torch.uint8)
+    img[0, :, :30] = img[0, :, 60:] = 255
+    img[1, :, 30:60] = 255
+    out = presize(img, 30)
+    assert out.shape == (3, 30, 30) and out.dtype == torch.uint8
+    assert (out[1] == 255).all() and (out[0] == 0).all()
+    small = presize(img, 10)
+    assert small.shape == (3, 10, 10) and (small[1] == 255).all() and (small[0] == 0).all()
+    tall = presize(img.transpose(1, 2), 12)
+    assert tall.shape == (3, 12, 12) and (tall[1] == 255).all()
+
+
+def test_presize_squish_keeps_everything():
+    img = torch.zeros(3, 30, 90, dtype=torch.uint8)
+    img[0, :, :30] = 255
+    out = presize(img, 30, method="squish")
+    assert out.shape == (3, 30, 30)
+    assert (out[0, :, :9] == 255).all() and (out[0, :, 12:] == 0).all()
+    with pytest.raises(ValueError, match="method: expected one of"):
+        presize(img, 30, method="pad")
+
+
+def test_presize_matches_torch_resize_and_upsamples(rgb):
+    img = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, 30, 20)
+    out = presize(img, 16)
+    sq = img[:, 5:25, :].contiguous()
+    ref = torch.nn.functional.interpolate(sq[None], size=(16, 16), mode="bilinear", antialias=True)
+    torch.testing.assert_close(out, ref[0], rtol=0, atol=0)
+    assert presize(img, 64).shape == (3, 64, 64)
+    assert presize(img[:, :20, :], 20) is not None
+
+
+def test_load_image(tmp_path, rgb):
+    p = tmp_path / "x.png"
+    Image.fromarray(rgb).save(p)
+    torch.testing.assert_close(load_image(p, 12), presize(to_rgb(p), 12), rtol=0, atol=0)
+
+
+def test_verify_images_lists_and_deletes(tmp_path, rgb):
+    good = [tmp_path / "a" / f"{i}.png" for i in range(3)]
+    for g in good:
+        g.parent.mkdir(exist_ok=True)
+        Image.fromarray(rgb).save(g)
+    trunc = tmp_path / "a" / "t.jpg"
+    Image.fromarray(rgb).save(trunc)
+    trunc.write_bytes(trunc.read_bytes()[:100])
+    text = tmp_path / "b" / "x.png"
+    text.parent.mkdir()
+    text.write_text("nope")
+    bad = verify_images(tmp_path)
+    assert bad == sorted([trunc, text])
+    assert verify_images(good + [text], num_workers=1) == [text]
+    assert verify_images(tmp_path, delete=True) == bad
+    assert not trunc.exists() and not text.exists() and all(g.exists() for g in good)
+    assert verify_images(tmp_path) == []

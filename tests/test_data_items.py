@@ -1,0 +1,180 @@
+"""Item sources: file discovery, labels from folders / regex / function / lists, splits."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastcore_ext.data import (
+    MissingPathError,
+    get_image_files,
+    items_from_folder,
+    items_from_lists,
+    items_from_name_func,
+    items_from_name_re,
+    random_split,
+)
+
+
+def _img(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """train/{cat,dog}, valid/{cat,dog}; 4+3 train and 2+1 valid images."""
+    for split, counts in (("train", {"cat": 4, "dog": 3}), ("valid", {"cat": 2, "dog": 1})):
+        for cls, n in counts.items():
+            for i in range(n):
+                _img(tmp_path / split / cls / f"{cls}_{i}.png")
+    return tmp_path
+
+
+def test_get_image_files_by_extension_recursive_sorted(tmp_path):
+    a = _img(tmp_path / "b" / "x.JPG")
+    b = _img(tmp_path / "a" / "deep" / "y.png")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    _img(tmp_path / ".hidden" / "z.png")
+    _img(tmp_path / "a" / ".w.png")
+    assert get_image_files(tmp_path) == sorted([a, b])
+    assert get_image_files(tmp_path / "a", recurse=False) == []
+    with pytest.raises(MissingPathError, match="path: expected an existing folder"):
+        get_image_files(tmp_path / "nope")
+
+
+def test_from_folder_train_valid(tree):
+    s = items_from_folder(tree)
+    assert s.classes == ["cat", "dog"]
+    assert len(s.train_items) == 7 and len(s.valid_items) == 3
+    for items, labels in ((s.train_items, s.train_labels), (s.valid_items, s.valid_labels)):
+        assert [s.classes[y] for y in labels] == [p.parent.name for p in items]
+
+
+def test_from_folder_valid_pct_is_seeded(tree):
+    a = items_from_folder(tree, valid_pct=0.3, seed=1)
+    b = items_from_folder(tree, valid_pct=0.3, seed=1)
+    c = items_from_folder(tree, valid_pct=0.3, seed=2)
+    assert a == b
+    assert len(a.valid_items) == 3 and len(a.train_items) == 7  # int(0.3 * 10) valid of 10
+    assert set(a.train_items).isdisjoint(a.valid_items)
+    assert a.valid_items != c.valid_items
+    assert [a.classes[y] for y in a.train_labels] == [p.parent.name for p in a.train_items]
+
+
+@pytest.mark.parametrize("bad", [0, 1, -0.1, 1.5, 0.0, 1.0])
+def test_valid_pct_outside_open_interval(tree, bad):
+    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \(0, 1\)"):
+        items_from_folder(tree, valid_pct=bad)
+
+
+def test_valid_pct_not_a_number(tree):
+    with pytest.raises(TypeError, match="valid_pct"):
+        items_from_folder(tree, valid_pct="0.2")
+
+
+def test_valid_pct_leaving_an_empty_set(tree):
+    with pytest.raises(ValueError, match="empty validation set"):
+        items_from_folder(tree, valid_pct=0.05)
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(ValueError, match="no image files"):
+        items_from_folder(tmp_path, valid_pct=0.2)
+    with pytest.raises(MissingPathError, match="train: folder 'train' not found"):
+        items_from_folder(tmp_path)
+
+
+def test_missing_valid_folder_lists_what_is_there(tree):
+    with pytest.raises(MissingPathError, match=r"valid: folder 'val' not found .*'train', 'valid'"):
+        items_from_folder(tree, valid="val")
+    with pytest.raises(MissingPathError, match="path: expected an existing folder"):
+        items_from_folder(tree / "missing")
+
+
+def test_class_folder_without_images(tree):
+    (tree / "train" / "bird").mkdir()
+    (tree / "train" / "bird" / "readme.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"train: class folder .*bird.* contains no image files"):
+        items_from_folder(tree)
+
+
+def test_valid_class_unknown_to_train(tree):
+    _img(tree / "valid" / "fish" / "f.png")
+    with pytest.raises(ValueError, match=r"valid: class folders \['fish'\]"):
+        items_from_folder(tree)
+
+
+def test_loose_images_in_train(tree):
+    _img(tree / "train" / "loose.png")
+    with pytest.raises(ValueError, match="lie directly in"):
+        items_from_folder(tree)
+
+
+def test_from_name_re(tmp_path):
+    files = [_img(tmp_path / f"{c}_{i}.jpg") for c in ("Abyssinian", "pug") for i in range(5)]
+    s = items_from_name_re(tmp_path, files, r"/([^/]+)_\d+.jpg$", valid_pct=0.2, seed=0)
+    assert s.classes == ["Abyssinian", "pug"]
+    assert len(s.valid_items) == 2 and len(s.train_items) == 8
+    for p, y in zip(s.train_items + s.valid_items, s.train_labels + s.valid_labels, strict=True):
+        assert p.name.startswith(s.classes[y] + "_")
+    # relative names are taken relative to path; a compiled pattern works too
+    rel = [f.name for f in files]
+    assert items_from_name_re(tmp_path, rel, re.compile(r"/([^/]+)_\d+.jpg$"), seed=0) == s
+
+
+def test_from_name_re_non_matching_file_names_file_and_pattern(tmp_path):
+    files = [_img(tmp_path / "cat_1.jpg"), _img(tmp_path / "weird.jpg")]
+    with pytest.raises(ValueError, match="does not match file") as e:
+        items_from_name_re(tmp_path, files, r"/([^/]+)_\d+.jpg$")
+    assert r"pat: the pattern '/([^/]+)_\d+.jpg$'" in str(e.value)
+    assert f"'{(tmp_path / 'weird.jpg').as_posix()}'" in str(e.value)
+    with pytest.raises(ValueError, match="with a group"):
+        items_from_name_re(tmp_path, files, r"\d+")
+    with pytest.raises(ValueError, match="pat: expected a regular expression"):
+        items_from_name_re(tmp_path, files, "(")
+
+
+def test_fnames_errors(tmp_path):
+    with pytest.raises(ValueError, match="fnames: expected at least one file"):
+        items_from_name_re(tmp_path, [], r"(.)")
+    with pytest.raises(MissingPathError, match="fnames: 1 of 1 files do not exist"):
+        items_from_name_re(tmp_path, ["nope_1.jpg"], r"(.)")
+    with pytest.raises(TypeError, match="fnames: expected a list"):
+        items_from_name_re(tmp_path, "x.jpg", r"(.)")
+
+
+def test_from_name_func(tmp_path):
+    files = [_img(tmp_path / f"{'Cat' if i % 2 else 'dog'}{i}.png") for i in range(10)]
+    s = items_from_name_func(tmp_path, files, lambda p: p.name[0].isupper(), seed=3)
+    assert s.classes == ["False", "True"]
+    for p, y in zip(s.train_items, s.train_labels, strict=True):
+        assert s.classes[y] == str(p.name[0].isupper())
+    with pytest.raises(ValueError, match="label_func: returned None for file .*dog0"):
+        items_from_name_func(tmp_path, files, lambda p: None)
+    with pytest.raises(TypeError, match="label_func: expected a callable"):
+        items_from_name_func(tmp_path, files, "cat")
+
+
+def test_from_lists(tmp_path):
+    files = [_img(tmp_path / f"{i}.png") for i in range(10)]
+    labels = ["b", "a"] * 5
+    s = items_from_lists(tmp_path, files, labels, valid_pct=0.5, seed=0)
+    assert s.classes == ["a", "b"]
+    lookup = dict(zip(files, labels, strict=True))
+    for p, y in zip(s.train_items + s.valid_items, s.train_labels + s.valid_labels, strict=True):
+        assert lookup[p] == s.classes[y]
+    with pytest.raises(ValueError, match="labels: expected 10 labels"):
+        items_from_lists(tmp_path, files, labels[:-1])
+
+
+def test_random_split_partition_and_determinism():
+    tr, va = random_split(100, 0.25, seed=7)
+    assert len(va) == 25 and sorted(tr + va) == list(range(100))
+    assert (tr, va) == random_split(100, 0.25, seed=7)
+    assert va != random_split(100, 0.25, seed=8)[1]
+    with pytest.raises(TypeError, match="seed: expected a non-negative int"):
+        random_split(10, 0.2, seed=-1)
