@@ -39,6 +39,9 @@ enum class Mode : int { Bilinear = 0, Nearest = 1 };
 enum class Pad : int { Zeros = 0, Border = 1, Reflection = 2 };
 
 constexpr float kLightEps = 1e-6f;  // lighting clamps x to [kLightEps, 1 - kLightEps]
+// ... that is, r = (1 - x) / x to [kLightRMin, kLightRMax]
+constexpr float kLightRMin = float(1e-6 / (1.0 - 1e-6));
+constexpr float kLightRMax = float((1.0 - 1e-6) / 1e-6);
 
 // Output pixel (j, i) -> input pixel (ix, iy) = (Nx / D, Ny / D); see the file header.
 struct Geometry {

@@ -230,8 +230,9 @@ inline F exp2_clamped(F z) {
 }
 
 // v in [0, 255] -> the normalized output value of channel c. The lighting curve is
-// y = 1 / (1 + 2^(c log2(r) + log2k)) with r = (1 - x) / x = (255 - v) / v, x = v / 255
-// clamped to [1e-6, 1 - 1e-6] (as v to [255e-6, 255 (1 - 1e-6)]).
+// y = 1 / (1 + 2^(c log2(r) + log2k)) with r = (1 - x) / x = (255 - v) / v; clamping x to
+// [eps, 1 - eps] is clamping r to [eps / (1 - eps), (1 - eps) / eps] (255 - v is exact near
+// 255, where 1 - x in float would not be; v = 0 gives r = inf, clamped too).
 template <Light light>
 inline F finish_value(F v, float scale, float shift, float inv_std, const LightParams& lp) {
   if constexpr (light == Light::None) {
@@ -242,9 +243,8 @@ inline F finish_value(F v, float scale, float shift, float inv_std, const LightP
     return Ops::fmadd(x, Ops::set1(inv_std), Ops::set1(shift));
   } else {
     const F one = Ops::set1(1.0f);
-    v = Ops::min(Ops::max(v, Ops::set1(float(255.0 * kLightEps))),
-                 Ops::set1(float(255.0 * (1.0 - kLightEps))));
-    const F r = Ops::div(Ops::sub(Ops::set1(255.0f), v), v);
+    F r = Ops::div(Ops::sub(Ops::set1(255.0f), v), v);
+    r = Ops::min(Ops::max(r, Ops::set1(kLightRMin)), Ops::set1(kLightRMax));
     const F e = exp2_clamped(Ops::fmadd(Ops::set1(lp.c), log2_pos(r), Ops::set1(lp.log2k)));
     return Ops::fmadd(Ops::div(one, Ops::add(one, e)), Ops::set1(inv_std), Ops::set1(shift));
   }
