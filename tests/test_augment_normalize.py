@@ -734,6 +734,8 @@ def _call(**over):
             "lighting should be float32",
         ),
         (dict(lighting=torch.tensor([[0.5, 1.0], [1.0, 1.0]])), ValueError, "lighting brightness"),
+        (dict(lighting=torch.tensor([[0.0, 1.0], [0.5, 1.0]])), ValueError, "lighting brightness"),
+        (dict(lighting=torch.tensor([[0.5, float("inf")], [0.5, 1]])), ValueError, "contrast"),
         (dict(lighting=torch.tensor([[0.5, 1.0], [0.5, 0.0]])), ValueError, "lighting contrast"),
         (
             dict(lighting=torch.full((2, 2), 0.5, device="meta")),

@@ -151,6 +151,12 @@ at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& mat
     s.safe = sample_extent - 1 <= s.src.lim8;
     s.geo = make_geometry(m + 9 * b, H, W, out_h, out_w);
     if (l != nullptr) {
+      TORCH_CHECK_VALUE(l[2 * b] > 0.0f && l[2 * b] < 1.0f,
+                        "lighting brightness (column 0) should be in (0, 1), got ", l[2 * b],
+                        " for image ", b);
+      TORCH_CHECK_VALUE(l[2 * b + 1] > 0.0f && std::isfinite(l[2 * b + 1]),
+                        "lighting contrast (column 1) should be positive and finite, got ",
+                        l[2 * b + 1], " for image ", b);
       s.light = make_light(l[2 * b], l[2 * b + 1]);
     } else {
       s.light = LightParams{Light::None, 1.0f, 0.0f};

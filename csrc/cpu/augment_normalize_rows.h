@@ -103,21 +103,24 @@ struct RowCoords {
 // Output pixels [j_begin, j_end) of one row (multiples of kW, except that j_end may pass the
 // row's end: buf has room for whole vectors). kInside: every pixel maps inside the image, so
 // the padding rule is skipped (it would be the identity, see pad_coordinate).
+//
+// Bilinear runs in two phases per chunk of vectors, coordinates -> (offsets, weights) in
+// small arrays, then loads and interpolation: two short dependency chains instead of one long
+// one, which the out-of-order window overlaps better.
 template <Mode mode, Pad pad, Load L, int C, bool Safe, bool kInside>
 inline void sample_span(const SampleSource& src, const RowCoords& rc, int64_t j_begin,
                         int64_t j_end, float fw, float fh, float* buf, int64_t buf_stride) {
   constexpr bool kZeros = pad == Pad::Zeros && !kInside;
   const F zero = Ops::set1(0.0f), one = Ops::set1(1.0f);
   const F wmax = Ops::set1(fw - 1.0f), hmax = Ops::set1(fh - 1.0f);
-  for (int64_t j0 = j_begin; j0 < j_end; j0 += kW) {
-    F x, y;
-    rc.at(j0, x, y);
-    if constexpr (!kInside) {
-      x = pad_coordinate<pad>(x, fw);
-      y = pad_coordinate<pad>(y, fh);
-    }
-    F v[C];
-    if constexpr (mode == Mode::Nearest) {
+  if constexpr (mode == Mode::Nearest) {
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += kW) {
+      F x, y;
+      rc.at(j0, x, y);
+      if constexpr (!kInside) {
+        x = pad_coordinate<pad>(x, fw);
+        y = pad_coordinate<pad>(y, fh);
+      }
       // grid_sample rounds with nearbyint: half to even.
       x = Ops::round_even(x);
       y = Ops::round_even(y);
@@ -128,53 +131,80 @@ inline void sample_span(const SampleSource& src, const RowCoords& rc, int64_t j_
         x = Ops::min(Ops::max(x, zero), wmax);
         y = Ops::min(Ops::max(y, zero), hmax);
       }
+      F v[C];
       Ops::template load_row1<L, C, Safe>(src, Ops::offset(src, x, y), v);
-      if constexpr (kZeros) {
-        for (int c = 0; c < C; ++c) v[c] = Ops::zero_unless(valid, v[c]);
-      }
-    } else {
-      // grid_sample's bilinear: corners (x0, y0) .. (x0 + 1, y0 + 1), weights from the
-      // distances to the opposite corner, summed in the order nw, ne, sw, se.
-      const F x0 = Ops::floor(x), y0 = Ops::floor(y);
-      const F x1 = Ops::add(x0, one), y1 = Ops::add(y0, one);
-      const F e = Ops::sub(x, x0), w = Ops::sub(x1, x);
-      const F s = Ops::sub(y, y0), n = Ops::sub(y1, y);
-      const F wnw = Ops::mul(w, n), wne = Ops::mul(e, n), wsw = Ops::mul(w, s),
-              wse = Ops::mul(e, s);
-      // Taps are read at clamped coordinates. Inside, border, reflection: x0, y0 are inside
-      // already; x1, y1 may be one past the edge, where their weight is 0. Zeros: taps outside
-      // the image are masked to 0 after the read.
-      const F xa = kZeros ? Ops::min(Ops::max(x0, zero), wmax) : x0;
-      const F ya = kZeros ? Ops::min(Ops::max(y0, zero), hmax) : y0;
-      const F xb = kZeros ? Ops::min(Ops::max(x1, zero), wmax) : Ops::min(x1, wmax);
-      const F yb = kZeros ? Ops::min(Ops::max(y1, zero), hmax) : Ops::min(y1, hmax);
-      M left_out{};
-      if constexpr (kZeros) left_out = Ops::lt(x0, zero);
-      F t[2 * C], u[2 * C];
-      Ops::template load_row2<L, C, Safe, kZeros>(src, Ops::offset(src, xa, ya),
-                                                  Ops::offset(src, xb, ya), left_out, t);
-      Ops::template load_row2<L, C, Safe, kZeros>(src, Ops::offset(src, xa, yb),
-                                                  Ops::offset(src, xb, yb), left_out, u);
-      if constexpr (kZeros) {
-        const M vx0 = Ops::mand(Ops::ge(x0, zero), Ops::le(x0, wmax));
-        const M vx1 = Ops::mand(Ops::ge(x1, zero), Ops::le(x1, wmax));
-        const M vy0 = Ops::mand(Ops::ge(y0, zero), Ops::le(y0, hmax));
-        const M vy1 = Ops::mand(Ops::ge(y1, zero), Ops::le(y1, hmax));
-        for (int c = 0; c < C; ++c) {
-          t[2 * c] = Ops::zero_unless(Ops::mand(vy0, vx0), t[2 * c]);
-          t[2 * c + 1] = Ops::zero_unless(Ops::mand(vy0, vx1), t[2 * c + 1]);
-          u[2 * c] = Ops::zero_unless(Ops::mand(vy1, vx0), u[2 * c]);
-          u[2 * c + 1] = Ops::zero_unless(Ops::mand(vy1, vx1), u[2 * c + 1]);
-        }
-      }
       for (int c = 0; c < C; ++c) {
-        F acc = Ops::mul(t[2 * c], wnw);
-        acc = Ops::fmadd(t[2 * c + 1], wne, acc);
-        acc = Ops::fmadd(u[2 * c], wsw, acc);
-        v[c] = Ops::fmadd(u[2 * c + 1], wse, acc);
+        if constexpr (kZeros) v[c] = Ops::zero_unless(valid, v[c]);
+        Ops::store(buf + c * buf_stride + j0, v[c]);
       }
     }
-    for (int c = 0; c < C; ++c) Ops::store(buf + c * buf_stride + j0, v[c]);
+  } else {
+    constexpr int kChunk = 16;  // vectors per phase
+    alignas(32) typename Ops::IdxMem off[4][kChunk * kW];  // tl, tr, bl, br
+    alignas(32) float wgt[4][kChunk * kW];                 // nw, ne, sw, se
+    for (int64_t c0 = j_begin; c0 < j_end; c0 += kChunk * kW) {
+      const int nv = int(std::min<int64_t>(kChunk, (j_end - c0) / kW));
+      for (int k = 0; k < nv; ++k) {
+        F x, y;
+        rc.at(c0 + k * kW, x, y);
+        if constexpr (!kInside) {
+          x = pad_coordinate<pad>(x, fw);
+          y = pad_coordinate<pad>(y, fh);
+        }
+        // grid_sample's bilinear: corners (x0, y0) .. (x0 + 1, y0 + 1), weights from the
+        // distances to the opposite corner, summed in the order nw, ne, sw, se.
+        const F x0 = Ops::floor(x), y0 = Ops::floor(y);
+        const F x1 = Ops::add(x0, one), y1 = Ops::add(y0, one);
+        const F e = Ops::sub(x, x0), w = Ops::sub(x1, x);
+        const F s = Ops::sub(y, y0), n = Ops::sub(y1, y);
+        F wnw = Ops::mul(w, n), wne = Ops::mul(e, n), wsw = Ops::mul(w, s), wse = Ops::mul(e, s);
+        // Taps are read at clamped coordinates. Inside, border, reflection: x0, y0 are inside
+        // already; x1, y1 may be one past the edge, where their weight is 0. Zeros: the weight
+        // of a tap outside the image is 0 (0 * value adds exactly what 0 * 0 would).
+        const F xa = kZeros ? Ops::min(Ops::max(x0, zero), wmax) : x0;
+        const F ya = kZeros ? Ops::min(Ops::max(y0, zero), hmax) : y0;
+        const F xb = kZeros ? Ops::min(Ops::max(x1, zero), wmax) : Ops::min(x1, wmax);
+        const F yb = kZeros ? Ops::min(Ops::max(y1, zero), hmax) : Ops::min(y1, hmax);
+        if constexpr (kZeros) {
+          const M vx0 = Ops::mand(Ops::ge(x0, zero), Ops::le(x0, wmax));
+          const M vx1 = Ops::mand(Ops::ge(x1, zero), Ops::le(x1, wmax));
+          const M vy0 = Ops::mand(Ops::ge(y0, zero), Ops::le(y0, hmax));
+          const M vy1 = Ops::mand(Ops::ge(y1, zero), Ops::le(y1, hmax));
+          wnw = Ops::zero_unless(Ops::mand(vy0, vx0), wnw);
+          wne = Ops::zero_unless(Ops::mand(vy0, vx1), wne);
+          wsw = Ops::zero_unless(Ops::mand(vy1, vx0), wsw);
+          wse = Ops::zero_unless(Ops::mand(vy1, vx1), wse);
+          // x0 = -1: the taps are read at x = 0 (left) and, by the word loads, x = 1 (right);
+          // the x = 0 pixel is the right tap, so its weight moves left.
+          const M left_out = Ops::lt(x0, zero);
+          wnw = Ops::select(left_out, wne, wnw);
+          wne = Ops::select(left_out, zero, wne);
+          wsw = Ops::select(left_out, wse, wsw);
+          wse = Ops::select(left_out, zero, wse);
+        }
+        Ops::store_idx(off[0] + k * kW, Ops::offset(src, xa, ya));
+        Ops::store_idx(off[1] + k * kW, Ops::offset(src, xb, ya));
+        Ops::store_idx(off[2] + k * kW, Ops::offset(src, xa, yb));
+        Ops::store_idx(off[3] + k * kW, Ops::offset(src, xb, yb));
+        Ops::store(wgt[0] + k * kW, wnw);
+        Ops::store(wgt[1] + k * kW, wne);
+        Ops::store(wgt[2] + k * kW, wsw);
+        Ops::store(wgt[3] + k * kW, wse);
+      }
+      for (int k = 0; k < nv; ++k) {
+        F t[2 * C], u[2 * C];
+        Ops::template load_row2<L, C, Safe>(src, off[0] + k * kW, off[1] + k * kW, t);
+        Ops::template load_row2<L, C, Safe>(src, off[2] + k * kW, off[3] + k * kW, u);
+        const F wnw = Ops::load_f(wgt[0] + k * kW), wne = Ops::load_f(wgt[1] + k * kW);
+        const F wsw = Ops::load_f(wgt[2] + k * kW), wse = Ops::load_f(wgt[3] + k * kW);
+        for (int c = 0; c < C; ++c) {
+          F acc = Ops::mul(t[2 * c], wnw);
+          acc = Ops::fmadd(t[2 * c + 1], wne, acc);
+          acc = Ops::fmadd(u[2 * c], wsw, acc);
+          Ops::store(buf + c * buf_stride + c0 + k * kW, Ops::fmadd(u[2 * c + 1], wse, acc));
+        }
+      }
+    }
   }
 }
 
@@ -195,72 +225,86 @@ void sample_row(const SampleSource& src, const Geometry& geo, int64_t i, int64_t
 
 // ---- pass 2: lighting, normalization, output ----------------------------------------------
 
+// The polynomials below are evaluated with Estrin's scheme (shorter dependency chains than
+// Horner's: the lighting pass is latency-bound otherwise).
+
 // log2(x) for x in [2^-40, 2^40]: x = 2^k m with m in [2/3, 4/3), log2(m) = t Q(t), t = m - 1,
-// Q a degree-7 fit of log2(1 + t) / t (absolute error of t Q(t) below 1e-7).
+// Q a degree-6 fit of log2(1 + t) / t (absolute error of t Q(t) below 6e-7).
 inline F log2_pos(F x) {
   const I32 xi = Ops::bits(x);
   const I32 k = Ops::template sra<23>(Ops::isub(xi, Ops::iset1(0x3f2aaaab)));  // 0x3f2aaaab: 2/3
   const F t = Ops::sub(Ops::from_bits(Ops::isub(xi, Ops::template sll<23>(k))), Ops::set1(1.0f));
-  F q = Ops::set1(-0.227571040391922f);
-  q = Ops::fmadd(q, t, Ops::set1(0.246864452958107f));
-  q = Ops::fmadd(q, t, Ops::set1(-0.23574629426002502f));
-  q = Ops::fmadd(q, t, Ops::set1(0.28558164834976196f));
-  q = Ops::fmadd(q, t, Ops::set1(-0.3608473539352417f));
-  q = Ops::fmadd(q, t, Ops::set1(0.4809655249118805f));
-  q = Ops::fmadd(q, t, Ops::set1(-0.7213457226753235f));
-  q = Ops::fmadd(q, t, Ops::set1(1.4426947832107544f));
+  const F t2 = Ops::mul(t, t), t4 = Ops::mul(t2, t2);
+  const F a = Ops::fmadd(Ops::set1(-0.7213798761367798f), t, Ops::set1(1.4426945447921753f));
+  const F b = Ops::fmadd(Ops::set1(-0.358388751745224f), t, Ops::set1(0.48100560903549194f));
+  F c = Ops::fmadd(Ops::set1(-0.2799982726573944f), t, Ops::set1(0.2846195101737976f));
+  c = Ops::fmadd(Ops::set1(0.25263744592666626f), t2, c);
+  const F q = Ops::fmadd(c, t4, Ops::fmadd(b, t2, a));
   return Ops::fmadd(t, q, Ops::to_float(k));
 }
 
-// 2^z for z clamped to [-126, 126]: 2^n 2^f, n = round(z), f in [-1/2, 1/2], 2^f a degree-5 fit
-// (relative error below 1e-7).
+// 2^z for z clamped to [-126, 126]: 2^n 2^f, n = round(z), f in [-1/2, 1/2], 2^f a degree-4 fit
+// (relative error below 3e-6, so y below moves by at most 8e-7).
 inline F exp2_clamped(F z) {
   z = Ops::min(Ops::max(z, Ops::set1(-126.0f)), Ops::set1(126.0f));
   const F n = Ops::round_even(z);
   const F f = Ops::sub(z, n);
-  F p = Ops::set1(0.0013409991515800357f);
-  p = Ops::fmadd(p, f, Ops::set1(0.009676036424934864f));
-  p = Ops::fmadd(p, f, Ops::set1(0.05550297349691391f));
-  p = Ops::fmadd(p, f, Ops::set1(0.2402210682630539f));
-  p = Ops::fmadd(p, f, Ops::set1(0.6931472420692444f));
-  p = Ops::fmadd(p, f, Ops::set1(1.0000001192092896f));
+  const F f2 = Ops::mul(f, f), f4 = Ops::mul(f2, f2);
+  const F a = Ops::fmadd(Ops::set1(0.6931210160255432f), f, Ops::set1(1.0000001192092896f));
+  const F b = Ops::fmadd(Ops::set1(0.055922023952007294f), f, Ops::set1(0.2402186542749405f));
+  const F p = Ops::fmadd(Ops::set1(0.00968569703400135f), f4, Ops::fmadd(b, f2, a));
   const F scale =
       Ops::from_bits(Ops::template sll<23>(Ops::iadd(Ops::to_int(n), Ops::iset1(127))));
   return Ops::mul(p, scale);
 }
 
-// v in [0, 255] -> the normalized output value of channel c. The lighting curve is
-// y = 1 / (1 + 2^(c log2(r) + log2k)) with r = (1 - x) / x = (255 - v) / v; clamping x to
-// [eps, 1 - eps] is clamping r to [eps / (1 - eps), (1 - eps) / eps] (255 - v is exact near
-// 255, where 1 - x in float would not be; v = 0 gives r = inf, clamped too).
+// The lighting curve, y = 1 / (1 + 2^z), z = c log2(r) + log2k with r = (1 - x) / x =
+// (255 - v) / v; clamping x to [eps, 1 - eps] is clamping r to [eps / (1 - eps), (1 - eps) / eps]
+// (255 - v is exact near 255, where 1 - x in float would not be; v = 0 gives r = inf, clamped).
+// Two passes over the row, v -> z then z -> output, keep each dependency chain short enough
+// for the out-of-order window to overlap several vectors.
+inline F light_exponent(F v, const LightParams& lp) {
+  F r = Ops::div(Ops::sub(Ops::set1(255.0f), v), v);
+  r = Ops::min(Ops::max(r, Ops::set1(kLightRMin)), Ops::set1(kLightRMax));
+  return Ops::fmadd(Ops::set1(lp.c), log2_pos(r), Ops::set1(lp.log2k));
+}
+
+// u: the sampled value v in [0, 255] (Light::None, Identity) or the exponent z (Curve) ->
+// the normalized output value of the channel.
 template <Light light>
-inline F finish_value(F v, float scale, float shift, float inv_std, const LightParams& lp) {
+inline F finish_value(F u, float scale, float shift, float inv_std) {
   if constexpr (light == Light::None) {
-    return Ops::fmadd(v, Ops::set1(scale), Ops::set1(shift));
+    return Ops::fmadd(u, Ops::set1(scale), Ops::set1(shift));
   } else if constexpr (light == Light::Identity) {
-    F x = Ops::mul(v, Ops::set1(float(1.0 / 255.0)));
+    F x = Ops::mul(u, Ops::set1(float(1.0 / 255.0)));
     x = Ops::min(Ops::max(x, Ops::set1(kLightEps)), Ops::set1(1.0f - kLightEps));
     return Ops::fmadd(x, Ops::set1(inv_std), Ops::set1(shift));
   } else {
     const F one = Ops::set1(1.0f);
-    F r = Ops::div(Ops::sub(Ops::set1(255.0f), v), v);
-    r = Ops::min(Ops::max(r, Ops::set1(kLightRMin)), Ops::set1(kLightRMax));
-    const F e = exp2_clamped(Ops::fmadd(Ops::set1(lp.c), log2_pos(r), Ops::set1(lp.log2k)));
-    return Ops::fmadd(Ops::div(one, Ops::add(one, e)), Ops::set1(inv_std), Ops::set1(shift));
+    const F y = Ops::div(one, Ops::add(one, exp2_clamped(u)));
+    return Ops::fmadd(y, Ops::set1(inv_std), Ops::set1(shift));
   }
 }
 
 // Output row i of sample b: element (c, j) at out + c * sC + j * sW (sW = 1 for NCHW, C for
-// channels_last with C = 3).
+// channels_last with C = 3). buf is overwritten.
 template <int C, typename OutT, bool kInterleaved, Light light>
-void finish_row(const float* buf, int64_t buf_stride, int64_t out_w, const Plan& plan,
+void finish_row(float* buf, int64_t buf_stride, int64_t out_w, const Plan& plan,
                 const LightParams& lp, OutT* out, int64_t out_sC) {
+  if constexpr (light == Light::Curve) {
+    for (int64_t j0 = 0; j0 < out_w; j0 += kW) {
+      for (int c = 0; c < C; ++c) {
+        float* p = buf + c * buf_stride + j0;
+        Ops::store(p, light_exponent(Ops::load_f(p), lp));
+      }
+    }
+  }
   for (int64_t j0 = 0; j0 < out_w; j0 += kW) {
     const int n = int(std::min<int64_t>(kW, out_w - j0));
     F v[C];
     for (int c = 0; c < C; ++c) {
       v[c] = finish_value<light>(Ops::load_f(buf + c * buf_stride + j0), plan.scale[c],
-                                 plan.shift[c], plan.inv_std[c], lp);
+                                 plan.shift[c], plan.inv_std[c]);
     }
     if constexpr (kInterleaved) {
       static_assert(C == 3, "interleaved output needs 3 channels");

@@ -109,14 +109,18 @@ struct ScalarOps {
     return int64_t(y) * s.sH + int64_t(x) * s.sW;
   }
 
-  // Bilinear: the values (0..255) of the taps at offsets oa (left) and ob (right) of one
-  // input row, v[2 c + t] for channel c and tap t. `left_out` (x0 = -1 with zeros padding)
-  // matters only to the word loads of the AVX2 path, which read the right tap next to oa.
-  template <Load L, int C, bool Safe, bool Zeros>
-  static void load_row2(const SampleSource& s, Idx oa, Idx ob, M /*left_out*/, F* v) {
+  // Offsets of one vector of pixels, in memory (see load_row2).
+  using IdxMem = int64_t;
+  static void store_idx(IdxMem* p, Idx v) { *p = v; }
+
+  // Bilinear: the values (0..255) of the taps at offsets oa[k] (left) and ob[k] (right) of one
+  // input row, v[2 c + t] for channel c and tap t. The AVX2 path's word loads read the right
+  // tap next to oa and ignore ob, except in the WordPerTap layout.
+  template <Load L, int C, bool Safe>
+  static void load_row2(const SampleSource& s, const IdxMem* oa, const IdxMem* ob, F* v) {
     for (int c = 0; c < C; ++c) {
-      v[2 * c] = float(s.base[oa + c * s.sC]);
-      v[2 * c + 1] = float(s.base[ob + c * s.sC]);
+      v[2 * c] = float(s.base[*oa + c * s.sC]);
+      v[2 * c + 1] = float(s.base[*ob + c * s.sC]);
     }
   }
   // Nearest: the C channel values of the pixel at offset o.
@@ -253,21 +257,17 @@ struct Avx2Ops {
     }
   }
 
-  // The offsets of 8 pixels, through memory: 8 scalar loads are cheaper than 8 extracts.
-  FCX_AVX2_TARGET static void spill(Idx o, int32_t* a) {
-    _mm256_store_si256(reinterpret_cast<__m256i*>(a), o);
-    asm volatile("" : : "r"(a) : "memory");
+  // Offsets of 8 pixels, in memory: the word loads take them with scalar loads.
+  using IdxMem = int32_t;
+  FCX_AVX2_TARGET static void store_idx(IdxMem* p, Idx v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
   }
 
-  template <Load L, int C, bool Safe, bool Zeros>
-  FCX_AVX2_TARGET static void load_row2(const SampleSource& s, Idx oa, Idx ob, M left_out,
+  template <Load L, int C, bool Safe>
+  FCX_AVX2_TARGET static void load_row2(const SampleSource& s, const IdxMem* a, const IdxMem* b,
                                         F* v) {
-    alignas(32) int32_t a[8];
-    spill(oa, a);
     const char* masks = static_cast<const char*>(s.masks);
     if constexpr (L == Load::WordPerTap) {
-      alignas(32) int32_t b[8];
-      spill(ob, b);
       F unused;
       for (int c = 0; c < C; ++c) {
         bytes2(words<Safe>(s, a, c * s.sC), masks, v[2 * c], unused);
@@ -284,10 +284,12 @@ struct Avx2Ops {
         }
       }
     }
-    if constexpr (Zeros && L != Load::WordPerTap) {
-      // x0 = -1: the word was read at x = 0, whose pixel is the right tap.
-      for (int c = 0; c < C; ++c) v[2 * c + 1] = select(left_out, v[2 * c], v[2 * c + 1]);
-    }
+  }
+
+  // Offsets of 8 pixels, through memory: 8 scalar loads are cheaper than 8 extracts.
+  FCX_AVX2_TARGET static void spill(Idx o, int32_t* a) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(a), o);
+    asm volatile("" : : "r"(a) : "memory");
   }
 
   template <Load L, int C, bool Safe>
