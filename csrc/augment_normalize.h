@@ -48,7 +48,8 @@ struct Geometry {
   double ax, bx, cx;  // Nx = ax j + bx i + cx
   double ay, by, cy;  // Ny
   double aw, bw, cw;  // D
-  bool affine;        // D == 1
+  double inv_ax, inv_ay;  // 1 / ax, 1 / ay (0 where ax, ay are 0)
+  bool affine;            // D == 1
 };
 
 // m: the 3x3 matrix, row-major, output -> input in normalized coordinates.
@@ -73,6 +74,8 @@ FCX_HD Geometry make_geometry(const float* m, int64_t H, int64_t W, int64_t out_
   g.ay = hh * ya + hh1 * g.aw;
   g.by = hh * yb + hh1 * g.bw;
   g.cy = hh * yc + hh1 * g.cw;
+  g.inv_ax = g.ax != 0.0 ? 1.0 / g.ax : 0.0;
+  g.inv_ay = g.ay != 0.0 ? 1.0 / g.ay : 0.0;
   g.affine = (m[6] == 0.0f && m[7] == 0.0f && m[8] == 1.0f);
   return g;
 }

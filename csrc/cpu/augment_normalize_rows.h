@@ -42,15 +42,19 @@ inline F pad_coordinate(F x, float size) {
 
 // Coordinates (ix, iy) of the kW output pixels j0, j0 + 1, ... of row i.
 struct RowCoords {
-  float ax, ay, aw, rx, ry, rw;  // N = a j + r, r = b i + c (per row, from double)
+  const Geometry& g;
+  double dx, dy;                 // the row terms b i + c of Nx, Ny
+  float ax, ay, aw, rx, ry, rw;  // N = a j + r in float
   bool affine;
 
-  RowCoords(const Geometry& g, int64_t i) {
+  RowCoords(const Geometry& geo, int64_t i) : g(geo) {
+    dx = g.bx * double(i) + g.cx;
+    dy = g.by * double(i) + g.cy;
     ax = float(g.ax);
     ay = float(g.ay);
     aw = float(g.aw);
-    rx = float(g.bx * double(i) + g.cx);
-    ry = float(g.by * double(i) + g.cy);
+    rx = float(dx);
+    ry = float(dy);
     rw = float(g.bw * double(i) + g.cw);
     affine = g.affine;
   }
@@ -74,24 +78,25 @@ struct RowCoords {
   }
 
   // Affine rows: [lo, hi), multiples of kW within [0, n), such that every pixel of it maps
-  // inside the image (the coordinates are monotone in j, so the two ends are checked).
+  // inside the image. Solved in double, then checked at the two ends in float as `at`
+  // computes them (the coordinates are monotone in j), and narrowed if needed.
   void inside_span(int64_t n, float fw, float fh, int64_t& lo, int64_t& hi) const {
+    lo = hi = 0;
+    if (!affine) return;
     double jlo = 0.0, jhi = double(n - 1);
-    auto clip = [&](double a, double r, double limit) {
+    // 0 <= a j + d <= limit  <=>  j between -d / a and (limit - d) / a
+    auto clip = [&](double a, double inv_a, double d, double limit) {
       if (a == 0.0) {
-        if (!(r >= 0.0 && r <= limit)) jhi = -1.0;
+        if (!(d >= 0.0 && d <= limit)) jhi = -1.0;
         return;
       }
-      double j1 = -r / a, j2 = (limit - r) / a;
-      if (j1 > j2) std::swap(j1, j2);
-      if (!(j1 <= j2)) j1 = j2 = -1.0;  // NaN
-      jlo = std::max(jlo, j1);
-      jhi = std::min(jhi, j2);
+      const double j1 = -d * inv_a, j2 = (limit - d) * inv_a;
+      jlo = std::max(jlo, std::min(j1, j2));
+      jhi = std::min(jhi, std::max(j1, j2));
     };
-    clip(ax, rx, fw - 1.0f);
-    clip(ay, ry, fh - 1.0f);
-    lo = hi = 0;
-    if (!affine || !(jlo <= jhi)) return;
+    clip(g.ax, g.inv_ax, dx, double(fw) - 1.0);
+    clip(g.ay, g.inv_ay, dy, double(fh) - 1.0);
+    if (!(jlo <= jhi)) return;  // empty, or NaN
     lo = int64_t(std::ceil(jlo / kW)) * kW;
     hi = int64_t(std::floor((jhi + 1.0) / kW)) * kW;
     while (lo < hi && !inside(lo, fw, fh)) lo += kW;

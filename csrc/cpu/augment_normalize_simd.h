@@ -140,7 +140,7 @@ struct ScalarOps {
 };
 
 #if FCX_HAVE_AVX2_PATH
-#define FCX_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define FCX_AVX2_TARGET __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 
 // Int32 offsets: used only when every in-sample offset fits (checked by the caller).
 struct Avx2Ops {
