@@ -642,9 +642,12 @@ def test_flip_twice_is_identity(B, C, H, W, seed):
     mode=st.sampled_from(MODES),
     pad_mode=st.sampled_from(PADS),
     out_dtype=st.sampled_from(DTYPES),
+    out_cl=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_any_shape_is_finite_and_matches(C, H, W, out_h, out_w, mode, pad_mode, out_dtype, seed):
+def test_any_shape_is_finite_and_matches(
+    C, H, W, out_h, out_w, mode, pad_mode, out_dtype, out_cl, seed
+):
     images = rand_images(2, C, H, W, "cl", seed)
     m = rand_affine(2, seed)
     mean, std = stats(C)
@@ -659,6 +662,7 @@ def test_any_shape_is_finite_and_matches(C, H, W, out_h, out_w, mode, pad_mode, 
         mode=mode,
         pad_mode=pad_mode,
         out_dtype=out_dtype,
+        channels_last=out_cl,
     )
     assert out.shape == (2, C, out_h, out_w) and torch.isfinite(out).all()
     ref = augment_normalize_reference(
