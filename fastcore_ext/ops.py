@@ -2,6 +2,7 @@
 checks and their fake (meta) implementations for torch.compile."""
 
 import math
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -17,15 +18,22 @@ _PAD_MODES = ("zeros", "border", "reflection")
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
+def _int_or_none(v) -> int | None:
+    """v as an int (Python or numpy integers), None for anything else (bool included)."""
+    if isinstance(v, bool):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
+
+
 def _check_size(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int) and not isinstance(size, bool):
-        hw = (size, size)
-    elif (
-        isinstance(size, Sequence)
-        and len(size) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    ):
-        hw = (int(size[0]), int(size[1]))
+    one = _int_or_none(size)
+    if one is not None:
+        hw = (one, one)
+    elif isinstance(size, Sequence) and len(size) == 2 and None not in map(_int_or_none, size):
+        hw = (_int_or_none(size[0]), _int_or_none(size[1]))
     else:
         raise TypeError(f"size should be an int or a pair of ints (out_h, out_w), got {size!r}")
     if hw[0] <= 0 or hw[1] <= 0:

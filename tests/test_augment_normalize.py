@@ -393,6 +393,19 @@ def test_tiny_images(device, shape, mode, pad_mode):
         compare(out.cpu(), ref, mode=mode, atol=atol, rtol=1.3e-6, skip=skip)
 
 
+def test_size_forms(device):
+    """size: an int, a tuple or list of two, numpy integers."""
+    import numpy as np
+
+    images = rand_images(2, 3, 9, 9, "cl", seed=8).to(device)
+    m = rand_affine(2, seed=9).to(device)
+    a = ops.augment_normalize(images, m, 5, mean=MEAN3, std=STD3)
+    b = ops.augment_normalize(images, m, (5, 5), mean=MEAN3, std=STD3)
+    c = ops.augment_normalize(images, m, [np.int64(5), np.int32(5)], mean=MEAN3, std=STD3)
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert ops.augment_normalize(images, m, (3, 7), mean=MEAN3, std=STD3).shape == (2, 3, 3, 7)
+
+
 def test_one_pixel_output_samples_the_centre(device):
     images = rand_images(2, 3, 9, 9, "cl", seed=2).to(device)
     eye = torch.eye(3).expand(2, 3, 3).contiguous().to(device)
