@@ -219,9 +219,9 @@ at::Tensor augment_normalize_cuda(const at::Tensor& images, const at::Tensor& ma
   Plan plan = make_plan(images, matrices, out_h, out_w, mean, std, lighting, std::string(mode),
                         std::string(pad_mode), out_dtype, channels_last);
   if (plan.out.numel() == 0) return plan.out;
-  TORCH_CHECK(out_w <= int64_t(65535) * kBlockX && out_h <= int64_t(65535) * kBlockY,
-              "size should be at most (", int64_t(65535) * kBlockY, ", ",
-              int64_t(65535) * kBlockX, ") on CUDA, got (", out_h, ", ", out_w, ")");
+  // grid.y (rows of blocks) is limited to 65535, grid.x to 2^31 - 1
+  TORCH_CHECK(out_h <= int64_t(65535) * kBlockY, "size should have out_h at most ",
+              int64_t(65535) * kBlockY, " on CUDA, got ", out_h);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t max_z = 65535;
   for (int64_t b0 = 0; b0 < plan.B; b0 += max_z) {
