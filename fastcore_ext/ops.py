@@ -1,6 +1,10 @@
 """Typed Python wrappers of the custom ops (torch.ops.fastcore_ext.*), with their argument
 checks and their fake (meta) implementations for torch.compile."""
 
+import math
+import operator
+from collections.abc import Sequence
+
 import torch
 
 from fastcore_ext import _ext
@@ -9,7 +13,181 @@ _ext.load()
 
 # ---- Kernel 1: fused augmentation + normalization ----------------------------------------
 
-# (augment_normalize and its fake kernel go here)
+_MODES = ("bilinear", "nearest")
+_PAD_MODES = ("zeros", "border", "reflection")
+_OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _int_or_none(v) -> int | None:
+    """v as an int (Python or numpy integers), None for anything else (bool included)."""
+    if isinstance(v, bool):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
+
+
+def _check_size(size: int | Sequence[int]) -> tuple[int, int]:
+    one = _int_or_none(size)
+    if one is not None:
+        hw = (one, one)
+    elif isinstance(size, Sequence) and len(size) == 2 and None not in map(_int_or_none, size):
+        hw = (_int_or_none(size[0]), _int_or_none(size[1]))
+    else:
+        raise TypeError(f"size should be an int or a pair of ints (out_h, out_w), got {size!r}")
+    if hw[0] <= 0 or hw[1] <= 0:
+        raise ValueError(f"size should be positive, got {size!r}")
+    return hw
+
+
+def _check_stats(name: str, values: Sequence[float], channels: int) -> list[float]:
+    if isinstance(values, torch.Tensor):
+        values = values.tolist()
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise TypeError(f"{name} should be a sequence of {channels} floats, got {values!r}")
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} should be a sequence of {channels} floats, got {values!r}"
+        ) from None
+    if len(out) != channels:
+        raise ValueError(
+            f"{name} should have one value per channel ({channels}), got {len(out)}: {values!r}"
+        )
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{name} should be finite, got {values!r}")
+    return out
+
+
+def augment_normalize(
+    images: torch.Tensor,
+    matrices: torch.Tensor,
+    size: int | tuple[int, int],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    lighting: torch.Tensor | None = None,
+    mode: str = "bilinear",
+    pad_mode: str = "reflection",
+    out_dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Warp, light and normalize a batch of uint8 images in one pass (fused kernel).
+
+    Per sample b, output pixel (i, j) samples the input at `matrices[b] @ [xn, yn, 1]`
+    (normalized coordinates, align_corners=False, divided by the third coordinate when the
+    last row is not (0, 0, 1)); then `lighting` (fastai's logit-space brightness/contrast)
+    and `(y - mean) / std`. For affine matrices this equals
+    `F.grid_sample(images.float() / 255, F.affine_grid(matrices[:, :2], ...), mode, pad_mode,
+    align_corners=False)` followed by the lighting and the normalization;
+    `reference.augment_normalize_reference` is the specification.
+
+    Args:
+        images: uint8 Tensor[B, C, H, W], C 1 or 3, any strides (channels_last storage is
+            read as it is, never copied).
+        matrices: float32 Tensor[B, 3, 3] on images' device, output -> input.
+        size: (out_h, out_w), or one int for a square output.
+        mean, std: C floats each in [0, 1] units; std > 0.
+        lighting: float32 Tensor[B, 2] of (brightness in (0, 1), contrast > 0) on images'
+            device, or None. (0.5, 1.0) leaves a sample unchanged (up to the clamp of x to
+            [1e-6, 1 - 1e-6]). The CPU kernel checks the values (ValueError); the CUDA
+            kernel does not read them back to the host (that would synchronize).
+        mode: "bilinear" or "nearest" (rounds half to even, as grid_sample).
+        pad_mode: "reflection", "border" or "zeros", as grid_sample's padding_mode.
+        out_dtype: torch.float32, torch.bfloat16 or torch.float16.
+        channels_last: return channels_last memory format instead of NCHW-contiguous.
+
+    Returns:
+        Tensor[B, C, out_h, out_w] of out_dtype on images' device.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images should be a torch.Tensor, got {type(images).__name__}")
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images should be a uint8 tensor, got {images.dtype}")
+    if images.dim() != 4:
+        raise ValueError(
+            f"images should be a 4d tensor [B, C, H, W], got {images.dim()}d of shape "
+            f"{tuple(images.shape)}"
+        )
+    B, C, H, W = images.shape
+    if C not in (1, 3):
+        raise ValueError(
+            f"images should have 1 or 3 channels, got {C} (shape {tuple(images.shape)})"
+        )
+    if H == 0 or W == 0:
+        raise ValueError(f"images should have a positive height and width, got {H}x{W}")
+    if not isinstance(matrices, torch.Tensor):
+        raise TypeError(f"matrices should be a torch.Tensor, got {type(matrices).__name__}")
+    if matrices.dim() != 3 or tuple(matrices.shape[1:]) != (3, 3):
+        raise ValueError(f"matrices should have shape [B, 3, 3], got {tuple(matrices.shape)}")
+    if matrices.shape[0] != B:
+        raise ValueError(
+            f"matrices should have one matrix per image ({B}), got {matrices.shape[0]}"
+        )
+    if matrices.dtype != torch.float32:
+        raise TypeError(f"matrices should be float32, got {matrices.dtype}")
+    if matrices.device != images.device:
+        raise ValueError(
+            f"matrices should be on the device of images ({images.device}), got {matrices.device}"
+        )
+    out_h, out_w = _check_size(size)
+    mean_l = _check_stats("mean", mean, C)
+    std_l = _check_stats("std", std, C)
+    if not all(s > 0 for s in std_l):
+        raise ValueError(f"std should be positive, got {std!r}")
+    if lighting is not None:
+        if not isinstance(lighting, torch.Tensor):
+            raise TypeError(
+                f"lighting should be a torch.Tensor or None, got {type(lighting).__name__}"
+            )
+        if tuple(lighting.shape) != (B, 2):
+            raise ValueError(
+                f"lighting should have shape [B, 2] = [{B}, 2] (brightness, contrast), "
+                f"got {tuple(lighting.shape)}"
+            )
+        if lighting.dtype != torch.float32:
+            raise TypeError(f"lighting should be float32, got {lighting.dtype}")
+        if lighting.device != images.device:
+            raise ValueError(
+                f"lighting should be on the device of images ({images.device}), "
+                f"got {lighting.device}"
+            )
+    if mode not in _MODES:
+        raise ValueError(f"mode should be one of {_MODES}, got {mode!r}")
+    if pad_mode not in _PAD_MODES:
+        raise ValueError(f"pad_mode should be one of {_PAD_MODES}, got {pad_mode!r}")
+    if out_dtype not in _OUT_DTYPES:
+        raise ValueError(
+            f"out_dtype should be torch.float32, torch.bfloat16 or torch.float16, got {out_dtype!r}"
+        )
+    if not isinstance(channels_last, bool):
+        raise TypeError(f"channels_last should be a bool, got {channels_last!r}")
+    return torch.ops.fastcore_ext.augment_normalize(
+        images,
+        matrices,
+        out_h,
+        out_w,
+        mean_l,
+        std_l,
+        lighting,
+        mode,
+        pad_mode,
+        out_dtype,
+        channels_last,
+    )
+
+
+@torch.library.register_fake("fastcore_ext::augment_normalize")
+def _augment_normalize_fake(
+    images, matrices, out_h, out_w, mean, std, lighting, mode, pad_mode, out_dtype, channels_last
+):
+    B, C = images.shape[:2]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(
+        (B, C, out_h, out_w), dtype=out_dtype, device=images.device, memory_format=fmt
+    )
 
 
 # ---- Kernel 2: fused optimizer step -------------------------------------------------------
