@@ -65,7 +65,9 @@ def _is_dense(p: torch.Tensor) -> bool:
     if p.numel() <= 1 or p.is_contiguous():
         return True
     expected = 1
-    for stride, size in sorted((st, n) for st, n in zip(p.stride(), p.shape, strict=True) if n != 1):
+    for stride, size in sorted(
+        (st, n) for st, n in zip(p.stride(), p.shape, strict=True) if n != 1
+    ):
         if stride != expected:
             return False
         expected *= size
@@ -297,10 +299,14 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     # ---- the step ---------------------------------------------------------------------------
 
+    _state_keys: tuple[str, ...] = ()  # per-param state, in the op's argument order
+
     def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _launch(self, params, grads, groups, grad_scale, found_inf) -> None:
+    def _op(self, *args) -> None:
+        """The fused op: (params, grads, *state lists, groups, hyper, sched, counter,
+        grad_scale, found_inf)."""
         raise NotImplementedError
 
     def _amp_tensors(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -327,29 +333,51 @@ class _FusedOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self.sync_hyperparameters()
-        params, grads, groups = [], [], []
+        params, grads, groups, states = [], [], [], []
         for gi, group in enumerate(self.param_groups):
             for p in group["params"]:
                 g = p.grad
                 if g is None:
                     continue
-                if g.layout != torch.strided:
-                    raise TypeError(
-                        f"{type(self).__name__} does not support sparse gradients: a param of "
-                        f"group {gi} (shape {tuple(p.shape)}) has a {g.layout} grad"
-                    )
-                if g.stride() != p.stride():  # the kernel walks both in memory order
-                    g = torch.empty_like(p).copy_(g)
                 state = self.state[p]
                 if not state:
                     self._init_state(p, state)
                 params.append(p)
                 grads.append(g)
                 groups.append(gi)
-        if params:
-            grad_scale, found_inf = self._amp_tensors()
-            self._launch(params, grads, groups, grad_scale, found_inf)
+                states.append(state)
+        if not params:
+            return loss
+        lists = [[s[k] for s in states] for k in self._state_keys]
+        rest = (groups, self._hyper, self._sched, self._counter, *self._amp_tensors())
+        try:
+            self._op(params, grads, *lists, *rest)
+        except (ValueError, TypeError, NotImplementedError):
+            # The op checks everything before it writes anything. Grads it cannot take as
+            # they are (sparse: an error; strides unlike the param's: a copy) are looked at
+            # only then, to keep the usual step free of per-tensor Python checks.
+            conformed = self._conformed_grads(params, grads, groups)
+            if conformed is None:
+                raise
+            self._op(params, conformed, *lists, *rest)
         return loss
+
+    def _conformed_grads(self, params, grads, groups) -> list[torch.Tensor] | None:
+        """The grads with each strided-unlike-its-param grad copied to its param's layout (the
+        kernel walks both in memory order), or None when none needed it; TypeError for a
+        sparse grad."""
+        out, changed = [], False
+        for p, g, gi in zip(params, grads, groups, strict=True):
+            if g.layout != torch.strided:
+                raise TypeError(
+                    f"{type(self).__name__} does not support sparse gradients: a param of "
+                    f"group {gi} (shape {tuple(p.shape)}) has a {g.layout} grad"
+                ) from None
+            if g.stride() != p.stride():
+                g = torch.empty_like(p).copy_(g)
+                changed = True
+            out.append(g)
+        return out if changed else None
 
     # ---- state_dict ---------------------------------------------------------------------
 
@@ -456,6 +484,7 @@ class Adam(_FusedOptimizer):
     """
 
     _keys = ("lr", "mom", "sqr_mom", "eps", "wd")
+    _state_keys = ("exp_avg", "exp_avg_sq", "step")
 
     def __init__(
         self,
@@ -473,21 +502,8 @@ class Adam(_FusedOptimizer):
         state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
         state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
 
-    def _launch(self, params, grads, groups, grad_scale, found_inf) -> None:
-        states = [self.state[p] for p in params]
-        ops.fused_adam_(
-            params,
-            grads,
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-            [s["step"] for s in states],
-            groups,
-            self._hyper,
-            self._sched,
-            self._counter,
-            grad_scale,
-            found_inf,
-        )
+    def _op(self, *args) -> None:
+        ops.fused_adam_(*args)
 
 
 class SGD(_FusedOptimizer):
@@ -506,6 +522,7 @@ class SGD(_FusedOptimizer):
     """
 
     _keys = ("lr", "mom", "wd")
+    _state_keys = ("momentum_buffer",)
 
     def __init__(
         self, params: Iterable, lr: float = 1e-3, mom: float = 0.9, wd: float = 0.0
@@ -515,15 +532,5 @@ class SGD(_FusedOptimizer):
     def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
         state["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
 
-    def _launch(self, params, grads, groups, grad_scale, found_inf) -> None:
-        ops.fused_sgd_(
-            params,
-            grads,
-            [self.state[p]["momentum_buffer"] for p in params],
-            groups,
-            self._hyper,
-            self._sched,
-            self._counter,
-            grad_scale,
-            found_inf,
-        )
+    def _op(self, *args) -> None:
+        ops.fused_sgd_(*args)
