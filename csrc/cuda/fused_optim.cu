@@ -1,8 +1,7 @@
 // Fused Adam / SGD step on CUDA: one launch for all groups and tensors.
 //
-// Every tensor is cut into kChunk-element chunks; a block takes chunks c = blockIdx.x,
-// blockIdx.x + gridDim.x, ... and finds the chunk's tensor by binary search over the
-// chunk-start table of the launch. The table, the pointers, the group of each tensor and its
+// Every tensor is cut into kChunk-element chunks; each block takes a contiguous run of the
+// launch's chunks and finds a chunk's tensor by binary search over the chunk-start table. The table, the pointers, the group of each tensor and its
 // dtype travel as one kernel parameter (a __grid_constant__ struct of up to kMaxTensors
 // tensors, about 22 KB: CUDA 12.1+ allows 32 KB of parameters on sm_70+); a model with more
 // tensors gets one launch per kMaxTensors. Hyperparameters, the schedule and the step counter
@@ -31,7 +30,7 @@ constexpr int kThreads = 256;
 constexpr int64_t kChunk = 8192;  // elements per chunk (a multiple of 4)
 constexpr int kUnroll = 2;        // 4-element vectors in flight per thread and stream
 constexpr int kMaxTensors = 384;  // tensors per launch
-constexpr int kBlocksPerSm = 8;   // grid cap: 2048 resident threads per SM
+constexpr int kBlocksPerSm = 8;   // grid cap: 2048 threads per SM
 
 enum DType : uint8_t { kF32 = 0, kBF16, kF16 };
 
@@ -62,8 +61,12 @@ __device__ __forceinline__ void load4(const P* x, float (&r)[4]) {
 #pragma unroll
   for (int e = 0; e < 4; ++e) r[e] = static_cast<float>(h[e]);
 }
+// Explicit 16/8-byte stores: written as plain assignments, nvcc 13 split some of them into
+// 4-byte stores (seen in the SASS); __stwb gives STG.128.STRONG.SM, the PTX below plain STG.128.
 __device__ __forceinline__ void store4(float* x, const float (&r)[4]) {
-  *reinterpret_cast<float4*>(x) = make_float4(r[0], r[1], r[2], r[3]);
+  asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(x), "f"(r[0]), "f"(r[1]),
+               "f"(r[2]), "f"(r[3])
+               : "memory");
 }
 template <typename P>
 __device__ __forceinline__ void store4(P* x, const float (&r)[4]) {
@@ -71,7 +74,7 @@ __device__ __forceinline__ void store4(P* x, const float (&r)[4]) {
   P* h = reinterpret_cast<P*>(&u);
 #pragma unroll
   for (int e = 0; e < 4; ++e) h[e] = static_cast<P>(r[e]);
-  *reinterpret_cast<uint2*>(x) = u;
+  asm volatile("st.global.v2.u32 [%0], {%1, %2};" ::"l"(x), "r"(u.x), "r"(u.y) : "memory");
 }
 
 __device__ __forceinline__ bool aligned(const void* ptr, int bytes) {
@@ -183,21 +186,27 @@ __global__ void __launch_bounds__(kThreads)
                       const float* grad_scale, const float* found_inf, bool advance) {
   if (found_inf != nullptr && *found_inf != 0.0f) return;  // every block: nothing changes
   __shared__ typename Op::Scalars sh_sc;
-  __shared__ int sh_t;
   __shared__ bool sh_last;
-  const int32_t chunks = tl.chunk_start[tl.n];
-  for (int32_t c = blockIdx.x; c < chunks; c += gridDim.x) {
-    if (threadIdx.x == 0) {
-      const int t = find_tensor(tl, c);
-      const double* row = hyper + static_cast<int64_t>(tl.group[t]) * kHyperCols;
-      const LrMom lm = group_lr_mom(row, sched, counter[kStep]);
-      sh_sc = Op::scalars(row, lm, tl.step[t], inverse_scale(grad_scale));
-      sh_t = t;
+  // Block b takes the contiguous chunks [b * per_block, (b + 1) * per_block): consecutive
+  // chunks mostly share a tensor, whose scalars are then computed once.
+  const int64_t chunks = tl.chunk_start[tl.n];
+  const int64_t per_block = (chunks + gridDim.x - 1) / gridDim.x;
+  const int64_t c_end = min(chunks, (blockIdx.x + 1) * per_block);
+  typename Op::Scalars sc;
+  int last_t = -1;
+  for (int64_t c = blockIdx.x * per_block; c < c_end; ++c) {
+    const int t = find_tensor(tl, static_cast<int32_t>(c));  // the same in every thread
+    if (t != last_t) {
+      __syncthreads();  // everyone has read the previous sh_sc
+      if (threadIdx.x == 0) {
+        const double* row = hyper + static_cast<int64_t>(tl.group[t]) * kHyperCols;
+        const LrMom lm = group_lr_mom(row, sched, counter[kStep]);
+        sh_sc = Op::scalars(row, lm, tl.step[t], inverse_scale(grad_scale));
+      }
+      __syncthreads();
+      sc = sh_sc;
+      last_t = t;
     }
-    __syncthreads();
-    const int t = sh_t;
-    const typename Op::Scalars sc = sh_sc;
-    __syncthreads();
     const int64_t base = static_cast<int64_t>(c - tl.chunk_start[t]) * kChunk;
     const int64_t rest = tl.numel[t] - base;
     const int64_t n = rest < kChunk ? rest : kChunk;
@@ -281,7 +290,9 @@ void launch_all(at::TensorList params, at::TensorList grads, at::TensorList s0,
     }
     tl.chunk_start[count] = static_cast<int32_t>(chunks);
     const bool advance = first + count == n;
-    const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, std::min(chunks, max_blocks)));
+    // At most max_blocks blocks, each with the same number of chunks.
+    const int64_t per_block = std::max<int64_t>(1, (chunks + max_blocks - 1) / max_blocks);
+    const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, (chunks + per_block - 1) / per_block));
     fused_step_kernel<Op><<<blocks, kThreads, 0, stream>>>(
         tl, hyper.data_ptr<double>(), sched.data_ptr<double>(), counter.data_ptr<int64_t>(),
         scale, inf, advance);
