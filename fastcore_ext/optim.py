@@ -43,6 +43,9 @@ _CHECKS = {  # group key -> (lowest allowed, excluded upper bound or None)
 }
 
 
+_TORCH_NAMES = {"weight_decay": "'wd'", "betas": "'mom' and 'sqr_mom'", "momentum": "'mom'"}
+
+
 def _check_value(key: str, value: Any, where: str = "") -> float:
     """A group hyperparameter as a float, or ValueError/TypeError naming it."""
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
@@ -142,6 +145,12 @@ class _FusedOptimizer(torch.optim.Optimizer):
         for key in param_group:
             if key in _CHECKS and key in self._keys:
                 param_group[key] = _check_value(key, param_group[key], where)
+        for torch_name, ours in _TORCH_NAMES.items():
+            if torch_name in param_group:
+                raise ValueError(
+                    f"param_group{where} has torch's '{torch_name}': {type(self).__name__} "
+                    f"takes fastai's name{'s' if ' ' in ours else ''} {ours}"
+                )
         unknown = [k for k in param_group if k in _CHECKS and k not in self._keys]
         if unknown:
             raise ValueError(

@@ -639,6 +639,16 @@ def test_opcheck(device, algo):
             r"lr \(param group 0\)",
         ),
         (lambda: Adam([{"lr": 1.0}]), ValueError, "'params' entry"),
+        (
+            lambda: Adam([{"params": [torch.randn(3)], "weight_decay": 0.1}]),
+            ValueError,
+            "torch's 'weight_decay'.*fastai's name 'wd'",
+        ),
+        (
+            lambda: Adam([{"params": [torch.randn(3)], "betas": (0.9, 0.99)}]),
+            ValueError,
+            "fastai's names 'mom' and 'sqr_mom'",
+        ),
         (lambda: Adam([{"params": {torch.randn(3)}}]), TypeError, "got a set"),
     ],
 )
