@@ -11,6 +11,9 @@ those bytes over the copy rate measured in the same run (bytes read + written pe
 large tensor copy).
 """
 
+import statistics
+import time
+
 import pytest
 import torch
 import torchvision
@@ -89,21 +92,38 @@ def run_steps(step):
     _sync()
 
 
+def interleaved(model: str, impls: list[str], rounds: int = 11) -> dict[str, float]:
+    """ms per step of each impl, timed in rotation (a random order each round) so that every
+    impl sees the same machine load: the ratios stay meaningful on a busy machine."""
+    import random
+
+    groups = param_groups(model)
+    steps = {impl: make_step(impl, groups) for impl in impls}
+    for step in steps.values():
+        run_steps(step)
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    order = list(impls)
+    rng = random.Random(0)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for impl in order:
+            t0 = time.perf_counter()
+            run_steps(steps[impl])
+            times[impl].append((time.perf_counter() - t0) / STEPS * 1e3)
+    return {impl: statistics.median(ts) for impl, ts in times.items()}
+
+
 @pytest.fixture(scope="module", autouse=True)
 def summary(request):
     """Print ms/step, ratios and % of the floor once every benchmark of the module ran."""
     yield
-    copy_rate = RESULTS.get(("copy", "GB/s"))
-    if not copy_rate:
-        return
-    lines = [
-        "",
-        f"Optimizer step incl. schedule on {_device_name()}, torch {torch.__version__}, "
-        f"copy rate {copy_rate:.1f} GB/s (read + write)",
-    ]
+    copy_rate = RESULTS.get(("copy", "GB/s"), 0.0)
+    lines = ["", f"Optimizer step incl. schedule on {_device_name()}, torch {torch.__version__}"]
+    if copy_rate:
+        lines[-1] += f", copy rate {copy_rate:.1f} GB/s (read + write)"
     for model in MODELS:
         n = RESULTS.get((model, "params"))
-        if not n:
+        if not n or not copy_rate:
             continue
         lines.append(f"{model}: {n / 1e6:.1f} M params")
         for algo, ours, rivals in (
@@ -122,6 +142,19 @@ def summary(request):
                 if r is not None:
                     parts.append(f"{rival.split('_', 1)[1]} {r:.3f} ms = {r / t:.2f}x")
             lines.append(" | ".join(parts))
+    for model in MODELS:
+        inter = RESULTS.get((model, "interleaved"))
+        if inter:
+            for ours in ("ours_adam", "ours_sgd"):
+                algo = "adamw" if ours == "ours_adam" else "sgd"
+                ratios = ", ".join(
+                    f"{impl} {t:.2f} ms = {t / inter[ours]:.2f}x"
+                    for impl, t in inter.items()
+                    if impl.startswith(f"torch_{algo}")
+                )
+                lines.append(f"{model} interleaved: {ours} {inter[ours]:.2f} ms | {ratios}")
+    if len(lines) == 2:
+        return
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print("\n".join(lines))
@@ -161,3 +194,19 @@ def test_step(benchmark, model, impl):
     if benchmark.stats is not None:
         RESULTS[(model, impl)] = benchmark.stats.stats.median / STEPS * 1e3
         benchmark.extra_info["ms_per_step"] = RESULTS[(model, impl)]
+
+
+INTERLEAVED = [
+    "ours_adam",
+    "torch_adamw_foreach",
+    "torch_adamw_fused",
+    "ours_sgd",
+    "torch_sgd_fused",
+]
+
+
+@pytest.mark.parametrize("model", ["resnet18", "resnet34"])
+def test_interleaved_ratios(model):
+    """The CPU targets (ours vs torch's fused and foreach AdamW, resnet18/34), each step timed
+    in rotation with the others (see `interleaved`)."""
+    RESULTS[(model, "interleaved")] = interleaved(model, INTERLEAVED)
