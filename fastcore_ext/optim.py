@@ -159,6 +159,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
             )
         super().add_param_group({**param_group, "params": params})
         if self._hyper is not None:  # a group added after construction
+            self._sched = self._sched.to(self._device)  # (no-ops unless every earlier group
+            self._counter = self._counter.to(self._device)  # was empty)
             self._hyper = torch.zeros(
                 len(self.param_groups),
                 len(ops.HYPER_COLS),
@@ -431,14 +433,28 @@ class _FusedOptimizer(torch.optim.Optimizer):
         step = state_dict.get("schedule_step", 0)
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"state_dict's schedule_step should be an int >= 0, got {step!r}")
+        pairs = [  # (saved state, param) for every param that has saved state
+            (state_dict["state"][sid], p)
+            for sg, group in zip(saved, self.param_groups, strict=True)
+            for sid, p in zip(sg["params"], group["params"], strict=True)
+            if sid in state_dict["state"]
+        ]
+        for saved_state, p in pairs:
+            for key in self._state_keys:
+                value = saved_state.get(key)
+                if not isinstance(value, torch.Tensor):
+                    raise ValueError(f"state_dict's state of a param lacks the tensor '{key}'")
+                if key != "step" and value.shape != p.shape:
+                    raise ValueError(
+                        f"state_dict's '{key}' has shape {tuple(value.shape)}, its param "
+                        f"{tuple(p.shape)}"
+                    )
         plain = {k: v for k, v in state_dict.items() if k not in ("one_cycle", "schedule_step")}
         super().load_state_dict(plain)
         # torch casts floating state to the param's dtype; ours is float32 with the param's
         # strides (and 'step' lives on the param's device): rebuild it from the saved tensors.
-        for sg, group in zip(saved, self.param_groups, strict=True):
-            for sid, p in zip(sg["params"], group["params"], strict=True):
-                if sid in state_dict["state"]:
-                    self.state[p] = self._restored_state(p, state_dict["state"][sid])
+        for saved_state, p in pairs:
+            self.state[p] = self._restored_state(p, saved_state)
         if one_cycle is None:
             self.clear_schedule()
         else:
@@ -461,11 +477,6 @@ class _FusedOptimizer(torch.optim.Optimizer):
             elif key == "step":
                 out[key] = torch.tensor(float(value), dtype=torch.float32, device=p.device)
             else:
-                if value.shape != p.shape:
-                    raise ValueError(
-                        f"state_dict's '{key}' has shape {tuple(value.shape)}, its param "
-                        f"{tuple(p.shape)}"
-                    )
                 out[key] = torch.empty_like(p, dtype=torch.float32).copy_(value)
         return out
 

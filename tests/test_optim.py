@@ -704,6 +704,18 @@ def test_load_state_dict_errors():
         opt.load_state_dict(adamw.state_dict())
     with pytest.raises(TypeError, match="state_dict should be a dict"):
         opt.load_state_dict([1, 2])
+    for p in groups[0]:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg"] = torch.zeros(2)
+    fresh = Adam([{"params": ps} for ps in clone_params(groups)])
+    with pytest.raises(ValueError, match="'exp_avg' has shape"):
+        fresh.load_state_dict(sd)
+    del sd["state"][0]["exp_avg"]
+    with pytest.raises(ValueError, match="lacks the tensor 'exp_avg'"):
+        fresh.load_state_dict(sd)
+    assert len(fresh.state) == 0  # nothing loaded
 
 
 def test_step_time_errors():
