@@ -97,6 +97,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 "params should be an iterable of Tensors or of dicts (param groups), "
                 f"got {type(params).__name__}"
             ) from None
+        if params and all(isinstance(x, list) for x in params):
+            params = [{"params": x} for x in params]  # fastai's form: one list per group
         for key, value in defaults.items():
             defaults[key] = _check_value(key, value)
         self._device: torch.device | None = None
@@ -491,8 +493,9 @@ class Adam(_FusedOptimizer):
     """Adam with decoupled weight decay (fastai's `Adam`, torch's `AdamW`), fused.
 
     Args:
-        params: Tensors (float32, or bfloat16/float16 with float32 state) or param groups
-            (dicts with 'params' and their own lr, mom, sqr_mom, eps, wd), all on one device.
+        params: Tensors (float32, or bfloat16/float16 with float32 state), param groups
+            (dicts with 'params' and their own lr, mom, sqr_mom, eps, wd) or, as in fastai,
+            one list of Tensors per group; all on one device.
         lr: learning rate (>= 0).
         mom: beta1, the exp_avg decay, in [0, 1).
         sqr_mom: beta2, the exp_avg_sq decay, in [0, 1).

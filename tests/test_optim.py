@@ -574,6 +574,14 @@ def test_add_param_group_and_deepcopy():
     assert opt.schedule_step == 1 and twin.schedule_step == 0
 
 
+def test_fastai_list_of_lists_makes_groups():
+    groups = make_params("cpu")
+    opt = SGD(groups, lr=0.1)
+    assert [g["params"] for g in opt.param_groups] == groups
+    opt.set_one_cycle(4, [1e-3, 1e-2, 1e-1])
+    assert opt.one_cycle["lr_max"] == [1e-3, 1e-2, 1e-1]
+
+
 def test_closure_and_zero_grad():
     p = torch.randn(5, requires_grad=True)
     opt = SGD([p], lr=0.1, mom=0.0)
