@@ -63,7 +63,7 @@ def set_grads(groups_a, groups_b, k, device):
 
 
 def run_against_torch(device, ours_cls, torch_factory, set_torch_group, keys, ref_keys):
-    ours_p, ref_p = make_params(device), None
+    ours_p = make_params(device)
     ref_p = clone_params(ours_p)
     opt = ours_cls(ours_p)
     ref = torch_factory(ref_p)
