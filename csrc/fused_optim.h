@@ -3,7 +3,9 @@
 //
 // Both backends evaluate the same closed forms in the same order: per-tensor scalars in double
 // (schedule, bias corrections), then per-element float math with explicit fmas, so the AVX2
-// loop, its scalar tail and the CUDA kernel produce the same bits for the same scalars.
+// loop, its scalar tail and the CUDA kernel produce the same bits for the same scalars. (A
+// compiler may still fuse the grad scaling `g * inv_scale` into the next subtraction; with
+// GradScaler's power-of-two scales that product is exact, so the bits do not change.)
 // fastcore_ext/reference.py holds the readable pure-torch specification.
 #pragma once
 
@@ -61,7 +63,8 @@ FCE_HOST_DEVICE LrMom group_lr_mom(const double* row, const double* sched, int64
     return {sched_cos(lr_max / sched[kDiv], lr_max, t), sched_cos(sched[kMom0], sched[kMom1], t)};
   }
   const double t = (pos - pct) / (1.0 - pct);
-  return {sched_cos(lr_max, lr_max / sched[kDivFinal], t), sched_cos(sched[kMom1], sched[kMom2], t)};
+  return {sched_cos(lr_max, lr_max / sched[kDivFinal], t),
+          sched_cos(sched[kMom1], sched[kMom2], t)};
 }
 
 // Per-tensor float scalars of one Adam step (AdamW with decoupled weight decay).

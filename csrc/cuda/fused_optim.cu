@@ -1,12 +1,13 @@
 // Fused Adam / SGD step on CUDA: one launch for all groups and tensors.
 //
 // Every tensor is cut into kChunk-element chunks; each block takes a contiguous run of the
-// launch's chunks and finds a chunk's tensor by binary search over the chunk-start table. The table, the pointers, the group of each tensor and its
-// dtype travel as one kernel parameter (a __grid_constant__ struct of up to kMaxTensors
-// tensors, about 22 KB: CUDA 12.1+ allows 32 KB of parameters on sm_70+); a model with more
-// tensors gets one launch per kMaxTensors. Hyperparameters, the schedule and the step counter
-// are read from device memory, so nothing is synchronized with the host and a captured CUDA
-// graph keeps following the schedule on replay.
+// launch's chunks and finds a chunk's tensor by binary search over the chunk-start table.
+// The table, the pointers, the group of each tensor and its dtype travel as one kernel
+// parameter (a __grid_constant__ struct of up to kMaxTensors tensors, about 22 KB: CUDA 12.1+
+// allows 32 KB of parameters on sm_70+); a model with more tensors gets one launch per
+// kMaxTensors. Hyperparameters, the schedule and the step counter are read from device
+// memory, so nothing is synchronized with the host and a captured CUDA graph keeps following
+// the schedule on replay.
 //
 // The counters advance once every block has read them: each block takes a ticket
 // (counter[kTicket]) after its last chunk, and the block that takes the last ticket increments
@@ -292,7 +293,8 @@ void launch_all(at::TensorList params, at::TensorList grads, at::TensorList s0,
     const bool advance = first + count == n;
     // At most max_blocks blocks, each with the same number of chunks.
     const int64_t per_block = std::max<int64_t>(1, (chunks + max_blocks - 1) / max_blocks);
-    const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, (chunks + per_block - 1) / per_block));
+    const unsigned blocks =
+        static_cast<unsigned>(std::max<int64_t>(1, (chunks + per_block - 1) / per_block));
     fused_step_kernel<Op><<<blocks, kThreads, 0, stream>>>(
         tl, hyper.data_ptr<double>(), sched.data_ptr<double>(), counter.data_ptr<int64_t>(),
         scale, inf, advance);
