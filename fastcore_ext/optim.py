@@ -1,0 +1,559 @@
+"""Fused SGD and Adam with fastai's semantics and a one-cycle schedule evaluated on the device.
+
+`Adam` equals `torch.optim.AdamW(betas=(mom, sqr_mom), eps=eps, weight_decay=wd)` and `SGD`
+equals `torch.optim.SGD(momentum=mom)` (for wd=0; our weight decay is decoupled,
+`p *= 1 - lr * wd`), step after step. One `step()` is one call of a fused op
+(`ops.fused_adam_` / `ops.fused_sgd_`): one kernel launch for every group and tensor on CUDA,
+one parallel region on the CPU.
+
+The kernels read every hyperparameter from device memory:
+
+- `hyper`, float64 [groups, 6]: each group's (lr, mom, sqr_mom, eps, wd, lr_max). `step()`
+  rewrites it in place whenever a group's values changed on the host (so torch's lr
+  schedulers, which write `group['lr']`, work when no device schedule is set).
+- `sched`, float64 [7]: the one-cycle schedule set by `set_one_cycle`, or "none".
+- `counter`, int64 [2]: the schedule step, advanced by the kernel itself after each step.
+
+With a schedule set, step k uses lr and mom = `schedule.one_cycle(k / total_steps, lr_max)`
+for each group, computed by the kernel, with no host sync: a captured CUDA graph keeps
+following the schedule across replays. Under `torch.amp.GradScaler` the kernel divides the
+grads by the scale and skips the whole step (counters included) when inf/NaN was found.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from fastcore_ext import ops
+from fastcore_ext.schedule import check_one_cycle_args
+
+__all__ = ["Adam", "SGD"]
+
+_PARAM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_CHECKS = {  # group key -> (lowest allowed, excluded upper bound or None)
+    "lr": (0.0, None),
+    "mom": (0.0, 1.0),
+    "sqr_mom": (0.0, 1.0),
+    "eps": (0.0, None),
+    "wd": (0.0, None),
+}
+
+
+_TORCH_NAMES = {"weight_decay": "'wd'", "betas": "'mom' and 'sqr_mom'", "momentum": "'mom'"}
+
+
+def _check_value(key: str, value: Any, where: str = "") -> float:
+    """A group hyperparameter as a float, or ValueError/TypeError naming it."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key}{where} should be a number, got {type(value).__name__}")
+    value = float(value)
+    low, high = _CHECKS[key]
+    if high is None:
+        if not (math.isfinite(value) and value >= low):
+            raise ValueError(f"{key}{where} should be a finite number >= {low}, got {value}")
+    elif not low <= value < high:
+        raise ValueError(f"{key}{where} should be in [{low}, {high}), got {value}")
+    return value
+
+
+def _is_dense(p: torch.Tensor) -> bool:
+    """Non-overlapping and dense: the elements fill a gapless block of memory in some order
+    (contiguous, channels_last, transposed...), as the kernels walk them in memory order."""
+    if p.numel() <= 1 or p.is_contiguous():
+        return True
+    expected = 1
+    for stride, size in sorted(
+        (st, n) for st, n in zip(p.stride(), p.shape, strict=True) if n != 1
+    ):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+class _FusedOptimizer(torch.optim.Optimizer):
+    """The machinery shared by `Adam` and `SGD`: validation, device hyperparameters, the
+    one-cycle schedule, AMP, state_dict."""
+
+    _step_supports_amp_scaling = True  # torch.amp.GradScaler passes grad_scale / found_inf
+    _keys: tuple[str, ...] = ()  # the group hyperparameters of this optimizer
+
+    def __init__(self, params: Iterable, defaults: dict[str, float]) -> None:
+        if isinstance(params, torch.Tensor):
+            raise TypeError(
+                "params should be an iterable of Tensors or of dicts (param groups), "
+                f"got a single {torch.typename(params)}: wrap it in a list"
+            )
+        try:
+            params = list(params)
+        except TypeError:
+            raise TypeError(
+                "params should be an iterable of Tensors or of dicts (param groups), "
+                f"got {type(params).__name__}"
+            ) from None
+        if params and all(isinstance(x, list) for x in params):
+            params = [{"params": x} for x in params]  # fastai's form: one list per group
+        for key, value in defaults.items():
+            defaults[key] = _check_value(key, value)
+        self._device: torch.device | None = None
+        self._hyper: torch.Tensor | None = None
+        self._hyper_raw: tuple | None = None  # the group values last written to _hyper
+        self._one_cycle: dict[str, Any] | None = None
+        super().__init__(params, defaults)
+        dev = self._device
+        self._hyper = torch.zeros(
+            len(self.param_groups), len(ops.HYPER_COLS), dtype=torch.float64, device=dev
+        )
+        self._sched = torch.zeros(len(ops.SCHED_FIELDS), dtype=torch.float64, device=dev)
+        self._counter = torch.zeros(ops.COUNTER_LEN, dtype=torch.int64, device=dev)
+        self.sync_hyperparameters()
+
+    # ---- construction -------------------------------------------------------------------
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (a dict with 'params' and optionally its own lr, mom, ...), checked."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group should be a dict, got {type(param_group).__name__}")
+        gi = len(self.param_groups)
+        where = f" (param group {gi})"
+        if "params" not in param_group:
+            raise ValueError(f"param_group{where} should have a 'params' entry")
+        params = param_group["params"]
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError(f"params{where} should be an ordered iterable, got a set")
+        else:
+            try:
+                params = list(params)
+            except TypeError:
+                raise TypeError(
+                    f"params{where} should be an iterable of Tensors, got {type(params).__name__}"
+                ) from None
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(params):
+            self._check_param(p, f" (param {i} of group {gi})")
+            if id(p) in seen:
+                raise ValueError(
+                    f"params{where}: param {i} appears more than once in the optimizer"
+                )
+            seen.add(id(p))
+        for key in param_group:
+            if key in _CHECKS and key in self._keys:
+                param_group[key] = _check_value(key, param_group[key], where)
+        for torch_name, ours in _TORCH_NAMES.items():
+            if torch_name in param_group:
+                raise ValueError(
+                    f"param_group{where} has torch's '{torch_name}': {type(self).__name__} "
+                    f"takes fastai's name{'s' if ' ' in ours else ''} {ours}"
+                )
+        unknown = [k for k in param_group if k in _CHECKS and k not in self._keys]
+        if unknown:
+            raise ValueError(
+                f"param_group{where} has {unknown}, which {type(self).__name__} does not use "
+                f"(its hyperparameters: {list(self._keys)})"
+            )
+        super().add_param_group({**param_group, "params": params})
+        if self._hyper is not None:  # a group added after construction
+            self._sched = self._sched.to(self._device)  # (no-ops unless every earlier group
+            self._counter = self._counter.to(self._device)  # was empty)
+            self._hyper = torch.zeros(
+                len(self.param_groups),
+                len(ops.HYPER_COLS),
+                dtype=torch.float64,
+                device=self._device,
+            )
+            self._hyper_raw = None
+            if self._one_cycle is not None:
+                self._one_cycle["lr_max"].append(self.param_groups[-1]["lr"])
+            self.sync_hyperparameters()
+
+    def _check_param(self, p: Any, where: str) -> None:
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"params should be Tensors, got {type(p).__name__}{where}")
+        if p.layout != torch.strided:
+            raise TypeError(f"params should be dense tensors, got layout {p.layout}{where}")
+        if p.dtype not in _PARAM_DTYPES:
+            raise TypeError(f"params should be float32, bfloat16 or float16, got {p.dtype}{where}")
+        if not _is_dense(p):
+            raise ValueError(
+                "params should be non-overlapping and dense (contiguous, channels_last, "
+                f"transposed...), got sizes {tuple(p.shape)} strides {p.stride()}{where}"
+            )
+        if self._device is None:
+            self._device = p.device
+        elif p.device != self._device:
+            raise ValueError(
+                f"params should all be on one device, got {self._device} and {p.device}{where}"
+            )
+
+    # ---- hyperparameters in device memory -------------------------------------------------
+
+    def sync_hyperparameters(self, force: bool = False) -> None:
+        """Write the groups' current lr, mom, ... into the device tensor the kernel reads.
+
+        `step()` does this itself whenever a value changed. Call it between replays of a
+        captured CUDA graph after changing group values (the graph reads the same tensor).
+        """
+        lr_max = tuple(self._one_cycle["lr_max"]) if self._one_cycle else None
+        raw = (tuple(tuple(g[k] for k in self._keys) for g in self.param_groups), lr_max)
+        if raw == self._hyper_raw and not force:
+            return
+        rows = []
+        for gi, group in enumerate(self.param_groups):
+            values = {k: _check_value(k, group[k], f" (param group {gi})") for k in self._keys}
+            row = [values.get(col, 0.0) for col in ops.HYPER_COLS[:-1]]
+            rows.append([*row, lr_max[gi] if lr_max else 0.0])
+        if self._device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                "param group values changed while a CUDA graph is being captured: set them "
+                "before the capture, and call opt.sync_hyperparameters() outside the graph to "
+                "change them between replays"
+            )
+        self._write(self._hyper, rows)
+        self._hyper_raw = raw
+
+    def _write(self, dst: torch.Tensor, values: list) -> None:
+        src = torch.tensor(values, dtype=dst.dtype)
+        if dst.device.type == "cuda":
+            dst.copy_(src.pin_memory(), non_blocking=True)
+        else:
+            dst.copy_(src)
+
+    # ---- the one-cycle schedule -----------------------------------------------------------
+
+    def set_one_cycle(
+        self,
+        total_steps: int,
+        lr_max: float | Sequence[float],
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        moms: Sequence[float] = (0.95, 0.85, 0.95),
+        start_step: int = 0,
+    ) -> None:
+        """From now on the kernel sets every group's lr and mom itself, at each step.
+
+        Step k (counted by the device step counter, which this sets to `start_step`) uses
+        `schedule.one_cycle(min(k / total_steps, 1), lr_max[g], div, div_final, pct_start,
+        moms)` for group g. `lr_max`: one float for every group, or one per group. Pass
+        `start_step` to resume mid-cycle. The groups' own 'lr' and 'mom' are kept and come
+        back with `clear_schedule()`.
+        """
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int):
+            raise TypeError(f"total_steps should be an int, got {type(total_steps).__name__}")
+        if total_steps <= 0:
+            raise ValueError(f"total_steps should be > 0, got {total_steps}")
+        if isinstance(start_step, bool) or not isinstance(start_step, int):
+            raise TypeError(f"start_step should be an int, got {type(start_step).__name__}")
+        if start_step < 0:
+            raise ValueError(f"start_step should be >= 0, got {start_step}")
+        div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
+        lrs = self._lr_max_list(lr_max)
+        self._one_cycle = {
+            "total_steps": total_steps,
+            "lr_max": lrs,
+            "div": div,
+            "div_final": div_final,
+            "pct_start": pct_start,
+            "moms": moms,
+        }
+        self._write(self._sched, [float(total_steps), div, div_final, pct_start, *moms])
+        self._counter[0].fill_(start_step)
+        self.sync_hyperparameters()
+
+    def _lr_max_list(self, lr_max: Any) -> list[float]:
+        n = len(self.param_groups)
+        if isinstance(lr_max, torch.Tensor):
+            lr_max = lr_max.tolist()
+        if isinstance(lr_max, (int, float)) and not isinstance(lr_max, bool):
+            lrs = [float(lr_max)] * n
+        elif isinstance(lr_max, Sequence) and not isinstance(lr_max, (str, bytes)):
+            if len(lr_max) != n:
+                raise ValueError(
+                    f"lr_max should be one number or one per param group ({n}), "
+                    f"got {len(lr_max)} values"
+                )
+            lrs = list(lr_max)
+        else:
+            raise TypeError(
+                f"lr_max should be a number or a sequence of {n} numbers, "
+                f"got {type(lr_max).__name__}"
+            )
+        for gi, lr in enumerate(lrs):
+            lrs[gi] = _check_value("lr", lr, f" (lr_max of param group {gi})")
+        return lrs
+
+    def clear_schedule(self) -> None:
+        """Back to each group's own lr and mom (the step counter keeps counting)."""
+        self._one_cycle = None
+        self._write(self._sched, [0.0] * len(ops.SCHED_FIELDS))
+        self.sync_hyperparameters()
+
+    @property
+    def one_cycle(self) -> dict[str, Any] | None:
+        """The schedule set by `set_one_cycle` (total_steps, lr_max per group, div, div_final,
+        pct_start, moms), or None."""
+        if self._one_cycle is None:
+            return None
+        return {**self._one_cycle, "lr_max": list(self._one_cycle["lr_max"])}
+
+    @property
+    def schedule_step(self) -> int:
+        """The device step counter: steps taken (not skipped by AMP) since `set_one_cycle`
+        set it. Reading it waits for the device."""
+        return int(self._counter[0].item())
+
+    # ---- the step ---------------------------------------------------------------------------
+
+    _state_keys: tuple[str, ...] = ()  # per-param state, in the op's argument order
+
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _op(self, *args) -> None:
+        """The fused op: (params, grads, *state lists, groups, hyper, sched, counter,
+        grad_scale, found_inf)."""
+        raise NotImplementedError
+
+    def _amp_tensors(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """GradScaler's `grad_scale` and `found_inf` (set on the optimizer around step())."""
+        out = []
+        for name in ("grad_scale", "found_inf"):
+            value = getattr(self, name, None)
+            if value is not None:
+                if not isinstance(value, torch.Tensor):
+                    value = torch.tensor(float(value))
+                value = value.to(device=self._device, dtype=torch.float32).reshape(1)
+            out.append(value)
+        return out[0], out[1]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of every param that has a grad (one fused kernel call).
+
+        Params whose grad is None are skipped (their state and step count stay); when no
+        param has a grad nothing happens, the schedule counter included.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.sync_hyperparameters()
+        params, grads, groups, states = [], [], [], []
+        for gi, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    self._init_state(p, state)
+                params.append(p)
+                grads.append(g)
+                groups.append(gi)
+                states.append(state)
+        if not params:
+            return loss
+        lists = [[s[k] for s in states] for k in self._state_keys]
+        rest = (groups, self._hyper, self._sched, self._counter, *self._amp_tensors())
+        try:
+            self._op(params, grads, *lists, *rest)
+        except (ValueError, TypeError, NotImplementedError):
+            # The op checks everything before it writes anything. Grads it cannot take as
+            # they are (sparse: an error; strides unlike the param's: a copy) are looked at
+            # only then, to keep the usual step free of per-tensor Python checks.
+            conformed = self._conformed_grads(params, grads, groups)
+            if conformed is None:
+                raise
+            self._op(params, conformed, *lists, *rest)
+        return loss
+
+    def _conformed_grads(self, params, grads, groups) -> list[torch.Tensor] | None:
+        """The grads with each strided-unlike-its-param grad copied to its param's layout (the
+        kernel walks both in memory order), or None when none needed it; TypeError for a
+        sparse grad."""
+        out, changed = [], False
+        for p, g, gi in zip(params, grads, groups, strict=True):
+            if g.layout != torch.strided:
+                raise TypeError(
+                    f"{type(self).__name__} does not support sparse gradients: a param of "
+                    f"group {gi} (shape {tuple(p.shape)}) has a {g.layout} grad"
+                ) from None
+            if g.stride() != p.stride():
+                g = torch.empty_like(p).copy_(g)
+                changed = True
+            out.append(g)
+        return out if changed else None
+
+    # ---- state_dict ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state_dict plus 'one_cycle' (the schedule or None) and 'schedule_step'."""
+        sd = super().state_dict()
+        sd["one_cycle"] = self.one_cycle
+        sd["schedule_step"] = self.schedule_step
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state_dict of this optimizer class: groups, state, schedule and counter."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict should be a dict, got {type(state_dict).__name__}")
+        for key in ("state", "param_groups"):
+            if key not in state_dict:
+                raise ValueError(f"state_dict should have a '{key}' entry")
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict has {len(saved)} param groups, this optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        for gi, (sg, group) in enumerate(zip(saved, self.param_groups, strict=True)):
+            if len(sg["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"state_dict's param group {gi} has {len(sg['params'])} params, this "
+                    f"optimizer's has {len(group['params'])}"
+                )
+            missing = [k for k in self._keys if k not in sg]
+            if missing:
+                raise ValueError(
+                    f"state_dict's param group {gi} lacks {missing}: not a state_dict of "
+                    f"{type(self).__name__}"
+                )
+        one_cycle = state_dict.get("one_cycle")
+        if one_cycle is not None and len(one_cycle["lr_max"]) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict's one_cycle has {len(one_cycle['lr_max'])} lr_max values, this "
+                f"optimizer has {len(self.param_groups)} param groups"
+            )
+        step = state_dict.get("schedule_step", 0)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"state_dict's schedule_step should be an int >= 0, got {step!r}")
+        pairs = [  # (saved state, param) for every param that has saved state
+            (state_dict["state"][sid], p)
+            for sg, group in zip(saved, self.param_groups, strict=True)
+            for sid, p in zip(sg["params"], group["params"], strict=True)
+            if sid in state_dict["state"]
+        ]
+        for saved_state, p in pairs:
+            for key in self._state_keys:
+                value = saved_state.get(key)
+                if not isinstance(value, torch.Tensor):
+                    raise ValueError(f"state_dict's state of a param lacks the tensor '{key}'")
+                if key != "step" and value.shape != p.shape:
+                    raise ValueError(
+                        f"state_dict's '{key}' has shape {tuple(value.shape)}, its param "
+                        f"{tuple(p.shape)}"
+                    )
+        plain = {k: v for k, v in state_dict.items() if k not in ("one_cycle", "schedule_step")}
+        super().load_state_dict(plain)
+        # torch casts floating state to the param's dtype; ours is float32 with the param's
+        # strides (and 'step' lives on the param's device): rebuild it from the saved tensors.
+        for saved_state, p in pairs:
+            self.state[p] = self._restored_state(p, saved_state)
+        if one_cycle is None:
+            self.clear_schedule()
+        else:
+            self.set_one_cycle(
+                one_cycle["total_steps"],
+                list(one_cycle["lr_max"]),
+                one_cycle["div"],
+                one_cycle["div_final"],
+                one_cycle["pct_start"],
+                tuple(one_cycle["moms"]),
+            )
+        self._counter[0].fill_(step)
+        self.sync_hyperparameters(force=True)
+
+    def _restored_state(self, p: torch.Tensor, saved: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in saved.items():
+            if not isinstance(value, torch.Tensor):
+                out[key] = value
+            elif key == "step":
+                out[key] = torch.tensor(float(value), dtype=torch.float32, device=p.device)
+            else:
+                out[key] = torch.empty_like(p, dtype=torch.float32).copy_(value)
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for key in ("_device", "_hyper", "_hyper_raw", "_one_cycle", "_sched", "_counter"):
+            state[key] = getattr(self, key)
+        return state
+
+
+class Adam(_FusedOptimizer):
+    """Adam with decoupled weight decay (fastai's `Adam`, torch's `AdamW`), fused.
+
+    Args:
+        params: Tensors (float32, or bfloat16/float16 with float32 state), param groups
+            (dicts with 'params' and their own lr, mom, sqr_mom, eps, wd) or, as in fastai,
+            one list of Tensors per group; all on one device.
+        lr: learning rate (>= 0).
+        mom: beta1, the exp_avg decay, in [0, 1).
+        sqr_mom: beta2, the exp_avg_sq decay, in [0, 1).
+        eps: added to the denominator (>= 0).
+        wd: decoupled weight decay, `p *= 1 - lr * wd` (>= 0).
+
+    State per param: 'exp_avg', 'exp_avg_sq' (float32, the param's shape and strides) and
+    'step' (float32 scalar), as torch's AdamW.
+    """
+
+    _keys = ("lr", "mom", "sqr_mom", "eps", "wd")
+    _state_keys = ("exp_avg", "exp_avg_sq", "step")
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        mom: float = 0.9,
+        sqr_mom: float = 0.99,
+        eps: float = 1e-5,
+        wd: float = 0.01,
+    ) -> None:
+        super().__init__(params, {"lr": lr, "mom": mom, "sqr_mom": sqr_mom, "eps": eps, "wd": wd})
+
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
+        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
+        state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
+
+    def _op(self, *args) -> None:
+        ops.fused_adam_(*args)
+
+
+class SGD(_FusedOptimizer):
+    """SGD with momentum and decoupled weight decay (fastai's `SGD`), fused.
+
+    `buf = mom * buf + grad` (buf starts at 0, so the first step uses the grad itself),
+    `p *= 1 - lr * wd`, `p -= lr * buf`: torch's `SGD(momentum=mom)` when wd is 0.
+
+    Args:
+        params: as for `Adam`.
+        lr: learning rate (>= 0).
+        mom: momentum in [0, 1).
+        wd: decoupled weight decay (>= 0).
+
+    State per param: 'momentum_buffer' (float32, the param's shape and strides).
+    """
+
+    _keys = ("lr", "mom", "wd")
+    _state_keys = ("momentum_buffer",)
+
+    def __init__(
+        self, params: Iterable, lr: float = 1e-3, mom: float = 0.9, wd: float = 0.0
+    ) -> None:
+        super().__init__(params, {"lr": lr, "mom": mom, "wd": wd})
+
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
+        state["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
+
+    def _op(self, *args) -> None:
+        ops.fused_sgd_(*args)

@@ -1,0 +1,224 @@
+"""Training schedules and learning-rate-finder suggestions: pure functions of progress.
+
+- `one_cycle(pos, lr_max, ...)`: the one-cycle lr and momentum at position `pos` in [0, 1]
+  (`pos = k / total_steps` for the k-th step, k from 0). The fused optimizers evaluate the same
+  closed form on the device (`csrc/fused_optim.h: group_lr_mom`); the Recorder uses this one.
+- `exp_sweep(start_lr, end_lr, num_it)`: the lr_find sweep, fastai v2's exact form
+  `lr_i = start_lr * (end_lr / start_lr) ** (i / num_it)` for i = 0 .. num_it - 1 (so the last
+  lr is one ratio step short of end_lr, as in fastai's `SchedExp` at `train_iter / num_it`).
+- `valley`, `steep`, `minimum`, `suggest_lrs`: fastai v2's lr_find suggestions, computed from
+  the recorded (lr, smoothed loss) pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+__all__ = [
+    "sched_cos",
+    "sched_exp",
+    "one_cycle",
+    "exp_sweep",
+    "Suggestions",
+    "lr_find_window",
+    "valley",
+    "steep",
+    "minimum",
+    "suggest_lrs",
+]
+
+Point = tuple[float, float]  # (lr, loss): where a plot marks a suggestion
+
+
+def sched_cos(start: float, end: float, pos: float) -> float:
+    """Cosine from `start` (pos 0) to `end` (pos 1).
+
+    `start + (1 + cos(pi * (1 - pos))) * (end - start) / 2`
+    """
+    return start + (1 + math.cos(math.pi * (1 - pos))) * (end - start) / 2
+
+
+def sched_exp(start: float, end: float, pos: float) -> float:
+    """Exponential from `start` (pos 0) to `end` (pos 1): `start * (end / start) ** pos`."""
+    return start * (end / start) ** pos
+
+
+def _check_fraction(name: str, value: float, low: float, high: float, *, closed: bool) -> None:
+    ok = low <= value < high if closed else low < value < high
+    if not (isinstance(value, (int, float)) and ok):
+        interval = f"[{low}, {high})" if closed else f"({low}, {high})"
+        raise ValueError(f"{name} should be a number in {interval}, got {value!r}")
+
+
+def check_one_cycle_args(
+    div: float, div_final: float, pct_start: float, moms: Sequence[float]
+) -> tuple[float, float, float, tuple[float, float, float]]:
+    """Validate the shared one-cycle arguments; returns them as floats (moms as a 3-tuple)."""
+    for name, value in (("div", div), ("div_final", div_final)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} should be a number > 0, got {value!r}")
+    if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)):
+        raise TypeError(f"pct_start should be a number in (0, 1), got {type(pct_start).__name__}")
+    _check_fraction("pct_start", pct_start, 0.0, 1.0, closed=False)
+    if isinstance(moms, (str, bytes)) or not isinstance(moms, Sequence) or len(moms) != 3:
+        raise ValueError(f"moms should be 3 numbers (start, middle, end), got {moms!r}")
+    for i, m in enumerate(moms):
+        if isinstance(m, bool) or not isinstance(m, (int, float)):
+            raise TypeError(f"moms[{i}] should be a number in [0, 1), got {type(m).__name__}")
+        _check_fraction(f"moms[{i}]", m, 0.0, 1.0, closed=True)
+    m0, m1, m2 = (float(m) for m in moms)
+    return float(div), float(div_final), float(pct_start), (m0, m1, m2)
+
+
+def one_cycle(
+    pos: float,
+    lr_max: float,
+    div: float = 25.0,
+    div_final: float = 1e5,
+    pct_start: float = 0.25,
+    moms: Sequence[float] = (0.95, 0.85, 0.95),
+) -> tuple[float, float]:
+    """(lr, mom) of fastai's one-cycle policy at `pos` (clamped to [0, 1]).
+
+    lr: cosine from lr_max/div to lr_max over the first `pct_start` of training, then cosine
+    to lr_max/div_final; mom: cosine from moms[0] to moms[1], then to moms[2], on the same
+    phases. `pos = k / total_steps` for the k-th step (k from 0); past the end the final values
+    hold.
+    """
+    div, div_final, pct_start, (m0, m1, m2) = check_one_cycle_args(div, div_final, pct_start, moms)
+    pos = min(max(float(pos), 0.0), 1.0)
+    if pos < pct_start:
+        t = pos / pct_start
+        return sched_cos(lr_max / div, lr_max, t), sched_cos(m0, m1, t)
+    t = (pos - pct_start) / (1 - pct_start)
+    return sched_cos(lr_max, lr_max / div_final, t), sched_cos(m1, m2, t)
+
+
+def exp_sweep(start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100) -> list[float]:
+    """The `num_it` learning rates of lr_find: `start_lr * (end_lr/start_lr) ** (i / num_it)`.
+
+    fastai v2's exact form (`SchedExp` evaluated at `train_iter / num_it`), i = 0 .. num_it-1.
+    """
+    if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it <= 0:
+        raise ValueError(f"num_it should be an int > 0, got {num_it!r}")
+    for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} should be a number > 0, got {value!r}")
+    return [sched_exp(start_lr, end_lr, i / num_it) for i in range(num_it)]
+
+
+class Suggestions(NamedTuple):
+    """lr_find's suggested learning rates."""
+
+    valley: float
+    steep: float
+    minimum: float
+
+
+def _floats(name: str, values) -> list[float]:
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} should be a sequence of numbers, got {values!r}") from e
+    return out
+
+
+def _pair(lrs, losses, min_len: int) -> tuple[list[float], list[float]]:
+    lrs, losses = _floats("lrs", lrs), _floats("losses", losses)
+    if len(lrs) != len(losses):
+        raise ValueError(
+            f"lrs and losses should have the same length, got {len(lrs)} and {len(losses)}"
+        )
+    if len(lrs) < min_len:
+        raise ValueError(f"need at least {min_len} (lr, loss) points, got {len(lrs)}")
+    if any(not lr > 0 for lr in lrs):
+        raise ValueError("lrs should all be > 0")
+    return lrs, losses
+
+
+def lr_find_window(lrs, losses, num_it: int | None = None) -> tuple[list[float], list[float]]:
+    """fastai's window of the lr_find record that the suggestions look at.
+
+    Drops the first `num_it // 10` points (num_it: the sweep's requested iterations, by default
+    `len(lrs)`) and the last 5, then cuts at the first NaN loss.
+    """
+    lrs, losses = _floats("lrs", lrs), _floats("losses", losses)
+    if len(lrs) != len(losses):
+        raise ValueError(
+            f"lrs and losses should have the same length, got {len(lrs)} and {len(losses)}"
+        )
+    if num_it is None:
+        num_it = len(lrs)
+    if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it <= 0:
+        raise ValueError(f"num_it should be an int > 0, got {num_it!r}")
+    lrs, losses = lrs[num_it // 10 : -5], losses[num_it // 10 : -5]
+    for i, loss in enumerate(losses):
+        if math.isnan(loss):
+            return lrs[:i], losses[:i]
+    return lrs, losses
+
+
+def valley(lrs, losses) -> tuple[float, Point]:
+    """fastai's `valley`: an lr a little past the middle of the longest valley of the loss.
+
+    lds[i] is the length of the longest strictly decreasing subsequence of losses ending at i
+    (fastai's O(n^2) scan); the valley is [max_end - lds[max_end], max_end] for the first i
+    reaching the largest lds, and the suggestion is the lr at `start + int(len / 3) +
+    int(len / 6)` of it. Returns (suggested lr, (lr, loss) to mark on a plot).
+    """
+    lrs, losses = _pair(lrs, losses, 1)
+    n = len(losses)
+    max_start, max_end = 0, 0
+    lds = [1] * n
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    # fastai indexes with max_start + ...; a decreasing run from the first point gives
+    # max_start = -1, which fastai would wrap to the last point: start at 0 instead.
+    idx = max(0, max_start + int(sections) + int(sections / 2))
+    return lrs[idx], (lrs[idx], losses[idx])
+
+
+def steep(lrs, losses) -> tuple[float, Point]:
+    """fastai's `steep`: the lr where the loss falls fastest per unit of log(lr).
+
+    slope_i = (loss[i+1] - loss[i]) / (log lr[i+1] - log lr[i]); the suggestion is lr[argmin].
+    """
+    lrs, losses = _pair(lrs, losses, 2)
+    slopes = [
+        (losses[i + 1] - losses[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i]))
+        for i in range(len(lrs) - 1)
+    ]
+    idx = min(range(len(slopes)), key=slopes.__getitem__)
+    return lrs[idx], (lrs[idx], losses[idx])
+
+
+def minimum(lrs, losses) -> tuple[float, Point]:
+    """fastai's `minimum`: a tenth of the lr at the lowest loss (marked at that lowest loss)."""
+    lrs, losses = _pair(lrs, losses, 1)
+    idx = min(range(len(losses)), key=losses.__getitem__)
+    return lrs[idx] / 10, (lrs[idx], losses[idx])
+
+
+def suggest_lrs(lrs, losses, num_it: int | None = None) -> Suggestions:
+    """The three suggestions of fastai v2's lr_find from a recorded sweep.
+
+    `lrs`, `losses`: the lr and the smoothed loss of every recorded iteration; the window of
+    `lr_find_window(lrs, losses, num_it)` is used.
+    """
+    w_lrs, w_losses = lr_find_window(lrs, losses, num_it)
+    if len(w_lrs) < 2:
+        raise ValueError(
+            f"lr_find recorded too few usable points ({len(w_lrs)} after dropping the first "
+            "num_it // 10, the last 5 and everything from the first NaN loss): run more iterations"
+        )
+    return Suggestions(
+        valley(w_lrs, w_losses)[0], steep(w_lrs, w_losses)[0], minimum(w_lrs, w_losses)[0]
+    )
