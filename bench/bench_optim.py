@@ -11,6 +11,7 @@ is those bytes over the copy rate measured in the same run (bytes read + written
 a large tensor copy), and over the rate of a large in-place update (see `test_rmw_rate`).
 """
 
+import random
 import statistics
 import time
 
@@ -95,8 +96,6 @@ def run_steps(step):
 def interleaved(model: str, impls: list[str], rounds: int = 11) -> dict[str, float]:
     """ms per step of each impl, timed in rotation (a random order each round) so that every
     impl sees the same machine load: the ratios stay meaningful on a busy machine."""
-    import random
-
     groups = param_groups(model)
     steps = {impl: make_step(impl, groups) for impl in impls}
     for step in steps.values():
