@@ -1,9 +1,4 @@
-"""Callbacks: event order, the Cancel*Exception control flow, the Recorder and progress output.
-
-Also home of the small fake bunch (FakeBunch) that test_learner.py and test_vision.py use:
-it has the bunch interface of CONTRACTS.md (train_dl/valid_dl yielding (x float, y int64)
-on `device`, len(), set_epoch(e) seeding the shuffle) over in-memory tensors.
-"""
+"""Callbacks: event order, the Cancel*Exception control flow, the Recorder and progress output."""
 
 from __future__ import annotations
 
@@ -13,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from fakes import easy_bunch, make_learner, same_params
 from torch import nn
 
 from fastcore_ext.callback import (
@@ -32,99 +28,6 @@ from fastcore_ext.callback import (
 )
 from fastcore_ext.callback.progress import format_header, format_row, format_time
 from fastcore_ext.metrics import accuracy, error_rate
-
-
-# ---- the fake bunch ----------------------------------------------------------------------
-class FakeDL:
-    """Batches of in-memory (x, y); training: shuffled from (seed, epoch), drop_last."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int, train: bool, seed: int = 0):
-        self.x, self.y, self.bs, self.train, self.seed = x, y, bs, train, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.bs if self.train else -(-n // self.bs)
-
-    def __iter__(self):
-        n = len(self.x)
-        if self.train:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
-        for i in range(len(self)):
-            idx = order[i * self.bs : (i + 1) * self.bs]
-            yield self.x[idx], self.y[idx]
-
-
-class FakeBunch:
-    """The bunch interface over tensors: x float [N, 3, S, S], y int64 [N]."""
-
-    def __init__(self, x_train, y_train, x_valid, y_valid, bs=16, n_classes=2, device="cpu"):
-        device = torch.device(device)
-        self.device = device
-        self.train_dl = FakeDL(x_train.to(device), y_train.to(device), bs, train=True)
-        self.valid_dl = FakeDL(x_valid.to(device), y_valid.to(device), bs, train=False)
-        self.classes = [f"class{i}" for i in range(n_classes)]
-        self.c = n_classes
-        self.size = x_train.shape[-1]
-        self.stats = None
-        self.path = "."
-
-
-def easy_bunch(n_train=128, n_valid=40, size=8, bs=16, seed=0, device="cpu") -> FakeBunch:
-    """Two classes told apart by the mean of channel 0 (+1 or -1, plus unit noise). With
-    n_valid=40 and bs=16 the validation batches hold 16, 16 and 8 items."""
-    g = torch.Generator().manual_seed(seed)
-    n = n_train + n_valid
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = torch.randn(n, 3, size, size, generator=g)
-    x[:, 0] += (2 * y.float() - 1)[:, None, None]
-    return FakeBunch(x[:n_train], y[:n_train], x[n_train:], y[n_train:], bs=bs, device=device)
-
-
-def tiny_model() -> nn.Sequential:
-    """conv -> BN -> ReLU | pool -> flatten -> dropout -> linear; split [:3], [3:]."""
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.1),
-        nn.Linear(8, 2),
-    )
-
-
-def two_groups(m: nn.Module) -> list[nn.Module]:
-    return [m[:3], m[3:]]
-
-
-def make_learner(**kwargs):
-    """A Learner on the easy bunch and the tiny model (skips until optim is merged)."""
-    pytest.importorskip("fastcore_ext.optim", reason="needs fastcore_ext.optim (optim branch)")
-    pytest.importorskip("fastcore_ext.schedule", reason="needs fastcore_ext.schedule")
-    from fastcore_ext.learner import Learner
-
-    torch.manual_seed(kwargs.pop("model_seed", 0))
-    data = kwargs.pop("data", None) or easy_bunch()
-    model = kwargs.pop("model", None) or tiny_model()
-    kwargs.setdefault("splitter", two_groups)
-    learn = Learner(data, model, **kwargs)
-    learn.progress.stream = io.StringIO()
-    return learn
-
-
-def same_params(before: list[torch.Tensor], model: nn.Module) -> bool:
-    """True when the model's parameters equal the saved copies bit for bit."""
-    params = list(model.parameters())
-    if len(before) != len(params):
-        return False
-    return all(torch.equal(a, p) for a, p in zip(before, params, strict=True))
 
 
 # ---- events -------------------------------------------------------------------------------

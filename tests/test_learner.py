@@ -11,19 +11,15 @@ import random
 import numpy as np
 import pytest
 import torch
+from fakes import easy_bunch, make_learner, tiny_model
 from torch import nn
 
-pytest.importorskip("fastcore_ext.optim", reason="needs fastcore_ext.optim (optim branch)")
-pytest.importorskip("fastcore_ext.schedule", reason="needs fastcore_ext.schedule (optim branch)")
-
-from test_callback import easy_bunch, make_learner, tiny_model  # noqa: E402
-
-import fastcore_ext.learner as learner_mod  # noqa: E402
-from fastcore_ext.callback import Callback  # noqa: E402
-from fastcore_ext.learner import Learner  # noqa: E402
-from fastcore_ext.metrics import accuracy, error_rate  # noqa: E402
-from fastcore_ext.optim import SGD, Adam  # noqa: E402
-from fastcore_ext.schedule import Suggestions, exp_sweep, one_cycle  # noqa: E402
+import fastcore_ext.learner as learner_mod
+from fastcore_ext.callback import Callback
+from fastcore_ext.learner import Learner
+from fastcore_ext.metrics import accuracy, error_rate
+from fastcore_ext.optim import SGD, Adam
+from fastcore_ext.schedule import Suggestions, exp_sweep, one_cycle
 
 
 def three_group_model() -> nn.Sequential:

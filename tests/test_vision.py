@@ -10,15 +10,11 @@ import time
 import pytest
 import torch
 import torchvision
+from fakes import easy_bunch
 from torch import nn
 
-pytest.importorskip("fastcore_ext.optim", reason="needs fastcore_ext.optim (optim branch)")
-pytest.importorskip("fastcore_ext.schedule", reason="needs fastcore_ext.schedule (optim branch)")
-
-from test_callback import easy_bunch  # noqa: E402
-
-import fastcore_ext.vision as vision  # noqa: E402
-from fastcore_ext.vision import (  # noqa: E402
+import fastcore_ext.vision as vision
+from fastcore_ext.vision import (
     AdaptiveConcatPool2d,
     cnn_learner,
     create_cnn,
