@@ -812,3 +812,44 @@ def test_op_checks_its_arguments_too():
     ]:
         with pytest.raises(RuntimeError, match=match):
             call(**kw)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.slow
+def test_cuda_output_over_2_31_elements():
+    """Index arithmetic past 2^31 output elements: 2 x 3 x 27000 x 27000 float16 (8.7 GB)
+    from small images; the last rows of the last sample equal the reference."""
+    B, C, S = 2, 3, 27_000
+    assert B * C * S * S > 2**31
+    free, _ = torch.cuda.mem_get_info()
+    if free < B * C * S * S * 2 * 1.5:
+        pytest.skip("not enough GPU memory")
+    mean, std = stats(C)
+    im = rand_images(B, C, 16, 16, seed=7)
+    m = rand_affine(B, seed=7)
+    out = ops.augment_normalize(
+        im.cuda(), m.cuda(), S, mean=mean, std=std, mode="nearest", out_dtype=torch.float16
+    )
+    torch.cuda.synchronize()
+    # the last 4 rows of the last sample (the highest indices) against grid_sample in float64
+    tail = out[-1:, :, S - 4 :, :].float().cpu()
+    assert torch.isfinite(tail).all()
+    rows = torch.arange(S - 4, S, dtype=torch.float64)
+    ys = (2 * rows + 1) / S - 1  # align_corners=False pixel centres
+    xs = (2 * torch.arange(S, dtype=torch.float64) + 1) / S - 1
+    mat = m[-1].double()
+    gx = mat[0, 0] * xs[None, :] + mat[0, 1] * ys[:, None] + mat[0, 2]
+    gy = mat[1, 0] * xs[None, :] + mat[1, 1] * ys[:, None] + mat[1, 2]
+    grid = torch.stack([gx, gy], -1)[None]  # [1, 4, S, 2]
+    ref = F.grid_sample(
+        im[-1:].double() / 255,
+        grid,
+        mode="nearest",
+        padding_mode="reflection",
+        align_corners=False,
+    )
+    ref = (ref - torch.tensor(mean, dtype=torch.float64)[None, :, None, None]) / torch.tensor(
+        std, dtype=torch.float64
+    )[None, :, None, None]
+    close = (tail.double() - ref).abs() <= 1e-2 + 1e-3 * ref.abs()
+    assert close.float().mean() > 0.999  # rounding ties may differ at a handful of pixels
