@@ -32,8 +32,8 @@ train: $(KERNELS)
 	$(BIN)/fastcore-ext train $(ARGS)
 
 lint: $(DEPS)
-	$(BIN)/ruff check fastcore_ext tests bench examples
-	$(BIN)/ruff format --check fastcore_ext tests bench examples
+	$(BIN)/ruff check setup.py fastcore_ext tests bench $(wildcard examples)
+	$(BIN)/ruff format --check setup.py fastcore_ext tests bench $(wildcard examples)
 
 test: $(KERNELS) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
