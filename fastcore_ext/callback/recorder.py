@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fastcore_ext.callback.core import Callback
+from fastcore_ext.plots import check_figsize, finish
 
 if TYPE_CHECKING:
     from fastcore_ext.schedule import Suggestions
@@ -193,88 +195,151 @@ class Recorder(Callback):
         self._flush()
 
     # ---- plots --------------------------------------------------------------------------
-    def plot(self, skip_start: int = 10, skip_end: int = 5, suggestions: bool = True) -> Figure:
+    # Every plot returns its Figure; with a non-interactive matplotlib backend it is also
+    # saved as <learn.path>/plots/<name>.png (fastcore_ext.plots.finish, through `_finish`).
+    def plot(
+        self,
+        skip_start: int = 10,
+        skip_end: int = 5,
+        suggestions: bool = True,
+        *,
+        figsize: tuple[float, float] | None = None,
+    ) -> Figure:
         """The learning-rate finder's curve: smoothed loss against the last group's learning
-        rate (log scale), without the first `skip_start` and last `skip_end` batches, with
-        the suggestions of the last `lr_find` marked. Returns the Figure."""
+        rate (log scale), without the first `skip_start` and last `skip_end` batches (all of
+        them when that leaves fewer than two), with the suggestions of the last `lr_find`
+        marked and listed in the legend. Saved as 'lr_find.png'. Returns the Figure."""
         self._flush()
         if not self.lrs:
             raise ValueError("recorder.plot() needs a recorded run: call learn.lr_find() first")
-        lrs = [g[-1] for g in self.lrs]
-        losses = self.smooth_losses
-        lrs, losses = _trim(lrs, skip_start, skip_end), _trim(losses, skip_start, skip_end)
-        fig = Figure(figsize=(6, 4))
+        lo, hi = _window(len(self.lrs), skip_start, skip_end)
+        lrs = [g[-1] for g in self.lrs[lo:hi]]
+        losses = self.smooth_losses[lo:hi]
+        fig = Figure(figsize=check_figsize(figsize, (6, 4)))
         ax = fig.add_subplot()
-        ax.plot(lrs, losses)
+        ax.plot(lrs, losses, color="C0")
         ax.set_xscale("log")
-        ax.set_xlabel("Learning Rate")
-        ax.set_ylabel("Loss")
+        ax.set_xlabel("Learning rate")
+        ax.set_ylabel("Smoothed loss")
+        ax.set_title("Learning rate finder")
+        ax.grid(True, which="major", alpha=0.3)
         if suggestions and self.suggestions is not None:
             markers = ("o", "v", "s", "^", "D")
-            for (name, lr), marker in zip(
-                self.suggestions._asdict().items(), markers, strict=False
+            for k, ((name, lr), marker) in enumerate(
+                zip(self.suggestions._asdict().items(), markers, strict=False)
             ):
                 ax.plot(
                     [lr],
                     [_loss_at(lr, lrs, losses)],
                     marker,
-                    markersize=8,
+                    color=f"C{k + 1}",
+                    markersize=9,
                     label=f"{name}: {lr:.2e}",
                 )
             ax.legend()
         return self._finish(fig, "lr_find")
 
-    def plot_losses(self, skip_start: int = 0, with_valid: bool = True) -> Figure:
-        """Smoothed training loss per batch and validation loss at the end of each epoch,
-        against the number of batches processed (fastai v1's `plot_losses`)."""
+    def plot_losses(
+        self,
+        skip_start: int = 0,
+        with_valid: bool = True,
+        *,
+        skip_end: int = 0,
+        figsize: tuple[float, float] | None = None,
+    ) -> Figure:
+        """Smoothed training loss after each batch and validation loss at the end of each
+        epoch (dots), against the number of batches processed (fastai v1's `plot_losses`),
+        without the first `skip_start` and last `skip_end` batches. Saved as 'losses.png'."""
         self._flush()
         if not self.smooth_losses:
             raise ValueError("recorder.plot_losses() needs a recorded fit: call learn.fit first")
-        fig = Figure(figsize=(6, 4))
+        lo, hi = _window(len(self.smooth_losses), skip_start, skip_end)
+        fig = Figure(figsize=check_figsize(figsize, (6, 4)))
         ax = fig.add_subplot()
-        iters = range(skip_start, len(self.smooth_losses))
-        ax.plot(list(iters), self.smooth_losses[skip_start:], label="Train")
+        ax.plot(range(lo + 1, hi + 1), self.smooth_losses[lo:hi], label="Train")
         if with_valid:
-            ends, total = [], 0
-            for n in self.nb_batches:
-                total += n
-                ends.append(total)
-            pts = [(e, v) for e, v in zip(ends, self.valid_losses, strict=False) if v is not None]
-            pts = [(e, v) for e, v in pts if e > skip_start]
+            ends = [sum(self.nb_batches[: k + 1]) for k in range(len(self.nb_batches))]
+            pts = [
+                (e, v)
+                for e, v in zip(ends, self.valid_losses, strict=False)
+                if v is not None and lo < e <= hi
+            ]
             if pts:
-                ax.plot([e for e, _ in pts], [v for _, v in pts], label="Validation")
+                ax.plot([e for e, _ in pts], [v for _, v in pts], "o-", label="Validation")
         ax.set_xlabel("Batches processed")
         ax.set_ylabel("Loss")
+        ax.set_title("Training and validation loss")
+        ax.grid(True, alpha=0.3)
         ax.legend()
         return self._finish(fig, "losses")
 
-    def plot_lr(self, show_moms: bool = False) -> Figure:
-        """Each layer group's learning rate per batch (and momentum with `show_moms`)."""
+    def plot_lr(
+        self,
+        show_moms: bool = False,
+        *,
+        skip_start: int = 0,
+        skip_end: int = 0,
+        figsize: tuple[float, float] | None = None,
+    ) -> Figure:
+        """Each layer group's learning rate per training batch, one line per group (and its
+        momentum in a second panel with `show_moms`). The lr axis is logarithmic when the
+        groups' peak learning rates differ tenfold or more (discriminative lrs), so every
+        group's schedule stays visible. Saved as 'lr.png' ('lr_moms.png' with moms)."""
         if not self.lrs:
             raise ValueError("recorder.plot_lr() needs a recorded fit: call learn.fit first")
-        fig = Figure(figsize=(12, 4) if show_moms else (6, 4))
+        lo, hi = _window(len(self.lrs), skip_start, skip_end)
+        iters = range(lo, hi)
+        fig = Figure(figsize=check_figsize(figsize, (11, 4) if show_moms else (6, 4)))
         axes = fig.subplots(1, 2) if show_moms else [fig.add_subplot()]
-        iters = list(range(len(self.lrs)))
         n_groups = len(self.lrs[0])
         for g in range(n_groups):
-            axes[0].plot(iters, [h[g] for h in self.lrs], label=f"group {g}")
+            axes[0].plot(iters, [self.lrs[i][g] for i in iters], _style(g), label=f"group {g}")
+        peaks = [max(self.lrs[i][g] for i in iters) for g in range(n_groups)]
+        if min(peaks) > 0 and max(peaks) / min(peaks) >= 10:
+            axes[0].set_yscale("log")
         axes[0].set_xlabel("Iterations")
-        axes[0].set_ylabel("Learning Rate")
-        if n_groups > 1:
-            axes[0].legend()
+        axes[0].set_ylabel("Learning rate")
+        axes[0].set_title("Learning rate schedule")
         if show_moms:
             for g in range(n_groups):
-                axes[1].plot(iters, [h[g] for h in self.moms], label=f"group {g}")
+                axes[1].plot(iters, [self.moms[i][g] for i in iters], _style(g), label=f"group {g}")
             axes[1].set_xlabel("Iterations")
             axes[1].set_ylabel("Momentum")
-        return self._finish(fig, "lr")
+            axes[1].set_title("Momentum schedule")
+        for ax in axes:
+            ax.grid(True, alpha=0.3)
+            if n_groups > 1:
+                ax.legend()
+        return self._finish(fig, "lr_moms" if show_moms else "lr")
+
+    def plot_metrics(self, *, figsize: tuple[float, float] | None = None) -> Figure:
+        """Each metric over the whole validation set at the end of each epoch, one panel per
+        metric, against the epoch. Saved as 'metrics.png'."""
+        names = self.metric_names[3:-1]
+        if not names or not self.metrics:
+            raise ValueError(
+                "recorder.plot_metrics() needs a fit with metrics: create the learner with "
+                "metrics=... (e.g. error_rate) and call learn.fit first"
+            )
+        n = len(names)
+        fig = Figure(figsize=check_figsize(figsize, (min(4.5 * n, 16), 3.5)))
+        axes = fig.subplots(1, n, squeeze=False)[0]
+        for k, (ax, name) in enumerate(zip(axes, names, strict=True)):
+            pts = [(e, m[k]) for e, m in zip(self.epochs, self.metrics, strict=True)]
+            pts = [(e, v) for e, v in pts if v is not None]
+            ax.plot([e for e, _ in pts], [v for _, v in pts], "o-", color=f"C{k}")
+            ax.set_xlabel("Epoch")
+            ax.set_title(name)
+            ax.grid(True, alpha=0.3)
+            if pts:
+                ax.set_xlim(min(e for e, _ in pts) - 0.5, max(e for e, _ in pts) + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        return self._finish(fig, "metrics")
 
     def _finish(self, fig: Figure, name: str) -> Figure:
-        """Last step of every plot: lay the figure out and return it. In a notebook the
-        returned Figure is displayed by IPython. `name` identifies the plot (e.g. for a file
-        name when the figure is also saved)."""
-        fig.tight_layout()
-        return fig
+        """Last step of every plot (`fastcore_ext.plots.finish`): layout, the PNG under
+        learn.path/'plots' when there is no display, return the Figure."""
+        return finish(fig, name, getattr(self.learn, "path", None))
 
     def show(self, fig: Figure) -> None:
         """Display `fig` now when running inside a Jupyter kernel (used by show_plot=True)."""
@@ -284,12 +349,20 @@ class Recorder(Callback):
             display(fig)
 
 
-def _trim(xs: Sequence[float], skip_start: int, skip_end: int) -> list[float]:
-    """xs without the first skip_start and last skip_end items; all of xs if too short."""
-    stop = len(xs) - skip_end
-    if stop - skip_start < 2:
-        return list(xs)
-    return list(xs[skip_start:stop])
+def _style(group: int) -> str:
+    """Line style of a layer group: groups with equal schedules stay visible on top of
+    each other."""
+    return ("-", "--", ":", "-.")[group % 4]
+
+
+def _window(n: int, skip_start: int, skip_end: int) -> tuple[int, int]:
+    """[lo, hi) of n recorded batches without the first skip_start and last skip_end; all
+    of them when that would leave fewer than two."""
+    for name, v in (("skip_start", skip_start), ("skip_end", skip_end)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} should be an int >= 0, got {v!r}")
+    lo, hi = skip_start, n - skip_end
+    return (lo, hi) if hi - lo >= 2 else (0, n)
 
 
 def _loss_at(lr: float, lrs: Sequence[float], losses: Sequence[float]) -> float:

@@ -495,20 +495,25 @@ class ImageDataBunch:
         self, rows: int = 3, figsize: tuple[float, float] = (7, 6), ds_type: str = "train"
     ) -> Figure:
         """A rows x rows grid of one batch (augmented as training sees it for 'train'),
-        denormalized, each titled with its class. Returns the matplotlib Figure."""
+        denormalized, each titled with its class. Returns the matplotlib Figure; with a
+        non-interactive matplotlib backend also saved as ``path/plots/show_batch_<ds_type>.png``
+        (see fastcore_ext.plots)."""
+        from fastcore_ext.plots import check_figsize, finish
+
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows: expected a positive int, got {rows!r}")
+        figsize = check_figsize(figsize, (7, 6))
         x, y = self.one_batch(ds_type)
         imgs = self.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
         fig = Figure(figsize=figsize)
         axes = fig.subplots(rows, rows, squeeze=False)
+        fontsize = min(10.0, max(6.0, 5.0 * min(figsize) / rows))  # by the cell size
         for k, ax in enumerate(axes.flat):
             ax.set_axis_off()
             if k < len(imgs):
                 ax.imshow(imgs[k])
-                ax.set_title(self.classes[int(y[k])], fontsize=9)
-        fig.tight_layout()
-        return fig
+                ax.set_title(self.classes[int(y[k])], fontsize=fontsize)
+        return finish(fig, f"show_batch_{ds_type}", self.path)
 
     def preprocess(self, items: ImageSource | Sequence[ImageSource]) -> torch.Tensor:
         """The validation transform of raw items (paths, PIL images, uint8 arrays/tensors; one

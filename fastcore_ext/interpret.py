@@ -1,0 +1,430 @@
+"""ClassificationInterpretation: what a trained classifier gets wrong, from one inference pass.
+
+    interp = ClassificationInterpretation.from_learner(learn)
+    interp.plot_top_losses(9, figsize=(15, 11))
+    interp.most_confused(min_val=2)
+    interp.confusion_matrix(); interp.plot_confusion_matrix()
+    interp.print_classification_report()
+
+`from_learner` runs `Learner.get_preds(with_loss=True)` once and keeps, for the N items of
+the data set, the probabilities float32 [N, C], the predicted classes, the targets, the
+per-item losses and the items' indices in the data set, all on the CPU. Every method works
+from that cache; images are read from the data set only for the few items a plot shows.
+
+Memory: O(N * C) for the probabilities, O(N) for the rest, O(C * C) for the confusion
+matrix, which is counted with one bincount over N codes (never a C x C x N tensor, which
+fastai builds: 37 classes x 20,000 items would be 27 million elements per comparison).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from fastcore_ext.plots import check_figsize, finish
+
+__all__ = ["ClassificationInterpretation", "ClassificationReport"]
+
+MIN_CELL_FONT = 4.5  # points: smaller numbers in confusion-matrix cells are not drawn
+
+
+@dataclass(frozen=True)
+class ClassificationReport:
+    """Per-class precision, recall, f1 and support (float64 / int64 arrays [C]) and their
+    averages: macro (unweighted mean over classes) and weighted (by support). A class that is
+    never predicted has precision 0; one without items has recall 0 (and f1 0): no NaN.
+    `str(report)` is the aligned text table."""
+
+    classes: list[str]
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    accuracy: float
+    macro: tuple[float, float, float]
+    weighted: tuple[float, float, float]
+
+    def __str__(self) -> str:
+        width = max(len("weighted avg"), *(len(c) for c in self.classes))
+        head = f"{'':>{width}}  {'precision':>9}  {'recall':>9}  {'f1-score':>9}  {'support':>9}"
+        lines = [head, ""]
+        for k, name in enumerate(self.classes):
+            lines.append(
+                f"{name:>{width}}  {self.precision[k]:>9.4f}  {self.recall[k]:>9.4f}  "
+                f"{self.f1[k]:>9.4f}  {int(self.support[k]):>9d}"
+            )
+        total = int(self.support.sum())
+        lines.append("")
+        lines.append(f"{'accuracy':>{width}}  {'':>9}  {'':>9}  {self.accuracy:>9.4f}  {total:>9d}")
+        for name, (p, r, f) in (("macro avg", self.macro), ("weighted avg", self.weighted)):
+            lines.append(f"{name:>{width}}  {p:>9.4f}  {r:>9.4f}  {f:>9.4f}  {total:>9d}")
+        return "\n".join(lines)
+
+
+class ClassificationInterpretation:
+    """Predictions of a classifier on one data set, and views of its mistakes.
+
+    Build it with `from_learner(learn)`; the constructor takes the cached tensors directly:
+      learn: the Learner (its data gives class names and images, its path the plot folder).
+      probs: float Tensor[N, C], the probability of each class for each item.
+      targets: int Tensor[N] in [0, C).
+      losses: float Tensor[N], the per-item loss.
+      ds_type: 'valid' or 'train', the data set the items come from.
+      idxs: int Tensor[N], each row's index in that data set (default 0..N-1).
+
+    Attributes: probs, preds (argmax, int64 [N]), targets, losses, idxs (CPU tensors),
+    classes (list[str]), c, ds_type; fastai v1's names y_true and pred_class too.
+    """
+
+    def __init__(
+        self,
+        learn: Any,
+        probs: torch.Tensor,
+        targets: torch.Tensor,
+        losses: torch.Tensor,
+        ds_type: str = "valid",
+        idxs: torch.Tensor | None = None,
+    ) -> None:
+        if ds_type not in ("valid", "train"):
+            raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+        for name, t in (("probs", probs), ("targets", targets), ("losses", losses)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} should be a torch.Tensor, got {type(t).__name__}")
+        if probs.dim() != 2 or probs.shape[0] == 0 or probs.shape[1] == 0:
+            raise ValueError(
+                f"probs should be Tensor[N, C] with N, C > 0, got {tuple(probs.shape)}"
+            )
+        n, c = probs.shape
+        if targets.shape != (n,) or targets.dtype.is_floating_point or targets.is_complex():
+            raise ValueError(
+                f"targets should be an int Tensor[{n}] (one class index per row of probs), got "
+                f"{targets.dtype} {tuple(targets.shape)}"
+            )
+        if losses.shape != (n,):
+            raise ValueError(f"losses should be Tensor[{n}], got {tuple(losses.shape)}")
+        targets = targets.detach().cpu().long()
+        if targets.min() < 0 or targets.max() >= c:
+            raise ValueError(
+                f"targets should be class indices in [0, {c}), got values in "
+                f"[{int(targets.min())}, {int(targets.max())}]"
+            )
+        if idxs is None:
+            idxs = torch.arange(n)
+        elif not isinstance(idxs, torch.Tensor) or idxs.shape != (n,):
+            raise ValueError(f"idxs should be an int Tensor[{n}] or None, got {idxs!r}")
+        self.learn = learn
+        self.data = getattr(learn, "data", None)
+        self.ds_type = ds_type
+        self.probs = probs.detach().float().cpu()
+        self.targets = targets
+        self.losses = losses.detach().float().cpu()
+        self.idxs = idxs.detach().cpu().long()
+        self.preds = self.probs.argmax(dim=1)
+        self.c = c
+        classes = getattr(self.data, "classes", None)
+        if classes is not None and len(classes) != c:
+            raise ValueError(f"the data's classes ({len(classes)}) do not match probs' {c} columns")
+        self.classes: list[str] = (
+            [str(k) for k in classes] if classes is not None else [str(k) for k in range(c)]
+        )
+        self._cm: np.ndarray | None = None
+
+    @classmethod
+    def from_learner(
+        cls, learn: Any, ds_type: str = "valid", act: Any = None
+    ) -> ClassificationInterpretation:
+        """One inference pass of `learn` over the 'valid' (default) or 'train' data set
+        (`Learner.get_preds(ds_type, with_loss=True, act=act)`: eval mode, items in data set
+        order; 'train' goes through the training transforms, see get_preds) and the cache
+        of its results."""
+        if ds_type not in ("valid", "train"):
+            raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+        get_preds = getattr(learn, "get_preds", None)
+        if get_preds is None:
+            raise TypeError(
+                f"learn should be a Learner (with get_preds), got {type(learn).__name__}"
+            )
+        probs, targets, losses = get_preds(ds_type=ds_type, with_loss=True, act=act)
+        return cls(learn, probs, targets, losses, ds_type=ds_type)
+
+    # ---- fastai v1 names ------------------------------------------------------------------
+    @property
+    def y_true(self) -> torch.Tensor:
+        """The targets (fastai v1's name)."""
+        return self.targets
+
+    @property
+    def pred_class(self) -> torch.Tensor:
+        """The predicted classes (fastai v1's name)."""
+        return self.preds
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self)} {self.ds_type} items, {self.c} classes, "
+            f"error rate {self.error_rate():.4f})"
+        )
+
+    # ---- numbers -------------------------------------------------------------------------
+    def error_rate(self) -> float:
+        """Fraction of items whose predicted class is not the target."""
+        return float((self.preds != self.targets).float().mean())
+
+    def top_losses(
+        self, k: int | None = None, largest: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k largest (or smallest) per-item losses and the data set indices of their
+        items, sorted (ties keep data set order). k None: all; k above N: all N.
+        Returns (losses float32 [k], indices int64 [k])."""
+        k = self._check_k(k)
+        if not isinstance(largest, bool):
+            raise TypeError(f"largest should be a bool, got {type(largest).__name__}")
+        order = torch.sort(self.losses, descending=largest, stable=True).indices[:k]
+        return self.losses[order], self.idxs[order]
+
+    def confusion_matrix(self) -> np.ndarray:
+        """int64 array [C, C]: entry (a, p) counts the items of actual class a predicted as p
+        (rows actual, columns predicted); it sums to N. One bincount over N codes."""
+        if self._cm is None:
+            codes = self.targets * self.c + self.preds
+            self._cm = torch.bincount(codes, minlength=self.c * self.c).view(self.c, self.c).numpy()
+        return self._cm.copy()
+
+    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
+        """The off-diagonal cells of the confusion matrix with at least `min_val` items, as
+        (actual class, predicted class, count), by count descending; equal counts in order of
+        the actual class's index, then the predicted class's index."""
+        if isinstance(min_val, bool) or not isinstance(min_val, (int, np.integer)):
+            raise TypeError(f"min_val should be an int, got {type(min_val).__name__} {min_val!r}")
+        if min_val < 1:
+            raise ValueError(f"min_val should be >= 1 (a number of items), got {min_val}")
+        cm = self.confusion_matrix()
+        np.fill_diagonal(cm, 0)
+        actual, predicted = np.nonzero(cm >= min_val)  # row-major: (actual, predicted) order
+        counts = cm[actual, predicted]
+        order = np.argsort(-counts, kind="stable")
+        return [
+            (self.classes[actual[i]], self.classes[predicted[i]], int(counts[i])) for i in order
+        ]
+
+    def classification_report(self) -> ClassificationReport:
+        """Precision, recall, f1 and support per class with macro and weighted averages,
+        computed from the confusion matrix (see ClassificationReport)."""
+        cm = self.confusion_matrix().astype(np.float64)
+        tp = np.diag(cm)
+        support = cm.sum(axis=1)
+        predicted = cm.sum(axis=0)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+        n = support.sum()
+        weights = support / n
+        return ClassificationReport(
+            classes=list(self.classes),
+            precision=precision,
+            recall=recall,
+            f1=f1,
+            support=support.astype(np.int64),
+            accuracy=float(tp.sum() / n),
+            macro=(float(precision.mean()), float(recall.mean()), float(f1.mean())),
+            weighted=(
+                float(weights @ precision),
+                float(weights @ recall),
+                float(weights @ f1),
+            ),
+        )
+
+    def print_classification_report(self) -> ClassificationReport:
+        """Print the classification report as an aligned table and return its numbers."""
+        report = self.classification_report()
+        print(report)
+        return report
+
+    # ---- plots ---------------------------------------------------------------------------
+    def plot_top_losses(
+        self,
+        k: int = 9,
+        figsize: tuple[float, float] | None = None,
+        largest: bool = True,
+    ) -> Figure:
+        """A grid of the k items with the largest losses (smallest with largest=False), each
+        titled 'prediction / actual' and 'loss / probability of the actual class'. Images
+        are read from the data set now and shown as the model sees them: the validation
+        transform (data.preprocess) denormalized to [0, 1]; a data set without it is shown
+        as stored (uint8 / 255). Items of the 'train' set are shown without augmentation.
+        Saved as 'top_losses.png' ('top_losses_smallest.png'). Returns the Figure."""
+        k = self._check_k(k)
+        losses, idxs = self.top_losses(k, largest)
+        rows_of = {int(i): r for r, i in enumerate(self.idxs.tolist())}
+        images = self._images(idxs.tolist())
+        cols = math.ceil(math.sqrt(k))
+        rows = math.ceil(k / cols)
+        figsize = check_figsize(figsize, (max(4.0, 2.6 * cols), max(3.0, 2.8 * rows + 0.4)))
+        fig = Figure(figsize=figsize)
+        axes = fig.subplots(rows, cols, squeeze=False)
+        titles = []
+        for i, loss in zip(idxs.tolist(), losses.tolist(), strict=True):
+            r = rows_of[i]
+            pred, actual = int(self.preds[r]), int(self.targets[r])
+            prob = float(self.probs[r, actual])
+            titles.append(
+                (f"{self.classes[pred]} / {self.classes[actual]}", f"{loss:.2f} / {prob:.2f}")
+            )
+        cell_pts = min(figsize[0] / cols, figsize[1] / rows) * 72
+        longest = max(len(t) for pair in titles for t in pair)
+        fontsize = float(np.clip(min(0.11 * cell_pts, 1.7 * cell_pts / longest), 5, 12))
+        for cell, ax in enumerate(axes.flat):
+            ax.set_axis_off()
+            if cell >= k:
+                continue
+            img = images[cell]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_title("\n".join(titles[cell]), fontsize=fontsize)
+        fig.suptitle("prediction / actual\nloss / probability of actual", fontsize=fontsize + 1)
+        name = "top_losses" if largest else "top_losses_smallest"
+        return finish(fig, name, getattr(self.learn, "path", None))
+
+    def plot_confusion_matrix(
+        self,
+        normalize: bool = False,
+        figsize: tuple[float, float] | None = None,
+        cmap: str = "Blues",
+        top: int | None = None,
+        norm_dec: int = 2,
+    ) -> Figure:
+        """The confusion matrix as a heat map (rows actual, columns predicted) with the count
+        (or, with normalize, the fraction of the actual class, `norm_dec` decimals) in each
+        cell while cells are large enough for a 4.5 pt font (up to about 60 classes at the
+        default size); zero cells stay blank above 10 classes. top=n shows only the n classes
+        most involved in mistakes (off-diagonal items in their row plus their column), in
+        class order; normalized rows still divide by the class's full support. Font sizes
+        follow the cell size and x labels are rotated: readable with 37 classes.
+        Saved as 'confusion_matrix[_normalized][_top<n>].png'. Returns the Figure."""
+        if not isinstance(normalize, bool):
+            raise TypeError(f"normalize should be a bool, got {type(normalize).__name__}")
+        if isinstance(norm_dec, bool) or not isinstance(norm_dec, int) or not 0 <= norm_dec <= 6:
+            raise ValueError(f"norm_dec should be an int in [0, 6], got {norm_dec!r}")
+        cmap_obj = _colormap(cmap)
+        cm = self.confusion_matrix()
+        keep = np.arange(self.c)
+        if top is not None:
+            if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+                raise ValueError(f"top should be a positive int or None, got {top!r}")
+            off = cm.copy()
+            np.fill_diagonal(off, 0)
+            involvement = off.sum(axis=0) + off.sum(axis=1)
+            keep = np.sort(np.argsort(-involvement, kind="stable")[: min(int(top), self.c)])
+        values = cm.astype(np.float64)
+        if normalize:
+            support = values.sum(axis=1, keepdims=True)
+            values = np.divide(values, support, out=np.zeros_like(values), where=support > 0)
+        values = values[np.ix_(keep, keep)]
+        counts = cm[np.ix_(keep, keep)]
+        n = len(keep)
+        side = float(np.clip(2.5 + 0.3 * n, 5, 14))
+        figsize = check_figsize(figsize, (side + 1.2, side))
+        fig = Figure(figsize=figsize)
+        ax = fig.add_subplot()
+        vmax = 1.0 if normalize else max(1, int(counts.max()))
+        im = ax.imshow(values, interpolation="nearest", cmap=cmap_obj, vmin=0, vmax=vmax)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cell_pts = 0.72 * min(figsize) / n * 72  # about 72% of the figure is the matrix
+        label_size = float(np.clip(0.45 * cell_pts, 5, 11))
+        shown = values.flat if normalize else counts.flat
+        widest = max(len(f"{v:.{norm_dec}f}") if normalize else len(str(v)) for v in shown)
+        text_size = min(0.45 * cell_pts, 1.6 * cell_pts / widest, 11.0)
+        names = [self.classes[i] for i in keep]
+        ax.set_xticks(range(n), names, rotation=90 if n > 10 else 45, fontsize=label_size)
+        ax.set_yticks(range(n), names, fontsize=label_size)
+        if n <= 10:
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right")
+                label.set_rotation_mode("anchor")
+        if text_size >= MIN_CELL_FONT:
+            for a, p in zip(*np.nonzero(counts if n > 10 else np.ones_like(counts)), strict=True):
+                v = values[a, p]
+                text = f"{v:.{norm_dec}f}" if normalize else str(int(counts[a, p]))
+                color = "white" if v > 0.5 * vmax else "black"
+                ax.text(p, a, text, ha="center", va="center", color=color, fontsize=text_size)
+        ax.set_xlabel("Predicted")
+        ax.set_ylabel("Actual")
+        title = "Confusion matrix" + (" (normalized by actual class)" if normalize else "")
+        if top is not None:
+            title += f"\n{n} most confused of {self.c} classes"
+        if text_size < MIN_CELL_FONT:
+            title += "\n(cells too small for numbers: see top=n)"
+        ax.set_title(title, fontsize=12)
+        name = "confusion_matrix" + ("_normalized" if normalize else "")
+        name += f"_top{n}" if top is not None else ""
+        return finish(fig, name, getattr(self.learn, "path", None))
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _check_k(self, k: int | None) -> int:
+        if k is None:
+            return len(self)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k should be an int or None, got {type(k).__name__} {k!r}")
+        if k < 1:
+            raise ValueError(f"k should be >= 1, got {k}")
+        return min(int(k), len(self))
+
+    def _dataset(self) -> Any:
+        ds = getattr(self.data, f"{self.ds_type}_ds", None)
+        if ds is None:
+            raise ValueError(
+                f"plotting images needs learn.data.{self.ds_type}_ds (ds[i] -> (image, label)), "
+                f"but {type(self.data).__name__} has none"
+            )
+        return ds
+
+    def _images(self, idxs: list[int]) -> list[np.ndarray]:
+        """Images of data set items `idxs` as float arrays in [0, 1]: [H, W, 3], or [H, W]
+        for one channel. Through data.preprocess + data.denorm (the validation transform)
+        when the data has them and the images are 3-channel uint8; else as stored."""
+        ds = self._dataset()
+        raw = [ds[i][0] for i in idxs]
+        raw = [torch.as_tensor(x) for x in raw]
+        data = self.data
+        if (
+            hasattr(data, "preprocess")
+            and hasattr(data, "denorm")
+            and all(x.dtype == torch.uint8 and x.dim() == 3 and x.shape[0] == 3 for x in raw)
+        ):
+            x = data.denorm(data.preprocess(raw).float()).cpu()
+            return [img.permute(1, 2, 0).numpy() for img in x]
+        return [_as_unit_image(x) for x in raw]
+
+
+def _as_unit_image(x: torch.Tensor) -> np.ndarray:
+    """A stored image Tensor[C, H, W] (C 1 or 3; uint8, or float in [0, 1]) or [H, W] ->
+    float array in [0, 1], [H, W, 3] or [H, W]."""
+    if x.dim() == 3 and x.shape[0] == 1:
+        x = x[0]
+    if not (x.dim() == 2 or (x.dim() == 3 and x.shape[0] == 3)):
+        raise ValueError(
+            f"images should be Tensor[C, H, W] with C 1 or 3 (or [H, W]), got {tuple(x.shape)}"
+        )
+    x = x.detach().cpu()
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float().clamp(0, 1)
+    return (x.permute(1, 2, 0) if x.dim() == 3 else x).numpy()
+
+
+def _colormap(cmap: Any) -> Any:
+    import matplotlib
+
+    if isinstance(cmap, str):
+        try:
+            return matplotlib.colormaps[cmap]
+        except KeyError as e:
+            raise ValueError(f"cmap should be a matplotlib colormap name, got {cmap!r}") from e
+    if isinstance(cmap, matplotlib.colors.Colormap):
+        return cmap
+    raise TypeError(f"cmap should be a colormap name or Colormap, got {type(cmap).__name__}")

@@ -1,0 +1,389 @@
+"""ClassificationInterpretation: its numbers against brute-force counts and hand computations,
+plot_top_losses against what the model saw, 1- and 3-channel images, and the memory bound
+with 100 classes x 20,000 validation items."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fakes import FakeBunch, make_learner
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from fastcore_ext.data import ImageDataBunch
+from fastcore_ext.interpret import ClassificationInterpretation
+from fastcore_ext.plots import PLOTS_ENV
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+
+
+@pytest.fixture(autouse=True)
+def _plots_under_learn_path(monkeypatch):
+    monkeypatch.delenv(PLOTS_ENV, raising=False)
+
+
+class FixedLogits(nn.Module):
+    """Returns row i of a fixed table for input x = i (a float [B, 1] of item indices)."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)
+        self.bias = nn.Parameter(torch.zeros(()))  # a Learner needs one parameter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table[x[:, 0].long()] + self.bias
+
+
+class ImageList:
+    """A data set of stored images: ds[i] -> (Tensor[C, H, W], label)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels.tolist()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.labels[i]
+
+
+def fixed_learner(logits: torch.Tensor, targets: torch.Tensor, tmp_path: Path, bs: int = 64):
+    """A Learner over a fake bunch whose validation predictions are `logits` [N, C]."""
+    n, c = logits.shape
+    idx = torch.arange(n, dtype=torch.float32)[:, None]
+    data = FakeBunch(idx[: min(n, bs)], targets[: min(n, bs)], idx, targets, bs=bs, n_classes=c)
+    data.path = tmp_path
+    return make_learner(data=data, model=FixedLogits(logits), splitter=None)
+
+
+def random_case(n: int, c: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, c, (n,), generator=g)
+    logits = torch.randn(n, c, generator=g)
+    logits[torch.arange(n), targets] += 1.0  # mostly right, with mistakes
+    return logits, targets
+
+
+# ---- numbers --------------------------------------------------------------------------------
+def test_cache_of_one_pass(tmp_path):
+    logits, targets = random_case(150, 5)
+    learn = fixed_learner(logits, targets, tmp_path, bs=32)
+    interp = ClassificationInterpretation.from_learner(learn)
+    torch.testing.assert_close(interp.probs, torch.softmax(logits, dim=1))
+    assert torch.equal(interp.targets, targets) and torch.equal(interp.y_true, targets)
+    assert torch.equal(interp.preds, logits.argmax(1)) and interp.pred_class is interp.preds
+    assert torch.equal(interp.idxs, torch.arange(150))
+    assert interp.classes == [f"class{i}" for i in range(5)] and interp.c == 5
+    assert len(interp) == 150
+    assert interp.error_rate() == pytest.approx((logits.argmax(1) != targets).float().mean())
+    assert "150 valid items, 5 classes" in repr(interp)
+
+
+def test_top_losses_equal_recomputed_cross_entropy(tmp_path):
+    logits, targets = random_case(200, 7, seed=1)
+    interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
+    expected = F.cross_entropy(logits, targets, reduction="none")
+    torch.testing.assert_close(interp.losses, expected)
+    losses, idxs = interp.top_losses(9)
+    torch.testing.assert_close(losses, expected[idxs])
+    assert losses.tolist() == sorted(expected.tolist(), reverse=True)[:9]
+    assert torch.all(losses[:-1] >= losses[1:])
+    small, small_idx = interp.top_losses(4, largest=False)
+    assert small.tolist() == sorted(expected.tolist())[:4]
+    torch.testing.assert_close(small, expected[small_idx])
+    all_losses, all_idx = interp.top_losses()
+    assert len(all_losses) == 200 and sorted(all_idx.tolist()) == list(range(200))
+    assert len(interp.top_losses(10_000)[0]) == 200  # k above N: all of them
+
+
+def test_top_losses_ties_keep_data_set_order(tmp_path):
+    logits = torch.zeros(6, 3)  # every item has the same loss log(3)
+    targets = torch.tensor([0, 1, 2, 0, 1, 2])
+    interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
+    assert interp.top_losses(4)[1].tolist() == [0, 1, 2, 3]
+    assert interp.top_losses(4, largest=False)[1].tolist() == [0, 1, 2, 3]
+
+
+def brute_force_cm(targets: torch.Tensor, preds: torch.Tensor, c: int) -> np.ndarray:
+    cm = np.zeros((c, c), dtype=np.int64)
+    for t, p in zip(targets.tolist(), preds.tolist(), strict=True):
+        cm[t, p] += 1
+    return cm
+
+
+@pytest.mark.parametrize("n, c, seed", [(500, 12, 0), (300, 3, 1), (64, 37, 2)])
+def test_confusion_matrix_and_most_confused_against_brute_force(tmp_path, n, c, seed):
+    logits, targets = random_case(n, c, seed)
+    interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
+    cm = interp.confusion_matrix()
+    assert cm.shape == (c, c) and cm.dtype == np.int64
+    assert np.array_equal(cm, brute_force_cm(targets, logits.argmax(1), c))
+    assert cm.sum() == n  # the validation set size
+    assert np.array_equal(cm.sum(axis=1), np.bincount(targets.numpy(), minlength=c))
+    scratch = interp.confusion_matrix()
+    scratch[0, 0] = -1  # a copy: the cache is safe
+    assert interp.confusion_matrix()[0, 0] == cm[0, 0]
+
+    pairs = Counter(
+        (t, p) for t, p in zip(targets.tolist(), logits.argmax(1).tolist(), strict=True) if t != p
+    )
+    for min_val in (1, 2, 3):
+        expected = sorted(
+            ((t, p, k) for (t, p), k in pairs.items() if k >= min_val),
+            key=lambda e: (-e[2], e[0], e[1]),  # count descending, then actual, predicted
+        )
+        names = interp.classes
+        assert interp.most_confused(min_val) == [(names[t], names[p], k) for t, p, k in expected]
+    assert sum(k for _, _, k in interp.most_confused()) == n - np.trace(cm)
+
+
+def test_classification_report_by_hand(tmp_path, capsys):
+    # 3 classes; targets/predictions chosen so every count is known:
+    # class 0: 4 items, 3 right, 1 predicted as 1; class 1: 2 items, both right;
+    # class 2: 3 items, 1 right, 2 predicted as 0. Predicted counts: 0 -> 5, 1 -> 3, 2 -> 1.
+    targets = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    preds = torch.tensor([0, 0, 0, 1, 1, 1, 2, 0, 0])
+    logits = F.one_hot(preds, 3).float() * 5
+    interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
+    report = interp.print_classification_report()
+    precision = [3 / 5, 2 / 3, 1 / 1]
+    recall = [3 / 4, 2 / 2, 1 / 3]
+    f1 = [2 * p * r / (p + r) for p, r in zip(precision, recall, strict=True)]
+    support = [4, 2, 3]
+    np.testing.assert_allclose(report.precision, precision)
+    np.testing.assert_allclose(report.recall, recall)
+    np.testing.assert_allclose(report.f1, f1)
+    assert report.support.tolist() == support
+    assert report.accuracy == pytest.approx(6 / 9)
+    np.testing.assert_allclose(report.macro, [np.mean(precision), np.mean(recall), np.mean(f1)])
+    w = np.array(support) / 9
+    np.testing.assert_allclose(
+        report.weighted, [w @ precision, w @ recall, w @ np.array(f1)], rtol=1e-12
+    )
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0].split() == ["precision", "recall", "f1-score", "support"]
+    assert lines[2].split() == ["class0", "0.6000", "0.7500", f"{f1[0]:.4f}", "4"]
+    assert lines[-2].split()[:2] == ["macro", "avg"] and lines[-1].split()[:2] == [
+        "weighted",
+        "avg",
+    ]
+    assert len({len(line) for line in lines if line}) == 1  # aligned columns
+    assert str(report) == text.rstrip("\n")
+
+
+def test_report_without_predictions_or_items_of_a_class(tmp_path):
+    targets = torch.tensor([0, 0, 1, 1])
+    preds = torch.tensor([0, 1, 1, 1])  # class 2: no item, never predicted
+    interp = ClassificationInterpretation.from_learner(
+        fixed_learner(F.one_hot(preds, 3).float(), targets, tmp_path)
+    )
+    report = interp.classification_report()
+    assert report.precision[2] == 0 and report.recall[2] == 0 and report.f1[2] == 0
+    assert np.isfinite(report.precision).all() and report.support.tolist() == [2, 2, 0]
+
+
+# ---- plot_top_losses: what the model saw ------------------------------------------------------
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """A tiny image folder written with PIL: 3 classes of colored squares with noise, 20 px,
+    4 train + 3 valid each."""
+    root = tmp_path_factory.mktemp("tiny_folder")
+    rng = np.random.default_rng(0)
+    colors = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (50, 60, 210)}
+    for split, n in (("train", 4), ("valid", 3)):
+        for name, rgb in colors.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 90, (20, 20, 3))
+                img[4:16, 4:16] = np.array(rgb) + rng.integers(-30, 30, (12, 12, 3))
+                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(
+                    root / split / name / f"{name}_{i}.png"
+                )
+    return root
+
+
+def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
+    data = ImageDataBunch.from_folder(
+        folder, ds_tfms=None, size=16, bs=4, num_workers=0, seed=0
+    ).normalize(([0.3, 0.3, 0.3], [0.25, 0.2, 0.3]))
+    data.path = tmp_path
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    learn = make_learner(data=data, model=model, splitter=None)
+    interp = ClassificationInterpretation.from_learner(learn)
+    inputs, _, _ = learn.get_preds(with_input=True)
+    fig = interp.plot_top_losses(4)
+    assert isinstance(fig, Figure)
+    losses, idxs = interp.top_losses(4)
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert len(shown) == 4
+    for ax, i, loss in zip(shown, idxs.tolist(), losses.tolist(), strict=True):
+        pred, actual = interp.classes[interp.preds[i]], interp.classes[interp.targets[i]]
+        prob = float(interp.probs[i, interp.targets[i]])
+        assert ax.get_title() == f"{pred} / {actual}\n{loss:.2f} / {prob:.2f}"
+        img = np.asarray(ax.get_images()[0].get_array())
+        expected = data.denorm(inputs[i : i + 1])[0].permute(1, 2, 0).numpy()
+        assert img.shape == (16, 16, 3)
+        np.testing.assert_allclose(img, expected, atol=1e-5)
+    assert (tmp_path / "plots" / "top_losses.png").is_file()
+
+
+def _fake_image_learner(tmp_path, images: torch.Tensor, logits: torch.Tensor, targets):
+    learn = fixed_learner(logits, targets, tmp_path, bs=8)
+    learn.data.valid_ds = ImageList(images, targets)
+    return learn
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_plot_top_losses_of_stored_images(tmp_path, channels):
+    """A data set without preprocess: uint8 images shown as stored, 1-channel in gray."""
+    g = torch.Generator().manual_seed(channels)
+    images = torch.randint(0, 256, (10, channels, 12, 12), dtype=torch.uint8, generator=g)
+    logits, targets = random_case(10, 4, seed=channels)
+    learn = _fake_image_learner(tmp_path, images, logits, targets)
+    interp = ClassificationInterpretation.from_learner(learn)
+    fig = interp.plot_top_losses(5)
+    _, idxs = interp.top_losses(5)
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert len(shown) == 5 and len(fig.axes) == 6  # a 3 x 2 grid, the last cell empty
+    for ax, i in zip(shown, idxs.tolist(), strict=True):
+        img = np.asarray(ax.get_images()[0].get_array())
+        expected = images[i].float().div(255).permute(1, 2, 0).numpy()
+        if channels == 1:
+            expected = expected[..., 0]
+            assert ax.get_images()[0].get_cmap().name == "gray"
+        np.testing.assert_allclose(img, expected)
+
+
+def test_plot_top_losses_needs_a_data_set(tmp_path):
+    logits, targets = random_case(10, 3)
+    interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
+    with pytest.raises(ValueError, match="valid_ds"):
+        interp.plot_top_losses(3)
+
+
+# ---- plot_confusion_matrix ------------------------------------------------------------------
+def test_plot_confusion_matrix_cells(tmp_path):
+    logits, targets = random_case(300, 6, seed=3)
+    interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
+    cm = interp.confusion_matrix()
+    fig = interp.plot_confusion_matrix()
+    ax = fig.axes[0]
+    assert np.array_equal(np.asarray(ax.get_images()[0].get_array()), cm)
+    cells = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
+    assert cells == {(a, p): str(cm[a, p]) for a in range(6) for p in range(6)}
+    assert [t.get_text() for t in ax.get_xticklabels()] == interp.classes
+    assert ax.get_xlabel() == "Predicted" and ax.get_ylabel() == "Actual"
+
+    fig = interp.plot_confusion_matrix(normalize=True)
+    shown = np.asarray(fig.axes[0].get_images()[0].get_array())
+    np.testing.assert_allclose(shown, cm / cm.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(shown.sum(axis=1), 1.0)
+
+
+def test_plot_confusion_matrix_top(tmp_path):
+    logits, targets = random_case(400, 10, seed=4)
+    interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
+    cm = interp.confusion_matrix()
+    off = cm - np.diag(np.diag(cm))
+    involvement = off.sum(0) + off.sum(1)
+    keep = sorted(sorted(range(10), key=lambda k: (-involvement[k], k))[:3])
+    fig = interp.plot_confusion_matrix(top=3)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [interp.classes[k] for k in keep]
+    assert np.array_equal(np.asarray(ax.get_images()[0].get_array()), cm[np.ix_(keep, keep)])
+    assert (tmp_path / "plots" / "confusion_matrix_top3.png").is_file()
+    assert len(interp.plot_confusion_matrix(top=50).axes[0].get_xticklabels()) == 10
+
+
+# ---- 100 classes x 20,000 items: memory -----------------------------------------------------
+def _peak_rss_reset() -> bool:
+    """Reset this process's peak RSS (Linux: clear_refs 5); False where not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def test_100_classes_20000_items_memory(tmp_path):
+    n, c = 20_000, 100
+    logits, targets = random_case(n, c, seed=5)
+    learn = fixed_learner(logits, targets, tmp_path, bs=500)
+    interp = ClassificationInterpretation.from_learner(learn)  # warm-up: allocator, code paths
+    del interp
+    if not _peak_rss_reset():
+        pytest.skip("cannot reset the peak RSS of this process (/proc/self/clear_refs)")
+    before = _status_kib("VmRSS")
+    interp = ClassificationInterpretation.from_learner(learn)
+    cm = interp.confusion_matrix()
+    confused = interp.most_confused()
+    report = interp.classification_report()
+    interp.top_losses(20)
+    growth_mib = (_status_kib("VmHWM") - before) / 1024
+    # probs [N, C] float32 is 7.6 MiB; the pass holds the logits, their concatenation and the
+    # softmax at once (about 3x that). A C x C x N comparison would be 190 MiB as bool.
+    assert growth_mib < 64, f"peak RSS grew by {growth_mib:.0f} MiB"
+    assert interp.probs.shape == (n, c) and interp.probs.dtype == torch.float32
+    cached = [interp.probs, interp.preds, interp.targets, interp.losses, interp.idxs]
+    assert sum(t.numel() * t.element_size() for t in cached) <= n * c * 4 + 4 * n * 8
+    assert cm.sum() == n and sum(k for _, _, k in confused) == n - np.trace(cm)
+    assert report.support.sum() == n
+
+
+# ---- bad input ------------------------------------------------------------------------------
+def test_bad_arguments(tmp_path):
+    logits, targets = random_case(20, 3)
+    learn = fixed_learner(logits, targets, tmp_path)
+    interp = ClassificationInterpretation.from_learner(learn)
+    with pytest.raises(ValueError, match="ds_type"):
+        ClassificationInterpretation.from_learner(learn, ds_type="test")
+    with pytest.raises(TypeError, match="learn"):
+        ClassificationInterpretation.from_learner(object())
+    for bad, error in ((0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="k should"):
+            interp.top_losses(bad)
+    with pytest.raises(TypeError, match="largest"):
+        interp.top_losses(3, largest=1)
+    with pytest.raises(ValueError, match="min_val"):
+        interp.most_confused(0)
+    with pytest.raises(TypeError, match="min_val"):
+        interp.most_confused(1.5)
+    with pytest.raises(ValueError, match="top"):
+        interp.plot_confusion_matrix(top=0)
+    with pytest.raises(ValueError, match="cmap"):
+        interp.plot_confusion_matrix(cmap="no_such_map")
+    with pytest.raises(ValueError, match="figsize"):
+        interp.plot_confusion_matrix(figsize=(4, -1))
+    with pytest.raises(TypeError, match="normalize"):
+        interp.plot_confusion_matrix(normalize="yes")
+    probs = torch.softmax(logits, 1)
+    losses = torch.zeros(20)
+    with pytest.raises(ValueError, match="targets should be class indices"):
+        ClassificationInterpretation(learn, probs, targets + 3, losses)
+    with pytest.raises(ValueError, match="targets should be an int"):
+        ClassificationInterpretation(learn, probs, targets.float(), losses)
+    with pytest.raises(ValueError, match="losses"):
+        ClassificationInterpretation(learn, probs, targets, losses[:5])
+    with pytest.raises(ValueError, match="probs"):
+        ClassificationInterpretation(learn, probs[:, None], targets, losses)
+    with pytest.raises(ValueError, match="classes"):
+        ClassificationInterpretation(learn, probs[:, :2], targets.clamp(max=1), losses)

@@ -1,0 +1,268 @@
+"""Every plot returns its Figure and, with the Agg backend of the tests, writes a PNG of
+figsize x dpi pixels that is not blank, under <path>/plots; the shared helper's saving is
+atomic, announced once per file, and off with an interactive backend or FASTCORE_EXT_PLOTS."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from fakes import make_learner
+from matplotlib.figure import Figure
+from PIL import Image
+
+from fastcore_ext import plots
+from fastcore_ext.augment import get_transforms
+from fastcore_ext.data import ImageDataBunch, demo_dataset
+from fastcore_ext.interpret import ClassificationInterpretation
+from fastcore_ext.metrics import accuracy, error_rate
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+
+MIN_VARIANCE = 300.0  # grey levels^2 of the whole PNG; a blank (one-color) image has 0
+MIN_INK = 1e-3  # fraction of the pixels that the plotted data itself changes
+
+
+@pytest.fixture(autouse=True)
+def _plots_under_path(monkeypatch):
+    monkeypatch.delenv(plots.PLOTS_ENV, raising=False)
+
+
+def _pixels(fig: Figure) -> np.ndarray:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    return np.asarray(Image.open(buf).convert("RGB"), dtype=np.int16)
+
+
+def check_png(path: Path, fig: Figure) -> None:
+    """The PNG exists, has the figure's size in pixels, its grey levels vary (not blank), and
+    the data drawn (lines, images, cell texts, markers) changes at least MIN_INK of its pixels
+    (not an empty frame with axes and labels only). Strips the figure's data afterwards."""
+    assert isinstance(fig, Figure)
+    assert path.is_file(), f"{path} was not written"
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        w, h = fig.get_size_inches() * fig.dpi
+        assert img.size == (round(w), round(h))
+        saved = np.asarray(img.convert("RGB"), dtype=np.int16)
+    grey = saved.mean(axis=2)
+    assert grey.var() > MIN_VARIANCE, f"{path.name} looks blank (variance {grey.var():.1f})"
+    for ax in fig.axes:
+        for artist in [*ax.lines, *ax.images, *ax.collections, *ax.patches, *ax.texts]:
+            artist.remove()
+    ink = (np.abs(saved - _pixels(fig)).max(axis=2) > 0).mean()
+    assert ink > MIN_INK, f"{path.name} shows no data (only {ink:.2%} of pixels are data)"
+
+
+def test_blank_figures_fail_the_check(tmp_path):
+    """The check itself: an empty figure and a figure of empty axes are rejected."""
+    empty = Figure(figsize=(4, 3))
+    with pytest.raises(AssertionError, match="blank"):
+        check_png(plots.save_png(empty, tmp_path / "empty.png"), empty)
+    frame = Figure(figsize=(4, 3))
+    ax = frame.add_subplot()
+    ax.set_title("title")
+    ax.set_xlabel("x")
+    with pytest.raises(AssertionError, match="no data"):
+        check_png(plots.save_png(frame, tmp_path / "frame.png"), frame)
+
+
+# ---- the shared helper ----------------------------------------------------------------------
+def _line_figure() -> Figure:
+    fig = Figure(figsize=(3, 2))
+    ax = fig.add_subplot()
+    ax.plot([0, 1, 2, 3], [0, 3, 1, 2], linewidth=6)
+    ax.fill_between([0, 3], [0, 0], [1, 1], color="C1")
+    return fig
+
+
+def test_finish_saves_under_root_plots_and_announces_once(tmp_path, capsys):
+    fig = _line_figure()
+    assert plots.finish(fig, "my plot/v1", tmp_path) is fig
+    path = tmp_path / "plots" / "my_plot_v1.png"
+    check_png(path, fig)
+    assert capsys.readouterr().out == f"Saved plot {path}\n"
+    plots.finish(_line_figure(), "my plot/v1", tmp_path)  # rewritten, not announced again
+    assert capsys.readouterr().out == ""
+    plots.finish(_line_figure(), "other", tmp_path)
+    assert capsys.readouterr().out == f"Saved plot {tmp_path / 'plots' / 'other.png'}\n"
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["my_plot_v1.png", "other.png"]
+
+
+def test_finish_without_root_or_with_a_display_saves_nothing(tmp_path, monkeypatch, capsys):
+    assert isinstance(plots.finish(_line_figure(), "x", None), Figure)
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: "QtAgg")
+    assert plots.is_interactive()
+    plots.finish(_line_figure(), "x", tmp_path)
+    monkeypatch.setattr(
+        matplotlib, "get_backend", lambda: "module://matplotlib_inline.backend_inline"
+    )
+    plots.finish(_line_figure(), "x", tmp_path)
+    assert not (tmp_path / "plots").exists() and capsys.readouterr().out == ""
+
+
+def test_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(plots.PLOTS_ENV, str(tmp_path / "elsewhere"))
+    plots.finish(_line_figure(), "x", tmp_path / "root")
+    assert (tmp_path / "elsewhere" / "x.png").is_file() and not (tmp_path / "root").exists()
+    monkeypatch.setenv(plots.PLOTS_ENV, "off")
+    plots.finish(_line_figure(), "y", tmp_path / "root")
+    assert not (tmp_path / "root").exists()
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "plots" / "p.png"
+    plots.save_png(_line_figure(), path)
+    before = path.read_bytes()
+
+    def broken_savefig(self, f, **kwargs):
+        f.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(KeyboardInterrupt):
+        plots.save_png(_line_figure(), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["p.png"]  # no temporary file left
+
+
+def test_finish_bad_arguments(tmp_path):
+    with pytest.raises(TypeError, match="fig"):
+        plots.finish("not a figure", "x", tmp_path)
+    with pytest.raises(ValueError, match="name"):
+        plots.finish(_line_figure(), "///", tmp_path)
+    with pytest.raises(ValueError, match="figsize"):
+        plots.check_figsize((3, 0), (1, 1))
+    assert plots.check_figsize(None, (6, 4)) == (6, 4)
+
+
+# ---- recorder plots -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A learner after lr_find and then a 2-epoch fit with two metrics, path in a tmp folder."""
+    learn = make_learner(metrics=[accuracy, error_rate], path=tmp_path_factory.mktemp("learn"))
+    learn.lr_find(num_it=30)
+    sweep = (
+        list(learn.recorder.lrs),
+        list(learn.recorder.smooth_losses),
+        learn.recorder.suggestions,
+    )
+    learn.fit_one_cycle(2, slice(1e-3, 1e-2))
+    return learn, sweep
+
+
+def test_recorder_plots_write_pngs(fitted):
+    learn, _ = fitted
+    rec, folder = learn.recorder, learn.path / "plots"
+    fig = rec.plot_losses()
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == ["Train", "Validation"]
+    assert list(lines[1].get_xdata()) == [rec.nb_batches[0], sum(rec.nb_batches)]
+    assert list(lines[1].get_ydata()) == rec.valid_losses
+    check_png(folder / "losses.png", fig)
+
+    fig = rec.plot_lr()
+    assert len(fig.axes[0].get_lines()) == 2 and fig.axes[0].get_yscale() == "log"  # 10x apart
+    check_png(folder / "lr.png", fig)
+    fig = rec.plot_lr(show_moms=True)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["Learning rate", "Momentum"]
+    check_png(folder / "lr_moms.png", fig)
+
+    fig = rec.plot_metrics()
+    assert [ax.get_title() for ax in fig.axes] == ["accuracy", "error_rate"]
+    for k, ax in enumerate(fig.axes):
+        assert list(ax.get_lines()[0].get_ydata()) == [m[k] for m in rec.metrics]
+    check_png(folder / "metrics.png", fig)
+
+
+def test_lr_find_plot_writes_png(fitted):
+    learn, (lrs, losses, suggestions) = fitted
+    rec = learn.recorder
+    saved = (rec.lrs, rec.smooth_losses, rec.suggestions)
+    rec.lrs, rec.smooth_losses, rec.suggestions = lrs, losses, suggestions
+    try:
+        fig = rec.plot(skip_start=2, skip_end=2, figsize=(5, 3.5))
+    finally:
+        rec.lrs, rec.smooth_losses, rec.suggestions = saved
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_title() == "Learning rate finder"
+    assert list(ax.get_lines()[0].get_xdata()) == [g[-1] for g in lrs[2:-2]]
+    assert [t.get_text().split(":")[0] for t in ax.get_legend().get_texts()] == [
+        "valley",
+        "steep",
+        "minimum",
+    ]
+    check_png(learn.path / "plots" / "lr_find.png", fig)
+
+
+def test_recorder_plot_errors(fitted):
+    learn, _ = fitted
+    rec = learn.recorder
+    with pytest.raises(ValueError, match="figsize"):
+        rec.plot_losses(figsize=(0, 3))
+    with pytest.raises(ValueError, match="skip_start"):
+        rec.plot_lr(skip_start=-1)
+    with pytest.raises(ValueError, match="skip_end"):
+        rec.plot_losses(skip_end=1.5)
+    bare = make_learner()
+    bare.fit(1)
+    with pytest.raises(ValueError, match="metrics="):
+        bare.recorder.plot_metrics()
+
+
+def test_skip_keeps_at_least_two_batches(fitted):
+    learn, _ = fitted
+    rec = learn.recorder
+    n = len(rec.smooth_losses)
+    fig = rec.plot_losses(skip_start=3, skip_end=2)
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == list(range(4, n - 1))
+    fig = rec.plot_losses(skip_start=n)  # nothing would be left: everything is drawn
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) == n
+
+
+# ---- show_batch and the interpretation plots on real image files ----------------------------
+@pytest.fixture(scope="module")
+def bunch(tmp_path_factory):
+    root = demo_dataset(tmp_path_factory.mktemp("plots_demo") / "demo", n_per_class=4, size=32)
+    data = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0
+    ).normalize(([0.5] * 3, [0.25] * 3))
+    data.path = tmp_path_factory.mktemp("bunch_path")
+    return data
+
+
+def test_show_batch_writes_pngs(bunch, capsys):
+    fig = bunch.show_batch(rows=2, figsize=(4, 4))
+    check_png(bunch.path / "plots" / "show_batch_train.png", fig)
+    fig = bunch.show_batch(rows=3, ds_type="valid")
+    check_png(bunch.path / "plots" / "show_batch_valid.png", fig)
+    out = capsys.readouterr().out
+    assert out.count("Saved plot") == 2
+    bunch.show_batch(rows=2)
+    assert capsys.readouterr().out == ""
+
+
+def test_interpretation_plots_write_pngs(bunch, tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, bunch.c),
+    )
+    learn = make_learner(data=bunch, model=model, splitter=None, path=tmp_path)
+    learn.progress.stream = io.StringIO()
+    interp = ClassificationInterpretation.from_learner(learn)
+    folder = tmp_path / "plots"
+    check_png(folder / "top_losses.png", interp.plot_top_losses(9, figsize=(8, 7)))
+    check_png(folder / "top_losses_smallest.png", interp.plot_top_losses(4, largest=False))
+    check_png(folder / "confusion_matrix.png", interp.plot_confusion_matrix())
+    check_png(
+        folder / "confusion_matrix_normalized.png", interp.plot_confusion_matrix(normalize=True)
+    )
+    check_png(folder / "confusion_matrix_top4.png", interp.plot_confusion_matrix(top=4))
