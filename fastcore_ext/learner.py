@@ -42,12 +42,14 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from fastcore_ext.callback.core import (
     Callback,
@@ -750,6 +752,150 @@ class Learner:
             rec.show(rec.plot())
         return rec.suggestions
 
+    # ---- inference --------------------------------------------------------------------------
+    def get_preds(
+        self,
+        ds_type: str = "valid",
+        with_loss: bool = False,
+        with_input: bool = False,
+        dl: Iterable[Any] | None = None,
+        act: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        reorder: bool = True,
+    ) -> tuple[torch.Tensor, ...]:
+        """One inference pass over a data set: the model in eval mode under torch.no_grad
+        (its train/eval modes are put back afterwards), no callback events, no gradient graph.
+
+        ds_type: 'valid' (the validation loader: every item, in valid_ds order, validation
+        transform) or 'train' (every training item in train_ds order, unshuffled and without
+        drop_last, but through the training loader's transforms: random augmentation seeded
+        from (seed, epoch) of the loader's next epoch, which does not advance; fastai's
+        choice. Pass `dl` for an un-augmented pass). Needs a loader with `shuffle` and
+        `drop_last` attributes (fastcore_ext.data's DeviceDataLoader).
+        with_loss: also return per-item losses: the learner's loss_func with
+        reduction='none' (an nn loss module with a `reduction` attribute, or
+        F.cross_entropy / F.nll_loss), on the raw outputs in float32.
+        with_input: also return the model inputs, moved to the CPU batch by batch.
+        dl: any iterable of (x, y) batches; overrides ds_type.
+        act: applied to the raw outputs Tensor[B, c] (float32); default softmax over the
+        classes.
+        reorder: when the loader is shuffled and tells its order (`batch_indices()`), put the
+        rows back into data set order; else rows come in the loader's order.
+
+        Returns, on the CPU, as fastai v2 orders them:
+        (probs float32 [N, c], targets [N]) -- targets int64 for classification,
+        + losses float32 [N] at the end when with_loss,
+        + inputs [N, ...] at the front when with_input: (inputs, probs, targets[, losses]).
+        """
+        if ds_type not in ("valid", "train"):
+            raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+        for name, flag in (
+            ("with_loss", with_loss),
+            ("with_input", with_input),
+            ("reorder", reorder),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} should be a bool, got {type(flag).__name__} {flag!r}")
+        if act is not None and not callable(act):
+            raise TypeError(f"act should be a callable or None, got {type(act).__name__}")
+        source = "the given dl" if dl is not None else f"data.{ds_type}_dl"
+        if dl is None:
+            dl = self._preds_dl(ds_type)
+        elif not isinstance(dl, Iterable):
+            raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
+        per_item = self._per_item_loss_func() if with_loss else None
+        order = _pass_order(dl) if reorder else None
+        outs: list[torch.Tensor] = []
+        targs: list[torch.Tensor] = []
+        losses: list[torch.Tensor] = []
+        inputs: list[torch.Tensor] = []
+        modes = [m.training for m in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for batch in dl:
+                    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                        raise TypeError(f"dl should yield (x, y) pairs, got {type(batch).__name__}")
+                    xb, yb = batch
+                    out = self._inference_forward(xb).float()
+                    if out.dim() != 2 or out.shape[0] != yb.shape[0]:
+                        raise ValueError(
+                            f"the model should return Tensor[B, c] for a batch of B = "
+                            f"{yb.shape[0]}, got shape {tuple(out.shape)}"
+                        )
+                    outs.append(out)
+                    targs.append(yb)
+                    if per_item is not None:
+                        loss = per_item(out, yb)
+                        if loss.shape != yb.shape[:1]:
+                            raise ValueError(
+                                f"loss_func with reduction='none' should give one loss per "
+                                f"item, shape ({yb.shape[0]},), got {tuple(loss.shape)}"
+                            )
+                        losses.append(loss.float())
+                    if with_input:
+                        inputs.append(xb.detach().cpu())
+        finally:
+            for m, mode in zip(self.model.modules(), modes, strict=True):
+                m.training = mode
+        if not outs:
+            raise ValueError(f"{source} yielded no batch")
+        raw = torch.cat(outs)
+        probs = (torch.softmax(raw, dim=-1) if act is None else act(raw)).float().cpu()
+        res = [probs, torch.cat(targs).cpu()]
+        if with_loss:
+            res.append(torch.cat(losses).cpu())
+        if with_input:
+            res.insert(0, torch.cat(inputs))
+        if order is not None:
+            if len(order) != len(probs):
+                raise ValueError(
+                    f"dl's batch_indices() name {len(order)} items but it yielded {len(probs)}"
+                )
+            perm = torch.argsort(order)
+            res = [r[perm] for r in res]
+        return tuple(res)
+
+    def _inference_forward(self, xb: torch.Tensor) -> torch.Tensor:
+        """The model call of every inference pass (get_preds and what builds on it): the input
+        Tensor[B, C, H, W] in the learner's memory format, then the model -> Tensor[B, c].
+        The caller holds torch.no_grad and eval mode; mixed precision wraps this method."""
+        if self.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        return self.model(xb)
+
+    def _preds_dl(self, ds_type: str) -> Iterable[Any]:
+        """The loader of get_preds(ds_type): the validation loader as it is, or a shallow copy
+        of the training loader with shuffle and drop_last off (same transforms, same workers;
+        iterating the copy leaves the original's epoch counter alone)."""
+        if ds_type == "valid":
+            return self.data.valid_dl
+        train_dl = self.data.train_dl
+        if not (hasattr(train_dl, "shuffle") and hasattr(train_dl, "drop_last")):
+            raise ValueError(
+                f"ds_type='train' reads the training set in order through a copy of "
+                f"data.train_dl with shuffle and drop_last off, but {type(train_dl).__name__} "
+                f"has no such attributes; pass dl= (an unshuffled loader) instead"
+            )
+        ordered = copy.copy(train_dl)
+        ordered.shuffle = False
+        ordered.drop_last = False
+        return ordered
+
+    def _per_item_loss_func(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """loss_func giving one loss per item (reduction='none')."""
+        lf = self.loss_func
+        if isinstance(getattr(lf, "reduction", None), str):
+            per_item = copy.copy(lf)
+            per_item.reduction = "none"
+            return per_item
+        if lf in (F.cross_entropy, F.nll_loss):
+            return partial(lf, reduction="none")
+        raise ValueError(
+            f"with_loss needs per-item losses: loss_func should be a torch loss module with a "
+            f"`reduction` attribute (e.g. nn.CrossEntropyLoss()) or F.cross_entropy, got "
+            f"{lf!r}; call get_preds without with_loss and compute them from the outputs"
+        )
+
     # ---- layer groups, learning rates, freezing ------------------------------------------
     def lr_range(self, lr: float | slice | Sequence[float], name: str = "lr") -> list[float]:
         """One learning rate per layer group from a float, slice(a, b), slice(b) or a
@@ -1239,3 +1385,15 @@ def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     if cbs is None:
         return []
     return [cbs] if isinstance(cbs, Callback) else list(cbs)
+
+
+def _pass_order(dl: Any) -> torch.Tensor | None:
+    """Data set indices int64 [N] of the items the next pass over a shuffled `dl` yields, in
+    the order it yields them (from its `batch_indices()`); None for a loader that is not
+    shuffled or does not tell."""
+    if not getattr(dl, "shuffle", False) or not hasattr(dl, "batch_indices"):
+        return None
+    batches = list(dl.batch_indices())
+    if not batches:
+        return None
+    return torch.cat([torch.as_tensor(b, dtype=torch.int64) for b in batches])

@@ -1,0 +1,245 @@
+"""Learner.get_preds: one inference pass, checked against a manual pass over the same data."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from fakes import easy_bunch, make_learner, tiny_model
+from torch import nn
+from torch.nn import functional as F
+
+from fastcore_ext.augment import get_transforms
+from fastcore_ext.data import ImageDataBunch, demo_dataset
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+
+
+def valid_xy(learn) -> tuple[torch.Tensor, torch.Tensor]:
+    dl = learn.data.valid_dl
+    return dl.x, dl.y
+
+
+def manual_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model on x in eval mode, in one call (the oracle of every test here)."""
+    model.eval()
+    with torch.no_grad():
+        return model(x).float()
+
+
+class ShuffledDL:
+    """A loader that shuffles every pass and tells its order through batch_indices(), like
+    fastcore_ext.data's training DeviceDataLoader."""
+
+    shuffle = True
+    drop_last = False
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int) -> None:
+        self.x, self.y, self.bs, self.epoch = x, y, bs, 0
+
+    def batch_indices(self) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(1000 + self.epoch)
+        return list(torch.randperm(len(self.x), generator=g).split(self.bs))
+
+    def __iter__(self):
+        batches = self.batch_indices()
+        self.epoch += 1
+        for idx in batches:
+            yield self.x[idx], self.y[idx]
+
+
+def test_valid_matches_a_manual_pass_in_valid_order(device):
+    learn = make_learner(data=easy_bunch(device=device))
+    learn.fit(1, lr=1e-2)
+    x, y = valid_xy(learn)
+    probs, targs = learn.get_preds()
+    expected = torch.softmax(manual_logits(learn.model, x), dim=-1).cpu()
+    assert probs.dtype == torch.float32 and probs.device.type == "cpu"
+    assert probs.shape == (len(x), 2)
+    torch.testing.assert_close(probs, expected)
+    assert targs.dtype == torch.int64 and targs.device.type == "cpu"
+    assert torch.equal(targs, y.cpu())
+
+
+def test_with_loss_equals_cross_entropy_per_item(device):
+    learn = make_learner(data=easy_bunch(device=device))
+    learn.fit(1, lr=1e-2)
+    x, y = valid_xy(learn)
+    probs, targs, losses = learn.get_preds(with_loss=True)
+    expected = F.cross_entropy(manual_logits(learn.model, x), y, reduction="none").cpu()
+    assert losses.shape == (len(x),) and losses.dtype == torch.float32
+    torch.testing.assert_close(losses, expected)
+    # the mean of the per-item losses is the validation loss the recorder printed
+    assert losses.mean().item() == pytest.approx(learn.recorder.valid_losses[-1], rel=1e-5)
+
+
+def test_with_input_comes_first_and_equals_the_batches():
+    learn = make_learner()
+    x, y = valid_xy(learn)
+    inputs, probs, targs, losses = learn.get_preds(with_input=True, with_loss=True)
+    assert torch.equal(inputs, x)
+    assert torch.equal(targs, y)
+    assert probs.shape == (len(x), 2) and losses.shape == (len(x),)
+    inputs2, probs2, targs2 = learn.get_preds(with_input=True)
+    assert torch.equal(inputs2, x) and torch.equal(probs2, probs)
+
+
+def test_no_graph_is_kept_and_modes_are_restored():
+    learn = make_learner()
+    learn.model.train()
+    learn.model[1].eval()  # a mixed state: the BN layer in eval, the rest training
+    modes = [m.training for m in learn.model.modules()]
+    probs, targs, losses = learn.get_preds(with_loss=True)
+    for t in (probs, targs, losses):
+        assert not t.requires_grad and t.grad_fn is None
+    assert all(p.grad is None for p in learn.model.parameters())
+    assert [m.training for m in learn.model.modules()] == modes
+
+
+def test_modes_are_restored_when_the_pass_fails():
+    learn = make_learner()
+    learn.model.train()
+
+    def broken():
+        yield torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.int64)
+        raise RuntimeError("loader died")
+
+    with pytest.raises(RuntimeError, match="loader died"):
+        learn.get_preds(dl=broken())
+    assert all(m.training for m in learn.model.modules())
+
+
+def test_eval_mode_is_used():
+    """Dropout and BatchNorm make a train-mode pass differ: the result must be the eval one."""
+    learn = make_learner()
+    learn.fit(1, lr=1e-2)
+    x, _ = valid_xy(learn)
+    learn.model.train()
+    probs, _ = learn.get_preds()
+    torch.testing.assert_close(probs, torch.softmax(manual_logits(learn.model, x), dim=-1))
+
+
+def test_act_and_loss_functions():
+    learn = make_learner()
+    x, y = valid_xy(learn)
+    logits = manual_logits(learn.model, x)
+    raw, _ = learn.get_preds(act=lambda t: t)
+    torch.testing.assert_close(raw, logits)
+    sig, _ = learn.get_preds(act=torch.sigmoid)
+    torch.testing.assert_close(sig, torch.sigmoid(logits))
+
+    weight = torch.tensor([0.3, 1.7])
+    learn.loss_func = nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)
+    _, _, losses = learn.get_preds(with_loss=True)
+    expected = F.cross_entropy(logits, y, weight=weight, label_smoothing=0.1, reduction="none")
+    torch.testing.assert_close(losses, expected)
+    assert learn.loss_func.reduction == "mean"  # the learner's own loss is untouched
+
+    learn.loss_func = F.cross_entropy
+    _, _, losses = learn.get_preds(with_loss=True)
+    torch.testing.assert_close(losses, F.cross_entropy(logits, y, reduction="none"))
+
+    learn.loss_func = lambda out, targ: F.cross_entropy(out, targ)
+    with pytest.raises(ValueError, match="loss_func"):
+        learn.get_preds(with_loss=True)
+    probs, _ = learn.get_preds()  # without losses any loss function is fine
+    assert probs.shape == (len(x), 2)
+
+
+def test_dl_overrides_and_reorder():
+    learn = make_learner()
+    x, y = valid_xy(learn)
+    dl = ShuffledDL(x, y, bs=7)
+    order = torch.cat(dl.batch_indices())
+    assert not torch.equal(order, torch.arange(len(x)))
+    expected = torch.softmax(manual_logits(learn.model, x), dim=-1)
+
+    probs, targs = learn.get_preds(dl=dl)  # reorder=True: back in data set order
+    torch.testing.assert_close(probs, expected)
+    assert torch.equal(targs, y)
+
+    order = torch.cat(dl.batch_indices())  # the pass above advanced the loader's epoch
+    probs, targs = learn.get_preds(dl=dl, reorder=False)
+    torch.testing.assert_close(probs, expected[order])
+    assert torch.equal(targs, y[order])
+
+    batches = [(x[:5], y[:5]), (x[5:9], y[5:9])]
+    probs, targs = learn.get_preds(dl=batches)
+    torch.testing.assert_close(probs, expected[:9])
+    assert torch.equal(targs, y[:9])
+
+
+def test_train_without_an_ordered_copy_is_refused():
+    """tests/fakes.FakeDL has no shuffle/drop_last attributes: say so and point to dl=."""
+    learn = make_learner()
+    with pytest.raises(ValueError, match="dl="):
+        learn.get_preds(ds_type="train")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"ds_type": "test"}, ValueError, "ds_type"),
+        ({"ds_type": 1}, ValueError, "ds_type"),
+        ({"with_loss": 1}, TypeError, "with_loss"),
+        ({"with_input": "yes"}, TypeError, "with_input"),
+        ({"reorder": None}, TypeError, "reorder"),
+        ({"act": "softmax"}, TypeError, "act"),
+        ({"dl": 3}, TypeError, "dl"),
+        ({"dl": []}, ValueError, "no batch"),
+        ({"dl": [torch.zeros(2, 3, 8, 8)]}, TypeError, "pairs"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    learn = make_learner()
+    with pytest.raises(error, match=match):
+        learn.get_preds(**kwargs)
+
+
+def test_model_output_of_the_wrong_shape():
+    learn = make_learner(model=nn.Sequential(tiny_model(), nn.Unflatten(1, (2, 1))), splitter=None)
+    with pytest.raises(ValueError, match=r"Tensor\[B, c\]"):
+        learn.get_preds()
+
+
+def test_train_set_in_order_with_the_training_transforms(tmp_path):
+    """ds_type='train' on a real bunch: every training item in train_ds order (no shuffle, no
+    drop_last) through the training augmentation, the same twice, the loader's epoch kept."""
+    root = demo_dataset(tmp_path / "demo", n_per_class=4, size=24)
+    data = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=16, bs=5, num_workers=0, seed=3
+    )
+    n = len(data.train_ds)
+    assert n % 5 != 0  # so drop_last would lose items
+    learn = make_learner(data=data, model=_small_cnn(data.c), splitter=None)
+    epoch = data.train_dl.epoch
+    probs, targs = learn.get_preds(ds_type="train")
+    assert data.train_dl.epoch == epoch and data.train_dl.shuffle
+    assert probs.shape == (n, data.c)
+    assert targs.tolist() == data.train_ds.labels
+    again, _ = learn.get_preds(ds_type="train")
+    assert torch.equal(again, probs)
+
+    # the same items without augmentation (the validation transform) give other outputs
+    plain = [(data.valid_dl.augment(x, None), y) for x, y in _ordered_uint8(data.train_dl)]
+    unaugmented, targs2 = learn.get_preds(dl=plain)
+    assert torch.equal(targs2, targs)
+    assert not torch.allclose(unaugmented, probs)
+
+
+def _ordered_uint8(train_dl):
+    ordered = copy.copy(train_dl)
+    ordered.shuffle = ordered.drop_last = False
+    return list(ordered.uint8_batches())
+
+
+def _small_cnn(c: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, c),
+    )
