@@ -858,10 +858,12 @@ class Learner:
     def _inference_forward(self, xb: torch.Tensor) -> torch.Tensor:
         """The model call of every inference pass (get_preds and what builds on it): the input
         Tensor[B, C, H, W] in the learner's memory format, then the model -> Tensor[B, c].
-        The caller holds torch.no_grad and eval mode; mixed precision wraps this method."""
+        The caller holds torch.no_grad and eval mode; it runs in the learner's precision
+        (autocast after to_bf16 / to_fp16)."""
         if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        return self.model(xb)
+        with self.autocast():
+            return self.model(xb)
 
     def _preds_dl(self, ds_type: str) -> Iterable[Any]:
         """The loader of get_preds(ds_type): the validation loader as it is, or a shallow copy
@@ -1191,11 +1193,11 @@ class Learner:
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
-        """Eval mode, no grad and the learner's precision; every module's mode comes back."""
+        """Eval mode and no grad; every module's mode comes back afterwards."""
         modes = [m.training for m in self.model.modules()]
         self.model.eval()
         try:
-            with torch.no_grad(), self.autocast():
+            with torch.no_grad():
                 yield
         finally:
             for m, mode in zip(self.model.modules(), modes, strict=True):
@@ -1236,10 +1238,8 @@ class Learner:
                 f"from load_learner), got {type(self.data).__name__}"
             )
         x = preprocess(_channels_first(item))  # (1, 3, S, S)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         with self._inference():
-            logits = self.model(x)
+            logits = self._inference_forward(x)
         probs = torch.softmax(logits.float(), dim=1)[0].cpu()
         idx = int(probs.argmax())
         return self.data.classes[idx], idx, probs
