@@ -62,7 +62,7 @@ def files_in(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-# ---- save / load round trip ----------------------------------------------------------------
+# ---- save / load round trip ------------------------------------------------------------------
 def test_save_load_round_trip(tmp_path):
     learn = learner(tmp_path)
     learn.fit_one_cycle(2, max_lr=1e-2)
@@ -119,7 +119,7 @@ def test_save_without_opt_and_plain_state_dict_files(tmp_path):
     assert_same_state(state_of(learn.model), state_of(other.model))
 
 
-# ---- atomic writes -------------------------------------------------------------------------
+# ---- atomic writes ---------------------------------------------------------------------------
 def _fail_halfway(exc: BaseException):
     """A writer that writes half of the real bytes, then raises `exc`."""
 
@@ -317,7 +317,7 @@ def test_load_optimizer_that_does_not_fit(tmp_path):
     one_group.load("m", with_opt=False)
 
 
-# ---- reproducibility and memory ---------------------------------------------------------------
+# ---- reproducibility and memory --------------------------------------------------------------
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_same_seed_same_weights(image_folder, tmp_path, num_workers):
     runs = []

@@ -251,7 +251,8 @@ class CSVLogger(Callback):
     """Writes the epoch table to learn.path/`fname`: a header line, then one row per epoch
     (epoch, train_loss, valid_loss, metrics..., time), flushed and fsync'ed after each row.
     append=True adds to an existing file (the header is written again only when it differs
-    from the file's first line). `read_log()` returns the rows as dicts of strings."""
+    from the file's first line). `path` is the file of the last fit; `read_log()` returns its
+    rows as dicts of strings."""
 
     order = 60
 
@@ -261,21 +262,19 @@ class CSVLogger(Callback):
             raise TypeError(f"fname should be a str or Path, got {type(fname).__name__}")
         self.fname = Path(fname)
         self.append = append
+        self.path: Path | None = None
         self._file: TextIO | None = None
         self._writer = None
 
-    @property
-    def path(self) -> Path:
-        """The CSV file (learn.path / fname)."""
-        return Path(self.learn.path) / self.fname
-
     def read_log(self) -> list[dict[str, str]]:
         """The rows of the file, each a dict column -> text."""
+        if self.path is None:
+            raise ValueError("read_log: no fit has used this CSVLogger yet")
         with open(self.path, newline="") as f:
             return list(csv.DictReader(f))
 
     def before_fit(self) -> None:
-        path = self.path
+        self.path = path = Path(self.learn.path) / self.fname
         path.parent.mkdir(parents=True, exist_ok=True)
         header = self.learn.recorder.metric_names
         first_line = None
