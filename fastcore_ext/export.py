@@ -45,14 +45,21 @@ EXPORT_VERSION = 1
 
 
 # ---- the model's description ------------------------------------------------------------------
+# torchvision families whose bodies hold torch.nn layers only (every other family has blocks
+# of its own module, e.g. torchvision.models.resnet.BasicBlock, that point to it).
+_PLAIN_FAMILIES = frozenset({"torchvision.models.alexnet", "torchvision.models.vgg"})
+
+
 def _torchvision_modules(body: nn.Module) -> set[str]:
-    """torchvision model modules whose building blocks appear in `body` (e.g.
-    {'torchvision.models.resnet'}), to narrow the search for its builder."""
-    return {
+    """The torchvision model modules whose builders may have made `body`: those whose
+    building blocks appear in it (e.g. {'torchvision.models.resnet'}), else the families
+    made of torch.nn layers only."""
+    found = {
         type(m).__module__
         for m in body.modules()
         if type(m).__module__.startswith("torchvision.models.")
     }
+    return found or set(_PLAIN_FAMILIES)
 
 
 def _meta_model(name: str) -> nn.Module | None:
@@ -85,7 +92,7 @@ def _infer_body(body: nn.Module) -> tuple[str, int]:
     target = repr(body)
     wanted = _torchvision_modules(body)
     for name in models.list_models(module=models):
-        if wanted and models.get_model_builder(name).__module__ not in wanted:
+        if models.get_model_builder(name).__module__ not in wanted:
             continue
         built = _meta_children_repr(name)
         if built is None:
@@ -179,6 +186,7 @@ def _jsonable(x: Any) -> Any:
 
 def describe_learner(learn: Learner) -> dict[str, Any]:
     """Everything `load_learner` needs besides the weights (see the module docstring)."""
+    model = describe_model(learn.model)
     data = learn.data
     missing = [a for a in ("classes", "size", "presize") if not hasattr(data, a)]
     if missing:
@@ -194,7 +202,7 @@ def describe_learner(learn: Learner) -> dict[str, Any]:
         "version": EXPORT_VERSION,
         "fastcore_ext_version": fastcore_ext.__version__,
         "torch_version": torch.__version__,
-        "model": describe_model(learn.model),
+        "model": model,
         "classes": [str(c) for c in data.classes],
         "n_classes": len(data.classes),
         "input": {
