@@ -10,14 +10,37 @@ the host closed form in `fastcore_ext.schedule`.
 Parameters are split into layer groups (`splitter`); the optimizer has one param group
 per layer group from the start, holding every parameter, so freezing (requires_grad off,
 grads None, which the optimizer skips) never changes its structure or loses its state.
+
+Saving and resuming (`save`, `load`, `fit_one_cycle(start_epoch=k)`): a checkpoint holds the
+model, the optimizer (its state, the one-cycle schedule and the device step counter), the
+number of epochs done and the random generators' states at the moment of saving. Resuming
+is exact because nothing else is random: the data loaders derive the shuffle and the
+augmentation of epoch e from (data seed, e), and the only other randomness of a fit, dropout,
+draws from torch's global generator, which `load` puts back where the saving run had it. So
+a checkpoint written at the end of epoch k (SaveModelCallback(every_epoch=True,
+with_opt=True)) loaded into a fresh learner on the same data and seed, followed by
+`fit_one_cycle(n, ..., start_epoch=k)` with the original arguments, ends with the weights of
+the uninterrupted run, bit for bit on the CPU.
+
+Interruptions: a NaN/inf training loss ends the fit before that batch's step
+(`TerminateOnNaN`, attached to every learner). An exception that escapes a fit (Ctrl-C's
+KeyboardInterrupt, a DataLoader worker that died, an error in a callback) ends it like a
+CancelFitException would (callbacks get `after_cancel_fit` and `after_fit`: the progress bar
+closes, a CSVLogger closes its file, SaveModelCallback loads its best model), the data
+loaders' worker processes are stopped, a note on the exception says where the fit stopped,
+and the exception goes on to the caller with the learner ready for the next fit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 import random
-from collections.abc import Callable, Iterable, Sequence
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -41,10 +64,15 @@ from fastcore_ext.callback.core import (
 from fastcore_ext.callback.lr_finder import LRFinder
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
+from fastcore_ext.callback.tracker import TerminateOnNaN
+from fastcore_ext.checkpoint import atomic_save, load_file, rng_state, set_rng_state
 from fastcore_ext.optim import Adam
 from fastcore_ext.schedule import Suggestions, one_cycle, suggest_lrs
 
-__all__ = ["Learner", "set_seed", "default_splitter", "NORM_TYPES"]
+__all__ = ["Learner", "set_seed", "default_splitter", "NORM_TYPES", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "fastcore_ext.checkpoint"  # the "format" entry of a Learner.save file
+CHECKPOINT_VERSION = 1
 
 DEFAULT_LR = 1e-3  # fit's learning rate when none is given (fastai v2)
 DEFAULT_MAX_LR = 3e-3  # fit_one_cycle's (fastai)
@@ -144,6 +172,8 @@ class _Snapshot:
     cuda_rng: list[torch.Tensor] | None
     python_rng: Any
     numpy_rng: Any
+    scaler_state: dict[str, Any] | None
+    epochs_done: int
 
     @classmethod
     def take(cls, learn: Learner) -> _Snapshot:
@@ -158,6 +188,8 @@ class _Snapshot:
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
             python_rng=random.getstate(),
             numpy_rng=np.random.get_state(),
+            scaler_state=learn.scaler.state_dict() if learn.scaler is not None else None,
+            epochs_done=learn.epochs_done,
         )
 
     def restore(self, learn: Learner) -> None:
@@ -175,6 +207,9 @@ class _Snapshot:
             torch.cuda.set_rng_state_all(self.cuda_rng)
         random.setstate(self.python_rng)
         np.random.set_state(self.numpy_rng)
+        if self.scaler_state is not None:
+            learn.scaler.load_state_dict(self.scaler_state)
+        learn.epochs_done = self.epochs_done
 
 
 class _BarToggle:
@@ -272,7 +307,7 @@ class Learner:
         self.cbs: list[Callback] = []
         self.recorder = Recorder()
         self.progress = ProgressCallback()
-        self.add_cbs([self.recorder, self.progress])
+        self.add_cbs([self.recorder, self.progress, TerminateOnNaN()])
         if cbs is not None:
             self.add_cbs([cbs] if isinstance(cbs, Callback) else cbs)
 
@@ -292,6 +327,10 @@ class Learner:
         self.loss: torch.Tensor | None = None
         self._one_cycle: OneCycle | None = None
         self._sched_step = 0  # host mirror of the optimizer's schedule step counter
+        self.epochs_done = 0  # epochs finished by the last fit (or the loaded checkpoint)
+        # Mixed precision (to_bf16 / to_fp16): the autocast dtype, and fp16's GradScaler.
+        self.amp_dtype: torch.dtype | None = None
+        self.scaler: torch.amp.GradScaler | None = None
 
     # ---- construction helpers -----------------------------------------------------------
     @staticmethod
@@ -392,20 +431,85 @@ class Learner:
 
     # ---- the loop -----------------------------------------------------------------------
     def _fit(self, n_epoch: int, start_epoch: int, cbs: Sequence[Callback] | None) -> None:
+        if getattr(self.data, "train_dl", None) is None:
+            raise ValueError(
+                "this Learner has no training data (load_learner makes learners for "
+                "inference: predict). Build a Learner on a bunch to train"
+            )
         extra = list(cbs or [])
         try:
             self.add_cbs(extra)
             self.n_epoch = n_epoch
             self._start_epoch = start_epoch
+            self.epoch = start_epoch
+            self.epochs_done = start_epoch
+            self.iter = 0
             self.train_iter = 0
             self.opt.zero_grad(set_to_none=True)
-            self._with_events(self._do_fit, "fit", CancelFitException)
+            self._run_fit()
         finally:
             for cb in extra:
                 if cb in self.cbs:
                     self.remove_cb(cb)
             self.training = False
+            self.dl = None
             self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
+
+    def _run_fit(self) -> None:
+        """before_fit, the epochs, after_fit; CancelFitException ends it early. Any other
+        exception (KeyboardInterrupt included) ends it the same way, then goes on."""
+        try:
+            self._event("before_fit")
+            self._do_fit()
+        except CancelFitException:
+            self._event("after_cancel_fit")
+        except BaseException as e:
+            self._end_after_exception(e)
+            raise
+        try:
+            self._event("after_fit")
+        except BaseException:
+            self._close_loaders()
+            raise
+
+    def _where(self) -> str:
+        """Where the loop is, for messages: 'epoch 2 (of 0..3), training batch 5 of 30'."""
+        epochs = f"epoch {self.epoch} (of {self._start_epoch}..{self.n_epoch - 1})"
+        if self.dl is None:
+            return epochs
+        phase = "training" if self.training else "validation"
+        return f"{epochs}, {phase} batch {self.iter} (0-based) of {self.n_iter}"
+
+    def _end_after_exception(self, e: BaseException) -> None:
+        """Clean up after an exception escaped the loop (see the module docstring)."""
+        where = self._where()
+        if hasattr(e, "add_note"):  # Python 3.11+
+            e.add_note(f"fastcore_ext: the fit stopped at {where}.")
+        if isinstance(e, KeyboardInterrupt):
+            print(
+                f"Training interrupted at {where}. The learner is usable: its parameters are "
+                f"those after the last completed optimizer step.",
+                file=sys.stderr,
+                flush=True,
+            )
+        try:
+            self._event("after_cancel_fit")
+            self._event("after_fit")
+        except Exception as cleanup_error:  # keep the original exception going
+            warnings.warn(
+                f"a callback failed while ending the interrupted fit: {cleanup_error!r}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        finally:
+            self._close_loaders()
+
+    def _close_loaders(self) -> None:
+        """Stop the data loaders' worker processes (they restart on the next pass)."""
+        for dl in (getattr(self.data, "train_dl", None), getattr(self.data, "valid_dl", None)):
+            close = getattr(dl, "close", None)
+            if close is not None:
+                close()
 
     def _do_fit(self) -> None:
         for epoch in range(self._start_epoch, self.n_epoch):
@@ -415,6 +519,7 @@ class Learner:
     def _do_epoch(self) -> None:
         self._do_epoch_train()
         self._do_epoch_validate()
+        self.epochs_done = self.epoch + 1
 
     def _do_epoch_train(self) -> None:
         self.data.train_dl.set_epoch(self.epoch)
@@ -432,20 +537,34 @@ class Learner:
 
     def _all_batches(self) -> None:
         self.n_iter = len(self.dl)
-        for i, (xb, yb) in enumerate(self.dl):
-            self.iter = i
-            self.xb, self.yb = xb, yb
-            if self.training:
-                self.train_iter += 1
-            self._with_events(self._do_one_batch, "batch", CancelBatchException)
+        batches = iter(self.dl)
+        try:
+            for i, (xb, yb) in enumerate(batches):
+                self.iter = i
+                self.xb, self.yb = xb, yb
+                if self.training:
+                    self.train_iter += 1
+                self._with_events(self._do_one_batch, "batch", CancelBatchException)
+        finally:  # a phase cut short: release the loader's pass now, not at garbage collection
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The mixed-precision context of forward passes: torch.autocast with the dtype set
+        by to_bf16 / to_fp16 on the data's device, or a no-op in fp32."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.data.device).type, dtype=self.amp_dtype)
 
     def _do_one_batch(self) -> None:
         xb = self.xb
         if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        self.pred = self.model(xb)
-        self._event("after_pred")
-        self.loss_grad = self.loss_func(self.pred, self.yb)
+        with self.autocast():
+            self.pred = self.model(xb)
+            self._event("after_pred")
+            self.loss_grad = self.loss_func(self.pred, self.yb)
         self.loss = self.loss_grad.detach()
         self._event("after_loss")
         if not self.training:
@@ -455,12 +574,24 @@ class Learner:
         self.opt.zero_grad(set_to_none=True)
 
     def _backward(self) -> None:
-        self.loss_grad.backward()
+        if self.scaler is not None:
+            self.scaler.scale(self.loss_grad).backward()
+        else:
+            self.loss_grad.backward()
 
     def _step(self) -> None:
-        self.opt.step()
+        if self.scaler is None:
+            self.opt.step()
+            if self._one_cycle is not None:
+                self._sched_step += 1
+            return
+        # fp16: the scaler skips a step whose grads hold inf/NaN, and the fused optimizer's
+        # device counter does not advance then; the host mirror follows the device counter.
+        self.scaler.step(self.opt)
+        self.scaler.update()
         if self._one_cycle is not None:
-            self._sched_step += 1
+            counter = getattr(self.opt, "schedule_step", None)
+            self._sched_step = int(counter) if counter is not None else self._sched_step + 1
 
     def current_hypers(self) -> tuple[list[float], list[float]]:
         """(lrs, moms), one per layer group, that the next optimizer step uses: the one-cycle
@@ -477,6 +608,7 @@ class Learner:
         lr: float | slice | Sequence[float] | None = None,
         wd: float | Sequence[float] | None = None,
         cbs: Callback | Sequence[Callback] | None = None,
+        start_epoch: int = 0,
     ) -> None:
         """Train for `n_epoch` epochs at a constant learning rate.
 
@@ -484,14 +616,16 @@ class Learner:
         groups), slice(b) (b/10 for all groups but the last, b for the last) or one value per
         group; default 1e-3. wd: weight decay (float or per group); default the learner's
         `wd`, else the optimizer's current value. cbs: callbacks for this fit only.
+        start_epoch: skip the epochs before it (to resume after `load`; see fit_one_cycle).
         """
         n_epoch = _check_positive_int("n_epoch", n_epoch)
+        start_epoch = _check_start_epoch(start_epoch, n_epoch)
         lrs = self.lr_range(DEFAULT_LR if lr is None else lr, "lr")
         self._clear_schedule()
         for group, value in zip(self.opt.param_groups, lrs, strict=True):
             group["lr"] = value
         self._set_wd(wd)
-        self._fit(n_epoch, 0, _as_cbs(cbs))
+        self._fit(n_epoch, start_epoch, _as_cbs(cbs))
 
     def fit_one_cycle(
         self,
@@ -513,12 +647,13 @@ class Learner:
         max_lr: as `fit`'s lr (float, slice or per group); default 3e-3. The optimizer
         evaluates the schedule itself for total_steps = n_epoch * len(data.train_dl) steps.
         start_epoch: resume the cycle at this epoch (epochs start_epoch..n_epoch-1 run,
-        the schedule starts at step start_epoch * len(data.train_dl)).
+        the schedule starts at step start_epoch * len(data.train_dl)). To resume a fit
+        exactly, `load` the checkpoint saved at the end of epoch start_epoch - 1 (with its
+        optimizer state; `learn.epochs_done` then says start_epoch) and repeat every other
+        argument of the interrupted call.
         """
         n_epoch = _check_positive_int("n_epoch", n_epoch)
-        start_epoch = _check_positive_int("start_epoch", start_epoch, minimum=0)
-        if start_epoch >= n_epoch:
-            raise ValueError(f"start_epoch should be < n_epoch ({n_epoch}), got {start_epoch}")
+        start_epoch = _check_start_epoch(start_epoch, n_epoch)
         if not (isinstance(moms, (tuple, list)) and len(moms) == 3):
             raise ValueError(f"moms should be 3 floats (start, middle, end), got {moms!r}")
         set_one_cycle = getattr(self.opt, "set_one_cycle", None)
@@ -723,10 +858,12 @@ class Learner:
     def _inference_forward(self, xb: torch.Tensor) -> torch.Tensor:
         """The model call of every inference pass (get_preds and what builds on it): the input
         Tensor[B, C, H, W] in the learner's memory format, then the model -> Tensor[B, c].
-        The caller holds torch.no_grad and eval mode; mixed precision wraps this method."""
+        The caller holds torch.no_grad and eval mode; it runs in the learner's precision
+        (autocast after to_bf16 / to_fp16)."""
         if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        return self.model(xb)
+        with self.autocast():
+            return self.model(xb)
 
     def _preds_dl(self, ds_type: str) -> Iterable[Any]:
         """The loader of get_preds(ds_type): the validation loader as it is, or a shallow copy
@@ -874,6 +1011,286 @@ class Learner:
         self.channels_last = True
         return self
 
+    # ---- mixed precision ------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """'fp32', 'bf16' or 'fp16': how forward passes run (see to_bf16 / to_fp16)."""
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
+    def to_bf16(self) -> Learner:
+        """Run forward passes and the loss under torch.autocast(bfloat16), on the CPU or a
+        CUDA GPU. Parameters, gradients and optimizer state stay float32; bfloat16 has
+        float32's range, so no loss scaling is needed. Fast where the hardware has bfloat16
+        matrix units (Ampere and later GPUs; CPUs with AMX or AVX-512-BF16); on other CPUs it
+        can be slower than float32 (bench/README.md, "Training"). Returns self."""
+        device = torch.device(self.data.device)
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"to_bf16: the GPU of data.device ({device}) does not support bfloat16; use "
+                f"learn.to_fp16() there"
+            )
+        self.amp_dtype, self.scaler = torch.bfloat16, None
+        return self
+
+    def to_fp16(self) -> Learner:
+        """Run forward passes and the loss under torch.autocast(float16) on a CUDA GPU, with
+        a torch.amp.GradScaler: the loss is scaled before backward, and the fused optimizer
+        unscales the grads itself and skips a step whose grads overflowed (its step counter,
+        and so the one-cycle schedule, does not advance then). Parameters and optimizer state
+        stay float32. CUDA only: on the CPU use `to_bf16()`. Returns self."""
+        device = torch.device(self.data.device)
+        if device.type != "cuda":
+            raise ValueError(
+                f"to_fp16 needs a CUDA device, data.device is {device}: float16 with loss "
+                f"scaling is a GPU recipe; on the CPU use learn.to_bf16() (or stay in fp32)"
+            )
+        self.amp_dtype, self.scaler = torch.float16, torch.amp.GradScaler("cuda")
+        return self
+
+    def to_fp32(self) -> Learner:
+        """Back to plain float32 forward passes (no autocast, no scaler). Returns self."""
+        self.amp_dtype, self.scaler = None, None
+        return self
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def _model_file(self, name: str | os.PathLike, arg: str = "name") -> Path:
+        if not isinstance(name, (str, os.PathLike)) or not str(name):
+            raise TypeError(f"{arg} should be a non-empty str or Path, got {name!r}")
+        file = Path(name)
+        if file.suffix != ".pth":
+            file = file.with_name(file.name + ".pth")
+        return self.path / self.model_dir / file
+
+    def save(self, name: str | os.PathLike, with_opt: bool = True) -> Path:
+        """Save a checkpoint to path/model_dir/`name`.pth, atomically: written to a temporary
+        file in that folder, fsync'ed and renamed, so an error or Ctrl-C during the write
+        leaves the previous file intact and no temporary file. Holds the model's state_dict,
+        the epochs done, the random generators' states and, with_opt, the optimizer state
+        (moments, one-cycle schedule and step counter) and the fp16 loss scaler: everything
+        `load` + `fit_one_cycle(start_epoch=...)` need to resume. Only tensors and plain
+        values: it loads with torch.load(weights_only=True). Returns the file's path."""
+        path = self._model_file(name)
+        state: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model": self.model.state_dict(),
+            "epoch": self.epochs_done,
+            "rng": rng_state(),
+            "data_seed": getattr(self.data, "seed", None),
+        }
+        if with_opt:
+            state["opt"] = self.opt.state_dict()
+            if self.scaler is not None:
+                state["scaler"] = self.scaler.state_dict()
+        return atomic_save(state, path)
+
+    def load(
+        self,
+        name: str | os.PathLike,
+        with_opt: bool = True,
+        strict: bool = True,
+        with_rng: bool | None = None,
+    ) -> Learner:
+        """Load path/model_dir/`name`.pth (written by `save`; a plain model state_dict file
+        works too) into this learner. Returns self.
+
+        with_opt: also load the optimizer state (a warning when the file has none).
+        strict: the file must hold exactly this model's tensors with the same shapes, else a
+        ValueError lists the differences (another architecture or number of classes).
+        strict=False loads the tensors that match by name and shape, warns about the rest,
+        and loads no optimizer state. with_rng: restore the random generators' states saved
+        in the file (default: with_opt), so a resumed fit draws the same dropout masks as
+        the uninterrupted one. `epochs_done` becomes the file's epoch count. Nothing is
+        changed when an error is raised."""
+        path = self._model_file(name)
+        device = next(iter(self.model.state_dict().values()), torch.empty(0)).device
+        ckpt = load_file(path, map_location=device)
+        if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
+            model_state = ckpt.get("model")
+        else:  # a bare state_dict
+            model_state, ckpt = ckpt, {}
+        model_state = self._matching_state(model_state, path, strict)
+        exact = len(model_state) == len(self.model.state_dict())
+        opt_state = ckpt.get("opt") if with_opt else None
+        if with_opt and opt_state is None:
+            warnings.warn(
+                f"{path} holds no optimizer state; only the model was loaded", stacklevel=2
+            )
+        if opt_state is not None and not exact:
+            warnings.warn(
+                f"{path}: not every model tensor matched (strict=False), so the optimizer "
+                f"state was not loaded",
+                stacklevel=2,
+            )
+            opt_state = None
+        if opt_state is not None:
+            try:
+                self.opt.load_state_dict(opt_state)
+            except (ValueError, TypeError, KeyError) as e:
+                raise ValueError(
+                    f"{path}: the optimizer state does not fit this learner's optimizer "
+                    f"({type(self.opt).__name__}, {len(self.opt.param_groups)} param groups): {e}. "
+                    f"Load with with_opt=False to take the model only"
+                ) from e
+        self.model.load_state_dict(model_state, strict=False)
+        if opt_state is not None and self.scaler is not None and "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if (with_opt if with_rng is None else with_rng) and "rng" in ckpt:
+            set_rng_state(ckpt["rng"])
+            seed = getattr(self.data, "seed", None)
+            if ckpt.get("data_seed") is not None and seed is not None and seed != ckpt["data_seed"]:
+                warnings.warn(
+                    f"{path} was saved by a learner whose data seed was {ckpt['data_seed']}, "
+                    f"this one's is {seed}: a resumed fit will shuffle and augment differently",
+                    stacklevel=2,
+                )
+        self.epochs_done = int(ckpt.get("epoch", 0) or 0)
+        return self
+
+    def _matching_state(self, state: Any, path: Path, strict: bool) -> dict[str, torch.Tensor]:
+        """The entries of `state` to load into the model; ValueError when strict and the file
+        does not fit (nothing loaded)."""
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+        ):
+            raise ValueError(f"{path} holds no model state_dict (a dict of name -> tensor)")
+        own = self.model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        shapes = [
+            f"{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
+            for k in own
+            if k in state and state[k].shape != own[k].shape
+        ]
+        if not (missing or unexpected or shapes):
+            return dict(state)
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+            if keys:
+                more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+                parts.append(f"{len(keys)} {label} ({'; '.join(keys[:3])}{more})")
+        summary = ", ".join(parts)
+        if strict:
+            raise ValueError(
+                f"{path} does not fit this model ({type(self.model).__name__}): {summary}. It "
+                f"was saved from another architecture or head (e.g. another number of "
+                f"classes); load(..., strict=False) takes only the tensors that match"
+            )
+        warnings.warn(f"{path}: loading only the matching tensors; {summary}", stacklevel=3)
+        return {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+
+    # ---- inference --------------------------------------------------------------------------
+    def export(self, fname: str | os.PathLike = "export.pth") -> Path:
+        """Write what inference needs to path/`fname`: the weights and a JSON description
+        (architecture, head, classes, normalization, input size and presize) with no pickled
+        code. `fastcore_ext.export.load_learner` rebuilds the learner from it. Supports
+        create_cnn models (a torchvision body + create_head). Returns the file's path."""
+        from fastcore_ext.export import export_learner
+
+        if not isinstance(fname, (str, os.PathLike)) or not str(fname):
+            raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
+        return export_learner(self, self.path / fname)
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Eval mode and no grad; every module's mode comes back afterwards."""
+        modes = [m.training for m in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for m, mode in zip(self.model.modules(), modes, strict=True):
+                m.training = mode
+
+    def _in_order_loader(self, ds_type: str) -> Any:
+        """A loader over `ds_type`'s dataset yielding every item in order through the
+        validation transform: valid_dl itself, or a new one over the training set."""
+        if ds_type not in ("train", "valid"):
+            raise ValueError(f"ds_type should be 'train' or 'valid', got {ds_type!r}")
+        valid_dl = getattr(self.data, "valid_dl", None)
+        if ds_type == "valid" or valid_dl is None:
+            return valid_dl
+        from fastcore_ext.data import DeviceDataLoader
+
+        train_dl = self.data.train_dl
+        return DeviceDataLoader(
+            train_dl.dataset,
+            train_dl.bs,
+            train=False,
+            size=train_dl.size,
+            device=train_dl.device,
+            seed=train_dl.seed,
+            stats=train_dl.stats,
+            num_workers=train_dl.num_workers,
+            channels_last=train_dl.channels_last,
+        )
+
+    def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
+        """Classify one image: a file path, a PIL image, or a uint8 tensor / array [3, H, W]
+        or [H, W, 3]. It goes through the validation transform (presize, center crop,
+        normalization: `data.preprocess`), then the model in eval mode. Returns (class name,
+        class index, probabilities float32 Tensor[c] on the CPU)."""
+        preprocess = getattr(self.data, "preprocess", None)
+        if preprocess is None:
+            raise TypeError(
+                f"predict needs data with preprocess(items) (an ImageDataBunch, or a learner "
+                f"from load_learner), got {type(self.data).__name__}"
+            )
+        x = preprocess(_channels_first(item))  # (1, 3, S, S)
+        with self._inference():
+            logits = self._inference_forward(x)
+        probs = torch.softmax(logits.float(), dim=1)[0].cpu()
+        idx = int(probs.argmax())
+        return self.data.classes[idx], idx, probs
+
+    def tta(
+        self,
+        ds_type: str = "valid",
+        dl: Any = None,
+        n: int = 4,
+        beta: float | None = 0.25,
+        use_max: bool = False,
+    ) -> tuple[Any, torch.Tensor]:
+        """Test-time augmentation, as fastai v2's `Learner.tta`: predictions over `ds_type`'s
+        dataset ('valid' or 'train'), or over the items of `dl` (a DeviceDataLoader with
+        train=False, e.g. of a test set), for n passes with the training augmentation
+        (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
+        so it is repeatable), averaged (or their element-wise max with use_max), and one plain
+        pass (the validation transform). Returns (preds, targets) with
+        preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
+        (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
+        both; with beta=None ((augmented, plain), targets). Items in dataset order;
+        probabilities float32 Tensor[N, c]."""
+        n = _check_positive_int("n", n)
+        if beta is not None:
+            if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
+                raise ValueError(f"beta should be a float in [0, 1] or None, got {beta!r}")
+        if dl is None:
+            dl = self._in_order_loader(ds_type)
+        spec = getattr(self.data, "spec", None)
+        if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
+            raise TypeError(
+                f"tta needs a DeviceDataLoader (uint8 batches it augments itself), got "
+                f"{type(dl).__name__}"
+            )
+        if spec is None:
+            raise ValueError(
+                "tta needs the training augmentation, and data.spec is None (built with "
+                "ds_tfms=None or without aug_transforms in batch_tfms)"
+            )
+        seed = getattr(self.data, "seed", 0)
+        passes = [self.get_preds(dl=_AugmentedPass(dl, spec, seed, i))[0].float() for i in range(n)]
+        stacked = torch.stack(passes)
+        augmented = stacked.max(0)[0] if use_max else stacked.mean(0)
+        plain, targets = self.get_preds(dl=_PlainPass(dl))[:2]
+        plain = plain.float()
+        if use_max:
+            return torch.stack([plain, augmented]).max(0)[0], targets
+        if beta is None:
+            return (augmented, plain), targets
+        return torch.lerp(augmented, plain, float(beta)), targets
+
 
 def _params_of(group: Any, index: int) -> Iterable[nn.Parameter]:
     """The parameters of one layer group as a splitter may return it."""
@@ -897,6 +1314,71 @@ def _params_of(group: Any, index: int) -> Iterable[nn.Parameter]:
             f"splitter's layer group {index} should be a Module or an iterable of Parameters, "
             f"got {type(group).__name__}"
         )
+
+
+def _channels_first(item: Any) -> Any:
+    """A uint8 tensor [H, W, C] (C in 1, 3, 4) as [C, H, W]; anything else as it is (a
+    [3, H, W] tensor stays: channels-first wins when both readings are possible)."""
+    if (
+        isinstance(item, torch.Tensor)
+        and item.dim() == 3
+        and item.shape[-1] in (1, 3, 4)
+        and item.shape[0] not in (1, 3, 4)
+    ):
+        return item.permute(2, 0, 1)
+    return item
+
+
+class _PlainPass:
+    """One pass over an in-order loader (train=False) through its validation transform,
+    leaving the loader's epoch counter alone."""
+
+    def __init__(self, dl: Any) -> None:
+        self.dl = dl
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.dl.uint8_batches(0):
+            yield self.dl.augment(x, None), y
+
+
+class _AugmentedPass(_PlainPass):
+    """The same items and order, through the training augmentation `spec` with parameters
+    drawn from a generator seeded from (seed, pass index)."""
+
+    def __init__(self, dl: Any, spec: Any, seed: int, index: int) -> None:
+        super().__init__(dl)
+        self.spec, self.seed, self.index = spec, seed, index
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from fastcore_ext.augment import augment_batch, epoch_generator
+
+        gen = epoch_generator(self.seed ^ _TTA_STREAM, self.index)
+        mean, std = self.dl.stats if self.dl.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+        for x, y in self.dl.uint8_batches(0):
+            xb = augment_batch(
+                x,
+                self.dl.size,
+                mean=mean,
+                std=std,
+                spec=self.spec,
+                generator=gen,
+                train=True,
+                channels_last=self.dl.channels_last,
+            )
+            yield xb, y
+
+
+_TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
+
+
+def _check_start_epoch(start_epoch: Any, n_epoch: int) -> int:
+    start_epoch = _check_positive_int("start_epoch", start_epoch, minimum=0)
+    if start_epoch >= n_epoch:
+        raise ValueError(f"start_epoch should be < n_epoch ({n_epoch}), got {start_epoch}")
+    return start_epoch
 
 
 def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:

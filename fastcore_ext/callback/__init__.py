@@ -1,5 +1,6 @@
-"""Callbacks of the training loop: events and control flow (core), Recorder, progress output
-and the learning-rate finder."""
+"""Callbacks of the training loop: events and control flow (core), Recorder, progress output,
+the learning-rate finder, and the trackers (NaN stop, early stopping, best-model saving, CSV
+log)."""
 
 from fastcore_ext.callback.core import (
     CANCEL_EVENTS,
@@ -16,6 +17,13 @@ from fastcore_ext.callback.core import (
 )
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
+from fastcore_ext.callback.tracker import (
+    CSVLogger,
+    EarlyStoppingCallback,
+    SaveModelCallback,
+    TerminateOnNaN,
+    TrackerCallback,
+)
 
 __all__ = [
     "EVENTS",
@@ -31,4 +39,9 @@ __all__ = [
     "CancelFitException",
     "ProgressCallback",
     "Recorder",
+    "TerminateOnNaN",
+    "TrackerCallback",
+    "EarlyStoppingCallback",
+    "SaveModelCallback",
+    "CSVLogger",
 ]

@@ -1,0 +1,304 @@
+"""Callbacks that watch a fit: stop on a NaN loss, stop early, keep the best model, log to CSV.
+
+- `TerminateOnNaN` (attached to every Learner): a training loss that is NaN or infinite
+  ends the fit before that batch's backward pass and optimizer step, so the parameters are
+  the last finite ones; a warning names the epoch and the batch.
+- `EarlyStoppingCallback`: ends the fit when the monitored value stopped improving.
+- `SaveModelCallback`: saves the model (atomically, `Learner.save`) whenever the monitored
+  value improves, or every epoch; loads the best one back at the end of the fit.
+- `CSVLogger`: one CSV row per epoch (the table the progress output prints), flushed and
+  fsync'ed after each epoch, so a crash loses at most the epoch in progress.
+
+Monitored values are the Recorder's columns: 'train_loss', 'valid_loss' or a metric's name
+(e.g. 'error_rate'). As in fastai, a name containing 'loss' or 'error' is better when lower,
+anything else when higher, unless `comp` says otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import operator
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from fastcore_ext.callback.core import Callback, CancelFitException
+from fastcore_ext.callback.progress import format_time
+
+__all__ = [
+    "CSVLogger",
+    "EarlyStoppingCallback",
+    "SaveModelCallback",
+    "TerminateOnNaN",
+    "TrackerCallback",
+]
+
+_LOWER_IS_BETTER = (np.less, operator.lt)
+
+
+def _say(learn: object, message: str) -> None:
+    """Print a line where the learner's progress table goes (stdout by default)."""
+    stream = getattr(getattr(learn, "progress", None), "stream", None)
+    print(message, file=stream if stream is not None else sys.stdout, flush=True)
+
+
+class TerminateOnNaN(Callback):
+    """Ends the fit when a training loss is NaN or infinite, before that batch's backward
+    pass and optimizer step: the parameters stay those after the last finite step.
+    (BatchNorm running statistics did see the bad batch's forward pass.)
+
+    Checking reads the loss on the host once per training batch (free on the CPU; on a GPU
+    it waits for the forward pass of that batch). `stopped_at` is (epoch, batch) of the bad
+    batch, or None. A warning (RuntimeWarning) says where the fit stopped.
+    """
+
+    order = -9  # before everything else that looks at the loss
+    run_valid = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped_at: tuple[int, int] | None = None
+
+    def before_fit(self) -> None:
+        self.stopped_at = None
+
+    def after_loss(self) -> None:
+        loss = self.learn.loss
+        if bool(torch.isfinite(loss).all()):
+            return
+        learn = self.learn
+        self.stopped_at = (learn.epoch, learn.iter)
+        value = float(loss.detach().float().reshape(-1)[0])
+        warnings.warn(
+            f"TerminateOnNaN: the training loss is {value} at epoch {learn.epoch}, batch "
+            f"{learn.iter} (0-based, of {learn.n_iter} batches): the fit stopped before that "
+            f"batch's backward pass and optimizer step, so the parameters are those after the "
+            f"previous batch. Lower the learning rate, or check the data and the loss.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        raise CancelFitException
+
+
+class TrackerCallback(Callback):
+    """Base of the callbacks that follow one recorded value across epochs.
+
+    monitor: 'train_loss', 'valid_loss' or a metric name. comp: comp(value, best) -> True
+    when value is better (default: `np.less` for names containing 'loss' or 'error', else
+    `np.greater`). min_delta: how much better it must be. reset_on_fit: forget the best
+    value at the start of every fit. After each epoch `best` holds the best value so far and
+    `new_best` whether this epoch set it.
+    """
+
+    order = 60
+
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp: Callable[[float, float], bool] | None = None,
+        min_delta: float = 0.0,
+        reset_on_fit: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor should be a column name (str), got {type(monitor).__name__}")
+        if comp is None:
+            comp = np.less if ("loss" in monitor or "error" in monitor) else np.greater
+        if not callable(comp):
+            raise TypeError(f"comp should be callable comp(value, best) -> bool, got {comp!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)):
+            raise TypeError(f"min_delta should be a float, got {type(min_delta).__name__}")
+        if not (math.isfinite(min_delta) and min_delta >= 0):
+            raise ValueError(f"min_delta should be a finite number >= 0, got {min_delta}")
+        self.monitor = monitor
+        self.comp = comp
+        self.lower_is_better = comp in _LOWER_IS_BETTER
+        self.min_delta = -float(min_delta) if self.lower_is_better else float(min_delta)
+        self.reset_on_fit = reset_on_fit
+        self.best: float | None = None
+        self.new_best = False
+        self._idx = 0
+
+    def _worst(self) -> float:
+        return math.inf if self.lower_is_better else -math.inf
+
+    def before_fit(self) -> None:
+        if self.reset_on_fit or self.best is None:
+            self.best = self._worst()
+        names = self.learn.recorder.metric_names[1:-1]  # without 'epoch' and 'time'
+        if self.monitor not in names:
+            raise ValueError(f"monitor should be one of {names}, got {self.monitor!r}")
+        self._idx = names.index(self.monitor)
+
+    def after_epoch(self) -> None:
+        value = self.learn.recorder.values[-1][self._idx]
+        self.new_best = value is not None and bool(self.comp(value - self.min_delta, self.best))
+        if self.new_best:
+            self.best = float(value)
+
+
+class EarlyStoppingCallback(TrackerCallback):
+    """Ends the fit once `monitor` has not improved (by more than `min_delta`) for
+    `patience` epochs in a row (fastai's EarlyStoppingCallback)."""
+
+    order = TrackerCallback.order + 3
+
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp: Callable[[float, float], bool] | None = None,
+        min_delta: float = 0.0,
+        patience: int = 1,
+        reset_on_fit: bool = True,
+    ) -> None:
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"patience should be an int >= 1, got {patience!r}")
+        self.patience = patience
+        self.wait = 0
+
+    def before_fit(self) -> None:
+        self.wait = 0
+        super().before_fit()
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        if self.new_best:
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            _say(
+                self.learn,
+                f"No improvement since epoch {self.learn.epoch - self.wait}: early stopping",
+            )
+            raise CancelFitException
+
+
+class SaveModelCallback(TrackerCallback):
+    """Saves the model with `Learner.save` (atomic) to path/model_dir/`fname`.pth each time
+    `monitor` improves, and loads that best model back at the end of the fit (also when the
+    fit was cut short: NaN loss, early stopping, Ctrl-C). every_epoch=True (or n) saves
+    `fname`_<epoch> after every (n-th) epoch instead and loads nothing; at_end=True saves once,
+    at the end. with_opt: include the optimizer state (needed to resume training from the
+    file; see `Learner.load`). `last_saved_path` is the file written last.
+    """
+
+    order = TrackerCallback.order + 1
+
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp: Callable[[float, float], bool] | None = None,
+        min_delta: float = 0.0,
+        fname: str = "model",
+        every_epoch: bool | int = False,
+        at_end: bool = False,
+        with_opt: bool = False,
+        reset_on_fit: bool = True,
+    ) -> None:
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        if not isinstance(fname, str) or not fname:
+            raise TypeError(f"fname should be a non-empty str, got {fname!r}")
+        if not isinstance(every_epoch, (bool, int)) or every_epoch < 0:
+            raise ValueError(f"every_epoch should be a bool or an int >= 1, got {every_epoch!r}")
+        if every_epoch and at_end:
+            raise ValueError("every_epoch and at_end exclude each other; pass one of them")
+        self.fname = fname
+        self.every_epoch = int(every_epoch)
+        self.at_end = at_end
+        self.with_opt = with_opt
+        self.last_saved_path: Path | None = None
+        self._saved_best = False
+
+    def _save(self, name: str) -> None:
+        self.last_saved_path = self.learn.save(name, with_opt=self.with_opt)
+
+    def before_fit(self) -> None:
+        self._saved_best = False
+        super().before_fit()
+
+    def after_epoch(self) -> None:
+        if self.every_epoch:
+            if self.learn.epoch % self.every_epoch == 0:
+                self._save(f"{self.fname}_{self.learn.epoch}")
+            return
+        super().after_epoch()
+        if self.new_best and not self.at_end:
+            _say(
+                self.learn,
+                f"Better model found at epoch {self.learn.epoch} with {self.monitor} value: "
+                f"{self.best}.",
+            )
+            self._save(self.fname)
+            self._saved_best = True
+
+    def after_fit(self) -> None:
+        if self.at_end:
+            self._save(self.fname)
+        elif self._saved_best:
+            self.learn.load(self.fname, with_opt=self.with_opt, with_rng=False)
+
+
+class CSVLogger(Callback):
+    """Writes the epoch table to learn.path/`fname`: a header line, then one row per epoch
+    (epoch, train_loss, valid_loss, metrics..., time), flushed and fsync'ed after each row.
+    append=True adds to an existing file (the header is written again only when it differs
+    from the file's first line). `path` is the file of the last fit; `read_log()` returns its
+    rows as dicts of strings."""
+
+    order = 60
+
+    def __init__(self, fname: str | os.PathLike = "history.csv", append: bool = False) -> None:
+        super().__init__()
+        if not isinstance(fname, (str, os.PathLike)):
+            raise TypeError(f"fname should be a str or Path, got {type(fname).__name__}")
+        self.fname = Path(fname)
+        self.append = append
+        self.path: Path | None = None
+        self._file: TextIO | None = None
+        self._writer = None
+
+    def read_log(self) -> list[dict[str, str]]:
+        """The rows of the file, each a dict column -> text."""
+        if self.path is None:
+            raise ValueError("read_log: no fit has used this CSVLogger yet")
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def before_fit(self) -> None:
+        self.path = path = Path(self.learn.path) / self.fname
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = self.learn.recorder.metric_names
+        first_line = None
+        if self.append and path.is_file():
+            with open(path, newline="") as f:
+                first_line = next(csv.reader(f), None)
+        self._file = open(path, "a" if self.append else "w", newline="")
+        self._writer = csv.writer(self._file)
+        if first_line != header:
+            self._writer.writerow(header)
+            self._sync()
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def after_epoch(self) -> None:
+        rec = self.learn.recorder
+        row = [rec.epochs[-1], rec.train_losses[-1], rec.valid_losses[-1], *rec.metrics[-1]]
+        cells = ["" if v is None else v for v in row]  # floats in full precision
+        self._writer.writerow([*cells, format_time(rec.epoch_times[-1])])
+        self._sync()
+
+    def after_fit(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = self._writer = None

@@ -1,0 +1,209 @@
+"""export / load_learner / predict / tta: a JSON description + weights (no pickled code), a
+rebuilt learner that predicts exactly like the original, the validation transform for every
+kind of item, fastai's TTA formula, and clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from fakes import make_learner
+from PIL import Image
+from torch import nn
+
+from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats, load_image
+from fastcore_ext.export import EXPORT_FORMAT, build_model, describe_model, load_learner
+from fastcore_ext.vision import create_cnn, models
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A resnet18 learner trained for one epoch on 16 px images (BatchNorm statistics moved),
+    and its export."""
+    tmp = tmp_path_factory.mktemp("export")
+    folder = demo_dataset(tmp / "demo", n_per_class=4, size=32)
+    data = ImageDataBunch.from_folder(folder, size=16, bs=8, num_workers=0, seed=2)
+    learn = create_cnn(
+        data.normalize(imagenet_stats),
+        models.resnet18,
+        pretrained=False,
+        lin_ftrs=[16],
+        seed=0,
+        path=tmp,
+    )
+    learn.progress.stream = io.StringIO()
+    learn.fit_one_cycle(1, max_lr=1e-2)
+    learn.export()
+    return learn, tmp
+
+
+def test_export_file_holds_a_json_description_and_weights(trained):
+    learn, tmp = trained
+    content = torch.load(tmp / "export.pth", weights_only=True)  # no code to unpickle
+    assert set(content) == {"description", "model"}
+    d = json.loads(content["description"])
+    assert d["format"] == EXPORT_FORMAT
+    assert d["model"] == {
+        "arch": "resnet18",
+        "cut": 8,
+        "head": {"nf": 512, "n_out": 12, "lin_ftrs": [16], "ps": [0.25, 0.5], "concat_pool": True},
+    }
+    assert d["classes"] == learn.data.classes and d["n_classes"] == 12
+    inp = d["input"]
+    assert (inp["size"], inp["presize"], inp["resize_method"]) == (16, 20, "crop")
+    assert inp["channels"] == 3
+    assert (inp["mean"], inp["std"]) == tuple(map(list, imagenet_stats))
+    assert d["augment"]["max_rotate"] == learn.data.spec.max_rotate
+    for k, v in learn.model.state_dict().items():
+        assert torch.equal(content["model"][k], v)
+
+
+def items_of(path):
+    """One image as every kind of item predict takes."""
+    img = Image.open(path).convert("RGB")
+    hwc = torch.from_numpy(np.asarray(img).copy())
+    return {
+        "path": path,
+        "str": str(path),
+        "pil": img,
+        "chw": hwc.permute(2, 0, 1).contiguous(),
+        "hwc": hwc,
+        "numpy": np.array(img),
+    }
+
+
+def test_load_learner_predicts_like_the_original(trained):
+    learn, tmp = trained
+    loaded = load_learner(tmp)
+    assert loaded.data.classes == learn.data.classes
+    assert next(loaded.model.parameters()).device.type == "cpu"
+    assert not loaded.model.training
+    learn.model.train()
+    first = learn.data.valid_ds.items[0]
+    for path in learn.data.valid_ds.items[:3]:
+        results = []
+        kinds = items_of(path) if path == first else {"path": path}
+        for kind, item in kinds.items():
+            for lrn in (learn, loaded):
+                name, idx, probs = lrn.predict(item)
+                assert probs.shape == (12,) and probs.dtype == torch.float32, kind
+                assert name == learn.data.classes[idx] and idx == int(probs.argmax())
+                results.append(probs)
+        for probs in results[1:]:
+            assert torch.equal(probs, results[0])
+    assert learn.model.training  # predict put the original's mode back
+
+
+def test_predict_applies_the_validation_transform(trained):
+    """predict(item) equals the validation pass over the same item."""
+    learn, _ = trained
+    probs, targets = learn.get_preds()
+    for i in (0, 5):
+        _, _, p = learn.predict(learn.data.valid_ds.items[i])
+        torch.testing.assert_close(p, probs[i])
+    x = learn.data.preprocess(load_image(learn.data.valid_ds.items[0], 20))
+    assert x.shape == (1, 3, 16, 16)
+
+
+def test_load_learner_forms_and_limits(trained, tmp_path):
+    learn, tmp = trained
+    learn.export(tmp_path / "other.pth")
+    a = load_learner(tmp_path / "other.pth")  # fastai v2: the file itself
+    b = load_learner(tmp_path, "other.pth")  # fastai v1: folder + file name
+    assert a.path == tmp_path and b.path == tmp_path
+    for lrn in (a, b):
+        expected = learn.model.state_dict()
+        for k, v in lrn.model.state_dict().items():
+            assert torch.equal(v, expected[k]), k
+        assert lrn.data.train_dl is None and lrn.data.c == 12
+    with pytest.raises(ValueError, match="no training data"):
+        a.fit(1)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_learner(tmp_path, "missing.pth")
+    learn.save("ckpt")
+    with pytest.raises(ValueError, match="not a fastcore_ext export"):
+        load_learner(tmp / "models" / "ckpt.pth")
+    torch.save(nn.Linear(2, 2), tmp_path / "pickled.pth")  # pickled code is never loaded
+    with pytest.raises(ValueError, match="pickled.pth"):
+        load_learner(tmp_path / "pickled.pth")
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "squeezenet1_1"])
+def test_other_architectures_round_trip(tmp_path, arch):
+    data = make_learner().data
+    data.presize = data.size  # the fake bunch has no presize
+    learn = create_cnn(data, arch, pretrained=False, lin_ftrs=[8], ps=0.3, path=tmp_path)
+    desc = describe_model(learn.model)
+    assert desc["arch"] == arch and desc["head"]["ps"] == [0.15, 0.3]
+    rebuilt = build_model(desc)
+    assert repr(rebuilt) == repr(learn.model)
+    learn.export()
+    loaded = load_learner(tmp_path)
+    for k, v in learn.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v), k
+
+
+def test_export_refuses_models_it_cannot_rebuild(tmp_path):
+    learn = make_learner(path=tmp_path)
+    with pytest.raises(ValueError, match="create_cnn models"):
+        learn.export()
+
+    def small(weights=None):
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+        )
+
+    custom = create_cnn(make_learner().data, small, pretrained=False, path=tmp_path)
+    with pytest.raises(ValueError, match="matches no torchvision builder"):
+        custom.export()
+    with pytest.raises(TypeError, match="fname should be a non-empty str"):
+        custom.export("")
+
+
+# ---- tta -------------------------------------------------------------------------------------
+def test_tta_is_fastais_formula(trained):
+    learn, _ = trained
+    (augmented, plain), targets = learn.tta(n=2, beta=None)
+    probs, targs = learn.get_preds()
+    torch.testing.assert_close(plain, probs, rtol=0, atol=0)
+    assert torch.equal(targets, targs)
+    assert not torch.allclose(augmented, plain)  # the augmented passes differ
+    preds, _ = learn.tta(n=2)
+    torch.testing.assert_close(preds, 0.75 * augmented + 0.25 * plain)
+    again, _ = learn.tta(n=2)
+    assert torch.equal(again, preds)  # fixed seeds per pass
+    (first_pass, _), _ = learn.tta(n=1, beta=None)
+    assert not torch.equal(first_pass, augmented)  # the mean of 2 passes is not pass 0 alone
+    maxed, _ = learn.tta(n=1, use_max=True)
+    assert torch.equal(maxed, torch.maximum(first_pass, plain))
+    maxed, _ = learn.tta(n=2, use_max=True)  # max over passes, then with the plain pass
+    assert (maxed >= torch.maximum(augmented, plain)).all()
+
+
+def test_tta_on_the_training_set_in_order(trained):
+    learn, _ = trained
+    epoch = learn.data.train_dl.epoch
+    preds, targets = learn.tta(ds_type="train", n=1)
+    assert preds.shape == (len(learn.data.train_ds), 12)
+    assert targets.tolist() == learn.data.train_ds.labels
+    assert learn.data.train_dl.epoch == epoch
+
+
+def test_tta_errors(trained):
+    learn, _ = trained
+    with pytest.raises(TypeError, match="DeviceDataLoader"):
+        make_learner().tta()
+    with pytest.raises(ValueError, match="beta should be a float in"):
+        learn.tta(beta=2.0)
+    with pytest.raises(ValueError, match="ds_type should be 'train' or 'valid'"):
+        learn.tta(ds_type="test")
+    spec = learn.data.spec
+    learn.data.spec = None
+    try:
+        with pytest.raises(ValueError, match="data.spec is None"):
+            learn.tta()
+    finally:
+        learn.data.spec = spec
