@@ -5,6 +5,8 @@ model, for Learner tests that need no image files."""
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 
 import torch
 from torch import nn
@@ -50,7 +52,8 @@ class FakeBunch:
         self.c = n_classes
         self.size = x_train.shape[-1]
         self.stats = None
-        self.path = "."
+        # conftest points FASTCORE_EXT_HOME at a temporary folder: plots never land in the repo
+        self.path = os.environ.get("FASTCORE_EXT_HOME", tempfile.gettempdir())
 
 
 def easy_bunch(n_train=128, n_valid=40, size=8, bs=16, seed=0, device="cpu") -> FakeBunch:
