@@ -25,7 +25,8 @@ struct Strides4 {
 };
 
 struct SampleShared {
-  float ax, bx, cx, ay, by, cy, aw, bw, cw;
+  double bx, cx, by, cy, bw, cw;  // the row terms b i + c, evaluated in double as on the CPU
+  float ax, ay, aw;
   int affine;
   int light;  // Light
   float light_c, light_log2k;
@@ -53,7 +54,8 @@ __device__ __forceinline__ float pad_coordinate(float x, float size) {
 // r = (255 - v) / v clamped (v = 0: r = inf, clamped).
 __device__ __forceinline__ float lit(float v, float c, float log2k) {
   const float r = fminf(fmaxf((255.0f - v) / v, kLightRMin), kLightRMax);
-  const float e = exp2f(fmaf(c, __log2f(r), log2k));
+  // log2f, not __log2f: the fast intrinsic's error, times a large contrast c, moves y visibly
+  const float e = exp2f(fmaf(c, log2f(r), log2k));
   return __frcp_rn(1.0f + e);
 }
 
@@ -70,14 +72,14 @@ __global__ void __launch_bounds__(kBlockX* kBlockY)
   if (threadIdx.x == 0 && threadIdx.y == 0) {
     const Geometry g = make_geometry(matrices + 9 * b, H, W, out_h, out_w);
     sh.ax = float(g.ax);
-    sh.bx = float(g.bx);
-    sh.cx = float(g.cx);
     sh.ay = float(g.ay);
-    sh.by = float(g.by);
-    sh.cy = float(g.cy);
     sh.aw = float(g.aw);
-    sh.bw = float(g.bw);
-    sh.cw = float(g.cw);
+    sh.bx = g.bx;
+    sh.cx = g.cx;
+    sh.by = g.by;
+    sh.cy = g.cy;
+    sh.bw = g.bw;
+    sh.cw = g.cw;
     sh.affine = g.affine ? 1 : 0;
     if (lighting != nullptr) {
       const LightParams lp = make_light(lighting[2 * b], lighting[2 * b + 1]);
@@ -93,11 +95,14 @@ __global__ void __launch_bounds__(kBlockX* kBlockY)
   const int64_t i = int64_t(blockIdx.y) * kBlockY + threadIdx.y;
   if (j >= out_w || i >= out_h) return;
 
-  const float fj = float(j), fi = float(i);
-  float x = fmaf(sh.ax, fj, fmaf(sh.bx, fi, sh.cx));
-  float y = fmaf(sh.ay, fj, fmaf(sh.by, fi, sh.cy));
+  // Exactly the CPU kernel's RowCoords: the row term b i + c in double, rounded once, then
+  // a j + r in float (one fma), and N / D for perspective matrices.
+  const float fj = float(j);
+  const double di = double(i);
+  float x = fmaf(sh.ax, fj, float(fma(sh.bx, di, sh.cx)));
+  float y = fmaf(sh.ay, fj, float(fma(sh.by, di, sh.cy)));
   if (!sh.affine) {
-    const float d = fmaf(sh.aw, fj, fmaf(sh.bw, fi, sh.cw));
+    const float d = fmaf(sh.aw, fj, float(fma(sh.bw, di, sh.cw)));
     x = x / d;
     y = y / d;
   }
