@@ -220,14 +220,17 @@ class DistributedTrainer(Callback):
     loss over the processes (after_loss, before TerminateOnNaN and the Recorder read it) and
     broadcasts rank 0's buffers (BatchNorm statistics) after each training phase.
 
-    device_ids: [local GPU] under NCCL, None on the CPU."""
+    device_ids: [local GPU] under NCCL, None on the CPU. created_group: whether entering
+    distributed mode for this learner initialized the process group (then leaving it
+    destroys the group)."""
 
     order = -10  # before TerminateOnNaN (-9): every process must see the same loss
     run_valid = False
 
-    def __init__(self, device_ids: list[int] | None) -> None:
+    def __init__(self, device_ids: list[int] | None, created_group: bool = False) -> None:
         super().__init__()
         self.device_ids = device_ids
+        self.created_group = created_group
 
     def before_fit(self) -> None:
         learn = self.learn
@@ -358,7 +361,8 @@ def enter(learn: Learner, timeout: float = DEFAULT_TIMEOUT) -> bool:
     if not dist.is_available():
         raise RuntimeError("this torch build has no torch.distributed")
     cuda = torch.device(learn.data.device).type == "cuda"
-    if not dist.is_initialized():
+    created = not dist.is_initialized()
+    if created:
         if not launched_by_torchrun():
             return False
         if cuda:  # before NCCL starts, so that it uses this process's GPU
@@ -369,22 +373,23 @@ def enter(learn: Learner, timeout: float = DEFAULT_TIMEOUT) -> bool:
     device_ids = _pin_to_gpu(learn) if cuda else None
     _check_same_data(learn.data)
     _shard_loaders(learn, rank(), world_size())
-    trainer = DistributedTrainer(device_ids)
+    trainer = DistributedTrainer(device_ids, created)
     learn.add_cb(trainer)
     learn.distributed = trainer
     return True
 
 
-def exit_distrib(learn: Learner, destroy: bool = True) -> None:
+def exit_distrib(learn: Learner) -> None:
     """Leave distributed mode: the loaders yield the whole data set again, the callback goes,
-    and (destroy) the process group is destroyed if `enter` created it."""
+    and the process group is destroyed if entering this learner's mode created it."""
     trainer = learn.distributed
-    if trainer is not None:
-        learn.remove_cb(trainer)
-        learn.distributed = None
-        learn.ddp_model = None
-        _shard_loaders(learn, 0, 1)
-    if destroy:
+    if trainer is None:
+        return
+    learn.remove_cb(trainer)
+    learn.distributed = None
+    learn.ddp_model = None
+    _shard_loaders(learn, 0, 1)
+    if trainer.created_group:
         _destroy_created_group()
 
 
