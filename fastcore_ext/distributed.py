@@ -45,11 +45,15 @@ host:port of machine 0 that every machine can reach)::
         --rdzv-backend c10d --rdzv-endpoint host0:29500 --rdzv-id job1 \\
         -m fastcore_ext train ...
 
-What ran where: the tests (tests/test_distributed.py) run 2 CPU processes with gloo on
-127.0.0.1 (fit_one_cycle, weights equal across ranks, metrics equal to a single-process
-evaluation, uneven validation blocks, get_preds, lr_find, saving once, a crashing rank,
-torchrun through `launch`). The NCCL path (several GPUs, pinning to LOCAL_RANK, moving the
-data and the optimizer to that GPU) and several machines have not been run.
+What ran where. Run on a 2-core CPU (tests/test_distributed.py): 2 processes with gloo on
+127.0.0.1, started by multiprocessing with torchrun's environment variables (so the Learner
+initializes the group itself): fit_one_cycle with bit-identical weights and BatchNorm buffers
+on both ranks, metrics equal to a single-process evaluation of the whole (odd-sized)
+validation set, get_preds / ClassificationInterpretation gathered in order, lr_find, saving
+and CSV logging by rank 0 only, a crashing rank making the other fail; and `launch` running
+real torchrun (with a small probe module, not the CLI) for success and for a failing rank.
+Never run: NCCL, several GPUs (set_device, moving data, model and optimizer state to
+LOCAL_RANK's GPU), several machines, and the CLI under torchrun.
 """
 
 from __future__ import annotations

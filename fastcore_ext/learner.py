@@ -66,7 +66,13 @@ from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import atomic_save, load_file, rng_state, set_rng_state
-from fastcore_ext.distributed import DEFAULT_TIMEOUT, all_gather_cat, launched_by_torchrun
+from fastcore_ext.distributed import (
+    DEFAULT_TIMEOUT,
+    all_gather_cat,
+    enter,
+    exit_distrib,
+    launched_by_torchrun,
+)
 from fastcore_ext.optim import Adam
 from fastcore_ext.schedule import Suggestions, one_cycle, suggest_lrs
 
@@ -1029,8 +1035,6 @@ class Learner:
         after `timeout` seconds), pin this process to its GPU, shard the loaders and wrap
         the model in DistributedDataParallel during each fit. Done by itself when the
         Learner is created under torchrun; a no-op in a single process. Returns self."""
-        from fastcore_ext.distributed import enter
-
         enter(self, timeout)
         return self
 
@@ -1039,8 +1043,6 @@ class Learner:
         """`with learn.distrib_ctx(): ...` runs the block in distributed mode (`distrib`);
         on leaving, the loaders yield the whole data set again and a process group the
         block created is destroyed (unless the learner was already distributed before)."""
-        from fastcore_ext.distributed import enter, exit_distrib
-
         entered = enter(self, timeout)
         try:
             yield self
