@@ -8,6 +8,9 @@ file and leaves the previous `path` as it was. A process killed outright (SIGKIL
 loss) can leave its temporary file behind, never a damaged `path`; the next save to the same
 name removes temporaries whose process is gone.
 
+In a distributed run (fastcore_ext.distributed) every process calls `atomic_save`; rank 0
+writes and the others wait for it at a barrier, so that any process can read the file next.
+
 `rng_state()` / `set_rng_state()` capture and restore every random generator the training
 loop draws from (torch CPU, every CUDA device, Python's `random`, numpy's global generator)
 as tensors and plain values only, so a checkpoint holding them loads with
@@ -71,8 +74,14 @@ def _fsync_dir(folder: Path) -> None:
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """Write `obj` with torch.save to `path` atomically (see the module docstring); create
-    the folder if needed. Returns `path` as a Path."""
+    the folder if needed. Returns `path` as a Path. Under several processes: rank 0 writes,
+    every process returns once the file is in place."""
+    from fastcore_ext.distributed import barrier, is_main_process  # (it imports the callbacks)
+
     path = Path(path)
+    if not is_main_process():
+        barrier()
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(
@@ -89,6 +98,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+    barrier()
     return path
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from fastcore_ext import distributed
 from fastcore_ext.plots import check_figsize, finish
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport"]
@@ -243,9 +244,11 @@ class ClassificationInterpretation:
         )
 
     def print_classification_report(self) -> ClassificationReport:
-        """Print the classification report as an aligned table and return its numbers."""
+        """Print the classification report as an aligned table (rank 0 only, in a distributed
+        run) and return its numbers."""
         report = self.classification_report()
-        print(report)
+        if distributed.is_main_process():
+            print(report)
         return report
 
     # ---- plots ---------------------------------------------------------------------------

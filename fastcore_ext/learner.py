@@ -66,6 +66,13 @@ from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import atomic_save, load_file, rng_state, set_rng_state
+from fastcore_ext.distributed import (
+    DEFAULT_TIMEOUT,
+    all_gather_cat,
+    enter,
+    exit_distrib,
+    launched_by_torchrun,
+)
 from fastcore_ext.optim import Adam
 from fastcore_ext.schedule import Suggestions, one_cycle, suggest_lrs
 
@@ -331,6 +338,12 @@ class Learner:
         # Mixed precision (to_bf16 / to_fp16): the autocast dtype, and fp16's GradScaler.
         self.amp_dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None
+        # Distributed mode (fastcore_ext.distributed): its callback, and the model wrapped in
+        # DistributedDataParallel for the training forward passes of the current fit.
+        self.distributed: Callback | None = None
+        self.ddp_model: nn.Module | None = None
+        if launched_by_torchrun():
+            self.distrib()
 
     # ---- construction helpers -----------------------------------------------------------
     @staticmethod
@@ -561,8 +574,9 @@ class Learner:
         xb = self.xb
         if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
+        model = self.ddp_model if self.training and self.ddp_model is not None else self.model
         with self.autocast():
-            self.pred = self.model(xb)
+            self.pred = model(xb)
             self._event("after_pred")
             self.loss_grad = self.loss_func(self.pred, self.yb)
         self.loss = self.loss_grad.detach()
@@ -837,15 +851,18 @@ class Learner:
         finally:
             for m, mode in zip(self.model.modules(), modes, strict=True):
                 m.training = mode
-        if not outs:
+        raw, targ, loss, inp = (torch.cat(p) if p else None for p in (outs, targs, losses, inputs))
+        if getattr(dl, "world_size", 1) > 1:  # this process's block: gather all, rank order
+            raw, targ, loss, inp = map(all_gather_cat, (raw, targ, loss, inp))
+            order = None if order is None else all_gather_cat(order)
+        if raw is None:
             raise ValueError(f"{source} yielded no batch")
-        raw = torch.cat(outs)
         probs = (torch.softmax(raw, dim=-1) if act is None else act(raw)).float().cpu()
-        res = [probs, torch.cat(targs).cpu()]
+        res = [probs, targ.cpu()]
         if with_loss:
-            res.append(torch.cat(losses).cpu())
+            res.append(loss.cpu())
         if with_input:
-            res.insert(0, torch.cat(inputs))
+            res.insert(0, inp)
         if order is not None:
             if len(order) != len(probs):
                 raise ValueError(
@@ -1010,6 +1027,28 @@ class Learner:
         self.model.to(memory_format=torch.channels_last)
         self.channels_last = True
         return self
+
+    # ---- several processes ----------------------------------------------------------------
+    def distrib(self, timeout: float = DEFAULT_TIMEOUT) -> Learner:
+        """Train on every process of a torchrun launch (DDP; see fastcore_ext.distributed):
+        initialize the process group if needed (NCCL on CUDA, else gloo; collectives fail
+        after `timeout` seconds), pin this process to its GPU, shard the loaders and wrap
+        the model in DistributedDataParallel during each fit. Done by itself when the
+        Learner is created under torchrun; a no-op in a single process. Returns self."""
+        enter(self, timeout)
+        return self
+
+    @contextlib.contextmanager
+    def distrib_ctx(self, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Learner]:
+        """`with learn.distrib_ctx(): ...` runs the block in distributed mode (`distrib`);
+        on leaving, the loaders yield the whole data set again and a process group the
+        block created is destroyed (unless the learner was already distributed before)."""
+        entered = enter(self, timeout)
+        try:
+            yield self
+        finally:
+            if entered:
+                exit_distrib(self)
 
     # ---- mixed precision ------------------------------------------------------------------
     @property
@@ -1335,6 +1374,7 @@ class _PlainPass:
 
     def __init__(self, dl: Any) -> None:
         self.dl = dl
+        self.world_size = getattr(dl, "world_size", 1)  # a shard's passes are gathered
 
     def __len__(self) -> int:
         return len(self.dl)

@@ -10,7 +10,8 @@ show_batch): the file is written to a temporary name in the same folder and rena
 crash never leaves a half-written PNG, and its path is printed the first time this process
 writes it (re-drawing the same plot overwrites it silently).
 
-The environment variable ``FASTCORE_EXT_PLOTS`` overrides this: a folder puts every saved
+In a distributed run only rank 0 saves. The environment variable ``FASTCORE_EXT_PLOTS``
+overrides this: a folder puts every saved
 plot there instead, and ``0`` / ``off`` / ``none`` turns saving off.
 """
 
@@ -102,8 +103,10 @@ def finish(fig: Figure, name: str, root: str | os.PathLike | None) -> Figure:
     file_name = _file_name(name)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
+    from fastcore_ext.distributed import is_main_process  # (it imports the callbacks)
+
     folder = plots_folder(root)
-    if folder is None or is_interactive():
+    if folder is None or is_interactive() or not is_main_process():
         return fig
     path = save_png(fig, folder / file_name)
     key = path.resolve()

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import TextIO
 
+from fastcore_ext import distributed
 from fastcore_ext.callback.core import Callback
 
 __all__ = ["ProgressCallback", "format_time", "format_header", "format_row"]
@@ -67,6 +68,7 @@ class ProgressCallback(Callback):
 
     show_bar: draw the bar (only ever drawn on an interactive output).
     show_table: print the header and one row per epoch.
+    Only rank 0 of a distributed fit prints anything.
     stream: where to write; None means sys.stdout at the time of the fit.
     min_interval: seconds between two redraws of the bar (each redraw reads the smoothed
       loss, which on a GPU waits for the device).
@@ -88,11 +90,14 @@ class ProgressCallback(Callback):
         self.min_interval = min_interval
         self._out: TextIO = sys.stdout
         self._bar_on = False
+        self._quiet = False  # a process other than rank 0
         self._bar_len = 0
         self._phase_start = 0.0
         self._last_draw = 0.0
 
     def _write_line(self, line: str) -> None:
+        if self._quiet:
+            return
         self._clear_bar()
         self._out.write(line + "\n")
         self._out.flush()
@@ -128,7 +133,8 @@ class ProgressCallback(Callback):
     # ---- events -------------------------------------------------------------------------
     def before_fit(self) -> None:
         self._out = self.stream if self.stream is not None else sys.stdout
-        self._bar_on = self.show_bar and _interactive(self._out)
+        self._quiet = not distributed.is_main_process()
+        self._bar_on = self.show_bar and _interactive(self._out) and not self._quiet
         self._bar_len = 0
         if self.show_table:
             self._write_line(format_header(self.learn.recorder.metric_names))

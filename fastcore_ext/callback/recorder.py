@@ -24,6 +24,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from fastcore_ext import distributed
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.plots import check_figsize, finish
 
@@ -167,14 +168,18 @@ class Recorder(Callback):
             self._val_targs.append(learn.yb.detach())
 
     def after_validate(self) -> None:
-        if self._val_n == 0 or self._val_loss_sum is None:
+        preds = torch.cat(self._val_preds) if self._val_preds else None
+        targs = torch.cat(self._val_targs) if self._val_targs else None
+        # Several processes: sums, counts, predictions and targets of the whole set.
+        loss_sum, n, preds, targs = distributed.reduce_validation(
+            self._val_loss_sum, self._val_n, preds, targs
+        )
+        if n == 0 or loss_sum is None:
             self._epoch_valid = None
             return
-        valid_loss = (self._val_loss_sum / self._val_n).item()
+        valid_loss = (loss_sum / n).item()
         mets: list[float | None] = []
         if self.learn.metrics:
-            preds = torch.cat(self._val_preds)
-            targs = torch.cat(self._val_targs)
             mets = [float(m(preds, targs)) for m in self.learn.metrics]
         self._val_preds, self._val_targs, self._val_loss_sum = [], [], None
         self._epoch_valid = (valid_loss, mets)

@@ -29,6 +29,7 @@ from typing import TextIO
 import numpy as np
 import torch
 
+from fastcore_ext import distributed
 from fastcore_ext.callback.core import Callback, CancelFitException
 from fastcore_ext.callback.progress import format_time
 
@@ -44,7 +45,10 @@ _LOWER_IS_BETTER = (np.less, operator.lt)
 
 
 def _say(learn: object, message: str) -> None:
-    """Print a line where the learner's progress table goes (stdout by default)."""
+    """Print a line where the learner's progress table goes (stdout by default); only rank 0
+    of a distributed fit prints."""
+    if not distributed.is_main_process():
+        return
     stream = getattr(getattr(learn, "progress", None), "stream", None)
     print(message, file=stream if stream is not None else sys.stdout, flush=True)
 
@@ -252,7 +256,7 @@ class CSVLogger(Callback):
     (epoch, train_loss, valid_loss, metrics..., time), flushed and fsync'ed after each row.
     append=True adds to an existing file (the header is written again only when it differs
     from the file's first line). `path` is the file of the last fit; `read_log()` returns its
-    rows as dicts of strings."""
+    rows as dicts of strings. In a distributed fit only rank 0 writes."""
 
     order = 60
 
@@ -275,6 +279,8 @@ class CSVLogger(Callback):
 
     def before_fit(self) -> None:
         self.path = path = Path(self.learn.path) / self.fname
+        if not distributed.is_main_process():
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         header = self.learn.recorder.metric_names
         first_line = None
@@ -292,6 +298,8 @@ class CSVLogger(Callback):
         os.fsync(self._file.fileno())
 
     def after_epoch(self) -> None:
+        if self._writer is None:  # not rank 0
+            return
         rec = self.learn.recorder
         row = [rec.epochs[-1], rec.train_losses[-1], rec.valid_losses[-1], *rec.metrics[-1]]
         cells = ["" if v is None else v for v in row]  # floats in full precision

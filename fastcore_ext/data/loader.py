@@ -16,6 +16,14 @@ Reproducibility: the shuffle of epoch e comes from a generator seeded with (seed
 augmentation parameters come from `augment.epoch_generator(seed, e)`, drawn batch after batch
 in the main process. Workers only decode (deterministic), so 0 and N workers give identical
 batches, and nothing here draws from torch's global RNG.
+
+Distributed training (`fastcore_ext.distributed`): `set_shard(rank, world_size)` makes a
+loader yield one process's part of every pass. Every process draws the same order from
+(seed, epoch), then takes its contiguous block of it: a training loader (drop_last) gives
+each process n // world_size items (the rest of the shuffled order is dropped, so every
+process runs the same number of batches), an in-order loader gives block r the items
+[r * n // world_size, (r + 1) * n // world_size): every item exactly once, blocks in rank
+order, no padding. Process r > 0 draws its augmentation from its own stream.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from .images import load_image
 __all__ = ["DeviceDataLoader", "ImageDataset", "decode_batch", "default_num_workers"]
 
 _SHUFFLE_STREAM = 0x5_4FF1E
+_RANK_STREAM = 0x4A_2C5
 
 
 def default_num_workers() -> int:
@@ -188,6 +197,7 @@ class DeviceDataLoader:
         self._epoch = 0
         self._loader: DataLoader | None = None
         self._sampler = _BatchList()
+        self.rank, self.world_size = 0, 1
 
     # -- epochs and order -----------------------------------------------------------------
 
@@ -203,12 +213,36 @@ class DeviceDataLoader:
             raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
         self._epoch = epoch
 
+    def set_shard(self, rank: int, world_size: int) -> None:
+        """Yield only process `rank`'s block of each pass from now on (see the module doc);
+        (0, 1) is the whole data set."""
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size: expected an int >= 1, got {world_size!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank: expected an int in [0, {world_size}), got {rank!r}")
+        if self.drop_last and len(self.dataset) // world_size < self.bs:
+            raise ValueError(
+                f"world_size: {world_size} processes get {len(self.dataset) // world_size} "
+                f"training items each, fewer than bs={self.bs}, so an epoch would have no "
+                f"batch; pass a smaller bs (it is per process) or use fewer processes"
+            )
+        self.rank, self.world_size = rank, world_size
+
+    def _block(self) -> tuple[int, int]:
+        """[start, stop) of this process's block of a pass's order."""
+        n, w, r = len(self.dataset), self.world_size, self.rank
+        if self.drop_last:
+            return r * (n // w), (r + 1) * (n // w)
+        return r * n // w, (r + 1) * n // w
+
     def __len__(self) -> int:
-        n = len(self.dataset)
+        start, stop = self._block()
+        n = stop - start
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
     def batch_indices(self, epoch: int | None = None) -> list[torch.Tensor]:
-        """Index tensors (int64 [B]) of every batch of `epoch` (default: the next one)."""
+        """Index tensors (int64 [B]) of every batch of `epoch` (default: the next one), of
+        this process's shard (`set_shard`)."""
         epoch = self._epoch if epoch is None else epoch
         n = len(self.dataset)
         if self.shuffle:
@@ -216,7 +250,10 @@ class DeviceDataLoader:
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
-        return list(order[: len(self) * self.bs if self.drop_last else n].split(self.bs))
+        start, stop = self._block()
+        order = order[start:stop]
+        order = order[: len(self) * self.bs if self.drop_last else None]
+        return [b for b in order.split(self.bs) if len(b)]  # an empty shard has no batch
 
     # -- uint8 batches ----------------------------------------------------------------------
 
@@ -310,7 +347,8 @@ class DeviceDataLoader:
             return None
         from fastcore_ext.augment import epoch_generator
 
-        return epoch_generator(self.seed, epoch)
+        seed = self.seed if self.rank == 0 else _stream_seed(self.seed, self.rank, _RANK_STREAM)
+        return epoch_generator(seed, epoch)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """uint8 ``[B, 3, P, P]`` on the device -> float ``[B, 3, S, S]`` through

@@ -1,0 +1,383 @@
+"""Distributed training (fastcore_ext.distributed): 2 CPU processes with gloo on 127.0.0.1.
+
+The multi-process tests start their processes with multiprocessing's spawn (and torchrun
+through `launch`) and wait for them with a timeout, killing them past it, so a hang fails
+the test instead of blocking CI. NCCL (several GPUs) is not exercised here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing as mp
+import os
+import socket
+import sys
+import textwrap
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+from fakes import tiny_model, two_groups
+from PIL import Image
+
+from fastcore_ext import checkpoint, distributed
+from fastcore_ext.callback import CSVLogger
+from fastcore_ext.callback.core import Callback
+from fastcore_ext.data import ImageDataBunch
+from fastcore_ext.interpret import ClassificationInterpretation
+from fastcore_ext.learner import Learner
+from fastcore_ext.metrics import accuracy, error_rate
+
+WORLD = 2
+JOIN_TIMEOUT = 90.0  # seconds for a whole group of processes (about 25 s on a busy 2-core CPU)
+N_TRAIN, N_VALID = 24, 13  # 13: uneven validation blocks (6 and 7 items)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _image_folder(root: Path) -> Path:
+    """train/ and valid/ with two classes of 16 px PNGs told apart by their red level."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", N_TRAIN), ("valid", N_VALID)):
+        for i in range(n):
+            cls = ("dark", "red")[i % 2]
+            img = rng.integers(0, 120, (16, 16, 3), dtype=np.uint8)
+            if cls == "red":
+                img[..., 0] += 120
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(folder / f"{i}.png")
+    return root
+
+
+def _learner(root: Path, out: Path) -> Learner:
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, seed=3, device="cpu")
+    torch.manual_seed(0)
+    learn = Learner(
+        data, tiny_model(), metrics=[error_rate, accuracy], splitter=two_groups, path=out, seed=1
+    )
+    learn.progress.stream = io.StringIO()
+    return learn
+
+
+def _run(target, args_of_rank, timeout: float = JOIN_TIMEOUT) -> list[int]:
+    """Start one spawned process per rank, wait for all (killing them past `timeout`), return
+    their exit codes."""
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=target, args=args_of_rank(r)) for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        hung = [p for p in procs if p.is_alive()]
+        for p in hung:
+            p.kill()
+            p.join()
+    assert not hung, f"{len(hung)} process(es) still ran after {timeout} s"
+    return [p.exitcode for p in procs]
+
+
+def _env(rank: int, port: int) -> None:
+    """What torchrun sets for a worker."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(WORLD),
+    )
+
+
+# ---- 2 processes: a fit, then a crash -----------------------------------------------------
+class _Crash(Callback):
+    def before_batch(self) -> None:
+        if self.learn.training and self.learn.train_iter == 2:
+            raise RuntimeError("rank 1 crashed on purpose")
+
+
+def _worker(rank: int, port: int, root: Path, out: Path) -> None:
+    """What one torchrun worker would do: a fit_one_cycle and what follows it, then a second
+    fit in which rank 1 crashes. Writes its results, then any error, into `out`."""
+    torch.set_num_threads(1)
+    _env(rank, port)
+    writes = []
+    serialize = checkpoint._serialize
+
+    def counting_serialize(obj, f):  # the module's documented test seam
+        writes.append(f.name)
+        serialize(obj, f)
+
+    checkpoint._serialize = counting_serialize
+    try:
+        learn = _learner(root, out)  # under torchrun: it initializes the group itself
+        assert learn.distributed is not None and distributed.world_size() == WORLD
+        n_batches = len(learn.data.train_dl), len(learn.data.valid_dl)
+        learn.fit_one_cycle(2, 1e-2, cbs=[CSVLogger()])
+        values, losses = learn.recorder.values, learn.recorder.losses
+        learn.save("final")
+        preds = learn.get_preds(with_loss=True)
+        interp = ClassificationInterpretation.from_learner(learn)
+        interp.print_classification_report()
+        before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+        suggestions = learn.lr_find(end_lr=1, num_it=12)
+        restored = all(torch.equal(v, before[k]) for k, v in learn.model.state_dict().items())
+        # an explicit context on the group that exists: entered, and left as it was
+        other = _learner(root, out)
+        other.remove_cb(other.distributed)  # as if created outside torchrun
+        other.distributed = None
+        other.data.valid_dl.set_shard(0, 1)
+        other.data.train_dl.set_shard(0, 1)
+        with other.distrib_ctx():
+            in_ctx = other.data.valid_dl.world_size, other.distributed is not None
+        after_ctx = other.data.valid_dl.world_size, other.distributed, dist.is_initialized()
+        torch.save(
+            {
+                "state": learn.model.state_dict(),
+                "values": values,
+                "losses": losses,
+                "printed": learn.progress.stream.getvalue(),
+                "writes": len(writes),
+                "n_batches": n_batches,
+                "preds": preds,
+                "confusion": torch.from_numpy(interp.confusion_matrix()),
+                "suggestions": tuple(suggestions),
+                "restored": restored,
+                "lr_find_losses": learn.recorder.losses,
+                "ctx": (in_ctx, after_ctx),
+            },
+            out / f"rank{rank}.pt",
+        )
+        learn.fit_one_cycle(3, 1e-2, cbs=[_Crash()] if rank == 1 else None)
+    except BaseException:
+        (out / f"error{rank}.txt").write_text(traceback.format_exc())
+        raise
+    (out / f"done{rank}.txt").write_text("finished")
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """One run of 2 processes (`_worker`); returns (folder of the images, output folder,
+    exit codes, results of rank 0, results of rank 1)."""
+    root = _image_folder(tmp_path_factory.mktemp("images"))
+    out = tmp_path_factory.mktemp("out")
+    port = _free_port()
+    codes = _run(_worker, lambda r: (r, port, root, out))
+    errors = {p.name: p.read_text() for p in out.glob("error*.txt")}
+    missing = [r for r in range(WORLD) if not (out / f"rank{r}.pt").is_file()]
+    assert not missing, f"ranks {missing} wrote no results; exit codes {codes}; {errors}"
+    results = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return root, out, codes, results
+
+
+def test_weights_identical_on_every_rank(ddp_run):
+    _, _, _, (r0, r1) = ddp_run
+    assert r0["state"].keys() == r1["state"].keys()
+    for k, v in r0["state"].items():  # parameters and BatchNorm buffers, bit for bit
+        assert torch.equal(v, r1["state"][k]), k
+    assert r0["values"] == r1["values"]  # same losses and metrics everywhere
+    # per process: 12 training items = 3 batches of 4; validation blocks of 6 and 7 items
+    assert r0["n_batches"] == (3, 2) and r1["n_batches"] == (3, 2)
+
+
+def test_metrics_equal_a_single_process_evaluation(ddp_run):
+    root, out, _, (r0, _) = ddp_run
+    single = _learner(root, out)
+    single.load("final", with_opt=False)
+    for k, v in single.model.state_dict().items():
+        assert torch.equal(v, r0["state"][k]), k
+    probs, targs, losses = single.get_preds(with_loss=True)
+    assert len(targs) == N_VALID
+    train_loss, valid_loss, err, acc = r0["values"][-1]
+    torch.testing.assert_close(valid_loss, losses.mean().item())
+    assert err == error_rate(probs, targs).item()
+    assert acc == accuracy(probs, targs).item()
+    assert len(r0["losses"]) == 6 and all(np.isfinite(r0["losses"]))
+
+    # get_preds gathered every item once, in valid_ds order
+    d_probs, d_targs, d_losses = r0["preds"]
+    assert torch.equal(d_targs, targs)
+    torch.testing.assert_close(d_probs, probs)
+    torch.testing.assert_close(d_losses, losses)
+    conf = ClassificationInterpretation(single, probs, targs, losses).confusion_matrix()
+    assert torch.equal(r0["confusion"], torch.from_numpy(conf))
+
+
+def test_rank_zero_alone_prints_and_writes(ddp_run):
+    _, out, _, (r0, r1) = ddp_run
+    assert r0["writes"] == 1 and r1["writes"] == 0  # learn.save("final"), written once
+    assert (out / "models" / "final.pth").is_file()
+    assert "train_loss" in r0["printed"] and "error_rate" in r0["printed"]
+    assert r1["printed"] == ""
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:3] == ["epoch", "train_loss", "valid_loss"] and len(rows) == 3
+    assert not list(out.glob("models/.*.tmp"))
+
+
+def test_lr_find_and_distrib_ctx(ddp_run):
+    _, _, _, (r0, r1) = ddp_run
+    assert r0["restored"] and r1["restored"]
+    assert r0["suggestions"] == r1["suggestions"]
+    assert r0["lr_find_losses"] == r1["lr_find_losses"] and len(r0["lr_find_losses"]) == 12
+    # inside: sharded; after: whole set, and the group it did not create still there
+    assert r0["ctx"] == ((WORLD, True), (1, None, True))
+
+
+def test_crashing_rank_makes_the_other_fail(ddp_run):
+    _, out, codes, _ = ddp_run
+    assert codes[0] != 0 and codes[1] != 0, f"exit codes {codes}"
+    assert "crashed on purpose" in (out / "error1.txt").read_text()
+    survivor = (out / "error0.txt").read_text()
+    assert "crashed on purpose" not in survivor
+    assert "Error" in survivor  # gloo: "Connection closed by peer"
+    assert "the fit stopped at epoch 0" in survivor
+    assert not (out / "done0.txt").exists()
+
+
+# ---- single-process behaviour ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return _image_folder(tmp_path_factory.mktemp("images1"))
+
+
+def test_shards_partition_the_data(images):
+    data = ImageDataBunch.from_folder(images, size=16, bs=4, num_workers=0, seed=3, device="cpu")
+    train, valid = data.train_dl, data.valid_dl
+    full = torch.cat(train.batch_indices(epoch=5))
+    for world in (2, 3):
+        blocks = []
+        for r in range(world):
+            valid.set_shard(r, world)
+            blocks.append(torch.cat(valid.batch_indices()) if len(valid) else torch.arange(0))
+        assert torch.equal(torch.cat(blocks), torch.arange(N_VALID))  # once each, in order
+        shards = []
+        for r in range(world):
+            train.set_shard(r, world)
+            idx = torch.cat(train.batch_indices(epoch=5))
+            assert len(idx) == (N_TRAIN // world) // 4 * 4
+            shards.append(idx)
+        # the same permutation everywhere, each process its own block of it
+        assert torch.equal(torch.cat(shards), full[: sum(len(s) for s in shards)])
+        assert len(set(torch.cat(shards).tolist())) == sum(len(s) for s in shards)
+    train.set_shard(0, 2)
+    assert not torch.equal(
+        torch.cat(train.batch_indices(epoch=0)), torch.cat(train.batch_indices(epoch=1))
+    )
+    # each process draws its own augmentations (rank 0 those of a single process)
+    x, _ = next(train.uint8_batches(0))
+    out = []
+    for r, world in ((0, 2), (1, 2), (0, 1)):
+        train.set_shard(r, world)
+        out.append(train.augment(x, train._generator(0)))
+    assert not torch.equal(out[0], out[1])
+    assert torch.equal(out[0], out[2])
+
+
+def test_shard_argument_errors(images):
+    data = ImageDataBunch.from_folder(images, size=16, bs=4, num_workers=0, seed=3, device="cpu")
+    with pytest.raises(ValueError, match="world_size"):
+        data.train_dl.set_shard(0, 0)
+    with pytest.raises(ValueError, match=r"rank: expected an int in \[0, 2\)"):
+        data.train_dl.set_shard(2, 2)
+    with pytest.raises(ValueError, match="fewer than bs=4"):
+        data.train_dl.set_shard(0, 7)  # 24 // 7 = 3 items per process
+
+
+def test_single_process_distrib_is_a_no_op(images, tmp_path, monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    assert not distributed.launched_by_torchrun()
+    learn = _learner(images, tmp_path)
+    assert learn.distrib() is learn and learn.distributed is None
+    with learn.distrib_ctx() as same:
+        assert same is learn and learn.distributed is None
+        assert learn.data.train_dl.world_size == 1
+    assert distributed.rank() == 0 and distributed.world_size() == 1
+    assert distributed.is_main_process() and not distributed.is_distributed()
+    t = torch.arange(6).reshape(3, 2)
+    assert distributed.all_gather_cat(t) is t
+    with pytest.raises(ValueError, match="timeout should be a number of seconds > 0"):
+        learn.distrib(timeout=0)
+
+
+def test_torchrun_environment(monkeypatch, images, tmp_path):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not distributed.launched_by_torchrun()  # LOCAL_RANK missing
+    monkeypatch.setenv("LOCAL_RANK", "zero")
+    assert distributed.launched_by_torchrun()
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(ValueError, match="MASTER_ADDR is not set"):
+        _learner(images, tmp_path)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
+    monkeypatch.setenv("RANK", "first")
+    with pytest.raises(ValueError, match="RANK should be an int"):
+        _learner(images, tmp_path)
+
+
+def test_launch_command():
+    cmd = distributed.launch_command(4, ["train", "--epochs", "1"])
+    assert cmd[0] == sys.executable
+    assert cmd[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "4",
+        "-m",
+        "fastcore_ext",
+        "train",
+        "--epochs",
+        "1",
+    ]
+    with pytest.raises(ValueError, match="nproc should be an int >= 1"):
+        distributed.launch_command(0, ["train"])
+    with pytest.raises(TypeError, match="argv should be a list of str"):
+        distributed.launch_command(2, "train")
+    with pytest.raises(ValueError, match="timeout should be"):
+        distributed.launch(2, ["train"], timeout=-1)
+
+
+_PROBE = textwrap.dedent(
+    """
+    import os, sys, time
+    out, mode = sys.argv[1], sys.argv[2]
+    rank = os.environ["RANK"]
+    with open(os.path.join(out, "rank" + rank), "w") as f:
+        f.write(os.environ["WORLD_SIZE"] + " " + os.environ["LOCAL_RANK"])
+    if mode == "fail":
+        if rank == "1":
+            sys.exit(3)
+        time.sleep(120)  # torchrun must stop this one
+    """
+)
+
+
+def test_launch_runs_torchrun(tmp_path, monkeypatch):
+    (tmp_path / "ddp_probe.py").write_text(_PROBE)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    assert distributed.launch(2, [str(ok), "ok"], module="ddp_probe", timeout=60) == 0
+    assert sorted(p.read_text() for p in ok.iterdir()) == ["2 0", "2 1"]
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    start = time.monotonic()
+    code = distributed.launch(2, [str(failed), "fail"], module="ddp_probe", timeout=60)
+    assert code != 0
+    assert time.monotonic() - start < 60
