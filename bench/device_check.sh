@@ -1,57 +1,80 @@
 #!/usr/bin/env bash
 # The one prepared run for the GPU machine (H100/H200: torch 2.11 + CUDA 13.0, Python 3.12,
-# 16 cores, no network). It builds the kernels there, runs the CUDA tests (once more under
-# compute-sanitizer with the caching allocator off), the index-overflow checks and the GPU
-# benchmarks, and prints a short table last. Aim: under 6 minutes.
+# 16 cores, no network). In order of importance, each step only if the time budget still has
+# room for it: build the kernels there; the kernel tests (both CUDA augmentation variants);
+# a C++ argument error must reach Python; the kernel benchmarks; training side by side with
+# fastai; the other CUDA tests; compute-sanitizer; the > 2^31-element checks. A short table last.
 #
-#   bash bench/device_check.sh            (full logs go to $OUT, or to /tmp/device_check)
+#   bash bench/device_check.sh
+#
+# Results: $OUT/summary.txt and $OUT/logs.tgz (OUT defaults to /tmp/device_check; the device
+# tool brings back at most 8 files). DEVICE_CHECK_BUDGET: seconds the whole script may take
+# (default 450). fastai is not installed on the GPU machine and it has no network: carry its
+# pure-python wheels in .whl/ (see bench/bench_train.py's docstring); without them only our
+# side of the training comparison runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/device_check}
-mkdir -p "$OUT"
+RESULTS=${OUT:-/tmp/device_check}
+LOGS=$(mktemp -d /tmp/device_check_logs.XXXX)
+SUMMARY="$LOGS/summary.txt"
+BUDGET=${DEVICE_CHECK_BUDGET:-450}
+mkdir -p "$RESULTS"
+: >"$SUMMARY"
+trap 'tar czf "$RESULTS/logs.tgz" -C "$LOGS" . 2>/dev/null; cp "$SUMMARY" "$RESULTS/"' EXIT
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 MPLBACKEND=Agg
-export FASTCORE_EXT_HOME="$OUT/home"
-SUMMARY="$OUT/summary.txt"
-: >"$SUMMARY"
+export FASTCORE_EXT_HOME=/tmp/fastcore_ext_home
+
 note() { echo "$*" | tee -a "$SUMMARY"; }
+# have NAME S: true when at least S seconds of the budget are left (else notes the skip)
+have() {
+  if [ $((BUDGET - SECONDS)) -ge "$2" ]; then return 0; fi
+  note "$(printf '%-22s' "$1")skipped: $((BUDGET - SECONDS)) s of the budget left"
+  return 1
+}
+# cap S: a step's timeout, S or what is left of the budget
+cap() { local left=$((BUDGET - SECONDS - 5)); echo $(($1 < left ? $1 : left)); }
+failures() { grep -E "^(FAILED|ERROR)|crashed" "$1" | head -"$2" | cut -c1-200 | tee -a "$SUMMARY"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader || true
 "$PY" -c 'import torch, sys; print("torch", torch.__version__, "cuda", torch.version.cuda,
   "python", sys.version.split()[0], torch.cuda.get_device_name(0))'
+XDIST=""
+"$PY" -c "import xdist" 2>/dev/null && XDIST="-n 8"  # a crashing test takes down one worker
 
 # 1. Build in place for this GPU (never carry a build from another machine).
 t0=$SECONDS
 rm -rf build fastcore_ext/_C*.so
 if ! TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 FORCE_CUDA=1 "$PY" setup.py -q build_ext --inplace \
-  >"$OUT/build.log" 2>&1; then
-  tail -40 "$OUT/build.log"
-  echo "BUILD FAILED"
+  >"$LOGS/build.log" 2>&1; then
+  tail -40 "$LOGS/build.log"
+  note "BUILD FAILED"
   exit 1
 fi
 note "build                 $((SECONDS - t0)) s"
 
-# 2. The kernels' test files in full (CPU and CUDA variants, CPU vs CUDA), then every other
-#    test that has a CUDA variant. pytest-xdist, when there, runs them in 8 workers: faster,
-#    and a crashing test takes down one worker, not the run.
-XDIST=""
-"$PY" -c "import xdist" 2>/dev/null && XDIST="-n 8"
-t0=$SECONDS
-timeout 300 "$PY" -m pytest -q -p no:cacheprovider $XDIST -rfE --tb=short \
-  tests/test_augment_normalize.py tests/test_optim.py tests/test_schedule.py \
-  tests/test_augment.py tests/test_ext.py >"$OUT/tests_kernels.log" 2>&1
-note "kernel tests          rc=$?  $(tail -1 "$OUT/tests_kernels.log")  $((SECONDS - t0)) s"
-grep -E "^(FAILED|ERROR)|crashed" "$OUT/tests_kernels.log" | head -20 | tee -a "$SUMMARY"
-t0=$SECONDS
-timeout 300 "$PY" -m pytest -q -p no:cacheprovider $XDIST -rfE --tb=short tests -k cuda \
-  --ignore tests/test_augment_normalize.py --ignore tests/test_optim.py \
-  --ignore tests/test_schedule.py --ignore tests/test_augment.py >"$OUT/tests_rest.log" 2>&1
-note "other cuda tests      rc=$?  $(tail -1 "$OUT/tests_rest.log")  $((SECONDS - t0)) s"
-grep -E "^(FAILED|ERROR)|crashed" "$OUT/tests_rest.log" | head -20 | tee -a "$SUMMARY"
+# 2. The kernels' test files in full (CPU and CUDA, CPU vs CUDA, default variant row4), then
+#    the CUDA augmentation tests again with the other variant (pixel).
+if have "kernel tests" 60; then
+  t0=$SECONDS
+  timeout "$(cap 150)" "$PY" -m pytest -q -p no:cacheprovider $XDIST -rfE --tb=short \
+    tests/test_augment_normalize.py tests/test_optim.py tests/test_schedule.py \
+    tests/test_augment.py tests/test_ext.py >"$LOGS/tests_kernels.log" 2>&1
+  note "kernel tests          rc=$?  $(tail -1 "$LOGS/tests_kernels.log")  $((SECONDS - t0)) s"
+  failures "$LOGS/tests_kernels.log" 20
+fi
+if have "augment cuda (pixel)" 40; then
+  t0=$SECONDS
+  FASTCORE_EXT_AUGMENT_CUDA=pixel timeout "$(cap 90)" "$PY" -m pytest -q -p no:cacheprovider \
+    $XDIST -rfE --tb=short tests/test_augment_normalize.py \
+    -k "cuda and not over_2_31 and not variant" >"$LOGS/tests_pixel.log" 2>&1
+  note "augment cuda (pixel)  rc=$?  $(tail -1 "$LOGS/tests_pixel.log")  $((SECONDS - t0)) s"
+  failures "$LOGS/tests_pixel.log" 10
+fi
 
-# 2b. A C++ argument check (TORCH_CHECK) must reach Python as an exception, never a crash;
-#     on a crash, a native backtrace from cuda-gdb (it debugs host code too).
-cat >"$OUT/throw_check.py" <<'PYEOF'
+# 3. A C++ argument check (TORCH_CHECK) must reach Python as an exception, never a crash; on a
+#    crash, a native backtrace from cuda-gdb (it debugs host code too).
+cat >"$LOGS/throw_check.py" <<'PYEOF'
 import torch
 from fastcore_ext import ops
 im = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
@@ -61,48 +84,80 @@ for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         ops.augment_normalize(im.to(dev), m.to(dev), 4, mean=(0.5,) * 3, std=(0.2,) * 3,
                               lighting=torch.tensor([[0.0, 1.0], [0.5, 1.0]]).to(dev))
     except ValueError as e:
-        print(dev, "raised ValueError:", str(e).splitlines()[0][:100])
+        print(dev, "raised ValueError:", str(e).splitlines()[0][:90])
 PYEOF
-timeout 60 "$PY" "$OUT/throw_check.py" >"$OUT/throw_check.log" 2>&1
-rc=$?
-note "C++ error -> Python   rc=$rc  $(tail -1 "$OUT/throw_check.log")"
-if [ $rc -ne 0 ] && command -v cuda-gdb >/dev/null; then
-  timeout 120 cuda-gdb -q -batch -ex run -ex bt -ex "info sharedlibrary" \
-    --args "$PY" "$OUT/throw_check.py" >"$OUT/throw_gdb.log" 2>&1
-  grep -E "^#[0-9]+ " "$OUT/throw_gdb.log" | head -25 | cut -c1-180 | tee -a "$SUMMARY"
+if have "C++ error -> Python" 20; then
+  timeout 60 "$PY" "$LOGS/throw_check.py" >"$LOGS/throw_check.log" 2>&1
+  rc=$?
+  note "C++ error -> Python   rc=$rc  $(tr '\n' ' ' <"$LOGS/throw_check.log" | cut -c1-220)"
+  if [ $rc -ne 0 ] && command -v cuda-gdb >/dev/null && have "cuda-gdb backtrace" 60; then
+    timeout "$(cap 90)" cuda-gdb -q -batch -ex run -ex bt --args "$PY" "$LOGS/throw_check.py" \
+      >"$LOGS/throw_gdb.log" 2>&1
+    grep -E "^#[0-9]+ " "$LOGS/throw_gdb.log" | head -25 | cut -c1-200 | tee -a "$SUMMARY"
+  fi
 fi
 
-# 3. A subset of the CUDA kernel tests under compute-sanitizer (memcheck), with the caching
-#    allocator off so that out-of-bounds accesses land outside any allocation.
-t0=$SECONDS
-if command -v compute-sanitizer >/dev/null; then
-  PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 100 compute-sanitizer --tool memcheck \
+# 4. Kernel benchmarks (each bench file prints its own table).
+if have "kernel benchmarks" 60; then
+  t0=$SECONDS
+  timeout "$(cap 120)" "$PY" -m pytest -q -s -p no:cacheprovider bench/bench_augment.py \
+    bench/bench_optim.py --benchmark-columns=median,iqr,rounds \
+    --benchmark-json="$LOGS/bench.json" >"$LOGS/bench.log" 2>&1
+  note "kernel benchmarks     rc=$?  $((SECONDS - t0)) s"
+fi
+
+# 5. Training end to end, side by side with fastai (bench/bench_train.py: resnet34 at 224 px,
+#    batch 64, one round of 2 epochs per precision).
+FASTAI_SITE=""
+if ls .whl/*.whl >/dev/null 2>&1 && "$PY" -m pip install -q --no-index --no-deps --no-compile \
+  --no-cache-dir --target /tmp/fastai_site .whl/*.whl >"$LOGS/fastai_install.log" 2>&1; then
+  FASTAI_SITE=/tmp/fastai_site
+fi
+if have "train vs fastai" 90; then
+  t0=$SECONDS
+  PYTHONPATH="$FASTAI_SITE" BENCH_TRAIN_ROUNDS=1 BENCH_TRAIN_EPOCHS=2 BENCH_TRAIN_TIMEOUT=150 \
+    BENCH_TRAIN_PRECISIONS=${BENCH_TRAIN_PRECISIONS:-fp32,fp16} timeout "$(cap 280)" \
+    "$PY" -m pytest -q -s -p no:cacheprovider bench/bench_train.py >"$LOGS/bench_train.log" 2>&1
+  note "train vs fastai       rc=$?  fastai wheels: ${FASTAI_SITE:-none}  $((SECONDS - t0)) s"
+fi
+
+# 6. Every other test that has a CUDA variant.
+if have "other cuda tests" 40; then
+  t0=$SECONDS
+  timeout "$(cap 90)" "$PY" -m pytest -q -p no:cacheprovider $XDIST -rfE --tb=short tests \
+    -k cuda --ignore tests/test_augment_normalize.py --ignore tests/test_optim.py \
+    --ignore tests/test_schedule.py --ignore tests/test_augment.py >"$LOGS/tests_rest.log" 2>&1
+  note "other cuda tests      rc=$?  $(tail -1 "$LOGS/tests_rest.log")  $((SECONDS - t0)) s"
+  failures "$LOGS/tests_rest.log" 20
+fi
+
+# 7. CUDA kernel tests under compute-sanitizer (memcheck), the caching allocator off so that
+#    out-of-bounds accesses land outside any allocation.
+if command -v compute-sanitizer >/dev/null && have "compute-sanitizer" 40; then
+  t0=$SECONDS
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(cap 80)" compute-sanitizer --tool memcheck \
     --error-exitcode 99 "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_augment_normalize.py tests/test_optim.py \
     -k "cuda and not over_2_31 and (perspective or non_contiguous or tiny_images or empty \
-or lighting_curve or thousands or zero_size or cpu_equals_cuda)" >"$OUT/sanitizer.log" 2>&1
-  note "compute-sanitizer     rc=$?  $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1) \
-$(tail -1 "$OUT/sanitizer.log")  $((SECONDS - t0)) s"
-else
-  note "compute-sanitizer     not installed"
+or variants or thousands or zero_size)" >"$LOGS/sanitizer.log" 2>&1
+  note "compute-sanitizer     rc=$?  $(grep -E 'ERROR SUMMARY' "$LOGS/sanitizer.log" | tail -1) \
+$(tail -1 "$LOGS/sanitizer.log" | cut -c1-80)  $((SECONDS - t0)) s"
 fi
 
-# 4. Index overflow: tensors of more than 2^31 elements (slow tests, 9-17 GB of GPU memory).
-t0=$SECONDS
-"$PY" -m pytest -q -p no:cacheprovider tests/test_augment_normalize.py tests/test_optim.py \
-  -k over_2_31 >"$OUT/tests_large.log" 2>&1
-note "> 2^31 elements       rc=$?  $(tail -1 "$OUT/tests_large.log")  $((SECONDS - t0)) s"
-
-# 5. Benchmarks on the GPU (each bench file prints its own summary table).
-t0=$SECONDS
-"$PY" -m pytest -q -s -p no:cacheprovider bench/bench_augment.py bench/bench_optim.py \
-  --benchmark-columns=median,iqr,rounds --benchmark-json="$OUT/bench.json" \
-  >"$OUT/bench.log" 2>&1
-note "benchmarks            rc=$?  $((SECONDS - t0)) s"
+# 8. Index overflow: tensors of more than 2^31 elements (9-17 GB of GPU memory).
+if have "> 2^31 elements" 20; then
+  t0=$SECONDS
+  timeout "$(cap 60)" "$PY" -m pytest -q -p no:cacheprovider tests/test_augment_normalize.py \
+    tests/test_optim.py -k over_2_31 >"$LOGS/tests_large.log" 2>&1
+  note "> 2^31 elements       rc=$?  $(tail -1 "$LOGS/tests_large.log")  $((SECONDS - t0)) s"
+fi
 
 echo
-echo "================ device check summary ================"
+echo "================ device check summary ($SECONDS s) ================"
 cat "$SUMMARY"
-echo "---------------- benchmark tables (full log: $OUT/bench.log) ----------------"
+echo "---------------- kernel benchmarks (bench.log in logs.tgz) ----------------"
 awk '/^augment_normalize on |^Optimizer step incl/ {show=1} /^(PASSED|FAILED|=|-{10})/ {show=0} show' \
-  "$OUT/bench.log" | head -60
+  "$LOGS/bench.log" 2>/dev/null | head -60
+echo "---------------- training (bench_train.log in logs.tgz) ----------------"
+grep -vE "^\s*$|^(PASSED|SKIPPED)|warnings summary|Warning|warn\(" "$LOGS/bench_train.log" \
+  2>/dev/null | tail -30

@@ -542,6 +542,40 @@ def test_cpu_equals_cuda(mode, pad_mode):
     )
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("out_dtype", DTYPES, ids=lambda d: str(d).split(".")[-1])
+@pytest.mark.parametrize("mode", MODES)
+def test_cuda_variants_agree_bit_for_bit(monkeypatch, mode, out_dtype):
+    """FASTCORE_EXT_AUGMENT_CUDA=pixel and row4 compute the same values: output widths that
+    are and are not multiples of 4, NCHW and channels_last outputs (vector and scalar stores),
+    1 and 3 channels, affine and perspective matrices, lighting on and off."""
+    cases = [(3, 32, False, True), (3, 29, True, True), (1, 30, False, False),
+             (3, 36, True, False), (1, 7, True, True)]  # fmt: skip
+    for C, out_w, out_cl, light in cases:
+        images = rand_images(5, C, 31, 37, "cl", seed=out_w).cuda()
+        m = torch.cat([rand_affine(3, seed=C), rand_perspective(2, seed=out_w)]).cuda()
+        lt = rand_lighting(5, seed=7).cuda() if light else None
+        mean, std = stats(C)
+        outs = []
+        for variant in ("pixel", "row4"):
+            monkeypatch.setenv("FASTCORE_EXT_AUGMENT_CUDA", variant)
+            outs.append(
+                ops.augment_normalize(
+                    images, m, (13, out_w), mean=mean, std=std, lighting=lt, mode=mode,
+                    out_dtype=out_dtype, channels_last=out_cl,
+                )
+            )  # fmt: skip
+        assert torch.equal(outs[0], outs[1]), (C, out_w, out_cl, light)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_variant_env_var_is_checked(monkeypatch):
+    monkeypatch.setenv("FASTCORE_EXT_AUGMENT_CUDA", "fastest")
+    images = rand_images(1, 3, 4, 4).cuda()
+    with pytest.raises(RuntimeError, match="FASTCORE_EXT_AUGMENT_CUDA"):
+        ops.augment_normalize(images, torch.eye(3)[None].cuda(), 3, mean=MEAN3, std=STD3)
+
+
 _GUARD_PAGE_SCRIPT = textwrap.dedent(
     """
     import ctypes, mmap, os, sys, torch
