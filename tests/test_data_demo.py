@@ -106,7 +106,7 @@ def test_a_light_shape_on_a_darker_background(tmp_path):
 
 
 def test_classes_are_the_documented_ones():
-    assert len(DEMO_CLASSES) == 10 and len(set(DEMO_CLASSES)) == 10
+    assert len(DEMO_CLASSES) == 12 and len(set(DEMO_CLASSES)) == 12
     assert list(DEMO_CLASSES) == sorted(DEMO_CLASSES)
     for name in DEMO_CLASSES:
         assert name in demo_mod.__doc__

@@ -1,23 +1,24 @@
 """The embedded demo dataset: procedurally drawn shapes, made offline in seconds.
 
-What it is, honestly: 10 classes of synthetic geometric shapes (circle, crescent, cross,
-ellipse, hexagon, rectangle, ring, square, star, triangle), drawn with Pillow at a random
-position, scale (radius 28-40% of the side), rotation and hue: a light shape (luminance
->= 150) on a darker two-color gradient background (luminance <= 100) with at most one thin
-line or dot under it, then a light blur and Gaussian noise, saved as 80 x 80 JPEG files.
-It is not a photograph data set: its error rates say nothing about real-world accuracy, and
-color carries no information about the class. It exists so the lesson flow (data -> train
--> interpret) runs offline on a CPU, from scratch, in minutes, and still has mistakes worth
-interpreting: circle/ellipse (aspect 1.3-1.7), square/rectangle (aspect 1.4-2.0) and
-circle/hexagon/ring are the near pairs.
+What it is, honestly: 12 classes of synthetic geometric shapes (arrow, circle, crescent,
+cross, ellipse, hexagon, pentagon, rectangle, ring, square, star, triangle), drawn with
+Pillow at a random position, scale (radius 28-40% of the side), rotation and hue: a light
+shape (luminance >= 150) on a darker two-color gradient background (luminance <= 100) with
+at most one thin line or dot under it, then a light blur and Gaussian noise, saved as 80 x
+80 JPEG files. It is not a photograph data set: its error rates say nothing about real-world
+accuracy, and color carries no information about the class. It exists so the lesson flow
+(data -> train -> interpret) runs offline on a CPU, from scratch, in minutes, and still has
+mistakes worth interpreting: circle/ellipse (aspect 1.3-1.7), square/rectangle (aspect
+1.4-2.0) and pentagon/hexagon/circle are the near ones.
 
-Version 3 (this one) replaced a harder version 2 (12 classes with pentagon and octagon,
-smaller shapes of any color on any background, more clutter, occlusion and noise) on which
-resnet18 from scratch (64 px, bs 64, `fit_one_cycle(6, 3e-3)`, about 32 s per epoch on the
-2-core CPU) stayed at chance (error 0.91 -> 0.90). On a draft of version 3 (same shapes,
-a little more clutter and noise, radius 28-42%) the same run went 0.90, 0.83, 0.72, 0.60,
-0.56 over its first 5 epochs: learning, but slowly for so few steps; this version is cleaner
-still, and the CLI's demo defaults use bs 32 (twice the optimizer steps for the same time).
+Version 3 (this one) replaced a harder version 2 (octagon instead of arrow, smaller shapes
+of any color on any background, more clutter, occlusion and noise) on which resnet18 from
+scratch (64 px, bs 64, `fit_one_cycle(6, 3e-3)`, about 32 s per epoch on the 2-core CPU)
+stayed at chance (error 0.91 -> 0.90). On a draft of version 3 (10 classes: no pentagon or
+arrow, a little more clutter and noise, radius 28-42%) the same run went 0.90, 0.83, 0.72,
+0.60, 0.56 over its first 5 epochs: learning, but slowly for so few steps; this version is
+cleaner still, and the CLI's demo defaults use bs 32 (twice the optimizer steps for the same
+time).
 
 Layout: ``<dest>/train/<class>/<class>_<i>.jpg`` and ``<dest>/valid/<class>/...`` (so both
 `from_folder` and `from_name_re` with ``r'/([^/]+)_\\d+\\.jpg$'`` work). Each image is a
@@ -45,11 +46,13 @@ from .paths import data_dir
 __all__ = ["DEMO_CLASSES", "demo_dataset"]
 
 DEMO_CLASSES: tuple[str, ...] = (
+    "arrow",
     "circle",
     "crescent",
     "cross",
     "ellipse",
     "hexagon",
+    "pentagon",
     "rectangle",
     "ring",
     "square",
@@ -101,6 +104,15 @@ def _cross(cx: float, cy: float, r: float, rot: float, arm: float):
     return [(cx + c * x - s * y, cy + s * x + c * y) for x, y in base]
 
 
+def _arrow(cx: float, cy: float, r: float, rot: float, shaft: float, head: float):
+    """A block arrow of length 2r pointing along `rot`: a shaft of half-width shaft*r, a
+    triangular head of half-width head*r over the last 0.8r."""
+    w, hw, h = shaft * r, head * r, 0.2 * r
+    base = [(-r, -w), (h, -w), (h, -hw), (r, 0.0), (h, hw), (h, w), (-r, w)]
+    c, s = math.cos(rot), math.sin(rot)
+    return [(cx + c * x - s * y, cy + s * x + c * y) for x, y in base]
+
+
 def _shape_mask(cls: str, side: int, rng: np.random.Generator) -> Image.Image:
     """A white-on-black mask of one shape of class `cls` with a random pose."""
     mask = Image.new("L", (side, side), 0)
@@ -122,11 +134,13 @@ def _shape_mask(cls: str, side: int, rng: np.random.Generator) -> Image.Image:
         c, s = math.cos(rot), math.sin(rot)
         corners = [(-hw, -hh), (hw, -hh), (hw, hh), (-hw, hh)]
         d.polygon([(cx + c * x - s * y, cy + s * x + c * y) for x, y in corners], fill=255)
-    elif cls in ("triangle", "hexagon"):
-        n = {"triangle": 3, "hexagon": 6}[cls]
+    elif cls in ("triangle", "pentagon", "hexagon"):
+        n = {"triangle": 3, "pentagon": 5, "hexagon": 6}[cls]
         d.polygon(_polygon(cx, cy, r, n, rot), fill=255)
     elif cls == "star":
         d.polygon(_star(cx, cy, r, rot, 5, rng.uniform(0.4, 0.55)), fill=255)
+    elif cls == "arrow":
+        d.polygon(_arrow(cx, cy, r, rot, rng.uniform(0.2, 0.3), rng.uniform(0.55, 0.75)), fill=255)
     elif cls == "cross":
         d.polygon(_cross(cx, cy, r, rot, rng.uniform(0.25, 0.4)), fill=255)
     elif cls == "ring":
@@ -249,13 +263,13 @@ def demo_dataset(
     valid_pct: float = 0.2,
     force: bool = False,
 ) -> Path:
-    """Generate the demo dataset once (10 classes x `n_per_class` JPEGs of `size` px;
+    """Generate the demo dataset once (12 classes x `n_per_class` JPEGs of `size` px;
     `valid_pct` of each class in valid/) and return its folder.
 
     dest: the folder; default ``<data_dir()>/demo`` for the default parameters, else
     ``<data_dir()>/demo_n<n>_s<size>_seed<seed>``. An existing complete folder with the same
     parameters is reused; a half-written or different one is replaced. Defaults: 2000 images
-    (1600 train, 400 valid), about 7 s on the 2-core CPU, spread over up to 4 processes.
+    (1920 train, 480 valid), about 8 s on the 2-core CPU, spread over up to 4 processes.
     """
     for name, v, lo in (("n_per_class", n_per_class, 2), ("size", size, 16), ("seed", seed, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
