@@ -50,8 +50,9 @@ Run:
 Environment: BENCH_TRAIN_ROUNDS (default 3), BENCH_TRAIN_EPOCHS (default 3),
 BENCH_TRAIN_PRECISIONS (comma list; default fp32 on the CPU, fp32,fp16,bf16 on CUDA),
 BENCH_TRAIN_LIBS (default "ours,fastai"), BENCH_TRAIN_TIMEOUT (seconds per fit, default
-1200), BENCH_TRAIN_PROFILE=1 (phase times on CUDA), BENCH_TRAIN_MODEL_STEPS (timed model-only
-steps, default 20 on CUDA, 8 on the CPU; bf16 on the CPU at most 3).
+1200), BENCH_TRAIN_PROFILE=1 (phase times on CUDA), BENCH_TRAIN_MODEL_PRECISIONS (model-only
+step; default fp32 on the CPU, fp32,bf16,fp16 on CUDA), BENCH_TRAIN_MODEL_STEPS (timed
+model-only steps, default 20 on CUDA, 8 on the CPU; bf16 on the CPU at most 3).
 
 A short GPU run (for bench/device_check.sh):
 
@@ -422,15 +423,18 @@ def _phase_cells(r: dict) -> str:
 
 def format_table(rows: list[dict], epochs: int) -> str:
     """Markdown table, one line per fit."""
-    head = "| round | lib | precision | wall s | train img/s | error_rate | epochs s | "
+    head = "| round | lib | precision | wall s | train img/s | last epoch img/s | error_rate "
+    head += "| epochs s | "
     head += " | ".join(f"{k} s" for k in PHASES) + " | cache | load |"
-    sep = "| " + " | ".join(["---"] * 3 + ["---:"] * (4 + len(PHASES)) + ["---", "---:"]) + " |"
+    sep = "| " + " | ".join(["---"] * 3 + ["---:"] * (5 + len(PHASES)) + ["---", "---:"]) + " |"
     lines = [head, sep]
     for r in rows:
         epochs_s = " / ".join(f"{t:.1f}" for t in r.get("epoch_s") or [])
+        last = f"{r['n_train'] / r['epoch_s'][-1]:.0f}" if r.get("epoch_s") else "-"
         lines.append(
             f"| {r['round']} | {r['lib']} | {r['precision']} | {r['wall_s']:.1f} | "
-            f"{_rate(r, epochs):.0f} | {r['error_rate']:.4f} | {epochs_s} | {_phase_cells(r)} | "
+            f"{_rate(r, epochs):.0f} | {last} | {r['error_rate']:.4f} | {epochs_s} | "
+            f"{_phase_cells(r)} | "
             f"{r['cache']} | {r['load']:.1f} |"
         )
     return "\n".join(lines)
@@ -552,9 +556,11 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
 
 
 def test_model_only_step():
-    """Model-only throughput in each precision. On a CPU without bf16 matrix instructions
-    (Zen 3 here) bf16 autocast is far slower than fp32: few steps there."""
-    precisions = ["fp32", "bf16"] + (["fp16"] if DEVICE == "cuda" else [])
+    """Model-only throughput in each precision (BENCH_TRAIN_MODEL_PRECISIONS; default fp32
+    on the CPU: on a CPU without bf16 matrix instructions, Zen 3 here, bf16 autocast is about
+    9x slower than fp32, so bf16 there is opt-in and runs few steps)."""
+    default = ["fp32", "bf16", "fp16"] if DEVICE == "cuda" else ["fp32"]
+    precisions = _env_list("BENCH_TRAIN_MODEL_PRECISIONS", default, ("fp32", "bf16", "fp16"))
     cfg = CONFIG[DEVICE]
     print(
         f"\n{_device_name()}; model-only step, {cfg['arch']}, [{cfg['bs']}, 3, {cfg['size']}, "
