@@ -486,7 +486,7 @@ def side_by_side(device: str = DEVICE) -> tuple[list[dict], dict]:
                 rows.append({**res, "round": r, "precision": precision})
                 print(
                     f"  {lib} {precision} round {r}: {res['wall_s']:.1f} s, error_rate "
-                    f"{res['error_rate']:.4f}, load {res['load']:.1f}",
+                    f"{res['error_rate']:.4f}, load {res['load']:.1f}; {json.dumps(res)}",
                     flush=True,
                 )
     return rows, cfg
