@@ -3,6 +3,7 @@
 import inspect
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -21,7 +22,8 @@ def test_layout_and_real_jpegs(tmp_path):
     assert sorted(p.name for p in (root / "valid").iterdir()) == sorted(DEMO_CLASSES)
     split = items_from_folder(root)
     assert split.classes == sorted(DEMO_CLASSES) and len(split.classes) >= 10
-    assert len(split.train_items) == 12 * 4 and len(split.valid_items) == 12
+    n = len(DEMO_CLASSES)
+    assert len(split.train_items) == n * 4 and len(split.valid_items) == n
     with Image.open(split.train_items[0]) as im:
         assert im.format == "JPEG" and im.size == (40, 40) and im.mode == "RGB"
     assert split.train_items[0].name == f"{split.classes[0]}_0000.jpg"
@@ -63,7 +65,7 @@ def test_reused_then_regenerated_when_half_written(tmp_path, monkeypatch):
     assert len(calls) == 1 and (root / "train" / "circle" / "circle_0000.jpg").is_file()
     demo_dataset(tmp_path / "d", n_per_class=4, size=32)  # other parameters: regenerated
     assert len(calls) == 2
-    assert json.loads((root / ".complete.json").read_text())["images"] == 48
+    assert json.loads((root / ".complete.json").read_text())["images"] == 4 * len(DEMO_CLASSES)
     assert not list(tmp_path.glob(".d.tmp-*"))
 
 
@@ -84,3 +86,27 @@ def test_default_folder_under_the_data_folder(tmp_path, monkeypatch):
 def test_bad_arguments(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         demo_dataset(tmp_path / "x", **kw)
+
+
+def test_a_light_shape_on_a_darker_background(tmp_path):
+    """Every image: a shape brighter than every background and clutter color (luminance
+    >= 150 before shading, noise and JPEG) covering a good part of the image, the rest dark
+    (luminance <= 100 before noise and JPEG)."""
+    root = demo_dataset(tmp_path / "d", n_per_class=4, size=48)
+    weights = np.array([0.299, 0.587, 0.114])
+    bright = {}
+    for path in root.rglob("*.jpg"):
+        with Image.open(path) as im:
+            luma = np.asarray(im.convert("RGB"), dtype=np.float64) @ weights
+        light = (luma > 125).mean()
+        dark = (luma < 110).mean()
+        assert 0.05 < light < 0.7 and dark > 0.25 and light + dark > 0.9, (path.name, light, dark)
+        bright.setdefault(path.parent.name, []).append(light)
+    assert sorted(bright) == sorted(DEMO_CLASSES)
+
+
+def test_classes_are_the_documented_ones():
+    assert len(DEMO_CLASSES) == 12 and len(set(DEMO_CLASSES)) == 12
+    assert list(DEMO_CLASSES) == sorted(DEMO_CLASSES)
+    for name in DEMO_CLASSES:
+        assert name in demo_mod.__doc__
