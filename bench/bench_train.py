@@ -3,7 +3,7 @@ from scratch, fit_one_cycle) in both libraries on the same data, device and sett
 
 CPU (no GPU present): resnet18, 64 px (presize 80), batch 64, 3 epochs of fit_one_cycle at
 max_lr 3e-3, 2 DataLoader workers, on the demo dataset (`fastcore_ext.data.demo_dataset()`:
-1920 train + 480 valid JPEGs of 96 px, 12 classes).
+1920 train + 480 valid JPEGs of 80 px, 12 classes).
 CUDA (when present): resnet34, 224 px (presize 280), batch 64, 3 epochs, workers = min(16,
 cores), on the demo dataset drawn at 320 px (`demo_dataset(size=320)`); fp32 and fp16
 (`to_fp16()`) in both libraries, then our bf16 (fastai 2.8 has no bf16 training).
