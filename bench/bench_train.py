@@ -1,0 +1,599 @@
+"""Training end to end, side by side with fastai: the lesson flow (an image folder, a resnet
+from scratch, fit_one_cycle) in both libraries on the same data, device and settings.
+
+CPU (no GPU present): resnet18, 64 px (presize 80), batch 64, 3 epochs of fit_one_cycle at
+max_lr 3e-3, 2 DataLoader workers, on the demo dataset (`fastcore_ext.data.demo_dataset()`:
+1920 train + 480 valid JPEGs of 80 px, 12 classes).
+CUDA (when present): resnet34, 224 px (presize 280), batch 64, 3 epochs, workers = min(16,
+cores), on the demo dataset drawn at 320 px (`demo_dataset(size=320)`); fp32 and fp16
+(`to_fp16()`) in both libraries, then our bf16 (fastai 2.8 has no bf16 training).
+
+- fastai 2.8: `ImageDataLoaders.from_folder(item_tfms=Resize(presize),
+  batch_tfms=[*aug_transforms(size=size), Normalize.from_stats(*imagenet_stats)])`,
+  `vision_learner(dls, arch, pretrained=False, metrics=error_rate)`.
+- ours: `ImageDataBunch.from_folder(ds_tfms=get_transforms(), size=size, cache=True)
+  .normalize(imagenet_stats)` (presize round(1.25 * size) = the same as fastai's),
+  `create_cnn(data, arch, pretrained=False, metrics=error_rate)`. The decoded cache lives
+  under FASTCORE_EXT_HOME; the benchmark fills it once before the timed runs (untimed), so
+  every timed run of ours reads a warm cache (each row says). fastai decodes every epoch.
+
+Each fit runs in a fresh subprocess (fastai and ours never share a process), rounds
+alternate which library goes first, and the table gives every run plus medians: wall time
+of fit_one_cycle (validation included), training images/s (train images x epochs / wall
+time), final error rate, and where the time went (data loading + augmentation, forward,
+backward, optimizer step, validation, the rest: callbacks, progress, zero_grad, epoch ends),
+measured by a timing callback at the loop's events (on CUDA only with BENCH_TRAIN_PROFILE=1,
+which synchronizes at every event). The model-only step (forward + loss + backward + fused
+Adam step on one fixed batch, no data) gives the ceiling the whole pipeline is compared with.
+
+fastai runs in its own interpreter: FASTAI_PYTHON (a Python that can import fastai.vision.all
+and the same torch), else this interpreter if it can import fastai, else the fastai side is
+skipped. A venv that borrows the project's torch and holds only fastai's own pure-python
+wheels:
+
+    python -m venv ~/fastai-venv
+    python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \\
+        > ~/fastai-venv/lib/python3.X/site-packages/project.pth   # the project's site-packages
+    ~/fastai-venv/bin/pip install --no-deps fastai==2.8.12 fastcore==2.2.41 \\
+        fastprogress==1.0.3 fastdownload==0.0.8 fasttransform==0.0.5 plum-dispatch==2.9.0 \\
+        beartype==0.23.1 rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 \\
+        cloudpickle==3.1.3
+    export FASTAI_PYTHON=~/fastai-venv/bin/python
+
+(fastprogress 1.0.3, not 1.1: 1.1 imports python-fasthtml and its web-server stack.)
+
+Run:
+
+    python -m pytest bench/bench_train.py -s       # side by side + model-only step
+    python bench/bench_train.py --run ours --data DIR --device cpu --precision fp32  # one fit
+
+Environment: BENCH_TRAIN_ROUNDS (default 3), BENCH_TRAIN_EPOCHS (default 3),
+BENCH_TRAIN_PRECISIONS (comma list; default fp32 on the CPU, fp32,fp16,bf16 on CUDA),
+BENCH_TRAIN_LIBS (default "ours,fastai"), BENCH_TRAIN_TIMEOUT (seconds per fit, default
+1200), BENCH_TRAIN_PROFILE=1 (phase times on CUDA), BENCH_TRAIN_MODEL_PRECISIONS (model-only
+step; default fp32 on the CPU, fp32,bf16,fp16 on CUDA), BENCH_TRAIN_MODEL_STEPS (timed
+model-only steps, default 20 on CUDA, 8 on the CPU; bf16 on the CPU at most 3).
+
+A short GPU run (for bench/device_check.sh):
+
+    BENCH_TRAIN_ROUNDS=1 BENCH_TRAIN_EPOCHS=2 BENCH_TRAIN_PRECISIONS=fp32,bf16 \\
+        python -m pytest -q -s -p no:cacheprovider bench/bench_train.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+try:  # the fastai interpreter runs this file as a script and need not have pytest
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CONFIG = {
+    "cpu": {"arch": "resnet18", "size": 64, "presize": 80, "bs": 64, "epochs": 3,
+            "workers": 2, "lr": 3e-3, "demo": {}, "precisions": ["fp32"]},
+    "cuda": {"arch": "resnet34", "size": 224, "presize": 280, "bs": 64, "epochs": 3,
+             "workers": min(16, os.cpu_count() or 1), "lr": 3e-3, "demo": {"size": 320},
+             "precisions": ["fp32", "fp16", "bf16"]},
+}  # fmt: skip
+PHASES = ("data", "forward", "backward", "step", "valid", "other")
+
+if pytest is not None:
+    pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected a positive int, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {raw!r}")
+    return value
+
+
+def _env_list(name: str, default: list[str], allowed: tuple[str, ...]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return list(default)
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise ValueError(f"{name}: expected a comma list of {allowed}, got {raw!r}")
+    return values
+
+
+def settings(device: str = DEVICE) -> dict:
+    """The configuration of `device` with the BENCH_TRAIN_* environment applied."""
+    cfg = dict(CONFIG[device])
+    cfg["epochs"] = _env_int("BENCH_TRAIN_EPOCHS", cfg["epochs"])
+    cfg["rounds"] = _env_int("BENCH_TRAIN_ROUNDS", 3)
+    cfg["timeout"] = _env_int("BENCH_TRAIN_TIMEOUT", 1200)
+    cfg["precisions"] = _env_list(
+        "BENCH_TRAIN_PRECISIONS", cfg["precisions"], ("fp32", "fp16", "bf16")
+    )
+    cfg["libs"] = _env_list("BENCH_TRAIN_LIBS", ["ours", "fastai"], ("ours", "fastai"))
+    if device == "cpu" and "fp16" in cfg["precisions"]:
+        raise ValueError("BENCH_TRAIN_PRECISIONS: fp16 needs CUDA (use bf16 on the CPU)")
+    cfg["profile"] = device == "cpu" or os.environ.get("BENCH_TRAIN_PROFILE") == "1"
+    return cfg
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+# ---- where the time goes: one timing callback for both libraries ---------------------------------
+class _PhaseTimerMixin:
+    """Seconds of a fit per phase, from the loop's events (same names in both libraries):
+    the time since the previous event goes to the phase that the current event ends.
+    data: waiting for the next training batch (loading, decoding, augmentation, normalization,
+    transfer); forward: forward + loss; backward; step: the optimizer step; valid: the whole
+    validation pass; other: everything else (zero_grad, other callbacks' batch and epoch
+    ends, metrics, progress, epoch setup)."""
+
+    def _t_init(self, device: str, sync: bool) -> None:
+        self._t_device, self._t_sync = device, sync
+        self.phases = dict.fromkeys(PHASES, 0.0)
+        self._t_last = 0.0
+
+    def _t_mark(self, phase: str) -> None:
+        if self._t_sync:
+            _sync(self._t_device)
+        now = time.perf_counter()
+        self.phases[phase] += now - self._t_last
+        self._t_last = now
+
+    def _t_training(self) -> bool:
+        return bool(self.learn.training)
+
+    def before_fit(self) -> None:
+        if self._t_sync:
+            _sync(self._t_device)
+        self._t_last = time.perf_counter()
+
+    def before_epoch(self) -> None:
+        self._t_mark("other")
+
+    def before_train(self) -> None:
+        self._t_mark("other")
+
+    def before_batch(self) -> None:
+        self._t_mark("data" if self._t_training() else "valid")
+
+    def after_loss(self) -> None:
+        self._t_mark("forward" if self._t_training() else "valid")
+
+    def after_backward(self) -> None:
+        self._t_mark("backward")
+
+    def after_step(self) -> None:
+        self._t_mark("step")
+
+    def after_batch(self) -> None:
+        self._t_mark("other" if self._t_training() else "valid")
+
+    def after_train(self) -> None:
+        self._t_mark("data")  # the loader's end of pass (StopIteration) after the last batch
+
+    def before_validate(self) -> None:
+        self._t_mark("other")
+
+    def after_validate(self) -> None:
+        self._t_mark("valid")
+
+    def after_epoch(self) -> None:
+        self._t_mark("other")
+
+    def after_fit(self) -> None:
+        self._t_mark("other")
+
+
+def _phases_out(phases: dict[str, float] | None) -> dict[str, float] | None:
+    return None if phases is None else {k: round(v, 4) for k, v in phases.items()}
+
+
+# ---- one fit per library (each in its own subprocess) --------------------------------------------
+def run_ours(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
+    """One fit_one_cycle of ours; returns the row (wall_s, n_train, error_rate, ...)."""
+    from fastcore_ext.callback import Callback
+    from fastcore_ext.data import ImageDataBunch, imagenet_stats
+    from fastcore_ext.vision import create_cnn, error_rate, get_transforms
+
+    data = ImageDataBunch.from_folder(
+        data_dir, ds_tfms=get_transforms(), size=cfg["size"], bs=cfg["bs"],
+        num_workers=cfg["workers"], cache=True, seed=0, device=device,
+    ).normalize(imagenet_stats)  # fmt: skip
+    if data.presize != cfg["presize"]:
+        raise RuntimeError(f"our presize is {data.presize}, the benchmark's {cfg['presize']}")
+    warm = data.train_ds.cache.complete and data.valid_ds.cache.complete
+    learn = create_cnn(data, cfg["arch"], pretrained=False, metrics=error_rate, seed=0)
+    learn.progress.show_bar = learn.progress.show_table = False
+    if precision == "bf16":
+        learn.to_bf16()
+    elif precision == "fp16":
+        learn.to_fp16()
+
+    class Timer(_PhaseTimerMixin, Callback):
+        order = 1000  # after the recorder and the progress callback
+
+    timer = Timer()
+    timer._t_init(device, sync=device == "cuda")
+    cbs = [timer] if cfg["profile"] else None
+    _sync(device)
+    start = time.perf_counter()
+    learn.fit_one_cycle(cfg["epochs"], max_lr=cfg["lr"], cbs=cbs)
+    _sync(device)
+    wall = time.perf_counter() - start
+    return {
+        "lib": "ours",
+        "wall_s": wall,
+        "n_train": len(data.train_ds),
+        "n_valid": len(data.valid_ds),
+        "train_batches": len(data.train_dl),
+        "error_rate": float(learn.recorder.metrics[-1][0]),
+        "epoch_s": [round(t, 3) for t in learn.recorder.epoch_times],
+        "phases": _phases_out(timer.phases if cfg["profile"] else None),
+        "cache": "warm" if warm else "cold",
+        "version": _version("fastcore_ext"),
+    }
+
+
+def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
+    """One fit_one_cycle of fastai 2.8 on the same folder and settings."""
+    import fastai
+    import torchvision
+    from fastai.vision.all import (
+        Callback,
+        ImageDataLoaders,
+        Normalize,
+        Resize,
+        aug_transforms,
+        error_rate,
+        imagenet_stats,
+        vision_learner,
+    )
+
+    dls = ImageDataLoaders.from_folder(
+        data_dir, train="train", valid="valid", seed=0,
+        item_tfms=Resize(cfg["presize"]),
+        batch_tfms=[*aug_transforms(size=cfg["size"]), Normalize.from_stats(*imagenet_stats)],
+        bs=cfg["bs"], num_workers=cfg["workers"], device=torch.device(device),
+    )  # fmt: skip
+    arch = getattr(torchvision.models, cfg["arch"])
+    learn = vision_learner(dls, arch, pretrained=False, metrics=error_rate)
+    if precision == "fp16":
+        learn.to_fp16()
+    elif precision != "fp32":
+        raise ValueError(f"fastai run: precision {precision!r} not compared (fp32 or fp16)")
+
+    class Timer(_PhaseTimerMixin, Callback):
+        order = 1000  # after fastai's Recorder (50) and ProgressCallback (60)
+
+    timer = Timer()
+    timer._t_init(device, sync=device == "cuda")
+    epoch_s: list[float] = []
+
+    class EpochTimer(Callback):
+        order = 1001
+
+        def before_epoch(self) -> None:
+            self._e0 = time.perf_counter()
+
+        def after_epoch(self) -> None:
+            _sync(device)
+            epoch_s.append(round(time.perf_counter() - self._e0, 3))
+
+    cbs = [EpochTimer()] + ([timer] if cfg["profile"] else [])
+    _sync(device)
+    start = time.perf_counter()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(cfg["epochs"], cfg["lr"], cbs=cbs)
+    _sync(device)
+    wall = time.perf_counter() - start
+    names = list(learn.recorder.metric_names)
+    row = learn.recorder.values[-1]  # [train_loss, valid_loss, error_rate]
+    return {
+        "lib": "fastai",
+        "wall_s": wall,
+        "n_train": len(dls.train_ds),
+        "n_valid": len(dls.valid_ds),
+        "train_batches": len(dls.train),
+        "error_rate": float(row[names.index("error_rate") - 1]),
+        "epoch_s": epoch_s,
+        "phases": _phases_out(timer.phases if cfg["profile"] else None),
+        "cache": "-",
+        "version": fastai.__version__,
+    }
+
+
+def _version(module: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # not installed as a distribution (run from a checkout)
+        return "checkout"
+
+
+@functools.cache
+def fastai_python() -> str | None:
+    """The interpreter that runs fastai: FASTAI_PYTHON, else this one if it can import
+    fastai.vision.all, else None (skip). An unusable FASTAI_PYTHON is an error."""
+    explicit = os.environ.get("FASTAI_PYTHON")
+    candidates = [explicit] if explicit else [sys.executable]
+    for python in candidates:
+        probe = subprocess.run(
+            [python, "-c", "import fastai.vision.all, fastai; print(fastai.__version__)"],
+            capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+        if probe.returncode == 0:
+            return python
+        if explicit:
+            raise RuntimeError(
+                f"FASTAI_PYTHON={explicit!r} cannot import fastai.vision.all:\n"
+                f"{probe.stderr[-2000:]}"
+            )
+    return None
+
+
+def _fit_in_subprocess(lib: str, data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
+    python = sys.executable if lib == "ours" else fastai_python()
+    cmd = [python, str(Path(__file__).resolve()), "--run", lib, "--data", str(data_dir),
+           "--device", device, "--precision", precision,
+           "--epochs", str(cfg["epochs"])]  # fmt: skip
+    if cfg["profile"]:
+        cmd.append("--profile")
+    env = dict(os.environ)
+    if lib == "ours":
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    load_before = os.getloadavg()[0]
+    try:
+        out = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+            timeout=cfg["timeout"],
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as e:
+        raise RuntimeError(f"{lib} {precision} fit took over {cfg['timeout']} s") from e
+    if out.returncode != 0:
+        raise RuntimeError(f"{lib} run failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["load"] = max(load_before, os.getloadavg()[0])
+    return result
+
+
+def _demo(cfg: dict) -> Path:
+    from fastcore_ext.data import demo_dataset
+
+    return demo_dataset(**cfg["demo"])
+
+
+def _warm_cache(data_dir: Path, device: str, cfg: dict) -> None:
+    """Fill our decoded cache (one pass over both splits), untimed, so that every timed run
+    of ours reads the same warm cache."""
+    from fastcore_ext.data import ImageDataBunch, imagenet_stats
+
+    data = ImageDataBunch.from_folder(
+        data_dir, ds_tfms=None, size=cfg["size"], bs=cfg["bs"], num_workers=cfg["workers"],
+        cache=True, seed=0, device=device,
+    ).normalize(imagenet_stats)  # fmt: skip
+    for dl in (data.train_dl, data.valid_dl):
+        for _ in dl:
+            pass
+    for dl in (data.train_dl, data.valid_dl):
+        close = getattr(dl, "close", None)
+        if close is not None:
+            close()
+
+
+# ---- the table -----------------------------------------------------------------------------------
+def _device_name() -> str:
+    if DEVICE == "cuda":
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"CPU ({os.cpu_count()} cores), torch {torch.__version__}, {threads} threads"
+
+
+def _rate(r: dict, epochs: int) -> float:
+    return r["n_train"] * epochs / r["wall_s"]
+
+
+def _phase_cells(r: dict) -> str:
+    ph = r.get("phases")
+    if not ph:
+        return " | ".join("-" for _ in PHASES)
+    return " | ".join(f"{ph[k]:.1f}" for k in PHASES)
+
+
+def format_table(rows: list[dict], epochs: int) -> str:
+    """Markdown table, one line per fit."""
+    head = "| round | lib | precision | wall s | train img/s | last epoch img/s | error_rate "
+    head += "| epochs s | "
+    head += " | ".join(f"{k} s" for k in PHASES) + " | cache | load |"
+    sep = "| " + " | ".join(["---"] * 3 + ["---:"] * (5 + len(PHASES)) + ["---", "---:"]) + " |"
+    lines = [head, sep]
+    for r in rows:
+        epochs_s = " / ".join(f"{t:.1f}" for t in r.get("epoch_s") or [])
+        last = f"{r['n_train'] / r['epoch_s'][-1]:.0f}" if r.get("epoch_s") else "-"
+        lines.append(
+            f"| {r['round']} | {r['lib']} | {r['precision']} | {r['wall_s']:.1f} | "
+            f"{_rate(r, epochs):.0f} | {last} | {r['error_rate']:.4f} | {epochs_s} | "
+            f"{_phase_cells(r)} | "
+            f"{r['cache']} | {r['load']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def summarize(rows: list[dict], epochs: int) -> list[str]:
+    """Median lines per (precision, lib) and the ours/fastai wall-time ratio."""
+    out = []
+    for precision in dict.fromkeys(r["precision"] for r in rows):
+        med = {}
+        for lib in ("ours", "fastai"):
+            sel = [r for r in rows if r["lib"] == lib and r["precision"] == precision]
+            if sel:
+                med[lib] = (
+                    statistics.median(r["wall_s"] for r in sel),
+                    statistics.median(r["error_rate"] for r in sel),
+                    sel[0]["n_train"] * epochs,
+                    len(sel),
+                )
+        for lib, (wall, err, imgs, n) in med.items():
+            out.append(
+                f"{precision} {lib}: median of {n}: {wall:.1f} s, {imgs / wall:.0f} train "
+                f"img/s, error_rate {err:.4f}"
+            )
+        if len(med) == 2:
+            ratio = med["ours"][0] / med["fastai"][0]
+            out.append(
+                f"{precision} ours/fastai wall time: {ratio:.2f}x (fastai/ours images/s "
+                f"{1 / ratio:.2f}x); error_rate ours {med['ours'][1]:.4f} vs fastai "
+                f"{med['fastai'][1]:.4f}"
+            )
+    return out
+
+
+def side_by_side(device: str = DEVICE) -> tuple[list[dict], dict]:
+    """Every fit of the comparison, fresh subprocess each, alternating order per round."""
+    cfg = settings(device)
+    data_dir = _demo(cfg)  # generated once, outside the timed runs
+    libs = [lib for lib in cfg["libs"] if lib == "ours" or fastai_python() is not None]
+    if "ours" in libs:
+        _warm_cache(data_dir, device, cfg)
+    rows = []
+    for precision in cfg["precisions"]:
+        plibs = [lib for lib in libs if not (lib == "fastai" and precision == "bf16")]
+        for r in range(cfg["rounds"]):
+            order = plibs if r % 2 == 0 else plibs[::-1]
+            for lib in order:
+                res = _fit_in_subprocess(lib, data_dir, device, precision, cfg)
+                rows.append({**res, "round": r, "precision": precision})
+                print(
+                    f"  {lib} {precision} round {r}: {res['wall_s']:.1f} s, error_rate "
+                    f"{res['error_rate']:.4f}, load {res['load']:.1f}; {json.dumps(res)}",
+                    flush=True,
+                )
+    return rows, cfg
+
+
+def test_fit_one_cycle_side_by_side():
+    """The target on the CPU: our wall time at most 0.6x fastai's at an equal or lower
+    error rate; printed, never asserted (the machine is shared)."""
+    cfg = settings()
+    if fastai_python() is None:
+        print("\nfastai is not importable here (set FASTAI_PYTHON): ours only")
+    rows, cfg = side_by_side()
+    versions = {r["lib"]: r["version"] for r in rows}
+    print(
+        f"\n{_device_name()}; {cfg['arch']} from scratch, {cfg['size']} px (presize "
+        f"{cfg['presize']}), bs {cfg['bs']}, {cfg['epochs']} epochs of fit_one_cycle at "
+        f"{cfg['lr']}, {cfg['workers']} workers; {versions}\n"
+    )
+    print(format_table(rows, cfg["epochs"]))
+    print("\nmedians:")
+    for line in summarize(rows, cfg["epochs"]):
+        print("  " + line)
+    assert all(r["wall_s"] > 0 and 0.0 <= r["error_rate"] <= 1.0 for r in rows)
+
+
+# ---- the model alone -----------------------------------------------------------------------------
+def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, float]:
+    """(median seconds per step, images/s) of forward + loss + backward + fused Adam step on
+    one fixed batch [bs, 3, size, size], through the Learner's own batch code (no data
+    loading, no callbacks beyond the defaults), channels-last on CUDA as create_cnn does."""
+    from fastcore_ext.learner import Learner
+    from fastcore_ext.vision import create_body, create_head
+
+    cfg = CONFIG[device]
+    body, _ = create_body(cfg["arch"], pretrained=False)
+    model = torch.nn.Sequential(body, create_head(512, 12))
+
+    class _Data:  # the bunch interface, enough for a Learner that never iterates it
+        train_dl = valid_dl = None
+        path, c = ".", 12
+
+    _Data.device = device
+    learn = Learner(_Data(), model, seed=0)
+    if device == "cuda":
+        learn.to_channels_last()
+    if precision == "bf16":
+        learn.to_bf16()
+    elif precision == "fp16":
+        learn.to_fp16()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg["bs"], 3, cfg["size"], cfg["size"], generator=g).to(device)
+    y = torch.randint(0, 12, (cfg["bs"],), generator=g).to(device)
+    learn.model.train()
+    learn.training = True
+    learn.xb, learn.yb = x, y
+    times = []
+    for i in range(steps + 2):  # two warm-up steps
+        _sync(device)
+        start = time.perf_counter()
+        learn._do_one_batch()
+        _sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    learn.training = False
+    step = statistics.median(times)
+    return step, cfg["bs"] / step
+
+
+def test_model_only_step():
+    """Model-only throughput in each precision (BENCH_TRAIN_MODEL_PRECISIONS; default fp32
+    on the CPU: on a CPU without bf16 matrix instructions, Zen 3 here, bf16 autocast is about
+    9x slower than fp32, so bf16 there is opt-in and runs few steps)."""
+    default = ["fp32", "bf16", "fp16"] if DEVICE == "cuda" else ["fp32"]
+    precisions = _env_list("BENCH_TRAIN_MODEL_PRECISIONS", default, ("fp32", "bf16", "fp16"))
+    cfg = CONFIG[DEVICE]
+    print(
+        f"\n{_device_name()}; model-only step, {cfg['arch']}, [{cfg['bs']}, 3, {cfg['size']}, "
+        f"{cfg['size']}], load {os.getloadavg()[0]:.1f}"
+    )
+    fp32_steps = _env_int("BENCH_TRAIN_MODEL_STEPS", 20 if DEVICE == "cuda" else 8)
+    for precision in precisions:
+        steps = min(3, fp32_steps) if (DEVICE == "cpu" and precision == "bf16") else fp32_steps
+        step, rate = model_only_rate(DEVICE, precision, steps)
+        print(f"  {precision}: {step * 1000:.1f} ms/step, {rate:.0f} images/s (median of {steps})")
+        assert step > 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="one fit of the side-by-side benchmark (JSON)")
+    parser.add_argument("--run", choices=["ours", "fastai"], required=True)
+    parser.add_argument("--data", type=Path, required=True, help="the image folder")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=DEVICE)
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--profile", action="store_true", help="phase times (syncs on CUDA)")
+    args = parser.parse_args(argv)
+    cfg = dict(CONFIG[args.device])
+    if args.epochs is not None:
+        if args.epochs < 1:
+            parser.error(f"--epochs: expected a positive int, got {args.epochs}")
+        cfg["epochs"] = args.epochs
+    cfg["profile"] = args.profile
+    if not (args.data / "train").is_dir() or not (args.data / "valid").is_dir():
+        parser.error(f"--data: expected a folder with train/ and valid/, got {args.data}")
+    run = run_ours if args.run == "ours" else run_fastai
+    print(json.dumps(run(args.data, args.device, args.precision, cfg)))
+
+
+if __name__ == "__main__":
+    main()
