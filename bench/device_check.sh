@@ -87,6 +87,7 @@ for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         print(dev, "raised ValueError:", str(e).splitlines()[0][:90])
 PYEOF
 if have "C++ error -> Python" 20; then
+  export PYTHONPATH="$PWD"  # the script lives outside the repository
   timeout 60 "$PY" "$LOGS/throw_check.py" >"$LOGS/throw_check.log" 2>&1
   rc=$?
   note "C++ error -> Python   rc=$rc  $(tr '\n' ' ' <"$LOGS/throw_check.log" | cut -c1-220)"

@@ -153,6 +153,8 @@ def run_both(images, matrices, size, **kw):
     out = ops.augment_normalize(images, matrices, size, **kw)
     kw.pop("out_dtype", None)
     kw.pop("channels_last", None)
+    if kw.get("lighting") is not None:
+        kw["lighting"] = kw["lighting"].cpu()
     ref = augment_normalize_reference(images.cpu(), matrices.cpu(), size, **kw)
     return out, ref
 
