@@ -34,23 +34,72 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from fastcore_ext.augment import aug_transforms, get_transforms
+from fastcore_ext.callback import (
+    CSVLogger,
+    EarlyStoppingCallback,
+    SaveModelCallback,
+    TerminateOnNaN,
+)
+from fastcore_ext.data import (
+    DEMO_CLASSES,
+    ImageDataBunch,
+    ImageDataLoaders,
+    Normalize,
+    Resize,
+    URLs,
+    demo_dataset,
+    get_image_files,
+    imagenet_stats,
+    untar_data,
+    verify_images,
+)
+from fastcore_ext.export import load_learner
+from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner, set_seed
 from fastcore_ext.metrics import accuracy, error_rate, top_k_accuracy
 from fastcore_ext.optim import SGD, Adam
 
+# The public API of `from fastcore_ext.vision import *`: every name the lesson-1 notes use
+# (untar_data, URLs, get_image_files, ImageDataBunch, get_transforms, imagenet_stats,
+# create_cnn, models, error_rate, ClassificationInterpretation, doc, Path), fastai v2's
+# spellings (ImageDataLoaders, Resize, Normalize, aug_transforms, vision_learner), and the
+# rest a training script needs (load_learner, callbacks, optimizers, metrics, the demo data).
 __all__ = [
     "Adam",
+    "CSVLogger",
+    "ClassificationInterpretation",
+    "DEMO_CLASSES",
+    "EarlyStoppingCallback",
+    "ImageDataBunch",
+    "ImageDataLoaders",
     "Learner",
+    "Normalize",
+    "Path",
+    "Resize",
     "SGD",
+    "SaveModelCallback",
+    "TerminateOnNaN",
+    "URLs",
     "accuracy",
     "aug_transforms",
     "cnn_learner",
+    "create_body",
     "create_cnn",
+    "create_head",
+    "demo_dataset",
     "doc",
     "error_rate",
+    "get_image_files",
     "get_transforms",
+    "imagenet_stats",
+    "load_learner",
     "models",
+    "nn",
+    "set_seed",
     "top_k_accuracy",
+    "torch",
+    "untar_data",
+    "verify_images",
     "vision_learner",
 ]
 

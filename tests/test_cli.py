@@ -1,0 +1,268 @@
+"""The `fastcore-ext` command: train end to end on a slice of the demo dataset, predict,
+lr-find, Ctrl-C, and the exit status and one-line message of each usage error."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fastcore_ext.data as data_mod
+from fastcore_ext import cli, vision
+from fastcore_ext.callback import Callback
+from fastcore_ext.data import DEMO_CLASSES, demo_dataset
+from fastcore_ext.learner import Learner
+
+SMALL = {"arch": "resnet18", "size": 32, "bs": 8, "epochs": 1, "unfreeze_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    """12 classes x 6 images of 32 px (5 train, 1 valid each)."""
+    return demo_dataset(tmp_path_factory.mktemp("demo") / "d", n_per_class=6, size=32)
+
+
+@pytest.fixture
+def offline_weights(tmp_path, monkeypatch):
+    """An empty torchvision cache, and downloads that fail as they do offline."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def no_network(url, dst, timeout):
+        raise OSError("[Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(vision, "_download", no_network)
+
+
+@pytest.fixture
+def small_defaults(monkeypatch, small_demo):
+    """The demo defaults shrunk to a test's size, and the demo dataset to `small_demo`."""
+    monkeypatch.setattr(cli, "DEMO_DEFAULTS", {**SMALL, "lr_find_iters": 8})
+    monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
+    monkeypatch.setattr(data_mod, "demo_dataset", lambda: small_demo)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_demo_end_to_end_then_predict(
+    tmp_path, capsys, small_demo, small_defaults, offline_weights
+):
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--out", str(out_dir), "--workers", "0")
+    assert code == 0, err
+    # the defaults it chose and the pretrained decision are said
+    assert "Defaults for the demo dataset: --arch resnet18, --size 32, --bs 8" in out
+    assert "pretrained: no (resnet18's ImageNet weights are not in torchvision's cache" in out
+    assert "12 classes, 60 train / 12 valid images" in out
+    # the lesson: two lr_finds, two fits with the chosen learning rates, epoch tables
+    assert out.count("lr_find (lr_find_stage") == 2
+    assert "Stage 1: fit_one_cycle(1, max_lr=" in out and "(lr_find's valley)" in out
+    assert "Stage 2: unfreeze, fit_one_cycle(1, max_lr=slice(" in out
+    assert sum(line.startswith("epoch") for line in out.splitlines()) == 2
+    assert "final error rate: " in out and "Summary" in out
+    # files
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["epochs_done"] == 2 and summary["pretrained"] is False
+    assert summary["interrupted"] is False and summary["arch"] == "resnet18"
+    assert 0.0 <= summary["final_error_rate"] <= 1.0
+    lo, hi = summary["learning_rates"]["stage2"]
+    assert 0 < lo <= hi == pytest.approx(summary["learning_rates"]["stage1"] / 10)
+    assert set(summary["time_s"]) >= {"total", "data", "lr_find", "fit", "interpretation"}
+    plots = ["lr_find_stage1", "lr_find_stage2", "losses_stage1", "losses_stage2"]
+    plots += ["schedule_stage1", "schedule_stage2", "top_losses", "confusion_matrix"]
+    for name in plots:
+        png = out_dir / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    rows = list(csv.DictReader(open(out_dir / "metrics.csv")))
+    assert len(rows) == 2 and set(rows[0]) == {"epoch", "train_loss", "valid_loss", "error_rate",
+                                               "time"}  # fmt: skip
+    lines = [json.loads(s) for s in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in lines] == ["stage1", "stage2"]
+    assert lines[-1]["error_rate"] == pytest.approx(summary["final_error_rate"])
+    assert len(lines[1]["lrs"]) == 3  # one per layer group
+    assert "export.pth" in summary["files"]
+
+    # predict with the exported model: one line per image, class and probability
+    images = [str(p) for p in data_mod.get_image_files(small_demo / "valid")][:3]
+    code, out, err = run(capsys, "predict", str(out_dir), *images)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 3
+    for line, img in zip(lines, images, strict=True):
+        path, cls, prob = line.split()
+        assert path == img and cls in DEMO_CLASSES and 0.0 < float(prob) <= 1.0
+    code, out, err = run(capsys, "predict", str(out_dir / "export.pth"), images[0])
+    assert code == 0 and out.split()[0] == images[0]
+
+
+def test_ctrl_c_saves_and_exits_130(
+    tmp_path, capsys, small_demo, small_defaults, offline_weights, monkeypatch
+):
+    class Interrupt(Callback):
+        def after_batch(self):
+            if self.learn.training and self.learn.iter == 2:
+                raise KeyboardInterrupt
+
+    real = Learner.fit_one_cycle
+    monkeypatch.setattr(
+        Learner,
+        "fit_one_cycle",
+        lambda self, *a, cbs=(), **k: real(self, *a, cbs=[*cbs, Interrupt()], **k),
+    )
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--out", str(out_dir), "--lr", "1e-3", "--workers", "0")
+    assert code == 130
+    assert "Training interrupted at epoch 0" in err and "Interrupted: saved" in err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["epochs_done"] == 0
+    state = torch.load(out_dir / "models" / "interrupted.pth", weights_only=True)
+    assert state and (out_dir / "export.pth").is_file()
+    image = data_mod.get_image_files(small_demo / "valid")[0]
+    assert cli.main(["predict", str(out_dir), str(image)]) == 0
+
+
+def test_train_folder_with_fixed_lr_and_valid_pct(tmp_path, capsys, small_demo, offline_weights,
+                                                  monkeypatch):  # fmt: skip
+    """A PATH without train/valid sub-folders is split by --valid-pct; --lr FLOAT skips
+    lr_find and sets both stages from it; --unfreeze-epochs 0 skips stage 2."""
+    monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
+    out_dir = tmp_path / "run"
+    code, out, err = run(
+        capsys, "train", str(small_demo / "train"), "--valid-pct", "0.25", "--lr", "2e-3",
+        "--unfreeze-epochs", "0", "--out", str(out_dir), "--workers", "0", "--seed", "3",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Defaults for an image folder: --arch resnet18, --size 32, --bs 8, --epochs 1" in out
+    assert "valid_pct 0.25" in out and "lr_find (" not in out and "Stage 2" not in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["learning_rates"] == {"stage1": 2e-3} and summary["epochs_done"] == 1
+    assert not (out_dir / "plots" / "lr_find_stage1.png").exists()
+
+
+def test_lr_find_command(tmp_path, capsys, small_demo, offline_weights, monkeypatch):
+    monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
+    out_dir = tmp_path / "lr"
+    code, out, err = run(capsys, "lr-find", str(small_demo), "--out", str(out_dir),
+                         "--no-pretrained", "--workers", "0")  # fmt: skip
+    assert code == 0, err
+    assert "pretrained: no (--no-pretrained)" in out
+    assert "valley" in out and "steep" in out and "minimum" in out
+    assert (out_dir / "plots" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out_dir / "export.pth").exists()
+
+
+def test_pretrained_offline_is_a_usage_error(tmp_path, capsys, small_demo, offline_weights):
+    code, out, err = run(capsys, "train", str(small_demo), "--pretrained", "--arch", "resnet18",
+                         "--bs", "8", "--size", "32", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "--pretrained: Pretrained weights for resnet18" in err
+    assert "--no-pretrained" in err
+
+
+def test_pretrained_by_default_when_cached(
+    tmp_path, capsys, small_demo, offline_weights, monkeypatch
+):
+    monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
+    weights = vision.models.ResNet18_Weights.DEFAULT
+    file = vision._weights_cache_file(weights)
+    file.parent.mkdir(parents=True)
+    torch.save(vision.models.resnet18().state_dict(), file)
+    code, out, err = run(capsys, "lr-find", str(small_demo), "--arch", "resnet18", "--size", "32",
+                         "--bs", "8", "--workers", "0", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert code == 0, err
+    assert f"pretrained: yes (ImageNet weights from {file})" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["train", "{tmp}/missing"],
+            "PATH: expected an image folder, got '{tmp}/missing' (missing)",
+        ),
+        (["train", "{tmp}/empty"], "PATH: no images (.jpg, .png, ...) under '{tmp}/empty'"),
+        (["train", "--bs", "0"], "argument --bs: expected an integer >= 1, got 0"),
+        (["train", "--epochs", "two"], "argument --epochs: expected an integer >= 1, got 'two'"),
+        (["train", "--lr", "fast"], "argument --lr: expected 'auto' or a positive number"),
+        (["train", "--lr", "-1"], "argument --lr: expected 'auto' or a positive number"),
+        (["train", "--valid-pct", "1.5"], "argument --valid-pct: expected a number in (0, 1)"),
+        (["train", "--size", "8"], "argument --size: expected an integer >= 16, got 8"),
+        (["train", "--arch", "resnet4"], "--arch: expected a torchvision classification model"),
+        (["train", "--nproc", "2"], "unrecognized arguments: --nproc"),
+        (["predict", "{tmp}/nomodel", "x.jpg"], "MODEL: expected export.pth or a folder"),
+        (["predict"], "the following arguments are required: MODEL, IMAGE"),
+        (["fly"], "argument COMMAND: invalid choice: 'fly'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    (tmp_path / "empty" / "cls" / "notes.txt").write_text("no image here")
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fastcore-ext")
+    assert message.format(tmp=tmp_path) in lines[0]
+
+
+def test_predict_bad_image_and_missing_image(tmp_path, capsys, small_demo, offline_weights):
+    learn = vision.create_cnn(
+        data_mod.ImageDataBunch.from_folder(small_demo, size=32, bs=8, num_workers=0),
+        vision.models.resnet18, pretrained=False, path=tmp_path,
+    )  # fmt: skip
+    learn.export("export.pth")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    code, _, err = run(capsys, "predict", str(tmp_path), str(tmp_path / "none.jpg"))
+    assert code == 2 and f"IMAGE: expected image files, got '{tmp_path}/none.jpg'" in err
+    code, _, err = run(capsys, "predict", str(tmp_path), str(bad))
+    assert code == 2 and "IMAGE:" in err and "bad.jpg" in err
+    assert len(err.strip().splitlines()) == 1
+    not_export = tmp_path / "notes.pth"
+    torch.save({"x": 1}, not_export)
+    code, _, err = run(capsys, "predict", str(not_export), str(bad))
+    assert code == 2 and "MODEL:" in err and "not a fastcore_ext export" in err
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "lr-find"])
+def test_help_of_each_command(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: fastcore-ext {command}")
+    if command != "predict":
+        for flag in ("--arch", "--size", "--bs", "--pretrained", "--no-pretrained", "--bf16",
+                     "--cache", "--workers", "--seed", "--out", "--valid-pct"):  # fmt: skip
+            assert flag in out
+    if command == "train":
+        assert "--epochs" in out and "--unfreeze-epochs" in out and "--lr" in out
+
+
+def test_python_dash_m_runs_the_cli():
+    r = subprocess.run(
+        [sys.executable, "-m", "fastcore_ext", "train", "--bs", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "fastcore-ext train: argument --bs: expected an integer >= 1, got 'x' "
+        "(see fastcore-ext train --help)"
+    )
+
+
+def test_a_batch_larger_than_the_data_is_a_usage_error(tmp_path, capsys, small_demo):
+    code, _, err = run(capsys, "lr-find", str(small_demo), "--bs", "100", "--size", "32",
+                       "--no-pretrained", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert code == 2 and err.startswith("fastcore-ext lr-find: error: --bs: bs: 100 is larger")
