@@ -2,7 +2,7 @@
 
     fastcore-ext train [PATH] [--arch A] [--size S] [--bs B] [--epochs N] [--unfreeze-epochs M]
                        [--lr auto|FLOAT] [--pretrained/--no-pretrained] [--bf16] [--cache]
-                       [--workers N] [--seed N] [--valid-pct P] [--out DIR]
+                       [--workers N] [--seed N] [--valid-pct P] [--out DIR] [--nproc N]
     fastcore-ext predict MODEL IMAGE [IMAGE ...]
     fastcore-ext lr-find [PATH] [same data and model options as train]
 
@@ -22,6 +22,11 @@ Without PATH it trains on the embedded demo dataset (fastcore_ext.data.demo) wit
 sized for a CPU (DEMO_DEFAULTS); with PATH the defaults are the lesson's (FOLDER_DEFAULTS).
 Options left unset are printed with the value chosen. Pretrained weights are used by default
 only when torchvision's cache already holds them.
+
+`--nproc N` (N > 1) runs the same training in N processes on this machine through torchrun
+and DistributedDataParallel (gloo on CPUs, NCCL on GPUs; fastcore_ext.distributed): the demo
+dataset is drawn first, each process trains on its shard, rank 0 prints and writes the files.
+On several machines, start `torchrun ... -m fastcore_ext train ...` on each yourself (README).
 
 Exit status: 0 done, 2 usage error (one line on stderr), 130 interrupted (Ctrl-C: what was
 trained so far is saved and exported first), 1 any other error.
@@ -205,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
         "export the model and write metrics, plots and a summary into --out.",
     )
     _add_data_model_options(train, training=True)
+    train.add_argument(
+        "--nproc",
+        type=_int_at_least(1),
+        default=1,
+        help="processes on this machine (torchrun + DistributedDataParallel: one per GPU, or "
+        "gloo processes on the CPU); default 1",
+    )
     predict = sub.add_parser(
         "predict",
         help="classify images with an exported model",
@@ -404,7 +416,13 @@ class _Run:
     def save_plot(self, fig: Any, name: str) -> None:
         from fastcore_ext.plots import save_png
 
-        self.plots.append(save_png(fig, self.out / "plots" / f"{name}.png"))
+        if self.writes:
+            self.plots.append(save_png(fig, self.out / "plots" / f"{name}.png"))
+
+    @property
+    def writes(self) -> bool:
+        """False in the processes of a multi-process run other than rank 0."""
+        return _rank_from_env() == 0
 
 
 def _jsonl_logger(path: Path, run: _Run) -> Any:
@@ -425,8 +443,9 @@ def _jsonl_logger(path: Path, run: _Run) -> Any:
                 "time_s": round(rec.epoch_times[-1], 3),
                 "lrs": rec.lrs[-1] if rec.lrs else None,
             }
-            with open(path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if run.writes:
+                with open(path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
     return JSONLinesLogger()
 
@@ -523,7 +542,8 @@ def _write_summary(run: _Run, args: argparse.Namespace, learn: Any, confused: li
         "interrupted": run.info.get("interrupted", False),
         "files": sorted(str(p.relative_to(run.out)) for p in run.out.rglob("*") if p.is_file()),
     }
-    (run.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if run.writes:
+        (run.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -552,7 +572,53 @@ def _print_summary(s: dict, out: Path) -> None:
     print("\n".join(lines))
 
 
+def _rank_from_env() -> int:
+    """This process's rank when torchrun started it (RANK), else 0."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """argv with its --nproc option (`--nproc N` or `--nproc=N`) taken out."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """--nproc N: draw the demo dataset once (if it is the data), then run this same command
+    in N processes through torchrun; its exit status."""
+    from fastcore_ext import distributed
+
+    if args.path is None:
+        import fastcore_ext.data as data_mod
+
+        data_mod.demo_dataset()  # complete before the processes start: none of them draws it
+    print(f"Starting {args.nproc} processes (torchrun, DistributedDataParallel)")
+    code = distributed.launch(args.nproc, _without_nproc(args.argv))
+    return EXIT_INTERRUPTED if code in (-2, 130) else code
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from fastcore_ext.distributed import launched_by_torchrun
+
+    if args.nproc > 1 and not launched_by_torchrun():
+        return _launch(args)
+    if _rank_from_env() != 0:  # the other processes of a multi-process run work silently
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            return _train(args)
+    return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     chosen = _resolve_defaults(args, training=True)
     if chosen:
         kind = "the demo dataset" if args.path is None else "an image folder"
@@ -649,6 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         command = {"train": _cmd_train, "predict": _cmd_predict, "lr-find": _cmd_lr_find}
         return command[args.command](args)
     except UsageError as e:

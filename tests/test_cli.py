@@ -196,7 +196,7 @@ def test_pretrained_by_default_when_cached(
         (["train", "--valid-pct", "1.5"], "argument --valid-pct: expected a number in (0, 1)"),
         (["train", "--size", "8"], "argument --size: expected an integer >= 16, got 8"),
         (["train", "--arch", "resnet4"], "--arch: expected a torchvision classification model"),
-        (["train", "--nproc", "2"], "unrecognized arguments: --nproc"),
+        (["train", "--nproc", "0"], "argument --nproc: expected an integer >= 1, got 0"),
         (["predict", "{tmp}/nomodel", "x.jpg"], "MODEL: expected export.pth or a folder"),
         (["predict"], "the following arguments are required: MODEL, IMAGE"),
         (["fly"], "argument COMMAND: invalid choice: 'fly'"),
@@ -266,3 +266,27 @@ def test_a_batch_larger_than_the_data_is_a_usage_error(tmp_path, capsys, small_d
     code, _, err = run(capsys, "lr-find", str(small_demo), "--bs", "100", "--size", "32",
                        "--no-pretrained", "--out", str(tmp_path / "o"))  # fmt: skip
     assert code == 2 and err.startswith("fastcore-ext lr-find: error: --bs: bs: 100 is larger")
+
+
+@pytest.mark.slow
+def test_train_nproc_2_runs_two_gloo_processes(tmp_path, small_demo):
+    """--nproc 2: torchrun starts two CPU processes (gloo); rank 0 alone prints the summary
+    and writes the files, the model is exported once."""
+    out_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "fastcore_ext", "train", str(small_demo), "--nproc", "2",
+            "--arch", "resnet18", "--size", "32", "--bs", "8", "--epochs", "1",
+            "--unfreeze-epochs", "0", "--lr", "1e-3", "--workers", "0", "--no-pretrained",
+            "--out", str(out_dir)]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Starting 2 processes" in proc.stdout
+    assert proc.stdout.count("\nSummary") == 1
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["epochs_done"] == 1 and 0.0 <= summary["final_error_rate"] <= 1.0
+    assert len((out_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    assert (out_dir / "export.pth").is_file()
+
+
+def test_nproc_is_taken_out_of_the_command():
+    assert cli._without_nproc(["train", "--nproc", "2", "--bs", "8"]) == ["train", "--bs", "8"]
+    assert cli._without_nproc(["train", "--nproc=4", "x"]) == ["train", "x"]
