@@ -235,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- choices shown to the user -------------------------------------------------------------------
+def _announce_defaults(args: argparse.Namespace, training: bool) -> None:
+    """Fill the options left unset (see _resolve_defaults) and say which values were chosen."""
+    chosen = _resolve_defaults(args, training)
+    if chosen:
+        kind = "the demo dataset" if args.path is None else "an image folder"
+        print(f"Defaults for {kind}: {', '.join(chosen)}")
+
+
 def _resolve_defaults(args: argparse.Namespace, training: bool) -> list[str]:
     """Fill the options left unset from the demo or folder defaults; return 'name value' of
     each one filled."""
@@ -619,10 +627,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    chosen = _resolve_defaults(args, training=True)
-    if chosen:
-        kind = "the demo dataset" if args.path is None else "an image folder"
-        print(f"Defaults for {kind}: {', '.join(chosen)}")
+    _announce_defaults(args, training=True)
     out = Path(args.out).expanduser()
     _check_out(out)
     from fastcore_ext.callback import CSVLogger
@@ -664,10 +669,7 @@ def _check_out(out: Path) -> None:
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
-    chosen = _resolve_defaults(args, training=False)
-    if chosen:
-        kind = "the demo dataset" if args.path is None else "an image folder"
-        print(f"Defaults for {kind}: {', '.join(chosen)}")
+    _announce_defaults(args, training=False)
     out = Path(args.out).expanduser()
     _check_out(out)
     run = _Run(out)
