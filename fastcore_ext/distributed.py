@@ -51,9 +51,9 @@ initializes the group itself): fit_one_cycle with bit-identical weights and Batc
 on both ranks, metrics equal to a single-process evaluation of the whole (odd-sized)
 validation set, get_preds / ClassificationInterpretation gathered in order, lr_find, saving
 and CSV logging by rank 0 only, a crashing rank making the other fail; and `launch` running
-real torchrun (with a small probe module, not the CLI) for success and for a failing rank.
-Never run: NCCL, several GPUs (set_device, moving data, model and optimizer state to
-LOCAL_RANK's GPU), several machines, and the CLI under torchrun.
+real torchrun (with a small probe module) for success and for a failing rank; and
+`fastcore-ext train --nproc 2` end to end (tests/test_cli.py). Never run: NCCL, several GPUs
+(set_device, moving data, model and optimizer state to LOCAL_RANK's GPU), several machines.
 """
 
 from __future__ import annotations
