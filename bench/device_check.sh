@@ -52,6 +52,11 @@ if ! TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 FORCE_CUDA=1 "$PY" setup.py -q build_e
   exit 1
 fi
 note "build                 $((SECONDS - t0)) s"
+# The toolchain that built it and the C++ runtime it loads (a C++ exception crashed the
+# process on this machine's build in 2026-11; torch 2.11 + gcc 12 elsewhere did not).
+note "compiler              $(${CXX:-c++} --version | head -1)"
+ldd fastcore_ext/_C*.so | grep -E "stdc|gcc_s|gomp" | sed 's/^\s*/                      /' \
+  | tee -a "$SUMMARY"
 
 # 2. The kernels' test files in full (CPU and CUDA, CPU vs CUDA, default variant row4), then
 #    the CUDA augmentation tests again with the other variant (pixel).
