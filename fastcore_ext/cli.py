@@ -412,6 +412,10 @@ class _Run:
         self.lrs: dict[str, Any] = {}
         self.info: dict[str, Any] = {}
         self.loggers: list[Any] = []  # callbacks of every fit (not of lr_find)
+        from fastcore_ext.distributed import launch_rank
+
+        # only rank 0 of a multi-process run writes files (the other ranks run silently)
+        self.writes = launch_rank() == 0
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -426,11 +430,6 @@ class _Run:
 
         if self.writes:
             self.plots.append(save_png(fig, self.out / "plots" / f"{name}.png"))
-
-    @property
-    def writes(self) -> bool:
-        """False in the processes of a multi-process run other than rank 0."""
-        return _rank_from_env() == 0
 
 
 def _jsonl_logger(path: Path, run: _Run) -> Any:
@@ -580,14 +579,6 @@ def _print_summary(s: dict, out: Path) -> None:
     print("\n".join(lines))
 
 
-def _rank_from_env() -> int:
-    """This process's rank when torchrun started it (RANK), else 0."""
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
 def _without_nproc(argv: Sequence[str]) -> list[str]:
     """argv with its --nproc option (`--nproc N` or `--nproc=N`) taken out."""
     out, skip = [], False
@@ -616,11 +607,11 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from fastcore_ext.distributed import launched_by_torchrun
+    from fastcore_ext.distributed import launch_rank, launched_by_torchrun
 
     if args.nproc > 1 and not launched_by_torchrun():
         return _launch(args)
-    if _rank_from_env() != 0:  # the other processes of a multi-process run work silently
+    if launch_rank() != 0:  # the other processes of a multi-process run work silently
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
             return _train(args)
     return _train(args)

@@ -117,6 +117,12 @@ def _env_int(name: str) -> int:
         ) from None
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun set it (RANK), before any process group exists; 0 when
+    torchrun did not start it."""
+    return _env_int("RANK") if launched_by_torchrun() else 0
+
+
 def is_distributed() -> bool:
     """True when a process group of more than one process is initialized."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
