@@ -5,7 +5,6 @@ import math
 import operator
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from fastcore_ext import _ext
@@ -60,26 +59,6 @@ def _check_stats(name: str, values: Sequence[float], channels: int) -> list[floa
     if not all(math.isfinite(v) for v in out):
         raise ValueError(f"{name} should be finite, got {values!r}")
     return out
-
-
-def _check_lighting_values(lighting: torch.Tensor) -> None:
-    """brightness in (0, 1), contrast positive and finite, for a CPU lighting [B, 2] (a few
-    microseconds through numpy; the C++ kernel checks again, also under torch.compile, where this
-    is skipped). On CUDA the values are not read back: that would wait for the device."""
-    values = lighting.detach().numpy()
-    b, c = values[:, 0], values[:, 1]
-    bad = ~((b > 0) & (b < 1))
-    if bad.any():
-        k = int(bad.argmax())
-        raise ValueError(
-            f"lighting brightness (column 0) should be in (0, 1), got {b[k]} for image {k}"
-        )
-    bad = ~((c > 0) & np.isfinite(c))
-    if bad.any():
-        k = int(bad.argmax())
-        raise ValueError(
-            f"lighting contrast (column 1) should be positive and finite, got {c[k]} for image {k}"
-        )
 
 
 def augment_normalize(
@@ -175,8 +154,6 @@ def augment_normalize(
                 f"lighting should be on the device of images ({images.device}), "
                 f"got {lighting.device}"
             )
-        if lighting.device.type == "cpu" and not torch.compiler.is_compiling():
-            _check_lighting_values(lighting)
     if mode not in _MODES:
         raise ValueError(f"mode should be one of {_MODES}, got {mode!r}")
     if pad_mode not in _PAD_MODES:
