@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from fastcore_ext import ops
-from fastcore_ext.schedule import check_one_cycle_args
+from fastcore_ext.schedule import check_one_cycle_args, one_cycle
 
 __all__ = ["Adam", "SGD"]
 
@@ -309,6 +309,19 @@ class _FusedOptimizer(torch.optim.Optimizer):
         """The device step counter: steps taken (not skipped by AMP) since `set_one_cycle`
         set it. Reading it waits for the device."""
         return int(self._counter[0].item())
+
+    def hypers_at(self, step: int) -> tuple[list[float], list[float]]:
+        """(lrs, moms), one per param group, that the schedule set by `set_one_cycle` gives
+        step `step`: the host closed form `schedule.one_cycle(step / total_steps, ...)` of
+        what the kernel computes on the device. Reads no device value. ValueError when no
+        schedule is set."""
+        if self._one_cycle is None:
+            raise ValueError("hypers_at needs a one-cycle schedule (set_one_cycle), none is set")
+        sched = self._one_cycle
+        pos = step / sched["total_steps"]
+        args = (sched["div"], sched["div_final"], sched["pct_start"], sched["moms"])
+        pairs = [one_cycle(pos, lr, *args) for lr in sched["lr_max"]]
+        return [float(lr) for lr, _ in pairs], [float(m) for _, m in pairs]
 
     # ---- the step ---------------------------------------------------------------------------
 
