@@ -1,4 +1,15 @@
-"""Files a Learner writes and reads: atomic writes, RNG states, checked loading.
+"""Files a Learner writes and reads: the checkpoint format, atomic writes, RNG states,
+checked loading.
+
+`save_checkpoint` / `load_checkpoint` are what `Learner.save` / `Learner.load` call (as
+fastai's save_model / load_model). A checkpoint is a dict of tensors and plain values only
+(it loads with `torch.load(weights_only=True)`): "format" (CHECKPOINT_FORMAT), "version",
+"model" (the model's state_dict), "epoch" (epochs done), "rng" (`rng_state()` at saving),
+"data_seed" (the data's seed or None) and, with the optimizer, "opt" (its state_dict:
+moments, one-cycle schedule, step counter) and "scaler" (fp16's GradScaler). Resuming is
+exact because nothing else is random: the data loaders derive the shuffle and augmentation
+of epoch e from (data seed, e), and dropout draws from torch's global generator, which
+loading puts back where the saving run had it.
 
 `atomic_save(obj, path)` never leaves a half-written file under `path`: the bytes go to a
 temporary file in the same folder (``.<name>.<pid>.<random>.tmp``), are flushed and
@@ -24,13 +35,28 @@ import glob
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["atomic_save", "load_file", "rng_state", "set_rng_state"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "atomic_save",
+    "load_file",
+    "rng_state",
+    "set_rng_state",
+    "model_file",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "fastcore_ext.checkpoint"  # the "format" entry of a Learner.save file
+CHECKPOINT_VERSION = 1
 
 
 def _serialize(obj: Any, f: BinaryIO) -> None:
@@ -159,3 +185,134 @@ def set_rng_state(state: dict[str, Any]) -> None:
             npy["cached_gaussian"],
         )
     )
+
+
+def model_file(folder: Path, name: str | os.PathLike, arg: str = "name") -> Path:
+    """folder/`name`, with the suffix .pth added unless `name` has it; `arg` is the argument
+    named in errors."""
+    if not isinstance(name, (str, os.PathLike)) or not str(name):
+        raise TypeError(f"{arg} should be a non-empty str or Path, got {name!r}")
+    file = Path(name)
+    if file.suffix != ".pth":
+        file = file.with_name(file.name + ".pth")
+    return folder / file
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer | None,
+    epoch: int,
+    data_seed: int | None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> Path:
+    """Write a checkpoint (see the module docstring) to `path` atomically: the model, the
+    epochs done, the RNG states, the data seed and, when `opt` is given, the optimizer's
+    state (and the scaler's, when given). Returns `path`."""
+    state: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": model.state_dict(),
+        "epoch": epoch,
+        "rng": rng_state(),
+        "data_seed": data_seed,
+    }
+    if opt is not None:
+        state["opt"] = opt.state_dict()
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+    return atomic_save(state, path)
+
+
+def load_checkpoint(
+    path: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer | None,
+    strict: bool = True,
+    with_rng: bool = True,
+    data_seed: int | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> int:
+    """Load the checkpoint at `path` (or a plain model state_dict file) into `model` and,
+    when `opt` is given, the optimizer (a warning when the file has no optimizer state), the
+    scaler and, with_rng, the RNG states. Returns the file's epoch count (0 for a bare
+    state_dict). strict: the file must hold exactly the model's tensors with the same shapes,
+    else a ValueError lists the differences; strict=False loads the tensors that match by
+    name and shape, warns about the rest, and loads no optimizer state. `data_seed`: the
+    loading learner's, compared with the saved one (a warning when they differ). Nothing is
+    changed when an error is raised."""
+    device = next(iter(model.state_dict().values()), torch.empty(0)).device
+    ckpt = load_file(path, map_location=device)
+    if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
+        model_state = ckpt.get("model")
+    else:  # a bare state_dict
+        model_state, ckpt = ckpt, {}
+    model_state = _matching_state(model, model_state, path, strict)
+    exact = len(model_state) == len(model.state_dict())
+    opt_state = ckpt.get("opt") if opt is not None else None
+    if opt is not None and opt_state is None:
+        warnings.warn(f"{path} holds no optimizer state; only the model was loaded", stacklevel=3)
+    if opt_state is not None and not exact:
+        warnings.warn(
+            f"{path}: not every model tensor matched (strict=False), so the optimizer "
+            f"state was not loaded",
+            stacklevel=3,
+        )
+        opt_state = None
+    if opt_state is not None:
+        try:
+            opt.load_state_dict(opt_state)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(
+                f"{path}: the optimizer state does not fit this learner's optimizer "
+                f"({type(opt).__name__}, {len(opt.param_groups)} param groups): {e}. "
+                f"Load with with_opt=False to take the model only"
+            ) from e
+    model.load_state_dict(model_state, strict=False)
+    if opt_state is not None and scaler is not None and "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
+    if with_rng and "rng" in ckpt:
+        set_rng_state(ckpt["rng"])
+        saved_seed = ckpt.get("data_seed")
+        if saved_seed is not None and data_seed is not None and data_seed != saved_seed:
+            warnings.warn(
+                f"{path} was saved by a learner whose data seed was {saved_seed}, "
+                f"this one's is {data_seed}: a resumed fit will shuffle and augment differently",
+                stacklevel=3,
+            )
+    return int(ckpt.get("epoch", 0) or 0)
+
+
+def _matching_state(
+    model: nn.Module, state: Any, path: Path, strict: bool
+) -> dict[str, torch.Tensor]:
+    """The entries of `state` to load into `model`; ValueError when strict and the file does
+    not fit (nothing loaded)."""
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ValueError(f"{path} holds no model state_dict (a dict of name -> tensor)")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if not (missing or unexpected or shapes):
+        return dict(state)
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} {label} ({'; '.join(keys[:3])}{more})")
+    summary = ", ".join(parts)
+    if strict:
+        raise ValueError(
+            f"{path} does not fit this model ({type(model).__name__}): {summary}. It "
+            f"was saved from another architecture or head (e.g. another number of "
+            f"classes); load(..., strict=False) takes only the tensors that match"
+        )
+    warnings.warn(f"{path}: loading only the matching tensors; {summary}", stacklevel=4)
+    return {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}

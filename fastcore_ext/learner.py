@@ -4,29 +4,26 @@ The loop has fastai v2's shape: `fit` runs epochs, an epoch runs a training and 
 validation phase, a phase runs batches, and every step fires an event that callbacks
 (`fastcore_ext.callback`) hook into. The optimizer is fastcore_ext's fused Adam by default;
 `fit_one_cycle` hands the whole one-cycle schedule to it (the kernel evaluates lr and
-momentum from a device-side step counter), while the Recorder gets the same values from
-the host closed form in `fastcore_ext.schedule`.
+momentum from a device-side step counter), and the optimizer answers the same values on
+the host (`hypers_at`) for the Recorder.
 
-Parameters are split into layer groups (`splitter`); the optimizer has one param group
-per layer group from the start, holding every parameter, so freezing (requires_grad off,
-grads None, which the optimizer skips) never changes its structure or loses its state.
-
-Saving and resuming (`save`, `load`, `fit_one_cycle(start_epoch=k)`): a checkpoint holds the
-model, the optimizer (its state, the one-cycle schedule and the device step counter), the
-number of epochs done and the random generators' states at the moment of saving. Resuming
-is exact because nothing else is random: the data loaders derive the shuffle and the
-augmentation of epoch e from (data seed, e), and the only other randomness of a fit, dropout,
-draws from torch's global generator, which `load` puts back where the saving run had it. So
-a checkpoint written at the end of epoch k (SaveModelCallback(every_epoch=True,
-with_opt=True)) loaded into a fresh learner on the same data and seed, followed by
-`fit_one_cycle(n, ..., start_epoch=k)` with the original arguments, ends with the weights of
-the uninterrupted run, bit for bit on the CPU.
+Every public method is here; the work of most lives in the module of its concept:
+- layer groups, freezing, lr/wd ranges: `fastcore_ext.layer_groups`;
+- save/load and the checkpoint format (exact resume with `fit_one_cycle(start_epoch=k)`):
+  `fastcore_ext.checkpoint`;
+- get_preds / predict / tta: `fastcore_ext.inference` (validation, too, runs under
+  torch.inference_mode in the learner's precision and memory layout);
+- mixed precision: the `MixedPrecision` callback (`fastcore_ext.callback.mixed_precision`),
+  which to_bf16 / to_fp16 attach and to_fp32 removes; `precision="auto"` (the default,
+  DEFAULT_PRECISION) picks bf16 + channels-last where the hardware runs bf16 natively
+  (`fastcore_ext.hardware`), fp32 elsewhere;
+- lr_find's sweep and in-memory snapshot: `fastcore_ext.callback.lr_finder`;
+- several processes: `fastcore_ext.distributed`.
 
 Interruptions: a NaN/inf training loss ends the fit before that batch's step
 (`TerminateOnNaN`, attached to every learner). An exception that escapes a fit (Ctrl-C's
 KeyboardInterrupt, a DataLoader worker that died, an error in a callback) ends it like a
-CancelFitException would (callbacks get `after_cancel_fit` and `after_fit`: the progress bar
-closes, a CSVLogger closes its file, SaveModelCallback loads its best model), the data
+CancelFitException would (callbacks get `after_cancel_fit` and `after_fit`), the data
 loaders' worker processes are stopped, a note on the exception says where the fit stopped,
 and the exception goes on to the caller with the learner ready for the next fit.
 """
@@ -34,23 +31,21 @@ and the exception goes on to the caller with the learner ready for the next fit.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import random
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from fastcore_ext import inference
+from fastcore_ext import layer_groups as lg
 from fastcore_ext.callback.core import (
     Callback,
     CancelBackwardException,
@@ -61,39 +56,36 @@ from fastcore_ext.callback.core import (
     CancelTrainException,
     CancelValidException,
 )
-from fastcore_ext.callback.lr_finder import LRFinder
+from fastcore_ext.callback.lr_finder import LRFinder, Snapshot
+from fastcore_ext.callback.mixed_precision import PRECISIONS, MixedPrecision, auto_precision
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
-from fastcore_ext.checkpoint import atomic_save, load_file, rng_state, set_rng_state
+from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_file, save_checkpoint
 from fastcore_ext.distributed import (
     DEFAULT_TIMEOUT,
-    all_gather_cat,
     enter,
     exit_distrib,
+    is_main_process,
     launched_by_torchrun,
 )
+from fastcore_ext.hardware import native_bf16_cpu_flags
+from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
-from fastcore_ext.schedule import Suggestions, one_cycle, suggest_lrs
+from fastcore_ext.schedule import Suggestions, suggest_lrs
 
-__all__ = ["Learner", "set_seed", "default_splitter", "NORM_TYPES", "CHECKPOINT_FORMAT"]
-
-CHECKPOINT_FORMAT = "fastcore_ext.checkpoint"  # the "format" entry of a Learner.save file
-CHECKPOINT_VERSION = 1
+__all__ = [
+    "Learner",
+    "set_seed",
+    "default_splitter",
+    "NORM_TYPES",
+    "CHECKPOINT_FORMAT",
+    "DEFAULT_PRECISION",
+]
 
 DEFAULT_LR = 1e-3  # fit's learning rate when none is given (fastai v2)
 DEFAULT_MAX_LR = 3e-3  # fit_one_cycle's (fastai)
-
-NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-    nn.InstanceNorm3d,
-    nn.LayerNorm,
-)
-"""Layers whose parameters stay trainable in a frozen layer group (fastai's train_bn)."""
+DEFAULT_PRECISION = "auto"  # Learner(precision=None) uses it; "fp32" turns the automatic choice off
 
 # Events fired per batch; callbacks with run_train/run_valid False skip them in that phase.
 _INNER_EVENTS = frozenset(
@@ -112,6 +104,8 @@ _INNER_EVENTS = frozenset(
     }
 )
 
+_announced: set[str] = set()  # the automatic precision choices already printed
+
 
 def set_seed(seed: int) -> None:
     """Seed Python's `random`, numpy's global generator and torch (CPU and every GPU)."""
@@ -122,101 +116,12 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
-    """One layer group holding every parameter of the model."""
-    return [list(model.parameters())]
-
-
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} should be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} should be >= {minimum}, got {value}")
     return value
-
-
-def _check_lr_value(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} should be a float, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} should be a finite number > 0, got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class OneCycle:
-    """The host copy of the schedule a fit_one_cycle hands to the optimizer: lr and
-    momentum of each layer group at step k are `schedule.one_cycle(k / total_steps, ...)`."""
-
-    total_steps: int
-    lr_max: tuple[float, ...]
-    div: float
-    div_final: float
-    pct_start: float
-    moms: tuple[float, float, float]
-
-    def at(self, step: int) -> tuple[list[float], list[float]]:
-        """(lrs, moms), one value per layer group, for the step with index `step`."""
-        pos = step / self.total_steps
-        pairs = [
-            one_cycle(pos, lr, self.div, self.div_final, self.pct_start, self.moms)
-            for lr in self.lr_max
-        ]
-        return [float(lr) for lr, _ in pairs], [float(m) for _, m in pairs]
-
-
-@dataclass
-class _Snapshot:
-    """Everything a learning-rate sweep changes, copied in memory (no temporary file)."""
-
-    model_state: dict[str, torch.Tensor]
-    requires_grad: list[bool]
-    grads: list[torch.Tensor | None]
-    modes: list[bool]
-    opt_state: dict[str, Any]
-    torch_rng: torch.Tensor
-    cuda_rng: list[torch.Tensor] | None
-    python_rng: Any
-    numpy_rng: Any
-    scaler_state: dict[str, Any] | None
-    epochs_done: int
-
-    @classmethod
-    def take(cls, learn: Learner) -> _Snapshot:
-        params = list(learn.model.parameters())
-        return cls(
-            model_state={k: v.detach().clone() for k, v in learn.model.state_dict().items()},
-            requires_grad=[p.requires_grad for p in params],
-            grads=[None if p.grad is None else p.grad.detach().clone() for p in params],
-            modes=[m.training for m in learn.model.modules()],
-            opt_state=copy.deepcopy(learn.opt.state_dict()),
-            torch_rng=torch.get_rng_state(),
-            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-            python_rng=random.getstate(),
-            numpy_rng=np.random.get_state(),
-            scaler_state=learn.scaler.state_dict() if learn.scaler is not None else None,
-            epochs_done=learn.epochs_done,
-        )
-
-    def restore(self, learn: Learner) -> None:
-        learn.model.load_state_dict(self.model_state)
-        for p, flag, grad in zip(
-            learn.model.parameters(), self.requires_grad, self.grads, strict=True
-        ):
-            p.requires_grad_(flag)
-            p.grad = grad
-        for m, mode in zip(learn.model.modules(), self.modes, strict=True):
-            m.training = mode
-        learn.opt.load_state_dict(self.opt_state)
-        torch.set_rng_state(self.torch_rng)
-        if self.cuda_rng is not None:
-            torch.cuda.set_rng_state_all(self.cuda_rng)
-        random.setstate(self.python_rng)
-        np.random.set_state(self.numpy_rng)
-        if self.scaler_state is not None:
-            learn.scaler.load_state_dict(self.scaler_state)
-        learn.epochs_done = self.epochs_done
 
 
 class _BarToggle:
@@ -255,6 +160,9 @@ class Learner:
         parameters/modules; default: one group. Every parameter must be in exactly one group.
       seed: if given, `set_seed(seed)` now.
       cbs: extra callbacks, in addition to the Recorder and the ProgressCallback.
+      precision: 'auto' (bf16 autocast + channels-last where data.device runs bfloat16
+        natively, else fp32; the choice is printed once), 'fp32', 'bf16' or 'fp16'; None
+        means DEFAULT_PRECISION ('auto').
     """
 
     def __init__(
@@ -270,6 +178,7 @@ class Learner:
         splitter: Callable[[nn.Module], Iterable[Any]] | None = None,
         seed: int | None = None,
         cbs: Callback | Sequence[Callback] | None = None,
+        precision: str | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model should be a torch.nn.Module, got {type(model).__name__}")
@@ -283,6 +192,9 @@ class Learner:
             raise TypeError(f"model_dir should be a str or Path, got {type(model_dir).__name__}")
         if path is not None and not isinstance(path, (str, Path)):
             raise TypeError(f"path should be a str, Path or None, got {type(path).__name__}")
+        precision = DEFAULT_PRECISION if precision is None else precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision should be one of {PRECISIONS} or None, got {precision!r}")
         for attr in ("train_dl", "valid_dl", "device"):
             if not hasattr(data, attr):
                 raise TypeError(
@@ -301,14 +213,10 @@ class Learner:
         self.model_dir = Path(model_dir)
         self.splitter = splitter if splitter is not None else default_splitter
         self.channels_last = False
-        self.layer_groups = self._split()
-        self._norm_params = {
-            id(p)
-            for m in self.model.modules()
-            if isinstance(m, NORM_TYPES)
-            for p in m.parameters(recurse=False)
-        }
-        self.wd = self._wd_range(wd) if wd is not None else None
+        self._auto_layout = False  # channels-last set by precision="auto" (to_fp32 undoes it)
+        self.layer_groups = lg.split(self.model, self.splitter)
+        self._norm_params = lg.norm_param_ids(self.model)
+        self.wd = lg.wd_range(wd, len(self.layer_groups)) if wd is not None else None
         self.opt = self._create_opt()
 
         self.cbs: list[Callback] = []
@@ -332,16 +240,14 @@ class Learner:
         self.pred: torch.Tensor | None = None
         self.loss_grad: torch.Tensor | None = None
         self.loss: torch.Tensor | None = None
-        self._one_cycle: OneCycle | None = None
+        self._one_cycle_fit = False  # a fit_one_cycle is running: the optimizer's schedule
         self._sched_step = 0  # host mirror of the optimizer's schedule step counter
         self.epochs_done = 0  # epochs finished by the last fit (or the loaded checkpoint)
-        # Mixed precision (to_bf16 / to_fp16): the autocast dtype, and fp16's GradScaler.
-        self.amp_dtype: torch.dtype | None = None
-        self.scaler: torch.amp.GradScaler | None = None
         # Distributed mode (fastcore_ext.distributed): its callback, and the model wrapped in
         # DistributedDataParallel for the training forward passes of the current fit.
         self.distributed: Callback | None = None
         self.ddp_model: nn.Module | None = None
+        self._set_precision(precision)
         if launched_by_torchrun():
             self.distrib()
 
@@ -355,34 +261,6 @@ class Learner:
             if not callable(m):
                 raise TypeError(f"metrics should be callables f(preds, targs), got {m!r}")
         return mets
-
-    def _split(self) -> list[list[nn.Parameter]]:
-        groups = list(self.splitter(self.model))
-        if not groups:
-            raise ValueError("splitter returned no layer group; expected at least one")
-        out: list[list[nn.Parameter]] = []
-        seen: set[int] = set()
-        for i, group in enumerate(groups):
-            params = list(_params_of(group, i))
-            if not params:
-                raise ValueError(f"splitter's layer group {i} holds no parameter")
-            for p in params:
-                if id(p) in seen:
-                    raise ValueError(
-                        f"splitter put a parameter in two layer groups (again in group {i})"
-                    )
-                seen.add(id(p))
-            out.append(params)
-        missing = [n for n, p in self.model.named_parameters() if id(p) not in seen]
-        if missing:
-            raise ValueError(
-                f"splitter left {len(missing)} model parameters out of every layer group "
-                f"(first: {missing[0]!r}); every parameter should be in exactly one group"
-            )
-        foreign = len(seen) - sum(1 for _ in self.model.parameters())
-        if foreign:
-            raise ValueError(f"splitter returned {foreign} parameters that are not in the model")
-        return out
 
     def _create_opt(self) -> torch.optim.Optimizer:
         groups: list[dict[str, Any]] = [{"params": g} for g in self.layer_groups]
@@ -401,6 +279,31 @@ class Learner:
                 f"({len(self.layer_groups)}), got {len(opt.param_groups)}"
             )
         return opt
+
+    def _set_precision(self, precision: str) -> None:
+        """Apply Learner(precision=...); 'auto' prints its choice once per process."""
+        if precision == "bf16":
+            self.to_bf16()
+        elif precision == "fp16":
+            self.to_fp16()
+        elif precision == "auto":
+            device = torch.device(self.data.device)
+            chosen = auto_precision(device)
+            if chosen == "bf16":
+                self.to_bf16()
+                if not self.channels_last:
+                    self.to_channels_last()
+                    self._auto_layout = True
+            why = ", ".join(native_bf16_cpu_flags()) if device.type == "cpu" else device.type
+            line = (
+                f"fastcore_ext: precision auto -> bf16 autocast + channels-last ({why}); "
+                f"learn.to_fp32() opts out"
+                if chosen == "bf16"
+                else f"fastcore_ext: precision auto -> fp32 (no native bfloat16 on {device.type})"
+            )
+            if line not in _announced and is_main_process():
+                _announced.add(line)
+                print(line, file=sys.stderr, flush=True)
 
     # ---- callbacks ----------------------------------------------------------------------
     def add_cb(self, cb: Callback) -> None:
@@ -545,7 +448,7 @@ class Learner:
         self.dl = self.data.valid_dl
         self.model.eval()
         self.training = False
-        with torch.no_grad():
+        with torch.inference_mode():
             self._with_events(self._all_batches, "validate", CancelValidException)
 
     def _all_batches(self) -> None:
@@ -564,11 +467,10 @@ class Learner:
                 close()
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """The mixed-precision context of forward passes: torch.autocast with the dtype set
-        by to_bf16 / to_fp16 on the data's device, or a no-op in fp32."""
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=torch.device(self.data.device).type, dtype=self.amp_dtype)
+        """The precision context of every forward pass: the MixedPrecision callback's
+        torch.autocast (after to_bf16 / to_fp16), or a no-op in fp32."""
+        mp = self.mixed_precision
+        return mp.autocast() if mp is not None else contextlib.nullcontext()
 
     def _do_one_batch(self) -> None:
         xb = self.xb
@@ -588,30 +490,17 @@ class Learner:
         self.opt.zero_grad(set_to_none=True)
 
     def _backward(self) -> None:
-        if self.scaler is not None:
-            self.scaler.scale(self.loss_grad).backward()
-        else:
-            self.loss_grad.backward()
+        self.loss_grad.backward()  # (MixedPrecision's before_backward may have scaled it)
 
     def _step(self) -> None:
-        if self.scaler is None:
-            self.opt.step()
-            if self._one_cycle is not None:
-                self._sched_step += 1
-            return
-        # fp16: the scaler skips a step whose grads hold inf/NaN, and the fused optimizer's
-        # device counter does not advance then; the host mirror follows the device counter.
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        if self._one_cycle is not None:
-            counter = getattr(self.opt, "schedule_step", None)
-            self._sched_step = int(counter) if counter is not None else self._sched_step + 1
+        self.opt.step()
+        self._sched_step += 1
 
     def current_hypers(self) -> tuple[list[float], list[float]]:
-        """(lrs, moms), one per layer group, that the next optimizer step uses: the one-cycle
-        closed form during fit_one_cycle, else the optimizer's param-group values."""
-        if self._one_cycle is not None:
-            return self._one_cycle.at(self._sched_step)
+        """(lrs, moms), one per layer group, that the next optimizer step uses: the
+        optimizer's one-cycle schedule during fit_one_cycle, else its param-group values."""
+        if self._one_cycle_fit:
+            return self.opt.hypers_at(self._sched_step)
         groups = self.opt.param_groups
         return [float(g["lr"]) for g in groups], [float(g.get("mom", math.nan)) for g in groups]
 
@@ -678,11 +567,10 @@ class Learner:
             )
         lr_max = self.lr_range(DEFAULT_MAX_LR if max_lr is None else max_lr, "max_lr")
         n_batches = self._train_len()
-        total = n_epoch * n_batches
         start_step = start_epoch * n_batches
         self._set_wd(wd)
         set_one_cycle(
-            total,
+            n_epoch * n_batches,
             lr_max,
             div=div,
             div_final=div_final,
@@ -690,14 +578,11 @@ class Learner:
             moms=tuple(moms),
             start_step=start_step,
         )
-        self._one_cycle = OneCycle(
-            total, tuple(lr_max), float(div), float(div_final), float(pct_start), tuple(moms)
-        )
-        self._sched_step = start_step
+        self._one_cycle_fit, self._sched_step = True, start_step
         try:
             self._fit(n_epoch, start_epoch, _as_cbs(cbs))
         finally:
-            self._one_cycle = None
+            self._one_cycle_fit = False
 
     def fine_tune(
         self,
@@ -715,8 +600,8 @@ class Learner:
         calls (div_final, moms, wd, cbs)."""
         epochs = _check_positive_int("epochs", epochs)
         freeze_epochs = _check_positive_int("freeze_epochs", freeze_epochs, minimum=0)
-        base_lr = _check_lr_value("base_lr", base_lr)
-        lr_mult = _check_lr_value("lr_mult", lr_mult)
+        base_lr = lg.check_lr_value("base_lr", base_lr)
+        lr_mult = lg.check_lr_value("lr_mult", lr_mult)
         self.freeze()
         if freeze_epochs:
             self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, **kwargs)
@@ -751,7 +636,7 @@ class Learner:
         ends = self.lr_range(end_lr, "end_lr")
         n_epoch = math.ceil(num_it / self._train_len())
         finder = LRFinder(starts, ends, num_it, stop_div)
-        snapshot = _Snapshot.take(self)
+        snapshot = Snapshot.take(self)
         show_table = self.progress.show_table
         self.progress.show_table = False
         try:
@@ -766,7 +651,7 @@ class Learner:
             rec.show(rec.plot())
         return rec.suggestions
 
-    # ---- inference --------------------------------------------------------------------------
+    # ---- inference (fastcore_ext.inference) ---------------------------------------------
     def get_preds(
         self,
         ds_type: str = "valid",
@@ -776,8 +661,9 @@ class Learner:
         act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reorder: bool = True,
     ) -> tuple[torch.Tensor, ...]:
-        """One inference pass over a data set: the model in eval mode under torch.no_grad
-        (its train/eval modes are put back afterwards), no callback events, no gradient graph.
+        """One inference pass over a data set: eval mode and torch.inference_mode (train/eval
+        modes put back afterwards), in the learner's precision and memory layout, no
+        callback events.
 
         ds_type: 'valid' (the validation loader: every item, in valid_ds order, validation
         transform) or 'train' (every training item in train_ds order, unshuffled and without
@@ -790,8 +676,7 @@ class Learner:
         F.cross_entropy / F.nll_loss), on the raw outputs in float32.
         with_input: also return the model inputs, moved to the CPU batch by batch.
         dl: any iterable of (x, y) batches; overrides ds_type.
-        act: applied to the raw outputs Tensor[B, c] (float32); default softmax over the
-        classes.
+        act: applied to the raw outputs Tensor[B, c] (float32); default softmax.
         reorder: when the loader is shuffled and tells its order (`batch_indices()`), put the
         rows back into data set order; else rows come in the loader's order.
 
@@ -800,168 +685,44 @@ class Learner:
         + losses float32 [N] at the end when with_loss,
         + inputs [N, ...] at the front when with_input: (inputs, probs, targets[, losses]).
         """
-        if ds_type not in ("valid", "train"):
-            raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
-        for name, flag in (
-            ("with_loss", with_loss),
-            ("with_input", with_input),
-            ("reorder", reorder),
-        ):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} should be a bool, got {type(flag).__name__} {flag!r}")
-        if act is not None and not callable(act):
-            raise TypeError(f"act should be a callable or None, got {type(act).__name__}")
-        source = "the given dl" if dl is not None else f"data.{ds_type}_dl"
-        if dl is None:
-            dl = self._preds_dl(ds_type)
-        elif not isinstance(dl, Iterable):
-            raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
-        per_item = self._per_item_loss_func() if with_loss else None
-        order = _pass_order(dl) if reorder else None
-        outs: list[torch.Tensor] = []
-        targs: list[torch.Tensor] = []
-        losses: list[torch.Tensor] = []
-        inputs: list[torch.Tensor] = []
-        modes = [m.training for m in self.model.modules()]
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for batch in dl:
-                    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                        raise TypeError(f"dl should yield (x, y) pairs, got {type(batch).__name__}")
-                    xb, yb = batch
-                    out = self._inference_forward(xb).float()
-                    if out.dim() != 2 or out.shape[0] != yb.shape[0]:
-                        raise ValueError(
-                            f"the model should return Tensor[B, c] for a batch of B = "
-                            f"{yb.shape[0]}, got shape {tuple(out.shape)}"
-                        )
-                    outs.append(out)
-                    targs.append(yb)
-                    if per_item is not None:
-                        loss = per_item(out, yb)
-                        if loss.shape != yb.shape[:1]:
-                            raise ValueError(
-                                f"loss_func with reduction='none' should give one loss per "
-                                f"item, shape ({yb.shape[0]},), got {tuple(loss.shape)}"
-                            )
-                        losses.append(loss.float())
-                    if with_input:
-                        inputs.append(xb.detach().cpu())
-        finally:
-            for m, mode in zip(self.model.modules(), modes, strict=True):
-                m.training = mode
-        raw, targ, loss, inp = (torch.cat(p) if p else None for p in (outs, targs, losses, inputs))
-        if getattr(dl, "world_size", 1) > 1:  # this process's block: gather all, rank order
-            raw, targ, loss, inp = map(all_gather_cat, (raw, targ, loss, inp))
-            order = None if order is None else all_gather_cat(order)
-        if raw is None:
-            raise ValueError(f"{source} yielded no batch")
-        probs = (torch.softmax(raw, dim=-1) if act is None else act(raw)).float().cpu()
-        res = [probs, targ.cpu()]
-        if with_loss:
-            res.append(loss.cpu())
-        if with_input:
-            res.insert(0, inp)
-        if order is not None:
-            if len(order) != len(probs):
-                raise ValueError(
-                    f"dl's batch_indices() name {len(order)} items but it yielded {len(probs)}"
-                )
-            perm = torch.argsort(order)
-            res = [r[perm] for r in res]
-        return tuple(res)
+        return inference.get_preds(self, ds_type, with_loss, with_input, dl, act, reorder)
 
-    def _inference_forward(self, xb: torch.Tensor) -> torch.Tensor:
-        """The model call of every inference pass (get_preds and what builds on it): the input
-        Tensor[B, C, H, W] in the learner's memory format, then the model -> Tensor[B, c].
-        The caller holds torch.no_grad and eval mode; it runs in the learner's precision
-        (autocast after to_bf16 / to_fp16)."""
-        if self.channels_last and xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with self.autocast():
-            return self.model(xb)
+    def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
+        """Classify one image: a file path, a PIL image, or a uint8 tensor / array [3, H, W]
+        or [H, W, 3]. It goes through the validation transform (presize, center crop,
+        normalization: `data.preprocess`), then the model as in get_preds. Returns (class
+        name, class index, probabilities float32 Tensor[c] on the CPU)."""
+        return inference.predict(self, item)
 
-    def _preds_dl(self, ds_type: str) -> Iterable[Any]:
-        """The loader of get_preds(ds_type): the validation loader as it is, or a shallow copy
-        of the training loader with shuffle and drop_last off (same transforms, same workers;
-        iterating the copy leaves the original's epoch counter alone)."""
-        if ds_type == "valid":
-            return self.data.valid_dl
-        train_dl = self.data.train_dl
-        if not (hasattr(train_dl, "shuffle") and hasattr(train_dl, "drop_last")):
-            raise ValueError(
-                f"ds_type='train' reads the training set in order through a copy of "
-                f"data.train_dl with shuffle and drop_last off, but {type(train_dl).__name__} "
-                f"has no such attributes; pass dl= (an unshuffled loader) instead"
-            )
-        ordered = copy.copy(train_dl)
-        ordered.shuffle = False
-        ordered.drop_last = False
-        return ordered
+    def tta(
+        self,
+        ds_type: str = "valid",
+        dl: Any = None,
+        n: int = 4,
+        beta: float | None = 0.25,
+        use_max: bool = False,
+    ) -> tuple[Any, torch.Tensor]:
+        """Test-time augmentation, as fastai v2's `Learner.tta`: predictions over `ds_type`'s
+        dataset ('valid' or 'train'), or over the items of `dl` (a DeviceDataLoader with
+        train=False, e.g. of a test set), for n passes with the training augmentation
+        (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
+        so it is repeatable), averaged (or their element-wise max with use_max), and one plain
+        pass (the validation transform). Returns (preds, targets) with
+        preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
+        (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
+        both; with beta=None ((augmented, plain), targets). Items in dataset order;
+        probabilities float32 Tensor[N, c]."""
+        n = _check_positive_int("n", n)
+        return inference.tta(self, ds_type, dl, n, beta, use_max)
 
-    def _per_item_loss_func(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """loss_func giving one loss per item (reduction='none')."""
-        lf = self.loss_func
-        if isinstance(getattr(lf, "reduction", None), str):
-            per_item = copy.copy(lf)
-            per_item.reduction = "none"
-            return per_item
-        if lf in (F.cross_entropy, F.nll_loss):
-            return partial(lf, reduction="none")
-        raise ValueError(
-            f"with_loss needs per-item losses: loss_func should be a torch loss module with a "
-            f"`reduction` attribute (e.g. nn.CrossEntropyLoss()) or F.cross_entropy, got "
-            f"{lf!r}; call get_preds without with_loss and compute them from the outputs"
-        )
-
-    # ---- layer groups, learning rates, freezing ------------------------------------------
+    # ---- layer groups, learning rates, freezing (fastcore_ext.layer_groups) ---------------
     def lr_range(self, lr: float | slice | Sequence[float], name: str = "lr") -> list[float]:
         """One learning rate per layer group from a float, slice(a, b), slice(b) or a
         sequence (see `fit`). `name` is the argument named in errors."""
-        n = len(self.layer_groups)
-        if isinstance(lr, slice):
-            if lr.step is not None:
-                raise ValueError(f"{name} as a slice takes no step, got {lr!r}")
-            if lr.stop is None:
-                raise ValueError(
-                    f"{name} as a slice needs a stop (the last group's lr), got {lr!r}"
-                )
-            stop = _check_lr_value(f"{name}.stop", lr.stop)
-            if lr.start is None:
-                return [stop / 10] * (n - 1) + [stop]
-            start = _check_lr_value(f"{name}.start", lr.start)
-            if n == 1:
-                return [stop]
-            ratio = (stop / start) ** (1 / (n - 1))
-            return [start * ratio**i for i in range(n - 1)] + [stop]
-        if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
-            values = [float(v) for v in (lr.tolist() if hasattr(lr, "tolist") else lr)]
-            if len(values) != n:
-                raise ValueError(
-                    f"{name} should have one value per layer group ({n}), got {len(values)}"
-                )
-            return [_check_lr_value(f"{name}[{i}]", v) for i, v in enumerate(values)]
-        return [_check_lr_value(name, lr)] * n
-
-    def _wd_range(self, wd: float | Sequence[float]) -> list[float]:
-        n = len(self.layer_groups)
-        values = list(wd) if isinstance(wd, (list, tuple)) else [wd] * n
-        if len(values) != n:
-            raise ValueError(
-                f"wd should be a float or one per layer group ({n}), got {len(values)}"
-            )
-        out = []
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"wd should be a float or floats, got {type(v).__name__} {v!r}")
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"wd should be a finite number >= 0, got {v}")
-            out.append(float(v))
-        return out
+        return lg.lr_range(lr, len(self.layer_groups), name)
 
     def _set_wd(self, wd: float | Sequence[float] | None) -> None:
-        values = self._wd_range(wd) if wd is not None else self.wd
+        values = lg.wd_range(wd, len(self.layer_groups)) if wd is not None else self.wd
         if values is None:
             return
         for group, value in zip(self.opt.param_groups, values, strict=True):
@@ -971,7 +732,7 @@ class Learner:
         clear = getattr(self.opt, "clear_schedule", None)
         if clear is not None:
             clear()
-        self._one_cycle = None
+        self._one_cycle_fit = False
 
     def _train_len(self) -> int:
         n = len(self.data.train_dl)
@@ -988,18 +749,7 @@ class Learner:
         trainable in frozen groups (fastai's train_bn). Frozen parameters get
         requires_grad False and no gradient, so the optimizer step (weight decay included)
         leaves them untouched; the optimizer keeps every group and its state."""
-        n_groups = len(self.layer_groups)
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"n should be an int, got {type(n).__name__} {n!r}")
-        if not -n_groups <= n <= n_groups:
-            raise ValueError(f"n should be in [-{n_groups}, {n_groups}] (layer groups), got {n}")
-        n_frozen = n if n >= 0 else n_groups + n
-        for i, group in enumerate(self.layer_groups):
-            for p in group:
-                trainable = i >= n_frozen or id(p) in self._norm_params
-                p.requires_grad_(trainable)
-                if not trainable:
-                    p.grad = None
+        lg.freeze_to(self.layer_groups, n, self._norm_params)
 
     def freeze(self) -> None:
         """Train only the last layer group (plus normalization layers everywhere)."""
@@ -1023,9 +773,10 @@ class Learner:
 
     def to_channels_last(self) -> Learner:
         """Store the model's 4-d weights and feed its inputs channels-last (NHWC), the fast
-        layout for convolutions on GPUs. Returns self."""
+        layout for convolutions on GPUs and on CPUs with bf16 units. Returns self."""
         self.model.to(memory_format=torch.channels_last)
         self.channels_last = True
+        self._auto_layout = False
         return self
 
     # ---- several processes ----------------------------------------------------------------
@@ -1050,26 +801,52 @@ class Learner:
             if entered:
                 exit_distrib(self)
 
-    # ---- mixed precision ------------------------------------------------------------------
+    # ---- mixed precision (fastcore_ext.callback.mixed_precision) ---------------------------
+    @property
+    def mixed_precision(self) -> MixedPrecision | None:
+        """The attached MixedPrecision callback, or None (fp32)."""
+        return next((cb for cb in self.cbs if isinstance(cb, MixedPrecision)), None)
+
     @property
     def precision(self) -> str:
         """'fp32', 'bf16' or 'fp16': how forward passes run (see to_bf16 / to_fp16)."""
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        mp = self.mixed_precision
+        return mp.name if mp is not None else "fp32"
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype (torch.bfloat16 / torch.float16), or None in fp32."""
+        mp = self.mixed_precision
+        return mp.dtype if mp is not None else None
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """fp16's loss scaler, or None."""
+        mp = self.mixed_precision
+        return mp.scaler if mp is not None else None
+
+    def _use_precision(self, mp: MixedPrecision | None) -> Learner:
+        old = self.mixed_precision
+        if old is not None:
+            self.remove_cb(old)
+        if mp is not None:
+            self.add_cb(mp)
+        return self
 
     def to_bf16(self) -> Learner:
         """Run forward passes and the loss under torch.autocast(bfloat16), on the CPU or a
-        CUDA GPU. Parameters, gradients and optimizer state stay float32; bfloat16 has
-        float32's range, so no loss scaling is needed. Fast where the hardware has bfloat16
-        matrix units (Ampere and later GPUs; CPUs with AMX or AVX-512-BF16); on other CPUs it
-        can be slower than float32 (bench/README.md, "Training"). Returns self."""
+        CUDA GPU. Parameters, gradients, optimizer state and BatchNorm statistics stay
+        float32; bfloat16 has float32's range, so no loss scaling is needed. Fast where the
+        hardware multiplies bfloat16 natively (Ampere and later GPUs; CPUs with AMX or
+        AVX512-BF16), best with channels-last; elsewhere it can be slower than float32.
+        Returns self."""
         device = torch.device(self.data.device)
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError(
                 f"to_bf16: the GPU of data.device ({device}) does not support bfloat16; use "
                 f"learn.to_fp16() there"
             )
-        self.amp_dtype, self.scaler = torch.bfloat16, None
-        return self
+        return self._use_precision(MixedPrecision(torch.bfloat16))
 
     def to_fp16(self) -> Learner:
         """Run forward passes and the loss under torch.autocast(float16) on a CUDA GPU, with
@@ -1083,45 +860,31 @@ class Learner:
                 f"to_fp16 needs a CUDA device, data.device is {device}: float16 with loss "
                 f"scaling is a GPU recipe; on the CPU use learn.to_bf16() (or stay in fp32)"
             )
-        self.amp_dtype, self.scaler = torch.float16, torch.amp.GradScaler("cuda")
-        return self
+        return self._use_precision(MixedPrecision(torch.float16, torch.amp.GradScaler("cuda")))
 
     def to_fp32(self) -> Learner:
-        """Back to plain float32 forward passes (no autocast, no scaler). Returns self."""
-        self.amp_dtype, self.scaler = None, None
-        return self
+        """Back to plain float32 forward passes (no autocast, no scaler); channels-last goes
+        too when precision='auto' chose it. Returns self."""
+        if self._auto_layout:
+            self.model.to(memory_format=torch.contiguous_format)
+            self.channels_last = self._auto_layout = False
+        return self._use_precision(None)
 
-    # ---- checkpoints ----------------------------------------------------------------------
+    # ---- files (fastcore_ext.checkpoint, fastcore_ext.export) ---------------------------
     def _model_file(self, name: str | os.PathLike, arg: str = "name") -> Path:
-        if not isinstance(name, (str, os.PathLike)) or not str(name):
-            raise TypeError(f"{arg} should be a non-empty str or Path, got {name!r}")
-        file = Path(name)
-        if file.suffix != ".pth":
-            file = file.with_name(file.name + ".pth")
-        return self.path / self.model_dir / file
+        return model_file(self.path / self.model_dir, name, arg)
 
     def save(self, name: str | os.PathLike, with_opt: bool = True) -> Path:
-        """Save a checkpoint to path/model_dir/`name`.pth, atomically: written to a temporary
-        file in that folder, fsync'ed and renamed, so an error or Ctrl-C during the write
-        leaves the previous file intact and no temporary file. Holds the model's state_dict,
-        the epochs done, the random generators' states and, with_opt, the optimizer state
-        (moments, one-cycle schedule and step counter) and the fp16 loss scaler: everything
-        `load` + `fit_one_cycle(start_epoch=...)` need to resume. Only tensors and plain
-        values: it loads with torch.load(weights_only=True). Returns the file's path."""
+        """Save a checkpoint to path/model_dir/`name`.pth, atomically (an error or Ctrl-C
+        during the write leaves the previous file intact and no temporary file): the model's
+        state_dict, the epochs done, the random generators' states and, with_opt, the
+        optimizer state (moments, one-cycle schedule and step counter) and the fp16 loss
+        scaler: everything `load` + `fit_one_cycle(start_epoch=...)` need to resume. Loads
+        with torch.load(weights_only=True). Returns the file's path."""
         path = self._model_file(name)
-        state: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "model": self.model.state_dict(),
-            "epoch": self.epochs_done,
-            "rng": rng_state(),
-            "data_seed": getattr(self.data, "seed", None),
-        }
-        if with_opt:
-            state["opt"] = self.opt.state_dict()
-            if self.scaler is not None:
-                state["scaler"] = self.scaler.state_dict()
-        return atomic_save(state, path)
+        opt = self.opt if with_opt else None
+        seed = getattr(self.data, "seed", None)
+        return save_checkpoint(path, self.model, opt, self.epochs_done, seed, self.scaler)
 
     def load(
         self,
@@ -1141,277 +904,27 @@ class Learner:
         in the file (default: with_opt), so a resumed fit draws the same dropout masks as
         the uninterrupted one. `epochs_done` becomes the file's epoch count. Nothing is
         changed when an error is raised."""
-        path = self._model_file(name)
-        device = next(iter(self.model.state_dict().values()), torch.empty(0)).device
-        ckpt = load_file(path, map_location=device)
-        if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
-            model_state = ckpt.get("model")
-        else:  # a bare state_dict
-            model_state, ckpt = ckpt, {}
-        model_state = self._matching_state(model_state, path, strict)
-        exact = len(model_state) == len(self.model.state_dict())
-        opt_state = ckpt.get("opt") if with_opt else None
-        if with_opt and opt_state is None:
-            warnings.warn(
-                f"{path} holds no optimizer state; only the model was loaded", stacklevel=2
-            )
-        if opt_state is not None and not exact:
-            warnings.warn(
-                f"{path}: not every model tensor matched (strict=False), so the optimizer "
-                f"state was not loaded",
-                stacklevel=2,
-            )
-            opt_state = None
-        if opt_state is not None:
-            try:
-                self.opt.load_state_dict(opt_state)
-            except (ValueError, TypeError, KeyError) as e:
-                raise ValueError(
-                    f"{path}: the optimizer state does not fit this learner's optimizer "
-                    f"({type(self.opt).__name__}, {len(self.opt.param_groups)} param groups): {e}. "
-                    f"Load with with_opt=False to take the model only"
-                ) from e
-        self.model.load_state_dict(model_state, strict=False)
-        if opt_state is not None and self.scaler is not None and "scaler" in ckpt:
-            self.scaler.load_state_dict(ckpt["scaler"])
-        if (with_opt if with_rng is None else with_rng) and "rng" in ckpt:
-            set_rng_state(ckpt["rng"])
-            seed = getattr(self.data, "seed", None)
-            if ckpt.get("data_seed") is not None and seed is not None and seed != ckpt["data_seed"]:
-                warnings.warn(
-                    f"{path} was saved by a learner whose data seed was {ckpt['data_seed']}, "
-                    f"this one's is {seed}: a resumed fit will shuffle and augment differently",
-                    stacklevel=2,
-                )
-        self.epochs_done = int(ckpt.get("epoch", 0) or 0)
+        self.epochs_done = load_checkpoint(
+            self._model_file(name),
+            self.model,
+            self.opt if with_opt else None,
+            strict=strict,
+            with_rng=with_opt if with_rng is None else with_rng,
+            data_seed=getattr(self.data, "seed", None),
+            scaler=self.scaler,
+        )
         return self
 
-    def _matching_state(self, state: Any, path: Path, strict: bool) -> dict[str, torch.Tensor]:
-        """The entries of `state` to load into the model; ValueError when strict and the file
-        does not fit (nothing loaded)."""
-        if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-        ):
-            raise ValueError(f"{path} holds no model state_dict (a dict of name -> tensor)")
-        own = self.model.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        shapes = [
-            f"{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
-            for k in own
-            if k in state and state[k].shape != own[k].shape
-        ]
-        if not (missing or unexpected or shapes):
-            return dict(state)
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
-            if keys:
-                more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-                parts.append(f"{len(keys)} {label} ({'; '.join(keys[:3])}{more})")
-        summary = ", ".join(parts)
-        if strict:
-            raise ValueError(
-                f"{path} does not fit this model ({type(self.model).__name__}): {summary}. It "
-                f"was saved from another architecture or head (e.g. another number of "
-                f"classes); load(..., strict=False) takes only the tensors that match"
-            )
-        warnings.warn(f"{path}: loading only the matching tensors; {summary}", stacklevel=3)
-        return {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-
-    # ---- inference --------------------------------------------------------------------------
     def export(self, fname: str | os.PathLike = "export.pth") -> Path:
         """Write what inference needs to path/`fname`: the weights and a JSON description
         (architecture, head, classes, normalization, input size and presize) with no pickled
         code. `fastcore_ext.export.load_learner` rebuilds the learner from it. Supports
         create_cnn models (a torchvision body + create_head). Returns the file's path."""
-        from fastcore_ext.export import export_learner
+        from fastcore_ext.export import export_learner  # (export imports this module)
 
         if not isinstance(fname, (str, os.PathLike)) or not str(fname):
             raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
         return export_learner(self, self.path / fname)
-
-    @contextlib.contextmanager
-    def _inference(self) -> Iterator[None]:
-        """Eval mode and no grad; every module's mode comes back afterwards."""
-        modes = [m.training for m in self.model.modules()]
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            for m, mode in zip(self.model.modules(), modes, strict=True):
-                m.training = mode
-
-    def _in_order_loader(self, ds_type: str) -> Any:
-        """A loader over `ds_type`'s dataset yielding every item in order through the
-        validation transform: valid_dl itself, or a new one over the training set."""
-        if ds_type not in ("train", "valid"):
-            raise ValueError(f"ds_type should be 'train' or 'valid', got {ds_type!r}")
-        valid_dl = getattr(self.data, "valid_dl", None)
-        if ds_type == "valid" or valid_dl is None:
-            return valid_dl
-        from fastcore_ext.data import DeviceDataLoader
-
-        train_dl = self.data.train_dl
-        return DeviceDataLoader(
-            train_dl.dataset,
-            train_dl.bs,
-            train=False,
-            size=train_dl.size,
-            device=train_dl.device,
-            seed=train_dl.seed,
-            stats=train_dl.stats,
-            num_workers=train_dl.num_workers,
-            channels_last=train_dl.channels_last,
-        )
-
-    def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
-        """Classify one image: a file path, a PIL image, or a uint8 tensor / array [3, H, W]
-        or [H, W, 3]. It goes through the validation transform (presize, center crop,
-        normalization: `data.preprocess`), then the model in eval mode. Returns (class name,
-        class index, probabilities float32 Tensor[c] on the CPU)."""
-        preprocess = getattr(self.data, "preprocess", None)
-        if preprocess is None:
-            raise TypeError(
-                f"predict needs data with preprocess(items) (an ImageDataBunch, or a learner "
-                f"from load_learner), got {type(self.data).__name__}"
-            )
-        x = preprocess(_channels_first(item))  # (1, 3, S, S)
-        with self._inference():
-            logits = self._inference_forward(x)
-        probs = torch.softmax(logits.float(), dim=1)[0].cpu()
-        idx = int(probs.argmax())
-        return self.data.classes[idx], idx, probs
-
-    def tta(
-        self,
-        ds_type: str = "valid",
-        dl: Any = None,
-        n: int = 4,
-        beta: float | None = 0.25,
-        use_max: bool = False,
-    ) -> tuple[Any, torch.Tensor]:
-        """Test-time augmentation, as fastai v2's `Learner.tta`: predictions over `ds_type`'s
-        dataset ('valid' or 'train'), or over the items of `dl` (a DeviceDataLoader with
-        train=False, e.g. of a test set), for n passes with the training augmentation
-        (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
-        so it is repeatable), averaged (or their element-wise max with use_max), and one plain
-        pass (the validation transform). Returns (preds, targets) with
-        preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
-        (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
-        both; with beta=None ((augmented, plain), targets). Items in dataset order;
-        probabilities float32 Tensor[N, c]."""
-        n = _check_positive_int("n", n)
-        if beta is not None:
-            if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
-                raise ValueError(f"beta should be a float in [0, 1] or None, got {beta!r}")
-        if dl is None:
-            dl = self._in_order_loader(ds_type)
-        spec = getattr(self.data, "spec", None)
-        if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
-            raise TypeError(
-                f"tta needs a DeviceDataLoader (uint8 batches it augments itself), got "
-                f"{type(dl).__name__}"
-            )
-        if spec is None:
-            raise ValueError(
-                "tta needs the training augmentation, and data.spec is None (built with "
-                "ds_tfms=None or without aug_transforms in batch_tfms)"
-            )
-        seed = getattr(self.data, "seed", 0)
-        passes = [self.get_preds(dl=_AugmentedPass(dl, spec, seed, i))[0].float() for i in range(n)]
-        stacked = torch.stack(passes)
-        augmented = stacked.max(0)[0] if use_max else stacked.mean(0)
-        plain, targets = self.get_preds(dl=_PlainPass(dl))[:2]
-        plain = plain.float()
-        if use_max:
-            return torch.stack([plain, augmented]).max(0)[0], targets
-        if beta is None:
-            return (augmented, plain), targets
-        return torch.lerp(augmented, plain, float(beta)), targets
-
-
-def _params_of(group: Any, index: int) -> Iterable[nn.Parameter]:
-    """The parameters of one layer group as a splitter may return it."""
-    if isinstance(group, nn.Parameter):
-        yield group
-    elif isinstance(group, nn.Module):
-        yield from group.parameters()
-    elif isinstance(group, Iterable) and not isinstance(group, (str, bytes, torch.Tensor)):
-        for item in group:
-            if isinstance(item, nn.Module):
-                yield from item.parameters()
-            elif isinstance(item, nn.Parameter):
-                yield item
-            else:
-                raise TypeError(
-                    f"splitter's layer group {index} should hold Parameters or Modules, got "
-                    f"{type(item).__name__}"
-                )
-    else:
-        raise TypeError(
-            f"splitter's layer group {index} should be a Module or an iterable of Parameters, "
-            f"got {type(group).__name__}"
-        )
-
-
-def _channels_first(item: Any) -> Any:
-    """A uint8 tensor [H, W, C] (C in 1, 3, 4) as [C, H, W]; anything else as it is (a
-    [3, H, W] tensor stays: channels-first wins when both readings are possible)."""
-    if (
-        isinstance(item, torch.Tensor)
-        and item.dim() == 3
-        and item.shape[-1] in (1, 3, 4)
-        and item.shape[0] not in (1, 3, 4)
-    ):
-        return item.permute(2, 0, 1)
-    return item
-
-
-class _PlainPass:
-    """One pass over an in-order loader (train=False) through its validation transform,
-    leaving the loader's epoch counter alone."""
-
-    def __init__(self, dl: Any) -> None:
-        self.dl = dl
-        self.world_size = getattr(dl, "world_size", 1)  # a shard's passes are gathered
-
-    def __len__(self) -> int:
-        return len(self.dl)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self.dl.uint8_batches(0):
-            yield self.dl.augment(x, None), y
-
-
-class _AugmentedPass(_PlainPass):
-    """The same items and order, through the training augmentation `spec` with parameters
-    drawn from a generator seeded from (seed, pass index)."""
-
-    def __init__(self, dl: Any, spec: Any, seed: int, index: int) -> None:
-        super().__init__(dl)
-        self.spec, self.seed, self.index = spec, seed, index
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from fastcore_ext.augment import augment_batch, epoch_generator
-
-        gen = epoch_generator(self.seed ^ _TTA_STREAM, self.index)
-        mean, std = self.dl.stats if self.dl.stats is not None else ((0.0,) * 3, (1.0,) * 3)
-        for x, y in self.dl.uint8_batches(0):
-            xb = augment_batch(
-                x,
-                self.dl.size,
-                mean=mean,
-                std=std,
-                spec=self.spec,
-                generator=gen,
-                train=True,
-                channels_last=self.dl.channels_last,
-            )
-            yield xb, y
-
-
-_TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
 
 
 def _check_start_epoch(start_epoch: Any, n_epoch: int) -> int:
@@ -1425,15 +938,3 @@ def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     if cbs is None:
         return []
     return [cbs] if isinstance(cbs, Callback) else list(cbs)
-
-
-def _pass_order(dl: Any) -> torch.Tensor | None:
-    """Data set indices int64 [N] of the items the next pass over a shuffled `dl` yields, in
-    the order it yields them (from its `batch_indices()`); None for a loader that is not
-    shuffled or does not tell."""
-    if not getattr(dl, "shuffle", False) or not hasattr(dl, "batch_indices"):
-        return None
-    batches = list(dl.batch_indices())
-    if not batches:
-        return None
-    return torch.cat([torch.as_tensor(b, dtype=torch.int64) for b in batches])

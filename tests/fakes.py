@@ -85,11 +85,13 @@ def two_groups(m: nn.Module) -> list[nn.Module]:
 
 
 def make_learner(**kwargs):
-    """A Learner on the easy bunch and the tiny model, its progress output captured."""
+    """A Learner on the easy bunch and the tiny model, in fp32 unless `precision` is given,
+    its progress output captured."""
     torch.manual_seed(kwargs.pop("model_seed", 0))
     data = kwargs.pop("data", None) or easy_bunch()
     model = kwargs.pop("model", None) or tiny_model()
     kwargs.setdefault("splitter", two_groups)
+    kwargs.setdefault("precision", "fp32")  # the same on every CPU ("auto" picks bf16 on some)
     learn = Learner(data, model, **kwargs)
     learn.progress.stream = io.StringIO()
     return learn

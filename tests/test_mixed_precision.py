@@ -10,6 +10,7 @@ import torch
 from fakes import easy_bunch, make_learner
 
 from fastcore_ext.callback import Callback
+from fastcore_ext.callback.mixed_precision import MixedPrecision
 from fastcore_ext.schedule import one_cycle
 
 
@@ -99,7 +100,8 @@ def test_skipped_steps_keep_the_schedule_mirror_on_the_device_counter():
     halves. The learner's host mirror must follow: the recorded lr of the batch after a
     skipped step is the skipped step's."""
     learn = make_learner()
-    learn.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=10**6)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=10**6)
+    learn.add_cb(MixedPrecision(torch.bfloat16, scaler))
     bad = {0, 1, 5}
     probe = InfGrads(bad)
     n = len(learn.data.train_dl)

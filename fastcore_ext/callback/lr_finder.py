@@ -1,14 +1,24 @@
-"""LRFinder: the callback behind `Learner.lr_find` (an exponential learning-rate sweep)."""
+"""LRFinder: the callback behind `Learner.lr_find` (an exponential learning-rate sweep), and
+the in-memory snapshot lr_find restores afterwards."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from fastcore_ext.callback.core import Callback, CancelFitException, CancelValidException
+from fastcore_ext.checkpoint import rng_state, set_rng_state
 from fastcore_ext.schedule import exp_sweep
 
-__all__ = ["LRFinder"]
+if TYPE_CHECKING:
+    from fastcore_ext.learner import Learner
+
+__all__ = ["LRFinder", "Snapshot"]
 
 
 class LRFinder(Callback):
@@ -59,3 +69,49 @@ class LRFinder(Callback):
 
     def before_validate(self) -> None:
         raise CancelValidException
+
+
+@dataclass
+class Snapshot:
+    """Everything a learning-rate sweep changes, copied in memory (no temporary file): the
+    model's weights and buffers, requires_grad flags, gradients, train/eval modes, the
+    optimizer's state, the RNG states (checkpoint.rng_state), fp16's scaler and epochs_done."""
+
+    model_state: dict[str, torch.Tensor]
+    requires_grad: list[bool]
+    grads: list[torch.Tensor | None]
+    modes: list[bool]
+    opt_state: dict[str, Any]
+    rng: dict[str, Any]
+    scaler_state: dict[str, Any] | None
+    epochs_done: int
+
+    @classmethod
+    def take(cls, learn: Learner) -> Snapshot:
+        params = list(learn.model.parameters())
+        scaler = learn.scaler
+        return cls(
+            model_state={k: v.detach().clone() for k, v in learn.model.state_dict().items()},
+            requires_grad=[p.requires_grad for p in params],
+            grads=[None if p.grad is None else p.grad.detach().clone() for p in params],
+            modes=[m.training for m in learn.model.modules()],
+            opt_state=copy.deepcopy(learn.opt.state_dict()),
+            rng=rng_state(),
+            scaler_state=scaler.state_dict() if scaler is not None else None,
+            epochs_done=learn.epochs_done,
+        )
+
+    def restore(self, learn: Learner) -> None:
+        learn.model.load_state_dict(self.model_state)
+        for p, flag, grad in zip(
+            learn.model.parameters(), self.requires_grad, self.grads, strict=True
+        ):
+            p.requires_grad_(flag)
+            p.grad = grad
+        for m, mode in zip(learn.model.modules(), self.modes, strict=True):
+            m.training = mode
+        learn.opt.load_state_dict(self.opt_state)
+        set_rng_state(self.rng)
+        if self.scaler_state is not None and learn.scaler is not None:
+            learn.scaler.load_state_dict(self.scaler_state)
+        learn.epochs_done = self.epochs_done

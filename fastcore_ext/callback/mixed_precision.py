@@ -1,0 +1,86 @@
+"""MixedPrecision: autocast forward passes, and fp16's loss scaling, as a callback.
+
+`Learner.to_bf16()` / `to_fp16()` attach one, `to_fp32()` removes it; the training loop has
+no precision branch of its own. The learner runs every forward pass (training, validation,
+get_preds, predict) inside `learn.autocast()`, which is this callback's `autocast()` when
+one is attached. Parameters, gradients, optimizer state and BatchNorm running statistics
+stay float32: autocast only changes the dtype in which the ops it lists compute.
+
+With a GradScaler (fp16), the loss is scaled before backward, and the step is the scaler's:
+the fused optimizer unscales the grads itself and skips a step whose grads hold inf/NaN
+(its device step counter, and so the one-cycle schedule, does not advance then). The
+learner's host mirror of that counter follows the device counter.
+
+`auto_precision(device)` is what `Learner(precision="auto")` picks: "bf16" where the
+hardware multiplies bfloat16 natively (fastcore_ext.hardware), else "fp32".
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastcore_ext.callback.core import Callback, CancelStepException
+from fastcore_ext.hardware import has_native_bf16
+
+__all__ = ["MixedPrecision", "PRECISIONS", "auto_precision"]
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+"""The values of Learner(precision=...)."""
+
+_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def auto_precision(device: torch.device | str) -> str:
+    """'bf16' where `device` runs bfloat16 matrix math natively, else 'fp32'."""
+    return "bf16" if has_native_bf16(device) else "fp32"
+
+
+class MixedPrecision(Callback):
+    """Forward passes and the loss under torch.autocast(`dtype`) on the data's device type;
+    with `scaler` (a torch.amp.GradScaler), loss scaling and the scaler's optimizer step.
+
+    dtype: torch.bfloat16 or torch.float16.
+    """
+
+    order = 1000  # last: every other callback's before_step sees the step before it is taken
+
+    def __init__(self, dtype: torch.dtype, scaler: torch.amp.GradScaler | None = None) -> None:
+        super().__init__()
+        if dtype not in _NAMES:
+            raise ValueError(f"dtype should be torch.bfloat16 or torch.float16, got {dtype!r}")
+        if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+            raise TypeError(
+                f"scaler should be a torch.amp.GradScaler or None, got {type(scaler).__name__}"
+            )
+        self.dtype = dtype
+        self.scaler = scaler
+
+    @property
+    def name(self) -> str:
+        """'bf16' or 'fp16'."""
+        return _NAMES[self.dtype]
+
+    def autocast(self) -> torch.autocast:
+        """The autocast context of the learner's forward passes."""
+        device_type = torch.device(self.learn.data.device).type
+        return torch.autocast(device_type=device_type, dtype=self.dtype)
+
+    def before_backward(self) -> None:
+        if self.scaler is not None:
+            self.learn.loss_grad = self.scaler.scale(self.learn.loss_grad)
+
+    def before_step(self) -> None:
+        """With a scaler: its step (skipped on overflowed grads) and update, then the
+        learner's own step is cancelled (after_cancel_step, after_step still fire)."""
+        if self.scaler is None:
+            return
+        learn = self.learn
+        self.scaler.step(learn.opt)
+        self.scaler.update()
+        counter = getattr(learn.opt, "schedule_step", None)
+        learn._sched_step = int(counter) if counter is not None else learn._sched_step + 1
+        raise CancelStepException
+
+    def __repr__(self) -> str:
+        scaled = ", GradScaler" if self.scaler is not None else ""
+        return f"MixedPrecision({self.name}{scaled})"

@@ -1,0 +1,304 @@
+"""Inference with a Learner: get_preds, predict and tta (what the Learner methods call).
+
+Every pass runs the model through `forward(learn, xb)`: the input in the learner's memory
+format (channels-last after `to_channels_last`), inside `learn.autocast()` (the learner's
+precision), under `evaluating(model)`: eval mode and torch.inference_mode (no autograd
+bookkeeping at all), every module's train/eval mode put back afterwards. No callback event
+fires. The Learner's validation phase uses the same precision and layout, under
+inference_mode too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fastcore_ext.augment import augment_batch, epoch_generator
+from fastcore_ext.data import DeviceDataLoader
+from fastcore_ext.distributed import all_gather_cat
+
+if TYPE_CHECKING:
+    from fastcore_ext.learner import Learner
+
+__all__ = ["evaluating", "forward", "get_preds", "predict", "tta"]
+
+_TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode and torch.inference_mode; every module's mode comes back afterwards."""
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        for m, mode in zip(model.modules(), modes, strict=True):
+            m.training = mode
+
+
+def forward(learn: Learner, xb: torch.Tensor) -> torch.Tensor:
+    """The model call of every inference pass: Tensor[B, C, H, W] in the learner's memory
+    format, in its precision -> Tensor[B, c]. The caller holds `evaluating`."""
+    if learn.channels_last and xb.dim() == 4:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    with learn.autocast():
+        return learn.model(xb)
+
+
+def get_preds(
+    learn: Learner,
+    ds_type: str = "valid",
+    with_loss: bool = False,
+    with_input: bool = False,
+    dl: Iterable[Any] | None = None,
+    act: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    reorder: bool = True,
+) -> tuple[torch.Tensor, ...]:
+    """`Learner.get_preds` (see there for the arguments and what it returns)."""
+    if ds_type not in ("valid", "train"):
+        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+    for name, flag in (("with_loss", with_loss), ("with_input", with_input), ("reorder", reorder)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} should be a bool, got {type(flag).__name__} {flag!r}")
+    if act is not None and not callable(act):
+        raise TypeError(f"act should be a callable or None, got {type(act).__name__}")
+    source = "the given dl" if dl is not None else f"data.{ds_type}_dl"
+    if dl is None:
+        dl = _preds_dl(learn.data, ds_type)
+    elif not isinstance(dl, Iterable):
+        raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
+    per_item = _per_item_loss_func(learn.loss_func) if with_loss else None
+    order = _pass_order(dl) if reorder else None
+    outs: list[torch.Tensor] = []
+    targs: list[torch.Tensor] = []
+    losses: list[torch.Tensor] = []
+    inputs: list[torch.Tensor] = []
+    with evaluating(learn.model):
+        for batch in dl:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError(f"dl should yield (x, y) pairs, got {type(batch).__name__}")
+            xb, yb = batch
+            out = forward(learn, xb).float()
+            if out.dim() != 2 or out.shape[0] != yb.shape[0]:
+                raise ValueError(
+                    f"the model should return Tensor[B, c] for a batch of B = "
+                    f"{yb.shape[0]}, got shape {tuple(out.shape)}"
+                )
+            outs.append(out)
+            targs.append(yb)
+            if per_item is not None:
+                loss = per_item(out, yb)
+                if loss.shape != yb.shape[:1]:
+                    raise ValueError(
+                        f"loss_func with reduction='none' should give one loss per "
+                        f"item, shape ({yb.shape[0]},), got {tuple(loss.shape)}"
+                    )
+                losses.append(loss.float())
+            if with_input:
+                inputs.append(xb.detach().cpu())
+    # outside inference_mode, so the results are normal tensors (usable with autograd)
+    raw, targ, loss, inp = (torch.cat(p) if p else None for p in (outs, targs, losses, inputs))
+    if getattr(dl, "world_size", 1) > 1:  # this process's block: gather all, rank order
+        raw, targ, loss, inp = map(all_gather_cat, (raw, targ, loss, inp))
+        order = None if order is None else all_gather_cat(order)
+    if raw is None:
+        raise ValueError(f"{source} yielded no batch")
+    probs = (torch.softmax(raw, dim=-1) if act is None else act(raw)).float().cpu()
+    res = [probs, targ.cpu()]
+    if with_loss:
+        res.append(loss.cpu())
+    if with_input:
+        res.insert(0, inp)
+    if order is not None:
+        if len(order) != len(probs):
+            raise ValueError(
+                f"dl's batch_indices() name {len(order)} items but it yielded {len(probs)}"
+            )
+        perm = torch.argsort(order)
+        res = [r[perm] for r in res]
+    return tuple(res)
+
+
+def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
+    """The loader of get_preds(ds_type): the validation loader as it is, or a shallow copy
+    of the training loader with shuffle and drop_last off (same transforms, same workers;
+    iterating the copy leaves the original's epoch counter alone)."""
+    if ds_type == "valid":
+        return data.valid_dl
+    train_dl = data.train_dl
+    if not (hasattr(train_dl, "shuffle") and hasattr(train_dl, "drop_last")):
+        raise ValueError(
+            f"ds_type='train' reads the training set in order through a copy of "
+            f"data.train_dl with shuffle and drop_last off, but {type(train_dl).__name__} "
+            f"has no such attributes; pass dl= (an unshuffled loader) instead"
+        )
+    ordered = copy.copy(train_dl)
+    ordered.shuffle = False
+    ordered.drop_last = False
+    return ordered
+
+
+def _per_item_loss_func(lf: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """The loss function `lf` giving one loss per item (reduction='none')."""
+    if isinstance(getattr(lf, "reduction", None), str):
+        per_item = copy.copy(lf)
+        per_item.reduction = "none"
+        return per_item
+    if lf in (F.cross_entropy, F.nll_loss):
+        return partial(lf, reduction="none")
+    raise ValueError(
+        f"with_loss needs per-item losses: loss_func should be a torch loss module with a "
+        f"`reduction` attribute (e.g. nn.CrossEntropyLoss()) or F.cross_entropy, got "
+        f"{lf!r}; call get_preds without with_loss and compute them from the outputs"
+    )
+
+
+def _pass_order(dl: Any) -> torch.Tensor | None:
+    """Data set indices int64 [N] of the items the next pass over a shuffled `dl` yields, in
+    the order it yields them (from its `batch_indices()`); None for a loader that is not
+    shuffled or does not tell."""
+    if not getattr(dl, "shuffle", False) or not hasattr(dl, "batch_indices"):
+        return None
+    batches = list(dl.batch_indices())
+    if not batches:
+        return None
+    return torch.cat([torch.as_tensor(b, dtype=torch.int64) for b in batches])
+
+
+def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
+    """`Learner.predict` (see there)."""
+    preprocess = getattr(learn.data, "preprocess", None)
+    if preprocess is None:
+        raise TypeError(
+            f"predict needs data with preprocess(items) (an ImageDataBunch, or a learner "
+            f"from load_learner), got {type(learn.data).__name__}"
+        )
+    x = preprocess(_channels_first(item))  # (1, 3, S, S)
+    with evaluating(learn.model):
+        logits = forward(learn, x)
+    probs = torch.softmax(logits.float(), dim=1)[0].cpu()  # a normal tensor, made outside
+    idx = int(probs.argmax())
+    return learn.data.classes[idx], idx, probs
+
+
+def _channels_first(item: Any) -> Any:
+    """A uint8 tensor [H, W, C] (C in 1, 3, 4) as [C, H, W]; anything else as it is (a
+    [3, H, W] tensor stays: channels-first wins when both readings are possible)."""
+    if (
+        isinstance(item, torch.Tensor)
+        and item.dim() == 3
+        and item.shape[-1] in (1, 3, 4)
+        and item.shape[0] not in (1, 3, 4)
+    ):
+        return item.permute(2, 0, 1)
+    return item
+
+
+def tta(
+    learn: Learner,
+    ds_type: str = "valid",
+    dl: Any = None,
+    n: int = 4,
+    beta: float | None = 0.25,
+    use_max: bool = False,
+) -> tuple[Any, torch.Tensor]:
+    """`Learner.tta` (see there); `n` is checked by the Learner."""
+    if beta is not None:
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
+            raise ValueError(f"beta should be a float in [0, 1] or None, got {beta!r}")
+    if dl is None:
+        dl = _in_order_loader(learn.data, ds_type)
+    spec = getattr(learn.data, "spec", None)
+    if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
+        raise TypeError(
+            f"tta needs a DeviceDataLoader (uint8 batches it augments itself), got "
+            f"{type(dl).__name__}"
+        )
+    if spec is None:
+        raise ValueError(
+            "tta needs the training augmentation, and data.spec is None (built with "
+            "ds_tfms=None or without aug_transforms in batch_tfms)"
+        )
+    seed = getattr(learn.data, "seed", 0)
+    passes = [get_preds(learn, dl=_AugmentedPass(dl, spec, seed, i))[0].float() for i in range(n)]
+    stacked = torch.stack(passes)
+    augmented = stacked.max(0)[0] if use_max else stacked.mean(0)
+    plain, targets = get_preds(learn, dl=_PlainPass(dl))[:2]
+    plain = plain.float()
+    if use_max:
+        return torch.stack([plain, augmented]).max(0)[0], targets
+    if beta is None:
+        return (augmented, plain), targets
+    return torch.lerp(augmented, plain, float(beta)), targets
+
+
+def _in_order_loader(data: Any, ds_type: str) -> Any:
+    """A loader over `ds_type`'s dataset yielding every item in order through the
+    validation transform: valid_dl itself, or a new one over the training set."""
+    if ds_type not in ("train", "valid"):
+        raise ValueError(f"ds_type should be 'train' or 'valid', got {ds_type!r}")
+    valid_dl = getattr(data, "valid_dl", None)
+    if ds_type == "valid" or valid_dl is None:
+        return valid_dl
+    train_dl = data.train_dl
+    return DeviceDataLoader(
+        train_dl.dataset,
+        train_dl.bs,
+        train=False,
+        size=train_dl.size,
+        device=train_dl.device,
+        seed=train_dl.seed,
+        stats=train_dl.stats,
+        num_workers=train_dl.num_workers,
+        channels_last=train_dl.channels_last,
+    )
+
+
+class _PlainPass:
+    """One pass over an in-order loader (train=False) through its validation transform,
+    leaving the loader's epoch counter alone."""
+
+    def __init__(self, dl: Any) -> None:
+        self.dl = dl
+        self.world_size = getattr(dl, "world_size", 1)  # a shard's passes are gathered
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.dl.uint8_batches(0):
+            yield self.dl.augment(x, None), y
+
+
+class _AugmentedPass(_PlainPass):
+    """The same items and order, through the training augmentation `spec` with parameters
+    drawn from a generator seeded from (seed, pass index)."""
+
+    def __init__(self, dl: Any, spec: Any, seed: int, index: int) -> None:
+        super().__init__(dl)
+        self.spec, self.seed, self.index = spec, seed, index
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = epoch_generator(self.seed ^ _TTA_STREAM, self.index)
+        mean, std = self.dl.stats if self.dl.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+        for x, y in self.dl.uint8_batches(0):
+            xb = augment_batch(
+                x,
+                self.dl.size,
+                mean=mean,
+                std=std,
+                spec=self.spec,
+                generator=gen,
+                train=True,
+                channels_last=self.dl.channels_last,
+            )
+            yield xb, y
