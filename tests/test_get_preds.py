@@ -243,3 +243,52 @@ def _small_cnn(c: int) -> nn.Module:
         nn.Flatten(),
         nn.Linear(8, c),
     )
+
+
+# ---- the context of every inference pass -------------------------------------------------------
+class Probe(nn.Module):
+    """The tiny model, noting for each call: (training, inference mode, grad mode, autocast
+    dtype or None, input channels-last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = tiny_model()
+        self.calls: list[tuple[bool, bool, bool, torch.dtype | None, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        amp = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        self.calls.append(
+            (
+                self.training,
+                torch.is_inference_mode_enabled(),
+                torch.is_grad_enabled(),
+                amp,
+                nhwc,
+            )
+        )
+        return self.net(x)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_validation_get_preds_and_predict_run_in_inference_mode_precision_and_layout(precision):
+    model = Probe()
+    learn = make_learner(model=model, splitter=lambda m: [m.net[:3], m.net[3:]])
+    if precision == "bf16":
+        learn.to_bf16().to_channels_last()
+    amp = torch.bfloat16 if precision == "bf16" else None
+    nhwc = precision == "bf16"
+    n_train, n_valid = len(learn.data.train_dl), len(learn.data.valid_dl)
+    learn.fit(1)
+    assert model.calls[:n_train] == [(True, False, True, amp, nhwc)] * n_train
+    assert model.calls[n_train:] == [(False, True, False, amp, nhwc)] * n_valid
+    model.calls.clear()
+    model.train()
+    probs, _ = learn.get_preds()
+    learn.data.preprocess = lambda item: item  # the bunch's items are model inputs already
+    _, _, one = learn.predict(learn.data.valid_dl.x[:1])
+    assert model.calls == [(False, True, False, amp, nhwc)] * (n_valid + 1)
+    assert model.training and model.net[1].training  # modes came back
+    for t in (probs, one):  # normal tensors, usable with autograd afterwards
+        assert not t.is_inference() and t.dtype == torch.float32
+        (t * torch.ones_like(t, requires_grad=True)).sum().backward()

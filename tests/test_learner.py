@@ -112,6 +112,18 @@ def test_recorded_hypers_equal_closed_form(start_epoch):
     assert rec.epochs == list(range(start_epoch, 3))
 
 
+def test_optimizer_answers_its_schedule_at_a_step():
+    learn = three_group_learner()
+    with pytest.raises(ValueError, match="hypers_at needs a one-cycle schedule"):
+        learn.opt.hypers_at(0)
+    kw = dict(div=10.0, div_final=1e4, pct_start=0.3, moms=(0.9, 0.8, 0.9))
+    learn.opt.set_one_cycle(20, [1e-4, 1e-3, 1e-2], **kw)
+    for k in (0, 5, 6, 19, 20, 25):  # past the end the final values hold
+        lrs, moms = learn.opt.hypers_at(k)
+        expected = [one_cycle(min(k / 20, 1), lr, **kw) for lr in (1e-4, 1e-3, 1e-2)]
+        assert lrs == [e[0] for e in expected] and moms == [e[1] for e in expected]
+
+
 def test_fit_one_cycle_defaults():
     learn = make_learner()
     learn.fit_one_cycle(1)

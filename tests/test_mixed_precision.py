@@ -1,7 +1,8 @@
-"""Mixed precision: to_bf16 (autocast on the CPU and CUDA, float32 weights), to_fp16 (CUDA
-autocast + GradScaler driving the fused optimizer; a clear error on the CPU), to_fp32; a
-step skipped for overflowed grads leaves the schedule's host mirror equal to the device
-counter."""
+"""Mixed precision: precision="auto" (bf16 + channels-last where the CPU flags say bf16 is
+native, stubbed here), the MixedPrecision callback, to_bf16 (autocast on the CPU and CUDA,
+float32 weights), to_fp16 (CUDA autocast + GradScaler driving the fused optimizer; a clear
+error on the CPU), to_fp32; a step skipped for overflowed grads leaves the schedule's host
+mirror equal to the device counter."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 import torch
 from fakes import easy_bunch, make_learner
 
+import fastcore_ext.learner as learner_mod
+from fastcore_ext import hardware
 from fastcore_ext.callback import Callback
 from fastcore_ext.callback.mixed_precision import MixedPrecision
 from fastcore_ext.schedule import one_cycle
@@ -123,3 +126,88 @@ def test_skipped_steps_keep_the_schedule_mirror_on_the_device_counter():
         step_of_batch.append(k)
         k += i not in bad
     assert lrs == [one_cycle(k / (2 * n), 1e-2)[0] for k in step_of_batch]
+
+
+# ---- precision="auto" -------------------------------------------------------------------------
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    """Stub the CPU flags hardware reads; the auto choice is announced afresh per test."""
+    monkeypatch.setattr(learner_mod, "_announced", set())
+
+    def stub(flags: str) -> None:
+        monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags.split()))
+
+    return stub
+
+
+def test_auto_picks_bf16_and_channels_last_where_native_and_says_so_once(cpu_flags, capsys):
+    cpu_flags("avx2 avx512f avx512_bf16")
+    learn = make_learner(precision="auto")
+    assert learn.precision == "bf16" and learn.channels_last
+    assert learn.model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    make_learner(precision="auto")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "fastcore_ext: precision auto -> bf16 autocast + channels-last (avx512_bf16); "
+        "learn.to_fp32() opts out"
+    ]
+    learn.to_fp32()  # opts out of both
+    assert learn.precision == "fp32" and not learn.channels_last
+    assert learn.model[0].weight.is_contiguous()
+
+
+def test_auto_picks_fp32_without_native_bf16(cpu_flags, capsys):
+    cpu_flags("avx2 fma")
+    learn = make_learner(precision="auto")
+    assert learn.precision == "fp32" and not learn.channels_last
+    assert (
+        capsys.readouterr().err
+        == "fastcore_ext: precision auto -> fp32 (no native bfloat16 on cpu)\n"
+    )
+
+
+def test_precision_argument_and_the_module_default(cpu_flags, monkeypatch):
+    cpu_flags("avx512_bf16")
+    assert learner_mod.DEFAULT_PRECISION == "auto"
+    assert make_learner(precision=None).precision == "bf16"
+    monkeypatch.setattr(learner_mod, "DEFAULT_PRECISION", "fp32")  # the one-line switch
+    assert make_learner(precision=None).precision == "fp32"
+    learn = make_learner(precision="bf16")
+    assert learn.precision == "bf16" and not learn.channels_last  # forced: layout untouched
+    with pytest.raises(ValueError, match=r"precision should be one of .* got 'bf32'"):
+        make_learner(precision="bf32")
+    with pytest.raises(ValueError, match="to_fp16 needs a CUDA device"):
+        make_learner(precision="fp16")
+
+
+def test_explicit_channels_last_survives_to_fp32(cpu_flags):
+    cpu_flags("avx512_bf16")
+    learn = make_learner(precision="auto").to_channels_last().to_fp32()
+    assert learn.channels_last and learn.precision == "fp32"
+
+
+def test_bf16_keeps_weights_optimizer_state_and_batchnorm_statistics_float32():
+    learn = make_learner(precision="bf16").to_channels_last()
+    learn.fit_one_cycle(1, max_lr=1e-2)
+    bn = learn.model[1]
+    assert bn.running_mean.dtype == bn.running_var.dtype == torch.float32
+    assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))  # it ran
+    assert all(
+        t.dtype == torch.float32 for t in learn.model.state_dict().values() if t.is_floating_point()
+    )
+    state = learn.opt.state_dict()["state"]
+    assert all(v.dtype == torch.float32 for st in state.values() for v in st.values())
+
+
+def test_mixed_precision_callback_is_attached_and_removed():
+    learn = make_learner()
+    assert learn.mixed_precision is None and learn.scaler is None
+    learn.to_bf16().to_bf16()
+    assert [type(cb) for cb in learn.cbs].count(MixedPrecision) == 1
+    assert learn.amp_dtype is torch.bfloat16
+    learn.to_fp32()
+    assert not any(isinstance(cb, MixedPrecision) for cb in learn.cbs)
+    with pytest.raises(ValueError, match="dtype should be torch.bfloat16 or torch.float16"):
+        MixedPrecision(torch.float32)
+    with pytest.raises(TypeError, match="scaler should be a torch.amp.GradScaler"):
+        MixedPrecision(torch.bfloat16, scaler=2.0)

@@ -1,0 +1,118 @@
+"""Step time through the Learner's fit: fp32 NCHW against bf16 autocast + channels-last.
+
+    python bench/bench_precision.py                 # resnet18 64 px bs 64, resnet34 128 px bs 32
+    python bench/bench_precision.py --only resnet18 --batches 8
+
+Each configuration trains a randomly initialized create_cnn model on random in-memory
+images (no data loading in the timing) for `--batches` training batches (one epoch, no
+validation) and reports the median wall time of a training batch (forward, loss, backward,
+optimizer step), the first `--warmup` batches left out. It prints the CPU model and the
+bf16 flags fastcore_ext.hardware sees, so `precision="auto"`'s choice can be judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import statistics
+import time
+
+import torch
+
+from fastcore_ext.callback import Callback, CancelValidException
+from fastcore_ext.hardware import native_bf16_cpu_flags
+from fastcore_ext.vision import create_cnn, models
+
+CONFIGS = {"resnet18": (models.resnet18, 64, 64), "resnet34": (models.resnet34, 128, 32)}
+
+
+class _Loader:
+    """`n` batches of one random (x float [bs, 3, size, size], y int64 [bs])."""
+
+    def __init__(self, bs: int, size: int, n: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(bs, 3, size, size, generator=g)
+        self.y = torch.randint(0, 10, (bs,), generator=g)
+        self.n = n
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        for _ in range(self.n):
+            yield self.x, self.y
+
+
+class _Bunch:
+    def __init__(self, bs: int, size: int, n: int) -> None:
+        self.train_dl = _Loader(bs, size, n)
+        self.valid_dl = _Loader(bs, size, 1)
+        self.device = torch.device("cpu")
+        self.c = 10
+        self.path = "."
+
+
+class _BatchTimer(Callback):
+    """Wall time of each training batch; validation skipped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def before_batch(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def after_batch(self) -> None:
+        self.times.append(time.perf_counter() - self._t0)
+
+    def before_validate(self) -> None:
+        raise CancelValidException
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def step_time(name: str, precision: str, batches: int, warmup: int) -> float:
+    arch, size, bs = CONFIGS[name]
+    data = _Bunch(bs, size, batches)
+    learn = create_cnn(data, arch, pretrained=False, seed=0, precision=precision)
+    if precision == "bf16":
+        learn.to_channels_last()
+    learn.progress.stream = io.StringIO()
+    timer = _BatchTimer()
+    learn.fit(1, 1e-3, cbs=timer)
+    return statistics.median(timer.times[warmup:])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", choices=sorted(CONFIGS), action="append")
+    p.add_argument("--batches", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=2)
+    args = p.parse_args()
+    flags = native_bf16_cpu_flags()
+    print(f"CPU: {_cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"native bf16 flags: {', '.join(flags) or 'none'}")
+    for name in args.only or list(CONFIGS):
+        _, size, bs = CONFIGS[name]
+        fp32 = step_time(name, "fp32", args.batches, args.warmup)
+        bf16 = step_time(name, "bf16", args.batches, args.warmup)
+        print(
+            f"{name} {size} px bs {bs}: fp32 NCHW {fp32 * 1e3:.0f} ms/step, bf16 channels-last "
+            f"{bf16 * 1e3:.0f} ms/step ({bf16 / fp32:.2f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
