@@ -1,4 +1,4 @@
-"""Step time through the Learner's fit: fp32 NCHW against bf16 autocast + channels-last.
+"""Step time through the Learner's fit: fp32 / bf16 autocast, NCHW / channels-last.
 
     python bench/bench_precision.py                 # resnet18 64 px bs 64, resnet34 128 px bs 32
     python bench/bench_precision.py --only resnet18 --batches 8
@@ -83,11 +83,11 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def step_time(name: str, precision: str, batches: int, warmup: int) -> float:
+def step_time(name: str, precision: str, nhwc: bool, batches: int, warmup: int) -> float:
     arch, size, bs = CONFIGS[name]
     data = _Bunch(bs, size, batches)
     learn = create_cnn(data, arch, pretrained=False, seed=0, precision=precision)
-    if precision == "bf16":
+    if nhwc:
         learn.to_channels_last()
     learn.progress.stream = io.StringIO()
     timer = _BatchTimer()
@@ -106,12 +106,17 @@ def main() -> None:
     print(f"native bf16 flags: {', '.join(flags) or 'none'}")
     for name in args.only or list(CONFIGS):
         _, size, bs = CONFIGS[name]
-        fp32 = step_time(name, "fp32", args.batches, args.warmup)
-        bf16 = step_time(name, "bf16", args.batches, args.warmup)
-        print(
-            f"{name} {size} px bs {bs}: fp32 NCHW {fp32 * 1e3:.0f} ms/step, bf16 channels-last "
-            f"{bf16 * 1e3:.0f} ms/step ({bf16 / fp32:.2f}x)"
-        )
+        times = {
+            (precision, nhwc): step_time(name, precision, nhwc, args.batches, args.warmup)
+            for precision in ("fp32", "bf16")
+            for nhwc in (False, True)
+        }
+        base = times["fp32", False]
+        cells = [
+            f"{p} {'channels-last' if nhwc else 'NCHW'} {t * 1e3:.0f} ms ({t / base:.2f}x)"
+            for (p, nhwc), t in times.items()
+        ]
+        print(f"{name} {size} px bs {bs}, median ms/step: " + ", ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

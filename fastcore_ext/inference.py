@@ -63,7 +63,30 @@ def get_preds(
     act: Callable[[torch.Tensor], torch.Tensor] | None = None,
     reorder: bool = True,
 ) -> tuple[torch.Tensor, ...]:
-    """`Learner.get_preds` (see there for the arguments and what it returns)."""
+    """`Learner.get_preds`: one inference pass over a data set, under `evaluating` (eval
+    mode, torch.inference_mode, modes put back afterwards) through `forward` (the learner's
+    precision and memory layout); no callback event fires.
+
+    ds_type: 'valid' (the validation loader: every item, in valid_ds order, validation
+    transform) or 'train' (every training item in train_ds order, unshuffled and without
+    drop_last, but through the training loader's transforms: random augmentation seeded
+    from (seed, epoch) of the loader's next epoch, which does not advance; fastai's
+    choice. Pass `dl` for an un-augmented pass). Needs a loader with `shuffle` and
+    `drop_last` attributes (fastcore_ext.data's DeviceDataLoader).
+    with_loss: also return per-item losses: the learner's loss_func with
+    reduction='none' (an nn loss module with a `reduction` attribute, or
+    F.cross_entropy / F.nll_loss), on the raw outputs in float32.
+    with_input: also return the model inputs, moved to the CPU batch by batch.
+    dl: any iterable of (x, y) batches; overrides ds_type.
+    act: applied to the raw outputs Tensor[B, c] (float32); default softmax.
+    reorder: when the loader is shuffled and tells its order (`batch_indices()`), put the
+    rows back into data set order; else rows come in the loader's order.
+
+    Returns, on the CPU, as fastai v2 orders them:
+    (probs float32 [N, c], targets [N]) -- targets int64 for classification,
+    + losses float32 [N] at the end when with_loss,
+    + inputs [N, ...] at the front when with_input: (inputs, probs, targets[, losses]).
+    """
     if ds_type not in ("valid", "train"):
         raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
     for name, flag in (("with_loss", with_loss), ("with_input", with_input), ("reorder", reorder)):
@@ -211,7 +234,16 @@ def tta(
     beta: float | None = 0.25,
     use_max: bool = False,
 ) -> tuple[Any, torch.Tensor]:
-    """`Learner.tta` (see there); `n` is checked by the Learner."""
+    """`Learner.tta`, test-time augmentation as fastai v2's: predictions over `ds_type`'s
+    dataset ('valid' or 'train'), or over the items of `dl` (a DeviceDataLoader with
+    train=False, e.g. of a test set), for n passes with the training augmentation
+    (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
+    so it is repeatable), averaged (or their element-wise max with use_max), and one plain
+    pass (the validation transform). Returns (preds, targets) with
+    preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
+    (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
+    both; with beta=None ((augmented, plain), targets). Items in dataset order;
+    probabilities float32 Tensor[N, c]. `n` is checked by the Learner."""
     if beta is not None:
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
             raise ValueError(f"beta should be a float in [0, 1] or None, got {beta!r}")

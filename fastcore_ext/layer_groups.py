@@ -26,6 +26,7 @@ __all__ = [
     "wd_range",
     "freeze_to",
     "check_lr_value",
+    "make_optimizer",
 ]
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -181,3 +182,29 @@ def freeze_to(groups: list[list[nn.Parameter]], n: int, keep_trainable: set[int]
             p.requires_grad_(trainable)
             if not trainable:
                 p.grad = None
+
+
+def make_optimizer(
+    opt_func: Callable[..., torch.optim.Optimizer],
+    groups: list[list[nn.Parameter]],
+    wd: list[float] | None,
+    lr: float,
+) -> torch.optim.Optimizer:
+    """opt_func(param_groups, lr=lr) with one param group per layer group (and its wd when
+    given); TypeError / ValueError unless it builds such a torch.optim.Optimizer."""
+    param_groups: list[dict[str, Any]] = [{"params": g} for g in groups]
+    if wd is not None:
+        for g, value in zip(param_groups, wd, strict=True):
+            g["wd"] = value
+    opt = opt_func(param_groups, lr=lr)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(
+            f"opt_func should build a torch.optim.Optimizer (e.g. fastcore_ext.optim.Adam), "
+            f"got {type(opt).__name__}"
+        )
+    if len(opt.param_groups) != len(groups):
+        raise ValueError(
+            f"opt_func should keep one param group per layer group ({len(groups)}), "
+            f"got {len(opt.param_groups)}"
+        )
+    return opt

@@ -69,7 +69,6 @@ from fastcore_ext.distributed import (
     is_main_process,
     launched_by_torchrun,
 )
-from fastcore_ext.hardware import native_bf16_cpu_flags
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
 from fastcore_ext.schedule import Suggestions, suggest_lrs
@@ -180,27 +179,8 @@ class Learner:
         cbs: Callback | Sequence[Callback] | None = None,
         precision: str | None = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model should be a torch.nn.Module, got {type(model).__name__}")
-        if loss_func is not None and not callable(loss_func):
-            raise TypeError(f"loss_func should be callable or None, got {type(loss_func).__name__}")
-        if not callable(opt_func):
-            raise TypeError(f"opt_func should be an optimizer class or factory, got {opt_func!r}")
-        if splitter is not None and not callable(splitter):
-            raise TypeError(f"splitter should be callable or None, got {type(splitter).__name__}")
-        if not isinstance(model_dir, (str, Path)):
-            raise TypeError(f"model_dir should be a str or Path, got {type(model_dir).__name__}")
-        if path is not None and not isinstance(path, (str, Path)):
-            raise TypeError(f"path should be a str, Path or None, got {type(path).__name__}")
         precision = DEFAULT_PRECISION if precision is None else precision
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision should be one of {PRECISIONS} or None, got {precision!r}")
-        for attr in ("train_dl", "valid_dl", "device"):
-            if not hasattr(data, attr):
-                raise TypeError(
-                    f"data should be a bunch with train_dl, valid_dl and device "
-                    f"(e.g. ImageDataBunch), got {type(data).__name__} without {attr!r}"
-                )
+        _check_learner_args(data, model, loss_func, opt_func, path, model_dir, splitter, precision)
         if seed is not None:
             set_seed(seed)
         self.seed = seed
@@ -208,7 +188,7 @@ class Learner:
         self.model = model.to(torch.device(data.device))
         self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
         self.opt_func = opt_func
-        self.metrics = self._check_metrics(metrics)
+        self.metrics = _check_metrics(metrics)
         self.path = Path(path) if path is not None else Path(getattr(data, "path", "."))
         self.model_dir = Path(model_dir)
         self.splitter = splitter if splitter is not None else default_splitter
@@ -252,33 +232,8 @@ class Learner:
             self.distrib()
 
     # ---- construction helpers -----------------------------------------------------------
-    @staticmethod
-    def _check_metrics(metrics: Any) -> list[Callable[..., Any]]:
-        if metrics is None:
-            return []
-        mets = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-        for m in mets:
-            if not callable(m):
-                raise TypeError(f"metrics should be callables f(preds, targs), got {m!r}")
-        return mets
-
     def _create_opt(self) -> torch.optim.Optimizer:
-        groups: list[dict[str, Any]] = [{"params": g} for g in self.layer_groups]
-        if self.wd is not None:
-            for g, wd in zip(groups, self.wd, strict=True):
-                g["wd"] = wd
-        opt = self.opt_func(groups, lr=DEFAULT_LR)
-        if not isinstance(opt, torch.optim.Optimizer):
-            raise TypeError(
-                f"opt_func should build a torch.optim.Optimizer (e.g. fastcore_ext.optim.Adam), "
-                f"got {type(opt).__name__}"
-            )
-        if len(opt.param_groups) != len(self.layer_groups):
-            raise ValueError(
-                f"opt_func should keep one param group per layer group "
-                f"({len(self.layer_groups)}), got {len(opt.param_groups)}"
-            )
-        return opt
+        return lg.make_optimizer(self.opt_func, self.layer_groups, self.wd, DEFAULT_LR)
 
     def _set_precision(self, precision: str) -> None:
         """Apply Learner(precision=...); 'auto' prints its choice once per process."""
@@ -287,20 +242,10 @@ class Learner:
         elif precision == "fp16":
             self.to_fp16()
         elif precision == "auto":
-            device = torch.device(self.data.device)
-            chosen = auto_precision(device)
+            chosen, line = auto_precision(self.data.device)
             if chosen == "bf16":
-                self.to_bf16()
-                if not self.channels_last:
-                    self.to_channels_last()
-                    self._auto_layout = True
-            why = ", ".join(native_bf16_cpu_flags()) if device.type == "cpu" else device.type
-            line = (
-                f"fastcore_ext: precision auto -> bf16 autocast + channels-last ({why}); "
-                f"learn.to_fp32() opts out"
-                if chosen == "bf16"
-                else f"fastcore_ext: precision auto -> fp32 (no native bfloat16 on {device.type})"
-            )
+                self.to_bf16().to_channels_last()
+                self._auto_layout = True
             if line not in _announced and is_main_process():
                 _announced.add(line)
                 print(line, file=sys.stderr, flush=True)
@@ -542,19 +487,13 @@ class Learner:
         start_epoch: int = 0,
         cbs: Callback | Sequence[Callback] | None = None,
     ) -> None:
-        """Train with the one-cycle policy (Leslie Smith): over the first pct_start of the
-        steps the lr rises (cosine) from max_lr/div to max_lr while momentum falls from
-        moms[0] to moms[1]; then the lr falls to max_lr/div_final and momentum rises to
-        moms[2].
+        """Train with the one-cycle policy (Leslie Smith): the lr rises (cosine) from
+        max_lr/div to max_lr over the first pct_start of the steps, while momentum falls from
+        moms[0] to moms[1], then falls to max_lr/div_final while momentum rises to moms[2].
 
-        max_lr: as `fit`'s lr (float, slice or per group); default 3e-3. The optimizer
-        evaluates the schedule itself for total_steps = n_epoch * len(data.train_dl) steps.
-        start_epoch: resume the cycle at this epoch (epochs start_epoch..n_epoch-1 run,
-        the schedule starts at step start_epoch * len(data.train_dl)). To resume a fit
-        exactly, `load` the checkpoint saved at the end of epoch start_epoch - 1 (with its
-        optimizer state; `learn.epochs_done` then says start_epoch) and repeat every other
-        argument of the interrupted call.
-        """
+        max_lr: as `fit`'s lr; default 3e-3. The optimizer evaluates the schedule itself.
+        start_epoch: resume the cycle there (after `load`ing the checkpoint of the end of
+        epoch start_epoch - 1, with every other argument repeated: bit-exact on the CPU)."""
         n_epoch = _check_positive_int("n_epoch", n_epoch)
         start_epoch = _check_start_epoch(start_epoch, n_epoch)
         if not (isinstance(moms, (tuple, list)) and len(moms) == 3):
@@ -619,18 +558,12 @@ class Learner:
         stop_div: bool = True,
         show_plot: bool = False,
     ) -> Suggestions:
-        """Learning-rate range test: train `num_it` batches while every group's lr grows
-        exponentially from start_lr to end_lr (floats, slices or per-group values as in
-        `fit`; equal end/start ratios keep the ratios between the groups), stopping early
-        once the smoothed loss passes 4x its best (stop_div). No validation runs.
-
-        Afterwards the model's weights and buffers (BatchNorm running statistics included),
-        train/eval modes, requires_grad flags and gradients, the optimizer's state and
-        hyper-parameters, and the RNG states (torch CPU/CUDA, random, numpy) are exactly as
-        before, restored from an in-memory snapshot. The recorder keeps the sweep, so
-        `learn.recorder.plot()` draws it. Returns Suggestions(valley, steep, minimum) from
-        `schedule.suggest_lrs` on the last group's lrs and the smoothed losses (which looks at
-        fastai's window: without the first num_it//10 and the last 5 batches)."""
+        """Learning-rate range test: train up to `num_it` batches while every group's lr
+        grows exponentially from start_lr to end_lr (as `fit`'s lr), stopping once the
+        smoothed loss passes 4x its best (stop_div); no validation. Afterwards weights,
+        buffers, modes, requires_grad, grads, optimizer state and RNG states are exactly as
+        before (an in-memory `Snapshot`). The recorder keeps the sweep (`recorder.plot()`).
+        Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs`."""
         num_it = _check_positive_int("num_it", num_it, minimum=2)
         starts = self.lr_range(start_lr, "start_lr")
         ends = self.lr_range(end_lr, "end_lr")
@@ -661,30 +594,11 @@ class Learner:
         act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reorder: bool = True,
     ) -> tuple[torch.Tensor, ...]:
-        """One inference pass over a data set: eval mode and torch.inference_mode (train/eval
-        modes put back afterwards), in the learner's precision and memory layout, no
-        callback events.
-
-        ds_type: 'valid' (the validation loader: every item, in valid_ds order, validation
-        transform) or 'train' (every training item in train_ds order, unshuffled and without
-        drop_last, but through the training loader's transforms: random augmentation seeded
-        from (seed, epoch) of the loader's next epoch, which does not advance; fastai's
-        choice. Pass `dl` for an un-augmented pass). Needs a loader with `shuffle` and
-        `drop_last` attributes (fastcore_ext.data's DeviceDataLoader).
-        with_loss: also return per-item losses: the learner's loss_func with
-        reduction='none' (an nn loss module with a `reduction` attribute, or
-        F.cross_entropy / F.nll_loss), on the raw outputs in float32.
-        with_input: also return the model inputs, moved to the CPU batch by batch.
-        dl: any iterable of (x, y) batches; overrides ds_type.
-        act: applied to the raw outputs Tensor[B, c] (float32); default softmax.
-        reorder: when the loader is shuffled and tells its order (`batch_indices()`), put the
-        rows back into data set order; else rows come in the loader's order.
-
-        Returns, on the CPU, as fastai v2 orders them:
-        (probs float32 [N, c], targets [N]) -- targets int64 for classification,
-        + losses float32 [N] at the end when with_loss,
-        + inputs [N, ...] at the front when with_input: (inputs, probs, targets[, losses]).
-        """
+        """One inference pass over a data set ('valid', 'train' or any `dl` of (x, y)), in
+        eval mode under torch.inference_mode, in the learner's precision and memory layout.
+        Returns (probs float32 [N, c], targets [N]), with per-item losses appended
+        (with_loss) and the inputs in front (with_input); details in
+        `fastcore_ext.inference.get_preds`."""
         return inference.get_preds(self, ds_type, with_loss, with_input, dl, act, reorder)
 
     def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
@@ -702,16 +616,10 @@ class Learner:
         beta: float | None = 0.25,
         use_max: bool = False,
     ) -> tuple[Any, torch.Tensor]:
-        """Test-time augmentation, as fastai v2's `Learner.tta`: predictions over `ds_type`'s
-        dataset ('valid' or 'train'), or over the items of `dl` (a DeviceDataLoader with
-        train=False, e.g. of a test set), for n passes with the training augmentation
-        (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
-        so it is repeatable), averaged (or their element-wise max with use_max), and one plain
-        pass (the validation transform). Returns (preds, targets) with
-        preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
-        (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
-        both; with beta=None ((augmented, plain), targets). Items in dataset order;
-        probabilities float32 Tensor[N, c]."""
+        """Test-time augmentation, as fastai v2's `Learner.tta`: n passes with the training
+        augmentation (repeatable), averaged (or max with use_max), blended with one plain
+        pass: (torch.lerp(augmented, plain, beta), targets); details in
+        `fastcore_ext.inference.tta`."""
         n = _check_positive_int("n", n)
         return inference.tta(self, ds_type, dl, n, beta, use_max)
 
@@ -781,11 +689,9 @@ class Learner:
 
     # ---- several processes ----------------------------------------------------------------
     def distrib(self, timeout: float = DEFAULT_TIMEOUT) -> Learner:
-        """Train on every process of a torchrun launch (DDP; see fastcore_ext.distributed):
-        initialize the process group if needed (NCCL on CUDA, else gloo; collectives fail
-        after `timeout` seconds), pin this process to its GPU, shard the loaders and wrap
-        the model in DistributedDataParallel during each fit. Done by itself when the
-        Learner is created under torchrun; a no-op in a single process. Returns self."""
+        """Train on every process of a torchrun launch (DDP, fastcore_ext.distributed):
+        process group, GPU pinning, sharded loaders, the model wrapped during each fit.
+        Done by itself when created under torchrun; a no-op in one process. Returns self."""
         enter(self, timeout)
         return self
 
@@ -834,12 +740,10 @@ class Learner:
         return self
 
     def to_bf16(self) -> Learner:
-        """Run forward passes and the loss under torch.autocast(bfloat16), on the CPU or a
-        CUDA GPU. Parameters, gradients, optimizer state and BatchNorm statistics stay
-        float32; bfloat16 has float32's range, so no loss scaling is needed. Fast where the
-        hardware multiplies bfloat16 natively (Ampere and later GPUs; CPUs with AMX or
-        AVX512-BF16), best with channels-last; elsewhere it can be slower than float32.
-        Returns self."""
+        """Forward passes and the loss under torch.autocast(bfloat16) (CPU or CUDA) through
+        a MixedPrecision callback; weights, grads, optimizer state and BatchNorm statistics
+        stay float32, no loss scaling. Fast where bf16 is native (Ampere+ GPUs, CPUs with
+        AMX or AVX512-BF16), best with channels-last. Returns self."""
         device = torch.device(self.data.device)
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError(
@@ -849,11 +753,10 @@ class Learner:
         return self._use_precision(MixedPrecision(torch.bfloat16))
 
     def to_fp16(self) -> Learner:
-        """Run forward passes and the loss under torch.autocast(float16) on a CUDA GPU, with
-        a torch.amp.GradScaler: the loss is scaled before backward, and the fused optimizer
-        unscales the grads itself and skips a step whose grads overflowed (its step counter,
-        and so the one-cycle schedule, does not advance then). Parameters and optimizer state
-        stay float32. CUDA only: on the CPU use `to_bf16()`. Returns self."""
+        """Forward passes and the loss under torch.autocast(float16) on a CUDA GPU, with a
+        GradScaler (MixedPrecision callback): a step whose grads overflowed is skipped, the
+        one-cycle schedule does not advance then. CUDA only: on the CPU use `to_bf16()`.
+        Returns self."""
         device = torch.device(self.data.device)
         if device.type != "cuda":
             raise ValueError(
@@ -875,12 +778,10 @@ class Learner:
         return model_file(self.path / self.model_dir, name, arg)
 
     def save(self, name: str | os.PathLike, with_opt: bool = True) -> Path:
-        """Save a checkpoint to path/model_dir/`name`.pth, atomically (an error or Ctrl-C
-        during the write leaves the previous file intact and no temporary file): the model's
-        state_dict, the epochs done, the random generators' states and, with_opt, the
-        optimizer state (moments, one-cycle schedule and step counter) and the fp16 loss
-        scaler: everything `load` + `fit_one_cycle(start_epoch=...)` need to resume. Loads
-        with torch.load(weights_only=True). Returns the file's path."""
+        """Save a checkpoint to path/model_dir/`name`.pth, atomically: the model, the epochs
+        done, the RNG states and, with_opt, the optimizer (moments, one-cycle schedule, step
+        counter) and fp16's scaler: what `load` + `fit_one_cycle(start_epoch=...)` need to
+        resume exactly (fastcore_ext.checkpoint). Returns the file's path."""
         path = self._model_file(name)
         opt = self.opt if with_opt else None
         seed = getattr(self.data, "seed", None)
@@ -893,17 +794,12 @@ class Learner:
         strict: bool = True,
         with_rng: bool | None = None,
     ) -> Learner:
-        """Load path/model_dir/`name`.pth (written by `save`; a plain model state_dict file
-        works too) into this learner. Returns self.
-
-        with_opt: also load the optimizer state (a warning when the file has none).
-        strict: the file must hold exactly this model's tensors with the same shapes, else a
-        ValueError lists the differences (another architecture or number of classes).
-        strict=False loads the tensors that match by name and shape, warns about the rest,
-        and loads no optimizer state. with_rng: restore the random generators' states saved
-        in the file (default: with_opt), so a resumed fit draws the same dropout masks as
-        the uninterrupted one. `epochs_done` becomes the file's epoch count. Nothing is
-        changed when an error is raised."""
+        """Load path/model_dir/`name`.pth (from `save`, or a plain model state_dict) into
+        this learner; `epochs_done` becomes the file's epoch count. with_opt: the optimizer
+        state too. strict: the file must fit the model exactly (else a ValueError lists the
+        differences); strict=False loads what matches by name and shape, with a warning.
+        with_rng (default with_opt): restore the saved RNG states. Nothing changes when an
+        error is raised (fastcore_ext.checkpoint.load_checkpoint). Returns self."""
         self.epochs_done = load_checkpoint(
             self._model_file(name),
             self.model,
@@ -938,3 +834,46 @@ def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     if cbs is None:
         return []
     return [cbs] if isinstance(cbs, Callback) else list(cbs)
+
+
+def _check_learner_args(
+    data: Any,
+    model: Any,
+    loss_func: Any,
+    opt_func: Any,
+    path: Any,
+    model_dir: Any,
+    splitter: Any,
+    precision: Any,
+) -> None:
+    """The checks of Learner's arguments (TypeError / ValueError naming the argument)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model should be a torch.nn.Module, got {type(model).__name__}")
+    if loss_func is not None and not callable(loss_func):
+        raise TypeError(f"loss_func should be callable or None, got {type(loss_func).__name__}")
+    if not callable(opt_func):
+        raise TypeError(f"opt_func should be an optimizer class or factory, got {opt_func!r}")
+    if splitter is not None and not callable(splitter):
+        raise TypeError(f"splitter should be callable or None, got {type(splitter).__name__}")
+    if not isinstance(model_dir, (str, Path)):
+        raise TypeError(f"model_dir should be a str or Path, got {type(model_dir).__name__}")
+    if path is not None and not isinstance(path, (str, Path)):
+        raise TypeError(f"path should be a str, Path or None, got {type(path).__name__}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision should be one of {PRECISIONS} or None, got {precision!r}")
+    for attr in ("train_dl", "valid_dl", "device"):
+        if not hasattr(data, attr):
+            raise TypeError(
+                f"data should be a bunch with train_dl, valid_dl and device "
+                f"(e.g. ImageDataBunch), got {type(data).__name__} without {attr!r}"
+            )
+
+
+def _check_metrics(metrics: Any) -> list[Callable[..., Any]]:
+    if metrics is None:
+        return []
+    mets = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    for m in mets:
+        if not callable(m):
+            raise TypeError(f"metrics should be callables f(preds, targs), got {m!r}")
+    return mets

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from fastcore_ext.callback.core import Callback, CancelStepException
-from fastcore_ext.hardware import has_native_bf16
+from fastcore_ext.hardware import has_native_bf16, native_bf16_cpu_flags
 
 __all__ = ["MixedPrecision", "PRECISIONS", "auto_precision"]
 
@@ -30,9 +30,17 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 _NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def auto_precision(device: torch.device | str) -> str:
-    """'bf16' where `device` runs bfloat16 matrix math natively, else 'fp32'."""
-    return "bf16" if has_native_bf16(device) else "fp32"
+def auto_precision(device: torch.device | str) -> tuple[str, str]:
+    """('bf16', why) where `device` runs bfloat16 matrix math natively, else ('fp32', why):
+    the choice and the line that announces it."""
+    device = torch.device(device)
+    if not has_native_bf16(device):
+        return "fp32", f"fastcore_ext: precision auto -> fp32 (no native bfloat16 on {device.type})"
+    why = ", ".join(native_bf16_cpu_flags()) if device.type == "cpu" else device.type
+    return "bf16", (
+        f"fastcore_ext: precision auto -> bf16 autocast + channels-last ({why}); "
+        f"learn.to_fp32() opts out"
+    )
 
 
 class MixedPrecision(Callback):
