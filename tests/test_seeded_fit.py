@@ -5,11 +5,14 @@ out of learner.py).
 The fingerprint in tests/data/seeded_fit_fingerprint.json (sha256 of the bytes of every
 tensor of the model's state_dict, and of the validation predictions) was recorded with the
 code BEFORE the restructure (the Learner of 1,100 lines), by running this file as a script:
-`PYTHONPATH=.:tests python tests/test_seeded_fit.py --record`. The test reruns the same
-procedure with the current code and compares. Float results depend on torch's kernels, so
-the fingerprint is tied to the torch version and the CPU it was recorded with (torch
-2.14.1, an x86-64 CPU with AVX-512): the test is skipped on another torch version, and runs
-in fp32 (to_fp32()) so that bfloat16 autocast, chosen automatically on some CPUs, is out.
+`PYTHONPATH=.:tests python tests/test_seeded_fit.py --record` (small_fit and resnet_fit are
+unchanged since; the "cpu_capability" entry was added to the file afterwards, by hand). The
+test reruns the same procedure with the current code and compares. Float results depend on
+torch's kernels, so the fingerprint is tied to the torch version and the CPU it was recorded
+with (torch 2.14.1+cu130 on an AMD EPYC Zen 4, where torch uses its AVX512 kernels): the
+test is skipped on another torch version or CPU capability (e.g. an AVX2-only Zen 3), and
+runs in fp32 (to_fp32()) so that bfloat16 autocast, chosen automatically on some CPUs, is
+out.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from torch import nn
 from fastcore_ext.vision import create_cnn, models
 
 FINGERPRINT = Path(__file__).parent / "data" / "seeded_fit_fingerprint.json"
-RECORDED_TORCH = "2.14.1"
+RECORDED = json.loads(FINGERPRINT.read_text())
 
 
 def three_group_model() -> nn.Sequential:
@@ -96,13 +99,19 @@ def run_all() -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.skipif(
-    torch.__version__.split("+")[0] != RECORDED_TORCH,
-    reason=f"the fingerprint was recorded with torch {RECORDED_TORCH}; float kernels differ "
+    torch.__version__ != RECORDED["torch"],
+    reason=f"the fingerprint was recorded with torch {RECORDED['torch']}; float kernels differ "
     f"between versions (this is torch {torch.__version__})",
+)
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() != RECORDED["cpu_capability"],
+    reason=f"the fingerprint was recorded on a CPU where torch uses its "
+    f"{RECORDED['cpu_capability']} kernels, this one gets "
+    f"{torch.backends.cpu.get_cpu_capability()} (other reduction orders, other bits)",
 )
 @pytest.mark.parametrize("case", ["small_fit", "resnet18_fit"])
 def test_seeded_fit_is_bit_identical_to_the_recorded_one(case):
-    expected = json.loads(FINGERPRINT.read_text())[case]
+    expected = RECORDED[case]
     got = {"small_fit": small_fit, "resnet18_fit": resnet_fit}[case]()
     differing = sorted(k for k in expected if got.get(k) != expected[k])
     assert set(got) == set(expected)
@@ -113,6 +122,10 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--record"]:
         raise SystemExit("usage: PYTHONPATH=.:tests python tests/test_seeded_fit.py --record")
     FINGERPRINT.parent.mkdir(exist_ok=True)
-    result = {"torch": torch.__version__, **run_all()}
+    result = {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **run_all(),
+    }
     FINGERPRINT.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     print(f"wrote {FINGERPRINT}")

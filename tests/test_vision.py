@@ -244,7 +244,8 @@ def test_lesson_flow(torch_home, capsys):
 
 
 def test_device_and_channels_last(device):
-    learn = quiet(create_cnn(image_bunch(device=device), models.resnet18, pretrained=False))
+    data = image_bunch(device=device)  # fp32: precision="auto" adds channels-last where bf16 is
+    learn = quiet(create_cnn(data, models.resnet18, pretrained=False, precision="fp32"))
     on_cuda = device.type == "cuda"
     assert learn.channels_last == on_cuda
     assert learn.model[0][0].weight.is_contiguous(memory_format=torch.channels_last) == on_cuda
