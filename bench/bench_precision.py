@@ -5,8 +5,10 @@
 
 Each configuration trains a randomly initialized create_cnn model on random in-memory
 images (no data loading in the timing) for `--batches` training batches (one epoch, no
-validation) and reports the median wall time of a training batch (forward, loss, backward,
-optimizer step), the first `--warmup` batches left out. It prints the CPU model and the
+validation); the four configurations take turns for `--rounds` rounds (so a load spike from
+another process hits them alike). Reported: the median and the minimum wall time of a
+training batch (forward, loss, backward, optimizer step) over all rounds, the first
+`--warmup` batches of each run left out. It prints the CPU model and the
 bf16 flags fastcore_ext.hardware sees, so `precision="auto"`'s choice can be judged.
 """
 
@@ -83,7 +85,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def step_time(name: str, precision: str, nhwc: bool, batches: int, warmup: int) -> float:
+def step_times(name: str, precision: str, nhwc: bool, batches: int, warmup: int) -> list[float]:
     arch, size, bs = CONFIGS[name]
     data = _Bunch(bs, size, batches)
     learn = create_cnn(data, arch, pretrained=False, seed=0, precision=precision)
@@ -92,7 +94,7 @@ def step_time(name: str, precision: str, nhwc: bool, batches: int, warmup: int) 
     learn.progress.stream = io.StringIO()
     timer = _BatchTimer()
     learn.fit(1, 1e-3, cbs=timer)
-    return statistics.median(timer.times[warmup:])
+    return timer.times[warmup:]
 
 
 def main() -> None:
@@ -100,23 +102,27 @@ def main() -> None:
     p.add_argument("--only", choices=sorted(CONFIGS), action="append")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
     flags = native_bf16_cpu_flags()
     print(f"CPU: {_cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"native bf16 flags: {', '.join(flags) or 'none'}")
     for name in args.only or list(CONFIGS):
         _, size, bs = CONFIGS[name]
-        times = {
-            (precision, nhwc): step_time(name, precision, nhwc, args.batches, args.warmup)
-            for precision in ("fp32", "bf16")
-            for nhwc in (False, True)
-        }
-        base = times["fp32", False]
+        configs = [(p, nhwc) for p in ("fp32", "bf16") for nhwc in (False, True)]
+        times: dict[tuple[str, bool], list[float]] = {c: [] for c in configs}
+        for _ in range(args.rounds):
+            for precision, nhwc in configs:
+                times[precision, nhwc] += step_times(
+                    name, precision, nhwc, args.batches, args.warmup
+                )
+        base = statistics.median(times["fp32", False])
         cells = [
-            f"{p} {'channels-last' if nhwc else 'NCHW'} {t * 1e3:.0f} ms ({t / base:.2f}x)"
+            f"{p} {'channels-last' if nhwc else 'NCHW'} {statistics.median(t) * 1e3:.0f} ms "
+            f"(min {min(t) * 1e3:.0f}; {statistics.median(t) / base:.2f}x)"
             for (p, nhwc), t in times.items()
         ]
-        print(f"{name} {size} px bs {bs}, median ms/step: " + ", ".join(cells), flush=True)
+        print(f"{name} {size} px bs {bs}, median ms/step: " + "; ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

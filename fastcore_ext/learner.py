@@ -227,9 +227,9 @@ class Learner:
         # DistributedDataParallel for the training forward passes of the current fit.
         self.distributed: Callback | None = None
         self.ddp_model: nn.Module | None = None
-        self._set_precision(precision)
         if launched_by_torchrun():
             self.distrib()
+        self._set_precision(precision)  # after distrib: this rank's device, rank 0 prints
 
     # ---- construction helpers -----------------------------------------------------------
     def _create_opt(self) -> torch.optim.Optimizer:

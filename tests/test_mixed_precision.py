@@ -211,3 +211,10 @@ def test_mixed_precision_callback_is_attached_and_removed():
         MixedPrecision(torch.float32)
     with pytest.raises(TypeError, match="scaler should be a torch.amp.GradScaler"):
         MixedPrecision(torch.bfloat16, scaler=2.0)
+
+
+def test_auto_choice_is_printed_by_rank_zero_only(cpu_flags, monkeypatch, capsys):
+    cpu_flags("avx512_bf16")
+    monkeypatch.setattr(learner_mod, "is_main_process", lambda: False)
+    assert make_learner(precision="auto").precision == "bf16"
+    assert capsys.readouterr().err == ""
