@@ -26,6 +26,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from fastcore_ext.ranks import is_main_process
+
 __all__ = ["check_figsize", "finish", "is_interactive", "plots_folder", "save_png"]
 
 PLOTS_ENV = "FASTCORE_EXT_PLOTS"
@@ -103,7 +105,6 @@ def finish(fig: Figure, name: str, root: str | os.PathLike | None) -> Figure:
     file_name = _file_name(name)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    from fastcore_ext.distributed import is_main_process  # (it imports the callbacks)
 
     folder = plots_folder(root)
     if folder is None or is_interactive() or not is_main_process():
