@@ -23,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from fastcore_ext.model_builder import pretrained_weights_cached  # noqa: E402
 from fastcore_ext.vision import *  # noqa: E402, F403  (the lesson's public API)
 
 # Per dataset: image size, batch size, architecture, epochs of each fit, lr_find iterations,
@@ -34,13 +35,6 @@ SETTINGS = {
     "demo": dict(size=64, bs=32, arch=models.resnet18, epochs=(4, 1, 2), lr_find=100, workers=None),
     "fast": dict(size=32, bs=8, arch=models.resnet18, epochs=(1, 1, 1), lr_find=8, workers=0),
 }
-
-
-def pretrained_available(arch) -> bool:
-    """True when torchvision's cache already holds `arch`'s default ImageNet weights."""
-    from fastcore_ext.vision import _weights_cache_file
-
-    return _weights_cache_file(models.get_model_weights(arch).DEFAULT).is_file()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     print(len(data.classes), data.c)
 
     # ---- Training: resnet34 as the notes (resnet18 on the demo, which trains from scratch) ---
-    pretrained = pretrained_available(cfg["arch"]) or kind == "pets"
+    pretrained = pretrained_weights_cached(cfg["arch"]) is not None or kind == "pets"
     if not pretrained:
         print("No pretrained weights in torchvision's cache: training from scratch.")
     learn = create_cnn(data, cfg["arch"], metrics=error_rate, pretrained=pretrained)

@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastcore_ext.ranks import barrier, is_main_process
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
@@ -102,7 +104,6 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """Write `obj` with torch.save to `path` atomically (see the module docstring); create
     the folder if needed. Returns `path` as a Path. Under several processes: rank 0 writes,
     every process returns once the file is in place."""
-    from fastcore_ext.distributed import barrier, is_main_process  # (it imports the callbacks)
 
     path = Path(path)
     if not is_main_process():

@@ -2,26 +2,26 @@
 
     fastcore-ext train [PATH] [--arch A] [--size S] [--bs B] [--epochs N] [--unfreeze-epochs M]
                        [--lr auto|FLOAT] [--pretrained/--no-pretrained] [--bf16] [--cache]
-                       [--workers N] [--seed N] [--valid-pct P] [--out DIR] [--nproc N]
+                       [--workers N] [--seed N] [--valid-pct P] [--label-re PATTERN]
+                       [--out DIR] [--nproc N]
     fastcore-ext predict MODEL IMAGE [IMAGE ...]
     fastcore-ext lr-find [PATH] [same data and model options as train]
 
-`train` runs the lesson: lr_find, fit_one_cycle (body frozen when pretrained), unfreeze,
-lr_find, fit_one_cycle with a slice of learning rates; then it writes into --out:
+`train` runs the lesson (fastcore_ext.lesson.run_lesson: lr_find, fit_one_cycle with the
+body frozen when pretrained, unfreeze, lr_find, fit_one_cycle with a slice of learning
+rates) and writes into --out: export.pth, metrics.csv, metrics.jsonl, plots/*.png,
+summary.json and models/ (see fastcore_ext.lesson). `lr-find` runs lesson.find_lr.
 
-    export.pth                 the exported model (`load_learner`, `fastcore-ext predict`)
-    metrics.csv                one row per epoch of each stage (CSVLogger; epochs count from
-                               0 again in stage 2)
-    metrics.jsonl              the same rows as JSON objects, with the stage and learning rates
-    plots/*.png                lr_find and losses and schedule of each stage, top losses,
-                               confusion matrix
-    summary.json               final error rate, times, learning rates, most confused pairs
-    models/                    checkpoints (models/interrupted.pth after Ctrl-C)
-
+PATH is a folder of class folders (PATH/train/<class>/*, PATH/valid/<class>/*, or
+PATH/<class>/* split by --valid-pct), or with `--label-re PATTERN` any images under PATH
+labelled by the first group of PATTERN searched in their path, as fastai's from_name_re
+(Pets: `fastcore-ext train images/ --label-re '/([^/]+)_\\d+.jpg$'`).
 Without PATH it trains on the embedded demo dataset (fastcore_ext.data.demo) with defaults
 sized for a CPU (DEMO_DEFAULTS); with PATH the defaults are the lesson's (FOLDER_DEFAULTS).
 Options left unset are printed with the value chosen. Pretrained weights are used by default
 only when torchvision's cache already holds them.
+
+This module parses, prints and exits: the work is fastcore_ext.lesson's.
 
 `--nproc N` (N > 1) runs the same training in N processes on this machine through torchrun
 and DistributedDataParallel (gloo on CPUs, NCCL on GPUs; fastcore_ext.distributed): the demo
@@ -40,10 +40,17 @@ import json
 import math
 import os
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+import matplotlib
+
+from fastcore_ext.data import BadImageError, demo_dataset
+from fastcore_ext.exported import load_learner
+from fastcore_ext.launch import launch
+from fastcore_ext.lesson import LessonConfig, LessonError, LessonSummary, find_lr, run_lesson
+from fastcore_ext.ranks import launch_rank, launched_by_torchrun
 
 __all__ = ["DEMO_DEFAULTS", "FOLDER_DEFAULTS", "UsageError", "main"]
 
@@ -129,7 +136,15 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
         nargs="?",
         metavar="PATH",
         help="image folder: PATH/train/<class>/* and PATH/valid/<class>/*, or PATH/<class>/* "
-        "split by --valid-pct; omitted: the embedded demo dataset",
+        "split by --valid-pct, or any images with --label-re; omitted: the embedded demo "
+        "dataset",
+    )
+    p.add_argument(
+        "--label-re",
+        metavar="PATTERN",
+        help="label each image of PATH by the first group of this regular expression searched "
+        "in its path (fastai's from_name_re), e.g. '/([^/]+)_\\d+.jpg$' for Pets-style "
+        "file names; split by --valid-pct",
     )
     d, f = DEMO_DEFAULTS, FOLDER_DEFAULTS
     p.add_argument(
@@ -259,323 +274,76 @@ def _resolve_defaults(args: argparse.Namespace, training: bool) -> list[str]:
     return chosen
 
 
-def _weights_state(arch: str) -> tuple[Any, Path | None]:
-    """(builder, cached weights file or None) of a torchvision architecture name."""
-    from torchvision import models
-
-    from fastcore_ext.vision import _weights_cache_file
-
-    try:
-        builder = models.get_model_builder(arch)
-    except ValueError:
-        known = ", ".join(n for n in models.list_models(module=models) if n.startswith("resnet"))
-        raise UsageError(
-            f"--arch: expected a torchvision classification model name (e.g. {known}), got {arch!r}"
-        ) from None
-    try:
-        weights = models.get_model_weights(builder).DEFAULT
-    except (ValueError, KeyError, AttributeError):
-        return builder, None
-    path = _weights_cache_file(weights)
-    return builder, path if path.is_file() else None
-
-
-def _choose_pretrained(args: argparse.Namespace) -> tuple[Any, bool, str]:
-    """(builder, pretrained, sentence saying why)."""
-    builder, cached = _weights_state(args.arch)
-    if args.pretrained is False:
-        return builder, False, "pretrained: no (--no-pretrained): training from scratch"
-    if cached is not None:
-        return builder, True, f"pretrained: yes (ImageNet weights from {cached})"
-    if args.pretrained is None:
-        return (
-            builder,
-            False,
-            (
-                f"pretrained: no ({args.arch}'s ImageNet weights are not in torchvision's cache; "
-                f"pass --pretrained to download them): training from scratch"
-            ),
-        )
-    return builder, True, f"pretrained: yes (downloading {args.arch}'s ImageNet weights)"
+def _config(args: argparse.Namespace, training: bool) -> LessonConfig:
+    """The lesson's configuration from the parsed (and defaulted) command line."""
+    stages = {}
+    if training:
+        stages = {
+            "epochs": args.epochs,
+            "unfreeze_epochs": args.unfreeze_epochs,
+            "lr": None if args.lr == "auto" else args.lr,
+        }
+    return LessonConfig(
+        path=None if args.path is None else Path(args.path),
+        label_re=args.label_re,
+        arch=args.arch,
+        size=args.size,
+        bs=args.bs,
+        lr_find_iters=args.lr_find_iters,
+        pretrained=args.pretrained,
+        bf16=args.bf16,
+        cache=args.cache,
+        workers=args.workers,
+        seed=args.seed,
+        valid_pct=args.valid_pct,
+        out=Path(args.out),
+        **stages,
+    )
 
 
-# ---- data and learner ----------------------------------------------------------------------------
-# The data layer's errors start with the name of its argument; the option that sets it.
+# The LessonConfig field a LessonError names -> the option (or argument) that sets it.
 _OPTION_OF = {
+    "path": "PATH",
+    "label_re": "--label-re",
+    "arch": "--arch",
     "bs": "--bs",
-    "size": "--size",
     "valid_pct": "--valid-pct",
-    "num_workers": "--workers",
+    "pretrained": "--pretrained",
+    "out": "--out",
 }
 
 
-def _build_data(args: argparse.Namespace) -> tuple[Any, str]:
-    """The bunch for args.path (or the demo dataset) and a line describing it."""
-    from fastcore_ext.augment import get_transforms
-    from fastcore_ext.data import (
-        BadImageError,
-        ImageDataBunch,
-        demo_dataset,
-        get_image_files,
-        imagenet_stats,
-    )
-
-    if args.path is None:
-        t0 = time.perf_counter()
-        root = demo_dataset()
-        source = f"the demo dataset at {root} (ready in {time.perf_counter() - t0:.1f} s)"
-        split = {}
-    else:
-        root = Path(args.path).expanduser()
-        if not root.is_dir():
-            what = "a file" if root.exists() else "missing"
-            raise UsageError(f"PATH: expected an image folder, got {str(root)!r} ({what})")
-        try:
-            has_images = bool(get_image_files(root))
-        except (ValueError, OSError) as e:
-            raise UsageError(f"PATH: {e}") from None
-        if not has_images:
-            raise UsageError(
-                f"PATH: no images (.jpg, .png, ...) under {str(root)!r}; expected "
-                f"PATH/train/<class>/*, PATH/valid/<class>/* or PATH/<class>/*"
-            )
-        presplit = (root / "train").is_dir() and (root / "valid").is_dir()
-        split = {} if presplit else {"valid_pct": args.valid_pct}
-        source = f"{root} ({'train/ and valid/' if presplit else f'valid_pct {args.valid_pct}'})"
-    try:
-        data = ImageDataBunch.from_folder(
-            root,
-            ds_tfms=get_transforms(),
-            size=args.size,
-            bs=args.bs,
-            num_workers=args.workers,
-            cache=args.cache,
-            seed=args.seed,
-            **split,
-        ).normalize(imagenet_stats)
-    except (BadImageError, ValueError, TypeError) as e:
-        message = str(e).splitlines()[0]
-        option = _OPTION_OF.get(message.split(":", 1)[0], "PATH")
-        raise UsageError(f"{option}: {message}") from None
-    n_train, n_valid = len(data.train_ds), len(data.valid_ds)
-    desc = f"data: {source}: {data.c} classes, {n_train} train / {n_valid} valid images"
-    return data, desc
+def _usage_error(e: LessonError) -> UsageError:
+    message = f"{_OPTION_OF[e.field]}: {e}"
+    if e.field == "pretrained":
+        message += " Pass --no-pretrained to train from scratch."
+    return UsageError(message)
 
 
-def _build_learner(args: argparse.Namespace, data: Any, out: Path) -> Any:
-    from fastcore_ext.metrics import error_rate
-    from fastcore_ext.vision import create_cnn
-
-    builder, pretrained, why = _choose_pretrained(args)
-    print(why)
-    try:
-        learn = create_cnn(
-            data, builder, pretrained=pretrained, metrics=error_rate, path=out, seed=args.seed
-        )
-    except RuntimeError as e:
-        if pretrained and "pretrained" in str(e).lower():
-            raise UsageError(
-                f"--pretrained: {str(e).splitlines()[0]} Pass --no-pretrained to train from "
-                f"scratch."
-            ) from None
-        raise
-    if args.bf16:
-        learn.to_bf16()
-    return learn
-
-
-@contextlib.contextmanager
-def _plots_saved_by_us() -> Iterator[None]:
-    """Turn off the library's automatic PNG saving (it names files after the plot kind, so
-    two lr_find plots would overwrite each other); the CLI saves each figure itself."""
-    from fastcore_ext.plots import PLOTS_ENV
-
-    old = os.environ.get(PLOTS_ENV)
-    os.environ[PLOTS_ENV] = "off"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(PLOTS_ENV, None)
-        else:
-            os.environ[PLOTS_ENV] = old
-
-
-class _Run:
-    """What a train command has produced so far (files, times, numbers): the summary."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.start = time.perf_counter()
-        self.times: dict[str, float] = {}
-        self.plots: list[Path] = []
-        self.lrs: dict[str, Any] = {}
-        self.info: dict[str, Any] = {}
-        self.loggers: list[Any] = []  # callbacks of every fit (not of lr_find)
-        from fastcore_ext.distributed import launch_rank
-
-        # only rank 0 of a multi-process run writes files (the other ranks run silently)
-        self.writes = launch_rank() == 0
-
-    @contextlib.contextmanager
-    def timed(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
-
-    def save_plot(self, fig: Any, name: str) -> None:
-        from fastcore_ext.plots import save_png
-
-        if self.writes:
-            self.plots.append(save_png(fig, self.out / "plots" / f"{name}.png"))
-
-
-def _jsonl_logger(path: Path, run: _Run) -> Any:
-    """A callback appending one JSON object per epoch to `path`: stage, epoch, the epoch
-    table's values and the learning rates of the epoch's last batch."""
-    from fastcore_ext.callback import Callback
-
-    class JSONLinesLogger(Callback):
-        order = 60
-
-        def after_epoch(self) -> None:
-            rec = self.learn.recorder
-            row = dict(zip(rec.metric_names[1:-1], [*rec.values[-1]], strict=True))
-            row = {
-                "stage": run.info.get("stage"),
-                "epoch": rec.epochs[-1],
-                **row,
-                "time_s": round(rec.epoch_times[-1], 3),
-                "lrs": rec.lrs[-1] if rec.lrs else None,
-            }
-            if run.writes:
-                with open(path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-
-    return JSONLinesLogger()
-
-
-def _lr_find(learn: Any, run: _Run, iters: int, name: str) -> Any:
-    with run.timed("lr_find"):
-        sugg = learn.lr_find(num_it=iters)
-    run.save_plot(learn.recorder.plot(), name)
-    print(
-        f"lr_find ({name}): valley {sugg.valley:.2e}, steep {sugg.steep:.2e}, "
-        f"minimum {sugg.minimum:.2e}"
-    )
-    return sugg
-
-
-def _fit_stage(learn: Any, run: _Run, stage: str, epochs: int, max_lr: Any) -> None:
-    run.info["stage"] = stage
-    with run.timed("fit"):
-        learn.fit_one_cycle(epochs, max_lr, cbs=run.loggers)
-    run.save_plot(learn.recorder.plot_losses(), f"losses_{stage}")
-    run.save_plot(learn.recorder.plot_lr(show_moms=True), f"schedule_{stage}")
-    run.info["epochs_done"] = run.info.get("epochs_done", 0) + epochs
-    rec = learn.recorder
-    if rec.metrics and rec.metrics[-1]:
-        run.info["error_rate"] = rec.metrics[-1][0]
-        run.info["valid_loss"] = rec.valid_losses[-1]
-
-
-def _fmt_lr(lr: Any) -> str:
-    if isinstance(lr, slice):
-        return f"slice({lr.start:.1e}, {lr.stop:.1e})"
-    return f"{lr:.1e}"
-
-
-def _train_stages(args: argparse.Namespace, learn: Any, run: _Run, pretrained: bool) -> None:
-    """The lesson: lr_find, fit_one_cycle, unfreeze, lr_find, fit_one_cycle(slice)."""
-    if args.lr == "auto":
-        sugg = _lr_find(learn, run, args.lr_find_iters, "lr_find_stage1")
-        lr1 = sugg.valley
-        why = "lr_find's valley"
-    else:
-        lr1, why = args.lr, "--lr"
-    run.lrs["stage1"] = lr1
-    frozen = "body frozen, " if pretrained else ""
-    print(f"\nStage 1: fit_one_cycle({args.epochs}, max_lr={_fmt_lr(lr1)}) ({frozen}{why})")
-    _fit_stage(learn, run, "stage1", args.epochs, lr1)
-    if args.unfreeze_epochs == 0:
-        return
-    learn.unfreeze()
-    hi = lr1 / 10
-    if args.lr == "auto":
-        valley = _lr_find(learn, run, args.lr_find_iters, "lr_find_stage2").valley
-        lo = valley if valley < hi else hi / 10
-        why = "lr_find's valley after unfreeze up to stage 1's lr / 10"
-    else:
-        lo, why = lr1 / 100, "--lr / 100 up to --lr / 10"
-    lr2 = slice(lo, hi)
-    run.lrs["stage2"] = [lo, hi]
-    print(
-        f"\nStage 2: unfreeze, fit_one_cycle({args.unfreeze_epochs}, max_lr={_fmt_lr(lr2)}) ({why})"
-    )
-    _fit_stage(learn, run, "stage2", args.unfreeze_epochs, lr2)
-
-
-def _interpret(learn: Any, run: _Run) -> list[tuple[str, str, int]]:
-    from fastcore_ext.interpret import ClassificationInterpretation
-
-    with run.timed("interpretation"):
-        interp = ClassificationInterpretation.from_learner(learn)
-        run.save_plot(interp.plot_top_losses(9), "top_losses")
-        run.save_plot(interp.plot_confusion_matrix(), "confusion_matrix")
-        confused = interp.most_confused(min_val=2)
-    run.info["error_rate"] = interp.error_rate()
-    return confused
-
-
-def _write_summary(run: _Run, args: argparse.Namespace, learn: Any, confused: list) -> dict:
-    total = time.perf_counter() - run.start
-    summary = {
-        "data": run.info.get("data"),
-        "arch": args.arch,
-        "size": args.size,
-        "bs": args.bs,
-        "pretrained": run.info.get("pretrained"),
-        "precision": learn.precision if learn is not None else None,
-        "epochs": args.epochs,
-        "unfreeze_epochs": args.unfreeze_epochs,
-        "epochs_done": run.info.get("epochs_done", 0),
-        "learning_rates": run.lrs,
-        "final_error_rate": run.info.get("error_rate"),
-        "final_valid_loss": run.info.get("valid_loss"),
-        "most_confused": [list(t) for t in confused],
-        "time_s": {"total": round(total, 1), **{k: round(v, 1) for k, v in run.times.items()}},
-        "interrupted": run.info.get("interrupted", False),
-        "files": sorted(str(p.relative_to(run.out)) for p in run.out.rglob("*") if p.is_file()),
-    }
-    if run.writes:
-        (run.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
-def _print_summary(s: dict, out: Path) -> None:
+def _print_summary(s: LessonSummary) -> None:
     def mmss(sec: float) -> str:
         return f"{int(sec // 60)}:{int(sec % 60):02d}"
 
-    err = s["final_error_rate"]
-    parts = ", ".join(f"{k} {mmss(v)}" for k, v in s["time_s"].items() if k != "total")
+    err = s.final_error_rate
+    parts = ", ".join(f"{k} {mmss(v)}" for k, v in s.time_s.items() if k != "total")
     lines = [
         "",
-        "Summary" + (" (interrupted)" if s["interrupted"] else ""),
-        f"  {s['data']}",
-        f"  model: {s['arch']}, {'pretrained' if s['pretrained'] else 'from scratch'}, "
-        f"{s['size']} px, bs {s['bs']}, {s['precision']}, {s['epochs_done']} epochs",
-        f"  learning rates: {json.dumps(s['learning_rates'])}",
+        "Summary" + (" (interrupted)" if s.interrupted else ""),
+        f"  {s.data}",
+        f"  model: {s.arch}, {'pretrained' if s.pretrained else 'from scratch'}, "
+        f"{s.size} px, bs {s.bs}, {s.precision}, {s.epochs_done} epochs",
+        f"  learning rates: {json.dumps(s.learning_rates)}",
         f"  final error rate: {'n/a' if err is None else f'{err:.4f}'}",
-        f"  time: {mmss(s['time_s']['total'])} ({parts})",
+        f"  time: {mmss(s.time_s['total'])} ({parts})",
     ]
-    if s["most_confused"]:
-        pairs = ", ".join(f"{a} -> {b} ({n})" for a, b, n in s["most_confused"][:5])
+    if s.most_confused:
+        pairs = ", ".join(f"{a} -> {b} ({n})" for a, b, n in s.most_confused[:5])
         lines.append(f"  most confused (actual -> predicted): {pairs}")
     elif err is not None:
         lines.append("  most confused: no pair of classes confused twice or more")
-    lines.append(f"  output: {out}/ (export.pth, metrics.csv, metrics.jsonl, plots/, summary.json)")
+    lines.append(
+        f"  output: {s.out}/ (export.pth, metrics.csv, metrics.jsonl, plots/, summary.json)"
+    )
     print("\n".join(lines))
 
 
@@ -595,20 +363,14 @@ def _without_nproc(argv: Sequence[str]) -> list[str]:
 def _launch(args: argparse.Namespace) -> int:
     """--nproc N: draw the demo dataset once (if it is the data), then run this same command
     in N processes through torchrun; its exit status."""
-    from fastcore_ext import distributed
-
     if args.path is None:
-        import fastcore_ext.data as data_mod
-
-        data_mod.demo_dataset()  # complete before the processes start: none of them draws it
+        demo_dataset()  # complete before the processes start: none of them draws it
     print(f"Starting {args.nproc} processes (torchrun, DistributedDataParallel)")
-    code = distributed.launch(args.nproc, _without_nproc(args.argv))
+    code = launch(args.nproc, _without_nproc(args.argv))
     return EXIT_INTERRUPTED if code in (-2, 130) else code
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from fastcore_ext.distributed import launch_rank, launched_by_torchrun
-
     if args.nproc > 1 and not launched_by_torchrun():
         return _launch(args)
     if launch_rank() != 0:  # the other processes of a multi-process run work silently
@@ -619,64 +381,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     _announce_defaults(args, training=True)
-    out = Path(args.out).expanduser()
-    _check_out(out)
-    from fastcore_ext.callback import CSVLogger
-
-    run = _Run(out)
-    with run.timed("data"):
-        data, desc = _build_data(args)
-    print(desc)
-    run.info["data"] = desc.removeprefix("data: ")
-    for stale in ("metrics.csv", "metrics.jsonl"):
-        (out / stale).unlink(missing_ok=True)
-    run.loggers = [CSVLogger("metrics.csv", append=True), _jsonl_logger(out / "metrics.jsonl", run)]
-    learn = _build_learner(args, data, out)
-    pretrained = any(not p.requires_grad for p in learn.model.parameters())
-    run.info["pretrained"] = pretrained
-    confused: list = []
     try:
-        with _plots_saved_by_us():
-            _train_stages(args, learn, run, pretrained)
-            confused = _interpret(learn, run)
-    except KeyboardInterrupt:
-        run.info["interrupted"] = True
-        saved = learn.save("interrupted")
-        learn.export("export.pth")
-        s = _write_summary(run, args, learn, confused)
-        _print_summary(s, out)
-        print(f"Interrupted: saved {saved} and {out / 'export.pth'}", file=sys.stderr)
+        summary = run_lesson(_config(args, training=True))
+    except LessonError as e:
+        raise _usage_error(e) from None
+    _print_summary(summary)
+    if summary.interrupted:
+        print(
+            f"Interrupted: saved {summary.saved} and {summary.out / 'export.pth'}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
-    learn.export("export.pth")
-    s = _write_summary(run, args, learn, confused)
-    _print_summary(s, out)
     return 0
-
-
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: expected a folder, got {str(out)!r} (an existing file)")
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
     _announce_defaults(args, training=False)
-    out = Path(args.out).expanduser()
-    _check_out(out)
-    run = _Run(out)
-    data, desc = _build_data(args)
-    print(desc)
-    learn = _build_learner(args, data, out)
-    with _plots_saved_by_us():
-        _lr_find(learn, run, args.lr_find_iters, "lr_find")
-    print(f"plot: {run.plots[-1]}")
+    try:
+        result = find_lr(_config(args, training=False))
+    except LessonError as e:
+        raise _usage_error(e) from None
+    print(f"plot: {result.plot}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from fastcore_ext.data import BadImageError
-    from fastcore_ext.export import load_learner
-
     model = Path(args.model).expanduser()
     file = model / "export.pth" if model.is_dir() else model
     if not file.is_file():
@@ -700,8 +429,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default sys.argv[1:]); returns the exit status."""
-    import matplotlib
-
     matplotlib.use("Agg")  # plots are written as PNG files, never shown
     with contextlib.suppress(AttributeError, ValueError):
         sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped too

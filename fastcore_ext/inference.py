@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from fastcore_ext.augment import augment_batch, epoch_generator
 from fastcore_ext.data import DeviceDataLoader
-from fastcore_ext.distributed import all_gather_cat
+from fastcore_ext.ranks import all_gather_cat
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from fastcore_ext import distributed
+from fastcore_ext import ranks
 from fastcore_ext.plots import check_figsize, finish
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport"]
@@ -247,7 +247,7 @@ class ClassificationInterpretation:
         """Print the classification report as an aligned table (rank 0 only, in a distributed
         run) and return its numbers."""
         report = self.classification_report()
-        if distributed.is_main_process():
+        if ranks.is_main_process():
             print(report)
         return report
 

@@ -56,21 +56,17 @@ from fastcore_ext.callback.core import (
     CancelTrainException,
     CancelValidException,
 )
+from fastcore_ext.callback.ddp import DEFAULT_TIMEOUT, enter, exit_distrib
 from fastcore_ext.callback.lr_finder import LRFinder, Snapshot
 from fastcore_ext.callback.mixed_precision import PRECISIONS, MixedPrecision, auto_precision
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_file, save_checkpoint
-from fastcore_ext.distributed import (
-    DEFAULT_TIMEOUT,
-    enter,
-    exit_distrib,
-    is_main_process,
-    launched_by_torchrun,
-)
+from fastcore_ext.export import export_model
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
+from fastcore_ext.ranks import is_main_process, launched_by_torchrun
 from fastcore_ext.schedule import Suggestions, suggest_lrs
 
 __all__ = [
@@ -814,13 +810,11 @@ class Learner:
     def export(self, fname: str | os.PathLike = "export.pth") -> Path:
         """Write what inference needs to path/`fname`: the weights and a JSON description
         (architecture, head, classes, normalization, input size and presize) with no pickled
-        code. `fastcore_ext.export.load_learner` rebuilds the learner from it. Supports
+        code. `load_learner` (fastcore_ext.exported) rebuilds the learner from it. Supports
         create_cnn models (a torchvision body + create_head). Returns the file's path."""
-        from fastcore_ext.export import export_learner  # (export imports this module)
-
         if not isinstance(fname, (str, os.PathLike)) or not str(fname):
             raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
-        return export_learner(self, self.path / fname)
+        return export_model(self.model, self.data, self.precision, self.path / fname)
 
 
 def _check_start_epoch(start_epoch: Any, n_epoch: int) -> int:

@@ -12,32 +12,53 @@ writes it (re-drawing the same plot overwrites it silently).
 
 In a distributed run only rank 0 saves. The environment variable ``FASTCORE_EXT_PLOTS``
 overrides this: a folder puts every saved
-plot there instead, and ``0`` / ``off`` / ``none`` turns saving off.
+plot there instead, and ``0`` / ``off`` / ``none`` turns saving off. A program that saves
+each figure itself (the lesson pipeline) turns the automatic saving off for a block with
+``with autosave(False):``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
 from matplotlib.figure import Figure
 
-__all__ = ["check_figsize", "finish", "is_interactive", "plots_folder", "save_png"]
+from fastcore_ext.ranks import is_main_process
+
+__all__ = ["autosave", "check_figsize", "finish", "is_interactive", "plots_folder", "save_png"]
 
 PLOTS_ENV = "FASTCORE_EXT_PLOTS"
 _OFF = {"0", "off", "none", "false", "no"}
 _NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 _announced: set[Path] = set()
+_autosave = True  # see autosave()
 
 
 def is_interactive() -> bool:
     """True when the current matplotlib backend can display figures (a GUI toolkit, or a
     notebook's inline backend); False for the file-only backends (Agg, PDF, SVG, ...)."""
     return matplotlib.get_backend().lower() not in _NON_INTERACTIVE
+
+
+@contextlib.contextmanager
+def autosave(enabled: bool) -> Iterator[None]:
+    """Within the block, `finish` saves figures (as described above) only when `enabled`;
+    the previous setting comes back afterwards."""
+    global _autosave
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled should be a bool, got {enabled!r}")
+    previous, _autosave = _autosave, enabled
+    try:
+        yield
+    finally:
+        _autosave = previous
 
 
 def plots_folder(root: str | os.PathLike | None) -> Path | None:
@@ -103,10 +124,9 @@ def finish(fig: Figure, name: str, root: str | os.PathLike | None) -> Figure:
     file_name = _file_name(name)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    from fastcore_ext.distributed import is_main_process  # (it imports the callbacks)
 
     folder = plots_folder(root)
-    if folder is None or is_interactive() or not is_main_process():
+    if not _autosave or folder is None or is_interactive() or not is_main_process():
         return fig
     path = save_png(fig, folder / file_name)
     key = path.resolve()

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from fastcore_ext.schedule import one_cycle
+
 # ---- Kernel 1: fused augmentation + normalization ----------------------------------------
 
 
@@ -104,8 +106,6 @@ def _lr_mom_reference(
     hyper: torch.Tensor, sched: torch.Tensor, step: int, group: int
 ) -> tuple[float, float]:
     """A group's (lr, mom): the one-cycle values at step / total_steps, or its own values."""
-    from fastcore_ext.schedule import one_cycle
-
     lr, mom, _, _, _, lr_max = hyper[group].tolist()
     total, div, div_final, pct_start, *moms = sched.tolist()
     if not total > 0:

@@ -2,31 +2,17 @@
 
 `create_cnn(data, models.resnet34, metrics=error_rate)` (also spelled `cnn_learner` and
 `vision_learner`) cuts a torchvision classifier at its pooling layer, keeps the body and
-puts fastai's head on it:
-
-    AdaptiveConcatPool2d -> Flatten -> BatchNorm1d(2nf) -> Dropout(ps/2) -> Linear(2nf, 512)
-    -> ReLU -> BatchNorm1d(512) -> Dropout(ps) -> Linear(512, c)
-
-Pretrained weights come through torchvision's weights API and its cache
-($TORCH_HOME/hub/checkpoints). When they are not cached and cannot be downloaded, the
-error says which file to put where, or to pass `pretrained=False`.
+puts fastai's head on it (fastcore_ext.model_builder: create_body, create_head, the
+splitters and the pretrained weights), then makes a Learner of it. `models` is
+torchvision's model namespace.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import os
-import pickle
-import re
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 import torchvision.models as models
@@ -53,10 +39,20 @@ from fastcore_ext.data import (
     untar_data,
     verify_images,
 )
-from fastcore_ext.export import load_learner
+from fastcore_ext.exported import load_learner
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner, set_seed
 from fastcore_ext.metrics import accuracy, error_rate, top_k_accuracy
+from fastcore_ext.model_builder import (
+    AdaptiveConcatPool2d as AdaptiveConcatPool2d,  # importable from here, as before the move
+)
+from fastcore_ext.model_builder import (
+    create_body,
+    create_head,
+    default_split,
+    num_features,
+    resnet_split,
+)
 from fastcore_ext.optim import SGD, Adam
 
 # The public API of `from fastcore_ext.vision import *`: every name the lesson-1 notes use
@@ -103,223 +99,6 @@ __all__ = [
     "vision_learner",
 ]
 
-DOWNLOAD_TIMEOUT = 10.0  # seconds per socket operation when fetching weights
-
-
-class AdaptiveConcatPool2d(nn.Module):
-    """Concatenation of adaptive max pooling and adaptive average pooling:
-    Tensor[B, C, H, W] -> Tensor[B, 2C, size, size] (max first, as fastai)."""
-
-    def __init__(self, size: int = 1) -> None:
-        super().__init__()
-        self.size = size
-        self.mp = nn.AdaptiveMaxPool2d(size)
-        self.ap = nn.AdaptiveAvgPool2d(size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.mp(x), self.ap(x)], dim=1)
-
-
-def create_head(
-    nf: int,
-    n_out: int,
-    lin_ftrs: Sequence[int] | None = None,
-    ps: float | Sequence[float] = 0.5,
-    concat_pool: bool = True,
-) -> nn.Sequential:
-    """fastai's classifier head for a body with `nf` output channels.
-
-    Pooling (AdaptiveConcatPool2d, giving 2*nf features, or average pooling with
-    concat_pool=False), Flatten, then for each hidden size in lin_ftrs (default [512]):
-    BatchNorm1d, Dropout, Linear (no bias: the BatchNorm before it has one), ReLU; and a
-    last BatchNorm1d, Dropout, Linear(.., n_out). `ps`: one dropout probability for the last
-    layer (the others get ps/2) or one per linear layer. Linear weights are initialized with
-    kaiming_normal_. Maps Tensor[B, nf, H, W] to logits Tensor[B, n_out].
-    """
-    for name, v in (("nf", nf), ("n_out", n_out)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} should be a positive int, got {v!r}")
-    hidden = [512] if lin_ftrs is None else list(lin_ftrs)
-    for h in hidden:
-        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-            raise ValueError(f"lin_ftrs should be positive ints, got {lin_ftrs!r}")
-    sizes = [nf * 2 if concat_pool else nf, *hidden, n_out]
-    n_lin = len(sizes) - 1
-    if isinstance(ps, (int, float)) and not isinstance(ps, bool):
-        probs = [ps / 2] * (n_lin - 1) + [float(ps)]
-    else:
-        probs = [float(p) for p in ps]
-        if len(probs) != n_lin:
-            raise ValueError(
-                f"ps should be a float or one value per linear layer ({n_lin}), got {ps!r}"
-            )
-    for p in probs:
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"ps should hold dropout probabilities in [0, 1), got {ps!r}")
-    layers: list[nn.Module] = [
-        AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    ]
-    for i, (n_in, n_o, p) in enumerate(zip(sizes[:-1], sizes[1:], probs, strict=True)):
-        layers.append(nn.BatchNorm1d(n_in))
-        if p > 0:
-            layers.append(nn.Dropout(p))
-        lin = nn.Linear(n_in, n_o, bias=False)
-        nn.init.kaiming_normal_(lin.weight)
-        layers.append(lin)
-        if i < n_lin - 1:
-            layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-def _weights_cache_file(weights: WeightsEnum) -> Path:
-    """Where torchvision's loader looks for (and stores) these weights."""
-    name = os.path.basename(urlparse(weights.url).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
-
-
-def _download(url: str, dst: Path, timeout: float) -> None:
-    """Fetch url into dst through a temporary file in dst's folder (renamed at the end, so
-    an interrupted download leaves nothing behind); check the sha256 prefix that
-    torchvision puts in its file names."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    match = re.search(r"-([a-f0-9]+)\.", dst.name)
-    sha = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".partial")
-    try:
-        opener = urllib.request.build_opener()  # reads the proxy settings of this moment
-        print(f"Downloading {url} to {dst}", file=sys.stderr)
-        with os.fdopen(fd, "wb") as f, opener.open(url, timeout=timeout) as r:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-                sha.update(chunk)
-        if match and not sha.hexdigest().startswith(match.group(1)):
-            raise OSError(f"checksum mismatch: sha256 does not start with {match.group(1)}")
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _fetch_weights(weights: WeightsEnum, arch_name: str) -> None:
-    """Make sure the weights file is in torchvision's cache, or raise a clear error."""
-    path = _weights_cache_file(weights)
-    if path.is_file():
-        return
-    try:
-        _download(weights.url, path, DOWNLOAD_TIMEOUT)
-    except (OSError, urllib.error.URLError) as e:
-        raise RuntimeError(
-            f"Pretrained weights for {arch_name} ({weights}) are not in torchvision's cache and "
-            f"could not be downloaded ({e}).\n"
-            f"Put the file {path.name} (from {weights.url}) at {path} "
-            f"(torchvision's cache: $TORCH_HOME/hub/checkpoints, TORCH_HOME defaults to "
-            f"~/.cache/torch), or pass pretrained=False to start from random weights."
-        ) from e
-
-
-def _resolve_arch(arch: Callable[..., nn.Module] | str) -> Callable[..., nn.Module]:
-    if isinstance(arch, str):
-        try:
-            return models.get_model_builder(arch)
-        except ValueError as e:
-            raise ValueError(f"arch {arch!r} is not a torchvision model name ({e})") from e
-    if not callable(arch):
-        raise TypeError(f"arch should be a model builder such as models.resnet34, got {arch!r}")
-    return arch
-
-
-def _build_model(arch: Callable[..., nn.Module], pretrained: bool | WeightsEnum) -> nn.Module:
-    name = getattr(arch, "__name__", repr(arch))
-    try:
-        weights_enum = models.get_model_weights(arch)
-    except (ValueError, KeyError, TypeError):
-        weights_enum = None
-    if weights_enum is None:
-        if pretrained:
-            raise ValueError(
-                f"pretrained weights come from torchvision's weights API; arch {name} is not a "
-                f"torchvision model builder (e.g. models.resnet34): pass pretrained=False"
-            )
-        return arch()
-    if isinstance(pretrained, WeightsEnum):
-        weights = pretrained
-    elif pretrained is True:
-        weights = weights_enum.DEFAULT
-    elif pretrained is False:
-        return arch(weights=None)
-    else:
-        raise TypeError(f"pretrained should be a bool or a torchvision Weights, got {pretrained!r}")
-    _fetch_weights(weights, name)
-    try:
-        return arch(weights=weights)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:  # a bad cached file
-        path = _weights_cache_file(weights)
-        raise RuntimeError(
-            f"Could not load the pretrained weights for {name} from {path} ({e}). Delete that "
-            f"file to download it again, or pass pretrained=False."
-        ) from e
-
-
-def _default_cut(model: nn.Module) -> int:
-    """Index of the model's last adaptive pooling child (fastai cuts there); without one,
-    the last child (the classifier) is dropped."""
-    children = list(model.children())
-    for i in range(len(children) - 1, -1, -1):
-        if isinstance(children[i], (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            return i
-    return len(children) - 1
-
-
-def create_body(
-    arch: Callable[..., nn.Module] | str,
-    pretrained: bool | WeightsEnum = True,
-    cut: int | Callable[[nn.Module], nn.Module] | None = None,
-) -> tuple[nn.Sequential | nn.Module, nn.Module]:
-    """The feature extractor of a torchvision classifier: (body, full model). The body is
-    the model's children up to `cut` (default: its final pooling layer), or cut(model)."""
-    model = _build_model(_resolve_arch(arch), pretrained)
-    if callable(cut):
-        return cut(model), model
-    if cut is None:
-        cut = _default_cut(model)
-    elif isinstance(cut, bool) or not isinstance(cut, int):
-        raise TypeError(f"cut should be an int, a callable or None, got {cut!r}")
-    return nn.Sequential(*list(model.children())[:cut]), model
-
-
-def _num_features(body: nn.Module) -> int:
-    """Output channels of the body, from a forward pass on a small dummy image."""
-    training = body.training
-    body.eval()
-    try:
-        with torch.no_grad():
-            out = body(torch.zeros(1, 3, 64, 64))
-    except Exception as e:
-        raise ValueError(
-            f"could not run the cut body on a [1, 3, 64, 64] image ({e}); pass cut= "
-            f"(an index or a function model -> body) for this architecture"
-        ) from e
-    finally:
-        body.train(training)
-    if out.dim() != 4:
-        raise ValueError(
-            f"the cut body should output a feature map [B, C, H, W], got shape {tuple(out.shape)}; "
-            f"pass cut= for this architecture"
-        )
-    return out.shape[1]
-
-
-def resnet_split(model: nn.Module) -> list[list[nn.Parameter]]:
-    """3 layer groups of a create_cnn resnet: stem..layer2, layer3..layer4, head."""
-    body, head = model[0], model[1]
-    return [list(body[:6].parameters()), list(body[6:].parameters()), list(head.parameters())]
-
-
-def default_split(model: nn.Module) -> list[list[nn.Parameter]]:
-    """2 layer groups of a create_cnn model: body, head."""
-    return [list(model[0].parameters()), list(model[1].parameters())]
-
 
 def create_cnn(
     data: Any,
@@ -349,7 +128,7 @@ def create_cnn(
     if seed is not None:
         set_seed(seed)  # the head's random initialization is part of the run
     body, full = create_body(arch, pretrained, cut)
-    head = create_head(_num_features(body), c, lin_ftrs=lin_ftrs, ps=ps)
+    head = create_head(num_features(body), c, lin_ftrs=lin_ftrs, ps=ps)
     model = nn.Sequential(body, head)
     if "splitter" not in kwargs:
         is_resnet = isinstance(full, models.ResNet) and cut is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import fastcore_ext.data as data_mod
-from fastcore_ext import cli, vision
+from fastcore_ext import cli, lesson, model_builder, vision
 from fastcore_ext.callback import Callback
 from fastcore_ext.data import DEMO_CLASSES, demo_dataset
 from fastcore_ext.learner import Learner
@@ -34,7 +35,7 @@ def offline_weights(tmp_path, monkeypatch):
     def no_network(url, dst, timeout):
         raise OSError("[Errno 101] Network is unreachable")
 
-    monkeypatch.setattr(vision, "_download", no_network)
+    monkeypatch.setattr(model_builder, "_download", no_network)
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def small_defaults(monkeypatch, small_demo):
     """The demo defaults shrunk to a test's size, and the demo dataset to `small_demo`."""
     monkeypatch.setattr(cli, "DEMO_DEFAULTS", {**SMALL, "lr_find_iters": 8})
     monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
-    monkeypatch.setattr(data_mod, "demo_dataset", lambda: small_demo)
+    monkeypatch.setattr(lesson, "demo_dataset", lambda: small_demo)
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -172,7 +173,7 @@ def test_pretrained_by_default_when_cached(
 ):
     monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
     weights = vision.models.ResNet18_Weights.DEFAULT
-    file = vision._weights_cache_file(weights)
+    file = model_builder.weights_cache_file(weights)
     file.parent.mkdir(parents=True)
     torch.save(vision.models.resnet18().state_dict(), file)
     code, out, err = run(capsys, "lr-find", str(small_demo), "--arch", "resnet18", "--size", "32",
@@ -290,3 +291,64 @@ def test_train_nproc_2_runs_two_gloo_processes(tmp_path, small_demo):
 def test_nproc_is_taken_out_of_the_command():
     assert cli._without_nproc(["train", "--nproc", "2", "--bs", "8"]) == ["train", "--bs", "8"]
     assert cli._without_nproc(["train", "--nproc=4", "x"]) == ["train", "x"]
+
+
+@pytest.fixture(scope="module")
+def pets_style(small_demo, tmp_path_factory):
+    """The 72 images of `small_demo` in one flat folder, named as Oxford-IIIT Pets' are:
+    images/<Class_name>_<n>.jpg (every other class capitalized like Pets' cats, the others
+    with a '_' inside like 'american_bulldog')."""
+    images = tmp_path_factory.mktemp("pets") / "images"
+    images.mkdir()
+    for k, f in enumerate(data_mod.get_image_files(small_demo)):
+        shutil.copy(f, images / f"{pets_name(f.parent.name)}_{k}.jpg")
+    return images
+
+
+def pets_name(cls: str) -> str:
+    return cls.capitalize() if DEMO_CLASSES.index(cls) % 2 == 0 else f"big_{cls}"
+
+
+PETS_RE = r"/([^/]+)_\d+.jpg$"
+
+
+def test_train_on_a_pets_style_folder_with_label_re(
+    tmp_path, capsys, pets_style, offline_weights, monkeypatch
+):
+    monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
+    names = sorted(f.name for f in pets_style.iterdir())
+    expected = {
+        "Arrow", "big_circle", "Crescent", "big_cross", "Ellipse", "big_hexagon",
+        "Pentagon", "big_rectangle", "Ring", "big_square", "Star", "big_triangle",
+    }  # fmt: skip
+    assert {pets_name(c) for c in DEMO_CLASSES} == expected
+    out_dir = tmp_path / "run"
+    code, out, err = run(
+        capsys, "train", str(pets_style), "--label-re", PETS_RE, "--lr", "1e-3",
+        "--unfreeze-epochs", "0", "--out", str(out_dir), "--workers", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    n_valid = int(0.2 * 72)  # fastai's rule: int(valid_pct * n) items to validation
+    assert f"{len(expected)} classes, {72 - n_valid} train / {n_valid} valid images" in out
+    assert "labels from file names" in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["epochs_done"] == 1 and 0.0 <= summary["final_error_rate"] <= 1.0
+    image = pets_style / names[0]
+    code, out, err = run(capsys, "predict", str(out_dir), str(image))
+    assert code == 0, err
+    assert out.split()[1] in expected
+
+
+def test_pets_style_folder_without_or_with_a_bad_label_re(tmp_path, capsys, pets_style):
+    common = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained",
+              "--out", str(tmp_path / "o")]  # fmt: skip
+    code, _, err = run(capsys, "train", str(pets_style), *common)
+    assert code == 2 and "PATH: path: 72 images lie directly in" in err
+    assert "each image must be inside a folder named after its class" in err
+    code, _, err = run(capsys, "train", str(pets_style), "--label-re", "_\\d+.jpg$", *common)
+    assert code == 2 and "--label-re: expected a regular expression with a group" in err
+    code, _, err = run(capsys, "train", str(pets_style), "--label-re", "/(dog)_", *common)
+    assert code == 2 and "--label-re: pat: the pattern '/(dog)_' does not match file" in err
+    code, _, err = run(capsys, "train", str(pets_style), "--label-re", "([", *common)
+    assert code == 2 and "--label-re: expected a regular expression, got '(['" in err
+    assert len(err.strip().splitlines()) == 1

@@ -15,7 +15,8 @@ from PIL import Image
 from torch import nn
 
 from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats, load_image
-from fastcore_ext.export import EXPORT_FORMAT, build_model, describe_model, load_learner
+from fastcore_ext.export import EXPORT_FORMAT, build_model, describe_model
+from fastcore_ext.exported import load_learner
 from fastcore_ext.vision import create_cnn, models
 
 

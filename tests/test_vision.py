@@ -14,6 +14,7 @@ from fakes import easy_bunch
 from torch import nn
 
 import fastcore_ext.vision as vision
+from fastcore_ext.model_builder import PretrainedWeightsError, pretrained_weights_cached
 from fastcore_ext.vision import (
     AdaptiveConcatPool2d,
     cnn_learner,
@@ -152,7 +153,12 @@ def test_create_cnn_errors():
 
 # ---- pretrained weights ----------------------------------------------------------------------
 def test_pretrained_from_torchvision_cache_freezes_body(torch_home):
+    assert pretrained_weights_cached("resnet18") is None  # an empty cache
     state = place_random_resnet18_weights(torch_home)
+    file = torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"  # torchvision's name
+    assert pretrained_weights_cached(models.resnet18) == file
+    assert pretrained_weights_cached("resnet18") == file
+    assert pretrained_weights_cached("resnet34") is None
     learn = create_cnn(image_bunch(), models.resnet18, metrics=error_rate)
     body = learn.model[0]
     assert torch.equal(body[0].weight, state["conv1.weight"])
@@ -168,7 +174,7 @@ def test_corrupt_cached_weights_name_the_file(torch_home):
     folder = torch_home / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     (folder / os.path.basename(weights.url)).write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="Delete that file") as info:
+    with pytest.raises(PretrainedWeightsError, match="Delete that file") as info:
         create_cnn(image_bunch(), models.resnet18)
     assert str(folder / os.path.basename(weights.url)) in str(info.value)
 
@@ -179,7 +185,7 @@ def test_pretrained_offline_error_is_fast_and_clear(torch_home, monkeypatch):
     for var in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)
     start = time.perf_counter()
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(PretrainedWeightsError) as info:  # a RuntimeError
         create_cnn(image_bunch(), models.resnet34)
     assert time.perf_counter() - start < 15
     msg = str(info.value)

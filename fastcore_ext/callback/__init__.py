@@ -1,6 +1,6 @@
 """Callbacks of the training loop: events and control flow (core), Recorder, progress output,
-the learning-rate finder, and the trackers (NaN stop, early stopping, best-model saving, CSV
-log)."""
+the learning-rate finder, the trackers (NaN stop, early stopping, best-model saving, CSV
+log) and the DDP trainer (ddp)."""
 
 from fastcore_ext.callback.core import (
     CANCEL_EVENTS,
@@ -15,6 +15,7 @@ from fastcore_ext.callback.core import (
     CancelValidateException,
     CancelValidException,
 )
+from fastcore_ext.callback.ddp import DistributedTrainer
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import (
@@ -44,4 +45,5 @@ __all__ = [
     "EarlyStoppingCallback",
     "SaveModelCallback",
     "CSVLogger",
+    "DistributedTrainer",
 ]

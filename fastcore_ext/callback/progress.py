@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TextIO
 
-from fastcore_ext import distributed
+from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
 
 __all__ = ["ProgressCallback", "format_time", "format_header", "format_row"]
@@ -133,7 +133,7 @@ class ProgressCallback(Callback):
     # ---- events -------------------------------------------------------------------------
     def before_fit(self) -> None:
         self._out = self.stream if self.stream is not None else sys.stdout
-        self._quiet = not distributed.is_main_process()
+        self._quiet = not ranks.is_main_process()
         self._bar_on = self.show_bar and _interactive(self._out) and not self._quiet
         self._bar_len = 0
         if self.show_table:

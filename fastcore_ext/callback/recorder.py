@@ -24,7 +24,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fastcore_ext import distributed
+from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.plots import check_figsize, finish
 
@@ -171,7 +171,7 @@ class Recorder(Callback):
         preds = torch.cat(self._val_preds) if self._val_preds else None
         targs = torch.cat(self._val_targs) if self._val_targs else None
         # Several processes: sums, counts, predictions and targets of the whole set.
-        loss_sum, n, preds, targs = distributed.reduce_validation(
+        loss_sum, n, preds, targs = ranks.reduce_validation(
             self._val_loss_sum, self._val_n, preds, targs
         )
         if n == 0 or loss_sum is None:

@@ -29,7 +29,7 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from fastcore_ext import distributed
+from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback, CancelFitException
 from fastcore_ext.callback.progress import format_time
 
@@ -47,7 +47,7 @@ _LOWER_IS_BETTER = (np.less, operator.lt)
 def _say(learn: object, message: str) -> None:
     """Print a line where the learner's progress table goes (stdout by default); only rank 0
     of a distributed fit prints."""
-    if not distributed.is_main_process():
+    if not ranks.is_main_process():
         return
     stream = getattr(getattr(learn, "progress", None), "stream", None)
     print(message, file=stream if stream is not None else sys.stdout, flush=True)
@@ -279,7 +279,7 @@ class CSVLogger(Callback):
 
     def before_fit(self) -> None:
         self.path = path = Path(self.learn.path) / self.fname
-        if not distributed.is_main_process():
+        if not ranks.is_main_process():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         header = self.learn.recorder.metric_names

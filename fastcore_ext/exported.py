@@ -1,0 +1,134 @@
+"""A learner loaded from an export file for inference: `load_learner` and the data
+stand-in it predicts through, `InferenceData`.
+
+The file (fastcore_ext.export) holds the model's description and weights; `load_learner`
+rebuilds the model, loads the weights and wraps it in a Learner without training data.
+`predict` applies the validation transform of the original data (presize, center crop to
+`size`, normalization) through `InferenceData`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastcore_ext.augment import augment_batch
+from fastcore_ext.data import load_image
+from fastcore_ext.export import build_model, read_export
+from fastcore_ext.learner import Learner
+
+__all__ = ["InferenceData", "load_learner"]
+
+
+class InferenceData:
+    """The bunch interface of an exported learner, without items: classes, c, size,
+    presize, stats, device, path; `preprocess(items)` applies the validation transform.
+    train_dl and valid_dl are None (no training)."""
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        size: int,
+        presize: int,
+        resize_method: str,
+        stats: tuple[list[float], list[float]] | None,
+        device: torch.device,
+        path: Path,
+    ) -> None:
+        self.classes = list(classes)
+        self.size, self.presize, self.resize_method = size, presize, resize_method
+        self.stats = stats
+        self.device = torch.device(device)
+        self.path = Path(path)
+        self.train_dl = None
+        self.valid_dl = None
+
+    @property
+    def c(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    @property
+    def vocab(self) -> list[str]:
+        """fastai v2's name for `classes`."""
+        return self.classes
+
+    def preprocess(self, items: Any) -> torch.Tensor:
+        """Raw items (paths, PIL images, uint8 arrays/tensors [C, H, W]; one or a list) ->
+        float Tensor[B, 3, size, size] normalized on `device`: decode, presize (short side to
+        `presize`, center square), then the validation resize + center crop to `size`."""
+        items = list(items) if isinstance(items, (list, tuple)) else [items]
+        if not items:
+            raise ValueError("items: expected at least one image, got an empty list")
+        p = self.presize
+        x = torch.empty((len(items), p, p, 3), dtype=torch.uint8)
+        for k, item in enumerate(items):
+            x[k].copy_(load_image(item, p, self.resize_method).permute(1, 2, 0))
+        x = x.to(self.device).permute(0, 3, 1, 2)
+        mean, std = self.stats if self.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+        return augment_batch(x, self.size, mean=mean, std=std, train=False)
+
+    def denorm(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo the normalization: float [B, 3, H, W] -> the same in [0, 1]."""
+        if self.stats is None:
+            return x.clamp(0, 1)
+        mean = torch.tensor(self.stats[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.stats[1], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * std + mean).clamp(0, 1)
+
+    def to(self, device: torch.device | str) -> InferenceData:
+        """Preprocess onto `device` from now on. Returns self."""
+        self.device = torch.device(device)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"InferenceData({self.c} classes; size {self.size} from presize {self.presize}; "
+            f"device {self.device})"
+        )
+
+
+def load_learner(
+    path: str | os.PathLike, fname: str | os.PathLike = "export.pth", cpu: bool = True
+) -> Learner:
+    """Load a learner written by `Learner.export`: path/`fname`, or `path` itself when it is
+    a file (fastai v2's `load_learner(file)`). cpu=True puts it on the CPU; cpu=False on the
+    GPU when there is one. The file is read with torch.load(weights_only=True); the model is
+    rebuilt from its description (no download) and gets the file's weights. The learner is
+    in eval mode, has no training data (`fit` refuses) and predicts with `predict`; its
+    path is the file's folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path should be a str or Path, got {type(path).__name__}")
+    file = Path(path)
+    if not file.is_file():
+        file = file / fname
+    device = torch.device("cuda" if not cpu and torch.cuda.is_available() else "cpu")
+    description, state = read_export(file)
+    model = build_model(description["model"])
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise ValueError(f"{file}: the weights do not fit the described model ({e})") from e
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:
+        raise ValueError(f"{file}: no weights for {leftover[:3]} of the described model")
+    inp = description["input"]
+    stats = None if inp.get("mean") is None else (list(inp["mean"]), list(inp["std"]))
+    data = InferenceData(
+        description["classes"],
+        int(inp["size"]),
+        int(inp["presize"]),
+        inp.get("resize_method", "crop"),
+        stats,
+        device,
+        file.parent,
+    )
+    learn = Learner(data, model, path=file.parent)
+    if device.type == "cuda":
+        learn.to_channels_last()
+    learn.model.eval()
+    return learn

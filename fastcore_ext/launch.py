@@ -1,0 +1,80 @@
+"""Launching a command in several processes on this machine under torchrun:
+`fastcore-ext train --nproc N` calls `launch(N, argv)`.
+
+On several machines, run torchrun on each yourself (see fastcore_ext.distributed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+__all__ = ["launch", "launch_command"]
+
+
+# ---- launching -------------------------------------------------------------------------------
+def launch_command(nproc: int, argv: Sequence[str], module: str = "fastcore_ext") -> list[str]:
+    """The command `launch` runs: this Python's torchrun, standalone (one machine),
+    `nproc` processes, each running `python -m <module> <argv...>`."""
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc should be an int >= 1 (processes on this machine), got {nproc!r}")
+    if isinstance(argv, str) or not all(isinstance(a, str) for a in argv):
+        raise TypeError(f"argv should be a list of str (command line arguments), got {argv!r}")
+    if not isinstance(module, str) or not module:
+        raise TypeError(f"module should be a module name (str), got {module!r}")
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        module,
+        *argv,
+    ]
+
+
+def launch(
+    nproc: int, argv: list[str], module: str = "fastcore_ext", timeout: float | None = None
+) -> int:
+    """Run `python -m <module> <argv>` in `nproc` processes on this machine under torchrun
+    (``torchrun --standalone --nproc-per-node N -m fastcore_ext train ...`` for
+    argv = ['train', ...]) and wait. Returns torchrun's exit code: 0 when every process
+    succeeded; non-zero when one failed (torchrun then stops the others).
+
+    timeout: seconds to wait (None: as long as it runs). Past it, torchrun and its workers
+    (started in a session of their own) get SIGTERM, then SIGKILL after 10 s, and
+    TimeoutError is raised."""
+    cmd = launch_command(nproc, argv, module)
+    if timeout is None:
+        return subprocess.run(cmd, check=False).returncode
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout should be a number of seconds > 0 or None, got {timeout!r}")
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop_session(proc)
+        raise TimeoutError(
+            f"launch: {' '.join(cmd)} still ran after timeout={timeout} s; stopped it"
+        ) from None
+    except BaseException:
+        _stop_session(proc)
+        raise
+
+
+def _stop_session(proc: subprocess.Popen) -> None:
+    """SIGTERM to every process of `proc`'s session, SIGKILL to what is left after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

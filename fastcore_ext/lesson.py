@@ -1,0 +1,554 @@
+"""The lesson-1 pipeline as a library function: `run_lesson(LessonConfig(...))`.
+
+    lr_find, fit_one_cycle (body frozen when pretrained), unfreeze, lr_find,
+    fit_one_cycle(slice of learning rates), interpretation, export
+
+`run_lesson` builds the data (the embedded demo dataset, a folder of class folders, or a
+flat folder labelled by a regular expression on the file names as
+`ImageDataBunch.from_name_re`), the learner, runs the stages and writes into `config.out`:
+
+    export.pth      the exported model (`load_learner`, `fastcore-ext predict`)
+    metrics.csv     one row per epoch of each stage (CSVLogger; epochs count from 0 again in
+                    stage 2)
+    metrics.jsonl   the same rows as JSON objects, with the stage and learning rates
+    plots/*.png     lr_find and losses and schedule of each stage, top losses, confusion matrix
+    summary.json    `LessonSummary.to_json()`: final error rate, times, learning rates, most
+                    confused pairs
+    models/         checkpoints (models/interrupted.pth after Ctrl-C)
+
+It prints what it decides and does (the pretrained choice, the data, each stage's learning
+rate, the epoch tables) and returns a `LessonSummary`. A Ctrl-C (KeyboardInterrupt) during
+the stages saves and exports what was trained so far and returns a summary with
+`interrupted=True`. `find_lr(config)` runs only the data, the learner and one lr_find.
+
+A configuration that cannot run raises `LessonError`, whose `field` names the LessonConfig
+field at fault (the command line maps it to its option). In a run launched by torchrun only
+rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from torchvision import models
+
+from fastcore_ext.augment import get_transforms
+from fastcore_ext.callback import Callback, CSVLogger
+from fastcore_ext.data import (
+    BadImageError,
+    ImageDataBunch,
+    ItemSplit,
+    demo_dataset,
+    get_image_files,
+    imagenet_stats,
+    items_from_folder,
+    items_from_name_re,
+)
+from fastcore_ext.interpret import ClassificationInterpretation
+from fastcore_ext.learner import Learner
+from fastcore_ext.metrics import error_rate
+from fastcore_ext.model_builder import (
+    PretrainedWeightsError,
+    pretrained_weights_cached,
+    resolve_arch,
+)
+from fastcore_ext.plots import autosave, save_png
+from fastcore_ext.ranks import launch_rank
+from fastcore_ext.schedule import Suggestions
+from fastcore_ext.vision import create_cnn
+
+__all__ = [
+    "JSONLinesLogger",
+    "LessonConfig",
+    "LessonError",
+    "LessonSummary",
+    "LrFindResult",
+    "find_lr",
+    "run_lesson",
+]
+
+
+class LessonError(ValueError):
+    """A lesson configuration that cannot run. `field`: the LessonConfig field at fault
+    ('path', 'label_re', 'arch', 'bs', 'valid_pct', 'pretrained', 'out')."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class LessonConfig:
+    """What `run_lesson` / `find_lr` run.
+
+    path: an image folder (path/train/<class>/* and path/valid/<class>/*, or path/<class>/*
+    split by valid_pct, or with label_re any images under path); None: the embedded demo
+    dataset. label_re: label each image by the first group of this regular expression
+    searched in its path (fastai's from_name_re, e.g. r'/([^/]+)_\\d+.jpg$' for Pets' file
+    names), split by valid_pct. lr: max learning rate of stage 1; None: lr_find's valley.
+    pretrained: None uses the ImageNet weights only when torchvision's cache holds them.
+    workers: loader processes (None: the data layer's choice). out: the run's folder."""
+
+    path: Path | None = None
+    label_re: str | None = None
+    arch: str = "resnet34"
+    size: int = 224
+    bs: int = 64
+    epochs: int = 4
+    unfreeze_epochs: int = 2
+    lr: float | None = None
+    lr_find_iters: int = 100
+    pretrained: bool | None = None
+    bf16: bool = False
+    cache: bool = False
+    workers: int | None = None
+    seed: int = 0
+    valid_pct: float = 0.2
+    out: Path = Path("fastcore_ext_run")
+
+
+@dataclass
+class LessonSummary:
+    """What a lesson run did. `to_json()` is summary.json. learning_rates: {'stage1': lr,
+    'stage2': [lo, hi]}; time_s: {'total', 'data', 'lr_find', 'fit', 'interpretation'}
+    (those that ran); most_confused: (actual, predicted, count) of pairs seen twice or more;
+    files: the files under out, relative to it; saved: the checkpoint written on Ctrl-C."""
+
+    data: str | None
+    arch: str
+    size: int
+    bs: int
+    pretrained: bool | None
+    precision: str | None
+    epochs: int
+    unfreeze_epochs: int
+    epochs_done: int
+    learning_rates: dict[str, Any]
+    final_error_rate: float | None
+    final_valid_loss: float | None
+    most_confused: list[tuple[str, str, int]]
+    time_s: dict[str, float]
+    interrupted: bool
+    files: list[str]
+    out: Path
+    saved: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of summary.json."""
+        return {
+            "data": self.data,
+            "arch": self.arch,
+            "size": self.size,
+            "bs": self.bs,
+            "pretrained": self.pretrained,
+            "precision": self.precision,
+            "epochs": self.epochs,
+            "unfreeze_epochs": self.unfreeze_epochs,
+            "epochs_done": self.epochs_done,
+            "learning_rates": self.learning_rates,
+            "final_error_rate": self.final_error_rate,
+            "final_valid_loss": self.final_valid_loss,
+            "most_confused": [list(t) for t in self.most_confused],
+            "time_s": self.time_s,
+            "interrupted": self.interrupted,
+            "files": self.files,
+        }
+
+
+@dataclass
+class LrFindResult:
+    """What `find_lr` found: the suggestions and the plot file (None on a rank > 0)."""
+
+    suggestions: Suggestions
+    plot: Path | None
+
+
+@dataclass
+class _Run:
+    """What a lesson run has produced so far (files, times, numbers)."""
+
+    out: Path
+    writes: bool  # only rank 0 of a multi-process run writes files
+    start: float = field(default_factory=time.perf_counter)
+    times: dict[str, float] = field(default_factory=dict)
+    plots: list[Path] = field(default_factory=list)
+    lrs: dict[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    data: str | None = None
+    pretrained: bool | None = None
+    epochs_done: int = 0
+    error_rate: float | None = None
+    valid_loss: float | None = None
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+
+    def save_plot(self, fig: Figure, name: str) -> None:
+        if self.writes:
+            self.plots.append(save_png(fig, self.out / "plots" / f"{name}.png"))
+
+
+class JSONLinesLogger(Callback):
+    """Appends one JSON object per epoch to `path`: the stage (`stage_of()`), the epoch, the
+    epoch table's values, the epoch's time and the learning rates of its last batch (one
+    per layer group). writes=False (a rank > 0) writes nothing."""
+
+    order = 60
+
+    def __init__(self, path: Path, stage_of: Any, writes: bool = True) -> None:
+        super().__init__()
+        self.path, self.stage_of, self.writes = Path(path), stage_of, writes
+
+    def after_epoch(self) -> None:
+        rec = self.learn.recorder
+        values = dict(zip(rec.metric_names[1:-1], [*rec.values[-1]], strict=True))
+        row = {
+            "stage": self.stage_of(),
+            "epoch": rec.epochs[-1],
+            **values,
+            "time_s": round(rec.epoch_times[-1], 3),
+            "lrs": rec.lrs[-1] if rec.lrs else None,
+        }
+        if self.writes:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+# ---- data and learner ------------------------------------------------------------------------
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise LessonError("out", f"expected a folder, got {str(out)!r} (an existing file)")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass
+class _Source:
+    """Where the images come from: `split(seed)` lists and splits them (the data layer's
+    ItemSplit), `bunch(**kwargs)` builds the ImageDataBunch of that same split."""
+
+    description: str
+    field: str  # the LessonConfig field at fault when listing or labelling fails
+    split: Callable[[int], ItemSplit]
+    bunch: Callable[..., ImageDataBunch]
+
+
+def _check_fits(n_items: int, config: LessonConfig) -> None:
+    """The split leaves both sets non-empty (fastai's rule: int(valid_pct * n) to valid)."""
+    cut = int(config.valid_pct * n_items)
+    if cut == 0 or cut == n_items:
+        empty = "validation" if cut == 0 else "training"
+        raise LessonError(
+            "valid_pct",
+            f"valid_pct: {config.valid_pct} of {n_items} images leaves an empty {empty} set; "
+            "use more images or another valid_pct",
+        )
+
+
+def _label_pattern(label_re: str) -> re.Pattern[str]:
+    try:
+        pattern = re.compile(label_re)
+    except re.error as e:
+        raise LessonError(
+            "label_re", f"expected a regular expression, got {label_re!r} ({e})"
+        ) from None
+    if pattern.groups < 1:
+        raise LessonError(
+            "label_re", f"expected a regular expression with a group (the label), got {label_re!r}"
+        )
+    return pattern
+
+
+def _source(config: LessonConfig) -> _Source:
+    """The images of config.path (class folders, or labelled by config.label_re), or of the
+    demo dataset."""
+    vp = config.valid_pct
+    if config.path is None:
+        t0 = time.perf_counter()
+        root = demo_dataset()
+        desc = f"the demo dataset at {root} (ready in {time.perf_counter() - t0:.1f} s)"
+        return _Source(
+            desc,
+            "path",
+            lambda s: items_from_folder(root, seed=s),
+            lambda **kw: ImageDataBunch.from_folder(root, **kw),
+        )
+    root = Path(config.path).expanduser()
+    if not root.is_dir():
+        what = "a file" if root.exists() else "missing"
+        raise LessonError("path", f"expected an image folder, got {str(root)!r} ({what})")
+    try:
+        files = get_image_files(root)
+    except (ValueError, OSError) as e:
+        raise LessonError("path", str(e)) from None
+    if not files:
+        layouts = "PATH/train/<class>/*, PATH/valid/<class>/* or PATH/<class>/*"
+        if config.label_re is not None:
+            layouts = "image files named after their class (--label-re)"
+        raise LessonError(
+            "path", f"no images (.jpg, .png, ...) under {str(root)!r}; expected {layouts}"
+        )
+    if config.label_re is not None:
+        pattern = _label_pattern(config.label_re)
+        _check_fits(len(files), config)
+        return _Source(
+            f"{root} (labels from file names by {config.label_re!r}, valid_pct {vp})",
+            "label_re",
+            lambda s: items_from_name_re(root, files, pattern, vp, s),
+            lambda **kw: ImageDataBunch.from_name_re(root, files, pattern, vp, **kw),
+        )
+    if (root / "train").is_dir() and (root / "valid").is_dir():
+        return _Source(
+            f"{root} (train/ and valid/)",
+            "path",
+            lambda s: items_from_folder(root, seed=s),
+            lambda **kw: ImageDataBunch.from_folder(root, **kw),
+        )
+    _check_fits(len(files), config)
+    return _Source(
+        f"{root} (valid_pct {vp})",
+        "path",
+        lambda s: items_from_folder(root, valid_pct=vp, seed=s),
+        lambda **kw: ImageDataBunch.from_folder(root, valid_pct=vp, **kw),
+    )
+
+
+def build_data(config: LessonConfig) -> tuple[ImageDataBunch, str]:
+    """The bunch of config.path (or the demo dataset), normalized with ImageNet's
+    statistics, and a line describing it."""
+    source = _source(config)
+    try:
+        items = source.split(config.seed)
+    except (ValueError, TypeError) as e:
+        raise LessonError(source.field, str(e).splitlines()[0]) from None
+    if len(items.train_items) < config.bs:
+        raise LessonError(
+            "bs",
+            f"bs: {config.bs} is larger than the training set ({len(items.train_items)} items), "
+            "so an epoch would have no batch (the last partial batch is dropped); pass a "
+            "smaller bs",
+        )
+    try:
+        data = source.bunch(
+            ds_tfms=get_transforms(),
+            size=config.size,
+            bs=config.bs,
+            num_workers=config.workers,
+            cache=config.cache,
+            seed=config.seed,
+        ).normalize(imagenet_stats)
+    except (BadImageError, ValueError, TypeError) as e:
+        raise LessonError("path", str(e).splitlines()[0]) from None
+    n_train, n_valid = len(data.train_ds), len(data.valid_ds)
+    desc = f"data: {source.description}: {data.c} classes, {n_train} train / {n_valid} valid images"
+    return data, desc
+
+
+def choose_pretrained(config: LessonConfig) -> tuple[Any, bool, str]:
+    """(torchvision builder, pretrained, a sentence saying why) for config.arch."""
+    try:
+        builder = resolve_arch(config.arch)
+    except (ValueError, TypeError):
+        known = ", ".join(n for n in models.list_models(module=models) if n.startswith("resnet"))
+        raise LessonError(
+            "arch",
+            f"expected a torchvision classification model name (e.g. {known}), got {config.arch!r}",
+        ) from None
+    cached = pretrained_weights_cached(builder)
+    if config.pretrained is False:
+        return builder, False, "pretrained: no (--no-pretrained): training from scratch"
+    if cached is not None:
+        return builder, True, f"pretrained: yes (ImageNet weights from {cached})"
+    if config.pretrained is None:
+        why = (
+            f"pretrained: no ({config.arch}'s ImageNet weights are not in torchvision's cache; "
+            f"pass --pretrained to download them): training from scratch"
+        )
+        return builder, False, why
+    return builder, True, f"pretrained: yes (downloading {config.arch}'s ImageNet weights)"
+
+
+def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
+    """create_cnn on `data` with error_rate, the learner's path config.out; prints the
+    pretrained decision."""
+    builder, pretrained, why = choose_pretrained(config)
+    print(why)
+    try:
+        learn = create_cnn(
+            data,
+            builder,
+            pretrained=pretrained,
+            metrics=error_rate,
+            path=Path(config.out).expanduser(),
+            seed=config.seed,
+        )
+    except PretrainedWeightsError as e:
+        raise LessonError("pretrained", str(e).splitlines()[0]) from None
+    if config.bf16:
+        learn.to_bf16()
+    return learn
+
+
+# ---- the stages ------------------------------------------------------------------------------
+def _lr_find(learn: Learner, run: _Run, iters: int, name: str) -> Suggestions:
+    with run.timed("lr_find"):
+        sugg = learn.lr_find(num_it=iters)
+    run.save_plot(learn.recorder.plot(), name)
+    print(
+        f"lr_find ({name}): valley {sugg.valley:.2e}, steep {sugg.steep:.2e}, "
+        f"minimum {sugg.minimum:.2e}"
+    )
+    return sugg
+
+
+def _fit_stage(
+    learn: Learner, run: _Run, loggers: list[Callback], stage: str, epochs: int, max_lr: Any
+) -> None:
+    run.stage = stage
+    with run.timed("fit"):
+        learn.fit_one_cycle(epochs, max_lr, cbs=loggers)
+    run.save_plot(learn.recorder.plot_losses(), f"losses_{stage}")
+    run.save_plot(learn.recorder.plot_lr(show_moms=True), f"schedule_{stage}")
+    run.epochs_done += epochs
+    rec = learn.recorder
+    if rec.metrics and rec.metrics[-1]:
+        run.error_rate = rec.metrics[-1][0]
+        run.valid_loss = rec.valid_losses[-1]
+
+
+def _fmt_lr(lr: Any) -> str:
+    if isinstance(lr, slice):
+        return f"slice({lr.start:.1e}, {lr.stop:.1e})"
+    return f"{lr:.1e}"
+
+
+def _train_stages(config: LessonConfig, learn: Learner, run: _Run, loggers: list[Callback]) -> None:
+    """lr_find, fit_one_cycle, unfreeze, lr_find, fit_one_cycle(slice)."""
+    if config.lr is None:
+        lr1 = _lr_find(learn, run, config.lr_find_iters, "lr_find_stage1").valley
+        why = "lr_find's valley"
+    else:
+        lr1, why = config.lr, "--lr"
+    run.lrs["stage1"] = lr1
+    frozen = "body frozen, " if run.pretrained else ""
+    print(f"\nStage 1: fit_one_cycle({config.epochs}, max_lr={_fmt_lr(lr1)}) ({frozen}{why})")
+    _fit_stage(learn, run, loggers, "stage1", config.epochs, lr1)
+    if config.unfreeze_epochs == 0:
+        return
+    learn.unfreeze()
+    hi = lr1 / 10
+    if config.lr is None:
+        valley = _lr_find(learn, run, config.lr_find_iters, "lr_find_stage2").valley
+        lo = valley if valley < hi else hi / 10
+        why = "lr_find's valley after unfreeze up to stage 1's lr / 10"
+    else:
+        lo, why = lr1 / 100, "--lr / 100 up to --lr / 10"
+    lr2 = slice(lo, hi)
+    run.lrs["stage2"] = [lo, hi]
+    print(
+        f"\nStage 2: unfreeze, fit_one_cycle({config.unfreeze_epochs}, "
+        f"max_lr={_fmt_lr(lr2)}) ({why})"
+    )
+    _fit_stage(learn, run, loggers, "stage2", config.unfreeze_epochs, lr2)
+
+
+def _interpret(learn: Learner, run: _Run) -> list[tuple[str, str, int]]:
+    with run.timed("interpretation"):
+        interp = ClassificationInterpretation.from_learner(learn)
+        run.save_plot(interp.plot_top_losses(9), "top_losses")
+        run.save_plot(interp.plot_confusion_matrix(), "confusion_matrix")
+        confused = interp.most_confused(min_val=2)
+    run.error_rate = interp.error_rate()
+    return confused
+
+
+def _summary(
+    run: _Run,
+    config: LessonConfig,
+    learn: Learner,
+    confused: list[tuple[str, str, int]],
+    interrupted: bool,
+    saved: Path | None,
+) -> LessonSummary:
+    """The summary of `run`, written to out/summary.json (by the process that writes)."""
+    total = time.perf_counter() - run.start
+    summary = LessonSummary(
+        data=run.data,
+        arch=config.arch,
+        size=config.size,
+        bs=config.bs,
+        pretrained=run.pretrained,
+        precision=learn.precision,
+        epochs=config.epochs,
+        unfreeze_epochs=config.unfreeze_epochs,
+        epochs_done=run.epochs_done,
+        learning_rates=run.lrs,
+        final_error_rate=run.error_rate,
+        final_valid_loss=run.valid_loss,
+        most_confused=confused,
+        time_s={"total": round(total, 1), **{k: round(v, 1) for k, v in run.times.items()}},
+        interrupted=interrupted,
+        files=sorted(str(p.relative_to(run.out)) for p in run.out.rglob("*") if p.is_file()),
+        out=run.out,
+        saved=saved,
+    )
+    if run.writes:
+        (run.out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    return summary
+
+
+def run_lesson(config: LessonConfig) -> LessonSummary:
+    """Run the lesson (see the module docstring) and return its summary; LessonError for a
+    configuration that cannot run."""
+    out = Path(config.out).expanduser()
+    _check_out(out)
+    run = _Run(out, writes=launch_rank() == 0)
+    with run.timed("data"):
+        data, desc = build_data(config)
+    print(desc)
+    run.data = desc.removeprefix("data: ")
+    for stale in ("metrics.csv", "metrics.jsonl"):
+        (out / stale).unlink(missing_ok=True)
+    loggers = [
+        CSVLogger("metrics.csv", append=True),
+        JSONLinesLogger(out / "metrics.jsonl", lambda: run.stage, run.writes),
+    ]
+    learn = build_learner(config, data)
+    run.pretrained = any(not p.requires_grad for p in learn.model.parameters())
+    confused: list[tuple[str, str, int]] = []
+    try:
+        with autosave(False):  # each figure is saved under its own name by run.save_plot
+            _train_stages(config, learn, run, loggers)
+            confused = _interpret(learn, run)
+    except KeyboardInterrupt:
+        saved = learn.save("interrupted")
+        learn.export("export.pth")
+        return _summary(run, config, learn, confused, interrupted=True, saved=saved)
+    learn.export("export.pth")
+    return _summary(run, config, learn, confused, interrupted=False, saved=None)
+
+
+def find_lr(config: LessonConfig) -> LrFindResult:
+    """Build the data and learner as run_lesson does, run lr_find (config.lr_find_iters
+    iterations), save its plot as out/plots/lr_find.png and print the suggestions."""
+    out = Path(config.out).expanduser()
+    _check_out(out)
+    run = _Run(out, writes=launch_rank() == 0)
+    data, desc = build_data(config)
+    print(desc)
+    learn = build_learner(config, data)
+    with autosave(False):
+        sugg = _lr_find(learn, run, config.lr_find_iters, "lr_find")
+    return LrFindResult(sugg, run.plots[-1] if run.plots else None)

@@ -1,0 +1,96 @@
+"""The lesson pipeline as a library function: run_lesson's typed summary and files, and
+LessonError naming the configuration field at fault."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from fastcore_ext.data import demo_dataset, get_image_files
+from fastcore_ext.lesson import LessonConfig, LessonError, LessonSummary, find_lr, run_lesson
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    """12 classes x 6 images of 32 px (5 train, 1 valid each)."""
+    return demo_dataset(tmp_path_factory.mktemp("demo") / "d", n_per_class=6, size=32)
+
+
+def small_config(path, out, **changes) -> LessonConfig:
+    base = dict(arch="resnet18", size=32, bs=8, epochs=1, unfreeze_epochs=1, lr_find_iters=8,
+                pretrained=False, workers=0)  # fmt: skip
+    return LessonConfig(path=path, out=out, **{**base, **changes})
+
+
+def test_run_lesson_returns_its_summary_and_writes_each_file_once(tmp_path, small_demo, capsys):
+    out = tmp_path / "run"
+    s = run_lesson(small_config(small_demo, out))
+    printed = capsys.readouterr().out
+    assert isinstance(s, LessonSummary) and s.out == out
+    assert s.interrupted is False and s.saved is None and s.epochs_done == 2
+    assert s.data.endswith("12 classes, 60 train / 12 valid images")
+    assert s.to_json() == json.loads((out / "summary.json").read_text())
+    lo, hi = s.learning_rates["stage2"]
+    assert 0 < lo <= hi == pytest.approx(s.learning_rates["stage1"] / 10)
+    assert "Stage 1: fit_one_cycle(1, max_lr=" in printed and "Stage 2: unfreeze" in printed
+    # every plot saved once under the name the pipeline gives it: the library's automatic
+    # saving (which would add lr_find.png, losses.png, ...) is off during the stages
+    assert sorted(p.name for p in (out / "plots").iterdir()) == [
+        "confusion_matrix.png",
+        "losses_stage1.png",
+        "losses_stage2.png",
+        "lr_find_stage1.png",
+        "lr_find_stage2.png",
+        "schedule_stage1.png",
+        "schedule_stage2.png",
+        "top_losses.png",
+    ]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [("stage1", 0), ("stage2", 0)]
+    assert {"export.pth", "metrics.csv", "metrics.jsonl"} <= set(s.files)
+
+
+def test_find_lr_saves_one_plot(tmp_path, small_demo, capsys):
+    result = find_lr(small_config(small_demo, tmp_path / "lr"))
+    assert result.plot == tmp_path / "lr" / "plots" / "lr_find.png"
+    assert result.plot.read_bytes()[:4] == b"\x89PNG"
+    assert 0 < result.suggestions.valley < 10
+    assert "lr_find (lr_find): valley" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "changes,field,words",
+    [
+        ({"path": "missing"}, "path", "expected an image folder"),
+        ({"bs": 100}, "bs", "bs: 100 is larger than the training set (60 items)"),
+        ({"arch": "resnet4"}, "arch", "expected a torchvision classification model name"),
+        ({"label_re": "_\\d+.jpg$"}, "label_re", "expected a regular expression with a group"),
+        ({"label_re": "(["}, "label_re", "expected a regular expression, got '(['"),
+        ({"label_re": "/(nomatch)_"}, "label_re", "does not match file"),
+        ({"out": "a_file"}, "out", "expected a folder"),
+    ],
+)
+def test_errors_name_the_field(tmp_path, small_demo, changes, field, words):
+    (tmp_path / "a_file").write_text("")
+    for name in ("path", "out"):  # names of files under tmp_path
+        if name in changes:
+            changes = {**changes, name: tmp_path / changes[name]}
+    config = small_config(changes.pop("path", small_demo), changes.pop("out", tmp_path / "o"),
+                          **changes)  # fmt: skip
+    with pytest.raises(LessonError) as info:
+        run_lesson(config)
+    assert info.value.field == field and words in str(info.value)
+
+
+def test_valid_pct_leaving_an_empty_set_names_valid_pct(tmp_path, small_demo):
+    flat = tmp_path / "few" / "arrow"
+    flat.mkdir(parents=True)
+    for f in get_image_files(small_demo / "train" / "arrow")[:3]:
+        shutil.copy(f, flat / f.name)
+    config = small_config(tmp_path / "few", tmp_path / "o", valid_pct=0.2)
+    with pytest.raises(LessonError) as info:
+        run_lesson(config)
+    # int(0.2 * 3) = 0 images would go to validation
+    assert info.value.field == "valid_pct" and "empty validation set" in str(info.value)
