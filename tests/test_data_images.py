@@ -173,7 +173,7 @@ def test_load_image(tmp_path, rgb):
     torch.testing.assert_close(load_image(p, 12), presize(to_rgb(p), 12), rtol=0, atol=0)
 
 
-def test_verify_images_lists_and_deletes(tmp_path, rgb):
+def test_verify_images_lists_prints_and_deletes(tmp_path, rgb, capsys):
     good = [tmp_path / "a" / f"{i}.png" for i in range(3)]
     for g in good:
         g.parent.mkdir(exist_ok=True)
@@ -184,9 +184,18 @@ def test_verify_images_lists_and_deletes(tmp_path, rgb):
     text = tmp_path / "b" / "x.png"
     text.parent.mkdir()
     text.write_text("nope")
+    empty = tmp_path / "b" / "zero.jpg"
+    empty.write_bytes(b"")
     bad = verify_images(tmp_path)
-    assert bad == sorted([trunc, text])
-    assert verify_images(good + [text], num_workers=1) == [text]
+    assert bad == sorted([trunc, text, empty])
+    printed = capsys.readouterr().out.splitlines()  # one line per file, as fastai v1
+    assert len(printed) == 3 and all(str(p) in line for p, line in zip(bad, printed, strict=True))
+    assert verify_images(tmp_path / "b", recurse=False) == sorted([text, empty])
+    assert verify_images(tmp_path, recurse=False) == []
+    assert verify_images(good + [text], max_workers=1) == [text]
+    with pytest.raises(ValueError, match="max_workers: expected a positive int, got 0"):
+        verify_images(tmp_path, max_workers=0)
+    assert all(p.exists() for p in bad)
     assert verify_images(tmp_path, delete=True) == bad
-    assert not trunc.exists() and not text.exists() and all(g.exists() for g in good)
+    assert not any(p.exists() for p in bad) and all(g.exists() for g in good)
     assert verify_images(tmp_path) == []

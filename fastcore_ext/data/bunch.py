@@ -459,6 +459,13 @@ class ImageDataBunch:
         """fastai v2's name for `valid_dl`."""
         return self.valid_dl
 
+    @property
+    def bad_items(self) -> list[Path]:
+        """Unreadable image files met so far by the training and validation loaders (each
+        skipped from its batches with a warning per epoch); empty with skip_bad=True, which
+        drops them before training."""
+        return self.train_dl.bad_items + self.valid_dl.bad_items
+
     def _dl(self, ds_type: str) -> DeviceDataLoader:
         if ds_type == "train":
             return self.train_dl

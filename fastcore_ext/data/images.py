@@ -151,41 +151,56 @@ def load_image(item: ImageSource, size: int, method: str = "crop") -> torch.Tens
     return presize(to_rgb(item), size, method)
 
 
-def _bad_or_none(path: Path) -> Path | None:
+def _bad_or_none(path: Path) -> tuple[Path, str] | None:
     try:
         _decode_file(path)
-    except BadImageError:
-        return path
+    except BadImageError as e:
+        return path, str(e)
     return None
+
+
+def _find_bad(
+    files: Iterable[str | os.PathLike], num_workers: int | None
+) -> list[tuple[Path, str]]:
+    paths = [Path(f) for f in files]
+    workers = num_workers if num_workers else max(1, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = pool.map(_bad_or_none, paths, chunksize=16)
+        return [b for b in found if b is not None]
 
 
 def find_bad_images(
     files: Iterable[str | os.PathLike], num_workers: int | None = None
 ) -> list[Path]:
     """Files among `files` that cannot be decoded (a full decode of each, in threads)."""
-    paths = [Path(f) for f in files]
-    workers = num_workers if num_workers else max(1, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        found = pool.map(_bad_or_none, paths, chunksize=16)
-        return [p for p in found if p is not None]
+    return [p for p, _ in _find_bad(files, num_workers)]
 
 
 def verify_images(
     path: str | os.PathLike | Iterable[str | os.PathLike],
     delete: bool = False,
-    num_workers: int | None = None,
+    max_workers: int = 4,
+    recurse: bool = True,
 ) -> list[Path]:
-    """Unreadable images under a folder (recursively) or in a list of files.
+    """Find the images that cannot be decoded, under a folder or in a list of files (fastai
+    v1's `verify_images(path, delete=..., max_workers=...)`).
 
-    Each file is decoded completely (a truncated JPEG is caught, unlike with a header check).
-    With `delete=True` the unreadable files are removed. Returns their paths, sorted.
+    Each file is decoded completely (a truncated JPEG is caught, unlike with a header check),
+    in `max_workers` threads. Like fastai v1 it prints the error of each unreadable file and,
+    with `delete=True`, removes it. Returns their paths, sorted (as fastai v2 does; v1 returned
+    None). Differs from v1: `delete` defaults to False (v1: True, which deletes a user's files
+    unasked) and `recurse` to True (v1: False, which checks nothing in a folder of class
+    folders); v1's resizing options (max_size, dest, n_channels) are not offered.
     """
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise ValueError(f"max_workers: expected a positive int, got {max_workers!r}")
     if isinstance(path, str | os.PathLike):
-        files = get_image_files(path)
+        files = get_image_files(path, recurse=recurse)
     else:
         files = [Path(f) for f in path]
-    bad = sorted(find_bad_images(files, num_workers))
-    if delete:
-        for p in bad:
+    bad = sorted(_find_bad(files, max_workers))
+    for p, err in bad:
+        print(err)
+        if delete:
             p.unlink(missing_ok=True)
-    return bad
+    return [p for p, _ in bad]
