@@ -226,6 +226,12 @@ def test_a_batch_that_loses_every_item_is_skipped(split, broken):
     with pytest.warns(UserWarning, match="skipped 3 unreadable"):
         sizes = [len(y) for _, y in dl.uint8_batches(0)]
     assert sizes == [1, 2, 2, 2, 2]
+    dl.set_shard(1, 2)  # items 6..11: the others could not skip that batch too
+    with (
+        pytest.raises(BadImageError, match="every image of a batch of process 1"),
+        pytest.warns(UserWarning, match="unreadable"),
+    ):
+        list(dl.uint8_batches(0))
 
 
 def test_training_order_is_drawn_over_every_item(split, broken):

@@ -22,7 +22,8 @@ goes on without them (a batch that loses every item is skipped), and at the end 
 one warning names them (per pass, so once per epoch). `bad_items` lists every one met so far;
 the cache remembers them, so a cached epoch skips and names them too. The shuffled order is
 still drawn over every item, so which items share a batch does not depend on which are bad.
-`skip_bad=True` of the bunch drops them before any pass instead.
+`skip_bad=True` of the bunch drops them before any pass instead. Under several processes a
+batch left empty is an error (one process cannot skip a batch the others run).
 
 Distributed training (`fastcore_ext.distributed`): `set_shard(rank, world_size)` makes a
 loader yield one process's part of every pass. Every process draws the same order from
@@ -356,6 +357,18 @@ class DeviceDataLoader:
         x = x.pin_memory() if self._pin and not x.is_pinned() else x
         return x, idx, bad
 
+    def _check_not_emptied(self, skipped: list[int]) -> bool:
+        """False for a batch that lost every item: skipped. Under several processes
+        (`set_shard`) the others would wait for this one's batch forever, so an error."""
+        if self.world_size > 1:
+            names = ", ".join(str(self.dataset.items[i]) for i in skipped)
+            raise BadImageError(
+                f"every image of a batch of process {self.rank} is unreadable ({names}); with "
+                "several processes a batch cannot be skipped by one alone: build the data with "
+                "skip_bad=True, or delete them with verify_images(path, delete=True)"
+            )
+        return False
+
     def _warn_bad(self, epoch: int, bad: list[int]) -> None:
         """The one warning of a pass that skipped unreadable files."""
         self._bad.update(bad)
@@ -386,7 +399,7 @@ class DeviceDataLoader:
                 for idx in batches:
                     x, idx, skipped = self._host_batch(idx)
                     bad += skipped
-                    if len(idx):
+                    if len(idx) or self._check_not_emptied(skipped):
                         yield self._move(x, idx)
                 return
             self._sampler.batches = batches
@@ -395,7 +408,7 @@ class DeviceDataLoader:
                 if cache is not None:
                     cache.write(idx.numpy(), x.numpy())
                     cache.mark_bad(skipped.numpy())
-                if len(idx):
+                if len(idx) or self._check_not_emptied(skipped.tolist()):
                     yield self._move(x, idx)
             if cache is not None:
                 self._complete_cache(cache)
