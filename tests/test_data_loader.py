@@ -25,8 +25,6 @@ from fastcore_ext.data import (
 )
 from fastcore_ext.data import loader as loader_mod
 
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
-
 P = 20  # presize
 
 
