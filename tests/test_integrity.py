@@ -14,6 +14,7 @@ import pytest
 import torch
 from fakes import make_learner
 
+from fastcore_ext.callback import SaveModelCallback
 from fastcore_ext.checkpoint import DamagedFileError, atomic_save, load_file
 from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats
 from fastcore_ext.export import load_learner
@@ -102,6 +103,19 @@ def test_checkpoint_damaged_in_optimizer_state_names_that_tensor(learn, tmp_path
     with pytest.raises(DamagedFileError, match=str(path)) as e:
         learn.load("stage-1")
     assert repr(names[0]) in str(e.value)
+
+
+def test_resume_refuses_a_damaged_epoch_checkpoint(tmp_path):
+    first = make_learner(path=tmp_path)
+    first.fit_one_cycle(3, max_lr=0.1, cbs=SaveModelCallback(every_epoch=True, with_opt=True))
+    path = tmp_path / "models" / "model_1.pth"
+    names = damage_storage(path, "data/0")
+    fresh = make_learner(path=tmp_path)  # a new process resuming after epoch 1
+    with pytest.raises(DamagedFileError, match=str(path)) as e:
+        fresh.load("model_1")
+    assert repr(names[0]) in str(e.value)
+    fresh.load("model_0")  # the intact ones still resume
+    fresh.fit_one_cycle(3, max_lr=0.1, start_epoch=1)
 
 
 def test_intact_checkpoint_loads_and_the_record_is_invisible_to_torch_load(learn, tmp_path):
