@@ -22,6 +22,12 @@ name removes temporaries whose process is gone.
 In a distributed run (fastcore_ext.distributed) every process calls `atomic_save`; rank 0
 writes and the others wait for it at a barrier, so that any process can read the file next.
 
+Integrity (fastcore_ext.integrity): `atomic_save` appends to the file the CRC-32 of every
+tensor it holds; `load_file` compares the loaded tensors with them and checks the zip CRC-32
+of every record, and refuses a damaged file with an error naming it and the first tensor that
+differs. Files written before checksums were added still load: their tensors cannot be
+checked one by one, only the zip CRC-32s.
+
 `rng_state()` / `set_rng_state()` capture and restore every random generator the training
 loop draws from (torch CPU, every CUDA device, Python's `random`, numpy's global generator)
 as tensors and plain values only, so a checkpoint holding them loads with
@@ -43,11 +49,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastcore_ext.integrity import DamagedFileError, add_checksums, verify
 from fastcore_ext.ranks import barrier, is_main_process
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "DamagedFileError",
     "atomic_save",
     "load_file",
     "rng_state",
@@ -115,8 +123,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
     )
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "w+b") as f:
             _serialize(obj, f)
+            add_checksums(f, obj)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -132,17 +141,22 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 def load_file(path: str | os.PathLike, map_location: torch.device | str | None = None) -> Any:
     """torch.load(path, weights_only=True) with errors that name the file: FileNotFoundError
     when it is missing, ValueError when it is not a readable torch file (damaged, truncated,
-    or holding pickled code)."""
+    or holding pickled code), `integrity.DamagedFileError` (a ValueError) when a tensor or a
+    record differs from what was written (named in the message; see the module doc: files
+    without checksums, written before they were added, are checked by their zip CRC-32s
+    only)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         raise ValueError(
             f"{path} is not a readable checkpoint (damaged, truncated, or not written by "
             f"fastcore_ext: it must load with torch.load(weights_only=True)): {e}"
         ) from e
+    verify(path, obj)
+    return obj
 
 
 def rng_state() -> dict[str, Any]:

@@ -103,3 +103,15 @@ def same_params(before: list[torch.Tensor], model: nn.Module) -> bool:
     if len(before) != len(params):
         return False
     return all(torch.equal(a, p) for a, p in zip(before, params, strict=True))
+
+
+def break_images(files: list) -> list:
+    """Damage three image files in place, the ways a user's photo folder has them: the first
+    truncated to a third, the second emptied (zero bytes), the third replaced by text under
+    its image name. Returns the three paths."""
+    truncated, empty, text = files[:3]
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    empty.write_bytes(b"")
+    text.write_text("this is not an image\n")
+    return [truncated, empty, text]

@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from fakes import break_images
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -187,6 +188,30 @@ def test_skip_bad(root, tmp_path):
     assert victim not in b.train_ds.items
     for _ in b.train_dl.uint8_batches():
         pass
+
+
+@pytest.mark.parametrize("factory", ["from_folder", "from_name_re", "from_name_func", "from_lists"])
+def test_skip_bad_in_every_factory(root, tmp_path, factory):
+    tree = tmp_path / "t"
+    shutil.copytree(root, tree)
+    files = sorted(tree.rglob("*.jpg"))
+    bad = break_images(files[::7][:3])
+    labels = [p.parent.name for p in files]
+    build = {
+        "from_folder": lambda **kw: ImageDataBunch.from_folder(tree, valid_pct=0.25, **kw),
+        "from_name_re": lambda **kw: ImageDataBunch.from_name_re(
+            tree, files, r"/([a-z]+)_\d+\.jpg$", **kw
+        ),
+        "from_name_func": lambda **kw: ImageDataBunch.from_name_func(
+            tree, files, lambda p: p.parent.name, **kw
+        ),
+        "from_lists": lambda **kw: ImageDataBunch.from_lists(tree, files, labels, **kw),
+    }[factory]
+    with pytest.warns(UserWarning, match="skip_bad: dropped 3 unreadable"):
+        b = build(skip_bad=True, size=16, bs=8, num_workers=0, seed=0)
+    kept = set(b.train_ds.items) | set(b.valid_ds.items)
+    assert kept == set(files) - set(bad)
+    assert b.bad_items == []
 
 
 # -- device batches (need fastcore_ext.augment.augment_batch) ----------------------------------

@@ -1,15 +1,21 @@
-"""Decoding (torchvision.io, Pillow fallback), color modes, EXIF orientation, presizing,
-bad files and verify_images."""
+"""Decoding (TorchCodec, torchvision.io where it is missing, Pillow fallback), color modes,
+EXIF orientation, presizing, bad files and verify_images."""
+
+import io
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision.io as tvio
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fastcore_ext.data import BadImageError, load_image, presize, to_rgb, verify_images
-
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+from fastcore_ext.data import images as images_mod
 
 
 @pytest.fixture
@@ -74,6 +80,7 @@ def test_palette_with_transparency_through_pillow(rgb):
 
 
 @pytest.mark.parametrize("orientation,rot", [(3, 2), (6, -1), (8, 1)])
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 def test_exif_orientation_applied(tmp_path, rgb, orientation, rot):
     """EXIF 3/6/8 = rotate 180 / 90 clockwise / 90 counter-clockwise for display."""
     p = tmp_path / "e.jpg"
@@ -173,7 +180,7 @@ def test_load_image(tmp_path, rgb):
     torch.testing.assert_close(load_image(p, 12), presize(to_rgb(p), 12), rtol=0, atol=0)
 
 
-def test_verify_images_lists_and_deletes(tmp_path, rgb):
+def test_verify_images_lists_prints_and_deletes(tmp_path, rgb, capsys):
     good = [tmp_path / "a" / f"{i}.png" for i in range(3)]
     for g in good:
         g.parent.mkdir(exist_ok=True)
@@ -184,9 +191,165 @@ def test_verify_images_lists_and_deletes(tmp_path, rgb):
     text = tmp_path / "b" / "x.png"
     text.parent.mkdir()
     text.write_text("nope")
+    empty = tmp_path / "b" / "zero.jpg"
+    empty.write_bytes(b"")
     bad = verify_images(tmp_path)
-    assert bad == sorted([trunc, text])
-    assert verify_images(good + [text], num_workers=1) == [text]
+    assert bad == sorted([trunc, text, empty])
+    printed = capsys.readouterr().out.splitlines()  # one line per file, as fastai v1
+    assert len(printed) == 3 and all(str(p) in line for p, line in zip(bad, printed, strict=True))
+    assert verify_images(tmp_path / "b", recurse=False) == sorted([text, empty])
+    assert verify_images(tmp_path, recurse=False) == []
+    assert verify_images(good + [text], max_workers=1) == [text]
+    with pytest.raises(ValueError, match="max_workers: expected a positive int, got 0"):
+        verify_images(tmp_path, max_workers=0)
+    assert all(p.exists() for p in bad)
     assert verify_images(tmp_path, delete=True) == bad
-    assert not trunc.exists() and not text.exists() and all(g.exists() for g in good)
+    assert not any(p.exists() for p in bad) and all(g.exists() for g in good)
     assert verify_images(tmp_path) == []
+
+
+# -- TorchCodec against the previous decoders (torchvision.io, Pillow) ---------------------------
+
+
+def _encoded_cases() -> dict[str, bytes]:
+    """Generated images in every mode the decoders must agree on."""
+    base = np.random.default_rng(5).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    im = Image.fromarray(base)
+    pal = im.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+
+    def enc(img, fmt, **kw):
+        b = io.BytesIO()
+        img.save(b, format=fmt, **kw)
+        return b.getvalue()
+
+    cases = {
+        "jpeg_rgb": enc(im, "JPEG", quality=90),
+        "jpeg_gray": enc(im.convert("L"), "JPEG"),
+        "jpeg_cmyk": enc(im.convert("CMYK"), "JPEG"),
+        "png_rgb": enc(im, "PNG"),
+        "png_gray": enc(im.convert("L"), "PNG"),
+        "png_gray_alpha": enc(im.convert("LA"), "PNG"),
+        "png_rgba": enc(im.convert("RGBA"), "PNG"),
+        "png_palette": enc(pal, "PNG"),
+        "png_palette_transparency": enc(pal, "PNG", transparency=3),
+        "png_16bit": enc(Image.fromarray(base[..., 0].astype(np.uint16) * 257 + 3), "PNG"),
+        "webp_lossy": enc(im, "WEBP", quality=80),
+        "webp_lossless": enc(im, "WEBP", lossless=True),
+        "webp_rgba": enc(im.convert("RGBA"), "WEBP", lossless=True),
+        "gif": enc(pal, "GIF"),
+    }
+    for o in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = o
+        cases[f"jpeg_exif{o}"] = enc(im, "JPEG", exif=exif.tobytes())
+        cases[f"png_exif{o}"] = enc(im, "PNG", exif=exif.tobytes())
+    return cases
+
+
+CASES = _encoded_cases()
+
+
+@pytest.fixture
+def without_torchcodec(monkeypatch):
+    """This process as one where TorchCodec cannot be imported."""
+    monkeypatch.setattr(images_mod, "_torchcodec_decode", None)
+    monkeypatch.setattr(images_mod, "_TORCHCODEC_ERROR", "ImportError: (simulated)")
+    monkeypatch.setattr(images_mod, "_fallback_warned", False)
+
+
+def test_torchcodec_decodes_here():
+    assert images_mod.image_decoder() == "torchcodec"
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_torchcodec_gives_the_pixels_of_the_previous_decoders(tmp_path, case, monkeypatch):
+    p = tmp_path / f"{case}.img"
+    p.write_bytes(CASES[case])
+    new = to_rgb(p)
+    assert new.dtype == torch.uint8 and new.ndim == 3 and new.shape[0] == 3
+    monkeypatch.setattr(images_mod, "_torchcodec_decode", None)
+    monkeypatch.setattr(images_mod, "_fallback_warned", True)
+    old = to_rgb(p)
+    torch.testing.assert_close(new, old, rtol=0, atol=0)
+    assert new.stride() == old.stride()  # HWC storage (transposed by EXIF 5 to 8), as before
+    with Image.open(p) as im:  # and Pillow's own reading, orientation applied
+        if im.mode != "I;16":  # Pillow clips 16-bit values in convert('RGB')
+            pil = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            np.testing.assert_array_equal(new.permute(1, 2, 0).numpy(), pil)
+
+
+def test_sixteen_bit_png_keeps_the_high_byte(tmp_path):
+    v = np.random.default_rng(2).integers(0, 65536, (9, 7), dtype=np.uint16)
+    p = tmp_path / "deep.png"
+    Image.fromarray(v).save(p)
+    np.testing.assert_array_equal(to_rgb(p)[0].numpy(), (v >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_an_animation_gives_its_first_frame(tmp_path, fmt):
+    rng = np.random.default_rng(3)
+    frames = [Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)) for _ in range(3)]
+    if fmt == "GIF":
+        frames = [f.convert("P", palette=Image.Palette.ADAPTIVE, colors=8) for f in frames]
+    p = tmp_path / f"anim.{fmt.lower()}"
+    frames[0].save(p, save_all=True, append_images=frames[1:], duration=50, loop=0,
+                   **({"lossless": True} if fmt == "WEBP" else {}))  # fmt: skip
+    with Image.open(p) as im:
+        first = np.asarray(im.convert("RGB"))
+    np.testing.assert_array_equal(to_rgb(p).permute(1, 2, 0).numpy(), first)
+
+
+def test_torchcodec_path_raises_no_deprecation_warning(tmp_path):
+    p = tmp_path / "x.jpg"
+    p.write_bytes(CASES["jpeg_rgb"])
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        to_rgb(p)
+    assert [str(w.message) for w in rec] == []
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+def test_without_torchcodec_one_warning_per_process(tmp_path, without_torchcodec):
+    p = tmp_path / "x.png"
+    p.write_bytes(CASES["png_rgb"])
+    with pytest.warns(UserWarning, match=r"TorchCodec cannot be imported \(ImportError") as rec:
+        for _ in range(3):
+            to_rgb(p)
+    assert len([w for w in rec if "cannot be imported" in str(w.message)]) == 1
+    assert images_mod.image_decoder() == "torchvision"
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+@pytest.mark.parametrize("torchcodec", [True, False])
+def test_broken_files_name_themselves_with_either_decoder(tmp_path, monkeypatch, torchcodec):
+    if not torchcodec:
+        monkeypatch.setattr(images_mod, "_torchcodec_decode", None)
+        monkeypatch.setattr(images_mod, "_fallback_warned", True)
+    data = CASES["jpeg_rgb"]
+    for name, content in [("cut.jpg", data[: len(data) // 3]), ("zero.jpg", b""),
+                          ("text.jpg", b"not an image")]:  # fmt: skip
+        p = tmp_path / name
+        p.write_bytes(content)
+        with pytest.raises(BadImageError, match=f"{name}: cannot decode image"):
+            to_rgb(p)
+
+
+def test_a_process_that_cannot_import_torchcodec_falls_back(tmp_path):
+    p = tmp_path / "x.jpg"
+    p.write_bytes(CASES["jpeg_rgb"])
+    code = (
+        "import sys; sys.modules['torchcodec'] = None\n"  # import torchcodec -> ImportError
+        "from fastcore_ext.data import images\n"
+        f"imgs = [images.to_rgb({str(p)!r}) for _ in range(3)]\n"
+        "print(images.image_decoder(), tuple(imgs[0].shape))\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["torchvision", "(3,", "37,", "53)"]
+    assert res.stderr.count("TorchCodec cannot be imported (ModuleNotFoundError") == 1
+    assert "DeprecationWarning" not in res.stderr

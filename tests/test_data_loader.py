@@ -11,19 +11,19 @@ import time
 import numpy as np
 import pytest
 import torch
+from fakes import break_images, make_learner, tiny_model
 from PIL import Image
 
 from fastcore_ext.data import (
     BadImageError,
     DecodedCache,
     DeviceDataLoader,
+    ImageDataBunch,
     ImageDataset,
     demo_dataset,
     items_from_folder,
 )
 from fastcore_ext.data import loader as loader_mod
-
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
 P = 20  # presize
 
@@ -144,7 +144,7 @@ def test_cache_reused_by_a_later_run_without_decoding(split, tmp_path, monkeypat
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache is complete")
 
-    monkeypatch.setattr(loader_mod, "decode_batch", no_decoding)
+    monkeypatch.setattr(loader_mod, "load_image", no_decoding)
     again = DecodedCache(split.valid_items, P, "crop", folder=tmp_path)
     got = _collect(_dl(split, train=False, cache=again), 0)
     torch.testing.assert_close(got[0], expect[0], rtol=0, atol=0)
@@ -182,17 +182,116 @@ def test_cache_invalidated_when_a_file_changes(split, tmp_path):
     torch.testing.assert_close(new[0][3], old[0][3], rtol=0, atol=0)
 
 
+@pytest.fixture
+def broken(split, tmp_path):
+    """The validation items copied, items 1, 6 and 7 broken (truncated, empty, text)."""
+    items = []
+    for k, p in enumerate(split.valid_items):
+        q = tmp_path / "imgs" / f"{k:02d}_{p.name}"
+        q.parent.mkdir(exist_ok=True)
+        shutil.copy(p, q)
+        items.append(q)
+    bad = break_images([items[1], items[6], items[7]])
+    return items, bad
+
+
+def _warnings_about(record, text="unreadable"):
+    return [str(w.message) for w in record if text in str(w.message)]
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_bad_file_raises_naming_it(split, tmp_path, num_workers):
-    items = list(split.valid_items)
-    bad = tmp_path / "truncated_one.jpg"
-    data = items[4].read_bytes()
-    bad.write_bytes(data[: len(data) // 3])
-    items[4] = bad
-    dl = _dl(split, train=False, items=items, num_workers=num_workers)
-    with pytest.raises(BadImageError, match="truncated_one.jpg"):
-        _collect(dl)
+def test_unreadable_files_are_skipped_with_one_warning_per_epoch(split, broken, num_workers):
+    items, bad = broken
+    dl = _dl(split, train=False, bs=5, items=items, num_workers=num_workers)
+    good = [k for k in range(12) if k not in (1, 6, 7)]
+    clean = _dl(split, train=False, bs=5, items=[items[k] for k in good])
+    expect = _collect(clean)
+    for epoch in range(2):
+        with pytest.warns(UserWarning) as rec:
+            x, y = _collect(dl, epoch)
+        ours = _warnings_about(rec)
+        assert len(ours) == 1 and ours[0].startswith(f"epoch {epoch}: skipped 3 unreadable")
+        assert all(str(p) in ours[0] for p in bad)
+        torch.testing.assert_close(x, expect[0], rtol=0, atol=0)
+        assert y.tolist() == [split.valid_labels[k] for k in good]
+    assert dl.bad_items == bad
     dl.close()
+
+
+def test_a_batch_that_loses_every_item_is_skipped(split, broken):
+    items, bad = broken
+    dl = _dl(split, train=False, bs=2, items=items)  # batch 3 = items 6, 7: both broken
+    with pytest.warns(UserWarning, match="skipped 3 unreadable"):
+        sizes = [len(y) for _, y in dl.uint8_batches(0)]
+    assert sizes == [1, 2, 2, 2, 2]
+    dl.set_shard(1, 2)  # items 6..11: the others could not skip that batch too
+    with (
+        pytest.raises(BadImageError, match="every image of a batch of process 1"),
+        pytest.warns(UserWarning, match="unreadable"),
+    ):
+        list(dl.uint8_batches(0))
+
+
+def test_training_order_is_drawn_over_every_item(split, broken):
+    items, bad = broken
+    dl = _dl(split, train=True, bs=4, items=items)
+    with pytest.warns(UserWarning, match="unreadable"):
+        got = [y.tolist() for _, y in dl.uint8_batches(3)]
+    labels = split.train_labels  # what _dl gives a training loader
+    expect = [[labels[k] for k in b.tolist() if k not in (1, 6, 7)] for b in dl.batch_indices(3)]
+    assert got == [b for b in expect if b]
+
+
+def test_cache_remembers_unreadable_files(split, broken, tmp_path):
+    items, bad = broken
+    plain = _collect(_dl(split, train=False, items=[p for p in items if p not in bad]))
+    cache = DecodedCache(items, P, "crop", folder=tmp_path / "cache")
+    dl = _dl(split, train=False, items=items, cache=cache, num_workers=2)
+    with pytest.warns(UserWarning, match="epoch 0: skipped 3 unreadable"):
+        _collect(dl, 0)
+    assert cache.complete and cache.bad.tolist() == [1, 6, 7]
+    later = DecodedCache(items, P, "crop", folder=tmp_path / "cache")  # a later run
+    assert later.complete and later.bad.tolist() == [1, 6, 7]
+    dl2 = _dl(split, train=False, items=items, cache=later)
+    with pytest.warns(UserWarning, match="epoch 1: skipped 3 unreadable") as rec:
+        got = _collect(dl2, 1)
+    assert all(str(p) in _warnings_about(rec)[0] for p in bad)
+    torch.testing.assert_close(got[0], plain[0], rtol=0, atol=0)
+    assert got[1].tolist() == [split.valid_labels[k] for k in range(12) if k not in (1, 6, 7)]
+    assert dl2.bad_items == bad
+    dl.close()
+
+
+def test_single_item_access_still_raises_naming_the_file(split, broken):
+    items, bad = broken
+    ds = ImageDataset(items, split.valid_labels, split.classes, P)
+    with pytest.raises(BadImageError, match=bad[0].name):
+        ds[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_bunch_with_broken_images_trains_an_epoch(tmp_path, num_workers):
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    train_bad = break_images(sorted((root / "train").rglob("*.jpg"))[::5][:3])
+    valid_bad = break_images(sorted((root / "valid").rglob("*.jpg"))[:3])
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=num_workers, seed=1)
+    model = tiny_model()
+    model[-1] = torch.nn.Linear(8, data.c)
+    learn = make_learner(data=data, model=model, path=tmp_path)
+    with pytest.warns(UserWarning) as rec:
+        learn.fit(2, lr=0.01)
+    ours = _warnings_about(rec)
+    assert len(ours) == 4  # training and validation, each epoch
+    assert sum(s.startswith("epoch 0") for s in ours) == 2
+    for s in ours:
+        assert all(str(p) in s for p in (train_bad if "training" in s else valid_bad))
+    assert sorted(data.bad_items) == sorted(train_bad + valid_bad)
+    assert len(learn.recorder.losses) == 2 * len(data.train_dl)
+    with pytest.raises(BadImageError, match=train_bad[0].name):  # predict still refuses it
+        learn.predict(train_bad[0])
+    data.train_dl.close()
+    data.valid_dl.close()
 
 
 def _die_in_worker(*args, **kwargs):
@@ -202,7 +301,7 @@ def _die_in_worker(*args, **kwargs):
 
 
 def test_dying_worker_raises_instead_of_hanging(split, monkeypatch):
-    monkeypatch.setattr(loader_mod, "decode_batch", _die_in_worker)
+    monkeypatch.setattr(loader_mod, "decode_readable", _die_in_worker)
     dl = _dl(split, num_workers=2)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="(?i)worker"):

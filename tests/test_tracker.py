@@ -315,7 +315,7 @@ def _die_in_worker(*args, **kwargs):
 
 def test_dying_worker_raises_during_fit(image_folder, tmp_path, monkeypatch):
     learn = image_learner(image_folder, tmp_path)
-    monkeypatch.setattr(loader_mod, "decode_batch", _die_in_worker)
+    monkeypatch.setattr(loader_mod, "decode_readable", _die_in_worker)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="(?i)worker") as excinfo:
         learn.fit(1)

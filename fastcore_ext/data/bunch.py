@@ -21,11 +21,22 @@ read the map (see cache.py).
 
 Seeds: `seed=None` draws one int from torch's global RNG at construction (so
 ``torch.manual_seed`` makes runs reproducible); the split, the shuffle of each epoch and the
-augmentation of each epoch derive from it.
+augmentation of each epoch derive from it. Several processes must agree on it, so an unchanged
+single-process script trains under torchrun: when a process group of several processes
+exists, rank 0's draw is broadcast to the others; else, in a process torchrun started (its
+TORCHELASTIC_RUN_ID set, the same in every worker), the seed is derived from that run id and
+the number of bunches this process built without a seed before. torchrun on one machine
+draws a new run id at each launch (a new seed each run, as in one process); on several
+machines the run id is ``--rdzv-id`` (the same seed for every run with that id). Processes
+started otherwise
+(RANK and WORLD_SIZE set by another launcher, no group yet) draw their own seeds, which the
+Learner's distributed check refuses: pass seed= there.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import re
 import warnings
@@ -35,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from matplotlib.figure import Figure
 
 from .cache import DecodedCache
@@ -209,9 +221,25 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
     return device
 
 
+_unseeded = itertools.count()  # bunches built without a seed in this process (torchrun)
+
+
+def _shared_seed() -> int:
+    """A data seed every process of a distributed run agrees on (see the module doc)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        drawn = [int(torch.randint(0, 2**31 - 1, ()).item())]
+        dist.broadcast_object_list(drawn, src=0)
+        return drawn[0]
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id:
+        digest = hashlib.sha256(f"{run_id}:{next(_unseeded)}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") % (2**31 - 1)
+    return int(torch.randint(0, 2**31 - 1, ()).item())
+
+
 def _resolve_seed(seed: int | None) -> int:
     if seed is None:
-        return int(torch.randint(0, 2**31 - 1, ()).item())
+        return _shared_seed()
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise TypeError(f"seed: expected a non-negative int or None, got {seed!r}")
     return int(seed)
@@ -458,6 +486,13 @@ class ImageDataBunch:
     def valid(self) -> DeviceDataLoader:
         """fastai v2's name for `valid_dl`."""
         return self.valid_dl
+
+    @property
+    def bad_items(self) -> list[Path]:
+        """Unreadable image files met so far by the training and validation loaders (each
+        skipped from its batches with a warning per epoch); empty with skip_bad=True, which
+        drops them before training."""
+        return self.train_dl.bad_items + self.valid_dl.bad_items
 
     def _dl(self, ds_type: str) -> DeviceDataLoader:
         if ds_type == "train":

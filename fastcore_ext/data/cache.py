@@ -7,6 +7,10 @@ presize and a different cache is used. The array is filled by the first pass ove
 ``<key>.npy`` only once every image is in it and the data are flushed: a half-written cache
 has another name and is never read. Stale temporaries of dead processes and complete caches
 of an older version of the same item list are removed when a new one is completed.
+
+Unreadable images (`mark_bad`) count as filled; their rows stay zero and their indices are
+kept in ``<key>.bad.npy`` (int64 [K]), written before the cache is renamed into place, so a
+complete cache tells which items to skip (`bad`).
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class DecodedCache:
         self._tmp: np.ndarray | None = None  # writable map of the temporary file
         self._tmp_path: Path | None = None
         self._filled: np.ndarray | None = None
+        self._bad: set[int] = set()  # unreadable items marked while filling
+        self.bad: np.ndarray = np.zeros(0, dtype=np.int64)  # of the complete cache
         self._owner = os.getpid()  # forked DataLoader workers must not delete our files
         self._open_complete()
 
@@ -79,8 +85,21 @@ class DecodedCache:
             arr = np.load(self.path, mmap_mode="r")
         except (ValueError, OSError):
             return  # unreadable (not ours or damaged): rebuilt and replaced on the next pass
-        if arr.shape == self.shape and arr.dtype == np.uint8:
-            self._array = arr
+        if arr.shape != self.shape or arr.dtype != np.uint8:
+            return
+        bad_path = self._bad_path()
+        if bad_path.is_file():
+            try:
+                bad = np.load(bad_path)
+            except (ValueError, OSError):
+                return  # damaged: rebuilt on the next pass
+            if bad.dtype != np.int64 or bad.ndim != 1:
+                return
+            self.bad = bad
+        self._array = arr
+
+    def _bad_path(self) -> Path:
+        return self.folder / f"{self.key}.bad.npy"
 
     @property
     def complete(self) -> bool:
@@ -114,6 +133,16 @@ class DecodedCache:
         self._tmp[idx] = images
         self._filled[idx] = True
 
+    def mark_bad(self, idx: np.ndarray) -> None:
+        """Record indices `idx` ([K]) as unreadable images: filled, zero, listed in `bad` once
+        the cache is complete."""
+        if self._array is not None or len(idx) == 0:
+            return
+        if self._tmp is None:
+            self._begin()
+        self._filled[idx] = True
+        self._bad.update(int(i) for i in idx)
+
     def missing(self) -> np.ndarray:
         """Indices not written yet (all of them before the first write; none when complete)."""
         if self._array is not None:
@@ -134,11 +163,17 @@ class DecodedCache:
             os.fsync(f.fileno())
         del self._tmp
         self._tmp = None
+        bad_path = self._bad_path()
+        if self._bad:
+            np.save(bad_path, np.array(sorted(self._bad), dtype=np.int64))
+        else:
+            bad_path.unlink(missing_ok=True)
         os.replace(self._tmp_path, self.path)
         for old in self.folder.glob(f"{self.family}-*.npy"):
-            if old != self.path and ".tmp-" not in old.name:
+            if not old.name.startswith(self.key) and ".tmp-" not in old.name:
                 old.unlink(missing_ok=True)
         self._filled = None
+        self._bad = set()
         self._open_complete()
 
     def discard(self) -> None:
@@ -148,6 +183,7 @@ class DecodedCache:
             self._tmp = None
             self._tmp_path.unlink(missing_ok=True)
             self._filled = None
+            self._bad = set()
 
     def __del__(self) -> None:
         try:

@@ -1,11 +1,16 @@
 """Decoding and presizing: any image source to a deterministic uint8 square.
 
-`to_rgb` turns a file (torchvision.io first: libjpeg-turbo / libpng / libwebp / gif; Pillow
-for what torchvision can't read, e.g. BMP and TIFF), a PIL image, a numpy array or a tensor
-into ``uint8 Tensor[3, H, W]`` with EXIF orientation applied and grayscale, palette and RGBA
-converted to RGB (alpha dropped, as Pillow's ``convert('RGB')``). `presize` resizes the short
-side to `size` and crops the center square (``method='crop'``) or resizes the whole image
-to the square (``method='squish'``), with antialiased bilinear filtering on the uint8 data.
+`to_rgb` turns a file, a PIL image, a numpy array or a tensor into ``uint8 Tensor[3, H, W]``
+with EXIF orientation applied and grayscale, palette and RGBA converted to RGB (alpha
+dropped, as Pillow's ``convert('RGB')``); 16-bit PNGs keep their high byte; an animation
+gives its first frame. Files are decoded by TorchCodec (JPEG, PNG, WebP, GIF, AVIF; its
+image decoders come in its wheel and need no FFmpeg), Pillow for what it can't read (BMP,
+TIFF, PPM). Where TorchCodec cannot be imported (not installed, or its native libraries
+fail to load) torchvision.io's decoders, deprecated since torchvision 0.29, take its place,
+with one warning per process; both give the same pixels (tests/test_data_images.py).
+`presize` resizes the short side to `size` and crops the center square (``method='crop'``) or
+resizes the whole image to the square (``method='squish'``), with antialiased bilinear
+filtering on the uint8 data.
 
 Decoded tensors keep the decoders' HWC storage: ``[3, H, W]`` views with channels-last
 strides, which is also the layout of the collated batches.
@@ -22,15 +27,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.io as tvio
 from PIL import Image, ImageOps
 
 from .items import get_image_files
+
+try:
+    from torchcodec.decoders import decode_image as _torchcodec_decode
+
+    _TORCHCODEC_ERROR = ""
+except Exception as e:  # ImportError, or OSError / RuntimeError from its native libraries
+    _torchcodec_decode = None
+    _TORCHCODEC_ERROR = f"{type(e).__name__}: {e}"
 
 __all__ = [
     "BadImageError",
     "ImageSource",
     "RESIZE_METHODS",
+    "image_decoder",
     "load_image",
     "presize",
     "to_rgb",
@@ -39,20 +52,52 @@ __all__ = [
 
 RESIZE_METHODS = ("crop", "squish")
 
-# torchvision 0.29 deprecates its decoders in favour of TorchCodec and warns at every call;
-# they are still the fastest decoders here (and the GPU machine's torchvision has no warning).
+# The fallback decoders warn at every call that torchvision 0.29 deprecates them (in favour of
+# TorchCodec); the warning that TorchCodec is missing is the one that matters, once.
 warnings.filterwarnings(
     "ignore",
     message="The image decoding and encoding capabilities of TorchVision are deprecated",
     category=DeprecationWarning,
     module=r"torchvision\.io\.image",
 )
+_fallback_warned = False
 
 ImageSource = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 
 class BadImageError(ValueError):
     """An image that cannot be decoded. The message names the file."""
+
+
+def image_decoder() -> str:
+    """The library that decodes image files in this process: 'torchcodec', or 'torchvision'
+    where TorchCodec cannot be imported (Pillow reads what either cannot)."""
+    return "torchcodec" if _torchcodec_decode is not None else "torchvision"
+
+
+def _decode_torchvision(data: bytes) -> torch.Tensor:
+    """The fallback: torchvision.io's decoders, warning once per process."""
+    global _fallback_warned
+    import torchvision.io as tvio
+
+    if not _fallback_warned:
+        _fallback_warned = True
+        warnings.warn(
+            f"TorchCodec cannot be imported ({_TORCHCODEC_ERROR}); images are decoded with "
+            "torchvision.io's deprecated decoders instead (the same pixels). Install the "
+            "torchcodec version of requirements.txt to use it",
+            stacklevel=4,
+        )
+    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return tvio.decode_image(encoded, mode=tvio.ImageReadMode.RGB, apply_exif_orientation=True)
+
+
+def _decode_bytes(data: bytes) -> torch.Tensor:
+    """Encoded JPEG/PNG/WebP/GIF/AVIF -> ``uint8 | uint16 Tensor[3, H, W]`` or ``[N, 3, H, W]``
+    (an animation), EXIF orientation applied. RuntimeError or ValueError when it can't."""
+    if _torchcodec_decode is None:
+        return _decode_torchvision(data)
+    return _torchcodec_decode(data, mode="RGB", output_dtype="auto")
 
 
 def _pil_to_rgb(img: Image.Image) -> torch.Tensor:
@@ -67,22 +112,24 @@ def _pil_to_rgb(img: Image.Image) -> torch.Tensor:
 
 def _decode_file(path: Path) -> torch.Tensor:
     try:
-        data = tvio.read_file(str(path))
-    except (RuntimeError, OSError) as e:
+        data = path.read_bytes()
+    except OSError as e:
         raise BadImageError(f"{path}: cannot read file ({e})") from e
     try:
-        img = tvio.decode_image(data, mode=tvio.ImageReadMode.RGB, apply_exif_orientation=True)
-    except RuntimeError as tv_err:
+        img = _decode_bytes(data)
+    except (RuntimeError, ValueError) as dec_err:
         try:
             with Image.open(path) as pil:
                 pil.load()
                 return _pil_to_rgb(pil)
         except Exception as pil_err:  # Pillow raises many types for corrupt data
-            tv_msg = str(tv_err).strip().splitlines()[-1][:200]
+            dec_msg = (str(dec_err).strip().splitlines() or [""])[-1][:200]
             raise BadImageError(
-                f"{path}: cannot decode image (torchvision: {tv_msg}; Pillow: {pil_err}); "
+                f"{path}: cannot decode image ({image_decoder()}: {dec_msg}; Pillow: {pil_err}); "
                 "pass skip_bad=True to drop unreadable files, or find them with verify_images()"
             ) from pil_err
+    if img.ndim == 4:  # an animated GIF or WebP: its first frame, as Pillow
+        img = img[0]
     if img.dtype == torch.uint16:  # 16-bit PNG
         img = (img.to(torch.int32) >> 8).to(torch.uint8)
     return img
@@ -151,41 +198,56 @@ def load_image(item: ImageSource, size: int, method: str = "crop") -> torch.Tens
     return presize(to_rgb(item), size, method)
 
 
-def _bad_or_none(path: Path) -> Path | None:
+def _bad_or_none(path: Path) -> tuple[Path, str] | None:
     try:
         _decode_file(path)
-    except BadImageError:
-        return path
+    except BadImageError as e:
+        return path, str(e)
     return None
+
+
+def _find_bad(
+    files: Iterable[str | os.PathLike], num_workers: int | None
+) -> list[tuple[Path, str]]:
+    paths = [Path(f) for f in files]
+    workers = num_workers if num_workers else max(1, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = pool.map(_bad_or_none, paths, chunksize=16)
+        return [b for b in found if b is not None]
 
 
 def find_bad_images(
     files: Iterable[str | os.PathLike], num_workers: int | None = None
 ) -> list[Path]:
     """Files among `files` that cannot be decoded (a full decode of each, in threads)."""
-    paths = [Path(f) for f in files]
-    workers = num_workers if num_workers else max(1, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        found = pool.map(_bad_or_none, paths, chunksize=16)
-        return [p for p in found if p is not None]
+    return [p for p, _ in _find_bad(files, num_workers)]
 
 
 def verify_images(
     path: str | os.PathLike | Iterable[str | os.PathLike],
     delete: bool = False,
-    num_workers: int | None = None,
+    max_workers: int = 4,
+    recurse: bool = True,
 ) -> list[Path]:
-    """Unreadable images under a folder (recursively) or in a list of files.
+    """Find the images that cannot be decoded, under a folder or in a list of files (fastai
+    v1's `verify_images(path, delete=..., max_workers=...)`).
 
-    Each file is decoded completely (a truncated JPEG is caught, unlike with a header check).
-    With `delete=True` the unreadable files are removed. Returns their paths, sorted.
+    Each file is decoded completely (a truncated JPEG is caught, unlike with a header check),
+    in `max_workers` threads. Like fastai v1 it prints the error of each unreadable file and,
+    with `delete=True`, removes it. Returns their paths, sorted (as fastai v2 does; v1 returned
+    None). Differs from v1: `delete` defaults to False (v1: True, which deletes a user's files
+    unasked) and `recurse` to True (v1: False, which checks nothing in a folder of class
+    folders); v1's resizing options (max_size, dest, n_channels) are not offered.
     """
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise ValueError(f"max_workers: expected a positive int, got {max_workers!r}")
     if isinstance(path, str | os.PathLike):
-        files = get_image_files(path)
+        files = get_image_files(path, recurse=recurse)
     else:
         files = [Path(f) for f in path]
-    bad = sorted(find_bad_images(files, num_workers))
-    if delete:
-        for p in bad:
+    bad = sorted(_find_bad(files, max_workers))
+    for p, err in bad:
+        print(err)
+        if delete:
             p.unlink(missing_ok=True)
-    return bad
+    return [p for p, _ in bad]

@@ -17,6 +17,14 @@ augmentation parameters come from `augment.epoch_generator(seed, e)`, drawn batc
 in the main process. Workers only decode (deterministic), so 0 and N workers give identical
 batches, and nothing here draws from torch's global RNG.
 
+Unreadable images (truncated, empty, not an image) met during a pass are skipped: the batch
+goes on without them (a batch that loses every item is skipped), and at the end of the pass
+one warning names them (per pass, so once per epoch). `bad_items` lists every one met so far;
+the cache remembers them, so a cached epoch skips and names them too. The shuffled order is
+still drawn over every item, so which items share a batch does not depend on which are bad.
+`skip_bad=True` of the bunch drops them before any pass instead. Under several processes a
+batch left empty is an error (one process cannot skip a batch the others run).
+
 Distributed training (`fastcore_ext.distributed`): `set_shard(rank, world_size)` makes a
 loader yield one process's part of every pass. Every process draws the same order from
 (seed, epoch), then takes its contiguous block of it: a training loader (drop_last) gives
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -38,9 +47,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .cache import DecodedCache
-from .images import load_image
+from .images import BadImageError, load_image
 
-__all__ = ["DeviceDataLoader", "ImageDataset", "decode_batch", "default_num_workers"]
+__all__ = [
+    "DeviceDataLoader",
+    "ImageDataset",
+    "decode_batch",
+    "decode_readable",
+    "default_num_workers",
+]
 
 _SHUFFLE_STREAM = 0x5_4FF1E
 _RANK_STREAM = 0x4A_2C5
@@ -63,6 +78,24 @@ def decode_batch(items: Sequence[Path], idx: Sequence[int], size: int, method: s
     for k, i in enumerate(idx):
         out[k].copy_(load_image(items[i], size, method).permute(1, 2, 0))
     return out
+
+
+def decode_readable(
+    items: Sequence[Path], idx: Sequence[int], size: int, method: str
+) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Like `decode_batch`, skipping the files that cannot be decoded:
+    ``(uint8 Tensor[B', size, size, 3], the B' indices decoded, the indices skipped)``."""
+    out = torch.empty((len(idx), size, size, 3), dtype=torch.uint8)
+    kept, bad = [], []
+    for i in idx:
+        try:
+            img = load_image(items[i], size, method)
+        except BadImageError:
+            bad.append(i)
+            continue
+        out[len(kept)].copy_(img.permute(1, 2, 0))
+        kept.append(i)
+    return out[: len(kept)], kept, bad
 
 
 class ImageDataset(Dataset):
@@ -126,8 +159,11 @@ class _BatchDecoder(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return decode_batch(self.items, idx.tolist(), self.size, self.method), idx
+    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch `idx` -> (uint8 [B', P, P, 3], int64 [B'] indices decoded, int64 indices of
+        the unreadable files skipped)."""
+        x, kept, bad = decode_readable(self.items, idx.tolist(), self.size, self.method)
+        return x, torch.tensor(kept, dtype=torch.int64), torch.tensor(bad, dtype=torch.int64)
 
 
 class _BatchList(Sampler):
@@ -198,6 +234,12 @@ class DeviceDataLoader:
         self._loader: DataLoader | None = None
         self._sampler = _BatchList()
         self.rank, self.world_size = 0, 1
+        self._bad: set[int] = set()  # indices of the unreadable files met so far
+
+    @property
+    def bad_items(self) -> list[Path]:
+        """The unreadable files met so far (skipped from their batches), in data set order."""
+        return [self.dataset.items[i] for i in sorted(self._bad)]
 
     # -- epochs and order -----------------------------------------------------------------
 
@@ -297,35 +339,82 @@ class DeviceDataLoader:
             y = y.to(self.device, non_blocking=True)
         return x.permute(0, 3, 1, 2), y
 
-    def _host_batch(self, idx: torch.Tensor) -> torch.Tensor:
-        """Batch `idx` gathered or decoded in this process: uint8 [B, P, P, 3] (pinned for
-        an accelerator)."""
+    def _host_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Batch `idx` gathered or decoded in this process, without the unreadable files:
+        (uint8 [B', P, P, 3] (pinned for an accelerator), int64 [B'] indices, indices
+        skipped)."""
         p = self.dataset.size
-        out = None
-        if self.dataset.cache is not None and self.dataset.cache.complete:
+        cache = self.dataset.cache
+        if cache is not None and cache.complete:
+            bad_mask = np.isin(idx.numpy(), cache.bad)
+            bad = idx[torch.from_numpy(bad_mask)].tolist()
+            idx = idx[torch.from_numpy(~bad_mask)]
             out = torch.empty((len(idx), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
-        x = self.dataset.load_batch(idx.numpy(), out=out)
-        return x.pin_memory() if self._pin and not x.is_pinned() else x
+            x = self.dataset.load_batch(idx.numpy(), out=out)
+        else:
+            x, kept, bad = decode_readable(self.dataset.items, idx.tolist(), p, self.dataset.method)
+            idx = torch.tensor(kept, dtype=torch.int64)
+        x = x.pin_memory() if self._pin and not x.is_pinned() else x
+        return x, idx, bad
+
+    def _check_not_emptied(self, skipped: list[int]) -> bool:
+        """False for a batch that lost every item: skipped. Under several processes
+        (`set_shard`) the others would wait for this one's batch forever, so an error."""
+        if self.world_size > 1:
+            names = ", ".join(str(self.dataset.items[i]) for i in skipped)
+            raise BadImageError(
+                f"every image of a batch of process {self.rank} is unreadable ({names}); with "
+                "several processes a batch cannot be skipped by one alone: build the data with "
+                "skip_bad=True, or delete them with verify_images(path, delete=True)"
+            )
+        return False
+
+    def _warn_bad(self, epoch: int, bad: list[int]) -> None:
+        """The one warning of a pass that skipped unreadable files."""
+        self._bad.update(bad)
+        names = [str(self.dataset.items[i]) for i in sorted(set(bad))]
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        warnings.warn(
+            f"epoch {epoch}: skipped {len(names)} unreadable image(s) of the "
+            f"{'training' if self.train else 'validation'} set: {shown}. Drop them with "
+            "skip_bad=True when building the data, or delete them with verify_images(path, "
+            "delete=True)",
+            stacklevel=3,
+        )
 
     def uint8_batches(
         self, epoch: int | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of `epoch` (default: the next, without advancing it) before augmentation:
         ``(uint8 Tensor[B, 3, P, P] with channels_last strides, int64 Tensor[B])`` on the
-        device. A complete pass over an uncompleted cache completes it."""
+        device. A complete pass over an uncompleted cache completes it. Unreadable files are
+        left out of their batches (a batch left empty is skipped) and named by one warning at
+        the end of the pass (see the module doc)."""
+        epoch = self._epoch if epoch is None else epoch
         batches = self.batch_indices(epoch)
         cache = self.dataset.cache
-        if cache is not None and cache.complete:
-            for idx in batches:
-                yield self._move(self._host_batch(idx), idx)
-            return
-        self._sampler.batches = batches
-        for x, idx in self._get_loader():
+        bad: list[int] = []
+        try:
+            if cache is not None and cache.complete:
+                for idx in batches:
+                    x, idx, skipped = self._host_batch(idx)
+                    bad += skipped
+                    if len(idx) or self._check_not_emptied(skipped):
+                        yield self._move(x, idx)
+                return
+            self._sampler.batches = batches
+            for x, idx, skipped in self._get_loader():
+                bad += skipped.tolist()
+                if cache is not None:
+                    cache.write(idx.numpy(), x.numpy())
+                    cache.mark_bad(skipped.numpy())
+                if len(idx) or self._check_not_emptied(skipped.tolist()):
+                    yield self._move(x, idx)
             if cache is not None:
-                cache.write(idx.numpy(), x.numpy())
-            yield self._move(x, idx)
-        if cache is not None:
-            self._complete_cache(cache)
+                self._complete_cache(cache)
+        finally:
+            if bad:
+                self._warn_bad(epoch, bad)
 
     def _complete_cache(self, cache: DecodedCache) -> None:
         """After a full pass: decode what the pass skipped (the dropped partial batch), then
@@ -333,10 +422,11 @@ class DeviceDataLoader:
         missing = cache.missing()
         for chunk in np.array_split(missing, max(1, math.ceil(len(missing) / self.bs))):
             if len(chunk):
-                x = decode_batch(
+                x, kept, bad = decode_readable(
                     self.dataset.items, chunk.tolist(), self.dataset.size, self.dataset.method
                 )
-                cache.write(chunk, x.numpy())
+                cache.write(np.array(kept, dtype=np.int64), x.numpy())
+                cache.mark_bad(np.array(bad, dtype=np.int64))
         cache.finish()
         self.close()
 
@@ -378,10 +468,11 @@ class DeviceDataLoader:
             yield self.augment(x, gen), y
 
     def one_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first batch of the next epoch (same values a pass would give), decoded in this
-        process; the epoch does not advance."""
-        idx = self.batch_indices(self._epoch)[0]
-        x, y = self._move(self._host_batch(idx), idx)
+        """The first batch of the next epoch (same values a pass would give, unreadable files
+        left out), decoded in this process; the epoch does not advance."""
+        x, idx, bad = self._host_batch(self.batch_indices(self._epoch)[0])
+        self._bad.update(bad)
+        x, y = self._move(x, idx)
         return self.augment(x, self._generator(self._epoch)), y
 
     def __repr__(self) -> str:
