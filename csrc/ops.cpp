@@ -35,8 +35,9 @@ TORCH_LIBRARY(fastcore_ext, m) {
   // pct_start, mom0, mom1, mom2), total_steps <= 0 meaning "no schedule"; counter int64 [2] =
   // (schedule step, 0). With a schedule, each group's lr and mom are the one-cycle values at
   // counter[0] / total_steps. grad_scale (float32, 1 element): grads are divided by it.
-  // found_inf (float32, 1 element) nonzero: nothing changes. Otherwise every steps[i] and
-  // counter[0] advance by one.
+  // counter[0] is the schedule position: it advances by one at every call (one training batch).
+  // found_inf (float32, 1 element) nonzero: nothing else changes (a skipped step). Otherwise
+  // every steps[i] (the update count of Adam's bias correction) advances by one too.
   m.def(
       "fused_adam_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
       "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] steps, int[] groups, Tensor hyper, Tensor sched, "

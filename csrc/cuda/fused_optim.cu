@@ -11,7 +11,8 @@
 //
 // The counters advance once every block has read them: each block takes a ticket
 // (counter[kTicket]) after its last chunk, and the block that takes the last ticket increments
-// the per-tensor steps and the schedule step, then resets the ticket to 0.
+// the per-tensor steps and the schedule step, then resets the ticket to 0. A step skipped by
+// GradScaler (found_inf) advances the schedule step only.
 #include "fused_optim.h"
 
 #include <ATen/cuda/CUDAContext.h>
@@ -185,7 +186,12 @@ __global__ void __launch_bounds__(kThreads)
     fused_step_kernel(const __grid_constant__ LaunchList tl, const double* __restrict__ hyper,
                       const double* __restrict__ sched, int64_t* counter,
                       const float* grad_scale, const float* found_inf, bool advance) {
-  if (found_inf != nullptr && *found_inf != 0.0f) return;  // every block: nothing changes
+  if (found_inf != nullptr && *found_inf != 0.0f) {
+    // GradScaler found inf/NaN: nothing changes (the tensors' step counts included), but the
+    // schedule position counts the batch. No block reads counter[kStep] on this path.
+    if (advance && blockIdx.x == 0 && threadIdx.x == 0) counter[kStep] += 1;
+    return;
+  }
   __shared__ typename Op::Scalars sh_sc;
   __shared__ bool sh_last;
   // Block b takes the contiguous chunks [b * per_block, (b + 1) * per_block): consecutive
