@@ -37,9 +37,9 @@ constexpr float kLightRMax = float((1.0 - 1e-6) / 1e-6);
 
 // Output pixel (j, i) -> input pixel (ix, iy) = (Nx / D, Ny / D); see the file header.
 struct Geometry {
-  double ax, bx, cx;  // Nx = ax j + bx i + cx
-  double ay, by, cy;  // Ny
-  double aw, bw, cw;  // D
+  double ax, bx, cx;      // Nx = ax j + bx i + cx
+  double ay, by, cy;      // Ny
+  double aw, bw, cw;      // D
   double inv_ax, inv_ay;  // 1 / ax, 1 / ay (0 where ax, ay are 0)
   bool affine;            // D == 1
 };
@@ -76,7 +76,7 @@ enum class Light : int { None = 0, Identity = 1, Curve = 2 };
 
 struct LightParams {
   Light kind;
-  float c;    // contrast
+  float c;      // contrast
   float log2k;  // c * log2((1 - b) / b)
 };
 

@@ -29,8 +29,8 @@ inline Pad parse_pad(const std::string& pad_mode) {
   if (pad_mode == "zeros") return Pad::Zeros;
   if (pad_mode == "border") return Pad::Border;
   if (pad_mode == "reflection") return Pad::Reflection;
-  TORCH_CHECK_VALUE(false, "pad_mode should be 'zeros', 'border' or 'reflection', got '",
-                    pad_mode, "'");
+  TORCH_CHECK_VALUE(false, "pad_mode should be 'zeros', 'border' or 'reflection', got '", pad_mode,
+                    "'");
 }
 
 struct Plan {
@@ -57,12 +57,12 @@ inline Plan make_plan(const at::Tensor& images, const at::Tensor& matrices, int6
   TORCH_CHECK_VALUE(images.dim() == 4, "images should be a 4d tensor [B, C, H, W], got ",
                     images.dim(), "d of shape ", images.sizes());
   const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
-  TORCH_CHECK_VALUE(C == 1 || C == 3, "images should have 1 or 3 channels, got ", C,
-                    " (shape ", images.sizes(), ")");
-  TORCH_CHECK_VALUE(H > 0 && W > 0, "images should have a positive height and width, got ", H,
-                    "x", W);
-  TORCH_CHECK_VALUE(out_h > 0 && out_w > 0, "size should be positive, got (", out_h, ", ",
-                    out_w, ")");
+  TORCH_CHECK_VALUE(C == 1 || C == 3, "images should have 1 or 3 channels, got ", C, " (shape ",
+                    images.sizes(), ")");
+  TORCH_CHECK_VALUE(H > 0 && W > 0, "images should have a positive height and width, got ", H, "x",
+                    W);
+  TORCH_CHECK_VALUE(out_h > 0 && out_w > 0, "size should be positive, got (", out_h, ", ", out_w,
+                    ")");
   TORCH_CHECK_VALUE(matrices.dim() == 3 && matrices.size(1) == 3 && matrices.size(2) == 3,
                     "matrices should have shape [B, 3, 3], got ", matrices.sizes());
   TORCH_CHECK_VALUE(matrices.size(0) == B, "matrices should have one matrix per image (", B,
@@ -82,10 +82,9 @@ inline Plan make_plan(const at::Tensor& images, const at::Tensor& matrices, int6
     TORCH_CHECK_VALUE(std::isfinite(mean[c]), "mean should be finite, got ", mean[c],
                       " for channel ", c);
   }
-  TORCH_CHECK_VALUE(
-      out_dtype == at::kFloat || out_dtype == at::kHalf || out_dtype == at::kBFloat16,
-      "out_dtype should be torch.float32, torch.bfloat16 or torch.float16, got ",
-      dtype_name(out_dtype));
+  TORCH_CHECK_VALUE(out_dtype == at::kFloat || out_dtype == at::kHalf || out_dtype == at::kBFloat16,
+                    "out_dtype should be torch.float32, torch.bfloat16 or torch.float16, got ",
+                    dtype_name(out_dtype));
   Plan p;
   p.mode = parse_mode(mode);
   p.pad = parse_pad(pad_mode);
@@ -96,13 +95,12 @@ inline Plan make_plan(const at::Tensor& images, const at::Tensor& matrices, int6
                       ", 2] (brightness, contrast), got ", l.sizes());
     TORCH_CHECK_TYPE(l.scalar_type() == at::kFloat, "lighting should be a float32 tensor, got ",
                      dtype_name(l.scalar_type()));
-    TORCH_CHECK_VALUE(l.device() == images.device(),
-                      "lighting should be on the device of images (", images.device(), "), got ",
-                      l.device());
+    TORCH_CHECK_VALUE(l.device() == images.device(), "lighting should be on the device of images (",
+                      images.device(), "), got ", l.device());
     p.lighting = l.contiguous();
   }
-  TORCH_CHECK_VALUE(!images.is_cuda() || out_h <= kCudaMaxOutH,
-                    "size should have out_h at most ", kCudaMaxOutH, " on CUDA, got ", out_h);
+  TORCH_CHECK_VALUE(!images.is_cuda() || out_h <= kCudaMaxOutH, "size should have out_h at most ",
+                    kCudaMaxOutH, " on CUDA, got ", out_h);
   p.B = B;
   p.C = C;
   p.H = H;
@@ -116,10 +114,9 @@ inline Plan make_plan(const at::Tensor& images, const at::Tensor& matrices, int6
     p.inv_std[c] = float(1.0 / s);
   }
   p.matrices = matrices.contiguous();
-  p.out = at::empty({B, C, out_h, out_w},
-                    images.options().dtype(out_dtype).memory_format(
-                        channels_last ? at::MemoryFormat::ChannelsLast
-                                      : at::MemoryFormat::Contiguous));
+  p.out = at::empty({B, C, out_h, out_w}, images.options().dtype(out_dtype).memory_format(
+                                              channels_last ? at::MemoryFormat::ChannelsLast
+                                                            : at::MemoryFormat::Contiguous));
   return p;
 }
 
@@ -127,8 +124,8 @@ inline Plan make_plan(const at::Tensor& images, const at::Tensor& matrices, int6
 // (0, 1), contrast positive and finite (the CPU backend; CUDA does not read them back).
 inline void check_lighting_values(const float* l, int64_t b) {
   TORCH_CHECK_VALUE(l[0] > 0.0f && l[0] < 1.0f,
-                    "lighting brightness (column 0) should be in (0, 1), got ", l[0],
-                    " for image ", b);
+                    "lighting brightness (column 0) should be in (0, 1), got ", l[0], " for image ",
+                    b);
   TORCH_CHECK_VALUE(l[1] > 0.0f && std::isfinite(l[1]),
                     "lighting contrast (column 1) should be positive and finite, got ", l[1],
                     " for image ", b);

@@ -32,20 +32,19 @@ void check_step_args(const char* name, at::TensorList params, at::TensorList gra
                     " entries (one per param), got ", groups.size());
   TORCH_CHECK_TYPE(hyper.scalar_type() == at::kDouble, name, ": hyper should be float64, got ",
                    dtype_name(hyper.scalar_type()));
-  TORCH_CHECK_VALUE(hyper.dim() == 2 && hyper.size(1) == kHyperCols && hyper.is_contiguous(),
-                    name, ": hyper should be a contiguous [groups, ", int(kHyperCols),
+  TORCH_CHECK_VALUE(hyper.dim() == 2 && hyper.size(1) == kHyperCols && hyper.is_contiguous(), name,
+                    ": hyper should be a contiguous [groups, ", int(kHyperCols),
                     "] tensor, got shape ", hyper.sizes());
   TORCH_CHECK_TYPE(sched.scalar_type() == at::kDouble, name, ": sched should be float64, got ",
                    dtype_name(sched.scalar_type()));
-  TORCH_CHECK_VALUE(sched.dim() == 1 && sched.size(0) == kSchedLen && sched.is_contiguous(),
-                    name, ": sched should be a contiguous [", int(kSchedLen),
-                    "] tensor, got shape ", sched.sizes());
+  TORCH_CHECK_VALUE(sched.dim() == 1 && sched.size(0) == kSchedLen && sched.is_contiguous(), name,
+                    ": sched should be a contiguous [", int(kSchedLen), "] tensor, got shape ",
+                    sched.sizes());
   TORCH_CHECK_TYPE(counter.scalar_type() == at::kLong, name, ": counter should be int64, got ",
                    dtype_name(counter.scalar_type()));
-  TORCH_CHECK_VALUE(
-      counter.dim() == 1 && counter.size(0) == kCounterLen && counter.is_contiguous(), name,
-      ": counter should be a contiguous [", int(kCounterLen), "] tensor, got shape ",
-      counter.sizes());
+  TORCH_CHECK_VALUE(counter.dim() == 1 && counter.size(0) == kCounterLen && counter.is_contiguous(),
+                    name, ": counter should be a contiguous [", int(kCounterLen),
+                    "] tensor, got shape ", counter.sizes());
   const auto device = hyper.device();
   TORCH_CHECK_VALUE(sched.device() == device && counter.device() == device, name,
                     ": hyper, sched and counter should be on one device, got ", device, ", ",
@@ -72,10 +71,10 @@ void check_step_args(const char* name, at::TensorList params, at::TensorList gra
                      "] should be dense (strided), got layout ", g.layout(),
                      " (sparse gradients are not supported)");
     const auto dt = p.scalar_type();
-    TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, name,
-                     ": params[", i, "] should be float32, bfloat16 or float16, got ", dtype_name(dt));
-    TORCH_CHECK_TYPE(g.scalar_type() == dt, name, ": grads[", i,
-                     "] should have its param's dtype ", dtype_name(dt), ", got ", dtype_name(g.scalar_type()));
+    TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, name, ": params[",
+                     i, "] should be float32, bfloat16 or float16, got ", dtype_name(dt));
+    TORCH_CHECK_TYPE(g.scalar_type() == dt, name, ": grads[", i, "] should have its param's dtype ",
+                     dtype_name(dt), ", got ", dtype_name(g.scalar_type()));
     TORCH_CHECK_VALUE(p.device() == device && g.device() == device, name, ": params[", i,
                       "] and grads[", i, "] should be on ", device, ", got ", p.device(), " and ",
                       g.device());
@@ -84,18 +83,17 @@ void check_step_args(const char* name, at::TensorList params, at::TensorList gra
                       "transposed...), got sizes ",
                       p.sizes(), " and strides ", p.strides());
     TORCH_CHECK_VALUE(g.sizes() == p.sizes() && g.strides() == p.strides(), name, ": grads[", i,
-                      "] should have its param's sizes ", p.sizes(), " and strides ",
-                      p.strides(), ", got ", g.sizes(), " and ", g.strides());
+                      "] should have its param's sizes ", p.sizes(), " and strides ", p.strides(),
+                      ", got ", g.sizes(), " and ", g.strides());
     for (size_t k = 0; k < states.size(); ++k) {
       const at::Tensor& s = states[k][i];
       TORCH_CHECK_TYPE(s.scalar_type() == at::kFloat, name, ": ", state_names[k], "[", i,
                        "] should be float32, got ", dtype_name(s.scalar_type()));
-      TORCH_CHECK_VALUE(s.device() == device, name, ": ", state_names[k], "[", i,
-                        "] should be on ", device, ", got ", s.device());
+      TORCH_CHECK_VALUE(s.device() == device, name, ": ", state_names[k], "[", i, "] should be on ",
+                        device, ", got ", s.device());
       TORCH_CHECK_VALUE(s.sizes() == p.sizes() && s.strides() == p.strides(), name, ": ",
                         state_names[k], "[", i, "] should have its param's sizes ", p.sizes(),
-                        " and strides ", p.strides(), ", got ", s.sizes(), " and ",
-                        s.strides());
+                        " and strides ", p.strides(), ", got ", s.sizes(), " and ", s.strides());
     }
     if (steps) {
       const at::Tensor& st = (*steps)[i];

@@ -11,7 +11,6 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
-
 #include <math.h>
 
 #include <cstdint>
@@ -76,8 +75,7 @@ struct AdamScalars {
 };
 
 // `t` is the tensor's step count after this step (1 on its first step).
-FCX_HD AdamScalars adam_scalars(const double* row, const LrMom& lm, double t,
-                                         float inv_scale) {
+FCX_HD AdamScalars adam_scalars(const double* row, const LrMom& lm, double t, float inv_scale) {
   const double sqr_mom = row[kSqrMom];
   const double bc1 = 1.0 - pow(lm.mom, t);
   const double bc2 = 1.0 - pow(sqr_mom, t);

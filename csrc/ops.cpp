@@ -10,8 +10,8 @@
 // Importing fastcore_ext._C loads this library, whose static initializers register the ops.
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT, "_C", "fastcore_ext compiled kernels (ops under torch.ops.fastcore_ext)",
-      -1, nullptr};
+      PyModuleDef_HEAD_INIT, "_C",
+      "fastcore_ext compiled kernels (ops under torch.ops.fastcore_ext)", -1, nullptr};
   return PyModule_Create(&module_def);
 }
 

@@ -7,8 +7,9 @@
 // (8 output pixels per vector; the taps of a pixel come from one 8-byte load per input row,
 // spread into channel vectors with byte shuffles: cheaper than AVX2 gathers on Zen 3) and
 // portably (one pixel at a time); the AVX2 build runs when the CPU has those and the input
-// offsets of a sample fit in int32. The environment variable FASTCORE_EXT_AUGMENT_CPU=portable|avx2|auto (read on every
-// call) forces one of them, for tests and comparisons.
+// offsets of a sample fit in int32. The environment variable
+// FASTCORE_EXT_AUGMENT_CPU=portable|avx2|auto (read on every call) forces one of them, for tests
+// and comparisons.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -74,16 +75,16 @@ Path requested_path() {
   if (v == "auto") return Path::Auto;
   if (v == "avx2") return Path::Avx2;
   if (v == "portable") return Path::Portable;
-  TORCH_CHECK_VALUE(false,
-                    "FASTCORE_EXT_AUGMENT_CPU should be 'auto', 'avx2' or 'portable', got '", v,
-                    "'");
+  TORCH_CHECK_VALUE(false, "FASTCORE_EXT_AUGMENT_CPU should be 'auto', 'avx2' or 'portable', got '",
+                    v, "'");
 }
 
 at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& matrices,
                                  int64_t out_h, int64_t out_w, at::ArrayRef<double> mean,
-                                 at::ArrayRef<double> std, const c10::optional<at::Tensor>& lighting,
-                                 c10::string_view mode, c10::string_view pad_mode,
-                                 at::ScalarType out_dtype, bool channels_last) {
+                                 at::ArrayRef<double> std,
+                                 const c10::optional<at::Tensor>& lighting, c10::string_view mode,
+                                 c10::string_view pad_mode, at::ScalarType out_dtype,
+                                 bool channels_last) {
   TORCH_INTERNAL_ASSERT(images.device().is_cpu(), "dispatched to the CPU kernel with ",
                         images.device());
   Plan plan = make_plan(images, matrices, out_h, out_w, mean, std, lighting, std::string(mode),
@@ -166,10 +167,11 @@ at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& mat
       use_avx2 = avx2_possible;
       break;
     case Path::Avx2:
-      TORCH_CHECK_VALUE(avx2_possible,
-                  "FASTCORE_EXT_AUGMENT_CPU=avx2 but the AVX2 path cannot run here (it needs a "
-                  "CPU with AVX2, FMA and F16C, at least 8 bytes of images and in-sample offsets "
-                  "below 2^31)");
+      TORCH_CHECK_VALUE(
+          avx2_possible,
+          "FASTCORE_EXT_AUGMENT_CPU=avx2 but the AVX2 path cannot run here (it needs a "
+          "CPU with AVX2, FMA and F16C, at least 8 bytes of images and in-sample offsets "
+          "below 2^31)");
       use_avx2 = true;
       break;
     case Path::Portable:

@@ -72,7 +72,8 @@ FCX_TARGET_AVX2 inline void store8(c10::BFloat16* x, __m256 v) {
 }
 
 template <typename P>
-FCX_TARGET_AVX2 void adam_avx2(P* p, const P* g, float* m, float* v, int64_t n, const AdamScalars& s) {
+FCX_TARGET_AVX2 void adam_avx2(P* p, const P* g, float* m, float* v, int64_t n,
+                               const AdamScalars& s) {
   const __m256 inv = _mm256_set1_ps(s.inv_scale), decay = _mm256_set1_ps(s.decay);
   const __m256 b1c = _mm256_set1_ps(s.b1c), b2 = _mm256_set1_ps(s.b2);
   const __m256 b2c = _mm256_set1_ps(s.b2c), rbc2 = _mm256_set1_ps(s.rbc2);
@@ -154,14 +155,14 @@ void run_range(const Item<Algo>& it, int64_t lo, int64_t hi) {
   for (int k = 0; k < Algo::kStates; ++k) s[k] = it.s[k] + lo;
   switch (it.dtype) {
     case at::kFloat:
-      return Algo::run(static_cast<float*>(it.p) + lo, static_cast<const float*>(it.g) + lo, s,
-                       n, it.sc);
+      return Algo::run(static_cast<float*>(it.p) + lo, static_cast<const float*>(it.g) + lo, s, n,
+                       it.sc);
     case at::kBFloat16:
       return Algo::run(static_cast<c10::BFloat16*>(it.p) + lo,
                        static_cast<const c10::BFloat16*>(it.g) + lo, s, n, it.sc);
     case at::kHalf:
-      return Algo::run(static_cast<c10::Half*>(it.p) + lo,
-                       static_cast<const c10::Half*>(it.g) + lo, s, n, it.sc);
+      return Algo::run(static_cast<c10::Half*>(it.p) + lo, static_cast<const c10::Half*>(it.g) + lo,
+                       s, n, it.sc);
     default:
       TORCH_INTERNAL_ASSERT(false, "dtype checked in check_step_args");
   }
@@ -197,8 +198,7 @@ void run_all(const std::vector<Item<Algo>>& items) {
 }
 
 // The groups' lr and mom at the current schedule step.
-std::vector<LrMom> groups_lr_mom(const at::Tensor& hyper, const at::Tensor& sched,
-                                 int64_t step) {
+std::vector<LrMom> groups_lr_mom(const at::Tensor& hyper, const at::Tensor& sched, int64_t step) {
   const double* h = hyper.data_ptr<double>();
   const double* sc = sched.data_ptr<double>();
   std::vector<LrMom> out(hyper.size(0));

@@ -36,9 +36,9 @@ void launch_c(const Plan& p, const at::Tensor& images, const Launch& l) {
                 float3{p.inv_std[0], p.inv_std[1], p.inv_std[2]}};
   const dim3 block(kBlockX, kBlockY);
   out_t* out = reinterpret_cast<out_t*>(p.out.data_ptr());
-  augment_normalize_row4_kernel<out_t, mode, pad, C><<<l.grid, block, 0, l.stream>>>(
-      images.data_ptr<uint8_t>(), in_s, l.params, out, out_s, l.b_first, p.H, p.W, p.out_h,
-      p.out_w, nm);
+  augment_normalize_row4_kernel<out_t, mode, pad, C>
+      <<<l.grid, block, 0, l.stream>>>(images.data_ptr<uint8_t>(), in_s, l.params, out, out_s,
+                                       l.b_first, p.H, p.W, p.out_h, p.out_w, nm);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -75,9 +75,9 @@ void launch(const Plan& p, const at::Tensor& images, const Launch& l) {
 at::Tensor augment_normalize_cuda(const at::Tensor& images, const at::Tensor& matrices,
                                   int64_t out_h, int64_t out_w, at::ArrayRef<double> mean,
                                   at::ArrayRef<double> std,
-                                  const c10::optional<at::Tensor>& lighting,
-                                  c10::string_view mode, c10::string_view pad_mode,
-                                  at::ScalarType out_dtype, bool channels_last) {
+                                  const c10::optional<at::Tensor>& lighting, c10::string_view mode,
+                                  c10::string_view pad_mode, at::ScalarType out_dtype,
+                                  bool channels_last) {
   TORCH_INTERNAL_ASSERT(images.is_cuda(), "dispatched to the CUDA kernel with ", images.device());
   const c10::cuda::CUDAGuard device_guard(images.device());
   Plan plan = make_plan(images, matrices, out_h, out_w, mean, std, lighting, std::string(mode),
@@ -87,8 +87,8 @@ at::Tensor augment_normalize_cuda(const at::Tensor& images, const at::Tensor& ma
   l.stream = at::cuda::getCurrentCUDAStream();
   // [B] SampleParams, computed on the device from matrices and lighting
   static_assert(sizeof(SampleParams) % 8 == 0, "SampleParams: whole doubles");
-  const at::Tensor params = at::empty({plan.B * int64_t(sizeof(SampleParams) / 8)},
-                                      images.options().dtype(at::kDouble));
+  const at::Tensor params =
+      at::empty({plan.B * int64_t(sizeof(SampleParams) / 8)}, images.options().dtype(at::kDouble));
   auto* pp = reinterpret_cast<SampleParams*>(params.data_ptr<double>());
   const float* light = plan.lighting.defined() ? plan.lighting.data_ptr<float>() : nullptr;
   const int threads = 128;

@@ -115,7 +115,6 @@ __device__ __forceinline__ float finish(float v, int c, int light, float light_c
   return fmaf(lit(v, light_c, log2k), is, sf);
 }
 
-
 // ---- kPx consecutive output pixels of one row per thread, the samples'
 // constants computed beforehand by one small kernel (no per-block setup, no barrier), and
 // 16- or 8-byte stores where the output's layout and alignment allow ------------------------
@@ -204,9 +203,9 @@ __device__ __forceinline__ void store_run(out_t* dst, const out_t (&vals)[N]) {
 template <typename out_t, Mode mode, Pad pad, int C>
 __global__ void __launch_bounds__(kBlockX* kBlockY)
     augment_normalize_row4_kernel(const uint8_t* __restrict__ images, Strides4 in_s,
-                                  const SampleParams* __restrict__ params,
-                                  out_t* __restrict__ out, Strides4 out_s, int64_t b_first,
-                                  int64_t H, int64_t W, int64_t out_h, int64_t out_w, Norm nm) {
+                                  const SampleParams* __restrict__ params, out_t* __restrict__ out,
+                                  Strides4 out_s, int64_t b_first, int64_t H, int64_t W,
+                                  int64_t out_h, int64_t out_w, Norm nm) {
   const int64_t b = b_first + blockIdx.z;
   const int64_t i = int64_t(blockIdx.y) * kBlockY + threadIdx.y;
   const int64_t j0 = (int64_t(blockIdx.x) * kBlockX + threadIdx.x) * kPx;
@@ -238,7 +237,8 @@ __global__ void __launch_bounds__(kBlockX* kBlockY)
     float v[C];
     sample_pixel<mode, pad, C>(src, in_s, x, y, fw, fh, v);
 #pragma unroll
-    for (int c = 0; c < C; ++c) r[c][k] = static_cast<out_t>(finish(v[c], c, light, light_c, log2k, nm));
+    for (int c = 0; c < C; ++c)
+      r[c][k] = static_cast<out_t>(finish(v[c], c, light, light_c, log2k, nm));
   }
 
   out_t* dst = out + b * out_s.b + i * out_s.h + j0 * out_s.w;
