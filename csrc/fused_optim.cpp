@@ -4,6 +4,8 @@
 // torch.ops.fastcore_ext.fused_adam_ / fused_sgd_.
 #include "fused_optim.h"
 
+#include <ATen/ATen.h>
+
 #include <utility>
 
 #include "checks.h"
@@ -82,9 +84,8 @@ void check_step_args(const char* name, at::TensorList params, at::TensorList gra
                       "] should be non-overlapping and dense (contiguous, channels_last, "
                       "transposed...), got sizes ",
                       p.sizes(), " and strides ", p.strides());
-    TORCH_CHECK_VALUE(g.sizes() == p.sizes() && g.strides() == p.strides(), name, ": grads[", i,
-                      "] should have its param's sizes ", p.sizes(), " and strides ", p.strides(),
-                      ", got ", g.sizes(), " and ", g.strides());
+    TORCH_CHECK_VALUE(g.sizes() == p.sizes(), name, ": grads[", i,
+                      "] should have its param's sizes ", p.sizes(), ", got ", g.sizes());
     for (size_t k = 0; k < states.size(); ++k) {
       const at::Tensor& s = states[k][i];
       TORCH_CHECK_TYPE(s.scalar_type() == at::kFloat, name, ": ", state_names[k], "[", i,
@@ -106,6 +107,16 @@ void check_step_args(const char* name, at::TensorList params, at::TensorList gra
     TORCH_CHECK_VALUE(groups[i] >= 0 && groups[i] < num_groups, name, ": groups[", i,
                       "] should be in [0, ", num_groups, "), got ", groups[i]);
   }
+}
+
+std::vector<at::Tensor> conformed_grads(at::TensorList params, at::TensorList grads) {
+  std::vector<at::Tensor> out;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (grads[i].strides() == params[i].strides()) continue;
+    if (out.empty()) out.assign(grads.begin(), grads.end());
+    out[i] = at::empty_like(params[i]).copy_(grads[i]);  // the param's strides (it is dense)
+  }
+  return out;
 }
 
 }  // namespace optim

@@ -131,15 +131,21 @@ FCX_HD void sgd_element(float& p, float g, float& buf, const SgdScalars& s) {
   p = fmaf(-s.lr, buf, p);
 }
 
-// Argument checks shared by both backends (defined in csrc/fused_optim.cpp): every condition a
-// caller can cause raises ValueError/TypeError naming the argument. `name` is the op name,
-// `steps` is null for SGD.
+// Argument checks and grad layout shared by both backends (defined in csrc/fused_optim.cpp): every
+// condition a caller can cause raises ValueError/TypeError naming the argument. `name` is the op
+// name, `steps` is null for SGD.
 void check_step_args(const char* name, at::TensorList params, at::TensorList grads,
                      const std::vector<at::TensorList>& states,
                      const std::vector<const char*>& state_names, const at::TensorList* steps,
                      c10::IntArrayRef groups, const at::Tensor& hyper, const at::Tensor& sched,
                      const at::Tensor& counter, const std::optional<at::Tensor>& grad_scale,
                      const std::optional<at::Tensor>& found_inf);
+
+// The kernels walk param, grad and state in memory order, so each grad needs its param's
+// strides. Returns the grads with every one strided otherwise (a transposed or channels_last grad
+// of a contiguous param, an expanded one) copied to its param's layout, or an empty vector when
+// all match (the usual step: no copy). Call after check_step_args.
+std::vector<at::Tensor> conformed_grads(at::TensorList params, at::TensorList grads);
 
 }  // namespace optim
 }  // namespace fastcore_ext

@@ -200,11 +200,13 @@ def fused_adam_(
 ) -> None:
     """One fused AdamW step of every listed tensor, in place (one launch on CUDA).
 
-    params: float32/bfloat16/float16 tensors (non-overlapping and dense); grads: same dtype,
-    sizes and strides (read only); exp_avgs, exp_avg_sqs: float32, same sizes and strides;
-    steps: float32 one-element step counts; groups[i]: the row of params[i] in `hyper`
-    (float64 [G, 6], columns HYPER_COLS); sched: float64 [7] (SCHED_FIELDS, total_steps <= 0:
-    no schedule); counter: int64 [2]. Spec: `reference.fused_adam_reference`.
+    params: float32/bfloat16/float16 tensors (non-overlapping and dense); grads: same dtype
+    and sizes, read only (one strided unlike its param is copied to its layout); exp_avgs,
+    exp_avg_sqs: float32, the params' sizes and strides; steps: float32 one-element step
+    counts; groups[i]: the row of params[i] in `hyper` (float64 [G, 6], columns HYPER_COLS);
+    sched: float64 [7] (SCHED_FIELDS, total_steps <= 0: no schedule); counter: int64 [2],
+    counter[0] the schedule position, advanced at every call (found_inf nonzero included).
+    Spec: `reference.fused_adam_reference`.
     """
     torch.ops.fastcore_ext.fused_adam_(
         params,

@@ -330,8 +330,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
         Params whose grad is None are skipped (their state and step count stay). The schedule
         position advances at every call, as fastai's ParamScheduler advances once per batch:
         also when no param has a grad, and when GradScaler found inf/NaN (then nothing else
-        changes, Adam's step counts included). Every grad is checked here, before the op: a
-        sparse grad raises TypeError, a grad strided unlike its param is copied to its layout.
+        changes, Adam's step counts included). A sparse grad raises TypeError here, before the
+        op; a grad strided unlike its param is copied to the param's layout by the op.
         """
         loss = None
         if closure is not None:
@@ -344,13 +344,11 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 g = p.grad
                 if g is None:
                     continue
-                if g.layout != torch.strided:
+                if g.layout is not torch.strided:
                     raise TypeError(
                         f"{type(self).__name__} does not support sparse gradients: a param of "
                         f"group {gi} (shape {tuple(p.shape)}) has a {g.layout} grad"
                     )
-                if g.stride() != p.stride():  # the kernel walks grad and param in memory order
-                    g = torch.empty_like(p).copy_(g)
                 state = self.state[p]
                 if not state:
                     self._init_state(p, state)

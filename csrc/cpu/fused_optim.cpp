@@ -220,15 +220,17 @@ float inv_scale_of(const std::optional<at::Tensor>& grad_scale) {
   return inverse_scale(grad_scale.has_value() ? grad_scale->data_ptr<float>() : nullptr);
 }
 
-void fused_adam_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+void fused_adam_cpu(at::TensorList params, at::TensorList grads_in, at::TensorList exp_avgs,
                     at::TensorList exp_avg_sqs, at::TensorList steps, c10::IntArrayRef groups,
                     const at::Tensor& hyper, const at::Tensor& sched, const at::Tensor& counter,
                     const std::optional<at::Tensor>& grad_scale,
                     const std::optional<at::Tensor>& found_inf) {
-  check_step_args("fused_adam_", params, grads, {exp_avgs, exp_avg_sqs},
+  check_step_args("fused_adam_", params, grads_in, {exp_avgs, exp_avg_sqs},
                   {"exp_avgs", "exp_avg_sqs"}, &steps, groups, hyper, sched, counter, grad_scale,
                   found_inf);
   if (skipped_step(found_inf, counter)) return;
+  const std::vector<at::Tensor> conformed = conformed_grads(params, grads_in);
+  const at::TensorList grads = conformed.empty() ? grads_in : at::TensorList(conformed);
   int64_t* count = counter.data_ptr<int64_t>();
   const std::vector<LrMom> lm = groups_lr_mom(hyper, sched, count[kStep]);
   const float inv_scale = inv_scale_of(grad_scale);
@@ -249,13 +251,15 @@ void fused_adam_cpu(at::TensorList params, at::TensorList grads, at::TensorList 
   count[kStep] += 1;
 }
 
-void fused_sgd_cpu(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers,
+void fused_sgd_cpu(at::TensorList params, at::TensorList grads_in, at::TensorList momentum_buffers,
                    c10::IntArrayRef groups, const at::Tensor& hyper, const at::Tensor& sched,
                    const at::Tensor& counter, const std::optional<at::Tensor>& grad_scale,
                    const std::optional<at::Tensor>& found_inf) {
-  check_step_args("fused_sgd_", params, grads, {momentum_buffers}, {"momentum_buffers"}, nullptr,
+  check_step_args("fused_sgd_", params, grads_in, {momentum_buffers}, {"momentum_buffers"}, nullptr,
                   groups, hyper, sched, counter, grad_scale, found_inf);
   if (skipped_step(found_inf, counter)) return;
+  const std::vector<at::Tensor> conformed = conformed_grads(params, grads_in);
+  const at::TensorList grads = conformed.empty() ? grads_in : at::TensorList(conformed);
   int64_t* count = counter.data_ptr<int64_t>();
   const std::vector<LrMom> lm = groups_lr_mom(hyper, sched, count[kStep]);
   const float inv_scale = inv_scale_of(grad_scale);

@@ -309,24 +309,28 @@ void launch_all(at::TensorList params, at::TensorList grads, at::TensorList s0,
   } while (first < n);
 }
 
-void fused_adam_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+void fused_adam_cuda(at::TensorList params, at::TensorList grads_in, at::TensorList exp_avgs,
                      at::TensorList exp_avg_sqs, at::TensorList steps, c10::IntArrayRef groups,
                      const at::Tensor& hyper, const at::Tensor& sched, const at::Tensor& counter,
                      const std::optional<at::Tensor>& grad_scale,
                      const std::optional<at::Tensor>& found_inf) {
-  check_step_args("fused_adam_", params, grads, {exp_avgs, exp_avg_sqs},
+  check_step_args("fused_adam_", params, grads_in, {exp_avgs, exp_avg_sqs},
                   {"exp_avgs", "exp_avg_sqs"}, &steps, groups, hyper, sched, counter, grad_scale,
                   found_inf);
+  const std::vector<at::Tensor> conformed = conformed_grads(params, grads_in);
+  const at::TensorList grads = conformed.empty() ? grads_in : at::TensorList(conformed);
   launch_all<AdamOp>(params, grads, exp_avgs, &exp_avg_sqs, &steps, groups, hyper, sched, counter,
                      grad_scale, found_inf);
 }
 
-void fused_sgd_cuda(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers,
+void fused_sgd_cuda(at::TensorList params, at::TensorList grads_in, at::TensorList momentum_buffers,
                     c10::IntArrayRef groups, const at::Tensor& hyper, const at::Tensor& sched,
                     const at::Tensor& counter, const std::optional<at::Tensor>& grad_scale,
                     const std::optional<at::Tensor>& found_inf) {
-  check_step_args("fused_sgd_", params, grads, {momentum_buffers}, {"momentum_buffers"}, nullptr,
+  check_step_args("fused_sgd_", params, grads_in, {momentum_buffers}, {"momentum_buffers"}, nullptr,
                   groups, hyper, sched, counter, grad_scale, found_inf);
+  const std::vector<at::Tensor> conformed = conformed_grads(params, grads_in);
+  const at::TensorList grads = conformed.empty() ? grads_in : at::TensorList(conformed);
   launch_all<SgdOp>(params, grads, momentum_buffers, nullptr, nullptr, groups, hyper, sched,
                     counter, grad_scale, found_inf);
 }
