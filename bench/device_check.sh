@@ -98,12 +98,12 @@ for dev in ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]:
     p = torch.zeros(4, device=dev)
     counter = torch.zeros(2, dtype=torch.int64, device=dev)
     hyper = torch.zeros(1, 6, dtype=torch.float64, device=dev)
-    try:  # a grad strided unlike its param: the optimizer's former fallback path
-        torch.ops.fastcore_ext.fused_sgd_([p], [torch.zeros(8, device=dev)[::2]], [p.clone()],
+    try:  # the optimizer op's own check (grad of another size than its param)
+        torch.ops.fastcore_ext.fused_sgd_([p], [torch.zeros(5, device=dev)], [p.clone()],
             [0], hyper, torch.zeros(7, dtype=torch.float64, device=dev), counter, None, None)
-        print(dev, "optim strides did not raise", flush=True)
+        print(dev, "optim sizes did not raise", flush=True)
     except Exception as e:
-        print(dev, "optim strides ->", type(e).__name__, flush=True)
+        print(dev, "optim sizes ->", type(e).__name__, flush=True)
 print("done")
 PYEOF
 throw_check() {  # throw_check LABEL PYTHONPATH
