@@ -32,7 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastcore_ext
-from fastcore_ext import ops
+from fastcore_ext import checks, ops
 from fastcore_ext.reference import augment_normalize_reference, reference_grid
 
 MEAN3 = (0.485, 0.456, 0.406)
@@ -783,11 +783,15 @@ BAD_FOR_BOTH = [
 @pytest.mark.parametrize("call", [_call, _call_op], ids=["wrapper", "torch.ops"])
 @pytest.mark.parametrize("over, exc, message", BAD_FOR_BOTH)
 def test_bad_input_same_error_from_wrapper_and_op(call, over, exc, message):
-    """One rule, one message: the Python wrapper checks first; the C++ guard of the op, called
-    directly, raises the same exception type with the same words."""
+    """One rule, one message: the Python wrapper checks first (the error is raised in Python,
+    before the op is called: a C++ exception crashed one toolchain's build); the C++ guard of
+    the op, called directly, raises the same exception type with the same words."""
     with pytest.raises(exc) as info:
         call(**over)
     assert str(info.value) == message
+    if call is _call:
+        raised_in = Path(str(info.traceback[-1].path)).resolve()
+        assert raised_in in (Path(ops.__file__).resolve(), Path(checks.__file__).resolve())
 
 
 @pytest.mark.parametrize(
