@@ -1,6 +1,7 @@
 """Build fastcore_ext and its compiled kernels, fastcore_ext._C.
 
-The C++ sources in csrc/ (ops.cpp + csrc/cpu/*.cpp) are always built. The CUDA sources
+The C++ sources (csrc/*.cpp: op schemas and shared argument checks, csrc/cpu/*.cpp: the CPU
+kernels) are always built. The CUDA sources
 (csrc/cuda/*.cu) are built too when torch has CUDA and a GPU is visible, or when
 FORCE_CUDA=1 (so CI compiles them on a machine without a GPU).
 
@@ -77,7 +78,7 @@ def _extension():
     rel = lambda pattern: sorted(  # noqa: E731  (paths relative to setup.py, as setuptools wants)
         os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern))
     )
-    sources = rel("csrc/ops.cpp") + rel("csrc/cpu/*.cpp")
+    sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
     cxx = ["-O3", "-fopenmp"]  # the C++ standard is torch's choice (C++20 for torch 2.14)
     define_macros = []
     include_dirs = [os.path.join(ROOT, "csrc")]

@@ -1,6 +1,7 @@
-// Kernel 1, fused augmentation + normalization: what the CPU and CUDA backends share.
+// Kernel 1, fused augmentation + normalization: the per-sample math the CPU and CUDA backends
+// (and bench/dev/augment_normalize.cu) share, free of ATen. The argument checks and the
+// output tensor are in augment_normalize_args.h.
 //
-// - the argument checks (TORCH_CHECK with torchvision-style messages) and output allocation;
 // - the per-sample geometry: the normalized output->input homography turned into pixel units;
 // - the per-sample lighting constants.
 //
@@ -21,16 +22,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define FCX_HD __host__ __device__ __forceinline__
-#else
-#define FCX_HD inline
-#endif
-
-#include <ATen/ATen.h>
-
-#include <string>
-#include <vector>
+#include "macros.h"
 
 namespace fastcore_ext {
 namespace augment {
@@ -45,9 +37,9 @@ constexpr float kLightRMax = float((1.0 - 1e-6) / 1e-6);
 
 // Output pixel (j, i) -> input pixel (ix, iy) = (Nx / D, Ny / D); see the file header.
 struct Geometry {
-  double ax, bx, cx;  // Nx = ax j + bx i + cx
-  double ay, by, cy;  // Ny
-  double aw, bw, cw;  // D
+  double ax, bx, cx;      // Nx = ax j + bx i + cx
+  double ay, by, cy;      // Ny
+  double aw, bw, cw;      // D
   double inv_ax, inv_ay;  // 1 / ax, 1 / ay (0 where ax, ay are 0)
   bool affine;            // D == 1
 };
@@ -84,7 +76,7 @@ enum class Light : int { None = 0, Identity = 1, Curve = 2 };
 
 struct LightParams {
   Light kind;
-  float c;    // contrast
+  float c;      // contrast
   float log2k;  // c * log2((1 - b) / b)
 };
 
@@ -101,103 +93,6 @@ FCX_HD LightParams make_light(float b, float c) {
     p.c = c;
     p.log2k = float(double(c) * ::log2((1.0 - double(b)) / double(b)));
   }
-  return p;
-}
-
-// ---- host side: argument checks and the output tensor ------------------------------------
-
-inline Mode parse_mode(const std::string& mode) {
-  if (mode == "bilinear") return Mode::Bilinear;
-  if (mode == "nearest") return Mode::Nearest;
-  TORCH_CHECK(false, "mode should be 'bilinear' or 'nearest', got '", mode, "'");
-}
-
-inline Pad parse_pad(const std::string& pad_mode) {
-  if (pad_mode == "zeros") return Pad::Zeros;
-  if (pad_mode == "border") return Pad::Border;
-  if (pad_mode == "reflection") return Pad::Reflection;
-  TORCH_CHECK(false, "pad_mode should be 'zeros', 'border' or 'reflection', got '", pad_mode,
-              "'");
-}
-
-struct Plan {
-  Mode mode;
-  Pad pad;
-  int64_t B, C, H, W, out_h, out_w;
-  float scale[3];     // no lighting: out = v * scale + shift, v the sampled value in [0, 255]
-  float shift[3];     //   (scale = 1 / (255 std), shift = -mean / std)
-  float inv_std[3];   // lighting: out = y * inv_std + shift, y in [0, 1]
-  at::Tensor matrices;  // contiguous float32 [B, 3, 3]
-  at::Tensor lighting;  // contiguous float32 [B, 2], or undefined
-  at::Tensor out;       // [B, C, out_h, out_w], allocated, every element to be written once
-};
-
-// Checks every argument (the Python wrapper checks them too, with Python exceptions) and
-// allocates the output on images' device.
-inline Plan make_plan(const at::Tensor& images, const at::Tensor& matrices, int64_t out_h,
-                      int64_t out_w, at::ArrayRef<double> mean, at::ArrayRef<double> std,
-                      const c10::optional<at::Tensor>& lighting, const std::string& mode,
-                      const std::string& pad_mode, at::ScalarType out_dtype, bool channels_last) {
-  TORCH_CHECK(images.dim() == 4, "images should be a 4d tensor [B, C, H, W], got ", images.dim(),
-              "D");
-  TORCH_CHECK(images.scalar_type() == at::kByte, "images should be uint8, got ",
-              images.scalar_type());
-  const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
-  TORCH_CHECK(C == 1 || C == 3, "images should have 1 or 3 channels, got ", C);
-  TORCH_CHECK(H > 0 && W > 0, "images should have a positive height and width, got ", H, "x", W);
-  TORCH_CHECK(out_h > 0 && out_w > 0, "size should be positive, got (", out_h, ", ", out_w, ")");
-  TORCH_CHECK(matrices.dim() == 3 && matrices.size(1) == 3 && matrices.size(2) == 3,
-              "matrices should be a [B, 3, 3] tensor, got ", matrices.sizes());
-  TORCH_CHECK(matrices.size(0) == B, "matrices should have one matrix per image (", B, "), got ",
-              matrices.size(0));
-  TORCH_CHECK(matrices.scalar_type() == at::kFloat, "matrices should be float32, got ",
-              matrices.scalar_type());
-  TORCH_CHECK(matrices.device() == images.device(),
-              "matrices should be on the device of images (", images.device(), "), got ",
-              matrices.device());
-  TORCH_CHECK(int64_t(mean.size()) == C, "mean should have one value per channel (", C, "), got ",
-              mean.size());
-  TORCH_CHECK(int64_t(std.size()) == C, "std should have one value per channel (", C, "), got ",
-              std.size());
-  for (int64_t c = 0; c < C; ++c) {
-    TORCH_CHECK(std[c] > 0 && std::isfinite(std[c]), "std should be positive and finite, got ",
-                std[c], " for channel ", c);
-    TORCH_CHECK(std::isfinite(mean[c]), "mean should be finite, got ", mean[c], " for channel ",
-                c);
-  }
-  TORCH_CHECK(out_dtype == at::kFloat || out_dtype == at::kHalf || out_dtype == at::kBFloat16,
-              "out_dtype should be float32, float16 or bfloat16, got ", out_dtype);
-  Plan p;
-  p.mode = parse_mode(mode);
-  p.pad = parse_pad(pad_mode);
-  if (lighting.has_value() && lighting->defined()) {
-    const at::Tensor& l = *lighting;
-    TORCH_CHECK(l.dim() == 2 && l.size(0) == B && l.size(1) == 2,
-                "lighting should be a [B, 2] tensor (brightness, contrast) with B = ", B,
-                ", got ", l.sizes());
-    TORCH_CHECK(l.scalar_type() == at::kFloat, "lighting should be float32, got ",
-                l.scalar_type());
-    TORCH_CHECK(l.device() == images.device(), "lighting should be on the device of images (",
-                images.device(), "), got ", l.device());
-    p.lighting = l.contiguous();
-  }
-  p.B = B;
-  p.C = C;
-  p.H = H;
-  p.W = W;
-  p.out_h = out_h;
-  p.out_w = out_w;
-  for (int64_t c = 0; c < 3; ++c) {
-    const double m = c < C ? mean[c] : 0.0, s = c < C ? std[c] : 1.0;
-    p.scale[c] = float(1.0 / (255.0 * s));
-    p.shift[c] = float(-m / s);
-    p.inv_std[c] = float(1.0 / s);
-  }
-  p.matrices = matrices.contiguous();
-  p.out = at::empty({B, C, out_h, out_w},
-                    images.options().dtype(out_dtype).memory_format(
-                        channels_last ? at::MemoryFormat::ChannelsLast
-                                      : at::MemoryFormat::Contiguous));
   return p;
 }
 

@@ -11,18 +11,13 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
-
 #include <math.h>
 
 #include <cstdint>
 #include <optional>
 #include <vector>
 
-#ifdef __CUDACC__
-#define FCE_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FCE_HOST_DEVICE inline
-#endif
+#include "macros.h"
 
 namespace fastcore_ext {
 namespace optim {
@@ -37,7 +32,7 @@ enum SchedIdx : int { kTotal = 0, kDiv, kDivFinal, kPctStart, kMom0, kMom1, kMom
 enum CounterIdx : int { kStep = 0, kTicket, kCounterLen };
 
 // fastai's SchedCos: start at t=0, end at t=1.
-FCE_HOST_DEVICE double sched_cos(double start, double end, double t) {
+FCX_HD double sched_cos(double start, double end, double t) {
   constexpr double kPi = 3.14159265358979323846;
   return start + (1.0 + cos(kPi * (1.0 - t))) * (end - start) / 2.0;
 }
@@ -50,7 +45,7 @@ struct LrMom {
 // The lr and momentum of one group at schedule step `step` (the k-th step, k from 0):
 // one_cycle(pos = min(k / total, 1)) when a schedule is set, else the group's own values.
 // fastcore_ext/schedule.py:one_cycle is the same function on the host.
-FCE_HOST_DEVICE LrMom group_lr_mom(const double* row, const double* sched, int64_t step) {
+FCX_HD LrMom group_lr_mom(const double* row, const double* sched, int64_t step) {
   const double total = sched[kTotal];
   if (!(total > 0.0)) return {row[kLr], row[kMom]};
   double pos = static_cast<double>(step) / total;
@@ -80,8 +75,7 @@ struct AdamScalars {
 };
 
 // `t` is the tensor's step count after this step (1 on its first step).
-FCE_HOST_DEVICE AdamScalars adam_scalars(const double* row, const LrMom& lm, double t,
-                                         float inv_scale) {
+FCX_HD AdamScalars adam_scalars(const double* row, const LrMom& lm, double t, float inv_scale) {
   const double sqr_mom = row[kSqrMom];
   const double bc1 = 1.0 - pow(lm.mom, t);
   const double bc2 = 1.0 - pow(sqr_mom, t);
@@ -105,7 +99,7 @@ struct SgdScalars {
   float inv_scale;
 };
 
-FCE_HOST_DEVICE SgdScalars sgd_scalars(const double* row, const LrMom& lm, float inv_scale) {
+FCX_HD SgdScalars sgd_scalars(const double* row, const LrMom& lm, float inv_scale) {
   SgdScalars s;
   s.decay = static_cast<float>(1.0 - lm.lr * row[kWd]);
   s.mom = static_cast<float>(lm.mom);
@@ -115,12 +109,12 @@ FCE_HOST_DEVICE SgdScalars sgd_scalars(const double* row, const LrMom& lm, float
 }
 
 // GradScaler's convention: inv_scale = float(1 / double(scale)).
-FCE_HOST_DEVICE float inverse_scale(const float* grad_scale) {
+FCX_HD float inverse_scale(const float* grad_scale) {
   return grad_scale ? static_cast<float>(1.0 / static_cast<double>(*grad_scale)) : 1.0f;
 }
 
 // One element of Adam. The vector loops repeat exactly these operations.
-FCE_HOST_DEVICE void adam_element(float& p, float g, float& m, float& v, const AdamScalars& s) {
+FCX_HD void adam_element(float& p, float g, float& m, float& v, const AdamScalars& s) {
   g = g * s.inv_scale;
   p = p * s.decay;
   m = fmaf(s.b1c, g - m, m);
@@ -130,22 +124,28 @@ FCE_HOST_DEVICE void adam_element(float& p, float g, float& m, float& v, const A
 }
 
 // One element of SGD (first step: buf is 0, so buf becomes grad exactly).
-FCE_HOST_DEVICE void sgd_element(float& p, float g, float& buf, const SgdScalars& s) {
+FCX_HD void sgd_element(float& p, float g, float& buf, const SgdScalars& s) {
   g = g * s.inv_scale;
   p = p * s.decay;
   buf = fmaf(s.mom, buf, g);
   p = fmaf(-s.lr, buf, p);
 }
 
-// Argument checks shared by both backends (defined in csrc/cpu/fused_optim.cpp): every condition
-// a caller can cause raises ValueError/TypeError naming the argument. `name` is the op name,
-// `steps` is null for SGD.
+// Argument checks and grad layout shared by both backends (defined in csrc/fused_optim.cpp): every
+// condition a caller can cause raises ValueError/TypeError naming the argument. `name` is the op
+// name, `steps` is null for SGD.
 void check_step_args(const char* name, at::TensorList params, at::TensorList grads,
                      const std::vector<at::TensorList>& states,
                      const std::vector<const char*>& state_names, const at::TensorList* steps,
                      c10::IntArrayRef groups, const at::Tensor& hyper, const at::Tensor& sched,
                      const at::Tensor& counter, const std::optional<at::Tensor>& grad_scale,
                      const std::optional<at::Tensor>& found_inf);
+
+// The kernels walk param, grad and state in memory order, so each grad needs its param's
+// strides. Returns the grads with every one strided otherwise (a transposed or channels_last grad
+// of a contiguous param, an expanded one) copied to its param's layout, or an empty vector when
+// all match (the usual step: no copy). Call after check_step_args.
+std::vector<at::Tensor> conformed_grads(at::TensorList params, at::TensorList grads);
 
 }  // namespace optim
 }  // namespace fastcore_ext

@@ -10,8 +10,8 @@
 // Importing fastcore_ext._C loads this library, whose static initializers register the ops.
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT, "_C", "fastcore_ext compiled kernels (ops under torch.ops.fastcore_ext)",
-      -1, nullptr};
+      PyModuleDef_HEAD_INIT, "_C",
+      "fastcore_ext compiled kernels (ops under torch.ops.fastcore_ext)", -1, nullptr};
   return PyModule_Create(&module_def);
 }
 
@@ -29,14 +29,16 @@ TORCH_LIBRARY(fastcore_ext, m) {
   // ---- Kernel 2: fused multi-tensor optimizer step with the one-cycle schedule ----
   // (csrc/fused_optim.h, csrc/*/fused_optim.*; spec: fastcore_ext/reference.py)
   // One step of every listed tensor: params float32/bfloat16/float16 (non-overlapping and
-  // dense), grads of the same dtype, sizes and strides (never written), float32 state of the
-  // same sizes and strides. groups[i] is the row of params[i] in hyper, float64 [G, 6] =
-  // (lr, mom, sqr_mom, eps, wd, lr_max); sched float64 [7] = (total_steps, div, div_final,
-  // pct_start, mom0, mom1, mom2), total_steps <= 0 meaning "no schedule"; counter int64 [2] =
-  // (schedule step, 0). With a schedule, each group's lr and mom are the one-cycle values at
-  // counter[0] / total_steps. grad_scale (float32, 1 element): grads are divided by it.
-  // found_inf (float32, 1 element) nonzero: nothing changes. Otherwise every steps[i] and
-  // counter[0] advance by one.
+  // dense), grads of the same dtype and sizes (never written; one strided unlike its param is
+  // copied to the param's layout first), float32 state of the params' sizes and strides. groups[i]
+  // is the row of params[i] in hyper, float64 [G, 6] = (lr, mom, sqr_mom, eps, wd, lr_max); sched
+  // float64 [7] = (total_steps, div, div_final, pct_start, mom0, mom1, mom2), total_steps <= 0
+  // meaning "no schedule"; counter int64 [2] = (schedule step, 0). With a schedule, each group's lr
+  // and mom are the one-cycle values at counter[0] / total_steps. grad_scale (float32, 1 element):
+  // grads are divided by it. counter[0] is the schedule position: it advances by one at every call
+  // (one training batch). found_inf (float32, 1 element) nonzero: nothing else changes (a skipped
+  // step). Otherwise every steps[i] (the update count of Adam's bias correction) advances by one
+  // too.
   m.def(
       "fused_adam_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
       "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] steps, int[] groups, Tensor hyper, Tensor sched, "

@@ -31,11 +31,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from fastcore_ext.checks import (
+    check_bool,
+    check_choice,
+    check_cpu_generator,
+    check_hw,
+    check_int,
+    check_prob,
+    check_real,
+)
 
 __all__ = [
     "AugmentSpec",
@@ -68,72 +77,6 @@ _WARP_PX, _WARP_X, _WARP_PY, _WARP_Y = 8, 9, 10, 11
 _BRIGHT_P, _BRIGHT, _CONTRAST_P, _CONTRAST = 12, 13, 14, 15
 _RRC = 16  # then RRC_ATTEMPTS groups of (scale, log-ratio, left, top)
 _N_DRAWS = _RRC + 4 * RRC_ATTEMPTS
-
-
-# ---- argument checks ----------------------------------------------------------------------
-
-
-def _check_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _check_prob(name: str, value: object) -> float:
-    value = _check_real(name, value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
-    return value
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_hw(name: str, value: object) -> tuple[int, int]:
-    """An int n (meaning (n, n)) or a pair (h, w) of positive ints -> (h, w)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        pair: tuple[object, ...] = (value, value)
-    elif isinstance(value, (tuple, list, torch.Size)) and len(value) == 2:
-        pair = tuple(value)
-    else:
-        raise TypeError(f"{name} must be an int or a pair (height, width) of ints, got {value!r}")
-    for v in pair:
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name} must hold positive ints (height, width), got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def _check_generator(generator: object) -> torch.Generator:
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            "generator must be a torch.Generator on the CPU (e.g. epoch_generator(seed, epoch)), "
-            f"got {type(generator).__name__}"
-        )
-    if generator.device.type != "cpu":
-        raise ValueError(
-            f"generator must live on the CPU (parameters are drawn there), got {generator.device}"
-        )
-    return generator
 
 
 # ---- the spec -----------------------------------------------------------------------------
@@ -198,40 +141,40 @@ class AugmentSpec:
     pad_mode: str = "reflection"
 
     def __post_init__(self) -> None:
-        _check_bool("do_flip", self.do_flip)
-        _check_bool("flip_vert", self.flip_vert)
-        max_rotate = _check_real("max_rotate", self.max_rotate)
+        check_bool("do_flip", self.do_flip)
+        check_bool("flip_vert", self.flip_vert)
+        max_rotate = check_real("max_rotate", self.max_rotate)
         if max_rotate < 0:
-            raise ValueError(f"max_rotate must be >= 0 degrees, got {max_rotate}")
-        min_zoom = _check_real("min_zoom", self.min_zoom)
-        max_zoom = _check_real("max_zoom", self.max_zoom)
+            raise ValueError(f"max_rotate should be >= 0 degrees, got {max_rotate}")
+        min_zoom = check_real("min_zoom", self.min_zoom)
+        max_zoom = check_real("max_zoom", self.max_zoom)
         if min_zoom <= 0:
-            raise ValueError(f"min_zoom must be > 0, got {min_zoom}")
+            raise ValueError(f"min_zoom should be > 0, got {min_zoom}")
         if max_zoom < min_zoom:
-            raise ValueError(f"max_zoom must be >= min_zoom ({min_zoom}), got {max_zoom}")
-        max_lighting = _check_real("max_lighting", self.max_lighting)
+            raise ValueError(f"max_zoom should be >= min_zoom ({min_zoom}), got {max_zoom}")
+        max_lighting = check_real("max_lighting", self.max_lighting)
         if not 0 <= max_lighting < 1:
-            raise ValueError(f"max_lighting must be in [0, 1), got {max_lighting}")
-        max_warp = _check_real("max_warp", self.max_warp)
+            raise ValueError(f"max_lighting should be in [0, 1), got {max_lighting}")
+        max_warp = check_real("max_warp", self.max_warp)
         if not 0 <= max_warp < MAX_WARP_LIMIT:
             raise ValueError(
-                f"max_warp must be in [0, {MAX_WARP_LIMIT:.6f}) (beyond, the warp sends a corner "
+                f"max_warp should be in [0, {MAX_WARP_LIMIT:.6f}) (beyond, the warp sends a corner "
                 f"of the output to infinity), got {max_warp}"
             )
-        p_affine = _check_prob("p_affine", self.p_affine)
-        p_lighting = _check_prob("p_lighting", self.p_lighting)
-        min_scale = _check_real("min_scale", self.min_scale)
+        p_affine = check_prob("p_affine", self.p_affine)
+        p_lighting = check_prob("p_lighting", self.p_lighting)
+        min_scale = check_real("min_scale", self.min_scale)
         if not 0 < min_scale <= 1:
-            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+            raise ValueError(f"min_scale should be in (0, 1], got {min_scale}")
         if not isinstance(self.ratio, (tuple, list)) or len(self.ratio) != 2:
-            raise TypeError(f"ratio must be a pair (low, high) of numbers, got {self.ratio!r}")
-        ratio = (_check_real("ratio[0]", self.ratio[0]), _check_real("ratio[1]", self.ratio[1]))
+            raise TypeError(f"ratio should be a pair (low, high) of numbers, got {self.ratio!r}")
+        ratio = (check_real("ratio[0]", self.ratio[0]), check_real("ratio[1]", self.ratio[1]))
         if not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio must be a pair 0 < low <= high, got {self.ratio!r}")
+            raise ValueError(f"ratio should be a pair 0 < low <= high, got {self.ratio!r}")
         if self.size is not None:
-            _check_hw("size", self.size)
-        _check_choice("mode", self.mode, MODES)
-        _check_choice("pad_mode", self.pad_mode, PAD_MODES)
+            check_hw("size", self.size)
+        check_choice("mode", self.mode, MODES)
+        check_choice("pad_mode", self.pad_mode, PAD_MODES)
         set_ = object.__setattr__  # normalized values (ints become floats, lists tuples)
         for name, value in (
             ("max_rotate", max_rotate),
@@ -344,8 +287,8 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     modulo 2**64; epoch must be >= 0.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-    _check_int("epoch", epoch, 0)
+        raise TypeError(f"seed should be an int, got {type(seed).__name__} {seed!r}")
+    check_int("epoch", epoch, 0)
     mixed = _splitmix64(_splitmix64(seed & _MASK64) ^ (epoch & _MASK64))
     generator = torch.Generator(device="cpu")
     generator.manual_seed(mixed)
@@ -407,9 +350,9 @@ def center_crop_matrices(
     Returns float32 Tensor[batch_size, 3, 3] (CPU), output -> input normalized coordinates,
     all rows equal: [[box_w/in_w, 0, 0], [0, box_h/in_h, 0], [0, 0, 1]].
     """
-    batch_size = _check_int("batch_size", batch_size, 0)
-    in_hw = _check_hw("in_hw", in_hw)
-    out_hw = _check_hw("out_hw", out_hw)
+    batch_size = check_int("batch_size", batch_size, 0)
+    in_hw = check_hw("in_hw", in_hw)
+    out_hw = check_hw("out_hw", out_hw)
     box_h, box_w = _center_box(in_hw, out_hw)
     matrix = np.diag([box_w / in_hw[1], box_h / in_hw[0], 1.0]).astype(np.float32)
     return torch.from_numpy(np.tile(matrix, (batch_size, 1, 1)))
@@ -572,11 +515,11 @@ def random_params(
     float64 and rounded to float32 once.
     """
     if not isinstance(spec, AugmentSpec):
-        raise TypeError(f"spec must be an AugmentSpec, got {type(spec).__name__}")
-    batch_size = _check_int("batch_size", batch_size, 0)
-    in_hw = _check_hw("in_hw", in_hw)
-    out_hw = _check_hw("out_hw", out_hw)
-    generator = _check_generator(generator)
+        raise TypeError(f"spec should be an AugmentSpec, got {type(spec).__name__}")
+    batch_size = check_int("batch_size", batch_size, 0)
+    in_hw = check_hw("in_hw", in_hw)
+    out_hw = check_hw("out_hw", out_hw)
+    generator = check_cpu_generator("generator", generator)
 
     u = torch.rand(batch_size, _N_DRAWS, generator=generator, dtype=torch.float64).numpy()
     augment = _flip(u, spec, out_hw) @ _rotation(u, spec, out_hw) @ _zoom(u, spec)
@@ -616,30 +559,30 @@ def augment_batch(
     spec.mode and spec.pad_mode; mean/std are per channel in [0, 1] units.
     """
     if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        raise TypeError(f"images should be a torch.Tensor, got {type(images).__name__}")
     if images.dim() != 4:
-        raise ValueError(f"images must be a 4D [B, C, H, W] tensor, got {images.dim()}D")
-    train = _check_bool("train", train)
+        raise ValueError(f"images should be a 4D [B, C, H, W] tensor, got {images.dim()}D")
+    train = check_bool("train", train)
     if spec is None:
         spec = AugmentSpec()
     elif not isinstance(spec, AugmentSpec):
         raise TypeError(
-            f"spec must be an AugmentSpec or None (aug_transforms(...) returns a list: pass its "
+            f"spec should be an AugmentSpec or None (aug_transforms(...) returns a list: pass its "
             f"element), got {type(spec).__name__}"
         )
     if size is None:
         if spec.size is None:
             raise ValueError(
-                "size must be given (an int or (height, width)) when spec.size is None"
+                "size should be given (an int or (height, width)) when spec.size is None"
             )
-        out_hw = _check_hw("spec.size", spec.size)
+        out_hw = check_hw("spec.size", spec.size)
     else:
-        out_hw = _check_hw("size", size)
-        if spec.size is not None and _check_hw("spec.size", spec.size) != out_hw:
+        out_hw = check_hw("size", size)
+        if spec.size is not None and check_hw("spec.size", spec.size) != out_hw:
             raise ValueError(f"size {size!r} disagrees with spec.size {spec.size!r}")
     batch_size, in_hw = images.shape[0], (images.shape[2], images.shape[3])
     if in_hw[0] <= 0 or in_hw[1] <= 0:
-        raise ValueError(f"images must have positive height and width, got {tuple(images.shape)}")
+        raise ValueError(f"images should have positive height and width, got {tuple(images.shape)}")
     if train:
         if generator is None:
             raise ValueError(

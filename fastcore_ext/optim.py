@@ -12,29 +12,31 @@ The kernels read every hyperparameter from device memory:
   rewrites it in place whenever a group's values changed on the host (so torch's lr
   schedulers, which write `group['lr']`, work when no device schedule is set).
 - `sched`, float64 [7]: the one-cycle schedule set by `set_one_cycle`, or "none".
-- `counter`, int64 [2]: the schedule step, advanced by the kernel itself after each step.
+- `counter`, int64 [2]: the schedule position, advanced by the kernel itself at each step.
 
 With a schedule set, step k uses lr and mom = `schedule.one_cycle(k / total_steps, lr_max)`
 for each group, computed by the kernel, with no host sync: a captured CUDA graph keeps
 following the schedule across replays. Under `torch.amp.GradScaler` the kernel divides the
-grads by the scale and skips the whole step (counters included) when inf/NaN was found.
+grads by the scale and skips the update when inf/NaN was found: params, state and Adam's step
+counts stay, while the schedule position advances (it counts training batches, as fastai's
+ParamScheduler does, also for a batch where no param has a grad).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 
 from fastcore_ext import ops
+from fastcore_ext.checks import check_number
 from fastcore_ext.schedule import check_one_cycle_args, one_cycle
 
 __all__ = ["Adam", "SGD"]
 
 _PARAM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_CHECKS = {  # group key -> (lowest allowed, excluded upper bound or None)
+_RANGES = {  # group key -> (lowest allowed, excluded upper bound or None): checks.check_number
     "lr": (0.0, None),
     "mom": (0.0, 1.0),
     "sqr_mom": (0.0, 1.0),
@@ -44,22 +46,6 @@ _CHECKS = {  # group key -> (lowest allowed, excluded upper bound or None)
 
 
 _TORCH_NAMES = {"weight_decay": "'wd'", "betas": "'mom' and 'sqr_mom'", "momentum": "'mom'"}
-
-
-def _check_value(key: str, value: Any, where: str = "") -> float:
-    """A group hyperparameter as a float, or ValueError/TypeError naming it."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{key}{where} should be a number, got {type(value).__name__}")
-    value = float(value)
-    low, high = _CHECKS[key]
-    if high is None:
-        if not (math.isfinite(value) and value >= low):
-            raise ValueError(f"{key}{where} should be a finite number >= {low}, got {value}")
-    elif not low <= value < high:
-        raise ValueError(f"{key}{where} should be in [{low}, {high}), got {value}")
-    return value
 
 
 def _is_dense(p: torch.Tensor) -> bool:
@@ -100,7 +86,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if params and all(isinstance(x, list) for x in params):
             params = [{"params": x} for x in params]  # fastai's form: one list per group
         for key, value in defaults.items():
-            defaults[key] = _check_value(key, value)
+            defaults[key] = check_number(key, value, *_RANGES[key])
         self._device: torch.device | None = None
         self._hyper: torch.Tensor | None = None
         self._hyper_raw: tuple | None = None  # the group values last written to _hyper
@@ -145,15 +131,15 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 )
             seen.add(id(p))
         for key in param_group:
-            if key in _CHECKS and key in self._keys:
-                param_group[key] = _check_value(key, param_group[key], where)
+            if key in _RANGES and key in self._keys:
+                param_group[key] = check_number(key + where, param_group[key], *_RANGES[key])
         for torch_name, ours in _TORCH_NAMES.items():
             if torch_name in param_group:
                 raise ValueError(
                     f"param_group{where} has torch's '{torch_name}': {type(self).__name__} "
                     f"takes fastai's name{'s' if ' ' in ours else ''} {ours}"
                 )
-        unknown = [k for k in param_group if k in _CHECKS and k not in self._keys]
+        unknown = [k for k in param_group if k in _RANGES and k not in self._keys]
         if unknown:
             raise ValueError(
                 f"param_group{where} has {unknown}, which {type(self).__name__} does not use "
@@ -207,7 +193,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
             return
         rows = []
         for gi, group in enumerate(self.param_groups):
-            values = {k: _check_value(k, group[k], f" (param group {gi})") for k in self._keys}
+            values = {
+                k: check_number(f"{k} (param group {gi})", group[k], *_RANGES[k])
+                for k in self._keys
+            }
             row = [values.get(col, 0.0) for col in ops.HYPER_COLS[:-1]]
             rows.append([*row, lr_max[gi] if lr_max else 0.0])
         if self._device.type == "cuda" and torch.cuda.is_current_stream_capturing():
@@ -287,7 +276,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 f"got {type(lr_max).__name__}"
             )
         for gi, lr in enumerate(lrs):
-            lrs[gi] = _check_value("lr", lr, f" (lr_max of param group {gi})")
+            lrs[gi] = check_number(f"lr (lr_max of param group {gi})", lr, *_RANGES["lr"])
         return lrs
 
     def clear_schedule(self) -> None:
@@ -306,8 +295,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     @property
     def schedule_step(self) -> int:
-        """The device step counter: steps taken (not skipped by AMP) since `set_one_cycle`
-        set it. Reading it waits for the device."""
+        """The schedule position: `step()` calls (training batches, skipped ones included)
+        since `set_one_cycle` set it. Reading it waits for the device."""
         return int(self._counter[0].item())
 
     def hypers_at(self, step: int) -> tuple[list[float], list[float]]:
@@ -349,10 +338,13 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One step of every param that has a grad (one fused kernel call).
+        """One step of every param that has a grad (one fused kernel call), one training batch.
 
-        Params whose grad is None are skipped (their state and step count stay); when no
-        param has a grad nothing happens, the schedule counter included.
+        Params whose grad is None are skipped (their state and step count stay). The schedule
+        position advances at every call, as fastai's ParamScheduler advances once per batch:
+        also when no param has a grad, and when GradScaler found inf/NaN (then nothing else
+        changes, Adam's step counts included). A sparse grad raises TypeError here, before the
+        op; a grad strided unlike its param is copied to the param's layout by the op.
         """
         loss = None
         if closure is not None:
@@ -365,6 +357,11 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 g = p.grad
                 if g is None:
                     continue
+                if g.layout is not torch.strided:
+                    raise TypeError(
+                        f"{type(self).__name__} does not support sparse gradients: a param of "
+                        f"group {gi} (shape {tuple(p.shape)}) has a {g.layout} grad"
+                    )
                 state = self.state[p]
                 if not state:
                     self._init_state(p, state)
@@ -372,38 +369,18 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 grads.append(g)
                 groups.append(gi)
                 states.append(state)
-        if not params:
-            return loss
         lists = [[s[k] for s in states] for k in self._state_keys]
-        rest = (groups, self._hyper, self._sched, self._counter, *self._amp_tensors())
-        try:
-            self._op(params, grads, *lists, *rest)
-        except (ValueError, TypeError, NotImplementedError):
-            # The op checks everything before it writes anything. Grads it cannot take as
-            # they are (sparse: an error; strides unlike the param's: a copy) are looked at
-            # only then, to keep the usual step free of per-tensor Python checks.
-            conformed = self._conformed_grads(params, grads, groups)
-            if conformed is None:
-                raise
-            self._op(params, conformed, *lists, *rest)
+        self._op(
+            params,
+            grads,
+            *lists,
+            groups,
+            self._hyper,
+            self._sched,
+            self._counter,
+            *self._amp_tensors(),
+        )
         return loss
-
-    def _conformed_grads(self, params, grads, groups) -> list[torch.Tensor] | None:
-        """The grads with each strided-unlike-its-param grad copied to its param's layout (the
-        kernel walks both in memory order), or None when none needed it; TypeError for a
-        sparse grad."""
-        out, changed = [], False
-        for p, g, gi in zip(params, grads, groups, strict=True):
-            if g.layout != torch.strided:
-                raise TypeError(
-                    f"{type(self).__name__} does not support sparse gradients: a param of "
-                    f"group {gi} (shape {tuple(p.shape)}) has a {g.layout} grad"
-                ) from None
-            if g.stride() != p.stride():
-                g = torch.empty_like(p).copy_(g)
-                changed = True
-            out.append(g)
-        return out if changed else None
 
     # ---- state_dict ---------------------------------------------------------------------
 

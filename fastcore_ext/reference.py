@@ -134,9 +134,11 @@ def fused_adam_reference(
         exp_avg = exp_avg + (1 - mom) * (grad - exp_avg)
         exp_avg_sq = sqr_mom * exp_avg_sq + (1 - sqr_mom) * grad**2
         p = p - lr / (1 - mom**t) * exp_avg / (sqrt(exp_avg_sq / (1 - sqr_mom**t)) + eps)
-    then steps[i] += 1 and counter[0] += 1; nothing at all when found_inf is nonzero.
+    then steps[i] += 1 and counter[0] += 1. When found_inf is nonzero, only counter[0] (the
+    schedule position, one per training batch) advances.
     """
     if found_inf is not None and found_inf.item() != 0:
+        counter[0] += 1
         return
     step = int(counter[0])
     scale = 1.0 if grad_scale is None else grad_scale.item()
@@ -169,9 +171,11 @@ def fused_sgd_reference(
     """What `ops.fused_sgd_` does, in float64, one tensor at a time (same arguments).
 
     For each tensor: grad = grad / grad_scale; p = p * (1 - lr * wd);
-    buf = mom * buf + grad; p = p - lr * buf. Then counter[0] += 1; nothing when found_inf.
+    buf = mom * buf + grad; p = p - lr * buf. Then counter[0] += 1, which alone happens when
+    found_inf is nonzero.
     """
     if found_inf is not None and found_inf.item() != 0:
+        counter[0] += 1
         return
     step = int(counter[0])
     scale = 1.0 if grad_scale is None else grad_scale.item()

@@ -68,17 +68,15 @@ def run_against_torch(device, ours_cls, torch_factory, set_torch_group, keys, re
     opt = ours_cls(ours_p)
     ref = torch_factory(ref_p)
     opt.set_one_cycle(TOTAL, [lr for _, lr, *_ in GROUPS])
-    taken = 0
     for k in range(20):
         stepped = set_grads(ours_p, ref_p, k, device)
-        for gi, group in enumerate(ref.param_groups):
-            lr, mom = one_cycle(taken / TOTAL, GROUPS[gi][1])
+        for gi, group in enumerate(ref.param_groups):  # batch k is at position k/TOTAL
+            lr, mom = one_cycle(k / TOTAL, GROUPS[gi][1])
             set_torch_group(group, lr, mom)
         before = [p.detach().clone() for ps in ours_p for p in ps]
         opt.step()
         ref.step()
-        taken += stepped
-        assert opt.schedule_step == taken
+        assert opt.schedule_step == k + 1  # one per batch, the all-None batch included
         for pa, pb in zip(ours_p, ref_p, strict=True):
             for a, b in zip(pa, pb, strict=True):
                 torch.testing.assert_close(a, b)
@@ -158,14 +156,72 @@ def test_torch_lr_scheduler_drives_group_lr(device):
     assert opt.schedule_step == 8  # the counter counts steps even without a device schedule
 
 
-def test_all_none_grads_change_nothing(device):
+def test_all_none_grads_advance_only_the_schedule_position(device):
     (ps,) = make_params(device)[:1]
     opt = Adam(ps)
     opt.set_one_cycle(10, 1e-3, start_step=3)
     before = [p.detach().clone() for p in ps]
     opt.step()
     assert all(torch.equal(a, b) for a, b in zip(ps, before, strict=True))
-    assert len(opt.state) == 0 and opt.schedule_step == 3
+    assert len(opt.state) == 0 and opt.schedule_step == 4
+
+
+def test_lr_of_every_batch_is_the_one_cycle_value(device):
+    """The lr each batch's update used, read back from the update (SGD without momentum or
+    weight decay from p = 0 with grad 1: p becomes -lr), equals schedule.one_cycle(k / total)
+    at batch k, also after batches that GradScaler skipped (found_inf) and batches without any
+    grad: the schedule position advances once per batch, as fastai's ParamScheduler."""
+    p = torch.zeros(3, device=device, requires_grad=True)
+    opt = SGD([p], mom=0.0, wd=0.0)
+    total, lr_max = 12, 1e-2
+    opt.set_one_cycle(total, lr_max, moms=(0.0, 0.0, 0.0))
+    skipped_by_scaler, without_grads = {2, 3, 7}, {5, 10}
+    for k in range(total + 2):  # past the end: the final value holds
+        with torch.no_grad():
+            p.zero_()
+        p.grad = None if k in without_grads else torch.ones_like(p)
+        if k in skipped_by_scaler:
+            opt.found_inf = torch.ones((), device=device)
+        opt.step()
+        opt.found_inf = None
+        if k in skipped_by_scaler or k in without_grads:
+            assert torch.equal(p, torch.zeros_like(p)), k
+        else:
+            expected = one_cycle(k / total, lr_max, moms=(0.0, 0.0, 0.0))[0]
+            torch.testing.assert_close(-p.detach(), torch.full_like(p, expected))
+        assert opt.schedule_step == k + 1
+
+
+def test_found_inf_leaves_adam_state_and_step_counts(device):
+    """Through the optimizer: a step GradScaler skipped changes no param and no state tensor
+    (Adam's bias-correction step included) and advances the schedule position; the next
+    steps equal those of an optimizer that saw only the other batches at the same positions."""
+    groups = make_params(device)
+    twin_groups = clone_params(groups)
+    opt = Adam([{"params": ps} for ps in groups])
+    twin = Adam([{"params": ps} for ps in twin_groups])
+    for o in (opt, twin):
+        o.set_one_cycle(TOTAL, [lr for _, lr, *_ in GROUPS])
+    for k in range(6):
+        set_grads(groups, twin_groups, 5, device)  # (5: every param has a grad)
+        if k == 2:
+            before = [t.clone() for p in sum(groups, []) for t in (p, *opt.state[p].values())]
+            opt.found_inf = torch.ones((), device=device)
+            opt.step()
+            opt.found_inf = None
+            after = [t for p in sum(groups, []) for t in (p, *opt.state[p].values())]
+            assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+            for p in sum(twin_groups, []):  # the twin sees the batch without grads
+                p.grad = None
+        else:
+            opt.step()
+        twin.step()
+        assert opt.schedule_step == twin.schedule_step == k + 1
+        for a, b in zip(sum(groups, []), sum(twin_groups, []), strict=True):
+            assert torch.equal(a, b)
+            for key, value in opt.state[a].items():
+                assert torch.equal(value, twin.state[b][key])
+    assert float(opt.state[groups[0][0]]["step"]) == 5.0  # 6 batches, one skipped
 
 
 def zero_size_lists(device, n_before=3):
@@ -313,7 +369,7 @@ def test_steps_reuse_every_buffer(device, cls):
 
 
 @pytest.mark.parametrize("algo", ["adam", "sgd"])
-def test_found_inf_changes_nothing(device, algo):
+def test_found_inf_advances_only_the_schedule_position(device, algo):
     params, grads = zero_size_lists(device)
     args = adam_args(params, grads, [ROW], [0] * len(params), SCHED, step=2)
     if algo == "sgd":
@@ -321,9 +377,11 @@ def test_found_inf_changes_nothing(device, algo):
     op = ops.fused_adam_ if algo == "adam" else ops.fused_sgd_
     before = clone_args(args)
     op(*args, None, torch.ones(1, device=device))
-    assert_args_close(args, before, rtol=0, atol=0)
+    # params, state and Adam's step counts unchanged; the counter is the last argument
+    assert_args_close(args[:-1], before[:-1], rtol=0, atol=0)
+    assert args[-1].tolist() == [3, 0]
     op(*args, None, torch.zeros(1, device=device))  # found_inf = 0: a normal step
-    assert int(args[-1][0]) == 3
+    assert args[-1].tolist() == [4, 0]
 
 
 def test_grad_scale_divides_the_grads(device):
@@ -356,21 +414,20 @@ def test_grad_scaler_cpu_end_to_end():
             state = copy.deepcopy(opt.state_dict())
         scaler.step(opt)
         scaler.update()
-        if k == 2:
+        if k == 2:  # nothing changed, but the schedule position counts the batch
             assert all(torch.equal(a, b) for a, b in zip(sum(ours_p, []), before, strict=True))
-            assert opt.schedule_step == 2
+            assert opt.schedule_step == 3
             after = opt.state_dict()
             for pid, st in state["state"].items():
                 for key, value in st.items():
                     assert torch.equal(value, after["state"][pid][key])
-            continue
-        for p, q in zip(sum(ours_p, []), sum(ref_p, []), strict=True):
-            q.grad = None if p.grad is None else p.grad / scaler.get_scale()
+        for p, q in zip(sum(ours_p, []), sum(ref_p, []), strict=True):  # k == 2: no grads
+            q.grad = None if p.grad is None or k == 2 else p.grad / scaler.get_scale()
         ref.step()
         for p, q in zip(sum(ours_p, []), sum(ref_p, []), strict=True):
             assert torch.equal(p, q)
     assert scaler.get_scale() == 2.0**11  # the overflow halved it
-    assert opt.schedule_step == 4 and not hasattr(opt, "found_inf")
+    assert opt.schedule_step == ref.schedule_step == 5 and not hasattr(opt, "found_inf")
 
 
 @pytest.mark.parametrize("cls", [Adam, SGD])
@@ -389,7 +446,7 @@ def test_state_dict_mid_cycle_resumes_exactly(device, cls):
     resumed_groups = saved["params"]
     resumed = cls([{"params": ps, "lr": 0.5} for ps in resumed_groups])
     resumed.load_state_dict(saved["opt"])
-    assert resumed.schedule_step == opt.schedule_step == 4
+    assert resumed.schedule_step == opt.schedule_step == 5
     assert resumed.one_cycle == opt.one_cycle
     assert resumed.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     for k in range(5, 15):
@@ -723,6 +780,46 @@ def test_load_state_dict_errors():
     with pytest.raises(ValueError, match="lacks the tensor 'exp_avg'"):
         fresh.load_state_dict(sd)
     assert len(fresh.state) == 0  # nothing loaded
+
+
+@pytest.mark.parametrize("cls", [Adam, SGD])
+def test_no_step_relies_on_a_cpp_exception(monkeypatch, cls):
+    """A C++ exception crashed the process on one toolchain, so no step may need one: grads
+    strided unlike their params (a transposed grad, a channels_last grad of a contiguous param)
+    take one op call that steps them like contiguous grads; a sparse grad raises in Python
+    before the op."""
+    name = "fused_adam_" if cls is Adam else "fused_sgd_"
+    calls = []
+    real = getattr(ops, name)
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(ops, name, spy)
+    w = torch.randn(4, 6, requires_grad=True)
+    conv = torch.randn(2, 3, 4, 5, requires_grad=True)
+    twin_w, twin_conv = w.detach().clone(), conv.detach().clone()
+    opt, twin = cls([w, conv]), cls([twin_w, twin_conv])
+    for _ in range(2):
+        w.grad = torch.randn(6, 4).t()
+        conv.grad = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+        twin_w.grad, twin_conv.grad = w.grad.contiguous(), conv.grad.contiguous()
+        n = len(calls)
+        opt.step()
+        assert len(calls) == n + 1
+        twin.step()
+    assert torch.equal(w, twin_w) and torch.equal(conv, twin_conv)
+    for a, b in ((w, twin_w), (conv, twin_conv)):
+        for key, value in opt.state[a].items():
+            assert torch.equal(value, twin.state[b][key])
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = cls(emb.parameters())
+    emb(torch.tensor([1, 2])).sum().backward()
+    n = len(calls)
+    with pytest.raises(TypeError, match="sparse gradients"):
+        opt.step()
+    assert len(calls) == n
 
 
 def test_step_time_errors():

@@ -7,8 +7,9 @@
 // (8 output pixels per vector; the taps of a pixel come from one 8-byte load per input row,
 // spread into channel vectors with byte shuffles: cheaper than AVX2 gathers on Zen 3) and
 // portably (one pixel at a time); the AVX2 build runs when the CPU has those and the input
-// offsets of a sample fit in int32. The environment variable FASTCORE_EXT_AUGMENT_CPU=portable|avx2|auto (read on every
-// call) forces one of them, for tests and comparisons.
+// offsets of a sample fit in int32. The environment variable
+// FASTCORE_EXT_AUGMENT_CPU=portable|avx2|auto (read on every call) forces one of them, for tests
+// and comparisons.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -17,8 +18,9 @@
 #include <limits>
 #include <vector>
 
-#include "augment_normalize.h"
+#include "augment_normalize_args.h"
 #include "cpu/augment_normalize_simd.h"
+#include "cpu/cpu_features.h"
 
 namespace fastcore_ext {
 namespace augment {
@@ -46,7 +48,7 @@ using Ops = ScalarOps;
 #include "cpu/augment_normalize_rows.h"
 }  // namespace portable
 
-#if FCX_HAVE_AVX2_PATH
+#if FCX_X86_SIMD
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
@@ -62,12 +64,6 @@ using Ops = Avx2Ops;
 #else
 #pragma GCC pop_options
 #endif
-
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
 #endif
 
 enum class Path { Auto, Avx2, Portable };
@@ -79,17 +75,18 @@ Path requested_path() {
   if (v == "auto") return Path::Auto;
   if (v == "avx2") return Path::Avx2;
   if (v == "portable") return Path::Portable;
-  TORCH_CHECK(false, "FASTCORE_EXT_AUGMENT_CPU should be 'auto', 'avx2' or 'portable', got '", v,
-              "'");
+  TORCH_CHECK_VALUE(false, "FASTCORE_EXT_AUGMENT_CPU should be 'auto', 'avx2' or 'portable', got '",
+                    v, "'");
 }
 
 at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& matrices,
                                  int64_t out_h, int64_t out_w, at::ArrayRef<double> mean,
-                                 at::ArrayRef<double> std, const c10::optional<at::Tensor>& lighting,
-                                 c10::string_view mode, c10::string_view pad_mode,
-                                 at::ScalarType out_dtype, bool channels_last) {
-  TORCH_CHECK(images.device().is_cpu(), "images should be a CPU tensor here, got ",
-              images.device());
+                                 at::ArrayRef<double> std,
+                                 const c10::optional<at::Tensor>& lighting, c10::string_view mode,
+                                 c10::string_view pad_mode, at::ScalarType out_dtype,
+                                 bool channels_last) {
+  TORCH_INTERNAL_ASSERT(images.device().is_cpu(), "dispatched to the CPU kernel with ",
+                        images.device());
   Plan plan = make_plan(images, matrices, out_h, out_w, mean, std, lighting, std::string(mode),
                         std::string(pad_mode), out_dtype, channels_last);
   const int64_t B = plan.B, C = plan.C, H = plan.H, W = plan.W;
@@ -112,7 +109,7 @@ at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& mat
   TORCH_INTERNAL_ASSERT(job.out_sW == 1 || (C == 3 && job.out_sW == 3 && job.out_sC == 1));
   // The AVX2 load layout (see Load) and the byte positions it takes out of each word.
   std::memset(job.masks, 0, sizeof job.masks);
-#if FCX_HAVE_AVX2_PATH
+#if FCX_X86_SIMD
   const int64_t chan_span = (C - 1) * sC;  // byte of the last channel, from the first
   auto mask = [&](int k, int64_t k1, int64_t k2) {
     Avx2Ops::shuffle_mask(int(k1), int(k2), job.masks[k]);
@@ -151,12 +148,7 @@ at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& mat
     s.safe = sample_extent - 1 <= s.src.lim8;
     s.geo = make_geometry(m + 9 * b, H, W, out_h, out_w);
     if (l != nullptr) {
-      TORCH_CHECK_VALUE(l[2 * b] > 0.0f && l[2 * b] < 1.0f,
-                        "lighting brightness (column 0) should be in (0, 1), got ", l[2 * b],
-                        " for image ", b);
-      TORCH_CHECK_VALUE(l[2 * b + 1] > 0.0f && std::isfinite(l[2 * b + 1]),
-                        "lighting contrast (column 1) should be positive and finite, got ",
-                        l[2 * b + 1], " for image ", b);
+      check_lighting_values(l + 2 * b, b);
       s.light = make_light(l[2 * b], l[2 * b + 1]);
     } else {
       s.light = LightParams{Light::None, 1.0f, 0.0f};
@@ -164,8 +156,8 @@ at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& mat
   }
 
   bool use_avx2 = false;
-#if FCX_HAVE_AVX2_PATH
-  const bool avx2_possible = cpu_has_avx2() && extent >= 8 &&
+#if FCX_X86_SIMD
+  const bool avx2_possible = fastcore_ext::cpu::has_avx2_fma_f16c() && extent >= 8 &&
                              sample_extent + 8 <= std::numeric_limits<int32_t>::max();
 #else
   const bool avx2_possible = false;
@@ -175,10 +167,11 @@ at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& mat
       use_avx2 = avx2_possible;
       break;
     case Path::Avx2:
-      TORCH_CHECK(avx2_possible,
-                  "FASTCORE_EXT_AUGMENT_CPU=avx2 but the AVX2 path cannot run here (it needs a "
-                  "CPU with AVX2, FMA and F16C, at least 8 bytes of images and in-sample offsets "
-                  "below 2^31)");
+      TORCH_CHECK_VALUE(
+          avx2_possible,
+          "FASTCORE_EXT_AUGMENT_CPU=avx2 but the AVX2 path cannot run here (it needs a "
+          "CPU with AVX2, FMA and F16C, at least 8 bytes of images and in-sample offsets "
+          "below 2^31)");
       use_avx2 = true;
       break;
     case Path::Portable:
@@ -189,7 +182,7 @@ at::Tensor augment_normalize_cpu(const at::Tensor& images, const at::Tensor& mat
   const int64_t rows = B * out_h;
   const int64_t grain = std::max<int64_t>(1, 16384 / (out_w * C));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-#if FCX_HAVE_AVX2_PATH
+#if FCX_X86_SIMD
     if (use_avx2) {
       avx2::run(job, begin, end);
       return;

@@ -144,7 +144,7 @@ inline void sample_span(const SampleSource& src, const RowCoords& rc, int64_t j_
       }
     }
   } else {
-    constexpr int kChunk = 16;  // vectors per phase
+    constexpr int kChunk = 16;                             // vectors per phase
     alignas(32) typename Ops::IdxMem off[4][kChunk * kW];  // tl, tr, bl, br
     alignas(32) float wgt[4][kChunk * kW];                 // nw, ne, sw, se
     for (int64_t c0 = j_begin; c0 < j_end; c0 += kChunk * kW) {
@@ -258,8 +258,7 @@ inline F exp2_clamped(F z) {
   const F a = Ops::fmadd(Ops::set1(0.6931210160255432f), f, Ops::set1(1.0000001192092896f));
   const F b = Ops::fmadd(Ops::set1(0.055922023952007294f), f, Ops::set1(0.2402186542749405f));
   const F p = Ops::fmadd(Ops::set1(0.00968569703400135f), f4, Ops::fmadd(b, f2, a));
-  const F scale =
-      Ops::from_bits(Ops::template sll<23>(Ops::iadd(Ops::to_int(n), Ops::iset1(127))));
+  const F scale = Ops::from_bits(Ops::template sll<23>(Ops::iadd(Ops::to_int(n), Ops::iset1(127))));
   return Ops::mul(p, scale);
 }
 
@@ -385,11 +384,17 @@ void run_rows(const Job& job, int64_t begin, int64_t end) {
     const bool cl3 = p.C == 3 && job.out_sW == 3;
 #define FCX_FINISH(CH, IL, LIGHT) \
   finish_row<CH, OutT, IL, LIGHT>(buf.data(), buf_stride, p.out_w, p, s.light, row, job.out_sC)
-#define FCX_FINISH_LIGHT(CH, IL)                                      \
-  switch (s.light.kind) {                                             \
-    case Light::None: FCX_FINISH(CH, IL, Light::None); break;         \
-    case Light::Identity: FCX_FINISH(CH, IL, Light::Identity); break; \
-    case Light::Curve: FCX_FINISH(CH, IL, Light::Curve); break;       \
+#define FCX_FINISH_LIGHT(CH, IL)           \
+  switch (s.light.kind) {                  \
+    case Light::None:                      \
+      FCX_FINISH(CH, IL, Light::None);     \
+      break;                               \
+    case Light::Identity:                  \
+      FCX_FINISH(CH, IL, Light::Identity); \
+      break;                               \
+    case Light::Curve:                     \
+      FCX_FINISH(CH, IL, Light::Curve);    \
+      break;                               \
   }
     if (p.C == 1) {
       FCX_FINISH_LIGHT(1, false)

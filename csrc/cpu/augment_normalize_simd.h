@@ -18,12 +18,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FCX_HAVE_AVX2_PATH 1
-#include <immintrin.h>
-#else
-#define FCX_HAVE_AVX2_PATH 0
-#endif
+#include "cpu/cpu_features.h"
 
 namespace fastcore_ext {
 namespace augment {
@@ -139,8 +134,8 @@ struct ScalarOps {
   static void interleave3(F&, F&, F&) {}
 };
 
-#if FCX_HAVE_AVX2_PATH
-#define FCX_AVX2_TARGET __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+#if FCX_X86_SIMD
+#define FCX_AVX2_TARGET FCX_TARGET_AVX2 __attribute__((always_inline)) inline
 
 // Int32 offsets: used only when every in-sample offset fits (checked by the caller).
 struct Avx2Ops {
@@ -359,7 +354,7 @@ struct Avx2Ops {
     c = _mm256_blend_ps(_mm256_blend_ps(pa, pb, 0x49), pc, 0x92);
   }
 };
-#endif  // FCX_HAVE_AVX2_PATH
+#endif  // FCX_X86_SIMD
 
 }  // namespace cpu
 }  // namespace augment

@@ -12,112 +12,10 @@
 #include <algorithm>
 #include <atomic>
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define FCE_X86 1
-#endif
+#include "cpu/cpu_features.h"
 
 namespace fastcore_ext {
 namespace optim {
-
-void check_step_args(const char* name, at::TensorList params, at::TensorList grads,
-                     const std::vector<at::TensorList>& states,
-                     const std::vector<const char*>& state_names, const at::TensorList* steps,
-                     c10::IntArrayRef groups, const at::Tensor& hyper, const at::Tensor& sched,
-                     const at::Tensor& counter, const std::optional<at::Tensor>& grad_scale,
-                     const std::optional<at::Tensor>& found_inf) {
-  const int64_t n = static_cast<int64_t>(params.size());
-  TORCH_CHECK_VALUE(static_cast<int64_t>(grads.size()) == n, name, ": grads should have ", n,
-                    " tensors (one per param), got ", grads.size());
-  for (size_t k = 0; k < states.size(); ++k) {
-    TORCH_CHECK_VALUE(static_cast<int64_t>(states[k].size()) == n, name, ": ", state_names[k],
-                      " should have ", n, " tensors (one per param), got ", states[k].size());
-  }
-  if (steps) {
-    TORCH_CHECK_VALUE(static_cast<int64_t>(steps->size()) == n, name, ": steps should have ", n,
-                      " tensors (one per param), got ", steps->size());
-  }
-  TORCH_CHECK_VALUE(static_cast<int64_t>(groups.size()) == n, name, ": groups should have ", n,
-                    " entries (one per param), got ", groups.size());
-  TORCH_CHECK_TYPE(hyper.scalar_type() == at::kDouble, name, ": hyper should be float64, got ",
-                   hyper.scalar_type());
-  TORCH_CHECK_VALUE(hyper.dim() == 2 && hyper.size(1) == kHyperCols && hyper.is_contiguous(),
-                    name, ": hyper should be a contiguous [groups, ", int(kHyperCols),
-                    "] tensor, got shape ", hyper.sizes());
-  TORCH_CHECK_TYPE(sched.scalar_type() == at::kDouble, name, ": sched should be float64, got ",
-                   sched.scalar_type());
-  TORCH_CHECK_VALUE(sched.dim() == 1 && sched.size(0) == kSchedLen && sched.is_contiguous(),
-                    name, ": sched should be a contiguous [", int(kSchedLen),
-                    "] tensor, got shape ", sched.sizes());
-  TORCH_CHECK_TYPE(counter.scalar_type() == at::kLong, name, ": counter should be int64, got ",
-                   counter.scalar_type());
-  TORCH_CHECK_VALUE(
-      counter.dim() == 1 && counter.size(0) == kCounterLen && counter.is_contiguous(), name,
-      ": counter should be a contiguous [", int(kCounterLen), "] tensor, got shape ",
-      counter.sizes());
-  const auto device = hyper.device();
-  TORCH_CHECK_VALUE(sched.device() == device && counter.device() == device, name,
-                    ": hyper, sched and counter should be on one device, got ", device, ", ",
-                    sched.device(), " and ", counter.device());
-  const std::pair<const std::optional<at::Tensor>*, const char*> scalars[] = {
-      {&grad_scale, "grad_scale"}, {&found_inf, "found_inf"}};
-  for (const auto& [opt, what] : scalars) {
-    if (!opt->has_value()) continue;
-    const at::Tensor& t = opt->value();
-    TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, name, ": ", what, " should be float32, got ",
-                     t.scalar_type());
-    TORCH_CHECK_VALUE(t.numel() == 1, name, ": ", what, " should have one element, got ",
-                      t.numel());
-    TORCH_CHECK_VALUE(t.device() == device, name, ": ", what, " should be on ", device, ", got ",
-                      t.device());
-  }
-  const int64_t num_groups = hyper.size(0);
-  for (int64_t i = 0; i < n; ++i) {
-    const at::Tensor& p = params[i];
-    const at::Tensor& g = grads[i];
-    TORCH_CHECK_TYPE(p.layout() == at::kStrided, name, ": params[", i,
-                     "] should be a dense (strided) tensor, got layout ", p.layout());
-    TORCH_CHECK_TYPE(g.layout() == at::kStrided, name, ": grads[", i,
-                     "] should be dense (strided), got layout ", g.layout(),
-                     " (sparse gradients are not supported)");
-    const auto dt = p.scalar_type();
-    TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf, name,
-                     ": params[", i, "] should be float32, bfloat16 or float16, got ", dt);
-    TORCH_CHECK_TYPE(g.scalar_type() == dt, name, ": grads[", i,
-                     "] should have its param's dtype ", dt, ", got ", g.scalar_type());
-    TORCH_CHECK_VALUE(p.device() == device && g.device() == device, name, ": params[", i,
-                      "] and grads[", i, "] should be on ", device, ", got ", p.device(), " and ",
-                      g.device());
-    TORCH_CHECK_VALUE(p.is_non_overlapping_and_dense(), name, ": params[", i,
-                      "] should be non-overlapping and dense (contiguous, channels_last, "
-                      "transposed...), got sizes ",
-                      p.sizes(), " and strides ", p.strides());
-    TORCH_CHECK_VALUE(g.sizes() == p.sizes() && g.strides() == p.strides(), name, ": grads[", i,
-                      "] should have its param's sizes ", p.sizes(), " and strides ",
-                      p.strides(), ", got ", g.sizes(), " and ", g.strides());
-    for (size_t k = 0; k < states.size(); ++k) {
-      const at::Tensor& s = states[k][i];
-      TORCH_CHECK_TYPE(s.scalar_type() == at::kFloat, name, ": ", state_names[k], "[", i,
-                       "] should be float32, got ", s.scalar_type());
-      TORCH_CHECK_VALUE(s.device() == device, name, ": ", state_names[k], "[", i,
-                        "] should be on ", device, ", got ", s.device());
-      TORCH_CHECK_VALUE(s.sizes() == p.sizes() && s.strides() == p.strides(), name, ": ",
-                        state_names[k], "[", i, "] should have its param's sizes ", p.sizes(),
-                        " and strides ", p.strides(), ", got ", s.sizes(), " and ",
-                        s.strides());
-    }
-    if (steps) {
-      const at::Tensor& st = (*steps)[i];
-      TORCH_CHECK_TYPE(st.scalar_type() == at::kFloat, name, ": steps[", i,
-                       "] should be float32, got ", st.scalar_type());
-      TORCH_CHECK_VALUE(st.numel() == 1 && st.device() == device, name, ": steps[", i,
-                        "] should be one element on ", device, ", got ", st.numel(),
-                        " elements on ", st.device());
-    }
-    TORCH_CHECK_VALUE(groups[i] >= 0 && groups[i] < num_groups, name, ": groups[", i,
-                      "] should be in [0, ", num_groups, "), got ", groups[i]);
-  }
-}
 
 namespace {
 
@@ -145,24 +43,23 @@ void sgd_scalar(P* p, const P* g, float* buf, int64_t n, const SgdScalars& s) {
   }
 }
 
-#ifdef FCE_X86
-#define FCE_AVX2 __attribute__((target("avx2,fma,f16c")))
+#if FCX_X86_SIMD
 
-FCE_AVX2 inline __m256 load8(const float* x) { return _mm256_loadu_ps(x); }
-FCE_AVX2 inline __m256 load8(const c10::BFloat16* x) {
+FCX_TARGET_AVX2 inline __m256 load8(const float* x) { return _mm256_loadu_ps(x); }
+FCX_TARGET_AVX2 inline __m256 load8(const c10::BFloat16* x) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-FCE_AVX2 inline __m256 load8(const c10::Half* x) {
+FCX_TARGET_AVX2 inline __m256 load8(const c10::Half* x) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
 }
-FCE_AVX2 inline void store8(float* x, __m256 v) { _mm256_storeu_ps(x, v); }
-FCE_AVX2 inline void store8(c10::Half* x, __m256 v) {
+FCX_TARGET_AVX2 inline void store8(float* x, __m256 v) { _mm256_storeu_ps(x, v); }
+FCX_TARGET_AVX2 inline void store8(c10::Half* x, __m256 v) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(x),
                    _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 // Round to nearest even, NaN to 0x7FC0: c10::BFloat16's conversion, 8 at a time.
-FCE_AVX2 inline void store8(c10::BFloat16* x, __m256 v) {
+FCX_TARGET_AVX2 inline void store8(c10::BFloat16* x, __m256 v) {
   const __m256i bits = _mm256_castps_si256(v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
   __m256i r = _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
@@ -175,7 +72,8 @@ FCE_AVX2 inline void store8(c10::BFloat16* x, __m256 v) {
 }
 
 template <typename P>
-FCE_AVX2 void adam_avx2(P* p, const P* g, float* m, float* v, int64_t n, const AdamScalars& s) {
+FCX_TARGET_AVX2 void adam_avx2(P* p, const P* g, float* m, float* v, int64_t n,
+                               const AdamScalars& s) {
   const __m256 inv = _mm256_set1_ps(s.inv_scale), decay = _mm256_set1_ps(s.decay);
   const __m256 b1c = _mm256_set1_ps(s.b1c), b2 = _mm256_set1_ps(s.b2);
   const __m256 b2c = _mm256_set1_ps(s.b2c), rbc2 = _mm256_set1_ps(s.rbc2);
@@ -198,7 +96,7 @@ FCE_AVX2 void adam_avx2(P* p, const P* g, float* m, float* v, int64_t n, const A
 }
 
 template <typename P>
-FCE_AVX2 void sgd_avx2(P* p, const P* g, float* buf, int64_t n, const SgdScalars& s) {
+FCX_TARGET_AVX2 void sgd_avx2(P* p, const P* g, float* buf, int64_t n, const SgdScalars& s) {
   const __m256 inv = _mm256_set1_ps(s.inv_scale), decay = _mm256_set1_ps(s.decay);
   const __m256 mom = _mm256_set1_ps(s.mom), lr = _mm256_set1_ps(s.lr);
   int64_t i = 0;
@@ -212,13 +110,7 @@ FCE_AVX2 void sgd_avx2(P* p, const P* g, float* buf, int64_t n, const SgdScalars
   }
   sgd_scalar(p + i, g + i, buf + i, n - i, s);
 }
-
-bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                         __builtin_cpu_supports("f16c");
-  return ok;
-}
-#endif  // FCE_X86
+#endif  // FCX_X86_SIMD
 
 // ---- the two algorithms, as the driver below sees them ----
 
@@ -227,8 +119,8 @@ struct Adam {
   static constexpr int kStates = 2;
   template <typename P>
   static void run(P* p, const P* g, float* const* s, int64_t n, const Scalars& sc) {
-#ifdef FCE_X86
-    if (cpu_has_avx2_fma()) return adam_avx2(p, g, s[0], s[1], n, sc);
+#if FCX_X86_SIMD
+    if (fastcore_ext::cpu::has_avx2_fma_f16c()) return adam_avx2(p, g, s[0], s[1], n, sc);
 #endif
     adam_scalar(p, g, s[0], s[1], n, sc);
   }
@@ -239,8 +131,8 @@ struct Sgd {
   static constexpr int kStates = 1;
   template <typename P>
   static void run(P* p, const P* g, float* const* s, int64_t n, const Scalars& sc) {
-#ifdef FCE_X86
-    if (cpu_has_avx2_fma()) return sgd_avx2(p, g, s[0], n, sc);
+#if FCX_X86_SIMD
+    if (fastcore_ext::cpu::has_avx2_fma_f16c()) return sgd_avx2(p, g, s[0], n, sc);
 #endif
     sgd_scalar(p, g, s[0], n, sc);
   }
@@ -263,14 +155,14 @@ void run_range(const Item<Algo>& it, int64_t lo, int64_t hi) {
   for (int k = 0; k < Algo::kStates; ++k) s[k] = it.s[k] + lo;
   switch (it.dtype) {
     case at::kFloat:
-      return Algo::run(static_cast<float*>(it.p) + lo, static_cast<const float*>(it.g) + lo, s,
-                       n, it.sc);
+      return Algo::run(static_cast<float*>(it.p) + lo, static_cast<const float*>(it.g) + lo, s, n,
+                       it.sc);
     case at::kBFloat16:
       return Algo::run(static_cast<c10::BFloat16*>(it.p) + lo,
                        static_cast<const c10::BFloat16*>(it.g) + lo, s, n, it.sc);
     case at::kHalf:
-      return Algo::run(static_cast<c10::Half*>(it.p) + lo,
-                       static_cast<const c10::Half*>(it.g) + lo, s, n, it.sc);
+      return Algo::run(static_cast<c10::Half*>(it.p) + lo, static_cast<const c10::Half*>(it.g) + lo,
+                       s, n, it.sc);
     default:
       TORCH_INTERNAL_ASSERT(false, "dtype checked in check_step_args");
   }
@@ -306,8 +198,7 @@ void run_all(const std::vector<Item<Algo>>& items) {
 }
 
 // The groups' lr and mom at the current schedule step.
-std::vector<LrMom> groups_lr_mom(const at::Tensor& hyper, const at::Tensor& sched,
-                                 int64_t step) {
+std::vector<LrMom> groups_lr_mom(const at::Tensor& hyper, const at::Tensor& sched, int64_t step) {
   const double* h = hyper.data_ptr<double>();
   const double* sc = sched.data_ptr<double>();
   std::vector<LrMom> out(hyper.size(0));
@@ -317,23 +208,29 @@ std::vector<LrMom> groups_lr_mom(const at::Tensor& hyper, const at::Tensor& sche
   return out;
 }
 
-bool skip_step(const std::optional<at::Tensor>& found_inf) {
-  return found_inf.has_value() && *found_inf->data_ptr<float>() != 0.0f;
+// GradScaler found inf/NaN: no param or state changes, the tensors' step counts stay (as torch's
+// fused AdamW reverts its own), and the schedule position advances: it counts training batches.
+bool skipped_step(const std::optional<at::Tensor>& found_inf, const at::Tensor& counter) {
+  if (!found_inf.has_value() || *found_inf->data_ptr<float>() == 0.0f) return false;
+  counter.data_ptr<int64_t>()[kStep] += 1;
+  return true;
 }
 
 float inv_scale_of(const std::optional<at::Tensor>& grad_scale) {
   return inverse_scale(grad_scale.has_value() ? grad_scale->data_ptr<float>() : nullptr);
 }
 
-void fused_adam_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+void fused_adam_cpu(at::TensorList params, at::TensorList grads_in, at::TensorList exp_avgs,
                     at::TensorList exp_avg_sqs, at::TensorList steps, c10::IntArrayRef groups,
                     const at::Tensor& hyper, const at::Tensor& sched, const at::Tensor& counter,
                     const std::optional<at::Tensor>& grad_scale,
                     const std::optional<at::Tensor>& found_inf) {
-  check_step_args("fused_adam_", params, grads, {exp_avgs, exp_avg_sqs},
+  check_step_args("fused_adam_", params, grads_in, {exp_avgs, exp_avg_sqs},
                   {"exp_avgs", "exp_avg_sqs"}, &steps, groups, hyper, sched, counter, grad_scale,
                   found_inf);
-  if (skip_step(found_inf)) return;
+  if (skipped_step(found_inf, counter)) return;
+  const std::vector<at::Tensor> conformed = conformed_grads(params, grads_in);
+  const at::TensorList grads = conformed.empty() ? grads_in : at::TensorList(conformed);
   int64_t* count = counter.data_ptr<int64_t>();
   const std::vector<LrMom> lm = groups_lr_mom(hyper, sched, count[kStep]);
   const float inv_scale = inv_scale_of(grad_scale);
@@ -354,13 +251,15 @@ void fused_adam_cpu(at::TensorList params, at::TensorList grads, at::TensorList 
   count[kStep] += 1;
 }
 
-void fused_sgd_cpu(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers,
+void fused_sgd_cpu(at::TensorList params, at::TensorList grads_in, at::TensorList momentum_buffers,
                    c10::IntArrayRef groups, const at::Tensor& hyper, const at::Tensor& sched,
                    const at::Tensor& counter, const std::optional<at::Tensor>& grad_scale,
                    const std::optional<at::Tensor>& found_inf) {
-  check_step_args("fused_sgd_", params, grads, {momentum_buffers}, {"momentum_buffers"}, nullptr,
+  check_step_args("fused_sgd_", params, grads_in, {momentum_buffers}, {"momentum_buffers"}, nullptr,
                   groups, hyper, sched, counter, grad_scale, found_inf);
-  if (skip_step(found_inf)) return;
+  if (skipped_step(found_inf, counter)) return;
+  const std::vector<at::Tensor> conformed = conformed_grads(params, grads_in);
+  const at::TensorList grads = conformed.empty() ? grads_in : at::TensorList(conformed);
   int64_t* count = counter.data_ptr<int64_t>();
   const std::vector<LrMom> lm = groups_lr_mom(hyper, sched, count[kStep]);
   const float inv_scale = inv_scale_of(grad_scale);

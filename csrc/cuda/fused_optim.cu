@@ -11,9 +11,8 @@
 //
 // The counters advance once every block has read them: each block takes a ticket
 // (counter[kTicket]) after its last chunk, and the block that takes the last ticket increments
-// the per-tensor steps and the schedule step, then resets the ticket to 0.
-#include "fused_optim.h"
-
+// the per-tensor steps and the schedule step, then resets the ticket to 0. A step skipped by
+// GradScaler (found_inf) advances the schedule step only.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -22,6 +21,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+
+#include "fused_optim.h"
 
 namespace fastcore_ext {
 namespace optim {
@@ -65,8 +66,8 @@ __device__ __forceinline__ void load4(const P* x, float (&r)[4]) {
 // Explicit 16/8-byte stores: written as plain assignments, nvcc 13 split some of them into
 // 4-byte stores (seen in the SASS); __stwb gives STG.128.STRONG.SM, the PTX below plain STG.128.
 __device__ __forceinline__ void store4(float* x, const float (&r)[4]) {
-  asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(x), "f"(r[0]), "f"(r[1]),
-               "f"(r[2]), "f"(r[3])
+  asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(x), "f"(r[0]), "f"(r[1]), "f"(r[2]),
+               "f"(r[3])
                : "memory");
 }
 template <typename P>
@@ -183,9 +184,14 @@ __device__ int find_tensor(const LaunchList& tl, int32_t c) {
 template <class Op>
 __global__ void __launch_bounds__(kThreads)
     fused_step_kernel(const __grid_constant__ LaunchList tl, const double* __restrict__ hyper,
-                      const double* __restrict__ sched, int64_t* counter,
-                      const float* grad_scale, const float* found_inf, bool advance) {
-  if (found_inf != nullptr && *found_inf != 0.0f) return;  // every block: nothing changes
+                      const double* __restrict__ sched, int64_t* counter, const float* grad_scale,
+                      const float* found_inf, bool advance) {
+  if (found_inf != nullptr && *found_inf != 0.0f) {
+    // GradScaler found inf/NaN: nothing changes (the tensors' step counts included), but the
+    // schedule position counts the batch. No block reads counter[kStep] on this path.
+    if (advance && blockIdx.x == 0 && threadIdx.x == 0) counter[kStep] += 1;
+    return;
+  }
   __shared__ typename Op::Scalars sh_sc;
   __shared__ bool sh_last;
   // Block b takes the contiguous chunks [b * per_block, (b + 1) * per_block): consecutive
@@ -295,33 +301,36 @@ void launch_all(at::TensorList params, at::TensorList grads, at::TensorList s0,
     const int64_t per_block = std::max<int64_t>(1, (chunks + max_blocks - 1) / max_blocks);
     const unsigned blocks =
         static_cast<unsigned>(std::max<int64_t>(1, (chunks + per_block - 1) / per_block));
-    fused_step_kernel<Op><<<blocks, kThreads, 0, stream>>>(
-        tl, hyper.data_ptr<double>(), sched.data_ptr<double>(), counter.data_ptr<int64_t>(),
-        scale, inf, advance);
+    fused_step_kernel<Op>
+        <<<blocks, kThreads, 0, stream>>>(tl, hyper.data_ptr<double>(), sched.data_ptr<double>(),
+                                          counter.data_ptr<int64_t>(), scale, inf, advance);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     first += count;
   } while (first < n);
 }
 
-void fused_adam_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+void fused_adam_cuda(at::TensorList params, at::TensorList grads_in, at::TensorList exp_avgs,
                      at::TensorList exp_avg_sqs, at::TensorList steps, c10::IntArrayRef groups,
                      const at::Tensor& hyper, const at::Tensor& sched, const at::Tensor& counter,
                      const std::optional<at::Tensor>& grad_scale,
                      const std::optional<at::Tensor>& found_inf) {
-  check_step_args("fused_adam_", params, grads, {exp_avgs, exp_avg_sqs},
+  check_step_args("fused_adam_", params, grads_in, {exp_avgs, exp_avg_sqs},
                   {"exp_avgs", "exp_avg_sqs"}, &steps, groups, hyper, sched, counter, grad_scale,
                   found_inf);
-  launch_all<AdamOp>(params, grads, exp_avgs, &exp_avg_sqs, &steps, groups, hyper, sched,
-                     counter, grad_scale, found_inf);
+  const std::vector<at::Tensor> conformed = conformed_grads(params, grads_in);
+  const at::TensorList grads = conformed.empty() ? grads_in : at::TensorList(conformed);
+  launch_all<AdamOp>(params, grads, exp_avgs, &exp_avg_sqs, &steps, groups, hyper, sched, counter,
+                     grad_scale, found_inf);
 }
 
-void fused_sgd_cuda(at::TensorList params, at::TensorList grads,
-                    at::TensorList momentum_buffers, c10::IntArrayRef groups,
-                    const at::Tensor& hyper, const at::Tensor& sched, const at::Tensor& counter,
-                    const std::optional<at::Tensor>& grad_scale,
+void fused_sgd_cuda(at::TensorList params, at::TensorList grads_in, at::TensorList momentum_buffers,
+                    c10::IntArrayRef groups, const at::Tensor& hyper, const at::Tensor& sched,
+                    const at::Tensor& counter, const std::optional<at::Tensor>& grad_scale,
                     const std::optional<at::Tensor>& found_inf) {
-  check_step_args("fused_sgd_", params, grads, {momentum_buffers}, {"momentum_buffers"}, nullptr,
+  check_step_args("fused_sgd_", params, grads_in, {momentum_buffers}, {"momentum_buffers"}, nullptr,
                   groups, hyper, sched, counter, grad_scale, found_inf);
+  const std::vector<at::Tensor> conformed = conformed_grads(params, grads_in);
+  const at::TensorList grads = conformed.empty() ? grads_in : at::TensorList(conformed);
   launch_all<SgdOp>(params, grads, momentum_buffers, nullptr, nullptr, groups, hyper, sched,
                     counter, grad_scale, found_inf);
 }

@@ -85,8 +85,7 @@ class MixedPrecision(Callback):
         learn = self.learn
         self.scaler.step(learn.opt)
         self.scaler.update()
-        counter = getattr(learn.opt, "schedule_step", None)
-        learn._sched_step = int(counter) if counter is not None else learn._sched_step + 1
+        learn._sched_step += 1  # the schedule advances on a skipped step too, as on the device
         raise CancelStepException
 
     def __repr__(self) -> str:

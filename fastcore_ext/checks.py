@@ -1,0 +1,160 @@
+"""Checks of user input shared by the public wrappers (layer 0: imports only torch).
+
+Every check raises `TypeError` for a value of the wrong kind and `ValueError` for a value of
+the right kind out of its range, with one spelling: "<name> should be ..., got ...". The C++
+guards of the same rules (csrc/augment_normalize.h, csrc/fused_optim.cpp) use the same words,
+so a wrong call reads the same through `fastcore_ext.ops` and through `torch.ops.fastcore_ext`.
+Numbers in messages use the `g` format, as C++ streams print them (0.2, 1e-07, nan, inf).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from numbers import Real
+
+import torch
+
+__all__ = [
+    "alternatives",
+    "check_bool",
+    "check_choice",
+    "check_cpu_generator",
+    "check_hw",
+    "check_int",
+    "check_number",
+    "check_per_channel",
+    "check_prob",
+    "check_real",
+    "check_tensor",
+    "int_or_none",
+]
+
+
+def alternatives(choices: Sequence[str]) -> str:
+    """ "'a' or 'b'", "'a', 'b' or 'c'": the choices as a message names them."""
+    quoted = [f"'{c}'" for c in choices]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def int_or_none(value: object) -> int | None:
+    """value as an int (Python or numpy integers), None for anything else (bool included)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def check_real(name: str, value: object) -> float:
+    """A finite real number (not a bool) as a float."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} should be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} should be finite, got {value:g}")
+    return value
+
+
+def check_prob(name: str, value: object) -> float:
+    """A probability in [0, 1] as a float."""
+    value = check_real(name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} should be a probability in [0, 1], got {value:g}")
+    return value
+
+
+def check_number(name: str, value: object, low: float, high: float | None = None) -> float:
+    """A number in [low, high) (high None: finite and >= low) as a float; a one-element
+    floating tensor is read as its value."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} should be a number, got {type(value).__name__}")
+    value = float(value)
+    if high is None:
+        if not (math.isfinite(value) and value >= low):
+            raise ValueError(f"{name} should be a finite number >= {low:g}, got {value:g}")
+    elif not low <= value < high:
+        raise ValueError(f"{name} should be in [{low:g}, {high:g}), got {value:g}")
+    return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} should be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """An int (not a bool) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} should be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} should be >= {minimum}, got {value}")
+    return value
+
+
+def check_hw(name: str, value: object) -> tuple[int, int]:
+    """An int n (meaning (n, n)) or a pair (height, width) of ints, both positive -> (h, w)."""
+    one = int_or_none(value)
+    if one is not None:
+        hw = (one, one)
+    elif (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and None not in map(int_or_none, value)
+    ):
+        hw = (int_or_none(value[0]), int_or_none(value[1]))
+    else:
+        raise TypeError(f"{name} should be an int or a pair (height, width) of ints, got {value!r}")
+    if hw[0] <= 0 or hw[1] <= 0:
+        raise ValueError(f"{name} should be positive, got ({hw[0]}, {hw[1]})")
+    return hw
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} should be {alternatives(choices)}, got {value!r}")
+    return value
+
+
+def check_tensor(name: str, value: object) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} should be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_per_channel(name: str, values: object, channels: int) -> list[float]:
+    """One float per channel (a sequence or a 1d tensor) as a list; finiteness is the
+    caller's rule."""
+    if isinstance(values, torch.Tensor):
+        values = values.tolist()
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise TypeError(f"{name} should be a sequence of {channels} floats, got {values!r}")
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} should be a sequence of {channels} floats, got {values!r}"
+        ) from None
+    if len(out) != channels:
+        raise ValueError(f"{name} should have one value per channel ({channels}), got {len(out)}")
+    return out
+
+
+def check_cpu_generator(name: str, value: object) -> torch.Generator:
+    """A torch.Generator on the CPU (random parameters are drawn there)."""
+    if not isinstance(value, torch.Generator):
+        raise TypeError(
+            f"{name} should be a torch.Generator on the CPU (e.g. epoch_generator(seed, epoch)), "
+            f"got {type(value).__name__}"
+        )
+    if value.device.type != "cpu":
+        raise ValueError(
+            f"{name} should live on the CPU (parameters are drawn there), got {value.device}"
+        )
+    return value
