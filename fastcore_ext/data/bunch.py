@@ -495,9 +495,9 @@ class ImageDataBunch:
         self, rows: int = 3, figsize: tuple[float, float] = (7, 6), ds_type: str = "train"
     ) -> Figure:
         """A rows x rows grid of one batch (augmented as training sees it for 'train'),
-        denormalized, each titled with its class. Returns the matplotlib Figure; with a
-        non-interactive matplotlib backend also saved as ``path/plots/show_batch_<ds_type>.png``
-        (see fastcore_ext.plots)."""
+        denormalized, each titled with its class. Returns the matplotlib Figure; outside a
+        notebook also saved as ``<plot dir>/show_batch_<ds_type>.png`` (see
+        fastcore_ext.plots), never inside the data set."""
         from fastcore_ext.plots import check_figsize, finish
 
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
@@ -513,7 +513,7 @@ class ImageDataBunch:
             if k < len(imgs):
                 ax.imshow(imgs[k])
                 ax.set_title(self.classes[int(y[k])], fontsize=fontsize)
-        return finish(fig, f"show_batch_{ds_type}", self.path)
+        return finish(fig, f"show_batch_{ds_type}")
 
     def preprocess(self, items: ImageSource | Sequence[ImageSource]) -> torch.Tensor:
         """The validation transform of raw items (paths, PIL images, uint8 arrays/tensors; one
