@@ -4,10 +4,11 @@
     python examples/lesson1.py            # the embedded demo dataset, on a CPU in minutes
     python examples/lesson1.py --pets     # Oxford-IIIT Pets (downloads 800 MB: needs network)
     python examples/lesson1.py --fast     # a tiny run that checks the flow (seconds; tests)
+    python examples/lesson1.py --images DIR   # your own Pets-style files: <class>_<number>.jpg
 
-Every plot is written as a PNG under --out/plots (default ./lesson1_run/plots); checkpoints
-go to <data path>/models as in fastai. Pretrained ImageNet weights are used when
-torchvision's cache has them (or, with --pets, when they can be downloaded); otherwise the
+Every plot is written as a PNG under ./plots (--out DIR: under DIR/plots), never into the
+data set; checkpoints go to <data path>/models as in fastai. Pretrained ImageNet weights are
+used when torchvision's cache has them (or, with --pets, when they can be downloaded); otherwise the
 model starts from scratch (`pretrained=False`, as the notes' "too few epochs" example does)
 and the script says so.
 """
@@ -15,7 +16,6 @@ and the script says so.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from fastcore_ext.model_builder import pretrained_weights_cached  # noqa: E402
+from fastcore_ext.plots import set_plot_dir  # noqa: E402
 from fastcore_ext.vision import *  # noqa: E402, F403  (the lesson's public API)
 
 # Per dataset: image size, batch size, architecture, epochs of each fit, lr_find iterations,
@@ -42,14 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--pets", action="store_true", help="Oxford-IIIT Pets (needs network)")
     which.add_argument("--fast", action="store_true", help="a tiny run (for tests)")
-    parser.add_argument("--out", default="lesson1_run", help="folder of the plots")
+    parser.add_argument("--out", help="plots go to OUT/plots (default: ./plots)")
+    parser.add_argument("--images", help="a folder of Pets-style files: <class>_<number>.jpg")
     args = parser.parse_args(argv)
     kind = "pets" if args.pets else "fast" if args.fast else "demo"
     cfg = SETTINGS[kind]
-    os.environ.setdefault("FASTCORE_EXT_PLOTS", str(Path(args.out) / "plots"))
+    if args.out is not None:
+        set_plot_dir(Path(args.out) / "plots")
 
     # ---- Looking at the data -----------------------------------------------------------------
-    if kind == "pets":
+    if args.images is not None:
+        path = path_img = Path(args.images)
+    elif kind == "pets":
         path = untar_data(URLs.PETS)
         path_img = path / "images"
     else:  # the demo dataset's files are named like the pets': <class>_<number>.jpg

@@ -293,7 +293,7 @@ class ClassificationInterpretation:
             ax.set_title("\n".join(titles[cell]), fontsize=fontsize)
         fig.suptitle("prediction / actual\nloss / probability of actual", fontsize=fontsize + 1)
         name = "top_losses" if largest else "top_losses_smallest"
-        return finish(fig, name, getattr(self.learn, "path", None))
+        return finish(fig, name)
 
     def plot_confusion_matrix(
         self,
@@ -367,7 +367,7 @@ class ClassificationInterpretation:
         ax.set_title(title, fontsize=12)
         name = "confusion_matrix" + ("_normalized" if normalize else "")
         name += f"_top{n}" if top is not None else ""
-        return finish(fig, name, getattr(self.learn, "path", None))
+        return finish(fig, name)
 
     # ---- helpers -------------------------------------------------------------------------
     def _check_k(self, k: int | None) -> int:

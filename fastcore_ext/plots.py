@@ -1,20 +1,22 @@
-"""What every plot of fastcore_ext does last: lay the figure out, save it when nothing can
+"""What every plot of fastcore_ext does last: lay the figure out, save it when nothing will
 show it, and return it.
 
 Plots are built on `matplotlib.figure.Figure` objects, never through pyplot's global state,
-so they neither pop up windows nor pile up in pyplot's registry. In a notebook the returned
-Figure is displayed by IPython. When the matplotlib backend is non-interactive (Agg, PDF,
-SVG, ...: a script, a terminal without display, CI), the Figure is also written as a PNG,
-``<folder>/plots/<name>.png``, where folder is the learner's `path` (the bunch's `path` for
-show_batch): the file is written to a temporary name in the same folder and renamed, so a
-crash never leaves a half-written PNG, and its path is printed the first time this process
-writes it (re-drawing the same plot overwrites it silently).
+so they neither pop up windows nor pile up in pyplot's registry.
 
-In a distributed run only rank 0 saves. The environment variable ``FASTCORE_EXT_PLOTS``
-overrides this: a folder puts every saved
-plot there instead, and ``0`` / ``off`` / ``none`` turns saving off. A program that saves
-each figure itself (the lesson pipeline) turns the automatic saving off for a block with
-``with autosave(False):``.
+- In a Jupyter notebook the returned Figure is displayed by IPython (inline PNG) and nothing
+  is written.
+- Anywhere else (a script, a terminal, CI) the Figure is also written as
+  ``<plot dir>/<name>.png``. The plot dir is, first to apply: the folder given to
+  `set_plot_dir`, the environment variable ``FASTCORE_EXT_PLOTS``, else ``plots`` in the
+  working directory. Never a folder of the data set: a PNG left among the images would be
+  listed as one by `get_image_files` on the next run. ``set_plot_dir(False)`` or
+  ``FASTCORE_EXT_PLOTS=off`` (``0`` / ``none`` too) turns saving off. The first save of the
+  process into a folder prints one line saying where; the file is written to a temporary
+  name in the same folder and renamed, so a crash never leaves a half-written PNG.
+
+A program that saves each figure itself (the lesson pipeline) turns the automatic saving
+off for a block with ``with autosave(False):``. In a distributed run only rank 0 saves.
 """
 
 from __future__ import annotations
@@ -27,24 +29,37 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import matplotlib
 from matplotlib.figure import Figure
 
 from fastcore_ext.ranks import is_main_process
 
-__all__ = ["autosave", "check_figsize", "finish", "is_interactive", "plots_folder", "save_png"]
+__all__ = [
+    "autosave",
+    "check_figsize",
+    "finish",
+    "in_notebook",
+    "plot_dir",
+    "save_png",
+    "set_plot_dir",
+]
 
 PLOTS_ENV = "FASTCORE_EXT_PLOTS"
+DEFAULT_DIR = "plots"
 _OFF = {"0", "off", "none", "false", "no"}
-_NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 _announced: set[Path] = set()
 _autosave = True  # see autosave()
+_chosen: list[Path | bool] = []  # what set_plot_dir was last given (empty: never called)
 
 
-def is_interactive() -> bool:
-    """True when the current matplotlib backend can display figures (a GUI toolkit, or a
-    notebook's inline backend); False for the file-only backends (Agg, PDF, SVG, ...)."""
-    return matplotlib.get_backend().lower() not in _NON_INTERACTIVE
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython over ZMQ), where a returned Figure is shown
+    inline; False in a script, a terminal (IPython included) or CI."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 @contextlib.contextmanager
@@ -61,13 +76,29 @@ def autosave(enabled: bool) -> Iterator[None]:
         _autosave = previous
 
 
-def plots_folder(root: str | os.PathLike | None) -> Path | None:
-    """Where plots of an object whose files live under `root` are saved: root/'plots',
-    or the folder named by FASTCORE_EXT_PLOTS; None when saving is off or root is None."""
+def set_plot_dir(folder: str | os.PathLike | bool | None) -> None:
+    """Where scripts save plots from now on: a folder (relative ones are resolved against the
+    working directory at each save), False to save nothing, None to go back to the
+    default (``FASTCORE_EXT_PLOTS``, else ``./plots``)."""
+    if folder is None:
+        _chosen.clear()
+    elif folder is False:
+        _chosen[:] = [False]
+    elif isinstance(folder, str | os.PathLike) and str(folder).strip():
+        _chosen[:] = [Path(folder).expanduser()]
+    else:
+        raise TypeError(f"folder should be a path, False or None, got {folder!r}")
+
+
+def plot_dir() -> Path | None:
+    """The folder scripts save plots in (see the module docstring); None when saving is off."""
+    if _chosen:
+        chosen = _chosen[0]
+        return None if chosen is False else Path(chosen)
     env = os.environ.get(PLOTS_ENV)
     if env is not None and env.strip():
-        return None if env.strip().lower() in _OFF else Path(env)
-    return None if root is None else Path(root) / "plots"
+        return None if env.strip().lower() in _OFF else Path(env.strip()).expanduser()
+    return Path(DEFAULT_DIR)
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:
@@ -111,26 +142,25 @@ def _file_name(name: str) -> str:
     return f"{safe}.png"
 
 
-def finish(fig: Figure, name: str, root: str | os.PathLike | None) -> Figure:
+def finish(fig: Figure, name: str) -> Figure:
     """Last step of every plot: tight layout (unless the figure has a layout engine of its
-    own); with a non-interactive backend, save it as ``plots_folder(root)/<name>.png``
-    (atomic; the path printed once per file and process). Returns `fig`.
+    own); outside a notebook, save it as ``plot_dir()/<name>.png`` (atomic; the first save
+    into a folder prints where). Returns `fig`.
 
     name: what the plot shows, e.g. 'lr_find', 'confusion_matrix' (characters other than
-    letters, digits, '_', '-', '.' become '_'). root: the learner's or bunch's path, or None
-    (never saved)."""
+    letters, digits, '_', '-', '.' become '_')."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig should be a matplotlib Figure, got {type(fig).__name__}")
     file_name = _file_name(name)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
 
-    folder = plots_folder(root)
-    if not _autosave or folder is None or is_interactive() or not is_main_process():
+    folder = plot_dir()
+    if not _autosave or folder is None or in_notebook() or not is_main_process():
         return fig
     path = save_png(fig, folder / file_name)
-    key = path.resolve()
+    key = path.parent.resolve()
     if key not in _announced:
         _announced.add(key)
-        print(f"Saved plot {path}", file=sys.stdout)
+        print(f"Plots are saved in {key} (fastcore_ext.plots.set_plot_dir to change)")
     return fig

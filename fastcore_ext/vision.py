@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt  # a script without a display gets Agg (matplotlib's fallback)
+import numpy as np
 import torch
 import torchvision.models as models
 from torch import nn
+from torch.nn import functional as F
 from torchvision.models import WeightsEnum
 
 from fastcore_ext.augment import aug_transforms, get_transforms
@@ -36,6 +40,7 @@ from fastcore_ext.data import (
     demo_dataset,
     get_image_files,
     imagenet_stats,
+    open_image,
     untar_data,
     verify_images,
 )
@@ -59,13 +64,16 @@ from fastcore_ext.optim import SGD, Adam
 # (untar_data, URLs, get_image_files, ImageDataBunch, get_transforms, imagenet_stats,
 # create_cnn, models, error_rate, ClassificationInterpretation, doc, Path), fastai v2's
 # spellings (ImageDataLoaders, Resize, Normalize, aug_transforms, vision_learner), and the
-# rest a training script needs (load_learner, callbacks, optimizers, metrics, the demo data).
+# rest a training script needs (load_learner, callbacks, optimizers, metrics, the demo data),
+# and what fastai v1's star import also gave the notebooks: np, plt, torch, nn, F, partial,
+# open_image.
 __all__ = [
     "Adam",
     "CSVLogger",
     "ClassificationInterpretation",
     "DEMO_CLASSES",
     "EarlyStoppingCallback",
+    "F",
     "ImageDataBunch",
     "ImageDataLoaders",
     "Learner",
@@ -91,6 +99,10 @@ __all__ = [
     "load_learner",
     "models",
     "nn",
+    "np",
+    "open_image",
+    "partial",
+    "plt",
     "set_seed",
     "top_k_accuracy",
     "torch",

@@ -28,6 +28,16 @@ def _isolated_home(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("fastcore_ext_home")
     mp.setenv("FASTCORE_EXT_HOME", str(home))
+    mp.setenv("FASTCORE_EXT_PLOTS", str(home / "plots"))  # not ./plots in the repository
     mp.delenv("FASTCORE_EXT_DATA", raising=False)
     yield home
     mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _default_plot_dir():
+    """A test (or a script it runs in-process) that calls set_plot_dir affects only itself."""
+    yield
+    from fastcore_ext.plots import set_plot_dir
+
+    set_plot_dir(None)

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding 
 
 
 @pytest.fixture(autouse=True)
-def _plots_under_learn_path(monkeypatch):
+def _plots_in_tmp_cwd(monkeypatch, tmp_path):
+    """Plots go to ./plots: each test runs in its tmp_path."""
     monkeypatch.delenv(PLOTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 class FixedLogits(nn.Module):

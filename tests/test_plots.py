@@ -1,13 +1,13 @@
-"""Every plot returns its Figure and, with the Agg backend of the tests, writes a PNG of
-figsize x dpi pixels that is not blank, under <path>/plots; the shared helper's saving is
-atomic, announced once per file, and off with an interactive backend or FASTCORE_EXT_PLOTS."""
+"""Every plot returns its Figure and, outside a notebook, writes a PNG of figsize x dpi pixels
+that is not blank, under ./plots (or the folder set_plot_dir / FASTCORE_EXT_PLOTS names),
+never under the learner's or the bunch's path; the shared helper's saving is atomic, says
+where once, and is off inside a Jupyter kernel or when asked."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -28,8 +28,10 @@ MIN_INK = 1e-3  # fraction of the pixels that the plotted data itself changes
 
 
 @pytest.fixture(autouse=True)
-def _plots_under_path(monkeypatch):
+def _plots_in_tmp_cwd(monkeypatch, tmp_path):
+    """Each test runs in its own working directory with the default plot dir."""
     monkeypatch.delenv(plots.PLOTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 def _pixels(fig: Figure) -> np.ndarray:
@@ -80,38 +82,56 @@ def _line_figure() -> Figure:
     return fig
 
 
-def test_finish_saves_under_root_plots_and_announces_once(tmp_path, capsys):
+def test_finish_saves_in_the_working_directory_and_says_where_once(tmp_path, capsys):
     fig = _line_figure()
-    assert plots.finish(fig, "my plot/v1", tmp_path) is fig
+    assert plots.finish(fig, "my plot/v1") is fig
     path = tmp_path / "plots" / "my_plot_v1.png"
     check_png(path, fig)
-    assert capsys.readouterr().out == f"Saved plot {path}\n"
-    plots.finish(_line_figure(), "my plot/v1", tmp_path)  # rewritten, not announced again
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        f"Plots are saved in {(tmp_path / 'plots').resolve()} "
+        "(fastcore_ext.plots.set_plot_dir to change)"
+    ]
+    plots.finish(_line_figure(), "my plot/v1")  # rewritten, not announced again
+    plots.finish(_line_figure(), "other")  # same folder: not announced again
     assert capsys.readouterr().out == ""
-    plots.finish(_line_figure(), "other", tmp_path)
-    assert capsys.readouterr().out == f"Saved plot {tmp_path / 'plots' / 'other.png'}\n"
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["my_plot_v1.png", "other.png"]
 
 
-def test_finish_without_root_or_with_a_display_saves_nothing(tmp_path, monkeypatch, capsys):
-    assert isinstance(plots.finish(_line_figure(), "x", None), Figure)
-    monkeypatch.setattr(matplotlib, "get_backend", lambda: "QtAgg")
-    assert plots.is_interactive()
-    plots.finish(_line_figure(), "x", tmp_path)
-    monkeypatch.setattr(
-        matplotlib, "get_backend", lambda: "module://matplotlib_inline.backend_inline"
-    )
-    plots.finish(_line_figure(), "x", tmp_path)
+def test_nothing_saved_inside_a_jupyter_kernel(tmp_path, monkeypatch, capsys):
+    class Kernel:
+        kernel = object()
+
+    import IPython
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Kernel())
+    assert plots.in_notebook()
+    assert isinstance(plots.finish(_line_figure(), "x"), Figure)
     assert not (tmp_path / "plots").exists() and capsys.readouterr().out == ""
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # plain python: saved
+    assert not plots.in_notebook()
+    plots.finish(_line_figure(), "x")
+    assert (tmp_path / "plots" / "x.png").is_file()
 
 
-def test_environment_variable(tmp_path, monkeypatch):
-    monkeypatch.setenv(plots.PLOTS_ENV, str(tmp_path / "elsewhere"))
-    plots.finish(_line_figure(), "x", tmp_path / "root")
-    assert (tmp_path / "elsewhere" / "x.png").is_file() and not (tmp_path / "root").exists()
+def test_set_plot_dir_then_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(plots.PLOTS_ENV, str(tmp_path / "from_env"))
+    plots.finish(_line_figure(), "x")
+    assert (tmp_path / "from_env" / "x.png").is_file()
+    plots.set_plot_dir(tmp_path / "chosen")  # wins over the environment
+    plots.finish(_line_figure(), "y")
+    assert (tmp_path / "chosen" / "y.png").is_file()
+    plots.set_plot_dir(False)
+    plots.finish(_line_figure(), "z")
+    plots.set_plot_dir(None)
     monkeypatch.setenv(plots.PLOTS_ENV, "off")
-    plots.finish(_line_figure(), "y", tmp_path / "root")
-    assert not (tmp_path / "root").exists()
+    plots.finish(_line_figure(), "w")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")) == [
+        "chosen/y.png",
+        "from_env/x.png",
+    ]
+    with pytest.raises(TypeError, match="folder should be a path, False or None, got 3"):
+        plots.set_plot_dir(3)
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):
@@ -132,9 +152,9 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
 def test_finish_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="fig"):
-        plots.finish("not a figure", "x", tmp_path)
+        plots.finish("not a figure", "x")
     with pytest.raises(ValueError, match="name"):
-        plots.finish(_line_figure(), "///", tmp_path)
+        plots.finish(_line_figure(), "///")
     with pytest.raises(ValueError, match="figsize"):
         plots.check_figsize((3, 0), (1, 1))
     assert plots.check_figsize(None, (6, 4)) == (6, 4)
@@ -155,9 +175,9 @@ def fitted(tmp_path_factory):
     return learn, sweep
 
 
-def test_recorder_plots_write_pngs(fitted):
+def test_recorder_plots_write_pngs(fitted, tmp_path):
     learn, _ = fitted
-    rec, folder = learn.recorder, learn.path / "plots"
+    rec, folder = learn.recorder, tmp_path / "plots"
     fig = rec.plot_losses()
     lines = fig.axes[0].get_lines()
     assert [ln.get_label() for ln in lines] == ["Train", "Validation"]
@@ -179,7 +199,7 @@ def test_recorder_plots_write_pngs(fitted):
     check_png(folder / "metrics.png", fig)
 
 
-def test_lr_find_plot_writes_png(fitted):
+def test_lr_find_plot_writes_png(fitted, tmp_path):
     learn, (lrs, losses, suggestions) = fitted
     rec = learn.recorder
     saved = (rec.lrs, rec.smooth_losses, rec.suggestions)
@@ -196,7 +216,8 @@ def test_lr_find_plot_writes_png(fitted):
         "steep",
         "minimum",
     ]
-    check_png(learn.path / "plots" / "lr_find.png", fig)
+    check_png(tmp_path / "plots" / "lr_find.png", fig)
+    assert not (learn.path / "plots").exists()
 
 
 def test_recorder_plot_errors(fitted):
@@ -231,19 +252,17 @@ def bunch(tmp_path_factory):
     data = ImageDataBunch.from_folder(
         root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0
     ).normalize(([0.5] * 3, [0.25] * 3))
-    data.path = tmp_path_factory.mktemp("bunch_path")
+    assert data.path == root
     return data
 
 
-def test_show_batch_writes_pngs(bunch, capsys):
+def test_show_batch_writes_pngs(bunch, tmp_path):
+    before = sorted(bunch.path.rglob("*"))
     fig = bunch.show_batch(rows=2, figsize=(4, 4))
-    check_png(bunch.path / "plots" / "show_batch_train.png", fig)
+    check_png(tmp_path / "plots" / "show_batch_train.png", fig)
     fig = bunch.show_batch(rows=3, ds_type="valid")
-    check_png(bunch.path / "plots" / "show_batch_valid.png", fig)
-    out = capsys.readouterr().out
-    assert out.count("Saved plot") == 2
-    bunch.show_batch(rows=2)
-    assert capsys.readouterr().out == ""
+    check_png(tmp_path / "plots" / "show_batch_valid.png", fig)
+    assert sorted(bunch.path.rglob("*")) == before  # nothing written into the data set
 
 
 def test_interpretation_plots_write_pngs(bunch, tmp_path):
@@ -266,3 +285,45 @@ def test_interpretation_plots_write_pngs(bunch, tmp_path):
         folder / "confusion_matrix_normalized.png", interp.plot_confusion_matrix(normalize=True)
     )
     check_png(folder / "confusion_matrix_top4.png", interp.plot_confusion_matrix(top=4))
+
+
+# ---- the lesson script, twice on one folder -------------------------------------------------
+def _pets_style_folder(folder: Path, n_per_class: int = 6, size: int = 32) -> Path:
+    """Flat folder of <Class>_<number>.jpg files (the Pets layout), one color per class."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["Abyssinian", "beagle", "Bengal"]):
+        for i in range(1, n_per_class + 1):
+            px = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            px[..., k] += 180
+            Image.fromarray(px).save(folder / f"{name}_{i}.jpg")
+    return folder
+
+
+@pytest.mark.slow
+def test_lesson_script_twice_on_one_folder(tmp_path):
+    """The lesson's own code run twice on one Pets-style folder: both runs pass, and the
+    folder only gains models/ (fastai's convention); plots land in the working directory."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    images = _pets_style_folder(tmp_path / "images")
+    before = sorted(p.relative_to(images).as_posix() for p in images.rglob("*"))
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != plots.PLOTS_ENV}
+    env["TORCH_HOME"] = str(tmp_path / "torch_home")  # no cached weights: from scratch
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, str(root / "examples" / "lesson1.py"), "--fast", "--images"]
+    for run in (1, 2):
+        res = subprocess.run(
+            [*cmd, str(images)], cwd=work, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert res.returncode == 0, f"run {run}:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+        after = sorted(p.relative_to(images).as_posix() for p in images.rglob("*"))
+        new = [p for p in after if p not in before]
+        assert new and all(p == "models" or p.startswith("models/") for p in new), new
+        assert "final error rate" in res.stdout
+    assert (work / "plots" / "show_batch_train.png").is_file()

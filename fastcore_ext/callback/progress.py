@@ -1,12 +1,21 @@
-"""Progress output of a fit: a bar per phase and the epoch table, as fastai prints them.
+"""Progress output of a fit: a bar per phase and the epoch table, as fastai shows them.
 
-In a terminal or a Jupyter notebook a bar is redrawn in place with carriage returns
-(`|█████-----| 50.00% [5/10 00:01<00:01 0.6931]`); when the output is not interactive (a
-log file, a pipe, CI) there is no bar, only one plain line per epoch. The table is
-fastprogress' console layout, which fastai v2 prints:
+Where the output goes decides how it looks:
+
+- a Jupyter notebook: fastprogress' HTML display, as fastai's (a bar over the epochs and a
+  bar of the current phase, updated in place, then the epoch table as an HTML table);
+- a terminal: a bar redrawn in place with carriage returns
+  (`|█████-----| 50.00% [5/10 00:01<00:01 0.6931]`) and the table below, as text;
+- anything else (a log file, a pipe, CI): no bar, one plain line per epoch.
+
+The text table is fastprogress' console layout, which fastai v2 prints, except that a value
+wider than its column (a huge loss) keeps a space before the next column:
 
     epoch     train_loss  valid_loss  error_rate  time
     0         1.175709    0.318438    0.099800    00:18
+
+fastprogress' console classes are not used: they print to the process' stdout whatever the
+stream, count any stdout as a terminal, and run wide values into the next column.
 """
 
 from __future__ import annotations
@@ -15,10 +24,13 @@ import sys
 import time
 from typing import TextIO
 
+from fastprogress.fastprogress import NBMasterBar, NBProgressBar
+
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
+from fastcore_ext.plots import in_notebook
 
-__all__ = ["ProgressCallback", "format_time", "format_header", "format_row"]
+__all__ = ["ProgressCallback", "format_cell", "format_header", "format_row", "format_time"]
 
 BAR_WIDTH = 40
 MIN_COL = 8  # fastprogress pads every column name to at least 8 characters
@@ -40,38 +52,76 @@ def format_header(names: list[str]) -> str:
     return "  ".join(_padded(names))
 
 
+def format_cell(cell: object) -> str:
+    """A table cell: ints as is, floats with 6 decimals, None as '#na#', strings as is."""
+    if cell is None:
+        return "#na#"
+    if isinstance(cell, float):
+        return f"{cell:.6f}"
+    return str(cell)
+
+
 def format_row(names: list[str], cells: list[object]) -> str:
-    """One table row: ints as is, floats with 6 decimals, None as '#na#', strings as is,
-    each cell followed by enough spaces to line up under its header."""
+    """One table row: each cell followed by enough spaces to line up under its header, and
+    by at least one space when it is wider than its column."""
     text = ""
     for cell, name in zip(cells, _padded(names), strict=True):
-        if cell is None:
-            t = "#na#"
-        elif isinstance(cell, float):
-            t = f"{cell:.6f}"
-        else:
-            t = str(cell)
-        text += t + " " * (2 + len(name) - len(t))
+        t = format_cell(cell)
+        text += t + " " * max(1, 2 + len(name) - len(t))
     return text
 
 
-def _interactive(stream: TextIO) -> bool:
-    """True for a terminal or a Jupyter kernel's output stream (both honour '\\r')."""
-    if type(stream).__module__.startswith("ipykernel"):
-        return True
+def _is_terminal(stream: TextIO) -> bool:
+    """True for a terminal (it honours '\\r')."""
     isatty = getattr(stream, "isatty", None)
     return bool(isatty is not None and isatty())
 
 
-class ProgressCallback(Callback):
-    """Draws a progress bar per training / validation phase and prints the epoch table.
+class _NotebookDisplay:
+    """fastai's display in a Jupyter notebook, drawn by fastprogress: a bar over the epochs
+    and a bar of the current phase above the epoch table (HTML), updated in place; when the
+    fit ends only the table stays."""
 
-    show_bar: draw the bar (only ever drawn on an interactive output).
-    show_table: print the header and one row per epoch.
-    Only rank 0 of a distributed fit prints anything.
-    stream: where to write; None means sys.stdout at the time of the fit.
-    min_interval: seconds between two redraws of the bar (each redraw reads the smoothed
-      loss, which on a GPU waits for the device).
+    def __init__(self, n_epoch: int) -> None:
+        self.mbar = NBMasterBar(range(n_epoch))
+        self.pbar: NBProgressBar | None = None
+
+    def start_epoch(self, epoch: int) -> None:
+        self.mbar.update(epoch)  # the first call displays the master bar
+
+    def start_phase(self, total: int) -> None:
+        self.pbar = NBProgressBar(range(total), parent=self.mbar, leave=False)
+        self.pbar.update(0)
+
+    def step(self, done: int, comment: str) -> None:
+        if self.pbar is not None:
+            self.pbar.comment = comment
+            self.pbar.update(done)
+
+    def end_phase(self) -> None:
+        if self.pbar is not None:
+            self.pbar.on_iter_end()
+            self.pbar = None
+
+    def table_row(self, cells: list[str]) -> None:
+        self.mbar.write(cells, table=True)
+
+    def close(self) -> None:
+        self.mbar.on_iter_end()
+
+
+class ProgressCallback(Callback):
+    """Shows a progress bar per training / validation phase and the epoch table: as HTML in
+    a Jupyter notebook, as text in a terminal, as one plain line per epoch elsewhere.
+
+    show_bar: draw the bar (never drawn on a non-interactive output). In a notebook, without
+      the bar the table is shown as text.
+    show_table: show the header and one row per epoch.
+    Only rank 0 of a distributed fit shows anything.
+    stream: where to write text; None means sys.stdout at the time of the fit (or the
+      notebook's HTML display inside a Jupyter kernel).
+    min_interval: seconds between two redraws of the text bar (each redraw reads the
+      smoothed loss, which on a GPU waits for the device).
     """
 
     order = 60
@@ -89,6 +139,7 @@ class ProgressCallback(Callback):
         self.stream = stream
         self.min_interval = min_interval
         self._out: TextIO = sys.stdout
+        self._notebook: _NotebookDisplay | None = None
         self._bar_on = False
         self._quiet = False  # a process other than rank 0
         self._bar_len = 0
@@ -108,6 +159,9 @@ class ProgressCallback(Callback):
             self._out.flush()
             self._bar_len = 0
 
+    def _comment(self) -> str:
+        return f"{self.learn.recorder.smooth_loss:.4f}" if self.learn.training else ""
+
     def _draw(self, done: int, total: int, force: bool = False) -> None:
         now = time.perf_counter()
         if not force and now - self._last_draw < self.min_interval:
@@ -117,13 +171,11 @@ class ProgressCallback(Callback):
         remaining = elapsed / done * (total - done) if done else 0.0
         filled = BAR_WIDTH * done // total if total else BAR_WIDTH
         pct = 100 * done / total if total else 100.0
-        comment = ""
-        if self.learn.training:
-            loss = self.learn.recorder.smooth_loss
-            comment = f" {loss:.4f}"
+        comment = self._comment()
         text = (
             f"|{'█' * filled}{'-' * (BAR_WIDTH - filled)}| {pct:.2f}% "
-            f"[{done}/{total} {format_time(elapsed)}<{format_time(remaining)}{comment}]"
+            f"[{done}/{total} {format_time(elapsed)}<{format_time(remaining)}"
+            f"{' ' + comment if comment else ''}]"
         )
         pad = max(0, self._bar_len - len(text))
         self._out.write("\r" + text + " " * pad)
@@ -134,15 +186,29 @@ class ProgressCallback(Callback):
     def before_fit(self) -> None:
         self._out = self.stream if self.stream is not None else sys.stdout
         self._quiet = not ranks.is_main_process()
-        self._bar_on = self.show_bar and _interactive(self._out) and not self._quiet
+        self._notebook = None
+        if not self._quiet and self.stream is None and in_notebook() and self.show_bar:
+            self._notebook = _NotebookDisplay(self.learn.n_epoch)
+        self._bar_on = self.show_bar and _is_terminal(self._out) and not self._quiet
         self._bar_len = 0
-        if self.show_table:
-            self._write_line(format_header(self.learn.recorder.metric_names))
+        if not self.show_table:
+            return
+        names = self.learn.recorder.metric_names
+        if self._notebook is not None:
+            self._notebook.table_row(list(names))
+        else:
+            self._write_line(format_header(names))
+
+    def before_epoch(self) -> None:
+        if self._notebook is not None:
+            self._notebook.start_epoch(self.learn.epoch)
 
     def _start_phase(self) -> None:
         self._phase_start = time.perf_counter()
         self._last_draw = 0.0
-        if self._bar_on:
+        if self._notebook is not None:
+            self._notebook.start_phase(len(self.learn.dl))
+        elif self._bar_on:
             self._draw(0, len(self.learn.dl), force=True)
 
     def before_train(self) -> None:
@@ -152,10 +218,20 @@ class ProgressCallback(Callback):
         self._start_phase()
 
     def after_batch(self) -> None:
-        if self._bar_on:
+        done = self.learn.iter + 1
+        if self._notebook is not None:
+            self._notebook.step(done, self._comment())
+        elif self._bar_on:
             total = self.learn.n_iter
-            done = self.learn.iter + 1
             self._draw(done, total, force=done == total)
+
+    def after_train(self) -> None:
+        if self._notebook is not None:
+            self._notebook.end_phase()
+
+    def after_validate(self) -> None:
+        if self._notebook is not None:
+            self._notebook.end_phase()
 
     def after_epoch(self) -> None:
         if not self.show_table:
@@ -168,7 +244,13 @@ class ProgressCallback(Callback):
             *rec.metrics[-1],
             format_time(rec.epoch_times[-1]),
         ]
-        self._write_line(format_row(rec.metric_names, cells))
+        if self._notebook is not None:
+            self._notebook.table_row([format_cell(c) for c in cells])
+        else:
+            self._write_line(format_row(rec.metric_names, cells))
 
     def after_fit(self) -> None:
+        if self._notebook is not None:
+            self._notebook.close()
+            self._notebook = None
         self._clear_bar()

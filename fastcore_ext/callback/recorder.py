@@ -200,8 +200,8 @@ class Recorder(Callback):
         self._flush()
 
     # ---- plots --------------------------------------------------------------------------
-    # Every plot returns its Figure; with a non-interactive matplotlib backend it is also
-    # saved as <learn.path>/plots/<name>.png (fastcore_ext.plots.finish, through `_finish`).
+    # Every plot returns its Figure; outside a notebook it is also saved as
+    # <plot dir>/<name>.png (fastcore_ext.plots.finish, through `_finish`).
     def plot(
         self,
         skip_start: int = 10,
@@ -342,9 +342,9 @@ class Recorder(Callback):
         return self._finish(fig, "metrics")
 
     def _finish(self, fig: Figure, name: str) -> Figure:
-        """Last step of every plot (`fastcore_ext.plots.finish`): layout, the PNG under
-        learn.path/'plots' when there is no display, return the Figure."""
-        return finish(fig, name, getattr(self.learn, "path", None))
+        """Last step of every plot (`fastcore_ext.plots.finish`): layout, the PNG in the
+        plot dir outside a notebook, return the Figure."""
+        return finish(fig, name)
 
     def show(self, fig: Figure) -> None:
         """Display `fig` now when running inside a Jupyter kernel (used by show_plot=True)."""

@@ -18,9 +18,12 @@ from .items import (
     items_from_lists,
     items_from_name_func,
     items_from_name_re,
+    items_from_table,
     random_split,
+    read_labels_csv,
 )
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
+from .open import open_image
 from .paths import cache_dir, data_dir, home_dir
 
 __all__ = [
@@ -50,9 +53,12 @@ __all__ = [
     "items_from_lists",
     "items_from_name_func",
     "items_from_name_re",
+    "items_from_table",
     "load_image",
+    "open_image",
     "presize",
     "random_split",
+    "read_labels_csv",
     "to_rgb",
     "untar_data",
     "verify_images",

@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +58,8 @@ from .items import (
     items_from_lists,
     items_from_name_func,
     items_from_name_re,
+    items_from_table,
+    read_labels_csv,
 )
 from .loader import DeviceDataLoader, ImageDataset
 
@@ -268,6 +271,35 @@ def _drop_bad(split: ItemSplit, num_workers: int | None) -> ItemSplit:
     return ItemSplit(ti, tl, vi, vl, split.classes)
 
 
+def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[list, list]:
+    """(file names, labels): two columns of a pandas DataFrame, each by position or name."""
+    try:
+        import pandas as pd
+    except ImportError as e:
+        raise ImportError(
+            "from_df needs pandas, an optional dependency: pip install pandas "
+            "(from_csv reads a CSV file without it)"
+        ) from e
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df: expected a pandas DataFrame, got {type(df).__name__}")
+    columns = []
+    for name, col in (("fn_col", fn_col), ("label_col", label_col)):
+        if isinstance(col, str):
+            if col not in df.columns:
+                raise ValueError(f"{name}: expected one of the columns {list(df.columns)}, "
+                                 f"got {col!r}")  # fmt: skip
+            columns.append(df[col].tolist())
+        elif (
+            isinstance(col, int) and not isinstance(col, bool) and -df.shape[1] <= col < df.shape[1]
+        ):
+            columns.append(df.iloc[:, col].tolist())
+        else:
+            raise ValueError(
+                f"{name}: expected a column name or a position below {df.shape[1]}, got {col!r}"
+            )
+    return columns[0], columns[1]
+
+
 class ImageDataBunch:
     """Train and validation images as device batches (fastai v1 name; see the module doc).
 
@@ -465,6 +497,83 @@ class ImageDataBunch:
             device=device, channels_last=channels_last,
         )  # fmt: skip
 
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | Path,
+        folder: str | Path | None = None,
+        csv_labels: str | Path = "labels.csv",
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        fn_col: int | str = 0,
+        label_col: int | str = 1,
+        suffix: str = "",
+        delimiter: str | None = None,
+        header: int | str | None = "infer",
+        *,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int | None = None,
+        cache: bool | str | os.PathLike | None = False,
+        skip_bad: bool = False,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
+    ) -> ImageDataBunch:
+        """Files and labels from ``path/csv_labels`` (fastai v1's signature; MNIST_SAMPLE's
+        labels.csv: ``name,label`` then ``train/3/7463.png,0``): file
+        ``path/folder/(name + suffix)``, label from column `label_col`; random split. The
+        CSV is read without pandas (header 'infer' or 0: the first row names the columns;
+        None: no header row)."""
+        names, labels = read_labels_csv(Path(path) / csv_labels, fn_col, label_col, header,
+                                        delimiter)  # fmt: skip
+        return cls._build(
+            path,
+            lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
+            seed, ds_tfms, size, item_tfms, batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last,
+        )  # fmt: skip
+
+    @classmethod
+    def from_df(
+        cls,
+        path: str | Path,
+        df: object,
+        folder: str | Path | None = None,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        fn_col: int | str = 0,
+        label_col: int | str = 1,
+        suffix: str = "",
+        *,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int | None = None,
+        cache: bool | str | os.PathLike | None = False,
+        skip_bad: bool = False,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
+    ) -> ImageDataBunch:
+        """Files and labels from a pandas DataFrame (fastai v1's signature): file
+        ``path/folder/(df[fn_col] + suffix)``, label ``df[label_col]`` (columns by position
+        or by name); random split. Needs pandas (an optional dependency)."""
+        names, labels = _df_columns(df, fn_col, label_col)
+        return cls._build(
+            path,
+            lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
+            seed, ds_tfms, size, item_tfms, batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last,
+        )  # fmt: skip
+
     # -- the bunch interface ------------------------------------------------------------------
 
     @property
@@ -530,9 +639,9 @@ class ImageDataBunch:
         self, rows: int = 3, figsize: tuple[float, float] = (7, 6), ds_type: str = "train"
     ) -> Figure:
         """A rows x rows grid of one batch (augmented as training sees it for 'train'),
-        denormalized, each titled with its class. Returns the matplotlib Figure; with a
-        non-interactive matplotlib backend also saved as ``path/plots/show_batch_<ds_type>.png``
-        (see fastcore_ext.plots)."""
+        denormalized, each titled with its class. Returns the matplotlib Figure; outside a
+        notebook also saved as ``<plot dir>/show_batch_<ds_type>.png`` (see
+        fastcore_ext.plots), never inside the data set."""
         from fastcore_ext.plots import check_figsize, finish
 
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
@@ -548,7 +657,7 @@ class ImageDataBunch:
             if k < len(imgs):
                 ax.imshow(imgs[k])
                 ax.set_title(self.classes[int(y[k])], fontsize=fontsize)
-        return finish(fig, f"show_batch_{ds_type}", self.path)
+        return finish(fig, f"show_batch_{ds_type}")
 
     def preprocess(self, items: ImageSource | Sequence[ImageSource]) -> torch.Tensor:
         """The validation transform of raw items (paths, PIL images, uint8 arrays/tensors; one
@@ -587,3 +696,38 @@ class ImageDataLoaders(ImageDataBunch):
     presize from ``item_tfms=Resize(n)``."""
 
     _augment_by_default = False
+
+    @classmethod
+    def from_csv(  # type: ignore[override]  (fastai v2's argument order)
+        cls,
+        path: str | Path,
+        csv_fname: str | Path = "labels.csv",
+        header: int | str | None = "infer",
+        delimiter: str | None = None,
+        **kwargs: Any,
+    ) -> ImageDataLoaders:
+        """fastai v2's from_csv: ``path/csv_fname``; `kwargs` as `ImageDataBunch.from_csv`'s
+        (folder, suffix, fn_col, label_col, valid_pct, seed, item_tfms, batch_tfms, bs...)."""
+        return super().from_csv(
+            path, csv_labels=csv_fname, header=header, delimiter=delimiter, **kwargs
+        )
+
+    @classmethod
+    def from_df(  # type: ignore[override]  (fastai v2's argument order: df first)
+        cls,
+        df: object,
+        path: str | Path = ".",
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        fn_col: int | str = 0,
+        folder: str | Path | None = None,
+        suffix: str = "",
+        label_col: int | str = 1,
+        **kwargs: Any,
+    ) -> ImageDataLoaders:
+        """fastai v2's from_df: the DataFrame first, `path` defaulting to '.'; `kwargs` as
+        `ImageDataBunch.from_df`'s (item_tfms, batch_tfms, bs, ...)."""
+        return super().from_df(
+            path, df, folder=folder, valid_pct=valid_pct, seed=seed, fn_col=fn_col,
+            label_col=label_col, suffix=suffix, **kwargs,
+        )  # fmt: skip

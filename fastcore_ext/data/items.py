@@ -7,6 +7,7 @@ into `classes` (sorted class names). Splits are deterministic functions of `seed
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ __all__ = [
     "items_from_lists",
     "items_from_name_func",
     "items_from_name_re",
+    "items_from_table",
     "random_split",
+    "read_labels_csv",
 ]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -277,3 +280,72 @@ def items_from_lists(
     if len(labs) != len(items):
         raise ValueError(f"labels: expected {len(items)} labels (one per file), got {len(labs)}")
     return _labelled(items, labs, valid_pct, seed)
+
+
+Column = int | str
+
+
+def _column(name: str, col: object, header: list[str] | None, n_cols: int) -> int:
+    """Index of column `col` (an int position or, with a header, a column name)."""
+    if isinstance(col, str):
+        if header is None:
+            raise ValueError(f"{name}: a column name needs a header row, got {col!r} with none")
+        if col not in header:
+            raise ValueError(f"{name}: expected one of the columns {header}, got {col!r}")
+        return header.index(col)
+    if isinstance(col, bool) or not isinstance(col, int | np.integer):
+        raise TypeError(f"{name}: expected a column position (int) or name (str), got {col!r}")
+    if not -n_cols <= int(col) < n_cols:
+        raise ValueError(f"{name}: expected a column position below {n_cols}, got {col!r}")
+    return int(col)
+
+
+def read_labels_csv(
+    file: str | Path,
+    fn_col: Column = 0,
+    label_col: Column = 1,
+    header: int | str | None = "infer",
+    delimiter: str | None = None,
+) -> tuple[list[str], list[str]]:
+    """(file names, labels) from a CSV file such as MNIST_SAMPLE's labels.csv
+    (``name,label`` then ``train/3/7463.png,0`` rows), without pandas.
+
+    header: 'infer' or 0: the first row names the columns (pandas' default for a file with a
+    header row, as fastai's labels.csv); None: every row is data.
+    fn_col, label_col: column positions, or names from the header row.
+    delimiter: the field separator; None means ','.
+    """
+    file = Path(file)
+    if not file.is_file():
+        raise MissingPathError(f"csv_labels: expected an existing CSV file, got {str(file)!r}")
+    if header not in ("infer", 0, None) or isinstance(header, bool):
+        raise ValueError(f"header: expected 'infer', 0 or None, got {header!r}")
+    with file.open(newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter=delimiter or ",") if r]
+    names = rows.pop(0) if header is not None and rows else None
+    if not rows:
+        raise ValueError(f"csv_labels: expected rows of file names and labels, {file} has none")
+    width = min(len(r) for r in rows)
+    fi = _column("fn_col", fn_col, names, width)
+    li = _column("label_col", label_col, names, width)
+    return [r[fi] for r in rows], [r[li] for r in rows]
+
+
+def items_from_table(
+    path: str | Path,
+    names: Iterable[object],
+    labels: Iterable[object],
+    folder: str | Path | None = None,
+    suffix: str = "",
+    valid_pct: float = 0.2,
+    seed: int = 0,
+) -> ItemSplit:
+    """Rows of a table (a CSV file, a DataFrame): file ``path/folder/(name + suffix)`` with
+    its label (fastai's from_csv / from_df rule; `folder` None means `path` itself); random
+    split."""
+    if folder is not None and not isinstance(folder, str | Path):
+        raise TypeError(f"folder: expected a folder name or None, got {folder!r}")
+    if not isinstance(suffix, str):
+        raise TypeError(f"suffix: expected a string such as '.jpg' or '', got {suffix!r}")
+    root = Path(path) / folder if folder is not None else Path(path)
+    return items_from_lists(root, [f"{n}{suffix}" for n in names], labels, valid_pct, seed)

@@ -1,0 +1,119 @@
+"""examples/lesson1.ipynb executed by a real Jupyter kernel (nbclient + ipykernel, this
+Python), as the lesson's users run it: the epoch table arrives as fastai's HTML table, every
+figure as an inline PNG, and nothing is written outside the learner's models folder. Also
+the names fastai v1's star import gave the lesson notebooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "examples" / "lesson1.ipynb"
+KERNEL = "fastcore-ext-tests"
+
+# Cells (by their source) whose output must be an inline image/png.
+FIGURE_CELLS = [
+    "data.show_batch(rows=3, figsize=(7, 6))",
+    "interp.plot_top_losses(9, figsize=(15, 11))",
+    "interp.plot_confusion_matrix(figsize=(12, 12))",
+    "learn.recorder.plot()",
+]
+FIT_CELLS = [
+    "learn.fit_one_cycle(epochs[0])",
+    "learn.fit_one_cycle(epochs[1])",
+    "learn.unfreeze()\nlearn.fit_one_cycle(epochs[2], max_lr=slice(1e-6, 1e-4))",
+]
+
+
+def test_star_import_gives_what_fastai_v1_gave_the_notebooks():
+    ns: dict = {}
+    exec("from fastcore_ext.vision import *", ns)
+    for name in ["np", "plt", "torch", "nn", "F", "Path", "partial", "open_image", "doc"]:
+        assert name in ns, name
+    exec("np.random.seed(2); x = np.random.rand(2)", ns)
+    exec("y = F.relu(torch.tensor([-1.0, 2.0])); f = partial(max, 3)", ns)
+    assert ns["y"].tolist() == [0.0, 2.0] and ns["f"](1) == 3
+    assert ns["plt"].__name__ == "matplotlib.pyplot" and ns["nn"].Linear is not None
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+def _kernel_spec(folder: Path) -> Path:
+    """A kernelspec running this very Python (the venv of the tests), found through
+    JUPYTER_PATH: a fresh CI venv needs no `ipykernel install`."""
+    spec = folder / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": KERNEL, "language": "python"})
+    )
+    return folder
+
+
+def _source(cell) -> str:
+    return "".join(cell.source) if isinstance(cell.source, list) else cell.source
+
+
+@pytest.mark.slow
+def test_lesson_notebook_in_a_jupyter_kernel(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("JUPYTER_PATH", str(_kernel_spec(tmp_path / "jupyter")))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("LESSON_FAST", "1")
+    monkeypatch.setenv("FASTCORE_EXT_HOME", str(home))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    for name in ("FASTCORE_EXT_PLOTS", "FASTCORE_EXT_DATA", "MPLBACKEND"):
+        monkeypatch.delenv(name, raising=False)
+
+    # the data set exists before the notebook runs, so its listing can be compared
+    from fastcore_ext.data import demo_dataset
+
+    data_path = demo_dataset(n_per_class=6, size=32)  # where the notebook's call finds it
+    assert data_path.is_relative_to(home)
+    data_before = _listing(data_path)
+    home_before = _listing(home)
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, kernel_name=KERNEL, timeout=300, resources={"metadata": {"path": str(work)}}
+    )
+    client.execute()
+
+    cells = {_source(c): c for c in nb.cells if c.cell_type == "code"}
+    errors = [o for c in cells.values() for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+    path_cell = cells["path = demo_dataset(n_per_class=n_per_class, size=img_px)\npath"]
+    shown = "".join(o.get("data", {}).get("text/plain", "") for o in path_cell.outputs)
+    assert str(data_path) in shown, f"the notebook used another data set: {shown}"
+
+    for src in FIGURE_CELLS:
+        kinds = [set(o.get("data", {})) for o in cells[src].outputs]
+        assert any("image/png" in k for k in kinds), f"{src}: no inline image, got {kinds}"
+    for src in FIT_CELLS:
+        html = "".join(o.get("data", {}).get("text/html", "") for o in cells[src].outputs)
+        assert "<table" in html and "<th>train_loss</th>" in html, f"{src}: no epoch table"
+        assert "<th>error_rate</th>" in html and html.count("<tr>") >= 1
+        assert "<progress" not in html  # the bars are gone once the fit ends
+    stdout = "".join(o.get("text", "") for c in cells.values() for o in c.outputs)
+    assert "Plots are saved" not in stdout and "\r" not in stdout
+
+    # nothing written but the learner's models folder: not in the data set, not in the
+    # working directory, not elsewhere under the library's home
+    new = [p for p in _listing(data_path) if p not in data_before]
+    assert new and all(p == "models" or p.startswith("models/") for p in new), new
+    assert "models/stage-1.pth" in new
+    assert _listing(work) == []
+    models = data_path.relative_to(home).as_posix() + "/models"
+    assert [p for p in _listing(home) if p not in home_before and not p.startswith(models)] == []
