@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.ranks": 0,
     "fastcore_ext.hardware": 0,
     "fastcore_ext.integrity": 0,
+    "fastcore_ext.checks": 0,
     "fastcore_ext.layer_groups": 1,
     "fastcore_ext.augment": 1,
     "fastcore_ext.optim": 1,
