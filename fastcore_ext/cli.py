@@ -1,8 +1,9 @@
 """The `fastcore-ext` command (also `python -m fastcore_ext`): the lesson-1 flow from a shell.
 
     fastcore-ext train [PATH] [--arch A] [--size S] [--bs B] [--epochs N] [--unfreeze-epochs M]
-                       [--lr auto|FLOAT] [--pretrained/--no-pretrained] [--bf16] [--cache]
-                       [--workers N] [--seed N] [--valid-pct P] [--label-re PATTERN]
+                       [--lr auto|FLOAT] [--pretrained/--no-pretrained]
+                       [--precision auto|fp32|bf16|fp16] [--cache] [--workers N] [--seed N]
+                       [--valid-pct P] [--label-re PATTERN | --labels-csv FILE]
                        [--out DIR] [--nproc N]
     fastcore-ext predict MODEL IMAGE [IMAGE ...]
     fastcore-ext lr-find [PATH] [same data and model options as train]
@@ -15,7 +16,9 @@ summary.json and models/ (see fastcore_ext.lesson). `lr-find` runs lesson.find_l
 PATH is a folder of class folders (PATH/train/<class>/*, PATH/valid/<class>/*, or
 PATH/<class>/* split by --valid-pct), or with `--label-re PATTERN` any images under PATH
 labelled by the first group of PATTERN searched in their path, as fastai's from_name_re
-(Pets: `fastcore-ext train images/ --label-re '/([^/]+)_\\d+.jpg$'`).
+(Pets: `fastcore-ext train images/ --label-re '/([^/]+)_\\d+.jpg$'`), or with
+`--labels-csv FILE` the files a CSV of name,label rows names (fastai's from_csv; MNIST_SAMPLE:
+`fastcore-ext train mnist_sample --labels-csv labels.csv`).
 Without PATH it trains on the embedded demo dataset (fastcore_ext.data.demo) with defaults
 sized for a CPU (DEMO_DEFAULTS); with PATH the defaults are the lesson's (FOLDER_DEFAULTS).
 Options left unset are printed with the value chosen. Pretrained weights are used by default
@@ -146,6 +149,13 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
         "in its path (fastai's from_name_re), e.g. '/([^/]+)_\\d+.jpg$' for Pets-style "
         "file names; split by --valid-pct",
     )
+    p.add_argument(
+        "--labels-csv",
+        metavar="FILE",
+        help="label the images of PATH from a CSV file of name,label rows (fastai's from_csv; "
+        "MNIST_SAMPLE's labels.csv: names relative to PATH; a relative FILE not found from "
+        "here is looked up under PATH); split by --valid-pct",
+    )
     d, f = DEMO_DEFAULTS, FOLDER_DEFAULTS
     p.add_argument(
         "--arch",
@@ -187,7 +197,14 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
         help="start from ImageNet weights (torchvision's cache; downloaded when online) and "
         "freeze the body for the first fit; default: only when the weights are already cached",
     )
-    p.add_argument("--bf16", action="store_true", help="train in bfloat16 mixed precision")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto (the default): bfloat16 autocast + channels-last where the hardware runs "
+        "bf16 natively (CPUs with AMX or AVX512-BF16, CUDA capability 8.0+), else fp32; fp16: "
+        "CUDA only, with loss scaling",
+    )
+    p.add_argument("--bf16", action="store_true", help="the same as --precision bf16")
     p.add_argument(
         "--cache", action="store_true", help="keep decoded, presized images in a memory map"
     )
@@ -286,12 +303,13 @@ def _config(args: argparse.Namespace, training: bool) -> LessonConfig:
     return LessonConfig(
         path=None if args.path is None else Path(args.path),
         label_re=args.label_re,
+        labels_csv=None if args.labels_csv is None else Path(args.labels_csv),
         arch=args.arch,
         size=args.size,
         bs=args.bs,
         lr_find_iters=args.lr_find_iters,
         pretrained=args.pretrained,
-        bf16=args.bf16,
+        precision="bf16" if args.bf16 else args.precision,
         cache=args.cache,
         workers=args.workers,
         seed=args.seed,
@@ -305,6 +323,8 @@ def _config(args: argparse.Namespace, training: bool) -> LessonConfig:
 _OPTION_OF = {
     "path": "PATH",
     "label_re": "--label-re",
+    "labels_csv": "--labels-csv",
+    "precision": "--precision",
     "arch": "--arch",
     "bs": "--bs",
     "valid_pct": "--valid-pct",

@@ -51,6 +51,8 @@ from fastcore_ext.data import (
     imagenet_stats,
     items_from_folder,
     items_from_name_re,
+    items_from_table,
+    read_labels_csv,
 )
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner
@@ -78,7 +80,8 @@ __all__ = [
 
 class LessonError(ValueError):
     """A lesson configuration that cannot run. `field`: the LessonConfig field at fault
-    ('path', 'label_re', 'arch', 'bs', 'valid_pct', 'pretrained', 'out')."""
+    ('path', 'label_re', 'labels_csv', 'arch', 'bs', 'valid_pct', 'pretrained', 'precision',
+    'out')."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -93,12 +96,18 @@ class LessonConfig:
     split by valid_pct, or with label_re any images under path); None: the embedded demo
     dataset. label_re: label each image by the first group of this regular expression
     searched in its path (fastai's from_name_re, e.g. r'/([^/]+)_\\d+.jpg$' for Pets' file
-    names), split by valid_pct. lr: max learning rate of stage 1; None: lr_find's valley.
+    names), split by valid_pct. labels_csv: a CSV file of `name,label` rows (fastai's
+    from_csv, MNIST_SAMPLE's labels.csv: names relative to path), split by valid_pct; a
+    relative file that does not exist from the working directory is looked up under path.
+    precision: 'auto', 'fp32', 'bf16' or 'fp16' (Learner(precision=...)); None: the
+    library's default ('auto': bf16 + channels-last where the hardware runs bf16 natively).
+    lr: max learning rate of stage 1; None: lr_find's valley.
     pretrained: None uses the ImageNet weights only when torchvision's cache holds them.
     workers: loader processes (None: the data layer's choice). out: the run's folder."""
 
     path: Path | None = None
     label_re: str | None = None
+    labels_csv: Path | None = None
     arch: str = "resnet34"
     size: int = 224
     bs: int = 64
@@ -107,7 +116,7 @@ class LessonConfig:
     lr: float | None = None
     lr_find_iters: int = 100
     pretrained: bool | None = None
-    bf16: bool = False
+    precision: str | None = None
     cache: bool = False
     workers: int | None = None
     seed: int = 0
@@ -271,6 +280,15 @@ def _label_pattern(label_re: str) -> re.Pattern[str]:
     return pattern
 
 
+def _labels_csv(config: LessonConfig, root: Path) -> Path:
+    """config.labels_csv as given when it exists, else under root (fastai's csv_labels)."""
+    given = Path(config.labels_csv).expanduser()
+    csv = given if given.is_file() or given.is_absolute() else root / given
+    if not csv.is_file():
+        raise LessonError("labels_csv", f"expected a CSV file of name,label rows, got {str(csv)!r}")
+    return csv.resolve()
+
+
 def _source(config: LessonConfig) -> _Source:
     """The images of config.path (class folders, or labelled by config.label_re), or of the
     demo dataset."""
@@ -300,6 +318,12 @@ def _source(config: LessonConfig) -> _Source:
         raise LessonError(
             "path", f"no images (.jpg, .png, ...) under {str(root)!r}; expected {layouts}"
         )
+    if config.label_re is not None and config.labels_csv is not None:
+        raise LessonError(
+            "labels_csv",
+            f"expected labels from file names (label_re) or from a CSV file (labels_csv), "
+            f"got both: {config.label_re!r} and {str(config.labels_csv)!r}",
+        )
     if config.label_re is not None:
         pattern = _label_pattern(config.label_re)
         _check_fits(len(files), config)
@@ -308,6 +332,15 @@ def _source(config: LessonConfig) -> _Source:
             "label_re",
             lambda s: items_from_name_re(root, files, pattern, vp, s),
             lambda **kw: ImageDataBunch.from_name_re(root, files, pattern, vp, **kw),
+        )
+    if config.labels_csv is not None:
+        csv = _labels_csv(config, root)
+        _check_fits(len(files), config)
+        return _Source(
+            f"{root} (labels from {csv}, valid_pct {vp})",
+            "labels_csv",
+            lambda s: items_from_table(root, *read_labels_csv(csv), valid_pct=vp, seed=s),
+            lambda **kw: ImageDataBunch.from_csv(root, csv_labels=csv, valid_pct=vp, **kw),
         )
     if (root / "train").is_dir() and (root / "valid").is_dir():
         return _Source(
@@ -384,6 +417,11 @@ def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
     """create_cnn on `data` with error_rate, the learner's path config.out; prints the
     pretrained decision."""
     builder, pretrained, why = choose_pretrained(config)
+    if config.precision == "fp16" and data.device.type != "cuda":
+        raise LessonError(
+            "precision",
+            f"expected auto, fp32 or bf16 on {data.device.type}, got 'fp16' (CUDA only)",
+        )
     print(why)
     try:
         learn = create_cnn(
@@ -393,11 +431,10 @@ def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
             metrics=error_rate,
             path=Path(config.out).expanduser(),
             seed=config.seed,
+            precision=config.precision,
         )
     except PretrainedWeightsError as e:
         raise LessonError("pretrained", str(e).splitlines()[0]) from None
-    if config.bf16:
-        learn.to_bf16()
     return learn
 
 

@@ -352,3 +352,57 @@ def test_pets_style_folder_without_or_with_a_bad_label_re(tmp_path, capsys, pets
     code, _, err = run(capsys, "train", str(pets_style), "--label-re", "([", *common)
     assert code == 2 and "--label-re: expected a regular expression, got '(['" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def csv_labelled(small_demo, tmp_path_factory):
+    """The 72 images of `small_demo` as MNIST_SAMPLE lays its files out for from_csv:
+    root/images/<n>.jpg named by number only, and root/labels.csv with `name,label` rows
+    whose names are relative to root."""
+    root = tmp_path_factory.mktemp("csv")
+    (root / "images").mkdir()
+    rows = ["name,label"]
+    for k, f in enumerate(data_mod.get_image_files(small_demo)):
+        shutil.copy(f, root / "images" / f"{k}.jpg")
+        rows.append(f"images/{k}.jpg,{f.parent.name}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_train_with_labels_csv(tmp_path, capsys, csv_labelled, offline_weights, monkeypatch):
+    monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
+    out_dir = tmp_path / "run"
+    code, out, err = run(
+        capsys, "train", str(csv_labelled), "--labels-csv", "labels.csv", "--lr", "1e-3",
+        "--unfreeze-epochs", "0", "--out", str(out_dir), "--workers", "0",
+        "--precision", "fp32",
+    )  # fmt: skip
+    assert code == 0, err
+    n_valid = int(0.2 * 72)
+    assert f"{len(DEMO_CLASSES)} classes, {72 - n_valid} train / {n_valid} valid images" in out
+    assert f"labels from {csv_labelled / 'labels.csv'}" in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["precision"] == "fp32" and summary["epochs_done"] == 1
+    code, out, err = run(capsys, "predict", str(out_dir), str(csv_labelled / "images" / "0.jpg"))
+    assert code == 0, err
+    assert out.split()[1] in DEMO_CLASSES
+
+
+def test_labels_csv_and_precision_mistakes(tmp_path, capsys, csv_labelled):
+    common = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained",
+              "--out", str(tmp_path / "o")]  # fmt: skip
+    code, _, err = run(capsys, "train", str(csv_labelled), "--labels-csv", "nope.csv", *common)
+    assert code == 2 and "--labels-csv: expected a CSV file of name,label rows, got" in err
+    assert "nope.csv" in err
+    code, _, err = run(
+        capsys, "train", str(csv_labelled), "--labels-csv", "labels.csv", "--label-re", "/(a)",
+        *common,
+    )  # fmt: skip
+    assert code == 2 and "--labels-csv: expected labels from file names (label_re) or" in err
+    code, _, err = run(
+        capsys, "train", str(csv_labelled), "--labels-csv", "labels.csv", "--precision", "fp16",
+        *common,
+    )  # fmt: skip
+    assert code == 2 and "--precision: expected auto, fp32 or bf16 on cpu, got 'fp16'" in err
+    code, _, err = run(capsys, "train", "--precision", "fp64", *common)
+    assert code == 2 and "--precision" in err and "fp64" in err
