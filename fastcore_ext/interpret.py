@@ -151,7 +151,8 @@ class ClassificationInterpretation:
                 f"learn should be a Learner (with get_preds), got {type(learn).__name__}"
             )
         probs, targets, losses = get_preds(ds_type=ds_type, with_loss=True, act=act)
-        return cls(learn, probs, targets, losses, ds_type=ds_type)
+        idxs = _kept_items(getattr(learn, "data", None), ds_type, len(targets))
+        return cls(learn, probs, targets, losses, ds_type=ds_type, idxs=idxs)
 
     # ---- fastai v1 names ------------------------------------------------------------------
     @property
@@ -431,3 +432,21 @@ def _colormap(cmap: Any) -> Any:
     if isinstance(cmap, matplotlib.colors.Colormap):
         return cmap
     raise TypeError(f"cmap should be a colormap name or Colormap, got {type(cmap).__name__}")
+
+
+def _kept_items(data: Any, ds_type: str, n: int) -> torch.Tensor | None:
+    """The data set indices of get_preds' `n` rows: every item (None) unless the loaders
+    left unreadable files out (`data.bad_items`), then the others in data set order."""
+    ds = getattr(data, f"{ds_type}_ds", None)
+    items = getattr(ds, "items", None)
+    if items is None or len(items) == n:
+        return None
+    bad = set(getattr(data, "bad_items", []))
+    kept = [i for i, item in enumerate(items) if item not in bad]
+    if len(kept) != n:
+        raise RuntimeError(
+            f"get_preds gave {n} rows for the {len(items)} items of the {ds_type} set, and "
+            f"{len(items) - len(kept)} unreadable files are known: the rows cannot be matched "
+            f"to their images (drop unreadable files with skip_bad=True)"
+        )
+    return torch.tensor(kept, dtype=torch.int64)

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fakes import FakeBunch, make_learner
+from fakes import FakeBunch, break_images, make_learner, tiny_model
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from fastcore_ext.data import ImageDataBunch
+from fastcore_ext.data import ImageDataBunch, demo_dataset
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.plots import PLOTS_ENV
 
@@ -389,3 +389,21 @@ def test_bad_arguments(tmp_path):
         ClassificationInterpretation(learn, probs[:, None], targets, losses)
     with pytest.raises(ValueError, match="classes"):
         ClassificationInterpretation(learn, probs[:, :2], targets.clamp(max=1), losses)
+
+
+def test_unreadable_validation_images_keep_rows_matched_to_their_images(tmp_path):
+    """get_preds leaves unreadable files out; each row must still point at its own image."""
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    valid = sorted((root / "valid").rglob("*.jpg"))
+    bad = break_images(valid[1:4])
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, seed=1)
+    model = tiny_model()
+    model[-1] = nn.Linear(8, data.c)
+    learn = make_learner(data=data, model=model, path=tmp_path)
+    with pytest.warns(UserWarning, match="unreadable"):
+        interp = ClassificationInterpretation.from_learner(learn)
+    items = list(data.valid_ds.items)
+    expected = [i for i, f in enumerate(items) if f not in set(bad)]
+    assert interp.idxs.tolist() == expected and len(interp) == len(items) - len(bad)
+    assert interp.targets.tolist() == [data.valid_ds.labels[i] for i in expected]
+    assert isinstance(interp.plot_top_losses(len(expected)), Figure)
