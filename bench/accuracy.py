@@ -5,13 +5,14 @@ deviation of the final error rate and every epoch's validation loss.
 Data sets:
 - ``demo``: `fastcore_ext.data.demo_dataset()` (12 classes, 1920 train + 480 valid JPEGs of
   80 px, square).
-- ``photos``: real photographs, made by `make_photos` from the photos that scikit-image and
-  scikit-learn ship in their wheels (no download): 6 classes (brick, grass, gravel: textures;
-  coffee, chelsea the cat, rocket; each class the crops of one photo), 80 train + 20 valid
-  non-square crops per class (aspect 3:4 to 4:3, short side 96 px after resizing), train
-  crops from the left 75 % of each photo, valid crops from the right 25 % (no overlap).
-  Needs the fastai interpreter (FASTAI_PYTHON, see bench_train.py) with scikit-image and
-  scikit-learn installed there; the project never imports them.
+- ``photos``: real photographs, made by `make_photos` from the photos that scikit-image ships
+  in its wheel (`skimage.data`, no download): 6 classes (brick, grass, gravel: grey texture
+  photos; coffee, chelsea the cat, rocket: colour; each class the crops of one photo), 80
+  train + 20 valid non-square crops per class (aspect 3:4 to 4:3, short side 96 px after
+  resizing), train crops from the left 75 % of each photo, valid crops from the right 25 %
+  (no overlap).
+  Needs the fastai interpreter (FASTAI_PYTHON, see bench_train.py) with scikit-image
+  installed there; the project never imports it.
 
 Settings (both libraries): resnet18 from scratch, 64 px from presize 80, bs 64, 3 epochs of
 fit_one_cycle; the learning rate is each library's default unless `--lr` says otherwise
@@ -24,10 +25,10 @@ fit_one_cycle; the learning rate is each library's default unless `--lr` says ot
 
 `--lr`: a float, or ``slice(b)`` / ``slice(a,b)`` as fit_one_cycle's max_lr. `--opt k=v`
 (repeatable) switches one difference for the ablation; ours: ``head_bn_bias`` (the head's
-BatchNorm1d bias init, fastai: 1e-3), ``bn_wd=0`` (no weight decay on BatchNorm and bias
-parameters, fastai's wd_bn_bias=False); fastai: ``wd_bn_bias=1`` (weight decay on them too,
-as ours), ``head_bn_bias=0`` (torch's default init), ``center_crop=1`` (the training presize
-crop centred, as our cache), ``lr_slice`` see --lr.
+BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_last()`);
+fastai: ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours),
+``head_bn_bias=0`` (torch's default init), ``center_crop=1`` (the training presize crop
+centred, as our cache).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {"arch": "resnet18", "size": 64, "presize": 80, "bs": 64, "epochs": 3, "workers": 2}
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
-OURS_OPTS = ("head_bn_bias",)
+OURS_OPTS = ("head_bn_bias", "bf16")
 FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop")
 
 
@@ -124,6 +125,9 @@ def run_ours(data_dir: Path, seed: int, lr: float | slice | None, opts: dict) ->
         for m in learn.model[1].modules():
             if isinstance(m, torch.nn.BatchNorm1d):
                 torch.nn.init.constant_(m.bias, opts["head_bn_bias"])
+    if opts.get("bf16"):
+        learn.to_bf16()
+        learn.to_channels_last()
     start = time.perf_counter()
     learn.fit_one_cycle(s["epochs"], max_lr=lr)
     wall = time.perf_counter() - start
