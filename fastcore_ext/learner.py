@@ -82,7 +82,7 @@ CHECKPOINT_FORMAT = "fastcore_ext.checkpoint"  # the "format" entry of a Learner
 CHECKPOINT_VERSION = 1
 
 DEFAULT_LR = 1e-3  # fit's learning rate when none is given (fastai v2)
-DEFAULT_MAX_LR = 3e-3  # fit_one_cycle's (fastai)
+DEFAULT_MAX_LR = 1e-3  # fit_one_cycle's: fastai v2's defaults.lr (v1 had slice(3e-3))
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.BatchNorm1d,
@@ -658,7 +658,7 @@ class Learner:
         moms[0] to moms[1]; then the lr falls to max_lr/div_final and momentum rises to
         moms[2].
 
-        max_lr: as `fit`'s lr (float, slice or per group); default 3e-3. The optimizer
+        max_lr: as `fit`'s lr (float, slice or per group); default 1e-3 (fastai v2). The optimizer
         evaluates the schedule itself for total_steps = n_epoch * len(data.train_dl) steps.
         start_epoch: resume the cycle at this epoch (epochs start_epoch..n_epoch-1 run,
         the schedule starts at step start_epoch * len(data.train_dl)). To resume a fit
