@@ -270,6 +270,33 @@ def compare(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def test_parse_lr_and_opts():
+    """The CLI's lr and switch parsing (fast; `pytest bench/accuracy.py`)."""
+    assert parse_lr(None) is None
+    assert parse_lr("1e-3") == 1e-3
+    assert parse_lr("slice(3e-3)") == slice(None, 3e-3)
+    assert parse_lr("slice(1e-4, 1e-3)") == slice(1e-4, 1e-3)
+    assert parse_opts(["head_bn_bias=1e-3"], OURS_OPTS) == {"head_bn_bias": 1e-3}
+    for bad in (["wd_bn_bias=1"], ["head_bn_bias"]):
+        try:
+            parse_opts(bad, OURS_OPTS)
+        except ValueError as e:
+            assert "--opt" in str(e)
+        else:
+            raise AssertionError(f"{bad} accepted")
+
+
+def test_summary_mean_sd():
+    rows = [
+        {"lib": "ours", "error_rate": e, "valid_losses": [v, 1.0], "wall_s": 10.0}
+        for e, v in ((0.2, 2.0), (0.4, 4.0))
+    ]
+    (line,) = summary(rows)
+    # mean 0.3, sample sd sqrt(0.02) = 0.1414; valid losses 3 +- 1.4142, 1 +- 0
+    assert "error 0.3000 +- 0.1414" in line
+    assert "[3.0000 +- 1.4142, 1.0000 +- 0.0000]" in line
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)

@@ -595,6 +595,26 @@ def test_fit_one_cycle_side_by_side():
     assert all(r["wall_s"] > 0 and 0.0 <= r["error_rate"] <= 1.0 for r in rows)
 
 
+def test_summarize_time_to_accuracy():
+    """The summary lines (fast): mean +- sd of the error, the wall-time ratios (ours bf16
+    against fastai fp32 where fastai has no bf16 row) and bf16 - fp32 per seed."""
+    rows = [
+        {"lib": lib, "precision": p, "round": k, "wall_s": w, "n_train": 100, "error_rate": e}
+        for lib, p, k, w, e in (
+            ("ours", "fp32", 0, 10.0, 0.5), ("ours", "fp32", 1, 12.0, 0.3),
+            ("fastai", "fp32", 0, 20.0, 0.4), ("fastai", "fp32", 1, 20.0, 0.4),
+            ("ours", "bf16", 0, 5.0, 0.6), ("ours", "bf16", 1, 7.0, 0.3),
+        )
+    ]  # fmt: skip
+    lines = summarize(rows, epochs=3)
+    expected = "fp32 ours: 2 seeds, median 11.0 s (27 train img/s), error_rate 0.4000 +- 0.1414"
+    assert expected in lines
+    assert "ours fp32 / fastai fp32 wall time: 0.55x" in lines
+    assert "ours bf16 / fastai fp32 wall time: 0.30x" in lines
+    assert "ours bf16 - fp32 error_rate, same seeds: +0.1000, +0.0000" in lines
+    assert cpu_model()  # a model name and its flags, or 'unknown CPU'
+
+
 # ---- the model alone -----------------------------------------------------------------------------
 def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, float]:
     """(median seconds per step, images/s) of forward + loss + backward + fused Adam step on
