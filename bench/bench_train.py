@@ -1,12 +1,20 @@
 """Training end to end, side by side with fastai: the lesson flow (an image folder, a resnet
 from scratch, fit_one_cycle) in both libraries on the same data, device and settings.
 
-CPU (no GPU present): resnet18, 64 px (presize 80), batch 64, 3 epochs of fit_one_cycle at
-max_lr 3e-3, 2 DataLoader workers, on the demo dataset (`fastcore_ext.data.demo_dataset()`:
-1920 train + 480 valid JPEGs of 80 px, 12 classes).
+Time to accuracy: each library as a user gets it (fit_one_cycle at its own default max_lr
+unless BENCH_TRAIN_LR is set), round r with seed r in both (split, init, shuffle), the wall
+time of the fit and the error rate it reached; mean +- sd of the error over the seeds.
+
+CPU (no GPU present): resnet18, 64 px (presize 80), batch 64, 3 epochs of fit_one_cycle,
+2 DataLoader workers, on the demo dataset (`fastcore_ext.data.demo_dataset()`: 1920 train +
+480 valid JPEGs of 80 px, 12 classes); fp32 (`to_fp32()`), and where the CPU has bf16
+dot-product instructions (AVX512-BF16 or AMX) also ours in bf16 (`to_bf16()` +
+`to_channels_last()`), compared with fastai's fp32 (fastai 2.8.12's `to_bf16()` autocasts for
+CUDA only, so on the CPU it would train in fp32) and with our fp32 on the same seeds.
 CUDA (when present): resnet34, 224 px (presize 280), batch 64, 3 epochs, workers = min(16,
-cores), on the demo dataset drawn at 320 px (`demo_dataset(size=320)`); fp32 and fp16
-(`to_fp16()`) in both libraries, then our bf16 (fastai 2.8 has no bf16 training).
+cores), on the demo dataset drawn at 320 px (`demo_dataset(size=320)`); fp32, fp16
+(`to_fp16()`) and bf16 (`to_bf16()`) in both libraries.
+The CPU model and its flags (avx2, avx512f, avx512_bf16, amx) head the table.
 
 - fastai 2.8: `ImageDataLoaders.from_folder(item_tfms=Resize(presize),
   batch_tfms=[*aug_transforms(size=size), Normalize.from_stats(*imagenet_stats)])`,
@@ -38,6 +46,8 @@ wheels:
         fastprogress==1.0.3 fastdownload==0.0.8 fasttransform==0.0.5 plum-dispatch==2.9.0 \\
         beartype==0.23.1 rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 \\
         cloudpickle==3.1.3
+    ~/fastai-venv/bin/pip install requests pyyaml scipy scikit-learn   # fastai.vision.all
+    ~/fastai-venv/bin/pip install scikit-image   # only for bench/accuracy.py's photo set
     export FASTAI_PYTHON=~/fastai-venv/bin/python
 
 (fastprogress 1.0.3, not 1.1: 1.1 imports python-fasthtml and its web-server stack.)
@@ -47,8 +57,9 @@ Run:
     python -m pytest bench/bench_train.py -s       # side by side + model-only step
     python bench/bench_train.py --run ours --data DIR --device cpu --precision fp32  # one fit
 
-Environment: BENCH_TRAIN_ROUNDS (default 3), BENCH_TRAIN_EPOCHS (default 3),
-BENCH_TRAIN_PRECISIONS (comma list; default fp32 on the CPU, fp32,fp16,bf16 on CUDA),
+Environment: BENCH_TRAIN_ROUNDS (seeds, default 3), BENCH_TRAIN_EPOCHS (default 3),
+BENCH_TRAIN_LR (max_lr of both; default each library's own), BENCH_TRAIN_PRECISIONS (comma
+list; default fp32 on the CPU, plus bf16 where it is native; fp32,fp16,bf16 on CUDA),
 BENCH_TRAIN_LIBS (default "ours,fastai"), BENCH_TRAIN_TIMEOUT (seconds per fit, default
 1200), BENCH_TRAIN_PROFILE=1 (phase times on CUDA), BENCH_TRAIN_MODEL_PRECISIONS (model-only
 step; default fp32 on the CPU, fp32,bf16,fp16 on CUDA), BENCH_TRAIN_MODEL_STEPS (timed
@@ -83,9 +94,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CONFIG = {
     "cpu": {"arch": "resnet18", "size": 64, "presize": 80, "bs": 64, "epochs": 3,
-            "workers": 2, "lr": 3e-3, "demo": {}, "precisions": ["fp32"]},
+            "workers": 2, "lr": None, "demo": {}, "precisions": ["fp32"]},
     "cuda": {"arch": "resnet34", "size": 224, "presize": 280, "bs": 64, "epochs": 3,
-             "workers": min(16, os.cpu_count() or 1), "lr": 3e-3, "demo": {"size": 320},
+             "workers": min(16, os.cpu_count() or 1), "lr": None, "demo": {"size": 320},
              "precisions": ["fp32", "fp16", "bf16"]},
 }  # fmt: skip
 PHASES = ("data", "forward", "backward", "step", "valid", "other")
@@ -124,12 +135,16 @@ def settings(device: str = DEVICE) -> dict:
     cfg["epochs"] = _env_int("BENCH_TRAIN_EPOCHS", cfg["epochs"])
     cfg["rounds"] = _env_int("BENCH_TRAIN_ROUNDS", 3)
     cfg["timeout"] = _env_int("BENCH_TRAIN_TIMEOUT", 1200)
+    if device == "cpu" and native_bf16_cpu():
+        cfg["precisions"] = ["fp32", "bf16"]
     cfg["precisions"] = _env_list(
         "BENCH_TRAIN_PRECISIONS", cfg["precisions"], ("fp32", "fp16", "bf16")
     )
     cfg["libs"] = _env_list("BENCH_TRAIN_LIBS", ["ours", "fastai"], ("ours", "fastai"))
     if device == "cpu" and "fp16" in cfg["precisions"]:
         raise ValueError("BENCH_TRAIN_PRECISIONS: fp16 needs CUDA (use bf16 on the CPU)")
+    lr = os.environ.get("BENCH_TRAIN_LR", "")
+    cfg["lr"] = float(lr) if lr else cfg["lr"]
     cfg["profile"] = device == "cpu" or os.environ.get("BENCH_TRAIN_PROFILE") == "1"
     return cfg
 
@@ -210,25 +225,29 @@ def _phases_out(phases: dict[str, float] | None) -> dict[str, float] | None:
 
 
 # ---- one fit per library (each in its own subprocess) --------------------------------------------
-def run_ours(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
-    """One fit_one_cycle of ours; returns the row (wall_s, n_train, error_rate, ...)."""
+def run_ours(data_dir: Path, device: str, precision: str, cfg: dict, seed: int = 0) -> dict:
+    """One fit_one_cycle of ours; returns the row (wall_s, n_train, error_rate, ...).
+    bf16: `to_bf16()` + `to_channels_last()`; fp32: `to_fp32()`."""
     from fastcore_ext.callback import Callback
     from fastcore_ext.data import ImageDataBunch, imagenet_stats
     from fastcore_ext.vision import create_cnn, error_rate, get_transforms
 
     data = ImageDataBunch.from_folder(
         data_dir, ds_tfms=get_transforms(), size=cfg["size"], bs=cfg["bs"],
-        num_workers=cfg["workers"], cache=True, seed=0, device=device,
+        num_workers=cfg["workers"], cache=True, seed=seed, device=device,
     ).normalize(imagenet_stats)  # fmt: skip
     if data.presize != cfg["presize"]:
         raise RuntimeError(f"our presize is {data.presize}, the benchmark's {cfg['presize']}")
     warm = data.train_ds.cache.complete and data.valid_ds.cache.complete
-    learn = create_cnn(data, cfg["arch"], pretrained=False, metrics=error_rate, seed=0)
+    learn = create_cnn(data, cfg["arch"], pretrained=False, metrics=error_rate, seed=seed)
     learn.progress.show_bar = learn.progress.show_table = False
     if precision == "bf16":
         learn.to_bf16()
+        learn.to_channels_last()
     elif precision == "fp16":
         learn.to_fp16()
+    else:
+        learn.to_fp32()
 
     class Timer(_PhaseTimerMixin, Callback):
         order = 1000  # after the recorder and the progress callback
@@ -248,6 +267,7 @@ def run_ours(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
         "n_valid": len(data.valid_ds),
         "train_batches": len(data.train_dl),
         "error_rate": float(learn.recorder.metrics[-1][0]),
+        "valid_losses": [round(float(v), 4) for v in learn.recorder.valid_losses],
         "epoch_s": [round(t, 3) for t in learn.recorder.epoch_times],
         "phases": _phases_out(timer.phases if cfg["profile"] else None),
         "cache": "warm" if warm else "cold",
@@ -255,8 +275,10 @@ def run_ours(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
     }
 
 
-def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
-    """One fit_one_cycle of fastai 2.8 on the same folder and settings."""
+def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict, seed: int = 0) -> dict:
+    """One fit_one_cycle of fastai 2.8 on the same folder and settings. bf16: fastai's own
+    `to_bf16()`, whose autocast is for CUDA only (fastai 2.8.12's MixedPrecision calls
+    `autocast('cuda', ...)`), so on the CPU it trains in fp32."""
     import fastai
     import torchvision
     from fastai.vision.all import (
@@ -267,11 +289,13 @@ def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
         aug_transforms,
         error_rate,
         imagenet_stats,
+        set_seed,
         vision_learner,
     )
 
+    set_seed(seed)
     dls = ImageDataLoaders.from_folder(
-        data_dir, train="train", valid="valid", seed=0,
+        data_dir, train="train", valid="valid", seed=seed,
         item_tfms=Resize(cfg["presize"]),
         batch_tfms=[*aug_transforms(size=cfg["size"]), Normalize.from_stats(*imagenet_stats)],
         bs=cfg["bs"], num_workers=cfg["workers"], device=torch.device(device),
@@ -280,8 +304,8 @@ def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
     learn = vision_learner(dls, arch, pretrained=False, metrics=error_rate)
     if precision == "fp16":
         learn.to_fp16()
-    elif precision != "fp32":
-        raise ValueError(f"fastai run: precision {precision!r} not compared (fp32 or fp16)")
+    elif precision == "bf16":
+        learn.to_bf16()
 
     class Timer(_PhaseTimerMixin, Callback):
         order = 1000  # after fastai's Recorder (50) and ProgressCallback (60)
@@ -304,7 +328,10 @@ def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
     _sync(device)
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(cfg["epochs"], cfg["lr"], cbs=cbs)
+        if cfg["lr"] is None:  # fastai's default lr_max (defaults.lr, 1e-3)
+            learn.fit_one_cycle(cfg["epochs"], cbs=cbs)
+        else:
+            learn.fit_one_cycle(cfg["epochs"], cfg["lr"], cbs=cbs)
     _sync(device)
     wall = time.perf_counter() - start
     names = list(learn.recorder.metric_names)
@@ -316,6 +343,7 @@ def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
         "n_valid": len(dls.valid_ds),
         "train_batches": len(dls.train),
         "error_rate": float(row[names.index("error_rate") - 1]),
+        "valid_losses": [round(float(v[1]), 4) for v in learn.recorder.values],
         "epoch_s": epoch_s,
         "phases": _phases_out(timer.phases if cfg["profile"] else None),
         "cache": "-",
@@ -353,11 +381,15 @@ def fastai_python() -> str | None:
     return None
 
 
-def _fit_in_subprocess(lib: str, data_dir: Path, device: str, precision: str, cfg: dict) -> dict:
+def _fit_in_subprocess(
+    lib: str, data_dir: Path, device: str, precision: str, cfg: dict, seed: int
+) -> dict:
     python = sys.executable if lib == "ours" else fastai_python()
     cmd = [python, str(Path(__file__).resolve()), "--run", lib, "--data", str(data_dir),
            "--device", device, "--precision", precision,
-           "--epochs", str(cfg["epochs"])]  # fmt: skip
+           "--epochs", str(cfg["epochs"]), "--seed", str(seed)]  # fmt: skip
+    if cfg["lr"] is not None:
+        cmd += ["--lr", str(cfg["lr"])]
     if cfg["profile"]:
         cmd.append("--profile")
     env = dict(os.environ)
@@ -403,11 +435,49 @@ def _warm_cache(data_dir: Path, device: str, cfg: dict) -> None:
 
 
 # ---- the table -----------------------------------------------------------------------------------
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def native_bf16_cpu() -> bool:
+    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def cpu_model() -> str:
+    """'<model name> (flags: avx2 avx512f ...)' from /proc/cpuinfo: the flags that decide
+    the speed of fp32 and bf16 convolutions; 'unknown CPU' elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = "?"
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name":
+            name = value.strip()
+            break
+    flags = _cpu_flags()
+    have = " ".join(f for f in CPU_FLAGS if f in flags) or "none of " + " ".join(CPU_FLAGS)
+    return f"{name} (flags: {have})"
+
+
 def _device_name() -> str:
     if DEVICE == "cuda":
         return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     threads = torch.get_num_threads()
-    return f"CPU ({os.cpu_count()} cores), torch {torch.__version__}, {threads} threads"
+    return f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads"
 
 
 def _rate(r: dict, epochs: int) -> float:
@@ -440,32 +510,42 @@ def format_table(rows: list[dict], epochs: int) -> str:
     return "\n".join(lines)
 
 
+def _mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.fmean(values):.4f} +- {sd:.4f}"
+
+
 def summarize(rows: list[dict], epochs: int) -> list[str]:
-    """Median lines per (precision, lib) and the ours/fastai wall-time ratio."""
+    """Per (precision, lib): median wall time, mean +- sd of the error rate over the seeds;
+    the ours/fastai wall-time ratio per precision; ours bf16 against ours fp32 seed by seed."""
     out = []
+    med = {}
     for precision in dict.fromkeys(r["precision"] for r in rows):
-        med = {}
         for lib in ("ours", "fastai"):
             sel = [r for r in rows if r["lib"] == lib and r["precision"] == precision]
             if sel:
-                med[lib] = (
-                    statistics.median(r["wall_s"] for r in sel),
-                    statistics.median(r["error_rate"] for r in sel),
-                    sel[0]["n_train"] * epochs,
-                    len(sel),
+                wall = statistics.median(r["wall_s"] for r in sel)
+                med[lib, precision] = wall
+                out.append(
+                    f"{precision} {lib}: {len(sel)} seeds, median {wall:.1f} s "
+                    f"({sel[0]['n_train'] * epochs / wall:.0f} train img/s), error_rate "
+                    f"{_mean_sd([r['error_rate'] for r in sel])}"
                 )
-        for lib, (wall, err, imgs, n) in med.items():
-            out.append(
-                f"{precision} {lib}: median of {n}: {wall:.1f} s, {imgs / wall:.0f} train "
-                f"img/s, error_rate {err:.4f}"
-            )
-        if len(med) == 2:
-            ratio = med["ours"][0] / med["fastai"][0]
-            out.append(
-                f"{precision} ours/fastai wall time: {ratio:.2f}x (fastai/ours images/s "
-                f"{1 / ratio:.2f}x); error_rate ours {med['ours'][1]:.4f} vs fastai "
-                f"{med['fastai'][1]:.4f}"
-            )
+    for (lib, precision), wall in med.items():
+        # fastai's own run of the same precision, else its fp32 (fastai's bf16 on the CPU)
+        ref = precision if ("fastai", precision) in med else "fp32"
+        if lib == "ours" and ("fastai", ref) in med:
+            ratio = wall / med["fastai", ref]
+            out.append(f"ours {precision} / fastai {ref} wall time: {ratio:.2f}x")
+    by_seed = {(r["precision"], r["round"]): r for r in rows if r["lib"] == "ours"}
+    pairs = [
+        (by_seed["fp32", k], by_seed["bf16", k])
+        for (p, k) in by_seed
+        if p == "fp32" and ("bf16", k) in by_seed
+    ]
+    if pairs:
+        diffs = ", ".join(f"{b['error_rate'] - a['error_rate']:+.4f}" for a, b in pairs)
+        out.append(f"ours bf16 - fp32 error_rate, same seeds: {diffs}")
     return out
 
 
@@ -478,11 +558,14 @@ def side_by_side(device: str = DEVICE) -> tuple[list[dict], dict]:
         _warm_cache(data_dir, device, cfg)
     rows = []
     for precision in cfg["precisions"]:
-        plibs = [lib for lib in libs if not (lib == "fastai" and precision == "bf16")]
-        for r in range(cfg["rounds"]):
+        # fastai's to_bf16 autocasts for CUDA only: on the CPU it would train in fp32
+        plibs = [
+            lib for lib in libs if not (lib == "fastai" and precision == "bf16" and device == "cpu")
+        ]
+        for r in range(cfg["rounds"]):  # round r: seed r in both libraries
             order = plibs if r % 2 == 0 else plibs[::-1]
             for lib in order:
-                res = _fit_in_subprocess(lib, data_dir, device, precision, cfg)
+                res = _fit_in_subprocess(lib, data_dir, device, precision, cfg, seed=r)
                 rows.append({**res, "round": r, "precision": precision})
                 print(
                     f"  {lib} {precision} round {r}: {res['wall_s']:.1f} s, error_rate "
@@ -503,13 +586,33 @@ def test_fit_one_cycle_side_by_side():
     print(
         f"\n{_device_name()}; {cfg['arch']} from scratch, {cfg['size']} px (presize "
         f"{cfg['presize']}), bs {cfg['bs']}, {cfg['epochs']} epochs of fit_one_cycle at "
-        f"{cfg['lr']}, {cfg['workers']} workers; {versions}\n"
+        f"{cfg['lr'] or 'each library default'}, {cfg['workers']} workers; {versions}\n"
     )
     print(format_table(rows, cfg["epochs"]))
     print("\nmedians:")
     for line in summarize(rows, cfg["epochs"]):
         print("  " + line)
     assert all(r["wall_s"] > 0 and 0.0 <= r["error_rate"] <= 1.0 for r in rows)
+
+
+def test_summarize_time_to_accuracy():
+    """The summary lines (fast): mean +- sd of the error, the wall-time ratios (ours bf16
+    against fastai fp32 where fastai has no bf16 row) and bf16 - fp32 per seed."""
+    rows = [
+        {"lib": lib, "precision": p, "round": k, "wall_s": w, "n_train": 100, "error_rate": e}
+        for lib, p, k, w, e in (
+            ("ours", "fp32", 0, 10.0, 0.5), ("ours", "fp32", 1, 12.0, 0.3),
+            ("fastai", "fp32", 0, 20.0, 0.4), ("fastai", "fp32", 1, 20.0, 0.4),
+            ("ours", "bf16", 0, 5.0, 0.6), ("ours", "bf16", 1, 7.0, 0.3),
+        )
+    ]  # fmt: skip
+    lines = summarize(rows, epochs=3)
+    expected = "fp32 ours: 2 seeds, median 11.0 s (27 train img/s), error_rate 0.4000 +- 0.1414"
+    assert expected in lines
+    assert "ours fp32 / fastai fp32 wall time: 0.55x" in lines
+    assert "ours bf16 / fastai fp32 wall time: 0.30x" in lines
+    assert "ours bf16 - fp32 error_rate, same seeds: +0.1000, +0.0000" in lines
+    assert cpu_model()  # a model name and its flags, or 'unknown CPU'
 
 
 # ---- the model alone -----------------------------------------------------------------------------
@@ -582,6 +685,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="phase times (syncs on CUDA)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, init, shuffle")
+    parser.add_argument("--lr", type=float, default=None, help="max_lr (default: the library's)")
     args = parser.parse_args(argv)
     cfg = dict(CONFIG[args.device])
     if args.epochs is not None:
@@ -589,10 +694,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--epochs: expected a positive int, got {args.epochs}")
         cfg["epochs"] = args.epochs
     cfg["profile"] = args.profile
+    cfg["lr"] = args.lr
     if not (args.data / "train").is_dir() or not (args.data / "valid").is_dir():
         parser.error(f"--data: expected a folder with train/ and valid/, got {args.data}")
     run = run_ours if args.run == "ours" else run_fastai
-    print(json.dumps(run(args.data, args.device, args.precision, cfg)))
+    print(json.dumps(run(args.data, args.device, args.precision, cfg, seed=args.seed)))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 DEFAULT_LR = 1e-3  # fit's learning rate when none is given (fastai v2)
-DEFAULT_MAX_LR = 3e-3  # fit_one_cycle's (fastai)
+DEFAULT_MAX_LR = 1e-3  # fit_one_cycle's: fastai v2's defaults.lr (v1 had slice(3e-3))
 DEFAULT_PRECISION = "auto"  # Learner(precision=None) uses it; "fp32" turns the automatic choice off
 
 # Events fired per batch; callbacks with run_train/run_valid False skip them in that phase.
@@ -487,7 +487,8 @@ class Learner:
         max_lr/div to max_lr over the first pct_start of the steps, while momentum falls from
         moms[0] to moms[1], then falls to max_lr/div_final while momentum rises to moms[2].
 
-        max_lr: as `fit`'s lr; default 3e-3. The optimizer evaluates the schedule itself.
+        max_lr: as `fit`'s lr; default 1e-3 (fastai v2's; the notes' v1 had slice(3e-3),
+        bench/README.md says why we follow v2). The optimizer evaluates the schedule itself.
         start_epoch: resume the cycle there (after `load`ing the checkpoint of the end of
         epoch start_epoch - 1, with every other argument repeated: bit-exact on the CPU)."""
         n_epoch = _check_positive_int("n_epoch", n_epoch)

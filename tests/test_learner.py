@@ -129,8 +129,8 @@ def test_fit_one_cycle_defaults():
     learn.fit_one_cycle(1)
     rec = learn.recorder
     peak = max(lrs[-1] for lrs in rec.lrs)
-    assert peak <= 3e-3 and peak > 3e-3 * 0.9
-    assert rec.lrs[0] == [3e-3 / 25, 3e-3 / 25]
+    assert peak <= 1e-3 and peak > 1e-3 * 0.9  # fastai v2's default max_lr
+    assert rec.lrs[0] == [1e-3 / 25, 1e-3 / 25]
     assert rec.moms[0] == [0.95, 0.95]
 
 

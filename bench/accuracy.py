@@ -1,0 +1,331 @@
+"""Accuracy side by side with fastai 2.8: the same image folder, split, image size, batch
+size, epochs and seeds, from scratch, each fit in a fresh subprocess; mean and standard
+deviation of the final error rate and every epoch's validation loss.
+
+Data sets:
+- ``demo``: `fastcore_ext.data.demo_dataset()` (12 classes, 1920 train + 480 valid JPEGs of
+  80 px, square).
+- ``photos``: real photographs, made by `make_photos` from the photos that scikit-image ships
+  in its wheel (`skimage.data`, no download): 6 classes (brick, grass, gravel: grey texture
+  photos; coffee, chelsea the cat, rocket: colour; each class the crops of one photo), 80
+  train + 20 valid non-square crops per class (aspect 3:4 to 4:3, short side 96 px after
+  resizing), train crops from the left 75 % of each photo, valid crops from the right 25 %
+  (no overlap).
+  Needs the fastai interpreter (FASTAI_PYTHON, see bench_train.py) with scikit-image
+  installed there; the project never imports it.
+
+Settings (both libraries): resnet18 from scratch, 64 px from presize 80, bs 64, 3 epochs of
+fit_one_cycle; the learning rate is each library's default unless `--lr` says otherwise
+(ours: `create_cnn(...).fit_one_cycle(n)`, fastai: `vision_learner(...).fit_one_cycle(n)`).
+
+    python bench/accuracy.py compare --data demo --seeds 0,1,2       # both libraries
+    python bench/accuracy.py compare --data photos --libs ours --lr 1e-3 --opt head_bn_bias=1e-3
+    python bench/accuracy.py run --lib ours --data DIR --seed 0      # one fit, JSON out
+    FASTAI_PYTHON=... python bench/accuracy.py photos --out DIR      # build the photo set
+
+`--lr`: a float, or ``slice(b)`` / ``slice(a,b)`` as fit_one_cycle's max_lr. `--opt k=v`
+(repeatable) switches one difference for the ablation; ours: ``head_bn_bias`` (the head's
+BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_last()`);
+fastai: ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours),
+``head_bn_bias=0`` (torch's default init), ``center_crop=1`` (the training presize crop
+centred, as our cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {"arch": "resnet18", "size": 64, "presize": 80, "bs": 64, "epochs": 3, "workers": 2}
+PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
+OURS_OPTS = ("head_bn_bias", "bf16")
+FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop")
+
+
+def parse_lr(text: str | None) -> float | slice | None:
+    """'3e-3' -> 3e-3; 'slice(3e-3)' -> slice(None, 3e-3); 'slice(1e-4,1e-3)' -> slice(1e-4,
+    1e-3); None -> None (the library's default)."""
+    if text is None:
+        return None
+    t = text.replace(" ", "")
+    if t.startswith("slice(") and t.endswith(")"):
+        parts = [float(p) for p in t[6:-1].split(",")]
+        if len(parts) == 1:
+            return slice(None, parts[0])
+        if len(parts) == 2:
+            return slice(parts[0], parts[1])
+        raise ValueError(f"--lr: expected slice(b) or slice(a,b), got {text!r}")
+    return float(t)
+
+
+def parse_opts(pairs: list[str], allowed: tuple[str, ...]) -> dict[str, float]:
+    """['k=v', ...] -> {k: float(v)}, every k in `allowed`."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in allowed:
+            raise ValueError(f"--opt: expected k=v with k in {allowed}, got {pair!r}")
+        out[key] = float(value)
+    return out
+
+
+# ---- the photo set --------------------------------------------------------------------------
+def make_photos(out: Path, n_train: int = 80, n_valid: int = 20, short: int = 96) -> Path:
+    """Write the photo set to out/{train,valid}/<class>/*.jpg (see the module docstring)."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in PHOTO_CLASSES:
+        img = np.asarray(getattr(skimage.data, cls)())
+        if img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        h, w = img.shape[:2]
+        cut = int(w * 0.75)
+        for split, n, (x0, x1) in (("train", n_train, (0, cut)), ("valid", n_valid, (cut, w))):
+            folder = out / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                ratio = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+                ch = int(rng.uniform(0.35, 0.6) * h)
+                cw = min(int(ch * ratio), x1 - x0)
+                top = int(rng.integers(0, h - ch + 1))
+                left = int(rng.integers(x0, x1 - cw + 1))
+                crop = Image.fromarray(img[top : top + ch, left : left + cw])
+                scale = short / min(ch, cw)
+                crop = crop.resize((round(cw * scale), round(ch * scale)), Image.BICUBIC)
+                crop.save(folder / f"{cls}_{i:03d}.jpg", quality=90)
+    return out
+
+
+# ---- one fit per library ------------------------------------------------------------------
+def run_ours(data_dir: Path, seed: int, lr: float | slice | None, opts: dict) -> dict:
+    """One fit_one_cycle of ours from scratch; the row (error, valid losses, ...)."""
+    import torch
+
+    from fastcore_ext.data import ImageDataBunch, imagenet_stats
+    from fastcore_ext.vision import create_cnn, error_rate, get_transforms
+
+    s = SETTINGS
+    data = ImageDataBunch.from_folder(
+        data_dir, ds_tfms=get_transforms(), size=s["size"], bs=s["bs"],
+        num_workers=s["workers"], cache=True, seed=seed, device="cpu",
+    ).normalize(imagenet_stats)  # fmt: skip
+    learn = create_cnn(data, s["arch"], pretrained=False, metrics=error_rate, seed=seed)
+    learn.progress.show_bar = learn.progress.show_table = False
+    if "head_bn_bias" in opts:
+        for m in learn.model[1].modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                torch.nn.init.constant_(m.bias, opts["head_bn_bias"])
+    if opts.get("bf16"):
+        learn.to_bf16()
+        learn.to_channels_last()
+    start = time.perf_counter()
+    learn.fit_one_cycle(s["epochs"], max_lr=lr)
+    wall = time.perf_counter() - start
+    rec = learn.recorder
+    return {
+        "lib": "ours", "seed": seed, "wall_s": wall,
+        "error_rate": float(rec.metrics[-1][0]),
+        "valid_losses": [float(v) for v in rec.valid_losses],
+        "train_losses": [float(v) for v in rec.train_losses],
+    }  # fmt: skip
+
+
+def run_fastai(data_dir: Path, seed: int, lr: float | slice | None, opts: dict) -> dict:
+    """One fit_one_cycle of fastai 2.8 from scratch on the same folder and settings."""
+    import torch
+    import torchvision
+    from fastai.vision.all import (
+        ImageDataLoaders,
+        Normalize,
+        Resize,
+        aug_transforms,
+        error_rate,
+        imagenet_stats,
+        set_seed,
+        vision_learner,
+    )
+
+    class CenterResize(Resize):
+        """fastai's Resize with the training crop centred (as our presize cache)."""
+
+        def before_call(self, b, split_idx):
+            super().before_call(b, 1)
+
+    s = SETTINGS
+    set_seed(seed)
+    resize = CenterResize if opts.get("center_crop") else Resize
+    dls = ImageDataLoaders.from_folder(
+        data_dir, train="train", valid="valid", seed=seed,
+        item_tfms=resize(s["presize"]),
+        batch_tfms=[*aug_transforms(size=s["size"]), Normalize.from_stats(*imagenet_stats)],
+        bs=s["bs"], num_workers=s["workers"], device=torch.device("cpu"),
+    )  # fmt: skip
+    arch = getattr(torchvision.models, s["arch"])
+    learn = vision_learner(
+        dls, arch, pretrained=False, metrics=error_rate, wd_bn_bias=bool(opts.get("wd_bn_bias"))
+    )
+    if "head_bn_bias" in opts:
+        for m in learn.model[1].modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                torch.nn.init.constant_(m.bias, opts["head_bn_bias"])
+    start = time.perf_counter()
+    with learn.no_bar(), learn.no_logging():
+        if lr is None:
+            learn.fit_one_cycle(s["epochs"])
+        else:
+            learn.fit_one_cycle(s["epochs"], lr)
+    wall = time.perf_counter() - start
+    vals = learn.recorder.values  # per epoch [train_loss, valid_loss, error_rate]
+    return {
+        "lib": "fastai", "seed": seed, "wall_s": wall,
+        "error_rate": float(vals[-1][2]),
+        "valid_losses": [float(v[1]) for v in vals],
+        "train_losses": [float(v[0]) for v in vals],
+    }  # fmt: skip
+
+
+# ---- the comparison -------------------------------------------------------------------------
+def fastai_python() -> str:
+    """FASTAI_PYTHON, else this interpreter (which must import fastai then)."""
+    return os.environ.get("FASTAI_PYTHON") or sys.executable
+
+
+def data_dir(name: str) -> Path:
+    """The folder of data set `name` ('demo', 'photos' or a path), built when missing."""
+    if name == "demo":
+        from fastcore_ext.data import demo_dataset
+
+        return demo_dataset()
+    if name == "photos":
+        from fastcore_ext.data.paths import data_dir as home
+
+        out = home() / "photos_v1"
+        if not (out / "valid").is_dir():
+            cmd = [fastai_python(), str(Path(__file__).resolve()), "photos", "--out", str(out)]
+            subprocess.run(cmd, check=True)
+        return out
+    return Path(name)
+
+
+def fit_in_subprocess(lib: str, data: Path, seed: int, lr: str | None, opts: list[str]) -> dict:
+    python = sys.executable if lib == "ours" else fastai_python()
+    cmd = [python, str(Path(__file__).resolve()), "run", "--lib", lib, "--data", str(data),
+           "--seed", str(seed)]  # fmt: skip
+    if lr is not None:
+        cmd += ["--lr", lr]
+    for o in opts:
+        cmd += ["--opt", o]
+    env = dict(os.environ)
+    if lib == "ours":
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{lib} seed {seed} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.fmean(values):.4f} +- {sd:.4f}"
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """Per library: mean +- sd of the final error and of each epoch's validation loss."""
+    lines = []
+    for lib in dict.fromkeys(r["lib"] for r in rows):
+        sel = [r for r in rows if r["lib"] == lib]
+        n_ep = len(sel[0]["valid_losses"])
+        vl = ", ".join(mean_sd([r["valid_losses"][e] for r in sel]) for e in range(n_ep))
+        lines.append(
+            f"{lib}: n={len(sel)} error {mean_sd([r['error_rate'] for r in sel])}; "
+            f"valid loss per epoch [{vl}]; wall {statistics.fmean(r['wall_s'] for r in sel):.1f} s"
+        )
+    return lines
+
+
+def compare(args: argparse.Namespace) -> list[dict]:
+    data = data_dir(args.data)
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for lib in args.libs.split(","):
+            opts = args.opt if lib == "ours" else args.fastai_opt
+            row = fit_in_subprocess(lib, data, seed, args.lr, opts)
+            row["load"] = os.getloadavg()[0]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{args.data}: lr {args.lr or 'default'}, ours opts {args.opt}, fastai opts "
+          f"{args.fastai_opt}; {SETTINGS}")  # fmt: skip
+    for line in summary(rows):
+        print("  " + line)
+    return rows
+
+
+def test_parse_lr_and_opts():
+    """The CLI's lr and switch parsing (fast; `pytest bench/accuracy.py`)."""
+    assert parse_lr(None) is None
+    assert parse_lr("1e-3") == 1e-3
+    assert parse_lr("slice(3e-3)") == slice(None, 3e-3)
+    assert parse_lr("slice(1e-4, 1e-3)") == slice(1e-4, 1e-3)
+    assert parse_opts(["head_bn_bias=1e-3"], OURS_OPTS) == {"head_bn_bias": 1e-3}
+    for bad in (["wd_bn_bias=1"], ["head_bn_bias"]):
+        try:
+            parse_opts(bad, OURS_OPTS)
+        except ValueError as e:
+            assert "--opt" in str(e)
+        else:
+            raise AssertionError(f"{bad} accepted")
+
+
+def test_summary_mean_sd():
+    rows = [
+        {"lib": "ours", "error_rate": e, "valid_losses": [v, 1.0], "wall_s": 10.0}
+        for e, v in ((0.2, 2.0), (0.4, 4.0))
+    ]
+    (line,) = summary(rows)
+    # mean 0.3, sample sd sqrt(0.02) = 0.1414; valid losses 3 +- 1.4142, 1 +- 0
+    assert "error 0.3000 +- 0.1414" in line
+    assert "[3.0000 +- 1.4142, 1.0000 +- 0.0000]" in line
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_run = sub.add_parser("run", help="one fit, JSON on the last line")
+    p_run.add_argument("--lib", choices=["ours", "fastai"], required=True)
+    p_run.add_argument("--data", type=Path, required=True)
+    p_run.add_argument("--seed", type=int, default=0)
+    p_run.add_argument("--lr", default=None)
+    p_run.add_argument("--opt", action="append", default=[])
+    p_cmp = sub.add_parser("compare", help="fits over seeds and libraries, mean +- sd")
+    p_cmp.add_argument("--data", default="demo", help="demo, photos or a folder")
+    p_cmp.add_argument("--seeds", default="0,1,2")
+    p_cmp.add_argument("--libs", default="ours,fastai")
+    p_cmp.add_argument("--lr", default=None)
+    p_cmp.add_argument("--opt", action="append", default=[], help="ours: k=v")
+    p_cmp.add_argument("--fastai-opt", action="append", default=[], help="fastai: k=v")
+    p_ph = sub.add_parser("photos", help="build the photo set (fastai interpreter)")
+    p_ph.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.cmd == "photos":
+        print(make_photos(args.out))
+    elif args.cmd == "run":
+        allowed = OURS_OPTS if args.lib == "ours" else FASTAI_OPTS
+        opts = parse_opts(args.opt, allowed)
+        run = run_ours if args.lib == "ours" else run_fastai
+        print(json.dumps(run(args.data, args.seed, parse_lr(args.lr), opts)))
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
