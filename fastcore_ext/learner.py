@@ -23,9 +23,8 @@ Every public method is here; the work of most lives in the module of its concept
 Interruptions: a NaN/inf training loss ends the fit before that batch's step
 (`TerminateOnNaN`, attached to every learner). An exception that escapes a fit (Ctrl-C's
 KeyboardInterrupt, a DataLoader worker that died, an error in a callback) ends it like a
-CancelFitException would (callbacks get `after_cancel_fit` and `after_fit`), the data
-loaders' worker processes are stopped, a note on the exception says where the fit stopped,
-and the exception goes on to the caller with the learner ready for the next fit.
+CancelFitException would, then goes on to the caller with the learner ready for the next
+fit: `fastcore_ext.interrupt`.
 """
 
 from __future__ import annotations
@@ -34,8 +33,6 @@ import contextlib
 import math
 import os
 import random
-import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,21 +41,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from fastcore_ext import inference
+from fastcore_ext import inference, interrupt
 from fastcore_ext import layer_groups as lg
+from fastcore_ext.callback import mixed_precision
 from fastcore_ext.callback.core import (
     Callback,
     CancelBackwardException,
     CancelBatchException,
     CancelEpochException,
-    CancelFitException,
     CancelStepException,
     CancelTrainException,
     CancelValidException,
 )
 from fastcore_ext.callback.ddp import DEFAULT_TIMEOUT, enter, exit_distrib
 from fastcore_ext.callback.lr_finder import LRFinder, Snapshot
-from fastcore_ext.callback.mixed_precision import PRECISIONS, MixedPrecision, auto_precision
+from fastcore_ext.callback.mixed_precision import PRECISIONS, MixedPrecision
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
@@ -66,7 +63,7 @@ from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_fi
 from fastcore_ext.export import export_model
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
-from fastcore_ext.ranks import is_main_process, launched_by_torchrun
+from fastcore_ext.ranks import launched_by_torchrun
 from fastcore_ext.schedule import Suggestions, suggest_lrs
 
 __all__ = [
@@ -98,8 +95,6 @@ _INNER_EVENTS = frozenset(
         "after_cancel_step",
     }
 )
-
-_announced: set[str] = set()  # the automatic precision choices already printed
 
 
 def set_seed(seed: int) -> None:
@@ -237,14 +232,9 @@ class Learner:
             self.to_bf16()
         elif precision == "fp16":
             self.to_fp16()
-        elif precision == "auto":
-            chosen, line = auto_precision(self.data.device)
-            if chosen == "bf16":
-                self.to_bf16().to_channels_last()
-                self._auto_layout = True
-            if line not in _announced and is_main_process():
-                _announced.add(line)
-                print(line, file=sys.stderr, flush=True)
+        elif precision == "auto" and mixed_precision.announce_auto(self.data.device) == "bf16":
+            self.to_bf16().to_channels_last()
+            self._auto_layout = True
 
     # ---- callbacks ----------------------------------------------------------------------
     def add_cb(self, cb: Callback) -> None:
@@ -303,7 +293,7 @@ class Learner:
             self.iter = 0
             self.train_iter = 0
             self.opt.zero_grad(set_to_none=True)
-            self._run_fit()
+            interrupt.run_fit(self, self._do_fit)
         finally:
             for cb in extra:
                 if cb in self.cbs:
@@ -311,62 +301,6 @@ class Learner:
             self.training = False
             self.dl = None
             self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
-
-    def _run_fit(self) -> None:
-        """before_fit, the epochs, after_fit; CancelFitException ends it early. Any other
-        exception (KeyboardInterrupt included) ends it the same way, then goes on."""
-        try:
-            self._event("before_fit")
-            self._do_fit()
-        except CancelFitException:
-            self._event("after_cancel_fit")
-        except BaseException as e:
-            self._end_after_exception(e)
-            raise
-        try:
-            self._event("after_fit")
-        except BaseException:
-            self._close_loaders()
-            raise
-
-    def _where(self) -> str:
-        """Where the loop is, for messages: 'epoch 2 (of 0..3), training batch 5 of 30'."""
-        epochs = f"epoch {self.epoch} (of {self._start_epoch}..{self.n_epoch - 1})"
-        if self.dl is None:
-            return epochs
-        phase = "training" if self.training else "validation"
-        return f"{epochs}, {phase} batch {self.iter} (0-based) of {self.n_iter}"
-
-    def _end_after_exception(self, e: BaseException) -> None:
-        """Clean up after an exception escaped the loop (see the module docstring)."""
-        where = self._where()
-        if hasattr(e, "add_note"):  # Python 3.11+
-            e.add_note(f"fastcore_ext: the fit stopped at {where}.")
-        if isinstance(e, KeyboardInterrupt):
-            print(
-                f"Training interrupted at {where}. The learner is usable: its parameters are "
-                f"those after the last completed optimizer step.",
-                file=sys.stderr,
-                flush=True,
-            )
-        try:
-            self._event("after_cancel_fit")
-            self._event("after_fit")
-        except Exception as cleanup_error:  # keep the original exception going
-            warnings.warn(
-                f"a callback failed while ending the interrupted fit: {cleanup_error!r}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        finally:
-            self._close_loaders()
-
-    def _close_loaders(self) -> None:
-        """Stop the data loaders' worker processes (they restart on the next pass)."""
-        for dl in (getattr(self.data, "train_dl", None), getattr(self.data, "valid_dl", None)):
-            close = getattr(dl, "close", None)
-            if close is not None:
-                close()
 
     def _do_fit(self) -> None:
         for epoch in range(self._start_epoch, self.n_epoch):
@@ -707,7 +641,7 @@ class Learner:
     @property
     def mixed_precision(self) -> MixedPrecision | None:
         """The attached MixedPrecision callback, or None (fp32)."""
-        return next((cb for cb in self.cbs if isinstance(cb, MixedPrecision)), None)
+        return mixed_precision.attached(self.cbs)
 
     @property
     def precision(self) -> str:
@@ -727,39 +661,21 @@ class Learner:
         mp = self.mixed_precision
         return mp.scaler if mp is not None else None
 
-    def _use_precision(self, mp: MixedPrecision | None) -> Learner:
-        old = self.mixed_precision
-        if old is not None:
-            self.remove_cb(old)
-        if mp is not None:
-            self.add_cb(mp)
-        return self
-
     def to_bf16(self) -> Learner:
         """Forward passes and the loss under torch.autocast(bfloat16) (CPU or CUDA) through
         a MixedPrecision callback; weights, grads, optimizer state and BatchNorm statistics
         stay float32, no loss scaling. Fast where bf16 is native (Ampere+ GPUs, CPUs with
         AMX or AVX512-BF16), best with channels-last. Returns self."""
-        device = torch.device(self.data.device)
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(
-                f"to_bf16: the GPU of data.device ({device}) does not support bfloat16; use "
-                f"learn.to_fp16() there"
-            )
-        return self._use_precision(MixedPrecision(torch.bfloat16))
+        mixed_precision.use(self, mixed_precision.bf16(self.data.device))
+        return self
 
     def to_fp16(self) -> Learner:
         """Forward passes and the loss under torch.autocast(float16) on a CUDA GPU, with a
         GradScaler (MixedPrecision callback): a step whose grads overflowed is skipped, the
         one-cycle schedule does not advance then. CUDA only: on the CPU use `to_bf16()`.
         Returns self."""
-        device = torch.device(self.data.device)
-        if device.type != "cuda":
-            raise ValueError(
-                f"to_fp16 needs a CUDA device, data.device is {device}: float16 with loss "
-                f"scaling is a GPU recipe; on the CPU use learn.to_bf16() (or stay in fp32)"
-            )
-        return self._use_precision(MixedPrecision(torch.float16, torch.amp.GradScaler("cuda")))
+        mixed_precision.use(self, mixed_precision.fp16(self.data.device))
+        return self
 
     def to_fp32(self) -> Learner:
         """Back to plain float32 forward passes (no autocast, no scaler); channels-last goes
@@ -767,7 +683,8 @@ class Learner:
         if self._auto_layout:
             self.model.to(memory_format=torch.contiguous_format)
             self.channels_last = self._auto_layout = False
-        return self._use_precision(None)
+        mixed_precision.use(self, None)
+        return self
 
     # ---- files (fastcore_ext.checkpoint, fastcore_ext.export) ---------------------------
     def _model_file(self, name: str | os.PathLike, arg: str = "name") -> Path:
