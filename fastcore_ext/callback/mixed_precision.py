@@ -13,7 +13,8 @@ learner's host mirror of that counter follows the device counter.
 
 `auto_precision(device)` is what `Learner(precision="auto")` picks: "bf16" where the
 hardware multiplies bfloat16 natively (fastcore_ext.hardware), else "fp32"; `announce_auto`
-prints that choice once per process. `bf16(device)` / `fp16(device)` build the callback of
+prints that choice once per process and `set_up(learn, precision)` applies
+`Learner(precision=...)`. `bf16(device)` / `fp16(device)` build the callback of
 `Learner.to_bf16` / `to_fp16` (checking that the device runs it), `attached(cbs)` finds it
 among a learner's callbacks and `use(learn, mp)` puts it in place of the attached one.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "PRECISIONS",
     "auto_precision",
     "announce_auto",
+    "set_up",
     "bf16",
     "fp16",
     "attached",
@@ -73,6 +75,18 @@ def announce_auto(device: torch.device | str) -> str:
         _announced.add(line)
         print(line, file=sys.stderr, flush=True)
     return chosen
+
+
+def set_up(learn: Learner, precision: str) -> None:
+    """What Learner(precision=...) does: to_bf16 or to_fp16, or for 'auto' the choice of
+    `announce_auto`, bf16 with channels-last (which to_fp32 undoes); 'fp32' changes nothing."""
+    if precision == "bf16":
+        learn.to_bf16()
+    elif precision == "fp16":
+        learn.to_fp16()
+    elif precision == "auto" and announce_auto(learn.data.device) == "bf16":
+        learn.to_bf16().to_channels_last()
+        learn._auto_layout = True
 
 
 class MixedPrecision(Callback):
