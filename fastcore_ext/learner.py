@@ -8,7 +8,11 @@ momentum from a device-side step counter), and the optimizer answers the same va
 the host (`hypers_at`) for the Recorder.
 
 Every public method is here; the work of most lives in the module of its concept:
-- layer groups, freezing, lr/wd ranges: `fastcore_ext.layer_groups`;
+- the length of a fit in epochs and steps, the one-cycle schedule and lr_find's
+  suggestions: `fastcore_ext.schedule`;
+- layer groups, freezing, lr/wd ranges, fine_tune's learning rates and the optimizer's
+  one-cycle setter: `fastcore_ext.layer_groups`;
+- the events and their dispatch to callbacks: `fastcore_ext.callback.core`;
 - save/load and the checkpoint format (exact resume with `fit_one_cycle(start_epoch=k)`):
   `fastcore_ext.checkpoint`;
 - get_preds / predict / tta: `fastcore_ext.inference` (validation, too, runs under
@@ -18,7 +22,7 @@ Every public method is here; the work of most lives in the module of its concept
   DEFAULT_PRECISION) picks bf16 + channels-last where the hardware runs bf16 natively
   (`fastcore_ext.hardware`), fp32 elsewhere;
 - lr_find's sweep and in-memory snapshot: `fastcore_ext.callback.lr_finder`;
-- several processes: `fastcore_ext.distributed`.
+- several processes: `fastcore_ext.callback.ddp` (public module `fastcore_ext.distributed`).
 
 Interruptions: a NaN/inf training loss ends the fit before that batch's step
 (`TerminateOnNaN`, attached to every learner). An exception that escapes a fit (Ctrl-C's
