@@ -27,6 +27,9 @@ __all__ = [
     "freeze_to",
     "check_lr_value",
     "make_optimizer",
+    "set_wd",
+    "one_cycle_setter",
+    "fine_tune_lrs",
 ]
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -208,3 +211,39 @@ def make_optimizer(
             f"got {len(opt.param_groups)}"
         )
     return opt
+
+
+def set_wd(
+    opt: torch.optim.Optimizer, wd: float | Sequence[float] | None, default: list[float] | None
+) -> None:
+    """Set the weight decay of every param group (one per layer group) to `wd` (a float or
+    one per group) or, when wd is None, to `default` (the learner's); both None: unchanged."""
+    values = wd_range(wd, len(opt.param_groups)) if wd is not None else default
+    if values is None:
+        return
+    for group, value in zip(opt.param_groups, values, strict=True):
+        group["wd"] = value
+
+
+def one_cycle_setter(opt: torch.optim.Optimizer, moms: Any) -> Callable[..., None]:
+    """`opt.set_one_cycle`, after fit_one_cycle's first checks: ValueError unless moms holds
+    3 values, TypeError unless the optimizer evaluates a one-cycle schedule itself
+    (fastcore_ext.optim.Adam and SGD do)."""
+    if not (isinstance(moms, (tuple, list)) and len(moms) == 3):
+        raise ValueError(f"moms should be 3 floats (start, middle, end), got {moms!r}")
+    setter = getattr(opt, "set_one_cycle", None)
+    if setter is None:
+        raise TypeError(
+            f"fit_one_cycle needs an optimizer with set_one_cycle (fastcore_ext.optim.Adam "
+            f"or SGD); opt_func built {type(opt).__name__}"
+        )
+    return setter
+
+
+def fine_tune_lrs(base_lr: Any, lr_mult: Any) -> tuple[slice, slice]:
+    """fastai v2's fine_tune learning rates: max_lr slice(base_lr) for the frozen epochs and
+    slice(base_lr/2/lr_mult, base_lr/2) after unfreezing (base_lr, lr_mult floats > 0)."""
+    base_lr = check_lr_value("base_lr", base_lr)
+    lr_mult = check_lr_value("lr_mult", lr_mult)
+    half = base_lr / 2
+    return slice(base_lr), slice(half / lr_mult, half)

@@ -8,7 +8,11 @@ momentum from a device-side step counter), and the optimizer answers the same va
 the host (`hypers_at`) for the Recorder.
 
 Every public method is here; the work of most lives in the module of its concept:
-- layer groups, freezing, lr/wd ranges: `fastcore_ext.layer_groups`;
+- the length of a fit in epochs and steps, the one-cycle schedule and lr_find's
+  suggestions: `fastcore_ext.schedule`;
+- layer groups, freezing, lr/wd ranges, fine_tune's learning rates and the optimizer's
+  one-cycle setter: `fastcore_ext.layer_groups`;
+- the events and their dispatch to callbacks: `fastcore_ext.callback.core`;
 - save/load and the checkpoint format (exact resume with `fit_one_cycle(start_epoch=k)`):
   `fastcore_ext.checkpoint`;
 - get_preds / predict / tta: `fastcore_ext.inference` (validation, too, runs under
@@ -18,14 +22,13 @@ Every public method is here; the work of most lives in the module of its concept
   DEFAULT_PRECISION) picks bf16 + channels-last where the hardware runs bf16 natively
   (`fastcore_ext.hardware`), fp32 elsewhere;
 - lr_find's sweep and in-memory snapshot: `fastcore_ext.callback.lr_finder`;
-- several processes: `fastcore_ext.distributed`.
+- several processes: `fastcore_ext.callback.ddp` (public module `fastcore_ext.distributed`).
 
 Interruptions: a NaN/inf training loss ends the fit before that batch's step
 (`TerminateOnNaN`, attached to every learner). An exception that escapes a fit (Ctrl-C's
 KeyboardInterrupt, a DataLoader worker that died, an error in a callback) ends it like a
-CancelFitException would (callbacks get `after_cancel_fit` and `after_fit`), the data
-loaders' worker processes are stopped, a note on the exception says where the fit stopped,
-and the exception goes on to the caller with the learner ready for the next fit.
+CancelFitException would, then goes on to the caller with the learner ready for the next
+fit: `fastcore_ext.interrupt`.
 """
 
 from __future__ import annotations
@@ -34,9 +37,7 @@ import contextlib
 import math
 import os
 import random
-import sys
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,30 +45,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from fastcore_ext import inference
+from fastcore_ext import inference, interrupt
 from fastcore_ext import layer_groups as lg
+from fastcore_ext.callback import ddp, mixed_precision
 from fastcore_ext.callback.core import (
     Callback,
     CancelBackwardException,
     CancelBatchException,
     CancelEpochException,
-    CancelFitException,
     CancelStepException,
     CancelTrainException,
     CancelValidException,
+    fire,
 )
-from fastcore_ext.callback.ddp import DEFAULT_TIMEOUT, enter, exit_distrib
-from fastcore_ext.callback.lr_finder import LRFinder, Snapshot
-from fastcore_ext.callback.mixed_precision import PRECISIONS, MixedPrecision, auto_precision
+from fastcore_ext.callback.ddp import DEFAULT_TIMEOUT
+from fastcore_ext.callback.lr_finder import LRFinder, sweep
+from fastcore_ext.callback.mixed_precision import PRECISIONS, MixedPrecision
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_file, save_checkpoint
+from fastcore_ext.checks import check_int
 from fastcore_ext.export import export_model
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
-from fastcore_ext.ranks import is_main_process, launched_by_torchrun
-from fastcore_ext.schedule import Suggestions, suggest_lrs
+from fastcore_ext.ranks import launched_by_torchrun
+from fastcore_ext.schedule import Suggestions, batches_per_epoch, check_epochs, suggest_lrs
 
 __all__ = [
     "Learner",
@@ -82,25 +85,6 @@ DEFAULT_LR = 1e-3  # fit's learning rate when none is given (fastai v2)
 DEFAULT_MAX_LR = 1e-3  # fit_one_cycle's: fastai v2's defaults.lr (v1 had slice(3e-3))
 DEFAULT_PRECISION = "auto"  # Learner(precision=None) uses it; "fp32" turns the automatic choice off
 
-# Events fired per batch; callbacks with run_train/run_valid False skip them in that phase.
-_INNER_EVENTS = frozenset(
-    {
-        "before_batch",
-        "after_pred",
-        "after_loss",
-        "before_backward",
-        "after_backward",
-        "before_step",
-        "after_step",
-        "after_batch",
-        "after_cancel_batch",
-        "after_cancel_backward",
-        "after_cancel_step",
-    }
-)
-
-_announced: set[str] = set()  # the automatic precision choices already printed
-
 
 def set_seed(seed: int) -> None:
     """Seed Python's `random`, numpy's global generator and torch (CPU and every GPU)."""
@@ -109,14 +93,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} should be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} should be >= {minimum}, got {value}")
-    return value
 
 
 class _BarToggle:
@@ -225,26 +201,11 @@ class Learner:
         self.ddp_model: nn.Module | None = None
         if launched_by_torchrun():
             self.distrib()
-        self._set_precision(precision)  # after distrib: this rank's device, rank 0 prints
+        mixed_precision.set_up(self, precision)  # after distrib: this rank's device, rank 0 prints
 
     # ---- construction helpers -----------------------------------------------------------
     def _create_opt(self) -> torch.optim.Optimizer:
         return lg.make_optimizer(self.opt_func, self.layer_groups, self.wd, DEFAULT_LR)
-
-    def _set_precision(self, precision: str) -> None:
-        """Apply Learner(precision=...); 'auto' prints its choice once per process."""
-        if precision == "bf16":
-            self.to_bf16()
-        elif precision == "fp16":
-            self.to_fp16()
-        elif precision == "auto":
-            chosen, line = auto_precision(self.data.device)
-            if chosen == "bf16":
-                self.to_bf16().to_channels_last()
-                self._auto_layout = True
-            if line not in _announced and is_main_process():
-                _announced.add(line)
-                print(line, file=sys.stderr, flush=True)
 
     # ---- callbacks ----------------------------------------------------------------------
     def add_cb(self, cb: Callback) -> None:
@@ -270,11 +231,7 @@ class Learner:
         cb.learn = None
 
     def _event(self, name: str) -> None:
-        inner = name in _INNER_EVENTS
-        for cb in list(self.cbs):
-            if inner and not (cb.run_train if self.training else cb.run_valid):
-                continue
-            getattr(cb, name)()
+        fire(self.cbs, name, self.training)
 
     def _with_events(self, f: Callable[[], None], level: str, exc: type[Exception]) -> None:
         """before_<level>, f(), after_<level>; `exc` raised inside is caught and fires
@@ -303,7 +260,7 @@ class Learner:
             self.iter = 0
             self.train_iter = 0
             self.opt.zero_grad(set_to_none=True)
-            self._run_fit()
+            interrupt.run_fit(self, self._do_fit)
         finally:
             for cb in extra:
                 if cb in self.cbs:
@@ -311,62 +268,6 @@ class Learner:
             self.training = False
             self.dl = None
             self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
-
-    def _run_fit(self) -> None:
-        """before_fit, the epochs, after_fit; CancelFitException ends it early. Any other
-        exception (KeyboardInterrupt included) ends it the same way, then goes on."""
-        try:
-            self._event("before_fit")
-            self._do_fit()
-        except CancelFitException:
-            self._event("after_cancel_fit")
-        except BaseException as e:
-            self._end_after_exception(e)
-            raise
-        try:
-            self._event("after_fit")
-        except BaseException:
-            self._close_loaders()
-            raise
-
-    def _where(self) -> str:
-        """Where the loop is, for messages: 'epoch 2 (of 0..3), training batch 5 of 30'."""
-        epochs = f"epoch {self.epoch} (of {self._start_epoch}..{self.n_epoch - 1})"
-        if self.dl is None:
-            return epochs
-        phase = "training" if self.training else "validation"
-        return f"{epochs}, {phase} batch {self.iter} (0-based) of {self.n_iter}"
-
-    def _end_after_exception(self, e: BaseException) -> None:
-        """Clean up after an exception escaped the loop (see the module docstring)."""
-        where = self._where()
-        if hasattr(e, "add_note"):  # Python 3.11+
-            e.add_note(f"fastcore_ext: the fit stopped at {where}.")
-        if isinstance(e, KeyboardInterrupt):
-            print(
-                f"Training interrupted at {where}. The learner is usable: its parameters are "
-                f"those after the last completed optimizer step.",
-                file=sys.stderr,
-                flush=True,
-            )
-        try:
-            self._event("after_cancel_fit")
-            self._event("after_fit")
-        except Exception as cleanup_error:  # keep the original exception going
-            warnings.warn(
-                f"a callback failed while ending the interrupted fit: {cleanup_error!r}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        finally:
-            self._close_loaders()
-
-    def _close_loaders(self) -> None:
-        """Stop the data loaders' worker processes (they restart on the next pass)."""
-        for dl in (getattr(self.data, "train_dl", None), getattr(self.data, "valid_dl", None)):
-            close = getattr(dl, "close", None)
-            if close is not None:
-                close()
 
     def _do_fit(self) -> None:
         for epoch in range(self._start_epoch, self.n_epoch):
@@ -462,13 +363,12 @@ class Learner:
         `wd`, else the optimizer's current value. cbs: callbacks for this fit only.
         start_epoch: skip the epochs before it (to resume after `load`; see fit_one_cycle).
         """
-        n_epoch = _check_positive_int("n_epoch", n_epoch)
-        start_epoch = _check_start_epoch(start_epoch, n_epoch)
+        n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
         lrs = self.lr_range(DEFAULT_LR if lr is None else lr, "lr")
         self._clear_schedule()
         for group, value in zip(self.opt.param_groups, lrs, strict=True):
             group["lr"] = value
-        self._set_wd(wd)
+        lg.set_wd(self.opt, wd, self.wd)
         self._fit(n_epoch, start_epoch, _as_cbs(cbs))
 
     def fit_one_cycle(
@@ -491,20 +391,12 @@ class Learner:
         bench/README.md says why we follow v2). The optimizer evaluates the schedule itself.
         start_epoch: resume the cycle there (after `load`ing the checkpoint of the end of
         epoch start_epoch - 1, with every other argument repeated: bit-exact on the CPU)."""
-        n_epoch = _check_positive_int("n_epoch", n_epoch)
-        start_epoch = _check_start_epoch(start_epoch, n_epoch)
-        if not (isinstance(moms, (tuple, list)) and len(moms) == 3):
-            raise ValueError(f"moms should be 3 floats (start, middle, end), got {moms!r}")
-        set_one_cycle = getattr(self.opt, "set_one_cycle", None)
-        if set_one_cycle is None:
-            raise TypeError(
-                f"fit_one_cycle needs an optimizer with set_one_cycle (fastcore_ext.optim.Adam "
-                f"or SGD); opt_func built {type(self.opt).__name__}"
-            )
+        n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
+        set_one_cycle = lg.one_cycle_setter(self.opt, moms)
         lr_max = self.lr_range(DEFAULT_MAX_LR if max_lr is None else max_lr, "max_lr")
-        n_batches = self._train_len()
+        n_batches = batches_per_epoch(self.data.train_dl)
         start_step = start_epoch * n_batches
-        self._set_wd(wd)
+        lg.set_wd(self.opt, wd, self.wd)
         set_one_cycle(
             n_epoch * n_batches,
             lr_max,
@@ -534,18 +426,14 @@ class Learner:
         (max_lr slice(base_lr), pct_start 0.99), then unfreeze and `epochs` one-cycle epochs
         with max_lr slice(base_lr/2/lr_mult, base_lr/2). kwargs go to both fit_one_cycle
         calls (div_final, moms, wd, cbs)."""
-        epochs = _check_positive_int("epochs", epochs)
-        freeze_epochs = _check_positive_int("freeze_epochs", freeze_epochs, minimum=0)
-        base_lr = lg.check_lr_value("base_lr", base_lr)
-        lr_mult = lg.check_lr_value("lr_mult", lr_mult)
+        epochs = check_int("epochs", epochs, 1)
+        freeze_epochs = check_int("freeze_epochs", freeze_epochs, 0)
+        frozen_lr, unfrozen_lr = lg.fine_tune_lrs(base_lr, lr_mult)
         self.freeze()
         if freeze_epochs:
-            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, **kwargs)
-        base_lr /= 2
+            self.fit_one_cycle(freeze_epochs, frozen_lr, pct_start=0.99, **kwargs)
         self.unfreeze()
-        self.fit_one_cycle(
-            epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, **kwargs
-        )
+        self.fit_one_cycle(epochs, unfrozen_lr, pct_start=pct_start, div=div, **kwargs)
 
     def lr_find(
         self,
@@ -557,24 +445,14 @@ class Learner:
     ) -> Suggestions:
         """Learning-rate range test: train up to `num_it` batches while every group's lr
         grows exponentially from start_lr to end_lr (as `fit`'s lr), stopping once the
-        smoothed loss passes 4x its best (stop_div); no validation. Afterwards weights,
-        buffers, modes, requires_grad, grads, optimizer state and RNG states are exactly as
-        before (an in-memory `Snapshot`). The recorder keeps the sweep (`recorder.plot()`).
+        smoothed loss passes 4x its best (stop_div); no validation. Afterwards the learner
+        is exactly as before and the recorder keeps the sweep (`callback.lr_finder.sweep`).
         Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs`."""
-        num_it = _check_positive_int("num_it", num_it, minimum=2)
+        num_it = check_int("num_it", num_it, 2)
         starts = self.lr_range(start_lr, "start_lr")
         ends = self.lr_range(end_lr, "end_lr")
-        n_epoch = math.ceil(num_it / self._train_len())
-        finder = LRFinder(starts, ends, num_it, stop_div)
-        snapshot = Snapshot.take(self)
-        show_table = self.progress.show_table
-        self.progress.show_table = False
-        try:
-            self._clear_schedule()
-            self._fit(n_epoch, 0, [finder])
-        finally:
-            self.progress.show_table = show_table
-            snapshot.restore(self)
+        n_epoch = math.ceil(num_it / batches_per_epoch(self.data.train_dl))
+        sweep(self, LRFinder(starts, ends, num_it, stop_div), n_epoch)
         rec = self.recorder
         rec.suggestions = suggest_lrs([g[-1] for g in rec.lrs], rec.smooth_losses, num_it)
         if show_plot:
@@ -617,7 +495,7 @@ class Learner:
         augmentation (repeatable), averaged (or max with use_max), blended with one plain
         pass: (torch.lerp(augmented, plain, beta), targets); details in
         `fastcore_ext.inference.tta`."""
-        n = _check_positive_int("n", n)
+        n = check_int("n", n, 1)
         return inference.tta(self, ds_type, dl, n, beta, use_max)
 
     # ---- layer groups, learning rates, freezing (fastcore_ext.layer_groups) ---------------
@@ -626,34 +504,16 @@ class Learner:
         sequence (see `fit`). `name` is the argument named in errors."""
         return lg.lr_range(lr, len(self.layer_groups), name)
 
-    def _set_wd(self, wd: float | Sequence[float] | None) -> None:
-        values = lg.wd_range(wd, len(self.layer_groups)) if wd is not None else self.wd
-        if values is None:
-            return
-        for group, value in zip(self.opt.param_groups, values, strict=True):
-            group["wd"] = value
-
     def _clear_schedule(self) -> None:
         clear = getattr(self.opt, "clear_schedule", None)
         if clear is not None:
             clear()
         self._one_cycle_fit = False
 
-    def _train_len(self) -> int:
-        n = len(self.data.train_dl)
-        if n == 0:
-            raise ValueError(
-                "data.train_dl has no batches (len 0): fewer training items than the batch "
-                "size with drop_last; lower bs or add items"
-            )
-        return n
-
     def freeze_to(self, n: int) -> None:
         """Freeze the layer groups before index n (negative n counts from the end) and make
-        the others trainable. Parameters of normalization layers (BatchNorm, ...) stay
-        trainable in frozen groups (fastai's train_bn). Frozen parameters get
-        requires_grad False and no gradient, so the optimizer step (weight decay included)
-        leaves them untouched; the optimizer keeps every group and its state."""
+        the others trainable, normalization layers excepted (fastai's train_bn): frozen
+        parameters get no gradient and no step (fastcore_ext.layer_groups.freeze_to)."""
         lg.freeze_to(self.layer_groups, n, self._norm_params)
 
     def freeze(self) -> None:
@@ -689,26 +549,22 @@ class Learner:
         """Train on every process of a torchrun launch (DDP, fastcore_ext.distributed):
         process group, GPU pinning, sharded loaders, the model wrapped during each fit.
         Done by itself when created under torchrun; a no-op in one process. Returns self."""
-        enter(self, timeout)
+        ddp.enter(self, timeout)
         return self
 
-    @contextlib.contextmanager
-    def distrib_ctx(self, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Learner]:
+    def distrib_ctx(
+        self, timeout: float = DEFAULT_TIMEOUT
+    ) -> contextlib.AbstractContextManager[Learner]:
         """`with learn.distrib_ctx(): ...` runs the block in distributed mode (`distrib`);
         on leaving, the loaders yield the whole data set again and a process group the
         block created is destroyed (unless the learner was already distributed before)."""
-        entered = enter(self, timeout)
-        try:
-            yield self
-        finally:
-            if entered:
-                exit_distrib(self)
+        return ddp.distrib_ctx(self, timeout)
 
     # ---- mixed precision (fastcore_ext.callback.mixed_precision) ---------------------------
     @property
     def mixed_precision(self) -> MixedPrecision | None:
         """The attached MixedPrecision callback, or None (fp32)."""
-        return next((cb for cb in self.cbs if isinstance(cb, MixedPrecision)), None)
+        return mixed_precision.attached(self.cbs)
 
     @property
     def precision(self) -> str:
@@ -728,39 +584,19 @@ class Learner:
         mp = self.mixed_precision
         return mp.scaler if mp is not None else None
 
-    def _use_precision(self, mp: MixedPrecision | None) -> Learner:
-        old = self.mixed_precision
-        if old is not None:
-            self.remove_cb(old)
-        if mp is not None:
-            self.add_cb(mp)
+    def to_bf16(self) -> Learner:
+        """Forward passes and the loss under torch.autocast(bfloat16) (CPU or CUDA), no loss
+        scaling; fast where bf16 is native, best with channels-last. Returns self; details
+        in fastcore_ext.callback.mixed_precision."""
+        mixed_precision.use(self, mixed_precision.bf16(self.data.device))
         return self
 
-    def to_bf16(self) -> Learner:
-        """Forward passes and the loss under torch.autocast(bfloat16) (CPU or CUDA) through
-        a MixedPrecision callback; weights, grads, optimizer state and BatchNorm statistics
-        stay float32, no loss scaling. Fast where bf16 is native (Ampere+ GPUs, CPUs with
-        AMX or AVX512-BF16), best with channels-last. Returns self."""
-        device = torch.device(self.data.device)
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(
-                f"to_bf16: the GPU of data.device ({device}) does not support bfloat16; use "
-                f"learn.to_fp16() there"
-            )
-        return self._use_precision(MixedPrecision(torch.bfloat16))
-
     def to_fp16(self) -> Learner:
-        """Forward passes and the loss under torch.autocast(float16) on a CUDA GPU, with a
-        GradScaler (MixedPrecision callback): a step whose grads overflowed is skipped, the
-        one-cycle schedule does not advance then. CUDA only: on the CPU use `to_bf16()`.
-        Returns self."""
-        device = torch.device(self.data.device)
-        if device.type != "cuda":
-            raise ValueError(
-                f"to_fp16 needs a CUDA device, data.device is {device}: float16 with loss "
-                f"scaling is a GPU recipe; on the CPU use learn.to_bf16() (or stay in fp32)"
-            )
-        return self._use_precision(MixedPrecision(torch.float16, torch.amp.GradScaler("cuda")))
+        """Forward passes and the loss under torch.autocast(float16) with a GradScaler, CUDA
+        only (on the CPU use `to_bf16()`); a step whose grads overflowed is skipped. Returns
+        self; details in fastcore_ext.callback.mixed_precision."""
+        mixed_precision.use(self, mixed_precision.fp16(self.data.device))
+        return self
 
     def to_fp32(self) -> Learner:
         """Back to plain float32 forward passes (no autocast, no scaler); channels-last goes
@@ -768,7 +604,8 @@ class Learner:
         if self._auto_layout:
             self.model.to(memory_format=torch.contiguous_format)
             self.channels_last = self._auto_layout = False
-        return self._use_precision(None)
+        mixed_precision.use(self, None)
+        return self
 
     # ---- files (fastcore_ext.checkpoint, fastcore_ext.export) ---------------------------
     def _model_file(self, name: str | os.PathLike, arg: str = "name") -> Path:
@@ -791,12 +628,11 @@ class Learner:
         strict: bool = True,
         with_rng: bool | None = None,
     ) -> Learner:
-        """Load path/model_dir/`name`.pth (from `save`, or a plain model state_dict) into
-        this learner; `epochs_done` becomes the file's epoch count. with_opt: the optimizer
-        state too. strict: the file must fit the model exactly (else a ValueError lists the
-        differences); strict=False loads what matches by name and shape, with a warning.
-        with_rng (default with_opt): restore the saved RNG states. Nothing changes when an
-        error is raised (fastcore_ext.checkpoint.load_checkpoint). Returns self."""
+        """Load path/model_dir/`name`.pth (from `save`, or a plain model state_dict); the
+        file's epoch count becomes `epochs_done`. with_opt: the optimizer state too; strict:
+        the file must fit the model exactly (False: what matches, with a warning); with_rng
+        (default with_opt): the RNG states. Returns self; details in
+        fastcore_ext.checkpoint.load_checkpoint."""
         self.epochs_done = load_checkpoint(
             self._model_file(name),
             self.model,
@@ -816,13 +652,6 @@ class Learner:
         if not isinstance(fname, (str, os.PathLike)) or not str(fname):
             raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
         return export_model(self.model, self.data, self.precision, self.path / fname)
-
-
-def _check_start_epoch(start_epoch: Any, n_epoch: int) -> int:
-    start_epoch = _check_positive_int("start_epoch", start_epoch, minimum=0)
-    if start_epoch >= n_epoch:
-        raise ValueError(f"start_epoch should be < n_epoch ({n_epoch}), got {start_epoch}")
-    return start_epoch
 
 
 def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:

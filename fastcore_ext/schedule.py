@@ -8,13 +8,17 @@
   lr is one ratio step short of end_lr, as in fastai's `SchedExp` at `train_iter / num_it`).
 - `valley`, `steep`, `minimum`, `suggest_lrs`: fastai v2's lr_find suggestions, computed from
   the recorded (lr, smoothed loss) pairs.
+- `check_epochs`, `batches_per_epoch`: the length of a fit in epochs and steps, as
+  Learner.fit / fit_one_cycle / lr_find check and count it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from fastcore_ext.checks import check_int
 
 __all__ = [
     "sched_cos",
@@ -27,6 +31,8 @@ __all__ = [
     "steep",
     "minimum",
     "suggest_lrs",
+    "check_epochs",
+    "batches_per_epoch",
 ]
 
 Point = tuple[float, float]  # (lr, loss): where a plot marks a suggestion
@@ -222,3 +228,24 @@ def suggest_lrs(lrs, losses, num_it: int | None = None) -> Suggestions:
     return Suggestions(
         valley(w_lrs, w_losses)[0], steep(w_lrs, w_losses)[0], minimum(w_lrs, w_losses)[0]
     )
+
+
+def check_epochs(n_epoch: Any, start_epoch: Any) -> tuple[int, int]:
+    """(n_epoch, start_epoch) of a fit: n_epoch an int >= 1, start_epoch an int in
+    [0, n_epoch) (the epochs before it are skipped)."""
+    n_epoch = check_int("n_epoch", n_epoch, 1)
+    start_epoch = check_int("start_epoch", start_epoch, 0)
+    if start_epoch >= n_epoch:
+        raise ValueError(f"start_epoch should be < n_epoch ({n_epoch}), got {start_epoch}")
+    return n_epoch, start_epoch
+
+
+def batches_per_epoch(train_dl: Any) -> int:
+    """len(train_dl), the optimizer steps of one epoch; ValueError when it has no batch."""
+    n = len(train_dl)
+    if n == 0:
+        raise ValueError(
+            "data.train_dl has no batches (len 0): fewer training items than the batch "
+            "size with drop_last; lower bs or add items"
+        )
+    return n

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.data.": 2,
     "fastcore_ext.callback": 3,
     "fastcore_ext.callback.": 3,
+    "fastcore_ext.interrupt": 3,
     "fastcore_ext.learner": 4,
     "fastcore_ext.inference": 4,
     "fastcore_ext.exported": 5,

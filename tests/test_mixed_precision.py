@@ -12,7 +12,7 @@ from fakes import easy_bunch, make_learner
 
 import fastcore_ext.learner as learner_mod
 from fastcore_ext import hardware
-from fastcore_ext.callback import Callback
+from fastcore_ext.callback import Callback, mixed_precision
 from fastcore_ext.callback.mixed_precision import MixedPrecision
 from fastcore_ext.schedule import one_cycle
 
@@ -129,7 +129,7 @@ def test_skipped_steps_keep_the_schedule_mirror_on_the_device_counter():
 @pytest.fixture
 def cpu_flags(monkeypatch):
     """Stub the CPU flags hardware reads; the auto choice is announced afresh per test."""
-    monkeypatch.setattr(learner_mod, "_announced", set())
+    monkeypatch.setattr(mixed_precision, "_announced", set())
 
     def stub(flags: str) -> None:
         monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags.split()))
@@ -212,6 +212,6 @@ def test_mixed_precision_callback_is_attached_and_removed():
 
 def test_auto_choice_is_printed_by_rank_zero_only(cpu_flags, monkeypatch, capsys):
     cpu_flags("avx512_bf16")
-    monkeypatch.setattr(learner_mod, "is_main_process", lambda: False)
+    monkeypatch.setattr(mixed_precision, "is_main_process", lambda: False)
     assert make_learner(precision="auto").precision == "bf16"
     assert capsys.readouterr().err == ""

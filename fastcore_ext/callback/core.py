@@ -25,6 +25,7 @@ batch, CancelFitException ends the whole fit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ __all__ = [
     "CancelValidateException",
     "CancelEpochException",
     "CancelFitException",
+    "fire",
 ]
 
 EVENTS: tuple[str, ...] = (
@@ -206,3 +208,32 @@ class Callback:
 
     def after_cancel_fit(self) -> None:
         """A CancelFitException was caught."""
+
+
+# Events fired per batch; callbacks with run_train/run_valid False skip them in that phase.
+_INNER_EVENTS = frozenset(
+    {
+        "before_batch",
+        "after_pred",
+        "after_loss",
+        "before_backward",
+        "after_backward",
+        "before_step",
+        "after_step",
+        "after_batch",
+        "after_cancel_batch",
+        "after_cancel_backward",
+        "after_cancel_step",
+    }
+)
+
+
+def fire(cbs: Iterable[Callback], name: str, training: bool) -> None:
+    """Call the event method `name` of each callback in `cbs` (a copy of the list is walked,
+    so a callback may detach itself); a per-batch event skips the callbacks whose run_train
+    (training) or run_valid (validation) is False."""
+    inner = name in _INNER_EVENTS
+    for cb in list(cbs):
+        if inner and not (cb.run_train if training else cb.run_valid):
+            continue
+        getattr(cb, name)()

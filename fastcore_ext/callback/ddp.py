@@ -12,8 +12,10 @@ averaged, gathered, broadcast, and who writes files) is fastcore_ext.distributed
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import zlib
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +29,7 @@ from fastcore_ext.ranks import env_int, launched_by_torchrun, rank, world_size
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
-__all__ = ["DEFAULT_TIMEOUT", "DistributedTrainer", "enter", "exit_distrib"]
+__all__ = ["DEFAULT_TIMEOUT", "DistributedTrainer", "enter", "exit_distrib", "distrib_ctx"]
 
 DEFAULT_TIMEOUT = 1800.0  # seconds a collective may wait for the other processes
 _created_group = False  # this module initialized the default process group
@@ -212,3 +214,15 @@ def exit_distrib(learn: Learner) -> None:
     _shard_loaders(learn, 0, 1)
     if trainer.created_group:
         _destroy_created_group()
+
+
+@contextlib.contextmanager
+def distrib_ctx(learn: Learner, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Learner]:
+    """What `Learner.distrib_ctx` returns: `enter` on entering, and on leaving `exit_distrib`
+    when entering did put the learner in distributed mode."""
+    entered = enter(learn, timeout)
+    try:
+        yield learn
+    finally:
+        if entered:
+            exit_distrib(learn)

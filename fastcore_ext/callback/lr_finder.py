@@ -1,5 +1,5 @@
-"""LRFinder: the callback behind `Learner.lr_find` (an exponential learning-rate sweep), and
-the in-memory snapshot lr_find restores afterwards."""
+"""LRFinder: the callback behind `Learner.lr_find` (an exponential learning-rate sweep), the
+in-memory snapshot lr_find restores afterwards, and `sweep`, which runs one between the two."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from fastcore_ext.schedule import exp_sweep
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
-__all__ = ["LRFinder", "Snapshot"]
+__all__ = ["LRFinder", "Snapshot", "sweep"]
 
 
 class LRFinder(Callback):
@@ -115,3 +115,18 @@ class Snapshot:
         if self.scaler_state is not None and learn.scaler is not None:
             learn.scaler.load_state_dict(self.scaler_state)
         learn.epochs_done = self.epochs_done
+
+
+def sweep(learn: Learner, finder: LRFinder, n_epoch: int) -> None:
+    """Run `finder`'s sweep as a fit of up to `n_epoch` epochs, without the epoch table and
+    with no schedule in the optimizer, then put back everything it changed (`Snapshot`); the
+    recorder keeps the sweep."""
+    snapshot = Snapshot.take(learn)
+    show_table = learn.progress.show_table
+    learn.progress.show_table = False
+    try:
+        learn._clear_schedule()
+        learn._fit(n_epoch, 0, [finder])
+    finally:
+        learn.progress.show_table = show_table
+        snapshot.restore(learn)

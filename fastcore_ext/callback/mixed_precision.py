@@ -12,22 +12,46 @@ the fused optimizer unscales the grads itself and skips a step whose grads hold 
 learner's host mirror of that counter follows the device counter.
 
 `auto_precision(device)` is what `Learner(precision="auto")` picks: "bf16" where the
-hardware multiplies bfloat16 natively (fastcore_ext.hardware), else "fp32".
+hardware multiplies bfloat16 natively (fastcore_ext.hardware), else "fp32"; `announce_auto`
+prints that choice once per process and `set_up(learn, precision)` applies
+`Learner(precision=...)`. `bf16(device)` / `fp16(device)` build the callback of
+`Learner.to_bf16` / `to_fp16` (checking that the device runs it), `attached(cbs)` finds it
+among a learner's callbacks and `use(learn, mp)` puts it in place of the attached one.
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
 from fastcore_ext.callback.core import Callback, CancelStepException
 from fastcore_ext.hardware import has_native_bf16, native_bf16_cpu_flags
+from fastcore_ext.ranks import is_main_process
 
-__all__ = ["MixedPrecision", "PRECISIONS", "auto_precision"]
+if TYPE_CHECKING:
+    from fastcore_ext.learner import Learner
+
+__all__ = [
+    "MixedPrecision",
+    "PRECISIONS",
+    "auto_precision",
+    "announce_auto",
+    "set_up",
+    "bf16",
+    "fp16",
+    "attached",
+    "use",
+]
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 """The values of Learner(precision=...)."""
 
 _NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+_announced: set[str] = set()  # the automatic precision choices already printed
 
 
 def auto_precision(device: torch.device | str) -> tuple[str, str]:
@@ -41,6 +65,28 @@ def auto_precision(device: torch.device | str) -> tuple[str, str]:
         f"fastcore_ext: precision auto -> bf16 autocast + channels-last ({why}); "
         f"learn.to_fp32() opts out"
     )
+
+
+def announce_auto(device: torch.device | str) -> str:
+    """auto_precision(device)'s choice, 'bf16' or 'fp32'; its line goes to stderr once per
+    process, from the main process only."""
+    chosen, line = auto_precision(device)
+    if line not in _announced and is_main_process():
+        _announced.add(line)
+        print(line, file=sys.stderr, flush=True)
+    return chosen
+
+
+def set_up(learn: Learner, precision: str) -> None:
+    """What Learner(precision=...) does: to_bf16 or to_fp16, or for 'auto' the choice of
+    `announce_auto`, bf16 with channels-last (which to_fp32 undoes); 'fp32' changes nothing."""
+    if precision == "bf16":
+        learn.to_bf16()
+    elif precision == "fp16":
+        learn.to_fp16()
+    elif precision == "auto" and announce_auto(learn.data.device) == "bf16":
+        learn.to_bf16().to_channels_last()
+        learn._auto_layout = True
 
 
 class MixedPrecision(Callback):
@@ -91,3 +137,41 @@ class MixedPrecision(Callback):
     def __repr__(self) -> str:
         scaled = ", GradScaler" if self.scaler is not None else ""
         return f"MixedPrecision({self.name}{scaled})"
+
+
+def bf16(device: torch.device | str) -> MixedPrecision:
+    """The callback of `Learner.to_bf16` for data on `device`; ValueError on a GPU without
+    bfloat16."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            f"to_bf16: the GPU of data.device ({device}) does not support bfloat16; use "
+            f"learn.to_fp16() there"
+        )
+    return MixedPrecision(torch.bfloat16)
+
+
+def fp16(device: torch.device | str) -> MixedPrecision:
+    """The callback of `Learner.to_fp16` (float16 and a GradScaler) for data on `device`;
+    ValueError unless it is a CUDA device."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(
+            f"to_fp16 needs a CUDA device, data.device is {device}: float16 with loss "
+            f"scaling is a GPU recipe; on the CPU use learn.to_bf16() (or stay in fp32)"
+        )
+    return MixedPrecision(torch.float16, torch.amp.GradScaler("cuda"))
+
+
+def attached(cbs: Iterable[Callback]) -> MixedPrecision | None:
+    """The MixedPrecision callback among `cbs`, or None."""
+    return next((cb for cb in cbs if isinstance(cb, MixedPrecision)), None)
+
+
+def use(learn: Learner, mp: MixedPrecision | None) -> None:
+    """Detach the learner's MixedPrecision callback, if any, and attach `mp` (None: fp32)."""
+    old = attached(learn.cbs)
+    if old is not None:
+        learn.remove_cb(old)
+    if mp is not None:
+        learn.add_cb(mp)
