@@ -50,6 +50,9 @@ import torch
 import torch.distributed as dist
 from matplotlib.figure import Figure
 
+from fastcore_ext import augment
+from fastcore_ext.plots import check_figsize, finish
+
 from .cache import DecodedCache
 from .images import RESIZE_METHODS, ImageSource, find_bad_images, load_image
 from .items import (
@@ -131,12 +134,6 @@ class _Pipeline:
 _UNSET = object()
 
 
-def _augment_module():
-    from fastcore_ext import augment
-
-    return augment
-
-
 def _one_or_list(x: object) -> list:
     return list(x) if isinstance(x, list | tuple) else [x]
 
@@ -161,16 +158,13 @@ def _resolve_pipeline(
             "ds_tfms: fastai v1's ds_tfms cannot be mixed with v2's item_tfms/batch_tfms; "
             f"got ds_tfms={ds_tfms!r}, item_tfms={item_tfms!r}, batch_tfms={batch_tfms!r}"
         )
-    aug = None
     spec = None
     if ds_tfms is _UNSET:
         if augment_by_default and item_tfms is None and batch_tfms is None:
-            aug = _augment_module()
-            spec = aug.get_transforms()
+            spec = augment.get_transforms()
     elif ds_tfms is not None:
-        aug = _augment_module()
         specs = _one_or_list(ds_tfms)
-        if len(specs) != 1 or not isinstance(specs[0], aug.AugmentSpec):
+        if len(specs) != 1 or not isinstance(specs[0], augment.AugmentSpec):
             raise TypeError(f"ds_tfms: expected an AugmentSpec (get_transforms()), got {ds_tfms!r}")
         spec = specs[0]
 
@@ -180,8 +174,7 @@ def _resolve_pipeline(
             if isinstance(t, Normalize) and stats is None:
                 stats = (t.mean, t.std)
                 continue
-            aug = aug or _augment_module()
-            if isinstance(t, aug.AugmentSpec) and spec is None:
+            if isinstance(t, augment.AugmentSpec) and spec is None:
                 spec = t
             else:
                 raise TypeError(
@@ -642,8 +635,6 @@ class ImageDataBunch:
         denormalized, each titled with its class. Returns the matplotlib Figure; outside a
         notebook also saved as ``<plot dir>/show_batch_<ds_type>.png`` (see
         fastcore_ext.plots), never inside the data set."""
-        from fastcore_ext.plots import check_figsize, finish
-
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows: expected a positive int, got {rows!r}")
         figsize = check_figsize(figsize, (7, 6))

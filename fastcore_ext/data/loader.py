@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from fastcore_ext.augment import augment_batch, epoch_generator
+
 from .cache import DecodedCache
 from .images import BadImageError, load_image
 
@@ -435,16 +437,12 @@ class DeviceDataLoader:
     def _generator(self, epoch: int) -> torch.Generator | None:
         if not (self.train and self.spec is not None):
             return None
-        from fastcore_ext.augment import epoch_generator
-
         seed = self.seed if self.rank == 0 else _stream_seed(self.seed, self.rank, _RANK_STREAM)
         return epoch_generator(seed, epoch)
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """uint8 ``[B, 3, P, P]`` on the device -> float ``[B, 3, S, S]`` through
         `augment.augment_batch` (random when training with a spec, center crop otherwise)."""
-        from fastcore_ext.augment import augment_batch
-
         mean, std = self.stats if self.stats is not None else ((0.0,) * 3, (1.0,) * 3)
         return augment_batch(
             x,
