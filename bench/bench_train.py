@@ -85,6 +85,8 @@ from pathlib import Path
 
 import torch
 
+from fastcore_ext.hardware import cpu_flags, native_bf16_cpu_flags
+
 try:  # the fastai interpreter runs this file as a script and need not have pytest
     import pytest
 except ImportError:  # pragma: no cover
@@ -135,7 +137,7 @@ def settings(device: str = DEVICE) -> dict:
     cfg["epochs"] = _env_int("BENCH_TRAIN_EPOCHS", cfg["epochs"])
     cfg["rounds"] = _env_int("BENCH_TRAIN_ROUNDS", 3)
     cfg["timeout"] = _env_int("BENCH_TRAIN_TIMEOUT", 1200)
-    if device == "cpu" and native_bf16_cpu():
+    if device == "cpu" and native_bf16_cpu_flags():
         cfg["precisions"] = ["fp32", "bf16"]
     cfg["precisions"] = _env_list(
         "BENCH_TRAIN_PRECISIONS", cfg["precisions"], ("fp32", "fp16", "bf16")
@@ -438,23 +440,6 @@ def _warm_cache(data_dir: Path, device: str, cfg: dict) -> None:
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            return set(value.split())
-    return set()
-
-
-def native_bf16_cpu() -> bool:
-    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
-
-
 def cpu_model() -> str:
     """'<model name> (flags: avx2 avx512f ...)' from /proc/cpuinfo: the flags that decide
     the speed of fp32 and bf16 convolutions; 'unknown CPU' elsewhere."""
@@ -468,7 +453,7 @@ def cpu_model() -> str:
         if sep and key.strip() == "model name":
             name = value.strip()
             break
-    flags = _cpu_flags()
+    flags = cpu_flags()
     have = " ".join(f for f in CPU_FLAGS if f in flags) or "none of " + " ".join(CPU_FLAGS)
     return f"{name} (flags: {have})"
 
