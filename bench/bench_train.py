@@ -394,9 +394,8 @@ def _fit_in_subprocess(
         cmd += ["--lr", str(cfg["lr"])]
     if cfg["profile"]:
         cmd.append("--profile")
-    env = dict(os.environ)
-    if lib == "ours":
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = dict(os.environ)  # both import this file, which reads the CPU flags via fastcore_ext
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     load_before = os.getloadavg()[0]
     try:
         out = subprocess.run(
