@@ -21,6 +21,8 @@ fit_one_cycle; the learning rate is each library's default unless `--lr` says ot
     python bench/accuracy.py compare --data demo --seeds 0,1,2       # both libraries
     python bench/accuracy.py compare --data photos --libs ours --lr 1e-3 --opt head_bn_bias=1e-3
     python bench/accuracy.py run --lib ours --data DIR --seed 0      # one fit, JSON out
+    python bench/accuracy.py pretrain --out body.pt                  # a body trained on the demo
+    python bench/accuracy.py compare --data photos --body body.pt    # transfer: frozen, unfreeze
     FASTAI_PYTHON=... python bench/accuracy.py photos --out DIR      # build the photo set
 
 `--lr`: a float, or ``slice(b)`` / ``slice(a,b)`` as fit_one_cycle's max_lr. `--opt k=v`
@@ -29,6 +31,14 @@ BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_las
 fastai: ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours),
 ``head_bn_bias=0`` (torch's default init), ``center_crop=1`` (the training presize crop
 centred, as our cache).
+
+Transfer learning, offline (`--body FILE`): `pretrain` trains ours (resnet18, the settings
+above, `--epochs`, default 6) on the demo and saves the body's state_dict; with `--body` both
+libraries build the model from scratch, load that body into it, `freeze()`, fit_one_cycle
+(epochs, lr) — the frozen stage, where the default learning rate matters —, then
+`unfreeze()` and fit_one_cycle(`--unfreeze-epochs`, default 2; `--lr2`, default the lesson's
+``slice(1e-6,1e-4)``; ``default`` = each library's default). The row's error is the final
+one; `stage1_error` the frozen stage's.
 """
 
 from __future__ import annotations
@@ -107,8 +117,11 @@ def make_photos(out: Path, n_train: int = 80, n_valid: int = 20, short: int = 96
 
 
 # ---- one fit per library ------------------------------------------------------------------
-def run_ours(data_dir: Path, seed: int, lr: float | slice | None, opts: dict) -> dict:
-    """One fit_one_cycle of ours from scratch; the row (error, valid losses, ...)."""
+def run_ours(
+    data_dir: Path, seed: int, lr: float | slice | None, opts: dict, transfer: dict | None = None
+) -> dict:
+    """One fit_one_cycle of ours from scratch, or the transfer stages of `transfer` (body,
+    unfreeze_epochs, lr2); the row (error, valid losses, ...)."""
     import torch
 
     from fastcore_ext.data import ImageDataBunch, imagenet_stats
@@ -130,20 +143,32 @@ def run_ours(data_dir: Path, seed: int, lr: float | slice | None, opts: dict) ->
         learn.to_channels_last()
     else:  # the measurements in bench/README.md are fp32 (precision 'auto' picks bf16 where native)
         learn.to_fp32()
+    if transfer:
+        learn.model[0].load_state_dict(torch.load(transfer["body"], weights_only=True))
+        learn.freeze()
     start = time.perf_counter()
     learn.fit_one_cycle(s["epochs"], max_lr=lr)
+    stage1 = float(learn.recorder.metrics[-1][0])
+    valid, train = list(learn.recorder.valid_losses), list(learn.recorder.train_losses)
+    if transfer:
+        learn.unfreeze()
+        learn.fit_one_cycle(transfer["unfreeze_epochs"], max_lr=transfer["lr2"])
+        valid += learn.recorder.valid_losses
+        train += learn.recorder.train_losses
     wall = time.perf_counter() - start
-    rec = learn.recorder
     return {
         "lib": "ours", "seed": seed, "wall_s": wall,
-        "error_rate": float(rec.metrics[-1][0]),
-        "valid_losses": [float(v) for v in rec.valid_losses],
-        "train_losses": [float(v) for v in rec.train_losses],
+        "error_rate": float(learn.recorder.metrics[-1][0]), "stage1_error": stage1,
+        "valid_losses": [float(v) for v in valid],
+        "train_losses": [float(v) for v in train],
     }  # fmt: skip
 
 
-def run_fastai(data_dir: Path, seed: int, lr: float | slice | None, opts: dict) -> dict:
-    """One fit_one_cycle of fastai 2.8 from scratch on the same folder and settings."""
+def run_fastai(
+    data_dir: Path, seed: int, lr: float | slice | None, opts: dict, transfer: dict | None = None
+) -> dict:
+    """One fit_one_cycle of fastai 2.8 from scratch on the same folder and settings (or the
+    transfer stages, as run_ours)."""
     import torch
     import torchvision
     from fastai.vision.all import (
@@ -180,20 +205,47 @@ def run_fastai(data_dir: Path, seed: int, lr: float | slice | None, opts: dict) 
         for m in learn.model[1].modules():
             if isinstance(m, torch.nn.BatchNorm1d):
                 torch.nn.init.constant_(m.bias, opts["head_bn_bias"])
+    if transfer:
+        learn.model[0].load_state_dict(torch.load(transfer["body"], weights_only=True))
+        learn.freeze()
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
-        if lr is None:
-            learn.fit_one_cycle(s["epochs"])
-        else:
-            learn.fit_one_cycle(s["epochs"], lr)
+        learn.fit_one_cycle(s["epochs"], *([] if lr is None else [lr]))
+        vals = list(learn.recorder.values)  # per epoch [train_loss, valid_loss, error_rate]
+        stage1 = float(vals[-1][2])
+        if transfer:
+            learn.unfreeze()
+            lr2 = transfer["lr2"]
+            learn.fit_one_cycle(transfer["unfreeze_epochs"], *([] if lr2 is None else [lr2]))
+            vals += list(learn.recorder.values)
     wall = time.perf_counter() - start
-    vals = learn.recorder.values  # per epoch [train_loss, valid_loss, error_rate]
     return {
         "lib": "fastai", "seed": seed, "wall_s": wall,
-        "error_rate": float(vals[-1][2]),
+        "error_rate": float(vals[-1][2]), "stage1_error": stage1,
         "valid_losses": [float(v[1]) for v in vals],
         "train_losses": [float(v[0]) for v in vals],
     }  # fmt: skip
+
+
+def pretrain(out: Path, epochs: int, seed: int = 0) -> dict:
+    """Train ours on the demo from scratch and save the body's state_dict to `out` (the
+    offline stand-in for pretrained weights)."""
+    import torch
+
+    from fastcore_ext.data import ImageDataBunch, imagenet_stats
+    from fastcore_ext.vision import create_cnn, error_rate, get_transforms
+
+    s = SETTINGS
+    data = ImageDataBunch.from_folder(
+        data_dir("demo"), ds_tfms=get_transforms(), size=s["size"], bs=s["bs"],
+        num_workers=s["workers"], cache=True, seed=seed, device="cpu",
+    ).normalize(imagenet_stats)  # fmt: skip
+    learn = create_cnn(data, s["arch"], pretrained=False, metrics=error_rate, seed=seed)
+    learn.progress.show_bar = learn.progress.show_table = False
+    learn.fit_one_cycle(epochs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(learn.model[0].state_dict(), out)
+    return {"body": str(out), "epochs": epochs, "error_rate": float(learn.recorder.metrics[-1][0])}
 
 
 # ---- the comparison -------------------------------------------------------------------------
@@ -219,10 +271,12 @@ def data_dir(name: str) -> Path:
     return Path(name)
 
 
-def fit_in_subprocess(lib: str, data: Path, seed: int, lr: str | None, opts: list[str]) -> dict:
+def fit_in_subprocess(
+    lib: str, data: Path, seed: int, lr: str | None, opts: list[str], transfer: list[str] = ()
+) -> dict:
     python = sys.executable if lib == "ours" else fastai_python()
     cmd = [python, str(Path(__file__).resolve()), "run", "--lib", lib, "--data", str(data),
-           "--seed", str(seed)]  # fmt: skip
+           "--seed", str(seed), *transfer]  # fmt: skip
     if lr is not None:
         cmd += ["--lr", lr]
     for o in opts:
@@ -261,12 +315,17 @@ def compare(args: argparse.Namespace) -> list[dict]:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for lib in args.libs.split(","):
             opts = args.opt if lib == "ours" else args.fastai_opt
-            row = fit_in_subprocess(lib, data, seed, args.lr, opts)
+            row = fit_in_subprocess(lib, data, seed, args.lr, opts, transfer_argv(args))
             row["load"] = os.getloadavg()[0]
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{args.data}: lr {args.lr or 'default'}, ours opts {args.opt}, fastai opts "
           f"{args.fastai_opt}; {SETTINGS}")  # fmt: skip
+    if args.body:
+        print(f"  transfer: body {args.body}, then unfreeze, {args.unfreeze_epochs} epochs at "
+              f"{args.lr2}; stage-1 errors: " + ", ".join(
+                  f"{lib} {mean_sd([r['stage1_error'] for r in rows if r['lib'] == lib])}"
+                  for lib in dict.fromkeys(r["lib"] for r in rows)))  # fmt: skip
     for line in summary(rows):
         print("  " + line)
     return rows
@@ -299,6 +358,19 @@ def test_summary_mean_sd():
     assert "[3.0000 +- 1.4142, 1.0000 +- 0.0000]" in line
 
 
+def add_transfer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--body", type=Path, default=None, help="transfer: a body state_dict file")
+    p.add_argument("--unfreeze-epochs", type=int, default=2)
+    p.add_argument("--lr2", default="slice(1e-6,1e-4)", help="after unfreeze; 'default'")
+
+
+def transfer_argv(args: argparse.Namespace) -> list[str]:
+    if args.body is None:
+        return []
+    return ["--body", str(args.body.resolve()), "--unfreeze-epochs", str(args.unfreeze_epochs),
+            "--lr2", args.lr2]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -308,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--seed", type=int, default=0)
     p_run.add_argument("--lr", default=None)
     p_run.add_argument("--opt", action="append", default=[])
+    add_transfer_args(p_run)
     p_cmp = sub.add_parser("compare", help="fits over seeds and libraries, mean +- sd")
     p_cmp.add_argument("--data", default="demo", help="demo, photos or a folder")
     p_cmp.add_argument("--seeds", default="0,1,2")
@@ -315,16 +388,26 @@ def main(argv: list[str] | None = None) -> None:
     p_cmp.add_argument("--lr", default=None)
     p_cmp.add_argument("--opt", action="append", default=[], help="ours: k=v")
     p_cmp.add_argument("--fastai-opt", action="append", default=[], help="fastai: k=v")
+    add_transfer_args(p_cmp)
+    p_pre = sub.add_parser("pretrain", help="train ours on the demo, save the body")
+    p_pre.add_argument("--out", type=Path, required=True)
+    p_pre.add_argument("--epochs", type=int, default=6)
     p_ph = sub.add_parser("photos", help="build the photo set (fastai interpreter)")
     p_ph.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.cmd == "photos":
         print(make_photos(args.out))
+    elif args.cmd == "pretrain":
+        print(json.dumps(pretrain(args.out, args.epochs)))
     elif args.cmd == "run":
         allowed = OURS_OPTS if args.lib == "ours" else FASTAI_OPTS
         opts = parse_opts(args.opt, allowed)
         run = run_ours if args.lib == "ours" else run_fastai
-        print(json.dumps(run(args.data, args.seed, parse_lr(args.lr), opts)))
+        transfer = None
+        if args.body is not None:
+            lr2 = None if args.lr2 == "default" else parse_lr(args.lr2)
+            transfer = {"body": args.body, "unfreeze_epochs": args.unfreeze_epochs, "lr2": lr2}
+        print(json.dumps(run(args.data, args.seed, parse_lr(args.lr), opts, transfer)))
     else:
         compare(args)
 
