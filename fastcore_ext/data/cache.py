@@ -217,6 +217,7 @@ class DecodedCache:
         """Append `packed` to the temporary file; image k starts `rel[k]` bytes into it."""
         pos = self._tmp.tell()
         self._tmp.write(memoryview(np.ascontiguousarray(packed)))
+        self._tmp.flush()  # nothing left in the buffer for a forked DataLoader worker to copy
         self._tmp_index[idx, 0] = pos + np.asarray(rel, dtype=np.int64)
         self._tmp_index[idx, 1:] = shapes
         self._filled[idx] = True
