@@ -292,8 +292,25 @@ def test_no_augmentation_means_center_crop(root):
     torch.testing.assert_close(x, b.preprocess([b.train_ds.items[int(i)] for i in idx]))
 
 
-def test_workers_and_cache_do_not_change_batches(root):
+@pytest.fixture(scope="module")
+def shaped_root(tmp_path_factory):
+    """Two classes x (8 train + 2 valid) noise PNGs, landscape, portrait, 4:1 and square."""
+    root = tmp_path_factory.mktemp("shaped")
+    rng = np.random.default_rng(1)
+    shapes = [(40, 60), (60, 40), (24, 96), (96, 24), (40, 40)]
+    for split, n in (("train", 8), ("valid", 2)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for k in range(n):
+                img = rng.integers(0, 256, (*shapes[k % 5], 3), dtype=np.uint8)
+                Image.fromarray(img).save(root / split / c / f"{k}.png")
+    return root
+
+
+@pytest.mark.parametrize("folder", ["root", "shaped_root"])
+def test_workers_and_cache_do_not_change_batches(folder, request):
     augment()
+    root = request.getfixturevalue(folder)
     kw = {"size": 24, "bs": 8, "seed": 7}
     ref = ImageDataBunch.from_folder(root, num_workers=0, **kw).normalize(imagenet_stats)
     want_t, want_v = _batches(ref.train_dl, 1), _batches(ref.valid_dl, 1)
@@ -309,6 +326,29 @@ def test_workers_and_cache_do_not_change_batches(root):
             assert b.train_ds.cache.complete and b.valid_ds.cache.complete
         b.train_dl.close()
         b.valid_dl.close()
+
+
+def test_training_windows_differ_from_validation_on_non_square_images(shaped_root):
+    """Training takes a random window along the long side, fresh each epoch; validation,
+    predict and get_preds the centre. Without batch augmentation a square image's training
+    batch is its validation one; every non-square one's differs in some epoch."""
+    augment()
+    b = ImageDataBunch.from_folder(shaped_root, ds_tfms=None, size=24, bs=4, num_workers=0,
+                                   seed=0)  # fmt: skip
+    items = b.train_ds.items
+    square = [Image.open(p).size[0] == Image.open(p).size[1] for p in items]
+    centre = b.preprocess(items)  # the validation transform
+    moved = set()
+    for epoch in range(4):
+        b.train_dl.set_epoch(epoch)
+        batches = b.train_dl.batch_indices(epoch)
+        for idx, (x, _) in zip(batches, b.train_dl, strict=True):
+            for k, i in enumerate(idx.tolist()):
+                if square[i]:
+                    torch.testing.assert_close(x[k], centre[i], rtol=0, atol=0)
+                elif not torch.equal(x[k], centre[i]):
+                    moved.add(i)
+    assert 0 < sum(square) < len(items) and len(moved) == len(items) - sum(square)
 
 
 def test_show_batch_returns_figure(root):

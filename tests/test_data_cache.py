@@ -1,12 +1,22 @@
-"""The memory-mapped decoded cache: filling, atomic completion, reuse and invalidation."""
+"""The memory-mapped decoded cache of whole presized images: filling, windows, atomic
+completion, reuse, invalidation, and files that must never be read (half-written, truncated,
+damaged, of an older version)."""
 
+import hashlib
+import json
 import os
+import struct
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from fastcore_ext.data import DecodedCache
+from fastcore_ext.data import cache as cache_mod
+from fastcore_ext.data.images import window_origins
+
+P = 6  # presize
+SHAPES = [(6, 8), (9, 6), (6, 24), (24, 6), (6, 6)] * 2  # landscape, portrait, 4:1, 1:4, square
 
 
 @pytest.fixture
@@ -21,97 +31,237 @@ def files(tmp_path):
     return out
 
 
-def _images(n: int, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, 6, 6, 3), dtype=np.uint8)
+def _images(seed: int = 1) -> list[np.ndarray]:
+    """Random whole presized images ``uint8 [h, w, 3]`` of `SHAPES` (short side P)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SHAPES]
 
 
-def _fill(cache: DecodedCache, data: np.ndarray) -> None:
-    order = np.random.default_rng(2).permutation(len(data))
+def _write(cache: DecodedCache, idx, images) -> None:
+    idx = np.asarray(idx)
+    shapes = np.array([images[i].shape[:2] for i in idx]).reshape(-1, 2)
+    packed = np.concatenate([images[i].reshape(-1) for i in idx] + [np.zeros(0, np.uint8)])
+    cache.write(idx, shapes, packed)
+
+
+def _fill(cache: DecodedCache, images) -> None:
+    order = np.random.default_rng(2).permutation(len(images))
     for chunk in np.array_split(order, 3):
-        cache.write(chunk, data[chunk])
+        _write(cache, chunk, images)
 
 
-def test_fill_finish_read(files, tmp_path):
-    c = DecodedCache(files, 6, "crop", folder=tmp_path / "c")
+def _windows(images, idx, u=None) -> np.ndarray:
+    """The expected windows, cut here from the images themselves."""
+    shapes = np.array([images[i].shape[:2] for i in idx])
+    origins = window_origins(shapes, P, u)
+    rows = zip(idx, origins.tolist(), strict=True)
+    return np.stack([images[i][top : top + P, left : left + P] for i, (top, left) in rows])
+
+
+def _complete(files, tmp_path, images=None) -> DecodedCache:
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    _fill(c, images if images is not None else _images())
+    c.finish()
+    return c
+
+
+def test_fill_finish_read_windows(files, tmp_path):
+    c = DecodedCache(files, P, "crop", folder=tmp_path / "c")
     assert not c.complete and len(c.missing()) == 10
-    data = _images(10)
-    c.write(np.array([3, 1]), data[[3, 1]])
+    images = _images()
+    _write(c, [3, 1], images)
     assert sorted(c.missing().tolist()) == [0, 2, 4, 5, 6, 7, 8, 9]
     with pytest.raises(RuntimeError, match="8 images not written"):
         c.finish()
     with pytest.raises(RuntimeError, match="not complete"):
         c.read(np.array([1]))
-    _fill(c, data)
+    _fill(c, images)
     c.finish()
     assert c.complete and c.path.is_file() and len(c.missing()) == 0
-    np.testing.assert_array_equal(c.read(np.array([9, 0, 4])), data[[9, 0, 4]])
-    out = np.empty((2, 6, 6, 3), np.uint8)
+    np.testing.assert_array_equal(c.shapes, SHAPES)
+    idx = np.array([9, 0, 4, 2, 3, 1])
+    np.testing.assert_array_equal(c.read(idx), _windows(images, idx))  # centre
+    assert c.read(idx).shape == (6, P, P, 3)
+    u = np.random.default_rng(3).random(6)
+    np.testing.assert_array_equal(c.read(idx, u), _windows(images, idx, u))
+    ends = c.read(np.array([2, 2, 3, 3]), np.array([0.0, 0.9999, 0.0, 0.9999]))
+    np.testing.assert_array_equal(ends[0], images[2][:, :P])  # both ends of a 4:1 image
+    np.testing.assert_array_equal(ends[1], images[2][:, -P:])
+    np.testing.assert_array_equal(ends[2], images[3][:P])
+    np.testing.assert_array_equal(ends[3], images[3][-P:])
+    np.testing.assert_array_equal(c.read(np.array([4, 4]), np.array([0.0, 0.99])), [images[4]] * 2)
+    out = np.empty((2, P, P, 3), np.uint8)
     c.read(np.array([5, 5]), out=out)
-    np.testing.assert_array_equal(out, data[[5, 5]])
+    np.testing.assert_array_equal(out, _windows(images, [5, 5]))
     assert [p.name for p in (tmp_path / "c").iterdir()] == [c.path.name]  # no temporaries
 
 
 def test_reused_by_a_new_instance(files, tmp_path):
-    data = _images(10)
-    c = DecodedCache(files, 6, "crop", folder=tmp_path)
-    _fill(c, data)
-    c.finish()
-    again = DecodedCache(files, 6, "crop", folder=tmp_path)
+    images = _images()
+    c = _complete(files, tmp_path, images)
+    again = DecodedCache(files, P, "crop", folder=tmp_path)
     assert again.complete and again.path == c.path
-    np.testing.assert_array_equal(again.read(np.arange(10)), data)
+    np.testing.assert_array_equal(again.read(np.arange(10)), _windows(images, range(10)))
+
+
+def test_squish_keeps_squares(files, tmp_path):
+    c = DecodedCache(files, P, "squish", folder=tmp_path)
+    squares = list(np.random.default_rng(4).integers(0, 256, (10, P, P, 3), dtype=np.uint8))
+    _fill(c, squares)
+    c.finish()
+    again = DecodedCache(files, P, "squish", folder=tmp_path)
+    assert again.complete
+    np.testing.assert_array_equal(again.read(np.arange(10), np.full(10, 0.7)), squares)
+
+
+def test_images_written_twice_are_stored_once(files, tmp_path):
+    images = _images()
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    _write(c, [0, 1, 2], images)
+    size = c._tmp.tell()
+    _write(c, [1, 2], images)  # a second pass after an interrupted first one
+    assert c._tmp.tell() == size
+    _write(c, [2, 3, 0], images)  # only 3 is new
+    assert c._tmp.tell() == size + 6 * 24 * 3
+    _fill(c, images)
+    c.finish()
+    np.testing.assert_array_equal(c.read(np.arange(10)), _windows(images, range(10)))
+
+
+def test_write_rejects_a_packed_array_of_the_wrong_length(files, tmp_path):
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    with pytest.raises(ValueError, match="packed: expected 144 bytes for 1 images"):
+        c.write(np.array([0]), np.array([[6, 8]]), np.zeros(143, np.uint8))
+
+
+def test_unreadable_images_are_remembered(files, tmp_path):
+    images = _images()
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    good = [i for i in range(10) if i not in (1, 7)]
+    _write(c, good, images)
+    c.mark_bad(np.array([1, 7]))
+    c.finish()
+    later = DecodedCache(files, P, "crop", folder=tmp_path)
+    assert later.complete and later.bad.tolist() == [1, 7]
+    assert later.shapes[1].tolist() == [0, 0]
+    got = later.read(np.array([0, 1]))
+    np.testing.assert_array_equal(got[0], _windows(images, [0])[0])
+    assert (got[1] == 0).all()
 
 
 def test_key_depends_on_files_order_presize_and_method(files, tmp_path):
-    base = DecodedCache(files, 6, "crop", folder=tmp_path).key
-    assert DecodedCache(files[::-1], 6, "crop", folder=tmp_path).key != base
+    base = DecodedCache(files, P, "crop", folder=tmp_path).key
+    assert DecodedCache(files[::-1], P, "crop", folder=tmp_path).key != base
     assert DecodedCache(files, 7, "crop", folder=tmp_path).key != base
-    assert DecodedCache(files, 6, "squish", folder=tmp_path).key != base
+    assert DecodedCache(files, P, "squish", folder=tmp_path).key != base
     st = os.stat(files[4])
     os.utime(files[4], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert DecodedCache(files, 6, "crop", folder=tmp_path).key != base
+    assert DecodedCache(files, P, "crop", folder=tmp_path).key != base
+    with pytest.raises(ValueError, match="method: expected one of"):
+        DecodedCache(files, P, "pad", folder=tmp_path)
 
 
 def test_changed_file_invalidates_and_old_cache_is_removed(files, tmp_path):
-    c = DecodedCache(files, 6, "crop", folder=tmp_path)
-    _fill(c, _images(10))
-    c.finish()
+    c = _complete(files, tmp_path)
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(files[0])  # new content, new mtime
     st = os.stat(files[0])
     os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    d = DecodedCache(files, 6, "crop", folder=tmp_path)
+    d = DecodedCache(files, P, "crop", folder=tmp_path)
     assert not d.complete and d.path != c.path
-    _fill(d, _images(10, seed=5))
+    _fill(d, _images(seed=5))
     d.finish()
     assert d.complete and not c.path.exists()
 
 
+def test_caches_of_the_older_version_are_removed(files, tmp_path):
+    """Version 1 kept center squares in <key>.npy and <key>.bad.npy: never read, and removed
+    once the new cache of the same item list is complete."""
+    names = [str(p.resolve()) for p in files]
+    fam_v1 = hashlib.sha256(json.dumps([1, P, "crop", names]).encode()).hexdigest()[:20]
+    old = [tmp_path / f"{fam_v1}-0123456789abcdef0123.npy", tmp_path / f"{fam_v1}-0.bad.npy"]
+    other = tmp_path / "someone-elses.npy"
+    for p in (*old, other):
+        np.save(p, np.zeros((10, P, P, 3), np.uint8))
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    assert not c.complete
+    _fill(c, _images())
+    c.finish()
+    assert not any(p.exists() for p in old) and other.exists() and c.complete
+
+
 def test_half_written_cache_is_never_used(files, tmp_path):
-    c = DecodedCache(files, 6, "crop", folder=tmp_path)
-    c.write(np.arange(5), _images(5))  # a run that stops half way
-    tmp = list(tmp_path.glob("*.tmp-*.npy"))
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    _write(c, range(5), _images())  # a run that stops half way
+    tmp = list(tmp_path.glob("*.tmp-*"))
     assert len(tmp) == 1 and not c.path.exists()
-    assert not DecodedCache(files, 6, "crop", folder=tmp_path).complete
+    assert not DecodedCache(files, P, "crop", folder=tmp_path).complete
+    os.link(tmp[0], c.path)  # even under the final name, without its index and footer
+    assert not DecodedCache(files, P, "crop", folder=tmp_path).complete
+    c.path.unlink()
     c.discard()
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
 def test_temporary_of_a_dead_process_is_removed(files, tmp_path):
-    c = DecodedCache(files, 6, "crop", folder=tmp_path)
-    dead = tmp_path / f"{c.key}.tmp-999999999.npy"
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    dead = tmp_path / f"{c.key}.tmp-999999999"
     dead.write_bytes(b"partial")
-    c.write(np.arange(10), _images(10))
+    _write(c, range(10), _images())
     assert not dead.exists()
     c.finish()
 
 
-def test_damaged_final_file_is_not_used(files, tmp_path):
-    c = DecodedCache(files, 6, "crop", folder=tmp_path)
-    tmp_path.mkdir(exist_ok=True)
-    c.path.write_bytes(b"\x93NUMPY garbage")
-    assert not DecodedCache(files, 6, "crop", folder=tmp_path).complete
-    np.save(c.path, np.zeros((3, 6, 6, 3), np.uint8))  # wrong shape
-    fresh = DecodedCache(files, 6, "crop", folder=tmp_path)
+def _damage(path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    footer = cache_mod._FOOTER
+    _, version, n, start = footer.unpack(data[-footer.size :])
+    if how.startswith("truncate"):
+        cut = {"truncate 1": 1, "truncate footer": footer.size, "truncate half": len(data) // 2}
+        data = data[: -cut[how]]
+    elif how == "append":
+        data += b"\0"
+    elif how == "version":
+        data[-footer.size :] = footer.pack(cache_mod._MAGIC, version - 1, n, start)
+    elif how == "count":
+        data[-footer.size :] = footer.pack(cache_mod._MAGIC, version, n + 1, start)
+    elif how == "magic":
+        data[-footer.size] ^= 0xFF
+    elif how == "index offset":  # an image said to reach past the packed data
+        struct.pack_into("<q", data, start + 24 * 9, start)
+    elif how == "index shape":  # an image whose short side is not the presize
+        struct.pack_into("<q", data, start + 24 * 9 + 16, P - 1)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "truncate 1",
+        "truncate footer",
+        "truncate half",
+        "append",
+        "version",
+        "count",
+        "magic",
+        "index offset",
+        "index shape",
+    ],
+)
+def test_damaged_or_truncated_final_file_is_not_used(files, tmp_path, how):
+    images = _images()
+    c = _complete(files, tmp_path, images)
+    _damage(c.path, how)
+    fresh = DecodedCache(files, P, "crop", folder=tmp_path)
     assert not fresh.complete
-    _fill(fresh, _images(10))
-    fresh.finish()
-    assert fresh.complete and fresh.read(np.arange(10)).shape == (10, 6, 6, 3)
+    _fill(fresh, images)
+    fresh.finish()  # rebuilt and replaced
+    assert fresh.complete and DecodedCache(files, P, "crop", folder=tmp_path).complete
+    np.testing.assert_array_equal(fresh.read(np.arange(10)), _windows(images, range(10)))
+
+
+def test_garbage_and_empty_final_files_are_not_used(files, tmp_path):
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    for content in (b"", b"\x93NUMPY garbage", b"x" * 1000):
+        c.path.write_bytes(content)
+        assert not DecodedCache(files, P, "crop", folder=tmp_path).complete

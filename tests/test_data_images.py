@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 
 from fastcore_ext.data import BadImageError, load_image, presize, to_rgb, verify_images
 from fastcore_ext.data import images as images_mod
+from fastcore_ext.data.images import presize_whole, window_origins
 
 
 @pytest.fixture
@@ -148,10 +149,13 @@ def test_presize_crop_takes_the_center_square():
     out = presize(img, 30)
     assert out.shape == (3, 30, 30) and out.dtype == torch.uint8
     assert (out[1] == 255).all() and (out[0] == 0).all()
+    # resized whole before the window is cut: the filter reaches across the window's edges
+    # by at most one output pixel
     small = presize(img, 10)
-    assert small.shape == (3, 10, 10) and (small[1] == 255).all() and (small[0] == 0).all()
+    assert small.shape == (3, 10, 10) and (small[1, :, 1:-1] == 255).all()
+    assert (small[0, :, 1:-1] == 0).all()
     tall = presize(img.transpose(1, 2), 12)
-    assert tall.shape == (3, 12, 12) and (tall[1] == 255).all()
+    assert tall.shape == (3, 12, 12) and (tall[1, 1:-1] == 255).all()
 
 
 def test_presize_squish_keeps_everything():
@@ -166,12 +170,90 @@ def test_presize_squish_keeps_everything():
 
 def test_presize_matches_torch_resize_and_upsamples(rgb):
     img = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, 30, 20)
-    out = presize(img, 16)
-    sq = img[:, 5:25, :].contiguous()
-    ref = torch.nn.functional.interpolate(sq[None], size=(16, 16), mode="bilinear", antialias=True)
-    torch.testing.assert_close(out, ref[0], rtol=0, atol=0)
+    out = presize(img, 16)  # whole image to (24, 16), then the centre rows 4..19
+    ref = torch.nn.functional.interpolate(img[None], size=(24, 16), mode="bilinear", antialias=True)
+    torch.testing.assert_close(out, ref[0, :, 4:20], rtol=0, atol=0)
     assert presize(img, 64).shape == (3, 64, 64)
     assert presize(img[:, :20, :], 20) is not None
+
+
+def _smooth(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A smooth random image ``uint8 [3, h, w]``: a plane wave per channel, 1-4 periods."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    waves = [
+        127.5 + 100 * np.sin(np.pi * (a * x + b * y) + phase)
+        for a, b, phase in rng.uniform(1, 4, (3, 3))
+    ]
+    return torch.from_numpy(np.stack(waves).round().astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "hw, size, whole",
+    [
+        ((30, 40), 20, (20, 27)),  # landscape: 40 * 20 / 30 = 26.7, rounded
+        ((40, 30), 20, (27, 20)),  # portrait
+        ((25, 100), 20, (20, 80)),  # 4:1
+        ((100, 25), 20, (80, 20)),  # 1:4
+        ((33, 33), 20, (20, 20)),  # square
+        ((20, 50), 20, (20, 50)),  # already presized: returned as is
+        ((9, 12), 30, (30, 40)),  # upsampled
+    ],
+)
+def test_presize_whole_keeps_the_aspect(hw, size, whole):
+    img = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, *hw), dtype=np.uint8))
+    out = presize_whole(img, size)
+    assert out.shape == (3, *whole) and out.dtype == torch.uint8
+    if hw == whole:
+        assert out is img
+    else:
+        ref = torch.nn.functional.interpolate(img[None], whole, mode="bilinear", antialias=True)
+        torch.testing.assert_close(out, ref[0], rtol=0, atol=0)
+    assert presize_whole(img, size, "squish").shape == (3, size, size)
+    with pytest.raises(ValueError, match="method: expected one of"):
+        presize_whole(img, size, "pad")
+
+
+def test_window_origins_centre_random_and_both_ends():
+    shapes = np.array([[20, 27], [27, 20], [20, 80], [20, 20]])
+    np.testing.assert_array_equal(window_origins(shapes, 20), [[0, 3], [3, 0], [0, 30], [0, 0]])
+    np.testing.assert_array_equal(window_origins(shapes, 20, np.zeros(4)), np.zeros((4, 2)))
+    last = np.full(4, np.nextafter(1.0, 0.0))
+    np.testing.assert_array_equal(
+        window_origins(shapes, 20, last), [[0, 7], [7, 0], [0, 60], [0, 0]]
+    )
+    # every position of the long side alike likely: u in the k-th of 61 equal bins gives k
+    u = (np.arange(61) + 0.5) / 61
+    got = window_origins(np.tile([20, 80], (61, 1)), 20, u)
+    np.testing.assert_array_equal(got, np.stack([np.zeros(61), np.arange(61)], 1))
+
+
+@pytest.mark.parametrize(
+    "hw, size, exact",
+    [
+        ((100, 200), 50, True),
+        ((480, 120), 60, True),
+        ((300, 400), 80, False),
+        ((131, 97), 50, False),
+    ],
+)
+def test_centre_window_is_the_old_centre_crop_up_to_rounding(hw, size, exact):
+    """presize used to cut the centre square first, then resize it; it now resizes the whole
+    image (what the cache keeps) and cuts the centre window. Where the scale is exact the two
+    agree but at the window's edge pixels (the filter there sees the neighbours the old crop
+    cut off); where the long side is rounded the window sits up to half a pixel away."""
+    img = _smooth(*hw)
+    h, w = hw
+    s = min(h, w)
+    square = img[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    old = torch.nn.functional.interpolate(
+        square.contiguous()[None], (size, size), mode="bilinear", antialias=True
+    )[0].int()
+    diff = (presize(img, size).int() - old).abs()
+    if exact:
+        assert diff[:, 1:-1, 1:-1].max() == 0 and diff.max() <= 2
+    else:
+        assert diff.max() <= 8 and diff.float().mean() < 3
 
 
 def test_load_image(tmp_path, rgb):

@@ -22,8 +22,11 @@ from fastcore_ext.data import (
     ImageDataset,
     demo_dataset,
     items_from_folder,
+    load_image,
+    to_rgb,
 )
 from fastcore_ext.data import loader as loader_mod
+from fastcore_ext.data.images import presize_whole, window_origins
 
 P = 20  # presize
 
@@ -144,7 +147,7 @@ def test_cache_reused_by_a_later_run_without_decoding(split, tmp_path, monkeypat
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache is complete")
 
-    monkeypatch.setattr(loader_mod, "load_image", no_decoding)
+    monkeypatch.setattr(loader_mod, "to_rgb", no_decoding)
     again = DecodedCache(split.valid_items, P, "crop", folder=tmp_path)
     got = _collect(_dl(split, train=False, cache=again), 0)
     torch.testing.assert_close(got[0], expect[0], rtol=0, atol=0)
@@ -321,3 +324,128 @@ def test_argument_errors(split):
         DeviceDataLoader(ds, 8, num_workers=-1, **kw)
     with pytest.raises(ValueError, match="labels: expected 48 labels"):
         ImageDataset(split.train_items, split.train_labels[:-1], split.classes, P)
+
+
+# -- presize windows: non-square images ------------------------------------------------------
+
+# (h, w) of the images of `shaped`, at presize P = 20: 4:1 and 1:4 already presized (their
+# pixels say where they are), 3:2, 2:3 and 1:3 resized, square.
+SHAPES = [(20, 80), (80, 20), (30, 45), (45, 30), (24, 72), (33, 33)]
+
+
+@pytest.fixture(scope="module")
+def shaped(tmp_path_factory):
+    """Lossless PNGs of SHAPES, two of each, 12 items: red = column, green = row, blue noise."""
+    folder = tmp_path_factory.mktemp("shaped")
+    rng = np.random.default_rng(0)
+    items = []
+    for k, (h, w) in enumerate(SHAPES * 2):
+        img = np.empty((h, w, 3), np.uint8)
+        img[..., 0] = np.arange(w)[None, :]
+        img[..., 1] = np.arange(h)[:, None]
+        img[..., 2] = rng.integers(0, 256, (h, w))
+        items.append(folder / f"{k:02d}.png")
+        Image.fromarray(img).save(items[-1])
+    return items
+
+
+def _shaped_dl(items, train=True, bs=6, num_workers=0, cache=None, seed=3, method="crop"):
+    ds = ImageDataset(items, [k % 2 for k in range(len(items))], ["a", "b"], P, method, cache)
+    return DeviceDataLoader(
+        ds, bs, train=train, size=16, device=torch.device("cpu"), seed=seed,
+        num_workers=num_workers,
+    )  # fmt: skip
+
+
+def _expected_windows(dl, epoch):
+    """The windows of `epoch`, cut here from each image presized whole."""
+    draws = dl.window_draws(epoch)
+    out = []
+    for idx in dl.batch_indices(epoch):
+        for i in idx.tolist():
+            whole = presize_whole(to_rgb(dl.dataset.items[i]), P, dl.dataset.method)
+            u = None if draws is None else draws[i : i + 1]
+            (top, left), *_ = window_origins(np.array([whole.shape[1:]]), P, u)
+            out.append(whole[:, top : top + P, left : left + P])
+    return torch.stack(out)
+
+
+def test_training_windows_move_over_epochs_and_reach_both_ends(shaped):
+    dl = _shaped_dl(shaped, bs=12)  # one batch: every item, each epoch
+    lefts, tops = set(), set()
+    for epoch in range(12):
+        x, y = _collect(dl, epoch)
+        torch.testing.assert_close(x, _expected_windows(dl, epoch), rtol=0, atol=0)
+        idx = dl.batch_indices(epoch)[0].tolist()
+        for k, i in enumerate(idx):
+            if SHAPES[i % 6] == (20, 80):  # red is the column: the window's left edge
+                assert torch.equal(x[k, 0, 0], torch.arange(20) + x[k, 0, 0, 0])
+                lefts.add(int(x[k, 0, 0, 0]))
+            if SHAPES[i % 6] == (80, 20):  # green is the row
+                tops.add(int(x[k, 1, 0, 0]))
+            if SHAPES[i % 6] == (33, 33):  # a square: the whole image, every epoch
+                torch.testing.assert_close(x[k], dl.dataset[i][0], rtol=0, atol=0)
+    assert len(lefts) > 10 and len(tops) > 10  # 24 draws each over 61 positions
+    # over enough epochs every position of the long side is drawn, both ends included
+    draws = np.stack([dl.window_draws(e) for e in range(1000)])  # [epochs, items]
+    origins = window_origins(np.tile([20, 80], (draws.size, 1)), P, draws.reshape(-1))
+    assert set(origins[:, 1].tolist()) == set(range(61)) and (origins[:, 0] == 0).all()
+    assert not np.array_equal(draws[0], draws[1])  # fresh each epoch
+    assert not np.array_equal(draws[0], _shaped_dl(shaped, seed=4).window_draws(0))
+    np.testing.assert_array_equal(draws[5], _shaped_dl(shaped).window_draws(5))  # same seed
+
+
+def test_validation_and_single_items_take_the_centre(shaped):
+    dl = _shaped_dl(shaped, train=False, bs=5)
+    assert dl.window_draws(0) is None
+    x, _ = _collect(dl, 3)
+    torch.testing.assert_close(x, _expected_windows(dl, 3), rtol=0, atol=0)
+    for i, p in enumerate(shaped):
+        torch.testing.assert_close(x[i], load_image(p, P), rtol=0, atol=0)  # as predict
+        torch.testing.assert_close(dl.dataset[i][0], x[i], rtol=0, atol=0)
+    assert (x[0, 0, 0] == torch.arange(30, 50)).all()  # 4:1: columns 30..49 of 80
+    assert (x[1, 1, :, 0] == torch.arange(30, 50)).all()  # 1:4: rows 30..49
+    train = _shaped_dl(shaped, train=True, bs=12)
+    torch.testing.assert_close(train.dataset[0][0], x[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_windows_identical_with_0_and_2_workers_cached_or_not(shaped, tmp_path, train):
+    """The same seed gives the same windows in every configuration: 0 or 2 workers, no cache,
+    the pass that fills the cache (in workers) and passes read from it."""
+    ref = _shaped_dl(shaped, train=train, num_workers=0)
+    want = [_collect(ref, e) for e in (0, 1)]
+    for nw, use_cache in ((2, False), (0, True), (2, True)):
+        cache = DecodedCache(shaped, P, "crop", folder=tmp_path / f"{nw}") if use_cache else None
+        dl = _shaped_dl(shaped, train=train, num_workers=nw, cache=cache)
+        for e in (0, 1, 0):  # with a cache: epoch 0 fills it, then it is read
+            x, y = _collect(dl, e)
+            torch.testing.assert_close(x, want[e][0], rtol=0, atol=0)
+            assert torch.equal(y, want[e][1])
+        assert cache is None or cache.complete
+        dl.close()
+    assert train == (not torch.equal(want[0][0], want[1][0]))
+
+
+def test_cache_keeps_whole_images(shaped, tmp_path):
+    cache = DecodedCache(shaped, P, "crop", folder=tmp_path)
+    _collect(_shaped_dl(shaped, cache=cache), 0)  # fills it; drop_last leaves nothing out here
+    expect = [tuple(presize_whole(to_rgb(p), P).shape[1:]) for p in shaped]
+    assert [tuple(s) for s in cache.shapes.tolist()] == expect
+    assert expect[:6] == [(20, 80), (80, 20), (20, 30), (30, 20), (20, 60), (20, 20)]
+
+
+def test_one_batch_takes_the_windows_of_its_epoch(shaped):
+    dl = _shaped_dl(shaped, bs=6)
+    dl.set_epoch(5)
+    x, y = dl.one_batch()  # augment: center crop to 16 of the window (no spec)
+    first = next(iter(dl.uint8_batches(5)))
+    torch.testing.assert_close(x, dl.augment(first[0], None), rtol=0, atol=0)
+
+
+def test_squish_is_unchanged(shaped):
+    dl = _shaped_dl(shaped, method="squish", bs=12)
+    x, _ = _collect(dl, 2)
+    idx = dl.batch_indices(2)[0].tolist()
+    expect = torch.stack([load_image(shaped[i], P, "squish") for i in idx])
+    torch.testing.assert_close(x, expect, rtol=0, atol=0)

@@ -15,9 +15,16 @@ ImageDataBunch augments with ``get_transforms()`` unless told ``ds_tfms=None``;
 ImageDataLoaders augments only with an AugmentSpec in `batch_tfms` (as fastai v2). Without
 normalization batches are [0, 1] floats (mean 0, std 1).
 
-cache=True keeps the presized images in a memory map under ``<FASTCORE_EXT_HOME>/cache``
-(cache=<folder> puts it there instead): the first pass decodes, later passes and later runs
-read the map (see cache.py).
+Presizing (method 'crop', the default): every image is resized so its short side is the
+presize, aspect kept; the training set takes a square window of side presize at a random
+position along the long side, fresh every epoch, the validation set (and predict, get_preds,
+TTA's plain pass) the centre one, as fastai v2's ``Resize`` (v1: ``rand_crop`` on the training
+set). Batch augmentation then works from that square. Method 'squish' resizes the whole image
+to the square (no window to choose).
+
+cache=True keeps the whole presized images in a memory map under
+``<FASTCORE_EXT_HOME>/cache`` (cache=<folder> puts it there instead): the first pass decodes,
+later passes and later runs cut their windows from the map (see cache.py).
 
 Seeds: `seed=None` draws one int from torch's global RNG at construction (so
 ``torch.manual_seed`` makes runs reproducible); the split, the shuffle of each epoch and the
@@ -75,10 +82,12 @@ imagenet_stats: Stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 
 class Resize:
-    """v2 item transform: presize every image to `size` x `size` (deterministic).
+    """v2 item transform: presize every image to `size` x `size`.
 
-    method 'crop': resize the short side, cut the center square; 'squish': resize the whole
-    image, ignoring its aspect ratio.
+    method 'crop': resize the short side to `size`, then cut a square along the long side, at
+    a random position on the training set (fresh each epoch, from the data seed) and at the
+    centre elsewhere, as fastai v2's ``Resize``; 'squish': resize the whole image, ignoring
+    its aspect ratio.
     """
 
     def __init__(self, size: int | tuple[int, int], method: str = "crop") -> None:
@@ -297,9 +306,9 @@ class ImageDataBunch:
     """Train and validation images as device batches (fastai v1 name; see the module doc).
 
     Attributes: classes, c, path, device, size (model input), presize, stats, seed, bs,
-    train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``), train_dl /
-    valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64 [B])`` on the device).
-    Build it with the ``from_*`` class methods.
+    train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``, the centre
+    window), train_dl / valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64 [B])``
+    on the device). Build it with the ``from_*`` class methods.
     """
 
     _augment_by_default = True

@@ -1,16 +1,25 @@
-"""A memory-mapped cache of presized images: ``uint8 [N, P, P, 3]`` in one ``.npy`` file.
+"""A memory-mapped cache of presized images, whole: one packed file per item list.
+
+Each image is kept as `images.presize_whole` gives it: ``uint8 [h, w, 3]`` with its short side
+the presize and its aspect kept (method 'crop'), or ``[P, P, 3]`` (method 'squish'), so a
+training pass can cut its square window anywhere along the long side (`read`). The file
+``<key>.imgs`` holds the images packed one after the other (row-major HWC bytes), then an
+index int64 ``[N, 3]`` of (byte offset, h, w) per item, then a 32-byte footer (magic, version,
+N, byte offset of the index). A file whose footer, size or index does not match is ignored.
 
 The file name is a key over the item list (resolved paths, in order), each file's size and
-modification time, the presize and the resize method: change any file, the order, or the
-presize and a different cache is used. The array is filled by the first pass over the data
-(any order, several passes if one is cut short) into ``<key>.tmp-<pid>.npy`` and renamed to
-``<key>.npy`` only once every image is in it and the data are flushed: a half-written cache
-has another name and is never read. Stale temporaries of dead processes and complete caches
-of an older version of the same item list are removed when a new one is completed.
+modification time, the presize, the resize method and the format version: change any file, the
+order, or the presize and a different cache is used; a new version never reads an old file.
+The cache is filled by the first pass over the data (any order, several passes if one is cut
+short): images are appended to ``<key>.tmp-<pid>`` as they arrive, and only once every image
+is in it are the index and footer written, the data flushed to disk and the file renamed to
+``<key>.imgs``: a half-written cache has another name and is never read, and the complete
+one appears at once with its index inside. Stale temporaries of dead processes, complete
+caches of the same item list whose files have changed since, and the files of older cache
+versions of the same item list are removed when a new one is completed.
 
-Unreadable images (`mark_bad`) count as filled; their rows stay zero and their indices are
-kept in ``<key>.bad.npy`` (int64 [K]), written before the cache is renamed into place, so a
-complete cache tells which items to skip (`bad`).
+Unreadable images (`mark_bad`) count as filled; they are kept with shape (0, 0), so a complete
+cache tells which items to skip (`bad`); `read` gives zeros for them.
 """
 
 from __future__ import annotations
@@ -18,24 +27,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .images import RESIZE_METHODS, window_origins
 from .paths import cache_dir
 
 __all__ = ["DecodedCache", "cache_key"]
 
-_VERSION = 1
+_VERSION = 2  # 1: center squares, uint8 [N, P, P, 3] in <key>.npy (+ <key>.bad.npy)
+_MAGIC = b"FCXIMGS\x00"
+_FOOTER = struct.Struct("<8sQQQ")  # magic, version, N, byte offset of the index
+_SUFFIX = ".imgs"
+
+
+def _family(size: int, method: str, names: list[str], version: int) -> str:
+    return hashlib.sha256(json.dumps([version, size, method, names]).encode()).hexdigest()[:20]
 
 
 def cache_key(items: Sequence[Path], size: int, method: str) -> tuple[str, str]:
-    """(family, key): `family` hashes what the images are (paths, presize, method), `key`
-    adds each file's size and modification time. Raises FileNotFoundError for a missing item.
-    """
+    """(family, key): `family` hashes what the images are (paths, presize, method, format
+    version), `key` adds each file's size and modification time. Raises FileNotFoundError for
+    a missing item."""
     names = [str(Path(p).resolve()) for p in items]
-    fam = hashlib.sha256(json.dumps([_VERSION, size, method, names]).encode()).hexdigest()[:20]
+    fam = _family(size, method, names, _VERSION)
     h = hashlib.sha256(fam.encode())
     for p in items:
         st = os.stat(p)
@@ -54,136 +72,213 @@ def _pid_alive(pid: int) -> bool:
 
 
 class DecodedCache:
-    """Presized images of one item list, memory-mapped from ``<folder>/<key>.npy``.
+    """Whole presized images of one item list, memory-mapped from ``<folder>/<key>.imgs``.
 
-    `complete` tells whether the finished file is there; `read` gathers a batch from it.
-    While incomplete, `write` puts decoded batches into the temporary file, `missing` lists
-    the indices not written yet, and `finish` publishes the file atomically.
+    `complete` tells whether the finished file is there; `read` gathers a batch of square
+    windows from it and `shapes` gives each image's (h, w). While incomplete, `write` appends
+    decoded images to the temporary file, `missing` lists the indices not written yet, and
+    `finish` publishes the file atomically.
     """
 
     def __init__(
         self, items: Sequence[Path], size: int, method: str, folder: Path | None = None
     ) -> None:
+        if method not in RESIZE_METHODS:
+            raise ValueError(f"method: expected one of {RESIZE_METHODS}, got {method!r}")
         self.n, self.size, self.method = len(items), int(size), method
         self.folder = Path(folder) if folder is not None else cache_dir() / "images"
         self.family, self.key = cache_key(items, size, method)
-        self.path = self.folder / f"{self.key}.npy"
-        self.shape = (self.n, self.size, self.size, 3)
-        self._array: np.ndarray | None = None  # read-only map of the complete file
-        self._tmp: np.ndarray | None = None  # writable map of the temporary file
+        self._old_families = [
+            _family(self.size, method, [str(Path(p).resolve()) for p in items], v)
+            for v in range(1, _VERSION)
+        ]
+        self.path = self.folder / f"{self.key}{_SUFFIX}"
+        self._data: np.ndarray | None = None  # read-only uint8 map of the packed images
+        self._index: np.ndarray | None = None  # int64 [N, 3]: offset, h, w
+        self._tmp = None  # the temporary file, open for appending
         self._tmp_path: Path | None = None
+        self._tmp_index: np.ndarray | None = None
         self._filled: np.ndarray | None = None
-        self._bad: set[int] = set()  # unreadable items marked while filling
         self.bad: np.ndarray = np.zeros(0, dtype=np.int64)  # of the complete cache
         self._owner = os.getpid()  # forked DataLoader workers must not delete our files
         self._open_complete()
 
     def _open_complete(self) -> None:
-        if not self.path.is_file():
-            return
         try:
-            arr = np.load(self.path, mmap_mode="r")
-        except (ValueError, OSError):
-            return  # unreadable (not ours or damaged): rebuilt and replaced on the next pass
-        if arr.shape != self.shape or arr.dtype != np.uint8:
+            with open(self.path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                length = f.tell()
+                if length < _FOOTER.size:
+                    return
+                f.seek(length - _FOOTER.size)
+                magic, version, n, start = _FOOTER.unpack(f.read(_FOOTER.size))
+                if (magic, version, n) != (_MAGIC, _VERSION, self.n):
+                    return
+                if start + 24 * n + _FOOTER.size != length:
+                    return  # truncated, or more than ours
+                f.seek(start)
+                index = np.frombuffer(f.read(24 * n), dtype="<i8").reshape(n, 3).astype(np.int64)
+        except OSError:
+            return  # missing or unreadable: rebuilt and replaced on the next pass
+        if not self._index_ok(index, start):
             return
-        bad_path = self._bad_path()
-        if bad_path.is_file():
-            try:
-                bad = np.load(bad_path)
-            except (ValueError, OSError):
-                return  # damaged: rebuilt on the next pass
-            if bad.dtype != np.int64 or bad.ndim != 1:
-                return
-            self.bad = bad
-        self._array = arr
+        if start:
+            mapped = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(start,))
+            self._data = mapped.view(np.ndarray)  # slices of a plain array cost a third
+        else:
+            self._data = np.zeros(0, dtype=np.uint8)  # every image unreadable
+        self._index = index
+        self.bad = np.flatnonzero(index[:, 1] == 0).astype(np.int64)
 
-    def _bad_path(self) -> Path:
-        return self.folder / f"{self.key}.bad.npy"
+    def _index_ok(self, index: np.ndarray, data_bytes: int) -> bool:
+        """Every entry an image this cache would write, inside the packed data, or a bad one."""
+        off, h, w = index.T
+        bad = (h == 0) & (w == 0)
+        if self.method == "crop":
+            shape_ok = np.minimum(h, w) == self.size
+        else:
+            shape_ok = (h == self.size) & (w == self.size)
+        inside = (off >= 0) & (off + h * w * 3 <= data_bytes)
+        return bool(np.all(bad | (shape_ok & inside)))
 
     @property
     def complete(self) -> bool:
         """True when the finished cache file is open for reading."""
-        return self._array is not None
+        return self._index is not None
 
-    def read(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Images `idx` (int array [B]) -> ``uint8 [B, P, P, 3]`` (into `out` if given)."""
-        if self._array is None:
+    @property
+    def shapes(self) -> np.ndarray:
+        """(h, w) of every presized image (int64 [N, 2]; (0, 0) for an unreadable one)."""
+        if self._index is None:
             raise RuntimeError(f"cache {self.path} is not complete yet")
-        return np.take(self._array, idx, axis=0, out=out)
+        return self._index[:, 1:]
+
+    def read(
+        self, idx: np.ndarray, u: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Square windows of images `idx` (int array [B]) -> ``uint8 [B, P, P, 3]`` (into `out`
+        if given): at the centre (u None) or at the positions `images.window_origins` gives for
+        u (float [B] in [0, 1)). Zeros for an unreadable image."""
+        if self._index is None:
+            raise RuntimeError(f"cache {self.path} is not complete yet")
+        p = self.size
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if out is None:
+            out = np.empty((len(idx), p, p, 3), dtype=np.uint8)
+        entries = self._index[idx]
+        origins = window_origins(np.maximum(entries[:, 1:], p), p, u)
+        data, rows = self._data, zip(entries.tolist(), origins.tolist(), strict=True)
+        for k, ((off, h, w), (top, left)) in enumerate(rows):
+            if h == 0:
+                out[k] = 0
+                continue
+            img = data[off : off + h * w * 3].reshape(h, w, 3)
+            out[k] = img[top : top + p, left : left + p]
+        return out
 
     def _begin(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        for old in self.folder.glob(f"{self.key}.tmp-*.npy"):
-            pid = old.name[len(self.key) + 5 : -4]
+        prefix = f"{self.key}.tmp-"
+        for old in self.folder.glob(f"{prefix}*"):
+            pid = old.name[len(prefix) :]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 old.unlink(missing_ok=True)
-        self._tmp_path = self.folder / f"{self.key}.tmp-{os.getpid()}.npy"
-        self._tmp = np.lib.format.open_memmap(
-            self._tmp_path, mode="w+", dtype=np.uint8, shape=self.shape
-        )
+        self._tmp_path = self.folder / f"{prefix}{os.getpid()}"
+        self._tmp = open(self._tmp_path, "wb")  # noqa: SIM115 (kept open while filling)
+        self._tmp_index = np.zeros((self.n, 3), dtype=np.int64)
         self._filled = np.zeros(self.n, dtype=bool)
 
-    def write(self, idx: np.ndarray, images: np.ndarray) -> None:
-        """Store presized images ``uint8 [B, P, P, 3]`` at indices `idx` ([B])."""
-        if self._array is not None:
+    def write(self, idx: np.ndarray, shapes: np.ndarray, packed: np.ndarray) -> None:
+        """Append presized images at indices `idx` ([B]): their (h, w) in `shapes` (int [B, 2])
+        and their ``uint8 [h, w, 3]`` bytes one after the other in `packed` (uint8, flat).
+        Images already written are not written again."""
+        if self._index is not None:
             return
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+        packed = np.asarray(packed, dtype=np.uint8).reshape(-1)
+        nbytes = shapes[:, 0] * shapes[:, 1] * 3
+        if len(shapes) != len(idx) or nbytes.sum() != packed.size:
+            raise ValueError(
+                f"packed: expected {int(nbytes.sum())} bytes for {len(idx)} images of shapes "
+                f"{shapes.tolist()}, got {packed.size} bytes and {len(shapes)} shapes"
+            )
         if self._tmp is None:
             self._begin()
-        self._tmp[idx] = images
+        starts = np.concatenate([[0], np.cumsum(nbytes)])
+        new = ~self._filled[idx]
+        if new.all():
+            self._append(idx, shapes, packed, starts[:-1])
+            return
+        for k in np.flatnonzero(new):
+            self._append(idx[k : k + 1], shapes[k : k + 1], packed[starts[k] : starts[k + 1]], [0])
+
+    def _append(self, idx: np.ndarray, shapes: np.ndarray, packed: np.ndarray, rel) -> None:
+        """Append `packed` to the temporary file; image k starts `rel[k]` bytes into it."""
+        pos = self._tmp.tell()
+        self._tmp.write(memoryview(np.ascontiguousarray(packed)))
+        self._tmp.flush()  # nothing left in the buffer for a forked DataLoader worker to copy
+        self._tmp_index[idx, 0] = pos + np.asarray(rel, dtype=np.int64)
+        self._tmp_index[idx, 1:] = shapes
         self._filled[idx] = True
 
     def mark_bad(self, idx: np.ndarray) -> None:
-        """Record indices `idx` ([K]) as unreadable images: filled, zero, listed in `bad` once
-        the cache is complete."""
-        if self._array is not None or len(idx) == 0:
+        """Record indices `idx` ([K]) as unreadable images: filled, shape (0, 0), listed in
+        `bad` once the cache is complete."""
+        if self._index is not None or len(idx) == 0:
             return
         if self._tmp is None:
             self._begin()
+        idx = np.asarray(idx, dtype=np.int64)
+        self._tmp_index[idx] = 0
         self._filled[idx] = True
-        self._bad.update(int(i) for i in idx)
 
     def missing(self) -> np.ndarray:
         """Indices not written yet (all of them before the first write; none when complete)."""
-        if self._array is not None:
+        if self._index is not None:
             return np.zeros(0, dtype=np.int64)
         if self._filled is None:
             return np.arange(self.n, dtype=np.int64)
         return np.flatnonzero(~self._filled).astype(np.int64)
 
     def finish(self) -> None:
-        """Flush the temporary file and rename it to the final name (atomic), then map it
-        read-only. Requires every index to be written."""
-        if self._array is not None:
+        """Append the index and footer, flush the temporary file to disk and rename it to the
+        final name (atomic), then map it read-only. Requires every index to be written."""
+        if self._index is not None:
             return
         if self._tmp is None or not self._filled.all():
             raise RuntimeError(f"cache {self.path}: {len(self.missing())} images not written")
-        self._tmp.flush()
-        with open(self._tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        del self._tmp
+        f = self._tmp
+        start = f.tell()
+        f.write(self._tmp_index.astype("<i8").tobytes())
+        f.write(_FOOTER.pack(_MAGIC, _VERSION, self.n, start))
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
         self._tmp = None
-        bad_path = self._bad_path()
-        if self._bad:
-            np.save(bad_path, np.array(sorted(self._bad), dtype=np.int64))
-        else:
-            bad_path.unlink(missing_ok=True)
         os.replace(self._tmp_path, self.path)
-        for old in self.folder.glob(f"{self.family}-*.npy"):
-            if not old.name.startswith(self.key) and ".tmp-" not in old.name:
-                old.unlink(missing_ok=True)
-        self._filled = None
-        self._bad = set()
+        self._remove_outdated()
+        self._tmp_index = self._filled = None
         self._open_complete()
+
+    def _remove_outdated(self) -> None:
+        """Complete caches of this item list with other file sizes or times, and every file
+        of older versions' caches of it (their temporaries of live processes excepted)."""
+        for old in self.folder.glob(f"{self.family}-*{_SUFFIX}"):
+            if old.name != self.path.name:
+                old.unlink(missing_ok=True)
+        for fam in self._old_families:
+            for old in self.folder.glob(f"{fam}-*"):
+                if ".tmp-" not in old.name:
+                    old.unlink(missing_ok=True)
 
     def discard(self) -> None:
         """Drop an unfinished temporary file (nothing happens to a complete cache)."""
         if self._tmp is not None and os.getpid() == self._owner:
-            del self._tmp
+            self._tmp.close()
             self._tmp = None
             self._tmp_path.unlink(missing_ok=True)
-            self._filled = None
-            self._bad = set()
+            self._tmp_index = self._filled = None
 
     def __del__(self) -> None:
         try:

@@ -8,9 +8,13 @@ image decoders come in its wheel and need no FFmpeg), Pillow for what it can't r
 TIFF, PPM). Where TorchCodec cannot be imported (not installed, or its native libraries
 fail to load) torchvision.io's decoders, deprecated since torchvision 0.29, take its place,
 with one warning per process; both give the same pixels (tests/test_data_images.py).
-`presize` resizes the short side to `size` and crops the center square (``method='crop'``) or
-resizes the whole image to the square (``method='squish'``), with antialiased bilinear
-filtering on the uint8 data.
+Presizing, with antialiased bilinear filtering on the uint8 data: `presize_whole` gives what
+the decoded cache keeps, the whole image with its short side resized to `size` and its aspect
+kept (``method='crop'``; the long side rounded to the nearest pixel), or resized to the square
+ignoring its aspect (``method='squish'``). A square window of side `size` is then cut from it
+(`window_origins`): the training set takes it at a random position along the long side, fresh
+every epoch (fastai v2's ``Resize(size)`` / v1's ``rand_crop`` on the training set), everything
+else at the centre. `presize` is the centre window (validation, predict).
 
 Decoded tensors keep the decoders' HWC storage: ``[3, H, W]`` views with channels-last
 strides, which is also the layout of the collated batches.
@@ -46,8 +50,10 @@ __all__ = [
     "image_decoder",
     "load_image",
     "presize",
+    "presize_whole",
     "to_rgb",
     "verify_images",
+    "window_origins",
 ]
 
 RESIZE_METHODS = ("crop", "squish")
@@ -173,28 +179,54 @@ def to_rgb(item: ImageSource) -> torch.Tensor:
     )
 
 
-def presize(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
-    """``uint8 Tensor[3, H, W]`` -> ``uint8 Tensor[3, size, size]``.
+def presize_whole(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
+    """``uint8 Tensor[3, H, W]`` -> ``uint8 Tensor[3, h, w]``, what the decoded cache keeps.
 
-    crop: resize the short side to `size` and take the center square (the square is cut
-    first, then resized, which is the same up to rounding and cheaper). squish: resize the
-    whole image to the square, ignoring its aspect ratio. Antialiased bilinear.
+    crop: the short side resized to `size`, the long side to ``long * size / short`` rounded
+    to the nearest pixel (so min(h, w) == size, aspect kept). squish: the whole image resized
+    to ``size x size``. Antialiased bilinear; an image already of that shape is returned as is.
     """
     if method not in RESIZE_METHODS:
         raise ValueError(f"method: expected one of {RESIZE_METHODS}, got {method!r}")
     _, h, w = img.shape
-    if method == "crop":
-        s = min(h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-        img = img[:, top : top + s, left : left + s]
-    if img.shape[1:] == (size, size):
+    if method == "squish":
+        hw = (size, size)
+    elif h <= w:
+        hw = (size, (2 * w * size + h) // (2 * h))
+    else:
+        hw = ((2 * h * size + w) // (2 * w), size)
+    if img.shape[1:] == hw:
         return img
-    out = F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True)
-    return out[0]
+    return F.interpolate(img[None], size=hw, mode="bilinear", antialias=True)[0]
+
+
+def window_origins(shapes: np.ndarray, size: int, u: np.ndarray | None = None) -> np.ndarray:
+    """Top-left corners (int64 [B, 2], (top, left)) of the square windows of side `size` cut
+    from presized images of `shapes` (int [B, 2], (h, w), each at least `size`).
+
+    u None: the centre window, ``(h - size) // 2`` and ``(w - size) // 2``. u (float [B] in
+    [0, 1)): the random window, ``floor(u * (slack + 1))`` along each axis where slack =
+    ``h - size`` or ``w - size``: every position from 0 to slack alike likely; the short side
+    (slack 0) gives 0, and a square image always gives (0, 0).
+    """
+    slack = np.asarray(shapes, dtype=np.int64).reshape(-1, 2) - size
+    if u is None:
+        return slack // 2
+    u = np.asarray(u, dtype=np.float64).reshape(-1, 1)
+    return np.minimum(np.floor(u * (slack + 1)).astype(np.int64), slack)
+
+
+def presize(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
+    """``uint8 Tensor[3, H, W]`` -> ``uint8 Tensor[3, size, size]``: the centre window of
+    `presize_whole` (crop: short side resized to `size`, the centre square of the long side;
+    squish: the whole image resized to the square). What validation and predict see."""
+    img = presize_whole(img, size, method)
+    (top, left), *_ = window_origins(np.array([img.shape[1:]]), size)
+    return img[:, top : top + size, left : left + size]
 
 
 def load_image(item: ImageSource, size: int, method: str = "crop") -> torch.Tensor:
-    """Decode and presize: ``uint8 Tensor[3, size, size]``."""
+    """Decode and presize: ``uint8 Tensor[3, size, size]``, the centre window (`presize`)."""
     return presize(to_rgb(item), size, method)
 
 

@@ -2,9 +2,10 @@
 
 One batch travels like this::
 
-    indices (seeded from (seed, epoch))          main process
-      -> decode + presize in DataLoader workers  uint8 [B, P, P, 3], or a gather from the
-                                                 memory-mapped cache once it is complete
+    indices + window draws (from (seed, epoch))  main process
+      -> decode, presize whole, cut the windows  uint8 [B, P, P, 3]: a square of side P from
+         in DataLoader workers                   each image; or cut from the memory-mapped
+                                                 cache of whole images once it is complete
       -> pinned host memory -> device (non_blocking)
       -> permute to uint8 [B, 3, P, P] (channels_last strides)
       -> augment.augment_batch on the device:    float [B, 3, S, S], normalized
@@ -12,10 +13,20 @@ One batch travels like this::
 `uint8_batches(epoch)` yields the batches before the last step, so everything up to the
 device-side kernel can be used and tested on its own.
 
+Presize windows: images are presized whole (`images.presize_whole`: short side P, aspect
+kept; method 'squish' gives P x P), and a batch takes a square window of side P from each. A
+training loader (train=True) takes it at a random position along the long side, fresh each
+epoch, as fastai's training crop (v2 ``Resize``, v1 ``rand_crop``); every other pass
+(validation, `ImageDataset[i]`, get_preds, predict) takes the centre. A square image gives its
+whole self either way.
+
 Reproducibility: the shuffle of epoch e comes from a generator seeded with (seed, e); the
-augmentation parameters come from `augment.epoch_generator(seed, e)`, drawn batch after batch
-in the main process. Workers only decode (deterministic), so 0 and N workers give identical
-batches, and nothing here draws from torch's global RNG.
+window of item i in epoch e from ``u[i]`` of a float64 array drawn over every item from a
+second stream of (seed, e), in the main process (so it does not depend on the order, the
+batch, the shard or the cache); the augmentation parameters come from
+`augment.epoch_generator(seed, e)`, drawn batch after batch in the main process. Workers only
+decode and cut the windows they are given (deterministic), so 0 and N workers, cached and
+uncached, give identical batches, and nothing here draws from torch's global RNG.
 
 Unreadable images (truncated, empty, not an image) met during a pass are skipped: the batch
 goes on without them (a batch that loses every item is skipped), and at the end of the pass
@@ -41,6 +52,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,9 +61,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from fastcore_ext.augment import augment_batch, epoch_generator
 
 from .cache import DecodedCache
-from .images import BadImageError, load_image
+from .images import BadImageError, presize_whole, to_rgb, window_origins
 
 __all__ = [
+    "DecodedBatch",
     "DeviceDataLoader",
     "ImageDataset",
     "decode_batch",
@@ -61,6 +74,7 @@ __all__ = [
 
 _SHUFFLE_STREAM = 0x5_4FF1E
 _RANK_STREAM = 0x4A_2C5
+_WINDOW_STREAM = 0x3_C40B
 
 
 def default_num_workers() -> int:
@@ -74,38 +88,86 @@ def default_num_workers() -> int:
     return max(1, min(8, n))
 
 
-def decode_batch(items: Sequence[Path], idx: Sequence[int], size: int, method: str) -> torch.Tensor:
-    """Decode and presize `items[i]` for i in `idx` -> ``uint8 Tensor[B, size, size, 3]``."""
-    out = torch.empty((len(idx), size, size, 3), dtype=torch.uint8)
-    for k, i in enumerate(idx):
-        out[k].copy_(load_image(items[i], size, method).permute(1, 2, 0))
+class DecodedBatch(NamedTuple):
+    """What `decode_readable` gives: the windows of the readable images, which indices those
+    are and which were skipped, and (with ``whole=True``) the whole presized images packed
+    for the cache (`DecodedCache.write`)."""
+
+    x: torch.Tensor  # uint8 [B', P, P, 3]
+    kept: list[int]  # [B']
+    bad: list[int]
+    shapes: torch.Tensor | None  # int64 [B', 2]: (h, w) of each whole presized image
+    packed: torch.Tensor | None  # uint8, flat: their [h, w, 3] bytes one after the other
+
+
+def _decode(
+    items: Sequence[Path], idx: Sequence[int], size: int, method: str, skip_bad: bool
+) -> tuple[list[torch.Tensor], list[int], list[int]]:
+    """(whole presized images ``uint8 [h, w, 3]`` of the readable items, their indices, the
+    indices skipped); skip_bad=False raises BadImageError instead of skipping."""
+    images, kept, bad = [], [], []
+    for i in idx:
+        try:
+            img = presize_whole(to_rgb(items[i]), size, method)
+        except BadImageError:
+            if not skip_bad:
+                raise
+            bad.append(i)
+            continue
+        images.append(img.permute(1, 2, 0))
+        kept.append(i)
+    return images, kept, bad
+
+
+def _windows(images: Sequence[torch.Tensor], size: int, u: np.ndarray | None) -> torch.Tensor:
+    """Whole presized images ``uint8 [h, w, 3]`` -> their windows ``uint8 [B, size, size, 3]``
+    (`images.window_origins`: the centre for u None, else from u, float [B])."""
+    out = torch.empty((len(images), size, size, 3), dtype=torch.uint8)
+    shapes = np.array([img.shape[:2] for img in images], dtype=np.int64).reshape(-1, 2)
+    for k, (top, left) in enumerate(window_origins(shapes, size, u).tolist()):
+        out[k].copy_(images[k][top : top + size, left : left + size])
     return out
 
 
+def decode_batch(
+    items: Sequence[Path], idx: Sequence[int], size: int, method: str, u: np.ndarray | None = None
+) -> torch.Tensor:
+    """Decode and presize `items[i]` for i in `idx` -> their windows ``uint8 Tensor[B, size,
+    size, 3]``: centred for u None, else from u (float [B] in [0, 1), see
+    `images.window_origins`). Raises BadImageError naming an unreadable file."""
+    images, _, _ = _decode(items, idx, size, method, skip_bad=False)
+    return _windows(images, size, u)
+
+
 def decode_readable(
-    items: Sequence[Path], idx: Sequence[int], size: int, method: str
-) -> tuple[torch.Tensor, list[int], list[int]]:
-    """Like `decode_batch`, skipping the files that cannot be decoded:
-    ``(uint8 Tensor[B', size, size, 3], the B' indices decoded, the indices skipped)``."""
-    out = torch.empty((len(idx), size, size, 3), dtype=torch.uint8)
-    kept, bad = [], []
-    for i in idx:
-        try:
-            img = load_image(items[i], size, method)
-        except BadImageError:
-            bad.append(i)
-            continue
-        out[len(kept)].copy_(img.permute(1, 2, 0))
-        kept.append(i)
-    return out[: len(kept)], kept, bad
+    items: Sequence[Path],
+    idx: Sequence[int],
+    size: int,
+    method: str,
+    u: np.ndarray | None = None,
+    whole: bool = False,
+) -> DecodedBatch:
+    """Like `decode_batch`, skipping the files that cannot be decoded (u: float [B] over all
+    of `idx`, or None); whole=True also packs the whole presized images (see `DecodedBatch`)."""
+    images, kept, bad = _decode(items, idx, size, method, skip_bad=True)
+    if u is not None:
+        skipped = set(bad)
+        u = np.asarray(u, dtype=np.float64)[[i not in skipped for i in idx]]
+    x = _windows(images, size, u)
+    shapes = packed = None
+    if whole:
+        shapes = torch.tensor([img.shape[:2] for img in images], dtype=torch.int64).reshape(-1, 2)
+        flat = [img.reshape(-1) for img in images]
+        packed = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
+    return DecodedBatch(x, kept, bad, shapes, packed)
 
 
 class ImageDataset(Dataset):
     """Labelled image files, presized to ``size`` (square) on access.
 
-    ``ds[i] -> (uint8 Tensor[3, size, size], int label)``; `items` and `labels` are aligned
-    lists; `classes[label]` is the class name. With a `cache`, images come from it once it is
-    complete.
+    ``ds[i] -> (uint8 Tensor[3, size, size], int label)``, the centre window; `items` and
+    `labels` are aligned lists; `classes[label]` is the class name. With a `cache`, images
+    come from it once it is complete.
     """
 
     def __init__(
@@ -134,15 +196,18 @@ class ImageDataset(Dataset):
         i %= n
         return self.load_batch(np.array([i]))[0].permute(2, 0, 1), self.labels[i]
 
-    def load_batch(self, idx: np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Images `idx` -> ``uint8 Tensor[B, P, P, 3]``: from the cache when complete (into
+    def load_batch(
+        self, idx: np.ndarray, out: torch.Tensor | None = None, u: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """Windows of images `idx` -> ``uint8 Tensor[B, P, P, 3]``, centred (u None) or from u
+        (float [B] in [0, 1), `images.window_origins`): from the cache when complete (into
         `out` if given), else decoded here."""
         if self.cache is not None and self.cache.complete:
             if out is None:
                 out = torch.empty((len(idx), self.size, self.size, 3), dtype=torch.uint8)
-            self.cache.read(np.asarray(idx), out=out.numpy())
+            self.cache.read(np.asarray(idx), u, out=out.numpy())
             return out
-        return decode_batch(self.items, np.asarray(idx).tolist(), self.size, self.method)
+        return decode_batch(self.items, np.asarray(idx).tolist(), self.size, self.method, u)
 
     def __repr__(self) -> str:
         cache = "none" if self.cache is None else "complete" if self.cache.complete else "filling"
@@ -153,28 +218,33 @@ class ImageDataset(Dataset):
 
 
 class _BatchDecoder(Dataset):
-    """What DataLoader workers get: the file list only (cheap to pickle, no cache maps)."""
+    """What DataLoader workers get: the file list only (cheap to pickle, no cache maps).
+    whole=True (a cache to fill) also sends back the whole presized images."""
 
-    def __init__(self, items: Sequence[Path], size: int, method: str) -> None:
-        self.items, self.size, self.method = list(items), size, method
+    def __init__(self, items: Sequence[Path], size: int, method: str, whole: bool) -> None:
+        self.items, self.size, self.method, self.whole = list(items), size, method, whole
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Batch `idx` -> (uint8 [B', P, P, 3], int64 [B'] indices decoded, int64 indices of
-        the unreadable files skipped)."""
-        x, kept, bad = decode_readable(self.items, idx.tolist(), self.size, self.method)
-        return x, torch.tensor(kept, dtype=torch.int64), torch.tensor(bad, dtype=torch.int64)
+    def __getitem__(self, batch: tuple[torch.Tensor, np.ndarray | None]) -> tuple:
+        """Batch (idx, u) -> (uint8 [B', P, P, 3] windows, int64 [B'] indices decoded, int64
+        indices of the unreadable files skipped, int64 [B', 2] shapes or None, uint8 packed
+        whole images or None)."""
+        idx, u = batch
+        d = decode_readable(self.items, idx.tolist(), self.size, self.method, u, self.whole)
+        kept, bad = torch.tensor(d.kept, dtype=torch.int64), torch.tensor(d.bad, dtype=torch.int64)
+        return d.x, kept, bad, d.shapes, d.packed
 
 
 class _BatchList(Sampler):
-    """Yields the index tensors of the current epoch (set before each pass)."""
+    """Yields the (index tensor, window draws or None) of each batch of the current epoch
+    (set before each pass)."""
 
     def __init__(self) -> None:
-        self.batches: list[torch.Tensor] = []
+        self.batches: list[tuple[torch.Tensor, np.ndarray | None]] = []
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, np.ndarray | None]]:
         return iter(self.batches)
 
     def __len__(self) -> int:
@@ -194,8 +264,9 @@ class DeviceDataLoader:
     """Batches ``(x, y)`` of one dataset on `device`: x float ``[B, 3, S, S]`` (augmented when
     training with a spec, normalized with `stats`), y int64 ``[B]``.
 
-    train=True: shuffled per epoch, last partial batch dropped, random augmentation from
-    `spec`. train=False: in order, every item, deterministic center crop.
+    train=True: shuffled per epoch, last partial batch dropped, a random presize window per
+    item and epoch (see the module doc), random augmentation from `spec`. train=False: in
+    order, every item, the centre window, deterministic center crop.
     ``set_epoch(e)`` makes the next pass epoch e; every pass (``iter``) then advances the
     epoch by one, so a caller that never sets it still gets fresh randomness each epoch.
     """
@@ -299,6 +370,16 @@ class DeviceDataLoader:
         order = order[: len(self) * self.bs if self.drop_last else None]
         return [b for b in order.split(self.bs) if len(b)]  # an empty shard has no batch
 
+    def window_draws(self, epoch: int | None = None) -> np.ndarray | None:
+        """The draws that place each item's presize window in `epoch` (default: the next):
+        float64 [N] in [0, 1), one per item of the data set, from (seed, epoch); None (the
+        centre) for a loader that is not training (see `images.window_origins`)."""
+        if not self.train:
+            return None
+        epoch = self._epoch if epoch is None else epoch
+        seq = np.random.SeedSequence([self.seed, epoch, _WINDOW_STREAM])
+        return np.random.default_rng(seq).random(len(self.dataset))
+
     # -- uint8 batches ----------------------------------------------------------------------
 
     def to(self, device: torch.device | str) -> DeviceDataLoader:
@@ -316,8 +397,9 @@ class DeviceDataLoader:
     def _get_loader(self) -> DataLoader:
         if self._loader is None:
             nw = self.num_workers
+            ds = self.dataset
             self._loader = DataLoader(
-                _BatchDecoder(self.dataset.items, self.dataset.size, self.dataset.method),
+                _BatchDecoder(ds.items, ds.size, ds.method, whole=ds.cache is not None),
                 sampler=self._sampler,
                 batch_size=None,
                 collate_fn=_no_collate,
@@ -341,8 +423,11 @@ class DeviceDataLoader:
             y = y.to(self.device, non_blocking=True)
         return x.permute(0, 3, 1, 2), y
 
-    def _host_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """Batch `idx` gathered or decoded in this process, without the unreadable files:
+    def _host_batch(
+        self, idx: torch.Tensor, draws: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Batch `idx` gathered or decoded in this process, without the unreadable files, each
+        image's window placed by ``draws[i]`` (the epoch's `window_draws`; None: centred):
         (uint8 [B', P, P, 3] (pinned for an accelerator), int64 [B'] indices, indices
         skipped)."""
         p = self.dataset.size
@@ -351,10 +436,14 @@ class DeviceDataLoader:
             bad_mask = np.isin(idx.numpy(), cache.bad)
             bad = idx[torch.from_numpy(bad_mask)].tolist()
             idx = idx[torch.from_numpy(~bad_mask)]
+        u = None if draws is None else draws[idx.numpy()]
+        if cache is not None and cache.complete:
             out = torch.empty((len(idx), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
-            x = self.dataset.load_batch(idx.numpy(), out=out)
+            x = self.dataset.load_batch(idx.numpy(), out=out, u=u)
         else:
-            x, kept, bad = decode_readable(self.dataset.items, idx.tolist(), p, self.dataset.method)
+            x, kept, bad, _, _ = decode_readable(
+                self.dataset.items, idx.tolist(), p, self.dataset.method, u
+            )
             idx = torch.tensor(kept, dtype=torch.int64)
         x = x.pin_memory() if self._pin and not x.is_pinned() else x
         return x, idx, bad
@@ -394,21 +483,24 @@ class DeviceDataLoader:
         the end of the pass (see the module doc)."""
         epoch = self._epoch if epoch is None else epoch
         batches = self.batch_indices(epoch)
+        draws = self.window_draws(epoch)
         cache = self.dataset.cache
         bad: list[int] = []
         try:
             if cache is not None and cache.complete:
                 for idx in batches:
-                    x, idx, skipped = self._host_batch(idx)
+                    x, idx, skipped = self._host_batch(idx, draws)
                     bad += skipped
                     if len(idx) or self._check_not_emptied(skipped):
                         yield self._move(x, idx)
                 return
-            self._sampler.batches = batches
-            for x, idx, skipped in self._get_loader():
+            self._sampler.batches = [
+                (idx, None if draws is None else draws[idx.numpy()]) for idx in batches
+            ]
+            for x, idx, skipped, shapes, packed in self._get_loader():
                 bad += skipped.tolist()
                 if cache is not None:
-                    cache.write(idx.numpy(), x.numpy())
+                    cache.write(idx.numpy(), shapes.numpy(), packed.numpy())
                     cache.mark_bad(skipped.numpy())
                 if len(idx) or self._check_not_emptied(skipped.tolist()):
                     yield self._move(x, idx)
@@ -424,11 +516,12 @@ class DeviceDataLoader:
         missing = cache.missing()
         for chunk in np.array_split(missing, max(1, math.ceil(len(missing) / self.bs))):
             if len(chunk):
-                x, kept, bad = decode_readable(
-                    self.dataset.items, chunk.tolist(), self.dataset.size, self.dataset.method
-                )
-                cache.write(np.array(kept, dtype=np.int64), x.numpy())
-                cache.mark_bad(np.array(bad, dtype=np.int64))
+                d = decode_readable(
+                    self.dataset.items, chunk.tolist(), self.dataset.size, self.dataset.method,
+                    whole=True,
+                )  # fmt: skip
+                cache.write(np.array(d.kept, dtype=np.int64), d.shapes.numpy(), d.packed.numpy())
+                cache.mark_bad(np.array(d.bad, dtype=np.int64))
         cache.finish()
         self.close()
 
@@ -468,7 +561,9 @@ class DeviceDataLoader:
     def one_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first batch of the next epoch (same values a pass would give, unreadable files
         left out), decoded in this process; the epoch does not advance."""
-        x, idx, bad = self._host_batch(self.batch_indices(self._epoch)[0])
+        x, idx, bad = self._host_batch(
+            self.batch_indices(self._epoch)[0], self.window_draws(self._epoch)
+        )
         self._bad.update(bad)
         x, y = self._move(x, idx)
         return self.augment(x, self._generator(self._epoch)), y
