@@ -241,10 +241,11 @@ def _resolve_seed(seed: int | None) -> int:
     return int(seed)
 
 
-def _drop_bad(split: ItemSplit, num_workers: int | None) -> ItemSplit:
+def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, list[Path]]:
+    """(the split without its unreadable files, those files sorted)."""
     bad = set(find_bad_images(split.train_items + split.valid_items, num_workers))
     if not bad:
-        return split
+        return split, []
     warnings.warn(
         f"skip_bad: dropped {len(bad)} unreadable image(s): "
         + ", ".join(str(p) for p in sorted(bad)),
@@ -261,7 +262,7 @@ def _drop_bad(split: ItemSplit, num_workers: int | None) -> ItemSplit:
         raise ValueError(
             f"skip_bad: no readable images left in the {'training' if not ti else 'validation'} set"
         )
-    return ItemSplit(ti, tl, vi, vl, split.classes)
+    return ItemSplit(ti, tl, vi, vl, split.classes), sorted(bad)
 
 
 def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[list, list]:
@@ -297,8 +298,9 @@ class ImageDataBunch:
     """Train and validation images as device batches (fastai v1 name; see the module doc).
 
     Attributes: classes, c, path, device, size (model input), presize, stats, seed, bs,
-    train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``), train_dl /
-    valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64 [B])`` on the device).
+    dropped_items (the unreadable files skip_bad=True left out), train_ds / valid_ds
+    (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``), train_dl / valid_dl
+    (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64 [B])`` on the device).
     Build it with the ``from_*`` class methods.
     """
 
@@ -327,8 +329,9 @@ class ImageDataBunch:
         if cache is not None and not isinstance(cache, bool | str | os.PathLike):
             raise TypeError(f"cache: expected a bool or a folder path, got {cache!r}")
         folder = None if cache is None or isinstance(cache, bool) else Path(cache)
+        self.dropped_items: list[Path] = []
         if skip_bad:
-            split = _drop_bad(split, num_workers)
+            split, self.dropped_items = _drop_bad(split, num_workers)
         self.classes: list[str] = list(split.classes)
 
         def dataset(items, labels):
@@ -593,7 +596,7 @@ class ImageDataBunch:
     def bad_items(self) -> list[Path]:
         """Unreadable image files met so far by the training and validation loaders (each
         skipped from its batches with a warning per epoch); empty with skip_bad=True, which
-        drops them before training."""
+        drops them before training (they are in `dropped_items`)."""
         return self.train_dl.bad_items + self.valid_dl.bad_items
 
     def _dl(self, ds_type: str) -> DeviceDataLoader:
