@@ -19,6 +19,13 @@ cache=True keeps the presized images in a memory map under ``<FASTCORE_EXT_HOME>
 (cache=<folder> puts it there instead): the first pass decodes, later passes and later runs
 read the map (see cache.py).
 
+decode_device: where JPEG files are decoded while they are not cached. None (default): on the
+GPU when the batches go to one and TorchCodec decodes JPEG there (nvJPEG), else on the CPU;
+'cpu'; 'cuda' (an error when it cannot). On the GPU the workers only read the files (and
+decode what is not JPEG); the JPEGs of a batch are decoded in one call and presized there
+(device_decode.py). Pixels differ slightly from the CPU's (nvJPEG's IDCT and chroma
+upsampling; tests/test_data_device_decode.py gives the tolerance).
+
 Seeds: `seed=None` draws one int from torch's global RNG at construction (so
 ``torch.manual_seed`` makes runs reproducible); the split, the shuffle of each epoch and the
 augmentation of each epoch derive from it. Several processes must agree on it, so an unchanged
@@ -54,6 +61,7 @@ from fastcore_ext import augment
 from fastcore_ext.plots import check_figsize, finish
 
 from .cache import DecodedCache
+from .device_decode import JpegBatchDecoder, resolve_decode_device
 from .images import RESIZE_METHODS, ImageSource, find_bad_images, load_image
 from .items import (
     ItemSplit,
@@ -297,10 +305,11 @@ def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[li
 class ImageDataBunch:
     """Train and validation images as device batches (fastai v1 name; see the module doc).
 
-    Attributes: classes, c, path, device, size (model input), presize, stats, seed, bs,
-    dropped_items (the unreadable files skip_bad=True left out), train_ds / valid_ds
-    (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``), train_dl / valid_dl
-    (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64 [B])`` on the device).
+    Attributes: classes, c, path, device, decode_device (where JPEG files are decoded), size
+    (model input), presize, stats, seed, bs, dropped_items (the unreadable files skip_bad=True
+    left out), train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``),
+    train_dl / valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64 [B])`` on the
+    device).
     Build it with the ``from_*`` class methods.
     """
 
@@ -320,9 +329,12 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> None:
         self.path = Path(path)
         self.device = _resolve_device(device)
+        self._decode_request = decode_device
+        self.decode_device = resolve_decode_device(decode_device, self.device)
         self.seed, self.bs = seed, bs
         self.size, self.presize = pipeline.size, pipeline.presize
         self.spec = pipeline.spec
@@ -388,6 +400,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """ImageNet-style folders: ``path/train/<class>/...`` and ``path/valid/<class>/...``;
         or, with `valid_pct`, every image under `path` labelled by its parent folder and
@@ -397,7 +410,7 @@ class ImageDataBunch:
             lambda s: items_from_folder(path, train, valid, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -420,6 +433,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Label = first group of `pat` in each file's full path; random split."""
         fnames = list(fnames)
@@ -428,7 +442,7 @@ class ImageDataBunch:
             lambda s: items_from_name_re(path, fnames, pat, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -451,6 +465,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Label = ``str(label_func(file_path))``; random split."""
         fnames = list(fnames)
@@ -459,7 +474,7 @@ class ImageDataBunch:
             lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -482,6 +497,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Labels given in a list aligned with `fnames`; random split."""
         fnames, labels = list(fnames), list(labels)
@@ -490,7 +506,7 @@ class ImageDataBunch:
             lambda s: items_from_lists(path, fnames, labels, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -518,6 +534,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Files and labels from ``path/csv_labels`` (fastai v1's signature; MNIST_SAMPLE's
         labels.csv: ``name,label`` then ``train/3/7463.png,0``): file
@@ -531,7 +548,7 @@ class ImageDataBunch:
             lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -557,6 +574,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Files and labels from a pandas DataFrame (fastai v1's signature): file
         ``path/folder/(df[fn_col] + suffix)``, label ``df[label_col]`` (columns by position
@@ -567,7 +585,7 @@ class ImageDataBunch:
             lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     # -- the bunch interface ------------------------------------------------------------------
@@ -669,11 +687,19 @@ class ImageDataBunch:
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         return self.valid_dl.augment(x, None)
 
+    def _decoder(self) -> JpegBatchDecoder | None:
+        if self.decode_device.type == "cpu":
+            return None
+        return JpegBatchDecoder(self.decode_device)
+
     def to(self, device: torch.device | str) -> ImageDataBunch:
-        """Batches go to `device` from now on. Returns self."""
+        """Batches go to `device` from now on (JPEG decoding too, when decode_device was left
+        to choose). Returns self."""
         self.device = _resolve_device(device)
-        self.train_dl.to(self.device)
-        self.valid_dl.to(self.device)
+        self.decode_device = resolve_decode_device(self._decode_request, self.device)
+        for dl in (self.train_dl, self.valid_dl):
+            dl.set_decoder(self._decoder())
+            dl.to(self.device)
         return self
 
     def __repr__(self) -> str:

@@ -5,6 +5,8 @@ One batch travels like this::
     indices (seeded from (seed, epoch))          main process
       -> decode + presize in DataLoader workers  uint8 [B, P, P, 3], or a gather from the
                                                  memory-mapped cache once it is complete
+         (with a GPU `decoder`: the workers read the files and decode only what is not
+         JPEG; the JPEGs are decoded and presized on the GPU here, device_decode.py)
       -> pinned host memory -> device (non_blocking)
       -> permute to uint8 [B, 3, P, P] (channels_last strides)
       -> augment.augment_batch on the device:    float [B, 3, S, S], normalized
@@ -49,6 +51,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from fastcore_ext.augment import augment_batch, epoch_generator
 
 from .cache import DecodedCache
+from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
 from .images import BadImageError, load_image
 
 __all__ = [
@@ -153,17 +156,22 @@ class ImageDataset(Dataset):
 
 
 class _BatchDecoder(Dataset):
-    """What DataLoader workers get: the file list only (cheap to pickle, no cache maps)."""
+    """What DataLoader workers get: the file list only (cheap to pickle, no cache maps).
+    encoded=True: JPEGs are left encoded for a GPU decoder (`read_batch`)."""
 
-    def __init__(self, items: Sequence[Path], size: int, method: str) -> None:
-        self.items, self.size, self.method = list(items), size, method
+    def __init__(self, items: Sequence[Path], size: int, method: str, encoded: bool) -> None:
+        self.items, self.size, self.method, self.encoded = list(items), size, method, encoded
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(
+        self, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | EncodedBatch:
         """Batch `idx` -> (uint8 [B', P, P, 3], int64 [B'] indices decoded, int64 indices of
-        the unreadable files skipped)."""
+        the unreadable files skipped); encoded=True: `read_batch`'s EncodedBatch."""
+        if self.encoded:
+            return read_batch(self.items, idx.tolist(), self.size, self.method)
         x, kept, bad = decode_readable(self.items, idx.tolist(), self.size, self.method)
         return x, torch.tensor(kept, dtype=torch.int64), torch.tensor(bad, dtype=torch.int64)
 
@@ -198,6 +206,8 @@ class DeviceDataLoader:
     `spec`. train=False: in order, every item, deterministic center crop.
     ``set_epoch(e)`` makes the next pass epoch e; every pass (``iter``) then advances the
     epoch by one, so a caller that never sets it still gets fresh randomness each epoch.
+    decoder: a `JpegBatchDecoder` that decodes the JPEG files on its device (a GPU) while
+    they are not cached; None: every file is decoded on the CPU, in the workers.
     """
 
     def __init__(
@@ -214,6 +224,7 @@ class DeviceDataLoader:
         num_workers: int | None = None,
         channels_last: bool = False,
         timeout: float = 120.0,
+        decoder: JpegBatchDecoder | None = None,
     ) -> None:
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise ValueError(f"bs: expected a positive int, got {bs!r}")
@@ -231,6 +242,7 @@ class DeviceDataLoader:
         self.size, self.seed, self.spec, self.stats = int(size), int(seed), spec, stats
         self.num_workers, self.channels_last, self.timeout = num_workers, channels_last, timeout
         self.device = torch.device(device)
+        self.decoder = decoder
         self._labels = torch.tensor(dataset.labels, dtype=torch.int64)
         self._epoch = 0
         self._loader: DataLoader | None = None
@@ -317,7 +329,12 @@ class DeviceDataLoader:
         if self._loader is None:
             nw = self.num_workers
             self._loader = DataLoader(
-                _BatchDecoder(self.dataset.items, self.dataset.size, self.dataset.method),
+                _BatchDecoder(
+                    self.dataset.items,
+                    self.dataset.size,
+                    self.dataset.method,
+                    encoded=self.decoder is not None,
+                ),
                 sampler=self._sampler,
                 batch_size=None,
                 collate_fn=_no_collate,
@@ -333,6 +350,29 @@ class DeviceDataLoader:
     def close(self) -> None:
         """Stop the decoding workers (they restart when needed)."""
         self._loader = None
+
+    def set_decoder(self, decoder: JpegBatchDecoder | None) -> None:
+        """Decode JPEG files with `decoder` from the next pass on (None: on the CPU)."""
+        self.close()
+        self.decoder = decoder
+
+    def _decode_here(self, idx: list[int]) -> tuple[torch.Tensor, list[int], list[int]]:
+        """Files `idx` decoded in this process (uint8 [B', P, P, 3] on the decoder's device
+        or the CPU, the B' indices decoded, the indices skipped)."""
+        ds = self.dataset
+        if self.decoder is not None:
+            return self.decoder.decode_files(ds.items, idx, ds.size, ds.method)
+        return decode_readable(ds.items, idx, ds.size, ds.method)
+
+    def _finish(
+        self, part: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | EncodedBatch
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A worker's batch -> (uint8 [B', P, P, 3], int64 [B'] indices, int64 skipped)."""
+        if not isinstance(part, EncodedBatch):
+            return part
+        ds = self.dataset
+        x, kept, bad = self.decoder.decode(part, ds.items, ds.size, ds.method)
+        return x, torch.tensor(kept, dtype=torch.int64), torch.tensor(bad, dtype=torch.int64)
 
     def _move(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self._labels[idx]
@@ -354,9 +394,9 @@ class DeviceDataLoader:
             out = torch.empty((len(idx), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
             x = self.dataset.load_batch(idx.numpy(), out=out)
         else:
-            x, kept, bad = decode_readable(self.dataset.items, idx.tolist(), p, self.dataset.method)
+            x, kept, bad = self._decode_here(idx.tolist())
             idx = torch.tensor(kept, dtype=torch.int64)
-        x = x.pin_memory() if self._pin and not x.is_pinned() else x
+        x = x.pin_memory() if self._pin and x.device.type == "cpu" and not x.is_pinned() else x
         return x, idx, bad
 
     def _check_not_emptied(self, skipped: list[int]) -> bool:
@@ -405,10 +445,11 @@ class DeviceDataLoader:
                         yield self._move(x, idx)
                 return
             self._sampler.batches = batches
-            for x, idx, skipped in self._get_loader():
+            for part in self._get_loader():
+                x, idx, skipped = self._finish(part)
                 bad += skipped.tolist()
                 if cache is not None:
-                    cache.write(idx.numpy(), x.numpy())
+                    cache.write(idx.numpy(), x.cpu().numpy())
                     cache.mark_bad(skipped.numpy())
                 if len(idx) or self._check_not_emptied(skipped.tolist()):
                     yield self._move(x, idx)
@@ -424,10 +465,8 @@ class DeviceDataLoader:
         missing = cache.missing()
         for chunk in np.array_split(missing, max(1, math.ceil(len(missing) / self.bs))):
             if len(chunk):
-                x, kept, bad = decode_readable(
-                    self.dataset.items, chunk.tolist(), self.dataset.size, self.dataset.method
-                )
-                cache.write(np.array(kept, dtype=np.int64), x.numpy())
+                x, kept, bad = self._decode_here(chunk.tolist())
+                cache.write(np.array(kept, dtype=np.int64), x.cpu().numpy())
                 cache.mark_bad(np.array(bad, dtype=np.int64))
         cache.finish()
         self.close()
@@ -474,7 +513,9 @@ class DeviceDataLoader:
         return self.augment(x, self._generator(self._epoch)), y
 
     def __repr__(self) -> str:
+        decode = "" if self.decoder is None else f", JPEG decoding on {self.decoder.device}"
         return (
             f"{type(self).__name__}({'train' if self.train else 'valid'}, {len(self)} batches of "
-            f"{self.bs}, size {self.size}, device {self.device}, workers {self.num_workers})"
+            f"{self.bs}, size {self.size}, device {self.device}, workers {self.num_workers}"
+            f"{decode})"
         )
