@@ -3,8 +3,9 @@
 # 16 cores, no network). In order of importance, each step only if the time budget still has
 # room for it: build the kernels there; why C++ exceptions crashed that machine's build (a
 # native backtrace, the C++ runtime loaded, the compiler, a -static-libstdc++ build); the
-# kernel tests; the CUDA augment variants (bench/dev/augment_normalize.cu); the kernel
-# benchmarks; training side by side with fastai; the other CUDA tests; compute-sanitizer; the
+# kernel tests; the CUDA augment variants (bench/dev/augment_normalize.cu); JPEG decoding on
+# the GPU (TorchCodec's nvJPEG: tests, then CPU vs CUDA images/s); the kernel benchmarks;
+# training side by side with fastai; the other CUDA tests; compute-sanitizer; the
 # > 2^31-element checks. A short table last.
 #
 #   bash bench/device_check.sh
@@ -13,7 +14,12 @@
 # tool brings back at most 8 files). DEVICE_CHECK_BUDGET: seconds the whole script may take
 # (default 450). fastai is not installed on the GPU machine and it has no network: carry its
 # pure-python wheels in .whl/ (see bench/bench_train.py's docstring); without them only our
-# side of the training comparison runs.
+# side of the training comparison runs. TorchCodec was not in that machine's image either
+# (package list of 2026-11): carry its wheel in .whl/ too, fetched where pip works with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_28_x86_64 -d .whl torchcodec==0.17.0
+# (10 MB: PyPI's Linux wheel is the CUDA 13.0 build, nvJPEG bundled). It is installed below
+# when `import torchcodec` fails there; without it the CUDA decode tests skip, saying why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${OUT:-/tmp/device_check}
@@ -54,6 +60,18 @@ if ! TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 FORCE_CUDA=1 "$PY" setup.py -q build_e
   exit 1
 fi
 note "build                 $((SECONDS - t0)) s"
+
+# 1b. TorchCodec for JPEG decoding on the GPU (issue 16.5): the image's, else the carried
+#     wheel. TorchCodec 0.14-0.16 are listed for torch >= 2.11 (stable ABI); that 0.17 loads
+#     on this torch 2.11 is what this line finds out.
+if ! "$PY" -c "import torchcodec.decoders" >/dev/null 2>&1 && ls .whl/torchcodec-*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target /tmp/torchcodec_site .whl/torchcodec-*.whl >"$LOGS/torchcodec_install.log" 2>&1 \
+    && export PYTHONPATH=/tmp/torchcodec_site${PYTHONPATH:+:$PYTHONPATH}
+fi
+note "torchcodec            $("$PY" -c 'import torchcodec, torch
+from fastcore_ext.data.device_decode import cuda_jpeg_support as s
+print(torchcodec.__version__, "CUDA JPEG:", s() or "yes")' 2>&1 | tail -1 | cut -c1-150)"
 
 # 2. C++ exceptions (TORCH_CHECK) crashed this machine's build with SIGSEGV in 2026-11, CPU and
 #    CUDA ops alike; not reproduced elsewhere with the same torch. What built the kernels and
@@ -164,6 +182,19 @@ print(' '.join('-I' + d for d in c.include_paths()))" 2>/dev/null)
   fi
 fi
 
+# 3c. JPEG decoding on the GPU (issue 16.5): nvJPEG against the CPU decoder, the bunch
+#     choosing it, broken files; then images/s, CPU vs CUDA (bench/bench_decode.py).
+if have "cuda decode" 60; then
+  t0=$SECONDS
+  timeout "$(cap 90)" "$PY" -m pytest -q -p no:cacheprovider -rfEs --tb=short \
+    tests/test_data_device_decode.py >"$LOGS/tests_decode.log" 2>&1
+  note "cuda decode tests     rc=$?  $(tail -1 "$LOGS/tests_decode.log")  $((SECONDS - t0)) s"
+  failures "$LOGS/tests_decode.log" 10
+  grep -m1 "^SKIPPED" "$LOGS/tests_decode.log" | cut -c1-200 | tee -a "$SUMMARY"
+  timeout "$(cap 60)" "$PY" bench/bench_decode.py >"$LOGS/bench_decode.log" 2>&1
+  note "decode bench          rc=$?  $((SECONDS - t0)) s"
+fi
+
 # 4. Kernel benchmarks (each bench file prints its own table).
 if have "kernel benchmarks" 60; then
   t0=$SECONDS
@@ -182,7 +213,7 @@ if ls .whl/*.whl >/dev/null 2>&1 && "$PY" -m pip install -q --no-index --no-deps
 fi
 if have "train vs fastai" 90; then
   t0=$SECONDS
-  PYTHONPATH="$FASTAI_SITE" BENCH_TRAIN_ROUNDS=1 BENCH_TRAIN_EPOCHS=2 BENCH_TRAIN_TIMEOUT=150 \
+  PYTHONPATH="$FASTAI_SITE${PYTHONPATH:+:$PYTHONPATH}" BENCH_TRAIN_ROUNDS=1 BENCH_TRAIN_EPOCHS=2 BENCH_TRAIN_TIMEOUT=150 \
     BENCH_TRAIN_PRECISIONS=${BENCH_TRAIN_PRECISIONS:-fp32,fp16} timeout "$(cap 280)" \
     "$PY" -m pytest -q -s -p no:cacheprovider bench/bench_train.py >"$LOGS/bench_train.log" 2>&1
   note "train vs fastai       rc=$?  fastai wheels: ${FASTAI_SITE:-none}  $((SECONDS - t0)) s"
@@ -222,6 +253,8 @@ fi
 echo
 echo "================ device check summary ($SECONDS s) ================"
 cat "$SUMMARY"
+echo "---------------- decode throughput (bench_decode.log in logs.tgz) ----------------"
+tail -8 "$LOGS/bench_decode.log" 2>/dev/null
 echo "---------------- kernel benchmarks (bench.log in logs.tgz) ----------------"
 awk '/^augment_normalize on |^Optimizer step incl/ {show=1} /^(PASSED|FAILED|=|-{10})/ {show=0} show' \
   "$LOGS/bench.log" 2>/dev/null | head -60

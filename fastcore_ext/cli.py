@@ -2,7 +2,8 @@
 
     fastcore-ext train [PATH] [--arch A] [--size S] [--bs B] [--epochs N] [--unfreeze-epochs M]
                        [--lr auto|FLOAT] [--pretrained/--no-pretrained]
-                       [--precision auto|fp32|bf16|fp16] [--cache] [--workers N] [--seed N]
+                       [--precision auto|fp32|bf16|fp16] [--cache] [--skip-bad]
+                       [--workers N] [--seed N]
                        [--valid-pct P] [--label-re PATTERN | --labels-csv FILE]
                        [--out DIR] [--nproc N]
     fastcore-ext predict MODEL IMAGE [IMAGE ...]
@@ -22,7 +23,9 @@ labelled by the first group of PATTERN searched in their path, as fastai's from_
 Without PATH it trains on the embedded demo dataset (fastcore_ext.data.demo) with defaults
 sized for a CPU (DEMO_DEFAULTS); with PATH the defaults are the lesson's (FOLDER_DEFAULTS).
 Options left unset are printed with the value chosen. Pretrained weights are used by default
-only when torchvision's cache already holds them.
+only when torchvision's cache already holds them. Unreadable images (truncated, not an image)
+are skipped when training meets them, or left out up front with `--skip-bad`; the final lines
+and summary.json's `bad_images` count both.
 
 This module parses, prints and exits: the work is fastcore_ext.lesson's.
 
@@ -209,6 +212,12 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
         "--cache", action="store_true", help="keep decoded, presized images in a memory map"
     )
     p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="decode every image first and leave out the unreadable ones (default: skip each "
+        "when training meets it, with a warning per epoch)",
+    )
+    p.add_argument(
         "--workers",
         type=_int_at_least(0),
         help="data loader worker processes (default: the data layer's choice)",
@@ -311,6 +320,7 @@ def _config(args: argparse.Namespace, training: bool) -> LessonConfig:
         pretrained=args.pretrained,
         precision="bf16" if args.bf16 else args.precision,
         cache=args.cache,
+        skip_bad=args.skip_bad,
         workers=args.workers,
         seed=args.seed,
         valid_pct=args.valid_pct,
@@ -361,6 +371,14 @@ def _print_summary(s: LessonSummary) -> None:
         lines.append(f"  most confused (actual -> predicted): {pairs}")
     elif err is not None:
         lines.append("  most confused: no pair of classes confused twice or more")
+    bad = s.bad_images
+    for count, files, how in [
+        (bad.skipped, bad.skipped_files, "skipped during the run"),
+        (bad.dropped, bad.dropped_files, "left out by --skip-bad"),
+    ]:
+        if count:
+            more = f", and {count - len(files)} more" if count > len(files) else ""
+            lines.append(f"  unreadable images {how}: {count} ({', '.join(files)}{more})")
     lines.append(
         f"  output: {s.out}/ (export.pth, metrics.csv, metrics.jsonl, plots/, summary.json)"
     )

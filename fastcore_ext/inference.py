@@ -292,6 +292,7 @@ def _in_order_loader(data: Any, ds_type: str) -> Any:
         stats=train_dl.stats,
         num_workers=train_dl.num_workers,
         channels_last=train_dl.channels_last,
+        decoder=train_dl.decoder,
     )
 
 

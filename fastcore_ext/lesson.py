@@ -13,7 +13,7 @@ flat folder labelled by a regular expression on the file names as
     metrics.jsonl   the same rows as JSON objects, with the stage and learning rates
     plots/*.png     lr_find and losses and schedule of each stage, top losses, confusion matrix
     summary.json    `LessonSummary.to_json()`: final error rate, times, learning rates, most
-                    confused pairs
+                    confused pairs, unreadable images skipped or dropped
     models/         checkpoints (models/interrupted.pth after Ctrl-C)
 
 It prints what it decides and does (the pretrained choice, the data, each stage's learning
@@ -68,6 +68,7 @@ from fastcore_ext.schedule import Suggestions
 from fastcore_ext.vision import create_cnn
 
 __all__ = [
+    "BadImages",
     "JSONLinesLogger",
     "LessonConfig",
     "LessonError",
@@ -103,7 +104,10 @@ class LessonConfig:
     library's default ('auto': bf16 + channels-last where the hardware runs bf16 natively).
     lr: max learning rate of stage 1; None: lr_find's valley.
     pretrained: None uses the ImageNet weights only when torchvision's cache holds them.
-    workers: loader processes (None: the data layer's choice). out: the run's folder."""
+    cache: keep presized images in a memory map. skip_bad: check every image when the data
+    are built and leave the unreadable ones out (else they are skipped when training meets
+    them; both are counted in the summary). workers: loader processes (None: the data
+    layer's choice). out: the run's folder."""
 
     path: Path | None = None
     label_re: str | None = None
@@ -118,10 +122,56 @@ class LessonConfig:
     pretrained: bool | None = None
     precision: str | None = None
     cache: bool = False
+    skip_bad: bool = False
     workers: int | None = None
     seed: int = 0
     valid_pct: float = 0.2
     out: Path = Path("fastcore_ext_run")
+
+
+BAD_FILES_LISTED = 20
+"""At most this many file names of each kind in `BadImages` (the counts are complete)."""
+
+
+@dataclass
+class BadImages:
+    """Unreadable image files of a run. skipped: met by the loaders (training, validation,
+    lr_find, interpretation) and left out of their batches; dropped: left out when the data
+    were built (skip_bad). *_files: the first `BAD_FILES_LISTED` of each, sorted, relative to
+    the data folder (absolute when outside it)."""
+
+    skipped: int = 0
+    dropped: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    dropped_files: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, data: ImageDataBunch) -> BadImages:
+        """The unreadable files `data` met so far and those its skip_bad dropped."""
+
+        def names(paths: list[Path]) -> list[str]:
+            rel = []
+            for p in sorted(set(paths))[:BAD_FILES_LISTED]:
+                try:
+                    rel.append(str(Path(p).relative_to(data.path)))
+                except ValueError:
+                    rel.append(str(p))
+            return rel
+
+        skipped, dropped = data.bad_items, data.dropped_items
+        return cls(len(set(skipped)), len(dropped), names(skipped), names(dropped))
+
+    def __bool__(self) -> bool:
+        return bool(self.skipped or self.dropped)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `bad_images` object of summary.json."""
+        return {
+            "skipped": self.skipped,
+            "dropped": self.dropped,
+            "skipped_files": self.skipped_files,
+            "dropped_files": self.dropped_files,
+        }
 
 
 @dataclass
@@ -129,7 +179,8 @@ class LessonSummary:
     """What a lesson run did. `to_json()` is summary.json. learning_rates: {'stage1': lr,
     'stage2': [lo, hi]}; time_s: {'total', 'data', 'lr_find', 'fit', 'interpretation'}
     (those that ran); most_confused: (actual, predicted, count) of pairs seen twice or more;
-    files: the files under out, relative to it; saved: the checkpoint written on Ctrl-C."""
+    files: the files under out, relative to it; saved: the checkpoint written on Ctrl-C;
+    bad_images: the unreadable images skipped during the run or dropped by skip_bad."""
 
     data: str | None
     arch: str
@@ -149,6 +200,7 @@ class LessonSummary:
     files: list[str]
     out: Path
     saved: Path | None = None
+    bad_images: BadImages = field(default_factory=BadImages)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of summary.json."""
@@ -169,6 +221,7 @@ class LessonSummary:
             "time_s": self.time_s,
             "interrupted": self.interrupted,
             "files": self.files,
+            "bad_images": self.bad_images.to_json(),
         }
 
 
@@ -380,6 +433,7 @@ def build_data(config: LessonConfig) -> tuple[ImageDataBunch, str]:
             bs=config.bs,
             num_workers=config.workers,
             cache=config.cache,
+            skip_bad=config.skip_bad,
             seed=config.seed,
         ).normalize(imagenet_stats)
     except (BadImageError, ValueError, TypeError) as e:
@@ -514,6 +568,7 @@ def _interpret(learn: Learner, run: _Run) -> list[tuple[str, str, int]]:
 def _summary(
     run: _Run,
     config: LessonConfig,
+    data: ImageDataBunch,
     learn: Learner,
     confused: list[tuple[str, str, int]],
     interrupted: bool,
@@ -540,6 +595,7 @@ def _summary(
         files=sorted(str(p.relative_to(run.out)) for p in run.out.rglob("*") if p.is_file()),
         out=run.out,
         saved=saved,
+        bad_images=BadImages.of(data),
     )
     if run.writes:
         (run.out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -572,9 +628,9 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
     except KeyboardInterrupt:
         saved = learn.save("interrupted")
         learn.export("export.pth")
-        return _summary(run, config, learn, confused, interrupted=True, saved=saved)
+        return _summary(run, config, data, learn, confused, interrupted=True, saved=saved)
     learn.export("export.pth")
-    return _summary(run, config, learn, confused, interrupted=False, saved=None)
+    return _summary(run, config, data, learn, confused, interrupted=False, saved=None)
 
 
 def find_lr(config: LessonConfig) -> LrFindResult:

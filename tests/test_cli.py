@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -406,3 +407,48 @@ def test_labels_csv_and_precision_mistakes(tmp_path, capsys, csv_labelled):
     assert code == 2 and "--precision: expected auto, fp32 or bf16 on cpu, got 'fp16'" in err
     code, _, err = run(capsys, "train", "--precision", "fp64", *common)
     assert code == 2 and "--precision" in err and "fp64" in err
+
+
+@pytest.mark.filterwarnings("ignore:epoch \\d+. skipped")
+def test_train_reports_unreadable_images(tmp_path, capsys, small_demo, offline_weights,
+                                         monkeypatch):  # fmt: skip
+    """A folder with a truncated JPEG (train) and a text file named .jpg (valid): training
+    skips both, the final lines and summary.json count and name them."""
+    monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "bs": 6, "lr_find_iters": 8})
+    root = tmp_path / "bad"
+    shutil.copytree(small_demo, root)
+    truncated = sorted((root / "train" / "star").glob("*.jpg"))[0]
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    text = sorted((root / "valid" / "arrow").glob("*.jpg"))[0]
+    text.write_text("not an image")
+    names = sorted(str(p.relative_to(root)) for p in (truncated, text))
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", str(root), "--lr", "1e-3", "--unfreeze-epochs", "0",
+                         "--out", str(out_dir), "--workers", "0", "--no-pretrained")  # fmt: skip
+    assert code == 0, err
+    line = f"  unreadable images skipped during the run: 2 ({', '.join(names)})"
+    assert line in out.splitlines()
+    assert "--skip-bad" not in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["bad_images"] == {"skipped": 2, "dropped": 0, "skipped_files": names,
+                                     "dropped_files": []}  # fmt: skip
+
+
+def test_skip_bad_option_and_its_summary_line(capsys):
+    args = cli.build_parser().parse_args(["train", "somewhere", "--skip-bad"])
+    cli._resolve_defaults(args, training=True)
+    assert cli._config(args, training=True).skip_bad is True
+    args = cli.build_parser().parse_args(["train", "somewhere"])
+    cli._resolve_defaults(args, training=True)
+    assert cli._config(args, training=True).skip_bad is False
+    bad = lesson.BadImages(skipped=0, dropped=23, dropped_files=[f"{k:02d}.jpg" for k in range(20)])
+    summary = lesson.LessonSummary(
+        data="d", arch="resnet18", size=32, bs=8, pretrained=False, precision="fp32", epochs=1,
+        unfreeze_epochs=0, epochs_done=1, learning_rates={"stage1": 1e-3},
+        final_error_rate=0.5, final_valid_loss=1.0, most_confused=[], time_s={"total": 1.0},
+        interrupted=False, files=[], out=Path("o"), bad_images=bad,
+    )  # fmt: skip
+    cli._print_summary(summary)
+    out = capsys.readouterr().out
+    assert "  unreadable images left out by --skip-bad: 23 (00.jpg, 01.jpg," in out
+    assert "19.jpg, and 3 more)" in out and "skipped during the run" not in out

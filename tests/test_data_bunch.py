@@ -186,6 +186,8 @@ def test_skip_bad(root, tmp_path):
     assert len(ours) == 1 and "star_0001.jpg" in ours[0] and "ring_9999.jpg" in ours[0]
     assert len(b.train_ds) == 59 and len(b.valid_ds) == 12
     assert victim not in b.train_ds.items
+    assert b.dropped_items == sorted([victim, tree / "valid" / "ring" / "ring_9999.jpg"])
+    assert b.bad_items == []  # none met while training: they were left out
     for _ in b.train_dl.uint8_batches():
         pass
 

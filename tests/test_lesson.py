@@ -9,7 +9,14 @@ import shutil
 import pytest
 
 from fastcore_ext.data import demo_dataset, get_image_files
-from fastcore_ext.lesson import LessonConfig, LessonError, LessonSummary, find_lr, run_lesson
+from fastcore_ext.lesson import (
+    BadImages,
+    LessonConfig,
+    LessonError,
+    LessonSummary,
+    find_lr,
+    run_lesson,
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +101,53 @@ def test_valid_pct_leaving_an_empty_set_names_valid_pct(tmp_path, small_demo):
         run_lesson(config)
     # int(0.2 * 3) = 0 images would go to validation
     assert info.value.field == "valid_pct" and "empty validation set" in str(info.value)
+
+
+@pytest.fixture
+def with_bad_images(small_demo, tmp_path):
+    """A copy of the small demo with a truncated JPEG in train/ and a text file named .jpg in
+    valid/ (both replace an image, so every count stays as in small_demo)."""
+    root = tmp_path / "bad"
+    shutil.copytree(small_demo, root)
+    truncated = sorted((root / "train" / "arrow").glob("*.jpg"))[0]
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    text = sorted((root / "valid" / "ring").glob("*.jpg"))[0]
+    text.write_text("this is not an image\n")
+    return root, [str(truncated.relative_to(root)), str(text.relative_to(root))]
+
+
+@pytest.mark.filterwarnings("ignore:epoch \\d+. skipped")
+def test_summary_counts_the_unreadable_images_training_skipped(tmp_path, with_bad_images):
+    root, bad = with_bad_images
+    # bs 6 divides the 60 training items: no partial batch is dropped, so the epoch meets all
+    config = small_config(root, tmp_path / "o", bs=6, lr=1e-3, unfreeze_epochs=0)
+    s = run_lesson(config)
+    assert s.bad_images.skipped == 2 and s.bad_images.dropped == 0
+    assert s.bad_images.skipped_files == sorted(bad) and s.bad_images.dropped_files == []
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["bad_images"] == {
+        "skipped": 2, "dropped": 0, "skipped_files": sorted(bad), "dropped_files": [],
+    }  # fmt: skip
+
+
+def test_summary_counts_the_images_skip_bad_dropped(tmp_path, with_bad_images):
+    root, bad = with_bad_images
+    config = small_config(root, tmp_path / "o", bs=6, lr=1e-3, unfreeze_epochs=0, skip_bad=True)
+    with pytest.warns(UserWarning, match="skip_bad: dropped 2 unreadable"):
+        s = run_lesson(config)
+    assert s.data.endswith("12 classes, 59 train / 11 valid images")
+    assert s.bad_images.dropped == 2 and s.bad_images.dropped_files == sorted(bad)
+    assert s.bad_images.skipped == 0 and s.bad_images.skipped_files == []
+    assert s.to_json()["bad_images"]["dropped"] == 2
+
+
+def test_bad_images_lists_at_most_twenty_names_and_counts_all(tmp_path):
+    class Data:  # what BadImages.of reads from a bunch
+        path = tmp_path
+        bad_items = [tmp_path / f"train/{k:02d}.jpg" for k in range(25)]
+        dropped_items = [tmp_path.parent / "elsewhere.jpg"]
+
+    bad = BadImages.of(Data())
+    assert bad.skipped == 25 and len(bad.skipped_files) == 20
+    assert bad.skipped_files[0] == "train/00.jpg"
+    assert bad.dropped == 1 and bad.dropped_files == [str(tmp_path.parent / "elsewhere.jpg")]
+    assert bool(bad) and not BadImages()

@@ -26,6 +26,13 @@ cache=True keeps the whole presized images in a memory map under
 ``<FASTCORE_EXT_HOME>/cache`` (cache=<folder> puts it there instead): the first pass decodes,
 later passes and later runs cut their windows from the map (see cache.py).
 
+decode_device: where JPEG files are decoded while they are not cached. None (default): on the
+GPU when the batches go to one and TorchCodec decodes JPEG there (nvJPEG), else on the CPU;
+'cpu'; 'cuda' (an error when it cannot). On the GPU the workers only read the files (and
+decode what is not JPEG); the JPEGs of a batch are decoded in one call and presized there
+(device_decode.py). Pixels differ slightly from the CPU's (nvJPEG's IDCT and chroma
+upsampling; tests/test_data_device_decode.py gives the tolerance).
+
 Seeds: `seed=None` draws one int from torch's global RNG at construction (so
 ``torch.manual_seed`` makes runs reproducible); the split, the shuffle of each epoch and the
 augmentation of each epoch derive from it. Several processes must agree on it, so an unchanged
@@ -61,6 +68,7 @@ from fastcore_ext import augment
 from fastcore_ext.plots import check_figsize, finish
 
 from .cache import DecodedCache
+from .device_decode import JpegBatchDecoder, resolve_decode_device
 from .images import RESIZE_METHODS, ImageSource, find_bad_images, load_image
 from .items import (
     ItemSplit,
@@ -250,10 +258,11 @@ def _resolve_seed(seed: int | None) -> int:
     return int(seed)
 
 
-def _drop_bad(split: ItemSplit, num_workers: int | None) -> ItemSplit:
+def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, list[Path]]:
+    """(the split without its unreadable files, those files sorted)."""
     bad = set(find_bad_images(split.train_items + split.valid_items, num_workers))
     if not bad:
-        return split
+        return split, []
     warnings.warn(
         f"skip_bad: dropped {len(bad)} unreadable image(s): "
         + ", ".join(str(p) for p in sorted(bad)),
@@ -270,7 +279,7 @@ def _drop_bad(split: ItemSplit, num_workers: int | None) -> ItemSplit:
         raise ValueError(
             f"skip_bad: no readable images left in the {'training' if not ti else 'validation'} set"
         )
-    return ItemSplit(ti, tl, vi, vl, split.classes)
+    return ItemSplit(ti, tl, vi, vl, split.classes), sorted(bad)
 
 
 def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[list, list]:
@@ -305,10 +314,11 @@ def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[li
 class ImageDataBunch:
     """Train and validation images as device batches (fastai v1 name; see the module doc).
 
-    Attributes: classes, c, path, device, size (model input), presize, stats, seed, bs,
-    train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``, the centre
-    window), train_dl / valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64 [B])``
-    on the device). Build it with the ``from_*`` class methods.
+        Attributes: classes, c, path, device, decode_device (where JPEG files are decoded), size
+    (model input), presize, stats, seed, bs, dropped_items (the unreadable files skip_bad=True
+    left out), train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``, the
+    centre window), train_dl / valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64
+    [B])`` on the device). Build it with the ``from_*`` class methods.
     """
 
     _augment_by_default = True
@@ -327,17 +337,21 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> None:
         self.path = Path(path)
         self.device = _resolve_device(device)
+        self._decode_request = decode_device
+        self.decode_device = resolve_decode_device(decode_device, self.device)
         self.seed, self.bs = seed, bs
         self.size, self.presize = pipeline.size, pipeline.presize
         self.spec = pipeline.spec
         if cache is not None and not isinstance(cache, bool | str | os.PathLike):
             raise TypeError(f"cache: expected a bool or a folder path, got {cache!r}")
         folder = None if cache is None or isinstance(cache, bool) else Path(cache)
+        self.dropped_items: list[Path] = []
         if skip_bad:
-            split = _drop_bad(split, num_workers)
+            split, self.dropped_items = _drop_bad(split, num_workers)
         self.classes: list[str] = list(split.classes)
 
         def dataset(items, labels):
@@ -394,6 +408,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """ImageNet-style folders: ``path/train/<class>/...`` and ``path/valid/<class>/...``;
         or, with `valid_pct`, every image under `path` labelled by its parent folder and
@@ -403,7 +418,7 @@ class ImageDataBunch:
             lambda s: items_from_folder(path, train, valid, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -426,6 +441,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Label = first group of `pat` in each file's full path; random split."""
         fnames = list(fnames)
@@ -434,7 +450,7 @@ class ImageDataBunch:
             lambda s: items_from_name_re(path, fnames, pat, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -457,6 +473,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Label = ``str(label_func(file_path))``; random split."""
         fnames = list(fnames)
@@ -465,7 +482,7 @@ class ImageDataBunch:
             lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -488,6 +505,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Labels given in a list aligned with `fnames`; random split."""
         fnames, labels = list(fnames), list(labels)
@@ -496,7 +514,7 @@ class ImageDataBunch:
             lambda s: items_from_lists(path, fnames, labels, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -524,6 +542,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Files and labels from ``path/csv_labels`` (fastai v1's signature; MNIST_SAMPLE's
         labels.csv: ``name,label`` then ``train/3/7463.png,0``): file
@@ -537,7 +556,7 @@ class ImageDataBunch:
             lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     @classmethod
@@ -563,6 +582,7 @@ class ImageDataBunch:
         skip_bad: bool = False,
         device: torch.device | str | None = None,
         channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Files and labels from a pandas DataFrame (fastai v1's signature): file
         ``path/folder/(df[fn_col] + suffix)``, label ``df[label_col]`` (columns by position
@@ -573,7 +593,7 @@ class ImageDataBunch:
             lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last,
+            device=device, channels_last=channels_last, decode_device=decode_device,
         )  # fmt: skip
 
     # -- the bunch interface ------------------------------------------------------------------
@@ -602,7 +622,7 @@ class ImageDataBunch:
     def bad_items(self) -> list[Path]:
         """Unreadable image files met so far by the training and validation loaders (each
         skipped from its batches with a warning per epoch); empty with skip_bad=True, which
-        drops them before training."""
+        drops them before training (they are in `dropped_items`)."""
         return self.train_dl.bad_items + self.valid_dl.bad_items
 
     def _dl(self, ds_type: str) -> DeviceDataLoader:
@@ -675,11 +695,19 @@ class ImageDataBunch:
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
         return self.valid_dl.augment(x, None)
 
+    def _decoder(self) -> JpegBatchDecoder | None:
+        if self.decode_device.type == "cpu":
+            return None
+        return JpegBatchDecoder(self.decode_device)
+
     def to(self, device: torch.device | str) -> ImageDataBunch:
-        """Batches go to `device` from now on. Returns self."""
+        """Batches go to `device` from now on (JPEG decoding too, when decode_device was left
+        to choose). Returns self."""
         self.device = _resolve_device(device)
-        self.train_dl.to(self.device)
-        self.valid_dl.to(self.device)
+        self.decode_device = resolve_decode_device(self._decode_request, self.device)
+        for dl in (self.train_dl, self.valid_dl):
+            dl.set_decoder(self._decoder())
+            dl.to(self.device)
         return self
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ except Exception as e:  # ImportError, or OSError / RuntimeError from its native
 
 __all__ = [
     "BadImageError",
+    "DecodedBatch",
     "ImageSource",
     "RESIZE_METHODS",
     "image_decoder",
@@ -214,6 +216,18 @@ def window_origins(shapes: np.ndarray, size: int, u: np.ndarray | None = None) -
         return slack // 2
     u = np.asarray(u, dtype=np.float64).reshape(-1, 1)
     return np.minimum(np.floor(u * (slack + 1)).astype(np.int64), slack)
+
+
+class DecodedBatch(NamedTuple):
+    """What decoding a batch gives (`loader.decode_readable`, `JpegBatchDecoder.decode`): the
+    windows of the readable images, which indices those are and which were skipped, and (with
+    ``whole=True``) the whole presized images packed for the cache (`DecodedCache.write`)."""
+
+    x: torch.Tensor  # uint8 [B', P, P, 3]
+    kept: list[int]  # [B']
+    bad: list[int]
+    shapes: torch.Tensor | None  # int64 [B', 2]: (h, w) of each whole presized image
+    packed: torch.Tensor | None  # uint8, flat: their [h, w, 3] bytes one after the other
 
 
 def presize(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:

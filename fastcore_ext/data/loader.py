@@ -6,6 +6,8 @@ One batch travels like this::
       -> decode, presize whole, cut the windows  uint8 [B, P, P, 3]: a square of side P from
          in DataLoader workers                   each image; or cut from the memory-mapped
                                                  cache of whole images once it is complete
+         (with a GPU `decoder`: the workers read the files and decode only what is not
+         JPEG; the JPEGs are decoded, presized and cut on the GPU here, device_decode.py)
       -> pinned host memory -> device (non_blocking)
       -> permute to uint8 [B, 3, P, P] (channels_last strides)
       -> augment.augment_batch on the device:    float [B, 3, S, S], normalized
@@ -52,7 +54,6 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -61,7 +62,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from fastcore_ext.augment import augment_batch, epoch_generator
 
 from .cache import DecodedCache
-from .images import BadImageError, presize_whole, to_rgb, window_origins
+from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
+from .images import BadImageError, DecodedBatch, presize_whole, to_rgb, window_origins
 
 __all__ = [
     "DecodedBatch",
@@ -86,18 +88,6 @@ def default_num_workers() -> int:
     except AttributeError:
         n = os.cpu_count() or 1
     return max(1, min(8, n))
-
-
-class DecodedBatch(NamedTuple):
-    """What `decode_readable` gives: the windows of the readable images, which indices those
-    are and which were skipped, and (with ``whole=True``) the whole presized images packed
-    for the cache (`DecodedCache.write`)."""
-
-    x: torch.Tensor  # uint8 [B', P, P, 3]
-    kept: list[int]  # [B']
-    bad: list[int]
-    shapes: torch.Tensor | None  # int64 [B', 2]: (h, w) of each whole presized image
-    packed: torch.Tensor | None  # uint8, flat: their [h, w, 3] bytes one after the other
 
 
 def _decode(
@@ -219,22 +209,28 @@ class ImageDataset(Dataset):
 
 class _BatchDecoder(Dataset):
     """What DataLoader workers get: the file list only (cheap to pickle, no cache maps).
-    whole=True (a cache to fill) also sends back the whole presized images."""
+    whole=True (a cache to fill) also sends back the whole presized images; encoded=True: JPEGs
+    are left encoded for a GPU decoder (`read_batch`)."""
 
-    def __init__(self, items: Sequence[Path], size: int, method: str, whole: bool) -> None:
-        self.items, self.size, self.method, self.whole = list(items), size, method, whole
+    def __init__(
+        self, items: Sequence[Path], size: int, method: str, whole: bool, encoded: bool
+    ) -> None:
+        self.items, self.size, self.method = list(items), size, method
+        self.whole, self.encoded = whole, encoded
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, batch: tuple[torch.Tensor, np.ndarray | None]) -> tuple:
-        """Batch (idx, u) -> (uint8 [B', P, P, 3] windows, int64 [B'] indices decoded, int64
-        indices of the unreadable files skipped, int64 [B', 2] shapes or None, uint8 packed
-        whole images or None)."""
+    def __getitem__(
+        self, batch: tuple[torch.Tensor, np.ndarray | None]
+    ) -> DecodedBatch | EncodedBatch:
+        """Batch (idx, u) -> its `DecodedBatch` (windows, indices decoded, indices of the
+        unreadable files skipped, and with whole=True the whole images packed); encoded=True:
+        `read_batch`'s EncodedBatch, finished by the GPU decoder in the main process."""
         idx, u = batch
-        d = decode_readable(self.items, idx.tolist(), self.size, self.method, u, self.whole)
-        kept, bad = torch.tensor(d.kept, dtype=torch.int64), torch.tensor(d.bad, dtype=torch.int64)
-        return d.x, kept, bad, d.shapes, d.packed
+        if self.encoded:
+            return read_batch(self.items, idx.tolist(), self.size, self.method, u)
+        return decode_readable(self.items, idx.tolist(), self.size, self.method, u, self.whole)
 
 
 class _BatchList(Sampler):
@@ -269,6 +265,8 @@ class DeviceDataLoader:
     order, every item, the centre window, deterministic center crop.
     ``set_epoch(e)`` makes the next pass epoch e; every pass (``iter``) then advances the
     epoch by one, so a caller that never sets it still gets fresh randomness each epoch.
+    decoder: a `JpegBatchDecoder` that decodes the JPEG files on its device (a GPU) while
+    they are not cached; None: every file is decoded on the CPU, in the workers.
     """
 
     def __init__(
@@ -285,6 +283,7 @@ class DeviceDataLoader:
         num_workers: int | None = None,
         channels_last: bool = False,
         timeout: float = 120.0,
+        decoder: JpegBatchDecoder | None = None,
     ) -> None:
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise ValueError(f"bs: expected a positive int, got {bs!r}")
@@ -302,6 +301,7 @@ class DeviceDataLoader:
         self.size, self.seed, self.spec, self.stats = int(size), int(seed), spec, stats
         self.num_workers, self.channels_last, self.timeout = num_workers, channels_last, timeout
         self.device = torch.device(device)
+        self.decoder = decoder
         self._labels = torch.tensor(dataset.labels, dtype=torch.int64)
         self._epoch = 0
         self._loader: DataLoader | None = None
@@ -399,7 +399,13 @@ class DeviceDataLoader:
             nw = self.num_workers
             ds = self.dataset
             self._loader = DataLoader(
-                _BatchDecoder(ds.items, ds.size, ds.method, whole=ds.cache is not None),
+                _BatchDecoder(
+                    ds.items,
+                    ds.size,
+                    ds.method,
+                    whole=ds.cache is not None,
+                    encoded=self.decoder is not None,
+                ),  # fmt: skip
                 sampler=self._sampler,
                 batch_size=None,
                 collate_fn=_no_collate,
@@ -415,6 +421,28 @@ class DeviceDataLoader:
     def close(self) -> None:
         """Stop the decoding workers (they restart when needed)."""
         self._loader = None
+
+    def set_decoder(self, decoder: JpegBatchDecoder | None) -> None:
+        """Decode JPEG files with `decoder` from the next pass on (None: on the CPU)."""
+        self.close()
+        self.decoder = decoder
+
+    def _decode_here(
+        self, idx: list[int], u: np.ndarray | None, whole: bool = False
+    ) -> DecodedBatch:
+        """Files `idx` decoded in this process, windows from the draws `u` (None: centred):
+        their `DecodedBatch`, x on the decoder's device or the CPU."""
+        ds = self.dataset
+        if self.decoder is not None:
+            return self.decoder.decode_files(ds.items, idx, ds.size, ds.method, u, whole)
+        return decode_readable(ds.items, idx, ds.size, ds.method, u, whole)
+
+    def _finish(self, part: DecodedBatch | EncodedBatch, whole: bool) -> DecodedBatch:
+        """A worker's batch -> its `DecodedBatch` (the GPU decoder finishes encoded ones)."""
+        if not isinstance(part, EncodedBatch):
+            return part
+        ds = self.dataset
+        return self.decoder.decode(part, ds.items, ds.size, ds.method, whole)
 
     def _move(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self._labels[idx]
@@ -441,11 +469,9 @@ class DeviceDataLoader:
             out = torch.empty((len(idx), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
             x = self.dataset.load_batch(idx.numpy(), out=out, u=u)
         else:
-            x, kept, bad, _, _ = decode_readable(
-                self.dataset.items, idx.tolist(), p, self.dataset.method, u
-            )
+            x, kept, bad, _, _ = self._decode_here(idx.tolist(), u)
             idx = torch.tensor(kept, dtype=torch.int64)
-        x = x.pin_memory() if self._pin and not x.is_pinned() else x
+        x = x.pin_memory() if self._pin and x.device.type == "cpu" and not x.is_pinned() else x
         return x, idx, bad
 
     def _check_not_emptied(self, skipped: list[int]) -> bool:
@@ -497,13 +523,15 @@ class DeviceDataLoader:
             self._sampler.batches = [
                 (idx, None if draws is None else draws[idx.numpy()]) for idx in batches
             ]
-            for x, idx, skipped, shapes, packed in self._get_loader():
-                bad += skipped.tolist()
+            for part in self._get_loader():
+                d = self._finish(part, whole=cache is not None)
+                idx = torch.as_tensor(d.kept, dtype=torch.int64)
+                bad += d.bad
                 if cache is not None:
-                    cache.write(idx.numpy(), shapes.numpy(), packed.numpy())
-                    cache.mark_bad(skipped.numpy())
-                if len(idx) or self._check_not_emptied(skipped.tolist()):
-                    yield self._move(x, idx)
+                    cache.write(idx.numpy(), d.shapes.numpy(), d.packed.numpy())
+                    cache.mark_bad(np.asarray(d.bad, dtype=np.int64))
+                if len(idx) or self._check_not_emptied(d.bad):
+                    yield self._move(d.x, idx)
             if cache is not None:
                 self._complete_cache(cache)
         finally:
@@ -516,10 +544,7 @@ class DeviceDataLoader:
         missing = cache.missing()
         for chunk in np.array_split(missing, max(1, math.ceil(len(missing) / self.bs))):
             if len(chunk):
-                d = decode_readable(
-                    self.dataset.items, chunk.tolist(), self.dataset.size, self.dataset.method,
-                    whole=True,
-                )  # fmt: skip
+                d = self._decode_here(chunk.tolist(), None, whole=True)
                 cache.write(np.array(d.kept, dtype=np.int64), d.shapes.numpy(), d.packed.numpy())
                 cache.mark_bad(np.array(d.bad, dtype=np.int64))
         cache.finish()
@@ -569,7 +594,9 @@ class DeviceDataLoader:
         return self.augment(x, self._generator(self._epoch)), y
 
     def __repr__(self) -> str:
+        decode = "" if self.decoder is None else f", JPEG decoding on {self.decoder.device}"
         return (
             f"{type(self).__name__}({'train' if self.train else 'valid'}, {len(self)} batches of "
-            f"{self.bs}, size {self.size}, device {self.device}, workers {self.num_workers})"
+            f"{self.bs}, size {self.size}, device {self.device}, workers {self.num_workers}"
+            f"{decode})"
         )
