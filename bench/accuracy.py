@@ -27,10 +27,11 @@ fit_one_cycle; the learning rate is each library's default unless `--lr` says ot
 
 `--lr`: a float, or ``slice(b)`` / ``slice(a,b)`` as fit_one_cycle's max_lr. `--opt k=v`
 (repeatable) switches one difference for the ablation; ours: ``head_bn_bias`` (the head's
-BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_last()`);
-fastai: ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours),
-``head_bn_bias=0`` (torch's default init), ``center_crop=1`` (the training presize crop
-centred, as our cache).
+BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_last()`),
+``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours before it
+followed fastai v2); fastai: ``wd_bn_bias=1`` (the same in fastai), ``head_bn_bias=0``
+(torch's default init), ``center_crop=1`` (the training presize crop centred, as our cache
+did before it kept whole images).
 
 Transfer learning, offline (`--body FILE`): `pretrain` trains ours (resnet18, the settings
 above, `--epochs`, default 6) on the demo and saves the body's state_dict; with `--body` both
@@ -55,7 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {"arch": "resnet18", "size": 64, "presize": 80, "bs": 64, "epochs": 3, "workers": 2}
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
-OURS_OPTS = ("head_bn_bias", "bf16")
+OURS_OPTS = ("head_bn_bias", "bf16", "wd_bn_bias")
 FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop")
 
 
@@ -132,7 +133,10 @@ def run_ours(
         data_dir, ds_tfms=get_transforms(), size=s["size"], bs=s["bs"],
         num_workers=s["workers"], cache=True, seed=seed, device="cpu",
     ).normalize(imagenet_stats)  # fmt: skip
-    learn = create_cnn(data, s["arch"], pretrained=False, metrics=error_rate, seed=seed)
+    learn = create_cnn(
+        data, s["arch"], pretrained=False, metrics=error_rate, seed=seed,
+        wd_bn_bias=bool(opts.get("wd_bn_bias")),
+    )  # fmt: skip
     learn.progress.show_bar = learn.progress.show_table = False
     if "head_bn_bias" in opts:
         for m in learn.model[1].modules():
@@ -338,7 +342,7 @@ def test_parse_lr_and_opts():
     assert parse_lr("slice(3e-3)") == slice(None, 3e-3)
     assert parse_lr("slice(1e-4, 1e-3)") == slice(1e-4, 1e-3)
     assert parse_opts(["head_bn_bias=1e-3"], OURS_OPTS) == {"head_bn_bias": 1e-3}
-    for bad in (["wd_bn_bias=1"], ["head_bn_bias"]):
+    for bad in (["center_crop=1"], ["head_bn_bias"]):
         try:
             parse_opts(bad, OURS_OPTS)
         except ValueError as e:

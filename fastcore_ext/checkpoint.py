@@ -6,7 +6,12 @@ fastai's save_model / load_model). A checkpoint is a dict of tensors and plain v
 (it loads with `torch.load(weights_only=True)`): "format" (CHECKPOINT_FORMAT), "version",
 "model" (the model's state_dict), "epoch" (epochs done), "rng" (`rng_state()` at saving),
 "data_seed" (the data's seed or None) and, with the optimizer, "opt" (its state_dict:
-moments, one-cycle schedule, step counter) and "scaler" (fp16's GradScaler). Resuming is
+moments, one-cycle schedule, step counter), "opt_groups" (which layer group each of its
+param groups belongs to and whether it takes weight decay: `layer_groups.GroupMap.to_dict()`;
+absent in files written before `wd_bn_bias`, whose optimizers had one param group per layer
+group) and "scaler" (fp16's GradScaler). Loading into a learner that groups its parameters
+otherwise (another `wd_bn_bias`) rearranges the optimizer state (`layer_groups.
+regroup_state_dict`, passed in as `regroup`). Resuming is
 exact because nothing else is random: the data loaders derive the shuffle and augmentation
 of epoch e from (data seed, e), and dropout draws from torch's global generator, which
 loading puts back where the saving run had it.
@@ -42,6 +47,7 @@ import os
 import random
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -220,10 +226,12 @@ def save_checkpoint(
     epoch: int,
     data_seed: int | None,
     scaler: torch.amp.GradScaler | None = None,
+    opt_groups: dict[str, list] | None = None,
 ) -> Path:
     """Write a checkpoint (see the module docstring) to `path` atomically: the model, the
     epochs done, the RNG states, the data seed and, when `opt` is given, the optimizer's
-    state (and the scaler's, when given). Returns `path`."""
+    state (and the scaler's and the layout of its param groups, `opt_groups`, when given).
+    Returns `path`."""
     state: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -234,6 +242,8 @@ def save_checkpoint(
     }
     if opt is not None:
         state["opt"] = opt.state_dict()
+        if opt_groups is not None:
+            state["opt_groups"] = opt_groups
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
     return atomic_save(state, path)
@@ -247,6 +257,7 @@ def load_checkpoint(
     with_rng: bool = True,
     data_seed: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    regroup: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None,
 ) -> int:
     """Load the checkpoint at `path` (or a plain model state_dict file) into `model` and,
     when `opt` is given, the optimizer (a warning when the file has no optimizer state), the
@@ -254,8 +265,10 @@ def load_checkpoint(
     state_dict). strict: the file must hold exactly the model's tensors with the same shapes,
     else a ValueError lists the differences; strict=False loads the tensors that match by
     name and shape, warns about the rest, and loads no optimizer state. `data_seed`: the
-    loading learner's, compared with the saved one (a warning when they differ). Nothing is
-    changed when an error is raised."""
+    loading learner's, compared with the saved one (a warning when they differ).
+    `regroup(opt_state, file's "opt_groups" or None)` gives the optimizer state to load (the
+    learner's `layer_groups.regroup_state_dict`). Nothing is changed when an error is
+    raised."""
     device = next(iter(model.state_dict().values()), torch.empty(0)).device
     ckpt = load_file(path, map_location=device)
     if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
@@ -276,6 +289,8 @@ def load_checkpoint(
         opt_state = None
     if opt_state is not None:
         try:
+            if regroup is not None:
+                opt_state = regroup(opt_state, ckpt.get("opt_groups"))
             opt.load_state_dict(opt_state)
         except (ValueError, TypeError, KeyError) as e:
             raise ValueError(

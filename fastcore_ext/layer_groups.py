@@ -1,17 +1,26 @@
-"""Layer groups: splitting a model's parameters, freezing, per-group lr and wd values.
+"""Layer groups: splitting a model's parameters, freezing, per-group lr and wd values, and
+the optimizer's param groups built from them.
 
 A splitter maps the model to its layer groups (e.g. a resnet's stem..layer2, layer3..layer4,
-head); the Learner's optimizer has one param group per layer group from the start, holding
-every parameter, so freezing (requires_grad off, grads None, which the optimizer skips)
-never changes its structure or loses its state. `Learner.freeze_to` / `lr_range` and the
-learner's checks of `wd` delegate here.
+head). The Learner's optimizer holds every parameter from the start, so freezing
+(requires_grad off, grads None, which the optimizer skips) never changes its structure or
+loses its state. Each layer group becomes one optimizer param group, or two when some of its
+parameters take no weight decay (`Learner(wd_bn_bias=False)`, the default, as fastai v2:
+the parameters of normalization layers and every bias, `norm_bias_param_ids`): first the
+decayed ones, then the others with wd 0. Both share the layer group's lr and momentum;
+`GroupMap` records which layer group each param group belongs to, and every value given per
+layer group (lrs, one-cycle lr_max, wd) goes through it. `Learner.freeze_to` / `lr_range`,
+the learner's checks of `wd` and the regrouping of checkpoints saved with another grouping
+(`regroup_state_dict`) delegate here.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,12 +31,17 @@ __all__ = [
     "default_splitter",
     "split",
     "norm_param_ids",
+    "norm_bias_param_ids",
+    "GroupMap",
+    "group_params",
     "lr_range",
     "wd_range",
     "freeze_to",
     "check_lr_value",
     "make_optimizer",
+    "set_lrs",
     "set_wd",
+    "regroup_state_dict",
     "one_cycle_setter",
     "fine_tune_lrs",
 ]
@@ -41,7 +55,12 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.InstanceNorm3d,
     nn.LayerNorm,
 )
-"""Layers whose parameters stay trainable in a frozen layer group (fastai's train_bn)."""
+"""Normalization layers, fastai's `norm_types` (GroupNorm is not one): their parameters stay
+trainable in a frozen layer group (fastai's train_bn) and, with wd_bn_bias=False, take no
+weight decay."""
+
+_DECAY_KEYS = ("wd", "weight_decay")  # the weight decay of a param group: ours, torch's
+T = TypeVar("T")
 
 
 def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
@@ -126,6 +145,91 @@ def norm_param_ids(model: nn.Module) -> set[int]:
     }
 
 
+def norm_bias_param_ids(model: nn.Module) -> set[int]:
+    """ids of fastai v2's `norm_bias_params(model)`, the parameters that wd_bn_bias=False
+    keeps out of weight decay: every parameter of a normalization layer (NORM_TYPES) and the
+    `bias` of every other module that has one (Conv, Linear, ...)."""
+    out: set[int] = set()
+    for m in model.modules():
+        if isinstance(m, NORM_TYPES):
+            out.update(id(p) for p in m.parameters())
+        elif isinstance(getattr(m, "bias", None), torch.Tensor):
+            out.add(id(m.bias))
+    return out
+
+
+@dataclass(frozen=True)
+class GroupMap:
+    """Where the optimizer's param groups sit: param group g holds parameters of layer group
+    `layer[g]` and takes weight decay when `decay[g]` (else its wd is 0). The param groups of
+    a layer group are adjacent, the decayed one first; layer groups come in order."""
+
+    layer: tuple[int, ...]
+    decay: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, groups: list[list[nn.Parameter]], no_wd: set[int]) -> GroupMap:
+        """One param group per layer group, or two where the layer group holds parameters
+        whose id is in `no_wd` and others: the others first (decayed), then those."""
+        layer, decay = [], []
+        for i, group in enumerate(groups):
+            kinds = {id(p) not in no_wd for p in group}
+            for d in (True, False):
+                if d in kinds:
+                    layer.append(i)
+                    decay.append(d)
+        return cls(tuple(layer), tuple(decay))
+
+    @classmethod
+    def from_dict(cls, value: Any) -> GroupMap:
+        """The map `to_dict` wrote; ValueError unless it is one."""
+        ok = isinstance(value, dict) and set(value) == {"layer", "decay"}
+        layer, decay = (list(value["layer"]), list(value["decay"])) if ok else ([], [])
+        ok = ok and len(layer) == len(decay) > 0
+        ok = ok and all(isinstance(i, int) and not isinstance(i, bool) for i in layer)
+        ok = ok and all(isinstance(d, bool) for d in decay)
+        if not (ok and sorted(set(layer)) == list(range(layer[-1] + 1)) and layer == sorted(layer)):
+            raise ValueError(f"opt_groups should be a GroupMap.to_dict(), got {value!r}")
+        return cls(tuple(layer), tuple(decay))
+
+    def to_dict(self) -> dict[str, list]:
+        """{'layer': [...], 'decay': [...]}: plain lists, for a checkpoint."""
+        return {"layer": list(self.layer), "decay": list(self.decay)}
+
+    @property
+    def n_layers(self) -> int:
+        """The number of layer groups."""
+        return self.layer[-1] + 1
+
+    def expand(self, per_layer: Sequence[T]) -> list[T]:
+        """One value per param group from one per layer group."""
+        if len(per_layer) != self.n_layers:
+            raise ValueError(
+                f"expected one value per layer group ({self.n_layers}), got {len(per_layer)}"
+            )
+        return [per_layer[i] for i in self.layer]
+
+    def per_layer(self, per_group: Sequence[T]) -> list[T]:
+        """One value per layer group (its first param group's) from one per param group."""
+        first: dict[int, T] = {}
+        for i, value in zip(self.layer, per_group, strict=True):
+            first.setdefault(i, value)
+        return list(first.values())
+
+
+def group_params(
+    groups: list[list[nn.Parameter]], group_map: GroupMap, norm_bias: set[int]
+) -> list[list[nn.Parameter]]:
+    """The parameters of each param group of `group_map`, in order: a layer group that has a
+    param group without decay is split into its parameters outside `norm_bias` (decayed) and
+    those in it; a layer group with a single param group keeps all its parameters."""
+    split = {i for i, d in zip(group_map.layer, group_map.decay, strict=True) if not d}
+    return [
+        [p for p in groups[i] if i not in split or (id(p) not in norm_bias) == d]
+        for i, d in zip(group_map.layer, group_map.decay, strict=True)
+    ]
+
+
 def lr_range(lr: float | slice | Sequence[float], n: int, name: str = "lr") -> list[float]:
     """One learning rate for each of `n` layer groups: a float (every group), slice(a, b)
     (geometric from a to b across the groups), slice(b) (b/10 for all groups but the last, b
@@ -192,12 +296,18 @@ def make_optimizer(
     groups: list[list[nn.Parameter]],
     wd: list[float] | None,
     lr: float,
-) -> torch.optim.Optimizer:
-    """opt_func(param_groups, lr=lr) with one param group per layer group (and its wd when
-    given); TypeError / ValueError unless it builds such a torch.optim.Optimizer."""
-    param_groups: list[dict[str, Any]] = [{"params": g} for g in groups]
+    no_wd: set[int],
+) -> tuple[torch.optim.Optimizer, GroupMap]:
+    """opt_func(param_groups, lr=lr) with the param groups of `GroupMap.of(groups, no_wd)`,
+    and that map: the decayed groups get their layer group's `wd` when given, the others wd
+    0 (torch's `weight_decay` too, for a torch optimizer). TypeError / ValueError unless it
+    builds a torch.optim.Optimizer keeping these groups."""
+    group_map = GroupMap.of(groups, no_wd)
+    param_groups: list[dict[str, Any]] = [
+        {"params": ps} for ps in group_params(groups, group_map, no_wd)
+    ]
     if wd is not None:
-        for g, value in zip(param_groups, wd, strict=True):
+        for g, value in zip(param_groups, group_map.expand(wd), strict=True):
             g["wd"] = value
     opt = opt_func(param_groups, lr=lr)
     if not isinstance(opt, torch.optim.Optimizer):
@@ -205,24 +315,124 @@ def make_optimizer(
             f"opt_func should build a torch.optim.Optimizer (e.g. fastcore_ext.optim.Adam), "
             f"got {type(opt).__name__}"
         )
-    if len(opt.param_groups) != len(groups):
+    if len(opt.param_groups) != len(param_groups):
         raise ValueError(
-            f"opt_func should keep one param group per layer group ({len(groups)}), "
-            f"got {len(opt.param_groups)}"
+            f"opt_func should keep the param groups it is given ({len(param_groups)}: one or "
+            f"two per layer group), got {len(opt.param_groups)}"
         )
-    return opt
+    for group, decay in zip(opt.param_groups, group_map.decay, strict=True):
+        if not decay:
+            for key in _DECAY_KEYS:
+                if key in group:
+                    group[key] = 0.0
+    return opt, group_map
+
+
+def set_lrs(opt: torch.optim.Optimizer, group_map: GroupMap, lrs: Sequence[float]) -> None:
+    """Set the lr of every param group to its layer group's value in `lrs`."""
+    for group, value in zip(opt.param_groups, group_map.expand(lrs), strict=True):
+        group["lr"] = value
 
 
 def set_wd(
-    opt: torch.optim.Optimizer, wd: float | Sequence[float] | None, default: list[float] | None
+    opt: torch.optim.Optimizer,
+    group_map: GroupMap,
+    wd: float | Sequence[float] | None,
+    default: list[float] | None,
 ) -> None:
-    """Set the weight decay of every param group (one per layer group) to `wd` (a float or
-    one per group) or, when wd is None, to `default` (the learner's); both None: unchanged."""
-    values = wd_range(wd, len(opt.param_groups)) if wd is not None else default
+    """Set the weight decay of every decayed param group to `wd` (a float or one per layer
+    group) or, when wd is None, to `default` (the learner's); both None: unchanged. Param
+    groups without decay keep wd 0."""
+    values = wd_range(wd, group_map.n_layers) if wd is not None else default
     if values is None:
         return
-    for group, value in zip(opt.param_groups, values, strict=True):
-        group["wd"] = value
+    for group, value, decay in zip(
+        opt.param_groups, group_map.expand(values), group_map.decay, strict=True
+    ):
+        group["wd"] = value if decay else 0.0
+
+
+def regroup_state_dict(
+    state: dict[str, Any],
+    saved: dict[str, list] | None,
+    group_map: GroupMap,
+    groups: list[list[nn.Parameter]],
+    norm_bias: set[int],
+    current: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """`state`, an optimizer state_dict saved with the param groups `saved` (the saving
+    learner's `GroupMap.to_dict()`; None: a file from before wd_bn_bias, one param group per
+    layer group), rearranged for the param groups of `group_map` over the same layer groups
+    (`norm_bias`: the model's `norm_bias_param_ids`). Each parameter keeps its state; each
+    param group takes its layer group's saved hyperparameters, with weight decay 0 if it has
+    none, else the saved decayed group's, else (none was saved for that layer group) its own
+    in `current` (the optimizer's param groups now). Returned unchanged when the groupings
+    are the same; ValueError naming what differs when the file's groups do not fit."""
+    saved_groups = state.get("param_groups")
+    if not isinstance(saved_groups, list) or not saved_groups:
+        raise ValueError("the optimizer state should have a non-empty 'param_groups' list")
+    old = (
+        GroupMap(tuple(range(len(saved_groups))), (True,) * len(saved_groups))
+        if saved is None
+        else GroupMap.from_dict(saved)
+    )
+    if old == group_map:
+        return state
+    if len(old.layer) != len(saved_groups):
+        raise ValueError(
+            f"opt_groups describes {len(old.layer)} param groups, the optimizer state has "
+            f"{len(saved_groups)}"
+        )
+    if old.n_layers != group_map.n_layers:
+        raise ValueError(
+            f"it was saved for {old.n_layers} layer groups ({len(saved_groups)} param "
+            f"groups), this learner has {group_map.n_layers}"
+        )
+    old_params = group_params(groups, old, norm_bias)
+    for g, (sg, ps) in enumerate(zip(saved_groups, old_params, strict=True)):
+        if len(sg["params"]) != len(ps):
+            kind = "decayed" if old.decay[g] else "not decayed"
+            raise ValueError(
+                f"its param group {g} holds {len(sg['params'])} params, layer group "
+                f"{old.layer[g]}'s {kind} params here number {len(ps)}"
+            )
+    by_param = {
+        id(p): state["state"][sid]
+        for sg, ps in zip(saved_groups, old_params, strict=True)
+        for sid, p in zip(sg["params"], ps, strict=True)
+        if sid in state["state"]
+    }
+    first: dict[int, dict[str, Any]] = {}
+    decayed: dict[int, dict[str, Any]] = {}
+    for sg, i, d in zip(saved_groups, old.layer, old.decay, strict=True):
+        first.setdefault(i, sg)
+        if d:
+            decayed.setdefault(i, sg)
+    new_groups, new_state = [], {}
+    new_params = group_params(groups, group_map, norm_bias)
+    sids = itertools.count()  # a state_dict numbers the params across its groups
+    for g, (ps, i, d) in enumerate(zip(new_params, group_map.layer, group_map.decay, strict=True)):
+        hypers = {k: v for k, v in first[i].items() if k not in ("params", "param_names")}
+        source = decayed.get(i, current[g])
+        for key in _DECAY_KEYS:
+            if key in hypers:
+                hypers[key] = source.get(key, hypers[key]) if d else 0.0
+        ids = [next(sids) for _ in ps]
+        new_groups.append({**hypers, "params": ids})
+        for sid, p in zip(ids, ps, strict=True):
+            if id(p) in by_param:
+                new_state[sid] = by_param[id(p)]
+    out = {**state, "param_groups": new_groups, "state": new_state}
+    one_cycle = state.get("one_cycle")
+    if one_cycle is not None:
+        lr_max = list(one_cycle["lr_max"])
+        if len(lr_max) != len(saved_groups):
+            raise ValueError(
+                f"its one_cycle has {len(lr_max)} lr_max values for {len(saved_groups)} "
+                f"param groups"
+            )
+        out["one_cycle"] = {**one_cycle, "lr_max": group_map.expand(old.per_layer(lr_max))}
+    return out
 
 
 def one_cycle_setter(opt: torch.optim.Optimizer, moms: Any) -> Callable[..., None]:

@@ -10,8 +10,9 @@ the host (`hypers_at`) for the Recorder.
 Every public method is here; the work of most lives in the module of its concept:
 - the length of a fit in epochs and steps, the one-cycle schedule and lr_find's
   suggestions: `fastcore_ext.schedule`;
-- layer groups, freezing, lr/wd ranges, fine_tune's learning rates and the optimizer's
-  one-cycle setter: `fastcore_ext.layer_groups`;
+- layer groups, freezing, lr/wd ranges, the optimizer's param groups (one or two per layer
+  group: `wd_bn_bias`), fine_tune's learning rates and the optimizer's one-cycle setter:
+  `fastcore_ext.layer_groups`;
 - the events and their dispatch to callbacks: `fastcore_ext.callback.core`;
 - save/load and the checkpoint format (exact resume with `fit_one_cycle(start_epoch=k)`):
   `fastcore_ext.checkpoint`;
@@ -38,6 +39,7 @@ import math
 import os
 import random
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,7 @@ from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_file, save_checkpoint
-from fastcore_ext.checks import check_int
+from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.export import export_model
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
@@ -125,6 +127,12 @@ class Learner:
       metrics: a metric or list of metrics f(preds, targs), each computed over the whole
         validation set at the end of each epoch (fastcore_ext.metrics).
       wd: weight decay, a float or one per layer group; None keeps the optimizer's default.
+      wd_bn_bias: False (the default, fastai v2's): no weight decay on the parameters of
+        normalization layers (NORM_TYPES) nor on any bias (fastai's `norm_bias_params`);
+        True: weight decay on every parameter (fastai v1's `bn_wd=True`, and what this
+        library did before following v2). Each layer group becomes one or two optimizer
+        param groups (decayed, not decayed) sharing its lr; `group_map` says which
+        (fastcore_ext.layer_groups.GroupMap).
       path, model_dir: where files of this learner go (path/model_dir); path defaults to
         data.path.
       splitter: splitter(model) -> list of layer groups, each an nn.Module or an iterable of
@@ -150,8 +158,10 @@ class Learner:
         seed: int | None = None,
         cbs: Callback | Sequence[Callback] | None = None,
         precision: str | None = None,
+        wd_bn_bias: bool = False,
     ) -> None:
         precision = DEFAULT_PRECISION if precision is None else precision
+        self.wd_bn_bias = check_bool("wd_bn_bias", wd_bn_bias)
         _check_learner_args(data, model, loss_func, opt_func, path, model_dir, splitter, precision)
         if seed is not None:
             set_seed(seed)
@@ -168,6 +178,8 @@ class Learner:
         self._auto_layout = False  # channels-last set by precision="auto" (to_fp32 undoes it)
         self.layer_groups = lg.split(self.model, self.splitter)
         self._norm_params = lg.norm_param_ids(self.model)
+        self._norm_bias = lg.norm_bias_param_ids(self.model)
+        self.group_map: lg.GroupMap  # which layer group each optimizer param group is of
         self.wd = lg.wd_range(wd, len(self.layer_groups)) if wd is not None else None
         self.opt = self._create_opt()
 
@@ -205,7 +217,11 @@ class Learner:
 
     # ---- construction helpers -----------------------------------------------------------
     def _create_opt(self) -> torch.optim.Optimizer:
-        return lg.make_optimizer(self.opt_func, self.layer_groups, self.wd, DEFAULT_LR)
+        no_wd = set() if self.wd_bn_bias else self._norm_bias
+        opt, self.group_map = lg.make_optimizer(
+            self.opt_func, self.layer_groups, self.wd, DEFAULT_LR, no_wd
+        )
+        return opt
 
     # ---- callbacks ----------------------------------------------------------------------
     def add_cb(self, cb: Callback) -> None:
@@ -342,9 +358,12 @@ class Learner:
         """(lrs, moms), one per layer group, that the next optimizer step uses: the
         optimizer's one-cycle schedule during fit_one_cycle, else its param-group values."""
         if self._one_cycle_fit:
-            return self.opt.hypers_at(self._sched_step)
-        groups = self.opt.param_groups
-        return [float(g["lr"]) for g in groups], [float(g.get("mom", math.nan)) for g in groups]
+            lrs, moms = self.opt.hypers_at(self._sched_step)
+        else:
+            groups = self.opt.param_groups
+            lrs = [float(g["lr"]) for g in groups]
+            moms = [float(g.get("mom", math.nan)) for g in groups]
+        return self.group_map.per_layer(lrs), self.group_map.per_layer(moms)
 
     # ---- public training API ------------------------------------------------------------
     def fit(
@@ -359,16 +378,16 @@ class Learner:
 
         lr: a float (every layer group), slice(a, b) (geometric from a to b across the
         groups), slice(b) (b/10 for all groups but the last, b for the last) or one value per
-        group; default 1e-3. wd: weight decay (float or per group); default the learner's
-        `wd`, else the optimizer's current value. cbs: callbacks for this fit only.
+        group; default 1e-3. wd: weight decay (float or per group; with wd_bn_bias=False
+        never on normalization layers and biases); default the learner's `wd`, else the
+        optimizer's current value. cbs: callbacks for this fit only.
         start_epoch: skip the epochs before it (to resume after `load`; see fit_one_cycle).
         """
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
         lrs = self.lr_range(DEFAULT_LR if lr is None else lr, "lr")
         self._clear_schedule()
-        for group, value in zip(self.opt.param_groups, lrs, strict=True):
-            group["lr"] = value
-        lg.set_wd(self.opt, wd, self.wd)
+        lg.set_lrs(self.opt, self.group_map, lrs)
+        lg.set_wd(self.opt, self.group_map, wd, self.wd)
         self._fit(n_epoch, start_epoch, _as_cbs(cbs))
 
     def fit_one_cycle(
@@ -396,10 +415,10 @@ class Learner:
         lr_max = self.lr_range(DEFAULT_MAX_LR if max_lr is None else max_lr, "max_lr")
         n_batches = batches_per_epoch(self.data.train_dl)
         start_step = start_epoch * n_batches
-        lg.set_wd(self.opt, wd, self.wd)
+        lg.set_wd(self.opt, self.group_map, wd, self.wd)
         set_one_cycle(
             n_epoch * n_batches,
-            lr_max,
+            self.group_map.expand(lr_max),
             div=div,
             div_final=div_final,
             pct_start=pct_start,
@@ -619,7 +638,8 @@ class Learner:
         path = self._model_file(name)
         opt = self.opt if with_opt else None
         seed = getattr(self.data, "seed", None)
-        return save_checkpoint(path, self.model, opt, self.epochs_done, seed, self.scaler)
+        groups = self.group_map.to_dict()
+        return save_checkpoint(path, self.model, opt, self.epochs_done, seed, self.scaler, groups)
 
     def load(
         self,
@@ -631,8 +651,16 @@ class Learner:
         """Load path/model_dir/`name`.pth (from `save`, or a plain model state_dict); the
         file's epoch count becomes `epochs_done`. with_opt: the optimizer state too; strict:
         the file must fit the model exactly (False: what matches, with a warning); with_rng
-        (default with_opt): the RNG states. Returns self; details in
-        fastcore_ext.checkpoint.load_checkpoint."""
+        (default with_opt): the RNG states. An optimizer state saved with other param groups
+        (another wd_bn_bias, or a file from before it) is rearranged for this learner's.
+        Returns self; details in fastcore_ext.checkpoint.load_checkpoint."""
+        regroup = partial(
+            lg.regroup_state_dict,
+            group_map=self.group_map,
+            groups=self.layer_groups,
+            norm_bias=self._norm_bias,
+            current=self.opt.param_groups,
+        )
         self.epochs_done = load_checkpoint(
             self._model_file(name),
             self.model,
@@ -641,6 +669,7 @@ class Learner:
             with_rng=with_opt if with_rng is None else with_rng,
             data_seed=getattr(self.data, "seed", None),
             scaler=self.scaler,
+            regroup=regroup,
         )
         return self
 

@@ -72,8 +72,10 @@ def test_default_loss_and_optimizer():
     learn = make_learner()
     assert isinstance(learn.loss_func, nn.CrossEntropyLoss)
     assert isinstance(learn.opt, Adam)
-    assert [g["wd"] for g in learn.opt.param_groups] == [0.01, 0.01]  # Adam's default
-    assert len(learn.opt.param_groups) == len(learn.layer_groups) == 2
+    # two layer groups, each a decayed param group (Adam's default wd) and one without decay
+    # (BatchNorm and biases: wd_bn_bias=False)
+    assert [g["wd"] for g in learn.opt.param_groups] == [0.01, 0.0, 0.01, 0.0]
+    assert learn.group_map.layer == (0, 0, 1, 1) and len(learn.layer_groups) == 2
     assert learn.dls is learn.data
 
 
@@ -117,10 +119,11 @@ def test_optimizer_answers_its_schedule_at_a_step():
     with pytest.raises(ValueError, match="hypers_at needs a one-cycle schedule"):
         learn.opt.hypers_at(0)
     kw = dict(div=10.0, div_final=1e4, pct_start=0.3, moms=(0.9, 0.8, 0.9))
-    learn.opt.set_one_cycle(20, [1e-4, 1e-3, 1e-2], **kw)
+    per_layer = [1e-4, 1e-3, 1e-2]
+    learn.opt.set_one_cycle(20, learn.group_map.expand(per_layer), **kw)
     for k in (0, 5, 6, 19, 20, 25):  # past the end the final values hold
-        lrs, moms = learn.opt.hypers_at(k)
-        expected = [one_cycle(min(k / 20, 1), lr, **kw) for lr in (1e-4, 1e-3, 1e-2)]
+        lrs, moms = learn.opt.hypers_at(k)  # one per param group, two per layer group here
+        expected = learn.group_map.expand([one_cycle(min(k / 20, 1), lr, **kw) for lr in per_layer])
         assert lrs == [e[0] for e in expected] and moms == [e[1] for e in expected]
 
 
@@ -168,7 +171,7 @@ def test_fit_sets_group_lrs_from_slice():
     learn.fit(1, lr=slice(1e-5, 1e-3))
     expected = learn.lr_range(slice(1e-5, 1e-3))
     assert all(lrs == expected for lrs in learn.recorder.lrs)
-    assert [g["lr"] for g in learn.opt.param_groups] == expected
+    assert [g["lr"] for g in learn.opt.param_groups] == learn.group_map.expand(expected)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +193,11 @@ def test_lr_errors(lr, exc, match):
 
 
 def test_weight_decay_per_group():
-    learn = three_group_learner(wd=[0.0, 0.1, 0.2])
+    learn = three_group_learner(wd=[0.0, 0.1, 0.2])  # each layer group: decayed, not decayed
+    assert [g["wd"] for g in learn.opt.param_groups] == [0.0, 0.0, 0.1, 0.0, 0.2, 0.0]
+    learn.fit(1, wd=0.05)
+    assert [g["wd"] for g in learn.opt.param_groups] == [0.05, 0.0] * 3
+    learn = three_group_learner(wd=[0.0, 0.1, 0.2], wd_bn_bias=True)
     assert [g["wd"] for g in learn.opt.param_groups] == [0.0, 0.1, 0.2]
     learn.fit(1, wd=0.05)
     assert [g["wd"] for g in learn.opt.param_groups] == [0.05] * 3
@@ -238,7 +245,7 @@ def test_frozen_params_bit_identical_after_fit_and_state_survives():
         assert torch.equal(params[name], before), name
     for name, before in others.items():
         assert not torch.equal(params[name], before), name  # BN and head trained
-    assert len(learn.opt.param_groups) == 3
+    assert len(learn.opt.param_groups) == 6  # 3 layer groups x (decayed, not decayed)
     assert {id(p) for p in learn.opt.state} == state_keys  # no state lost or added
     new_state = learn.opt.state[learn.model[9].weight]
     assert any(

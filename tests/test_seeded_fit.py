@@ -12,7 +12,9 @@ torch's kernels, so the fingerprint is tied to the torch version and the CPU it 
 with (torch 2.14.1+cu130 on an AMD EPYC Zen 4, where torch uses its AVX512 kernels): the
 test is skipped on another torch version or CPU capability (e.g. an AVX2-only Zen 3), and
 runs in fp32 (to_fp32()) so that bfloat16 autocast, chosen automatically on some CPUs, is
-out.
+out. Both fits pass wd_bn_bias=True: the recorded code decayed every parameter, and the
+default became fastai v2's wd_bn_bias=False afterwards (tests/test_layer_groups.py checks the
+default).
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ def small_fit() -> dict[str, str]:
     lrs, one constant-lr epoch: three layer groups, BatchNorm, dropout, fp32."""
     torch.manual_seed(0)
     model = three_group_model()
-    learn = make_learner(model=model, splitter=lambda m: [m[:3], m[3:6], m[6:]], seed=3)
+    learn = make_learner(
+        model=model, splitter=lambda m: [m[:3], m[3:6], m[6:]], seed=3, wd_bn_bias=True
+    )
     learn.to_fp32()
     learn.lr_find(num_it=12)
     learn.freeze()
@@ -85,7 +89,7 @@ def resnet_fit() -> dict[str, str]:
     fit_one_cycle(2) on every layer group, fp32."""
     torch.manual_seed(0)
     data = easy_bunch(n_train=16, n_valid=8, size=32, bs=4)
-    learn = create_cnn(data, models.resnet18, pretrained=False, seed=1)
+    learn = create_cnn(data, models.resnet18, pretrained=False, seed=1, wd_bn_bias=True)
     learn.progress.stream = io.StringIO()
     learn.to_fp32()
     learn.lr_find(num_it=12)

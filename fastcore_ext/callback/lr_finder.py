@@ -13,6 +13,7 @@ import torch
 
 from fastcore_ext.callback.core import Callback, CancelFitException, CancelValidException
 from fastcore_ext.checkpoint import rng_state, set_rng_state
+from fastcore_ext.layer_groups import set_lrs
 from fastcore_ext.schedule import exp_sweep
 
 if TYPE_CHECKING:
@@ -22,9 +23,9 @@ __all__ = ["LRFinder", "Snapshot", "sweep"]
 
 
 class LRFinder(Callback):
-    """Sets every group's learning rate for training batch i to its sweep's i-th value, and
-    ends the fit after `num_it` batches, or (with `stop_div`) as soon as the smoothed loss
-    passes 4 times the best smoothed loss seen so far or is not finite. Validation is
+    """Sets every layer group's learning rate for training batch i to its sweep's i-th value,
+    and ends the fit after `num_it` batches, or (with `stop_div`) as soon as the smoothed
+    loss passes 4 times the best smoothed loss seen so far or is not finite. Validation is
     skipped.
 
     start_lrs, end_lrs: one value per layer group; group g sweeps exponentially from
@@ -55,8 +56,7 @@ class LRFinder(Callback):
 
     def before_batch(self) -> None:
         i = self.learn.train_iter - 1  # train_iter counts the batch being processed
-        for group, sweep in zip(self.learn.opt.param_groups, self.sweeps, strict=True):
-            group["lr"] = sweep[i]
+        set_lrs(self.learn.opt, self.learn.group_map, [sweep[i] for sweep in self.sweeps])
 
     def after_batch(self) -> None:
         loss = self.learn.recorder.smooth_loss
