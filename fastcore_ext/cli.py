@@ -2,8 +2,8 @@
 
     fastcore-ext train [PATH] [--arch A] [--size S] [--bs B] [--epochs N] [--unfreeze-epochs M]
                        [--lr auto|FLOAT] [--pretrained/--no-pretrained]
-                       [--precision auto|fp32|bf16|fp16] [--cache] [--workers N] [--seed N]
-                       [--valid-pct P] [--label-re PATTERN | --labels-csv FILE]
+                       [--precision auto|fp32|bf16|fp16] [--compile] [--cache] [--workers N]
+                       [--seed N] [--valid-pct P] [--label-re PATTERN | --labels-csv FILE]
                        [--out DIR] [--nproc N]
     fastcore-ext predict MODEL IMAGE [IMAGE ...]
     fastcore-ext lr-find [PATH] [same data and model options as train]
@@ -206,6 +206,12 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
     )
     p.add_argument("--bf16", action="store_true", help="the same as --precision bf16")
     p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the model's forward through torch.compile (learn.compile(): slower to start; "
+        "see bench/README.md for when it pays)",
+    )
+    p.add_argument(
         "--cache", action="store_true", help="keep decoded, presized images in a memory map"
     )
     p.add_argument(
@@ -310,6 +316,7 @@ def _config(args: argparse.Namespace, training: bool) -> LessonConfig:
         lr_find_iters=args.lr_find_iters,
         pretrained=args.pretrained,
         precision="bf16" if args.bf16 else args.precision,
+        compile=args.compile,
         cache=args.cache,
         workers=args.workers,
         seed=args.seed,
@@ -325,6 +332,7 @@ _OPTION_OF = {
     "label_re": "--label-re",
     "labels_csv": "--labels-csv",
     "precision": "--precision",
+    "compile": "--compile",
     "arch": "--arch",
     "bs": "--bs",
     "valid_pct": "--valid-pct",
