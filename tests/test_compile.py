@@ -148,6 +148,16 @@ def test_every_learner_of_a_process_compiles():
         assert backend.graphs == 3
 
 
+def test_lr_find_under_compile_restores_the_learner():
+    backend = CountingBackend()
+    learn = make_learner(seed=0).compile(backend=backend)
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    learn.lr_find(num_it=10)
+    assert backend.graphs >= 1
+    after = learn.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_freeze_unfreeze_after_compile():
     backend = CountingBackend()
     learn = make_learner(seed=0).compile(backend=backend)
