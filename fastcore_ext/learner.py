@@ -562,8 +562,11 @@ class Learner:
         """Run every forward pass of the model from now on (training, validation, get_preds,
         predict, tta) through `torch.compile(learn.model, mode=mode, ...)`, the arguments
         being torch.compile's; `learn.compile(False)` goes back to the eager model. Off by
-        default: it is measured slower to start and no faster per step on the CPUs we have
-        (bench/README.md), and unmeasured on CUDA. Returns self.
+        default: on the 2-core AMD EPYC Zen 4 we measured, a resnet18 training step (64 px,
+        bs 64) was no faster compiled (6-9 % slower in one run on a loaded machine), fp32
+        and bf16 alike, after about 100 s of compiling (bench/bench_compile.py,
+        bench/README.md); on CUDA it is not measured yet (bench/device_check.sh runs that
+        benchmark). Returns self.
 
         What is compiled: the model's forward and, through AOTAutograd, its backward. The
         loss, our fused optimizer step (a kernel launch of its own) and the data pipeline
