@@ -29,6 +29,7 @@ import os
 import statistics
 
 import torch
+import torch._inductor.config as inductor_config
 from bench_precision import _BatchTimer, _Bunch, _cpu_model
 
 from fastcore_ext.vision import create_cnn, models
@@ -71,7 +72,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if not args.cache:
-        torch._inductor.config.force_disable_caches = True
+        inductor_config.force_disable_caches = True
     modes = args.modes.split(",")
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()

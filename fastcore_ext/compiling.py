@@ -13,6 +13,9 @@ called through a small wrapper that
   its next replay overwrites, and the loop keeps predictions across batches (metrics,
   get_preds).
 
+Module hooks added or removed after compiling: torch.compile does not see them (it does not
+guard on hooks), so the wrapper compiles anew when the model's hooks change.
+
 What is compiled is the model's forward and, through AOTAutograd, its backward; the loss,
 the optimizer step (our fused kernel, a launch of its own) and the data pipeline run as
 before. Recompilation follows torch.compile's guards: a change of precision (autocast),
@@ -119,19 +122,50 @@ def _cause(e: Exception) -> str:
     return f"{type(e).__name__}: {lines[0] if lines else ''}"
 
 
+def _hook_dicts(model: nn.Module) -> list[dict[int, Any]]:
+    """The dicts of every module hook that can run in `model`'s forward or backward, global
+    ones included (hooks are added to and removed from these dicts in place)."""
+    from torch.nn.modules import module as m
+
+    dicts = [m._global_forward_pre_hooks, m._global_forward_hooks, m._global_backward_hooks]
+    dicts.append(m._global_backward_pre_hooks)
+    for mod in model.modules():
+        dicts += [mod._forward_pre_hooks, mod._forward_hooks, mod._backward_hooks]
+        dicts.append(mod._backward_pre_hooks)
+    return dicts
+
+
+def _handles(dicts: list[dict[int, Any]]) -> tuple[int, ...]:
+    return tuple(k for d in dicts for k in d)
+
+
 class CompiledForward:
-    """`module`: torch.compile(model, ...); called as the model is, xb -> output."""
+    """`module`: torch.compile(model, ...); called as the model is, xb -> output.
+
+    torch.compile does not guard on module hooks (torch._dynamo.config
+    .skip_nnmodule_hook_guards): code compiled before a hook was added or removed keeps
+    running without it. So each call compares the model's hooks with those it was compiled
+    with, and on a change empties torch's compile cache and compiles anew."""
 
     def __init__(
         self, model: nn.Module, device: torch.device, cuda_graphs: bool, **settings: Any
     ) -> None:
         self.settings = settings  # the torch.compile arguments, as given
+        self.model = model
         self.module = torch.compile(model, **settings)
+        self.hook_dicts = _hook_dicts(model)  # (a submodule replaced later: dynamo recompiles)
+        self.hooks = _handles(self.hook_dicts)
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
 
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
         from torch._dynamo.exc import TorchDynamoException
 
+        hooks = _handles(self.hook_dicts)
+        if hooks != self.hooks:
+            torch.compiler.reset()
+            self.module = torch.compile(self.model, **self.settings)
+            self.hook_dicts = _hook_dicts(self.model)
+            self.hooks = _handles(self.hook_dicts)
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         try:

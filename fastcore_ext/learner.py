@@ -574,7 +574,8 @@ class Learner:
         and backward in CUDA graphs (one replay each per step); outputs are copied out of
         the graphs' memory. `learn.model` stays the user's module (`learn.compiled.module`
         is the OptimizedModule around it, sharing its parameters), so save/load, export,
-        freeze, hooks and state_dict keys are unchanged. Changing precision (to_bf16,
+        freeze and state_dict keys are unchanged; module hooks added or removed later are
+        seen (a change of hooks compiles anew). Changing precision (to_bf16,
         to_fp32), layout (to_channels_last) or freezing after compile recompiles on the
         next forward pass (torch.compile's guards); validation and get_preds compile their
         own variant for eval mode under inference_mode, and a last smaller batch one with

@@ -148,6 +148,20 @@ def test_every_learner_of_a_process_compiles():
         assert backend.graphs == 3
 
 
+def test_hooks_added_and_removed_after_compile():
+    """torch.compile does not guard on module hooks; the learner's compiled forward sees a
+    hook added after compiling, and stops calling it once removed."""
+    learn = make_learner(seed=0).compile(backend=CountingBackend())
+    learn.get_preds()
+    seen = []
+    handle = learn.model[2].register_forward_hook(lambda m, i, out: seen.append(out.shape))
+    learn.get_preds()
+    assert [s[0] for s in seen] == [16, 16, 8]
+    handle.remove()
+    learn.get_preds()
+    assert len(seen) == 3
+
+
 def test_lr_find_under_compile_restores_the_learner():
     backend = CountingBackend()
     learn = make_learner(seed=0).compile(backend=backend)
