@@ -5,8 +5,8 @@
 # native backtrace, the C++ runtime loaded, the compiler, a -static-libstdc++ build); the
 # kernel tests; the CUDA augment variants (bench/dev/augment_normalize.cu); JPEG decoding on
 # the GPU (TorchCodec's nvJPEG: tests, then CPU vs CUDA images/s); the kernel benchmarks;
-# training side by side with fastai; the other CUDA tests; compute-sanitizer; the
-# > 2^31-element checks. A short table last.
+# training side by side with fastai; learn.compile eager vs compiled; the other CUDA tests;
+# compute-sanitizer; the > 2^31-element checks. A short table last.
 #
 #   bash bench/device_check.sh
 #
@@ -219,7 +219,18 @@ if have "train vs fastai" 90; then
   note "train vs fastai       rc=$?  fastai wheels: ${FASTAI_SITE:-none}  $((SECONDS - t0)) s"
 fi
 
-# 6. Every other test that has a CUDA variant.
+# 5b. learn.compile() on CUDA (bench/bench_compile.py): resnet18 64 px bs 64 in bf16 +
+#     channels-last (the automatic choice there), eager against torch.compile's default mode
+#     and "reduce-overhead" (CUDA graphs), each compiled cold; compile stays opt-in until this
+#     says it is faster.
+if have "compile bench" 150; then
+  t0=$SECONDS
+  PYTHONPATH="$PWD" timeout "$(cap 200)" "$PY" bench/bench_compile.py --device cuda \
+    --precisions bf16 --modes default,reduce-overhead --rounds 3 >"$LOGS/bench_compile.log" 2>&1
+  note "compile bench         rc=$?  $((SECONDS - t0)) s"
+fi
+
+# 6. Every other test that has a CUDA variant (tests/test_compile.py's reduce-overhead fit too).
 if have "other cuda tests" 40; then
   t0=$SECONDS
   timeout "$(cap 90)" "$PY" -m pytest -q -p no:cacheprovider $XDIST -rfE --tb=short tests \
@@ -258,6 +269,8 @@ tail -8 "$LOGS/bench_decode.log" 2>/dev/null
 echo "---------------- kernel benchmarks (bench.log in logs.tgz) ----------------"
 awk '/^augment_normalize on |^Optimizer step incl/ {show=1} /^(PASSED|FAILED|=|-{10})/ {show=0} show' \
   "$LOGS/bench.log" 2>/dev/null | head -60
+echo "---------------- learn.compile (bench_compile.log in logs.tgz) ----------------"
+grep -E "^\||^resnet18|Error" "$LOGS/bench_compile.log" 2>/dev/null | tail -8
 echo "---------------- training (bench_train.log in logs.tgz) ----------------"
 grep -vE "^\s*$|^(PASSED|SKIPPED)|warnings summary|Warning|warn\(" "$LOGS/bench_train.log" \
   2>/dev/null | tail -30

@@ -2,7 +2,7 @@
 
     fastcore-ext train [PATH] [--arch A] [--size S] [--bs B] [--epochs N] [--unfreeze-epochs M]
                        [--lr auto|FLOAT] [--pretrained/--no-pretrained]
-                       [--precision auto|fp32|bf16|fp16] [--cache] [--skip-bad]
+                       [--precision auto|fp32|bf16|fp16] [--compile] [--cache] [--skip-bad]
                        [--workers N] [--seed N]
                        [--valid-pct P] [--label-re PATTERN | --labels-csv FILE]
                        [--out DIR] [--nproc N]
@@ -209,6 +209,12 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
     )
     p.add_argument("--bf16", action="store_true", help="the same as --precision bf16")
     p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the model's forward through torch.compile (learn.compile(): slower to start; "
+        "see bench/README.md for when it pays)",
+    )
+    p.add_argument(
         "--cache", action="store_true", help="keep decoded, presized images in a memory map"
     )
     p.add_argument(
@@ -319,6 +325,7 @@ def _config(args: argparse.Namespace, training: bool) -> LessonConfig:
         lr_find_iters=args.lr_find_iters,
         pretrained=args.pretrained,
         precision="bf16" if args.bf16 else args.precision,
+        compile=args.compile,
         cache=args.cache,
         skip_bad=args.skip_bad,
         workers=args.workers,
@@ -335,6 +342,7 @@ _OPTION_OF = {
     "label_re": "--label-re",
     "labels_csv": "--labels-csv",
     "precision": "--precision",
+    "compile": "--compile",
     "arch": "--arch",
     "bs": "--bs",
     "valid_pct": "--valid-pct",

@@ -2,10 +2,10 @@
 
 Every pass runs the model through `forward(learn, xb)`: the input in the learner's memory
 format (channels-last after `to_channels_last`), inside `learn.autocast()` (the learner's
-precision), under `evaluating(model)`: eval mode and torch.inference_mode (no autograd
-bookkeeping at all), every module's train/eval mode put back afterwards. No callback event
-fires. The Learner's validation phase uses the same precision and layout, under
-inference_mode too.
+precision), through `learn.compiled` after `learn.compile()` (else `learn.model`), under
+`evaluating(model)`: eval mode and torch.inference_mode (no autograd bookkeeping at all),
+every module's train/eval mode put back afterwards. No callback event fires. The Learner's
+validation phase uses the same precision and layout, under inference_mode too.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def forward(learn: Learner, xb: torch.Tensor) -> torch.Tensor:
     format, in its precision -> Tensor[B, c]. The caller holds `evaluating`."""
     if learn.channels_last and xb.dim() == 4:
         xb = xb.contiguous(memory_format=torch.channels_last)
+    model = learn.compiled if learn.compiled is not None else learn.model
     with learn.autocast():
-        return learn.model(xb)
+        return model(xb)
 
 
 def get_preds(

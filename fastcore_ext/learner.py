@@ -23,7 +23,8 @@ Every public method is here; the work of most lives in the module of its concept
   DEFAULT_PRECISION) picks bf16 + channels-last where the hardware runs bf16 natively
   (`fastcore_ext.hardware`), fp32 elsewhere;
 - lr_find's sweep and in-memory snapshot: `fastcore_ext.callback.lr_finder`;
-- several processes: `fastcore_ext.callback.ddp` (public module `fastcore_ext.distributed`).
+- several processes: `fastcore_ext.callback.ddp` (public module `fastcore_ext.distributed`);
+- `compile()`: the model's forward through torch.compile, opt-in: `fastcore_ext.compiling`.
 
 Interruptions: a NaN/inf training loss ends the fit before that batch's step
 (`TerminateOnNaN`, attached to every learner). An exception that escapes a fit (Ctrl-C's
@@ -68,6 +69,7 @@ from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_file, save_checkpoint
 from fastcore_ext.checks import check_bool, check_int
+from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.export import export_model
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
@@ -211,6 +213,7 @@ class Learner:
         # DistributedDataParallel for the training forward passes of the current fit.
         self.distributed: Callback | None = None
         self.ddp_model: nn.Module | None = None
+        self.compiled: CompiledForward | None = None  # set by compile(): the forward passes' model
         if launched_by_torchrun():
             self.distrib()
         mixed_precision.set_up(self, precision)  # after distrib: this rank's device, rank 0 prints
@@ -334,7 +337,10 @@ class Learner:
         xb = self.xb
         if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        model = self.ddp_model if self.training and self.ddp_model is not None else self.model
+        if self.training and self.ddp_model is not None:
+            model = self.ddp_model
+        else:
+            model = self.compiled if self.compiled is not None else self.model
         with self.autocast():
             self.pred = model(xb)
             self._event("after_pred")
@@ -561,6 +567,62 @@ class Learner:
         self.model.to(memory_format=torch.channels_last)
         self.channels_last = True
         self._auto_layout = False
+        return self
+
+    def compile(
+        self,
+        mode: str | bool | None = None,
+        *,
+        fullgraph: bool = False,
+        dynamic: bool | None = None,
+        backend: str | Callable[..., Any] = "inductor",
+        options: dict[str, Any] | None = None,
+    ) -> Learner:
+        """Run every forward pass of the model from now on (training, validation, get_preds,
+        predict, tta) through `torch.compile(learn.model, mode=mode, ...)`, the arguments
+        being torch.compile's; `learn.compile(False)` goes back to the eager model. Off by
+        default: on the 2-core AMD EPYC Zen 4 we measured, a resnet18 training step (64 px,
+        bs 64) was no faster compiled (6-9 % slower in one run on a loaded machine), fp32
+        and bf16 alike, after about 100 s of compiling (bench/bench_compile.py,
+        bench/README.md); on CUDA it is not measured yet (bench/device_check.sh runs that
+        benchmark). Returns self.
+
+        What is compiled: the model's forward and, through AOTAutograd, its backward. The
+        loss, our fused optimizer step (a kernel launch of its own) and the data pipeline
+        run as before. On CUDA, mode="reduce-overhead" also captures the compiled forward
+        and backward in CUDA graphs (one replay each per step); outputs are copied out of
+        the graphs' memory. `learn.model` stays the user's module (`learn.compiled.module`
+        is the OptimizedModule around it, sharing its parameters), so save/load, export,
+        freeze and state_dict keys are unchanged; module hooks added or removed later are
+        seen (a change of hooks compiles anew). Changing precision (to_bf16,
+        to_fp32), layout (to_channels_last) or freezing after compile recompiles on the
+        next forward pass (torch.compile's guards); validation and get_preds compile their
+        own variant for eval mode under inference_mode, and a last smaller batch one with
+        dynamic shapes. torch keeps at most torch._dynamo.config.recompile_limit (8)
+        variants for all compiled models of a process together and runs the model eagerly
+        beyond (a logged warning only), so compile() first empties that cache
+        (torch.compiler.reset()): other compiled learners of the process recompile on their
+        next call. Under DDP (several processes) the training forward stays eager, through
+        DistributedDataParallel.
+
+        mode: None or True (torch's default), "reduce-overhead", "max-autotune", ...
+        (torch._inductor.list_mode_options()), or False (back to eager). fullgraph,
+        dynamic, backend, options: as torch.compile. Raises TypeError / ValueError naming a
+        bad argument, and fastcore_ext.compiling.CompileError when torch.compile cannot run
+        here (Python version, no C++ compiler for inductor on the CPU, no Triton on CUDA)
+        or, at the first forward pass, when its backend fails on the model."""
+        if mode is False:
+            self.compiled = None
+            return self
+        self.compiled = compile_forward(
+            self.model,
+            self.data.device,
+            mode=None if mode is True else mode,
+            fullgraph=fullgraph,
+            dynamic=dynamic,
+            backend=backend,
+            options=options,
+        )
         return self
 
     # ---- several processes ----------------------------------------------------------------

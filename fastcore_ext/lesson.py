@@ -42,6 +42,7 @@ from torchvision import models
 
 from fastcore_ext.augment import get_transforms
 from fastcore_ext.callback import Callback, CSVLogger
+from fastcore_ext.compiling import CompileError
 from fastcore_ext.data import (
     BadImageError,
     ImageDataBunch,
@@ -82,7 +83,7 @@ __all__ = [
 class LessonError(ValueError):
     """A lesson configuration that cannot run. `field`: the LessonConfig field at fault
     ('path', 'label_re', 'labels_csv', 'arch', 'bs', 'valid_pct', 'pretrained', 'precision',
-    'out')."""
+    'compile', 'out')."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -102,6 +103,7 @@ class LessonConfig:
     relative file that does not exist from the working directory is looked up under path.
     precision: 'auto', 'fp32', 'bf16' or 'fp16' (Learner(precision=...)); None: the
     library's default ('auto': bf16 + channels-last where the hardware runs bf16 natively).
+    compile: run the model's forward through torch.compile (Learner.compile; off by default).
     lr: max learning rate of stage 1; None: lr_find's valley.
     pretrained: None uses the ImageNet weights only when torchvision's cache holds them.
     cache: keep presized images in a memory map. skip_bad: check every image when the data
@@ -121,6 +123,7 @@ class LessonConfig:
     lr_find_iters: int = 100
     pretrained: bool | None = None
     precision: str | None = None
+    compile: bool = False
     cache: bool = False
     skip_bad: bool = False
     workers: int | None = None
@@ -489,6 +492,11 @@ def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
         )
     except PretrainedWeightsError as e:
         raise LessonError("pretrained", str(e).splitlines()[0]) from None
+    if config.compile:
+        try:
+            learn.compile()
+        except CompileError as e:
+            raise LessonError("compile", str(e)) from None
     return learn
 
 

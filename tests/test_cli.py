@@ -389,6 +389,20 @@ def test_train_with_labels_csv(tmp_path, capsys, csv_labelled, offline_weights, 
     assert out.split()[1] in DEMO_CLASSES
 
 
+def test_compile_where_torch_compile_cannot_run(tmp_path, capsys, small_defaults, monkeypatch):
+    """--compile reaches learn.compile; where torch.compile cannot run, a one-line usage error
+    names the option and the cause."""
+
+    def unsupported():
+        raise RuntimeError("Python 3.15+ not yet supported for torch.compile")
+
+    monkeypatch.setattr("torch._dynamo.eval_frame.check_if_dynamo_supported", unsupported)
+    out = str(tmp_path / "o")
+    code, _, err = run(capsys, "train", "--compile", "--precision", "fp32", "--out", out)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--compile: learn.compile: torch.compile cannot run here (Python 3.15+" in err
+
+
 def test_labels_csv_and_precision_mistakes(tmp_path, capsys, csv_labelled):
     common = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained",
               "--out", str(tmp_path / "o")]  # fmt: skip

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.metrics": 0,
     "fastcore_ext.ranks": 0,
     "fastcore_ext.hardware": 0,
+    "fastcore_ext.compiling": 0,
     "fastcore_ext.integrity": 0,
     "fastcore_ext.checks": 0,
     "fastcore_ext.layer_groups": 1,
