@@ -344,7 +344,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
         position advances at every call, as fastai's ParamScheduler advances once per batch:
         also when no param has a grad, and when GradScaler found inf/NaN (then nothing else
         changes, Adam's step counts included). A sparse grad raises TypeError here, before the
-        op; a grad strided unlike its param is copied to the param's layout by the op.
+        op; a grad strided unlike its param is copied to the param's layout by the op, and a
+        state strided unlike its param (the model went channels-last, or back, after a step)
+        is copied to the param's layout here, once.
         """
         loss = None
         if closure is not None:
@@ -365,6 +367,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     self._init_state(p, state)
+                elif state[self._state_keys[0]].stride() != p.stride():
+                    # the param changed layout since (model.to(memory_format=...)): the state
+                    # follows it, values kept, as the op needs the param's strides
+                    state = self.state[p] = self._restored_state(p, state)
                 params.append(p)
                 grads.append(g)
                 groups.append(gi)

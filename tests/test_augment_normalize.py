@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastcore_ext
@@ -685,6 +685,9 @@ def test_any_shape_is_finite_and_matches(
     )
     atol = 1e-5 if mode == "nearest" else bilinear_atol(H, W, std, lt)
     skip = near_tie(m, H, W, out_h, out_w, pad_mode)
+    # A tiny output whose few pixels sit on rounding ties says nothing about nearest: drawn
+    # again (compare refuses more than 1 % of ties, which a 1 x 2 output reaches with one).
+    assume(mode != "nearest" or skip.double().mean() < 0.01)
     compare(out, ref.to(out_dtype), mode=mode, atol=atol, rtol=DTYPE_RTOL[out_dtype], skip=skip)
 
 

@@ -6,6 +6,8 @@ mirror equal to the device counter."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from fakes import easy_bunch, make_learner
@@ -181,6 +183,24 @@ def test_explicit_channels_last_survives_to_fp32(cpu_flags):
     cpu_flags("avx512_bf16")
     learn = make_learner(precision="auto").to_channels_last().to_fp32()
     assert learn.channels_last and learn.precision == "fp32"
+
+
+def test_layout_changes_between_fits(cpu_flags):
+    """The automatic bf16 + channels-last, then to_fp32 (back to NCHW), then
+    to_channels_last: each fit goes on from the optimizer state of the one before."""
+    cpu_flags("avx512_bf16")
+    learn = make_learner(precision="auto")
+    assert learn.channels_last
+    learn.fit_one_cycle(1, max_lr=1e-2)
+    learn.to_fp32()
+    assert not learn.channels_last
+    learn.fit_one_cycle(1, max_lr=1e-2)
+    learn.to_channels_last()
+    learn.fit(1, lr=1e-3)
+    conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert learn.opt.state[conv.weight]["exp_avg"].stride() == conv.weight.stride()
+    assert all(math.isfinite(v) for v in learn.recorder.train_losses)
 
 
 def test_bf16_keeps_weights_optimizer_state_and_batchnorm_statistics_float32():

@@ -616,6 +616,35 @@ def test_non_contiguous_params(device):
         Adam([torch.randn(4, 6, device=device)[:, ::2]])
 
 
+@pytest.mark.parametrize("cls", [Adam, SGD])
+def test_state_follows_a_param_that_changes_layout(device, cls):
+    """model.to(memory_format=...) between steps (to_channels_last / to_fp32 after a fit)
+    re-strides the params in place: the state follows, values kept, and the steps equal
+    those of an optimizer whose params never changed layout (elementwise: bit for bit)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3).to(device)
+    same = torch.nn.Conv2d(3, 8, 3).to(device)
+    same.load_state_dict(conv.state_dict())
+    opt, ref = cls(conv.parameters()), cls(same.parameters())
+    for step in range(4):
+        if step == 1:
+            conv.to(memory_format=torch.channels_last)
+        if step == 3:
+            conv.to(memory_format=torch.contiguous_format)
+        for a, b in zip(conv.parameters(), same.parameters(), strict=True):
+            grad = torch.randn(a.shape, device=device)
+            a.grad, b.grad = grad.contiguous(memory_format=torch.preserve_format), grad.clone()
+        opt.step()
+        ref.step()
+        for a, b in zip(conv.parameters(), same.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+            for key, value in opt.state[a].items():
+                if value.dim():
+                    assert value.stride() == a.stride(), key
+                    torch.testing.assert_close(value, ref.state[b][key], rtol=0, atol=0)
+    assert not conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_add_param_group_and_deepcopy():
     groups = make_params("cpu")
     opt = Adam([{"params": groups[0]}], lr=1e-3)
