@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .images import BadImageError, DecodedBatch, presize_whole, to_rgb, window_origins
+from .images import BadImageError, DecodedBatch, decoded_batch, presize_whole, to_rgb
 
 __all__ = [
     "DecodeJpegs",
@@ -241,18 +241,9 @@ class JpegBatchDecoder:
         images.update(zip(batch.cpu_idx, batch.cpu_images, strict=True))
         keep = [k for k, i in enumerate(batch.idx) if i in images]
         kept = [batch.idx[k] for k in keep]
-        shapes = np.array([images[i].shape[:2] for i in kept], dtype=np.int64).reshape(-1, 2)
         u = None if batch.u is None else batch.u[keep]
-        out = torch.empty((len(kept), size, size, 3), dtype=torch.uint8, device=self.device)
-        for k, (top, left) in enumerate(window_origins(shapes, size, u).tolist()):
-            win = images[kept[k]][top : top + size, left : left + size]
-            out[k].copy_(win, non_blocking=True)
-        packed = None
-        if whole:
-            flat = [images[i].reshape(-1).cpu() for i in kept]
-            packed = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
         bad = sorted(bad, key=batch.idx.index)
-        return DecodedBatch(out, kept, bad, torch.from_numpy(shapes) if whole else None, packed)
+        return decoded_batch([images[i] for i in kept], kept, bad, size, u, whole, self.device)
 
     def decode_files(
         self,

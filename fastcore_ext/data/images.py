@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -47,6 +47,7 @@ except Exception as e:  # ImportError, or OSError / RuntimeError from its native
 __all__ = [
     "BadImageError",
     "DecodedBatch",
+    "decoded_batch",
     "ImageSource",
     "RESIZE_METHODS",
     "image_decoder",
@@ -228,6 +229,30 @@ class DecodedBatch(NamedTuple):
     bad: list[int]
     shapes: torch.Tensor | None  # int64 [B', 2]: (h, w) of each whole presized image
     packed: torch.Tensor | None  # uint8, flat: their [h, w, 3] bytes one after the other
+
+
+def decoded_batch(
+    images: Sequence[torch.Tensor],
+    kept: list[int],
+    bad: list[int],
+    size: int,
+    u: np.ndarray | None = None,
+    whole: bool = False,
+    device: torch.device | None = None,
+) -> DecodedBatch:
+    """Whole presized images ``uint8 [h, w, 3]`` (those of the items `kept`) -> their
+    `DecodedBatch`: the square windows of side `size` that `window_origins` places (u: float
+    [len(kept)], or None: centred), cut into ``uint8 [B', size, size, 3]`` on `device`
+    (default: the CPU); whole=True also packs the whole images on the CPU for the cache."""
+    shapes = np.array([img.shape[:2] for img in images], dtype=np.int64).reshape(-1, 2)
+    x = torch.empty((len(images), size, size, 3), dtype=torch.uint8, device=device)
+    for k, (top, left) in enumerate(window_origins(shapes, size, u).tolist()):
+        x[k].copy_(images[k][top : top + size, left : left + size], non_blocking=True)
+    if not whole:
+        return DecodedBatch(x, kept, bad, None, None)
+    flat = [img.reshape(-1).cpu() for img in images]
+    packed = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
+    return DecodedBatch(x, kept, bad, torch.from_numpy(shapes), packed)
 
 
 def presize(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:

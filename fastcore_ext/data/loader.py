@@ -63,7 +63,7 @@ from fastcore_ext.augment import augment_batch, epoch_generator
 
 from .cache import DecodedCache
 from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
-from .images import BadImageError, DecodedBatch, presize_whole, to_rgb, window_origins
+from .images import BadImageError, DecodedBatch, decoded_batch, presize_whole, to_rgb
 
 __all__ = [
     "DecodedBatch",
@@ -109,24 +109,14 @@ def _decode(
     return images, kept, bad
 
 
-def _windows(images: Sequence[torch.Tensor], size: int, u: np.ndarray | None) -> torch.Tensor:
-    """Whole presized images ``uint8 [h, w, 3]`` -> their windows ``uint8 [B, size, size, 3]``
-    (`images.window_origins`: the centre for u None, else from u, float [B])."""
-    out = torch.empty((len(images), size, size, 3), dtype=torch.uint8)
-    shapes = np.array([img.shape[:2] for img in images], dtype=np.int64).reshape(-1, 2)
-    for k, (top, left) in enumerate(window_origins(shapes, size, u).tolist()):
-        out[k].copy_(images[k][top : top + size, left : left + size])
-    return out
-
-
 def decode_batch(
     items: Sequence[Path], idx: Sequence[int], size: int, method: str, u: np.ndarray | None = None
 ) -> torch.Tensor:
     """Decode and presize `items[i]` for i in `idx` -> their windows ``uint8 Tensor[B, size,
     size, 3]``: centred for u None, else from u (float [B] in [0, 1), see
     `images.window_origins`). Raises BadImageError naming an unreadable file."""
-    images, _, _ = _decode(items, idx, size, method, skip_bad=False)
-    return _windows(images, size, u)
+    images, kept, _ = _decode(items, idx, size, method, skip_bad=False)
+    return decoded_batch(images, kept, [], size, u).x
 
 
 def decode_readable(
@@ -143,13 +133,7 @@ def decode_readable(
     if u is not None:
         skipped = set(bad)
         u = np.asarray(u, dtype=np.float64)[[i not in skipped for i in idx]]
-    x = _windows(images, size, u)
-    shapes = packed = None
-    if whole:
-        shapes = torch.tensor([img.shape[:2] for img in images], dtype=torch.int64).reshape(-1, 2)
-        flat = [img.reshape(-1) for img in images]
-        packed = torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8)
-    return DecodedBatch(x, kept, bad, shapes, packed)
+    return decoded_batch(images, kept, bad, size, u, whole)
 
 
 class ImageDataset(Dataset):
