@@ -582,9 +582,9 @@ class Learner:
         predict, tta) through `torch.compile(learn.model, mode=mode, ...)`, the arguments
         being torch.compile's; `learn.compile(False)` goes back to the eager model. Off by
         default: on the 2-core AMD EPYC Zen 4 we measured, a resnet18 training step (64 px,
-        bs 64) was no faster compiled (6-9 % slower in one run on a loaded machine), fp32
-        and bf16 alike, after about 100 s of compiling (bench/bench_compile.py,
-        bench/README.md); on CUDA it is not measured yet (bench/device_check.sh runs that
+        bs 64) was no faster compiled (5-6 % slower on a quiet machine), fp32 and bf16
+        alike, after about 30 s of compiling (bench/bench_compile.py, bench/README.md); on
+        CUDA it is not measured yet (bench/device_check.sh runs that
         benchmark). Returns self.
 
         What is compiled: the model's forward and, through AOTAutograd, its backward. The
