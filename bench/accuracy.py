@@ -56,8 +56,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {"arch": "resnet18", "size": 64, "presize": 80, "bs": 64, "epochs": 3, "workers": 2}
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
-OURS_OPTS = ("head_bn_bias", "bf16", "wd_bn_bias")
-FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop")
+AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
+OURS_OPTS = ("head_bn_bias", "bf16", "wd_bn_bias", "no_aug", *AUG_KNOBS)
+FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug")
 
 
 def parse_lr(text: str | None) -> float | slice | None:
@@ -117,6 +118,15 @@ def make_photos(out: Path, n_train: int = 80, n_valid: int = 20, short: int = 96
     return out
 
 
+# The augmentation switched off (`--opt no_aug=1`): only the presize window and the resize.
+NO_AUG = dict(do_flip=False, max_rotate=0.0, max_zoom=1.0, max_lighting=0.0, max_warp=0.0)
+
+
+def aug_knobs(opts: dict) -> dict:
+    """get_transforms keyword arguments among `opts` (``--opt max_warp=0`` ...)."""
+    return {k: (bool(v) if k == "do_flip" else v) for k, v in opts.items() if k in AUG_KNOBS}
+
+
 # ---- one fit per library ------------------------------------------------------------------
 def run_ours(
     data_dir: Path, seed: int, lr: float | slice | None, opts: dict, transfer: dict | None = None
@@ -130,7 +140,8 @@ def run_ours(
 
     s = SETTINGS
     data = ImageDataBunch.from_folder(
-        data_dir, ds_tfms=get_transforms(), size=s["size"], bs=s["bs"],
+        data_dir, ds_tfms=get_transforms(**(NO_AUG if opts.get("no_aug") else aug_knobs(opts))),
+        size=s["size"], bs=s["bs"],
         num_workers=s["workers"], cache=True, seed=seed, device="cpu",
     ).normalize(imagenet_stats)  # fmt: skip
     learn = create_cnn(
@@ -179,6 +190,7 @@ def run_fastai(
         ImageDataLoaders,
         Normalize,
         Resize,
+        Rotate,
         aug_transforms,
         error_rate,
         imagenet_stats,
@@ -195,10 +207,14 @@ def run_fastai(
     s = SETTINGS
     set_seed(seed)
     resize = CenterResize if opts.get("center_crop") else Resize
+    # no_aug: aug_transforms with every knob off adds no transform, so nothing would resize to
+    # size; an always-applied rotation by 0 degrees resamples to size as aug_transforms does.
+    resize_only = Rotate(max_deg=0.0, p=1.0, size=s["size"])
     dls = ImageDataLoaders.from_folder(
         data_dir, train="train", valid="valid", seed=seed,
         item_tfms=resize(s["presize"]),
-        batch_tfms=[*aug_transforms(size=s["size"]), Normalize.from_stats(*imagenet_stats)],
+        batch_tfms=[*([resize_only] if opts.get("no_aug") else aug_transforms(size=s["size"])),
+                    Normalize.from_stats(*imagenet_stats)],
         bs=s["bs"], num_workers=s["workers"], device=torch.device("cpu"),
     )  # fmt: skip
     arch = getattr(torchvision.models, s["arch"])
