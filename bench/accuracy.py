@@ -128,11 +128,10 @@ def aug_knobs(opts: dict) -> dict:
 
 
 # ---- one fit per library ------------------------------------------------------------------
-def run_ours(
-    data_dir: Path, seed: int, lr: float | slice | None, opts: dict, transfer: dict | None = None
-) -> dict:
-    """One fit_one_cycle of ours from scratch, or the transfer stages of `transfer` (body,
-    unfreeze_epochs, lr2); the row (error, valid losses, ...)."""
+def ours_learner(data_dir: Path, seed: int, opts: dict):
+    """Our data bunch and create_cnn learner of the settings above, with the ablation
+    switches of `opts` that concern them (augmentation knobs, wd_bn_bias, head_bn_bias);
+    progress output off, precision left to the caller."""
     import torch
 
     from fastcore_ext.data import ImageDataBunch, imagenet_stats
@@ -153,6 +152,18 @@ def run_ours(
         for m in learn.model[1].modules():
             if isinstance(m, torch.nn.BatchNorm1d):
                 torch.nn.init.constant_(m.bias, opts["head_bn_bias"])
+    return learn
+
+
+def run_ours(
+    data_dir: Path, seed: int, lr: float | slice | None, opts: dict, transfer: dict | None = None
+) -> dict:
+    """One fit_one_cycle of ours from scratch, or the transfer stages of `transfer` (body,
+    unfreeze_epochs, lr2); the row (error, valid losses, ...)."""
+    import torch
+
+    s = SETTINGS
+    learn = ours_learner(data_dir, seed, opts)
     if opts.get("bf16"):
         learn.to_bf16()
         learn.to_channels_last()
@@ -252,16 +263,7 @@ def pretrain(out: Path, epochs: int, seed: int = 0) -> dict:
     offline stand-in for pretrained weights)."""
     import torch
 
-    from fastcore_ext.data import ImageDataBunch, imagenet_stats
-    from fastcore_ext.vision import create_cnn, error_rate, get_transforms
-
-    s = SETTINGS
-    data = ImageDataBunch.from_folder(
-        data_dir("demo"), ds_tfms=get_transforms(), size=s["size"], bs=s["bs"],
-        num_workers=s["workers"], cache=True, seed=seed, device="cpu",
-    ).normalize(imagenet_stats)  # fmt: skip
-    learn = create_cnn(data, s["arch"], pretrained=False, metrics=error_rate, seed=seed)
-    learn.progress.show_bar = learn.progress.show_table = False
+    learn = ours_learner(data_dir("demo"), seed, {})
     learn.fit_one_cycle(epochs)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(learn.model[0].state_dict(), out)
