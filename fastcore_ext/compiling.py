@@ -153,10 +153,14 @@ class CompiledForward:
     ) -> None:
         self.settings = settings  # the torch.compile arguments, as given
         self.model = model
-        self.module = torch.compile(model, **settings)
-        self.hook_dicts = _hook_dicts(model)  # (a submodule replaced later: dynamo recompiles)
-        self.hooks = _handles(self.hook_dicts)
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
+        self._compile()
+
+    def _compile(self) -> None:
+        """torch.compile(model), and the hook handles it is compiled with."""
+        self.module = torch.compile(self.model, **self.settings)
+        self.hook_dicts = _hook_dicts(self.model)  # (a submodule replaced later: dynamo recompiles)
+        self.hooks = _handles(self.hook_dicts)
 
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
         from torch._dynamo.exc import TorchDynamoException
@@ -164,9 +168,7 @@ class CompiledForward:
         hooks = _handles(self.hook_dicts)
         if hooks != self.hooks:
             torch.compiler.reset()
-            self.module = torch.compile(self.model, **self.settings)
-            self.hook_dicts = _hook_dicts(self.model)
-            self.hooks = _handles(self.hook_dicts)
+            self._compile()
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         try:
