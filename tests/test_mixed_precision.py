@@ -235,3 +235,57 @@ def test_auto_choice_is_printed_by_rank_zero_only(cpu_flags, monkeypatch, capsys
     monkeypatch.setattr(mixed_precision, "is_main_process", lambda: False)
     assert make_learner(precision="auto").precision == "bf16"
     assert capsys.readouterr().err == ""
+
+
+def narrow_model() -> torch.nn.Sequential:
+    """A stride-2 3x3 conv that meets a 1x1 feature map (after a global pool), as a resnet's
+    layer4 does on 16 px images: its weight taps other than the centre see only padding."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 2),
+    )
+
+
+def test_narrow_strided_convs_names_the_layers_and_leaves_the_model_as_it_was():
+    model = narrow_model()
+    model[1].eval()  # a mixed state must come back as it was
+    stats = model[1].running_mean.clone()
+    found = mixed_precision.narrow_strided_convs(model, torch.randn(8, 3, 8, 8))
+    assert found == ["3: input 1x1, kernel 3x3, stride 2x2"]
+    assert [m.training for m in model.modules()] == [True, True, False, True, True, True, True]
+    assert torch.equal(model[1].running_mean, stats)
+    wide = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2, padding=1))
+    assert mixed_precision.narrow_strided_convs(wide, torch.randn(2, 3, 2, 2)) == []
+    assert mixed_precision.narrow_strided_convs(wide, torch.randn(2, 3, 2, 1)) == [
+        "0: input 2x1, kernel 3x3, stride 2x2"
+    ]
+    pointwise = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1, stride=2))  # no tap sees padding
+    assert mixed_precision.narrow_strided_convs(pointwise, torch.randn(2, 3, 1, 1)) == []
+
+
+def test_bf16_fit_on_the_cpu_trains_narrow_strided_convs_right():
+    """The CPU's bf16 conv left garbage / NaN in the padding-only taps' gradient (NaN weights
+    in CI on a Xeon with AMX); such a fit trains in float32 instead, with a warning: without
+    weight decay the padding-only taps then never move."""
+    learn = make_learner(model=narrow_model(), splitter=lambda m: [m[:3], m[3:]], wd=0.0)
+    learn.to_bf16()
+    before = learn.model[3].weight.detach().clone()
+    seen = Dtypes()
+    with pytest.warns(
+        UserWarning, match=r"trains in float32.*3: input 1x1, kernel 3x3, stride 2x2"
+    ):
+        learn.fit_one_cycle(2, max_lr=1e-2, cbs=seen)
+    after = learn.model[3].weight.detach()
+    assert torch.isfinite(after).all()
+    outer = torch.ones(3, 3, dtype=torch.bool)
+    outer[1, 1] = False
+    assert torch.equal(after[:, :, outer], before[:, :, outer])
+    assert not torch.equal(after[:, :, 1, 1], before[:, :, 1, 1])
+    assert seen.train == {torch.float32}
+    assert not learn.mixed_precision.fp32_fit  # the next fit checks again
+    probs, _ = learn.get_preds()  # outside a fit: bf16 (its forward pass is right)
+    assert probs.dtype == torch.float32 and torch.isfinite(probs).all()

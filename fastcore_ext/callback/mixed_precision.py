@@ -17,15 +17,26 @@ prints that choice once per process and `set_up(learn, precision)` applies
 `Learner(precision=...)`. `bf16(device)` / `fp16(device)` build the callback of
 `Learner.to_bf16` / `to_fp16` (checking that the device runs it), `attached(cbs)` finds it
 among a learner's callbacks and `use(learn, mp)` puts it in place of the attached one.
+
+A known wrong result of the CPU's bfloat16 convolution (oneDNN in torch 2.14, seen on an AMD
+Zen 4 with AVX512-BF16 and, as NaN weights, on an Intel Xeon with AMX): the weight gradient
+of a convolution whose input is narrower than its stride (a 1 px wide feature map before a
+stride-2 3x3 conv, as resnets make of images of 16 px or less) holds garbage, inf or NaN in
+the kernel taps that see only padding; float32 is right, and the forward pass is right in
+both. `narrow_strided_convs` finds such layers for a batch; a bf16 fit on the CPU checks at
+its first training batch and, where it finds one, trains that fit in float32 with a warning
+that names the layer.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from fastcore_ext.callback.core import Callback, CancelStepException
 from fastcore_ext.hardware import has_native_bf16, native_bf16_cpu_flags
@@ -38,6 +49,7 @@ __all__ = [
     "MixedPrecision",
     "PRECISIONS",
     "auto_precision",
+    "narrow_strided_convs",
     "announce_auto",
     "set_up",
     "bf16",
@@ -89,6 +101,53 @@ def set_up(learn: Learner, precision: str) -> None:
         learn._auto_layout = True
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def narrow_strided_convs(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The convolutions of `model` whose input, in a forward pass of a batch shaped like `x`,
+    is narrower than the stride in a dimension where the kernel is wider than 1: those whose
+    weight gradient the CPU's bfloat16 kernels compute wrong (module docstring), as lines
+    'name: input HxW, kernel KxK, stride SxS'. Where `model` has strided convolutions wider
+    than 1, runs it on one zero item of `x`'s shape in eval mode without gradients (every
+    module's training flag is restored); else runs nothing."""
+    found: list[str] = []
+    convs = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, _CONVS)
+        and any(s > 1 and k > 1 for s, k in zip(m.stride, m.kernel_size, strict=True))
+    ]
+    if not convs:  # no strided conv wider than 1: nothing to run
+        return found
+
+    def check(name: str, conv: nn.Module, args: tuple) -> None:
+        size = args[0].shape[-len(conv.kernel_size) :]
+        if any(
+            n < s and k > 1 for n, s, k in zip(size, conv.stride, conv.kernel_size, strict=True)
+        ):
+            dims = ("x".join(map(str, v)) for v in (size, conv.kernel_size, conv.stride))
+            found.append("{}: input {}, kernel {}, stride {}".format(name or "model", *dims))
+
+    modes = [(m, m.training) for m in model.modules()]
+    handles = [
+        m.register_forward_pre_hook(lambda conv, args, name=name: check(name, conv, args))
+        for name, m in convs
+    ]
+    try:
+        model.eval()
+        param = next(model.parameters(), None)
+        dtype = param.dtype if param is not None else x.dtype
+        with torch.no_grad():
+            model(x.new_zeros((1, *x.shape[1:]), dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes:
+            m.training = training
+    return found
+
+
 class MixedPrecision(Callback):
     """Forward passes and the loss under torch.autocast(`dtype`) on the data's device type;
     with `scaler` (a torch.amp.GradScaler), loss scaling and the scaler's optimizer step.
@@ -108,6 +167,8 @@ class MixedPrecision(Callback):
             )
         self.dtype = dtype
         self.scaler = scaler
+        self.fp32_fit = False  # this fit trains in float32 (narrow_strided_convs found a layer)
+        self._checked = False
 
     @property
     def name(self) -> str:
@@ -117,7 +178,34 @@ class MixedPrecision(Callback):
     def autocast(self) -> torch.autocast:
         """The autocast context of the learner's forward passes."""
         device_type = torch.device(self.learn.data.device).type
-        return torch.autocast(device_type=device_type, dtype=self.dtype)
+        return torch.autocast(device_type=device_type, dtype=self.dtype, enabled=not self.fp32_fit)
+
+    def before_fit(self) -> None:
+        self.fp32_fit = self._checked = False
+
+    def before_batch(self) -> None:
+        """At the fit's first training batch, on the CPU in bf16: float32 for this fit where
+        `narrow_strided_convs` finds a layer whose weight gradient bf16 would get wrong."""
+        learn = self.learn
+        if self._checked or not learn.training:
+            return
+        self._checked = True
+        if self.dtype != torch.bfloat16 or learn.xb.device.type != "cpu":
+            return
+        found = narrow_strided_convs(learn.model, learn.xb)
+        if found:
+            self.fp32_fit = True
+            warnings.warn(
+                f"bf16: this fit trains in float32: the CPU's bfloat16 convolution computes "
+                f"wrong weight gradients (garbage, inf or NaN) where a strided convolution's "
+                f"input is narrower than its stride, as here for items of "
+                f"{'x'.join(map(str, learn.xb.shape[2:]))} px: {'; '.join(found)}. Larger "
+                f"images avoid it (fastcore_ext.callback.mixed_precision)",
+                stacklevel=2,
+            )
+
+    def after_fit(self) -> None:
+        self.fp32_fit = False
 
     def before_backward(self) -> None:
         if self.scaler is not None:
