@@ -9,7 +9,7 @@
     fastcore-ext predict MODEL IMAGE [IMAGE ...]
     fastcore-ext lr-find [PATH] [same data and model options as train]
 
-`train` runs the lesson (fastcore_ext.lesson.run_lesson: lr_find, fit_one_cycle with the
+`train` runs the lesson (fastcore_ext.lesson.run_lesson: fit_one_cycle at 3e-3 with the
 body frozen when pretrained, unfreeze, lr_find, fit_one_cycle with a slice of learning
 rates) and writes into --out: export.pth, metrics.csv, metrics.jsonl, plots/*.png,
 summary.json and models/ (see fastcore_ext.lesson). `lr-find` runs lesson.find_lr.
@@ -55,7 +55,14 @@ import matplotlib
 from fastcore_ext.data import BadImageError, demo_dataset
 from fastcore_ext.exported import load_learner
 from fastcore_ext.launch import launch
-from fastcore_ext.lesson import LessonConfig, LessonError, LessonSummary, find_lr, run_lesson
+from fastcore_ext.lesson import (
+    LESSON_LR,
+    LessonConfig,
+    LessonError,
+    LessonSummary,
+    find_lr,
+    run_lesson,
+)
 from fastcore_ext.ranks import launch_rank, launched_by_torchrun
 
 __all__ = ["DEMO_DEFAULTS", "FOLDER_DEFAULTS", "UsageError", "main"]
@@ -188,10 +195,10 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
         p.add_argument(
             "--lr",
             type=_lr,
-            default="auto",
-            help="max learning rate of the first fit: 'auto' (lr_find's valley, the default) "
-            "or a number; the second fit uses slice(lr_find's valley, lr/10), or "
-            "slice(lr/100, lr/10) with a number",
+            default=LESSON_LR,
+            help=f"max learning rate of the first fit (default {LESSON_LR:g}, the lesson "
+            f"notes'), or 'auto': lr_find's valley; the second fit uses slice(lr_find's "
+            f"valley after unfreeze, lr/10)",
         )
     p.add_argument(
         "--pretrained",

@@ -57,7 +57,7 @@ def test_train_demo_end_to_end_then_predict(
     tmp_path, capsys, small_demo, small_defaults, offline_weights
 ):
     out_dir = tmp_path / "run"
-    code, out, err = run(capsys, "train", "--out", str(out_dir), "--workers", "0")
+    code, out, err = run(capsys, "train", "--out", str(out_dir), "--workers", "0", "--lr", "auto")
     assert code == 0, err
     # the defaults it chose and the pretrained decision are said
     assert "Defaults for the demo dataset: --arch resnet18, --size 32, --bs 8" in out
@@ -132,8 +132,8 @@ def test_ctrl_c_saves_and_exits_130(
 
 def test_train_folder_with_fixed_lr_and_valid_pct(tmp_path, capsys, small_demo, offline_weights,
                                                   monkeypatch):  # fmt: skip
-    """A PATH without train/valid sub-folders is split by --valid-pct; --lr FLOAT skips
-    lr_find and sets both stages from it; --unfreeze-epochs 0 skips stage 2."""
+    """A PATH without train/valid sub-folders is split by --valid-pct; --lr FLOAT sets stage
+    1's rate (no lr_find before it); --unfreeze-epochs 0 skips stage 2."""
     monkeypatch.setattr(cli, "FOLDER_DEFAULTS", {**SMALL, "lr_find_iters": 8})
     out_dir = tmp_path / "run"
     code, out, err = run(

@@ -10,6 +10,7 @@ import pytest
 
 from fastcore_ext.data import demo_dataset, get_image_files
 from fastcore_ext.lesson import (
+    LESSON_LR,
     BadImages,
     LessonConfig,
     LessonError,
@@ -39,16 +40,18 @@ def test_run_lesson_returns_its_summary_and_writes_each_file_once(tmp_path, smal
     assert s.interrupted is False and s.saved is None and s.epochs_done == 2
     assert s.data.endswith("12 classes, 60 train / 12 valid images")
     assert s.to_json() == json.loads((out / "summary.json").read_text())
+    # the notes' flow: stage 1 at 3e-3 (no lr_find before it), lr_find after unfreeze
+    assert s.learning_rates["stage1"] == LESSON_LR == 3e-3
     lo, hi = s.learning_rates["stage2"]
-    assert 0 < lo <= hi == pytest.approx(s.learning_rates["stage1"] / 10)
-    assert "Stage 1: fit_one_cycle(1, max_lr=" in printed and "Stage 2: unfreeze" in printed
+    assert 0 < lo < hi == pytest.approx(3e-4)
+    assert "Stage 1: fit_one_cycle(1, max_lr=3.0e-03) (the lesson's default)" in printed
+    assert printed.count("lr_find (") == 1 and "Stage 2: unfreeze" in printed
     # every plot saved once under the name the pipeline gives it: the library's automatic
     # saving (which would add lr_find.png, losses.png, ...) is off during the stages
     assert sorted(p.name for p in (out / "plots").iterdir()) == [
         "confusion_matrix.png",
         "losses_stage1.png",
         "losses_stage2.png",
-        "lr_find_stage1.png",
         "lr_find_stage2.png",
         "schedule_stage1.png",
         "schedule_stage2.png",
