@@ -148,7 +148,10 @@ def lr_find_window(lrs, losses, num_it: int | None = None) -> tuple[list[float],
     """fastai's window of the lr_find record that the suggestions look at.
 
     Drops the first `num_it // 10` points (num_it: the sweep's requested iterations, by default
-    `len(lrs)`) and the last 5, then cuts at the first NaN loss.
+    `len(lrs)`) and the last 5, then cuts at the first NaN loss. Where that leaves fewer than 2
+    points (a short sweep, or one that stop_div ended after a few noisy batches on little
+    data, where fastai's window is empty and its suggestions fail), the window is every
+    recorded point but the last (the one that ended the sweep), cut at the first NaN loss.
     """
     lrs, losses = _floats("lrs", lrs), _floats("losses", losses)
     if len(lrs) != len(losses):
@@ -159,7 +162,13 @@ def lr_find_window(lrs, losses, num_it: int | None = None) -> tuple[list[float],
         num_it = len(lrs)
     if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it <= 0:
         raise ValueError(f"num_it should be an int > 0, got {num_it!r}")
-    lrs, losses = lrs[num_it // 10 : -5], losses[num_it // 10 : -5]
+    w_lrs, w_losses = _before_nan(lrs[num_it // 10 : -5], losses[num_it // 10 : -5])
+    if len(w_lrs) >= 2:
+        return w_lrs, w_losses
+    return _before_nan(lrs[:-1], losses[:-1])
+
+
+def _before_nan(lrs: list[float], losses: list[float]) -> tuple[list[float], list[float]]:
     for i, loss in enumerate(losses):
         if math.isnan(loss):
             return lrs[:i], losses[:i]
@@ -222,8 +231,9 @@ def suggest_lrs(lrs, losses, num_it: int | None = None) -> Suggestions:
     w_lrs, w_losses = lr_find_window(lrs, losses, num_it)
     if len(w_lrs) < 2:
         raise ValueError(
-            f"lr_find recorded too few usable points ({len(w_lrs)} after dropping the first "
-            "num_it // 10, the last 5 and everything from the first NaN loss): run more iterations"
+            f"lr_find recorded too few usable points ({len(w_lrs)} of {len(lrs)} recorded, "
+            "without the last one and everything from the first NaN loss): run more "
+            "iterations, or lr_find(stop_div=False) if the sweep stopped early"
         )
     return Suggestions(
         valley(w_lrs, w_losses)[0], steep(w_lrs, w_losses)[0], minimum(w_lrs, w_losses)[0]

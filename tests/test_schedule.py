@@ -173,8 +173,16 @@ def test_suggest_lrs():
     assert s.steep == w_lrs[0]
     assert s.minimum == pytest.approx(1e-3, rel=0.2)
     assert s.steep < s.valley < s.minimum * 10
+    # a sweep stop_div ended after 6 of 100 points: fastai's window (drop 10, keep up to the
+    # last 5) is empty; the points before the one that ended it are used
+    assert lr_find_window(LRS[:6], losses[:6], num_it=100) == (LRS[:5], losses[:5])
+    assert suggest_lrs(LRS[:6], losses[:6], num_it=100).steep == LRS[0]
+    nan_at_2 = [1.0, 0.9, float("nan"), 3.0]
+    assert lr_find_window(LRS[:4], nan_at_2, num_it=8) == (LRS[:2], nan_at_2[:2])
+    with pytest.raises(ValueError, match=r"too few usable points \(1 of 2 recorded"):
+        suggest_lrs(LRS[:2], losses[:2])
     with pytest.raises(ValueError, match="too few usable points"):
-        suggest_lrs(LRS[:6], losses[:6])  # 6 points minus the last 5
+        suggest_lrs(LRS[:4], [1.0, float("nan"), 1.0, 1.0])
 
 
 @pytest.mark.parametrize(
