@@ -49,9 +49,11 @@ order, no padding. Process r > 0 draws its augmentation from its own stream.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import warnings
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -240,6 +242,14 @@ def _stream_seed(seed: int, epoch: int, stream: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
+def _release_workers(workers: dict[str, DataLoader]) -> None:
+    """When a DeviceDataLoader is garbage collected: drop its DataLoader while every part of
+    it is intact, so its iterator stops the workers at once. (Left to the cycle collector,
+    the iterator is finalised after parts of it were cleared, and its shutdown waited 5 s
+    per worker: 10.3 s measured with 2.)"""
+    workers.clear()
+
+
 class DeviceDataLoader:
     """Batches ``(x, y)`` of one dataset on `device`: x float ``[B, 3, S, S]`` (augmented when
     training with a spec, normalized with `stats`), y int64 ``[B]``.
@@ -288,7 +298,10 @@ class DeviceDataLoader:
         self.decoder = decoder
         self._labels = torch.tensor(dataset.labels, dtype=torch.int64)
         self._epoch = 0
-        self._loader: DataLoader | None = None
+        # the torch DataLoader (its workers) in a holder that a finalizer empties when this
+        # object is garbage collected (see _release_workers)
+        self._workers: dict[str, DataLoader] = {}
+        weakref.finalize(self, _release_workers, self._workers)
         self._sampler = _BatchList()
         self.rank, self.world_size = 0, 1
         self._bad: set[int] = set()  # indices of the unreadable files met so far
@@ -379,10 +392,17 @@ class DeviceDataLoader:
         return self.device.type == "cuda"
 
     def _get_loader(self) -> DataLoader:
-        if self._loader is None:
+        if "loader" not in self._workers:
             nw = self.num_workers
+            if nw > 0:
+                # The workers fork from this process when the loader is first iterated. An
+                # older loader left in a reference cycle (a learner and its callbacks) would
+                # be inherited as garbage and finalised in a worker, where torch's
+                # _MultiProcessingDataLoaderIter.__del__ fails ("Exception ignored ... can
+                # only test a child process"): collect it here, in its own process, first.
+                gc.collect()
             ds = self.dataset
-            self._loader = DataLoader(
+            self._workers["loader"] = DataLoader(
                 _BatchDecoder(
                     ds.items,
                     ds.size,
@@ -400,11 +420,11 @@ class DeviceDataLoader:
                 timeout=self.timeout if nw > 0 else 0,
                 generator=torch.Generator().manual_seed(self.seed),  # not the global RNG
             )
-        return self._loader
+        return self._workers["loader"]
 
     def close(self) -> None:
         """Stop the decoding workers (they restart when needed)."""
-        self._loader = None
+        self._workers.clear()
 
     def set_decoder(self, decoder: JpegBatchDecoder | None) -> None:
         """Decode JPEG files with `decoder` from the next pass on (None: on the CPU)."""
