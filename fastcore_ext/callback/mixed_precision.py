@@ -18,8 +18,8 @@ prints that choice once per process and `set_up(learn, precision)` applies
 `Learner.to_bf16` / `to_fp16` (checking that the device runs it), `attached(cbs)` finds it
 among a learner's callbacks and `use(learn, mp)` puts it in place of the attached one.
 
-A known wrong result of the CPU's bfloat16 convolution (oneDNN in torch 2.14, seen on an AMD
-Zen 4 with AVX512-BF16 and, as NaN weights, on an Intel Xeon with AMX): the weight gradient
+A known wrong result of the CPU's bfloat16 convolution (torch 2.14; seen on an AMD Zen 4
+with AVX512-BF16, and as NaN weights on the project's CI machine): the weight gradient
 of a convolution whose input is narrower than its stride (a 1 px wide feature map before a
 stride-2 3x3 conv, as resnets make of images of 16 px or less) holds garbage, inf or NaN in
 the kernel taps that see only padding; float32 is right, and the forward pass is right in
