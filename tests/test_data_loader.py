@@ -467,7 +467,7 @@ def test_a_loader_collected_in_a_cycle_stops_its_workers_at_once(split):
     _drop_in_a_cycle(split)
     start = time.perf_counter()
     gc.collect()
-    assert time.perf_counter() - start < 3.0  # 10.3 s before (5 s join timeout per worker)
+    assert time.perf_counter() - start < 6.0  # 10.3 s before (5 s join timeout per worker)
 
 
 def test_a_loader_left_in_a_cycle_is_not_finalised_in_a_new_loaders_workers(
