@@ -55,6 +55,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {"arch": "resnet18", "size": 64, "presize": 80, "bs": 64, "epochs": 3, "workers": 2}
+SETTINGS.update(json.loads(os.environ.get("ACCURACY_SETTINGS", "{}")))
+"""The protocol's settings; the environment variable ACCURACY_SETTINGS (JSON, inherited by the
+fits' subprocesses) overrides some, e.g. '{"arch": "resnet34", "size": 128, "presize": 160}'."""
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
 AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
 OURS_OPTS = ("head_bn_bias", "bf16", "wd_bn_bias", "no_aug", *AUG_KNOBS)
