@@ -3,9 +3,11 @@
 (The augmented float batches are tested in test_data_bunch.py.)
 """
 
+import gc
 import os
 import shutil
 import signal
+import sys
 import time
 
 import numpy as np
@@ -461,8 +463,6 @@ def _drop_in_a_cycle(split) -> None:
 
 
 def test_a_loader_collected_in_a_cycle_stops_its_workers_at_once(split):
-    import gc
-
     gc.collect()
     _drop_in_a_cycle(split)
     start = time.perf_counter()
@@ -476,9 +476,6 @@ def test_a_loader_left_in_a_cycle_is_not_finalised_in_a_new_loaders_workers(
     """A loader left in a cycle must not be inherited by the next loader's forked workers: a
     garbage collection there used to finalise its iterator in the wrong process ("Exception
     ignored ... can only test a child process" on stderr)."""
-    import gc
-    import sys
-
     _drop_in_a_cycle(split)
     real = loader_mod._BatchDecoder.__getitem__
 
