@@ -4,7 +4,9 @@ checked loading.
 `save_checkpoint` / `load_checkpoint` are what `Learner.save` / `Learner.load` call (as
 fastai's save_model / load_model). A checkpoint is a dict of tensors and plain values only
 (it loads with `torch.load(weights_only=True)`): "format" (CHECKPOINT_FORMAT), "version",
-"model" (the model's state_dict), "epoch" (epochs done), "rng" (`rng_state()` at saving),
+"model" (the model's state_dict), "epoch" (epochs done by the fit that saved it),
+"epochs_trained" (training epochs over every fit of the learner; absent in files written
+before it, which then count "epoch"), "rng" (`rng_state()` at saving),
 "data_seed" (the data's seed or None) and, with the optimizer, "opt" (its state_dict:
 moments, one-cycle schedule, step counter), "opt_groups" (which layer group each of its
 param groups belongs to and whether it takes weight decay: `layer_groups.GroupMap.to_dict()`;
@@ -13,8 +15,9 @@ group) and "scaler" (fp16's GradScaler). Loading into a learner that groups its 
 otherwise (another `wd_bn_bias`) rearranges the optimizer state (`layer_groups.
 regroup_state_dict`, passed in as `regroup`). Resuming is
 exact because nothing else is random: the data loaders derive the shuffle and augmentation
-of epoch e from (data seed, e), and dropout draws from torch's global generator, which
-loading puts back where the saving run had it.
+of data epoch e from (data seed, e) (a learner's fit draws data epochs after those of its
+earlier fits: "epochs_trained" puts a resumed fit where the saving one was), and dropout
+draws from torch's global generator, which loading puts back where the saving run had it.
 
 `atomic_save(obj, path)` never leaves a half-written file under `path`: the bytes go to a
 temporary file in the same folder (``.<name>.<pid>.<random>.tmp``), are flushed and
@@ -227,16 +230,18 @@ def save_checkpoint(
     data_seed: int | None,
     scaler: torch.amp.GradScaler | None = None,
     opt_groups: dict[str, list] | None = None,
+    epochs_trained: int | None = None,
 ) -> Path:
     """Write a checkpoint (see the module docstring) to `path` atomically: the model, the
     epochs done, the RNG states, the data seed and, when `opt` is given, the optimizer's
     state (and the scaler's and the layout of its param groups, `opt_groups`, when given).
-    Returns `path`."""
+    epochs_trained: the learner's count over every fit (None: `epoch`). Returns `path`."""
     state: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": model.state_dict(),
         "epoch": epoch,
+        "epochs_trained": epoch if epochs_trained is None else epochs_trained,
         "rng": rng_state(),
         "data_seed": data_seed,
     }
@@ -258,11 +263,12 @@ def load_checkpoint(
     data_seed: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
     regroup: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None,
-) -> int:
+) -> tuple[int, int]:
     """Load the checkpoint at `path` (or a plain model state_dict file) into `model` and,
     when `opt` is given, the optimizer (a warning when the file has no optimizer state), the
-    scaler and, with_rng, the RNG states. Returns the file's epoch count (0 for a bare
-    state_dict). strict: the file must hold exactly the model's tensors with the same shapes,
+    scaler and, with_rng, the RNG states. Returns the file's (epoch, epochs_trained) counts
+    ((0, 0) for a bare state_dict; epochs_trained is the epoch count in older files).
+    strict: the file must hold exactly the model's tensors with the same shapes,
     else a ValueError lists the differences; strict=False loads the tensors that match by
     name and shape, warns about the rest, and loads no optimizer state. `data_seed`: the
     loading learner's, compared with the saved one (a warning when they differ).
@@ -310,7 +316,8 @@ def load_checkpoint(
                 f"this one's is {data_seed}: a resumed fit will shuffle and augment differently",
                 stacklevel=3,
             )
-    return int(ckpt.get("epoch", 0) or 0)
+    epoch = int(ckpt.get("epoch", 0) or 0)
+    return epoch, int(ckpt.get("epochs_trained", epoch) or 0)
 
 
 def _matching_state(

@@ -209,6 +209,11 @@ class Learner:
         self._one_cycle_fit = False  # a fit_one_cycle is running: the optimizer's schedule
         self._sched_step = 0  # host mirror of the optimizer's schedule step counter
         self.epochs_done = 0  # epochs finished by the last fit (or the loaded checkpoint)
+        # Training epochs finished over every fit (or the loaded checkpoint's count): a fit's
+        # epoch e draws the data epoch _data_epoch0 + e, so each fit gets new shuffles and
+        # augmentations, as fastai's loaders (a resume, start_epoch=k, continues its fit's).
+        self.epochs_trained = 0
+        self._data_epoch0 = 0
         # Distributed mode (fastcore_ext.distributed): its callback, and the model wrapped in
         # DistributedDataParallel for the training forward passes of the current fit.
         self.distributed: Callback | None = None
@@ -276,6 +281,7 @@ class Learner:
             self._start_epoch = start_epoch
             self.epoch = start_epoch
             self.epochs_done = start_epoch
+            self._data_epoch0 = max(0, self.epochs_trained - start_epoch)
             self.iter = 0
             self.train_iter = 0
             self.opt.zero_grad(set_to_none=True)
@@ -297,9 +303,10 @@ class Learner:
         self._do_epoch_train()
         self._do_epoch_validate()
         self.epochs_done = self.epoch + 1
+        self.epochs_trained = self._data_epoch0 + self.epochs_done
 
     def _do_epoch_train(self) -> None:
-        self.data.train_dl.set_epoch(self.epoch)
+        self.data.train_dl.set_epoch(self._data_epoch0 + self.epoch)
         self.dl = self.data.train_dl
         self.model.train()
         self.training = True
@@ -701,7 +708,9 @@ class Learner:
         opt = self.opt if with_opt else None
         seed = getattr(self.data, "seed", None)
         groups = self.group_map.to_dict()
-        return save_checkpoint(path, self.model, opt, self.epochs_done, seed, self.scaler, groups)
+        return save_checkpoint(
+            path, self.model, opt, self.epochs_done, seed, self.scaler, groups, self.epochs_trained
+        )
 
     def load(
         self,
@@ -711,11 +720,11 @@ class Learner:
         with_rng: bool | None = None,
     ) -> Learner:
         """Load path/model_dir/`name`.pth (from `save`, or a plain model state_dict); the
-        file's epoch count becomes `epochs_done`. with_opt: the optimizer state too; strict:
-        the file must fit the model exactly (False: what matches, with a warning); with_rng
-        (default with_opt): the RNG states. An optimizer state saved with other param groups
-        (another wd_bn_bias, or a file from before it) is rearranged for this learner's.
-        Returns self; details in fastcore_ext.checkpoint.load_checkpoint."""
+        file's epoch counts become `epochs_done` and `epochs_trained`. with_opt: the optimizer
+        state too; strict: the file must fit the model exactly (False: what matches, with a
+        warning); with_rng (default with_opt): the RNG states. An optimizer state saved with
+        other param groups (another wd_bn_bias, or a file from before it) is rearranged for
+        this learner's. Returns self; details in fastcore_ext.checkpoint.load_checkpoint."""
         regroup = partial(
             lg.regroup_state_dict,
             group_map=self.group_map,
@@ -723,7 +732,7 @@ class Learner:
             norm_bias=self._norm_bias,
             current=self.opt.param_groups,
         )
-        self.epochs_done = load_checkpoint(
+        self.epochs_done, self.epochs_trained = load_checkpoint(
             self._model_file(name),
             self.model,
             self.opt if with_opt else None,

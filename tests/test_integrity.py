@@ -122,7 +122,17 @@ def test_intact_checkpoint_loads_and_the_record_is_invisible_to_torch_load(learn
     path = learn.save("stage-1")
     saved = {k: v.clone() for k, v in learn.model.state_dict().items()}
     content = torch.load(path, weights_only=True)
-    entries = {"format", "version", "model", "epoch", "rng", "data_seed", "opt", "opt_groups"}
+    entries = {
+        "format",
+        "version",
+        "model",
+        "epoch",
+        "epochs_trained",
+        "rng",
+        "data_seed",
+        "opt",
+        "opt_groups",
+    }
     assert set(content) == entries
     learn.fit(1, lr=0.1)
     learn.load("stage-1")

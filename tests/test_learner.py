@@ -15,7 +15,7 @@ from fakes import easy_bunch, make_learner, tiny_model
 from torch import nn
 
 import fastcore_ext.learner as learner_mod
-from fastcore_ext.callback import Callback
+from fastcore_ext.callback import Callback, CancelFitException
 from fastcore_ext.learner import Learner
 from fastcore_ext.metrics import accuracy, error_rate
 from fastcore_ext.optim import SGD, Adam
@@ -150,6 +150,38 @@ def test_set_epoch_called_each_epoch():
     dl.set_epoch = spy
     learn.fit_one_cycle(4, start_epoch=2)
     assert seen == [2, 3]
+
+
+def test_each_fit_draws_new_data_epochs():
+    """A fit continues the data epochs of the learner's earlier fits (fastai's loaders
+    shuffle and augment anew every epoch), an lr_find leaves them as they were, and a fit
+    cut short counts only its finished epochs."""
+    learn = make_learner()
+    seen = []
+    dl = learn.data.train_dl
+    original = dl.set_epoch
+
+    def spy(e):
+        seen.append(e)
+        original(e)
+
+    dl.set_epoch = spy
+    learn.fit(2, lr=1e-3)
+    assert seen == [0, 1] and learn.epochs_trained == 2 and learn.epochs_done == 2
+    learn.lr_find(num_it=3, show_plot=False)
+    assert learn.epochs_trained == 2
+    seen.clear()
+    learn.fit_one_cycle(2)
+    learn.fit(1, lr=1e-3)
+    assert seen == [2, 3, 4] and learn.epochs_trained == 5 and learn.epochs_done == 1
+
+    class StopAfterFirstBatch(Callback):
+        def after_batch(self):
+            raise CancelFitException
+
+    seen.clear()
+    learn.fit(3, lr=1e-3, cbs=StopAfterFirstBatch())
+    assert seen == [5] and learn.epochs_trained == 5
 
 
 # ---- learning rates per layer group --------------------------------------------------------

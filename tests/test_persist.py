@@ -267,6 +267,21 @@ def test_resume_with_augmented_image_data_is_bit_exact(image_folder, tmp_path):
     assert_same_state(state_of(resumed.model), state_of(full.model))
 
 
+def test_resume_of_a_second_fit_is_bit_exact(image_folder, tmp_path):
+    """A learner's second fit draws data epochs after its first's (new shuffles and
+    augmentations); its checkpoint says where, so a fresh learner resumes it exactly."""
+    full = image_learner(image_folder, tmp_path)
+    full.fit_one_cycle(2, max_lr=1e-2)
+    full.fit_one_cycle(3, max_lr=1e-2, cbs=SaveModelCallback(every_epoch=True, with_opt=True))
+    assert full.epochs_trained == 5 and full.epochs_done == 3
+    resumed = image_learner(image_folder, tmp_path, seed=5)
+    resumed.load("model_0")
+    assert (resumed.epochs_done, resumed.epochs_trained) == (1, 3)
+    resumed.fit_one_cycle(3, max_lr=1e-2, start_epoch=1)
+    assert_same_state(state_of(resumed.model), state_of(full.model))
+    assert resumed.epochs_trained == 5
+
+
 # ---- files that do not fit -------------------------------------------------------------------
 def test_load_into_another_architecture_is_a_clear_error(tmp_path):
     learn = learner(tmp_path)

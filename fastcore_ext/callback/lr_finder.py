@@ -75,7 +75,8 @@ class LRFinder(Callback):
 class Snapshot:
     """Everything a learning-rate sweep changes, copied in memory (no temporary file): the
     model's weights and buffers, requires_grad flags, gradients, train/eval modes, the
-    optimizer's state, the RNG states (checkpoint.rng_state), fp16's scaler and epochs_done."""
+    optimizer's state, the RNG states (checkpoint.rng_state), fp16's scaler, epochs_done and
+    epochs_trained (so a sweep leaves the data epochs of the next fit as they were)."""
 
     model_state: dict[str, torch.Tensor]
     requires_grad: list[bool]
@@ -85,6 +86,7 @@ class Snapshot:
     rng: dict[str, Any]
     scaler_state: dict[str, Any] | None
     epochs_done: int
+    epochs_trained: int
 
     @classmethod
     def take(cls, learn: Learner) -> Snapshot:
@@ -99,6 +101,7 @@ class Snapshot:
             rng=rng_state(),
             scaler_state=scaler.state_dict() if scaler is not None else None,
             epochs_done=learn.epochs_done,
+            epochs_trained=learn.epochs_trained,
         )
 
     def restore(self, learn: Learner) -> None:
@@ -115,6 +118,7 @@ class Snapshot:
         if self.scaler_state is not None and learn.scaler is not None:
             learn.scaler.load_state_dict(self.scaler_state)
         learn.epochs_done = self.epochs_done
+        learn.epochs_trained = self.epochs_trained
 
 
 def sweep(learn: Learner, finder: LRFinder, n_epoch: int) -> None:
