@@ -28,6 +28,8 @@ fit_one_cycle; the learning rate is each library's default unless `--lr` says ot
 `--lr`: a float, or ``slice(b)`` / ``slice(a,b)`` as fit_one_cycle's max_lr. `--opt k=v`
 (repeatable) switches one difference for the ablation; ours: ``head_bn_bias`` (the head's
 BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_last()`),
+``auto=1`` (the Learner's own precision 'auto': on a CPU with native bf16, bf16 +
+channels-last after a float32 first epoch, none for a transferred body; else fp32),
 ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours before it
 followed fastai v2); fastai: ``wd_bn_bias=1`` (the same in fastai), ``head_bn_bias=0``
 (torch's default init), ``center_crop=1`` (the training presize crop centred, as our cache
@@ -60,7 +62,7 @@ SETTINGS.update(json.loads(os.environ.get("ACCURACY_SETTINGS", "{}")))
 fits' subprocesses) overrides some, e.g. '{"arch": "resnet34", "size": 128, "presize": 160}'."""
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
 AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
-OURS_OPTS = ("head_bn_bias", "bf16", "wd_bn_bias", "no_aug", *AUG_KNOBS)
+OURS_OPTS = ("head_bn_bias", "bf16", "auto", "wd_bn_bias", "no_aug", *AUG_KNOBS)
 FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug")
 
 
@@ -170,11 +172,13 @@ def run_ours(
     if opts.get("bf16"):
         learn.to_bf16()
         learn.to_channels_last()
-    else:  # the measurements in bench/README.md are fp32 (precision 'auto' picks bf16 where native)
+    elif not opts.get("auto"):  # fp32 unless asked: precision 'auto' picks bf16 where native
         learn.to_fp32()
     if transfer:
         learn.model[0].load_state_dict(torch.load(transfer["body"], weights_only=True))
         learn.freeze()
+        if learn.mixed_precision is not None:  # trained features, as create_cnn(pretrained=True)
+            learn.mixed_precision.fp32_epochs = 0
     start = time.perf_counter()
     learn.fit_one_cycle(s["epochs"], max_lr=lr)
     stage1 = float(learn.recorder.metrics[-1][0])

@@ -9,8 +9,10 @@ CPU (no GPU present): resnet18, 64 px (presize 80), batch 64, 3 epochs of fit_on
 2 DataLoader workers, on the demo dataset (`fastcore_ext.data.demo_dataset()`: 1920 train +
 480 valid JPEGs of 80 px, 12 classes); fp32 (`to_fp32()`), and where the CPU has bf16
 dot-product instructions (AVX512-BF16 or AMX) also ours in bf16 (`to_bf16()` +
-`to_channels_last()`), compared with fastai's fp32 (fastai 2.8.12's `to_bf16()` autocasts for
-CUDA only, so on the CPU it would train in fp32) and with our fp32 on the same seeds.
+`to_channels_last()`) and ours by default ("auto": the Learner's precision 'auto', there bf16
++ channels-last after a float32 first epoch), compared with fastai's fp32 (fastai 2.8.12's
+`to_bf16()` autocasts for CUDA only, so on the CPU it would train in fp32; fastai's "auto" is
+its default, fp32, so its fp32 runs serve both) and with our fp32 on the same seeds.
 CUDA (when present): resnet34, 224 px (presize 280), batch 64, 3 epochs, workers = min(16,
 cores), on the demo dataset drawn at 320 px (`demo_dataset(size=320)`); fp32, fp16
 (`to_fp16()`) and bf16 (`to_bf16()`) in both libraries.
@@ -59,7 +61,8 @@ Run:
 
 Environment: BENCH_TRAIN_ROUNDS (seeds, default 3), BENCH_TRAIN_EPOCHS (default 3),
 BENCH_TRAIN_LR (max_lr of both; default each library's own), BENCH_TRAIN_PRECISIONS (comma
-list; default fp32 on the CPU, plus bf16 where it is native; fp32,fp16,bf16 on CUDA),
+list of fp32, bf16, fp16, auto; default fp32 on the CPU, plus bf16,auto where bf16 is
+native; fp32,fp16,bf16 on CUDA),
 BENCH_TRAIN_LIBS (default "ours,fastai"), BENCH_TRAIN_TIMEOUT (seconds per fit, default
 1200), BENCH_TRAIN_PROFILE=1 (phase times on CUDA), BENCH_TRAIN_MODEL_PRECISIONS (model-only
 step; default fp32 on the CPU, fp32,bf16,fp16 on CUDA), BENCH_TRAIN_MODEL_STEPS (timed
@@ -138,9 +141,9 @@ def settings(device: str = DEVICE) -> dict:
     cfg["rounds"] = _env_int("BENCH_TRAIN_ROUNDS", 3)
     cfg["timeout"] = _env_int("BENCH_TRAIN_TIMEOUT", 1200)
     if device == "cpu" and native_bf16_cpu_flags():
-        cfg["precisions"] = ["fp32", "bf16"]
+        cfg["precisions"] = ["fp32", "bf16", "auto"]
     cfg["precisions"] = _env_list(
-        "BENCH_TRAIN_PRECISIONS", cfg["precisions"], ("fp32", "fp16", "bf16")
+        "BENCH_TRAIN_PRECISIONS", cfg["precisions"], ("fp32", "fp16", "bf16", "auto")
     )
     cfg["libs"] = _env_list("BENCH_TRAIN_LIBS", ["ours", "fastai"], ("ours", "fastai"))
     if device == "cpu" and "fp16" in cfg["precisions"]:
@@ -229,7 +232,8 @@ def _phases_out(phases: dict[str, float] | None) -> dict[str, float] | None:
 # ---- one fit per library (each in its own subprocess) --------------------------------------------
 def run_ours(data_dir: Path, device: str, precision: str, cfg: dict, seed: int = 0) -> dict:
     """One fit_one_cycle of ours; returns the row (wall_s, n_train, error_rate, ...).
-    bf16: `to_bf16()` + `to_channels_last()`; fp32: `to_fp32()`."""
+    bf16: `to_bf16()` + `to_channels_last()`; fp32: `to_fp32()`; auto: the Learner's
+    default."""
     from fastcore_ext.callback import Callback
     from fastcore_ext.data import ImageDataBunch, imagenet_stats
     from fastcore_ext.vision import create_cnn, error_rate, get_transforms
@@ -248,7 +252,7 @@ def run_ours(data_dir: Path, device: str, precision: str, cfg: dict, seed: int =
         learn.to_channels_last()
     elif precision == "fp16":
         learn.to_fp16()
-    else:
+    elif precision == "fp32":
         learn.to_fp32()
 
     class Timer(_PhaseTimerMixin, Callback):
@@ -522,14 +526,15 @@ def summarize(rows: list[dict], epochs: int) -> list[str]:
             ratio = wall / med["fastai", ref]
             out.append(f"ours {precision} / fastai {ref} wall time: {ratio:.2f}x")
     by_seed = {(r["precision"], r["round"]): r for r in rows if r["lib"] == "ours"}
-    pairs = [
-        (by_seed["fp32", k], by_seed["bf16", k])
-        for (p, k) in by_seed
-        if p == "fp32" and ("bf16", k) in by_seed
-    ]
-    if pairs:
+    for other in dict.fromkeys(p for p, _ in by_seed if p != "fp32"):
+        pairs = [
+            (by_seed["fp32", k], by_seed[p, k])
+            for p, k in by_seed
+            if p == other and ("fp32", k) in by_seed
+        ]
         diffs = ", ".join(f"{b['error_rate'] - a['error_rate']:+.4f}" for a, b in pairs)
-        out.append(f"ours bf16 - fp32 error_rate, same seeds: {diffs}")
+        if diffs:
+            out.append(f"ours {other} - fp32 error_rate, same seeds: {diffs}")
     return out
 
 
@@ -542,10 +547,10 @@ def side_by_side(device: str = DEVICE) -> tuple[list[dict], dict]:
         _warm_cache(data_dir, device, cfg)
     rows = []
     for precision in cfg["precisions"]:
-        # fastai's to_bf16 autocasts for CUDA only: on the CPU it would train in fp32
-        plibs = [
-            lib for lib in libs if not (lib == "fastai" and precision == "bf16" and device == "cpu")
-        ]
+        # fastai's to_bf16 autocasts for CUDA only: on the CPU it would train in fp32; its
+        # default ("auto") is fp32: its fp32 runs serve those comparisons
+        fastai_runs = not (precision == "auto" or (precision == "bf16" and device == "cpu"))
+        plibs = [lib for lib in libs if lib == "ours" or fastai_runs]
         for r in range(cfg["rounds"]):  # round r: seed r in both libraries
             order = plibs if r % 2 == 0 else plibs[::-1]
             for lib in order:
@@ -580,14 +585,16 @@ def test_fit_one_cycle_side_by_side():
 
 
 def test_summarize_time_to_accuracy():
-    """The summary lines (fast): mean +- sd of the error, the wall-time ratios (ours bf16
-    against fastai fp32 where fastai has no bf16 row) and bf16 - fp32 per seed."""
+    """The summary lines (fast): mean +- sd of the error, the wall-time ratios (ours bf16 and
+    auto against fastai fp32 where fastai has no such row) and bf16 - fp32, auto - fp32 per
+    seed."""
     rows = [
         {"lib": lib, "precision": p, "round": k, "wall_s": w, "n_train": 100, "error_rate": e}
         for lib, p, k, w, e in (
             ("ours", "fp32", 0, 10.0, 0.5), ("ours", "fp32", 1, 12.0, 0.3),
             ("fastai", "fp32", 0, 20.0, 0.4), ("fastai", "fp32", 1, 20.0, 0.4),
             ("ours", "bf16", 0, 5.0, 0.6), ("ours", "bf16", 1, 7.0, 0.3),
+            ("ours", "auto", 0, 6.0, 0.45), ("ours", "auto", 1, 8.0, 0.35),
         )
     ]  # fmt: skip
     lines = summarize(rows, epochs=3)
@@ -596,6 +603,8 @@ def test_summarize_time_to_accuracy():
     assert "ours fp32 / fastai fp32 wall time: 0.55x" in lines
     assert "ours bf16 / fastai fp32 wall time: 0.30x" in lines
     assert "ours bf16 - fp32 error_rate, same seeds: +0.1000, +0.0000" in lines
+    assert "ours auto / fastai fp32 wall time: 0.35x" in lines
+    assert "ours auto - fp32 error_rate, same seeds: -0.0500, +0.0500" in lines
     assert cpu_model()  # a model name and its flags, or 'unknown CPU'
 
 
@@ -666,7 +675,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", choices=["ours", "fastai"], required=True)
     parser.add_argument("--data", type=Path, required=True, help="the image folder")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=DEVICE)
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--profile", action="store_true", help="phase times (syncs on CUDA)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, init, shuffle")

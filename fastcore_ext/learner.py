@@ -672,11 +672,13 @@ class Learner:
         mp = self.mixed_precision
         return mp.scaler if mp is not None else None
 
-    def to_bf16(self) -> Learner:
+    def to_bf16(self, fp32_epochs: int = 0) -> Learner:
         """Forward passes and the loss under torch.autocast(bfloat16) (CPU or CUDA), no loss
-        scaling; fast where bf16 is native, best with channels-last. Returns self; details
-        in fastcore_ext.callback.mixed_precision."""
-        mixed_precision.use(self, mixed_precision.bf16(self.data.device))
+        scaling; fast where bf16 is native, best with channels-last. fp32_epochs: the
+        learner's first epochs (over all its fits) in float32 (precision 'auto' uses 1 for a
+        model trained from scratch). Returns self; details in
+        fastcore_ext.callback.mixed_precision."""
+        mixed_precision.use(self, mixed_precision.bf16(self.data.device, fp32_epochs))
         return self
 
     def to_fp16(self) -> Learner:

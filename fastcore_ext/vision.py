@@ -148,6 +148,9 @@ def create_cnn(
     learn = Learner(data, model, metrics=metrics, **kwargs)
     if pretrained is not False:
         learn.freeze()
+        mp = learn.mixed_precision
+        if mp is not None:  # trained features: bf16 from the first epoch (precision 'auto')
+            mp.fp32_epochs = 0
     if torch.device(data.device).type == "cuda":
         learn.to_channels_last()
     return learn

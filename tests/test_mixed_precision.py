@@ -147,9 +147,10 @@ def test_auto_picks_bf16_and_channels_last_where_native_and_says_so_once(cpu_fla
     make_learner(precision="auto")
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
-        "fastcore_ext: precision auto -> bf16 autocast + channels-last (avx512_bf16); "
-        "learn.to_fp32() opts out"
+        "fastcore_ext: precision auto -> bf16 autocast + channels-last (avx512_bf16), a "
+        "random model's first epoch in fp32; learn.to_fp32() opts out"
     ]
+    assert learn.mixed_precision.fp32_epochs == mixed_precision.AUTO_FP32_EPOCHS == 1
     learn.to_fp32()  # opts out of both
     assert learn.precision == "fp32" and not learn.channels_last
     assert learn.model[0].weight.is_contiguous()
@@ -214,6 +215,64 @@ def test_bf16_keeps_weights_optimizer_state_and_batchnorm_statistics_float32():
     )
     state = learn.opt.state_dict()["state"]
     assert all(v.dtype == torch.float32 for st in state.values() for v in st.values())
+
+
+class EpochDtypes(Callback):
+    """The dtypes of the model output per training epoch, and of the validation passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.train: list[set[torch.dtype]] = []
+        self.valid: set[torch.dtype] = set()
+
+    def before_epoch(self):
+        self.train.append(set())
+
+    def after_pred(self):
+        if self.learn.training:
+            self.train[-1].add(self.learn.pred.dtype)
+        else:
+            self.valid.add(self.learn.pred.dtype)
+
+
+def test_the_first_fp32_epochs_of_a_learner_run_in_float32():
+    """to_bf16(fp32_epochs=2): the learner's first two epochs, counted over its fits, train
+    and validate in float32 (an lr_find before them too), later ones in bfloat16;
+    predictions outside a fit are bfloat16."""
+    learn = make_learner().to_bf16(fp32_epochs=2)
+    assert repr(learn.mixed_precision) == "MixedPrecision(bf16, fp32_epochs=2)"
+    sweep = Dtypes()
+    learn.add_cb(sweep)
+    learn.lr_find(num_it=4, show_plot=False)
+    learn.remove_cb(sweep)
+    assert sweep.train == {torch.float32}
+    first = EpochDtypes()
+    learn.fit_one_cycle(1, 1e-2, cbs=first)
+    assert first.train == [{torch.float32}] and first.valid == {torch.float32}
+    second = EpochDtypes()
+    learn.fit_one_cycle(3, 1e-2, cbs=second)
+    assert second.train == [{torch.float32}, {torch.bfloat16}, {torch.bfloat16}]
+    assert not learn.mixed_precision.fp32_epoch
+    xb, _ = next(iter(learn.data.valid_dl))
+    with learn.autocast():
+        assert learn.model(xb).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="fp32_epochs should be >= 0, got -1"):
+        learn.to_bf16(fp32_epochs=-1)
+
+
+def test_auto_bf16_starts_in_fp32_from_scratch_only(cpu_flags, monkeypatch):
+    """precision 'auto' on a bf16 CPU: create_cnn's random model trains its first epoch in
+    float32; with pretrained weights (stubbed here), bf16 from the first epoch."""
+    from fastcore_ext import vision
+
+    cpu_flags("avx2 avx512f avx512_bf16")
+    data = easy_bunch(n_train=16, n_valid=8, size=32, bs=8)
+    scratch = vision.create_cnn(data, "resnet18", pretrained=False, precision="auto")
+    assert scratch.mixed_precision.fp32_epochs == 1
+    random_body = vision.create_body  # offline: random weights stand in for ImageNet's
+    monkeypatch.setattr(vision, "create_body", lambda arch, _, cut: random_body(arch, False, cut))
+    trained = vision.create_cnn(data, "resnet18", pretrained=True, precision="auto")
+    assert trained.mixed_precision.fp32_epochs == 0
 
 
 def test_mixed_precision_callback_is_attached_and_removed():

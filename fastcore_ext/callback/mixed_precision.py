@@ -14,9 +14,16 @@ learner's host mirror of that counter follows the device counter.
 `auto_precision(device)` is what `Learner(precision="auto")` picks: "bf16" where the
 hardware multiplies bfloat16 natively (fastcore_ext.hardware), else "fp32"; `announce_auto`
 prints that choice once per process and `set_up(learn, precision)` applies
-`Learner(precision=...)`. `bf16(device)` / `fp16(device)` build the callback of
-`Learner.to_bf16` / `to_fp16` (checking that the device runs it), `attached(cbs)` finds it
-among a learner's callbacks and `use(learn, mp)` puts it in place of the attached one.
+`Learner(precision=...)`. The automatic bf16 trains the learner's first AUTO_FP32_EPOCHS
+epoch(s) in float32 (`MixedPrecision.fp32_epochs`; `create_cnn` with pretrained weights sets
+0): bfloat16's rounding error, relative to the signal, is largest while a network's features
+are still random, and from scratch it cost 1.5 points of error at equal epochs (16 seeds of
+the demo: 0.697 against fastai's 0.676 in fp32); with a float32 first epoch, 0.682
+(bench/README.md, "Why bf16 costs accuracy from scratch").
+
+`bf16(device)` / `fp16(device)` build the callback of `Learner.to_bf16` / `to_fp16`
+(checking that the device runs it), `attached(cbs)` finds it among a learner's callbacks and
+`use(learn, mp)` puts it in place of the attached one.
 
 A known wrong result of the CPU's bfloat16 convolution (torch 2.14; seen on an AMD Zen 4
 with AVX512-BF16, and as NaN weights on the project's CI machine): the weight gradient
@@ -39,6 +46,7 @@ import torch
 from torch import nn
 
 from fastcore_ext.callback.core import Callback, CancelStepException
+from fastcore_ext.checks import check_int
 from fastcore_ext.hardware import has_native_bf16, native_bf16_cpu_flags
 from fastcore_ext.ranks import is_main_process
 
@@ -48,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MixedPrecision",
     "PRECISIONS",
+    "AUTO_FP32_EPOCHS",
     "auto_precision",
     "narrow_strided_convs",
     "announce_auto",
@@ -60,6 +69,9 @@ __all__ = [
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 """The values of Learner(precision=...)."""
+
+AUTO_FP32_EPOCHS = 1
+"""Epochs a learner trains in float32 before precision 'auto' turns bfloat16 on."""
 
 _NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
@@ -74,8 +86,8 @@ def auto_precision(device: torch.device | str) -> tuple[str, str]:
         return "fp32", f"fastcore_ext: precision auto -> fp32 (no native bfloat16 on {device.type})"
     why = ", ".join(native_bf16_cpu_flags()) if device.type == "cpu" else device.type
     return "bf16", (
-        f"fastcore_ext: precision auto -> bf16 autocast + channels-last ({why}); "
-        f"learn.to_fp32() opts out"
+        f"fastcore_ext: precision auto -> bf16 autocast + channels-last ({why}), a random "
+        f"model's first epoch in fp32; learn.to_fp32() opts out"
     )
 
 
@@ -91,13 +103,14 @@ def announce_auto(device: torch.device | str) -> str:
 
 def set_up(learn: Learner, precision: str) -> None:
     """What Learner(precision=...) does: to_bf16 or to_fp16, or for 'auto' the choice of
-    `announce_auto`, bf16 with channels-last (which to_fp32 undoes); 'fp32' changes nothing."""
+    `announce_auto`, bf16 after AUTO_FP32_EPOCHS float32 epochs, with channels-last (which
+    to_fp32 undoes); 'fp32' changes nothing."""
     if precision == "bf16":
         learn.to_bf16()
     elif precision == "fp16":
         learn.to_fp16()
     elif precision == "auto" and announce_auto(learn.data.device) == "bf16":
-        learn.to_bf16().to_channels_last()
+        learn.to_bf16(fp32_epochs=AUTO_FP32_EPOCHS).to_channels_last()
         learn._auto_layout = True
 
 
@@ -153,11 +166,19 @@ class MixedPrecision(Callback):
     with `scaler` (a torch.amp.GradScaler), loss scaling and the scaler's optimizer step.
 
     dtype: torch.bfloat16 or torch.float16.
+    fp32_epochs: the learner's first fp32_epochs training epochs, counted over all its fits
+        (`learn.epochs_trained`), run in float32, validation included; an lr_find before
+        them too. Predictions outside a fit use `dtype`.
     """
 
     order = 1000  # last: every other callback's before_step sees the step before it is taken
 
-    def __init__(self, dtype: torch.dtype, scaler: torch.amp.GradScaler | None = None) -> None:
+    def __init__(
+        self,
+        dtype: torch.dtype,
+        scaler: torch.amp.GradScaler | None = None,
+        fp32_epochs: int = 0,
+    ) -> None:
         super().__init__()
         if dtype not in _NAMES:
             raise ValueError(f"dtype should be torch.bfloat16 or torch.float16, got {dtype!r}")
@@ -167,7 +188,9 @@ class MixedPrecision(Callback):
             )
         self.dtype = dtype
         self.scaler = scaler
+        self.fp32_epochs = check_int("fp32_epochs", fp32_epochs, 0)
         self.fp32_fit = False  # this fit trains in float32 (narrow_strided_convs found a layer)
+        self.fp32_epoch = False  # this epoch trains in float32 (one of the first fp32_epochs)
         self._checked = False
 
     @property
@@ -178,10 +201,14 @@ class MixedPrecision(Callback):
     def autocast(self) -> torch.autocast:
         """The autocast context of the learner's forward passes."""
         device_type = torch.device(self.learn.data.device).type
-        return torch.autocast(device_type=device_type, dtype=self.dtype, enabled=not self.fp32_fit)
+        enabled = not (self.fp32_fit or self.fp32_epoch)
+        return torch.autocast(device_type=device_type, dtype=self.dtype, enabled=enabled)
 
     def before_fit(self) -> None:
         self.fp32_fit = self._checked = False
+
+    def before_epoch(self) -> None:
+        self.fp32_epoch = self.learn.epochs_trained < self.fp32_epochs
 
     def before_batch(self) -> None:
         """At the fit's first training batch, on the CPU in bf16: float32 for this fit where
@@ -205,7 +232,7 @@ class MixedPrecision(Callback):
             )
 
     def after_fit(self) -> None:
-        self.fp32_fit = False
+        self.fp32_fit = self.fp32_epoch = False
 
     def before_backward(self) -> None:
         if self.scaler is not None:
@@ -224,19 +251,20 @@ class MixedPrecision(Callback):
 
     def __repr__(self) -> str:
         scaled = ", GradScaler" if self.scaler is not None else ""
-        return f"MixedPrecision({self.name}{scaled})"
+        warm = f", fp32_epochs={self.fp32_epochs}" if self.fp32_epochs else ""
+        return f"MixedPrecision({self.name}{scaled}{warm})"
 
 
-def bf16(device: torch.device | str) -> MixedPrecision:
-    """The callback of `Learner.to_bf16` for data on `device`; ValueError on a GPU without
-    bfloat16."""
+def bf16(device: torch.device | str, fp32_epochs: int = 0) -> MixedPrecision:
+    """The callback of `Learner.to_bf16` for data on `device` (the first fp32_epochs epochs
+    in float32); ValueError on a GPU without bfloat16."""
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(
             f"to_bf16: the GPU of data.device ({device}) does not support bfloat16; use "
             f"learn.to_fp16() there"
         )
-    return MixedPrecision(torch.bfloat16)
+    return MixedPrecision(torch.bfloat16, fp32_epochs=fp32_epochs)
 
 
 def fp16(device: torch.device | str) -> MixedPrecision:
