@@ -137,9 +137,9 @@ def test_fit_one_cycle_defaults():
     assert rec.moms[0] == [0.95, 0.95]
 
 
-def test_set_epoch_called_each_epoch():
-    learn = make_learner()
-    seen = []
+def data_epochs_of(learn: Learner) -> list[int]:
+    """The list the learner's training loader appends every set_epoch(e) to."""
+    seen: list[int] = []
     dl = learn.data.train_dl
     original = dl.set_epoch
 
@@ -148,6 +148,12 @@ def test_set_epoch_called_each_epoch():
         original(e)
 
     dl.set_epoch = spy
+    return seen
+
+
+def test_set_epoch_called_each_epoch():
+    learn = make_learner()
+    seen = data_epochs_of(learn)
     learn.fit_one_cycle(4, start_epoch=2)
     assert seen == [2, 3]
 
@@ -157,15 +163,7 @@ def test_each_fit_draws_new_data_epochs():
     shuffle and augment anew every epoch), an lr_find leaves them as they were, and a fit
     cut short counts only its finished epochs."""
     learn = make_learner()
-    seen = []
-    dl = learn.data.train_dl
-    original = dl.set_epoch
-
-    def spy(e):
-        seen.append(e)
-        original(e)
-
-    dl.set_epoch = spy
+    seen = data_epochs_of(learn)
     learn.fit(2, lr=1e-3)
     assert seen == [0, 1] and learn.epochs_trained == 2 and learn.epochs_done == 2
     learn.lr_find(num_it=3, show_plot=False)
