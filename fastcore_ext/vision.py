@@ -127,7 +127,8 @@ def create_cnn(
 
     data: the bunch (its `c` classes size the head). arch: a torchvision builder such as
     models.resnet34 (or its name). pretrained: load the ImageNet weights (torchvision's
-    DEFAULT, or the given Weights) and freeze the body except its BatchNorm layers.
+    DEFAULT, or the given Weights) and freeze the body except its BatchNorm layers; precision
+    'auto' then runs bf16 from the first epoch (a random model's first epoch is float32).
     cut, lin_ftrs, ps: see create_body / create_head. kwargs go to Learner (loss_func,
     opt_func, wd, path, model_dir, splitter, seed, cbs). Resnets get 3 layer groups
     (stem..layer2, layer3..layer4, head), other architectures 2 (body, head). On CUDA the

@@ -17,9 +17,9 @@ prints that choice once per process and `set_up(learn, precision)` applies
 `Learner(precision=...)`. The automatic bf16 trains the learner's first AUTO_FP32_EPOCHS
 epoch(s) in float32 (`MixedPrecision.fp32_epochs`; `create_cnn` with pretrained weights sets
 0): bfloat16's rounding error, relative to the signal, is largest while a network's features
-are still random, and from scratch it cost 1.5 points of error at equal epochs (16 seeds of
-the demo: 0.697 against fastai's 0.676 in fp32); with a float32 first epoch, 0.682
-(bench/README.md, "Why bf16 costs accuracy from scratch").
+are still random. From scratch, bf16 from the first batch ended 2 points of error above
+fastai's fp32 at equal epochs (16 seeds of the demo on a 2-core Zen 4: 0.697 against 0.676),
+with a float32 first epoch 0.682 (bench/README.md, "Precision 'auto' from scratch").
 
 `bf16(device)` / `fp16(device)` build the callback of `Learner.to_bf16` / `to_fp16`
 (checking that the device runs it), `attached(cbs)` finds it among a learner's callbacks and
