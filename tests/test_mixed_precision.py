@@ -13,7 +13,7 @@ import torch
 from fakes import easy_bunch, make_learner
 
 import fastcore_ext.learner as learner_mod
-from fastcore_ext import hardware
+from fastcore_ext import hardware, vision
 from fastcore_ext.callback import Callback, mixed_precision
 from fastcore_ext.callback.mixed_precision import MixedPrecision
 from fastcore_ext.schedule import one_cycle
@@ -263,8 +263,6 @@ def test_the_first_fp32_epochs_of_a_learner_run_in_float32():
 def test_auto_bf16_starts_in_fp32_from_scratch_only(cpu_flags, monkeypatch):
     """precision 'auto' on a bf16 CPU: create_cnn's random model trains its first epoch in
     float32; with pretrained weights (stubbed here), bf16 from the first epoch."""
-    from fastcore_ext import vision
-
     cpu_flags("avx2 avx512f avx512_bf16")
     data = easy_bunch(n_train=16, n_valid=8, size=32, bs=8)
     scratch = vision.create_cnn(data, "resnet18", pretrained=False, precision="auto")
