@@ -392,6 +392,45 @@ def test_lr_find_stops_when_loss_diverges():
     assert rec.smooth_losses[-1] > 4 * best or not math.isfinite(rec.smooth_losses[-1])
 
 
+class ScriptedLoss(Callback):
+    """Replaces each training batch's recorded loss by the next of `losses` (before the
+    Recorder, order 50, smooths it; the gradients still come from the real loss)."""
+
+    order = 40
+
+    def __init__(self, losses):
+        super().__init__()
+        self.losses = list(losses)
+
+    def after_loss(self):
+        if self.learn.training:
+            self.learn.loss = torch.tensor(self.losses[self.learn.train_iter - 1])
+
+
+@pytest.mark.parametrize(
+    "losses, points",
+    [
+        ([0.1] * 6, 6),
+        # a 30x batch-noise jump at the 2nd point: before, the sweep ended there with one usable
+        # point and lr_find raised; the smoothed loss is still 4x the best at the 3rd: ended
+        ([0.1, 3.0, 0.1, 0.1, 0.1, 0.1], 3),
+    ],
+)
+def test_lr_find_divergence_counts_from_the_third_point(losses, points):
+    learn = make_learner()
+    learn.add_cb(ScriptedLoss(losses))
+    sugg = learn.lr_find(num_it=6, show_plot=False)
+    assert len(learn.recorder.lrs) == points and math.isfinite(sugg.valley)
+
+
+def test_lr_find_stops_at_once_on_a_nan_loss():
+    learn = make_learner()
+    learn.add_cb(ScriptedLoss([0.1, math.nan, 0.1, 0.1, 0.1, 0.1]))
+    with pytest.raises(ValueError, match="too few usable points"):
+        learn.lr_find(num_it=6, show_plot=False)
+    assert len(learn.recorder.lrs) == 2
+
+
 def test_lr_find_hands_smoothed_curve_to_suggest_lrs(monkeypatch):
     calls = []
 
