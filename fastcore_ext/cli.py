@@ -228,7 +228,7 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
         "--skip-bad",
         action="store_true",
         help="decode every image first and leave out the unreadable ones (default: skip each "
-        "when training meets it, with a warning per epoch)",
+        "when training meets it, named by a warning the first time)",
     )
     p.add_argument(
         "--workers",

@@ -32,7 +32,8 @@ uncached, give identical batches, and nothing here draws from torch's global RNG
 
 Unreadable images (truncated, empty, not an image) met during a pass are skipped: the batch
 goes on without them (a batch that loses every item is skipped), and at the end of the pass
-one warning names them (per pass, so once per epoch). `bad_items` lists every one met so far;
+one warning names those this loader had not named before (so each file once, not once per
+epoch: an lr_find on a small set runs dozens of passes). `bad_items` lists every one met so far;
 the cache remembers them, so a cached epoch skips and names them too. The shuffled order is
 still drawn over every item, so which items share a batch does not depend on which are bad.
 `skip_bad=True` of the bunch drops them before any pass instead. Under several processes a
@@ -491,15 +492,19 @@ class DeviceDataLoader:
         return False
 
     def _warn_bad(self, epoch: int, bad: list[int]) -> None:
-        """The one warning of a pass that skipped unreadable files."""
+        """The one warning of a pass that met unreadable files this loader has not named yet
+        (an lr_find over a small set runs dozens of passes: each file is named once)."""
+        new = sorted(set(bad) - self._bad)
         self._bad.update(bad)
-        names = [str(self.dataset.items[i]) for i in sorted(set(bad))]
+        if not new:
+            return
+        names = [str(self.dataset.items[i]) for i in new]
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
         warnings.warn(
             f"epoch {epoch}: skipped {len(names)} unreadable image(s) of the "
-            f"{'training' if self.train else 'validation'} set: {shown}. Drop them with "
-            "skip_bad=True when building the data, or delete them with verify_images(path, "
-            "delete=True)",
+            f"{'training' if self.train else 'validation'} set: {shown}. Later passes skip "
+            "them without a warning (bad_items lists them). Drop them with skip_bad=True "
+            "when building the data, or delete them with verify_images(path, delete=True)",
             stacklevel=3,
         )
 
@@ -509,8 +514,8 @@ class DeviceDataLoader:
         """Batches of `epoch` (default: the next, without advancing it) before augmentation:
         ``(uint8 Tensor[B, 3, P, P] with channels_last strides, int64 Tensor[B])`` on the
         device. A complete pass over an uncompleted cache completes it. Unreadable files are
-        left out of their batches (a batch left empty is skipped) and named by one warning at
-        the end of the pass (see the module doc)."""
+        left out of their batches (a batch left empty is skipped); those not named before are
+        named by one warning at the end of the pass (see the module doc)."""
         epoch = self._epoch if epoch is None else epoch
         batches = self.batch_indices(epoch)
         draws = self.window_draws(epoch)
