@@ -16,6 +16,7 @@ from fastcore_ext.data import (
     items_from_name_re,
     random_split,
 )
+from fastcore_ext.data.items import _resolve_fnames
 
 
 def _img(path: Path) -> Path:
@@ -124,6 +125,33 @@ def test_from_name_re(tmp_path):
     # relative names are taken relative to path; a compiled pattern works too
     rel = [f.name for f in files]
     assert items_from_name_re(tmp_path, rel, re.compile(r"/([^/]+)_\d+.jpg$"), seed=0) == s
+
+
+def test_from_name_re_with_a_relative_path(tmp_path, monkeypatch):
+    """The lesson's code with a relative folder: get_image_files(Path('pets')) gives names
+    that already start with 'pets/' (fastai keeps them as given); and run inside the folder,
+    the Pets pattern (which wants a '/' before the class) still finds the class."""
+    (tmp_path / "pets").mkdir()
+    for c in ("Abyssinian", "pug"):
+        for i in range(5):
+            _img(tmp_path / "pets" / f"{c}_{i}.jpg")
+    pat = r"/([^/]+)_\d+.jpg$"
+    want = items_from_name_re(tmp_path / "pets", get_image_files(tmp_path / "pets"), pat, seed=0)
+    monkeypatch.chdir(tmp_path)
+    path = Path("pets")
+    s = items_from_name_re(path, get_image_files(path), pat, seed=0)
+    assert s.train_items[0] == Path("pets") / want.train_items[0].name
+    assert (s.classes, s.train_labels, s.valid_labels) == (
+        want.classes, want.train_labels, want.valid_labels,
+    )  # fmt: skip
+    monkeypatch.chdir(tmp_path / "pets")
+    s = items_from_name_re(Path("."), get_image_files(Path(".")), pat, seed=0)
+    assert s.classes == ["Abyssinian", "pug"] and s.train_labels == want.train_labels
+    # where both exist, the name under path wins (names relative to path, as before)
+    monkeypatch.chdir(tmp_path)
+    _img(tmp_path / "pets" / "pug_9.jpg")
+    _img(tmp_path / "pets" / "pets" / "pug_9.jpg")
+    assert _resolve_fnames(path, ["pets/pug_9.jpg"]) == [Path("pets/pets/pug_9.jpg")]
 
 
 def test_from_name_re_non_matching_file_names_file_and_pattern(tmp_path):

@@ -121,11 +121,22 @@ def _labelled(
     )
 
 
+def _resolve_name(root: Path, f: Path) -> Path:
+    """A relative name is taken relative to `root`, or as given (relative to the working
+    folder) when only that file exists: `get_image_files(Path('pets'))` gives names that
+    already start with 'pets/', as in fastai, whose lists keep names as given."""
+    if f.is_absolute():
+        return f
+    if (root / f).is_file() or not f.is_file():
+        return root / f
+    return f
+
+
 def _resolve_fnames(path: str | Path, fnames: Iterable[str | Path]) -> list[Path]:
     if isinstance(fnames, str | Path):
         raise TypeError(f"fnames: expected a list of file names, got a single {fnames!r}")
     root = Path(path)
-    items = [root / f if not Path(f).is_absolute() else Path(f) for f in fnames]
+    items = [_resolve_name(root, Path(f)) for f in fnames]
     if not items:
         raise ValueError("fnames: expected at least one file, got an empty list")
     missing = [p for p in items if not p.is_file()]
@@ -225,8 +236,10 @@ def items_from_name_re(
     valid_pct: float = 0.2,
     seed: int = 0,
 ) -> ItemSplit:
-    """Label = first group of `pat` searched in each file's full path (POSIX form); relative
-    names are taken relative to `path`. A file the pattern does not match is an error."""
+    """Label = first group of `pat` searched in each file's path (POSIX form; where that is
+    relative and does not match, its absolute form, so r'/([^/]+)_\\d+.jpg$' works in the
+    images folder itself); relative names are taken relative to `path`, or as given when only
+    that file exists. A file the pattern does not match is an error."""
     try:
         rx = re.compile(pat)
     except (TypeError, re.error) as e:
@@ -237,6 +250,8 @@ def items_from_name_re(
     labels = []
     for p in items:
         m = rx.search(p.as_posix())
+        if (m is None or m.group(1) is None) and not p.is_absolute():
+            m = rx.search(p.absolute().as_posix())
         if m is None or m.group(1) is None:
             raise ValueError(
                 f"pat: the pattern '{rx.pattern}' does not match file '{p.as_posix()}'"
