@@ -1,4 +1,5 @@
-"""Inference with a Learner: get_preds, predict and tta (what the Learner methods call).
+"""Inference with a Learner: get_preds, validate, predict and tta (what the Learner methods
+call).
 
 Every pass runs the model through `forward(learn, xb)`: the input in the learner's memory
 format (channels-last after `to_channels_last`), inside `learn.autocast()` (the learner's
@@ -22,12 +23,12 @@ from torch.nn import functional as F
 
 from fastcore_ext.augment import augment_batch, epoch_generator
 from fastcore_ext.data import DeviceDataLoader
-from fastcore_ext.ranks import all_gather_cat
+from fastcore_ext.ranks import all_gather_cat, reduce_validation
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
-__all__ = ["evaluating", "forward", "get_preds", "predict", "tta"]
+__all__ = ["evaluating", "forward", "get_preds", "predict", "tta", "validate"]
 
 _TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
 
@@ -150,6 +151,46 @@ def get_preds(
         perm = torch.argsort(order)
         res = [r[perm] for r in res]
     return tuple(res)
+
+
+def validate(
+    learn: Learner, ds_type: str = "valid", dl: Iterable[Any] | None = None
+) -> list[float]:
+    """`Learner.validate`: the loss and each metric over a whole data set, computed as the
+    epoch table computes its valid_loss and metrics (the learner's loss_func per batch inside
+    its autocast, averaged over items; each metric on every raw output at once; under several
+    processes over every process's part), without a callback event or a change to the
+    recorder. ds_type and dl as in `get_preds`. Returns [loss, *metrics] as floats."""
+    if ds_type not in ("valid", "train"):
+        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+    source = "the given dl" if dl is not None else f"data.{ds_type}_dl"
+    if dl is None:
+        dl = _preds_dl(learn.data, ds_type)
+    elif not isinstance(dl, Iterable):
+        raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
+    loss_sum: torch.Tensor | None = None
+    n = 0
+    outs: list[torch.Tensor] = []
+    targs: list[torch.Tensor] = []
+    with evaluating(learn.model):
+        for batch in dl:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError(f"dl should yield (x, y) pairs, got {type(batch).__name__}")
+            xb, yb = batch
+            out = forward(learn, xb)
+            with learn.autocast():
+                loss = learn.loss_func(out, yb).detach().float() * yb.shape[0]
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            n += yb.shape[0]
+            outs.append(out)
+            targs.append(yb)
+    # outside inference_mode, as in get_preds; every process joins, also one with no batch
+    preds, targ = (torch.cat(p) if p else None for p in (outs, targs))
+    if getattr(dl, "world_size", 1) > 1:
+        loss_sum, n, preds, targ = reduce_validation(loss_sum, n, preds, targ)
+    if n == 0 or loss_sum is None:
+        raise ValueError(f"{source} yielded no batch")
+    return [float(loss_sum / n)] + [float(m(preds, targ)) for m in learn.metrics]
 
 
 def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:

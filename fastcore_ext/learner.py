@@ -508,6 +508,14 @@ class Learner:
         `fastcore_ext.inference.get_preds`."""
         return inference.get_preds(self, ds_type, with_loss, with_input, dl, act, reorder)
 
+    def validate(self, ds_type: str = "valid", dl: Iterable[Any] | None = None) -> list[float]:
+        """[loss, *metrics] over the whole validation set ('valid'), the training set in
+        order ('train') or any `dl` of (x, y) batches, computed as the epoch table computes
+        valid_loss and the metrics (fastai's `learn.validate()`); in eval mode under
+        torch.inference_mode, in the learner's precision; the recorder is left alone. Details
+        in `fastcore_ext.inference.validate`."""
+        return inference.validate(self, ds_type, dl)
+
     def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
         """Classify one image: a file path, a PIL image, or a uint8 tensor / array [3, H, W]
         or [H, W, 3]. It goes through the validation transform (presize, center crop,

@@ -1,4 +1,5 @@
-"""Learner.get_preds: one inference pass, checked against a manual pass over the same data."""
+"""Learner.get_preds and validate: one inference pass, checked against a manual pass over the same
+data."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch.nn import functional as F
 
 from fastcore_ext.augment import get_transforms
 from fastcore_ext.data import ImageDataBunch, demo_dataset
+from fastcore_ext.metrics import accuracy, error_rate
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
@@ -292,3 +294,47 @@ def test_validation_get_preds_and_predict_run_in_inference_mode_precision_and_la
     for t in (probs, one):  # normal tensors, usable with autograd afterwards
         assert not t.is_inference() and t.dtype == torch.float32
         (t * torch.ones_like(t, requires_grad=True)).sum().backward()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_validate_equals_the_epoch_table_and_a_manual_pass(precision):
+    model = Probe()
+    learn = make_learner(
+        model=model, splitter=lambda m: [m.net[:3], m.net[3:]], metrics=[error_rate, accuracy]
+    )
+    if precision == "bf16":
+        learn.to_bf16().to_channels_last()
+    learn.fit(1)
+    rec = learn.recorder
+    table = [rec.valid_losses[-1], *rec.metrics[-1]]
+    model.calls.clear()
+    model.train()
+    got = learn.validate()
+    assert got == table  # the same computation as the epoch's validation phase
+    amp = torch.bfloat16 if precision == "bf16" else None
+    n_valid = len(learn.data.valid_dl)
+    assert model.calls == [(False, True, False, amp, precision == "bf16")] * n_valid
+    assert model.training  # modes came back
+    assert (rec.valid_losses[-1], rec.metrics[-1]) == (table[0], table[1:])  # recorder untouched
+    if precision == "fp32":  # against a pass by hand
+        x, y = valid_xy(learn)
+        logits = manual_logits(model.net, x)
+        want_loss = F.cross_entropy(logits, y).item()
+        want_err = (logits.argmax(1) != y).float().mean().item()
+        assert got[0] == pytest.approx(want_loss, rel=1e-5)
+        assert got[1] == pytest.approx(want_err) and got[2] == pytest.approx(1 - want_err)
+    # any dl of (x, y): the loss is averaged over items, not batches
+    x, y = valid_xy(learn)
+    assert learn.validate(dl=[(x[:10], y[:10]), (x[10:], y[10:])])[0] == pytest.approx(got[0])
+
+
+def test_validate_bad_arguments():
+    learn = make_learner()
+    with pytest.raises(ValueError, match="ds_type should be 'valid' or 'train', got 'test'"):
+        learn.validate("test")
+    with pytest.raises(ValueError, match="the given dl yielded no batch"):
+        learn.validate(dl=[])
+    with pytest.raises(TypeError, match=r"dl should yield \(x, y\) pairs"):
+        learn.validate(dl=[1])
+    with pytest.raises(TypeError, match="dl should be an iterable"):
+        learn.validate(dl=3)
