@@ -258,17 +258,33 @@ class ClassificationInterpretation:
         k: int = 9,
         figsize: tuple[float, float] | None = None,
         largest: bool = True,
+        heatmap: bool = False,
+        heatmap_thresh: int = 16,
+        alpha: float = 0.6,
+        cmap: str = "magma",
     ) -> Figure:
         """A grid of the k items with the largest losses (smallest with largest=False), each
         titled 'prediction / actual' and 'loss / probability of the actual class'. Images
         are read from the data set now and shown as the model sees them: the validation
         transform (data.preprocess) denormalized to [0, 1]; a data set without it is shown
         as stored (uint8 / 255). Items of the 'train' set are shown without augmentation.
-        Saved as 'top_losses.png' ('top_losses_smallest.png'). Returns the Figure."""
+        heatmap=True overlays, as fastai v1 does, where the body looked for the actual class
+        (Grad-CAM, see `heatmaps`), in `cmap` at opacity `alpha`, on items whose body output
+        has at least `heatmap_thresh` cells. Saved as 'top_losses.png'
+        ('top_losses_smallest.png'). Returns the Figure."""
         k = self._check_k(k)
+        if not isinstance(heatmap, bool):
+            raise TypeError(f"heatmap should be a bool, got {type(heatmap).__name__}")
+        if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+            raise ValueError(f"alpha should be a number in [0, 1], got {alpha!r}")
+        cmap_obj = _colormap(cmap) if heatmap else None
         losses, idxs = self.top_losses(k, largest)
         rows_of = {int(i): r for r, i in enumerate(self.idxs.tolist())}
         images = self._images(idxs.tolist())
+        maps = None
+        if heatmap:
+            actual = [int(self.targets[rows_of[int(i)]]) for i in idxs.tolist()]
+            maps = self.heatmaps(idxs.tolist(), actual, heatmap_thresh)
         cols = math.ceil(math.sqrt(k))
         rows = math.ceil(k / cols)
         figsize = check_figsize(figsize, (max(4.0, 2.6 * cols), max(3.0, 2.8 * rows + 0.4)))
@@ -291,6 +307,12 @@ class ClassificationInterpretation:
                 continue
             img = images[cell]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            if maps is not None and maps[cell] is not None:
+                h, w = img.shape[:2]
+                ax.imshow(
+                    maps[cell], alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear",
+                    cmap=cmap_obj,
+                )  # fmt: skip
             ax.set_title("\n".join(titles[cell]), fontsize=fontsize)
         fig.suptitle("prediction / actual\nloss / probability of actual", fontsize=fontsize + 1)
         name = "top_losses" if largest else "top_losses_smallest"
@@ -388,6 +410,49 @@ class ClassificationInterpretation:
                 f"but {type(self.data).__name__} has none"
             )
         return ds
+
+    def heatmaps(
+        self, idxs: list[int], classes: list[int], thresh: int = 16
+    ) -> list[np.ndarray | None]:
+        """Grad-CAM maps of data set items `idxs` for `classes` (one class index each), as
+        fastai v1's plot_top_losses(heatmap=True) draws them: the body's output activations
+        A [C, h, w] (the model must be create_cnn's nn.Sequential(body, head)) weighted by the
+        spatial mean of d score[class] / dA per channel, summed over channels, ReLU -> float
+        array [h, w]; None for an item whose map has fewer than `thresh` cells. The inputs
+        go through the validation transform; the model runs in eval mode in float32, its
+        modes and gradients untouched."""
+        if isinstance(thresh, bool) or not isinstance(thresh, int) or thresh < 0:
+            raise ValueError(f"heatmap_thresh should be an int >= 0, got {thresh!r}")
+        model = getattr(self.learn, "model", None)
+        if not (isinstance(model, torch.nn.Sequential) and len(model) >= 2):
+            raise ValueError(
+                "heatmap needs the learner's model to be create_cnn's nn.Sequential(body, "
+                f"head), got {type(model).__name__}"
+            )
+        data = self.data
+        if not hasattr(data, "preprocess"):
+            raise ValueError("heatmap needs data with a validation transform (data.preprocess)")
+        ds = self._dataset()
+        x = data.preprocess([torch.as_tensor(ds[i][0]) for i in idxs]).float()
+        x = x.to(next(model.parameters()).device)
+        body, head = model[0], model[1:]
+        modes = [m.training for m in model.modules()]
+        model.eval()
+        try:
+            with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+                acts = body(x).detach().requires_grad_(True)
+                scores = head(acts)[torch.arange(len(idxs)), torch.as_tensor(classes)]
+                (grads,) = torch.autograd.grad(scores.sum(), acts)
+        finally:
+            for m, mode in zip(model.modules(), modes, strict=True):
+                m.training = mode
+        if acts.dim() != 4:
+            raise ValueError(
+                f"heatmap needs the body to output Tensor[B, C, h, w], got {tuple(acts.shape)}"
+            )
+        cams = torch.relu((acts.detach() * grads.mean((2, 3), keepdim=True)).sum(1)).cpu()
+        big_enough = acts.shape[-1] * acts.shape[-2] >= thresh
+        return [cam.numpy() if big_enough else None for cam in cams]
 
     def _images(self, idxs: list[int]) -> list[np.ndarray]:
         """Images of data set items `idxs` as float arrays in [0, 1]: [H, W, 3], or [H, W]

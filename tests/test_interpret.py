@@ -239,6 +239,95 @@ def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
     assert (tmp_path / "plots" / "top_losses.png").is_file()
 
 
+def _cnn_like_learner(folder, tmp_path):
+    """create_cnn's shape, small: nn.Sequential(body, head), BatchNorm in both."""
+    data = ImageDataBunch.from_folder(
+        folder, ds_tfms=None, size=16, bs=4, num_workers=0, seed=0
+    ).normalize(([0.3, 0.3, 0.3], [0.25, 0.2, 0.3]))
+    data.path = tmp_path
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                         nn.Conv2d(6, 5, 3, stride=2, padding=1), nn.ReLU())  # fmt: skip
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(5), nn.Linear(5, 3))
+    learn = make_learner(data=data, model=nn.Sequential(body, head), splitter=None)
+    learn.fit(1, lr=0.05)  # BatchNorm statistics away from their initial values
+    return learn
+
+
+def test_heatmaps_equal_fastai_v1_grad_cam_item_by_item(folder, tmp_path):
+    learn = _cnn_like_learner(folder, tmp_path)
+    interp = ClassificationInterpretation.from_learner(learn)
+    idxs, classes = [0, 4, 7], [2, 0, 1]
+    learn.model.train()
+    maps = interp.heatmaps(idxs, classes)
+    assert learn.model.training and learn.model[0][1].training  # modes came back
+    assert all(p.grad is None for p in learn.model.parameters())  # gradients untouched
+    # the oracle: fastai v1's way, one item at a time, hooks on the body, backward()
+    model = learn.model.eval()
+    x_all = learn.data.preprocess([learn.data.valid_ds[i][0] for i in idxs]).float()
+    for x, c, got in zip(x_all, classes, maps, strict=True):
+        stored = {}
+
+        def keep(module, inputs, out, stored=stored):
+            out.retain_grad()
+            stored["a"] = out
+
+        handle = model[0].register_forward_hook(keep)
+        model(x[None])[0, c].backward()
+        handle.remove()
+        acts, grad = stored["a"][0].detach(), stored["a"].grad[0]
+        want = F.relu((acts * grad.mean((1, 2))[:, None, None]).sum(0))
+        assert got.shape == (8, 8)
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-6)
+        model.zero_grad(set_to_none=True)
+    assert any(m.max() > 0 for m in maps)
+
+
+def test_plot_top_losses_with_heatmaps(folder, tmp_path):
+    learn = _cnn_like_learner(folder, tmp_path)
+    interp = ClassificationInterpretation.from_learner(learn)
+    fig = interp.plot_top_losses(4, heatmap=True, alpha=0.5)
+    _, idxs = interp.top_losses(4)
+    maps = interp.heatmaps(idxs.tolist(), interp.targets[idxs].tolist())
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert len(shown) == 4
+    for ax, m in zip(shown, maps, strict=True):
+        image, overlay = ax.get_images()
+        np.testing.assert_allclose(np.asarray(overlay.get_array()), m)
+        assert overlay.get_alpha() == 0.5 and overlay.get_extent() == [0, 16, 16, 0]
+        assert overlay.get_cmap().name == "magma"
+    # an 8 x 8 map has 64 cells: below a threshold of 65 no overlay is drawn
+    fig = interp.plot_top_losses(4, heatmap=True, heatmap_thresh=65)
+    assert all(len(ax.get_images()) == 1 for ax in fig.axes if ax.get_images())
+    with pytest.raises(TypeError, match="heatmap should be a bool"):
+        interp.plot_top_losses(4, heatmap="yes")
+    with pytest.raises(ValueError, match="alpha should be a number in"):
+        interp.plot_top_losses(4, heatmap=True, alpha=2)
+    with pytest.raises(ValueError, match="cmap should be a matplotlib colormap name"):
+        interp.plot_top_losses(4, heatmap=True, cmap="nope")
+    with pytest.raises(ValueError, match="heatmap_thresh should be an int"):
+        interp.plot_top_losses(4, heatmap=True, heatmap_thresh=-1)
+
+
+def test_heatmap_needs_a_body_and_a_head(folder, tmp_path):
+    data = ImageDataBunch.from_folder(folder, ds_tfms=None, size=16, bs=4, num_workers=0, seed=0)
+    data.path = tmp_path
+    learn = make_learner(data=data, model=Flat(), splitter=None)
+    interp = ClassificationInterpretation.from_learner(learn)
+    with pytest.raises(ValueError, match=r"create_cnn's nn.Sequential\(body, head\), got Flat"):
+        interp.plot_top_losses(2, heatmap=True)
+    assert isinstance(interp.plot_top_losses(2), Figure)  # without heatmap: fine
+
+
+class Flat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x.mean((2, 3)))
+
+
 def _fake_image_learner(tmp_path, images: torch.Tensor, logits: torch.Tensor, targets):
     learn = fixed_learner(logits, targets, tmp_path, bs=8)
     learn.data.valid_ds = ImageList(images, targets)
