@@ -325,6 +325,9 @@ class ClassificationInterpretation:
         cmap: str = "Blues",
         top: int | None = None,
         norm_dec: int = 2,
+        dpi: float | None = None,
+        title: str | None = None,
+        plot_txt: bool = True,
     ) -> Figure:
         """The confusion matrix as a heat map (rows actual, columns predicted) with the count
         (or, with normalize, the fraction of the actual class, `norm_dec` decimals) in each
@@ -333,9 +336,18 @@ class ClassificationInterpretation:
         most involved in mistakes (off-diagonal items in their row plus their column), in
         class order; normalized rows still divide by the class's full support. Font sizes
         follow the cell size and x labels are rotated: readable with 37 classes.
+        fastai v1's `dpi` (of the figure shown and saved; default matplotlib's), `title` (the
+        first line of the title) and `plot_txt` (False: no numbers in the cells) work too.
         Saved as 'confusion_matrix[_normalized][_top<n>].png'. Returns the Figure."""
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize should be a bool, got {type(normalize).__name__}")
+        for name, flag in (("normalize", normalize), ("plot_txt", plot_txt)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} should be a bool, got {type(flag).__name__}")
+        if dpi is not None and (
+            isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not dpi > 0
+        ):
+            raise ValueError(f"dpi should be a number > 0 or None, got {dpi!r}")
+        if title is not None and not isinstance(title, str):
+            raise TypeError(f"title should be a str or None, got {type(title).__name__}")
         if isinstance(norm_dec, bool) or not isinstance(norm_dec, int) or not 0 <= norm_dec <= 6:
             raise ValueError(f"norm_dec should be an int in [0, 6], got {norm_dec!r}")
         cmap_obj = _colormap(cmap)
@@ -357,7 +369,7 @@ class ClassificationInterpretation:
         n = len(keep)
         side = float(np.clip(2.5 + 0.3 * n, 5, 14))
         figsize = check_figsize(figsize, (side + 1.2, side))
-        fig = Figure(figsize=figsize)
+        fig = Figure(figsize=figsize, dpi=dpi)
         ax = fig.add_subplot()
         vmax = 1.0 if normalize else max(1, int(counts.max()))
         im = ax.imshow(values, interpolation="nearest", cmap=cmap_obj, vmin=0, vmax=vmax)
@@ -374,7 +386,7 @@ class ClassificationInterpretation:
             for label in ax.get_xticklabels():
                 label.set_horizontalalignment("right")
                 label.set_rotation_mode("anchor")
-        if text_size >= MIN_CELL_FONT:
+        if plot_txt and text_size >= MIN_CELL_FONT:
             for a, p in zip(*np.nonzero(counts if n > 10 else np.ones_like(counts)), strict=True):
                 v = values[a, p]
                 text = f"{v:.{norm_dec}f}" if normalize else str(int(counts[a, p]))
@@ -382,10 +394,11 @@ class ClassificationInterpretation:
                 ax.text(p, a, text, ha="center", va="center", color=color, fontsize=text_size)
         ax.set_xlabel("Predicted")
         ax.set_ylabel("Actual")
-        title = "Confusion matrix" + (" (normalized by actual class)" if normalize else "")
+        if title is None:
+            title = "Confusion matrix" + (" (normalized by actual class)" if normalize else "")
         if top is not None:
             title += f"\n{n} most confused of {self.c} classes"
-        if text_size < MIN_CELL_FONT:
+        if plot_txt and text_size < MIN_CELL_FONT:
             title += "\n(cells too small for numbers: see top=n)"
         ax.set_title(title, fontsize=12)
         name = "confusion_matrix" + ("_normalized" if normalize else "")

@@ -383,6 +383,25 @@ def test_plot_confusion_matrix_cells(tmp_path):
     np.testing.assert_allclose(shown.sum(axis=1), 1.0)
 
 
+def test_plot_confusion_matrix_fastai_v1_arguments(tmp_path):
+    """The lesson notebook's interp.plot_confusion_matrix(figsize=(12,12), dpi=60); v1's
+    title and plot_txt."""
+    logits, targets = random_case(100, 4, seed=2)
+    interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
+    fig = interp.plot_confusion_matrix(figsize=(12, 12), dpi=60)
+    assert fig.dpi == 60
+    with Image.open(tmp_path / "plots" / "confusion_matrix.png") as png:
+        assert png.size == (720, 720)
+    fig = interp.plot_confusion_matrix(title="Pets", plot_txt=False)
+    assert fig.axes[0].get_title() == "Pets" and len(fig.axes[0].texts) == 0
+    with pytest.raises(ValueError, match="dpi should be a number > 0 or None, got 0"):
+        interp.plot_confusion_matrix(dpi=0)
+    with pytest.raises(TypeError, match="plot_txt should be a bool"):
+        interp.plot_confusion_matrix(plot_txt="no")
+    with pytest.raises(TypeError, match="title should be a str or None"):
+        interp.plot_confusion_matrix(title=3)
+
+
 def test_plot_confusion_matrix_top(tmp_path):
     logits, targets = random_case(400, 10, seed=4)
     interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
