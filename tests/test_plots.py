@@ -220,6 +220,27 @@ def test_lr_find_plot_writes_png(fitted, tmp_path):
     assert not (learn.path / "plots").exists()
 
 
+def test_lr_find_plot_with_fastai_v1_suggestion(fitted, capsys):
+    learn, (lrs, losses, suggestions) = fitted
+    rec = learn.recorder
+    saved = (rec.lrs, rec.smooth_losses, rec.suggestions)
+    rec.lrs, rec.smooth_losses, rec.suggestions = lrs, losses, suggestions
+    try:
+        capsys.readouterr()
+        fig = rec.plot(suggestion=True)
+        assert capsys.readouterr().out.startswith(
+            f"Min numerical gradient: {suggestions.steep:.2E}\n"
+            f"Min loss divided by 10: {suggestions.minimum:.2E}\n"
+        )  # (then, once per process, where plots are saved)
+        assert rec.min_grad_lr == suggestions.steep and fig.axes[0].get_legend() is not None
+        fig = rec.plot(suggestion=False)
+        assert fig.axes[0].get_legend() is None and capsys.readouterr().out == ""
+        with pytest.raises(TypeError, match="suggestion should be a bool"):
+            rec.plot(suggestion=1)
+    finally:
+        rec.lrs, rec.smooth_losses, rec.suggestions = saved
+
+
 def test_recorder_plot_errors(fitted):
     learn, _ = fitted
     rec = learn.recorder

@@ -85,6 +85,7 @@ class Recorder(Callback):
         self.metrics: list[list[float | None]] = []
         self.epoch_times: list[float] = []
         self.suggestions: Suggestions | None = None
+        self.min_grad_lr: float | None = None  # fastai v1's name, set by plot(suggestion=True)
         self._pending: list[torch.Tensor] = []  # detached 0-dim losses not yet converted
         self._avg = 0.0
         self._count = 0
@@ -209,11 +210,18 @@ class Recorder(Callback):
         suggestions: bool = True,
         *,
         figsize: tuple[float, float] | None = None,
+        suggestion: bool | None = None,
     ) -> Figure:
         """The learning-rate finder's curve: smoothed loss against the last group's learning
         rate (log scale), without the first `skip_start` and last `skip_end` batches (all of
         them when that leaves fewer than two), with the suggestions of the last `lr_find`
-        marked and listed in the legend. Saved as 'lr_find.png'. Returns the Figure."""
+        marked and listed in the legend. Saved as 'lr_find.png'. Returns the Figure.
+        fastai v1's `suggestion=True` also prints its two lines ('Min numerical gradient',
+        the steep suggestion, kept as `min_grad_lr`; 'Min loss divided by 10', minimum)."""
+        if suggestion is not None:
+            if not isinstance(suggestion, bool):
+                raise TypeError(f"suggestion should be a bool, got {type(suggestion).__name__}")
+            suggestions = suggestion
         self._flush()
         if not self.lrs:
             raise ValueError("recorder.plot() needs a recorded run: call learn.lr_find() first")
@@ -242,6 +250,10 @@ class Recorder(Callback):
                     label=f"{name}: {lr:.2e}",
                 )
             ax.legend()
+            if suggestion:
+                self.min_grad_lr = self.suggestions.steep
+                print(f"Min numerical gradient: {self.suggestions.steep:.2E}")
+                print(f"Min loss divided by 10: {self.suggestions.minimum:.2E}")
         return self._finish(fig, "lr_find")
 
     def plot_losses(
