@@ -32,6 +32,7 @@ from fastcore_ext.callback import (
 )
 from fastcore_ext.data import (
     DEMO_CLASSES,
+    DatasetType,
     ImageDataBunch,
     ImageDataLoaders,
     Normalize,
@@ -72,6 +73,7 @@ __all__ = [
     "CSVLogger",
     "ClassificationInterpretation",
     "DEMO_CLASSES",
+    "DatasetType",
     "EarlyStoppingCallback",
     "F",
     "ImageDataBunch",

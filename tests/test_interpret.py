@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from fastcore_ext.data import ImageDataBunch, demo_dataset
+from fastcore_ext.data import DatasetType, ImageDataBunch, demo_dataset
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.plots import PLOTS_ENV
 
@@ -307,6 +307,22 @@ def test_plot_top_losses_with_heatmaps(folder, tmp_path):
         interp.plot_top_losses(4, heatmap=True, cmap="nope")
     with pytest.raises(ValueError, match="heatmap_thresh should be an int"):
         interp.plot_top_losses(4, heatmap=True, heatmap_thresh=-1)
+
+
+def test_fastai_v1_dataset_types(folder, tmp_path):
+    """v1 code passes ds_type=DatasetType.Valid / .Train: the same as the strings."""
+    learn = _cnn_like_learner(folder, tmp_path)
+    for name, member in (("valid", DatasetType.Valid), ("train", DatasetType.Train)):
+        assert member == name and f"{member}" == name
+        for a, b in zip(learn.get_preds(member), learn.get_preds(name), strict=True):
+            assert torch.equal(a, b)
+        assert learn.validate(member) == learn.validate(name)
+        interp = ClassificationInterpretation.from_learner(learn, ds_type=member)
+        assert interp.ds_type == name and len(interp) == len(getattr(learn.data, f"{name}_ds"))
+        assert isinstance(interp.plot_top_losses(2), Figure)
+        assert torch.equal(learn.data.one_batch(member)[1], learn.data.one_batch(name)[1])
+        learn.data.show_batch(rows=2, ds_type=member)
+        assert (tmp_path / "plots" / f"show_batch_{name}.png").is_file()
 
 
 def test_heatmap_needs_a_body_and_a_head(folder, tmp_path):

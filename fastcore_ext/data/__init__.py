@@ -4,7 +4,14 @@
 See bunch.py for the pipeline defaults and loader.py for how a batch travels to the device.
 """
 
-from .bunch import ImageDataBunch, ImageDataLoaders, Normalize, Resize, imagenet_stats
+from .bunch import (
+    DatasetType,
+    ImageDataBunch,
+    ImageDataLoaders,
+    Normalize,
+    Resize,
+    imagenet_stats,
+)
 from .cache import DecodedCache
 from .demo import DEMO_CLASSES, demo_dataset
 from .download import URLs, download_url, extract_archive, untar_data
@@ -29,6 +36,7 @@ from .paths import cache_dir, data_dir, home_dir
 __all__ = [
     "BadImageError",
     "DEMO_CLASSES",
+    "DatasetType",
     "DecodedCache",
     "DeviceDataLoader",
     "IMAGE_EXTENSIONS",

@@ -56,6 +56,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +82,34 @@ from .items import (
 )
 from .loader import DeviceDataLoader, ImageDataset
 
-__all__ = ["ImageDataBunch", "ImageDataLoaders", "Normalize", "Resize", "imagenet_stats"]
+__all__ = [
+    "DatasetType",
+    "ImageDataBunch",
+    "ImageDataLoaders",
+    "Normalize",
+    "Resize",
+    "imagenet_stats",
+]
 
 Stats = tuple[Sequence[float], Sequence[float]]
 
 imagenet_stats: Stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 """(mean, std) of ImageNet per RGB channel, in [0, 1] units."""
+
+
+class DatasetType(str, Enum):
+    """fastai v1's names of the data sets, for `ds_type=` (get_preds, validate, tta,
+    ClassificationInterpretation.from_learner, show_batch, one_batch): each equals the string
+    this library takes ('train', 'valid'). v1's Test, Single and Fix have no counterpart."""
+
+    Train = "train"
+    Valid = "valid"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 class Resize:
