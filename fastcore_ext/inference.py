@@ -89,18 +89,12 @@ def get_preds(
     + losses float32 [N] at the end when with_loss,
     + inputs [N, ...] at the front when with_input: (inputs, probs, targets[, losses]).
     """
-    if ds_type not in ("valid", "train"):
-        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
     for name, flag in (("with_loss", with_loss), ("with_input", with_input), ("reorder", reorder)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} should be a bool, got {type(flag).__name__} {flag!r}")
     if act is not None and not callable(act):
         raise TypeError(f"act should be a callable or None, got {type(act).__name__}")
-    source = "the given dl" if dl is not None else f"data.{ds_type}_dl"
-    if dl is None:
-        dl = _preds_dl(learn.data, ds_type)
-    elif not isinstance(dl, Iterable):
-        raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
+    dl, source = _pass_dl(learn, ds_type, dl)
     per_item = _per_item_loss_func(learn.loss_func) if with_loss else None
     order = _pass_order(dl) if reorder else None
     outs: list[torch.Tensor] = []
@@ -108,10 +102,7 @@ def get_preds(
     losses: list[torch.Tensor] = []
     inputs: list[torch.Tensor] = []
     with evaluating(learn.model):
-        for batch in dl:
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                raise TypeError(f"dl should yield (x, y) pairs, got {type(batch).__name__}")
-            xb, yb = batch
+        for xb, yb in _pairs(dl):
             out = forward(learn, xb).float()
             if out.dim() != 2 or out.shape[0] != yb.shape[0]:
                 raise ValueError(
@@ -161,22 +152,13 @@ def validate(
     its autocast, averaged over items; each metric on every raw output at once; under several
     processes over every process's part), without a callback event or a change to the
     recorder. ds_type and dl as in `get_preds`. Returns [loss, *metrics] as floats."""
-    if ds_type not in ("valid", "train"):
-        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
-    source = "the given dl" if dl is not None else f"data.{ds_type}_dl"
-    if dl is None:
-        dl = _preds_dl(learn.data, ds_type)
-    elif not isinstance(dl, Iterable):
-        raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
+    dl, source = _pass_dl(learn, ds_type, dl)
     loss_sum: torch.Tensor | None = None
     n = 0
     outs: list[torch.Tensor] = []
     targs: list[torch.Tensor] = []
     with evaluating(learn.model):
-        for batch in dl:
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                raise TypeError(f"dl should yield (x, y) pairs, got {type(batch).__name__}")
-            xb, yb = batch
+        for xb, yb in _pairs(dl):
             out = forward(learn, xb)
             with learn.autocast():
                 loss = learn.loss_func(out, yb).detach().float() * yb.shape[0]
@@ -191,6 +173,26 @@ def validate(
     if n == 0 or loss_sum is None:
         raise ValueError(f"{source} yielded no batch")
     return [float(loss_sum / n)] + [float(m(preds, targ)) for m in learn.metrics]
+
+
+def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[Iterable[Any], str]:
+    """The loader of a pass (`dl`, else the one of ds_type: `_preds_dl`) and how errors name
+    it."""
+    if ds_type not in ("valid", "train"):
+        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+    if dl is None:
+        return _preds_dl(learn.data, ds_type), f"data.{ds_type}_dl"
+    if not isinstance(dl, Iterable):
+        raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
+    return dl, "the given dl"
+
+
+def _pairs(dl: Iterable[Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The (x, y) batches of `dl`; anything else is an error."""
+    for batch in dl:
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise TypeError(f"dl should yield (x, y) pairs, got {type(batch).__name__}")
+        yield batch[0], batch[1]
 
 
 def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:

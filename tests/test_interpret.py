@@ -211,11 +211,16 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
+def _folder_bunch(folder, tmp_path):
     data = ImageDataBunch.from_folder(
         folder, ds_tfms=None, size=16, bs=4, num_workers=0, seed=0
     ).normalize(([0.3, 0.3, 0.3], [0.25, 0.2, 0.3]))
     data.path = tmp_path
+    return data
+
+
+def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
+    data = _folder_bunch(folder, tmp_path)
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
@@ -241,10 +246,7 @@ def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
 
 def _cnn_like_learner(folder, tmp_path):
     """create_cnn's shape, small: nn.Sequential(body, head), BatchNorm in both."""
-    data = ImageDataBunch.from_folder(
-        folder, ds_tfms=None, size=16, bs=4, num_workers=0, seed=0
-    ).normalize(([0.3, 0.3, 0.3], [0.25, 0.2, 0.3]))
-    data.path = tmp_path
+    data = _folder_bunch(folder, tmp_path)
     torch.manual_seed(0)
     body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
                          nn.Conv2d(6, 5, 3, stride=2, padding=1), nn.ReLU())  # fmt: skip
@@ -326,9 +328,7 @@ def test_fastai_v1_dataset_types(folder, tmp_path):
 
 
 def test_heatmap_needs_a_body_and_a_head(folder, tmp_path):
-    data = ImageDataBunch.from_folder(folder, ds_tfms=None, size=16, bs=4, num_workers=0, seed=0)
-    data.path = tmp_path
-    learn = make_learner(data=data, model=Flat(), splitter=None)
+    learn = make_learner(data=_folder_bunch(folder, tmp_path), model=Flat(), splitter=None)
     interp = ClassificationInterpretation.from_learner(learn)
     with pytest.raises(ValueError, match=r"create_cnn's nn.Sequential\(body, head\), got Flat"):
         interp.plot_top_losses(2, heatmap=True)

@@ -5,6 +5,7 @@ where once, and is off inside a Jupyter kernel or when asked."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -199,15 +200,21 @@ def test_recorder_plots_write_pngs(fitted, tmp_path):
     check_png(folder / "metrics.png", fig)
 
 
-def test_lr_find_plot_writes_png(fitted, tmp_path):
-    learn, (lrs, losses, suggestions) = fitted
-    rec = learn.recorder
+@contextlib.contextmanager
+def lr_find_run(rec, lrs, losses, suggestions):
+    """The recorder holding a given lr_find run, put back afterwards."""
     saved = (rec.lrs, rec.smooth_losses, rec.suggestions)
     rec.lrs, rec.smooth_losses, rec.suggestions = lrs, losses, suggestions
     try:
-        fig = rec.plot(skip_start=2, skip_end=2, figsize=(5, 3.5))
+        yield rec
     finally:
         rec.lrs, rec.smooth_losses, rec.suggestions = saved
+
+
+def test_lr_find_plot_writes_png(fitted, tmp_path):
+    learn, (lrs, losses, suggestions) = fitted
+    with lr_find_run(learn.recorder, lrs, losses, suggestions) as rec:
+        fig = rec.plot(skip_start=2, skip_end=2, figsize=(5, 3.5))
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_title() == "Learning rate finder"
     assert list(ax.get_lines()[0].get_xdata()) == [g[-1] for g in lrs[2:-2]]
@@ -222,10 +229,7 @@ def test_lr_find_plot_writes_png(fitted, tmp_path):
 
 def test_lr_find_plot_with_fastai_v1_suggestion(fitted, capsys):
     learn, (lrs, losses, suggestions) = fitted
-    rec = learn.recorder
-    saved = (rec.lrs, rec.smooth_losses, rec.suggestions)
-    rec.lrs, rec.smooth_losses, rec.suggestions = lrs, losses, suggestions
-    try:
+    with lr_find_run(learn.recorder, lrs, losses, suggestions) as rec:
         capsys.readouterr()
         fig = rec.plot(suggestion=True)
         assert capsys.readouterr().out.startswith(
@@ -237,8 +241,6 @@ def test_lr_find_plot_with_fastai_v1_suggestion(fitted, capsys):
         assert fig.axes[0].get_legend() is None and capsys.readouterr().out == ""
         with pytest.raises(TypeError, match="suggestion should be a bool"):
             rec.plot(suggestion=1)
-    finally:
-        rec.lrs, rec.smooth_losses, rec.suggestions = saved
 
 
 def test_recorder_plot_errors(fitted):
