@@ -4,6 +4,7 @@ argument orders, CSV options (folder, suffix, column names, no header), and open
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from fastcore_ext.data import (
     open_image,
     read_labels_csv,
 )
+from fastcore_ext.plots import PLOTS_ENV
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
@@ -151,12 +153,40 @@ def test_from_df_without_pandas(mnist_sample, monkeypatch):
         ImageDataBunch.from_df(mnist_sample, object(), **SMALL)
 
 
-def test_open_image(mnist_sample, tmp_path):
+def test_open_image(mnist_sample, tmp_path, monkeypatch):
+    """fastai v1's Image: shape, size (H, W), data in [0, 1], px, pil, inline PNG, show(),
+    and predict / preprocess take it as they take its file."""
+    monkeypatch.delenv(PLOTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
     path = next((mnist_sample / "valid" / "7").iterdir())
     img = open_image(path)
-    assert isinstance(img, Image.Image) and img.mode == "RGB" and img.size == (28, 28)
     gray = np.asarray(Image.open(path))
-    assert np.array_equal(np.asarray(img), np.repeat(gray[..., None], 3, axis=2))
+    want = np.repeat(gray[..., None], 3, axis=2)
+    assert np.array_equal(np.asarray(img), want) and np.asarray(img).dtype == np.uint8
+    assert img.shape == (3, 28, 28) and img.size == (28, 28) and repr(img) == "Image (3, 28, 28)"
+    assert torch.equal(img.px, torch.from_numpy(want).permute(2, 0, 1))
+    assert torch.equal(img.data, img.px.float() / 255)
+    assert img.pil.mode == "RGB" and np.array_equal(np.asarray(img.pil), want)
+    with Image.open(io.BytesIO(img._repr_png_())) as png:  # what a notebook shows
+        assert np.array_equal(np.asarray(png.convert("RGB")), want)
+    rgb = np.random.default_rng(0).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "tall.png")
+    tall = open_image(tmp_path / "tall.png")
+    assert np.array_equal(np.asarray(tall), rgb)
+    assert tall.shape == (3, 30, 20) and tall.size == (30, 20)
+    fig = tall.show(figsize=(2, 3), title="tall")
+    ax = fig.axes[0]
+    assert ax.get_title() == "tall" and not ax.axison
+    assert np.array_equal(np.asarray(ax.get_images()[0].get_array()), np.asarray(tall))
+    assert (tmp_path / "plots" / "image.png").is_file()  # a script saves it
+    assert tall.show(ax=ax) is fig and len(ax.get_images()) == 2
+    with pytest.raises(TypeError, match="ax should be a matplotlib Axes"):
+        tall.show(ax=3)
+    with pytest.raises(TypeError, match=r"px: expected a uint8 Tensor\[3, H, W\]"):
+        type(img)(torch.zeros(28, 28, 3, dtype=torch.uint8))
+    data = ImageDataBunch.from_folder(mnist_sample, **SMALL)
+    assert torch.equal(data.preprocess(img), data.preprocess(path))
+    assert torch.equal(data.preprocess([tall, img]), data.preprocess([tmp_path / "tall.png", path]))
     broken = tmp_path / "broken.png"
     broken.write_bytes(path.read_bytes()[:60])
     with pytest.raises(BadImageError, match="broken.png"):

@@ -30,7 +30,7 @@ from .items import (
     read_labels_csv,
 )
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
-from .open import open_image
+from .open import Image, open_image
 from .paths import cache_dir, data_dir, home_dir
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "DecodedCache",
     "DeviceDataLoader",
     "IMAGE_EXTENSIONS",
+    "Image",
     "ImageDataBunch",
     "ImageDataLoaders",
     "ImageDataset",

@@ -148,12 +148,15 @@ def to_rgb(item: ImageSource) -> torch.Tensor:
     """Any image source -> ``uint8 Tensor[3, H, W]`` (RGB, EXIF orientation applied).
 
     item: a path (str or PathLike), a PIL image, a uint8 numpy array ``[H, W]`` or
-    ``[H, W, C]``, or a uint8 tensor ``[H, W]`` or ``[C, H, W]`` with C in (1, 3, 4).
+    ``[H, W, C]`` (or an object numpy turns into one, such as `open_image`'s Image), or a
+    uint8 tensor ``[H, W]`` or ``[C, H, W]`` with C in (1, 3, 4).
     """
     if isinstance(item, str | os.PathLike):
         return _decode_file(Path(item))
     if isinstance(item, Image.Image):
         return _pil_to_rgb(item)
+    if hasattr(item, "__array__") and not isinstance(item, np.ndarray | torch.Tensor):
+        item = np.asarray(item)
     if isinstance(item, np.ndarray):
         if item.dtype != np.uint8 or item.ndim not in (2, 3):
             raise TypeError(

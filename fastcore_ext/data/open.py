@@ -1,25 +1,108 @@
-"""`open_image`: one image file as a picture, fastai v1's spelling.
+"""`open_image` and its `Image`: one image file as a picture, fastai v1's spelling.
 
-fastai v1 returns its own ``Image`` (shown inline by a notebook, accepted by
-``learn.predict``). Here it is a PIL image in RGB, which does both: a notebook shows it
-inline, and `Learner.predict` takes it as it takes a path.
+fastai v1 returns its own ``Image``: shown inline by a notebook, drawn by ``img.show()``,
+with ``img.shape`` / ``img.size`` / ``img.data``, accepted by ``learn.predict``. So does
+this one, and ``img.pil`` is the PIL image of it.
 """
 
 from __future__ import annotations
 
+import io
 import os
+from typing import Any
 
-from PIL import Image
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from PIL import Image as PILImage
+
+from fastcore_ext.plots import check_figsize, finish
 
 from .images import to_rgb
 
-__all__ = ["open_image"]
+__all__ = ["Image", "open_image"]
 
 
-def open_image(fn: str | os.PathLike) -> Image.Image:
-    """Decode the image file `fn` -> RGB PIL image (EXIF orientation applied; grayscale and
+class Image:
+    """One RGB picture (fastai v1's ``Image``), what `open_image` returns.
+
+    px: ``uint8 Tensor[3, H, W]``; data: the same as float in [0, 1] (v1's ``img.data``);
+    shape: ``(3, H, W)``; size: ``(H, W)`` (v1's order, not PIL's (W, H)); pil: a PIL image.
+    A notebook shows it inline; `show` draws it with matplotlib; ``np.asarray(img)`` is
+    ``uint8 [H, W, 3]``, so `Learner.predict` and `data.preprocess` take it as they take a
+    file."""
+
+    def __init__(self, px: torch.Tensor) -> None:
+        if not (
+            isinstance(px, torch.Tensor)
+            and px.dtype == torch.uint8
+            and px.dim() == 3
+            and px.shape[0] == 3
+        ):
+            raise TypeError(
+                f"px: expected a uint8 Tensor[3, H, W], got "
+                f"{getattr(px, 'dtype', type(px).__name__)} {tuple(getattr(px, 'shape', ()))}"
+            )
+        self.px = px.cpu()
+
+    @property
+    def data(self) -> torch.Tensor:
+        return self.px.float() / 255
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.px.shape)  # type: ignore[return-value]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.px.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def pil(self) -> PILImage.Image:
+        return PILImage.fromarray(np.asarray(self))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        arr = self.px.permute(1, 2, 0).contiguous().numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def show(
+        self,
+        ax: Axes | None = None,
+        figsize: tuple[float, float] | None = (3, 3),
+        title: str | None = None,
+        hide_axis: bool = True,
+    ) -> Figure:
+        """Draw the picture into `ax`, or into a new figure of `figsize` inches (shown
+        inline in a notebook, saved as 'image.png' in the plot folder elsewhere), with an
+        optional `title`. Returns the Figure."""
+        if title is not None and not isinstance(title, str):
+            raise TypeError(f"title should be a str or None, got {type(title).__name__}")
+        own = ax is None
+        if own:
+            fig = Figure(figsize=check_figsize(figsize, (3, 3)))
+            ax = fig.add_subplot()
+        elif not isinstance(ax, Axes):
+            raise TypeError(f"ax should be a matplotlib Axes or None, got {type(ax).__name__}")
+        ax.imshow(np.asarray(self))
+        if hide_axis:
+            ax.set_axis_off()
+        if title is not None:
+            ax.set_title(title)
+        return finish(ax.figure, "image") if own else ax.figure
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.pil.save(buf, format="PNG")
+        return buf.getvalue()
+
+    def __repr__(self) -> str:
+        return f"Image {self.shape}"
+
+
+def open_image(fn: str | os.PathLike) -> Image:
+    """Decode the image file `fn` -> `Image` in RGB (EXIF orientation applied; grayscale and
     palette files converted). A file that cannot be decoded raises BadImageError naming it."""
     if not isinstance(fn, str | os.PathLike):
         raise TypeError(f"fn: expected an image file path, got {type(fn).__name__}")
-    rgb = to_rgb(fn)  # uint8 Tensor[3, H, W]
-    return Image.fromarray(rgb.permute(1, 2, 0).contiguous().numpy())
+    return Image(to_rgb(fn))
