@@ -290,6 +290,53 @@ def test_verify_images_lists_prints_and_deletes(tmp_path, rgb, capsys):
     assert verify_images(tmp_path) == []
 
 
+def test_verify_images_max_size_shrinks_in_place_or_into_dest(tmp_path, capsys):
+    """Lesson 2's verify_images(path, delete=True, max_size=500): large images are resized
+    (aspect kept, EXIF orientation applied) in their own format, small ones left alone."""
+    rng = np.random.default_rng(0)
+    big = tmp_path / "cats" / "big.jpg"
+    big.parent.mkdir()
+    Image.fromarray(rng.integers(0, 256, (300, 120, 3), dtype=np.uint8)).save(big)
+    rotated = tmp_path / "cats" / "rotated.jpg"  # stored 200 x 80, shown 80 x 200 (EXIF 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rng.integers(0, 256, (80, 200, 3), dtype=np.uint8)).save(rotated, exif=exif)
+    rgba = tmp_path / "dogs" / "rgba.png"
+    rgba.parent.mkdir()
+    Image.fromarray(rng.integers(0, 256, (90, 150, 4), dtype=np.uint8)).save(rgba)
+    small = tmp_path / "dogs" / "small.png"
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(small)
+    small_bytes = small.read_bytes()
+    broken = tmp_path / "dogs" / "broken.jpg"
+    broken.write_bytes(b"")
+    assert verify_images(tmp_path, max_size=100) == [broken]
+    sizes = {}
+    for p in (big, rotated, rgba, small):
+        with Image.open(p) as im:
+            sizes[p.name] = (im.format, im.mode, im.size)
+    assert sizes == {
+        "big.jpg": ("JPEG", "RGB", (40, 100)),
+        "rotated.jpg": ("JPEG", "RGB", (40, 100)),  # upright: EXIF applied, then shrunk
+        "rgba.png": ("PNG", "RGBA", (100, 60)),
+        "small.png": ("PNG", "RGB", (50, 40)),
+    }
+    assert small.read_bytes() == small_bytes  # not rewritten
+    assert not list(tmp_path.rglob("*.tmp"))  # no temporary file left
+    # dest: next to each image's folder, the originals untouched
+    assert verify_images(tmp_path, max_size=50, dest="small") == [broken]
+    with Image.open(tmp_path / "cats" / "small" / "big.jpg") as im:
+        assert im.size == (20, 50)
+    with Image.open(tmp_path / "dogs" / "small" / "small.png") as im:
+        assert im.size == (50, 40)  # within max_size: copied as it is
+    with Image.open(big) as im:
+        assert im.size == (40, 100)
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="max_size: expected a positive int or None, got 0"):
+        verify_images(tmp_path, max_size=0)
+    with pytest.raises(ValueError, match="dest: expected a folder relative"):
+        verify_images(tmp_path, max_size=10, dest=tmp_path)
+
+
 # -- TorchCodec against the previous decoders (torchvision.io, Pillow) ---------------------------
 
 

@@ -23,6 +23,7 @@ strides, which is also the layout of the collated batches.
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -302,19 +303,32 @@ def verify_images(
     delete: bool = False,
     max_workers: int = 4,
     recurse: bool = True,
+    max_size: int | None = None,
+    dest: str | os.PathLike = ".",
 ) -> list[Path]:
     """Find the images that cannot be decoded, under a folder or in a list of files (fastai
-    v1's `verify_images(path, delete=..., max_workers=...)`).
+    v1's `verify_images(path, delete=..., max_workers=..., max_size=..., dest=...)`).
 
     Each file is decoded completely (a truncated JPEG is caught, unlike with a header check),
     in `max_workers` threads. Like fastai v1 it prints the error of each unreadable file and,
-    with `delete=True`, removes it. Returns their paths, sorted (as fastai v2 does; v1 returned
-    None). Differs from v1: `delete` defaults to False (v1: True, which deletes a user's files
-    unasked) and `recurse` to True (v1: False, which checks nothing in a folder of class
-    folders); v1's resizing options (max_size, dest, n_channels) are not offered.
+    with `delete=True`, removes it. With `max_size` (lesson 2's `max_size=500`), every readable
+    image whose longer side exceeds it is resized (aspect kept, EXIF orientation applied,
+    bilinear) and written in its own format to ``<its folder>/<dest>/<its name>``: by default
+    over itself, through a temporary file renamed into place, so an interruption leaves the
+    old file or the new one, never half of one. Returns the unreadable paths, sorted (as
+    fastai v2 does; v1 returned None). Differs from v1: `delete` defaults to False (v1: True,
+    which deletes a user's files unasked), `recurse` to True (v1: False, which checks nothing
+    in a folder of class folders), and `dest` is taken per file's folder (v1: under `path`,
+    which would flatten class folders); v1's n_channels and ext are not offered.
     """
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise ValueError(f"max_workers: expected a positive int, got {max_workers!r}")
+    if max_size is not None and (
+        isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1
+    ):
+        raise ValueError(f"max_size: expected a positive int or None, got {max_size!r}")
+    if not isinstance(dest, str | os.PathLike) or Path(dest).is_absolute():
+        raise ValueError(f"dest: expected a folder relative to each image's folder, got {dest!r}")
     if isinstance(path, str | os.PathLike):
         files = get_image_files(path, recurse=recurse)
     else:
@@ -324,4 +338,38 @@ def verify_images(
         print(err)
         if delete:
             p.unlink(missing_ok=True)
+    if max_size is not None:
+        unreadable = {p for p, _ in bad}
+        readable = [Path(f) for f in files if Path(f) not in unreadable]
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            list(pool.map(lambda f: _shrink(f, max_size, Path(dest)), readable))
     return [p for p, _ in bad]
+
+
+def _shrink(path: Path, max_size: int, dest: Path) -> None:
+    """`verify_images(max_size=...)` for one readable file: resized into `path.parent / dest`
+    when its longer side exceeds max_size (atomically: a temporary file, then os.replace)."""
+    with Image.open(path) as img:
+        fmt = img.format
+        img = ImageOps.exif_transpose(img)
+        w, h = img.size
+        if max(w, h) <= max_size:
+            if dest == Path("."):
+                return
+            shrunk = img.copy()
+        else:
+            scale = max_size / max(w, h)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            shrunk = img.resize(size, Image.BILINEAR)
+    if fmt == "JPEG" and shrunk.mode not in ("RGB", "L", "CMYK"):
+        shrunk = shrunk.convert("RGB")
+    target = path.parent / dest / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shrunk.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
