@@ -27,6 +27,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fastcore_ext import ranks
+from fastcore_ext.checks import check_bool
 from fastcore_ext.plots import check_figsize, finish
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport"]
@@ -186,8 +187,7 @@ class ClassificationInterpretation:
         items, sorted (ties keep data set order). k None: all; k above N: all N.
         Returns (losses float32 [k], indices int64 [k])."""
         k = self._check_k(k)
-        if not isinstance(largest, bool):
-            raise TypeError(f"largest should be a bool, got {type(largest).__name__}")
+        check_bool("largest", largest)
         order = torch.sort(self.losses, descending=largest, stable=True).indices[:k]
         return self.losses[order], self.idxs[order]
 
@@ -273,18 +273,18 @@ class ClassificationInterpretation:
         has at least `heatmap_thresh` cells. Saved as 'top_losses.png'
         ('top_losses_smallest.png'). Returns the Figure."""
         k = self._check_k(k)
-        if not isinstance(heatmap, bool):
-            raise TypeError(f"heatmap should be a bool, got {type(heatmap).__name__}")
+        check_bool("heatmap", heatmap)
         if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
             raise ValueError(f"alpha should be a number in [0, 1], got {alpha!r}")
         cmap_obj = _colormap(cmap) if heatmap else None
         losses, idxs = self.top_losses(k, largest)
         rows_of = {int(i): r for r, i in enumerate(self.idxs.tolist())}
-        images = self._images(idxs.tolist())
+        raw = self._raw(idxs.tolist())  # each item read once, for the images and the heatmaps
+        images = self._images(raw)
         maps = None
         if heatmap:
             actual = [int(self.targets[rows_of[int(i)]]) for i in idxs.tolist()]
-            maps = self.heatmaps(idxs.tolist(), actual, heatmap_thresh)
+            maps = self._grad_cam(raw, actual, heatmap_thresh)
         cols = math.ceil(math.sqrt(k))
         rows = math.ceil(k / cols)
         figsize = check_figsize(figsize, (max(4.0, 2.6 * cols), max(3.0, 2.8 * rows + 0.4)))
@@ -339,9 +339,8 @@ class ClassificationInterpretation:
         fastai v1's `dpi` (of the figure shown and saved; default matplotlib's), `title` (the
         first line of the title) and `plot_txt` (False: no numbers in the cells) work too.
         Saved as 'confusion_matrix[_normalized][_top<n>].png'. Returns the Figure."""
-        for name, flag in (("normalize", normalize), ("plot_txt", plot_txt)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} should be a bool, got {type(flag).__name__}")
+        check_bool("normalize", normalize)
+        check_bool("plot_txt", plot_txt)
         if dpi is not None and (
             isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not dpi > 0
         ):
@@ -434,6 +433,12 @@ class ClassificationInterpretation:
         array [h, w]; None for an item whose map has fewer than `thresh` cells. The inputs
         go through the validation transform; the model runs in eval mode in float32, its
         modes and gradients untouched."""
+        return self._grad_cam(self._raw(idxs), classes, thresh)
+
+    def _grad_cam(
+        self, raw: list[torch.Tensor], classes: list[int], thresh: int
+    ) -> list[np.ndarray | None]:
+        """`heatmaps` of the items `raw` (as the data set stores them)."""
         if isinstance(thresh, bool) or not isinstance(thresh, int) or thresh < 0:
             raise ValueError(f"heatmap_thresh should be an int >= 0, got {thresh!r}")
         model = getattr(self.learn, "model", None)
@@ -445,16 +450,14 @@ class ClassificationInterpretation:
         data = self.data
         if not hasattr(data, "preprocess"):
             raise ValueError("heatmap needs data with a validation transform (data.preprocess)")
-        ds = self._dataset()
-        x = data.preprocess([torch.as_tensor(ds[i][0]) for i in idxs]).float()
-        x = x.to(next(model.parameters()).device)
+        x = data.preprocess(raw).float().to(next(model.parameters()).device)
         body, head = model[0], model[1:]
         modes = [m.training for m in model.modules()]
         model.eval()
         try:
             with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
                 acts = body(x).detach().requires_grad_(True)
-                scores = head(acts)[torch.arange(len(idxs)), torch.as_tensor(classes)]
+                scores = head(acts)[torch.arange(len(raw)), torch.as_tensor(classes)]
                 (grads,) = torch.autograd.grad(scores.sum(), acts)
         finally:
             for m, mode in zip(model.modules(), modes, strict=True):
@@ -467,13 +470,15 @@ class ClassificationInterpretation:
         big_enough = acts.shape[-1] * acts.shape[-2] >= thresh
         return [cam.numpy() if big_enough else None for cam in cams]
 
-    def _images(self, idxs: list[int]) -> list[np.ndarray]:
-        """Images of data set items `idxs` as float arrays in [0, 1]: [H, W, 3], or [H, W]
-        for one channel. Through data.preprocess + data.denorm (the validation transform)
-        when the data has them and the images are 3-channel uint8; else as stored."""
+    def _raw(self, idxs: list[int]) -> list[torch.Tensor]:
+        """The images of data set items `idxs` as the data set stores them."""
         ds = self._dataset()
-        raw = [ds[i][0] for i in idxs]
-        raw = [torch.as_tensor(x) for x in raw]
+        return [torch.as_tensor(ds[i][0]) for i in idxs]
+
+    def _images(self, raw: list[torch.Tensor]) -> list[np.ndarray]:
+        """Images `raw` (from `_raw`) as float arrays in [0, 1]: [H, W, 3], or [H, W] for one
+        channel. Through data.preprocess + data.denorm (the validation transform) when the
+        data has them and the images are 3-channel uint8; else as stored."""
         data = self.data
         if (
             hasattr(data, "preprocess")
