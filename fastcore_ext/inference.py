@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fastcore_ext.augment import augment_batch, epoch_generator
+from fastcore_ext.checks import check_bool
 from fastcore_ext.data import DeviceDataLoader
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
 
@@ -90,8 +91,7 @@ def get_preds(
     + inputs [N, ...] at the front when with_input: (inputs, probs, targets[, losses]).
     """
     for name, flag in (("with_loss", with_loss), ("with_input", with_input), ("reorder", reorder)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} should be a bool, got {type(flag).__name__} {flag!r}")
+        check_bool(name, flag)
     if act is not None and not callable(act):
         raise TypeError(f"act should be a callable or None, got {type(act).__name__}")
     dl, source = _pass_dl(learn, ds_type, dl)

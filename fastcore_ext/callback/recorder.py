@@ -26,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
+from fastcore_ext.checks import check_bool
 from fastcore_ext.plots import check_figsize, finish
 
 if TYPE_CHECKING:
@@ -219,9 +220,7 @@ class Recorder(Callback):
         fastai v1's `suggestion=True` also prints its two lines ('Min numerical gradient',
         the steep suggestion, kept as `min_grad_lr`; 'Min loss divided by 10', minimum)."""
         if suggestion is not None:
-            if not isinstance(suggestion, bool):
-                raise TypeError(f"suggestion should be a bool, got {type(suggestion).__name__}")
-            suggestions = suggestion
+            suggestions = check_bool("suggestion", suggestion)
         self._flush()
         if not self.lrs:
             raise ValueError("recorder.plot() needs a recorded run: call learn.lr_find() first")
