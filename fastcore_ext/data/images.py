@@ -340,7 +340,7 @@ def verify_images(
             p.unlink(missing_ok=True)
     if max_size is not None:
         unreadable = {p for p, _ in bad}
-        readable = [Path(f) for f in files if Path(f) not in unreadable]
+        readable = [f for f in files if f not in unreadable]
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             list(pool.map(lambda f: _shrink(f, max_size, Path(dest)), readable))
     return [p for p, _ in bad]
@@ -351,16 +351,14 @@ def _shrink(path: Path, max_size: int, dest: Path) -> None:
     when its longer side exceeds max_size (atomically: a temporary file, then os.replace)."""
     with Image.open(path) as img:
         fmt = img.format
-        img = ImageOps.exif_transpose(img)
-        w, h = img.size
-        if max(w, h) <= max_size:
-            if dest == Path("."):
-                return
-            shrunk = img.copy()
-        else:
-            scale = max_size / max(w, h)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            shrunk = img.resize(size, Image.BILINEAR)
+        if max(img.size) <= max_size and dest == Path("."):
+            return  # from the header alone: a quarter turn (EXIF) keeps the longer side
+        shrunk = ImageOps.exif_transpose(img)  # a decoded copy, upright
+    w, h = shrunk.size
+    if max(w, h) > max_size:
+        scale = max_size / max(w, h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        shrunk = shrunk.resize(size, Image.BILINEAR)
     if fmt == "JPEG" and shrunk.mode not in ("RGB", "L", "CMYK"):
         shrunk = shrunk.convert("RGB")
     target = path.parent / dest / path.name
