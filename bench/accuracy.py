@@ -167,6 +167,8 @@ def run_ours(
     unfreeze_epochs, lr2); the row (error, valid losses, ...)."""
     import torch
 
+    from fastcore_ext.callback.mixed_precision import features_trained
+
     s = SETTINGS
     learn = ours_learner(data_dir, seed, opts)
     if opts.get("bf16"):
@@ -177,8 +179,7 @@ def run_ours(
     if transfer:
         learn.model[0].load_state_dict(torch.load(transfer["body"], weights_only=True))
         learn.freeze()
-        if learn.mixed_precision is not None:  # trained features, as create_cnn(pretrained=True)
-            learn.mixed_precision.fp32_epochs = 0
+        features_trained(learn)  # as create_cnn(pretrained=True) does
     start = time.perf_counter()
     learn.fit_one_cycle(s["epochs"], max_lr=lr)
     stage1 = float(learn.recorder.metrics[-1][0])

@@ -29,6 +29,7 @@ from fastcore_ext.callback import (
     EarlyStoppingCallback,
     SaveModelCallback,
     TerminateOnNaN,
+    mixed_precision,
 )
 from fastcore_ext.data import (
     DEMO_CLASSES,
@@ -151,9 +152,7 @@ def create_cnn(
     learn = Learner(data, model, metrics=metrics, **kwargs)
     if pretrained is not False:
         learn.freeze()
-        mp = learn.mixed_precision
-        if mp is not None:  # trained features: bf16 from the first epoch (precision 'auto')
-            mp.fp32_epochs = 0
+        mixed_precision.features_trained(learn)  # bf16 from the first epoch ('auto')
     if torch.device(data.device).type == "cuda":
         learn.to_channels_last()
     return learn

@@ -60,6 +60,7 @@ __all__ = [
     "auto_precision",
     "narrow_strided_convs",
     "announce_auto",
+    "features_trained",
     "set_up",
     "bf16",
     "fp16",
@@ -282,6 +283,14 @@ def fp16(device: torch.device | str) -> MixedPrecision:
 def attached(cbs: Iterable[Callback]) -> MixedPrecision | None:
     """The MixedPrecision callback among `cbs`, or None."""
     return next((cb for cb in cbs if isinstance(cb, MixedPrecision)), None)
+
+
+def features_trained(learn: Learner) -> None:
+    """The learner's model starts from trained features (pretrained weights, a body loaded
+    from a file): no float32 epochs before bf16, where bf16's rounding costs nothing."""
+    mp = attached(learn.cbs)
+    if mp is not None:
+        mp.fp32_epochs = 0
 
 
 def use(learn: Learner, mp: MixedPrecision | None) -> None:
