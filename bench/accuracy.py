@@ -33,7 +33,9 @@ channels-last after a float32 first epoch, none for a transferred body; else fp3
 ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours before it
 followed fastai v2); fastai: ``wd_bn_bias=1`` (the same in fastai), ``head_bn_bias=0``
 (torch's default init), ``center_crop=1`` (the training presize crop centred, as our cache
-did before it kept whole images).
+did before it kept whole images), ``ours_aug=1`` (fastai's batch augmentation replaced by
+ours: `fastcore_ext.augment.augment_batch` with get_transforms' defaults, drawn per batch from
+`epoch_generator(seed, batch number)`, and its centre crop for validation; the rest is fastai's).
 
 Transfer learning, offline (`--body FILE`): `pretrain` trains ours (resnet18, the settings
 above, `--epochs`, default 6) on the demo and saves the body's state_dict; with `--body` both
@@ -63,7 +65,7 @@ fits' subprocesses) overrides some, e.g. '{"arch": "resnet34", "size": 128, "pre
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
 AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
 OURS_OPTS = ("head_bn_bias", "bf16", "auto", "wd_bn_bias", "no_aug", *AUG_KNOBS)
-FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug")
+FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug", "ours_aug")
 
 
 def parse_lr(text: str | None) -> float | slice | None:
@@ -210,6 +212,8 @@ def run_fastai(
         Normalize,
         Resize,
         Rotate,
+        TensorImage,
+        Transform,
         aug_transforms,
         error_rate,
         imagenet_stats,
@@ -223,8 +227,37 @@ def run_fastai(
         def before_call(self, b, split_idx):
             super().before_call(b, 1)
 
+    class OursAugment(Transform):
+        """Our augmentation kernel as fastai's batch transform: after IntToFloatTensor (the
+        floats go back to the exact uint8 values), before Normalize; [0, 1] floats out."""
+
+        order = 20
+
+        def __init__(self, size: int, seed: int):
+            super().__init__()
+            self.size, self.seed, self.batches, self.train = size, seed, 0, False
+
+        def before_call(self, b, split_idx):
+            self.train = split_idx == 0
+
+        def encodes(self, x):  # annotations are strings here, which fastai cannot resolve
+            from fastcore_ext.augment import augment_batch, epoch_generator
+
+            if not isinstance(x, TensorImage):
+                return x  # the labels
+            u8 = (x.as_subclass(torch.Tensor) * 255).round().clamp(0, 255).to(torch.uint8)
+            gen = None
+            if self.train:
+                gen = epoch_generator(self.seed, self.batches)
+                self.batches += 1
+            out = augment_batch(u8, self.size, mean=[0.0] * 3, std=[1.0] * 3,
+                                generator=gen, train=self.train)  # fmt: skip
+            return TensorImage(out)
+
     s = SETTINGS
     set_seed(seed)
+    if opts.get("ours_aug"):
+        sys.path.insert(0, str(ROOT))
     resize = CenterResize if opts.get("center_crop") else Resize
     # no_aug: aug_transforms with every knob off adds no transform, so nothing would resize to
     # size; an always-applied rotation by 0 degrees resamples to size as aug_transforms does.
@@ -232,7 +265,9 @@ def run_fastai(
     dls = ImageDataLoaders.from_folder(
         data_dir, train="train", valid="valid", seed=seed,
         item_tfms=resize(s["presize"]),
-        batch_tfms=[*([resize_only] if opts.get("no_aug") else aug_transforms(size=s["size"])),
+        batch_tfms=[*([resize_only] if opts.get("no_aug") else
+                      [OursAugment(s["size"], seed)] if opts.get("ours_aug") else
+                      aug_transforms(size=s["size"])),
                     Normalize.from_stats(*imagenet_stats)],
         bs=s["bs"], num_workers=s["workers"], device=torch.device("cpu"),
     )  # fmt: skip
