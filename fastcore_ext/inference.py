@@ -1,5 +1,5 @@
-"""Inference with a Learner: get_preds, validate, predict and tta (what the Learner methods
-call).
+"""Inference with a Learner: get_preds, validate, predict, tta and show_results (what the
+Learner methods call).
 
 Every pass runs the model through `forward(learn, xb)`: the input in the learner's memory
 format (channels-last after `to_channels_last`), inside `learn.autocast()` (the learner's
@@ -13,23 +13,27 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
 from fastcore_ext.augment import augment_batch, epoch_generator
-from fastcore_ext.checks import check_bool
-from fastcore_ext.data import DeviceDataLoader
+from fastcore_ext.checks import check_bool, check_int
+from fastcore_ext.data import BadImageError, DeviceDataLoader
+from fastcore_ext.plots import check_figsize, finish
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
-__all__ = ["evaluating", "forward", "get_preds", "predict", "tta", "validate"]
+__all__ = ["evaluating", "forward", "get_preds", "predict", "show_results", "tta", "validate"]
 
 _TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
 
@@ -255,6 +259,76 @@ def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
     probs = torch.softmax(logits.float(), dim=1)[0].cpu()  # a normal tensor, made outside
     idx = int(probs.argmax())
     return learn.data.classes[idx], idx, probs
+
+
+def show_results(
+    learn: Learner,
+    ds_type: str = "valid",
+    rows: int = 3,
+    figsize: tuple[float, float] | None = None,
+    max_n: int | None = None,
+) -> Figure:
+    """`Learner.show_results`: rows x rows items (max_n items when given, fastai v2's
+    spelling) of the 'valid' or 'train' data set, spread evenly over it (indices
+    round(linspace(0, N - 1, n)), so a set stored class after class shows several classes),
+    each titled with its actual class over the predicted one, green when they agree, red when
+    not (fastai's "Ground truth / Predictions"). Images are read from the data set (an
+    unreadable file is passed over for the next readable item) and go through the validation
+    transform, also for 'train'; the model runs
+    as in get_preds (eval mode, inference mode, the learner's precision and layout), its
+    modes put back afterwards. Saved as 'show_results_<ds_type>.png' outside notebooks (see
+    fastcore_ext.plots). Returns the Figure."""
+    if ds_type not in ("valid", "train"):
+        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+    n = check_int("rows", rows, 1) ** 2 if max_n is None else check_int("max_n", max_n, 1)
+    data = getattr(learn, "data", None)
+    ds = getattr(data, f"{ds_type}_ds", None)
+    if ds is None or not all(hasattr(data, a) for a in ("preprocess", "denorm", "classes")):
+        raise TypeError(
+            f"show_results needs learn.data with {ds_type}_ds, preprocess, denorm and classes "
+            f"(an ImageDataBunch), got {type(data).__name__}"
+        )
+    size = len(ds)
+    spread = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
+    chosen = set(spread)
+    raw, targets = [], []
+    for i in [*spread, *(j for j in range(size) if j not in chosen)]:
+        if len(raw) == n:
+            break
+        try:
+            image, label = ds[i]
+        except BadImageError:
+            continue  # named by the loaders; skipped as they skip it
+        raw.append(torch.as_tensor(image))
+        targets.append(int(label))
+    if not raw:
+        raise ValueError(f"the {ds_type} set has no readable image to show")
+    x = data.preprocess(raw)
+    with evaluating(learn.model):
+        preds = forward(learn, x).float().argmax(dim=1).tolist()
+    images = data.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
+    k = len(raw)
+    cols = math.ceil(math.sqrt(k))
+    n_rows = math.ceil(k / cols)
+    figsize = check_figsize(figsize, (max(4.0, 2.4 * cols), max(3.0, 2.8 * n_rows + 0.4)))
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(n_rows, cols, squeeze=False)
+    classes = [str(c) for c in data.classes]
+    cell_pts = min(figsize[0] / cols, figsize[1] / n_rows) * 72
+    longest = max(len(classes[c]) for c in (*targets, *preds))
+    fontsize = float(np.clip(min(0.11 * cell_pts, 1.7 * cell_pts / longest), 5, 12))
+    for cell, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if cell >= k:
+            continue
+        ax.imshow(images[cell], vmin=0, vmax=1)
+        actual, pred = targets[cell], preds[cell]
+        ax.set_title(
+            f"{classes[actual]}\n{classes[pred]}",
+            color="green" if actual == pred else "red", fontsize=fontsize,
+        )  # fmt: skip
+    fig.suptitle("actual\nprediction", fontsize=fontsize + 1)
+    return finish(fig, f"show_results_{ds_type}")
 
 
 def _channels_first(item: Any) -> Any:

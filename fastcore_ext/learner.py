@@ -523,6 +523,19 @@ class Learner:
         name, class index, probabilities float32 Tensor[c] on the CPU)."""
         return inference.predict(self, item)
 
+    def show_results(
+        self,
+        ds_type: str = "valid",
+        rows: int = 3,
+        figsize: tuple[float, float] | None = None,
+        max_n: int | None = None,
+    ) -> Any:
+        """fastai's `learn.show_results()`: rows x rows items (or max_n) spread over the
+        'valid' or 'train' set, titled with their actual and predicted classes, green when
+        right, red when wrong; saved as a PNG outside notebooks. Returns the matplotlib
+        Figure; details in `fastcore_ext.inference.show_results`."""
+        return inference.show_results(self, ds_type, rows, figsize, max_n)
+
     def tta(
         self,
         ds_type: str = "valid",

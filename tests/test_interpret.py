@@ -1,6 +1,7 @@
 """ClassificationInterpretation: its numbers against brute-force counts and hand computations,
 plot_top_losses against what the model saw, 1- and 3-channel images, and the memory bound
-with 100 classes x 20,000 validation items."""
+with 100 classes x 20,000 validation items; Learner.show_results (inference.show_results)
+against predict."""
 
 from __future__ import annotations
 
@@ -531,3 +532,85 @@ def test_unreadable_validation_images_keep_rows_matched_to_their_images(tmp_path
     assert interp.idxs.tolist() == expected and len(interp) == len(items) - len(bad)
     assert interp.targets.tolist() == [data.valid_ds.labels[i] for i in expected]
     assert isinstance(interp.plot_top_losses(len(expected)), Figure)
+
+
+# ---- show_results -----------------------------------------------------------------------------
+def _shown(fig: Figure) -> list:
+    return [ax for ax in fig.axes if ax.get_images()]
+
+
+def test_show_results_titles_colours_and_images(folder, tmp_path):
+    """Each cell: an item spread evenly over the set, its image as the model saw it,
+    'actual\\nprediction' in green when they agree and red when not; predictions equal
+    learn.predict's, modes put back."""
+    learn = _cnn_like_learner(folder, tmp_path)
+    data = learn.data
+    learn.model.train()
+    fig = learn.show_results(rows=2)
+    assert learn.model.training
+    inputs, _, targets = learn.get_preds(with_input=True)
+    shown = _shown(fig)
+    assert len(shown) == 4
+    for i, ax in zip([0, 3, 5, 8], shown, strict=True):  # round(linspace(0, 8, 4))
+        actual = data.classes[int(targets[i])]
+        pred = learn.predict(data.valid_ds.items[i])[0]
+        assert ax.get_title() == f"{actual}\n{pred}"
+        assert ax.title.get_color() == ("green" if actual == pred else "red")
+        expected = data.denorm(inputs[i : i + 1])[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(np.asarray(ax.get_images()[0].get_array()), expected, atol=1e-5)
+    assert (tmp_path / "plots" / "show_results_valid.png").is_file()
+    # max_n (fastai v2) instead of rows; more than the set holds shows the whole set
+    assert len(_shown(learn.show_results(max_n=5))) == 5
+    assert len(_shown(learn.show_results(max_n=100))) == len(data.valid_ds)
+    train = _shown(learn.show_results("train", rows=1))
+    assert [ax.get_title().split("\n")[0] for ax in train] == [data.classes[data.train_ds[0][1]]]
+    assert (tmp_path / "plots" / "show_results_train.png").is_file()
+
+
+def test_show_results_colours_right_green_and_wrong_red(folder, tmp_path):
+    """A model that always answers class 0: its items are green, the others red."""
+    data = _folder_bunch(folder, tmp_path)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
+    learn = make_learner(data=data, model=model, splitter=None)
+    shown = _shown(learn.show_results(max_n=len(data.valid_ds)))
+    labels = data.valid_ds.labels
+    assert 0 < labels.count(0) < len(labels)
+    for ax, y in zip(shown, labels, strict=True):
+        assert ax.get_title() == f"{data.classes[y]}\n{data.classes[0]}"
+        assert ax.title.get_color() == ("green" if y == 0 else "red")
+
+
+def test_show_results_passes_over_unreadable_files(tmp_path):
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    valid = sorted((root / "valid").rglob("*.jpg"))
+    bad = set(break_images(valid[1:4]))
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, seed=1)
+    model = tiny_model()
+    model[-1] = nn.Linear(8, data.c)
+    learn = make_learner(data=data, model=model, path=tmp_path)
+    items = data.valid_ds.items
+    kept = [i for i, f in enumerate(items) if f not in bad]
+    shown = _shown(learn.show_results(max_n=len(items)))
+    assert len(shown) == len(kept)
+    actual = [ax.get_title().split("\n")[0] for ax in shown]
+    assert actual == [data.classes[data.valid_ds.labels[i]] for i in kept]
+
+
+def test_show_results_bad_arguments(folder, tmp_path):
+    learn = make_learner(data=_folder_bunch(folder, tmp_path), model=tiny_model(), splitter=None)
+    with pytest.raises(ValueError, match="ds_type should be 'valid' or 'train', got 'test'"):
+        learn.show_results("test")
+    with pytest.raises(ValueError, match="rows should be >= 1, got 0"):
+        learn.show_results(rows=0)
+    with pytest.raises(TypeError, match="rows should be an int, got float 1.5"):
+        learn.show_results(rows=1.5)
+    with pytest.raises(ValueError, match="max_n should be >= 1, got 0"):
+        learn.show_results(max_n=0)
+    with pytest.raises(ValueError, match="figsize"):
+        learn.show_results(figsize=(0, 3))
+    logits, targets = random_case(8, 3)
+    with pytest.raises(TypeError, match="show_results needs learn.data with valid_ds"):
+        fixed_learner(logits, targets, tmp_path).show_results()
