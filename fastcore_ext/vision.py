@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt  # a script without a display gets Agg (matplotlib's fallback)
@@ -46,6 +45,7 @@ from fastcore_ext.data import (
     untar_data,
     verify_images,
 )
+from fastcore_ext.data import DataPath as Path  # pathlib's Path with fastai's ls()
 from fastcore_ext.exported import load_learner
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner, set_seed
@@ -68,7 +68,8 @@ from fastcore_ext.optim import SGD, Adam
 # spellings (ImageDataLoaders, Resize, Normalize, aug_transforms, vision_learner), and the
 # rest a training script needs (load_learner, callbacks, optimizers, metrics, the demo data),
 # and what fastai v1's star import also gave the notebooks: np, plt, torch, nn, F, partial,
-# open_image.
+# open_image. `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
+# patches pathlib.Path itself; this library patches nothing).
 __all__ = [
     "Adam",
     "CSVLogger",

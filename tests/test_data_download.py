@@ -96,6 +96,9 @@ def test_download_extract_and_reuse(server, tmp_path, name):
     hits = len(_Handler.hits)
     assert untar_data(f"{server}/{name}", dest=tmp_path) == path  # reused: no request
     assert len(_Handler.hits) == hits
+    # fastai's path.ls(), as the lesson calls it on untar_data's folder and below it
+    assert path.ls() == [path / "images"]
+    assert (path / "images").ls() == [path / "images/cat_1.txt", path / "images/dog_2.txt"]
 
 
 def test_second_call_needs_no_network(server, tmp_path):

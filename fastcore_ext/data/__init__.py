@@ -31,11 +31,12 @@ from .items import (
 )
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
 from .open import Image, open_image
-from .paths import cache_dir, data_dir, home_dir
+from .paths import DataPath, cache_dir, data_dir, home_dir
 
 __all__ = [
     "BadImageError",
     "DEMO_CLASSES",
+    "DataPath",
     "DatasetType",
     "DecodedCache",
     "DeviceDataLoader",

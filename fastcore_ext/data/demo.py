@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .paths import data_dir
+from .paths import DataPath, data_dir
 
 __all__ = ["DEMO_CLASSES", "demo_dataset"]
 
@@ -277,9 +277,9 @@ def demo_dataset(
     seed: int = 0,
     valid_pct: float = 0.2,
     force: bool = False,
-) -> Path:
+) -> DataPath:
     """Generate the demo dataset once (12 classes x `n_per_class` JPEGs of `size` px;
-    `valid_pct` of each class in valid/) and return its folder.
+    `valid_pct` of each class in valid/) and return its folder (a `DataPath`, with `ls()`).
 
     dest: the folder; default ``<data_dir()>/demo`` for the default parameters, else
     ``<data_dir()>/demo_n<n>_s<size>_seed<seed>``. An existing complete folder with the same
@@ -296,7 +296,7 @@ def demo_dataset(
     if dest is None:
         default = n_per_class == 200 and size == 80 and seed == 0 and valid_pct == 0.2
         dest = data_dir() / ("demo" if default else f"demo_n{n_per_class}_s{size}_seed{seed}")
-    dest = Path(dest).expanduser()
+    dest = DataPath(Path(dest).expanduser())
     if not force and _marker_ok(dest, params):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .paths import data_dir
+from .paths import DataPath, data_dir
 
 __all__ = [
     "DownloadError",
@@ -318,7 +318,7 @@ def untar_data(
     """
     name = _file_name(url)
     base = _base(dest)
-    target = base / _stem(name)
+    target = DataPath(base / _stem(name))
     if target.is_dir() and not force_download:
         return target
     archive = base / name
