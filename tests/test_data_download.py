@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from fastcore_ext.data import URLs, download_url, extract_archive, untar_data
+from fastcore_ext.data import URLs, download_images, download_url, extract_archive, untar_data
 from fastcore_ext.data.download import DownloadError, UnsafeArchiveError
 
 FILES = {"pets/images/cat_1.txt": b"meow" * 100, "pets/images/dog_2.txt": b"woof" * 3000}
+# download_images' routes (the bytes need not be images: verify_images judges them later);
+# None: not served (404)
+IMAGES = {"/img/a.jpg": b"jpeg" * 50, "/img/b.PNG": b"png" * 40, "/img/c": b"no suffix" * 9,
+          "/img/missing.jpg": None, "/img/cut.jpg": b"cut" * 5000}  # fmt: skip
 
 
 def _tar(members: dict[str, bytes], mode: str = "w:gz") -> bytes:
@@ -43,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.hits.append(self.path)
-        body = self.routes.get(self.path)
+        body = self.routes.get(self.path.split("?")[0])  # a query string is ignored
         if body is None:
             self.send_error(404)
             return
@@ -72,8 +76,9 @@ def server():
         "/evil_dotdot.tgz": _tar({"ok.txt": b"x", "../escaped.txt": b"boo"}),
         "/evil_abs.tgz": _tar({"/tmp/fastcore_ext_abs_escape.txt": b"boo"}),
         "/evil_zip.zip": _zip({"ok.txt": b"x", "../../escaped.txt": b"boo"}),
+        **{path: body for path, body in IMAGES.items() if body is not None},
     }
-    _Handler.cut = {"/big.tgz"}
+    _Handler.cut = {"/big.tgz", "/img/cut.jpg"}
     _Handler.hits = []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -229,3 +234,55 @@ def test_bad_arguments(tmp_path):
     (tmp_path / "junk.tgz").write_bytes(b"not an archive")
     with pytest.raises(ValueError, match="neither a tar nor a zip"):
         extract_archive(tmp_path / "junk.tgz", tmp_path / "junk")
+
+
+# ---- download_images ---------------------------------------------------------------------------
+def test_download_images_from_a_url_file(server, tmp_path, capsys):
+    """The lesson's CSV of URLs: numbered files, extension from the URL, failures named and
+    skipped, nothing half written, a second call fetches only what is missing."""
+    lines = [f"{server}/img/a.jpg", "", f'  "{server}/img/b.PNG?w=10"  ', f"{server}/img/c",
+             f"{server}/img/missing.jpg", f"{server}/img/cut.jpg",
+             f"{server}/img/a.jpg"]  # fmt: skip
+    urls = tmp_path / "urls_bears.csv"
+    urls.write_text("\n".join(lines) + "\n")
+    dest = tmp_path / "bears" / "black"
+    got = download_images(urls, dest, max_pics=5)
+    assert got == [dest / "00000000.jpg", dest / "00000001.png", dest / "00000002.jpg"]
+    assert [f.read_bytes() for f in got] == [IMAGES["/img/a.jpg"], IMAGES["/img/b.PNG"],
+                                             IMAGES["/img/c"]]  # fmt: skip
+    assert sorted(p.name for p in dest.iterdir()) == [f.name for f in got]  # no .part file
+    out = capsys.readouterr()
+    assert "missing.jpg: HTTP 404" in out.out and "cut.jpg" in out.out
+    assert "2 of 5 URLs failed" in out.out and "5/5 URLs" in out.err
+    hits = list(_Handler.hits)
+    assert download_images(urls, dest, max_pics=5, max_workers=0) == got
+    again = _Handler.hits[len(hits) :]
+    assert sorted(again) == ["/img/cut.jpg", "/img/missing.jpg"]  # only the missing ones
+
+
+def test_download_images_from_a_list(server, tmp_path, capsys):
+    got = download_images([f"{server}/img/c", f"{server}/img/a.jpg"], tmp_path / "d")
+    assert [f.name for f in got] == ["00000000.jpg", "00000001.jpg"]
+    assert "failed" not in capsys.readouterr().out
+
+
+def test_download_images_offline_names_each_url(tmp_path, capsys):
+    got = download_images(["http://127.0.0.1:9/x.jpg"], tmp_path / "d", timeout=2)
+    assert got == []
+    out = capsys.readouterr().out
+    assert "could not download http://127.0.0.1:9/x.jpg" in out and "1 of 1 URLs failed" in out
+    assert "If this machine is offline" not in out  # untar_data's hint is for one archive
+
+
+def test_download_images_bad_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError, match="urls: expected a file of image URLs"):
+        download_images(tmp_path / "nope.csv", tmp_path / "d")
+    with pytest.raises(TypeError, match="urls: expected strings, got int 3"):
+        download_images(["http://x/a.jpg", 3], tmp_path / "d")
+    for kwargs, match in (
+        ({"max_pics": 0}, "max_pics: expected a positive int, got 0"),
+        ({"max_workers": -1}, "max_workers: expected an int >= 0, got -1"),
+        ({"timeout": 0}, "timeout: expected a positive number of seconds, got 0"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            download_images(["http://x/a.jpg"], tmp_path / "d", **kwargs)

@@ -14,7 +14,7 @@ from .bunch import (
 )
 from .cache import DecodedCache
 from .demo import DEMO_CLASSES, demo_dataset
-from .download import URLs, download_url, extract_archive, untar_data
+from .download import URLs, download_images, download_url, extract_archive, untar_data
 from .images import BadImageError, load_image, presize, to_rgb, verify_images
 from .items import (
     IMAGE_EXTENSIONS,
@@ -54,6 +54,7 @@ __all__ = [
     "data_dir",
     "default_num_workers",
     "demo_dataset",
+    "download_images",
     "download_url",
     "extract_archive",
     "get_image_files",

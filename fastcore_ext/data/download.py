@@ -7,6 +7,9 @@ name is therefore always complete, and a second call returns the folder without 
 the network. Checks: the byte count against the server's Content-Length, plus `size` and
 `sha256` when the caller knows them. Extraction refuses members with absolute paths, ``..``,
 links leading outside the folder, and device files, before writing anything.
+
+`download_images(urls, dest)` (fastai's lesson 2): many image URLs, one file each, in threads,
+each through `download_url` (so never half a file); the ones that fail are named, not fatal.
 """
 
 from __future__ import annotations
@@ -24,14 +27,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
+from .items import IMAGE_EXTENSIONS
 from .paths import DataPath, data_dir
 
 __all__ = [
     "DownloadError",
     "URLs",
     "UnsafeArchiveError",
+    "download_images",
     "download_url",
     "extract_archive",
     "untar_data",
@@ -149,9 +156,12 @@ class _Progress:
         sys.stderr.flush()
 
 
+_OFFLINE_HINT = "If this machine is offline"
+
+
 def _offline_help(url: str, archive: Path) -> str:
     return (
-        f"If this machine is offline, download {url} elsewhere and put the file at {archive} "
+        f"{_OFFLINE_HINT}, download {url} elsewhere and put the file at {archive} "
         f"(or its extracted folder at {archive.parent / _stem(archive.name)}); the next call "
         "uses it without the network."
     )
@@ -224,6 +234,97 @@ def download_url(
     finally:
         part.unlink(missing_ok=True)
     return dest
+
+
+def _image_urls(urls: str | os.PathLike | Iterable[str], max_pics: int) -> list[str]:
+    """The first `max_pics` URLs of a file of one URL per line (what lesson 2's browser
+    snippet saves; blank lines and surrounding spaces/quotes ignored) or of a list."""
+    if isinstance(urls, str | os.PathLike):
+        path = Path(urls)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"urls: expected a file of image URLs (one per line) or a list of URLs, but "
+                f"{path} is not a file"
+            )
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    else:
+        lines = list(urls)
+        bad = [u for u in lines if not isinstance(u, str)]
+        if bad:
+            raise TypeError(f"urls: expected strings, got {type(bad[0]).__name__} {bad[0]!r}")
+    cleaned = [u.strip().strip("'\"").strip() for u in lines]
+    return [u for u in cleaned if u][:max_pics]
+
+
+def _image_suffix(url: str) -> str:
+    """The URL path's image extension (lower case), else '.jpg' (as fastai)."""
+    suffix = PurePosixPath(urllib.parse.urlparse(url).path).suffix.lower()
+    return suffix if suffix in IMAGE_EXTENSIONS else ".jpg"
+
+
+def download_images(
+    urls: str | os.PathLike | Iterable[str],
+    dest: str | os.PathLike,
+    max_pics: int = 1000,
+    max_workers: int = 8,
+    timeout: float = 4.0,
+) -> list[Path]:
+    """Download the images of `urls` into the folder `dest` (fastai's lesson 2:
+    ``download_images(path/file, dest, max_pics=200)``), as ``00000000.jpg``,
+    ``00000001.png``, ... numbered in URL order, the extension taken from the URL (else .jpg).
+
+    urls: a file of one URL per line (the lesson's browser snippet saves such a CSV), or a
+    list of URL strings; the first `max_pics` are used. `max_workers` threads download at once
+    (0: one after the other), each file through `download_url` (a temporary name renamed when
+    complete, so no half file is left), `timeout` seconds per wait. A file already present
+    under its number is kept, so a second call resumes. A URL that fails (HTTP error,
+    unreachable, offline, cut short) is skipped; one line per failure and a summary are
+    printed at the end, as fastai prints its errors. Returns the image files now in place, in
+    URL order. Check what arrived with ``verify_images(dest, delete=True, max_size=500)``: a
+    server may send a web page or a broken file under an image's URL.
+    """
+    if isinstance(max_pics, bool) or not isinstance(max_pics, int) or max_pics < 1:
+        raise ValueError(f"max_pics: expected a positive int, got {max_pics!r}")
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
+        raise ValueError(f"max_workers: expected an int >= 0, got {max_workers!r}")
+    if not (isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0):
+        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+    todo = _image_urls(urls, max_pics)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [dest / f"{i:08d}{_image_suffix(u)}" for i, u in enumerate(todo)]
+    lock = threading.Lock()
+    done: list[int] = [0]
+
+    def fetch(url: str, file: Path) -> str | None:
+        try:
+            if not file.is_file():
+                download_url(url, file, timeout=timeout, progress=False)
+            return None
+        except DownloadError as e:
+            return str(e).split(f" {_OFFLINE_HINT}")[0]  # the hint is for one archive
+        finally:
+            with lock:
+                done[0] += 1
+                sys.stderr.write(f"\rdownload_images: {done[0]}/{len(todo)} URLs")
+                sys.stderr.flush()
+
+    if max_workers == 0:
+        errors = [fetch(u, f) for u, f in zip(todo, files, strict=True)]
+    else:
+        with ThreadPoolExecutor(max_workers) as pool:
+            errors = list(pool.map(fetch, todo, files))
+    if todo:
+        sys.stderr.write("\n")
+    failed = [e for e in errors if e is not None]
+    for e in failed:
+        print(e)
+    if failed:
+        print(
+            f"download_images: {len(failed)} of {len(todo)} URLs failed (listed above); "
+            f"{len(todo) - len(failed)} images are in {dest}"
+        )
+    return [f for f, e in zip(files, errors, strict=True) if e is None]
 
 
 def _check_member(root: Path, name: str, what: str) -> Path:
