@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from torch.nn import functional as F
 from fastcore_ext.augment import augment_batch, epoch_generator
 from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.data import BadImageError, DeviceDataLoader
-from fastcore_ext.plots import check_figsize, finish
+from fastcore_ext.plots import finish, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
 
 if TYPE_CHECKING:
@@ -270,14 +269,14 @@ def show_results(
 ) -> Figure:
     """`Learner.show_results`: rows x rows items (max_n items when given, fastai v2's
     spelling) of the 'valid' or 'train' data set, spread evenly over it (indices
-    round(linspace(0, N - 1, n)), so a set stored class after class shows several classes),
+    round(linspace(0, N - 1, n)), so a set stored class after class shows several classes;
+    an unreadable file is passed over for the next readable item), shown in data set order,
     each titled with its actual class over the predicted one, green when they agree, red when
-    not (fastai's "Ground truth / Predictions"). Images are read from the data set (an
-    unreadable file is passed over for the next readable item) and go through the validation
-    transform, also for 'train'; the model runs
-    as in get_preds (eval mode, inference mode, the learner's precision and layout), its
-    modes put back afterwards. Saved as 'show_results_<ds_type>.png' outside notebooks (see
-    fastcore_ext.plots). Returns the Figure."""
+    not (fastai's "Ground truth / Predictions"). Images are read from the data set and go
+    through the validation transform, also for 'train'; the model runs as in get_preds (eval
+    mode, inference mode, the learner's precision and layout), its modes put back afterwards.
+    Saved as 'show_results_<ds_type>.png' outside notebooks (see fastcore_ext.plots).
+    Returns the Figure."""
     if ds_type not in ("valid", "train"):
         raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
     n = check_int("rows", rows, 1) ** 2 if max_n is None else check_int("max_n", max_n, 1)
@@ -291,42 +290,29 @@ def show_results(
     size = len(ds)
     spread = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
     chosen = set(spread)
-    raw, targets = [], []
+    found: list[tuple[int, torch.Tensor, int]] = []
     for i in [*spread, *(j for j in range(size) if j not in chosen)]:
-        if len(raw) == n:
+        if len(found) == n:
             break
         try:
             image, label = ds[i]
         except BadImageError:
             continue  # named by the loaders; skipped as they skip it
-        raw.append(torch.as_tensor(image))
-        targets.append(int(label))
-    if not raw:
+        found.append((i, torch.as_tensor(image), int(label)))
+    if not found:
         raise ValueError(f"the {ds_type} set has no readable image to show")
-    x = data.preprocess(raw)
+    found.sort(key=lambda f: f[0])
+    targets = [label for _, _, label in found]
+    x = data.preprocess([image for _, image, _ in found])
     with evaluating(learn.model):
         preds = forward(learn, x).float().argmax(dim=1).tolist()
     images = data.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
-    k = len(raw)
-    cols = math.ceil(math.sqrt(k))
-    n_rows = math.ceil(k / cols)
-    figsize = check_figsize(figsize, (max(4.0, 2.4 * cols), max(3.0, 2.8 * n_rows + 0.4)))
-    fig = Figure(figsize=figsize)
-    axes = fig.subplots(n_rows, cols, squeeze=False)
     classes = [str(c) for c in data.classes]
-    cell_pts = min(figsize[0] / cols, figsize[1] / n_rows) * 72
-    longest = max(len(classes[c]) for c in (*targets, *preds))
-    fontsize = float(np.clip(min(0.11 * cell_pts, 1.7 * cell_pts / longest), 5, 12))
-    for cell, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if cell >= k:
-            continue
-        ax.imshow(images[cell], vmin=0, vmax=1)
-        actual, pred = targets[cell], preds[cell]
-        ax.set_title(
-            f"{classes[actual]}\n{classes[pred]}",
-            color="green" if actual == pred else "red", fontsize=fontsize,
-        )  # fmt: skip
+    titles = [f"{classes[a]}\n{classes[p]}" for a, p in zip(targets, preds, strict=True)]
+    fig, axes, fontsize = image_grid(len(found), figsize, titles, cell=(2.4, 2.8))
+    for ax, img, title, actual, pred in zip(axes, images, titles, targets, preds, strict=True):
+        ax.imshow(img, vmin=0, vmax=1)
+        ax.set_title(title, color="green" if actual == pred else "red", fontsize=fontsize)
     fig.suptitle("actual\nprediction", fontsize=fontsize + 1)
     return finish(fig, f"show_results_{ds_type}")
 

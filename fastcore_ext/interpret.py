@@ -18,7 +18,6 @@ fastai builds: 37 classes x 20,000 items would be 27 million elements per compar
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from matplotlib.figure import Figure
 
 from fastcore_ext import ranks
 from fastcore_ext.checks import check_bool
-from fastcore_ext.plots import check_figsize, finish
+from fastcore_ext.plots import check_figsize, finish, image_grid
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport"]
 
@@ -285,26 +284,14 @@ class ClassificationInterpretation:
         if heatmap:
             actual = [int(self.targets[rows_of[int(i)]]) for i in idxs.tolist()]
             maps = self._grad_cam(raw, actual, heatmap_thresh)
-        cols = math.ceil(math.sqrt(k))
-        rows = math.ceil(k / cols)
-        figsize = check_figsize(figsize, (max(4.0, 2.6 * cols), max(3.0, 2.8 * rows + 0.4)))
-        fig = Figure(figsize=figsize)
-        axes = fig.subplots(rows, cols, squeeze=False)
         titles = []
         for i, loss in zip(idxs.tolist(), losses.tolist(), strict=True):
             r = rows_of[i]
             pred, actual = int(self.preds[r]), int(self.targets[r])
             prob = float(self.probs[r, actual])
-            titles.append(
-                (f"{self.classes[pred]} / {self.classes[actual]}", f"{loss:.2f} / {prob:.2f}")
-            )
-        cell_pts = min(figsize[0] / cols, figsize[1] / rows) * 72
-        longest = max(len(t) for pair in titles for t in pair)
-        fontsize = float(np.clip(min(0.11 * cell_pts, 1.7 * cell_pts / longest), 5, 12))
-        for cell, ax in enumerate(axes.flat):
-            ax.set_axis_off()
-            if cell >= k:
-                continue
+            titles.append(f"{self.classes[pred]} / {self.classes[actual]}\n{loss:.2f} / {prob:.2f}")
+        fig, axes, fontsize = image_grid(len(titles), figsize, titles, cell=(2.6, 2.8))
+        for cell, ax in enumerate(axes):
             img = images[cell]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
             if maps is not None and maps[cell] is not None:
@@ -313,7 +300,7 @@ class ClassificationInterpretation:
                     maps[cell], alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear",
                     cmap=cmap_obj,
                 )  # fmt: skip
-            ax.set_title("\n".join(titles[cell]), fontsize=fontsize)
+            ax.set_title(titles[cell], fontsize=fontsize)
         fig.suptitle("prediction / actual\nloss / probability of actual", fontsize=fontsize + 1)
         name = "top_losses" if largest else "top_losses_smallest"
         return finish(fig, name)

@@ -22,6 +22,7 @@ off for a block with ``with autosave(False):``. In a distributed run only rank 0
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
@@ -37,6 +38,7 @@ __all__ = [
     "autosave",
     "check_figsize",
     "finish",
+    "image_grid",
     "in_notebook",
     "plot_dir",
     "save_png",
@@ -118,6 +120,26 @@ def save_png(fig: Figure, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def image_grid(
+    k: int, figsize: tuple[float, float] | None, titles: list[str], cell: tuple[float, float]
+) -> tuple[Figure, list, float]:
+    """A figure of k images in a near-square grid (ceil(sqrt(k)) columns) with every axis
+    off: (figure, the k axes to draw in, a title font size in points that fits the longest
+    line of `titles` in a cell, 5 to 12). figsize None: `cell` (width, height) inches per
+    image, at least 4 x 3 in all."""
+    cols = math.ceil(math.sqrt(k))
+    rows = math.ceil(k / cols)
+    figsize = check_figsize(figsize, (max(4.0, cell[0] * cols), max(3.0, cell[1] * rows + 0.4)))
+    fig = Figure(figsize=figsize)
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for ax in axes:
+        ax.set_axis_off()
+    cell_pts = min(figsize[0] / cols, figsize[1] / rows) * 72
+    longest = max((len(line) for t in titles for line in t.split("\n")), default=1)
+    fontsize = min(max(min(0.11 * cell_pts, 1.7 * cell_pts / max(longest, 1)), 5.0), 12.0)
+    return fig, axes[:k], float(fontsize)
 
 
 def check_figsize(

@@ -353,3 +353,16 @@ def test_lesson_script_twice_on_one_folder(tmp_path):
         assert new and all(p == "models" or p.startswith("models/") for p in new), new
         assert "final error rate" in res.stdout
     assert (work / "plots" / "show_batch_train.png").is_file()
+
+
+def test_image_grid_shape_axes_and_title_size():
+    from fastcore_ext.plots import image_grid
+
+    fig, axes, size = image_grid(5, None, ["a\nb", "a much longer title line"], cell=(2.0, 2.5))
+    assert len(axes) == 5 and len(fig.axes) == 6  # 3 columns x 2 rows, the last cell unused
+    assert all(not ax.axison for ax in fig.axes)
+    assert tuple(fig.get_size_inches()) == (6.0, 5.4)  # 3 x 2.0 wide, 2 x 2.5 + 0.4 high
+    assert 5 <= size <= 12
+    _, _, small = image_grid(5, (3, 3), ["a much longer title line"], cell=(2.0, 2.5))
+    assert small < size  # a smaller figure gets smaller titles
+    assert image_grid(1, None, [], cell=(2.0, 2.5))[0].get_size_inches().tolist() == [4.0, 3.0]
