@@ -264,6 +264,12 @@ def test_download_images_from_a_list(server, tmp_path, capsys):
     got = download_images([f"{server}/img/c", f"{server}/img/a.jpg"], tmp_path / "d")
     assert [f.name for f in got] == ["00000000.jpg", "00000001.jpg"]
     assert "failed" not in capsys.readouterr().out
+    # what a browser's list can hold besides http(s): data: URLs work, other text is named
+    got = download_images(["data:image/png;base64,iVBORw0K", "not a url"], tmp_path / "e")
+    assert got == [tmp_path / "e" / "00000000.jpg"]
+    assert (tmp_path / "e" / "00000000.jpg").read_bytes() == b"\x89PNG\r\n"
+    out = capsys.readouterr().out
+    assert "could not download 'not a url'" in out and "1 of 2 URLs failed" in out
 
 
 def test_download_images_offline_names_each_url(tmp_path, capsys):

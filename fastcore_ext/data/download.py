@@ -303,6 +303,8 @@ def download_images(
             return None
         except DownloadError as e:
             return str(e).split(f" {_OFFLINE_HINT}")[0]  # the hint is for one archive
+        except ValueError as e:  # not a URL urllib can open
+            return f"could not download {url!r}: {e}"
         finally:
             with lock:
                 done[0] += 1
@@ -312,8 +314,13 @@ def download_images(
     if max_workers == 0:
         errors = [fetch(u, f) for u, f in zip(todo, files, strict=True)]
     else:
-        with ThreadPoolExecutor(max_workers) as pool:
+        pool = ThreadPoolExecutor(max_workers)
+        try:
             errors = list(pool.map(fetch, todo, files))
+        except BaseException:  # Ctrl-C: stop at once (files are complete or absent)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     if todo:
         sys.stderr.write("\n")
     failed = [e for e in errors if e is not None]
