@@ -20,7 +20,25 @@ import torch
 import torchvision.models as models
 from torch import nn
 from torch.nn import functional as F
-from torchvision.models import WeightsEnum
+from torchvision.models import (  # the builders fastai v2's star import gives, by bare name
+    WeightsEnum,
+    alexnet,
+    densenet121,
+    densenet161,
+    densenet169,
+    densenet201,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    squeezenet1_0,
+    squeezenet1_1,
+    vgg11_bn,
+    vgg13_bn,
+    vgg16_bn,
+    vgg19_bn,
+)
 
 from fastcore_ext.augment import aug_transforms, get_transforms
 from fastcore_ext.callback import (
@@ -69,7 +87,8 @@ from fastcore_ext.optim import SGD, Adam
 # spellings (ImageDataLoaders, Resize, Normalize, aug_transforms, vision_learner), and the
 # rest a training script needs (load_learner, callbacks, optimizers, metrics, the demo data),
 # and what fastai v1's star import also gave the notebooks: np, plt, torch, nn, F, partial,
-# open_image. `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
+# open_image; as fastai v2's, torchvision's builders by bare name (`vision_learner(dls,
+# resnet34)`). `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
 # patches pathlib.Path itself; this library patches nothing).
 __all__ = [
     "Adam",
@@ -90,12 +109,17 @@ __all__ = [
     "TerminateOnNaN",
     "URLs",
     "accuracy",
+    "alexnet",
     "aug_transforms",
     "cnn_learner",
     "create_body",
     "create_cnn",
     "create_head",
     "demo_dataset",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
     "doc",
     "download_images",
     "error_rate",
@@ -109,11 +133,22 @@ __all__ = [
     "open_image",
     "partial",
     "plt",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
     "set_seed",
+    "squeezenet1_0",
+    "squeezenet1_1",
     "top_k_accuracy",
     "torch",
     "untar_data",
     "verify_images",
+    "vgg11_bn",
+    "vgg13_bn",
+    "vgg16_bn",
+    "vgg19_bn",
     "vision_learner",
 ]
 

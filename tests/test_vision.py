@@ -209,6 +209,22 @@ def test_star_import_is_the_public_api():
     }  # fmt: skip
     assert expected_now <= names
     assert namespace["models"] is torchvision.models
+    # fastai v2's bare builder names: `vision_learner(dls, resnet34)`
+    for name in ("resnet18", "resnet34", "resnet50", "densenet121", "vgg16_bn", "alexnet"):
+        assert namespace[name] is getattr(torchvision.models, name)
+
+
+@pytest.mark.parametrize(
+    "name", ["resnet18", "densenet121", "vgg11_bn", "squeezenet1_1", "alexnet"]
+)
+def test_vision_learner_with_a_bare_builder_name(name):
+    """Each family the star import names builds, cut at its pooling layer, and predicts."""
+    namespace: dict = {"data": image_bunch(size=64)}
+    exec("from fastcore_ext.vision import *", namespace)
+    exec(f"learn = vision_learner(data, {name}, pretrained=False, metrics=error_rate)", namespace)
+    learn = quiet(namespace["learn"])
+    probs, targets = learn.get_preds()
+    assert probs.shape == (len(targets), learn.data.c)
 
 
 def test_doc(capsys):
