@@ -31,11 +31,14 @@ BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_las
 ``auto=1`` (the Learner's own precision 'auto': on a CPU with native bf16, bf16 +
 channels-last after a float32 first epoch, none for a transferred body; else fp32),
 ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours before it
-followed fastai v2); fastai: ``wd_bn_bias=1`` (the same in fastai), ``head_bn_bias=0``
-(torch's default init), ``center_crop=1`` (the training presize crop centred, as our cache
-did before it kept whole images), ``ours_aug=1`` (fastai's batch augmentation replaced by
-ours: `fastcore_ext.augment.augment_batch` with get_transforms' defaults, drawn per batch from
-`epoch_generator(seed, batch number)`, and its centre crop for validation; the rest is fastai's).
+followed fastai v2), ``fastai_aug=1`` (the training batches augmented by fastai's
+`aug_transforms(size)` pipeline instead of our kernel, drawn from torch's global generator
+as fastai does; runs in the fastai interpreter); fastai: ``wd_bn_bias=1`` (the same in
+fastai), ``head_bn_bias=0`` (torch's default init), ``center_crop=1`` (the training presize
+crop centred, as our cache did before it kept whole images), ``ours_aug=1`` (fastai's batch
+augmentation replaced by ours: `fastcore_ext.augment.augment_batch` with get_transforms'
+defaults, drawn per batch from `epoch_generator(seed, batch number)`, and its centre crop
+for validation; the rest is fastai's).
 
 Transfer learning, offline (`--body FILE`): `pretrain` trains ours (resnet18, the settings
 above, `--epochs`, default 6) on the demo and saves the body's state_dict; with `--body` both
@@ -64,7 +67,7 @@ SETTINGS.update(json.loads(os.environ.get("ACCURACY_SETTINGS", "{}")))
 fits' subprocesses) overrides some, e.g. '{"arch": "resnet34", "size": 128, "presize": 160}'."""
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
 AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
-OURS_OPTS = ("head_bn_bias", "bf16", "auto", "wd_bn_bias", "no_aug", *AUG_KNOBS)
+OURS_OPTS = ("head_bn_bias", "bf16", "auto", "wd_bn_bias", "no_aug", "fastai_aug", *AUG_KNOBS)
 FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug", "ours_aug")
 
 
@@ -162,6 +165,30 @@ def ours_learner(data_dir: Path, seed: int, opts: dict):
     return learn
 
 
+def use_fastai_augmentation(train_dl, size: int) -> None:
+    """The ablation ``fastai_aug=1``: this training loader's batches augmented by fastai's
+    `aug_transforms(size)` (uint8 -> [0, 1] floats -> fastai's affine/warp and lighting ->
+    the loader's normalization) instead of our kernel; validation untouched. An instance
+    attribute set here, for this experiment only."""
+    import torch
+    from fastai.vision.all import TensorImage, aug_transforms
+
+    tfms = aug_transforms(size=size)
+    ours = train_dl.augment  # the loader's own method, kept for passes without a generator
+
+    def augment(x: torch.Tensor, generator) -> torch.Tensor:
+        if generator is None:
+            return ours(x, None)
+        y = TensorImage(x.float() / 255)
+        for t in tfms:
+            y = t(y, split_idx=0)
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in train_dl.stats)
+        out = ((y.as_subclass(torch.Tensor) - mean) / std).contiguous()
+        return out.to(memory_format=torch.channels_last) if train_dl.channels_last else out
+
+    train_dl.augment = augment
+
+
 def run_ours(
     data_dir: Path, seed: int, lr: float | slice | None, opts: dict, transfer: dict | None = None
 ) -> dict:
@@ -173,6 +200,8 @@ def run_ours(
 
     s = SETTINGS
     learn = ours_learner(data_dir, seed, opts)
+    if opts.get("fastai_aug"):
+        use_fastai_augmentation(learn.data.train_dl, s["size"])
     if opts.get("bf16"):
         learn.to_bf16()
         learn.to_channels_last()
@@ -339,7 +368,8 @@ def data_dir(name: str) -> Path:
 def fit_in_subprocess(
     lib: str, data: Path, seed: int, lr: str | None, opts: list[str], transfer: list[str] = ()
 ) -> dict:
-    python = sys.executable if lib == "ours" else fastai_python()
+    in_fastai = lib == "fastai" or any(o.startswith("fastai_aug=") for o in opts)
+    python = fastai_python() if in_fastai else sys.executable
     cmd = [python, str(Path(__file__).resolve()), "run", "--lib", lib, "--data", str(data),
            "--seed", str(seed), *transfer]  # fmt: skip
     if lr is not None:
