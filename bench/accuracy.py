@@ -239,10 +239,10 @@ def run_fastai(
     from fastai.vision.all import (
         ImageDataLoaders,
         Normalize,
+        RandTransform,
         Resize,
         Rotate,
         TensorImage,
-        Transform,
         aug_transforms,
         error_rate,
         imagenet_stats,
@@ -256,18 +256,20 @@ def run_fastai(
         def before_call(self, b, split_idx):
             super().before_call(b, 1)
 
-    class OursAugment(Transform):
+    class OursAugment(RandTransform):
         """Our augmentation kernel as fastai's batch transform: after IntToFloatTensor (the
-        floats go back to the exact uint8 values), before Normalize; [0, 1] floats out."""
+        floats go back to the exact uint8 values), before Normalize; [0, 1] floats out. A
+        RandTransform, as fastai's own: only those are told the split (before_call), and
+        split_idx None applies it to both (training: random, validation: centre crop)."""
 
-        order = 20
+        order, split_idx = 20, None
 
         def __init__(self, size: int, seed: int):
-            super().__init__()
+            super().__init__(p=1.0)
             self.size, self.seed, self.batches, self.train = size, seed, 0, False
 
         def before_call(self, b, split_idx):
-            self.train = split_idx == 0
+            self.do, self.train = True, split_idx == 0
 
         def encodes(self, x):  # annotations are strings here, which fastai cannot resolve
             from fastcore_ext.augment import augment_batch, epoch_generator
