@@ -17,7 +17,8 @@ absolute difference in [0, 1] units). Equal outputs mean the two kernels compute
 image from the same draws, so any difference between the libraries lies in the draws.
 Last, the draws themselves: 20,000 of each library's (our `random_params`, fastai's
 pipeline on a batch of that size), compared as distributions: where each maps the output's
-centre and corners (10 input coordinates) and the brightness and contrast, by the
+centre and corners (10 input coordinates), the brightness and contrast, and how far each
+draw moves a grid of points (its whole geometric effect in one number), by the
 two-sample Kolmogorov-Smirnov distance (about 0.014 or more is a difference at the 5 %
 level for 20,000 against 20,000) and the 5/50/95th percentiles.
 
@@ -163,6 +164,21 @@ def _mapped_points(mats: torch.Tensor) -> torch.Tensor:
     return (q[:, :2] / q[:, 2:]).permute(0, 2, 1).reshape(len(mats), 10)
 
 
+def _displacement(mats: torch.Tensor) -> torch.Tensor:
+    """[n, 3, 3] -> [n, 1]: how far each draw moves the output, one number per sample (the
+    joint effect of all its factors): the mean, over a 5 x 5 grid of output points, of the
+    distance from each point to the input point it reads or to that point's mirror image,
+    whichever is nearer (so a horizontal flip alone counts as no move), normalized units."""
+    g = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    pts = torch.stack([*torch.meshgrid(g, g, indexing="xy"), torch.ones(5, 5, dtype=g.dtype)])
+    pts = pts.reshape(3, 25)
+    q = mats.double() @ pts
+    q = q[:, :2] / q[:, 2:]
+    unflipped = torch.minimum((q - pts[:2]).norm(dim=1), (q * torch.tensor([[-1.0], [1.0]],
+                              dtype=q.dtype) - pts[:2]).norm(dim=1))  # fmt: skip
+    return unflipped.mean(1, keepdim=True)
+
+
 def _ks(a: torch.Tensor, b: torch.Tensor) -> float:
     """Two-sample Kolmogorov-Smirnov distance, values rounded to 1e-6 first (an exact 0 in one
     library is a float32 round-off in the other, which would split the atoms)."""
@@ -185,11 +201,11 @@ def draw_distributions(presize: int, size: int, n: int = 20_000) -> None:
     lighting.before_call(x, 0)
     f_mats, f_light = _fastai_params(affine, lighting)
     names = [f"{p}.{xy}" for p in ("centre", "tl", "bl", "tr", "br") for xy in "xy"]
-    ours = torch.cat([_mapped_points(mats), light.double()], 1)
-    theirs = torch.cat([_mapped_points(f_mats), f_light.double()], 1)
+    ours = torch.cat([_mapped_points(mats), light.double(), _displacement(mats)], 1)
+    theirs = torch.cat([_mapped_points(f_mats), f_light.double(), _displacement(f_mats)], 1)
     q = torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64)
     print(f"draws, {n} each: KS distance; 5/50/95th percentiles ours | fastai")
-    for i, name in enumerate([*names, "brightness", "contrast"]):
+    for i, name in enumerate([*names, "brightness", "contrast", "displaced"]):
         a, b = ours[:, i], theirs[:, i]
         pa, pb = (np.round(torch.quantile(v, q).numpy(), 3) for v in (a, b))
         print(f"  {name:10s} KS {_ks(a, b):.4f}   {pa} | {pb}")
