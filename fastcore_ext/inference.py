@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -291,7 +292,7 @@ def show_results(
     spread = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
     chosen = set(spread)
     found: list[tuple[int, torch.Tensor, int]] = []
-    for i in [*spread, *(j for j in range(size) if j not in chosen)]:
+    for i in itertools.chain(spread, (j for j in range(size) if j not in chosen)):
         if len(found) == n:
             break
         try:
