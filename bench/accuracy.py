@@ -292,14 +292,16 @@ def run_fastai(
     resize = CenterResize if opts.get("center_crop") else Resize
     # no_aug: aug_transforms with every knob off adds no transform, so nothing would resize to
     # size; an always-applied rotation by 0 degrees resamples to size as aug_transforms does.
-    resize_only = Rotate(max_deg=0.0, p=1.0, size=s["size"])
+    if opts.get("no_aug"):
+        augment = [Rotate(max_deg=0.0, p=1.0, size=s["size"])]
+    elif opts.get("ours_aug"):
+        augment = [OursAugment(s["size"], seed)]
+    else:
+        augment = aug_transforms(size=s["size"])
     dls = ImageDataLoaders.from_folder(
         data_dir, train="train", valid="valid", seed=seed,
         item_tfms=resize(s["presize"]),
-        batch_tfms=[*([resize_only] if opts.get("no_aug") else
-                      [OursAugment(s["size"], seed)] if opts.get("ours_aug") else
-                      aug_transforms(size=s["size"])),
-                    Normalize.from_stats(*imagenet_stats)],
+        batch_tfms=[*augment, Normalize.from_stats(*imagenet_stats)],
         bs=s["bs"], num_workers=s["workers"], device=torch.device("cpu"),
     )  # fmt: skip
     arch = getattr(torchvision.models, s["arch"])
