@@ -14,8 +14,9 @@ dot-product instructions (AVX512-BF16 or AMX) also ours in bf16 (`to_bf16()` +
 `to_bf16()` autocasts for CUDA only, so on the CPU it would train in fp32; fastai's "auto" is
 its default, fp32, so its fp32 runs serve both) and with our fp32 on the same seeds.
 CUDA (when present): resnet34, 224 px (presize 280), batch 64, 3 epochs, workers = min(16,
-cores), on the demo dataset drawn at 320 px (`demo_dataset(size=320)`); fp32, fp16
-(`to_fp16()`) and bf16 (`to_bf16()`) in both libraries.
+cores), on the demo dataset drawn at 320 px with 525 images a class (`demo_dataset(size=320,
+n_per_class=525)`: 5,040 train + 1,260 valid JPEGs, issue 14's "at least 5,000 images");
+fp32, fp16 (`to_fp16()`) and bf16 (`to_bf16()`) in both libraries.
 The CPU model and its flags (avx2, avx512f, avx512_bf16, amx) head the table.
 
 - fastai 2.8: `ImageDataLoaders.from_folder(item_tfms=Resize(presize),
@@ -26,15 +27,21 @@ The CPU model and its flags (avx2, avx512f, avx512_bf16, amx) head the table.
   `create_cnn(data, arch, pretrained=False, metrics=error_rate)`. The decoded cache lives
   under FASTCORE_EXT_HOME; the benchmark fills it once before the timed runs (untimed), so
   every timed run of ours reads a warm cache (each row says). fastai decodes every epoch.
+  BENCH_TRAIN_CACHE=cold gives each fit of ours an empty FASTCORE_EXT_HOME instead: its first
+  epoch decodes the JPEGs (and fills the cache), as a user's first fit on a folder does.
 
 Each fit runs in a fresh subprocess (fastai and ours never share a process), rounds
-alternate which library goes first, and the table gives every run plus medians: wall time
-of fit_one_cycle (validation included), training images/s (train images x epochs / wall
-time), final error rate, and where the time went (data loading + augmentation, forward,
-backward, optimizer step, validation, the rest: callbacks, progress, zero_grad, epoch ends),
-measured by a timing callback at the loop's events (on CUDA only with BENCH_TRAIN_PROFILE=1,
-which synchronizes at every event). The model-only step (forward + loss + backward + fused
-Adam step on one fixed batch, no data) gives the ceiling the whole pipeline is compared with.
+alternate which library goes first, and the table gives every run plus medians: wall time of
+fit_one_cycle (validation included), training images/s (train images x epochs / wall time),
+the training images/s of the first epoch and of the later ones apart (validation excluded: a
+callback times each epoch and each validation pass, synchronizing the GPU at those
+boundaries only), final error rate, and where the time went (data loading + augmentation,
+forward, backward, optimizer step, validation, the rest: callbacks, progress, zero_grad,
+epoch ends), measured by a timing callback at the loop's events (on CUDA only with
+BENCH_TRAIN_PROFILE=1, which synchronizes at every event). The model-only step (forward +
+loss + backward + fused Adam step on one fixed batch, no data) gives the ceiling the whole
+pipeline is compared with: the summary gives ours' later-epoch training rate as a share of
+it, per precision.
 
 fastai runs in its own interpreter: FASTAI_PYTHON (a Python that can import fastai.vision.all
 and the same torch), else this interpreter if it can import fastai, else the fastai side is
@@ -62,15 +69,16 @@ Run:
 Environment: BENCH_TRAIN_ROUNDS (seeds, default 3), BENCH_TRAIN_EPOCHS (default 3),
 BENCH_TRAIN_LR (max_lr of both; default each library's own), BENCH_TRAIN_PRECISIONS (comma
 list of fp32, bf16, fp16, auto; default fp32 on the CPU, plus bf16,auto where bf16 is
-native; fp32,fp16,bf16 on CUDA),
-BENCH_TRAIN_LIBS (default "ours,fastai"), BENCH_TRAIN_TIMEOUT (seconds per fit, default
-1200), BENCH_TRAIN_PROFILE=1 (phase times on CUDA), BENCH_TRAIN_MODEL_PRECISIONS (model-only
-step; default fp32 on the CPU, fp32,bf16,fp16 on CUDA), BENCH_TRAIN_MODEL_STEPS (timed
-model-only steps, default 20 on CUDA, 8 on the CPU; bf16 on the CPU at most 3).
+native; fp32,fp16,bf16 on CUDA), BENCH_TRAIN_LIBS (default "ours,fastai"),
+BENCH_TRAIN_TIMEOUT (seconds per fit, default 1200), BENCH_TRAIN_PROFILE=1 (phase times on
+CUDA), BENCH_TRAIN_CACHE (warm or cold, default warm), BENCH_TRAIN_DEMO_N (demo images a
+class; default 200 on the CPU, 525 on CUDA), BENCH_TRAIN_MODEL_PRECISIONS (model-only step;
+default fp32 on the CPU, fp32,bf16,fp16 on CUDA), BENCH_TRAIN_MODEL_STEPS (timed model-only
+steps, default 20 on CUDA, 8 on the CPU; bf16 on the CPU at most 3).
 
 A short GPU run (for bench/device_check.sh):
 
-    BENCH_TRAIN_ROUNDS=1 BENCH_TRAIN_EPOCHS=2 BENCH_TRAIN_PRECISIONS=fp32,bf16 \\
+    BENCH_TRAIN_ROUNDS=1 BENCH_TRAIN_CACHE=cold BENCH_TRAIN_PRECISIONS=fp32,auto,fp16 \\
         python -m pytest -q -s -p no:cacheprovider bench/bench_train.py
 """
 
@@ -83,6 +91,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -101,7 +110,8 @@ CONFIG = {
     "cpu": {"arch": "resnet18", "size": 64, "presize": 80, "bs": 64, "epochs": 3,
             "workers": 2, "lr": None, "demo": {}, "precisions": ["fp32"]},
     "cuda": {"arch": "resnet34", "size": 224, "presize": 280, "bs": 64, "epochs": 3,
-             "workers": min(16, os.cpu_count() or 1), "lr": None, "demo": {"size": 320},
+             "workers": min(16, os.cpu_count() or 1), "lr": None,
+             "demo": {"size": 320, "n_per_class": 525},
              "precisions": ["fp32", "fp16", "bf16"]},
 }  # fmt: skip
 PHASES = ("data", "forward", "backward", "step", "valid", "other")
@@ -151,6 +161,11 @@ def settings(device: str = DEVICE) -> dict:
     lr = os.environ.get("BENCH_TRAIN_LR", "")
     cfg["lr"] = float(lr) if lr else cfg["lr"]
     cfg["profile"] = device == "cpu" or os.environ.get("BENCH_TRAIN_PROFILE") == "1"
+    cfg["cache"] = os.environ.get("BENCH_TRAIN_CACHE", "").strip() or "warm"
+    if cfg["cache"] not in ("warm", "cold"):
+        raise ValueError(f"BENCH_TRAIN_CACHE: expected warm or cold, got {cfg['cache']!r}")
+    n = _env_int("BENCH_TRAIN_DEMO_N", cfg["demo"].get("n_per_class", 200))
+    cfg["demo"] = {**cfg["demo"], "n_per_class": n}
     return cfg
 
 
@@ -225,6 +240,32 @@ class _PhaseTimerMixin:
         self._t_mark("other")
 
 
+class _EpochTimerMixin:
+    """Wall seconds of each epoch and of each epoch's validation pass, the device
+    synchronized at those boundaries only (so the training batches run as unprofiled)."""
+
+    def _e_init(self, device: str) -> None:
+        self._e_device = device
+        self.epoch_s: list[float] = []
+        self.valid_s: list[float] = []
+
+    def _e_now(self) -> float:
+        _sync(self._e_device)
+        return time.perf_counter()
+
+    def before_epoch(self) -> None:
+        self._e0 = self._e_now()
+
+    def before_validate(self) -> None:
+        self._v0 = self._e_now()
+
+    def after_validate(self) -> None:
+        self.valid_s.append(round(self._e_now() - self._v0, 3))
+
+    def after_epoch(self) -> None:
+        self.epoch_s.append(round(self._e_now() - self._e0, 3))
+
+
 def _phases_out(phases: dict[str, float] | None) -> dict[str, float] | None:
     return None if phases is None else {k: round(v, 4) for k, v in phases.items()}
 
@@ -258,9 +299,13 @@ def run_ours(data_dir: Path, device: str, precision: str, cfg: dict, seed: int =
     class Timer(_PhaseTimerMixin, Callback):
         order = 1000  # after the recorder and the progress callback
 
-    timer = Timer()
+    class EpochTimer(_EpochTimerMixin, Callback):
+        order = 1001
+
+    timer, epochs = Timer(), EpochTimer()
     timer._t_init(device, sync=device == "cuda")
-    cbs = [timer] if cfg["profile"] else None
+    epochs._e_init(device)
+    cbs = [epochs] + ([timer] if cfg["profile"] else [])
     _sync(device)
     start = time.perf_counter()
     learn.fit_one_cycle(cfg["epochs"], max_lr=cfg["lr"], cbs=cbs)
@@ -274,9 +319,11 @@ def run_ours(data_dir: Path, device: str, precision: str, cfg: dict, seed: int =
         "train_batches": len(data.train_dl),
         "error_rate": float(learn.recorder.metrics[-1][0]),
         "valid_losses": [round(float(v), 4) for v in learn.recorder.valid_losses],
-        "epoch_s": [round(t, 3) for t in learn.recorder.epoch_times],
+        "epoch_s": epochs.epoch_s,
+        "valid_s": epochs.valid_s,
         "phases": _phases_out(timer.phases if cfg["profile"] else None),
         "cache": "warm" if warm else "cold",
+        "chose": learn.precision,
         "version": _version("fastcore_ext"),
     }
 
@@ -316,21 +363,13 @@ def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict, seed: int
     class Timer(_PhaseTimerMixin, Callback):
         order = 1000  # after fastai's Recorder (50) and ProgressCallback (60)
 
-    timer = Timer()
-    timer._t_init(device, sync=device == "cuda")
-    epoch_s: list[float] = []
-
-    class EpochTimer(Callback):
+    class EpochTimer(_EpochTimerMixin, Callback):
         order = 1001
 
-        def before_epoch(self) -> None:
-            self._e0 = time.perf_counter()
-
-        def after_epoch(self) -> None:
-            _sync(device)
-            epoch_s.append(round(time.perf_counter() - self._e0, 3))
-
-    cbs = [EpochTimer()] + ([timer] if cfg["profile"] else [])
+    timer, epochs = Timer(), EpochTimer()
+    timer._t_init(device, sync=device == "cuda")
+    epochs._e_init(device)
+    cbs = [epochs] + ([timer] if cfg["profile"] else [])
     _sync(device)
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
@@ -350,9 +389,11 @@ def run_fastai(data_dir: Path, device: str, precision: str, cfg: dict, seed: int
         "train_batches": len(dls.train),
         "error_rate": float(row[names.index("error_rate") - 1]),
         "valid_losses": [round(float(v[1]), 4) for v in learn.recorder.values],
-        "epoch_s": epoch_s,
+        "epoch_s": epochs.epoch_s,
+        "valid_s": epochs.valid_s,
         "phases": _phases_out(timer.phases if cfg["profile"] else None),
         "cache": "-",
+        "chose": precision,
         "version": fastai.__version__,
     }
 
@@ -401,13 +442,16 @@ def _fit_in_subprocess(
     env = dict(os.environ)  # both import this file, which reads the CPU flags via fastcore_ext
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     load_before = os.getloadavg()[0]
-    try:
-        out = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-            timeout=cfg["timeout"],
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as e:
-        raise RuntimeError(f"{lib} {precision} fit took over {cfg['timeout']} s") from e
+    with tempfile.TemporaryDirectory(prefix="bench_train_home_") as home:
+        if lib == "ours" and cfg["cache"] == "cold":
+            env["FASTCORE_EXT_HOME"] = home  # an empty decoded-image cache for this fit
+        try:
+            out = subprocess.run(
+                cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+                timeout=cfg["timeout"],
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(f"{lib} {precision} fit took over {cfg['timeout']} s") from e
     if out.returncode != 0:
         raise RuntimeError(f"{lib} run failed ({out.returncode}):\n{out.stderr[-4000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -472,6 +516,22 @@ def _rate(r: dict, epochs: int) -> float:
     return r["n_train"] * epochs / r["wall_s"]
 
 
+def train_rates(r: dict) -> tuple[float | None, float | None]:
+    """(first epoch, later epochs) training images/s of a row, validation excluded; None
+    where the row has no such epoch."""
+    epoch_s, valid_s = r.get("epoch_s") or [], r.get("valid_s") or []
+    if len(valid_s) != len(epoch_s):  # a row without validation times
+        return None, None
+    train_s = [e - v for e, v in zip(epoch_s, valid_s, strict=True)]
+    first = r["n_train"] / train_s[0] if train_s else None
+    later = r["n_train"] * (len(train_s) - 1) / sum(train_s[1:]) if len(train_s) > 1 else None
+    return first, later
+
+
+def _cell(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
 def _phase_cells(r: dict) -> str:
     ph = r.get("phases")
     if not ph:
@@ -481,17 +541,19 @@ def _phase_cells(r: dict) -> str:
 
 def format_table(rows: list[dict], epochs: int) -> str:
     """Markdown table, one line per fit."""
-    head = "| round | lib | precision | wall s | train img/s | last epoch img/s | error_rate "
+    head = "| round | lib | precision | wall s | train img/s | epoch 1 img/s | epochs 2+ img/s "
+    head += "| error_rate "
     head += "| epochs s | "
     head += " | ".join(f"{k} s" for k in PHASES) + " | cache | load |"
-    sep = "| " + " | ".join(["---"] * 3 + ["---:"] * (5 + len(PHASES)) + ["---", "---:"]) + " |"
+    sep = "| " + " | ".join(["---"] * 3 + ["---:"] * (6 + len(PHASES)) + ["---", "---:"]) + " |"
     lines = [head, sep]
     for r in rows:
         epochs_s = " / ".join(f"{t:.1f}" for t in r.get("epoch_s") or [])
-        last = f"{r['n_train'] / r['epoch_s'][-1]:.0f}" if r.get("epoch_s") else "-"
+        first, later = train_rates(r)
         lines.append(
             f"| {r['round']} | {r['lib']} | {r['precision']} | {r['wall_s']:.1f} | "
-            f"{_rate(r, epochs):.0f} | {last} | {r['error_rate']:.4f} | {epochs_s} | "
+            f"{_rate(r, epochs):.0f} | {_cell(first)} | {_cell(later)} | "
+            f"{r['error_rate']:.4f} | {epochs_s} | "
             f"{_phase_cells(r)} | "
             f"{r['cache']} | {r['load']:.1f} |"
         )
@@ -503,20 +565,34 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.fmean(values):.4f} +- {sd:.4f}"
 
 
-def summarize(rows: list[dict], epochs: int) -> list[str]:
-    """Per (precision, lib): median wall time, mean +- sd of the error rate over the seeds;
-    the ours/fastai wall-time ratio per precision; ours bf16 against ours fp32 seed by seed."""
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def summarize(
+    rows: list[dict], epochs: int, model_rates: dict[str, float] | None = None
+) -> list[str]:
+    """Per (precision, lib): median wall time, median training images/s of the first and of
+    the later epochs, mean +- sd of the error rate over the seeds; the ours/fastai ratios per
+    precision (wall time, and images/s of the first and the later epochs); ours' later-epoch
+    rate as a share of `model_rates` (model-only images/s per precision the runs chose); ours
+    bf16 and auto against ours fp32 seed by seed."""
     out = []
-    med = {}
+    med, rates, chose = {}, {}, {}
     for precision in dict.fromkeys(r["precision"] for r in rows):
         for lib in ("ours", "fastai"):
             sel = [r for r in rows if r["lib"] == lib and r["precision"] == precision]
             if sel:
                 wall = statistics.median(r["wall_s"] for r in sel)
                 med[lib, precision] = wall
+                first, later = (_median(list(v)) for v in zip(*map(train_rates, sel), strict=True))
+                rates[lib, precision] = first, later
+                chose[lib, precision] = sel[0].get("chose", precision)
                 out.append(
                     f"{precision} {lib}: {len(sel)} seeds, median {wall:.1f} s "
-                    f"({sel[0]['n_train'] * epochs / wall:.0f} train img/s), error_rate "
+                    f"({sel[0]['n_train'] * epochs / wall:.0f} train img/s; training only: "
+                    f"epoch 1 {_cell(first)}, epochs 2+ {_cell(later)} img/s), error_rate "
                     f"{_mean_sd([r['error_rate'] for r in sel])}"
                 )
     for (lib, precision), wall in med.items():
@@ -524,7 +600,21 @@ def summarize(rows: list[dict], epochs: int) -> list[str]:
         ref = precision if ("fastai", precision) in med else "fp32"
         if lib == "ours" and ("fastai", ref) in med:
             ratio = wall / med["fastai", ref]
-            out.append(f"ours {precision} / fastai {ref} wall time: {ratio:.2f}x")
+            line = f"ours {precision} / fastai {ref} wall time: {ratio:.2f}x"
+            pairs = zip(rates[lib, precision], rates["fastai", ref], strict=True)
+            parts = [
+                f"{name} {a / b:.2f}x"
+                for name, (a, b) in zip(("epoch 1", "epochs 2+"), pairs, strict=True)
+                if a is not None and b is not None
+            ]
+            out.append(line + ("; images/s " + ", ".join(parts) if parts else ""))
+    for (lib, precision), (_, later) in rates.items():
+        model = (model_rates or {}).get(chose[lib, precision])
+        if lib == "ours" and later is not None and model:
+            out.append(
+                f"ours {precision} epochs 2+ training rate: {later / model:.0%} of the "
+                f"model-only rate ({later:.0f} / {model:.0f} img/s, {chose[lib, precision]})"
+            )
     by_seed = {(r["precision"], r["round"]): r for r in rows if r["lib"] == "ours"}
     for other in dict.fromkeys(p for p, _ in by_seed if p != "fp32"):
         pairs = [
@@ -543,7 +633,7 @@ def side_by_side(device: str = DEVICE) -> tuple[list[dict], dict]:
     cfg = settings(device)
     data_dir = _demo(cfg)  # generated once, outside the timed runs
     libs = [lib for lib in cfg["libs"] if lib == "ours" or fastai_python() is not None]
-    if "ours" in libs:
+    if "ours" in libs and cfg["cache"] == "warm":
         _warm_cache(data_dir, device, cfg)
     rows = []
     for precision in cfg["precisions"]:
@@ -578,8 +668,12 @@ def test_fit_one_cycle_side_by_side():
         f"{cfg['lr'] or 'each library default'}, {cfg['workers']} workers; {versions}\n"
     )
     print(format_table(rows, cfg["epochs"]))
+    model_rates = {}
+    for chose in dict.fromkeys(r["chose"] for r in rows if r["lib"] == "ours"):
+        steps = 3 if (DEVICE == "cpu" and chose == "bf16") else (20 if DEVICE == "cuda" else 8)
+        model_rates[chose] = model_only_rate(DEVICE, chose, steps)[1]
     print("\nmedians:")
-    for line in summarize(rows, cfg["epochs"]):
+    for line in summarize(rows, cfg["epochs"], model_rates):
         print("  " + line)
     assert all(r["wall_s"] > 0 and 0.0 <= r["error_rate"] <= 1.0 for r in rows)
 
@@ -598,7 +692,10 @@ def test_summarize_time_to_accuracy():
         )
     ]  # fmt: skip
     lines = summarize(rows, epochs=3)
-    expected = "fp32 ours: 2 seeds, median 11.0 s (27 train img/s), error_rate 0.4000 +- 0.1414"
+    expected = (
+        "fp32 ours: 2 seeds, median 11.0 s (27 train img/s; training only: epoch 1 -, "
+        "epochs 2+ - img/s), error_rate 0.4000 +- 0.1414"
+    )
     assert expected in lines
     assert "ours fp32 / fastai fp32 wall time: 0.55x" in lines
     assert "ours bf16 / fastai fp32 wall time: 0.30x" in lines
@@ -608,11 +705,32 @@ def test_summarize_time_to_accuracy():
     assert cpu_model()  # a model name and its flags, or 'unknown CPU'
 
 
+def test_summarize_training_rates():
+    """The first and later epochs' training images/s (validation excluded), their ours/fastai
+    ratios and ours' later rate as a share of the model-only rate of the precision it chose."""
+    rows = [
+        {"lib": "ours", "precision": "auto", "round": 0, "wall_s": 4.0, "n_train": 100,
+         "error_rate": 0.5, "epoch_s": [2.0, 1.0, 1.0], "valid_s": [0.5, 0.5, 0.5],
+         "chose": "bf16"},
+        {"lib": "fastai", "precision": "fp32", "round": 0, "wall_s": 10.0, "n_train": 100,
+         "error_rate": 0.5, "epoch_s": [4.0, 3.0, 3.0], "valid_s": [1.0, 1.0, 1.0],
+         "chose": "fp32"},
+    ]  # fmt: skip
+    assert train_rates(rows[0]) == (100 / 1.5, 200.0)
+    assert train_rates({"n_train": 100, "epoch_s": [2.0], "valid_s": [0.5]}) == (100 / 1.5, None)
+    lines = summarize(rows, epochs=3, model_rates={"bf16": 400.0, "fp32": 100.0})
+    ratios = "ours auto / fastai fp32 wall time: 0.40x; images/s epoch 1 2.00x, epochs 2+ 4.00x"
+    share = "ours auto epochs 2+ training rate: 50% of the model-only rate (200 / 400 img/s, bf16)"
+    assert ratios in lines and share in lines
+    assert not any("fastai fp32 epochs 2+ training rate" in line for line in lines)
+
+
 # ---- the model alone -----------------------------------------------------------------------------
 def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, float]:
     """(median seconds per step, images/s) of forward + loss + backward + fused Adam step on
     one fixed batch [bs, 3, size, size], through the Learner's own batch code (no data
-    loading, no callbacks beyond the defaults), channels-last on CUDA as create_cnn does."""
+    loading, no callbacks beyond the defaults), channels-last on CUDA as create_cnn does and in
+    bf16 as the bf16 fits do."""
     from fastcore_ext.learner import Learner
     from fastcore_ext.vision import create_body, create_head
 
@@ -626,7 +744,7 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
 
     _Data.device = device
     learn = Learner(_Data(), model, seed=0)
-    if device == "cuda":
+    if device == "cuda" or precision == "bf16":  # as create_cnn on CUDA, and bf16 fits
         learn.to_channels_last()
     if precision == "bf16":
         learn.to_bf16()

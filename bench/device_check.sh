@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
 # The one prepared run for the GPU machine (H100/H200: torch 2.11 + CUDA 13.0, Python 3.12,
 # 16 cores, no network). In order of importance, each step only if the time budget still has
-# room for it: build the kernels there; why C++ exceptions crashed that machine's build (a
-# native backtrace, the C++ runtime loaded, the compiler, a -static-libstdc++ build); the
-# kernel tests; the CUDA augment variants (bench/dev/augment_normalize.cu); JPEG decoding on
-# the GPU (TorchCodec's nvJPEG: tests, then CPU vs CUDA images/s); the kernel benchmarks;
-# training side by side with fastai; learn.compile eager vs compiled; the other CUDA tests;
-# compute-sanitizer; the > 2^31-element checks. A short table last.
+# room for it: build the kernels there; the kernel tests; training side by side with fastai
+# (issue 14's GPU target) and one profiled fit of ours; why C++ exceptions crashed that
+# machine's build in 2026-11 (a native backtrace, the C++ runtime loaded, the compiler, a
+# -static-libstdc++ build); the CUDA augment variants (bench/dev/augment_normalize.cu); JPEG
+# decoding on the GPU (TorchCodec's nvJPEG: tests, then CPU vs CUDA images/s); the kernel
+# benchmarks; learn.compile eager vs compiled; the other CUDA tests; compute-sanitizer; the
+# > 2^31-element checks. A short table last.
 #
-#   bash bench/device_check.sh
+#   bash bench/fetch_device_wheels.sh     # here, once: fastai's and TorchCodec's wheels -> .whl/
+#   bash bench/device_check.sh            # there, with .whl carried
 #
 # Results: $OUT/summary.txt and $OUT/logs.tgz (OUT defaults to /tmp/device_check; the device
 # tool brings back at most 8 files). DEVICE_CHECK_BUDGET: seconds the whole script may take
-# (default 450). fastai is not installed on the GPU machine and it has no network: carry its
-# pure-python wheels in .whl/ (see bench/bench_train.py's docstring); without them only our
-# side of the training comparison runs. TorchCodec was not in that machine's image either
-# (package list of 2026-11): carry its wheel in .whl/ too, fetched where pip works with
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#     --implementation cp --platform manylinux_2_28_x86_64 -d .whl torchcodec==0.17.0
-# (10 MB: PyPI's Linux wheel is the CUDA 13.0 build, nvJPEG bundled). It is installed below
-# when `import torchcodec` fails there; without it the CUDA decode tests skip, saying why.
+# (default 450). fastai and TorchCodec are not in that machine's image (package list of
+# 2026-11) and it has no network: bench/fetch_device_wheels.sh puts their wheels in .whl/
+# (12 MB; TorchCodec's Linux wheel is the CUDA 13.0 build, nvJPEG bundled). Without them only
+# our side of the training comparison runs and the CUDA decode tests skip, saying why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=${OUT:-/tmp/device_check}
@@ -73,7 +71,51 @@ note "torchcodec            $("$PY" -c 'import torchcodec, torch
 from fastcore_ext.data.device_decode import cuda_jpeg_support as s
 print(torchcodec.__version__, "CUDA JPEG:", s() or "yes")' 2>&1 | tail -1 | cut -c1-150)"
 
-# 2. C++ exceptions (TORCH_CHECK) crashed this machine's build with SIGSEGV in 2026-11, CPU and
+# 2. The kernels' test files in full (CPU and CUDA, CPU vs CUDA).
+if have "kernel tests" 60; then
+  t0=$SECONDS
+  timeout "$(cap 150)" "$PY" -m pytest -q -p no:cacheprovider $XDIST -rfE --tb=short \
+    tests/test_augment_normalize.py tests/test_optim.py tests/test_schedule.py \
+    tests/test_augment.py tests/test_ext.py >"$LOGS/tests_kernels.log" 2>&1
+  note "kernel tests          rc=$?  $(tail -1 "$LOGS/tests_kernels.log")  $((SECONDS - t0)) s"
+  failures "$LOGS/tests_kernels.log" 20
+fi
+
+# 3. Training end to end, side by side with fastai: issue 14's GPU target (at least 4x
+#    fastai's images/s, at least 85 % of our model-only rate). bench/bench_train.py: resnet34
+#    at 224 px (presize 280), batch 64, 3 epochs, one round per precision, 5,040 training JPEGs
+#    (demo_dataset(size=320, n_per_class=525)), our cache cold (the first epoch decodes the
+#    JPEGs) and the first epoch reported apart. Then one profiled fit of ours (phases).
+FASTAI_SITE=""
+if ls .whl/*.whl >/dev/null 2>&1 && "$PY" -m pip install -q --no-index --no-deps --no-compile \
+  --no-cache-dir --target /tmp/fastai_site .whl/*.whl >"$LOGS/fastai_install.log" 2>&1; then
+  FASTAI_SITE=/tmp/fastai_site
+fi
+if have "train vs fastai" 90; then
+  t0=$SECONDS
+  PYTHONPATH="$FASTAI_SITE${PYTHONPATH:+:$PYTHONPATH}" BENCH_TRAIN_ROUNDS=1 BENCH_TRAIN_EPOCHS=3 \
+    BENCH_TRAIN_TIMEOUT=150 BENCH_TRAIN_CACHE=cold \
+    BENCH_TRAIN_PRECISIONS=${BENCH_TRAIN_PRECISIONS:-fp32,auto,fp16} timeout "$(cap 330)" \
+    "$PY" -m pytest -q -s -p no:cacheprovider bench/bench_train.py -k "not test_model_only_step" \
+    >"$LOGS/bench_train.log" 2>&1
+  note "train vs fastai       rc=$?  fastai wheels: ${FASTAI_SITE:-none}  $((SECONDS - t0)) s"
+  grep -E "x; images/s|of the model-only rate" "$LOGS/bench_train.log" | sed 's/^ */                      /' \
+    | tee -a "$SUMMARY"
+fi
+if have "train phases" 40; then
+  t0=$SECONDS
+  DEMO=$(ls -d "$FASTCORE_EXT_HOME"/data/demo_n525_s320_seed0 2>/dev/null)
+  if [ -n "$DEMO" ]; then
+    FASTCORE_EXT_HOME=/tmp/fastcore_ext_phases timeout "$(cap 60)" "$PY" bench/bench_train.py \
+      --run ours --data "$DEMO" --device cuda --precision auto --epochs 2 --profile \
+      >"$LOGS/train_phases.log" 2>&1
+    note "train phases          rc=$?  $(tail -1 "$LOGS/train_phases.log" | grep -o '"phases": {[^}]*}')  $((SECONDS - t0)) s"
+  else
+    note "train phases          skipped: no demo_n525_s320_seed0 under $FASTCORE_EXT_HOME/data"
+  fi
+fi
+
+# 4. C++ exceptions (TORCH_CHECK) crashed this machine's build with SIGSEGV in 2026-11, CPU and
 #    CUDA ops alike; not reproduced elsewhere with the same torch. What built the kernels and
 #    torch, which C++ runtime the process maps, a native backtrace of the crash, and the same
 #    check against a CPU-only build linked with -static-libstdc++ -static-libgcc.
@@ -155,17 +197,7 @@ if have "C++ error -> Python" 30; then
   fi
 fi
 
-# 3. The kernels' test files in full (CPU and CUDA, CPU vs CUDA).
-if have "kernel tests" 60; then
-  t0=$SECONDS
-  timeout "$(cap 150)" "$PY" -m pytest -q -p no:cacheprovider $XDIST -rfE --tb=short \
-    tests/test_augment_normalize.py tests/test_optim.py tests/test_schedule.py \
-    tests/test_augment.py tests/test_ext.py >"$LOGS/tests_kernels.log" 2>&1
-  note "kernel tests          rc=$?  $(tail -1 "$LOGS/tests_kernels.log")  $((SECONDS - t0)) s"
-  failures "$LOGS/tests_kernels.log" 20
-fi
-
-# 3b. The CUDA augment kernel's variants (bench/dev/augment_normalize.cu): each validated bit
+# 5. The CUDA augment kernel's variants (bench/dev/augment_normalize.cu): each validated bit
 #     for bit against the production kernel, then timed.
 if have "augment variants" 40; then
   t0=$SECONDS
@@ -182,7 +214,7 @@ print(' '.join('-I' + d for d in c.include_paths()))" 2>/dev/null)
   fi
 fi
 
-# 3c. JPEG decoding on the GPU (issue 16.5): nvJPEG against the CPU decoder, the bunch
+# 6. JPEG decoding on the GPU (issue 16.5): nvJPEG against the CPU decoder, the bunch
 #     choosing it, broken files; then images/s, CPU vs CUDA (bench/bench_decode.py).
 if have "cuda decode" 60; then
   t0=$SECONDS
@@ -195,7 +227,7 @@ if have "cuda decode" 60; then
   note "decode bench          rc=$?  $((SECONDS - t0)) s"
 fi
 
-# 4. Kernel benchmarks (each bench file prints its own table).
+# 7. Kernel benchmarks (each bench file prints its own table).
 if have "kernel benchmarks" 60; then
   t0=$SECONDS
   timeout "$(cap 120)" "$PY" -m pytest -q -s -p no:cacheprovider bench/bench_augment.py \
@@ -204,22 +236,7 @@ if have "kernel benchmarks" 60; then
   note "kernel benchmarks     rc=$?  $((SECONDS - t0)) s"
 fi
 
-# 5. Training end to end, side by side with fastai (bench/bench_train.py: resnet34 at 224 px,
-#    batch 64, one round of 2 epochs per precision).
-FASTAI_SITE=""
-if ls .whl/*.whl >/dev/null 2>&1 && "$PY" -m pip install -q --no-index --no-deps --no-compile \
-  --no-cache-dir --target /tmp/fastai_site .whl/*.whl >"$LOGS/fastai_install.log" 2>&1; then
-  FASTAI_SITE=/tmp/fastai_site
-fi
-if have "train vs fastai" 90; then
-  t0=$SECONDS
-  PYTHONPATH="$FASTAI_SITE${PYTHONPATH:+:$PYTHONPATH}" BENCH_TRAIN_ROUNDS=1 BENCH_TRAIN_EPOCHS=2 BENCH_TRAIN_TIMEOUT=150 \
-    BENCH_TRAIN_PRECISIONS=${BENCH_TRAIN_PRECISIONS:-fp32,fp16} timeout "$(cap 280)" \
-    "$PY" -m pytest -q -s -p no:cacheprovider bench/bench_train.py >"$LOGS/bench_train.log" 2>&1
-  note "train vs fastai       rc=$?  fastai wheels: ${FASTAI_SITE:-none}  $((SECONDS - t0)) s"
-fi
-
-# 5b. learn.compile() on CUDA (bench/bench_compile.py): resnet18 64 px bs 64 in bf16 +
+# 8. learn.compile() on CUDA (bench/bench_compile.py): resnet18 64 px bs 64 in bf16 +
 #     channels-last (the automatic choice there), eager against torch.compile's default mode
 #     and "reduce-overhead" (CUDA graphs), each compiled cold; compile stays opt-in until this
 #     says it is faster.
@@ -230,7 +247,7 @@ if have "compile bench" 150; then
   note "compile bench         rc=$?  $((SECONDS - t0)) s"
 fi
 
-# 6. Every other test that has a CUDA variant (tests/test_compile.py's reduce-overhead fit too).
+# 9. Every other test that has a CUDA variant (tests/test_compile.py's reduce-overhead fit too).
 if have "other cuda tests" 40; then
   t0=$SECONDS
   timeout "$(cap 90)" "$PY" -m pytest -q -p no:cacheprovider $XDIST -rfE --tb=short tests \
@@ -240,7 +257,7 @@ if have "other cuda tests" 40; then
   failures "$LOGS/tests_rest.log" 20
 fi
 
-# 7. CUDA kernel tests under compute-sanitizer (memcheck), the caching allocator off so that
+# 10. CUDA kernel tests under compute-sanitizer (memcheck), the caching allocator off so that
 #    out-of-bounds accesses land outside any allocation.
 if command -v compute-sanitizer >/dev/null && have "compute-sanitizer" 40; then
   t0=$SECONDS
@@ -253,7 +270,7 @@ or thousands or zero_size)" >"$LOGS/sanitizer.log" 2>&1
 $(tail -1 "$LOGS/sanitizer.log" | cut -c1-80)  $((SECONDS - t0)) s"
 fi
 
-# 8. Index overflow: tensors of more than 2^31 elements (9-17 GB of GPU memory).
+# 11. Index overflow: tensors of more than 2^31 elements (9-17 GB of GPU memory).
 if have "> 2^31 elements" 20; then
   t0=$SECONDS
   timeout "$(cap 60)" "$PY" -m pytest -q -p no:cacheprovider tests/test_augment_normalize.py \
