@@ -1,16 +1,20 @@
-"""What every plot of fastcore_ext does last: lay the figure out, save it when nothing will
-show it, and return it.
+"""What every plot of fastcore_ext does last: lay the figure out, show it in a notebook or
+save it where nothing will show it, and return it.
 
-Plots are built on `matplotlib.figure.Figure` objects, never through pyplot's global state,
+Plots are built on `PlotFigure`s (matplotlib Figures), never through pyplot's global state,
 so they neither pop up windows nor pile up in pyplot's registry.
 
-- In a Jupyter notebook the returned Figure is displayed by IPython (inline PNG) and nothing
-  is written.
+- In a Jupyter notebook the figure is shown inline (PNG) when the plot is made, as fastai's
+  plots appear: with or without ``%matplotlib inline``, after a trailing ``;``, inside a
+  function, several in one cell. Returned as the cell's last value it is not shown a second
+  time in that cell. Nothing is written.
 - Anywhere else (a script, a terminal, CI) the Figure is also written as
   ``<plot dir>/<name>.png``. The plot dir is, first to apply: the folder given to
   `set_plot_dir`, the environment variable ``FASTCORE_EXT_PLOTS``, else ``plots`` in the
-  working directory. Never a folder of the data set: a PNG left among the images would be
-  listed as one by `get_image_files` on the next run. ``set_plot_dir(False)`` or
+  working directory. Never a folder of a data set: a PNG left among the images would be
+  listed as one by `get_image_files` on the next run, so when the plot dir falls inside the
+  folder of a data set this process built (`keep_out_of`: every ImageDataBunch registers its
+  path), ``<that folder>_plots`` beside it is used instead. ``set_plot_dir(False)`` or
   ``FASTCORE_EXT_PLOTS=off`` (``0`` / ``none`` too) turns saving off. The first save of the
   process into a folder prints one line saying where; the file is written to a temporary
   name in the same folder and renamed, so a crash never leaves a half-written PNG.
@@ -22,6 +26,7 @@ off for a block with ``with autosave(False):``. In a distributed run only rank 0
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import re
@@ -35,14 +40,17 @@ from matplotlib.figure import Figure
 from fastcore_ext.ranks import is_main_process
 
 __all__ = [
+    "PlotFigure",
     "autosave",
     "check_figsize",
     "finish",
     "image_grid",
     "in_notebook",
+    "keep_out_of",
     "plot_dir",
     "save_png",
     "set_plot_dir",
+    "show_inline",
 ]
 
 PLOTS_ENV = "FASTCORE_EXT_PLOTS"
@@ -51,6 +59,38 @@ _OFF = {"0", "off", "none", "false", "no"}
 _announced: set[Path] = set()
 _autosave = True  # see autosave()
 _chosen: list[Path | bool] = []  # what set_plot_dir was last given (empty: never called)
+_data_roots: list[Path] = []  # folders of data sets (keep_out_of), resolved
+
+
+class PlotFigure(Figure):
+    """The Figure of every fastcore_ext plot: a matplotlib Figure that a notebook shows once.
+    `finish` shows it inline when the plot is made; as the result of that same cell IPython
+    would show it again (twice with the inline backend), so it is not; in a later cell, or
+    given to `display()` in a later cell, it shows as any figure."""
+
+    _shown_in: int | None = None  # the execution count of the cell that showed it
+
+    def _ipython_display_(self) -> None:
+        if self._shown_in is None or self._shown_in != _execution_count():
+            show_inline(self)
+
+
+def _execution_count() -> int | None:
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "execution_count", None)
+
+
+def show_inline(fig: Figure) -> None:
+    """Display `fig` in the running notebook as a PNG of figsize * dpi pixels, tightly cropped
+    as matplotlib's inline backend does (needs IPython)."""
+    from IPython.display import display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
+    display({"image/png": buf.getvalue(), "text/plain": repr(fig)}, raw=True)
+    if isinstance(fig, PlotFigure):
+        fig._shown_in = _execution_count()
 
 
 def in_notebook() -> bool:
@@ -92,15 +132,36 @@ def set_plot_dir(folder: str | os.PathLike | bool | None) -> None:
         raise TypeError(f"folder should be a path, False or None, got {folder!r}")
 
 
+def keep_out_of(folder: str | os.PathLike) -> None:
+    """Never save plots inside `folder` (a data set's folder) in this process: a plot dir that
+    falls inside it is replaced by ``<folder>_plots`` beside it (see `plot_dir`)."""
+    root = Path(folder).expanduser().resolve()
+    if root not in _data_roots:
+        _data_roots.append(root)
+
+
+def _outside_data(folder: Path) -> Path:
+    """`folder`, or ``<root>_plots`` beside the outermost registered data folder holding it."""
+    resolved = folder.resolve()
+    holding = [r for r in _data_roots if resolved.is_relative_to(r)]
+    if not holding:
+        return folder
+    root = min(holding, key=lambda r: len(r.parts))
+    return root.parent / f"{root.name}_plots"
+
+
 def plot_dir() -> Path | None:
-    """The folder scripts save plots in (see the module docstring); None when saving is off."""
+    """The folder scripts save plots in (see the module docstring); None when saving is off.
+    Never inside a data set's folder registered with `keep_out_of`."""
     if _chosen:
         chosen = _chosen[0]
-        return None if chosen is False else Path(chosen)
+        return None if chosen is False else _outside_data(Path(chosen))
     env = os.environ.get(PLOTS_ENV)
     if env is not None and env.strip():
-        return None if env.strip().lower() in _OFF else Path(env.strip()).expanduser()
-    return Path(DEFAULT_DIR)
+        if env.strip().lower() in _OFF:
+            return None
+        return _outside_data(Path(env.strip()).expanduser())
+    return _outside_data(Path(DEFAULT_DIR))
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:
@@ -132,7 +193,7 @@ def image_grid(
     cols = math.ceil(math.sqrt(k))
     rows = math.ceil(k / cols)
     figsize = check_figsize(figsize, (max(4.0, cell[0] * cols), max(3.0, cell[1] * rows + 0.4)))
-    fig = Figure(figsize=figsize)
+    fig = PlotFigure(figsize=figsize)
     axes = list(fig.subplots(rows, cols, squeeze=False).flat)
     for ax in axes:
         ax.set_axis_off()
@@ -166,8 +227,9 @@ def _file_name(name: str) -> str:
 
 def finish(fig: Figure, name: str) -> Figure:
     """Last step of every plot: tight layout (unless the figure has a layout engine of its
-    own); outside a notebook, save it as ``plot_dir()/<name>.png`` (atomic; the first save
-    into a folder prints where). Returns `fig`.
+    own); in a notebook show it inline (`show_inline`), elsewhere save it as
+    ``plot_dir()/<name>.png`` (atomic; the first save into a folder prints where). Returns
+    `fig`.
 
     name: what the plot shows, e.g. 'lr_find', 'confusion_matrix' (characters other than
     letters, digits, '_', '-', '.' become '_')."""
@@ -177,8 +239,12 @@ def finish(fig: Figure, name: str) -> Figure:
     if fig.get_layout_engine() is None:
         fig.tight_layout()
 
+    if in_notebook():
+        if is_main_process():
+            show_inline(fig)
+        return fig
     folder = plot_dir()
-    if not _autosave or folder is None or in_notebook() or not is_main_process():
+    if not _autosave or folder is None or not is_main_process():
         return fig
     path = save_png(fig, folder / file_name)
     key = path.parent.resolve()

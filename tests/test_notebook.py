@@ -117,3 +117,57 @@ def test_lesson_notebook_in_a_jupyter_kernel(tmp_path, monkeypatch):
     assert _listing(work) == []
     models = data_path.relative_to(home).as_posix() + "/models"
     assert [p for p in _listing(home) if p not in home_before and not p.startswith(models)] == []
+
+
+# Each cell's source -> how many inline PNGs it must show (the plots' own display: no
+# %matplotlib inline before the last two, one figure each wherever the call is).
+PLOT_CELLS = {
+    "data.show_batch(rows=2);": 1,  # fastai notebooks end plot lines with ';'
+    "data.show_batch(rows=2)\nprint('after')": 1,
+    "def grid():\n    data.show_batch(rows=2)\n\ngrid()": 1,
+    "fig = data.show_batch(rows=2)\nfig": 1,  # shown by the call, not again as the result
+    "img = open_image(img_file)\nimg.show(figsize=(2, 2))\nimg.shape": 1,
+    "fig": 1,  # a later cell shows it again, as any figure
+    "data.show_batch(rows=2)\ndata.show_batch(rows=2, ds_type='valid')": 2,
+    "%matplotlib inline\ndata.show_batch(rows=2)": 1,  # the inline backend: still once
+}
+
+
+@pytest.mark.slow
+def test_plots_show_once_wherever_they_are_called(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("JUPYTER_PATH", str(_kernel_spec(tmp_path / "jupyter")))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("FASTCORE_EXT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    for name in ("FASTCORE_EXT_PLOTS", "FASTCORE_EXT_DATA", "MPLBACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    setup = (
+        "from fastcore_ext.vision import *\n"
+        "path = demo_dataset(n_per_class=4, size=32)\n"
+        "data = ImageDataBunch.from_folder(path, size=32, bs=8, num_workers=0)\n"
+        "img_file = get_image_files(path)[0]"
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in [setup, *PLOT_CELLS]]
+    client = nbclient.NotebookClient(
+        nb, kernel_name=KERNEL, timeout=120, resources={"metadata": {"path": str(work)}}
+    )
+    client.execute()
+
+    cells = {_source(c): c for c in nb.cells}
+    errors = [o for c in nb.cells for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+    for src, n in PLOT_CELLS.items():
+        outputs = cells[src].outputs
+        pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+        assert len(pngs) == n, f"{src!r}: {len(pngs)} images, outputs {outputs}"
+        text = "".join(o.get("data", {}).get("text/plain", "") for o in outputs if o not in pngs)
+        assert "Figure" not in text, f"{src!r}: a figure shown as text: {text}"
+    after = "".join(o.get("text", "") for o in cells[list(PLOT_CELLS)[1]].outputs)
+    assert after == "after\n"
+    assert _listing(work) == []  # nothing saved in a notebook

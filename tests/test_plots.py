@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ MIN_INK = 1e-3  # fraction of the pixels that the plotted data itself changes
 def _plots_in_tmp_cwd(monkeypatch, tmp_path):
     """Each test runs in its own working directory with the default plot dir."""
     monkeypatch.delenv(plots.PLOTS_ENV, raising=False)
+    monkeypatch.setattr(plots, "_data_roots", [])
     monkeypatch.chdir(tmp_path)
 
 
@@ -99,15 +101,29 @@ def test_finish_saves_in_the_working_directory_and_says_where_once(tmp_path, cap
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["my_plot_v1.png", "other.png"]
 
 
-def test_nothing_saved_inside_a_jupyter_kernel(tmp_path, monkeypatch, capsys):
+def test_shown_not_saved_inside_a_jupyter_kernel(tmp_path, monkeypatch, capsys):
     class Kernel:
         kernel = object()
+        execution_count = 7
 
     import IPython
+    import IPython.display
 
+    shown = []
     monkeypatch.setattr(IPython, "get_ipython", lambda: Kernel())
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw: shown.append(obj))
     assert plots.in_notebook()
-    assert isinstance(plots.finish(_line_figure(), "x"), Figure)
+    fig = plots.image_grid(1, None, ["t"], (2, 2))[0]
+    assert plots.finish(fig, "x") is fig and isinstance(fig, plots.PlotFigure)
+    assert len(shown) == 1 and shown[0]["image/png"].startswith(b"\x89PNG")
+    assert shown[0]["text/plain"].startswith("<PlotFigure size")
+    fig._ipython_display_()  # the same cell's result: not shown again
+    assert len(shown) == 1
+    Kernel.execution_count = 8  # a later cell: shown again
+    fig._ipython_display_()
+    assert len(shown) == 2
+    plots.finish(_line_figure(), "plain")  # a plain Figure is shown too
+    assert len(shown) == 3
     assert not (tmp_path / "plots").exists() and capsys.readouterr().out == ""
     monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # plain python: saved
     assert not plots.in_notebook()
@@ -308,6 +324,52 @@ def test_interpretation_plots_write_pngs(bunch, tmp_path):
         folder / "confusion_matrix_normalized.png", interp.plot_confusion_matrix(normalize=True)
     )
     check_png(folder / "confusion_matrix_top4.png", interp.plot_confusion_matrix(top=4))
+
+
+def test_plots_never_inside_a_data_set(tmp_path, capsys):
+    data = tmp_path / "pets"
+    (data / "images").mkdir(parents=True)
+    plots.keep_out_of(data / "images")
+    plots.keep_out_of(data)  # the outermost folder holding the plot dir decides
+    os.chdir(data / "images")  # a script run from inside its data set
+    plots.finish(_line_figure(), "x")
+    assert (tmp_path / "pets_plots" / "x.png").is_file()
+    assert f"Plots are saved in {tmp_path / 'pets_plots'} " in capsys.readouterr().out
+    plots.set_plot_dir(data / "figures")  # chosen inside too: moved out
+    assert plots.plot_dir() == tmp_path / "pets_plots"
+    plots.set_plot_dir(tmp_path / "figures")  # outside: kept
+    assert plots.plot_dir() == tmp_path / "figures"
+    plots.set_plot_dir(None)
+    assert not list(data.rglob("*.png"))
+
+
+def test_script_in_its_data_folder_twice(tmp_path):
+    """A user's script run from the folder of its images (from_name_re's pattern would match
+    a PNG left there on the next run): both runs pass, plots land beside the folder."""
+    import subprocess
+    import sys
+
+    images = _pets_style_folder(tmp_path / "pets")
+    script = (
+        "from fastcore_ext.vision import *\n"
+        "p = Path('.')\n"
+        "data = ImageDataBunch.from_name_re(p, get_image_files(p), r'/([^/]+)_\\d+.jpg$', "
+        "size=32, bs=4, num_workers=0)\n"
+        "data.show_batch(rows=2)\n"
+        "print(data.classes)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != plots.PLOTS_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    )
+    for _ in range(2):
+        run = subprocess.run(
+            [sys.executable, "-c", script], cwd=images, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "['Abyssinian', 'Bengal', 'beagle']" in run.stdout
+    assert (tmp_path / "pets_plots" / "show_batch_train.png").is_file()
+    assert sorted(p.suffix for p in images.rglob("*") if p.is_file()) == [".jpg"] * 18
 
 
 # ---- the lesson script, twice on one folder -------------------------------------------------

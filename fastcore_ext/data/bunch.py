@@ -63,10 +63,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from matplotlib.figure import Figure
 
 from fastcore_ext import augment
-from fastcore_ext.plots import check_figsize, finish
+from fastcore_ext.plots import PlotFigure, check_figsize, finish, keep_out_of
 
 from .cache import DecodedCache
 from .device_decode import JpegBatchDecoder, resolve_decode_device
@@ -363,6 +362,7 @@ class ImageDataBunch:
         decode_device: torch.device | str | None = None,
     ) -> None:
         self.path = Path(path)
+        keep_out_of(self.path)  # a script's plots never land among these images
         self.device = _resolve_device(device)
         self._decode_request = decode_device
         self.decode_device = resolve_decode_device(decode_device, self.device)
@@ -682,7 +682,7 @@ class ImageDataBunch:
 
     def show_batch(
         self, rows: int = 3, figsize: tuple[float, float] = (7, 6), ds_type: str = "train"
-    ) -> Figure:
+    ) -> PlotFigure:
         """A rows x rows grid of one batch (augmented as training sees it for 'train'),
         denormalized, each titled with its class. Returns the matplotlib Figure; outside a
         notebook also saved as ``<plot dir>/show_batch_<ds_type>.png`` (see
@@ -692,7 +692,7 @@ class ImageDataBunch:
         figsize = check_figsize(figsize, (7, 6))
         x, y = self.one_batch(ds_type)
         imgs = self.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
-        fig = Figure(figsize=figsize)
+        fig = PlotFigure(figsize=figsize)
         axes = fig.subplots(rows, rows, squeeze=False)
         fontsize = min(10.0, max(6.0, 5.0 * min(figsize) / rows))  # by the cell size
         for k, ax in enumerate(axes.flat):
