@@ -1,6 +1,7 @@
 """Item sources: file discovery, labels from folders / regex / function / lists, splits."""
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,23 @@ def test_random_split_partition_and_determinism():
     assert va != random_split(100, 0.25, seed=8)[1]
     with pytest.raises(TypeError, match="seed: expected a non-negative int"):
         random_split(10, 0.2, seed=-1)
+
+
+def test_a_class_left_without_training_images_is_named(tmp_path):
+    for i in range(6):
+        _img(tmp_path / "cat" / f"c{i}.png")
+    _img(tmp_path / "single" / "s0.png")
+    seeds = {}
+    for seed in range(20):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            split = items_from_folder(tmp_path, valid_pct=0.3, seed=seed)
+        single_trains = split.classes.index("single") in split.train_labels
+        seeds[seed] = (single_trains, [w for w in caught if "valid_pct" in str(w.message)])
+    warned = [s for s, (trains, ws) in seeds.items() if ws]
+    assert warned and all(not seeds[s][0] for s in warned)  # warned exactly when untrained
+    assert all(seeds[s][0] for s in seeds if s not in warned)
+    w = seeds[warned[0]][1][0]
+    assert "every image of 1 class(es) in the validation set" in str(w.message)
+    assert "'single' (1)" in str(w.message)
+    assert w.filename == __file__  # the user's line, not the library's

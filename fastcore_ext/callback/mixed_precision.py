@@ -38,7 +38,6 @@ that names the layer.
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -49,6 +48,7 @@ from fastcore_ext.callback.core import Callback, CancelStepException
 from fastcore_ext.checks import check_int
 from fastcore_ext.hardware import has_native_bf16, native_bf16_cpu_flags
 from fastcore_ext.ranks import is_main_process
+from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -223,13 +223,12 @@ class MixedPrecision(Callback):
         found = narrow_strided_convs(learn.model, learn.xb)
         if found:
             self.fp32_fit = True
-            warnings.warn(
+            warn_user(
                 f"bf16: this fit trains in float32: the CPU's bfloat16 convolution computes "
                 f"wrong weight gradients (garbage, inf or NaN) where a strided convolution's "
                 f"input is narrower than its stride, as here for items of "
                 f"{'x'.join(map(str, learn.xb.shape[2:]))} px: {'; '.join(found)}. Larger "
-                f"images avoid it (fastcore_ext.callback.mixed_precision)",
-                stacklevel=2,
+                f"images avoid it (fastcore_ext.callback.mixed_precision)"
             )
 
     def after_fit(self) -> None:

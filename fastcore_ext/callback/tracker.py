@@ -21,7 +21,6 @@ import math
 import operator
 import os
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -32,6 +31,7 @@ import torch
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback, CancelFitException
 from fastcore_ext.callback.progress import format_time
+from fastcore_ext.warn import warn_user
 
 __all__ = [
     "CSVLogger",
@@ -80,13 +80,12 @@ class TerminateOnNaN(Callback):
         learn = self.learn
         self.stopped_at = (learn.epoch, learn.iter)
         value = float(loss.detach().float().reshape(-1)[0])
-        warnings.warn(
+        warn_user(
             f"TerminateOnNaN: the training loss is {value} at epoch {learn.epoch}, batch "
             f"{learn.iter} (0-based, of {learn.n_iter} batches): the fit stopped before that "
             f"batch's backward pass and optimizer step, so the parameters are those after the "
             f"previous batch. Lower the learning rate, or check the data and the loss.",
             RuntimeWarning,
-            stacklevel=2,
         )
         raise CancelFitException
 

@@ -53,7 +53,6 @@ import hashlib
 import itertools
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -66,6 +65,7 @@ import torch.distributed as dist
 
 from fastcore_ext import augment
 from fastcore_ext.plots import PlotFigure, check_figsize, finish, keep_out_of
+from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
 from .device_decode import JpegBatchDecoder, resolve_decode_device
@@ -285,10 +285,9 @@ def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, lis
     bad = set(find_bad_images(split.train_items + split.valid_items, num_workers))
     if not bad:
         return split, []
-    warnings.warn(
+    warn_user(
         f"skip_bad: dropped {len(bad)} unreadable image(s): "
-        + ", ".join(str(p) for p in sorted(bad)),
-        stacklevel=4,
+        + ", ".join(str(p) for p in sorted(bad))
     )
 
     def keep(items, labels):

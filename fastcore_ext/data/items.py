@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastcore_ext.warn import warn_user
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ItemSplit",
@@ -112,6 +114,15 @@ def _labelled(
     classes = sorted(set(labels))
     index = {c: i for i, c in enumerate(classes)}
     tr, va = random_split(len(items), valid_pct, seed)
+    untrained = sorted(set(classes) - {labels[i] for i in tr})
+    if untrained:
+        counts = [sum(labels[i] == c for i in va) for c in untrained]
+        shown = ", ".join(f"{c!r} ({n})" for c, n in zip(untrained, counts, strict=True))
+        warn_user(
+            f"valid_pct: the random split (valid_pct={valid_pct}, seed={seed}) put every image "
+            f"of {len(untrained)} class(es) in the validation set, so the model cannot learn "
+            f"them: {shown}. Give each class more images, or choose another seed or valid_pct"
+        )
     return ItemSplit(
         [items[i] for i in tr],
         [index[labels[i]] for i in tr],

@@ -53,7 +53,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -63,6 +62,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fastcore_ext.augment import augment_batch, epoch_generator
+from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
 from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
@@ -500,12 +500,11 @@ class DeviceDataLoader:
             return
         names = [str(self.dataset.items[i]) for i in new]
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-        warnings.warn(
+        warn_user(
             f"epoch {epoch}: skipped {len(names)} unreadable image(s) of the "
             f"{'training' if self.train else 'validation'} set: {shown}. Later passes skip "
             "them without a warning (bad_items lists them). Drop them with skip_bad=True "
-            "when building the data, or delete them with verify_images(path, delete=True)",
-            stacklevel=3,
+            "when building the data, or delete them with verify_images(path, delete=True)"
         )
 
     def uint8_batches(
