@@ -227,3 +227,21 @@ def test_a_class_left_without_training_images_is_named(tmp_path):
     assert "every image of 1 class(es) in the validation set" in str(w.message)
     assert "'single' (1)" in str(w.message)
     assert w.filename == __file__  # the user's line, not the library's
+
+
+def test_missing_valid_folder_suggests_the_one_there(tree):
+    (tree / "valid").rename(tree / "val")
+    (tree / "test").mkdir()
+    with pytest.raises(
+        MissingPathError, match=r"sub-folders: \['test', 'train', 'val'\]\); pass valid='val'"
+    ):
+        items_from_folder(tree)
+    (tree / "val").rename(tree / "valid_set")
+    with pytest.raises(MissingPathError, match=r"pass valid='test', or split one tree"):
+        items_from_folder(tree)
+    assert len(items_from_folder(tree, valid="valid_set").valid_items) == 3
+    with pytest.raises(MissingPathError, match=r"pass train='train', or split"):
+        items_from_folder(tree, train="nope", valid="valid_set")
+    (tree / "test").rename(tree / "other")
+    with pytest.raises(MissingPathError, match=r"name the folders with valid=, or split"):
+        items_from_folder(tree)

@@ -179,6 +179,13 @@ def _class_folders(folder: Path, what: str) -> dict[str, list[Path]]:
     return out
 
 
+# the usual names of the two folders, for the hint when the given one is missing
+_FOLDER_NAMES = {
+    "train": ("train", "training", "trn"),
+    "valid": ("valid", "val", "validation", "dev", "test", "testing"),
+}
+
+
 def items_from_folder(
     path: str | Path,
     train: str = "train",
@@ -217,9 +224,12 @@ def items_from_folder(
         folder = root / name
         if not folder.is_dir():
             have = sorted(d.name for d in root.iterdir() if d.is_dir())
+            lower = {h.lower(): h for h in have}
+            alike = [lower[n] for n in _FOLDER_NAMES[arg] if n in lower]
+            hint = f"pass {arg}={alike[0]!r}" if alike else f"name the folders with {arg}="
             raise MissingPathError(
                 f"{arg}: folder {str(name)!r} not found in {str(root)!r} (sub-folders: {have}); "
-                "name the folders with train=/valid=, or split one tree with valid_pct=0.2"
+                f"{hint}, or split one tree with valid_pct=0.2"
             )
         return folder
 
