@@ -58,7 +58,8 @@ class InferenceData:
         return self.classes
 
     def preprocess(self, items: Any) -> torch.Tensor:
-        """Raw items (paths, PIL images, uint8 arrays/tensors [C, H, W]; one or a list) ->
+        """Raw items (paths, PIL images, arrays/tensors of uint8 or of floats in [0, 1],
+        [C, H, W] or [H, W, C], as `to_rgb` reads them; one or a list) ->
         float Tensor[B, 3, size, size] normalized on `device`: decode, presize (short side to
         `presize`, center square), then the validation resize + center crop to `size`."""
         items = list(items) if isinstance(items, (list, tuple)) else [items]

@@ -253,7 +253,7 @@ def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
             f"predict needs data with preprocess(items) (an ImageDataBunch, or a learner "
             f"from load_learner), got {type(learn.data).__name__}"
         )
-    x = preprocess(_channels_first(item))  # (1, 3, S, S)
+    x = preprocess(item)  # (1, 3, S, S)
     with evaluating(learn.model):
         logits = forward(learn, x)
     probs = torch.softmax(logits.float(), dim=1)[0].cpu()  # a normal tensor, made outside
@@ -316,19 +316,6 @@ def show_results(
         ax.set_title(title, color="green" if actual == pred else "red", fontsize=fontsize)
     fig.suptitle("actual\nprediction", fontsize=fontsize + 1)
     return finish(fig, f"show_results_{ds_type}")
-
-
-def _channels_first(item: Any) -> Any:
-    """A uint8 tensor [H, W, C] (C in 1, 3, 4) as [C, H, W]; anything else as it is (a
-    [3, H, W] tensor stays: channels-first wins when both readings are possible)."""
-    if (
-        isinstance(item, torch.Tensor)
-        and item.dim() == 3
-        and item.shape[-1] in (1, 3, 4)
-        and item.shape[0] not in (1, 3, 4)
-    ):
-        return item.permute(2, 0, 1)
-    return item
 
 
 def tta(

@@ -115,12 +115,58 @@ def test_tensor_array_and_pil_sources(rgb):
     np.testing.assert_array_equal(_hwc(to_rgb(rgba)), rgb)
     gray = to_rgb(t[0])
     assert gray.shape == (3, 30, 20) and (gray[0] == gray[2]).all()
-    with pytest.raises(TypeError, match="item: expected a uint8 tensor"):
-        to_rgb(t.float())
-    with pytest.raises(TypeError, match="item: expected 1, 3 or 4 channels, got 2"):
+    np.testing.assert_array_equal(_hwc(to_rgb(torch.from_numpy(rgb))), rgb)  # [H, W, C]
+    with pytest.raises(TypeError, match=r"item: expected a uint8 \(or float in \[0, 1\]\) tensor"):
+        to_rgb(t.int())
+    with pytest.raises(
+        TypeError, match=r"expected 1, 3 or 4 channels, got 2 \(shape \(2, 30, 20\)\)"
+    ):
         to_rgb(t[:2])
     with pytest.raises(TypeError, match="item: expected a file path"):
         to_rgb(3)
+
+
+def test_float_sources_in_0_1(rgb):
+    """Floats in [0, 1] (open_image's Image.data, uint8 / 255) read as round(x * 255): the
+    uint8 image back exactly, for every layout, dtype and channel count uint8 takes."""
+    t = torch.from_numpy(rgb).permute(2, 0, 1)
+    x = t / 255
+    for item in (x, x.double(), x.half(), x.permute(1, 2, 0), x.permute(1, 2, 0).numpy()):
+        np.testing.assert_array_equal(_hwc(to_rgb(item)), rgb)
+    np.testing.assert_array_equal(_hwc(to_rgb(torch.cat([x, x[:1]]))), rgb)  # alpha dropped
+    np.testing.assert_array_equal(_hwc(to_rgb(x[0])), rgb[..., [0, 0, 0]])  # gray
+    gen = torch.Generator().manual_seed(0)
+    noisy = (x + (torch.rand(x.shape, generator=gen) - 0.5) / 300).clamp(0, 1)  # < half a level
+    np.testing.assert_array_equal(_hwc(to_rgb(noisy)), rgb)
+    assert to_rgb(torch.tensor([[0.0, 1.0]])).tolist() == [[[0, 255]]] * 3
+
+
+@pytest.mark.parametrize(
+    "item, seen, shape",
+    [
+        (torch.full((30, 20, 3), 2.0), r"\[2, 2\]", r"\(30, 20, 3\)"),  # the shape passed
+        (np.full((30, 20, 3), -0.5, dtype=np.float32), r"\[-0.5, -0.5\]", r"\(30, 20, 3\)"),
+        (torch.tensor([[0.5, float("nan")]]), r"\[nan, nan\]", r"\(1, 2\)"),
+    ],
+)
+def test_float_sources_outside_0_1_are_refused(item, seen, shape):
+    """A normalized image (or 0..255 as float) is not an image in [0, 1]: the error says so,
+    with the range seen and the shape passed."""
+    with pytest.raises(
+        ValueError, match=rf"values in \[0, 1\].*got values in {seen} \(shape {shape}\)"
+    ):
+        to_rgb(item)
+
+
+def test_float_sources_of_bad_shape_name_the_shape_passed():
+    with pytest.raises(TypeError, match=r"got 2 \(shape \(30, 20, 2\)\)"):
+        to_rgb(np.zeros((30, 20, 2), dtype=np.float32))
+    with pytest.raises(TypeError, match=r"got 5 \(shape \(5, 30, 20\)\)"):
+        to_rgb(torch.zeros(5, 30, 20))
+    with pytest.raises(TypeError, match=r"got int64 with shape \(30, 20, 3\)"):
+        to_rgb(np.zeros((30, 20, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"at least 1x1 pixel, got shape \(3, 0, 20\)"):
+        to_rgb(torch.zeros(3, 0, 20))
 
 
 def test_truncated_jpeg_names_its_file(tmp_path, rgb):

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +19,15 @@ from fakes import make_learner
 from PIL import Image
 from torch import nn
 
-from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats, load_image
+from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats, load_image, open_image
 from fastcore_ext.export import EXPORT_FORMAT, build_model, describe_model
 from fastcore_ext.exported import load_learner
 from fastcore_ext.vision import create_cnn, models
+
+
+def _env() -> dict[str, str]:
+    """The environment of a child Python that imports this checkout's fastcore_ext."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +140,62 @@ def test_load_learner_forms_and_limits(trained, tmp_path):
     torch.save(nn.Linear(2, 2), tmp_path / "pickled.pth")  # pickled code is never loaded
     with pytest.raises(ValueError, match="pickled.pth"):
         load_learner(tmp_path / "pickled.pth")
+
+
+def test_predict_takes_float_images_in_0_1(trained):
+    """Image.data (float in [0, 1], fastai v1's) and uint8 / 255 predict as the file does,
+    [C, H, W] or [H, W, C], tensor or array; a float outside [0, 1] is refused, naming the
+    shape that was passed."""
+    learn, tmp = trained
+    loaded = load_learner(tmp)
+    path = learn.data.valid_ds.items[0]
+    img = open_image(path)
+    chw = img.px.float() / 255
+    for lrn in (learn, loaded):
+        name, idx, probs = lrn.predict(path)
+        for item in (
+            img.data,
+            chw,
+            chw.double(),
+            chw.permute(1, 2, 0),
+            chw.permute(1, 2, 0).numpy(),
+        ):
+            got_name, got_idx, got = lrn.predict(item)
+            assert (got_name, got_idx) == (name, idx)
+            torch.testing.assert_close(got, probs, rtol=0, atol=1e-6)
+    normalized = learn.data.preprocess(path)[0].permute(1, 2, 0)  # float [H, W, 3], not in [0, 1]
+    with pytest.raises(ValueError, match=r"values in \[0, 1\].*\(shape \(16, 16, 3\)\)"):
+        loaded.predict(normalized)
+    shape = re.escape(str(tuple(img.px.shape)))
+    with pytest.raises(ValueError, match=rf"values in \[0, 1\].*\(shape {shape}\)"):
+        loaded.predict(img.px.float())  # 0..255 as float
+
+
+def test_predict_takes_a_read_only_array_without_a_warning(trained):
+    """np.asarray(pil_image) is read-only, and torch warns when a tensor shares such an
+    array's memory: once per process, so in a fresh one, with warnings as errors."""
+    learn, tmp = trained
+    path = learn.data.valid_ds.items[0]
+    code = (
+        "import warnings\n"
+        "import numpy as np\n"
+        "from PIL import Image\n"
+        "from fastcore_ext.exported import load_learner\n"
+        f"learn = load_learner({str(tmp)!r})\n"
+        f"rgb = np.asarray(Image.open({str(path)!r}).convert('RGB'))\n"
+        "floats = rgb / 255\n"
+        "floats.flags.writeable = False\n"
+        "assert not rgb.flags.writeable\n"
+        "warnings.simplefilter('error')\n"
+        "for arr in (rgb, floats):\n"
+        "    print(learn.predict(arr)[1])\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    idx = learn.predict(path)[1]
+    assert res.stdout.split() == [str(idx), str(idx)]
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "squeezenet1_1"])

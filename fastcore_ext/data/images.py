@@ -145,12 +145,17 @@ def _decode_file(path: Path) -> torch.Tensor:
     return img
 
 
+_ARRAY_DTYPES = tuple(np.dtype(d) for d in (np.uint8, np.float16, np.float32, np.float64))
+
+
 def to_rgb(item: ImageSource) -> torch.Tensor:
     """Any image source -> ``uint8 Tensor[3, H, W]`` (RGB, EXIF orientation applied).
 
-    item: a path (str or PathLike), a PIL image, a uint8 numpy array ``[H, W]`` or
-    ``[H, W, C]`` (or an object numpy turns into one, such as `open_image`'s Image), or a
-    uint8 tensor ``[H, W]`` or ``[C, H, W]`` with C in (1, 3, 4).
+    item: a path (str or PathLike), a PIL image, a numpy array ``[H, W]`` or ``[H, W, C]``
+    (or an object numpy turns into one, such as `open_image`'s Image), or a tensor ``[H, W]``,
+    ``[C, H, W]`` or ``[H, W, C]`` (channels-first when both readings fit), C in (1, 3, 4).
+    Arrays and tensors hold uint8 values, or float values in [0, 1] (`Image.data`, or uint8
+    / 255), which become ``round(x * 255)``.
     """
     if isinstance(item, str | os.PathLike):
         return _decode_file(Path(item))
@@ -159,31 +164,47 @@ def to_rgb(item: ImageSource) -> torch.Tensor:
     if hasattr(item, "__array__") and not isinstance(item, np.ndarray | torch.Tensor):
         item = np.asarray(item)
     if isinstance(item, np.ndarray):
-        if item.dtype != np.uint8 or item.ndim not in (2, 3):
+        if item.dtype not in _ARRAY_DTYPES or item.ndim not in (2, 3):
             raise TypeError(
-                f"item: expected a uint8 array [H, W] or [H, W, C], got {item.dtype} "
-                f"with shape {item.shape}"
+                f"item: expected a uint8 (or float in [0, 1]) array [H, W] or [H, W, C], got "
+                f"{item.dtype} with shape {item.shape}"
             )
-        t = torch.from_numpy(np.ascontiguousarray(item))
-        t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
-        return to_rgb(t)
+        t = torch.from_numpy(np.array(item))  # a copy: the array may be read-only
+        return _pixels(t[None] if t.ndim == 2 else t.permute(2, 0, 1), item.shape)
     if isinstance(item, torch.Tensor):
-        if item.dtype != torch.uint8 or item.ndim not in (2, 3):
+        if not (item.dtype == torch.uint8 or item.is_floating_point()) or item.ndim not in (2, 3):
             raise TypeError(
-                f"item: expected a uint8 tensor [H, W] or [C, H, W], got {item.dtype} "
-                f"with shape {tuple(item.shape)}"
+                f"item: expected a uint8 (or float in [0, 1]) tensor [H, W], [C, H, W] or "
+                f"[H, W, C], got {item.dtype} with shape {tuple(item.shape)}"
             )
-        t = (item[None] if item.ndim == 2 else item).cpu()
-        c = t.shape[0]
-        if c == 1:
-            return t.expand(3, -1, -1)
-        if c in (3, 4):
-            return t[:3]
-        raise TypeError(f"item: expected 1, 3 or 4 channels, got {c} (shape {tuple(t.shape)})")
+        t = item[None] if item.ndim == 2 else item
+        if t.shape[0] not in (1, 3, 4) and t.shape[-1] in (1, 3, 4):
+            t = t.permute(2, 0, 1)  # [H, W, C]
+        return _pixels(t.cpu(), tuple(item.shape))
     raise TypeError(
-        "item: expected a file path, PIL image, uint8 numpy array or uint8 tensor, "
-        f"got {type(item).__name__}"
+        "item: expected a file path, PIL image, or a uint8 (or float in [0, 1]) numpy array "
+        f"or tensor, got {type(item).__name__}"
     )
+
+
+def _pixels(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """uint8 or float (values in [0, 1]) Tensor[C, H, W] -> ``uint8 Tensor[3, H, W]``: gray
+    expanded, alpha dropped, floats as round(x * 255). Errors name `shape`, the item's."""
+    c = t.shape[0]
+    if c not in (1, 3, 4):
+        raise TypeError(f"item: expected 1, 3 or 4 channels, got {c} (shape {shape})")
+    if t.is_floating_point():
+        if t.numel() == 0:
+            raise ValueError(f"item: expected an image of at least 1x1 pixel, got shape {shape}")
+        lo, hi = (float(v) for v in torch.aminmax(t.float()))
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(
+                f"item: a float image should hold values in [0, 1] (as Image.data, or uint8 "
+                f"/ 255), got values in [{lo:.4g}, {hi:.4g}] (shape {shape}); pass the image "
+                f"before normalization"
+            )
+        t = (t.float() * 255).round_().clamp_(0, 255).to(torch.uint8)
+    return t.expand(3, -1, -1) if c == 1 else t[:3]
 
 
 def presize_whole(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
