@@ -100,8 +100,8 @@ def load_learner(
     a file (fastai v2's `load_learner(file)`). cpu=True puts it on the CPU; cpu=False on the
     GPU when there is one. The file is read with torch.load(weights_only=True); the model is
     rebuilt from its description (no download) and gets the file's weights. The learner is
-    in eval mode, has no training data (`fit` refuses) and predicts with `predict`; its
-    path is the file's folder."""
+    in eval mode and predicts with `predict`; it has no training or validation data
+    (`fit` refuses; get_preds and validate take a `dl`); its path is the file's folder."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path should be a str or Path, got {type(path).__name__}")
     file = Path(path)

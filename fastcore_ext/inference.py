@@ -33,7 +33,16 @@ from fastcore_ext.ranks import all_gather_cat, reduce_validation
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
-__all__ = ["evaluating", "forward", "get_preds", "predict", "show_results", "tta", "validate"]
+__all__ = [
+    "evaluating",
+    "forward",
+    "get_preds",
+    "no_data_error",
+    "predict",
+    "show_results",
+    "tta",
+    "validate",
+]
 
 _TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
 
@@ -203,9 +212,12 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
     """The loader of get_preds(ds_type): the validation loader as it is, or a shallow copy
     of the training loader with shuffle and drop_last off (same transforms, same workers;
     iterating the copy leaves the original's epoch counter alone)."""
+    loader = getattr(data, f"{ds_type}_dl", None)
+    if loader is None:
+        raise no_data_error(ds_type)
     if ds_type == "valid":
-        return data.valid_dl
-    train_dl = data.train_dl
+        return loader
+    train_dl = loader
     if not (hasattr(train_dl, "shuffle") and hasattr(train_dl, "drop_last")):
         raise ValueError(
             f"ds_type='train' reads the training set in order through a copy of "
@@ -216,6 +228,20 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
     ordered.shuffle = False
     ordered.drop_last = False
     return ordered
+
+
+def no_data_error(ds_type: str) -> ValueError:
+    """The error of a pass over data.`ds_type`_dl ('train' or 'valid') when it is None, as
+    in a learner from load_learner: what to do instead."""
+    kind = "validation" if ds_type == "valid" else "training"
+    return ValueError(
+        f"this learner has no {kind} data (data.{ds_type}_dl is None: a learner from "
+        f"load_learner keeps only what predict needs). predict(item) takes one image, "
+        f"get_preds and validate take dl= (an iterable of (x, y) batches); to train, "
+        f"validate or interpret on a data set, build the data (ImageDataBunch.from_folder, "
+        f"...) and a learner on it (create_cnn), then learn.load(...) a checkpoint saved by "
+        f"learn.save"
+    )
 
 
 def _per_item_loss_func(lf: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

@@ -22,6 +22,7 @@ from torch import nn
 from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats, load_image, open_image
 from fastcore_ext.export import EXPORT_FORMAT, build_model, describe_model
 from fastcore_ext.exported import load_learner
+from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.vision import create_cnn, models
 
 
@@ -140,6 +141,27 @@ def test_load_learner_forms_and_limits(trained, tmp_path):
     torch.save(nn.Linear(2, 2), tmp_path / "pickled.pth")  # pickled code is never loaded
     with pytest.raises(ValueError, match="pickled.pth"):
         load_learner(tmp_path / "pickled.pth")
+
+
+def test_load_learner_passes_over_a_data_set_ask_for_a_dl(trained):
+    """A loaded learner keeps no data set: get_preds, validate and the interpretation say so
+    and what to do instead; given dl= they run as the original's."""
+    learn, tmp = trained
+    loaded = load_learner(tmp)
+    for call in (
+        loaded.get_preds,
+        loaded.validate,
+        lambda: ClassificationInterpretation.from_learner(loaded),
+    ):
+        with pytest.raises(ValueError, match=r"no validation data \(data.valid_dl is None: a"):
+            call()
+    with pytest.raises(ValueError, match=r"no training data .*load_learner.* take dl="):
+        loaded.get_preds(ds_type="train")
+    probs, targets = loaded.get_preds(dl=learn.data.valid_dl)
+    expected_probs, expected_targets = learn.get_preds()
+    torch.testing.assert_close(probs, expected_probs)
+    assert torch.equal(targets, expected_targets)
+    torch.testing.assert_close(loaded.validate(dl=learn.data.valid_dl), learn.validate())
 
 
 def test_predict_takes_float_images_in_0_1(trained):
