@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from fastcore_ext.augment import augment_batch
+from fastcore_ext.callback import mixed_precision
 from fastcore_ext.data import load_image
 from fastcore_ext.export import build_model, read_export
 from fastcore_ext.learner import Learner
@@ -129,6 +130,7 @@ def load_learner(
         file.parent,
     )
     learn = Learner(data, model, path=file.parent)
+    mixed_precision.features_trained(learn)  # trained weights: no float32 epochs before bf16
     if device.type == "cuda":
         learn.to_channels_last()
     learn.model.eval()

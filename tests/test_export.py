@@ -19,6 +19,8 @@ from fakes import make_learner
 from PIL import Image
 from torch import nn
 
+from fastcore_ext import hardware
+from fastcore_ext.callback import mixed_precision
 from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats, load_image, open_image
 from fastcore_ext.export import EXPORT_FORMAT, build_model, describe_model
 from fastcore_ext.exported import load_learner
@@ -218,6 +220,16 @@ def test_predict_takes_a_read_only_array_without_a_warning(trained):
     assert res.returncode == 0, res.stderr
     idx = learn.predict(path)[1]
     assert res.stdout.split() == [str(idx), str(idx)]
+
+
+def test_load_learner_starts_from_trained_features(trained, monkeypatch):
+    """precision 'auto' chooses bf16 (stubbed CPU flags): the loaded model is trained, so no
+    float32 epochs before bf16, as create_cnn(pretrained=True)."""
+    _, tmp = trained
+    monkeypatch.setattr(mixed_precision, "_announced", set())
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    loaded = load_learner(tmp)
+    assert loaded.precision == "bf16" and loaded.mixed_precision.fp32_epochs == 0
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "squeezenet1_1"])
