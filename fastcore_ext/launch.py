@@ -47,13 +47,18 @@ def launch(
     argv = ['train', ...]) and wait. Returns torchrun's exit code: 0 when every process
     succeeded; non-zero when one failed (torchrun then stops the others).
 
-    timeout: seconds to wait (None: as long as it runs). Past it, torchrun and its workers
-    (started in a session of their own) get SIGTERM, then SIGKILL after 10 s, and
-    TimeoutError is raised."""
+    torchrun runs in a session of its own (and starts each worker in one), so a Ctrl-C in the
+    terminal reaches this process alone: it passes SIGINT on to torchrun, which interrupts
+    every worker (each ends its fit as after a Ctrl-C: `fastcore_ext.interrupt`) and gives
+    them 30 s; this waits for that, then raises KeyboardInterrupt. A second Ctrl-C stops
+    them at once (SIGTERM, SIGKILL after 10 s).
+
+    timeout: seconds to wait (None: as long as it runs). Past it, torchrun and its workers get
+    SIGTERM, then SIGKILL after 10 s, and TimeoutError is raised."""
     cmd = launch_command(nproc, argv, module)
-    if timeout is None:
-        return subprocess.run(cmd, check=False).returncode
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
         raise ValueError(f"timeout should be a number of seconds > 0 or None, got {timeout!r}")
     proc = subprocess.Popen(cmd, start_new_session=True)
     try:
@@ -63,6 +68,14 @@ def launch(
         raise TimeoutError(
             f"launch: {' '.join(cmd)} still ran after timeout={timeout} s; stopped it"
         ) from None
+    except KeyboardInterrupt:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)  # torchrun interrupts the workers, waits 30 s
+        try:
+            proc.wait()
+        except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+            _stop_session(proc)
+        raise
     except BaseException:
         _stop_session(proc)
         raise

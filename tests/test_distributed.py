@@ -11,7 +11,9 @@ import csv
 import io
 import multiprocessing as mp
 import os
+import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -381,3 +383,64 @@ def test_launch_runs_torchrun(tmp_path, monkeypatch):
     code = distributed.launch(2, [str(failed), "fail"], module="ddp_probe", timeout=60)
     assert code != 0
     assert time.monotonic() - start < 60
+
+
+_WAITER = textwrap.dedent(
+    """
+    import os, sys, time
+    out = sys.argv[1]
+    rank = os.environ["RANK"]
+    with open(os.path.join(out, "pid" + rank), "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:  # as a fit saves after a Ctrl-C
+        time.sleep(1)
+        with open(os.path.join(out, "saved" + rank), "w") as f:
+            f.write("ok")
+        sys.exit(130)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in state  # a zombie left to an init that does not reap is gone
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_ctrl_c_reaches_every_worker_and_waits_for_them(tmp_path):
+    """Ctrl-C to the launching process (as the terminal sends it): every worker gets it, ends
+    as after its own Ctrl-C, and the launcher returns only after they have (none left)."""
+    (tmp_path / "ddp_waiter.py").write_text(_WAITER)
+    out = tmp_path / "out"
+    out.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(root)]))
+    code = (
+        "import sys\n"
+        "from fastcore_ext.launch import launch\n"
+        "try:\n"
+        f"    launch(2, [{str(out)!r}], module='ddp_waiter')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(130)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("pid*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(list(out.glob("pid*"))) == 2, "the workers did not start"
+    time.sleep(0.5)
+    parent.send_signal(signal.SIGINT)
+    stdout, _ = parent.communicate(timeout=60)
+    assert parent.returncode == 130 and stdout == "interrupted\n"
+    assert sorted(p.name for p in out.glob("saved*")) == ["saved0", "saved1"]
+    pids = [int(p.read_text()) for p in out.glob("pid*")]
+    time.sleep(0.5)
+    assert not [pid for pid in pids if _alive(pid)]
