@@ -268,12 +268,16 @@ class Learner:
         self._event(f"after_{level}")
 
     # ---- the loop -----------------------------------------------------------------------
+    def _train_dl(self) -> Any:
+        """data.train_dl; ValueError saying what to do instead when it is None (a learner
+        from load_learner)."""
+        train_dl = getattr(self.data, "train_dl", None)
+        if train_dl is None:
+            raise inference.no_data_error("train")
+        return train_dl
+
     def _fit(self, n_epoch: int, start_epoch: int, cbs: Sequence[Callback] | None) -> None:
-        if getattr(self.data, "train_dl", None) is None:
-            raise ValueError(
-                "this Learner has no training data (load_learner makes learners for "
-                "inference: predict). Build a Learner on a bunch to train"
-            )
+        self._train_dl()
         extra = list(cbs or [])
         try:
             self.add_cbs(extra)
@@ -426,7 +430,7 @@ class Learner:
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
         set_one_cycle = lg.one_cycle_setter(self.opt, moms)
         lr_max = self.lr_range(DEFAULT_MAX_LR if max_lr is None else max_lr, "max_lr")
-        n_batches = batches_per_epoch(self.data.train_dl)
+        n_batches = batches_per_epoch(self._train_dl())
         start_step = start_epoch * n_batches
         lg.set_wd(self.opt, self.group_map, wd, self.wd)
         set_one_cycle(
@@ -460,6 +464,7 @@ class Learner:
         calls (div_final, moms, wd, cbs)."""
         epochs = check_int("epochs", epochs, 1)
         freeze_epochs = check_int("freeze_epochs", freeze_epochs, 0)
+        self._train_dl()  # a learner without training data says so before freezing
         frozen_lr, unfrozen_lr = lg.fine_tune_lrs(base_lr, lr_mult)
         self.freeze()
         if freeze_epochs:
@@ -483,7 +488,7 @@ class Learner:
         num_it = check_int("num_it", num_it, 2)
         starts = self.lr_range(start_lr, "start_lr")
         ends = self.lr_range(end_lr, "end_lr")
-        n_epoch = math.ceil(num_it / batches_per_epoch(self.data.train_dl))
+        n_epoch = math.ceil(num_it / batches_per_epoch(self._train_dl()))
         sweep(self, LRFinder(starts, ends, num_it, stop_div), n_epoch)
         rec = self.recorder
         rec.suggestions = suggest_lrs([g[-1] for g in rec.lrs], rec.smooth_losses, num_it)
@@ -517,10 +522,11 @@ class Learner:
         return inference.validate(self, ds_type, dl)
 
     def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
-        """Classify one image: a file path, a PIL image, or a uint8 tensor / array [3, H, W]
-        or [H, W, 3]. It goes through the validation transform (presize, center crop,
-        normalization: `data.preprocess`), then the model as in get_preds. Returns (class
-        name, class index, probabilities float32 Tensor[c] on the CPU)."""
+        """Classify one image: a file path, a PIL image, or a tensor / array [3, H, W] or
+        [H, W, 3] of uint8 or of floats in [0, 1] (`open_image(f).data`). It goes through the
+        validation transform (presize, center crop, normalization: `data.preprocess`), then
+        the model as in get_preds. Returns (class name, class index, probabilities float32
+        Tensor[c] on the CPU)."""
         return inference.predict(self, item)
 
     def show_results(

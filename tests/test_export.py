@@ -133,8 +133,9 @@ def test_load_learner_forms_and_limits(trained, tmp_path):
         for k, v in lrn.model.state_dict().items():
             assert torch.equal(v, expected[k]), k
         assert lrn.data.train_dl is None and lrn.data.c == 12
-    with pytest.raises(ValueError, match="no training data"):
-        a.fit(1)
+    for train in (lambda: a.fit(1), lambda: a.fit_one_cycle(1), a.lr_find, lambda: a.fine_tune(1)):
+        with pytest.raises(ValueError, match=r"no training data \(data.train_dl is None: a"):
+            train()
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_learner(tmp_path, "missing.pth")
     learn.save("ckpt")
@@ -222,7 +223,7 @@ def test_predict_takes_a_read_only_array_without_a_warning(trained):
     assert res.stdout.split() == [str(idx), str(idx)]
 
 
-def test_load_learner_starts_from_trained_features(trained, monkeypatch):
+def test_load_learner_starts_from_trained_features(trained, monkeypatch, capsys):
     """precision 'auto' chooses bf16 (stubbed CPU flags): the loaded model is trained, so no
     float32 epochs before bf16, as create_cnn(pretrained=True)."""
     _, tmp = trained
@@ -230,6 +231,8 @@ def test_load_learner_starts_from_trained_features(trained, monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     loaded = load_learner(tmp)
     assert loaded.precision == "bf16" and loaded.mixed_precision.fp32_epochs == 0
+    err = capsys.readouterr().err
+    assert "precision auto -> bf16" in err and "random model" not in err
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "squeezenet1_1"])

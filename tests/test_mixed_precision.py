@@ -147,8 +147,8 @@ def test_auto_picks_bf16_and_channels_last_where_native_and_says_so_once(cpu_fla
     make_learner(precision="auto")
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
-        "fastcore_ext: precision auto -> bf16 autocast + channels-last (avx512_bf16), a "
-        "random model's first epoch in fp32; learn.to_fp32() opts out"
+        "fastcore_ext: precision auto -> bf16 autocast + channels-last (avx512_bf16; a "
+        "model trained from scratch runs its first epoch in fp32); learn.to_fp32() opts out"
     ]
     assert learn.mixed_precision.fp32_epochs == mixed_precision.AUTO_FP32_EPOCHS == 1
     learn.to_fp32()  # opts out of both

@@ -87,8 +87,8 @@ def auto_precision(device: torch.device | str) -> tuple[str, str]:
         return "fp32", f"fastcore_ext: precision auto -> fp32 (no native bfloat16 on {device.type})"
     why = ", ".join(native_bf16_cpu_flags()) if device.type == "cpu" else device.type
     return "bf16", (
-        f"fastcore_ext: precision auto -> bf16 autocast + channels-last ({why}), a random "
-        f"model's first epoch in fp32; learn.to_fp32() opts out"
+        f"fastcore_ext: precision auto -> bf16 autocast + channels-last ({why}; a model "
+        f"trained from scratch runs its first epoch in fp32); learn.to_fp32() opts out"
     )
 
 
