@@ -193,6 +193,11 @@ def resolve_arch(arch: Callable[..., nn.Module] | str) -> Callable[..., nn.Modul
             return models.get_model_builder(arch)
         except ValueError as e:
             raise ValueError(f"arch {arch!r} is not a torchvision model name ({e})") from e
+    if isinstance(arch, nn.Module):
+        raise TypeError(
+            f"arch should be a model builder such as models.resnet34 (the function, without "
+            f"the ()), got a {type(arch).__name__} instance"
+        )
     if not callable(arch):
         raise TypeError(f"arch should be a model builder such as models.resnet34, got {arch!r}")
     return arch

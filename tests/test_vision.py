@@ -137,6 +137,8 @@ def test_create_cnn_errors():
     data = image_bunch()
     with pytest.raises(TypeError, match="arch should be a model builder"):
         create_cnn(data, 34, pretrained=False)
+    with pytest.raises(TypeError, match=r"without the \(\)\), got a ResNet instance"):
+        create_cnn(data, models.resnet18(), pretrained=False)
     with pytest.raises(ValueError, match="not a torchvision model name"):
         create_cnn(data, "resnet35", pretrained=False)
 
