@@ -123,6 +123,15 @@ def test_folder_errors(root, tmp_path):
         _v2(root, valid_pct=1.2)
     with pytest.raises(ValueError, match="no image files"):
         _v2(tmp_path, valid_pct=0.2)
+    one = tmp_path / "one"
+    for split in ("train", "valid"):
+        (one / split / "cat").mkdir(parents=True)
+        for i in range(3):
+            shutil.copy(get_image_files(root)[i], one / split / "cat" / f"{i}.jpg")
+    with pytest.raises(
+        ValueError, match=r"classes: a classifier needs at least 2 classes, got \['cat'\]"
+    ):
+        _v2(one)
 
 
 # -- pipeline defaults (no augmentation module needed) -----------------------------------------

@@ -375,6 +375,12 @@ class ImageDataBunch:
         if skip_bad:
             split, self.dropped_items = _drop_bad(split, num_workers)
         self.classes: list[str] = list(split.classes)
+        if len(self.classes) < 2:
+            raise ValueError(
+                f"classes: a classifier needs at least 2 classes, got {self.classes} from "
+                f"{str(self.path)!r} ({len(split.train_items)} training images): every image "
+                "has the same label; check the folder layout or the labelling pattern"
+            )
 
         def dataset(items, labels):
             c = DecodedCache(items, pipeline.presize, pipeline.method, folder) if cache else None
