@@ -35,6 +35,8 @@ import torchvision.models as models
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from fastcore_ext.files import match_mode
+
 __all__ = [
     "AdaptiveConcatPool2d",
     "DOWNLOAD_TIMEOUT",
@@ -141,6 +143,7 @@ def _download(url: str, dst: Path, timeout: float) -> None:
     sha = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".partial")
     try:
+        match_mode(fd)
         opener = urllib.request.build_opener()  # reads the proxy settings of this moment
         print(f"Downloading {url} to {dst}", file=sys.stderr)
         with os.fdopen(fd, "wb") as f, opener.open(url, timeout=timeout) as r:

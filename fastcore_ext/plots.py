@@ -37,6 +37,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from fastcore_ext.files import match_mode
 from fastcore_ext.ranks import is_main_process
 
 __all__ = [
@@ -172,6 +173,7 @@ def save_png(fig: Figure, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png.tmp")
     try:
+        match_mode(fd)
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=fig.dpi)
             f.flush()

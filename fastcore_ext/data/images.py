@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from fastcore_ext.files import match_mode
+
 from .items import get_image_files
 
 try:
@@ -386,6 +388,7 @@ def _shrink(path: Path, max_size: int, dest: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
     try:
+        match_mode(fd, replaces=target if target.exists() else path)
         with os.fdopen(fd, "wb") as f:
             shrunk.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
         os.replace(tmp, target)
