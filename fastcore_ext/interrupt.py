@@ -4,8 +4,10 @@
 CancelFitException ends it early. Any other exception (Ctrl-C's KeyboardInterrupt, a
 DataLoader worker that died, an error in a callback) ends it the same way (callbacks get
 `after_cancel_fit` and `after_fit`), the data loaders' worker processes are stopped, a note
-on the exception says where the fit stopped, and the exception goes on to the caller with
-the learner ready for the next fit.
+on the exception says where the fit stopped (`where`), and the exception goes on to the caller
+with the learner ready for the next fit. An lr_find sweep (an LRFinder among the callbacks)
+gets neither the note nor the Ctrl-C message here: its epochs and batches are not the
+user's, and `callback.lr_finder.sweep` says how far it got once it has put the learner back.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastcore_ext.callback.core import CancelFitException
+from fastcore_ext.callback.lr_finder import LRFinder
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -41,27 +44,40 @@ def run_fit(learn: Learner, do_fit: Callable[[], None]) -> None:
         raise
 
 
+# The events between batches, where `learn.iter` / `learn.n_iter` still describe the previous
+# phase: `where` names the boundary instead of a batch.
+_BOUNDARIES = {
+    "before_fit": "the start of the fit, before {epoch}",
+    "before_epoch": "the start of {epoch}",
+    "before_train": "the start of the training phase of {epoch}",
+    "after_train": "the end of the training phase of {epoch}",
+    "after_cancel_train": "the end of the training phase of {epoch}",
+    "before_validate": "the start of the validation phase of {epoch}",
+    "after_validate": "the end of the validation phase of {epoch}",
+    "after_cancel_validate": "the end of the validation phase of {epoch}",
+    "after_epoch": "the end of {epoch}",
+    "after_cancel_epoch": "the end of {epoch}",
+}
+
+
 def where(learn: Learner) -> str:
-    """Where the loop is, for messages: 'epoch 2 (of 0..3), training batch 5 of 30'."""
-    epochs = f"epoch {learn.epoch} (of {learn._start_epoch}..{learn.n_epoch - 1})"
+    """Where the loop is, for messages: 'epoch 2 (of 0..3), training batch 5 (0-based) of 30',
+    or between batches 'the start of the validation phase of epoch 2 (of 0..3)' (from
+    `learn.event`, the event fired last)."""
+    epoch = f"epoch {learn.epoch} (of {learn._start_epoch}..{learn.n_epoch - 1})"
+    boundary = _BOUNDARIES.get(getattr(learn, "event", None))  # None: no event recorded
+    if boundary is not None:
+        return boundary.format(epoch=epoch)
     if learn.dl is None:
-        return epochs
+        return epoch
     phase = "training" if learn.training else "validation"
-    return f"{epochs}, {phase} batch {learn.iter} (0-based) of {learn.n_iter}"
+    return f"{epoch}, {phase} batch {learn.iter} (0-based) of {learn.n_iter}"
 
 
 def end_after_exception(learn: Learner, e: BaseException) -> None:
     """Clean up after an exception escaped the loop (see the module docstring)."""
-    stopped_at = where(learn)
-    if hasattr(e, "add_note"):  # Python 3.11+
-        e.add_note(f"fastcore_ext: the fit stopped at {stopped_at}.")
-    if isinstance(e, KeyboardInterrupt):
-        print(
-            f"Training interrupted at {stopped_at}. The learner is usable: its parameters are "
-            f"those after the last completed optimizer step.",
-            file=sys.stderr,
-            flush=True,
-        )
+    if not any(isinstance(cb, LRFinder) for cb in learn.cbs):
+        _report_stop(learn, e)
     try:
         learn._event("after_cancel_fit")
         learn._event("after_fit")
@@ -73,6 +89,21 @@ def end_after_exception(learn: Learner, e: BaseException) -> None:
         )
     finally:
         close_loaders(learn.data)
+
+
+def _report_stop(learn: Learner, e: BaseException) -> None:
+    """A note on `e` saying where the fit stopped and, for a KeyboardInterrupt, a line on
+    stderr."""
+    stopped_at = where(learn)
+    if hasattr(e, "add_note"):  # Python 3.11+
+        e.add_note(f"fastcore_ext: the fit stopped at {stopped_at}.")
+    if isinstance(e, KeyboardInterrupt):
+        print(
+            f"Training interrupted at {stopped_at}. The learner is usable: its parameters are "
+            f"those after the last completed optimizer step.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def close_loaders(data: Any) -> None:

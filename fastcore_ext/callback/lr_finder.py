@@ -1,10 +1,12 @@
 """LRFinder: the callback behind `Learner.lr_find` (an exponential learning-rate sweep), the
-in-memory snapshot lr_find restores afterwards, and `sweep`, which runs one between the two."""
+in-memory snapshot lr_find restores afterwards, and `sweep`, which runs one between the two
+(and, when an exception ends it early, says how far it got once the learner is put back)."""
 
 from __future__ import annotations
 
 import copy
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,8 @@ class LRFinder(Callback):
 
     start_lrs, end_lrs: one value per layer group; group g sweeps exponentially from
     start_lrs[g] to end_lrs[g], so equal end/start ratios keep the ratios between the groups.
+    iters_done: the sweep's iterations so far (batches whose optimizer step ran), which an
+    interrupted sweep reports (`sweep`).
     """
 
     order = 55  # after the Recorder (50), which computes the smoothed loss it reads
@@ -55,13 +59,18 @@ class LRFinder(Callback):
             list(exp_sweep(s, e, num_it)) for s, e in zip(start_lrs, end_lrs, strict=True)
         ]
         self.best_loss = math.inf
+        self.iters_done = 0  # the sweep's batches whose optimizer step has run
 
     def before_fit(self) -> None:
         self.best_loss = math.inf
+        self.iters_done = 0
 
     def before_batch(self) -> None:
         i = self.learn.train_iter - 1  # train_iter counts the batch being processed
         set_lrs(self.learn.opt, self.learn.group_map, [sweep[i] for sweep in self.sweeps])
+
+    def after_step(self) -> None:
+        self.iters_done = self.learn.train_iter
 
     def after_batch(self) -> None:
         loss = self.learn.recorder.smooth_loss
@@ -130,13 +139,42 @@ class Snapshot:
 def sweep(learn: Learner, finder: LRFinder, n_epoch: int) -> None:
     """Run `finder`'s sweep as a fit of up to `n_epoch` epochs, without the epoch table and
     with no schedule in the optimizer, then put back everything it changed (`Snapshot`); the
-    recorder keeps the sweep."""
+    recorder keeps the sweep.
+
+    An exception that ends the sweep early (Ctrl-C's KeyboardInterrupt included) goes on to
+    the caller after the learner is put back, with a note saying after how many of the
+    `num_it` iterations lr_find stopped; a KeyboardInterrupt also prints it (on stderr), in
+    place of the training loop's message (`fastcore_ext.interrupt`), whose epochs and batches
+    are not the user's."""
     snapshot = Snapshot.take(learn)
     show_table = learn.progress.show_table
     learn.progress.show_table = False
     try:
         learn._clear_schedule()
         learn._fit(n_epoch, 0, [finder])
-    finally:
-        learn.progress.show_table = show_table
-        snapshot.restore(learn)
+    except BaseException as e:
+        _put_back(learn, snapshot, show_table)
+        _report_stop(finder, e)  # after the restore: what it says is now true
+        raise
+    _put_back(learn, snapshot, show_table)
+
+
+def _put_back(learn: Learner, snapshot: Snapshot, show_table: bool) -> None:
+    learn.progress.show_table = show_table
+    snapshot.restore(learn)
+
+
+def _report_stop(finder: LRFinder, e: BaseException) -> None:
+    """Say that lr_find stopped after finder.iters_done of its num_it iterations and that the
+    learner was put back: a note on `e` and, for a KeyboardInterrupt, a line on stderr."""
+    after = f"after {finder.iters_done} of {finder.num_it} iterations"
+    what = "parameters, optimizer state, BatchNorm statistics and RNG states"
+    if hasattr(e, "add_note"):  # Python 3.11+
+        e.add_note(f"fastcore_ext: lr_find stopped {after}; the learner's {what} were put back.")
+    if isinstance(e, KeyboardInterrupt):
+        print(
+            f"lr_find interrupted {after}. The learner is usable: its {what} are those from "
+            f"before lr_find (put back); no learning rate was suggested.",
+            file=sys.stderr,
+            flush=True,
+        )
