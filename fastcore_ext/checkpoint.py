@@ -7,7 +7,9 @@ fastai's save_model / load_model). A checkpoint is a dict of tensors and plain v
 "model" (the model's state_dict), "epoch" (epochs done by the fit that saved it),
 "epochs_trained" (training epochs over every fit of the learner; absent in files written
 before it, which then count "epoch"), "rng" (`rng_state()` at saving),
-"data_seed" (the data's seed or None) and, with the optimizer, "opt" (its state_dict:
+"data_seed" (the data's seed or None), "classes" (the data's class names, as str, when the
+saving learner passed them; absent in files written before) and, with the optimizer, "opt"
+(its state_dict:
 moments, one-cycle schedule, step counter), "opt_groups" (which layer group each of its
 param groups belongs to and whether it takes weight decay: `layer_groups.GroupMap.to_dict()`;
 absent in files written before `wd_bn_bias`, whose optimizers had one param group per layer
@@ -50,7 +52,7 @@ import os
 import random
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -231,11 +233,13 @@ def save_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
     opt_groups: dict[str, list] | None = None,
     epochs_trained: int | None = None,
+    classes: Sequence[Any] | None = None,
 ) -> Path:
     """Write a checkpoint (see the module docstring) to `path` atomically: the model, the
     epochs done, the RNG states, the data seed and, when `opt` is given, the optimizer's
     state (and the scaler's and the layout of its param groups, `opt_groups`, when given).
-    epochs_trained: the learner's count over every fit (None: `epoch`). Returns `path`."""
+    epochs_trained: the learner's count over every fit (None: `epoch`). classes: the data's
+    class names (stored as str; `load_checkpoint` compares them). Returns `path`."""
     state: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -245,6 +249,8 @@ def save_checkpoint(
         "rng": rng_state(),
         "data_seed": data_seed,
     }
+    if classes is not None:
+        state["classes"] = [str(c) for c in classes]
     if opt is not None:
         state["opt"] = opt.state_dict()
         if opt_groups is not None:
@@ -263,6 +269,7 @@ def load_checkpoint(
     data_seed: int | None = None,
     scaler: torch.amp.GradScaler | None = None,
     regroup: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None,
+    classes: Sequence[Any] | None = None,
 ) -> tuple[int, int]:
     """Load the checkpoint at `path` (or a plain model state_dict file) into `model` and,
     when `opt` is given, the optimizer (a warning when the file has no optimizer state), the
@@ -273,14 +280,18 @@ def load_checkpoint(
     name and shape, warns about the rest, and loads no optimizer state. `data_seed`: the
     loading learner's, compared with the saved one (a warning when they differ).
     `regroup(opt_state, file's "opt_groups" or None)` gives the optimizer state to load (the
-    learner's `layer_groups.regroup_state_dict`). Nothing is changed when an error is
-    raised."""
+    learner's `layer_groups.regroup_state_dict`). `classes`: the loading learner's class
+    names, compared (as str) with the file's: a ValueError naming both lists when they differ
+    (other classes, or the same in another order: the outputs would name the wrong classes),
+    a warning with strict=False; files without classes (older ones) are not checked. Nothing
+    is changed when an error is raised."""
     device = next(iter(model.state_dict().values()), torch.empty(0)).device
     ckpt = load_file(path, map_location=device)
     if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
         model_state = ckpt.get("model")
     else:  # a bare state_dict
         model_state, ckpt = ckpt, {}
+    _check_classes(ckpt.get("classes"), classes, path, strict)
     model_state = _matching_state(model, model_state, path, strict)
     exact = len(model_state) == len(model.state_dict())
     opt_state = ckpt.get("opt") if opt is not None else None
@@ -318,6 +329,46 @@ def load_checkpoint(
             )
     epoch = int(ckpt.get("epoch", 0) or 0)
     return epoch, int(ckpt.get("epochs_trained", epoch) or 0)
+
+
+def _check_classes(
+    saved: list[str] | None, current: Sequence[Any] | None, path: Path, strict: bool
+) -> None:
+    """ValueError (strict) or a warning when the file's classes `saved` differ from the
+    loading learner's `current`; nothing when either is unknown."""
+    if saved is None or current is None:
+        return
+    current = [str(c) for c in current]
+    if saved == current:
+        return
+    if sorted(saved) == sorted(current):
+        how = "the same classes in another order"
+    else:
+        how = f"other classes ({len(saved)} in the file, {len(current)} here)"
+    first = next(
+        (i for i, (a, b) in enumerate(zip(saved, current, strict=False)) if a != b),
+        min(len(saved), len(current)),
+    )
+    message = (
+        f"{path} was saved by a learner with {how}: the file's classes are "
+        f"{_shown(saved)}, this learner's {_shown(current)} (first difference at index "
+        f"{first}), so the model's outputs would name the wrong classes"
+    )
+    if strict:
+        raise ValueError(
+            f"{message}. Build the data with the file's classes, or load(..., strict=False) to "
+            f"load it anyway (e.g. to fine-tune on the new classes)"
+        )
+    warnings.warn(f"{message}; loaded anyway (strict=False)", stacklevel=4)
+
+
+def _shown(classes: list[str], limit: int = 12) -> str:
+    """A class list for a message: in full up to `limit` names, else the first ones and the
+    count."""
+    if len(classes) <= limit:
+        return repr(classes)
+    shown = repr(classes[:limit])[:-1]
+    return f"{shown}, ... ({len(classes)} in all)]"
 
 
 def _matching_state(
