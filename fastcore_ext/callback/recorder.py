@@ -13,6 +13,7 @@ recording costs no host-device synchronisation per batch. Nothing keeps a graph 
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -21,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -271,10 +273,54 @@ class Recorder(Callback):
             raise ValueError("recorder.plot_losses() needs a recorded fit: call learn.fit first")
         lo, hi = _window(len(self.smooth_losses), skip_start, skip_end)
         fig = Figure(figsize=check_figsize(figsize, (6, 4)))
-        ax = fig.add_subplot()
+        self._draw_losses(fig.add_subplot(), lo, hi, with_valid)
+        return self._finish(fig, "losses")
+
+    def plot_loss(
+        self,
+        skip_start: int = 5,
+        with_valid: bool = True,
+        log: bool = False,
+        show_epochs: bool = False,
+        ax: Axes | None = None,
+    ) -> Figure:
+        """fastai v2's `plot_loss`: the curves of `plot_losses` (smoothed training loss after
+        each batch, validation loss at the end of each epoch) without the first `skip_start`
+        batches. log: both axes logarithmic; show_epochs: a dotted vertical line at the end
+        of each epoch; ax: draw into this matplotlib Axes and return its Figure (not saved),
+        else a new Figure saved as 'losses.png'. Returns the Figure (v2 returns the Axes:
+        `fig.axes[0]` here)."""
+        with_valid = check_bool("with_valid", with_valid)
+        log = check_bool("log", log)
+        show_epochs = check_bool("show_epochs", show_epochs)
+        if ax is not None and not isinstance(ax, Axes):
+            raise TypeError(f"ax should be a matplotlib Axes or None, got {type(ax).__name__}")
+        self._flush()
+        if not self.smooth_losses:
+            raise ValueError("recorder.plot_loss() needs a recorded fit: call learn.fit first")
+        lo, hi = _window(len(self.smooth_losses), skip_start, 0)
+        if ax is not None:
+            self._draw_losses(ax, lo, hi, with_valid, log, show_epochs)
+            return ax.figure
+        fig = Figure(figsize=(6, 4))
+        self._draw_losses(fig.add_subplot(), lo, hi, with_valid, log, show_epochs)
+        return self._finish(fig, "losses")
+
+    def _draw_losses(
+        self,
+        ax: Axes,
+        lo: int,
+        hi: int,
+        with_valid: bool,
+        log: bool = False,
+        show_epochs: bool = False,
+    ) -> None:
+        """plot_losses' and plot_loss's drawing: the smoothed loss of batches lo..hi-1 against
+        the batches processed (lo+1..hi) and, with_valid, the validation losses of the epochs
+        that ended within them; log: log-log axes; show_epochs: a line at each epoch end."""
+        ends = list(itertools.accumulate(self.nb_batches))  # batches processed at epoch ends
         ax.plot(range(lo + 1, hi + 1), self.smooth_losses[lo:hi], label="Train")
         if with_valid:
-            ends = [sum(self.nb_batches[: k + 1]) for k in range(len(self.nb_batches))]
             pts = [
                 (e, v)
                 for e, v in zip(ends, self.valid_losses, strict=False)
@@ -282,12 +328,18 @@ class Recorder(Callback):
             ]
             if pts:
                 ax.plot([e for e, _ in pts], [v for _, v in pts], "o-", label="Validation")
+        if show_epochs:
+            for e in ends:
+                if lo < e <= hi:
+                    ax.axvline(e, color="grey", linestyle=":")
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
         ax.set_xlabel("Batches processed")
         ax.set_ylabel("Loss")
         ax.set_title("Training and validation loss")
         ax.grid(True, alpha=0.3)
         ax.legend()
-        return self._finish(fig, "losses")
 
     def plot_lr(
         self,
