@@ -27,6 +27,10 @@ only when torchvision's cache already holds them. Unreadable images (truncated, 
 are skipped when training meets them, or left out up front with `--skip-bad`; the final lines
 and summary.json's `bad_images` count both.
 
+`predict` prints one line per image (its path, the predicted class and its probability); an
+image it cannot read (truncated, not an image) is skipped with a line on stderr naming it, and
+the others are predicted.
+
 This module parses, prints and exits: the work is fastcore_ext.lesson's.
 
 `--nproc N` (N > 1) runs the same training in N processes on this machine through torchrun
@@ -34,8 +38,9 @@ and DistributedDataParallel (gloo on CPUs, NCCL on GPUs; fastcore_ext.distribute
 dataset is drawn first, each process trains on its shard, rank 0 prints and writes the files.
 On several machines, start `torchrun ... -m fastcore_ext train ...` on each yourself (README).
 
-Exit status: 0 done, 2 usage error (one line on stderr), 130 interrupted (Ctrl-C: what was
-trained so far is saved and exported first), 1 any other error.
+Exit status: 0 done (`predict`: at least one image predicted, unreadable ones skipped), 2
+usage error (one line on stderr; `predict`: also when none of the images could be read), 130
+interrupted (Ctrl-C: what was trained so far is saved and exported first), 1 any other error.
 """
 
 from __future__ import annotations
@@ -274,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser(
         "predict",
         help="classify images with an exported model",
-        description="Print the predicted class and its probability for each image.",
+        description="Print the predicted class and its probability for each image. An "
+        "unreadable image is skipped (named on stderr) and the others are predicted; the exit "
+        "status is 2 when none could be read.",
     )
     predict.add_argument("model", metavar="MODEL", help="export.pth, or the folder holding it")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
@@ -471,12 +478,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"MODEL: {str(e).splitlines()[0]}") from None
     width = max(len(str(p)) for p in args.images)
+    skipped = 0
     for img in args.images:
         try:
             name, _, probs = learn.predict(Path(img))
         except BadImageError as e:
-            raise UsageError(f"IMAGE: {str(e).splitlines()[0]}") from None
+            skipped += 1
+            why = str(e.__cause__ or e).splitlines()[0]
+            print(f"{PROG} predict: skipped {img}: not a readable image ({why})", file=sys.stderr)
+            continue
         print(f"{img:<{width}}  {name}  {float(probs.max()):.4f}")
+    if skipped == len(args.images):
+        raise UsageError(f"IMAGE: none of the images could be read ({skipped}, named above)")
+    if skipped:
+        print(f"{PROG} predict: {skipped} of {len(args.images)} images skipped", file=sys.stderr)
     return 0
 
 

@@ -226,13 +226,41 @@ def test_predict_bad_image_and_missing_image(tmp_path, capsys, small_demo, offli
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     code, _, err = run(capsys, "predict", str(tmp_path), str(tmp_path / "none.jpg"))
     assert code == 2 and f"IMAGE: expected image files, got '{tmp_path}/none.jpg'" in err
-    code, _, err = run(capsys, "predict", str(tmp_path), str(bad))
-    assert code == 2 and "IMAGE:" in err and "bad.jpg" in err
-    assert len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, "predict", str(tmp_path), str(bad))
+    assert code == 2 and out == ""  # nothing could be predicted
+    assert err.strip().splitlines() == [
+        f"fastcore-ext predict: skipped {bad}: not a readable image (cannot identify image "
+        f"file '{bad}')",
+        "fastcore-ext predict: error: IMAGE: none of the images could be read (1, named above)",
+    ]
     not_export = tmp_path / "notes.pth"
     torch.save({"x": 1}, not_export)
     code, _, err = run(capsys, "predict", str(not_export), str(bad))
     assert code == 2 and "MODEL:" in err and "not a fastcore_ext export" in err
+
+
+def test_predict_skips_an_unreadable_image_and_predicts_the_others(
+    tmp_path, capsys, small_demo, offline_weights
+):
+    learn = vision.create_cnn(
+        data_mod.ImageDataBunch.from_folder(small_demo, size=32, bs=8, num_workers=0),
+        vision.models.resnet18, pretrained=False, path=tmp_path,
+    )  # fmt: skip
+    learn.export("export.pth")
+    good = sorted((small_demo / "valid").rglob("*.*"))[:2]
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("this is not an image\n")
+    code, out, err = run(capsys, "predict", str(tmp_path), str(good[0]), str(bad), str(good[1]))
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == [str(good[0]), str(good[1])]
+    assert all(line.split()[1] in DEMO_CLASSES for line in lines)
+    assert err.splitlines() == [
+        f"fastcore-ext predict: skipped {bad}: not a readable image (cannot identify image "
+        f"file '{bad}')",
+        "fastcore-ext predict: 1 of 3 images skipped",
+    ]
+    assert "skip_bad" not in err  # not an option of this command
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "lr-find"])
