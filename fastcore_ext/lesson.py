@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -307,10 +308,47 @@ class JSONLinesLogger(Callback):
 
 
 # ---- data and learner ------------------------------------------------------------------------
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, config: LessonConfig) -> None:
+    """`out` is a folder outside the images (created if missing)."""
     if out.exists() and not out.is_dir():
         raise LessonError("out", f"expected a folder, got {str(out)!r} (an existing file)")
-    out.mkdir(parents=True, exist_ok=True)
+    if config.path is not None:
+        images = Path(config.path).expanduser().resolve()
+        if out.resolve().is_relative_to(images):
+            raise LessonError(
+                "out",
+                f"expected a folder outside the data set {str(images)!r}, got {str(out)!r}: "
+                "the plots and models written there would be read as images by the next run",
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LessonError("out", f"cannot create the folder {str(out)!r}: {e.strerror}") from None
+
+
+# what an earlier run into the same folder left that this run would not overwrite
+_STALE = ("metrics.csv", "metrics.jsonl", "summary.json", "models/interrupted.pth", "plots/*.png")
+
+
+def _clear_stale(out: Path) -> None:
+    for pattern in _STALE:
+        for old in out.glob(pattern):
+            old.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Within the block a second Ctrl-C is ignored (the saves after the first must finish:
+    a save cut short leaves the previous file, but this run's would be lost)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals do not reach this code anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -413,8 +451,9 @@ def _source(config: LessonConfig) -> _Source:
             lambda **kw: ImageDataBunch.from_csv(root, csv_labels=csv, valid_pct=vp, **kw),
         )
     if (root / "train").is_dir() and (root / "valid").is_dir():
+        ignored = "" if vp == LessonConfig.valid_pct else f"; valid_pct {vp} not used"
         return _Source(
-            f"{root} (train/ and valid/)",
+            f"{root} (train/ and valid/{ignored})",
             "path",
             lambda s: items_from_folder(root, seed=s),
             lambda **kw: ImageDataBunch.from_folder(root, **kw),
@@ -439,7 +478,7 @@ def build_data(config: LessonConfig) -> tuple[ImageDataBunch, str]:
     if len(items.train_items) < config.bs:
         raise LessonError(
             "bs",
-            f"bs: {config.bs} is larger than the training set ({len(items.train_items)} items), "
+            f"{config.bs} is larger than the training set ({len(items.train_items)} items), "
             "so an epoch would have no batch (the last partial batch is dropped); pass a "
             "smaller bs",
         )
@@ -534,7 +573,12 @@ def _fit_stage(
         learn.fit_one_cycle(epochs, max_lr, cbs=loggers)
     run.save_plot(learn.recorder.plot_losses(), f"losses_{stage}")
     run.save_plot(learn.recorder.plot_lr(show_moms=True), f"schedule_{stage}")
-    run.epochs_done += epochs
+    _record_last_epoch(learn, run)
+
+
+def _record_last_epoch(learn: Learner, run: _Run) -> None:
+    """The run's epoch count and error rate from the learner's last completed epoch."""
+    run.epochs_done = learn.epochs_trained
     rec = learn.recorder
     if rec.metrics and rec.metrics[-1]:
         run.error_rate = rec.metrics[-1][0]
@@ -626,14 +670,14 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
     """Run the lesson (see the module docstring) and return its summary; LessonError for a
     configuration that cannot run."""
     out = Path(config.out).expanduser()
-    _check_out(out)
+    _check_out(out, config)
     run = _Run(out, writes=launch_rank() == 0)
     with run.timed("data"):
         data, desc = build_data(config)
     print(desc)
     run.data = desc.removeprefix("data: ")
-    for stale in ("metrics.csv", "metrics.jsonl"):
-        (out / stale).unlink(missing_ok=True)
+    if run.writes:
+        _clear_stale(out)
     loggers = [
         CSVLogger("metrics.csv", append=True),
         JSONLinesLogger(out / "metrics.jsonl", lambda: run.stage, run.writes),
@@ -646,9 +690,13 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
             _train_stages(config, learn, run, loggers)
             confused = _interpret(learn, run)
     except KeyboardInterrupt:
-        saved = learn.save("interrupted")
-        learn.export("export.pth")
-        return _summary(run, config, data, learn, confused, interrupted=True, saved=saved)
+        _record_last_epoch(learn, run)  # the epochs completed before the Ctrl-C
+        with _sigint_ignored():
+            if run.writes:
+                print("Saving the model (a second Ctrl-C waits for it) ...", flush=True)
+            saved = learn.save("interrupted")
+            learn.export("export.pth")
+            return _summary(run, config, data, learn, confused, interrupted=True, saved=saved)
     learn.export("export.pth")
     return _summary(run, config, data, learn, confused, interrupted=False, saved=None)
 
@@ -657,7 +705,7 @@ def find_lr(config: LessonConfig) -> LrFindResult:
     """Build the data and learner as run_lesson does, run lr_find (config.lr_find_iters
     iterations), save its plot as out/plots/lr_find.png and print the suggestions."""
     out = Path(config.out).expanduser()
-    _check_out(out)
+    _check_out(out, config)
     run = _Run(out, writes=launch_rank() == 0)
     data, desc = build_data(config)
     print(desc)

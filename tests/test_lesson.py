@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 
 import pytest
 
+from fastcore_ext import lesson
 from fastcore_ext.data import demo_dataset, get_image_files
+from fastcore_ext.learner import Learner
 from fastcore_ext.lesson import (
     LESSON_LR,
     BadImages,
@@ -74,12 +77,13 @@ def test_find_lr_saves_one_plot(tmp_path, small_demo, capsys):
     "changes,field,words",
     [
         ({"path": "missing"}, "path", "expected an image folder"),
-        ({"bs": 100}, "bs", "bs: 100 is larger than the training set (60 items)"),
+        ({"bs": 100}, "bs", "100 is larger than the training set (60 items)"),
         ({"arch": "resnet4"}, "arch", "expected a torchvision classification model name"),
         ({"label_re": "_\\d+.jpg$"}, "label_re", "expected a regular expression with a group"),
         ({"label_re": "(["}, "label_re", "expected a regular expression, got '(['"),
         ({"label_re": "/(nomatch)_"}, "label_re", "does not match file"),
         ({"out": "a_file"}, "out", "expected a folder"),
+        ({"out": "a_file/sub"}, "out", "cannot create the folder"),
     ],
 )
 def test_errors_name_the_field(tmp_path, small_demo, changes, field, words):
@@ -154,3 +158,44 @@ def test_bad_images_lists_at_most_twenty_names_and_counts_all(tmp_path):
     assert bad.skipped_files[0] == "train/00.jpg"
     assert bad.dropped == 1 and bad.dropped_files == [str(tmp_path.parent / "elsewhere.jpg")]
     assert bool(bad) and not BadImages()
+
+
+def test_out_inside_the_data_set_is_refused(tmp_path, small_demo):
+    """Plots and models written among the images became a class of the next run."""
+    with pytest.raises(LessonError) as info:
+        run_lesson(small_config(small_demo, small_demo / "run"))
+    assert info.value.field == "out" and "outside the data set" in str(info.value)
+    assert not (small_demo / "run").exists()
+
+
+def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, monkeypatch, capsys):
+    """A Ctrl-C in stage 1's second epoch: the summary counts the epoch done (it said 0),
+    gives its error rate, and the model is saved; files of an earlier run into the same
+    folder that this run would not rewrite are gone."""
+    out = tmp_path / "run"
+    (out / "plots").mkdir(parents=True)
+    (out / "plots" / "losses_stage2.png").write_bytes(b"old")
+    (out / "models").mkdir()
+    (out / "models" / "interrupted.pth").write_bytes(b"old")
+    validate = Learner._do_epoch_validate
+    calls = []
+
+    def interrupted_in_second_epoch(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        validate(self)
+
+    monkeypatch.setattr(Learner, "_do_epoch_validate", interrupted_in_second_epoch)
+    s = run_lesson(small_config(small_demo, out, epochs=3, lr=1e-3))
+    assert s.interrupted and s.epochs_done == 1 and s.final_error_rate is not None
+    assert s.saved == out / "models" / "interrupted.pth" and s.saved.stat().st_size > 1000
+    assert not (out / "plots" / "losses_stage2.png").exists()
+    assert "Saving the model" in capsys.readouterr().out
+
+
+def test_a_second_ctrl_c_waits_for_the_save():
+    before = signal.getsignal(signal.SIGINT)
+    with lesson._sigint_ignored():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is before
