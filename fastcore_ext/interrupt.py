@@ -65,7 +65,7 @@ def where(learn: Learner) -> str:
     or between batches 'the start of the validation phase of epoch 2 (of 0..3)' (from
     `learn.event`, the event fired last)."""
     epoch = f"epoch {learn.epoch} (of {learn._start_epoch}..{learn.n_epoch - 1})"
-    boundary = _BOUNDARIES.get(getattr(learn, "event", None))  # None: no event recorded
+    boundary = _BOUNDARIES.get(learn.event)  # None: no event fired yet
     if boundary is not None:
         return boundary.format(epoch=epoch)
     if learn.dl is None:

@@ -199,6 +199,7 @@ class Learner:
         self.iter = 0
         self.n_iter = 0
         self.train_iter = 0  # training batches started in the current fit
+        self.event: str | None = None  # the event fired last, or being fired (interrupt.where)
         self.training = False
         self.dl: Any = None
         self.xb: torch.Tensor | None = None
@@ -255,6 +256,7 @@ class Learner:
         cb.learn = None
 
     def _event(self, name: str) -> None:
+        self.event = name
         fire(self.cbs, name, self.training)
 
     def _with_events(self, f: Callable[[], None], level: str, exc: type[Exception]) -> None:
@@ -730,15 +732,25 @@ class Learner:
 
     def save(self, name: str | os.PathLike, with_opt: bool = True) -> Path:
         """Save a checkpoint to path/model_dir/`name`.pth, atomically: the model, the epochs
-        done, the RNG states and, with_opt, the optimizer (moments, one-cycle schedule, step
-        counter) and fp16's scaler: what `load` + `fit_one_cycle(start_epoch=...)` need to
-        resume exactly (fastcore_ext.checkpoint). Returns the file's path."""
+        done, the RNG states, the data's classes (which `load` checks) and, with_opt, the
+        optimizer (moments, one-cycle schedule, step counter) and fp16's scaler: what `load` +
+        `fit_one_cycle(start_epoch=...)` need to resume exactly (fastcore_ext.checkpoint).
+        Returns the file's path."""
         path = self._model_file(name)
         opt = self.opt if with_opt else None
         seed = getattr(self.data, "seed", None)
         groups = self.group_map.to_dict()
+        classes = getattr(self.data, "classes", None)
         return save_checkpoint(
-            path, self.model, opt, self.epochs_done, seed, self.scaler, groups, self.epochs_trained
+            path,
+            self.model,
+            opt,
+            self.epochs_done,
+            seed,
+            self.scaler,
+            groups,
+            self.epochs_trained,
+            classes,
         )
 
     def load(
@@ -750,7 +762,8 @@ class Learner:
     ) -> Learner:
         """Load path/model_dir/`name`.pth (from `save`, or a plain model state_dict); the
         file's epoch counts become `epochs_done` and `epochs_trained`. with_opt: the optimizer
-        state too; strict: the file must fit the model exactly (False: what matches, with a
+        state too; strict: the file must fit the model exactly and have been saved for the
+        same classes, in the same order, when it names them (False: what matches, with a
         warning); with_rng (default with_opt): the RNG states. An optimizer state saved with
         other param groups (another wd_bn_bias, or a file from before it) is rearranged for
         this learner's. Returns self; details in fastcore_ext.checkpoint.load_checkpoint."""
@@ -770,6 +783,7 @@ class Learner:
             data_seed=getattr(self.data, "seed", None),
             scaler=self.scaler,
             regroup=regroup,
+            classes=getattr(self.data, "classes", None),
         )
         return self
 

@@ -107,8 +107,7 @@ def test_learner_load_refuses_a_checkpoint_of_other_classes(tmp_path):
     learn.data.classes = ["cat", "dog"]
     learn.fit(1)
     learn.save("stage-1")
-    if "classes" not in load_file(tmp_path / "models" / "stage-1.pth"):
-        pytest.xfail("Learner.save does not pass the classes yet (learner.py change of report F2)")
+    assert load_file(tmp_path / "models" / "stage-1.pth")["classes"] == ["cat", "dog"]
     data = easy_bunch()
     data.classes = ["dog", "cat"]
     other = make_learner(path=tmp_path, data=data)

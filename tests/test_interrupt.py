@@ -28,13 +28,6 @@ def raising_at(event: str, epoch: int, exc: type[BaseException] = KeyboardInterr
     return type(f"RaiseAt_{event}", (Callback,), {event: handler})()
 
 
-def needs_learner_event(learn) -> None:
-    """The phase boundaries are told from `learn.event` (the event fired last), which the
-    Learner sets in `_event` (learner.py, asked for in report F2)."""
-    if not hasattr(learn, "event"):
-        pytest.xfail("Learner does not record learn.event yet (learner.py change of report F2)")
-
-
 # ---- where the fit stopped -------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("event", "epoch", "expected"),
@@ -49,7 +42,6 @@ def needs_learner_event(learn) -> None:
 )
 def test_ctrl_c_between_batches_names_the_phase_boundary(event, epoch, expected, capsys):
     learn = make_learner()
-    needs_learner_event(learn)
     with pytest.raises(KeyboardInterrupt) as excinfo:
         learn.fit(2, cbs=raising_at(event, epoch))
     err = capsys.readouterr().err
