@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastcore_ext.files import match_mode
 from fastcore_ext.integrity import DamagedFileError, add_checksums, verify
 from fastcore_ext.ranks import barrier, is_main_process
 
@@ -134,6 +135,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
         dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
     )
     try:
+        match_mode(fd)
         with os.fdopen(fd, "w+b") as f:
             _serialize(obj, f)
             add_checksums(f, obj)

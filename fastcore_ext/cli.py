@@ -447,10 +447,11 @@ def _train(args: argparse.Namespace) -> int:
         raise _usage_error(e) from None
     _print_summary(summary)
     if summary.interrupted:
-        print(
-            f"Interrupted: saved {summary.saved} and {summary.out / 'export.pth'}",
-            file=sys.stderr,
-        )
+        if launch_rank() == 0:  # once in a multi-process run
+            print(
+                f"Interrupted: saved {summary.saved} and {summary.out / 'export.pth'}",
+                file=sys.stderr,
+            )
         return EXIT_INTERRUPTED
     return 0
 

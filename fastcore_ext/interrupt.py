@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastcore_ext.callback.core import CancelFitException
 from fastcore_ext.callback.lr_finder import LRFinder
+from fastcore_ext.ranks import is_main_process
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -97,7 +98,7 @@ def _report_stop(learn: Learner, e: BaseException) -> None:
     stopped_at = where(learn)
     if hasattr(e, "add_note"):  # Python 3.11+
         e.add_note(f"fastcore_ext: the fit stopped at {stopped_at}.")
-    if isinstance(e, KeyboardInterrupt):
+    if isinstance(e, KeyboardInterrupt) and is_main_process():  # once in a DDP run
         print(
             f"Training interrupted at {stopped_at}. The learner is usable: its parameters are "
             f"those after the last completed optimizer step.",

@@ -64,3 +64,12 @@ def test_verify_images_keeps_the_mode_of_the_images_it_shrinks(tmp_path):
     assert _mode(img) == 0o604
     verify_images(tmp_path, max_size=16, dest="small")
     assert _mode(tmp_path / "cat" / "small" / "big.jpg") == 0o604
+
+
+def test_a_saved_checkpoint_is_readable_as_any_new_file(tmp_path):
+    import torch
+
+    from fastcore_ext.checkpoint import atomic_save
+
+    path = atomic_save({"w": torch.zeros(3)}, tmp_path / "m.pth")
+    assert _mode(path) == 0o666 & ~files.umask()

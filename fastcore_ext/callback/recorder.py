@@ -29,7 +29,7 @@ from matplotlib.ticker import MaxNLocator
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.checks import check_bool
-from fastcore_ext.plots import check_figsize, finish
+from fastcore_ext.plots import PlotFigure, check_figsize, finish
 
 if TYPE_CHECKING:
     from fastcore_ext.schedule import Suggestions
@@ -229,7 +229,7 @@ class Recorder(Callback):
         lo, hi = _window(len(self.lrs), skip_start, skip_end)
         lrs = [g[-1] for g in self.lrs[lo:hi]]
         losses = self.smooth_losses[lo:hi]
-        fig = Figure(figsize=check_figsize(figsize, (6, 4)))
+        fig = PlotFigure(figsize=check_figsize(figsize, (6, 4)))
         ax = fig.add_subplot()
         ax.plot(lrs, losses, color="C0")
         ax.set_xscale("log")
@@ -272,7 +272,7 @@ class Recorder(Callback):
         if not self.smooth_losses:
             raise ValueError("recorder.plot_losses() needs a recorded fit: call learn.fit first")
         lo, hi = _window(len(self.smooth_losses), skip_start, skip_end)
-        fig = Figure(figsize=check_figsize(figsize, (6, 4)))
+        fig = PlotFigure(figsize=check_figsize(figsize, (6, 4)))
         self._draw_losses(fig.add_subplot(), lo, hi, with_valid)
         return self._finish(fig, "losses")
 
@@ -302,7 +302,7 @@ class Recorder(Callback):
         if ax is not None:
             self._draw_losses(ax, lo, hi, with_valid, log, show_epochs)
             return ax.figure
-        fig = Figure(figsize=(6, 4))
+        fig = PlotFigure(figsize=(6, 4))
         self._draw_losses(fig.add_subplot(), lo, hi, with_valid, log, show_epochs)
         return self._finish(fig, "losses")
 
@@ -357,7 +357,7 @@ class Recorder(Callback):
             raise ValueError("recorder.plot_lr() needs a recorded fit: call learn.fit first")
         lo, hi = _window(len(self.lrs), skip_start, skip_end)
         iters = range(lo, hi)
-        fig = Figure(figsize=check_figsize(figsize, (11, 4) if show_moms else (6, 4)))
+        fig = PlotFigure(figsize=check_figsize(figsize, (11, 4) if show_moms else (6, 4)))
         axes = fig.subplots(1, 2) if show_moms else [fig.add_subplot()]
         n_groups = len(self.lrs[0])
         for g in range(n_groups):
@@ -390,7 +390,7 @@ class Recorder(Callback):
                 "metrics=... (e.g. error_rate) and call learn.fit first"
             )
         n = len(names)
-        fig = Figure(figsize=check_figsize(figsize, (min(4.5 * n, 16), 3.5)))
+        fig = PlotFigure(figsize=check_figsize(figsize, (min(4.5 * n, 16), 3.5)))
         axes = fig.subplots(1, n, squeeze=False)[0]
         for k, (ax, name) in enumerate(zip(axes, names, strict=True)):
             pts = [(e, m[k]) for e, m in zip(self.epochs, self.metrics, strict=True)]
