@@ -161,12 +161,16 @@ def load_file(path: str | os.PathLike, map_location: torch.device | str | None =
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is not a readable checkpoint: the file is empty (0 bytes)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         raise ValueError(
             f"{path} is not a readable checkpoint (damaged, truncated, or not written by "
-            f"fastcore_ext: it must load with torch.load(weights_only=True)): {e}"
+            f"fastcore_ext: it must load with torch.load(weights_only=True)): "
+            f"{type(e).__name__}: {e} ({size} bytes)"
         ) from e
     verify(path, obj)
     return obj

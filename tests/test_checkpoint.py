@@ -118,3 +118,16 @@ def test_learner_load_refuses_a_checkpoint_of_other_classes(tmp_path):
     assert same_state(state_of(other.model), state_of(learn.model))
     data.classes = ["cat", "dog"]
     other.load("stage-1")
+
+
+def test_an_empty_or_foreign_file_says_what_it_is(tmp_path):
+    from fastcore_ext.checkpoint import load_file
+
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(
+        ValueError, match=r"empty\.pth is not a readable checkpoint: the file is empty \(0 bytes\)$"
+    ):
+        load_file(tmp_path / "empty.pth")
+    (tmp_path / "text.pth").write_text("hello world\n")
+    with pytest.raises(ValueError, match=r"weights_only=True\)\): \w+: .* \(12 bytes\)$"):
+        load_file(tmp_path / "text.pth")

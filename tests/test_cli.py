@@ -295,7 +295,7 @@ def test_python_dash_m_runs_the_cli():
 def test_a_batch_larger_than_the_data_is_a_usage_error(tmp_path, capsys, small_demo):
     code, _, err = run(capsys, "lr-find", str(small_demo), "--bs", "100", "--size", "32",
                        "--no-pretrained", "--out", str(tmp_path / "o"))  # fmt: skip
-    assert code == 2 and err.startswith("fastcore-ext lr-find: error: --bs: bs: 100 is larger")
+    assert code == 2 and err.startswith("fastcore-ext lr-find: error: --bs: 100 is larger")
 
 
 @pytest.mark.slow

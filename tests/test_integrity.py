@@ -132,6 +132,7 @@ def test_intact_checkpoint_loads_and_the_record_is_invisible_to_torch_load(learn
         "data_seed",
         "opt",
         "opt_groups",
+        "classes",
     }
     assert set(content) == entries
     learn.fit(1, lr=0.1)
