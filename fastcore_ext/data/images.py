@@ -137,8 +137,7 @@ def _decode_file(path: Path) -> torch.Tensor:
         except Exception as pil_err:  # Pillow raises many types for corrupt data
             dec_msg = (str(dec_err).strip().splitlines() or [""])[-1][:200]
             raise BadImageError(
-                f"{path}: cannot decode image ({image_decoder()}: {dec_msg}; Pillow: {pil_err}); "
-                "pass skip_bad=True to drop unreadable files, or find them with verify_images()"
+                f"{path}: cannot decode image ({image_decoder()}: {dec_msg}; Pillow: {pil_err})"
             ) from pil_err
     if img.ndim == 4:  # an animated GIF or WebP: its first frame, as Pillow
         img = img[0]
