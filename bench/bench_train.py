@@ -74,7 +74,7 @@ BENCH_TRAIN_TIMEOUT (seconds per fit, default 1200), BENCH_TRAIN_PROFILE=1 (phas
 CUDA), BENCH_TRAIN_CACHE (warm or cold, default warm), BENCH_TRAIN_DEMO_N (demo images a
 class; default 200 on the CPU, 525 on CUDA), BENCH_TRAIN_MODEL_PRECISIONS (model-only step;
 default fp32 on the CPU, fp32,bf16,fp16 on CUDA), BENCH_TRAIN_MODEL_STEPS (timed model-only
-steps, default 20 on CUDA, 8 on the CPU; bf16 on the CPU at most 3).
+steps, default 20 on CUDA, 8 on the CPU; bf16 on a CPU without bf16 instructions at most 3).
 
 A short GPU run (for bench/device_check.sh):
 
@@ -670,7 +670,7 @@ def test_fit_one_cycle_side_by_side():
     print(format_table(rows, cfg["epochs"]))
     model_rates = {}
     for chose in dict.fromkeys(r["chose"] for r in rows if r["lib"] == "ours"):
-        steps = 3 if (DEVICE == "cpu" and chose == "bf16") else (20 if DEVICE == "cuda" else 8)
+        steps = 3 if _slow_bf16(chose) else (20 if DEVICE == "cuda" else 8)
         model_rates[chose] = model_only_rate(DEVICE, chose, steps)[1]
     print("\nmedians:")
     for line in summarize(rows, cfg["epochs"], model_rates):
@@ -726,6 +726,11 @@ def test_summarize_training_rates():
 
 
 # ---- the model alone -----------------------------------------------------------------------------
+def _slow_bf16(precision: str) -> bool:
+    """bf16 on a CPU without bf16 instructions: about 9x fp32's step (Zen 3), so few steps."""
+    return DEVICE == "cpu" and precision == "bf16" and not native_bf16_cpu_flags()
+
+
 def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, float]:
     """(median seconds per step, images/s) of forward + loss + backward + fused Adam step on
     one fixed batch [bs, 3, size, size], through the Learner's own batch code (no data
@@ -744,12 +749,14 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
 
     _Data.device = device
     learn = Learner(_Data(), model, seed=0)
+    learn.to_fp32()  # precision 'auto' would pick bf16 where it is native, even for "fp32"
     if device == "cuda" or precision == "bf16":  # as create_cnn on CUDA, and bf16 fits
         learn.to_channels_last()
     if precision == "bf16":
         learn.to_bf16()
     elif precision == "fp16":
         learn.to_fp16()
+    assert learn.precision == precision, (learn.precision, precision)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(cfg["bs"], 3, cfg["size"], cfg["size"], generator=g).to(device)
     y = torch.randint(0, 12, (cfg["bs"],), generator=g).to(device)
@@ -772,7 +779,7 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
 def test_model_only_step():
     """Model-only throughput in each precision (BENCH_TRAIN_MODEL_PRECISIONS; default fp32
     on the CPU: on a CPU without bf16 matrix instructions, Zen 3 here, bf16 autocast is about
-    9x slower than fp32, so bf16 there is opt-in and runs few steps)."""
+    9x slower than fp32, so bf16 there is opt-in and runs 3 steps)."""
     default = ["fp32", "bf16", "fp16"] if DEVICE == "cuda" else ["fp32"]
     precisions = _env_list("BENCH_TRAIN_MODEL_PRECISIONS", default, ("fp32", "bf16", "fp16"))
     cfg = CONFIG[DEVICE]
@@ -782,7 +789,7 @@ def test_model_only_step():
     )
     fp32_steps = _env_int("BENCH_TRAIN_MODEL_STEPS", 20 if DEVICE == "cuda" else 8)
     for precision in precisions:
-        steps = min(3, fp32_steps) if (DEVICE == "cpu" and precision == "bf16") else fp32_steps
+        steps = min(3, fp32_steps) if _slow_bf16(precision) else fp32_steps
         step, rate = model_only_rate(DEVICE, precision, steps)
         print(f"  {precision}: {step * 1000:.1f} ms/step, {rate:.0f} images/s (median of {steps})")
         assert step > 0
