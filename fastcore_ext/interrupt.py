@@ -12,14 +12,12 @@ user's, and `callback.lr_finder.sweep` says how far it got once it has put the l
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fastcore_ext.callback.core import CancelFitException
+from fastcore_ext.callback.core import CancelFitException, report_stop
 from fastcore_ext.callback.lr_finder import LRFinder
-from fastcore_ext.ranks import is_main_process
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -96,15 +94,12 @@ def _report_stop(learn: Learner, e: BaseException) -> None:
     """A note on `e` saying where the fit stopped and, for a KeyboardInterrupt, a line on
     stderr."""
     stopped_at = where(learn)
-    if hasattr(e, "add_note"):  # Python 3.11+
-        e.add_note(f"fastcore_ext: the fit stopped at {stopped_at}.")
-    if isinstance(e, KeyboardInterrupt) and is_main_process():  # once in a DDP run
-        print(
-            f"Training interrupted at {stopped_at}. The learner is usable: its parameters are "
-            f"those after the last completed optimizer step.",
-            file=sys.stderr,
-            flush=True,
-        )
+    report_stop(
+        e,
+        f"fastcore_ext: the fit stopped at {stopped_at}.",
+        f"Training interrupted at {stopped_at}. The learner is usable: its parameters are "
+        f"those after the last completed optimizer step.",
+    )
 
 
 def close_loaders(data: Any) -> None:

@@ -25,8 +25,11 @@ batch, CancelFitException ends the whole fit.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from fastcore_ext.ranks import is_main_process
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -44,6 +47,7 @@ __all__ = [
     "CancelEpochException",
     "CancelFitException",
     "fire",
+    "report_stop",
 ]
 
 EVENTS: tuple[str, ...] = (
@@ -237,3 +241,12 @@ def fire(cbs: Iterable[Callback], name: str, training: bool) -> None:
         if inner and not (cb.run_train if training else cb.run_valid):
             continue
         getattr(cb, name)()
+
+
+def report_stop(e: BaseException, note: str, line: str) -> None:
+    """How a fit or an lr_find stopped by `e`: `note` added to the exception (Python 3.11+)
+    and, for a Ctrl-C (KeyboardInterrupt), `line` on stderr, once in a multi-process run."""
+    if hasattr(e, "add_note"):
+        e.add_note(note)
+    if isinstance(e, KeyboardInterrupt) and is_main_process():
+        print(line, file=sys.stderr, flush=True)

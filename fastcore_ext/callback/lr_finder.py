@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fastcore_ext.callback.core import Callback, CancelFitException, CancelValidException
+from fastcore_ext.callback.core import (
+    Callback,
+    CancelFitException,
+    CancelValidException,
+    report_stop,
+)
 from fastcore_ext.checkpoint import rng_state, set_rng_state
 from fastcore_ext.layer_groups import set_lrs
-from fastcore_ext.ranks import is_main_process
 from fastcore_ext.schedule import exp_sweep
 
 if TYPE_CHECKING:
@@ -170,12 +173,9 @@ def _report_stop(finder: LRFinder, e: BaseException) -> None:
     learner was put back: a note on `e` and, for a KeyboardInterrupt, a line on stderr."""
     after = f"after {finder.iters_done} of {finder.num_it} iterations"
     what = "parameters, optimizer state, BatchNorm statistics and RNG states"
-    if hasattr(e, "add_note"):  # Python 3.11+
-        e.add_note(f"fastcore_ext: lr_find stopped {after}; the learner's {what} were put back.")
-    if isinstance(e, KeyboardInterrupt) and is_main_process():  # once in a DDP run
-        print(
-            f"lr_find interrupted {after}. The learner is usable: its {what} are those from "
-            f"before lr_find (put back); no learning rate was suggested.",
-            file=sys.stderr,
-            flush=True,
-        )
+    report_stop(
+        e,
+        f"fastcore_ext: lr_find stopped {after}; the learner's {what} were put back.",
+        f"lr_find interrupted {after}. The learner is usable: its {what} are those from "
+        f"before lr_find (put back); no learning rate was suggested.",
+    )
