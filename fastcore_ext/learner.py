@@ -420,16 +420,26 @@ class Learner:
         wd: float | Sequence[float] | None = None,
         start_epoch: int = 0,
         cbs: Callback | Sequence[Callback] | None = None,
+        *,
+        lr_max: float | slice | Sequence[float] | None = None,
     ) -> None:
         """Train with the one-cycle policy (Leslie Smith): the lr rises (cosine) from
         max_lr/div to max_lr over the first pct_start of the steps, while momentum falls from
         moms[0] to moms[1], then falls to max_lr/div_final while momentum rises to moms[2].
 
         max_lr: as `fit`'s lr; default 1e-3 (fastai v2's; the notes' v1 had slice(3e-3),
-        bench/README.md says why we follow v2). The optimizer evaluates the schedule itself.
-        start_epoch: resume the cycle there (after `load`ing the checkpoint of the end of
-        epoch start_epoch - 1, with every other argument repeated: bit-exact on the CPU)."""
+        bench/README.md says why we follow v2); `lr_max` is fastai v2's name for it (give one
+        of the two). The optimizer evaluates the schedule itself. start_epoch: resume the
+        cycle there (after `load`ing the checkpoint of the end of epoch start_epoch - 1, with
+        every other argument repeated: bit-exact on the CPU)."""
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
+        if lr_max is not None:
+            if max_lr is not None:
+                raise TypeError(
+                    f"fit_one_cycle: give max_lr (fastai v1's name) or lr_max (v2's), not "
+                    f"both; got max_lr={max_lr!r} and lr_max={lr_max!r}"
+                )
+            max_lr = lr_max
         set_one_cycle = lg.one_cycle_setter(self.opt, moms)
         lr_max = self.lr_range(DEFAULT_MAX_LR if max_lr is None else max_lr, "max_lr")
         n_batches = batches_per_epoch(self._train_dl())

@@ -137,6 +137,15 @@ def test_fit_one_cycle_defaults():
     assert rec.moms[0] == [0.95, 0.95]
 
 
+def test_fit_one_cycle_takes_fastai_v2s_lr_max():
+    a, b = make_learner(), make_learner()
+    a.fit_one_cycle(1, max_lr=2e-3)
+    b.fit_one_cycle(1, lr_max=2e-3)
+    assert a.recorder.lrs == b.recorder.lrs and max(lrs[-1] for lrs in b.recorder.lrs) <= 2e-3
+    with pytest.raises(TypeError, match="give max_lr .* or lr_max .*, not both"):
+        b.fit_one_cycle(1, 1e-3, lr_max=1e-3)
+
+
 def data_epochs_of(learn: Learner) -> list[int]:
     """The list the learner's training loader appends every set_epoch(e) to."""
     seen: list[int] = []
