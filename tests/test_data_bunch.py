@@ -32,6 +32,7 @@ from fastcore_ext.data import (
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
 PAT = r"/([^/]+)_\d+\.jpg$"
+PAT_V2 = r"^(.+)_\d+\.jpg$"  # fastai v2 (ImageDataLoaders) matches the file name
 
 
 def augment():
@@ -94,12 +95,25 @@ def test_seed_none_follows_torch_manual_seed(root):
     )
 
 
-@pytest.mark.parametrize("cls", [ImageDataBunch, ImageDataLoaders])
-def test_from_name_re_func_lists(root, cls):
+@pytest.mark.parametrize(
+    "cls,pat,label_of",
+    [  # fastai v1 reads the whole path (a Path), v2 the file name (a str)
+        (ImageDataBunch, PAT, lambda p: re.search(PAT, p.as_posix()).group(1)),
+        (ImageDataLoaders, PAT_V2, lambda name: name[: name.rindex("_")]),
+    ],
+)
+def test_from_name_re_func_lists(root, cls, pat, label_of):
     files = get_image_files(root)
     kw = {"item_tfms": Resize(24), "bs": 8, "num_workers": 0, "seed": 5}
-    a = cls.from_name_re(root, files, PAT, **kw)
-    b = cls.from_name_func(root, files, lambda p: re.search(PAT, p.as_posix()).group(1), **kw)
+    a = cls.from_name_re(root, files, pat, **kw)
+    seen = []
+
+    def label_func(x):
+        seen.append(type(x))
+        return label_of(x)
+
+    b = cls.from_name_func(root, files, label_func, **kw)
+    assert set(seen) == ({str} if cls is ImageDataLoaders else {type(files[0])})
     c = cls.from_lists(root, files, [re.search(PAT, p.as_posix()).group(1) for p in files], **kw)
     for d in (a, b, c):
         assert type(d) is cls and d.classes == sorted(DEMO_CLASSES)
@@ -113,7 +127,21 @@ def test_from_name_re_non_matching_file(root, tmp_path):
     odd = tmp_path / "oddname.jpg"
     shutil.copy(get_image_files(root)[0], odd)
     with pytest.raises(ValueError, match=r"pat: the pattern .* does not match file .*oddname"):
-        ImageDataLoaders.from_name_re(root, [*get_image_files(root), odd], PAT)
+        ImageDataLoaders.from_name_re(root, [*get_image_files(root), odd], PAT_V2)
+
+
+def test_a_pattern_read_where_the_other_fastai_reads_it_is_explained(root):
+    """fastbook's r'(.+)_\\d+.jpg$' on v1's whole path gave labels that were paths,
+    silently; v1's pattern on v2's file name matches nothing."""
+    files = get_image_files(root)
+    with pytest.raises(
+        ValueError, match=r"gives the label '/.*/arrow' .* a path: it is searched in its whole path"
+    ):
+        ImageDataBunch.from_name_re(root, files, r"(.+)_\d+.jpg$", seed=0)
+    with pytest.raises(
+        ValueError, match=r"does not match file .* \(it is searched in its file name"
+    ):
+        ImageDataLoaders.from_name_re(root, files, PAT, seed=0)
 
 
 def test_folder_errors(root, tmp_path):

@@ -343,6 +343,7 @@ class ImageDataBunch:
     """
 
     _augment_by_default = True
+    _label_from = "path"  # from_name_re / from_name_func read the whole path, as fastai v1
 
     def __init__(
         self,
@@ -471,11 +472,12 @@ class ImageDataBunch:
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
-        """Label = first group of `pat` in each file's full path; random split."""
+        """Label = first group of `pat` in each file's full path (ImageDataLoaders, fastai v2:
+        in its file name); random split."""
         fnames = list(fnames)
         return cls._build(
             path,
-            lambda s: items_from_name_re(path, fnames, pat, valid_pct, s),
+            lambda s: items_from_name_re(path, fnames, pat, valid_pct, s, cls._label_from),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
@@ -503,11 +505,12 @@ class ImageDataBunch:
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
-        """Label = ``str(label_func(file_path))``; random split."""
+        """Label = ``str(label_func(file_path))`` (ImageDataLoaders, fastai v2:
+        ``label_func(file_name)``, a str); random split."""
         fnames = list(fnames)
         return cls._build(
             path,
-            lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s),
+            lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s, cls._label_from),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
@@ -749,9 +752,11 @@ class ImageDataBunch:
 class ImageDataLoaders(ImageDataBunch):
     """fastai v2 spelling of `ImageDataBunch`: the same object; augmentation only from an
     AugmentSpec in `batch_tfms` (``[*aug_transforms(size=224), Normalize.from_stats(...)]``),
-    presize from ``item_tfms=Resize(n)``."""
+    presize from ``item_tfms=Resize(n)``; from_name_re's pattern and from_name_func's
+    label_func get the file name (a str), as in fastai v2 (v1's get the whole path)."""
 
     _augment_by_default = False
+    _label_from = "name"  # from_name_re / from_name_func read the file name, as fastai v2
 
     @classmethod
     def from_csv(  # type: ignore[override]  (fastai v2's argument order)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -250,17 +251,36 @@ def items_from_folder(
     return ItemSplit(tr_items, tr_labels, va_items, va_labels, classes)
 
 
+_LABEL_FROM = ("path", "name")
+_WHERE = {
+    "path": "its whole path (fastai v1's from_name_re; ImageDataLoaders, fastai v2's, "
+    "matches the file name)",
+    "name": "its file name (fastai v2's from_name_re; ImageDataBunch, fastai v1's, matches "
+    "the whole path)",
+}
+
+
+def _check_label_from(label_from: str) -> str:
+    if label_from not in _LABEL_FROM:
+        raise ValueError(f"label_from: expected one of {_LABEL_FROM}, got {label_from!r}")
+    return label_from
+
+
 def items_from_name_re(
     path: str | Path,
     fnames: Iterable[str | Path],
     pat: str | re.Pattern[str],
     valid_pct: float = 0.2,
     seed: int = 0,
+    label_from: str = "path",
 ) -> ItemSplit:
-    """Label = first group of `pat` searched in each file's path (POSIX form; where that is
-    relative and does not match, its absolute form, so r'/([^/]+)_\\d+.jpg$' works in the
-    images folder itself); relative names are taken relative to `path`, or as given when only
-    that file exists. A file the pattern does not match is an error."""
+    """Label = first group of `pat` searched in each file's path (label_from='path', fastai
+    v1: POSIX form; where that is relative and does not match, its absolute form, so
+    r'/([^/]+)_\\d+.jpg$' works in the images folder itself) or in its file name
+    (label_from='name', fastai v2: r'^(.+)_\\d+.jpg$'); relative names are taken relative
+    to `path`, or as given when only that file exists. A file the pattern does not match, or
+    a label holding a '/' (a pattern that matched across folders), is an error."""
+    _check_label_from(label_from)
     try:
         rx = re.compile(pat)
     except (TypeError, re.error) as e:
@@ -270,12 +290,22 @@ def items_from_name_re(
     items = _resolve_fnames(path, fnames)
     labels = []
     for p in items:
-        m = rx.search(p.as_posix())
-        if (m is None or m.group(1) is None) and not p.is_absolute():
-            m = rx.search(p.absolute().as_posix())
+        if label_from == "name":
+            m = rx.search(p.name)
+        else:
+            m = rx.search(p.as_posix())
+            if (m is None or m.group(1) is None) and not p.is_absolute():
+                m = rx.search(p.absolute().as_posix())
         if m is None or m.group(1) is None:
             raise ValueError(
-                f"pat: the pattern '{rx.pattern}' does not match file '{p.as_posix()}'"
+                f"pat: the pattern '{rx.pattern}' does not match file '{p.as_posix()}' "
+                f"(it is searched in {_WHERE[label_from]})"
+            )
+        if "/" in m.group(1):
+            raise ValueError(
+                f"pat: the pattern '{rx.pattern}' gives the label '{m.group(1)}' for file "
+                f"'{p.as_posix()}', a path: it is searched in {_WHERE[label_from]}; match the "
+                f"name alone, e.g. r'/([^/]+)_\\d+.jpg$'"
             )
         labels.append(m.group(1))
     return _labelled(items, labels, valid_pct, seed)
@@ -284,17 +314,21 @@ def items_from_name_re(
 def items_from_name_func(
     path: str | Path,
     fnames: Iterable[str | Path],
-    label_func: Callable[[Path], object],
+    label_func: Callable[[Any], object],
     valid_pct: float = 0.2,
     seed: int = 0,
+    label_from: str = "path",
 ) -> ItemSplit:
-    """Label = `str(label_func(path_of_file))`; `None` is an error naming the file."""
+    """Label = `str(label_func(x))` with x the file's Path (label_from='path', fastai v1) or
+    its file name as a str (label_from='name', fastai v2: fastbook's ``is_cat(x)`` reads
+    ``x[0]``); `None` is an error naming the file."""
+    _check_label_from(label_from)
     if not callable(label_func):
         raise TypeError(f"label_func: expected a callable, got {label_func!r}")
     items = _resolve_fnames(path, fnames)
     labels = []
     for p in items:
-        lab = label_func(p)
+        lab = label_func(p.name if label_from == "name" else p)
         if lab is None:
             raise ValueError(f"label_func: returned None for file {p.as_posix()!r}")
         labels.append(str(lab))
