@@ -107,6 +107,15 @@ def load_learner(
         raise TypeError(f"path should be a str or Path, got {type(path).__name__}")
     file = Path(path)
     if not file.is_file():
+        if not file.exists() and file.suffix:  # fastbook's load_learner(path/'export.pkl')
+            beside = file.parent / fname
+            hint = (
+                f" ({beside} is there: learn.export() writes {fname}, and "
+                f"load_learner({str(file.parent)!r}) reads it)"
+                if beside.is_file()
+                else ""
+            )
+            raise FileNotFoundError(f"no such file: {file}{hint}")
         file = file / fname
     device = torch.device("cuda" if not cpu and torch.cuda.is_available() else "cpu")
     description, state = read_export(file)

@@ -138,6 +138,13 @@ def test_load_learner_forms_and_limits(trained, tmp_path):
             train()
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_learner(tmp_path, "missing.pth")
+    learn.export(
+        tmp_path / "export.pth"
+    )  # fastbook: learn.export(); load_learner(path/'export.pkl')
+    with pytest.raises(
+        FileNotFoundError, match=r"export.pkl \(.*export.pth is there: learn.export"
+    ):
+        load_learner(tmp_path / "export.pkl")
     learn.save("ckpt")
     with pytest.raises(ValueError, match="not a fastcore_ext export"):
         load_learner(tmp / "models" / "ckpt.pth")
