@@ -227,8 +227,7 @@ def get_transforms(
 
 
 def aug_transforms(
-    size: int | tuple[int, int] | None = None,
-    min_scale: float = 1.0,
+    mult: float = 1.0,
     do_flip: bool = True,
     flip_vert: bool = False,
     max_rotate: float = 10.0,
@@ -238,24 +237,36 @@ def aug_transforms(
     max_warp: float = 0.2,
     p_affine: float = 0.75,
     p_lighting: float = 0.75,
+    size: int | tuple[int, int] | None = None,
     mode: str = "bilinear",
     pad_mode: str = "reflection",
+    min_scale: float = 1.0,
 ) -> list[AugmentSpec]:
-    """fastai v2's `aug_transforms`: a one-element list holding the AugmentSpec.
+    """fastai v2's `aug_transforms` (its argument order): a one-element list holding the
+    AugmentSpec.
 
     A list, so `batch_tfms=[*aug_transforms(size=224), Normalize.from_stats(...)]` reads as in
-    fastai. With min_scale < 1 the random-resized crop keeps the output's aspect ratio
-    (ratio=(1, 1)), as fastai v2's aug_transforms does.
+    fastai. mult multiplies max_rotate, max_lighting and max_warp (fastbook's
+    ``aug_transforms(mult=2)``). With min_scale < 1 the random-resized crop keeps the output's
+    aspect ratio (ratio=(1, 1)), as fastai v2's aug_transforms does.
     """
+    if isinstance(mult, bool) or not isinstance(mult, int | float) or not mult >= 0:
+        raise ValueError(f"mult: expected a number >= 0, got {mult!r}")
+    if max_warp * mult >= MAX_WARP_LIMIT:
+        raise ValueError(
+            f"mult: {mult} makes max_warp {max_warp} x {mult} = {max_warp * mult:g}, beyond "
+            f"{MAX_WARP_LIMIT:.6f} (there the warp can send a corner of the output to "
+            f"infinity); pass a smaller max_warp with it, e.g. max_warp={max_warp / 2:g}"
+        )
     return [
         AugmentSpec(
             do_flip=do_flip,
             flip_vert=flip_vert,
-            max_rotate=max_rotate,
+            max_rotate=max_rotate * mult,
             min_zoom=min_zoom,
             max_zoom=max_zoom,
-            max_lighting=max_lighting,
-            max_warp=max_warp,
+            max_lighting=max_lighting * mult,
+            max_warp=max_warp * mult,
             p_affine=p_affine,
             p_lighting=p_lighting,
             min_scale=min_scale,

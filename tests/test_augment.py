@@ -105,6 +105,17 @@ def test_defaults_are_fastais():
     assert isinstance(specs, list) and len(specs) == 1
     assert (specs[0].size, specs[0].min_scale, specs[0].ratio) == (224, 0.35, (1.0, 1.0))
     assert aug_transforms(min_zoom=0.8, pad_mode="zeros")[0].min_zoom == 0.8
+    # fastbook's aug_transforms(mult=2): rotation, lighting and warp doubled; v2's order
+    doubled = aug_transforms(2, max_warp=0.1)[0]
+    assert (doubled.max_rotate, doubled.max_lighting, doubled.max_warp) == (20.0, 0.4, 0.2)
+    assert (doubled.max_zoom, doubled.p_affine) == (1.1, 0.75)
+    assert aug_transforms(mult=2, max_warp=0.1)[0] == doubled
+    assert aug_transforms(mult=1.5)[0].max_warp == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="mult: expected a number >= 0, got -1"):
+        aug_transforms(mult=-1)
+    # fastai's own max_warp 0.2 x 2 is past the warp's limit: said, naming mult
+    with pytest.raises(ValueError, match=r"mult: 2 makes max_warp 0.2 x 2 = 0.4, beyond 0.366"):
+        aug_transforms(mult=2)
 
 
 def test_spec_normalizes_and_is_hashable():
