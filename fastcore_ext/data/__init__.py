@@ -30,7 +30,7 @@ from .items import (
     read_labels_csv,
 )
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
-from .open import Image, open_image
+from .open import Image, PILImage, open_image
 from .paths import DataPath, cache_dir, data_dir, home_dir
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "DeviceDataLoader",
     "IMAGE_EXTENSIONS",
     "Image",
+    "PILImage",
     "ImageDataBunch",
     "ImageDataLoaders",
     "ImageDataset",

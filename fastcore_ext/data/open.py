@@ -12,16 +12,16 @@ import os
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from PIL import Image as PILImage
 
 from fastcore_ext.plots import PlotFigure, check_figsize, finish
 
 from .images import to_rgb
 
-__all__ = ["Image", "open_image"]
+__all__ = ["Image", "PILImage", "open_image"]
 
 
 class Image:
@@ -59,8 +59,8 @@ class Image:
         return tuple(self.px.shape[1:])  # type: ignore[return-value]
 
     @property
-    def pil(self) -> PILImage.Image:
-        return PILImage.fromarray(np.asarray(self))
+    def pil(self) -> PIL.Image.Image:
+        return PIL.Image.fromarray(np.asarray(self))
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         arr = self.px.permute(1, 2, 0).contiguous().numpy()
@@ -97,7 +97,30 @@ class Image:
         return buf.getvalue()
 
     def __repr__(self) -> str:
-        return f"Image {self.shape}"
+        return f"{type(self).__name__} {self.shape}"
+
+
+class PILImage(Image):
+    """fastai v2's name for the picture of a file (fastbook: ``img = PILImage.create(fn)``,
+    ``learn.predict(img)``, ``img.to_thumb(128)``): this library's `Image`, made by
+    `create`."""
+
+    @classmethod
+    def create(cls, fn: Any) -> PILImage:
+        """A file path, a PIL image, or a uint8 array / tensor (as `learn.predict` takes them)
+        -> the picture in RGB (EXIF orientation applied)."""
+        return cls(to_rgb(fn))
+
+    def to_thumb(self, h: int, w: int | None = None) -> PILImage:
+        """A copy that fits in h x w pixels (w default h), aspect kept (fastai's to_thumb:
+        PIL's thumbnail on a copy)."""
+        w = h if w is None else w
+        for name, v in (("h", h), ("w", w)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        thumb = self.pil.copy()
+        thumb.thumbnail((w, h))
+        return type(self).create(thumb)
 
 
 def open_image(fn: str | os.PathLike) -> Image:
