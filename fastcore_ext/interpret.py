@@ -26,7 +26,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fastcore_ext import ranks
-from fastcore_ext.checks import check_bool
+from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.plots import PlotFigure, check_figsize, finish, image_grid
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport"]
@@ -261,9 +261,14 @@ class ClassificationInterpretation:
         heatmap_thresh: int = 16,
         alpha: float = 0.6,
         cmap: str = "magma",
+        *,
+        nrows: int | None = None,
+        ncols: int | None = None,
     ) -> Figure:
         """A grid of the k items with the largest losses (smallest with largest=False), each
-        titled 'prediction / actual' and 'loss / probability of the actual class'. Images
+        titled 'prediction / actual' and 'loss / probability of the actual class'. The grid:
+        fastai v1's near-square one (ceil(sqrt(k)) columns), or fastai v2's nrows / ncols
+        (`plots.image_grid`; with both, at most nrows * ncols items are shown). Images
         are read from the data set now and shown as the model sees them: the validation
         transform (data.preprocess) denormalized to [0, 1]; a data set without it is shown
         as stored (uint8 / 255). Items of the 'train' set are shown without augmentation.
@@ -272,6 +277,11 @@ class ClassificationInterpretation:
         has at least `heatmap_thresh` cells. Saved as 'top_losses.png'
         ('top_losses_smallest.png'). Returns the Figure."""
         k = self._check_k(k)
+        for name, value in (("nrows", nrows), ("ncols", ncols)):
+            if value is not None:
+                check_int(name, value, 1)
+        if nrows is not None and ncols is not None:
+            k = min(k, nrows * ncols)
         check_bool("heatmap", heatmap)
         if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
             raise ValueError(f"alpha should be a number in [0, 1], got {alpha!r}")
@@ -290,7 +300,7 @@ class ClassificationInterpretation:
             pred, actual = int(self.preds[r]), int(self.targets[r])
             prob = float(self.probs[r, actual])
             titles.append(f"{self.classes[pred]} / {self.classes[actual]}\n{loss:.2f} / {prob:.2f}")
-        fig, axes, fontsize = image_grid(len(titles), figsize, titles, cell=(2.6, 2.8))
+        fig, axes, fontsize = image_grid(len(titles), figsize, titles, (2.6, 2.8), nrows, ncols)
         for cell, ax in enumerate(axes):
             img = images[cell]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)

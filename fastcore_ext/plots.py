@@ -37,6 +37,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from fastcore_ext.checks import check_int
 from fastcore_ext.files import match_mode
 from fastcore_ext.ranks import is_main_process
 
@@ -186,14 +187,36 @@ def save_png(fig: Figure, path: str | os.PathLike) -> Path:
 
 
 def image_grid(
-    k: int, figsize: tuple[float, float] | None, titles: list[str], cell: tuple[float, float]
+    k: int,
+    figsize: tuple[float, float] | None,
+    titles: list[str],
+    cell: tuple[float, float],
+    nrows: int | None = None,
+    ncols: int | None = None,
 ) -> tuple[Figure, list, float]:
-    """A figure of k images in a near-square grid (ceil(sqrt(k)) columns) with every axis
-    off: (figure, the k axes to draw in, a title font size in points that fits the longest
-    line of `titles` in a cell, 5 to 12). figsize None: `cell` (width, height) inches per
-    image, at least 4 x 3 in all."""
-    cols = math.ceil(math.sqrt(k))
-    rows = math.ceil(k / cols)
+    """A figure of k images in a grid with every axis off: (figure, the k axes to draw in, a
+    title font size in points that fits the longest line of `titles` in a cell, 5 to 12).
+
+    The grid, as fastai v2's ``get_grid``: nrows x ncols when both are given (at least k
+    cells); nrows rows of ceil(k / nrows) columns; ncols columns of ceil(k / ncols) rows;
+    neither: ceil(sqrt(k)) columns (fastai v1's near-square grid) of ceil(k / columns) rows.
+    figsize None: `cell` (width, height) inches per image, at least 4 x 3 in all."""
+    for name, value in (("nrows", nrows), ("ncols", ncols)):
+        if value is not None:
+            check_int(name, value, 1)
+    if nrows is not None and ncols is not None:
+        rows, cols = nrows, ncols
+        if rows * cols < k:
+            raise ValueError(
+                f"nrows, ncols: a {rows} x {cols} grid has fewer than the {k} cells asked for"
+            )
+    elif nrows is not None:
+        rows, cols = nrows, math.ceil(k / nrows)
+    elif ncols is not None:
+        rows, cols = math.ceil(k / ncols), ncols
+    else:
+        cols = math.ceil(math.sqrt(k))
+        rows = math.ceil(k / cols)
     figsize = check_figsize(figsize, (max(4.0, cell[0] * cols), max(3.0, cell[1] * rows + 0.4)))
     fig = PlotFigure(figsize=figsize)
     axes = list(fig.subplots(rows, cols, squeeze=False).flat)

@@ -406,6 +406,155 @@ def test_show_batch_returns_figure(root):
         b.show_batch(ds_type="test")
 
 
+def _grid(fig):
+    """(rows, cols) of a show_batch figure, its axes that hold an image, their titles and
+    pictures."""
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    geometry = fig.axes[0].get_subplotspec().get_gridspec().get_geometry()
+    pictures = [np.asarray(ax.get_images()[0].get_array()) for ax in shown]
+    return geometry, len(shown), [ax.get_title() for ax in shown], pictures
+
+
+def _denormed(b, x):
+    return b.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "geometry", "n"),
+    [
+        ({}, (3, 3), 8),  # v1's default: 3 x 3 cells for the 8 images of a batch
+        ({"rows": 2}, (2, 2), 4),
+        ({"rows": 2, "max_n": 4, "nrows": 2, "ncols": 2}, (2, 2), 4),  # they agree
+        ({"max_n": 4}, (2, 2), 4),
+        ({"max_n": 5}, (2, 3), 5),  # ceil(sqrt(5)) = 3 columns
+        ({"max_n": 50}, (3, 3), 8),  # at most one batch
+        ({"nrows": 1, "ncols": 3}, (1, 3), 3),  # max_n 9, but the grid holds 3
+        ({"max_n": 4, "nrows": 1}, (1, 4), 4),  # fastbook chapter 2
+        ({"max_n": 5, "ncols": 2}, (3, 2), 5),
+        ({"max_n": 2, "nrows": 2, "ncols": 3}, (2, 3), 2),
+    ],
+)
+@pytest.mark.parametrize("ds_type", ["train", "valid"])
+def test_show_batch_grid_v1_and_v2(root, kwargs, geometry, n, ds_type):
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    b.normalize(imagenet_stats)
+    fig = b.show_batch(ds_type=ds_type, **kwargs)
+    assert isinstance(fig, Figure)
+    got_geometry, shown, titles, pictures = _grid(fig)
+    assert (got_geometry, shown) == (geometry, n)
+    assert len(fig.axes) == geometry[0] * geometry[1]
+    x, y = b.one_batch(ds_type)  # the batch shown: the first of the next epoch
+    assert titles == [b.classes[int(k)] for k in y[:n]]
+    for got, want in zip(pictures, _denormed(b, x), strict=False):
+        np.testing.assert_array_equal(got, want)
+    if kwargs in ({}, {"rows": 2}):
+        assert tuple(fig.get_size_inches()) == (7, 6)  # v1's figsize, as before
+    assert b.train_dl.epoch == 0 and b.valid_dl.epoch == 0
+
+
+def test_show_batch_v2_figsize(root):
+    b = _v2(root)
+    assert tuple(b.show_batch(max_n=9).get_size_inches()) == pytest.approx((7, 6))  # as v1's
+    assert tuple(b.show_batch(nrows=1, ncols=3).get_size_inches()) == pytest.approx((7, 3))
+    assert tuple(b.show_batch(max_n=4, figsize=(5, 2)).get_size_inches()) == (5, 2)
+
+
+def test_loaders_show_batch_as_the_bunch(root, device):
+    """dls.train / dls.valid draw what the bunch draws; the validation loader shows the
+    validation transform (centre crop), the training one the augmented batch."""
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0, device=device)
+    b.normalize(imagenet_stats)
+    for dl, ds_type in ((b.train, "train"), (b.valid, "valid")):
+        got = _grid(dl.show_batch(max_n=4, nrows=1))
+        want = _grid(b.show_batch(max_n=4, nrows=1, ds_type=ds_type))
+        assert got[:3] == want[:3] and got[0] == (1, 4)
+        for a, c in zip(got[3], want[3], strict=True):
+            np.testing.assert_array_equal(a, c)
+    _, n, titles, pictures = _grid(b.valid.show_batch())
+    items = b.valid_ds.items[:n]
+    assert titles == [b.classes[label] for label in b.valid_ds.labels[:n]]
+    for got, want in zip(pictures, _denormed(b, b.preprocess(items)), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    train = _grid(b.train.show_batch(max_n=4))[3]
+    assert any(not np.allclose(t, v) for t, v in zip(train, pictures, strict=False))
+
+
+@pytest.fixture(scope="module")
+def same_image_root(tmp_path_factory):
+    """Two classes x (8 train + 2 valid) copies of one square noise image."""
+    root = tmp_path_factory.mktemp("same_image")
+    img = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    img[:, :16] //= 3  # left half darker: flips show
+    for split, n in (("train", 8), ("valid", 2)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(img).save(root / split / c / f"{k}.png")
+    return root
+
+
+def test_show_batch_unique_is_one_image_under_the_epochs_draws(same_image_root, device):
+    """unique=True puts the first image in every place of the batch: on a data set whose
+    images are all the same picture, the unique grid equals the plain one, image for image
+    (each copy got the draw of its place); the copies differ from each other."""
+    augment()
+    b = ImageDataBunch.from_folder(
+        same_image_root, size=24, bs=8, num_workers=0, seed=0, device=device
+    )
+    b.train_dl.set_epoch(2)
+    geometry, n, titles, unique = _grid(b.train.show_batch(max_n=6, nrows=2, unique=True))
+    assert (geometry, n) == ((2, 3), 6)
+    _, y = b.one_batch()
+    assert titles == [b.classes[int(y[0])]] * 6
+    plain = _grid(b.show_batch(max_n=6, nrows=2))[3]
+    for got, want in zip(unique, plain, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert sum(not np.allclose(unique[0], u) for u in unique[1:]) >= 3  # augmented apart
+    assert b.train_dl.epoch == 2  # not advanced
+    v2 = _v2(same_image_root, batch_tfms=[*augment().aug_transforms(size=24)])
+    assert _grid(v2.show_batch(max_n=4, unique=True))[:2] == ((2, 2), 4)
+
+
+def test_show_batch_errors(root):
+    augment()
+    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    for kwargs, name in (
+        ({"rows": 3, "max_n": 4}, "max_n=4"),
+        ({"rows": 2, "nrows": 1}, "nrows=1"),
+        ({"rows": 2, "ncols": 3}, "ncols=3"),
+    ):
+        with pytest.raises(ValueError, match=rf"rows: fastai v1's rows=\d .* contradicts {name}"):
+            b.show_batch(**kwargs)
+    with pytest.raises(ValueError, match="rows: expected a positive int, got True"):
+        b.show_batch(rows=True)
+    with pytest.raises(ValueError, match="max_n should be >= 1, got 0"):
+        b.show_batch(max_n=0)
+    with pytest.raises(TypeError, match="nrows should be an int, got str '2'"):
+        b.train.show_batch(nrows="2")
+    with pytest.raises(ValueError, match="ncols should be >= 1, got 0"):
+        b.valid.show_batch(ncols=0)
+    with pytest.raises(TypeError, match="unique should be a bool"):
+        b.show_batch(unique="yes")
+    with pytest.raises(ValueError, match="figsize should be"):
+        b.train.show_batch(figsize=(0, 3))
+    with pytest.raises(ValueError, match="unique: True .* a validation loader"):
+        b.show_batch(ds_type="valid", unique=True)
+    with pytest.raises(ValueError, match="unique: True .* without an AugmentSpec"):
+        _v2(root).train.show_batch(unique=True)
+
+
+def test_show_batch_of_an_unreadable_first_batch(same_image_root, tmp_path):
+    tree = tmp_path / "t"
+    shutil.copytree(same_image_root, tree)
+    bad = break_images(sorted((tree / "valid").rglob("*.png"))[:3])
+    b = ImageDataBunch.from_folder(tree, ds_tfms=None, size=24, bs=4, val_bs=2, num_workers=0)
+    with pytest.raises(BadImageError, match="every image of the first batch is unreadable"):
+        b.valid.show_batch()
+    assert b.bad_items == bad[:2]
+
+
 def test_preprocess_is_the_validation_transform(root):
     augment()
     b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0).normalize(imagenet_stats)

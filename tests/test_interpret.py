@@ -245,6 +245,63 @@ def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
     assert (tmp_path / "plots" / "top_losses.png").is_file()
 
 
+def _geometry_and_titles(fig):
+    """(rows, cols) of an image grid, and the titles of its axes that hold an image."""
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    return fig.axes[0].get_subplotspec().get_gridspec().get_geometry(), [
+        ax.get_title() for ax in shown
+    ]
+
+
+def _three_class_interp(folder, tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    learn = make_learner(data=_folder_bunch(folder, tmp_path), model=model, splitter=None)
+    return ClassificationInterpretation.from_learner(learn)
+
+
+@pytest.mark.parametrize(
+    ("k", "kwargs", "geometry", "n"),
+    [
+        (4, {}, (2, 2), 4),  # fastai v1's near-square grid, as before
+        (5, {}, (2, 3), 5),
+        (5, {"nrows": 1}, (1, 5), 5),  # fastai v2
+        (5, {"ncols": 2}, (3, 2), 5),
+        (9, {"nrows": 1, "ncols": 3}, (1, 3), 3),  # the grid holds 3 of the 9
+        (2, {"nrows": 2, "ncols": 2}, (2, 2), 2),
+        (4, {"nrows": 2, "largest": False}, (2, 2), 4),
+        (4, {"ncols": 4, "figsize": (8, 3)}, (1, 4), 4),
+    ],
+)
+def test_plot_top_losses_grid_nrows_ncols(folder, tmp_path, k, kwargs, geometry, n):
+    interp = _three_class_interp(folder, tmp_path)
+    fig = interp.plot_top_losses(k, **kwargs)
+    assert isinstance(fig, Figure)
+    got_geometry, titles = _geometry_and_titles(fig)
+    assert got_geometry == geometry and len(titles) == n
+    assert len(fig.axes) == geometry[0] * geometry[1]
+    losses, idxs = interp.top_losses(n, kwargs.get("largest", True))  # the n first of the k
+    for title, i, loss in zip(titles, idxs.tolist(), losses.tolist(), strict=True):
+        pred, actual = interp.classes[interp.preds[i]], interp.classes[interp.targets[i]]
+        assert title.startswith(f"{pred} / {actual}\n{loss:.2f} / ")
+    if "figsize" in kwargs:
+        assert tuple(fig.get_size_inches()) == kwargs["figsize"]
+    name = "top_losses" if kwargs.get("largest", True) else "top_losses_smallest"
+    assert (tmp_path / "plots" / f"{name}.png").is_file()
+
+
+def test_plot_top_losses_grid_errors(folder, tmp_path):
+    interp = _three_class_interp(folder, tmp_path)
+    with pytest.raises(ValueError, match="nrows should be >= 1, got 0"):
+        interp.plot_top_losses(4, nrows=0)
+    with pytest.raises(TypeError, match="ncols should be an int, got float 2.0"):
+        interp.plot_top_losses(4, ncols=2.0)
+    with pytest.raises(TypeError, match="positional"):
+        interp.plot_top_losses(4, None, True, False, 16, 0.6, "magma", 1)  # keywords only
+
+
 def _cnn_like_learner(folder, tmp_path):
     """create_cnn's shape, small: nn.Sequential(body, head), BatchNorm in both."""
     data = _folder_bunch(folder, tmp_path)

@@ -304,6 +304,21 @@ def test_show_batch_writes_pngs(bunch, tmp_path):
     assert sorted(bunch.path.rglob("*")) == before  # nothing written into the data set
 
 
+def test_loader_show_batch_writes_pngs(bunch, tmp_path):
+    """dls.train / dls.valid.show_batch and unique=True: each its own file, nothing in the
+    data set."""
+    before = sorted(bunch.path.rglob("*"))
+    folder = tmp_path / "plots"
+    check_png(folder / "show_batch_train.png", bunch.train.show_batch(max_n=4, nrows=1))
+    check_png(folder / "show_batch_valid.png", bunch.valid.show_batch(nrows=1, ncols=3))
+    check_png(
+        folder / "show_batch_train_unique.png",
+        bunch.train.show_batch(max_n=8, nrows=2, unique=True),
+    )
+    check_png(folder / "show_batch_train_unique.png", bunch.show_batch(rows=2, unique=True))
+    assert sorted(bunch.path.rglob("*")) == before
+
+
 def test_interpretation_plots_write_pngs(bunch, tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -428,3 +443,36 @@ def test_image_grid_shape_axes_and_title_size():
     _, _, small = image_grid(5, (3, 3), ["a much longer title line"], cell=(2.0, 2.5))
     assert small < size  # a smaller figure gets smaller titles
     assert image_grid(1, None, [], cell=(2.0, 2.5))[0].get_size_inches().tolist() == [4.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("k", "nrows", "ncols", "geometry"),
+    [
+        (9, None, None, (3, 3)),
+        (8, None, None, (3, 3)),  # ceil(sqrt(8)) = 3 columns
+        (4, 1, None, (1, 4)),
+        (4, 3, None, (3, 2)),  # nrows as given, ceil(4 / 3) columns (fastai's get_grid)
+        (5, None, 2, (3, 2)),
+        (3, 1, 3, (1, 3)),
+        (2, 2, 3, (2, 3)),  # more cells than images: the rest blank
+    ],
+)
+def test_image_grid_nrows_ncols(k, nrows, ncols, geometry):
+    from fastcore_ext.plots import image_grid
+
+    fig, axes, _ = image_grid(k, None, ["t"], cell=(2.0, 2.0), nrows=nrows, ncols=ncols)
+    assert len(axes) == k and len(fig.axes) == geometry[0] * geometry[1]
+    assert axes[0].get_subplotspec().get_gridspec().get_geometry() == geometry
+    rows, cols = geometry
+    assert tuple(fig.get_size_inches()) == (max(4.0, 2.0 * cols), max(3.0, 2.0 * rows + 0.4))
+
+
+def test_image_grid_bad_nrows_ncols():
+    from fastcore_ext.plots import image_grid
+
+    with pytest.raises(ValueError, match="nrows should be >= 1, got 0"):
+        image_grid(4, None, [], cell=(2.0, 2.0), nrows=0)
+    with pytest.raises(TypeError, match="ncols should be an int, got bool True"):
+        image_grid(4, None, [], cell=(2.0, 2.0), ncols=True)
+    with pytest.raises(ValueError, match="nrows, ncols: a 1 x 3 grid has fewer than the 4 cells"):
+        image_grid(4, None, [], cell=(2.0, 2.0), nrows=1, ncols=3)

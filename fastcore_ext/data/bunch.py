@@ -64,7 +64,7 @@ import torch
 import torch.distributed as dist
 
 from fastcore_ext import augment
-from fastcore_ext.plots import PlotFigure, check_figsize, finish, keep_out_of
+from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
 from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
@@ -689,26 +689,46 @@ class ImageDataBunch:
         return (x * std + mean).clamp(0, 1)
 
     def show_batch(
-        self, rows: int = 3, figsize: tuple[float, float] = (7, 6), ds_type: str = "train"
+        self,
+        rows: int | None = None,
+        figsize: tuple[float, float] | None = None,
+        ds_type: str = "train",
+        *,
+        max_n: int | None = None,
+        nrows: int | None = None,
+        ncols: int | None = None,
+        unique: bool = False,
     ) -> PlotFigure:
-        """A rows x rows grid of one batch (augmented as training sees it for 'train'),
-        denormalized, each titled with its class. Returns the matplotlib Figure; outside a
-        notebook also saved as ``<plot dir>/show_batch_<ds_type>.png`` (see
-        fastcore_ext.plots), never inside the data set."""
+        """Images of one batch of `ds_type` (augmented as training sees them for 'train'),
+        denormalized, each titled with its class: `DeviceDataLoader.show_batch` of that loader.
+
+        fastai v1: a rows x rows grid of rows * rows images, figsize (7, 6) by default (also
+        when no grid argument is given). fastai v2: max_n images (default 9, at most a
+        batch) in nrows x ncols (`DeviceDataLoader.show_batch` gives the rule); unique=True:
+        one training image augmented max_n times. rows mixed with max_n, nrows or ncols must
+        agree with them (max_n = rows * rows, nrows = ncols = rows). Returns the matplotlib
+        Figure; outside a notebook also saved as ``<plot dir>/show_batch_<ds_type>.png``
+        (``..._unique.png``; see fastcore_ext.plots), never inside the data set."""
+        dl = self._dl(ds_type)
+        if rows is None and max_n is None and nrows is None and ncols is None:
+            rows = 3  # fastai v1's call and v2's default (9 images) draw the same grid
+        if rows is None:
+            return dl.show_batch(
+                9 if max_n is None else max_n, nrows, ncols, figsize=figsize, unique=unique
+            )
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows: expected a positive int, got {rows!r}")
+        for name, value, implied in (
+            ("max_n", max_n, rows * rows), ("nrows", nrows, rows), ("ncols", ncols, rows)
+        ):  # fmt: skip
+            if value is not None and value != implied:
+                raise ValueError(
+                    f"rows: fastai v1's rows={rows} shows a {rows} x {rows} grid of "
+                    f"{rows * rows} images, which contradicts {name}={value!r}; pass rows "
+                    "alone (fastai v1) or max_n/nrows/ncols (fastai v2)"
+                )
         figsize = check_figsize(figsize, (7, 6))
-        x, y = self.one_batch(ds_type)
-        imgs = self.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
-        fig = PlotFigure(figsize=figsize)
-        axes = fig.subplots(rows, rows, squeeze=False)
-        fontsize = min(10.0, max(6.0, 5.0 * min(figsize) / rows))  # by the cell size
-        for k, ax in enumerate(axes.flat):
-            ax.set_axis_off()
-            if k < len(imgs):
-                ax.imshow(imgs[k])
-                ax.set_title(self.classes[int(y[k])], fontsize=fontsize)
-        return finish(fig, f"show_batch_{ds_type}")
+        return dl.show_batch(rows * rows, rows, rows, figsize=figsize, unique=unique)
 
     def preprocess(self, items: ImageSource | Sequence[ImageSource]) -> torch.Tensor:
         """The validation transform of raw items (paths, PIL images, uint8 arrays/tensors; one

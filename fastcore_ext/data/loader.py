@@ -62,6 +62,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fastcore_ext.augment import augment_batch, epoch_generator
+from fastcore_ext.checks import check_bool, check_int
+from fastcore_ext.plots import PlotFigure, finish, image_grid
 from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
@@ -600,6 +602,74 @@ class DeviceDataLoader:
         self._bad.update(bad)
         x, y = self._move(x, idx)
         return self.augment(x, self._generator(self._epoch)), y
+
+    def show_batch(
+        self,
+        max_n: int = 9,
+        nrows: int | None = None,
+        ncols: int | None = None,
+        figsize: tuple[float, float] | None = None,
+        unique: bool = False,
+    ) -> PlotFigure:
+        """fastai v2's ``dls.train.show_batch()`` / ``dls.valid.show_batch()``: the first
+        min(max_n, bs) images of `one_batch` (augmented as training sees them on a training
+        loader, centre-cropped on a validation one), denormalized to [0, 1], each titled with
+        its class, in a grid of nrows x ncols (fastai v2's rule, `plots.image_grid`; a grid
+        of both holds at most nrows * ncols images). figsize None: 7/3 x 28/15 inches per
+        image (v1's (7, 6) for 3 x 3).
+
+        unique=True (a training loader with augmentation only): the batch's first readable
+        image, in its presize window of this epoch, takes the place of every image of the
+        batch, so each copy gets the augmentation drawn for its place this epoch. The epoch
+        does not advance. Returns the Figure; outside a notebook also saved as
+        ``<plot dir>/show_batch_<train|valid>[_unique].png`` (see fastcore_ext.plots)."""
+        max_n = check_int("max_n", max_n, 1)
+        for name, value in (("nrows", nrows), ("ncols", ncols)):
+            if value is not None:
+                check_int(name, value, 1)
+        check_bool("unique", unique)
+        epoch = self._epoch
+        generator = self._generator(epoch)
+        if unique and generator is None:
+            why = (
+                "a training loader built without an AugmentSpec"
+                if self.train
+                else "a validation loader (centre crop)"
+            )
+            raise ValueError(
+                "unique: True shows one image under different draws of the training "
+                f"augmentation, and this is {why}: pass unique=False, or call it on a "
+                "training loader with augmentation (get_transforms() / aug_transforms())"
+            )
+        n = min(max_n, self.bs)
+        if nrows is not None and ncols is not None:
+            n = min(n, nrows * ncols)
+        x, idx, bad = self._host_batch(self.batch_indices(epoch)[0], self.window_draws(epoch))
+        self._bad.update(bad)
+        if not len(idx):
+            names = ", ".join(str(self.dataset.items[i]) for i in bad)
+            raise BadImageError(
+                f"show_batch: every image of the first batch is unreadable ({names})"
+            )
+        x, y = self._move(x, idx)
+        if unique:
+            x = x[:1].expand(len(x), -1, -1, -1).contiguous(memory_format=torch.channels_last)
+            y = y[:1].expand(len(y))
+        x, y = self.augment(x, generator)[:n].float(), y[:n].tolist()
+        mean, std = self.stats if self.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+        mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+        images = (x * std_t + mean_t).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        titles = [self.dataset.classes[k] for k in y]
+        fig, axes, _ = image_grid(len(titles), figsize, titles, (7 / 3, 28 / 15), nrows, ncols)
+        rows, cols = axes[0].get_subplotspec().get_gridspec().get_geometry()
+        width, height = fig.get_size_inches()
+        fontsize = min(10.0, max(6.0, 5.0 * min(width / cols, height / rows)))  # by the cell
+        for ax, image, title in zip(axes, images, titles, strict=True):
+            ax.imshow(image)
+            ax.set_title(title, fontsize=fontsize)
+        name = f"show_batch_{'train' if self.train else 'valid'}{'_unique' if unique else ''}"
+        return finish(fig, name)
 
     def __repr__(self) -> str:
         decode = "" if self.decoder is None else f", JPEG decoding on {self.decoder.device}"
