@@ -491,22 +491,40 @@ class Learner:
         num_it: int = 100,
         stop_div: bool = True,
         show_plot: bool = False,
-    ) -> Suggestions:
+        suggest_funcs: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
+    ) -> Suggestions | tuple[float, ...]:
         """Learning-rate range test: train up to `num_it` batches while every group's lr
         grows exponentially from start_lr to end_lr (as `fit`'s lr), stopping once the
         smoothed loss passes 4x its best (stop_div); no validation. Afterwards the learner
         is exactly as before and the recorder keeps the sweep (`callback.lr_finder.sweep`).
-        Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs`."""
+        Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs` (kept as
+        `recorder.suggestions`, which `recorder.plot()` marks); show_plot: `recorder.plot()`.
+
+        suggest_funcs: fastai v2's, suggestion functions f(lrs, losses, num_it) -> (lr,
+        (lr, loss)) such as `valley`, `steep`, `minimum`, `slide` (`schedule`); then the
+        result is fastai's SuggestedLRs, a namedtuple of their lrs named after them in the
+        order given (`lr_min, lr_steep = learn.lr_find(suggest_funcs=(minimum, steep))`;
+        `callback.lr_finder.suggest`), and show_plot draws `recorder.plot_lr_find` with
+        their points marked."""
+        from fastcore_ext.callback.lr_finder import check_suggest_funcs, suggest
+
         num_it = check_int("num_it", num_it, 2)
+        funcs = None if suggest_funcs is None else check_suggest_funcs(suggest_funcs)
         starts = self.lr_range(start_lr, "start_lr")
         ends = self.lr_range(end_lr, "end_lr")
         n_epoch = math.ceil(num_it / batches_per_epoch(self._train_dl()))
         sweep(self, LRFinder(starts, ends, num_it, stop_div), n_epoch)
         rec = self.recorder
-        rec.suggestions = suggest_lrs([g[-1] for g in rec.lrs], rec.smooth_losses, num_it)
+        lrs = [g[-1] for g in rec.lrs]
+        rec.suggestions = suggest_lrs(lrs, rec.smooth_losses, num_it)
+        if funcs is None:
+            if show_plot:
+                rec.show(rec.plot())
+            return rec.suggestions
+        suggested, points = suggest(funcs, lrs, rec.smooth_losses, num_it)
         if show_plot:
-            rec.show(rec.plot())
-        return rec.suggestions
+            rec.show(rec.plot_lr_find(suggestions=points, nms=suggested._fields))
+        return suggested
 
     # ---- inference (fastcore_ext.inference) ---------------------------------------------
     def get_preds(

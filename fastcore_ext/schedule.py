@@ -6,8 +6,9 @@
 - `exp_sweep(start_lr, end_lr, num_it)`: the lr_find sweep, fastai v2's exact form
   `lr_i = start_lr * (end_lr / start_lr) ** (i / num_it)` for i = 0 .. num_it - 1 (so the last
   lr is one ratio step short of end_lr, as in fastai's `SchedExp` at `train_iter / num_it`).
-- `valley`, `steep`, `minimum`, `suggest_lrs`: fastai v2's lr_find suggestions, computed from
-  the recorded (lr, smoothed loss) pairs.
+- `valley`, `steep`, `minimum`, `slide`, `suggest_lrs`: fastai v2's lr_find suggestions,
+  computed from the recorded (lr, smoothed loss) pairs; `suggestion_window` is the part of
+  the record they look at.
 - `check_epochs`, `batches_per_epoch`: the length of a fit in epochs and steps, as
   Learner.fit / fit_one_cycle / lr_find check and count it.
 """
@@ -18,7 +19,9 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from fastcore_ext.checks import check_int
+import numpy as np
+
+from fastcore_ext.checks import check_int, check_number
 
 __all__ = [
     "sched_cos",
@@ -27,9 +30,11 @@ __all__ = [
     "exp_sweep",
     "Suggestions",
     "lr_find_window",
+    "suggestion_window",
     "valley",
     "steep",
     "minimum",
+    "slide",
     "suggest_lrs",
     "check_epochs",
     "batches_per_epoch",
@@ -175,7 +180,10 @@ def _before_nan(lrs: list[float], losses: list[float]) -> tuple[list[float], lis
     return lrs, losses
 
 
-def valley(lrs, losses) -> tuple[float, Point]:
+# Every suggestion function has fastai's signature f(lrs, losses, num_it) -> (suggested lr,
+# (lr, loss) to mark on a plot), the one `Learner.lr_find(suggest_funcs=...)` calls; num_it
+# (the sweep's requested iterations) is there for functions of a user's that need it.
+def valley(lrs, losses, num_it: int | None = None) -> tuple[float, Point]:
     """fastai's `valley`: an lr a little past the middle of the longest valley of the loss.
 
     lds[i] is the length of the longest strictly decreasing subsequence of losses ending at i
@@ -201,7 +209,7 @@ def valley(lrs, losses) -> tuple[float, Point]:
     return lrs[idx], (lrs[idx], losses[idx])
 
 
-def steep(lrs, losses) -> tuple[float, Point]:
+def steep(lrs, losses, num_it: int | None = None) -> tuple[float, Point]:
     """fastai's `steep`: the lr where the loss falls fastest per unit of log(lr).
 
     slope_i = (loss[i+1] - loss[i]) / (log lr[i+1] - log lr[i]); the suggestion is lr[argmin].
@@ -215,19 +223,51 @@ def steep(lrs, losses) -> tuple[float, Point]:
     return lrs[idx], (lrs[idx], losses[idx])
 
 
-def minimum(lrs, losses) -> tuple[float, Point]:
+def minimum(lrs, losses, num_it: int | None = None) -> tuple[float, Point]:
     """fastai's `minimum`: a tenth of the lr at the lowest loss (marked at that lowest loss)."""
     lrs, losses = _pair(lrs, losses, 1)
     idx = min(range(len(losses)), key=losses.__getitem__)
     return lrs[idx] / 10, (lrs[idx], losses[idx])
 
 
-def suggest_lrs(lrs, losses, num_it: int | None = None) -> Suggestions:
-    """The three suggestions of fastai v2's lr_find from a recorded sweep.
+def slide(
+    lrs,
+    losses,
+    num_it: int | None = None,
+    lr_diff: int = 15,
+    thresh: float = 0.005,
+    adjust_value: float = 1.0,
+) -> tuple[float, Point]:
+    """fastai's `slide`: the interval slide rule, from the end of the curve backwards.
 
-    `lrs`, `losses`: the lr and the smoothed loss of every recorded iteration; the window of
-    `lr_find_window(lrs, losses, num_it)` is used.
+    With g = numpy.gradient(losses) (per point, not per log(lr)), a right index r from the
+    last point and l = r - lr_diff slide left together while |g[r] - g[l]| > thresh; the
+    suggestion is the lr at the last l where that held (lrs[-1 - lr_diff] when it never did;
+    lrs[0] when it held up to the first point) times adjust_value, marked at the loss
+    interpolated there in log10(lr). Needs lr_diff + 1 points, as fastai's index does.
     """
+    lr_diff = check_int("lr_diff", lr_diff, 1)
+    thresh = check_number("thresh", thresh, 0.0)
+    adjust_value = check_number("adjust_value", adjust_value, 0.0)
+    if adjust_value == 0:
+        raise ValueError("adjust_value should be > 0, got 0")
+    lrs, losses = _pair(lrs, losses, lr_diff + 1)
+    loss_grad = np.gradient(np.array(losses, dtype=np.float64))
+    r_idx = -1
+    l_idx = r_idx - lr_diff
+    local_min_lr = lrs[l_idx]
+    while l_idx >= -len(losses) and abs(loss_grad[r_idx] - loss_grad[l_idx]) > thresh:
+        local_min_lr = lrs[l_idx]
+        r_idx -= 1
+        l_idx -= 1
+    suggestion = local_min_lr * adjust_value
+    loss = float(np.interp(np.log10(suggestion), np.log10(lrs), losses))
+    return suggestion, (suggestion, loss)
+
+
+def suggestion_window(lrs, losses, num_it: int | None = None) -> tuple[list[float], list[float]]:
+    """`lr_find_window(lrs, losses, num_it)`, the points every suggestion is computed from;
+    ValueError when it holds fewer than 2 (too few for a slope)."""
     w_lrs, w_losses = lr_find_window(lrs, losses, num_it)
     if len(w_lrs) < 2:
         raise ValueError(
@@ -235,6 +275,16 @@ def suggest_lrs(lrs, losses, num_it: int | None = None) -> Suggestions:
             "without the last one and everything from the first NaN loss): run more "
             "iterations, or lr_find(stop_div=False) if the sweep stopped early"
         )
+    return w_lrs, w_losses
+
+
+def suggest_lrs(lrs, losses, num_it: int | None = None) -> Suggestions:
+    """The three suggestions of fastai v2's lr_find from a recorded sweep.
+
+    `lrs`, `losses`: the lr and the smoothed loss of every recorded iteration; the window of
+    `suggestion_window(lrs, losses, num_it)` is used.
+    """
+    w_lrs, w_losses = suggestion_window(lrs, losses, num_it)
     return Suggestions(
         valley(w_lrs, w_losses)[0], steep(w_lrs, w_losses)[0], minimum(w_lrs, w_losses)[0]
     )

@@ -81,12 +81,14 @@ from fastcore_ext.model_builder import (
     resnet_split,
 )
 from fastcore_ext.optim import SGD, Adam
+from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
 
 # The public API of `from fastcore_ext.vision import *`: every name the lesson-1 notes use
 # (untar_data, URLs, get_image_files, ImageDataBunch, get_transforms, imagenet_stats,
 # create_cnn, models, error_rate, ClassificationInterpretation, doc, Path), fastai v2's
 # spellings (ImageDataLoaders, Resize, Normalize, aug_transforms, vision_learner), and the
-# rest a training script needs (load_learner, callbacks, optimizers, metrics, the demo data),
+# rest a training script needs (load_learner, callbacks, optimizers, metrics, lr_find's
+# suggestion functions for suggest_funcs, the demo data),
 # and what fastai v1's star import also gave the notebooks: np, plt, torch, nn, F, partial,
 # open_image; as fastai v2's, torchvision's builders by bare name (`vision_learner(dls,
 # resnet34)`). `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
@@ -129,6 +131,7 @@ __all__ = [
     "get_transforms",
     "imagenet_stats",
     "load_learner",
+    "minimum",
     "models",
     "nn",
     "np",
@@ -141,11 +144,14 @@ __all__ = [
     "resnet101",
     "resnet152",
     "set_seed",
+    "slide",
     "squeezenet1_0",
     "squeezenet1_1",
+    "steep",
     "top_k_accuracy",
     "torch",
     "untar_data",
+    "valley",
     "verify_images",
     "vgg11_bn",
     "vgg13_bn",

@@ -1,12 +1,14 @@
 """LRFinder: the callback behind `Learner.lr_find` (an exponential learning-rate sweep), the
-in-memory snapshot lr_find restores afterwards, and `sweep`, which runs one between the two
-(and, when an exception ends it early, says how far it got once the learner is put back)."""
+in-memory snapshot lr_find restores afterwards, `sweep`, which runs one between the two
+(and, when an exception ends it early, says how far it got once the learner is put back),
+and `suggest`, fastai v2's `suggest_funcs` applied to the recorded sweep."""
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +20,15 @@ from fastcore_ext.callback.core import (
     CancelValidException,
     report_stop,
 )
+from fastcore_ext.callback.recorder import metric_name
 from fastcore_ext.checkpoint import rng_state, set_rng_state
 from fastcore_ext.layer_groups import set_lrs
-from fastcore_ext.schedule import exp_sweep
+from fastcore_ext.schedule import Point, exp_sweep, suggestion_window
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
-__all__ = ["LRFinder", "Snapshot", "sweep"]
+__all__ = ["LRFinder", "Snapshot", "sweep", "check_suggest_funcs", "suggest"]
 
 
 class LRFinder(Callback):
@@ -179,3 +182,59 @@ def _report_stop(finder: LRFinder, e: BaseException) -> None:
         f"lr_find interrupted {after}. The learner is usable: its {what} are those from "
         f"before lr_find (put back); no learning rate was suggested.",
     )
+
+
+SuggestFunc = Callable[..., tuple[float, Point]]  # f(lrs, losses, num_it) -> (lr, (lr, loss))
+
+
+def check_suggest_funcs(suggest_funcs: Any) -> tuple[SuggestFunc, ...]:
+    """lr_find's `suggest_funcs` as a tuple: one suggestion function (fastai's default is
+    `valley` alone) or a non-empty sequence of them."""
+    funcs = (suggest_funcs,) if callable(suggest_funcs) else suggest_funcs
+    if (
+        isinstance(funcs, (str, bytes))
+        or not isinstance(funcs, Sequence)
+        or not all(callable(f) for f in funcs)
+    ):
+        raise TypeError(
+            "suggest_funcs should be a sequence of suggestion functions f(lrs, losses, num_it) "
+            f"-> (lr, (lr, loss)) such as (valley, steep, minimum), got {suggest_funcs!r}"
+        )
+    if not funcs:
+        raise ValueError(
+            "suggest_funcs should hold at least one suggestion function such as valley, "
+            "got an empty sequence"
+        )
+    return tuple(funcs)
+
+
+def suggest(
+    suggest_funcs: Sequence[SuggestFunc], lrs: Sequence[float], losses: Sequence[float], num_it: int
+) -> tuple[tuple[float, ...], list[Point]]:
+    """fastai v2's `lr_find(suggest_funcs=...)` result: each function called as
+    f(lrs, losses, num_it) on `schedule.suggestion_window` of the sweep, as float64 tensors
+    (fastai passes tensors, so a function written for fastai works: `losses.argmin()`).
+
+    Returns (SuggestedLRs, points): a namedtuple of the suggested lrs whose fields are the
+    functions' names in the order given (a partial's function's name; a name that is no
+    valid field, a lambda's or a repeated one, becomes `_<position>`), and the (lr, loss)
+    point each asks a plot to mark."""
+    w_lrs, w_losses = suggestion_window(lrs, losses, num_it)
+    t_lrs = torch.tensor(w_lrs, dtype=torch.float64)
+    t_losses = torch.tensor(w_losses, dtype=torch.float64)
+    values, points = [], []
+    for func in suggest_funcs:
+        out = func(t_lrs, t_losses, num_it)
+        try:
+            lr, (point_lr, point_loss) = out
+            lr, point = float(lr), (float(point_lr), float(point_loss))
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"suggest_funcs: {metric_name(func)} should return (lr, (lr, loss)), as fastai's "
+                f"suggestion functions do, got {out!r}"
+            ) from e
+        values.append(lr)
+        points.append(point)
+    names = [metric_name(f) for f in suggest_funcs]
+    suggested_lrs = collections.namedtuple("SuggestedLRs", names, rename=True)
+    return suggested_lrs(*values), points

@@ -223,13 +223,62 @@ class Recorder(Callback):
         the steep suggestion, kept as `min_grad_lr`; 'Min loss divided by 10', minimum)."""
         if suggestion is not None:
             suggestions = check_bool("suggestion", suggestion)
-        self._flush()
-        if not self.lrs:
-            raise ValueError("recorder.plot() needs a recorded run: call learn.lr_find() first")
+        self._check_lr_find("plot")
         lo, hi = _window(len(self.lrs), skip_start, skip_end)
         lrs = [g[-1] for g in self.lrs[lo:hi]]
         losses = self.smooth_losses[lo:hi]
-        fig = PlotFigure(figsize=check_figsize(figsize, (6, 4)))
+        marks = []
+        if suggestions and self.suggestions is not None:
+            marks = [
+                (f"{name}: {lr:.2e}", lr, _loss_at(lr, lrs, losses))
+                for name, lr in self.suggestions._asdict().items()
+            ]
+        fig = self._lr_find_figure(lrs, losses, marks, check_figsize(figsize, (6, 4)))
+        if marks and suggestion:
+            self.min_grad_lr = self.suggestions.steep
+            print(f"Min numerical gradient: {self.suggestions.steep:.2E}")
+            print(f"Min loss divided by 10: {self.suggestions.minimum:.2E}")
+        return self._finish(fig, "lr_find")
+
+    def plot_lr_find(
+        self,
+        skip_end: int = 5,
+        return_fig: bool = True,
+        suggestions: Sequence[tuple[float, float]] | None = None,
+        nms: Sequence[str] | None = None,
+    ) -> Figure | None:
+        """fastai v2's `plot_lr_find`: the curve of `plot` (smoothed loss against the last
+        group's learning rate) from the first batch on, without the last `skip_end` (all of
+        them when that leaves fewer than two); `suggestions`, (lr, loss) points, are marked
+        and named by `nms` in the legend (what `lr_find(suggest_funcs=..., show_plot=True)`
+        passes). Saved as 'lr_find.png'. Returns the Figure, None with return_fig=False."""
+        return_fig = check_bool("return_fig", return_fig)
+        marks = _named_points(suggestions, nms)
+        self._check_lr_find("plot_lr_find")
+        lo, hi = _window(len(self.lrs), 0, skip_end)
+        lrs = [g[-1] for g in self.lrs[lo:hi]]
+        fig = self._lr_find_figure(lrs, self.smooth_losses[lo:hi], marks, (6, 4))
+        fig = self._finish(fig, "lr_find")
+        return fig if return_fig else None
+
+    def _check_lr_find(self, method: str) -> None:
+        """Flush the pending losses; ValueError naming `method` when nothing is recorded."""
+        self._flush()
+        if not self.lrs:
+            raise ValueError(
+                f"recorder.{method}() needs a recorded run: call learn.lr_find() first"
+            )
+
+    def _lr_find_figure(
+        self,
+        lrs: Sequence[float],
+        losses: Sequence[float],
+        marks: Sequence[tuple[str, float, float]],
+        figsize: tuple[float, float],
+    ) -> Figure:
+        """plot's and plot_lr_find's drawing: `losses` against `lrs` (log scale), each
+        (label, lr, loss) of `marks` a marker named in the legend."""
+        fig = PlotFigure(figsize=figsize)
         ax = fig.add_subplot()
         ax.plot(lrs, losses, color="C0")
         ax.set_xscale("log")
@@ -237,25 +286,19 @@ class Recorder(Callback):
         ax.set_ylabel("Smoothed loss")
         ax.set_title("Learning rate finder")
         ax.grid(True, which="major", alpha=0.3)
-        if suggestions and self.suggestions is not None:
-            markers = ("o", "v", "s", "^", "D")
-            for k, ((name, lr), marker) in enumerate(
-                zip(self.suggestions._asdict().items(), markers, strict=False)
-            ):
-                ax.plot(
-                    [lr],
-                    [_loss_at(lr, lrs, losses)],
-                    marker,
-                    color=f"C{k + 1}",
-                    markersize=9,
-                    label=f"{name}: {lr:.2e}",
-                )
+        markers = ("o", "v", "s", "^", "D")
+        for k, (label, lr, loss) in enumerate(marks):
+            ax.plot(
+                [lr],
+                [loss],
+                markers[k % len(markers)],
+                color=f"C{k + 1}",
+                markersize=9,
+                label=label,
+            )
+        if marks:
             ax.legend()
-            if suggestion:
-                self.min_grad_lr = self.suggestions.steep
-                print(f"Min numerical gradient: {self.suggestions.steep:.2E}")
-                print(f"Min loss divided by 10: {self.suggestions.minimum:.2E}")
-        return self._finish(fig, "lr_find")
+        return fig
 
     def plot_losses(
         self,
@@ -353,32 +396,58 @@ class Recorder(Callback):
         momentum in a second panel with `show_moms`). The lr axis is logarithmic when the
         groups' peak learning rates differ tenfold or more (discriminative lrs), so every
         group's schedule stays visible. Saved as 'lr.png' ('lr_moms.png' with moms)."""
+        keys = ("lr", "mom") if show_moms else ("lr",)
+        default = (11, 4) if show_moms else (6, 4)
+        name = "lr_moms" if show_moms else "lr"
+        return self._plot_sched("plot_lr", keys, skip_start, skip_end, figsize, default, name)
+
+    def plot_sched(
+        self, keys: str | Sequence[str] | None = None, figsize: tuple[float, float] | None = None
+    ) -> Figure:
+        """fastai v2's `plot_sched`: the schedule of each hyper-parameter in `keys` ('lr',
+        'mom'; both by default) over the training batches of the last fit, one panel each, a
+        line per layer group (v2 draws the last group's), drawn as `plot_lr` draws them.
+        Saved as 'sched.png'. Returns the Figure."""
+        keys = _sched_keys(keys)
+        default = (6 * len(keys), 4)
+        return self._plot_sched("plot_sched", keys, 0, 0, figsize, default, "sched")
+
+    def _plot_sched(
+        self,
+        method: str,
+        keys: tuple[str, ...],
+        skip_start: int,
+        skip_end: int,
+        figsize: tuple[float, float] | None,
+        default_figsize: tuple[float, float],
+        name: str,
+    ) -> Figure:
+        """plot_lr's and plot_sched's drawing: a panel per key of `keys` ('lr', 'mom') over
+        the batches without the first skip_start and last skip_end, saved as `name`; `method`
+        names the caller in the error of a recorder with nothing recorded."""
         if not self.lrs:
-            raise ValueError("recorder.plot_lr() needs a recorded fit: call learn.fit first")
+            raise ValueError(f"recorder.{method}() needs a recorded fit: call learn.fit first")
         lo, hi = _window(len(self.lrs), skip_start, skip_end)
         iters = range(lo, hi)
-        fig = PlotFigure(figsize=check_figsize(figsize, (11, 4) if show_moms else (6, 4)))
-        axes = fig.subplots(1, 2) if show_moms else [fig.add_subplot()]
+        fig = PlotFigure(figsize=check_figsize(figsize, default_figsize))
+        axes = fig.subplots(1, len(keys)) if len(keys) > 1 else [fig.add_subplot()]
         n_groups = len(self.lrs[0])
-        for g in range(n_groups):
-            axes[0].plot(iters, [self.lrs[i][g] for i in iters], _style(g), label=f"group {g}")
-        peaks = [max(self.lrs[i][g] for i in iters) for g in range(n_groups)]
-        if min(peaks) > 0 and max(peaks) / min(peaks) >= 10:
-            axes[0].set_yscale("log")
-        axes[0].set_xlabel("Iterations")
-        axes[0].set_ylabel("Learning rate")
-        axes[0].set_title("Learning rate schedule")
-        if show_moms:
+        for ax, key in zip(axes, keys, strict=True):
+            values = self.lrs if key == "lr" else self.moms
             for g in range(n_groups):
-                axes[1].plot(iters, [self.moms[i][g] for i in iters], _style(g), label=f"group {g}")
-            axes[1].set_xlabel("Iterations")
-            axes[1].set_ylabel("Momentum")
-            axes[1].set_title("Momentum schedule")
-        for ax in axes:
+                ax.plot(iters, [values[i][g] for i in iters], _style(g), label=f"group {g}")
+            if key == "lr":
+                peaks = [max(self.lrs[i][g] for i in iters) for g in range(n_groups)]
+                if min(peaks) > 0 and max(peaks) / min(peaks) >= 10:
+                    ax.set_yscale("log")
+            label = "Learning rate" if key == "lr" else "Momentum"
+            ax.set_xlabel("Iterations")
+            ax.set_ylabel(label)
+            ax.set_title(f"{label} schedule")
             ax.grid(True, alpha=0.3)
             if n_groups > 1:
                 ax.legend()
-        return self._finish(fig, "lr_moms" if show_moms else "lr")
+        return self._finish(fig, name)
 
     def plot_metrics(self, *, figsize: tuple[float, float] | None = None) -> Figure:
         """Each metric over the whole validation set at the end of each epoch, one panel per
@@ -431,6 +500,46 @@ def _window(n: int, skip_start: int, skip_end: int) -> tuple[int, int]:
             raise ValueError(f"{name} should be an int >= 0, got {v!r}")
     lo, hi = skip_start, n - skip_end
     return (lo, hi) if hi - lo >= 2 else (0, n)
+
+
+def _sched_keys(keys: str | Sequence[str] | None) -> tuple[str, ...]:
+    """plot_sched's keys as a tuple: 'lr' and/or 'mom', the hyper-parameters recorded."""
+    if keys is None:
+        return ("lr", "mom")
+    found = (keys,) if isinstance(keys, str) else keys
+    if (
+        not isinstance(found, Sequence)
+        or not found
+        or any(k not in ("lr", "mom") for k in found)
+        or len(set(found)) != len(found)
+    ):
+        raise ValueError(
+            f"keys should be 'lr', 'mom' or a sequence of them without repeats (the recorded "
+            f"hyper-parameters), got {keys!r}"
+        )
+    return tuple(found)
+
+
+def _named_points(
+    suggestions: Sequence[tuple[float, float]] | None, nms: Sequence[str] | None
+) -> list[tuple[str, float, float]]:
+    """plot_lr_find's marks: (name, lr, loss) for each (lr, loss) of `suggestions`, named by
+    `nms` in the same order."""
+    if suggestions is None:
+        if nms is not None:
+            raise ValueError(f"nms names the suggestions: give suggestions too, got nms={nms!r}")
+        return []
+    try:
+        points = [(float(lr), float(loss)) for lr, loss in suggestions]
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"suggestions should be a sequence of (lr, loss) points, got {suggestions!r}"
+        ) from e
+    if nms is None or isinstance(nms, str) or len(nms) != len(points):
+        raise ValueError(
+            f"nms should be a sequence of {len(points)} names, one per suggestion, got {nms!r}"
+        )
+    return [(str(nm), lr, loss) for nm, (lr, loss) in zip(nms, points, strict=True)]
 
 
 def _loss_at(lr: float, lrs: Sequence[float], losses: Sequence[float]) -> float:
