@@ -62,7 +62,7 @@ from fastcore_ext.callback.core import (
     fire,
 )
 from fastcore_ext.callback.ddp import DEFAULT_TIMEOUT
-from fastcore_ext.callback.lr_finder import LRFinder, sweep
+from fastcore_ext.callback.lr_finder import LRFinder, check_suggest_funcs, suggest, sweep
 from fastcore_ext.callback.mixed_precision import PRECISIONS, MixedPrecision
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
@@ -506,8 +506,6 @@ class Learner:
         order given (`lr_min, lr_steep = learn.lr_find(suggest_funcs=(minimum, steep))`;
         `callback.lr_finder.suggest`), and show_plot draws `recorder.plot_lr_find` with
         their points marked."""
-        from fastcore_ext.callback.lr_finder import check_suggest_funcs, suggest
-
         num_it = check_int("num_it", num_it, 2)
         funcs = None if suggest_funcs is None else check_suggest_funcs(suggest_funcs)
         starts = self.lr_range(start_lr, "start_lr")
