@@ -129,6 +129,8 @@ PLOT_CELLS = {
     "img = open_image(img_file)\nimg.show(figsize=(2, 2))\nimg.shape": 1,
     "fig": 1,  # a later cell shows it again, as any figure
     "data.show_batch(rows=2)\ndata.show_batch(rows=2, ds_type='valid')": 2,
+    "data.show_batch(max_n=4, nrows=1);": 1,  # fastai v2's spellings (fastbook)
+    "data.train_dl.show_batch(max_n=4)\ndata.valid_dl.show_batch(max_n=2)": 2,
     "%matplotlib inline\ndata.show_batch(rows=2)": 1,  # the inline backend: still once
 }
 

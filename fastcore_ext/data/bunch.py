@@ -79,7 +79,7 @@ from .items import (
     items_from_table,
     read_labels_csv,
 )
-from .loader import DeviceDataLoader, ImageDataset
+from .loader import DeviceDataLoader, ImageDataset, denormalize
 
 __all__ = [
     "DatasetType",
@@ -682,11 +682,7 @@ class ImageDataBunch:
 
     def denorm(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalization: float ``[B, 3, H, W]`` -> the same in [0, 1]."""
-        if self.stats is None:
-            return x.clamp(0, 1)
-        mean = torch.tensor(self.stats[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.stats[1], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * std + mean).clamp(0, 1)
+        return denormalize(x, self.stats)
 
     def show_batch(
         self,

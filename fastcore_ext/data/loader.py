@@ -253,6 +253,18 @@ def _release_workers(workers: dict[str, DataLoader]) -> None:
     workers.clear()
 
 
+def denormalize(
+    x: torch.Tensor, stats: tuple[Sequence[float], Sequence[float]] | None
+) -> torch.Tensor:
+    """Undo the normalization by `stats` (mean, std per channel; None: none): float
+    ``[B, 3, H, W]`` -> the same in [0, 1]."""
+    if stats is None:
+        return x.clamp(0, 1)
+    mean = torch.tensor(stats[0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(stats[1], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * std + mean).clamp(0, 1)
+
+
 class DeviceDataLoader:
     """Batches ``(x, y)`` of one dataset on `device`: x float ``[B, 3, S, S]`` (augmented when
     training with a spec, normalized with `stats`), y int64 ``[B]``.
@@ -656,10 +668,7 @@ class DeviceDataLoader:
             x = x[:1].expand(len(x), -1, -1, -1).contiguous(memory_format=torch.channels_last)
             y = y[:1].expand(len(y))
         x, y = self.augment(x, generator)[:n].float(), y[:n].tolist()
-        mean, std = self.stats if self.stats is not None else ((0.0,) * 3, (1.0,) * 3)
-        mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-        std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-        images = (x * std_t + mean_t).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        images = denormalize(x, self.stats).permute(0, 2, 3, 1).cpu().numpy()
         titles = [self.dataset.classes[k] for k in y]
         fig, axes, _ = image_grid(len(titles), figsize, titles, (7 / 3, 28 / 15), nrows, ncols)
         rows, cols = axes[0].get_subplotspec().get_gridspec().get_geometry()
