@@ -40,6 +40,7 @@ __all__ = [
     "no_data_error",
     "predict",
     "show_results",
+    "summary",
     "tta",
     "validate",
 ]
@@ -453,3 +454,82 @@ class _AugmentedPass(_PlainPass):
                 channels_last=self.dl.channels_last,
             )
             yield xb, y
+
+
+class Summary(str):
+    """The text of `summary`; shown as itself (not quoted) as a notebook cell's result."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def summary(learn: Learner) -> Summary:
+    """fastai v2's `learn.summary()`: one forward pass of a zero batch of the data's size
+    (data.bs items, at most 64) through the model as inference runs it (`evaluating`,
+    `forward`), then a table of the model's leaf layers: their type, output shape, parameter
+    count and whether those train; totals, the optimizer, the loss, the frozen layer groups
+    and the callbacks. Returns the text (printed by a notebook as a cell's result)."""
+    data = learn.data
+    size = getattr(data, "size", None)
+    if size is None:
+        raise ValueError(
+            f"summary needs the input size (data.size), got data of type {type(data).__name__}"
+        )
+    h, w = (size, size) if isinstance(size, int) else size
+    bs = min(int(getattr(data, "bs", 1) or 1), 64)
+    device = next(iter(learn.model.parameters())).device
+    x = torch.zeros(bs, 3, h, w, device=device)
+    rows: list[tuple[str, str, int, str]] = []
+
+    def record(module: nn.Module, _inp: Any, out: Any) -> None:
+        shape = " x ".join(map(str, out.shape)) if isinstance(out, torch.Tensor) else "-"
+        params = list(module.parameters(recurse=False))
+        n = sum(p.numel() for p in params)
+        trains = "" if not params else ("True" if any(p.requires_grad for p in params) else "False")
+        rows.append((type(module).__name__, shape, n, trains))
+
+    leaves = [m for m in learn.model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with evaluating(learn.model):
+            forward(learn, x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    params = list(learn.model.parameters())
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    width = max([len(r[0]) for r in rows] + [20]) + 2
+    lines = [
+        f"{type(learn.model).__name__} (Input shape: {bs} x 3 x {h} x {w})",
+        "=" * (width + 44),
+        f"{'Layer (type)':<{width}}{'Output Shape':<22}{'Param #':>10}  Trainable",
+        "=" * (width + 44),
+    ]
+    lines += [f"{t:<{width}}{shape:<22}{n:>10,}  {tr}" for t, shape, n, tr in rows]
+    norm = learn._norm_params  # normalization layers train in frozen groups (train_bn)
+    frozen = [
+        i
+        for i, g in enumerate(learn.layer_groups)
+        if any(id(p) not in norm for p in g)
+        and not any(p.requires_grad for p in g if id(p) not in norm)
+    ]
+    lines += [
+        "=" * (width + 44),
+        f"Total params: {total:,}",
+        f"Total trainable params: {trainable:,}",
+        f"Total non-trainable params: {total - trainable:,}",
+        "",
+        f"Optimizer used: {type(learn.opt).__name__}",
+        f"Loss function: {getattr(learn.loss_func, '__name__', type(learn.loss_func).__name__)}",
+        f"Precision: {learn.precision}",
+        "",
+        f"Model frozen up to layer group #{frozen[-1] + 1} (its normalization layers train, "
+        f"as fastai's train_bn)"
+        if frozen
+        else "Model unfrozen",
+        "",
+        "Callbacks:",
+        *(f"  - {type(cb).__name__}" for cb in learn.cbs),
+    ]
+    return Summary("\n".join(lines))

@@ -557,6 +557,12 @@ class Learner:
         Tensor[c] on the CPU)."""
         return inference.predict(self, item)
 
+    def summary(self) -> inference.Summary:
+        """fastai v2's `learn.summary()`: the model's layers with their output shapes and
+        parameter counts on a batch of the data's size, the totals, the optimizer, the loss,
+        what is frozen and the callbacks (`fastcore_ext.inference.summary`)."""
+        return inference.summary(self)
+
     def show_results(
         self,
         ds_type: str = "valid",

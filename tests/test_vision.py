@@ -278,3 +278,29 @@ def test_device_and_channels_last(device):
     assert next(learn.model.parameters()).device.type == device.type
     learn.fit_one_cycle(1)
     assert all(torch.isfinite(torch.tensor(learn.recorder.losses)))
+
+
+def test_summary_lists_layers_shapes_params_and_what_is_frozen():
+    """fastai v2's learn.summary(): the model's leaf layers on a batch of the data's size."""
+    data = image_bunch()
+    learn = create_cnn(data, models.resnet18, pretrained=False, metrics=error_rate)
+    learn.freeze()
+    text = learn.summary()
+    lines = text.splitlines()
+    bs, size = min(getattr(data, "bs", 1), 64), data.size
+    assert lines[0] == f"Sequential (Input shape: {bs} x 3 x {size} x {size})"
+    first = next(line for line in lines if line.startswith("Conv2d"))
+    assert first.split()[-2:] == ["9,408", "False"]  # 64 x 3 x 7 x 7, frozen
+    assert f"{bs} x 64 x {size // 2} x {size // 2}" in first
+    bn = next(line for line in lines if line.startswith("BatchNorm2d"))
+    assert bn.endswith("True")  # train_bn
+    last = [line for line in lines if line.startswith("Linear")][-1]
+    assert f"{bs} x {data.c}" in last and last.endswith("True")
+    total = sum(p.numel() for p in learn.model.parameters())
+    trainable = sum(p.numel() for p in learn.model.parameters() if p.requires_grad)
+    assert f"Total params: {total:,}" in lines
+    assert f"Total trainable params: {trainable:,}" in lines
+    assert any(line.startswith("Model frozen up to layer group #2") for line in lines)
+    assert "  - Recorder" in lines and repr(text) == str(text)  # a notebook shows the text
+    learn.unfreeze()
+    assert "Model unfrozen" in learn.summary().splitlines()
