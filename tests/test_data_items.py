@@ -245,3 +245,22 @@ def test_missing_valid_folder_suggests_the_one_there(tree):
     (tree / "test").rename(tree / "other")
     with pytest.raises(MissingPathError, match=r"name the folders with valid=, or split"):
         items_from_folder(tree)
+
+
+def test_get_image_files_follows_folder_links_once_and_lists_broken_links(tmp_path):
+    """As fastai's get_files (os.walk(followlinks=True)): a class folder that is a link is
+    read (it was left out without a word), a link back up the tree does not loop, and a
+    link to a missing file is listed (a pass names it unreadable)."""
+    outside = tmp_path / "outside"
+    linked = [_img(outside / f"l{i}.png") for i in range(2)]
+    data = tmp_path / "data"
+    cat = _img(data / "cat" / "c0.png")
+    (data / "linked").symlink_to(outside, target_is_directory=True)
+    (data / "cat" / "loop").symlink_to(data, target_is_directory=True)
+    (data / "cat" / "gone.png").symlink_to(tmp_path / "missing.png")
+    files = get_image_files(data)
+    assert files == sorted(
+        [cat, data / "cat" / "gone.png", *(data / "linked" / p.name for p in linked)]
+    )
+    split = items_from_folder(data, valid_pct=0.5, seed=0)
+    assert split.classes == ["cat", "linked"]

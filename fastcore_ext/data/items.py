@@ -8,6 +8,7 @@ into `classes` (sorted class names). Splits are deterministic functions of `seed
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -57,23 +58,35 @@ class ItemSplit:
     classes: list[str]
 
 
-def _is_hidden(p: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in p.relative_to(root).parts)
-
-
 def get_image_files(
     path: str | Path, recurse: bool = True, extensions: Iterable[str] = IMAGE_EXTENSIONS
 ) -> list[Path]:
     """Image files under `path` (by extension, case-insensitive), sorted; hidden files and
-    folders (names starting with '.') are skipped."""
+    folders (names starting with '.') are skipped. As fastai's get_files (os.walk with
+    followlinks=True), folders that are symbolic links are followed (each real folder once,
+    so a link back up the tree cannot loop), and a link to a missing file is listed: a pass
+    then names it as unreadable instead of leaving it out without a word."""
     root = Path(path)
     if not root.is_dir():
         raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
     exts = {e.lower() for e in extensions}
-    pattern = root.rglob("*") if recurse else root.iterdir()
-    files = [
-        p for p in pattern if p.suffix.lower() in exts and not _is_hidden(p, root) and p.is_file()
-    ]
+    files: list[Path] = []
+    seen: set[str] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # reached again through a link
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recurse else []
+        for name in names:
+            full = os.path.join(folder, name)
+            if (
+                not name.startswith(".")
+                and os.path.splitext(name)[1].lower() in exts
+                and (os.path.isfile(full) or os.path.islink(full))
+            ):
+                files.append(Path(full))
     return sorted(files)
 
 
