@@ -528,3 +528,21 @@ def test_a_process_that_cannot_import_torchcodec_falls_back(tmp_path):
     assert res.stdout.split() == ["torchvision", "(3,", "37,", "53)"]
     assert res.stderr.count("TorchCodec cannot be imported (ModuleNotFoundError") == 1
     assert "DeprecationWarning" not in res.stderr
+
+
+@pytest.mark.parametrize("hw", [(2, 100), (100, 2), (1, 30000)])
+def test_presize_whole_keeps_at_most_max_aspect_short_sides(hw):
+    """A banner of 30000 x 1 px became 280 x 8.4 million px (gigabytes, per image, in memory
+    and in the cache): the long side keeps its centre MAX_ASPECT short sides long."""
+    size, keep = 16, images_mod.MAX_ASPECT * min(hw)
+    img = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (3, *hw), dtype=np.uint8))
+    out = presize_whole(img, size)
+    long = images_mod.MAX_ASPECT * size
+    assert out.shape == ((3, size, long) if hw[0] < hw[1] else (3, long, size))
+    start = (max(hw) - keep) // 2
+    centre = img[:, :, start : start + keep] if hw[0] < hw[1] else img[:, start : start + keep]
+    ref = torch.nn.functional.interpolate(
+        centre[None], out.shape[1:], mode="bilinear", antialias=True
+    )
+    torch.testing.assert_close(out, ref[0], rtol=0, atol=0)
+    assert presize(img, size).shape == (3, size, size)

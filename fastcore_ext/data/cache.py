@@ -38,7 +38,7 @@ from .paths import cache_dir
 
 __all__ = ["DecodedCache", "cache_key"]
 
-_VERSION = 2  # 1: center squares, uint8 [N, P, P, 3] in <key>.npy (+ <key>.bad.npy)
+_VERSION = 3  # 1: center squares in <key>.npy (+ .bad.npy); 2: before MAX_ASPECT (images.py)
 _MAGIC = b"FCXIMGS\x00"
 _FOOTER = struct.Struct("<8sQQQ")  # magic, version, N, byte offset of the index
 _SUFFIX = ".imgs"

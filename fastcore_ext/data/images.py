@@ -208,16 +208,27 @@ def _pixels(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return t.expand(3, -1, -1) if c == 1 else t[:3]
 
 
+MAX_ASPECT = 8  # presize_whole keeps at most this many short sides of an image's long side
+
+
 def presize_whole(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
     """``uint8 Tensor[3, H, W]`` -> ``uint8 Tensor[3, h, w]``, what the decoded cache keeps.
 
     crop: the short side resized to `size`, the long side to ``long * size / short`` rounded
-    to the nearest pixel (so min(h, w) == size, aspect kept). squish: the whole image resized
-    to ``size x size``. Antialiased bilinear; an image already of that shape is returned as is.
+    to the nearest pixel (so min(h, w) == size, aspect kept); an image longer than
+    MAX_ASPECT times its short side keeps only the centre of that length (a 30000 x 1 banner
+    would otherwise become 280 x 8.4 million pixels: gigabytes in memory and in the cache),
+    so training windows reach no further out there. squish: the whole image resized to
+    ``size x size``. Antialiased bilinear; an image already of that shape is returned as is.
     """
     if method not in RESIZE_METHODS:
         raise ValueError(f"method: expected one of {RESIZE_METHODS}, got {method!r}")
     _, h, w = img.shape
+    if method == "crop" and max(h, w) > MAX_ASPECT * min(h, w):
+        keep = MAX_ASPECT * min(h, w)
+        start = (max(h, w) - keep) // 2
+        img = img[:, start : start + keep] if h > w else img[:, :, start : start + keep]
+        _, h, w = img.shape
     if method == "squish":
         hw = (size, size)
     elif h <= w:
