@@ -84,6 +84,20 @@ def test_from_folder_valid_pct_split_determinism(root):
     assert a.valid_ds.items != _v2(root, valid_pct=0.25, seed=2).valid_ds.items
 
 
+def test_seed_none_of_the_v1_bunch_follows_np_random_seed(root):
+    """fastai v1's split draws from numpy's global RNG: the lesson's np.random.seed(2) before
+    from_name_re fixes it (ours drew from torch's, so each run split anew)."""
+    kw = {"valid_pct": 0.25, "size": 24, "bs": 8, "num_workers": 0, "ds_tfms": None}
+    np.random.seed(2)
+    a = ImageDataBunch.from_folder(root, **kw)
+    np.random.seed(2)
+    torch.manual_seed(123)  # torch's state does not matter here
+    b = ImageDataBunch.from_folder(root, **kw)
+    assert a.seed == b.seed and a.valid_ds.items == b.valid_ds.items
+    np.random.seed(3)
+    assert ImageDataBunch.from_folder(root, **kw).seed != a.seed
+
+
 def test_seed_none_follows_torch_manual_seed(root):
     torch.manual_seed(0)
     a = _v2(root, valid_pct=0.25, seed=None)

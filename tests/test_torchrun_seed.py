@@ -56,6 +56,7 @@ def _as_process(monkeypatch, global_seed: int, run_id: str | None) -> ImageDataB
     else:
         monkeypatch.setenv("TORCHELASTIC_RUN_ID", run_id)
     torch.manual_seed(global_seed)
+    np.random.seed(global_seed)  # ImageDataBunch (v1) draws from numpy's, as fastai v1
     return _unseeded(_as_process.root)
 
 

@@ -33,10 +33,12 @@ decode what is not JPEG); the JPEGs of a batch are decoded in one call and presi
 (device_decode.py). Pixels differ slightly from the CPU's (nvJPEG's IDCT and chroma
 upsampling; tests/test_data_device_decode.py gives the tolerance).
 
-Seeds: `seed=None` draws one int from torch's global RNG at construction (so
-``torch.manual_seed`` makes runs reproducible); the split, the shuffle of each epoch and the
-augmentation of each epoch derive from it. Several processes must agree on it, so an unchanged
-single-process script trains under torchrun: when a process group of several processes
+Seeds: `seed=None` draws one int at construction from numpy's global RNG for
+`ImageDataBunch` (fastai v1's split: the lesson's ``np.random.seed(2)`` makes runs
+reproducible) and from torch's for `ImageDataLoaders` (fastai v2's: ``torch.manual_seed``);
+the split, the shuffle of each epoch and the augmentation of each epoch derive from it.
+Several processes must agree on it, so an unchanged single-process script trains under
+torchrun: when a process group of several processes
 exists, rank 0's draw is broadcast to the others; else, in a process torchrun started (its
 TORCHELASTIC_RUN_ID set, the same in every worker), the seed is derived from that run id and
 the number of bunches this process built without a seed before. torchrun on one machine
@@ -259,8 +261,10 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
 _unseeded = itertools.count()  # bunches built without a seed in this process (torchrun)
 
 
-def _shared_seed() -> int:
-    """A data seed every process of a distributed run agrees on (see the module doc)."""
+def _shared_seed(rng: str = "torch") -> int:
+    """A data seed every process of a distributed run agrees on (see the module doc); in one
+    process, drawn from torch's global RNG (rng 'torch', fastai v2) or numpy's ('numpy',
+    fastai v1, whose lesson seeds the split with np.random.seed(2))."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         drawn = [int(torch.randint(0, 2**31 - 1, ()).item())]
         dist.broadcast_object_list(drawn, src=0)
@@ -269,12 +273,14 @@ def _shared_seed() -> int:
     if run_id:
         digest = hashlib.sha256(f"{run_id}:{next(_unseeded)}".encode()).digest()
         return int.from_bytes(digest[:8], "little") % (2**31 - 1)
+    if rng == "numpy":
+        return int(np.random.randint(0, 2**31 - 1))
     return int(torch.randint(0, 2**31 - 1, ()).item())
 
 
-def _resolve_seed(seed: int | None) -> int:
+def _resolve_seed(seed: int | None, rng: str = "torch") -> int:
     if seed is None:
-        return _shared_seed()
+        return _shared_seed(rng)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise TypeError(f"seed: expected a non-negative int or None, got {seed!r}")
     return int(seed)
@@ -344,6 +350,7 @@ class ImageDataBunch:
 
     _augment_by_default = True
     _label_from = "path"  # from_name_re / from_name_func read the whole path, as fastai v1
+    _seed_rng = "numpy"  # seed=None: drawn from numpy's global RNG, as fastai v1's split
 
     def __init__(
         self,
@@ -414,7 +421,7 @@ class ImageDataBunch:
         **kwargs,
     ) -> ImageDataBunch:
         pipeline = _resolve_pipeline(cls._augment_by_default, ds_tfms, size, item_tfms, batch_tfms)
-        seed = _resolve_seed(seed)
+        seed = _resolve_seed(seed, cls._seed_rng)
         return cls(path, make_split(seed), pipeline, seed=seed, **kwargs)
 
     @classmethod
@@ -773,6 +780,7 @@ class ImageDataLoaders(ImageDataBunch):
 
     _augment_by_default = False
     _label_from = "name"  # from_name_re / from_name_func read the file name, as fastai v2
+    _seed_rng = "torch"  # seed=None: drawn from torch's global RNG, as fastai v2's split
 
     @classmethod
     def from_csv(  # type: ignore[override]  (fastai v2's argument order)
