@@ -180,6 +180,34 @@ def test_save_model_keeps_and_reloads_the_best(tmp_path):
     assert "epoch 2 with" not in out
 
 
+def test_save_model_without_reset_loads_the_best_of_earlier_fits(tmp_path):
+    """reset_on_fit=False: a fit that never beats the best of an earlier one ends with that
+    best model loaded back, as fastai's after_fit (it kept the worse, later model)."""
+    learn = make_learner(metrics=[scripted("my_error", [0.5, 0.3, 0.6, 0.7])], path=tmp_path)
+    states = EpochStates()
+    saver = SaveModelCallback(monitor="my_error", reset_on_fit=False)
+    learn.fit(2, cbs=[saver, states])
+    learn.fit(2, cbs=[saver, states])  # 0.6 and 0.7: no better than 0.3
+    assert saver.best == 0.3
+    assert same_state(learn.model.state_dict(), states.states[1])
+    assert not same_state(states.states[3], states.states[1])
+
+
+def test_trackers_sit_out_lr_find(tmp_path):
+    """An EarlyStoppingCallback or SaveModelCallback attached to the learner did its work in
+    lr_find's passes, which skip validation: early stopping cut the sweep to 3 points and
+    its suggestions were noise. They sit lr_find out, as fastai's (run = not lr_finder)."""
+    plain = make_learner(path=tmp_path)
+    want = plain.lr_find(num_it=20)
+    stop = EarlyStoppingCallback(monitor="valid_loss", patience=1)
+    saver = SaveModelCallback(monitor="valid_loss")
+    tracked = make_learner(path=tmp_path, cbs=[stop, saver])
+    got = tracked.lr_find(num_it=20)
+    assert got == want and len(tracked.recorder.lrs) == len(plain.recorder.lrs)
+    assert not (tmp_path / "models" / "model.pth").exists()
+    assert "early stopping" not in tracked.progress.stream.getvalue()
+
+
 def test_save_model_every_epoch_and_at_end(tmp_path):
     learn = make_learner(path=tmp_path)
     states = EpochStates()

@@ -30,6 +30,7 @@ import torch
 
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback, CancelFitException
+from fastcore_ext.callback.lr_finder import LRFinder
 from fastcore_ext.callback.progress import format_time
 from fastcore_ext.warn import warn_user
 
@@ -97,7 +98,8 @@ class TrackerCallback(Callback):
     when value is better (default: `np.less` for names containing 'loss' or 'error', else
     `np.greater`). min_delta: how much better it must be. reset_on_fit: forget the best
     value at the start of every fit. After each epoch `best` holds the best value so far and
-    `new_best` whether this epoch set it.
+    `new_best` whether this epoch set it. During `lr_find` (an LRFinder attached: its passes
+    are no epochs of the user's, and skip validation) the tracker does nothing, as fastai's.
     """
 
     order = 60
@@ -128,11 +130,15 @@ class TrackerCallback(Callback):
         self.best: float | None = None
         self.new_best = False
         self._idx = 0
+        self._off = False  # this fit is an lr_find
 
     def _worst(self) -> float:
         return math.inf if self.lower_is_better else -math.inf
 
     def before_fit(self) -> None:
+        self._off = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
+        if self._off:
+            return
         if self.reset_on_fit or self.best is None:
             self.best = self._worst()
         names = self.learn.recorder.metric_names[1:-1]  # without 'epoch' and 'time'
@@ -141,6 +147,9 @@ class TrackerCallback(Callback):
         self._idx = names.index(self.monitor)
 
     def after_epoch(self) -> None:
+        self.new_best = False
+        if self._off:
+            return
         value = self.learn.recorder.values[-1][self._idx]
         self.new_best = value is not None and bool(self.comp(value - self.min_delta, self.best))
         if self.new_best:
@@ -173,6 +182,8 @@ class EarlyStoppingCallback(TrackerCallback):
 
     def after_epoch(self) -> None:
         super().after_epoch()
+        if self._off:
+            return
         if self.new_best:
             self.wait = 0
             return
@@ -225,10 +236,13 @@ class SaveModelCallback(TrackerCallback):
         self.last_saved_path = self.learn.save(name, with_opt=self.with_opt)
 
     def before_fit(self) -> None:
-        self._saved_best = False
         super().before_fit()
+        if self.reset_on_fit and not self._off:  # else the best of earlier fits still counts
+            self._saved_best = False
 
     def after_epoch(self) -> None:
+        if self._off:
+            return
         if self.every_epoch:
             if self.learn.epoch % self.every_epoch == 0:
                 self._save(f"{self.fname}_{self.learn.epoch}")
@@ -244,6 +258,8 @@ class SaveModelCallback(TrackerCallback):
             self._saved_best = True
 
     def after_fit(self) -> None:
+        if self._off:
+            return
         if self.at_end:
             self._save(self.fname)
         elif self._saved_best:
