@@ -280,6 +280,12 @@ def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
             f"predict needs data with preprocess(items) (an ImageDataBunch, or a learner "
             f"from load_learner), got {type(learn.data).__name__}"
         )
+    if isinstance(item, (list, tuple)):
+        raise TypeError(
+            f"item: predict classifies one image, got a {type(item).__name__} of {len(item)}; "
+            f"call predict on each, or get_preds(dl=...) with batches of "
+            f"learn.data.preprocess(files)"
+        )
     x = preprocess(item)  # (1, 3, S, S)
     with evaluating(learn.model):
         logits = forward(learn, x)

@@ -109,6 +109,10 @@ def test_load_learner_predicts_like_the_original(trained):
         for probs in results[1:]:
             assert torch.equal(probs, results[0])
     assert learn.model.training  # predict put the original's mode back
+    files = learn.data.valid_ds.items[:3]
+    for lrn in (learn, loaded):  # a list predicted only its first item, silently
+        with pytest.raises(TypeError, match=r"item: predict classifies one image, got a list of 3"):
+            lrn.predict(list(files))
 
 
 def test_predict_applies_the_validation_transform(trained):
