@@ -42,6 +42,7 @@ from torchvision.models import (  # the builders fastai v2's star import gives, 
 
 from fastcore_ext.augment import aug_transforms, get_transforms
 from fastcore_ext.callback import (
+    Callback,
     CSVLogger,
     EarlyStoppingCallback,
     SaveModelCallback,
@@ -96,6 +97,7 @@ from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(sugge
 __all__ = [
     "Adam",
     "CSVLogger",
+    "Callback",
     "ClassificationInterpretation",
     "DEMO_CLASSES",
     "DatasetType",

@@ -418,3 +418,32 @@ def test_progress_bar_values():
     prog._draw(5, 10, force=True)
     text = prog.stream.getvalue()
     assert text.startswith("\r|" + "█" * 20 + "-" * 20 + "| 50.00% [5/10 ")
+
+
+def test_a_callback_reads_the_learners_state_as_its_own():
+    """fastai v2's callbacks (GetAttr) write self.epoch, self.training, self.loss: a callback
+    ported from there raised AttributeError."""
+    from fastcore_ext.vision import Callback as StarCallback
+
+    seen = []
+
+    class Ported(StarCallback):
+        def after_batch(self):
+            if self.training:
+                seen.append(
+                    (self.epoch, self.iter, float(self.loss), self.model is self.learn.model)
+                )
+
+    learn = make_learner()
+    cb = Ported()
+    with pytest.raises(AttributeError, match="nor a learner to read it from yet"):
+        _ = cb.epoch
+    learn.fit(1, cbs=cb)
+    assert seen and seen[0][:2] == (0, 0) and all(same for *_, same in seen)
+    cb.learn = learn
+    with pytest.raises(
+        AttributeError, match="'Ported' object has no attribute 'no_such', nor has its learner"
+    ):
+        _ = cb.no_such
+    cb.epoch = 7  # writing sets the callback's own
+    assert cb.epoch == 7 and learn.epoch != 7

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastcore_ext.ranks import is_main_process
 
@@ -142,6 +142,25 @@ class Callback:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(order={self.order})"
+
+    def __getattr__(self, name: str) -> Any:
+        """As fastai v2's callbacks (GetAttr), read the learner's state as the callback's own:
+        `self.epoch`, `self.training`, `self.model`, `self.loss`, ... when the callback has
+        no attribute of that name (writing still sets the callback's)."""
+        if name.startswith("_") or name == "learn":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        learn = self.__dict__.get("learn")
+        if learn is None:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r} (nor a learner to "
+                f"read it from yet)"
+            )
+        try:
+            return getattr(learn, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}, nor has its learner"
+            ) from None
 
     # The events. The base class does nothing for any of them.
     def before_fit(self) -> None:
