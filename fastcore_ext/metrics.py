@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["accuracy", "error_rate", "top_k_accuracy"]
+__all__ = [
+    "F1Score",
+    "FBeta",
+    "Precision",
+    "Recall",
+    "accuracy",
+    "error_rate",
+    "top_k_accuracy",
+]
 
 
 def _check(preds: torch.Tensor, targs: torch.Tensor, axis: int) -> None:
@@ -69,3 +77,107 @@ def top_k_accuracy(
         raise ValueError(f"k should be at most the number of classes ({n_classes}), got {k}")
     top = preds.topk(k, dim=axis).indices  # (N, k) when axis is the last dimension
     return (top == targs.unsqueeze(axis)).any(dim=axis).float().mean()
+
+
+_AVERAGES = ("binary", "macro", "micro", "weighted")
+
+
+class _ClassScore:
+    """Precision, recall or F-beta of the predicted classes (argmax over `axis`), as
+    scikit-learn's precision_score / recall_score / fbeta_score compute them and fastai v2's
+    Precision / Recall / F1Score / FBeta wrap them: average 'binary' (the score of
+    `pos_label`; two classes at most), 'macro' (the mean over the classes), 'weighted' (that
+    mean weighted by each class's number of targets) or 'micro' (over all items pooled); the
+    classes are `labels`, else those present in the targets or the predictions; a score
+    whose denominator is 0 counts 0 (scikit-learn's zero_division default)."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        axis: int = -1,
+        labels: list[int] | None = None,
+        pos_label: int = 1,
+        average: str = "binary",
+        beta: float = 1.0,
+    ) -> None:
+        if average not in _AVERAGES:
+            raise ValueError(f"average should be one of {_AVERAGES}, got {average!r}")
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
+            raise ValueError(f"beta should be a number > 0, got {beta!r}")
+        self.kind, self.__name__ = kind, name
+        self.axis, self.labels, self.pos_label = axis, labels, pos_label
+        self.average, self.beta = average, float(beta)
+
+    def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
+        _check(preds, targs, self.axis)
+        pred, targ = preds.argmax(dim=self.axis).reshape(-1), targs.reshape(-1)
+        present = torch.unique(torch.cat([pred, targ])).tolist()
+        if self.average == "binary":
+            if len(set(present) - {0, 1, self.pos_label}) or len(present) > 2:
+                raise ValueError(
+                    f"average='binary' scores one class of two, but the targets and "
+                    f"predictions hold {len(present)} classes {present}: pass average='macro', "
+                    f"'weighted' or 'micro'"
+                )
+            classes = [self.pos_label]
+        else:
+            classes = list(self.labels) if self.labels is not None else present
+        c = torch.tensor(classes, device=pred.device).view(-1, 1)
+        tp = ((pred == c) & (targ == c)).sum(1).double()
+        fp = ((pred == c) & (targ != c)).sum(1).double()
+        fn = ((pred != c) & (targ == c)).sum(1).double()
+        if self.average == "micro":
+            tp, fp, fn = tp.sum(0, keepdim=True), fp.sum(0, keepdim=True), fn.sum(0, keepdim=True)
+        score = self._score(tp, fp, fn)
+        if self.average == "weighted":
+            support = tp + fn
+            total = support.sum()
+            return (score * support).sum().div(total).float() if total > 0 else score.sum() * 0
+        return score.mean().float()
+
+    def _score(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        if self.kind == "precision":
+            return precision
+        if self.kind == "recall":
+            return recall
+        b2 = self.beta**2
+        return _ratio((1 + b2) * precision * recall, b2 * precision + recall)
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den, 0 where den is 0 (float64 tensors of counts or scores >= 0)."""
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), den)
+
+
+def Precision(  # noqa: N802  (fastai's name for a metric factory)
+    axis: int = -1, labels: list[int] | None = None, pos_label: int = 1, average: str = "binary"
+) -> _ClassScore:
+    """fastai v2's Precision metric (column 'precision_score'); see `_ClassScore`."""
+    return _ClassScore("precision", "precision_score", axis, labels, pos_label, average)
+
+
+def Recall(  # noqa: N802
+    axis: int = -1, labels: list[int] | None = None, pos_label: int = 1, average: str = "binary"
+) -> _ClassScore:
+    """fastai v2's Recall metric (column 'recall_score'); see `_ClassScore`."""
+    return _ClassScore("recall", "recall_score", axis, labels, pos_label, average)
+
+
+def F1Score(  # noqa: N802
+    axis: int = -1, labels: list[int] | None = None, pos_label: int = 1, average: str = "binary"
+) -> _ClassScore:
+    """fastai v2's F1Score metric (column 'f1_score'); see `_ClassScore`."""
+    return _ClassScore("fbeta", "f1_score", axis, labels, pos_label, average, 1.0)
+
+
+def FBeta(  # noqa: N802
+    beta: float,
+    axis: int = -1,
+    labels: list[int] | None = None,
+    pos_label: int = 1,
+    average: str = "binary",
+) -> _ClassScore:
+    """fastai v2's FBeta metric (column 'fbeta_score'); see `_ClassScore`."""
+    return _ClassScore("fbeta", "fbeta_score", axis, labels, pos_label, average, beta)

@@ -70,7 +70,16 @@ from fastcore_ext.data import DataPath as Path  # pathlib's Path with fastai's l
 from fastcore_ext.exported import load_learner
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner, set_seed
-from fastcore_ext.metrics import accuracy, error_rate, top_k_accuracy
+from fastcore_ext.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropy
+from fastcore_ext.metrics import (
+    F1Score,
+    FBeta,
+    Precision,
+    Recall,
+    accuracy,
+    error_rate,
+    top_k_accuracy,
+)
 from fastcore_ext.model_builder import (
     AdaptiveConcatPool2d as AdaptiveConcatPool2d,  # importable from here, as before the move
 )
@@ -98,6 +107,12 @@ __all__ = [
     "Adam",
     "CSVLogger",
     "Callback",
+    "CrossEntropyLossFlat",
+    "F1Score",
+    "FBeta",
+    "LabelSmoothingCrossEntropy",
+    "Precision",
+    "Recall",
     "ClassificationInterpretation",
     "DEMO_CLASSES",
     "DatasetType",

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.checks": 0,
     "fastcore_ext.warn": 0,
     "fastcore_ext.files": 0,
+    "fastcore_ext.losses": 0,
     "fastcore_ext.layer_groups": 1,
     "fastcore_ext.augment": 1,
     "fastcore_ext.optim": 1,

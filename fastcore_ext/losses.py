@@ -1,0 +1,58 @@
+"""fastai's loss functions by their names (layer 0: torch only).
+
+`LabelSmoothingCrossEntropy` (fastai v1 and v2) and `CrossEntropyLossFlat` (v2) are torch
+loss modules with a `reduction` attribute, so `get_preds(with_loss=True)` and
+`ClassificationInterpretation` compute one loss per item with them, as with
+`nn.CrossEntropyLoss`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["CrossEntropyLossFlat", "LabelSmoothingCrossEntropy"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class LabelSmoothingCrossEntropy(nn.Module):
+    """fastai's label-smoothing cross entropy: (1 - eps) * nll(log_softmax) + eps * the mean
+    over the classes of -log_softmax, per item, then `reduction` (fastai's formula; without
+    weight it equals nn.CrossEntropyLoss(label_smoothing=eps))."""
+
+    def __init__(
+        self, eps: float = 0.1, weight: torch.Tensor | None = None, reduction: str = "mean"
+    ) -> None:
+        super().__init__()
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 <= eps <= 1:
+            raise ValueError(f"eps should be a number in [0, 1], got {eps!r}")
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction should be one of {_REDUCTIONS}, got {reduction!r}")
+        self.eps, self.weight, self.reduction = float(eps), weight, reduction
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        c = output.shape[-1]
+        log_preds = F.log_softmax(output, dim=-1)
+        smooth = -log_preds.sum(dim=-1)
+        if self.reduction == "sum":
+            smooth = smooth.sum()
+        elif self.reduction == "mean":
+            smooth = smooth.mean()
+        nll = F.nll_loss(log_preds, target.long(), weight=self.weight, reduction=self.reduction)
+        return smooth * self.eps / c + (1 - self.eps) * nll
+
+
+class CrossEntropyLossFlat(nn.CrossEntropyLoss):
+    """fastai v2's CrossEntropyLossFlat: nn.CrossEntropyLoss with the class dimension `axis`
+    moved last and every other dimension flattened into the items (for [N, C] outputs, the
+    plain cross entropy). Other arguments as nn.CrossEntropyLoss's."""
+
+    def __init__(self, *args: object, axis: int = -1, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.axis = axis
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat = input.movedim(self.axis, -1)
+        return super().forward(flat.reshape(-1, flat.shape[-1]), target.reshape(-1).long())

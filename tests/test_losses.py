@@ -1,0 +1,52 @@
+"""fastai's loss functions by name: LabelSmoothingCrossEntropy (fastai's formula) and
+CrossEntropyLossFlat, usable by get_preds(with_loss=True) and the interpretation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fakes import make_learner
+from torch import nn
+
+from fastcore_ext.vision import CrossEntropyLossFlat, LabelSmoothingCrossEntropy
+
+
+def test_label_smoothing_is_fastais_formula_and_torchs_without_weight():
+    g = torch.Generator().manual_seed(0)
+    out, targ = torch.randn(16, 5, generator=g), torch.randint(0, 5, (16,), generator=g)
+    lp = F.log_softmax(out, dim=-1)
+    per_item = 0.1 * (-lp.sum(-1)) / 5 + 0.9 * F.nll_loss(lp, targ, reduction="none")
+    torch.testing.assert_close(LabelSmoothingCrossEntropy()(out, targ), per_item.mean())
+    torch.testing.assert_close(LabelSmoothingCrossEntropy(reduction="none")(out, targ), per_item)
+    torch.testing.assert_close(
+        LabelSmoothingCrossEntropy(eps=0.2)(out, targ),
+        nn.CrossEntropyLoss(label_smoothing=0.2)(out, targ),
+    )
+    torch.testing.assert_close(
+        LabelSmoothingCrossEntropy(eps=0.0)(out, targ), F.cross_entropy(out, targ)
+    )
+    with pytest.raises(ValueError, match="eps should be a number in \\[0, 1\\], got 2"):
+        LabelSmoothingCrossEntropy(eps=2)
+    with pytest.raises(ValueError, match="reduction should be one of"):
+        LabelSmoothingCrossEntropy(reduction="avg")
+
+
+def test_cross_entropy_flat_moves_the_class_axis_and_flattens():
+    g = torch.Generator().manual_seed(1)
+    out, targ = torch.randn(2, 4, 3, generator=g), torch.randint(0, 4, (2, 3), generator=g)
+    want = F.cross_entropy(out.permute(0, 2, 1).reshape(-1, 4), targ.reshape(-1))
+    torch.testing.assert_close(CrossEntropyLossFlat(axis=1)(out, targ), want)
+    flat = torch.randn(6, 4, generator=g)
+    torch.testing.assert_close(
+        CrossEntropyLossFlat()(flat, targ.reshape(-1)), F.cross_entropy(flat, targ.reshape(-1))
+    )
+
+
+@pytest.mark.parametrize("loss", [LabelSmoothingCrossEntropy(), CrossEntropyLossFlat()])
+def test_as_a_learners_loss_with_per_item_losses(loss):
+    learn = make_learner(loss_func=loss)
+    learn.fit(1)
+    preds, targs, losses = learn.get_preds(with_loss=True)
+    assert losses.shape == targs.shape and torch.isfinite(losses).all()
+    assert abs(float(losses.mean()) - learn.validate()[0]) < 1e-4
