@@ -545,8 +545,9 @@ class Learner:
         """[loss, *metrics] over the whole validation set ('valid'), the training set in
         order ('train') or any `dl` of (x, y) batches, computed as the epoch table computes
         valid_loss and the metrics (fastai's `learn.validate()`); in eval mode under
-        torch.inference_mode, in the learner's precision; the recorder is left alone. Details
-        in `fastcore_ext.inference.validate`."""
+        torch.inference_mode, in the learner's precision now (after precision 'auto''s float32
+        first epoch that is bf16, so the value can differ from that epoch's row in the last
+        digits); the recorder is left alone. Details in `fastcore_ext.inference.validate`."""
         return inference.validate(self, ds_type, dl)
 
     def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
