@@ -94,7 +94,9 @@ def get_preds(
     reduction='none' (an nn loss module with a `reduction` attribute, or
     F.cross_entropy / F.nll_loss), on the raw outputs in float32.
     with_input: also return the model inputs, moved to the CPU batch by batch.
-    dl: any iterable of (x, y) batches; overrides ds_type.
+    dl: any iterable of (x, y) batches (x float, as the model takes it; y None for
+    unlabelled images: the targets returned are then None, as fastai v2's test_dl gives);
+    overrides ds_type.
     act: applied to the raw outputs Tensor[B, c] (float32); default softmax.
     reorder: when the loader is shuffled and tells its order (`batch_indices()`), put the
     rows back into data set order; else rows come in the loader's order.
@@ -115,16 +117,30 @@ def get_preds(
     targs: list[torch.Tensor] = []
     losses: list[torch.Tensor] = []
     inputs: list[torch.Tensor] = []
+    labelled: bool | None = None  # the batches carry targets (y None: unlabelled images)
     with evaluating(learn.model):
         for xb, yb in _pairs(dl):
+            if labelled is None:
+                labelled = yb is not None
+            if labelled != (yb is not None):
+                raise ValueError("dl yielded batches with targets and batches with y None")
+            if not labelled and per_item is not None:
+                raise ValueError("with_loss needs targets, but the batches of dl have y None")
+            if isinstance(xb, torch.Tensor) and not xb.is_floating_point():
+                raise TypeError(
+                    f"x should be float images as the model takes them (normalized: "
+                    f"learn.data.preprocess(files) makes them), got dtype {xb.dtype}"
+                )
             out = forward(learn, xb).float()
-            if out.dim() != 2 or out.shape[0] != yb.shape[0]:
+            n = xb.shape[0] if yb is None else yb.shape[0]
+            if out.dim() != 2 or out.shape[0] != n:
                 raise ValueError(
-                    f"the model should return Tensor[B, c] for a batch of B = "
-                    f"{yb.shape[0]}, got shape {tuple(out.shape)}"
+                    f"the model should return Tensor[B, c] for a batch of B = {n}, got "
+                    f"shape {tuple(out.shape)}"
                 )
             outs.append(out)
-            targs.append(yb)
+            if labelled:
+                targs.append(yb)
             if per_item is not None:
                 loss = per_item(out, yb)
                 if loss.shape != yb.shape[:1]:
@@ -143,7 +159,7 @@ def get_preds(
     if raw is None:
         raise ValueError(f"{source} yielded no batch")
     probs = (torch.softmax(raw, dim=-1) if act is None else act(raw)).float().cpu()
-    res = [probs, targ.cpu()]
+    res = [probs, None if targ is None else targ.cpu()]
     if with_loss:
         res.append(loss.cpu())
     if with_input:
@@ -154,7 +170,7 @@ def get_preds(
                 f"dl's batch_indices() name {len(order)} items but it yielded {len(probs)}"
             )
         perm = torch.argsort(order)
-        res = [r[perm] for r in res]
+        res = [None if r is None else r[perm] for r in res]
     return tuple(res)
 
 

@@ -338,3 +338,21 @@ def test_validate_bad_arguments():
         learn.validate(dl=[1])
     with pytest.raises(TypeError, match="dl should be an iterable"):
         learn.validate(dl=3)
+
+
+def test_unlabelled_batches_give_no_targets():
+    """get_preds(dl=[(x, None), ...]) for images without labels (fastai v2's test_dl gives
+    None targets): it raised AttributeError on None.shape."""
+    learn = make_learner()
+    x, y = valid_xy(learn)
+    labelled = learn.get_preds(dl=[(x[:3], y[:3]), (x[3:], y[3:])])
+    probs, targs = learn.get_preds(dl=[(x[:3], None), (x[3:], None)])
+    assert targs is None and torch.equal(probs, labelled[0])
+    inputs, probs, targs = learn.get_preds(dl=[(x, None)], with_input=True)
+    assert targs is None and torch.equal(inputs, x.cpu())
+    with pytest.raises(ValueError, match="with_loss needs targets"):
+        learn.get_preds(dl=[(x, None)], with_loss=True)
+    with pytest.raises(ValueError, match="batches with targets and batches with y None"):
+        learn.get_preds(dl=[(x[:3], y[:3]), (x[3:], None)])
+    with pytest.raises(TypeError, match="x should be float images .* got dtype torch.uint8"):
+        learn.get_preds(dl=[(x.to(torch.uint8), y)])
