@@ -208,6 +208,12 @@ def validate(
 def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[Iterable[Any], str]:
     """The loader of a pass (`dl`, else the one of ds_type: `_preds_dl`) and how errors name
     it."""
+    if ds_type == "test":
+        raise ValueError(
+            "ds_type 'test': there is no unlabelled test set here (fastai v1's add_test); "
+            "classify files with learn.predict, or pass get_preds(dl=[(x, None), ...]) with x "
+            "from learn.data.preprocess(files)"
+        )
     if ds_type not in ("valid", "train"):
         raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
     if dl is None:

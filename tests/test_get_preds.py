@@ -330,7 +330,7 @@ def test_validate_equals_the_epoch_table_and_a_manual_pass(precision):
 
 def test_validate_bad_arguments():
     learn = make_learner()
-    with pytest.raises(ValueError, match="ds_type should be 'valid' or 'train', got 'test'"):
+    with pytest.raises(ValueError, match="ds_type 'test': there is no unlabelled test set"):
         learn.validate("test")
     with pytest.raises(ValueError, match="the given dl yielded no batch"):
         learn.validate(dl=[])
@@ -356,3 +356,13 @@ def test_unlabelled_batches_give_no_targets():
         learn.get_preds(dl=[(x[:3], y[:3]), (x[3:], None)])
     with pytest.raises(TypeError, match="x should be float images .* got dtype torch.uint8"):
         learn.get_preds(dl=[(x.to(torch.uint8), y)])
+
+
+def test_the_v1_test_set_name_says_what_to_do():
+    from fastcore_ext.data import DatasetType
+
+    learn = make_learner()
+    with pytest.raises(
+        ValueError, match=r"ds_type 'test': there is no unlabelled test set .*dl=\[\(x, None\)"
+    ):
+        learn.get_preds(DatasetType.Test)

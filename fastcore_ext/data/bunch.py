@@ -101,10 +101,13 @@ imagenet_stats: Stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 class DatasetType(str, Enum):
     """fastai v1's names of the data sets, for `ds_type=` (get_preds, validate, tta,
     ClassificationInterpretation.from_learner, show_batch, one_batch): each equals the string
-    this library takes ('train', 'valid'). v1's Test, Single and Fix have no counterpart."""
+    this library takes ('train', 'valid'). Test names v1's unlabelled test set, which this
+    library does not keep: get_preds says what to do instead. v1's Single and Fix have no
+    counterpart."""
 
     Train = "train"
     Valid = "valid"
+    Test = "test"
 
     def __str__(self) -> str:
         return self.value
