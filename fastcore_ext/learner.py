@@ -190,7 +190,7 @@ class Learner:
         self.progress = ProgressCallback()
         self.add_cbs([self.recorder, self.progress, TerminateOnNaN()])
         if cbs is not None:
-            self.add_cbs([cbs] if isinstance(cbs, Callback) else cbs)
+            self.add_cbs(_as_cbs(cbs))
 
         # State of the loop, readable by callbacks.
         self.epoch = 0
@@ -831,9 +831,13 @@ class Learner:
 
 
 def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
+    """`cbs` as a list of callbacks; a Callback class (``cbs=SaveModelCallback``) becomes an
+    instance with its default arguments, as fastai's add_cb makes it."""
     if cbs is None:
         return []
-    return [cbs] if isinstance(cbs, Callback) else list(cbs)
+    single = isinstance(cbs, Callback) or (isinstance(cbs, type) and issubclass(cbs, Callback))
+    listed = [cbs] if single else list(cbs)
+    return [cb() if isinstance(cb, type) and issubclass(cb, Callback) else cb for cb in listed]
 
 
 def _check_learner_args(

@@ -447,3 +447,20 @@ def test_a_callback_reads_the_learners_state_as_its_own():
         _ = cb.no_such
     cb.epoch = 7  # writing sets the callback's own
     assert cb.epoch == 7 and learn.epoch != 7
+
+
+def test_a_callback_class_is_instantiated_as_fastai_does():
+    """cbs=SaveModelCallback (the class) raised "'type' object is not iterable"."""
+    from fastcore_ext.callback import CSVLogger
+
+    learn = make_learner(cbs=CSVLogger)
+    assert any(type(cb) is CSVLogger for cb in learn.cbs)
+    seen = []
+
+    class Count(Callback):
+        def after_epoch(self):
+            seen.append(self.epoch)
+
+    learn.fit(2, cbs=Count)
+    learn.fit(1, cbs=[Count])
+    assert seen == [0, 1, 0] and not any(type(cb) is Count for cb in learn.cbs)
