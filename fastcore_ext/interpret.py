@@ -26,8 +26,8 @@ import torch
 from matplotlib.figure import Figure
 
 from fastcore_ext import ranks
-from fastcore_ext.checks import check_bool, check_int
-from fastcore_ext.plots import PlotFigure, check_figsize, finish, image_grid
+from fastcore_ext.checks import check_bool
+from fastcore_ext.plots import PlotFigure, check_figsize, finish, grid_cells, image_grid
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport"]
 
@@ -277,11 +277,9 @@ class ClassificationInterpretation:
         has at least `heatmap_thresh` cells. Saved as 'top_losses.png'
         ('top_losses_smallest.png'). Returns the Figure."""
         k = self._check_k(k)
-        for name, value in (("nrows", nrows), ("ncols", ncols)):
-            if value is not None:
-                check_int(name, value, 1)
-        if nrows is not None and ncols is not None:
-            k = min(k, nrows * ncols)
+        cells = grid_cells(nrows, ncols)
+        if cells is not None:
+            k = min(k, cells)
         check_bool("heatmap", heatmap)
         if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
             raise ValueError(f"alpha should be a number in [0, 1], got {alpha!r}")

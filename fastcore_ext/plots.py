@@ -46,6 +46,7 @@ __all__ = [
     "autosave",
     "check_figsize",
     "finish",
+    "grid_cells",
     "image_grid",
     "in_notebook",
     "keep_out_of",
@@ -186,6 +187,15 @@ def save_png(fig: Figure, path: str | os.PathLike) -> Path:
     return path
 
 
+def grid_cells(nrows: int | None, ncols: int | None) -> int | None:
+    """fastai v2's nrows / ncols of an image grid, checked: the number of cells when both are
+    given (the most images such a grid shows), else None."""
+    for name, value in (("nrows", nrows), ("ncols", ncols)):
+        if value is not None:
+            check_int(name, value, 1)
+    return nrows * ncols if nrows is not None and ncols is not None else None
+
+
 def image_grid(
     k: int,
     figsize: tuple[float, float] | None,
@@ -201,12 +211,10 @@ def image_grid(
     cells); nrows rows of ceil(k / nrows) columns; ncols columns of ceil(k / ncols) rows;
     neither: ceil(sqrt(k)) columns (fastai v1's near-square grid) of ceil(k / columns) rows.
     figsize None: `cell` (width, height) inches per image, at least 4 x 3 in all."""
-    for name, value in (("nrows", nrows), ("ncols", ncols)):
-        if value is not None:
-            check_int(name, value, 1)
-    if nrows is not None and ncols is not None:
+    cells = grid_cells(nrows, ncols)
+    if cells is not None:
         rows, cols = nrows, ncols
-        if rows * cols < k:
+        if cells < k:
             raise ValueError(
                 f"nrows, ncols: a {rows} x {cols} grid has fewer than the {k} cells asked for"
             )

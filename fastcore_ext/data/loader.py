@@ -63,7 +63,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fastcore_ext.augment import augment_batch, epoch_generator
 from fastcore_ext.checks import check_bool, check_int
-from fastcore_ext.plots import PlotFigure, finish, image_grid
+from fastcore_ext.plots import PlotFigure, finish, grid_cells, image_grid
 from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
@@ -636,9 +636,7 @@ class DeviceDataLoader:
         does not advance. Returns the Figure; outside a notebook also saved as
         ``<plot dir>/show_batch_<train|valid>[_unique].png`` (see fastcore_ext.plots)."""
         max_n = check_int("max_n", max_n, 1)
-        for name, value in (("nrows", nrows), ("ncols", ncols)):
-            if value is not None:
-                check_int(name, value, 1)
+        cells = grid_cells(nrows, ncols)
         check_bool("unique", unique)
         epoch = self._epoch
         generator = self._generator(epoch)
@@ -653,9 +651,7 @@ class DeviceDataLoader:
                 f"augmentation, and this is {why}: pass unique=False, or call it on a "
                 "training loader with augmentation (get_transforms() / aug_transforms())"
             )
-        n = min(max_n, self.bs)
-        if nrows is not None and ncols is not None:
-            n = min(n, nrows * ncols)
+        n = min(max_n, self.bs, cells or max_n)
         x, idx, bad = self._host_batch(self.batch_indices(epoch)[0], self.window_draws(epoch))
         self._bad.update(bad)
         if not len(idx):
