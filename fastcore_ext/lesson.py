@@ -264,7 +264,6 @@ class _Run:
     stage: str | None = None
     data: str | None = None
     pretrained: bool | None = None
-    epochs_done: int = 0
     error_rate: float | None = None
     valid_loss: float | None = None
 
@@ -577,8 +576,7 @@ def _fit_stage(
 
 
 def _record_last_epoch(learn: Learner, run: _Run) -> None:
-    """The run's epoch count and error rate from the learner's last completed epoch."""
-    run.epochs_done = learn.epochs_trained
+    """The run's error rate and validation loss from the learner's last completed epoch."""
     rec = learn.recorder
     if rec.metrics and rec.metrics[-1]:
         run.error_rate = rec.metrics[-1][0]
@@ -649,7 +647,7 @@ def _summary(
         precision=learn.precision,
         epochs=config.epochs,
         unfreeze_epochs=config.unfreeze_epochs,
-        epochs_done=run.epochs_done,
+        epochs_done=learn.epochs_trained,
         learning_rates=run.lrs,
         final_error_rate=run.error_rate,
         final_valid_loss=run.valid_loss,
@@ -690,7 +688,7 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
             _train_stages(config, learn, run, loggers)
             confused = _interpret(learn, run)
     except KeyboardInterrupt:
-        _record_last_epoch(learn, run)  # the epochs completed before the Ctrl-C
+        _record_last_epoch(learn, run)  # of the last epoch completed before the Ctrl-C
         with _sigint_ignored():
             if run.writes:
                 print("Saving the model (a second Ctrl-C waits for it) ...", flush=True)
