@@ -21,13 +21,12 @@ of data epoch e from (data seed, e) (a learner's fit draws data epochs after tho
 earlier fits: "epochs_trained" puts a resumed fit where the saving one was), and dropout
 draws from torch's global generator, which loading puts back where the saving run had it.
 
-`atomic_save(obj, path)` never leaves a half-written file under `path`: the bytes go to a
-temporary file in the same folder (``.<name>.<pid>.<random>.tmp``), are flushed and
-fsync'ed, and the temporary file is renamed over `path` with `os.replace` (atomic on POSIX
-and Windows). An exception or a KeyboardInterrupt during the write removes the temporary
-file and leaves the previous `path` as it was. A process killed outright (SIGKILL, power
-loss) can leave its temporary file behind, never a damaged `path`; the next save to the same
-name removes temporaries whose process is gone.
+`atomic_save(obj, path)` never leaves a half-written file under `path` (`files.atomic_write`:
+the bytes go to a temporary file in the same folder, fsync'ed, then renamed over `path`). An
+exception or a KeyboardInterrupt during the write removes the temporary file and leaves the
+previous `path` as it was. A process killed outright (SIGKILL, power loss) can leave its
+temporary file behind, never a damaged `path`; the next save to the same name removes
+temporaries whose process is gone.
 
 In a distributed run (fastcore_ext.distributed) every process calls `atomic_save`; rank 0
 writes and the others wait for it at a barrier, so that any process can read the file next.
@@ -46,11 +45,8 @@ as tensors and plain values only, so a checkpoint holding them loads with
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
 import random
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fastcore_ext.files import match_mode
+from fastcore_ext.files import atomic_write
 from fastcore_ext.integrity import DamagedFileError, add_checksums, verify
 from fastcore_ext.ranks import barrier, is_main_process
 
@@ -87,39 +83,6 @@ def _serialize(obj: Any, f: BinaryIO) -> None:
     torch.save(obj, f)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete ``.<name>.<pid>.*.tmp`` files next to `path` left by processes that died."""
-    prefix = f".{path.name}."
-    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = tmp.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX; a no-op where directories can't be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """Write `obj` with torch.save to `path` atomically (see the module docstring); create
     the folder if needed. Returns `path` as a Path. Under several processes: rank 0 writes,
@@ -129,24 +92,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     if not is_main_process():
         barrier()
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
-    try:
-        match_mode(fd)
-        with os.fdopen(fd, "w+b") as f:
-            _serialize(obj, f)
-            add_checksums(f, obj)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # an error or a KeyboardInterrupt: the old file stays, no temp file
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path) as f:
+        _serialize(obj, f)
+        add_checksums(f, obj)
     barrier()
     return path
 

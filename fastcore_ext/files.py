@@ -1,22 +1,35 @@
-"""Permissions of the files the library writes atomically (layer 0: imports nothing of the
-package).
+"""Atomic file writes, for every file the library writes (layer 0: imports nothing of the
+package): a saved model or export, a plot, an image `verify_images` shrinks, downloaded
+weights.
 
-Every file is first written to a temporary name from `tempfile.mkstemp`, which creates it
-readable by its owner only (0600), then renamed over the target. `match_mode` gives the
-temporary file the permissions a plain `open(path, "w")` would have given the target (0666
-less the process umask: usually 0644), or those of the file it replaces, so a saved model,
-an export or a plot can be read by whoever could read the folder, and an image rewritten in a
-user's data set keeps its own mode.
+`atomic_write(path)` gives an open temporary file beside `path`; once the block ends without
+an error, the data is flushed to disk, the file renamed over `path` (`os.replace`: atomic on
+POSIX), and the rename made durable (the folder fsync'ed). On any error, Ctrl-C included,
+the temporary file is removed and `path` is left as it was: a crash mid-save never leaves a
+half-written file under the real name. Temporary files are named ``.<name>.<pid>.<random>.tmp``;
+one that a process which died (killed, power loss) left behind is removed by the next write
+of the same file.
+
+`tempfile.mkstemp` creates the temporary file readable by its owner only (0600); `match_mode`
+gives it the permissions a plain `open(path, "w")` would give (those of the file replaced,
+else 0666 less the process umask: usually 0644), so a saved model, an export or a plot can be
+read by whoever could read the folder, and an image rewritten in a user's data set keeps its
+own mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import glob
 import os
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["match_mode", "umask"]
+__all__ = ["atomic_write", "match_mode", "umask"]
 
 
 @functools.cache
@@ -44,3 +57,65 @@ def match_mode(fd: int, replaces: str | os.PathLike | None = None) -> None:
         except FileNotFoundError:
             pass
     os.fchmod(fd, mode)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the ``.<name>.<pid>.*.tmp`` files beside `path` that processes which died left."""
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX; a no-op where directories can't be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike, mode_of: str | os.PathLike | None = None
+) -> Iterator[BinaryIO]:
+    """Write `path` atomically (see the module docstring): yields a temporary file opened
+    "w+b" in `path`'s folder (created if needed), renamed over `path` when the block ends
+    without an error, removed otherwise. The file keeps the mode of the file it replaces;
+    a new file gets that of `mode_of` when given (an image shrunk into another folder keeps
+    its own), else a new file's."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+    )
+    try:
+        match_mode(fd, path if path.exists() else mode_of)
+        with os.fdopen(fd, "w+b") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # an error or a KeyboardInterrupt: the old file stays, no temp file
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)

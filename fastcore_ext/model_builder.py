@@ -23,7 +23,6 @@ import os
 import pickle
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ import torchvision.models as models
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from fastcore_ext.files import match_mode
+from fastcore_ext.files import atomic_write
 
 __all__ = [
     "AdaptiveConcatPool2d",
@@ -138,24 +137,16 @@ def _download(url: str, dst: Path, timeout: float) -> None:
     """Fetch url into dst through a temporary file in dst's folder (renamed at the end, so
     an interrupted download leaves nothing behind); check the sha256 prefix that
     torchvision puts in its file names."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
     match = re.search(r"-([a-f0-9]+)\.", dst.name)
     sha = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".partial")
-    try:
-        match_mode(fd)
-        opener = urllib.request.build_opener()  # reads the proxy settings of this moment
-        print(f"Downloading {url} to {dst}", file=sys.stderr)
-        with os.fdopen(fd, "wb") as f, opener.open(url, timeout=timeout) as r:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-                sha.update(chunk)
+    opener = urllib.request.build_opener()  # reads the proxy settings of this moment
+    print(f"Downloading {url} to {dst}", file=sys.stderr)
+    with atomic_write(dst) as f, opener.open(url, timeout=timeout) as r:
+        while chunk := r.read(1 << 20):
+            f.write(chunk)
+            sha.update(chunk)
         if match and not sha.hexdigest().startswith(match.group(1)):
             raise OSError(f"checksum mismatch: sha256 does not start with {match.group(1)}")
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _fetch_weights(weights: WeightsEnum, arch_name: str) -> None:

@@ -31,14 +31,13 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from fastcore_ext.checks import check_int
-from fastcore_ext.files import match_mode
+from fastcore_ext.files import atomic_write
 from fastcore_ext.ranks import is_main_process
 
 __all__ = [
@@ -168,22 +167,11 @@ def plot_dir() -> Path | None:
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write `fig` as a PNG of figsize * dpi pixels at `path`, atomically: a temporary file in
-    the same folder, renamed over `path` only once complete (removed on any failure).
-    Creates the folder. Returns the path."""
+    """Write `fig` as a PNG of figsize * dpi pixels at `path`, atomically
+    (`files.atomic_write`). Creates the folder. Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png.tmp")
-    try:
-        match_mode(fd)
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=fig.dpi)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=fig.dpi)
     return path
 
 

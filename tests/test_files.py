@@ -73,3 +73,50 @@ def test_a_saved_checkpoint_is_readable_as_any_new_file(tmp_path):
 
     path = atomic_save({"w": torch.zeros(3)}, tmp_path / "m.pth")
     assert _mode(path) == 0o666 & ~files.umask()
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "sub" / "f.bin"
+    with files.atomic_write(path) as f:
+        f.write(b"first")
+    assert path.read_bytes() == b"first"
+    for exc in (RuntimeError("disk full"), KeyboardInterrupt()):
+        try:
+            with files.atomic_write(path) as f:
+                f.write(b"half of the seco")
+                raise exc
+        except (RuntimeError, KeyboardInterrupt) as e:
+            assert e is exc
+        assert path.read_bytes() == b"first"  # the old file, untouched
+        assert sorted(p.name for p in path.parent.iterdir()) == ["f.bin"]  # no temporary
+
+
+def test_atomic_write_keeps_the_replaced_files_mode_else_mode_of(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    with files.atomic_write(path, mode_of=tmp_path / "missing") as f:
+        f.write(b"new")
+    assert _mode(path) == 0o640
+    src = tmp_path / "src"
+    src.write_bytes(b"")
+    src.chmod(0o604)
+    with files.atomic_write(tmp_path / "new.bin", mode_of=src) as f:
+        f.write(b"x")
+    assert _mode(tmp_path / "new.bin") == 0o604
+
+
+def test_atomic_write_removes_temporaries_of_dead_processes_only(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".f.bin.{dead}.abc.tmp"
+    live = tmp_path / f".f.bin.{os.getppid()}.abc.tmp"  # our parent: alive
+    other = tmp_path / f".g.bin.{dead}.abc.tmp"  # another file's
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    with files.atomic_write(tmp_path / "f.bin") as f:
+        f.write(b"x")
+    assert not stale.exists() and live.exists() and other.exists()

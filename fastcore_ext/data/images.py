@@ -23,7 +23,6 @@ strides, which is also the layout of the collated batches.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from fastcore_ext.files import match_mode
+from fastcore_ext.files import atomic_write
 
 from .items import get_image_files
 
@@ -381,7 +380,7 @@ def verify_images(
 
 def _shrink(path: Path, max_size: int, dest: Path) -> None:
     """`verify_images(max_size=...)` for one readable file: resized into `path.parent / dest`
-    when its longer side exceeds max_size (atomically: a temporary file, then os.replace)."""
+    when its longer side exceeds max_size (atomically: files.atomic_write)."""
     with Image.open(path) as img:
         fmt = img.format
         if max(img.size) <= max_size and dest == Path("."):
@@ -394,14 +393,5 @@ def _shrink(path: Path, max_size: int, dest: Path) -> None:
         shrunk = shrunk.resize(size, Image.BILINEAR)
     if fmt == "JPEG" and shrunk.mode not in ("RGB", "L", "CMYK"):
         shrunk = shrunk.convert("RGB")
-    target = path.parent / dest / path.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
-    try:
-        match_mode(fd, replaces=target if target.exists() else path)
-        with os.fdopen(fd, "wb") as f:
-            shrunk.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path.parent / dest / path.name, mode_of=path) as f:
+        shrunk.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
