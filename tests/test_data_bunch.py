@@ -559,13 +559,15 @@ def test_show_batch_errors(root):
         _v2(root).train.show_batch(unique=True)
 
 
-def test_show_batch_of_an_unreadable_first_batch(same_image_root, tmp_path):
+def test_show_batch_and_one_batch_of_an_unreadable_first_batch(same_image_root, tmp_path):
     tree = tmp_path / "t"
     shutil.copytree(same_image_root, tree)
     bad = break_images(sorted((tree / "valid").rglob("*.png"))[:3])
     b = ImageDataBunch.from_folder(tree, ds_tfms=None, size=24, bs=4, val_bs=2, num_workers=0)
     with pytest.raises(BadImageError, match="every image of the first batch is unreadable"):
         b.valid.show_batch()
+    with pytest.raises(BadImageError, match="every image of the first batch is unreadable"):
+        b.one_batch("valid")  # an empty batch was returned without a word
     assert b.bad_items == bad[:2]
 
 

@@ -608,12 +608,22 @@ class DeviceDataLoader:
     def one_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first batch of the next epoch (same values a pass would give, unreadable files
         left out), decoded in this process; the epoch does not advance."""
-        x, idx, bad = self._host_batch(
-            self.batch_indices(self._epoch)[0], self.window_draws(self._epoch)
-        )
+        return self._first_batch(unique=False)
+
+    def _first_batch(self, unique: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """one_batch; unique=True: the first readable image in every place of the batch
+        before the augmentation (show_batch's unique)."""
+        epoch = self._epoch
+        x, idx, bad = self._host_batch(self.batch_indices(epoch)[0], self.window_draws(epoch))
         self._bad.update(bad)
+        if not len(idx):
+            names = ", ".join(str(self.dataset.items[i]) for i in bad)
+            raise BadImageError(f"every image of the first batch is unreadable ({names})")
         x, y = self._move(x, idx)
-        return self.augment(x, self._generator(self._epoch)), y
+        if unique:
+            x = x[:1].expand(len(x), -1, -1, -1).contiguous(memory_format=torch.channels_last)
+            y = y[:1].expand(len(y))
+        return self.augment(x, self._generator(epoch)), y
 
     def show_batch(
         self,
@@ -638,9 +648,7 @@ class DeviceDataLoader:
         max_n = check_int("max_n", max_n, 1)
         cells = grid_cells(nrows, ncols)
         check_bool("unique", unique)
-        epoch = self._epoch
-        generator = self._generator(epoch)
-        if unique and generator is None:
+        if unique and self._generator(self._epoch) is None:
             why = (
                 "a training loader built without an AugmentSpec"
                 if self.train
@@ -652,18 +660,8 @@ class DeviceDataLoader:
                 "training loader with augmentation (get_transforms() / aug_transforms())"
             )
         n = min(max_n, self.bs, cells or max_n)
-        x, idx, bad = self._host_batch(self.batch_indices(epoch)[0], self.window_draws(epoch))
-        self._bad.update(bad)
-        if not len(idx):
-            names = ", ".join(str(self.dataset.items[i]) for i in bad)
-            raise BadImageError(
-                f"show_batch: every image of the first batch is unreadable ({names})"
-            )
-        x, y = self._move(x, idx)
-        if unique:
-            x = x[:1].expand(len(x), -1, -1, -1).contiguous(memory_format=torch.channels_last)
-            y = y[:1].expand(len(y))
-        x, y = self.augment(x, generator)[:n].float(), y[:n].tolist()
+        x, y = self._first_batch(unique)
+        x, y = x[:n].float(), y[:n].tolist()
         images = denormalize(x, self.stats).permute(0, 2, 3, 1).cpu().numpy()
         titles = [self.dataset.classes[k] for k in y]
         fig, axes, _ = image_grid(len(titles), figsize, titles, (7 / 3, 28 / 15), nrows, ncols)
