@@ -607,8 +607,12 @@ class Learner:
     def freeze_to(self, n: int) -> None:
         """Freeze the layer groups before index n (negative n counts from the end) and make
         the others trainable, normalization layers excepted (fastai's train_bn): frozen
-        parameters get no gradient and no step (fastcore_ext.layer_groups.freeze_to)."""
+        parameters get no gradient and no step (fastcore_ext.layer_groups.freeze_to). The
+        optimizer's per-parameter state (Adam's moments and step counts, SGD's momentum) is
+        cleared, as fastai's freeze_to does (`opt.clear_state()`): the stage after
+        `unfreeze()` starts its moments afresh. The one-cycle position is not state."""
         lg.freeze_to(self.layer_groups, n, self._norm_params)
+        self.opt.state.clear()
 
     def freeze(self) -> None:
         """Train only the last layer group (plus normalization layers everywhere)."""

@@ -8,7 +8,9 @@ code BEFORE the restructure (the Learner of 1,100 lines), by running this file a
 `PYTHONPATH=.:tests python tests/test_seeded_fit.py --record` (resnet_fit is unchanged since;
 small_fit was recorded again, the same way, when a learner's later fits began to draw new data
 epochs instead of repeating the first fit's: its three fits after lr_find now see data epochs
-0, 1-2 and 3 instead of 0, 0-1 and 0; the "cpu_capability" entry was added by hand first). The
+0, 1-2 and 3 instead of 0, 0-1 and 0; and again when freeze_to began to clear the
+optimizer's per-parameter state as fastai's does: its unfreeze() now starts the moments
+afresh; the "cpu_capability" entry was added by hand first). The
 test reruns the same procedure with the current code and compares. Float results depend on
 torch's kernels, so the fingerprint is tied to the torch version and the CPU it was recorded
 with (torch 2.14.1+cu130 on an AMD EPYC Zen 4, where torch uses its AVX512 kernels): the
