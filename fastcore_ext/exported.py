@@ -102,7 +102,10 @@ def load_learner(
     GPU when there is one. The file is read with torch.load(weights_only=True); the model is
     rebuilt from its description (no download) and gets the file's weights. The learner is
     in eval mode and predicts with `predict`; it has no training or validation data
-    (`fit` refuses; get_preds and validate take a `dl`); its path is the file's folder."""
+    (`fit` refuses; get_preds and validate take a `dl`); its path is the file's folder.
+    Precision: that of the exporting learner where this device runs it (an fp32 export
+    predicts in fp32; fp16 on a GPU), else 'auto' (bf16 where the device runs it natively:
+    a bf16 export loaded on a CPU without bf16 units predicts in fp32)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path should be a str or Path, got {type(path).__name__}")
     file = Path(path)
@@ -138,7 +141,11 @@ def load_learner(
         device,
         file.parent,
     )
-    learn = Learner(data, model, path=file.parent)
+    exported = description.get("precision")  # predict as the exporting learner did
+    precision = (
+        exported if exported == "fp32" or (exported, device.type) == ("fp16", "cuda") else "auto"
+    )
+    learn = Learner(data, model, path=file.parent, precision=precision)
     mixed_precision.features_trained(learn)  # trained weights: no float32 epochs before bf16
     if device.type == "cuda":
         learn.to_channels_last()

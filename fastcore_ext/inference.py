@@ -29,6 +29,7 @@ from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.data import BadImageError, DeviceDataLoader
 from fastcore_ext.plots import finish, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
+from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -63,12 +64,13 @@ def evaluating(model: nn.Module) -> Iterator[None]:
 
 def forward(learn: Learner, xb: torch.Tensor) -> torch.Tensor:
     """The model call of every inference pass: Tensor[B, C, H, W] in the learner's memory
-    format, in its precision -> Tensor[B, c]. The caller holds `evaluating`."""
+    format, in its precision -> float32 Tensor[B, c] (the loss of validation sees float32
+    predictions, as training's: MixedPrecision.after_pred). The caller holds `evaluating`."""
     if learn.channels_last and xb.dim() == 4:
         xb = xb.contiguous(memory_format=torch.channels_last)
     model = learn.compiled if learn.compiled is not None else learn.model
     with learn.autocast():
-        return model(xb)
+        return model(xb).float()
 
 
 def get_preds(
@@ -89,7 +91,8 @@ def get_preds(
     drop_last, but through the training loader's transforms: random augmentation seeded
     from (seed, epoch) of the loader's next epoch, which does not advance; fastai's
     choice. Pass `dl` for an un-augmented pass). Needs a loader with `shuffle` and
-    `drop_last` attributes (fastcore_ext.data's DeviceDataLoader).
+    `drop_last` attributes (fastcore_ext.data's DeviceDataLoader). Unreadable image files
+    have no row (the others keep their order), and a warning says how many.
     with_loss: also return per-item losses: the learner's loss_func with
     reduction='none' (an nn loss module with a `reduction` attribute, or
     F.cross_entropy / F.nll_loss), on the raw outputs in float32.
@@ -110,6 +113,7 @@ def get_preds(
         check_bool(name, flag)
     if act is not None and not callable(act):
         raise TypeError(f"act should be a callable or None, got {type(act).__name__}")
+    own_loader = dl is None
     dl, source = _pass_dl(learn, ds_type, dl)
     per_item = _per_item_loss_func(learn.loss_func) if with_loss else None
     order = _pass_order(dl) if reorder else None
@@ -131,7 +135,7 @@ def get_preds(
                     f"x should be float images as the model takes them (normalized: "
                     f"learn.data.preprocess(files) makes them), got dtype {xb.dtype}"
                 )
-            out = forward(learn, xb).float()
+            out = forward(learn, xb)
             n = xb.shape[0] if yb is None else yb.shape[0]
             if out.dim() != 2 or out.shape[0] != n:
                 raise ValueError(
@@ -171,6 +175,13 @@ def get_preds(
             )
         perm = torch.argsort(order)
         res = [None if r is None else r[perm] for r in res]
+    n_items = len(getattr(dl, "dataset", ())) if own_loader else 0
+    if len(probs) < n_items:
+        warn_user(
+            f"get_preds: {n_items - len(probs)} of the {n_items} {ds_type} images are unreadable "
+            f"and have no row (data.bad_items names them); the {len(probs)} rows are the other "
+            f"items, in {ds_type}_ds order"
+        )
     return tuple(res)
 
 
@@ -311,7 +322,7 @@ def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
     x = preprocess(item)  # (1, 3, S, S)
     with evaluating(learn.model):
         logits = forward(learn, x)
-    probs = torch.softmax(logits.float(), dim=1)[0].cpu()  # a normal tensor, made outside
+    probs = torch.softmax(logits, dim=1)[0].cpu()  # a normal tensor, made outside
     idx = int(probs.argmax())
     return learn.data.classes[idx], idx, probs
 
@@ -361,7 +372,7 @@ def show_results(
     targets = [label for _, _, label in found]
     x = data.preprocess([image for _, image, _ in found])
     with evaluating(learn.model):
-        preds = forward(learn, x).float().argmax(dim=1).tolist()
+        preds = forward(learn, x).argmax(dim=1).tolist()
     images = data.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
     classes = [str(c) for c in data.classes]
     titles = [f"{classes[a]}\n{classes[p]}" for a, p in zip(targets, preds, strict=True)]

@@ -128,9 +128,10 @@ class Callback:
     order: int = 0
     run_train: bool = True
     run_valid: bool = True
+    learn: Learner | None = None  # also for a subclass whose __init__ skips super().__init__()
 
     def __init__(self) -> None:
-        self.learn: Learner | None = None
+        self.learn = None
 
     @property
     def name(self) -> str:

@@ -231,6 +231,12 @@ class MixedPrecision(Callback):
                 f"images avoid it (fastcore_ext.callback.mixed_precision)"
             )
 
+    def after_pred(self) -> None:
+        """The loss sees float32 predictions, as fastai's MixedPrecision.after_pred makes them:
+        autocast leaves ops such as log_softmax in bfloat16 on the CPU, so a loss like
+        LabelSmoothingCrossEntropy would otherwise be computed (and differentiated) in bf16."""
+        self.learn.pred = self.learn.pred.float()
+
     def after_fit(self) -> None:
         self.fp32_fit = self.fp32_epoch = False
 

@@ -1,0 +1,113 @@
+"""Places where the Learner now does what fastai 2.8.12 does, found by comparing the two
+numerically: freezing clears the optimizer state, the loss sees float32 predictions under
+mixed precision, an exported learner predicts in its own precision, get_preds says when
+unreadable images have no row, and a callback may skip ``super().__init__()``."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import pytest
+import torch
+from fakes import break_images, make_learner
+from torch import nn
+
+from fastcore_ext.callback import Callback
+from fastcore_ext.callback.mixed_precision import auto_precision
+from fastcore_ext.data import ImageDataBunch, demo_dataset
+from fastcore_ext.exported import load_learner
+from fastcore_ext.losses import LabelSmoothingCrossEntropy
+from fastcore_ext.vision import create_cnn, models
+
+
+def test_unfreeze_starts_the_optimizer_moments_afresh_as_fastai():
+    """fastai's freeze_to ends with opt.clear_state(): the stage after unfreeze() does not
+    carry stage 1's Adam moments (the head's moments came from the frozen body's features)."""
+    learn = make_learner()
+    learn.freeze()
+    learn.fit_one_cycle(1, 1e-2)
+    assert learn.opt.state
+    learn.unfreeze()
+    assert not learn.opt.state
+    learn.freeze_to(1)
+    learn.fit(1, 1e-3)
+    learn.freeze_to(0)
+    assert not learn.opt.state
+
+
+class _Recording(LabelSmoothingCrossEntropy):
+    """Label smoothing that records the dtype of the predictions it gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.dtypes.append(pred.dtype)
+        return super().forward(pred, target)
+
+
+def test_under_bf16_the_loss_sees_float32_predictions():
+    """fastai's MixedPrecision.after_pred: to_float(pred). CPU autocast leaves log_softmax in
+    bf16, so a label-smoothing loss was computed in bf16: validate() (0.1 % off) differed
+    from the mean of get_preds' per-item losses."""
+    loss = _Recording()
+    learn = make_learner(loss_func=loss, precision="bf16")
+    learn.fit(1, 1e-2)
+    assert set(loss.dtypes) == {torch.float32}  # training and validation batches
+    _, _, per_item = learn.get_preds(with_loss=True)
+    assert learn.validate()[0] == pytest.approx(per_item.mean().item(), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def demo_bunch(tmp_path_factory):
+    folder = demo_dataset(tmp_path_factory.mktemp("d") / "demo", n_per_class=4, size=32)
+    return ImageDataBunch.from_folder(folder, size=16, bs=8, num_workers=0, seed=2)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_load_learner_predicts_in_the_exported_precision(demo_bunch, tmp_path, precision):
+    learn = create_cnn(
+        demo_bunch, models.resnet18, pretrained=False, lin_ftrs=[16], path=tmp_path,
+        precision=precision,
+    )  # fmt: skip
+    learn.export()
+    loaded = load_learner(tmp_path)
+    # bf16 where this CPU runs it natively (as the exporting learner), else fp32
+    assert loaded.precision == (precision if precision == "fp32" else auto_precision("cpu")[0])
+    item = demo_bunch.valid_ds.items[0]
+    if loaded.precision == learn.precision:
+        assert torch.equal(loaded.predict(item)[2], learn.predict(item)[2])
+
+
+def test_get_preds_says_when_unreadable_images_have_no_row(tmp_path):
+    folder = demo_dataset(tmp_path / "demo", n_per_class=4, size=32)
+    bad = break_images(sorted((folder / "valid").rglob("*.jpg"))[:3])
+    data = ImageDataBunch.from_folder(folder, size=16, bs=8, num_workers=0, seed=2)
+    learn = make_learner(data=data, model=nn.Sequential(nn.Flatten(), nn.Linear(768, data.c)),
+                         splitter=lambda m: [m])  # fmt: skip
+    n = len(data.valid_ds)
+    for _ in range(2):  # every pass says so (the loader warns once per file)
+        with pytest.warns(UserWarning, match=rf"get_preds: 3 of the {n} valid images are unread"):
+            probs, targets = learn.get_preds()
+        assert len(probs) == len(targets) == n - 3
+    assert sorted(data.bad_items) == sorted(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        learn.get_preds(dl=[(torch.zeros(2, 3, 16, 16), None)])  # the caller's own batches
+
+
+def test_a_callback_whose_init_skips_super_init_can_be_added():
+    class Shadow(Callback):
+        def __init__(self, every: int) -> None:  # fastai allows this: learn is a class attribute
+            self.every, self.seen = every, 0
+
+        def after_batch(self) -> None:
+            self.seen += 1
+
+    cb = Shadow(2)
+    learn = make_learner(cbs=[cb])
+    learn.progress.stream = io.StringIO()
+    learn.fit(1)
+    assert cb.seen == len(learn.data.train_dl) + len(learn.data.valid_dl)
