@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from fastcore_ext.data import BadImageError, load_image, presize, to_rgb, verify_images
 from fastcore_ext.data import images as images_mod
-from fastcore_ext.data.images import presize_whole, window_origins
+from fastcore_ext.data.images import presize_whole, resize_method, window_origins
 
 
 @pytest.fixture
@@ -212,6 +212,50 @@ def test_presize_squish_keeps_everything():
     assert (out[0, :, :9] == 255).all() and (out[0, :, 12:] == 0).all()
     with pytest.raises(ValueError, match="method: expected one of"):
         presize(img, 30, method="pad")
+
+
+def test_presize_pad_zeros_fits_the_long_side_and_pads_with_zero_rows():
+    img = torch.full((3, 20, 40), 200, dtype=torch.uint8)  # 2:1, landscape
+    out = presize(img, 32, method="pad-zeros")  # resized to 16 x 32, 8 rows of zeros each side
+    assert out.shape == (3, 32, 32)
+    assert (out[:, :8] == 0).all() and (out[:, 24:] == 0).all()
+    assert (out[:, 8:24] == 200).all()
+    tall = presize_whole(img.transpose(1, 2), 32, "pad-zeros")  # portrait: zero columns
+    assert (tall[:, :, :8] == 0).all() and (tall[:, :, 24:] == 0).all()
+    assert (tall[:, :, 8:24] == 200).all()
+    odd = presize_whole(torch.full((3, 10, 31), 9, dtype=torch.uint8), 31, "pad-zeros")
+    assert (odd[:, :10] == 0).all() and (odd[:, 10:20] == 9).all() and (odd[:, 20:] == 0).all()
+    floats = presize_whole(img.float(), 32, "pad-zeros")  # the GPU decoder's float path
+    assert floats.dtype == torch.float32 and (floats[:, :8] == 0).all()
+
+
+def test_presize_pad_reflection_and_border_read_the_image():
+    img = torch.zeros(3, 4, 8, dtype=torch.uint8)
+    img[:, :, :] = torch.arange(4, dtype=torch.uint8)[:, None] * 10  # rows 0, 10, 20, 30
+    refl = presize_whole(img, 8, "pad-reflection")  # 2 rows above, 2 below, no resize
+    assert refl[0, :, 0].tolist() == [20, 10, 0, 10, 20, 30, 20, 10]  # numpy's 'reflect'
+    border = presize_whole(img, 8, "pad-border")
+    assert border[0, :, 0].tolist() == [0, 0, 0, 10, 20, 30, 30, 30]
+    ref = np.pad(img.numpy(), ((0, 0), (2, 2), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(refl.numpy(), ref)
+    thin = torch.arange(2, dtype=torch.uint8).reshape(1, 2, 1).expand(3, 2, 1) * 50
+    far = presize_whole(thin.contiguous(), 2, "pad-reflection")  # pad wider than the image
+    assert far.shape == (3, 2, 2)
+    wide = torch.arange(3, dtype=torch.uint8).reshape(1, 1, 3).expand(3, 1, 3).contiguous()
+    np.testing.assert_array_equal(
+        presize_whole(wide, 3, "pad-reflection")[0].numpy(),
+        np.pad(wide[0].numpy(), ((1, 1), (0, 0)), mode="reflect"),
+    )
+
+
+def test_resize_method_names_the_pad_mode():
+    assert resize_method("pad", "zeros") == "pad-zeros"
+    assert resize_method("crop", "zeros") == "crop"
+    assert resize_method("squish") == "squish"
+    with pytest.raises(ValueError, match="pad_mode: expected one of"):
+        resize_method("pad", "constant")
+    with pytest.raises(ValueError, match="method: expected one of"):
+        resize_method("fit")
 
 
 def test_presize_matches_torch_resize_and_upsamples(rgb):

@@ -9,7 +9,10 @@ from .bunch import (
     ImageDataBunch,
     ImageDataLoaders,
     Normalize,
+    PadMode,
+    RandomResizedCrop,
     Resize,
+    ResizeMethod,
     imagenet_stats,
 )
 from .cache import DecodedCache
@@ -49,7 +52,10 @@ __all__ = [
     "ItemSplit",
     "MissingPathError",
     "Normalize",
+    "PadMode",
+    "RandomResizedCrop",
     "Resize",
+    "ResizeMethod",
     "URLs",
     "cache_dir",
     "data_dir",
