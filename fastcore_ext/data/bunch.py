@@ -485,9 +485,12 @@ class ImageDataBunch:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        data_folder: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
-        keep_out_of(self.path)  # a script's plots never land among these images
+        # a script's plots never land among these images (data_folder: where they lie, when
+        # `path` is only where the learner saves, as DataBlock.dataloaders' path='.')
+        keep_out_of(self.path if data_folder is None else data_folder)
         self.device = _resolve_device(device)
         self._decode_request = decode_device
         self.decode_device = resolve_decode_device(decode_device, self.device)
