@@ -214,37 +214,44 @@ def test_presize_squish_keeps_everything():
         presize(img, 30, method="pad")
 
 
+def _resized(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    return torch.nn.functional.interpolate(img[None], hw, mode="bilinear", antialias=True)[0]
+
+
 def test_presize_pad_zeros_fits_the_long_side_and_pads_with_zero_rows():
-    img = torch.full((3, 20, 40), 200, dtype=torch.uint8)  # 2:1, landscape
+    rng = np.random.default_rng(3)
+    img = torch.from_numpy(rng.integers(1, 256, (3, 20, 40), dtype=np.uint8))  # 2:1, landscape
     out = presize(img, 32, method="pad-zeros")  # resized to 16 x 32, 8 rows of zeros each side
     assert out.shape == (3, 32, 32)
     assert (out[:, :8] == 0).all() and (out[:, 24:] == 0).all()
-    assert (out[:, 8:24] == 200).all()
-    tall = presize_whole(img.transpose(1, 2), 32, "pad-zeros")  # portrait: zero columns
+    torch.testing.assert_close(out[:, 8:24], _resized(img, (16, 32)), rtol=0, atol=0)
+    tall = presize_whole(img.transpose(1, 2).contiguous(), 32, "pad-zeros")  # zero columns
     assert (tall[:, :, :8] == 0).all() and (tall[:, :, 24:] == 0).all()
-    assert (tall[:, :, 8:24] == 200).all()
-    odd = presize_whole(torch.full((3, 10, 31), 9, dtype=torch.uint8), 31, "pad-zeros")
-    assert (odd[:, :10] == 0).all() and (odd[:, 10:20] == 9).all() and (odd[:, 20:] == 0).all()
+    torch.testing.assert_close(
+        tall[:, :, 8:24], _resized(img.transpose(1, 2).contiguous(), (32, 16)), rtol=0, atol=0
+    )
+    odd = torch.from_numpy(rng.integers(1, 256, (3, 10, 31), dtype=np.uint8))
+    padded = presize_whole(odd, 31, "pad-zeros")  # 21 rows of padding: 10 above, 11 below
+    assert (padded[:, :10] == 0).all() and (padded[:, 20:] == 0).all()
+    assert torch.equal(padded[:, 10:20], odd)
     floats = presize_whole(img.float(), 32, "pad-zeros")  # the GPU decoder's float path
     assert floats.dtype == torch.float32 and (floats[:, :8] == 0).all()
+    torch.testing.assert_close(floats[:, 8:24], _resized(img.float(), (16, 32)))
 
 
-def test_presize_pad_reflection_and_border_read_the_image():
-    img = torch.zeros(3, 4, 8, dtype=torch.uint8)
-    img[:, :, :] = torch.arange(4, dtype=torch.uint8)[:, None] * 10  # rows 0, 10, 20, 30
-    refl = presize_whole(img, 8, "pad-reflection")  # 2 rows above, 2 below, no resize
-    assert refl[0, :, 0].tolist() == [20, 10, 0, 10, 20, 30, 20, 10]  # numpy's 'reflect'
-    border = presize_whole(img, 8, "pad-border")
-    assert border[0, :, 0].tolist() == [0, 0, 0, 10, 20, 30, 30, 30]
-    ref = np.pad(img.numpy(), ((0, 0), (2, 2), (0, 0)), mode="reflect")
-    np.testing.assert_array_equal(refl.numpy(), ref)
-    thin = torch.arange(2, dtype=torch.uint8).reshape(1, 2, 1).expand(3, 2, 1) * 50
-    far = presize_whole(thin.contiguous(), 2, "pad-reflection")  # pad wider than the image
-    assert far.shape == (3, 2, 2)
-    wide = torch.arange(3, dtype=torch.uint8).reshape(1, 1, 3).expand(3, 1, 3).contiguous()
+@pytest.mark.parametrize("mode, np_mode", [("reflection", "reflect"), ("border", "edge")])
+def test_presize_pad_reflection_and_border_read_the_image(mode, np_mode):
+    """numpy's 'reflect' (the edge pixel not repeated, as torchvision's pad for fastai's
+    PadMode.Reflection) and 'edge' (PadMode.Border), after the resize."""
+    rng = np.random.default_rng(4)
+    img = torch.from_numpy(rng.integers(0, 256, (3, 12, 20), dtype=np.uint8))
+    out = presize_whole(img, 16, f"pad-{mode}")  # resized to 10 x 16 (9.6 rounded), 3 + 3 rows
+    small = _resized(img, (10, 16)).numpy()
+    np.testing.assert_array_equal(out.numpy(), np.pad(small, ((0, 0), (3, 3), (0, 0)), np_mode))
+    thin = torch.from_numpy(rng.integers(0, 256, (3, 2, 9), dtype=np.uint8))
+    far = presize_whole(thin, 9, f"pad-{mode}")  # 7 rows of padding around 2: reflected again
     np.testing.assert_array_equal(
-        presize_whole(wide, 3, "pad-reflection")[0].numpy(),
-        np.pad(wide[0].numpy(), ((1, 1), (0, 0)), mode="reflect"),
+        far.numpy(), np.pad(thin.numpy(), ((0, 0), (3, 4), (0, 0)), np_mode)
     )
 
 

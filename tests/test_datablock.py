@@ -330,3 +330,19 @@ def test_chapter2_flow_trains(bears, tmp_path, monkeypatch):
     assert learn.recorder.epochs == [0] and len(learn.recorder.metrics[0]) == 1
     learn.save("stage-1")
     assert (tmp_path / "models" / "stage-1.pth").is_file()
+    fig = dls.valid.show_batch(max_n=4, nrows=1)
+    assert [a.get_title() for a in fig.axes] == ["black", "grizzly"]  # the 2 valid images
+
+
+def test_a_padded_learner_exports_and_predicts_with_its_pad(bears, tmp_path):
+    from fastcore_ext.vision import load_learner, resnet18, vision_learner
+
+    padded = _block(item_tfms=Resize(32, ResizeMethod.Pad, pad_mode="zeros"))
+    learn = vision_learner(_dls(padded, bears, path=tmp_path), resnet18, pretrained=False)
+    learn.export()
+    loaded = load_learner(tmp_path)
+    assert loaded.data.resize_method == "pad-zeros"
+    file = get_image_files(bears)[0]
+    torch.testing.assert_close(
+        loaded.data.preprocess([file]), learn.data.preprocess([file]), rtol=0, atol=0
+    )
