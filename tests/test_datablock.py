@@ -121,6 +121,31 @@ def test_labellers_as_fastai():
         ColReader(["fn", "lab"])
 
 
+def test_splitter_labeller_and_block_argument_errors():
+    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \(0, 1\), got 1.5"):
+        RandomSplitter(valid_pct=1.5)
+    with pytest.raises(TypeError, match="seed: expected a non-negative int"):
+        RandomSplitter(seed=-1)
+    with pytest.raises(TypeError, match="train_name: expected a folder name"):
+        GrandparentSplitter(train_name=3)
+    with pytest.raises(TypeError, match="func: expected a callable"):
+        FuncSplitter("valid")
+    with pytest.raises(TypeError, match="valid_idx: expected a list of item indices"):
+        IndexSplitter("12")
+    with pytest.raises(TypeError, match="col: expected a column name or position"):
+        ColSplitter(col=1.5)
+    with pytest.raises(TypeError, match="f: expected a callable"):
+        using_attr("name", "name")
+    with pytest.raises(ValueError, match="cls: ImageBlock reads RGB images"):
+        ImageBlock(cls=int)
+    with pytest.raises(TypeError, match="vocab: expected a list of class names"):
+        CategoryBlock(vocab="ab")
+    with pytest.raises(TypeError, match="vocab: expected a str or int label .* got float"):
+        CategoryBlock(vocab=["a", 0.5])
+    with pytest.raises(TypeError, match=r"vocab: labels of several types .* \['int', 'str'\]"):
+        CategoryBlock(vocab=["a", 1])
+
+
 # -- DataBlock on files ---------------------------------------------------------------------
 
 
@@ -196,6 +221,9 @@ def test_vocab_rules(bears):
     assert first_seen.vocab == ["black", "grizzly"]
     numbers = _dls(_block(get_y=lambda p: 10 if p.parent.name == "black" else 2), bears)
     assert numbers.vocab == ["2", "10"]  # int labels sorted as numbers, shown as str
+    mixed = _block(get_y=lambda p: 1 if p.parent.name == "black" else "grizzly")
+    with pytest.raises(TypeError, match=r"get_y: labels of several types .* \['int', 'str'\]"):
+        _dls(mixed, bears)
     with pytest.raises(ValueError, match=r"get_y: labels \['grizzly'\] are not in the vocab"):
         _dls(_block(blocks=(ImageBlock, CategoryBlock(vocab=["black", "brown"]))), bears)
     only_valid = {files[2]: "teddy"}  # item 2 is in the validation set

@@ -84,28 +84,29 @@ class CategoryBlock:
             if isinstance(vocab, str) or not isinstance(vocab, Sequence | np.ndarray):
                 if not hasattr(vocab, "tolist"):  # a pandas Series or Index
                     raise TypeError(f"vocab: expected a list of class names, got {vocab!r}")
-            vocab = _unique([_label(v, "vocab", f"entry {k}") for k, v in enumerate(vocab)], sort)
+            labels = [_label(v, "vocab", f"entry {k}") for k, v in enumerate(vocab)]
+            vocab = _unique(labels, sort, "vocab")
             if not vocab:
                 raise ValueError("vocab: expected at least one class, got an empty list")
         self.vocab, self.sort, self.add_na = vocab, bool(sort), bool(add_na)
 
     def classes(self, train_labels: Sequence[object]) -> list[object]:
         """The vocab, fastai's way: the given one, or the training labels' unique values."""
-        vocab = self.vocab if self.vocab is not None else _unique(train_labels, self.sort)
+        vocab = self.vocab if self.vocab is not None else _unique(train_labels, self.sort, "get_y")
         return (["#na#"] if self.add_na else []) + list(vocab)
 
     def __repr__(self) -> str:
         return f"CategoryBlock(vocab={self.vocab}, sort={self.sort}, add_na={self.add_na})"
 
 
-def _unique(labels: Sequence[object], sort: bool) -> list[object]:
+def _unique(labels: Sequence[object], sort: bool, arg: str) -> list[object]:
     out = list(dict.fromkeys(labels))
     if sort:
         try:
             out = sorted(out)
         except TypeError as e:
             kinds = sorted({type(x).__name__ for x in out})
-            raise TypeError(f"get_y: labels of several types cannot be sorted into a vocab, "
+            raise TypeError(f"{arg}: labels of several types cannot be sorted into a vocab, "
                             f"got {kinds}: give every label one type") from e  # fmt: skip
     return out
 
@@ -409,7 +410,7 @@ class DataBlock:
             f"  item_tfms: {self.item_tfms!r} -> each image presized to {p.presize} px "
             f"(method {p.method!r})",
             f"  batch_tfms: {self.batch_tfms!r} -> batches of {p.size} x {p.size} px; "
-            f"random augmentation: {'yes' if p.spec is not None else 'none'}; "
+            f"random augmentation: {p.spec if p.spec is not None else 'none'}; "
             f"normalization: {p.stats if p.stats is not None else 'none'}",
         ]
         print("\n".join(lines))

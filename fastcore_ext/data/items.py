@@ -492,7 +492,7 @@ class RandomSplitter:
 
 
 def _names(name: str | Sequence[str], arg: str) -> list[str]:
-    names = [name] if isinstance(name, str) else list(name)
+    names = [name] if isinstance(name, str) else list(name) if isinstance(name, Iterable) else []
     if not names or not all(isinstance(n, str) for n in names):
         raise TypeError(f"{arg}: expected a folder name or a list of them, got {name!r}")
     return names
