@@ -452,6 +452,26 @@ def test_workers_and_cache_do_not_change_batches(folder, request):
         b.valid_dl.close()
 
 
+def test_pad_presize_with_the_cache_gives_the_same_batches(shaped_root, tmp_path):
+    """Resize(pad): the cache keeps the padded squares under a key of their own."""
+    augment()
+    kw = {"item_tfms": Resize(24, "pad", pad_mode="zeros"), "bs": 8, "seed": 7,
+          "num_workers": 0}  # fmt: skip
+    ref = ImageDataLoaders.from_folder(shaped_root, **kw)
+    want_t, want_v = _batches(ref.train_dl, 1), _batches(ref.valid_dl, 1)
+    b = ImageDataLoaders.from_folder(shaped_root, cache=tmp_path, **kw)
+    crop = ImageDataLoaders.from_folder(
+        shaped_root, cache=tmp_path, **{**kw, "item_tfms": Resize(24)}
+    )
+    assert b.train_ds.cache.path != crop.train_ds.cache.path
+    for _ in range(2):  # the first pass fills the cache, the second reads it
+        got_t, got_v = _batches(b.train_dl, 1), _batches(b.valid_dl, 1)
+        torch.testing.assert_close(got_t[0], want_t[0], rtol=0, atol=0)
+        torch.testing.assert_close(got_v[0], want_v[0], rtol=0, atol=0)
+    assert b.train_ds.cache.complete and b.valid_ds.cache.complete
+    assert (got_v[0][:, :, 0] == 0).all(dim=(1, 2)).any()  # a landscape image: zero top row
+
+
 def test_training_windows_differ_from_validation_on_non_square_images(shaped_root):
     """Training takes a random window along the long side, fresh each epoch; validation,
     predict and get_preds the centre. Without batch augmentation a square image's training
