@@ -23,7 +23,10 @@ from fastcore_ext.data import (
     ImageDataBunch,
     ImageDataLoaders,
     Normalize,
+    PadMode,
+    RandomResizedCrop,
     Resize,
+    ResizeMethod,
     demo_dataset,
     get_image_files,
     imagenet_stats,
@@ -193,6 +196,68 @@ def test_pipeline_defaults_without_augmentation(root):
     assert b.train_dl.stats == b.valid_dl.stats == b.stats
 
 
+def test_resize_pad_presizes_with_its_pad_mode(root):
+    b = _v2(root, item_tfms=Resize(30, ResizeMethod.Pad, pad_mode="zeros"))
+    assert (b.size, b.presize, b.train_ds.method, b.valid_ds.method) == (
+        30, 30, "pad-zeros", "pad-zeros"
+    )  # fmt: skip
+    b = _v2(root, item_tfms=Resize(30, "pad"))  # fastai's default pad_mode: reflection
+    assert b.train_ds.method == "pad-reflection"
+    assert Resize(30, "pad", PadMode.Border).presize_method == "pad-border"
+    assert Resize(30, ResizeMethod.Squish, "zeros").presize_method == "squish"
+    assert repr(Resize(30, "pad", "zeros")) == "Resize(30, method='pad', pad_mode='zeros')"
+
+
+def test_random_resized_crop_sets_presize_and_the_training_crop(root):
+    rrc = RandomResizedCrop(32, min_scale=0.25)
+    assert rrc.presize == 64  # 32 / sqrt(0.25), within 2 * size
+    assert RandomResizedCrop(32, min_scale=0.5).presize == 46  # ceil(45.25)
+    assert RandomResizedCrop(32).presize == 64  # min_scale 0.08: capped at 2 * size
+    assert RandomResizedCrop(32, min_scale=1.0).presize == 32
+    b = _v2(root, item_tfms=RandomResizedCrop(24, min_scale=0.3, ratio=(0.8, 1.25)))
+    assert (b.size, b.presize, b.train_ds.method) == (24, 44, "crop")
+    assert (b.spec.min_scale, b.spec.ratio) == (0.3, (0.8, 1.25))
+    assert (b.spec.do_flip, b.spec.max_rotate, b.spec.max_warp, b.spec.max_lighting) == (
+        False, 0.0, 0.0, 0.0
+    )  # fmt: skip
+    from fastcore_ext.augment import aug_transforms
+
+    b = _v2(root, item_tfms=RandomResizedCrop(24, min_scale=0.5), batch_tfms=aug_transforms())
+    assert (b.spec.min_scale, b.spec.do_flip, b.spec.max_warp) == (0.5, True, 0.2)
+    with pytest.warns(UserWarning, match=r"RandomResizedCrop\(min_scale=0.5\) replaces"):
+        b = _v2(
+            root, item_tfms=RandomResizedCrop(24, min_scale=0.5),
+            batch_tfms=aug_transforms(min_scale=0.75),
+        )  # fmt: skip
+    assert b.spec.min_scale == 0.5
+
+
+def test_random_resized_crop_varies_training_scale_not_validation(tmp_path):
+    """A white disc on black: the share of white in a crop grows as the crop shrinks around it,
+    so training batches (a random crop each) vary, validation ones (the centre) do not."""
+    augment()
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        yy, xx = np.mgrid[0:64, 0:64]
+        disc = (((yy - 31.5) ** 2 + (xx - 31.5) ** 2) < 12**2) * 255
+        for k in range(8):
+            Image.fromarray(np.stack([disc] * 3, -1).astype(np.uint8)).save(
+                tmp_path / cls / f"{k}.png"
+            )
+    b = ImageDataLoaders.from_folder(
+        tmp_path, valid_pct=0.25, seed=0, item_tfms=RandomResizedCrop(32, min_scale=0.1),
+        bs=12, num_workers=0, device="cpu",
+    )  # fmt: skip
+    white = [b.one_batch("train")[0].mean(dim=(1, 2, 3)) for _ in range(2)]
+    white = torch.cat(white)
+    assert white.max() - white.min() > 0.1, white  # crops of very different scales
+    v1, v2 = b.one_batch("valid")[0], b.one_batch("valid")[0]
+    torch.testing.assert_close(v1, v2, rtol=0, atol=0)
+    vw = v1.mean(dim=(1, 2, 3))
+    assert vw.max() - vw.min() < 1e-6  # every image the same centre view
+    assert abs(vw[0].item() - np.pi * 12**2 / 64**2) < 0.02  # the whole image, disc included
+
+
 def test_pipeline_argument_errors(root):
     with pytest.raises(TypeError, match="item_tfms: expected one Resize"):
         _v2(root, item_tfms=[Resize(20), Resize(30)])
@@ -203,7 +268,13 @@ def test_pipeline_argument_errors(root):
     with pytest.raises(ValueError, match="size: expected a positive int"):
         Resize(-3)
     with pytest.raises(ValueError, match="method: expected one of"):
-        Resize(20, method="pad")
+        Resize(20, method="fit")
+    with pytest.raises(ValueError, match="pad_mode: expected one of"):
+        Resize(20, method="pad", pad_mode="constant")
+    with pytest.raises(ValueError, match="min_scale: expected a float in"):
+        RandomResizedCrop(20, min_scale=0)
+    with pytest.raises(ValueError, match="ratio should be a pair 0 < low <= high"):
+        RandomResizedCrop(20, ratio=(2, 1))
     with pytest.raises(ValueError, match="stats: expected every std > 0"):
         Normalize([0.5] * 3, [0.2, 0.0, 0.2])
     with pytest.raises(ValueError, match="stats: expected 3 means and 3 stds"):
@@ -379,6 +450,26 @@ def test_workers_and_cache_do_not_change_batches(folder, request):
             assert b.train_ds.cache.complete and b.valid_ds.cache.complete
         b.train_dl.close()
         b.valid_dl.close()
+
+
+def test_pad_presize_with_the_cache_gives_the_same_batches(shaped_root, tmp_path):
+    """Resize(pad): the cache keeps the padded squares under a key of their own."""
+    augment()
+    kw = {"item_tfms": Resize(24, "pad", pad_mode="zeros"), "bs": 8, "seed": 7,
+          "num_workers": 0}  # fmt: skip
+    ref = ImageDataLoaders.from_folder(shaped_root, **kw)
+    want_t, want_v = _batches(ref.train_dl, 1), _batches(ref.valid_dl, 1)
+    b = ImageDataLoaders.from_folder(shaped_root, cache=tmp_path, **kw)
+    crop = ImageDataLoaders.from_folder(
+        shaped_root, cache=tmp_path, **{**kw, "item_tfms": Resize(24)}
+    )
+    assert b.train_ds.cache.path != crop.train_ds.cache.path
+    for _ in range(2):  # the first pass fills the cache, the second reads it
+        got_t, got_v = _batches(b.train_dl, 1), _batches(b.valid_dl, 1)
+        torch.testing.assert_close(got_t[0], want_t[0], rtol=0, atol=0)
+        torch.testing.assert_close(got_v[0], want_v[0], rtol=0, atol=0)
+    assert b.train_ds.cache.complete and b.valid_ds.cache.complete
+    assert (got_v[0][:, :, 0] == 0).all(dim=(1, 2)).any()  # a landscape image: zero top row
 
 
 def test_training_windows_differ_from_validation_on_non_square_images(shaped_root):

@@ -13,7 +13,7 @@ from PIL import Image
 
 from fastcore_ext.data import DecodedCache
 from fastcore_ext.data import cache as cache_mod
-from fastcore_ext.data.images import window_origins
+from fastcore_ext.data.images import PAD_MODES, window_origins
 
 P = 6  # presize
 SHAPES = [(6, 8), (9, 6), (6, 24), (24, 6), (6, 6)] * 2  # landscape, portrait, 4:1, 1:4, square
@@ -154,6 +154,9 @@ def test_key_depends_on_files_order_presize_and_method(files, tmp_path):
     assert DecodedCache(files[::-1], P, "crop", folder=tmp_path).key != base
     assert DecodedCache(files, 7, "crop", folder=tmp_path).key != base
     assert DecodedCache(files, P, "squish", folder=tmp_path).key != base
+    pads = {DecodedCache(files, P, f"pad-{m}", folder=tmp_path).key for m in PAD_MODES}
+    assert len(pads) == 3 and base not in pads  # each pad mode its own cache
+    assert DecodedCache(files, P, "squish", folder=tmp_path).key not in pads
     st = os.stat(files[4])
     os.utime(files[4], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert DecodedCache(files, P, "crop", folder=tmp_path).key != base

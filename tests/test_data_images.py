@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from fastcore_ext.data import BadImageError, load_image, presize, to_rgb, verify_images
 from fastcore_ext.data import images as images_mod
-from fastcore_ext.data.images import presize_whole, window_origins
+from fastcore_ext.data.images import presize_whole, resize_method, window_origins
 
 
 @pytest.fixture
@@ -212,6 +212,57 @@ def test_presize_squish_keeps_everything():
     assert (out[0, :, :9] == 255).all() and (out[0, :, 12:] == 0).all()
     with pytest.raises(ValueError, match="method: expected one of"):
         presize(img, 30, method="pad")
+
+
+def _resized(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    return torch.nn.functional.interpolate(img[None], hw, mode="bilinear", antialias=True)[0]
+
+
+def test_presize_pad_zeros_fits_the_long_side_and_pads_with_zero_rows():
+    rng = np.random.default_rng(3)
+    img = torch.from_numpy(rng.integers(1, 256, (3, 20, 40), dtype=np.uint8))  # 2:1, landscape
+    out = presize(img, 32, method="pad-zeros")  # resized to 16 x 32, 8 rows of zeros each side
+    assert out.shape == (3, 32, 32)
+    assert (out[:, :8] == 0).all() and (out[:, 24:] == 0).all()
+    torch.testing.assert_close(out[:, 8:24], _resized(img, (16, 32)), rtol=0, atol=0)
+    tall = presize_whole(img.transpose(1, 2).contiguous(), 32, "pad-zeros")  # zero columns
+    assert (tall[:, :, :8] == 0).all() and (tall[:, :, 24:] == 0).all()
+    torch.testing.assert_close(
+        tall[:, :, 8:24], _resized(img.transpose(1, 2).contiguous(), (32, 16)), rtol=0, atol=0
+    )
+    odd = torch.from_numpy(rng.integers(1, 256, (3, 10, 31), dtype=np.uint8))
+    padded = presize_whole(odd, 31, "pad-zeros")  # 21 rows of padding: 10 above, 11 below
+    assert (padded[:, :10] == 0).all() and (padded[:, 20:] == 0).all()
+    assert torch.equal(padded[:, 10:20], odd)
+    floats = presize_whole(img.float(), 32, "pad-zeros")  # the GPU decoder's float path
+    assert floats.dtype == torch.float32 and (floats[:, :8] == 0).all()
+    torch.testing.assert_close(floats[:, 8:24], _resized(img.float(), (16, 32)))
+
+
+@pytest.mark.parametrize("mode, np_mode", [("reflection", "reflect"), ("border", "edge")])
+def test_presize_pad_reflection_and_border_read_the_image(mode, np_mode):
+    """numpy's 'reflect' (the edge pixel not repeated, as torchvision's pad for fastai's
+    PadMode.Reflection) and 'edge' (PadMode.Border), after the resize."""
+    rng = np.random.default_rng(4)
+    img = torch.from_numpy(rng.integers(0, 256, (3, 12, 20), dtype=np.uint8))
+    out = presize_whole(img, 16, f"pad-{mode}")  # resized to 10 x 16 (9.6 rounded), 3 + 3 rows
+    small = _resized(img, (10, 16)).numpy()
+    np.testing.assert_array_equal(out.numpy(), np.pad(small, ((0, 0), (3, 3), (0, 0)), np_mode))
+    thin = torch.from_numpy(rng.integers(0, 256, (3, 2, 9), dtype=np.uint8))
+    far = presize_whole(thin, 9, f"pad-{mode}")  # 7 rows of padding around 2: reflected again
+    np.testing.assert_array_equal(
+        far.numpy(), np.pad(thin.numpy(), ((0, 0), (3, 4), (0, 0)), np_mode)
+    )
+
+
+def test_resize_method_names_the_pad_mode():
+    assert resize_method("pad", "zeros") == "pad-zeros"
+    assert resize_method("crop", "zeros") == "crop"
+    assert resize_method("squish") == "squish"
+    with pytest.raises(ValueError, match="pad_mode: expected one of"):
+        resize_method("pad", "constant")
+    with pytest.raises(ValueError, match="method: expected one of"):
+        resize_method("fit")
 
 
 def test_presize_matches_torch_resize_and_upsamples(rgb):

@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.export": 2,
     "fastcore_ext.data": 2,
     "fastcore_ext.data.": 2,
+    "fastcore_ext.data.block": 2,
     "fastcore_ext.callback": 3,
     "fastcore_ext.callback.": 3,
     "fastcore_ext.interrupt": 3,

@@ -1,15 +1,29 @@
 """Image data: item sources, decoding + presizing, a decoded cache, device loaders, the bunch
-(`ImageDataBunch` / `ImageDataLoaders`), `untar_data` + `URLs`, and the embedded demo dataset.
+(`ImageDataBunch` / `ImageDataLoaders`), fastai v2's DataBlock API on top of it (block.py),
+`untar_data` + `URLs`, and the embedded demo dataset.
 
 See bunch.py for the pipeline defaults and loader.py for how a batch travels to the device.
 """
 
+from .block import (
+    BBoxBlock,
+    CategoryBlock,
+    DataBlock,
+    ImageBlock,
+    MaskBlock,
+    MultiCategoryBlock,
+    PointBlock,
+    RegressionBlock,
+)
 from .bunch import (
     DatasetType,
     ImageDataBunch,
     ImageDataLoaders,
     Normalize,
+    PadMode,
+    RandomResizedCrop,
     Resize,
+    ResizeMethod,
     imagenet_stats,
 )
 from .cache import DecodedCache
@@ -18,22 +32,48 @@ from .download import URLs, download_images, download_url, extract_archive, unta
 from .images import BadImageError, load_image, presize, to_rgb, verify_images
 from .items import (
     IMAGE_EXTENSIONS,
+    ColReader,
+    ColSplitter,
+    FuncSplitter,
+    GrandparentSplitter,
+    IndexSplitter,
     ItemSplit,
     MissingPathError,
+    RandomSplitter,
+    RegexLabeller,
     get_image_files,
     items_from_folder,
     items_from_lists,
     items_from_name_func,
     items_from_name_re,
     items_from_table,
+    parent_label,
     random_split,
     read_labels_csv,
+    using_attr,
 )
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
 from .open import Image, PILImage, open_image
 from .paths import DataPath, cache_dir, data_dir, home_dir
 
 __all__ = [
+    "BBoxBlock",
+    "CategoryBlock",
+    "DataBlock",
+    "ImageBlock",
+    "MaskBlock",
+    "MultiCategoryBlock",
+    "PointBlock",
+    "RegressionBlock",
+    "ColReader",
+    "ColSplitter",
+    "FuncSplitter",
+    "GrandparentSplitter",
+    "IndexSplitter",
+    "RandomSplitter",
+    "RegexLabeller",
+    "parent_label",
+    "using_attr",
     "BadImageError",
     "DEMO_CLASSES",
     "DataPath",
@@ -49,7 +89,10 @@ __all__ = [
     "ItemSplit",
     "MissingPathError",
     "Normalize",
+    "PadMode",
+    "RandomResizedCrop",
     "Resize",
+    "ResizeMethod",
     "URLs",
     "cache_dir",
     "data_dir",

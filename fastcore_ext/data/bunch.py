@@ -20,7 +20,10 @@ presize, aspect kept; the training set takes a square window of side presize at 
 position along the long side, fresh every epoch, the validation set (and predict, get_preds,
 TTA's plain pass) the centre one, as fastai v2's ``Resize`` (v1: ``rand_crop`` on the training
 set). Batch augmentation then works from that square. Method 'squish' resizes the whole image
-to the square (no window to choose).
+to the square (no window to choose); 'pad' (``Resize(n, ResizeMethod.Pad, pad_mode='zeros')``)
+resizes its long side to the square and pads the rest. ``item_tfms=RandomResizedCrop(n,
+min_scale)`` presizes as 'crop' and has the batch kernel draw a random-resized crop of the
+square on the training set (its docstring says how that differs from fastai's).
 
 cache=True keeps the whole presized images in a memory map under
 ``<FASTCORE_EXT_HOME>/cache`` (cache=<folder> puts it there instead): the first pass decodes,
@@ -51,8 +54,10 @@ Learner's distributed check refuses: pass seed= there.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -71,7 +76,7 @@ from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
 from .device_decode import JpegBatchDecoder, resolve_decode_device
-from .images import RESIZE_METHODS, ImageSource, find_bad_images, load_image
+from .images import ImageSource, find_bad_images, load_image, resize_method
 from .items import (
     ItemSplit,
     items_from_folder,
@@ -88,7 +93,10 @@ __all__ = [
     "ImageDataBunch",
     "ImageDataLoaders",
     "Normalize",
+    "PadMode",
+    "RandomResizedCrop",
     "Resize",
+    "ResizeMethod",
     "imagenet_stats",
 ]
 
@@ -116,26 +124,125 @@ class DatasetType(str, Enum):
         return format(self.value, spec)
 
 
+class ResizeMethod(str, Enum):
+    """fastai v2's resize methods for `Resize` (each equals its string, as fastai's)."""
+
+    Crop = "crop"
+    Squish = "squish"
+    Pad = "pad"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PadMode(str, Enum):
+    """fastai v2's padding modes for ``Resize(..., method='pad', pad_mode=...)``."""
+
+    Zeros = "zeros"
+    Reflection = "reflection"
+    Border = "border"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Resize:
     """v2 item transform: presize every image to `size` x `size`.
 
     method 'crop': resize the short side to `size`, then cut a square along the long side, at
     a random position on the training set (fresh each epoch, from the data seed) and at the
     centre elsewhere, as fastai v2's ``Resize``; 'squish': resize the whole image, ignoring
-    its aspect ratio.
+    its aspect ratio; 'pad': resize the long side to `size` and pad the short side to it with
+    `pad_mode` ('reflection', fastai's default, 'zeros' or 'border'), the image centred. Unlike
+    fastai, which places the padded image at a random position on the training set, 'pad'
+    centres it everywhere (the presize is already square: no window to draw).
     """
 
-    def __init__(self, size: int | tuple[int, int], method: str = "crop") -> None:
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        method: str = ResizeMethod.Crop,
+        pad_mode: str = PadMode.Reflection,
+    ) -> None:
         if isinstance(size, tuple | list) and len(size) == 2 and size[0] == size[1]:
             size = size[0]
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size: expected a positive int (square), got {size!r}")
-        if method not in RESIZE_METHODS:
-            raise ValueError(f"method: expected one of {RESIZE_METHODS}, got {method!r}")
-        self.size, self.method = size, method
+        self.presize_method = resize_method(str(method), str(pad_mode))
+        self.size, self.method, self.pad_mode = size, str(method), str(pad_mode)
 
     def __repr__(self) -> str:
-        return f"Resize({self.size}, method={self.method!r})"
+        pad = f", pad_mode={self.pad_mode!r}" if self.method == "pad" else ""
+        return f"Resize({self.size}, method={self.method!r}{pad})"
+
+
+class RandomResizedCrop:
+    """v2 item transform ``RandomResizedCrop(size, min_scale=0.08, ratio=(3/4, 4/3))``, mapped
+    onto this library's pipeline of presize + fused batch kernel.
+
+    What it does here: every image is presized as ``Resize(presize)`` (method 'crop': short
+    side to `presize`, a square window at a random position along the long side on the
+    training set, the centre one elsewhere), with ``presize = min(2 * size,
+    ceil(size / sqrt(min_scale)))`` (at least `size`: the smallest crop is then not enlarged
+    unless min_scale < 1/4). The training batches then take, in the batch kernel, a
+    random-resized crop of that square: area a fraction uniform in [min_scale, 1] of the
+    square, aspect ratio log-uniform in `ratio`, position uniform, 10 tries then the whole
+    square (`AugmentSpec.min_scale` / `ratio`), resized to `size`. The validation set (and
+    predict, get_preds) takes the centre square resized to `size`.
+
+    How it differs from fastai's: fastai draws the crop from the whole original image (its
+    area a fraction of the whole image's, anywhere in it) at full resolution; here it is drawn
+    from a square window of the image presized to `presize`, so on a non-square image a crop
+    never spans more than the short side, and a small crop has at most the presize's
+    resolution. fastai's validation squishes the whole image to ``size + xtra`` (xtra =
+    ``ceil(size * 0.14 / 8) * 8``) and takes the centre `size` square; here it is the centre
+    square of the image (aspect kept), without the extra margin. max_scale, val_xtra and
+    resamples are not offered.
+
+    With ``batch_tfms=aug_transforms(...)``: the spec's other augmentations (flip, rotation,
+    zoom, warp, lighting) apply as well, and this crop's min_scale and ratio replace the
+    spec's (fastai applies both crops one after the other; a warning says so when the spec
+    had its own min_scale < 1).
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        min_scale: float = 0.08,
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    ) -> None:
+        self.size = _as_square(size, "size")
+        if isinstance(min_scale, bool) or not isinstance(min_scale, int | float):
+            raise TypeError(f"min_scale: expected a float in (0, 1], got {min_scale!r}")
+        if not 0 < min_scale <= 1:
+            raise ValueError(f"min_scale: expected a float in (0, 1], got {min_scale!r}")
+        # the AugmentSpec checks ratio the way the kernel needs it
+        self.crop = augment.AugmentSpec(
+            do_flip=False, max_rotate=0.0, max_zoom=1.0, max_lighting=0.0, max_warp=0.0,
+            min_scale=float(min_scale), ratio=ratio,
+        )  # fmt: skip
+        self.min_scale, self.ratio = self.crop.min_scale, self.crop.ratio
+        fine = math.ceil(self.size / math.sqrt(min_scale))  # the smallest crop not enlarged
+        self.presize = max(self.size, min(2 * self.size, fine))
+
+    def augment_with(self, spec: augment.AugmentSpec | None) -> augment.AugmentSpec:
+        """The training batches' AugmentSpec: `spec` (aug_transforms) with this crop's
+        min_scale and ratio, or the crop alone."""
+        if spec is None:
+            return self.crop
+        if spec.min_scale < 1:
+            warn_user(
+                f"item_tfms: RandomResizedCrop(min_scale={self.min_scale}) replaces the "
+                f"batch_tfms' random-resized crop (min_scale={spec.min_scale}); fastai "
+                "applies both, this library draws one crop per image"
+            )
+        return dataclasses.replace(spec, min_scale=self.min_scale, ratio=self.ratio)
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomResizedCrop({self.size}, min_scale={self.min_scale}, ratio={self.ratio}; "
+            f"presize {self.presize})"
+        )
 
 
 class Normalize:
@@ -229,9 +336,13 @@ def _resolve_pipeline(
     resize = None
     if item_tfms is not None:
         ts = _one_or_list(item_tfms)
-        if len(ts) != 1 or not isinstance(ts[0], Resize):
-            raise TypeError(f"item_tfms: expected one Resize(n), got {item_tfms!r}")
+        if len(ts) != 1 or not isinstance(ts[0], Resize | RandomResizedCrop):
+            raise TypeError(
+                f"item_tfms: expected one Resize(n) or RandomResizedCrop(n), got {item_tfms!r}"
+            )
         resize = ts[0]
+    if isinstance(resize, RandomResizedCrop):
+        spec = resize.augment_with(spec)
 
     spec_size = getattr(spec, "size", None)
     if size is not None:
@@ -244,8 +355,12 @@ def _resolve_pipeline(
         size = resize.size
     else:
         size = 224
-    presize = resize.size if resize is not None else round(1.25 * size)
-    method = resize.method if resize is not None else "crop"
+    if isinstance(resize, RandomResizedCrop):
+        presize, method = resize.presize, "crop"
+    elif resize is not None:
+        presize, method = resize.size, resize.presize_method
+    else:
+        presize, method = round(1.25 * size), "crop"
     return _Pipeline(size, presize, method, spec, stats)
 
 
@@ -370,9 +485,12 @@ class ImageDataBunch:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        data_folder: str | Path | None = None,
     ) -> None:
         self.path = Path(path)
-        keep_out_of(self.path)  # a script's plots never land among these images
+        # a script's plots never land among these images (data_folder: where they lie, when
+        # `path` is only where the learner saves, as DataBlock.dataloaders' path='.')
+        keep_out_of(self.path if data_folder is None else data_folder)
         self.device = _resolve_device(device)
         self._decode_request = decode_device
         self.decode_device = resolve_decode_device(decode_device, self.device)

@@ -1,7 +1,8 @@
 """A memory-mapped cache of presized images, whole: one packed file per item list.
 
 Each image is kept as `images.presize_whole` gives it: ``uint8 [h, w, 3]`` with its short side
-the presize and its aspect kept (method 'crop'), or ``[P, P, 3]`` (method 'squish'), so a
+the presize and its aspect kept (method 'crop'), or ``[P, P, 3]`` (methods 'squish' and
+'pad-<pad mode>', each its own key), so a
 training pass can cut its square window anywhere along the long side (`read`). The file
 ``<key>.imgs`` holds the images packed one after the other (row-major HWC bytes), then an
 index int64 ``[N, 3]`` of (byte offset, h, w) per item, then a 32-byte footer (magic, version,

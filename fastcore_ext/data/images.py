@@ -10,11 +10,14 @@ fail to load) torchvision.io's decoders, deprecated since torchvision 0.29, take
 with one warning per process; both give the same pixels (tests/test_data_images.py).
 Presizing, with antialiased bilinear filtering on the uint8 data: `presize_whole` gives what
 the decoded cache keeps, the whole image with its short side resized to `size` and its aspect
-kept (``method='crop'``; the long side rounded to the nearest pixel), or resized to the square
-ignoring its aspect (``method='squish'``). A square window of side `size` is then cut from it
-(`window_origins`): the training set takes it at a random position along the long side, fresh
-every epoch (fastai v2's ``Resize(size)`` / v1's ``rand_crop`` on the training set), everything
-else at the centre. `presize` is the centre window (validation, predict).
+kept (``method='crop'``; the long side rounded to the nearest pixel), resized to the square
+ignoring its aspect (``method='squish'``), or with its long side resized to `size` and its short
+side padded to it (``'pad-zeros'``, ``'pad-reflection'``, ``'pad-border'``: fastai v2's
+``ResizeMethod.Pad`` with its ``pad_mode``; `resize_method` gives the name). A square window
+of side `size` is then cut from it (`window_origins`): the training set takes it at a random
+position along the long side, fresh every epoch (fastai v2's ``Resize(size)`` / v1's
+``rand_crop`` on the training set), everything else at the centre. `presize` is the centre
+window (validation, predict).
 
 Decoded tensors keep the decoders' HWC storage: ``[3, H, W]`` views with channels-last
 strides, which is also the layout of the collated batches.
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+from torch import Tensor
 
 from fastcore_ext.files import atomic_write
 
@@ -51,17 +55,33 @@ __all__ = [
     "DecodedBatch",
     "decoded_batch",
     "ImageSource",
+    "PAD_MODES",
     "RESIZE_METHODS",
     "image_decoder",
     "load_image",
     "presize",
     "presize_whole",
+    "resize_method",
     "to_rgb",
     "verify_images",
     "window_origins",
 ]
 
-RESIZE_METHODS = ("crop", "squish")
+PAD_MODES = ("zeros", "reflection", "border")
+RESIZE_METHODS = ("crop", "squish", *(f"pad-{m}" for m in PAD_MODES))
+
+
+def resize_method(method: str, pad_mode: str = "reflection") -> str:
+    """The presize method of fastai v2's ``Resize(size, method, pad_mode)``: 'crop', 'squish'
+    or ``'pad-<pad_mode>'`` (pad_mode matters only for method 'pad', as in fastai)."""
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode: expected one of {PAD_MODES}, got {pad_mode!r}")
+    if method == "pad":
+        return f"pad-{pad_mode}"
+    if method not in ("crop", "squish"):
+        raise ValueError(f"method: expected one of ('crop', 'squish', 'pad'), got {method!r}")
+    return method
+
 
 # The fallback decoders warn at every call that torchvision 0.29 deprecates them (in favour of
 # TorchCodec); the warning that TorchCodec is missing is the one that matters, once.
@@ -218,7 +238,13 @@ def presize_whole(img: torch.Tensor, size: int, method: str = "crop") -> torch.T
     MAX_ASPECT times its short side keeps only the centre of that length (a 30000 x 1 banner
     would otherwise become 280 x 8.4 million pixels: gigabytes in memory and in the cache),
     so training windows reach no further out there. squish: the whole image resized to
-    ``size x size``. Antialiased bilinear; an image already of that shape is returned as is.
+    ``size x size``. pad-<mode>: the long side resized to `size`, the short side to
+    ``short * size / long`` rounded (at least 1 pixel), then padded to `size` on both sides
+    (the smaller half first, as fastai's centred ``crop_pad``) with zeros, the reflection of
+    the image (numpy's 'reflect': the edge pixel not repeated) or its edge pixels (border).
+    fastai pads the original image and resizes the padded square; resizing first keeps the
+    padding exact (zero rows stay 0) and differs only in the resampling of the edge. Antialiased
+    bilinear; an image already of that shape is returned as is (uint8 or float, any device).
     """
     if method not in RESIZE_METHODS:
         raise ValueError(f"method: expected one of {RESIZE_METHODS}, got {method!r}")
@@ -230,13 +256,43 @@ def presize_whole(img: torch.Tensor, size: int, method: str = "crop") -> torch.T
         _, h, w = img.shape
     if method == "squish":
         hw = (size, size)
+    elif method.startswith("pad-"):
+        if h <= w:
+            hw = (max(1, (2 * h * size + w) // (2 * w)), size)
+        else:
+            hw = (size, max(1, (2 * w * size + h) // (2 * h)))
     elif h <= w:
         hw = (size, (2 * w * size + h) // (2 * h))
     else:
         hw = ((2 * h * size + w) // (2 * w), size)
-    if img.shape[1:] == hw:
-        return img
-    return F.interpolate(img[None], size=hw, mode="bilinear", antialias=True)[0]
+    if img.shape[1:] != hw:
+        img = F.interpolate(img[None], size=hw, mode="bilinear", antialias=True)[0]
+    if method.startswith("pad-"):
+        return _pad_square(img, size, method[len("pad-") :])
+    return img
+
+
+def _pad_index(n: int, out: int, device: torch.device, mode: str) -> tuple[Tensor, Tensor]:
+    """(source index, inside mask) along one axis: `n` pixels centred in `out` (the smaller
+    half of the padding first), the padding read as `mode` says (zeros: masked out)."""
+    src = torch.arange(out, device=device) - (out - n) // 2
+    inside = (src >= 0) & (src < n)
+    if mode == "reflection" and n > 1:
+        period = 2 * (n - 1)
+        m = src.remainder(period)
+        return torch.where(m < n, m, period - m), inside
+    return src.clamp(0, n - 1), inside
+
+
+def _pad_square(img: Tensor, size: int, mode: str) -> Tensor:
+    """``[3, h, w]`` with max(h, w) == size -> ``[3, size, size]``, padded as `mode` says."""
+    _, h, w = img.shape
+    rows, row_in = _pad_index(h, size, img.device, mode)
+    cols, col_in = _pad_index(w, size, img.device, mode)
+    out = img[:, rows][:, :, cols]
+    if mode == "zeros":
+        out = out * (row_in[:, None] & col_in[None, :]).to(out.dtype)
+    return out
 
 
 def window_origins(shapes: np.ndarray, size: int, u: np.ndarray | None = None) -> np.ndarray:

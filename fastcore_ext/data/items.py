@@ -3,11 +3,17 @@ train/validation split.
 
 Every source returns an `ItemSplit`: the train and validation file paths with integer labels
 into `classes` (sorted class names). Splits are deterministic functions of `seed`.
+
+fastai v2's splitters and labellers for the DataBlock API are here too: `RandomSplitter`,
+`GrandparentSplitter`, `FuncSplitter`, `IndexSplitter`, `ColSplitter` (each called on the
+items gives fastai's ``(train indices, valid indices)``, in fastai's order), `parent_label`,
+`RegexLabeller`, `using_attr` and `ColReader`.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -16,10 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fastcore_ext.warn import warn_user
 
 __all__ = [
+    "ColReader",
+    "ColSplitter",
+    "FuncSplitter",
+    "GrandparentSplitter",
+    "IndexSplitter",
+    "RandomSplitter",
+    "RegexLabeller",
+    "parent_label",
+    "using_attr",
     "IMAGE_EXTENSIONS",
     "ItemSplit",
     "MissingPathError",
@@ -432,3 +448,253 @@ def items_from_table(
         raise TypeError(f"suffix: expected a string such as '.jpg' or '', got {suffix!r}")
     root = Path(path) / folder if folder is not None else Path(path)
     return items_from_lists(root, [f"{n}{suffix}" for n in names], labels, valid_pct, seed)
+
+
+# -- fastai v2's splitters and labellers (the DataBlock API) ---------------------------------
+
+Splits = tuple[list[int], list[int]]
+
+
+def _is_dataframe(items: object) -> bool:
+    try:
+        import pandas as pd
+    except ImportError:
+        return False
+    return isinstance(items, pd.DataFrame)
+
+
+class RandomSplitter:
+    """fastai v2's ``RandomSplitter(valid_pct=0.2, seed=None)``: called on the items, a
+    random permutation ``torch.randperm(len(items))`` cut at ``int(valid_pct * len(items))``,
+    returned as (train indices, valid indices) = (perm[cut:], perm[:cut]): fastai's split for
+    the same seed, in its order. Differs from fastai: a seed is used through a generator of its
+    own (fastai calls ``torch.manual_seed(seed)``, which also reseeds everything drawn after);
+    without a seed the permutation is drawn from torch's global RNG, as fastai's. In a
+    DataBlock without a seed, the split is the one of ``RandomSplitter(seed=<the data seed>)``
+    (see DataBlock.dataloaders)."""
+
+    def __init__(self, valid_pct: float = 0.2, seed: int | None = None) -> None:
+        self.valid_pct = _check_valid_pct(valid_pct)
+        self.seed = None if seed is None else _check_seed(seed)
+
+    def split(self, n: int, seed: int | None) -> Splits:
+        """The split of `n` items with `seed` (None: torch's global RNG)."""
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        perm = torch.randperm(n, generator=gen).tolist()
+        cut = int(self.valid_pct * n)
+        return perm[cut:], perm[:cut]
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        return self.split(len(items), self.seed)
+
+    def __repr__(self) -> str:
+        return f"RandomSplitter(valid_pct={self.valid_pct}, seed={self.seed})"
+
+
+def _names(name: str | Sequence[str], arg: str) -> list[str]:
+    names = [name] if isinstance(name, str) else list(name) if isinstance(name, Iterable) else []
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{arg}: expected a folder name or a list of them, got {name!r}")
+    return names
+
+
+class GrandparentSplitter:
+    """fastai v2's ``GrandparentSplitter(train_name='train', valid_name='valid')``: the items
+    whose grandparent folder is named `train_name` (or one of a list of names) are the
+    training set, `valid_name` the validation set; other items are in neither. Indices in
+    item order, name after name for a list, as fastai."""
+
+    def __init__(
+        self, train_name: str | Sequence[str] = "train", valid_name: str | Sequence[str] = "valid"
+    ) -> None:
+        self.train_name = _names(train_name, "train_name")
+        self.valid_name = _names(valid_name, "valid_name")
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        grand = [Path(o).parent.parent.name for o in items]
+
+        def idxs(names: list[str]) -> list[int]:
+            return [i for n in names for i, g in enumerate(grand) if g == n]
+
+        return idxs(self.train_name), idxs(self.valid_name)
+
+    def __repr__(self) -> str:
+        return f"GrandparentSplitter(train_name={self.train_name}, valid_name={self.valid_name})"
+
+
+def _index_split(n: int, valid_idx: Sequence[int], arg: str) -> Splits:
+    valid = [int(i) for i in valid_idx]
+    bad = [i for i in valid if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"{arg}: expected indices in [0, {n}) (one per item), got {bad[:5]}")
+    return np.setdiff1d(np.arange(n), np.array(valid, dtype=np.int64)).tolist(), valid
+
+
+class IndexSplitter:
+    """fastai v2's ``IndexSplitter(valid_idx)``: the items at `valid_idx` (in that order) are
+    the validation set, the others (ascending) the training set."""
+
+    def __init__(self, valid_idx: Iterable[int]) -> None:
+        if isinstance(valid_idx, str) or not isinstance(valid_idx, Iterable):
+            raise TypeError(f"valid_idx: expected a list of item indices, got {valid_idx!r}")
+        valid_idx = list(valid_idx)
+        if not all(isinstance(i, int | np.integer) and not isinstance(i, bool) for i in valid_idx):
+            raise TypeError(f"valid_idx: expected a list of item indices, got {valid_idx!r}")
+        self.valid_idx = [int(i) for i in valid_idx]
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        return _index_split(len(items), self.valid_idx, "valid_idx")
+
+    def __repr__(self) -> str:
+        shown = self.valid_idx[:8] + (["..."] if len(self.valid_idx) > 8 else [])
+        return f"IndexSplitter({len(self.valid_idx)} indices: {shown})"
+
+
+class FuncSplitter:
+    """fastai v2's ``FuncSplitter(func)``: an item is in the validation set when `func(item)`
+    is true, else in the training set (both ascending)."""
+
+    def __init__(self, func: Callable[[Any], object]) -> None:
+        if not callable(func):
+            raise TypeError(f"func: expected a callable item -> bool, got {func!r}")
+        self.func = func
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        valid = [i for i, o in enumerate(items) if self.func(o)]
+        return _index_split(len(items), valid, "func")
+
+    def __repr__(self) -> str:
+        return f"FuncSplitter({getattr(self.func, '__name__', self.func)!r})"
+
+
+class ColSplitter:
+    """fastai v2's ``ColSplitter(col='is_valid', on=None)`` for items that are the rows of a
+    pandas DataFrame: a row is in the validation set when its value in column `col` (a name,
+    or a position) is true (on=None), equals `on`, or is in `on` (a list)."""
+
+    def __init__(self, col: str | int = "is_valid", on: object = None) -> None:
+        if isinstance(col, bool) or not isinstance(col, str | int):
+            raise TypeError(f"col: expected a column name or position, got {col!r}")
+        self.col, self.on = col, on
+
+    def __call__(self, items: Any) -> Splits:
+        if not _is_dataframe(items):
+            raise TypeError(
+                "ColSplitter: expected the items to be a pandas DataFrame (a DataFrame source "
+                f"with get_items=None), got {type(items).__name__}"
+            )
+        if isinstance(self.col, int):
+            if not -items.shape[1] <= self.col < items.shape[1]:
+                raise ValueError(
+                    f"col: expected a column position below {items.shape[1]}, got {self.col}"
+                )
+            c = items.iloc[:, self.col]
+        elif self.col in items.columns:
+            c = items[self.col]
+        else:
+            raise ValueError(f"col: expected one of the columns {list(items.columns)}, "
+                             f"got {self.col!r}")  # fmt: skip
+        if self.on is None:
+            mask = c.values.astype("bool")
+        elif isinstance(self.on, list | tuple | set):
+            mask = c.isin(list(self.on)).values
+        else:
+            mask = (c == self.on).values
+        return _index_split(len(items), np.flatnonzero(mask).tolist(), "col")
+
+    def __repr__(self) -> str:
+        return f"ColSplitter(col={self.col!r}, on={self.on!r})"
+
+
+def parent_label(o: str | os.PathLike) -> str:
+    """fastai's labeller: the name of the item's parent folder."""
+    return Path(o).parent.name
+
+
+class RegexLabeller:
+    """fastai v2's ``RegexLabeller(pat, match=False)``: the first group of `pat` searched in
+    (match=True: matched at the start of) ``str(item)`` with '/' separators; no match is a
+    ValueError naming the pattern and the item (fastai: an AssertionError). On a path this is
+    the whole path: fastbook's pets read the name, ``using_attr(RegexLabeller(pat), 'name')``."""
+
+    def __init__(self, pat: str | re.Pattern[str], match: bool = False) -> None:
+        try:
+            self.pat = re.compile(pat)
+        except (TypeError, re.error) as e:
+            raise ValueError(f"pat: expected a regular expression, got {pat!r} ({e})") from e
+        if self.pat.groups < 1:
+            raise ValueError(f"pat: expected a regular expression with a group, got {pat!r}")
+        self.match = bool(match)
+
+    def __call__(self, o: object) -> str:
+        text = str(o).replace(os.sep, "/")
+        m = (self.pat.match if self.match else self.pat.search)(text)
+        if m is None or m.group(1) is None:
+            raise ValueError(f"pat: the pattern '{self.pat.pattern}' does not "
+                             f"{'match' if self.match else 'occur in'} '{text}'")  # fmt: skip
+        return m.group(1)
+
+    def __repr__(self) -> str:
+        return f"RegexLabeller({self.pat.pattern!r}, match={self.match})"
+
+
+def _using_attr(f: Callable[[Any], Any], attr: str, x: object) -> Any:
+    return f(getattr(x, attr))
+
+
+def using_attr(f: Callable[[Any], Any], attr: str) -> Callable[[Any], Any]:
+    """fastcore's ``using_attr(f, attr)``: a function x -> ``f(getattr(x, attr))`` (fastbook:
+    ``using_attr(RegexLabeller(pat), 'name')`` labels a path by its file name)."""
+    if not callable(f):
+        raise TypeError(f"f: expected a callable, got {f!r}")
+    if not isinstance(attr, str):
+        raise TypeError(f"attr: expected an attribute name, got {attr!r}")
+    return functools.partial(_using_attr, f, attr)
+
+
+class ColReader:
+    """fastai v2's ``ColReader(cols, pref='', suff='')``: column `cols` (a name, or a position)
+    of a row (a pandas Series, a namedtuple, a dict or a list), as
+    ``f'{pref}{value}{suff}'`` when a prefix or suffix is given (a Path prefix gets a
+    separator: ``ColReader(0, pref=path/'images')``), else the value itself. One column only,
+    and no label_delim: this library reads one image and one label per row."""
+
+    def __init__(
+        self,
+        cols: str | int | Sequence[str | int],
+        pref: str | os.PathLike = "",
+        suff: str = "",
+        label_delim: str | None = None,
+    ) -> None:
+        if label_delim is not None:
+            raise ValueError(
+                f"label_delim: multi-label targets are not supported (single-label "
+                f"classification), got label_delim={label_delim!r}"
+            )
+        if isinstance(cols, list | tuple):
+            if len(cols) != 1:
+                raise ValueError(f"cols: expected one column (one image or one label per row), "
+                                 f"got {list(cols)!r}")  # fmt: skip
+            cols = cols[0]
+        if isinstance(cols, bool) or not isinstance(cols, str | int):
+            raise TypeError(f"cols: expected a column name or position, got {cols!r}")
+        if not isinstance(suff, str):
+            raise TypeError(f"suff: expected a str, got {suff!r}")
+        self.cols = cols
+        self.pref = str(pref) + os.path.sep if isinstance(pref, os.PathLike) else str(pref)
+        self.suff = suff
+
+    def __call__(self, row: Any) -> Any:
+        c = self.cols
+        if isinstance(c, int):
+            o = row.iloc[c] if hasattr(row, "iloc") else row[c]
+        elif c in getattr(row, "_fields", ()):
+            o = getattr(row, c)
+        else:
+            o = row[c]
+        if not self.pref and not self.suff:
+            return o
+        return f"{self.pref}{o}{self.suff}"
+
+    def __repr__(self) -> str:
+        return f"ColReader({self.cols!r}, pref={self.pref!r}, suff={self.suff!r})"

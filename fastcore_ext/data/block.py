@@ -1,0 +1,416 @@
+"""fastai v2's DataBlock API, for what this library does: single-label image classification.
+
+    bears = DataBlock(
+        blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+        splitter=RandomSplitter(valid_pct=0.2, seed=42), get_y=parent_label,
+        item_tfms=Resize(128))
+    dls = bears.dataloaders(path)                      # an ImageDataLoaders
+    bears = bears.new(item_tfms=RandomResizedCrop(128, min_scale=0.3))
+
+The steps are fastai's: ``items = get_items(source)`` (no get_items: the source is the list of
+items, or a pandas DataFrame whose rows are the items), ``(train, valid) =
+splitter(items)`` (default ``RandomSplitter()``), for each item ``x = get_x(item)`` (an
+image file path; default the item itself) and ``y = get_y(item)`` (a str or int label;
+default the item itself), the vocab from the training labels (sorted unless
+``CategoryBlock(sort=False)``; or ``CategoryBlock(vocab=...)``), then the bunch that
+`ImageDataLoaders` builds from those train and valid lists, with `item_tfms` / `batch_tfms`
+read as `ImageDataLoaders` reads them (`Resize`, `RandomResizedCrop`, `aug_transforms`,
+`Normalize`).
+
+The data seed (the shuffle and the augmentation of every epoch, as `ImageDataLoaders`' seed):
+``RandomSplitter(seed=s)``'s s, which also gives fastai's split for s; without a seed (any
+splitter), one int drawn from torch's global RNG when the loaders are built (so
+``torch.manual_seed`` before makes a run reproducible, as in fastai), and
+``RandomSplitter(seed=None)`` then splits as ``RandomSplitter(seed=<that int>)`` would (fastai
+draws its permutation straight from torch's global RNG: the same reproducibility, another
+permutation).
+
+Refused, each with an error naming the argument: blocks other than (ImageBlock,
+CategoryBlock) (MultiCategoryBlock, RegressionBlock, MaskBlock, PointBlock, BBoxBlock are
+defined only to say so), several inputs (n_inp, get_x lists), getters of other lengths,
+dl_type, a label that is not a str or int, an x that is not an image file. ``datasets()`` is
+not offered: the bunch's ``train_ds`` / ``valid_ds`` hold the same items and labels.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+
+from .bunch import _UNSET, ImageDataLoaders, _resolve_pipeline, _resolve_seed
+from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe
+from .open import PILImage
+
+__all__ = [
+    "BBoxBlock",
+    "CategoryBlock",
+    "DataBlock",
+    "ImageBlock",
+    "MaskBlock",
+    "MultiCategoryBlock",
+    "PointBlock",
+    "RegressionBlock",
+]
+
+
+class ImageBlock:
+    """fastai v2's input block for RGB images: each x is an image file path. `cls` may be
+    fastai's default PILImage only (no grayscale PILImageBW)."""
+
+    def __init__(self, cls: type | None = None) -> None:
+        if cls is not None and cls is not PILImage:
+            name = getattr(cls, "__name__", cls)
+            raise ValueError(f"cls: ImageBlock reads RGB images (PILImage) only, got {name!r}")
+
+    def __repr__(self) -> str:
+        return "ImageBlock()"
+
+
+class CategoryBlock:
+    """fastai v2's single-label target block. vocab: the classes (fastai's CategoryMap: its
+    unique values, sorted when `sort`); None: the training set's labels, sorted when `sort`
+    (else in order of first appearance). add_na: '#na#' as class 0."""
+
+    def __init__(
+        self, vocab: Sequence[object] | None = None, sort: bool = True, add_na: bool = False
+    ) -> None:
+        if vocab is not None:
+            if isinstance(vocab, str) or not isinstance(vocab, Sequence | np.ndarray):
+                if not hasattr(vocab, "tolist"):  # a pandas Series or Index
+                    raise TypeError(f"vocab: expected a list of class names, got {vocab!r}")
+            labels = [_label(v, "vocab", f"entry {k}") for k, v in enumerate(vocab)]
+            vocab = _unique(labels, sort, "vocab")
+            if not vocab:
+                raise ValueError("vocab: expected at least one class, got an empty list")
+        self.vocab, self.sort, self.add_na = vocab, bool(sort), bool(add_na)
+
+    def classes(self, train_labels: Sequence[object]) -> list[object]:
+        """The vocab, fastai's way: the given one, or the training labels' unique values."""
+        vocab = self.vocab if self.vocab is not None else _unique(train_labels, self.sort, "get_y")
+        return (["#na#"] if self.add_na else []) + list(vocab)
+
+    def __repr__(self) -> str:
+        return f"CategoryBlock(vocab={self.vocab}, sort={self.sort}, add_na={self.add_na})"
+
+
+def _unique(labels: Sequence[object], sort: bool, arg: str) -> list[object]:
+    out = list(dict.fromkeys(labels))
+    if sort:
+        try:
+            out = sorted(out)
+        except TypeError as e:
+            kinds = sorted({type(x).__name__ for x in out})
+            raise TypeError(f"{arg}: labels of several types cannot be sorted into a vocab, "
+                            f"got {kinds}: give every label one type") from e  # fmt: skip
+    return out
+
+
+def _short(x: object) -> str:
+    """A one-line repr of at most 80 characters (a DataFrame row's is several lines)."""
+    r = " ".join(repr(x).split())
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def _label(y: object, arg: str, where: str) -> str | int:
+    """A label as a str or int (numpy scalars converted); else a TypeError naming `arg`."""
+    if isinstance(y, np.generic):
+        y = y.item()
+    if isinstance(y, str | int):  # bool is an int, as in fastai's vocab [False, True]
+        return y
+    raise TypeError(
+        f"{arg}: expected a str or int label (single-label classification: CategoryBlock), "
+        f"got {type(y).__name__} {_short(y)} for {where}"
+    )
+
+
+def _refused(name: str, what: str) -> NoReturn:
+    raise ValueError(
+        f"blocks: {name} ({what}) is not supported: this library trains single-label image "
+        "classifiers, blocks=(ImageBlock, CategoryBlock)"
+    )
+
+
+def MultiCategoryBlock(
+    encoded: bool = False, vocab: object = None, add_na: bool = False
+) -> NoReturn:
+    """fastai v2's multi-label target block: refused (ValueError naming `blocks`)."""
+    _refused("MultiCategoryBlock", "multi-label targets")
+
+
+def RegressionBlock(n_out: int | None = None) -> NoReturn:
+    """fastai v2's float target block: refused (ValueError naming `blocks`)."""
+    _refused("RegressionBlock", "float targets")
+
+
+def MaskBlock(codes: object = None) -> NoReturn:
+    """fastai v2's segmentation mask block: refused (ValueError naming `blocks`)."""
+    _refused("MaskBlock", "segmentation masks")
+
+
+def PointBlock() -> NoReturn:
+    """fastai v2's key point block: refused (ValueError naming `blocks`)."""
+    _refused("PointBlock", "key points")
+
+
+def BBoxBlock() -> NoReturn:
+    """fastai v2's bounding box block: refused (ValueError naming `blocks`)."""
+    _refused("BBoxBlock", "bounding boxes")
+
+
+def _instantiate(b: object) -> object:
+    """A block as fastai takes it: a class or function is called (CategoryBlock ->
+    CategoryBlock()), an instance is kept."""
+    return b() if callable(b) else b
+
+
+def _one_getter(f: object, arg: str) -> Callable[[Any], Any] | None:
+    if isinstance(f, list | tuple):
+        if len(f) != 1:
+            raise ValueError(
+                f"{arg}: expected one function (one input and one target), got {len(f)}; to "
+                "chain functions, write one function that calls them"
+            )
+        f = f[0]
+    if f is not None and not callable(f):
+        raise TypeError(f"{arg}: expected a callable item -> value, got {f!r}")
+    return f
+
+
+def _indices(idx: object, n: int, which: str) -> list[int]:
+    try:
+        out = [int(i) for i in idx]  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"splitter: expected (train indices, valid indices), got {which} "
+                        f"indices {idx!r}") from e  # fmt: skip
+    bad = [i for i in out if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"splitter: {which} indices must lie in [0, {n}), got {bad[:5]}")
+    return out
+
+
+class DataBlock:
+    """fastai v2's ``DataBlock(blocks, get_items, get_x, get_y, splitter, item_tfms,
+    batch_tfms)`` for (ImageBlock, CategoryBlock); see the module doc for each step, the data
+    seed and what is refused. `getters` = [get_x, get_y] as fastai's; `n_inp` may only be 1."""
+
+    def __init__(
+        self,
+        blocks: Sequence[object] | None = None,
+        dl_type: object = None,
+        getters: Sequence[Callable[[Any], Any] | None] | None = None,
+        n_inp: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        *,
+        get_items: Callable[[Any], Sequence[Any]] | None = None,
+        splitter: Callable[[Any], tuple[Sequence[int], Sequence[int]]] | None = None,
+        get_y: Callable[[Any], object] | Sequence[Callable[[Any], object]] | None = None,
+        get_x: Callable[[Any], object] | Sequence[Callable[[Any], object]] | None = None,
+    ) -> None:
+        if blocks is None:
+            raise ValueError(
+                "blocks: expected (ImageBlock, CategoryBlock), got None (fastai's default "
+                "TransformBlocks do nothing this library can train on)"
+            )
+        if isinstance(blocks, str) or not isinstance(blocks, Sequence):
+            raise TypeError(f"blocks: expected (ImageBlock, CategoryBlock), got {blocks!r}")
+        made = [_instantiate(b) for b in blocks]
+        kinds = (ImageBlock, CategoryBlock)
+        if len(made) != 2 or not all(isinstance(b, k) for b, k in zip(made, kinds, strict=True)):
+            raise ValueError(
+                "blocks: expected (ImageBlock, CategoryBlock): one image input and one category "
+                f"target, got {tuple(made)!r}"
+            )
+        if dl_type is not None:
+            raise ValueError(f"dl_type: the loaders are this library's, got dl_type={dl_type!r}")
+        if n_inp is not None and n_inp != 1:
+            raise ValueError(f"n_inp: expected 1 (one image input), got {n_inp!r}")
+        if getters is not None:
+            if isinstance(getters, str) or not isinstance(getters, Sequence) or len(getters) != 2:
+                raise ValueError(f"getters: expected [get_x, get_y], got {getters!r}")
+            if get_x is not None or get_y is not None:
+                raise ValueError("getters: give getters or get_x/get_y, not both")
+            get_x, get_y = getters
+        if get_items is not None and not callable(get_items):
+            raise TypeError(f"get_items: expected a callable source -> items, got {get_items!r}")
+        if splitter is not None and not callable(splitter):
+            raise TypeError(f"splitter: expected a callable items -> (train, valid), got "
+                            f"{splitter!r}")  # fmt: skip
+        self.image_block, self.category_block = made
+        self.get_items = get_items
+        self.splitter = RandomSplitter() if splitter is None else splitter
+        self.get_x = _one_getter(get_x, "get_x")
+        self.get_y = _one_getter(get_y, "get_y")
+        self.item_tfms, self.batch_tfms = item_tfms, batch_tfms
+
+    def new(self, item_tfms: object = None, batch_tfms: object = None) -> DataBlock:
+        """A copy with these item_tfms and batch_tfms (None: none), as fastai's ``new`` (which
+        sets them on the DataBlock itself and returns it; this one leaves self unchanged)."""
+        block = copy.copy(self)
+        block.item_tfms, block.batch_tfms = item_tfms, batch_tfms
+        return block
+
+    # -- the steps --------------------------------------------------------------------------
+
+    def _items(self, source: object) -> Any:
+        items = source if self.get_items is None else self.get_items(source)
+        if _is_dataframe(items):
+            return items
+        if isinstance(items, str | os.PathLike) or not isinstance(items, Sequence | np.ndarray):
+            what = "get_items(source)" if self.get_items is not None else "source"
+            raise TypeError(
+                f"get_items: expected {what} to be a list of items or a pandas DataFrame, got "
+                f"{type(items).__name__}"
+                + (
+                    "; pass get_items=get_image_files to list a folder's images"
+                    if self.get_items is None
+                    else ""
+                )  # fmt: skip
+            )
+        if len(items) == 0:
+            raise ValueError(f"get_items: no items found in {source!r}")
+        return items
+
+    def _split(self, items: Any, seed: int | None) -> tuple[list[int], list[int]]:
+        n = len(items)
+        if isinstance(self.splitter, RandomSplitter):
+            train, valid = self.splitter.split(n, seed)
+        else:
+            out = self.splitter(items)
+            if not isinstance(out, tuple | list) or len(out) != 2:
+                raise TypeError(f"splitter: expected (train indices, valid indices), got {out!r}")
+            train, valid = _indices(out[0], n, "train"), _indices(out[1], n, "valid")
+        for which, idx in (("training", train), ("validation", valid)):
+            if not idx:
+                raise ValueError(
+                    f"splitter: {self.splitter!r} gave an empty {which} set ({n} items); this "
+                    "library needs both"
+                )
+        return train, valid
+
+    def _x_y(self, item: object, where: str, df: bool) -> tuple[Path, str | int]:
+        """(image path, label) of one item; `where` names it in errors."""
+        x = item if self.get_x is None else self.get_x(item)
+        if not isinstance(x, str | os.PathLike):
+            raise TypeError(
+                "get_x: expected an image file path per item (ImageBlock), got "
+                f"{type(x).__name__} {_short(x)} for {where}"
+                + (
+                    "; pass get_x=ColReader(<column>) to read a DataFrame's file names"
+                    if self.get_x is None and df
+                    else ""
+                )  # fmt: skip
+            )
+        y = item if self.get_y is None else self.get_y(item)
+        return Path(x), _label(y, "get_y", where)
+
+    def _xy(self, items: Any, idx: list[int]) -> tuple[list[Path], list[str | int]]:
+        df = _is_dataframe(items)
+        rows = items.iloc if df else items
+        pairs = [self._x_y(rows[i], f"item {i}", df) for i in idx]
+        xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
+        missing = [p for p in xs if not p.is_file()]
+        if missing:
+            raise MissingPathError(
+                f"get_x: {len(missing)} of {len(xs)} image files do not exist "
+                f"(e.g. {', '.join(str(p) for p in missing[:3])})"
+            )
+        return xs, ys
+
+    def _item_split(self, source: object, seed: int | None) -> tuple[Any, ItemSplit]:
+        """(the items, their ItemSplit for `seed`) from `source`: get_items, splitter, get_x,
+        get_y and the vocab."""
+        items = self._items(source)
+        train, valid = self._split(items, seed)
+        tx, ty = self._xy(items, train)
+        vx, vy = self._xy(items, valid)
+        vocab = self.category_block.classes(ty)
+        index = {v: k for k, v in enumerate(vocab)}
+        unknown = sorted({str(y) for y in (*ty, *vy) if y not in index})
+        if unknown:
+            where = (
+                "the vocab given"
+                if self.category_block.vocab is not None
+                else "the training set's labels (the vocab, as fastai's Categorize)"
+            )
+            raise ValueError(
+                f"get_y: labels {unknown[:10]} are not in {where}: {[str(v) for v in vocab][:20]}"
+            )
+        classes = [str(v) for v in vocab]
+        split = ItemSplit(tx, [index[y] for y in ty], vx, [index[y] for y in vy], classes)
+        return items, split
+
+    def _seed(self) -> int | None:
+        return self.splitter.seed if isinstance(self.splitter, RandomSplitter) else None
+
+    def dataloaders(
+        self,
+        source: object,
+        path: str | os.PathLike = ".",
+        *,
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int | None = None,
+        cache: bool | str | os.PathLike | None = False,
+        skip_bad: bool = False,
+        device: torch.device | str | None = None,
+        channels_last: bool = False,
+        decode_device: torch.device | str | None = None,
+    ) -> ImageDataLoaders:
+        """The `ImageDataLoaders` of `source` (fastai's ``dataloaders(source, path='.',
+        **kwargs)``): `path` is where the learner saves (models/), as fastai's; the other
+        arguments are ImageDataLoaders' (bs, val_bs, num_workers, cache, skip_bad, device,
+        channels_last, decode_device). The folder holding the images is kept free of plots
+        (see fastcore_ext.plots)."""
+        seed = _resolve_seed(self._seed(), ImageDataLoaders._seed_rng)
+        _, split = self._item_split(source, seed)
+        files = [str(p.absolute()) for p in split.train_items + split.valid_items]
+        folder = Path(os.path.commonpath(files))
+        return ImageDataLoaders._build(
+            path, lambda _: split, seed, _UNSET, None, self.item_tfms, self.batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last, decode_device=decode_device,
+            data_folder=folder if folder.is_dir() else folder.parent,
+        )  # fmt: skip
+
+    def summary(self, source: object) -> None:
+        """Print what `dataloaders(source)` would build, without decoding an image: the items
+        found, the first one's x and y, the split sizes, the vocab and the pipeline (fastai's
+        summary steps through its transforms on one batch; this one reads no image)."""
+        seed, note = self._seed(), ""
+        if isinstance(self.splitter, RandomSplitter) and seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            note = f"; no seed: this split drew seed {seed}, dataloaders draws its own"
+        items, split = self._item_split(source, seed)
+        df = _is_dataframe(items)
+        first = items.iloc[0] if df else items[0]
+        x, y = self._x_y(first, "item 0", df)
+        p = _resolve_pipeline(False, _UNSET, None, self.item_tfms, self.batch_tfms)
+        found = (
+            f"{getattr(self.get_items, '__name__', self.get_items)}({source!r})"
+            if self.get_items is not None
+            else "the source itself" + (" (DataFrame rows)" if df else "")
+        )
+        first_shown = "row 0 of the DataFrame" if df else repr(first)
+        lines = [
+            f"DataBlock: {self.image_block!r}, {self.category_block!r}",
+            f"  items: {len(items)}, from {found}",
+            f"  first item: {first_shown}",
+            f"    x = {x}",
+            f"    y = {y!r}",
+            f"  split: {self.splitter!r}: {len(split.train_items)} train, "
+            f"{len(split.valid_items)} valid{note}",
+            f"  vocab ({len(split.classes)}): {split.classes}",
+            f"  item_tfms: {self.item_tfms!r} -> each image presized to {p.presize} px "
+            f"(method {p.method!r})",
+            f"  batch_tfms: {self.batch_tfms!r} -> batches of {p.size} x {p.size} px; "
+            f"random augmentation: {p.spec if p.spec is not None else 'none'}; "
+            f"normalization: {p.stats if p.stats is not None else 'none'}",
+        ]
+        print("\n".join(lines))
