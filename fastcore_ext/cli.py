@@ -57,7 +57,7 @@ from typing import Any, NoReturn
 
 import matplotlib
 
-from fastcore_ext.data import BadImageError, demo_dataset
+from fastcore_ext.data import BadImageError, demo_dataset, get_image_files
 from fastcore_ext.exported import load_learner
 from fastcore_ext.launch import launch
 from fastcore_ext.lesson import (
@@ -279,12 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser(
         "predict",
         help="classify images with an exported model",
-        description="Print the predicted class and its probability for each image. An "
-        "unreadable image is skipped (named on stderr) and the others are predicted; the exit "
-        "status is 2 when none could be read.",
+        description="Print the predicted class and its probability for each image (a folder: "
+        "every image file under it). A missing or unreadable image is skipped (named on "
+        "stderr) and the others are predicted; the exit status is 2 when none could be read.",
     )
     predict.add_argument("model", metavar="MODEL", help="export.pth, or the folder holding it")
-    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders")
     lr_find = sub.add_parser(
         "lr-find",
         help="run the learning-rate finder only",
@@ -471,16 +471,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     file = model / "export.pth" if model.is_dir() else model
     if not file.is_file():
         raise UsageError(f"MODEL: expected export.pth or a folder holding it, got {str(model)!r}")
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing:
-        raise UsageError(f"IMAGE: expected image files, got {missing[0]!r} (not a file)")
     try:
         learn = load_learner(file)
     except ValueError as e:
         raise UsageError(f"MODEL: {str(e).splitlines()[0]}") from None
-    width = max(len(str(p)) for p in args.images)
+    images: list[str] = []
+    for arg in args.images:
+        found = get_image_files(arg) if Path(arg).is_dir() else [arg]
+        if not found:
+            print(f"{PROG} predict: skipped {arg}: a folder without image files", file=sys.stderr)
+        images += map(str, found)
+    if not images:
+        raise UsageError(f"IMAGE: no image files in {', '.join(args.images)}")
+    width = max(len(p) for p in images)
     skipped = 0
-    for img in args.images:
+    for img in images:
+        if not Path(img).is_file():
+            skipped += 1
+            print(f"{PROG} predict: skipped {img}: no such file", file=sys.stderr)
+            continue
         try:
             name, _, probs = learn.predict(Path(img))
         except BadImageError as e:
@@ -489,10 +498,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"{PROG} predict: skipped {img}: not a readable image ({why})", file=sys.stderr)
             continue
         print(f"{img:<{width}}  {name}  {float(probs.max()):.4f}")
-    if skipped == len(args.images):
+    if skipped == len(images):
         raise UsageError(f"IMAGE: none of the images could be read ({skipped}, named above)")
     if skipped:
-        print(f"{PROG} predict: {skipped} of {len(args.images)} images skipped", file=sys.stderr)
+        print(f"{PROG} predict: {skipped} of {len(images)} images skipped", file=sys.stderr)
     return 0
 
 

@@ -326,7 +326,14 @@ def _check_out(out: Path, config: LessonConfig) -> None:
 
 
 # what an earlier run into the same folder left that this run would not overwrite
-_STALE = ("metrics.csv", "metrics.jsonl", "summary.json", "models/interrupted.pth", "plots/*.png")
+_STALE = (
+    "export.pth",
+    "metrics.csv",
+    "metrics.jsonl",
+    "summary.json",
+    "models/interrupted.pth",
+    "plots/*.png",
+)  # export.pth too: a run that fails before its export must not leave the last one there
 
 
 def _clear_stale(out: Path) -> None:

@@ -225,7 +225,11 @@ def test_predict_bad_image_and_missing_image(tmp_path, capsys, small_demo, offli
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     code, _, err = run(capsys, "predict", str(tmp_path), str(tmp_path / "none.jpg"))
-    assert code == 2 and f"IMAGE: expected image files, got '{tmp_path}/none.jpg'" in err
+    assert code == 2 and f"skipped {tmp_path}/none.jpg: no such file" in err
+    assert "IMAGE: none of the images could be read (1, named above)" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "predict", str(tmp_path), str(tmp_path / "empty"))
+    assert code == 2 and f"IMAGE: no image files in {tmp_path}/empty" in err
     code, out, err = run(capsys, "predict", str(tmp_path), str(bad))
     assert code == 2 and out == ""  # nothing could be predicted
     assert err.strip().splitlines() == [
@@ -250,7 +254,10 @@ def test_predict_skips_an_unreadable_image_and_predicts_the_others(
     good = sorted((small_demo / "valid").rglob("*.*"))[:2]
     bad = tmp_path / "bad.jpg"
     bad.write_text("this is not an image\n")
-    code, out, err = run(capsys, "predict", str(tmp_path), str(good[0]), str(bad), str(good[1]))
+    missing = tmp_path / "typo.jpg"  # a missing file stopped every prediction (exit 2)
+    code, out, err = run(
+        capsys, "predict", str(tmp_path), str(good[0]), str(bad), str(missing), str(good[1])
+    )
     assert code == 0
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == [str(good[0]), str(good[1])]
@@ -258,9 +265,16 @@ def test_predict_skips_an_unreadable_image_and_predicts_the_others(
     assert err.splitlines() == [
         f"fastcore-ext predict: skipped {bad}: not a readable image (cannot identify image "
         f"file '{bad}')",
-        "fastcore-ext predict: 1 of 3 images skipped",
+        f"fastcore-ext predict: skipped {missing}: no such file",
+        "fastcore-ext predict: 2 of 4 images skipped",
     ]
     assert "skip_bad" not in err  # not an option of this command
+    folder = small_demo / "valid" / DEMO_CLASSES[0]  # a folder: every image under it
+    code, out, _ = run(capsys, "predict", str(tmp_path), str(folder))
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == [
+        str(p) for p in sorted(folder.iterdir())
+    ]
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "lr-find"])

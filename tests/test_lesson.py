@@ -194,6 +194,22 @@ def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, mo
     assert "Saving the model" in capsys.readouterr().out
 
 
+def test_a_run_that_fails_leaves_no_earlier_export_behind(tmp_path, small_demo, monkeypatch):
+    """A run that dies before its export (here in validation) must not leave the previous
+    run's export.pth in --out, where `fastcore-ext predict` would use it without a word."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "export.pth").write_bytes(b"an earlier run's model")
+
+    def broken(self):
+        raise RuntimeError("something went wrong")
+
+    monkeypatch.setattr(Learner, "_do_epoch_validate", broken)
+    with pytest.raises(RuntimeError, match="something went wrong"):
+        run_lesson(small_config(small_demo, out, epochs=1, lr=1e-3))
+    assert not (out / "export.pth").exists()
+
+
 def test_a_second_ctrl_c_waits_for_the_save():
     before = signal.getsignal(signal.SIGINT)
     with lesson._sigint_ignored():
