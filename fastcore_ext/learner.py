@@ -592,6 +592,21 @@ class Learner:
         n = check_int("n", n, 1)
         return inference.tta(self, ds_type, dl, n, beta, use_max)
 
+    def TTA(  # fastai v1's name
+        self,
+        beta: float | None = 0.4,
+        scale: float = 1.35,
+        ds_type: str = "valid",
+        with_loss: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """fastai v1's test-time augmentation: a plain pass and 8 fixed passes (zoom by
+        `scale` at each corner, mirrored or not, with the training augmentation's random
+        rotation, warp and lighting), blended as beta * plain + (1 - beta) * mean(passes).
+        Returns (preds, targets), (preds, targets, losses) with with_loss, or (plain,
+        augmented mean, targets) with beta=None; details and the differences from v1 in
+        `fastcore_ext.inference.tta_v1`. fastai v2's spelling is `tta`."""
+        return inference.tta_v1(self, beta, scale, ds_type, with_loss)
+
     # ---- layer groups, learning rates, freezing (fastcore_ext.layer_groups) ---------------
     def lr_range(self, lr: float | slice | Sequence[float], name: str = "lr") -> list[float]:
         """One learning rate per layer group from a float, slice(a, b), slice(b) or a
