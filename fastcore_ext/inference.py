@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
 __all__ = [
+    "Category",
     "evaluating",
     "forward",
     "get_preds",
@@ -300,7 +301,28 @@ def _pass_order(dl: Any) -> torch.Tensor | None:
     return torch.cat([torch.as_tensor(b, dtype=torch.int64) for b in batches])
 
 
-def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
+class Category(str):
+    """The predicted class of `predict`: its name, a str (as fastai v2 gives it), with fastai
+    v1's Category attributes: `obj` (the name) and `data` (the class index, an int64 0-dim
+    tensor)."""
+
+    data: torch.Tensor
+
+    def __new__(cls, name: str, data: torch.Tensor) -> Category:
+        self = super().__new__(cls, name)
+        self.data = data
+        return self
+
+    def __getnewargs__(self) -> tuple[str, torch.Tensor]:
+        return str(self), self.data
+
+    @property
+    def obj(self) -> str:
+        """The class name (fastai v1's `Category.obj`)."""
+        return str(self)
+
+
+def predict(learn: Learner, item: Any) -> tuple[Category, torch.Tensor, torch.Tensor]:
     """`Learner.predict` (see there)."""
     preprocess = getattr(learn.data, "preprocess", None)
     if preprocess is None:
@@ -318,8 +340,8 @@ def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
     with evaluating(learn.model):
         logits = forward(learn, x)
     probs = torch.softmax(logits.float(), dim=1)[0].cpu()  # a normal tensor, made outside
-    idx = int(probs.argmax())
-    return learn.data.classes[idx], idx, probs
+    idx = probs.argmax()
+    return Category(str(learn.data.classes[int(idx)]), idx), idx, probs
 
 
 def show_results(

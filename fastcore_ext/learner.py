@@ -585,12 +585,14 @@ class Learner:
             ds_type, dl = "valid", ds_type
         return inference.validate(self, ds_type, dl)
 
-    def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
+    def predict(self, item: Any) -> tuple[inference.Category, torch.Tensor, torch.Tensor]:
         """Classify one image: a file path, a PIL image, or a tensor / array [3, H, W] or
         [H, W, 3] of uint8 or of floats in [0, 1] (`open_image(f).data`). It goes through the
         validation transform (presize, center crop, normalization: `data.preprocess`), then
-        the model as in get_preds. Returns (class name, class index, probabilities float32
-        Tensor[c] on the CPU)."""
+        the model as in get_preds. Returns (class, class index, probabilities float32
+        Tensor[c] on the CPU), as fastai v1 and v2: the class a `Category`, its name as a str
+        with v1's `.obj` (the name) and `.data` (the index), the index an int64 0-dim
+        tensor."""
         return inference.predict(self, item)
 
     def summary(self) -> inference.Summary:
