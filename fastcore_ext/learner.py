@@ -460,6 +460,11 @@ class Learner:
             "fit_one_cycle", "div_final", div_final, "final_div", final_div, default=1e5
         )
         cbs = _v1_alias("fit_one_cycle", "cbs", cbs, "callbacks", callbacks)
+        if isinstance(div, (tuple, list)):
+            raise TypeError(
+                f"fit_one_cycle: div should be a number, got {div!r}; fastai v1's third "
+                f"positional argument was moms, here it is div: pass moms={div!r}"
+            )
         if isinstance(moms, (tuple, list)) and len(moms) == 2:
             moms = (moms[0], moms[1], moms[0])
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)

@@ -49,6 +49,8 @@ def test_fit_one_cycle_v1_names_conflict_with_v2s(tmp_path):
         learn.fit_one_cycle(1, div_final=1e4, final_div=1e3)
     with pytest.raises(ValueError, match="moms should be 3 floats"):
         learn.fit_one_cycle(1, moms=(0.9,))
+    with pytest.raises(TypeError, match=r"third positional argument was moms.*moms=\(0.95, 0.85\)"):
+        learn.fit_one_cycle(1, 1e-3, (0.95, 0.85))  # v1's positional order
 
 
 def test_validate_takes_a_loader_first_as_v1(tmp_path):
