@@ -825,7 +825,7 @@ class Learner:
     def purge(self, clear_opt: bool = True) -> Learner:
         """fastai v1's `learn.purge()`: release what the learner holds beyond its weights, so
         its memory (GPU memory above all) can be reused: the parameters' gradients, the last
-        batch, prediction and loss, the compiled forward's caches, and with clear_opt the
+        batch, prediction and loss, and with clear_opt the
         optimizer's state (a new optimizer over the same layer groups, freezing and weight
         decay: the next fit starts its moments afresh, as after v1's purge); then Python's
         garbage collection and, on CUDA, torch's cached blocks. The model, the data, the
@@ -969,7 +969,7 @@ def _v1_alias(
     v1's when given, else `value`; TypeError when both were given (`value` not `default`)."""
     if v1_value is None:
         return value
-    if value is not default and value != default:
+    if value != default:
         raise TypeError(
             f"{where}: give {name} or {v1_name} (fastai v1's name for it), not both; got "
             f"{name}={value!r} and {v1_name}={v1_value!r}"

@@ -57,7 +57,7 @@ _LOWER_IS_BETTER = (np.less, operator.lt)
 MODES = ("auto", "min", "max")  # fastai v1's `mode`: auto follows the column's name
 
 
-def is_learner(obj: object) -> bool:
+def _is_learner(obj: object) -> bool:
     """True for a Learner (what fastai v1's callbacks take first): an object with a recorder
     and fit_one_cycle. (The callbacks sit below the Learner's module, so it is not imported.)"""
     return hasattr(obj, "recorder") and hasattr(obj, "fit_one_cycle")
@@ -69,7 +69,7 @@ def _first_argument(
     """(the learner of fastai v1's form or None, the monitored column) from a tracker's first
     positional argument `first` (the learner, v1; the column, v2; or None) and `monitor=`."""
     learn = None
-    if is_learner(first):
+    if _is_learner(first):
         learn, first = first, None
         if comp is not None and not callable(comp):
             raise TypeError(
@@ -242,12 +242,12 @@ class EarlyStoppingCallback(TrackerCallback):
     ) -> None:
         learn, monitor = _first_argument("EarlyStoppingCallback", learn_or_monitor, monitor, comp)
         super().__init__(monitor, _comp_of_mode(mode, comp), min_delta, reset_on_fit)
-        if patience is None:
-            patience = 0 if learn is not None else 1
-        low = 0 if learn is not None else 1
+        v1 = learn is not None  # v1's patience p stops where v2's p + 1 does
+        low = 0 if v1 else 1
+        patience = low if patience is None else patience
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < low:
             raise ValueError(f"patience should be an int >= {low}, got {patience!r}")
-        self.patience = patience + 1 if learn is not None else patience
+        self.patience = patience + 1 if v1 else patience
         self.wait = 0
         self.learn = learn
 
@@ -396,17 +396,17 @@ class CSVLogger(Callback):
     ) -> None:
         super().__init__()
         learn = None
-        if is_learner(learn_or_fname):
+        if _is_learner(learn_or_fname):
             learn, learn_or_fname = learn_or_fname, None
-        given = [v for v in (learn_or_fname, fname, filename) if v is not None]
-        if len(given) > 1:
-            raise TypeError(f"CSVLogger: give the file name once, got {given!r}")
+        names = [v for v in (learn_or_fname, fname, filename) if v is not None]
+        if len(names) > 1:
+            raise TypeError(f"CSVLogger: give the file name once, got {names!r}")
         if filename is not None:
             if not isinstance(filename, str):
                 raise TypeError(f"filename should be a str, got {type(filename).__name__}")
             fname = f"{filename}.csv"
-        fname = given[0] if fname is None and given else fname
-        fname = "history.csv" if fname is None else fname
+        else:
+            fname = names[0] if names else "history.csv"
         if not isinstance(fname, (str, os.PathLike)):
             raise TypeError(f"fname should be a str or Path, got {type(fname).__name__}")
         self.fname = Path(fname)
