@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -24,7 +25,8 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
-from fastcore_ext.augment import augment_batch, epoch_generator
+from fastcore_ext import ops
+from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, random_params
 from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.data import BadImageError, DeviceDataLoader
 from fastcore_ext.plots import finish, image_grid
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
 __all__ = [
+    "Category",
     "evaluating",
     "forward",
     "get_preds",
@@ -43,10 +46,14 @@ __all__ = [
     "show_results",
     "summary",
     "tta",
+    "tta_v1",
+    "tta_v1_params",
     "validate",
 ]
 
 _TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
+_TTA_V1_STREAM = 0x71A_5EED  # and v1 TTA's random (lighting, rotation, warp) draws
+TTA_V1_PASSES = 8  # fastai v1's TTA: 4 zoomed corners x (plain, mirrored)
 
 
 @contextlib.contextmanager
@@ -305,7 +312,28 @@ def _pass_order(dl: Any) -> torch.Tensor | None:
     return torch.cat([torch.as_tensor(b, dtype=torch.int64) for b in batches])
 
 
-def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
+class Category(str):
+    """The predicted class of `predict`: its name, a str (as fastai v2 gives it), with fastai
+    v1's Category attributes: `obj` (the name) and `data` (the class index, an int64 0-dim
+    tensor)."""
+
+    data: torch.Tensor
+
+    def __new__(cls, name: str, data: torch.Tensor) -> Category:
+        self = super().__new__(cls, name)
+        self.data = data
+        return self
+
+    def __getnewargs__(self) -> tuple[str, torch.Tensor]:
+        return str(self), self.data
+
+    @property
+    def obj(self) -> str:
+        """The class name (fastai v1's `Category.obj`)."""
+        return str(self)
+
+
+def predict(learn: Learner, item: Any) -> tuple[Category, torch.Tensor, torch.Tensor]:
     """`Learner.predict` (see there)."""
     preprocess = getattr(learn.data, "preprocess", None)
     if preprocess is None:
@@ -323,8 +351,8 @@ def predict(learn: Learner, item: Any) -> tuple[str, int, torch.Tensor]:
     with evaluating(learn.model):
         logits = forward(learn, x)
     probs = torch.softmax(logits, dim=1)[0].cpu()  # a normal tensor, made outside
-    idx = int(probs.argmax())
-    return learn.data.classes[idx], idx, probs
+    idx = probs.argmax()
+    return Category(str(learn.data.classes[int(idx)]), idx), idx, probs
 
 
 def show_results(
@@ -490,6 +518,140 @@ class _AugmentedPass(_PlainPass):
                 spec=self.spec,
                 generator=gen,
                 train=True,
+                channels_last=self.dl.channels_last,
+            )
+            yield xb, y
+
+
+def tta_v1_params(
+    spec: AugmentSpec | None,
+    batch_size: int,
+    in_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    generator: torch.Generator,
+    index: int,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The matrices float32 [B, 3, 3] and lighting [B, 2] | None of pass `index` (0-7) of
+    fastai v1's TTA, for `ops.augment_normalize` (output -> input normalized coordinates).
+
+    Pass i zooms by `scale` anchored at a corner, row_pct = i & 1 (1: bottom), col_pct =
+    (i & 2) > 0 (1: right), as v1's `zoom(scale, row_pct, col_pct, is_random=False)`:
+    Z = [[1/s, 0, (1 - 1/s)(2 col - 1)], [0, 1/s, (1 - 1/s)(2 row - 1)], [0, 0, 1]]; passes
+    4-7 also mirror the result left-right (v1's `flip_lr(p=1.)`, applied to the output: the
+    rightmost factor F = diag(-1, 1, 1)). The rest of the training augmentation `spec` (its
+    rotation, warp and lighting, not its flip, zoom or random crop, as v1 keeps every train
+    transform but crop_pad, flip_lr, dihedral and zoom) is drawn per sample from `generator`
+    by `augment.random_params`, which composes it as training does (C @ W @ R), so
+    M = C @ W @ R @ Z @ F. spec None: no random part (the centre crop of the validation
+    transform)."""
+    if spec is None:
+        spec = AugmentSpec(do_flip=False, max_rotate=0.0, max_lighting=0.0, max_warp=0.0)
+    rest = dataclasses.replace(spec, do_flip=False, min_zoom=1.0, max_zoom=1.0, min_scale=1.0)
+    matrices, lighting = random_params(rest, batch_size, in_hw, out_hw, generator)
+    row, col = float(index & 1), float((index & 2) > 0)
+    shift = 1 - 1 / scale
+    fixed = np.array(
+        [[1 / scale, 0.0, shift * (2 * col - 1)], [0.0, 1 / scale, shift * (2 * row - 1)],
+         [0.0, 0.0, 1.0]]
+    )  # fmt: skip
+    if index & 4:
+        fixed = fixed @ np.diag([-1.0, 1.0, 1.0])
+    matrices = (matrices.double() @ torch.from_numpy(fixed)).float()
+    return matrices, lighting
+
+
+def tta_v1(
+    learn: Learner,
+    beta: float | None = 0.4,
+    scale: float = 1.35,
+    ds_type: str = "valid",
+    with_loss: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """`Learner.TTA`, fastai v1's test-time augmentation: one plain pass (the validation
+    transform) and 8 deterministic augmented passes over `ds_type`'s data set ('valid' or
+    'train'; items in data set order, as get_preds), each zoomed by `scale` (>= 1) at one of
+    the 4 corners, mirrored or not (`tta_v1_params`), with the rest of the training
+    augmentation (rotation, warp, lighting: random, from a generator seeded from (data seed,
+    pass index), so repeatable). preds = beta * plain + (1 - beta) * mean(8 augmented),
+    softmax probabilities float32 Tensor[N, c]. Returns (preds, targets), with
+    with_loss (preds, targets, losses float32 [N]); beta=None returns (plain, augmented mean,
+    targets), as v1.
+
+    Where this differs from fastai v1: v1's crop_pad anchored the crop of a non-square image
+    at the same corner; here every pass starts from the loader's centre square (the same for
+    square images). v1 composed its warp inside the zoom (R @ Z @ W); here the rotation and
+    warp are composed as this library's training augmentation composes them, outside the fixed
+    zoom (C @ W @ R @ Z @ F): the same transforms, drawn alike, in another order. v1's random
+    draws were not repeatable. v1's ds_type=Train read the shuffled training loader (each
+    pass in another order); here the training set is read in order through the validation
+    transform. v1 computed the losses by applying the loss function to the blended
+    probabilities as if they were logits; here losses are the loss function (reduction
+    'none') on their logarithm, for cross-entropy -log(preds[i, target_i]). v1 accepted a
+    scale below 1 (zoom out, padding); here it is refused."""
+    check_bool("with_loss", with_loss)
+    if beta is not None and (
+        isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1
+    ):
+        raise ValueError(f"beta should be a float in [0, 1] or None, got {beta!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale < 1e6:
+        raise ValueError(f"scale should be a zoom factor >= 1 (v1's default 1.35), got {scale!r}")
+    if with_loss and beta is None:
+        raise ValueError("with_loss needs the blended predictions: pass a beta, not None")
+    dl = _in_order_loader(learn.data, ds_type)
+    if dl is None:
+        raise no_data_error(ds_type)
+    if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
+        raise TypeError(
+            f"TTA needs a DeviceDataLoader (uint8 batches it augments itself), got "
+            f"{type(dl).__name__}"
+        )
+    per_item = _per_item_loss_func(learn.loss_func) if with_loss else None
+    spec = getattr(learn.data, "spec", None)
+    seed = getattr(learn.data, "seed", None) or 0
+    plain, targets = get_preds(learn, dl=_PlainPass(dl))[:2]
+    passes = [
+        get_preds(learn, dl=_V1Pass(dl, spec, seed, i, float(scale)))[0]
+        for i in range(TTA_V1_PASSES)
+    ]
+    augmented = torch.stack(passes).mean(0)
+    if beta is None:
+        return plain, augmented, targets
+    preds = plain * float(beta) + augmented * (1 - float(beta))
+    if per_item is None:
+        return preds, targets
+    losses = per_item(preds.clamp_min(torch.finfo(preds.dtype).tiny).log(), targets)
+    return preds, targets, losses.float()
+
+
+class _V1Pass(_PlainPass):
+    """Pass `index` of fastai v1's TTA over an in-order loader: `tta_v1_params`' matrices
+    and lighting, through the fused kernel."""
+
+    def __init__(self, dl: Any, spec: AugmentSpec | None, seed: int, index: int, scale: float):
+        super().__init__(dl)
+        self.spec, self.seed, self.index, self.scale = spec, seed, index, scale
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = epoch_generator(self.seed ^ _TTA_V1_STREAM, self.index)
+        mean, std = self.dl.stats if self.dl.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+        out_hw = (self.dl.size, self.dl.size) if isinstance(self.dl.size, int) else self.dl.size
+        mode = self.spec.mode if self.spec is not None else "bilinear"
+        pad_mode = self.spec.pad_mode if self.spec is not None else "reflection"
+        for x, y in self.dl.uint8_batches(0):
+            in_hw = (x.shape[2], x.shape[3])
+            matrices, lighting = tta_v1_params(
+                self.spec, x.shape[0], in_hw, tuple(out_hw), gen, self.index, self.scale
+            )
+            xb = ops.augment_normalize(
+                x,
+                matrices.to(x.device),
+                tuple(out_hw),
+                mean=mean,
+                std=std,
+                lighting=None if lighting is None else lighting.to(x.device),
+                mode=mode,
+                pad_mode=pad_mode,
                 channels_last=self.dl.channels_last,
             )
             yield xb, y

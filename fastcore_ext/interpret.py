@@ -137,20 +137,27 @@ class ClassificationInterpretation:
 
     @classmethod
     def from_learner(
-        cls, learn: Any, ds_type: str = "valid", act: Any = None
+        cls, learn: Any, ds_type: str = "valid", act: Any = None, tta: bool = False
     ) -> ClassificationInterpretation:
         """One inference pass of `learn` over the 'valid' (default) or 'train' data set
         (`Learner.get_preds(ds_type, with_loss=True, act=act)`: eval mode, items in data set
         order; 'train' goes through the training transforms, see get_preds) and the cache
-        of its results."""
+        of its results. tta: fastai v1's, the predictions and losses of `learn.TTA(ds_type=
+        ds_type, with_loss=True)` instead (act is then not used)."""
         if ds_type not in ("valid", "train"):
             raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+        check_bool("tta", tta)
         get_preds = getattr(learn, "get_preds", None)
         if get_preds is None:
             raise TypeError(
                 f"learn should be a Learner (with get_preds), got {type(learn).__name__}"
             )
-        probs, targets, losses = get_preds(ds_type=ds_type, with_loss=True, act=act)
+        if tta:
+            if act is not None:
+                raise ValueError("act and tta=True exclude each other (TTA gives softmax probs)")
+            probs, targets, losses = learn.TTA(ds_type=ds_type, with_loss=True)
+        else:
+            probs, targets, losses = get_preds(ds_type=ds_type, with_loss=True, act=act)
         idxs = _kept_items(getattr(learn, "data", None), ds_type, len(targets))
         return cls(learn, probs, targets, losses, ds_type=ds_type, idxs=idxs)
 

@@ -440,7 +440,10 @@ def one_cycle_setter(opt: torch.optim.Optimizer, moms: Any) -> Callable[..., Non
     3 values, TypeError unless the optimizer evaluates a one-cycle schedule itself
     (fastcore_ext.optim.Adam and SGD do)."""
     if not (isinstance(moms, (tuple, list)) and len(moms) == 3):
-        raise ValueError(f"moms should be 3 floats (start, middle, end), got {moms!r}")
+        raise ValueError(
+            f"moms should be 3 floats (start, middle, end), or fastai v1's 2 (start and end, "
+            f"middle), got {moms!r}"
+        )
     setter = getattr(opt, "set_one_cycle", None)
     if setter is None:
         raise TypeError(

@@ -36,6 +36,8 @@ fit: `fastcore_ext.interrupt`.
 from __future__ import annotations
 
 import contextlib
+import gc
+import inspect
 import math
 import os
 import random
@@ -71,6 +73,7 @@ from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_fi
 from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.export import export_model
+from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
 from fastcore_ext.ranks import launched_by_torchrun
@@ -140,7 +143,11 @@ class Learner:
       splitter: splitter(model) -> list of layer groups, each an nn.Module or an iterable of
         parameters/modules; default: one group. Every parameter must be in exactly one group.
       seed: if given, `set_seed(seed)` now.
-      cbs: extra callbacks, in addition to the Recorder and the ProgressCallback.
+      cbs: extra callbacks, in addition to the Recorder and the ProgressCallback;
+        `callbacks` is fastai v1's name for it (give one of the two).
+      callback_fns: fastai v1's: functions called with the learner at the start of every
+        fit, each returning a callback for that fit (`ShowGraph`, `partial(SaveModelCallback,
+        monitor='accuracy')`); kept in `learn.callback_fns`, a list.
       precision: 'auto' (bf16 autocast + channels-last where data.device runs bfloat16
         natively, else fp32; the choice is printed once), 'fp32', 'bf16' or 'fp16'; None
         means DEFAULT_PRECISION ('auto').
@@ -161,8 +168,11 @@ class Learner:
         cbs: Callback | Sequence[Callback] | None = None,
         precision: str | None = None,
         wd_bn_bias: bool = False,
+        callback_fns: Sequence[Callable[[Learner], Callback]] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
     ) -> None:
         precision = DEFAULT_PRECISION if precision is None else precision
+        cbs = _v1_alias("Learner", "cbs", cbs, "callbacks", callbacks)
         self.wd_bn_bias = check_bool("wd_bn_bias", wd_bn_bias)
         _check_learner_args(data, model, loss_func, opt_func, path, model_dir, splitter, precision)
         if seed is not None:
@@ -191,6 +201,7 @@ class Learner:
         self.add_cbs([self.recorder, self.progress, TerminateOnNaN()])
         if cbs is not None:
             self.add_cbs(_as_cbs(cbs))
+        self.callback_fns: list[Callable[[Learner], Callback]] = _check_callback_fns(callback_fns)
 
         # State of the loop, readable by callbacks.
         self.epoch = 0
@@ -280,7 +291,7 @@ class Learner:
 
     def _fit(self, n_epoch: int, start_epoch: int, cbs: Sequence[Callback] | None) -> None:
         self._train_dl()
-        extra = list(cbs or [])
+        extra = [_call_callback_fn(fn, self) for fn in self.callback_fns] + list(cbs or [])
         try:
             self.add_cbs(extra)
             self.n_epoch = n_epoch
@@ -392,6 +403,8 @@ class Learner:
         wd: float | Sequence[float] | None = None,
         cbs: Callback | Sequence[Callback] | None = None,
         start_epoch: int = 0,
+        *,
+        callbacks: Callback | Sequence[Callback] | None = None,
     ) -> None:
         """Train for `n_epoch` epochs at a constant learning rate.
 
@@ -399,9 +412,11 @@ class Learner:
         groups), slice(b) (b/10 for all groups but the last, b for the last) or one value per
         group; default 1e-3. wd: weight decay (float or per group; with wd_bn_bias=False
         never on normalization layers and biases); default the learner's `wd`, else the
-        optimizer's current value. cbs: callbacks for this fit only.
-        start_epoch: skip the epochs before it (to resume after `load`; see fit_one_cycle).
+        optimizer's current value. cbs: callbacks for this fit only (`callbacks`: fastai
+        v1's name). start_epoch: skip the epochs before it (to resume after `load`; see
+        fit_one_cycle).
         """
+        cbs = _v1_alias("fit", "cbs", cbs, "callbacks", callbacks)
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
         lrs = self.lr_range(DEFAULT_LR if lr is None else lr, "lr")
         self._clear_schedule()
@@ -422,6 +437,9 @@ class Learner:
         cbs: Callback | Sequence[Callback] | None = None,
         *,
         lr_max: float | slice | Sequence[float] | None = None,
+        div_factor: float | None = None,
+        final_div: float | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
     ) -> None:
         """Train with the one-cycle policy (Leslie Smith): the lr rises (cosine) from
         max_lr/div to max_lr over the first pct_start of the steps, while momentum falls from
@@ -431,7 +449,24 @@ class Learner:
         bench/README.md says why we follow v2); `lr_max` is fastai v2's name for it (give one
         of the two). The optimizer evaluates the schedule itself. start_epoch: resume the
         cycle there (after `load`ing the checkpoint of the end of epoch start_epoch - 1, with
-        every other argument repeated: bit-exact on the CPU)."""
+        every other argument repeated: bit-exact on the CPU).
+
+        fastai v1's spellings: moms=(0.95, 0.85), two values, for (0.95, 0.85, 0.95);
+        div_factor for div; final_div for the end's divisor of max_lr (v1's lr ends at
+        max_lr / final_div, default div_factor * 1e4 there; here max_lr / div_final, default
+        1e5, as v2); callbacks for cbs. v1's default pct_start was 0.3, v2's (here) 0.25."""
+        div = _v1_alias("fit_one_cycle", "div", div, "div_factor", div_factor, default=25.0)
+        div_final = _v1_alias(
+            "fit_one_cycle", "div_final", div_final, "final_div", final_div, default=1e5
+        )
+        cbs = _v1_alias("fit_one_cycle", "cbs", cbs, "callbacks", callbacks)
+        if isinstance(div, (tuple, list)):
+            raise TypeError(
+                f"fit_one_cycle: div should be a number, got {div!r}; fastai v1's third "
+                f"positional argument was moms, here it is div: pass moms={div!r}"
+            )
+        if isinstance(moms, (tuple, list)) and len(moms) == 2:
+            moms = (moms[0], moms[1], moms[0])
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
         if lr_max is not None:
             if max_lr is not None:
@@ -541,21 +576,28 @@ class Learner:
         `fastcore_ext.inference.get_preds`."""
         return inference.get_preds(self, ds_type, with_loss, with_input, dl, act, reorder)
 
-    def validate(self, ds_type: str = "valid", dl: Iterable[Any] | None = None) -> list[float]:
+    def validate(
+        self, ds_type: str | Iterable[Any] = "valid", dl: Iterable[Any] | None = None
+    ) -> list[float]:
         """[loss, *metrics] over the whole validation set ('valid'), the training set in
-        order ('train') or any `dl` of (x, y) batches, computed as the epoch table computes
+        order ('train') or any `dl` of (x, y) batches (also given first, as fastai v1's
+        `learn.validate(learn.data.valid_dl)`), computed as the epoch table computes
         valid_loss and the metrics (fastai's `learn.validate()`); in eval mode under
         torch.inference_mode, in the learner's precision now (after precision 'auto''s float32
         first epoch that is bf16, so the value can differ from that epoch's row in the last
         digits); the recorder is left alone. Details in `fastcore_ext.inference.validate`."""
+        if not isinstance(ds_type, str) and dl is None:
+            ds_type, dl = "valid", ds_type
         return inference.validate(self, ds_type, dl)
 
-    def predict(self, item: Any) -> tuple[str, int, torch.Tensor]:
+    def predict(self, item: Any) -> tuple[inference.Category, torch.Tensor, torch.Tensor]:
         """Classify one image: a file path, a PIL image, or a tensor / array [3, H, W] or
         [H, W, 3] of uint8 or of floats in [0, 1] (`open_image(f).data`). It goes through the
         validation transform (presize, center crop, normalization: `data.preprocess`), then
-        the model as in get_preds. Returns (class name, class index, probabilities float32
-        Tensor[c] on the CPU)."""
+        the model as in get_preds. Returns (class, class index, probabilities float32
+        Tensor[c] on the CPU), as fastai v1 and v2: the class a `Category`, its name as a str
+        with v1's `.obj` (the name) and `.data` (the index), the index an int64 0-dim
+        tensor."""
         return inference.predict(self, item)
 
     def summary(self) -> inference.Summary:
@@ -591,6 +633,26 @@ class Learner:
         `fastcore_ext.inference.tta`."""
         n = check_int("n", n, 1)
         return inference.tta(self, ds_type, dl, n, beta, use_max)
+
+    def interpret(self, ds_type: str = "valid", tta: bool = False) -> ClassificationInterpretation:
+        """fastai v1's `learn.interpret()`: `ClassificationInterpretation.from_learner(self,
+        ds_type, tta=tta)` (tta: from v1's `TTA` predictions instead of one plain pass)."""
+        return ClassificationInterpretation.from_learner(self, ds_type, tta=tta)
+
+    def TTA(  # fastai v1's name
+        self,
+        beta: float | None = 0.4,
+        scale: float = 1.35,
+        ds_type: str = "valid",
+        with_loss: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """fastai v1's test-time augmentation: a plain pass and 8 fixed passes (zoom by
+        `scale` at each corner, mirrored or not, with the training augmentation's random
+        rotation, warp and lighting), blended as beta * plain + (1 - beta) * mean(passes).
+        Returns (preds, targets), (preds, targets, losses) with with_loss, or (plain,
+        augmented mean, targets) with beta=None; details and the differences from v1 in
+        `fastcore_ext.inference.tta_v1`. fastai v2's spelling is `tta`."""
+        return inference.tta_v1(self, beta, scale, ds_type, with_loss)
 
     # ---- layer groups, learning rates, freezing (fastcore_ext.layer_groups) ---------------
     def lr_range(self, lr: float | slice | Sequence[float], name: str = "lr") -> list[float]:
@@ -763,6 +825,41 @@ class Learner:
         mixed_precision.use(self, None)
         return self
 
+    # ---- memory (fastai v1's purge / destroy) ---------------------------------------------
+    def purge(self, clear_opt: bool = True) -> Learner:
+        """fastai v1's `learn.purge()`: release what the learner holds beyond its weights, so
+        its memory (GPU memory above all) can be reused: the parameters' gradients, the last
+        batch, prediction and loss, and with clear_opt the
+        optimizer's state (a new optimizer over the same layer groups, freezing and weight
+        decay: the next fit starts its moments afresh, as after v1's purge); then Python's
+        garbage collection and, on CUDA, torch's cached blocks. The model, the data, the
+        callbacks and the recorder stay. Returns self."""
+        check_bool("clear_opt", clear_opt)
+        for p in self.model.parameters():
+            p.grad = None
+        self.dl = self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
+        if clear_opt:
+            self.opt = self._create_opt()
+            self._one_cycle_fit, self._sched_step = False, 0
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return self
+
+    def destroy(self) -> None:
+        """fastai v1's `learn.destroy()`: free the model, the optimizer and the data, leaving
+        a shell that holds no tensor (`learn.recorder`'s floats stay); any later use of the
+        model or the data raises a RuntimeError saying the learner was destroyed."""
+        self.model = _DestroyedModel()
+        self.opt = self.data = _Destroyed()
+        self.layer_groups = []
+        self.compiled = self.ddp_model = None
+        self.dl = self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        print("this Learner object self-destroyed - it still exists, but no longer usable")
+
     # ---- files (fastcore_ext.checkpoint, fastcore_ext.export) ---------------------------
     def _model_file(self, name: str | os.PathLike, arg: str = "name") -> Path:
         return model_file(self.path / self.model_dir, name, arg)
@@ -834,6 +931,31 @@ class Learner:
         return export_model(self.model, self.data, self.precision, self.path / fname)
 
 
+_DESTROYED = "this Learner was destroyed (learn.destroy()): create a new one"
+
+
+def _destroyed(_self: object) -> Any:
+    raise RuntimeError(_DESTROYED)
+
+
+class _DestroyedModel(nn.Module):
+    """learn.model after destroy(): no parameters; calling it raises."""
+
+    def forward(self, *args: Any) -> torch.Tensor:
+        raise RuntimeError(_DESTROYED)
+
+
+class _Destroyed:
+    """learn.data and learn.opt after destroy(): every attribute the learner reads of them
+    raises."""
+
+    train_dl = valid_dl = device = classes = c = path = preprocess = spec = seed = property(
+        _destroyed
+    )
+    train_ds = valid_ds = size = bs = stats = param_groups = state = property(_destroyed)
+    step = zero_grad = state_dict = load_state_dict = property(_destroyed)
+
+
 def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     """`cbs` as a list of callbacks; a Callback class (``cbs=SaveModelCallback``) becomes an
     instance with its default arguments, as fastai's add_cb makes it."""
@@ -842,6 +964,56 @@ def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     single = isinstance(cbs, Callback) or (isinstance(cbs, type) and issubclass(cbs, Callback))
     listed = [cbs] if single else list(cbs)
     return [cb() if isinstance(cb, type) and issubclass(cb, Callback) else cb for cb in listed]
+
+
+def _v1_alias(
+    where: str, name: str, value: Any, v1_name: str, v1_value: Any, default: Any = None
+) -> Any:
+    """The value of an argument fastai v1 spelt `v1_name` and v2 (and this library) `name`:
+    v1's when given, else `value`; TypeError when both were given (`value` not `default`)."""
+    if v1_value is None:
+        return value
+    if value != default:
+        raise TypeError(
+            f"{where}: give {name} or {v1_name} (fastai v1's name for it), not both; got "
+            f"{name}={value!r} and {v1_name}={v1_value!r}"
+        )
+    return v1_value
+
+
+def _check_callback_fns(fns: Any) -> list[Callable[[Learner], Callback]]:
+    """callback_fns as a list of callables (one callable alone is taken as a list of one)."""
+    if fns is None:
+        return []
+    listed = [fns] if callable(fns) else list(fns)
+    for fn in listed:
+        if not callable(fn):
+            raise TypeError(
+                f"callback_fns should hold functions called with the learner that return a "
+                f"Callback (a Callback class, or partial(SomeCallback, arg=...)), got {fn!r}"
+            )
+    return listed
+
+
+def _call_callback_fn(fn: Callable[[Learner], Callback], learn: Learner) -> Callback:
+    """fn(learn), as fastai v1 makes the callbacks of callback_fns at the start of a fit;
+    TypeError naming `fn` when it takes no learner or gives no Callback."""
+    try:
+        inspect.signature(fn).bind(learn)
+    except TypeError:
+        raise TypeError(
+            f"callback_fns: {fn!r} cannot be called with the learner (fastai v1 calls each "
+            f"item as fn(learn)); a callback that takes no learner goes in cbs= instead"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): call it and see
+        pass
+    cb = fn(learn)
+    if not isinstance(cb, Callback):
+        raise TypeError(
+            f"callback_fns: {fn!r} called with the learner should return a fastcore_ext "
+            f"Callback, got {type(cb).__name__}"
+        )
+    return cb
 
 
 def _check_learner_args(

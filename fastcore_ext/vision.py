@@ -236,7 +236,8 @@ def create_cnn(
     DEFAULT, or the given Weights) and freeze the body except its BatchNorm layers; precision
     'auto' then runs bf16 from the first epoch (a random model's first epoch is float32).
     cut, lin_ftrs, ps: see create_body / create_head. kwargs go to Learner (loss_func,
-    opt_func, wd, path, model_dir, splitter, seed, cbs). Resnets get 3 layer groups
+    opt_func, wd, path, model_dir, splitter, seed, cbs, precision; fastai v1's callbacks and
+    callback_fns). Resnets get 3 layer groups
     (stem..layer2, layer3..layer4, head), other architectures 2 (body, head). On CUDA the
     model and its inputs are channels-last.
     """

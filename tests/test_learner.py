@@ -529,7 +529,7 @@ def test_learner_argument_errors():
     with pytest.raises(ValueError, match=r"start_epoch should be < n_epoch \(2\), got 2"):
         learn.fit_one_cycle(2, start_epoch=2)
     with pytest.raises(ValueError, match="moms should be 3"):
-        learn.fit_one_cycle(1, moms=(0.9, 0.8))
+        learn.fit_one_cycle(1, moms=(0.9, 0.8, 0.9, 0.8))
 
 
 def test_empty_train_dl_is_a_clear_error():

@@ -1,6 +1,6 @@
 """Callbacks of the training loop: events and control flow (core), Recorder, progress output,
 the learning-rate finder, the trackers (NaN stop, early stopping, best-model saving, CSV
-log) and the DDP trainer (ddp)."""
+log), ShowGraph (the losses redrawn after each epoch) and the DDP trainer (ddp)."""
 
 from fastcore_ext.callback.core import (
     CANCEL_EVENTS,
@@ -18,6 +18,7 @@ from fastcore_ext.callback.core import (
 from fastcore_ext.callback.ddp import DistributedTrainer
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
+from fastcore_ext.callback.show_graph import ShowGraph, ShowGraphCallback
 from fastcore_ext.callback.tracker import (
     CSVLogger,
     EarlyStoppingCallback,
@@ -45,5 +46,7 @@ __all__ = [
     "EarlyStoppingCallback",
     "SaveModelCallback",
     "CSVLogger",
+    "ShowGraph",
+    "ShowGraphCallback",
     "DistributedTrainer",
 ]

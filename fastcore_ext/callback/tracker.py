@@ -11,7 +11,15 @@
 
 Monitored values are the Recorder's columns: 'train_loss', 'valid_loss' or a metric's name
 (e.g. 'error_rate'). As in fastai, a name containing 'loss' or 'error' is better when lower,
-anything else when higher, unless `comp` says otherwise.
+anything else when higher, unless `comp` (or v1's `mode`) says otherwise.
+
+Both fastai spellings are taken. v2's: `SaveModelCallback(monitor='accuracy', fname='best')`,
+the monitored column first, for `cbs=`. v1's: the learner first and the rest by keyword,
+`SaveModelCallback(learn, every='improvement', monitor='accuracy', mode='auto',
+name='bestmodel')`, `EarlyStoppingCallback(learn, monitor='valid_loss', min_delta=0.01,
+patience=3)`, `CSVLogger(learn, filename='history')`, for fit's `callbacks=`, or without
+the learner through `callback_fns=[partial(SaveModelCallback, monitor='accuracy')]` (the
+Learner calls each with itself). A callback made with a learner belongs to it.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import torch
@@ -34,6 +42,9 @@ from fastcore_ext.callback.lr_finder import LRFinder
 from fastcore_ext.callback.progress import format_time
 from fastcore_ext.warn import warn_user
 
+if TYPE_CHECKING:
+    from fastcore_ext.learner import Learner
+
 __all__ = [
     "CSVLogger",
     "EarlyStoppingCallback",
@@ -43,6 +54,53 @@ __all__ = [
 ]
 
 _LOWER_IS_BETTER = (np.less, operator.lt)
+MODES = ("auto", "min", "max")  # fastai v1's `mode`: auto follows the column's name
+
+
+def _is_learner(obj: object) -> bool:
+    """True for a Learner (what fastai v1's callbacks take first): an object with a recorder
+    and fit_one_cycle. (The callbacks sit below the Learner's module, so it is not imported.)"""
+    return hasattr(obj, "recorder") and hasattr(obj, "fit_one_cycle")
+
+
+def _first_argument(
+    cls: str, first: Any, monitor: str | None, comp: Any
+) -> tuple[Learner | None, str]:
+    """(the learner of fastai v1's form or None, the monitored column) from a tracker's first
+    positional argument `first` (the learner, v1; the column, v2; or None) and `monitor=`."""
+    learn = None
+    if _is_learner(first):
+        learn, first = first, None
+        if comp is not None and not callable(comp):
+            raise TypeError(
+                f"{cls}(learn, ...): with the learner first (fastai v1's form) give the other "
+                f"arguments by keyword (monitor=, mode=, ...); got {comp!r} as the second "
+                f"positional argument"
+            )
+    elif first is not None and not isinstance(first, str):
+        raise TypeError(
+            f"{cls}: the first argument should be the monitored column (a str, fastai v2) or "
+            f"the learner (fastai v1), got {type(first).__name__}"
+        )
+    if first is not None and monitor is not None:
+        raise TypeError(
+            f"{cls}: the monitored column was given twice, {first!r} and monitor={monitor!r}"
+        )
+    if monitor is not None and not isinstance(monitor, str):
+        raise TypeError(f"monitor should be a column name (str), got {type(monitor).__name__}")
+    return learn, first if first is not None else (monitor or "valid_loss")
+
+
+def _comp_of_mode(mode: str | None, comp: Any) -> Any:
+    """`comp` from fastai v1's mode: 'min' np.less, 'max' np.greater, 'auto' (or None) the
+    default of the column's name (comp=None)."""
+    if mode is None:
+        return comp
+    if mode not in MODES:
+        raise ValueError(f"mode should be one of {MODES}, got {mode!r}")
+    if comp is not None:
+        raise TypeError(f"give comp (fastai v2) or mode (v1), not both; got {comp!r} and {mode!r}")
+    return {"min": np.less, "max": np.greater}.get(mode)
 
 
 def _say(learn: object, message: str) -> None:
@@ -158,23 +216,40 @@ class TrackerCallback(Callback):
 
 class EarlyStoppingCallback(TrackerCallback):
     """Ends the fit once `monitor` has not improved (by more than `min_delta`) for
-    `patience` epochs in a row (fastai's EarlyStoppingCallback)."""
+    `patience` epochs in a row (fastai's EarlyStoppingCallback).
+
+    fastai v2's form: `EarlyStoppingCallback(monitor='valid_loss', comp=None, min_delta=0.,
+    patience=1)`. fastai v1's: `EarlyStoppingCallback(learn, monitor='valid_loss',
+    mode='auto', min_delta=0, patience=0)`, the rest by keyword; v1 stopped once more epochs
+    than `patience` went without improvement, so v1's patience p is v2's p + 1 (v1's default
+    0 is v2's 1). mode: 'auto' (lower is better for 'loss' and 'error' columns, as v2; v1's
+    auto looked for 'loss' only), 'min' or 'max', instead of comp. monitor defaults to
+    'valid_loss'."""
 
     order = TrackerCallback.order + 3
 
     def __init__(
         self,
-        monitor: str = "valid_loss",
+        learn_or_monitor: Learner | str | None = None,
+        /,
         comp: Callable[[float, float], bool] | None = None,
         min_delta: float = 0.0,
-        patience: int = 1,
+        patience: int | None = None,
         reset_on_fit: bool = True,
+        *,
+        monitor: str | None = None,
+        mode: str | None = None,
     ) -> None:
-        super().__init__(monitor, comp, min_delta, reset_on_fit)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience should be an int >= 1, got {patience!r}")
-        self.patience = patience
+        learn, monitor = _first_argument("EarlyStoppingCallback", learn_or_monitor, monitor, comp)
+        super().__init__(monitor, _comp_of_mode(mode, comp), min_delta, reset_on_fit)
+        v1 = learn is not None  # v1's patience p stops where v2's p + 1 does
+        low = 0 if v1 else 1
+        patience = low if patience is None else patience
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < low:
+            raise ValueError(f"patience should be an int >= {low}, got {patience!r}")
+        self.patience = patience + 1 if v1 else patience
         self.wait = 0
+        self.learn = learn
 
     def before_fit(self) -> None:
         self.wait = 0
@@ -203,22 +278,53 @@ class SaveModelCallback(TrackerCallback):
     `fname`_<epoch> after every (n-th) epoch instead and loads nothing; at_end=True saves once,
     at the end. with_opt: include the optimizer state (needed to resume training from the
     file; see `Learner.load`). `last_saved_path` is the file written last.
+
+    fastai v2's form: `SaveModelCallback(monitor='valid_loss', comp=None, min_delta=0.,
+    fname='model', every_epoch=False, at_end=False, with_opt=False)`. fastai v1's:
+    `SaveModelCallback(learn, monitor='valid_loss', mode='auto', every='improvement',
+    name='bestmodel')`, the rest by keyword: every 'improvement' (the default) or 'epoch'
+    (every_epoch=True), name for fname (default 'bestmodel' in this form), mode 'auto' /
+    'min' / 'max' for comp (as EarlyStoppingCallback). monitor defaults to 'valid_loss'.
     """
 
     order = TrackerCallback.order + 1
 
     def __init__(
         self,
-        monitor: str = "valid_loss",
+        learn_or_monitor: Learner | str | None = None,
+        /,
         comp: Callable[[float, float], bool] | None = None,
         min_delta: float = 0.0,
-        fname: str = "model",
+        fname: str | None = None,
         every_epoch: bool | int = False,
         at_end: bool = False,
         with_opt: bool = False,
         reset_on_fit: bool = True,
+        *,
+        monitor: str | None = None,
+        mode: str | None = None,
+        every: str | None = None,
+        name: str | None = None,
     ) -> None:
-        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        learn, monitor = _first_argument("SaveModelCallback", learn_or_monitor, monitor, comp)
+        super().__init__(monitor, _comp_of_mode(mode, comp), min_delta, reset_on_fit)
+        if name is not None:
+            if fname is not None:
+                raise TypeError(
+                    f"give fname (fastai v2) or name (v1), not both; got {fname!r} and {name!r}"
+                )
+            fname = name
+        if fname is None:
+            fname = "bestmodel" if learn is not None else "model"
+        if every is not None:
+            if every not in ("improvement", "epoch"):
+                raise ValueError(f"every should be 'improvement' or 'epoch', got {every!r}")
+            if every_epoch is not False:
+                raise TypeError(
+                    f"give every_epoch (fastai v2) or every (v1), not both; got "
+                    f"{every_epoch!r} and {every!r}"
+                )
+            every_epoch = every == "epoch"
         if not isinstance(fname, str) or not fname:
             raise TypeError(f"fname should be a non-empty str, got {fname!r}")
         if not isinstance(every_epoch, (bool, int)) or every_epoch < 0:
@@ -231,6 +337,7 @@ class SaveModelCallback(TrackerCallback):
         self.with_opt = with_opt
         self.last_saved_path: Path | None = None
         self._saved_best = False
+        self.learn = learn
 
     def _save(self, name: str) -> None:
         self.last_saved_path = self.learn.save(name, with_opt=self.with_opt)
@@ -271,12 +378,35 @@ class CSVLogger(Callback):
     (epoch, train_loss, valid_loss, metrics..., time), flushed and fsync'ed after each row.
     append=True adds to an existing file (the header is written again only when it differs
     from the file's first line). `path` is the file of the last fit; `read_log()` returns its
-    rows as dicts of strings. In a distributed fit only rank 0 writes."""
+    rows as dicts of strings. In a distributed fit only rank 0 writes.
+
+    fastai v2's form: `CSVLogger(fname='history.csv', append=False)`; fastai v1's:
+    `CSVLogger(learn, filename='history', append=False)`, writing `filename`.csv."""
 
     order = 60
 
-    def __init__(self, fname: str | os.PathLike = "history.csv", append: bool = False) -> None:
+    def __init__(
+        self,
+        learn_or_fname: Learner | str | os.PathLike | None = None,
+        /,
+        append: bool = False,
+        *,
+        fname: str | os.PathLike | None = None,
+        filename: str | None = None,
+    ) -> None:
         super().__init__()
+        learn = None
+        if _is_learner(learn_or_fname):
+            learn, learn_or_fname = learn_or_fname, None
+        names = [v for v in (learn_or_fname, fname, filename) if v is not None]
+        if len(names) > 1:
+            raise TypeError(f"CSVLogger: give the file name once, got {names!r}")
+        if filename is not None:
+            if not isinstance(filename, str):
+                raise TypeError(f"filename should be a str, got {type(filename).__name__}")
+            fname = f"{filename}.csv"
+        else:
+            fname = names[0] if names else "history.csv"
         if not isinstance(fname, (str, os.PathLike)):
             raise TypeError(f"fname should be a str or Path, got {type(fname).__name__}")
         self.fname = Path(fname)
@@ -284,6 +414,7 @@ class CSVLogger(Callback):
         self.path: Path | None = None
         self._file: TextIO | None = None
         self._writer = None
+        self.learn = learn
 
     def read_log(self) -> list[dict[str, str]]:
         """The rows of the file, each a dict column -> text."""
