@@ -49,9 +49,10 @@ def launch(
 
     torchrun runs in a session of its own (and starts each worker in one), so a Ctrl-C in the
     terminal reaches this process alone: it passes SIGINT on to torchrun, which interrupts
-    every worker (each ends its fit as after a Ctrl-C: `fastcore_ext.interrupt`) and gives
-    them 30 s; this waits for that, then raises KeyboardInterrupt. A second Ctrl-C stops
-    them at once (SIGTERM, SIGKILL after 10 s).
+    every worker (each ends its fit as after a Ctrl-C: `fastcore_ext.interrupt`, saving what
+    it trained) and gives them 30 s; this waits for that, then raises KeyboardInterrupt. A
+    second Ctrl-C does not cut the saves short (as in one process: it waits for the save);
+    torchrun itself stops the workers after its 30 s.
 
     timeout: seconds to wait (None: as long as it runs). Past it, torchrun and its workers get
     SIGTERM, then SIGKILL after 10 s, and TimeoutError is raised."""
@@ -71,10 +72,17 @@ def launch(
     except KeyboardInterrupt:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGINT)  # torchrun interrupts the workers, waits 30 s
-        try:
-            proc.wait()
-        except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
-            _stop_session(proc)
+        while True:
+            try:
+                proc.wait()
+                break
+            except KeyboardInterrupt:  # a second Ctrl-C lost every save: keep waiting
+                print(
+                    "fastcore-ext: waiting for the processes to save what they trained "
+                    "(torchrun stops them after 30 s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         raise
     except BaseException:
         _stop_session(proc)

@@ -414,7 +414,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_ctrl_c_reaches_every_worker_and_waits_for_them(tmp_path):
     """Ctrl-C to the launching process (as the terminal sends it): every worker gets it, ends
-    as after its own Ctrl-C, and the launcher returns only after they have (none left)."""
+    as after its own Ctrl-C, and the launcher returns only after they have (none left); a
+    second Ctrl-C soon after does not cut their saves short (it stopped them: nothing saved)."""
     (tmp_path / "ddp_waiter.py").write_text(_WAITER)
     out = tmp_path / "out"
     out.mkdir()
@@ -430,16 +431,20 @@ def test_ctrl_c_reaches_every_worker_and_waits_for_them(tmp_path):
         "    sys.exit(130)\n"
     )
     parent = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while len(list(out.glob("pid*"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(list(out.glob("pid*"))) == 2, "the workers did not start"
     time.sleep(0.5)
     parent.send_signal(signal.SIGINT)
-    stdout, _ = parent.communicate(timeout=60)
+    time.sleep(0.3)
+    parent.send_signal(signal.SIGINT)  # the impatient second Ctrl-C
+    stdout, stderr = parent.communicate(timeout=60)
     assert parent.returncode == 130 and stdout == "interrupted\n"
+    assert "waiting for the processes to save" in stderr
     assert sorted(p.name for p in out.glob("saved*")) == ["saved0", "saved1"]
     pids = [int(p.read_text()) for p in out.glob("pid*")]
     time.sleep(0.5)
