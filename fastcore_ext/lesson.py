@@ -69,7 +69,7 @@ from fastcore_ext.model_builder import (
     resolve_arch,
 )
 from fastcore_ext.plots import autosave, save_png
-from fastcore_ext.ranks import launch_rank
+from fastcore_ext.ranks import all_gather_objects, launch_rank
 from fastcore_ext.schedule import Suggestions
 from fastcore_ext.vision import create_cnn
 
@@ -165,7 +165,8 @@ class BadImages:
 
     @classmethod
     def of(cls, data: ImageDataBunch) -> BadImages:
-        """The unreadable files `data` met so far and those its skip_bad dropped."""
+        """The unreadable files `data` met so far and those its skip_bad dropped; under
+        several processes, those every process's shards met (each process must call it)."""
 
         def names(paths: list[Path]) -> list[str]:
             rel = []
@@ -176,7 +177,8 @@ class BadImages:
                     rel.append(str(p))
             return rel
 
-        skipped, dropped = data.bad_items, data.dropped_items
+        skipped = [p for met in all_gather_objects(data.bad_items) for p in met]
+        dropped = data.dropped_items  # dropped when the data were built: alike in every process
         return cls(len(set(skipped)), len(dropped), names(skipped), names(dropped))
 
     def __bool__(self) -> bool:

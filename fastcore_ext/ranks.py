@@ -3,9 +3,10 @@
 The leaf of the distributed code (it imports only torch): the rank helpers every layer asks
 (`is_main_process` before printing or writing a file, `barrier`, `rank`, `world_size`,
 `launch_rank` and `launched_by_torchrun` before any process group exists) and the
-collectives the Recorder and get_preds use to see the whole validation set
-(`all_gather_cat`, `reduce_validation`). Entering DDP is fastcore_ext.callback.ddp's;
-launching torchrun is fastcore_ext.launch's; fastcore_ext.distributed re-exports all three.
+collectives the Recorder, get_preds and the lesson's summary use to see the whole data
+(`all_gather_cat`, `all_gather_objects`, `reduce_validation`). Entering DDP is
+fastcore_ext.callback.ddp's; launching torchrun is fastcore_ext.launch's;
+fastcore_ext.distributed re-exports all three.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.distributed as dist
 
 __all__ = [
     "all_gather_cat",
+    "all_gather_objects",
     "barrier",
     "env_int",
     "is_distributed",
@@ -90,6 +92,16 @@ def _comm_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every process's picklable `obj`, in rank order (`[obj]` without a process group).
+    Every process of the group must call it."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def all_gather_cat(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -27,7 +28,7 @@ import torch.distributed as dist
 from fakes import tiny_model, two_groups
 from PIL import Image
 
-from fastcore_ext import checkpoint, distributed
+from fastcore_ext import checkpoint, distributed, lesson
 from fastcore_ext.callback import CSVLogger
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.data import ImageDataBunch
@@ -449,3 +450,32 @@ def test_ctrl_c_reaches_every_worker_and_waits_for_them(tmp_path):
     pids = [int(p.read_text()) for p in out.glob("pid*")]
     time.sleep(0.5)
     assert not [pid for pid in pids if _alive(pid)]
+
+
+class _BadData:
+    """What BadImages.of reads of a bunch: each process met another unreadable file."""
+
+    def __init__(self, rank: int) -> None:
+        self.path = Path("/data")
+        self.bad_items = [Path(f"/data/train/bad{rank}.jpg")]
+        self.dropped_items: list[Path] = []
+
+
+def _bad_images_worker(rank: int, port: int, out: Path) -> None:
+    _env(rank, port)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        found = lesson.BadImages.of(_BadData(rank))
+        (out / f"bad{rank}.json").write_text(json.dumps(found.to_json()))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_lesson_counts_the_unreadable_images_of_every_process(tmp_path):
+    """Under --nproc 2 summary.json counted only rank 0's shards' unreadable files (5 of 6)."""
+    port = _free_port()
+    assert _run(_bad_images_worker, lambda r: (r, port, tmp_path)) == [0] * WORLD
+    for r in range(WORLD):
+        found = json.loads((tmp_path / f"bad{r}.json").read_text())
+        assert found["skipped"] == 2
+        assert found["skipped_files"] == ["train/bad0.jpg", "train/bad1.jpg"]
