@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import os
@@ -65,6 +66,7 @@ from fastcore_ext.lesson import (
     LessonConfig,
     LessonError,
     LessonSummary,
+    check_config,
     find_lr,
     run_lesson,
 )
@@ -421,10 +423,17 @@ def _without_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    """--nproc N: draw the demo dataset once (if it is the data), then run this same command
-    in N processes through torchrun; its exit status."""
+    """--nproc N: draw the demo dataset once (if it is the data), check what the run would
+    refuse (one usage error here, not one per process), then run this same command in N
+    processes through torchrun; its exit status."""
     if args.path is None:
         demo_dataset()  # complete before the processes start: none of them draws it
+    checked = copy.copy(args)
+    _resolve_defaults(checked, training=True)  # the processes announce them
+    try:
+        check_config(_config(checked, training=True), nproc=args.nproc)
+    except LessonError as e:
+        raise _usage_error(e) from None
     print(f"Starting {args.nproc} processes (torchrun, DistributedDataParallel)")
     code = launch(args.nproc, _without_nproc(args.argv))
     return EXIT_INTERRUPTED if code in (-2, 130) else code

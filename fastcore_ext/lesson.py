@@ -81,6 +81,7 @@ __all__ = [
     "LessonError",
     "LessonSummary",
     "LrFindResult",
+    "check_config",
     "find_lr",
     "run_lesson",
 ]
@@ -475,21 +476,43 @@ def _source(config: LessonConfig) -> _Source:
     )
 
 
-def build_data(config: LessonConfig) -> tuple[ImageDataBunch, str]:
-    """The bunch of config.path (or the demo dataset), normalized with ImageNet's
-    statistics, and a line describing it."""
+def _split_items(config: LessonConfig, nproc: int = 1) -> tuple[_Source, ItemSplit]:
+    """The data source of `config` and its split, checked: a LessonError when the items
+    cannot be listed or split, or when bs is larger than each of `nproc` processes' share of
+    the training set (an epoch would have no batch)."""
     source = _source(config)
     try:
         items = source.split(config.seed)
     except (ValueError, TypeError) as e:
         raise LessonError(source.field, str(e).splitlines()[0]) from None
-    if len(items.train_items) < config.bs:
+    n = len(items.train_items)
+    if n // nproc < config.bs:
+        share = f"the training set ({n} items)" if nproc == 1 else (
+            f"each of the {nproc} processes' share of the training set ({n // nproc} of {n} "
+            "items)"
+        )  # fmt: skip
         raise LessonError(
             "bs",
-            f"{config.bs} is larger than the training set ({len(items.train_items)} items), "
-            "so an epoch would have no batch (the last partial batch is dropped); pass a "
-            "smaller bs",
+            f"{config.bs} is larger than {share}, so an epoch would have no batch (the last "
+            "partial batch is dropped); pass a smaller bs",
         )
+    return source, items
+
+
+def check_config(config: LessonConfig, nproc: int = 1) -> None:
+    """What `run_lesson` would refuse before training, checked without building anything
+    (the output folder, the data's items and split, bs against each process's share, the
+    architecture): `fastcore-ext train --nproc N` runs it once before starting N processes,
+    so a usage error is one line, not one per process and a torchrun traceback."""
+    _check_out(Path(config.out).expanduser(), config)
+    _split_items(config, nproc)
+    choose_pretrained(config)
+
+
+def build_data(config: LessonConfig) -> tuple[ImageDataBunch, str]:
+    """The bunch of config.path (or the demo dataset), normalized with ImageNet's
+    statistics, and a line describing it."""
+    source, _ = _split_items(config)
     try:
         data = source.bunch(
             ds_tfms=get_transforms(),

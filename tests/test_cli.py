@@ -199,6 +199,11 @@ def test_pretrained_by_default_when_cached(
         (["train", "--size", "8"], "argument --size: expected an integer >= 16, got 8"),
         (["train", "--arch", "resnet4"], "--arch: expected a torchvision classification model"),
         (["train", "--nproc", "0"], "argument --nproc: expected an integer >= 1, got 0"),
+        (  # checked once before torchrun starts (it was rc 1, printed by every process)
+            ["train", "{tmp}/missing", "--nproc", "2"],
+            "PATH: expected an image folder, got '{tmp}/missing' (missing)",
+        ),
+        (["train", "--arch", "resnet4", "--nproc", "2"], "--arch: expected a torchvision"),
         (["predict", "{tmp}/nomodel", "x.jpg"], "MODEL: expected export.pth or a folder"),
         (["predict"], "the following arguments are required: MODEL, IMAGE"),
         (["fly"], "argument COMMAND: invalid choice: 'fly'"),
@@ -329,6 +334,18 @@ def test_train_nproc_2_runs_two_gloo_processes(tmp_path, small_demo):
     assert summary["epochs_done"] == 1 and 0.0 <= summary["final_error_rate"] <= 1.0
     assert len((out_dir / "metrics.jsonl").read_text().splitlines()) == 1
     assert (out_dir / "export.pth").is_file()
+
+
+def test_nproc_checks_bs_against_each_process_share(small_demo, capsys, tmp_path):
+    n_train = len(list((small_demo / "train").rglob("*.jpg")))
+    bs = n_train // 2 + 1  # one process could train with it; each of two gets n_train // 2
+    code, _, err = run(capsys, "train", str(small_demo), "--nproc", "2", "--bs", str(bs),
+                       "--out", str(tmp_path / "o"))  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert (
+        f"--bs: {bs} is larger than each of the 2 processes' share of the training set "
+        f"({n_train // 2} of {n_train} items)" in err
+    )
 
 
 def test_nproc_is_taken_out_of_the_command():
