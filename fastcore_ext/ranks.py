@@ -75,9 +75,12 @@ def world_size() -> int:
 
 
 def is_main_process() -> bool:
-    """True on rank 0 and in a process without a process group: the one that prints, plots
-    and writes files."""
-    return rank() == 0
+    """True on rank 0: the process that prints, plots and writes files. Before a process
+    group exists, the rank torchrun gave (`launch_rank`: a script's plots of its data, made
+    before its Learner, were saved by every process); True in a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return launch_rank() == 0
 
 
 def barrier() -> None:

@@ -300,6 +300,15 @@ def test_shard_argument_errors(images):
         data.train_dl.set_shard(0, 7)  # 24 // 7 = 3 items per process
 
 
+def test_before_a_group_exists_the_main_process_is_torchruns_rank_0(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert not dist.is_initialized() and not distributed.is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert distributed.is_main_process()
+
+
 def test_single_process_distrib_is_a_no_op(images, tmp_path, monkeypatch):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
