@@ -70,7 +70,7 @@ from fastcore_ext.lesson import (
     find_lr,
     run_lesson,
 )
-from fastcore_ext.ranks import launch_rank, launched_by_torchrun
+from fastcore_ext.ranks import launch_rank, launched_by_torchrun, world_size
 
 __all__ = ["DEMO_DEFAULTS", "FOLDER_DEFAULTS", "UsageError", "main"]
 
@@ -267,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train a classifier (the lesson-1 flow) and write model, metrics and plots",
-        description="lr_find, fit_one_cycle, unfreeze, lr_find, fit_one_cycle(slice); then "
-        "export the model and write metrics, plots and a summary into --out.",
+        description="fit_one_cycle at --lr (3e-3; `--lr auto`: lr_find's valley first), "
+        "unfreeze, lr_find, fit_one_cycle(slice(its valley, lr / 10)); then export the model "
+        "and write metrics, plots and a summary into --out.",
     )
     _add_data_model_options(train, training=True)
     train.add_argument(
@@ -379,13 +380,16 @@ def _print_summary(s: LessonSummary) -> None:
         return f"{int(sec // 60)}:{int(sec % 60):02d}"
 
     err = s.final_error_rate
+    n = world_size()
+    procs = f" per process x {n} processes" if n > 1 else ""
     parts = ", ".join(f"{k} {mmss(v)}" for k, v in s.time_s.items() if k != "total")
     lines = [
         "",
         "Summary" + (" (interrupted)" if s.interrupted else ""),
         f"  {s.data}",
         f"  model: {s.arch}, {'pretrained' if s.pretrained else 'from scratch'}, "
-        f"{s.size} px, bs {s.bs}, {s.precision}, {s.epochs_done} epochs",
+        f"{s.size} px, bs {s.bs}{procs}, {s.precision}, {s.epochs_done} "
+        f"epoch{'' if s.epochs_done == 1 else 's'}",
         f"  learning rates: {json.dumps(s.learning_rates)}",
         f"  final error rate: {'n/a' if err is None else f'{err:.4f}'}",
         f"  time: {mmss(s.time_s['total'])} ({parts})",
@@ -403,9 +407,10 @@ def _print_summary(s: LessonSummary) -> None:
         if count:
             more = f", and {count - len(files)} more" if count > len(files) else ""
             lines.append(f"  unreadable images {how}: {count} ({', '.join(files)}{more})")
-    lines.append(
-        f"  output: {s.out}/ (export.pth, metrics.csv, metrics.jsonl, plots/, summary.json)"
-    )
+    written = sorted(
+        {f.split("/")[0] + ("/" if "/" in f else "") for f in s.files} | {"summary.json"}
+    )  # fmt: skip (written after the summary listed files)
+    lines.append(f"  output: {s.out}/ ({', '.join(written)})")
     print("\n".join(lines))
 
 
@@ -521,7 +526,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped too
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the sub-command (argparse names only the program)
+            raise UsageError(
+                f"{PROG} {args.command}: error: unrecognized arguments: {' '.join(extra)} "
+                f"(see {PROG} {args.command} --help)"
+            )
         args.argv = list(sys.argv[1:] if argv is None else argv)
         command = {"train": _cmd_train, "predict": _cmd_predict, "lr-find": _cmd_lr_find}
         return command[args.command](args)

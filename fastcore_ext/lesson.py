@@ -328,15 +328,21 @@ def _check_out(out: Path, config: LessonConfig) -> None:
         raise LessonError("out", f"cannot create the folder {str(out)!r}: {e.strerror}") from None
 
 
-# what an earlier run into the same folder left that this run would not overwrite
+# What an earlier run into the same folder left that this run would not overwrite; export.pth
+# too (a run that fails before its export must not leave the last one there); in plots/ only
+# the names a run writes (a user's own files there stay).
 _STALE = (
     "export.pth",
     "metrics.csv",
     "metrics.jsonl",
     "summary.json",
     "models/interrupted.pth",
-    "plots/*.png",
-)  # export.pth too: a run that fails before its export must not leave the last one there
+    "plots/lr_find*.png",
+    "plots/losses_*.png",
+    "plots/schedule_*.png",
+    "plots/top_losses.png",
+    "plots/confusion_matrix.png",
+)
 
 
 def _clear_stale(out: Path) -> None:
@@ -445,7 +451,7 @@ def _source(config: LessonConfig) -> _Source:
         pattern = _label_pattern(config.label_re)
         _check_fits(len(files), config)
         return _Source(
-            f"{root} (labels from file names by {config.label_re!r}, valid_pct {vp})",
+            f"{root} (labels from file names by '{config.label_re}', valid_pct {vp})",
             "label_re",
             lambda s: items_from_name_re(root, files, pattern, vp, s),
             lambda **kw: ImageDataBunch.from_name_re(root, files, pattern, vp, **kw),

@@ -57,8 +57,14 @@ def test_train_demo_end_to_end_then_predict(
     tmp_path, capsys, small_demo, small_defaults, offline_weights
 ):
     out_dir = tmp_path / "run"
+    (out_dir / "plots").mkdir(parents=True)
+    (out_dir / "plots" / "my_notes.png").write_bytes(b"mine")  # a user's file: kept
     code, out, err = run(capsys, "train", "--out", str(out_dir), "--workers", "0", "--lr", "auto")
     assert code == 0, err
+    assert (out_dir / "plots" / "my_notes.png").read_bytes() == b"mine"
+    assert ", 2 epochs\n" in out and (  # what this run wrote
+        f"output: {out_dir}/ (export.pth, metrics.csv, metrics.jsonl, plots/, summary.json)" in out
+    )
     # the defaults it chose and the pretrained decision are said
     assert "Defaults for the demo dataset: --arch resnet18, --size 32, --bs 8" in out
     assert "pretrained: no (resnet18's ImageNet weights are not in torchvision's cache" in out
@@ -207,6 +213,11 @@ def test_pretrained_by_default_when_cached(
         (["predict", "{tmp}/nomodel", "x.jpg"], "MODEL: expected export.pth or a folder"),
         (["predict"], "the following arguments are required: MODEL, IMAGE"),
         (["fly"], "argument COMMAND: invalid choice: 'fly'"),
+        (  # names the sub-command whose options these are not
+            ["lr-find", "--nproc", "2"],
+            "fastcore-ext lr-find: error: unrecognized arguments: --nproc (see fastcore-ext "
+            "lr-find --help)",  # ('2' is read as PATH)
+        ),
         ([], "the following arguments are required: COMMAND"),
     ],
 )
