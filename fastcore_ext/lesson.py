@@ -682,7 +682,7 @@ def _summary(
         size=config.size,
         bs=config.bs,
         pretrained=run.pretrained,
-        precision=learn.precision,
+        precision=_precision_run(learn),
         epochs=config.epochs,
         unfreeze_epochs=config.unfreeze_epochs,
         epochs_done=learn.epochs_trained,
@@ -700,6 +700,18 @@ def _summary(
     if run.writes:
         (run.out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     return summary
+
+
+def _precision_run(learn: Learner) -> str:
+    """The precision the epochs trained in: 'bf16 (its first epoch fp32)' under precision
+    'auto' from scratch; 'fp32' when every epoch was one of those float32 epochs."""
+    mp, done = learn.mixed_precision, learn.epochs_trained
+    if mp is None or not mp.fp32_epochs:
+        return learn.precision
+    if done <= mp.fp32_epochs:
+        return "fp32"
+    n = mp.fp32_epochs
+    return f"{learn.precision} (first {n} epoch{'' if n == 1 else 's'} fp32)"
 
 
 def run_lesson(config: LessonConfig) -> LessonSummary:

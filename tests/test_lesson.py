@@ -8,6 +8,7 @@ import shutil
 import signal
 
 import pytest
+from fakes import make_learner
 
 from fastcore_ext import lesson
 from fastcore_ext.data import demo_dataset, get_image_files
@@ -215,3 +216,13 @@ def test_a_second_ctrl_c_waits_for_the_save():
     with lesson._sigint_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_summary_says_which_epochs_ran_in_float32():
+    """A one-epoch run from scratch under 'auto' ran in fp32 only: its summary said bf16."""
+    learn = make_learner().to_bf16(fp32_epochs=1)
+    learn.fit(1, 1e-3)
+    assert lesson._precision_run(learn) == "fp32"
+    learn.fit(1, 1e-3)
+    assert lesson._precision_run(learn) == "bf16 (first 1 epoch fp32)"
+    assert lesson._precision_run(make_learner()) == "fp32"
