@@ -12,6 +12,7 @@ fastcore_ext.distributed re-exports all three.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ __all__ = [
     "all_gather_objects",
     "barrier",
     "env_int",
+    "from_launch_rank_0",
     "is_distributed",
     "is_main_process",
     "launch_rank",
@@ -57,6 +59,31 @@ def launch_rank() -> int:
     """This process's rank as torchrun set it (RANK), before any process group exists; 0 when
     torchrun did not start it."""
     return env_int("RANK") if launched_by_torchrun() else 0
+
+
+def from_launch_rank_0(key: str, value: str, timeout: float = 600.0) -> str | None:
+    """Under torchrun, before any process group exists: rank 0's `value` for `key`, in every
+    process, passed through the store torchrun's agent keeps for its workers (the one
+    init_process_group would join: MASTER_ADDR:MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE);
+    rank 0 publishes, the others wait for it (up to `timeout` s). Every process must ask for
+    the same keys in the same order. `value` itself when torchrun did not start this process
+    or its world has one process; None when there is no agent store to ask."""
+    if not launched_by_torchrun() or env_int("WORLD_SIZE") == 1:
+        return value
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or not dist.is_available():
+        return None
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
+        timeout=timedelta(seconds=timeout),
+    )
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    full = f"fastcore_ext/{run}/{attempt}/{key}"
+    if launch_rank() == 0:
+        store.set(full, value)
+    return store.get(full).decode()
 
 
 def is_distributed() -> bool:

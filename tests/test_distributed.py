@@ -35,6 +35,7 @@ from fastcore_ext.data import ImageDataBunch
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner
 from fastcore_ext.metrics import accuracy, error_rate
+from fastcore_ext.ranks import from_launch_rank_0
 
 WORLD = 2
 JOIN_TIMEOUT = 90.0  # seconds for a whole group of processes (about 25 s on a busy 2-core CPU)
@@ -488,3 +489,26 @@ def test_the_lesson_counts_the_unreadable_images_of_every_process(tmp_path):
         found = json.loads((tmp_path / f"bad{r}.json").read_text())
         assert found["skipped"] == 2
         assert found["skipped_files"] == ["train/bad0.jpg", "train/bad1.jpg"]
+
+
+_AGREE = textwrap.dedent(
+    """
+    import os, sys
+    from fastcore_ext.ranks import from_launch_rank_0
+    rank = os.environ["RANK"]
+    got = [from_launch_rank_0("a", "from rank " + rank), from_launch_rank_0("b", rank * 3)]
+    with open(os.path.join(sys.argv[1], "got" + rank), "w") as f:
+        f.write("|".join(got))
+    """
+)
+
+
+def test_before_a_group_exists_torchrun_workers_get_rank_0s_values(tmp_path, monkeypatch):
+    (tmp_path / "ddp_agree.py").write_text(_AGREE)
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(root)]))
+    assert distributed.launch(2, [str(tmp_path)], module="ddp_agree", timeout=120) == 0
+    for r in range(WORLD):
+        assert (tmp_path / f"got{r}").read_text() == "from rank 0|000"
+    monkeypatch.delenv("RANK", raising=False)  # one process: its own value
+    assert from_launch_rank_0("a", "mine") == "mine"
