@@ -79,12 +79,15 @@ from .device_decode import JpegBatchDecoder, resolve_decode_device
 from .images import ImageSource, find_bad_images, load_image, resize_method
 from .items import (
     ItemSplit,
+    check_fnames,
+    check_path,
     items_from_folder,
     items_from_lists,
     items_from_name_func,
     items_from_name_re,
     items_from_table,
     read_labels_csv,
+    shown_names,
 )
 from .loader import DeviceDataLoader, ImageDataset, denormalize
 
@@ -409,10 +412,7 @@ def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, lis
     bad = set(find_bad_images(split.train_items + split.valid_items, num_workers))
     if not bad:
         return split, []
-    warn_user(
-        f"skip_bad: dropped {len(bad)} unreadable image(s): "
-        + ", ".join(str(p) for p in sorted(bad))
-    )
+    warn_user(f"skip_bad: dropped {len(bad)} unreadable image(s): {shown_names(sorted(bad))}")
 
     def keep(items, labels):
         pairs = [(p, y) for p, y in zip(items, labels, strict=True) if p not in bad]
@@ -442,8 +442,8 @@ def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[li
     for name, col in (("fn_col", fn_col), ("label_col", label_col)):
         if isinstance(col, str):
             if col not in df.columns:
-                raise ValueError(f"{name}: expected one of the columns {list(df.columns)}, "
-                                 f"got {col!r}")  # fmt: skip
+                raise ValueError(f"{name}: expected one of the columns "
+                                 f"{shown_names(list(df.columns), 10)}, got {col!r}")  # fmt: skip
             columns.append(df[col].tolist())
         elif (
             isinstance(col, int) and not isinstance(col, bool) and -df.shape[1] <= col < df.shape[1]
@@ -602,7 +602,7 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Label = first group of `pat` in each file's full path (ImageDataLoaders, fastai v2:
         in its file name); random split."""
-        fnames = list(fnames)
+        fnames = check_fnames(fnames)
         return cls._build(
             path,
             lambda s: items_from_name_re(path, fnames, pat, valid_pct, s, cls._label_from),
@@ -635,7 +635,7 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Label = ``str(label_func(file_path))`` (ImageDataLoaders, fastai v2:
         ``label_func(file_name)``, a str); random split."""
-        fnames = list(fnames)
+        fnames = check_fnames(fnames)
         return cls._build(
             path,
             lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s, cls._label_from),
@@ -667,7 +667,7 @@ class ImageDataBunch:
         decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Labels given in a list aligned with `fnames`; random split."""
-        fnames, labels = list(fnames), list(labels)
+        fnames = check_fnames(fnames)
         return cls._build(
             path,
             lambda s: items_from_lists(path, fnames, labels, valid_pct, s),
@@ -708,8 +708,10 @@ class ImageDataBunch:
         ``path/folder/(name + suffix)``, label from column `label_col`; random split. The
         CSV is read without pandas (header 'infer' or 0: the first row names the columns;
         None: no header row)."""
-        names, labels = read_labels_csv(Path(path) / csv_labels, fn_col, label_col, header,
-                                        delimiter)  # fmt: skip
+        if not isinstance(csv_labels, str | os.PathLike):
+            raise TypeError(f"csv_labels: expected a CSV file name, got {csv_labels!r}")
+        names, labels = read_labels_csv(check_path(path) / csv_labels, fn_col, label_col,
+                                        header, delimiter)  # fmt: skip
         return cls._build(
             path,
             lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
