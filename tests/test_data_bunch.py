@@ -305,6 +305,27 @@ def test_pipeline_argument_errors(root):
         Normalize([0.5] * 3, [0.2, 0.0, 0.2])
     with pytest.raises(ValueError, match="stats: expected 3 means and 3 stds"):
         Normalize([0.5], [0.2])
+    nan, inf = float("nan"), float("inf")
+    with pytest.raises(ValueError, match="stats: expected finite means and stds, got mean "
+                       r"\[0.5, 0.5, 0.5\], std \[inf, inf, inf\]"):  # fmt: skip
+        Normalize.from_stats([0.5] * 3, [inf] * 3)
+    with pytest.raises(ValueError, match=r"stats: expected every mean in \[0, 1\] .*divide them "
+                       r"by 255.*got mean \[1e\+30, 0.5, 0.5\]"):  # fmt: skip
+        Normalize([1e30, 0.5, 0.5], [0.2] * 3)
+    with pytest.raises(ValueError, match=r"stats: expected every std in \[0.001, 1\] \(a smaller "
+                       r"std makes a normalized pixel larger than 1000\)"):  # fmt: skip
+        Normalize([0.5] * 3, [1e-30] * 3)
+    with pytest.raises(ValueError, match=r"stats: expected every mean in \[0, 1\]"):
+        Normalize([123.7, 116.3, 103.5], [58.4, 57.1, 57.4])  # 0-255 units
+    with pytest.raises(ValueError, match=r"stats: expected every std in \[0.001, 1\]"):
+        Normalize([0.5] * 3, [0.2, 0.2, 1.5])
+    assert Normalize([0, 0, 0], [1, 1, 1]).std == [1.0] * 3  # the bounds are allowed
+    assert Normalize([1, 1, 1], [1e-3] * 3).mean == [1.0] * 3
+    b = _v2(root)
+    for stats in (([nan] * 3, [0.2] * 3), ([inf] * 3, [1e-30] * 3)):
+        with pytest.raises(ValueError, match="stats: expected finite means and stds"):
+            b.normalize(stats)
+    assert b.stats is None
     with pytest.raises(ValueError, match="bs: expected a positive int"):
         _v2(root, bs=0)
     with pytest.raises(TypeError, match="seed: expected a non-negative int"):

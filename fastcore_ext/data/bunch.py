@@ -263,7 +263,14 @@ class Normalize:
         return f"Normalize(mean={self.mean}, std={self.std})"
 
 
+# The smallest std `_check_stats` takes: pixels in [0, 1] minus a mean in [0, 1], divided by
+# it, stay within +-1000 (a std of 1e-30 turned every input infinite).
+_STD_MIN = 1e-3
+
+
 def _check_stats(stats: object) -> tuple[list[float], list[float]]:
+    """(mean, std) per RGB channel in [0, 1] pixel units, checked: finite, each mean in
+    [0, 1], each std in [1e-3, 1]."""
     try:
         mean, std = stats  # type: ignore[misc]
         mean, std = [float(m) for m in mean], [float(s) for s in std]
@@ -271,8 +278,21 @@ def _check_stats(stats: object) -> tuple[list[float], list[float]]:
         raise TypeError(f"stats: expected (mean, std) sequences of 3 floats, got {stats!r}") from e
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"stats: expected 3 means and 3 stds (RGB), got {stats!r}")
+    if not all(math.isfinite(v) for v in (*mean, *std)):
+        raise ValueError(f"stats: expected finite means and stds, got mean {mean}, std {std}")
     if any(not s > 0 for s in std):
         raise ValueError(f"stats: expected every std > 0, got {std}")
+    units = "in [0, 1] units, as imagenet_stats (stats of 0-255 pixels: divide them by 255)"
+    if any(not 0.0 <= m <= 1.0 for m in mean):
+        raise ValueError(
+            f"stats: expected every mean in [0, 1] (the mean of pixels in [0, 1]), {units}; "
+            f"got mean {mean}"
+        )
+    if any(not _STD_MIN <= s <= 1.0 for s in std):
+        raise ValueError(
+            f"stats: expected every std in [{_STD_MIN:g}, 1] (a smaller std makes a normalized "
+            f"pixel larger than {1 / _STD_MIN:g}), {units}; got std {std}"
+        )
     return mean, std
 
 
