@@ -462,8 +462,8 @@ def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[li
     for name, col in (("fn_col", fn_col), ("label_col", label_col)):
         if isinstance(col, str):
             if col not in df.columns:
-                raise ValueError(f"{name}: expected one of the columns "
-                                 f"{shown_names(list(df.columns), 10)}, got {col!r}")  # fmt: skip
+                raise ValueError(f"{name}: expected one of the columns {list(df.columns)}, "
+                                 f"got {col!r}")  # fmt: skip
             columns.append(df[col].tolist())
         elif (
             isinstance(col, int) and not isinstance(col, bool) and -df.shape[1] <= col < df.shape[1]

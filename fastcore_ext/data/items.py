@@ -484,9 +484,7 @@ def _column(name: str, col: object, header: list[str] | None, n_cols: int) -> in
         if header is None:
             raise ValueError(f"{name}: a column name needs a header row, got {col!r} with none")
         if col not in header:
-            raise ValueError(
-                f"{name}: expected one of the columns {shown_names(header, 10)}, got {col!r}"
-            )
+            raise ValueError(f"{name}: expected one of the columns {header}, got {col!r}")
         return header.index(col)
     if isinstance(col, bool) or not isinstance(col, int | np.integer):
         raise TypeError(f"{name}: expected a column position (int) or name (str), got {col!r}")
