@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from fastcore_ext.data import URLs, download_images, download_url, extract_archive, untar_data
+from fastcore_ext.data import (
+    NotAFolderError,
+    URLs,
+    download_images,
+    download_url,
+    extract_archive,
+    untar_data,
+)
 from fastcore_ext.data.download import DownloadError, UnsafeArchiveError
-from fastcore_ext.data.paths import NotAFolderError
 
 FILES = {"pets/images/cat_1.txt": b"meow" * 100, "pets/images/dog_2.txt": b"woof" * 3000}
 # download_images' routes (the bytes need not be images: verify_images judges them later);

@@ -6,8 +6,15 @@ import pickle
 
 import pytest
 
-from fastcore_ext.data import DataPath, demo_dataset, untar_data
-from fastcore_ext.data.paths import NotAFolderError, cache_dir, data_dir, home_dir
+from fastcore_ext.data import (
+    DataPath,
+    NotAFolderError,
+    cache_dir,
+    data_dir,
+    demo_dataset,
+    home_dir,
+    untar_data,
+)
 
 
 @pytest.fixture
