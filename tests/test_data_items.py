@@ -118,6 +118,10 @@ def test_empty_class_folders_are_ignored_with_one_capped_warning(tree):
     assert "path: ignored 32 class folders that hold no image files" in msg
     assert "31 in" in msg and "'bird', 'e00', 'e01', 'e02', 'e03' and 26 more" in msg
     assert "1 in" in msg and "('fish')" in msg and "e29" not in msg
+    _img(tree / "valid" / "bird" / "b.png")  # a class with images in valid only
+    with pytest.raises(ValueError, match=r"valid: class folders 'bird' in .* have no images in "
+                       r".*train' to learn from"):  # fmt: skip
+        items_from_folder(tree)
 
 
 def test_class_folders_all_empty(tree):

@@ -269,6 +269,8 @@ def items_from_folder(
 
     With `valid_pct=None`: ``path/<train>/<class>/**/img`` and ``path/<valid>/<class>/**/img``
     (the class is the first folder under `train`/`valid`; classes are those of `train`).
+    As fastai's, the classes are the labels of the images found: a class folder without
+    images is no class (one warning counts and names a few such folders).
     With `valid_pct`: every image under `path`, labelled by its parent folder's name (fastai's
     rule), split at random with `seed`.
     """
@@ -322,8 +324,9 @@ def items_from_folder(
     unknown = sorted(set(valid_cls) - set(train_cls))
     if unknown:
         raise ValueError(
-            f"valid: class folders {shown_names(unknown)} in {str(valid_dir)!r} have no "
-            f"counterpart in {str(train_dir)!r} (train classes: {shown_names(sorted(train_cls))})"
+            f"valid: class folders {shown_names(unknown)} in {str(valid_dir)!r} have no images "
+            f"in {str(train_dir)!r} to learn from (train classes: "
+            f"{shown_names(sorted(train_cls))})"
         )
     classes = sorted(train_cls)
     tr_items = [p for c in classes for p in train_cls[c]]
