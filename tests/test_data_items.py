@@ -119,8 +119,11 @@ def test_empty_class_folders_are_ignored_with_one_capped_warning(tree):
     assert "31 in" in msg and "'bird', 'e00', 'e01', 'e02', 'e03' and 26 more" in msg
     assert "1 in" in msg and "('fish')" in msg and "e29" not in msg
     _img(tree / "valid" / "bird" / "b.png")  # a class with images in valid only
-    with pytest.raises(ValueError, match=r"valid: class folders 'bird' in .* have no images in "
-                       r".*train' to learn from"):  # fmt: skip
+    with (
+        pytest.warns(UserWarning, match="path: ignored 32 class folders"),
+        pytest.raises(ValueError, match=r"valid: class folders 'bird' in .* have no images in "
+                      r".*train' to learn from"),
+    ):  # fmt: skip
         items_from_folder(tree)
 
 
