@@ -179,6 +179,32 @@ def test_folder_errors(root, tmp_path):
         _v2(one)
 
 
+def test_constructor_arguments_that_are_not_what_they_should_be_are_named(root):
+    """Each of these ended in pathlib or Python internals: path=None or an int, fnames given
+    as one file (iterated by character) or a folder ('DataPath' object is not iterable),
+    labels=None ('NoneType' object is not iterable), a tensor of labels (classes
+    'tensor(0)', ...)."""
+    files = get_image_files(root)
+    labels = [p.parent.name for p in files]
+    for path in (None, 5):
+        with pytest.raises(TypeError, match=f"path: expected a folder .*got {path}"):
+            ImageDataBunch.from_folder(path, size=16)
+        with pytest.raises(TypeError, match=f"path: expected a folder .*got {path}"):
+            ImageDataBunch.from_csv(path, size=16)
+    hint = r"fnames: expected a list of image files \(get_image_files\(path\) makes one\)"
+    with pytest.raises(TypeError, match=f"{hint}, got the single name"):
+        ImageDataBunch.from_name_re(root, str(files[0]), PAT, size=16)
+    with pytest.raises(TypeError, match=f"{hint}, got the folder"):
+        ImageDataLoaders.from_name_func(root, root, lambda x: x[0], size=16)
+    with pytest.raises(TypeError, match="labels: expected a list of labels .*got None"):
+        ImageDataBunch.from_lists(root, files, None, size=16)
+    with pytest.raises(TypeError, match="csv_labels: expected a CSV file name, got 3"):
+        ImageDataBunch.from_csv(root, csv_labels=3, size=16)
+    codes = torch.tensor([sorted(DEMO_CLASSES).index(y) for y in labels])
+    b = ImageDataBunch.from_lists(root, files, codes, size=16, bs=8, num_workers=0, seed=0)
+    assert b.classes == sorted(str(i) for i in range(12))  # class names, as from a list of ints
+
+
 # -- pipeline defaults (no augmentation module needed) -----------------------------------------
 
 
@@ -279,6 +305,27 @@ def test_pipeline_argument_errors(root):
         Normalize([0.5] * 3, [0.2, 0.0, 0.2])
     with pytest.raises(ValueError, match="stats: expected 3 means and 3 stds"):
         Normalize([0.5], [0.2])
+    nan, inf = float("nan"), float("inf")
+    with pytest.raises(ValueError, match="stats: expected finite means and stds, got mean "
+                       r"\[0.5, 0.5, 0.5\], std \[inf, inf, inf\]"):  # fmt: skip
+        Normalize.from_stats([0.5] * 3, [inf] * 3)
+    with pytest.raises(ValueError, match=r"stats: expected every mean in \[0, 1\] .*divide them "
+                       r"by 255.*got mean \[1e\+30, 0.5, 0.5\]"):  # fmt: skip
+        Normalize([1e30, 0.5, 0.5], [0.2] * 3)
+    with pytest.raises(ValueError, match=r"stats: expected every std in \[0.001, 1\] \(a smaller "
+                       r"std makes a normalized pixel larger than 1000\)"):  # fmt: skip
+        Normalize([0.5] * 3, [1e-30] * 3)
+    with pytest.raises(ValueError, match=r"stats: expected every mean in \[0, 1\]"):
+        Normalize([123.7, 116.3, 103.5], [58.4, 57.1, 57.4])  # 0-255 units
+    with pytest.raises(ValueError, match=r"stats: expected every std in \[0.001, 1\]"):
+        Normalize([0.5] * 3, [0.2, 0.2, 1.5])
+    assert Normalize([0, 0, 0], [1, 1, 1]).std == [1.0] * 3  # the bounds are allowed
+    assert Normalize([1, 1, 1], [1e-3] * 3).mean == [1.0] * 3
+    b = _v2(root)
+    for stats in (([nan] * 3, [0.2] * 3), ([inf] * 3, [1e-30] * 3)):
+        with pytest.raises(ValueError, match="stats: expected finite means and stds"):
+            b.normalize(stats)
+    assert b.stats is None
     with pytest.raises(ValueError, match="bs: expected a positive int"):
         _v2(root, bs=0)
     with pytest.raises(TypeError, match="seed: expected a non-negative int"):
@@ -312,6 +359,19 @@ def test_skip_bad(root, tmp_path):
     assert b.bad_items == []  # none met while training: they were left out
     for _ in b.train_dl.uint8_batches():
         pass
+
+
+def test_skip_bad_names_a_few_of_many(root, tmp_path):
+    tree = tmp_path / "t"
+    shutil.copytree(root, tree)
+    bad = sorted(tree.rglob("*.jpg"))[::9]  # 8 files
+    for f in bad:
+        f.write_text("this is not an image\n")
+    with pytest.warns(UserWarning, match=f"skip_bad: dropped {len(bad)} unreadable") as rec:
+        _v2(tree, skip_bad=True)
+    (msg,) = [str(w.message) for w in rec if "skip_bad" in str(w.message)]
+    assert msg.endswith(f" and {len(bad) - 5} more") and str(bad[4]) in msg
+    assert str(bad[5]) not in msg
 
 
 @pytest.mark.parametrize("factory", ["from_folder", "from_name_re", "from_name_func", "from_lists"])

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from fastcore_ext.data import URLs, download_images, download_url, extract_archive, untar_data
+from fastcore_ext.data import (
+    NotAFolderError,
+    URLs,
+    download_images,
+    download_url,
+    extract_archive,
+    untar_data,
+)
 from fastcore_ext.data.download import DownloadError, UnsafeArchiveError
 
 FILES = {"pets/images/cat_1.txt": b"meow" * 100, "pets/images/dog_2.txt": b"woof" * 3000}
@@ -292,3 +299,31 @@ def test_download_images_bad_arguments(tmp_path):
     ):
         with pytest.raises(ValueError, match=match):
             download_images(["http://x/a.jpg"], tmp_path / "d", **kwargs)
+
+
+def test_download_images_a_malformed_url_is_one_failure(server, tmp_path, capsys):
+    """A line 'http://[::1' aborted the whole call with urllib's 'Invalid IPv6 URL' before
+    anything was downloaded."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{server}/img/a.jpg\nhttp://[::1\n{server}/img/c\n")
+    got = download_images(urls, tmp_path / "d", max_workers=0)
+    assert [f.name for f in got] == ["00000000.jpg", "00000002.jpg"]
+    out = capsys.readouterr().out
+    assert "could not download 'http://[::1': Invalid IPv6 URL" in out
+    assert "1 of 3 URLs failed" in out
+
+
+def test_dest_that_is_a_file_is_named(server, tmp_path):
+    """download_images(dest=<a file>) and untar_data(dest=<a file>) ended in pathlib's
+    FileExistsError / NotADirectoryError."""
+    file = tmp_path / "afile.txt"
+    file.write_text("x")
+    with pytest.raises(NotAFolderError, match=f"dest: expected a folder, but '{file}' is a file"):
+        download_images([f"{server}/img/a.jpg"], file)
+    with pytest.raises(ValueError, match=f"dest: expected a folder, but '{file}' \\(a parent of "):
+        download_images([f"{server}/img/a.jpg"], file / "bears")
+    with pytest.raises(NotADirectoryError, match=f"dest: expected a folder, but '{file}' is"):
+        untar_data(f"{server}/pets.tgz", dest=file)
+    with pytest.raises(TypeError, match="dest: expected a folder \\(a str or Path\\), got 3"):
+        untar_data(f"{server}/pets.tgz", dest=3)
+    assert file.read_text() == "x"

@@ -193,22 +193,3 @@ def test_open_image(mnist_sample, tmp_path, monkeypatch):
         open_image(broken)
     with pytest.raises(TypeError, match="fn: expected an image file path, got int"):
         open_image(3)
-
-
-def test_pil_image_create_as_fastbook(mnist_sample):
-    """fastbook's `img = PILImage.create(fn)`, `img.to_thumb(...)`, `learn.predict(img)`."""
-    from fastcore_ext.vision import PILImage
-
-    path = next((mnist_sample / "valid" / "7").iterdir())
-    img = PILImage.create(path)
-    assert isinstance(img, PILImage) and repr(img) == "PILImage (3, 28, 28)"
-    assert torch.equal(img.px, open_image(path).px)
-    assert torch.equal(PILImage.create(img.pil).px, img.px)  # a PIL image, as fastai
-    thumb = img.to_thumb(14)
-    assert isinstance(thumb, PILImage) and thumb.size == (14, 14)
-    wide = PILImage.create(np.zeros((20, 60, 3), np.uint8)).to_thumb(10, 30)
-    assert wide.size == (10, 30)
-    with pytest.raises(ValueError, match="h: expected a positive int, got 0"):
-        img.to_thumb(0)
-    data = ImageDataBunch.from_folder(mnist_sample, **SMALL)
-    assert torch.equal(data.preprocess(img), data.preprocess(path))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fastcore_ext.data import (
@@ -15,7 +16,9 @@ from fastcore_ext.data import (
     items_from_lists,
     items_from_name_func,
     items_from_name_re,
+    items_from_table,
     random_split,
+    read_labels_csv,
 )
 from fastcore_ext.data.items import _resolve_fnames
 
@@ -97,16 +100,58 @@ def test_missing_valid_folder_lists_what_is_there(tree):
         items_from_folder(tree / "missing")
 
 
-def test_class_folder_without_images(tree):
+def test_empty_class_folders_are_ignored_with_one_capped_warning(tree):
+    """fastai's from_folder: the classes are the labels of the files found, so an empty class
+    folder is no class; one warning counts them and names a few (was: a ValueError)."""
+    for i in range(30):
+        (tree / "train" / f"e{i:02d}").mkdir()
     (tree / "train" / "bird").mkdir()
     (tree / "train" / "bird" / "readme.txt").write_text("x")
-    with pytest.raises(ValueError, match=r"train: class folder .*bird.* contains no image files"):
+    (tree / "valid" / "fish").mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = items_from_folder(tree)
+    assert s.classes == ["cat", "dog"]
+    assert len(s.train_items) == 7 and len(s.valid_items) == 3
+    (w,) = caught
+    msg = str(w.message)
+    assert "path: ignored 32 class folders that hold no image files" in msg
+    assert "31 in" in msg and "'bird', 'e00', 'e01', 'e02', 'e03' and 26 more" in msg
+    assert "1 in" in msg and "('fish')" in msg and "e29" not in msg
+    _img(tree / "valid" / "bird" / "b.png")  # a class with images in valid only
+    with (
+        pytest.warns(UserWarning, match="path: ignored 32 class folders"),
+        pytest.raises(ValueError, match=r"valid: class folders 'bird' in .* have no images in "
+                      r".*train' to learn from"),
+    ):  # fmt: skip
         items_from_folder(tree)
+
+
+def test_class_folders_all_empty(tree):
+    for split in ("train", "valid"):
+        for c in ("cat", "dog"):
+            for f in (tree / split / c).iterdir():
+                f.unlink()
+    with pytest.raises(ValueError, match=r"train: none of the 2 class sub-folders of .* "
+                       r"contains image files .*: 'cat', 'dog'$"):  # fmt: skip
+        items_from_folder(tree)
+
+
+def test_lists_of_names_in_messages_are_capped(tmp_path):
+    """A folder of 3,000 sub-folders gave an error of 26,045 characters naming each."""
+    for i in range(3000):
+        (tmp_path / f"d{i:04d}").mkdir()
+    with pytest.raises(MissingPathError) as e:
+        items_from_folder(tmp_path)
+    msg = str(e.value)
+    assert "(sub-folders: 'd0000', 'd0001', 'd0002', 'd0003', 'd0004' and 2,995 more)" in msg
+    assert len(msg) < 400
 
 
 def test_valid_class_unknown_to_train(tree):
     _img(tree / "valid" / "fish" / "f.png")
-    with pytest.raises(ValueError, match=r"valid: class folders \['fish'\]"):
+    with pytest.raises(ValueError, match=r"valid: class folders 'fish' in .* \(train classes: "
+                       r"'cat', 'dog'\)"):  # fmt: skip
         items_from_folder(tree)
 
 
@@ -176,14 +221,48 @@ def test_fnames_errors(tmp_path):
         items_from_name_re(tmp_path, "x.jpg", r"(.)")
 
 
+def test_fnames_not_a_list_says_so(tmp_path):
+    """A str or Path given as fnames was iterated (its characters: '50 of 50 files do not
+    exist (e.g. /, ...)'), a folder was 'not iterable'."""
+    f = _img(tmp_path / "pug_1.jpg")
+    hint = r"fnames: expected a list of image files \(get_image_files\(path\) makes one\), got"
+    with pytest.raises(TypeError, match=f"{hint} the single name '{re.escape(str(f))}'"):
+        items_from_name_re(tmp_path, str(f), r"(.)")
+    with pytest.raises(TypeError, match=f"{hint} the single name"):
+        items_from_lists(tmp_path, f, ["pug"])
+    with pytest.raises(TypeError, match=f"{hint} the folder '{re.escape(str(tmp_path))}'"):
+        items_from_name_func(tmp_path, tmp_path, lambda p: "pug")
+    with pytest.raises(TypeError, match=f"{hint} int"):
+        items_from_name_re(tmp_path, 3, r"(.)")
+    with pytest.raises(TypeError, match="fnames: expected file names .*got None at position 1"):
+        items_from_lists(tmp_path, [f, None], ["a", "b"])
+
+
+@pytest.mark.parametrize("path", [None, 5])
+def test_path_not_a_path_is_named(tmp_path, path):
+    f = _img(tmp_path / "pug_1.jpg")
+    msg = f"path: expected a folder \\(a str or Path\\), got {path}"
+    for call in (
+        lambda: items_from_folder(path),
+        lambda: items_from_folder(path, valid_pct=0.2),
+        lambda: get_image_files(path),
+        lambda: items_from_name_re(path, [f], r"(.)"),
+        lambda: items_from_lists(path, [f], ["pug"]),
+    ):
+        with pytest.raises(TypeError, match=msg):
+            call()
+
+
 def test_from_name_func(tmp_path):
     files = [_img(tmp_path / f"{'Cat' if i % 2 else 'dog'}{i}.png") for i in range(10)]
     s = items_from_name_func(tmp_path, files, lambda p: p.name[0].isupper(), seed=3)
     assert s.classes == ["False", "True"]
     for p, y in zip(s.train_items, s.train_labels, strict=True):
         assert s.classes[y] == str(p.name[0].isupper())
-    with pytest.raises(ValueError, match="label_func: returned None for file .*dog0"):
+    with pytest.raises(ValueError, match="label_func: missing label \\(None\\) for file .*dog0"):
         items_from_name_func(tmp_path, files, lambda p: None)
+    with pytest.raises(ValueError, match="label_func: empty label '' for file .*dog0"):
+        items_from_name_func(tmp_path, files, lambda p: "")
     with pytest.raises(TypeError, match="label_func: expected a callable"):
         items_from_name_func(tmp_path, files, "cat")
 
@@ -198,6 +277,61 @@ def test_from_lists(tmp_path):
         assert lookup[p] == s.classes[y]
     with pytest.raises(ValueError, match="labels: expected 10 labels"):
         items_from_lists(tmp_path, files, labels[:-1])
+
+
+def test_labels_as_tensor_or_array_are_their_values(tmp_path):
+    """torch.tensor labels gave classes 'tensor(0)', 'tensor(1)'."""
+    files = [_img(tmp_path / f"{i}.png") for i in range(10)]
+    values = [3, 1] * 5
+    want = items_from_lists(tmp_path, files, values, valid_pct=0.5, seed=0)
+    assert want.classes == ["1", "3"]
+    for labels in (torch.tensor(values), np.array(values), [np.int64(v) for v in values],
+                   [torch.tensor(v) for v in values]):  # fmt: skip
+        assert items_from_lists(tmp_path, files, labels, valid_pct=0.5, seed=0) == want
+    with pytest.raises(ValueError, match=r"labels: expected one label per file \(1-d\), got "
+                       r"shape \(10, 2\)"):  # fmt: skip
+        items_from_lists(tmp_path, files, torch.zeros(10, 2))
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [(None, r"missing label \(None\)"), (float("nan"), r"missing label \(nan\)"),
+     ("", "empty label ''"), ("  ", "empty label '  '")],
+)  # fmt: skip
+def test_missing_or_empty_label_names_the_file_and_the_argument(tmp_path, bad, said):
+    """A None label became the class 'None', a blank one the class ''."""
+    files = [_img(tmp_path / f"{i}.png") for i in range(4)]
+    with pytest.raises(ValueError, match=f"labels: {said} for file '.*/2.png'"):
+        items_from_lists(tmp_path, files, ["a", "b", bad, "a"])
+
+
+def test_labels_not_a_list(tmp_path):
+    files = [_img(tmp_path / f"{i}.png") for i in range(4)]
+    with pytest.raises(TypeError, match="labels: expected a list of labels .*got None"):
+        items_from_lists(tmp_path, files, None)
+
+
+def test_empty_label_from_the_pattern(tmp_path):
+    files = [_img(tmp_path / f"{c}_{i}.jpg") for c in ("a", "b") for i in range(3)]
+    with pytest.raises(ValueError, match="pat: empty label '' for file '.*/a_0.jpg'"):
+        items_from_name_re(tmp_path, files, r"/(\d*)[ab]_\d+.jpg$")
+
+
+def test_csv_blank_label_and_binary_file(tmp_path):
+    """A blank CSV label became the class ''; a CSV of binary garbage raised
+    UnicodeDecodeError naming neither the file nor the argument."""
+    for i in range(4):
+        _img(tmp_path / f"{i}.png")
+    (tmp_path / "labels.csv").write_text("\ufeffname,label\n0.png,a\n1.png,b\n2.png,\n3.png,a\n")
+    names, labels = read_labels_csv(tmp_path / "labels.csv", "name", "label")
+    assert names == ["0.png", "1.png", "2.png", "3.png"]  # the byte-order mark is no name
+    with pytest.raises(ValueError, match="label_col: empty label '' for file '.*/2.png'"):
+        items_from_table(tmp_path, names, labels)
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(ValueError, match=f"csv_labels: expected a UTF-8 CSV file .*"
+                       f"'{re.escape(str(garbage))}' is not one"):  # fmt: skip
+        read_labels_csv(garbage)
 
 
 def test_random_split_partition_and_determinism():
@@ -233,7 +367,7 @@ def test_missing_valid_folder_suggests_the_one_there(tree):
     (tree / "valid").rename(tree / "val")
     (tree / "test").mkdir()
     with pytest.raises(
-        MissingPathError, match=r"sub-folders: \['test', 'train', 'val'\]\); pass valid='val'"
+        MissingPathError, match=r"sub-folders: 'test', 'train', 'val'\); pass valid='val'"
     ):
         items_from_folder(tree)
     (tree / "val").rename(tree / "valid_set")

@@ -6,7 +6,15 @@ import pickle
 
 import pytest
 
-from fastcore_ext.data import DataPath, demo_dataset
+from fastcore_ext.data import (
+    DataPath,
+    NotAFolderError,
+    cache_dir,
+    data_dir,
+    demo_dataset,
+    home_dir,
+    untar_data,
+)
 
 
 @pytest.fixture
@@ -55,3 +63,29 @@ def test_star_import_and_demo_give_data_paths(tmp_path):
     root = demo_dataset(tmp_path / "demo", n_per_class=2, size=16)
     assert isinstance(root, DataPath)
     assert [p.name for p in root.ls() if not p.name.startswith(".")] == ["train", "valid"]
+
+
+def test_a_home_or_data_variable_naming_a_file_is_named(tmp_path, monkeypatch):
+    """A FASTCORE_EXT_HOME that is a file ended in pathlib's NotADirectoryError at the first
+    mkdir under it, naming neither the variable nor the file."""
+    file = tmp_path / "home.txt"
+    file.write_text("x")
+    monkeypatch.delenv("FASTCORE_EXT_DATA", raising=False)
+    monkeypatch.setenv("FASTCORE_EXT_HOME", str(file))
+    said = (
+        f"FASTCORE_EXT_HOME \\(environment variable\\): expected a folder, but '{file}' is a file"
+    )
+    for call in (home_dir, data_dir, cache_dir):
+        with pytest.raises(NotAFolderError, match=said):
+            call()
+    with pytest.raises(NotADirectoryError, match=said):
+        untar_data("http://127.0.0.1:9/pets.tgz")
+    with pytest.raises(ValueError, match=said):
+        demo_dataset()
+    monkeypatch.setenv("FASTCORE_EXT_HOME", str(tmp_path / "home"))
+    assert data_dir() == tmp_path / "home" / "data"  # a folder still to be made is fine
+    monkeypatch.setenv("FASTCORE_EXT_DATA", str(file / "data"))
+    said = f"FASTCORE_EXT_DATA .*: expected a folder, but '{file}' \\(a parent of '{file}/data'\\)"
+    with pytest.raises(NotAFolderError, match=said):
+        data_dir()
+    assert file.read_text() == "x"

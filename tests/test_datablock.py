@@ -224,10 +224,10 @@ def test_vocab_rules(bears):
     mixed = _block(get_y=lambda p: 1 if p.parent.name == "black" else "grizzly")
     with pytest.raises(TypeError, match=r"get_y: labels of several types .* \['int', 'str'\]"):
         _dls(mixed, bears)
-    with pytest.raises(ValueError, match=r"get_y: labels \['grizzly'\] are not in the vocab"):
+    with pytest.raises(ValueError, match=r"get_y: labels 'grizzly' are not in the vocab"):
         _dls(_block(blocks=(ImageBlock, CategoryBlock(vocab=["black", "brown"]))), bears)
     only_valid = {files[2]: "teddy"}  # item 2 is in the validation set
-    with pytest.raises(ValueError, match=r"labels \['teddy'\] are not in the training set's"):
+    with pytest.raises(ValueError, match=r"labels 'teddy' are not in the training set's"):
         _dls(_block(get_y=lambda p: only_valid.get(p, p.parent.name)), bears)
 
 
@@ -253,6 +253,10 @@ def test_refusals_name_the_argument(bears):
         _dls(_block(get_y=lambda p: 0.5), bears)
     with pytest.raises(TypeError, match="get_y: expected a str or int label .* got PosixPath"):
         _dls(_block(get_y=None), bears)  # fastai's default getter: the item itself
+    with pytest.raises(ValueError, match="get_y: empty label '' for item "):
+        _dls(_block(get_y=lambda p: "" if p.name == "03.jpg" else p.parent.name), bears)
+    as_tensor = _block(get_y=lambda p: torch.tensor(int(p.parent.name == "black")))
+    assert _dls(as_tensor, bears).vocab == ["0", "1"]  # a 0-d tensor is its value
     with pytest.raises(TypeError, match="get_x: expected an image file path per item"):
         _dls(_block(get_x=lambda p: 3), bears)
     with pytest.raises(MissingPathError, match="get_x: 8 of 8 image files do not exist"):

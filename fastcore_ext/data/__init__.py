@@ -54,7 +54,7 @@ from .items import (
 )
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
 from .open import Image, PILImage, open_image
-from .paths import DataPath, cache_dir, data_dir, home_dir
+from .paths import DataPath, NotAFolderError, cache_dir, data_dir, home_dir
 
 __all__ = [
     "BBoxBlock",
@@ -88,6 +88,7 @@ __all__ = [
     "ImageDataset",
     "ItemSplit",
     "MissingPathError",
+    "NotAFolderError",
     "Normalize",
     "PadMode",
     "RandomResizedCrop",

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from .bunch import _UNSET, ImageDataLoaders, _resolve_pipeline, _resolve_seed
-from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe
+from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe, shown_names
 from .open import PILImage
 
 __all__ = [
@@ -118,9 +118,12 @@ def _short(x: object) -> str:
 
 
 def _label(y: object, arg: str, where: str) -> str | int:
-    """A label as a str or int (numpy scalars converted); else a TypeError naming `arg`."""
-    if isinstance(y, np.generic):
+    """A label as a str or int (numpy scalars and 0-d tensors converted to their value); else
+    a TypeError naming `arg`; an empty or blank str is a ValueError."""
+    if isinstance(y, np.generic) or (isinstance(y, torch.Tensor) and y.ndim == 0):
         y = y.item()
+    if isinstance(y, str) and not y.strip():
+        raise ValueError(f"{arg}: empty label {y!r} for {where}")
     if isinstance(y, str | int):  # bool is an int, as in fastai's vocab [False, True]
         return y
     raise TypeError(
@@ -319,7 +322,7 @@ class DataBlock:
         if missing:
             raise MissingPathError(
                 f"get_x: {len(missing)} of {len(xs)} image files do not exist "
-                f"(e.g. {', '.join(str(p) for p in missing[:3])})"
+                f"(e.g. {shown_names(missing, 3)})"
             )
         return xs, ys
 
@@ -340,7 +343,8 @@ class DataBlock:
                 else "the training set's labels (the vocab, as fastai's Categorize)"
             )
             raise ValueError(
-                f"get_y: labels {unknown[:10]} are not in {where}: {[str(v) for v in vocab][:20]}"
+                f"get_y: labels {shown_names(unknown, 10)} are not in {where}: "
+                f"{shown_names([str(v) for v in vocab], 20)}"
             )
         classes = [str(v) for v in vocab]
         split = ItemSplit(tx, [index[y] for y in ty], vx, [index[y] for y in vy], classes)

@@ -79,12 +79,15 @@ from .device_decode import JpegBatchDecoder, resolve_decode_device
 from .images import ImageSource, find_bad_images, load_image, resize_method
 from .items import (
     ItemSplit,
+    check_fnames,
+    check_path,
     items_from_folder,
     items_from_lists,
     items_from_name_func,
     items_from_name_re,
     items_from_table,
     read_labels_csv,
+    shown_names,
 )
 from .loader import DeviceDataLoader, ImageDataset, denormalize
 
@@ -260,7 +263,14 @@ class Normalize:
         return f"Normalize(mean={self.mean}, std={self.std})"
 
 
+# The smallest std `_check_stats` takes: pixels in [0, 1] minus a mean in [0, 1], divided by
+# it, stay within +-1000 (a std of 1e-30 turned every input infinite).
+_STD_MIN = 1e-3
+
+
 def _check_stats(stats: object) -> tuple[list[float], list[float]]:
+    """(mean, std) per RGB channel in [0, 1] pixel units, checked: finite, each mean in
+    [0, 1], each std in [1e-3, 1]."""
     try:
         mean, std = stats  # type: ignore[misc]
         mean, std = [float(m) for m in mean], [float(s) for s in std]
@@ -268,8 +278,21 @@ def _check_stats(stats: object) -> tuple[list[float], list[float]]:
         raise TypeError(f"stats: expected (mean, std) sequences of 3 floats, got {stats!r}") from e
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"stats: expected 3 means and 3 stds (RGB), got {stats!r}")
+    if not all(math.isfinite(v) for v in (*mean, *std)):
+        raise ValueError(f"stats: expected finite means and stds, got mean {mean}, std {std}")
     if any(not s > 0 for s in std):
         raise ValueError(f"stats: expected every std > 0, got {std}")
+    units = "in [0, 1] units, as imagenet_stats (stats of 0-255 pixels: divide them by 255)"
+    if any(not 0.0 <= m <= 1.0 for m in mean):
+        raise ValueError(
+            f"stats: expected every mean in [0, 1] (the mean of pixels in [0, 1]), {units}; "
+            f"got mean {mean}"
+        )
+    if any(not _STD_MIN <= s <= 1.0 for s in std):
+        raise ValueError(
+            f"stats: expected every std in [{_STD_MIN:g}, 1] (a smaller std makes a normalized "
+            f"pixel larger than {1 / _STD_MIN:g}), {units}; got std {std}"
+        )
     return mean, std
 
 
@@ -409,10 +432,7 @@ def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, lis
     bad = set(find_bad_images(split.train_items + split.valid_items, num_workers))
     if not bad:
         return split, []
-    warn_user(
-        f"skip_bad: dropped {len(bad)} unreadable image(s): "
-        + ", ".join(str(p) for p in sorted(bad))
-    )
+    warn_user(f"skip_bad: dropped {len(bad)} unreadable image(s): {shown_names(sorted(bad))}")
 
     def keep(items, labels):
         pairs = [(p, y) for p, y in zip(items, labels, strict=True) if p not in bad]
@@ -602,7 +622,7 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Label = first group of `pat` in each file's full path (ImageDataLoaders, fastai v2:
         in its file name); random split."""
-        fnames = list(fnames)
+        fnames = check_fnames(fnames)
         return cls._build(
             path,
             lambda s: items_from_name_re(path, fnames, pat, valid_pct, s, cls._label_from),
@@ -635,7 +655,7 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Label = ``str(label_func(file_path))`` (ImageDataLoaders, fastai v2:
         ``label_func(file_name)``, a str); random split."""
-        fnames = list(fnames)
+        fnames = check_fnames(fnames)
         return cls._build(
             path,
             lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s, cls._label_from),
@@ -667,7 +687,7 @@ class ImageDataBunch:
         decode_device: torch.device | str | None = None,
     ) -> ImageDataBunch:
         """Labels given in a list aligned with `fnames`; random split."""
-        fnames, labels = list(fnames), list(labels)
+        fnames = check_fnames(fnames)
         return cls._build(
             path,
             lambda s: items_from_lists(path, fnames, labels, valid_pct, s),
@@ -708,8 +728,10 @@ class ImageDataBunch:
         ``path/folder/(name + suffix)``, label from column `label_col`; random split. The
         CSV is read without pandas (header 'infer' or 0: the first row names the columns;
         None: no header row)."""
-        names, labels = read_labels_csv(Path(path) / csv_labels, fn_col, label_col, header,
-                                        delimiter)  # fmt: skip
+        if not isinstance(csv_labels, str | os.PathLike):
+            raise TypeError(f"csv_labels: expected a CSV file name, got {csv_labels!r}")
+        names, labels = read_labels_csv(check_path(path) / csv_labels, fn_col, label_col,
+                                        header, delimiter)  # fmt: skip
         return cls._build(
             path,
             lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from .items import IMAGE_EXTENSIONS
-from .paths import DataPath, data_dir
+from .paths import DataPath, check_folder, data_dir
 
 __all__ = [
     "DownloadError",
@@ -85,7 +85,7 @@ class URLs:
 
 
 def _base(dest: str | os.PathLike | None) -> Path:
-    return Path(dest).expanduser() if dest is not None else data_dir()
+    return check_folder(dest, "dest") if dest is not None else data_dir()
 
 
 def _file_name(url: str) -> str:
@@ -257,8 +257,13 @@ def _image_urls(urls: str | os.PathLike | Iterable[str], max_pics: int) -> list[
 
 
 def _image_suffix(url: str) -> str:
-    """The URL path's image extension (lower case), else '.jpg' (as fastai)."""
-    suffix = PurePosixPath(urllib.parse.urlparse(url).path).suffix.lower()
+    """The URL path's image extension (lower case), else '.jpg' (as fastai; also for a
+    malformed URL, which then fails when it is fetched)."""
+    try:
+        path = urllib.parse.urlparse(url).path
+    except ValueError:  # e.g. 'http://[::1': Invalid IPv6 URL
+        return ".jpg"
+    suffix = PurePosixPath(path).suffix.lower()
     return suffix if suffix in IMAGE_EXTENSIONS else ".jpg"
 
 
@@ -290,7 +295,7 @@ def download_images(
     if not (isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0):
         raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
     todo = _image_urls(urls, max_pics)
-    dest = Path(dest)
+    dest = check_folder(dest, "dest")
     dest.mkdir(parents=True, exist_ok=True)
     files = [dest / f"{i:08d}{_image_suffix(u)}" for i, u in enumerate(todo)]
     lock = threading.Lock()

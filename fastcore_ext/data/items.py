@@ -63,6 +63,21 @@ class MissingPathError(FileNotFoundError, ValueError):
     ValueError, so either `except` catches it)."""
 
 
+def shown_names(names: Sequence[object], limit: int = 5) -> str:
+    """The first `limit` of `names`, quoted, then "and N more": a message names a few of
+    thousands of folders or files, never all of them."""
+    shown = ", ".join(repr(str(n)) for n in names[:limit])
+    more = len(names) - limit
+    return f"{shown} and {more:,} more" if more > 0 else shown
+
+
+def check_path(path: object, arg: str = "path") -> Path:
+    """`path` (a str or os.PathLike) as a Path; anything else is a TypeError naming `arg`."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{arg}: expected a folder (a str or Path), got {path!r}")
+    return Path(path)
+
+
 @dataclass(frozen=True)
 class ItemSplit:
     """The items of one data set, split: paths and integer labels into `classes`."""
@@ -82,7 +97,7 @@ def get_image_files(
     followlinks=True), folders that are symbolic links are followed (each real folder once,
     so a link back up the tree cannot loop), and a link to a missing file is listed: a pass
     then names it as unreadable instead of leaving it out without a word."""
-    root = Path(path)
+    root = check_path(path)
     if not root.is_dir():
         raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
     exts = {e.lower() for e in extensions}
@@ -173,24 +188,45 @@ def _resolve_name(root: Path, f: Path) -> Path:
     return f
 
 
+def check_fnames(fnames: object) -> list[str | os.PathLike]:
+    """`fnames` as a list of file names. A single str or Path (a file, or a folder) is a
+    TypeError saying that a list is expected, as is a name that is neither a str nor a
+    Path."""
+    hint = "get_image_files(path) makes one"
+    if isinstance(fnames, str | os.PathLike):
+        what = "folder" if os.path.isdir(fnames) else "single name"
+        raise TypeError(
+            f"fnames: expected a list of image files ({hint}), got the {what} {str(fnames)!r}"
+        )
+    if not isinstance(fnames, Iterable):
+        raise TypeError(
+            f"fnames: expected a list of image files ({hint}), got {type(fnames).__name__}"
+        )
+    names = list(fnames)
+    for i, f in enumerate(names):
+        if not isinstance(f, str | os.PathLike):
+            raise TypeError(f"fnames: expected file names (str or Path), got {f!r} at position {i}")
+    return names
+
+
 def _resolve_fnames(path: str | Path, fnames: Iterable[str | Path]) -> list[Path]:
-    if isinstance(fnames, str | Path):
-        raise TypeError(f"fnames: expected a list of file names, got a single {fnames!r}")
-    root = Path(path)
-    items = [_resolve_name(root, Path(f)) for f in fnames]
+    root = check_path(path)
+    items = [_resolve_name(root, Path(f)) for f in check_fnames(fnames)]
     if not items:
         raise ValueError("fnames: expected at least one file, got an empty list")
     missing = [p for p in items if not p.is_file()]
     if missing:
-        shown = ", ".join(str(p) for p in missing[:3])
         raise MissingPathError(
-            f"fnames: {len(missing)} of {len(items)} files do not exist (e.g. {shown})"
+            f"fnames: {len(missing)} of {len(items)} files do not exist (e.g. "
+            f"{shown_names(missing, 3)})"
         )
     return items
 
 
-def _class_folders(folder: Path, what: str) -> dict[str, list[Path]]:
-    """{class name: images} for each sub-folder of `folder`; errors for empty ones."""
+def _class_folders(folder: Path, what: str) -> tuple[dict[str, list[Path]], list[str]]:
+    """({class name: images} for each sub-folder of `folder` holding images, the names of the
+    sub-folders holding none): as fastai's from_folder, the classes are the labels of the
+    files found, so an empty folder is no class."""
     loose = [p for p in get_image_files(folder, recurse=False)]
     if loose:
         raise ValueError(
@@ -200,13 +236,19 @@ def _class_folders(folder: Path, what: str) -> dict[str, list[Path]]:
     subs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not subs:
         raise ValueError(f"{what}: no class sub-folders in {str(folder)!r}")
-    out = {}
+    out, empty = {}, []
     for d in subs:
         files = get_image_files(d)
-        if not files:
-            raise ValueError(f"{what}: class folder {str(d)!r} contains no image files")
-        out[d.name] = files
-    return out
+        if files:
+            out[d.name] = files
+        else:
+            empty.append(d.name)
+    if not out:
+        raise ValueError(
+            f"{what}: none of the {len(subs)} class sub-folders of {str(folder)!r} contains "
+            f"image files ({', '.join(sorted(IMAGE_EXTENSIONS))}): {shown_names(empty)}"
+        )
+    return out, empty
 
 
 # the usual names of the two folders, for the hint when the given one is missing
@@ -227,10 +269,12 @@ def items_from_folder(
 
     With `valid_pct=None`: ``path/<train>/<class>/**/img`` and ``path/<valid>/<class>/**/img``
     (the class is the first folder under `train`/`valid`; classes are those of `train`).
+    As fastai's, the classes are the labels of the images found: a class folder without
+    images is no class (one warning counts and names a few such folders).
     With `valid_pct`: every image under `path`, labelled by its parent folder's name (fastai's
     rule), split at random with `seed`.
     """
-    root = Path(path)
+    root = check_path(path)
     if not root.is_dir():
         raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
     if valid_pct is not None:
@@ -258,19 +302,31 @@ def items_from_folder(
             alike = [lower[n] for n in _FOLDER_NAMES[arg] if n in lower]
             hint = f"pass {arg}={alike[0]!r}" if alike else f"name the folders with {arg}="
             raise MissingPathError(
-                f"{arg}: folder {str(name)!r} not found in {str(root)!r} (sub-folders: {have}); "
-                f"{hint}, or split one tree with valid_pct=0.2"
+                f"{arg}: folder {str(name)!r} not found in {str(root)!r} (sub-folders: "
+                f"{shown_names(have) or 'none'}); {hint}, or split one tree with valid_pct=0.2"
             )
         return folder
 
     train_dir, valid_dir = sub(train, "train"), sub(valid, "valid")
-    train_cls = _class_folders(train_dir, "train")
-    valid_cls = _class_folders(valid_dir, "valid")
+    train_cls, train_empty = _class_folders(train_dir, "train")
+    valid_cls, valid_empty = _class_folders(valid_dir, "valid")
+    if train_empty or valid_empty:
+        ignored = [
+            f"{len(names):,} in {str(folder)!r} ({shown_names(names)})"
+            for folder, names in ((train_dir, train_empty), (valid_dir, valid_empty))
+            if names
+        ]
+        warn_user(
+            f"path: ignored {len(train_empty) + len(valid_empty):,} class folders that hold "
+            f"no image files, as fastai does (the classes are the labels of the images "
+            f"found): {'; '.join(ignored)}"
+        )
     unknown = sorted(set(valid_cls) - set(train_cls))
     if unknown:
         raise ValueError(
-            f"valid: class folders {unknown} in {str(valid_dir)!r} have no counterpart in "
-            f"{str(train_dir)!r} (train classes: {sorted(train_cls)})"
+            f"valid: class folders {shown_names(unknown)} in {str(valid_dir)!r} have no images "
+            f"in {str(train_dir)!r} to learn from (train classes: "
+            f"{shown_names(sorted(train_cls))})"
         )
     classes = sorted(train_cls)
     tr_items = [p for c in classes for p in train_cls[c]]
@@ -336,7 +392,7 @@ def items_from_name_re(
                 f"'{p.as_posix()}', a path: it is searched in {_WHERE[label_from]}; match the "
                 f"name alone, e.g. r'/([^/]+)_\\d+.jpg$'"
             )
-        labels.append(m.group(1))
+        labels.append(_label_text(m.group(1), p, "pat"))
     return _labelled(items, labels, valid_pct, seed)
 
 
@@ -350,7 +406,7 @@ def items_from_name_func(
 ) -> ItemSplit:
     """Label = `str(label_func(x))` with x the file's Path (label_from='path', fastai v1) or
     its file name as a str (label_from='name', fastai v2: fastbook's ``is_cat(x)`` reads
-    ``x[0]``); `None` is an error naming the file."""
+    ``x[0]``); None, NaN or an empty label is an error naming the file."""
     _check_label_from(label_from)
     if not callable(label_func):
         raise TypeError(f"label_func: expected a callable, got {label_func!r}")
@@ -358,10 +414,55 @@ def items_from_name_func(
     labels = []
     for p in items:
         lab = label_func(p.name if label_from == "name" else p)
-        if lab is None:
-            raise ValueError(f"label_func: returned None for file {p.as_posix()!r}")
-        labels.append(str(lab))
+        labels.append(_label_text(lab, p, "label_func"))
     return _labelled(items, labels, valid_pct, seed)
+
+
+def _label_text(label: object, item: Path, arg: str) -> str:
+    """One label as its class name: a number held in a numpy scalar or a 0-d tensor by its
+    value (`tolist`), None, NaN (a blank cell of a pandas table) and blank text refused."""
+    if isinstance(label, torch.Tensor | np.ndarray | np.generic):
+        if getattr(label, "ndim", 0) != 0:
+            raise ValueError(
+                f"{arg}: expected one label per file, got {label!r} for file {item.as_posix()!r}"
+            )
+        label = label.tolist()
+    if label is None or (isinstance(label, float) and label != label):
+        raise ValueError(f"{arg}: missing label ({label}) for file {item.as_posix()!r}")
+    text = str(label)
+    if not text.strip():
+        raise ValueError(f"{arg}: empty label {text!r} for file {item.as_posix()!r}")
+    return text
+
+
+def _label_list(labels: object, arg: str) -> list[object]:
+    """`labels` as a list: a list, tuple or other iterable, or a 1-d tensor / numpy array /
+    pandas Series by its values (`tolist`)."""
+    if isinstance(labels, str) or not isinstance(labels, Iterable):
+        raise TypeError(f"{arg}: expected a list of labels (one per file), got {labels!r}")
+    if isinstance(labels, torch.Tensor | np.ndarray):
+        if labels.ndim != 1:
+            raise ValueError(
+                f"{arg}: expected one label per file (1-d), got shape {tuple(labels.shape)}"
+            )
+        return labels.tolist()
+    return list(labels)
+
+
+def _items_with_labels(
+    path: str | Path,
+    fnames: Iterable[str | Path],
+    labels: Iterable[object],
+    valid_pct: float,
+    seed: int,
+    arg: str,
+) -> ItemSplit:
+    labs = _label_list(labels, arg)
+    items = _resolve_fnames(path, fnames)
+    if len(labs) != len(items):
+        raise ValueError(f"{arg}: expected {len(items)} labels (one per file), got {len(labs)}")
+    texts = [_label_text(y, p, arg) for y, p in zip(labs, items, strict=True)]
+    return _labelled(items, texts, valid_pct, seed)
 
 
 def items_from_lists(
@@ -371,14 +472,10 @@ def items_from_lists(
     valid_pct: float = 0.2,
     seed: int = 0,
 ) -> ItemSplit:
-    """Labels given as a list aligned with `fnames` (converted with `str`)."""
-    items = _resolve_fnames(path, fnames)
-    if isinstance(labels, str):
-        raise TypeError(f"labels: expected a list of labels, got the string {labels!r}")
-    labs = [str(x) for x in labels]
-    if len(labs) != len(items):
-        raise ValueError(f"labels: expected {len(items)} labels (one per file), got {len(labs)}")
-    return _labelled(items, labs, valid_pct, seed)
+    """Labels given as a list aligned with `fnames` (or a 1-d tensor / numpy array: its
+    values), each converted with `str`; None, NaN and empty labels are errors naming the
+    file."""
+    return _items_with_labels(path, fnames, labels, valid_pct, seed, "labels")
 
 
 Column = int | str
@@ -419,8 +516,14 @@ def read_labels_csv(
         raise MissingPathError(f"csv_labels: expected an existing CSV file, got {str(file)!r}")
     if header not in ("infer", 0, None) or isinstance(header, bool):
         raise ValueError(f"header: expected 'infer', 0 or None, got {header!r}")
-    with file.open(newline="") as f:
-        rows = [r for r in csv.reader(f, delimiter=delimiter or ",") if r]
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f, delimiter=delimiter or ",") if r]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(
+            f"csv_labels: expected a UTF-8 CSV file of file names and labels, {str(file)!r} is "
+            f"not one ({e})"
+        ) from e
     names = rows.pop(0) if header is not None and rows else None
     if not rows:
         raise ValueError(f"csv_labels: expected rows of file names and labels, {file} has none")
@@ -446,8 +549,9 @@ def items_from_table(
         raise TypeError(f"folder: expected a folder name or None, got {folder!r}")
     if not isinstance(suffix, str):
         raise TypeError(f"suffix: expected a string such as '.jpg' or '', got {suffix!r}")
-    root = Path(path) / folder if folder is not None else Path(path)
-    return items_from_lists(root, [f"{n}{suffix}" for n in names], labels, valid_pct, seed)
+    root = check_path(path) / folder if folder is not None else check_path(path)
+    names = [f"{n}{suffix}" for n in _label_list(names, "fn_col")]
+    return _items_with_labels(root, names, labels, valid_pct, seed, "label_col")
 
 
 # -- fastai v2's splitters and labellers (the DataBlock API) ---------------------------------

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from fastcore_ext.plots import PlotFigure, check_figsize, finish
 
-from .images import to_rgb
+from .images import BadImageError, to_rgb
 
 __all__ = ["Image", "PILImage", "open_image"]
 
@@ -100,16 +100,52 @@ class Image:
         return f"{type(self).__name__} {self.shape}"
 
 
-class PILImage(Image):
-    """fastai v2's name for the picture of a file (fastbook: ``img = PILImage.create(fn)``,
-    ``learn.predict(img)``, ``img.to_thumb(128)``): this library's `Image`, made by
-    `create`."""
+class PILImage(PIL.Image.Image):
+    """fastai v2's PILImage (fastbook: ``img = PILImage.create(fn)``, ``img.to_thumb(128)``,
+    ``learn.predict(img)``): a PIL image, an RGB `PIL.Image.Image` subclass as fastai's, made
+    by `create`. ``shape`` is (h, w) as fastai's, ``size`` (w, h), ``mode``, ``resize``,
+    ``crop`` ... are PIL's, and what resize, crop, copy, convert and transpose return are
+    PILImages too (PIL's functions that make an image anew, and `rotate`, give plain PIL
+    images, which predict takes as well); `show`
+    draws it with matplotlib (fastai's, not PIL's external viewer); a notebook shows it inline;
+    ``np.asarray(img)`` is ``uint8 [H, W, 3]``."""
 
     @classmethod
     def create(cls, fn: Any) -> PILImage:
-        """A file path, a PIL image, or a uint8 array / tensor (as `learn.predict` takes them)
-        -> the picture in RGB (EXIF orientation applied)."""
-        return cls(to_rgb(fn))
+        """An image file (a path or str, or its bytes, as fastai), a PIL image, or a uint8
+        (or float in [0, 1]) numpy array / tensor (as `learn.predict` takes them) -> the
+        picture in RGB (EXIF orientation applied; grayscale, palette and RGBA converted)."""
+        if isinstance(fn, bytes | bytearray | memoryview):
+            try:
+                with PIL.Image.open(io.BytesIO(fn)) as pil:
+                    pil.load()
+                    rgb = to_rgb(pil)
+            except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+                raise BadImageError(
+                    f"fn: expected the bytes of an image file, got {len(fn)} bytes that do not "
+                    f"decode ({e})"
+                ) from e
+        else:
+            rgb = to_rgb(fn)  # uint8 Tensor[3, H, W]
+        return cls._adopt(PIL.Image.fromarray(rgb.permute(1, 2, 0).numpy()))
+
+    @classmethod
+    def _adopt(cls, img: PIL.Image.Image) -> PILImage:
+        """`img`, a PIL image made just now by this class or by PIL, as a `cls`: PIL makes
+        every image a plain `PIL.Image.Image`, so the new object takes this class (as
+        fastai's BypassNewMeta does), its pixels kept without a copy."""
+        img.__class__ = cls
+        return img
+
+    def _new(self, im: Any) -> PILImage:
+        """PIL's maker of derived images (resize, crop, copy, convert, rotate, ...): they are
+        PILImages too, with `shape`, `to_thumb` and `show`."""
+        return self._adopt(super()._new(im))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width), fastai's order (PIL's `size` is (width, height))."""
+        return self.height, self.width
 
     def to_thumb(self, h: int, w: int | None = None) -> PILImage:
         """A copy that fits in h x w pixels (w default h), aspect kept (fastai's to_thumb:
@@ -118,9 +154,26 @@ class PILImage(Image):
         for name, v in (("h", h), ("w", w)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        thumb = self.pil.copy()
+        thumb = self.copy()
         thumb.thumbnail((w, h))
-        return type(self).create(thumb)
+        return thumb
+
+    def show(
+        self,
+        ctx: Axes | None = None,
+        figsize: tuple[float, float] | None = (3, 3),
+        title: str | None = None,
+        hide_axis: bool = True,
+        ax: Axes | None = None,
+    ) -> Figure:
+        """Draw the picture into `ax` (or fastai's name for it, `ctx`), or into a new figure
+        of `figsize` inches, as `Image.show`. Returns the Figure."""
+        px = torch.from_numpy(np.array(self.convert("RGB"))).permute(2, 0, 1)
+        return Image(px).show(ax=ax if ax is not None else ctx, figsize=figsize, title=title,
+                              hide_axis=hide_axis)  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} mode={self.mode} size={self.width}x{self.height}"
 
 
 def open_image(fn: str | os.PathLike) -> Image:

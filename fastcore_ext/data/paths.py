@@ -2,7 +2,8 @@
 
 `FASTCORE_EXT_HOME` (default ``~/.fastcore_ext``) holds ``data/`` (overridden as a whole by
 `FASTCORE_EXT_DATA`) and ``cache/``. The variables are read at every call, so tests and users
-can change them at run time.
+can change them at run time; one that names a file (or a path under a file) is an error naming
+the variable.
 
 `DataPath` is the pathlib path that `untar_data` and `demo_dataset` return: a Path with
 fastai's `ls()` (fastai adds `ls` to every pathlib.Path; this library patches nothing, so a
@@ -15,7 +16,26 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["DataPath", "home_dir", "data_dir", "cache_dir"]
+__all__ = ["DataPath", "NotAFolderError", "check_folder", "home_dir", "data_dir", "cache_dir"]
+
+
+class NotAFolderError(NotADirectoryError, ValueError):
+    """A path that should be a folder (or could become one) is a file, or lies under a file
+    (both a NotADirectoryError and a ValueError, so either `except` catches it)."""
+
+
+def check_folder(path: object, arg: str) -> Path:
+    """`path` (a str or os.PathLike, `~` expanded) as a Path to a folder that exists or can
+    be created: a TypeError naming `arg` for another type, a NotAFolderError naming `arg`
+    when the path, or the nearest of its parents that exists, is not a folder."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{arg}: expected a folder (a str or Path), got {path!r}")
+    folder = Path(path).expanduser()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "" if existing == folder else f" (a parent of {str(folder)!r})"
+        raise NotAFolderError(f"{arg}: expected a folder, but {str(existing)!r}{where} is a file")
+    return folder
 
 
 class DataPath(type(Path())):  # PosixPath or WindowsPath: Path itself cannot be subclassed
@@ -40,18 +60,25 @@ class DataPath(type(Path())):  # PosixPath or WindowsPath: Path itself cannot be
         return entries if n_max is None else entries[:n_max]
 
 
+_HOME = "FASTCORE_EXT_HOME (environment variable)"
+
+
 def home_dir() -> Path:
     """The fastcore_ext folder: `$FASTCORE_EXT_HOME`, else ``~/.fastcore_ext``."""
     env = os.environ.get("FASTCORE_EXT_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".fastcore_ext"
+    if env:
+        return check_folder(env, _HOME)
+    return check_folder(Path.home() / ".fastcore_ext", f"{_HOME}, unset: its default")
 
 
 def data_dir() -> Path:
     """Where data sets go: `$FASTCORE_EXT_DATA`, else ``<home_dir()>/data``."""
     env = os.environ.get("FASTCORE_EXT_DATA")
-    return Path(env).expanduser() if env else home_dir() / "data"
+    if env:
+        return check_folder(env, "FASTCORE_EXT_DATA (environment variable)")
+    return check_folder(home_dir() / "data", f"{_HOME}: its data folder")
 
 
 def cache_dir() -> Path:
     """Where derived files (decoded image caches) go: ``<home_dir()>/cache``."""
-    return home_dir() / "cache"
+    return check_folder(home_dir() / "cache", f"{_HOME}: its cache folder")
