@@ -512,3 +512,36 @@ def test_before_a_group_exists_torchrun_workers_get_rank_0s_values(tmp_path, mon
         assert (tmp_path / f"got{r}").read_text() == "from rank 0|000"
     monkeypatch.delenv("RANK", raising=False)  # one process: its own value
     assert from_launch_rank_0("a", "mine") == "mine"
+
+
+_SEEDED = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np, torch
+    from fastcore_ext.data import ImageDataBunch, ImageDataLoaders
+    root, out = sys.argv[1], sys.argv[2]
+    np.random.seed(2)
+    torch.manual_seed(42)
+    v1 = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, device="cpu")
+    v2 = ImageDataLoaders.from_folder(root, size=16, bs=4, num_workers=0, device="cpu")
+    with open(os.path.join(out, "seeds" + os.environ.get("RANK", "single")), "w") as f:
+        f.write(f"{v1.seed} {v2.seed}")
+    """
+)
+
+
+def test_a_seeded_script_draws_the_same_data_seed_under_torchrun(images, tmp_path, monkeypatch):
+    """np.random.seed(2) / torch.manual_seed(42) before the data: under torchrun the seed
+    (so the split) came from torchrun's run id, another at every launch and unlike one
+    process's; now it is rank 0's draw, the one process's."""
+    (tmp_path / "ddp_seeded.py").write_text(_SEEDED)
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(root)]))
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    args = [str(images), str(tmp_path)]
+    subprocess.run([sys.executable, "-m", "ddp_seeded", *args], check=True, timeout=120)
+    single = (tmp_path / "seedssingle").read_text()
+    for _ in range(2):  # two launches
+        assert distributed.launch(2, args, module="ddp_seeded", timeout=120) == 0
+        assert [(tmp_path / f"seeds{r}").read_text() for r in range(WORLD)] == [single] * WORLD

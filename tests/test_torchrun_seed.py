@@ -1,6 +1,8 @@
 """An unchanged single-process script trains under torchrun: without `seed=`, every process
-derives the same data seed (from torchrun's run id, or rank 0's draw broadcast over an
-existing process group), so splits and shuffles agree and the weights end identical."""
+takes the same data seed (rank 0's draw, through torchrun's agent store or broadcast over an
+existing process group; derived from torchrun's run id where torchrun keeps no agent store),
+so splits and shuffles agree and the weights end identical. (tests/test_distributed.py checks
+that a seeded script draws the one-process seed under torchrun.)"""
 
 from __future__ import annotations
 
@@ -49,12 +51,16 @@ def _unseeded(root: Path) -> ImageDataBunch:
 
 def _as_process(monkeypatch, global_seed: int, run_id: str | None) -> ImageDataBunch:
     """Build an unseeded bunch as a fresh process would: its own global RNG state, no bunch
-    built before, torchrun's run id (or none) in the environment."""
+    built before, the environment of a worker of a torchrun without an agent store (its run
+    id; or no torchrun)."""
     monkeypatch.setattr(bunch_mod, "_unseeded", itertools.count())
-    if run_id is None:
-        monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
-    else:
-        monkeypatch.setenv("TORCHELASTIC_RUN_ID", run_id)
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    torchrun = {"TORCHELASTIC_RUN_ID": run_id, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
+    for k, v in torchrun.items():
+        if run_id is None:
+            monkeypatch.delenv(k, raising=False)
+        else:
+            monkeypatch.setenv(k, v)
     torch.manual_seed(global_seed)
     np.random.seed(global_seed)  # ImageDataBunch (v1) draws from numpy's, as fastai v1
     return _unseeded(_as_process.root)

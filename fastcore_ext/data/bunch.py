@@ -41,12 +41,12 @@ Seeds: `seed=None` draws one int at construction from numpy's global RNG for
 reproducible) and from torch's for `ImageDataLoaders` (fastai v2's: ``torch.manual_seed``);
 the split, the shuffle of each epoch and the augmentation of each epoch derive from it.
 Several processes must agree on it, so an unchanged single-process script trains under
-torchrun: when a process group of several processes
-exists, rank 0's draw is broadcast to the others; else, in a process torchrun started (its
-TORCHELASTIC_RUN_ID set, the same in every worker), the seed is derived from that run id and
-the number of bunches this process built without a seed before. torchrun on one machine
-draws a new run id at each launch (a new seed each run, as in one process); on several
-machines the run id is ``--rdzv-id`` (the same seed for every run with that id). Processes
+torchrun: every process draws, and rank 0's draw is the seed: broadcast when a process group
+of several processes exists, else, in a process torchrun started, passed through the store
+torchrun's agent keeps for its workers (`ranks.from_launch_rank_0`). So a script that seeds
+its RNG (``np.random.seed(2)``) splits the same under torchrun as in one process, at every
+launch. (A torchrun without that store: the seed is derived from the run id, the same in
+every worker, and the number of bunches this process built without a seed before.) Processes
 started otherwise
 (RANK and WORLD_SIZE set by another launcher, no group yet) draw their own seeds, which the
 Learner's distributed check refuses: pass seed= there.
@@ -72,6 +72,7 @@ import torch.distributed as dist
 
 from fastcore_ext import augment
 from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
+from fastcore_ext.ranks import from_launch_rank_0
 from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
@@ -403,20 +404,25 @@ _unseeded = itertools.count()  # bunches built without a seed in this process (t
 
 
 def _shared_seed(rng: str = "torch") -> int:
-    """A data seed every process of a distributed run agrees on (see the module doc); in one
-    process, drawn from torch's global RNG (rng 'torch', fastai v2) or numpy's ('numpy',
-    fastai v1, whose lesson seeds the split with np.random.seed(2))."""
+    """A data seed drawn from torch's global RNG (rng 'torch', fastai v2) or numpy's
+    ('numpy', fastai v1, whose lesson seeds the split with np.random.seed(2)), which every
+    process of a distributed run agrees on: rank 0's draw (see the module doc). So a script
+    that seeds its RNG splits alike in one process and under torchrun."""
+    drawn = int(
+        np.random.randint(0, 2**31 - 1) if rng == "numpy" else torch.randint(0, 2**31 - 1, ())
+    )
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        drawn = [int(torch.randint(0, 2**31 - 1, ()).item())]
-        dist.broadcast_object_list(drawn, src=0)
-        return drawn[0]
+        shared = [drawn]
+        dist.broadcast_object_list(shared, src=0)
+        return shared[0]
+    n = next(_unseeded)
+    agreed = from_launch_rank_0(f"data_seed/{n}", str(drawn))
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
-    if run_id:
-        digest = hashlib.sha256(f"{run_id}:{next(_unseeded)}".encode()).digest()
-        return int.from_bytes(digest[:8], "little") % (2**31 - 1)
-    if rng == "numpy":
-        return int(np.random.randint(0, 2**31 - 1))
-    return int(torch.randint(0, 2**31 - 1, ()).item())
+    if agreed is not None or not run_id:  # one process, or another launcher: its own draw
+        return drawn if agreed is None else int(agreed)
+    # torchrun without its agent store: a seed derived from the run id, the same everywhere
+    digest = hashlib.sha256(f"{run_id}:{n}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**31 - 1)
 
 
 def _resolve_seed(seed: int | None, rng: str = "torch") -> int:
