@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -250,7 +251,7 @@ def aug_transforms(
     ``aug_transforms(mult=2)``). With min_scale < 1 the random-resized crop keeps the output's
     aspect ratio (ratio=(1, 1)), as fastai v2's aug_transforms does.
     """
-    if isinstance(mult, bool) or not isinstance(mult, int | float) or not mult >= 0:
+    if isinstance(mult, bool) or not isinstance(mult, Real) or not mult >= 0:
         raise ValueError(f"mult: expected a number >= 0, got {mult!r}")
     if max_warp * mult >= MAX_WARP_LIMIT:
         raise ValueError(
@@ -297,8 +298,9 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     epochs of one seed (and nearby seeds) get unrelated streams. Negative seeds are taken
     modulo 2**64; epoch must be >= 0.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise TypeError(f"seed should be an int, got {type(seed).__name__} {seed!r}")
+    seed = int(seed)
     check_int("epoch", epoch, 0)
     mixed = _splitmix64(_splitmix64(seed & _MASK64) ^ (epoch & _MASK64))
     generator = torch.Generator(device="cpu")

@@ -63,6 +63,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,9 @@ class Resize:
     ) -> None:
         if isinstance(size, tuple | list) and len(size) == 2 and size[0] == size[1]:
             size = size[0]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
             raise ValueError(f"size: expected a positive int (square), got {size!r}")
+        size = int(size)
         self.presize_method = resize_method(str(method), str(pad_mode))
         self.size, self.method, self.pad_mode = size, str(method), str(pad_mode)
 
@@ -216,7 +218,7 @@ class RandomResizedCrop:
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
     ) -> None:
         self.size = _as_square(size, "size")
-        if isinstance(min_scale, bool) or not isinstance(min_scale, int | float):
+        if isinstance(min_scale, bool) or not isinstance(min_scale, Real):
             raise TypeError(f"min_scale: expected a float in (0, 1], got {min_scale!r}")
         if not 0 < min_scale <= 1:
             raise ValueError(f"min_scale: expected a float in (0, 1], got {min_scale!r}")
@@ -316,9 +318,9 @@ def _one_or_list(x: object) -> list:
 def _as_square(size: object, arg: str) -> int:
     if isinstance(size, tuple | list) and len(size) == 2 and size[0] == size[1]:
         size = size[0]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
         raise ValueError(f"{arg}: expected a positive int (square images), got {size!r}")
-    return size
+    return int(size)
 
 
 def _resolve_pipeline(
@@ -868,8 +870,9 @@ class ImageDataBunch:
             return dl.show_batch(
                 9 if max_n is None else max_n, nrows, ncols, figsize=figsize, unique=unique
             )
-        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        if isinstance(rows, bool) or not isinstance(rows, Integral) or rows < 1:
             raise ValueError(f"rows: expected a positive int, got {rows!r}")
+        rows = int(rows)
         for name, value, implied in (
             ("max_n", max_n, rows * rows), ("nrows", nrows, rows), ("ncols", ncols, rows)
         ):  # fmt: skip

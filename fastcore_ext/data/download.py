@@ -29,6 +29,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral, Real
 from pathlib import Path, PurePosixPath
 
 from .items import IMAGE_EXTENSIONS
@@ -288,11 +289,12 @@ def download_images(
     URL order. Check what arrived with ``verify_images(dest, delete=True, max_size=500)``: a
     server may send a web page or a broken file under an image's URL.
     """
-    if isinstance(max_pics, bool) or not isinstance(max_pics, int) or max_pics < 1:
+    if isinstance(max_pics, bool) or not isinstance(max_pics, Integral) or max_pics < 1:
         raise ValueError(f"max_pics: expected a positive int, got {max_pics!r}")
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 0:
+    if isinstance(max_workers, bool) or not isinstance(max_workers, Integral) or max_workers < 0:
         raise ValueError(f"max_workers: expected an int >= 0, got {max_workers!r}")
-    if not (isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0):
+    max_pics, max_workers = int(max_pics), int(max_workers)
+    if not (isinstance(timeout, Real) and not isinstance(timeout, bool) and timeout > 0):
         raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
     todo = _image_urls(urls, max_pics)
     dest = check_folder(dest, "dest")

@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def _check_seed(seed: int) -> int:
 
 
 def _check_valid_pct(valid_pct: float) -> float:
-    if isinstance(valid_pct, bool) or not isinstance(valid_pct, int | float):
+    if isinstance(valid_pct, bool) or not isinstance(valid_pct, Real):
         raise TypeError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")
     if not 0.0 < float(valid_pct) < 1.0:
         raise ValueError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from numbers import Integral
 from pathlib import Path
 
 __all__ = ["DataPath", "NotAFolderError", "check_folder", "home_dir", "data_dir", "cache_dir"]
@@ -47,7 +48,7 @@ class DataPath(type(Path())):  # PosixPath or WindowsPath: Path itself cannot be
         `n_max` of them when given, only names ending in one of `file_exts` (e.g. ['.jpg'],
         case ignored) when given. A missing folder raises FileNotFoundError, a file
         NotADirectoryError, each naming the path."""
-        if n_max is not None and (isinstance(n_max, bool) or not isinstance(n_max, int)):
+        if n_max is not None and (isinstance(n_max, bool) or not isinstance(n_max, Integral)):
             raise TypeError(f"n_max should be an int or None, got {type(n_max).__name__}")
         if n_max is not None and n_max < 0:
             raise ValueError(f"n_max should be >= 0, got {n_max}")
