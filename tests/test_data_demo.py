@@ -88,6 +88,12 @@ def test_bad_arguments(tmp_path, kw, match):
         demo_dataset(tmp_path / "x", **kw)
 
 
+def test_force_must_be_a_bool(tmp_path):
+    with pytest.raises(TypeError, match="force should be a bool, got str 'False'"):
+        demo_dataset(tmp_path / "x", n_per_class=2, size=16, force="False")
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_light_shape_on_a_darker_background(tmp_path):
     """Every image: a shape brighter than every background and clutter color (luminance
     >= 150 before shading, noise and JPEG) covering a good part of the image, the rest dark

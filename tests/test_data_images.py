@@ -381,6 +381,10 @@ def test_verify_images_lists_prints_and_deletes(tmp_path, rgb, capsys):
     assert verify_images(good + [text], max_workers=1) == [text]
     with pytest.raises(ValueError, match="max_workers: expected a positive int, got 0"):
         verify_images(tmp_path, max_workers=0)
+    with pytest.raises(TypeError, match="delete should be a bool, got str 'False'"):
+        verify_images(tmp_path, delete="False")  # a non-empty string is true: it deleted them
+    with pytest.raises(TypeError, match="recurse should be a bool, got int 0"):
+        verify_images(tmp_path, recurse=0)
     assert all(p.exists() for p in bad)
     assert verify_images(tmp_path, delete=True) == bad
     assert not any(p.exists() for p in bad) and all(g.exists() for g in good)

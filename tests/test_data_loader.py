@@ -30,6 +30,7 @@ from fastcore_ext.data import (
 )
 from fastcore_ext.data import loader as loader_mod
 from fastcore_ext.data.images import presize_whole, window_origins
+from fastcore_ext.data.loader import decode_readable
 
 P = 20  # presize
 
@@ -337,6 +338,12 @@ def test_argument_errors(split):
         DeviceDataLoader(ds, 64, **kw)
     with pytest.raises(ValueError, match="num_workers: expected an int >= 0"):
         DeviceDataLoader(ds, 8, num_workers=-1, **kw)
+    with pytest.raises(TypeError, match="train should be a bool, got str 'False'"):
+        DeviceDataLoader(ds, 8, **{**kw, "train": "False"})
+    with pytest.raises(TypeError, match="channels_last should be a bool, got int 1"):
+        DeviceDataLoader(ds, 8, channels_last=1, **kw)
+    with pytest.raises(TypeError, match="whole should be a bool, got str 'no'"):
+        decode_readable(split.train_items, [0], P, "crop", whole="no")
     with pytest.raises(ValueError, match="labels: expected 48 labels"):
         ImageDataset(split.train_items, split.train_labels[:-1], split.classes, P)
 

@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from fastcore_ext.checks import check_bool
+
 from .paths import DataPath, data_dir
 
 __all__ = ["DEMO_CLASSES", "demo_dataset"]
@@ -300,6 +302,7 @@ def demo_dataset(
             raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
     if not (isinstance(valid_pct, int | float) and 0 < valid_pct < 1):
         raise ValueError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")
+    check_bool("force", force)
     params = {"version": _VERSION, "n_per_class": n_per_class, "size": size, "seed": seed,
               "valid_pct": float(valid_pct)}  # fmt: skip
     if dest is None:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from fastcore_ext.checks import check_bool
 from fastcore_ext.files import atomic_write
 
 from .items import get_image_files
@@ -407,8 +408,11 @@ def verify_images(
     fastai v2 does; v1 returned None). Differs from v1: `delete` defaults to False (v1: True,
     which deletes a user's files unasked), `recurse` to True (v1: False, which checks nothing
     in a folder of class folders), and `dest` is taken per file's folder (v1: under `path`,
-    which would flatten class folders); v1's n_channels and ext are not offered.
+    which would flatten class folders); v1's n_channels and ext are not offered. `delete` and
+    `recurse` must be bools (TypeError otherwise: a string 'False' is not taken as true).
     """
+    check_bool("delete", delete)
+    check_bool("recurse", recurse)
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise ValueError(f"max_workers: expected a positive int, got {max_workers!r}")
     if max_size is not None and (

@@ -134,6 +134,7 @@ def decode_readable(
 ) -> DecodedBatch:
     """Like `decode_batch`, skipping the files that cannot be decoded (u: float [B] over all
     of `idx`, or None); whole=True also packs the whole presized images (see `DecodedBatch`)."""
+    check_bool("whole", whole)
     images, kept, bad = _decode(items, idx, size, method, skip_bad=True)
     if u is not None:
         skipped = set(bad)
@@ -296,6 +297,8 @@ class DeviceDataLoader:
     ) -> None:
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise ValueError(f"bs: expected a positive int, got {bs!r}")
+        check_bool("train", train)
+        check_bool("channels_last", channels_last)
         if num_workers is None:
             num_workers = default_num_workers()
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
