@@ -164,6 +164,23 @@ def test_key_depends_on_files_order_presize_and_method(files, tmp_path):
         DecodedCache(files, P, "pad", folder=tmp_path)
 
 
+def test_a_missing_file_enters_the_key_and_changes_it_when_it_appears(files, tmp_path):
+    """os.stat of a missing file (or a dangling symlink) raised FileNotFoundError from the
+    constructor; the pass that fills the cache finds it unreadable instead."""
+    content = files[3].read_bytes()
+    files[3].unlink()
+    link = files[3].with_name("link.png")
+    link.symlink_to(tmp_path / "nowhere.png")
+    items = [*files, link]
+    missing = DecodedCache(items, P, "crop", folder=tmp_path / "c")
+    assert not missing.complete
+    files[3].write_bytes(content)
+    appeared = DecodedCache(items, P, "crop", folder=tmp_path / "c").key
+    (tmp_path / "nowhere.png").write_bytes(content)
+    linked = DecodedCache(items, P, "crop", folder=tmp_path / "c").key
+    assert len({missing.key, appeared, linked}) == 3
+
+
 def test_changed_file_invalidates_and_old_cache_is_removed(files, tmp_path):
     c = _complete(files, tmp_path)
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(files[0])  # new content, new mtime

@@ -281,6 +281,37 @@ def test_cache_remembers_unreadable_files(split, broken, tmp_path):
     dl.close()
 
 
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_a_dangling_link_is_skipped_with_or_without_the_cache(tmp_path, use_cache):
+    """A symlink to nothing among the images: cache=True built the key from os.stat and
+    crashed with FileNotFoundError; now both paths skip it and name it alike, and
+    skip_bad=True drops it."""
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    link = root / "valid" / "star" / "link.jpg"
+    link.symlink_to(tmp_path / "nowhere.jpg")
+    cache = tmp_path / "cache" if use_cache else False
+    data = ImageDataBunch.from_folder(
+        root, size=16, bs=4, num_workers=0, seed=1, cache=cache, ds_tfms=None
+    )
+    assert link in data.valid_ds.items
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image") as rec:
+        n = sum(len(y) for _, y in data.valid_dl)
+    assert str(link) in _warnings_about(rec)[0]
+    assert n == len(data.valid_ds) - 1 and data.valid_dl.bad_items == [link]
+    if use_cache:
+        cache_obj = data.valid_ds.cache
+        assert cache_obj.complete and cache_obj.bad.tolist() == [data.valid_ds.items.index(link)]
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "nowhere.jpg")
+        again = DecodedCache(data.valid_ds.items, cache_obj.size, "crop", folder=cache)
+        assert again.key != cache_obj.key and not again.complete  # the file appeared
+        (tmp_path / "nowhere.jpg").unlink()
+    with pytest.warns(UserWarning, match="skip_bad: dropped 1 unreadable image"):
+        kept = ImageDataBunch.from_folder(
+            root, size=16, bs=4, num_workers=0, seed=1, cache=cache, ds_tfms=None, skip_bad=True
+        )
+    assert kept.dropped_items == [link] and link not in kept.valid_ds.items
+
+
 def test_single_item_access_still_raises_naming_the_file(split, broken):
     items, bad = broken
     ds = ImageDataset(items, split.valid_labels, split.classes, P)

@@ -51,13 +51,19 @@ def _family(size: int, method: str, names: list[str], version: int) -> str:
 
 def cache_key(items: Sequence[Path], size: int, method: str) -> tuple[str, str]:
     """(family, key): `family` hashes what the images are (paths, presize, method, format
-    version), `key` adds each file's size and modification time. Raises FileNotFoundError for
-    a missing item."""
+    version), `key` adds each file's size and modification time. A file that cannot be
+    stat'ed (missing, a dangling symlink) enters the key as missing: the pass that fills the
+    cache finds it unreadable, as an uncached pass does, and the key changes when it
+    appears."""
     names = [str(Path(p).resolve()) for p in items]
     fam = _family(size, method, names, _VERSION)
     h = hashlib.sha256(fam.encode())
     for p in items:
-        st = os.stat(p)
+        try:
+            st = os.stat(p)
+        except OSError:
+            h.update(b"missing;")
+            continue
         h.update(f"{st.st_size}:{st.st_mtime_ns};".encode())
     return fam, f"{fam}-{h.hexdigest()[:20]}"
 
