@@ -31,13 +31,15 @@ decode and cut the windows they are given (deterministic), so 0 and N workers, c
 uncached, give identical batches, and nothing here draws from torch's global RNG.
 
 Unreadable images (truncated, empty, not an image) met during a pass are skipped: the batch
-goes on without them (a batch that loses every item is skipped), and at the end of the pass
+goes on without them (a batch that loses every item is skipped, and so is a training batch
+left with a single image: BatchNorm in training mode fails on a batch of one, so a training
+loader also needs bs >= 2), and at the end of the pass
 one warning names those this loader had not named before (so each file once, not once per
 epoch: an lr_find on a small set runs dozens of passes). `bad_items` lists every one met so far;
 the cache remembers them, so a cached epoch skips and names them too. The shuffled order is
 still drawn over every item, so which items share a batch does not depend on which are bad.
 `skip_bad=True` of the bunch drops them before any pass instead. Under several processes a
-batch left empty is an error (one process cannot skip a batch the others run).
+batch that would be skipped is an error (one process cannot skip a batch the others run).
 
 Distributed training (`fastcore_ext.distributed`): `set_shard(rank, world_size)` makes a
 loader yield one process's part of every pass. Every process draws the same order from
@@ -303,6 +305,13 @@ class DeviceDataLoader:
             num_workers = default_num_workers()
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers: expected an int >= 0 or None, got {num_workers!r}")
+        if train and bs < 2:
+            raise ValueError(
+                f"bs: expected at least 2 images per training batch, got {bs}: BatchNorm in "
+                "training mode needs more than one value per channel (torch: 'Expected more "
+                "than 1 value per channel when training'; fastai fails the same way); pass "
+                "bs >= 2 (val_bs, the validation batch size, may be 1)"
+            )
         if train and len(dataset) < bs:
             raise ValueError(
                 f"bs: {bs} is larger than the training set ({len(dataset)} items), so an epoch "
@@ -496,31 +505,44 @@ class DeviceDataLoader:
         x = x.pin_memory() if self._pin and x.device.type == "cpu" and not x.is_pinned() else x
         return x, idx, bad
 
-    def _check_not_emptied(self, skipped: list[int]) -> bool:
-        """False for a batch that lost every item: skipped. Under several processes
-        (`set_shard`) the others would wait for this one's batch forever, so an error."""
+    def _usable(self, kept: int, skipped: list[int]) -> bool:
+        """Whether a batch left with `kept` readable images after `skipped` were left out is
+        yielded: one is enough for an in-order loader; a training batch needs 2 (BatchNorm in
+        training mode fails on a batch of one), else it is skipped whole. Under several
+        processes (`set_shard`) the others would wait for this one's batch forever, so a batch
+        that would be skipped is an error there."""
+        if kept >= (2 if self.train else 1):
+            return True
         if self.world_size > 1:
             names = ", ".join(str(self.dataset.items[i]) for i in skipped)
+            left = "every image" if kept == 0 else f"all but {kept} image"
             raise BadImageError(
-                f"every image of a batch of process {self.rank} is unreadable ({names}); with "
+                f"{left} of a batch of process {self.rank} is unreadable ({names}); with "
                 "several processes a batch cannot be skipped by one alone: build the data with "
                 "skip_bad=True, or delete them with verify_images(path, delete=True)"
             )
         return False
 
-    def _warn_bad(self, epoch: int, bad: list[int]) -> None:
+    def _warn_bad(self, epoch: int, bad: list[int], short: int) -> None:
         """The one warning of a pass that met unreadable files this loader has not named yet
-        (an lr_find over a small set runs dozens of passes: each file is named once)."""
+        (an lr_find over a small set runs dozens of passes: each file is named once); `short`:
+        the training batches of the pass skipped whole, left with one readable image."""
         new = sorted(set(bad) - self._bad)
         self._bad.update(bad)
         if not new:
             return
         names = [str(self.dataset.items[i]) for i in new]
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        whole = (
+            f" {short} training batch(es) left with a single readable image were skipped whole "
+            "(BatchNorm needs 2 images per batch in training)."
+            if short
+            else ""
+        )
         warn_user(
             f"epoch {epoch}: skipped {len(names)} unreadable image(s) of the "
-            f"{'training' if self.train else 'validation'} set: {shown}. Later passes skip "
-            "them without a warning (bad_items lists them). Drop them with skip_bad=True "
+            f"{'training' if self.train else 'validation'} set: {shown}.{whole} Later passes "
+            "skip them without a warning (bad_items lists them). Drop them with skip_bad=True "
             "when building the data, or delete them with verify_images(path, delete=True)"
         )
 
@@ -530,20 +552,24 @@ class DeviceDataLoader:
         """Batches of `epoch` (default: the next, without advancing it) before augmentation:
         ``(uint8 Tensor[B, 3, P, P] with channels_last strides, int64 Tensor[B])`` on the
         device. A complete pass over an uncompleted cache completes it. Unreadable files are
-        left out of their batches (a batch left empty is skipped); those not named before are
-        named by one warning at the end of the pass (see the module doc)."""
+        left out of their batches (a batch left empty is skipped, and so is a training batch
+        left with one image); those not named before are named by one warning at the end of
+        the pass (see the module doc)."""
         epoch = self._epoch if epoch is None else epoch
         batches = self.batch_indices(epoch)
         draws = self.window_draws(epoch)
         cache = self.dataset.cache
         bad: list[int] = []
+        short = 0  # training batches skipped whole: a single readable image left
         try:
             if cache is not None and cache.complete:
                 for idx in batches:
                     x, idx, skipped = self._host_batch(idx, draws)
                     bad += skipped
-                    if len(idx) or self._check_not_emptied(skipped):
+                    if self._usable(len(idx), skipped):
                         yield self._move(x, idx)
+                    else:
+                        short += len(idx) > 0
                 return
             self._sampler.batches = [
                 (idx, None if draws is None else draws[idx.numpy()]) for idx in batches
@@ -555,13 +581,15 @@ class DeviceDataLoader:
                 if cache is not None:
                     cache.write(idx.numpy(), d.shapes.numpy(), d.packed.numpy())
                     cache.mark_bad(np.asarray(d.bad, dtype=np.int64))
-                if len(idx) or self._check_not_emptied(d.bad):
+                if self._usable(len(idx), d.bad):
                     yield self._move(d.x, idx)
+                else:
+                    short += len(idx) > 0
             if cache is not None:
                 self._complete_cache(cache)
         finally:
             if bad:
-                self._warn_bad(epoch, bad)
+                self._warn_bad(epoch, bad, short)
 
     def _complete_cache(self, cache: DecodedCache) -> None:
         """After a full pass: decode what the pass skipped (the dropped partial batch), then
