@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -383,6 +384,91 @@ def test_a_dangling_link_is_skipped_with_or_without_the_cache(tmp_path, use_cach
             root, size=16, bs=4, num_workers=0, seed=1, cache=cache, ds_tfms=None, skip_bad=True
         )
     assert kept.dropped_items == [link] and link not in kept.valid_ds.items
+
+
+def _damage_cache(path, how: str) -> None:
+    """Damage a complete cache file as a disk or a hand would: bytes flipped in the pixels of
+    item 2, every pixel byte zeroed, or the index entries of items 0 and 1 swapped (the
+    index's own checksum recomputed, so only the items' checksums can tell)."""
+    from fastcore_ext.data import cache as cache_mod
+
+    data = bytearray(path.read_bytes())
+    footer = cache_mod._FOOTER
+    magic, version, n, start, _ = footer.unpack(data[-footer.size :])
+    index = np.frombuffer(bytes(data[start : start + 32 * n]), "<i8").reshape(n, 4).copy()
+    if how == "flip":
+        off, h, w, _ = index[2]
+        for k in range(off, off + h * w * 3, 7):
+            data[k] ^= 0xFF
+    elif how == "zero":
+        data[:start] = bytes(start)
+    else:
+        index[[0, 1]] = index[[1, 0]]
+        data[start : start + 32 * n] = index.tobytes()
+        crc = zlib.crc32(index.tobytes())
+        data[-footer.size :] = footer.pack(magic, version, n, start, crc)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flip", "zero", "swap"])
+def test_a_damaged_cache_gives_the_batches_of_the_files(split, tmp_path, how):
+    """The probe's findings: flipped pixel bytes gave a valid but wrong batch, zeroed ones black
+    images, swapped entries image 1 for image 0, all without a word. Now every damaged item is
+    decoded from its file (the batches equal the uncached ones, training windows included),
+    one warning names the cache file, and the file is removed for the next run to rebuild."""
+    items = split.valid_items
+    fill = DecodedCache(items, P, "crop", folder=tmp_path)
+    _collect(_dl(split, train=False, items=items, cache=fill))
+    assert fill.complete
+    _damage_cache(fill.path, how)
+    later = DecodedCache(items, P, "crop", folder=tmp_path)
+    assert later.complete
+    plain_valid = _collect(_dl(split, train=False, items=items))
+    plain_train = _collect(_dl(split, train=True, items=items), 0)
+    with pytest.warns(UserWarning, match="the image cache .* is damaged") as rec:
+        got_valid = _collect(_dl(split, train=False, items=items, cache=later))
+    (msg,) = _warnings_about(rec, "image cache")
+    assert str(later.path) in msg and str(items[{"flip": 2, "zero": 0, "swap": 0}[how]]) in msg
+    expect = {"flip": [2], "zero": list(range(12)), "swap": [0, 1]}[how]
+    assert np.flatnonzero(later.damaged).tolist() == expect
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per cache
+        got_train = _collect(_dl(split, train=True, items=items, cache=later), 0)
+        ds = ImageDataset(items, split.valid_labels, split.classes, P, "crop", later)
+        item = ds[expect[0]][0]
+    for got, plain in ((got_valid, plain_valid), (got_train, plain_train)):
+        torch.testing.assert_close(got[0], plain[0], rtol=0, atol=0)
+        assert torch.equal(got[1], plain[1])
+    plain_ds = ImageDataset(items, split.valid_labels, split.classes, P)
+    torch.testing.assert_close(item, plain_ds[expect[0]][0], rtol=0, atol=0)
+    assert not later.path.exists()
+    assert not DecodedCache(items, P, "crop", folder=tmp_path).complete  # rebuilt next run
+
+
+def test_a_damaged_cache_under_a_bunch_is_noticed(tmp_path):
+    """The probe's script: ImageDataBunch.from_folder(cache=...), one full epoch of each
+    loader, bytes flipped in the pixels of every cache file: a new bunch warned of nothing and
+    its validation batch differed."""
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    folder = tmp_path / "cache"
+
+    def bunch(cache):
+        return ImageDataBunch.from_folder(
+            root, ds_tfms=None, size=16, bs=4, num_workers=0, seed=0, cache=cache
+        )
+
+    first = bunch(folder)
+    for dl in (first.train_dl, first.valid_dl):
+        for _ in dl:
+            pass
+    files = sorted(folder.rglob("*.imgs"))
+    assert len(files) == 2
+    for f in files:
+        _damage_cache(f, "flip")
+    clean = next(iter(bunch(False).valid_dl))[0]
+    with pytest.warns(UserWarning, match="the image cache .* is damaged"):
+        got = next(iter(bunch(folder).valid_dl))[0]
+    torch.testing.assert_close(got, clean, rtol=0, atol=0)
 
 
 def test_single_item_access_still_raises_naming_the_file(split, broken):

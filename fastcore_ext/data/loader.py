@@ -183,13 +183,25 @@ class ImageDataset(Dataset):
     ) -> torch.Tensor:
         """Windows of images `idx` -> ``uint8 Tensor[B, P, P, 3]``, centred (u None) or from u
         (float [B] in [0, 1), `images.window_origins`): from the cache when complete (into
-        `out` if given), else decoded here."""
-        if self.cache is not None and self.cache.complete:
-            if out is None:
-                out = torch.empty((len(idx), self.size, self.size, 3), dtype=torch.uint8)
-            self.cache.read(np.asarray(idx), u, out=out.numpy())
+        `out` if given; an item whose cached bytes fail their checksum is decoded from its
+        file), else decoded here. BadImageError names an unreadable file."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if self.cache is None or not self.cache.complete:
+            return decode_batch(self.items, idx.tolist(), self.size, self.method, u)
+        if out is None:
+            out = torch.empty((len(idx), self.size, self.size, 3), dtype=torch.uint8)
+        damaged = self.cache.verify(idx)
+        if not damaged.any():
+            self.cache.read(idx, u, out=out.numpy())
             return out
-        return decode_batch(self.items, np.asarray(idx).tolist(), self.size, self.method, u)
+        ok, bad = np.flatnonzero(~damaged), np.flatnonzero(damaged)
+        if len(ok):
+            x = self.cache.read(idx[ok], None if u is None else u[ok])
+            out[torch.from_numpy(ok)] = torch.from_numpy(x)
+        dec = decode_batch(self.items, idx[bad].tolist(), self.size, self.method,
+                           None if u is None else u[bad])  # fmt: skip
+        out[torch.from_numpy(bad)] = dec
+        return out
 
     def __repr__(self) -> str:
         cache = "none" if self.cache is None else "complete" if self.cache.complete else "filling"
@@ -489,21 +501,40 @@ class DeviceDataLoader:
         image's window placed by ``draws[i]`` (the epoch's `window_draws`; None: centred):
         (uint8 [B', P, P, 3] (pinned for an accelerator), int64 [B'] indices, indices
         skipped)."""
-        p = self.dataset.size
         cache = self.dataset.cache
-        if cache is not None and cache.complete:
-            bad_mask = np.isin(idx.numpy(), cache.bad)
-            bad = idx[torch.from_numpy(bad_mask)].tolist()
-            idx = idx[torch.from_numpy(~bad_mask)]
-        u = None if draws is None else draws[idx.numpy()]
-        if cache is not None and cache.complete:
-            out = torch.empty((len(idx), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
-            x = self.dataset.load_batch(idx.numpy(), out=out, u=u)
-        else:
+        if cache is None or not cache.complete:
+            u = None if draws is None else draws[idx.numpy()]
             x, kept, bad, _, _ = self._decode_here(idx.tolist(), u)
-            idx = torch.tensor(kept, dtype=torch.int64)
-        x = x.pin_memory() if self._pin and x.device.type == "cpu" and not x.is_pinned() else x
-        return x, idx, bad
+            return self._pinned(x), torch.tensor(kept, dtype=torch.int64), bad
+        ids = idx.numpy()
+        damaged = cache.verify(ids)  # decoded from their files, below
+        bad_mask = np.isin(ids, cache.bad) & ~damaged
+        bad = ids[bad_mask].tolist()
+        ids, damaged = ids[~bad_mask], damaged[~bad_mask]
+        u = None if draws is None else draws[ids]
+        p = self.dataset.size
+        out = torch.empty((len(ids), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
+        if not damaged.any():
+            cache.read(ids, u, out=out.numpy())
+            return out, torch.from_numpy(ids), bad
+        ok, dam = np.flatnonzero(~damaged), np.flatnonzero(damaged)
+        if len(ok):
+            out[torch.from_numpy(ok)] = torch.from_numpy(
+                cache.read(ids[ok], None if u is None else u[ok])
+            )
+        d = self._decode_here(ids[dam].tolist(), None if u is None else u[dam])
+        rows = dict(zip(ids.tolist(), range(len(ids)), strict=True))
+        out[[rows[i] for i in d.kept]] = d.x.cpu()
+        readable = ~np.isin(ids, d.bad)
+        return (
+            self._pinned(out[torch.from_numpy(readable)]),
+            torch.from_numpy(ids[readable]),
+            bad + d.bad,
+        )
+
+    def _pinned(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` in pinned memory when batches go to an accelerator from the CPU."""
+        return x.pin_memory() if self._pin and x.device.type == "cpu" and not x.is_pinned() else x
 
     def _usable(self, kept: int, skipped: list[int]) -> bool:
         """Whether a batch left with `kept` readable images after `skipped` were left out is
