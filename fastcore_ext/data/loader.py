@@ -38,8 +38,11 @@ one warning names those this loader had not named before (so each file once, not
 epoch: an lr_find on a small set runs dozens of passes). `bad_items` lists every one met so far;
 the cache remembers them, so a cached epoch skips and names them too. The shuffled order is
 still drawn over every item, so which items share a batch does not depend on which are bad.
-`skip_bad=True` of the bunch drops them before any pass instead. Under several processes a
-batch that would be skipped is an error (one process cannot skip a batch the others run).
+`skip_bad=True` of the bunch drops them before any pass instead. An item whose bytes in a
+complete cache fail their checksum (`DecodedCache.verify`, on its first read) is decoded from
+its file, as an uncached pass would, so the batches stay those of the files. Under several
+processes a batch that would be skipped is an error (one process cannot skip a batch the others
+run).
 
 Distributed training (`fastcore_ext.distributed`): `set_shard(rank, world_size)` makes a
 loader yield one process's part of every pass. Every process draws the same order from
@@ -194,13 +197,14 @@ class ImageDataset(Dataset):
         if not damaged.any():
             self.cache.read(idx, u, out=out.numpy())
             return out
-        ok, bad = np.flatnonzero(~damaged), np.flatnonzero(damaged)
+        ok, dam = np.flatnonzero(~damaged), np.flatnonzero(damaged)
         if len(ok):
             x = self.cache.read(idx[ok], None if u is None else u[ok])
             out[torch.from_numpy(ok)] = torch.from_numpy(x)
-        dec = decode_batch(self.items, idx[bad].tolist(), self.size, self.method,
-                           None if u is None else u[bad])  # fmt: skip
-        out[torch.from_numpy(bad)] = dec
+        u_dam = None if u is None else u[dam]
+        out[torch.from_numpy(dam)] = decode_batch(
+            self.items, idx[dam].tolist(), self.size, self.method, u_dam
+        )
         return out
 
     def __repr__(self) -> str:
