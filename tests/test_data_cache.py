@@ -211,6 +211,25 @@ def test_caches_of_the_older_version_are_removed(files, tmp_path):
     assert not any(p.exists() for p in old) and other.exists() and c.complete
 
 
+def test_a_version_3_cache_without_checksums_is_not_read_and_is_removed(files, tmp_path):
+    """Version 3 (index [N, 3], 32-byte footer, no checksums) under its own key: a version 4
+    cache never opens it (its key differs) and removes it once complete."""
+    names = [str(p.resolve()) for p in files]
+    fam_v3 = hashlib.sha256(json.dumps([3, P, "crop", names]).encode()).hexdigest()[:20]
+    images = _images()
+    packed = b"".join(img.tobytes() for img in images)
+    offsets = np.cumsum([0] + [img.size for img in images[:-1]])
+    index = np.column_stack([offsets, np.array(SHAPES)]).astype("<i8")
+    old = tmp_path / f"{fam_v3}-0123456789abcdef0123.imgs"
+    footer = struct.pack("<8sQQQ", cache_mod._MAGIC, 3, 10, len(packed))
+    old.write_bytes(packed + index.tobytes() + footer)
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    assert not c.complete and c.family != fam_v3
+    _fill(c, images)
+    c.finish()
+    assert c.complete and not old.exists()
+
+
 def test_half_written_cache_is_never_used(files, tmp_path):
     c = DecodedCache(files, P, "crop", folder=tmp_path)
     _write(c, range(5), _images())  # a run that stops half way

@@ -289,7 +289,8 @@ class DeviceDataLoader:
     training with a spec, normalized with `stats`), y int64 ``[B]``.
 
     train=True: shuffled per epoch, last partial batch dropped, a random presize window per
-    item and epoch (see the module doc), random augmentation from `spec`. train=False: in
+    item and epoch (see the module doc), random augmentation from `spec`; bs >= 2 (BatchNorm
+    in training mode fails on a batch of one). train=False: in
     order, every item, the centre window, deterministic center crop.
     ``set_epoch(e)`` makes the next pass epoch e; every pass (``iter``) then advances the
     epoch by one, so a caller that never sets it still gets fresh randomness each epoch.
