@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import struct
+import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -164,6 +166,23 @@ def test_key_depends_on_files_order_presize_and_method(files, tmp_path):
         DecodedCache(files, P, "pad", folder=tmp_path)
 
 
+def test_a_missing_file_enters_the_key_and_changes_it_when_it_appears(files, tmp_path):
+    """os.stat of a missing file (or a dangling symlink) raised FileNotFoundError from the
+    constructor; the pass that fills the cache finds it unreadable instead."""
+    content = files[3].read_bytes()
+    files[3].unlink()
+    link = files[3].with_name("link.png")
+    link.symlink_to(tmp_path / "nowhere.png")
+    items = [*files, link]
+    missing = DecodedCache(items, P, "crop", folder=tmp_path / "c")
+    assert not missing.complete
+    files[3].write_bytes(content)
+    appeared = DecodedCache(items, P, "crop", folder=tmp_path / "c").key
+    (tmp_path / "nowhere.png").write_bytes(content)
+    linked = DecodedCache(items, P, "crop", folder=tmp_path / "c").key
+    assert len({missing.key, appeared, linked}) == 3
+
+
 def test_changed_file_invalidates_and_old_cache_is_removed(files, tmp_path):
     c = _complete(files, tmp_path)
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(files[0])  # new content, new mtime
@@ -192,6 +211,25 @@ def test_caches_of_the_older_version_are_removed(files, tmp_path):
     assert not any(p.exists() for p in old) and other.exists() and c.complete
 
 
+def test_a_version_3_cache_without_checksums_is_not_read_and_is_removed(files, tmp_path):
+    """Version 3 (index [N, 3], 32-byte footer, no checksums) under its own key: a version 4
+    cache never opens it (its key differs) and removes it once complete."""
+    names = [str(p.resolve()) for p in files]
+    fam_v3 = hashlib.sha256(json.dumps([3, P, "crop", names]).encode()).hexdigest()[:20]
+    images = _images()
+    packed = b"".join(img.tobytes() for img in images)
+    offsets = np.cumsum([0] + [img.size for img in images[:-1]])
+    index = np.column_stack([offsets, np.array(SHAPES)]).astype("<i8")
+    old = tmp_path / f"{fam_v3}-0123456789abcdef0123.imgs"
+    footer = struct.pack("<8sQQQ", cache_mod._MAGIC, 3, 10, len(packed))
+    old.write_bytes(packed + index.tobytes() + footer)
+    c = DecodedCache(files, P, "crop", folder=tmp_path)
+    assert not c.complete and c.family != fam_v3
+    _fill(c, images)
+    c.finish()
+    assert c.complete and not old.exists()
+
+
 def test_half_written_cache_is_never_used(files, tmp_path):
     c = DecodedCache(files, P, "crop", folder=tmp_path)
     _write(c, range(5), _images())  # a run that stops half way
@@ -214,25 +252,50 @@ def test_temporary_of_a_dead_process_is_removed(files, tmp_path):
     c.finish()
 
 
+def _footer(data) -> tuple[int, int, int, int]:
+    """(version, N, byte offset of the index, index CRC) from a cache file's bytes."""
+    _, version, n, start, crc = cache_mod._FOOTER.unpack(data[-cache_mod._FOOTER.size :])
+    return version, n, start, crc
+
+
+def _reseal(data: bytearray) -> None:
+    """Recompute the footer's index checksum after an edit of the index (as a writer would)."""
+    version, n, start, _ = _footer(data)
+    crc = zlib.crc32(bytes(data[start : start + ENTRY * n]))
+    data[-cache_mod._FOOTER.size :] = cache_mod._FOOTER.pack(
+        cache_mod._MAGIC, version, n, start, crc
+    )
+
+
+ENTRY = 32  # bytes of an index entry: int64 offset, h, w, checksum
+
+
 def _damage(path, how: str) -> None:
     data = bytearray(path.read_bytes())
     footer = cache_mod._FOOTER
-    _, version, n, start = footer.unpack(data[-footer.size :])
+    version, n, start, crc = _footer(data)
     if how.startswith("truncate"):
         cut = {"truncate 1": 1, "truncate footer": footer.size, "truncate half": len(data) // 2}
         data = data[: -cut[how]]
     elif how == "append":
         data += b"\0"
     elif how == "version":
-        data[-footer.size :] = footer.pack(cache_mod._MAGIC, version - 1, n, start)
+        data[-footer.size :] = footer.pack(cache_mod._MAGIC, version - 1, n, start, crc)
     elif how == "count":
-        data[-footer.size :] = footer.pack(cache_mod._MAGIC, version, n + 1, start)
+        data[-footer.size :] = footer.pack(cache_mod._MAGIC, version, n + 1, start, crc)
     elif how == "magic":
         data[-footer.size] ^= 0xFF
-    elif how == "index offset":  # an image said to reach past the packed data
-        struct.pack_into("<q", data, start + 24 * 9, start)
-    elif how == "index shape":  # an image whose short side is not the presize
-        struct.pack_into("<q", data, start + 24 * 9 + 16, P - 1)
+    elif how.startswith("index offset"):  # an image said to reach past the packed data
+        struct.pack_into("<q", data, start + ENTRY * 9, start)
+    elif how.startswith("index shape"):  # an image whose short side is not the presize
+        struct.pack_into("<q", data, start + ENTRY * 9 + 16, P - 1)
+    elif how.startswith("index swap"):  # items 0 and 1 exchange their entries
+        a, b = bytes(data[start : start + ENTRY]), bytes(data[start + ENTRY : start + 2 * ENTRY])
+        data[start : start + 2 * ENTRY] = b + a
+    elif how == "index checksum":
+        struct.pack_into("<q", data, start + ENTRY * 4 + 24, 12345)
+    if how.endswith("resealed"):
+        _reseal(data)
     path.write_bytes(bytes(data))
 
 
@@ -246,20 +309,101 @@ def _damage(path, how: str) -> None:
         "version",
         "count",
         "magic",
-        "index offset",
-        "index shape",
+        "index offset resealed",
+        "index shape resealed",
     ],
 )
 def test_damaged_or_truncated_final_file_is_not_used(files, tmp_path, how):
     images = _images()
     c = _complete(files, tmp_path, images)
     _damage(c.path, how)
-    fresh = DecodedCache(files, P, "crop", folder=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not a damaged index: no warning
+        fresh = DecodedCache(files, P, "crop", folder=tmp_path)
     assert not fresh.complete
     _fill(fresh, images)
     fresh.finish()  # rebuilt and replaced
     assert fresh.complete and DecodedCache(files, P, "crop", folder=tmp_path).complete
     np.testing.assert_array_equal(fresh.read(np.arange(10)), _windows(images, range(10)))
+
+
+@pytest.mark.parametrize("how", ["index offset", "index shape", "index swap", "index checksum"])
+def test_a_damaged_index_fails_its_checksum_with_a_warning(files, tmp_path, how):
+    """Any change to the index (two entries swapped made image 0 come back as image 1) fails
+    the footer's CRC: the file is not used, and a warning names it."""
+    c = _complete(files, tmp_path)
+    _damage(c.path, how)
+    with pytest.warns(UserWarning, match=f"the image cache {c.path} is damaged .its index"):
+        assert not DecodedCache(files, P, "crop", folder=tmp_path).complete
+
+
+def _pixel_region(c: DecodedCache, i: int) -> tuple[int, int]:
+    off, h, w = c._index[i, :3].tolist()
+    return off, off + h * w * 3
+
+
+@pytest.mark.parametrize("how", ["flip", "zero", "index swap resealed"])
+def test_damaged_pixels_are_found_on_first_read_and_never_served(files, tmp_path, how):
+    """Bytes flipped in one item, the pixel data zeroed, or two entries swapped with the
+    index checksum recomputed: the items fail their checksums (which bind each entry to its
+    item), `read` refuses them, one warning names the file and the items, and the file is
+    removed so that the next run rebuilds it."""
+    images = _images()
+    c = _complete(files, tmp_path, images)
+    data = bytearray(c.path.read_bytes())
+    if how == "flip":
+        lo, hi = _pixel_region(c, 3)
+        data[lo + 5] ^= 0x01
+        expect = [3]
+    elif how == "zero":
+        data[: _footer(data)[2]] = bytes(_footer(data)[2])
+        expect = list(range(10))
+    c.path.write_bytes(bytes(data))
+    if how.startswith("index"):
+        _damage(c.path, how)
+        expect = [0, 1]
+    later = DecodedCache(files, P, "crop", folder=tmp_path)
+    assert later.complete and not later.damaged.any()
+    good = [i for i in range(10) if i not in expect]
+    if good:  # undamaged items read first: served, no warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.testing.assert_array_equal(later.read(good[:2]), _windows(images, good[:2]))
+    with pytest.warns(UserWarning) as rec:
+        damaged = later.verify(np.arange(10))
+    assert np.flatnonzero(damaged).tolist() == expect
+    (msg,) = [str(w.message) for w in rec]
+    assert f"the image cache {later.path} is damaged" in msg and str(files[expect[0]]) in msg
+    assert f"{len(expect)} item(s)" in msg and "removed, and the next run rebuilds it" in msg
+    assert not later.path.exists()
+    with pytest.raises(RuntimeError, match=f"items \\[{expect[0]}\\] are damaged and not served"):
+        later.read([expect[0]])
+    if good:  # the mapping stays readable for the undamaged items, without more warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.testing.assert_array_equal(later.read(good), _windows(images, good))
+            later.verify(np.arange(10))
+    assert not DecodedCache(files, P, "crop", folder=tmp_path).complete  # rebuilt next run
+
+
+def test_each_item_is_verified_once_per_process(files, tmp_path, monkeypatch):
+    c = _complete(files, tmp_path)
+    later = DecodedCache(files, P, "crop", folder=tmp_path)
+    checked = []
+    real = later._entry_ok
+    monkeypatch.setattr(later, "_entry_ok", lambda i: checked.append(i) or real(i))
+    later.read(np.array([4, 2, 4]))
+    later.read(np.array([2, 4, 7]))
+    later.read(np.arange(10))
+    assert sorted(checked) == list(range(10))
+    assert c.path.exists()
+
+
+def test_checksums_seeded_by_item_and_shape():
+    px = np.arange(6 * 8 * 3, dtype=np.uint8)
+    base = cache_mod._item_crc(3, 6, 8, px)
+    assert base == zlib.crc32(px.tobytes(), zlib.crc32(struct.pack("<qqq", 3, 6, 8)))
+    assert cache_mod._item_crc(4, 6, 8, px) != base and cache_mod._item_crc(3, 8, 6, px) != base
 
 
 def test_garbage_and_empty_final_files_are_not_used(files, tmp_path):

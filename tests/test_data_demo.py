@@ -88,6 +88,12 @@ def test_bad_arguments(tmp_path, kw, match):
         demo_dataset(tmp_path / "x", **kw)
 
 
+def test_force_must_be_a_bool(tmp_path):
+    with pytest.raises(TypeError, match="force should be a bool, got str 'False'"):
+        demo_dataset(tmp_path / "x", n_per_class=2, size=16, force="False")
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_light_shape_on_a_darker_background(tmp_path):
     """Every image: a shape brighter than every background and clutter color (luminance
     >= 150 before shading, noise and JPEG) covering a good part of the image, the rest dark
@@ -110,3 +116,26 @@ def test_classes_are_the_documented_ones():
     assert list(DEMO_CLASSES) == sorted(DEMO_CLASSES)
     for name in DEMO_CLASSES:
         assert name in demo_mod.__doc__
+
+
+@pytest.mark.parametrize("damage", ["class folder removed", "file removed", "file added"])
+def test_a_folder_whose_image_count_changed_is_regenerated(tmp_path, monkeypatch, damage):
+    """The marker records the number of images: a folder whose files were deleted (or one
+    added) since is regenerated, not reused silently with fewer images."""
+    root = demo_dataset(tmp_path / "d", n_per_class=3, size=24)
+    before = _files(root)
+    if damage == "class folder removed":
+        for f in (root / "valid" / "star").iterdir():
+            f.unlink()
+        (root / "valid" / "star").rmdir()
+    elif damage == "file removed":
+        (root / "train" / "ring" / "ring_0001.jpg").unlink()
+    else:
+        (root / "train" / "ring" / "extra.jpg").write_bytes((root / before[0]).read_bytes())
+    calls = []
+    real = demo_mod._generate
+    monkeypatch.setattr(demo_mod, "_generate", lambda *a: calls.append(a) or real(*a))
+    assert demo_dataset(tmp_path / "d", n_per_class=3, size=24) == root
+    assert len(calls) == 1 and _files(root) == before
+    demo_dataset(tmp_path / "d", n_per_class=3, size=24)  # complete again: reused
+    assert len(calls) == 1

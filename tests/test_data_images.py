@@ -381,6 +381,10 @@ def test_verify_images_lists_prints_and_deletes(tmp_path, rgb, capsys):
     assert verify_images(good + [text], max_workers=1) == [text]
     with pytest.raises(ValueError, match="max_workers: expected a positive int, got 0"):
         verify_images(tmp_path, max_workers=0)
+    with pytest.raises(TypeError, match="delete should be a bool, got str 'False'"):
+        verify_images(tmp_path, delete="False")  # a non-empty string is true: it deleted them
+    with pytest.raises(TypeError, match="recurse should be a bool, got int 0"):
+        verify_images(tmp_path, recurse=0)
     assert all(p.exists() for p in bad)
     assert verify_images(tmp_path, delete=True) == bad
     assert not any(p.exists() for p in bad) and all(g.exists() for g in good)
@@ -597,3 +601,123 @@ def test_presize_whole_keeps_at_most_max_aspect_short_sides(hw):
     )
     torch.testing.assert_close(out, ref[0], rtol=0, atol=0)
     assert presize(img, size).shape == (3, size, size)
+
+
+# -- decompression bombs: the header's size against PIL.Image.MAX_IMAGE_PIXELS -----------------
+
+BOMB_FORMATS = {
+    "jpeg": ("JPEG", {}),
+    "jpeg_progressive": ("JPEG", {"progressive": True}),
+    "png": ("PNG", {}),
+    "gif": ("GIF", {}),
+    "webp_lossy": ("WEBP", {"quality": 80}),
+    "webp_lossless": ("WEBP", {"lossless": True}),
+    "bmp": ("BMP", {}),
+    "tiff": ("TIFF", {}),
+    "avif": ("AVIF", {}),
+    "ppm": ("PPM", {}),
+}
+
+
+def _encode(arr: np.ndarray, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case", sorted(BOMB_FORMATS))
+def test_image_size_reads_the_header_of_every_format(case):
+    fmt, kw = BOMB_FORMATS[case]
+    h, w = 31, 47
+    arr = np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    data = _encode(arr, fmt, **kw)
+    assert images_mod.image_size(data) == (w, h)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (w, h)
+
+
+def test_image_size_of_an_extended_webp_a_jpeg_with_exif_and_a_top_down_bmp():
+    arr = np.random.default_rng(2).integers(0, 256, (21, 34, 4), dtype=np.uint8)
+    webp = _encode(arr, "WEBP", quality=70)  # alpha: the VP8X header
+    assert webp[12:16] == b"VP8X" and images_mod.image_size(webp) == (34, 21)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert images_mod.image_size(_encode(arr[..., :3], "JPEG", exif=exif.tobytes())) == (34, 21)
+    bmp = bytearray(_encode(arr[..., :3], "BMP"))
+    bmp[22:26] = (-21).to_bytes(4, "little", signed=True)  # rows stored top-down
+    assert images_mod.image_size(bytes(bmp)) == (34, 21)
+    for garbage in (b"", b"\xff\xd8\xff", b"not an image", b"\x89PNG\r\n\x1a\n"):
+        assert images_mod.image_size(garbage) is None
+
+
+@pytest.mark.parametrize("case", sorted(BOMB_FORMATS))
+def test_an_image_over_max_image_pixels_is_refused_before_decoding(tmp_path, monkeypatch, case):
+    fmt, kw = BOMB_FORMATS[case]
+    h, w = 30, 40
+    p = tmp_path / f"big.{case}"
+    p.write_bytes(_encode(np.zeros((h, w, 3), np.uint8), fmt, **kw))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", w * h)
+    assert to_rgb(p).shape == (3, h, w)  # at the limit: decoded
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", w * h - 1)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(images_mod, "_decode_bytes", no_decoding)
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    with warnings.catch_warnings():  # Pillow's header reader (TIFF, AVIF, PPM) warns too
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(BadImageError) as err:
+            to_rgb(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: its header declares 40 x 30 = 1,200 pixels")
+    assert "PIL.Image.MAX_IMAGE_PIXELS (1,199)" in msg
+    assert "PIL.Image.MAX_IMAGE_PIXELS = 1200" in msg
+    monkeypatch.undo()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # no limit, as in Pillow
+    assert to_rgb(p).shape == (3, h, w)
+
+
+def _bomb(path: Path, side: int) -> Path:
+    """A valid PNG of side x side black pixels, written row by row (zlib shrinks a row of
+    zeros ~1000x: 2000 x 2000 is ~12 KB), never held decoded in memory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (1 + 3 * side)  # filter byte 0, RGB zeros
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def test_a_decompression_bomb_is_refused_where_images_are_decoded(tmp_path, monkeypatch, capsys):
+    """open_image, load_image (preprocess, predict), the training loader's decode (skipped
+    and named) and verify_images: all read the header first. The bomb is 2000 x 2000 with the
+    limit lowered to a million pixels (a 60000 x 60000 one is the same header, 10 MB)."""
+    from fastcore_ext.data import open_image
+    from fastcore_ext.data.loader import decode_readable
+
+    bomb = _bomb(tmp_path / "bomb.png", 2000)
+    assert bomb.stat().st_size < 100_000
+    with Image.open(bomb) as im:
+        assert im.size == (2000, 2000)
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    match = r"bomb.png: its header declares 2000 x 2000 = 4,000,000 pixels, more than PIL"
+    for read in (open_image, to_rgb, lambda f: load_image(f, 16)):
+        with pytest.raises(BadImageError, match=match):
+            read(bomb)
+    d = decode_readable([good, bomb], [0, 1], 8, "crop")
+    assert d.kept == [0] and d.bad == [1]
+    assert verify_images([good, bomb]) == [bomb]
+    assert "4,000,000 pixels" in capsys.readouterr().out
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000_000)
+    assert to_rgb(bomb).shape == (3, 2000, 2000)

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from fastcore_ext.data import (
 )
 from fastcore_ext.data import loader as loader_mod
 from fastcore_ext.data.images import presize_whole, window_origins
+from fastcore_ext.data.loader import decode_readable
 
 P = 20  # presize
 
@@ -250,6 +252,79 @@ def test_a_batch_that_loses_every_item_is_skipped(split, broken):
         list(dl.uint8_batches(0))
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_training_batch_left_with_one_image_is_skipped_whole(split, broken, tmp_path, cached):
+    """BatchNorm in training mode fails on a batch of one ('Expected more than 1 value per
+    channel when training'): a training batch left with one readable image is skipped, and the
+    warning says so; an in-order batch of one is still yielded (eval mode)."""
+    items, bad = broken
+    cache = DecodedCache(items, P, "crop", folder=tmp_path / "c") if cached else None
+    if cached:
+        with pytest.warns(UserWarning, match="unreadable"):
+            _collect(_dl(split, train=False, bs=4, items=items, cache=cache))
+        assert cache.complete
+    dl = _dl(split, train=True, bs=2, items=items, cache=cache, seed=0)
+    batches = [[k for k in b.tolist() if k not in (1, 6, 7)] for b in dl.batch_indices(0)]
+    ones = sum(len(b) == 1 for b in batches)
+    assert ones >= 1  # the seed gives the case under test
+    with pytest.warns(UserWarning) as rec:
+        got = [idx.tolist() for _, idx in dl.uint8_batches(0)]
+    labels = split.train_labels
+    assert got == [[labels[k] for k in b] for b in batches if len(b) >= 2]
+    (msg,) = _warnings_about(rec)
+    assert f"{ones} training batch(es) left with a single readable image were skipped" in msg
+    valid = _dl(split, train=False, bs=2, items=items, cache=cache)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [len(y) for _, y in valid.uint8_batches(0)][:1] == [1]  # items 0, 1
+    dl.set_shard(0, 2)  # the other process could not skip that batch too: an error
+
+    def first_short(epoch):  # readable images of the epoch's first batch with fewer than 2
+        kept = [sum(k not in (1, 6, 7) for k in b.tolist()) for b in dl.batch_indices(epoch)]
+        return next((n for n in kept if n < 2), None)
+
+    epoch = next(e for e in range(20) if first_short(e) == 1)
+    with pytest.raises(BadImageError, match="all but 1 image of a batch of process 0"):
+        list(dl.uint8_batches(epoch))
+
+
+def test_a_fit_survives_a_class_of_mostly_unreadable_images(tmp_path):
+    """The probe's case: a class with 5 truncated images and 1 good one, bs=2, a model with
+    BatchNorm1d (as create_cnn's head): the fit crashed in torch's BatchNorm on a training
+    batch left with one image."""
+    rng = np.random.default_rng(0)
+    for split_name, n in (("train", 6), ("valid", 2)):
+        for cls in ("a", "b"):
+            for i in range(n):
+                f = tmp_path / "d" / split_name / cls / f"{i}.jpg"
+                f.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(f)
+                if split_name == "train" and cls == "a" and i:
+                    f.write_bytes(f.read_bytes()[:60])
+    data = ImageDataBunch.from_folder(tmp_path / "d", size=16, bs=2, num_workers=0, seed=0)
+    kept = [sum(data.train_ds.items[k].name == "0.jpg" or data.train_ds.labels[k] == 1
+                for k in b.tolist()) for b in data.train_dl.batch_indices(0)]  # fmt: skip
+    assert 1 in kept  # the seed gives a training batch of one readable image
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2),
+    )  # fmt: skip
+    learn = make_learner(data=data, model=model, path=tmp_path, splitter=lambda m: [m[:3], m[3:]])
+    with pytest.warns(UserWarning, match="left with a single readable image were skipped"):
+        learn.fit(1, lr=0.01)
+    assert len(learn.recorder.losses) == sum(n >= 2 for n in kept)
+    data.train_dl.close()
+    data.valid_dl.close()
+
+
+def test_a_training_loader_needs_two_images_per_batch(split):
+    ds = ImageDataset(split.train_items, split.train_labels, split.classes, P)
+    kw = dict(size=16, device=torch.device("cpu"), seed=0)
+    with pytest.raises(ValueError, match="bs: expected at least 2 images per training batch"):
+        DeviceDataLoader(ds, 1, train=True, **kw)
+    assert len(DeviceDataLoader(ds, 1, train=False, **kw)) == 48  # validation: fine
+
+
 def test_training_order_is_drawn_over_every_item(split, broken):
     items, bad = broken
     dl = _dl(split, train=True, bs=4, items=items)
@@ -257,7 +332,7 @@ def test_training_order_is_drawn_over_every_item(split, broken):
         got = [y.tolist() for _, y in dl.uint8_batches(3)]
     labels = split.train_labels  # what _dl gives a training loader
     expect = [[labels[k] for k in b.tolist() if k not in (1, 6, 7)] for b in dl.batch_indices(3)]
-    assert got == [b for b in expect if b]
+    assert got == [b for b in expect if len(b) >= 2]
 
 
 def test_cache_remembers_unreadable_files(split, broken, tmp_path):
@@ -278,6 +353,122 @@ def test_cache_remembers_unreadable_files(split, broken, tmp_path):
     assert got[1].tolist() == [split.valid_labels[k] for k in range(12) if k not in (1, 6, 7)]
     assert dl2.bad_items == bad
     dl.close()
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_a_dangling_link_is_skipped_with_or_without_the_cache(tmp_path, use_cache):
+    """A symlink to nothing among the images: cache=True built the key from os.stat and
+    crashed with FileNotFoundError; now both paths skip it and name it alike, and
+    skip_bad=True drops it."""
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    link = root / "valid" / "star" / "link.jpg"
+    link.symlink_to(tmp_path / "nowhere.jpg")
+    cache = tmp_path / "cache" if use_cache else False
+    data = ImageDataBunch.from_folder(
+        root, size=16, bs=4, num_workers=0, seed=1, cache=cache, ds_tfms=None
+    )
+    assert link in data.valid_ds.items
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image") as rec:
+        n = sum(len(y) for _, y in data.valid_dl)
+    assert str(link) in _warnings_about(rec)[0]
+    assert n == len(data.valid_ds) - 1 and data.valid_dl.bad_items == [link]
+    if use_cache:
+        cache_obj = data.valid_ds.cache
+        assert cache_obj.complete and cache_obj.bad.tolist() == [data.valid_ds.items.index(link)]
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "nowhere.jpg")
+        again = DecodedCache(data.valid_ds.items, cache_obj.size, "crop", folder=cache)
+        assert again.key != cache_obj.key and not again.complete  # the file appeared
+        (tmp_path / "nowhere.jpg").unlink()
+    with pytest.warns(UserWarning, match="skip_bad: dropped 1 unreadable image"):
+        kept = ImageDataBunch.from_folder(
+            root, size=16, bs=4, num_workers=0, seed=1, cache=cache, ds_tfms=None, skip_bad=True
+        )
+    assert kept.dropped_items == [link] and link not in kept.valid_ds.items
+
+
+def _damage_cache(path, how: str) -> None:
+    """Damage a complete cache file as a disk or a hand would: bytes flipped in the pixels of
+    item 2, every pixel byte zeroed, or the index entries of items 0 and 1 swapped (the
+    index's own checksum recomputed, so only the items' checksums can tell)."""
+    from fastcore_ext.data import cache as cache_mod
+
+    data = bytearray(path.read_bytes())
+    footer = cache_mod._FOOTER
+    magic, version, n, start, _ = footer.unpack(data[-footer.size :])
+    index = np.frombuffer(bytes(data[start : start + 32 * n]), "<i8").reshape(n, 4).copy()
+    if how == "flip":
+        off, h, w, _ = index[2]
+        for k in range(off, off + h * w * 3, 7):
+            data[k] ^= 0xFF
+    elif how == "zero":
+        data[:start] = bytes(start)
+    else:
+        index[[0, 1]] = index[[1, 0]]
+        data[start : start + 32 * n] = index.tobytes()
+        crc = zlib.crc32(index.tobytes())
+        data[-footer.size :] = footer.pack(magic, version, n, start, crc)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flip", "zero", "swap"])
+def test_a_damaged_cache_gives_the_batches_of_the_files(split, tmp_path, how):
+    """The probe's findings: flipped pixel bytes gave a valid but wrong batch, zeroed ones black
+    images, swapped entries image 1 for image 0, all without a word. Now every damaged item is
+    decoded from its file (the batches equal the uncached ones, training windows included),
+    one warning names the cache file, and the file is removed for the next run to rebuild."""
+    items = split.valid_items
+    fill = DecodedCache(items, P, "crop", folder=tmp_path)
+    _collect(_dl(split, train=False, items=items, cache=fill))
+    assert fill.complete
+    _damage_cache(fill.path, how)
+    later = DecodedCache(items, P, "crop", folder=tmp_path)
+    assert later.complete
+    plain_valid = _collect(_dl(split, train=False, items=items))
+    plain_train = _collect(_dl(split, train=True, items=items), 0)
+    with pytest.warns(UserWarning, match="the image cache .* is damaged") as rec:
+        got_valid = _collect(_dl(split, train=False, items=items, cache=later))
+    (msg,) = _warnings_about(rec, "image cache")
+    assert str(later.path) in msg and str(items[{"flip": 2, "zero": 0, "swap": 0}[how]]) in msg
+    expect = {"flip": [2], "zero": list(range(12)), "swap": [0, 1]}[how]
+    assert np.flatnonzero(later.damaged).tolist() == expect
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per cache
+        got_train = _collect(_dl(split, train=True, items=items, cache=later), 0)
+        ds = ImageDataset(items, split.valid_labels, split.classes, P, "crop", later)
+        item = ds[expect[0]][0]
+    for got, plain in ((got_valid, plain_valid), (got_train, plain_train)):
+        torch.testing.assert_close(got[0], plain[0], rtol=0, atol=0)
+        assert torch.equal(got[1], plain[1])
+    plain_ds = ImageDataset(items, split.valid_labels, split.classes, P)
+    torch.testing.assert_close(item, plain_ds[expect[0]][0], rtol=0, atol=0)
+    assert not later.path.exists()
+    assert not DecodedCache(items, P, "crop", folder=tmp_path).complete  # rebuilt next run
+
+
+def test_a_damaged_cache_under_a_bunch_is_noticed(tmp_path):
+    """The probe's script: ImageDataBunch.from_folder(cache=...), one full epoch of each
+    loader, bytes flipped in the pixels of every cache file: a new bunch warned of nothing and
+    its validation batch differed."""
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    folder = tmp_path / "cache"
+
+    def bunch(cache):
+        return ImageDataBunch.from_folder(
+            root, ds_tfms=None, size=16, bs=4, num_workers=0, seed=0, cache=cache
+        )
+
+    first = bunch(folder)
+    for dl in (first.train_dl, first.valid_dl):
+        for _ in dl:
+            pass
+    files = sorted(folder.rglob("*.imgs"))
+    assert len(files) == 2
+    for f in files:
+        _damage_cache(f, "flip")
+    clean = next(iter(bunch(False).valid_dl))[0]
+    with pytest.warns(UserWarning, match="the image cache .* is damaged"):
+        got = next(iter(bunch(folder).valid_dl))[0]
+    torch.testing.assert_close(got, clean, rtol=0, atol=0)
 
 
 def test_single_item_access_still_raises_naming_the_file(split, broken):
@@ -337,6 +528,12 @@ def test_argument_errors(split):
         DeviceDataLoader(ds, 64, **kw)
     with pytest.raises(ValueError, match="num_workers: expected an int >= 0"):
         DeviceDataLoader(ds, 8, num_workers=-1, **kw)
+    with pytest.raises(TypeError, match="train should be a bool, got str 'False'"):
+        DeviceDataLoader(ds, 8, **{**kw, "train": "False"})
+    with pytest.raises(TypeError, match="channels_last should be a bool, got int 1"):
+        DeviceDataLoader(ds, 8, channels_last=1, **kw)
+    with pytest.raises(TypeError, match="whole should be a bool, got str 'no'"):
+        decode_readable(split.train_items, [0], P, "crop", whole="no")
     with pytest.raises(ValueError, match="labels: expected 48 labels"):
         ImageDataset(split.train_items, split.train_labels[:-1], split.classes, P)
 

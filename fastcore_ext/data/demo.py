@@ -28,7 +28,7 @@ Layout: ``<dest>/train/<class>/<class>_<i>.jpg`` and ``<dest>/valid/<class>/...`
 `from_folder` and `from_name_re` with ``r'/([^/]+)_\\d+\\.jpg$'`` work). Each image is a
 pure function of (seed, class, split, index). The folder is generated under a temporary
 name with a marker file written last, then renamed: a half-written folder is never used
-and is regenerated.
+and is regenerated, as is one whose count of image files differs from the marker's.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from fastcore_ext.checks import check_bool
 
 from .paths import DataPath, data_dir
 
@@ -261,12 +263,19 @@ def _generate(folder: Path, n_per_class: int, size: int, seed: int, valid_pct: f
     return sum(_write_class_split(*job) for job in jobs)
 
 
+def _count_images(folder: Path) -> int:
+    """The JPEG files under ``<folder>/<split>/<class>/`` (a directory listing, no decoding)."""
+    return sum(1 for _ in folder.glob("*/*/*.jpg"))
+
+
 def _marker_ok(folder: Path, params: dict) -> bool:
+    """The folder is complete for `params`: its marker records them, and as many image files
+    as the marker counts are there (a class folder deleted since is noticed)."""
     try:
         meta = json.loads((folder / _MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return meta.get("params") == params
+    return meta.get("params") == params and meta.get("images") == _count_images(folder)
 
 
 def demo_dataset(
@@ -283,14 +292,17 @@ def demo_dataset(
 
     dest: the folder; default ``<data_dir()>/demo`` for the default parameters, else
     ``<data_dir()>/demo_n<n>_s<size>_seed<seed>``. An existing complete folder with the same
-    parameters is reused; a half-written or different one is replaced. Defaults: 2000 images
-    (1920 train, 480 valid), about 8 s on the 2-core CPU, spread over up to 4 processes.
+    parameters and as many image files as it was written with is reused; a half-written or
+    different one, or one whose count of image files differs from its marker's (a class
+    folder deleted), is replaced. Defaults: 2000 images (1920 train, 480 valid), about 8 s on
+    the 2-core CPU, spread over up to 4 processes.
     """
     for name, v, lo in (("n_per_class", n_per_class, 2), ("size", size, 16), ("seed", seed, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
     if not (isinstance(valid_pct, int | float) and 0 < valid_pct < 1):
         raise ValueError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")
+    check_bool("force", force)
     params = {"version": _VERSION, "n_per_class": n_per_class, "size": size, "seed": seed,
               "valid_pct": float(valid_pct)}  # fmt: skip
     if dest is None:

@@ -7,7 +7,12 @@ gives its first frame. Files are decoded by TorchCodec (JPEG, PNG, WebP, GIF, AV
 image decoders come in its wheel and need no FFmpeg), Pillow for what it can't read (BMP,
 TIFF, PPM). Where TorchCodec cannot be imported (not installed, or its native libraries
 fail to load) torchvision.io's decoders, deprecated since torchvision 0.29, take its place,
-with one warning per process; both give the same pixels (tests/test_data_images.py).
+with one warning per process; both give the same pixels (tests/test_data_images.py). Before
+any decoding, the size the file's header declares is checked against Pillow's
+``PIL.Image.MAX_IMAGE_PIXELS`` (`check_image_size`): a decompression bomb (a 10 MB PNG that
+declares 60000 x 60000 pixels) is refused as an unreadable image, naming the file, its size
+and the limit, instead of allocating gigabytes (3-7 us per small JPEG, a few percent of its
+decode).
 Presizing, with antialiased bilinear filtering on the uint8 data: `presize_whole` gives what
 the decoded cache keeps, the whole image with its short side resized to `size` and its aspect
 kept (``method='crop'``; the long side rounded to the nearest pixel), resized to the square
@@ -25,6 +30,7 @@ strides, which is also the layout of the collated batches.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -38,6 +44,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from fastcore_ext.checks import check_bool
 from fastcore_ext.files import atomic_write
 
 from .items import get_image_files
@@ -53,11 +60,13 @@ except Exception as e:  # ImportError, or OSError / RuntimeError from its native
 __all__ = [
     "BadImageError",
     "DecodedBatch",
+    "check_image_size",
     "decoded_batch",
     "ImageSource",
     "PAD_MODES",
     "RESIZE_METHODS",
     "image_decoder",
+    "image_size",
     "load_image",
     "presize",
     "presize_whole",
@@ -141,11 +150,108 @@ def _pil_to_rgb(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman or
+# arithmetic): the segment that holds the image's height and width
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(d: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 <= len(d):
+        if d[i] != 0xFF:
+            return None
+        m = d[i + 1]
+        if m == 0xFF:  # fill byte
+            i += 1
+        elif m == 0x01 or 0xD0 <= m <= 0xD8:  # markers without a length
+            i += 2
+        elif m in _JPEG_SOF:
+            return int.from_bytes(d[i + 7 : i + 9], "big"), int.from_bytes(d[i + 5 : i + 7], "big")
+        elif m in (0xD9, 0xDA):  # end of image, or scan data, before any frame header
+            return None
+        else:
+            i += 2 + int.from_bytes(d[i + 2 : i + 4], "big")
+    return None
+
+
+def _webp_size(d: bytes) -> tuple[int, int] | None:
+    chunk = d[12:16]
+    if chunk == b"VP8X" and len(d) >= 30:  # extended: the canvas
+        return int.from_bytes(d[24:27], "little") + 1, int.from_bytes(d[27:30], "little") + 1
+    if chunk == b"VP8L" and len(d) >= 25 and d[20] == 0x2F:  # lossless
+        bits = int.from_bytes(d[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and len(d) >= 30 and d[23:26] == b"\x9d\x01\x2a":  # lossy
+        w, h = int.from_bytes(d[26:28], "little"), int.from_bytes(d[28:30], "little")
+        return w & 0x3FFF, h & 0x3FFF
+    return None
+
+
+def _bmp_size(d: bytes) -> tuple[int, int] | None:
+    if len(d) < 26:
+        return None
+    if int.from_bytes(d[14:18], "little") == 12:  # OS/2 core header: 16-bit sizes
+        return int.from_bytes(d[18:20], "little"), int.from_bytes(d[20:22], "little")
+    w = int.from_bytes(d[18:22], "little", signed=True)
+    h = int.from_bytes(d[22:26], "little", signed=True)  # negative: stored top-down
+    return abs(w), abs(h)
+
+
+def image_size(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[int, int] | None:
+    """(width, height) that the header of the encoded image `data` declares, read without
+    decoding any pixel: JPEG, PNG, GIF (the logical screen), WebP and BMP are parsed here (a
+    few microseconds); any other format through Pillow's header reader (``PIL.Image.open``
+    reads no pixels). None when no header can be read (the decoder then names the file as
+    unreadable). Pillow refuses a header of more than twice ``PIL.Image.MAX_IMAGE_PIXELS``
+    itself (DecompressionBombError): BadImageError naming `path`."""
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_size(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_size(data)
+    if data[:2] == b"BM":
+        return _bmp_size(data)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Image.DecompressionBombError as e:
+        raise BadImageError(
+            f"{path}: refused before decoding ({e}); raise PIL.Image.MAX_IMAGE_PIXELS (or set "
+            "it to None) to read it"
+        ) from e
+    except Exception:  # not an image Pillow knows: the decoder decides
+        return None
+
+
+def check_image_size(data: bytes, path: str | os.PathLike) -> None:
+    """Refuse, before decoding, an image whose header declares more pixels than Pillow's
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (read at each call; None: no limit): a decompression bomb
+    (a 10 MB PNG can declare 60000 x 60000 pixels, 10.8 GB decoded). Pillow, which fastai
+    decodes with, warns above that limit and refuses twice it; here it is refused
+    (BadImageError naming `path`, the size and the limit), as an unreadable image is."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return
+    size = image_size(data, path)
+    if size is not None and size[0] * size[1] > limit:
+        w, h = size
+        raise BadImageError(
+            f"{path}: its header declares {w} x {h} = {w * h:,} pixels, more than "
+            f"PIL.Image.MAX_IMAGE_PIXELS ({limit:,}), the limit against decompression bombs; "
+            "it was not decoded. To read it, raise the limit (PIL.Image.MAX_IMAGE_PIXELS = "
+            f"{w * h}, or None for none) before building the data or predicting"
+        )
+
+
 def _decode_file(path: Path) -> torch.Tensor:
     try:
         data = path.read_bytes()
     except OSError as e:
         raise BadImageError(f"{path}: cannot read file ({e})") from e
+    check_image_size(data, path)
     try:
         img = _decode_bytes(data)
     except (RuntimeError, ValueError) as dec_err:
@@ -407,8 +513,11 @@ def verify_images(
     fastai v2 does; v1 returned None). Differs from v1: `delete` defaults to False (v1: True,
     which deletes a user's files unasked), `recurse` to True (v1: False, which checks nothing
     in a folder of class folders), and `dest` is taken per file's folder (v1: under `path`,
-    which would flatten class folders); v1's n_channels and ext are not offered.
+    which would flatten class folders); v1's n_channels and ext are not offered. `delete` and
+    `recurse` must be bools (TypeError otherwise: a string 'False' is not taken as true).
     """
+    check_bool("delete", delete)
+    check_bool("recurse", recurse)
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise ValueError(f"max_workers: expected a positive int, got {max_workers!r}")
     if max_size is not None and (

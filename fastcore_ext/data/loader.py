@@ -31,13 +31,18 @@ decode and cut the windows they are given (deterministic), so 0 and N workers, c
 uncached, give identical batches, and nothing here draws from torch's global RNG.
 
 Unreadable images (truncated, empty, not an image) met during a pass are skipped: the batch
-goes on without them (a batch that loses every item is skipped), and at the end of the pass
+goes on without them (a batch that loses every item is skipped, and so is a training batch
+left with a single image: BatchNorm in training mode fails on a batch of one, so a training
+loader also needs bs >= 2), and at the end of the pass
 one warning names those this loader had not named before (so each file once, not once per
 epoch: an lr_find on a small set runs dozens of passes). `bad_items` lists every one met so far;
 the cache remembers them, so a cached epoch skips and names them too. The shuffled order is
 still drawn over every item, so which items share a batch does not depend on which are bad.
-`skip_bad=True` of the bunch drops them before any pass instead. Under several processes a
-batch left empty is an error (one process cannot skip a batch the others run).
+`skip_bad=True` of the bunch drops them before any pass instead. An item whose bytes in a
+complete cache fail their checksum (`DecodedCache.verify`, on its first read) is decoded from
+its file, as an uncached pass would, so the batches stay those of the files. Under several
+processes a batch that would be skipped is an error (one process cannot skip a batch the others
+run).
 
 Distributed training (`fastcore_ext.distributed`): `set_shard(rank, world_size)` makes a
 loader yield one process's part of every pass. Every process draws the same order from
@@ -134,6 +139,7 @@ def decode_readable(
 ) -> DecodedBatch:
     """Like `decode_batch`, skipping the files that cannot be decoded (u: float [B] over all
     of `idx`, or None); whole=True also packs the whole presized images (see `DecodedBatch`)."""
+    check_bool("whole", whole)
     images, kept, bad = _decode(items, idx, size, method, skip_bad=True)
     if u is not None:
         skipped = set(bad)
@@ -180,13 +186,26 @@ class ImageDataset(Dataset):
     ) -> torch.Tensor:
         """Windows of images `idx` -> ``uint8 Tensor[B, P, P, 3]``, centred (u None) or from u
         (float [B] in [0, 1), `images.window_origins`): from the cache when complete (into
-        `out` if given), else decoded here."""
-        if self.cache is not None and self.cache.complete:
-            if out is None:
-                out = torch.empty((len(idx), self.size, self.size, 3), dtype=torch.uint8)
-            self.cache.read(np.asarray(idx), u, out=out.numpy())
+        `out` if given; an item whose cached bytes fail their checksum is decoded from its
+        file), else decoded here. BadImageError names an unreadable file."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if self.cache is None or not self.cache.complete:
+            return decode_batch(self.items, idx.tolist(), self.size, self.method, u)
+        if out is None:
+            out = torch.empty((len(idx), self.size, self.size, 3), dtype=torch.uint8)
+        damaged = self.cache.verify(idx)
+        if not damaged.any():
+            self.cache.read(idx, u, out=out.numpy())
             return out
-        return decode_batch(self.items, np.asarray(idx).tolist(), self.size, self.method, u)
+        ok, dam = np.flatnonzero(~damaged), np.flatnonzero(damaged)
+        if len(ok):
+            x = self.cache.read(idx[ok], None if u is None else u[ok])
+            out[torch.from_numpy(ok)] = torch.from_numpy(x)
+        u_dam = None if u is None else u[dam]
+        out[torch.from_numpy(dam)] = decode_batch(
+            self.items, idx[dam].tolist(), self.size, self.method, u_dam
+        )
+        return out
 
     def __repr__(self) -> str:
         cache = "none" if self.cache is None else "complete" if self.cache.complete else "filling"
@@ -270,7 +289,8 @@ class DeviceDataLoader:
     training with a spec, normalized with `stats`), y int64 ``[B]``.
 
     train=True: shuffled per epoch, last partial batch dropped, a random presize window per
-    item and epoch (see the module doc), random augmentation from `spec`. train=False: in
+    item and epoch (see the module doc), random augmentation from `spec`; bs >= 2 (BatchNorm
+    in training mode fails on a batch of one). train=False: in
     order, every item, the centre window, deterministic center crop.
     ``set_epoch(e)`` makes the next pass epoch e; every pass (``iter``) then advances the
     epoch by one, so a caller that never sets it still gets fresh randomness each epoch.
@@ -296,10 +316,19 @@ class DeviceDataLoader:
     ) -> None:
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise ValueError(f"bs: expected a positive int, got {bs!r}")
+        check_bool("train", train)
+        check_bool("channels_last", channels_last)
         if num_workers is None:
             num_workers = default_num_workers()
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers: expected an int >= 0 or None, got {num_workers!r}")
+        if train and bs < 2:
+            raise ValueError(
+                f"bs: expected at least 2 images per training batch, got {bs}: BatchNorm in "
+                "training mode needs more than one value per channel (torch: 'Expected more "
+                "than 1 value per channel when training'; fastai fails the same way); pass "
+                "bs >= 2 (val_bs, the validation batch size, may be 1)"
+            )
         if train and len(dataset) < bs:
             raise ValueError(
                 f"bs: {bs} is larger than the training set ({len(dataset)} items), so an epoch "
@@ -477,47 +506,79 @@ class DeviceDataLoader:
         image's window placed by ``draws[i]`` (the epoch's `window_draws`; None: centred):
         (uint8 [B', P, P, 3] (pinned for an accelerator), int64 [B'] indices, indices
         skipped)."""
-        p = self.dataset.size
         cache = self.dataset.cache
-        if cache is not None and cache.complete:
-            bad_mask = np.isin(idx.numpy(), cache.bad)
-            bad = idx[torch.from_numpy(bad_mask)].tolist()
-            idx = idx[torch.from_numpy(~bad_mask)]
-        u = None if draws is None else draws[idx.numpy()]
-        if cache is not None and cache.complete:
-            out = torch.empty((len(idx), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
-            x = self.dataset.load_batch(idx.numpy(), out=out, u=u)
-        else:
+        if cache is None or not cache.complete:
+            u = None if draws is None else draws[idx.numpy()]
             x, kept, bad, _, _ = self._decode_here(idx.tolist(), u)
-            idx = torch.tensor(kept, dtype=torch.int64)
-        x = x.pin_memory() if self._pin and x.device.type == "cpu" and not x.is_pinned() else x
-        return x, idx, bad
+            return self._pinned(x), torch.tensor(kept, dtype=torch.int64), bad
+        ids = idx.numpy()
+        damaged = cache.verify(ids)  # decoded from their files, below
+        bad_mask = np.isin(ids, cache.bad) & ~damaged
+        bad = ids[bad_mask].tolist()
+        ids, damaged = ids[~bad_mask], damaged[~bad_mask]
+        u = None if draws is None else draws[ids]
+        p = self.dataset.size
+        out = torch.empty((len(ids), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
+        if not damaged.any():
+            cache.read(ids, u, out=out.numpy())
+            return out, torch.from_numpy(ids), bad
+        ok, dam = np.flatnonzero(~damaged), np.flatnonzero(damaged)
+        if len(ok):
+            out[torch.from_numpy(ok)] = torch.from_numpy(
+                cache.read(ids[ok], None if u is None else u[ok])
+            )
+        d = self._decode_here(ids[dam].tolist(), None if u is None else u[dam])
+        rows = dict(zip(ids.tolist(), range(len(ids)), strict=True))
+        out[[rows[i] for i in d.kept]] = d.x.cpu()
+        readable = ~np.isin(ids, d.bad)
+        return (
+            self._pinned(out[torch.from_numpy(readable)]),
+            torch.from_numpy(ids[readable]),
+            bad + d.bad,
+        )
 
-    def _check_not_emptied(self, skipped: list[int]) -> bool:
-        """False for a batch that lost every item: skipped. Under several processes
-        (`set_shard`) the others would wait for this one's batch forever, so an error."""
+    def _pinned(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` in pinned memory when batches go to an accelerator from the CPU."""
+        return x.pin_memory() if self._pin and x.device.type == "cpu" and not x.is_pinned() else x
+
+    def _usable(self, kept: int, skipped: list[int]) -> bool:
+        """Whether a batch left with `kept` readable images after `skipped` were left out is
+        yielded: one is enough for an in-order loader; a training batch needs 2 (BatchNorm in
+        training mode fails on a batch of one), else it is skipped whole. Under several
+        processes (`set_shard`) the others would wait for this one's batch forever, so a batch
+        that would be skipped is an error there."""
+        if kept >= (2 if self.train else 1):
+            return True
         if self.world_size > 1:
             names = ", ".join(str(self.dataset.items[i]) for i in skipped)
+            left = "every image" if kept == 0 else f"all but {kept} image"
             raise BadImageError(
-                f"every image of a batch of process {self.rank} is unreadable ({names}); with "
+                f"{left} of a batch of process {self.rank} is unreadable ({names}); with "
                 "several processes a batch cannot be skipped by one alone: build the data with "
                 "skip_bad=True, or delete them with verify_images(path, delete=True)"
             )
         return False
 
-    def _warn_bad(self, epoch: int, bad: list[int]) -> None:
+    def _warn_bad(self, epoch: int, bad: list[int], short: int) -> None:
         """The one warning of a pass that met unreadable files this loader has not named yet
-        (an lr_find over a small set runs dozens of passes: each file is named once)."""
+        (an lr_find over a small set runs dozens of passes: each file is named once); `short`:
+        the training batches of the pass skipped whole, left with one readable image."""
         new = sorted(set(bad) - self._bad)
         self._bad.update(bad)
         if not new:
             return
         names = [str(self.dataset.items[i]) for i in new]
         shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        whole = (
+            f" {short} training batch(es) left with a single readable image were skipped whole "
+            "(BatchNorm needs 2 images per batch in training)."
+            if short
+            else ""
+        )
         warn_user(
             f"epoch {epoch}: skipped {len(names)} unreadable image(s) of the "
-            f"{'training' if self.train else 'validation'} set: {shown}. Later passes skip "
-            "them without a warning (bad_items lists them). Drop them with skip_bad=True "
+            f"{'training' if self.train else 'validation'} set: {shown}.{whole} Later passes "
+            "skip them without a warning (bad_items lists them). Drop them with skip_bad=True "
             "when building the data, or delete them with verify_images(path, delete=True)"
         )
 
@@ -527,20 +588,24 @@ class DeviceDataLoader:
         """Batches of `epoch` (default: the next, without advancing it) before augmentation:
         ``(uint8 Tensor[B, 3, P, P] with channels_last strides, int64 Tensor[B])`` on the
         device. A complete pass over an uncompleted cache completes it. Unreadable files are
-        left out of their batches (a batch left empty is skipped); those not named before are
-        named by one warning at the end of the pass (see the module doc)."""
+        left out of their batches (a batch left empty is skipped, and so is a training batch
+        left with one image); those not named before are named by one warning at the end of
+        the pass (see the module doc)."""
         epoch = self._epoch if epoch is None else epoch
         batches = self.batch_indices(epoch)
         draws = self.window_draws(epoch)
         cache = self.dataset.cache
         bad: list[int] = []
+        short = 0  # training batches skipped whole: a single readable image left
         try:
             if cache is not None and cache.complete:
                 for idx in batches:
                     x, idx, skipped = self._host_batch(idx, draws)
                     bad += skipped
-                    if len(idx) or self._check_not_emptied(skipped):
+                    if self._usable(len(idx), skipped):
                         yield self._move(x, idx)
+                    else:
+                        short += len(idx) > 0
                 return
             self._sampler.batches = [
                 (idx, None if draws is None else draws[idx.numpy()]) for idx in batches
@@ -552,13 +617,15 @@ class DeviceDataLoader:
                 if cache is not None:
                     cache.write(idx.numpy(), d.shapes.numpy(), d.packed.numpy())
                     cache.mark_bad(np.asarray(d.bad, dtype=np.int64))
-                if len(idx) or self._check_not_emptied(d.bad):
+                if self._usable(len(idx), d.bad):
                     yield self._move(d.x, idx)
+                else:
+                    short += len(idx) > 0
             if cache is not None:
                 self._complete_cache(cache)
         finally:
             if bad:
-                self._warn_bad(epoch, bad)
+                self._warn_bad(epoch, bad, short)
 
     def _complete_cache(self, cache: DecodedCache) -> None:
         """After a full pass: decode what the pass skipped (the dropped partial batch), then
