@@ -170,6 +170,17 @@ def test_read_batch_keeps_complete_jpegs_encoded(files):
         assert bytes(data.numpy()) == items[i].read_bytes()
 
 
+def test_read_batch_does_not_send_a_decompression_bomb_to_the_gpu(tmp_path, monkeypatch):
+    """A JPEG whose header declares more than PIL.Image.MAX_IMAGE_PIXELS is unreadable before
+    it reaches nvJPEG, as on the CPU path (here 1200 x 1000 against a limit lowered to 1 M)."""
+    big, small = tmp_path / "big.jpg", tmp_path / "small.jpg"
+    Image.fromarray(np.zeros((1000, 1200, 3), np.uint8)).save(big)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(small)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    batch = dd.read_batch([big, small], [0, 1], P, "crop")
+    assert batch.bad == [0] and batch.jpeg_idx == [1]
+
+
 @pytest.mark.parametrize("method", ["crop", "squish"])
 def test_device_path_equals_the_cpu_decode_within_one_level(files, method):
     items = list(files.values())

@@ -37,7 +37,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .images import BadImageError, DecodedBatch, decoded_batch, presize_whole, to_rgb
+from .images import (
+    BadImageError,
+    DecodedBatch,
+    check_image_size,
+    decoded_batch,
+    presize_whole,
+    to_rgb,
+)
 
 __all__ = [
     "DecodeJpegs",
@@ -171,6 +178,11 @@ def read_batch(
             data = Path(items[i]).read_bytes()
         except OSError:
             data = b""  # to_rgb below names the file and the error
+        try:
+            check_image_size(data, items[i])  # a decompression bomb is not sent to nvJPEG
+        except BadImageError:
+            bad.append(i)
+            continue
         if _complete_jpeg(data):
             jpeg_idx.append(i)
             jpeg_data.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
