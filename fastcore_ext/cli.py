@@ -184,7 +184,9 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
         help=f"input size in pixels (default {f['size']}; {d['size']} on the demo dataset)",
     )
     p.add_argument(
-        "--bs", type=_int_at_least(1), help=f"batch size (default {f['bs']}; {d['bs']} on demo)"
+        "--bs",
+        type=_int_at_least(2),  # BatchNorm trains on 2 images a batch or more
+        help=f"batch size (default {f['bs']}; {d['bs']} on demo)",
     )
     if training:
         p.add_argument(

@@ -197,7 +197,7 @@ def test_pretrained_by_default_when_cached(
             "PATH: expected an image folder, got '{tmp}/missing' (missing)",
         ),
         (["train", "{tmp}/empty"], "PATH: no images (.jpg, .png, ...) under '{tmp}/empty'"),
-        (["train", "--bs", "0"], "argument --bs: expected an integer >= 1, got 0"),
+        (["train", "--bs", "1"], "argument --bs: expected an integer >= 2, got 1"),
         (["train", "--epochs", "two"], "argument --epochs: expected an integer >= 1, got 'two'"),
         (["train", "--lr", "fast"], "argument --lr: expected 'auto' or a positive number"),
         (["train", "--lr", "-1"], "argument --lr: expected 'auto' or a positive number"),
