@@ -758,9 +758,9 @@ def test_to_device(root, device):
 def test_numpy_numbers_are_taken_as_pythons(root):
     """np.int64(32) was 'size: expected a positive int, got np.int64(32)' (fastai takes it)."""
     b = ImageDataBunch.from_folder(
-        root, valid_pct=np.float32(0.25), seed=np.int64(1), size=np.int64(24), bs=8,
-        item_tfms=Resize(np.int64(28)), batch_tfms=get_transforms(), num_workers=0,
+        root, valid_pct=np.float32(0.25), seed=np.int64(1), size=np.int64(24), bs=np.int64(8),
+        item_tfms=Resize(np.int64(28)), batch_tfms=get_transforms(), num_workers=np.int64(0),
     )  # fmt: skip
-    assert (b.size, b.presize) == (24, 28) and type(b.size) is int
+    assert (b.size, b.presize, b.bs) == (24, 28, 8) and type(b.size) is type(b.bs) is int
     b.show_batch(rows=np.int64(2))
     assert aug_transforms(mult=np.float32(1.5))[0].max_rotate == pytest.approx(15.0)

@@ -550,6 +550,7 @@ class ImageDataBunch:
             channels_last=channels_last,
         )  # fmt: skip
         self.train_dl = DeviceDataLoader(self.train_ds, bs, train=True, spec=self.spec, **common)
+        self.bs = self.train_dl.bs  # checked there (a NumPy int becomes an int)
         self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs or bs, train=False, **common)
         self.stats: tuple[list[float], list[float]] | None = None
         if pipeline.stats is not None:

@@ -40,6 +40,7 @@ import multiprocessing as mp
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -298,9 +299,10 @@ def demo_dataset(
     the 2-core CPU, spread over up to 4 processes.
     """
     for name, v, lo in (("n_per_class", n_per_class, 2), ("size", size, 16), ("seed", seed, 0)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        if isinstance(v, bool) or not isinstance(v, Integral) or v < lo:
             raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
-    if not (isinstance(valid_pct, int | float) and 0 < valid_pct < 1):
+    n_per_class, size, seed = int(n_per_class), int(size), int(seed)
+    if not (isinstance(valid_pct, Real) and not isinstance(valid_pct, bool) and 0 < valid_pct < 1):
         raise ValueError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")
     check_bool("force", force)
     params = {"version": _VERSION, "n_per_class": n_per_class, "size": size, "seed": seed,

@@ -35,6 +35,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral
 from pathlib import Path
 from typing import NamedTuple
 
@@ -518,12 +519,14 @@ def verify_images(
     """
     check_bool("delete", delete)
     check_bool("recurse", recurse)
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+    if isinstance(max_workers, bool) or not isinstance(max_workers, Integral) or max_workers < 1:
         raise ValueError(f"max_workers: expected a positive int, got {max_workers!r}")
     if max_size is not None and (
-        isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1
+        isinstance(max_size, bool) or not isinstance(max_size, Integral) or max_size < 1
     ):
         raise ValueError(f"max_size: expected a positive int or None, got {max_size!r}")
+    max_workers = int(max_workers)
+    max_size = None if max_size is None else int(max_size)
     if not isinstance(dest, str | os.PathLike) or Path(dest).is_absolute():
         raise ValueError(f"dest: expected a folder relative to each image's folder, got {dest!r}")
     if isinstance(path, str | os.PathLike):

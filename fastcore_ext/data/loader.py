@@ -60,6 +60,7 @@ import math
 import os
 import weakref
 from collections.abc import Iterator, Sequence
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -314,14 +315,20 @@ class DeviceDataLoader:
         timeout: float = 120.0,
         decoder: JpegBatchDecoder | None = None,
     ) -> None:
-        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+        if isinstance(bs, bool) or not isinstance(bs, Integral) or bs < 1:
             raise ValueError(f"bs: expected a positive int, got {bs!r}")
+        bs = int(bs)
         check_bool("train", train)
         check_bool("channels_last", channels_last)
         if num_workers is None:
             num_workers = default_num_workers()
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        if (
+            isinstance(num_workers, bool)
+            or not isinstance(num_workers, Integral)
+            or num_workers < 0
+        ):
             raise ValueError(f"num_workers: expected an int >= 0 or None, got {num_workers!r}")
+        num_workers = int(num_workers)
         if train and bs < 2:
             raise ValueError(
                 f"bs: expected at least 2 images per training batch, got {bs}: BatchNorm in "

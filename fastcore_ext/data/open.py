@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -152,8 +153,9 @@ class PILImage(PIL.Image.Image):
         PIL's thumbnail on a copy)."""
         w = h if w is None else w
         for name, v in (("h", h), ("w", w)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        h, w = int(h), int(w)
         thumb = self.copy()
         thumb.thumbnail((w, h))
         return thumb
