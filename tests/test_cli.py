@@ -317,7 +317,7 @@ def test_python_dash_m_runs_the_cli():
     )
     assert r.returncode == 2
     assert r.stderr.strip() == (
-        "fastcore-ext train: argument --bs: expected an integer >= 1, got 'x' "
+        "fastcore-ext train: argument --bs: expected an integer >= 2, got 'x' "
         "(see fastcore-ext train --help)"
     )
 
