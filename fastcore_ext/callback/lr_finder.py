@@ -60,6 +60,13 @@ class LRFinder(Callback):
                 f"start_lrs and end_lrs should have one value per layer group, got "
                 f"{len(start_lrs)} and {len(end_lrs)}"
             )
+        for g, (start, end) in enumerate(zip(start_lrs, end_lrs, strict=True)):
+            if not start < end:
+                group = f" (layer group {g})" if len(start_lrs) > 1 else ""
+                raise ValueError(
+                    f"start_lr should be below end_lr{group}: the sweep goes up from start_lr "
+                    f"to end_lr, got start_lr={start:g} and end_lr={end:g}"
+                )
         self.num_it = num_it
         self.stop_div = stop_div
         self.sweeps = [
