@@ -315,10 +315,11 @@ class _BatchRules:
                 f"learn.data.preprocess(files) makes them), got dtype {xb.dtype}"
             )
         if xb.dtype not in self.dtypes:
-            names = " or ".join(str(d) for d in self.dtypes)
+            names = f"{self.dtypes[0]} (the model's weights)"
+            if len(self.dtypes) > 1:
+                names += f" or {self.dtypes[1]} (its autocast)"
             raise TypeError(
-                f"{where} x should be {names} as the model's weights, got dtype {xb.dtype}: "
-                f"cast it with x.float()"
+                f"{where} x should be {names}, got dtype {xb.dtype}: cast it with x.float()"
             )
         if xb.device != self.device:
             raise ValueError(

@@ -199,7 +199,7 @@ def test_lr_find_bad_suggest_funcs(value, exc, match):
     "kwargs, exc, match",
     [
         ({"start_lr": 1e-3, "end_lr": 1e-3}, ValueError, "start_lr should be below end_lr"),
-        ({"start_lr": 1, "end_lr": 1e-5}, ValueError, r"got start_lr=1 and end_lr=1e-05"),
+        ({"start_lr": 1, "end_lr": 1e-5}, ValueError, r"end_lr: .*got start_lr=1 and end_lr=1e-05"),
         (
             {"start_lr": slice(1e-2, 1.0), "end_lr": 0.5},
             ValueError,

@@ -62,7 +62,8 @@ class LRFinder(Callback):
             )
         for g, (start, end) in enumerate(zip(start_lrs, end_lrs, strict=True)):
             if not start < end:
-                group = f" (layer group {g})" if len(start_lrs) > 1 else ""
+                per_group = len(set(start_lrs)) > 1 or len(set(end_lrs)) > 1
+                group = f" (layer group {g})" if per_group else ""
                 raise ValueError(
                     f"start_lr should be below end_lr{group}: the sweep goes up from start_lr "
                     f"to end_lr, got start_lr={start:g} and end_lr={end:g}"
