@@ -963,6 +963,10 @@ class Learner:
         create_cnn models (a torchvision body + create_head). Returns the file's path."""
         if not isinstance(fname, (str, os.PathLike)) or not str(fname):
             raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
+        if os.path.isdir(self.path / fname):
+            raise ValueError(
+                f"fname should name a file, got {fname!r}: {self.path / fname} is a folder"
+            )
         return export_model(self.model, self.data, self.precision, self.path / fname)
 
 

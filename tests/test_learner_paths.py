@@ -65,3 +65,17 @@ def test_set_seed_takes_numpy_ints():
     a = np.random.rand()
     set_seed(3)
     assert np.random.rand() == a
+
+
+def test_save_and_export_onto_a_folder_name_it(tmp_path):
+    """save('x') over a folder models/x.pth and export(a folder) raised IsADirectoryError from
+    the atomic rename, after writing the whole file."""
+    learn = make_learner(path=tmp_path)
+    (tmp_path / "models" / "x.pth").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"name should name a file, got 'x': .*x.pth is a folder"):
+        learn.save("x")
+    with pytest.raises(ValueError, match=r"name should name a file, got 'x'"):
+        learn.load("x")
+    with pytest.raises(ValueError, match=r"fname should name a file, got 'models': .* a folder"):
+        learn.export("models")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["models", "x.pth"]  # nothing written
