@@ -175,6 +175,8 @@ def model_file(folder: Path, name: str | os.PathLike, arg: str = "name") -> Path
     file = Path(name)
     if file.suffix != ".pth":
         file = file.with_name(file.name + ".pth")
+    if os.path.isdir(folder / file):
+        raise ValueError(f"{arg} should name a file, got {name!r}: {folder / file} is a folder")
     return folder / file
 
 

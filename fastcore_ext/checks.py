@@ -29,6 +29,7 @@ __all__ = [
     "check_real",
     "check_tensor",
     "int_or_none",
+    "real_or_none",
 ]
 
 
@@ -39,8 +40,9 @@ def alternatives(choices: Sequence[str]) -> str:
 
 
 def int_or_none(value: object) -> int | None:
-    """value as an int (Python or numpy integers), None for anything else (bool included)."""
-    if isinstance(value, bool):
+    """value as a Python int (a Python or numpy integer, a one-element integer tensor), None
+    for anything else (bools and boolean tensors included)."""
+    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
         return None
     try:
         return operator.index(value)
@@ -48,11 +50,31 @@ def int_or_none(value: object) -> int | None:
         return None
 
 
-def check_real(name: str, value: object) -> float:
-    """A finite real number (not a bool) as a float."""
+def real_or_none(value: object) -> float | None:
+    """value as a Python float (Python, numpy and one-element real torch numbers: int or
+    floating), None for anything else (bool, complex, boolean tensors included); finiteness
+    is the caller's rule."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dtype == torch.bool or value.is_complex():
+            return None
+        return float(value.item())
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} should be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
+        return None
+    return float(value)
+
+
+def _kind(value: object) -> str:
+    """How a message names a received value: its type and repr."""
+    return f"{type(value).__name__} {value!r}"
+
+
+def check_real(name: str, value: object) -> float:
+    """A finite real number (not a bool; numpy scalars and one-element tensors too) as a
+    Python float."""
+    number = real_or_none(value)
+    if number is None:
+        raise TypeError(f"{name} should be a real number, got {_kind(value)}")
+    value = number
     if not math.isfinite(value):
         raise ValueError(f"{name} should be finite, got {value:g}")
     return value
@@ -67,13 +89,12 @@ def check_prob(name: str, value: object) -> float:
 
 
 def check_number(name: str, value: object, low: float, high: float | None = None) -> float:
-    """A number in [low, high) (high None: finite and >= low) as a float; a one-element
-    floating tensor is read as its value."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, Real):
+    """A number in [low, high) (high None: finite and >= low) as a Python float; numpy
+    scalars and one-element tensors are read as their value."""
+    number = real_or_none(value)
+    if number is None:
         raise TypeError(f"{name} should be a number, got {type(value).__name__}")
-    value = float(value)
+    value = number
     if high is None:
         if not (math.isfinite(value) and value >= low):
             raise ValueError(f"{name} should be a finite number >= {low:g}, got {value:g}")
@@ -84,17 +105,19 @@ def check_number(name: str, value: object, low: float, high: float | None = None
 
 def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{name} should be a bool, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} should be a bool, got {_kind(value)}")
     return value
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
-    """An int (not a bool) >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} should be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} should be >= {minimum}, got {value}")
-    return value
+    """An integer (not a bool; Python, numpy or a 0-dim integer tensor) >= minimum, as a
+    Python int."""
+    number = int_or_none(value)
+    if number is None:
+        raise TypeError(f"{name} should be an int, got {_kind(value)}")
+    if number < minimum:
+        raise ValueError(f"{name} should be >= {minimum}, got {number}")
+    return number
 
 
 def check_hw(name: str, value: object) -> tuple[int, int]:

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torchvision import models
 
 import fastcore_ext
@@ -70,14 +71,35 @@ def _torchvision_modules(body: nn.Module) -> set[str]:
     return found or set(_PLAIN_FAMILIES)
 
 
+class _MetaParameters(TorchFunctionMode):
+    """Puts the tensors `torch.empty` makes without a device (torch.nn layers allocate their
+    weights with it) on the meta device, and nothing else: a builder that computes its
+    layout from real tensors at construction (torchvision's regnets: `.tolist()` of an
+    arange) builds, its weights taking no memory and no initialization time; only the small
+    buffers made with zeros / ones (BatchNorm's running statistics) are real."""
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is torch.empty and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
 def _meta_model(name: str) -> nn.Module | None:
     """torchvision's `name` architecture (weights=None) on the meta device (no memory, no
-    weights), or None when it cannot be built there."""
-    try:
-        with torch.device("meta"):
-            return models.get_model(name, weights=None)
-    except Exception:  # some builders need real tensors at construction
-        return None
+    weights), or None when it cannot be built there. A builder that needs real tensors at
+    construction (the 15 regnets) is built with only its `torch.empty` tensors on the meta
+    device (`_MetaParameters`: 0.2-0.6 s and under 2 MB each, where building regnet_y_128gf
+    on the CPU takes 20 s and 2.6 GB)."""
+    for context in (lambda: torch.device("meta"), _MetaParameters):
+        try:
+            with context():
+                return models.get_model(name, weights=None)
+        except Exception:  # some builders need real tensors at construction
+            continue
+    return None
 
 
 @functools.cache

@@ -24,6 +24,8 @@ from fastcore_ext.learner import Learner
 
 __all__ = ["InferenceData", "load_learner"]
 
+DEFAULT_EXPORT = "export.pth"  # Learner.export's file name (fastai's: export.pkl)
+
 
 class InferenceData:
     """The bunch interface of an exported learner, without items: classes, c, size,
@@ -94,8 +96,25 @@ class InferenceData:
         )
 
 
+def _export_beside(missing: Path, fname: str | os.PathLike) -> str:
+    """The hint of a missing export file: the export that is in its folder, if one is
+    (fastai v1's load_learner(path, 'export.pkl'), fastbook's path/'export.pkl': ours is
+    export.pth), and how to load it."""
+    for name in (Path(fname).name, DEFAULT_EXPORT):
+        beside = missing.parent / name
+        if beside != missing and beside.is_file():
+            call = f"load_learner({str(beside.parent)!r}" + (
+                ")" if name == DEFAULT_EXPORT else f", {name!r})"
+            )
+            return (
+                f" ({beside} is there: learn.export() writes {DEFAULT_EXPORT} (fastai: "
+                f"export.pkl), and {call} reads it)"
+            )
+    return ""
+
+
 def load_learner(
-    path: str | os.PathLike, fname: str | os.PathLike = "export.pth", cpu: bool = True
+    path: str | os.PathLike, fname: str | os.PathLike = DEFAULT_EXPORT, cpu: bool = True
 ) -> Learner:
     """Load a learner written by `Learner.export`: path/`fname`, or `path` itself when it is
     a file (fastai v2's `load_learner(file)`). cpu=True puts it on the CPU; cpu=False on the
@@ -108,18 +127,15 @@ def load_learner(
     a bf16 export loaded on a CPU without bf16 units predicts in fp32)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path should be a str or Path, got {type(path).__name__}")
+    if not isinstance(fname, (str, os.PathLike)) or not str(fname):
+        raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
     file = Path(path)
     if not file.is_file():
-        if not file.exists() and file.suffix:  # fastbook's load_learner(path/'export.pkl')
-            beside = file.parent / fname
-            hint = (
-                f" ({beside} is there: learn.export() writes {fname}, and "
-                f"load_learner({str(file.parent)!r}) reads it)"
-                if beside.is_file()
-                else ""
-            )
-            raise FileNotFoundError(f"no such file: {file}{hint}")
-        file = file / fname
+        # a folder (its fname); fastbook's load_learner(path/'export.pkl') names the file
+        if file.is_dir() or not file.suffix:
+            file = file / fname
+        if not file.is_file():
+            raise FileNotFoundError(f"no such file: {file}{_export_beside(file, fname)}")
     device = torch.device("cuda" if not cpu and torch.cuda.is_available() else "cpu")
     description, state = read_export(file)
     model = build_model(description["model"])

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from fastcore_ext import ops
 from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, random_params
-from fastcore_ext.checks import check_bool, check_int
+from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
 from fastcore_ext.data import BadImageError, DeviceDataLoader
 from fastcore_ext.plots import finish, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
@@ -54,6 +54,16 @@ __all__ = [
 _TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
 _TTA_V1_STREAM = 0x71A_5EED  # and v1 TTA's random (lighting, rotation, warp) draws
 TTA_V1_PASSES = 8  # fastai v1's TTA: 4 zoomed corners x (plain, mirrored)
+
+
+def _check_beta(beta: Any) -> float | None:
+    """tta's beta: None or a number in [0, 1], as a float."""
+    if beta is None:
+        return None
+    number = real_or_none(beta)
+    if number is None or not 0 <= number <= 1:
+        raise ValueError(f"beta should be a float in [0, 1] or None, got {beta!r}")
+    return number
 
 
 @contextlib.contextmanager
@@ -129,19 +139,16 @@ def get_preds(
     losses: list[torch.Tensor] = []
     inputs: list[torch.Tensor] = []
     labelled: bool | None = None  # the batches carry targets (y None: unlabelled images)
+    rules = _BatchRules.of(learn, source)
     with evaluating(learn.model):
-        for xb, yb in _pairs(dl):
+        for i, xb, yb in _pairs(dl, source):
             if labelled is None:
                 labelled = yb is not None
             if labelled != (yb is not None):
                 raise ValueError("dl yielded batches with targets and batches with y None")
             if not labelled and per_item is not None:
                 raise ValueError("with_loss needs targets, but the batches of dl have y None")
-            if isinstance(xb, torch.Tensor) and not xb.is_floating_point():
-                raise TypeError(
-                    f"x should be float images as the model takes them (normalized: "
-                    f"learn.data.preprocess(files) makes them), got dtype {xb.dtype}"
-                )
+            rules.check(i, xb, yb, loss=per_item is not None)
             out = forward(learn, xb)
             n = xb.shape[0] if yb is None else yb.shape[0]
             if out.dim() != 2 or out.shape[0] != n:
@@ -205,8 +212,16 @@ def validate(
     n = 0
     outs: list[torch.Tensor] = []
     targs: list[torch.Tensor] = []
+    rules = _BatchRules.of(learn, source)
     with evaluating(learn.model):
-        for xb, yb in _pairs(dl):
+        for i, xb, yb in _pairs(dl, source):
+            if yb is None:
+                raise ValueError(
+                    f"{source}, batch {i}: y is None, but validate computes the loss and the "
+                    f"metrics against targets; pass (x, y) batches with y the class indices "
+                    f"(get_preds(dl=[(x, None), ...]) predicts images without labels)"
+                )
+            rules.check(i, xb, yb, loss=True)
             out = forward(learn, xb)
             with learn.autocast():
                 loss = learn.loss_func(out, yb).detach().float() * yb.shape[0]
@@ -238,15 +253,125 @@ def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[It
         return _preds_dl(learn.data, ds_type), f"data.{ds_type}_dl"
     if not isinstance(dl, Iterable):
         raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
-    return dl, "the given dl"
+    return dl, "dl"
 
 
-def _pairs(dl: Iterable[Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The (x, y) batches of `dl`; anything else is an error."""
-    for batch in dl:
+def _pairs(dl: Iterable[Any], source: str) -> Iterator[tuple[int, Any, Any]]:
+    """(batch number, x, y) of each (x, y) batch of `dl`; anything else is an error."""
+    for i, batch in enumerate(dl):
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise TypeError(f"dl should yield (x, y) pairs, got {type(batch).__name__}")
-        yield batch[0], batch[1]
+            raise TypeError(
+                f"{source} should yield (x, y) pairs, got {type(batch).__name__} at batch {i}"
+            )
+        yield i, batch[0], batch[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _BatchRules:
+    """What a batch of an inference pass must be, read once from the learner: x a float
+    tensor in the model's dtype (or its autocast dtype) on its device, [B, C, H, W] with the
+    C of its first convolution (when it has one); y None or int64 class indices [B] in
+    [0, c) (range checked with one min/max per batch on the CPU only: on a GPU that would
+    wait for the device at every batch). Errors name the source (`dl` or the data's loader)
+    and the batch number, and say how to fix the batch."""
+
+    source: str
+    device: torch.device
+    dtypes: tuple[torch.dtype, ...]
+    channels: int | None
+    c: int | None
+
+    @classmethod
+    def of(cls, learn: Learner, source: str) -> _BatchRules:
+        param = next(iter(learn.model.parameters()), None)
+        device = param.device if param is not None else torch.device(learn.data.device)
+        dtypes = (param.dtype,) if param is not None else (torch.float32,)
+        mp = learn.mixed_precision
+        if mp is not None and mp.dtype not in dtypes:
+            dtypes += (mp.dtype,)
+        conv = next((m for m in learn.model.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = conv.in_channels if conv is not None else None
+        c = int_or_none(getattr(learn.data, "c", None))
+        return cls(source, device, dtypes, channels, c)
+
+    def check(self, i: int, xb: Any, yb: Any, loss: bool) -> None:
+        """TypeError / ValueError unless batch `i` (xb, yb) fits the rules; `loss`: its
+        loss is computed, so y must be on the model's device too."""
+        where = f"{self.source}, batch {i}:"
+        self._check_x(where, xb)
+        if yb is not None:
+            self._check_y(where, yb, xb.shape[0], loss)
+
+    def _check_x(self, where: str, xb: Any) -> None:
+        if not isinstance(xb, torch.Tensor):
+            hint = " (torch.from_numpy(x) makes one)" if isinstance(xb, np.ndarray) else ""
+            raise TypeError(
+                f"{where} x should be a torch.Tensor of images [B, C, H, W]{hint}, got "
+                f"{type(xb).__name__}"
+            )
+        if not xb.is_floating_point():
+            raise TypeError(
+                f"{where} x should be float images as the model takes them (normalized: "
+                f"learn.data.preprocess(files) makes them), got dtype {xb.dtype}"
+            )
+        if xb.dtype not in self.dtypes:
+            names = f"{self.dtypes[0]} (the model's weights)"
+            if len(self.dtypes) > 1:
+                names += f" or {self.dtypes[1]} (its autocast)"
+            raise TypeError(
+                f"{where} x should be {names}, got dtype {xb.dtype}: cast it with x.float()"
+            )
+        if xb.device != self.device:
+            raise ValueError(
+                f"{where} x should be on the model's device {self.device}, got {xb.device}: "
+                f"move it with x.to(learn.dls.device)"
+            )
+        if self.channels is None:
+            return
+        if xb.dim() != 4 or xb.shape[1] != self.channels:
+            if xb.dim() == 3:
+                hint = " (one image? x[None] adds the batch dimension)"
+            elif xb.dim() == 4 and xb.shape[1] == 1:
+                hint = f" (grayscale? x.expand(-1, {self.channels}, -1, -1) repeats it)"
+            elif xb.dim() == 4 and xb.shape[3] == self.channels:
+                hint = " (channels last? x.permute(0, 3, 1, 2) puts them second)"
+            else:
+                hint = ""
+            raise ValueError(
+                f"{where} x should be images [B, {self.channels}, H, W] (the model's first "
+                f"convolution takes {self.channels} channels), got shape {tuple(xb.shape)}{hint}"
+            )
+
+    def _check_y(self, where: str, yb: Any, n: int, loss: bool) -> None:
+        if not isinstance(yb, torch.Tensor):
+            raise TypeError(
+                f"{where} y should be a torch.Tensor of int64 class indices [B] "
+                f"(torch.as_tensor(y) makes one), got {type(yb).__name__}"
+            )
+        if yb.dim() != 1:
+            hint = " (one-hot? y.argmax(1) gives the indices)" if yb.dim() == 2 else ""
+            raise ValueError(
+                f"{where} y should be class indices [B], got shape {tuple(yb.shape)}{hint}"
+            )
+        if yb.dtype != torch.int64:
+            raise TypeError(
+                f"{where} y should be int64 class indices, got dtype {yb.dtype}"
+                + ("" if yb.dtype.is_floating_point else ": cast it with y.long()")
+            )
+        if yb.shape[0] != n:
+            raise ValueError(f"{where} y should hold one target per image ({n}), got {yb.shape[0]}")
+        if loss and yb.device != self.device:
+            raise ValueError(
+                f"{where} y should be on the model's device {self.device}, got {yb.device}: "
+                f"move it with y.to(learn.dls.device)"
+            )
+        if self.c is not None and yb.device.type == "cpu" and yb.numel():
+            low, high = torch.aminmax(yb)
+            if low < 0 or high >= self.c:
+                raise ValueError(
+                    f"{where} y should hold class indices in [0, {self.c}) (data.c classes), "
+                    f"got values from {int(low)} to {int(high)}"
+                )
 
 
 def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
@@ -278,7 +403,8 @@ def no_data_error(ds_type: str) -> ValueError:
     return ValueError(
         f"this learner has no {kind} data (data.{ds_type}_dl is None: a learner from "
         f"load_learner keeps only what predict needs). predict(item) takes one image, "
-        f"get_preds and validate take dl= (an iterable of (x, y) batches); to train, "
+        f"get_preds and validate take dl= (an iterable of (x, y) batches), tta takes dl= "
+        f"(a DeviceDataLoader with train=False); to train, "
         f"validate or interpret on a data set, build the data (ImageDataBunch.from_folder, "
         f"...) and a learner on it (create_cnn), then learn.load(...) a checkpoint saved by "
         f"learn.save"
@@ -347,6 +473,8 @@ def predict(learn: Learner, item: Any) -> tuple[Category, torch.Tensor, torch.Te
             f"call predict on each, or get_preds(dl=...) with batches of "
             f"learn.data.preprocess(files)"
         )
+    if isinstance(item, torch.Tensor):
+        item = item.detach()  # a tensor that requires grad: no autograd warning, no graph
     x = preprocess(item)  # (1, 3, S, S)
     with evaluating(learn.model):
         logits = forward(learn, x)
@@ -430,11 +558,11 @@ def tta(
     (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
     both; with beta=None ((augmented, plain), targets). Items in dataset order;
     probabilities float32 Tensor[N, c]. `n` is checked by the Learner."""
-    if beta is not None:
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1:
-            raise ValueError(f"beta should be a float in [0, 1] or None, got {beta!r}")
+    beta = _check_beta(beta)
     if dl is None:
         dl = _in_order_loader(learn.data, ds_type)
+        if dl is None:
+            raise no_data_error(ds_type)
     spec = getattr(learn.data, "spec", None)
     if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
         raise TypeError(
@@ -590,12 +718,11 @@ def tta_v1(
     'none') on their logarithm, for cross-entropy -log(preds[i, target_i]). v1 accepted a
     scale below 1 (zoom out, padding); here it is refused."""
     check_bool("with_loss", with_loss)
-    if beta is not None and (
-        isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta <= 1
-    ):
-        raise ValueError(f"beta should be a float in [0, 1] or None, got {beta!r}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 <= scale < 1e6:
+    beta = _check_beta(beta)
+    number = real_or_none(scale)
+    if number is None or not 1 <= number < 1e6:
         raise ValueError(f"scale should be a zoom factor >= 1 (v1's default 1.35), got {scale!r}")
+    scale = number
     if with_loss and beta is None:
         raise ValueError("with_loss needs the blended predictions: pass a beta, not None")
     dl = _in_order_loader(learn.data, ds_type)
@@ -635,7 +762,7 @@ class _V1Pass(_PlainPass):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = epoch_generator(self.seed ^ _TTA_V1_STREAM, self.index)
         mean, std = self.dl.stats if self.dl.stats is not None else ((0.0,) * 3, (1.0,) * 3)
-        out_hw = (self.dl.size, self.dl.size) if isinstance(self.dl.size, int) else self.dl.size
+        out_hw = check_hw("data.size", self.dl.size)
         mode = self.spec.mode if self.spec is not None else "bilinear"
         pad_mode = self.spec.pad_mode if self.spec is not None else "reflection"
         for x, y in self.dl.uint8_batches(0):
@@ -676,7 +803,7 @@ def summary(learn: Learner) -> Summary:
         raise ValueError(
             f"summary needs the input size (data.size), got data of type {type(data).__name__}"
         )
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = check_hw("data.size", size)
     bs = min(int(getattr(data, "bs", 1) or 1), 64)
     device = next(iter(learn.model.parameters())).device
     x = torch.zeros(bs, 3, h, w, device=device)

@@ -26,7 +26,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fastcore_ext import ranks
-from fastcore_ext.checks import check_bool
+from fastcore_ext.checks import check_bool, int_or_none, real_or_none
 from fastcore_ext.plots import PlotFigure, check_figsize, finish, grid_cells, image_grid
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport"]
@@ -209,8 +209,10 @@ class ClassificationInterpretation:
         """The off-diagonal cells of the confusion matrix with at least `min_val` items, as
         (actual class, predicted class, count), by count descending; equal counts in order of
         the actual class's index, then the predicted class's index."""
-        if isinstance(min_val, bool) or not isinstance(min_val, (int, np.integer)):
+        number = int_or_none(min_val)
+        if number is None:
             raise TypeError(f"min_val should be an int, got {type(min_val).__name__} {min_val!r}")
+        min_val = number
         if min_val < 1:
             raise ValueError(f"min_val should be >= 1 (a number of items), got {min_val}")
         cm = self.confusion_matrix()
@@ -288,8 +290,10 @@ class ClassificationInterpretation:
         if cells is not None:
             k = min(k, cells)
         check_bool("heatmap", heatmap)
-        if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+        number = real_or_none(alpha)
+        if number is None or not 0 <= number <= 1:
             raise ValueError(f"alpha should be a number in [0, 1], got {alpha!r}")
+        alpha = number
         cmap_obj = _colormap(cmap) if heatmap else None
         losses, idxs = self.top_losses(k, largest)
         rows_of = {int(i): r for r, i in enumerate(self.idxs.tolist())}
@@ -343,20 +347,25 @@ class ClassificationInterpretation:
         Saved as 'confusion_matrix[_normalized][_top<n>].png'. Returns the Figure."""
         check_bool("normalize", normalize)
         check_bool("plot_txt", plot_txt)
-        if dpi is not None and (
-            isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not dpi > 0
-        ):
-            raise ValueError(f"dpi should be a number > 0 or None, got {dpi!r}")
+        if dpi is not None:
+            number = real_or_none(dpi)
+            if number is None or not number > 0:
+                raise ValueError(f"dpi should be a number > 0 or None, got {dpi!r}")
+            dpi = number
         if title is not None and not isinstance(title, str):
             raise TypeError(f"title should be a str or None, got {type(title).__name__}")
-        if isinstance(norm_dec, bool) or not isinstance(norm_dec, int) or not 0 <= norm_dec <= 6:
+        number = int_or_none(norm_dec)
+        if number is None or not 0 <= number <= 6:
             raise ValueError(f"norm_dec should be an int in [0, 6], got {norm_dec!r}")
+        norm_dec = number
         cmap_obj = _colormap(cmap)
         cm = self.confusion_matrix()
         keep = np.arange(self.c)
         if top is not None:
-            if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            number = int_or_none(top)
+            if number is None or number < 1:
                 raise ValueError(f"top should be a positive int or None, got {top!r}")
+            top = number
             off = cm.copy()
             np.fill_diagonal(off, 0)
             involvement = off.sum(axis=0) + off.sum(axis=1)
@@ -410,11 +419,12 @@ class ClassificationInterpretation:
     def _check_k(self, k: int | None) -> int:
         if k is None:
             return len(self)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        number = int_or_none(k)
+        if number is None:
             raise TypeError(f"k should be an int or None, got {type(k).__name__} {k!r}")
-        if k < 1:
-            raise ValueError(f"k should be >= 1, got {k}")
-        return min(int(k), len(self))
+        if number < 1:
+            raise ValueError(f"k should be >= 1, got {number}")
+        return min(number, len(self))
 
     def _dataset(self) -> Any:
         ds = getattr(self.data, f"{self.ds_type}_ds", None)
@@ -441,8 +451,10 @@ class ClassificationInterpretation:
         self, raw: list[torch.Tensor], classes: list[int], thresh: int
     ) -> list[np.ndarray | None]:
         """`heatmaps` of the items `raw` (as the data set stores them)."""
-        if isinstance(thresh, bool) or not isinstance(thresh, int) or thresh < 0:
+        number = int_or_none(thresh)
+        if number is None or number < 0:
             raise ValueError(f"heatmap_thresh should be an int >= 0, got {thresh!r}")
+        thresh = number
         model = getattr(self.learn, "model", None)
         if not (isinstance(model, torch.nn.Sequential) and len(model) >= 2):
             raise ValueError(

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastcore_ext.checks import int_or_none, real_or_none
+
 __all__ = [
     "NORM_TYPES",
     "default_splitter",
@@ -70,9 +72,10 @@ def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
 
 def check_lr_value(name: str, value: Any) -> float:
     """`value` as a float; TypeError unless a number, ValueError unless finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    number = real_or_none(value)
+    if number is None:
         raise TypeError(f"{name} should be a float, got {type(value).__name__} {value!r}")
-    value = float(value)
+    value = number
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} should be a finite number > 0, got {value}")
     return value
@@ -247,8 +250,10 @@ def lr_range(lr: float | slice | Sequence[float], n: int, name: str = "lr") -> l
             return [stop]
         ratio = (stop / start) ** (1 / (n - 1))
         return [start * ratio**i for i in range(n - 1)] + [stop]
+    if isinstance(lr, (np.ndarray, torch.Tensor)) and np.prod(lr.shape, dtype=np.int64) == 1:
+        return [check_lr_value(name, lr.item())] * n  # one number: every group
     if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
-        values = [float(v) for v in (lr.tolist() if hasattr(lr, "tolist") else lr)]
+        values = list(lr.tolist() if hasattr(lr, "tolist") else lr)
         if len(values) != n:
             raise ValueError(
                 f"{name} should have one value per layer group ({n}), got {len(values)}"
@@ -265,11 +270,12 @@ def wd_range(wd: float | Sequence[float], n: int) -> list[float]:
         raise ValueError(f"wd should be a float or one per layer group ({n}), got {len(values)}")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        number = real_or_none(v)
+        if number is None:
             raise TypeError(f"wd should be a float or floats, got {type(v).__name__} {v!r}")
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"wd should be a finite number >= 0, got {v}")
-        out.append(float(v))
+        if not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"wd should be a finite number >= 0, got {number}")
+        out.append(number)
     return out
 
 
@@ -278,8 +284,10 @@ def freeze_to(groups: list[list[nn.Parameter]], n: int, keep_trainable: set[int]
     others trainable; parameters whose id is in `keep_trainable` (normalization layers) stay
     trainable everywhere. Frozen parameters get requires_grad False and no gradient."""
     n_groups = len(groups)
-    if isinstance(n, bool) or not isinstance(n, int):
+    number = int_or_none(n)
+    if number is None:
         raise TypeError(f"n should be an int, got {type(n).__name__} {n!r}")
+    n = number
     if not -n_groups <= n <= n_groups:
         raise ValueError(f"n should be in [-{n_groups}, {n_groups}] (layer groups), got {n}")
     n_frozen = n if n >= 0 else n_groups + n

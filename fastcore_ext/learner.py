@@ -70,7 +70,7 @@ from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_file, save_checkpoint
-from fastcore_ext.checks import check_bool, check_int
+from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.export import export_model
 from fastcore_ext.interpret import ClassificationInterpretation
@@ -95,8 +95,10 @@ DEFAULT_PRECISION = "auto"  # Learner(precision=None) uses it; "fp32" turns the 
 
 def set_seed(seed: int) -> None:
     """Seed Python's `random`, numpy's global generator and torch (CPU and every GPU)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    number = int_or_none(seed)
+    if number is None:
         raise TypeError(f"seed should be an int, got {type(seed).__name__}")
+    seed = number
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -183,8 +185,9 @@ class Learner:
         self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
         self.opt_func = opt_func
         self.metrics = _check_metrics(metrics)
+        self._model_dir = Path(model_dir)
         self.path = Path(path) if path is not None else Path(getattr(data, "path", "."))
-        self.model_dir = Path(model_dir)
+        self.model_dir = self._model_dir
         self.splitter = splitter if splitter is not None else default_splitter
         self.channels_last = False
         self._auto_layout = False  # channels-last set by precision="auto" (to_fp32 undoes it)
@@ -861,6 +864,34 @@ class Learner:
         print("this Learner object self-destroyed - it still exists, but no longer usable")
 
     # ---- files (fastcore_ext.checkpoint, fastcore_ext.export) ---------------------------
+    @property
+    def path(self) -> Path:
+        """The folder of this learner's files: `export` writes there, `save` under
+        path/model_dir. Setting it checks that it is not a file (nor inside one)."""
+        return self._path
+
+    @path.setter
+    def path(self, value: str | os.PathLike) -> None:
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"path should be a str or Path, got {type(value).__name__}")
+        folder = Path(value)
+        _check_folder("path", folder, folder)
+        _check_folder("model_dir", self._model_dir, folder / self._model_dir)
+        self._path = folder
+
+    @property
+    def model_dir(self) -> Path:
+        """The folder of `save` / `load`'s checkpoints, relative to `path` (or absolute).
+        Setting it checks that path/model_dir is not a file (nor inside one)."""
+        return self._model_dir
+
+    @model_dir.setter
+    def model_dir(self, value: str | os.PathLike) -> None:
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"model_dir should be a str or Path, got {type(value).__name__}")
+        _check_folder("model_dir", Path(value), self._path / value)
+        self._model_dir = Path(value)
+
     def _model_file(self, name: str | os.PathLike, arg: str = "name") -> Path:
         return model_file(self.path / self.model_dir, name, arg)
 
@@ -871,7 +902,7 @@ class Learner:
         `fit_one_cycle(start_epoch=...)` need to resume exactly (fastcore_ext.checkpoint).
         Returns the file's path."""
         path = self._model_file(name)
-        opt = self.opt if with_opt else None
+        opt = self.opt if check_bool("with_opt", with_opt) else None
         seed = getattr(self.data, "seed", None)
         groups = self.group_map.to_dict()
         classes = getattr(self.data, "classes", None)
@@ -901,6 +932,10 @@ class Learner:
         warning); with_rng (default with_opt): the RNG states. An optimizer state saved with
         other param groups (another wd_bn_bias, or a file from before it) is rearranged for
         this learner's. Returns self; details in fastcore_ext.checkpoint.load_checkpoint."""
+        check_bool("with_opt", with_opt)
+        check_bool("strict", strict)
+        if with_rng is not None:
+            check_bool("with_rng", with_rng)
         regroup = partial(
             lg.regroup_state_dict,
             group_map=self.group_map,
@@ -928,6 +963,10 @@ class Learner:
         create_cnn models (a torchvision body + create_head). Returns the file's path."""
         if not isinstance(fname, (str, os.PathLike)) or not str(fname):
             raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
+        if os.path.isdir(self.path / fname):
+            raise ValueError(
+                f"fname should name a file, got {fname!r}: {self.path / fname} is a folder"
+            )
         return export_model(self.model, self.data, self.precision, self.path / fname)
 
 
@@ -1046,6 +1085,21 @@ def _check_learner_args(
             raise TypeError(
                 f"data should be a bunch with train_dl, valid_dl and device "
                 f"(e.g. ImageDataBunch), got {type(data).__name__} without {attr!r}"
+            )
+
+
+def _check_folder(name: str, value: Path, folder: Path) -> None:
+    """ValueError naming `name` when `folder` (where the learner writes files) or the
+    nearest of its parents that exists is a file: saving there could only fail."""
+    folder = Path(os.path.normpath(folder))  # "models/.." as mkdir will walk it
+    for p in (folder, *folder.parents):
+        if os.path.exists(p):
+            if os.path.isdir(p):
+                return
+            where = "it is" if p == folder else f"{p} is"
+            raise ValueError(
+                f"{name} should be a folder (this learner's files go under it), got "
+                f"{str(value)!r}: {where} a file"
             )
 
 

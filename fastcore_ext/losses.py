@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastcore_ext.checks import real_or_none
+
 __all__ = ["CrossEntropyLossFlat", "LabelSmoothingCrossEntropy"]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -26,11 +28,12 @@ class LabelSmoothingCrossEntropy(nn.Module):
         self, eps: float = 0.1, weight: torch.Tensor | None = None, reduction: str = "mean"
     ) -> None:
         super().__init__()
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 <= eps <= 1:
+        number = real_or_none(eps)
+        if number is None or not 0 <= number <= 1:
             raise ValueError(f"eps should be a number in [0, 1], got {eps!r}")
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction should be one of {_REDUCTIONS}, got {reduction!r}")
-        self.eps, self.weight, self.reduction = float(eps), weight, reduction
+        self.eps, self.weight, self.reduction = number, weight, reduction
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         c = output.shape[-1]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from fastcore_ext.checks import int_or_none, real_or_none
+
 __all__ = [
     "F1Score",
     "FBeta",
@@ -22,7 +24,8 @@ __all__ = [
 ]
 
 
-def _check(preds: torch.Tensor, targs: torch.Tensor, axis: int) -> None:
+def _check(preds: torch.Tensor, targs: torch.Tensor, axis: int, metric: str) -> None:
+    """The checks of every metric's arguments; `metric` is the metric's name in messages."""
     if not isinstance(preds, torch.Tensor):
         raise TypeError(f"preds should be a Tensor, got {type(preds).__name__}")
     if not isinstance(targs, torch.Tensor):
@@ -41,7 +44,7 @@ def _check(preds: torch.Tensor, targs: torch.Tensor, axis: int) -> None:
     if targs.dtype.is_floating_point or targs.dtype.is_complex or targs.dtype == torch.bool:
         raise TypeError(f"targs should hold integer class indices, got dtype {targs.dtype}")
     if targs.numel() == 0:
-        raise ValueError("accuracy of an empty set is undefined: preds and targs hold no items")
+        raise ValueError(f"{metric} of an empty set is undefined: preds and targs hold no items")
 
 
 def accuracy(preds: torch.Tensor, targs: torch.Tensor, axis: int = -1) -> torch.Tensor:
@@ -49,7 +52,7 @@ def accuracy(preds: torch.Tensor, targs: torch.Tensor, axis: int = -1) -> torch.
 
     preds: Tensor[N, C]; targs: int Tensor[N]. Returns a 0-dim float32 tensor.
     """
-    _check(preds, targs, axis)
+    _check(preds, targs, axis, "accuracy")
     return (preds.argmax(dim=axis) == targs).float().mean()
 
 
@@ -58,6 +61,7 @@ def error_rate(preds: torch.Tensor, targs: torch.Tensor, axis: int = -1) -> torc
 
     preds: Tensor[N, C]; targs: int Tensor[N]. Returns a 0-dim float32 tensor.
     """
+    _check(preds, targs, axis, "error_rate")
     return 1 - accuracy(preds, targs, axis=axis)
 
 
@@ -69,9 +73,11 @@ def top_k_accuracy(
     preds: Tensor[N, C] with C >= k; targs: int Tensor[N]. Returns a 0-dim float32 tensor.
     Use `functools.partial(top_k_accuracy, k=3)` to pass another k as a Learner metric.
     """
-    _check(preds, targs, axis)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    _check(preds, targs, axis, "top_k_accuracy")
+    number = int_or_none(k)
+    if number is None or number < 1:
         raise ValueError(f"k should be a positive int, got {k!r}")
+    k = number
     n_classes = preds.shape[axis]
     if k > n_classes:
         raise ValueError(f"k should be at most the number of classes ({n_classes}), got {k}")
@@ -103,14 +109,15 @@ class _ClassScore:
     ) -> None:
         if average not in _AVERAGES:
             raise ValueError(f"average should be one of {_AVERAGES}, got {average!r}")
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
+        number = real_or_none(beta)
+        if number is None or not number > 0:
             raise ValueError(f"beta should be a number > 0, got {beta!r}")
         self.kind, self.__name__ = kind, name
         self.axis, self.labels, self.pos_label = axis, labels, pos_label
-        self.average, self.beta = average, float(beta)
+        self.average, self.beta = average, number
 
     def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
-        _check(preds, targs, self.axis)
+        _check(preds, targs, self.axis, self.__name__)
         pred, targ = preds.argmax(dim=self.axis).reshape(-1), targs.reshape(-1)
         present = torch.unique(torch.cat([pred, targ])).tolist()
         if self.average == "binary":

@@ -34,6 +34,7 @@ import torchvision.models as models
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from fastcore_ext.checks import int_or_none, real_or_none
 from fastcore_ext.files import atomic_write
 
 __all__ = [
@@ -91,17 +92,13 @@ def create_head(
     layer (the others get ps/2) or one per linear layer. Linear weights are initialized with
     kaiming_normal_. Maps Tensor[B, nf, H, W] to logits Tensor[B, n_out].
     """
-    for name, v in (("nf", nf), ("n_out", n_out)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} should be a positive int, got {v!r}")
-    hidden = [512] if lin_ftrs is None else list(lin_ftrs)
-    for h in hidden:
-        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
-            raise ValueError(f"lin_ftrs should be positive ints, got {lin_ftrs!r}")
+    nf, n_out = (_positive_int(name, v) for name, v in (("nf", nf), ("n_out", n_out)))
+    hidden = [512] if lin_ftrs is None else _hidden_sizes(lin_ftrs)
     sizes = [nf * 2 if concat_pool else nf, *hidden, n_out]
     n_lin = len(sizes) - 1
-    if isinstance(ps, (int, float)) and not isinstance(ps, bool):
-        probs = [ps / 2] * (n_lin - 1) + [float(ps)]
+    p = real_or_none(ps)
+    if p is not None:
+        probs = [p / 2] * (n_lin - 1) + [p]
     else:
         probs = [float(p) for p in ps]
         if len(probs) != n_lin:
@@ -125,6 +122,33 @@ def create_head(
         if i < n_lin - 1:
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+def _positive_int(name: str, value: object) -> int:
+    number = int_or_none(value)
+    if number is None or number < 1:
+        raise ValueError(f"{name} should be a positive int, got {value!r}")
+    return number
+
+
+def _hidden_sizes(lin_ftrs: object) -> list[int]:
+    """create_head's lin_ftrs as a list of positive ints."""
+    if int_or_none(lin_ftrs) is not None or isinstance(lin_ftrs, (str, bytes)):
+        raise TypeError(
+            f"lin_ftrs should be a list of ints (the hidden layers' sizes, e.g. [512]), got "
+            f"{lin_ftrs!r}"
+        )
+    try:
+        sizes = list(lin_ftrs)
+    except TypeError:
+        raise TypeError(
+            f"lin_ftrs should be a list of ints (the hidden layers' sizes, e.g. [512]), got "
+            f"{lin_ftrs!r}"
+        ) from None
+    out = [int_or_none(h) for h in sizes]
+    if any(h is None or h < 1 for h in out):
+        raise ValueError(f"lin_ftrs should be positive ints, got {lin_ftrs!r}")
+    return out
 
 
 def weights_cache_file(weights: WeightsEnum) -> Path:
@@ -255,9 +279,31 @@ def create_body(
         return cut(model), model
     if cut is None:
         cut = default_cut(model)
-    elif isinstance(cut, bool) or not isinstance(cut, int):
-        raise TypeError(f"cut should be an int, a callable or None, got {cut!r}")
+    else:
+        cut = _check_cut(cut, model)
     return nn.Sequential(*list(model.children())[:cut]), model
+
+
+def _check_cut(cut: object, model: nn.Module) -> int:
+    """`cut` as an int that keeps at least one of the model's children in the body, and one
+    with parameters."""
+    index = int_or_none(cut)
+    if index is None:
+        raise TypeError(f"cut should be an int, a callable or None, got {cut!r}")
+    children = list(model.children())
+    n = len(children)
+    if not (1 <= index <= n or -n < index <= -1):
+        names = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(
+            f"cut should keep at least one of the model's {n} children ({names}) in the body: "
+            f"an int in [1, {n}] or [-{n - 1}, -1], got {cut!r}"
+        )
+    if not any(list(c.parameters()) for c in children[:index]):
+        raise ValueError(
+            f"cut={cut!r} keeps only children without parameters ("
+            f"{', '.join(type(c).__name__ for c in children[:index])}); pass a larger cut"
+        )
+    return index
 
 
 def num_features(body: nn.Module) -> int:

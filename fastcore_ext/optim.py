@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from fastcore_ext import ops
-from fastcore_ext.checks import check_number
+from fastcore_ext.checks import check_number, int_or_none, real_or_none
 from fastcore_ext.schedule import check_one_cycle_args, one_cycle
 
 __all__ = ["Adam", "SGD"]
@@ -46,6 +46,16 @@ _RANGES = {  # group key -> (lowest allowed, excluded upper bound or None): chec
 
 
 _TORCH_NAMES = {"weight_decay": "'wd'", "betas": "'mom' and 'sqr_mom'", "momentum": "'mom'"}
+
+
+def _steps(name: str, value: Any, rule: str, minimum: int) -> int:
+    """A step count (a Python or numpy integer) as an int >= minimum (`rule` says it)."""
+    number = int_or_none(value)
+    if number is None:
+        raise TypeError(f"{name} should be an int, got {type(value).__name__}")
+    if number < minimum:
+        raise ValueError(f"{name} should be {rule}, got {number}")
+    return number
 
 
 def _is_dense(p: torch.Tensor) -> bool:
@@ -235,14 +245,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
         `start_step` to resume mid-cycle. The groups' own 'lr' and 'mom' are kept and come
         back with `clear_schedule()`.
         """
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int):
-            raise TypeError(f"total_steps should be an int, got {type(total_steps).__name__}")
-        if total_steps <= 0:
-            raise ValueError(f"total_steps should be > 0, got {total_steps}")
-        if isinstance(start_step, bool) or not isinstance(start_step, int):
-            raise TypeError(f"start_step should be an int, got {type(start_step).__name__}")
-        if start_step < 0:
-            raise ValueError(f"start_step should be >= 0, got {start_step}")
+        total_steps = _steps("total_steps", total_steps, "> 0", 1)
+        start_step = _steps("start_step", start_step, ">= 0", 0)
         div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
         lrs = self._lr_max_list(lr_max)
         self._one_cycle = {
@@ -259,10 +263,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     def _lr_max_list(self, lr_max: Any) -> list[float]:
         n = len(self.param_groups)
-        if isinstance(lr_max, torch.Tensor):
+        if isinstance(lr_max, torch.Tensor) and lr_max.dim() > 0:
             lr_max = lr_max.tolist()
-        if isinstance(lr_max, (int, float)) and not isinstance(lr_max, bool):
-            lrs = [float(lr_max)] * n
+        if real_or_none(lr_max) is not None:
+            lrs = [lr_max] * n
         elif isinstance(lr_max, Sequence) and not isinstance(lr_max, (str, bytes)):
             if len(lr_max) != n:
                 raise ValueError(

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastcore_ext.checks import check_int, check_number
+from fastcore_ext.checks import check_int, check_number, int_or_none, real_or_none
 
 __all__ = [
     "sched_cos",
@@ -56,31 +56,44 @@ def sched_exp(start: float, end: float, pos: float) -> float:
     return start * (end / start) ** pos
 
 
-def _check_fraction(name: str, value: float, low: float, high: float, *, closed: bool) -> None:
-    ok = low <= value < high if closed else low < value < high
-    if not (isinstance(value, (int, float)) and ok):
+def _check_fraction(name: str, value: Any, low: float, high: float, *, closed: bool) -> float:
+    """`value` (a number, checked by the caller) as a float in [low, high) (closed) or
+    (low, high)."""
+    number = real_or_none(value)
+    ok = number is not None and (low <= number < high if closed else low < number < high)
+    if not ok:
         interval = f"[{low}, {high})" if closed else f"({low}, {high})"
         raise ValueError(f"{name} should be a number in {interval}, got {value!r}")
+    return number
 
 
 def check_one_cycle_args(
     div: float, div_final: float, pct_start: float, moms: Sequence[float]
 ) -> tuple[float, float, float, tuple[float, float, float]]:
     """Validate the shared one-cycle arguments; returns them as floats (moms as a 3-tuple)."""
-    for name, value in (("div", div), ("div_final", div_final)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} should be a number > 0, got {value!r}")
-    if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)):
+    div, div_final = (_positive(name, v) for name, v in (("div", div), ("div_final", div_final)))
+    if real_or_none(pct_start) is None:
         raise TypeError(f"pct_start should be a number in (0, 1), got {type(pct_start).__name__}")
-    _check_fraction("pct_start", pct_start, 0.0, 1.0, closed=False)
+    pct_start = _check_fraction("pct_start", pct_start, 0.0, 1.0, closed=False)
+    if isinstance(moms, np.ndarray):
+        moms = moms.tolist()
     if isinstance(moms, (str, bytes)) or not isinstance(moms, Sequence) or len(moms) != 3:
         raise ValueError(f"moms should be 3 numbers (start, middle, end), got {moms!r}")
     for i, m in enumerate(moms):
-        if isinstance(m, bool) or not isinstance(m, (int, float)):
+        if real_or_none(m) is None:
             raise TypeError(f"moms[{i}] should be a number in [0, 1), got {type(m).__name__}")
-        _check_fraction(f"moms[{i}]", m, 0.0, 1.0, closed=True)
-    m0, m1, m2 = (float(m) for m in moms)
-    return float(div), float(div_final), float(pct_start), (m0, m1, m2)
+    m0, m1, m2 = (
+        _check_fraction(f"moms[{i}]", m, 0.0, 1.0, closed=True) for i, m in enumerate(moms)
+    )
+    return div, div_final, pct_start, (m0, m1, m2)
+
+
+def _positive(name: str, value: Any) -> float:
+    """`value` as a float; ValueError unless a number > 0."""
+    number = real_or_none(value)
+    if number is None or not number > 0:
+        raise ValueError(f"{name} should be a number > 0, got {value!r}")
+    return number
 
 
 def one_cycle(
@@ -112,12 +125,17 @@ def exp_sweep(start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100) -
 
     fastai v2's exact form (`SchedExp` evaluated at `train_iter / num_it`), i = 0 .. num_it-1.
     """
-    if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it <= 0:
-        raise ValueError(f"num_it should be an int > 0, got {num_it!r}")
-    for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} should be a number > 0, got {value!r}")
+    num_it = _positive_int("num_it", num_it)
+    start_lr, end_lr = _positive("start_lr", start_lr), _positive("end_lr", end_lr)
     return [sched_exp(start_lr, end_lr, i / num_it) for i in range(num_it)]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    """`value` as an int; ValueError unless an integer > 0."""
+    number = int_or_none(value)
+    if number is None or number <= 0:
+        raise ValueError(f"{name} should be an int > 0, got {value!r}")
+    return number
 
 
 class Suggestions(NamedTuple):
@@ -163,10 +181,7 @@ def lr_find_window(lrs, losses, num_it: int | None = None) -> tuple[list[float],
         raise ValueError(
             f"lrs and losses should have the same length, got {len(lrs)} and {len(losses)}"
         )
-    if num_it is None:
-        num_it = len(lrs)
-    if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it <= 0:
-        raise ValueError(f"num_it should be an int > 0, got {num_it!r}")
+    num_it = len(lrs) if num_it is None else _positive_int("num_it", num_it)
     w_lrs, w_losses = _before_nan(lrs[num_it // 10 : -5], losses[num_it // 10 : -5])
     if len(w_lrs) >= 2:
         return w_lrs, w_losses

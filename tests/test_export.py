@@ -322,3 +322,86 @@ def test_tta_errors(trained):
             learn.tta()
     finally:
         learn.data.spec = spec
+
+
+# ---- every architecture create_cnn takes -------------------------------------------------------
+def _round_trip(arch, folder: Path, tmp: Path, size: int) -> None:
+    """create_cnn(arch) on `folder` at `size` px, export, load_learner: the same weights and,
+    on an image of the set, the same prediction."""
+    data = ImageDataBunch.from_folder(folder, size=size, bs=4, num_workers=0, seed=0)
+    learn = create_cnn(data, arch, pretrained=False, lin_ftrs=[8], seed=0, path=tmp)
+    learn.export()
+    loaded = load_learner(tmp)
+    for k, v in learn.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v), k
+    item = data.valid_ds.items[0]
+    cls, idx, probs = learn.predict(item)
+    cls2, idx2, probs2 = loaded.predict(item)
+    assert (cls2, idx2) == (cls, idx)
+    torch.testing.assert_close(probs2, probs)
+
+
+def test_a_regnet_exports_and_predicts_as_the_original(tmp_path):
+    """Every regnet builder failed on the meta device, so the export of a trained regnet
+    said "this body matches no torchvision builder"."""
+    folder = demo_dataset(tmp_path / "demo", n_per_class=2, size=32)
+    _round_trip(models.regnet_x_400mf, folder, tmp_path, 32)
+    assert describe_model(load_learner(tmp_path).model)["arch"] == "regnet_x_400mf"
+
+
+@pytest.mark.slow
+def test_every_builder_of_the_star_import_exports(tmp_path):
+    """The torchvision builders `from fastcore_ext.vision import *` names, each trained by
+    create_cnn, exported and loaded back (at 64 px: alexnet's body needs more than 32)."""
+    import fastcore_ext.vision as vision
+
+    names = [n for n in vision.__all__ if n in models.list_models(module=models)]
+    assert len(names) >= 16
+    folder = demo_dataset(tmp_path / "demo", n_per_class=2, size=64)
+    for name in names:
+        out = tmp_path / name
+        out.mkdir()
+        _round_trip(getattr(vision, name), folder, out, 64)
+
+
+@pytest.mark.slow
+def test_every_torchvision_classifier_builds_for_a_description():
+    """build_model and the body's inference need each architecture built without weights:
+    every classifier builder of torchvision (regnets included) builds."""
+    from fastcore_ext.export import _meta_model
+
+    failed = [n for n in models.list_models(module=models) if _meta_model(n) is None]
+    assert failed == []
+
+
+def test_a_loaded_learner_says_tta_needs_data(trained):
+    """tta() on a load_learner learner said "tta needs a DeviceDataLoader ..., got NoneType"."""
+    _, tmp = trained
+    loaded = load_learner(tmp)
+    for call in (loaded.tta, loaded.TTA):
+        with pytest.raises(ValueError, match=r"no validation data .*tta takes dl="):
+            call()
+
+
+def test_load_learner_names_the_export_beside_a_missing_file(trained, tmp_path):
+    """fastai v1's load_learner(path, 'export.pkl') said only "no such file"; fastbook's
+    load_learner(path/'export.pkl') named the export.pth beside it: both do now."""
+    learn, _ = trained
+    learn.export(tmp_path / "export.pth")
+    hint = r"export.pkl \(.*export.pth is there: learn.export\(\) writes export.pth .*reads it\)"
+    for call in (lambda: load_learner(tmp_path, "export.pkl"),
+                 lambda: load_learner(tmp_path / "export.pkl")):  # fmt: skip
+        with pytest.raises(FileNotFoundError, match=hint):
+            call()
+    with pytest.raises(FileNotFoundError, match=r"no such file: .*missing.pth \(.*export.pth is"):
+        load_learner(tmp_path, "missing.pth")
+
+
+def test_predict_detaches_a_tensor_that_requires_grad(trained, recwarn):
+    """predict on a requires_grad tensor emitted torch's "Converting a tensor with
+    requires_grad=True to a scalar" warning."""
+    learn, tmp = trained
+    x = open_image(learn.data.valid_ds.items[0]).data.clone().requires_grad_(True)
+    cls, idx, probs = learn.predict(x)
+    assert not [w for w in recwarn if "requires_grad" in str(w.message)]
+    assert (cls, idx) == learn.predict(x.detach())[:2] and not probs.requires_grad

@@ -332,7 +332,7 @@ def test_validate_bad_arguments():
     learn = make_learner()
     with pytest.raises(ValueError, match="ds_type 'test': there is no unlabelled test set"):
         learn.validate("test")
-    with pytest.raises(ValueError, match="the given dl yielded no batch"):
+    with pytest.raises(ValueError, match="dl yielded no batch"):
         learn.validate(dl=[])
     with pytest.raises(TypeError, match=r"dl should yield \(x, y\) pairs"):
         learn.validate(dl=[1])
@@ -366,3 +366,72 @@ def test_the_v1_test_set_name_says_what_to_do():
         ValueError, match=r"ds_type 'test': there is no unlabelled test set .*dl=\[\(x, None\)"
     ):
         learn.get_preds(DatasetType.Test)
+
+
+def _bad_batches(x: torch.Tensor, y: torch.Tensor) -> list:
+    """(batch, error, message) of what users pass to get_preds / validate(dl=...): the
+    second batch is the bad one, so the message must name batch 1."""
+    return [
+        ((x.double(), y), TypeError, r"dl, batch 1: x should be torch.float32 .* got dtype "
+         r"torch.float64: cast it with x.float\(\)"),
+        ((x.half(), y), TypeError, r"x should be torch.float32 .*got dtype torch.float16"),
+        ((x.numpy(), y), TypeError, r"x should be a torch.Tensor .*torch.from_numpy\(x\)"),
+        ((x[:, :1], y), ValueError, r"x should be images \[B, 3, H, W\] .*got shape "
+         r"\(8, 1, 8, 8\) \(grayscale\?"),
+        ((x[0], y[:1]), ValueError, r"got shape \(3, 8, 8\) \(one image\? x\[None\]"),
+        ((x.permute(0, 2, 3, 1), y), ValueError, r"got shape \(8, 8, 8, 3\) \(channels last\?"),
+        ((x, y[:5]), ValueError, r"y should hold one target per image \(8\), got 5"),
+        ((x, y.float()), TypeError, "y should be int64 class indices, got dtype torch.float32"),
+        ((x, y.int()), TypeError, r"got dtype torch.int32: cast it with y.long\(\)"),
+        ((x, F.one_hot(y, 2)), ValueError, r"y should be class indices \[B\], got shape "
+         r"\(8, 2\) \(one-hot\? y.argmax\(1\)"),
+        ((x, y + 2), ValueError, r"y should hold class indices in \[0, 2\) .*got values from 2 "
+         r"to 3"),
+        ((x, y - 1), ValueError, r"in \[0, 2\) .*got values from -1 to 0"),
+        ((x, y.tolist()), TypeError, r"y should be a torch.Tensor of int64 class indices"),
+    ]  # fmt: skip
+
+
+def test_get_preds_and_validate_check_each_batch_of_dl():
+    """float64 x raised torch's "expected scalar type Double", a numpy x "'numpy.ndarray' has no
+    attribute 'dim'", 1-channel and 3-D x conv2d's errors, a y of the wrong length blamed the
+    model's output shape, y out of range or float an IndexError / RuntimeError from the loss."""
+    learn = make_learner()
+    x, y = valid_xy(learn)
+    x, y = x[:8], y[:8].clone()
+    y[:2] = torch.tensor([0, 1])  # both classes, so ranges are from 0 to 1
+    for batch, error, match in _bad_batches(x, y):
+        with pytest.raises(error, match=match):
+            learn.validate(dl=[(x, y), batch])
+        with pytest.raises(error, match=match):
+            learn.get_preds(dl=[(x, y), batch])
+    probs, _ = learn.get_preds(dl=[(x, y)])  # a good batch still passes
+    assert probs.shape == (8, 2)
+
+
+def test_validate_needs_targets_and_says_so():
+    """validate(dl=[(x, None)]) failed inside cross_entropy ("'target' must be Tensor, not
+    NoneType")."""
+    learn = make_learner()
+    x, _ = valid_xy(learn)
+    with pytest.raises(ValueError, match=r"dl, batch 0: y is None, but validate computes the loss"):
+        learn.validate(dl=[(x, None)])
+
+
+def test_batches_after_to_fp32_and_on_another_device_are_named():
+    learn = make_learner(precision="bf16")
+    x, y = valid_xy(learn)
+    learn.get_preds(dl=[(x.bfloat16(), y)])  # the autocast dtype is the model's too
+    learn.to_fp32()
+    with pytest.raises(TypeError, match="got dtype torch.bfloat16: cast it with x.float()"):
+        learn.get_preds(dl=[(x.bfloat16(), y)])
+    with pytest.raises(ValueError, match=r"x should be on the model's device cpu, got meta"):
+        learn.get_preds(dl=[(x.to("meta"), y)])
+
+
+def test_the_data_loaders_batches_pass_the_checks(device):
+    """The learner's own loaders (float32 on its device, int64 targets) pass, on every device:
+    on a GPU no range check waits for the device."""
+    learn = make_learner(data=easy_bunch(device=device))
+    assert learn.get_preds()[0].shape == (40, 2)
+    assert len(learn.validate()) == 1

@@ -195,6 +195,32 @@ def test_lr_find_bad_suggest_funcs(value, exc, match):
     assert learn.recorder.lrs == []  # refused before any sweep
 
 
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"start_lr": 1e-3, "end_lr": 1e-3}, ValueError, "start_lr should be below end_lr"),
+        ({"start_lr": 1, "end_lr": 1e-5}, ValueError, r"end_lr: .*got start_lr=1 and end_lr=1e-05"),
+        (
+            {"start_lr": slice(1e-2, 1.0), "end_lr": 0.5},
+            ValueError,
+            r"below end_lr \(layer group 1\).*got start_lr=1 and end_lr=0.5",
+        ),
+        ({"start_lr": 0.0}, ValueError, "start_lr should be a finite number > 0"),
+        ({"end_lr": math.inf}, ValueError, "end_lr should be a finite number > 0"),
+        ({"start_lr": np.float32(-1.0)}, ValueError, "start_lr should be a finite number > 0"),
+        ({"num_it": 1}, ValueError, "num_it should be >= 2"),
+        ({"num_it": 2.0}, TypeError, "num_it should be an int"),
+    ],
+)
+def test_lr_find_checks_its_range_before_any_batch(kwargs, exc, match):
+    """start_lr == end_lr ran every batch, then ZeroDivisionError in `steep`; start_lr above
+    end_lr swept downwards and suggested start_lr."""
+    learn = make_learner()
+    with pytest.raises(exc, match=match):
+        learn.lr_find(**kwargs)
+    assert learn.recorder.lrs == []  # refused before any sweep
+
+
 def test_lr_find_show_plot_marks_the_suggestions(swept, monkeypatch):
     learn, _ = swept
     shown = []

@@ -131,3 +131,19 @@ def test_precision_as_a_learner_metric_names_its_column():
     learn.fit(1)
     assert learn.recorder.metric_names[-2] == "f1_score"
     assert 0.0 <= learn.recorder.values[-1][-1] <= 1.0
+
+
+def test_an_empty_set_names_the_metric_called():
+    """error_rate and Precision on empty input said "accuracy of an empty set"."""
+    from fastcore_ext.metrics import FBeta, Precision
+
+    preds, targs = torch.randn(0, 3), torch.zeros(0, dtype=torch.int64)
+    for metric, name in [
+        (error_rate, "error_rate"),
+        (accuracy, "accuracy"),
+        (partial(top_k_accuracy, k=2), "top_k_accuracy"),
+        (Precision(average="macro"), "precision_score"),
+        (FBeta(2.0, average="macro"), "fbeta_score"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{name} of an empty set is undefined"):
+            metric(preds, targs)

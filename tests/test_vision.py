@@ -7,6 +7,7 @@ import io
 import os
 import time
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -322,3 +323,33 @@ def test_summary_lists_layers_shapes_params_and_what_is_frozen():
     assert "  - Recorder" in lines and repr(text) == str(text)  # a notebook shows the text
     learn.unfreeze()
     assert "Model unfrozen" in learn.summary().splitlines()
+
+
+def test_head_lin_ftrs_is_a_list_of_ints():
+    """lin_ftrs=512 said "'int' object is not iterable"."""
+    for value in (512, np.int64(512), "512"):
+        with pytest.raises(TypeError, match=r"lin_ftrs should be a list of ints .*e.g. \[512\]"):
+            create_head(64, 3, lin_ftrs=value)
+    with pytest.raises(TypeError, match=r"lin_ftrs should be a list of ints"):
+        quiet(create_cnn(image_bunch(), models.resnet18, pretrained=False, lin_ftrs=512))
+
+
+@pytest.mark.parametrize("cut", [0, -100, 100, -10])
+def test_cut_out_of_the_models_children_names_cut(cut):
+    """cut=0 and cut=-100 said "splitter's layer group 0 holds no parameter"."""
+    match = (
+        r"cut should keep at least one of the model's 10 children \(conv1, bn1, .*fc\) in the "
+        rf"body: an int in \[1, 10\] or \[-9, -1\], got {cut}"
+    )
+    with pytest.raises(ValueError, match=match):
+        create_cnn(image_bunch(), models.resnet18, pretrained=False, cut=cut)
+
+
+def test_cut_keeping_only_layers_without_parameters_says_so():
+    def pool_first(weights=None):
+        return nn.Sequential(nn.Identity(), nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1))
+
+    with pytest.raises(ValueError, match=r"cut=1 keeps only children without parameters"):
+        create_cnn(image_bunch(), pool_first, pretrained=False, cut=1)
+    learn = quiet(create_cnn(image_bunch(), models.resnet18, pretrained=False, cut=-2))
+    assert len(learn.model[0]) == 8  # up to the pooling layer, as the default cut

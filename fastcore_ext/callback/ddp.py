@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from fastcore_ext.callback.core import Callback
+from fastcore_ext.checks import real_or_none
 from fastcore_ext.ranks import env_int, launched_by_torchrun, rank, world_size
 
 if TYPE_CHECKING:
@@ -177,8 +178,10 @@ def enter(learn: Learner, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """Put `learn` in distributed mode (see the module doc); what `Learner.distrib` does.
     Returns True when it did, False when there is nothing to do: already in distributed
     mode, or a single process (no process group and not launched by torchrun)."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    seconds = real_or_none(timeout)
+    if seconds is None or not seconds > 0:
         raise ValueError(f"timeout should be a number of seconds > 0, got {timeout!r}")
+    timeout = seconds
     if learn.distributed is not None:
         return False
     if not dist.is_available():

@@ -60,6 +60,14 @@ class LRFinder(Callback):
                 f"start_lrs and end_lrs should have one value per layer group, got "
                 f"{len(start_lrs)} and {len(end_lrs)}"
             )
+        for g, (start, end) in enumerate(zip(start_lrs, end_lrs, strict=True)):
+            if not start < end:
+                per_group = len(set(start_lrs)) > 1 or len(set(end_lrs)) > 1
+                group = f" (layer group {g})" if per_group else ""
+                raise ValueError(
+                    f"start_lr should be below end_lr{group}: the sweep goes up from start_lr "
+                    f"to end_lr, got start_lr={start:g} and end_lr={end:g}"
+                )
         self.num_it = num_it
         self.stop_div = stop_div
         self.sweeps = [

@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
-from fastcore_ext.checks import check_bool
+from fastcore_ext.checks import check_bool, int_or_none
 from fastcore_ext.plots import PlotFigure, check_figsize, finish
 
 if TYPE_CHECKING:
@@ -492,13 +492,18 @@ def _style(group: int) -> str:
     return ("-", "--", ":", "-.")[group % 4]
 
 
+def _skip(name: str, value: Any) -> int:
+    """A number of batches to skip: an int >= 0."""
+    number = int_or_none(value)
+    if number is None or number < 0:
+        raise ValueError(f"{name} should be an int >= 0, got {value!r}")
+    return number
+
+
 def _window(n: int, skip_start: int, skip_end: int) -> tuple[int, int]:
     """[lo, hi) of n recorded batches without the first skip_start and last skip_end; all
     of them when that would leave fewer than two."""
-    for name, v in (("skip_start", skip_start), ("skip_end", skip_end)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} should be an int >= 0, got {v!r}")
-    lo, hi = skip_start, n - skip_end
+    lo, hi = _skip("skip_start", skip_start), n - _skip("skip_end", skip_end)
     return (lo, hi) if hi - lo >= 2 else (0, n)
 
 

@@ -40,6 +40,7 @@ from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback, CancelFitException
 from fastcore_ext.callback.lr_finder import LRFinder
 from fastcore_ext.callback.progress import format_time
+from fastcore_ext.checks import int_or_none, real_or_none
 from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
@@ -176,8 +177,10 @@ class TrackerCallback(Callback):
             comp = np.less if ("loss" in monitor or "error" in monitor) else np.greater
         if not callable(comp):
             raise TypeError(f"comp should be callable comp(value, best) -> bool, got {comp!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)):
+        number = real_or_none(min_delta)
+        if number is None:
             raise TypeError(f"min_delta should be a float, got {type(min_delta).__name__}")
+        min_delta = number
         if not (math.isfinite(min_delta) and min_delta >= 0):
             raise ValueError(f"min_delta should be a finite number >= 0, got {min_delta}")
         self.monitor = monitor
@@ -245,8 +248,10 @@ class EarlyStoppingCallback(TrackerCallback):
         v1 = learn is not None  # v1's patience p stops where v2's p + 1 does
         low = 0 if v1 else 1
         patience = low if patience is None else patience
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < low:
+        number = int_or_none(patience)
+        if number is None or number < low:
             raise ValueError(f"patience should be an int >= {low}, got {patience!r}")
+        patience = number
         self.patience = patience + 1 if v1 else patience
         self.wait = 0
         self.learn = learn
@@ -327,8 +332,10 @@ class SaveModelCallback(TrackerCallback):
             every_epoch = every == "epoch"
         if not isinstance(fname, str) or not fname:
             raise TypeError(f"fname should be a non-empty str, got {fname!r}")
-        if not isinstance(every_epoch, (bool, int)) or every_epoch < 0:
+        number = every_epoch if isinstance(every_epoch, bool) else int_or_none(every_epoch)
+        if number is None or number < 0:
             raise ValueError(f"every_epoch should be a bool or an int >= 1, got {every_epoch!r}")
+        every_epoch = number
         if every_epoch and at_end:
             raise ValueError("every_epoch and at_end exclude each other; pass one of them")
         self.fname = fname

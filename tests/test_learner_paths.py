@@ -1,0 +1,81 @@
+"""The learner's folders and file arguments: a path or model_dir that is a file is refused
+when the learner is made or the attribute set (save raised NotADirectoryError and export
+FileExistsError after training), and save / load's flags are bools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import make_learner
+
+from fastcore_ext.learner import set_seed
+
+
+def test_a_path_that_is_a_file_is_refused_at_construction(tmp_path):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"path should be a folder .*got '.*afile.txt': it is a"):
+        make_learner(path=afile)
+    with pytest.raises(ValueError, match=r"path should be a folder .*afile.txt is a file"):
+        make_learner(path=afile / "sub")
+    with pytest.raises(ValueError, match=r"model_dir should be a folder .*got 'afile.txt'"):
+        make_learner(path=tmp_path, model_dir="afile.txt")
+    with pytest.raises(ValueError, match=r"model_dir should be a folder .*afile.txt is a file"):
+        make_learner(path=tmp_path, model_dir=afile / "models")
+
+
+def test_setting_path_or_model_dir_checks_them(tmp_path):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("not a folder")
+    learn = make_learner(path=tmp_path / "new")  # a folder still to make is fine
+    with pytest.raises(ValueError, match="path should be a folder"):
+        learn.path = afile
+    with pytest.raises(ValueError, match="model_dir should be a folder"):
+        learn.model_dir = "../afile.txt"
+    with pytest.raises(TypeError, match="model_dir should be a str or Path, got int"):
+        learn.model_dir = 3
+    assert learn.path == tmp_path / "new" and str(learn.model_dir) == "models"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "models").write_text("a file where the checkpoints would go")
+    with pytest.raises(ValueError, match=r"model_dir should be a folder .*'models': it is a"):
+        learn.path = tmp_path / "other"
+    learn.model_dir = "ckpts"
+    learn.path = tmp_path / "other"
+    assert learn.save("x") == tmp_path / "other" / "ckpts" / "x.pth"
+
+
+def test_save_and_load_flags_are_bools(tmp_path):
+    """learn.load(name, with_opt='x') was accepted."""
+    learn = make_learner(path=tmp_path)
+    with pytest.raises(TypeError, match="with_opt should be a bool, got str 'x'"):
+        learn.save("a", with_opt="x")
+    learn.save("a")
+    for kwargs, name in [
+        ({"with_opt": "x"}, "with_opt"),
+        ({"strict": 1}, "strict"),
+        ({"with_rng": "yes"}, "with_rng"),
+    ]:
+        with pytest.raises(TypeError, match=f"{name} should be a bool"):
+            learn.load("a", **kwargs)
+    learn.load("a", with_opt=False, with_rng=None)
+
+
+def test_set_seed_takes_numpy_ints():
+    set_seed(np.int64(3))
+    a = np.random.rand()
+    set_seed(3)
+    assert np.random.rand() == a
+
+
+def test_save_and_export_onto_a_folder_name_it(tmp_path):
+    """save('x') over a folder models/x.pth and export(a folder) raised IsADirectoryError from
+    the atomic rename, after writing the whole file."""
+    learn = make_learner(path=tmp_path)
+    (tmp_path / "models" / "x.pth").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"name should name a file, got 'x': .*x.pth is a folder"):
+        learn.save("x")
+    with pytest.raises(ValueError, match=r"name should name a file, got 'x'"):
+        learn.load("x")
+    with pytest.raises(ValueError, match=r"fname should name a file, got 'models': .* a folder"):
+        learn.export("models")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["models", "x.pth"]  # nothing written
