@@ -28,8 +28,11 @@ previous `path` as it was. A process killed outright (SIGKILL, power loss) can l
 temporary file behind, never a damaged `path`; the next save to the same name removes
 temporaries whose process is gone.
 
-In a distributed run (fastcore_ext.distributed) every process calls `atomic_save`; rank 0
-writes and the others wait for it at a barrier, so that any process can read the file next.
+In a distributed run (fastcore_ext.distributed) rank 0 writes and the other processes return
+at once, as fastai's save does, so that fastai's `if rank == 0: learn.save(...)` works (with a
+barrier in the save, rank 0 waited for the others until the group's timeout);
+`load_checkpoint` starts with a barrier, so a file every process saves and then loads is
+complete before any reads it.
 
 Integrity (fastcore_ext.integrity): `atomic_save` appends to the file the CRC-32 of every
 tensor it holds; `load_file` compares the loaded tensors with them and checks the zip CRC-32
@@ -85,17 +88,15 @@ def _serialize(obj: Any, f: BinaryIO) -> None:
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """Write `obj` with torch.save to `path` atomically (see the module docstring); create
-    the folder if needed. Returns `path` as a Path. Under several processes: rank 0 writes,
-    every process returns once the file is in place."""
+    the folder if needed. Returns `path` as a Path. Under several processes rank 0 writes and
+    the others return at once (no collective: rank 0 may save alone)."""
 
     path = Path(path)
     if not is_main_process():
-        barrier()
         return path
     with atomic_write(path) as f:
         _serialize(obj, f)
         add_checksums(f, obj)
-    barrier()
     return path
 
 
@@ -240,7 +241,9 @@ def load_checkpoint(
     names, compared (as str) with the file's: a ValueError naming both lists when they differ
     (other classes, or the same in another order: the outputs would name the wrong classes),
     a warning with strict=False; files without classes (older ones) are not checked. Nothing
-    is changed when an error is raised."""
+    is changed when an error is raised. Under several processes every process must call it:
+    it waits for all of them first (a barrier), so that rank 0's save before it is complete."""
+    barrier()
     device = next(iter(model.state_dict().values()), torch.empty(0)).device
     ckpt = load_file(path, map_location=device)
     if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:

@@ -545,3 +545,22 @@ def test_a_seeded_script_draws_the_same_data_seed_under_torchrun(images, tmp_pat
     for _ in range(2):  # two launches
         assert distributed.launch(2, args, module="ddp_seeded", timeout=120) == 0
         assert [(tmp_path / f"seeds{r}").read_text() for r in range(WORLD)] == [single] * WORLD
+
+
+def _save_on_rank_0_worker(rank: int, port: int, out: Path) -> None:
+    _env(rank, port)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        if rank == 0:  # fastai's idiom: only rank 0 saves
+            checkpoint.atomic_save({"w": torch.arange(3)}, out / "w.pth")
+        dist.barrier()  # both go on; rank 1 then reads the complete file
+        assert torch.equal(checkpoint.load_file(out / "w.pth")["w"], torch.arange(3))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_save_on_rank_0_alone_does_not_wait_for_the_others(tmp_path):
+    """`if rank == 0: learn.save(...)` hung: the save ended in a barrier the other processes
+    never reached (until the group's 30-minute timeout)."""
+    port = _free_port()
+    assert _run(_save_on_rank_0_worker, lambda r: (r, port, tmp_path), timeout=60) == [0] * WORLD
