@@ -564,3 +564,23 @@ def test_a_save_on_rank_0_alone_does_not_wait_for_the_others(tmp_path):
     never reached (until the group's 30-minute timeout)."""
     port = _free_port()
     assert _run(_save_on_rank_0_worker, lambda r: (r, port, tmp_path), timeout=60) == [0] * WORLD
+
+
+def _fresh_worker(rank: int, port: int, root: Path, out: Path) -> None:
+    torch.set_num_threads(1)
+    _env(rank, port)
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, seed=3, device="cpu")
+    torch.manual_seed(rank)  # each process its own random init
+    learn = Learner(data, tiny_model(), splitter=two_groups, path=out)
+    assert learn.distributed is not None
+    torch.save(learn.model.state_dict(), out / f"fresh{rank}.pt")
+
+
+def test_a_new_learner_has_rank_0s_weights_in_every_process(images, tmp_path):
+    """Before its first fit each process held its own random init, so validate() (and an
+    lr_find's restore) mixed several models."""
+    port = _free_port()
+    assert _run(_fresh_worker, lambda r: (r, port, images, tmp_path)) == [0] * WORLD
+    r0, r1 = (torch.load(tmp_path / f"fresh{r}.pt") for r in range(WORLD))
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k

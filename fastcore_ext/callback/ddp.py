@@ -198,6 +198,9 @@ def enter(learn: Learner, timeout: float = DEFAULT_TIMEOUT) -> bool:
         return False
     device_ids = _pin_to_gpu(learn) if cuda else None
     _check_same_data(learn.data)
+    with torch.no_grad():  # rank 0's weights everywhere from the start, not at the first fit:
+        for t in [*learn.model.parameters(), *learn.model.buffers()]:  # validate() before it
+            dist.broadcast(t, src=0)  # mixed the processes' own random inits
     _shard_loaders(learn, rank(), world_size())
     trainer = DistributedTrainer(device_ids, created)
     learn.add_cb(trainer)
