@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from functools import partial
+from numbers import Integral
 from typing import Any
 
 import matplotlib.pyplot as plt  # a script without a display gets Agg (matplotlib's fallback)
@@ -58,6 +59,7 @@ from fastcore_ext.callback import (
     TerminateOnNaN,
     mixed_precision,
 )
+from fastcore_ext.checks import check_bool
 from fastcore_ext.data import (
     DEMO_CLASSES,
     BBoxBlock,
@@ -244,6 +246,7 @@ def create_cnn(
     cut: int | Callable[[nn.Module], nn.Module] | None = None,
     lin_ftrs: Sequence[int] | None = None,
     ps: float | Sequence[float] = 0.5,
+    normalize: bool = True,
     **kwargs: Any,
 ) -> Learner:
     """A Learner for image classification from a torchvision architecture (fastai's
@@ -253,15 +256,19 @@ def create_cnn(
     models.resnet34 (or its name). pretrained: load the ImageNet weights (torchvision's
     DEFAULT, or the given Weights) and freeze the body except its BatchNorm layers; precision
     'auto' then runs bf16 from the first epoch (a random model's first epoch is float32).
-    cut, lin_ftrs, ps: see create_body / create_head. kwargs go to Learner (loss_func,
+    cut, lin_ftrs, ps: see create_body / create_head. normalize (fastai v2's): with pretrained
+    weights, data that is not normalized yet is normalized with ImageNet's statistics, those
+    the weights were trained with (`data.normalize(imagenet_stats)`, on `data` itself, as
+    fastai adds Normalize to the loaders). kwargs go to Learner (loss_func,
     opt_func, wd, path, model_dir, splitter, seed, cbs, precision; fastai v1's callbacks and
     callback_fns). Resnets get 3 layer groups
     (stem..layer2, layer3..layer4, head), other architectures 2 (body, head). On CUDA the
     model and its inputs are channels-last.
     """
     c = getattr(data, "c", None)
-    if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+    if isinstance(c, bool) or not isinstance(c, Integral) or c < 1:
         raise ValueError(f"data.c should be the number of classes (a positive int), got {c!r}")
+    check_bool("normalize", normalize)
     seed = kwargs.get("seed")
     if seed is not None:
         set_seed(seed)  # the head's random initialization is part of the run
@@ -271,6 +278,8 @@ def create_cnn(
     if "splitter" not in kwargs:
         is_resnet = isinstance(full, models.ResNet) and cut is None
         kwargs["splitter"] = resnet_split if is_resnet else default_split
+    if pretrained is not False and normalize and getattr(data, "stats", False) is None:
+        data.normalize(imagenet_stats)  # fastai v2's _add_norm: the weights' input statistics
     learn = Learner(data, model, metrics=metrics, **kwargs)
     if pretrained is not False:
         learn.freeze()

@@ -173,6 +173,33 @@ def test_pretrained_from_torchvision_cache_freezes_body(torch_home):
     assert all(p.requires_grad for p in learn.model[1].parameters())
 
 
+def test_pretrained_weights_normalize_data_that_is_not_yet_as_fastai_v2(torch_home, tmp_path):
+    """fastai v2's vision_learner(normalize=True) adds ImageNet's Normalize for pretrained
+    weights; fastbook's ImageDataLoaders(item_tfms=Resize(224)) has none, and ours trained the
+    pretrained body on [0, 1] inputs."""
+    place_random_resnet18_weights(torch_home)
+    folder = vision.demo_dataset(tmp_path / "demo", n_per_class=2, size=32)
+
+    def dls(stats=None):
+        d = vision.ImageDataLoaders.from_folder(folder, item_tfms=vision.Resize(32), bs=4,
+                                                num_workers=0)  # fmt: skip
+        return d if stats is None else d.normalize(stats)
+
+    d = dls()
+    create_cnn(d, models.resnet18)
+    assert d.stats == tuple(map(list, vision.imagenet_stats))
+    for kwargs in ({"pretrained": False}, {"normalize": False}):  # left as they are
+        d = dls()
+        create_cnn(d, models.resnet18, **kwargs)
+        assert d.stats is None
+    own = ([0.5] * 3, [0.25] * 3)
+    d = dls(own)
+    create_cnn(d, models.resnet18)
+    assert d.stats == own  # the user's statistics stay
+    with pytest.raises(TypeError, match="normalize should be a bool"):
+        create_cnn(dls(), models.resnet18, normalize="yes")
+
+
 def test_corrupt_cached_weights_name_the_file(torch_home):
     weights = models.ResNet18_Weights.DEFAULT
     folder = torch_home / "hub" / "checkpoints"
