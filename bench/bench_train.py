@@ -762,7 +762,7 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
     y = torch.randint(0, 12, (cfg["bs"],), generator=g).to(device)
     learn.model.train()
     learn.training = True
-    learn.xb, learn.yb = x, y
+    learn.xb, learn.yb = (x,), (y,)  # as the loop holds a batch (fastai v2's tuples)
     times = []
     for i in range(steps + 2):  # two warm-up steps
         _sync(device)

@@ -216,8 +216,9 @@ class Learner:
         self.event: str | None = None  # the event fired last, or being fired (interrupt.where)
         self.training = False
         self.dl: Any = None
-        self.xb: torch.Tensor | None = None
-        self.yb: torch.Tensor | None = None
+        # the batch as fastai v2 holds it: tuples of inputs and of targets (one of each here)
+        self.xb: tuple[torch.Tensor, ...] | None = None
+        self.yb: tuple[torch.Tensor, ...] | None = None
         self.pred: torch.Tensor | None = None
         self.loss_grad: torch.Tensor | None = None
         self.loss: torch.Tensor | None = None
@@ -345,7 +346,7 @@ class Learner:
         try:
             for i, (xb, yb) in enumerate(batches):
                 self.iter = i
-                self.xb, self.yb = xb, yb
+                self.xb, self.yb = (xb,), (yb,)
                 if self.training:
                     self.train_iter += 1
                 self._with_events(self._do_one_batch, "batch", CancelBatchException)
@@ -361,7 +362,7 @@ class Learner:
         return mp.autocast() if mp is not None else contextlib.nullcontext()
 
     def _do_one_batch(self) -> None:
-        xb = self.xb
+        (xb,) = self.xb
         if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         if self.training and self.ddp_model is not None:
@@ -371,7 +372,7 @@ class Learner:
         with self.autocast():
             self.pred = model(xb)
             self._event("after_pred")
-            self.loss_grad = self.loss_func(self.pred, self.yb)
+            self.loss_grad = self.loss_func(self.pred, *self.yb)
         self.loss = self.loss_grad.detach()
         self._event("after_loss")
         if not self.training:

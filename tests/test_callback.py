@@ -265,7 +265,7 @@ def _drive_recorder(metrics, train_losses, valid_batches):
     learn.training = False
     rec.before_validate()
     for pred, targ, loss in valid_batches:
-        learn.pred, learn.yb, learn.loss = pred, targ, loss
+        learn.pred, learn.yb, learn.loss = pred, (targ,), loss
         rec.after_loss()
         rec.after_batch()
     rec.after_validate()
@@ -464,3 +464,24 @@ def test_a_callback_class_is_instantiated_as_fastai_does():
     learn.fit(2, cbs=Count)
     learn.fit(1, cbs=[Count])
     assert seen == [0, 1, 0] and not any(type(cb) is Count for cb in learn.cbs)
+
+
+def test_the_batch_is_held_as_fastai_v2_holds_it_tuples_of_inputs_and_targets():
+    """A v2 callback counting items with len(self.yb[0]) got len() of a 0-d tensor, and one
+    reading self.xb[0] got one image instead of the batch."""
+
+    class Count(Callback):
+        def before_fit(self) -> None:
+            self.items, self.shapes = 0, set()
+
+        def after_batch(self) -> None:
+            if self.training:
+                self.items += len(self.yb[0])
+                self.shapes.add(tuple(self.xb[0].shape))
+
+    count = Count()
+    learn = make_learner(cbs=[count])
+    learn.fit(1)
+    bs = learn.data.train_dl.bs
+    assert count.items == len(learn.data.train_dl) * bs
+    assert {s[0] for s in count.shapes} <= {bs} and all(len(s) == 4 for s in count.shapes)

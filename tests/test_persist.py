@@ -359,7 +359,7 @@ class _MemoryProbe(Callback):
     def after_batch(self):
         if self.learn.training:
             learn = self.learn
-            self.refs += [weakref.ref(t) for t in (learn.xb, learn.pred, learn.loss_grad)]
+            self.refs += [weakref.ref(t) for t in (learn.xb[0], learn.pred, learn.loss_grad)]
 
     def after_epoch(self):
         gc.collect()

@@ -174,7 +174,8 @@ class Callback:
         """Before the training phase of an epoch (the model is in train mode)."""
 
     def before_batch(self) -> None:
-        """Before each batch; `learn.xb`, `learn.yb` hold it."""
+        """Before each batch; `learn.xb`, `learn.yb` hold it: tuples of the inputs and of the
+        targets, as fastai v2's (`(x,)`, `(y,)`: `learn.xb[0]` is the batch of images)."""
 
     def after_pred(self) -> None:
         """After the forward pass; `learn.pred` holds the output."""

@@ -218,16 +218,17 @@ class MixedPrecision(Callback):
         if self._checked or not learn.training:
             return
         self._checked = True
-        if self.dtype != torch.bfloat16 or learn.xb.device.type != "cpu":
+        (xb,) = learn.xb
+        if self.dtype != torch.bfloat16 or xb.device.type != "cpu":
             return
-        found = narrow_strided_convs(learn.model, learn.xb)
+        found = narrow_strided_convs(learn.model, xb)
         if found:
             self.fp32_fit = True
             warn_user(
                 f"bf16: this fit trains in float32: the CPU's bfloat16 convolution computes "
                 f"wrong weight gradients (garbage, inf or NaN) where a strided convolution's "
                 f"input is narrower than its stride, as here for items of "
-                f"{'x'.join(map(str, learn.xb.shape[2:]))} px: {'; '.join(found)}. Larger "
+                f"{'x'.join(map(str, xb.shape[2:]))} px: {'; '.join(found)}. Larger "
                 f"images avoid it (fastcore_ext.callback.mixed_precision)"
             )
 

@@ -161,7 +161,8 @@ class Recorder(Callback):
         learn = self.learn
         if learn.training or learn.loss is None:
             return
-        bs = learn.yb.shape[0]
+        (yb,) = learn.yb
+        bs = yb.shape[0]
         batch_sum = learn.loss.detach().float() * bs
         self._val_loss_sum = (
             batch_sum if self._val_loss_sum is None else self._val_loss_sum + batch_sum
@@ -169,7 +170,7 @@ class Recorder(Callback):
         self._val_n += bs
         if learn.metrics:
             self._val_preds.append(learn.pred.detach())
-            self._val_targs.append(learn.yb.detach())
+            self._val_targs.append(yb.detach())
 
     def after_validate(self) -> None:
         preds = torch.cat(self._val_preds) if self._val_preds else None
