@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from numbers import Integral, Real
 
 __all__ = ["launch", "launch_command"]
 
@@ -20,7 +21,7 @@ __all__ = ["launch", "launch_command"]
 def launch_command(nproc: int, argv: Sequence[str], module: str = "fastcore_ext") -> list[str]:
     """The command `launch` runs: this Python's torchrun, standalone (one machine),
     `nproc` processes, each running `python -m <module> <argv...>`."""
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+    if isinstance(nproc, bool) or not isinstance(nproc, Integral) or nproc < 1:
         raise ValueError(f"nproc should be an int >= 1 (processes on this machine), got {nproc!r}")
     if isinstance(argv, str) or not all(isinstance(a, str) for a in argv):
         raise TypeError(f"argv should be a list of str (command line arguments), got {argv!r}")
@@ -58,7 +59,7 @@ def launch(
     SIGTERM, then SIGKILL after 10 s, and TimeoutError is raised."""
     cmd = launch_command(nproc, argv, module)
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0
     ):
         raise ValueError(f"timeout should be a number of seconds > 0 or None, got {timeout!r}")
     proc = subprocess.Popen(cmd, start_new_session=True)

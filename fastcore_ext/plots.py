@@ -32,6 +32,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from numbers import Real
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -233,7 +234,7 @@ def check_figsize(
     if not (
         isinstance(figsize, (tuple, list))
         and len(figsize) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in figsize)
+        and all(isinstance(v, Real) and not isinstance(v, bool) and v > 0 for v in figsize)
     ):
         raise ValueError(f"figsize should be (width, height) in inches > 0, got {figsize!r}")
     return (float(figsize[0]), float(figsize[1]))

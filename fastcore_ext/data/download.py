@@ -200,7 +200,7 @@ def download_url(
     timeout: seconds for name lookup, connecting, and each wait for data.
     """
     dest = Path(dest)
-    if not (isinstance(timeout, int | float) and timeout > 0):
+    if not (isinstance(timeout, Real) and not isinstance(timeout, bool) and timeout > 0):
         raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f"{dest.name}.part-{os.getpid()}")
