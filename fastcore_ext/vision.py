@@ -278,7 +278,12 @@ def create_cnn(
     if "splitter" not in kwargs:
         is_resnet = isinstance(full, models.ResNet) and cut is None
         kwargs["splitter"] = resnet_split if is_resnet else default_split
-    if pretrained is not False and normalize and getattr(data, "stats", False) is None:
+    if (
+        pretrained is not False
+        and normalize
+        and getattr(data, "stats", False) is None
+        and hasattr(data, "normalize")
+    ):
         data.normalize(imagenet_stats)  # fastai v2's _add_norm: the weights' input statistics
     learn = Learner(data, model, metrics=metrics, **kwargs)
     if pretrained is not False:

@@ -550,11 +550,12 @@ class DeviceDataLoader:
 
     def _usable(self, kept: int, skipped: list[int]) -> bool:
         """Whether a batch left with `kept` readable images after `skipped` were left out is
-        yielded: one is enough for an in-order loader; a training batch needs 2 (BatchNorm in
-        training mode fails on a batch of one), else it is skipped whole. Under several
+        yielded: one is enough for an in-order loader (also get_preds' in-order copy of a
+        training loader: eval mode); a batch of a training pass (drop_last) needs 2 (BatchNorm
+        in training mode fails on a batch of one), else it is skipped whole. Under several
         processes (`set_shard`) the others would wait for this one's batch forever, so a batch
         that would be skipped is an error there."""
-        if kept >= (2 if self.train else 1):
+        if kept >= (2 if self.drop_last else 1):
             return True
         if self.world_size > 1:
             names = ", ".join(str(self.dataset.items[i]) for i in skipped)
