@@ -79,6 +79,11 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
+class MissingRowsWarning(UserWarning):
+    """get_preds of a data set with unreadable images: fewer rows than items (callers that map
+    rows to items themselves, as ClassificationInterpretation, filter it)."""
+
+
 def forward(learn: Learner, xb: torch.Tensor) -> torch.Tensor:
     """The model call of every inference pass: Tensor[B, C, H, W] in the learner's memory
     format, in its precision -> float32 Tensor[B, c] (the loss of validation sees float32
@@ -194,7 +199,8 @@ def get_preds(
         warn_user(
             f"get_preds: {n_items - len(probs)} of the {n_items} {ds_type} images are unreadable "
             f"and have no row (data.bad_items names them); the {len(probs)} rows are the other "
-            f"items, in {ds_type}_ds order"
+            f"items, in {ds_type}_ds order",
+            MissingRowsWarning,
         )
     return tuple(res)
 

@@ -18,6 +18,7 @@ fastai builds: 37 classes x 20,000 items would be 27 million elements per compar
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from matplotlib.figure import Figure
 
 from fastcore_ext import ranks
 from fastcore_ext.checks import check_bool, int_or_none, real_or_none
+from fastcore_ext.inference import MissingRowsWarning
 from fastcore_ext.plots import PlotFigure, check_figsize, finish, grid_cells, image_grid
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport"]
@@ -152,12 +154,14 @@ class ClassificationInterpretation:
             raise TypeError(
                 f"learn should be a Learner (with get_preds), got {type(learn).__name__}"
             )
-        if tta:
-            if act is not None:
-                raise ValueError("act and tta=True exclude each other (TTA gives softmax probs)")
-            probs, targets, losses = learn.TTA(ds_type=ds_type, with_loss=True)
-        else:
-            probs, targets, losses = get_preds(ds_type=ds_type, with_loss=True, act=act)
+        if tta and act is not None:
+            raise ValueError("act and tta=True exclude each other (TTA gives softmax probs)")
+        with warnings.catch_warnings():  # the rows are mapped to their items below
+            warnings.simplefilter("ignore", MissingRowsWarning)
+            if tta:
+                probs, targets, losses = learn.TTA(ds_type=ds_type, with_loss=True)
+            else:
+                probs, targets, losses = get_preds(ds_type=ds_type, with_loss=True, act=act)
         idxs = _kept_items(getattr(learn, "data", None), ds_type, len(targets))
         return cls(learn, probs, targets, losses, ds_type=ds_type, idxs=idxs)
 

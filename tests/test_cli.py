@@ -48,6 +48,8 @@ def small_defaults(monkeypatch, small_demo):
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """The exit code and what the command printed (not what the test printed before it)."""
+    capsys.readouterr()
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err

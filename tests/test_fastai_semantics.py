@@ -17,6 +17,8 @@ from fastcore_ext.callback import Callback
 from fastcore_ext.callback.mixed_precision import auto_precision
 from fastcore_ext.data import ImageDataBunch, demo_dataset
 from fastcore_ext.exported import load_learner
+from fastcore_ext.inference import MissingRowsWarning
+from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.losses import LabelSmoothingCrossEntropy
 from fastcore_ext.vision import create_cnn, models
 
@@ -89,13 +91,15 @@ def test_get_preds_says_when_unreadable_images_have_no_row(tmp_path):
                          splitter=lambda m: [m])  # fmt: skip
     n = len(data.valid_ds)
     for _ in range(2):  # every pass says so (the loader warns once per file)
-        with pytest.warns(UserWarning, match=rf"get_preds: 3 of the {n} valid images are unread"):
+        with pytest.warns(MissingRowsWarning, match=rf"get_preds: 3 of the {n} valid images"):
             probs, targets = learn.get_preds()
         assert len(probs) == len(targets) == n - 3
     assert sorted(data.bad_items) == sorted(bad)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         learn.get_preds(dl=[(torch.zeros(2, 3, 16, 16), None)])  # the caller's own batches
+        interp = ClassificationInterpretation.from_learner(learn)  # maps rows to items itself
+    assert len(interp.idxs) == n - 3
 
 
 def test_a_callback_whose_init_skips_super_init_can_be_added():
