@@ -52,9 +52,10 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import matplotlib
 
@@ -527,6 +528,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(AttributeError, ValueError):
         sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped too
     parser = build_parser()
+    with warnings.catch_warnings():  # the previous showwarning comes back after the command
+        warnings.showwarning = _show_warning
+        return _run(parser, argv)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning as a command line prints it: no source line (there is no user's code to
+    point at: a library warning named '<frozen runpy>:88')."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # named by the sub-command (argparse names only the program)
