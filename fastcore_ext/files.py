@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "match_mode", "umask"]
+__all__ = ["atomic_write", "match_mode", "pid_alive", "umask"]
 
 
 @functools.cache
@@ -59,7 +59,9 @@ def match_mode(fd: int, replaces: str | os.PathLike | None = None) -> None:
     os.fchmod(fd, mode)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (another user's counts): a temporary file named after a
+    process that does not was left by one that died."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -74,7 +76,7 @@ def _remove_stale_temporaries(path: Path) -> None:
     prefix = f".{path.name}."
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
         pid = tmp.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 

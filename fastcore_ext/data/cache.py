@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastcore_ext.files import pid_alive
 from fastcore_ext.warn import warn_user
 
 from .images import RESIZE_METHODS, window_origins
@@ -89,16 +90,6 @@ def cache_key(items: Sequence[Path], size: int, method: str) -> tuple[str, str]:
             continue
         h.update(f"{st.st_size}:{st.st_mtime_ns};".encode())
     return fam, f"{fam}-{h.hexdigest()[:20]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class DecodedCache:
@@ -277,7 +268,7 @@ class DecodedCache:
         prefix = f"{self.key}.tmp-"
         for old in self.folder.glob(f"{prefix}*"):
             pid = old.name[len(prefix) :]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 old.unlink(missing_ok=True)
         self._tmp_path = self.folder / f"{prefix}{os.getpid()}"
         self._tmp = open(self._tmp_path, "wb")  # noqa: SIM115 (kept open while filling)
