@@ -72,6 +72,7 @@ from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_file, save_checkpoint
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
+from fastcore_ext.data.paths import file_in_the_way
 from fastcore_ext.export import export_model
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
@@ -1093,15 +1094,13 @@ def _check_folder(name: str, value: Path, folder: Path) -> None:
     """ValueError naming `name` when `folder` (where the learner writes files) or the
     nearest of its parents that exists is a file: saving there could only fail."""
     folder = Path(os.path.normpath(folder))  # "models/.." as mkdir will walk it
-    for p in (folder, *folder.parents):
-        if os.path.exists(p):
-            if os.path.isdir(p):
-                return
-            where = "it is" if p == folder else f"{p} is"
-            raise ValueError(
-                f"{name} should be a folder (this learner's files go under it), got "
-                f"{str(value)!r}: {where} a file"
-            )
+    file = file_in_the_way(folder)
+    if file is not None:
+        where = "it is" if file == folder else f"{file} is"
+        raise ValueError(
+            f"{name} should be a folder (this learner's files go under it), got "
+            f"{str(value)!r}: {where} a file"
+        )
 
 
 def _check_metrics(metrics: Any) -> list[Callable[..., Any]]:

@@ -17,12 +17,28 @@ from collections.abc import Iterable
 from numbers import Integral
 from pathlib import Path
 
-__all__ = ["DataPath", "NotAFolderError", "check_folder", "home_dir", "data_dir", "cache_dir"]
+__all__ = [
+    "DataPath",
+    "NotAFolderError",
+    "check_folder",
+    "file_in_the_way",
+    "home_dir",
+    "data_dir",
+    "cache_dir",
+]
 
 
 class NotAFolderError(NotADirectoryError, ValueError):
     """A path that should be a folder (or could become one) is a file, or lies under a file
     (both a NotADirectoryError and a ValueError, so either `except` catches it)."""
+
+
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file that keeps `folder` from being a folder: `folder` itself, or the nearest of
+    its parents that exists, when that is not a folder; None when `folder` is one or can be
+    made (mkdir(parents=True))."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def check_folder(path: object, arg: str) -> Path:
@@ -32,8 +48,8 @@ def check_folder(path: object, arg: str) -> Path:
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"{arg}: expected a folder (a str or Path), got {path!r}")
     folder = Path(path).expanduser()
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
+    existing = file_in_the_way(folder)
+    if existing is not None:
         where = "" if existing == folder else f" (a parent of {str(folder)!r})"
         raise NotAFolderError(f"{arg}: expected a folder, but {str(existing)!r}{where} is a file")
     return folder
