@@ -565,16 +565,8 @@ def tta(
     both; with beta=None ((augmented, plain), targets). Items in dataset order;
     probabilities float32 Tensor[N, c]. `n` is checked by the Learner."""
     beta = _check_beta(beta)
-    if dl is None:
-        dl = _in_order_loader(learn.data, ds_type)
-        if dl is None:
-            raise no_data_error(ds_type)
+    dl = _augmenting_loader(learn, ds_type, dl, "tta")
     spec = getattr(learn.data, "spec", None)
-    if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
-        raise TypeError(
-            f"tta needs a DeviceDataLoader (uint8 batches it augments itself), got "
-            f"{type(dl).__name__}"
-        )
     if spec is None:
         raise ValueError(
             "tta needs the training augmentation, and data.spec is None (built with "
@@ -591,6 +583,22 @@ def tta(
     if beta is None:
         return (augmented, plain), targets
     return torch.lerp(augmented, plain, float(beta)), targets
+
+
+def _augmenting_loader(learn: Learner, ds_type: str, dl: Any, caller: str) -> Any:
+    """The loader TTA augments: `dl`, else ds_type's data set in order (`_in_order_loader`);
+    an error when the learner has no such data, or when the loader cannot give the uint8
+    batches the augmentation starts from."""
+    if dl is None:
+        dl = _in_order_loader(learn.data, ds_type)
+        if dl is None:
+            raise no_data_error(ds_type)
+    if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
+        raise TypeError(
+            f"{caller} needs a DeviceDataLoader (uint8 batches it augments itself), got "
+            f"{type(dl).__name__}"
+        )
+    return dl
 
 
 def _in_order_loader(data: Any, ds_type: str) -> Any:
@@ -627,6 +635,10 @@ class _PlainPass:
     def __len__(self) -> int:
         return len(self.dl)
 
+    def _stats(self) -> tuple[Any, Any]:
+        """(mean, std) of the loader's normalization; (0, 1) per channel without one."""
+        return self.dl.stats if self.dl.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self.dl.uint8_batches(0):
             yield self.dl.augment(x, None), y
@@ -642,7 +654,7 @@ class _AugmentedPass(_PlainPass):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = epoch_generator(self.seed ^ _TTA_STREAM, self.index)
-        mean, std = self.dl.stats if self.dl.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+        mean, std = self._stats()
         for x, y in self.dl.uint8_batches(0):
             xb = augment_batch(
                 x,
@@ -731,14 +743,7 @@ def tta_v1(
     scale = number
     if with_loss and beta is None:
         raise ValueError("with_loss needs the blended predictions: pass a beta, not None")
-    dl = _in_order_loader(learn.data, ds_type)
-    if dl is None:
-        raise no_data_error(ds_type)
-    if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
-        raise TypeError(
-            f"TTA needs a DeviceDataLoader (uint8 batches it augments itself), got "
-            f"{type(dl).__name__}"
-        )
+    dl = _augmenting_loader(learn, ds_type, None, "TTA")
     per_item = _per_item_loss_func(learn.loss_func) if with_loss else None
     spec = getattr(learn.data, "spec", None)
     seed = getattr(learn.data, "seed", None) or 0
@@ -767,7 +772,7 @@ class _V1Pass(_PlainPass):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = epoch_generator(self.seed ^ _TTA_V1_STREAM, self.index)
-        mean, std = self.dl.stats if self.dl.stats is not None else ((0.0,) * 3, (1.0,) * 3)
+        mean, std = self._stats()
         out_hw = check_hw("data.size", self.dl.size)
         mode = self.spec.mode if self.spec is not None else "bilinear"
         pad_mode = self.spec.pad_mode if self.spec is not None else "reflection"
