@@ -313,8 +313,7 @@ class Learner:
                 if cb in self.cbs:
                     self.remove_cb(cb)
             self.training = False
-            self.dl = None
-            self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
+            self._forget_batch()
 
     def _do_fit(self) -> None:
         for epoch in range(self._start_epoch, self.n_epoch):
@@ -842,13 +841,10 @@ class Learner:
         check_bool("clear_opt", clear_opt)
         for p in self.model.parameters():
             p.grad = None
-        self.dl = self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
         if clear_opt:
             self.opt = self._create_opt()
             self._one_cycle_fit, self._sched_step = False, 0
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self._release_memory()
         return self
 
     def destroy(self) -> None:
@@ -859,11 +855,20 @@ class Learner:
         self.opt = self.data = _Destroyed()
         self.layer_groups = []
         self.compiled = self.ddp_model = None
+        self._release_memory()
+        print("this Learner object self-destroyed - it still exists, but no longer usable")
+
+    def _forget_batch(self) -> None:
+        """Drop the loop's references to the last loader, batch, prediction and loss."""
         self.dl = self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
+
+    def _release_memory(self) -> None:
+        """purge's and destroy's last step: forget the last batch, collect the garbage and,
+        on CUDA, return torch's cached blocks."""
+        self._forget_batch()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        print("this Learner object self-destroyed - it still exists, but no longer usable")
 
     # ---- files (fastcore_ext.checkpoint, fastcore_ext.export) ---------------------------
     @property
