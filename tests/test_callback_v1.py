@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from fakes import make_learner
+from fakes import N_BATCHES, make_learner, scripted
 
 from fastcore_ext import plots
 from fastcore_ext.callback import (
@@ -23,19 +23,6 @@ from fastcore_ext.callback import (
     ShowGraphCallback,
 )
 from fastcore_ext.callback import show_graph as show_graph_mod
-
-N_BATCHES = 8  # the fake bunch: 128 training items, bs 16
-
-
-def scripted(name: str, values: list[float]):
-    """A metric named `name` returning values[e] at the end of epoch e."""
-    it = iter(values)
-
-    def metric(preds, targs):
-        return next(it)
-
-    metric.__name__ = name
-    return metric
 
 
 class Counter(Callback):

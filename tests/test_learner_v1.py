@@ -9,11 +9,9 @@ import weakref
 
 import pytest
 import torch
-from fakes import make_learner
+from fakes import N_BATCHES, make_learner
 
 from fastcore_ext.interpret import ClassificationInterpretation
-
-N_BATCHES = 8  # the fake bunch: 128 training items, bs 16
 
 
 def one_cycle(step: int, total: int, lo: float, hi: float, end: float, pct: float) -> float:

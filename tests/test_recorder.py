@@ -5,12 +5,10 @@ test_plots.py."""
 from __future__ import annotations
 
 import pytest
-from fakes import make_learner
+from fakes import N_BATCHES, make_learner
 from matplotlib.figure import Figure
 
 from fastcore_ext.plots import plot_dir
-
-N_BATCHES = 8  # the fake bunch: 128 training items, bs 16
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from fakes import make_learner
+from fakes import N_BATCHES, make_learner, scripted
 from torch import nn
 
 from fastcore_ext.callback import (
@@ -27,19 +27,6 @@ from fastcore_ext.callback import (
 from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats
 from fastcore_ext.data import loader as loader_mod
 from fastcore_ext.learner import Learner
-
-N_BATCHES = 8  # the fake bunch: 128 training items, bs 16
-
-
-def scripted(name: str, values: list[float]):
-    """A metric named `name` returning values[e] at the end of epoch e."""
-    it = iter(values)
-
-    def metric(preds, targs):
-        return next(it)
-
-    metric.__name__ = name
-    return metric
 
 
 def params_of(model: nn.Module) -> list[torch.Tensor]:
