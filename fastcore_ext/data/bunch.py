@@ -177,6 +177,11 @@ class Resize:
         self.presize_method = resize_method(str(method), str(pad_mode))
         self.size, self.method, self.pad_mode = size, str(method), str(pad_mode)
 
+    @property
+    def presize(self) -> int:
+        """The side every image is presized to: `size` itself."""
+        return self.size
+
     def __repr__(self) -> str:
         pad = f", pad_mode={self.pad_mode!r}" if self.method == "pad" else ""
         return f"Resize({self.size}, method={self.method!r}{pad})"
@@ -228,6 +233,7 @@ class RandomResizedCrop:
             min_scale=float(min_scale), ratio=ratio,
         )  # fmt: skip
         self.min_scale, self.ratio = self.crop.min_scale, self.crop.ratio
+        self.presize_method = "crop"
         fine = math.ceil(self.size / math.sqrt(min_scale))  # the smallest crop not enlarged
         self.presize = max(self.size, min(2 * self.size, fine))
 
@@ -381,10 +387,8 @@ def _resolve_pipeline(
         size = resize.size
     else:
         size = 224
-    if isinstance(resize, RandomResizedCrop):
-        presize, method = resize.presize, "crop"
-    elif resize is not None:
-        presize, method = resize.size, resize.presize_method
+    if resize is not None:
+        presize, method = resize.presize, resize.presize_method
     else:
         presize, method = round(1.25 * size), "crop"
     return _Pipeline(size, presize, method, spec, stats)
