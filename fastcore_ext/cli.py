@@ -60,6 +60,7 @@ from typing import Any, NoReturn, TextIO
 import matplotlib
 
 from fastcore_ext.data import BadImageError, demo_dataset, get_image_files
+from fastcore_ext.export import DEFAULT_EXPORT
 from fastcore_ext.exported import load_learner
 from fastcore_ext.launch import launch
 from fastcore_ext.lesson import (
@@ -485,7 +486,7 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     model = Path(args.model).expanduser()
-    file = model / "export.pth" if model.is_dir() else model
+    file = model / DEFAULT_EXPORT if model.is_dir() else model
     if not file.is_file():
         raise UsageError(f"MODEL: expected export.pth or a folder holding it, got {str(model)!r}")
     try:

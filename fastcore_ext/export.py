@@ -40,6 +40,7 @@ from fastcore_ext.checkpoint import atomic_save, load_file
 from fastcore_ext.model_builder import AdaptiveConcatPool2d, create_head, default_cut
 
 __all__ = [
+    "DEFAULT_EXPORT",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "build_model",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = "fastcore_ext.export"
+DEFAULT_EXPORT = "export.pth"  # Learner.export's file name (fastai's: export.pkl)
 EXPORT_VERSION = 1
 
 

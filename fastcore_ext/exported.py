@@ -19,12 +19,10 @@ import torch
 from fastcore_ext.augment import augment_batch
 from fastcore_ext.callback import mixed_precision
 from fastcore_ext.data import load_image
-from fastcore_ext.export import build_model, read_export
+from fastcore_ext.export import DEFAULT_EXPORT, build_model, read_export
 from fastcore_ext.learner import Learner
 
 __all__ = ["InferenceData", "load_learner"]
-
-DEFAULT_EXPORT = "export.pth"  # Learner.export's file name (fastai's: export.pkl)
 
 
 class InferenceData:

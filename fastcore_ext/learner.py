@@ -73,7 +73,7 @@ from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_fi
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.data.paths import file_in_the_way
-from fastcore_ext.export import export_model
+from fastcore_ext.export import DEFAULT_EXPORT, export_model
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
@@ -963,7 +963,7 @@ class Learner:
         )
         return self
 
-    def export(self, fname: str | os.PathLike = "export.pth") -> Path:
+    def export(self, fname: str | os.PathLike = DEFAULT_EXPORT) -> Path:
         """Write what inference needs to path/`fname`: the weights and a JSON description
         (architecture, head, classes, normalization, input size and presize) with no pickled
         code. `load_learner` (fastcore_ext.exported) rebuilds the learner from it. Supports
