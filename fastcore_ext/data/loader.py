@@ -59,7 +59,7 @@ import gc
 import math
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral
 from pathlib import Path
 
@@ -194,19 +194,37 @@ class ImageDataset(Dataset):
             return decode_batch(self.items, idx.tolist(), self.size, self.method, u)
         if out is None:
             out = torch.empty((len(idx), self.size, self.size, 3), dtype=torch.uint8)
-        damaged = self.cache.verify(idx)
+
+        def decode(ids: list[int], uu: np.ndarray | None) -> tuple[torch.Tensor, list[int]]:
+            return decode_batch(self.items, ids, self.size, self.method, uu), []  # or raises
+
+        return self.read_cache(idx, u, out, decode)[0]
+
+    def read_cache(
+        self,
+        ids: np.ndarray,
+        u: np.ndarray | None,
+        out: torch.Tensor,
+        decode: Callable[[list[int], np.ndarray | None], tuple[torch.Tensor, list[int]]],
+    ) -> tuple[torch.Tensor, np.ndarray, list[int]]:
+        """From the complete cache: the windows of items `ids` (int64 [B]) placed by `u` (None:
+        centred) into `out` (uint8 [B, P, P, 3]); an item whose cached bytes fail their
+        checksum (`DecodedCache.verify`) is decoded from its file instead, by
+        ``decode(ids, u) -> (the readable ones' windows, in order, the unreadable ids)``.
+        Returns (the readable windows, their ids, the ids `decode` could not read)."""
+        damaged = self.cache.verify(ids)
         if not damaged.any():
-            self.cache.read(idx, u, out=out.numpy())
-            return out
+            self.cache.read(ids, u, out=out.numpy())
+            return out, ids, []
         ok, dam = np.flatnonzero(~damaged), np.flatnonzero(damaged)
         if len(ok):
-            x = self.cache.read(idx[ok], None if u is None else u[ok])
+            x = self.cache.read(ids[ok], None if u is None else u[ok])
             out[torch.from_numpy(ok)] = torch.from_numpy(x)
-        u_dam = None if u is None else u[dam]
-        out[torch.from_numpy(dam)] = decode_batch(
-            self.items, idx[dam].tolist(), self.size, self.method, u_dam
-        )
-        return out
+        x, bad = decode(ids[dam].tolist(), None if u is None else u[dam])
+        decoded = dam[~np.isin(ids[dam], bad)]  # their rows: decode keeps the order
+        out[torch.from_numpy(decoded)] = x.cpu()
+        readable = ~np.isin(ids, bad)
+        return out[torch.from_numpy(readable)], ids[readable], bad
 
     def __repr__(self) -> str:
         cache = "none" if self.cache is None else "complete" if self.cache.complete else "filling"
@@ -526,23 +544,13 @@ class DeviceDataLoader:
         u = None if draws is None else draws[ids]
         p = self.dataset.size
         out = torch.empty((len(ids), p, p, 3), dtype=torch.uint8, pin_memory=self._pin)
-        if not damaged.any():
-            cache.read(ids, u, out=out.numpy())
-            return out, torch.from_numpy(ids), bad
-        ok, dam = np.flatnonzero(~damaged), np.flatnonzero(damaged)
-        if len(ok):
-            out[torch.from_numpy(ok)] = torch.from_numpy(
-                cache.read(ids[ok], None if u is None else u[ok])
-            )
-        d = self._decode_here(ids[dam].tolist(), None if u is None else u[dam])
-        rows = dict(zip(ids.tolist(), range(len(ids)), strict=True))
-        out[[rows[i] for i in d.kept]] = d.x.cpu()
-        readable = ~np.isin(ids, d.bad)
-        return (
-            self._pinned(out[torch.from_numpy(readable)]),
-            torch.from_numpy(ids[readable]),
-            bad + d.bad,
-        )
+
+        def decode(i: list[int], uu: np.ndarray | None) -> tuple[torch.Tensor, list[int]]:
+            d = self._decode_here(i, uu)  # the loader's decoder; unreadable files listed
+            return d.x, d.bad
+
+        x, kept, unreadable = self.dataset.read_cache(ids, u, out, decode)
+        return self._pinned(x), torch.from_numpy(kept), bad + unreadable
 
     def _pinned(self, x: torch.Tensor) -> torch.Tensor:
         """`x` in pinned memory when batches go to an accelerator from the CPU."""
