@@ -36,8 +36,9 @@ survivors when a peer's connection closes or a collective outlives the group tim
 (`timeout`, default 30 minutes), and torchrun ends the remaining workers and exits non-zero.
 
 Launching. On one machine, `launch(nproc, argv)` runs
-``python -m torch.distributed.run --standalone --nproc-per-node N -m fastcore_ext <argv>``
-(the same as ``torchrun --standalone --nproc-per-node N -m fastcore_ext train ...``). On
+``python -m fastcore_ext.launch --standalone --nproc-per-node N -m fastcore_ext <argv>``
+(the same as ``torchrun --standalone --nproc-per-node N -m fastcore_ext train ...``, but
+one line instead of torchrun's traceback on a Ctrl-C). On
 several machines run on each one (node_rank 0..nnodes-1, the same rendezvous endpoint, a
 host:port of machine 0 that every machine can reach)::
 

@@ -1,6 +1,9 @@
 """Launching a command in several processes on this machine under torchrun:
 `fastcore-ext train --nproc N` calls `launch(N, argv)`.
 
+`python -m fastcore_ext.launch ARGS` is torchrun (``python -m torch.distributed.run ARGS``)
+that ends on a Ctrl-C or SIGTERM with one line instead of its agent's traceback.
+
 On several machines, run torchrun on each yourself (see fastcore_ext.distributed).
 """
 
@@ -19,8 +22,8 @@ __all__ = ["launch", "launch_command"]
 
 # ---- launching -------------------------------------------------------------------------------
 def launch_command(nproc: int, argv: Sequence[str], module: str = "fastcore_ext") -> list[str]:
-    """The command `launch` runs: this Python's torchrun, standalone (one machine),
-    `nproc` processes, each running `python -m <module> <argv...>`."""
+    """The command `launch` runs: this Python's torchrun (through this module's `main`),
+    standalone (one machine), `nproc` processes, each running `python -m <module> <argv...>`."""
     if isinstance(nproc, bool) or not isinstance(nproc, Integral) or nproc < 1:
         raise ValueError(f"nproc should be an int >= 1 (processes on this machine), got {nproc!r}")
     if isinstance(argv, str) or not all(isinstance(a, str) for a in argv):
@@ -30,7 +33,7 @@ def launch_command(nproc: int, argv: Sequence[str], module: str = "fastcore_ext"
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "fastcore_ext.launch",
         "--standalone",
         "--nproc-per-node",
         str(nproc),
@@ -100,3 +103,28 @@ def _stop_session(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+# ---- torchrun, quiet on a signal -------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """torchrun's command line (`torch.distributed.run.main`) on `argv`; its exit status.
+
+    A signal to torchrun (SIGINT from `launch` on a Ctrl-C, SIGTERM from a scheduler) makes
+    its agent forward the signal to the workers, wait for them, and then raise
+    SignalException, which torchrun prints as a 30-line traceback of its own agent. Here
+    that is one line, and the exit status is the shell's for the signal (130 for SIGINT).
+    What the workers print (their own Ctrl-C handling) is theirs and unchanged."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.run import main as torchrun
+
+    try:
+        torchrun(None if argv is None else list(argv))
+    except SignalException as e:
+        name = signal.Signals(e.sigval).name
+        print(f"fastcore-ext: torchrun stopped the processes on {name}", file=sys.stderr)
+        return 128 + int(e.sigval)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
