@@ -81,6 +81,7 @@ from .device_decode import JpegBatchDecoder, resolve_decode_device
 from .images import ImageSource, find_bad_images, load_image, resize_method
 from .items import (
     ItemSplit,
+    _check_seed,
     check_fnames,
     check_path,
     items_from_folder,
@@ -434,9 +435,7 @@ def _shared_seed(rng: str = "torch") -> int:
 def _resolve_seed(seed: int | None, rng: str = "torch") -> int:
     if seed is None:
         return _shared_seed(rng)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise TypeError(f"seed: expected a non-negative int or None, got {seed!r}")
-    return int(seed)
+    return _check_seed(seed, "a non-negative int or None")
 
 
 def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, list[Path]]:

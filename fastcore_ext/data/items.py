@@ -122,9 +122,9 @@ def get_image_files(
     return sorted(files)
 
 
-def _check_seed(seed: int) -> int:
+def _check_seed(seed: int, expected: str = "a non-negative int") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise TypeError(f"seed: expected a non-negative int, got {seed!r}")
+        raise TypeError(f"seed: expected {expected}, got {seed!r}")
     return int(seed)
 
 
