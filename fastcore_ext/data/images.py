@@ -2,7 +2,9 @@
 
 `to_rgb` turns a file, a PIL image, a numpy array or a tensor into ``uint8 Tensor[3, H, W]``
 with EXIF orientation applied and grayscale, palette and RGBA converted to RGB (alpha
-dropped, as Pillow's ``convert('RGB')``); 16-bit PNGs keep their high byte; an animation
+dropped, as Pillow's ``convert('RGB')``); images of more than 8 bits, 16-bit and float,
+become 8-bit the same way whatever the route (`wide_to_8bit`: 16-bit keeps its high byte,
+float in [0, 1] is scaled by 255); an animation
 gives its first frame. Files are decoded by TorchCodec (JPEG, PNG, WebP, GIF, AVIF; its
 image decoders come in its wheel and need no FFmpeg), Pillow for what it can't read (BMP,
 TIFF, PPM). Where TorchCodec cannot be imported (not installed, or its native libraries
@@ -74,6 +76,7 @@ __all__ = [
     "resize_method",
     "to_rgb",
     "verify_images",
+    "wide_to_8bit",
     "window_origins",
 ]
 
@@ -141,8 +144,56 @@ def _decode_bytes(data: bytes) -> torch.Tensor:
     return _torchcodec_decode(data, mode="RGB", output_dtype="auto")
 
 
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's single-channel >8-bit
+
+
+def _stretch(v: np.ndarray) -> np.ndarray:
+    """Values (float64) -> uint8, their minimum to 0 and their maximum to 255, rounded (a
+    constant image: all 0)."""
+    lo, hi = float(v.min()), float(v.max())
+    if hi == lo:
+        return np.zeros(v.shape, np.uint8)
+    return np.rint((v - lo) * (255 / (hi - lo))).astype(np.uint8)
+
+
+def wide_to_8bit(img: Image.Image) -> Image.Image:
+    """A single-channel image of more than 8 bits (Pillow modes I;16*, I, F: 16-bit PNG, TIFF
+    and PGM, 32-bit integer and float TIFF) -> mode 'L', the conversion every route to RGB
+    takes (a path, a PIL image, bytes, `open_image`); Pillow's ``convert('RGB')`` would clip
+    it to 0-255, leaving a 16-bit image white and a float one in [0, 1] black.
+
+    - I;16 (16-bit): the high byte, ``v >> 8``, as a 16-bit PNG decoded from its path.
+    - I (32-bit integer, Pillow's mode for 16-bit PGM/PPM and 32-bit TIFF): taken as 16-bit
+      (``v >> 8``) when its values lie in [0, 65535], which is where 16-bit data opened as 'I'
+      lies; any other range (negative values, or above 65535) is stretched from its minimum
+      to its maximum, the only scale left for an image of unknown depth.
+    - F (float): ``round(v * 255)`` when its values lie in [0, 1] (the float convention of
+      this library, `Image.data`, and of image libraries that save float images); any other
+      range (physical units, HDR, negative values) is stretched from its minimum to its
+      maximum, so the picture shows instead of a clipped black or white one (its absolute
+      level is lost: min-max per image). NaN and infinite values count as 0.
+    Any other mode is returned as it is."""
+    if img.mode not in _WIDE_MODES:
+        return img
+    arr = np.asarray(img)
+    if img.mode.startswith("I;16"):
+        out = (arr.astype(np.uint16) >> 8).astype(np.uint8)
+    elif img.mode == "I":
+        if arr.size and 0 <= arr.min() and arr.max() <= 65535:
+            out = (arr >> 8).astype(np.uint8)
+        else:
+            out = _stretch(arr.astype(np.float64)) if arr.size else arr.astype(np.uint8)
+    else:
+        v = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if not v.size or (0 <= v.min() and v.max() <= 1):
+            out = np.rint(v * 255).astype(np.uint8)
+        else:
+            out = _stretch(v)
+    return Image.fromarray(out)  # uint8 [H, W]: mode L
+
+
 def _pil_to_rgb(img: Image.Image) -> torch.Tensor:
-    img = ImageOps.exif_transpose(img)
+    img = wide_to_8bit(ImageOps.exif_transpose(img))
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode != "RGB":
