@@ -71,7 +71,8 @@ from .paths import cache_dir
 __all__ = ["DecodedCache", "KEEP_PER_GROUP", "cache_key", "clear_cache"]
 
 # 1: center squares in <key>.npy (+ .bad.npy); 2: before MAX_ASPECT (images.py); 3: no
-# checksums; 4: files identified by size and mtime only, names without their group
+# checksums; 4: files identified by size and mtime only, names without their group, and the
+# crop's whole image resized with its long side rounded (images._crop_whole: fastai's grid now)
 _VERSION = 5
 KEEP_PER_GROUP = 4  # caches kept per data folder, presize and method: two runs' train + valid
 _MAGIC = b"FCXIMGS\x00"
