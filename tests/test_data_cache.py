@@ -5,15 +5,18 @@ damaged, of an older version)."""
 import hashlib
 import json
 import os
+import shutil
 import struct
+import time
 import warnings
 import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from fastcore_ext.data import DecodedCache
+from fastcore_ext.data import DecodedCache, clear_cache
 from fastcore_ext.data import cache as cache_mod
 from fastcore_ext.data.images import PAD_MODES, window_origins
 
@@ -95,7 +98,8 @@ def test_fill_finish_read_windows(files, tmp_path):
     out = np.empty((2, P, P, 3), np.uint8)
     c.read(np.array([5, 5]), out=out)
     np.testing.assert_array_equal(out, _windows(images, [5, 5]))
-    assert [p.name for p in (tmp_path / "c").iterdir()] == [c.path.name]  # no temporaries
+    names = sorted(p.name for p in (tmp_path / "c").iterdir())  # no temporaries
+    assert names == [c.path.name, f"{c.key}.use-{os.getpid()}.{c._marker.name.rsplit('.', 1)[1]}"]
 
 
 def test_reused_by_a_new_instance(files, tmp_path):
@@ -191,6 +195,7 @@ def test_changed_file_invalidates_and_old_cache_is_removed(files, tmp_path):
     d = DecodedCache(files, P, "crop", folder=tmp_path)
     assert not d.complete and d.path != c.path
     _fill(d, _images(seed=5))
+    c.release()  # this process no longer uses the old cache (as when `c` goes)
     d.finish()
     assert d.complete and not c.path.exists()
 
@@ -412,3 +417,132 @@ def test_garbage_and_empty_final_files_are_not_used(files, tmp_path):
     for content in (b"", b"\x93NUMPY garbage", b"x" * 1000):
         c.path.write_bytes(content)
         assert not DecodedCache(files, P, "crop", folder=tmp_path).complete
+
+
+def _restamp(path, st) -> None:
+    """Give `path` the size-and-mtime identity of stat `st` back (as ``cp -p`` or ``tar x``
+    leave a rewritten file), waiting for the clock tick that moves its ctime on."""
+    for _ in range(200):
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if os.stat(path).st_ctime_ns != st.st_ctime_ns:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the ctime of {path} did not move")
+
+
+@pytest.mark.parametrize("how", ["in place", "renamed over"])
+def test_a_file_rewritten_with_its_old_size_and_mtime_is_decoded_anew(tmp_path, how):
+    """The key held size and mtime only: a file replaced by another of the same size and mtime
+    (cp -p, tar x, rsync -t) was served from the old cache, silently. Its ctime (set by every
+    write) and, when a new file is renamed over it, its inode change the key."""
+    from fastcore_ext.data import DeviceDataLoader, ImageDataset
+
+    colours = {"red": (200, 40, 40), "blue": (40, 40, 200)}
+    items = []
+    for name, rgb in colours.items():
+        items.append(tmp_path / f"{name}.bmp")  # BMP: the same byte size for the same shape
+        Image.fromarray(np.full((12, 12, 3), rgb, np.uint8)).save(items[-1])
+
+    def centre_pixels() -> np.ndarray:
+        ds = ImageDataset(items, [0, 1], ["red", "blue"], 8, "crop",
+                          DecodedCache(items, 8, "crop", folder=tmp_path / "c"))  # fmt: skip
+        dl = DeviceDataLoader(ds, 2, train=False, size=8, device=torch.device("cpu"), seed=0,
+                              num_workers=0)  # fmt: skip
+        for _ in range(2):  # the first pass fills the cache, the second reads it
+            x = torch.cat([b for b, _ in dl.uint8_batches(0)])
+        assert ds.cache.complete
+        return x.float().mean((2, 3)).numpy()  # [B, 3, P, P]
+
+    np.testing.assert_allclose(centre_pixels(), [colours["red"], colours["blue"]])
+    st = os.stat(items[0])
+    if how == "in place":
+        shutil.copyfile(items[1], items[0])
+    else:
+        shutil.copyfile(items[1], tmp_path / "new.bmp")
+        os.replace(tmp_path / "new.bmp", items[0])
+    _restamp(items[0], st)
+    now = os.stat(items[0])
+    assert (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    np.testing.assert_allclose(centre_pixels(), [colours["blue"], colours["blue"]])
+
+
+def _complete_list(files, folder, size=P) -> DecodedCache:
+    """A complete cache of `files` (whole presized noise images), released as when the
+    process that built it ends."""
+    c = DecodedCache(files, size, "crop", folder=folder)
+    rng = np.random.default_rng(len(files))
+    _write(c, range(len(files)), [rng.integers(0, 256, (size, size, 3), np.uint8)] * len(files))
+    c.finish()
+    c.release()
+    return c
+
+
+def _age(path, seconds_ago: float) -> None:
+    t = time.time_ns() - int(seconds_ago * 1e9)
+    os.utime(path, ns=(t, t))
+
+
+def test_the_folder_keeps_the_most_recently_used_caches_of_a_data_folder(files, tmp_path):
+    """Every new item list of a data folder (an unseeded split) made a new cache, forever.
+    Now a completed cache leaves the KEEP_PER_GROUP most recently used of its group (data
+    folder, presize, method); one that a live process uses is kept, and opening one marks it
+    used."""
+    folder = tmp_path / "c"
+    keep = cache_mod.KEEP_PER_GROUP
+    lists = [files[k:] for k in range(keep + 3)]  # item lists of one data folder
+    made = []
+    for k, items in enumerate(lists[:keep]):
+        made.append(_complete_list(items, folder))
+        _age(made[-1].path, 1000 - k)  # older first
+    other = _complete_list(files, folder, size=P + 1)  # another presize: another group
+    _age(other.path, 5000)
+    assert all(c.path.exists() for c in made)  # as many as kept
+    live = DecodedCache(lists[0], P, "crop", folder=folder)  # the oldest, opened: used now
+    assert live.complete
+    dead = folder / f"{made[1].key}.use-999999999.0"  # the marker of a process that died
+    dead.touch()
+    newest = _complete_list(lists[keep], folder)
+    assert newest.path.exists() and live.path.exists() and other.path.exists()
+    assert not made[1].path.exists() and not dead.exists()  # least recently used
+    assert made[2].path.exists() and made[3].path.exists()
+    _age(live.path, 2000)  # the oldest again, but a live process (this one) maps it
+    for items in lists[keep + 1 :]:
+        _complete_list(items, folder)
+    assert live.path.exists() and other.path.exists()
+    assert not made[2].path.exists()
+    group = newest.family.split("-")[0]
+    unused = [f for f in folder.glob(f"{group}-*.imgs") if f != live.path]
+    assert len(unused) == keep  # the kept ones, and the one in use beyond them
+    live.release()
+    _complete_list(files[1:3], folder)
+    assert not live.path.exists() and other.path.exists()
+    assert len(list(folder.glob(f"{group}-*.imgs"))) == keep
+
+
+def test_clear_cache_removes_what_no_live_process_uses(files, tmp_path, monkeypatch):
+    folder = tmp_path / "c"
+    old = _complete_list(files, folder)
+    live = _complete_list(files[1:], folder)
+    live_again = DecodedCache(files[1:], P, "crop", folder=folder)  # maps it: in use
+    filling = DecodedCache(files[2:], P, "crop", folder=folder)
+    _write(filling, [0], _images())  # a live temporary (this process fills it)
+    dead_tmp = folder / f"{old.key}.tmp-999999999"
+    dead_tmp.write_bytes(b"partial")
+    v4 = folder / f"{'ab' * 10}-{'cd' * 10}.imgs"  # an older version's cache
+    v4.write_bytes(b"old")
+    mine = folder / "notes.txt"  # not ours: never touched
+    mine.write_text("keep")
+    with pytest.warns(UserWarning, match=r"clear_cache: kept 2 cache file\(s\)"):
+        removed = clear_cache(folder)
+    assert removed == sorted([old.path, dead_tmp, v4])
+    assert live.path.exists() and filling._tmp_path.exists() and mine.exists()
+    live_again.release()
+    filling.discard()
+    assert clear_cache(folder) == [live.path]
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    monkeypatch.setenv("FASTCORE_EXT_HOME", str(tmp_path / "home"))
+    assert clear_cache() == []  # the default folder, not there yet
+    default = _complete_list(files, tmp_path / "home" / "cache" / "images")
+    assert clear_cache() == [default.path]
+    with pytest.raises(TypeError, match="folder: expected a cache folder"):
+        clear_cache(3)

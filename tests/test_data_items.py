@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from fastcore_ext.data import (
+    IMAGE_EXTENSIONS,
     MissingPathError,
     get_image_files,
     items_from_folder,
@@ -19,6 +20,8 @@ from fastcore_ext.data import (
     items_from_table,
     random_split,
     read_labels_csv,
+    to_rgb,
+    verify_images,
 )
 from fastcore_ext.data.items import _resolve_fnames
 
@@ -398,3 +401,124 @@ def test_get_image_files_follows_folder_links_once_and_lists_broken_links(tmp_pa
     )
     split = items_from_folder(data, valid_pct=0.25, seed=0)
     assert split.classes == ["cat", "linked"]
+
+
+def test_a_folder_reached_under_two_names_is_listed_under_both(tmp_path):
+    """A link to a sibling class folder took that class's images ("each real folder once":
+    whichever name the walk met first won, and 'cat' vanished). As fastai, both names list
+    them; a link to an ancestor (a loop) is still not followed."""
+    data = tmp_path / "data"
+    cats = [_img(data / "cat" / f"c{i}.png") for i in range(3)]
+    coffee = [_img(data / "coffee" / f"k{i}.png") for i in range(2)]
+    (data / "a_kitty").symlink_to(data / "cat", target_is_directory=True)
+    (data / "zz_espresso").symlink_to("coffee", target_is_directory=True)
+    (data / "coffee" / "up").symlink_to(data, target_is_directory=True)  # a loop
+    (data / "cat" / "self").symlink_to(".", target_is_directory=True)  # a loop too
+    files = get_image_files(data)
+    assert files == sorted(
+        [*cats, *coffee, *(data / "a_kitty" / p.name for p in cats),
+         *(data / "zz_espresso" / p.name for p in coffee)]
+    )  # fmt: skip
+    split = items_from_folder(data, valid_pct=0.25, seed=0)
+    labels = [split.classes[i] for i in split.train_labels + split.valid_labels]
+    assert {c: labels.count(c) for c in split.classes} == {
+        "a_kitty": 3, "cat": 3, "coffee": 2, "zz_espresso": 2
+    }  # fmt: skip
+
+
+def _pil_readers() -> dict[str, str]:
+    """Extension -> Pillow format, for the formats this Pillow can open."""
+    Image.init()
+    return {e: f for e, f in Image.registered_extensions().items() if f in Image.OPEN}
+
+
+def test_image_extensions_are_fastais_that_a_decoder_here_reads():
+    """Derived, not guessed: every extension is one Pillow opens here or a HEIF one
+    (TorchCodec's, with libheif), and every one of fastai's (mimetypes' image/*) that Pillow
+    opens is listed, but for the metafiles Pillow draws only on Windows."""
+    import mimetypes
+
+    mimetypes.init()
+    readers = _pil_readers()
+    heif = {".heic", ".heif", ".heics", ".heifs", ".hif"}
+    assert {e for e in IMAGE_EXTENSIONS if e not in readers} == heif
+    fastais = {e.lower() for e, t in mimetypes.types_map.items() if t.startswith("image/")}
+    assert {e for e in fastais if e in readers} - IMAGE_EXTENSIONS <= {".emf", ".wmf"}
+    for e in (".jfif", ".jpe", ".avif", ".jpg", ".png"):
+        assert e in IMAGE_EXTENSIONS
+
+
+def test_jfif_jpe_avif_and_heic_files_are_found_and_checked(tmp_path):
+    """.jfif (Chrome, Windows), .jpe and .avif were never listed: a class of .jfif files
+    vanished without a word. A .heic that cannot be decoded is listed too, and named by
+    verify_images as unreadable, rather than left out."""
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    made = {}
+    for cls, ext, fmt in (("a", ".jpg", "JPEG"), ("b", ".jpe", "JPEG"), ("c", ".jfif", "JPEG"),
+                          ("d", ".avif", "AVIF"), ("e", ".JFIF", "JPEG")):  # fmt: skip
+        for i in range(2):
+            made[cls, i] = tmp_path / cls / f"{i}{ext}"
+            made[cls, i].parent.mkdir(exist_ok=True)
+            Image.fromarray(px).save(made[cls, i], format=fmt)
+    broken = tmp_path / "e" / "phone.heic"
+    broken.write_bytes(b"not a heic file")
+    assert get_image_files(tmp_path) == sorted([*made.values(), broken])
+    split = items_from_folder(tmp_path, valid_pct=0.3, seed=0)
+    assert split.classes == ["a", "b", "c", "d", "e"]
+    for path in made.values():
+        assert to_rgb(path).shape == (3, 16, 16)
+    assert verify_images(tmp_path) == [broken]
+
+
+def _warned(fn) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn()
+    return [str(w.message) for w in caught]
+
+
+def test_valid_pct_warns_about_class_folders_without_images(tmp_path):
+    """The train/ + valid/ layout warned about a class folder without images; valid_pct
+    dropped it silently. 'models' (where a Learner saves under its path) is no class."""
+    for cls in ("a", "b"):
+        for i in range(3):
+            _img(tmp_path / cls / f"{i}.png")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("no images")
+    (tmp_path / "d" / "deeper").mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    msgs = _warned(lambda: items_from_folder(tmp_path, valid_pct=0.3, seed=0))
+    assert msgs == [
+        f"path: ignored 2 class folders that hold no image files, as fastai does (the classes "
+        f"are the labels of the images found): 2 in {str(tmp_path)!r} ('c', 'd')"
+    ]
+    from fastcore_ext.data import ImageDataLoaders
+
+    kw = dict(valid_pct=0.3, seed=0, item_tfms=None, bs=2, num_workers=0)
+    msgs = _warned(lambda: ImageDataLoaders.from_folder(tmp_path, **kw))
+    assert any("path: ignored 2 class folders" in m for m in msgs)
+
+
+def test_valid_pct_warns_when_a_label_comes_from_several_top_folders(tmp_path):
+    """cat/2023, dog/2023 (a phone export): fastai's parent_label makes '2023' one class of
+    cats and dogs; one warning names the label and its folders and how to label by the top
+    folder. train/cat and valid/cat (a split tree pooled with valid_pct) is no such case."""
+    for top, subs in (("cat", ("2023", "2024")), ("dog", ("2023",)), ("owl", ("2024",))):
+        for sub in subs:
+            _img(tmp_path / "phone" / top / sub / "x.png")
+            _img(tmp_path / "phone" / top / sub / "y.png")
+    msgs = _warned(lambda: items_from_folder(tmp_path / "phone", valid_pct=0.3, seed=0))
+    assert len(msgs) == 1
+    assert "2 label(s) come from several top folders" in msgs[0]
+    assert "'2023' from 'cat', 'dog'; '2024' from 'cat', 'owl'" in msgs[0]
+    assert "get_y=lambda p: p.relative_to(path).parts[0]" in msgs[0]
+    with pytest.warns(UserWarning, match="come from several top folders"):
+        split = items_from_folder(tmp_path / "phone", valid_pct=0.3, seed=0)
+    assert split.classes == ["2023", "2024"]  # fastai's labels, kept
+    for s in ("train", "valid"):
+        for cls in ("cat", "dog"):
+            _img(tmp_path / "pooled" / s / cls / "x.png")
+            _img(tmp_path / "pooled" / s / cls / "y.png")
+    assert _warned(lambda: items_from_folder(tmp_path / "pooled", valid_pct=0.3, seed=0)) == []

@@ -26,7 +26,7 @@ from .bunch import (
     ResizeMethod,
     imagenet_stats,
 )
-from .cache import DecodedCache
+from .cache import DecodedCache, clear_cache
 from .demo import DEMO_CLASSES, demo_dataset
 from .download import URLs, download_images, download_url, extract_archive, untar_data
 from .images import BadImageError, load_image, presize, to_rgb, verify_images
@@ -96,6 +96,7 @@ __all__ = [
     "ResizeMethod",
     "URLs",
     "cache_dir",
+    "clear_cache",
     "data_dir",
     "default_num_workers",
     "demo_dataset",

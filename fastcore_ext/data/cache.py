@@ -19,9 +19,13 @@ time). A failed item is decoded from its file instead, as an uncached read would
 does that, `damaged`), one warning names the cache file and the items, and the file is
 removed so that later runs rebuild it instead of meeting it again.
 
-The file name is a key over the item list (resolved paths, in order), each file's size and
-modification time, the presize, the resize method and the format version: change any file, the
+The file name is a key over the item list (resolved paths, in order), what identifies each
+file's contents on disk (its size, modification time, inode number and status-change time:
+`cache_key`), the presize, the resize method and the format version: change any file, the
 order, or the presize and a different cache is used; a new version never reads an old file.
+The modification time alone is not enough: ``cp -p``, ``tar x``, ``rsync -t`` and unzip write
+new bytes under the old size and time, but the status-change time (ctime), which no user can
+set, changes with every write, and a file replaced by another has another inode.
 The cache is filled by the first pass over the data (any order, several passes if one is cut
 short): images are appended to ``<key>.tmp-<pid>`` as they arrive, and only once every image
 is in it are the index and footer written, the data flushed to disk and the file renamed to
@@ -30,6 +34,16 @@ one appears at once with its index inside. Stale temporaries of dead processes, 
 caches of the same item list whose files have changed since, and the files of older cache
 versions of the same item list are removed when a new one is completed.
 
+The folder is bounded (`KEEP_PER_GROUP`): a cache belongs to a group, its data folder (the
+folder that holds all its items), presize and resize method, the first part of its name.
+Each new list of items of a data folder (an unseeded split, an added image) makes a new
+cache; once one is completed, the caches of its group beyond the `KEEP_PER_GROUP` most
+recently used are removed (used: completed or opened, which sets the file's modification
+time), except those that a live process uses. A process that maps a complete cache marks it
+with an empty ``<key>.use-<pid>.<n>`` file, removed when the cache object goes (a dead
+process's marker does not count, and is removed). `clear_cache` removes every cache of a
+folder that no live process uses.
+
 Unreadable images (`mark_bad`) count as filled; they are kept with shape (0, 0), so a complete
 cache tells which items to skip (`bad`); `read` gives zeros for them.
 """
@@ -37,8 +51,10 @@ cache tells which items to skip (`bad`); `read` gives zeros for them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import struct
 import zlib
 from collections.abc import Sequence
@@ -52,15 +68,23 @@ from fastcore_ext.warn import warn_user
 from .images import RESIZE_METHODS, window_origins
 from .paths import cache_dir
 
-__all__ = ["DecodedCache", "cache_key"]
+__all__ = ["DecodedCache", "KEEP_PER_GROUP", "cache_key", "clear_cache"]
 
-# 1: center squares in <key>.npy (+ .bad.npy); 2: before MAX_ASPECT (images.py); 3: no checksums
-_VERSION = 4
+# 1: center squares in <key>.npy (+ .bad.npy); 2: before MAX_ASPECT (images.py); 3: no
+# checksums; 4: files identified by size and mtime only, names without their group, and the
+# crop's whole image resized with its long side rounded (images._crop_whole: fastai's grid now)
+_VERSION = 5
+KEEP_PER_GROUP = 4  # caches kept per data folder, presize and method: two runs' train + valid
 _MAGIC = b"FCXIMGS\x00"
 _FOOTER = struct.Struct("<8sQQQQ")  # magic, version, N, byte offset of the index, index CRC-32
 _ENTRY = 4 * 8  # bytes of an index entry: int64 offset, h, w, checksum
 _IDENTITY = struct.Struct("<qqq")  # item index, h, w: the seed of an item's checksum
 _SUFFIX = ".imgs"
+_USE = ".use-"  # <key>.use-<pid>.<n>: a live process maps <key>.imgs
+_TMP = ".tmp-"  # <key>.tmp-<pid>: a process fills it
+# every file this module (any version) writes in a cache folder: clear_cache removes only these
+_OURS = re.compile(r"^[0-9a-f]{12}[0-9a-f-]*(\.bad)?(\.imgs|\.npy|\.tmp-\d+|\.use-\d+\.\d+)$")
+_markers = itertools.count()  # this process's use markers, one per DecodedCache
 
 
 def _item_crc(i: int, h: int, w: int, pixels: np.ndarray | bytes) -> int:
@@ -73,14 +97,33 @@ def _family(size: int, method: str, names: list[str], version: int) -> str:
     return hashlib.sha256(json.dumps([version, size, method, names]).encode()).hexdigest()[:20]
 
 
+def _group(size: int, method: str, names: list[str], version: int) -> str:
+    """The group of a cache (`KEEP_PER_GROUP`): the folder that holds all its items (their
+    resolved paths `names`), its presize and method."""
+    try:
+        folder = os.path.commonpath([os.path.dirname(n) for n in names]) if names else ""
+    except ValueError:  # items on different drives
+        folder = ""
+    return hashlib.sha256(json.dumps([version, size, method, folder]).encode()).hexdigest()[:12]
+
+
+def _named_family(size: int, method: str, names: list[str], version: int) -> str:
+    """The family as the file names of `version` begin: since version 5, after its group."""
+    fam = _family(size, method, names, version)
+    return fam if version < 5 else f"{_group(size, method, names, version)}-{fam}"
+
+
 def cache_key(items: Sequence[Path], size: int, method: str) -> tuple[str, str]:
     """(family, key): `family` hashes what the images are (paths, presize, method, format
-    version), `key` adds each file's size and modification time. A file that cannot be
+    version) after their group (`_group`), `key` adds what identifies each file's contents:
+    its size, modification time, inode number and status-change time (ctime: set by the
+    system at every write, rename or chmod, never by a user, so a file rewritten with its old
+    size and mtime, as ``cp -p`` or ``tar x`` do, changes the key). A file that cannot be
     stat'ed (missing, a dangling symlink) enters the key as missing: the pass that fills the
     cache finds it unreadable, as an uncached pass does, and the key changes when it
     appears."""
     names = [str(Path(p).resolve()) for p in items]
-    fam = _family(size, method, names, _VERSION)
+    fam = _named_family(size, method, names, _VERSION)
     h = hashlib.sha256(fam.encode())
     for p in items:
         try:
@@ -88,8 +131,66 @@ def cache_key(items: Sequence[Path], size: int, method: str) -> tuple[str, str]:
         except OSError:
             h.update(b"missing;")
             continue
-        h.update(f"{st.st_size}:{st.st_mtime_ns};".encode())
+        h.update(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns};".encode())
     return fam, f"{fam}-{h.hexdigest()[:20]}"
+
+
+def _marker_pid(name: str) -> int | None:
+    """The process id in a use marker's or a temporary's file name (None: neither)."""
+    for tag in (_USE, _TMP):
+        if tag in name:
+            pid = name.rsplit(tag, 1)[1].split(".", 1)[0]
+            return int(pid) if pid.isdigit() else None
+    return None
+
+
+def _in_use(cache: Path) -> bool:
+    """Whether a live process (this one included) maps the complete cache file `cache`; the
+    use markers of dead processes are removed on the way."""
+    used = False
+    for marker in cache.parent.glob(f"{cache.name[: -len(_SUFFIX)]}{_USE}*"):
+        pid = _marker_pid(marker.name)
+        if pid is not None and pid_alive(pid):
+            used = True
+        else:
+            marker.unlink(missing_ok=True)
+    return used
+
+
+def clear_cache(folder: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the image caches in `folder` (default: where `cache=True` keeps them,
+    ``<cache_dir()>/images``; or the folder given as ``cache=`` to a data bunch) -> the files
+    removed, sorted. Only files this library writes there are touched (caches of every
+    version, and the temporaries and use markers of dead processes); a cache that a live
+    process uses (this one included: a data bunch still alive) and the temporary a live
+    process fills are kept, with one warning that counts them. The next `cache=True` pass
+    rebuilds what it needs."""
+    if folder is not None and not isinstance(folder, str | os.PathLike):
+        raise TypeError(f"folder: expected a cache folder (a str or Path) or None, got {folder!r}")
+    where = cache_dir() / "images" if folder is None else Path(folder)
+    if not where.is_dir():
+        return []
+    removed, kept = [], []
+    for f in sorted(where.iterdir()):
+        if not _OURS.match(f.name) or not f.is_file():
+            continue
+        pid = _marker_pid(f.name)
+        if pid is not None:
+            if pid_alive(pid):
+                kept += [] if _USE in f.name else [f]  # a live marker is no cache
+                continue
+        elif f.name.endswith(_SUFFIX) and _in_use(f):
+            kept.append(f)
+            continue
+        f.unlink(missing_ok=True)
+        removed.append(f)
+    if kept:
+        warn_user(
+            f"clear_cache: kept {len(kept)} cache file(s) in {str(where)!r} that a live process "
+            f"uses or fills (e.g. {kept[0].name}); end it (or drop its data bunch) and call "
+            "clear_cache again to remove them"
+        )
+    return removed
 
 
 class DecodedCache:
@@ -112,7 +213,7 @@ class DecodedCache:
         self.folder = Path(folder) if folder is not None else cache_dir() / "images"
         self.family, self.key = cache_key(items, size, method)
         self._old_families = [
-            _family(self.size, method, [str(Path(p).resolve()) for p in items], v)
+            _named_family(self.size, method, [str(Path(p).resolve()) for p in items], v)
             for v in range(1, _VERSION)
         ]
         self.path = self.folder / f"{self.key}{_SUFFIX}"
@@ -127,6 +228,7 @@ class DecodedCache:
         self._filled: np.ndarray | None = None
         self.bad: np.ndarray = np.zeros(0, dtype=np.int64)  # of the complete cache
         self._owner = os.getpid()  # forked DataLoader workers must not delete our files
+        self._marker: Path | None = None  # our use marker, while the complete file is mapped
         self._open_complete()
 
     def _open_complete(self) -> None:
@@ -164,6 +266,20 @@ class DecodedCache:
             self._data = np.zeros(0, dtype=np.uint8)  # every image unreadable
         self._index = index
         self.bad = np.flatnonzero(index[:, 1] == 0).astype(np.int64)
+        self._mark_used()
+
+    def _mark_used(self) -> None:
+        """Record that this process uses the complete file: a use marker (a pruning process
+        leaves the file alone while we live), and its modification time set to now (the
+        most recently used caches are the ones kept). A read-only folder records nothing."""
+        try:
+            os.utime(self.path)
+            if self._marker is None:
+                marker = self.folder / f"{self.key}{_USE}{os.getpid()}.{next(_markers)}"
+                marker.touch()
+                self._marker = marker
+        except OSError:
+            pass
 
     def _index_ok(self, index: np.ndarray, data_bytes: int) -> bool:
         """Every entry an image this cache would write, inside the packed data, or a bad one."""
@@ -351,20 +467,37 @@ class DecodedCache:
         f.close()
         self._tmp = None
         os.replace(self._tmp_path, self.path)
-        self._remove_outdated()
         self._tmp_index = self._filled = None
         self._open_complete()
+        self._remove_outdated()
+        self._remove_least_recently_used()
 
     def _remove_outdated(self) -> None:
         """Complete caches of this item list with other file sizes or times, and every file
         of older versions' caches of it (their temporaries of live processes excepted)."""
         for old in self.folder.glob(f"{self.family}-*{_SUFFIX}"):
-            if old.name != self.path.name:
+            if old.name != self.path.name and not _in_use(old):
                 old.unlink(missing_ok=True)
         for fam in self._old_families:
             for old in self.folder.glob(f"{fam}-*"):
                 if ".tmp-" not in old.name:
                     old.unlink(missing_ok=True)
+
+    def _remove_least_recently_used(self) -> None:
+        """Keep the `KEEP_PER_GROUP` most recently used complete caches of this cache's group
+        (this one among them): remove the older ones that no live process uses."""
+        group = self.family.split("-", 1)[0]
+        caches = []
+        for f in self.folder.glob(f"{group}-*{_SUFFIX}"):
+            try:
+                caches.append((f.stat().st_mtime_ns, f.name, f))
+            except OSError:
+                continue  # removed meanwhile
+        caches.sort(reverse=True)
+        old = [f for _, _, f in caches if f != self.path]
+        for f in old[KEEP_PER_GROUP - 1 :]:
+            if not _in_use(f):
+                f.unlink(missing_ok=True)
 
     def discard(self) -> None:
         """Drop an unfinished temporary file (nothing happens to a complete cache)."""
@@ -374,8 +507,16 @@ class DecodedCache:
             self._tmp_path.unlink(missing_ok=True)
             self._tmp_index = self._filled = None
 
+    def release(self) -> None:
+        """This process no longer uses the complete file: remove its use marker (called when
+        the object goes; forked workers leave their parent's marker alone)."""
+        if self._marker is not None and os.getpid() == self._owner:
+            self._marker.unlink(missing_ok=True)
+            self._marker = None
+
     def __del__(self) -> None:
         try:
             self.discard()
+            self.release()
         except Exception:
             pass

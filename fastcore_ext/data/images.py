@@ -2,7 +2,9 @@
 
 `to_rgb` turns a file, a PIL image, a numpy array or a tensor into ``uint8 Tensor[3, H, W]``
 with EXIF orientation applied and grayscale, palette and RGBA converted to RGB (alpha
-dropped, as Pillow's ``convert('RGB')``); 16-bit PNGs keep their high byte; an animation
+dropped, as Pillow's ``convert('RGB')``); images of more than 8 bits, 16-bit and float,
+become 8-bit the same way whatever the route (`wide_to_8bit`: 16-bit keeps its high byte,
+float in [0, 1] is scaled by 255); an animation
 gives its first frame. Files are decoded by TorchCodec (JPEG, PNG, WebP, GIF, AVIF; its
 image decoders come in its wheel and need no FFmpeg), Pillow for what it can't read (BMP,
 TIFF, PPM). Where TorchCodec cannot be imported (not installed, or its native libraries
@@ -15,10 +17,11 @@ and the limit, instead of allocating gigabytes (3-7 us per small JPEG, a few per
 decode).
 Presizing, with antialiased bilinear filtering on the uint8 data: `presize_whole` gives what
 the decoded cache keeps, the whole image with its short side resized to `size` and its aspect
-kept (``method='crop'``; the long side rounded to the nearest pixel), resized to the square
-ignoring its aspect (``method='squish'``), or with its long side resized to `size` and its short
-side padded to it (``'pad-zeros'``, ``'pad-reflection'``, ``'pad-border'``: fastai v2's
-``ResizeMethod.Pad`` with its ``pad_mode``; `resize_method` gives the name). A square window
+kept (``method='crop'``; its centre square is fastai's ``Resize(size)`` crop exactly),
+resized to the square ignoring its aspect (``method='squish'``), or with its long side
+resized to `size` and its short side padded to it (``'pad-zeros'``, ``'pad-reflection'``,
+``'pad-border'``: fastai v2's ``ResizeMethod.Pad`` with its ``pad_mode``; `resize_method`
+gives the name). A square window
 of side `size` is then cut from it (`window_origins`): the training set takes it at a random
 position along the long side, fresh every epoch (fastai v2's ``Resize(size)`` / v1's
 ``rand_crop`` on the training set), everything else at the centre. `presize` is the centre
@@ -31,6 +34,7 @@ strides, which is also the layout of the collated batches.
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -74,6 +78,7 @@ __all__ = [
     "resize_method",
     "to_rgb",
     "verify_images",
+    "wide_to_8bit",
     "window_origins",
 ]
 
@@ -141,8 +146,56 @@ def _decode_bytes(data: bytes) -> torch.Tensor:
     return _torchcodec_decode(data, mode="RGB", output_dtype="auto")
 
 
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's single-channel >8-bit
+
+
+def _stretch(v: np.ndarray) -> np.ndarray:
+    """Values (float64) -> uint8, their minimum to 0 and their maximum to 255, rounded (a
+    constant image: all 0)."""
+    lo, hi = float(v.min()), float(v.max())
+    if hi == lo:
+        return np.zeros(v.shape, np.uint8)
+    return np.rint((v - lo) * (255 / (hi - lo))).astype(np.uint8)
+
+
+def wide_to_8bit(img: Image.Image) -> Image.Image:
+    """A single-channel image of more than 8 bits (Pillow modes I;16*, I, F: 16-bit PNG, TIFF
+    and PGM, 32-bit integer and float TIFF) -> mode 'L', the conversion every route to RGB
+    takes (a path, a PIL image, bytes, `open_image`); Pillow's ``convert('RGB')`` would clip
+    it to 0-255, leaving a 16-bit image white and a float one in [0, 1] black.
+
+    - I;16 (16-bit): the high byte, ``v >> 8``, as a 16-bit PNG decoded from its path.
+    - I (32-bit integer, Pillow's mode for 16-bit PGM/PPM and 32-bit TIFF): taken as 16-bit
+      (``v >> 8``) when its values lie in [0, 65535], which is where 16-bit data opened as 'I'
+      lies; any other range (negative values, or above 65535) is stretched from its minimum
+      to its maximum, the only scale left for an image of unknown depth.
+    - F (float): ``round(v * 255)`` when its values lie in [0, 1] (the float convention of
+      this library, `Image.data`, and of image libraries that save float images); any other
+      range (physical units, HDR, negative values) is stretched from its minimum to its
+      maximum, so the picture shows instead of a clipped black or white one (its absolute
+      level is lost: min-max per image). NaN and infinite values count as 0.
+    Any other mode is returned as it is."""
+    if img.mode not in _WIDE_MODES:
+        return img
+    arr = np.asarray(img)
+    if img.mode.startswith("I;16"):
+        out = (arr.astype(np.uint16) >> 8).astype(np.uint8)
+    elif img.mode == "I":
+        if arr.size and 0 <= arr.min() and arr.max() <= 65535:
+            out = (arr >> 8).astype(np.uint8)
+        else:
+            out = _stretch(arr.astype(np.float64)) if arr.size else arr.astype(np.uint8)
+    else:
+        v = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if not v.size or (0 <= v.min() and v.max() <= 1):
+            out = np.rint(v * 255).astype(np.uint8)
+        else:
+            out = _stretch(v)
+    return Image.fromarray(out)  # uint8 [H, W]: mode L
+
+
 def _pil_to_rgb(img: Image.Image) -> torch.Tensor:
-    img = ImageOps.exif_transpose(img)
+    img = wide_to_8bit(ImageOps.exif_transpose(img))
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode != "RGB":
@@ -340,43 +393,80 @@ MAX_ASPECT = 8  # presize_whole keeps at most this many short sides of an image'
 def presize_whole(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
     """``uint8 Tensor[3, H, W]`` -> ``uint8 Tensor[3, h, w]``, what the decoded cache keeps.
 
-    crop: the short side resized to `size`, the long side to ``long * size / short`` rounded
-    to the nearest pixel (so min(h, w) == size, aspect kept); an image longer than
-    MAX_ASPECT times its short side keeps only the centre of that length (a 30000 x 1 banner
-    would otherwise become 280 x 8.4 million pixels: gigabytes in memory and in the cache),
-    so training windows reach no further out there. squish: the whole image resized to
-    ``size x size``. pad-<mode>: the long side resized to `size`, the short side to
-    ``short * size / long`` rounded (at least 1 pixel), then padded to `size` on both sides
-    (the smaller half first, as fastai's centred ``crop_pad``) with zeros, the reflection of
-    the image (numpy's 'reflect': the edge pixel not repeated) or its edge pixels (border).
-    fastai pads the original image and resizes the padded square; resizing first keeps the
-    padding exact (zero rows stay 0) and differs only in the resampling of the edge. Antialiased
-    bilinear; an image already of that shape is returned as is (uint8 or float, any device).
+    crop (`_crop_whole`): the short side resized to `size`, the long side to as many pixels
+    as the image holds on the same pixel grid, equally many on each side of the centre
+    window, so that the centre window (validation, predict) is fastai's ``Resize(size)``
+    exactly: the square crop at the centre of the original, resized; at most MAX_ASPECT times
+    `size` long (a 30000 x 1 banner would otherwise become 280 x 8.4 million pixels:
+    gigabytes in memory and in the cache), so training windows reach no further out there.
+    squish: the whole image resized to ``size x size``. pad-<mode>: the long side resized to
+    `size`, the short side to ``short * size / long`` rounded (at least 1 pixel), then padded
+    to `size` on both sides (the smaller half first, as fastai's centred ``crop_pad``) with
+    zeros, the reflection of the image (numpy's 'reflect': the edge pixel not repeated) or
+    its edge pixels (border). fastai pads the original image and resizes the padded square;
+    resizing first keeps the padding exact (zero rows stay 0) and differs only in the
+    resampling of the edge. Antialiased bilinear; an image already of that shape is returned
+    as is (uint8 or float, any device).
     """
     if method not in RESIZE_METHODS:
         raise ValueError(f"method: expected one of {RESIZE_METHODS}, got {method!r}")
     _, h, w = img.shape
-    if method == "crop" and max(h, w) > MAX_ASPECT * min(h, w):
-        keep = MAX_ASPECT * min(h, w)
-        start = (max(h, w) - keep) // 2
-        img = img[:, start : start + keep] if h > w else img[:, :, start : start + keep]
-        _, h, w = img.shape
+    if method == "crop":
+        return _crop_whole(img, size)
     if method == "squish":
         hw = (size, size)
-    elif method.startswith("pad-"):
-        if h <= w:
-            hw = (max(1, (2 * h * size + w) // (2 * w)), size)
-        else:
-            hw = (size, max(1, (2 * w * size + h) // (2 * h)))
     elif h <= w:
-        hw = (size, (2 * w * size + h) // (2 * h))
+        hw = (max(1, (2 * h * size + w) // (2 * w)), size)
     else:
-        hw = ((2 * h * size + w) // (2 * w), size)
+        hw = (size, max(1, (2 * w * size + h) // (2 * h)))
     if img.shape[1:] != hw:
         img = F.interpolate(img[None], size=hw, mode="bilinear", antialias=True)[0]
     if method.startswith("pad-"):
         return _pad_square(img, size, method[len("pad-") :])
     return img
+
+
+def _resample(region: Tensor, hw: tuple[int, int], scale: float) -> Tensor:
+    """``[3, a, b]`` -> ``[3, *hw]``: antialiased bilinear on the grid of `scale` (output
+    pixels per input pixel) along both axes, from the region's top-left corner: output pixel
+    j samples ``(j + 0.5) / scale`` input pixels in, whatever `hw` (F.interpolate would take
+    the scale from the sizes). A region already of that shape at scale 1 is returned as is."""
+    if scale == 1 and tuple(region.shape[1:]) == hw:
+        return region
+    return torch._C._nn._upsample_bilinear2d_aa(region[None], list(hw), False, scale, scale)[0]
+
+
+def _crop_whole(img: Tensor, size: int) -> Tensor:
+    """presize_whole's 'crop'. fastai's ``Resize(size)`` (validation) takes the centre square
+    crop of side ``cp = int(short / size * size)`` at ``int((long - cp) / 2)`` along the long
+    side (0 along the short one) and resizes it to `size`: the centre window here is that
+    resize. The sides continue its pixel grid outwards (the same scale, ``cp / size``
+    original pixels per pixel): `c` pixels on each side, as many as the shorter side of the
+    crop holds (and MAX_ASPECT allows), each resampled from its own part of the original
+    (the filter does not reach across the crop's edges, as in fastai's crop). The window
+    origin of the centre, ``(h - size) // 2``, is then exactly the crop. Rows and columns are
+    filtered in Pillow's order whatever the orientation (uint8 rounds between the passes)."""
+    _, h, w = img.shape
+    axis = 2 if w >= h else 1  # the long side's
+    short, long = min(h, w), max(h, w)
+    cp = int(short / size * size)  # fastai's crop side: short, or short - 1 when rounded down
+    off = int(0.5 * (long - cp))
+    scale = size / cp
+    room = min(off, long - off - cp)  # original pixels beside the crop, on its shorter side
+    c = min(int(room * scale + 1e-9), (MAX_ASPECT - 1) * size // 2)
+    reach = min(room, math.ceil((c + 1) / scale) + 1)  # what c pixels' filters read
+
+    def part(start: int, stop: int) -> Tensor:
+        """Pixels start:stop of the long side (the short side's first cp)."""
+        return img[:, :cp, start:stop] if axis == 2 else img[:, start:stop, :cp]
+
+    centre = _resample(part(off, off + cp), (size, size), scale)
+    if not c:
+        return centre
+    hw = (size, c) if axis == 2 else (c, size)
+    left = _resample(part(off - reach, off).flip(axis), hw, scale).flip(axis)  # from the crop
+    right = _resample(part(off + cp, off + cp + reach), hw, scale)
+    return torch.cat([left, centre, right], dim=axis)
 
 
 def _pad_index(n: int, out: int, device: torch.device, mode: str) -> tuple[Tensor, Tensor]:

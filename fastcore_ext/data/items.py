@@ -50,9 +50,20 @@ __all__ = [
     "read_labels_csv",
 ]
 
+# fastai's image_extensions (every mimetypes 'image/*' extension) that a decoder here reads:
+# those Pillow registers with a reader (JPEG as .jfif and .jpe too, APNG, AVIF, JPEG 2000,
+# PSD, PCX, SGI, Sun raster, FITS, ICO, X bitmaps; tests/test_data_items.py checks the list
+# against Pillow's), and the HEIF family, which TorchCodec decodes where libheif is installed
+# (elsewhere such a file is an unreadable image, named with the usual warning, rather than a
+# class that silently vanishes). Left out: fastai's vector and metafile formats (.svg, .emf,
+# .wmf: Pillow draws WMF only on Windows), camera raw files and the other formats nothing
+# here decodes.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".webp", ".avif", ".bmp",
+     ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jp2", ".jpf", ".jpx", ".psd",
+     ".pcx", ".ras", ".rgb", ".sgi", ".xbm", ".xpm", ".fit", ".fits",
+     ".heic", ".heif", ".heics", ".heifs", ".hif"}
+)  # fmt: skip
 
 # Stream identifier mixed into the split seed so the split never shares random numbers with
 # the shuffle or the augmentation drawn from the same user seed.
@@ -95,22 +106,28 @@ def get_image_files(
 ) -> list[Path]:
     """Image files under `path` (by extension, case-insensitive), sorted; hidden files and
     folders (names starting with '.') are skipped. As fastai's get_files (os.walk with
-    followlinks=True), folders that are symbolic links are followed (each real folder once,
-    so a link back up the tree cannot loop), and a link to a missing file is listed: a pass
-    then names it as unreadable instead of leaving it out without a word."""
+    followlinks=True), folders that are symbolic links are followed, and a folder reached
+    under two names (a link to a sibling class folder) is listed under both, its images once
+    per name, as fastai lists them; only a link to a folder of its own path (itself or an
+    ancestor: a loop) is not followed, so the walk ends. A link to a missing file is listed:
+    a pass then names it as unreadable instead of leaving it out without a word."""
     root = check_path(path)
     if not root.is_dir():
         raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
     exts = {e.lower() for e in extensions}
     files: list[Path] = []
-    seen: set[str] = set()
+    # the real folders on the path from `root` to each folder still to walk
+    chains: dict[str, frozenset[str]] = {os.fspath(root): frozenset({os.path.realpath(root)})}
     for folder, dirs, names in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:  # reached again through a link
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recurse else []
+        chain = chains.pop(folder)
+        kept = []
+        for d in sorted(d for d in dirs if not d.startswith(".")) if recurse else []:
+            sub = os.path.join(folder, d)
+            real = os.path.realpath(sub)
+            if real not in chain:  # else a link to a folder of its own path: a loop
+                kept.append(d)
+                chains[sub] = chain | {real}
+        dirs[:] = kept
         for name in names:
             full = os.path.join(folder, name)
             if (
@@ -252,11 +269,65 @@ def _class_folders(folder: Path, what: str) -> tuple[dict[str, list[Path]], list
     return out, empty
 
 
+def _warn_empty(empty: Sequence[tuple[Path, list[str]]]) -> None:
+    """One warning for the class folders without image files: (folder, names of its
+    sub-folders holding none) for each folder of class folders; nothing when there are none."""
+    ignored = [f"{len(n):,} in {str(f)!r} ({shown_names(n)})" for f, n in empty if n]
+    if ignored:
+        warn_user(
+            f"path: ignored {sum(len(names) for _, names in empty):,} class folders that hold "
+            f"no image files, as fastai does (the classes are the labels of the images "
+            f"found): {'; '.join(ignored)}"
+        )
+
+
+# the folder a Learner saves into under its path (model_dir's default): no class folder
+_MODEL_DIR = "models"
+
+
 # the usual names of the two folders, for the hint when the given one is missing
 _FOLDER_NAMES = {
     "train": ("train", "training", "trn"),
     "valid": ("valid", "val", "validation", "dev", "test", "testing"),
 }
+_SPLIT_NAMES = frozenset(n for names in _FOLDER_NAMES.values() for n in names)
+
+
+def _check_tree(root: Path, files: Sequence[Path]) -> None:
+    """The warnings about the tree of `valid_pct` (`files`: the images under `root`, each
+    labelled by its parent folder): the top folders holding no image (no class, as in the
+    train/valid layout; 'models', where a Learner saves, is not counted), and labels that come
+    from several top folders (cat/2023/x.jpg and dog/2023/y.jpg are both '2023': fastai's rule,
+    but almost always a tree whose classes are its top folders). A folder named as a split
+    (train/, valid/, test/, ...) is not a top folder there: the one under it is (train/cat/
+    and valid/cat/ give 'cat' from 'cat')."""
+    tops: dict[str, set[str]] = {}  # label -> the folders under root it comes from
+    with_images = set()
+    for p in files:
+        folders = p.relative_to(root).parts[:-1]
+        with_images.add(folders[0])
+        top = next((f for f in folders if f.lower() not in _SPLIT_NAMES), folders[-1])
+        tops.setdefault(p.parent.name, set()).add(top)
+    empty = sorted(
+        d.name
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and d.name not in with_images
+        and d.name != _MODEL_DIR
+    )  # fmt: skip
+    _warn_empty([(root, empty)])
+    mixed = sorted((label, sorted(t)) for label, t in tops.items() if len(t) > 1)
+    if mixed:
+        shown = "; ".join(f"{label!r} from {shown_names(t, 3)}" for label, t in mixed[:3])
+        more = f" and {len(mixed) - 3:,} more" if len(mixed) > 3 else ""
+        warn_user(
+            f"path: each image is labelled by its parent folder (valid_pct, as fastai's "
+            f"parent_label), and {len(mixed):,} label(s) come from several top folders of "
+            f"{str(root)!r}, one class mixing their images: {shown}{more}. If the classes are "
+            "the top folders (cat/2023/x.jpg), label by them: a DataBlock with get_y=lambda p: "
+            "p.relative_to(path).parts[0], or ImageDataBunch.from_name_func(path, "
+            "get_image_files(path), label_func=that function, valid_pct=...); or lay the tree "
+            "out as train/<class>/ and valid/<class>/ (labelled by the first folder)"
+        )
 
 
 def items_from_folder(
@@ -273,7 +344,8 @@ def items_from_folder(
     As fastai's, the classes are the labels of the images found: a class folder without
     images is no class (one warning counts and names a few such folders).
     With `valid_pct`: every image under `path`, labelled by its parent folder's name (fastai's
-    rule), split at random with `seed`.
+    rule), split at random with `seed`; the same warning names the folders of `path` without
+    images, and another the labels found under several of its folders (`_check_tree`).
     """
     root = check_path(path)
     if not root.is_dir():
@@ -291,6 +363,7 @@ def items_from_folder(
                 f"path: {len(loose)} images lie directly in {str(root)!r} "
                 f"(e.g. {loose[0].name}); each image must be inside a folder named after its class"
             )
+        _check_tree(root, files)
         return _labelled(files, [p.parent.name for p in files], valid_pct, seed)
 
     def sub(name: str, arg: str) -> Path:
@@ -311,17 +384,7 @@ def items_from_folder(
     train_dir, valid_dir = sub(train, "train"), sub(valid, "valid")
     train_cls, train_empty = _class_folders(train_dir, "train")
     valid_cls, valid_empty = _class_folders(valid_dir, "valid")
-    if train_empty or valid_empty:
-        ignored = [
-            f"{len(names):,} in {str(folder)!r} ({shown_names(names)})"
-            for folder, names in ((train_dir, train_empty), (valid_dir, valid_empty))
-            if names
-        ]
-        warn_user(
-            f"path: ignored {len(train_empty) + len(valid_empty):,} class folders that hold "
-            f"no image files, as fastai does (the classes are the labels of the images "
-            f"found): {'; '.join(ignored)}"
-        )
+    _warn_empty([(train_dir, train_empty), (valid_dir, valid_empty)])
     unknown = sorted(set(valid_cls) - set(train_cls))
     if unknown:
         raise ValueError(
