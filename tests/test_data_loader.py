@@ -644,7 +644,7 @@ def test_cache_keeps_whole_images(shaped, tmp_path):
     _collect(_shaped_dl(shaped, cache=cache), 0)  # fills it; drop_last leaves nothing out here
     expect = [tuple(presize_whole(to_rgb(p), P).shape[1:]) for p in shaped]
     assert [tuple(s) for s in cache.shapes.tolist()] == expect
-    assert expect[:6] == [(20, 80), (80, 20), (20, 30), (30, 20), (20, 60), (20, 20)]
+    assert expect[:6] == [(20, 80), (80, 20), (20, 28), (28, 20), (20, 60), (20, 20)]
 
 
 def test_one_batch_takes_the_windows_of_its_epoch(shaped):
