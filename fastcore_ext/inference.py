@@ -103,6 +103,7 @@ def get_preds(
     dl: Iterable[Any] | None = None,
     act: Callable[[torch.Tensor], torch.Tensor] | None = None,
     reorder: bool = True,
+    with_decoded: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """`Learner.get_preds`: one inference pass over a data set, under `evaluating` (eval
     mode, torch.inference_mode, modes put back afterwards) through `forward` (the learner's
@@ -125,13 +126,23 @@ def get_preds(
     act: applied to the raw outputs Tensor[B, c] (float32); default softmax.
     reorder: when the loader is shuffled and tells its order (`batch_indices()`), put the
     rows back into data set order; else rows come in the loader's order.
+    with_decoded: also return the predicted classes, the argmax of the probabilities (what
+    fastai v2's CrossEntropyLossFlat.decodes gives).
 
     Returns, on the CPU, as fastai v2 orders them:
     (probs float32 [N, c], targets [N]) -- targets int64 for classification,
+    + decoded int64 [N] after the targets when with_decoded,
     + losses float32 [N] at the end when with_loss,
-    + inputs [N, ...] at the front when with_input: (inputs, probs, targets[, losses]).
+    + inputs [N, ...] at the front when with_input:
+    (inputs, probs, targets[, decoded][, losses]).
     """
-    for name, flag in (("with_loss", with_loss), ("with_input", with_input), ("reorder", reorder)):
+    flags = (
+        ("with_loss", with_loss),
+        ("with_input", with_input),
+        ("reorder", reorder),
+        ("with_decoded", with_decoded),
+    )
+    for name, flag in flags:
         check_bool(name, flag)
     if act is not None and not callable(act):
         raise TypeError(f"act should be a callable or None, got {type(act).__name__}")
@@ -183,6 +194,8 @@ def get_preds(
         raise ValueError(f"{source} yielded no batch")
     probs = (torch.softmax(raw, dim=-1) if act is None else act(raw)).float().cpu()
     res = [probs, None if targ is None else targ.cpu()]
+    if with_decoded:
+        res.append(probs.argmax(dim=-1))
     if with_loss:
         res.append(loss.cpu())
     if with_input:
@@ -254,7 +267,8 @@ def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[It
             "from learn.data.preprocess(files)"
         )
     if ds_type not in ("valid", "train"):
-        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+        v2 = " (fastai v2's ds_idx is a keyword here: ds_idx=0 or 1)" if ds_type in (0, 1) else ""
+        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}{v2}")
     if dl is None:
         return _preds_dl(learn.data, ds_type), f"data.{ds_type}_dl"
     if not isinstance(dl, Iterable):

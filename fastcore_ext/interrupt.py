@@ -74,9 +74,10 @@ def where(learn: Learner) -> str:
 
 
 def end_after_exception(learn: Learner, e: BaseException) -> None:
-    """Clean up after an exception escaped the loop (see the module docstring)."""
-    if not any(isinstance(cb, LRFinder) for cb in learn.cbs):
-        _report_stop(learn, e)
+    """Clean up after an exception escaped the loop (see the module docstring). The message
+    comes after the callbacks' after_fit, so that the progress bar of a terminal has been
+    cleared (ProgressCallback.after_fit) before the line is printed where it was."""
+    stopped_at = where(learn)  # before the events below move learn.event
     try:
         learn._event("after_cancel_fit")
         learn._event("after_fit")
@@ -88,12 +89,13 @@ def end_after_exception(learn: Learner, e: BaseException) -> None:
         )
     finally:
         close_loaders(learn.data)
+        if not any(isinstance(cb, LRFinder) for cb in learn.cbs):
+            _report_stop(stopped_at, e)
 
 
-def _report_stop(learn: Learner, e: BaseException) -> None:
-    """A note on `e` saying where the fit stopped and, for a KeyboardInterrupt, a line on
-    stderr."""
-    stopped_at = where(learn)
+def _report_stop(stopped_at: str, e: BaseException) -> None:
+    """A note on `e` saying where the fit stopped (`stopped_at`, from `where`) and, for a
+    KeyboardInterrupt, a line on stderr."""
     report_stop(
         e,
         f"fastcore_ext: the fit stopped at {stopped_at}.",

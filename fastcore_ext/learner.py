@@ -41,6 +41,7 @@ import inspect
 import math
 import os
 import random
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -69,7 +70,14 @@ from fastcore_ext.callback.mixed_precision import PRECISIONS, MixedPrecision
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
-from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, model_file, save_checkpoint
+from fastcore_ext.checkpoint import (
+    CHECKPOINT_FORMAT,
+    item_ids,
+    load_checkpoint,
+    model_file,
+    save_checkpoint,
+    shown_classes,
+)
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.data.paths import file_in_the_way
@@ -105,20 +113,22 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _BarToggle:
-    """Returned by `Learner.no_bar()`: the bar is already off; leaving a `with` block (if
-    the call was used as one) puts the previous setting back."""
+class _ProgressToggle:
+    """Returned by `Learner.no_bar()` / `no_logging()`: the progress callback's `setting`
+    (show_bar or show_table) is already off; leaving a `with` block (if the call was used as
+    one) puts the previous value back."""
 
-    def __init__(self, progress: ProgressCallback) -> None:
+    def __init__(self, progress: ProgressCallback, setting: str) -> None:
         self._progress = progress
-        self._previous = progress.show_bar
-        progress.show_bar = False
+        self._setting = setting
+        self._previous = getattr(progress, setting)
+        setattr(progress, setting, False)
 
-    def __enter__(self) -> _BarToggle:
+    def __enter__(self) -> _ProgressToggle:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.show_bar = self._previous
+        setattr(self._progress, self._setting, self._previous)
 
 
 class Learner:
@@ -152,8 +162,9 @@ class Learner:
         fit, each returning a callback for that fit (`ShowGraph`, `partial(SaveModelCallback,
         monitor='accuracy')`); kept in `learn.callback_fns`, a list.
       precision: 'auto' (bf16 autocast + channels-last where data.device runs bfloat16
-        natively, else fp32; the choice is printed once), 'fp32', 'bf16' or 'fp16'; None
-        means DEFAULT_PRECISION ('auto').
+        natively, else fp32; the choice is printed once per process, when a fit or lr_find
+        starts: `precision_note`), 'fp32', 'bf16' or 'fp16'; None means DEFAULT_PRECISION
+        ('auto').
     """
 
     def __init__(
@@ -178,10 +189,11 @@ class Learner:
         cbs = _v1_alias("Learner", "cbs", cbs, "callbacks", callbacks)
         self.wd_bn_bias = check_bool("wd_bn_bias", wd_bn_bias)
         _check_learner_args(data, model, loss_func, opt_func, path, model_dir, splitter, precision)
+        _check_class_count(model, data)
         if seed is not None:
             set_seed(seed)
         self.seed = seed
-        self.data = data
+        self._data = data
         self.model = model.to(torch.device(data.device))
         self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
         self.opt_func = opt_func
@@ -236,9 +248,11 @@ class Learner:
         self.distributed: Callback | None = None
         self.ddp_model: nn.Module | None = None
         self.compiled: CompiledForward | None = None  # set by compile(): the forward passes' model
+        # What precision "auto" chose, printed as the first fit starts (mixed_precision.announce)
+        self.precision_note: str | None = None
         if launched_by_torchrun():
             self.distrib()
-        mixed_precision.set_up(self, precision)  # after distrib: this rank's device, rank 0 prints
+        mixed_precision.set_up(self, precision)  # after distrib: this rank's device
 
     # ---- construction helpers -----------------------------------------------------------
     def _create_opt(self) -> torch.optim.Optimizer:
@@ -296,6 +310,7 @@ class Learner:
 
     def _fit(self, n_epoch: int, start_epoch: int, cbs: Sequence[Callback] | None) -> None:
         self._train_dl()
+        mixed_precision.announce(self)
         extra = [_call_callback_fn(fn, self) for fn in self.callback_fns] + list(cbs or [])
         try:
             self.add_cbs(extra)
@@ -472,6 +487,7 @@ class Learner:
         if isinstance(moms, (tuple, list)) and len(moms) == 2:
             moms = (moms[0], moms[1], moms[0])
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
+        self._check_not_destroyed()
         if lr_max is not None:
             if max_lr is not None:
                 raise TypeError(
@@ -537,7 +553,12 @@ class Learner:
         smoothed loss passes 4x its best (stop_div); no validation. Afterwards the learner
         is exactly as before and the recorder keeps the sweep (`callback.lr_finder.sweep`).
         Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs` (kept as
-        `recorder.suggestions`, which `recorder.plot()` marks); show_plot: `recorder.plot()`.
+        `recorder.suggestions`, which `recorder.plot()` marks).
+
+        show_plot: draw the curve now. The default, False, is fastai v1's (the lesson's
+        `learn.lr_find()` then `learn.recorder.plot()` draws it once); fastai v2's default is
+        True, so a v2 cell holding only `learn.lr_find()` draws nothing here: pass
+        `show_plot=True`, or call `learn.recorder.plot()` (or `plot_lr_find()`) after it.
 
         suggest_funcs: fastai v2's, suggestion functions f(lrs, losses, num_it) -> (lr,
         (lr, loss)) such as `valley`, `steep`, `minimum`, `slide` (`schedule`); then the
@@ -566,33 +587,47 @@ class Learner:
     # ---- inference (fastcore_ext.inference) ---------------------------------------------
     def get_preds(
         self,
-        ds_type: str = "valid",
+        ds_type: str | None = None,
         with_loss: bool = False,
         with_input: bool = False,
         dl: Iterable[Any] | None = None,
         act: Callable[[torch.Tensor], torch.Tensor] | None = None,
         reorder: bool = True,
+        *,
+        ds_idx: int | None = None,
+        with_decoded: bool = False,
     ) -> tuple[torch.Tensor, ...]:
-        """One inference pass over a data set ('valid', 'train' or any `dl` of (x, y)), in
-        eval mode under torch.inference_mode, in the learner's precision and memory layout.
-        Returns (probs float32 [N, c], targets [N]), with per-item losses appended
-        (with_loss) and the inputs in front (with_input); details in
+        """One inference pass over a data set (ds_type 'valid', the default, or 'train'; or
+        any `dl` of (x, y)), in eval mode under torch.inference_mode, in the learner's
+        precision and memory layout. ds_idx: fastai v2's name for the data set, 1 valid or
+        0 train (give ds_type or ds_idx, not both). Returns (probs float32 [N, c],
+        targets [N]), then the predicted classes (int64 [N], the argmax of probs) with
+        with_decoded, then per-item losses with with_loss, and the inputs in front with
+        with_input: fastai v2's order (inputs, probs, targets, decoded, losses). Details in
         `fastcore_ext.inference.get_preds`."""
-        return inference.get_preds(self, ds_type, with_loss, with_input, dl, act, reorder)
+        ds_type = _data_set("get_preds", ds_type, ds_idx)
+        return inference.get_preds(
+            self, ds_type, with_loss, with_input, dl, act, reorder, with_decoded
+        )
 
     def validate(
-        self, ds_type: str | Iterable[Any] = "valid", dl: Iterable[Any] | None = None
+        self,
+        ds_type: str | Iterable[Any] | None = None,
+        dl: Iterable[Any] | None = None,
+        *,
+        ds_idx: int | None = None,
     ) -> list[float]:
-        """[loss, *metrics] over the whole validation set ('valid'), the training set in
-        order ('train') or any `dl` of (x, y) batches (also given first, as fastai v1's
-        `learn.validate(learn.data.valid_dl)`), computed as the epoch table computes
-        valid_loss and the metrics (fastai's `learn.validate()`); in eval mode under
+        """[loss, *metrics] over the whole validation set ('valid', the default), the
+        training set in order ('train') or any `dl` of (x, y) batches (also given first, as
+        fastai v1's `learn.validate(learn.data.valid_dl)`), computed as the epoch table
+        computes valid_loss and the metrics (fastai's `learn.validate()`); ds_idx: fastai
+        v2's name for the data set (1 valid, 0 train). In eval mode under
         torch.inference_mode, in the learner's precision now (after precision 'auto''s float32
         first epoch that is bf16, so the value can differ from that epoch's row in the last
         digits); the recorder is left alone. Details in `fastcore_ext.inference.validate`."""
-        if not isinstance(ds_type, str) and dl is None:
-            ds_type, dl = "valid", ds_type
-        return inference.validate(self, ds_type, dl)
+        if ds_type is not None and not isinstance(ds_type, str) and dl is None:
+            ds_type, dl = None, ds_type
+        return inference.validate(self, _data_set("validate", ds_type, ds_idx), dl)
 
     def predict(self, item: Any) -> tuple[inference.Category, torch.Tensor, torch.Tensor]:
         """Classify one image: a file path, a PIL image, or a tensor / array [3, H, W] or
@@ -677,6 +712,7 @@ class Learner:
         optimizer's per-parameter state (Adam's moments and step counts, SGD's momentum) is
         cleared, as fastai's freeze_to does (`opt.clear_state()`): the stage after
         `unfreeze()` starts its moments afresh. The one-cycle position is not state."""
+        self._check_not_destroyed()
         lg.freeze_to(self.layer_groups, n, self._norm_params)
         self.opt.state.clear()
 
@@ -688,21 +724,51 @@ class Learner:
         """Train every layer group."""
         self.freeze_to(0)
 
-    # ---- misc -----------------------------------------------------------------------------
+    # ---- data ---------------------------------------------------------------------------
+    @property
+    def data(self) -> Any:
+        """The data the learner trains and validates on. Setting it (fastai v1's progressive
+        resizing: `learn.data = data_256`) checks the new data: a ValueError when its class
+        count differs from the model's outputs where the model tells them (an nn.Sequential
+        ending in a Linear, as create_cnn's head); a warning when the same count names other
+        classes, or the same in another order (the model's outputs then stand for other
+        classes until trained), or when the count differs from the old data's and the
+        model's outputs are unknown. The same classes swap silently."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        _check_data(value)
+        _check_class_count(self.model, value)
+        _warn_other_classes(getattr(self._data, "classes", None), getattr(value, "classes", None))
+        self._data = value
+
     @property
     def dls(self) -> Any:
-        """The data (fastai v2's name for `learn.data`)."""
+        """The data (fastai v2's name for `learn.data`; setting it sets `data`)."""
         return self.data
 
-    def no_bar(self) -> _BarToggle:
+    @dls.setter
+    def dls(self, value: Any) -> None:
+        self.data = value
+
+    # ---- misc -----------------------------------------------------------------------------
+    def no_bar(self) -> _ProgressToggle:
         """Turn the progress bar off (the epoch table still prints). Used as
         `with learn.no_bar(): ...` the bar comes back after the block; called plainly, it
         stays off (`learn.progress.show_bar = True` turns it on again)."""
-        return _BarToggle(self.progress)
+        return _ProgressToggle(self.progress, "show_bar")
+
+    def no_logging(self) -> _ProgressToggle:
+        """fastai v2's `with learn.no_logging(): ...`: no epoch table (header and rows)
+        inside the block; the bar still shows, and the recorder still records. Called
+        plainly, the table stays off (`learn.progress.show_table = True` turns it on)."""
+        return _ProgressToggle(self.progress, "show_table")
 
     def to_channels_last(self) -> Learner:
         """Store the model's 4-d weights and feed its inputs channels-last (NHWC), the fast
         layout for convolutions on GPUs and on CPUs with bf16 units. Returns self."""
+        self._check_not_destroyed()
         self.model.to(memory_format=torch.channels_last)
         self.channels_last = True
         self._auto_layout = False
@@ -823,6 +889,7 @@ class Learner:
     def to_fp32(self) -> Learner:
         """Back to plain float32 forward passes (no autocast, no scaler); channels-last goes
         too when precision='auto' chose it. Returns self."""
+        self._check_not_destroyed()
         if self._auto_layout:
             self.model.to(memory_format=torch.contiguous_format)
             self.channels_last = self._auto_layout = False
@@ -839,6 +906,7 @@ class Learner:
         garbage collection and, on CUDA, torch's cached blocks. The model, the data, the
         callbacks and the recorder stay. Returns self."""
         check_bool("clear_opt", clear_opt)
+        self._check_not_destroyed()
         for p in self.model.parameters():
             p.grad = None
         if clear_opt:
@@ -852,11 +920,17 @@ class Learner:
         a shell that holds no tensor (`learn.recorder`'s floats stay); any later use of the
         model or the data raises a RuntimeError saying the learner was destroyed."""
         self.model = _DestroyedModel()
-        self.opt = self.data = _Destroyed()
+        self.opt = self._data = _Destroyed()
         self.layer_groups = []
         self.compiled = self.ddp_model = None
         self._release_memory()
         print("this Learner object self-destroyed - it still exists, but no longer usable")
+
+    def _check_not_destroyed(self) -> None:
+        """RuntimeError after `destroy()`, for the methods that would otherwise fail on the
+        empty shell with an error about something else (its optimizer, model or groups)."""
+        if isinstance(self.model, _DestroyedModel):
+            raise RuntimeError(_DESTROYED)
 
     def _forget_batch(self) -> None:
         """Drop the loop's references to the last loader, batch, prediction and loss."""
@@ -923,6 +997,7 @@ class Learner:
             groups,
             self.epochs_trained,
             classes,
+            self._item_ids("train_ds"),
         )
 
     def load(
@@ -960,8 +1035,17 @@ class Learner:
             scaler=self.scaler,
             regroup=regroup,
             classes=getattr(self.data, "classes", None),
+            valid_items=self._item_ids("valid_ds"),
         )
         return self
+
+    def _item_ids(self, ds_name: str) -> torch.Tensor | None:
+        """`checkpoint.item_ids` of data.`ds_name`'s items, relative to data.path; None where
+        the data has no items."""
+        items = getattr(getattr(self.data, ds_name, None), "items", None)
+        if items is None:
+            return None
+        return item_ids(items, getattr(self.data, "path", "."))
 
     def export(self, fname: str | os.PathLike = DEFAULT_EXPORT) -> Path:
         """Write what inference needs to path/`fname`: the weights and a JSON description
@@ -970,6 +1054,7 @@ class Learner:
         create_cnn models (a torchvision body + create_head). Returns the file's path."""
         if not isinstance(fname, (str, os.PathLike)) or not str(fname):
             raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
+        self._check_not_destroyed()
         if os.path.isdir(self.path / fname):
             raise ValueError(
                 f"fname should name a file, got {fname!r}: {self.path / fname} is a folder"
@@ -1000,6 +1085,24 @@ class _Destroyed:
     )
     train_ds = valid_ds = size = bs = stats = param_groups = state = property(_destroyed)
     step = zero_grad = state_dict = load_state_dict = property(_destroyed)
+
+
+_DS_IDX = {0: "train", 1: "valid"}  # fastai v2's ds_idx -> this library's ds_type
+
+
+def _data_set(method: str, ds_type: str | None, ds_idx: int | None) -> str:
+    """The ds_type of a pass given as fastai v1's `ds_type` or v2's `ds_idx` (at most one);
+    'valid' when neither is given. TypeError when both are, ValueError for another ds_idx."""
+    if ds_idx is None:
+        return "valid" if ds_type is None else ds_type
+    if ds_type is not None:
+        raise TypeError(
+            f"{method}: give ds_type (fastai v1's name) or ds_idx (v2's), not both; got "
+            f"ds_type={ds_type!r} and ds_idx={ds_idx!r}"
+        )
+    if isinstance(ds_idx, bool) or ds_idx not in _DS_IDX:
+        raise ValueError(f"ds_idx should be 0 (train) or 1 (valid), got {ds_idx!r}")
+    return _DS_IDX[ds_idx]
 
 
 def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
@@ -1087,12 +1190,80 @@ def _check_learner_args(
         raise TypeError(f"path should be a str, Path or None, got {type(path).__name__}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision should be one of {PRECISIONS} or None, got {precision!r}")
+    _check_data(data)
+
+
+def _check_data(data: Any) -> None:
+    """TypeError unless `data` has the bunch attributes the learner reads."""
     for attr in ("train_dl", "valid_dl", "device"):
         if not hasattr(data, attr):
             raise TypeError(
                 f"data should be a bunch with train_dl, valid_dl and device "
                 f"(e.g. ImageDataBunch), got {type(data).__name__} without {attr!r}"
             )
+
+
+# Layers after the last Linear that keep its width (a head may end with them).
+_SAME_WIDTH = (nn.Dropout, nn.ReLU, nn.Identity, nn.Softmax, nn.LogSoftmax, nn.Sigmoid)
+
+
+def _n_outputs(model: nn.Module) -> int | None:
+    """The number of outputs of `model` where its structure tells it: an nn.Sequential
+    (create_cnn's (body, head), or a plain stack) whose last layers, in order, end with an
+    nn.Linear followed only by layers that keep its width; None for anything else (a module
+    whose forward may call its layers in another order than they were registered)."""
+    while isinstance(model, nn.Sequential) and len(model):
+        layers = list(model)
+        while len(layers) > 1 and isinstance(layers[-1], _SAME_WIDTH):
+            layers.pop()
+        model = layers[-1]
+    return model.out_features if isinstance(model, nn.Linear) else None
+
+
+def _check_class_count(model: nn.Module, data: Any) -> None:
+    """ValueError when data.c differs from the model's outputs (both known): the model could
+    not name the data's classes (validate and the metrics would be nonsense, predict would
+    index past data.classes, save would record classes the head was not made for)."""
+    n_out = _n_outputs(model)
+    c = getattr(data, "c", None)
+    if n_out is None or c is None or int(c) == n_out:
+        return
+    raise ValueError(
+        f"data: the data has {c} classes (data.c = {c}), but the model has {n_out} outputs "
+        f"(its last Linear layer): it cannot classify this data. For other classes make a "
+        f"new learner for this data (create_cnn / vision_learner builds a head of data.c "
+        f"outputs); to keep a trained body, learn.save(name) first and load it into the "
+        f"new learner with load(name, strict=False)"
+    )
+
+
+def _warn_other_classes(old: Sequence[Any] | None, new: Sequence[Any] | None) -> None:
+    """A warning when new data names other classes than the old (`_check_class_count` has
+    refused a count the model's outputs tell it cannot classify): other names or the same
+    in another order, or another count where the outputs are unknown. Nothing when either
+    list is unknown or they are equal."""
+    if old is None or new is None:
+        return
+    old, new = [str(c) for c in old], [str(c) for c in new]
+    if old == new:
+        return
+    if len(old) != len(new):
+        warnings.warn(
+            f"data: the new data has {len(new)} classes, the learner's data had {len(old)}: "
+            f"a model made for {len(old)} classes cannot classify it (its outputs are not "
+            f"known here, so this is not checked); for other classes make a new learner",
+            stacklevel=3,
+        )
+        return
+    how = "the same in another order" if sorted(old) == sorted(new) else "other classes"
+    warnings.warn(
+        f"data: the new data's classes are {how}: {shown_classes(new)}, where the learner's "
+        f"data had {shown_classes(old)}. The model's output i stands for its old class i, "
+        f"now named data.classes[i]: predictions, validate and the metrics are wrong until "
+        f"it is trained on this data (to keep the classes, build the data with the learner's "
+        f"order: CategoryBlock(vocab=learn.data.classes))",
+        stacklevel=3,
+    )
 
 
 def _check_folder(name: str, value: Path, folder: Path) -> None:

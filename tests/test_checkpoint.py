@@ -1,15 +1,30 @@
 """fastcore_ext.checkpoint: the class names a checkpoint stores and the check on loading (a
 model saved for other classes, or the same in another order, is refused naming both lists
-and the file; strict=False loads it with a warning; older files without classes still load).
+and the file; strict=False loads it with a warning; older files without classes still load);
+the training items it records, and the warning when a learner loading it validates on some
+of them.
 Save/load round trips, atomic writes and resume: test_persist.py."""
 
 from __future__ import annotations
 
+import shutil
+import warnings
+
+import numpy as np
 import pytest
 import torch
 from fakes import easy_bunch, make_learner, tiny_model
+from PIL import Image
 
-from fastcore_ext.checkpoint import load_checkpoint, load_file, save_checkpoint
+from fastcore_ext.checkpoint import (
+    atomic_save,
+    item_ids,
+    load_checkpoint,
+    load_file,
+    save_checkpoint,
+)
+from fastcore_ext.data import ImageDataBunch
+from fastcore_ext.learner import Learner
 
 CLASSES = ["cat", "dog"]
 
@@ -131,3 +146,120 @@ def test_an_empty_or_foreign_file_says_what_it_is(tmp_path):
     (tmp_path / "text.pth").write_text("hello world\n")
     with pytest.raises(ValueError, match=r"weights_only=True\)\): \w+: .* \(12 bytes\)$"):
         load_file(tmp_path / "text.pth")
+
+
+# ---- the training items: a checkpoint loaded against another split ---------------------------
+def test_item_ids_are_paths_relative_to_the_data_path(tmp_path):
+    a, b = tmp_path / "day1" / "pets", tmp_path / "day2" / "pets"
+    ids_a = item_ids([a / "images" / "pug_1.jpg", a / "images" / "pug_2.jpg"], a)
+    ids_b = item_ids([str(b / "images" / "pug_1.jpg"), b / "images" / "pug_2.jpg"], b)
+    assert ids_a.dtype == torch.int64 and torch.equal(ids_a, ids_b)  # the folder moved
+    assert ids_a[0] != ids_a[1]
+    assert not torch.equal(
+        item_ids([a / "train" / "x.jpg"], a), item_ids([a / "valid" / "x.jpg"], a)
+    )
+    outside = item_ids([tmp_path / "elsewhere.jpg"], a)  # outside the root: its absolute path
+    assert outside is not None and len(outside) == 1
+    assert item_ids([b"raw bytes"], a) is None
+
+
+def make_folder(root, n_per_class=10, classes=("beagle", "pug")):
+    """Class folders of small random JPEGs (ImageNet style, labelled by the parent)."""
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{cls}_{i}.jpg")
+    return root
+
+
+def folder_learner(folder, tmp_path, seed):
+    data = ImageDataBunch.from_folder(folder, valid_pct=0.5, seed=seed, size=16, bs=4)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )  # fmt: skip
+    return Learner(data, model, path=tmp_path, precision="fp32")
+
+
+def shared(saving, loading) -> int:
+    """Validation items of `loading` that were training items of `saving` (by name)."""
+    trained = {(p.parent.name, p.name) for p in saving.data.train_ds.items}
+    return sum((p.parent.name, p.name) in trained for p in loading.data.valid_ds.items)
+
+
+def load_warnings(learn, name, **kwargs) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        learn.load(name, **kwargs)
+    return [str(w.message) for w in caught]
+
+
+@pytest.fixture
+def pets(tmp_path):
+    return make_folder(tmp_path / "pets")
+
+
+def test_load_says_how_many_validation_images_trained_the_checkpoint(pets, tmp_path):
+    """What the probe met: the notes' code has no seed, so day 2 draws another split and
+    learn.load('stage-1') validates partly on images the checkpoint trained on; the warning
+    said only that the data seed differs (and nothing at all with with_opt=False)."""
+    saving = folder_learner(pets, tmp_path, seed=1)
+    path = saving.save("stage-1")
+    stored = load_file(path)["train_items"]
+    assert stored.dtype == torch.int64 and len(stored) == len(saving.data.train_ds)
+    loading = folder_learner(pets, tmp_path, seed=2)
+    n = shared(saving, loading)
+    assert n > 0  # the two splits overlap (else this test shows nothing)
+    n_valid = len(loading.data.valid_ds)
+    for kwargs in ({}, {"with_opt": False}):
+        (message,) = load_warnings(loading, "stage-1", **kwargs)  # one warning
+        assert message.startswith(
+            f"{path}: {n} of {n_valid} validation images ({n / n_valid:.0%}) were in the "
+            f"checkpoint's training set: metrics on them are optimistic; build the data with "
+            f"the same seed and files"
+        )
+        # with the RNG states (with_opt) the seed still matters to a resumed fit
+        assert ("data seed 1, this one has 2" in message) == (kwargs == {})
+    assert load_warnings(folder_learner(pets, tmp_path, seed=1), "stage-1") == []
+
+
+def test_files_added_to_the_folder_change_the_split_of_the_same_seed(pets, tmp_path):
+    """With the same seed both days (no seed warning possible), three more images give
+    another split: the record of the training items still finds the overlap. Day 2's copy
+    of the folder lies elsewhere: items are compared by their path inside the data folder."""
+    grown = shutil.copytree(pets, tmp_path / "day2" / "pets")
+    for i in range(10, 13):
+        Image.new("RGB", (20, 20), (i, 0, 0)).save(grown / "pug" / f"pug_{i}.jpg")
+    for seed in range(10):  # the first seed whose two splits overlap
+        saving = folder_learner(pets, tmp_path, seed=seed)
+        loading = folder_learner(grown, tmp_path, seed=seed)
+        n = shared(saving, loading)
+        if n:
+            break
+    assert n > 0
+    saving.save("stage-1")
+    (message,) = load_warnings(loading, "stage-1")
+    assert f"{n} of {len(loading.data.valid_ds)} validation images" in message
+    assert "data seed" not in message  # no seed note: the seeds agree
+
+
+def test_checkpoints_without_the_record_load_as_before(pets, tmp_path):
+    saving = folder_learner(pets, tmp_path, seed=1)
+    path = saving.save("stage-1")
+    old = {k: v for k, v in load_file(path).items() if k != "train_items"}
+    atomic_save(old, tmp_path / "models" / "old.pth")  # a file from before the record
+    loading = folder_learner(pets, tmp_path, seed=2)
+    assert load_warnings(loading, "old", with_opt=False) == []
+    (message,) = load_warnings(loading, "old")  # the seed note alone, as before
+    assert "data seed 1, this one has 2: a resumed fit will shuffle" in message
+    assert same_state(state_of(loading.model), state_of(saving.model))
+
+
+def test_data_without_items_records_nothing(tmp_path):
+    learn = make_learner(path=tmp_path)  # the in-memory bunch: no item paths
+    path = learn.save("m")
+    assert "train_items" not in load_file(path)
+    assert load_warnings(make_learner(path=tmp_path), "m") == []

@@ -107,7 +107,9 @@ def test_predict_and_preprocess_take_it(photo, tmp_path):
     img = PILImage.create(path)
     assert torch.equal(data.preprocess(img), data.preprocess(path))
     torch.manual_seed(0)
-    learn = Learner(data, tiny_model(), precision="fp32")
+    model = tiny_model()
+    model[-1] = torch.nn.Linear(8, data.c)  # a head for the data's classes
+    learn = Learner(data, model, precision="fp32")
     name, idx, probs = learn.predict(path)
     got_name, got_idx, got = learn.predict(img)
     assert (got_name, got_idx) == (name, idx)

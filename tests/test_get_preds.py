@@ -435,3 +435,46 @@ def test_the_data_loaders_batches_pass_the_checks(device):
     learn = make_learner(data=easy_bunch(device=device))
     assert learn.get_preds()[0].shape == (40, 2)
     assert len(learn.validate()) == 1
+
+
+# ---- fastai v2's names: ds_idx, with_decoded ---------------------------------------------------
+def test_ds_idx_names_the_data_set_as_fastai_v2():
+    """fastai v2's get_preds(ds_idx=0|1) / validate(ds_idx=): 0 the training set, 1 the
+    validation set; v1's ds_type still works, and both at once are refused."""
+    learn = make_learner(metrics=accuracy)
+    probs, targs = learn.get_preds()
+    probs1, targs1 = learn.get_preds(ds_idx=1)
+    assert torch.equal(probs1, probs) and torch.equal(targs1, targs)
+    assert learn.validate(ds_idx=1) == learn.validate()
+    for call in (learn.get_preds, learn.validate):
+        with pytest.raises(ValueError) as train:  # the fake loaders cannot be read in order
+            call(ds_type="train")
+        with pytest.raises(ValueError) as idx0:
+            call(ds_idx=0)
+        assert str(idx0.value) == str(train.value)
+        with pytest.raises(TypeError, match="ds_type .* or ds_idx .*not both"):
+            call(ds_type="valid", ds_idx=1)
+        for bad in (2, -1, True, "1"):
+            with pytest.raises(ValueError, match=r"ds_idx should be 0 \(train\) or 1 \(valid\)"):
+                call(ds_idx=bad)
+    with pytest.raises(ValueError, match="ds_idx=0 or 1"):
+        learn.get_preds(0)  # positional: v1's ds_type here, and the message says so
+
+
+def test_with_decoded_in_fastai_v2s_order():
+    """fastai v2: (inputs, preds, targs, decoded, losses) with each flag; decoded the
+    argmax of the predictions (CrossEntropyLossFlat.decodes)."""
+    learn = make_learner()
+    x, y = valid_xy(learn)
+    probs, targs, decoded = learn.get_preds(with_decoded=True)
+    expected = manual_logits(learn.model, x).argmax(dim=1)
+    assert decoded.dtype == torch.int64 and torch.equal(decoded, expected)
+    assert torch.equal(targs, y)
+    inputs, probs2, targs2, decoded2, losses = learn.get_preds(
+        with_input=True, with_decoded=True, with_loss=True
+    )
+    assert torch.equal(inputs, x) and torch.equal(probs2, probs) and torch.equal(targs2, y)
+    assert torch.equal(decoded2, expected)
+    assert losses.shape == (len(y),) and losses.dtype == torch.float32
+    with pytest.raises(TypeError, match="with_decoded"):
+        learn.get_preds(with_decoded=1)

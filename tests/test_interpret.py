@@ -657,7 +657,9 @@ def test_show_results_passes_over_unreadable_files(tmp_path):
 
 
 def test_show_results_bad_arguments(folder, tmp_path):
-    learn = make_learner(data=_folder_bunch(folder, tmp_path), model=tiny_model(), splitter=None)
+    model = tiny_model()
+    model[-1] = nn.Linear(8, 3)  # the folder's 3 classes
+    learn = make_learner(data=_folder_bunch(folder, tmp_path), model=model, splitter=None)
     with pytest.raises(ValueError, match="ds_type should be 'valid' or 'train', got 'test'"):
         learn.show_results("test")
     with pytest.raises(ValueError, match="rows should be >= 1, got 0"):

@@ -1,10 +1,14 @@
 """fastcore_ext.interrupt: where an exception stopped a fit (the phase boundaries named as
 such, not as a batch of the previous phase), and lr_find's own report of an interrupted sweep
-(after how many of its iterations, the learner put back as it was before lr_find)."""
+(after how many of its iterations, the learner put back as it was before lr_find); on a
+terminal, the Ctrl-C message is not printed onto the progress bar."""
 
 from __future__ import annotations
 
 import copy
+import io
+import re
+import sys
 
 import pytest
 import torch
@@ -137,3 +141,27 @@ def test_other_error_during_lr_find_is_noted_not_printed(capsys):
         "optimizer state, BatchNorm statistics and RNG states were put back."
     ]
     assert_same_state(state_of(learn), before)
+
+
+# ---- the message on a terminal -----------------------------------------------------------------
+class Terminal(io.StringIO):
+    """What a terminal receives (stdout and stderr together), as a tty."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_ctrl_c_message_starts_a_line_of_its_own_on_a_terminal(monkeypatch):
+    """It was printed onto the half-drawn bar: '|-----| 0.00% [0/8 ...]Training interrupted
+    at epoch 1 ...'. The bar is cleared first, as after a fit."""
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    learn = make_learner()
+    learn.progress.stream = terminal
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(2, cbs=raising_at("after_batch", 0, training=True, iter=2))
+    out = terminal.getvalue()
+    assert "|" in out  # the bar was drawn
+    before, sep, _ = out.partition("Training interrupted at epoch 0")
+    assert sep
+    assert re.split(r"[\r\n]", before)[-1] == ""  # nothing drawn before it on its line

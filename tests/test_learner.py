@@ -546,3 +546,29 @@ def test_plots_after_fit():
     assert isinstance(learn.recorder.plot_losses(), Figure)
     fig = learn.recorder.plot_lr(show_moms=True)
     assert len(fig.axes[0].get_lines()) == 3  # one line per layer group
+
+
+# ---- fastai v2's final_record and no_logging ---------------------------------------------------
+def test_final_record_is_the_last_epochs_values():
+    learn = make_learner(metrics=[accuracy, error_rate])
+    assert learn.recorder.final_record is None  # no epoch yet
+    learn.fit(2)
+    rec = learn.recorder
+    assert rec.final_record == [
+        rec.train_losses[-1],
+        rec.valid_losses[-1],
+        *rec.metrics[-1],
+    ]
+    assert len(rec.final_record) == 4
+    learn.validate()
+    assert rec.final_record == rec.values[-1]  # validate returns its values, changes nothing
+
+
+def test_no_logging_hides_the_epoch_table_inside_the_block():
+    learn = make_learner()
+    with learn.no_logging():
+        learn.fit(1)
+    assert learn.progress.stream.getvalue() == ""
+    assert len(learn.recorder.values) == 1  # still recorded
+    learn.fit(1)
+    assert "train_loss" in learn.progress.stream.getvalue()  # back after the block

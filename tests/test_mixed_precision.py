@@ -140,11 +140,17 @@ def cpu_flags(monkeypatch):
 
 
 def test_auto_picks_bf16_and_channels_last_where_native_and_says_so_once(cpu_flags, capsys):
+    """The choice is printed when the first fit starts (not when the learner is made: one
+    made for inference prints nothing), once per process."""
     cpu_flags("avx2 avx512f avx512_bf16")
     learn = make_learner(precision="auto")
     assert learn.precision == "bf16" and learn.channels_last
     assert learn.model[0].weight.is_contiguous(memory_format=torch.channels_last)
-    make_learner(precision="auto")
+    other = make_learner(precision="auto")
+    learn.get_preds()
+    assert capsys.readouterr().err == ""
+    learn.fit(1)
+    other.fit(1)
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "fastcore_ext: precision auto -> bf16 autocast + channels-last (avx512_bf16; a "
@@ -160,10 +166,24 @@ def test_auto_picks_fp32_without_native_bf16(cpu_flags, capsys):
     cpu_flags("avx2 fma")
     learn = make_learner(precision="auto")
     assert learn.precision == "fp32" and not learn.channels_last
+    assert capsys.readouterr().err == ""
+    learn.lr_find(num_it=4)  # a sweep trains too: it says the choice
     assert (
         capsys.readouterr().err
         == "fastcore_ext: precision auto -> fp32 (no native bfloat16 on cpu)\n"
     )
+
+
+def test_a_precision_chosen_after_auto_is_not_announced_as_auto(cpu_flags, capsys):
+    """to_fp32 (or to_bf16) after 'auto': the line describing auto's choice would be false
+    ('learn.to_fp32() opts out' after the user did): the fit prints nothing."""
+    cpu_flags("avx512_bf16")
+    learn = make_learner(precision="auto")
+    assert learn.precision_note is not None
+    learn.to_fp32()
+    assert learn.precision_note is None
+    learn.fit(1)
+    assert capsys.readouterr().err == ""
 
 
 def test_precision_argument_and_the_module_default(cpu_flags, monkeypatch):

@@ -12,12 +12,18 @@ the fused optimizer unscales the grads itself and skips a step whose grads hold 
 learner's host mirror of that counter follows the device counter.
 
 `auto_precision(device)` is what `Learner(precision="auto")` picks: "bf16" where the
-hardware multiplies bfloat16 natively (fastcore_ext.hardware), else "fp32"; `announce_auto`
-prints that choice once per process and `set_up(learn, precision)` applies
-`Learner(precision=...)`. The automatic bf16 trains the learner's first AUTO_FP32_EPOCHS
-epoch(s) in float32 (`MixedPrecision.fp32_epochs`; `create_cnn` with pretrained weights sets
-0): bfloat16's rounding error, relative to the signal, is largest while a network's features
-are still random. From scratch, bf16 from the first batch ended 2 points of error above
+hardware multiplies bfloat16 natively (fastcore_ext.hardware), else "fp32";
+`set_up(learn, precision)` applies `Learner(precision=...)` and keeps the line that says what
+"auto" chose as `learn.precision_note`, which `announce(learn)` prints at the start of the
+learner's first fit (or lr_find), once per process: the line speaks of training (the first
+epoch in fp32, `to_fp32()` to opt out), so a learner only used for inference (load_learner,
+the CLI's predict) prints nothing. Changing the precision (to_bf16, to_fp16, to_fp32) drops
+the note: the choice it describes is no longer the learner's.
+
+The automatic bf16 trains the learner's first AUTO_FP32_EPOCHS epoch(s) in float32
+(`MixedPrecision.fp32_epochs`; `create_cnn` with pretrained weights sets 0): bfloat16's
+rounding error, relative to the signal, is largest while a network's features are still
+random. From scratch, bf16 from the first batch ended 2 points of error above
 fastai's fp32 at equal epochs (16 seeds of the demo on a 2-core Zen 4: 0.697 against 0.676),
 with a float32 first epoch 0.682 (bench/README.md, "Precision 'auto' from scratch").
 
@@ -59,7 +65,7 @@ __all__ = [
     "AUTO_FP32_EPOCHS",
     "auto_precision",
     "narrow_strided_convs",
-    "announce_auto",
+    "announce",
     "features_trained",
     "set_up",
     "bf16",
@@ -92,27 +98,30 @@ def auto_precision(device: torch.device | str) -> tuple[str, str]:
     )
 
 
-def announce_auto(device: torch.device | str) -> str:
-    """auto_precision(device)'s choice, 'bf16' or 'fp32'; its line goes to stderr once per
-    process, from the main process only."""
-    chosen, line = auto_precision(device)
-    if line not in _announced and is_main_process():
+def announce(learn: Learner) -> None:
+    """Print `learn.precision_note` (what precision 'auto' chose), if any, to stderr: once per
+    process for each distinct line, from the main process only. Called as a fit starts."""
+    line = learn.precision_note
+    if line is not None and line not in _announced and is_main_process():
         _announced.add(line)
         print(line, file=sys.stderr, flush=True)
-    return chosen
 
 
 def set_up(learn: Learner, precision: str) -> None:
     """What Learner(precision=...) does: to_bf16 or to_fp16, or for 'auto' the choice of
-    `announce_auto`, bf16 after AUTO_FP32_EPOCHS float32 epochs, with channels-last (which
-    to_fp32 undoes); 'fp32' changes nothing."""
+    `auto_precision`, bf16 after AUTO_FP32_EPOCHS float32 epochs, with channels-last (which
+    to_fp32 undoes), its line kept as `learn.precision_note` for `announce`; 'fp32' changes
+    nothing."""
     if precision == "bf16":
         learn.to_bf16()
     elif precision == "fp16":
         learn.to_fp16()
-    elif precision == "auto" and announce_auto(learn.data.device) == "bf16":
-        learn.to_bf16(fp32_epochs=AUTO_FP32_EPOCHS).to_channels_last()
-        learn._auto_layout = True
+    elif precision == "auto":
+        chosen, line = auto_precision(learn.data.device)
+        if chosen == "bf16":
+            learn.to_bf16(fp32_epochs=AUTO_FP32_EPOCHS).to_channels_last()
+            learn._auto_layout = True
+        learn.precision_note = line
 
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -300,7 +309,9 @@ def features_trained(learn: Learner) -> None:
 
 
 def use(learn: Learner, mp: MixedPrecision | None) -> None:
-    """Detach the learner's MixedPrecision callback, if any, and attach `mp` (None: fp32)."""
+    """Detach the learner's MixedPrecision callback, if any, and attach `mp` (None: fp32);
+    the learner's precision_note goes (the precision is now the caller's choice)."""
+    learn.precision_note = None
     old = attached(learn.cbs)
     if old is not None:
         learn.remove_cb(old)

@@ -115,6 +115,14 @@ class Recorder(Callback):
             for t, v, m in zip(self.train_losses, self.valid_losses, self.metrics, strict=True)
         ]
 
+    @property
+    def final_record(self) -> list[float | None] | None:
+        """The last epoch's [train_loss, valid_loss, *metrics] (fastai v2's `final_record`
+        after a fit), or None before any epoch. Unlike fastai's, `validate()` does not
+        replace it: validate returns its own [valid_loss, *metrics]."""
+        values = self.values
+        return values[-1] if values else None
+
     def _flush(self) -> None:
         """Turn the pending device losses into floats (one transfer) and smooth them."""
         if not self._pending:
