@@ -31,7 +31,7 @@ from fastcore_ext.checks import check_bool, int_or_none, real_or_none
 from fastcore_ext.inference import MissingRowsWarning
 from fastcore_ext.plots import PlotFigure, check_figsize, finish, grid_cells, image_grid
 
-__all__ = ["ClassificationInterpretation", "ClassificationReport"]
+__all__ = ["ClassificationInterpretation", "ClassificationReport", "Interpretation"]
 
 MIN_CELL_FONT = 4.5  # points: smaller numbers in confusion-matrix cells are not drawn
 
@@ -507,6 +507,12 @@ class ClassificationInterpretation:
             x = data.denorm(data.preprocess(raw).float()).cpu()
             return [img.permute(1, 2, 0).numpy() for img in x]
         return [_as_unit_image(x) for x in raw]
+
+
+Interpretation = ClassificationInterpretation
+"""fastai v2's base class of the interpretations (``Interpretation.from_learner(learn)``,
+top_losses, plot_top_losses): the learners here are single-label classifiers, whose
+interpretation is ClassificationInterpretation."""
 
 
 def _as_unit_image(x: torch.Tensor) -> np.ndarray:

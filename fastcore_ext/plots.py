@@ -40,7 +40,11 @@ import weakref
 from collections.abc import Iterator
 from numbers import Real
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fastcore_ext.checks import check_int
@@ -60,6 +64,7 @@ __all__ = [
     "save_png",
     "saved_file",
     "set_plot_dir",
+    "show_image",
     "show_inline",
 ]
 
@@ -232,6 +237,75 @@ def image_grid(
     longest = max((len(line) for t in titles for line in t.split("\n")), default=1)
     fontsize = min(max(min(0.11 * cell_pts, 1.7 * cell_pts / max(longest, 1)), 5.0), 12.0)
     return fig, axes[:k], float(fontsize)
+
+
+def _image_pixels(im: Any) -> np.ndarray:
+    """An image as an array imshow takes: a tensor [C, H, W] (C < 5, moved last) or
+    [H, W, C] / [H, W]; a PIL image or anything numpy reads ([H, W, C] / [H, W]). One channel
+    becomes [H, W]."""
+    if isinstance(im, torch.Tensor):
+        t = im.detach().cpu()
+        t = t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+        if t.dim() == 3 and t.shape[0] < 5:
+            t = t.permute(1, 2, 0)
+        pixels = t.numpy()
+    else:
+        pixels = np.asarray(im)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] in (3, 4))):
+        raise ValueError(
+            f"im should be an image: a tensor [C, H, W] or an array [H, W, C] with 1, 3 or 4 "
+            f"channels, or [H, W]; got {type(im).__name__} of shape {tuple(pixels.shape)}"
+        )
+    if pixels.dtype == object or not (
+        np.issubdtype(pixels.dtype, np.number) or pixels.dtype == np.bool_
+    ):
+        raise TypeError(f"im should hold numbers, got {type(im).__name__} of {pixels.dtype}")
+    return pixels
+
+
+def _fig_bound(pixels: int) -> float:
+    """fastai's default size of a figure side for an image side of `pixels`: one inch per
+    32 pixels, 1 to 5 inches."""
+    return float(min(5, max(1, pixels // 32)))
+
+
+def show_image(
+    im: Any,
+    ax: Axes | None = None,
+    figsize: tuple[float, float] | None = None,
+    title: str | None = None,
+    ctx: Axes | None = None,
+    **kwargs: Any,
+) -> Axes:
+    """fastai's `show_image`: draw one image, axes hidden, with an optional `title`.
+
+    im: a tensor [C, H, W] (C < 5) or [H, W, C] / [H, W] (uint8, or float in [0, 1]), a PIL
+    image (PILImage.create, PIL.Image.open) or a numpy array. ax (or fastai's ctx): an Axes to
+    draw into; None: a new figure of `figsize` inches (default 1 inch per 32 pixels a side, 1
+    to 5), shown inline in a notebook or saved as 'show_image.png' elsewhere (`finish`).
+    kwargs go to matplotlib's imshow (e.g. cmap='gray'). Returns the Axes, as fastai's."""
+    if ax is not None and ctx is not None:
+        raise ValueError("ax and ctx name the same Axes (ctx is fastai's name): give one")
+    ax = ax if ax is not None else ctx
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax should be a matplotlib Axes or None, got {type(ax).__name__}")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title should be a str or None, got {type(title).__name__}")
+    pixels = _image_pixels(im)
+    own = ax is None
+    if own:
+        h, w = pixels.shape[:2]
+        fig = PlotFigure(figsize=check_figsize(figsize, (_fig_bound(w), _fig_bound(h))))
+        ax = fig.add_subplot()
+    ax.imshow(pixels, **kwargs)
+    if title is not None:
+        ax.set_title(title)
+    ax.set_axis_off()
+    if own:
+        finish(ax.figure, "show_image")
+    return ax
 
 
 def check_figsize(

@@ -10,6 +10,7 @@ torchvision's model namespace.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from functools import partial
 from numbers import Integral
@@ -19,6 +20,7 @@ import matplotlib.pyplot as plt  # a script without a display gets Agg (matplotl
 import numpy as np
 import torch
 import torchvision.models as models
+from PIL import Image  # fastai v2's star import gives PIL's module: Image.open(fn)
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models import (  # the builders fastai v2's star import gives, by bare name
@@ -99,7 +101,8 @@ from fastcore_ext.data import (
 )
 from fastcore_ext.data import DataPath as Path  # pathlib's Path with fastai's ls()
 from fastcore_ext.exported import load_learner
-from fastcore_ext.interpret import ClassificationInterpretation
+from fastcore_ext.foundation import L, first
+from fastcore_ext.interpret import ClassificationInterpretation, Interpretation
 from fastcore_ext.learner import Learner, set_seed
 from fastcore_ext.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropy
 from fastcore_ext.metrics import (
@@ -122,7 +125,14 @@ from fastcore_ext.model_builder import (
     resnet_split,
 )
 from fastcore_ext.optim import SGD, Adam
+from fastcore_ext.plots import show_image
 from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
+from fastcore_ext.torch_core import tensor, to_np, trainable_params
+
+try:  # fastai's star import gives pandas as pd; pandas is optional here (from_df, DataBlock)
+    import pandas as pd
+except ImportError:
+    pd = None
 
 # The public API of `from fastcore_ext.vision import *`: every name the lesson-1 notes use
 # (untar_data, URLs, get_image_files, ImageDataBunch, get_transforms, imagenet_stats,
@@ -133,8 +143,19 @@ from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(sugge
 # and what fastai v1's star import also gave the notebooks: np, plt, torch, nn, F, partial,
 # open_image; as fastai v2's, torchvision's builders by bare name (`vision_learner(dls,
 # resnet34)`). `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
-# patches pathlib.Path itself; this library patches nothing).
+# patches pathlib.Path itself; this library patches nothing). Also fastai v2's names that
+# fastbook's chapters use as they are: re, pd (when pandas is installed), Image (PIL's module),
+# tensor, L, first, to_np, trainable_params, show_image, Interpretation.
 __all__ = [
+    "Image",
+    "Interpretation",
+    "L",
+    "first",
+    "re",
+    "show_image",
+    "tensor",
+    "to_np",
+    "trainable_params",
     "BBoxBlock",
     "CategoryBlock",
     "ColReader",
@@ -236,6 +257,8 @@ __all__ = [
     "vgg19_bn",
     "vision_learner",
 ]
+if pd is not None:
+    __all__.append("pd")
 
 
 def create_cnn(

@@ -520,3 +520,48 @@ def test_image_grid_bad_nrows_ncols():
         image_grid(4, None, [], cell=(2.0, 2.0), ncols=True)
     with pytest.raises(ValueError, match="nrows, ncols: a 1 x 3 grid has fewer than the 4 cells"):
         image_grid(4, None, [], cell=(2.0, 2.0), nrows=1, ncols=3)
+
+
+# ---- show_image ------------------------------------------------------------------------------
+def test_show_image_of_a_tensor_a_pil_image_and_one_channel(tmp_path, capsys):
+    g = torch.Generator().manual_seed(0)
+    chw = torch.randint(0, 256, (3, 40, 70), dtype=torch.uint8, generator=g)
+    ax = plots.show_image(chw, title="grizzly")
+    assert ax.get_title() == "grizzly" and not ax.axison
+    drawn = np.asarray(ax.get_images()[0].get_array())
+    np.testing.assert_array_equal(drawn, chw.permute(1, 2, 0).numpy())
+    assert tuple(ax.figure.get_size_inches()) == (2.0, 1.0)  # 70 // 32 by 40 // 32 inches
+    assert plots.saved_file(ax.figure) == tmp_path / "plots" / "show_image.png"
+    assert capsys.readouterr().out.startswith("Plot saved: plots/show_image.png")
+
+    pil = Image.fromarray(chw.permute(1, 2, 0).numpy())
+    ax = plots.show_image(pil, figsize=(3, 2))
+    np.testing.assert_array_equal(np.asarray(ax.get_images()[0].get_array()), np.asarray(pil))
+    assert tuple(ax.figure.get_size_inches()) == (3.0, 2.0)
+    assert plots.saved_file(ax.figure) == tmp_path / "plots" / "show_image-2.png"
+
+    gray = torch.rand(1, 300, 10, generator=g)
+    ax = plots.show_image(gray, cmap="gray")
+    assert ax.get_images()[0].get_array().shape == (300, 10)
+    assert ax.get_images()[0].get_cmap().name == "gray"
+    assert tuple(ax.figure.get_size_inches()) == (1.0, 5.0)  # 1 to 5 inches a side
+
+
+def test_show_image_into_given_axes(tmp_path):
+    fig = Figure()
+    axes = fig.subplots(1, 2)
+    hwc = np.zeros((8, 8, 3), dtype=np.uint8)
+    assert plots.show_image(hwc, ax=axes[0], title="a") is axes[0]
+    assert plots.show_image(hwc, ctx=axes[1]) is axes[1]  # fastai's name
+    assert axes[0].get_title() == "a" and len(axes[1].get_images()) == 1
+    assert not (tmp_path / "plots").exists()  # the caller's figure: not saved
+    with pytest.raises(ValueError, match="ax and ctx name the same Axes"):
+        plots.show_image(hwc, ax=axes[0], ctx=axes[1])
+    with pytest.raises(TypeError, match="ax should be a matplotlib Axes or None, got str"):
+        plots.show_image(hwc, ax="left")
+    with pytest.raises(
+        ValueError, match=r"im should be an image.*got Tensor of shape \(2, 3, 4, 5\)"
+    ):
+        plots.show_image(torch.zeros(2, 3, 4, 5))
+    with pytest.raises(TypeError, match="title should be a str or None"):
+        plots.show_image(hwc, title=3)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 import torchvision
@@ -260,6 +263,65 @@ def test_star_import_is_the_public_api():
     # fastai v2's bare builder names: `vision_learner(dls, resnet34)`
     for name in ("resnet18", "resnet34", "resnet50", "densenet121", "vgg16_bn", "alexnet"):
         assert namespace[name] is getattr(torchvision.models, name)
+
+
+def test_star_import_gives_fastbooks_other_names(tmp_path, monkeypatch):
+    """The names fastai v2's star import gives that fastbook's chapters use as written, each
+    used once on a tiny input."""
+    monkeypatch.chdir(tmp_path)  # show_image / plot_top_losses save under ./plots
+    monkeypatch.delenv("FASTCORE_EXT_PLOTS", raising=False)
+    ns: dict = {"data": image_bunch(), "quiet": quiet, "png": str(tmp_path / "x.png")}
+    exec("from fastcore_ext.vision import *", ns)
+    exec(
+        "import PIL.Image as PIL_Image\n"
+        "PIL_Image.new('RGB', (5, 4), (250, 0, 0)).save(png)\n"
+        "name = re.findall(r'(.+)_\\d+.jpg$', 'great_pyrenees_173.jpg')[0]\n"  # ch. 5
+        "targ = tensor([0, 1, 0, 1, 1, 0])\n"  # ch. 5
+        "im = Image.open(png)\n"  # ch. 2
+        "ax = show_image(tensor(im), title='red')\n"
+        "doubled = L([1, 2, 3]).map(lambda x: 2 * x).filter(lambda x: x > 2)\n"
+        "learn = quiet(vision_learner(data, resnet18, pretrained=False))\n"
+        "xb, yb = first(learn.data.train_dl)\n"
+        "n_all = len(trainable_params(learn.model))\n"
+        "learn.freeze()\n"
+        "n_frozen = len(trainable_params(learn.model))\n"
+        "interp = Interpretation.from_learner(learn)\n"
+        "losses, idxs = interp.top_losses(3)\n"
+        "probs = to_np(interp.probs)\n",
+        ns,
+    )
+    assert ns["name"] == "great_pyrenees"
+    assert ns["targ"].dtype == torch.int64 and ns["targ"].tolist() == [0, 1, 0, 1, 1, 0]
+    assert ns["Image"] is PIL.Image and ns["im"].size == (5, 4)
+    assert ns["ax"].get_title() == "red" and (tmp_path / "plots" / "show_image.png").is_file()
+    assert ns["doubled"] == [4, 6] and type(ns["doubled"]).__name__ == "L"
+    assert ns["xb"].shape == (4, 3, 32, 32) and ns["yb"].shape == (4,)
+    n_head = len(list(ns["learn"].model[1].parameters()))
+    body_bn = sum(
+        len(list(m.parameters()))
+        for m in ns["learn"].model[0].modules()
+        if isinstance(m, nn.BatchNorm2d)
+    )
+    assert ns["n_all"] == len(list(ns["learn"].model.parameters()))
+    assert ns["n_frozen"] == n_head + body_bn  # the head and the body's BatchNorm layers
+    assert ns["Interpretation"] is ns["ClassificationInterpretation"]
+    assert len(ns["losses"]) == 3 and ns["losses"][0] >= ns["losses"][-1]
+    assert isinstance(ns["probs"], np.ndarray) and ns["probs"].shape == (4, 2)
+    assert ns["pd"].DataFrame({"fname": ["a.jpg"]}).shape == (1, 1)  # pandas is installed here
+
+
+def test_star_import_without_pandas_has_no_pd():
+    """pandas is optional: without it the star import works and gives no `pd`."""
+    code = (
+        "import sys; sys.modules['pandas'] = None\n"  # `import pandas` raises ImportError
+        "ns = {}\n"
+        "exec('from fastcore_ext.vision import *', ns)\n"
+        "print('pd' in ns, 'L' in ns)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this tree's package
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize(
