@@ -266,9 +266,10 @@ def _image_pixels(im: Any) -> np.ndarray:
 
 
 def _fig_bound(pixels: int) -> float:
-    """fastai's default size of a figure side for an image side of `pixels`: one inch per
-    32 pixels, 1 to 5 inches."""
-    return float(min(5, max(1, pixels // 32)))
+    """The default size of a figure side for an image side of `pixels`: fastai's one inch per
+    32 pixels up to 5 inches, but at least 2 (fastai's 1 inch leaves no room for a title in a
+    saved PNG, which is not cropped to its content as a notebook's is)."""
+    return float(min(5, max(2, pixels // 32)))
 
 
 def show_image(
@@ -283,9 +284,10 @@ def show_image(
 
     im: a tensor [C, H, W] (C < 5) or [H, W, C] / [H, W] (uint8, or float in [0, 1]), a PIL
     image (PILImage.create, PIL.Image.open) or a numpy array. ax (or fastai's ctx): an Axes to
-    draw into; None: a new figure of `figsize` inches (default 1 inch per 32 pixels a side, 1
-    to 5), shown inline in a notebook or saved as 'show_image.png' elsewhere (`finish`).
-    kwargs go to matplotlib's imshow (e.g. cmap='gray'). Returns the Axes, as fastai's."""
+    draw into; None: a new figure of `figsize` inches (default 1 inch per 32 pixels a side, 2
+    to 5; the title's font shrinks to fit its width), shown inline in a notebook or saved as
+    'show_image.png' elsewhere (`finish`). kwargs go to matplotlib's imshow (e.g.
+    cmap='gray'). Returns the Axes, as fastai's."""
     if ax is not None and ctx is not None:
         raise ValueError("ax and ctx name the same Axes (ctx is fastai's name): give one")
     ax = ax if ax is not None else ctx
@@ -301,7 +303,9 @@ def show_image(
         ax = fig.add_subplot()
     ax.imshow(pixels, **kwargs)
     if title is not None:
-        ax.set_title(title)
+        width_pts = ax.figure.get_size_inches()[0] * 72
+        longest = max(len(line) for line in title.split("\n")) or 1
+        ax.set_title(title, fontsize=min(12.0, max(6.0, 1.6 * width_pts / longest)))
     ax.set_axis_off()
     if own:
         finish(ax.figure, "show_image")

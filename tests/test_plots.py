@@ -530,7 +530,7 @@ def test_show_image_of_a_tensor_a_pil_image_and_one_channel(tmp_path, capsys):
     assert ax.get_title() == "grizzly" and not ax.axison
     drawn = np.asarray(ax.get_images()[0].get_array())
     np.testing.assert_array_equal(drawn, chw.permute(1, 2, 0).numpy())
-    assert tuple(ax.figure.get_size_inches()) == (2.0, 1.0)  # 70 // 32 by 40 // 32 inches
+    assert tuple(ax.figure.get_size_inches()) == (2.0, 2.0)  # 70 // 32, 40 // 32 -> at least 2
     assert plots.saved_file(ax.figure) == tmp_path / "plots" / "show_image.png"
     assert capsys.readouterr().out.startswith("Plot saved: plots/show_image.png")
 
@@ -544,7 +544,7 @@ def test_show_image_of_a_tensor_a_pil_image_and_one_channel(tmp_path, capsys):
     ax = plots.show_image(gray, cmap="gray")
     assert ax.get_images()[0].get_array().shape == (300, 10)
     assert ax.get_images()[0].get_cmap().name == "gray"
-    assert tuple(ax.figure.get_size_inches()) == (1.0, 5.0)  # 1 to 5 inches a side
+    assert tuple(ax.figure.get_size_inches()) == (2.0, 5.0)  # 2 to 5 inches a side
 
 
 def test_show_image_into_given_axes(tmp_path):
