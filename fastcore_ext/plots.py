@@ -24,6 +24,8 @@ so they neither pop up windows nor pile up in pyplot's registry.
   The file is written to a temporary name in the same folder and renamed, so a crash never
   leaves a half-written PNG.
 
+`show_image` (fastai's) draws one image this way, or into an Axes it is given.
+
 A program that saves each figure itself (the lesson pipeline) turns the automatic saving
 off for a block with ``with autosave(False):``. In a distributed run only rank 0 saves.
 """
