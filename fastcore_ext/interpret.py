@@ -31,7 +31,7 @@ from fastcore_ext.checks import check_bool, int_or_none, real_or_none
 from fastcore_ext.inference import MissingRowsWarning
 from fastcore_ext.plots import PlotFigure, check_figsize, finish, grid_cells, image_grid
 
-__all__ = ["ClassificationInterpretation", "ClassificationReport"]
+__all__ = ["ClassificationInterpretation", "ClassificationReport", "Interpretation"]
 
 MIN_CELL_FONT = 4.5  # points: smaller numbers in confusion-matrix cells are not drawn
 
@@ -256,13 +256,13 @@ class ClassificationInterpretation:
             ),
         )
 
-    def print_classification_report(self) -> ClassificationReport:
+    def print_classification_report(self) -> None:
         """Print the classification report as an aligned table (rank 0 only, in a distributed
-        run) and return its numbers."""
+        run). Returns None, as fastai's: as a notebook cell's last line it shows the table
+        once; `classification_report()` returns the numbers."""
         report = self.classification_report()
         if ranks.is_main_process():
             print(report)
-        return report
 
     # ---- plots ---------------------------------------------------------------------------
     def plot_top_losses(
@@ -314,6 +314,7 @@ class ClassificationInterpretation:
             prob = float(self.probs[r, actual])
             titles.append(f"{self.classes[pred]} / {self.classes[actual]}\n{loss:.2f} / {prob:.2f}")
         fig, axes, fontsize = image_grid(len(titles), figsize, titles, (2.6, 2.8), nrows, ncols)
+        fig.set_layout_engine("constrained")  # room for the suptitle (tight_layout overlaps it)
         for cell, ax in enumerate(axes):
             img = images[cell]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
@@ -506,6 +507,12 @@ class ClassificationInterpretation:
             x = data.denorm(data.preprocess(raw).float()).cpu()
             return [img.permute(1, 2, 0).numpy() for img in x]
         return [_as_unit_image(x) for x in raw]
+
+
+Interpretation = ClassificationInterpretation
+"""fastai v2's base class of the interpretations (``Interpretation.from_learner(learn)``,
+top_losses, plot_top_losses): the learners here are single-label classifiers, whose
+interpretation is ClassificationInterpretation."""
 
 
 def _as_unit_image(x: torch.Tensor) -> np.ndarray:

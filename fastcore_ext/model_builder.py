@@ -41,6 +41,7 @@ __all__ = [
     "AdaptiveConcatPool2d",
     "DOWNLOAD_TIMEOUT",
     "PretrainedWeightsError",
+    "apply_init",
     "build_arch",
     "create_body",
     "create_head",
@@ -82,6 +83,8 @@ def create_head(
     lin_ftrs: Sequence[int] | None = None,
     ps: float | Sequence[float] = 0.5,
     concat_pool: bool = True,
+    first_bn: bool = True,
+    bn_final: bool = False,
 ) -> nn.Sequential:
     """fastai's classifier head for a body with `nf` output channels.
 
@@ -89,10 +92,19 @@ def create_head(
     concat_pool=False), Flatten, then for each hidden size in lin_ftrs (default [512]):
     BatchNorm1d, Dropout, Linear (no bias: the BatchNorm before it has one), ReLU; and a
     last BatchNorm1d, Dropout, Linear(.., n_out). `ps`: one dropout probability for the last
-    layer (the others get ps/2) or one per linear layer. Linear weights are initialized with
-    kaiming_normal_. Maps Tensor[B, nf, H, W] to logits Tensor[B, n_out].
+    layer (the others get ps/2) or one per linear layer. first_bn=False leaves out the first
+    BatchNorm1d (that Linear then has a bias, zeroed); bn_final=True appends
+    BatchNorm1d(n_out, momentum=0.01) after the last Linear (fastai's). Linear weights are
+    initialized with kaiming_normal_. Maps Tensor[B, nf, H, W] to logits Tensor[B, n_out].
     """
     nf, n_out = (_positive_int(name, v) for name, v in (("nf", nf), ("n_out", n_out)))
+    for name, value in (
+        ("concat_pool", concat_pool),
+        ("first_bn", first_bn),
+        ("bn_final", bn_final),
+    ):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} should be a bool, got {type(value).__name__} {value!r}")
     hidden = [512] if lin_ftrs is None else _hidden_sizes(lin_ftrs)
     sizes = [nf * 2 if concat_pool else nf, *hidden, n_out]
     n_lin = len(sizes) - 1
@@ -113,15 +125,40 @@ def create_head(
         nn.Flatten(),
     ]
     for i, (n_in, n_o, p) in enumerate(zip(sizes[:-1], sizes[1:], probs, strict=True)):
-        layers.append(nn.BatchNorm1d(n_in))
+        bn = first_bn or i > 0
+        if bn:
+            layers.append(nn.BatchNorm1d(n_in))
         if p > 0:
             layers.append(nn.Dropout(p))
-        lin = nn.Linear(n_in, n_o, bias=False)
+        lin = nn.Linear(n_in, n_o, bias=not bn)
         nn.init.kaiming_normal_(lin.weight)
+        if lin.bias is not None:
+            nn.init.zeros_(lin.bias)
         layers.append(lin)
         if i < n_lin - 1:
             layers.append(nn.ReLU(inplace=True))
+    if bn_final:
+        layers.append(nn.BatchNorm1d(n_out, momentum=0.01))
     return nn.Sequential(*layers)
+
+
+def apply_init(
+    m: nn.Module, func: Callable[[torch.Tensor], object] = nn.init.kaiming_normal_
+) -> None:
+    """fastai's `apply_init` (what vision_learner does to a custom_head): each layer of `m`
+    with a trainable weight of 2 or more dimensions (Linear, Conv; not the normalization
+    layers, whose weights are 1-D) gets func(weight) and a zero bias."""
+    with torch.no_grad():
+        for module in m.modules():
+            weight = getattr(module, "weight", None)
+            if not (
+                isinstance(weight, nn.Parameter) and weight.requires_grad and weight.dim() >= 2
+            ):
+                continue
+            func(weight)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                bias.zero_()
 
 
 def _positive_int(name: str, value: object) -> int:

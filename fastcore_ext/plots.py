@@ -15,9 +15,16 @@ so they neither pop up windows nor pile up in pyplot's registry.
   listed as one by `get_image_files` on the next run, so when the plot dir falls inside the
   folder of a data set this process built (`keep_out_of`: every ImageDataBunch registers its
   path), ``<that folder>_plots`` beside it is used instead. ``set_plot_dir(False)`` or
-  ``FASTCORE_EXT_PLOTS=off`` (``0`` / ``none`` too) turns saving off. The first save of the
-  process into a folder prints one line saying where; the file is written to a temporary
-  name in the same folder and renamed, so a crash never leaves a half-written PNG.
+  ``FASTCORE_EXT_PLOTS=off`` (``0`` / ``none`` too) turns saving off. Every plot is kept: a
+  second plot of one name in this process (two ``show_batch`` calls comparing resize methods,
+  a second ``lr_find``) is saved as ``<name>-2.png``, the third ``<name>-3.png``, and so on
+  (a file left by an earlier run is overwritten). Each save prints one line with the file's
+  path (`saved_file(fig)` gives it too); a figure that updates an earlier one
+  (``replaces=``, ShowGraph's after each epoch) is written over that one's file silently.
+  The file is written to a temporary name in the same folder and renamed, so a crash never
+  leaves a half-written PNG.
+
+`show_image` (fastai's) draws one image this way, or into an Axes it is given.
 
 A program that saves each figure itself (the lesson pipeline) turns the automatic saving
 off for a block with ``with autosave(False):``. In a distributed run only rank 0 saves.
@@ -31,10 +38,15 @@ import math
 import os
 import re
 import sys
+import weakref
 from collections.abc import Iterator
 from numbers import Real
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fastcore_ext.checks import check_int
@@ -52,14 +64,18 @@ __all__ = [
     "keep_out_of",
     "plot_dir",
     "save_png",
+    "saved_file",
     "set_plot_dir",
+    "show_image",
     "show_inline",
 ]
 
 PLOTS_ENV = "FASTCORE_EXT_PLOTS"
 DEFAULT_DIR = "plots"
 _OFF = {"0", "off", "none", "false", "no"}
-_announced: set[Path] = set()
+_announced: set[Path] = set()  # folders whose first save said how to change the folder
+_written: set[Path] = set()  # every file saved by `finish` in this process, resolved
+_files: weakref.WeakKeyDictionary[Figure, Path] = weakref.WeakKeyDictionary()  # saved_file
 _autosave = True  # see autosave()
 _chosen: list[Path | bool] = []  # what set_plot_dir was last given (empty: never called)
 _data_roots: list[Path] = []  # folders of data sets (keep_out_of), resolved
@@ -225,6 +241,79 @@ def image_grid(
     return fig, axes[:k], float(fontsize)
 
 
+def _image_pixels(im: Any) -> np.ndarray:
+    """An image as an array imshow takes: a tensor [C, H, W] (C < 5, moved last) or
+    [H, W, C] / [H, W]; a PIL image or anything numpy reads ([H, W, C] / [H, W]). One channel
+    becomes [H, W]."""
+    if isinstance(im, torch.Tensor):
+        t = im.detach().cpu()
+        t = t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+        if t.dim() == 3 and t.shape[0] < 5:
+            t = t.permute(1, 2, 0)
+        pixels = t.numpy()
+    else:
+        pixels = np.asarray(im)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] in (3, 4))):
+        raise ValueError(
+            f"im should be an image: a tensor [C, H, W] or an array [H, W, C] with 1, 3 or 4 "
+            f"channels, or [H, W]; got {type(im).__name__} of shape {tuple(pixels.shape)}"
+        )
+    if pixels.dtype == object or not (
+        np.issubdtype(pixels.dtype, np.number) or pixels.dtype == np.bool_
+    ):
+        raise TypeError(f"im should hold numbers, got {type(im).__name__} of {pixels.dtype}")
+    return pixels
+
+
+def _fig_bound(pixels: int) -> float:
+    """The default size of a figure side for an image side of `pixels`: fastai's one inch per
+    32 pixels up to 5 inches, but at least 2 (fastai's 1 inch leaves no room for a title in a
+    saved PNG, which is not cropped to its content as a notebook's is)."""
+    return float(min(5, max(2, pixels // 32)))
+
+
+def show_image(
+    im: Any,
+    ax: Axes | None = None,
+    figsize: tuple[float, float] | None = None,
+    title: str | None = None,
+    ctx: Axes | None = None,
+    **kwargs: Any,
+) -> Axes:
+    """fastai's `show_image`: draw one image, axes hidden, with an optional `title`.
+
+    im: a tensor [C, H, W] (C < 5) or [H, W, C] / [H, W] (uint8, or float in [0, 1]), a PIL
+    image (PILImage.create, PIL.Image.open) or a numpy array. ax (or fastai's ctx): an Axes to
+    draw into; None: a new figure of `figsize` inches (default 1 inch per 32 pixels a side, 2
+    to 5; the title's font shrinks to fit its width), shown inline in a notebook or saved as
+    'show_image.png' elsewhere (`finish`). kwargs go to matplotlib's imshow (e.g.
+    cmap='gray'). Returns the Axes, as fastai's."""
+    if ax is not None and ctx is not None:
+        raise ValueError("ax and ctx name the same Axes (ctx is fastai's name): give one")
+    ax = ax if ax is not None else ctx
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax should be a matplotlib Axes or None, got {type(ax).__name__}")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title should be a str or None, got {type(title).__name__}")
+    pixels = _image_pixels(im)
+    own = ax is None
+    if own:
+        h, w = pixels.shape[:2]
+        fig = PlotFigure(figsize=check_figsize(figsize, (_fig_bound(w), _fig_bound(h))))
+        ax = fig.add_subplot()
+    ax.imshow(pixels, **kwargs)
+    if title is not None:
+        width_pts = ax.figure.get_size_inches()[0] * 72
+        longest = max(len(line) for line in title.split("\n")) or 1
+        ax.set_title(title, fontsize=min(12.0, max(6.0, 1.6 * width_pts / longest)))
+    ax.set_axis_off()
+    if own:
+        finish(ax.figure, "show_image")
+    return ax
+
+
 def check_figsize(
     figsize: tuple[float, float] | None, default: tuple[float, float]
 ) -> tuple[float, float]:
@@ -247,16 +336,45 @@ def _file_name(name: str) -> str:
     return f"{safe}.png"
 
 
-def finish(fig: Figure, name: str) -> Figure:
+def saved_file(fig: Figure) -> Path | None:
+    """The PNG file (an absolute path) `finish` last wrote `fig` to in this process, or None
+    (never saved: a notebook, saving off, another rank)."""
+    return _files.get(fig)
+
+
+def _new_file(folder: Path, file_name: str) -> Path:
+    """``folder/file_name``, or while this process already saved that file,
+    ``<stem>-2.png``, ``<stem>-3.png``... (the first not saved yet): one file per plot."""
+    stem = file_name.removesuffix(".png")
+    path, n = folder / file_name, 1
+    while path.resolve() in _written:
+        n += 1
+        path = folder / f"{stem}-{n}.png"
+    return path
+
+
+def _shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it is inside it, else absolute."""
+    resolved, cwd = path.resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(cwd) if resolved.is_relative_to(cwd) else resolved)
+
+
+def finish(fig: Figure, name: str, replaces: Figure | None = None) -> Figure:
     """Last step of every plot: tight layout (unless the figure has a layout engine of its
     own); in a notebook show it inline (`show_inline`), elsewhere save it as
-    ``plot_dir()/<name>.png`` (atomic; the first save into a folder prints where). Returns
-    `fig`.
+    ``plot_dir()/<name>.png``, or ``<name>-<n>.png`` for the n-th plot of that name in this
+    process (atomic; prints the file's path, see `saved_file`). Returns `fig`.
 
     name: what the plot shows, e.g. 'lr_find', 'confusion_matrix' (characters other than
-    letters, digits, '_', '-', '.' become '_')."""
+    letters, digits, '_', '-', '.' become '_'). replaces: an earlier figure that `fig` is a
+    newer version of (a graph redrawn after each epoch): `fig` is written over that figure's
+    file, without a line printed; None (or a figure never saved) gives a file of its own."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig should be a matplotlib Figure, got {type(fig).__name__}")
+    if replaces is not None and not isinstance(replaces, Figure):
+        raise TypeError(
+            f"replaces should be a matplotlib Figure or None, got {type(replaces).__name__}"
+        )
     file_name = _file_name(name)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
@@ -268,9 +386,16 @@ def finish(fig: Figure, name: str) -> Figure:
     folder = plot_dir()
     if not _autosave or folder is None or not is_main_process():
         return fig
-    path = save_png(fig, folder / file_name)
+    previous = saved_file(replaces) if replaces is not None else None
+    path = save_png(fig, previous if previous is not None else _new_file(folder, file_name))
+    _written.add(path.resolve())
+    _files[fig] = path.absolute()
+    if previous is not None:
+        return fig
     key = path.parent.resolve()
+    hint = ""
     if key not in _announced:
         _announced.add(key)
-        print(f"Plots are saved in {key} (fastcore_ext.plots.set_plot_dir to change)")
+        hint = " (fastcore_ext.plots.set_plot_dir to change the folder)"
+    print(f"Plot saved: {_shown_path(path)}{hint}")
     return fig

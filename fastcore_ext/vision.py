@@ -10,6 +10,7 @@ torchvision's model namespace.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from functools import partial
 from numbers import Integral
@@ -19,6 +20,7 @@ import matplotlib.pyplot as plt  # a script without a display gets Agg (matplotl
 import numpy as np
 import torch
 import torchvision.models as models
+from PIL import Image  # fastai v2's star import gives PIL's module: Image.open(fn)
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models import (  # the builders fastai v2's star import gives, by bare name
@@ -99,7 +101,8 @@ from fastcore_ext.data import (
 )
 from fastcore_ext.data import DataPath as Path  # pathlib's Path with fastai's ls()
 from fastcore_ext.exported import load_learner
-from fastcore_ext.interpret import ClassificationInterpretation
+from fastcore_ext.foundation import L, first
+from fastcore_ext.interpret import ClassificationInterpretation, Interpretation
 from fastcore_ext.learner import Learner, set_seed
 from fastcore_ext.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropy
 from fastcore_ext.metrics import (
@@ -115,6 +118,7 @@ from fastcore_ext.model_builder import (
     AdaptiveConcatPool2d as AdaptiveConcatPool2d,  # importable from here, as before the move
 )
 from fastcore_ext.model_builder import (
+    apply_init,
     create_body,
     create_head,
     default_split,
@@ -122,7 +126,14 @@ from fastcore_ext.model_builder import (
     resnet_split,
 )
 from fastcore_ext.optim import SGD, Adam
+from fastcore_ext.plots import show_image
 from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
+from fastcore_ext.torch_core import tensor, to_np, trainable_params
+
+try:  # fastai's star import gives pandas as pd; pandas is optional here (from_df, DataBlock)
+    import pandas as pd
+except ImportError:
+    pd = None
 
 # The public API of `from fastcore_ext.vision import *`: every name the lesson-1 notes use
 # (untar_data, URLs, get_image_files, ImageDataBunch, get_transforms, imagenet_stats,
@@ -133,8 +144,19 @@ from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(sugge
 # and what fastai v1's star import also gave the notebooks: np, plt, torch, nn, F, partial,
 # open_image; as fastai v2's, torchvision's builders by bare name (`vision_learner(dls,
 # resnet34)`). `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
-# patches pathlib.Path itself; this library patches nothing).
+# patches pathlib.Path itself; this library patches nothing). Also fastai v2's names that
+# fastbook's chapters use as they are: re, pd (when pandas is installed), Image (PIL's module),
+# tensor, L, first, to_np, trainable_params, show_image, Interpretation.
 __all__ = [
+    "Image",
+    "Interpretation",
+    "L",
+    "first",
+    "re",
+    "show_image",
+    "tensor",
+    "to_np",
+    "trainable_params",
     "BBoxBlock",
     "CategoryBlock",
     "ColReader",
@@ -236,6 +258,58 @@ __all__ = [
     "vgg19_bn",
     "vision_learner",
 ]
+if pd is not None:
+    __all__.append("pd")
+
+
+# fastai v2's vision_learner arguments this library does not offer: the value that is what
+# it does anyway (accepted and dropped; _REFUSE when none is), and why the others are not.
+_REFUSE = object()
+_NOT_OFFERED: dict[str, tuple[Any, str]] = {
+    "y_range": (
+        None,
+        "a regression head (SigmoidRange) is not offered: this library does single-label "
+        "classification only",
+    ),
+    "lr": (
+        _REFUSE,
+        "this Learner has no default learning rate: give it to the fit, "
+        "fit_one_cycle(n, lr_max) / fine_tune(n, base_lr) / fit(n, lr)",
+    ),
+    "moms": (_REFUSE, "give the momentums to the fit: fit_one_cycle(n, moms=(0.95, 0.85, 0.95))"),
+    "pool": (
+        True,
+        "the head always pools the body's output (concat_pool=False for average pooling only)",
+    ),
+    "lin_first": (False, "the head's blocks are BatchNorm -> Dropout -> Linear (fastai's default)"),
+    "n_in": (3, "the images are 3-channel RGB"),
+    "train_bn": (True, "freeze() keeps the BatchNorm layers trainable (fastai's train_bn=True)"),
+    "init": (
+        nn.init.kaiming_normal_,
+        "the head is initialized with nn.init.kaiming_normal_ (fastai's default)",
+    ),
+}
+_CALLER = "vision_learner (create_cnn, cnn_learner)"
+_HEAD_ARGS = {"lin_ftrs": None, "ps": 0.5, "concat_pool": True, "first_bn": True, "bn_final": False}
+
+
+def _check_vision_kwargs(kwargs: dict[str, Any]) -> None:
+    """Drop fastai's arguments given at the value this library uses anyway; refuse the others
+    of _NOT_OFFERED, and any name neither create_cnn nor Learner takes, naming the caller."""
+    for name in [n for n in kwargs if n in _NOT_OFFERED]:
+        accepted, why = _NOT_OFFERED[name]
+        value = kwargs.pop(name)
+        if accepted is _REFUSE or value != accepted:
+            raise TypeError(f"{_CALLER}: {name}={value!r} is not supported: {why}")
+    params = inspect.signature(Learner.__init__).parameters
+    learner_args = [p for p in params if p not in ("self", "data", "model")]
+    unknown = [n for n in kwargs if n not in learner_args]
+    if unknown:
+        raise TypeError(
+            f"{_CALLER} got an unexpected keyword argument {unknown[0]!r}: it takes "
+            f"create_cnn's own (n_out, lin_ftrs, ps, concat_pool, custom_head, first_bn, "
+            f"bn_final, weights, ...) and the Learner's ({', '.join(learner_args)})"
+        )
 
 
 def create_cnn(
@@ -247,6 +321,13 @@ def create_cnn(
     lin_ftrs: Sequence[int] | None = None,
     ps: float | Sequence[float] = 0.5,
     normalize: bool = True,
+    *,
+    n_out: int | None = None,
+    concat_pool: bool = True,
+    custom_head: nn.Module | None = None,
+    first_bn: bool = True,
+    bn_final: bool = False,
+    weights: WeightsEnum | None = None,
     **kwargs: Any,
 ) -> Learner:
     """A Learner for image classification from a torchvision architecture (fastai's
@@ -256,24 +337,66 @@ def create_cnn(
     models.resnet34 (or its name). pretrained: load the ImageNet weights (torchvision's
     DEFAULT, or the given Weights) and freeze the body except its BatchNorm layers; precision
     'auto' then runs bf16 from the first epoch (a random model's first epoch is float32).
-    cut, lin_ftrs, ps: see create_body / create_head. normalize (fastai v2's): with pretrained
+    weights (fastai v2's): a torchvision Weights to load instead of the DEFAULT ones.
+    cut: see create_body. The head (create_head): lin_ftrs, ps, concat_pool, first_bn,
+    bn_final as fastai's; n_out: its outputs (default data.c, at least data.c);
+    custom_head: your own head module instead (its layers with 2-D or larger weights are
+    re-initialized with kaiming_normal_, as fastai's apply_init; the head arguments then do
+    not apply; `learn.export()` refuses a custom head, and so far also first_bn=False and
+    bn_final=True heads). normalize (fastai v2's): with pretrained
     weights, data that is not normalized yet is normalized with ImageNet's statistics, those
     the weights were trained with (`data.normalize(imagenet_stats)`, on `data` itself, as
     fastai adds Normalize to the loaders). kwargs go to Learner (loss_func,
-    opt_func, wd, path, model_dir, splitter, seed, cbs, precision; fastai v1's callbacks and
-    callback_fns). Resnets get 3 layer groups
+    opt_func, wd, wd_bn_bias, path, model_dir, splitter, seed, cbs, precision; fastai v1's
+    callbacks and callback_fns). fastai v2's y_range, lr, moms, pool=False, lin_first=True,
+    n_in other than 3, train_bn=False and other inits are refused with the reason (TypeError).
+    Resnets get 3 layer groups
     (stem..layer2, layer3..layer4, head), other architectures 2 (body, head). On CUDA the
     model and its inputs are channels-last.
     """
+    _check_vision_kwargs(kwargs)
     c = getattr(data, "c", None)
     if isinstance(c, bool) or not isinstance(c, Integral) or c < 1:
         raise ValueError(f"data.c should be the number of classes (a positive int), got {c!r}")
+    if n_out is None:
+        n_out = int(c)
+    elif isinstance(n_out, bool) or not isinstance(n_out, Integral) or n_out < c:
+        raise ValueError(
+            f"n_out should be an int >= data.c ({c}, the number of classes), got {n_out!r}"
+        )
     check_bool("normalize", normalize)
+    if custom_head is not None:
+        if not isinstance(custom_head, nn.Module):
+            raise TypeError(f"custom_head should be an nn.Module, got {type(custom_head).__name__}")
+        given = dict(lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool, first_bn=first_bn)
+        given["bn_final"] = bn_final
+        changed = [k for k, v in given.items() if v != _HEAD_ARGS[k]]
+        if changed:
+            raise ValueError(
+                f"custom_head replaces create_head, so {', '.join(changed)} would not apply: "
+                f"give one or the other"
+            )
+    if weights is not None:
+        if not isinstance(weights, WeightsEnum):
+            raise TypeError(f"weights should be a torchvision Weights, got {weights!r}")
+        if pretrained is False:
+            raise ValueError(
+                f"weights={weights} with pretrained=False: pass pretrained=True (or leave it "
+                f"out) to load them, or weights=None for random weights"
+            )
+        pretrained = weights
     seed = kwargs.get("seed")
     if seed is not None:
         set_seed(seed)  # the head's random initialization is part of the run
     body, full = create_body(arch, pretrained, cut)
-    head = create_head(num_features(body), c, lin_ftrs=lin_ftrs, ps=ps)
+    if custom_head is None:
+        head = create_head(
+            num_features(body), n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool,
+            first_bn=first_bn, bn_final=bn_final,
+        )  # fmt: skip
+    else:
+        head = custom_head
+        apply_init(head)
     model = nn.Sequential(body, head)
     if "splitter" not in kwargs:
         is_resnet = isinstance(full, models.ResNet) and cut is None

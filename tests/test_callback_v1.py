@@ -206,7 +206,12 @@ def test_show_graph_draws_the_losses_after_each_epoch(tmp_path):
     assert list(valid.get_ydata()) == learn.recorder.valid_losses
     first = seen[0].axes[0]
     assert first.get_xlim() == (0, 3 * N_BATCHES) and len(first.get_lines()[0].get_xdata()) == 8
-    assert (tmp_path / "plots" / "show_graph.png").is_file()
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["show_graph.png"]  # updated
+    learn.fit(1)  # a later fit: its graph in a file of its own
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "show_graph-2.png",
+        "show_graph.png",
+    ]
 
 
 def test_show_graph_sits_out_lr_find_and_has_v2s_name(tmp_path):

@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.warn": 0,
     "fastcore_ext.files": 0,
     "fastcore_ext.losses": 0,
+    "fastcore_ext.foundation": 0,
+    "fastcore_ext.torch_core": 0,
     "fastcore_ext.layer_groups": 1,
     "fastcore_ext.augment": 1,
     "fastcore_ext.optim": 1,

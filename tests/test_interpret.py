@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from fakes import FakeBunch, break_images, make_learner, tiny_model
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
@@ -154,7 +155,8 @@ def test_classification_report_by_hand(tmp_path, capsys):
     preds = torch.tensor([0, 0, 0, 1, 1, 1, 2, 0, 0])
     logits = F.one_hot(preds, 3).float() * 5
     interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
-    report = interp.print_classification_report()
+    assert interp.print_classification_report() is None  # a notebook shows the table once
+    report = interp.classification_report()
     precision = [3 / 5, 2 / 3, 1 / 1]
     recall = [3 / 4, 2 / 2, 1 / 3]
     f1 = [2 * p * r / (p + r) for p, r in zip(precision, recall, strict=True)]
@@ -253,6 +255,19 @@ def _geometry_and_titles(fig):
     ]
 
 
+def _suptitle_clear(fig: Figure) -> None:
+    """The figure's suptitle lies inside the figure and overlaps no title of its axes, as
+    drawn into the PNG."""
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    sup = fig.get_suptitle() and fig._suptitle.get_window_extent(renderer)
+    assert sup, "no suptitle"
+    assert fig.bbox.x0 <= sup.x0 and sup.x1 <= fig.bbox.x1 and sup.y1 <= fig.bbox.y1
+    for ax in fig.axes:
+        title = ax.title.get_window_extent(renderer)
+        assert not (title.width and sup.overlaps(title)), f"{sup} overlaps the title {title}"
+
+
 def _three_class_interp(folder, tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -273,6 +288,8 @@ def _three_class_interp(folder, tmp_path):
         (2, {"nrows": 2, "ncols": 2}, (2, 2), 2),
         (4, {"nrows": 2, "largest": False}, (2, 2), 4),
         (4, {"ncols": 4, "figsize": (8, 3)}, (1, 4), 4),
+        (3, {"nrows": 1}, (1, 3), 3),
+        (6, {"nrows": 2}, (2, 3), 6),
     ],
 )
 def test_plot_top_losses_grid_nrows_ncols(folder, tmp_path, k, kwargs, geometry, n):
@@ -290,6 +307,7 @@ def test_plot_top_losses_grid_nrows_ncols(folder, tmp_path, k, kwargs, geometry,
         assert tuple(fig.get_size_inches()) == kwargs["figsize"]
     name = "top_losses" if kwargs.get("largest", True) else "top_losses_smallest"
     assert (tmp_path / "plots" / f"{name}.png").is_file()
+    _suptitle_clear(fig)
 
 
 def test_plot_top_losses_grid_errors(folder, tmp_path):

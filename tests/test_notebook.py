@@ -107,7 +107,7 @@ def test_lesson_notebook_in_a_jupyter_kernel(tmp_path, monkeypatch):
         assert "<th>error_rate</th>" in html and html.count("<tr>") >= 1
         assert "<progress" not in html  # the bars are gone once the fit ends
     stdout = "".join(o.get("text", "") for c in cells.values() for o in c.outputs)
-    assert "Plots are saved" not in stdout and "\r" not in stdout
+    assert "Plot saved" not in stdout and "\r" not in stdout
 
     # nothing written but the learner's models folder: not in the data set, not in the
     # working directory, not elsewhere under the library's home

@@ -85,20 +85,63 @@ def _line_figure() -> Figure:
     return fig
 
 
-def test_finish_saves_in_the_working_directory_and_says_where_once(tmp_path, capsys):
+def test_finish_saves_in_the_working_directory_and_names_each_file(tmp_path, capsys):
     fig = _line_figure()
     assert plots.finish(fig, "my plot/v1") is fig
     path = tmp_path / "plots" / "my_plot_v1.png"
     check_png(path, fig)
-    out = capsys.readouterr().out
-    assert out.splitlines() == [
-        f"Plots are saved in {(tmp_path / 'plots').resolve()} "
-        "(fastcore_ext.plots.set_plot_dir to change)"
+    assert plots.saved_file(fig) == path
+    assert capsys.readouterr().out.splitlines() == [
+        "Plot saved: plots/my_plot_v1.png (fastcore_ext.plots.set_plot_dir to change the folder)"
     ]
-    plots.finish(_line_figure(), "my plot/v1")  # rewritten, not announced again
-    plots.finish(_line_figure(), "other")  # same folder: not announced again
-    assert capsys.readouterr().out == ""
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["my_plot_v1.png", "other.png"]
+    first = path.read_bytes()
+    second = _line_figure()
+    second.axes[0].plot([0, 3], [3, 0], linewidth=8, color="C3")  # another picture
+    plots.finish(second, "my plot/v1")  # the same name again: a file of its own
+    plots.finish(_line_figure(), "other")
+    plots.finish(_line_figure(), "my plot/v1")
+    assert capsys.readouterr().out.splitlines() == [
+        "Plot saved: plots/my_plot_v1-2.png",
+        "Plot saved: plots/other.png",
+        "Plot saved: plots/my_plot_v1-3.png",
+    ]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "my_plot_v1-2.png",
+        "my_plot_v1-3.png",
+        "my_plot_v1.png",
+        "other.png",
+    ]
+    assert path.read_bytes() == first  # the first plot is kept
+    check_png(tmp_path / "plots" / "my_plot_v1-2.png", second)
+    assert plots.saved_file(second) == tmp_path / "plots" / "my_plot_v1-2.png"
+
+
+def test_finish_replaces_an_earlier_figure_silently(tmp_path, capsys):
+    """A graph redrawn after each epoch (ShowGraph) updates its own file; the next series of
+    redraws gets a new one."""
+    first = plots.finish(_line_figure(), "graph")
+    update = _line_figure()
+    update.axes[0].plot([0, 3], [3, 0], linewidth=8, color="C3")
+    plots.finish(update, "graph", replaces=first)
+    assert plots.saved_file(update) == tmp_path / "plots" / "graph.png"
+    check_png(tmp_path / "plots" / "graph.png", update)
+    plots.finish(_line_figure(), "graph", replaces=None)  # a new series
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["graph-2.png", "graph.png"]
+    assert [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "Plot saved: plots/graph.png",
+        "Plot saved: plots/graph-2.png",
+    ]
+    with pytest.raises(TypeError, match="replaces should be a matplotlib Figure or None, got"):
+        plots.finish(_line_figure(), "graph", replaces="graph.png")
+
+
+def test_outside_the_working_directory_the_path_is_absolute(tmp_path, capsys):
+    plots.set_plot_dir(tmp_path / "elsewhere")
+    (tmp_path / "work").mkdir()
+    os.chdir(tmp_path / "work")
+    plots.finish(_line_figure(), "x")
+    shown = (tmp_path / "elsewhere" / "x.png").resolve()
+    assert capsys.readouterr().out.startswith(f"Plot saved: {shown} (")
 
 
 def test_shown_not_saved_inside_a_jupyter_kernel(tmp_path, monkeypatch, capsys):
@@ -251,10 +294,11 @@ def test_lr_find_plot_with_fastai_v1_suggestion(fitted, capsys):
         assert capsys.readouterr().out.startswith(
             f"Min numerical gradient: {suggestions.steep:.2E}\n"
             f"Min loss divided by 10: {suggestions.minimum:.2E}\n"
-        )  # (then, once per process, where plots are saved)
+        )  # (then the file saved)
         assert rec.min_grad_lr == suggestions.steep and fig.axes[0].get_legend() is not None
         fig = rec.plot(suggestion=False)
-        assert fig.axes[0].get_legend() is None and capsys.readouterr().out == ""
+        assert fig.axes[0].get_legend() is None
+        assert capsys.readouterr().out == "Plot saved: plots/lr_find-2.png\n"
         with pytest.raises(TypeError, match="suggestion should be a bool"):
             rec.plot(suggestion=1)
 
@@ -315,7 +359,7 @@ def test_loader_show_batch_writes_pngs(bunch, tmp_path):
         folder / "show_batch_train_unique.png",
         bunch.train.show_batch(max_n=8, nrows=2, unique=True),
     )
-    check_png(folder / "show_batch_train_unique.png", bunch.show_batch(rows=2, unique=True))
+    check_png(folder / "show_batch_train_unique-2.png", bunch.show_batch(rows=2, unique=True))
     assert sorted(bunch.path.rglob("*")) == before
 
 
@@ -349,7 +393,7 @@ def test_plots_never_inside_a_data_set(tmp_path, capsys):
     os.chdir(data / "images")  # a script run from inside its data set
     plots.finish(_line_figure(), "x")
     assert (tmp_path / "pets_plots" / "x.png").is_file()
-    assert f"Plots are saved in {tmp_path / 'pets_plots'} " in capsys.readouterr().out
+    assert f"Plot saved: {tmp_path / 'pets_plots' / 'x.png'} " in capsys.readouterr().out
     plots.set_plot_dir(data / "figures")  # chosen inside too: moved out
     assert plots.plot_dir() == tmp_path / "pets_plots"
     plots.set_plot_dir(tmp_path / "figures")  # outside: kept
@@ -476,3 +520,48 @@ def test_image_grid_bad_nrows_ncols():
         image_grid(4, None, [], cell=(2.0, 2.0), ncols=True)
     with pytest.raises(ValueError, match="nrows, ncols: a 1 x 3 grid has fewer than the 4 cells"):
         image_grid(4, None, [], cell=(2.0, 2.0), nrows=1, ncols=3)
+
+
+# ---- show_image ------------------------------------------------------------------------------
+def test_show_image_of_a_tensor_a_pil_image_and_one_channel(tmp_path, capsys):
+    g = torch.Generator().manual_seed(0)
+    chw = torch.randint(0, 256, (3, 40, 70), dtype=torch.uint8, generator=g)
+    ax = plots.show_image(chw, title="grizzly")
+    assert ax.get_title() == "grizzly" and not ax.axison
+    drawn = np.asarray(ax.get_images()[0].get_array())
+    np.testing.assert_array_equal(drawn, chw.permute(1, 2, 0).numpy())
+    assert tuple(ax.figure.get_size_inches()) == (2.0, 2.0)  # 70 // 32, 40 // 32 -> at least 2
+    assert plots.saved_file(ax.figure) == tmp_path / "plots" / "show_image.png"
+    assert capsys.readouterr().out.startswith("Plot saved: plots/show_image.png")
+
+    pil = Image.fromarray(chw.permute(1, 2, 0).numpy())
+    ax = plots.show_image(pil, figsize=(3, 2))
+    np.testing.assert_array_equal(np.asarray(ax.get_images()[0].get_array()), np.asarray(pil))
+    assert tuple(ax.figure.get_size_inches()) == (3.0, 2.0)
+    assert plots.saved_file(ax.figure) == tmp_path / "plots" / "show_image-2.png"
+
+    gray = torch.rand(1, 300, 10, generator=g)
+    ax = plots.show_image(gray, cmap="gray")
+    assert ax.get_images()[0].get_array().shape == (300, 10)
+    assert ax.get_images()[0].get_cmap().name == "gray"
+    assert tuple(ax.figure.get_size_inches()) == (2.0, 5.0)  # 2 to 5 inches a side
+
+
+def test_show_image_into_given_axes(tmp_path):
+    fig = Figure()
+    axes = fig.subplots(1, 2)
+    hwc = np.zeros((8, 8, 3), dtype=np.uint8)
+    assert plots.show_image(hwc, ax=axes[0], title="a") is axes[0]
+    assert plots.show_image(hwc, ctx=axes[1]) is axes[1]  # fastai's name
+    assert axes[0].get_title() == "a" and len(axes[1].get_images()) == 1
+    assert not (tmp_path / "plots").exists()  # the caller's figure: not saved
+    with pytest.raises(ValueError, match="ax and ctx name the same Axes"):
+        plots.show_image(hwc, ax=axes[0], ctx=axes[1])
+    with pytest.raises(TypeError, match="ax should be a matplotlib Axes or None, got str"):
+        plots.show_image(hwc, ax="left")
+    with pytest.raises(
+        ValueError, match=r"im should be an image.*got Tensor of shape \(2, 3, 4, 5\)"
+    ):
+        plots.show_image(torch.zeros(2, 3, 4, 5))
+    with pytest.raises(TypeError, match="title should be a str or None"):
+        plots.show_image(hwc, title=3)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import subprocess
+import sys
 import time
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 import torchvision
@@ -24,6 +28,7 @@ from fastcore_ext.vision import (
     doc,
     error_rate,
     models,
+    resnet18,
     vision_learner,
 )
 
@@ -88,6 +93,23 @@ def test_head_lin_ftrs_and_ps():
         create_head(64, 3, ps=1.5)
     with pytest.raises(ValueError, match="lin_ftrs should be positive ints"):
         create_head(64, 3, lin_ftrs=[0])
+
+
+def test_head_first_bn_and_bn_final():
+    """fastai's create_head: first_bn=False drops the first BatchNorm1d (that Linear gets a
+    zero bias); bn_final=True appends BatchNorm1d(n_out, momentum=0.01)."""
+    head = create_head(64, 3, first_bn=False, bn_final=True)
+    kinds = [type(m) for m in head]
+    assert kinds == [
+        AdaptiveConcatPool2d, nn.Flatten, nn.Dropout, nn.Linear, nn.ReLU,
+        nn.BatchNorm1d, nn.Dropout, nn.Linear, nn.BatchNorm1d,
+    ]  # fmt: skip
+    assert head[3].bias is not None and torch.count_nonzero(head[3].bias) == 0
+    assert head[7].bias is None  # after a BatchNorm1d, as before
+    assert head[8].num_features == 3 and head[8].momentum == 0.01
+    assert head(torch.randn(4, 64, 2, 2)).shape == (4, 3)
+    with pytest.raises(TypeError, match="first_bn should be a bool, got int 0"):
+        create_head(64, 3, first_bn=0)
 
 
 def test_adaptive_concat_pool():
@@ -260,6 +282,150 @@ def test_star_import_is_the_public_api():
     # fastai v2's bare builder names: `vision_learner(dls, resnet34)`
     for name in ("resnet18", "resnet34", "resnet50", "densenet121", "vgg16_bn", "alexnet"):
         assert namespace[name] is getattr(torchvision.models, name)
+
+
+# ---- vision_learner's fastai v2 arguments ------------------------------------------------------
+def _linears(head):
+    return [(m.in_features, m.out_features) for m in head if isinstance(m, nn.Linear)]
+
+
+def test_vision_learner_n_out_lin_ftrs_ps_concat_pool():
+    data = image_bunch()
+    learn = vision_learner(data, resnet18, pretrained=False, n_out=5)
+    assert _linears(learn.model[1]) == [(1024, 512), (512, 5)]
+    assert learn.model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+    learn = vision_learner(data, resnet18, pretrained=False, lin_ftrs=[256], ps=0.25)
+    assert _linears(learn.model[1]) == [(1024, 256), (256, 2)]
+    assert [m.p for m in learn.model[1] if isinstance(m, nn.Dropout)] == [0.125, 0.25]
+    learn = vision_learner(data, resnet18, pretrained=False, concat_pool=False)
+    assert isinstance(learn.model[1][0], nn.AdaptiveAvgPool2d)
+    assert _linears(learn.model[1]) == [(512, 512), (512, 2)]
+    learn = vision_learner(data, resnet18, pretrained=False, first_bn=False, bn_final=True)
+    assert isinstance(learn.model[1][-1], nn.BatchNorm1d)
+    assert not isinstance(learn.model[1][2], nn.BatchNorm1d)
+    for bad in (1, 2.0, True):  # fewer outputs than classes, not an int
+        with pytest.raises(ValueError, match=r"n_out should be an int >= data.c \(2"):
+            vision_learner(data, resnet18, pretrained=False, n_out=bad)
+
+
+def test_vision_learner_custom_head():
+    data = image_bunch()
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 7))
+    nn.init.zeros_(head[2].weight)
+    nn.init.ones_(head[2].bias)
+    learn = vision_learner(data, resnet18, pretrained=False, custom_head=head)
+    assert learn.model[1] is head and len(learn.layer_groups) == 3
+    assert head[2].weight.std().item() == pytest.approx((2 / 512) ** 0.5, rel=0.1)  # kaiming
+    assert torch.count_nonzero(head[2].bias) == 0
+    assert learn.model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+    with pytest.raises(ValueError, match="custom_head replaces create_head, so lin_ftrs, ps"):
+        vision_learner(data, resnet18, pretrained=False, custom_head=head, lin_ftrs=[8], ps=0.1)
+    with pytest.raises(TypeError, match="custom_head should be an nn.Module, got function"):
+        vision_learner(data, resnet18, pretrained=False, custom_head=lambda x: x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"y_range": (0, 1)}, r"y_range=\(0, 1\) is not supported: .*classification only"),
+        ({"lr": 1e-2}, "lr=0.01 is not supported: this Learner has no default learning rate"),
+        ({"moms": (0.9, 0.8, 0.9)}, r"moms=\(0.9, 0.8, 0.9\) is not supported: give the"),
+        ({"pool": False}, "pool=False is not supported: the head always pools"),
+        ({"lin_first": True}, "lin_first=True is not supported"),
+        ({"n_in": 1}, "n_in=1 is not supported: the images are 3-channel RGB"),
+        ({"train_bn": False}, "train_bn=False is not supported: freeze"),
+        ({"init": nn.init.xavier_uniform_}, "init=.* is not supported: .*kaiming_normal_"),
+        ({"foo": 1}, "got an unexpected keyword argument 'foo': it takes create_cnn's own"),
+    ],
+)
+def test_vision_learner_refuses_fastai_arguments_by_name(kwargs, message):
+    """fastai v2's arguments that this library does not offer: refused by vision_learner
+    itself, naming the argument and why (Learner.__init__'s unexpected keyword before)."""
+    with pytest.raises(TypeError, match=r"^vision_learner \(create_cnn, cnn_learner\)") as info:
+        vision_learner(image_bunch(), resnet18, pretrained=False, **kwargs)
+    assert re.search(message, str(info.value)), str(info.value)
+
+
+def test_vision_learner_takes_fastais_defaults_and_learner_arguments(tmp_path):
+    """fastai's arguments at the value this library uses anyway are accepted; the Learner's
+    own go to it."""
+    learn = vision_learner(
+        image_bunch(), resnet18, pretrained=False, y_range=None, pool=True, lin_first=False,
+        n_in=3, train_bn=True, init=nn.init.kaiming_normal_, loss_func=nn.CrossEntropyLoss(),
+        wd=0.1, model_dir="m", path=tmp_path, metrics=[error_rate],
+    )  # fmt: skip
+    assert learn.wd == [0.1] * 3 and learn.path == tmp_path and learn.metrics == [error_rate]
+
+
+def test_vision_learner_weights(torch_home):
+    state = place_random_resnet18_weights(torch_home)
+    weights = models.ResNet18_Weights.DEFAULT
+    learn = vision_learner(image_bunch(), resnet18, weights=weights)
+    torch.testing.assert_close(learn.model[0][0].weight, state["conv1.weight"])
+    assert not learn.model[0][0].weight.requires_grad  # pretrained: frozen
+    with pytest.raises(ValueError, match="with pretrained=False: pass pretrained=True"):
+        vision_learner(image_bunch(), resnet18, pretrained=False, weights=weights)
+    with pytest.raises(TypeError, match="weights should be a torchvision Weights, got 'x'"):
+        vision_learner(image_bunch(), resnet18, weights="x")
+
+
+def test_star_import_gives_fastbooks_other_names(tmp_path, monkeypatch):
+    """The names fastai v2's star import gives that fastbook's chapters use as written, each
+    used once on a tiny input."""
+    monkeypatch.chdir(tmp_path)  # show_image / plot_top_losses save under ./plots
+    monkeypatch.delenv("FASTCORE_EXT_PLOTS", raising=False)
+    ns: dict = {"data": image_bunch(), "quiet": quiet, "png": str(tmp_path / "x.png")}
+    exec("from fastcore_ext.vision import *", ns)
+    exec(
+        "import PIL.Image as PIL_Image\n"
+        "PIL_Image.new('RGB', (5, 4), (250, 0, 0)).save(png)\n"
+        "name = re.findall(r'(.+)_\\d+.jpg$', 'great_pyrenees_173.jpg')[0]\n"  # ch. 5
+        "targ = tensor([0, 1, 0, 1, 1, 0])\n"  # ch. 5
+        "im = Image.open(png)\n"  # ch. 2
+        "ax = show_image(tensor(im), title='red')\n"
+        "doubled = L([1, 2, 3]).map(lambda x: 2 * x).filter(lambda x: x > 2)\n"
+        "learn = quiet(vision_learner(data, resnet18, pretrained=False))\n"
+        "xb, yb = first(learn.data.train_dl)\n"
+        "n_all = len(trainable_params(learn.model))\n"
+        "learn.freeze()\n"
+        "n_frozen = len(trainable_params(learn.model))\n"
+        "interp = Interpretation.from_learner(learn)\n"
+        "losses, idxs = interp.top_losses(3)\n"
+        "probs = to_np(interp.probs)\n",
+        ns,
+    )
+    assert ns["name"] == "great_pyrenees"
+    assert ns["targ"].dtype == torch.int64 and ns["targ"].tolist() == [0, 1, 0, 1, 1, 0]
+    assert ns["Image"] is PIL.Image and ns["im"].size == (5, 4)
+    assert ns["ax"].get_title() == "red" and (tmp_path / "plots" / "show_image.png").is_file()
+    assert ns["doubled"] == [4, 6] and type(ns["doubled"]).__name__ == "L"
+    assert ns["xb"].shape == (4, 3, 32, 32) and ns["yb"].shape == (4,)
+    n_head = len(list(ns["learn"].model[1].parameters()))
+    body_bn = sum(
+        len(list(m.parameters()))
+        for m in ns["learn"].model[0].modules()
+        if isinstance(m, nn.BatchNorm2d)
+    )
+    assert ns["n_all"] == len(list(ns["learn"].model.parameters()))
+    assert ns["n_frozen"] == n_head + body_bn  # the head and the body's BatchNorm layers
+    assert ns["Interpretation"] is ns["ClassificationInterpretation"]
+    assert len(ns["losses"]) == 3 and ns["losses"][0] >= ns["losses"][-1]
+    assert isinstance(ns["probs"], np.ndarray) and ns["probs"].shape == (4, 2)
+    assert ns["pd"].DataFrame({"fname": ["a.jpg"]}).shape == (1, 1)  # pandas is installed here
+
+
+def test_star_import_without_pandas_has_no_pd():
+    """pandas is optional: without it the star import works and gives no `pd`."""
+    code = (
+        "import sys; sys.modules['pandas'] = None\n"  # `import pandas` raises ImportError
+        "ns = {}\n"
+        "exec('from fastcore_ext.vision import *', ns)\n"
+        "print('pd' in ns, 'L' in ns)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this tree's package
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@ fastai v1's `ShowGraph` (`callback_fns=ShowGraph`) and v2's `ShowGraphCallback`
 smoothed training loss per batch, the validation loss at each epoch's end, as
 `recorder.plot_loss` draws them), its x axis spanning the whole fit. In a Jupyter notebook
 the figure is one output updated in place, as fastai's; elsewhere it is written through
-`fastcore_ext.plots.finish` as '<plot dir>/show_graph.png', rewritten after each epoch. It
-sits `lr_find` out, as the trackers do.
+`fastcore_ext.plots.finish` as '<plot dir>/show_graph.png', rewritten after each epoch (a
+later fit's graph gets a file of its own: show_graph-2.png...). It sits `lr_find` out, as the
+trackers do.
 """
 
 from __future__ import annotations
@@ -55,11 +56,11 @@ class ShowGraph(Callback):
         rec.plot_loss(skip_start=0, ax=ax)
         per_epoch = max(rec.nb_batches)  # the x axis spans the fit's epochs
         ax.set_xlim(0, max(self.learn.n_epoch * per_epoch, sum(rec.nb_batches)))
-        self.fig = fig
+        previous, self.fig = self.fig, fig
         if in_notebook():
             self._show(fig)
         else:
-            finish(fig, "show_graph")
+            finish(fig, "show_graph", replaces=previous)  # this fit's file, updated
 
     def _show(self, fig: PlotFigure) -> None:
         """The figure as the notebook output of this fit, replacing the previous epoch's."""

@@ -1,0 +1,77 @@
+"""fastai.torch_core's small helpers that fastbook code calls by bare name: `tensor`, `to_np`,
+`trainable_params` (all in `from fastcore_ext.vision import *`).
+
+    targ = tensor([0, 1, 0, 1, 1, 0])        # fastbook ch. 5: an int64 tensor
+    acts = tensor(1.0, 2.0, 3.0)             # several numbers at once
+    to_np(preds)                              # a numpy array on the CPU
+    len(trainable_params(learn.model))       # what a frozen model still trains
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Number
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["tensor", "to_np", "trainable_params"]
+
+
+def tensor(
+    x: Any,
+    *rest: Any,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    requires_grad: bool = False,
+) -> torch.Tensor:
+    """fastai's `tensor`: ``torch.tensor`` that also takes several values (``tensor(1, 2)``),
+    a numpy array (shared, as ``torch.as_tensor``; uint16 becomes float32), and anything numpy
+    can read, copied (a PIL image gives uint8 [H, W, C], a pandas Series its values). A tensor is
+    returned as it is. float64 results become float32, as fastai's (numpy's and Python's
+    floats are float64)."""
+    if rest:
+        x = (x, *rest)
+    if isinstance(x, torch.Tensor):
+        return x
+    kwargs = {"dtype": dtype, "device": device}
+    if isinstance(x, list | tuple | Number):
+        res = torch.tensor(x, **kwargs)
+    else:
+        array = x if isinstance(x, np.ndarray) else np.array(x)  # a copy: PIL's is read-only
+        if array.dtype == np.uint16:
+            array = array.astype(np.float32)
+        if array.dtype == object:
+            raise TypeError(f"tensor: x should hold numbers, got {type(x).__name__} {x!r}")
+        res = torch.as_tensor(array, **kwargs)
+    if res.dtype == torch.float64 and dtype is None:
+        res = res.float()
+    return res.requires_grad_(requires_grad) if requires_grad else res
+
+
+def to_np(x: Any) -> Any:
+    """A tensor as a numpy array on the CPU (detached; bfloat16, which numpy lacks, as
+    float32); lists, tuples and dicts of tensors converted item by item; numpy arrays as they
+    are."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, list | tuple):
+        items = [to_np(o) for o in x]
+        return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)  # a namedtuple
+    if isinstance(x, Mapping):
+        return {k: to_np(v) for k, v in x.items()}
+    raise TypeError(
+        f"to_np: x should be a tensor (or a list, tuple or dict of them), got {type(x).__name__}"
+    )
+
+
+def trainable_params(m: nn.Module) -> list[nn.Parameter]:
+    """The parameters of `m` that require a gradient (what a frozen model still trains)."""
+    if not isinstance(m, nn.Module):
+        raise TypeError(f"trainable_params: m should be an nn.Module, got {type(m).__name__}")
+    return [p for p in m.parameters() if p.requires_grad]
