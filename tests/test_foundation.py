@@ -136,3 +136,23 @@ def test_fastbook_ch2_unlinks_the_failed_files(tmp_path):
     failed = L(files)[[True, False, True]]
     failed.map(Path.unlink)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.jpg"]
+
+
+def test_the_data_packages_file_lists_are_ls(tmp_path):
+    """fastbook ch2 as written: `fns = get_image_files(path); failed = verify_images(fns);
+    failed.map(Path.unlink)`, and `path.ls()`, on the library's own functions."""
+    from PIL import Image
+
+    from fastcore_ext.data import DataPath, get_image_files, verify_images
+
+    (tmp_path / "bears").mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "bears" / "good.png")
+    (tmp_path / "bears" / "broken.jpg").write_bytes(b"not a jpeg")
+    fns = get_image_files(tmp_path)
+    assert isinstance(fns, L) and fns.attrgot("name") == ["broken.jpg", "good.png"]
+    failed = verify_images(fns)
+    assert isinstance(failed, L) and failed == [tmp_path / "bears" / "broken.jpg"]
+    failed.map(Path.unlink)
+    assert get_image_files(tmp_path).attrgot("name") == ["good.png"]
+    listed = DataPath(tmp_path / "bears").ls()
+    assert isinstance(listed, L) and listed == [tmp_path / "bears" / "good.png"]

@@ -51,6 +51,7 @@ from torch import Tensor
 
 from fastcore_ext.checks import check_bool
 from fastcore_ext.files import atomic_write
+from fastcore_ext.foundation import L
 
 from .items import get_image_files
 
@@ -590,7 +591,7 @@ def verify_images(
     recurse: bool = True,
     max_size: int | None = None,
     dest: str | os.PathLike = ".",
-) -> list[Path]:
+) -> L:
     """Find the images that cannot be decoded, under a folder or in a list of files (fastai
     v1's `verify_images(path, delete=..., max_workers=..., max_size=..., dest=...)`).
 
@@ -600,12 +601,13 @@ def verify_images(
     image whose longer side exceeds it is resized (aspect kept, EXIF orientation applied,
     bilinear) and written in its own format to ``<its folder>/<dest>/<its name>``: by default
     over itself, through a temporary file renamed into place, so an interruption leaves the
-    old file or the new one, never half of one. Returns the unreadable paths, sorted (as
-    fastai v2 does; v1 returned None). Differs from v1: `delete` defaults to False (v1: True,
-    which deletes a user's files unasked), `recurse` to True (v1: False, which checks nothing
-    in a folder of class folders), and `dest` is taken per file's folder (v1: under `path`,
-    which would flatten class folders); v1's n_channels and ext are not offered. `delete` and
-    `recurse` must be bools (TypeError otherwise: a string 'False' is not taken as true).
+    old file or the new one, never half of one. Returns the unreadable paths, sorted, as an
+    `L` (as fastai v2 does: fastbook's `failed.map(Path.unlink)`; v1 returned None).
+    Differs from v1: `delete` defaults to False (v1: True, which deletes a user's files
+    unasked), `recurse` to True (v1: False, which checks nothing in a folder of class
+    folders), and `dest` is taken per file's folder (v1: under `path`, which would flatten
+    class folders); v1's n_channels and ext are not offered. `delete` and `recurse` must be
+    bools (TypeError otherwise: a string 'False' is not taken as true).
     """
     check_bool("delete", delete)
     check_bool("recurse", recurse)
@@ -633,7 +635,7 @@ def verify_images(
         readable = [f for f in files if f not in unreadable]
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             list(pool.map(lambda f: _shrink(f, max_size, Path(dest)), readable))
-    return [p for p, _ in bad]
+    return L(p for p, _ in bad)
 
 
 def _shrink(path: Path, max_size: int, dest: Path) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastcore_ext.foundation import L
 from fastcore_ext.warn import warn_user
 
 __all__ = [
@@ -103,8 +104,9 @@ class ItemSplit:
 
 def get_image_files(
     path: str | Path, recurse: bool = True, extensions: Iterable[str] = IMAGE_EXTENSIONS
-) -> list[Path]:
-    """Image files under `path` (by extension, case-insensitive), sorted; hidden files and
+) -> L:
+    """Image files under `path` (by extension, case-insensitive), sorted, as an `L` (a list
+    with fastcore's map / filter / attrgot ...); hidden files and
     folders (names starting with '.') are skipped. As fastai's get_files (os.walk with
     followlinks=True), folders that are symbolic links are followed, and a folder reached
     under two names (a link to a sibling class folder) is listed under both, its images once
@@ -136,7 +138,7 @@ def get_image_files(
                 and (os.path.isfile(full) or os.path.islink(full))
             ):
                 files.append(Path(full))
-    return sorted(files)
+    return L(sorted(files))
 
 
 def _check_seed(seed: int, expected: str = "a non-negative int") -> int:

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from numbers import Integral
 from pathlib import Path
 
+from fastcore_ext.foundation import L
+
 __all__ = [
     "DataPath",
     "NotAFolderError",
@@ -59,8 +61,8 @@ class DataPath(type(Path())):  # PosixPath or WindowsPath: Path itself cannot be
     """A pathlib Path with fastai's `ls()`; `/`, `parent` and the other derived paths are
     DataPaths too (``(path/'images').ls()``)."""
 
-    def ls(self, n_max: int | None = None, file_exts: Iterable[str] | None = None) -> list:
-        """The entries of this folder, sorted by name (fastai: `path.ls()`): the first
+    def ls(self, n_max: int | None = None, file_exts: Iterable[str] | None = None) -> L:
+        """The entries of this folder, sorted by name, as an `L` (fastai: `path.ls()`): the first
         `n_max` of them when given, only names ending in one of `file_exts` (e.g. ['.jpg'],
         case ignored) when given. A missing folder raises FileNotFoundError, a file
         NotADirectoryError, each naming the path."""
@@ -74,7 +76,7 @@ class DataPath(type(Path())):  # PosixPath or WindowsPath: Path itself cannot be
         entries = sorted(self.iterdir())
         if exts is not None:
             entries = [e for e in entries if e.suffix.lower() in exts]
-        return entries if n_max is None else entries[:n_max]
+        return L(entries if n_max is None else entries[:n_max])
 
 
 _HOME = "FASTCORE_EXT_HOME (environment variable)"
