@@ -139,7 +139,8 @@ def _infer_body(body: nn.Module) -> tuple[str, int]:
 
 
 def _infer_head(head: nn.Module) -> dict[str, Any]:
-    """create_head's arguments (nf, n_out, lin_ftrs, ps, concat_pool) rebuilding `head`."""
+    """create_head's arguments (nf, n_out, lin_ftrs, ps, concat_pool, first_bn, bn_final)
+    rebuilding `head` (exports without first_bn / bn_final have create_head's defaults)."""
     layers = list(head.children()) if isinstance(head, nn.Sequential) else []
     linears = [m for m in layers if isinstance(m, nn.Linear)]
     if not layers or not linears:
@@ -160,6 +161,8 @@ def _infer_head(head: nn.Module) -> dict[str, Any]:
         "lin_ftrs": [m.out_features for m in linears[:-1]],
         "ps": ps,
         "concat_pool": concat_pool,
+        "first_bn": any(isinstance(m, nn.BatchNorm1d) for m in layers[: layers.index(linears[0])]),
+        "bn_final": isinstance(layers[-1], nn.BatchNorm1d),
     }
     try:
         with torch.device("meta"):

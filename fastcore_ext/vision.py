@@ -342,11 +342,10 @@ def create_cnn(
     bn_final as fastai's; n_out: its outputs (default data.c, at least data.c);
     custom_head: your own head module instead (its layers with 2-D or larger weights are
     re-initialized with kaiming_normal_, as fastai's apply_init; the head arguments then do
-    not apply; `learn.export()` refuses a custom head, and so far also first_bn=False and
-    bn_final=True heads). normalize (fastai v2's): with pretrained
-    weights, data that is not normalized yet is normalized with ImageNet's statistics, those
-    the weights were trained with (`data.normalize(imagenet_stats)`, on `data` itself, as
-    fastai adds Normalize to the loaders). kwargs go to Learner (loss_func,
+    not apply; `learn.export()` refuses a custom head). normalize (fastai v2's): with
+    pretrained weights, data that is not normalized yet is normalized with ImageNet's
+    statistics, those the weights were trained with (`data.normalize(imagenet_stats)`, on
+    `data` itself, as fastai adds Normalize to the loaders). kwargs go to Learner (loss_func,
     opt_func, wd, wd_bn_bias, path, model_dir, splitter, seed, cbs, precision; fastai v1's
     callbacks and callback_fns). fastai v2's y_range, lr, moms, pool=False, lin_first=True,
     n_in other than 3, train_bn=False and other inits are refused with the reason (TypeError).

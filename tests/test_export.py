@@ -63,8 +63,11 @@ def test_export_file_holds_a_json_description_and_weights(trained):
     assert d["model"] == {
         "arch": "resnet18",
         "cut": 8,
-        "head": {"nf": 512, "n_out": 12, "lin_ftrs": [16], "ps": [0.25, 0.5], "concat_pool": True},
-    }
+        "head": {
+            "nf": 512, "n_out": 12, "lin_ftrs": [16], "ps": [0.25, 0.5], "concat_pool": True,
+            "first_bn": True, "bn_final": False,
+        },
+    }  # fmt: skip
     assert d["classes"] == learn.data.classes and d["n_classes"] == 12
     inp = d["input"]
     assert (inp["size"], inp["presize"], inp["resize_method"]) == (16, 20, "crop")
@@ -260,6 +263,25 @@ def test_other_architectures_round_trip(tmp_path, arch):
     assert repr(rebuilt) == repr(learn.model)
     learn.export()
     loaded = load_learner(tmp_path)
+    for k, v in learn.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("first_bn, bn_final", [(False, False), (True, True), (False, True)])
+def test_heads_without_first_bn_or_with_bn_final_round_trip(tmp_path, first_bn, bn_final):
+    """vision_learner(first_bn=, bn_final=) (fastai's create_head arguments) export and load:
+    the description records both, so the rebuilt head has the same layers and weights."""
+    data = make_learner().data
+    data.presize = data.size  # the fake bunch has no presize
+    learn = create_cnn(
+        data, "squeezenet1_1", pretrained=False, lin_ftrs=[8], first_bn=first_bn,
+        bn_final=bn_final, path=tmp_path,
+    )  # fmt: skip
+    desc = describe_model(learn.model)
+    assert (desc["head"]["first_bn"], desc["head"]["bn_final"]) == (first_bn, bn_final)
+    learn.export()
+    loaded = load_learner(tmp_path)
+    assert repr(loaded.model) == repr(learn.model)
     for k, v in learn.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[k], v), k
 
