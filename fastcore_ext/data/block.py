@@ -43,7 +43,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from .bunch import _UNSET, ImageDataLoaders, _resolve_pipeline, _resolve_seed
+from .bunch import _UNSET, ImageDataLoaders, _resolve_pipeline, _resolve_seed, _sized
 from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe, shown_names
 from .open import PILImage
 
@@ -386,7 +386,8 @@ class DataBlock:
     def summary(self, source: object) -> None:
         """Print what `dataloaders(source)` would build, without decoding an image: the items
         found, the first one's x and y, the split sizes, the vocab and the pipeline (fastai's
-        summary steps through its transforms on one batch; this one reads no image)."""
+        summary steps through its transforms on one batch; this one decodes no image: without
+        a Resize it reads the files' headers for their size, as `dataloaders`)."""
         seed, note = self._seed(), ""
         if isinstance(self.splitter, RandomSplitter) and seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -395,7 +396,10 @@ class DataBlock:
         df = _is_dataframe(items)
         first = items.iloc[0] if df else items[0]
         x, y = self._x_y(first, "item 0", df)
-        p = _resolve_pipeline(False, _UNSET, None, self.item_tfms, self.batch_tfms)
+        p = _sized(
+            _resolve_pipeline(False, _UNSET, None, self.item_tfms, self.batch_tfms),
+            split.train_items + split.valid_items,
+        )
         found = (
             f"{getattr(self.get_items, '__name__', self.get_items)}({source!r})"
             if self.get_items is not None

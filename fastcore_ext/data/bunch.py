@@ -10,7 +10,13 @@ v2: ``item_tfms=Resize(460)`` (the presize), ``batch_tfms=[*aug_transforms(size=
 Normalize.from_stats(*imagenet_stats)]``.
 
 Defaults (decided here): size = explicit `size`, else the AugmentSpec's size, else the
-Resize size, else 224. presize = the Resize size, else ``round(1.25 * size)``.
+Resize size, else the images' own: when every image is a square of one size (read from the
+file headers, no pixel decoded), that size, unchanged (presize = size; fastai too keeps each
+image's size without a Resize: 28 x 28 MNIST digits stay 28 x 28). Otherwise (sizes differ,
+or the images are not square) 224, with a warning naming two sizes found and how to choose
+(``item_tfms=Resize(n)``, ``size=n``): fastai cannot batch images of different sizes, this
+library presizes and crops them to that default. presize = the Resize size, else
+``round(1.25 * size)``.
 ImageDataBunch augments with ``get_transforms()`` unless told ``ds_tfms=None``;
 ImageDataLoaders augments only with an AugmentSpec in `batch_tfms` (as fastai v2). Without
 normalization batches are [0, 1] floats (mean 0, std 1).
@@ -87,7 +93,14 @@ from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
 from .device_decode import JpegBatchDecoder, resolve_decode_device
-from .images import ImageSource, find_bad_images, load_image, resize_method
+from .images import (
+    BadImageError,
+    ImageSource,
+    find_bad_images,
+    image_size,
+    load_image,
+    resize_method,
+)
 from .items import (
     ItemSplit,
     RandomSplitter,
@@ -319,8 +332,8 @@ def _check_stats(stats: object) -> tuple[list[float], list[float]]:
 
 @dataclass(frozen=True)
 class _Pipeline:
-    size: int
-    presize: int
+    size: int | None  # None: the images' own (`_sized`)
+    presize: int | None
     method: str
     spec: object | None
     stats: tuple[list[float], list[float]] | None
@@ -397,13 +410,67 @@ def _resolve_pipeline(
         size = _as_square(spec_size, "AugmentSpec.size")
     elif resize is not None:
         size = resize.size
-    else:
-        size = 224
+    else:  # nothing says: the images' own size (`_sized`)
+        return _Pipeline(None, None, "crop", spec, stats)
     if resize is not None:
         presize, method = resize.presize, resize.presize_method
     else:
         presize, method = round(1.25 * size), "crop"
     return _Pipeline(size, presize, method, spec, stats)
+
+
+# the size when nothing chooses one and the images have no single square size
+DEFAULT_SIZE = 224
+# the bytes read from the start of a file for its size, then, when the header lies further
+# (a JPEG whose EXIF segment comes before its frame header), the most read
+_HEADER_BYTES = (4096, 1 << 20)
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) that the image file's header declares, or None when it cannot be
+    read (the loaders then name the file as unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_HEADER_BYTES[0])
+            size = image_size(data, path)
+            if size is None:
+                size = image_size(data + f.read(_HEADER_BYTES[1] - len(data)), path)
+    except (OSError, BadImageError):
+        return None
+    return size
+
+
+def _sized(pipeline: _Pipeline, items: Sequence[Path]) -> _Pipeline:
+    """`pipeline` with a size: its own, or, when nothing chose one (no size, no Resize, no
+    AugmentSpec size), the images' own side when every image whose header can be read is a
+    square of one size (read from the headers, no pixel decoded; the first other size ends
+    the reading), else `DEFAULT_SIZE` presized from ``round(1.25 * size)`` with a warning
+    naming two of the sizes found and how to choose one."""
+    if pipeline.size is not None:
+        return pipeline
+    found: dict[tuple[int, int], Path] = {}
+    for p in items:
+        wh = _header_size(p)
+        if wh is not None and wh not in found:
+            found[wh] = p
+            if len(found) > 1 or wh[0] != wh[1]:
+                break
+    if len(found) == 1:
+        ((w, h),) = found
+        if w == h:
+            return dataclasses.replace(pipeline, size=w, presize=w)
+    size = DEFAULT_SIZE
+    if found:
+        shown = " and ".join(f"{w} x {h} ({p.name})" for (w, h), p in itertools.islice(
+            found.items(), 2))  # fmt: skip
+        warn_user(
+            f"size: no size chosen (item_tfms=Resize(n), size=n or aug_transforms(size=n)) "
+            f"and the images are not squares of one size ({shown}), so each is presized to "
+            f"{round(1.25 * size)} px and cropped to {size} x {size}, this library's default. "
+            "fastai keeps each image's own size, and fails to batch images of different "
+            "sizes; choose one with item_tfms=Resize(n) (fastai v2) or size=n (v1)"
+        )
+    return dataclasses.replace(pipeline, size=size, presize=round(1.25 * size))
 
 
 def _resolve_device(device: torch.device | str | None) -> torch.device:
@@ -633,7 +700,9 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         pipeline = _resolve_pipeline(cls._augment_by_default, ds_tfms, size, item_tfms, batch_tfms)
         seed = _resolve_seed(seed, cls._seed_rng)
-        return cls(path, make_split(seed), pipeline, seed=seed, **kwargs)
+        split = make_split(seed)
+        pipeline = _sized(pipeline, split.train_items + split.valid_items)
+        return cls(path, split, pipeline, seed=seed, **kwargs)
 
     @classmethod
     def _split_indices(cls, n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
