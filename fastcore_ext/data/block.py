@@ -366,14 +366,22 @@ class DataBlock:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        shuffle: bool = True,
     ) -> ImageDataLoaders:
         """The `ImageDataLoaders` of `source` (fastai's ``dataloaders(source, path='.',
         **kwargs)``): `path` is where the learner saves (models/), as fastai's; the other
         arguments are ImageDataLoaders' (bs, val_bs, num_workers, cache, skip_bad, device,
-        channels_last, decode_device). The folder holding the images is kept free of plots
-        (see fastcore_ext.plots)."""
+        channels_last, decode_device) and fastai's shuffle (False: the training loader
+        keeps the items' order every epoch; it still drops the last partial batch). The
+        folder holding the images is kept free of plots (see fastcore_ext.plots). When the
+        items are files (no DataFrame, no get_x), ``dls.test_dl(files, with_labels=True)``
+        labels new files with get_y."""
         seed = _resolve_seed(self._seed(), ImageDataLoaders._seed_rng)
-        _, split = self._item_split(source, seed)
+        items, split = self._item_split(source, seed)
+        get_y = self.get_y
+        labeller = (
+            get_y if get_y is not None and self.get_x is None and not _is_dataframe(items) else None
+        )
         files = [str(p.absolute()) for p in split.train_items + split.valid_items]
         folder = Path(os.path.commonpath(files))
         return ImageDataLoaders._build(
@@ -381,6 +389,7 @@ class DataBlock:
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
             data_folder=folder if folder.is_dir() else folder.parent,
+            labeller=labeller, shuffle=shuffle,
         )  # fmt: skip
 
     def summary(self, source: object) -> None:

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import itertools
 import math
 import os
@@ -87,6 +88,7 @@ import torch
 import torch.distributed as dist
 
 from fastcore_ext import augment
+from fastcore_ext.checks import check_bool
 from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
 from fastcore_ext.ranks import from_launch_rank_0
 from fastcore_ext.warn import warn_user
@@ -103,7 +105,9 @@ from .images import (
 )
 from .items import (
     ItemSplit,
+    MissingPathError,
     RandomSplitter,
+    RegexLabeller,
     _check_seed,
     check_fnames,
     check_path,
@@ -112,13 +116,16 @@ from .items import (
     items_from_name_func,
     items_from_name_re,
     items_from_table,
+    parent_label,
     random_split,
     read_labels_csv,
     shown_names,
+    using_attr,
 )
 from .loader import DeviceDataLoader, ImageDataset, denormalize
 
 __all__ = [
+    "CategoryMap",
     "DatasetType",
     "ImageDataBunch",
     "ImageDataLoaders",
@@ -340,6 +347,8 @@ class _Pipeline:
 
 
 _UNSET = object()
+
+Labeller = Callable[[Path], object]
 
 
 def _one_or_list(x: object) -> list:
@@ -612,14 +621,77 @@ def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[li
     return columns[0], columns[1]
 
 
+def _regex_labeller(pat: str | re.Pattern[str], label_from: str) -> Labeller | None:
+    """The label of a file by `pat`, searched in its path (label_from 'path') or its name; None
+    for a pattern that is not a regular expression with a group (the items source names it)."""
+    try:
+        rx = RegexLabeller(pat)
+    except ValueError:
+        return None
+    return rx if label_from == "path" else using_attr(rx, "name")
+
+
+def _func_labeller(label_func: Callable[[Any], object], label_from: str) -> Labeller | None:
+    """The label of a file by `label_func` of its path (label_from 'path') or its name."""
+    if not callable(label_func):
+        return None  # the items source names it
+    return label_func if label_from == "path" else using_attr(label_func, "name")
+
+
+class CategoryMap(list):
+    """fastai v2's vocab: the class names, a list (index -> name, as everywhere a list of
+    classes is taken), with ``o2i``, the dict name -> index."""
+
+    @property
+    def o2i(self) -> dict[str, int]:
+        """{class name: its index}."""
+        return {c: i for i, c in enumerate(self)}
+
+
+def _check_keywords(method: str, given: dict[str, Any], target: Callable[..., Any]) -> None:
+    """A TypeError naming `method` (the one the user called) for a keyword of `given` that
+    `target`, which receives them, does not take (Python's own message would name `target`)."""
+    known = inspect.signature(target).parameters
+    unknown = [k for k in given if k not in known]
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+
+
+def _with_vocab(split: ItemSplit, vocab: Sequence[object]) -> ItemSplit:
+    """`split` with `vocab` (fastai's from_folder(vocab=)) as its classes, in that order;
+    a label outside it is a ValueError naming a few."""
+    if isinstance(vocab, str) or not isinstance(vocab, Iterable):
+        raise TypeError(f"vocab: expected a list of class names, got {vocab!r}")
+    names = [str(v) for v in vocab]
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ValueError(f"vocab: expected at least 2 distinct class names, got {names}")
+    index = {c: i for i, c in enumerate(names)}
+    outside = [c for c in split.classes if c not in index]  # the labels of the images found
+    if outside:
+        raise ValueError(
+            f"vocab: the labels {shown_names(outside)} of the images are not in the vocab "
+            f"given {shown_names(names, 20)}"
+        )
+
+    def remap(labels: list[int]) -> list[int]:
+        return [index[split.classes[y]] for y in labels]
+
+    return ItemSplit(
+        split.train_items, remap(split.train_labels), split.valid_items,
+        remap(split.valid_labels), names,
+    )  # fmt: skip
+
+
 class ImageDataBunch:
     """Train and validation images as device batches (fastai v1 name; see the module doc).
 
-        Attributes: classes, c, path, device, decode_device (where JPEG files are decoded), size
-    (model input), presize, stats, seed, bs, dropped_items (the unreadable files skip_bad=True
-    left out), train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``, the
-    centre window), train_dl / valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64
-    [B])`` on the device). Build it with the ``from_*`` class methods.
+    Attributes: classes (a `CategoryMap`; vocab), c, path, device, decode_device (where JPEG
+    files are decoded), size (model input), presize, stats, seed, bs, dropped_items (the
+    unreadable files skip_bad=True left out), train_ds / valid_ds (`ImageDataset`: ``ds[i] ->
+    (uint8 [3, P, P], label)``, the centre window), train_dl / valid_dl (`DeviceDataLoader`:
+    ``(x float [B, 3, S, S], y int64 [B])`` on the device; also ``dls[0]`` / ``dls[1]``),
+    labeller (how a file gets its label, for ``test_dl(with_labels=True)``; None when the
+    labels came from a list or a table). Build it with the ``from_*`` class methods.
     """
 
     _augment_by_default = True
@@ -642,8 +714,12 @@ class ImageDataBunch:
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
         data_folder: str | Path | None = None,
+        labeller: Labeller | None = None,
+        shuffle: bool = True,
     ) -> None:
         self.path = Path(path)
+        # how an image file gets its label, as the training items got theirs (test_dl)
+        self.labeller = labeller
         # a script's plots never land among these images (data_folder: where they lie, when
         # `path` is only where the learner saves, as DataBlock.dataloaders' path='.')
         keep_out_of(self.path if data_folder is None else data_folder)
@@ -659,7 +735,7 @@ class ImageDataBunch:
         self.dropped_items: list[Path] = []
         if skip_bad:
             split, self.dropped_items = _drop_bad(split, num_workers)
-        self.classes: list[str] = list(split.classes)
+        self.classes = CategoryMap(split.classes)
         if len(self.classes) < 2:
             raise ValueError(
                 f"classes: a classifier needs at least 2 classes, got {self.classes} from "
@@ -677,7 +753,9 @@ class ImageDataBunch:
             size=self.size, device=self.device, seed=seed, num_workers=num_workers,
             channels_last=channels_last,
         )  # fmt: skip
-        self.train_dl = DeviceDataLoader(self.train_ds, bs, train=True, spec=self.spec, **common)
+        self.train_dl = DeviceDataLoader(
+            self.train_ds, bs, train=True, spec=self.spec, shuffle=shuffle, **common
+        )
         self.bs = self.train_dl.bs  # checked there (a NumPy int becomes an int)
         self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs or bs, train=False, **common)
         self.stats: tuple[list[float], list[float]] | None = None
@@ -743,6 +821,7 @@ class ImageDataBunch:
         valid_pct: float | None = None,
         seed: int | None = None,
         *,
+        vocab: Sequence[object] | None = None,
         ds_tfms: object = _UNSET,
         size: int | None = None,
         item_tfms: object = None,
@@ -758,17 +837,21 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """ImageNet-style folders: ``path/train/<class>/...`` and ``path/valid/<class>/...``;
         or, with `valid_pct`, every image under `path` labelled by its parent folder and
-        split at random."""
+        split at random. vocab: the classes, in this order (fastai v2's ``vocab=``; it may
+        name classes without images); a label of the images outside it is an error. None:
+        the labels found, sorted."""
 
         def folders(seed: int) -> ItemSplit:
             return items_from_folder(path, train, valid, valid_pct, seed)
 
+        split = folders if valid_pct is None else cls._random(folders, valid_pct)
         return cls._build(
             path,
-            folders if valid_pct is None else cls._random(folders, valid_pct),
+            split if vocab is None else lambda s: _with_vocab(split(s), vocab),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
+            labeller=parent_label,
         )  # fmt: skip
 
     @classmethod
@@ -795,16 +878,38 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Label = first group of `pat` in each file's full path (ImageDataLoaders, fastai v2:
         in its file name); random split."""
+        return cls._by_pattern(
+            cls._label_from, path, fnames, pat, valid_pct, seed,
+            ds_tfms=ds_tfms, size=size, item_tfms=item_tfms, batch_tfms=batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last, decode_device=decode_device,
+        )  # fmt: skip
+
+    @classmethod
+    def _by_pattern(
+        cls,
+        label_from: str,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        pat: str | re.Pattern[str],
+        valid_pct: float,
+        seed: int | None,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        **options: Any,
+    ) -> ImageDataBunch:
+        """from_name_re (label_from: `_label_from`) and from_path_re ('path')."""
         fnames = check_fnames(fnames)
         return cls._build(
             path,
             cls._random(
-                lambda s: items_from_name_re(path, fnames, pat, valid_pct, s, cls._label_from),
+                lambda s: items_from_name_re(path, fnames, pat, valid_pct, s, label_from),
                 valid_pct,
             ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
-            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last, decode_device=decode_device,
+            labeller=_regex_labeller(pat, label_from), **options,
         )  # fmt: skip
 
     @classmethod
@@ -831,18 +936,38 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Label = ``str(label_func(file_path))`` (ImageDataLoaders, fastai v2:
         ``label_func(file_name)``, a str); random split."""
+        return cls._by_func(
+            cls._label_from, path, fnames, label_func, valid_pct, seed,
+            ds_tfms=ds_tfms, size=size, item_tfms=item_tfms, batch_tfms=batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last, decode_device=decode_device,
+        )  # fmt: skip
+
+    @classmethod
+    def _by_func(
+        cls,
+        label_from: str,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        label_func: Callable[[Any], object],
+        valid_pct: float,
+        seed: int | None,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        **options: Any,
+    ) -> ImageDataBunch:
+        """from_name_func (label_from: `_label_from`) and from_path_func ('path')."""
         fnames = check_fnames(fnames)
         return cls._build(
             path,
             cls._random(
-                lambda s: items_from_name_func(
-                    path, fnames, label_func, valid_pct, s, cls._label_from
-                ),
+                lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s, label_from),
                 valid_pct,
             ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
-            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last, decode_device=decode_device,
+            labeller=_func_labeller(label_func, label_from), **options,
         )  # fmt: skip
 
     @classmethod
@@ -975,8 +1100,8 @@ class ImageDataBunch:
         return len(self.classes)
 
     @property
-    def vocab(self) -> list[str]:
-        """fastai v2's name for `classes`."""
+    def vocab(self) -> CategoryMap:
+        """fastai v2's name for `classes` (``vocab.o2i``: name -> index)."""
         return self.classes
 
     @property
@@ -988,6 +1113,87 @@ class ImageDataBunch:
     def valid(self) -> DeviceDataLoader:
         """fastai v2's name for `valid_dl`."""
         return self.valid_dl
+
+    def __getitem__(self, i: int) -> DeviceDataLoader:
+        """fastai v2's ``dls[0]`` (the training loader) and ``dls[1]`` (the validation one)."""
+        loaders = (self.train_dl, self.valid_dl)
+        if isinstance(i, bool) or not isinstance(i, Integral) or not -2 <= i < 2:
+            raise IndexError(f"index: expected 0 (train) or 1 (valid), got {i!r}")
+        return loaders[int(i)]
+
+    def test_dl(
+        self,
+        test_items: Iterable[str | os.PathLike],
+        with_labels: bool = False,
+        bs: int | None = None,
+    ) -> DeviceDataLoader:
+        """fastai v2's ``dls.test_dl(test_items, with_labels=False)``: a loader of image files
+        through the validation transform (presize, centre crop, normalization), in the order
+        given, for ``learn.get_preds(dl=...)`` (rows in that order) or ``learn.validate(dl=...)``
+        (with labels).
+
+        with_labels=False: batches ``(x, None)``; get_preds returns targets None.
+        with_labels=True: each file labelled as the training images were, by the parent
+        folder (from_folder), the pattern (from_name_re, from_path_re) or the function
+        (from_name_func, from_path_func), or get_y of the file (a DataBlock whose items are
+        files); a label outside `vocab` is a ValueError. Bunches labelled from a list, a CSV
+        file or a DataFrame have no rule to label a new file: a ValueError says so.
+        Files only (a list of paths): for PIL images or arrays use ``learn.predict`` or
+        ``learn.dls.preprocess``. An unreadable file is left out of its batch with a warning
+        naming it, as in training (its row is missing); bs: default the validation batch size.
+        """
+        if isinstance(test_items, str | os.PathLike) or not isinstance(test_items, Iterable):
+            raise TypeError(
+                f"test_items: expected a list of image files (get_image_files(path) makes one), "
+                f"got {test_items!r}"
+            )
+        items = list(test_items)
+        for k, f in enumerate(items):
+            if not isinstance(f, str | os.PathLike):
+                raise TypeError(
+                    f"test_items: expected image files (str or Path), got {type(f).__name__} at "
+                    f"position {k}; for PIL images or arrays use learn.predict(img) or "
+                    "learn.dls.preprocess(images)"
+                )
+        if not items:
+            raise ValueError("test_items: expected at least one image file, got an empty list")
+        items = [Path(f) for f in items]
+        missing = [p for p in items if not p.is_file()]
+        if missing:
+            raise MissingPathError(
+                f"test_items: {len(missing)} of {len(items)} files do not exist (e.g. "
+                f"{shown_names(missing, 3)})"
+            )
+        labels = self._labels_of(items) if check_bool("with_labels", with_labels) else None
+        ds = ImageDataset(items, labels, self.classes, self.presize, self.valid_ds.method)
+        v = self.valid_dl
+        return DeviceDataLoader(
+            ds, v.bs if bs is None else bs, train=False, size=self.size, device=self.device,
+            seed=self.seed, stats=self.stats, num_workers=v.num_workers,
+            channels_last=v.channels_last, decoder=self._decoder(),
+        )  # fmt: skip
+
+    def _labels_of(self, items: list[Path]) -> list[int]:
+        """The class index of each file by `labeller` (test_dl's with_labels)."""
+        if self.labeller is None:
+            raise ValueError(
+                "with_labels: True needs the rule that labelled the training images (a folder, "
+                "a pattern, a function); this bunch's labels came from a list, a CSV file or "
+                "a DataFrame: pass with_labels=False"
+            )
+        index = self.classes.o2i
+        labels, outside = [], []
+        for p in items:
+            label = str(self.labeller(p))
+            if label not in index:
+                outside.append(f"{p.name} ({label!r})")
+            labels.append(index.get(label, -1))
+        if outside:
+            raise ValueError(
+                f"with_labels: {len(outside)} files have labels outside the vocab "
+                f"{shown_names(self.classes, 20)}: {shown_names(outside)}"
+            )
+        return labels
 
     @property
     def bad_items(self) -> list[Path]:
@@ -1126,6 +1332,39 @@ class ImageDataLoaders(ImageDataBunch):
         return RandomSplitter(valid_pct).split(n, seed)
 
     @classmethod
+    def from_path_re(
+        cls,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        pat: str | re.Pattern[str],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> ImageDataLoaders:
+        """fastai v2's from_path_re: label = the first group of `pat` searched in each file's
+        whole path (its POSIX form; as `ImageDataBunch.from_name_re`, fastai v1's, reads it),
+        where from_name_re reads the file name; random split. `kwargs` as from_name_re's
+        (item_tfms, batch_tfms, bs, ...)."""
+        _check_keywords("ImageDataLoaders.from_path_re", kwargs, ImageDataBunch.from_name_re)
+        return cls._by_pattern("path", path, fnames, pat, valid_pct, seed, **kwargs)
+
+    @classmethod
+    def from_path_func(
+        cls,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        label_func: Callable[[Path], object],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> ImageDataLoaders:
+        """fastai v2's from_path_func: label = ``str(label_func(file_path))`` (the Path;
+        from_name_func passes the file name); random split. `kwargs` as from_name_func's
+        (item_tfms, batch_tfms, bs, ...)."""
+        _check_keywords("ImageDataLoaders.from_path_func", kwargs, ImageDataBunch.from_name_func)
+        return cls._by_func("path", path, fnames, label_func, valid_pct, seed, **kwargs)
+
+    @classmethod
     def from_csv(  # type: ignore[override]  (fastai v2's argument order)
         cls,
         path: str | Path,
@@ -1136,6 +1375,7 @@ class ImageDataLoaders(ImageDataBunch):
     ) -> ImageDataLoaders:
         """fastai v2's from_csv: ``path/csv_fname``; `kwargs` as `ImageDataBunch.from_csv`'s
         (folder, suffix, fn_col, label_col, valid_pct, seed, item_tfms, batch_tfms, bs...)."""
+        _check_keywords("ImageDataLoaders.from_csv", kwargs, ImageDataBunch.from_csv)
         return super().from_csv(
             path, csv_labels=csv_fname, header=header, delimiter=delimiter, **kwargs
         )
@@ -1155,6 +1395,7 @@ class ImageDataLoaders(ImageDataBunch):
     ) -> ImageDataLoaders:
         """fastai v2's from_df: the DataFrame first, `path` defaulting to '.'; `kwargs` as
         `ImageDataBunch.from_df`'s (item_tfms, batch_tfms, bs, ...)."""
+        _check_keywords("ImageDataLoaders.from_df", kwargs, ImageDataBunch.from_df)
         return super().from_df(
             path, df, folder=folder, valid_pct=valid_pct, seed=seed, fn_col=fn_col,
             label_col=label_col, suffix=suffix, **kwargs,
