@@ -160,6 +160,18 @@ def test_dls_index_and_loader_items(dls):
     assert y.tolist() == dls.valid_ds.labels[: len(y)]  # the valid loader yields items' order
 
 
+def test_loader_new_changes_bs_and_shuffle_only(dls):
+    small = dls.valid.new(bs=3)
+    assert small.bs == 3 and dls.valid.bs == 4 and small.items == dls.valid.items
+    x, y = small.one_batch()
+    x4, y4 = dls.valid.one_batch()
+    assert torch.equal(x, x4[:3]) and torch.equal(y, y4[:3])
+    ordered = dls.train.new(shuffle=False)
+    assert ordered.bs == dls.train.bs and ordered.train and not ordered.shuffle
+    n = len(dls.train_ds)
+    assert torch.cat(ordered.batch_indices(0)).tolist() == list(range(n - n % 4))
+
+
 def test_vocab_is_a_list_with_o2i(dls):
     v = dls.vocab
     assert isinstance(v, CategoryMap) and isinstance(v, list) and v == dls.classes

@@ -383,6 +383,18 @@ class DeviceDataLoader:
         self.rank, self.world_size = 0, 1
         self._bad: set[int] = set()  # indices of the unreadable files met so far
 
+    def new(self, bs: int | None = None, shuffle: bool | None = None) -> DeviceDataLoader:
+        """fastai v2's ``dl.new(bs=...)``: a loader of the same data set and transforms with
+        another batch size and/or shuffle (None: this loader's); it starts at epoch 0, on one
+        process (no shard), with workers of its own."""
+        return DeviceDataLoader(
+            self.dataset, self.bs if bs is None else bs, train=self.train, size=self.size,
+            device=self.device, seed=self.seed, spec=self.spec, stats=self.stats,
+            num_workers=self.num_workers, channels_last=self.channels_last,
+            timeout=self.timeout, decoder=self.decoder,
+            shuffle=self.shuffle if shuffle is None else shuffle,
+        )  # fmt: skip
+
     @property
     def items(self) -> list[Path]:
         """fastai v2's ``dl.items``: the image files of the data set, in its order (the order
