@@ -9,6 +9,7 @@ they run as soon as both are there.
 import importlib.util
 import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -213,7 +214,7 @@ def test_pipeline_defaults_without_augmentation(root):
     b = ImageDataBunch.from_folder(root, ds_tfms=None, size=32, bs=8, num_workers=0)
     assert (b.size, b.presize, b.spec) == (32, 40, None)  # presize = round(1.25 * size)
     b = ImageDataBunch.from_folder(root, ds_tfms=None, bs=8, num_workers=0)
-    assert (b.size, b.presize) == (224, 280)
+    assert (b.size, b.presize) == (32, 32)  # the images' own size (all 32 x 32): see below
     b = _v2(root, item_tfms=Resize(40), size=32)
     assert (b.size, b.presize) == (32, 40)
     b = _v2(root, item_tfms=Resize(30, method="squish"))
@@ -490,6 +491,45 @@ def shaped_root(tmp_path_factory):
                 img = rng.integers(0, 256, (*shapes[k % 5], 3), dtype=np.uint8)
                 Image.fromarray(img).save(root / split / c / f"{k}.png")
     return root
+
+
+@pytest.mark.parametrize("cls", [ImageDataBunch, ImageDataLoaders])
+def test_without_a_size_square_images_of_one_size_keep_it(tmp_path, cls):
+    """The probe's finding: 28 x 28 digits became 224 x 224 batches (64 times the pixels),
+    silently; fastai keeps each image's size."""
+    for c in ("3", "7"):
+        (tmp_path / c).mkdir()
+        for k in range(5):
+            Image.new("L", (28, 28), 40 * k).save(tmp_path / c / f"{k}.png")
+    Image.new("L", (28, 28)).save(tmp_path / "3" / "exif.jpg", exif=Image.Exif())
+    kw = {"ds_tfms": None} if cls is ImageDataBunch else {}
+    b = cls.from_folder(tmp_path, valid_pct=0.25, seed=0, bs=2, num_workers=0, **kw)
+    assert (b.size, b.presize) == (28, 28)
+    assert b.one_batch()[0].shape == (2, 3, 28, 28)
+
+
+def test_without_a_size_other_sizes_take_the_default_with_a_warning(shaped_root, tmp_path):
+    with pytest.warns(UserWarning, match=r"size: no size chosen .* not squares of one size "
+                      r"\(60 x 40 \(0.png\)\).* presized to 280 px and "
+                      r"cropped to 224 x 224.*item_tfms=Resize\(n\).*size=n"):  # fmt: skip
+        b = ImageDataLoaders.from_folder(shaped_root, bs=4, num_workers=0, seed=0)
+    assert (b.size, b.presize) == (224, 280)
+    # squares of two sizes: the first two named
+    for k in range(10):
+        Image.new("RGB", (40, 40) if k == 0 else (32, 32)).save(tmp_path / f"sq{k}.png")
+    squares = [tmp_path / f"sq{k}.png" for k in range(10)]
+    a, b = r"40 x 40 \(sq0.png\)", r"32 x 32 \(sq\d.png\)"  # in the split's order
+    two = f"({a} and {b}|{b} and {a})"
+    with pytest.warns(UserWarning, match=rf"not squares of one size \({two}\)"):
+        b = ImageDataLoaders.from_lists(tmp_path, squares, list("ab" * 5), bs=2, seed=0,
+                                        num_workers=0)  # fmt: skip
+    assert (b.size, b.presize) == (224, 280)
+    with warnings.catch_warnings():  # a size chosen: no warning, the size asked
+        warnings.simplefilter("error")
+        b = ImageDataLoaders.from_folder(shaped_root, bs=4, num_workers=0, item_tfms=Resize(20))
+        assert (b.size, b.presize) == (20, 20)
+        b = ImageDataBunch.from_folder(shaped_root, bs=4, num_workers=0, size=16, ds_tfms=None)
+        assert (b.size, b.presize) == (16, 20)
 
 
 @pytest.mark.parametrize("folder", ["root", "shaped_root"])

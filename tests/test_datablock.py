@@ -341,6 +341,21 @@ def test_summary_says_what_dataloaders_builds(bears, capsys):
     assert "no seed: this split drew seed" in capsys.readouterr().out
 
 
+def test_without_a_resize_summary_and_dataloaders_take_the_images_size(bears, tmp_path, capsys):
+    """fastai keeps each image's size without a Resize (ch5's pets1.summary shows the collate
+    failure of different sizes); this library: one square size is kept, else 224 and a
+    warning (bears: 40 x 30 images)."""
+    for k in range(10):
+        _save(tmp_path / "ab"[k % 2] / f"{k}.png", k, hw=(20, 20))
+    _block(item_tfms=None).summary(tmp_path)
+    out = capsys.readouterr().out
+    assert "presized to 20 px" in out and "batches of 20 x 20 px" in out
+    assert _dls(_block(item_tfms=None), tmp_path).one_batch()[0].shape == (4, 3, 20, 20)
+    with pytest.warns(UserWarning, match=r"not squares of one size \(40 x 30 .*224 x 224"):
+        _block(item_tfms=None).summary(bears)
+    assert "presized to 280 px" in capsys.readouterr().out
+
+
 def test_plots_are_kept_out_of_the_images_not_the_learners_path(bears, tmp_path):
     _dls(_block(), bears)
     plots.set_plot_dir(bears / "plots")

@@ -16,6 +16,7 @@ from .block import (
     RegressionBlock,
 )
 from .bunch import (
+    CategoryMap,
     DatasetType,
     ImageDataBunch,
     ImageDataLoaders,
@@ -57,6 +58,7 @@ from .open import Image, PILImage, open_image
 from .paths import DataPath, NotAFolderError, cache_dir, data_dir, home_dir
 
 __all__ = [
+    "CategoryMap",
     "BBoxBlock",
     "CategoryBlock",
     "DataBlock",

@@ -43,7 +43,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from .bunch import _UNSET, ImageDataLoaders, _resolve_pipeline, _resolve_seed
+from .bunch import _UNSET, ImageDataLoaders, _resolve_pipeline, _resolve_seed, _sized
 from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe, shown_names
 from .open import PILImage
 
@@ -366,14 +366,22 @@ class DataBlock:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        shuffle: bool = True,
     ) -> ImageDataLoaders:
         """The `ImageDataLoaders` of `source` (fastai's ``dataloaders(source, path='.',
         **kwargs)``): `path` is where the learner saves (models/), as fastai's; the other
         arguments are ImageDataLoaders' (bs, val_bs, num_workers, cache, skip_bad, device,
-        channels_last, decode_device). The folder holding the images is kept free of plots
-        (see fastcore_ext.plots)."""
+        channels_last, decode_device) and fastai's shuffle (False: the training loader
+        keeps the items' order every epoch; it still drops the last partial batch). The
+        folder holding the images is kept free of plots (see fastcore_ext.plots). When the
+        items are files (no DataFrame, no get_x), ``dls.test_dl(files, with_labels=True)``
+        labels new files with get_y."""
         seed = _resolve_seed(self._seed(), ImageDataLoaders._seed_rng)
-        _, split = self._item_split(source, seed)
+        items, split = self._item_split(source, seed)
+        get_y = self.get_y
+        labeller = (
+            get_y if get_y is not None and self.get_x is None and not _is_dataframe(items) else None
+        )
         files = [str(p.absolute()) for p in split.train_items + split.valid_items]
         folder = Path(os.path.commonpath(files))
         return ImageDataLoaders._build(
@@ -381,12 +389,14 @@ class DataBlock:
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
             data_folder=folder if folder.is_dir() else folder.parent,
+            labeller=labeller, shuffle=shuffle,
         )  # fmt: skip
 
     def summary(self, source: object) -> None:
         """Print what `dataloaders(source)` would build, without decoding an image: the items
         found, the first one's x and y, the split sizes, the vocab and the pipeline (fastai's
-        summary steps through its transforms on one batch; this one reads no image)."""
+        summary steps through its transforms on one batch; this one decodes no image: without
+        a Resize it reads the files' headers for their size, as `dataloaders`)."""
         seed, note = self._seed(), ""
         if isinstance(self.splitter, RandomSplitter) and seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -395,7 +405,10 @@ class DataBlock:
         df = _is_dataframe(items)
         first = items.iloc[0] if df else items[0]
         x, y = self._x_y(first, "item 0", df)
-        p = _resolve_pipeline(False, _UNSET, None, self.item_tfms, self.batch_tfms)
+        p = _sized(
+            _resolve_pipeline(False, _UNSET, None, self.item_tfms, self.batch_tfms),
+            split.train_items + split.valid_items,
+        )
         found = (
             f"{getattr(self.get_items, '__name__', self.get_items)}({source!r})"
             if self.get_items is not None

@@ -10,7 +10,13 @@ v2: ``item_tfms=Resize(460)`` (the presize), ``batch_tfms=[*aug_transforms(size=
 Normalize.from_stats(*imagenet_stats)]``.
 
 Defaults (decided here): size = explicit `size`, else the AugmentSpec's size, else the
-Resize size, else 224. presize = the Resize size, else ``round(1.25 * size)``.
+Resize size, else the images' own: when every image is a square of one size (read from the
+file headers, no pixel decoded), that size, unchanged (presize = size; fastai too keeps each
+image's size without a Resize: 28 x 28 MNIST digits stay 28 x 28). Otherwise (sizes differ,
+or the images are not square) 224, with a warning naming two sizes found and how to choose
+(``item_tfms=Resize(n)``, ``size=n``): fastai cannot batch images of different sizes, this
+library presizes and crops them to that default. presize = the Resize size, else
+``round(1.25 * size)``.
 ImageDataBunch augments with ``get_transforms()`` unless told ``ds_tfms=None``;
 ImageDataLoaders augments only with an AugmentSpec in `batch_tfms` (as fastai v2). Without
 normalization batches are [0, 1] floats (mean 0, std 1).
@@ -36,6 +42,14 @@ decode what is not JPEG); the JPEGs of a batch are decoded in one call and presi
 (device_decode.py). Pixels differ slightly from the CPU's (nvJPEG's IDCT and chroma
 upsampling; tests/test_data_device_decode.py gives the tolerance).
 
+Random split (valid_pct): fastai's for the same items and seed. ImageDataLoaders (v2)
+splits as ``RandomSplitter(valid_pct, seed)``, as fastai v2's from_* do (a torch permutation;
+train and validation sets both in the permutation's order); ImageDataBunch (v1) as fastai
+v1's ``split_by_rand_pct(valid_pct, seed)`` (a numpy permutation after ``np.random.seed(seed)``;
+the validation set in its order, the training set ascending). Items are in the source's
+order: the list given (fnames, the rows of a CSV or DataFrame), or the sorted files under
+`path` (fastai lists them in the file system's order, which differs between machines).
+
 Seeds: `seed=None` draws one int at construction from numpy's global RNG for
 `ImageDataBunch` (fastai v1's split: the lesson's ``np.random.seed(2)`` makes runs
 reproducible) and from torch's for `ImageDataLoaders` (fastai v2's: ``torch.manual_seed``);
@@ -56,10 +70,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import itertools
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -72,15 +88,26 @@ import torch
 import torch.distributed as dist
 
 from fastcore_ext import augment
+from fastcore_ext.checks import check_bool
 from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
 from fastcore_ext.ranks import from_launch_rank_0
 from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
 from .device_decode import JpegBatchDecoder, resolve_decode_device
-from .images import ImageSource, find_bad_images, load_image, resize_method
+from .images import (
+    BadImageError,
+    ImageSource,
+    find_bad_images,
+    image_size,
+    load_image,
+    resize_method,
+)
 from .items import (
     ItemSplit,
+    MissingPathError,
+    RandomSplitter,
+    RegexLabeller,
     _check_seed,
     check_fnames,
     check_path,
@@ -89,12 +116,16 @@ from .items import (
     items_from_name_func,
     items_from_name_re,
     items_from_table,
+    parent_label,
+    random_split,
     read_labels_csv,
     shown_names,
+    using_attr,
 )
 from .loader import DeviceDataLoader, ImageDataset, denormalize
 
 __all__ = [
+    "CategoryMap",
     "DatasetType",
     "ImageDataBunch",
     "ImageDataLoaders",
@@ -308,14 +339,16 @@ def _check_stats(stats: object) -> tuple[list[float], list[float]]:
 
 @dataclass(frozen=True)
 class _Pipeline:
-    size: int
-    presize: int
+    size: int | None  # None: the images' own (`_sized`)
+    presize: int | None
     method: str
     spec: object | None
     stats: tuple[list[float], list[float]] | None
 
 
 _UNSET = object()
+
+Labeller = Callable[[Path], object]
 
 
 def _one_or_list(x: object) -> list:
@@ -386,13 +419,67 @@ def _resolve_pipeline(
         size = _as_square(spec_size, "AugmentSpec.size")
     elif resize is not None:
         size = resize.size
-    else:
-        size = 224
+    else:  # nothing says: the images' own size (`_sized`)
+        return _Pipeline(None, None, "crop", spec, stats)
     if resize is not None:
         presize, method = resize.presize, resize.presize_method
     else:
         presize, method = round(1.25 * size), "crop"
     return _Pipeline(size, presize, method, spec, stats)
+
+
+# the size when nothing chooses one and the images have no single square size
+DEFAULT_SIZE = 224
+# the bytes read from the start of a file for its size, then, when the header lies further
+# (a JPEG whose EXIF segment comes before its frame header), the most read
+_HEADER_BYTES = (4096, 1 << 20)
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) that the image file's header declares, or None when it cannot be
+    read (the loaders then name the file as unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_HEADER_BYTES[0])
+            size = image_size(data, path)
+            if size is None:
+                size = image_size(data + f.read(_HEADER_BYTES[1] - len(data)), path)
+    except (OSError, BadImageError):
+        return None
+    return size
+
+
+def _sized(pipeline: _Pipeline, items: Sequence[Path]) -> _Pipeline:
+    """`pipeline` with a size: its own, or, when nothing chose one (no size, no Resize, no
+    AugmentSpec size), the images' own side when every image whose header can be read is a
+    square of one size (read from the headers, no pixel decoded; the first other size ends
+    the reading), else `DEFAULT_SIZE` presized from ``round(1.25 * size)`` with a warning
+    naming two of the sizes found and how to choose one."""
+    if pipeline.size is not None:
+        return pipeline
+    found: dict[tuple[int, int], Path] = {}
+    for p in items:
+        wh = _header_size(p)
+        if wh is not None and wh not in found:
+            found[wh] = p
+            if len(found) > 1 or wh[0] != wh[1]:
+                break
+    if len(found) == 1:
+        ((w, h),) = found
+        if w == h:
+            return dataclasses.replace(pipeline, size=w, presize=w)
+    size = DEFAULT_SIZE
+    if found:
+        shown = " and ".join(f"{w} x {h} ({p.name})" for (w, h), p in itertools.islice(
+            found.items(), 2))  # fmt: skip
+        warn_user(
+            f"size: no size chosen (item_tfms=Resize(n), size=n or aug_transforms(size=n)) "
+            f"and the images are not squares of one size ({shown}), so each is presized to "
+            f"{round(1.25 * size)} px and cropped to {size} x {size}, this library's default. "
+            "fastai keeps each image's own size, and fails to batch images of different "
+            "sizes; choose one with item_tfms=Resize(n) (fastai v2) or size=n (v1)"
+        )
+    return dataclasses.replace(pipeline, size=size, presize=round(1.25 * size))
 
 
 def _resolve_device(device: torch.device | str | None) -> torch.device:
@@ -436,6 +523,53 @@ def _resolve_seed(seed: int | None, rng: str = "torch") -> int:
     if seed is None:
         return _shared_seed(rng)
     return _check_seed(seed, "a non-negative int or None")
+
+
+# the text that opens items.py's warning about classes left out of training by ITS split,
+# which the bunch replaces with its own (see `_source_order`)
+_ITEMS_SPLIT_WARNING = "valid_pct: the random split"
+
+
+def _source_order(
+    make_split: Callable[[int], ItemSplit], valid_pct: float, seed: int
+) -> tuple[ItemSplit, list[Path], list[int]]:
+    """(the split made by an items source, its items in the source's order, their labels).
+
+    The items module's sources (items_from_folder with valid_pct, items_from_name_re, ...)
+    label their items and split them in one call, with `random_split`; the bunch splits as
+    fastai does instead (`ImageDataBunch._split_indices`), so it puts each item back at its
+    place in the source from `random_split`'s index sets for the same `valid_pct` and `seed`.
+    That split's warning about classes it left out of training is not shown: it describes a
+    split the bunch does not use (`_warn_untrained` checks the bunch's own)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape(_ITEMS_SPLIT_WARNING))
+        split = make_split(seed)
+    n = len(split.train_items) + len(split.valid_items)
+    items: list[Path] = [Path()] * n
+    labels = [0] * n
+    tr, va = random_split(n, valid_pct, seed)
+    for idx, its, labs in (
+        (tr, split.train_items, split.train_labels),
+        (va, split.valid_items, split.valid_labels),
+    ):  # fmt: skip
+        for i, p, y in zip(idx, its, labs, strict=True):
+            items[i], labels[i] = p, y
+    return split, items, labels
+
+
+def _warn_untrained(split: ItemSplit, valid_pct: float, seed: int) -> None:
+    """A warning naming the classes whose every image the random split put in the validation
+    set (the model cannot learn them)."""
+    untrained = sorted(set(range(len(split.classes))) - set(split.train_labels))
+    if untrained:
+        shown = ", ".join(
+            f"{split.classes[c]!r} ({split.valid_labels.count(c)})" for c in untrained
+        )
+        warn_user(
+            f"{_ITEMS_SPLIT_WARNING} (valid_pct={valid_pct}, seed={seed}) put every image "
+            f"of {len(untrained)} class(es) in the validation set, so the model cannot learn "
+            f"them: {shown}. Give each class more images, or choose another seed or valid_pct"
+        )
 
 
 def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, list[Path]]:
@@ -487,14 +621,77 @@ def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[li
     return columns[0], columns[1]
 
 
+def _regex_labeller(pat: str | re.Pattern[str], label_from: str) -> Labeller | None:
+    """The label of a file by `pat`, searched in its path (label_from 'path') or its name; None
+    for a pattern that is not a regular expression with a group (the items source names it)."""
+    try:
+        rx = RegexLabeller(pat)
+    except ValueError:
+        return None
+    return rx if label_from == "path" else using_attr(rx, "name")
+
+
+def _func_labeller(label_func: Callable[[Any], object], label_from: str) -> Labeller | None:
+    """The label of a file by `label_func` of its path (label_from 'path') or its name."""
+    if not callable(label_func):
+        return None  # the items source names it
+    return label_func if label_from == "path" else using_attr(label_func, "name")
+
+
+class CategoryMap(list):
+    """fastai v2's vocab: the class names, a list (index -> name, as everywhere a list of
+    classes is taken), with ``o2i``, the dict name -> index."""
+
+    @property
+    def o2i(self) -> dict[str, int]:
+        """{class name: its index}."""
+        return {c: i for i, c in enumerate(self)}
+
+
+def _check_keywords(method: str, given: dict[str, Any], target: Callable[..., Any]) -> None:
+    """A TypeError naming `method` (the one the user called) for a keyword of `given` that
+    `target`, which receives them, does not take (Python's own message would name `target`)."""
+    known = inspect.signature(target).parameters
+    unknown = [k for k in given if k not in known]
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+
+
+def _with_vocab(split: ItemSplit, vocab: Sequence[object]) -> ItemSplit:
+    """`split` with `vocab` (fastai's from_folder(vocab=)) as its classes, in that order;
+    a label outside it is a ValueError naming a few."""
+    if isinstance(vocab, str) or not isinstance(vocab, Iterable):
+        raise TypeError(f"vocab: expected a list of class names, got {vocab!r}")
+    names = [str(v) for v in vocab]
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ValueError(f"vocab: expected at least 2 distinct class names, got {names}")
+    index = {c: i for i, c in enumerate(names)}
+    outside = [c for c in split.classes if c not in index]  # the labels of the images found
+    if outside:
+        raise ValueError(
+            f"vocab: the labels {shown_names(outside)} of the images are not in the vocab "
+            f"given {shown_names(names, 20)}"
+        )
+
+    def remap(labels: list[int]) -> list[int]:
+        return [index[split.classes[y]] for y in labels]
+
+    return ItemSplit(
+        split.train_items, remap(split.train_labels), split.valid_items,
+        remap(split.valid_labels), names,
+    )  # fmt: skip
+
+
 class ImageDataBunch:
     """Train and validation images as device batches (fastai v1 name; see the module doc).
 
-        Attributes: classes, c, path, device, decode_device (where JPEG files are decoded), size
-    (model input), presize, stats, seed, bs, dropped_items (the unreadable files skip_bad=True
-    left out), train_ds / valid_ds (`ImageDataset`: ``ds[i] -> (uint8 [3, P, P], label)``, the
-    centre window), train_dl / valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64
-    [B])`` on the device). Build it with the ``from_*`` class methods.
+    Attributes: classes (a `CategoryMap`; vocab), c, path, device, decode_device (where JPEG
+    files are decoded), size (model input), presize, stats, seed, bs, dropped_items (the
+    unreadable files skip_bad=True left out), train_ds / valid_ds (`ImageDataset`: ``ds[i] ->
+    (uint8 [3, P, P], label)``, the centre window), train_dl / valid_dl (`DeviceDataLoader`:
+    ``(x float [B, 3, S, S], y int64 [B])`` on the device; also ``dls[0]`` / ``dls[1]``),
+    labeller (how a file gets its label, for ``test_dl(with_labels=True)``; None when the
+    labels came from a list or a table). Build it with the ``from_*`` class methods.
     """
 
     _augment_by_default = True
@@ -517,8 +714,12 @@ class ImageDataBunch:
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
         data_folder: str | Path | None = None,
+        labeller: Labeller | None = None,
+        shuffle: bool = True,
     ) -> None:
         self.path = Path(path)
+        # how an image file gets its label, as the training items got theirs (test_dl)
+        self.labeller = labeller
         # a script's plots never land among these images (data_folder: where they lie, when
         # `path` is only where the learner saves, as DataBlock.dataloaders' path='.')
         keep_out_of(self.path if data_folder is None else data_folder)
@@ -534,7 +735,7 @@ class ImageDataBunch:
         self.dropped_items: list[Path] = []
         if skip_bad:
             split, self.dropped_items = _drop_bad(split, num_workers)
-        self.classes: list[str] = list(split.classes)
+        self.classes = CategoryMap(split.classes)
         if len(self.classes) < 2:
             raise ValueError(
                 f"classes: a classifier needs at least 2 classes, got {self.classes} from "
@@ -552,7 +753,9 @@ class ImageDataBunch:
             size=self.size, device=self.device, seed=seed, num_workers=num_workers,
             channels_last=channels_last,
         )  # fmt: skip
-        self.train_dl = DeviceDataLoader(self.train_ds, bs, train=True, spec=self.spec, **common)
+        self.train_dl = DeviceDataLoader(
+            self.train_ds, bs, train=True, spec=self.spec, shuffle=shuffle, **common
+        )
         self.bs = self.train_dl.bs  # checked there (a NumPy int becomes an int)
         self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs or bs, train=False, **common)
         self.stats: tuple[list[float], list[float]] | None = None
@@ -575,7 +778,39 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         pipeline = _resolve_pipeline(cls._augment_by_default, ds_tfms, size, item_tfms, batch_tfms)
         seed = _resolve_seed(seed, cls._seed_rng)
-        return cls(path, make_split(seed), pipeline, seed=seed, **kwargs)
+        split = make_split(seed)
+        pipeline = _sized(pipeline, split.train_items + split.valid_items)
+        return cls(path, split, pipeline, seed=seed, **kwargs)
+
+    @classmethod
+    def _split_indices(cls, n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
+        """(train, valid) indices of a random split of `n` items: fastai v1's
+        ``split_by_rand_pct(valid_pct, seed)``: ``np.random.seed(seed)``, a permutation
+        ``np.random.permutation(n)``, its first ``int(valid_pct * n)`` entries the validation
+        set in the permutation's order, the others ascending (without touching numpy's global
+        RNG)."""
+        perm = np.random.RandomState(seed).permutation(n)
+        cut = int(valid_pct * n)
+        return np.setdiff1d(np.arange(n), perm[:cut]).tolist(), perm[:cut].tolist()
+
+    @classmethod
+    def _random(
+        cls, make_split: Callable[[int], ItemSplit], valid_pct: float
+    ) -> Callable[[int], ItemSplit]:
+        """`make_split` (an items source for `valid_pct` and a seed) split by
+        `_split_indices` instead: fastai's split of the source's items for the same seed."""
+
+        def split(seed: int) -> ItemSplit:
+            made, items, labels = _source_order(make_split, valid_pct, seed)
+            tr, va = cls._split_indices(len(items), valid_pct, seed)
+            out = ItemSplit(
+                [items[i] for i in tr], [labels[i] for i in tr],
+                [items[i] for i in va], [labels[i] for i in va], made.classes,
+            )  # fmt: skip
+            _warn_untrained(out, valid_pct, seed)
+            return out
+
+        return split
 
     @classmethod
     def from_folder(
@@ -586,6 +821,7 @@ class ImageDataBunch:
         valid_pct: float | None = None,
         seed: int | None = None,
         *,
+        vocab: Sequence[object] | None = None,
         ds_tfms: object = _UNSET,
         size: int | None = None,
         item_tfms: object = None,
@@ -601,13 +837,21 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """ImageNet-style folders: ``path/train/<class>/...`` and ``path/valid/<class>/...``;
         or, with `valid_pct`, every image under `path` labelled by its parent folder and
-        split at random."""
+        split at random. vocab: the classes, in this order (fastai v2's ``vocab=``; it may
+        name classes without images); a label of the images outside it is an error. None:
+        the labels found, sorted."""
+
+        def folders(seed: int) -> ItemSplit:
+            return items_from_folder(path, train, valid, valid_pct, seed)
+
+        split = folders if valid_pct is None else cls._random(folders, valid_pct)
         return cls._build(
             path,
-            lambda s: items_from_folder(path, train, valid, valid_pct, s),
+            split if vocab is None else lambda s: _with_vocab(split(s), vocab),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
+            labeller=parent_label,
         )  # fmt: skip
 
     @classmethod
@@ -634,13 +878,38 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Label = first group of `pat` in each file's full path (ImageDataLoaders, fastai v2:
         in its file name); random split."""
+        return cls._by_pattern(
+            cls._label_from, path, fnames, pat, valid_pct, seed,
+            ds_tfms=ds_tfms, size=size, item_tfms=item_tfms, batch_tfms=batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last, decode_device=decode_device,
+        )  # fmt: skip
+
+    @classmethod
+    def _by_pattern(
+        cls,
+        label_from: str,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        pat: str | re.Pattern[str],
+        valid_pct: float,
+        seed: int | None,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        **options: Any,
+    ) -> ImageDataBunch:
+        """from_name_re (label_from: `_label_from`) and from_path_re ('path')."""
         fnames = check_fnames(fnames)
         return cls._build(
             path,
-            lambda s: items_from_name_re(path, fnames, pat, valid_pct, s, cls._label_from),
+            cls._random(
+                lambda s: items_from_name_re(path, fnames, pat, valid_pct, s, label_from),
+                valid_pct,
+            ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
-            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last, decode_device=decode_device,
+            labeller=_regex_labeller(pat, label_from), **options,
         )  # fmt: skip
 
     @classmethod
@@ -667,13 +936,38 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Label = ``str(label_func(file_path))`` (ImageDataLoaders, fastai v2:
         ``label_func(file_name)``, a str); random split."""
+        return cls._by_func(
+            cls._label_from, path, fnames, label_func, valid_pct, seed,
+            ds_tfms=ds_tfms, size=size, item_tfms=item_tfms, batch_tfms=batch_tfms,
+            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
+            device=device, channels_last=channels_last, decode_device=decode_device,
+        )  # fmt: skip
+
+    @classmethod
+    def _by_func(
+        cls,
+        label_from: str,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        label_func: Callable[[Any], object],
+        valid_pct: float,
+        seed: int | None,
+        ds_tfms: object = _UNSET,
+        size: int | None = None,
+        item_tfms: object = None,
+        batch_tfms: object = None,
+        **options: Any,
+    ) -> ImageDataBunch:
+        """from_name_func (label_from: `_label_from`) and from_path_func ('path')."""
         fnames = check_fnames(fnames)
         return cls._build(
             path,
-            lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s, cls._label_from),
+            cls._random(
+                lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s, label_from),
+                valid_pct,
+            ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
-            bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
-            device=device, channels_last=channels_last, decode_device=decode_device,
+            labeller=_func_labeller(label_func, label_from), **options,
         )  # fmt: skip
 
     @classmethod
@@ -702,7 +996,10 @@ class ImageDataBunch:
         fnames = check_fnames(fnames)
         return cls._build(
             path,
-            lambda s: items_from_lists(path, fnames, labels, valid_pct, s),
+            cls._random(
+                lambda s: items_from_lists(path, fnames, labels, valid_pct, s),
+                valid_pct,
+            ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
@@ -746,7 +1043,10 @@ class ImageDataBunch:
                                         header, delimiter)  # fmt: skip
         return cls._build(
             path,
-            lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
+            cls._random(
+                lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
+                valid_pct,
+            ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
@@ -783,7 +1083,10 @@ class ImageDataBunch:
         names, labels = _df_columns(df, fn_col, label_col)
         return cls._build(
             path,
-            lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
+            cls._random(
+                lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
+                valid_pct,
+            ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
@@ -797,8 +1100,8 @@ class ImageDataBunch:
         return len(self.classes)
 
     @property
-    def vocab(self) -> list[str]:
-        """fastai v2's name for `classes`."""
+    def vocab(self) -> CategoryMap:
+        """fastai v2's name for `classes` (``vocab.o2i``: name -> index)."""
         return self.classes
 
     @property
@@ -810,6 +1113,87 @@ class ImageDataBunch:
     def valid(self) -> DeviceDataLoader:
         """fastai v2's name for `valid_dl`."""
         return self.valid_dl
+
+    def __getitem__(self, i: int) -> DeviceDataLoader:
+        """fastai v2's ``dls[0]`` (the training loader) and ``dls[1]`` (the validation one)."""
+        loaders = (self.train_dl, self.valid_dl)
+        if isinstance(i, bool) or not isinstance(i, Integral) or not -2 <= i < 2:
+            raise IndexError(f"index: expected 0 (train) or 1 (valid), got {i!r}")
+        return loaders[int(i)]
+
+    def test_dl(
+        self,
+        test_items: Iterable[str | os.PathLike],
+        with_labels: bool = False,
+        bs: int | None = None,
+    ) -> DeviceDataLoader:
+        """fastai v2's ``dls.test_dl(test_items, with_labels=False)``: a loader of image files
+        through the validation transform (presize, centre crop, normalization), in the order
+        given, for ``learn.get_preds(dl=...)`` (rows in that order) or ``learn.validate(dl=...)``
+        (with labels).
+
+        with_labels=False: batches ``(x, None)``; get_preds returns targets None.
+        with_labels=True: each file labelled as the training images were, by the parent
+        folder (from_folder), the pattern (from_name_re, from_path_re) or the function
+        (from_name_func, from_path_func), or get_y of the file (a DataBlock whose items are
+        files); a label outside `vocab` is a ValueError. Bunches labelled from a list, a CSV
+        file or a DataFrame have no rule to label a new file: a ValueError says so.
+        Files only (a list of paths): for PIL images or arrays use ``learn.predict`` or
+        ``learn.dls.preprocess``. An unreadable file is left out of its batch with a warning
+        naming it, as in training (its row is missing); bs: default the validation batch size.
+        """
+        if isinstance(test_items, str | os.PathLike) or not isinstance(test_items, Iterable):
+            raise TypeError(
+                f"test_items: expected a list of image files (get_image_files(path) makes one), "
+                f"got {test_items!r}"
+            )
+        items = list(test_items)
+        for k, f in enumerate(items):
+            if not isinstance(f, str | os.PathLike):
+                raise TypeError(
+                    f"test_items: expected image files (str or Path), got {type(f).__name__} at "
+                    f"position {k}; for PIL images or arrays use learn.predict(img) or "
+                    "learn.dls.preprocess(images)"
+                )
+        if not items:
+            raise ValueError("test_items: expected at least one image file, got an empty list")
+        items = [Path(f) for f in items]
+        missing = [p for p in items if not p.is_file()]
+        if missing:
+            raise MissingPathError(
+                f"test_items: {len(missing)} of {len(items)} files do not exist (e.g. "
+                f"{shown_names(missing, 3)})"
+            )
+        labels = self._labels_of(items) if check_bool("with_labels", with_labels) else None
+        ds = ImageDataset(items, labels, self.classes, self.presize, self.valid_ds.method)
+        v = self.valid_dl
+        return DeviceDataLoader(
+            ds, v.bs if bs is None else bs, train=False, size=self.size, device=self.device,
+            seed=self.seed, stats=self.stats, num_workers=v.num_workers,
+            channels_last=v.channels_last, decoder=self._decoder(),
+        )  # fmt: skip
+
+    def _labels_of(self, items: list[Path]) -> list[int]:
+        """The class index of each file by `labeller` (test_dl's with_labels)."""
+        if self.labeller is None:
+            raise ValueError(
+                "with_labels: True needs the rule that labelled the training images (a folder, "
+                "a pattern, a function); this bunch's labels came from a list, a CSV file or "
+                "a DataFrame: pass with_labels=False"
+            )
+        index = self.classes.o2i
+        labels, outside = [], []
+        for p in items:
+            label = str(self.labeller(p))
+            if label not in index:
+                outside.append(f"{p.name} ({label!r})")
+            labels.append(index.get(label, -1))
+        if outside:
+            raise ValueError(
+                f"with_labels: {len(outside)} files have labels outside the vocab "
+                f"{shown_names(self.classes, 20)}: {shown_names(outside)}"
+            )
+        return labels
 
     @property
     def bad_items(self) -> list[Path]:
@@ -939,6 +1323,48 @@ class ImageDataLoaders(ImageDataBunch):
     _seed_rng = "torch"  # seed=None: drawn from torch's global RNG, as fastai v2's split
 
     @classmethod
+    def _split_indices(cls, n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
+        """(train, valid) indices of a random split of `n` items: fastai v2's, whose from_*
+        split with ``RandomSplitter(valid_pct, seed)``: ``torch.randperm(n)`` after
+        ``torch.manual_seed(seed)``, (perm[cut:], perm[:cut]) with ``cut = int(valid_pct * n)``,
+        both in the permutation's order (this library's RandomSplitter, which leaves torch's
+        global RNG alone)."""
+        return RandomSplitter(valid_pct).split(n, seed)
+
+    @classmethod
+    def from_path_re(
+        cls,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        pat: str | re.Pattern[str],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> ImageDataLoaders:
+        """fastai v2's from_path_re: label = the first group of `pat` searched in each file's
+        whole path (its POSIX form; as `ImageDataBunch.from_name_re`, fastai v1's, reads it),
+        where from_name_re reads the file name; random split. `kwargs` as from_name_re's
+        (item_tfms, batch_tfms, bs, ...)."""
+        _check_keywords("ImageDataLoaders.from_path_re", kwargs, ImageDataBunch.from_name_re)
+        return cls._by_pattern("path", path, fnames, pat, valid_pct, seed, **kwargs)
+
+    @classmethod
+    def from_path_func(
+        cls,
+        path: str | Path,
+        fnames: Iterable[str | Path],
+        label_func: Callable[[Path], object],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> ImageDataLoaders:
+        """fastai v2's from_path_func: label = ``str(label_func(file_path))`` (the Path;
+        from_name_func passes the file name); random split. `kwargs` as from_name_func's
+        (item_tfms, batch_tfms, bs, ...)."""
+        _check_keywords("ImageDataLoaders.from_path_func", kwargs, ImageDataBunch.from_name_func)
+        return cls._by_func("path", path, fnames, label_func, valid_pct, seed, **kwargs)
+
+    @classmethod
     def from_csv(  # type: ignore[override]  (fastai v2's argument order)
         cls,
         path: str | Path,
@@ -949,6 +1375,7 @@ class ImageDataLoaders(ImageDataBunch):
     ) -> ImageDataLoaders:
         """fastai v2's from_csv: ``path/csv_fname``; `kwargs` as `ImageDataBunch.from_csv`'s
         (folder, suffix, fn_col, label_col, valid_pct, seed, item_tfms, batch_tfms, bs...)."""
+        _check_keywords("ImageDataLoaders.from_csv", kwargs, ImageDataBunch.from_csv)
         return super().from_csv(
             path, csv_labels=csv_fname, header=header, delimiter=delimiter, **kwargs
         )
@@ -968,6 +1395,7 @@ class ImageDataLoaders(ImageDataBunch):
     ) -> ImageDataLoaders:
         """fastai v2's from_df: the DataFrame first, `path` defaulting to '.'; `kwargs` as
         `ImageDataBunch.from_df`'s (item_tfms, batch_tfms, bs, ...)."""
+        _check_keywords("ImageDataLoaders.from_df", kwargs, ImageDataBunch.from_df)
         return super().from_df(
             path, df, folder=folder, valid_pct=valid_pct, seed=seed, fn_col=fn_col,
             label_col=label_col, suffix=suffix, **kwargs,

@@ -152,35 +152,37 @@ class ImageDataset(Dataset):
     """Labelled image files, presized to ``size`` (square) on access.
 
     ``ds[i] -> (uint8 Tensor[3, size, size], int label)``, the centre window; `items` and
-    `labels` are aligned lists; `classes[label]` is the class name. With a `cache`, images
-    come from it once it is complete.
+    `labels` are aligned lists; `classes[label]` is the class name. labels None: unlabelled
+    images (a test set: ``ds[i] -> (image, None)``). With a `cache`, images come from it once
+    it is complete.
     """
 
     def __init__(
         self,
         items: Sequence[Path],
-        labels: Sequence[int],
+        labels: Sequence[int] | None,
         classes: Sequence[str],
         size: int,
         method: str = "crop",
         cache: DecodedCache | None = None,
     ) -> None:
-        if len(items) != len(labels):
+        if labels is not None and len(items) != len(labels):
             raise ValueError(f"labels: expected {len(items)} labels, got {len(labels)}")
         self.items: list[Path] = list(items)
-        self.labels: list[int] = [int(y) for y in labels]
+        self.labels: list[int] | None = None if labels is None else [int(y) for y in labels]
         self.classes: list[str] = list(classes)
         self.size, self.method, self.cache = int(size), method, cache
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int | None]:
         n = len(self.items)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for a dataset of {n} items")
         i %= n
-        return self.load_batch(np.array([i]))[0].permute(2, 0, 1), self.labels[i]
+        label = None if self.labels is None else self.labels[i]
+        return self.load_batch(np.array([i]))[0].permute(2, 0, 1), label
 
     def load_batch(
         self, idx: np.ndarray, out: torch.Tensor | None = None, u: np.ndarray | None = None
@@ -307,10 +309,11 @@ class DeviceDataLoader:
     """Batches ``(x, y)`` of one dataset on `device`: x float ``[B, 3, S, S]`` (augmented when
     training with a spec, normalized with `stats`), y int64 ``[B]``.
 
-    train=True: shuffled per epoch, last partial batch dropped, a random presize window per
-    item and epoch (see the module doc), random augmentation from `spec`; bs >= 2 (BatchNorm
-    in training mode fails on a batch of one). train=False: in
-    order, every item, the centre window, deterministic center crop.
+    train=True: shuffled per epoch (unless shuffle=False), last partial batch dropped, a
+    random presize window per item and epoch (see the module doc), random augmentation from
+    `spec`; bs >= 2 (BatchNorm in training mode fails on a batch of one). train=False: in
+    order, every item, the centre window, deterministic center crop. A dataset without labels
+    (`ImageDataset` labels None, a test set) gives y None.
     ``set_epoch(e)`` makes the next pass epoch e; every pass (``iter``) then advances the
     epoch by one, so a caller that never sets it still gets fresh randomness each epoch.
     decoder: a `JpegBatchDecoder` that decodes the JPEG files on its device (a GPU) while
@@ -332,12 +335,15 @@ class DeviceDataLoader:
         channels_last: bool = False,
         timeout: float = 120.0,
         decoder: JpegBatchDecoder | None = None,
+        shuffle: bool | None = None,
     ) -> None:
         if isinstance(bs, bool) or not isinstance(bs, Integral) or bs < 1:
             raise ValueError(f"bs: expected a positive int, got {bs!r}")
         bs = int(bs)
         check_bool("train", train)
         check_bool("channels_last", channels_last)
+        if shuffle is not None:
+            check_bool("shuffle", shuffle)
         if num_workers is None:
             num_workers = default_num_workers()
         if (
@@ -360,12 +366,14 @@ class DeviceDataLoader:
                 "would have no batch (the last partial batch is dropped); pass a smaller bs"
             )
         self.dataset, self.bs, self.train = dataset, bs, train
-        self.shuffle = self.drop_last = train
+        self.drop_last = train
+        self.shuffle = train if shuffle is None else shuffle
         self.size, self.seed, self.spec, self.stats = int(size), int(seed), spec, stats
         self.num_workers, self.channels_last, self.timeout = num_workers, channels_last, timeout
         self.device = torch.device(device)
         self.decoder = decoder
-        self._labels = torch.tensor(dataset.labels, dtype=torch.int64)
+        labels = dataset.labels
+        self._labels = None if labels is None else torch.tensor(labels, dtype=torch.int64)
         self._epoch = 0
         # the torch DataLoader (its workers) in a holder that a finalizer empties when this
         # object is garbage collected (see _release_workers)
@@ -374,6 +382,25 @@ class DeviceDataLoader:
         self._sampler = _BatchList()
         self.rank, self.world_size = 0, 1
         self._bad: set[int] = set()  # indices of the unreadable files met so far
+
+    def new(self, bs: int | None = None, shuffle: bool | None = None) -> DeviceDataLoader:
+        """fastai v2's ``dl.new(bs=...)``: a loader of the same data set and transforms with
+        another batch size and/or shuffle (None: this loader's); it starts at epoch 0, on one
+        process (no shard), with workers of its own."""
+        return DeviceDataLoader(
+            self.dataset, self.bs if bs is None else bs, train=self.train, size=self.size,
+            device=self.device, seed=self.seed, spec=self.spec, stats=self.stats,
+            num_workers=self.num_workers, channels_last=self.channels_last,
+            timeout=self.timeout, decoder=self.decoder,
+            shuffle=self.shuffle if shuffle is None else shuffle,
+        )  # fmt: skip
+
+    @property
+    def items(self) -> list[Path]:
+        """fastai v2's ``dl.items``: the image files of the data set, in its order (the order
+        a loader that is not training yields them; a training loader shuffles them each
+        epoch, `batch_indices` gives its order)."""
+        return self.dataset.items
 
     @property
     def bad_items(self) -> list[Path]:
@@ -517,11 +544,11 @@ class DeviceDataLoader:
         ds = self.dataset
         return self.decoder.decode(part, ds.items, ds.size, ds.method, whole)
 
-    def _move(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self._labels[idx]
+    def _move(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y = None if self._labels is None else self._labels[idx]
         if self.device.type != "cpu":
             x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
+            y = None if y is None else y.to(self.device, non_blocking=True)
         return x.permute(0, 3, 1, 2), y
 
     def _host_batch(
@@ -600,7 +627,7 @@ class DeviceDataLoader:
 
     def uint8_batches(
         self, epoch: int | None = None
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Batches of `epoch` (default: the next, without advancing it) before augmentation:
         ``(uint8 Tensor[B, 3, P, P] with channels_last strides, int64 Tensor[B])`` on the
         device. A complete pass over an uncompleted cache completes it. Unreadable files are
@@ -678,22 +705,22 @@ class DeviceDataLoader:
             channels_last=self.channels_last,
         )
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         epoch = self._epoch
         self._epoch += 1
         return self._iter_epoch(epoch)
 
-    def _iter_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _iter_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         gen = self._generator(epoch)
         for x, y in self.uint8_batches(epoch):
             yield self.augment(x, gen), y
 
-    def one_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def one_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The first batch of the next epoch (same values a pass would give, unreadable files
         left out), decoded in this process; the epoch does not advance."""
         return self._first_batch(unique=False)
 
-    def _first_batch(self, unique: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _first_batch(self, unique: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """one_batch; unique=True: the first readable image in every place of the batch
         before the augmentation (show_batch's unique)."""
         epoch = self._epoch
@@ -705,7 +732,7 @@ class DeviceDataLoader:
         x, y = self._move(x, idx)
         if unique:
             x = x[:1].expand(len(x), -1, -1, -1).contiguous(memory_format=torch.channels_last)
-            y = y[:1].expand(len(y))
+            y = None if y is None else y[:1].expand(len(y))
         return self.augment(x, self._generator(epoch)), y
 
     def show_batch(
@@ -744,9 +771,10 @@ class DeviceDataLoader:
             )
         n = min(max_n, self.bs, cells or max_n)
         x, y = self._first_batch(unique)
-        x, y = x[:n].float(), y[:n].tolist()
+        x = x[:n].float()
         images = denormalize(x, self.stats).permute(0, 2, 3, 1).cpu().numpy()
-        titles = [self.dataset.classes[k] for k in y]
+        # an unlabelled loader (test_dl) shows its images untitled, as fastai's
+        titles = [""] * n if y is None else [self.dataset.classes[k] for k in y[:n].tolist()]
         fig, axes, _ = image_grid(len(titles), figsize, titles, (7 / 3, 28 / 15), nrows, ncols)
         rows, cols = axes[0].get_subplotspec().get_gridspec().get_geometry()
         width, height = fig.get_size_inches()

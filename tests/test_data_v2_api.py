@@ -1,0 +1,218 @@
+"""The fastai v2 object API of the bunch that fastbook and the docs touch: test_dl,
+from_path_re / from_path_func, dls[0] / dls[1], dl.items, vocab.o2i, from_folder(vocab=),
+DataBlock.dataloaders(shuffle=), and TypeErrors naming the method called."""
+
+import re
+import shutil
+
+import pytest
+import torch
+from fakes import make_learner
+from torch import nn
+
+from fastcore_ext.data import (
+    CategoryBlock,
+    CategoryMap,
+    DataBlock,
+    ImageBlock,
+    ImageDataBunch,
+    ImageDataLoaders,
+    MissingPathError,
+    RandomSplitter,
+    Resize,
+    demo_dataset,
+    get_image_files,
+    parent_label,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
+
+KW = {"item_tfms": Resize(16), "bs": 4, "num_workers": 0, "seed": 0}
+PAT_V2 = r"^(.+)_\d+\.jpg$"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """12 classes x 4 images of 16 px: <root>/{train,valid}/<class>/<class>_<i>.jpg."""
+    return demo_dataset(tmp_path_factory.mktemp("v2api") / "demo", n_per_class=4, size=16)
+
+
+@pytest.fixture(scope="module")
+def dls(root):
+    return ImageDataLoaders.from_folder(root, valid_pct=0.25, **KW)
+
+
+def _model(c: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, c))
+
+
+# -- test_dl ------------------------------------------------------------------------------------
+
+
+def test_test_dl_unlabelled_gives_get_preds_rows_in_the_files_order(dls, root):
+    files = get_image_files(root)[::5]  # 10 files, from both folders
+    learn = make_learner(data=dls, model=_model(dls.c), splitter=None)
+    dl = dls.test_dl(files)
+    assert dl.items == files and len(dl.dataset) == 10 and dl.bs == dls.valid_dl.bs
+    probs, targs = learn.get_preds(dl=dl)
+    assert probs.shape == (10, dls.c) and targs is None
+    # each row is the prediction of that file: the model on its validation transform
+    with torch.no_grad():
+        learn.model.eval()
+        expected = torch.softmax(learn.model(dls.preprocess(files)), dim=-1)
+    torch.testing.assert_close(probs, expected)
+    x, y = dl.one_batch()
+    assert y is None and x.shape == (4, 3, 16, 16)
+
+
+def test_test_dl_with_labels_labels_as_the_training_items(dls, root):
+    files = get_image_files(root)[::7]
+    learn = make_learner(data=dls, model=_model(dls.c), splitter=None)
+    dl = dls.test_dl(files, with_labels=True, bs=3)
+    _, targs = learn.get_preds(dl=dl)
+    assert targs.tolist() == [dls.vocab.index(p.parent.name) for p in files]
+    assert len(learn.validate(dl=dl)) >= 1  # validate takes it too
+    by_name = ImageDataLoaders.from_name_re(root, get_image_files(root), PAT_V2, **KW)
+    targs = [int(y) for _, ys in by_name.test_dl(files, with_labels=True) for y in ys]
+    assert targs == [by_name.vocab.o2i[p.name.rsplit("_", 1)[0]] for p in files]
+    v1 = {"size": 16, "ds_tfms": None, "bs": 4, "num_workers": 0, "seed": 0}
+    by_func = ImageDataBunch.from_name_func(
+        root, get_image_files(root), lambda p: p.parent.name, **v1
+    )
+    assert by_func.test_dl(files, with_labels=True).dataset.labels == [
+        by_func.vocab.o2i[p.parent.name] for p in files
+    ]
+
+
+def test_test_dl_refusals(dls, root, tmp_path):
+    files = get_image_files(root)
+    with pytest.raises(TypeError, match="test_items: expected a list of image files"):
+        dls.test_dl(root)
+    with pytest.raises(TypeError, match=r"test_items: .* got Image at position 0.*learn.predict"):
+        from PIL import Image
+
+        dls.test_dl([Image.new("RGB", (8, 8))])
+    with pytest.raises(ValueError, match="test_items: expected at least one image file"):
+        dls.test_dl([])
+    with pytest.raises(MissingPathError, match="test_items: 1 of 2 files do not exist"):
+        dls.test_dl([files[0], tmp_path / "nope.jpg"])
+    odd = tmp_path / "zebra" / "z_1.jpg"
+    odd.parent.mkdir()
+    shutil.copy(files[0], odd)
+    with pytest.raises(ValueError, match=r"with_labels: 1 files have labels outside the vocab.*"
+                       r"z_1.jpg \('zebra'\)"):  # fmt: skip
+        dls.test_dl([files[0], odd], with_labels=True)
+    listed = ImageDataLoaders.from_lists(root, files, [p.parent.name for p in files], **KW)
+    with pytest.raises(ValueError, match="with_labels: True needs the rule .* a list"):
+        listed.test_dl(files[:2], with_labels=True)
+    assert listed.test_dl(files[:2]).dataset.labels is None
+
+
+def test_test_dl_of_a_datablock_labels_with_get_y(root):
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,
+        splitter=RandomSplitter(seed=1), item_tfms=Resize(16),
+    )  # fmt: skip
+    dls = block.dataloaders(root, bs=4, num_workers=0)
+    files = get_image_files(root)[:6]
+    assert dls.test_dl(files, with_labels=True).dataset.labels == [
+        dls.vocab.o2i[p.parent.name] for p in files
+    ]
+
+
+# -- from_path_re / from_path_func -----------------------------------------------------------
+
+
+def test_from_path_re_and_func_label_from_the_whole_path(root):
+    files = get_image_files(root)
+    seen = []
+
+    def label_func(p):
+        seen.append(type(p))
+        return p.parent.name  # only the path knows the folder
+
+    a = ImageDataLoaders.from_path_func(root, files, label_func, **KW)
+    assert set(seen) == {type(files[0])}
+    b = ImageDataLoaders.from_path_re(root, files, r"/([^/]+)/[^/]+\.jpg$", **KW)
+    for d in (a, b):
+        assert type(d) is ImageDataLoaders and d.vocab == sorted({p.parent.name for p in files})
+        for p, y in zip(d.train_ds.items, d.train_ds.labels, strict=True):
+            assert p.parent.name == d.vocab[y]
+    assert a.valid_ds.items == b.valid_ds.items  # the same split for the same seed
+    # the name alone has no folder: from_name_re with the same pattern matches nothing
+    with pytest.raises(ValueError, match="does not match file"):
+        ImageDataLoaders.from_name_re(root, files, r"/([^/]+)/[^/]+\.jpg$", **KW)
+    with pytest.raises(TypeError, match=r"ImageDataLoaders.from_path_re\(\) got an unexpected "
+                       r"keyword argument 'valid_col'"):  # fmt: skip
+        ImageDataLoaders.from_path_re(root, files, r"/([^/]+)/", valid_col="is_valid")
+
+
+# -- the loaders and the vocab ------------------------------------------------------------------
+
+
+def test_dls_index_and_loader_items(dls):
+    assert dls[0] is dls.train and dls[1] is dls.valid and dls[-1] is dls.valid
+    with pytest.raises(IndexError, match=r"expected 0 \(train\) or 1 \(valid\), got 2"):
+        dls[2]
+    assert dls.valid.items == dls.valid_ds.items and dls.train.items == dls.train_ds.items
+    x, y = next(iter(dls.valid))
+    assert y.tolist() == dls.valid_ds.labels[: len(y)]  # the valid loader yields items' order
+
+
+def test_loader_new_changes_bs_and_shuffle_only(dls):
+    small = dls.valid.new(bs=3)
+    assert small.bs == 3 and dls.valid.bs == 4 and small.items == dls.valid.items
+    x, y = small.one_batch()
+    x4, y4 = dls.valid.one_batch()
+    assert torch.equal(x, x4[:3]) and torch.equal(y, y4[:3])
+    ordered = dls.train.new(shuffle=False)
+    assert ordered.bs == dls.train.bs and ordered.train and not ordered.shuffle
+    n = len(dls.train_ds)
+    assert torch.cat(ordered.batch_indices(0)).tolist() == list(range(n - n % 4))
+
+
+def test_vocab_is_a_list_with_o2i(dls):
+    v = dls.vocab
+    assert isinstance(v, CategoryMap) and isinstance(v, list) and v == dls.classes
+    assert v.o2i == {c: i for i, c in enumerate(sorted(v))} and v[3] == sorted(v)[3]
+
+
+def test_from_folder_vocab_sets_the_order_and_refuses_other_labels(root):
+    classes = sorted(p.name for p in (root / "train").iterdir())
+    vocab = [*reversed(classes), "unseen"]
+    d = ImageDataLoaders.from_folder(root, vocab=vocab, **KW)
+    assert d.vocab == vocab and d.c == len(vocab)
+    for p, y in zip(d.valid_ds.items, d.valid_ds.labels, strict=True):
+        assert vocab[y] == p.parent.name
+    with pytest.raises(ValueError, match=r"vocab: the labels '.*' of the images are not in"):
+        ImageDataLoaders.from_folder(root, vocab=classes[1:], **KW)
+    with pytest.raises(TypeError, match="vocab: expected a list of class names"):
+        ImageDataLoaders.from_folder(root, vocab="abc", **KW)
+
+
+def test_datablock_dataloaders_shuffle_false_keeps_the_order(root):
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,
+        splitter=RandomSplitter(seed=1), item_tfms=Resize(16),
+    )  # fmt: skip
+    dls = block.dataloaders(root, bs=4, num_workers=0, shuffle=False)
+    n = len(dls.train_ds)
+    for epoch in (0, 1):
+        assert torch.cat(dls.train.batch_indices(epoch)).tolist() == list(range(n - n % 4))
+    shuffled = block.dataloaders(root, bs=4, num_workers=0)
+    assert torch.cat(shuffled.train.batch_indices(0)).tolist() != list(range(n - n % 4))
+
+
+def test_unknown_keywords_name_the_method_called(root):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"fname": ["a.jpg"], "label": ["a"]})
+    unexpected = "() got an unexpected keyword argument"
+    with pytest.raises(
+        TypeError, match=re.escape(f"ImageDataLoaders.from_df{unexpected} 'valid_col'")
+    ):
+        ImageDataLoaders.from_df(df, root, valid_col="is_valid")
+    with pytest.raises(
+        TypeError, match=re.escape(f"ImageDataLoaders.from_csv{unexpected} 'img_cls'")
+    ):
+        ImageDataLoaders.from_csv(root, img_cls=None)
