@@ -344,6 +344,15 @@ def test_random_split_partition_and_determinism():
     assert va != random_split(100, 0.25, seed=8)[1]
     with pytest.raises(TypeError, match="seed: expected a non-negative int"):
         random_split(10, 0.2, seed=-1)
+    # the rules are fastai's: v2 RandomSplitter (torch), v1 split_by_rand_pct (numpy)
+    perm = torch.randperm(100, generator=torch.Generator().manual_seed(7)).tolist()
+    assert (tr, va) == (perm[25:], perm[:25])
+    valid = np.random.RandomState(7).permutation(100)[:25].tolist()
+    assert random_split(100, 0.25, 7, "v1") == (sorted(set(range(100)) - set(valid)), valid)
+    with pytest.raises(ValueError, match="rule: expected one of"):
+        random_split(10, 0.2, 0, "v3")
+    with pytest.raises(ValueError, match="below 2\\*\\*32"):
+        random_split(10, 0.2, 2**32, "v1")
 
 
 def test_a_class_left_without_training_images_is_named(tmp_path):

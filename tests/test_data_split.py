@@ -104,24 +104,17 @@ def test_seed_none_splits_by_the_same_rule_with_the_drawn_seed(ten, cls):
     assert a.valid_ds.items == b.valid_ds.items and a.train_ds.items == b.train_ds.items
 
 
-def _items_split_holds_out(labels, valid_pct, seed, label):
-    """Whether the items module's own split (random_split) puts every `label` in valid."""
-    tr, _ = random_split(len(labels), valid_pct, seed)
-    return all(labels[i] != label for i in tr)
-
-
 def test_the_untrained_class_warning_is_about_the_split_used(ten):
-    """One 'b' image of 10: the warning that every 'b' is in the validation set comes when the
-    bunch's split does that, and not when only the items module's split would."""
+    """One 'b' image of 10: the warning that every 'b' is in the validation set comes exactly
+    for the seeds whose split (fastai's) holds it out, in each spelling's rule."""
     d, files, _ = ten
     labels = ["a"] * 9 + ["b"]
-    ours_out = [s for s in range(200) if 9 in RandomSplitter(0.2).split(10, s)[1]]
-    items_only = [
-        s for s in range(200)
-        if _items_split_holds_out(labels, 0.2, s, "b") and s not in ours_out
-    ]  # fmt: skip
-    with pytest.warns(UserWarning, match=r"put every image of 1 class\(es\) in the validation"):
-        ImageDataLoaders.from_lists(d, files, labels, valid_pct=0.2, seed=ours_out[0], **KW)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=".*validation set")
-        ImageDataLoaders.from_lists(d, files, labels, valid_pct=0.2, seed=items_only[0], **KW)
+    v1_kw = {"ds_tfms": None, "size": 16, "bs": 4, "num_workers": 0}
+    for cls, kw, rule in ((ImageDataLoaders, KW, "v2"), (ImageDataBunch, v1_kw, "v1")):
+        out = [s for s in range(60) if 9 in random_split(10, 0.2, s, rule)[1]]
+        kept = [s for s in range(60) if s not in out]
+        with pytest.warns(UserWarning, match=r"put every image of 1 class\(es\) in the valid"):
+            cls.from_lists(d, files, labels, valid_pct=0.2, seed=out[0], **kw)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*validation set")
+            cls.from_lists(d, files, labels, valid_pct=0.2, seed=kept[0], **kw)

@@ -75,7 +75,6 @@ import itertools
 import math
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -106,7 +105,6 @@ from .images import (
 from .items import (
     ItemSplit,
     MissingPathError,
-    RandomSplitter,
     RegexLabeller,
     _check_seed,
     check_fnames,
@@ -117,7 +115,6 @@ from .items import (
     items_from_name_re,
     items_from_table,
     parent_label,
-    random_split,
     read_labels_csv,
     shown_names,
     using_attr,
@@ -525,53 +522,6 @@ def _resolve_seed(seed: int | None, rng: str = "torch") -> int:
     return _check_seed(seed, "a non-negative int or None")
 
 
-# the text that opens items.py's warning about classes left out of training by ITS split,
-# which the bunch replaces with its own (see `_source_order`)
-_ITEMS_SPLIT_WARNING = "valid_pct: the random split"
-
-
-def _source_order(
-    make_split: Callable[[int], ItemSplit], valid_pct: float, seed: int
-) -> tuple[ItemSplit, list[Path], list[int]]:
-    """(the split made by an items source, its items in the source's order, their labels).
-
-    The items module's sources (items_from_folder with valid_pct, items_from_name_re, ...)
-    label their items and split them in one call, with `random_split`; the bunch splits as
-    fastai does instead (`ImageDataBunch._split_indices`), so it puts each item back at its
-    place in the source from `random_split`'s index sets for the same `valid_pct` and `seed`.
-    That split's warning about classes it left out of training is not shown: it describes a
-    split the bunch does not use (`_warn_untrained` checks the bunch's own)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=re.escape(_ITEMS_SPLIT_WARNING))
-        split = make_split(seed)
-    n = len(split.train_items) + len(split.valid_items)
-    items: list[Path] = [Path()] * n
-    labels = [0] * n
-    tr, va = random_split(n, valid_pct, seed)
-    for idx, its, labs in (
-        (tr, split.train_items, split.train_labels),
-        (va, split.valid_items, split.valid_labels),
-    ):  # fmt: skip
-        for i, p, y in zip(idx, its, labs, strict=True):
-            items[i], labels[i] = p, y
-    return split, items, labels
-
-
-def _warn_untrained(split: ItemSplit, valid_pct: float, seed: int) -> None:
-    """A warning naming the classes whose every image the random split put in the validation
-    set (the model cannot learn them)."""
-    untrained = sorted(set(range(len(split.classes))) - set(split.train_labels))
-    if untrained:
-        shown = ", ".join(
-            f"{split.classes[c]!r} ({split.valid_labels.count(c)})" for c in untrained
-        )
-        warn_user(
-            f"{_ITEMS_SPLIT_WARNING} (valid_pct={valid_pct}, seed={seed}) put every image "
-            f"of {len(untrained)} class(es) in the validation set, so the model cannot learn "
-            f"them: {shown}. Give each class more images, or choose another seed or valid_pct"
-        )
-
-
 def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, list[Path]]:
     """(the split without its unreadable files, those files sorted)."""
     bad = set(find_bad_images(split.train_items + split.valid_items, num_workers))
@@ -697,6 +647,7 @@ class ImageDataBunch:
     _augment_by_default = True
     _label_from = "path"  # from_name_re / from_name_func read the whole path, as fastai v1
     _seed_rng = "numpy"  # seed=None: drawn from numpy's global RNG, as fastai v1's split
+    _split_rule = "v1"  # valid_pct: fastai v1's split_by_rand_pct (items.random_split)
 
     def __init__(
         self,
@@ -783,36 +734,6 @@ class ImageDataBunch:
         return cls(path, split, pipeline, seed=seed, **kwargs)
 
     @classmethod
-    def _split_indices(cls, n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
-        """(train, valid) indices of a random split of `n` items: fastai v1's
-        ``split_by_rand_pct(valid_pct, seed)``: ``np.random.seed(seed)``, a permutation
-        ``np.random.permutation(n)``, its first ``int(valid_pct * n)`` entries the validation
-        set in the permutation's order, the others ascending (without touching numpy's global
-        RNG)."""
-        perm = np.random.RandomState(seed).permutation(n)
-        cut = int(valid_pct * n)
-        return np.setdiff1d(np.arange(n), perm[:cut]).tolist(), perm[:cut].tolist()
-
-    @classmethod
-    def _random(
-        cls, make_split: Callable[[int], ItemSplit], valid_pct: float
-    ) -> Callable[[int], ItemSplit]:
-        """`make_split` (an items source for `valid_pct` and a seed) split by
-        `_split_indices` instead: fastai's split of the source's items for the same seed."""
-
-        def split(seed: int) -> ItemSplit:
-            made, items, labels = _source_order(make_split, valid_pct, seed)
-            tr, va = cls._split_indices(len(items), valid_pct, seed)
-            out = ItemSplit(
-                [items[i] for i in tr], [labels[i] for i in tr],
-                [items[i] for i in va], [labels[i] for i in va], made.classes,
-            )  # fmt: skip
-            _warn_untrained(out, valid_pct, seed)
-            return out
-
-        return split
-
-    @classmethod
     def from_folder(
         cls,
         path: str | Path,
@@ -841,10 +762,9 @@ class ImageDataBunch:
         name classes without images); a label of the images outside it is an error. None:
         the labels found, sorted."""
 
-        def folders(seed: int) -> ItemSplit:
-            return items_from_folder(path, train, valid, valid_pct, seed)
+        def split(seed: int) -> ItemSplit:
+            return items_from_folder(path, train, valid, valid_pct, seed, cls._split_rule)
 
-        split = folders if valid_pct is None else cls._random(folders, valid_pct)
         return cls._build(
             path,
             split if vocab is None else lambda s: _with_vocab(split(s), vocab),
@@ -904,9 +824,8 @@ class ImageDataBunch:
         fnames = check_fnames(fnames)
         return cls._build(
             path,
-            cls._random(
-                lambda s: items_from_name_re(path, fnames, pat, valid_pct, s, label_from),
-                valid_pct,
+            lambda s: items_from_name_re(
+                path, fnames, pat, valid_pct, s, label_from, rule=cls._split_rule
             ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             labeller=_regex_labeller(pat, label_from), **options,
@@ -962,9 +881,8 @@ class ImageDataBunch:
         fnames = check_fnames(fnames)
         return cls._build(
             path,
-            cls._random(
-                lambda s: items_from_name_func(path, fnames, label_func, valid_pct, s, label_from),
-                valid_pct,
+            lambda s: items_from_name_func(
+                path, fnames, label_func, valid_pct, s, label_from, rule=cls._split_rule
             ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             labeller=_func_labeller(label_func, label_from), **options,
@@ -996,10 +914,7 @@ class ImageDataBunch:
         fnames = check_fnames(fnames)
         return cls._build(
             path,
-            cls._random(
-                lambda s: items_from_lists(path, fnames, labels, valid_pct, s),
-                valid_pct,
-            ),
+            lambda s: items_from_lists(path, fnames, labels, valid_pct, s, rule=cls._split_rule),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
@@ -1043,9 +958,8 @@ class ImageDataBunch:
                                         header, delimiter)  # fmt: skip
         return cls._build(
             path,
-            cls._random(
-                lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
-                valid_pct,
+            lambda s: items_from_table(
+                path, names, labels, folder, suffix, valid_pct, s, rule=cls._split_rule
             ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
@@ -1083,9 +997,8 @@ class ImageDataBunch:
         names, labels = _df_columns(df, fn_col, label_col)
         return cls._build(
             path,
-            cls._random(
-                lambda s: items_from_table(path, names, labels, folder, suffix, valid_pct, s),
-                valid_pct,
+            lambda s: items_from_table(
+                path, names, labels, folder, suffix, valid_pct, s, rule=cls._split_rule
             ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
@@ -1321,15 +1234,7 @@ class ImageDataLoaders(ImageDataBunch):
     _augment_by_default = False
     _label_from = "name"  # from_name_re / from_name_func read the file name, as fastai v2
     _seed_rng = "torch"  # seed=None: drawn from torch's global RNG, as fastai v2's split
-
-    @classmethod
-    def _split_indices(cls, n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
-        """(train, valid) indices of a random split of `n` items: fastai v2's, whose from_*
-        split with ``RandomSplitter(valid_pct, seed)``: ``torch.randperm(n)`` after
-        ``torch.manual_seed(seed)``, (perm[cut:], perm[:cut]) with ``cut = int(valid_pct * n)``,
-        both in the permutation's order (this library's RandomSplitter, which leaves torch's
-        global RNG alone)."""
-        return RandomSplitter(valid_pct).split(n, seed)
+    _split_rule = "v2"  # valid_pct: fastai v2's RandomSplitter (items.random_split)
 
     @classmethod
     def from_path_re(

@@ -68,7 +68,6 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 # Stream identifier mixed into the split seed so the split never shares random numbers with
 # the shuffle or the augmentation drawn from the same user seed.
-_SPLIT_STREAM = 0x5B117
 
 
 class MissingPathError(FileNotFoundError, ValueError):
@@ -155,30 +154,45 @@ def _check_valid_pct(valid_pct: float) -> float:
     return float(valid_pct)
 
 
-def random_split(n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, valid) of a seeded random split of `n` items; each list ascending.
+SPLIT_RULES = ("v1", "v2")
 
-    The validation set gets `int(valid_pct * n)` items (fastai's rule); both sets must be
-    non-empty.
-    """
+
+def random_split(
+    n: int, valid_pct: float, seed: int, rule: str = "v2"
+) -> tuple[list[int], list[int]]:
+    """Indices (train, valid) of fastai's random split of `n` items with `seed`; the
+    validation set gets the first ``cut = int(valid_pct * n)`` entries of a permutation.
+
+    rule 'v2' (ImageDataLoaders): fastai v2's ``RandomSplitter(valid_pct, seed)``, a
+    ``torch.randperm(n)`` after seeding with `seed`, (perm[cut:], perm[:cut]) in the
+    permutation's order. rule 'v1' (ImageDataBunch): fastai v1's ``split_by_rand_pct``,
+    ``np.random.seed(seed); np.random.permutation(n)``, valid perm[:cut] in that order, train
+    the other indices ascending. Neither touches a global RNG. Both sets must be non-empty."""
     valid_pct = _check_valid_pct(valid_pct)
     seed = _check_seed(seed)
+    if rule not in SPLIT_RULES:
+        raise ValueError(f"rule: expected one of {SPLIT_RULES}, got {rule!r}")
     cut = int(valid_pct * n)
     if cut == 0 or cut == n:
         raise ValueError(
             f"valid_pct: {valid_pct} of {n} items leaves an empty "
             f"{'validation' if cut == 0 else 'training'} set; use more items or another valid_pct"
         )
-    perm = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_STREAM])).permutation(n)
-    return sorted(perm[cut:].tolist()), sorted(perm[:cut].tolist())
+    if rule == "v2":
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        return perm[cut:], perm[:cut]
+    if seed >= 2**32:
+        raise ValueError(f"seed: fastai v1's split takes a seed below 2**32, got {seed}")
+    valid = np.random.RandomState(seed).permutation(n)[:cut]
+    return np.setdiff1d(np.arange(n), valid).tolist(), valid.tolist()
 
 
 def _labelled(
-    items: Sequence[Path], labels: Sequence[str], valid_pct: float, seed: int
+    items: Sequence[Path], labels: Sequence[str], valid_pct: float, seed: int, rule: str
 ) -> ItemSplit:
     classes = sorted(set(labels))
     index = {c: i for i, c in enumerate(classes)}
-    tr, va = random_split(len(items), valid_pct, seed)
+    tr, va = random_split(len(items), valid_pct, seed, rule)
     untrained = sorted(set(classes) - {labels[i] for i in tr})
     if untrained:
         counts = [sum(labels[i] == c for i in va) for c in untrained]
@@ -338,6 +352,7 @@ def items_from_folder(
     valid: str = "valid",
     valid_pct: float | None = None,
     seed: int = 0,
+    rule: str = "v2",
 ) -> ItemSplit:
     """Items from an ImageNet-style folder tree.
 
@@ -346,7 +361,8 @@ def items_from_folder(
     As fastai's, the classes are the labels of the images found: a class folder without
     images is no class (one warning counts and names a few such folders).
     With `valid_pct`: every image under `path`, labelled by its parent folder's name (fastai's
-    rule), split at random with `seed`; the same warning names the folders of `path` without
+    rule), split at random with `seed` by fastai's `rule` (`random_split`: 'v2' or 'v1'); the
+    same warning names the folders of `path` without
     images, and another the labels found under several of its folders (`_check_tree`).
     """
     root = check_path(path)
@@ -366,7 +382,7 @@ def items_from_folder(
                 f"(e.g. {loose[0].name}); each image must be inside a folder named after its class"
             )
         _check_tree(root, files)
-        return _labelled(files, [p.parent.name for p in files], valid_pct, seed)
+        return _labelled(files, [p.parent.name for p in files], valid_pct, seed, rule)
 
     def sub(name: str, arg: str) -> Path:
         if not isinstance(name, str | Path):
@@ -424,6 +440,7 @@ def items_from_name_re(
     valid_pct: float = 0.2,
     seed: int = 0,
     label_from: str = "path",
+    rule: str = "v2",
 ) -> ItemSplit:
     """Label = first group of `pat` searched in each file's path (label_from='path', fastai
     v1: POSIX form; where that is relative and does not match, its absolute form, so
@@ -459,7 +476,7 @@ def items_from_name_re(
                 f"name alone, e.g. r'/([^/]+)_\\d+.jpg$'"
             )
         labels.append(_label_text(m.group(1), p, "pat"))
-    return _labelled(items, labels, valid_pct, seed)
+    return _labelled(items, labels, valid_pct, seed, rule)
 
 
 def items_from_name_func(
@@ -469,6 +486,7 @@ def items_from_name_func(
     valid_pct: float = 0.2,
     seed: int = 0,
     label_from: str = "path",
+    rule: str = "v2",
 ) -> ItemSplit:
     """Label = `str(label_func(x))` with x the file's Path (label_from='path', fastai v1) or
     its file name as a str (label_from='name', fastai v2: fastbook's ``is_cat(x)`` reads
@@ -481,7 +499,7 @@ def items_from_name_func(
     for p in items:
         lab = label_func(p.name if label_from == "name" else p)
         labels.append(_label_text(lab, p, "label_func"))
-    return _labelled(items, labels, valid_pct, seed)
+    return _labelled(items, labels, valid_pct, seed, rule)
 
 
 def _label_text(label: object, item: Path, arg: str) -> str:
@@ -522,13 +540,14 @@ def _items_with_labels(
     valid_pct: float,
     seed: int,
     arg: str,
+    rule: str = "v2",
 ) -> ItemSplit:
     labs = _label_list(labels, arg)
     items = _resolve_fnames(path, fnames)
     if len(labs) != len(items):
         raise ValueError(f"{arg}: expected {len(items)} labels (one per file), got {len(labs)}")
     texts = [_label_text(y, p, arg) for y, p in zip(labs, items, strict=True)]
-    return _labelled(items, texts, valid_pct, seed)
+    return _labelled(items, texts, valid_pct, seed, rule)
 
 
 def items_from_lists(
@@ -537,11 +556,12 @@ def items_from_lists(
     labels: Iterable[object],
     valid_pct: float = 0.2,
     seed: int = 0,
+    rule: str = "v2",
 ) -> ItemSplit:
     """Labels given as a list aligned with `fnames` (or a 1-d tensor / numpy array: its
     values), each converted with `str`; None, NaN and empty labels are errors naming the
     file."""
-    return _items_with_labels(path, fnames, labels, valid_pct, seed, "labels")
+    return _items_with_labels(path, fnames, labels, valid_pct, seed, "labels", rule)
 
 
 Column = int | str
@@ -607,6 +627,7 @@ def items_from_table(
     suffix: str = "",
     valid_pct: float = 0.2,
     seed: int = 0,
+    rule: str = "v2",
 ) -> ItemSplit:
     """Rows of a table (a CSV file, a DataFrame): file ``path/folder/(name + suffix)`` with
     its label (fastai's from_csv / from_df rule; `folder` None means `path` itself); random
@@ -617,7 +638,7 @@ def items_from_table(
         raise TypeError(f"suffix: expected a string such as '.jpg' or '', got {suffix!r}")
     root = check_path(path) / folder if folder is not None else check_path(path)
     names = [f"{n}{suffix}" for n in _label_list(names, "fn_col")]
-    return _items_with_labels(root, names, labels, valid_pct, seed, "label_col")
+    return _items_with_labels(root, names, labels, valid_pct, seed, "label_col", rule)
 
 
 # -- fastai v2's splitters and labellers (the DataBlock API) ---------------------------------
