@@ -263,8 +263,9 @@ def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[It
     if ds_type == "test":
         raise ValueError(
             "ds_type 'test': there is no unlabelled test set here (fastai v1's add_test); "
-            "classify files with learn.predict, or pass get_preds(dl=[(x, None), ...]) with x "
-            "from learn.data.preprocess(files)"
+            "classify files with learn.predict, or get_preds(dl=learn.dls.test_dl(files)) "
+            "(fastai v2's), or pass get_preds(dl=[(x, None), ...]) with x from "
+            "learn.data.preprocess(files)"
         )
     if ds_type not in ("valid", "train"):
         v2 = " (fastai v2's ds_idx is a keyword here: ds_idx=0 or 1)" if ds_type in (0, 1) else ""
