@@ -339,7 +339,7 @@ def create_cnn(
     'auto' then runs bf16 from the first epoch (a random model's first epoch is float32).
     weights (fastai v2's): a torchvision Weights to load instead of the DEFAULT ones.
     cut: see create_body. The head (create_head): lin_ftrs, ps, concat_pool, first_bn,
-    bn_final as fastai's; n_out: its outputs (default data.c, at least data.c);
+    bn_final as fastai's; n_out: its outputs (data.c, the default; other values refused);
     custom_head: your own head module instead (its layers with 2-D or larger weights are
     re-initialized with kaiming_normal_, as fastai's apply_init; the head arguments then do
     not apply; `learn.export()` refuses a custom head). normalize (fastai v2's): with
@@ -359,9 +359,10 @@ def create_cnn(
         raise ValueError(f"data.c should be the number of classes (a positive int), got {c!r}")
     if n_out is None:
         n_out = int(c)
-    elif isinstance(n_out, bool) or not isinstance(n_out, Integral) or n_out < c:
+    elif isinstance(n_out, bool) or not isinstance(n_out, Integral) or n_out != c:
         raise ValueError(
-            f"n_out should be an int >= data.c ({c}, the number of classes), got {n_out!r}"
+            f"n_out should be data.c ({c}, the number of classes: a single-label classifier "
+            f"has one output per class, which predict and the metrics name), got {n_out!r}"
         )
     check_bool("normalize", normalize)
     if custom_head is not None:
