@@ -11,6 +11,7 @@ from fakes import make_learner
 from torch import nn
 
 from fastcore_ext.data import (
+    BadImageError,
     CategoryBlock,
     CategoryMap,
     DataBlock,
@@ -107,6 +108,24 @@ def test_test_dl_refusals(dls, root, tmp_path):
     with pytest.raises(ValueError, match="with_labels: True needs the rule .* a list"):
         listed.test_dl(files[:2], with_labels=True)
     assert listed.test_dl(files[:2]).dataset.labels is None
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"x")  # a loader would skip it: get_preds' rows would shift
+    with pytest.raises(BadImageError, match=r"test_items: 1 of 3 files cannot be decoded .*"
+                       r"broken.jpg"):  # fmt: skip
+        dls.test_dl([files[0], broken, files[1]])
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(TypeError, match="test_items: expected a list of image files, got a Data"):
+        dls.test_dl(pd.DataFrame({"fname": [str(files[0])], "label": ["a"]}))
+
+
+def test_vocab_names_several_indices_as_fastais(dls):
+    """fastai's ``dls.vocab[preds.argmax(1)]`` and ``vocab[[0, 2]]``: the names, an L."""
+    v = dls.vocab
+    assert v[torch.tensor([0, 2, 1])] == [v[0], v[2], v[1]]
+    assert v[[0, 2]] == [v[0], v[2]] and type(v[[0, 2]]).__name__ == "L"
+    assert v[torch.tensor(1)] == v[1] and v[-1] == v[len(v) - 1] and v[:2] == [v[0], v[1]]
+    with pytest.raises(TypeError):
+        v[torch.tensor([0.5])]
 
 
 def test_test_dl_of_a_datablock_labels_with_get_y(root):

@@ -73,6 +73,7 @@ import hashlib
 import inspect
 import itertools
 import math
+import operator
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -88,6 +89,7 @@ import torch.distributed as dist
 
 from fastcore_ext import augment
 from fastcore_ext.checks import check_bool
+from fastcore_ext.foundation import L
 from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
 from fastcore_ext.ranks import from_launch_rank_0
 from fastcore_ext.warn import warn_user
@@ -597,6 +599,18 @@ class CategoryMap(list):
         """{class name: its index}."""
         return {c: i for i, c in enumerate(self)}
 
+    def __getitem__(self, idx: Any) -> Any:
+        """A name by an int (a one-element tensor / array too), a slice as a list, and as
+        fastai's, the names of several indices: ``vocab[preds.argmax(1)]``, ``vocab[[0, 2]]``
+        (an L)."""
+        if isinstance(idx, torch.Tensor | np.ndarray) and idx.ndim > 0:
+            idx = idx.tolist()
+        if isinstance(idx, list | tuple):
+            return L(list.__getitem__(self, operator.index(i)) for i in idx)
+        if isinstance(idx, torch.Tensor | np.ndarray | np.integer):
+            idx = operator.index(idx.item() if hasattr(idx, "item") else idx)
+        return list.__getitem__(self, idx)
+
 
 def _check_keywords(method: str, given: dict[str, Any], target: Callable[..., Any]) -> None:
     """A TypeError naming `method` (the one the user called) for a keyword of `given` that
@@ -1052,9 +1066,17 @@ class ImageDataBunch:
         files); a label outside `vocab` is a ValueError. Bunches labelled from a list, a CSV
         file or a DataFrame have no rule to label a new file: a ValueError says so.
         Files only (a list of paths): for PIL images or arrays use ``learn.predict`` or
-        ``learn.dls.preprocess``. An unreadable file is left out of its batch with a warning
-        naming it, as in training (its row is missing); bs: default the validation batch size.
+        ``learn.dls.preprocess``; for a DataFrame pass its file paths. Every file is decoded
+        once here: an unreadable one is a BadImageError naming it (a loader skips unreadable
+        images, and get_preds' rows would no longer line up with the files, as fastai's
+        test_dl raises on them too). bs: default the validation batch size.
         """
+        if hasattr(test_items, "columns") and hasattr(test_items, "iloc"):  # a DataFrame
+            raise TypeError(
+                "test_items: expected a list of image files, got a DataFrame (iterating it "
+                "gives its column names); pass its file paths, e.g. "
+                "[path/folder/f for f in df['fname']]"
+            )
         if isinstance(test_items, str | os.PathLike) or not isinstance(test_items, Iterable):
             raise TypeError(
                 f"test_items: expected a list of image files (get_image_files(path) makes one), "
@@ -1078,8 +1100,15 @@ class ImageDataBunch:
                 f"{shown_names(missing, 3)})"
             )
         labels = self._labels_of(items) if check_bool("with_labels", with_labels) else None
-        ds = ImageDataset(items, labels, self.classes, self.presize, self.valid_ds.method)
         v = self.valid_dl
+        bad = find_bad_images(items, v.num_workers)
+        if bad:
+            raise BadImageError(
+                f"test_items: {len(bad)} of {len(items)} files cannot be decoded as images "
+                f"({shown_names(bad, 3)}): get_preds would have no row for them; leave them out "
+                "(verify_images(files) lists them; delete=True removes them)"
+            )
+        ds = ImageDataset(items, labels, self.classes, self.presize, self.valid_ds.method)
         return DeviceDataLoader(
             ds, v.bs if bs is None else bs, train=False, size=self.size, device=self.device,
             seed=self.seed, stats=self.stats, num_workers=v.num_workers,
