@@ -193,6 +193,48 @@ class L(list):
         random.shuffle(out)
         return type(self)(out)
 
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        """As a list for an int or a slice; as fastcore's for indices or a bool mask
+        (``l[[0, 2]] = [a, b]``), a value that is not iterable set at each of them."""
+        if isinstance(idx, np.ndarray | torch.Tensor) and idx.ndim == 0:
+            idx = operator.index(idx.item())
+        if isinstance(idx, slice) or (
+            isinstance(idx, SupportsIndex) and not isinstance(idx, np.ndarray | torch.Tensor)
+        ):
+            list.__setitem__(self, idx, value)
+            return
+        where = _mask_or_indices(idx, len(self))
+        values = value if isinstance(value, Iterable) and not isinstance(value, str) else None
+        values = [value] * len(where) if values is None else list(values)
+        if len(values) != len(where):
+            raise ValueError(f"L: {len(where)} indices but {len(values)} values")
+        for i, v in zip(where, values, strict=True):
+            list.__setitem__(self, i, v)
+
+    def enumerate(self) -> L:
+        """(index, item) pairs, an L."""
+        return type(self)(enumerate(self))
+
+    def zip(self) -> L:
+        """``zip(*items)``, an L of tuples."""
+        return type(self)(zip(*self, strict=False))
+
+    def sum(self) -> Any:
+        """The sum of the items (0 for none)."""
+        return sum(self, 0)
+
+    def concat(self) -> L:
+        """The items' items, one L (a non-iterable item counts as one)."""
+        return type(self)(o for item in self for o in _as_items(item, ()))
+
+    def argwhere(self, f: Callable[..., Any], negate: bool = False, **kwargs: Any) -> L:
+        """The indices of the items `filter` keeps."""
+        return type(self)(i for i, o in enumerate(self) if bool(f(o, **kwargs)) != negate)
+
+    def map_dict(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        """{item: f(item, *args, **kwargs)}."""
+        return {o: f(o, *args, **kwargs) for o in self}
+
 
 def first(x: Iterable[T], f: Callable[..., Any] | None = None, negate: bool = False) -> T | None:
     """The first element of `x` (a list, a DataLoader: fastbook's ``first(dls.train)``), or

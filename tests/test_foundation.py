@@ -156,3 +156,23 @@ def test_the_data_packages_file_lists_are_ls(tmp_path):
     assert get_image_files(tmp_path).attrgot("name") == ["good.png"]
     listed = DataPath(tmp_path / "bears").ls()
     assert isinstance(listed, L) and listed == [tmp_path / "bears" / "good.png"]
+
+
+def test_enumerate_zip_sum_concat_argwhere_map_dict_and_setitem():
+    """fastcore's results for the same calls (checked against fastcore 1.x by hand)."""
+    a = L(["x", "y", "z"])
+    assert a.enumerate() == [(0, "x"), (1, "y"), (2, "z")] and isinstance(a.enumerate(), L)
+    assert L([(1, "a"), (2, "b")]).zip() == [(1, 2), ("a", "b")]
+    assert L([1, 2, 3]).sum() == 6 and L().sum() == 0
+    assert L([[1, 2], [3], 4]).concat() == [1, 2, 3, 4]
+    assert L([5, 6, 7, 8]).argwhere(lambda v: v % 2 == 0) == [1, 3]
+    assert L([5, 6]).argwhere(lambda v: v > 5, negate=True) == [0]
+    assert L([1, 2]).map_dict(lambda v, k: v * k, 10) == {1: 10, 2: 20}
+    b = L([0, 0, 0, 0])
+    b[[0, 2]] = [9, 8]
+    b[np.array([False, True, False, True])] = 7
+    b[torch.tensor(0)] = 1
+    b[1:2] = [5]
+    assert b == [1, 5, 8, 7]
+    with pytest.raises(ValueError, match="2 indices but 3 values"):
+        b[[0, 1]] = [1, 2, 3]
