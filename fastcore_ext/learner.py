@@ -41,7 +41,6 @@ import inspect
 import math
 import os
 import random
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -87,6 +86,7 @@ from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
 from fastcore_ext.ranks import launched_by_torchrun
 from fastcore_ext.schedule import Suggestions, batches_per_epoch, check_epochs, suggest_lrs
+from fastcore_ext.warn import warn_user
 
 __all__ = [
     "Learner",
@@ -194,6 +194,9 @@ class Learner:
             set_seed(seed)
         self.seed = seed
         self._data = data
+        # the classes the model's outputs stand for: the data's at construction, at each fit
+        # and at load (the data setter compares new data with these)
+        self._output_classes = getattr(data, "classes", None)
         self.model = model.to(torch.device(data.device))
         self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
         self.opt_func = opt_func
@@ -310,6 +313,7 @@ class Learner:
 
     def _fit(self, n_epoch: int, start_epoch: int, cbs: Sequence[Callback] | None) -> None:
         self._train_dl()
+        self._output_classes = getattr(self.data, "classes", None)
         mixed_precision.announce(self)
         extra = [_call_callback_fn(fn, self) for fn in self.callback_fns] + list(cbs or [])
         try:
@@ -738,9 +742,10 @@ class Learner:
 
     @data.setter
     def data(self, value: Any) -> None:
+        self._check_not_destroyed()
         _check_data(value)
         _check_class_count(self.model, value)
-        _warn_other_classes(getattr(self._data, "classes", None), getattr(value, "classes", None))
+        _warn_other_classes(self._output_classes, getattr(value, "classes", None))
         self._data = value
 
     @property
@@ -1037,6 +1042,7 @@ class Learner:
             classes=getattr(self.data, "classes", None),
             valid_items=self._item_ids("valid_ds"),
         )
+        self._output_classes = getattr(self.data, "classes", None)
         return self
 
     def _item_ids(self, ds_name: str) -> torch.Tensor | None:
@@ -1238,31 +1244,31 @@ def _check_class_count(model: nn.Module, data: Any) -> None:
 
 
 def _warn_other_classes(old: Sequence[Any] | None, new: Sequence[Any] | None) -> None:
-    """A warning when new data names other classes than the old (`_check_class_count` has
+    """A warning when new data names other classes than those the model's outputs stand for
+    (`old`: the data's at construction, the last fit or load; `_check_class_count` has
     refused a count the model's outputs tell it cannot classify): other names or the same
     in another order, or another count where the outputs are unknown. Nothing when either
-    list is unknown or they are equal."""
+    list is unknown or they are equal (swapping back to the data the model was made for is
+    silent)."""
     if old is None or new is None:
         return
     old, new = [str(c) for c in old], [str(c) for c in new]
     if old == new:
         return
     if len(old) != len(new):
-        warnings.warn(
-            f"data: the new data has {len(new)} classes, the learner's data had {len(old)}: "
-            f"a model made for {len(old)} classes cannot classify it (its outputs are not "
-            f"known here, so this is not checked); for other classes make a new learner",
-            stacklevel=3,
+        warn_user(
+            f"data: the new data has {len(new)} classes, the model was made for {len(old)}: "
+            f"it cannot classify it (its outputs are not known here, so this is not "
+            f"checked); for other classes make a new learner"
         )
         return
     how = "the same in another order" if sorted(old) == sorted(new) else "other classes"
-    warnings.warn(
-        f"data: the new data's classes are {how}: {shown_classes(new)}, where the learner's "
-        f"data had {shown_classes(old)}. The model's output i stands for its old class i, "
-        f"now named data.classes[i]: predictions, validate and the metrics are wrong until "
-        f"it is trained on this data (to keep the classes, build the data with the learner's "
-        f"order: CategoryBlock(vocab=learn.data.classes))",
-        stacklevel=3,
+    warn_user(
+        f"data: the new data's classes are {how}: {shown_classes(new)}, where the model's "
+        f"outputs stand for {shown_classes(old)}. The model's output i stands for its old "
+        f"class i, now named data.classes[i]: predictions, validate and the metrics are wrong "
+        f"until it is trained on this data (to keep the classes, build the data in the "
+        f"model's order: CategoryBlock(vocab=learn.data.classes))"
     )
 
 

@@ -91,8 +91,12 @@ def test_other_classes_of_the_same_count_are_warned_about(classes, how):
     with pytest.warns(UserWarning, match=how) as record:
         learn.data = other
     message = str(record[0].message)
-    assert f"{classes!r}, where the learner's data had ['class0', 'class1']" in message
+    assert f"{classes!r}, where the model's outputs stand for ['class0', 'class1']" in message
+    assert record[0].filename == __file__  # attributed to the user's line
     assert learn.data is other
+    original = learn.data
+    no_warning(lambda: setattr(learn, "data", bunch(2)))  # back to the model's classes: silent
+    assert learn.data is not original
 
 
 def test_models_whose_outputs_are_unknown_are_not_refused():
@@ -110,8 +114,8 @@ def test_models_whose_outputs_are_unknown_are_not_refused():
 
     learn = make_learner(model=Net(), splitter=None)
     learn.data = bunch(2)
-    with pytest.warns(UserWarning, match="the new data has 3 classes, the learner's data had 2"):
-        learn.data = bunch(3)  # the old data's count is all there is to compare with
+    with pytest.warns(UserWarning, match="the new data has 3 classes, the model was made for 2"):
+        learn.data = bunch(3)  # the classes it was made for are all there is to compare with
     squeeze = nn.Sequential(nn.Conv2d(3, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     make_learner(data=bunch(3), model=squeeze, splitter=None)  # ends with no Linear
 
