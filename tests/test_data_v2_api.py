@@ -235,3 +235,16 @@ def test_unknown_keywords_name_the_method_called(root):
         TypeError, match=re.escape(f"ImageDataLoaders.from_csv{unexpected} 'img_cls'")
     ):
         ImageDataLoaders.from_csv(root, img_cls=None)
+
+
+def test_train_ds_vocab_and_get_image_files_folders(dls, root):
+    """fastai v2's ``dls.train_ds.vocab`` (with o2i) and ``get_image_files(path,
+    folders=[...])`` (only those sub-folders of path; '.' for the files directly in it)."""
+    assert dls.train_ds.vocab == dls.vocab and dls.valid_ds.vocab.o2i == dls.vocab.o2i
+    train = get_image_files(root, folders="train")
+    assert train and all(p.relative_to(root).parts[0] == "train" for p in train)
+    both = get_image_files(root, folders=["valid", "train", "missing"])
+    assert both == get_image_files(root) and type(both).__name__ == "L"
+    assert get_image_files(root, folders=["."]) == []  # no image lies directly in root
+    with pytest.raises(TypeError, match="folders: expected a folder name or a list"):
+        get_image_files(root, folders=[1])

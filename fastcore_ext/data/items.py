@@ -102,7 +102,10 @@ class ItemSplit:
 
 
 def get_image_files(
-    path: str | Path, recurse: bool = True, extensions: Iterable[str] = IMAGE_EXTENSIONS
+    path: str | Path,
+    recurse: bool = True,
+    folders: str | Iterable[str] | None = None,
+    extensions: Iterable[str] = IMAGE_EXTENSIONS,
 ) -> L:
     """Image files under `path` (by extension, case-insensitive), sorted, as an `L` (a list
     with fastcore's map / filter / attrgot ...); hidden files and
@@ -111,10 +114,22 @@ def get_image_files(
     under two names (a link to a sibling class folder) is listed under both, its images once
     per name, as fastai lists them; only a link to a folder of its own path (itself or an
     ancestor: a loop) is not followed, so the walk ends. A link to a missing file is listed:
-    a pass then names it as unreadable instead of leaving it out without a word."""
+    a pass then names it as unreadable instead of leaving it out without a word.
+    folders (fastai's): only the files under these sub-folders of `path` (a name or a list;
+    '.' adds the files directly in `path`), e.g. ``get_image_files(path, folders=['train',
+    'valid'])``."""
     root = check_path(path)
     if not root.is_dir():
         raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
+    if folders is not None:
+        only = [folders] if isinstance(folders, str) else list(folders)
+        if not all(isinstance(f, str) for f in only):
+            raise TypeError(f"folders: expected a folder name or a list of them, got {folders!r}")
+        files = [] if "." not in only else get_image_files(root, False, None, extensions)
+        for name in sorted(set(only) - {"."}):
+            if (root / name).is_dir():
+                files += get_image_files(root / name, recurse, None, extensions)
+        return L(sorted(files))
     exts = {e.lower() for e in extensions}
     files: list[Path] = []
     # the real folders on the path from `root` to each folder still to walk

@@ -170,8 +170,14 @@ class ImageDataset(Dataset):
             raise ValueError(f"labels: expected {len(items)} labels, got {len(labels)}")
         self.items: list[Path] = list(items)
         self.labels: list[int] | None = None if labels is None else [int(y) for y in labels]
-        self.classes: list[str] = list(classes)
+        # a list (a bunch's CategoryMap) is kept as it is: vocab.o2i on the data set too
+        self.classes: list[str] = classes if isinstance(classes, list) else list(classes)
         self.size, self.method, self.cache = int(size), method, cache
+
+    @property
+    def vocab(self) -> list[str]:
+        """The class names (fastai v2's ``dls.train_ds.vocab``): `classes`."""
+        return self.classes
 
     def __len__(self) -> int:
         return len(self.items)
