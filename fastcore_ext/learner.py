@@ -519,6 +519,30 @@ class Learner:
         finally:
             self._one_cycle_fit = False
 
+    def fit_flat_cos(
+        self,
+        n_epoch: int,
+        lr: float | slice | Sequence[float] | None = None,
+        div_final: float = 1e5,
+        pct_start: float = 0.75,
+        wd: float | Sequence[float] | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
+        start_epoch: int = 0,
+        *,
+        mom: float = 0.9,
+    ) -> None:
+        """fastai v2's fit_flat_cos: the learning rate flat at `lr` over the first
+        `pct_start` of the steps, then a cosine down to lr / div_final (fastai's
+        ``combined_cos(pct_start, lr, lr, lr / div_final)``), momentum constant at `mom`.
+        It is the one-cycle schedule with div=1 and moms=(mom, mom, mom), run by the same
+        optimizer (`fit_one_cycle`'s arguments otherwise; lr default 1e-3, a slice for layer
+        groups). fastai schedules no momentum here and keeps the optimizer's: 0.9 for a new
+        Adam, but whatever the last fit_one_cycle left (0.95) after one; here it is `mom`."""
+        self.fit_one_cycle(
+            n_epoch, max_lr=lr, div=1.0, div_final=div_final, pct_start=pct_start,
+            moms=(mom, mom, mom), wd=wd, start_epoch=start_epoch, cbs=cbs,
+        )  # fmt: skip
+
     def fine_tune(
         self,
         epochs: int,

@@ -59,6 +59,26 @@ def test_fit_one_cycle_learns():
     assert rec.epochs == [0, 1, 2, 3]
 
 
+def test_fit_flat_cos_is_fastais_flat_then_cosine_schedule():
+    """fastai v2's fit_flat_cos(n, lr): lr flat for the first 75 % of the steps, then a cosine
+    to lr / 1e5 (combined_cos(0.75, lr, lr, lr / 1e5)); momentum constant 0.9."""
+    learn = make_learner()
+    learn.fit_flat_cos(2, slice(1e-3, 1e-2))
+    lrs, moms = learn.recorder.lrs, learn.recorder.moms
+    total = len(lrs)
+    for k, (got, m) in enumerate(zip(lrs, moms, strict=True)):
+        pos = k / total
+        if pos < 0.75:
+            want = 1e-2
+        else:
+            want = 1e-2 / 1e5 + (1e-2 - 1e-2 / 1e5) / 2 * (
+                1 + math.cos(math.pi * (pos - 0.75) / 0.25)
+            )
+        assert got[-1] == pytest.approx(want, rel=1e-6) and got[0] == pytest.approx(want / 10)
+        assert m == [pytest.approx(0.9)] * len(m)
+    assert lrs[0][-1] == pytest.approx(1e-2) and lrs[-1][-1] < 2e-3  # annealing at the end
+
+
 def test_fit_learns_with_sgd():
     learn = make_learner(opt_func=SGD, metrics=error_rate)
     learn.fit(3, lr=0.1)
