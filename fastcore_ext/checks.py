@@ -109,14 +109,14 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
+def check_int(name: str, value: object, minimum: int, rule: str | None = None) -> int:
     """An integer (not a bool; Python, numpy or a 0-dim integer tensor) >= minimum, as a
-    Python int."""
+    Python int; `rule` words the minimum in the message (default '>= minimum')."""
     number = int_or_none(value)
     if number is None:
         raise TypeError(f"{name} should be an int, got {_kind(value)}")
     if number < minimum:
-        raise ValueError(f"{name} should be >= {minimum}, got {number}")
+        raise ValueError(f"{name} should be {rule or f'>= {minimum}'}, got {number}")
     return number
 
 

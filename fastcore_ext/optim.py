@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from fastcore_ext import ops
-from fastcore_ext.checks import check_number, int_or_none, real_or_none
+from fastcore_ext.checks import check_int, check_number, real_or_none
 from fastcore_ext.schedule import check_one_cycle_args, one_cycle
 
 __all__ = ["Adam", "SGD"]
@@ -46,16 +46,6 @@ _RANGES = {  # group key -> (lowest allowed, excluded upper bound or None): chec
 
 
 _TORCH_NAMES = {"weight_decay": "'wd'", "betas": "'mom' and 'sqr_mom'", "momentum": "'mom'"}
-
-
-def _steps(name: str, value: Any, rule: str, minimum: int) -> int:
-    """A step count (a Python or numpy integer) as an int >= minimum (`rule` says it)."""
-    number = int_or_none(value)
-    if number is None:
-        raise TypeError(f"{name} should be an int, got {type(value).__name__}")
-    if number < minimum:
-        raise ValueError(f"{name} should be {rule}, got {number}")
-    return number
 
 
 def _is_dense(p: torch.Tensor) -> bool:
@@ -245,8 +235,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
         `start_step` to resume mid-cycle. The groups' own 'lr' and 'mom' are kept and come
         back with `clear_schedule()`.
         """
-        total_steps = _steps("total_steps", total_steps, "> 0", 1)
-        start_step = _steps("start_step", start_step, ">= 0", 0)
+        total_steps = check_int("total_steps", total_steps, 1, rule="> 0")
+        start_step = check_int("start_step", start_step, 0)
         div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
         lrs = self._lr_max_list(lr_max)
         self._one_cycle = {
