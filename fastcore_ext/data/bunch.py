@@ -99,8 +99,8 @@ from .device_decode import JpegBatchDecoder, resolve_decode_device
 from .images import (
     BadImageError,
     ImageSource,
+    file_image_size,
     find_bad_images,
-    image_size,
     load_image,
     resize_method,
 )
@@ -200,11 +200,7 @@ class Resize:
         method: str = ResizeMethod.Crop,
         pad_mode: str = PadMode.Reflection,
     ) -> None:
-        if isinstance(size, tuple | list) and len(size) == 2 and size[0] == size[1]:
-            size = size[0]
-        if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
-            raise ValueError(f"size: expected a positive int (square), got {size!r}")
-        size = int(size)
+        size = _as_square(size, "size")
         self.presize_method = resize_method(str(method), str(pad_mode))
         self.size, self.method, self.pad_mode = size, str(method), str(pad_mode)
 
@@ -429,23 +425,6 @@ def _resolve_pipeline(
 
 # the size when nothing chooses one and the images have no single square size
 DEFAULT_SIZE = 224
-# the bytes read from the start of a file for its size, then, when the header lies further
-# (a JPEG whose EXIF segment comes before its frame header), the most read
-_HEADER_BYTES = (4096, 1 << 20)
-
-
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) that the image file's header declares, or None when it cannot be
-    read (the loaders then name the file as unreadable)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_HEADER_BYTES[0])
-            size = image_size(data, path)
-            if size is None:
-                size = image_size(data + f.read(_HEADER_BYTES[1] - len(data)), path)
-    except (OSError, BadImageError):
-        return None
-    return size
 
 
 def _sized(pipeline: _Pipeline, items: Sequence[Path]) -> _Pipeline:
@@ -458,7 +437,7 @@ def _sized(pipeline: _Pipeline, items: Sequence[Path]) -> _Pipeline:
         return pipeline
     found: dict[tuple[int, int], Path] = {}
     for p in items:
-        wh = _header_size(p)
+        wh = file_image_size(p)
         if wh is not None and wh not in found:
             found[wh] = p
             if len(found) > 1 or wh[0] != wh[1]:

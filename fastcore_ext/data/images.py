@@ -67,6 +67,7 @@ __all__ = [
     "BadImageError",
     "DecodedBatch",
     "check_image_size",
+    "file_image_size",
     "decoded_batch",
     "ImageSource",
     "PAD_MODES",
@@ -279,6 +280,26 @@ def image_size(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[int, i
         ) from e
     except Exception:  # not an image Pillow knows: the decoder decides
         return None
+
+
+# the bytes read from the start of a file for its size, then, when the header lies further
+# (a JPEG whose EXIF segment comes before its frame header), the most read
+_HEADER_BYTES = (4096, 1 << 20)
+
+
+def file_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) that the image file's header declares (`image_size` of its first
+    bytes, no pixel decoded), or None when it cannot be read (the loaders then name the file
+    as unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_HEADER_BYTES[0])
+            size = image_size(data, path)
+            if size is None:
+                size = image_size(data + f.read(_HEADER_BYTES[1] - len(data)), path)
+    except (OSError, BadImageError):
+        return None
+    return size
 
 
 def check_image_size(data: bytes, path: str | os.PathLike) -> None:
