@@ -366,3 +366,89 @@ def test_bf16_fit_on_the_cpu_trains_narrow_strided_convs_right():
     assert not learn.mixed_precision.fp32_fit  # the next fit checks again
     probs, _ = learn.get_preds()  # outside a fit: bf16 (its forward pass is right)
     assert probs.dtype == torch.float32 and torch.isfinite(probs).all()
+
+
+def weight_bound_model() -> torch.nn.Sequential:
+    """A 3x3 conv (8 -> 64 channels) on 2x2 maps: 4,608 weights against 512 input elements
+    in a batch of 16, as a resnet's layer4 on 64 px images; the first conv is not."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Conv2d(8, 64, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(256, 2),
+    )
+
+
+def test_weight_bound_convs_of_resnet18_at_64_and_224_px():
+    body, _ = vision.create_body("resnet18", pretrained=False)
+    sizes = mixed_precision.conv_input_sizes(body, torch.randn(64, 3, 64, 64))
+    assert len(sizes) == 20  # every conv once, with its input's size
+    names = [n for n, _ in mixed_precision.weight_bound_convs(sizes, 64)]
+    assert names == [
+        "6.0.conv2", "6.1.conv1", "6.1.conv2",  # layer3, 4x4 inputs: 589,824 > 2 x 262,144
+        "7.0.conv1", "7.0.conv2", "7.1.conv1", "7.1.conv2",  # layer4 (4x4 then 2x2 inputs)
+    ]  # fmt: skip
+    sizes = mixed_precision.conv_input_sizes(body, torch.randn(64, 3, 224, 224))
+    assert mixed_precision.weight_bound_convs(sizes, 64) == []  # layer4 at 7x7: 1.5x
+    assert mixed_precision.weight_bound_convs(sizes, 4) != []  # a tiny batch: weight-bound
+
+
+def test_fp32_convs_run_in_float32_nchw_inside_bf16_autocast_and_come_off():
+    model = weight_bound_model().to(memory_format=torch.channels_last)
+    conv = model[4]
+    seen = []
+    conv.register_forward_hook(lambda m, args, out: seen.append((args[0], out)))
+    hooks = mixed_precision.Fp32Convs([conv])
+    assert conv.weight.is_contiguous()  # NCHW again
+    x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        assert torch.is_autocast_enabled("cpu")  # back on after the conv
+    assert out.dtype == torch.bfloat16  # the linear layer after it: bf16 again
+    ((inp, conv_out),) = seen
+    assert inp.dtype == conv_out.dtype == torch.float32 and inp.is_contiguous()
+    out.float().sum().backward()  # gradients flow through the cast
+    assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a failing forward: autocast restored
+        with pytest.raises(RuntimeError):
+            model[4](torch.randn(4, 5, 2, 2))
+        assert torch.is_autocast_enabled("cpu")
+    hooks.remove()
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    assert seen[0][1].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("fp32_convs", [True, False])
+def test_bf16_fit_runs_weight_bound_convs_in_float32_for_the_fit(fp32_convs):
+    learn = make_learner(model=weight_bound_model(), splitter=lambda m: [m[:4], m[4:]])
+    learn.to_bf16().to_channels_last()
+    mp = learn.mixed_precision
+    mp.fp32_convs = fp32_convs
+    dtypes = set()  # (training, dtype) of the conv's outputs (the fit's probe: eval, float32)
+    learn.model[4].register_forward_hook(lambda m, args, out: dtypes.add((m.training, out.dtype)))
+    learn.fit_one_cycle(2, max_lr=1e-2)
+    assert mp.weight_bound == (["4"] if fp32_convs else [])
+    assert {d for training, d in dtypes if training} == (
+        {torch.float32} if fp32_convs else {torch.bfloat16}
+    )
+    assert learn.recorder.losses[-1] < learn.recorder.losses[0]
+    assert all(torch.isfinite(p).all() for p in learn.model.parameters())
+    assert len(learn.model[4]._forward_pre_hooks) == 0  # the hooks end with the fit
+    dtypes.clear()
+    learn.get_preds()
+    assert dtypes == {(False, torch.bfloat16)}
+
+
+def test_fp32_convs_default_follows_amx(cpu_flags):
+    cpu_flags("avx512_bf16 amx_bf16")
+    assert MixedPrecision(torch.bfloat16).fp32_convs is True
+    cpu_flags("avx512_bf16")
+    assert MixedPrecision(torch.bfloat16).fp32_convs is False
+    with pytest.raises(TypeError, match="fp32_convs should be True, False or None, got 'yes'"):
+        MixedPrecision(torch.bfloat16, fp32_convs="yes")

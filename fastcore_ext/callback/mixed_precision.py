@@ -65,6 +65,11 @@ __all__ = [
     "AUTO_FP32_EPOCHS",
     "auto_precision",
     "narrow_strided_convs",
+    "narrow_strided",
+    "conv_input_sizes",
+    "weight_bound_convs",
+    "WEIGHT_BOUND_RATIO",
+    "Fp32Convs",
     "announce",
     "features_trained",
     "set_up",
@@ -126,35 +131,27 @@ def set_up(learn: Learner, precision: str) -> None:
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
+WEIGHT_BOUND_RATIO = 2.0
+"""A 2d convolution whose weights outnumber the elements of its input in a training batch
+more than this many times runs in float32 (NCHW) in a bf16 fit on a CPU with AMX."""
 
-def narrow_strided_convs(model: nn.Module, x: torch.Tensor) -> list[str]:
-    """The convolutions of `model` whose input, in a forward pass of a batch shaped like `x`,
-    is narrower than the stride in a dimension where the kernel is wider than 1: those whose
-    weight gradient the CPU's bfloat16 kernels compute wrong (module docstring), as lines
-    'name: input HxW, kernel KxK, stride SxS'. Where `model` has strided convolutions wider
-    than 1, runs it on one zero item of `x`'s shape in eval mode without gradients (every
-    module's training flag is restored); else runs nothing."""
-    found: list[str] = []
-    convs = [
-        (name, m)
-        for name, m in model.named_modules()
-        if isinstance(m, _CONVS)
-        and any(s > 1 and k > 1 for s, k in zip(m.stride, m.kernel_size, strict=True))
-    ]
-    if not convs:  # no strided conv wider than 1: nothing to run
-        return found
 
-    def check(name: str, conv: nn.Module, args: tuple) -> None:
-        size = args[0].shape[-len(conv.kernel_size) :]
-        if any(
-            n < s and k > 1 for n, s, k in zip(size, conv.stride, conv.kernel_size, strict=True)
-        ):
-            dims = ("x".join(map(str, v)) for v in (size, conv.kernel_size, conv.stride))
-            found.append("{}: input {}, kernel {}, stride {}".format(name or "model", *dims))
+def conv_input_sizes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, tuple]]:
+    """(name, module, spatial size of its input) of every convolution of `model` in a forward
+    pass of a batch shaped like `x`, in call order. Runs the model on one zero item of `x`'s
+    shape in eval mode without gradients (every module's training flag is restored); where
+    `model` has no convolution, runs nothing."""
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, _CONVS)]
+    if not convs:
+        return []
+    seen: list[tuple[str, nn.Module, tuple]] = []
+
+    def record(name: str, conv: nn.Module, args: tuple) -> None:
+        seen.append((name or "model", conv, tuple(args[0].shape[-len(conv.kernel_size) :])))
 
     modes = [(m, m.training) for m in model.modules()]
     handles = [
-        m.register_forward_pre_hook(lambda conv, args, name=name: check(name, conv, args))
+        m.register_forward_pre_hook(lambda conv, args, name=name: record(name, conv, args))
         for name, m in convs
     ]
     try:
@@ -168,7 +165,84 @@ def narrow_strided_convs(model: nn.Module, x: torch.Tensor) -> list[str]:
             h.remove()
         for m, training in modes:
             m.training = training
+    return seen
+
+
+def narrow_strided_convs(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """The convolutions of `model` whose input, in a forward pass of a batch shaped like `x`,
+    is narrower than the stride in a dimension where the kernel is wider than 1: those whose
+    weight gradient the CPU's bfloat16 kernels compute wrong (module docstring), as lines
+    'name: input HxW, kernel KxK, stride SxS'. Where `model` has strided convolutions wider
+    than 1, runs it on one zero item (`conv_input_sizes`); else runs nothing."""
+    strided = (
+        any(s > 1 and k > 1 for s, k in zip(m.stride, m.kernel_size, strict=True))
+        for m in model.modules()
+        if isinstance(m, _CONVS)
+    )
+    if not any(strided):
+        return []
+    return narrow_strided(conv_input_sizes(model, x))
+
+
+def narrow_strided(sizes: list[tuple[str, nn.Module, tuple]]) -> list[str]:
+    """`narrow_strided_convs` of the sizes `conv_input_sizes` found."""
+    found = []
+    for name, conv, size in sizes:
+        steps = zip(size, conv.stride, conv.kernel_size, strict=True)
+        if any(n < s and k > 1 for n, s, k in steps):
+            dims = ("x".join(map(str, v)) for v in (size, conv.kernel_size, conv.stride))
+            found.append("{}: input {}, kernel {}, stride {}".format(name, *dims))
     return found
+
+
+def weight_bound_convs(
+    sizes: list[tuple[str, nn.Module, tuple]], batch: int, ratio: float = WEIGHT_BOUND_RATIO
+) -> list[tuple[str, nn.Module]]:
+    """The 2d convolutions among `sizes` (`conv_input_sizes`) whose weights hold more than
+    `ratio` times as many elements as their input in a batch of `batch` items: where a
+    step's cost is the weights' (bf16 casts, oneDNN's weight reorders, the weight gradient)
+    more than the arithmetic that bfloat16 speeds up. resnet18/34 at 64 px, bs 64: layer3's
+    and layer4's 3x3 convolutions (4x4 and 2x2 inputs); at 224 px: none."""
+    found, seen = [], set()
+    for name, conv, size in sizes:
+        if not isinstance(conv, nn.Conv2d) or id(conv) in seen:
+            continue
+        seen.add(id(conv))
+        if conv.weight.numel() > ratio * batch * conv.in_channels * size[0] * size[1]:
+            found.append((name, conv))
+    return found
+
+
+class Fp32Convs:
+    """Runs `convs` in float32 with NCHW weights and inputs inside a CPU bfloat16 autocast,
+    through a forward pre-hook (autocast off, the input cast to float32 and made contiguous)
+    and a forward hook that always runs (autocast back on, also when the forward raises).
+    Their outputs are float32; the layers after them cast to bf16 as autocast says. On the
+    2-core Xeon with AMX of bench/README.md ("Weight-bound convolutions in float32"), bf16
+    was 1.1x-1.7x slower than float32 NCHW for such layers and 0.4x-0.7x for the others.
+    `remove()` takes the hooks off (the weights stay NCHW)."""
+
+    def __init__(self, convs: list[nn.Module]) -> None:
+        self._open: list[torch.autocast] = []
+        self._handles = []
+        for conv in convs:
+            conv.to(memory_format=torch.contiguous_format)
+            self._handles.append(conv.register_forward_pre_hook(self._enter))
+            self._handles.append(conv.register_forward_hook(self._exit, always_call=True))
+
+    def _enter(self, conv: nn.Module, args: tuple) -> tuple:
+        ctx = torch.autocast("cpu", enabled=False)
+        ctx.__enter__()
+        self._open.append(ctx)
+        return (args[0].float().contiguous(), *args[1:])
+
+    def _exit(self, conv: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        self._open.pop().__exit__(None, None, None)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
 
 class MixedPrecision(Callback):
@@ -179,6 +253,9 @@ class MixedPrecision(Callback):
     fp32_epochs: the learner's first fp32_epochs training epochs, counted over all its fits
         (`learn.epochs_trained`), run in float32, validation included; an lr_find before
         them too. Predictions outside a fit use `dtype`.
+    fp32_convs: in a bf16 fit on the CPU, run the weight-bound convolutions
+        (`weight_bound_convs` for the fit's first batch) in float32 NCHW (`Fp32Convs`), for
+        the fit; None (default): where the CPU has AMX (`amx_bf16`), where it was measured.
     """
 
     order = 1000  # last: every other callback's before_step sees the step before it is taken
@@ -188,6 +265,7 @@ class MixedPrecision(Callback):
         dtype: torch.dtype,
         scaler: torch.amp.GradScaler | None = None,
         fp32_epochs: int = 0,
+        fp32_convs: bool | None = None,
     ) -> None:
         super().__init__()
         if dtype not in _NAMES:
@@ -201,6 +279,13 @@ class MixedPrecision(Callback):
         self.fp32_epochs = check_int("fp32_epochs", fp32_epochs, 0)
         self.fp32_fit = False  # this fit trains in float32 (narrow_strided_convs found a layer)
         self.fp32_epoch = False  # this epoch trains in float32 (one of the first fp32_epochs)
+        if fp32_convs is not None and not isinstance(fp32_convs, bool):
+            raise TypeError(f"fp32_convs should be True, False or None, got {fp32_convs!r}")
+        self.fp32_convs = (
+            "amx_bf16" in native_bf16_cpu_flags() if fp32_convs is None else fp32_convs
+        )
+        self.weight_bound: list[str] = []  # the convolutions this fit runs in float32
+        self._hooks: Fp32Convs | None = None
         self._checked = False
 
     @property
@@ -216,13 +301,15 @@ class MixedPrecision(Callback):
 
     def before_fit(self) -> None:
         self.fp32_fit = self._checked = False
+        self._remove_hooks()
 
     def before_epoch(self) -> None:
         self.fp32_epoch = self.learn.epochs_trained < self.fp32_epochs
 
     def before_batch(self) -> None:
         """At the fit's first training batch, on the CPU in bf16: float32 for this fit where
-        `narrow_strided_convs` finds a layer whose weight gradient bf16 would get wrong."""
+        `narrow_strided` finds a layer whose weight gradient bf16 would get wrong; else,
+        with `fp32_convs`, the weight-bound convolutions in float32 for this fit."""
         learn = self.learn
         if self._checked or not learn.training:
             return
@@ -230,7 +317,8 @@ class MixedPrecision(Callback):
         (xb,) = learn.xb
         if self.dtype != torch.bfloat16 or xb.device.type != "cpu":
             return
-        found = narrow_strided_convs(learn.model, xb)
+        sizes = conv_input_sizes(learn.model, xb)
+        found = narrow_strided(sizes)
         if found:
             self.fp32_fit = True
             warn_user(
@@ -240,6 +328,16 @@ class MixedPrecision(Callback):
                 f"{'x'.join(map(str, xb.shape[2:]))} px: {'; '.join(found)}. Larger "
                 f"images avoid it (fastcore_ext.callback.mixed_precision)"
             )
+        elif self.fp32_convs and learn.compiled is None:
+            convs = weight_bound_convs(sizes, xb.shape[0])
+            self.weight_bound = [name for name, _ in convs]
+            if convs:
+                self._hooks = Fp32Convs([conv for _, conv in convs])
+
+    def _remove_hooks(self) -> None:
+        if self._hooks is not None:
+            self._hooks.remove()
+        self._hooks = None
 
     def after_pred(self) -> None:
         """The loss sees float32 predictions, as fastai's MixedPrecision.after_pred makes them:
@@ -249,6 +347,7 @@ class MixedPrecision(Callback):
 
     def after_fit(self) -> None:
         self.fp32_fit = self.fp32_epoch = False
+        self._remove_hooks()
 
     def before_backward(self) -> None:
         if self.scaler is not None:
