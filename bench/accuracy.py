@@ -30,6 +30,8 @@ fit_one_cycle; the learning rate is each library's default unless `--lr` says ot
 BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_last()`),
 ``auto=1`` (the Learner's own precision 'auto': on a CPU with native bf16, bf16 +
 channels-last after a float32 first epoch, none for a transferred body; else fp32),
+``fp32_convs=0|1`` (with bf16 or auto: the weight-bound convolutions in float32 or not;
+default: where the CPU has AMX),
 ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours before it
 followed fastai v2), ``fastai_aug=1`` (the training batches augmented by fastai's
 `aug_transforms(size)` pipeline instead of our kernel, drawn from torch's global generator
@@ -67,7 +69,9 @@ SETTINGS.update(json.loads(os.environ.get("ACCURACY_SETTINGS", "{}")))
 fits' subprocesses) overrides some, e.g. '{"arch": "resnet34", "size": 128, "presize": 160}'."""
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
 AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
-OURS_OPTS = ("head_bn_bias", "bf16", "auto", "wd_bn_bias", "no_aug", "fastai_aug", *AUG_KNOBS)
+OURS_OPTS = (
+    "head_bn_bias", "bf16", "auto", "fp32_convs", "wd_bn_bias", "no_aug", "fastai_aug", *AUG_KNOBS
+)  # fmt: skip
 FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug", "ours_aug")
 
 
@@ -207,6 +211,8 @@ def run_ours(
         learn.to_channels_last()
     elif not opts.get("auto"):  # fp32 unless asked: precision 'auto' picks bf16 where native
         learn.to_fp32()
+    if "fp32_convs" in opts and learn.mixed_precision is not None:
+        learn.mixed_precision.fp32_convs = bool(opts["fp32_convs"])
     if transfer:
         learn.model[0].load_state_dict(torch.load(transfer["body"], weights_only=True))
         learn.freeze()

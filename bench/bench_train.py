@@ -763,6 +763,8 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
     learn.model.train()
     learn.training = True
     learn.xb, learn.yb = (x,), (y,)  # as the loop holds a batch (fastai v2's tuples)
+    if learn.mixed_precision is not None:  # its first-batch check, as in a fit (on a CPU
+        learn.mixed_precision.before_batch()  # with AMX: the weight-bound convs in fp32)
     times = []
     for i in range(steps + 2):  # two warm-up steps
         _sync(device)

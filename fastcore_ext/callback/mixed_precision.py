@@ -39,6 +39,15 @@ the kernel taps that see only padding; float32 is right, and the forward pass is
 both. `narrow_strided_convs` finds such layers for a batch; a bf16 fit on the CPU checks at
 its first training batch and, where it finds one, trains that fit in float32 with a warning
 that names the layer.
+
+Weight-bound convolutions: where a convolution's weights outnumber its input's elements in a
+batch (resnet18's layer3 and layer4 on 64 px images: 2x2 and 4x4 maps under 590k-2.4M
+weights), a bf16 step spends its time on the weights (the cast to bf16, oneDNN's reorders of
+them, the weight gradient), not on the arithmetic bf16 speeds up; on a 2-core Xeon with AMX
+those layers were 1.1x-1.7x slower in bf16 than in float32 NCHW. In a bf16 fit on such a CPU
+(`fp32_convs`, default: where the CPU has AMX) the fit's first-batch check also picks them
+(`weight_bound_convs`) and `Fp32Convs` runs them in float32 NCHW for the fit (a resnet18 64
+px step 432 -> 347 ms there; bench/README.md, "Weight-bound convolutions in float32").
 """
 
 from __future__ import annotations
