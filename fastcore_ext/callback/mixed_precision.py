@@ -265,6 +265,8 @@ class MixedPrecision(Callback):
     fp32_convs: in a bf16 fit on the CPU, run the weight-bound convolutions
         (`weight_bound_convs` for the fit's first batch) in float32 NCHW (`Fp32Convs`), for
         the fit; None (default): where the CPU has AMX (`amx_bf16`), where it was measured.
+        Not under learn.compile() or DDP (their graphs and gradient buckets are built for the
+        layout the parameters had).
     """
 
     order = 1000  # last: every other callback's before_step sees the step before it is taken
@@ -337,7 +339,7 @@ class MixedPrecision(Callback):
                 f"{'x'.join(map(str, xb.shape[2:]))} px: {'; '.join(found)}. Larger "
                 f"images avoid it (fastcore_ext.callback.mixed_precision)"
             )
-        elif self.fp32_convs and learn.compiled is None:
+        elif self.fp32_convs and learn.compiled is None and learn.ddp_model is None:
             convs = weight_bound_convs(sizes, xb.shape[0])
             self.weight_bound = [name for name, _ in convs]
             if convs:
