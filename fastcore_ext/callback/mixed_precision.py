@@ -312,6 +312,7 @@ class MixedPrecision(Callback):
 
     def before_fit(self) -> None:
         self.fp32_fit = self._checked = False
+        self.weight_bound = []
         self._remove_hooks()
 
     def before_epoch(self) -> None:
