@@ -10,7 +10,8 @@ small_fit was recorded again, the same way, when a learner's later fits began to
 epochs instead of repeating the first fit's: its three fits after lr_find now see data epochs
 0, 1-2 and 3 instead of 0, 0-1 and 0; and again when freeze_to began to clear the
 optimizer's per-parameter state as fastai's does: its unfreeze() now starts the moments
-afresh; the "cpu_capability" entry was added by hand first). The
+afresh; the "cpu_capability" entry was added by hand first, the "amx" entry (False) in
+session 12, when a Xeon with AMX, also "AVX512" to torch, gave other bits). The
 test reruns the same procedure with the current code and compares. Float results depend on
 torch's kernels, so the fingerprint is tied to the torch version and the CPU it was recorded
 with (torch 2.14.1+cu130 on an AMD EPYC Zen 4, where torch uses its AVX512 kernels): the
@@ -34,6 +35,7 @@ import torch
 from fakes import easy_bunch, make_learner
 from torch import nn
 
+from fastcore_ext.hardware import cpu_flags
 from fastcore_ext.vision import create_cnn, models
 
 FINGERPRINT = Path(__file__).parent / "data" / "seeded_fit_fingerprint.json"
@@ -54,6 +56,11 @@ def three_group_model() -> nn.Sequential:
         nn.Dropout(0.2),
         nn.Linear(8, 2),
     )
+
+
+def has_amx() -> bool:
+    """Whether this CPU has AMX tiles (oneDNN then picks other float32 conv kernels)."""
+    return "amx_tile" in cpu_flags()
 
 
 def digest(t: torch.Tensor) -> str:
@@ -117,6 +124,12 @@ def run_all() -> dict[str, dict[str, str]]:
     f"{RECORDED['cpu_capability']} kernels, this one gets "
     f"{torch.backends.cpu.get_cpu_capability()} (other reduction orders, other bits)",
 )
+@pytest.mark.skipif(
+    has_amx() != RECORDED["amx"],
+    reason=f"the fingerprint was recorded on a CPU {'with' if RECORDED['amx'] else 'without'} "
+    f"AMX; oneDNN's float32 convolutions take other kernels (other reduction orders) where "
+    f"the CPU's AMX support differs",
+)
 @pytest.mark.parametrize("case", ["small_fit", "resnet18_fit"])
 def test_seeded_fit_is_bit_identical_to_the_recorded_one(case):
     expected = RECORDED[case]
@@ -133,6 +146,7 @@ if __name__ == "__main__":
     result = {
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "amx": has_amx(),
         **run_all(),
     }
     FINGERPRINT.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
