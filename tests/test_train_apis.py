@@ -1,0 +1,149 @@
+"""fastai v2's training APIs: fit_sgdr, show_training_loop."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pytest
+from fakes import N_BATCHES, make_learner
+
+from fastcore_ext.callback import Callback, EarlyStoppingCallback
+from fastcore_ext.optim import SGD
+
+
+class AppliedLR(Callback):
+    """The lr each optimizer step really used, read back from the last layer's weight: with
+    SGD, momentum 0 and no weight decay a step is `p -= lr * grad`, so lr = delta / grad (the
+    median over the weight's elements, in float32)."""
+
+    order = 100
+
+    def __init__(self):
+        super().__init__()
+        self.lrs: list[float] = []
+
+    def before_step(self):
+        w = self.learn.model[-1].weight
+        self._before, self._grad = w.detach().clone(), w.grad.detach().clone()
+
+    def after_step(self):
+        delta = self._before - self.learn.model[-1].weight.detach()
+        keep = self._grad.abs() > 1e-3
+        self.lrs.append(float((delta[keep] / self._grad[keep]).median()))
+
+
+def sgd_learner(**kwargs):
+    """The tiny learner with plain SGD (momentum 0, wd 0): AppliedLR can read its lrs."""
+    return make_learner(opt_func=partial(SGD, mom=0.0), wd=0.0, **kwargs)
+
+
+def fastai_sgdr(lr_max: float, cycles: list[int], n_batches: int) -> list[float]:
+    """fastai v2's fit_sgdr lrs, one per step: in each cycle SchedCos(lr_max, 0) at the
+    step's position in it (fastai's combine_scheds of the cycles' fractions of the fit)."""
+    out = []
+    for n_epochs in cycles:
+        steps = n_epochs * n_batches
+        for k in range(steps):
+            pos = k / steps
+            out.append(lr_max + (1 + math.cos(math.pi * (1 - pos))) * (0 - lr_max) / 2)
+    return out
+
+
+# ---- fit_sgdr ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, cycles, top",
+    [
+        (dict(n_cycles=3, cycle_len=1, lr_max=slice(1e-3, 1e-2)), [1, 2, 4], 1e-2),
+        (dict(n_cycles=2, cycle_len=2, lr_max=3e-3, cycle_mult=3), [2, 6], 3e-3),
+    ],
+)
+def test_fit_sgdr_is_fastais_schedule(kwargs, cycles, top):
+    """Every step's lr is fastai v2's: run in fastai 2.8.12 (fit_sgdr on a learner of 8
+    batches an epoch and two layer groups, recorder.lrs), both cases matched these formulas
+    to 1e-5 relative (fastai computes positions in float32) but for one step: with 3 cycles
+    of 1, 2, 4 epochs fastai's first step of the third cycle had lr 7.9e-16 (its float32
+    cycle boundary 3/7 lies above the epoch's position, so it evaluated the second cycle's
+    end), where SGDR restarts at lr_max, as here. Momentum stays at `mom`."""
+    learn = make_learner()
+    learn.fit_sgdr(**kwargs)
+    want = fastai_sgdr(top, cycles, N_BATCHES)
+    got = [g[-1] for g in learn.recorder.lrs]
+    assert len(got) == len(want) == sum(cycles) * N_BATCHES
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-18)
+    first = [g[0] for g in learn.recorder.lrs]  # slice(1e-3, 1e-2): the first group's peak
+    assert first == pytest.approx([lr * first[0] / top for lr in want], rel=1e-12, abs=1e-18)
+    assert all(m == [0.9, 0.9] for m in learn.recorder.moms)
+    assert learn.recorder.epochs[-1] == sum(cycles) - 1
+
+
+def test_fit_sgdr_steps_with_the_schedule_and_restarts():
+    """The optimizer's device schedule is what the steps use: each cycle starts again at
+    lr_max (the step after the end of a cycle, near 0), and each step's lr is the cosine's."""
+    learn = sgd_learner()
+    applied = AppliedLR()
+    learn.fit_sgdr(2, 1, lr_max=0.05, cbs=applied, mom=0.0)
+    want = fastai_sgdr(0.05, [1, 2], N_BATCHES)
+    assert len(applied.lrs) == len(want)
+    for got, w in zip(applied.lrs, want, strict=True):
+        assert got == pytest.approx(w, rel=2e-2, abs=5e-5)
+    assert applied.lrs[N_BATCHES] == pytest.approx(0.05, rel=1e-2)  # the restart
+    assert applied.lrs[N_BATCHES - 1] < 0.01
+
+
+def test_fit_sgdr_resumes_at_start_epoch_and_cycle_mult_1():
+    """start_epoch resumes inside a cycle at its position; cycle_mult=1 gives equal cycles
+    (fastai's epoch count divides by zero there)."""
+    learn = make_learner()
+    learn.fit_sgdr(2, 2, lr_max=1e-2, cycle_mult=1, start_epoch=1)
+    want = fastai_sgdr(1e-2, [2, 2], N_BATCHES)[N_BATCHES:]
+    assert [g[-1] for g in learn.recorder.lrs] == pytest.approx(want, rel=1e-12, abs=1e-18)
+
+
+def test_fit_sgdr_checks_its_arguments_and_reset_opt_clears_state():
+    learn = make_learner()
+    with pytest.raises(ValueError, match="n_cycles"):
+        learn.fit_sgdr(0, 1)
+    with pytest.raises(TypeError, match="cycle_len"):
+        learn.fit_sgdr(1, 1.5)
+    with pytest.raises(ValueError, match="start_epoch"):
+        learn.fit_sgdr(1, 1, start_epoch=1)
+    learn.fit(1, 1e-3)
+    assert learn.opt.state
+
+    class StateAtStart(Callback):
+        def before_fit(self):
+            self.empty = not self.learn.opt.state
+
+    seen = StateAtStart()
+    learn.fit_sgdr(1, 1, reset_opt=True, cbs=seen)
+    assert seen.empty
+
+
+# ---- show_training_loop -----------------------------------------------------------------------
+def test_show_training_loop_lists_the_callbacks_of_each_event(capsys):
+    """fastai v2's layout ('Start Fit', then ' - event: [callbacks]' indented by level); only
+    callbacks whose class defines the event are listed, in the order they run."""
+    learn = make_learner(cbs=EarlyStoppingCallback())
+    learn.show_training_loop()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Start Fit"
+    assert lines[1] == (
+        "   - before_fit           : "
+        "[TerminateOnNaN, Recorder, ProgressCallback, EarlyStoppingCallback]"
+    )
+    by_event = {
+        ln.split(":")[0].strip(" -"): ln.split(":", 1)[1].strip() for ln in lines if ": [" in ln
+    }
+    assert by_event["after_epoch"] == "[Recorder, ProgressCallback, EarlyStoppingCallback]"
+    assert by_event["after_loss"] == "[TerminateOnNaN, Recorder]"
+    assert by_event["before_step"] == "[]"
+    assert lines[-1] == " - after_fit            : [Recorder, ProgressCallback]"
+    assert [ln.strip() for ln in lines if not ln.strip().startswith("-")][:4] == [
+        "Start Fit",
+        "Start Epoch Loop",
+        "Start Train",
+        "Start Batch Loop",
+    ]
+    with pytest.raises(ValueError, match="event"):
+        learn.ordered_cbs("before_everything")
