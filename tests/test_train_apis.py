@@ -1,4 +1,5 @@
-"""fastai v2's training APIs: fit_sgdr, show_training_loop."""
+"""fastai v2's training APIs: fit_sgdr, ReduceLROnPlateau, MixUp / CutMix,
+show_training_loop, ClassificationInterpretation.from_learner(ds_idx=, dl=)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import math
 from functools import partial
 
 import pytest
-from fakes import N_BATCHES, make_learner
+from fakes import N_BATCHES, make_learner, scripted
 
-from fastcore_ext.callback import Callback, EarlyStoppingCallback
+from fastcore_ext.callback import Callback, EarlyStoppingCallback, ReduceLROnPlateau
 from fastcore_ext.optim import SGD
 
 
@@ -118,6 +119,67 @@ def test_fit_sgdr_checks_its_arguments_and_reset_opt_clears_state():
     seen = StateAtStart()
     learn.fit_sgdr(1, 1, reset_opt=True, cbs=seen)
     assert seen.empty
+
+
+# ---- ReduceLROnPlateau ------------------------------------------------------------------------
+SCORES = [0.5, 0.6, 0.55, 0.54, 0.7, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+
+
+def test_reduce_lr_on_plateau_is_fastais_in_fit():
+    """fastai 2.8.12, fit(11, 1e-2) with a metric 'score' giving SCORES and
+    ReduceLROnPlateau(monitor='score', patience=2, factor=2., min_lr=2e-3), printed
+    'Epoch 3: reducing lr to 0.005', 'Epoch 6: reducing lr to 0.0025', 'Epoch 8: reducing lr
+    to 0.002' (min_lr) and nothing after; its lr after each epoch was 0.01 x3, 0.005 x3,
+    0.0025 x2, 0.002 x3. Here the steps' lrs are read back from the weights."""
+    learn = sgd_learner(metrics=scripted("score", SCORES))
+    applied = AppliedLR()
+    cb = ReduceLROnPlateau(monitor="score", patience=2, factor=2.0, min_lr=2e-3)
+    learn.fit(11, 1e-2, cbs=[cb, applied])
+    said = [line for line in learn.progress.stream.getvalue().splitlines() if "reducing" in line]
+    assert said == [
+        "Epoch 3: reducing lr to 0.005",
+        "Epoch 6: reducing lr to 0.0025",
+        "Epoch 8: reducing lr to 0.002",
+    ]
+    per_epoch = [0.01] * 4 + [0.005] * 3 + [0.0025] * 2 + [0.002] * 2  # lr of epochs 0..10
+    want = [lr for lr in per_epoch for _ in range(N_BATCHES)]
+    assert applied.lrs == pytest.approx(want, rel=1e-3)
+    assert [g["lr"] for g in learn.opt.param_groups] == [0.002] * 4
+
+
+def test_reduce_lr_on_plateau_lowers_the_device_schedule():
+    """In fit_one_cycle the optimizer evaluates the schedule on the device: a reduction
+    scales each group's peak lr, and the very next step uses the schedule's lr / factor.
+    The score worsens after epoch 0, so the peak goes 0.05 -> 0.005 (after epoch 1) ->
+    0.0005 (after epoch 2)."""
+    learn = sgd_learner(metrics=scripted("score", [0.5, 0.4, 0.3]))
+    applied = AppliedLR()
+    reduce = ReduceLROnPlateau(monitor="score")
+    learn.fit_one_cycle(3, 0.05, moms=(0.0, 0.0, 0.0), cbs=[reduce, applied])
+    assert learn.opt.one_cycle["lr_max"] == pytest.approx([0.0005] * 4)
+    # the schedule at peak 0.0005 (its final one), step by step
+    sched = [learn.opt.hypers_at(k)[0][-1] for k in range(3 * N_BATCHES + 1)]
+    scale = [100] * (2 * N_BATCHES) + [10] * N_BATCHES  # epochs 0-1 at 0.05, epoch 2 at 0.005
+    want = [lr * f for lr, f in zip(sched[:-1], scale, strict=True)]
+    assert applied.lrs == pytest.approx(want, rel=1e-3)
+    said = [line for line in learn.progress.stream.getvalue().splitlines() if "reducing" in line]
+    assert [line.split(" to ")[0] for line in said] == [
+        "Epoch 1: reducing lr",
+        "Epoch 2: reducing lr",
+    ]
+    told = [float(line.split(" to ")[1]) for line in said]  # the next step's lr, last group
+    assert told == pytest.approx([sched[2 * N_BATCHES] * 10, sched[3 * N_BATCHES]], rel=1e-12)
+
+
+def test_reduce_lr_on_plateau_checks_its_arguments():
+    with pytest.raises(ValueError, match="patience"):
+        ReduceLROnPlateau(patience=0)
+    with pytest.raises(ValueError, match="factor"):
+        ReduceLROnPlateau(factor=1.0)
+    with pytest.raises(ValueError, match="min_lr"):
+        ReduceLROnPlateau(min_lr=-1)
+    with pytest.raises(TypeError, match="monitor"):
+        ReduceLROnPlateau(monitor=3)
 
 
 # ---- show_training_loop -----------------------------------------------------------------------

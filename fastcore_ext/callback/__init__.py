@@ -22,6 +22,7 @@ from fastcore_ext.callback.show_graph import ShowGraph, ShowGraphCallback
 from fastcore_ext.callback.tracker import (
     CSVLogger,
     EarlyStoppingCallback,
+    ReduceLROnPlateau,
     SaveModelCallback,
     TerminateOnNaN,
     TrackerCallback,
@@ -45,6 +46,7 @@ __all__ = [
     "TrackerCallback",
     "EarlyStoppingCallback",
     "SaveModelCallback",
+    "ReduceLROnPlateau",
     "CSVLogger",
     "ShowGraph",
     "ShowGraphCallback",
