@@ -1,15 +1,27 @@
-"""fastai v2's training APIs: fit_sgdr, ReduceLROnPlateau, MixUp / CutMix,
-show_training_loop, ClassificationInterpretation.from_learner(ds_idx=, dl=)."""
+"""fastai v2's training APIs: fit_sgdr, ReduceLROnPlateau, show_training_loop, MixUp and
+CutMix."""
 
 from __future__ import annotations
 
+import io
 import math
 from functools import partial
 
 import pytest
-from fakes import N_BATCHES, make_learner, scripted
+import torch
+from fakes import N_BATCHES, easy_bunch, make_learner, scripted
+from torch import nn
+from torch.nn import functional as F
 
-from fastcore_ext.callback import Callback, EarlyStoppingCallback, ReduceLROnPlateau
+from fastcore_ext.callback import (
+    Callback,
+    CutMix,
+    EarlyStoppingCallback,
+    MixUp,
+    ReduceLROnPlateau,
+)
+from fastcore_ext.learner import set_seed
+from fastcore_ext.metrics import error_rate
 from fastcore_ext.optim import SGD
 
 
@@ -209,3 +221,179 @@ def test_show_training_loop_lists_the_callbacks_of_each_event(capsys):
     ]
     with pytest.raises(ValueError, match="event"):
         learn.ordered_cbs("before_everything")
+
+
+# ---- MixUp / CutMix --------------------------------------------------------------------------
+class Batches(Callback):
+    """Each batch as the loader gave it (kept by `First`, before the mixer) and as the model
+    saw it, with the mixer's lam and shuffled targets and the loss, per phase."""
+
+    order = 50
+
+    def __init__(self, mixer):
+        super().__init__()
+        self.mixer = mixer
+        self.rows: list[dict] = []
+
+    def keep_loader_batch(self):
+        self.orig = (self.learn.xb[0].clone(), self.learn.yb[0].clone())
+
+    def after_loss(self):
+        learn, mixer = self.learn, self.mixer
+        training = learn.training
+        self.rows.append(
+            dict(
+                training=training,
+                x=self.orig[0],
+                y=self.orig[1],
+                seen_x=learn.xb[0].clone(),
+                seen_y=learn.yb[0].clone(),
+                pred=learn.pred.detach().clone(),
+                loss=float(learn.loss),
+                lam=mixer.lam.clone() if training else None,
+                y1=mixer.yb1[0].clone() if training else None,
+            )
+        )
+
+
+class First(Callback):
+    """Has `Batches` keep the loader's batch, ahead of the mixer."""
+
+    order = -50
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def before_batch(self):
+        self.batches.keep_loader_batch()
+
+
+def watch(mixer):
+    batches = Batches(mixer)
+    return [mixer, First(batches), batches], batches
+
+
+def test_mixup_mixes_training_inputs_and_loss_only():
+    learn = make_learner(metrics=error_rate)
+    cbs, seen = watch(MixUp())
+    loss_func = learn.loss_func
+    learn.fit(1, 1e-2, cbs=cbs)
+    train = [r for r in seen.rows if r["training"]]
+    valid = [r for r in seen.rows if not r["training"]]
+    assert len(train) == N_BATCHES and len(valid) == 3
+    for r in train:
+        x, y, lam = r["x"], r["y"], r["lam"]
+        assert lam.shape == y.shape and bool((lam >= 0.5).all() and (lam <= 1).all())
+        for i in range(len(y)):  # item i is lerp(x[j], x[i], lam[i]) for the j of y1[i]
+            mixes = [
+                j
+                for j in range(len(y))
+                if torch.allclose(r["seen_x"][i], torch.lerp(x[j], x[i], lam[i]), atol=1e-6)
+                and r["y1"][i] == y[j]
+            ]
+            assert mixes
+        assert torch.equal(r["seen_y"], y)  # class targets stay: the loss is mixed
+        per_item = F.cross_entropy(r["pred"], y, reduction="none")
+        per_item1 = F.cross_entropy(r["pred"], r["y1"], reduction="none")
+        want = (lam * per_item + (1 - lam) * per_item1).mean()
+        assert r["loss"] == pytest.approx(float(want), rel=1e-5)
+    assert sum(not torch.equal(r["seen_x"], r["x"]) for r in train) == N_BATCHES
+    for r in valid:  # plain batches, plain loss
+        assert torch.equal(r["seen_x"], r["x"]) and torch.equal(r["seen_y"], r["y"])
+        assert r["loss"] == pytest.approx(float(F.cross_entropy(r["pred"], r["y"])), rel=1e-5)
+    assert learn.loss_func is loss_func
+    loss, err = learn.validate()  # the epoch's metrics are those of the unmixed data
+    assert learn.recorder.valid_losses[-1] == pytest.approx(loss, rel=1e-5)
+    assert learn.recorder.metrics[-1][0] == pytest.approx(err)
+
+
+def test_cutmix_pastes_a_box_and_weights_the_loss_by_its_area():
+    learn = make_learner(data=easy_bunch(size=16))
+    cbs, seen = watch(CutMix())
+    learn.fit_one_cycle(1, 1e-2, cbs=cbs)
+    train = [r for r in seen.rows if r["training"]]
+    boxes = 0
+    for r in train:
+        x, mixed, lam = r["x"], r["seen_x"], float(r["lam"])
+        changed = (mixed != x).any(dim=0).any(dim=0)  # [H, W]: pixels of the box
+        rows, cols = changed.any(dim=1).nonzero(), changed.any(dim=0).nonzero()
+        if len(rows):
+            boxes += 1
+            h = int(rows.max() - rows.min() + 1)
+            w = int(cols.max() - cols.min() + 1)
+            assert int(changed.sum()) == h * w  # one rectangle
+            assert lam == pytest.approx(1 - h * w / 256, abs=1e-6)
+        else:
+            assert lam == pytest.approx(1.0) or bool((r["y1"] == r["y"]).all())
+        for i in range(len(x)):  # inside the box: some image of the batch
+            assert any(torch.equal(mixed[i][:, changed], x[j][:, changed]) for j in range(len(x)))
+        per_item = F.cross_entropy(r["pred"], r["y"], reduction="none")
+        per_item1 = F.cross_entropy(r["pred"], r["y1"], reduction="none")
+        want = (lam * per_item + (1 - lam) * per_item1).mean()
+        assert r["loss"] == pytest.approx(float(want), rel=1e-5)
+    assert boxes >= N_BATCHES // 2
+    assert all(torch.equal(r["seen_x"], r["x"]) for r in seen.rows if not r["training"])
+
+
+def test_mixup_mixes_float_targets_instead_of_the_loss():
+    """One-hot (float) targets: fastai's stack_y=False path, the targets are lerp-ed and the
+    loss function sees them."""
+    data = easy_bunch()
+    for dl in (data.train_dl, data.valid_dl):
+        dl.y = F.one_hot(dl.y, 2).float()
+    learn = make_learner(data=data, loss_func=nn.BCEWithLogitsLoss())
+    cbs, seen = watch(MixUp())
+    learn.fit(1, 1e-2, cbs=cbs)
+    for r in seen.rows:
+        if r["training"]:
+            want = torch.lerp(r["y1"], r["y"], r["lam"][:, None])
+            assert torch.allclose(r["seen_y"], want)
+            bce = F.binary_cross_entropy_with_logits(r["pred"], want)
+            assert r["loss"] == pytest.approx(float(bce), rel=1e-5)
+        else:
+            assert torch.equal(r["seen_y"], r["y"])
+
+
+@pytest.mark.parametrize("mixer", [MixUp, CutMix])
+def test_mixing_is_seeded_by_the_fit(mixer):
+    """set_seed before the fit: the same draws, the same weights; another seed, others."""
+
+    def weights(seed):
+        learn = make_learner()
+        set_seed(seed)
+        learn.fit(1, 1e-2, cbs=mixer())
+        return [p.detach().clone() for p in learn.model.parameters()]
+
+    a, b, c = weights(1), weights(1), weights(2)
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a, c, strict=True))
+
+
+def test_mixup_and_cutmix_on_a_vision_learner():
+    """`vision_learner(dls, resnet18, cbs=MixUp())` and `fit_one_cycle(1, cbs=CutMix())`;
+    the callbacks are exported by the star import, as fastai.vision.all's."""
+    namespace: dict = {}
+    exec("from fastcore_ext.vision import *", namespace)
+    for name in ("MixUp", "CutMix", "MixHandler", "ReduceLROnPlateau"):
+        assert name in namespace
+    data = easy_bunch(n_train=8, n_valid=4, size=32, bs=4)
+    learn = namespace["vision_learner"](
+        data, namespace["resnet18"], pretrained=False, cbs=namespace["MixUp"]()
+    )
+    learn.progress.stream = io.StringIO()
+    learn.fit_one_cycle(1)
+    (mixup,) = [cb for cb in learn.cbs if type(cb).__name__ == "MixUp"]
+    with pytest.raises(ValueError, match="one mixing callback at a time"):
+        learn.fit_one_cycle(1, cbs=namespace["CutMix"]())
+    learn.remove_cb(mixup)
+    learn.fit_one_cycle(1, cbs=namespace["CutMix"]())
+    assert len(learn.recorder.train_losses) == 1
+    assert not [cb for cb in learn.cbs if type(cb).__name__ in ("MixUp", "CutMix")]
+
+
+def test_mixers_check_alpha():
+    with pytest.raises(ValueError, match="alpha"):
+        MixUp(alpha=0)
+    with pytest.raises(ValueError, match="alpha"):
+        CutMix(alpha=float("nan"))
