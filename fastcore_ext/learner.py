@@ -836,7 +836,7 @@ class Learner:
     def interpret(self, ds_type: str = "valid", tta: bool = False) -> ClassificationInterpretation:
         """fastai v1's `learn.interpret()`: `ClassificationInterpretation.from_learner(self,
         ds_type, tta=tta)` (tta: from v1's `TTA` predictions instead of one plain pass)."""
-        return ClassificationInterpretation.from_learner(self, ds_type, tta=tta)
+        return ClassificationInterpretation.from_learner(self, ds_type=ds_type, tta=tta)
 
     def TTA(  # fastai v1's name
         self,
