@@ -19,6 +19,7 @@ from fastcore_ext.callback import (
     EarlyStoppingCallback,
     MixUp,
     ReduceLROnPlateau,
+    SaveModelCallback,
 )
 from fastcore_ext.learner import set_seed
 from fastcore_ext.metrics import error_rate
@@ -113,6 +114,24 @@ def test_fit_sgdr_resumes_at_start_epoch_and_cycle_mult_1():
     assert [g[-1] for g in learn.recorder.lrs] == pytest.approx(want, rel=1e-12, abs=1e-18)
 
 
+def test_fit_sgdr_with_mixup_resumes_bit_exact_mid_cycle(tmp_path):
+    """Checkpoints after each epoch of fit_sgdr(2, 1) (cycles of 1 and 2 epochs) with MixUp;
+    a fresh learner (other weights, other generator state) loads the one after epoch 1 and
+    resumes at epoch 2, in the second cycle: the schedule's position and MixUp's draws (the
+    saved generator state) continue, and the weights equal the uninterrupted run's."""
+    torch.manual_seed(0)
+    full = make_learner(path=tmp_path)
+    saver = SaveModelCallback(every_epoch=True, with_opt=True)
+    full.fit_sgdr(2, 1, lr_max=1e-2, cbs=[saver, MixUp()])
+    torch.manual_seed(123)
+    resumed = make_learner(path=tmp_path, model_seed=7)
+    resumed.load("model_1")
+    resumed.fit_sgdr(2, 1, lr_max=1e-2, cbs=MixUp(), start_epoch=2)
+    assert resumed.recorder.lrs == full.recorder.lrs[2 * N_BATCHES :]
+    full_state, resumed_state = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(resumed_state[k], full_state[k]) for k in full_state)
+
+
 def test_fit_sgdr_checks_its_arguments_and_reset_opt_clears_state():
     learn = make_learner()
     with pytest.raises(ValueError, match="n_cycles"):
@@ -181,6 +200,17 @@ def test_reduce_lr_on_plateau_lowers_the_device_schedule():
     ]
     told = [float(line.split(" to ")[1]) for line in said]  # the next step's lr, last group
     assert told == pytest.approx([sched[2 * N_BATCHES] * 10, sched[3 * N_BATCHES]], rel=1e-12)
+
+
+def test_reduce_lr_on_plateau_lasts_across_sgdr_restarts():
+    """fit_sgdr restarts each cycle at the schedule's current peak: a reduction in the
+    second cycle (after epoch 2) holds for the third (epochs 3-6)."""
+    scores = [0.5, 0.6, 0.4, 0.7, 0.8, 0.9, 1.0]  # worse only at epoch 2
+    learn = make_learner(metrics=scripted("score", scores))
+    learn.fit_sgdr(3, 1, lr_max=1e-2, cbs=ReduceLROnPlateau(monitor="score"))
+    lrs = [g[-1] for g in learn.recorder.lrs]
+    want = fastai_sgdr(1e-2, [1, 2], N_BATCHES) + fastai_sgdr(1e-3, [4], N_BATCHES)
+    assert lrs == pytest.approx(want, rel=1e-12, abs=1e-18)
 
 
 def test_reduce_lr_on_plateau_checks_its_arguments():
