@@ -65,6 +65,7 @@ from fastcore_ext.callback import (
     TerminateOnNaN,
     mixed_precision,
 )
+from fastcore_ext.callback.mixup import reduce_loss
 from fastcore_ext.checks import check_bool
 from fastcore_ext.data import (
     DEMO_CLASSES,
@@ -196,6 +197,7 @@ __all__ = [
     "MixHandler",
     "MixUp",
     "CutMix",
+    "reduce_loss",
     "ReduceLROnPlateau",
     "CrossEntropyLossFlat",
     "F1Score",

@@ -21,6 +21,7 @@ from fastcore_ext.callback import (
     ReduceLROnPlateau,
     SaveModelCallback,
 )
+from fastcore_ext.callback.mixup import reduce_loss
 from fastcore_ext.learner import set_seed
 from fastcore_ext.metrics import error_rate
 from fastcore_ext.optim import SGD
@@ -405,7 +406,7 @@ def test_mixup_and_cutmix_on_a_vision_learner():
     the callbacks are exported by the star import, as fastai.vision.all's."""
     namespace: dict = {}
     exec("from fastcore_ext.vision import *", namespace)
-    for name in ("MixUp", "CutMix", "MixHandler", "ReduceLROnPlateau"):
+    for name in ("MixUp", "CutMix", "MixHandler", "reduce_loss", "ReduceLROnPlateau"):
         assert name in namespace
     data = easy_bunch(n_train=8, n_valid=4, size=32, bs=4)
     learn = namespace["vision_learner"](
@@ -420,6 +421,23 @@ def test_mixup_and_cutmix_on_a_vision_learner():
     learn.fit_one_cycle(1, cbs=namespace["CutMix"]())
     assert len(learn.recorder.train_losses) == 1
     assert not [cb for cb in learn.cbs if type(cb).__name__ in ("MixUp", "CutMix")]
+
+
+def test_reduce_loss_and_a_summed_loss_under_mixup():
+    """fastai's reduce_loss; the mixed loss keeps the loss function's own reduction."""
+    loss = torch.tensor([1.0, 2.0, 4.0])
+    assert float(reduce_loss(loss)) == pytest.approx(7 / 3)
+    assert float(reduce_loss(loss, "sum")) == 7.0 and reduce_loss(loss, "none") is loss
+    with pytest.raises(ValueError, match="reduction"):
+        reduce_loss(loss, "max")
+    learn = make_learner(loss_func=nn.CrossEntropyLoss(reduction="sum"))
+    cbs, seen = watch(MixUp())
+    learn.fit(1, 1e-3, cbs=cbs)
+    r = next(r for r in seen.rows if r["training"])
+    per_item = F.cross_entropy(r["pred"], r["y"], reduction="none")
+    per_item1 = F.cross_entropy(r["pred"], r["y1"], reduction="none")
+    want = torch.lerp(per_item1, per_item, r["lam"]).sum()
+    assert r["loss"] == pytest.approx(float(want), rel=1e-5)
 
 
 def test_mixers_check_alpha():
