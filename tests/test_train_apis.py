@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from fastcore_ext.callback import (
     Callback,
+    CancelFitException,
     CutMix,
     EarlyStoppingCallback,
     MixUp,
@@ -438,6 +439,30 @@ def test_reduce_loss_and_a_summed_loss_under_mixup():
     per_item1 = F.cross_entropy(r["pred"], r["y1"], reduction="none")
     want = torch.lerp(per_item1, per_item, r["lam"]).sum()
     assert r["loss"] == pytest.approx(float(want), rel=1e-5)
+
+
+class StopAt(Callback):
+    """Raises `exc` at the third training batch's after_loss."""
+
+    def __init__(self, exc):
+        super().__init__()
+        self.exc = exc
+
+    def after_loss(self):
+        if self.learn.training and self.learn.train_iter == 3:
+            raise self.exc
+
+
+@pytest.mark.parametrize("exc", [CancelFitException(), RuntimeError("boom")])
+def test_mixup_puts_the_loss_function_back_when_training_stops(exc):
+    learn = make_learner()
+    loss_func = learn.loss_func
+    if isinstance(exc, CancelFitException):
+        learn.fit(1, 1e-3, cbs=[MixUp(), StopAt(exc)])
+    else:
+        with pytest.raises(RuntimeError, match="boom"):
+            learn.fit(1, 1e-3, cbs=[MixUp(), StopAt(exc)])
+    assert learn.loss_func is loss_func
 
 
 def test_mixers_check_alpha():

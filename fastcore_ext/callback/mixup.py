@@ -56,7 +56,7 @@ def _per_item(lf: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
 class MixHandler(Callback):
     """The part MixUp and CutMix share: the Beta(alpha, alpha) distribution of lam, and the
     mixed loss that stands in for the learner's loss function during training (put back
-    after training, also when training or the fit was cancelled)."""
+    after training, also when the fit was cancelled or interrupted)."""
 
     run_valid = False
 
@@ -88,14 +88,8 @@ class MixHandler(Callback):
         if self._old_lf is not None:
             self.learn.loss_func, self._old_lf = self._old_lf, None
 
-    def after_cancel_train(self) -> None:
-        self.after_train()
-
-    def after_cancel_fit(self) -> None:
-        self.after_train()
-
     def after_fit(self) -> None:
-        self.after_train()  # an exception that escaped the fit skipped after_train
+        self.after_train()  # a fit cancelled or interrupted in training skipped after_train
 
     def _mix_targets(self, y: torch.Tensor, y1: torch.Tensor, lam: torch.Tensor) -> None:
         """Class indices: keep them (the loss is mixed); float targets: learn.yb becomes
