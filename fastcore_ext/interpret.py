@@ -19,6 +19,7 @@ fastai builds: 37 classes x 20,000 items would be 27 million elements per compar
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,11 +78,14 @@ class ClassificationInterpretation:
       probs: float Tensor[N, C], the probability of each class for each item.
       targets: int Tensor[N] in [0, C).
       losses: float Tensor[N], the per-item loss.
-      ds_type: 'valid' or 'train', the data set the items come from.
+      ds_type: 'valid' or 'train', the data set the items come from; None when they come
+        from `dl`.
       idxs: int Tensor[N], each row's index in that data set (default 0..N-1).
+      dl: the loader the rows came from instead of a data set of the learner's data (its
+        `dataset` gives plot_top_losses its images).
 
     Attributes: probs, preds (argmax, int64 [N]), targets, losses, idxs (CPU tensors),
-    classes (list[str]), c, ds_type; fastai v1's names y_true and pred_class too.
+    classes (list[str]), c, ds_type, dl; fastai v1's names y_true and pred_class too.
     """
 
     def __init__(
@@ -90,11 +94,14 @@ class ClassificationInterpretation:
         probs: torch.Tensor,
         targets: torch.Tensor,
         losses: torch.Tensor,
-        ds_type: str = "valid",
+        ds_type: str | None = "valid",
         idxs: torch.Tensor | None = None,
+        dl: Any = None,
     ) -> None:
-        if ds_type not in ("valid", "train"):
-            raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+        if not (ds_type in ("valid", "train") or (ds_type is None and dl is not None)):
+            raise ValueError(
+                f"ds_type should be 'valid' or 'train' (or None with a dl), got {ds_type!r}"
+            )
         for name, t in (("probs", probs), ("targets", targets), ("losses", losses)):
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"{name} should be a torch.Tensor, got {type(t).__name__}")
@@ -123,6 +130,7 @@ class ClassificationInterpretation:
         self.learn = learn
         self.data = getattr(learn, "data", None)
         self.ds_type = ds_type
+        self.dl = dl
         self.probs = probs.detach().float().cpu()
         self.targets = targets
         self.losses = losses.detach().float().cpu()
@@ -139,15 +147,31 @@ class ClassificationInterpretation:
 
     @classmethod
     def from_learner(
-        cls, learn: Any, ds_type: str = "valid", act: Any = None, tta: bool = False
+        cls,
+        learn: Any,
+        ds_idx: int | str | None = None,
+        dl: Iterable[Any] | None = None,
+        act: Any = None,
+        tta: bool = False,
+        *,
+        ds_type: str | None = None,
     ) -> ClassificationInterpretation:
-        """One inference pass of `learn` over the 'valid' (default) or 'train' data set
-        (`Learner.get_preds(ds_type, with_loss=True, act=act)`: eval mode, items in data set
-        order; 'train' goes through the training transforms, see get_preds) and the cache
-        of its results. tta: fastai v1's, the predictions and losses of `learn.TTA(ds_type=
-        ds_type, with_loss=True)` instead (act is then not used)."""
-        if ds_type not in ("valid", "train"):
-            raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+        """One inference pass of `learn` (`Learner.get_preds(with_loss=True, act=act)`: eval
+        mode, items in data set order) and the cache of its results, over:
+
+        - fastai v2's `ds_idx`: 1 the validation set (the default), 0 the training set (its
+          items in order, through the training transforms: see get_preds);
+        - or fastai v1's `ds_type`: 'valid' or 'train' (DatasetType.Valid / .Train; also
+          taken as the second positional argument, as v1 code passes it); ds_idx and
+          ds_type together must name the same set;
+        - or `dl`, any loader of labelled (x, y) batches, e.g. fastai v2's
+          `dls.test_dl(files, with_labels=True)`: rows in its order (a shuffled loader of
+          this library's is put back in data set order), plot_top_losses' images from its
+          `dataset`. A data set given beside it is an error (fastai ignores ds_idx then).
+
+        act: applied to the outputs instead of softmax. tta: fastai v1's, the predictions
+        and losses of `learn.TTA(ds_type=..., with_loss=True)` instead (no act, no dl)."""
+        ds_type = _data_set(ds_idx, ds_type, dl)
         check_bool("tta", tta)
         get_preds = getattr(learn, "get_preds", None)
         if get_preds is None:
@@ -156,6 +180,11 @@ class ClassificationInterpretation:
             )
         if tta and act is not None:
             raise ValueError("act and tta=True exclude each other (TTA gives softmax probs)")
+        if tta and dl is not None:
+            raise ValueError("dl and tta=True exclude each other (TTA runs on a data set)")
+        if dl is not None:
+            probs, targets, losses = get_preds(dl=dl, with_loss=True, act=act)
+            return cls(learn, probs, targets, losses, ds_type=None, dl=dl)
         with warnings.catch_warnings():  # the rows are mapped to their items below
             warnings.simplefilter("ignore", MissingRowsWarning)
             if tta:
@@ -181,7 +210,7 @@ class ClassificationInterpretation:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({len(self)} {self.ds_type} items, {self.c} classes, "
+            f"{type(self).__name__}({len(self)} {self.ds_type or 'dl'} items, {self.c} classes, "
             f"error rate {self.error_rate():.4f})"
         )
 
@@ -432,6 +461,14 @@ class ClassificationInterpretation:
         return min(number, len(self))
 
     def _dataset(self) -> Any:
+        if self.dl is not None:
+            ds = getattr(self.dl, "dataset", None)
+            if ds is None:
+                raise ValueError(
+                    f"plotting images needs dl.dataset (ds[i] -> (image, label)), but "
+                    f"{type(self.dl).__name__} has none"
+                )
+            return ds
         ds = getattr(self.data, f"{self.ds_type}_ds", None)
         if ds is None:
             raise ValueError(
@@ -540,6 +577,42 @@ def _colormap(cmap: Any) -> Any:
     if isinstance(cmap, matplotlib.colors.Colormap):
         return cmap
     raise TypeError(f"cmap should be a colormap name or Colormap, got {type(cmap).__name__}")
+
+
+_DS_IDX = {0: "train", 1: "valid"}  # fastai v2's ds_idx -> ds_type
+
+
+def _data_set(ds_idx: Any, ds_type: Any, dl: Any) -> str | None:
+    """The ds_type of from_learner's pass from v2's ds_idx (0, 1) and v1's ds_type ('train',
+    'valid'; also a str given as ds_idx, v1's positional form); 'valid' when neither is
+    given, None for a `dl`. ValueError for a value outside those, for a ds_idx and a ds_type
+    naming different sets, and for a data set given beside a dl."""
+    if isinstance(ds_idx, str):  # v1's from_learner(learn, DatasetType.Valid)
+        if ds_type is not None:
+            raise TypeError(
+                f"the data set was given twice: {ds_idx!r} (second argument) and "
+                f"ds_type={ds_type!r}"
+            )
+        ds_idx, ds_type = None, ds_idx
+    if ds_idx is not None and (isinstance(ds_idx, bool) or ds_idx not in _DS_IDX):
+        raise ValueError(f"ds_idx should be 0 (train) or 1 (valid), got {ds_idx!r}")
+    if ds_type is not None and ds_type not in ("valid", "train"):
+        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+    if dl is not None:
+        if ds_idx is not None or ds_type is not None:
+            given = f"ds_idx={ds_idx!r}" if ds_idx is not None else f"ds_type={ds_type!r}"
+            raise ValueError(
+                f"give dl or a data set of the learner's data, not both; got a dl and {given}"
+            )
+        return None
+    if ds_idx is not None and ds_type is not None and _DS_IDX[ds_idx] != ds_type:
+        raise ValueError(
+            f"ds_idx={ds_idx} ({_DS_IDX[ds_idx]}) and ds_type={str(ds_type)!r} name different "
+            f"data sets: give one of them"
+        )
+    if ds_idx is not None:
+        return _DS_IDX[ds_idx]
+    return "valid" if ds_type is None else str(ds_type)
 
 
 def _kept_items(data: Any, ds_type: str, n: int) -> torch.Tensor | None:

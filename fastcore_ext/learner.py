@@ -54,6 +54,8 @@ from fastcore_ext import inference, interrupt
 from fastcore_ext import layer_groups as lg
 from fastcore_ext.callback import ddp, mixed_precision
 from fastcore_ext.callback.core import (
+    CANCEL_EVENTS,
+    EVENTS,
     Callback,
     CancelBackwardException,
     CancelBatchException,
@@ -85,7 +87,14 @@ from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.optim import Adam
 from fastcore_ext.ranks import launched_by_torchrun
-from fastcore_ext.schedule import Suggestions, batches_per_epoch, check_epochs, suggest_lrs
+from fastcore_ext.schedule import (
+    NO_WARMUP,
+    Suggestions,
+    batches_per_epoch,
+    check_epochs,
+    sgdr_cycles,
+    suggest_lrs,
+)
 from fastcore_ext.warn import warn_user
 
 __all__ = [
@@ -100,6 +109,48 @@ __all__ = [
 DEFAULT_LR = 1e-3  # fit's learning rate when none is given (fastai v2)
 DEFAULT_MAX_LR = 1e-3  # fit_one_cycle's: fastai v2's defaults.lr (v1 had slice(3e-3))
 DEFAULT_PRECISION = "auto"  # Learner(precision=None) uses it; "fp32" turns the automatic choice off
+
+
+# The steps of a fit as show_training_loop prints them: fastai v2's `_loop`, with this loop's
+# after_backward and its cancel events where they fire.
+_LOOP = (
+    "Start Fit",
+    "before_fit",
+    "Start Epoch Loop",
+    "before_epoch",
+    "Start Train",
+    "before_train",
+    "Start Batch Loop",
+    "before_batch",
+    "after_pred",
+    "after_loss",
+    "before_backward",
+    "after_cancel_backward",
+    "after_backward",
+    "before_step",
+    "after_cancel_step",
+    "after_step",
+    "after_cancel_batch",
+    "after_batch",
+    "End Batch Loop",
+    "End Train",
+    "after_cancel_train",
+    "after_train",
+    "Start Valid",
+    "before_validate",
+    "Start Batch Loop",
+    "**CBs same as train batch**",
+    "End Batch Loop",
+    "End Valid",
+    "after_cancel_validate",
+    "after_validate",
+    "End Epoch Loop",
+    "after_cancel_epoch",
+    "after_epoch",
+    "End Fit",
+    "after_cancel_fit",
+    "after_fit",
+)
 
 
 def set_seed(seed: int) -> None:
@@ -287,6 +338,32 @@ class Learner:
             raise ValueError(f"{cb!r} is not attached to this Learner")
         self.cbs.remove(cb)
         cb.learn = None
+
+    def ordered_cbs(self, event: str) -> list[Callback]:
+        """The attached callbacks that define `event` (their class overrides the method),
+        in the order they run (fastai v2's `ordered_cbs`)."""
+        if event not in EVENTS and event not in CANCEL_EVENTS:
+            raise ValueError(f"event should be one of {EVENTS + CANCEL_EVENTS}, got {event!r}")
+        base = getattr(Callback, event)
+        return [cb for cb in self.cbs if getattr(type(cb), event) is not base]
+
+    def show_training_loop(self) -> None:
+        """Print the loop's steps and, at each event, the attached callbacks that act on it,
+        in order (fastai v2's `show_training_loop`, with this loop's backward and cancel
+        events). Callbacks of one fit only (fit's cbs, callback_fns) are not attached yet."""
+        indent = 0
+        for step in _LOOP:
+            if step.startswith("Start"):
+                print(f"{' ' * indent}{step}")
+                indent += 2
+            elif step.startswith("End"):
+                indent -= 2
+                print(f"{' ' * indent}{step}")
+            elif step.startswith("**"):
+                print(f"{' ' * indent} - {step}")
+            else:
+                names = ", ".join(type(cb).__name__ for cb in self.ordered_cbs(step))
+                print(f"{' ' * indent} - {step:21}: [{names}]")
 
     def _event(self, name: str) -> None:
         self.event = name
@@ -543,6 +620,61 @@ class Learner:
             moms=(mom, mom, mom), wd=wd, start_epoch=start_epoch, cbs=cbs,
         )  # fmt: skip
 
+    def fit_sgdr(
+        self,
+        n_cycles: int,
+        cycle_len: int,
+        lr_max: float | slice | Sequence[float] | None = None,
+        cycle_mult: int = 2,
+        cbs: Callback | Sequence[Callback] | None = None,
+        reset_opt: bool = False,
+        wd: float | Sequence[float] | None = None,
+        start_epoch: int = 0,
+        *,
+        mom: float = 0.9,
+    ) -> None:
+        """fastai v2's SGDR (cosine annealing with warm restarts): `n_cycles` cycles, cycle i
+        lasting cycle_len * cycle_mult**i epochs (`schedule.sgdr_cycles`), in each a cosine
+        from lr_max down to 0 with no warm-up (fastai's SchedCos(lr_max, 0)), momentum
+        constant at `mom`. lr_max: as `fit`'s lr (a slice for layer groups); default 1e-3.
+        reset_opt: clear the optimizer's state (moments, step counts) first, as fastai's
+        fit(reset_opt=True). start_epoch: resume there (after `load`).
+
+        Each cycle is the optimizer's one-cycle schedule with div=1, div_final=inf and
+        pct_start=`NO_WARMUP`, set again at the start of each epoch at the epoch's position in
+        its cycle (fastai's ParamScheduler resets its position at each epoch too). fastai
+        places a cycle's boundaries with float32 fractions of the fit, so at some cycle
+        starts its first step gets the end of the cycle before (an lr near 0) instead of
+        lr_max; here every cycle starts at lr_max. fastai schedules no momentum here and
+        keeps the optimizer's (0.9 for a new Adam, what a fit_one_cycle left after one); here
+        it is `mom`. cycle_mult=1 (equal cycles) works here; fastai divides by zero."""
+        cbs = _as_cbs(cbs)
+        cycles = sgdr_cycles(n_cycles, cycle_len, cycle_mult)
+        n_epoch, start_epoch = check_epochs(sum(n for _, n in cycles), start_epoch)
+        check_bool("reset_opt", reset_opt)
+        self._check_not_destroyed()
+        moms = (mom, mom, mom)
+        set_one_cycle = partial(
+            lg.one_cycle_setter(self.opt, moms),
+            div=1.0,
+            div_final=math.inf,
+            pct_start=NO_WARMUP,
+            moms=moms,
+        )
+        lrs = self.lr_range(DEFAULT_LR if lr_max is None else lr_max, "lr_max")
+        n_batches = batches_per_epoch(self._train_dl())
+        restarts = _WarmRestarts(cycles, n_batches, set_one_cycle)
+        total, start_step = restarts.position(start_epoch)
+        set_one_cycle(total, self.group_map.expand(lrs), start_step=start_step)
+        if reset_opt:
+            self.opt.state.clear()
+        lg.set_wd(self.opt, self.group_map, wd, self.wd)
+        self._one_cycle_fit, self._sched_step = True, start_step
+        try:
+            self._fit(n_epoch, start_epoch, [restarts, *cbs])
+        finally:
+            self._one_cycle_fit = False
+
     def fine_tune(
         self,
         epochs: int,
@@ -704,7 +836,7 @@ class Learner:
     def interpret(self, ds_type: str = "valid", tta: bool = False) -> ClassificationInterpretation:
         """fastai v1's `learn.interpret()`: `ClassificationInterpretation.from_learner(self,
         ds_type, tta=tta)` (tta: from v1's `TTA` predictions instead of one plain pass)."""
-        return ClassificationInterpretation.from_learner(self, ds_type, tta=tta)
+        return ClassificationInterpretation.from_learner(self, ds_type=ds_type, tta=tta)
 
     def TTA(  # fastai v1's name
         self,
@@ -1090,6 +1222,34 @@ class Learner:
                 f"fname should name a file, got {fname!r}: {self.path / fname} is a folder"
             )
         return export_model(self.model, self.data, self.precision, self.path / fname)
+
+
+class _WarmRestarts(Callback):
+    """fit_sgdr's schedule: before each epoch's training, the optimizer's one-cycle
+    (`set_one_cycle`, SGDR's arguments bound) is set to the epoch's cycle and to its first
+    step in it, with the schedule's current lr_max (what ReduceLROnPlateau may have
+    lowered); the learner's host mirror of the step counter follows."""
+
+    order = -20  # before the callbacks that read the schedule
+
+    def __init__(
+        self, cycles: list[tuple[int, int]], n_batches: int, set_one_cycle: Callable[..., None]
+    ) -> None:
+        super().__init__()
+        self.cycles, self.n_batches, self.set_one_cycle = cycles, n_batches, set_one_cycle
+
+    def position(self, epoch: int) -> tuple[int, int]:
+        """(steps of the cycle holding `epoch`, the step of the cycle that epoch starts at)."""
+        for first, length in self.cycles:
+            if first <= epoch < first + length:
+                return length * self.n_batches, (epoch - first) * self.n_batches
+        raise ValueError(f"epoch should be < {sum(n for _, n in self.cycles)}, got {epoch}")
+
+    def before_train(self) -> None:
+        learn = self.learn
+        total, step = self.position(learn.epoch)
+        self.set_one_cycle(total, learn.opt.one_cycle["lr_max"], start_step=step)
+        learn._sched_step = step
 
 
 _DESTROYED = "this Learner was destroyed (learn.destroy()): create a new one"

@@ -273,6 +273,16 @@ class _FusedOptimizer(torch.optim.Optimizer):
             lrs[gi] = check_number(f"lr (lr_max of param group {gi})", lr, *_RANGES["lr"])
         return lrs
 
+    def set_lr_max(self, lr_max: float | Sequence[float]) -> None:
+        """Change the peak lr of the schedule set by `set_one_cycle` (one float for every
+        group, or one per group), keeping its position and its other arguments: the next
+        step follows the same curve scaled to the new peaks (ReduceLROnPlateau lowers it so).
+        ValueError when no schedule is set."""
+        if self._one_cycle is None:
+            raise ValueError("set_lr_max needs a one-cycle schedule (set_one_cycle), none is set")
+        self._one_cycle["lr_max"] = self._lr_max_list(lr_max)
+        self.sync_hyperparameters()
+
     def clear_schedule(self) -> None:
         """Back to each group's own lr and mom (the step counter keeps counting)."""
         self._one_cycle = None

@@ -11,6 +11,8 @@
   the record they look at.
 - `check_epochs`, `batches_per_epoch`: the length of a fit in epochs and steps, as
   Learner.fit / fit_one_cycle / lr_find check and count it.
+- `sgdr_cycles`: the cycles of fastai v2's `fit_sgdr` (first epoch and length of each);
+  `NO_WARMUP`, the pct_start that makes a one-cycle start at its peak (each SGDR cycle).
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ __all__ = [
     "suggest_lrs",
     "check_epochs",
     "batches_per_epoch",
+    "sgdr_cycles",
+    "NO_WARMUP",
 ]
+
+NO_WARMUP = 1e-300
+"""A one-cycle's pct_start for no warm-up: only pos 0 lies before it, where div=1 gives lr_max
+exactly as the cosine phase would, and for pos > 0 `(pos - pct_start) / (1 - pct_start)` is
+pos itself in float64. With div=1 and div_final=inf the one-cycle is then fastai's
+SchedCos(lr_max, 0) (SGDR's cycle), the same formula to the last bit."""
 
 Point = tuple[float, float]  # (lr, loss): where a plot marks a suggestion
 
@@ -324,3 +334,20 @@ def batches_per_epoch(train_dl: Any) -> int:
             "size with drop_last; lower bs or add items"
         )
     return n
+
+
+def sgdr_cycles(n_cycles: Any, cycle_len: Any, cycle_mult: Any) -> list[tuple[int, int]]:
+    """(first epoch, epochs) of each cycle of fastai v2's fit_sgdr: cycle i lasts
+    cycle_len * cycle_mult**i epochs and starts where the one before ended; the fit lasts
+    their sum (fastai's `cycle_len * (cycle_mult**n_cycles - 1) // (cycle_mult - 1)`, which
+    divides by zero for cycle_mult=1: here n_cycles * cycle_len). Integers only (fastai would
+    take fractional epochs)."""
+    n_cycles = check_int("n_cycles", n_cycles, 1)
+    cycle_len = check_int("cycle_len", cycle_len, 1)
+    cycle_mult = check_int("cycle_mult", cycle_mult, 1)
+    cycles, start = [], 0
+    for i in range(n_cycles):
+        length = cycle_len * cycle_mult**i
+        cycles.append((start, length))
+        start += length
+    return cycles

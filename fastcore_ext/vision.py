@@ -54,13 +54,18 @@ from fastcore_ext.callback import (
     CancelTrainException,
     CancelValidException,
     CSVLogger,
+    CutMix,
     EarlyStoppingCallback,
+    MixHandler,
+    MixUp,
+    ReduceLROnPlateau,
     SaveModelCallback,
     ShowGraph,
     ShowGraphCallback,
     TerminateOnNaN,
     mixed_precision,
 )
+from fastcore_ext.callback.mixup import reduce_loss
 from fastcore_ext.checks import check_bool
 from fastcore_ext.data import (
     DEMO_CLASSES,
@@ -189,6 +194,11 @@ __all__ = [
     "CancelValidException",
     "ShowGraph",
     "ShowGraphCallback",
+    "MixHandler",
+    "MixUp",
+    "CutMix",
+    "reduce_loss",
+    "ReduceLROnPlateau",
     "CrossEntropyLossFlat",
     "F1Score",
     "FBeta",

@@ -691,3 +691,50 @@ def test_show_results_bad_arguments(folder, tmp_path):
     logits, targets = random_case(8, 3)
     with pytest.raises(TypeError, match="show_results needs learn.data with valid_ds"):
         fixed_learner(logits, targets, tmp_path).show_results()
+
+
+# ---- fastai v2's from_learner(learn, ds_idx=1, dl=None, act=None) ------------------------------
+def test_from_learner_ds_idx_and_ds_type_name_the_same_sets(folder, tmp_path):
+    """ds_idx 1 / 0 (fastai v2) is ds_type 'valid' / 'train' (v1, also positional); both
+    together must agree."""
+    learn = _cnn_like_learner(folder, tmp_path)
+    valid = ClassificationInterpretation.from_learner(learn, ds_idx=1)
+    train = ClassificationInterpretation.from_learner(learn, 0)
+    assert valid.ds_type == "valid" and len(valid) == len(learn.data.valid_ds)
+    assert train.ds_type == "train" and len(train) == len(learn.data.train_ds)
+    plain = ClassificationInterpretation.from_learner(learn)
+    assert torch.equal(plain.losses, valid.losses) and plain.ds_type == "valid"
+    v1 = ClassificationInterpretation.from_learner(learn, DatasetType.Train)
+    assert v1.ds_type == "train" and torch.equal(v1.targets, train.targets)
+    both = ClassificationInterpretation.from_learner(learn, ds_idx=0, ds_type="train")
+    assert torch.equal(both.losses, train.losses)
+    with pytest.raises(ValueError, match=r"ds_idx=0 \(train\) and ds_type='valid'"):
+        ClassificationInterpretation.from_learner(learn, ds_idx=0, ds_type="valid")
+    with pytest.raises(ValueError, match="ds_idx should be 0"):
+        ClassificationInterpretation.from_learner(learn, 2)
+    with pytest.raises(TypeError, match="given twice"):
+        ClassificationInterpretation.from_learner(learn, "valid", ds_type="valid")
+
+
+def test_from_learner_dl_and_act(folder, tmp_path):
+    """dl: any loader of labelled batches, e.g. test_dl(files, with_labels=True), in its
+    order; plot_top_losses takes its images from dl.dataset. act replaces softmax."""
+    learn = _cnn_like_learner(folder, tmp_path)
+    files = sorted((folder / "valid").rglob("*.png"))[::-1]
+    dl = learn.data.test_dl(files, with_labels=True)
+    interp = ClassificationInterpretation.from_learner(learn, dl=dl)
+    probs, targets, losses = learn.get_preds(dl=dl, with_loss=True)
+    assert interp.ds_type is None and interp.dl is dl and len(interp) == len(files)
+    assert torch.equal(interp.targets, targets) and torch.equal(interp.losses, losses)
+    assert interp.classes == list(learn.data.classes)
+    assert [interp.classes[t] for t in interp.targets] == [f.parent.name for f in files]
+    assert isinstance(interp.plot_top_losses(3), Figure)
+    assert "dl items" in repr(interp)
+    scores = ClassificationInterpretation.from_learner(learn, dl=dl, act=lambda x: x)
+    assert torch.allclose(scores.probs.softmax(1), probs, atol=1e-6)
+    with pytest.raises(ValueError, match="give dl or a data set"):
+        ClassificationInterpretation.from_learner(learn, 1, dl)
+    with pytest.raises(ValueError, match="with_loss needs targets"):  # get_preds' check
+        ClassificationInterpretation.from_learner(learn, dl=learn.data.test_dl(files))
+    with pytest.raises(ValueError, match="dl and tta=True"):
+        ClassificationInterpretation.from_learner(learn, dl=dl, tta=True)

@@ -1,6 +1,7 @@
 """Callbacks of the training loop: events and control flow (core), Recorder, progress output,
-the learning-rate finder, the trackers (NaN stop, early stopping, best-model saving, CSV
-log), ShowGraph (the losses redrawn after each epoch) and the DDP trainer (ddp)."""
+the learning-rate finder, the trackers (NaN stop, early stopping, best-model saving, lr
+reduction on a plateau, CSV log), MixUp / CutMix, ShowGraph (the losses redrawn after each
+epoch) and the DDP trainer (ddp)."""
 
 from fastcore_ext.callback.core import (
     CANCEL_EVENTS,
@@ -16,12 +17,14 @@ from fastcore_ext.callback.core import (
     CancelValidException,
 )
 from fastcore_ext.callback.ddp import DistributedTrainer
+from fastcore_ext.callback.mixup import CutMix, MixHandler, MixUp
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.show_graph import ShowGraph, ShowGraphCallback
 from fastcore_ext.callback.tracker import (
     CSVLogger,
     EarlyStoppingCallback,
+    ReduceLROnPlateau,
     SaveModelCallback,
     TerminateOnNaN,
     TrackerCallback,
@@ -45,8 +48,12 @@ __all__ = [
     "TrackerCallback",
     "EarlyStoppingCallback",
     "SaveModelCallback",
+    "ReduceLROnPlateau",
     "CSVLogger",
     "ShowGraph",
     "ShowGraphCallback",
+    "MixHandler",
+    "MixUp",
+    "CutMix",
     "DistributedTrainer",
 ]

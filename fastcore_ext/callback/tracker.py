@@ -6,6 +6,8 @@
 - `EarlyStoppingCallback`: ends the fit when the monitored value stopped improving.
 - `SaveModelCallback`: saves the model (atomically, `Learner.save`) whenever the monitored
   value improves, or every epoch; loads the best one back at the end of the fit.
+- `ReduceLROnPlateau`: divides the learning rates by `factor` when the monitored value
+  stopped improving, on what the optimizer uses (its one-cycle schedule when one is set).
 - `CSVLogger`: one CSV row per epoch (the table the progress output prints), flushed and
   fsync'ed after each epoch, so a crash loses at most the epoch in progress.
 
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CSVLogger",
     "EarlyStoppingCallback",
+    "ReduceLROnPlateau",
     "SaveModelCallback",
     "TerminateOnNaN",
     "TrackerCallback",
@@ -274,6 +277,75 @@ class EarlyStoppingCallback(TrackerCallback):
                 f"No improvement since epoch {self.learn.epoch - self.wait}: early stopping",
             )
             raise CancelFitException
+
+
+class ReduceLROnPlateau(TrackerCallback):
+    """Divides every param group's learning rate by `factor` (not below `min_lr`) once
+    `monitor` has not improved (by more than `min_delta`) for `patience` epochs in a row,
+    then waits `patience` epochs again; prints "Epoch N: reducing lr to X" (X the last layer
+    group's lr of the next step) when the lr went down. fastai v2's ReduceLROnPlateau, same
+    arguments and counting (checked against fastai 2.8.12's source and a run of `fit`).
+
+    It acts on what the optimizer steps with: the groups' lr in a plain `fit`; during a
+    scheduled fit (fit_one_cycle, fit_flat_cos, fit_sgdr: the fused optimizer's device
+    schedule) each group's schedule peak lr_max, so the rest of the schedule runs scaled by
+    1/factor, min_lr bounding the peak. (In fastai the ParamScheduler overwrites the reduced
+    lr at the next batch, so there the reduction only lasts in a plain fit.)"""
+
+    order = TrackerCallback.order + 2
+
+    def __init__(
+        self,
+        monitor: str = "valid_loss",
+        comp: Callable[[float, float], bool] | None = None,
+        min_delta: float = 0.0,
+        patience: int = 1,
+        factor: float = 10.0,
+        min_lr: float = 0.0,
+        reset_on_fit: bool = True,
+    ) -> None:
+        super().__init__(monitor, comp, min_delta, reset_on_fit)
+        number = int_or_none(patience)
+        if number is None or number < 1:
+            raise ValueError(f"patience should be an int >= 1, got {patience!r}")
+        factor_number, min_lr_number = real_or_none(factor), real_or_none(min_lr)
+        if factor_number is None or not (math.isfinite(factor_number) and factor_number > 1):
+            raise ValueError(f"factor should be a finite number > 1, got {factor!r}")
+        if min_lr_number is None or not (math.isfinite(min_lr_number) and min_lr_number >= 0):
+            raise ValueError(f"min_lr should be a finite number >= 0, got {min_lr!r}")
+        self.patience, self.factor, self.min_lr = number, factor_number, min_lr_number
+        self.wait = 0
+
+    def before_fit(self) -> None:
+        self.wait = 0
+        super().before_fit()
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        if self._off:
+            return
+        if self.new_best:
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        self.wait = 0
+        learn = self.learn
+        old = learn.current_hypers()[0][-1]
+        opt = learn.opt
+        schedule = getattr(opt, "one_cycle", None)
+        if schedule is not None:
+            opt.set_lr_max([self._reduced(lr) for lr in schedule["lr_max"]])
+        else:
+            for group in opt.param_groups:
+                group["lr"] = self._reduced(group["lr"])
+        new = learn.current_hypers()[0][-1]
+        if new < old:
+            _say(learn, f"Epoch {learn.epoch}: reducing lr to {new}")
+
+    def _reduced(self, lr: float) -> float:
+        return max(lr / self.factor, self.min_lr)
 
 
 class SaveModelCallback(TrackerCallback):
