@@ -27,7 +27,8 @@ position along the long side, fresh every epoch, the validation set (and predict
 TTA's plain pass) the centre one, as fastai v2's ``Resize`` (v1: ``rand_crop`` on the training
 set). Batch augmentation then works from that square. Method 'squish' resizes the whole image
 to the square (no window to choose); 'pad' (``Resize(n, ResizeMethod.Pad, pad_mode='zeros')``)
-resizes its long side to the square and pads the rest. ``item_tfms=RandomResizedCrop(n,
+resizes its long side to the square and pads the rest, the image at a random place of the
+square on the training set (fresh every epoch), centred elsewhere. ``item_tfms=RandomResizedCrop(n,
 min_scale)`` presizes as 'crop' and has the batch kernel draw a random-resized crop of the
 square on the training set (its docstring says how that differs from fastai's).
 
@@ -189,9 +190,9 @@ class Resize:
     a random position on the training set (fresh each epoch, from the data seed) and at the
     centre elsewhere, as fastai v2's ``Resize``; 'squish': resize the whole image, ignoring
     its aspect ratio; 'pad': resize the long side to `size` and pad the short side to it with
-    `pad_mode` ('reflection', fastai's default, 'zeros' or 'border'), the image centred. Unlike
-    fastai, which places the padded image at a random position on the training set, 'pad'
-    centres it everywhere (the presize is already square: no window to draw).
+    `pad_mode` ('reflection', fastai's default, 'zeros' or 'border'), the image at a random
+    place along the padded side on the training set (fresh each epoch, from the data seed:
+    fastai's random ``pcts``) and centred elsewhere (fastai's pcts 0.5), as fastai v2's.
     """
 
     def __init__(
