@@ -89,7 +89,7 @@ import torch
 import torch.distributed as dist
 
 from fastcore_ext import augment
-from fastcore_ext.checks import check_bool
+from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.foundation import L
 from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
 from fastcore_ext.ranks import from_launch_rank_0
@@ -1152,6 +1152,37 @@ class ImageDataBunch:
         """Undo the normalization: float ``[B, 3, H, W]`` -> the same in [0, 1]."""
         return denormalize(x, self.stats)
 
+    def decode(
+        self, b: tuple[torch.Tensor, torch.Tensor | None]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """fastai v2's ``dls.decode(b)``: a batch ``(x float [B, 3, S, S], y)`` with its
+        normalization undone, ``(int64 [B, 3, S, S] in [0, 255], y)`` on x's device, as
+        fastai's (its IntToFloatTensor decodes to int64 pixels; it truncates x * 255, this one
+        rounds, so an undone pixel is the one that went in). y is kept as given (a tensor of
+        class indices, as fastai's; `decode_batch` gives names)."""
+        if not isinstance(b, tuple | list) or not 1 <= len(b) <= 2:
+            raise TypeError(f"b: expected a batch (x, y) as one_batch gives it, got {b!r:.80}")
+        x = b[0]
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            raise TypeError(
+                f"b: expected x float [B, 3, H, W] first, got {getattr(x, 'shape', type(x))}"
+            )
+        pixels = (self.denorm(x.float()) * 255).round_().long()
+        return (pixels, *b[1:])
+
+    def decode_batch(self, b: tuple[torch.Tensor, torch.Tensor | None], max_n: int = 9) -> L:
+        """fastai v2's ``dls.decode_batch(b, max_n=9)``: the first max_n items of batch `b`,
+        each ``(int64 [3, S, S] in [0, 255], class name)`` (`decode`'s pixels; fastai's
+        label is a Category, a str; here the str), or ``(pixels,)`` for a batch without
+        labels (a test_dl's), in an L."""
+        max_n = check_int("max_n", max_n, 1)
+        x, *rest = self.decode(b)
+        y = rest[0] if rest else None
+        n = min(max_n, len(x))
+        if y is None:
+            return L((x[k],) for k in range(n))
+        return L((x[k], str(self.classes[int(y[k])])) for k in range(n))
+
     def show_batch(
         self,
         rows: int | None = None,
@@ -1215,6 +1246,21 @@ class ImageDataBunch:
         if self.decode_device.type == "cpu":
             return None
         return JpegBatchDecoder(self.decode_device)
+
+    def cpu(self) -> ImageDataBunch:
+        """fastai v2's ``dls.cpu()``: ``to('cpu')``. Returns self."""
+        return self.to("cpu")
+
+    def cuda(self) -> ImageDataBunch:
+        """fastai v2's ``dls.cuda()``: ``to('cuda')`` (the current CUDA device). Without CUDA
+        a ValueError says so (fastai's stays on the CPU without a word). Returns self."""
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "device: cuda() moves the batches to a CUDA GPU, and torch.cuda.is_available() "
+                f"is False (the batches stay on {self.device}); leave out the call, or use "
+                "dls.cpu()"
+            )
+        return self.to("cuda")
 
     def to(self, device: torch.device | str) -> ImageDataBunch:
         """Batches go to `device` from now on (JPEG decoding too, when decode_device was left
