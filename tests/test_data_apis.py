@@ -110,6 +110,21 @@ def test_decode_undoes_the_normalization_and_decode_batch_names_the_labels(folde
         dls.decode_batch(b, max_n=0)
 
 
+# -- show_batch ---------------------------------------------------------------------------------
+
+
+def test_show_batch_of_a_small_batch_fits_its_grid_as_fastai(folder):
+    """fastai 2.8.12's dls.show_batch() with bs 4 draws 4 images in 2 x 2 (a batch of 9 or
+    more: 3 x 3, the grid this call drew before whatever the batch)."""
+    dls = _dls(_block(item_tfms=Resize(16)), folder)
+    for fig in (dls.show_batch(), dls.show_batch(ds_type="valid")):  # 4 and 3 images
+        grid = fig.axes[0].get_subplotspec().get_gridspec().get_geometry()
+        assert len(fig.axes) == 4 and grid == (2, 2)
+    big = _dls(_block(item_tfms=Resize(16)), folder, bs=9)
+    fig = big.show_batch()
+    assert len(fig.axes) == 9 and tuple(fig.get_size_inches()) == (7, 6)
+
+
 # -- Resize(method='pad') -----------------------------------------------------------------------
 
 

@@ -1197,16 +1197,16 @@ class ImageDataBunch:
         """Images of one batch of `ds_type` (augmented as training sees them for 'train'),
         denormalized, each titled with its class: `DeviceDataLoader.show_batch` of that loader.
 
-        fastai v1: a rows x rows grid of rows * rows images, figsize (7, 6) by default (also
-        when no grid argument is given). fastai v2: max_n images (default 9, at most a
-        batch) in nrows x ncols (`DeviceDataLoader.show_batch` gives the rule); unique=True:
+        fastai v1: a rows x rows grid of rows * rows images, figsize (7, 6) by default. fastai
+        v2: max_n images (default 9, at most a batch) in nrows x ncols
+        (`DeviceDataLoader.show_batch` gives the rule), also when no grid argument is given:
+        a batch of 9 or more then gives v1's 3 x 3 grid of (7, 6) inches, a smaller one a
+        grid that fits it (bs 4: 2 x 2, as fastai's); unique=True:
         one training image augmented max_n times. rows mixed with max_n, nrows or ncols must
         agree with them (max_n = rows * rows, nrows = ncols = rows). Returns the matplotlib
         Figure; outside a notebook also saved as ``<plot dir>/show_batch_<ds_type>.png``
         (``..._unique.png``; see fastcore_ext.plots), never inside the data set."""
         dl = self._dl(ds_type)
-        if rows is None and max_n is None and nrows is None and ncols is None:
-            rows = 3  # fastai v1's call and v2's default (9 images) draw the same grid
         if rows is None:
             return dl.show_batch(
                 9 if max_n is None else max_n, nrows, ncols, figsize=figsize, unique=unique
