@@ -172,3 +172,4 @@ def test_pad_places_the_image_at_random_in_training_and_centred_in_validation(
             for k, i in enumerate(idx.tolist()):
                 expected = presize(to_rgb(dls.valid_ds.items[i]), 16, "pad-zeros")
                 assert torch.equal(x[k].cpu(), expected)
+    assert not cached or (dls.train_ds.cache.complete and dls.valid_ds.cache.complete)

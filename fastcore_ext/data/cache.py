@@ -286,10 +286,10 @@ class DecodedCache:
         """Every entry an image this cache would write, inside the packed data, or a bad one."""
         off, h, w = index[:, :3].T
         bad = (h == 0) & (w == 0)
-        if self.method == "crop":
-            shape_ok = np.minimum(h, w) == self.size
-        else:
+        if self.method == "squish":
             shape_ok = (h == self.size) & (w == self.size)
+        else:  # crop: the short side; pad: the long one, the other padded to more
+            shape_ok = np.minimum(h, w) == self.size
         inside = (off >= 0) & (off + h * w * 3 <= data_bytes)
         return bool(np.all(bad | (shape_ok & inside)))
 
