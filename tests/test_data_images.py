@@ -224,18 +224,37 @@ def test_presize_pad_zeros_fits_the_long_side_and_pads_with_zero_rows():
     assert out.shape == (3, 32, 32)
     assert (out[:, :8] == 0).all() and (out[:, 24:] == 0).all()
     torch.testing.assert_close(out[:, 8:24], _resized(img, (16, 32)), rtol=0, atol=0)
-    tall = presize_whole(img.transpose(1, 2).contiguous(), 32, "pad-zeros")  # zero columns
+    tall = presize(img.transpose(1, 2).contiguous(), 32, "pad-zeros")  # zero columns
     assert (tall[:, :, :8] == 0).all() and (tall[:, :, 24:] == 0).all()
     torch.testing.assert_close(
         tall[:, :, 8:24], _resized(img.transpose(1, 2).contiguous(), (32, 16)), rtol=0, atol=0
     )
     odd = torch.from_numpy(rng.integers(1, 256, (3, 10, 31), dtype=np.uint8))
-    padded = presize_whole(odd, 31, "pad-zeros")  # 21 rows of padding: 10 above, 11 below
+    padded = presize(odd, 31, "pad-zeros")  # 21 rows of padding: 10 above, 11 below
     assert (padded[:, :10] == 0).all() and (padded[:, 20:] == 0).all()
     assert torch.equal(padded[:, 10:20], odd)
     floats = presize_whole(img.float(), 32, "pad-zeros")  # the GPU decoder's float path
-    assert floats.dtype == torch.float32 and (floats[:, :8] == 0).all()
-    torch.testing.assert_close(floats[:, 8:24], _resized(img.float(), (16, 32)))
+    assert floats.dtype == torch.float32 and floats.shape == (3, 48, 32)  # 16 rows each side
+    assert (floats[:, :16] == 0).all() and (floats[:, 32:] == 0).all()
+    torch.testing.assert_close(floats[:, 16:32], _resized(img.float(), (16, 32)))
+
+
+def test_presize_pad_whole_holds_the_image_at_every_place_of_the_square():
+    """The whole 'pad' image is padded by the missing rows on both sides, so the window at
+    origin t holds the image t rows higher: t = 0 puts it at the bottom, t = pad at the top,
+    the centre window (what validation sees) pads pad // 2 rows above, as fastai's
+    Resize(method='pad') at pcts 0.5 (checked against fastai 2.8.12: a 30 x 44 image at 32
+    px lands in columns 5-26 of the square, 4-24 and 7-27 at random pcts)."""
+    img = torch.from_numpy(np.random.default_rng(5).integers(1, 256, (3, 10, 31), dtype=np.uint8))
+    whole = presize_whole(img, 31, "pad-zeros")  # 21 rows lacking: 21 + 10 + 21 rows
+    assert whole.shape == (3, 52, 31)
+    for t in (0, 7, 21):
+        window = whole[:, t : t + 31]
+        rows = torch.nonzero(window.amax(dim=(0, 2))).flatten()
+        assert (rows.min().item(), rows.max().item()) == (21 - t, 30 - t)
+    (top, left), *_ = window_origins(np.array([whole.shape[1:]]), 31)
+    assert (top, left) == (11, 0)  # 21 - 11 = 10 rows of padding above: the smaller half
+    assert torch.equal(whole[:, top : top + 31], presize(img, 31, "pad-zeros"))
 
 
 @pytest.mark.parametrize("mode, np_mode", [("reflection", "reflect"), ("border", "edge")])
@@ -244,11 +263,13 @@ def test_presize_pad_reflection_and_border_read_the_image(mode, np_mode):
     PadMode.Reflection) and 'edge' (PadMode.Border), after the resize."""
     rng = np.random.default_rng(4)
     img = torch.from_numpy(rng.integers(0, 256, (3, 12, 20), dtype=np.uint8))
-    out = presize_whole(img, 16, f"pad-{mode}")  # resized to 10 x 16 (9.6 rounded), 3 + 3 rows
+    out = presize(img, 16, f"pad-{mode}")  # resized to 10 x 16 (9.6 rounded), 3 + 3 rows
     small = _resized(img, (10, 16)).numpy()
     np.testing.assert_array_equal(out.numpy(), np.pad(small, ((0, 0), (3, 3), (0, 0)), np_mode))
+    whole = presize_whole(img, 16, f"pad-{mode}")  # 6 rows lacking: 6 + 10 + 6 rows
+    np.testing.assert_array_equal(whole.numpy(), np.pad(small, ((0, 0), (6, 6), (0, 0)), np_mode))
     thin = torch.from_numpy(rng.integers(0, 256, (3, 2, 9), dtype=np.uint8))
-    far = presize_whole(thin, 9, f"pad-{mode}")  # 7 rows of padding around 2: reflected again
+    far = presize(thin, 9, f"pad-{mode}")  # 7 rows of padding around 2: reflected again
     np.testing.assert_array_equal(
         far.numpy(), np.pad(thin.numpy(), ((0, 0), (3, 4), (0, 0)), np_mode)
     )
@@ -331,7 +352,8 @@ def test_presize_whole_keeps_the_aspect(hw, size, whole):
 
 def test_window_origins_centre_random_and_both_ends():
     shapes = np.array([[20, 27], [27, 20], [20, 80], [20, 20]])
-    np.testing.assert_array_equal(window_origins(shapes, 20), [[0, 3], [3, 0], [0, 30], [0, 0]])
+    # the centre: ceil(slack / 2) (a 'crop' image's slack is even; an odd one is a 'pad' image)
+    np.testing.assert_array_equal(window_origins(shapes, 20), [[0, 4], [4, 0], [0, 30], [0, 0]])
     np.testing.assert_array_equal(window_origins(shapes, 20, np.zeros(4)), np.zeros((4, 2)))
     last = np.full(4, np.nextafter(1.0, 0.0))
     np.testing.assert_array_equal(

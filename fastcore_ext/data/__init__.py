@@ -28,6 +28,7 @@ from .bunch import (
     imagenet_stats,
 )
 from .cache import DecodedCache, clear_cache
+from .datasets import Datasets, ImageItems, TensorCategory
 from .demo import DEMO_CLASSES, demo_dataset
 from .download import URLs, download_images, download_url, extract_archive, untar_data
 from .images import BadImageError, load_image, presize, to_rgb, verify_images
@@ -62,11 +63,14 @@ __all__ = [
     "BBoxBlock",
     "CategoryBlock",
     "DataBlock",
+    "Datasets",
     "ImageBlock",
+    "ImageItems",
     "MaskBlock",
     "MultiCategoryBlock",
     "PointBlock",
     "RegressionBlock",
+    "TensorCategory",
     "ColReader",
     "ColSplitter",
     "FuncSplitter",

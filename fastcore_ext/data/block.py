@@ -28,8 +28,10 @@ permutation).
 Refused, each with an error naming the argument: blocks other than (ImageBlock,
 CategoryBlock) (MultiCategoryBlock, RegressionBlock, MaskBlock, PointBlock, BBoxBlock are
 defined only to say so), several inputs (n_inp, get_x lists), getters of other lengths,
-dl_type, a label that is not a str or int, an x that is not an image file. ``datasets()`` is
-not offered: the bunch's ``train_ds`` / ``valid_ds`` hold the same items and labels.
+dl_type, a label that is not a str or int, an x that is not an image file.
+
+``datasets(source)`` gives fastai's Datasets: ``dsets.train[0] -> (PILImage, TensorCategory)``
+(datasets.py says what differs).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from .bunch import _UNSET, ImageDataLoaders, _resolve_pipeline, _resolve_seed, _sized
+from .bunch import _UNSET, CategoryMap, ImageDataLoaders, _resolve_pipeline, _resolve_seed, _sized
+from .datasets import Datasets, ImageItems
 from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe, shown_names
 from .open import PILImage
 
@@ -391,6 +394,20 @@ class DataBlock:
             data_folder=folder if folder.is_dir() else folder.parent,
             labeller=labeller, shuffle=shuffle,
         )  # fmt: skip
+
+    def datasets(self, source: object) -> Datasets:
+        """fastai v2's ``datasets(source)``: the split items with their labels, before any
+        transform: ``dsets.train[i] -> (PILImage, TensorCategory)``, `dsets.valid`,
+        `dsets.vocab` (see datasets.py). The split is `dataloaders`' for the same seed: the
+        RandomSplitter's, else one int drawn from torch's global RNG at this call (a later
+        `dataloaders` call without a seed draws its own)."""
+        seed = _resolve_seed(self._seed(), ImageDataLoaders._seed_rng)
+        _, split = self._item_split(source, seed)
+        vocab = CategoryMap(split.classes)
+        return Datasets(
+            ImageItems(split.train_items, split.train_labels, vocab),
+            ImageItems(split.valid_items, split.valid_labels, vocab),
+        )
 
     def summary(self, source: object) -> None:
         """Print what `dataloaders(source)` would build, without decoding an image: the items

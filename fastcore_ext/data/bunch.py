@@ -27,7 +27,8 @@ position along the long side, fresh every epoch, the validation set (and predict
 TTA's plain pass) the centre one, as fastai v2's ``Resize`` (v1: ``rand_crop`` on the training
 set). Batch augmentation then works from that square. Method 'squish' resizes the whole image
 to the square (no window to choose); 'pad' (``Resize(n, ResizeMethod.Pad, pad_mode='zeros')``)
-resizes its long side to the square and pads the rest. ``item_tfms=RandomResizedCrop(n,
+resizes its long side to the square and pads the rest, the image at a random place of the
+square on the training set (fresh every epoch), centred elsewhere. ``item_tfms=RandomResizedCrop(n,
 min_scale)`` presizes as 'crop' and has the batch kernel draw a random-resized crop of the
 square on the training set (its docstring says how that differs from fastai's).
 
@@ -88,7 +89,7 @@ import torch
 import torch.distributed as dist
 
 from fastcore_ext import augment
-from fastcore_ext.checks import check_bool
+from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.foundation import L
 from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
 from fastcore_ext.ranks import from_launch_rank_0
@@ -189,9 +190,9 @@ class Resize:
     a random position on the training set (fresh each epoch, from the data seed) and at the
     centre elsewhere, as fastai v2's ``Resize``; 'squish': resize the whole image, ignoring
     its aspect ratio; 'pad': resize the long side to `size` and pad the short side to it with
-    `pad_mode` ('reflection', fastai's default, 'zeros' or 'border'), the image centred. Unlike
-    fastai, which places the padded image at a random position on the training set, 'pad'
-    centres it everywhere (the presize is already square: no window to draw).
+    `pad_mode` ('reflection', fastai's default, 'zeros' or 'border'), the image at a random
+    place along the padded side on the training set (fresh each epoch, from the data seed:
+    fastai's random ``pcts``) and centred elsewhere (fastai's pcts 0.5), as fastai v2's.
     """
 
     def __init__(
@@ -1151,6 +1152,37 @@ class ImageDataBunch:
         """Undo the normalization: float ``[B, 3, H, W]`` -> the same in [0, 1]."""
         return denormalize(x, self.stats)
 
+    def decode(
+        self, b: tuple[torch.Tensor, torch.Tensor | None]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """fastai v2's ``dls.decode(b)``: a batch ``(x float [B, 3, S, S], y)`` with its
+        normalization undone, ``(int64 [B, 3, S, S] in [0, 255], y)`` on x's device, as
+        fastai's (its IntToFloatTensor decodes to int64 pixels; it truncates x * 255, this one
+        rounds, so an undone pixel is the one that went in). y is kept as given (a tensor of
+        class indices, as fastai's; `decode_batch` gives names)."""
+        if not isinstance(b, tuple | list) or not 1 <= len(b) <= 2:
+            raise TypeError(f"b: expected a batch (x, y) as one_batch gives it, got {b!r:.80}")
+        x = b[0]
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            raise TypeError(
+                f"b: expected x float [B, 3, H, W] first, got {getattr(x, 'shape', type(x))}"
+            )
+        pixels = (self.denorm(x.float()) * 255).round_().long()
+        return (pixels, *b[1:])
+
+    def decode_batch(self, b: tuple[torch.Tensor, torch.Tensor | None], max_n: int = 9) -> L:
+        """fastai v2's ``dls.decode_batch(b, max_n=9)``: the first max_n items of batch `b`,
+        each ``(int64 [3, S, S] in [0, 255], class name)`` (`decode`'s pixels; fastai's
+        label is a Category, a str; here the str), or ``(pixels,)`` for a batch without
+        labels (a test_dl's), in an L."""
+        max_n = check_int("max_n", max_n, 1)
+        x, *rest = self.decode(b)
+        y = rest[0] if rest else None
+        n = min(max_n, len(x))
+        if y is None:
+            return L((x[k],) for k in range(n))
+        return L((x[k], str(self.classes[int(y[k])])) for k in range(n))
+
     def show_batch(
         self,
         rows: int | None = None,
@@ -1165,16 +1197,16 @@ class ImageDataBunch:
         """Images of one batch of `ds_type` (augmented as training sees them for 'train'),
         denormalized, each titled with its class: `DeviceDataLoader.show_batch` of that loader.
 
-        fastai v1: a rows x rows grid of rows * rows images, figsize (7, 6) by default (also
-        when no grid argument is given). fastai v2: max_n images (default 9, at most a
-        batch) in nrows x ncols (`DeviceDataLoader.show_batch` gives the rule); unique=True:
+        fastai v1: a rows x rows grid of rows * rows images, figsize (7, 6) by default. fastai
+        v2: max_n images (default 9, at most a batch) in nrows x ncols
+        (`DeviceDataLoader.show_batch` gives the rule), also when no grid argument is given:
+        a batch of 9 or more then gives v1's 3 x 3 grid of (7, 6) inches, a smaller one a
+        grid that fits it (bs 4: 2 x 2, as fastai's); unique=True:
         one training image augmented max_n times. rows mixed with max_n, nrows or ncols must
         agree with them (max_n = rows * rows, nrows = ncols = rows). Returns the matplotlib
         Figure; outside a notebook also saved as ``<plot dir>/show_batch_<ds_type>.png``
         (``..._unique.png``; see fastcore_ext.plots), never inside the data set."""
         dl = self._dl(ds_type)
-        if rows is None and max_n is None and nrows is None and ncols is None:
-            rows = 3  # fastai v1's call and v2's default (9 images) draw the same grid
         if rows is None:
             return dl.show_batch(
                 9 if max_n is None else max_n, nrows, ncols, figsize=figsize, unique=unique
@@ -1214,6 +1246,21 @@ class ImageDataBunch:
         if self.decode_device.type == "cpu":
             return None
         return JpegBatchDecoder(self.decode_device)
+
+    def cpu(self) -> ImageDataBunch:
+        """fastai v2's ``dls.cpu()``: ``to('cpu')``. Returns self."""
+        return self.to("cpu")
+
+    def cuda(self) -> ImageDataBunch:
+        """fastai v2's ``dls.cuda()``: ``to('cuda')`` (the current CUDA device). Without CUDA
+        a ValueError says so (fastai's stays on the CPU without a word). Returns self."""
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "device: cuda() moves the batches to a CUDA GPU, and torch.cuda.is_available() "
+                f"is False (the batches stay on {self.device}); leave out the call, or use "
+                "dls.cpu()"
+            )
+        return self.to("cuda")
 
     def to(self, device: torch.device | str) -> ImageDataBunch:
         """Batches go to `device` from now on (JPEG decoding too, when decode_device was left

@@ -1,9 +1,9 @@
 """A memory-mapped cache of presized images, whole: one packed file per item list.
 
 Each image is kept as `images.presize_whole` gives it: ``uint8 [h, w, 3]`` with its short side
-the presize and its aspect kept (method 'crop'), or ``[P, P, 3]`` (methods 'squish' and
-'pad-<pad mode>', each its own key), so a
-training pass can cut its square window anywhere along the long side (`read`). The file
+the presize and its aspect kept (method 'crop'), ``[P, P, 3]`` (method 'squish'), or with its
+short side padded on both sides (methods 'pad-<pad mode>', each its own key), so a training
+pass can cut its square window anywhere along the long or padded side (`read`). The file
 ``<key>.imgs`` holds the images packed one after the other (row-major HWC bytes), then an
 index int64 ``[N, 4]`` of (byte offset, h, w, checksum) per item, then a 40-byte footer (magic,
 version, N, byte offset of the index, CRC-32 of the index). A file whose footer, size or index
@@ -72,8 +72,9 @@ __all__ = ["DecodedCache", "KEEP_PER_GROUP", "cache_key", "clear_cache"]
 
 # 1: center squares in <key>.npy (+ .bad.npy); 2: before MAX_ASPECT (images.py); 3: no
 # checksums; 4: files identified by size and mtime only, names without their group, and the
-# crop's whole image resized with its long side rounded (images._crop_whole: fastai's grid now)
-_VERSION = 5
+# crop's whole image resized with its long side rounded (images._crop_whole: fastai's grid now);
+# 5: a 'pad' image kept as its centred square (now padded on both sides, for random windows)
+_VERSION = 6
 KEEP_PER_GROUP = 4  # caches kept per data folder, presize and method: two runs' train + valid
 _MAGIC = b"FCXIMGS\x00"
 _FOOTER = struct.Struct("<8sQQQQ")  # magic, version, N, byte offset of the index, index CRC-32
@@ -285,10 +286,10 @@ class DecodedCache:
         """Every entry an image this cache would write, inside the packed data, or a bad one."""
         off, h, w = index[:, :3].T
         bad = (h == 0) & (w == 0)
-        if self.method == "crop":
-            shape_ok = np.minimum(h, w) == self.size
-        else:
+        if self.method == "squish":
             shape_ok = (h == self.size) & (w == self.size)
+        else:  # crop: the short side; pad: the long one, the other padded to more
+            shape_ok = np.minimum(h, w) == self.size
         inside = (off >= 0) & (off + h * w * 3 <= data_bytes)
         return bool(np.all(bad | (shape_ok & inside)))
 

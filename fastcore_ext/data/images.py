@@ -19,13 +19,14 @@ Presizing, with antialiased bilinear filtering on the uint8 data: `presize_whole
 the decoded cache keeps, the whole image with its short side resized to `size` and its aspect
 kept (``method='crop'``; its centre square is fastai's ``Resize(size)`` crop exactly),
 resized to the square ignoring its aspect (``method='squish'``), or with its long side
-resized to `size` and its short side padded to it (``'pad-zeros'``, ``'pad-reflection'``,
-``'pad-border'``: fastai v2's ``ResizeMethod.Pad`` with its ``pad_mode``; `resize_method`
-gives the name). A square window
-of side `size` is then cut from it (`window_origins`): the training set takes it at a random
-position along the long side, fresh every epoch (fastai v2's ``Resize(size)`` / v1's
-``rand_crop`` on the training set), everything else at the centre. `presize` is the centre
-window (validation, predict).
+resized to `size` and its short side padded on both sides by as many pixels as it lacks
+(``'pad-zeros'``, ``'pad-reflection'``, ``'pad-border'``: fastai v2's ``ResizeMethod.Pad``
+with its ``pad_mode``; `resize_method` gives the name). A square window of side `size` is
+then cut from it (`window_origins`): the training set takes it at a random position along
+the long side ('crop') or the padded side ('pad': the image lands at a random place in the
+square, as fastai's random ``pcts`` on the training set), fresh every epoch (fastai v2's
+``Resize(size)`` / v1's ``rand_crop`` on the training set), everything else at the centre.
+`presize` is the centre window (validation, predict).
 
 Decoded tensors keep the decoders' HWC storage: ``[3, H, W]`` views with channels-last
 strides, which is also the layout of the collated batches.
@@ -423,9 +424,12 @@ def presize_whole(img: torch.Tensor, size: int, method: str = "crop") -> torch.T
     gigabytes in memory and in the cache), so training windows reach no further out there.
     squish: the whole image resized to ``size x size``. pad-<mode>: the long side resized to
     `size`, the short side to ``short * size / long`` rounded (at least 1 pixel), then padded
-    to `size` on both sides (the smaller half first, as fastai's centred ``crop_pad``) with
-    zeros, the reflection of the image (numpy's 'reflect': the edge pixel not repeated) or
-    its edge pixels (border). fastai pads the original image and resizes the padded square;
+    on both sides by ``pad = size - short`` pixels (`_pad_canvas`) with zeros, the reflection
+    of the image (numpy's 'reflect': the edge pixel not repeated) or its edge pixels
+    (border): ``[3, size, short + 2 * pad]`` (or its transpose), whose windows of side `size`
+    hold the image at every place from one edge of the square to the other (`window_origins`:
+    the centre window pads ``pad // 2`` pixels before it, the smaller half first, as fastai's
+    centred ``crop_pad``). fastai pads the original image and resizes the padded square;
     resizing first keeps the padding exact (zero rows stay 0) and differs only in the
     resampling of the edge. Antialiased bilinear; an image already of that shape is returned
     as is (uint8 or float, any device).
@@ -444,7 +448,7 @@ def presize_whole(img: torch.Tensor, size: int, method: str = "crop") -> torch.T
     if img.shape[1:] != hw:
         img = F.interpolate(img[None], size=hw, mode="bilinear", antialias=True)[0]
     if method.startswith("pad-"):
-        return _pad_square(img, size, method[len("pad-") :])
+        return _pad_canvas(img, size, method[len("pad-") :])
     return img
 
 
@@ -466,8 +470,9 @@ def _crop_whole(img: Tensor, size: int) -> Tensor:
     original pixels per pixel): `c` pixels on each side, as many as the shorter side of the
     crop holds (and MAX_ASPECT allows), each resampled from its own part of the original
     (the filter does not reach across the crop's edges, as in fastai's crop). The window
-    origin of the centre, ``(h - size) // 2``, is then exactly the crop. Rows and columns are
-    filtered in Pillow's order whatever the orientation (uint8 rounds between the passes)."""
+    origin of the centre, `c` (`window_origins`: half the even slack 2c), is then exactly
+    the crop. Rows and columns are filtered in Pillow's order whatever the orientation
+    (uint8 rounds between the passes)."""
     _, h, w = img.shape
     axis = 2 if w >= h else 1  # the long side's
     short, long = min(h, w), max(h, w)
@@ -491,10 +496,10 @@ def _crop_whole(img: Tensor, size: int) -> Tensor:
     return torch.cat([left, centre, right], dim=axis)
 
 
-def _pad_index(n: int, out: int, device: torch.device, mode: str) -> tuple[Tensor, Tensor]:
-    """(source index, inside mask) along one axis: `n` pixels centred in `out` (the smaller
-    half of the padding first), the padding read as `mode` says (zeros: masked out)."""
-    src = torch.arange(out, device=device) - (out - n) // 2
+def _pad_index(n: int, pad: int, device: torch.device, mode: str) -> tuple[Tensor, Tensor]:
+    """(source index, inside mask) along one axis: `n` pixels with `pad` more on each side,
+    the padding read as `mode` says (zeros: masked out)."""
+    src = torch.arange(n + 2 * pad, device=device) - pad
     inside = (src >= 0) & (src < n)
     if mode == "reflection" and n > 1:
         period = 2 * (n - 1)
@@ -503,11 +508,12 @@ def _pad_index(n: int, out: int, device: torch.device, mode: str) -> tuple[Tenso
     return src.clamp(0, n - 1), inside
 
 
-def _pad_square(img: Tensor, size: int, mode: str) -> Tensor:
-    """``[3, h, w]`` with max(h, w) == size -> ``[3, size, size]``, padded as `mode` says."""
+def _pad_canvas(img: Tensor, size: int, mode: str) -> Tensor:
+    """``[3, h, w]`` with max(h, w) == size -> its short side padded by ``size - short`` on
+    each side as `mode` says: ``[3, size, 2 * size - w]`` or ``[3, 2 * size - h, size]``."""
     _, h, w = img.shape
-    rows, row_in = _pad_index(h, size, img.device, mode)
-    cols, col_in = _pad_index(w, size, img.device, mode)
+    rows, row_in = _pad_index(h, size - h, img.device, mode)
+    cols, col_in = _pad_index(w, size - w, img.device, mode)
     out = img[:, rows][:, :, cols]
     if mode == "zeros":
         out = out * (row_in[:, None] & col_in[None, :]).to(out.dtype)
@@ -518,14 +524,16 @@ def window_origins(shapes: np.ndarray, size: int, u: np.ndarray | None = None) -
     """Top-left corners (int64 [B, 2], (top, left)) of the square windows of side `size` cut
     from presized images of `shapes` (int [B, 2], (h, w), each at least `size`).
 
-    u None: the centre window, ``(h - size) // 2`` and ``(w - size) // 2``. u (float [B] in
-    [0, 1)): the random window, ``floor(u * (slack + 1))`` along each axis where slack =
-    ``h - size`` or ``w - size``: every position from 0 to slack alike likely; the short side
-    (slack 0) gives 0, and a square image always gives (0, 0).
+    u None: the centre window, ``ceil(slack / 2)`` along each axis where slack = ``h - size``
+    or ``w - size`` (a 'crop' image's slack is even: its middle; a 'pad' canvas of slack p
+    then has ``p // 2`` pixels of padding before the image, the smaller half first). u
+    (float [B] in [0, 1)): the random window, ``floor(u * (slack + 1))`` along each axis:
+    every position from 0 to slack alike likely; the short side (slack 0) gives 0, and a
+    square image always gives (0, 0).
     """
     slack = np.asarray(shapes, dtype=np.int64).reshape(-1, 2) - size
     if u is None:
-        return slack // 2
+        return (slack + 1) // 2
     u = np.asarray(u, dtype=np.float64).reshape(-1, 1)
     return np.minimum(np.floor(u * (slack + 1)).astype(np.int64), slack)
 

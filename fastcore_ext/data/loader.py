@@ -16,9 +16,10 @@ One batch travels like this::
 device-side kernel can be used and tested on its own.
 
 Presize windows: images are presized whole (`images.presize_whole`: short side P, aspect
-kept; method 'squish' gives P x P), and a batch takes a square window of side P from each. A
-training loader (train=True) takes it at a random position along the long side, fresh each
-epoch, as fastai's training crop (v2 ``Resize``, v1 ``rand_crop``); every other pass
+kept; method 'squish' gives P x P; 'pad' long side P, the short side padded on both sides),
+and a batch takes a square window of side P from each. A training loader (train=True) takes
+it at a random position along the long (or padded) side, fresh each epoch, as fastai's
+training crop (v2 ``Resize``, v1 ``rand_crop``) and random pad place; every other pass
 (validation, `ImageDataset[i]`, get_preds, predict) takes the centre. A square image gives its
 whole self either way.
 
