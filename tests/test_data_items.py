@@ -531,3 +531,32 @@ def test_valid_pct_warns_when_a_label_comes_from_several_top_folders(tmp_path):
             _img(tmp_path / "pooled" / s / cls / "x.png")
             _img(tmp_path / "pooled" / s / cls / "y.png")
     assert _warned(lambda: items_from_folder(tmp_path / "pooled", valid_pct=0.3, seed=0)) == []
+
+
+def test_number_labels_are_classes_in_numeric_order(tmp_path):
+    """Labels 0-11 from a CSV, a DataFrame-like list or a label_func became the classes '0',
+    '1', '10', '11', '2', ...: class i was not label i (fastai's vocab is 0, 1, ..., 11).
+    Folder names stay text, sorted as text, as fastai's."""
+    files = [_img(tmp_path / f"{i}.png") for i in range(24)]
+    numbers = [i % 12 for i in range(24)]
+    in_order = [str(i) for i in range(12)]
+    assert items_from_lists(tmp_path, files, numbers).classes == in_order
+    assert items_from_lists(tmp_path, files, np.array(numbers)).classes == in_order
+    by_func = items_from_name_func(tmp_path, files, lambda p: int(p.stem) % 12)
+    assert by_func.classes == in_order
+    assert items_from_lists(tmp_path, files, [x / 2 for x in numbers]).classes[:4] == [
+        "0.0", "0.5", "1.0", "1.5"
+    ]  # fmt: skip
+    assert items_from_lists(tmp_path, files, [str(x) for x in numbers]).classes[:4] == [
+        "0",
+        "1",
+        "10",
+        "11",
+    ]  # text labels: text order, as fastai sorts strings
+    rows = "".join(f"{i}.png,{y}\n" for i, y in enumerate(numbers))
+    (tmp_path / "labels.csv").write_text("name,label\n" + rows)
+    names, labels = read_labels_csv(tmp_path / "labels.csv")
+    assert labels == numbers  # read as pandas (fastai's from_csv) reads the column: ints
+    assert items_from_table(tmp_path, names, labels).classes == in_order
+    (tmp_path / "mixed.csv").write_text("name,label\n0.png,3\n1.png,cat\n")
+    assert read_labels_csv(tmp_path / "mixed.csv")[1] == ["3", "cat"]

@@ -202,10 +202,25 @@ def random_split(
     return np.setdiff1d(np.arange(n), valid).tolist(), valid.tolist()
 
 
+def _is_number(label: object) -> bool:
+    """True for an int or float label (a Python, numpy or 0-d tensor number; not a bool)."""
+    if isinstance(label, torch.Tensor | np.ndarray | np.generic):
+        label = label.tolist() if getattr(label, "ndim", 0) == 0 else label
+    return isinstance(label, int | float) and not isinstance(label, bool)
+
+
 def _labelled(
-    items: Sequence[Path], labels: Sequence[str], valid_pct: float, seed: int, rule: str
+    items: Sequence[Path],
+    labels: Sequence[str],
+    valid_pct: float,
+    seed: int,
+    rule: str,
+    numeric: bool = False,
 ) -> ItemSplit:
-    classes = sorted(set(labels))
+    """The split of `items` with class names `labels`; the classes sorted as text, or by
+    value where the labels came as numbers (`numeric`: fastai's vocab of a column of ints is
+    0, 1, 2, ..., 10, not '0', '1', '10', '2'), so class i is the i-th smallest."""
+    classes = sorted(set(labels), key=float if numeric else None)
     index = {c: i for i, c in enumerate(classes)}
     tr, va = random_split(len(items), valid_pct, seed, rule)
     untrained = sorted(set(classes) - {labels[i] for i in tr})
@@ -510,11 +525,9 @@ def items_from_name_func(
     if not callable(label_func):
         raise TypeError(f"label_func: expected a callable, got {label_func!r}")
     items = _resolve_fnames(path, fnames)
-    labels = []
-    for p in items:
-        lab = label_func(p.name if label_from == "name" else p)
-        labels.append(_label_text(lab, p, "label_func"))
-    return _labelled(items, labels, valid_pct, seed, rule)
+    raw = [label_func(p.name if label_from == "name" else p) for p in items]
+    labels = [_label_text(lab, p, "label_func") for lab, p in zip(raw, items, strict=True)]
+    return _labelled(items, labels, valid_pct, seed, rule, all(map(_is_number, raw)))
 
 
 def _label_text(label: object, item: Path, arg: str) -> str:
@@ -562,7 +575,7 @@ def _items_with_labels(
     if len(labs) != len(items):
         raise ValueError(f"{arg}: expected {len(items)} labels (one per file), got {len(labs)}")
     texts = [_label_text(y, p, arg) for y, p in zip(labs, items, strict=True)]
-    return _labelled(items, texts, valid_pct, seed, rule)
+    return _labelled(items, texts, valid_pct, seed, rule, all(map(_is_number, labs)))
 
 
 def items_from_lists(
@@ -603,9 +616,10 @@ def read_labels_csv(
     label_col: Column = 1,
     header: int | str | None = "infer",
     delimiter: str | None = None,
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[Any]]:
     """(file names, labels) from a CSV file such as MNIST_SAMPLE's labels.csv
-    (``name,label`` then ``train/3/7463.png,0`` rows), without pandas.
+    (``name,label`` then ``train/3/7463.png,0`` rows), without pandas; a label column of
+    numbers comes back as ints (or floats), as pandas reads it.
 
     header: 'infer' or 0: the first row names the columns (pandas' default for a file with a
     header row, as fastai's labels.csv); None: every row is data.
@@ -631,7 +645,21 @@ def read_labels_csv(
     width = min(len(r) for r in rows)
     fi = _column("fn_col", fn_col, names, width)
     li = _column("label_col", label_col, names, width)
-    return [r[fi] for r in rows], [r[li] for r in rows]
+    return [r[fi] for r in rows], _numbers_as_pandas_reads([r[li] for r in rows])
+
+
+_INT = re.compile(r"\s*[-+]?\d+\s*")
+_FLOAT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _numbers_as_pandas_reads(column: list[str]) -> list[Any]:
+    """A CSV column as pandas (fastai's from_csv) reads it: ints where every cell is an
+    integer, floats where every cell is a number, else the text."""
+    if column and all(_INT.fullmatch(v) for v in column):
+        return [int(v) for v in column]
+    if column and all(_FLOAT.fullmatch(v) for v in column):
+        return [float(v) for v in column]
+    return column
 
 
 def items_from_table(
