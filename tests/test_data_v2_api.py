@@ -5,6 +5,7 @@ DataBlock.dataloaders(shuffle=), and TypeErrors naming the method called."""
 import re
 import shutil
 
+import PIL.Image
 import pytest
 import torch
 from fakes import make_learner
@@ -228,9 +229,9 @@ def test_unknown_keywords_name_the_method_called(root):
     df = pd.DataFrame({"fname": ["a.jpg"], "label": ["a"]})
     unexpected = "() got an unexpected keyword argument"
     with pytest.raises(
-        TypeError, match=re.escape(f"ImageDataLoaders.from_df{unexpected} 'valid_col'")
+        TypeError, match=re.escape(f"ImageDataLoaders.from_df{unexpected} 'label_delim'")
     ):
-        ImageDataLoaders.from_df(df, root, valid_col="is_valid")
+        ImageDataLoaders.from_df(df, root, label_delim=" ")  # multi-label: not offered
     with pytest.raises(
         TypeError, match=re.escape(f"ImageDataLoaders.from_csv{unexpected} 'img_cls'")
     ):
@@ -248,3 +249,34 @@ def test_train_ds_vocab_and_get_image_files_folders(dls, root):
     assert get_image_files(root, folders=["."]) == []  # no image lies directly in root
     with pytest.raises(TypeError, match="folders: expected a folder name or a list"):
         get_image_files(root, folders=[1])
+
+
+def test_from_df_and_from_csv_take_valid_col_and_suff(tmp_path):
+    """fastai v2's valid_col (the true rows are the validation set) and suff were refused as
+    unexpected keywords (fastbook's from_df(df, path, valid_col='is_valid'))."""
+    pd = pytest.importorskip("pandas")
+    for i in range(12):
+        PIL.Image.new("RGB", (16, 16), (20 * i, 0, 0)).save(tmp_path / f"im{i}.png")
+    stems = [f"im{i}" for i in range(12)]
+    flags = [i % 4 == 0 for i in range(12)]  # rows 0, 4, 8 validate
+    df = pd.DataFrame({"fname": stems, "label": [i % 2 for i in range(12)], "is_valid": flags})
+    dls = ImageDataLoaders.from_df(
+        df, tmp_path, suff=".png", valid_col="is_valid", item_tfms=Resize(16), bs=4,
+        num_workers=0,
+    )  # fmt: skip
+    assert [p.name for p in dls.valid_ds.items] == ["im0.png", "im4.png", "im8.png"]
+    assert len(dls.train_ds) == 9 and dls.vocab == ["0", "1"]
+    df.to_csv(tmp_path / "labels.csv", index=False)  # is_valid as True / False
+    dls = ImageDataLoaders.from_csv(
+        tmp_path, "labels.csv", suff=".png", valid_col=2, item_tfms=Resize(16), bs=4,
+        num_workers=0,
+    )  # fmt: skip
+    assert [p.name for p in dls.valid_ds.items] == ["im0.png", "im4.png", "im8.png"]
+    with pytest.raises(ValueError, match="suff / suffix: give one file suffix"):
+        ImageDataLoaders.from_df(df, tmp_path, suff=".png", suffix=".jpg")
+    with pytest.raises(ValueError, match="valid_col: expected both training and validation"):
+        ImageDataLoaders.from_df(df.assign(is_valid=False), tmp_path, suff=".png",
+                                 valid_col="is_valid")  # fmt: skip
+    (tmp_path / "bad.csv").write_text("fname,label,v\nim0,0,maybe\nim1,1,0\n")
+    with pytest.raises(ValueError, match="valid_col: expected True/False or 1/0 .*'maybe'"):
+        ImageDataLoaders.from_csv(tmp_path, "bad.csv", suff=".png", valid_col="v")

@@ -52,6 +52,7 @@ from .items import (
     parent_label,
     random_split,
     read_labels_csv,
+    read_valid_csv,
     using_attr,
 )
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
@@ -122,6 +123,7 @@ __all__ = [
     "presize",
     "random_split",
     "read_labels_csv",
+    "read_valid_csv",
     "to_rgb",
     "untar_data",
     "verify_images",

@@ -119,6 +119,7 @@ from .items import (
     items_from_table,
     parent_label,
     read_labels_csv,
+    read_valid_csv,
     shown_names,
     using_attr,
 )
@@ -524,8 +525,9 @@ def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, lis
     return ItemSplit(ti, tl, vi, vl, split.classes), sorted(bad)
 
 
-def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[list, list]:
-    """(file names, labels): two columns of a pandas DataFrame, each by position or name."""
+def _df_columns(df: object, **cols: int | str) -> list[list]:
+    """Columns of a pandas DataFrame as lists, each by position or name (the keyword's name
+    is the argument an error names: fn_col=..., label_col=...)."""
     try:
         import pandas as pd
     except ImportError as e:
@@ -536,7 +538,7 @@ def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[li
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df: expected a pandas DataFrame, got {type(df).__name__}")
     columns = []
-    for name, col in (("fn_col", fn_col), ("label_col", label_col)):
+    for name, col in cols.items():
         if isinstance(col, str):
             if col not in df.columns:
                 raise ValueError(f"{name}: expected one of the columns {list(df.columns)}, "
@@ -550,7 +552,20 @@ def _df_columns(df: object, fn_col: int | str, label_col: int | str) -> tuple[li
             raise ValueError(
                 f"{name}: expected a column name or a position below {df.shape[1]}, got {col!r}"
             )
-    return columns[0], columns[1]
+    return columns
+
+
+def _suff_as_suffix(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """fastai v2's `suff` as v1's `suffix` (the bunch's name); both given: a ValueError."""
+    kwargs = dict(kwargs)
+    suff = kwargs.pop("suff", "")
+    if suff and kwargs.get("suffix"):
+        raise ValueError(
+            f"suff / suffix: give one file suffix, got {suff!r} and {kwargs['suffix']!r}"
+        )
+    if suff:
+        kwargs["suffix"] = suff
+    return kwargs
 
 
 def _regex_labeller(pat: str | re.Pattern[str], label_from: str) -> Labeller | None:
@@ -928,6 +943,7 @@ class ImageDataBunch:
         delimiter: str | None = None,
         header: int | str | None = "infer",
         *,
+        valid_col: int | str | None = None,
         ds_tfms: object = _UNSET,
         size: int | None = None,
         item_tfms: object = None,
@@ -945,15 +961,17 @@ class ImageDataBunch:
         labels.csv: ``name,label`` then ``train/3/7463.png,0``): file
         ``path/folder/(name + suffix)``, label from column `label_col`; random split. The
         CSV is read without pandas (header 'infer' or 0: the first row names the columns;
-        None: no header row)."""
+        None: no header row). valid_col (fastai v2's): a column of True/False (or 1/0)
+        whose true rows are the validation set, in place of the random split."""
         if not isinstance(csv_labels, str | os.PathLike):
             raise TypeError(f"csv_labels: expected a CSV file name, got {csv_labels!r}")
-        names, labels = read_labels_csv(check_path(path) / csv_labels, fn_col, label_col,
-                                        header, delimiter)  # fmt: skip
+        file = check_path(path) / csv_labels
+        names, labels = read_labels_csv(file, fn_col, label_col, header, delimiter)
+        valid = None if valid_col is None else read_valid_csv(file, valid_col, header, delimiter)
         return cls._build(
             path,
             lambda s: items_from_table(
-                path, names, labels, folder, suffix, valid_pct, s, rule=cls._split_rule
+                path, names, labels, folder, suffix, valid_pct, s, cls._split_rule, valid
             ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
@@ -972,6 +990,7 @@ class ImageDataBunch:
         label_col: int | str = 1,
         suffix: str = "",
         *,
+        valid_col: int | str | None = None,
         ds_tfms: object = _UNSET,
         size: int | None = None,
         item_tfms: object = None,
@@ -987,12 +1006,19 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """Files and labels from a pandas DataFrame (fastai v1's signature): file
         ``path/folder/(df[fn_col] + suffix)``, label ``df[label_col]`` (columns by position
-        or by name); random split. Needs pandas (an optional dependency)."""
-        names, labels = _df_columns(df, fn_col, label_col)
+        or by name); random split, or with valid_col (fastai v2's) the rows whose
+        ``df[valid_col]`` is true in validation (fastai's ColSplitter: the column as bools).
+        Needs pandas (an optional dependency)."""
+        names, labels = _df_columns(df, fn_col=fn_col, label_col=label_col)
+        valid = (
+            None
+            if valid_col is None
+            else [bool(v) for v in _df_columns(df, valid_col=valid_col)[0]]
+        )
         return cls._build(
             path,
             lambda s: items_from_table(
-                path, names, labels, folder, suffix, valid_pct, s, rule=cls._split_rule
+                path, names, labels, folder, suffix, valid_pct, s, cls._split_rule, valid
             ),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
@@ -1334,7 +1360,9 @@ class ImageDataLoaders(ImageDataBunch):
         **kwargs: Any,
     ) -> ImageDataLoaders:
         """fastai v2's from_csv: ``path/csv_fname``; `kwargs` as `ImageDataBunch.from_csv`'s
-        (folder, suffix, fn_col, label_col, valid_pct, seed, item_tfms, batch_tfms, bs...)."""
+        (folder, suff or suffix, fn_col, label_col, valid_col, valid_pct, seed, item_tfms,
+        batch_tfms, bs...)."""
+        kwargs = _suff_as_suffix(kwargs)
         _check_keywords("ImageDataLoaders.from_csv", kwargs, ImageDataBunch.from_csv)
         return super().from_csv(
             path, csv_labels=csv_fname, header=header, delimiter=delimiter, **kwargs
@@ -1349,14 +1377,16 @@ class ImageDataLoaders(ImageDataBunch):
         seed: int | None = None,
         fn_col: int | str = 0,
         folder: str | Path | None = None,
-        suffix: str = "",
+        suff: str = "",
         label_col: int | str = 1,
         **kwargs: Any,
     ) -> ImageDataLoaders:
-        """fastai v2's from_df: the DataFrame first, `path` defaulting to '.'; `kwargs` as
-        `ImageDataBunch.from_df`'s (item_tfms, batch_tfms, bs, ...)."""
+        """fastai v2's from_df: the DataFrame first, `path` defaulting to '.', the file
+        suffix `suff` (v1's name `suffix` works too); `kwargs` as `ImageDataBunch.from_df`'s
+        (valid_col, item_tfms, batch_tfms, bs, ...)."""
+        kwargs = _suff_as_suffix({"suff": suff, **kwargs})
         _check_keywords("ImageDataLoaders.from_df", kwargs, ImageDataBunch.from_df)
         return super().from_df(
             path, df, folder=folder, valid_pct=valid_pct, seed=seed, fn_col=fn_col,
-            label_col=label_col, suffix=suffix, **kwargs,
+            label_col=label_col, **kwargs,
         )  # fmt: skip

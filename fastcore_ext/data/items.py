@@ -49,6 +49,7 @@ __all__ = [
     "items_from_table",
     "random_split",
     "read_labels_csv",
+    "read_valid_csv",
 ]
 
 # fastai's image_extensions (every mimetypes 'image/*' extension) that a decoder here reads:
@@ -216,19 +217,32 @@ def _labelled(
     seed: int,
     rule: str,
     numeric: bool = False,
+    valid: Sequence[bool] | None = None,
 ) -> ItemSplit:
-    """The split of `items` with class names `labels`; the classes sorted as text, or by
-    value where the labels came as numbers (`numeric`: fastai's vocab of a column of ints is
-    0, 1, 2, ..., 10, not '0', '1', '10', '2'), so class i is the i-th smallest."""
+    """The split of `items` with class names `labels`: random (valid_pct, seed, rule), or
+    the items whose `valid` flag is true in validation (fastai's ColSplitter); the classes
+    sorted as text, or by value where the labels came as numbers (`numeric`: fastai's vocab
+    of a column of ints is 0, 1, 2, ..., 10, not '0', '1', '10', '2'), so class i is the
+    i-th smallest."""
     classes = sorted(set(labels), key=float if numeric else None)
     index = {c: i for i, c in enumerate(classes)}
-    tr, va = random_split(len(items), valid_pct, seed, rule)
+    if valid is None:
+        tr, va = random_split(len(items), valid_pct, seed, rule)
+    else:
+        tr = [i for i, v in enumerate(valid) if not v]
+        va = [i for i, v in enumerate(valid) if v]
+        if not tr or not va:
+            raise ValueError(
+                f"valid_col: expected both training and validation rows, got {len(tr)} "
+                f"training and {len(va)} validation rows of {len(items)}"
+            )
     untrained = sorted(set(classes) - {labels[i] for i in tr})
     if untrained:
         counts = [sum(labels[i] == c for i in va) for c in untrained]
         shown = ", ".join(f"{c!r} ({n})" for c, n in zip(untrained, counts, strict=True))
+        how = f"random split (valid_pct={valid_pct}, seed={seed})" if valid is None else "split"
         warn_user(
-            f"valid_pct: the random split (valid_pct={valid_pct}, seed={seed}) put every image "
+            f"valid_pct: the {how} put every image "
             f"of {len(untrained)} class(es) in the validation set, so the model cannot learn "
             f"them: {shown}. Give each class more images, or choose another seed or valid_pct"
         )
@@ -569,13 +583,17 @@ def _items_with_labels(
     seed: int,
     arg: str,
     rule: str = "v2",
+    valid: Sequence[bool] | None = None,
 ) -> ItemSplit:
     labs = _label_list(labels, arg)
     items = _resolve_fnames(path, fnames)
     if len(labs) != len(items):
         raise ValueError(f"{arg}: expected {len(items)} labels (one per file), got {len(labs)}")
+    if valid is not None and len(valid) != len(items):
+        raise ValueError(f"valid_col: expected {len(items)} flags (one per file), got {len(valid)}")
     texts = [_label_text(y, p, arg) for y, p in zip(labs, items, strict=True)]
-    return _labelled(items, texts, valid_pct, seed, rule, all(map(_is_number, labs)))
+    numeric = all(map(_is_number, labs))
+    return _labelled(items, texts, valid_pct, seed, rule, numeric, valid)
 
 
 def items_from_lists(
@@ -648,6 +666,31 @@ def read_labels_csv(
     return [r[fi] for r in rows], _numbers_as_pandas_reads([r[li] for r in rows])
 
 
+_TRUE, _FALSE = ("true", "1", "1.0"), ("false", "0", "0.0", "")
+
+
+def read_valid_csv(
+    file: str | Path,
+    valid_col: Column,
+    header: int | str | None = "infer",
+    delimiter: str | None = None,
+) -> list[bool]:
+    """The flags of column `valid_col` of a CSV file read as `read_labels_csv` reads it
+    (fastai v2's from_csv(valid_col=...): true rows are the validation set): True / 1 or
+    False / 0 / blank, in any case; anything else is a ValueError naming the row."""
+    rows = read_labels_csv(file, valid_col, valid_col, header, delimiter)[0]
+    flags = []
+    for i, cell in enumerate(rows):
+        text = cell.strip().lower()
+        if text not in _TRUE + _FALSE:
+            raise ValueError(
+                f"valid_col: expected True/False or 1/0 in every row, got {cell!r} in data row "
+                f"{i + 1} of {Path(file).name}"
+            )
+        flags.append(text in _TRUE)
+    return flags
+
+
 _INT = re.compile(r"\s*[-+]?\d+\s*")
 _FLOAT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
@@ -671,17 +714,18 @@ def items_from_table(
     valid_pct: float = 0.2,
     seed: int = 0,
     rule: str = "v2",
+    valid: Sequence[bool] | None = None,
 ) -> ItemSplit:
     """Rows of a table (a CSV file, a DataFrame): file ``path/folder/(name + suffix)`` with
     its label (fastai's from_csv / from_df rule; `folder` None means `path` itself); random
-    split."""
+    split, or the rows whose `valid` flag is true in validation (fastai v2's valid_col)."""
     if folder is not None and not isinstance(folder, str | Path):
         raise TypeError(f"folder: expected a folder name or None, got {folder!r}")
     if not isinstance(suffix, str):
         raise TypeError(f"suffix: expected a string such as '.jpg' or '', got {suffix!r}")
     root = check_path(path) / folder if folder is not None else check_path(path)
     names = [f"{n}{suffix}" for n in _label_list(names, "fn_col")]
-    return _items_with_labels(root, names, labels, valid_pct, seed, "label_col", rule)
+    return _items_with_labels(root, names, labels, valid_pct, seed, "label_col", rule, valid)
 
 
 # -- fastai v2's splitters and labellers (the DataBlock API) ---------------------------------
