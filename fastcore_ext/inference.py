@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from fastcore_ext import ops
 from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, random_params
 from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
-from fastcore_ext.data import BadImageError, DeviceDataLoader
+from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
 from fastcore_ext.plots import finish, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
 from fastcore_ext.warn import warn_user
@@ -496,6 +496,8 @@ def predict(learn: Learner, item: Any) -> tuple[Category, torch.Tensor, torch.Te
         )
     if isinstance(item, torch.Tensor):
         item = item.detach()  # a tensor that requires grad: no autograd warning, no graph
+    if isinstance(item, bytes | bytearray | memoryview):  # an image file's bytes, as fastai
+        item = PILImage.create(item)
     x = preprocess(item)  # (1, 3, S, S)
     with evaluating(learn.model):
         logits = forward(learn, x)

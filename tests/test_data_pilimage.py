@@ -117,3 +117,6 @@ def test_predict_and_preprocess_take_it(photo, tmp_path):
     buf = io.BytesIO()
     img.save(buf, format="PNG")  # a PIL image: saved as any other
     assert np.array_equal(np.asarray(PILImage.create(buf.getvalue())), np.asarray(img))
+    got_name, got_idx, got = learn.predict(path.read_bytes())  # a file's bytes, as fastai's
+    assert (got_name, got_idx) == (name, idx)
+    torch.testing.assert_close(got, probs, rtol=0, atol=0)
