@@ -10,7 +10,7 @@ rebuilds the model, loads the weights and wraps it in a Learner without training
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,12 @@ import torch
 
 from fastcore_ext.augment import augment_batch
 from fastcore_ext.callback import mixed_precision
-from fastcore_ext.data import load_image
+from fastcore_ext.checks import check_bool, check_int
+from fastcore_ext.data import check_test_images, check_test_items, load_image
 from fastcore_ext.export import DEFAULT_EXPORT, build_model, read_export
 from fastcore_ext.learner import Learner
 
-__all__ = ["InferenceData", "load_learner"]
+__all__ = ["InferenceData", "FileBatches", "load_learner"]
 
 
 class InferenceData:
@@ -74,6 +75,22 @@ class InferenceData:
         mean, std = self.stats if self.stats is not None else ((0.0,) * 3, (1.0,) * 3)
         return augment_batch(x, self.size, mean=mean, std=std, train=False)
 
+    def test_dl(self, test_items: Any, with_labels: bool = False, bs: int = 64) -> FileBatches:
+        """fastai v2's ``learn.dls.test_dl(files)`` for a loaded learner: batches ``(x,
+        None)`` of `bs` files through the validation transform, in the order given, for
+        ``learn.get_preds(dl=...)``. Every file is decoded once first (an unreadable one is a
+        BadImageError naming it). with_labels=True is a ValueError: an export keeps the
+        classes, not the rule that labelled the training files."""
+        if check_bool("with_labels", with_labels):
+            raise ValueError(
+                "with_labels: an exported learner keeps its classes but not the rule that "
+                "labelled its training images; pass with_labels=False (get_preds returns "
+                "targets None), or validate with the original data's dls.test_dl"
+            )
+        items = check_test_items(test_items)
+        check_test_images(items)
+        return FileBatches(self, items, check_int("bs", bs, 1))
+
     def denorm(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalization: float [B, 3, H, W] -> the same in [0, 1]."""
         if self.stats is None:
@@ -109,6 +126,21 @@ def _export_beside(missing: Path, fname: str | os.PathLike) -> str:
                 f"export.pkl), and {call} reads it)"
             )
     return ""
+
+
+class FileBatches:
+    """`InferenceData.test_dl`'s loader: image files in batches ``(x, None)`` of `bs`, x
+    the validation transform of the batch's files (`InferenceData.preprocess`)."""
+
+    def __init__(self, data: InferenceData, items: list[Path], bs: int) -> None:
+        self.data, self.items, self.bs = data, items, bs
+
+    def __len__(self) -> int:
+        return -(-len(self.items) // self.bs)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, None]]:
+        for i in range(0, len(self.items), self.bs):
+            yield self.data.preprocess(self.items[i : i + self.bs]), None
 
 
 def load_learner(

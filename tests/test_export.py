@@ -21,7 +21,14 @@ from torch import nn
 
 from fastcore_ext import hardware
 from fastcore_ext.callback import mixed_precision
-from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats, load_image, open_image
+from fastcore_ext.data import (
+    BadImageError,
+    ImageDataBunch,
+    demo_dataset,
+    imagenet_stats,
+    load_image,
+    open_image,
+)
 from fastcore_ext.export import EXPORT_FORMAT, build_model, describe_model
 from fastcore_ext.exported import load_learner
 from fastcore_ext.interpret import ClassificationInterpretation
@@ -179,6 +186,30 @@ def test_load_learner_passes_over_a_data_set_ask_for_a_dl(trained):
     torch.testing.assert_close(probs, expected_probs)
     assert torch.equal(targets, expected_targets)
     torch.testing.assert_close(loaded.validate(dl=learn.data.valid_dl), learn.validate())
+
+
+def test_loaded_learner_dls_test_dl_classifies_files_in_batches(trained, tmp_path):
+    """fastai v2's `learn.dls.test_dl(files)` on a loaded learner was an AttributeError
+    (its data stand-in had no test_dl): the only way left was one predict per file."""
+    learn, tmp = trained
+    loaded = load_learner(tmp)
+    files = learn.data.valid_ds.items[:5]
+    dl = loaded.dls.test_dl(files, bs=2)
+    assert len(dl) == 3 and dl.items == files
+    probs, targets = loaded.get_preds(dl=dl)
+    assert targets is None and probs.shape == (5, 12)
+    expected, _ = learn.get_preds(dl=learn.dls.test_dl(files))
+    torch.testing.assert_close(probs, expected)
+    for f, row in zip(files, probs, strict=True):  # rows in the files' order
+        torch.testing.assert_close(row, loaded.predict(f)[2])
+    with pytest.raises(ValueError, match="with_labels: an exported learner keeps its classes"):
+        loaded.dls.test_dl(files, with_labels=True)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(BadImageError, match="test_items: 1 of 2 files cannot be decoded"):
+        loaded.dls.test_dl([files[0], broken])
+    with pytest.raises(TypeError, match="test_items: expected a list of image files"):
+        loaded.dls.test_dl(files[0])
 
 
 def test_predict_takes_float_images_in_0_1(trained):

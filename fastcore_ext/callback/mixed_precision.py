@@ -183,14 +183,18 @@ def narrow_strided_convs(model: nn.Module, x: torch.Tensor) -> list[str]:
     weight gradient the CPU's bfloat16 kernels compute wrong (module docstring), as lines
     'name: input HxW, kernel KxK, stride SxS'. Where `model` has strided convolutions wider
     than 1, runs it on one zero item (`conv_input_sizes`); else runs nothing."""
-    strided = (
+    if not _has_strided_convs(model):
+        return []
+    return narrow_strided(conv_input_sizes(model, x))
+
+
+def _has_strided_convs(model: nn.Module) -> bool:
+    """Whether `model` has a strided convolution wider than 1 (what `narrow_strided` checks)."""
+    return any(
         any(s > 1 and k > 1 for s, k in zip(m.stride, m.kernel_size, strict=True))
         for m in model.modules()
         if isinstance(m, _CONVS)
     )
-    if not any(strided):
-        return []
-    return narrow_strided(conv_input_sizes(model, x))
 
 
 def narrow_strided(sizes: list[tuple[str, nn.Module, tuple]]) -> list[str]:
@@ -329,6 +333,9 @@ class MixedPrecision(Callback):
         (xb,) = learn.xb
         if self.dtype != torch.bfloat16 or xb.device.type != "cpu":
             return
+        fp32_convs = self.fp32_convs and learn.compiled is None and learn.ddp_model is None
+        if not (fp32_convs or _has_strided_convs(learn.model)):
+            return  # nothing to check: the model is not run
         sizes = conv_input_sizes(learn.model, xb)
         found = narrow_strided(sizes)
         if found:
@@ -340,7 +347,7 @@ class MixedPrecision(Callback):
                 f"{'x'.join(map(str, xb.shape[2:]))} px: {'; '.join(found)}. Larger "
                 f"images avoid it (fastcore_ext.callback.mixed_precision)"
             )
-        elif self.fp32_convs and learn.compiled is None and learn.ddp_model is None:
+        elif fp32_convs:
             convs = weight_bound_convs(sizes, xb.shape[0])
             self.weight_bound = [name for name, _ in convs]
             if convs:

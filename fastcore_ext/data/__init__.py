@@ -25,6 +25,8 @@ from .bunch import (
     RandomResizedCrop,
     Resize,
     ResizeMethod,
+    check_test_images,
+    check_test_items,
     imagenet_stats,
 )
 from .cache import DecodedCache, clear_cache
@@ -123,6 +125,8 @@ __all__ = [
     "presize",
     "random_split",
     "read_labels_csv",
+    "check_test_items",
+    "check_test_images",
     "read_valid_csv",
     "to_rgb",
     "untar_data",

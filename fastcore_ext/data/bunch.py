@@ -555,6 +555,52 @@ def _df_columns(df: object, **cols: int | str) -> list[list]:
     return columns
 
 
+def check_test_items(test_items: object) -> list[Path]:
+    """`test_dl`'s files as Paths: a list of existing image files (str or Path); a
+    DataFrame, a single path, a non-file or an empty list is an error saying what to pass."""
+    if hasattr(test_items, "columns") and hasattr(test_items, "iloc"):  # a DataFrame
+        raise TypeError(
+            "test_items: expected a list of image files, got a DataFrame (iterating it "
+            "gives its column names); pass its file paths, e.g. "
+            "[path/folder/f for f in df['fname']]"
+        )
+    if isinstance(test_items, str | os.PathLike) or not isinstance(test_items, Iterable):
+        raise TypeError(
+            f"test_items: expected a list of image files (get_image_files(path) makes one), "
+            f"got {test_items!r}"
+        )
+    items = list(test_items)
+    for k, f in enumerate(items):
+        if not isinstance(f, str | os.PathLike):
+            raise TypeError(
+                f"test_items: expected image files (str or Path), got {type(f).__name__} at "
+                f"position {k}; for PIL images or arrays use learn.predict(img) or "
+                "learn.dls.preprocess(images)"
+            )
+    if not items:
+        raise ValueError("test_items: expected at least one image file, got an empty list")
+    items = [Path(f) for f in items]
+    missing = [p for p in items if not p.is_file()]
+    if missing:
+        raise MissingPathError(
+            f"test_items: {len(missing)} of {len(items)} files do not exist (e.g. "
+            f"{shown_names(missing, 3)})"
+        )
+    return items
+
+
+def check_test_images(items: list[Path], num_workers: int = 0) -> None:
+    """Decode every file once: an unreadable one is a BadImageError naming it (a loader
+    skips unreadable images, so get_preds' rows would no longer line up with the files)."""
+    bad = find_bad_images(items, num_workers)
+    if bad:
+        raise BadImageError(
+            f"test_items: {len(bad)} of {len(items)} files cannot be decoded as images "
+            f"({shown_names(bad, 3)}): get_preds would have no row for them; leave them out "
+            "(verify_images(files) lists them; delete=True removes them)"
+        )
+
+
 def _suff_as_suffix(kwargs: dict[str, Any]) -> dict[str, Any]:
     """fastai v2's `suff` as v1's `suffix` (the bunch's name); both given: a ValueError."""
     kwargs = dict(kwargs)
@@ -1077,43 +1123,10 @@ class ImageDataBunch:
         images, and get_preds' rows would no longer line up with the files, as fastai's
         test_dl raises on them too). bs: default the validation batch size.
         """
-        if hasattr(test_items, "columns") and hasattr(test_items, "iloc"):  # a DataFrame
-            raise TypeError(
-                "test_items: expected a list of image files, got a DataFrame (iterating it "
-                "gives its column names); pass its file paths, e.g. "
-                "[path/folder/f for f in df['fname']]"
-            )
-        if isinstance(test_items, str | os.PathLike) or not isinstance(test_items, Iterable):
-            raise TypeError(
-                f"test_items: expected a list of image files (get_image_files(path) makes one), "
-                f"got {test_items!r}"
-            )
-        items = list(test_items)
-        for k, f in enumerate(items):
-            if not isinstance(f, str | os.PathLike):
-                raise TypeError(
-                    f"test_items: expected image files (str or Path), got {type(f).__name__} at "
-                    f"position {k}; for PIL images or arrays use learn.predict(img) or "
-                    "learn.dls.preprocess(images)"
-                )
-        if not items:
-            raise ValueError("test_items: expected at least one image file, got an empty list")
-        items = [Path(f) for f in items]
-        missing = [p for p in items if not p.is_file()]
-        if missing:
-            raise MissingPathError(
-                f"test_items: {len(missing)} of {len(items)} files do not exist (e.g. "
-                f"{shown_names(missing, 3)})"
-            )
+        items = check_test_items(test_items)
         labels = self._labels_of(items) if check_bool("with_labels", with_labels) else None
         v = self.valid_dl
-        bad = find_bad_images(items, v.num_workers)
-        if bad:
-            raise BadImageError(
-                f"test_items: {len(bad)} of {len(items)} files cannot be decoded as images "
-                f"({shown_names(bad, 3)}): get_preds would have no row for them; leave them out "
-                "(verify_images(files) lists them; delete=True removes them)"
-            )
+        check_test_images(items, v.num_workers)
         ds = ImageDataset(items, labels, self.classes, self.presize, self.valid_ds.method)
         return DeviceDataLoader(
             ds, v.bs if bs is None else bs, train=False, size=self.size, device=self.device,
