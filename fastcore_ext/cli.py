@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import matplotlib
+import torch
 
 from fastcore_ext.data import BadImageError, demo_dataset, get_image_files
 from fastcore_ext.export import DEFAULT_EXPORT
@@ -503,24 +504,43 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"IMAGE: no image files in {', '.join(args.images)}")
     width = max(len(p) for p in images)
     skipped = 0
-    for img in images:
+    batch: list[tuple[str, torch.Tensor]] = []  # (file, its input [1, 3, S, S])
+    for k, img in enumerate(images):
         if not Path(img).is_file():
             skipped += 1
             print(f"{PROG} predict: skipped {img}: no such file", file=sys.stderr)
-            continue
-        try:
-            name, _, probs = learn.predict(Path(img))
-        except BadImageError as e:
-            skipped += 1
-            why = str(e.__cause__ or e).splitlines()[0]
-            print(f"{PROG} predict: skipped {img}: not a readable image ({why})", file=sys.stderr)
-            continue
-        print(f"{img:<{width}}  {name}  {float(probs.max()):.4f}")
+        else:
+            try:
+                batch.append((img, learn.data.preprocess(Path(img))))
+            except BadImageError as e:
+                skipped += 1
+                why = str(e.__cause__ or e).splitlines()[0]
+                print(
+                    f"{PROG} predict: skipped {img}: not a readable image ({why})",
+                    file=sys.stderr,
+                )
+        if batch and (len(batch) == PREDICT_BS or k == len(images) - 1):
+            _print_predictions(learn, batch, width)
+            batch = []
     if skipped == len(images):
         raise UsageError(f"IMAGE: none of the images could be read ({skipped}, named above)")
     if skipped:
         print(f"{PROG} predict: {skipped} of {len(images)} images skipped", file=sys.stderr)
     return 0
+
+
+PREDICT_BS = 64
+"""Images `predict` runs through the model at once (one forward pass per batch: a CPU runs a
+batch of 64 small images many times faster than 64 passes of one)."""
+
+
+def _print_predictions(learn: Any, batch: list[tuple[str, torch.Tensor]], width: int) -> None:
+    """One line per file: its name, the predicted class and its probability."""
+    with learn.no_bar():
+        probs, _ = learn.get_preds(dl=[(torch.cat([x for _, x in batch]), None)])
+    for (img, _), row in zip(batch, probs, strict=True):
+        name = learn.data.classes[int(row.argmax())]
+        print(f"{img:<{width}}  {name}  {float(row.max()):.4f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

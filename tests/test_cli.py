@@ -261,9 +261,11 @@ def test_predict_bad_image_and_missing_image(tmp_path, capsys, small_demo, offli
     assert code == 2 and "MODEL:" in err and "not a fastcore_ext export" in err
 
 
+@pytest.mark.parametrize("bs", [64, 1, 2])  # 2: a batch around the unreadable file
 def test_predict_skips_an_unreadable_image_and_predicts_the_others(
-    tmp_path, capsys, small_demo, offline_weights
+    tmp_path, capsys, small_demo, offline_weights, monkeypatch, bs
 ):
+    monkeypatch.setattr(cli, "PREDICT_BS", bs)  # files go through the model PREDICT_BS at once
     learn = vision.create_cnn(
         data_mod.ImageDataBunch.from_folder(small_demo, size=32, bs=8, num_workers=0),
         vision.models.resnet18, pretrained=False, path=tmp_path,
@@ -293,6 +295,12 @@ def test_predict_skips_an_unreadable_image_and_predicts_the_others(
     assert [line.split()[0] for line in out.splitlines()] == [
         str(p) for p in sorted(folder.iterdir())
     ]
+    loaded = cli.load_learner(tmp_path / "export.pth")  # the lines are predict's answers
+    for line in out.splitlines():  # (up to bf16's batch-size-dependent rounding)
+        file, name, prob = line.split()
+        probs = loaded.predict(file)[2]
+        assert abs(float(prob) - float(probs[loaded.data.classes.index(name)])) < 0.01
+        assert float(prob) > float(probs.max()) - 0.01
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "lr-find"])
