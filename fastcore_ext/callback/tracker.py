@@ -220,7 +220,30 @@ class TrackerCallback(Callback):
             self.best = float(value)
 
 
-class EarlyStoppingCallback(TrackerCallback):
+class _PatienceCallback(TrackerCallback):
+    """A tracker that counts the epochs in a row without improvement (`wait`) against
+    `patience` (EarlyStoppingCallback, ReduceLROnPlateau)."""
+
+    patience: int
+    wait: int
+
+    def before_fit(self) -> None:
+        self.wait = 0
+        super().before_fit()
+
+    def _waited_out(self) -> bool:
+        """After this epoch's tracking (`after_epoch`): True once `patience` epochs in a row
+        brought no improvement."""
+        if self._off:
+            return False
+        if self.new_best:
+            self.wait = 0
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+
+class EarlyStoppingCallback(_PatienceCallback):
     """Ends the fit once `monitor` has not improved (by more than `min_delta`) for
     `patience` epochs in a row (fastai's EarlyStoppingCallback).
 
@@ -259,19 +282,9 @@ class EarlyStoppingCallback(TrackerCallback):
         self.wait = 0
         self.learn = learn
 
-    def before_fit(self) -> None:
-        self.wait = 0
-        super().before_fit()
-
     def after_epoch(self) -> None:
         super().after_epoch()
-        if self._off:
-            return
-        if self.new_best:
-            self.wait = 0
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
+        if self._waited_out():
             _say(
                 self.learn,
                 f"No improvement since epoch {self.learn.epoch - self.wait}: early stopping",
@@ -279,7 +292,7 @@ class EarlyStoppingCallback(TrackerCallback):
             raise CancelFitException
 
 
-class ReduceLROnPlateau(TrackerCallback):
+class ReduceLROnPlateau(_PatienceCallback):
     """Divides every param group's learning rate by `factor` (not below `min_lr`) once
     `monitor` has not improved (by more than `min_delta`) for `patience` epochs in a row,
     then waits `patience` epochs again; prints "Epoch N: reducing lr to X" (X the last layer
@@ -316,19 +329,9 @@ class ReduceLROnPlateau(TrackerCallback):
         self.patience, self.factor, self.min_lr = number, factor_number, min_lr_number
         self.wait = 0
 
-    def before_fit(self) -> None:
-        self.wait = 0
-        super().before_fit()
-
     def after_epoch(self) -> None:
         super().after_epoch()
-        if self._off:
-            return
-        if self.new_best:
-            self.wait = 0
-            return
-        self.wait += 1
-        if self.wait < self.patience:
+        if not self._waited_out():
             return
         self.wait = 0
         learn = self.learn

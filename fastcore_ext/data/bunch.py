@@ -107,9 +107,9 @@ from .images import (
 )
 from .items import (
     ItemSplit,
-    MissingPathError,
     RegexLabeller,
     _check_seed,
+    check_files_exist,
     check_fnames,
     check_path,
     items_from_folder,
@@ -580,12 +580,7 @@ def check_test_items(test_items: object) -> list[Path]:
     if not items:
         raise ValueError("test_items: expected at least one image file, got an empty list")
     items = [Path(f) for f in items]
-    missing = [p for p in items if not p.is_file()]
-    if missing:
-        raise MissingPathError(
-            f"test_items: {len(missing)} of {len(items)} files do not exist (e.g. "
-            f"{shown_names(missing, 3)})"
-        )
+    check_files_exist(items, "test_items")
     return items
 
 

@@ -292,13 +292,18 @@ def _resolve_fnames(path: str | Path, fnames: Iterable[str | Path]) -> list[Path
     items = [_resolve_name(root, Path(f)) for f in check_fnames(fnames)]
     if not items:
         raise ValueError("fnames: expected at least one file, got an empty list")
+    check_files_exist(items, "fnames")
+    return items
+
+
+def check_files_exist(items: Sequence[Path], arg: str) -> None:
+    """A MissingPathError naming `arg` and a few of `items` that are not files, if any."""
     missing = [p for p in items if not p.is_file()]
     if missing:
         raise MissingPathError(
-            f"fnames: {len(missing)} of {len(items)} files do not exist (e.g. "
+            f"{arg}: {len(missing)} of {len(items)} files do not exist (e.g. "
             f"{shown_names(missing, 3)})"
         )
-    return items
 
 
 def _class_folders(folder: Path, what: str) -> tuple[dict[str, list[Path]], list[str]]:
