@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Category",
+    "ds_idx_set",
     "evaluating",
     "forward",
     "get_preds",
@@ -77,6 +78,17 @@ def evaluating(model: nn.Module) -> Iterator[None]:
     finally:
         for m, mode in zip(model.modules(), modes, strict=True):
             m.training = mode
+
+
+_DS_IDX = {0: "train", 1: "valid"}  # fastai v2's ds_idx -> this library's ds_type
+
+
+def ds_idx_set(ds_idx: Any) -> str:
+    """The ds_type fastai v2's `ds_idx` names: 'train' for 0, 'valid' for 1; a ValueError
+    for anything else (a bool too)."""
+    if isinstance(ds_idx, bool) or ds_idx not in _DS_IDX:
+        raise ValueError(f"ds_idx should be 0 (train) or 1 (valid), got {ds_idx!r}")
+    return _DS_IDX[ds_idx]
 
 
 class MissingRowsWarning(UserWarning):

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 
 from fastcore_ext import ranks
 from fastcore_ext.checks import check_bool, int_or_none, real_or_none
-from fastcore_ext.inference import MissingRowsWarning
+from fastcore_ext.inference import MissingRowsWarning, ds_idx_set
 from fastcore_ext.plots import PlotFigure, check_figsize, finish, grid_cells, image_grid
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport", "Interpretation"]
@@ -579,9 +579,6 @@ def _colormap(cmap: Any) -> Any:
     raise TypeError(f"cmap should be a colormap name or Colormap, got {type(cmap).__name__}")
 
 
-_DS_IDX = {0: "train", 1: "valid"}  # fastai v2's ds_idx -> ds_type
-
-
 def _data_set(ds_idx: Any, ds_type: Any, dl: Any) -> str | None:
     """The ds_type of from_learner's pass from v2's ds_idx (0, 1) and v1's ds_type ('train',
     'valid'; also a str given as ds_idx, v1's positional form); 'valid' when neither is
@@ -594,8 +591,7 @@ def _data_set(ds_idx: Any, ds_type: Any, dl: Any) -> str | None:
                 f"ds_type={ds_type!r}"
             )
         ds_idx, ds_type = None, ds_idx
-    if ds_idx is not None and (isinstance(ds_idx, bool) or ds_idx not in _DS_IDX):
-        raise ValueError(f"ds_idx should be 0 (train) or 1 (valid), got {ds_idx!r}")
+    named = None if ds_idx is None else ds_idx_set(ds_idx)
     if ds_type is not None and ds_type not in ("valid", "train"):
         raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
     if dl is not None:
@@ -605,13 +601,13 @@ def _data_set(ds_idx: Any, ds_type: Any, dl: Any) -> str | None:
                 f"give dl or a data set of the learner's data, not both; got a dl and {given}"
             )
         return None
-    if ds_idx is not None and ds_type is not None and _DS_IDX[ds_idx] != ds_type:
+    if named is not None and ds_type is not None and named != ds_type:
         raise ValueError(
-            f"ds_idx={ds_idx} ({_DS_IDX[ds_idx]}) and ds_type={str(ds_type)!r} name different "
+            f"ds_idx={ds_idx} ({named}) and ds_type={str(ds_type)!r} name different "
             f"data sets: give one of them"
         )
-    if ds_idx is not None:
-        return _DS_IDX[ds_idx]
+    if named is not None:
+        return named
     return "valid" if ds_type is None else str(ds_type)
 
 

@@ -1277,9 +1277,6 @@ class _Destroyed:
     step = zero_grad = state_dict = load_state_dict = property(_destroyed)
 
 
-_DS_IDX = {0: "train", 1: "valid"}  # fastai v2's ds_idx -> this library's ds_type
-
-
 def _data_set(method: str, ds_type: str | None, ds_idx: int | None) -> str:
     """The ds_type of a pass given as fastai v1's `ds_type` or v2's `ds_idx` (at most one);
     'valid' when neither is given. TypeError when both are, ValueError for another ds_idx."""
@@ -1290,9 +1287,7 @@ def _data_set(method: str, ds_type: str | None, ds_idx: int | None) -> str:
             f"{method}: give ds_type (fastai v1's name) or ds_idx (v2's), not both; got "
             f"ds_type={ds_type!r} and ds_idx={ds_idx!r}"
         )
-    if isinstance(ds_idx, bool) or ds_idx not in _DS_IDX:
-        raise ValueError(f"ds_idx should be 0 (train) or 1 (valid), got {ds_idx!r}")
-    return _DS_IDX[ds_idx]
+    return inference.ds_idx_set(ds_idx)
 
 
 def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
