@@ -590,11 +590,7 @@ class Learner:
             moms=tuple(moms),
             start_step=start_step,
         )
-        self._one_cycle_fit, self._sched_step = True, start_step
-        try:
-            self._fit(n_epoch, start_epoch, _as_cbs(cbs))
-        finally:
-            self._one_cycle_fit = False
+        self._scheduled_fit(n_epoch, start_epoch, start_step, _as_cbs(cbs))
 
     def fit_flat_cos(
         self,
@@ -669,9 +665,16 @@ class Learner:
         if reset_opt:
             self.opt.state.clear()
         lg.set_wd(self.opt, self.group_map, wd, self.wd)
+        self._scheduled_fit(n_epoch, start_epoch, start_step, [restarts, *cbs])
+
+    def _scheduled_fit(
+        self, n_epoch: int, start_epoch: int, start_step: int, cbs: list[Callback]
+    ) -> None:
+        """`_fit` with the optimizer's device schedule (set by the caller) setting lr and mom,
+        its host mirror `_sched_step` starting at `start_step`."""
         self._one_cycle_fit, self._sched_step = True, start_step
         try:
-            self._fit(n_epoch, start_epoch, [restarts, *cbs])
+            self._fit(n_epoch, start_epoch, cbs)
         finally:
             self._one_cycle_fit = False
 
