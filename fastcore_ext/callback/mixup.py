@@ -71,6 +71,7 @@ class MixHandler(Callback):
         self.yb1: tuple[torch.Tensor, ...] | None = None  # the shuffled targets
         self.stack_y = True  # the current batch's targets are class indices: mix the loss
         self._old_lf: Callable[..., torch.Tensor] | None = None
+        self._per_item_lf: Callable[..., torch.Tensor] | None = None  # _per_item(_old_lf)
 
     def before_fit(self) -> None:
         others = [cb for cb in self.learn.cbs if isinstance(cb, MixHandler) and cb is not self]
@@ -83,10 +84,12 @@ class MixHandler(Callback):
 
     def before_train(self) -> None:
         self._old_lf, self.learn.loss_func = self.learn.loss_func, self.lf
+        self._per_item_lf = _per_item(self._old_lf)
 
     def after_train(self) -> None:
         if self._old_lf is not None:
             self.learn.loss_func, self._old_lf = self._old_lf, None
+            self._per_item_lf = None
 
     def after_fit(self) -> None:
         self.after_train()  # a fit cancelled or interrupted in training skipped after_train
@@ -109,7 +112,7 @@ class MixHandler(Callback):
         old = self._old_lf
         if not self.training or not self.stack_y:
             return old(pred, *yb)
-        per_item = _per_item(old)
+        per_item = self._per_item_lf
         loss = torch.lerp(per_item(pred, *self.yb1), per_item(pred, *yb), self.lam)
         return reduce_loss(loss, getattr(old, "reduction", "mean"))
 
