@@ -22,6 +22,9 @@ Every public method is here; the work of most lives in the module of its concept
   which to_bf16 / to_fp16 attach and to_fp32 removes; `precision="auto"` (the default,
   DEFAULT_PRECISION) picks bf16 + channels-last where the hardware runs bf16 natively
   (`fastcore_ext.hardware`), fp32 elsewhere;
+- on the CPU, the weight gradient of weight-heavy convolutions as one matrix product: the
+  `ConvWeightGrad` callback attached to every learner, `learn.conv_weight_grad`
+  (`fastcore_ext.callback.conv_weight_grad`);
 - lr_find's sweep and in-memory snapshot: `fastcore_ext.callback.lr_finder`;
 - several processes: `fastcore_ext.callback.ddp` (public module `fastcore_ext.distributed`);
 - `compile()`: the model's forward through torch.compile, opt-in: `fastcore_ext.compiling`.
@@ -53,6 +56,7 @@ from torch import nn
 from fastcore_ext import inference, interrupt
 from fastcore_ext import layer_groups as lg
 from fastcore_ext.callback import ddp, mixed_precision
+from fastcore_ext.callback.conv_weight_grad import ConvWeightGrad
 from fastcore_ext.callback.core import (
     CANCEL_EVENTS,
     EVENTS,
@@ -268,7 +272,8 @@ class Learner:
         self.cbs: list[Callback] = []
         self.recorder = Recorder()
         self.progress = ProgressCallback()
-        self.add_cbs([self.recorder, self.progress, TerminateOnNaN()])
+        self.conv_weight_grad = ConvWeightGrad()
+        self.add_cbs([self.recorder, self.progress, TerminateOnNaN(), self.conv_weight_grad])
         if cbs is not None:
             self.add_cbs(_as_cbs(cbs))
         self.callback_fns: list[Callable[[Learner], Callback]] = _check_callback_fns(callback_fns)

@@ -129,3 +129,18 @@ def break_images(files: list) -> list:
     empty.write_bytes(b"")
     text.write_text("this is not an image\n")
     return [truncated, empty, text]
+
+
+def weight_bound_model() -> torch.nn.Sequential:
+    """A 3x3 conv (8 -> 64 channels) on 2x2 maps: 4,608 weights against 512 input elements
+    in a batch of 16, as a resnet's layer4 on 64 px images; the first conv is not."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Conv2d(8, 64, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(256, 2),
+    )

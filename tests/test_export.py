@@ -126,12 +126,15 @@ def test_load_learner_predicts_like_the_original(trained):
 
 
 def test_predict_applies_the_validation_transform(trained):
-    """predict(item) equals the validation pass over the same item."""
+    """predict(item) equals the validation pass over the same item (in bf16, where precision
+    'auto' picks it, to bf16's rounding: oneDNN's kernels for a batch of 1 and of 8 round
+    differently; a transform left out moves the probabilities far more)."""
     learn, _ = trained
     probs, targets = learn.get_preds()
+    tol = {"rtol": 0.05, "atol": 2e-3} if learn.precision == "bf16" else {}
     for i in (0, 5):
         _, _, p = learn.predict(learn.data.valid_ds.items[i])
-        torch.testing.assert_close(p, probs[i])
+        torch.testing.assert_close(p, probs[i], **tol)
     x = learn.data.preprocess(load_image(learn.data.valid_ds.items[0], 20))
     assert x.shape == (1, 3, 16, 16)
 

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from fakes import easy_bunch, make_learner
+from fakes import easy_bunch, make_learner, weight_bound_model
 
 import fastcore_ext.learner as learner_mod
 from fastcore_ext import hardware, vision
@@ -366,21 +366,6 @@ def test_bf16_fit_on_the_cpu_trains_narrow_strided_convs_right():
     assert not learn.mixed_precision.fp32_fit  # the next fit checks again
     probs, _ = learn.get_preds()  # outside a fit: bf16 (its forward pass is right)
     assert probs.dtype == torch.float32 and torch.isfinite(probs).all()
-
-
-def weight_bound_model() -> torch.nn.Sequential:
-    """A 3x3 conv (8 -> 64 channels) on 2x2 maps: 4,608 weights against 512 input elements
-    in a batch of 16, as a resnet's layer4 on 64 px images; the first conv is not."""
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1),
-        torch.nn.BatchNorm2d(8),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(2),
-        torch.nn.Conv2d(8, 64, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(256, 2),
-    )
 
 
 def test_weight_bound_convs_of_resnet18_at_64_and_224_px():
