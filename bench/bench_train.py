@@ -734,8 +734,8 @@ def _slow_bf16(precision: str) -> bool:
 def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, float]:
     """(median seconds per step, images/s) of forward + loss + backward + fused Adam step on
     one fixed batch [bs, 3, size, size], through the Learner's own batch code (no data
-    loading, no callbacks beyond the defaults), channels-last on CUDA as create_cnn does and in
-    bf16 as the bf16 fits do."""
+    loading; the default callbacks' first-batch checks, as in a fit), channels-last on CUDA
+    as create_cnn does and in bf16 as the bf16 fits do."""
     from fastcore_ext.learner import Learner
     from fastcore_ext.vision import create_body, create_head
 
@@ -763,8 +763,9 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
     learn.model.train()
     learn.training = True
     learn.xb, learn.yb = (x,), (y,)  # as the loop holds a batch (fastai v2's tuples)
-    if learn.mixed_precision is not None:  # its first-batch check, as in a fit (on a CPU
-        learn.mixed_precision.before_batch()  # with AMX: the weight-bound convs in fp32)
+    learn.conv_weight_grad.before_batch()  # the fit's first-batch checks: on the CPU the
+    if learn.mixed_precision is not None:  # matmul weight gradients (and with AMX in bf16 the
+        learn.mixed_precision.before_batch()  # weight-bound convs in fp32), as in a fit
     times = []
     for i in range(steps + 2):  # two warm-up steps
         _sync(device)

@@ -1,7 +1,8 @@
 """Callbacks of the training loop: events and control flow (core), Recorder, progress output,
 the learning-rate finder, the trackers (NaN stop, early stopping, best-model saving, lr
 reduction on a plateau, CSV log), MixUp / CutMix, ShowGraph (the losses redrawn after each
-epoch) and the DDP trainer (ddp)."""
+epoch), ConvWeightGrad (weight-heavy convolutions' gradients as one matrix product on the
+CPU) and the DDP trainer (ddp)."""
 
 from fastcore_ext.callback.core import (
     CANCEL_EVENTS,
@@ -16,6 +17,7 @@ from fastcore_ext.callback.core import (
     CancelValidateException,
     CancelValidException,
 )
+from fastcore_ext.callback.conv_weight_grad import ConvWeightGrad
 from fastcore_ext.callback.ddp import DistributedTrainer
 from fastcore_ext.callback.mixup import CutMix, MixHandler, MixUp
 from fastcore_ext.callback.progress import ProgressCallback
@@ -55,5 +57,6 @@ __all__ = [
     "MixHandler",
     "MixUp",
     "CutMix",
+    "ConvWeightGrad",
     "DistributedTrainer",
 ]

@@ -4,18 +4,21 @@ product, for a fit.
 oneDNN's float32 convolution backward computes the weight gradient of a 3x3 convolution on a
 tiny feature map slowly: on the 2-core Xeon with AMX of bench/README.md ("Convolution weight
 gradients as one matrix product"), resnet18's layer4 at 64 px (512 channels on 2x2 maps, bs
-64) took 21 ms for a weight gradient whose arithmetic is the forward pass's (7.7 ms), while
-the same sum written as one matrix product over the batch's output positions,
+64) took 23-25 ms for a weight gradient whose arithmetic is the forward pass's (about 8 ms),
+while the same sum written as one matrix product over the batch's output positions,
 ``grad_out[N*Ho*Wo, O]^T @ patches[N*Ho*Wo, kh*kw*C]`` (the patches a strided view of the
-padded NHWC input, copied once), took 6 ms and gave the same values. On 4x4 maps and larger
-oneDNN was the faster (1.2x-1.6x), so only convolutions whose weights outnumber their
-input's elements in a training batch at least MATMUL_GRAD_RATIO times take the matrix
-product: resnet18/34 at 64 px, bs 64: layer4's 3x3 convolutions; at 224 px: none.
+padded NHWC input, copied once), took 8-9 ms and gave the same values. On 4x4 maps and
+larger oneDNN was the faster (1.15x-1.5x), so only convolutions whose weights outnumber
+their input's elements in a training batch at least MATMUL_GRAD_RATIO times take the matrix
+product: resnet18/34 at 64 px, bs 64: layer4's 3x3 convolutions; at 224 px: none. A
+training step: 1.08x faster in float32, 1.11x in bf16 (where those convs run in float32).
+Measured on that CPU only; where the matrix product is slower the cost is a few layers'.
 
 `ConvWeightGrad` (a default callback of every Learner, `learn.conv_weight_grad`) finds those
 convolutions at each fit's first training batch on the CPU (`conv_input_sizes`: one item, no
 gradients) and, for the fit, sends their float32 forward passes through `MatmulGradConv2d`:
-the forward is F.conv2d itself, the input gradient oneDNN's, the weight gradient the product.
+the forward is F.conv2d itself, the weight gradient the product, the input gradient a product
+too where the stride is above 1 (`conv2d_input_grad`), else oneDNN's.
 It acts only where the convolution runs in float32 with gradients on: a float32 fit, the
 float32 first epoch of precision 'auto', and in a bf16 fit the weight-bound convolutions that
 `MixedPrecision` runs in float32; under a bf16 autocast nothing changes. Not under
