@@ -4,6 +4,7 @@ reduction on a plateau, CSV log), MixUp / CutMix, ShowGraph (the losses redrawn 
 epoch), ConvWeightGrad (weight-heavy convolutions' gradients as one matrix product on the
 CPU) and the DDP trainer (ddp)."""
 
+from fastcore_ext.callback.conv_weight_grad import ConvWeightGrad
 from fastcore_ext.callback.core import (
     CANCEL_EVENTS,
     EVENTS,
@@ -17,7 +18,6 @@ from fastcore_ext.callback.core import (
     CancelValidateException,
     CancelValidException,
 )
-from fastcore_ext.callback.conv_weight_grad import ConvWeightGrad
 from fastcore_ext.callback.ddp import DistributedTrainer
 from fastcore_ext.callback.mixup import CutMix, MixHandler, MixUp
 from fastcore_ext.callback.progress import ProgressCallback
