@@ -449,11 +449,13 @@ def test_ctrl_c_reaches_every_worker_and_waits_for_them(tmp_path):
     while len(list(out.glob("pid*"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(list(out.glob("pid*"))) == 2, "the workers did not start"
-    time.sleep(0.5)
+    # Ctrl-C once torchrun's agent watches its workers (2 s: on a loaded 2-core CI machine
+    # 0.5 s after the workers' first line was once too soon, and the launcher never returned)
+    time.sleep(2.0)
     parent.send_signal(signal.SIGINT)
     time.sleep(0.3)
     parent.send_signal(signal.SIGINT)  # the impatient second Ctrl-C
-    stdout, stderr = parent.communicate(timeout=60)
+    stdout, stderr = parent.communicate(timeout=90)
     assert parent.returncode == 130 and stdout == "interrupted\n"
     assert "waiting for the processes to save" in stderr
     assert "Traceback" not in stderr  # torchrun's agent traceback (SignalException) is one line

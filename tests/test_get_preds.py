@@ -279,6 +279,7 @@ def test_validation_get_preds_and_predict_run_in_inference_mode_precision_and_la
     if precision == "bf16":
         learn.to_bf16().to_channels_last()
         learn.mixed_precision.fp32_convs = False  # its one-item probe pass (AMX) is not counted
+    learn.conv_weight_grad.enabled = False  # nor ConvWeightGrad's
     amp = torch.bfloat16 if precision == "bf16" else None
     nhwc = precision == "bf16"
     n_train, n_valid = len(learn.data.train_dl), len(learn.data.valid_dl)

@@ -236,7 +236,7 @@ def test_show_training_loop_lists_the_callbacks_of_each_event(capsys):
     assert lines[0] == "Start Fit"
     assert lines[1] == (
         "   - before_fit           : "
-        "[TerminateOnNaN, Recorder, ProgressCallback, EarlyStoppingCallback]"
+        "[ConvWeightGrad, TerminateOnNaN, Recorder, ProgressCallback, EarlyStoppingCallback]"
     )
     by_event = {
         ln.split(":")[0].strip(" -"): ln.split(":", 1)[1].strip() for ln in lines if ": [" in ln
@@ -244,7 +244,7 @@ def test_show_training_loop_lists_the_callbacks_of_each_event(capsys):
     assert by_event["after_epoch"] == "[Recorder, ProgressCallback, EarlyStoppingCallback]"
     assert by_event["after_loss"] == "[TerminateOnNaN, Recorder]"
     assert by_event["before_step"] == "[]"
-    assert lines[-1] == " - after_fit            : [Recorder, ProgressCallback]"
+    assert lines[-1] == " - after_fit            : [ConvWeightGrad, Recorder, ProgressCallback]"
     assert [ln.strip() for ln in lines if not ln.strip().startswith("-")][:4] == [
         "Start Fit",
         "Start Epoch Loop",

@@ -243,6 +243,17 @@ def matmul_grad_convs(
     return found
 
 
+def _may_qualify(model: nn.Module, batch: int, ratio: float = MATMUL_GRAD_RATIO) -> bool:
+    """Whether a 2d convolution of `model` could pass `matmul_grad_convs` for a batch of
+    `batch` items: at 1x1 inputs (the fewest input elements it can have)."""
+    return any(
+        isinstance(m, nn.Conv2d)
+        and m.groups == 1
+        and m.weight.numel() >= ratio * batch * m.in_channels
+        for m in model.modules()
+    )
+
+
 class ConvWeightGrad(Callback):
     """At each fit's first training batch on the CPU, the convolutions `matmul_grad_convs`
     picks take their weight gradient as one matrix product in float32 for that fit (module
@@ -276,6 +287,8 @@ class ConvWeightGrad(Callback):
             return
         if learn.compiled is not None or learn.ddp_model is not None:
             return
+        if not _may_qualify(learn.model, xb.shape[0]):
+            return  # no probe pass where no convolution can qualify
         found = matmul_grad_convs(conv_input_sizes(learn.model, xb), xb.shape[0])
         self.convs = [name for name, _ in found]
         if found:
