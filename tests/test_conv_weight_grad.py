@@ -54,7 +54,7 @@ def test_weight_and_input_grads_equal_torchs(xs, ws, stride, padding, dilation, 
 
 
 @pytest.mark.parametrize(("xs", "ws", "stride", "padding", "dilation"), CASES)
-def test_matmul_grad_conv_passes_gradcheck(xs, ws, stride, padding, dilation):
+def test_matmul_grad_conv_passes_gradcheck_and_gradgradcheck(xs, ws, stride, padding, dilation):
     g = torch.Generator().manual_seed(1)
     small = (2, min(xs[1], 3), *xs[2:])
     x = torch.randn(small, generator=g, dtype=torch.float64, requires_grad=True)
@@ -63,6 +63,7 @@ def test_matmul_grad_conv_passes_gradcheck(xs, ws, stride, padding, dilation):
     b = torch.randn(w.shape[0], generator=g, dtype=torch.float64, requires_grad=True)
     fn = cwg.MatmulGradConv2d.apply
     assert torch.autograd.gradcheck(lambda *t: fn(*t, stride, padding, dilation), (x, w, b))
+    assert torch.autograd.gradgradcheck(lambda *t: fn(*t, stride, padding, dilation), (x, w, b))
 
 
 def conv_and_copy(channels_last: bool, stride: int = 1) -> tuple[nn.Conv2d, nn.Conv2d]:
