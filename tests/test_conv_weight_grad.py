@@ -130,6 +130,12 @@ def test_matmul_grad_convs_of_resnet18_at_64_and_224_px():
     sizes = conv_input_sizes(body, torch.randn(64, 3, 64, 64))
     names = [n for n, _ in cwg.matmul_grad_convs(sizes, 64)]
     assert names == ["7.0.conv1", "7.0.conv2", "7.1.conv1", "7.1.conv2"]  # layer4's 3x3
+    sizes32 = conv_input_sizes(body, torch.randn(32, 3, 64, 64))
+    names32 = [n for n, _ in cwg.matmul_grad_convs(sizes32, 32)]
+    assert names32 == names  # layer3 (4x4 outputs) is heavy enough at bs 32, but not picked
+    assert [n for n, _ in cwg.matmul_grad_convs(sizes32, 32, max_positions=16)][:3] == [
+        "6.0.conv2", "6.1.conv1", "6.1.conv2"
+    ]  # fmt: skip
     sizes = conv_input_sizes(body, torch.randn(64, 3, 224, 224))
     assert cwg.matmul_grad_convs(sizes, 64) == []
     grouped = nn.Conv2d(8, 64, 3, padding=1, groups=2)

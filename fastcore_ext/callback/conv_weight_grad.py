@@ -7,10 +7,11 @@ gradients as one matrix product"), resnet18's layer4 at 64 px (512 channels on 2
 64) took 23-25 ms for a weight gradient whose arithmetic is the forward pass's (about 8 ms),
 while the same sum written as one matrix product over the batch's output positions,
 ``grad_out[N*Ho*Wo, O]^T @ patches[N*Ho*Wo, kh*kw*C]`` (the patches a strided view of the
-padded NHWC input, copied once), took 8-9 ms and gave the same values. On 4x4 maps and
-larger oneDNN was the faster (1.15x-1.5x), so only convolutions whose weights outnumber
-their input's elements in a training batch at least MATMUL_GRAD_RATIO times take the matrix
-product: resnet18/34 at 64 px, bs 64: layer4's 3x3 convolutions; at 224 px: none. A
+padded NHWC input, copied once), took 8-9 ms and gave the same values. On 4x4 outputs and
+larger oneDNN was the faster (1.15x-1.5x, also at bs 32), so only convolutions whose weights
+outnumber their input's elements in a training batch at least MATMUL_GRAD_RATIO times and
+whose output maps hold at most MAX_OUTPUT_POSITIONS positions (2x2) take the matrix product:
+resnet18/34 at 64 px: layer4's 3x3 convolutions; at 224 px: none. A
 training step: 1.08x faster in float32, 1.11x in bf16 (where those convs run in float32).
 Measured on that CPU only; where the matrix product is slower the cost is a few layers'.
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MATMUL_GRAD_RATIO",
+    "MAX_OUTPUT_POSITIONS",
     "ConvWeightGrad",
     "MatmulGradConv2d",
     "MatmulGrads",
@@ -52,7 +54,12 @@ __all__ = [
 
 MATMUL_GRAD_RATIO = 4.0
 """A 2d convolution whose weights hold at least this many times the elements of its input in
-a training batch gets its weight gradient as one matrix product (module docstring)."""
+a training batch, and whose output has at most MAX_OUTPUT_POSITIONS positions an item, gets
+its weight gradient as one matrix product (module docstring)."""
+
+MAX_OUTPUT_POSITIONS = 4
+"""At most 2x2 output maps: on 4x4 outputs the product lost at batches 32 and 64 (0.72x,
+0.87x of torch's speed) even where the weights held 4.5x the input's elements (bs 32)."""
 
 
 def conv2d_weight_grad(
@@ -229,18 +236,35 @@ class MatmulGrads:
 
 
 def matmul_grad_convs(
-    sizes: list[tuple[str, nn.Module, tuple]], batch: int, ratio: float = MATMUL_GRAD_RATIO
+    sizes: list[tuple[str, nn.Module, tuple]],
+    batch: int,
+    ratio: float = MATMUL_GRAD_RATIO,
+    max_positions: int = MAX_OUTPUT_POSITIONS,
 ) -> list[tuple[str, nn.Module]]:
     """The 2d convolutions (groups 1) among `sizes` (`conv_input_sizes`) whose weights hold at
-    least `ratio` times as many elements as their input in a batch of `batch` items."""
+    least `ratio` times as many elements as their input in a batch of `batch` items and whose
+    output has at most `max_positions` positions (h x w) per item."""
     found, seen = [], set()
     for name, conv, size in sizes:
         if not isinstance(conv, nn.Conv2d) or conv.groups != 1 or id(conv) in seen:
             continue
         seen.add(id(conv))
-        if conv.weight.numel() >= ratio * batch * conv.in_channels * size[0] * size[1]:
+        heavy = conv.weight.numel() >= ratio * batch * conv.in_channels * size[0] * size[1]
+        if heavy and _output_positions(conv, size) <= max_positions:
             found.append((name, conv))
     return found
+
+
+def _output_positions(conv: nn.Conv2d, size: tuple) -> int:
+    """Output positions (h x w) of `conv` for an input of spatial `size`; a padding string
+    ('same', 'valid') counts as the input's own size, an upper bound."""
+    if isinstance(conv.padding, str):
+        return size[0] * size[1]
+    n = 1
+    for i in range(2):
+        k, s, p, d = conv.kernel_size[i], conv.stride[i], conv.padding[i], conv.dilation[i]
+        n *= max(0, (size[i] + 2 * p - d * (k - 1) - 1) // s + 1)
+    return n
 
 
 def _may_qualify(model: nn.Module, batch: int, ratio: float = MATMUL_GRAD_RATIO) -> bool:
