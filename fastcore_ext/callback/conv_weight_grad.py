@@ -36,7 +36,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from fastcore_ext.callback.core import Callback
-from fastcore_ext.callback.mixed_precision import conv_input_sizes
+from fastcore_ext.callback.mixed_precision import ConvHooks, conv_input_sizes
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -211,28 +211,20 @@ def _conv_call(
     return (x, weight, bias, *conv)
 
 
-class MatmulGrads:
+class MatmulGrads(ConvHooks):
     """Hooks on `convs` (2d convolutions) that, around each one's forward, route its F.conv2d
     through MatmulGradConv2d (`_Mode`: float32 on the CPU with gradients on only). The
     forward hook always runs (also when the forward raises). `remove()` takes them off."""
 
     def __init__(self, convs: list[nn.Module]) -> None:
         self._mode = _Mode({id(conv.weight) for conv in convs})
-        self._handles = []
-        for conv in convs:
-            self._handles.append(conv.register_forward_pre_hook(self._enter))
-            self._handles.append(conv.register_forward_hook(self._exit, always_call=True))
+        super().__init__(convs)
 
     def _enter(self, conv: nn.Module, args: tuple) -> None:
         self._mode.__enter__()
 
     def _exit(self, conv: nn.Module, args: tuple, out: torch.Tensor) -> None:
         self._mode.__exit__(None, None, None)
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
 
 
 def matmul_grad_convs(

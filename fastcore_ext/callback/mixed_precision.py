@@ -78,6 +78,7 @@ __all__ = [
     "conv_input_sizes",
     "weight_bound_convs",
     "WEIGHT_BOUND_RATIO",
+    "ConvHooks",
     "Fp32Convs",
     "announce",
     "features_trained",
@@ -226,7 +227,30 @@ def weight_bound_convs(
     return found
 
 
-class Fp32Convs:
+class ConvHooks:
+    """On each of `convs`, a forward pre-hook (`_enter`) and a forward hook that always runs
+    (`_exit`, also when the forward raises): what a subclass does around those modules'
+    forward passes. `remove()` takes the hooks off."""
+
+    def __init__(self, convs: list[nn.Module]) -> None:
+        self._handles = []
+        for conv in convs:
+            self._handles.append(conv.register_forward_pre_hook(self._enter))
+            self._handles.append(conv.register_forward_hook(self._exit, always_call=True))
+
+    def _enter(self, conv: nn.Module, args: tuple) -> tuple | None:
+        raise NotImplementedError
+
+    def _exit(self, conv: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+class Fp32Convs(ConvHooks):
     """Runs `convs` in float32 with NCHW weights and inputs inside a CPU bfloat16 autocast,
     through a forward pre-hook (autocast off, the input cast to float32 and made contiguous)
     and a forward hook that always runs (autocast back on, also when the forward raises).
@@ -237,11 +261,9 @@ class Fp32Convs:
 
     def __init__(self, convs: list[nn.Module]) -> None:
         self._open: list[torch.autocast] = []
-        self._handles = []
         for conv in convs:
             conv.to(memory_format=torch.contiguous_format)
-            self._handles.append(conv.register_forward_pre_hook(self._enter))
-            self._handles.append(conv.register_forward_hook(self._exit, always_call=True))
+        super().__init__(convs)
 
     def _enter(self, conv: nn.Module, args: tuple) -> tuple:
         ctx = torch.autocast("cpu", enabled=False)
@@ -251,11 +273,6 @@ class Fp32Convs:
 
     def _exit(self, conv: nn.Module, args: tuple, out: torch.Tensor) -> None:
         self._open.pop().__exit__(None, None, None)
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
 
 
 class MixedPrecision(Callback):
