@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import cpu_model  # noqa: E402
+from bench_train import cpu_model, model_only_learner  # noqa: E402
 
 from fastcore_ext.callback.conv_weight_grad import (  # noqa: E402
     MatmulGrads,
@@ -37,7 +37,6 @@ from fastcore_ext.callback.conv_weight_grad import (  # noqa: E402
 )
 from fastcore_ext.hardware import native_bf16_cpu_flags  # noqa: E402
 from fastcore_ext.learner import Learner  # noqa: E402
-from fastcore_ext.vision import create_body, create_head  # noqa: E402
 
 LAYERS = [  # (where in resnet18 at 64 px, input [N, C, H, W], weight [O, C, 3, 3], stride)
     ("layer2", (64, 128, 8, 8), (128, 128, 3, 3), 1),
@@ -94,37 +93,14 @@ def layer_table(rounds: int) -> None:
         print(f"| {where} | {ratio:.2f} | {' | '.join(cells)} |")
 
 
-def _learner(precision: str) -> Learner:
-    body, _ = create_body("resnet18", pretrained=False)
-    model = torch.nn.Sequential(body, create_head(512, 12))
-
-    class _Data:  # the bunch interface, enough for a Learner that never iterates it
-        train_dl = valid_dl = None
-        path, c, device = ".", 12, "cpu"
-
-    learn = Learner(_Data(), model, seed=0)
-    learn.to_fp32()
-    if precision == "bf16":
-        learn.to_channels_last().to_bf16()
-    g = torch.Generator().manual_seed(0)
-    learn.xb = (torch.randn(64, 3, 64, 64, generator=g),)
-    learn.yb = (torch.randint(0, 12, (64,), generator=g),)
-    learn.model.train()
-    learn.training = True
-    if learn.mixed_precision is not None:  # the fit's first-batch check (AMX: fp32 convs)
-        learn.mixed_precision.before_batch()
-    return learn
-
-
 def step_table(rounds: int) -> None:
     precisions = ["fp32"] + (["bf16"] if native_bf16_cpu_flags() else [])
     print("\n| step (resnet18, 64 px, bs 64) | hooks | min / median ms | off / on (median) |")
     print("| --- | --- | ---: | ---: |")
     for precision in precisions:
-        learn = _learner(precision)
+        learn = model_only_learner("cpu", precision)  # its checks picked and hooked the convs
         cb = learn.conv_weight_grad
-        cb.before_batch()  # picks the convolutions (and hooks them: off again for the turns)
-        cb._hooks.remove()
+        cb._hooks.remove()  # off again: the turns put them on and off
         modules = dict(learn.model.named_modules())
         t = _turns(
             {"off": learn._do_one_batch, "on": _hooked(learn, [modules[n] for n in cb.convs])},

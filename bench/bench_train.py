@@ -731,11 +731,10 @@ def _slow_bf16(precision: str) -> bool:
     return DEVICE == "cpu" and precision == "bf16" and not native_bf16_cpu_flags()
 
 
-def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, float]:
-    """(median seconds per step, images/s) of forward + loss + backward + fused Adam step on
-    one fixed batch [bs, 3, size, size], through the Learner's own batch code (no data
-    loading; the default callbacks' first-batch checks, as in a fit), channels-last on CUDA
-    as create_cnn does and in bf16 as the bf16 fits do."""
+def model_only_learner(device: str, precision: str):  # noqa: ANN201 (a Learner)
+    """A Learner holding one fixed batch [bs, 3, size, size] of CONFIG[device] (no data
+    loader), in training mode: channels-last on CUDA as create_cnn does and in bf16 as the
+    bf16 fits do, after the default callbacks' first-batch checks, as in a fit."""
     from fastcore_ext.learner import Learner
     from fastcore_ext.vision import create_body, create_head
 
@@ -766,6 +765,13 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
     learn.conv_weight_grad.before_batch()  # the fit's first-batch checks: on the CPU the
     if learn.mixed_precision is not None:  # matmul weight gradients (and with AMX in bf16 the
         learn.mixed_precision.before_batch()  # weight-bound convs in fp32), as in a fit
+    return learn
+
+
+def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, float]:
+    """(median seconds per step, images/s) of forward + loss + backward + fused Adam step on
+    one fixed batch (`model_only_learner`), through the Learner's own batch code."""
+    learn = model_only_learner(device, precision)
     times = []
     for i in range(steps + 2):  # two warm-up steps
         _sync(device)
@@ -776,7 +782,7 @@ def model_only_rate(device: str, precision: str, steps: int) -> tuple[float, flo
             times.append(time.perf_counter() - start)
     learn.training = False
     step = statistics.median(times)
-    return step, cfg["bs"] / step
+    return step, CONFIG[device]["bs"] / step
 
 
 def test_model_only_step():
