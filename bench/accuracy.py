@@ -35,12 +35,17 @@ default: where the CPU has AMX),
 ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours before it
 followed fastai v2), ``fastai_aug=1`` (the training batches augmented by fastai's
 `aug_transforms(size)` pipeline instead of our kernel, drawn from torch's global generator
-as fastai does; runs in the fastai interpreter); fastai: ``wd_bn_bias=1`` (the same in
+as fastai does; runs in the fastai interpreter), ``fastai_init=1`` (ours starts from the very
+weights fastai's fit of the same seed starts from: fastai's `set_seed`, data loaders and
+`vision_learner` run first, in the fastai interpreter, and ours loads that model's state;
+the rest is ours); fastai: ``wd_bn_bias=1`` (the same in
 fastai), ``head_bn_bias=0`` (torch's default init), ``center_crop=1`` (the training presize
 crop centred, as our cache did before it kept whole images), ``ours_aug=1`` (fastai's batch
 augmentation replaced by ours: `fastcore_ext.augment.augment_batch` with get_transforms'
 defaults, drawn per batch from `epoch_generator(seed, batch number)`, and its centre crop
-for validation; the rest is fastai's).
+for validation; the rest is fastai's), ``ours_init=1`` (fastai starts from the weights our
+fit of the same seed starts from: `ours_learner` runs first and fastai's model loads its
+state; the rest is fastai's).
 
 Transfer learning, offline (`--body FILE`): `pretrain` trains ours (resnet18, the settings
 above, `--epochs`, default 6) on the demo and saves the body's state_dict; with `--body` both
@@ -70,9 +75,10 @@ fits' subprocesses) overrides some, e.g. '{"arch": "resnet34", "size": 128, "pre
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
 AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
 OURS_OPTS = (
-    "head_bn_bias", "bf16", "auto", "fp32_convs", "wd_bn_bias", "no_aug", "fastai_aug", *AUG_KNOBS
+    "head_bn_bias", "bf16", "auto", "fp32_convs", "wd_bn_bias", "no_aug", "fastai_aug",
+    "fastai_init", *AUG_KNOBS
 )  # fmt: skip
-FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug", "ours_aug")
+FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug", "ours_aug", "ours_init")
 
 
 def parse_lr(text: str | None) -> float | slice | None:
@@ -203,7 +209,14 @@ def run_ours(
     from fastcore_ext.callback.mixed_precision import features_trained
 
     s = SETTINGS
+    # fastai_init: fastai's own seeded model first (its set_seed and data loaders come before
+    # its weights are drawn), then ours, which takes those weights
+    start_weights = None
+    if opts.get("fastai_init"):
+        start_weights = fastai_learner(data_dir, seed, {}).model.state_dict()
     learn = ours_learner(data_dir, seed, opts)
+    if start_weights is not None:
+        learn.model.load_state_dict(start_weights)
     if opts.get("fastai_aug"):
         use_fastai_augmentation(learn.data.train_dl, s["size"])
     if opts.get("bf16"):
@@ -235,11 +248,9 @@ def run_ours(
     }  # fmt: skip
 
 
-def run_fastai(
-    data_dir: Path, seed: int, lr: float | slice | None, opts: dict, transfer: dict | None = None
-) -> dict:
-    """One fit_one_cycle of fastai 2.8 from scratch on the same folder and settings (or the
-    transfer stages, as run_ours)."""
+def fastai_learner(data_dir: Path, seed: int, opts: dict):
+    """fastai 2.8's data loaders and vision_learner of the settings above, with the ablation
+    switches of `opts` that concern them; `set_seed(seed)` first, as a fastai user would."""
     import torch
     import torchvision
     from fastai.vision.all import (
@@ -318,6 +329,24 @@ def run_fastai(
         for m in learn.model[1].modules():
             if isinstance(m, torch.nn.BatchNorm1d):
                 torch.nn.init.constant_(m.bias, opts["head_bn_bias"])
+    return learn
+
+
+def run_fastai(
+    data_dir: Path, seed: int, lr: float | slice | None, opts: dict, transfer: dict | None = None
+) -> dict:
+    """One fit_one_cycle of fastai 2.8 from scratch on the same folder and settings (or the
+    transfer stages, as run_ours)."""
+    import torch
+
+    s = SETTINGS
+    start_weights = None
+    if opts.get("ours_init"):  # ours' seeded model first, as in its own fit
+        sys.path.insert(0, str(ROOT))
+        start_weights = ours_learner(data_dir, seed, {}).model.state_dict()
+    learn = fastai_learner(data_dir, seed, opts)
+    if start_weights is not None:
+        learn.model.load_state_dict(start_weights)
     if transfer:
         learn.model[0].load_state_dict(torch.load(transfer["body"], weights_only=True))
         learn.freeze()
@@ -378,7 +407,7 @@ def data_dir(name: str) -> Path:
 def fit_in_subprocess(
     lib: str, data: Path, seed: int, lr: str | None, opts: list[str], transfer: list[str] = ()
 ) -> dict:
-    in_fastai = lib == "fastai" or any(o.startswith("fastai_aug=") for o in opts)
+    in_fastai = lib == "fastai" or any(o.startswith(("fastai_aug=", "fastai_init=")) for o in opts)
     python = fastai_python() if in_fastai else sys.executable
     cmd = [python, str(Path(__file__).resolve()), "run", "--lib", lib, "--data", str(data),
            "--seed", str(seed), *transfer]  # fmt: skip
