@@ -6,7 +6,7 @@
                        [--workers N] [--seed N]
                        [--valid-pct P] [--label-re PATTERN | --labels-csv FILE]
                        [--out DIR] [--nproc N]
-    fastcore-ext predict MODEL IMAGE [IMAGE ...]
+    fastcore-ext predict MODEL IMAGE [IMAGE ...] [--csv]
     fastcore-ext lr-find [PATH] [same data and model options as train]
 
 `train` runs the lesson (fastcore_ext.lesson.run_lesson: fit_one_cycle at 3e-3 with the
@@ -27,9 +27,11 @@ only when torchvision's cache already holds them. Unreadable images (truncated, 
 are skipped when training meets them, or left out up front with `--skip-bad`; the final lines
 and summary.json's `bad_images` count both.
 
-`predict` prints one line per image (its path, the predicted class and its probability); an
-image it cannot read (truncated, not an image) is skipped with a line on stderr naming it, and
-the others are predicted.
+`predict` prints one line per image (its path, the predicted class and its probability), or
+with `--csv` a CSV table (header ``file,prediction,probability``; a path or class name holding
+a comma, a quote or a space is quoted as the csv module does, so a program can read it back);
+an image it cannot read (truncated, not an image) is skipped with a line on stderr naming it,
+and the others are predicted.
 
 This module parses, prints and exits: the work is fastcore_ext.lesson's.
 
@@ -48,6 +50,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import csv
 import json
 import math
 import os
@@ -293,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("model", metavar="MODEL", help="export.pth, or the folder holding it")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders")
+    predict.add_argument(
+        "--csv",
+        action="store_true",
+        help="print CSV (header file,prediction,probability; fields quoted where needed) "
+        "instead of aligned columns",
+    )
     lr_find = sub.add_parser(
         "lr-find",
         help="run the learning-rate finder only",
@@ -503,6 +512,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not images:
         raise UsageError(f"IMAGE: no image files in {', '.join(args.images)}")
     width = max(len(p) for p in images)
+    table = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
+    if table is not None:
+        table.writerow(["file", "prediction", "probability"])
     skipped = 0
     batch: list[tuple[str, torch.Tensor]] = []  # (file, its input [1, 3, S, S])
     for k, img in enumerate(images):
@@ -520,7 +532,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         if batch and (len(batch) == PREDICT_BS or k == len(images) - 1):
-            _print_predictions(learn, batch, width)
+            _print_predictions(learn, batch, width, table)
             batch = []
     if skipped == len(images):
         raise UsageError(f"IMAGE: none of the images could be read ({skipped}, named above)")
@@ -534,13 +546,19 @@ PREDICT_BS = 64
 batch of 64 small images many times faster than 64 passes of one)."""
 
 
-def _print_predictions(learn: Any, batch: list[tuple[str, torch.Tensor]], width: int) -> None:
-    """One line per file: its name, the predicted class and its probability."""
+def _print_predictions(
+    learn: Any, batch: list[tuple[str, torch.Tensor]], width: int, table: Any = None
+) -> None:
+    """One line per file: its name, the predicted class and its probability (a row of the
+    csv writer `table` when given, else aligned columns)."""
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=[(torch.cat([x for _, x in batch]), None)])
     for (img, _), row in zip(batch, probs, strict=True):
         name = learn.data.classes[int(row.argmax())]
-        print(f"{img:<{width}}  {name}  {float(row.max()):.4f}")
+        if table is not None:
+            table.writerow([img, name, f"{float(row.max()):.4f}"])
+        else:
+            print(f"{img:<{width}}  {name}  {float(row.max()):.4f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

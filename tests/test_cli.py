@@ -303,6 +303,33 @@ def test_predict_skips_an_unreadable_image_and_predicts_the_others(
         assert float(prob) > float(probs.max()) - 0.01
 
 
+def test_predict_csv_quotes_paths_and_class_names(tmp_path, capsys, small_demo, offline_weights):
+    # class names and file names with a comma, a space and a quote: the aligned columns
+    # cannot be split back, --csv can
+    src = sorted((small_demo / "train").iterdir())[:2]
+    names = ["cat, dog", 'say "hi"']
+    for name, folder in zip(names, src, strict=True):
+        shutil.copytree(folder, tmp_path / "data" / name)
+    learn = vision.create_cnn(
+        data_mod.ImageDataBunch.from_folder(tmp_path / "data", valid_pct=0.25, size=32, bs=4,
+                                            num_workers=0),
+        vision.models.resnet18, pretrained=False, path=tmp_path,
+    )  # fmt: skip
+    learn.export("export.pth")
+    odd = tmp_path / 'a, b "c".jpg'
+    shutil.copy(next((tmp_path / "data" / names[0]).iterdir()), odd)
+    plain = next((tmp_path / "data" / names[1]).iterdir())
+    code, out, err = run(capsys, "predict", str(tmp_path), str(odd), str(plain), "--csv")
+    assert code == 0, err
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[0] == ["file", "prediction", "probability"]
+    assert [r[0] for r in rows[1:]] == [str(odd), str(plain)]
+    for file, name, prob in rows[1:]:
+        probs = learn.predict(file)[2]
+        assert name in names and 0.0 < float(prob) <= 1.0
+        assert abs(float(prob) - float(probs[learn.data.classes.index(name)])) < 0.01
+
+
 @pytest.mark.parametrize("command", ["train", "predict", "lr-find"])
 def test_help_of_each_command(capsys, command):
     with pytest.raises(SystemExit) as info:
@@ -310,7 +337,9 @@ def test_help_of_each_command(capsys, command):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: fastcore-ext {command}")
-    if command != "predict":
+    if command == "predict":
+        assert "--csv" in out
+    else:
         for flag in ("--arch", "--size", "--bs", "--pretrained", "--no-pretrained", "--bf16",
                      "--cache", "--workers", "--seed", "--out", "--valid-pct"):  # fmt: skip
             assert flag in out
