@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.exported": 5,
     "fastcore_ext.interpret": 4,
     "fastcore_ext.vision": 5,
+    "fastcore_ext.vision.all": 5,
     "fastcore_ext.lesson": 6,
     "fastcore_ext.launch": 6,
     "fastcore_ext.distributed": 6,

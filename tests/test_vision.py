@@ -255,6 +255,10 @@ def test_star_import_is_the_public_api():
     exec("from fastcore_ext.vision import *", namespace)
     names = {n for n in namespace if n != "__builtins__"}
     assert names == set(vision.__all__)
+    v2: dict = {}  # fastai v2's spelling, `from fastai.vision.all import *`: the same names
+    exec("from fastcore_ext.vision.all import *", v2)
+    assert {n for n in v2 if n != "__builtins__"} == names
+    assert all(v2[n] is namespace[n] for n in names)
     expected_now = {
         "Learner",
         "create_cnn",
