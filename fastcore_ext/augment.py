@@ -63,8 +63,11 @@ PAD_MODES = ("zeros", "border", "reflection")
 # Largest warp magnitude for which fastai's warp alone maps the whole output square to finite
 # points: at |x_t| = |y_t| = (sqrt(3) - 1) / 2 a corner of the output reaches the horizon.
 MAX_WARP_LIMIT = (math.sqrt(3.0) - 1.0) / 2.0
-# A sample whose composed matrix has w below this at an output corner keeps no warp (only
-# possible when zoom-out, rotation or a very elongated output push the warp's domain far out).
+# max_warp must stay below this (at 1 a moved corner reaches the square's far side).
+MAX_WARP = 1.0
+# A sample whose composed matrix has w below this at an output corner keeps no warp: a warp
+# past MAX_WARP_LIMIT (both magnitudes large; fastai renders that sample folded through
+# infinity), or zoom-out, rotation or a very elongated output pushing the warp's domain far out.
 _MIN_W = 1e-3
 # Random-resized crop: attempts per sample before falling back to the centre crop (as
 # torchvision and fastai).
@@ -108,8 +111,12 @@ class AugmentSpec:
     max_warp:     fastai v2's perspective `Warp`: magnitudes x_t, y_t each uniform in
                   [-max_warp, max_warp], each applied with probability p_affine independently
                   (else 0), moving the corners (-1,-1), (-1,1), (1,-1), (1,1) of the square to
-                  (-1-y_t, -1-x_t), (-1+y_t, 1+x_t), (1+y_t, -1+x_t), (1-y_t, 1-x_t). Must be
-                  below MAX_WARP_LIMIT = (sqrt(3) - 1)/2, where a corner reaches the horizon.
+                  (-1-y_t, -1-x_t), (-1+y_t, 1+x_t), (1+y_t, -1+x_t), (1-y_t, 1-x_t). In
+                  [0, 1). Past MAX_WARP_LIMIT = (sqrt(3) - 1)/2 a draw with both magnitudes
+                  large sends a corner of the output beyond the horizon: that sample keeps no
+                  warp (fastai renders it folded through infinity). Measured over 200,000
+                  draws with both magnitudes on: 1.4 % of them at max_warp 0.4 (fastbook's
+                  ``aug_transforms(mult=2)``), 29 % at 0.6, none up to MAX_WARP_LIMIT.
     p_affine:     probability of each of rotation, zoom, warp-x and warp-y, drawn independently.
     p_lighting:   probability of each of brightness and contrast, drawn independently.
     min_scale, ratio: random-resized crop, used only when min_scale < 1 (as fastai v2, which
@@ -157,11 +164,8 @@ class AugmentSpec:
         if not 0 <= max_lighting < 1:
             raise ValueError(f"max_lighting should be in [0, 1), got {max_lighting}")
         max_warp = check_real("max_warp", self.max_warp)
-        if not 0 <= max_warp < MAX_WARP_LIMIT:
-            raise ValueError(
-                f"max_warp should be in [0, {MAX_WARP_LIMIT:.6f}) (beyond, the warp sends a corner "
-                f"of the output to infinity), got {max_warp}"
-            )
+        if not 0 <= max_warp < MAX_WARP:
+            raise ValueError(f"max_warp should be in [0, {MAX_WARP:g}), got {max_warp}")
         p_affine = check_prob("p_affine", self.p_affine)
         p_lighting = check_prob("p_lighting", self.p_lighting)
         min_scale = check_real("min_scale", self.min_scale)
@@ -253,11 +257,10 @@ def aug_transforms(
     """
     if isinstance(mult, bool) or not isinstance(mult, Real) or not mult >= 0:
         raise ValueError(f"mult: expected a number >= 0, got {mult!r}")
-    if max_warp * mult >= MAX_WARP_LIMIT:
+    if max_warp * mult >= MAX_WARP:
         raise ValueError(
-            f"mult: {mult} makes max_warp {max_warp} x {mult} = {max_warp * mult:g}, beyond "
-            f"{MAX_WARP_LIMIT:.6f} (there the warp can send a corner of the output to "
-            f"infinity); pass a smaller max_warp with it, e.g. max_warp={max_warp / 2:g}"
+            f"mult: {mult} makes max_warp {max_warp} x {mult} = {max_warp * mult:g}, not below "
+            f"{MAX_WARP:g}; pass a smaller mult or max_warp"
         )
     return [
         AugmentSpec(

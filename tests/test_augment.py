@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastcore_ext.augment import (
+    MAX_WARP,
     MAX_WARP_LIMIT,
     AugmentSpec,
     aug_transforms,
@@ -113,9 +114,12 @@ def test_defaults_are_fastais():
     assert aug_transforms(mult=1.5)[0].max_warp == pytest.approx(0.3)
     with pytest.raises(ValueError, match="mult: expected a number >= 0, got -1"):
         aug_transforms(mult=-1)
-    # fastai's own max_warp 0.2 x 2 is past the warp's limit: said, naming mult
-    with pytest.raises(ValueError, match=r"mult: 2 makes max_warp 0.2 x 2 = 0.4, beyond 0.366"):
-        aug_transforms(mult=2)
+    # as fastbook writes it: fastai's max_warp 0.2 doubled, past MAX_WARP_LIMIT (the draws
+    # that cross the horizon keep no warp: test_warp_past_the_horizon_limit)
+    fastbook = aug_transforms(mult=2)[0]
+    assert (fastbook.max_rotate, fastbook.max_lighting, fastbook.max_warp) == (20.0, 0.4, 0.4)
+    with pytest.raises(ValueError, match=r"mult: 5 makes max_warp 0.2 x 5 = 1, not below 1"):
+        aug_transforms(mult=5)
 
 
 def test_spec_normalizes_and_is_hashable():
@@ -139,7 +143,7 @@ def test_spec_normalizes_and_is_hashable():
         (dict(max_rotate=-1), ValueError, "max_rotate"),
         (dict(max_rotate="10"), TypeError, "max_rotate"),
         (dict(max_warp=-0.1), ValueError, "max_warp"),
-        (dict(max_warp=0.4), ValueError, "max_warp"),
+        (dict(max_warp=1.0), ValueError, "max_warp"),
         (dict(max_lighting=1.0), ValueError, "max_lighting"),
         (dict(max_lighting=-0.1), ValueError, "max_lighting"),
         (dict(ratio=(4 / 3, 3 / 4)), ValueError, "ratio"),
@@ -493,6 +497,35 @@ def test_warp_never_crosses_the_horizon():
     assert 0.05 < kept < 0.95
 
 
+@pytest.mark.parametrize(
+    "max_warp, dropped",
+    [(MAX_WARP_LIMIT * 0.999, (0, 0)), (0.4, (0.010, 0.019)), (0.6, (0.27, 0.32))],
+)
+def test_warp_past_the_horizon_limit(max_warp, dropped):
+    """Past MAX_WARP_LIMIT a draw with both magnitudes large would send a corner of the output
+    beyond the horizon: that sample keeps no warp, every other keeps its warp unchanged (the
+    share dropped as augment.py documents it)."""
+    spec = only(max_warp=max_warp, p_affine=1.0)
+    matrices, _ = draw(spec, batch=N)
+    corners = torch.tensor([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
+    assert torch.isfinite(matrices).all() and (matrices[:, 2] @ corners.T > 0).all()
+    share = (matrices[:, 2] == EYE[2]).all(1).double().mean().item()
+    assert dropped[0] <= share <= dropped[1]
+    # each kept one is fastai's warp: its inverse takes the square's corners to the moved
+    # corners (-1-y_t, -1-x_t), (-1+y_t, 1+x_t), (1+y_t, -1+x_t), (1-y_t, 1-x_t), magnitudes
+    # within max_warp, reaching out to it
+    kept = matrices[(matrices[:, 2] != EYE[2]).any(1)].double()
+    moved = corners.double() @ torch.linalg.inv(kept).transpose(1, 2)
+    moved = moved[..., :2] / moved[..., 2:]
+    y_t, x_t = -1 - moved[:, 0, 0], -1 - moved[:, 0, 1]
+    expect = torch.stack([torch.stack([-1 - y_t, -1 - x_t], 1), torch.stack([-1 + y_t, 1 + x_t], 1),
+                          torch.stack([1 + y_t, -1 + x_t], 1), torch.stack([1 - y_t, 1 - x_t], 1)],
+                         1)  # fmt: skip
+    torch.testing.assert_close(moved, expect, rtol=0, atol=1e-4)
+    assert x_t.abs().max() <= max_warp + 1e-4 and y_t.abs().max() <= max_warp + 1e-4
+    assert x_t.abs().max() > 0.99 * max_warp and y_t.abs().max() > 0.99 * max_warp
+
+
 # ---- parameter distributions --------------------------------------------------------------
 
 N = 20000
@@ -569,7 +602,7 @@ hw = st.tuples(st.integers(1, 300), st.integers(1, 300))
     max_rotate=st.floats(0, 360),
     zooms=st.tuples(st.floats(0.1, 4), st.floats(0.1, 4)).map(sorted),
     max_lighting=st.floats(0, 0.99),
-    max_warp=st.floats(0, MAX_WARP_LIMIT * 0.999),
+    max_warp=st.floats(0, MAX_WARP * 0.999),
     p_affine=st.floats(0, 1),
     p_lighting=st.floats(0, 1),
     min_scale=st.floats(0.01, 1),
