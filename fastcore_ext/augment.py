@@ -63,7 +63,7 @@ PAD_MODES = ("zeros", "border", "reflection")
 # Largest warp magnitude for which fastai's warp alone maps the whole output square to finite
 # points: at |x_t| = |y_t| = (sqrt(3) - 1) / 2 a corner of the output reaches the horizon.
 MAX_WARP_LIMIT = (math.sqrt(3.0) - 1.0) / 2.0
-# max_warp must stay below this (at 1 a moved corner reaches the square's far side).
+# max_warp must stay below this: a magnitude of 1 moves a corner by half the square's side.
 MAX_WARP = 1.0
 # A sample whose composed matrix has w below this at an output corner keeps no warp: a warp
 # past MAX_WARP_LIMIT (both magnitudes large; fastai renders that sample folded through
