@@ -1,0 +1,116 @@
+"""The frozen stage of the transfer case, replayed: fastai's loop and ours from the same
+weights on the same batches, dropout off, so any difference is the loops' arithmetic.
+
+Per seed: fastai's learner of `accuracy.py` (its `set_seed`, data loaders, `vision_learner`)
+loads the body and `freeze()`s; its training loader's augmented batches of 3 epochs are
+recorded; fastai's `fit_one_cycle(3)` then runs on those batches, and ours (`create_cnn`,
+`freeze()`, float32) starts from fastai's initial state_dict and runs `fit_one_cycle(3)` on the
+same batches. Each library validates with its own loader (the same photos; the resize of the
+validation crop differs by resampling). Prints one JSON line per seed: both final errors and
+both per-step training losses (fastai's Recorder keeps smoothed losses; they are unsmoothed
+here to compare with ours' raw ones).
+
+Runs in the fastai interpreter (FASTAI_PYTHON, see bench_train.py), with a body from
+`accuracy.py pretrain`:
+
+    $FASTAI_PYTHON bench/frozen_replay.py --body body.pt --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+import accuracy  # noqa: E402  (bench/accuracy.py, after the path above)
+
+SMOOTH = 0.98  # fastai's Recorder: AvgSmoothLoss(beta=0.98), debiased
+
+
+class Replay:
+    """A training loader for either Learner: yields the recorded batches of one epoch per
+    pass, in order."""
+
+    def __init__(self, epochs: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> None:
+        self.epochs, self.passes = epochs, 0
+
+    def __len__(self) -> int:
+        return len(self.epochs[0])
+
+    def __iter__(self):
+        batches = self.epochs[self.passes % len(self.epochs)]
+        self.passes += 1
+        return iter(batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Ours' Learner tells the loader its epoch; the replay ignores it."""
+
+
+def no_dropout(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+
+def unsmoothed(values: list[float]) -> list[float]:
+    """fastai's debiased exponential average back to the raw losses."""
+    raw, prev = [], 0.0
+    for t, v in enumerate(values, 1):
+        cur = v * (1 - SMOOTH**t)
+        raw.append((cur - SMOOTH * prev) / (1 - SMOOTH))
+        prev = cur
+    return raw
+
+
+def replay(data: Path, body: dict, seed: int, epochs: int = 3) -> dict:
+    fastai = accuracy.fastai_learner(data, seed, {})
+    fastai.model[0].load_state_dict(body)
+    fastai.freeze()
+    start = copy.deepcopy(fastai.model.state_dict())
+    plain = torch.Tensor
+    recorded = [
+        [(x.as_subclass(plain).clone(), y.as_subclass(plain).clone()) for x, y in fastai.dls.train]
+        for _ in range(epochs)
+    ]
+    no_dropout(fastai.model)
+    fastai.dls.loaders[0] = Replay(recorded)
+    with fastai.no_bar(), fastai.no_logging():
+        fastai.fit_one_cycle(epochs)
+    ours = accuracy.ours_learner(data, seed, {})
+    ours.model.load_state_dict(start)
+    ours.freeze()
+    ours.to_fp32()
+    no_dropout(ours.model)
+    ours.data.train_dl = Replay(recorded)
+    ours.fit_one_cycle(epochs)
+    f_losses = unsmoothed([float(v) for v in fastai.recorder.losses])
+    o_losses = [float(v) for v in ours.recorder.losses]
+    return {
+        "seed": seed,
+        "fastai_error": float(fastai.recorder.values[-1][2]),
+        "ours_error": float(ours.recorder.metrics[-1][0]),
+        "max_loss_diff": max(abs(a - b) for a, b in zip(f_losses, o_losses, strict=True)),
+        "fastai_losses": [round(v, 4) for v in f_losses],
+        "ours_losses": [round(v, 4) for v in o_losses],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--body", type=Path, required=True, help="accuracy.py pretrain's output")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--data", default="photos")
+    args = p.parse_args()
+    body = torch.load(args.body, weights_only=True)
+    data = accuracy.data_dir(args.data)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        print(json.dumps(replay(data, body, seed)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
