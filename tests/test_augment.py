@@ -28,6 +28,9 @@ from fastcore_ext.augment import (
 
 F64 = torch.float64
 EYE = torch.eye(3)
+# The output square's corners in homogeneous normalized coordinates: a matrix's last row
+# times these gives w there (positive: the corner maps to a finite point).
+CORNERS = torch.tensor([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
 
 # Every random component off: the matrices are the plain (resize + centre crop) ones.
 NO_AUG = dict(do_flip=False, p_affine=0.0, p_lighting=0.0)
@@ -455,11 +458,13 @@ def test_random_resized_crop_keeps_the_output_aspect_with_ratio_one():
     assert (box_w * box_h / (60 * 80)).min() >= 0.25 - 1e-5  # centre box: 60 x 80
 
 
-def test_warp_moves_fastais_corners():
-    spec = only(max_warp=0.3, p_affine=1.0)
-    matrices, _ = draw(spec, batch=256)
-    corners = torch.tensor([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
-    src = torch.einsum("bij,kj->bki", torch.linalg.inv(matrices.to(F64)), corners.to(F64))
+def fastai_warp_magnitudes(
+    matrices: torch.Tensor, atol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_t, y_t) of warp-only matrices, after checking that each is fastai's corner map: its
+    inverse takes the square's corners to (-1-y_t, -1-x_t), (-1+y_t, 1+x_t), (1+y_t, -1+x_t),
+    (1-y_t, 1-x_t)."""
+    src = torch.einsum("bij,kj->bki", torch.linalg.inv(matrices.to(F64)), CORNERS.to(F64))
     src = src[..., :2] / src[..., 2:]  # (B, 4, 2): where the square's corners show
     y_t, x_t = -1 - src[:, 0, 0], -1 - src[:, 0, 1]
     expected = torch.stack(
@@ -471,7 +476,14 @@ def test_warp_moves_fastais_corners():
         ],
         1,
     )
-    torch.testing.assert_close(src, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(src, expected, atol=atol, rtol=0)
+    return x_t, y_t
+
+
+def test_warp_moves_fastais_corners():
+    spec = only(max_warp=0.3, p_affine=1.0)
+    matrices, _ = draw(spec, batch=256)
+    x_t, y_t = fastai_warp_magnitudes(matrices, atol=1e-5)
     for t in (x_t, y_t):
         assert t.abs().max() <= 0.3 + 1e-5 and t.min() < -0.25 and t.max() > 0.25
 
@@ -488,8 +500,7 @@ def test_perspective_rows_only_with_warp():
 def test_warp_never_crosses_the_horizon():
     spec = AugmentSpec(p_affine=1.0, max_warp=0.36, min_zoom=0.3, max_zoom=0.5, max_rotate=180)
     matrices, _ = draw(spec, batch=2048, in_hw=(20, 200), out_hw=(10, 200))
-    corners = torch.tensor([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
-    w = matrices[:, 2] @ corners.T
+    w = matrices[:, 2] @ CORNERS.T
     assert (w > 0).all()
     # zoomed out 2-3x and turned on a 1:20 output, the warp's domain reaches far outside the
     # square: samples whose corners would cross the horizon keep no warp, the others keep it
@@ -507,21 +518,11 @@ def test_warp_past_the_horizon_limit(max_warp, dropped):
     share dropped as augment.py documents it)."""
     spec = only(max_warp=max_warp, p_affine=1.0)
     matrices, _ = draw(spec, batch=N)
-    corners = torch.tensor([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
-    assert torch.isfinite(matrices).all() and (matrices[:, 2] @ corners.T > 0).all()
+    assert torch.isfinite(matrices).all() and (matrices[:, 2] @ CORNERS.T > 0).all()
     share = (matrices[:, 2] == EYE[2]).all(1).double().mean().item()
     assert dropped[0] <= share <= dropped[1]
-    # each kept one is fastai's warp: its inverse takes the square's corners to the moved
-    # corners (-1-y_t, -1-x_t), (-1+y_t, 1+x_t), (1+y_t, -1+x_t), (1-y_t, 1-x_t), magnitudes
-    # within max_warp, reaching out to it
-    kept = matrices[(matrices[:, 2] != EYE[2]).any(1)].double()
-    moved = corners.double() @ torch.linalg.inv(kept).transpose(1, 2)
-    moved = moved[..., :2] / moved[..., 2:]
-    y_t, x_t = -1 - moved[:, 0, 0], -1 - moved[:, 0, 1]
-    expect = torch.stack([torch.stack([-1 - y_t, -1 - x_t], 1), torch.stack([-1 + y_t, 1 + x_t], 1),
-                          torch.stack([1 + y_t, -1 + x_t], 1), torch.stack([1 - y_t, 1 - x_t], 1)],
-                         1)  # fmt: skip
-    torch.testing.assert_close(moved, expect, rtol=0, atol=1e-4)
+    # each kept one is fastai's warp, magnitudes within max_warp, reaching out to it
+    x_t, y_t = fastai_warp_magnitudes(matrices[(matrices[:, 2] != EYE[2]).any(1)], atol=1e-4)
     assert x_t.abs().max() <= max_warp + 1e-4 and y_t.abs().max() <= max_warp + 1e-4
     assert x_t.abs().max() > 0.99 * max_warp and y_t.abs().max() > 0.99 * max_warp
 
@@ -617,8 +618,7 @@ def test_any_valid_spec_gives_finite_well_formed_params(
     again, _ = random_params(spec, 8, in_hw, out_hw, epoch_generator(seed, epoch))
     assert torch.equal(matrices, again)
     assert matrices.shape == (8, 3, 3) and torch.isfinite(matrices).all()
-    corners = torch.tensor([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
-    assert (matrices[:, 2] @ corners.T > 0).all()
+    assert (matrices[:, 2] @ CORNERS.T > 0).all()
     if lighting is None:
         assert not spec.has_lighting
     else:
