@@ -11,7 +11,7 @@
 
 `train` runs the lesson (fastcore_ext.lesson.run_lesson: fit_one_cycle at 3e-3 with the
 body frozen when pretrained, unfreeze, lr_find, fit_one_cycle with a slice of learning
-rates) and writes into --out: export.pth, metrics.csv, metrics.jsonl, plots/*.png,
+rates) and writes into --out: export.pkl, metrics.csv, metrics.jsonl, plots/*.png,
 summary.json and models/ (see fastcore_ext.lesson). `lr-find` runs lesson.find_lr.
 
 PATH is a folder of class folders (PATH/train/<class>/*, PATH/valid/<class>/*, or
@@ -294,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
         "every image file under it). A missing or unreadable image is skipped (named on "
         "stderr) and the others are predicted; the exit status is 2 when none could be read.",
     )
-    predict.add_argument("model", metavar="MODEL", help="export.pth, or the folder holding it")
+    predict.add_argument(
+        "model", metavar="MODEL", help=f"{DEFAULT_EXPORT}, or the folder holding it"
+    )
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders")
     predict.add_argument(
         "--csv",
@@ -477,7 +479,7 @@ def _train(args: argparse.Namespace) -> int:
     if summary.interrupted:
         if launch_rank() == 0:  # once in a multi-process run
             print(
-                f"Interrupted: saved {summary.saved} and {summary.out / 'export.pth'}",
+                f"Interrupted: saved {summary.saved} and {summary.out / DEFAULT_EXPORT}",
                 file=sys.stderr,
             )
         return EXIT_INTERRUPTED
@@ -496,11 +498,10 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     model = Path(args.model).expanduser()
-    file = model / DEFAULT_EXPORT if model.is_dir() else model
-    if not file.is_file():
-        raise UsageError(f"MODEL: expected export.pth or a folder holding it, got {str(model)!r}")
     try:
-        learn = load_learner(file)
+        learn = load_learner(model)
+    except FileNotFoundError as e:  # names the missing file, and an old export.pth beside it
+        raise UsageError(f"MODEL: expected {DEFAULT_EXPORT} or a folder holding it: {e}") from None
     except ValueError as e:
         raise UsageError(f"MODEL: {str(e).splitlines()[0]}") from None
     images: list[str] = []

@@ -26,6 +26,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pickletools
+import zipfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from fastcore_ext.model_builder import AdaptiveConcatPool2d, create_head, defaul
 
 __all__ = [
     "DEFAULT_EXPORT",
+    "OLD_EXPORT",
     "EXPORT_FORMAT",
     "EXPORT_VERSION",
     "build_model",
@@ -51,7 +54,11 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = "fastcore_ext.export"
-DEFAULT_EXPORT = "export.pth"  # Learner.export's file name (fastai's: export.pkl)
+# Learner.export's file name: fastai's (v1 and v2), so that fastbook's
+# ``load_learner(path/'export.pkl')`` and ``path.ls(file_exts='.pkl')`` find it. A torch file
+# as fastai's, but read with weights_only=True: no code in it.
+DEFAULT_EXPORT = "export.pkl"
+OLD_EXPORT = "export.pth"  # the name this library wrote before 2026-12-06
 EXPORT_VERSION = 1
 
 
@@ -272,12 +279,37 @@ def _check_description(d: Any, path: Path) -> dict[str, Any]:
     return d
 
 
+def _pickled_packages(file: Path) -> set[str]:
+    """The top-level packages whose classes or functions a torch file's pickle names (its
+    GLOBAL opcodes: torch.save's protocol 2), read without unpickling anything; what could be
+    read of them when the file is damaged, nothing when it is not a torch zip file."""
+    packages: set[str] = set()
+    try:
+        with zipfile.ZipFile(file) as z:
+            data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                packages.add(str(arg).split(".")[0].split()[0])
+    except Exception:  # zipfile.BadZipFile, StopIteration, ValueError of a cut pickle, ...
+        pass
+    return packages
+
+
 def read_export(file: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(description, state_dict on the CPU) of an export file, read with
     torch.load(weights_only=True); ValueError naming the file when it is not a
     fastcore_ext export, its description is not valid JSON or comes from a newer format."""
     file = Path(file)
-    content = load_file(file, map_location="cpu")
+    try:
+        content = load_file(file, map_location="cpu")
+    except ValueError as e:
+        if "fastai" in _pickled_packages(file):  # fastai's export.pkl, under our file name
+            raise ValueError(
+                f"{file} is fastai's export (a pickled fastai Learner): load_learner reads "
+                f"the exports of fastcore_ext's Learner.export (weights and a description) "
+                f"and never unpickles code; export the model from fastcore_ext"
+            ) from e
+        raise
     if not isinstance(content, dict) or "description" not in content or "model" not in content:
         raise ValueError(f"{file} is not a fastcore_ext export (written by Learner.export)")
     try:

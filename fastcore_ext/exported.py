@@ -20,7 +20,7 @@ from fastcore_ext.augment import augment_batch
 from fastcore_ext.callback import mixed_precision
 from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.data import check_test_images, check_test_items, load_image
-from fastcore_ext.export import DEFAULT_EXPORT, build_model, read_export
+from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT, build_model, read_export
 from fastcore_ext.learner import Learner
 
 __all__ = ["InferenceData", "FileBatches", "load_learner"]
@@ -112,19 +112,20 @@ class InferenceData:
 
 
 def _export_beside(missing: Path, fname: str | os.PathLike) -> str:
-    """The hint of a missing export file: the export that is in its folder, if one is
-    (fastai v1's load_learner(path, 'export.pkl'), fastbook's path/'export.pkl': ours is
-    export.pth), and how to load it."""
-    for name in (Path(fname).name, DEFAULT_EXPORT):
+    """The hint of a missing export file: an export in its folder under the asked name, the
+    default one or the one this library wrote before (export.pth), and how to load it."""
+    for name in dict.fromkeys((Path(fname).name, DEFAULT_EXPORT, OLD_EXPORT)):
         beside = missing.parent / name
         if beside != missing and beside.is_file():
             call = f"load_learner({str(beside.parent)!r}" + (
                 ")" if name == DEFAULT_EXPORT else f", {name!r})"
             )
-            return (
-                f" ({beside} is there: learn.export() writes {DEFAULT_EXPORT} (fastai: "
-                f"export.pkl), and {call} reads it)"
+            written = (
+                f"learn.export() writes {DEFAULT_EXPORT}"
+                if name != OLD_EXPORT
+                else f"versions of this library before 2026-12-06 wrote {OLD_EXPORT}"
             )
+            return f" ({beside} is there: {written}, and {call} reads it)"
     return ""
 
 
@@ -161,7 +162,7 @@ def load_learner(
         raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
     file = Path(path)
     if not file.is_file():
-        # a folder (its fname); fastbook's load_learner(path/'export.pkl') names the file
+        # a folder (its fname), else the file itself (fastbook's path/'export.pkl')
         if file.is_dir() or not file.suffix:
             file = file / fname
         if not file.is_file():

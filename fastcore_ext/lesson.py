@@ -11,7 +11,7 @@ takes stage 1's rate from an lr_find before it as well (its valley).
 flat folder labelled by a regular expression on the file names as
 `ImageDataBunch.from_name_re`), the learner, runs the stages and writes into `config.out`:
 
-    export.pth      the exported model (`load_learner`, `fastcore-ext predict`)
+    export.pkl      the exported model (`load_learner`, `fastcore-ext predict`)
     metrics.csv     one row per epoch of each stage (CSVLogger; epochs count from 0 again in
                     stage 2)
     metrics.jsonl   the same rows as JSON objects, with the stage and learning rates
@@ -60,6 +60,7 @@ from fastcore_ext.data import (
     items_from_table,
     read_labels_csv,
 )
+from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner
 from fastcore_ext.metrics import error_rate
@@ -328,11 +329,12 @@ def _check_out(out: Path, config: LessonConfig) -> None:
         raise LessonError("out", f"cannot create the folder {str(out)!r}: {e.strerror}") from None
 
 
-# What an earlier run into the same folder left that this run would not overwrite; export.pth
-# too (a run that fails before its export must not leave the last one there); in plots/ only
-# the names a run writes (a user's own files there stay).
+# What an earlier run into the same folder left that this run would not overwrite; the export
+# too (a run that fails before its export must not leave the last one there; export.pth: the
+# name before 2026-12-06); in plots/ only the names a run writes (a user's own files stay).
 _STALE = (
-    "export.pth",
+    DEFAULT_EXPORT,
+    OLD_EXPORT,
     "metrics.csv",
     "metrics.jsonl",
     "summary.json",
@@ -743,9 +745,9 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
             if run.writes:
                 print("Saving the model (a second Ctrl-C waits for it) ...", flush=True)
             saved = learn.save("interrupted")
-            learn.export("export.pth")
+            learn.export()
             return _summary(run, config, data, learn, confused, interrupted=True, saved=saved)
-    learn.export("export.pth")
+    learn.export()
     return _summary(run, config, data, learn, confused, interrupted=False, saved=None)
 
 

@@ -65,7 +65,7 @@ def test_train_demo_end_to_end_then_predict(
     assert code == 0, err
     assert (out_dir / "plots" / "my_notes.png").read_bytes() == b"mine"
     assert ", 2 epochs\n" in out and (  # what this run wrote
-        f"output: {out_dir}/ (export.pth, metrics.csv, metrics.jsonl, plots/, summary.json)" in out
+        f"output: {out_dir}/ (export.pkl, metrics.csv, metrics.jsonl, plots/, summary.json)" in out
     )
     # the defaults it chose and the pretrained decision are said
     assert "Defaults for the demo dataset: --arch resnet18, --size 32, --bs 8" in out
@@ -97,7 +97,7 @@ def test_train_demo_end_to_end_then_predict(
     assert [r["stage"] for r in lines] == ["stage1", "stage2"]
     assert lines[-1]["error_rate"] == pytest.approx(summary["final_error_rate"])
     assert len(lines[1]["lrs"]) == 3  # one per layer group
-    assert "export.pth" in summary["files"]
+    assert "export.pkl" in summary["files"]
 
     # predict with the exported model: one line per image, class and probability
     images = [str(p) for p in data_mod.get_image_files(small_demo / "valid")][:3]
@@ -108,7 +108,7 @@ def test_train_demo_end_to_end_then_predict(
     for line, img in zip(lines, images, strict=True):
         path, cls, prob = line.split()
         assert path == img and cls in DEMO_CLASSES and 0.0 < float(prob) <= 1.0
-    code, out, err = run(capsys, "predict", str(out_dir / "export.pth"), images[0])
+    code, out, err = run(capsys, "predict", str(out_dir / "export.pkl"), images[0])
     assert code == 0 and out.split()[0] == images[0]
 
 
@@ -133,7 +133,7 @@ def test_ctrl_c_saves_and_exits_130(
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["epochs_done"] == 0
     state = torch.load(out_dir / "models" / "interrupted.pth", weights_only=True)
-    assert state and (out_dir / "export.pth").is_file()
+    assert state and (out_dir / "export.pkl").is_file()
     image = data_mod.get_image_files(small_demo / "valid")[0]
     assert cli.main(["predict", str(out_dir), str(image)]) == 0
 
@@ -165,7 +165,7 @@ def test_lr_find_command(tmp_path, capsys, small_demo, offline_weights, monkeypa
     assert "pretrained: no (--no-pretrained)" in out
     assert "valley" in out and "steep" in out and "minimum" in out
     assert (out_dir / "plots" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (out_dir / "export.pth").exists()
+    assert not (out_dir / "export.pkl").exists()
 
 
 def test_pretrained_offline_is_a_usage_error(tmp_path, capsys, small_demo, offline_weights):
@@ -212,7 +212,7 @@ def test_pretrained_by_default_when_cached(
             "PATH: expected an image folder, got '{tmp}/missing' (missing)",
         ),
         (["train", "--arch", "resnet4", "--nproc", "2"], "--arch: expected a torchvision"),
-        (["predict", "{tmp}/nomodel", "x.jpg"], "MODEL: expected export.pth or a folder"),
+        (["predict", "{tmp}/nomodel", "x.jpg"], "MODEL: expected export.pkl or a folder"),
         (["predict"], "the following arguments are required: MODEL, IMAGE"),
         (["fly"], "argument COMMAND: invalid choice: 'fly'"),
         (  # names the sub-command whose options these are not
@@ -239,7 +239,7 @@ def test_predict_bad_image_and_missing_image(tmp_path, capsys, small_demo, offli
         data_mod.ImageDataBunch.from_folder(small_demo, size=32, bs=8, num_workers=0),
         vision.models.resnet18, pretrained=False, path=tmp_path,
     )  # fmt: skip
-    learn.export("export.pth")
+    learn.export("export.pkl")
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     code, _, err = run(capsys, "predict", str(tmp_path), str(tmp_path / "none.jpg"))
@@ -259,6 +259,9 @@ def test_predict_bad_image_and_missing_image(tmp_path, capsys, small_demo, offli
     torch.save({"x": 1}, not_export)
     code, _, err = run(capsys, "predict", str(not_export), str(bad))
     assert code == 2 and "MODEL:" in err and "not a fastcore_ext export" in err
+    (tmp_path / "export.pkl").rename(tmp_path / "export.pth")  # an older version's name
+    code, _, err = run(capsys, "predict", str(tmp_path), str(bad))
+    assert code == 2 and f"no such file: {tmp_path}/export.pkl ({tmp_path}/export.pth is" in err
 
 
 @pytest.mark.parametrize("bs", [64, 1, 2])  # 2: a batch around the unreadable file
@@ -270,7 +273,7 @@ def test_predict_skips_an_unreadable_image_and_predicts_the_others(
         data_mod.ImageDataBunch.from_folder(small_demo, size=32, bs=8, num_workers=0),
         vision.models.resnet18, pretrained=False, path=tmp_path,
     )  # fmt: skip
-    learn.export("export.pth")
+    learn.export("export.pkl")
     good = sorted((small_demo / "valid").rglob("*.*"))[:2]
     bad = tmp_path / "bad.jpg"
     bad.write_text("this is not an image\n")
@@ -295,7 +298,7 @@ def test_predict_skips_an_unreadable_image_and_predicts_the_others(
     assert [line.split()[0] for line in out.splitlines()] == [
         str(p) for p in sorted(folder.iterdir())
     ]
-    loaded = cli.load_learner(tmp_path / "export.pth")  # the lines are predict's answers
+    loaded = cli.load_learner(tmp_path / "export.pkl")  # the lines are predict's answers
     for line in out.splitlines():  # (up to bf16's batch-size-dependent rounding)
         file, name, prob = line.split()
         probs = loaded.predict(file)[2]
@@ -315,7 +318,7 @@ def test_predict_csv_quotes_paths_and_class_names(tmp_path, capsys, small_demo, 
                                             num_workers=0),
         vision.models.resnet18, pretrained=False, path=tmp_path,
     )  # fmt: skip
-    learn.export("export.pth")
+    learn.export("export.pkl")
     odd = tmp_path / 'a, b "c".jpg'
     shutil.copy(next((tmp_path / "data" / names[0]).iterdir()), odd)
     plain = next((tmp_path / "data" / names[1]).iterdir())
@@ -383,7 +386,7 @@ def test_train_nproc_2_runs_two_gloo_processes(tmp_path, small_demo):
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["epochs_done"] == 1 and 0.0 <= summary["final_error_rate"] <= 1.0
     assert len((out_dir / "metrics.jsonl").read_text().splitlines()) == 1
-    assert (out_dir / "export.pth").is_file()
+    assert (out_dir / "export.pkl").is_file()
 
 
 def test_nproc_checks_bs_against_each_process_share(small_demo, capsys, tmp_path):

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ def trained(tmp_path_factory):
 
 def test_export_file_holds_a_json_description_and_weights(trained):
     learn, tmp = trained
-    content = torch.load(tmp / "export.pth", weights_only=True)  # no code to unpickle
+    content = torch.load(tmp / "export.pkl", weights_only=True)  # fastai's name; no code in it
     assert set(content) == {"description", "model"}
     d = json.loads(content["description"])
     assert d["format"] == EXPORT_FORMAT
@@ -155,13 +156,8 @@ def test_load_learner_forms_and_limits(trained, tmp_path):
             train()
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_learner(tmp_path, "missing.pth")
-    learn.export(
-        tmp_path / "export.pth"
-    )  # fastbook: learn.export(); load_learner(path/'export.pkl')
-    with pytest.raises(
-        FileNotFoundError, match=r"export.pkl \(.*export.pth is there: learn.export"
-    ):
-        load_learner(tmp_path / "export.pkl")
+    assert learn.export() == tmp / "export.pkl"  # fastai's name: fastbook's code finds it
+    assert load_learner(tmp / "export.pkl").data.classes == learn.data.classes
     learn.save("ckpt")
     with pytest.raises(ValueError, match="not a fastcore_ext export"):
         load_learner(tmp / "models" / "ckpt.pth")
@@ -442,18 +438,45 @@ def test_a_loaded_learner_says_tta_needs_data(trained):
             call()
 
 
+def test_load_learner_refuses_fastais_export_by_name(tmp_path, monkeypatch):
+    """fastai's export.pkl (a pickled fastai Learner) has our default name: the error says
+    what it is, without unpickling it (a stand-in fastai module pickles one here)."""
+    fake = types.ModuleType("fastai.learner")
+
+    class Learner:  # what fastai's learn.export() pickles, with the model in it
+        def __init__(self):
+            self.model = nn.Linear(2, 2)
+
+    Learner.__module__, Learner.__qualname__ = fake.__name__, "Learner"
+    fake.Learner = Learner
+    monkeypatch.setitem(sys.modules, "fastai", types.ModuleType("fastai"))
+    monkeypatch.setitem(sys.modules, "fastai.learner", fake)
+    torch.save(Learner(), tmp_path / "export.pkl")
+    with pytest.raises(ValueError, match=r"export.pkl is fastai's export \(a pickled fastai Lea"):
+        load_learner(tmp_path)
+    torch.save(nn.Linear(2, 2), tmp_path / "export.pkl")  # other pickled code: the plain error
+    with pytest.raises(ValueError, match=r"export.pkl is not a readable checkpoint"):
+        load_learner(tmp_path)
+
+
 def test_load_learner_names_the_export_beside_a_missing_file(trained, tmp_path):
-    """fastai v1's load_learner(path, 'export.pkl') said only "no such file"; fastbook's
-    load_learner(path/'export.pkl') named the export.pth beside it: both do now."""
+    """A missing file's error names the export beside it and the call that reads it: one
+    under another name, and export.pth, the name this library wrote before 2026-12-06."""
     learn, _ = trained
-    learn.export(tmp_path / "export.pth")
-    hint = r"export.pkl \(.*export.pth is there: learn.export\(\) writes export.pth .*reads it\)"
-    for call in (lambda: load_learner(tmp_path, "export.pkl"),
+    learn.export(tmp_path / "mine.pkl")
+    hint = r"no such file: .*missing.pkl \(.*mine.pkl is there: learn.export\(\) writes export.pkl"
+    with pytest.raises(FileNotFoundError, match=hint + r", and load_learner\(.*, 'mine.pkl'\)"):
+        load_learner(tmp_path / "missing.pkl", "mine.pkl")
+    learn.export(tmp_path / "export.pkl")
+    with pytest.raises(FileNotFoundError, match=r"missing.pkl \(.*export.pkl is there: .*reads it"):
+        load_learner(tmp_path, "missing.pkl")
+    (tmp_path / "export.pkl").rename(tmp_path / "export.pth")
+    old = r"export.pth is there: versions of this library before 2026-12-06 wrote export.pth"
+    for call in (lambda: load_learner(tmp_path),
                  lambda: load_learner(tmp_path / "export.pkl")):  # fmt: skip
-        with pytest.raises(FileNotFoundError, match=hint):
+        with pytest.raises(FileNotFoundError, match=rf"export.pkl \(.*{old}, and load_learner"):
             call()
-    with pytest.raises(FileNotFoundError, match=r"no such file: .*missing.pth \(.*export.pth is"):
-        load_learner(tmp_path, "missing.pth")
+    assert load_learner(tmp_path, "export.pth").data.classes == learn.data.classes
 
 
 def test_predict_detaches_a_tensor_that_requires_grad(trained, recwarn):

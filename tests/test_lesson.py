@@ -63,7 +63,7 @@ def test_run_lesson_returns_its_summary_and_writes_each_file_once(tmp_path, smal
     ]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["epoch"]) for r in rows] == [("stage1", 0), ("stage2", 0)]
-    assert {"export.pth", "metrics.csv", "metrics.jsonl"} <= set(s.files)
+    assert {"export.pkl", "metrics.csv", "metrics.jsonl"} <= set(s.files)
 
 
 def test_find_lr_saves_one_plot(tmp_path, small_demo, capsys):
@@ -197,10 +197,12 @@ def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, mo
 
 def test_a_run_that_fails_leaves_no_earlier_export_behind(tmp_path, small_demo, monkeypatch):
     """A run that dies before its export (here in validation) must not leave the previous
-    run's export.pth in --out, where `fastcore-ext predict` would use it without a word."""
+    run's export.pkl in --out, where `fastcore-ext predict` would use it without a word; nor
+    an export.pth (this library's name before 2026-12-06, which predict's error names)."""
     out = tmp_path / "run"
     out.mkdir()
-    (out / "export.pth").write_bytes(b"an earlier run's model")
+    for name in ("export.pkl", "export.pth"):
+        (out / name).write_bytes(b"an earlier run's model")
 
     def broken(self):
         raise RuntimeError("something went wrong")
@@ -208,7 +210,7 @@ def test_a_run_that_fails_leaves_no_earlier_export_behind(tmp_path, small_demo, 
     monkeypatch.setattr(Learner, "_do_epoch_validate", broken)
     with pytest.raises(RuntimeError, match="something went wrong"):
         run_lesson(small_config(small_demo, out, epochs=1, lr=1e-3))
-    assert not (out / "export.pth").exists()
+    assert not (out / "export.pkl").exists() and not (out / "export.pth").exists()
 
 
 def test_a_second_ctrl_c_waits_for_the_save():
