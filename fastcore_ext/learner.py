@@ -1049,9 +1049,21 @@ class Learner:
         return self
 
     def to_fp16(self) -> Learner:
-        """Forward passes and the loss under torch.autocast(float16) with a GradScaler, CUDA
-        only (on the CPU use `to_bf16()`); a step whose grads overflowed is skipped. Returns
-        self; details in fastcore_ext.callback.mixed_precision."""
+        """Forward passes and the loss under torch.autocast(float16) with a GradScaler on a
+        GPU; a step whose grads overflowed is skipped. Returns self; details in
+        fastcore_ext.callback.mixed_precision. float16 with loss scaling is a GPU recipe: with
+        data on the CPU (where fastai's to_fp16 trains in float32, its autocast('cuda')
+        disabled with a warning) a warning says so and the learner keeps its precision
+        (by default 'auto': bf16 where the CPU runs it natively), so fastbook's
+        ``vision_learner(dls, resnet50).to_fp16()`` runs as written (`Learner(precision=
+        'fp16')` on the CPU is refused: that is this library's own argument)."""
+        if self.data.device.type != "cuda":
+            warn_user(
+                f"to_fp16: float16 with loss scaling is a GPU recipe and data.device is "
+                f"{self.data.device}: the learner keeps its precision, {self.precision!r} "
+                f"(learn.to_bf16() and learn.to_fp32() choose one on the CPU)"
+            )
+            return self
         mixed_precision.use(self, mixed_precision.fp16(self.data.device))
         return self
 

@@ -55,12 +55,14 @@ def test_to_fp32_and_precision_names():
     assert seen.train == seen.valid == {torch.float32}
 
 
-def test_fp16_on_the_cpu_names_the_alternative(device):
+def test_fp16_on_the_cpu_warns_and_keeps_the_precision(device):
     learn = make_learner(data=easy_bunch(device=device))
-    if device.type == "cpu":
-        with pytest.raises(ValueError, match=r"to_fp16 needs a CUDA device.*to_bf16\(\)"):
-            learn.to_fp16()
-        assert learn.precision == "fp32"
+    if device.type == "cpu":  # fastbook's .to_fp16() runs: the learner keeps its precision
+        for precision in ("fp32", "bf16"):
+            learn = make_learner(data=easy_bunch(device=device), precision=precision)
+            with pytest.warns(UserWarning, match=rf"to_fp16: .*GPU recipe .* '{precision}' \("):
+                assert learn.to_fp16() is learn
+            assert learn.precision == precision and learn.scaler is None
         return
     learn.to_fp16()
     assert learn.precision == "fp16" and learn.scaler is not None
@@ -196,7 +198,7 @@ def test_precision_argument_and_the_module_default(cpu_flags, monkeypatch):
     assert learn.precision == "bf16" and not learn.channels_last  # forced: layout untouched
     with pytest.raises(ValueError, match=r"precision should be one of .* got 'bf32'"):
         make_learner(precision="bf32")
-    with pytest.raises(ValueError, match="to_fp16 needs a CUDA device"):
+    with pytest.raises(ValueError, match=r"precision='fp16' needs a CUDA device.* 'auto' \("):
         make_learner(precision="fp16")
 
 

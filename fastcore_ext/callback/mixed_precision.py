@@ -123,14 +123,14 @@ def announce(learn: Learner) -> None:
 
 
 def set_up(learn: Learner, precision: str) -> None:
-    """What Learner(precision=...) does: to_bf16 or to_fp16, or for 'auto' the choice of
-    `auto_precision`, bf16 after AUTO_FP32_EPOCHS float32 epochs, with channels-last (which
-    to_fp32 undoes), its line kept as `learn.precision_note` for `announce`; 'fp32' changes
-    nothing."""
+    """What Learner(precision=...) does: to_bf16, float16 (`fp16`: a GPU only), or for
+    'auto' the choice of `auto_precision`, bf16 after AUTO_FP32_EPOCHS float32 epochs, with
+    channels-last (which to_fp32 undoes), its line kept as `learn.precision_note` for
+    `announce`; 'fp32' changes nothing."""
     if precision == "bf16":
         learn.to_bf16()
-    elif precision == "fp16":
-        learn.to_fp16()
+    elif precision == "fp16":  # refused on the CPU (to_fp16 there only warns)
+        use(learn, fp16(learn.data.device))
     elif precision == "auto":
         chosen, line = auto_precision(learn.data.device)
         if chosen == "bf16":
@@ -419,13 +419,14 @@ def bf16(device: torch.device | str, fp32_epochs: int = 0) -> MixedPrecision:
 
 
 def fp16(device: torch.device | str) -> MixedPrecision:
-    """The callback of `Learner.to_fp16` (float16 and a GradScaler) for data on `device`;
-    ValueError unless it is a CUDA device."""
+    """The callback of `Learner.to_fp16` and precision='fp16' (float16 and a GradScaler) for
+    data on `device`; ValueError unless it is a CUDA device (to_fp16 only warns there)."""
     device = torch.device(device)
     if device.type != "cuda":
         raise ValueError(
-            f"to_fp16 needs a CUDA device, data.device is {device}: float16 with loss "
-            f"scaling is a GPU recipe; on the CPU use learn.to_bf16() (or stay in fp32)"
+            f"precision='fp16' needs a CUDA device, data.device is {device}: float16 with loss "
+            f"scaling is a GPU recipe; on the CPU use precision 'auto' (bf16 where the CPU "
+            f"runs it natively), 'bf16' or 'fp32'"
         )
     return MixedPrecision(torch.float16, torch.amp.GradScaler("cuda"))
 
