@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.learner": 4,
     "fastcore_ext.inference": 4,
     "fastcore_ext.exported": 5,
+    "fastcore_ext.widgets": 5,
     "fastcore_ext.interpret": 4,
     "fastcore_ext.vision": 5,
     "fastcore_ext.vision.all": 5,

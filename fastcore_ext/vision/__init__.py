@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import shutil  # fastai's star import gives it: fastbook's cleaner loop moves files
 from collections.abc import Callable, Sequence
 from functools import partial
 from numbers import Integral
@@ -136,6 +137,7 @@ from fastcore_ext.optim import SGD, Adam
 from fastcore_ext.plots import show_image
 from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
 from fastcore_ext.torch_core import tensor, to_np, trainable_params
+from fastcore_ext.widgets import ImageClassifierCleaner, ImagesCleaner  # (need ipywidgets)
 
 try:  # fastai's star import gives pandas as pd; pandas is optional here (from_df, DataBlock)
     import pandas as pd
@@ -152,14 +154,18 @@ except ImportError:
 # open_image; as fastai v2's, torchvision's builders by bare name (`vision_learner(dls,
 # resnet34)`). `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
 # patches pathlib.Path itself; this library patches nothing). Also fastai v2's names that
-# fastbook's chapters use as they are: re, pd (when pandas is installed), Image (PIL's module),
-# tensor, L, first, to_np, trainable_params, show_image, Interpretation.
+# fastbook's chapters use as they are: re, shutil, pd (when pandas is installed), Image (PIL's
+# module), tensor, L, first, to_np, trainable_params, show_image, Interpretation, and chapter
+# 2's ImageClassifierCleaner and ImagesCleaner (constructing them needs ipywidgets).
 __all__ = [
     "Image",
+    "ImageClassifierCleaner",
+    "ImagesCleaner",
     "Interpretation",
     "L",
     "first",
     "re",
+    "shutil",
     "show_image",
     "tensor",
     "to_np",
