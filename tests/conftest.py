@@ -24,12 +24,16 @@ def device(request) -> torch.device:
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory):
-    """Data, caches and plots of the test session go to a temporary folder, never to $HOME."""
+    """Data, caches and plots of the test session go to a temporary folder, never to $HOME;
+    so do the temporary files of the processes the tests start."""
     mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("fastcore_ext_home")
     mp.setenv("FASTCORE_EXT_HOME", str(home))
     mp.setenv("FASTCORE_EXT_PLOTS", str(home / "plots"))  # not ./plots in the repository
     mp.delenv("FASTCORE_EXT_DATA", raising=False)
+    # the processes the tests start (torchrun leaves a torchelastic_* folder per launch)
+    # make their temporary files here too, not in the machine's /tmp
+    mp.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
     yield home
     mp.undo()
 
