@@ -8,7 +8,11 @@ recorded; fastai's `fit_one_cycle(3)` then runs on those batches, and ours (`cre
 same batches. Each library validates with its own loader (the same photos; the resize of the
 validation crop differs by resampling). Prints one JSON line per seed: both final errors and
 both per-step training losses (fastai's Recorder keeps smoothed losses; they are unsmoothed
-here to compare with ours' raw ones).
+here to compare with ours' raw ones). The validation resize, ablated: each final model is
+also evaluated on the other library's validation inputs (`cross`: error of each model on
+each library's inputs), and the two libraries' inputs of the same file are compared
+(`valid_input_diff`: mean and largest absolute difference, in units of one 8-bit level of
+the unnormalized image).
 
 Runs in the fastai interpreter (FASTAI_PYTHON, see bench_train.py), with a body from
 `accuracy.py pretrain`:
@@ -67,6 +71,54 @@ def unsmoothed(values: list[float]) -> list[float]:
     return raw
 
 
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)  # imagenet_stats, both libraries
+
+
+def _stack(batches, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    xs, ys = [], []
+    for x, y in batches:
+        xs.append(x.as_subclass(torch.Tensor).float().contiguous())
+        ys.append(y.as_subclass(torch.Tensor))
+    return torch.cat(xs), torch.cat(ys), names
+
+
+def fastai_valid(learn) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(normalized inputs, targets, class/file names) of fastai's validation set, in order."""
+    return _stack(learn.dls.valid, [_name(f) for f in learn.dls.valid_ds.items])
+
+
+def ours_valid(learn) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(normalized inputs, targets, class/file names) of our validation set, in order."""
+    return _stack(learn.data.valid_dl, [_name(f) for f in learn.data.valid_ds.items])
+
+
+def _name(f) -> str:
+    return f"{Path(f).parent.name}/{Path(f).name}"
+
+
+@torch.no_grad()
+def error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, _names=None) -> float:
+    """The error rate of `model` (eval mode, float32) on inputs x with targets y."""
+    model.eval()
+    pred = torch.cat([model(x[i : i + 64]).argmax(1) for i in range(0, len(x), 64)])
+    return float((pred != y).float().mean())
+
+
+def input_diff(a: tuple, b: tuple) -> dict:
+    """Mean and largest |a - b| over the files both hold, in 8-bit levels (x * std * 255)."""
+    where = {n: i for i, n in enumerate(b[2])}
+    pairs = [(i, where[n]) for i, n in enumerate(a[2]) if n in where]
+    ia = torch.tensor([i for i, _ in pairs])
+    ib = torch.tensor([k for _, k in pairs])
+    d = ((a[0][ia] - b[0][ib]) * STD * 255).abs()
+    return {
+        "files": len(pairs),
+        "same_labels": bool((a[1][ia] == b[1][ib]).all()),
+        "mean": round(float(d.mean()), 3),
+        "max": round(float(d.max()), 2),
+    }
+
+
 def replay(data: Path, body: dict, seed: int, epochs: int = 3) -> dict:
     fastai = accuracy.fastai_learner(data, seed, {})
     fastai.model[0].load_state_dict(body)
@@ -88,12 +140,17 @@ def replay(data: Path, body: dict, seed: int, epochs: int = 3) -> dict:
     no_dropout(ours.model)
     ours.data.train_dl = Replay(recorded)
     ours.fit_one_cycle(epochs)
+    inputs = {"fastai": fastai_valid(fastai), "ours": ours_valid(ours)}
+    models = {"fastai": fastai.model, "ours": ours.model}
+    cross = {f"{m} model, {i} inputs": error(models[m], *inputs[i]) for m in models for i in inputs}
     f_losses = unsmoothed([float(v) for v in fastai.recorder.losses])
     o_losses = [float(v) for v in ours.recorder.losses]
     return {
         "seed": seed,
         "fastai_error": float(fastai.recorder.values[-1][2]),
         "ours_error": float(ours.recorder.metrics[-1][0]),
+        "cross": cross,
+        "valid_input_diff": input_diff(inputs["fastai"], inputs["ours"]),
         "max_loss_diff": max(abs(a - b) for a, b in zip(f_losses, o_losses, strict=True)),
         "fastai_losses": [round(v, 4) for v in f_losses],
         "ours_losses": [round(v, 4) for v in o_losses],
