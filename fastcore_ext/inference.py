@@ -5,8 +5,9 @@ Every pass runs the model through `forward(learn, xb)`: the input in the learner
 format (channels-last after `to_channels_last`), inside `learn.autocast()` (the learner's
 precision), through `learn.compiled` after `learn.compile()` (else `learn.model`), under
 `evaluating(model)`: eval mode and torch.inference_mode (no autograd bookkeeping at all),
-every module's train/eval mode put back afterwards. No callback event fires. The Learner's
-validation phase uses the same precision and layout, under inference_mode too.
+every module's train/eval mode put back afterwards. No callback event fires; get_preds and
+validate show a progress bar over the pass (the learner's `ProgressCallback.pass_bar`). The
+Learner's validation phase uses the same precision and layout, under inference_mode too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import copy
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -168,8 +169,8 @@ def get_preds(
     inputs: list[torch.Tensor] = []
     labelled: bool | None = None  # the batches carry targets (y None: unlabelled images)
     rules = _BatchRules.of(learn, source)
-    with evaluating(learn.model):
-        for i, xb, yb in _pairs(dl, source):
+    with evaluating(learn.model), _pairs(learn, dl, source) as pairs:
+        for i, xb, yb in pairs:
             if labelled is None:
                 labelled = yb is not None
             if labelled != (yb is not None):
@@ -244,8 +245,8 @@ def validate(
     outs: list[torch.Tensor] = []
     targs: list[torch.Tensor] = []
     rules = _BatchRules.of(learn, source)
-    with evaluating(learn.model):
-        for i, xb, yb in _pairs(dl, source):
+    with evaluating(learn.model), _pairs(learn, dl, source) as pairs:
+        for i, xb, yb in pairs:
             if yb is None:
                 raise ValueError(
                     f"{source}, batch {i}: y is None, but validate computes the loss and the "
@@ -289,14 +290,33 @@ def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[It
     return dl, "dl"
 
 
-def _pairs(dl: Iterable[Any], source: str) -> Iterator[tuple[int, Any, Any]]:
-    """(batch number, x, y) of each (x, y) batch of `dl`; anything else is an error."""
-    for i, batch in enumerate(dl):
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise TypeError(
-                f"{source} should yield (x, y) pairs, got {type(batch).__name__} at batch {i}"
-            )
-        yield i, batch[0], batch[1]
+@contextlib.contextmanager
+def _pairs(
+    learn: Learner, dl: Iterable[Any], source: str
+) -> Iterator[Iterator[tuple[int, Any, Any]]]:
+    """(batch number, x, y) of each (x, y) batch of `dl` (anything else is an error), with a
+    progress bar over the pass while the `with` block runs (the learner's
+    `ProgressCallback.pass_bar`: where and whether the fit's bar shows; none for a `dl`
+    without a length)."""
+    progress = getattr(learn, "progress", None)
+    total = len(dl) if isinstance(dl, Sized) else 0
+    bar = progress.pass_bar(total) if progress is not None else None
+
+    def batches() -> Iterator[tuple[int, Any, Any]]:
+        for i, batch in enumerate(dl):
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                raise TypeError(
+                    f"{source} should yield (x, y) pairs, got {type(batch).__name__} at batch {i}"
+                )
+            yield i, batch[0], batch[1]
+            if bar is not None:
+                bar.update(i + 1)
+
+    try:
+        yield batches()
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 @dataclasses.dataclass(frozen=True)

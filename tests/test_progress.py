@@ -1,13 +1,18 @@
 """The epoch table keeps its columns apart whatever the width of a value (a huge loss once
-printed `77954564096.0000000.916667`), and a fit in a log keeps one plain line per epoch."""
+printed `77954564096.0000000.916667`), and a fit in a log keeps one plain line per epoch. An
+inference pass (get_preds, validate, tta) shows a bar where a fit's bar shows, and removes
+it when the pass ends, also when it fails."""
 
 from __future__ import annotations
 
 import io
 
+import pytest
+import torch
 from fakes import easy_bunch, make_learner
 
 from fastcore_ext.callback import Callback
+from fastcore_ext.callback import progress as progress_mod
 from fastcore_ext.callback.progress import format_header, format_row
 from fastcore_ext.metrics import error_rate
 
@@ -48,3 +53,76 @@ def test_fit_with_a_huge_validation_loss_in_a_log():
         cells = line.split()
         assert len(cells) == 5 and cells[2] == "77954564096.000000", line
         assert 0.0 <= float(cells[3]) <= 1.0
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def bars(text: str) -> list[str]:
+    """The bars drawn, in order (each redraw starts with a carriage return)."""
+    return [b.strip() for b in text.split("\r") if b.strip()]
+
+
+def test_an_inference_pass_shows_a_bar_and_removes_it():
+    learn = make_learner(data=easy_bunch(n_train=32, n_valid=40, bs=16))  # 3 valid batches
+    tty = FakeTTY()
+    learn.progress.stream, learn.progress.min_interval = tty, 0.0
+    learn.get_preds()
+    drawn = bars(tty.getvalue())
+    assert [b.split("[")[1].split()[0] for b in drawn] == ["0/3", "1/3", "2/3", "3/3"]
+    assert drawn[-1].startswith("|" + "█" * 40 + "| 100.00% [3/3")
+    assert tty.getvalue().endswith("\r")  # the line is blanked: only the results stay
+    tty.seek(0), tty.truncate()
+    learn.validate()
+    learn.get_preds(dl=learn.data.train_dl)  # 2 batches
+    drawn = bars(tty.getvalue())
+    assert [b.split("] ")[0].split("[")[1].split()[0] for b in drawn if "100.00%" in b] == [
+        "3/3",
+        "2/2",
+    ]
+    tty.seek(0), tty.truncate()
+    with learn.no_bar():  # the fit's switch turns it off too
+        learn.get_preds()
+    assert tty.getvalue() == ""
+    learn.get_preds(dl=iter([(torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))]))
+    assert tty.getvalue() == ""  # a dl without a length: no total to show
+
+
+def test_no_inference_bar_in_a_log_and_none_left_by_a_failed_pass():
+    learn = make_learner(data=easy_bunch(n_train=32, n_valid=40, bs=16))
+    log = io.StringIO()  # not a terminal: as the fit, no bar
+    learn.progress.stream = log
+    learn.get_preds()
+    assert log.getvalue() == ""
+    tty = FakeTTY()
+    learn.progress.stream, learn.progress.min_interval = tty, 0.0
+    bad = [(torch.randn(4, 3, 8, 8), torch.zeros(4, dtype=torch.long)), "not a batch"]
+    with pytest.raises(TypeError, match="should yield"):
+        learn.get_preds(dl=bad)
+    assert bars(tty.getvalue())[-1].startswith("|" + "█" * 20 + "-" * 20 + "| 50.00% [1/2")
+    assert tty.getvalue().endswith("\r")  # removed although the pass failed
+
+
+def test_an_inference_bar_in_a_notebook_is_fastprogress_and_goes(monkeypatch):
+    made = []
+
+    class FakeBar:  # fastprogress' NBProgressBar, recorded
+        def __init__(self, gen, leave=True):
+            self.total, self.leave, self.done, self.ended = len(gen), leave, [], False
+            made.append(self)
+
+        def update(self, done):
+            self.done.append(done)
+
+        def on_iter_end(self):
+            self.ended = True
+
+    monkeypatch.setattr(progress_mod, "NBProgressBar", FakeBar)
+    monkeypatch.setattr(progress_mod, "in_notebook", lambda: True)
+    learn = make_learner(data=easy_bunch(n_train=32, n_valid=40, bs=16))
+    learn.progress.stream = None  # the notebook's display (make_learner captures a stream)
+    learn.get_preds()
+    (bar,) = made
+    assert (bar.total, bar.leave, bar.done, bar.ended) == (3, False, [0, 1, 2, 3], True)

@@ -1,4 +1,5 @@
-"""Progress output of a fit: a bar per phase and the epoch table, as fastai shows them.
+"""Progress output of a fit: a bar per phase and the epoch table, as fastai shows them; and
+the bar of an inference pass (`PassBar`: get_preds, validate, tta, interpretation).
 
 Where the output goes decides how it looks:
 
@@ -30,7 +31,15 @@ from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.plots import in_notebook
 
-__all__ = ["ProgressCallback", "format_cell", "format_header", "format_row", "format_time"]
+__all__ = [
+    "PassBar",
+    "ProgressCallback",
+    "bar_text",
+    "format_cell",
+    "format_header",
+    "format_row",
+    "format_time",
+]
 
 BAR_WIDTH = 40
 MIN_COL = 8  # fastprogress pads every column name to at least 8 characters
@@ -110,6 +119,58 @@ class _NotebookDisplay:
         self.mbar.on_iter_end()
 
 
+def bar_text(done: int, total: int, elapsed: float, comment: str = "") -> str:
+    """The text bar: ``|█████-----| 50.00% [5/10 00:01<00:01 comment]``."""
+    remaining = elapsed / done * (total - done) if done else 0.0
+    filled = BAR_WIDTH * done // total if total else BAR_WIDTH
+    pct = 100 * done / total if total else 100.0
+    return (
+        f"|{'█' * filled}{'-' * (BAR_WIDTH - filled)}| {pct:.2f}% "
+        f"[{done}/{total} {format_time(elapsed)}<{format_time(remaining)}"
+        f"{' ' + comment if comment else ''}]"
+    )
+
+
+class PassBar:
+    """The progress bar of one inference pass, as fastai shows one during get_preds: HTML in
+    a notebook (fastprogress), a text bar redrawn in place on a terminal (`out`), nothing
+    when `out` is None and `notebook` is False. `update(done)` after each batch; `close()`
+    removes it (fastai's leave=False: only the results stay). Made by
+    `ProgressCallback.pass_bar`, which decides where it shows."""
+
+    def __init__(
+        self, total: int, out: TextIO | None, notebook: bool, min_interval: float = 0.1
+    ) -> None:
+        self.total, self.out, self.min_interval = total, out, min_interval
+        self._nb = NBProgressBar(range(total), leave=False) if notebook else None
+        self._start = self._last = time.perf_counter()
+        self._len = 0
+        self.update(0)
+
+    def update(self, done: int) -> None:
+        if self._nb is not None:
+            self._nb.update(done)
+        if self.out is None:
+            return
+        now = time.perf_counter()
+        if done and done != self.total and now - self._last < self.min_interval:
+            return
+        self._last = now
+        text = bar_text(done, self.total, now - self._start)
+        self.out.write("\r" + text + " " * max(0, self._len - len(text)))
+        self.out.flush()
+        self._len = len(text)
+
+    def close(self) -> None:
+        if self._nb is not None:
+            self._nb.on_iter_end()
+            self._nb = None
+        if self.out is not None and self._len:
+            self.out.write("\r" + " " * self._len + "\r")
+            self.out.flush()
+            self._len = 0
+
+
 class ProgressCallback(Callback):
     """Shows a progress bar per training / validation phase and the epoch table: as HTML in
     a Jupyter notebook, as text in a terminal, as one plain line per epoch elsewhere.
@@ -167,20 +228,21 @@ class ProgressCallback(Callback):
         if not force and now - self._last_draw < self.min_interval:
             return
         self._last_draw = now
-        elapsed = now - self._phase_start
-        remaining = elapsed / done * (total - done) if done else 0.0
-        filled = BAR_WIDTH * done // total if total else BAR_WIDTH
-        pct = 100 * done / total if total else 100.0
-        comment = self._comment()
-        text = (
-            f"|{'█' * filled}{'-' * (BAR_WIDTH - filled)}| {pct:.2f}% "
-            f"[{done}/{total} {format_time(elapsed)}<{format_time(remaining)}"
-            f"{' ' + comment if comment else ''}]"
-        )
+        text = bar_text(done, total, now - self._phase_start, self._comment())
         pad = max(0, self._bar_len - len(text))
         self._out.write("\r" + text + " " * pad)
         self._out.flush()
         self._bar_len = len(text)
+
+    def pass_bar(self, total: int) -> PassBar:
+        """The bar of one inference pass of `total` batches (get_preds, validate, tta, ...),
+        with this callback's settings: none when show_bar is off, outside rank 0, or where
+        the fit's bar would not be drawn either (a log file, a pipe)."""
+        out = self.stream if self.stream is not None else sys.stdout
+        shown = self.show_bar and total > 0 and ranks.is_main_process()
+        notebook = shown and self.stream is None and in_notebook()
+        text = shown and not notebook and _is_terminal(out)
+        return PassBar(total, out if text else None, notebook, self.min_interval)
 
     # ---- events -------------------------------------------------------------------------
     def before_fit(self) -> None:
