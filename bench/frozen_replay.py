@@ -12,7 +12,9 @@ here to compare with ours' raw ones). The validation resize, ablated: each final
 also evaluated on the other library's validation inputs (`cross`: error of each model on
 each library's inputs), and the two libraries' inputs of the same file are compared
 (`valid_input_diff`: mean and largest absolute difference, in units of one 8-bit level of
-the unnormalized image).
+the unnormalized image). `--own-data`: no replay, each library on its own loader with dropout
+on, from the same initial weights (the head's initialization ablated); with `--aug none` or
+`--aug swapped` (each loop with the other library's augmentation).
 
 Runs in the fastai interpreter (FASTAI_PYTHON, see bench_train.py), with a body from
 `accuracy.py pretrain`:
@@ -119,42 +121,60 @@ def input_diff(a: tuple, b: tuple) -> dict:
     }
 
 
-def replay(data: Path, body: dict, seed: int, epochs: int = 3) -> dict:
-    fastai = accuracy.fastai_learner(data, seed, {})
+def replay(
+    data: Path, body: dict, seed: int, epochs: int = 3, own_data: bool = False, aug: str = "own"
+) -> dict:
+    """One seed (module doc). own_data: no replay; each library trains on its own loader
+    (windows, augmentation, shuffle) with dropout on, from the same initial weights: what is
+    left of a gap then comes from the data and dropout draws, not from the head's
+    initialization. aug (own_data only): 'own', 'none' (no augmentation in either) or
+    'swapped' (each library's loop with the other's augmentation: accuracy.py's ours_aug /
+    fastai_aug)."""
+    fastai_opts = {"none": {"no_aug": 1}, "swapped": {"ours_aug": 1}}.get(aug, {})
+    ours_opts = {"none": {"no_aug": 1}}.get(aug, {})
+    fastai = accuracy.fastai_learner(data, seed, fastai_opts)
     fastai.model[0].load_state_dict(body)
     fastai.freeze()
     start = copy.deepcopy(fastai.model.state_dict())
     plain = torch.Tensor
     recorded = [
         [(x.as_subclass(plain).clone(), y.as_subclass(plain).clone()) for x, y in fastai.dls.train]
-        for _ in range(epochs)
+        for _ in range(0 if own_data else epochs)
     ]
-    no_dropout(fastai.model)
-    fastai.dls.loaders[0] = Replay(recorded)
+    if not own_data:
+        no_dropout(fastai.model)
+        fastai.dls.loaders[0] = Replay(recorded)
     with fastai.no_bar(), fastai.no_logging():
         fastai.fit_one_cycle(epochs)
-    ours = accuracy.ours_learner(data, seed, {})
+    ours = accuracy.ours_learner(data, seed, ours_opts)
     ours.model.load_state_dict(start)
     ours.freeze()
     ours.to_fp32()
-    no_dropout(ours.model)
-    ours.data.train_dl = Replay(recorded)
+    if aug == "swapped":
+        accuracy.use_fastai_augmentation(ours.data.train_dl, accuracy.SETTINGS["size"])
+    if not own_data:
+        no_dropout(ours.model)
+        ours.data.train_dl = Replay(recorded)
     ours.fit_one_cycle(epochs)
     inputs = {"fastai": fastai_valid(fastai), "ours": ours_valid(ours)}
     models = {"fastai": fastai.model, "ours": ours.model}
     cross = {f"{m} model, {i} inputs": error(models[m], *inputs[i]) for m in models for i in inputs}
-    f_losses = unsmoothed([float(v) for v in fastai.recorder.losses])
-    o_losses = [float(v) for v in ours.recorder.losses]
-    return {
+    row = {
         "seed": seed,
+        "own_data": own_data,
+        "aug": aug,
         "fastai_error": float(fastai.recorder.values[-1][2]),
         "ours_error": float(ours.recorder.metrics[-1][0]),
         "cross": cross,
         "valid_input_diff": input_diff(inputs["fastai"], inputs["ours"]),
-        "max_loss_diff": max(abs(a - b) for a, b in zip(f_losses, o_losses, strict=True)),
-        "fastai_losses": [round(v, 4) for v in f_losses],
-        "ours_losses": [round(v, 4) for v in o_losses],
     }
+    if not own_data:
+        f_losses = unsmoothed([float(v) for v in fastai.recorder.losses])
+        o_losses = [float(v) for v in ours.recorder.losses]
+        row["max_loss_diff"] = max(abs(a - b) for a, b in zip(f_losses, o_losses, strict=True))
+        row["fastai_losses"] = [round(v, 4) for v in f_losses]
+        row["ours_losses"] = [round(v, 4) for v in o_losses]
+    return row
 
 
 def main() -> None:
@@ -162,11 +182,15 @@ def main() -> None:
     p.add_argument("--body", type=Path, required=True, help="accuracy.py pretrain's output")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--data", default="photos")
+    p.add_argument("--own-data", action="store_true", help="no replay: see replay()")
+    p.add_argument("--aug", choices=["own", "none", "swapped"], default="own", help="own-data")
     args = p.parse_args()
     body = torch.load(args.body, weights_only=True)
     data = accuracy.data_dir(args.data)
     for seed in (int(s) for s in args.seeds.split(",")):
-        print(json.dumps(replay(data, body, seed)), flush=True)
+        print(
+            json.dumps(replay(data, body, seed, own_data=args.own_data, aug=args.aug)), flush=True
+        )
 
 
 if __name__ == "__main__":
