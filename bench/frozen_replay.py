@@ -185,6 +185,8 @@ def main() -> None:
     p.add_argument("--own-data", action="store_true", help="no replay: see replay()")
     p.add_argument("--aug", choices=["own", "none", "swapped"], default="own", help="own-data")
     args = p.parse_args()
+    if args.aug != "own" and not args.own_data:
+        p.error(f"--aug {args.aug} needs --own-data (a replay trains on fastai's own batches)")
     body = torch.load(args.body, weights_only=True)
     data = accuracy.data_dir(args.data)
     for seed in (int(s) for s in args.seeds.split(",")):
