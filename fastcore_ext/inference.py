@@ -43,6 +43,7 @@ __all__ = [
     "evaluating",
     "forward",
     "get_preds",
+    "in_order_loader",
     "no_data_error",
     "predict",
     "show_results",
@@ -635,11 +636,11 @@ def tta(
 
 
 def _augmenting_loader(learn: Learner, ds_type: str, dl: Any, caller: str) -> Any:
-    """The loader TTA augments: `dl`, else ds_type's data set in order (`_in_order_loader`);
+    """The loader TTA augments: `dl`, else ds_type's data set in order (`in_order_loader`);
     an error when the learner has no such data, or when the loader cannot give the uint8
     batches the augmentation starts from."""
     if dl is None:
-        dl = _in_order_loader(learn.data, ds_type)
+        dl = in_order_loader(learn.data, ds_type)
         if dl is None:
             raise no_data_error(ds_type)
     if not hasattr(dl, "uint8_batches") or not hasattr(dl, "augment"):
@@ -650,9 +651,10 @@ def _augmenting_loader(learn: Learner, ds_type: str, dl: Any, caller: str) -> An
     return dl
 
 
-def _in_order_loader(data: Any, ds_type: str) -> Any:
+def in_order_loader(data: Any, ds_type: str) -> Any:
     """A loader over `ds_type`'s dataset yielding every item in order through the
-    validation transform: valid_dl itself, or a new one over the training set."""
+    validation transform: valid_dl itself, or a new one over the training set (TTA's, and
+    ImageClassifierCleaner's loss pass); None when the data has no valid_dl."""
     if ds_type not in ("train", "valid"):
         raise ValueError(f"ds_type should be 'train' or 'valid', got {ds_type!r}")
     valid_dl = getattr(data, "valid_dl", None)

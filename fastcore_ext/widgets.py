@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from fastcore_ext.checks import check_int
 from fastcore_ext.data import DeviceDataLoader, PILImage
 from fastcore_ext.foundation import L
+from fastcore_ext.inference import in_order_loader
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -236,17 +237,6 @@ def _file_data(learn: Any) -> Any:
     return data
 
 
-def _in_order(data: Any, ds_type: str) -> DeviceDataLoader:
-    """A loader of data.`ds_type`_ds in data set order through the validation transform
-    (centre window, no augmentation, normalization), as data.valid_dl reads its images."""
-    v: DeviceDataLoader = data.valid_dl
-    return DeviceDataLoader(
-        getattr(data, f"{ds_type}_ds"), v.bs, train=False, size=v.size, device=v.device,
-        seed=v.seed, stats=v.stats, num_workers=v.num_workers, channels_last=v.channels_last,
-        decoder=v.decoder,
-    )  # fmt: skip
-
-
 def _item_losses(learn: Learner, data: Any, ds_type: str) -> list[ItemLoss]:
     """(file, actual class, loss) of every readable image of data.`ds_type`_ds, in data set
     order: one `Learner.get_preds(dl=..., with_loss=True)` pass over it in order, through the
@@ -255,7 +245,7 @@ def _item_losses(learn: Learner, data: Any, ds_type: str) -> list[ItemLoss]:
     ds = getattr(data, f"{ds_type}_ds")
     if len(ds.items) == 0:
         return []
-    dl = _in_order(data, ds_type)
+    dl = in_order_loader(data, ds_type)
     _, targets, losses = learn.get_preds(dl=dl, with_loss=True)
     bad = set(dl.bad_items)
     kept = [fn for fn in ds.items if fn not in bad]
