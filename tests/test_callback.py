@@ -26,7 +26,7 @@ from fastcore_ext.callback import (
     ProgressCallback,
     Recorder,
 )
-from fastcore_ext.callback.progress import format_header, format_row, format_time
+from fastcore_ext.callback.progress import PassBar, format_header, format_row, format_time
 from fastcore_ext.metrics import accuracy, error_rate
 
 
@@ -411,13 +411,11 @@ def test_terminal_bar_and_no_bar():
 
 
 def test_progress_bar_values():
-    prog = ProgressCallback(stream=FakeTTY(), min_interval=0.0)
-    prog.learn = SimpleNamespace(training=False)
-    prog._out = prog.stream
-    prog._phase_start = 0.0
-    prog._draw(5, 10, force=True)
-    text = prog.stream.getvalue()
-    assert text.startswith("\r|" + "█" * 20 + "-" * 20 + "| 50.00% [5/10 ")
+    bar = PassBar(10, FakeTTY(), notebook=False, min_interval=0.0)  # the fit's terminal bar
+    bar.update(5)
+    text = bar.out.getvalue()
+    assert text.startswith("\r|" + "-" * 40 + "| 0.00% [0/10 ")  # drawn when the phase starts
+    assert text.split("\r")[-1].startswith("|" + "█" * 20 + "-" * 20 + "| 50.00% [5/10 ")
 
 
 def test_a_callback_reads_the_learners_state_as_its_own():

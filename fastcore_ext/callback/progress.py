@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from fastprogress.fastprogress import NBMasterBar, NBProgressBar
@@ -132,16 +133,24 @@ def bar_text(done: int, total: int, elapsed: float, comment: str = "") -> str:
 
 
 class PassBar:
-    """The progress bar of one inference pass, as fastai shows one during get_preds: HTML in
-    a notebook (fastprogress), a text bar redrawn in place on a terminal (`out`), nothing
-    when `out` is None and `notebook` is False. `update(done)` after each batch; `close()`
-    removes it (fastai's leave=False: only the results stay). Made by
-    `ProgressCallback.pass_bar`, which decides where it shows."""
+    """The progress bar of one pass over `total` batches: HTML in a notebook (fastprogress),
+    a text bar redrawn in place on a terminal (`out`), nothing when `out` is None and
+    `notebook` is False. `update(done)` after each batch (the text bar is redrawn at most
+    every min_interval seconds, and at the end); `close()` removes it (fastai's leave=False:
+    only the results stay). `comment`: read at each redraw of the text bar, shown after the
+    times (the fit's smoothed loss). An inference pass's bar comes from
+    `ProgressCallback.pass_bar`, which decides where it shows; the same callback draws each
+    phase of a fit on a terminal with one."""
 
     def __init__(
-        self, total: int, out: TextIO | None, notebook: bool, min_interval: float = 0.1
+        self,
+        total: int,
+        out: TextIO | None,
+        notebook: bool,
+        min_interval: float = 0.1,
+        comment: Callable[[], str] | None = None,
     ) -> None:
-        self.total, self.out, self.min_interval = total, out, min_interval
+        self.total, self.out, self.min_interval, self.comment = total, out, min_interval, comment
         self._nb = NBProgressBar(range(total), leave=False) if notebook else None
         self._start = self._last = time.perf_counter()
         self._len = 0
@@ -156,7 +165,7 @@ class PassBar:
         if done and done != self.total and now - self._last < self.min_interval:
             return
         self._last = now
-        text = bar_text(done, self.total, now - self._start)
+        text = bar_text(done, self.total, now - self._start, self.comment() if self.comment else "")
         self.out.write("\r" + text + " " * max(0, self._len - len(text)))
         self.out.flush()
         self._len = len(text)
@@ -203,36 +212,22 @@ class ProgressCallback(Callback):
         self._notebook: _NotebookDisplay | None = None
         self._bar_on = False
         self._quiet = False  # a process other than rank 0
-        self._bar_len = 0
-        self._phase_start = 0.0
-        self._last_draw = 0.0
+        self._bar: PassBar | None = None  # the terminal bar of the current phase
 
     def _write_line(self, line: str) -> None:
         if self._quiet:
             return
-        self._clear_bar()
+        self._close_bar()
         self._out.write(line + "\n")
         self._out.flush()
 
-    def _clear_bar(self) -> None:
-        if self._bar_len:
-            self._out.write("\r" + " " * self._bar_len + "\r")
-            self._out.flush()
-            self._bar_len = 0
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def _comment(self) -> str:
         return f"{self.learn.recorder.smooth_loss:.4f}" if self.learn.training else ""
-
-    def _draw(self, done: int, total: int, force: bool = False) -> None:
-        now = time.perf_counter()
-        if not force and now - self._last_draw < self.min_interval:
-            return
-        self._last_draw = now
-        text = bar_text(done, total, now - self._phase_start, self._comment())
-        pad = max(0, self._bar_len - len(text))
-        self._out.write("\r" + text + " " * pad)
-        self._out.flush()
-        self._bar_len = len(text)
 
     def pass_bar(self, total: int) -> PassBar:
         """The bar of one inference pass of `total` batches (get_preds, validate, tta, ...),
@@ -252,7 +247,7 @@ class ProgressCallback(Callback):
         if not self._quiet and self.stream is None and in_notebook() and self.show_bar:
             self._notebook = _NotebookDisplay(self.learn.n_epoch)
         self._bar_on = self.show_bar and _is_terminal(self._out) and not self._quiet
-        self._bar_len = 0
+        self._bar = None
         if not self.show_table:
             return
         names = self.learn.recorder.metric_names
@@ -266,12 +261,12 @@ class ProgressCallback(Callback):
             self._notebook.start_epoch(self.learn.epoch)
 
     def _start_phase(self) -> None:
-        self._phase_start = time.perf_counter()
-        self._last_draw = 0.0
         if self._notebook is not None:
             self._notebook.start_phase(len(self.learn.dl))
         elif self._bar_on:
-            self._draw(0, len(self.learn.dl), force=True)
+            self._close_bar()
+            total = len(self.learn.dl)
+            self._bar = PassBar(total, self._out, False, self.min_interval, self._comment)
 
     def before_train(self) -> None:
         self._start_phase()
@@ -283,9 +278,8 @@ class ProgressCallback(Callback):
         done = self.learn.iter + 1
         if self._notebook is not None:
             self._notebook.step(done, self._comment())
-        elif self._bar_on:
-            total = self.learn.n_iter
-            self._draw(done, total, force=done == total)
+        elif self._bar is not None:
+            self._bar.update(done)
 
     def after_train(self) -> None:
         if self._notebook is not None:
@@ -315,4 +309,4 @@ class ProgressCallback(Callback):
         if self._notebook is not None:
             self._notebook.close()
             self._notebook = None
-        self._clear_bar()
+        self._close_bar()
