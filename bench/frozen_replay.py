@@ -99,7 +99,7 @@ def _name(f) -> str:
 
 
 @torch.no_grad()
-def error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, _names=None) -> float:
+def error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """The error rate of `model` (eval mode, float32) on inputs x with targets y."""
     model.eval()
     pred = torch.cat([model(x[i : i + 64]).argmax(1) for i in range(0, len(x), 64)])
@@ -137,11 +137,15 @@ def replay(
     fastai.freeze()
     start = copy.deepcopy(fastai.model.state_dict())
     plain = torch.Tensor
-    recorded = [
-        [(x.as_subclass(plain).clone(), y.as_subclass(plain).clone()) for x, y in fastai.dls.train]
-        for _ in range(0 if own_data else epochs)
-    ]
+    recorded = []
     if not own_data:
+        recorded = [
+            [
+                (x.as_subclass(plain).clone(), y.as_subclass(plain).clone())
+                for x, y in fastai.dls.train
+            ]
+            for _ in range(epochs)
+        ]
         no_dropout(fastai.model)
         fastai.dls.loaders[0] = Replay(recorded)
     with fastai.no_bar(), fastai.no_logging():
@@ -158,7 +162,9 @@ def replay(
     ours.fit_one_cycle(epochs)
     inputs = {"fastai": fastai_valid(fastai), "ours": ours_valid(ours)}
     models = {"fastai": fastai.model, "ours": ours.model}
-    cross = {f"{m} model, {i} inputs": error(models[m], *inputs[i]) for m in models for i in inputs}
+    cross = {
+        f"{m} model, {i} inputs": error(models[m], *inputs[i][:2]) for m in models for i in inputs
+    }
     row = {
         "seed": seed,
         "own_data": own_data,
