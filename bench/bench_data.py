@@ -51,7 +51,12 @@ def root() -> Path:
 
 
 def _bunch(root: Path, cache, augment: bool = True) -> ImageDataBunch:
-    kw = {} if augment else {"ds_tfms": None}  # uint8 benchmarks: no augment module needed
+    if augment:
+        from fastcore_ext.augment import get_transforms
+
+        kw = {"ds_tfms": get_transforms()}
+    else:
+        kw = {"ds_tfms": None}  # uint8 benchmarks: no augment module needed
     return ImageDataBunch.from_folder(
         root, size=SIZE, bs=BS, num_workers=WORKERS, cache=cache, seed=0, device="cpu", **kw
     ).normalize(imagenet_stats)

@@ -196,6 +196,21 @@ class AugmentSpec:
         if isinstance(self.size, list):
             set_(self, "size", tuple(self.size))
 
+    def __len__(self) -> int:
+        """2, as fastai v1's ``get_transforms()``: a pair (training transforms, validation
+        transforms), so ``tfms[0]`` and ``ds_tfms=(tfms[0], [])`` read as in v1."""
+        return 2
+
+    def __getitem__(self, i: int) -> AugmentSpec | list:
+        """``spec[0]``: this spec (the training side); ``spec[1]``: [] (the validation side:
+        the validation set is never augmented, only presized and centre-cropped)."""
+        if isinstance(i, bool) or not isinstance(i, Integral) or not -2 <= i < 2:
+            raise IndexError(
+                f"index: a get_transforms() pair has items 0 (training) and 1 (validation), "
+                f"got {i!r}"
+            )
+        return self if i % 2 == 0 else []
+
     @property
     def has_lighting(self) -> bool:
         """False when no sample can get a lighting change (random_params then returns None)."""

@@ -29,9 +29,11 @@ from fastcore_ext.data import (
     RandomResizedCrop,
     Resize,
     ResizeMethod,
+    cifar_stats,
     demo_dataset,
     get_image_files,
     imagenet_stats,
+    mnist_stats,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
@@ -403,6 +405,14 @@ def test_skip_bad_in_every_factory(root, tmp_path, factory):
 # -- device batches (need fastcore_ext.augment.augment_batch) ----------------------------------
 
 
+def _shown(b, ds_type="train"):
+    """The batch show_batch just showed: the first of the next epoch (set_epoch starts
+    one_batch again from it)."""
+    dl = b.train_dl if ds_type == "train" else b.valid_dl
+    dl.set_epoch(dl.epoch)
+    return b.one_batch(ds_type)
+
+
 def _batches(dl, epoch):
     dl.set_epoch(epoch)
     xs, ys = zip(*dl, strict=True)
@@ -411,7 +421,11 @@ def _batches(dl, epoch):
 
 def test_v1_and_v2_spellings(root):
     aug = augment()
-    v1 = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    plain = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    assert plain.spec is None  # fastai v1's ds_tfms=None: no augmentation unless asked for
+    v1 = ImageDataBunch.from_folder(
+        root, ds_tfms=aug.get_transforms(), size=24, bs=8, num_workers=0, seed=0
+    )
     assert v1.spec == aug.get_transforms() and (v1.size, v1.presize) == (24, 30)
     assert v1.normalize(imagenet_stats) is v1 and v1.stats == (
         list(imagenet_stats[0]),
@@ -432,7 +446,9 @@ def test_v1_and_v2_spellings(root):
 @pytest.mark.parametrize("normalize", [False, True])
 def test_batch_shapes_dtypes_range(root, normalize):
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0
+    )
     if normalize:
         b.normalize(imagenet_stats)
     for ds_type in ("train", "valid"):
@@ -446,15 +462,19 @@ def test_batch_shapes_dtypes_range(root, normalize):
             assert x.min() >= -1e-6 and x.max() <= 1 + 1e-6
             torch.testing.assert_close(raw, x.clamp(0, 1))
     if normalize:  # the normalized batch is the [0, 1] batch, shifted and scaled
-        plain = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+        plain = ImageDataBunch.from_folder(
+            root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0
+        )
         mean = torch.tensor(imagenet_stats[0]).view(1, 3, 1, 1)
         std = torch.tensor(imagenet_stats[1]).view(1, 3, 1, 1)
-        torch.testing.assert_close(b.one_batch()[0], (plain.one_batch()[0] - mean) / std)
+        torch.testing.assert_close(_shown(b)[0], (plain.one_batch()[0] - mean) / std)
 
 
 def test_epochs_are_reproducible_and_differ(root):
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0
+    )
     e3 = _batches(b.train_dl, 3)
     again = _batches(b.train_dl, 3)
     torch.testing.assert_close(e3[0], again[0], rtol=0, atol=0)
@@ -468,6 +488,51 @@ def test_epochs_are_reproducible_and_differ(root):
     v1, v2 = _batches(b.valid_dl, 0), _batches(b.valid_dl, 9)  # validation: deterministic
     torch.testing.assert_close(v1[0], v2[0], rtol=0, atol=0)
     assert v1[1].tolist() == b.valid_ds.labels
+
+
+def test_one_batch_of_a_training_loader_is_another_batch_at_each_call(root):
+    """As fastai's (show_batch re-run shows new images): call k since the epoch advanced gives
+    batch k of the next epoch, the first as the pass will; training is unchanged by it."""
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=4, num_workers=0, seed=1
+    )
+    calls = [b.one_batch() for _ in range(3)]
+    batches = b.train_dl.batch_indices()
+    for (_, y), idx in zip(calls, batches, strict=False):
+        assert y.tolist() == [b.train_ds.labels[int(i)] for i in idx]
+    assert not torch.equal(calls[0][0], calls[1][0])
+    first = next(iter(b.train_dl))  # the pass: epoch 0, as if one_batch had not been called
+    torch.testing.assert_close(first[0], calls[0][0], rtol=0, atol=0)
+    fresh = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=4, num_workers=0, seed=1
+    )
+    torch.testing.assert_close(_batches(fresh.train_dl, 0)[0], _batches(b.train_dl, 0)[0])
+    assert b.train_dl.epoch == 1
+    x, y = b.one_batch()  # the epoch advanced: the next epoch's first batch again
+    assert y.tolist() == [b.train_ds.labels[int(i)] for i in b.train_dl.batch_indices()[0]]
+    v = [b.one_batch("valid") for _ in range(2)]  # validation: its first batch each time
+    torch.testing.assert_close(v[0][0], v[1][0], rtol=0, atol=0)
+
+
+def test_v1s_transforms_pair_and_stats(root):
+    """fastai v1's get_transforms() is a pair (train, valid): ``tfms[0]``, ``ds_tfms=(tfms[0],
+    [])`` and ``ds_tfms=[*tfms]`` read as in v1; cifar_stats / mnist_stats, ResizeMethod.SQUISH
+    as v1 names them."""
+    tfms = get_transforms(max_rotate=5)
+    assert len(tfms) == 2 and tfms[0] is tfms and tfms[1] == [] and tfms[-2] is tfms
+    with pytest.raises(IndexError, match="items 0 .training. and 1 .validation., got 2"):
+        tfms[2]
+    for ds_tfms in (tfms, (tfms[0], []), [*tfms], (tfms, None)):
+        b = ImageDataBunch.from_folder(root, ds_tfms=ds_tfms, size=24, bs=8, num_workers=0)
+        assert b.spec == tfms
+    for bad in ((tfms, tfms), [], (tfms, [tfms])):
+        with pytest.raises(
+            TypeError, match=r"ds_tfms: expected an AugmentSpec .* \(tfms\[0\], \[\]\)"
+        ):
+            ImageDataBunch.from_folder(root, ds_tfms=bad, size=24, num_workers=0)
+    assert ResizeMethod.SQUISH is ResizeMethod.Squish and ResizeMethod.CROP == "crop"
+    for stats in (cifar_stats, mnist_stats):
+        assert ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0).normalize(stats).stats
 
 
 def test_no_augmentation_means_center_crop(root):
@@ -536,7 +601,7 @@ def test_without_a_size_other_sizes_take_the_default_with_a_warning(shaped_root,
 def test_workers_and_cache_do_not_change_batches(folder, request):
     augment()
     root = request.getfixturevalue(folder)
-    kw = {"size": 24, "bs": 8, "seed": 7}
+    kw = {"ds_tfms": get_transforms(), "size": 24, "bs": 8, "seed": 7}
     ref = ImageDataBunch.from_folder(root, num_workers=0, **kw).normalize(imagenet_stats)
     want_t, want_v = _batches(ref.train_dl, 1), _batches(ref.valid_dl, 1)
     for nw, cache in ((2, False), (0, True), (2, True)):
@@ -598,10 +663,12 @@ def test_training_windows_differ_from_validation_on_non_square_images(shaped_roo
 
 def test_show_batch_returns_figure(root):
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0).normalize(imagenet_stats)
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0
+    ).normalize(imagenet_stats)
     fig = b.show_batch(rows=2, figsize=(4, 4))
     assert isinstance(fig, Figure) and len(fig.axes) == 4
-    _, y = b.one_batch()
+    _, y = _shown(b)
     assert [ax.get_title() for ax in fig.axes] == [b.classes[int(k)] for k in y[:4]]
     img = fig.axes[0].get_images()[0].get_array()
     assert img.shape == (24, 24, 3) and img.min() >= 0 and img.max() <= 1
@@ -643,14 +710,16 @@ def _denormed(b, x):
 @pytest.mark.parametrize("ds_type", ["train", "valid"])
 def test_show_batch_grid_v1_and_v2(root, kwargs, geometry, n, ds_type):
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0
+    )
     b.normalize(imagenet_stats)
     fig = b.show_batch(ds_type=ds_type, **kwargs)
     assert isinstance(fig, Figure)
     got_geometry, shown, titles, pictures = _grid(fig)
     assert (got_geometry, shown) == (geometry, n)
     assert len(fig.axes) == geometry[0] * geometry[1]
-    x, y = b.one_batch(ds_type)  # the batch shown: the first of the next epoch
+    x, y = _shown(b, ds_type)
     assert titles == [b.classes[int(k)] for k in y[:n]]
     for got, want in zip(pictures, _denormed(b, x), strict=False):
         np.testing.assert_array_equal(got, want)
@@ -670,10 +739,13 @@ def test_loaders_show_batch_as_the_bunch(root, device):
     """dls.train / dls.valid draw what the bunch draws; the validation loader shows the
     validation transform (centre crop), the training one the augmented batch."""
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0, device=device)
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0, device=device
+    )
     b.normalize(imagenet_stats)
     for dl, ds_type in ((b.train, "train"), (b.valid, "valid")):
         got = _grid(dl.show_batch(max_n=4, nrows=1))
+        dl.set_epoch(dl.epoch)  # the next call shows the same batch
         want = _grid(b.show_batch(max_n=4, nrows=1, ds_type=ds_type))
         assert got[:3] == want[:3] and got[0] == (1, 4)
         for a, c in zip(got[3], want[3], strict=True):
@@ -707,13 +779,15 @@ def test_show_batch_unique_is_one_image_under_the_epochs_draws(same_image_root, 
     (each copy got the draw of its place); the copies differ from each other."""
     augment()
     b = ImageDataBunch.from_folder(
-        same_image_root, size=24, bs=8, num_workers=0, seed=0, device=device
-    )
+        same_image_root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0,
+        device=device,
+    )  # fmt: skip
     b.train_dl.set_epoch(2)
     geometry, n, titles, unique = _grid(b.train.show_batch(max_n=6, nrows=2, unique=True))
     assert (geometry, n) == ((2, 3), 6)
-    _, y = b.one_batch()
+    _, y = _shown(b)
     assert titles == [b.classes[int(y[0])]] * 6
+    b.train_dl.set_epoch(2)
     plain = _grid(b.show_batch(max_n=6, nrows=2))[3]
     for got, want in zip(unique, plain, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -725,7 +799,9 @@ def test_show_batch_unique_is_one_image_under_the_epochs_draws(same_image_root, 
 
 def test_show_batch_errors(root):
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, seed=0)
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0
+    )
     for kwargs, name in (
         ({"rows": 3, "max_n": 4}, "max_n=4"),
         ({"rows": 2, "nrows": 1}, "nrows=1"),
@@ -765,7 +841,9 @@ def test_show_batch_and_one_batch_of_an_unreadable_first_batch(same_image_root, 
 
 def test_preprocess_is_the_validation_transform(root):
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0).normalize(imagenet_stats)
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0
+    ).normalize(imagenet_stats)
     xv, _ = b.one_batch("valid")
     items = b.valid_ds.items[:3]
     torch.testing.assert_close(b.preprocess(items), xv[:3], rtol=0, atol=0)
@@ -779,7 +857,9 @@ def test_preprocess_is_the_validation_transform(root):
 
 def test_normalize_without_stats_measures_them(root):
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=16, num_workers=0).normalize()
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=16, num_workers=0
+    ).normalize()
     x, _ = b.valid_dl.one_batch()
     torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
     torch.testing.assert_close(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4, rtol=0)
@@ -787,7 +867,9 @@ def test_normalize_without_stats_measures_them(root):
 
 def test_to_device(root, device):
     augment()
-    b = ImageDataBunch.from_folder(root, size=24, bs=8, num_workers=0, device="cpu")
+    b = ImageDataBunch.from_folder(
+        root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, device="cpu"
+    )
     assert b.to(device) is b and b.device == device
     x, y = b.one_batch()
     assert x.device.type == device.type and y.device.type == device.type

@@ -268,6 +268,9 @@ def test_from_name_func(tmp_path):
         items_from_name_func(tmp_path, files, lambda p: "")
     with pytest.raises(TypeError, match="label_func: expected a callable"):
         items_from_name_func(tmp_path, files, "cat")
+    with pytest.raises(IndexError) as failed:  # the user's error, told which file raised it
+        items_from_name_func(tmp_path, files, lambda p: "ab"[int(p.stem[-1]) * 2])
+    assert failed.value.__notes__ == [f"label_func raised this for file {files[1].as_posix()!r}"]
 
 
 def test_from_lists(tmp_path):
@@ -306,6 +309,22 @@ def test_missing_or_empty_label_names_the_file_and_the_argument(tmp_path, bad, s
     files = [_img(tmp_path / f"{i}.png") for i in range(4)]
     with pytest.raises(ValueError, match=f"labels: {said} for file '.*/2.png'"):
         items_from_lists(tmp_path, files, ["a", "b", bad, "a"])
+
+
+def test_pandas_missing_values_are_missing_labels(tmp_path):
+    """pandas' nullable columns (Int64, string) hold pd.NA, datetimes NaT: they became the
+    classes '<NA>' and 'NaT'."""
+    pd = pytest.importorskip("pandas")
+    files = [_img(tmp_path / f"{i}.png") for i in range(4)]
+    for labels, said in (
+        (pd.array([1, 2, None, 1], dtype="Int64"), "<NA>"),
+        (pd.array(["a", "b", None, "a"], dtype="string"), "<NA>"),
+        (pd.Series(["a", "b", pd.NaT, "a"], dtype=object), "NaT"),
+    ):
+        with pytest.raises(
+            ValueError, match=f"labels: missing label \\({said}\\) for file '.*/2.png'"
+        ):
+            items_from_lists(tmp_path, files, labels)
 
 
 def test_labels_not_a_list(tmp_path):

@@ -198,17 +198,26 @@ def test_vocab_is_a_list_with_o2i(dls):
     assert v.o2i == {c: i for i, c in enumerate(sorted(v))} and v[3] == sorted(v)[3]
 
 
-def test_from_folder_vocab_sets_the_order_and_refuses_other_labels(root):
+def test_from_folder_vocab_is_sorted_as_fastais_and_classes_keeps_v1s_order(root):
+    """fastai 2.8's from_folder(vocab=v) sorts v (its CategoryBlock(vocab=v) does, as the
+    DataBlock here); fastai v1's from_folder(classes=c) keeps c's order. Other labels refused."""
     classes = sorted(p.name for p in (root / "train").iterdir())
-    vocab = [*reversed(classes), "unseen"]
-    d = ImageDataLoaders.from_folder(root, vocab=vocab, **KW)
-    assert d.vocab == vocab and d.c == len(vocab)
-    for p, y in zip(d.valid_ds.items, d.valid_ds.labels, strict=True):
-        assert vocab[y] == p.parent.name
+    given = [*reversed(classes), "unseen"]
+    d = ImageDataLoaders.from_folder(root, vocab=given, **KW)
+    assert d.vocab == sorted(given) and d.c == len(given)
+    v1 = ImageDataBunch.from_folder(root, classes=given, ds_tfms=None, size=16, bs=4, num_workers=0)
+    assert v1.classes == given
+    for b, names in ((d, sorted(given)), (v1, given)):
+        for p, y in zip(b.valid_ds.items, b.valid_ds.labels, strict=True):
+            assert names[y] == p.parent.name
     with pytest.raises(ValueError, match=r"vocab: the labels '.*' of the images are not in"):
         ImageDataLoaders.from_folder(root, vocab=classes[1:], **KW)
+    with pytest.raises(ValueError, match=r"classes: the labels '.*' of the images are not in"):
+        ImageDataBunch.from_folder(root, classes=classes[1:], size=16, num_workers=0)
     with pytest.raises(TypeError, match="vocab: expected a list of class names"):
         ImageDataLoaders.from_folder(root, vocab="abc", **KW)
+    with pytest.raises(ValueError, match="classes: give vocab .* or classes .*, not both"):
+        ImageDataLoaders.from_folder(root, vocab=given, classes=given, **KW)
 
 
 def test_datablock_dataloaders_shuffle_false_keeps_the_order(root):

@@ -247,6 +247,8 @@ def test_refusals_name_the_argument(bears):
         _block(get_x=[str, str])
     with pytest.raises(ValueError, match="dl_type:"):
         _block(dl_type=object)
+    with pytest.raises(TypeError, match=r"splitter: expected .* RandomSplitter\(\), got the class"):
+        _block(splitter=RandomSplitter)  # was "valid_pct: expected a float in (0, 1), got [...]"
     with pytest.raises(TypeError, match="get_y: expected a str or int label .* got list"):
         _dls(_block(get_y=lambda p: [p.parent.name]), bears)
     with pytest.raises(TypeError, match="get_y: expected a str or int label .* got float"):

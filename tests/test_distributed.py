@@ -29,6 +29,7 @@ from fakes import tiny_model, two_groups
 from PIL import Image
 
 from fastcore_ext import checkpoint, distributed, lesson
+from fastcore_ext.augment import get_transforms
 from fastcore_ext.callback import CSVLogger
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.data import ImageDataBunch
@@ -259,7 +260,9 @@ def images(tmp_path_factory):
 
 
 def test_shards_partition_the_data(images):
-    data = ImageDataBunch.from_folder(images, size=16, bs=4, num_workers=0, seed=3, device="cpu")
+    data = ImageDataBunch.from_folder(
+        images, ds_tfms=get_transforms(), size=16, bs=4, num_workers=0, seed=3, device="cpu"
+    )
     train, valid = data.train_dl, data.valid_dl
     full = torch.cat(train.batch_indices(epoch=5))
     for world in (2, 3):

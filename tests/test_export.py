@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from fastcore_ext import hardware
+from fastcore_ext.augment import get_transforms
 from fastcore_ext.callback import mixed_precision
 from fastcore_ext.data import (
     BadImageError,
@@ -47,7 +48,9 @@ def trained(tmp_path_factory):
     and its export."""
     tmp = tmp_path_factory.mktemp("export")
     folder = demo_dataset(tmp / "demo", n_per_class=4, size=32)
-    data = ImageDataBunch.from_folder(folder, size=16, bs=8, num_workers=0, seed=2)
+    data = ImageDataBunch.from_folder(
+        folder, ds_tfms=get_transforms(), size=16, bs=8, num_workers=0, seed=2
+    )
     learn = create_cnn(
         data.normalize(imagenet_stats),
         models.resnet18,

@@ -27,7 +27,9 @@ from .bunch import (
     ResizeMethod,
     check_test_images,
     check_test_items,
+    cifar_stats,
     imagenet_stats,
+    mnist_stats,
 )
 from .cache import DecodedCache, clear_cache
 from .datasets import Datasets, ImageItems, TensorCategory
@@ -115,6 +117,8 @@ __all__ = [
     "get_image_files",
     "home_dir",
     "imagenet_stats",
+    "cifar_stats",
+    "mnist_stats",
     "items_from_folder",
     "items_from_lists",
     "items_from_name_func",

@@ -245,6 +245,10 @@ class DataBlock:
             get_x, get_y = getters
         if get_items is not None and not callable(get_items):
             raise TypeError(f"get_items: expected a callable source -> items, got {get_items!r}")
+        if isinstance(splitter, type):
+            raise TypeError(f"splitter: expected a splitter, an instance such as "
+                            f"{splitter.__name__}(), got the class {splitter.__name__} itself: "
+                            "call it")  # fmt: skip
         if splitter is not None and not callable(splitter):
             raise TypeError(f"splitter: expected a callable items -> (train, valid), got "
                             f"{splitter!r}")  # fmt: skip
@@ -423,7 +427,7 @@ class DataBlock:
         first = items.iloc[0] if df else items[0]
         x, y = self._x_y(first, "item 0", df)
         p = _sized(
-            _resolve_pipeline(False, _UNSET, None, self.item_tfms, self.batch_tfms),
+            _resolve_pipeline(_UNSET, None, self.item_tfms, self.batch_tfms),
             split.train_items + split.valid_items,
         )
         found = (

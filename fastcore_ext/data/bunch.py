@@ -1,8 +1,9 @@
 """The bunch: train and validation data ready for a Learner, in fastai's two spellings.
 
 ``ImageDataBunch`` (fastai v1) and ``ImageDataLoaders`` (fastai v2) are one class: the second
-is a subclass that differs only in its default augmentation. Both accept both ways of saying
-what the pipeline is:
+is a subclass that differs where fastai v1 and v2 differ (what from_name_re / from_name_func
+read, how valid_pct splits, which RNG draws a seed). Both accept both ways of saying what the
+pipeline is:
 
 v1: ``ds_tfms=get_transforms()`` (an `AugmentSpec`, or None for no random augmentation),
 ``size=224``, then ``.normalize(imagenet_stats)``.
@@ -17,8 +18,8 @@ or the images are not square) 224, with a warning naming two sizes found and how
 (``item_tfms=Resize(n)``, ``size=n``): fastai cannot batch images of different sizes, this
 library presizes and crops them to that default. presize = the Resize size, else
 ``round(1.25 * size)``.
-ImageDataBunch augments with ``get_transforms()`` unless told ``ds_tfms=None``;
-ImageDataLoaders augments only with an AugmentSpec in `batch_tfms` (as fastai v2). Without
+Augmentation only where asked for: ``ds_tfms=get_transforms()`` (fastai v1's default is
+None: none) or an AugmentSpec in `batch_tfms` (as fastai v2). Without
 normalization batches are [0, 1] floats (mean 0, std 1).
 
 Presizing (method 'crop', the default): every image is resized so its short side is the
@@ -136,24 +137,32 @@ __all__ = [
     "Resize",
     "ResizeMethod",
     "imagenet_stats",
+    "cifar_stats",
+    "mnist_stats",
 ]
 
 Stats = tuple[Sequence[float], Sequence[float]]
 
 imagenet_stats: Stats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 """(mean, std) of ImageNet per RGB channel, in [0, 1] units."""
+cifar_stats: Stats = ([0.491, 0.482, 0.447], [0.247, 0.243, 0.261])
+"""(mean, std) of CIFAR-10 per RGB channel (fastai's values)."""
+mnist_stats: Stats = ([0.131, 0.131, 0.131], [0.308, 0.308, 0.308])
+"""(mean, std) of MNIST, the same for the three channels (fastai's values)."""
 
 
 class DatasetType(str, Enum):
     """fastai v1's names of the data sets, for `ds_type=` (get_preds, validate, tta,
     ClassificationInterpretation.from_learner, show_batch, one_batch): each equals the string
     this library takes ('train', 'valid'). Test names v1's unlabelled test set, which this
-    library does not keep: get_preds says what to do instead. v1's Single and Fix have no
-    counterpart."""
+    library does not keep: get_preds says what to do instead. Fix (get_preds, validate): the
+    training set in order through the validation transform (no shuffle, no augmentation), as
+    v1's. v1's Single has no counterpart."""
 
     Train = "train"
     Valid = "valid"
     Test = "test"
+    Fix = "fix"
 
     def __str__(self) -> str:
         return self.value
@@ -168,6 +177,7 @@ class ResizeMethod(str, Enum):
     Crop = "crop"
     Squish = "squish"
     Pad = "pad"
+    CROP, SQUISH, PAD = "crop", "squish", "pad"  # fastai v1's names (aliases)
 
     def __str__(self) -> str:
         return self.value
@@ -361,7 +371,6 @@ def _as_square(size: object, arg: str) -> int:
 
 
 def _resolve_pipeline(
-    augment_by_default: bool,
     ds_tfms: object,
     size: int | None,
     item_tfms: object,
@@ -372,14 +381,16 @@ def _resolve_pipeline(
             "ds_tfms: fastai v1's ds_tfms cannot be mixed with v2's item_tfms/batch_tfms; "
             f"got ds_tfms={ds_tfms!r}, item_tfms={item_tfms!r}, batch_tfms={batch_tfms!r}"
         )
-    spec = None
-    if ds_tfms is _UNSET:
-        if augment_by_default and item_tfms is None and batch_tfms is None:
-            spec = augment.get_transforms()
-    elif ds_tfms is not None:
+    spec = None  # ds_tfms left out: no augmentation, as fastai v1's ds_tfms=None
+    if ds_tfms is not _UNSET and ds_tfms is not None:
         specs = _one_or_list(ds_tfms)
+        if len(specs) == 2 and specs[1] in (None, [], ()):  # v1's (train_tfms, valid_tfms)
+            specs = specs[:1]
         if len(specs) != 1 or not isinstance(specs[0], augment.AugmentSpec):
-            raise TypeError(f"ds_tfms: expected an AugmentSpec (get_transforms()), got {ds_tfms!r}")
+            raise TypeError(
+                "ds_tfms: expected an AugmentSpec (get_transforms()), or the pair (tfms[0], []) "
+                f"(the validation set is never augmented), got {ds_tfms!r}"
+            )
         spec = specs[0]
 
     stats = None
@@ -657,19 +668,22 @@ def _check_keywords(method: str, given: dict[str, Any], target: Callable[..., An
         raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
 
 
-def _with_vocab(split: ItemSplit, vocab: Sequence[object]) -> ItemSplit:
-    """`split` with `vocab` (fastai's from_folder(vocab=)) as its classes, in that order;
-    a label outside it is a ValueError naming a few."""
+def _with_vocab(split: ItemSplit, vocab: Sequence[object], arg: str = "vocab") -> ItemSplit:
+    """`split` with `vocab` as its classes: fastai v2's from_folder(vocab=) sorts them, as its
+    CategoryBlock(vocab=) does (arg 'vocab'); fastai v1's from_folder(classes=) keeps their
+    order (arg 'classes'). A label outside them is a ValueError naming a few."""
     if isinstance(vocab, str) or not isinstance(vocab, Iterable):
-        raise TypeError(f"vocab: expected a list of class names, got {vocab!r}")
+        raise TypeError(f"{arg}: expected a list of class names, got {vocab!r}")
     names = [str(v) for v in vocab]
     if len(set(names)) != len(names) or len(names) < 2:
-        raise ValueError(f"vocab: expected at least 2 distinct class names, got {names}")
+        raise ValueError(f"{arg}: expected at least 2 distinct class names, got {names}")
+    if arg == "vocab":
+        names.sort()
     index = {c: i for i, c in enumerate(names)}
     outside = [c for c in split.classes if c not in index]  # the labels of the images found
     if outside:
         raise ValueError(
-            f"vocab: the labels {shown_names(outside)} of the images are not in the vocab "
+            f"{arg}: the labels {shown_names(outside)} of the images are not in the {arg} "
             f"given {shown_names(names, 20)}"
         )
 
@@ -694,7 +708,6 @@ class ImageDataBunch:
     labels came from a list or a table). Build it with the ``from_*`` class methods.
     """
 
-    _augment_by_default = True
     _label_from = "path"  # from_name_re / from_name_func read the whole path, as fastai v1
     _seed_rng = "numpy"  # seed=None: drawn from numpy's global RNG, as fastai v1's split
     _split_rule = "v1"  # valid_pct: fastai v1's split_by_rand_pct (items.random_split)
@@ -777,7 +790,7 @@ class ImageDataBunch:
         batch_tfms: object,
         **kwargs,
     ) -> ImageDataBunch:
-        pipeline = _resolve_pipeline(cls._augment_by_default, ds_tfms, size, item_tfms, batch_tfms)
+        pipeline = _resolve_pipeline(ds_tfms, size, item_tfms, batch_tfms)
         seed = _resolve_seed(seed, cls._seed_rng)
         split = make_split(seed)
         pipeline = _sized(pipeline, split.train_items + split.valid_items)
@@ -793,6 +806,7 @@ class ImageDataBunch:
         seed: int | None = None,
         *,
         vocab: Sequence[object] | None = None,
+        classes: Sequence[object] | None = None,
         ds_tfms: object = _UNSET,
         size: int | None = None,
         item_tfms: object = None,
@@ -808,16 +822,23 @@ class ImageDataBunch:
     ) -> ImageDataBunch:
         """ImageNet-style folders: ``path/train/<class>/...`` and ``path/valid/<class>/...``;
         or, with `valid_pct`, every image under `path` labelled by its parent folder and
-        split at random. vocab: the classes, in this order (fastai v2's ``vocab=``; it may
-        name classes without images); a label of the images outside it is an error. None:
-        the labels found, sorted."""
+        split at random. vocab: the classes (fastai v2's ``vocab=``; it may name classes
+        without images), sorted as fastai's CategoryBlock sorts them; classes: the same in the
+        order given (fastai v1's ``classes=``). A label of the images outside them is an
+        error. Neither: the labels found, sorted."""
+        if vocab is not None and classes is not None:
+            raise ValueError(
+                f"classes: give vocab (fastai v2's) or classes (fastai v1's), not both; got "
+                f"vocab={vocab!r}, classes={classes!r}"
+            )
+        names, arg = (vocab, "vocab") if classes is None else (classes, "classes")
 
         def split(seed: int) -> ItemSplit:
             return items_from_folder(path, train, valid, valid_pct, seed, cls._split_rule)
 
         return cls._build(
             path,
-            split if vocab is None else lambda s: _with_vocab(split(s), vocab),
+            split if names is None else lambda s: _with_vocab(split(s), names, arg),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
@@ -1315,12 +1336,11 @@ class ImageDataBunch:
 
 
 class ImageDataLoaders(ImageDataBunch):
-    """fastai v2 spelling of `ImageDataBunch`: the same object; augmentation only from an
+    """fastai v2 spelling of `ImageDataBunch`: the same object; augmentation from an
     AugmentSpec in `batch_tfms` (``[*aug_transforms(size=224), Normalize.from_stats(...)]``),
     presize from ``item_tfms=Resize(n)``; from_name_re's pattern and from_name_func's
     label_func get the file name (a str), as in fastai v2 (v1's get the whole path)."""
 
-    _augment_by_default = False
     _label_from = "name"  # from_name_re / from_name_func read the file name, as fastai v2
     _seed_rng = "torch"  # seed=None: drawn from torch's global RNG, as fastai v2's split
     _split_rule = "v2"  # valid_pct: fastai v2's RandomSplitter (items.random_split)

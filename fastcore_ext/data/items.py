@@ -544,9 +544,27 @@ def items_from_name_func(
     if not callable(label_func):
         raise TypeError(f"label_func: expected a callable, got {label_func!r}")
     items = _resolve_fnames(path, fnames)
-    raw = [label_func(p.name if label_from == "name" else p) for p in items]
+    raw = [_call_labeller(label_func, p, label_from) for p in items]
     labels = [_label_text(lab, p, "label_func") for lab, p in zip(raw, items, strict=True)]
     return _labelled(items, labels, valid_pct, seed, rule, all(map(_is_number, raw)))
+
+
+def _call_labeller(label_func: Callable[[Any], object], item: Path, label_from: str) -> object:
+    """``label_func(item)`` (its name with label_from='name'); an exception it raises carries
+    a note naming the file."""
+    try:
+        return label_func(item.name if label_from == "name" else item)
+    except Exception as e:
+        e.add_note(f"label_func raised this for file {item.as_posix()!r}")
+        raise
+
+
+def _is_missing(label: object) -> bool:
+    """None, a float NaN, or pandas' missing values (NA of its nullable columns, NaT)."""
+    if label is None or (isinstance(label, float) and label != label):
+        return True
+    kind = type(label)
+    return kind.__module__.startswith("pandas") and kind.__name__ in ("NAType", "NaTType")
 
 
 def _label_text(label: object, item: Path, arg: str) -> str:
@@ -558,7 +576,7 @@ def _label_text(label: object, item: Path, arg: str) -> str:
                 f"{arg}: expected one label per file, got {label!r} for file {item.as_posix()!r}"
             )
         label = label.tolist()
-    if label is None or (isinstance(label, float) and label != label):
+    if _is_missing(label):
         raise ValueError(f"{arg}: missing label ({label}) for file {item.as_posix()!r}")
     text = str(label)
     if not text.strip():

@@ -89,6 +89,7 @@ __all__ = [
 _SHUFFLE_STREAM = 0x5_4FF1E
 _RANK_STREAM = 0x4A_2C5
 _WINDOW_STREAM = 0x3_C40B
+_PEEK_STREAM = 0x7_0EE4 << 20  # + k: the augmentation of a training loader's k-th one_batch
 
 
 def default_num_workers() -> int:
@@ -382,6 +383,7 @@ class DeviceDataLoader:
         labels = dataset.labels
         self._labels = None if labels is None else torch.tensor(labels, dtype=torch.int64)
         self._epoch = 0
+        self._peeks = (0, 0)  # (epoch, one_batch calls while it was the next epoch)
         # the torch DataLoader (its workers) in a holder that a finalizer empties when this
         # object is garbage collected (see _release_workers)
         self._workers: dict[str, DataLoader] = {}
@@ -423,10 +425,10 @@ class DeviceDataLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch `epoch`: its order and augmentation are fixed by
-        (seed, epoch)."""
+        (seed, epoch). `one_batch` starts again from that epoch's first batch."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
-        self._epoch = epoch
+        self._epoch, self._peeks = epoch, (epoch, 0)
 
     def set_shard(self, rank: int, world_size: int) -> None:
         """Yield only process `rank`'s block of each pass from now on (see the module doc);
@@ -723,24 +725,37 @@ class DeviceDataLoader:
             yield self.augment(x, gen), y
 
     def one_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The first batch of the next epoch (same values a pass would give, unreadable files
-        left out), decoded in this process; the epoch does not advance."""
+        """A batch of the next epoch, decoded in this process, unreadable files left out; the
+        epoch does not advance, so training is the same with or without it. A validation
+        loader gives its first batch each time; a shuffled (training) one, as fastai's, another
+        batch at each call: its k-th call since the epoch last advanced gives batch k (modulo
+        the number of batches) of the next epoch, the first exactly as the pass will give it,
+        later ones with augmentation draws of their own."""
         return self._first_batch(unique=False)
 
     def _first_batch(self, unique: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """one_batch; unique=True: the first readable image in every place of the batch
         before the augmentation (show_batch's unique)."""
         epoch = self._epoch
-        x, idx, bad = self._host_batch(self.batch_indices(epoch)[0], self.window_draws(epoch))
+        k = 0
+        if self.shuffle:
+            k = self._peeks[1] if self._peeks[0] == epoch else 0
+            self._peeks = (epoch, k + 1)
+        batches = self.batch_indices(epoch)
+        x, idx, bad = self._host_batch(batches[k % len(batches)], self.window_draws(epoch))
         self._bad.update(bad)
         if not len(idx):
             names = ", ".join(str(self.dataset.items[i]) for i in bad)
-            raise BadImageError(f"every image of the first batch is unreadable ({names})")
+            which = "the first batch" if k == 0 else f"batch {k % len(batches)} of the next epoch"
+            raise BadImageError(f"every image of {which} is unreadable ({names})")
         x, y = self._move(x, idx)
         if unique:
             x = x[:1].expand(len(x), -1, -1, -1).contiguous(memory_format=torch.channels_last)
             y = None if y is None else y[:1].expand(len(y))
-        return self.augment(x, self._generator(epoch)), y
+        gen = self._generator(epoch)
+        if k and gen is not None:
+            gen = torch.Generator().manual_seed(_stream_seed(self.seed, epoch, _PEEK_STREAM + k))
+        return self.augment(x, gen), y
 
     def show_batch(
         self,
