@@ -259,8 +259,8 @@ class EpochDtypes(Callback):
 
 def test_the_first_fp32_epochs_of_a_learner_run_in_float32():
     """to_bf16(fp32_epochs=2): the learner's first two epochs, counted over its fits, train
-    and validate in float32 (an lr_find before them too), later ones in bfloat16;
-    predictions outside a fit are bfloat16."""
+    in float32 (an lr_find before them too), later ones in bfloat16; every inference pass,
+    their validation included, in bfloat16 (validate() gives the table's row)."""
     learn = make_learner().to_bf16(fp32_epochs=2)
     assert repr(learn.mixed_precision) == "MixedPrecision(bf16, fp32_epochs=2)"
     sweep = Dtypes()
@@ -270,7 +270,8 @@ def test_the_first_fp32_epochs_of_a_learner_run_in_float32():
     assert sweep.train == {torch.float32}
     first = EpochDtypes()
     learn.fit_one_cycle(1, 1e-2, cbs=first)
-    assert first.train == [{torch.float32}] and first.valid == {torch.float32}
+    assert first.train == [{torch.float32}] and first.valid == {torch.bfloat16}
+    assert learn.validate()[0] == learn.recorder.final_record[1]  # it was float32 validation
     second = EpochDtypes()
     learn.fit_one_cycle(3, 1e-2, cbs=second)
     assert second.train == [{torch.float32}, {torch.bfloat16}, {torch.bfloat16}]
@@ -364,10 +365,11 @@ def test_bf16_fit_on_the_cpu_trains_narrow_strided_convs_right():
     outer[1, 1] = False
     assert torch.equal(after[:, :, outer], before[:, :, outer])
     assert not torch.equal(after[:, :, 1, 1], before[:, :, 1, 1])
-    assert seen.train == {torch.float32}
+    assert seen.train == {torch.float32} and seen.valid == {torch.bfloat16}
     assert not learn.mixed_precision.fp32_fit  # the next fit checks again
     probs, _ = learn.get_preds()  # outside a fit: bf16 (its forward pass is right)
     assert probs.dtype == torch.float32 and torch.isfinite(probs).all()
+    assert learn.validate()[0] == learn.recorder.final_record[1]  # as the epoch's validation
 
 
 def test_weight_bound_convs_of_resnet18_at_64_and_224_px():
@@ -430,6 +432,7 @@ def test_bf16_fit_runs_weight_bound_convs_in_float32_for_the_fit(fp32_convs):
     dtypes.clear()
     learn.get_preds()
     assert dtypes == {(False, torch.bfloat16)}
+    assert learn.validate()[0] == learn.recorder.final_record[1]
 
 
 def test_fp32_convs_default_follows_amx(cpu_flags):

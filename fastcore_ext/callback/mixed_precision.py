@@ -251,7 +251,8 @@ class ConvHooks:
 
 
 class Fp32Convs(ConvHooks):
-    """Runs `convs` in float32 with NCHW weights and inputs inside a CPU bfloat16 autocast,
+    """Runs `convs`, in training mode (in eval mode they are left as they are), in float32
+    with NCHW weights and inputs inside a CPU bfloat16 autocast,
     through a forward pre-hook (autocast off, the input cast to float32 and made contiguous)
     and a forward hook that always runs (autocast back on, also when the forward raises).
     Their outputs are float32; the layers after them cast to bf16 as autocast says. On the
@@ -266,24 +267,29 @@ class Fp32Convs(ConvHooks):
         super().__init__(convs)
 
     def _enter(self, conv: nn.Module, args: tuple) -> tuple:
+        if not conv.training:  # inference (the fit's validation too) stays in bf16
+            return args
         ctx = torch.autocast("cpu", enabled=False)
         ctx.__enter__()
         self._open.append(ctx)
         return (args[0].float().contiguous(), *args[1:])
 
     def _exit(self, conv: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        self._open.pop().__exit__(None, None, None)
+        if conv.training:
+            self._open.pop().__exit__(None, None, None)
 
 
 class MixedPrecision(Callback):
     """Forward passes and the loss under torch.autocast(`dtype`) on the data's device type;
     with `scaler` (a torch.amp.GradScaler), loss scaling and the scaler's optimizer step.
+    What a fit runs in float32 (below) is its training batches' arithmetic: every inference
+    pass (the fit's validation, validate, get_preds, predict, a load_learner copy) runs in
+    `dtype` alike, so ``learn.validate()`` gives the epoch table's row.
 
     dtype: torch.bfloat16 or torch.float16.
     fp32_epochs: the learner's first fp32_epochs training epochs, counted over all its fits
-        (`learn.epochs_trained`), run in float32, validation included; an lr_find before
-        them too. Predictions outside a fit use `dtype`.
-    fp32_convs: in a bf16 fit on the CPU, run the weight-bound convolutions
+        (`learn.epochs_trained`), train in float32; an lr_find before them too.
+    fp32_convs: in a bf16 fit on the CPU, train the weight-bound convolutions
         (`weight_bound_convs` for the fit's first batch) in float32 NCHW (`Fp32Convs`), for
         the fit; None (default): where the CPU has AMX (`amx_bf16`), where it was measured.
         Not under learn.compile() or DDP (their graphs and gradient buckets are built for the
@@ -326,9 +332,11 @@ class MixedPrecision(Callback):
         return _NAMES[self.dtype]
 
     def autocast(self) -> torch.autocast:
-        """The autocast context of the learner's forward passes."""
+        """The autocast context of the learner's forward passes: the fit's float32 (its
+        first epochs, a fit whose bf16 weight gradients would be wrong) for training batches
+        only; every inference pass, the fit's validation included, in `dtype`."""
         device_type = torch.device(self.learn.data.device).type
-        enabled = not (self.fp32_fit or self.fp32_epoch)
+        enabled = not (self.learn.training and (self.fp32_fit or self.fp32_epoch))
         return torch.autocast(device_type=device_type, dtype=self.dtype, enabled=enabled)
 
     def before_fit(self) -> None:
