@@ -30,6 +30,7 @@ from fastcore_ext import ops
 from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, random_params
 from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
 from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
+from fastcore_ext.metrics import metric_value
 from fastcore_ext.plots import finish, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
 from fastcore_ext.warn import warn_user
@@ -127,7 +128,8 @@ def get_preds(
     transform) or 'train' (every training item in train_ds order, unshuffled and without
     drop_last, but through the training loader's transforms: random augmentation seeded
     from (seed, epoch) of the loader's next epoch, which does not advance; fastai's
-    choice. Pass `dl` for an un-augmented pass). Needs a loader with `shuffle` and
+    choice. Pass `dl`, or 'fix' (fastai v1's DatasetType.Fix), for an un-augmented pass of
+    the training set in order). Needs a loader with `shuffle` and
     `drop_last` attributes (fastcore_ext.data's DeviceDataLoader). Unreadable image files
     have no row (the others keep their order), and a warning says how many.
     with_loss: also return per-item losses: the learner's loss_func with
@@ -268,7 +270,7 @@ def validate(
         loss_sum, n, preds, targ = reduce_validation(loss_sum, n, preds, targ)
     if n == 0 or loss_sum is None:
         raise ValueError(f"{source} yielded no batch")
-    return [float(loss_sum / n)] + [float(m(preds, targ)) for m in learn.metrics]
+    return [float(loss_sum / n)] + [metric_value(m, preds, targ) for m in learn.metrics]
 
 
 def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[Iterable[Any], str]:
@@ -281,9 +283,13 @@ def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[It
             "(fastai v2's), or pass get_preds(dl=[(x, None), ...]) with x from "
             "learn.data.preprocess(files)"
         )
-    if ds_type not in ("valid", "train"):
+    if ds_type not in ("valid", "train", "fix"):
         v2 = " (fastai v2's ds_idx is a keyword here: ds_idx=0 or 1)" if ds_type in (0, 1) else ""
-        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}{v2}")
+        raise ValueError(f"ds_type should be 'valid', 'train' or 'fix', got {ds_type!r}{v2}")
+    if dl is None and ds_type == "fix":  # v1's DatasetType.Fix: no shuffle, no augmentation
+        if getattr(learn.data, "train_dl", None) is None:
+            raise no_data_error("train")
+        return in_order_loader(learn.data, "train"), "the training set (fix)"
     if dl is None:
         return _preds_dl(learn.data, ds_type), f"data.{ds_type}_dl"
     if not isinstance(dl, Iterable):

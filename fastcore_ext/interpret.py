@@ -239,18 +239,19 @@ class ClassificationInterpretation:
         return self._cm.copy()
 
     def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
-        """The off-diagonal cells of the confusion matrix with at least `min_val` items, as
-        (actual class, predicted class, count), by count descending; equal counts in order of
-        the actual class's index, then the predicted class's index."""
+        """The off-diagonal cells of the confusion matrix with at least `min_val` items (0:
+        every pair of two classes; fastai's lists the diagonal too, as 0s), as (actual class,
+        predicted class, count), by count descending; equal counts in order of the actual
+        class's index, then the predicted class's index."""
         number = int_or_none(min_val)
         if number is None:
             raise TypeError(f"min_val should be an int, got {type(min_val).__name__} {min_val!r}")
         min_val = number
-        if min_val < 1:
-            raise ValueError(f"min_val should be >= 1 (a number of items), got {min_val}")
+        if min_val < 0:
+            raise ValueError(f"min_val should be >= 0 (a number of items), got {min_val}")
         cm = self.confusion_matrix()
-        np.fill_diagonal(cm, 0)
-        actual, predicted = np.nonzero(cm >= min_val)  # row-major: (actual, predicted) order
+        off = ~np.eye(len(cm), dtype=bool)  # min_val 0 lists no (c, c) pair, as fastai's does
+        actual, predicted = np.nonzero((cm >= min_val) & off)  # row-major: (actual, predicted)
         counts = cm[actual, predicted]
         order = np.argsort(-counts, kind="stable")
         return [

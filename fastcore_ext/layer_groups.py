@@ -236,7 +236,8 @@ def group_params(
 def lr_range(lr: float | slice | Sequence[float], n: int, name: str = "lr") -> list[float]:
     """One learning rate for each of `n` layer groups: a float (every group), slice(a, b)
     (geometric from a to b across the groups), slice(b) (b/10 for all groups but the last, b
-    for the last) or one value per group. `name` is the argument named in errors."""
+    for the last) or one value per group (a list of one: every group, as fastai's listify /
+    set_hyper spread it). `name` is the argument named in errors."""
     if isinstance(lr, slice):
         if lr.step is not None:
             raise ValueError(f"{name} as a slice takes no step, got {lr!r}")
@@ -254,6 +255,8 @@ def lr_range(lr: float | slice | Sequence[float], n: int, name: str = "lr") -> l
         return [check_lr_value(name, lr.item())] * n  # one number: every group
     if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
         values = list(lr.tolist() if hasattr(lr, "tolist") else lr)
+        if len(values) == 1:
+            return [check_lr_value(f"{name}[0]", values[0])] * n
         if len(values) != n:
             raise ValueError(
                 f"{name} should have one value per layer group ({n}), got {len(values)}"

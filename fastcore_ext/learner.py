@@ -89,6 +89,7 @@ from fastcore_ext.data.paths import file_in_the_way
 from fastcore_ext.export import DEFAULT_EXPORT, export_model
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
+from fastcore_ext.metrics import check_metric
 from fastcore_ext.optim import Adam
 from fastcore_ext.ranks import launched_by_torchrun
 from fastcore_ext.schedule import (
@@ -186,6 +187,21 @@ class _ProgressToggle:
         setattr(self._progress, self._setting, self._previous)
 
 
+_V1_EVENTS = {
+    "on_train_begin": "before_fit",
+    "on_epoch_begin": "before_epoch",
+    "on_batch_begin": "before_batch",
+    "on_loss_begin": "after_pred",
+    "on_backward_begin": "after_loss",
+    "on_backward_end": "after_backward",
+    "on_step_end": "after_step",
+    "on_batch_end": "after_batch",
+    "on_epoch_end": "after_epoch",
+    "on_train_end": "after_fit",
+}
+"""fastai v1's callback methods -> the fastai v2 event of the same moment."""
+
+
 class Learner:
     """Trains `model` on `data` (a bunch: train_dl/valid_dl yielding (x, y) on data.device).
 
@@ -216,6 +232,7 @@ class Learner:
       callback_fns: fastai v1's: functions called with the learner at the start of every
         fit, each returning a callback for that fit (`ShowGraph`, `partial(SaveModelCallback,
         monitor='accuracy')`); kept in `learn.callback_fns`, a list.
+      dls: fastai v2's keyword for `data` (``Learner(dls=dls, model=model)``).
       precision: 'auto' (bf16 autocast + channels-last where data.device runs bfloat16
         natively, else fp32; the choice is printed once per process, when a fit or lr_find
         starts: `precision_note`), 'fp32', 'bf16' or 'fp16'; None means DEFAULT_PRECISION
@@ -224,8 +241,8 @@ class Learner:
 
     def __init__(
         self,
-        data: Any,
-        model: nn.Module,
+        data: Any = None,
+        model: nn.Module | None = None,
         loss_func: Callable[..., torch.Tensor] | None = None,
         opt_func: Callable[..., torch.optim.Optimizer] = Adam,
         metrics: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
@@ -239,9 +256,12 @@ class Learner:
         wd_bn_bias: bool = False,
         callback_fns: Sequence[Callable[[Learner], Callback]] | None = None,
         callbacks: Callback | Sequence[Callback] | None = None,
+        *,
+        dls: Any = None,
     ) -> None:
         precision = DEFAULT_PRECISION if precision is None else precision
         cbs = _v1_alias("Learner", "cbs", cbs, "callbacks", callbacks)
+        data = _v1_alias("Learner", "dls", dls, "data", data)  # Learner(dls=dls, model=m): v2
         self.wd_bn_bias = check_bool("wd_bn_bias", wd_bn_bias)
         _check_learner_args(data, model, loss_func, opt_func, path, model_dir, splitter, precision)
         _check_class_count(model, data)
@@ -328,6 +348,16 @@ class Learner:
             raise TypeError(f"cb should be a fastcore_ext Callback instance, got {cb!r}")
         if cb.learn is not None and cb.learn is not self:
             raise ValueError(f"{cb!r} is already attached to another Learner")
+        v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
+        if v1:
+            raise TypeError(
+                f"cb: {type(cb).__name__} defines fastai v1's callback method(s) {v1}, which "
+                "this Learner does not call (its events are fastai v2's): rename them "
+                + ", ".join(f"{name} -> {_V1_EVENTS[name]}" for name in v1)
+                + "; state is on the callback (self.epoch, self.iter, self.loss, self.pred, "
+                "self.xb, self.yb, self.training: the learner's), raise CancelFitException "
+                "to stop (v1's return {'stop_training': True})"
+            )
         cb.learn = self
         self.cbs.append(cb)
         self.cbs.sort(key=lambda c: c.order)
@@ -790,9 +820,10 @@ class Learner:
         fastai v1's `learn.validate(learn.data.valid_dl)`), computed as the epoch table
         computes valid_loss and the metrics (fastai's `learn.validate()`); ds_idx: fastai
         v2's name for the data set (1 valid, 0 train). In eval mode under
-        torch.inference_mode, in the learner's precision now (after precision 'auto''s float32
-        first epoch that is bf16, so the value can differ from that epoch's row in the last
-        digits); the recorder is left alone. Details in `fastcore_ext.inference.validate`."""
+        torch.inference_mode, in the learner's precision, as every validation phase (what a
+        fit runs in float32 is its training batches only), so right after a fit it gives the
+        table's last row exactly; the recorder is left alone. Details in
+        `fastcore_ext.inference.validate`."""
         if ds_type is not None and not isinstance(ds_type, str) and dl is None:
             ds_type, dl = None, ds_type
         return inference.validate(self, _data_set("validate", ds_type, ds_idx), dl)
@@ -1385,6 +1416,11 @@ def _check_learner_args(
         raise TypeError(f"model should be a torch.nn.Module, got {type(model).__name__}")
     if loss_func is not None and not callable(loss_func):
         raise TypeError(f"loss_func should be callable or None, got {type(loss_func).__name__}")
+    if isinstance(loss_func, type):  # nn.CrossEntropyLoss: failed at batch 0 inside torch
+        raise TypeError(
+            f"loss_func: pass an instance, {loss_func.__name__}(), not the class "
+            f"{loss_func.__name__} itself"
+        )
     if not callable(opt_func):
         raise TypeError(f"opt_func should be an optimizer class or factory, got {opt_func!r}")
     if splitter is not None and not callable(splitter):
@@ -1489,6 +1525,5 @@ def _check_metrics(metrics: Any) -> list[Callable[..., Any]]:
         return []
     mets = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
     for m in mets:
-        if not callable(m):
-            raise TypeError(f"metrics should be callables f(preds, targs), got {m!r}")
+        check_metric(m)
     return mets

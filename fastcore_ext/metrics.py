@@ -9,6 +9,11 @@ per-batch values would weight it as much as a full batch).
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 import torch
 
 from fastcore_ext.checks import int_or_none, real_or_none
@@ -19,7 +24,10 @@ __all__ = [
     "Precision",
     "Recall",
     "accuracy",
+    "check_metric",
     "error_rate",
+    "metric_name",
+    "metric_value",
     "top_k_accuracy",
 ]
 
@@ -188,3 +196,57 @@ def FBeta(  # noqa: N802
 ) -> _ClassScore:
     """fastai v2's FBeta metric (column 'fbeta_score'); see `_ClassScore`."""
     return _ClassScore("fbeta", "fbeta_score", axis, labels, pos_label, average, beta)
+
+
+_FACTORIES = (Precision, Recall, F1Score, FBeta)
+
+
+def metric_name(metric: Callable[..., Any]) -> str:
+    """The column name of a metric: its `__name__`, or its function's for a partial."""
+    if isinstance(metric, partial):
+        return metric_name(metric.func)
+    name = getattr(metric, "__name__", None)
+    return name if name is not None else type(metric).__name__
+
+
+def check_metric(metric: object) -> None:
+    """A TypeError, when the learner is built rather than after the first epoch, for a metric
+    that cannot be called as ``metric(preds, targs)``: not callable, a class or one of the
+    factories (Precision, Recall, F1Score, FBeta) not called, a function of another
+    signature."""
+    if not callable(metric):
+        raise TypeError(f"metrics should be callables f(preds, targs), got {metric!r}")
+    if isinstance(metric, type) or metric in _FACTORIES:
+        name = metric.__name__
+        hint = f", e.g. {name}(average='macro')" if metric in _FACTORIES else ""
+        raise TypeError(f"metrics: {name} makes a metric: pass {name}(){hint}, not {name} itself")
+    try:
+        signature = inspect.signature(metric)
+    except (TypeError, ValueError):  # a builtin without a signature: tried at the first use
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise TypeError(
+            f"metrics: {metric_name(metric)}{signature} cannot be called as "
+            "metric(preds, targs) (the validation set's outputs and targets): expected a "
+            "function of two arguments"
+        ) from None
+
+
+def metric_value(metric: Callable[..., Any], preds: torch.Tensor, targs: torch.Tensor) -> float:
+    """``float(metric(preds, targs))``, or a TypeError naming the metric when what it returned
+    is not a number (a float, or a tensor of one element)."""
+    out = metric(preds, targs)
+    try:
+        return float(out)
+    except (TypeError, ValueError, RuntimeError) as e:
+        what = (
+            f"a tensor of shape {tuple(out.shape)}"
+            if isinstance(out, torch.Tensor)
+            else f"{type(out).__name__} {' '.join(repr(out).split())[:60]}"
+        )
+        raise TypeError(
+            f"metrics: {metric_name(metric)} returned {what}, expected a number (a float or a "
+            "one-element tensor)"
+        ) from e

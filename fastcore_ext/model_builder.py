@@ -40,6 +40,7 @@ from fastcore_ext.files import atomic_write
 __all__ = [
     "AdaptiveConcatPool2d",
     "DOWNLOAD_TIMEOUT",
+    "Flatten",
     "PretrainedWeightsError",
     "apply_init",
     "build_arch",
@@ -61,6 +62,14 @@ class PretrainedWeightsError(RuntimeError):
 
 
 DOWNLOAD_TIMEOUT = 10.0  # seconds per socket operation when fetching weights
+
+
+class Flatten(nn.Flatten):
+    """fastai's Flatten, for heads written by hand: Tensor[B, ...] -> Tensor[B, rest];
+    full=True -> one dimension (torch's nn.Flatten with fastai's argument)."""
+
+    def __init__(self, full: bool = False) -> None:
+        super().__init__(start_dim=0 if full else 1)
 
 
 class AdaptiveConcatPool2d(nn.Module):

@@ -177,8 +177,6 @@ def test_tracker_forms_are_never_ambiguous(tmp_path):
         SaveModelCallback(every_epoch=True, every="epoch")
     with pytest.raises(ValueError, match="patience should be an int >= 0"):
         EarlyStoppingCallback(learn, patience=-1)
-    with pytest.raises(ValueError, match="patience should be an int >= 1"):
-        EarlyStoppingCallback(patience=0)
     other = make_learner(path=tmp_path)
     with pytest.raises(ValueError, match="already attached to another Learner"):
         other.fit(1, callbacks=SaveModelCallback(learn))

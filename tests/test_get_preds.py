@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fastcore_ext.augment import get_transforms
-from fastcore_ext.data import ImageDataBunch, demo_dataset
+from fastcore_ext.data import DatasetType, ImageDataBunch, demo_dataset
 from fastcore_ext.metrics import accuracy, error_rate
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
@@ -214,7 +214,7 @@ def test_train_set_in_order_with_the_training_transforms(tmp_path):
     )
     n = len(data.train_ds)
     assert n % 5 != 0  # so drop_last would lose items
-    learn = make_learner(data=data, model=_small_cnn(data.c), splitter=None)
+    learn = make_learner(data=data, model=_small_cnn(data.c), splitter=None, metrics=error_rate)
     epoch = data.train_dl.epoch
     probs, targs = learn.get_preds(ds_type="train")
     assert data.train_dl.epoch == epoch and data.train_dl.shuffle
@@ -228,6 +228,12 @@ def test_train_set_in_order_with_the_training_transforms(tmp_path):
     unaugmented, targs2 = learn.get_preds(dl=plain)
     assert torch.equal(targs2, targs)
     assert not torch.allclose(unaugmented, probs)
+    # fastai v1's DatasetType.Fix: that un-augmented pass, in order
+    fixed, targs3 = learn.get_preds(ds_type=DatasetType.Fix)
+    assert torch.equal(fixed, unaugmented) and torch.equal(targs3, targs)
+    loss, err = learn.validate(DatasetType.Fix)
+    assert err == pytest.approx(float((fixed.argmax(1) != targs).float().mean()))
+    assert data.train_dl.epoch == epoch
 
 
 def _ordered_uint8(train_dl):

@@ -220,6 +220,9 @@ def test_lr_range_semantics():
     assert got == pytest.approx([1e-6, 1e-5, 1e-4], rel=1e-12)
     assert got[0] == 1e-6 and got[-1] == 1e-4
     assert learn.lr_range([1e-3, 2e-3, 3e-3]) == [1e-3, 2e-3, 3e-3]
+    assert learn.lr_range([1e-3]) == learn.lr_range((1e-3,)) == [1e-3] * 3  # fastai's listify
+    with pytest.raises(ValueError, match=r"should have one value per layer group \(3\), got 2"):
+        learn.lr_range([1e-3, 1e-2])
     assert learn.lr_range(np.array([1e-3, 2e-3, 3e-3])) == [1e-3, 2e-3, 3e-3]
     one = make_learner(splitter=None)
     assert one.lr_range(slice(1e-6, 1e-4)) == [1e-4] and one.lr_range(slice(1e-4)) == [1e-4]
@@ -592,3 +595,53 @@ def test_no_logging_hides_the_epoch_table_inside_the_block():
     assert len(learn.recorder.values) == 1  # still recorded
     learn.fit(1)
     assert "train_loss" in learn.progress.stream.getvalue()  # back after the block
+
+
+def test_fastai_v1_callback_methods_are_refused_with_their_v2_names():
+    """A v1 callback's on_batch_end was silently never called."""
+
+    class V1(Callback):
+        def on_batch_end(self, **kwargs):
+            pass
+
+        def on_epoch_end(self, epoch=None, **kwargs):
+            pass
+
+    learn = make_learner()
+    with pytest.raises(TypeError, match=r"cb: V1 defines fastai v1's callback method\(s\) "
+                       r"\['on_batch_end', 'on_epoch_end'\].*on_batch_end -> after_batch, "
+                       r"on_epoch_end -> after_epoch"):  # fmt: skip
+        learn.fit(1, cbs=V1())
+    with pytest.raises(TypeError, match="on_batch_end -> after_batch"):
+        make_learner(cbs=[V1()])
+    assert learn.fit(1) is None  # the learner is fine
+
+
+def test_a_loss_class_is_refused_when_the_learner_is_built():
+    """loss_func=nn.CrossEntropyLoss failed at batch 0 inside torch ("Boolean value of Tensor
+    with more than one value is ambiguous")."""
+    with pytest.raises(TypeError, match=r"loss_func: pass an instance, CrossEntropyLoss\(\)"):
+        make_learner(loss_func=nn.CrossEntropyLoss)
+
+
+def test_fastai_v2_and_v1_spellings_of_the_learner():
+    """fastai v2's Learner(dls=dls, model=model) (its first parameter is dls), v1's
+    recorder.val_losses, the star import's Flatten for a head written by hand."""
+    from fastcore_ext.vision import AdaptiveConcatPool2d, Flatten
+
+    data = easy_bunch()
+    learn = Learner(dls=data, model=tiny_model(), precision="fp32")
+    assert learn.data is data
+    with pytest.raises(TypeError, match="give dls or data .fastai v1's name for it., not both"):
+        Learner(data, tiny_model(), dls=data)
+    with pytest.raises(TypeError, match="model should be a torch.nn.Module, got NoneType"):
+        Learner(dls=data)
+    learn.progress.stream = io.StringIO()
+    learn.fit(2)
+    assert (
+        learn.recorder.val_losses == learn.recorder.valid_losses
+        and len(learn.recorder.val_losses) == 2
+    )
+    x = torch.randn(2, 3, 4, 4)
+    assert Flatten()(AdaptiveConcatPool2d()(x)).shape == (2, 6)
+    assert Flatten(full=True)(x).shape == (96,)

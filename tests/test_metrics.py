@@ -6,8 +6,14 @@ import pytest
 import torch
 from fakes import make_learner
 
-from fastcore_ext.callback.recorder import metric_name
-from fastcore_ext.metrics import accuracy, error_rate, top_k_accuracy
+from fastcore_ext.metrics import (
+    F1Score,
+    Precision,
+    accuracy,
+    error_rate,
+    metric_name,
+    top_k_accuracy,
+)
 
 
 def _data(n=200, c=7, seed=0, device="cpu"):
@@ -147,3 +153,35 @@ def test_an_empty_set_names_the_metric_called():
     ]:
         with pytest.raises(ValueError, match=f"^{name} of an empty set is undefined"):
             metric(preds, targs)
+
+
+def test_a_metric_that_cannot_be_called_is_refused_when_the_learner_is_built():
+    """metrics=[Precision] said "float() argument must be ... not '_ClassScore'" after a whole
+    epoch; a one-argument function "<lambda>() takes 1 positional argument but 2 were given"
+    from inside the recorder."""
+    for wrong, said in (
+        (Precision, r"metrics: Precision makes a metric: pass Precision\(\), e.g. .*average"),
+        (F1Score, r"metrics: F1Score makes a metric: pass F1Score\(\)"),
+        (torch.nn.CrossEntropyLoss, r"metrics: CrossEntropyLoss makes a metric: pass"),
+        (
+            lambda preds: 0.0,
+            r"metrics: <lambda>\(preds\) cannot be called as metric\(preds, targs\)",
+        ),
+        ("error_rate", r"metrics should be callables"),
+    ):
+        with pytest.raises(TypeError, match=said):
+            make_learner(metrics=[error_rate, wrong])
+    for fine in (partial(top_k_accuracy, k=2), lambda *a: 0.0, lambda p, t, axis=-1: 0.0, max):
+        make_learner(metrics=fine)  # (preds, targs) fits; a builtin is tried at its first use
+
+
+def test_a_metric_returning_no_number_is_named():
+    learn = make_learner(metrics=[lambda preds, targs: "x"])
+    with pytest.raises(TypeError, match=r"metrics: <lambda> returned str 'x', expected a number"):
+        learn.fit(1)
+    learn = make_learner(metrics=[lambda preds, targs: preds])  # not one element
+    with pytest.raises(
+        TypeError,
+        match=r"metrics: <lambda> returned a tensor of shape \(\d+, 2\), expected a number",
+    ):
+        learn.validate()

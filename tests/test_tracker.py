@@ -21,6 +21,7 @@ from fastcore_ext.callback import (
     Callback,
     CSVLogger,
     EarlyStoppingCallback,
+    ReduceLROnPlateau,
     SaveModelCallback,
     TerminateOnNaN,
 )
@@ -121,6 +122,8 @@ def test_nan_stop_loads_the_best_saved_model(tmp_path):
     ("name", "values", "kwargs", "epochs", "since"),
     [
         ("my_error", [0.5, 0.4, 0.45, 0.41, 0.3], {"patience": 2}, 4, 1),
+        ("my_error", [0.5, 0.4, 0.45, 0.41, 0.3], {"patience": 0}, 3, 1),  # fastai's 0: as 1
+        ("my_error", [0.5, 0.4, 0.45, 0.41, 0.3], {"patience": 1}, 3, 1),
         ("my_error", [0.5, 0.47, 0.3, 0.2], {"min_delta": 0.05}, 2, 0),
         ("my_error", [0.5, 0.47, 0.3, 0.2], {}, 4, None),
         ("acc", [0.1, 0.2, 0.15, 0.3], {}, 3, 1),  # higher is better for a non-loss name
@@ -142,8 +145,10 @@ def test_tracker_argument_errors(tmp_path):
     learn = make_learner(path=tmp_path)
     with pytest.raises(ValueError, match=r"monitor should be one of \['train_loss', 'valid_loss'"):
         learn.fit(1, cbs=EarlyStoppingCallback(monitor="accuracy"))
-    with pytest.raises(ValueError, match="patience should be an int >= 1"):
-        EarlyStoppingCallback(patience=0)
+    with pytest.raises(ValueError, match="patience should be an int >= 0"):
+        EarlyStoppingCallback(patience=-1)
+    with pytest.raises(ValueError, match="patience should be an int >= 0"):
+        ReduceLROnPlateau(patience=-1)
     with pytest.raises(ValueError, match="min_delta should be a finite number >= 0"):
         SaveModelCallback(min_delta=-1)
     with pytest.raises(ValueError, match="every_epoch and at_end"):

@@ -217,7 +217,7 @@ def test_reduce_lr_on_plateau_lasts_across_sgdr_restarts():
 
 def test_reduce_lr_on_plateau_checks_its_arguments():
     with pytest.raises(ValueError, match="patience"):
-        ReduceLROnPlateau(patience=0)
+        ReduceLROnPlateau(patience=-1)
     with pytest.raises(ValueError, match="factor"):
         ReduceLROnPlateau(factor=1.0)
     with pytest.raises(ValueError, match="min_lr"):

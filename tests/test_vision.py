@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -175,6 +176,9 @@ def test_create_cnn_errors():
     data.c = None
     with pytest.raises(ValueError, match="data.c should be the number of classes"):
         create_cnn(data, models.resnet18, pretrained=False)
+    for wrong in (None, Path("images")):  # data.c was looked for first
+        with pytest.raises(TypeError, match=r"data: expected the data \(ImageDataBunch"):
+            create_cnn(wrong, models.resnet18, pretrained=False)
 
 
 # ---- pretrained weights ----------------------------------------------------------------------

@@ -20,9 +20,9 @@ from fastcore_ext.callback.core import (
     CancelValidException,
     report_stop,
 )
-from fastcore_ext.callback.recorder import metric_name
 from fastcore_ext.checkpoint import rng_state, set_rng_state
 from fastcore_ext.layer_groups import set_lrs
+from fastcore_ext.metrics import metric_name
 from fastcore_ext.schedule import Point, exp_sweep, suggestion_window
 
 if TYPE_CHECKING:

@@ -17,8 +17,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,20 +28,13 @@ from matplotlib.ticker import MaxNLocator
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.checks import check_bool, int_or_none
+from fastcore_ext.metrics import metric_name, metric_value
 from fastcore_ext.plots import PlotFigure, check_figsize, finish
 
 if TYPE_CHECKING:
     from fastcore_ext.schedule import Suggestions
 
-__all__ = ["Recorder", "metric_name"]
-
-
-def metric_name(metric: Callable[..., Any]) -> str:
-    """The column name of a metric: its `__name__`, or its function's for a partial."""
-    if isinstance(metric, partial):
-        return metric_name(metric.func)
-    name = getattr(metric, "__name__", None)
-    return name if name is not None else type(metric).__name__
+__all__ = ["Recorder"]
 
 
 class Recorder(Callback):
@@ -114,6 +106,11 @@ class Recorder(Callback):
             [t, v, *m]
             for t, v, m in zip(self.train_losses, self.valid_losses, self.metrics, strict=True)
         ]
+
+    @property
+    def val_losses(self) -> list[float | None]:
+        """fastai v1's name for `valid_losses`: each epoch's validation loss."""
+        return self.valid_losses
 
     @property
     def final_record(self) -> list[float | None] | None:
@@ -193,7 +190,7 @@ class Recorder(Callback):
         valid_loss = (loss_sum / n).item()
         mets: list[float | None] = []
         if self.learn.metrics:
-            mets = [float(m(preds, targs)) for m in self.learn.metrics]
+            mets = [metric_value(m, preds, targs) for m in self.learn.metrics]
         self._val_preds, self._val_targs, self._val_loss_sum = [], [], None
         self._epoch_valid = (valid_loss, mets)
 

@@ -272,12 +272,11 @@ class EarlyStoppingCallback(_PatienceCallback):
         learn, monitor = _first_argument("EarlyStoppingCallback", learn_or_monitor, monitor, comp)
         super().__init__(monitor, _comp_of_mode(mode, comp), min_delta, reset_on_fit)
         v1 = learn is not None  # v1's patience p stops where v2's p + 1 does
-        low = 0 if v1 else 1
-        patience = low if patience is None else patience
+        patience = (0 if v1 else 1) if patience is None else patience
         number = int_or_none(patience)
-        if number is None or number < low:
-            raise ValueError(f"patience should be an int >= {low}, got {patience!r}")
-        patience = number
+        if number is None or number < 0:
+            raise ValueError(f"patience should be an int >= 0, got {patience!r}")
+        patience = number  # v2's 0 stops at the first epoch without improvement, as its 1
         self.patience = patience + 1 if v1 else patience
         self.wait = 0
         self.learn = learn
@@ -318,9 +317,9 @@ class ReduceLROnPlateau(_PatienceCallback):
         reset_on_fit: bool = True,
     ) -> None:
         super().__init__(monitor, comp, min_delta, reset_on_fit)
-        number = int_or_none(patience)
-        if number is None or number < 1:
-            raise ValueError(f"patience should be an int >= 1, got {patience!r}")
+        number = int_or_none(patience)  # 0 acts as 1, as in fastai
+        if number is None or number < 0:
+            raise ValueError(f"patience should be an int >= 0, got {patience!r}")
         factor_number, min_lr_number = real_or_none(factor), real_or_none(min_lr)
         if factor_number is None or not (math.isfinite(factor_number) and factor_number > 1):
             raise ValueError(f"factor should be a finite number > 1, got {factor!r}")

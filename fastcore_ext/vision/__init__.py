@@ -97,10 +97,12 @@ from fastcore_ext.data import (
     ResizeMethod,
     TensorCategory,
     URLs,
+    cifar_stats,
     demo_dataset,
     download_images,
     get_image_files,
     imagenet_stats,
+    mnist_stats,
     open_image,
     parent_label,
     untar_data,
@@ -123,9 +125,8 @@ from fastcore_ext.metrics import (
     top_k_accuracy,
 )
 from fastcore_ext.model_builder import (
-    AdaptiveConcatPool2d as AdaptiveConcatPool2d,  # importable from here, as before the move
-)
-from fastcore_ext.model_builder import (
+    AdaptiveConcatPool2d,
+    Flatten,
     apply_init,
     create_body,
     create_head,
@@ -238,6 +239,8 @@ __all__ = [
     "create_body",
     "create_cnn",
     "create_head",
+    "AdaptiveConcatPool2d",
+    "Flatten",
     "demo_dataset",
     "densenet121",
     "densenet161",
@@ -249,6 +252,8 @@ __all__ = [
     "get_image_files",
     "get_transforms",
     "imagenet_stats",
+    "cifar_stats",
+    "mnist_stats",
     "load_learner",
     "minimum",
     "models",
@@ -374,6 +379,11 @@ def create_cnn(
     model and its inputs are channels-last.
     """
     _check_vision_kwargs(kwargs)
+    if not hasattr(data, "train_dl"):  # None, a path: said before data.c is looked for
+        raise TypeError(
+            f"data: expected the data (ImageDataBunch / ImageDataLoaders, e.g. "
+            f"ImageDataBunch.from_folder(path)), got {type(data).__name__} {data!r:.80}"
+        )
     c = getattr(data, "c", None)
     if isinstance(c, bool) or not isinstance(c, Integral) or c < 1:
         raise ValueError(f"data.c should be the number of classes (a positive int), got {c!r}")
