@@ -42,7 +42,9 @@ On several machines, start `torchrun ... -m fastcore_ext train ...` on each your
 
 Exit status: 0 done (`predict`: at least one image predicted, unreadable ones skipped), 2
 usage error (one line on stderr; `predict`: also when none of the images could be read), 130
-interrupted (Ctrl-C: what was trained so far is saved and exported first), 1 any other error.
+interrupted (Ctrl-C: what was trained so far is saved and exported first), 143 terminated
+(SIGTERM, from `timeout`, `kill` or a job scheduler, during `train`: saved as after a Ctrl-C),
+1 any other error.
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ import csv
 import json
 import math
 import os
+import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -104,6 +107,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: saved as after a Ctrl-C
 
 
 class UsageError(Exception):
@@ -413,7 +417,7 @@ def _print_summary(s: LessonSummary) -> None:
     if s.most_confused:
         pairs = ", ".join(f"{a} -> {b} ({n})" for a, b, n in s.most_confused[:5])
         lines.append(f"  most confused (actual -> predicted): {pairs}")
-    elif err is not None:
+    elif err is not None and not s.interrupted:  # interrupted: the interpretation did not run
         lines.append("  most confused: no pair of classes confused twice or more")
     bad = s.bad_images
     for count, files, how in [
@@ -463,10 +467,36 @@ def _launch(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.nproc > 1 and not launched_by_torchrun():
         return _launch(args)
-    if launch_rank() != 0:  # the other processes of a multi-process run work silently
-        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-            return _train(args)
-    return _train(args)
+    with _terminate_as_interrupt() as terminated:
+        if launch_rank() != 0:  # the other processes of a multi-process run work silently
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+                code = _train(args)
+        else:
+            code = _train(args)
+    return EXIT_TERMINATED if terminated and code == EXIT_INTERRUPTED else code
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[list[bool]]:
+    """Within the block SIGTERM (what `timeout`, `kill` and job schedulers send; torchrun
+    passes it on to its processes) is taken as a Ctrl-C: the model is saved and exported as
+    then. Yields a list that is truthy once SIGTERM came."""
+    came: list[bool] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not came:
+            came.append(True)
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: no signal reaches this code
+        yield came
+        return
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -601,7 +631,8 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         msg = str(e)
         if not msg.startswith(PROG):
             msg = f"{PROG} {args.command}: error: {msg}"
-        print(msg, file=sys.stderr)
+        if launch_rank() == 0:  # under torchrun every process finds it: said once
+            print(msg, file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

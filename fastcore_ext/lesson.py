@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -327,6 +329,16 @@ def _check_out(out: Path, config: LessonConfig) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise LessonError("out", f"cannot create the folder {str(out)!r}: {e.strerror}") from None
+    for folder in (out, out / "models", out / "plots"):  # before any training, any deletion
+        if folder.is_dir():
+            try:
+                fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as e:
+                raise LessonError(
+                    "out", f"cannot write into the folder {str(folder)!r}: {e.strerror}"
+                ) from None
 
 
 # What an earlier run into the same folder left that this run would not overwrite; the export
@@ -350,7 +362,12 @@ _STALE = (
 def _clear_stale(out: Path) -> None:
     for pattern in _STALE:
         for old in out.glob(pattern):
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as e:
+                raise LessonError(
+                    "out", f"cannot remove the earlier run's {str(old)!r}: {e.strerror}"
+                ) from None
 
 
 @contextlib.contextmanager
@@ -584,6 +601,15 @@ def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
         )
     except PretrainedWeightsError as e:
         raise LessonError("pretrained", str(e).splitlines()[0]) from None
+    except ValueError as e:
+        if "cut" not in str(e):
+            raise
+        raise LessonError(  # a vision transformer: no CNN body to cut at its pooling layer
+            "arch",
+            f"expected a CNN that create_cnn can cut at its pooling layer (resnet, densenet, "
+            f"vgg, mobilenet, efficientnet, convnext, ...), got {config.arch!r}: "
+            f"{str(e).splitlines()[0].split('; pass cut=')[0]}",
+        ) from None
     if config.compile:
         try:
             learn.compile()
@@ -594,6 +620,7 @@ def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
 
 # ---- the stages ------------------------------------------------------------------------------
 def _lr_find(learn: Learner, run: _Run, iters: int, name: str) -> Suggestions:
+    print(f"Running lr_find: up to {iters} training steps at growing learning rates ...")
     with run.timed("lr_find"):
         sugg = learn.lr_find(num_it=iters)
     run.save_plot(learn.recorder.plot(), name)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +138,33 @@ def test_ctrl_c_saves_and_exits_130(
     assert state and (out_dir / "export.pkl").is_file()
     image = data_mod.get_image_files(small_demo / "valid")[0]
     assert cli.main(["predict", str(out_dir), str(image)]) == 0
+
+
+def test_sigterm_saves_as_ctrl_c_and_exits_143(
+    tmp_path, capsys, small_demo, small_defaults, offline_weights, monkeypatch
+):
+    """SIGTERM (timeout, kill, a job scheduler) left metrics and plots but no export.pkl, no
+    summary, no message."""
+
+    class Terminate(Callback):
+        def after_batch(self):
+            if self.learn.training and self.learn.iter == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    real = Learner.fit_one_cycle
+    monkeypatch.setattr(
+        Learner,
+        "fit_one_cycle",
+        lambda self, *a, cbs=(), **k: real(self, *a, cbs=[*cbs, Terminate()], **k),
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--out", str(out_dir), "--lr", "1e-3", "--workers", "0")
+    assert code == 143
+    assert "Training interrupted at epoch 0" in err and "Interrupted: saved" in err
+    assert json.loads((out_dir / "summary.json").read_text())["interrupted"] is True
+    assert (out_dir / "models" / "interrupted.pth").is_file() and (out_dir / "export.pkl").is_file()
+    assert signal.getsignal(signal.SIGTERM) is before  # put back
 
 
 def test_train_folder_with_fixed_lr_and_valid_pct(tmp_path, capsys, small_demo, offline_weights,
@@ -580,3 +609,29 @@ def test_skip_bad_option_and_its_summary_line(capsys):
     out = capsys.readouterr().out
     assert "  unreadable images left out by --skip-bad: 23 (00.jpg, 01.jpg," in out
     assert "19.jpg, and 3 more)" in out and "skipped during the run" not in out
+    assert "most confused: no pair of classes confused twice or more" in out
+
+
+def test_an_interrupted_summary_claims_no_most_confused(capsys):
+    """Interrupted after an epoch, before the interpretation: the summary said "most confused:
+    no pair of classes confused twice or more" of pairs never counted."""
+    summary = lesson.LessonSummary(
+        data="d", arch="resnet18", size=32, bs=8, pretrained=False, precision="fp32", epochs=3,
+        unfreeze_epochs=0, epochs_done=1, learning_rates={"stage1": 1e-3},
+        final_error_rate=0.6667, final_valid_loss=1.0, most_confused=[], time_s={"total": 1.0},
+        interrupted=True, files=[], out=Path("o"),
+    )  # fmt: skip
+    cli._print_summary(summary)
+    out = capsys.readouterr().out
+    assert "Summary (interrupted)" in out and "final error rate: 0.6667" in out
+    assert "most confused" not in out
+
+
+def test_a_usage_error_is_printed_by_rank_zero_only(capsys, monkeypatch):
+    """Under torchrun every process found the error and printed it."""
+    monkeypatch.setattr(cli, "launch_rank", lambda: 1)
+    code, out, err = run(capsys, "train", "--arch", "resnet4")
+    assert code == 2 and err == ""
+    monkeypatch.setattr(cli, "launch_rank", lambda: 0)
+    code, out, err = run(capsys, "train", "--arch", "resnet4")
+    assert code == 2 and "--arch: expected a torchvision classification model" in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 from fakes import make_learner
@@ -50,6 +51,7 @@ def test_run_lesson_returns_its_summary_and_writes_each_file_once(tmp_path, smal
     assert 0 < lo < hi == pytest.approx(3e-4)
     assert "Stage 1: fit_one_cycle(1, max_lr=3.0e-03) (the lesson's default)" in printed
     assert printed.count("lr_find (") == 1 and "Stage 2: unfreeze" in printed
+    assert "Running lr_find: up to " in printed  # a log shows what the next minutes are for
     # every plot saved once under the name the pipeline gives it: the library's automatic
     # saving (which would add lr_find.png, losses.png, ...) is off during the stages
     assert sorted(p.name for p in (out / "plots").iterdir()) == [
@@ -85,6 +87,7 @@ def test_find_lr_saves_one_plot(tmp_path, small_demo, capsys):
         ({"label_re": "/(nomatch)_"}, "label_re", "does not match file"),
         ({"out": "a_file"}, "out", "expected a folder"),
         ({"out": "a_file/sub"}, "out", "cannot create the folder"),
+        ({"arch": "vit_b_16"}, "arch", "expected a CNN that create_cnn can cut at its pooling"),
     ],
 )
 def test_errors_name_the_field(tmp_path, small_demo, changes, field, words):
@@ -97,6 +100,35 @@ def test_errors_name_the_field(tmp_path, small_demo, changes, field, words):
     with pytest.raises(LessonError) as info:
         run_lesson(config)
     assert info.value.field == field and words in str(info.value)
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_anything_goes(
+    tmp_path, small_demo, monkeypatch
+):
+    """An unwritable --out (or its plots/) failed with a traceback after training began, and
+    the earlier run's files were deleted first."""
+    out = tmp_path / "o"
+    (out / "plots").mkdir(parents=True)
+    earlier = [out / "export.pkl", out / "summary.json", out / "plots" / "top_losses.png"]
+    for f in earlier:
+        f.write_text("the earlier run's")
+    real = lesson.tempfile.mkstemp
+
+    def mkstemp(prefix, dir):
+        if Path(dir) == out / "plots":
+            raise PermissionError(1, "Operation not permitted")
+        return real(prefix=prefix, dir=dir)
+
+    monkeypatch.setattr(lesson.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(LessonError) as info:
+        run_lesson(small_config(small_demo, out))
+    assert info.value.field == "out"
+    assert f"cannot write into the folder '{out / 'plots'}': Operation not permitted" in str(
+        info.value
+    )
+    assert all(f.read_text() == "the earlier run's" for f in earlier)
+    assert sorted(p.name for p in out.rglob("*")) == ["export.pkl", "plots", "summary.json",
+                                                      "top_losses.png"]  # fmt: skip
 
 
 def test_valid_pct_leaving_an_empty_set_names_valid_pct(tmp_path, small_demo):
