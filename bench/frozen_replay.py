@@ -13,8 +13,10 @@ also evaluated on the other library's validation inputs (`cross`: error of each 
 each library's inputs), and the two libraries' inputs of the same file are compared
 (`valid_input_diff`: mean and largest absolute difference, in units of one 8-bit level of
 the unnormalized image). `--own-data`: no replay, each library on its own loader with dropout
-on, from the same initial weights (the head's initialization ablated); with `--aug none` or
-`--aug swapped` (each loop with the other library's augmentation).
+on, from the same initial weights (the head's initialization ablated); with `--aug none`,
+`--aug swapped` (each loop with the other library's augmentation) or `--aug loader` (our loop
+on fastai's training loader, live: its windows, shuffle and augmentation; our loop's own
+dropout draws and optimizer), which tells our loader's share of a gap from our loop's.
 
 Runs in the fastai interpreter (FASTAI_PYTHON, see bench_train.py), with a body from
 `accuracy.py pretrain`:
@@ -36,6 +38,24 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 import accuracy  # noqa: E402  (bench/accuracy.py, after the path above)
 
 SMOOTH = 0.98  # fastai's Recorder: AvgSmoothLoss(beta=0.98), debiased
+
+
+class Live:
+    """fastai's training loader as ours' Learner takes one: plain-tensor batches, each pass a
+    fresh fastai epoch (its shuffle and augmentation)."""
+
+    def __init__(self, dl) -> None:
+        self.dl = dl
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def __iter__(self):
+        for x, y in self.dl:
+            yield x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Ours' Learner tells the loader its epoch; fastai's loader draws its own."""
 
 
 class Replay:
@@ -127,9 +147,9 @@ def replay(
     """One seed (module doc). own_data: no replay; each library trains on its own loader
     (windows, augmentation, shuffle) with dropout on, from the same initial weights: what is
     left of a gap then comes from the data and dropout draws, not from the head's
-    initialization. aug (own_data only): 'own', 'none' (no augmentation in either) or
+    initialization. aug (own_data only): 'own', 'none' (no augmentation in either),
     'swapped' (each library's loop with the other's augmentation: accuracy.py's ours_aug /
-    fastai_aug)."""
+    fastai_aug) or 'loader' (ours' loop on fastai's own training loader, `Live`)."""
     fastai_opts = {"none": {"no_aug": 1}, "swapped": {"ours_aug": 1}}.get(aug, {})
     ours_opts = {"none": {"no_aug": 1}}.get(aug, {})
     fastai = accuracy.fastai_learner(data, seed, fastai_opts)
@@ -156,6 +176,8 @@ def replay(
     ours.to_fp32()
     if aug == "swapped":
         accuracy.use_fastai_augmentation(ours.data.train_dl, accuracy.SETTINGS["size"])
+    if aug == "loader":
+        ours.data.train_dl = Live(fastai.dls.train)
     if not own_data:
         no_dropout(ours.model)
         ours.data.train_dl = Replay(recorded)
@@ -189,7 +211,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--data", default="photos")
     p.add_argument("--own-data", action="store_true", help="no replay: see replay()")
-    p.add_argument("--aug", choices=["own", "none", "swapped"], default="own", help="own-data")
+    p.add_argument(
+        "--aug", choices=["own", "none", "swapped", "loader"], default="own", help="own-data"
+    )
     args = p.parse_args()
     if args.aug != "own" and not args.own_data:
         p.error(f"--aug {args.aug} needs --own-data (a replay trains on fastai's own batches)")
