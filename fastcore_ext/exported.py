@@ -113,7 +113,8 @@ class InferenceData:
 
 def _export_beside(missing: Path, fname: str | os.PathLike) -> str:
     """The hint of a missing export file: an export in its folder under the asked name, the
-    default one or the one this library wrote before (export.pth), and how to load it."""
+    default one or the one this library wrote before (export.pth), else one in the current
+    folder (where learn.export() writes when the data's path is '.'), and how to load it."""
     for name in dict.fromkeys((Path(fname).name, DEFAULT_EXPORT, OLD_EXPORT)):
         beside = missing.parent / name
         if beside != missing and beside.is_file():
@@ -126,6 +127,13 @@ def _export_beside(missing: Path, fname: str | os.PathLike) -> str:
                 else f"versions of this library before 2026-12-06 wrote {OLD_EXPORT}"
             )
             return f" ({beside} is there: {written}, and {call} reads it)"
+    here = Path.cwd() / Path(fname).name
+    if here.is_file() and here.resolve() != missing.resolve():
+        return (
+            f" ({here} is there: learn.export() writes into learn.path, the data's path, which "
+            f"is the current folder '.' when the data was built without one, as "
+            f"DataBlock.dataloaders(source) and fastai's; load_learner({str(here)!r}) reads it)"
+        )
     return ""
 
 

@@ -482,6 +482,19 @@ def test_load_learner_names_the_export_beside_a_missing_file(trained, tmp_path):
     assert load_learner(tmp_path, "export.pth").data.classes == learn.data.classes
 
 
+def test_load_learner_names_an_export_in_the_current_folder(trained, tmp_path, monkeypatch):
+    """fastbook's bears: DataBlock.dataloaders(path) leaves the data's path '.', so
+    learn.export() wrote ./export.pkl and load_learner(path/'export.pkl') said only "no such
+    file"."""
+    learn, _ = trained
+    monkeypatch.chdir(tmp_path)
+    learn.export(tmp_path / "export.pkl")
+    (tmp_path / "bears").mkdir()
+    hint = r"export.pkl is there: learn.export\(\) writes into learn.path, the data's path"
+    with pytest.raises(FileNotFoundError, match=rf"no such file: .*bears/export.pkl \(.*{hint}"):
+        load_learner(tmp_path / "bears" / "export.pkl")
+
+
 def test_predict_detaches_a_tensor_that_requires_grad(trained, recwarn):
     """predict on a requires_grad tensor emitted torch's "Converting a tensor with
     requires_grad=True to a scalar" warning."""
