@@ -16,7 +16,9 @@ the unnormalized image). `--own-data`: no replay, each library on its own loader
 on, from the same initial weights (the head's initialization ablated); with `--aug none`,
 `--aug swapped` (each loop with the other library's augmentation) or `--aug loader` (our loop
 on fastai's training loader, live: its windows, shuffle and augmentation; our loop's own
-dropout draws and optimizer), which tells our loader's share of a gap from our loop's.
+dropout draws and optimizer), which tells our loader's share of a gap from our loop's;
+`--dropout off` turns both models' dropout off in those runs, `--dropout seeded` draws both
+models' masks from a generator of their own, seeded alike.
 
 Runs in the fastai interpreter (FASTAI_PYTHON, see bench_train.py), with a body from
 `accuracy.py pretrain`:
@@ -75,6 +77,30 @@ class Replay:
 
     def set_epoch(self, epoch: int) -> None:
         """Ours' Learner tells the loader its epoch; the replay ignores it."""
+
+
+class SeededDropout(torch.nn.Module):
+    """nn.Dropout whose masks come from a generator of its own (seeded), not the process'
+    global one: both loops then draw the same sequence of masks whatever else draws."""
+
+    def __init__(self, p: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.p, self.generator = p, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, generator=self.generator) >= self.p
+        return x * keep / (1 - self.p)
+
+
+def seeded_dropout(model: torch.nn.Module, seed: int) -> None:
+    """Replace every nn.Dropout of `model` by a SeededDropout sharing one generator."""
+    generator = torch.Generator().manual_seed(seed)
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.Dropout):
+                setattr(parent, name, SeededDropout(child.p, generator))
 
 
 def no_dropout(model: torch.nn.Module) -> None:
@@ -142,20 +168,32 @@ def input_diff(a: tuple, b: tuple) -> dict:
 
 
 def replay(
-    data: Path, body: dict, seed: int, epochs: int = 3, own_data: bool = False, aug: str = "own"
+    data: Path,
+    body: dict,
+    seed: int,
+    epochs: int = 3,
+    own_data: bool = False,
+    aug: str = "own",
+    dropout: str = "on",
 ) -> dict:
     """One seed (module doc). own_data: no replay; each library trains on its own loader
     (windows, augmentation, shuffle) with dropout on, from the same initial weights: what is
     left of a gap then comes from the data and dropout draws, not from the head's
     initialization. aug (own_data only): 'own', 'none' (no augmentation in either),
     'swapped' (each library's loop with the other's augmentation: accuracy.py's ours_aug /
-    fastai_aug) or 'loader' (ours' loop on fastai's own training loader, `Live`)."""
+    fastai_aug) or 'loader' (ours' loop on fastai's own training loader, `Live`).
+    dropout (own_data): 'on', 'off' (both models' dropout off) or 'seeded' (both models'
+    masks from a generator of their own, seeded alike: `SeededDropout`)."""
     fastai_opts = {"none": {"no_aug": 1}, "swapped": {"ours_aug": 1}}.get(aug, {})
     ours_opts = {"none": {"no_aug": 1}}.get(aug, {})
     fastai = accuracy.fastai_learner(data, seed, fastai_opts)
     fastai.model[0].load_state_dict(body)
     fastai.freeze()
     start = copy.deepcopy(fastai.model.state_dict())
+    if dropout == "off":
+        no_dropout(fastai.model)
+    elif dropout == "seeded":
+        seeded_dropout(fastai.model, seed)
     plain = torch.Tensor
     recorded = []
     if not own_data:
@@ -178,6 +216,10 @@ def replay(
         accuracy.use_fastai_augmentation(ours.data.train_dl, accuracy.SETTINGS["size"])
     if aug == "loader":
         ours.data.train_dl = Live(fastai.dls.train)
+    if dropout == "off":
+        no_dropout(ours.model)
+    elif dropout == "seeded":
+        seeded_dropout(ours.model, seed)
     if not own_data:
         no_dropout(ours.model)
         ours.data.train_dl = Replay(recorded)
@@ -191,6 +233,7 @@ def replay(
         "seed": seed,
         "own_data": own_data,
         "aug": aug,
+        "dropout": dropout,
         "fastai_error": float(fastai.recorder.values[-1][2]),
         "ours_error": float(ours.recorder.metrics[-1][0]),
         "cross": cross,
@@ -214,14 +257,29 @@ def main() -> None:
     p.add_argument(
         "--aug", choices=["own", "none", "swapped", "loader"], default="own", help="own-data"
     )
+    p.add_argument(
+        "--dropout", choices=["on", "off", "seeded"], default="on", help="own-data: see replay()"
+    )
     args = p.parse_args()
     if args.aug != "own" and not args.own_data:
         p.error(f"--aug {args.aug} needs --own-data (a replay trains on fastai's own batches)")
+    if args.dropout != "on" and not args.own_data:
+        p.error(f"--dropout {args.dropout} needs --own-data (a replay has dropout off)")
     body = torch.load(args.body, weights_only=True)
     data = accuracy.data_dir(args.data)
     for seed in (int(s) for s in args.seeds.split(",")):
         print(
-            json.dumps(replay(data, body, seed, own_data=args.own_data, aug=args.aug)), flush=True
+            json.dumps(
+                replay(
+                    data,
+                    body,
+                    seed,
+                    own_data=args.own_data,
+                    aug=args.aug,
+                    dropout=args.dropout,
+                )
+            ),
+            flush=True,
         )
 
 
