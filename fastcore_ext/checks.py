@@ -30,6 +30,7 @@ __all__ = [
     "check_tensor",
     "int_or_none",
     "real_or_none",
+    "short_repr",
 ]
 
 
@@ -37,6 +38,13 @@ def alternatives(choices: Sequence[str]) -> str:
     """ "'a' or 'b'", "'a', 'b' or 'c'": the choices as a message names them."""
     quoted = [f"'{c}'" for c in choices]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def short_repr(value: object) -> str:
+    """A one-line repr of at most 80 characters, for messages (a DataFrame row's or a
+    tensor's repr is several lines)."""
+    r = " ".join(repr(value).split())
+    return r if len(r) <= 80 else r[:77] + "..."
 
 
 def int_or_none(value: object) -> int | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from fastcore_ext.checks import int_or_none, real_or_none
+from fastcore_ext.checks import int_or_none, real_or_none, short_repr
 
 __all__ = [
     "F1Score",
@@ -244,7 +244,7 @@ def metric_value(metric: Callable[..., Any], preds: torch.Tensor, targs: torch.T
         what = (
             f"a tensor of shape {tuple(out.shape)}"
             if isinstance(out, torch.Tensor)
-            else f"{type(out).__name__} {' '.join(repr(out).split())[:60]}"
+            else f"{type(out).__name__} {short_repr(out)}"
         )
         raise TypeError(
             f"metrics: {metric_name(metric)} returned {what}, expected a number (a float or a "

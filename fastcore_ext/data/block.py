@@ -45,6 +45,8 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
+from fastcore_ext.checks import short_repr
+
 from .bunch import _UNSET, CategoryMap, ImageDataLoaders, _resolve_pipeline, _resolve_seed, _sized
 from .datasets import Datasets, ImageItems
 from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe, shown_names
@@ -114,12 +116,6 @@ def _unique(labels: Sequence[object], sort: bool, arg: str) -> list[object]:
     return out
 
 
-def _short(x: object) -> str:
-    """A one-line repr of at most 80 characters (a DataFrame row's is several lines)."""
-    r = " ".join(repr(x).split())
-    return r if len(r) <= 80 else r[:77] + "..."
-
-
 def _label(y: object, arg: str, where: str) -> str | int:
     """A label as a str or int (numpy scalars and 0-d tensors converted to their value); else
     a TypeError naming `arg`; an empty or blank str is a ValueError."""
@@ -131,7 +127,7 @@ def _label(y: object, arg: str, where: str) -> str | int:
         return y
     raise TypeError(
         f"{arg}: expected a str or int label (single-label classification: CategoryBlock), "
-        f"got {type(y).__name__} {_short(y)} for {where}"
+        f"got {type(y).__name__} {short_repr(y)} for {where}"
     )
 
 
@@ -310,7 +306,7 @@ class DataBlock:
         if not isinstance(x, str | os.PathLike):
             raise TypeError(
                 "get_x: expected an image file path per item (ImageBlock), got "
-                f"{type(x).__name__} {_short(x)} for {where}"
+                f"{type(x).__name__} {short_repr(x)} for {where}"
                 + (
                     "; pass get_x=ColReader(<column>) to read a DataFrame's file names"
                     if self.get_x is None and df
