@@ -78,6 +78,7 @@ from fastcore_ext.lesson import (
     check_config,
     find_lr,
     run_lesson,
+    signal_handled,
 )
 from fastcore_ext.ranks import launch_rank, launched_by_torchrun, world_size
 
@@ -488,15 +489,8 @@ def _terminate_as_interrupt() -> Iterator[list[bool]]:
             came.append(True)
             raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: no signal reaches this code
+    with signal_handled(signal.SIGTERM, handler):
         yield came
-        return
-    try:
-        yield came
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _train(args: argparse.Namespace) -> int:

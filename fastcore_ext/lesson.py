@@ -87,6 +87,7 @@ __all__ = [
     "check_config",
     "find_lr",
     "run_lesson",
+    "signal_handled",
 ]
 
 
@@ -371,18 +372,19 @@ def _clear_stale(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Within the block a second Ctrl-C is ignored (the saves after the first must finish:
-    a save cut short leaves the previous file, but this run's would be lost)."""
+def signal_handled(signum: int, handler: Any) -> Iterator[None]:
+    """Within the block `handler` (what signal.signal takes) answers signal `signum`, the
+    previous handler again after it. Outside the main thread nothing is installed: signals do
+    not reach that code anyway."""
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: signals do not reach this code anyway
+        previous = signal.signal(signum, handler)
+    except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signum, previous)
 
 
 @dataclass
@@ -768,7 +770,9 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
             confused = _interpret(learn, run)
     except KeyboardInterrupt:
         _record_last_epoch(learn, run)  # of the last epoch completed before the Ctrl-C
-        with _sigint_ignored():
+        # a second Ctrl-C is ignored: a save cut short leaves the previous file, but this
+        # run's would be lost
+        with signal_handled(signal.SIGINT, signal.SIG_IGN):
             if run.writes:
                 print("Saving the model (a second Ctrl-C waits for it) ...", flush=True)
             saved = learn.save("interrupted")

@@ -247,7 +247,7 @@ def test_a_run_that_fails_leaves_no_earlier_export_behind(tmp_path, small_demo, 
 
 def test_a_second_ctrl_c_waits_for_the_save():
     before = signal.getsignal(signal.SIGINT)
-    with lesson._sigint_ignored():
+    with lesson.signal_handled(signal.SIGINT, signal.SIG_IGN):  # what run_lesson saves under
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGINT) is before
 
