@@ -67,6 +67,7 @@ from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner
 from fastcore_ext.metrics import error_rate
 from fastcore_ext.model_builder import (
+    BodyCutError,
     PretrainedWeightsError,
     pretrained_weights_cached,
     resolve_arch,
@@ -603,14 +604,12 @@ def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
         )
     except PretrainedWeightsError as e:
         raise LessonError("pretrained", str(e).splitlines()[0]) from None
-    except ValueError as e:
-        if "cut" not in str(e):
-            raise
-        raise LessonError(  # a vision transformer: no CNN body to cut at its pooling layer
+    except BodyCutError as e:  # a vision transformer: no CNN body to cut at its pooling layer
+        raise LessonError(
             "arch",
             f"expected a CNN that create_cnn can cut at its pooling layer (resnet, densenet, "
             f"vgg, mobilenet, efficientnet, convnext, ...), got {config.arch!r}: "
-            f"{str(e).splitlines()[0].split('; pass cut=')[0]}",
+            f"{e.reason.splitlines()[0]}",
         ) from None
     if config.compile:
         try:

@@ -40,6 +40,7 @@ from fastcore_ext.files import atomic_write
 __all__ = [
     "AdaptiveConcatPool2d",
     "DOWNLOAD_TIMEOUT",
+    "BodyCutError",
     "Flatten",
     "PretrainedWeightsError",
     "apply_init",
@@ -62,6 +63,17 @@ class PretrainedWeightsError(RuntimeError):
 
 
 DOWNLOAD_TIMEOUT = 10.0  # seconds per socket operation when fetching weights
+
+
+class BodyCutError(ValueError):
+    """The body cut from an architecture is no CNN feature extractor (a vision transformer's
+    is not): `reason` says what failed; the message adds how to pass cut=."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"{reason}; pass cut= (an index or a function model -> body) for this architecture"
+        )
+        self.reason = reason
 
 
 class Flatten(nn.Flatten):
@@ -360,16 +372,12 @@ def num_features(body: nn.Module) -> int:
         with torch.no_grad():
             out = body(torch.zeros(1, 3, 64, 64))
     except Exception as e:
-        raise ValueError(
-            f"could not run the cut body on a [1, 3, 64, 64] image ({e}); pass cut= "
-            f"(an index or a function model -> body) for this architecture"
-        ) from e
+        raise BodyCutError(f"could not run the cut body on a [1, 3, 64, 64] image ({e})") from e
     finally:
         body.train(training)
     if out.dim() != 4:
-        raise ValueError(
-            f"the cut body should output a feature map [B, C, H, W], got shape {tuple(out.shape)}; "
-            f"pass cut= for this architecture"
+        raise BodyCutError(
+            f"the cut body should output a feature map [B, C, H, W], got shape {tuple(out.shape)}"
         )
     return out.shape[1]
 
