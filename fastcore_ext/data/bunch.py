@@ -668,16 +668,17 @@ def _check_keywords(method: str, given: dict[str, Any], target: Callable[..., An
         raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
 
 
-def _with_vocab(split: ItemSplit, vocab: Sequence[object], arg: str = "vocab") -> ItemSplit:
-    """`split` with `vocab` as its classes: fastai v2's from_folder(vocab=) sorts them, as its
-    CategoryBlock(vocab=) does (arg 'vocab'); fastai v1's from_folder(classes=) keeps their
-    order (arg 'classes'). A label outside them is a ValueError naming a few."""
+def _with_vocab(split: ItemSplit, vocab: Sequence[object], arg: str, sort: bool) -> ItemSplit:
+    """`split` with `vocab` as its classes, sorted when `sort` (fastai v2's
+    from_folder(vocab=) sorts them, as its CategoryBlock(vocab=) does; fastai v1's
+    from_folder(classes=) keeps their order). `arg` is the argument errors name; a label
+    outside them is a ValueError naming a few."""
     if isinstance(vocab, str) or not isinstance(vocab, Iterable):
         raise TypeError(f"{arg}: expected a list of class names, got {vocab!r}")
     names = [str(v) for v in vocab]
     if len(set(names)) != len(names) or len(names) < 2:
         raise ValueError(f"{arg}: expected at least 2 distinct class names, got {names}")
-    if arg == "vocab":
+    if sort:
         names.sort()
     index = {c: i for i, c in enumerate(names)}
     outside = [c for c in split.classes if c not in index]  # the labels of the images found
@@ -831,14 +832,16 @@ class ImageDataBunch:
                 f"classes: give vocab (fastai v2's) or classes (fastai v1's), not both; got "
                 f"vocab={vocab!r}, classes={classes!r}"
             )
-        names, arg = (vocab, "vocab") if classes is None else (classes, "classes")
+        names, arg, sort = (
+            (vocab, "vocab", True) if classes is None else (classes, "classes", False)
+        )
 
         def split(seed: int) -> ItemSplit:
             return items_from_folder(path, train, valid, valid_pct, seed, cls._split_rule)
 
         return cls._build(
             path,
-            split if names is None else lambda s: _with_vocab(split(s), names, arg),
+            split if names is None else lambda s: _with_vocab(split(s), names, arg, sort),
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
