@@ -938,7 +938,7 @@ class Learner:
     @data.setter
     def data(self, value: Any) -> None:
         self._check_not_destroyed()
-        _check_data(value)
+        check_data(value)
         _check_class_count(self.model, value)
         _warn_other_classes(self._output_classes, getattr(value, "classes", None))
         self._data = value
@@ -1431,11 +1431,12 @@ def _check_learner_args(
         raise TypeError(f"path should be a str, Path or None, got {type(path).__name__}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision should be one of {PRECISIONS} or None, got {precision!r}")
-    _check_data(data)
+    check_data(data)
 
 
-def _check_data(data: Any) -> None:
-    """TypeError unless `data` has the bunch attributes the learner reads."""
+def check_data(data: Any) -> None:
+    """TypeError unless `data` has the bunch attributes the learner reads (also create_cnn's
+    first check, before it reads data.c)."""
     for attr in ("train_dl", "valid_dl", "device"):
         if not hasattr(data, attr):
             raise TypeError(

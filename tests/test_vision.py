@@ -177,7 +177,7 @@ def test_create_cnn_errors():
     with pytest.raises(ValueError, match="data.c should be the number of classes"):
         create_cnn(data, models.resnet18, pretrained=False)
     for wrong in (None, Path("images")):  # data.c was looked for first
-        with pytest.raises(TypeError, match=r"data: expected the data \(ImageDataBunch"):
+        with pytest.raises(TypeError, match=r"data should be a bunch with train_dl, valid_dl "):
             create_cnn(wrong, models.resnet18, pretrained=False)
 
 

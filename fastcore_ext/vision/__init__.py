@@ -113,7 +113,7 @@ from fastcore_ext.data import DataPath as Path  # pathlib's Path with fastai's l
 from fastcore_ext.exported import load_learner
 from fastcore_ext.foundation import L, first
 from fastcore_ext.interpret import ClassificationInterpretation, Interpretation
-from fastcore_ext.learner import Learner, set_seed
+from fastcore_ext.learner import Learner, check_data, set_seed
 from fastcore_ext.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropy
 from fastcore_ext.metrics import (
     F1Score,
@@ -379,11 +379,7 @@ def create_cnn(
     model and its inputs are channels-last.
     """
     _check_vision_kwargs(kwargs)
-    if not hasattr(data, "train_dl"):  # None, a path: said before data.c is looked for
-        raise TypeError(
-            f"data: expected the data (ImageDataBunch / ImageDataLoaders, e.g. "
-            f"ImageDataBunch.from_folder(path)), got {type(data).__name__} {data!r:.80}"
-        )
+    check_data(data)  # None, a path: said before data.c is looked for
     c = getattr(data, "c", None)
     if isinstance(c, bool) or not isinstance(c, Integral) or c < 1:
         raise ValueError(f"data.c should be the number of classes (a positive int), got {c!r}")
