@@ -286,12 +286,9 @@ def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[It
     if ds_type not in ("valid", "train", "fix"):
         v2 = " (fastai v2's ds_idx is a keyword here: ds_idx=0 or 1)" if ds_type in (0, 1) else ""
         raise ValueError(f"ds_type should be 'valid', 'train' or 'fix', got {ds_type!r}{v2}")
-    if dl is None and ds_type == "fix":  # v1's DatasetType.Fix: no shuffle, no augmentation
-        if getattr(learn.data, "train_dl", None) is None:
-            raise no_data_error("train")
-        return in_order_loader(learn.data, "train"), "the training set (fix)"
     if dl is None:
-        return _preds_dl(learn.data, ds_type), f"data.{ds_type}_dl"
+        source = "the training set (fix)" if ds_type == "fix" else f"data.{ds_type}_dl"
+        return _preds_dl(learn.data, ds_type), source
     if not isinstance(dl, Iterable):
         raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
     return dl, "dl"
@@ -435,12 +432,16 @@ class _BatchRules:
 
 
 def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
-    """The loader of get_preds(ds_type): the validation loader as it is, or a shallow copy
-    of the training loader with shuffle and drop_last off (same transforms, same workers;
-    iterating the copy leaves the original's epoch counter alone)."""
-    loader = getattr(data, f"{ds_type}_dl", None)
+    """The loader of get_preds(ds_type): the validation loader as it is, a shallow copy of
+    the training loader with shuffle and drop_last off (same transforms, same workers;
+    iterating the copy leaves the original's epoch counter alone), or for 'fix' (v1's
+    DatasetType.Fix) the training set in order through the validation transform."""
+    kind = "train" if ds_type == "fix" else ds_type
+    loader = getattr(data, f"{kind}_dl", None)
     if loader is None:
-        raise no_data_error(ds_type)
+        raise no_data_error(kind)
+    if ds_type == "fix":
+        return in_order_loader(data, "train")
     if ds_type == "valid":
         return loader
     train_dl = loader
