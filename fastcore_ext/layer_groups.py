@@ -310,16 +310,14 @@ def make_optimizer(
     no_wd: set[int],
 ) -> tuple[torch.optim.Optimizer, GroupMap]:
     """opt_func(param_groups, lr=lr) with the param groups of `GroupMap.of(groups, no_wd)`,
-    and that map: the decayed groups get their layer group's `wd` when given, the others wd
-    0 (torch's `weight_decay` too, for a torch optimizer). TypeError / ValueError unless it
-    builds a torch.optim.Optimizer keeping these groups."""
+    and that map: the decayed groups get their layer group's `wd` when given (else the
+    optimizer's default), the others 0 (`set_wd`: ours 'wd', a torch optimizer's
+    'weight_decay'). TypeError / ValueError unless it builds a torch.optim.Optimizer keeping
+    these groups."""
     group_map = GroupMap.of(groups, no_wd)
     param_groups: list[dict[str, Any]] = [
         {"params": ps} for ps in group_params(groups, group_map, no_wd)
     ]
-    if wd is not None:
-        for g, value in zip(param_groups, group_map.expand(wd), strict=True):
-            g["wd"] = value
     opt = opt_func(param_groups, lr=lr)
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(
@@ -331,12 +329,21 @@ def make_optimizer(
             f"opt_func should keep the param groups it is given ({len(param_groups)}: one or "
             f"two per layer group), got {len(opt.param_groups)}"
         )
-    for group, decay in zip(opt.param_groups, group_map.decay, strict=True):
-        if not decay:
-            for key in _DECAY_KEYS:
-                if key in group:
-                    group[key] = 0.0
+    _write_wd(opt, group_map, wd)
     return opt, group_map
+
+
+def _write_wd(
+    opt: torch.optim.Optimizer, group_map: GroupMap, values: Sequence[float] | None
+) -> None:
+    """Each param group's weight decay, under the key its optimizer reads ('wd' for this
+    library's, 'weight_decay' for torch's): its layer group's value in `values` (None: the
+    optimizer's own, unchanged) for a decayed group, 0 for the others."""
+    expanded = [None] * len(opt.param_groups) if values is None else group_map.expand(values)
+    for group, value, decay in zip(opt.param_groups, expanded, group_map.decay, strict=True):
+        for key in _DECAY_KEYS:
+            if key in group and (value is not None or not decay):
+                group[key] = value if decay else 0.0
 
 
 def set_lrs(opt: torch.optim.Optimizer, group_map: GroupMap, lrs: Sequence[float]) -> None:
@@ -355,12 +362,8 @@ def set_wd(
     group) or, when wd is None, to `default` (the learner's); both None: unchanged. Param
     groups without decay keep wd 0."""
     values = wd_range(wd, group_map.n_layers) if wd is not None else default
-    if values is None:
-        return
-    for group, value, decay in zip(
-        opt.param_groups, group_map.expand(values), group_map.decay, strict=True
-    ):
-        group["wd"] = value if decay else 0.0
+    if values is not None:
+        _write_wd(opt, group_map, values)
 
 
 def regroup_state_dict(
@@ -458,8 +461,10 @@ def one_cycle_setter(opt: torch.optim.Optimizer, moms: Any) -> Callable[..., Non
     setter = getattr(opt, "set_one_cycle", None)
     if setter is None:
         raise TypeError(
-            f"fit_one_cycle needs an optimizer with set_one_cycle (fastcore_ext.optim.Adam "
-            f"or SGD); opt_func built {type(opt).__name__}"
+            f"a one-cycle schedule (fit_one_cycle, and fit_flat_cos, fine_tune and fit_sgdr, "
+            f"which run one) needs an optimizer with set_one_cycle, which evaluates it in its "
+            f"step (fastcore_ext.optim.Adam or SGD); opt_func built {type(opt).__name__}: "
+            f"pass opt_func=Adam, or train with fit(n_epoch, lr)"
         )
     return setter
 

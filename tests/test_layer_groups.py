@@ -129,10 +129,11 @@ def test_steps_with_zero_grads_decay_only_what_they_should(opt_func, wd_bn_bias)
     """fit() at lr 1e-2 and wd 0.5 with zero gradients: a decayed parameter becomes
     p * (1 - lr * wd) ** steps, one without decay stays bit-identical."""
     learn = three_group_learner(opt_func=opt_func, wd=0.5, wd_bn_bias=wd_bn_bias)
-    if opt_func is torch.optim.AdamW:  # torch's optimizers read their own 'weight_decay'
-        for g, decay in zip(learn.opt.param_groups, learn.group_map.decay, strict=True):
-            assert g["weight_decay"] == (0.01 if decay else 0.0)  # AdamW's default, or 0
-            g["weight_decay"] = 0.5 if decay else g["weight_decay"]
+    key = "weight_decay" if opt_func is torch.optim.AdamW else "wd"  # what each one reads
+    for g, decay in zip(learn.opt.param_groups, learn.group_map.decay, strict=True):
+        assert g[key] == (0.5 if decay else 0.0)
+        # the learner's wd went to torch's key, not to a 'wd' that AdamW ignores
+        assert key == "wd" or "wd" not in g
     with torch.no_grad():  # BatchNorm starts at ones and zeros: random values show more
         for p in learn.model.parameters():
             p.normal_()
@@ -293,3 +294,21 @@ def test_wd_bn_bias_should_be_a_bool(value):
         make_learner(wd_bn_bias=value)
     with pytest.raises(TypeError, match="wd_bn_bias should be a bool"):
         create_cnn(easy_bunch(size=32), models.resnet18, pretrained=False, wd_bn_bias=value)
+
+
+def test_a_torch_optimizer_gets_the_weight_decay_of_the_learner_and_of_fit():
+    """wd reached torch's optimizers as a 'wd' key they never read: AdamW kept its 0.01."""
+    learn = three_group_learner(opt_func=torch.optim.AdamW)  # wd None: AdamW's own default
+    decays = learn.group_map.decay
+    assert [g["weight_decay"] for g in learn.opt.param_groups] == [
+        0.01 if d else 0.0 for d in decays
+    ]
+    learn = three_group_learner(opt_func=torch.optim.AdamW, wd=0.5)
+    learn.fit(1, lr=1e-3, wd=0.3)
+    assert [g["weight_decay"] for g in learn.opt.param_groups] == [
+        0.3 if d else 0.0 for d in decays
+    ]
+    learn.fit(1, lr=1e-3)  # fit's wd None: the learner's again
+    assert [g["weight_decay"] for g in learn.opt.param_groups] == [
+        0.5 if d else 0.0 for d in decays
+    ]

@@ -544,6 +544,8 @@ def test_learner_argument_errors():
     learn = Learner(data, m, opt_func=torch.optim.SGD)
     with pytest.raises(TypeError, match="set_one_cycle"):
         learn.fit_one_cycle(1)
+    with pytest.raises(TypeError, match=r"fit_flat_cos, fine_tune .* opt_func built SGD: pass"):
+        learn.fit_flat_cos(1)  # it named fit_one_cycle alone
     learn = make_learner()
     with pytest.raises(ValueError, match="n_epoch should be >= 1"):
         learn.fit(0)
