@@ -5,6 +5,12 @@ Each metric is a function `metric(preds, targs) -> Tensor` (0-dim) with preds
 `Tensor[N]`. The Recorder gathers the predictions of every validation batch and calls each
 metric once on all of them, so a smaller last batch counts for what it holds (averaging
 per-batch values would weight it as much as a full batch).
+
+Beyond accuracy: fastai v2's metric factories, each computing in torch what scikit-learn's
+function of the same column name computes (fastai wraps scikit-learn; this library does not
+depend on it): Precision, Recall, F1Score, FBeta, Jaccard (of the predicted classes),
+MatthewsCorrCoef, BalancedAccuracy, CohenKappa (of the confusion matrix) and RocAuc,
+RocAucBinary (of the softmax probabilities, ties counted as scikit-learn's trapezoid does).
 """
 
 from __future__ import annotations
@@ -12,17 +18,25 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from functools import partial
+from itertools import combinations
 from typing import Any
 
 import torch
 
-from fastcore_ext.checks import int_or_none, real_or_none, short_repr
+from fastcore_ext.checks import check_bool, int_or_none, real_or_none, short_repr
+from fastcore_ext.warn import warn_user
 
 __all__ = [
+    "BalancedAccuracy",
+    "CohenKappa",
     "F1Score",
     "FBeta",
+    "Jaccard",
+    "MatthewsCorrCoef",
     "Precision",
     "Recall",
+    "RocAuc",
+    "RocAucBinary",
     "accuracy",
     "check_metric",
     "error_rate",
@@ -97,9 +111,10 @@ _AVERAGES = ("binary", "macro", "micro", "weighted")
 
 
 class _ClassScore:
-    """Precision, recall or F-beta of the predicted classes (argmax over `axis`), as
-    scikit-learn's precision_score / recall_score / fbeta_score compute them and fastai v2's
-    Precision / Recall / F1Score / FBeta wrap them: average 'binary' (the score of
+    """Precision, recall, F-beta or Jaccard index of the predicted classes (argmax over
+    `axis`), as scikit-learn's precision_score / recall_score / fbeta_score / jaccard_score
+    compute them and fastai v2's Precision / Recall / F1Score / FBeta / Jaccard wrap them
+    (Jaccard: tp / (tp + fp + fn)): average 'binary' (the score of
     `pos_label`; two classes at most), 'macro' (the mean over the classes), 'weighted' (that
     mean weighted by each class's number of targets) or 'micro' (over all items pooled); the
     classes are `labels`, else those present in the targets or the predictions; a score
@@ -120,9 +135,12 @@ class _ClassScore:
         number = real_or_none(beta)
         if number is None or not number > 0:
             raise ValueError(f"beta should be a number > 0, got {beta!r}")
+        positive = int_or_none(pos_label)
+        if positive is None:
+            raise TypeError(f"pos_label should be an int (a class index), got {pos_label!r}")
         self.kind, self.__name__ = kind, name
-        self.axis, self.labels, self.pos_label = axis, labels, pos_label
-        self.average, self.beta = average, number
+        self.axis, self.labels = _check_axis(axis), _check_labels(labels)
+        self.pos_label, self.average, self.beta = positive, average, number
 
     def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
         _check(preds, targs, self.axis, self.__name__)
@@ -157,8 +175,35 @@ class _ClassScore:
             return precision
         if self.kind == "recall":
             return recall
+        if self.kind == "jaccard":
+            return _ratio(tp, tp + fp + fn)
         b2 = self.beta**2
         return _ratio((1 + b2) * precision * recall, b2 * precision + recall)
+
+
+def _check_axis(axis: object) -> int:
+    """The class dimension `axis` as a Python int (its range is checked against preds)."""
+    number = int_or_none(axis)
+    if number is None:
+        raise TypeError(f"axis should be an int (the class dimension of preds), got {axis!r}")
+    return number
+
+
+def _check_labels(labels: object) -> list[int] | None:
+    """None, or `labels` as a list of distinct ints (class indices), at least one."""
+    if labels is None:
+        return None
+    try:
+        out = None if isinstance(labels, (str, bytes)) else [int_or_none(x) for x in labels]
+    except TypeError:  # not iterable
+        out = None
+    if out is None or None in out:
+        raise TypeError(
+            f"labels should be None or a list of int class indices, got {short_repr(labels)}"
+        )
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"labels should hold at least one class, each once, got {out}")
+    return out
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -198,7 +243,280 @@ def FBeta(  # noqa: N802
     return _ClassScore("fbeta", "fbeta_score", axis, labels, pos_label, average, beta)
 
 
-_FACTORIES = (Precision, Recall, F1Score, FBeta)
+def Jaccard(  # noqa: N802
+    axis: int = -1, labels: list[int] | None = None, pos_label: int = 1, average: str = "binary"
+) -> _ClassScore:
+    """fastai v2's Jaccard metric (column 'jaccard_score'): tp / (tp + fp + fn) of the predicted
+    classes; see `_ClassScore`."""
+    return _ClassScore("jaccard", "jaccard_score", axis, labels, pos_label, average)
+
+
+def _confusion(targ: torch.Tensor, pred: torch.Tensor, labels: list[int] | None) -> torch.Tensor:
+    """Float64 `Tensor[K, K]` of counts, rows the targets and columns the predictions, as
+    scikit-learn's confusion_matrix: the classes are `labels` in their order (items whose
+    target or prediction is not among them are left out), else those present in targ or pred,
+    sorted. targ, pred: int `Tensor[N]`."""
+    if labels is None:
+        classes, index = torch.unique(torch.cat([targ, pred]), return_inverse=True)
+        k = len(classes)
+        t, p = index[: len(targ)], index[len(targ) :]
+    else:
+        k = len(labels)
+        lab = torch.tensor(labels, device=targ.device)
+        t_match, p_match = targ.unsqueeze(1) == lab, pred.unsqueeze(1) == lab  # (N, K)
+        keep = t_match.any(1) & p_match.any(1)
+        t, p = t_match[keep].float().argmax(1), p_match[keep].float().argmax(1)
+    return torch.bincount(t * k + p, minlength=k * k).view(k, k).double()
+
+
+def _matthews(cm: torch.Tensor) -> torch.Tensor:
+    """scikit-learn's matthews_corrcoef of a confusion matrix (its multi-class form, which is
+    the phi coefficient for two classes); 0.0 where it is undefined (a constant prediction or
+    a single target class), as scikit-learn returns."""
+    t_sum, p_sum, n = cm.sum(1), cm.sum(0), cm.sum()
+    cov_tp = cm.trace() * n - t_sum @ p_sum
+    cov_pp_tt = (n * n - p_sum @ p_sum) * (n * n - t_sum @ t_sum)
+    return torch.where(cov_pp_tt > 0, cov_tp / cov_pp_tt.clamp(min=1).sqrt(), 0.0)
+
+
+def _balanced_accuracy(cm: torch.Tensor, adjusted: bool) -> torch.Tensor:
+    """scikit-learn's balanced_accuracy_score: the mean recall of the classes present among
+    the targets (a class only predicted counts in none); adjusted, rescaled so that chance
+    scores 0 and a perfect prediction 1 (undefined, nan or -inf, with one target class)."""
+    support = cm.sum(1)
+    present = support > 0
+    score = (cm.diagonal()[present] / support[present]).mean()
+    if adjusted:
+        chance = 1 / int(present.sum())
+        score = (score - chance) / (1 - chance)
+    return score
+
+
+def _kappa(cm: torch.Tensor, weights: str | None) -> torch.Tensor:
+    """scikit-learn's cohen_kappa_score: 1 - sum(w * observed) / sum(w * expected by chance),
+    w 1 off the diagonal (weights None), |i - j| ('linear') or (i - j)^2 ('quadratic') for the
+    classes' positions i, j in the confusion matrix; nan with a warning where undefined (one
+    class in all), as scikit-learn's default returns."""
+    k, total = cm.shape[0], cm.sum()
+    i = torch.arange(k, device=cm.device, dtype=torch.float64)
+    distance = (i.unsqueeze(1) - i).abs()
+    w = {None: (distance > 0).double(), "linear": distance, "quadratic": distance**2}[weights]
+    expected = torch.outer(cm.sum(1), cm.sum(0)) / total.clamp(min=1)
+    den = (w * expected).sum()
+    if den == 0:
+        warn_user(
+            f"cohen_kappa_score (CohenKappa) is undefined with fewer than two classes among the "
+            f"targets and predictions counted ({int(total)} items): nan, as scikit-learn gives"
+        )
+        return torch.full_like(den, torch.nan)
+    return 1 - (w * cm).sum() / den
+
+
+class _ConfusionScore:
+    """A score of the confusion matrix between the targets and the predicted classes (argmax
+    over `axis`): `score(Tensor[K, K] float64) -> 0-dim tensor`, `labels` as in
+    `_confusion`. Called as metric(preds[N, C], targs[N]) -> 0-dim float32 tensor."""
+
+    def __init__(
+        self,
+        name: str,
+        score: Callable[[torch.Tensor], torch.Tensor],
+        axis: int = -1,
+        labels: list[int] | None = None,
+    ) -> None:
+        self.__name__, self.score = name, score
+        self.axis, self.labels = _check_axis(axis), _check_labels(labels)
+
+    def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
+        _check(preds, targs, self.axis, self.__name__)
+        pred, targ = preds.argmax(dim=self.axis).reshape(-1), targs.reshape(-1)
+        if self.labels is not None:
+            known = torch.tensor(self.labels, device=targ.device)
+            if not bool(torch.isin(targ, known).any()):
+                raise ValueError(
+                    f"{self.__name__}: at least one of labels {self.labels} should be among "
+                    f"the targets, which hold classes {torch.unique(targ).tolist()}"
+                )
+        return self.score(_confusion(targ, pred, self.labels)).float()
+
+
+def MatthewsCorrCoef(axis: int = -1) -> _ConfusionScore:  # noqa: N802
+    """fastai v2's MatthewsCorrCoef metric (column 'matthews_corrcoef'): scikit-learn's
+    matthews_corrcoef of the predicted classes, in [-1, 1]; 0.0 for a constant prediction."""
+    return _ConfusionScore("matthews_corrcoef", _matthews, axis)
+
+
+def BalancedAccuracy(axis: int = -1, adjusted: bool = False) -> _ConfusionScore:  # noqa: N802
+    """fastai v2's BalancedAccuracy metric (column 'balanced_accuracy_score'): the mean over
+    the target classes of their recall; `adjusted=True` maps chance to 0."""
+    adjusted = check_bool("adjusted", adjusted)
+    return _ConfusionScore(
+        "balanced_accuracy_score", partial(_balanced_accuracy, adjusted=adjusted), axis
+    )
+
+
+_KAPPA_WEIGHTS = (None, "linear", "quadratic")
+
+
+def CohenKappa(  # noqa: N802
+    axis: int = -1, labels: list[int] | None = None, weights: str | None = None
+) -> _ConfusionScore:
+    """fastai v2's CohenKappa metric (column 'cohen_kappa_score'): scikit-learn's
+    cohen_kappa_score between the targets and the predicted classes, unweighted or with
+    'linear' / 'quadratic' weights (quadratic: the usual score of ordered classes)."""
+    if weights not in _KAPPA_WEIGHTS:
+        raise ValueError(f"weights should be None, 'linear' or 'quadratic', got {weights!r}")
+    return _ConfusionScore("cohen_kappa_score", partial(_kappa, weights=weights), axis, labels)
+
+
+def _auc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """The ROC AUC of each column: scores `Tensor[M, K]`, positive bool `Tensor[M, K]` (each
+    column holding both kinds) -> float64 `Tensor[K]`. The Mann-Whitney statistic with tied
+    scores at their average rank, which equals the trapezoid area under scikit-learn's
+    roc_curve (a tie between a positive and a negative counts one half)."""
+    m, k = scores.shape
+    ordered, order = scores.sort(dim=0)
+    new = torch.ones_like(ordered, dtype=torch.bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    # the tied groups of column j get the ids j * m, j * m + 1, ... in ascending order
+    group = new.cumsum(0) - 1 + torch.arange(k, device=scores.device) * m  # (M, K)
+    count = torch.bincount(group.reshape(-1), minlength=k * m).view(k, m).double()
+    last = count.cumsum(1)  # 1-based rank of each group's last item within its column
+    mean_rank = (last - (count - 1) / 2).view(-1)[group]  # (M, K), in sorted order
+    pos = positive.gather(0, order)
+    n_pos = pos.sum(0).double()
+    n_neg = m - n_pos
+    return ((mean_rank * pos).sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+_ROC_AVERAGES = {"ovr": ("macro", "weighted", "micro"), "ovo": ("macro", "weighted")}
+_BINARY_ROC_AVERAGES = ("macro", "micro", "samples", "weighted", None)
+
+
+class _RocAuc:
+    """The area under the ROC curve of the softmax probabilities of preds along `axis`, as
+    scikit-learn's roc_auc_score computes it and fastai v2's RocAuc (multi_class 'ovr': each
+    class against the rest, averaged 'macro', 'weighted' by the class's number of targets or
+    'micro' over all (item, class) pairs; 'ovo': Hand & Till's mean over pairs of classes,
+    'weighted' by the pair's share of the items) and RocAucBinary (multi_class None: the
+    probability of class 1 of 2) wrap it. Softmax in float32 (float64 for float64 preds), as
+    fastai's probabilities, so that ties are those scikit-learn sees there."""
+
+    __name__ = "roc_auc_score"
+
+    def __init__(self, factory: str, axis: int, average: str | None, multi_class: str | None):
+        self.factory, self.axis = factory, _check_axis(axis)
+        if multi_class is not None and multi_class not in ("ovr", "ovo"):
+            raise ValueError(f"multi_class should be 'ovr' or 'ovo', got {multi_class!r}")
+        choices = _ROC_AVERAGES[multi_class] if multi_class else _BINARY_ROC_AVERAGES
+        if average not in choices:
+            named = [repr(c) for c in choices]
+            called = f"{factory}(multi_class={multi_class!r})" if multi_class else f"{factory}()"
+            raise ValueError(
+                f"average should be {', '.join(named[:-1])} or {named[-1]} for {called}, "
+                f"got {average!r}"
+            )
+        self.average, self.multi_class = average, multi_class
+
+    def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
+        _check(preds, targs, self.axis, self.__name__)
+        if not preds.dtype.is_floating_point:
+            raise TypeError(
+                f"{self.factory}: preds should be float scores (logits or probabilities), "
+                f"got dtype {preds.dtype}"
+            )
+        dtype = torch.float64 if preds.dtype == torch.float64 else torch.float32
+        probs = preds.softmax(dim=self.axis, dtype=dtype).movedim(self.axis, -1)
+        probs = probs.reshape(-1, probs.shape[-1])  # (N, C)
+        targ = targs.reshape(-1).long()
+        n_classes = probs.shape[1]
+        if self.multi_class is None and n_classes != 2:
+            raise ValueError(
+                f"RocAucBinary scores the probability of class 1 of 2: preds should have 2 "
+                f"classes along axis {self.axis}, got {n_classes} (RocAuc() for more)"
+            )
+        if self.multi_class is not None and n_classes < 3:
+            raise ValueError(
+                f"RocAuc is the ROC AUC of 3 classes or more, one against the rest or pairs: "
+                f"preds have {n_classes} along axis {self.axis} (RocAucBinary() for two "
+                f"classes, as fastai, whose RocAuc fails on them)"
+            )
+        low, high = int(targ.min()), int(targ.max())
+        if low < 0 or high >= n_classes:
+            raise ValueError(
+                f"{self.factory}: targs should be class indices in [0, {n_classes}) (the "
+                f"columns of preds), got values from {low} to {high}"
+            )
+        if not bool(torch.isfinite(probs).all()):
+            raise ValueError(
+                f"{self.factory}: preds hold NaN or infinite values, whose probabilities and "
+                f"ROC AUC are undefined"
+            )
+        support = torch.bincount(targ, minlength=n_classes)
+        if bool((support == 0).any()):  # nan, not an error: a fit goes on (its column nan)
+            found = (support > 0).nonzero().flatten().tolist()
+            warn_user(
+                f"{self.factory}: ROC AUC is undefined unless every class of preds is among "
+                f"the targets, but the {len(targ)} targets hold only class "
+                f"{', '.join(map(str, found))} of the {n_classes}: nan (scikit-learn gives nan "
+                f"for two classes, an error for more)"
+            )
+            return torch.tensor(torch.nan, device=probs.device)
+        return self._score(probs, targ, support).float()
+
+    def _score(
+        self, probs: torch.Tensor, targ: torch.Tensor, support: torch.Tensor
+    ) -> torch.Tensor:
+        if self.multi_class is None:
+            return _auc(probs[:, 1:], (targ == 1).unsqueeze(1))[0]
+        onehot = torch.nn.functional.one_hot(targ, probs.shape[1]).bool()  # (N, C)
+        if self.multi_class == "ovr":
+            if self.average == "micro":
+                return _auc(probs.reshape(-1, 1), onehot.reshape(-1, 1))[0]
+            per_class = _auc(probs, onehot)
+            if self.average == "weighted":
+                return (per_class * support).sum() / support.sum()
+            return per_class.mean()
+        pairs, shares = [], []
+        for a, b in combinations(range(probs.shape[1]), 2):
+            rows = onehot[:, a] | onehot[:, b]
+            pairs.append(_auc(probs[rows][:, [a, b]], onehot[rows][:, [a, b]]).mean())
+            shares.append(rows.double().mean())
+        pair, share = torch.stack(pairs), torch.stack(shares)
+        if self.average == "weighted":
+            return (pair * share).sum() / share.sum()
+        return pair.mean()
+
+
+def RocAuc(  # noqa: N802
+    axis: int = -1, average: str = "macro", multi_class: str = "ovr"
+) -> _RocAuc:
+    """fastai v2's RocAuc metric (column 'roc_auc_score'): the ROC AUC of the softmax
+    probabilities of 3 classes or more, one-vs-rest ('ovr') or one-vs-one ('ovo'); every class
+    must be among the targets. See `_RocAuc`."""
+    return _RocAuc("RocAuc", axis, average, multi_class)
+
+
+def RocAucBinary(axis: int = -1, average: str | None = "macro") -> _RocAuc:  # noqa: N802
+    """fastai v2's RocAucBinary metric (column 'roc_auc_score'): the ROC AUC of the softmax
+    probability of class 1 of 2 (both classes must be among the targets). See `_RocAuc`."""
+    return _RocAuc("RocAucBinary", axis, average, None)
+
+
+# The metric factories, each with an example of its arguments, for the message when one is
+# passed uncalled (metrics=[Precision]).
+_FACTORIES = (
+    (Precision, "average='macro'"),
+    (Recall, "average='macro'"),
+    (F1Score, "average='macro'"),
+    (FBeta, "2, average='macro'"),
+    (Jaccard, "average='macro'"),
+    (MatthewsCorrCoef, ""),
+    (BalancedAccuracy, "adjusted=True"),
+    (CohenKappa, "weights='quadratic'"),
+    (RocAuc, "multi_class='ovo'"),
+    (RocAucBinary, ""),
+)
 
 
 def metric_name(metric: Callable[..., Any]) -> str:
@@ -212,13 +530,13 @@ def metric_name(metric: Callable[..., Any]) -> str:
 def check_metric(metric: object) -> None:
     """A TypeError, when the learner is built rather than after the first epoch, for a metric
     that cannot be called as ``metric(preds, targs)``: not callable, a class or one of the
-    factories (Precision, Recall, F1Score, FBeta) not called, a function of another
-    signature."""
+    factories (Precision, RocAuc, ...) not called, a function of another signature."""
     if not callable(metric):
         raise TypeError(f"metrics should be callables f(preds, targs), got {metric!r}")
-    if isinstance(metric, type) or metric in _FACTORIES:
+    example = next((args for factory, args in _FACTORIES if factory is metric), None)
+    if isinstance(metric, type) or example is not None:
         name = metric.__name__
-        hint = f", e.g. {name}(average='macro')" if metric in _FACTORIES else ""
+        hint = f", e.g. {name}({example})" if example else ""
         raise TypeError(f"metrics: {name} makes a metric: pass {name}(){hint}, not {name} itself")
     try:
         signature = inspect.signature(metric)
