@@ -76,6 +76,7 @@ from fastcore_ext.lesson import (
     LessonError,
     LessonSummary,
     check_config,
+    check_image_folder,
     find_lr,
     run_lesson,
     signal_handled,
@@ -321,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---- choices shown to the user -------------------------------------------------------------------
 def _announce_defaults(args: argparse.Namespace, training: bool) -> None:
-    """Fill the options left unset (see _resolve_defaults) and say which values were chosen."""
+    """Fill the options left unset (see _resolve_defaults) and say which values were chosen;
+    first a PATH that is no folder is a LessonError (nothing printed before it)."""
+    if args.path is not None:
+        check_image_folder(args.path)
     chosen = _resolve_defaults(args, training)
     if chosen:
         kind = "the demo dataset" if args.path is None else "an image folder"
@@ -494,8 +498,8 @@ def _terminate_as_interrupt() -> Iterator[list[bool]]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    _announce_defaults(args, training=True)
     try:
+        _announce_defaults(args, training=True)
         summary = run_lesson(_config(args, training=True))
     except LessonError as e:
         raise _usage_error(e) from None
@@ -511,8 +515,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
-    _announce_defaults(args, training=False)
     try:
+        _announce_defaults(args, training=False)
         result = find_lr(_config(args, training=False))
     except LessonError as e:
         raise _usage_error(e) from None

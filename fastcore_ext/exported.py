@@ -19,7 +19,13 @@ import torch
 from fastcore_ext.augment import augment_batch
 from fastcore_ext.callback import mixed_precision
 from fastcore_ext.checks import check_bool, check_int
-from fastcore_ext.data import check_test_images, check_test_items, load_image
+from fastcore_ext.data import (
+    ImageDataset,
+    check_test_images,
+    check_test_items,
+    get_image_files,
+    load_image,
+)
 from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT, build_model, read_export
 from fastcore_ext.learner import Learner
 
@@ -48,6 +54,9 @@ class InferenceData:
         self.path = Path(path)
         self.train_dl = None
         self.valid_dl = None
+        # fastai v1's unlabelled test set (add_test; load_learner's test=)
+        self.test_ds: ImageDataset | None = None
+        self._test_loader: FileBatches | None = None
 
     @property
     def c(self) -> int:
@@ -90,6 +99,30 @@ class InferenceData:
         items = check_test_items(test_items)
         check_test_images(items)
         return FileBatches(self, items, check_int("bs", bs, 1))
+
+    def add_test(self, items: Any, bs: int = 64) -> None:
+        """fastai v1's ``learn.data.add_test(items)`` (and load_learner's ``test=``): image
+        files as the unlabelled test set, `test_ds` (its ``items`` in the order given), which
+        ``learn.get_preds(ds_type=DatasetType.Test)`` predicts in that order through
+        ``dl('test')`` (batches of `bs`). Every file is decoded once here (an unreadable one
+        is a BadImageError naming it). A second call replaces the set."""
+        loader = self.test_dl(items, bs=bs)
+        self.test_ds = ImageDataset(loader.items, None, self.classes, self.presize,
+                                    self.resize_method)  # fmt: skip
+        self._test_loader = loader
+
+    def dl(self, ds_type: str = "valid") -> FileBatches:
+        """fastai v1's ``data.dl(ds_type)``: the loader of the test set ('test'; `add_test`).
+        An exported learner has no training or validation set: other ds_types, and 'test'
+        before add_test, are a ValueError."""
+        if ds_type != "test" or self._test_loader is None:
+            raise ValueError(
+                f"ds_type {ds_type!r}: a learner from load_learner has "
+                + ("no test set yet; " if ds_type == "test" else "only a test set; ")
+                + "add one with learn.data.add_test(files) or load_learner(path, test=files "
+                "or a folder), or pass get_preds(dl=learn.dls.test_dl(files))"
+            )
+        return self._test_loader
 
     def denorm(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalization: float [B, 3, H, W] -> the same in [0, 1]."""
@@ -153,7 +186,10 @@ class FileBatches:
 
 
 def load_learner(
-    path: str | os.PathLike, fname: str | os.PathLike = DEFAULT_EXPORT, cpu: bool = True
+    path: str | os.PathLike,
+    fname: str | os.PathLike = DEFAULT_EXPORT,
+    cpu: bool = True,
+    test: Any = None,
 ) -> Learner:
     """Load a learner written by `Learner.export`: path/`fname`, or `path` itself when it is
     a file (fastai v2's `load_learner(file)`). cpu=True puts it on the CPU; cpu=False on the
@@ -163,7 +199,10 @@ def load_learner(
     (`fit` refuses; get_preds and validate take a `dl`); its path is the file's folder.
     Precision: that of the exporting learner where this device runs it (an fp32 export
     predicts in fp32; fp16 on a GPU), else 'auto' (bf16 where the device runs it natively:
-    a bf16 export loaded on a CPU without bf16 units predicts in fp32)."""
+    a bf16 export loaded on a CPU without bf16 units predicts in fp32).
+    test (fastai v1's): image files, or a folder searched for them, added as the unlabelled
+    test set (`InferenceData.add_test`): ``learn.get_preds(ds_type=DatasetType.Test)``
+    predicts them, in ``learn.data.test_ds.items`` order."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path should be a str or Path, got {type(path).__name__}")
     if not isinstance(fname, (str, os.PathLike)) or not str(fname):
@@ -205,4 +244,17 @@ def load_learner(
     if device.type == "cuda":
         learn.to_channels_last()
     learn.model.eval()
+    if test is not None:
+        data.add_test(_test_files(test))
     return learn
+
+
+def _test_files(test: Any) -> Any:
+    """load_learner's `test`: the image files under a folder (recursively, as fastai v1's
+    ImageList.from_folder), else `test` itself (files, checked by add_test)."""
+    if isinstance(test, str | os.PathLike) and Path(test).is_dir():
+        files = get_image_files(test)
+        if not files:
+            raise ValueError(f"test: the folder {test} holds no image file")
+        return files
+    return test

@@ -130,7 +130,9 @@ def get_preds(
     from (seed, epoch) of the loader's next epoch, which does not advance; fastai's
     choice. Pass `dl`, or 'fix' (fastai v1's DatasetType.Fix), for an un-augmented pass of
     the training set in order). Needs a loader with `shuffle` and
-    `drop_last` attributes (fastcore_ext.data's DeviceDataLoader). Unreadable image files
+    `drop_last` attributes (fastcore_ext.data's DeviceDataLoader). 'test' (fastai v1's
+    DatasetType.Test): the unlabelled test set of ``data.add_test(files)`` (or from_folder's
+    ``test=``, load_learner's ``test=``), in its order; targets None. Unreadable image files
     have no row (the others keep their order), and a warning says how many.
     with_loss: also return per-item losses: the learner's loss_func with
     reduction='none' (an nn loss module with a `reduction` attribute, or
@@ -276,18 +278,15 @@ def validate(
 def _pass_dl(learn: Learner, ds_type: str, dl: Iterable[Any] | None) -> tuple[Iterable[Any], str]:
     """The loader of a pass (`dl`, else the one of ds_type: `_preds_dl`) and how errors name
     it."""
-    if ds_type == "test":
-        raise ValueError(
-            "ds_type 'test': there is no unlabelled test set here (fastai v1's add_test); "
-            "classify files with learn.predict, or get_preds(dl=learn.dls.test_dl(files)) "
-            "(fastai v2's), or pass get_preds(dl=[(x, None), ...]) with x from "
-            "learn.data.preprocess(files)"
-        )
-    if ds_type not in ("valid", "train", "fix"):
+    if ds_type not in ("valid", "train", "fix", "test"):
         v2 = " (fastai v2's ds_idx is a keyword here: ds_idx=0 or 1)" if ds_type in (0, 1) else ""
-        raise ValueError(f"ds_type should be 'valid', 'train' or 'fix', got {ds_type!r}{v2}")
+        raise ValueError(
+            f"ds_type should be 'valid', 'train', 'fix' or 'test', got {ds_type!r}{v2}"
+        )
     if dl is None:
-        source = "the training set (fix)" if ds_type == "fix" else f"data.{ds_type}_dl"
+        source = {"fix": "the training set (fix)", "test": "the test set (data.add_test)"}.get(
+            ds_type, f"data.{ds_type}_dl"
+        )
         return _preds_dl(learn.data, ds_type), source
     if not isinstance(dl, Iterable):
         raise TypeError(f"dl should be an iterable of (x, y) batches, got {type(dl).__name__}")
@@ -436,6 +435,8 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
     the training loader with shuffle and drop_last off (same transforms, same workers;
     iterating the copy leaves the original's epoch counter alone), or for 'fix' (v1's
     DatasetType.Fix) the training set in order through the validation transform."""
+    if ds_type == "test":
+        return test_set_loader(data)
     kind = "train" if ds_type == "fix" else ds_type
     loader = getattr(data, f"{kind}_dl", None)
     if loader is None:
@@ -455,6 +456,17 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
     ordered.shuffle = False
     ordered.drop_last = False
     return ordered
+
+
+def test_set_loader(data: Any) -> Iterable[Any]:
+    """The loader of the data's test set (fastai v1's add_test: ``data.dl('test')``), or a
+    ValueError saying how to add one."""
+    if not hasattr(data, "dl"):
+        raise ValueError(
+            f"ds_type 'test': {type(data).__name__} keeps no test set; pass "
+            "get_preds(dl=...) (learn.dls.test_dl(files), fastai v2's)"
+        )
+    return data.dl("test")
 
 
 def no_data_error(ds_type: str) -> ValueError:
@@ -520,8 +532,9 @@ class Category(str):
         return str(self)
 
 
-def predict(learn: Learner, item: Any) -> tuple[Category, torch.Tensor, torch.Tensor]:
+def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, ...]:
     """`Learner.predict` (see there)."""
+    check_bool("with_input", with_input)
     preprocess = getattr(learn.data, "preprocess", None)
     if preprocess is None:
         raise TypeError(
@@ -543,7 +556,12 @@ def predict(learn: Learner, item: Any) -> tuple[Category, torch.Tensor, torch.Te
         logits = forward(learn, x)
     probs = torch.softmax(logits, dim=1)[0].cpu()  # a normal tensor, made outside
     idx = probs.argmax()
-    return Category(str(learn.data.classes[int(idx)]), idx), idx, probs
+    result = (Category(str(learn.data.classes[int(idx)]), idx), idx, probs)
+    if not with_input:
+        return result
+    # the input as the model saw it, normalization undone: int64 pixels, as dls.decode's
+    pixels = (learn.data.denorm(x.float()) * 255).round_().long()[0].cpu()
+    return (pixels, *result)
 
 
 def show_results(
@@ -646,7 +664,9 @@ def _augmenting_loader(learn: Learner, ds_type: str, dl: Any, caller: str) -> An
     """The loader TTA augments: `dl`, else ds_type's data set in order (`in_order_loader`);
     an error when the learner has no such data, or when the loader cannot give the uint8
     batches the augmentation starts from."""
-    if dl is None:
+    if dl is None and ds_type == "test":
+        dl = test_set_loader(learn.data)
+    elif dl is None:
         dl = in_order_loader(learn.data, ds_type)
         if dl is None:
             raise no_data_error(ds_type)

@@ -31,6 +31,7 @@ from fastcore_ext import ranks
 from fastcore_ext.checks import check_bool, int_or_none, real_or_none
 from fastcore_ext.inference import MissingRowsWarning, ds_idx_set
 from fastcore_ext.plots import PlotFigure, check_figsize, finish, grid_cells, image_grid
+from fastcore_ext.warn import warn_user
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport", "Interpretation"]
 
@@ -318,7 +319,14 @@ class ClassificationInterpretation:
         heatmap=True overlays, as fastai v1 does, where the body looked for the actual class
         (Grad-CAM, see `heatmaps`), in `cmap` at opacity `alpha`, on items whose body output
         has at least `heatmap_thresh` cells. Saved as 'top_losses.png'
-        ('top_losses_smallest.png'). Returns the Figure."""
+        ('top_losses_smallest.png'). k above the number of items N: all N, with a warning
+        (fastai's fails). Returns the Figure."""
+        asked = int_or_none(k)
+        if asked is not None and asked > len(self):
+            warn_user(
+                f"k: {k} items asked for and the interpretation holds {len(self)}; showing "
+                f"all {len(self)}"
+            )
         k = self._check_k(k)
         cells = grid_cells(nrows, ncols)
         if cells is not None:
@@ -594,7 +602,8 @@ def _data_set(ds_idx: Any, ds_type: Any, dl: Any) -> str | None:
         ds_idx, ds_type = None, ds_idx
     named = None if ds_idx is None else ds_idx_set(ds_idx)
     if ds_type is not None and ds_type not in ("valid", "train"):
-        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
+        unlabelled = " (the test set has no labels to compare with)" if ds_type == "test" else ""
+        raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}{unlabelled}")
     if dl is not None:
         if ds_idx is not None or ds_type is not None:
             given = f"ds_idx={ds_idx!r}" if ds_idx is not None else f"ds_type={ds_type!r}"

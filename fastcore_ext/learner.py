@@ -745,6 +745,8 @@ class Learner:
         stop_div: bool = True,
         show_plot: bool = False,
         suggest_funcs: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
+        *,
+        wd: float | Sequence[float] | None = None,
     ) -> Suggestions | tuple[float, ...]:
         """Learning-rate range test: train up to `num_it` batches while every group's lr
         grows exponentially from start_lr to end_lr (as `fit`'s lr), stopping once the
@@ -763,13 +765,18 @@ class Learner:
         result is fastai's SuggestedLRs, a namedtuple of their lrs named after them in the
         order given (`lr_min, lr_steep = learn.lr_find(suggest_funcs=(minimum, steep))`;
         `callback.lr_finder.suggest`), and show_plot draws `recorder.plot_lr_find` with
-        their points marked."""
+        their points marked.
+
+        wd (fastai v1's): the weight decay of the sweep (a float, or one per layer group, as
+        `fit`'s); None: the optimizer's current one. Put back afterwards with the rest."""
         num_it = check_int("num_it", num_it, 2)
+        if wd is not None:
+            lg.wd_range(wd, len(self.layer_groups))  # checked before the sweep begins
         funcs = None if suggest_funcs is None else check_suggest_funcs(suggest_funcs)
         starts = self.lr_range(start_lr, "start_lr")
         ends = self.lr_range(end_lr, "end_lr")
         n_epoch = math.ceil(num_it / batches_per_epoch(self._train_dl()))
-        sweep(self, LRFinder(starts, ends, num_it, stop_div), n_epoch)
+        sweep(self, LRFinder(starts, ends, num_it, stop_div), n_epoch, wd)
         rec = self.recorder
         lrs = [g[-1] for g in rec.lrs]
         rec.suggestions = suggest_lrs(lrs, rec.smooth_losses, num_it)
@@ -795,14 +802,14 @@ class Learner:
         ds_idx: int | None = None,
         with_decoded: bool = False,
     ) -> tuple[torch.Tensor, ...]:
-        """One inference pass over a data set (ds_type 'valid', the default, or 'train'; or
-        any `dl` of (x, y)), in eval mode under torch.inference_mode, in the learner's
-        precision and memory layout. ds_idx: fastai v2's name for the data set, 1 valid or
-        0 train (give ds_type or ds_idx, not both). Returns (probs float32 [N, c],
-        targets [N]), then the predicted classes (int64 [N], the argmax of probs) with
-        with_decoded, then per-item losses with with_loss, and the inputs in front with
-        with_input: fastai v2's order (inputs, probs, targets, decoded, losses). Details in
-        `fastcore_ext.inference.get_preds`."""
+        """One inference pass over a data set (ds_type 'valid', the default, 'train', or
+        'test', fastai v1's test set of ``data.add_test``; or any `dl` of (x, y)), in eval
+        mode under torch.inference_mode, in the learner's precision and memory layout.
+        ds_idx: fastai v2's name for the data set, 1 valid or 0 train (give ds_type or
+        ds_idx, not both). Returns (probs float32 [N, c], targets [N]), then the predicted
+        classes (int64 [N], the argmax of probs) with with_decoded, then per-item losses
+        with with_loss, and the inputs in front with with_input: fastai v2's order (inputs,
+        probs, targets, decoded, losses). Details in `fastcore_ext.inference.get_preds`."""
         ds_type = _data_set("get_preds", ds_type, ds_idx)
         return inference.get_preds(
             self, ds_type, with_loss, with_input, dl, act, reorder, with_decoded
@@ -828,15 +835,16 @@ class Learner:
             ds_type, dl = None, ds_type
         return inference.validate(self, _data_set("validate", ds_type, ds_idx), dl)
 
-    def predict(self, item: Any) -> tuple[inference.Category, torch.Tensor, torch.Tensor]:
+    def predict(self, item: Any, with_input: bool = False) -> tuple[Any, ...]:
         """Classify one image: a file path, a PIL image, or a tensor / array [3, H, W] or
         [H, W, 3] of uint8 or of floats in [0, 1] (`open_image(f).data`). It goes through the
         validation transform (presize, center crop, normalization: `data.preprocess`), then
         the model as in get_preds. Returns (class, class index, probabilities float32
         Tensor[c] on the CPU), as fastai v1 and v2: the class a `Category`, its name as a str
         with v1's `.obj` (the name) and `.data` (the index), the index an int64 0-dim
-        tensor."""
-        return inference.predict(self, item)
+        tensor. with_input (fastai v2's): the input first, as the model saw it with the
+        normalization undone (int64 [3, S, S] pixels in [0, 255], as ``dls.decode``)."""
+        return inference.predict(self, item, with_input)
 
     def summary(self) -> inference.Summary:
         """fastai v2's `learn.summary()`: the model's layers with their output shapes and

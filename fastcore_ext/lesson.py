@@ -86,6 +86,7 @@ __all__ = [
     "LessonSummary",
     "LrFindResult",
     "check_config",
+    "check_image_folder",
     "find_lr",
     "run_lesson",
     "signal_handled",
@@ -434,6 +435,16 @@ def _labels_csv(config: LessonConfig, root: Path) -> Path:
     return csv.resolve()
 
 
+def check_image_folder(path: str | os.PathLike) -> Path:
+    """`path` (user-expanded) when it is a folder, else a LessonError naming it (the
+    command line checks it before it prints anything)."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        what = "a file" if root.exists() else "missing"
+        raise LessonError("path", f"expected an image folder, got {str(root)!r} ({what})")
+    return root
+
+
 def _source(config: LessonConfig) -> _Source:
     """The images of config.path (class folders, or labelled by config.label_re), or of the
     demo dataset."""
@@ -448,10 +459,7 @@ def _source(config: LessonConfig) -> _Source:
             lambda s: items_from_folder(root, seed=s),
             lambda **kw: ImageDataBunch.from_folder(root, **kw),
         )
-    root = Path(config.path).expanduser()
-    if not root.is_dir():
-        what = "a file" if root.exists() else "missing"
-        raise LessonError("path", f"expected an image folder, got {str(root)!r} ({what})")
+    root = check_image_folder(config.path)
     try:
         files = get_image_files(root)
     except (ValueError, OSError) as e:

@@ -635,3 +635,10 @@ def test_a_usage_error_is_printed_by_rank_zero_only(capsys, monkeypatch):
     monkeypatch.setattr(cli, "launch_rank", lambda: 0)
     code, out, err = run(capsys, "train", "--arch", "resnet4")
     assert code == 2 and "--arch: expected a torchvision classification model" in err
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_a_path_that_is_no_folder_is_refused_before_anything_is_printed(tmp_path, capsys, command):
+    """The 'Defaults for an image folder' line came before the PATH error."""
+    code, out, err = run(capsys, command, str(tmp_path / "missing"))
+    assert (code, out) == (2, "") and "PATH: expected an image folder" in err

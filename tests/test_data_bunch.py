@@ -675,8 +675,10 @@ def test_show_batch_returns_figure(root):
     assert len(b.show_batch(rows=3, ds_type="valid").axes) == 9  # 9 cells for 8 images
     with pytest.raises(ValueError, match="rows: expected a positive int"):
         b.show_batch(rows=0)
-    with pytest.raises(ValueError, match="ds_type: expected 'train' or 'valid'"):
+    with pytest.raises(ValueError, match="ds_type 'test': this data has no test set; add one"):
         b.show_batch(ds_type="test")
+    with pytest.raises(ValueError, match="ds_type: expected 'train', 'valid' or 'test'"):
+        b.show_batch(ds_type="fix")
 
 
 def _grid(fig):

@@ -503,3 +503,17 @@ def test_predict_detaches_a_tensor_that_requires_grad(trained, recwarn):
     cls, idx, probs = learn.predict(x)
     assert not [w for w in recwarn if "requires_grad" in str(w.message)]
     assert (cls, idx) == learn.predict(x.detach())[:2] and not probs.requires_grad
+
+
+def test_predict_with_input_gives_the_input_the_model_saw(trained):
+    """fastai v2's predict(item, with_input=True): the decoded input first."""
+    learn, _ = trained
+    item = learn.data.valid_ds.items[0]
+    pixels, cat, idx, probs = learn.predict(item, with_input=True)
+    assert cat == learn.predict(item)[0] and torch.equal(probs, learn.predict(item)[2])
+    assert pixels.dtype == torch.int64 and pixels.shape == (3, 16, 16)
+    x = learn.data.preprocess(item)
+    want = (learn.data.denorm(x.float()) * 255).round().long()[0].cpu()
+    assert torch.equal(pixels, want) and 0 <= pixels.min() and pixels.max() <= 255
+    with pytest.raises(TypeError, match="with_input"):
+        learn.predict(item, with_input=1)

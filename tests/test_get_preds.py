@@ -338,7 +338,7 @@ def test_validate_equals_the_epoch_table_and_a_manual_pass(precision):
 
 def test_validate_bad_arguments():
     learn = make_learner()
-    with pytest.raises(ValueError, match="ds_type 'test': there is no unlabelled test set"):
+    with pytest.raises(ValueError, match="ds_type 'test': FakeBunch keeps no test set"):
         learn.validate("test")
     with pytest.raises(ValueError, match="dl yielded no batch"):
         learn.validate(dl=[])
@@ -366,12 +366,12 @@ def test_unlabelled_batches_give_no_targets():
         learn.get_preds(dl=[(x.to(torch.uint8), y)])
 
 
-def test_the_v1_test_set_name_says_what_to_do():
+def test_the_v1_test_set_of_data_without_one_says_what_to_do():
     from fastcore_ext.data import DatasetType
 
     learn = make_learner()
     with pytest.raises(
-        ValueError, match=r"ds_type 'test': there is no unlabelled test set .*dl=\[\(x, None\)"
+        ValueError, match=r"ds_type 'test': FakeBunch keeps no test set; pass get_preds\(dl="
     ):
         learn.get_preds(DatasetType.Test)
 

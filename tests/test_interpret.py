@@ -742,3 +742,12 @@ def test_from_learner_dl_and_act(folder, tmp_path):
         ClassificationInterpretation.from_learner(learn, dl=learn.data.test_dl(files))
     with pytest.raises(ValueError, match="dl and tta=True"):
         ClassificationInterpretation.from_learner(learn, dl=dl, tta=True)
+
+
+def test_plot_top_losses_of_more_items_than_there_are_shows_all_with_a_warning(folder, tmp_path):
+    interp = _three_class_interp(folder, tmp_path)
+    n = len(interp)
+    with pytest.warns(UserWarning, match=rf"k: {n + 5} items asked for and the interpretation "
+                      rf"holds {n}; showing all {n}"):  # fmt: skip
+        fig = interp.plot_top_losses(n + 5)
+    assert sum(1 for ax in fig.axes if ax.get_images()) == n

@@ -331,3 +331,19 @@ def test_star_import_gives_the_suggestion_functions():
     for f in (valley, steep, minimum, slide):
         assert namespace[f.__name__] is f
     assert math.isfinite(namespace["valley"](LRS, _noisy_curve(0), 100)[0])
+
+
+def test_lr_find_wd_decays_the_sweep_and_is_put_back():
+    """fastai v1's lr_find(wd=): the sweep's weight decay; the optimizer's after it as before."""
+    learn = make_learner(model_seed=7)
+    before = [g["wd"] for g in learn.opt.param_groups]
+    learn.lr_find(num_it=8)
+    plain = list(learn.recorder.losses)
+    learn.lr_find(num_it=8)
+    assert list(learn.recorder.losses) == plain  # the sweep is repeatable
+    learn.lr_find(num_it=8, wd=0.5)
+    decayed = list(learn.recorder.losses)
+    assert decayed[0] == plain[0] and decayed != plain
+    assert [g["wd"] for g in learn.opt.param_groups] == before
+    with pytest.raises(ValueError, match="wd"):
+        learn.lr_find(num_it=8, wd=-1.0)

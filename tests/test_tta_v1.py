@@ -206,6 +206,8 @@ def test_tta_errors(folder):
     with pytest.raises(ValueError, match="with_loss needs the blended predictions"):
         learn.TTA(beta=None, with_loss=True)
     with pytest.raises(ValueError, match="ds_type should be 'train' or 'valid'"):
+        learn.TTA(ds_type="fix")
+    with pytest.raises(ValueError, match="ds_type 'test': this data has no test set"):
         learn.TTA(ds_type="test")
     with pytest.raises(TypeError, match="DeviceDataLoader"):
         make_learner().TTA()

@@ -21,7 +21,7 @@ from fastcore_ext.callback.core import (
     report_stop,
 )
 from fastcore_ext.checkpoint import rng_state, set_rng_state
-from fastcore_ext.layer_groups import set_lrs
+from fastcore_ext.layer_groups import set_lrs, set_wd
 from fastcore_ext.metrics import metric_name
 from fastcore_ext.schedule import Point, exp_sweep, suggestion_window
 
@@ -151,10 +151,10 @@ class Snapshot:
         learn.epochs_trained = self.epochs_trained
 
 
-def sweep(learn: Learner, finder: LRFinder, n_epoch: int) -> None:
+def sweep(learn: Learner, finder: LRFinder, n_epoch: int, wd: Any = None) -> None:
     """Run `finder`'s sweep as a fit of up to `n_epoch` epochs, without the epoch table and
-    with no schedule in the optimizer, then put back everything it changed (`Snapshot`); the
-    recorder keeps the sweep.
+    with no schedule in the optimizer (and with weight decay `wd` when not None, as `fit`'s
+    wd), then put back everything it changed (`Snapshot`); the recorder keeps the sweep.
 
     An exception that ends the sweep early (Ctrl-C's KeyboardInterrupt included) goes on to
     the caller after the learner is put back, with a note saying after how many of the
@@ -166,6 +166,7 @@ def sweep(learn: Learner, finder: LRFinder, n_epoch: int) -> None:
     learn.progress.show_table = False
     try:
         learn._clear_schedule()
+        set_wd(learn.opt, learn.group_map, wd, None)
         learn._fit(n_epoch, 0, [finder])
     except BaseException as e:
         _put_back(learn, snapshot, show_table)

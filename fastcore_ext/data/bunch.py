@@ -99,6 +99,7 @@ from fastcore_ext.warn import warn_user
 from .cache import DecodedCache
 from .device_decode import JpegBatchDecoder, resolve_decode_device
 from .images import (
+    PAD_MODES,
     BadImageError,
     ImageSource,
     file_image_size,
@@ -113,6 +114,7 @@ from .items import (
     check_files_exist,
     check_fnames,
     check_path,
+    get_image_files,
     items_from_folder,
     items_from_lists,
     items_from_name_func,
@@ -375,7 +377,11 @@ def _resolve_pipeline(
     size: int | None,
     item_tfms: object,
     batch_tfms: object,
+    v1_resize: str | None = None,
+    padding_mode: str | None = None,
 ) -> _Pipeline:
+    """The pipeline the arguments of a from_* method describe: fastai v1's ds_tfms, size,
+    resize_method (`v1_resize`) and padding_mode, or v2's item_tfms and batch_tfms."""
     if ds_tfms is not _UNSET and (item_tfms is not None or batch_tfms is not None):
         raise ValueError(
             "ds_tfms: fastai v1's ds_tfms cannot be mixed with v2's item_tfms/batch_tfms; "
@@ -392,6 +398,18 @@ def _resolve_pipeline(
                 f"(the validation set is never augmented), got {ds_tfms!r}"
             )
         spec = specs[0]
+    if (v1_resize is not None or padding_mode is not None) and item_tfms is not None:
+        raise ValueError(
+            "resize_method / padding_mode: fastai v1's resize arguments cannot be mixed with "
+            "v2's item_tfms (Resize(n, method, pad_mode) takes both); got "
+            f"resize_method={v1_resize!r}, padding_mode={padding_mode!r}, item_tfms={item_tfms!r}"
+        )
+    if padding_mode is not None:
+        padding_mode = str(padding_mode)
+        if padding_mode not in PAD_MODES:
+            raise ValueError(f"padding_mode: expected one of {PAD_MODES}, got {padding_mode!r}")
+        if spec is not None:  # v1's padding_mode pads the affine augmentation too
+            spec = dataclasses.replace(spec, pad_mode=padding_mode)
 
     stats = None
     if batch_tfms is not None:
@@ -428,12 +446,24 @@ def _resolve_pipeline(
     elif resize is not None:
         size = resize.size
     else:  # nothing says: the images' own size (`_sized`)
-        return _Pipeline(None, None, "crop", spec, stats)
+        return _Pipeline(None, None, _v1_method(v1_resize, padding_mode), spec, stats)
     if resize is not None:
         presize, method = resize.presize, resize.presize_method
     else:
-        presize, method = round(1.25 * size), "crop"
+        presize, method = round(1.25 * size), _v1_method(v1_resize, padding_mode)
     return _Pipeline(size, presize, method, spec, stats)
+
+
+def _v1_method(v1_resize: str | None, padding_mode: str | None) -> str:
+    """The presize method of fastai v1's ``resize_method`` (ResizeMethod.CROP, the default;
+    SQUISH; PAD, padded with `padding_mode`, 'reflection' by default, as v1's)."""
+    method = "crop" if v1_resize is None else str(v1_resize).lower()
+    if method not in ("crop", "squish", "pad"):
+        raise ValueError(
+            "resize_method: expected ResizeMethod.CROP, SQUISH or PAD ('crop', 'squish', "
+            f"'pad'), got {v1_resize!r}"
+        )
+    return resize_method(method, "reflection" if padding_mode is None else padding_mode)
 
 
 # the size when nothing chooses one and the images have no single square size
@@ -607,6 +637,20 @@ def check_test_images(items: list[Path], num_workers: int = 0) -> None:
         )
 
 
+def _test_folder_items(path: str | Path, test: str | os.PathLike) -> list[Path]:
+    """The image files under ``path/test`` (fastai v1's ``test=`` folder, searched
+    recursively as its add_test_folder does), or a ValueError naming the folder."""
+    if not isinstance(test, str | os.PathLike):
+        raise TypeError(f"test: expected the name of a folder of images, got {test!r}")
+    folder = Path(path) / test
+    if not folder.is_dir():
+        raise ValueError(f"test: expected a folder of unlabelled images, {folder} is no folder")
+    files = get_image_files(folder)
+    if not files:
+        raise ValueError(f"test: the folder {folder} holds no image file")
+    return list(files)
+
+
 def _suff_as_suffix(kwargs: dict[str, Any]) -> dict[str, Any]:
     """fastai v2's `suff` as v1's `suffix` (the bunch's name); both given: a ValueError."""
     kwargs = dict(kwargs)
@@ -706,7 +750,9 @@ class ImageDataBunch:
     (uint8 [3, P, P], label)``, the centre window), train_dl / valid_dl (`DeviceDataLoader`:
     ``(x float [B, 3, S, S], y int64 [B])`` on the device; also ``dls[0]`` / ``dls[1]``),
     labeller (how a file gets its label, for ``test_dl(with_labels=True)``; None when the
-    labels came from a list or a table). Build it with the ``from_*`` class methods.
+    labels came from a list or a table), test_ds (fastai v1's unlabelled test set, None until
+    `add_test` or a from_* method's ``test=`` folder adds one). Build it with the ``from_*``
+    class methods; each takes fastai v1's ``test``, ``resize_method`` and ``padding_mode``.
     """
 
     _label_from = "path"  # from_name_re / from_name_func read the whole path, as fastai v1
@@ -773,6 +819,9 @@ class ImageDataBunch:
         )
         self.bs = self.train_dl.bs  # checked there (a NumPy int becomes an int)
         self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs or bs, train=False, **common)
+        # fastai v1's unlabelled test set (add_test): its dataset, and its loader (`dl`)
+        self.test_ds: ImageDataset | None = None
+        self._test_loader: DeviceDataLoader | None = None
         self.stats: tuple[list[float], list[float]] | None = None
         if pipeline.stats is not None:
             self.normalize(pipeline.stats)
@@ -789,13 +838,26 @@ class ImageDataBunch:
         size: int | None,
         item_tfms: object,
         batch_tfms: object,
+        *,
+        test: str | os.PathLike | None = None,
+        resize_method: str | None = None,
+        padding_mode: str | None = None,
         **kwargs,
     ) -> ImageDataBunch:
-        pipeline = _resolve_pipeline(ds_tfms, size, item_tfms, batch_tfms)
+        """The bunch of a from_* method. fastai v1's `test`: a folder (under `path`) of
+        unlabelled images, added by `add_test`; resize_method and padding_mode: v1's
+        `_resolve_pipeline`."""
+        pipeline = _resolve_pipeline(
+            ds_tfms, size, item_tfms, batch_tfms, resize_method, padding_mode
+        )
+        test_items = None if test is None else _test_folder_items(path, test)
         seed = _resolve_seed(seed, cls._seed_rng)
         split = make_split(seed)
         pipeline = _sized(pipeline, split.train_items + split.valid_items)
-        return cls(path, split, pipeline, seed=seed, **kwargs)
+        bunch = cls(path, split, pipeline, seed=seed, **kwargs)
+        if test_items is not None:
+            bunch.add_test(test_items)
+        return bunch
 
     @classmethod
     def from_folder(
@@ -820,6 +882,9 @@ class ImageDataBunch:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        test: str | os.PathLike | None = None,
+        resize_method: str | None = None,
+        padding_mode: str | None = None,
     ) -> ImageDataBunch:
         """ImageNet-style folders: ``path/train/<class>/...`` and ``path/valid/<class>/...``;
         or, with `valid_pct`, every image under `path` labelled by its parent folder and
@@ -837,7 +902,9 @@ class ImageDataBunch:
         )
 
         def split(seed: int) -> ItemSplit:
-            return items_from_folder(path, train, valid, valid_pct, seed, cls._split_rule)
+            return items_from_folder(
+                path, train, valid, valid_pct, seed, cls._split_rule, exclude=test
+            )
 
         return cls._build(
             path,
@@ -845,6 +912,7 @@ class ImageDataBunch:
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
+            test=test, resize_method=resize_method, padding_mode=padding_mode,
             labeller=parent_label,
         )  # fmt: skip
 
@@ -869,6 +937,9 @@ class ImageDataBunch:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        test: str | os.PathLike | None = None,
+        resize_method: str | None = None,
+        padding_mode: str | None = None,
     ) -> ImageDataBunch:
         """Label = first group of `pat` in each file's full path (ImageDataLoaders, fastai v2:
         in its file name); random split."""
@@ -877,6 +948,7 @@ class ImageDataBunch:
             ds_tfms=ds_tfms, size=size, item_tfms=item_tfms, batch_tfms=batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
+            test=test, resize_method=resize_method, padding_mode=padding_mode,
         )  # fmt: skip
 
     @classmethod
@@ -926,6 +998,9 @@ class ImageDataBunch:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        test: str | os.PathLike | None = None,
+        resize_method: str | None = None,
+        padding_mode: str | None = None,
     ) -> ImageDataBunch:
         """Label = ``str(label_func(file_path))`` (ImageDataLoaders, fastai v2:
         ``label_func(file_name)``, a str); random split."""
@@ -934,6 +1009,7 @@ class ImageDataBunch:
             ds_tfms=ds_tfms, size=size, item_tfms=item_tfms, batch_tfms=batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
+            test=test, resize_method=resize_method, padding_mode=padding_mode,
         )  # fmt: skip
 
     @classmethod
@@ -983,6 +1059,9 @@ class ImageDataBunch:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        test: str | os.PathLike | None = None,
+        resize_method: str | None = None,
+        padding_mode: str | None = None,
     ) -> ImageDataBunch:
         """Labels given in a list aligned with `fnames`; random split."""
         fnames = check_fnames(fnames)
@@ -992,6 +1071,7 @@ class ImageDataBunch:
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
+            test=test, resize_method=resize_method, padding_mode=padding_mode,
         )  # fmt: skip
 
     @classmethod
@@ -1021,6 +1101,9 @@ class ImageDataBunch:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        test: str | os.PathLike | None = None,
+        resize_method: str | None = None,
+        padding_mode: str | None = None,
     ) -> ImageDataBunch:
         """Files and labels from ``path/csv_labels`` (fastai v1's signature; MNIST_SAMPLE's
         labels.csv: ``name,label`` then ``train/3/7463.png,0``): file
@@ -1041,6 +1124,7 @@ class ImageDataBunch:
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
+            test=test, resize_method=resize_method, padding_mode=padding_mode,
         )  # fmt: skip
 
     @classmethod
@@ -1068,6 +1152,9 @@ class ImageDataBunch:
         device: torch.device | str | None = None,
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
+        test: str | os.PathLike | None = None,
+        resize_method: str | None = None,
+        padding_mode: str | None = None,
     ) -> ImageDataBunch:
         """Files and labels from a pandas DataFrame (fastai v1's signature): file
         ``path/folder/(df[fn_col] + suffix)``, label ``df[label_col]`` (columns by position
@@ -1088,6 +1175,7 @@ class ImageDataBunch:
             seed, ds_tfms, size, item_tfms, batch_tfms,
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
+            test=test, resize_method=resize_method, padding_mode=padding_mode,
         )  # fmt: skip
 
     # -- the bunch interface ------------------------------------------------------------------
@@ -1182,12 +1270,33 @@ class ImageDataBunch:
         drops them before training (they are in `dropped_items`)."""
         return self.train_dl.bad_items + self.valid_dl.bad_items
 
-    def _dl(self, ds_type: str) -> DeviceDataLoader:
+    def add_test(self, items: Iterable[str | os.PathLike]) -> None:
+        """fastai v1's ``data.add_test(items)``: image files as the unlabelled test set,
+        `test_ds` (its ``items`` in the order given), read by ``dl('test')`` through the
+        validation transform: ``learn.get_preds(ds_type=DatasetType.Test)`` predicts it in
+        that order (targets None; v1's were zeros). Every file is decoded once here (an
+        unreadable one is a BadImageError naming it, as test_dl). A second call replaces
+        the set. (v1's ``data.test_dl`` is a loader; here ``test_dl(items)`` is fastai v2's
+        method making one, and ``dl('test')`` is the test set's.)"""
+        loader = self.test_dl(items)
+        self.test_ds, self._test_loader = loader.dataset, loader
+
+    def dl(self, ds_type: str = "valid") -> DeviceDataLoader:
+        """fastai v1's ``data.dl(ds_type)``: the loader of 'train', 'valid' or 'test' (the
+        set of `add_test`; a ValueError when there is none)."""
         if ds_type == "train":
             return self.train_dl
         if ds_type == "valid":
             return self.valid_dl
-        raise ValueError(f"ds_type: expected 'train' or 'valid', got {ds_type!r}")
+        if ds_type == "test":
+            if self._test_loader is None:
+                raise ValueError(
+                    "ds_type 'test': this data has no test set; add one with "
+                    "data.add_test(files) or from_folder(..., test='test') (fastai v1's), or "
+                    "predict files with learn.get_preds(dl=data.test_dl(files)) (fastai v2's)"
+                )
+            return self._test_loader
+        raise ValueError(f"ds_type: expected 'train', 'valid' or 'test', got {ds_type!r}")
 
     def normalize(self, stats: Stats | None = None) -> ImageDataBunch:
         """Normalize batches with (mean, std) per channel in [0, 1] units (e.g.
@@ -1198,13 +1307,27 @@ class ImageDataBunch:
             x, _ = self.valid_dl.one_batch()
             stats = (x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist())
         self.stats = _check_stats(stats)
-        self.train_dl.stats = self.valid_dl.stats = self.stats
+        for dl in (self.train_dl, self.valid_dl, self._test_loader):
+            if dl is not None:
+                dl.stats = self.stats
         return self
 
-    def one_batch(self, ds_type: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-        """First batch of the next epoch of `ds_type` ('train' or 'valid'):
-        ``(x float [B, 3, S, S], y int64 [B])`` on the device."""
-        return self._dl(ds_type).one_batch()
+    def one_batch(
+        self, ds_type: str = "train", detach: bool = True, denorm: bool = False, cpu: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch of the next epoch of `ds_type` ('train', 'valid' or 'test'; the loader's
+        `DeviceDataLoader.one_batch`): ``(x float [B, 3, S, S], y int64 [B])`` on the
+        device, x normalized, as fastai v2's ``dls.one_batch()``. fastai v1's keywords:
+        denorm=True undoes the normalization (x in [0, 1]), cpu=True moves both to the CPU
+        (v1's defaults were True for both; here v2's, False); detach is accepted (a batch
+        never needs gradients). y is None for the test set."""
+        check_bool("detach", detach)
+        x, y = self.dl(ds_type).one_batch()
+        if check_bool("denorm", denorm):
+            x = self.denorm(x)
+        if check_bool("cpu", cpu):
+            x, y = x.cpu(), None if y is None else y.cpu()
+        return x, y
 
     def denorm(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalization: float ``[B, 3, H, W]`` -> the same in [0, 1]."""
@@ -1264,7 +1387,7 @@ class ImageDataBunch:
         agree with them (max_n = rows * rows, nrows = ncols = rows). Returns the matplotlib
         Figure; outside a notebook also saved as ``<plot dir>/show_batch_<ds_type>.png``
         (``..._unique.png``; see fastcore_ext.plots), never inside the data set."""
-        dl = self._dl(ds_type)
+        dl = self.dl(ds_type)
         if rows is None:
             return dl.show_batch(
                 9 if max_n is None else max_n, nrows, ncols, figsize=figsize, unique=unique
@@ -1325,15 +1448,18 @@ class ImageDataBunch:
         to choose). Returns self."""
         self.device = _resolve_device(device)
         self.decode_device = resolve_decode_device(self._decode_request, self.device)
-        for dl in (self.train_dl, self.valid_dl):
-            dl.set_decoder(self._decoder())
-            dl.to(self.device)
+        for dl in (self.train_dl, self.valid_dl, self._test_loader):
+            if dl is not None:
+                dl.set_decoder(self._decoder())
+                dl.to(self.device)
         return self
 
     def __repr__(self) -> str:
+        test = "" if self.test_ds is None else f", test {len(self.test_ds)}"
         return (
             f"{type(self).__name__}({self.c} classes; train {len(self.train_ds)}, "
-            f"valid {len(self.valid_ds)} images; size {self.size} from presize {self.presize}; "
+            f"valid {len(self.valid_ds)}{test} images; size {self.size} from presize "
+            f"{self.presize}; "
             f"bs {self.bs}; device {self.device}; path {self.path})"
         )
 

@@ -358,14 +358,14 @@ _FOLDER_NAMES = {
 _SPLIT_NAMES = frozenset(n for names in _FOLDER_NAMES.values() for n in names)
 
 
-def _check_tree(root: Path, files: Sequence[Path]) -> None:
+def _check_tree(root: Path, files: Sequence[Path], left_out: Path | None = None) -> None:
     """The warnings about the tree of `valid_pct` (`files`: the images under `root`, each
     labelled by its parent folder): the top folders holding no image (no class, as in the
     train/valid layout; 'models', where a Learner saves, is not counted), and labels that come
     from several top folders (cat/2023/x.jpg and dog/2023/y.jpg are both '2023': fastai's rule,
     but almost always a tree whose classes are its top folders). A folder named as a split
     (train/, valid/, test/, ...) is not a top folder there: the one under it is (train/cat/
-    and valid/cat/ give 'cat' from 'cat')."""
+    and valid/cat/ give 'cat' from 'cat'). `left_out`: a folder not counted (a test set)."""
     tops: dict[str, set[str]] = {}  # label -> the folders under root it comes from
     with_images = set()
     for p in files:
@@ -377,7 +377,7 @@ def _check_tree(root: Path, files: Sequence[Path]) -> None:
         d.name
         for d in root.iterdir()
         if d.is_dir() and not d.name.startswith(".") and d.name not in with_images
-        and d.name != _MODEL_DIR
+        and d.name != _MODEL_DIR and d != left_out
     )  # fmt: skip
     _warn_empty([(root, empty)])
     mixed = sorted((label, sorted(t)) for label, t in tops.items() if len(t) > 1)
@@ -402,8 +402,10 @@ def items_from_folder(
     valid_pct: float | None = None,
     seed: int = 0,
     rule: str = "v2",
+    exclude: str | os.PathLike | None = None,
 ) -> ItemSplit:
-    """Items from an ImageNet-style folder tree.
+    """Items from an ImageNet-style folder tree (``path/exclude`` left out: fastai v1's test
+    folder).
 
     With `valid_pct=None`: ``path/<train>/<class>/**/img`` and ``path/<valid>/<class>/**/img``
     (the class is the first folder under `train`/`valid`; classes are those of `train`).
@@ -420,6 +422,9 @@ def items_from_folder(
     if valid_pct is not None:
         _check_valid_pct(valid_pct)
         files = get_image_files(root)
+        left_out = None if exclude is None else root / exclude
+        if left_out is not None:
+            files = [p for p in files if not p.is_relative_to(left_out)]
         if not files:
             raise ValueError(
                 f"path: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {str(root)!r}"
@@ -430,7 +435,7 @@ def items_from_folder(
                 f"path: {len(loose)} images lie directly in {str(root)!r} "
                 f"(e.g. {loose[0].name}); each image must be inside a folder named after its class"
             )
-        _check_tree(root, files)
+        _check_tree(root, files, left_out)
         return _labelled(files, [p.parent.name for p in files], valid_pct, seed, rule)
 
     def sub(name: str, arg: str) -> Path:
