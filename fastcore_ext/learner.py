@@ -206,8 +206,9 @@ class Learner:
     """Trains `model` on `data` (a bunch: train_dl/valid_dl yielding (x, y) on data.device).
 
     Args:
-      data: the bunch (fastcore_ext.data's ImageDataBunch / ImageDataLoaders, or any object
-        with `train_dl`, `valid_dl`, `device`, `c` and `path`).
+      data: the bunch (fastcore_ext.data's ImageDataBunch / ImageDataLoaders; PyTorch
+        DataLoaders as fastai's ``DataLoaders(train_dl, valid_dl)``; or any object with
+        `train_dl` and `valid_dl`, loaders of (x, y) batches on `device`, and `path`).
       model: an nn.Module mapping x (e.g. Tensor[B, 3, S, S]) to logits Tensor[B, c]; moved
         to data.device.
       loss_func: loss(preds, targets) -> 0-dim Tensor; default nn.CrossEntropyLoss().
@@ -458,7 +459,9 @@ class Learner:
         self.epochs_trained = self._data_epoch0 + self.epochs_done
 
     def _do_epoch_train(self) -> None:
-        self.data.train_dl.set_epoch(self._data_epoch0 + self.epoch)
+        set_epoch = getattr(self.data.train_dl, "set_epoch", None)  # a loader may not take it
+        if set_epoch is not None:
+            set_epoch(self._data_epoch0 + self.epoch)
         self.dl = self.data.train_dl
         self.model.train()
         self.training = True
@@ -1445,6 +1448,11 @@ def _check_learner_args(
 def check_data(data: Any) -> None:
     """TypeError unless `data` has the bunch attributes the learner reads (also create_cnn's
     first check, before it reads data.c)."""
+    if isinstance(data, tuple | list) and len(data) == 2:
+        raise TypeError(
+            f"data should be a bunch, got a {type(data).__name__} of two loaders: wrap them "
+            f"as fastai's, DataLoaders(train_dl, valid_dl) (fastcore_ext.data.DataLoaders)"
+        )
     for attr in ("train_dl", "valid_dl", "device"):
         if not hasattr(data, attr):
             raise TypeError(

@@ -1,6 +1,7 @@
 """Image data: item sources, decoding + presizing, a decoded cache, device loaders, the bunch
 (`ImageDataBunch` / `ImageDataLoaders`), fastai v2's DataBlock API on top of it (block.py),
-`untar_data` + `URLs`, and the embedded demo dataset.
+`untar_data` + `URLs`, the embedded demo dataset, and fastai v2's `DataLoaders` of PyTorch
+loaders (dataloaders.py).
 
 See bunch.py for the pipeline defaults and loader.py for how a batch travels to the device.
 """
@@ -32,6 +33,7 @@ from .bunch import (
     mnist_stats,
 )
 from .cache import DecodedCache, clear_cache
+from .dataloaders import DataLoaders, TorchLoader
 from .datasets import Datasets, ImageItems, TensorCategory
 from .demo import DEMO_CLASSES, demo_dataset
 from .download import URLs, download_images, download_url, extract_archive, untar_data
@@ -65,6 +67,8 @@ from .paths import DataPath, NotAFolderError, cache_dir, data_dir, home_dir
 
 __all__ = [
     "CategoryMap",
+    "DataLoaders",
+    "TorchLoader",
     "BBoxBlock",
     "CategoryBlock",
     "DataBlock",

@@ -1,0 +1,191 @@
+"""fastai v2's DataLoaders(train_dl, valid_dl) of PyTorch DataLoaders as a learner's data
+(fastcore_ext.data.dataloaders): a fit, validate and get_preds on them, what they refuse,
+and their split between 2 processes (gloo on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from fastcore_ext.data import DataLoaders, TorchLoader
+from fastcore_ext.learner import Learner
+from fastcore_ext.metrics import accuracy
+
+
+def _dataset(n: int, seed: int) -> TensorDataset:
+    """4 classes of 3 x 8 x 8 float images whose mean level tells the class."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.randn(n, 3, 8, 8, generator=g) * 0.3 + y.view(-1, 1, 1, 1).float()
+    return TensorDataset(x, y)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)
+    )
+
+
+def _dls(n_train: int = 96, n_valid: int = 37) -> DataLoaders:
+    return DataLoaders(
+        DataLoader(_dataset(n_train, 0), batch_size=16, shuffle=True),
+        DataLoader(_dataset(n_valid, 1), batch_size=10),
+        device="cpu",
+    )
+
+
+def _learner(dls: DataLoaders, path: Path) -> Learner:
+    learn = Learner(
+        dls, _model(), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, path=path,
+        precision="fp32",
+    )  # fmt: skip
+    learn.progress.stream = io.StringIO()
+    return learn
+
+
+def test_a_fit_on_torch_dataloaders_learns_and_validates_exactly(tmp_path):
+    dls = _dls()
+    learn = _learner(dls, tmp_path)
+    learn.fit_one_cycle(6, 3e-2)
+    loss, acc = learn.validate()
+    assert [loss, acc] == pytest.approx(learn.recorder.values[-1][1:], rel=1e-6)
+    x, y = dls.valid_ds.tensors
+    learn.model.eval()
+    with torch.no_grad():
+        logits = learn.model(x)
+    assert loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert acc == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert acc > 0.4 and loss < 1.0  # chance: 0.25 and ln 4 = 1.39
+    probs, targets = learn.get_preds()
+    assert torch.equal(targets, y) and probs.shape == (37, 4)
+    assert len(learn.lr_find(num_it=5)) == 3
+
+
+def test_the_dataloaders_api(tmp_path):
+    dls = _dls()
+    assert dls.train is dls[0] is dls.train_dl and dls.valid is dls[1] is dls.valid_dl
+    assert len(dls.train_dl) == 6 and len(dls.valid_dl) == 4 and dls.train_dl.bs == 16
+    assert dls.c is None and dls.classes is None and dls.path == Path(".")
+    x, y = dls.one_batch()
+    assert x.shape == (16, 3, 8, 8) and y.shape == (16,) and x.device.type == "cpu"
+    assert "train 6 batches, valid 4 batches" in repr(dls)
+
+    class Named(TensorDataset):
+        classes = ("a", "b", "c", "d")
+
+    named = DataLoaders(DataLoader(Named(*_dataset(8, 0).tensors), batch_size=4), [], path=tmp_path)
+    assert named.c == 4 and named.vocab == ["a", "b", "c", "d"] and named.path == tmp_path
+
+
+def test_what_dataloaders_refuse(tmp_path):
+    train = DataLoader(_dataset(16, 0), batch_size=4)
+    with pytest.raises(TypeError, match=r"expected the training and the validation loader, got 1"):
+        DataLoaders(train)
+    with pytest.raises(TypeError, match="loader: expected a torch DataLoader .* got int"):
+        DataLoaders(train, 3)
+    with pytest.raises(TypeError, match="without __len__"):
+        DataLoaders(train, (b for b in train))
+    with pytest.raises(TypeError, match=r"path: expected a folder"):
+        DataLoaders(train, train, path=3)
+    with pytest.raises(TypeError, match=r"got a tuple of two loaders: wrap them as fastai's, "):
+        Learner((train, train), _model())
+    odd = DataLoaders(DataLoader(_dataset(16, 0).tensors[0], batch_size=4), train, device="cpu")
+    with pytest.raises(TypeError, match=r"should yield \(x, y\) batches, got Tensor"):
+        odd.one_batch()
+    learn = _learner(_dls(), tmp_path)
+    with pytest.raises(TypeError, match="predict needs data with preprocess"):
+        learn.predict(torch.rand(3, 8, 8))
+
+
+def test_set_epoch_reaches_a_distributed_sampler():
+    ds = _dataset(20, 0)
+    sampler = DistributedSampler(ds, num_replicas=2, rank=0, shuffle=True)
+    loader = TorchLoader(DataLoader(ds, batch_size=5, sampler=sampler), torch.device("cpu"))
+    loader.set_epoch(3)
+    assert sampler.epoch == 3
+
+
+def test_set_shard_splits_a_loader_between_processes():
+    ds = TensorDataset(torch.arange(23).float().view(-1, 1), torch.arange(23))
+    cpu = torch.device("cpu")
+    valid = [TorchLoader(DataLoader(ds, batch_size=4), cpu) for _ in range(2)]
+    for r, loader in enumerate(valid):
+        loader.set_shard(r, 2)
+    seen = [torch.cat([y for _, y in loader]).tolist() for loader in valid]
+    assert seen == [list(range(11)), list(range(11, 23))]  # in order, every item once
+    train = [TorchLoader(DataLoader(ds, batch_size=4, shuffle=True), cpu) for _ in range(2)]
+    for r, loader in enumerate(train):
+        loader.set_shard(r, 2)
+        loader.set_epoch(1)
+    parts = [torch.cat([y for _, y in loader]).tolist() for loader in train]
+    assert len(parts[0]) == len(parts[1]) == 12 and set(parts[0] + parts[1]) == set(range(23))
+    train[0].set_epoch(2)
+    assert torch.cat([y for _, y in train[0]]).tolist() != parts[0]  # a new permutation
+    train[0].set_shard(0, 1)
+    assert len(train[0]) == 6
+    custom = TorchLoader(DataLoader(ds, batch_size=4, sampler=list(range(23))), cpu)
+    with pytest.raises(TypeError, match="with a sampler of its own"):
+        custom.set_shard(0, 2)
+
+
+# ---- 2 processes ---------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, port: int, out: Path) -> None:
+    """A torchrun worker's script, unchanged from one process: DataLoaders, fit, validate."""
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+        LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
+    )  # fmt: skip
+    try:
+        learn = _learner(_dls(), out)
+        assert learn.distributed is not None
+        batches = len(learn.data.train_dl), len(learn.data.valid_dl)
+        learn.fit_one_cycle(2, 1e-2)
+        torch.save(
+            {"state": learn.model.state_dict(), "valid": learn.validate(), "batches": batches},
+            out / f"rank{rank}.pt",
+        )
+    except BaseException:
+        (out / f"error{rank}.txt").write_text(traceback.format_exc())
+        raise
+
+
+def test_two_processes_share_the_data_and_end_with_the_same_model(tmp_path):
+    port = _free_port()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(r, port, tmp_path)) for r in range(2)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 120
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    hung = [p for p in procs if p.is_alive()]
+    for p in hung:
+        p.kill()
+    errors = [f.read_text() for f in tmp_path.glob("error*.txt")]
+    assert not hung and not errors, errors
+    a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    assert a["batches"] == b["batches"] == (3, 2)  # 96 / 2 / 16 training, 37 valid in 19 + 18
+    assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
+    assert a["valid"] == b["valid"]  # over the whole validation set, gathered from both
+    learn = _learner(_dls(), tmp_path)
+    learn.model.load_state_dict(a["state"])
+    assert learn.validate() == pytest.approx(a["valid"], rel=1e-5)
