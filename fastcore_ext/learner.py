@@ -276,7 +276,7 @@ class Learner:
         self.model = model.to(torch.device(data.device))
         self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
         self.opt_func = opt_func
-        self.metrics = _check_metrics(metrics)
+        self.metrics = _check_metrics(metrics, getattr(data, "c", None))
         self._model_dir = Path(model_dir)
         self.path = Path(path) if path is not None else Path(getattr(data, "path", "."))
         self.model_dir = self._model_dir
@@ -346,7 +346,16 @@ class Learner:
     def add_cb(self, cb: Callback) -> None:
         """Attach a callback (kept sorted by `order`; equal orders keep insertion order)."""
         if not isinstance(cb, Callback):
-            raise TypeError(f"cb should be a fastcore_ext Callback instance, got {cb!r}")
+            v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
+            hint = (
+                f" (it defines fastai v1's {v1}: subclass Callback and use v2's event names, "
+                + ", ".join(f"{name} -> {_V1_EVENTS[name]}" for name in v1)
+                + ")"
+                if v1
+                else " (class MyCallback(Callback) with methods named after the events, "
+                "before_batch, after_loss, ...)"
+            )
+            raise TypeError(f"cb should be a fastcore_ext Callback instance, got {cb!r}{hint}")
         if cb.learn is not None and cb.learn is not self:
             raise ValueError(f"{cb!r} is already attached to another Learner")
         v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
@@ -1358,6 +1367,8 @@ def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     if cbs is None:
         return []
     single = isinstance(cbs, Callback) or (isinstance(cbs, type) and issubclass(cbs, Callback))
+    if not single and (not isinstance(cbs, Iterable) or isinstance(cbs, str | bytes)):
+        cbs = [cbs]  # one object that is no Callback: add_cb says what it should be
     listed = [cbs] if single else list(cbs)
     return [cb() if isinstance(cb, type) and issubclass(cb, Callback) else cb for cb in listed]
 
@@ -1537,10 +1548,10 @@ def _check_folder(name: str, value: Path, folder: Path) -> None:
         )
 
 
-def _check_metrics(metrics: Any) -> list[Callable[..., Any]]:
+def _check_metrics(metrics: Any, n_classes: int | None) -> list[Callable[..., Any]]:
     if metrics is None:
         return []
     mets = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
     for m in mets:
-        check_metric(m)
+        check_metric(m, n_classes)
     return mets

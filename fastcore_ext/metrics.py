@@ -142,6 +142,15 @@ class _ClassScore:
         self.axis, self.labels = _check_axis(axis), _check_labels(labels)
         self.pos_label, self.average, self.beta = positive, average, number
 
+    def check_classes(self, c: int) -> None:
+        """ValueError, when the learner is built (not after an epoch), for average='binary'
+        on data of more than 2 classes."""
+        if self.average == "binary" and c > 2:
+            raise ValueError(
+                f"metrics: {self.__name__} with average='binary' scores one class of two, and "
+                f"the data has {c} classes: pass average='macro', 'weighted' or 'micro'"
+            )
+
     def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
         _check(preds, targs, self.axis, self.__name__)
         pred, targ = preds.argmax(dim=self.axis).reshape(-1), targs.reshape(-1)
@@ -418,6 +427,20 @@ class _RocAuc:
             )
         self.average, self.multi_class = average, multi_class
 
+    def check_classes(self, c: int) -> None:
+        """ValueError, when the learner is built, for data whose number of classes this
+        score does not take (RocAucBinary: 2; RocAuc: 3 or more)."""
+        if self.multi_class is None and c != 2:
+            raise ValueError(
+                f"metrics: RocAucBinary scores the probability of class 1 of 2, and the data "
+                f"has {c} classes: pass RocAuc()"
+            )
+        if self.multi_class is not None and c < 3:
+            raise ValueError(
+                f"metrics: RocAuc is the ROC AUC of 3 classes or more, and the data has {c}: "
+                f"pass RocAucBinary()"
+            )
+
     def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
         _check(preds, targs, self.axis, self.__name__)
         if not preds.dtype.is_floating_point:
@@ -527,10 +550,12 @@ def metric_name(metric: Callable[..., Any]) -> str:
     return name if name is not None else type(metric).__name__
 
 
-def check_metric(metric: object) -> None:
+def check_metric(metric: object, n_classes: int | None = None) -> None:
     """A TypeError, when the learner is built rather than after the first epoch, for a metric
     that cannot be called as ``metric(preds, targs)``: not callable, a class or one of the
-    factories (Precision, RocAuc, ...) not called, a function of another signature."""
+    factories (Precision, RocAuc, ...) not called, a function of another signature; and a
+    ValueError for a score that cannot take `n_classes` (when known) classes (Precision()'s
+    average='binary' on 10 classes)."""
     if not callable(metric):
         raise TypeError(f"metrics should be callables f(preds, targs), got {metric!r}")
     example = next((args for factory, args in _FACTORIES if factory is metric), None)
@@ -550,6 +575,9 @@ def check_metric(metric: object) -> None:
             "metric(preds, targs) (the validation set's outputs and targets): expected a "
             "function of two arguments"
         ) from None
+    check_classes = getattr(metric, "check_classes", None)
+    if n_classes is not None and check_classes is not None:
+        check_classes(int(n_classes))
 
 
 def metric_value(metric: Callable[..., Any], preds: torch.Tensor, targs: torch.Tensor) -> float:

@@ -247,3 +247,20 @@ def test_show_graph_v1_form(tmp_path):
     assert graph.learn is learn
     learn.fit(1, callbacks=[graph])
     assert graph.fig is not None and torch.isfinite(torch.tensor(learn.recorder.losses)).all()
+
+
+def test_an_object_that_is_no_callback_is_named(tmp_path):
+    """One object that is no Callback in cbs said "'V1' object is not iterable"."""
+
+    class V1:
+        def on_batch_end(self, **kwargs):
+            pass
+
+    class Plain:
+        pass
+
+    learn = make_learner()
+    with pytest.raises(TypeError, match=r"got .*V1.* \(it defines fastai v1's \['on_batch_end'\]"):
+        learn.fit(1, cbs=V1())
+    with pytest.raises(TypeError, match=r"got .*Plain.* \(class MyCallback\(Callback\)"):
+        learn.fit(1, cbs=[Plain()])

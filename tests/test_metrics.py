@@ -185,3 +185,27 @@ def test_a_metric_returning_no_number_is_named():
         match=r"metrics: <lambda> returned a tensor of shape \(\d+, 2\), expected a number",
     ):
         learn.validate()
+
+
+def test_a_score_that_cannot_take_the_datas_classes_is_refused_when_the_learner_is_built():
+    """Precision() (average='binary') on 3 classes failed after a whole epoch."""
+    from fakes import easy_bunch
+    from torch import nn
+
+    from fastcore_ext.metrics import RocAuc, RocAucBinary
+
+    three = easy_bunch()
+    three.c, three.classes = 3, ["a", "b", "c"]
+
+    def learner(data, metric):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, data.c))
+        return make_learner(data=data, model=model, splitter=None, metrics=metric)
+
+    with pytest.raises(ValueError, match=r"precision_score with average='binary' .* has 3 "):
+        learner(three, Precision())
+    with pytest.raises(ValueError, match=r"RocAucBinary .* the data has 3 classes: pass RocAuc"):
+        learner(three, [accuracy, RocAucBinary()])
+    with pytest.raises(ValueError, match=r"RocAuc is the ROC AUC of 3 .* has 2: pass RocAucB"):
+        learner(easy_bunch(), RocAuc())
+    learner(three, [Precision(average="macro"), RocAuc()])
+    learner(easy_bunch(), [Precision(), RocAucBinary()])
