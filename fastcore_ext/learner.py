@@ -515,6 +515,8 @@ class Learner:
         with self.autocast():
             self.pred = model(xb)
             self._event("after_pred")
+            if self.training and self.train_iter == 1:  # a fit's first batch
+                _check_outputs(self.pred, self.data)
             self.loss_grad = self.loss_func(self.pred, *self.yb)
         self.loss = self.loss_grad.detach()
         self._event("after_loss")
@@ -755,7 +757,7 @@ class Learner:
         end_lr: float | slice | Sequence[float] = 10,
         num_it: int = 100,
         stop_div: bool = True,
-        show_plot: bool = False,
+        show_plot: bool | None = None,
         suggest_funcs: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
         *,
         wd: float | Sequence[float] | None = None,
@@ -767,10 +769,12 @@ class Learner:
         Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs` (kept as
         `recorder.suggestions`, which `recorder.plot()` marks).
 
-        show_plot: draw the curve now. The default, False, is fastai v1's (the lesson's
-        `learn.lr_find()` then `learn.recorder.plot()` draws it once); fastai v2's default is
-        True, so a v2 cell holding only `learn.lr_find()` draws nothing here: pass
-        `show_plot=True`, or call `learn.recorder.plot()` (or `plot_lr_find()`) after it.
+        show_plot: draw the curve now. None (the default) is False for a call in fastai v1's
+        form (the lesson's `learn.lr_find()` then `learn.recorder.plot()` draws it once) and
+        True, fastai v2's default, when `suggest_funcs` is given (a v2-only argument:
+        fastbook's `learn.lr_find(suggest_funcs=(minimum, steep))` draws its plot). A v2 cell
+        holding only `learn.lr_find()` draws nothing here: pass `show_plot=True`, or call
+        `learn.recorder.plot()` (or `plot_lr_find()`) after it.
 
         suggest_funcs: fastai v2's, suggestion functions f(lrs, losses, num_it) -> (lr,
         (lr, loss)) such as `valley`, `steep`, `minimum`, `slide` (`schedule`); then the
@@ -782,6 +786,9 @@ class Learner:
         wd (fastai v1's): the weight decay of the sweep (a float, or one per layer group, as
         `fit`'s); None: the optimizer's current one. Put back afterwards with the rest."""
         num_it = check_int("num_it", num_it, 2)
+        show_plot = (
+            suggest_funcs is not None if show_plot is None else check_bool("show_plot", show_plot)
+        )
         if wd is not None:
             lg.wd_range(wd, len(self.layer_groups))  # checked before the sweep begins
         funcs = None if suggest_funcs is None else check_suggest_funcs(suggest_funcs)
@@ -1503,6 +1510,20 @@ def _check_class_count(model: nn.Module, data: Any) -> None:
         f"new learner for this data (create_cnn / vision_learner builds a head of data.c "
         f"outputs); to keep a trained body, learn.save(name) first and load it into the "
         f"new learner with load(name, strict=False)"
+    )
+
+
+def _check_outputs(pred: Any, data: Any) -> None:
+    """ValueError at a fit's first batch when the model's outputs [B, n] do not number the
+    data's classes (`_check_class_count` finds it at construction where the model's
+    structure tells n; here any model: torchvision's resnet18() has 1000 outputs)."""
+    c = getattr(data, "c", None)
+    if c is None or not isinstance(pred, torch.Tensor) or pred.dim() != 2 or pred.shape[1] == c:
+        return
+    raise ValueError(
+        f"model: it gives {pred.shape[1]} outputs per item and the data has {c} classes "
+        f"(data.c): a classifier of this data needs {c} (e.g. torchvision's "
+        f"resnet18(num_classes={c}), or create_cnn / vision_learner, which build the head)"
     )
 
 

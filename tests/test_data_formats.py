@@ -109,6 +109,14 @@ def test_from_csv_folder_suffix_column_names(tmp_path):
     bare = ImageDataBunch.from_csv(tmp_path, "train-jpg", "bare.csv", fn_col=1, label_col=2,
                                    suffix=".jpg", delimiter=";", header=None, **SMALL)  # fmt: skip
     assert len(bare.train_ds) + len(bare.valid_ds) == 10
+    # delimiter left out: the file's own (';' here, as spreadsheets in many locales write)
+    sniffed = read_labels_csv(tmp_path / "tags.csv", "image_name", "tags")
+    assert sniffed == read_labels_csv(tmp_path / "tags.csv", 1, 2, delimiter=";")
+    tabbed = tmp_path / "tabs.csv"
+    tabbed.write_text("name\tlabel\na;1.jpg\tcat\nb,2.jpg\tdog\n")
+    assert read_labels_csv(tabbed) == (["a;1.jpg", "b,2.jpg"], ["cat", "dog"])
+    (tmp_path / "one.csv").write_text("name\na.jpg\nb.jpg\n")  # one column: ','
+    assert read_labels_csv(tmp_path / "one.csv", 0, 0)[0] == ["a.jpg", "b.jpg"]
 
 
 def test_from_csv_errors(mnist_sample, tmp_path):

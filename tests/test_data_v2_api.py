@@ -286,6 +286,11 @@ def test_from_df_and_from_csv_take_valid_col_and_suff(tmp_path):
     with pytest.raises(ValueError, match="valid_col: expected both training and validation"):
         ImageDataLoaders.from_df(df.assign(is_valid=False), tmp_path, suff=".png",
                                  valid_col="is_valid")  # fmt: skip
+    lone = df.assign(label=[2 if i == 4 else i % 2 for i in range(12)])  # 2 only validates
+    with pytest.warns(UserWarning, match=r"valid_col: the validation column put every image "
+                      r"of 1 class\(es\) .*'2' \(1\)\. Mark some of their rows"):  # fmt: skip
+        ImageDataLoaders.from_df(lone, tmp_path, suff=".png", valid_col="is_valid",
+                                 item_tfms=Resize(16), bs=4, num_workers=0)  # fmt: skip
     (tmp_path / "bad.csv").write_text("fname,label,v\nim0,0,maybe\nim1,1,0\n")
     with pytest.raises(ValueError, match="valid_col: expected True/False or 1/0 .*'maybe'"):
         ImageDataLoaders.from_csv(tmp_path, "bad.csv", suff=".png", valid_col="v")

@@ -647,3 +647,22 @@ def test_fastai_v2_and_v1_spellings_of_the_learner():
     x = torch.randn(2, 3, 4, 4)
     assert Flatten()(AdaptiveConcatPool2d()(x)).shape == (2, 6)
     assert Flatten(full=True)(x).shape == (96,)
+
+
+def test_a_model_whose_outputs_do_not_number_the_classes_is_named_at_the_first_batch():
+    """A model of unknown structure with 5 outputs on 2 classes: torch's 'Target out of bounds'
+    (fewer) or a silent fit (more, as torchvision's resnet18() with its 1000)."""
+
+    class Net(nn.Module):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.body, self.out = nn.Flatten(), nn.Linear(3 * 8 * 8, n)
+
+        def forward(self, x):
+            return self.out(self.body(x))
+
+    for n in (1, 5):
+        learn = make_learner(model=Net(n), splitter=None)
+        with pytest.raises(ValueError, match=rf"gives {n} outputs per item and the data has 2"):
+            learn.fit(1)
+    make_learner(model=Net(2), splitter=None).fit(1)

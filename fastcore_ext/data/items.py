@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -240,11 +241,15 @@ def _labelled(
     if untrained:
         counts = [sum(labels[i] == c for i in va) for c in untrained]
         shown = ", ".join(f"{c!r} ({n})" for c, n in zip(untrained, counts, strict=True))
-        how = f"random split (valid_pct={valid_pct}, seed={seed})" if valid is None else "split"
+        if valid is None:
+            arg, how = "valid_pct", f"the random split (valid_pct={valid_pct}, seed={seed})"
+            fix = "Give each class more images, or choose another seed or valid_pct"
+        else:
+            arg, how = "valid_col", "the validation column"
+            fix = "Mark some of their rows as training rows, or leave those classes out"
         warn_user(
-            f"valid_pct: the {how} put every image "
-            f"of {len(untrained)} class(es) in the validation set, so the model cannot learn "
-            f"them: {shown}. Give each class more images, or choose another seed or valid_pct"
+            f"{arg}: {how} put every image of {len(untrained)} class(es) in the validation "
+            f"set, so the model cannot learn them: {shown}. {fix}"
         )
     return ItemSplit(
         [items[i] for i in tr],
@@ -670,7 +675,9 @@ def read_labels_csv(
     header: 'infer' or 0: the first row names the columns (pandas' default for a file with a
     header row, as fastai's labels.csv); None: every row is data.
     fn_col, label_col: column positions, or names from the header row.
-    delimiter: the field separator; None means ','.
+    delimiter: the field separator; None: the one the file's first lines use among ',', ';'
+    (as spreadsheets in many locales write CSV), tab and '|' (`csv.Sniffer`), ',' when
+    they do not tell.
     """
     file = Path(file)
     if not file.is_file():
@@ -679,7 +686,10 @@ def read_labels_csv(
         raise ValueError(f"header: expected 'infer', 0 or None, got {header!r}")
     try:
         with file.open(newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f, delimiter=delimiter or ",") if r]
+            text = f.read()
+        if delimiter is None:
+            delimiter = _sniffed_delimiter(text)
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(
             f"csv_labels: expected a UTF-8 CSV file of file names and labels, {str(file)!r} is "
@@ -692,6 +702,16 @@ def read_labels_csv(
     fi = _column("fn_col", fn_col, names, width)
     li = _column("label_col", label_col, names, width)
     return [r[fi] for r in rows], _numbers_as_pandas_reads([r[li] for r in rows])
+
+
+def _sniffed_delimiter(text: str) -> str:
+    """The field separator of the first 50 lines of a CSV text among ',', ';', tab and '|'
+    (`csv.Sniffer`); ',' when they do not tell (one column, or no consistent choice)."""
+    sample = "".join(text[: 1 << 16].splitlines(keepends=True)[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
 
 
 _TRUE, _FALSE = ("true", "1", "1.0"), ("false", "0", "0.0", "")
