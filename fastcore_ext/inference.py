@@ -882,20 +882,28 @@ class Summary(str):
 
 def summary(learn: Learner) -> Summary:
     """fastai v2's `learn.summary()`: one forward pass of a zero batch of the data's size
-    (data.bs items, at most 64) through the model as inference runs it (`evaluating`,
-    `forward`), then a table of the model's leaf layers: their type, output shape, parameter
-    count and whether those train; totals, the optimizer, the loss, the frozen layer groups
-    and the callbacks. Returns the text (printed by a notebook as a cell's result)."""
+    (data.bs items, at most 64; data without a `size`, as `DataLoaders` of PyTorch loaders:
+    the shape of the first training batch, as fastai's) through the model as inference runs
+    it (`evaluating`, `forward`), then a table of the model's leaf layers: their type,
+    output shape, parameter count and whether those train; totals, the optimizer, the loss,
+    the frozen layer groups and the callbacks. Returns the text (printed by a notebook as a
+    cell's result)."""
     data = learn.data
     size = getattr(data, "size", None)
-    if size is None:
-        raise ValueError(
-            f"summary needs the input size (data.size), got data of type {type(data).__name__}"
-        )
-    h, w = check_hw("data.size", size)
-    bs = min(int(getattr(data, "bs", 1) or 1), 64)
     device = next(iter(learn.model.parameters())).device
-    x = torch.zeros(bs, 3, h, w, device=device)
+    if size is not None:
+        h, w = check_hw("data.size", size)
+        bs = min(int(getattr(data, "bs", 1) or 1), 64)
+        x = torch.zeros(bs, 3, h, w, device=device)
+    elif hasattr(data, "one_batch"):
+        first = data.one_batch()[0]
+        x = torch.zeros_like(first[:64], device=device)
+    else:
+        raise ValueError(
+            f"summary needs the input size (data.size) or a batch (data.one_batch()), got "
+            f"data of type {type(data).__name__}"
+        )
+    shape_text = " x ".join(map(str, x.shape))
     rows: list[tuple[str, str, int, str]] = []
 
     def record(module: nn.Module, _inp: Any, out: Any) -> None:
@@ -918,7 +926,7 @@ def summary(learn: Learner) -> Summary:
     trainable = sum(p.numel() for p in params if p.requires_grad)
     width = max([len(r[0]) for r in rows] + [20]) + 2
     lines = [
-        f"{type(learn.model).__name__} (Input shape: {bs} x 3 x {h} x {w})",
+        f"{type(learn.model).__name__} (Input shape: {shape_text})",
         "=" * (width + 44),
         f"{'Layer (type)':<{width}}{'Output Shape':<22}{'Param #':>10}  Trainable",
         "=" * (width + 44),

@@ -109,6 +109,12 @@ def test_what_dataloaders_refuse(tmp_path):
         learn.predict(torch.rand(3, 8, 8))
 
 
+def test_summary_takes_the_shape_of_the_first_batch(tmp_path):
+    text = str(_learner(_dls(), tmp_path).summary())
+    assert "Sequential (Input shape: 16 x 3 x 8 x 8)" in text
+    assert "Conv2d" in text and "16 x 8 x 6 x 6" in text and "Linear" in text
+
+
 def test_set_epoch_reaches_a_distributed_sampler():
     ds = _dataset(20, 0)
     sampler = DistributedSampler(ds, num_replicas=2, rank=0, shuffle=True)
