@@ -225,7 +225,16 @@ def describe_export(model: nn.Module, data: Any, precision: str) -> dict[str, An
     model's description, and from `data` (an image bunch: classes, size, presize, stats,
     valid_ds.method, spec) the classes and the input transform. precision: the learner's
     ('fp32', 'bf16' or 'fp16'), recorded for information."""
-    described = describe_model(model)
+    try:
+        described = describe_model(model)
+    except ValueError as e:
+        e.add_note(
+            "An export is the model's description and its weights, no pickled code, so it "
+            "holds the models it can rebuild: create_cnn / vision_learner's. For another "
+            "model keep its weights: learn.save('name') (learn.load('name') into a learner "
+            "with the same model), or torch.save(learn.model.state_dict(), file)."
+        )
+        raise
     missing = [a for a in ("classes", "size", "presize") if not hasattr(data, a)]
     if missing:
         raise ValueError(

@@ -321,8 +321,9 @@ def test_heads_without_first_bn_or_with_bn_final_round_trip(tmp_path, first_bn, 
 
 def test_export_refuses_models_it_cannot_rebuild(tmp_path):
     learn = make_learner(path=tmp_path)
-    with pytest.raises(ValueError, match="create_cnn models"):
+    with pytest.raises(ValueError, match="create_cnn models") as refused:
         learn.export()
+    assert "torch.save(learn.model.state_dict(), file)" in refused.value.__notes__[0]
 
     def small(weights=None):
         return nn.Sequential(
