@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fastcore_ext import inference, interrupt
@@ -89,6 +90,7 @@ from fastcore_ext.data.paths import file_in_the_way
 from fastcore_ext.export import DEFAULT_EXPORT, export_model
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
+from fastcore_ext.losses import LabelSmoothingCrossEntropy
 from fastcore_ext.metrics import check_metric
 from fastcore_ext.optim import Adam
 from fastcore_ext.ranks import launched_by_torchrun
@@ -516,7 +518,7 @@ class Learner:
             self.pred = model(xb)
             self._event("after_pred")
             if self.training and self.train_iter == 1:  # a fit's first batch
-                _check_outputs(self.pred, self.data)
+                _check_outputs(self.pred, self.data, self.loss_func)
             self.loss_grad = self.loss_func(self.pred, *self.yb)
         self.loss = self.loss_grad.detach()
         self._event("after_loss")
@@ -1513,12 +1515,22 @@ def _check_class_count(model: nn.Module, data: Any) -> None:
     )
 
 
-def _check_outputs(pred: Any, data: Any) -> None:
+# The losses of a classifier of data.c classes: one output per class (other losses may take
+# other outputs: a regression's, a custom loss's).
+_CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, LabelSmoothingCrossEntropy)
+
+
+def _check_outputs(pred: Any, data: Any, loss_func: Any) -> None:
     """ValueError at a fit's first batch when the model's outputs [B, n] do not number the
-    data's classes (`_check_class_count` finds it at construction where the model's
-    structure tells n; here any model: torchvision's resnet18() has 1000 outputs)."""
+    data's classes under a classification loss (cross-entropy, NLL, label smoothing;
+    `_check_class_count` finds it at construction where the model's structure tells n; here
+    any model: torchvision's resnet18() has 1000 outputs)."""
     c = getattr(data, "c", None)
-    if c is None or not isinstance(pred, torch.Tensor) or pred.dim() != 2 or pred.shape[1] == c:
+    classifying = isinstance(loss_func, _CLASS_LOSSES) or loss_func in (F.cross_entropy, F.nll_loss)
+    if (
+        not classifying or c is None or not isinstance(pred, torch.Tensor)
+        or pred.dim() != 2 or pred.shape[1] == c
+    ):  # fmt: skip
         return
     raise ValueError(
         f"model: it gives {pred.shape[1]} outputs per item and the data has {c} classes "

@@ -373,6 +373,8 @@ def test_tta_errors(trained):
     with pytest.raises(ValueError, match="beta should be a float in"):
         learn.tta(beta=2.0)
     with pytest.raises(ValueError, match="ds_type should be 'train' or 'valid'"):
+        learn.tta(ds_type="fix")
+    with pytest.raises(ValueError, match="ds_type 'test': this data has no test set"):
         learn.tta(ds_type="test")
     spec = learn.data.spec
     learn.data.spec = None

@@ -666,3 +666,5 @@ def test_a_model_whose_outputs_do_not_number_the_classes_is_named_at_the_first_b
         with pytest.raises(ValueError, match=rf"gives {n} outputs per item and the data has 2"):
             learn.fit(1)
     make_learner(model=Net(2), splitter=None).fit(1)
+    # a loss of other outputs (a custom one, a regression's) is the user's to check
+    make_learner(model=Net(1), splitter=None, loss_func=lambda p, y: p.mean()).fit(1)
