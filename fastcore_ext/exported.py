@@ -23,7 +23,7 @@ from fastcore_ext.data import (
     ImageDataset,
     check_test_images,
     check_test_items,
-    get_image_files,
+    images_of_test_folder,
     load_image,
 )
 from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT, build_model, read_export
@@ -250,11 +250,8 @@ def load_learner(
 
 
 def _test_files(test: Any) -> Any:
-    """load_learner's `test`: the image files under a folder (recursively, as fastai v1's
-    ImageList.from_folder), else `test` itself (files, checked by add_test)."""
+    """load_learner's `test`: the image files under a folder (`images_of_test_folder`), else
+    `test` itself (files, checked by add_test)."""
     if isinstance(test, str | os.PathLike) and Path(test).is_dir():
-        files = get_image_files(test)
-        if not files:
-            raise ValueError(f"test: the folder {test} holds no image file")
-        return files
+        return images_of_test_folder(test)
     return test

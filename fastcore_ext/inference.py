@@ -436,7 +436,7 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
     iterating the copy leaves the original's epoch counter alone), or for 'fix' (v1's
     DatasetType.Fix) the training set in order through the validation transform."""
     if ds_type == "test":
-        return test_set_loader(data)
+        return loader_of_test_set(data)
     kind = "train" if ds_type == "fix" else ds_type
     loader = getattr(data, f"{kind}_dl", None)
     if loader is None:
@@ -458,7 +458,7 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
     return ordered
 
 
-def test_set_loader(data: Any) -> Iterable[Any]:
+def loader_of_test_set(data: Any) -> Iterable[Any]:
     """The loader of the data's test set (fastai v1's add_test: ``data.dl('test')``), or a
     ValueError saying how to add one."""
     if not hasattr(data, "dl"):
@@ -665,7 +665,7 @@ def _augmenting_loader(learn: Learner, ds_type: str, dl: Any, caller: str) -> An
     an error when the learner has no such data, or when the loader cannot give the uint8
     batches the augmentation starts from."""
     if dl is None and ds_type == "test":
-        dl = test_set_loader(learn.data)
+        dl = loader_of_test_set(learn.data)
     elif dl is None:
         dl = in_order_loader(learn.data, ds_type)
         if dl is None:

@@ -30,6 +30,7 @@ from .bunch import (
     check_test_items,
     cifar_stats,
     imagenet_stats,
+    images_of_test_folder,
     mnist_stats,
 )
 from .cache import DecodedCache, clear_cache
@@ -135,6 +136,7 @@ __all__ = [
     "read_labels_csv",
     "check_test_items",
     "check_test_images",
+    "images_of_test_folder",
     "read_valid_csv",
     "to_rgb",
     "untar_data",

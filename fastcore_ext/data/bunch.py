@@ -637,13 +637,12 @@ def check_test_images(items: list[Path], num_workers: int = 0) -> None:
         )
 
 
-def _test_folder_items(path: str | Path, test: str | os.PathLike) -> list[Path]:
-    """The image files under ``path/test`` (fastai v1's ``test=`` folder, searched
-    recursively as its add_test_folder does), or a ValueError naming the folder."""
-    if not isinstance(test, str | os.PathLike):
-        raise TypeError(f"test: expected the name of a folder of images, got {test!r}")
-    folder = Path(path) / test
-    if not folder.is_dir():
+def images_of_test_folder(folder: str | os.PathLike) -> list[Path]:
+    """The image files under `folder` (fastai v1's ``test=`` folder, searched recursively as
+    its add_test_folder does), or an error naming `test` and the folder."""
+    if not isinstance(folder, str | os.PathLike):
+        raise TypeError(f"test: expected the name of a folder of images, got {folder!r}")
+    if not Path(folder).is_dir():
         raise ValueError(f"test: expected a folder of unlabelled images, {folder} is no folder")
     files = get_image_files(folder)
     if not files:
@@ -850,7 +849,9 @@ class ImageDataBunch:
         pipeline = _resolve_pipeline(
             ds_tfms, size, item_tfms, batch_tfms, resize_method, padding_mode
         )
-        test_items = None if test is None else _test_folder_items(path, test)
+        if test is not None and not isinstance(test, str | os.PathLike):
+            raise TypeError(f"test: expected the name of a folder of images, got {test!r}")
+        test_items = None if test is None else images_of_test_folder(Path(path) / test)
         seed = _resolve_seed(seed, cls._seed_rng)
         split = make_split(seed)
         pipeline = _sized(pipeline, split.train_items + split.valid_items)
