@@ -118,3 +118,16 @@ def test_the_untrained_class_warning_is_about_the_split_used(ten):
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message=".*validation set")
             cls.from_lists(d, files, labels, valid_pct=0.2, seed=kept[0], **kw)
+
+
+def test_labels_that_differ_only_in_case_or_spaces_are_named(ten):
+    """'cat', ' cat ' and 'Cat' are three classes (fastai's too), silently."""
+    d, files, _ = ten
+    labels = ["cat", " cat ", "Cat", "dog", "dog"] * 2
+    with pytest.warns(UserWarning, match=r"labels: 3 classes differ only in case or surrounding "
+                      r"spaces \(' cat ', 'Cat', 'cat'\)"):  # fmt: skip
+        b = ImageDataLoaders.from_lists(d, files, labels, valid_pct=0.2, seed=0, **KW)
+    assert len(b.classes) == 4
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="labels: ")
+        ImageDataLoaders.from_lists(d, files, ["cat", "dog"] * 5, valid_pct=0.2, seed=0, **KW)

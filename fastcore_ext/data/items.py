@@ -226,6 +226,7 @@ def _labelled(
     of a column of ints is 0, 1, 2, ..., 10, not '0', '1', '10', '2'), so class i is the
     i-th smallest."""
     classes = sorted(set(labels), key=float if numeric else None)
+    _warn_alike(classes)
     index = {c: i for i, c in enumerate(classes)}
     if valid is None:
         tr, va = random_split(len(items), valid_pct, seed, rule)
@@ -258,6 +259,22 @@ def _labelled(
         [index[labels[i]] for i in va],
         classes,
     )
+
+
+def _warn_alike(classes: Sequence[str]) -> None:
+    """A warning naming classes that differ only in case or surrounding spaces ('cat',
+    ' cat', 'Cat': three classes, as fastai makes them, but almost always one mislabelled)."""
+    groups: dict[str, list[str]] = {}
+    for c in classes:
+        groups.setdefault(str(c).strip().casefold(), []).append(c)
+    alike = [g for g in groups.values() if len(g) > 1]
+    if alike:
+        shown = "; ".join(", ".join(repr(c) for c in g) for g in alike[:3])
+        warn_user(
+            f"labels: {sum(map(len, alike))} classes differ only in case or surrounding "
+            f"spaces ({shown}{' ...' if len(alike) > 3 else ''}): each is a class of its own, "
+            "as in fastai; clean the labels (e.g. str.strip) if they are one"
+        )
 
 
 def _resolve_name(root: Path, f: Path) -> Path:
