@@ -31,6 +31,7 @@ from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, ra
 from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
 from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
 from fastcore_ext.metrics import metric_value
+from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.plots import finish, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
 from fastcore_ext.warn import warn_user
@@ -880,6 +881,13 @@ class Summary(str):
         return str(self)
 
 
+def _optimizer_name(opt: Any) -> str:
+    """The optimizer's class name; a torch optimizer wrapped for one-cycle schedules as
+    'OptimWrapper(AdamW)'."""
+    inner = opt.opt if isinstance(opt, OptimWrapper) else None
+    return type(opt).__name__ + ("" if inner is None else f"({type(inner).__name__})")
+
+
 def summary(learn: Learner) -> Summary:
     """fastai v2's `learn.summary()`: one forward pass of a zero batch of the data's size
     (data.bs items, at most 64; data without a `size`, as `DataLoaders` of PyTorch loaders:
@@ -945,7 +953,7 @@ def summary(learn: Learner) -> Summary:
         f"Total trainable params: {trainable:,}",
         f"Total non-trainable params: {total - trainable:,}",
         "",
-        f"Optimizer used: {type(learn.opt).__name__}",
+        f"Optimizer used: {_optimizer_name(learn.opt)}",
         f"Loss function: {getattr(learn.loss_func, '__name__', type(learn.loss_func).__name__)}",
         f"Precision: {learn.precision}",
         "",

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from fastcore_ext.checks import int_or_none, real_or_none
+from fastcore_ext.optim import OptimWrapper
 
 __all__ = [
     "NORM_TYPES",
@@ -312,8 +313,9 @@ def make_optimizer(
     """opt_func(param_groups, lr=lr) with the param groups of `GroupMap.of(groups, no_wd)`,
     and that map: the decayed groups get their layer group's `wd` when given (else the
     optimizer's default), the others 0 (`set_wd`: ours 'wd', a torch optimizer's
-    'weight_decay'). TypeError / ValueError unless it builds a torch.optim.Optimizer keeping
-    these groups."""
+    'weight_decay'). A torch optimizer comes wrapped in `optim.OptimWrapper` (its one-cycle
+    schedule evaluated on the host). TypeError / ValueError unless it builds a
+    torch.optim.Optimizer keeping these groups."""
     group_map = GroupMap.of(groups, no_wd)
     param_groups: list[dict[str, Any]] = [
         {"params": ps} for ps in group_params(groups, group_map, no_wd)
@@ -324,6 +326,8 @@ def make_optimizer(
             f"opt_func should build a torch.optim.Optimizer (e.g. fastcore_ext.optim.Adam), "
             f"got {type(opt).__name__}"
         )
+    if not hasattr(opt, "set_one_cycle"):  # a torch optimizer: one-cycle schedules on the host
+        opt = OptimWrapper.of(opt)
     if len(opt.param_groups) != len(param_groups):
         raise ValueError(
             f"opt_func should keep the param groups it is given ({len(param_groups)}: one or "
@@ -462,9 +466,10 @@ def one_cycle_setter(opt: torch.optim.Optimizer, moms: Any) -> Callable[..., Non
     if setter is None:
         raise TypeError(
             f"a one-cycle schedule (fit_one_cycle, and fit_flat_cos, fine_tune and fit_sgdr, "
-            f"which run one) needs an optimizer with set_one_cycle, which evaluates it in its "
-            f"step (fastcore_ext.optim.Adam or SGD); opt_func built {type(opt).__name__}: "
-            f"pass opt_func=Adam, or train with fit(n_epoch, lr)"
+            f"which run one) needs an optimizer with set_one_cycle (fastcore_ext.optim.Adam or "
+            f"SGD, or a torch optimizer in optim.OptimWrapper, as the learner wraps one that "
+            f"opt_func builds); learn.opt is a bare {type(opt).__name__}: set "
+            f"learn.opt = OptimWrapper.of(learn.opt), or train with fit(n_epoch, lr)"
         )
     return setter
 

@@ -20,6 +20,9 @@ following the schedule across replays. Under `torch.amp.GradScaler` the kernel d
 grads by the scale and skips the update when inf/NaN was found: params, state and Adam's step
 counts stay, while the schedule position advances (it counts training batches, as fastai's
 ParamScheduler does, also for a batch where no param has a grad).
+
+`OptimWrapper` gives a torch optimizer the same schedule interface, evaluated on the host
+before each of its steps (the Learner wraps any torch optimizer its `opt_func` builds).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from fastcore_ext import ops
 from fastcore_ext.checks import check_int, check_number, real_or_none
 from fastcore_ext.schedule import check_one_cycle_args, one_cycle
 
-__all__ = ["Adam", "SGD"]
+__all__ = ["Adam", "OptimWrapper", "SGD"]
 
 _PARAM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _RANGES = {  # group key -> (lowest allowed, excluded upper bound or None): checks.check_number
@@ -557,3 +560,178 @@ class SGD(_FusedOptimizer):
 
     def _op(self, *args) -> None:
         ops.fused_sgd_(*args)
+
+
+class OptimWrapper(torch.optim.Optimizer):
+    """A torch optimizer with the one-cycle interface of this library's `Adam` / `SGD`
+    (`set_one_cycle`, `set_lr_max`, `clear_schedule`, `one_cycle`, `hypers_at`), so that
+    fit_one_cycle, fit_flat_cos, fine_tune and fit_sgdr train with ``opt_func=torch.optim.AdamW``
+    (the Learner wraps a torch optimizer in it) or fastai v2's
+    ``opt_func=partial(OptimWrapper, opt=torch.optim.AdamW)``.
+
+    `OptimWrapper(params, opt, **kwargs)` builds ``opt(params, **kwargs)`` (fastai's form);
+    `OptimWrapper.of(optimizer)` wraps one already built. Its param groups, state and
+    state_dict are the wrapped optimizer's own (`opt`). With a schedule set, each `step()`
+    first writes into every group the lr and momentum of ``schedule.one_cycle(k /
+    total_steps, ...)`` for its k-th call since `set_one_cycle` (on the host; the momentum as
+    ``betas[0]`` for Adam-like optimizers, ``momentum`` for SGD and RMSprop, as fastai's
+    OptimWrapper maps it), then steps the optimizer; `clear_schedule()` puts the groups' own
+    lr and momentum back. Unlike the fused optimizers, a step that `torch.amp.GradScaler`
+    skips (inf/NaN gradients, float16 on a GPU) does not advance the schedule.
+    """
+
+    def __init__(self, params: Iterable, opt: Any, **kwargs: Any) -> None:
+        # no Optimizer.__init__: the groups, state and defaults are the wrapped optimizer's
+        built = opt(params, **kwargs) if not isinstance(opt, torch.optim.Optimizer) else opt
+        if not isinstance(built, torch.optim.Optimizer):
+            raise TypeError(
+                f"opt should be a torch optimizer class (or factory), got {type(opt).__name__}"
+            )
+        if isinstance(built, OptimWrapper | _FusedOptimizer):
+            raise TypeError(
+                f"opt: {type(built).__name__} runs the one-cycle schedule itself; use it directly"
+            )
+        self.opt = built
+        self._one_cycle: dict[str, Any] | None = None
+        self._step_count = 0
+        self._own: list[tuple[float, Any]] | None = None  # each group's (lr, momentum)
+
+    @classmethod
+    def of(cls, optimizer: torch.optim.Optimizer) -> OptimWrapper:
+        """`optimizer` (already built) wrapped."""
+        return cls((), optimizer)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self.opt.param_groups
+
+    @property
+    def state(self) -> Any:  # type: ignore[override]
+        return self.opt.state
+
+    @property
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.opt.defaults
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.opt.zero_grad(set_to_none=set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self.opt.add_param_group(param_group)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.opt.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.opt.load_state_dict(state_dict)
+
+    def set_one_cycle(
+        self,
+        total_steps: int,
+        lr_max: float | Sequence[float],
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        moms: Sequence[float] = (0.95, 0.85, 0.95),
+        start_step: int = 0,
+    ) -> None:
+        """As `Adam.set_one_cycle`: from the next step on, step k of the schedule (counted
+        from `start_step`) sets every group's lr and momentum."""
+        total_steps = check_int("total_steps", total_steps, 1, rule="> 0")
+        start_step = check_int("start_step", start_step, 0)
+        div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
+        if self._own is None:
+            self._own = [(g["lr"], _momentum(g)) for g in self.param_groups]
+        self._one_cycle = {
+            "total_steps": total_steps, "lr_max": self._lr_max_list(lr_max), "div": div,
+            "div_final": div_final, "pct_start": pct_start, "moms": moms,
+        }  # fmt: skip
+        self._step_count = start_step
+
+    def _lr_max_list(self, lr_max: Any) -> list[float]:
+        n = len(self.param_groups)
+        if real_or_none(lr_max) is not None:
+            values = [lr_max] * n
+        elif isinstance(lr_max, Sequence) and not isinstance(lr_max, str | bytes):
+            if len(lr_max) != n:
+                raise ValueError(
+                    f"lr_max should be one number or one per param group ({n}), got "
+                    f"{len(lr_max)} values"
+                )
+            values = list(lr_max)
+        else:
+            raise TypeError(f"lr_max should be a number or {n} numbers, got {lr_max!r}")
+        return [
+            check_number(f"lr (lr_max of param group {i})", v, 0.0) for i, v in enumerate(values)
+        ]
+
+    def set_lr_max(self, lr_max: float | Sequence[float]) -> None:
+        """As `Adam.set_lr_max`: new peaks, the same position."""
+        if self._one_cycle is None:
+            raise ValueError("set_lr_max needs a one-cycle schedule (set_one_cycle), none is set")
+        self._one_cycle["lr_max"] = self._lr_max_list(lr_max)
+
+    def clear_schedule(self) -> None:
+        """Back to each group's own lr and momentum (those before `set_one_cycle`)."""
+        if self._own is not None:
+            for group, (lr, mom) in zip(self.param_groups, self._own, strict=True):
+                group["lr"] = lr
+                _set_momentum(group, mom)
+        self._one_cycle, self._own = None, None
+
+    @property
+    def one_cycle(self) -> dict[str, Any] | None:
+        """The schedule set by `set_one_cycle`, or None."""
+        if self._one_cycle is None:
+            return None
+        return {**self._one_cycle, "lr_max": list(self._one_cycle["lr_max"])}
+
+    @property
+    def schedule_step(self) -> int:
+        """The schedule position: `step()` calls since `set_one_cycle` (from its start_step)."""
+        return self._step_count
+
+    def hypers_at(self, step: int) -> tuple[list[float], list[float]]:
+        """(lrs, moms), one per param group, that the schedule gives step `step`."""
+        if self._one_cycle is None:
+            raise ValueError("hypers_at needs a one-cycle schedule (set_one_cycle), none is set")
+        sched = self._one_cycle
+        pos = step / sched["total_steps"]
+        args = (sched["div"], sched["div_final"], sched["pct_start"], sched["moms"])
+        pairs = [one_cycle(pos, lr, *args) for lr in sched["lr_max"]]
+        return [float(lr) for lr, _ in pairs], [float(m) for _, m in pairs]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if self._one_cycle is not None:
+            lrs, moms = self.hypers_at(self._step_count)
+            for group, lr, mom in zip(self.param_groups, lrs, moms, strict=True):
+                group["lr"] = lr
+                _set_momentum(group, mom)
+        self._step_count += 1
+        if closure is None:
+            return self.opt.step()
+        with torch.enable_grad():
+            return self.opt.step(closure)
+
+    def __repr__(self) -> str:
+        return f"OptimWrapper({self.opt!r})"
+
+
+def _momentum(group: dict[str, Any]) -> Any:
+    """A torch param group's momentum: its betas (Adam-like) or its momentum, or None."""
+    if "betas" in group:
+        return tuple(group["betas"])
+    return group.get("momentum")
+
+
+def _set_momentum(group: dict[str, Any], mom: Any) -> None:
+    """Write `mom` (a float from the schedule, or a value `_momentum` read) into a torch
+    param group: betas[0] of Adam-like optimizers, momentum of SGD / RMSprop; a group with
+    neither is left alone."""
+    if mom is None:
+        return
+    if "betas" in group:
+        group["betas"] = tuple(mom) if isinstance(mom, tuple) else (mom, *group["betas"][1:])
+    elif "momentum" in group:
+        group["momentum"] = mom

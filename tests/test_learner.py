@@ -542,9 +542,12 @@ def test_learner_argument_errors():
     with pytest.raises(ValueError, match="holds no parameter"):
         Learner(data, m, splitter=lambda m: [m, m[2]])
     learn = Learner(data, m, opt_func=torch.optim.SGD)
+    learn.opt = torch.optim.SGD(m.parameters(), lr=0.1)  # set by hand, not wrapped
     with pytest.raises(TypeError, match="set_one_cycle"):
         learn.fit_one_cycle(1)
-    with pytest.raises(TypeError, match=r"fit_flat_cos, fine_tune .* opt_func built SGD: pass"):
+    with pytest.raises(
+        TypeError, match=r"fit_flat_cos, fine_tune .* bare SGD: set learn.opt = OptimWrapper"
+    ):
         learn.fit_flat_cos(1)  # it named fit_one_cycle alone
     learn = make_learner()
     with pytest.raises(ValueError, match="n_epoch should be >= 1"):

@@ -141,7 +141,7 @@ from fastcore_ext.model_builder import (
     num_features,
     resnet_split,
 )
-from fastcore_ext.optim import SGD, Adam
+from fastcore_ext.optim import SGD, Adam, OptimWrapper
 from fastcore_ext.plots import show_image
 from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
 from fastcore_ext.torch_core import tensor, to_np, trainable_params
@@ -201,6 +201,7 @@ __all__ = [
     "parent_label",
     "using_attr",
     "Adam",
+    "OptimWrapper",
     "CSVLogger",
     "Callback",
     "CancelBackwardException",
