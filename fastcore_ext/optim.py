@@ -714,6 +714,12 @@ class OptimWrapper(torch.optim.Optimizer):
         with torch.enable_grad():
             return self.opt.step(closure)
 
+    def __getstate__(self) -> dict[str, Any]:  # Optimizer's would read the properties
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # copy.deepcopy, pickle
+        self.__dict__.update(state)
+
     def __repr__(self) -> str:
         return f"OptimWrapper({self.opt!r})"
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 
 import pytest
@@ -77,6 +78,8 @@ def test_fastais_form_and_refusals():
     with pytest.raises(TypeError, match="SGD runs the one-cycle schedule itself"):
         OptimWrapper.of(SGD(params))
     wrapped = OptimWrapper.of(torch.optim.SGD(params, lr=0.1))
+    copied = copy.deepcopy(wrapped)  # Optimizer's own __setstate__ would set the properties
+    assert copied.param_groups[0]["lr"] == 0.1 and copied.opt is not wrapped.opt
     with pytest.raises(ValueError, match="set_lr_max needs a one-cycle schedule"):
         wrapped.set_lr_max(1.0)
     with pytest.raises(ValueError, match=r"lr_max should be one number or one per param group"):
