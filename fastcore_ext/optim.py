@@ -66,7 +66,90 @@ def _is_dense(p: torch.Tensor) -> bool:
     return True
 
 
-class _FusedOptimizer(torch.optim.Optimizer):
+class _OneCycleHost:
+    """The host side of the one-cycle schedule, shared by the fused optimizers (whose kernel
+    evaluates it) and `OptimWrapper` (which evaluates it before each step): the schedule's
+    arguments checked and kept (`_one_cycle`), `one_cycle`, `hypers_at`."""
+
+    _one_cycle: dict[str, Any] | None
+    param_groups: list[dict[str, Any]]
+
+    def _new_schedule(
+        self,
+        total_steps: int,
+        lr_max: Any,
+        div: float,
+        div_final: float,
+        pct_start: float,
+        moms: Sequence[float],
+        start_step: int,
+    ) -> int:
+        """Check the arguments of `set_one_cycle`, keep them as `_one_cycle`; returns the
+        checked start_step."""
+        total_steps = check_int("total_steps", total_steps, 1, rule="> 0")
+        start_step = check_int("start_step", start_step, 0)
+        div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
+        self._one_cycle = {
+            "total_steps": total_steps,
+            "lr_max": self._lr_max_list(lr_max),
+            "div": div,
+            "div_final": div_final,
+            "pct_start": pct_start,
+            "moms": moms,
+        }
+        return start_step
+
+    def _lr_max_list(self, lr_max: Any) -> list[float]:
+        n = len(self.param_groups)
+        if isinstance(lr_max, torch.Tensor) and lr_max.dim() > 0:
+            lr_max = lr_max.tolist()
+        if real_or_none(lr_max) is not None:
+            lrs = [lr_max] * n
+        elif isinstance(lr_max, Sequence) and not isinstance(lr_max, (str, bytes)):
+            if len(lr_max) != n:
+                raise ValueError(
+                    f"lr_max should be one number or one per param group ({n}), "
+                    f"got {len(lr_max)} values"
+                )
+            lrs = list(lr_max)
+        else:
+            raise TypeError(
+                f"lr_max should be a number or a sequence of {n} numbers, "
+                f"got {type(lr_max).__name__}"
+            )
+        for gi, lr in enumerate(lrs):
+            lrs[gi] = check_number(f"lr (lr_max of param group {gi})", lr, *_RANGES["lr"])
+        return lrs
+
+    def _new_lr_max(self, lr_max: Any) -> None:
+        """`set_lr_max`'s change of the kept schedule (ValueError when none is set)."""
+        if self._one_cycle is None:
+            raise ValueError("set_lr_max needs a one-cycle schedule (set_one_cycle), none is set")
+        self._one_cycle["lr_max"] = self._lr_max_list(lr_max)
+
+    @property
+    def one_cycle(self) -> dict[str, Any] | None:
+        """The schedule set by `set_one_cycle` (total_steps, lr_max per group, div, div_final,
+        pct_start, moms), or None."""
+        if self._one_cycle is None:
+            return None
+        return {**self._one_cycle, "lr_max": list(self._one_cycle["lr_max"])}
+
+    def hypers_at(self, step: int) -> tuple[list[float], list[float]]:
+        """(lrs, moms), one per param group, that the schedule set by `set_one_cycle` gives
+        step `step`: `schedule.one_cycle(step / total_steps, ...)` (the host closed form of
+        what the fused kernels compute on the device; what OptimWrapper writes). Reads no
+        device value. ValueError when no schedule is set."""
+        if self._one_cycle is None:
+            raise ValueError("hypers_at needs a one-cycle schedule (set_one_cycle), none is set")
+        sched = self._one_cycle
+        pos = step / sched["total_steps"]
+        args = (sched["div"], sched["div_final"], sched["pct_start"], sched["moms"])
+        pairs = [one_cycle(pos, lr, *args) for lr in sched["lr_max"]]
+        return [float(lr) for lr, _ in pairs], [float(m) for _, m in pairs]
+
+
+class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
     """The machinery shared by `Adam` and `SGD`: validation, device hyperparameters, the
     one-cycle schedule, AMP, state_dict."""
 
@@ -238,52 +321,24 @@ class _FusedOptimizer(torch.optim.Optimizer):
         `start_step` to resume mid-cycle. The groups' own 'lr' and 'mom' are kept and come
         back with `clear_schedule()`.
         """
-        total_steps = check_int("total_steps", total_steps, 1, rule="> 0")
-        start_step = check_int("start_step", start_step, 0)
-        div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
-        lrs = self._lr_max_list(lr_max)
-        self._one_cycle = {
-            "total_steps": total_steps,
-            "lr_max": lrs,
-            "div": div,
-            "div_final": div_final,
-            "pct_start": pct_start,
-            "moms": moms,
-        }
-        self._write(self._sched, [float(total_steps), div, div_final, pct_start, *moms])
+        start_step = self._new_schedule(
+            total_steps, lr_max, div, div_final, pct_start, moms, start_step
+        )
+        sched = self._one_cycle
+        self._write(
+            self._sched,
+            [float(sched["total_steps"]), sched["div"], sched["div_final"], sched["pct_start"],
+             *sched["moms"]],
+        )  # fmt: skip
         self._counter[0].fill_(start_step)
         self.sync_hyperparameters()
-
-    def _lr_max_list(self, lr_max: Any) -> list[float]:
-        n = len(self.param_groups)
-        if isinstance(lr_max, torch.Tensor) and lr_max.dim() > 0:
-            lr_max = lr_max.tolist()
-        if real_or_none(lr_max) is not None:
-            lrs = [lr_max] * n
-        elif isinstance(lr_max, Sequence) and not isinstance(lr_max, (str, bytes)):
-            if len(lr_max) != n:
-                raise ValueError(
-                    f"lr_max should be one number or one per param group ({n}), "
-                    f"got {len(lr_max)} values"
-                )
-            lrs = list(lr_max)
-        else:
-            raise TypeError(
-                f"lr_max should be a number or a sequence of {n} numbers, "
-                f"got {type(lr_max).__name__}"
-            )
-        for gi, lr in enumerate(lrs):
-            lrs[gi] = check_number(f"lr (lr_max of param group {gi})", lr, *_RANGES["lr"])
-        return lrs
 
     def set_lr_max(self, lr_max: float | Sequence[float]) -> None:
         """Change the peak lr of the schedule set by `set_one_cycle` (one float for every
         group, or one per group), keeping its position and its other arguments: the next
         step follows the same curve scaled to the new peaks (ReduceLROnPlateau lowers it so).
         ValueError when no schedule is set."""
-        if self._one_cycle is None:
-            raise ValueError("set_lr_max needs a one-cycle schedule (set_one_cycle), none is set")
-        self._one_cycle["lr_max"] = self._lr_max_list(lr_max)
+        self._new_lr_max(lr_max)
         self.sync_hyperparameters()
 
     def clear_schedule(self) -> None:
@@ -293,31 +348,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self.sync_hyperparameters()
 
     @property
-    def one_cycle(self) -> dict[str, Any] | None:
-        """The schedule set by `set_one_cycle` (total_steps, lr_max per group, div, div_final,
-        pct_start, moms), or None."""
-        if self._one_cycle is None:
-            return None
-        return {**self._one_cycle, "lr_max": list(self._one_cycle["lr_max"])}
-
-    @property
     def schedule_step(self) -> int:
         """The schedule position: `step()` calls (training batches, skipped ones included)
         since `set_one_cycle` set it. Reading it waits for the device."""
         return int(self._counter[0].item())
-
-    def hypers_at(self, step: int) -> tuple[list[float], list[float]]:
-        """(lrs, moms), one per param group, that the schedule set by `set_one_cycle` gives
-        step `step`: the host closed form `schedule.one_cycle(step / total_steps, ...)` of
-        what the kernel computes on the device. Reads no device value. ValueError when no
-        schedule is set."""
-        if self._one_cycle is None:
-            raise ValueError("hypers_at needs a one-cycle schedule (set_one_cycle), none is set")
-        sched = self._one_cycle
-        pos = step / sched["total_steps"]
-        args = (sched["div"], sched["div_final"], sched["pct_start"], sched["moms"])
-        pairs = [one_cycle(pos, lr, *args) for lr in sched["lr_max"]]
-        return [float(lr) for lr, _ in pairs], [float(m) for _, m in pairs]
 
     # ---- the step ---------------------------------------------------------------------------
 
@@ -562,7 +596,7 @@ class SGD(_FusedOptimizer):
         ops.fused_sgd_(*args)
 
 
-class OptimWrapper(torch.optim.Optimizer):
+class OptimWrapper(_OneCycleHost, torch.optim.Optimizer):
     """A torch optimizer with the one-cycle interface of this library's `Adam` / `SGD`
     (`set_one_cycle`, `set_lr_max`, `clear_schedule`, `one_cycle`, `hypers_at`), so that
     fit_one_cycle, fit_flat_cos, fine_tune and fit_sgdr train with ``opt_func=torch.optim.AdamW``
@@ -637,39 +671,15 @@ class OptimWrapper(torch.optim.Optimizer):
     ) -> None:
         """As `Adam.set_one_cycle`: from the next step on, step k of the schedule (counted
         from `start_step`) sets every group's lr and momentum."""
-        total_steps = check_int("total_steps", total_steps, 1, rule="> 0")
-        start_step = check_int("start_step", start_step, 0)
-        div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
+        self._step_count = self._new_schedule(
+            total_steps, lr_max, div, div_final, pct_start, moms, start_step
+        )
         if self._own is None:
             self._own = [(g["lr"], _momentum(g)) for g in self.param_groups]
-        self._one_cycle = {
-            "total_steps": total_steps, "lr_max": self._lr_max_list(lr_max), "div": div,
-            "div_final": div_final, "pct_start": pct_start, "moms": moms,
-        }  # fmt: skip
-        self._step_count = start_step
-
-    def _lr_max_list(self, lr_max: Any) -> list[float]:
-        n = len(self.param_groups)
-        if real_or_none(lr_max) is not None:
-            values = [lr_max] * n
-        elif isinstance(lr_max, Sequence) and not isinstance(lr_max, str | bytes):
-            if len(lr_max) != n:
-                raise ValueError(
-                    f"lr_max should be one number or one per param group ({n}), got "
-                    f"{len(lr_max)} values"
-                )
-            values = list(lr_max)
-        else:
-            raise TypeError(f"lr_max should be a number or {n} numbers, got {lr_max!r}")
-        return [
-            check_number(f"lr (lr_max of param group {i})", v, 0.0) for i, v in enumerate(values)
-        ]
 
     def set_lr_max(self, lr_max: float | Sequence[float]) -> None:
         """As `Adam.set_lr_max`: new peaks, the same position."""
-        if self._one_cycle is None:
-            raise ValueError("set_lr_max needs a one-cycle schedule (set_one_cycle), none is set")
-        self._one_cycle["lr_max"] = self._lr_max_list(lr_max)
+        self._new_lr_max(lr_max)
 
     def clear_schedule(self) -> None:
         """Back to each group's own lr and momentum (those before `set_one_cycle`)."""
@@ -680,26 +690,9 @@ class OptimWrapper(torch.optim.Optimizer):
         self._one_cycle, self._own = None, None
 
     @property
-    def one_cycle(self) -> dict[str, Any] | None:
-        """The schedule set by `set_one_cycle`, or None."""
-        if self._one_cycle is None:
-            return None
-        return {**self._one_cycle, "lr_max": list(self._one_cycle["lr_max"])}
-
-    @property
     def schedule_step(self) -> int:
         """The schedule position: `step()` calls since `set_one_cycle` (from its start_step)."""
         return self._step_count
-
-    def hypers_at(self, step: int) -> tuple[list[float], list[float]]:
-        """(lrs, moms), one per param group, that the schedule gives step `step`."""
-        if self._one_cycle is None:
-            raise ValueError("hypers_at needs a one-cycle schedule (set_one_cycle), none is set")
-        sched = self._one_cycle
-        pos = step / sched["total_steps"]
-        args = (sched["div"], sched["div_final"], sched["pct_start"], sched["moms"])
-        pairs = [one_cycle(pos, lr, *args) for lr in sched["lr_max"]]
-        return [float(lr) for lr, _ in pairs], [float(m) for _, m in pairs]
 
     @torch.no_grad()
     def step(self, closure=None):
