@@ -347,12 +347,12 @@ class Learner:
     # ---- callbacks ----------------------------------------------------------------------
     def add_cb(self, cb: Callback) -> None:
         """Attach a callback (kept sorted by `order`; equal orders keep insertion order)."""
+        v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
+        renames = ", ".join(f"{name} -> {_V1_EVENTS[name]}" for name in v1)
         if not isinstance(cb, Callback):
-            v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
             hint = (
                 f" (it defines fastai v1's {v1}: subclass Callback and use v2's event names, "
-                + ", ".join(f"{name} -> {_V1_EVENTS[name]}" for name in v1)
-                + ")"
+                f"{renames})"
                 if v1
                 else " (class MyCallback(Callback) with methods named after the events, "
                 "before_batch, after_loss, ...)"
@@ -360,15 +360,13 @@ class Learner:
             raise TypeError(f"cb should be a fastcore_ext Callback instance, got {cb!r}{hint}")
         if cb.learn is not None and cb.learn is not self:
             raise ValueError(f"{cb!r} is already attached to another Learner")
-        v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
         if v1:
             raise TypeError(
                 f"cb: {type(cb).__name__} defines fastai v1's callback method(s) {v1}, which "
-                "this Learner does not call (its events are fastai v2's): rename them "
-                + ", ".join(f"{name} -> {_V1_EVENTS[name]}" for name in v1)
-                + "; state is on the callback (self.epoch, self.iter, self.loss, self.pred, "
-                "self.xb, self.yb, self.training: the learner's), raise CancelFitException "
-                "to stop (v1's return {'stop_training': True})"
+                f"this Learner does not call (its events are fastai v2's): rename them "
+                f"{renames}; state is on the callback (self.epoch, self.iter, self.loss, "
+                "self.pred, self.xb, self.yb, self.training: the learner's), raise "
+                "CancelFitException to stop (v1's return {'stop_training': True})"
             )
         cb.learn = self
         self.cbs.append(cb)

@@ -427,19 +427,25 @@ class _RocAuc:
             )
         self.average, self.multi_class = average, multi_class
 
+    def _takes(self, n_classes: int) -> bool:
+        """Whether this score takes `n_classes` classes (RocAucBinary: 2; RocAuc: 3 or
+        more)."""
+        return n_classes == 2 if self.multi_class is None else n_classes >= 3
+
     def check_classes(self, c: int) -> None:
         """ValueError, when the learner is built, for data whose number of classes this
-        score does not take (RocAucBinary: 2; RocAuc: 3 or more)."""
-        if self.multi_class is None and c != 2:
+        score does not take (`_takes`)."""
+        if self._takes(c):
+            return
+        if self.multi_class is None:
             raise ValueError(
                 f"metrics: RocAucBinary scores the probability of class 1 of 2, and the data "
                 f"has {c} classes: pass RocAuc()"
             )
-        if self.multi_class is not None and c < 3:
-            raise ValueError(
-                f"metrics: RocAuc is the ROC AUC of 3 classes or more, and the data has {c}: "
-                f"pass RocAucBinary()"
-            )
+        raise ValueError(
+            f"metrics: RocAuc is the ROC AUC of 3 classes or more, and the data has {c}: "
+            f"pass RocAucBinary()"
+        )
 
     def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
         _check(preds, targs, self.axis, self.__name__)
@@ -453,12 +459,12 @@ class _RocAuc:
         probs = probs.reshape(-1, probs.shape[-1])  # (N, C)
         targ = targs.reshape(-1).long()
         n_classes = probs.shape[1]
-        if self.multi_class is None and n_classes != 2:
-            raise ValueError(
-                f"RocAucBinary scores the probability of class 1 of 2: preds should have 2 "
-                f"classes along axis {self.axis}, got {n_classes} (RocAuc() for more)"
-            )
-        if self.multi_class is not None and n_classes < 3:
+        if not self._takes(n_classes):
+            if self.multi_class is None:
+                raise ValueError(
+                    f"RocAucBinary scores the probability of class 1 of 2: preds should have 2 "
+                    f"classes along axis {self.axis}, got {n_classes} (RocAuc() for more)"
+                )
             raise ValueError(
                 f"RocAuc is the ROC AUC of 3 classes or more, one against the rest or pairs: "
                 f"preds have {n_classes} along axis {self.axis} (RocAucBinary() for two "

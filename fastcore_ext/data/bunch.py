@@ -131,6 +131,7 @@ from .loader import DeviceDataLoader, ImageDataset, denormalize
 __all__ = [
     "CategoryMap",
     "DatasetType",
+    "LoaderPair",
     "ImageDataBunch",
     "ImageDataLoaders",
     "Normalize",
@@ -637,11 +638,16 @@ def check_test_images(items: list[Path], num_workers: int = 0) -> None:
         )
 
 
-def images_of_test_folder(folder: str | os.PathLike) -> list[Path]:
-    """The image files under `folder` (fastai v1's ``test=`` folder, searched recursively as
-    its add_test_folder does), or an error naming `test` and the folder."""
+def images_of_test_folder(
+    folder: str | os.PathLike, root: str | os.PathLike | None = None
+) -> list[Path]:
+    """The image files under `folder` (under `root` when given: a from_* method's path),
+    fastai v1's ``test=`` folder, searched recursively as its add_test_folder does; or an
+    error naming `test` and the folder."""
     if not isinstance(folder, str | os.PathLike):
         raise TypeError(f"test: expected the name of a folder of images, got {folder!r}")
+    if root is not None:
+        folder = Path(root) / folder
     if not Path(folder).is_dir():
         raise ValueError(f"test: expected a folder of unlabelled images, {folder} is no folder")
     files = get_image_files(folder)
@@ -740,7 +746,32 @@ def _with_vocab(split: ItemSplit, vocab: Sequence[object], arg: str, sort: bool)
     )  # fmt: skip
 
 
-class ImageDataBunch:
+class LoaderPair:
+    """fastai v2's access to the two loaders `train_dl` and `valid_dl` of a bunch (an
+    ImageDataBunch, DataLoaders): ``dls.train``, ``dls.valid``, ``dls[0]``, ``dls[1]``."""
+
+    train_dl: Any
+    valid_dl: Any
+
+    @property
+    def train(self) -> Any:
+        """fastai v2's name for `train_dl`."""
+        return self.train_dl
+
+    @property
+    def valid(self) -> Any:
+        """fastai v2's name for `valid_dl`."""
+        return self.valid_dl
+
+    def __getitem__(self, i: int) -> Any:
+        """fastai v2's ``dls[0]`` (the training loader) and ``dls[1]`` (the validation one)."""
+        loaders = (self.train_dl, self.valid_dl)
+        if isinstance(i, bool) or not isinstance(i, Integral) or not -2 <= i < 2:
+            raise IndexError(f"index: expected 0 (train) or 1 (valid), got {i!r}")
+        return loaders[int(i)]
+
+
+class ImageDataBunch(LoaderPair):
     """Train and validation images as device batches (fastai v1 name; see the module doc).
 
     Attributes: classes (a `CategoryMap`; vocab), c, path, device, decode_device (where JPEG
@@ -818,9 +849,7 @@ class ImageDataBunch:
         )
         self.bs = self.train_dl.bs  # checked there (a NumPy int becomes an int)
         self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs or bs, train=False, **common)
-        # fastai v1's unlabelled test set (add_test): its dataset, and its loader (`dl`)
-        self.test_ds: ImageDataset | None = None
-        self._test_loader: DeviceDataLoader | None = None
+        self._test_loader: DeviceDataLoader | None = None  # fastai v1's test set (add_test)
         self.stats: tuple[list[float], list[float]] | None = None
         if pipeline.stats is not None:
             self.normalize(pipeline.stats)
@@ -849,9 +878,7 @@ class ImageDataBunch:
         pipeline = _resolve_pipeline(
             ds_tfms, size, item_tfms, batch_tfms, resize_method, padding_mode
         )
-        if test is not None and not isinstance(test, str | os.PathLike):
-            raise TypeError(f"test: expected the name of a folder of images, got {test!r}")
-        test_items = None if test is None else images_of_test_folder(Path(path) / test)
+        test_items = None if test is None else images_of_test_folder(test, path)
         seed = _resolve_seed(seed, cls._seed_rng)
         split = make_split(seed)
         pipeline = _sized(pipeline, split.train_items + split.valid_items)
@@ -1191,23 +1218,6 @@ class ImageDataBunch:
         """fastai v2's name for `classes` (``vocab.o2i``: name -> index)."""
         return self.classes
 
-    @property
-    def train(self) -> DeviceDataLoader:
-        """fastai v2's name for `train_dl`."""
-        return self.train_dl
-
-    @property
-    def valid(self) -> DeviceDataLoader:
-        """fastai v2's name for `valid_dl`."""
-        return self.valid_dl
-
-    def __getitem__(self, i: int) -> DeviceDataLoader:
-        """fastai v2's ``dls[0]`` (the training loader) and ``dls[1]`` (the validation one)."""
-        loaders = (self.train_dl, self.valid_dl)
-        if isinstance(i, bool) or not isinstance(i, Integral) or not -2 <= i < 2:
-            raise IndexError(f"index: expected 0 (train) or 1 (valid), got {i!r}")
-        return loaders[int(i)]
-
     def test_dl(
         self,
         test_items: Iterable[str | os.PathLike],
@@ -1279,8 +1289,18 @@ class ImageDataBunch:
         unreadable one is a BadImageError naming it, as test_dl). A second call replaces
         the set. (v1's ``data.test_dl`` is a loader; here ``test_dl(items)`` is fastai v2's
         method making one, and ``dl('test')`` is the test set's.)"""
-        loader = self.test_dl(items)
-        self.test_ds, self._test_loader = loader.dataset, loader
+        self._test_loader = self.test_dl(items)
+
+    @property
+    def test_ds(self) -> ImageDataset | None:
+        """The dataset of the test set (`add_test`), or None."""
+        return None if self._test_loader is None else self._test_loader.dataset
+
+    def _loaders(self) -> list[DeviceDataLoader]:
+        """The training and validation loaders, and the test set's when there is one."""
+        return [self.train_dl, self.valid_dl] + (
+            [] if self._test_loader is None else [self._test_loader]
+        )
 
     def dl(self, ds_type: str = "valid") -> DeviceDataLoader:
         """fastai v1's ``data.dl(ds_type)``: the loader of 'train', 'valid' or 'test' (the
@@ -1308,9 +1328,8 @@ class ImageDataBunch:
             x, _ = self.valid_dl.one_batch()
             stats = (x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist())
         self.stats = _check_stats(stats)
-        for dl in (self.train_dl, self.valid_dl, self._test_loader):
-            if dl is not None:
-                dl.stats = self.stats
+        for dl in self._loaders():
+            dl.stats = self.stats
         return self
 
     def one_batch(
@@ -1449,10 +1468,9 @@ class ImageDataBunch:
         to choose). Returns self."""
         self.device = _resolve_device(device)
         self.decode_device = resolve_decode_device(self._decode_request, self.device)
-        for dl in (self.train_dl, self.valid_dl, self._test_loader):
-            if dl is not None:
-                dl.set_decoder(self._decoder())
-                dl.to(self.device)
+        for dl in self._loaders():
+            dl.set_decoder(self._decoder())
+            dl.to(self.device)
         return self
 
     def __repr__(self) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
-from .bunch import _resolve_device
+from .bunch import LoaderPair, _resolve_device
 
 __all__ = ["DataLoaders", "TorchLoader"]
 
@@ -159,7 +159,7 @@ class TorchLoader:
         return f"TorchLoader({self.loader!r}, {len(self)} batches, device {self.device})"
 
 
-class DataLoaders:
+class DataLoaders(LoaderPair):
     """fastai v2's ``DataLoaders(train_dl, valid_dl, path='.', device=None)``: two loaders of
     (x, y) batches, torch DataLoaders usually, as a learner's data (see the module doc).
 
@@ -184,22 +184,6 @@ class DataLoaders:
         self.path = Path(path)
         self.device = _resolve_device(device)
         self.train_dl, self.valid_dl = (TorchLoader(dl, self.device) for dl in loaders)
-
-    @property
-    def train(self) -> TorchLoader:
-        """fastai v2's ``dls.train``: the training loader."""
-        return self.train_dl
-
-    @property
-    def valid(self) -> TorchLoader:
-        """fastai v2's ``dls.valid``: the validation loader."""
-        return self.valid_dl
-
-    def __getitem__(self, i: int) -> TorchLoader:
-        """``dls[0]`` (the training loader) and ``dls[1]`` (the validation one)."""
-        if isinstance(i, bool) or not isinstance(i, int) or not -2 <= i < 2:
-            raise IndexError(f"index: expected 0 (train) or 1 (valid), got {i!r}")
-        return (self.train_dl, self.valid_dl)[i]
 
     @property
     def train_ds(self) -> Any:
