@@ -1,12 +1,16 @@
 """A small in-memory bunch (the bunch interface of fastcore_ext.data: train_dl/valid_dl
 yielding (x float, y int64) on `device`, len(), set_epoch(e) seeding the shuffle) and a tiny
-model, for Learner tests that need no image files."""
+model, for Learner tests that need no image files; and the helpers of the tests that run
+several processes (gloo on 127.0.0.1): `free_port`, `torchrun_env`, `run_ranks`."""
 
 from __future__ import annotations
 
 import io
+import multiprocessing as mp
 import os
+import socket
 import tempfile
+import time
 
 import torch
 from torch import nn
@@ -144,3 +148,47 @@ def weight_bound_model() -> torch.nn.Sequential:
         torch.nn.Flatten(),
         torch.nn.Linear(256, 2),
     )
+
+
+# ---- several processes -----------------------------------------------------------------------
+WORLD = 2  # processes of the multi-process tests
+JOIN_TIMEOUT = 90.0  # seconds for a whole group of processes (about 25 s on a busy 2-core CPU)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for MASTER_PORT / init_method)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_env(rank: int, port: int, world: int = WORLD) -> None:
+    """What torchrun sets for a worker."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+    )
+
+
+def run_ranks(target, args_of_rank, timeout: float = JOIN_TIMEOUT, world: int = WORLD) -> list[int]:
+    """Start one spawned process per rank, wait for all (killing them past `timeout`), return
+    their exit codes."""
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=target, args=args_of_rank(r)) for r in range(world)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        hung = [p for p in procs if p.is_alive()]
+        for p in hung:
+            p.kill()
+            p.join()
+    assert not hung, f"{len(hung)} process(es) still ran after {timeout} s"
+    return [p.exitcode for p in procs]

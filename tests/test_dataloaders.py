@@ -5,16 +5,13 @@ and their split between 2 processes (gloo on 127.0.0.1)."""
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
-import os
-import socket
-import time
 import traceback
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import free_port, run_ranks, torchrun_env
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -147,19 +144,10 @@ def test_set_shard_splits_a_loader_between_processes():
 
 
 # ---- 2 processes ---------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, port: int, out: Path) -> None:
     """A torchrun worker's script, unchanged from one process: DataLoaders, fit, validate."""
     torch.set_num_threads(1)
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
-        LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
-    )  # fmt: skip
+    torchrun_env(rank, port)
     try:
         learn = _learner(_dls(), out)
         assert learn.distributed is not None
@@ -175,19 +163,10 @@ def _worker(rank: int, port: int, out: Path) -> None:
 
 
 def test_two_processes_share_the_data_and_end_with_the_same_model(tmp_path):
-    port = _free_port()
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(r, port, tmp_path)) for r in range(2)]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + 120
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
+    port = free_port()
+    codes = run_ranks(_worker, lambda r: (r, port, tmp_path), timeout=120)
     errors = [f.read_text() for f in tmp_path.glob("error*.txt")]
-    assert not hung and not errors, errors
+    assert not errors and codes == [0, 0], errors
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     assert a["batches"] == b["batches"] == (3, 2)  # 96 / 2 / 16 training, 37 valid in 19 + 18
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])

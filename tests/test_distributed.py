@@ -10,10 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from fakes import tiny_model, two_groups
+from fakes import WORLD, free_port, run_ranks, tiny_model, torchrun_env, two_groups
 from PIL import Image
 
 from fastcore_ext import checkpoint, distributed, lesson
@@ -38,18 +36,10 @@ from fastcore_ext.learner import Learner
 from fastcore_ext.metrics import accuracy, error_rate
 from fastcore_ext.ranks import from_launch_rank_0
 
-WORLD = 2
-JOIN_TIMEOUT = 90.0  # seconds for a whole group of processes (about 25 s on a busy 2-core CPU)
 N_TRAIN, N_VALID = 24, 13  # 13: uneven validation blocks (6 and 7 items)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _image_folder(root: Path) -> Path:
     """train/ and valid/ with two classes of 16 px PNGs told apart by their red level."""
     rng = np.random.default_rng(0)
@@ -75,38 +65,6 @@ def _learner(root: Path, out: Path) -> Learner:
     return learn
 
 
-def _run(target, args_of_rank, timeout: float = JOIN_TIMEOUT) -> list[int]:
-    """Start one spawned process per rank, wait for all (killing them past `timeout`), return
-    their exit codes."""
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=target, args=args_of_rank(r)) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + timeout
-    try:
-        for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-    finally:
-        hung = [p for p in procs if p.is_alive()]
-        for p in hung:
-            p.kill()
-            p.join()
-    assert not hung, f"{len(hung)} process(es) still ran after {timeout} s"
-    return [p.exitcode for p in procs]
-
-
-def _env(rank: int, port: int) -> None:
-    """What torchrun sets for a worker."""
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(WORLD),
-    )
-
-
 # ---- 2 processes: a fit, then a crash -----------------------------------------------------
 class _Crash(Callback):
     def before_batch(self) -> None:
@@ -118,7 +76,7 @@ def _worker(rank: int, port: int, root: Path, out: Path) -> None:
     """What one torchrun worker would do: a fit_one_cycle and what follows it, then a second
     fit in which rank 1 crashes. Writes its results, then any error, into `out`."""
     torch.set_num_threads(1)
-    _env(rank, port)
+    torchrun_env(rank, port)
     writes = []
     serialize = checkpoint._serialize
 
@@ -179,8 +137,8 @@ def ddp_run(tmp_path_factory):
     exit codes, results of rank 0, results of rank 1)."""
     root = _image_folder(tmp_path_factory.mktemp("images"))
     out = tmp_path_factory.mktemp("out")
-    port = _free_port()
-    codes = _run(_worker, lambda r: (r, port, root, out))
+    port = free_port()
+    codes = run_ranks(_worker, lambda r: (r, port, root, out))
     errors = {p.name: p.read_text() for p in out.glob("error*.txt")}
     missing = [r for r in range(WORLD) if not (out / f"rank{r}.pt").is_file()]
     assert not missing, f"ranks {missing} wrote no results; exit codes {codes}; {errors}"
@@ -484,7 +442,7 @@ class _BadData:
 
 
 def _bad_images_worker(rank: int, port: int, out: Path) -> None:
-    _env(rank, port)
+    torchrun_env(rank, port)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         found = lesson.BadImages.of(_BadData(rank))
@@ -495,8 +453,8 @@ def _bad_images_worker(rank: int, port: int, out: Path) -> None:
 
 def test_the_lesson_counts_the_unreadable_images_of_every_process(tmp_path):
     """Under --nproc 2 summary.json counted only rank 0's shards' unreadable files (5 of 6)."""
-    port = _free_port()
-    assert _run(_bad_images_worker, lambda r: (r, port, tmp_path)) == [0] * WORLD
+    port = free_port()
+    assert run_ranks(_bad_images_worker, lambda r: (r, port, tmp_path)) == [0] * WORLD
     for r in range(WORLD):
         found = json.loads((tmp_path / f"bad{r}.json").read_text())
         assert found["skipped"] == 2
@@ -560,7 +518,7 @@ def test_a_seeded_script_draws_the_same_data_seed_under_torchrun(images, tmp_pat
 
 
 def _save_on_rank_0_worker(rank: int, port: int, out: Path) -> None:
-    _env(rank, port)
+    torchrun_env(rank, port)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         if rank == 0:  # fastai's idiom: only rank 0 saves
@@ -574,13 +532,15 @@ def _save_on_rank_0_worker(rank: int, port: int, out: Path) -> None:
 def test_a_save_on_rank_0_alone_does_not_wait_for_the_others(tmp_path):
     """`if rank == 0: learn.save(...)` hung: the save ended in a barrier the other processes
     never reached (until the group's 30-minute timeout)."""
-    port = _free_port()
-    assert _run(_save_on_rank_0_worker, lambda r: (r, port, tmp_path), timeout=60) == [0] * WORLD
+    port = free_port()
+    assert (
+        run_ranks(_save_on_rank_0_worker, lambda r: (r, port, tmp_path), timeout=60) == [0] * WORLD
+    )
 
 
 def _fresh_worker(rank: int, port: int, root: Path, out: Path) -> None:
     torch.set_num_threads(1)
-    _env(rank, port)
+    torchrun_env(rank, port)
     data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, seed=3, device="cpu")
     torch.manual_seed(rank)  # each process its own random init
     learn = Learner(data, tiny_model(), splitter=two_groups, path=out)
@@ -591,8 +551,8 @@ def _fresh_worker(rank: int, port: int, root: Path, out: Path) -> None:
 def test_a_new_learner_has_rank_0s_weights_in_every_process(images, tmp_path):
     """Before its first fit each process held its own random init, so validate() (and an
     lr_find's restore) mixed several models."""
-    port = _free_port()
-    assert _run(_fresh_worker, lambda r: (r, port, images, tmp_path)) == [0] * WORLD
+    port = free_port()
+    assert run_ranks(_fresh_worker, lambda r: (r, port, images, tmp_path)) == [0] * WORLD
     r0, r1 = (torch.load(tmp_path / f"fresh{r}.pt") for r in range(WORLD))
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k

@@ -7,26 +7,23 @@ that a seeded script draws the one-process seed under torchrun.)"""
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fakes import WORLD, free_port, run_ranks
 from PIL import Image
 
 from fastcore_ext.data import ImageDataBunch
 from fastcore_ext.data import bunch as bunch_mod
 
 REPO = Path(__file__).resolve().parents[1]
-WORLD = 2
 
 
 def _image_folder(root: Path, n: int = 24) -> Path:
@@ -96,12 +93,6 @@ def test_without_torchrun_the_seed_comes_from_the_global_rng(folder, monkeypatch
     assert a.seed == b.seed and a.seed != c.seed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _broadcast_worker(rank: int, port: int, root: str, out: str) -> None:
     import torch.distributed as dist
 
@@ -121,22 +112,9 @@ def _broadcast_worker(rank: int, port: int, root: str, out: str) -> None:
 
 
 def test_an_existing_process_group_broadcasts_rank_0s_seed(folder, tmp_path):
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [
-        ctx.Process(target=_broadcast_worker, args=(r, port, str(folder), str(tmp_path)))
-        for r in range(WORLD)
-    ]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + 90
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-        p.join()
-    assert not hung and [p.exitcode for p in procs] == [0, 0]
+    port = free_port()
+    codes = run_ranks(_broadcast_worker, lambda r: (r, port, str(folder), str(tmp_path)))
+    assert codes == [0, 0]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD))
     assert r0 == r1
 
