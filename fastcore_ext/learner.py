@@ -492,7 +492,13 @@ class Learner:
                 self.xb, self.yb = (xb,), (yb,)
                 if self.training:
                     self.train_iter += 1
+                scheduled = self._sched_step
                 self._with_events(self._do_one_batch, "batch", CancelBatchException)
+                if self.training and self._one_cycle_fit and self._sched_step == scheduled:
+                    # no step this batch (GradientAccumulation, a cancelled step): the
+                    # schedule still counts it, as fastai's ParamScheduler counts batches
+                    self.opt.skip_step()
+                    self._sched_step += 1
         finally:  # a phase cut short: release the loader's pass now, not at garbage collection
             close = getattr(batches, "close", None)
             if close is not None:

@@ -353,6 +353,12 @@ class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
         since `set_one_cycle` set it. Reading it waits for the device."""
         return int(self._counter[0].item())
 
+    def skip_step(self) -> None:
+        """A training batch without an update (gradient accumulation, a step a callback
+        cancelled): the schedule position advances, as fastai's ParamScheduler counts batches;
+        params and state stay. No host sync."""
+        self._counter[0].add_(1)
+
     # ---- the step ---------------------------------------------------------------------------
 
     _state_keys: tuple[str, ...] = ()  # per-param state, in the op's argument order
@@ -610,8 +616,9 @@ class OptimWrapper(_OneCycleHost, torch.optim.Optimizer):
     total_steps, ...)`` for its k-th call since `set_one_cycle` (on the host; the momentum as
     ``betas[0]`` for Adam-like optimizers, ``momentum`` for SGD and RMSprop, as fastai's
     OptimWrapper maps it), then steps the optimizer; `clear_schedule()` puts the groups' own
-    lr and momentum back. Unlike the fused optimizers, a step that `torch.amp.GradScaler`
-    skips (inf/NaN gradients, float16 on a GPU) does not advance the schedule.
+    lr and momentum back. A batch without a step (`torch.amp.GradScaler` skipped it, or
+    gradient accumulation) advances the position through `skip_step()`, which the Learner
+    calls then, so the schedule counts training batches as with the fused optimizers.
     """
 
     def __init__(self, params: Iterable, opt: Any, **kwargs: Any) -> None:
@@ -693,6 +700,11 @@ class OptimWrapper(_OneCycleHost, torch.optim.Optimizer):
     def schedule_step(self) -> int:
         """The schedule position: `step()` calls since `set_one_cycle` (from its start_step)."""
         return self._step_count
+
+    def skip_step(self) -> None:
+        """As `Adam.skip_step`: the schedule position advances, the wrapped optimizer does not
+        step."""
+        self._step_count += 1
 
     @torch.no_grad()
     def step(self, closure=None):

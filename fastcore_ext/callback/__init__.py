@@ -1,8 +1,8 @@
 """Callbacks of the training loop: events and control flow (core), Recorder, progress output,
 the learning-rate finder, the trackers (NaN stop, early stopping, best-model saving, lr
 reduction on a plateau, CSV log), MixUp / CutMix, ShowGraph (the losses redrawn after each
-epoch), ConvWeightGrad (weight-heavy convolutions' gradients as one matrix product on the
-CPU) and the DDP trainer (ddp)."""
+epoch), gradient accumulation and clipping (training), ConvWeightGrad (weight-heavy
+convolutions' gradients as one matrix product on the CPU) and the DDP trainer (ddp)."""
 
 from fastcore_ext.callback.conv_weight_grad import ConvWeightGrad
 from fastcore_ext.callback.core import (
@@ -23,6 +23,7 @@ from fastcore_ext.callback.mixup import CutMix, MixHandler, MixUp
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.show_graph import ShowGraph, ShowGraphCallback
+from fastcore_ext.callback.training import GradientAccumulation, GradientClip
 from fastcore_ext.callback.tracker import (
     CSVLogger,
     EarlyStoppingCallback,
@@ -59,4 +60,6 @@ __all__ = [
     "CutMix",
     "ConvWeightGrad",
     "DistributedTrainer",
+    "GradientAccumulation",
+    "GradientClip",
 ]

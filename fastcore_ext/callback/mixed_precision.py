@@ -62,6 +62,7 @@ from torch import nn
 from fastcore_ext.callback.core import Callback, CancelStepException
 from fastcore_ext.checks import check_int
 from fastcore_ext.hardware import has_native_bf16, native_bf16_cpu_flags
+from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.ranks import is_main_process
 from fastcore_ext.warn import warn_user
 
@@ -402,10 +403,13 @@ class MixedPrecision(Callback):
         learner's own step is cancelled (after_cancel_step, after_step still fire)."""
         if self.scaler is None:
             return
-        learn = self.learn
-        self.scaler.step(learn.opt)
+        learn, opt = self.learn, self.learn.opt
+        position = opt.schedule_step if isinstance(opt, OptimWrapper) else None
+        self.scaler.step(opt)  # a fused optimizer steps (and skips) on the device itself
+        if position is not None and opt.schedule_step == position:  # the scaler skipped it
+            opt.skip_step()
         self.scaler.update()
-        learn._sched_step += 1  # the schedule advances on a skipped step too, as on the device
+        learn._sched_step += 1  # the schedule advances on a skipped step too
         raise CancelStepException
 
     def __repr__(self) -> str:
