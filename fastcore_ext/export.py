@@ -12,9 +12,10 @@ The file is one torch file holding two things:
 No code is pickled: `read_export` reads the file with `torch.load(weights_only=True)` and
 `build_model` builds the body with torchvision's builder of that name (no pretrained
 download: the weights come from the file) and fastcore_ext's head. The description is
-derived from the model itself: the body must be a torchvision classifier's children up to a
-cut (what `create_cnn` builds) and the head a `create_head` head, checked by rebuilding both
-and comparing their structure, so a model that cannot be rebuilt is refused at export time,
+derived from the model itself: the body must be a torchvision classifier's (or a fastai
+xresnet's) children up to a cut (what `create_cnn` builds) and the head a `create_head` head,
+or the model a whole `XResNet` (``{"xresnet": its config}``), checked by rebuilding and
+comparing the structure, so a model that cannot be rebuilt is refused at export time,
 not at load time.
 
 This module needs no Learner (it sits below it: `Learner.export` calls `export_model`);
@@ -40,6 +41,7 @@ from torchvision import models
 import fastcore_ext
 from fastcore_ext.checkpoint import atomic_save, load_file
 from fastcore_ext.model_builder import AdaptiveConcatPool2d, create_head, default_cut
+from fastcore_ext.xresnet import XRESNETS, ResBlock, XResNet
 
 __all__ = [
     "DEFAULT_EXPORT",
@@ -101,7 +103,10 @@ def _meta_model(name: str) -> nn.Module | None:
     weights), or None when it cannot be built there. A builder that needs real tensors at
     construction (the 15 regnets) is built with only its `torch.empty` tensors on the meta
     device (`_MetaParameters`: 0.2-0.6 s and under 2 MB each, where building regnet_y_128gf
-    on the CPU takes 20 s and 2.6 GB)."""
+    on the CPU takes 20 s and 2.6 GB). fastai's xresnets (`XRESNETS`) by their names too."""
+    if name in XRESNETS:
+        with torch.device("meta"):
+            return XRESNETS[name]()
     for context in (lambda: torch.device("meta"), _MetaParameters):
         try:
             with context():
@@ -127,10 +132,16 @@ def _infer_body(body: nn.Module) -> tuple[str, int]:
     """(torchvision arch name, cut) such that nn.Sequential(*arch().children()[:cut]) has the
     structure of `body` (same modules and hyper-parameters, compared through repr)."""
     target = repr(body)
-    wanted = _torchvision_modules(body)
-    for name in models.list_models(module=models):
-        if models.get_model_builder(name).__module__ not in wanted:
-            continue
+    if any(isinstance(m, ResBlock) for m in body.modules()):  # fastai's xresnets
+        names = list(XRESNETS)
+    else:
+        wanted = _torchvision_modules(body)
+        names = [
+            name
+            for name in models.list_models(module=models)
+            if models.get_model_builder(name).__module__ in wanted
+        ]
+    for name in names:
         built = _meta_children_repr(name)
         if built is None:
             continue
@@ -140,8 +151,8 @@ def _infer_body(body: nn.Module) -> tuple[str, int]:
                 return name, cut
     raise ValueError(
         "export rebuilds the model from a description (no pickled code), so its body must be "
-        "a torchvision architecture cut as create_cnn does; this body matches no torchvision "
-        "builder"
+        "a torchvision architecture (or a fastai xresnet) cut as create_cnn does; this body "
+        "matches no such builder"
     )
 
 
@@ -185,8 +196,18 @@ def _infer_head(head: nn.Module) -> dict[str, Any]:
 
 
 def describe_model(model: nn.Module) -> dict[str, Any]:
-    """The JSON-able description of a create_cnn model: {"arch", "cut", "head"}; ValueError
-    for a model that cannot be rebuilt from one."""
+    """The JSON-able description of a create_cnn model: {"arch", "cut", "head"}, or of a
+    whole XResNet: {"xresnet": its config}; ValueError for a model that cannot be rebuilt
+    from one."""
+    if type(model) is XResNet:
+        with torch.device("meta"):
+            rebuilt = XResNet(**model.config)
+        if repr(rebuilt) != repr(model):
+            raise ValueError(
+                "export: this XResNet was changed after it was built (its layers differ from "
+                f"those of XResNet(**{model.config})), so its description would not rebuild it"
+            )
+        return {"xresnet": _jsonable(model.config)}
     if not (isinstance(model, nn.Sequential) and len(model) == 2):
         raise ValueError(
             "export supports create_cnn models, nn.Sequential(body, head) of a torchvision "
@@ -200,14 +221,18 @@ def build_model(description: dict[str, Any]) -> nn.Module:
     """The model a description stands for, on the meta device (load weights with
     `load_state_dict(..., assign=True)`)."""
     try:
+        if "xresnet" in description:
+            with torch.device("meta"):
+                return XResNet(**description["xresnet"])
         arch, cut, head = description["arch"], description["cut"], description["head"]
-        full = _meta_model(arch) if arch in models.list_models(module=models) else None
+        known = arch in XRESNETS or arch in models.list_models(module=models)
+        full = _meta_model(arch) if known else None
         if full is None:
             raise ValueError(f"{arch!r} is not a torchvision architecture this torch can build")
         with torch.device("meta"):
             body = nn.Sequential(*list(full.children())[: int(cut)])
             return nn.Sequential(body, create_head(**head))
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"not a model description: {description!r} ({e})") from e
 
 
@@ -230,7 +255,8 @@ def describe_export(model: nn.Module, data: Any, precision: str) -> dict[str, An
     except ValueError as e:
         e.add_note(
             "An export is the model's description and its weights, no pickled code, so it "
-            "holds the models it can rebuild: create_cnn / vision_learner's. For another "
+            "holds the models it can rebuild: create_cnn / vision_learner's, and fastai's "
+            "xresnets (xresnet50(n_out=...)) whole. For another "
             "model keep its weights: learn.save('name') (learn.load('name') into a learner "
             "with the same model), or torch.save(learn.model.state_dict(), file)."
         )

@@ -6,10 +6,11 @@ is fastai's head:
     AdaptiveConcatPool2d -> Flatten -> BatchNorm1d(2nf) -> Dropout(ps/2) -> Linear(2nf, 512)
     -> ReLU -> BatchNorm1d(512) -> Dropout(ps) -> Linear(512, c)
 
-`resnet_split` / `default_split` give the layer groups. Pretrained weights come through
-torchvision's weights API and its cache ($TORCH_HOME/hub/checkpoints): when they are not
-cached and cannot be downloaded, PretrainedWeightsError says which file to put where, or to
-pass `pretrained=False`; `pretrained_weights_cached(arch)` tells whether they are there.
+`resnet_split` / `xresnet_split` / `default_split` give the layer groups. Pretrained weights
+come through torchvision's weights API and its cache ($TORCH_HOME/hub/checkpoints): when they
+are not cached and cannot be downloaded, PretrainedWeightsError says which file to put where,
+or to pass `pretrained=False`; `pretrained_weights_cached(arch)` tells whether they are there.
+fastai's xresnets (fastcore_ext.xresnet) are taken by name too, without pretrained weights.
 
 Imports torch and torchvision only: the export format (fastcore_ext.export) describes and
 rebuilds models with it, below the Learner; `create_cnn` (fastcore_ext.vision) puts a
@@ -36,6 +37,7 @@ from torchvision.models import WeightsEnum
 
 from fastcore_ext.checks import int_or_none, real_or_none
 from fastcore_ext.files import atomic_write
+from fastcore_ext.xresnet import XRESNETS
 
 __all__ = [
     "AdaptiveConcatPool2d",
@@ -54,6 +56,7 @@ __all__ = [
     "resnet_split",
     "resolve_arch",
     "weights_cache_file",
+    "xresnet_split",
 ]
 
 
@@ -262,9 +265,11 @@ def pretrained_weights_cached(arch: Callable[..., nn.Module] | str) -> Path | No
 
 
 def resolve_arch(arch: Callable[..., nn.Module] | str) -> Callable[..., nn.Module]:
-    """A torchvision builder from itself or its name (ValueError naming `arch` for an
-    unknown name, TypeError for something not callable)."""
+    """A torchvision builder (or one of fastai's xresnets) from itself or its name
+    (ValueError naming `arch` for an unknown name, TypeError for something not callable)."""
     if isinstance(arch, str):
+        if arch in XRESNETS:
+            return XRESNETS[arch]
         try:
             return models.get_model_builder(arch)
         except ValueError as e:
@@ -386,6 +391,13 @@ def resnet_split(model: nn.Module) -> list[list[nn.Parameter]]:
     """3 layer groups of a create_cnn resnet: stem..layer2, layer3..layer4, head."""
     body, head = model[0], model[1]
     return [list(body[:6].parameters()), list(body[6:].parameters()), list(head.parameters())]
+
+
+def xresnet_split(model: nn.Module) -> list[list[nn.Parameter]]:
+    """3 layer groups of a create_cnn xresnet, as fastai's _xresnet_split: the stem's three
+    ConvLayers, the rest of the body, head."""
+    body, head = model[0], model[1]
+    return [list(body[:3].parameters()), list(body[3:].parameters()), list(head.parameters())]
 
 
 def default_split(model: nn.Module) -> list[list[nn.Parameter]]:

@@ -101,11 +101,15 @@ class NormSpy(Callback):
 
 def test_gradient_clip_bounds_the_norm_of_every_step():
     spy = NormSpy()
-    learn = linear_learner(bs=16, loss_func=lambda out, y: 100 * nn.functional.cross_entropy(out, y))
+    learn = linear_learner(
+        bs=16, loss_func=lambda out, y: 100 * nn.functional.cross_entropy(out, y)
+    )
     learn.fit(1, lr=1e-3, cbs=[spy])
     assert max(spy.norms) > 1.0  # large gradients without clipping
     spy = NormSpy()
-    learn = linear_learner(bs=16, loss_func=lambda out, y: 100 * nn.functional.cross_entropy(out, y))
+    learn = linear_learner(
+        bs=16, loss_func=lambda out, y: 100 * nn.functional.cross_entropy(out, y)
+    )
     learn.fit(1, lr=1e-3, cbs=[GradientClip(max_norm=0.5), spy])
     assert len(spy.norms) == N_BATCHES
     assert max(spy.norms) == pytest.approx(0.5, rel=1e-5)

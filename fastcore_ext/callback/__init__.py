@@ -23,7 +23,6 @@ from fastcore_ext.callback.mixup import CutMix, MixHandler, MixUp
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.show_graph import ShowGraph, ShowGraphCallback
-from fastcore_ext.callback.training import GradientAccumulation, GradientClip
 from fastcore_ext.callback.tracker import (
     CSVLogger,
     EarlyStoppingCallback,
@@ -32,6 +31,7 @@ from fastcore_ext.callback.tracker import (
     TerminateOnNaN,
     TrackerCallback,
 )
+from fastcore_ext.callback.training import GradientAccumulation, GradientClip
 
 __all__ = [
     "EVENTS",

@@ -142,12 +142,14 @@ from fastcore_ext.model_builder import (
     default_split,
     num_features,
     resnet_split,
+    xresnet_split,
 )
 from fastcore_ext.optim import SGD, Adam, OptimWrapper
 from fastcore_ext.plots import show_image
 from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
 from fastcore_ext.torch_core import tensor, to_np, trainable_params
 from fastcore_ext.widgets import ImageClassifierCleaner, ImagesCleaner  # (need ipywidgets)
+from fastcore_ext.xresnet import XResNet, xresnet18, xresnet34, xresnet50, xresnet101, xresnet152
 
 try:  # fastai's star import gives pandas as pd; pandas is optional here (from_df, DataBlock)
     import pandas as pd
@@ -286,6 +288,12 @@ __all__ = [
     "resnet50",
     "resnet101",
     "resnet152",
+    "XResNet",
+    "xresnet18",
+    "xresnet34",
+    "xresnet50",
+    "xresnet101",
+    "xresnet152",
     "set_seed",
     "slide",
     "squeezenet1_0",
@@ -394,7 +402,8 @@ def create_cnn(
     callbacks and callback_fns). fastai v2's y_range, lr, moms, pool=False, lin_first=True,
     n_in other than 3, train_bn=False and other inits are refused with the reason (TypeError).
     Resnets get 3 layer groups
-    (stem..layer2, layer3..layer4, head), other architectures 2 (body, head). On CUDA the
+    (stem..layer2, layer3..layer4, head), xresnets 3 (stem, the rest of the body, head, as
+    fastai's), other architectures 2 (body, head). On CUDA the
     model and its inputs are channels-last.
     """
     _check_vision_kwargs(kwargs)
@@ -444,8 +453,12 @@ def create_cnn(
         apply_init(head)
     model = nn.Sequential(body, head)
     if "splitter" not in kwargs:
-        is_resnet = isinstance(full, models.ResNet) and cut is None
-        kwargs["splitter"] = resnet_split if is_resnet else default_split
+        if isinstance(full, models.ResNet) and cut is None:
+            kwargs["splitter"] = resnet_split
+        elif isinstance(full, XResNet) and cut is None:
+            kwargs["splitter"] = xresnet_split
+        else:
+            kwargs["splitter"] = default_split
     if (
         pretrained is not False
         and normalize

@@ -1,0 +1,212 @@
+"""fastai's XResNet: the ResNet of "Bag of Tricks for Image Classification" (He et al., 2019),
+as fastbook chapter 7 and fastai's imagenette examples train it from scratch.
+
+    model = xresnet50(n_out=dls.c)
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy)
+    learn = vision_learner(dls, xresnet34, pretrained=False)     # its body, fastai's head
+
+The same modules, parameter names and initialisation as fastai 2.8.12's
+``fastai.vision.models.xresnet`` (checked: every builder's state_dict has fastai's keys, shapes
+and parameter count), so a state_dict saved by one loads into the other:
+
+- the stem: three 3x3 ConvLayers (conv, BatchNorm, ReLU), c_in -> 32 (stride 2) -> 32 -> 64,
+  then a 3x3 max pool of stride 2;
+- four stages of ResBlocks (two 3x3 convolutions with expansion 1, a 1x1 / 3x3 / 1x1
+  bottleneck with expansion 4), the first block of stages 2-4 with stride 2, its shortcut
+  an average pool (2x2, ceil mode) and, where the width changes, a 1x1 ConvLayer; the last
+  BatchNorm of each block's residual path starts at weight 0 (the block starts as the
+  identity);
+- adaptive average pool, flatten, dropout `p`, a linear layer to `n_out`;
+- every conv and linear weight kaiming-normal, every bias (BatchNorm's too) 0.
+
+Pretrained weights are not offered (fastai downloads them for xresnet50 only): pretrained=True
+raises ValueError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from numbers import Integral, Real
+
+from torch import nn
+
+__all__ = [
+    "ConvLayer",
+    "ResBlock",
+    "XResNet",
+    "XRESNETS",
+    "init_cnn",
+    "xresnet18",
+    "xresnet34",
+    "xresnet50",
+    "xresnet101",
+    "xresnet152",
+]
+
+
+def init_cnn(m: nn.Module) -> None:
+    """fastai's init_cnn: kaiming-normal weights of every conv and linear layer, every bias
+    0 (BatchNorm's included), recursively."""
+    if getattr(m, "bias", None) is not None:
+        nn.init.constant_(m.bias, 0)
+    if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear):
+        nn.init.kaiming_normal_(m.weight)
+    for child in m.children():
+        init_cnn(child)
+
+
+class ConvLayer(nn.Sequential):
+    """conv (no bias) -> BatchNorm -> ReLU (fastai's ConvLayer with its defaults); act=False
+    leaves the ReLU out; zero_bn starts the BatchNorm's weight at 0 (fastai's BatchZero)."""
+
+    def __init__(
+        self, ni: int, nf: int, ks: int = 3, stride: int = 1, act: bool = True,
+        zero_bn: bool = False,
+    ) -> None:  # fmt: skip
+        bn = nn.BatchNorm2d(nf)
+        nn.init.constant_(bn.bias, 1e-3)
+        nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
+        layers: list[nn.Module] = [
+            nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=(ks - 1) // 2, bias=False),
+            bn,
+        ]
+        if act:
+            layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    """fastai's ResBlock: ``relu(convpath(x) + idpath(x))``, from `ni` * expansion to `nf` *
+    expansion channels."""
+
+    def __init__(self, expansion: int, ni: int, nf: int, stride: int = 1, ks: int = 3) -> None:
+        super().__init__()
+        nf, ni = nf * expansion, ni * expansion
+        if expansion == 1:
+            path = [
+                ConvLayer(ni, nf // expansion, ks, stride=stride),
+                ConvLayer(nf // expansion, nf, ks, act=False, zero_bn=True),
+            ]
+        else:
+            nh = nf // expansion
+            path = [
+                ConvLayer(ni, nh, 1),
+                ConvLayer(nh, nh, ks, stride=stride),
+                ConvLayer(nh, nf, 1, act=False, zero_bn=True),
+            ]
+        self.convpath = nn.Sequential(*path)
+        idpath: list[nn.Module] = []
+        if ni != nf:
+            idpath.append(ConvLayer(ni, nf, 1, act=False))
+        if stride != 1:
+            idpath.insert(0, nn.AvgPool2d(stride, ceil_mode=True))
+        self.idpath = nn.Sequential(*idpath)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(self.convpath(x) + self.idpath(x))
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return int(value)
+
+
+class XResNet(nn.Sequential):
+    """fastai's XResNet (module doc). expansion: 1 (basic blocks) or 4 (bottlenecks); layers:
+    the number of blocks of each stage (4 stages or more: the extra ones 256 wide, as
+    fastai's *_deep); p: the dropout before the last linear layer; c_in: input channels;
+    n_out: outputs; stem_szs: the stem's widths; widen: a factor on the stage widths; ks:
+    the convolutions' kernel size (odd). `config`: these arguments (a dict that rebuilds the
+    model: ``XResNet(**m.config)``)."""
+
+    def __init__(
+        self,
+        expansion: int,
+        layers: Sequence[int],
+        p: float = 0.0,
+        c_in: int = 3,
+        n_out: int = 1000,
+        stem_szs: Sequence[int] = (32, 32, 64),
+        widen: float = 1.0,
+        ks: int = 3,
+        stride: int = 2,
+    ) -> None:
+        if expansion not in (1, 4):
+            raise ValueError(f"expansion: expected 1 or 4, got {expansion!r}")
+        layers = [_positive_int("layers", n) for n in layers]
+        if len(layers) < 4:
+            raise ValueError(f"layers: expected 4 stages or more, got {len(layers)}")
+        c_in, n_out = _positive_int("c_in", c_in), _positive_int("n_out", n_out)
+        ks, stride = _positive_int("ks", ks), _positive_int("stride", stride)
+        if ks % 2 == 0:
+            raise ValueError(f"ks: the kernel size should be odd, got {ks}")
+        if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p < 1:
+            raise ValueError(f"p: expected a dropout probability in [0, 1), got {p!r}")
+        if isinstance(widen, bool) or not isinstance(widen, Real) or not widen > 0:
+            raise ValueError(f"widen: expected a positive number, got {widen!r}")
+        szs = [c_in, *(_positive_int("stem_szs", s) for s in stem_szs)]
+        # the constructor's arguments, as they rebuild this model (the export format's)
+        config = dict(expansion=expansion, layers=layers, p=float(p), c_in=c_in, n_out=n_out)
+        config.update(stem_szs=szs[1:], widen=float(widen), ks=ks, stride=stride)
+        if len(szs) != 4:
+            raise ValueError(f"stem_szs: expected 3 widths, got {len(szs) - 1}")
+        stem = [ConvLayer(szs[i], szs[i + 1], ks, stride=stride if i == 0 else 1) for i in range(3)]
+        widths = [int(o * widen) for o in [64, 128, 256, 512] + [256] * (len(layers) - 4)]
+        widths = [64 // expansion, *widths]
+        stages = [
+            nn.Sequential(
+                *(
+                    ResBlock(
+                        expansion,
+                        widths[i] if j == 0 else widths[i + 1],
+                        widths[i + 1],
+                        stride=(1 if i == 0 else stride) if j == 0 else 1,
+                        ks=ks,
+                    )  # fmt: skip
+                    for j in range(n)
+                )
+            )
+            for i, n in enumerate(layers)
+        ]
+        super().__init__(
+            *stem,
+            nn.MaxPool2d(ks, stride=stride, padding=ks // 2),
+            *stages,
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(float(p)),
+            nn.Linear(widths[-1] * expansion, n_out),
+        )
+        self.config: dict = config
+        init_cnn(self)
+
+
+def _builder(name: str, expansion: int, layers: list[int]) -> Callable[..., XResNet]:
+    def build(pretrained: bool = False, **kwargs) -> XResNet:
+        if pretrained:
+            raise ValueError(
+                f"pretrained: no pretrained weights are available for {name} (fastai "
+                f"downloads them for xresnet50 only): pass pretrained=False"
+            )
+        return XResNet(expansion, layers, **kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (
+        f"fastai's {name}: XResNet(expansion={expansion}, layers={layers}, **kwargs) (n_out, "
+        f"p, c_in, widen, ...); pretrained=True raises ValueError (no weights offered)."
+    )
+    return build
+
+
+xresnet18 = _builder("xresnet18", 1, [2, 2, 2, 2])
+xresnet34 = _builder("xresnet34", 1, [3, 4, 6, 3])
+xresnet50 = _builder("xresnet50", 4, [3, 4, 6, 3])
+xresnet101 = _builder("xresnet101", 4, [3, 4, 23, 3])
+xresnet152 = _builder("xresnet152", 4, [3, 8, 36, 3])
+
+XRESNETS: dict[str, Callable[..., XResNet]] = {
+    f.__name__: f for f in (xresnet18, xresnet34, xresnet50, xresnet101, xresnet152)
+}
+"""The builders by name (the export format names an xresnet so)."""
