@@ -311,6 +311,28 @@ def test_missing_or_empty_label_names_the_file_and_the_argument(tmp_path, bad, s
         items_from_lists(tmp_path, files, ["a", "b", bad, "a"])
 
 
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [(0.1667, "got the float label 0.1667 .*regression"), (np.float32(2.5), "float label 2.5"),
+     (torch.tensor(0.25), "float label 0.25"), (float("inf"), "float label inf"),
+     (["a", "b"], r"got the list \['a', 'b'\] .*multi-label"), ((10.0, 24.0), "tuple")],
+)  # fmt: skip
+def test_float_and_several_labels_are_refused_not_made_classes(tmp_path, bad, said):
+    """A float column (a regression target) became one class per value, a list of labels
+    (multi-label) or a tuple (a point) one class per distinct repr, and trained silently."""
+    files = [_img(tmp_path / f"{i}.png") for i in range(4)]
+    with pytest.raises(ValueError, match=f"labels: .*{said}"):
+        items_from_lists(tmp_path, files, ["a", "b", bad, "a"])
+    with pytest.raises(ValueError, match=f"label_func: .*{said}"):
+        items_from_name_func(tmp_path, files, lambda p: bad if p.name == "2.png" else "a")
+
+
+def test_whole_floats_stay_classes_as_in_fastai(tmp_path):
+    files = [_img(tmp_path / f"{i}.png") for i in range(4)]
+    split = items_from_lists(tmp_path, files, [1.0, 2.0, 1.0, 2.0], valid_pct=0.5)
+    assert split.classes == ["1.0", "2.0"]
+
+
 def test_pandas_missing_values_are_missing_labels(tmp_path):
     """pandas' nullable columns (Int64, string) hold pd.NA, datetimes NaT: they became the
     classes '<NA>' and 'NaT'."""
@@ -563,9 +585,9 @@ def test_number_labels_are_classes_in_numeric_order(tmp_path):
     assert items_from_lists(tmp_path, files, np.array(numbers)).classes == in_order
     by_func = items_from_name_func(tmp_path, files, lambda p: int(p.stem) % 12)
     assert by_func.classes == in_order
-    assert items_from_lists(tmp_path, files, [x / 2 for x in numbers]).classes[:4] == [
-        "0.0", "0.5", "1.0", "1.5"
-    ]  # fmt: skip
+    assert items_from_lists(tmp_path, files, [float(x) for x in numbers]).classes[:4] == [
+        "0.0", "1.0", "2.0", "3.0"
+    ]  # fmt: skip  (whole floats; others are refused: a regression target)
     assert items_from_lists(tmp_path, files, [str(x) for x in numbers]).classes[:4] == [
         "0",
         "1",

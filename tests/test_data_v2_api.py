@@ -20,7 +20,9 @@ from fastcore_ext.data import (
     ImageDataBunch,
     ImageDataLoaders,
     MissingPathError,
+    MultiCategoryBlock,
     RandomSplitter,
+    RegressionBlock,
     Resize,
     demo_dataset,
     get_image_files,
@@ -237,10 +239,14 @@ def test_unknown_keywords_name_the_method_called(root):
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame({"fname": ["a.jpg"], "label": ["a"]})
     unexpected = "() got an unexpected keyword argument"
-    with pytest.raises(
-        TypeError, match=re.escape(f"ImageDataLoaders.from_df{unexpected} 'label_delim'")
-    ):
+    with pytest.raises(ValueError, match="label_delim: multi-label targets are not supported"):
         ImageDataLoaders.from_df(df, root, label_delim=" ")  # multi-label: not offered
+    with pytest.raises(ValueError, match="label_delim: multi-label targets are not supported"):
+        ImageDataLoaders.from_csv(root, label_delim=" ")
+    with pytest.raises(ValueError, match="y_block: only CategoryBlock is supported .*Regression"):
+        ImageDataLoaders.from_df(df, root, y_block=RegressionBlock)
+    with pytest.raises(ValueError, match="y_block: only CategoryBlock is supported"):
+        ImageDataLoaders.from_lists(root, ["a.jpg"], ["a"], y_block=MultiCategoryBlock)
     with pytest.raises(
         TypeError, match=re.escape(f"ImageDataLoaders.from_csv{unexpected} 'img_cls'")
     ):

@@ -113,6 +113,7 @@ from .items import (
     _check_seed,
     check_files_exist,
     check_fnames,
+    check_label_delim,
     check_path,
     get_image_files,
     items_from_folder,
@@ -708,6 +709,19 @@ class CategoryMap(list):
         return list.__getitem__(self, idx)
 
 
+def _check_y_block(y_block: object) -> None:
+    """fastai v2's `y_block` of from_df / from_csv / from_lists: None or CategoryBlock (the
+    class or an instance); another block is refused, naming it."""
+    if y_block is None:
+        return
+    name = y_block.__name__ if isinstance(y_block, type) else type(y_block).__name__
+    if name != "CategoryBlock":
+        name = getattr(y_block, "__name__", name)
+        raise ValueError(
+            f"y_block: only CategoryBlock is supported (single-label classification), got {name}"
+        )
+
+
 def _check_keywords(method: str, given: dict[str, Any], target: Callable[..., Any]) -> None:
     """A TypeError naming `method` (the one the user called) for a keyword of `given` that
     `target`, which receives them, does not take (Python's own message would name `target`)."""
@@ -1090,8 +1104,11 @@ class ImageDataBunch(LoaderPair):
         test: str | os.PathLike | None = None,
         resize_method: str | None = None,
         padding_mode: str | None = None,
+        y_block: object = None,
     ) -> ImageDataBunch:
-        """Labels given in a list aligned with `fnames`; random split."""
+        """Labels given in a list aligned with `fnames`; random split. y_block (fastai v2's):
+        CategoryBlock only (single-label classification)."""
+        _check_y_block(y_block)
         fnames = check_fnames(fnames)
         return cls._build(
             path,
@@ -1132,13 +1149,18 @@ class ImageDataBunch(LoaderPair):
         test: str | os.PathLike | None = None,
         resize_method: str | None = None,
         padding_mode: str | None = None,
+        label_delim: str | None = None,
+        y_block: object = None,
     ) -> ImageDataBunch:
         """Files and labels from ``path/csv_labels`` (fastai v1's signature; MNIST_SAMPLE's
         labels.csv: ``name,label`` then ``train/3/7463.png,0``): file
         ``path/folder/(name + suffix)``, label from column `label_col`; random split. The
         CSV is read without pandas (header 'infer' or 0: the first row names the columns;
         None: no header row). valid_col (fastai v2's): a column of True/False (or 1/0)
-        whose true rows are the validation set, in place of the random split."""
+        whose true rows are the validation set, in place of the random split. label_delim
+        (multi-label) is refused; y_block (fastai v2's): CategoryBlock only."""
+        check_label_delim(label_delim)
+        _check_y_block(y_block)
         if not isinstance(csv_labels, str | os.PathLike):
             raise TypeError(f"csv_labels: expected a CSV file name, got {csv_labels!r}")
         file = check_path(path) / csv_labels
@@ -1183,12 +1205,17 @@ class ImageDataBunch(LoaderPair):
         test: str | os.PathLike | None = None,
         resize_method: str | None = None,
         padding_mode: str | None = None,
+        label_delim: str | None = None,
+        y_block: object = None,
     ) -> ImageDataBunch:
         """Files and labels from a pandas DataFrame (fastai v1's signature): file
         ``path/folder/(df[fn_col] + suffix)``, label ``df[label_col]`` (columns by position
         or by name); random split, or with valid_col (fastai v2's) the rows whose
         ``df[valid_col]`` is true in validation (fastai's ColSplitter: the column as bools).
-        Needs pandas (an optional dependency)."""
+        Needs pandas (an optional dependency). label_delim (multi-label) is refused; y_block
+        (fastai v2's): CategoryBlock only."""
+        check_label_delim(label_delim)
+        _check_y_block(y_block)
         names, labels = _df_columns(df, fn_col=fn_col, label_col=label_col)
         valid = (
             None

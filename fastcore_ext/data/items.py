@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastcore_ext.checks import short_repr
 from fastcore_ext.foundation import L
 from fastcore_ext.warn import warn_user
 
@@ -594,9 +595,21 @@ def _is_missing(label: object) -> bool:
     return kind.__module__.startswith("pandas") and kind.__name__ in ("NAType", "NaTType")
 
 
+def check_label_delim(label_delim: object) -> None:
+    """fastai's `label_delim` (labels joined by it: multi-label targets) is refused; None
+    passes."""
+    if label_delim is not None:
+        raise ValueError(
+            f"label_delim: multi-label targets are not supported (single-label "
+            f"classification), got label_delim={label_delim!r}"
+        )
+
+
 def _label_text(label: object, item: Path, arg: str) -> str:
     """One label as its class name: a number held in a numpy scalar or a 0-d tensor by its
-    value (`tolist`), None, NaN (a blank cell of a pandas table) and blank text refused."""
+    value (`tolist`); refused: None, NaN (a blank cell of a pandas table), blank text, several
+    labels (a list or tuple: multi-label or point targets) and a float that is not a whole
+    number (a regression target), each naming the file."""
     if isinstance(label, torch.Tensor | np.ndarray | np.generic):
         if getattr(label, "ndim", 0) != 0:
             raise ValueError(
@@ -605,6 +618,19 @@ def _label_text(label: object, item: Path, arg: str) -> str:
         label = label.tolist()
     if _is_missing(label):
         raise ValueError(f"{arg}: missing label ({label}) for file {item.as_posix()!r}")
+    if isinstance(label, list | tuple | set | frozenset | dict):
+        raise ValueError(
+            f"{arg}: expected one label per file, got the {type(label).__name__} "
+            f"{short_repr(label)} for file {item.as_posix()!r}: multi-label and point targets "
+            f"are not supported (single-label classification)"
+        )
+    if isinstance(label, float) and not label.is_integer():
+        raise ValueError(
+            f"{arg}: got the float label {label!r} for file {item.as_posix()!r}: float targets "
+            f"(regression) are not supported (single-label classification, a class label is "
+            f"a str or an int); if these numbers name classes, give them as text (e.g. "
+            f"df[col].astype(str))"
+        )
     text = str(label)
     if not text.strip():
         raise ValueError(f"{arg}: empty label {text!r} for file {item.as_posix()!r}")
@@ -1009,11 +1035,7 @@ class ColReader:
         suff: str = "",
         label_delim: str | None = None,
     ) -> None:
-        if label_delim is not None:
-            raise ValueError(
-                f"label_delim: multi-label targets are not supported (single-label "
-                f"classification), got label_delim={label_delim!r}"
-            )
+        check_label_delim(label_delim)
         if isinstance(cols, list | tuple):
             if len(cols) != 1:
                 raise ValueError(f"cols: expected one column (one image or one label per row), "
