@@ -585,9 +585,10 @@ def test_number_labels_are_classes_in_numeric_order(tmp_path):
     assert items_from_lists(tmp_path, files, np.array(numbers)).classes == in_order
     by_func = items_from_name_func(tmp_path, files, lambda p: int(p.stem) % 12)
     assert by_func.classes == in_order
+    # whole floats (others are refused: a regression target)
     assert items_from_lists(tmp_path, files, [float(x) for x in numbers]).classes[:4] == [
         "0.0", "1.0", "2.0", "3.0"
-    ]  # fmt: skip  (whole floats; others are refused: a regression target)
+    ]  # fmt: skip
     assert items_from_lists(tmp_path, files, [str(x) for x in numbers]).classes[:4] == [
         "0",
         "1",
