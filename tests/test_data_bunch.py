@@ -29,6 +29,8 @@ from fastcore_ext.data import (
     RandomResizedCrop,
     Resize,
     ResizeMethod,
+    TensorCategory,
+    TensorImage,
     cifar_stats,
     demo_dataset,
     get_image_files,
@@ -80,8 +82,33 @@ def test_from_folder(root):
     assert len(b.train_dl) == 7 and len(b.valid_dl) == 2 and b.train is b.train_dl
     assert b.path == root and b.device == torch.device("cpu") and b.stats is None
     x, y = b.train_ds[0]
-    assert x.shape == (3, 24, 24) and x.dtype == torch.uint8 and isinstance(y, int)
-    assert b.train_ds.items[0].parent.name == b.classes[b.train_ds.labels[0]]
+    assert x.shape == (3, 24, 24) and x.dtype == torch.uint8 and isinstance(x, TensorImage)
+    assert isinstance(y, TensorCategory) and y.shape == () and int(y) == b.train_ds.labels[0]
+    assert b.train_ds.items[0].parent.name == b.classes[b.train_ds.labels[0]] == b.classes[y]
+    assert b.n_inp == 1 and b.loaders == [b.train_dl, b.valid_dl]
+
+
+def test_dataset_items_show_and_v1_x_y(root, tmp_path):
+    """``img, label = data.train_ds[0]; img.show()`` raised AttributeError ('Tensor' object
+    has no attribute 'show') and v1's ``data.train_ds.x / .y`` did not exist."""
+    from fastcore_ext.plots import set_plot_dir
+
+    b = _v2(root)
+    img, label = b.train_ds[0]
+    set_plot_dir(tmp_path)
+    ax = img.show(title=b.classes[label])
+    assert ax.get_title() == b.classes[b.train_ds.labels[0]]
+    assert (tmp_path / "show_image.png").is_file()
+    ds = b.valid_ds
+    assert len(ds.x) == len(ds.y) == len(ds) and ds.y.classes == b.classes and ds.y.c == b.c
+    assert list(ds.x.items) == ds.items and ds.y.items.tolist() == ds.labels
+    assert torch.equal(ds.x[1], ds[1][0]) and int(ds.y[-1]) == ds.labels[-1]
+    stacked = torch.stack([ds[i][0] for i in range(3)]).float() / 255  # tensors as before
+    assert stacked.shape == (3, 3, 24, 24)
+    with pytest.raises(TypeError, match="index: expected an int, got str"):
+        ds["0"]
+    with pytest.raises(IndexError, match="index 12 out of range"):
+        ds.y[12]
 
 
 def test_from_folder_valid_pct_split_determinism(root):

@@ -35,7 +35,7 @@ from .bunch import (
 )
 from .cache import DecodedCache, clear_cache
 from .dataloaders import DataLoaders, TorchLoader
-from .datasets import Datasets, ImageItems, TensorCategory
+from .datasets import Datasets, ImageItems
 from .demo import DEMO_CLASSES, demo_dataset
 from .download import URLs, download_images, download_url, extract_archive, untar_data
 from .images import BadImageError, load_image, presize, to_rgb, verify_images
@@ -65,6 +65,7 @@ from .items import (
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
 from .open import Image, PILImage, open_image
 from .paths import DataPath, NotAFolderError, cache_dir, data_dir, home_dir
+from .tensors import TensorCategory, TensorImage
 
 __all__ = [
     "CategoryMap",
@@ -81,6 +82,7 @@ __all__ = [
     "PointBlock",
     "RegressionBlock",
     "TensorCategory",
+    "TensorImage",
     "ColReader",
     "ColSplitter",
     "FuncSplitter",

@@ -762,10 +762,17 @@ def _with_vocab(split: ItemSplit, vocab: Sequence[object], arg: str, sort: bool)
 
 class LoaderPair:
     """fastai v2's access to the two loaders `train_dl` and `valid_dl` of a bunch (an
-    ImageDataBunch, DataLoaders): ``dls.train``, ``dls.valid``, ``dls[0]``, ``dls[1]``."""
+    ImageDataBunch, DataLoaders): ``dls.train``, ``dls.valid``, ``dls[0]``, ``dls[1]``,
+    ``dls.loaders``; ``dls.n_inp`` (1: a batch is one input and its target)."""
 
     train_dl: Any
     valid_dl: Any
+    n_inp = 1
+
+    @property
+    def loaders(self) -> list[Any]:
+        """fastai v2's ``dls.loaders``: [the training loader, the validation one]."""
+        return [self.train_dl, self.valid_dl]
 
     @property
     def train(self) -> Any:
@@ -791,8 +798,9 @@ class ImageDataBunch(LoaderPair):
     Attributes: classes (a `CategoryMap`; vocab), c, path, device, decode_device (where JPEG
     files are decoded), size (model input), presize, stats, seed, bs, dropped_items (the
     unreadable files skip_bad=True left out), train_ds / valid_ds (`ImageDataset`: ``ds[i] ->
-    (uint8 [3, P, P], label)``, the centre window), train_dl / valid_dl (`DeviceDataLoader`:
-    ``(x float [B, 3, S, S], y int64 [B])`` on the device; also ``dls[0]`` / ``dls[1]``),
+    (TensorImage uint8 [3, P, P], TensorCategory)``, the centre window; v1's ``ds.x``,
+    ``ds.y``), train_dl / valid_dl (`DeviceDataLoader`: ``(x float [B, 3, S, S], y int64
+    [B])`` on the device; also ``dls[0]`` / ``dls[1]``),
     labeller (how a file gets its label, for ``test_dl(with_labels=True)``; None when the
     labels came from a list or a table), test_ds (fastai v1's unlabelled test set, None until
     `add_test` or a from_* method's ``test=`` folder adds one). Build it with the ``from_*``

@@ -25,14 +25,9 @@ import torch
 
 from .bunch import CategoryMap
 from .open import PILImage
+from .tensors import TensorCategory, category_item
 
 __all__ = ["Datasets", "ImageItems", "TensorCategory"]
-
-
-class TensorCategory(torch.Tensor):
-    """fastai v2's type of a category label: an int64 tensor of class indices (0-d for one
-    item), printed as ``TensorCategory(0)``; torch operations on it keep the type, as
-    fastai's."""
 
 
 class ImageItems:
@@ -57,8 +52,7 @@ class ImageItems:
             raise TypeError(f"index: expected an int, got {type(i).__name__} {i!r}")
         if not -n <= i < n:
             raise IndexError(f"index: {i} out of range for {n} items")
-        label = torch.tensor(self.labels[i], dtype=torch.int64).as_subclass(TensorCategory)
-        return PILImage.create(self.items[i]), label
+        return PILImage.create(self.items[i]), category_item(self.labels[i])
 
     def decode(self, item: tuple[object, torch.Tensor | int]) -> tuple[object, str]:
         """``(image, label index)`` -> ``(image, class name)``, as fastai's ``dsets.decode``."""

@@ -76,6 +76,7 @@ from fastcore_ext.warn import warn_user
 from .cache import DecodedCache
 from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
 from .images import BadImageError, DecodedBatch, decoded_batch, presize_whole, to_rgb
+from .tensors import TensorCategory, TensorImage, category_item, image_item
 
 __all__ = [
     "DecodedBatch",
@@ -153,10 +154,13 @@ def decode_readable(
 class ImageDataset(Dataset):
     """Labelled image files, presized to ``size`` (square) on access.
 
-    ``ds[i] -> (uint8 Tensor[3, size, size], int label)``, the centre window; `items` and
-    `labels` are aligned lists; `classes[label]` is the class name. labels None: unlabelled
-    images (a test set: ``ds[i] -> (image, None)``). With a `cache`, images come from it once
-    it is complete.
+    ``ds[i] -> (TensorImage, TensorCategory)``: the centre window as a uint8 tensor [3, size,
+    size] that shows itself (``img.show()``), and the label's class index as a 0-d int64
+    tensor (``classes[label]`` is its name); `items` and `labels` are aligned lists. labels
+    None: unlabelled images (a test set: ``ds[i] -> (image, None)``). fastai v1's ``ds.x``
+    (the images: ``ds.x[i]``, ``ds.x.items``) and ``ds.y`` (the labels: ``ds.y[i]``,
+    ``ds.y.classes``, ``ds.y.items``). With a `cache`, images come from it once it is
+    complete.
     """
 
     def __init__(
@@ -184,13 +188,28 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int | None]:
+    def __getitem__(self, i: int) -> tuple[TensorImage, TensorCategory | None]:
         n = len(self.items)
+        if isinstance(i, bool) or not isinstance(i, Integral):
+            raise TypeError(f"index: expected an int, got {type(i).__name__} {i!r}")
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for a dataset of {n} items")
-        i %= n
-        label = None if self.labels is None else self.labels[i]
-        return self.load_batch(np.array([i]))[0].permute(2, 0, 1), label
+        i = int(i) % n
+        label = None if self.labels is None else category_item(self.labels[i])
+        return image_item(self.load_batch(np.array([i]))[0].permute(2, 0, 1)), label
+
+    @property
+    def x(self) -> DatasetImages:
+        """fastai v1's ``ds.x``: the images (``ds.x[i]``, ``ds.x.items``, ``len(ds.x)``)."""
+        return DatasetImages(self)
+
+    @property
+    def y(self) -> DatasetLabels:
+        """fastai v1's ``ds.y``: the labels (``ds.y[i]``, ``ds.y.classes``, ``ds.y.items``:
+        the class indices); AttributeError for an unlabelled (test) set."""
+        if self.labels is None:
+            raise AttributeError("ds.y: this data set is unlabelled (a test set)")
+        return DatasetLabels(self)
 
     def load_batch(
         self, idx: np.ndarray, out: torch.Tensor | None = None, u: np.ndarray | None = None
@@ -242,6 +261,65 @@ class ImageDataset(Dataset):
             f"{type(self).__name__}({len(self)} items, {len(self.classes)} classes, "
             f"presize {self.size}, cache {cache})"
         )
+
+
+class DatasetImages:
+    """fastai v1's ``ds.x`` of an `ImageDataset`: ``x[i]`` its i-th image (a TensorImage),
+    ``x.items`` the files."""
+
+    def __init__(self, ds: ImageDataset) -> None:
+        self.ds = ds
+
+    @property
+    def items(self) -> np.ndarray:
+        """The image files, as fastai v1's ItemList.items (a numpy array of paths)."""
+        out = np.empty(len(self.ds.items), dtype=object)
+        out[:] = self.ds.items
+        return out
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> TensorImage:
+        return self.ds[i][0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} ({len(self)} items, presized to {self.ds.size} px)"
+
+
+class DatasetLabels:
+    """fastai v1's ``ds.y`` of a labelled `ImageDataset`: ``y[i]`` the i-th label (a
+    TensorCategory), ``y.classes``, ``y.c``, ``y.items`` (the class indices)."""
+
+    def __init__(self, ds: ImageDataset) -> None:
+        self.ds = ds
+
+    @property
+    def classes(self) -> list[str]:
+        return self.ds.classes
+
+    @property
+    def c(self) -> int:
+        return len(self.ds.classes)
+
+    @property
+    def items(self) -> np.ndarray:
+        """The class index of every item (fastai v1's CategoryList.items)."""
+        return np.asarray(self.ds.labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> TensorCategory:
+        n = len(self.ds)
+        if isinstance(i, bool) or not isinstance(i, Integral):
+            raise TypeError(f"index: expected an int, got {type(i).__name__} {i!r}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a dataset of {n} items")
+        return category_item(self.ds.labels[i])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} ({len(self)} items, {self.c} classes)"
 
 
 class _BatchDecoder(Dataset):
