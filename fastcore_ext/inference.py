@@ -634,8 +634,9 @@ def tta(
     dataset ('valid' or 'train'), or over the items of `dl` (a DeviceDataLoader with
     train=False, e.g. of a test set), for n passes with the training augmentation
     (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
-    so it is repeatable), averaged (or their element-wise max with use_max), and one plain
-    pass (the validation transform). Returns (preds, targets) with
+    so it is repeatable; without a training augmentation, a warning and the plain pass for
+    them, as training then sees the validation transform), averaged (or their element-wise
+    max with use_max), and one plain pass (the validation transform). Returns (preds, targets) with
     preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
     (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
     both; with beta=None ((augmented, plain), targets). Items in dataset order;
@@ -643,17 +644,23 @@ def tta(
     beta = _check_beta(beta)
     dl = _augmenting_loader(learn, ds_type, dl, "tta")
     spec = getattr(learn.data, "spec", None)
-    if spec is None:
-        raise ValueError(
-            "tta needs the training augmentation, and data.spec is None (built with "
-            "ds_tfms=None or without aug_transforms in batch_tfms)"
-        )
-    seed = getattr(learn.data, "seed", 0)
-    passes = [get_preds(learn, dl=_AugmentedPass(dl, spec, seed, i))[0].float() for i in range(n)]
-    stacked = torch.stack(passes)
-    augmented = stacked.max(0)[0] if use_max else stacked.mean(0)
     plain, targets = get_preds(learn, dl=_PlainPass(dl))[:2]
     plain = plain.float()
+    if spec is None:
+        warn_user(
+            "tta: the data has no training augmentation (data.spec is None: built with "
+            "ds_tfms=None, or without aug_transforms in batch_tfms), so its training batches "
+            "are the validation transform and every augmented pass would equal the plain "
+            "one; tta returns the plain predictions (get_preds')"
+        )
+        augmented = plain
+    else:
+        seed = getattr(learn.data, "seed", 0)
+        passes = [
+            get_preds(learn, dl=_AugmentedPass(dl, spec, seed, i))[0].float() for i in range(n)
+        ]
+        stacked = torch.stack(passes)
+        augmented = stacked.max(0)[0] if use_max else stacked.mean(0)
     if use_max:
         return torch.stack([plain, augmented]).max(0)[0], targets
     if beta is None:

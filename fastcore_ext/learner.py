@@ -160,15 +160,23 @@ _LOOP = (
 )
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python's `random`, numpy's global generator and torch (CPU and every GPU)."""
+def set_seed(seed: int, reproducible: bool = False) -> None:
+    """Seed Python's `random`, numpy's global generator and torch (CPU and every GPU).
+    reproducible=True (fastai's) also makes cuDNN choose deterministic convolution
+    algorithms (``torch.backends.cudnn.deterministic = True``, ``benchmark = False``), for
+    runs that repeat on a GPU at some cost in speed; a CPU run repeats without it."""
     number = int_or_none(seed)
     if number is None:
         raise TypeError(f"seed should be an int, got {type(seed).__name__}")
+    if not isinstance(reproducible, bool):
+        raise TypeError(f"reproducible should be True or False, got {reproducible!r}")
     seed = number
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    if reproducible:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 class _ProgressToggle:

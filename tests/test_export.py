@@ -378,9 +378,12 @@ def test_tta_errors(trained):
         learn.tta(ds_type="test")
     spec = learn.data.spec
     learn.data.spec = None
-    try:
-        with pytest.raises(ValueError, match="data.spec is None"):
-            learn.tta()
+    try:  # no training augmentation: the plain predictions, with a warning (it raised)
+        with pytest.warns(UserWarning, match="tta: the data has no training augmentation"):
+            preds, targets = learn.tta()
+        plain, plain_targets = learn.get_preds()
+        torch.testing.assert_close(preds, plain.float())
+        assert torch.equal(targets, plain_targets)
     finally:
         learn.data.spec = spec
 

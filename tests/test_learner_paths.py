@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from fakes import make_learner
 
 from fastcore_ext.learner import set_seed
@@ -65,6 +66,21 @@ def test_set_seed_takes_numpy_ints():
     a = np.random.rand()
     set_seed(3)
     assert np.random.rand() == a
+
+
+def test_set_seed_reproducible_as_fastais(monkeypatch):
+    """fastai's set_seed(42, reproducible=True) was a TypeError."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    set_seed(42)
+    assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+    set_seed(42, True)
+    a = torch.rand(3)
+    set_seed(42, reproducible=True)
+    assert torch.equal(torch.rand(3), a)
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    with pytest.raises(TypeError, match="reproducible should be True or False, got 'yes'"):
+        set_seed(1, reproducible="yes")
 
 
 def test_save_and_export_onto_a_folder_name_it(tmp_path):
