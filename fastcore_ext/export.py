@@ -200,6 +200,11 @@ def describe_model(model: nn.Module) -> dict[str, Any]:
     whole XResNet: {"xresnet": its config}; ValueError for a model that cannot be rebuilt
     from one."""
     if type(model) is XResNet:
+        if not isinstance(model.config["act_cls"], str):
+            raise ValueError(
+                f"export: this XResNet's activation {model.config['act_cls']!r} is not a "
+                f"torch.nn class, so its description cannot name it"
+            )
         with torch.device("meta"):
             rebuilt = XResNet(**model.config)
         if repr(rebuilt) != repr(model):

@@ -19,8 +19,11 @@ and parameter count), so a state_dict saved by one loads into the other:
 - adaptive average pool, flatten, dropout `p`, a linear layer to `n_out`;
 - every conv and linear weight kaiming-normal, every bias (BatchNorm's too) 0.
 
-Pretrained weights are not offered (fastai downloads them for xresnet50 only): pretrained=True
-raises ValueError.
+Also fastai's ``*_deep`` / ``*_deeper`` builders (more stages, 256 wide) and its `act_cls`
+(``xresnet50(n_out=10, act_cls=nn.Mish)``; checked the same way). Not offered: the
+self-attention (`sa`) and squeeze-excitation variants (xse_resnet*, xresnext*). Pretrained
+weights are not offered (fastai downloads them for xresnet50 only): pretrained=True raises
+ValueError.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ __all__ = [
     "xresnet50",
     "xresnet101",
     "xresnet152",
+    "xresnet18_deep",
+    "xresnet34_deep",
+    "xresnet50_deep",
+    "xresnet18_deeper",
+    "xresnet34_deeper",
+    "xresnet50_deeper",
 ]
 
 
@@ -56,12 +65,13 @@ def init_cnn(m: nn.Module) -> None:
 
 
 class ConvLayer(nn.Sequential):
-    """conv (no bias) -> BatchNorm -> ReLU (fastai's ConvLayer with its defaults); act=False
-    leaves the ReLU out; zero_bn starts the BatchNorm's weight at 0 (fastai's BatchZero)."""
+    """conv (no bias) -> BatchNorm -> activation (fastai's ConvLayer with its defaults: ReLU);
+    act_cls None leaves the activation out; zero_bn starts the BatchNorm's weight at 0
+    (fastai's BatchZero)."""
 
     def __init__(
-        self, ni: int, nf: int, ks: int = 3, stride: int = 1, act: bool = True,
-        zero_bn: bool = False,
+        self, ni: int, nf: int, ks: int = 3, stride: int = 1,
+        act_cls: type[nn.Module] | None = nn.ReLU, zero_bn: bool = False,
     ) -> None:  # fmt: skip
         bn = nn.BatchNorm2d(nf)
         nn.init.constant_(bn.bias, 1e-3)
@@ -70,8 +80,8 @@ class ConvLayer(nn.Sequential):
             nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=(ks - 1) // 2, bias=False),
             bn,
         ]
-        if act:
-            layers.append(nn.ReLU())
+        if act_cls is not None:
+            layers.append(act_cls())
         super().__init__(*layers)
 
 
@@ -79,32 +89,49 @@ class ResBlock(nn.Module):
     """fastai's ResBlock: ``relu(convpath(x) + idpath(x))``, from `ni` * expansion to `nf` *
     expansion channels."""
 
-    def __init__(self, expansion: int, ni: int, nf: int, stride: int = 1, ks: int = 3) -> None:
+    def __init__(
+        self, expansion: int, ni: int, nf: int, stride: int = 1, ks: int = 3,
+        act_cls: type[nn.Module] = nn.ReLU,
+    ) -> None:  # fmt: skip
         super().__init__()
         nf, ni = nf * expansion, ni * expansion
         if expansion == 1:
             path = [
-                ConvLayer(ni, nf // expansion, ks, stride=stride),
-                ConvLayer(nf // expansion, nf, ks, act=False, zero_bn=True),
+                ConvLayer(ni, nf // expansion, ks, stride=stride, act_cls=act_cls),
+                ConvLayer(nf // expansion, nf, ks, act_cls=None, zero_bn=True),
             ]
         else:
             nh = nf // expansion
             path = [
-                ConvLayer(ni, nh, 1),
-                ConvLayer(nh, nh, ks, stride=stride),
-                ConvLayer(nh, nf, 1, act=False, zero_bn=True),
+                ConvLayer(ni, nh, 1, act_cls=act_cls),
+                ConvLayer(nh, nh, ks, stride=stride, act_cls=act_cls),
+                ConvLayer(nh, nf, 1, act_cls=None, zero_bn=True),
             ]
         self.convpath = nn.Sequential(*path)
         idpath: list[nn.Module] = []
         if ni != nf:
-            idpath.append(ConvLayer(ni, nf, 1, act=False))
+            idpath.append(ConvLayer(ni, nf, 1, act_cls=None))
         if stride != 1:
             idpath.insert(0, nn.AvgPool2d(stride, ceil_mode=True))
         self.idpath = nn.Sequential(*idpath)
-        self.act = nn.ReLU(inplace=True)
+        self.act = nn.ReLU(inplace=True) if act_cls is nn.ReLU else act_cls()
 
     def forward(self, x):
         return self.act(self.convpath(x) + self.idpath(x))
+
+
+def _activation(act_cls: object) -> tuple[type[nn.Module], str | type[nn.Module]]:
+    """(the activation class, what `config` keeps of it: its name when torch.nn has it, so
+    that the export format can name it, else the class)."""
+    if isinstance(act_cls, str):
+        found = getattr(nn, act_cls, None)
+        if not (isinstance(found, type) and issubclass(found, nn.Module)):
+            raise ValueError(f"act_cls: expected a torch.nn activation name, got {act_cls!r}")
+        act_cls = found
+    if not (isinstance(act_cls, type) and issubclass(act_cls, nn.Module)):
+        raise TypeError(f"act_cls: expected an nn.Module class such as nn.ReLU, got {act_cls!r}")
+    named = getattr(nn, act_cls.__name__, None) is act_cls
+    return act_cls, act_cls.__name__ if named else act_cls
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -118,8 +145,9 @@ class XResNet(nn.Sequential):
     the number of blocks of each stage (4 stages or more: the extra ones 256 wide, as
     fastai's *_deep); p: the dropout before the last linear layer; c_in: input channels;
     n_out: outputs; stem_szs: the stem's widths; widen: a factor on the stage widths; ks:
-    the convolutions' kernel size (odd). `config`: these arguments (a dict that rebuilds the
-    model: ``XResNet(**m.config)``)."""
+    the convolutions' kernel size (odd); act_cls: the activation (an nn.Module class, or the
+    name of one of torch.nn, e.g. nn.Mish or 'Mish'; fastai's default ReLU). `config`: these
+    arguments (a dict that rebuilds the model: ``XResNet(**m.config)``)."""
 
     def __init__(
         self,
@@ -132,7 +160,9 @@ class XResNet(nn.Sequential):
         widen: float = 1.0,
         ks: int = 3,
         stride: int = 2,
+        act_cls: type[nn.Module] | str = nn.ReLU,
     ) -> None:
+        act_cls, act_name = _activation(act_cls)
         if expansion not in (1, 4):
             raise ValueError(f"expansion: expected 1 or 4, got {expansion!r}")
         layers = [_positive_int("layers", n) for n in layers]
@@ -150,9 +180,13 @@ class XResNet(nn.Sequential):
         # the constructor's arguments, as they rebuild this model (the export format's)
         config = dict(expansion=expansion, layers=layers, p=float(p), c_in=c_in, n_out=n_out)
         config.update(stem_szs=szs[1:], widen=float(widen), ks=ks, stride=stride)
+        config["act_cls"] = act_name
         if len(szs) != 4:
             raise ValueError(f"stem_szs: expected 3 widths, got {len(szs) - 1}")
-        stem = [ConvLayer(szs[i], szs[i + 1], ks, stride=stride if i == 0 else 1) for i in range(3)]
+        stem = [
+            ConvLayer(szs[i], szs[i + 1], ks, stride=stride if i == 0 else 1, act_cls=act_cls)
+            for i in range(3)
+        ]
         widths = [int(o * widen) for o in [64, 128, 256, 512] + [256] * (len(layers) - 4)]
         widths = [64 // expansion, *widths]
         stages = [
@@ -164,7 +198,8 @@ class XResNet(nn.Sequential):
                         widths[i + 1],
                         stride=(1 if i == 0 else stride) if j == 0 else 1,
                         ks=ks,
-                    )  # fmt: skip
+                        act_cls=act_cls,
+                    )
                     for j in range(n)
                 )
             )
@@ -205,8 +240,18 @@ xresnet34 = _builder("xresnet34", 1, [3, 4, 6, 3])
 xresnet50 = _builder("xresnet50", 4, [3, 4, 6, 3])
 xresnet101 = _builder("xresnet101", 4, [3, 4, 23, 3])
 xresnet152 = _builder("xresnet152", 4, [3, 8, 36, 3])
+xresnet18_deep = _builder("xresnet18_deep", 1, [2, 2, 2, 2, 1, 1])
+xresnet34_deep = _builder("xresnet34_deep", 1, [3, 4, 6, 3, 1, 1])
+xresnet50_deep = _builder("xresnet50_deep", 4, [3, 4, 6, 3, 1, 1])
+xresnet18_deeper = _builder("xresnet18_deeper", 1, [2, 2, 1, 1, 1, 1, 1, 1])
+xresnet34_deeper = _builder("xresnet34_deeper", 1, [3, 4, 6, 3, 1, 1, 1, 1])
+xresnet50_deeper = _builder("xresnet50_deeper", 4, [3, 4, 6, 3, 1, 1, 1, 1])
 
 XRESNETS: dict[str, Callable[..., XResNet]] = {
-    f.__name__: f for f in (xresnet18, xresnet34, xresnet50, xresnet101, xresnet152)
-}
+    f.__name__: f
+    for f in (
+        xresnet18, xresnet34, xresnet50, xresnet101, xresnet152, xresnet18_deep,
+        xresnet34_deep, xresnet50_deep, xresnet18_deeper, xresnet34_deeper, xresnet50_deeper,
+    )
+}  # fmt: skip
 """The builders by name (the export format names an xresnet so)."""

