@@ -1,9 +1,10 @@
 """fastai's loss functions by their names (layer 0: torch only).
 
-`LabelSmoothingCrossEntropy` (fastai v1 and v2) and `CrossEntropyLossFlat` (v2) are torch
-loss modules with a `reduction` attribute, so `get_preds(with_loss=True)` and
-`ClassificationInterpretation` compute one loss per item with them, as with
-`nn.CrossEntropyLoss`.
+`LabelSmoothingCrossEntropy` (fastai v1 and v2), `CrossEntropyLossFlat` and
+`LabelSmoothingCrossEntropyFlat` (v2) are torch loss modules with a `reduction` attribute, so
+`get_preds(with_loss=True)` and `ClassificationInterpretation` compute one loss per item with
+them, as with `nn.CrossEntropyLoss`; each has fastai v2's ``activation(out)`` (softmax over the
+classes) and ``decodes(out)`` (the class index).
 """
 
 from __future__ import annotations
@@ -14,12 +15,24 @@ from torch import nn
 
 from fastcore_ext.checks import real_or_none
 
-__all__ = ["CrossEntropyLossFlat", "LabelSmoothingCrossEntropy"]
+__all__ = ["CrossEntropyLossFlat", "LabelSmoothingCrossEntropy", "LabelSmoothingCrossEntropyFlat"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-class LabelSmoothingCrossEntropy(nn.Module):
+class _ClassActivation:
+    """fastai v2's `activation` / `decodes` of a classification loss."""
+
+    def activation(self, out: torch.Tensor) -> torch.Tensor:
+        """The probabilities the loss implies: softmax over the last (class) dimension."""
+        return F.softmax(out, dim=-1)
+
+    def decodes(self, out: torch.Tensor) -> torch.Tensor:
+        """The predicted class index: argmax over the last (class) dimension."""
+        return out.argmax(dim=-1)
+
+
+class LabelSmoothingCrossEntropy(_ClassActivation, nn.Module):
     """fastai's label-smoothing cross entropy: (1 - eps) * nll(log_softmax) + eps * the mean
     over the classes of -log_softmax, per item, then `reduction` (fastai's formula; without
     weight it equals nn.CrossEntropyLoss(label_smoothing=eps))."""
@@ -47,7 +60,7 @@ class LabelSmoothingCrossEntropy(nn.Module):
         return smooth * self.eps / c + (1 - self.eps) * nll
 
 
-class CrossEntropyLossFlat(nn.CrossEntropyLoss):
+class CrossEntropyLossFlat(_ClassActivation, nn.CrossEntropyLoss):
     """fastai v2's CrossEntropyLossFlat: nn.CrossEntropyLoss with the class dimension `axis`
     moved last and every other dimension flattened into the items (for [N, C] outputs, the
     plain cross entropy). Other arguments as nn.CrossEntropyLoss's."""
@@ -59,3 +72,22 @@ class CrossEntropyLossFlat(nn.CrossEntropyLoss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         flat = input.movedim(self.axis, -1)
         return super().forward(flat.reshape(-1, flat.shape[-1]), target.reshape(-1).long())
+
+
+class LabelSmoothingCrossEntropyFlat(LabelSmoothingCrossEntropy):
+    """fastai v2's LabelSmoothingCrossEntropyFlat: `LabelSmoothingCrossEntropy` with the
+    class dimension `axis` moved last and every other dimension flattened into the items."""
+
+    def __init__(
+        self,
+        eps: float = 0.1,
+        weight: torch.Tensor | None = None,
+        reduction: str = "mean",
+        axis: int = -1,
+    ) -> None:
+        super().__init__(eps, weight, reduction)
+        self.axis = axis
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat = output.movedim(self.axis, -1)
+        return super().forward(flat.reshape(-1, flat.shape[-1]), target.reshape(-1))

@@ -9,7 +9,11 @@ import torch.nn.functional as F
 from fakes import make_learner
 from torch import nn
 
-from fastcore_ext.vision import CrossEntropyLossFlat, LabelSmoothingCrossEntropy
+from fastcore_ext.vision import (
+    CrossEntropyLossFlat,
+    LabelSmoothingCrossEntropy,
+    LabelSmoothingCrossEntropyFlat,
+)
 
 
 def test_label_smoothing_is_fastais_formula_and_torchs_without_weight():
@@ -43,7 +47,24 @@ def test_cross_entropy_flat_moves_the_class_axis_and_flattens():
     )
 
 
-@pytest.mark.parametrize("loss", [LabelSmoothingCrossEntropy(), CrossEntropyLossFlat()])
+def test_label_smoothing_flat_and_the_activations_as_fastais():
+    """fastai v2's LabelSmoothingCrossEntropyFlat and the losses' activation / decodes were
+    missing (NameError, AttributeError)."""
+    g = torch.Generator().manual_seed(2)
+    out, targ = torch.randn(2, 4, 3, generator=g), torch.randint(0, 4, (2, 3), generator=g)
+    flat_out = out.permute(0, 2, 1).reshape(-1, 4)
+    want = LabelSmoothingCrossEntropy(eps=0.2)(flat_out, targ.reshape(-1))
+    torch.testing.assert_close(LabelSmoothingCrossEntropyFlat(eps=0.2, axis=1)(out, targ), want)
+    for loss in (LabelSmoothingCrossEntropy(), LabelSmoothingCrossEntropyFlat(),
+                 CrossEntropyLossFlat()):  # fmt: skip
+        torch.testing.assert_close(loss.activation(flat_out), F.softmax(flat_out, dim=-1))
+        assert torch.equal(loss.decodes(flat_out), flat_out.argmax(-1))
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [LabelSmoothingCrossEntropy(), CrossEntropyLossFlat(), LabelSmoothingCrossEntropyFlat()],
+)
 def test_as_a_learners_loss_with_per_item_losses(loss):
     learn = make_learner(loss_func=loss)
     learn.fit(1)

@@ -118,7 +118,11 @@ from fastcore_ext.exported import load_learner
 from fastcore_ext.foundation import L, first
 from fastcore_ext.interpret import ClassificationInterpretation, Interpretation
 from fastcore_ext.learner import Learner, check_data, set_seed
-from fastcore_ext.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropy
+from fastcore_ext.losses import (
+    CrossEntropyLossFlat,
+    LabelSmoothingCrossEntropy,
+    LabelSmoothingCrossEntropyFlat,
+)
 from fastcore_ext.metrics import (
     BalancedAccuracy,
     CohenKappa,
@@ -243,6 +247,7 @@ __all__ = [
     "F1Score",
     "FBeta",
     "LabelSmoothingCrossEntropy",
+    "LabelSmoothingCrossEntropyFlat",
     "Precision",
     "Recall",
     "BalancedAccuracy",
