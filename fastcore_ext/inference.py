@@ -634,8 +634,8 @@ def tta(
     dataset ('valid' or 'train'), or over the items of `dl` (a DeviceDataLoader with
     train=False, e.g. of a test set), for n passes with the training augmentation
     (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
-    so it is repeatable; without a training augmentation, a warning and the plain pass for
-    them, as training then sees the validation transform), averaged (or their element-wise
+    so it is repeatable; without one (data.spec None), a warning and the plain pass for
+    them), averaged (or their element-wise
     max with use_max), and one plain pass (the validation transform). Returns (preds, targets) with
     preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
     (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
@@ -648,10 +648,11 @@ def tta(
     plain = plain.float()
     if spec is None:
         warn_user(
-            "tta: the data has no training augmentation (data.spec is None: built with "
-            "ds_tfms=None, or without aug_transforms in batch_tfms), so its training batches "
-            "are the validation transform and every augmented pass would equal the plain "
-            "one; tta returns the plain predictions (get_preds')"
+            "tta: the data has no batch augmentation (data.spec is None: built with "
+            "ds_tfms=None, or without aug_transforms in batch_tfms); tta's passes replay "
+            "that augmentation only (not the training set's random crop along an image's "
+            "long side), so each would equal the plain pass: tta returns the plain "
+            "predictions (get_preds')"
         )
         augmented = plain
     else:

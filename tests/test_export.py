@@ -379,7 +379,7 @@ def test_tta_errors(trained):
     spec = learn.data.spec
     learn.data.spec = None
     try:  # no training augmentation: the plain predictions, with a warning (it raised)
-        with pytest.warns(UserWarning, match="tta: the data has no training augmentation"):
+        with pytest.warns(UserWarning, match="tta: the data has no batch augmentation"):
             preds, targets = learn.tta()
         plain, plain_targets = learn.get_preds()
         torch.testing.assert_close(preds, plain.float())
