@@ -107,7 +107,7 @@ def test_dataset_items_show_and_v1_x_y(root, tmp_path):
     assert stacked.shape == (3, 3, 24, 24)
     with pytest.raises(TypeError, match="index: expected an int, got str"):
         ds["0"]
-    with pytest.raises(IndexError, match="index 12 out of range"):
+    with pytest.raises(IndexError, match="index: 12 out of range for 12 items"):
         ds.y[12]
 
 

@@ -18,12 +18,12 @@ loaders).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral
 from pathlib import Path
 
 import torch
 
 from .bunch import CategoryMap
+from .loader import item_index
 from .open import PILImage
 from .tensors import TensorCategory, category_item
 
@@ -47,11 +47,7 @@ class ImageItems:
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[PILImage, TensorCategory]:
-        n = len(self.items)
-        if isinstance(i, bool) or not isinstance(i, Integral):
-            raise TypeError(f"index: expected an int, got {type(i).__name__} {i!r}")
-        if not -n <= i < n:
-            raise IndexError(f"index: {i} out of range for {n} items")
+        i = item_index(i, len(self.items))
         return PILImage.create(self.items[i]), category_item(self.labels[i])
 
     def decode(self, item: tuple[object, torch.Tensor | int]) -> tuple[object, str]:

@@ -151,6 +151,16 @@ def decode_readable(
     return decoded_batch(images, kept, bad, size, u, whole)
 
 
+def item_index(i: object, n: int) -> int:
+    """Index `i` of a data set of `n` items as an int in [0, n): TypeError for a non-int
+    (a bool included), IndexError outside [-n, n)."""
+    if isinstance(i, bool) or not isinstance(i, Integral):
+        raise TypeError(f"index: expected an int, got {type(i).__name__} {i!r}")
+    if not -n <= i < n:
+        raise IndexError(f"index: {i} out of range for {n} items")
+    return int(i) % n
+
+
 class ImageDataset(Dataset):
     """Labelled image files, presized to ``size`` (square) on access.
 
@@ -189,12 +199,7 @@ class ImageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[TensorImage, TensorCategory | None]:
-        n = len(self.items)
-        if isinstance(i, bool) or not isinstance(i, Integral):
-            raise TypeError(f"index: expected an int, got {type(i).__name__} {i!r}")
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} items")
-        i = int(i) % n
+        i = item_index(i, len(self.items))
         label = None if self.labels is None else category_item(self.labels[i])
         return image_item(self.load_batch(np.array([i]))[0].permute(2, 0, 1)), label
 
@@ -311,12 +316,7 @@ class DatasetLabels:
         return len(self.ds)
 
     def __getitem__(self, i: int) -> TensorCategory:
-        n = len(self.ds)
-        if isinstance(i, bool) or not isinstance(i, Integral):
-            raise TypeError(f"index: expected an int, got {type(i).__name__} {i!r}")
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a dataset of {n} items")
-        return category_item(self.ds.labels[i])
+        return category_item(self.ds.labels[item_index(i, len(self.ds))])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} ({len(self)} items, {self.c} classes)"
