@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 
@@ -25,6 +25,7 @@ __all__ = [
     "check_int",
     "check_number",
     "check_per_channel",
+    "check_positive_int",
     "check_prob",
     "check_real",
     "check_tensor",
@@ -126,6 +127,14 @@ def check_int(name: str, value: object, minimum: int, rule: str | None = None) -
     if number < minimum:
         raise ValueError(f"{name} should be {rule or f'>= {minimum}'}, got {number}")
     return number
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """A Python or numpy integer >= 1 (not a bool) as a Python int; ValueError naming `name`
+    otherwise."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return int(value)
 
 
 def check_hw(name: str, value: object) -> tuple[int, int]:

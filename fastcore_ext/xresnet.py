@@ -29,9 +29,11 @@ ValueError.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from numbers import Integral, Real
+from numbers import Real
 
 from torch import nn
+
+from fastcore_ext.checks import check_positive_int
 
 __all__ = [
     "ConvLayer",
@@ -134,12 +136,6 @@ def _activation(act_cls: object) -> tuple[type[nn.Module], str | type[nn.Module]
     return act_cls, act_cls.__name__ if named else act_cls
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return int(value)
-
-
 class XResNet(nn.Sequential):
     """fastai's XResNet (module doc). expansion: 1 (basic blocks) or 4 (bottlenecks); layers:
     the number of blocks of each stage (4 stages or more: the extra ones 256 wide, as
@@ -165,18 +161,18 @@ class XResNet(nn.Sequential):
         act_cls, act_name = _activation(act_cls)
         if expansion not in (1, 4):
             raise ValueError(f"expansion: expected 1 or 4, got {expansion!r}")
-        layers = [_positive_int("layers", n) for n in layers]
+        layers = [check_positive_int("layers", n) for n in layers]
         if len(layers) < 4:
             raise ValueError(f"layers: expected 4 stages or more, got {len(layers)}")
-        c_in, n_out = _positive_int("c_in", c_in), _positive_int("n_out", n_out)
-        ks, stride = _positive_int("ks", ks), _positive_int("stride", stride)
+        c_in, n_out = check_positive_int("c_in", c_in), check_positive_int("n_out", n_out)
+        ks, stride = check_positive_int("ks", ks), check_positive_int("stride", stride)
         if ks % 2 == 0:
             raise ValueError(f"ks: the kernel size should be odd, got {ks}")
         if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p < 1:
             raise ValueError(f"p: expected a dropout probability in [0, 1), got {p!r}")
         if isinstance(widen, bool) or not isinstance(widen, Real) or not widen > 0:
             raise ValueError(f"widen: expected a positive number, got {widen!r}")
-        szs = [c_in, *(_positive_int("stem_szs", s) for s in stem_szs)]
+        szs = [c_in, *(check_positive_int("stem_szs", s) for s in stem_szs)]
         # the constructor's arguments, as they rebuild this model (the export format's)
         config = dict(expansion=expansion, layers=layers, p=float(p), c_in=c_in, n_out=n_out)
         config.update(stem_szs=szs[1:], widen=float(widen), ks=ks, stride=stride)

@@ -90,7 +90,7 @@ import torch
 import torch.distributed as dist
 
 from fastcore_ext import augment
-from fastcore_ext.checks import check_bool, check_int
+from fastcore_ext.checks import check_bool, check_int, check_positive_int
 from fastcore_ext.foundation import L
 from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
 from fastcore_ext.ranks import from_launch_rank_0
@@ -1447,9 +1447,7 @@ class ImageDataBunch(LoaderPair):
             return dl.show_batch(
                 9 if max_n is None else max_n, nrows, ncols, figsize=figsize, unique=unique
             )
-        if isinstance(rows, bool) or not isinstance(rows, Integral) or rows < 1:
-            raise ValueError(f"rows: expected a positive int, got {rows!r}")
-        rows = int(rows)
+        rows = check_positive_int("rows", rows)
         for name, value, implied in (
             ("max_n", max_n, rows * rows), ("nrows", nrows, rows), ("ncols", ncols, rows)
         ):  # fmt: skip

@@ -32,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from pathlib import Path, PurePosixPath
 
+from fastcore_ext.checks import check_positive_int
+
 from .items import IMAGE_EXTENSIONS
 from .paths import DataPath, check_folder, data_dir
 
@@ -289,8 +291,7 @@ def download_images(
     URL order. Check what arrived with ``verify_images(dest, delete=True, max_size=500)``: a
     server may send a web page or a broken file under an image's URL.
     """
-    if isinstance(max_pics, bool) or not isinstance(max_pics, Integral) or max_pics < 1:
-        raise ValueError(f"max_pics: expected a positive int, got {max_pics!r}")
+    check_positive_int("max_pics", max_pics)
     if isinstance(max_workers, bool) or not isinstance(max_workers, Integral) or max_workers < 0:
         raise ValueError(f"max_workers: expected an int >= 0, got {max_workers!r}")
     max_pics, max_workers = int(max_pics), int(max_workers)

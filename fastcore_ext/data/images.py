@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from fastcore_ext.checks import check_bool
+from fastcore_ext.checks import check_bool, check_positive_int
 from fastcore_ext.files import atomic_write
 from fastcore_ext.foundation import L
 
@@ -640,8 +640,7 @@ def verify_images(
     """
     check_bool("delete", delete)
     check_bool("recurse", recurse)
-    if isinstance(max_workers, bool) or not isinstance(max_workers, Integral) or max_workers < 1:
-        raise ValueError(f"max_workers: expected a positive int, got {max_workers!r}")
+    check_positive_int("max_workers", max_workers)
     if max_size is not None and (
         isinstance(max_size, bool) or not isinstance(max_size, Integral) or max_size < 1
     ):

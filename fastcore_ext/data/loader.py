@@ -69,7 +69,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fastcore_ext.augment import augment_batch, epoch_generator
-from fastcore_ext.checks import check_bool, check_int
+from fastcore_ext.checks import check_bool, check_int, check_positive_int
 from fastcore_ext.plots import PlotFigure, finish, grid_cells, image_grid
 from fastcore_ext.warn import warn_user
 
@@ -423,9 +423,7 @@ class DeviceDataLoader:
         decoder: JpegBatchDecoder | None = None,
         shuffle: bool | None = None,
     ) -> None:
-        if isinstance(bs, bool) or not isinstance(bs, Integral) or bs < 1:
-            raise ValueError(f"bs: expected a positive int, got {bs!r}")
-        bs = int(bs)
+        bs = check_positive_int("bs", bs)
         check_bool("train", train)
         check_bool("channels_last", channels_last)
         if shuffle is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from fastcore_ext.checks import check_positive_int
 from fastcore_ext.plots import PlotFigure, check_figsize, finish
 
 from .images import BadImageError, to_rgb
@@ -152,10 +152,7 @@ class PILImage(PIL.Image.Image):
         """A copy that fits in h x w pixels (w default h), aspect kept (fastai's to_thumb:
         PIL's thumbnail on a copy)."""
         w = h if w is None else w
-        for name, v in (("h", h), ("w", w)):
-            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        h, w = int(h), int(w)
+        h, w = check_positive_int("h", h), check_positive_int("w", w)
         thumb = self.copy()
         thumb.thumbnail((w, h))
         return thumb
