@@ -237,7 +237,7 @@ def build_model(description: dict[str, Any]) -> nn.Module:
         with torch.device("meta"):
             body = nn.Sequential(*list(full.children())[: int(cut)])
             return nn.Sequential(body, create_head(**head))
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError) as e:
         raise ValueError(f"not a model description: {description!r} ({e})") from e
 
 

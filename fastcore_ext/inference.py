@@ -635,8 +635,8 @@ def tta(
     train=False, e.g. of a test set), for n passes with the training augmentation
     (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
     so it is repeatable; without one (data.spec None), a warning and the plain pass for
-    them), averaged (or their element-wise
-    max with use_max), and one plain pass (the validation transform). Returns (preds, targets) with
+    them), averaged (or their element-wise max with use_max), and one plain pass (the
+    validation transform). Returns (preds, targets) with
     preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
     (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
     both; with beta=None ((augmented, plain), targets). Items in dataset order;

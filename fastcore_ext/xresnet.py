@@ -96,14 +96,13 @@ class ResBlock(nn.Module):
         act_cls: type[nn.Module] = nn.ReLU,
     ) -> None:  # fmt: skip
         super().__init__()
-        nf, ni = nf * expansion, ni * expansion
+        nh, nf, ni = nf, nf * expansion, ni * expansion  # nh: the bottleneck's inner width
         if expansion == 1:
             path = [
-                ConvLayer(ni, nf // expansion, ks, stride=stride, act_cls=act_cls),
-                ConvLayer(nf // expansion, nf, ks, act_cls=None, zero_bn=True),
+                ConvLayer(ni, nf, ks, stride=stride, act_cls=act_cls),
+                ConvLayer(nf, nf, ks, act_cls=None, zero_bn=True),
             ]
         else:
-            nh = nf // expansion
             path = [
                 ConvLayer(ni, nh, 1, act_cls=act_cls),
                 ConvLayer(nh, nh, ks, stride=stride, act_cls=act_cls),

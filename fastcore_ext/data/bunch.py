@@ -711,12 +711,13 @@ class CategoryMap(list):
 
 def _check_y_block(y_block: object) -> None:
     """fastai v2's `y_block` of from_df / from_csv / from_lists: None or CategoryBlock (the
-    class or an instance); another block is refused, naming it."""
+    class or an instance; told by name, as data.block, which defines it, imports this
+    module); another block is refused, naming it."""
     if y_block is None:
         return
-    name = y_block.__name__ if isinstance(y_block, type) else type(y_block).__name__
-    if name != "CategoryBlock":
-        name = getattr(y_block, "__name__", name)
+    kind = y_block if isinstance(y_block, type) else type(y_block)
+    if kind.__name__ != "CategoryBlock":
+        name = getattr(y_block, "__name__", kind.__name__)  # a block function's own name
         raise ValueError(
             f"y_block: only CategoryBlock is supported (single-label classification), got {name}"
         )

@@ -76,7 +76,7 @@ from fastcore_ext.warn import warn_user
 from .cache import DecodedCache
 from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
 from .images import BadImageError, DecodedBatch, decoded_batch, presize_whole, to_rgb
-from .tensors import TensorCategory, TensorImage, category_item, image_item
+from .tensors import TensorCategory, TensorImage, category_item
 
 __all__ = [
     "DecodedBatch",
@@ -201,7 +201,8 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[TensorImage, TensorCategory | None]:
         i = item_index(i, len(self.items))
         label = None if self.labels is None else category_item(self.labels[i])
-        return image_item(self.load_batch(np.array([i]))[0].permute(2, 0, 1)), label
+        image = self.load_batch(np.array([i]))[0].permute(2, 0, 1).as_subclass(TensorImage)
+        return image, label
 
     @property
     def x(self) -> DatasetImages:

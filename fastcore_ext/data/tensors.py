@@ -43,11 +43,6 @@ class TensorImage(torch.Tensor):
         return show_image(self.as_subclass(torch.Tensor), ax, figsize, title, ctx, **kwargs)
 
 
-def image_item(pixels: torch.Tensor) -> TensorImage:
-    """uint8 [3, H, W] pixels as a `TensorImage`."""
-    return pixels.as_subclass(TensorImage)
-
-
 def category_item(index: int) -> TensorCategory:
     """A class index as a 0-d `TensorCategory`."""
     return torch.tensor(index, dtype=torch.int64).as_subclass(TensorCategory)
