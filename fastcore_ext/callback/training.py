@@ -18,7 +18,6 @@ from __future__ import annotations
 from numbers import Real
 from typing import TYPE_CHECKING
 
-import torch
 from torch import nn
 
 from fastcore_ext.callback.core import Callback, CancelBatchException
@@ -32,9 +31,9 @@ __all__ = ["GradientAccumulation", "GradientClip"]
 
 
 def _batch_size(learn: Learner) -> int:
-    """The number of items of the current batch (fastai's ``find_bs(learn.yb)``)."""
-    b = learn.yb[0] if learn.yb else learn.xb[0]
-    return int(b.shape[0]) if isinstance(b, torch.Tensor) and b.dim() else len(b)
+    """The number of items of the current training batch (fastai's ``find_bs(learn.yb)``;
+    the Recorder counts validation items so too)."""
+    return int(learn.yb[0].shape[0])
 
 
 class GradientAccumulation(Callback):
