@@ -456,6 +456,8 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
     ordered = copy.copy(train_dl)
     ordered.shuffle = False
     ordered.drop_last = False
+    if hasattr(ordered, "training_pass"):  # every item, in eval mode (DeviceDataLoader)
+        ordered.training_pass = False
     return ordered
 
 

@@ -229,10 +229,35 @@ def test_datablock_dataloaders_shuffle_false_keeps_the_order(root):
     )  # fmt: skip
     dls = block.dataloaders(root, bs=4, num_workers=0, shuffle=False)
     n = len(dls.train_ds)
+    assert n % 4, "the test needs a partial last batch"
+    # fastai's drop_last=shuffle: an unshuffled training loader keeps its last partial batch
+    assert not dls.train.drop_last and len(dls.train) == -(-n // 4)
     for epoch in (0, 1):
-        assert torch.cat(dls.train.batch_indices(epoch)).tolist() == list(range(n - n % 4))
+        assert torch.cat(dls.train.batch_indices(epoch)).tolist() == list(range(n))
+    assert sum(len(y) for _, y in dls.train) == n
     shuffled = block.dataloaders(root, bs=4, num_workers=0)
+    assert shuffled.train.drop_last and len(shuffled.train) == n // 4
     assert torch.cat(shuffled.train.batch_indices(0)).tolist() != list(range(n - n % 4))
+    # drop_last given overrides the rule either way; a new() loader keeps its own
+    kept = block.dataloaders(root, bs=4, num_workers=0, drop_last=False)
+    assert kept.train.shuffle and sorted(torch.cat(kept.train.batch_indices(0)).tolist()) == list(
+        range(n)
+    )
+    dropped = block.dataloaders(root, bs=4, num_workers=0, shuffle=False, drop_last=True)
+    assert len(dropped.train) == n // 4 and dropped.train.new(shuffle=True).drop_last
+    assert not dropped.train.new(drop_last=False).drop_last
+    with pytest.raises(TypeError, match="drop_last should be a bool, got"):
+        block.dataloaders(root, bs=4, num_workers=0, drop_last="no")
+    # a batch size over the training set is refused only when its one partial batch is dropped
+    big = n + 3
+    with pytest.raises(ValueError, match=f"bs: {big} is larger than the training set"):
+        block.dataloaders(root, bs=big, num_workers=0)
+    whole = block.dataloaders(root, bs=big, num_workers=0, shuffle=False)
+    assert [len(b) for b in whole.train.batch_indices(0)] == [n]
+    # a last batch of one is kept as asked, with a warning: BatchNorm cannot train on it
+    with pytest.warns(UserWarning, match="the last training batch of every epoch holds one"):
+        one = block.dataloaders(root, bs=n - 1, num_workers=0, shuffle=False)
+    assert [len(y) for _, y in one.train] == [n - 1, 1]
 
 
 def test_unknown_keywords_name_the_method_called(root):

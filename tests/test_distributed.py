@@ -18,6 +18,7 @@ import textwrap
 import time
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from fastcore_ext.augment import get_transforms
 from fastcore_ext.callback import CSVLogger
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.data import ImageDataBunch
+from fastcore_ext.inference import _preds_dl
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner
 from fastcore_ext.metrics import accuracy, error_rate
@@ -260,6 +262,31 @@ def test_shard_argument_errors(images):
         data.train_dl.set_shard(2, 2)
     with pytest.raises(ValueError, match="fewer than bs=4"):
         data.train_dl.set_shard(0, 7)  # 24 // 7 = 3 items per process
+    kept = data.train_dl.new(drop_last=False)
+    kept.set_shard(0, 7)  # a partial batch is one
+    with pytest.raises(ValueError, match="get 0 training items each, so an epoch"):
+        kept.set_shard(0, 25)
+
+
+def test_a_training_loader_keeping_its_partial_batch_gives_every_process_as_many(images):
+    """drop_last=False (fastai's default for shuffle=False): every process still gets
+    n // world_size items, so the same number of batches (DDP's collectives wait for all),
+    the last of them partial; get_preds' in-order copy still reads every item once."""
+    data = ImageDataBunch.from_folder(images, size=16, bs=4, num_workers=0, seed=3, device="cpu")
+    train = data.train_dl.new(bs=5, shuffle=False, drop_last=False)
+    for world in (2, 5):
+        sizes = []
+        for r in range(world):
+            train.set_shard(r, world)
+            sizes.append([len(b) for b in train.batch_indices()])
+        each = N_TRAIN // world
+        assert sizes == [[5] * (each // 5) + ([each % 5] if each % 5 else [])] * world
+        ordered = _preds_dl(SimpleNamespace(train_dl=train), "train")
+        blocks = []
+        for r in range(world):
+            ordered.set_shard(r, world)
+            blocks.append(torch.cat(ordered.batch_indices()))
+        assert torch.equal(torch.cat(blocks), torch.arange(N_TRAIN))
 
 
 def test_before_a_group_exists_the_main_process_is_torchruns_rank_0(monkeypatch):

@@ -238,7 +238,7 @@ def test_train_set_in_order_with_the_training_transforms(tmp_path):
 
 def _ordered_uint8(train_dl):
     ordered = copy.copy(train_dl)
-    ordered.shuffle = ordered.drop_last = False
+    ordered.shuffle = ordered.drop_last = ordered.training_pass = False
     return list(ordered.uint8_batches())
 
 

@@ -370,12 +370,14 @@ class DataBlock:
         channels_last: bool = False,
         decode_device: torch.device | str | None = None,
         shuffle: bool = True,
+        drop_last: bool | None = None,
     ) -> ImageDataLoaders:
         """The `ImageDataLoaders` of `source` (fastai's ``dataloaders(source, path='.',
         **kwargs)``): `path` is where the learner saves (models/), as fastai's; the other
         arguments are ImageDataLoaders' (bs, val_bs, num_workers, cache, skip_bad, device,
         channels_last, decode_device) and fastai's shuffle (False: the training loader
-        keeps the items' order every epoch; it still drops the last partial batch). The
+        keeps the items' order every epoch) and drop_last (of the training loader's last
+        partial batch; None: ``drop_last=shuffle``, as fastai's). The
         folder holding the images is kept free of plots (see fastcore_ext.plots). When the
         items are files (no DataFrame, no get_x), ``dls.test_dl(files, with_labels=True)``
         labels new files with get_y."""
@@ -392,7 +394,7 @@ class DataBlock:
             bs=bs, val_bs=val_bs, num_workers=num_workers, cache=cache, skip_bad=skip_bad,
             device=device, channels_last=channels_last, decode_device=decode_device,
             data_folder=folder if folder.is_dir() else folder.parent,
-            labeller=labeller, shuffle=shuffle,
+            labeller=labeller, shuffle=shuffle, drop_last=drop_last,
         )  # fmt: skip
 
     def datasets(self, source: object) -> Datasets:

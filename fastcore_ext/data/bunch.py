@@ -830,6 +830,7 @@ class ImageDataBunch(LoaderPair):
         data_folder: str | Path | None = None,
         labeller: Labeller | None = None,
         shuffle: bool = True,
+        drop_last: bool | None = None,
     ) -> None:
         self.path = Path(path)
         # how an image file gets its label, as the training items got theirs (test_dl)
@@ -868,7 +869,13 @@ class ImageDataBunch(LoaderPair):
             channels_last=channels_last,
         )  # fmt: skip
         self.train_dl = DeviceDataLoader(
-            self.train_ds, bs, train=True, spec=self.spec, shuffle=shuffle, **common
+            self.train_ds,
+            bs,
+            train=True,
+            spec=self.spec,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            **common,
         )
         self.bs = self.train_dl.bs  # checked there (a NumPy int becomes an int)
         self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs or bs, train=False, **common)

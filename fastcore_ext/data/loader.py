@@ -47,9 +47,9 @@ run).
 
 Distributed training (`fastcore_ext.distributed`): `set_shard(rank, world_size)` makes a
 loader yield one process's part of every pass. Every process draws the same order from
-(seed, epoch), then takes its contiguous block of it: a training loader (drop_last) gives
+(seed, epoch), then takes its contiguous block of it: a training loader gives
 each process n // world_size items (the rest of the shuffled order is dropped, so every
-process runs the same number of batches), an in-order loader gives block r the items
+process runs the same number of batches), any other loader gives block r the items
 [r * n // world_size, (r + 1) * n // world_size): every item exactly once, blocks in rank
 order, no padding. Process r > 0 draws its augmentation from its own stream.
 """
@@ -396,11 +396,12 @@ class DeviceDataLoader:
     """Batches ``(x, y)`` of one dataset on `device`: x float ``[B, 3, S, S]`` (augmented when
     training with a spec, normalized with `stats`), y int64 ``[B]``.
 
-    train=True: shuffled per epoch (unless shuffle=False), last partial batch dropped, a
-    random presize window per item and epoch (see the module doc), random augmentation from
-    `spec`; bs >= 2 (BatchNorm in training mode fails on a batch of one). train=False: in
-    order, every item, the centre window, deterministic center crop. A dataset without labels
-    (`ImageDataset` labels None, a test set) gives y None.
+    train=True: shuffled per epoch (unless shuffle=False), last partial batch dropped (unless
+    drop_last=False; None, the default, drops it when the loader shuffles: fastai's
+    ``drop_last=shuffle``), a random presize window per item and epoch (see the module doc),
+    random augmentation from `spec`; bs >= 2 (BatchNorm in training mode fails on a batch of
+    one). train=False: in order, every item, the centre window, deterministic center crop.
+    A dataset without labels (`ImageDataset` labels None, a test set) gives y None.
     ``set_epoch(e)`` makes the next pass epoch e; every pass (``iter``) then advances the
     epoch by one, so a caller that never sets it still gets fresh randomness each epoch.
     decoder: a `JpegBatchDecoder` that decodes the JPEG files on its device (a GPU) while
@@ -423,12 +424,17 @@ class DeviceDataLoader:
         timeout: float = 120.0,
         decoder: JpegBatchDecoder | None = None,
         shuffle: bool | None = None,
+        drop_last: bool | None = None,
     ) -> None:
         bs = check_positive_int("bs", bs)
         check_bool("train", train)
         check_bool("channels_last", channels_last)
         if shuffle is not None:
             check_bool("shuffle", shuffle)
+        if drop_last is not None:
+            check_bool("drop_last", drop_last)
+        shuffle = train if shuffle is None else shuffle
+        drop_last = train and shuffle if drop_last is None else drop_last
         if num_workers is None:
             num_workers = default_num_workers()
         if (
@@ -445,14 +451,23 @@ class DeviceDataLoader:
                 "than 1 value per channel when training'; fastai fails the same way); pass "
                 "bs >= 2 (val_bs, the validation batch size, may be 1)"
             )
-        if train and len(dataset) < bs:
+        if drop_last and len(dataset) < bs:
             raise ValueError(
                 f"bs: {bs} is larger than the training set ({len(dataset)} items), so an epoch "
                 "would have no batch (the last partial batch is dropped); pass a smaller bs"
             )
         self.dataset, self.bs, self.train = dataset, bs, train
-        self.drop_last = train
-        self.shuffle = train if shuffle is None else shuffle
+        self.shuffle, self.drop_last = shuffle, drop_last
+        # a pass that trains: under set_shard every process gets the same number of items
+        # (so of batches), and a batch left with one readable image is skipped (BatchNorm);
+        # get_preds' in-order copy of a training loader turns it off
+        self.training_pass = train
+        if train and not drop_last and len(dataset) % bs == 1:
+            warn_user(
+                f"drop_last=False: the last training batch of every epoch holds one image "
+                f"({len(dataset)} items, bs={bs}); BatchNorm in training mode fails on it "
+                "('Expected more than 1 value per channel'); pass drop_last=True or another bs"
+            )
         self.size, self.seed, self.spec, self.stats = int(size), int(seed), spec, stats
         self.num_workers, self.channels_last, self.timeout = num_workers, channels_last, timeout
         self.device = torch.device(device)
@@ -469,16 +484,19 @@ class DeviceDataLoader:
         self.rank, self.world_size = 0, 1
         self._bad: set[int] = set()  # indices of the unreadable files met so far
 
-    def new(self, bs: int | None = None, shuffle: bool | None = None) -> DeviceDataLoader:
+    def new(
+        self, bs: int | None = None, shuffle: bool | None = None, drop_last: bool | None = None
+    ) -> DeviceDataLoader:
         """fastai v2's ``dl.new(bs=...)``: a loader of the same data set and transforms with
-        another batch size and/or shuffle (None: this loader's); it starts at epoch 0, on one
-        process (no shard), with workers of its own."""
+        another batch size, shuffle and/or drop_last (None: this loader's); it starts at
+        epoch 0, on one process (no shard), with workers of its own."""
         return DeviceDataLoader(
             self.dataset, self.bs if bs is None else bs, train=self.train, size=self.size,
             device=self.device, seed=self.seed, spec=self.spec, stats=self.stats,
             num_workers=self.num_workers, channels_last=self.channels_last,
             timeout=self.timeout, decoder=self.decoder,
             shuffle=self.shuffle if shuffle is None else shuffle,
+            drop_last=self.drop_last if drop_last is None else drop_last,
         )  # fmt: skip
 
     @property
@@ -514,18 +532,20 @@ class DeviceDataLoader:
             raise ValueError(f"world_size: expected an int >= 1, got {world_size!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"rank: expected an int in [0, {world_size}), got {rank!r}")
-        if self.drop_last and len(self.dataset) // world_size < self.bs:
+        each = len(self.dataset) // world_size
+        if self.training_pass and (each < self.bs if self.drop_last else each == 0):
+            fewer = f", fewer than bs={self.bs} (drop_last)" if each else ""
             raise ValueError(
-                f"world_size: {world_size} processes get {len(self.dataset) // world_size} "
-                f"training items each, fewer than bs={self.bs}, so an epoch would have no "
-                f"batch; pass a smaller bs (it is per process) or use fewer processes"
+                f"world_size: {world_size} processes get {each} training items each{fewer}, "
+                "so an epoch would have no batch; pass a smaller bs (it is per process) or use "
+                "fewer processes"
             )
         self.rank, self.world_size = rank, world_size
 
     def _block(self) -> tuple[int, int]:
         """[start, stop) of this process's block of a pass's order."""
         n, w, r = len(self.dataset), self.world_size, self.rank
-        if self.drop_last:
+        if self.training_pass:
             return r * (n // w), (r + 1) * (n // w)
         return r * n // w, (r + 1) * n // w
 
@@ -672,11 +692,12 @@ class DeviceDataLoader:
     def _usable(self, kept: int, skipped: list[int]) -> bool:
         """Whether a batch left with `kept` readable images after `skipped` were left out is
         yielded: one is enough for an in-order loader (also get_preds' in-order copy of a
-        training loader: eval mode); a batch of a training pass (drop_last) needs 2 (BatchNorm
-        in training mode fails on a batch of one), else it is skipped whole. Under several
-        processes (`set_shard`) the others would wait for this one's batch forever, so a batch
-        that would be skipped is an error there."""
-        if kept >= (2 if self.drop_last else 1):
+        training loader: eval mode); a batch of a training pass that lost images needs 2
+        (BatchNorm in training mode fails on a batch of one), else it is skipped whole (a
+        last partial batch of one, drop_last=False, is yielded: the constructor warned).
+        Under several processes (`set_shard`) the others would wait for this one's batch
+        forever, so a batch that would be skipped is an error there."""
+        if kept >= (2 if self.training_pass and skipped else 1):
             return True
         if self.world_size > 1:
             names = ", ".join(str(self.dataset.items[i]) for i in skipped)
