@@ -531,6 +531,7 @@ class Learner:
             self._event("after_pred")
             if self.training and self.train_iter == 1:  # a fit's first batch
                 _check_outputs(self.pred, self.data, self.loss_func)
+                _check_elementwise_loss(self.pred, self.yb, self.loss_func)
             self.loss_grad = self.loss_func(self.pred, *self.yb)
         self.loss = self.loss_grad.detach()
         self._event("after_loss")
@@ -1548,6 +1549,50 @@ def _check_outputs(pred: Any, data: Any, loss_func: Any) -> None:
         f"model: it gives {pred.shape[1]} outputs per item and the data has {c} classes "
         f"(data.c): a classifier of this data needs {c} (e.g. torchvision's "
         f"resnet18(num_classes={c}), or create_cnn / vision_learner, which build the head)"
+    )
+
+
+# Losses that compare predictions and targets element by element: torch broadcasts (or
+# fails on) shapes that differ, e.g. [B, 1] against [B] into [B, B].
+_ELEMENTWISE_LOSSES = (
+    nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCEWithLogitsLoss, nn.BCELoss,
+)  # fmt: skip
+_ELEMENTWISE_FUNCTIONS = (
+    F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss,
+    F.binary_cross_entropy_with_logits, F.binary_cross_entropy,
+)  # fmt: skip
+
+
+def _check_elementwise_loss(pred: Any, yb: Sequence[Any], loss_func: Any) -> None:
+    """ValueError at a fit's first batch when an element-wise loss (MSE, L1, smooth L1,
+    Huber, binary cross-entropy; module or function) gets predictions and targets of other
+    shapes: torch would fail inside the loss, or broadcast them silently and train on the
+    wrong comparison ([B, 1] against [B] gives [B, B]; [B, n] against B class indices where
+    B == n)."""
+    elementwise = isinstance(loss_func, _ELEMENTWISE_LOSSES) or any(
+        loss_func is f for f in _ELEMENTWISE_FUNCTIONS
+    )
+    if not elementwise or len(yb) != 1:
+        return
+    y = yb[0]
+    if not (isinstance(pred, torch.Tensor) and isinstance(y, torch.Tensor)):
+        return
+    if pred.shape == y.shape:
+        return
+    name = getattr(loss_func, "__name__", type(loss_func).__name__)
+    shapes = f"the model gives {list(pred.shape)} and the targets are {list(y.shape)}"
+    if y.dim() == 1 and not y.is_floating_point() and pred.dim() == 2 and pred.shape[1] > 1:
+        raise ValueError(
+            f"loss_func: {name} compares predictions with targets of the same shape, but "
+            f"{shapes} ({y.dtype}: one class index per item, as single-label data gives): "
+            "a classifier's loss is CrossEntropyLossFlat() (the default when loss_func is not "
+            "given), or F.cross_entropy"
+        )
+    raise ValueError(
+        f"loss_func: {name} compares predictions with targets element by element, but "
+        f"{shapes}; torch would broadcast them (or fail) and train on the wrong comparison. "
+        "Make them the same shape: e.g. a model of one output for targets [B] needs its "
+        "output flattened (pred.view(-1), nn.Flatten(0)) or targets [B, 1]"
     )
 
 

@@ -11,6 +11,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from fakes import easy_bunch, make_learner, tiny_model
 from torch import nn
 
@@ -671,3 +672,32 @@ def test_a_model_whose_outputs_do_not_number_the_classes_is_named_at_the_first_b
     make_learner(model=Net(2), splitter=None).fit(1)
     # a loss of other outputs (a custom one, a regression's) is the user's to check
     make_learner(model=Net(1), splitter=None, loss_func=lambda p, y: p.mean()).fit(1)
+
+
+def test_an_elementwise_loss_of_other_shapes_is_named_at_the_first_batch():
+    """MSE / L1 / BCE compare element by element: on class indices [B] against [B, c] torch
+    fails inside the loss, and [B, 1] against [B] broadcasts silently to [B, B]."""
+
+    class Net(nn.Module):
+        def __init__(self, n: int, flat: bool = False) -> None:
+            super().__init__()
+            self.out, self.flat = nn.Linear(3 * 8 * 8, n), flat
+
+        def forward(self, x):
+            p = self.out(x.flatten(1))
+            return p.view(-1) if self.flat else p
+
+    for loss in (nn.BCEWithLogitsLoss(), nn.MSELoss(), F.l1_loss):
+        learn = make_learner(model=Net(2), splitter=None, loss_func=loss)
+        with pytest.raises(ValueError, match=r"loss_func: .* the targets are \[\d+\] .*Flat\(\)"):
+            learn.fit(1)
+    learn = make_learner(model=Net(1), splitter=None, loss_func=nn.MSELoss())
+    with pytest.raises(ValueError, match=r"gives \[\d+, 1\] and the targets are \[\d+\]; torch"):
+        learn.fit(1)
+
+    def mse_of_floats(p, y):  # a custom loss is the user's to check
+        return F.mse_loss(p, y.float())
+
+    make_learner(model=Net(1, flat=True), splitter=None, loss_func=mse_of_floats).fit(1)
+    # same shapes pass (a regression on the class index: the user's choice)
+    make_learner(model=Net(1, flat=True), splitter=None, loss_func=nn.MSELoss()).fit(1)
