@@ -354,7 +354,10 @@ class Learner:
 
     # ---- callbacks ----------------------------------------------------------------------
     def add_cb(self, cb: Callback) -> None:
-        """Attach a callback (kept sorted by `order`; equal orders keep insertion order)."""
+        """Attach a callback (kept sorted by `order`; equal orders keep insertion order).
+        One callback object may serve several learners (fastai's ``cbs=`` list reused for
+        each model of an ensemble): its `learn` is the learner whose fit, validation or
+        prediction last started (its state, such as a tracker's best value, is shared)."""
         v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
         renames = ", ".join(f"{name} -> {_V1_EVENTS[name]}" for name in v1)
         if not isinstance(cb, Callback):
@@ -366,8 +369,6 @@ class Learner:
                 "before_batch, after_loss, ...)"
             )
             raise TypeError(f"cb should be a fastcore_ext Callback instance, got {cb!r}{hint}")
-        if cb.learn is not None and cb.learn is not self:
-            raise ValueError(f"{cb!r} is already attached to another Learner")
         if v1:
             raise TypeError(
                 f"cb: {type(cb).__name__} defines fastai v1's callback method(s) {v1}, which "
@@ -420,6 +421,9 @@ class Learner:
 
     def _event(self, name: str) -> None:
         self.event = name
+        if name in _PASS_STARTS:  # a callback attached to several learners serves this one
+            for cb in self.cbs:
+                cb.learn = self
         fire(self.cbs, name, self.training)
 
     def _with_events(self, f: Callable[[], None], level: str, exc: type[Exception]) -> None:
@@ -1526,6 +1530,10 @@ def _check_class_count(model: nn.Module, data: Any) -> None:
         f"outputs); to keep a trained body, learn.save(name) first and load it into the "
         f"new learner with load(name, strict=False)"
     )
+
+
+# The events that start a fit, or a validation or prediction pass outside a fit.
+_PASS_STARTS = frozenset(("before_fit", "before_validate"))
 
 
 # The losses of a classifier of data.c classes: one output per class (other losses may take

@@ -229,9 +229,6 @@ def test_add_remove_callback_errors():
         learn.add_cb(lambda: None)
     cb = EventLog()
     learn.add_cb(cb)
-    other = make_learner(data=small_data(1, 1))
-    with pytest.raises(ValueError, match="another Learner"):
-        other.add_cb(cb)
     learn.remove_cb(cb)
     with pytest.raises(ValueError, match="not attached"):
         learn.remove_cb(cb)
@@ -239,6 +236,30 @@ def test_add_remove_callback_errors():
     with pytest.raises(TypeError, match="Callback"):
         learn.fit(1, cbs=[good, "not a callback"])
     assert good not in learn.cbs and good.learn is None and good.log == []
+
+
+def test_one_callback_serves_every_learner_it_is_attached_to():
+    """fastai's ensemble loop reuses one cbs list for each new learner; interleaved fits
+    and validations each see their own learner."""
+
+    class Seen(Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.learners: list[object] = []
+
+        def after_batch(self) -> None:
+            self.learners.append(self.learn)
+
+    cb = Seen()
+    cbs = [cb]
+    first = make_learner(data=small_data(1, 1), cbs=cbs)
+    second = make_learner(data=small_data(1, 1), cbs=cbs)
+    assert cb in first.cbs and cb in second.cbs
+    for learn in (first, second, first):
+        cb.learners.clear()
+        learn.fit(1)
+        learn.validate()
+        assert cb.learners and all(seen is learn for seen in cb.learners)
 
 
 # ---- recorder, driven by hand (no optimizer needed) ---------------------------------------

@@ -178,8 +178,9 @@ def test_tracker_forms_are_never_ambiguous(tmp_path):
     with pytest.raises(ValueError, match="patience should be an int >= 0"):
         EarlyStoppingCallback(learn, patience=-1)
     other = make_learner(path=tmp_path)
-    with pytest.raises(ValueError, match="already attached to another Learner"):
-        other.fit(1, callbacks=SaveModelCallback(learn))
+    cb = SaveModelCallback(learn, every="epoch", name="other")
+    other.fit(1, callbacks=cb)  # serves the learner that fits (fastai's cbs rebind too)
+    assert (tmp_path / "models" / "other_0.pth").is_file() and cb.learn is None
 
 
 # ---- ShowGraph -------------------------------------------------------------------------------
