@@ -93,7 +93,7 @@ from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.losses import LabelSmoothingCrossEntropy
 from fastcore_ext.metrics import check_metric
 from fastcore_ext.optim import Adam
-from fastcore_ext.ranks import launched_by_torchrun
+from fastcore_ext.ranks import is_main_process, launched_by_torchrun
 from fastcore_ext.schedule import (
     NO_WARMUP,
     Suggestions,
@@ -792,8 +792,8 @@ class Learner:
         form (the lesson's `learn.lr_find()` then `learn.recorder.plot()` draws it once) and
         True, fastai v2's default, when `suggest_funcs` is given (a v2-only argument:
         fastbook's `learn.lr_find(suggest_funcs=(minimum, steep))` draws its plot). A v2 cell
-        holding only `learn.lr_find()` draws nothing here: pass `show_plot=True`, or call
-        `learn.recorder.plot()` (or `plot_lr_find()`) after it.
+        holding only `learn.lr_find()` draws nothing here; it prints v1's line saying how to:
+        `learn.recorder.plot()` (or `plot_lr_find()`) after it, or `show_plot=True`.
 
         suggest_funcs: fastai v2's, suggestion functions f(lrs, losses, num_it) -> (lr,
         (lr, loss)) such as `valley`, `steep`, `minimum`, `slide` (`schedule`); then the
@@ -821,6 +821,11 @@ class Learner:
         if funcs is None:
             if show_plot:
                 rec.show(rec.plot())
+            elif is_main_process():  # fastai v1's line after its lr_find, so a v2 user knows
+                print(
+                    "LR Finder is complete, type learn.recorder.plot() to see the graph (or "
+                    "pass show_plot=True)"
+                )
             return rec.suggestions
         suggested, points = suggest(funcs, lrs, rec.smooth_losses, num_it)
         if show_plot:

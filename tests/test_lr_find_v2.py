@@ -221,13 +221,15 @@ def test_lr_find_checks_its_range_before_any_batch(kwargs, exc, match):
     assert learn.recorder.lrs == []  # refused before any sweep
 
 
-def test_lr_find_show_plot_marks_the_suggestions(swept, monkeypatch):
+def test_lr_find_show_plot_marks_the_suggestions(swept, monkeypatch, capsys):
     learn, _ = swept
     shown = []
     monkeypatch.setattr(learn.recorder, "show", shown.append)
+    capsys.readouterr()
     sugg = learn.lr_find(num_it=30)
+    assert "LR Finder is complete, type learn.recorder.plot() to see" in capsys.readouterr().out
     res = learn.lr_find(num_it=30, suggest_funcs=(minimum, steep), show_plot=False)
-    assert shown == []  # a call in v1's form draws nothing, as v1's
+    assert shown == []  # a call in v1's form draws nothing, as v1's (it says how to)
     assert learn.lr_find(num_it=30, suggest_funcs=(minimum, steep)) == res
     (fig,) = shown  # suggest_funcs, v2's argument: v2's default, show_plot=True
     ax = fig.axes[0]
