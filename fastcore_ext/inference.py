@@ -635,10 +635,11 @@ def tta(
     """`Learner.tta`, test-time augmentation as fastai v2's: predictions over `ds_type`'s
     dataset ('valid' or 'train'), or over the items of `dl` (a DeviceDataLoader with
     train=False, e.g. of a test set), for n passes with the training augmentation
-    (data.spec; pass i draws its parameters from a generator seeded from (data seed, i),
-    so it is repeatable; without one (data.spec None), a warning and the plain pass for
-    them), averaged (or their element-wise max with use_max), and one plain pass (the
-    validation transform). Returns (preds, targets) with
+    (pass i draws a random presize window per item, the training set's random crop along
+    an image's long side, then data.spec's augmentation, if any, from generators seeded
+    from (data seed, i), so it is repeatable; fastai's passes run the training item and
+    batch transforms alike), averaged (or their element-wise max with use_max), and one
+    plain pass (the validation transform: the centre window). Returns (preds, targets) with
     preds = torch.lerp(augmented, plain, beta) = (1 - beta) * augmented + beta * plain
     (fastai's formula: beta weighs the plain pass); with use_max the element-wise max of
     both; with beta=None ((augmented, plain), targets). Items in dataset order;
@@ -648,22 +649,10 @@ def tta(
     spec = getattr(learn.data, "spec", None)
     plain, targets = get_preds(learn, dl=_PlainPass(dl))[:2]
     plain = plain.float()
-    if spec is None:
-        warn_user(
-            "tta: the data has no batch augmentation (data.spec is None: built with "
-            "ds_tfms=None, or without aug_transforms in batch_tfms); tta's passes replay "
-            "that augmentation only (not the training set's random crop along an image's "
-            "long side), so each would equal the plain pass: tta returns the plain "
-            "predictions (get_preds')"
-        )
-        augmented = plain
-    else:
-        seed = getattr(learn.data, "seed", 0)
-        passes = [
-            get_preds(learn, dl=_AugmentedPass(dl, spec, seed, i))[0].float() for i in range(n)
-        ]
-        stacked = torch.stack(passes)
-        augmented = stacked.max(0)[0] if use_max else stacked.mean(0)
+    seed = getattr(learn.data, "seed", None) or 0
+    passes = [get_preds(learn, dl=_AugmentedPass(dl, spec, seed, i))[0].float() for i in range(n)]
+    stacked = torch.stack(passes)
+    augmented = stacked.max(0)[0] if use_max else stacked.mean(0)
     if use_max:
         return torch.stack([plain, augmented]).max(0)[0], targets
     if beta is None:
@@ -734,8 +723,9 @@ class _PlainPass:
 
 
 class _AugmentedPass(_PlainPass):
-    """The same items and order, through the training augmentation `spec` with parameters
-    drawn from a generator seeded from (seed, pass index)."""
+    """The same items and order, each from a random presize window (the training set's
+    random crop) through the training augmentation `spec` (None: the validation
+    transform), both drawn from (seed, pass index)."""
 
     def __init__(self, dl: Any, spec: Any, seed: int, index: int) -> None:
         super().__init__(dl)
@@ -743,8 +733,13 @@ class _AugmentedPass(_PlainPass):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = epoch_generator(self.seed ^ _TTA_STREAM, self.index)
+        windows = np.random.SeedSequence([self.seed, _TTA_STREAM, self.index])
+        draws = np.random.default_rng(windows).random(len(self.dl.dataset))
         mean, std = self._stats()
-        for x, y in self.dl.uint8_batches(0):
+        for x, y in self.dl.uint8_batches(0, draws=draws):
+            if self.spec is None:
+                yield self.dl.augment(x, None), y
+                continue
             xb = augment_batch(
                 x,
                 self.dl.size,

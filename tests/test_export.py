@@ -26,6 +26,8 @@ from fastcore_ext.callback import mixed_precision
 from fastcore_ext.data import (
     BadImageError,
     ImageDataBunch,
+    ImageDataLoaders,
+    Resize,
     demo_dataset,
     imagenet_stats,
     load_image,
@@ -378,14 +380,47 @@ def test_tta_errors(trained):
         learn.tta(ds_type="test")
     spec = learn.data.spec
     learn.data.spec = None
-    try:  # no training augmentation: the plain predictions, with a warning (it raised)
-        with pytest.warns(UserWarning, match="tta: the data has no batch augmentation"):
-            preds, targets = learn.tta()
+    try:  # no batch augmentation, square images: every pass is the plain one (it raised)
+        preds, targets = learn.tta()
         plain, plain_targets = learn.get_preds()
         torch.testing.assert_close(preds, plain.float())
         assert torch.equal(targets, plain_targets)
     finally:
         learn.data.spec = spec
+
+
+def test_tta_passes_crop_at_random_along_the_long_side(tmp_path):
+    """fastai's tta runs the training item transforms too: Resize's crop lands at random
+    along a non-square image's long side. Images 48 x 32 whose red channel is a ramp over
+    the columns tell where each window starts."""
+    ramp = np.broadcast_to((np.arange(48) * 5).astype(np.uint8)[None, :, None], (32, 48, 3))
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(6):
+            img = ramp.copy()
+            img[..., 2] = 40 * i + (cls == "b") * 20
+            Image.fromarray(img).save(tmp_path / cls / f"{i}.png")
+    data = ImageDataLoaders.from_folder(
+        tmp_path, valid_pct=0.5, seed=1, item_tfms=Resize(16), bs=4, num_workers=0
+    )
+    assert data.spec is None and data.presize == 16
+    dl = data.valid_dl
+    n = len(dl.dataset)
+
+    def first_columns(draws):
+        return torch.cat([x[:, 0, :, 0].float().mean(1) for x, _ in dl.uint8_batches(0, draws)])
+
+    left, centre = first_columns(np.zeros(n)), first_columns(None)
+    right = first_columns(np.full(n, 0.999))
+    assert (left < centre).all() and (centre < right).all()  # 24 wide: windows from 0 to 8
+    with pytest.raises(ValueError, match=r"draws: expected one window draw per item \(\d+\)"):
+        next(dl.uint8_batches(0, np.zeros(n + 1)))
+    learn = make_learner(data=data, splitter=None)
+    (augmented, plain), _ = learn.tta(n=3, beta=None)
+    torch.testing.assert_close(plain, learn.get_preds()[0].float(), rtol=0, atol=0)
+    assert not torch.allclose(augmented, plain)  # other windows: other predictions
+    again, _ = learn.tta(n=3, beta=None)
+    assert torch.equal(again[0], augmented)  # the windows of a pass are seeded
 
 
 # ---- every architecture create_cnn takes -------------------------------------------------------

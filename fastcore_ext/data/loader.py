@@ -733,17 +733,25 @@ class DeviceDataLoader:
         )
 
     def uint8_batches(
-        self, epoch: int | None = None
+        self, epoch: int | None = None, draws: np.ndarray | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """Batches of `epoch` (default: the next, without advancing it) before augmentation:
         ``(uint8 Tensor[B, 3, P, P] with channels_last strides, int64 Tensor[B])`` on the
         device. A complete pass over an uncompleted cache completes it. Unreadable files are
         left out of their batches (a batch left empty is skipped, and so is a training batch
         left with one image); those not named before are named by one warning at the end of
-        the pass (see the module doc)."""
+        the pass (see the module doc). draws: the windows' placement (float64 [N] in [0, 1),
+        one per item of the data set, as `window_draws`) instead of the epoch's: TTA's random
+        windows through a loader that does not train."""
         epoch = self._epoch if epoch is None else epoch
         batches = self.batch_indices(epoch)
-        draws = self.window_draws(epoch)
+        if draws is None:
+            draws = self.window_draws(epoch)
+        elif np.shape(draws) != (len(self.dataset),):
+            raise ValueError(
+                f"draws: expected one window draw per item ({len(self.dataset)}), got an "
+                f"array of shape {np.shape(draws)}"
+            )
         cache = self.dataset.cache
         bad: list[int] = []
         short = 0  # training batches skipped whole: a single readable image left
