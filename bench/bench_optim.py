@@ -67,8 +67,8 @@ def param_groups(name: str) -> list[list[torch.Tensor]]:
 def make_step(impl: str, groups: list[list[torch.Tensor]]):
     """A function doing one optimizer step and, for torch, one OneCycleLR step."""
     if impl.startswith("ours"):
-        cls = Adam if impl == "ours_adam" else SGD
-        opt = cls([{"params": ps} for ps in groups])
+        pgs = [{"params": ps} for ps in groups]
+        opt = Adam(pgs) if impl == "ours_adam" else SGD(pgs, mom=0.9)  # torch's: momentum=0.9
         opt.set_one_cycle(TOTAL, list(LR_MAX))
         return opt.step
     algo, variant = impl.split("_")[1:]

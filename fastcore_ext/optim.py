@@ -89,6 +89,8 @@ class _OneCycleHost:
         total_steps = check_int("total_steps", total_steps, 1, rule="> 0")
         start_step = check_int("start_step", start_step, 0)
         div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
+        if not getattr(self, "momentum", True):  # an SGD without momentum stays without
+            moms = (0.0, 0.0, 0.0)
         self._one_cycle = {
             "total_steps": total_steps,
             "lr_max": self._lr_max_list(lr_max),
@@ -573,7 +575,7 @@ class Adam(_FusedOptimizer):
 
 
 class SGD(_FusedOptimizer):
-    """SGD with momentum and decoupled weight decay (fastai's `SGD`), fused.
+    """SGD with optional momentum and decoupled weight decay (fastai's `SGD`), fused.
 
     `buf = mom * buf + grad` (buf starts at 0, so the first step uses the grad itself),
     `p *= 1 - lr * wd`, `p -= lr * buf`: torch's `SGD(momentum=mom)` when wd is 0.
@@ -581,8 +583,12 @@ class SGD(_FusedOptimizer):
     Args:
         params: as for `Adam`.
         lr: learning rate (>= 0).
-        mom: momentum in [0, 1).
+        mom: momentum in [0, 1); 0 (the default, fastai's) is plain SGD, `p -= lr * grad`.
         wd: decoupled weight decay (>= 0).
+
+    As fastai's, an SGD built without momentum (mom 0 here and in every param group) stays
+    without it under a one-cycle schedule: the schedule's moms are not applied (its mom is 0;
+    fastai's SGD has no momentum step to use them). `partial(SGD, mom=0.9)` follows them.
 
     State per param: 'momentum_buffer' (float32, the param's shape and strides).
     """
@@ -591,9 +597,11 @@ class SGD(_FusedOptimizer):
     _state_keys = ("momentum_buffer",)
 
     def __init__(
-        self, params: Iterable, lr: float = 1e-3, mom: float = 0.9, wd: float = 0.0
+        self, params: Iterable, lr: float = 1e-3, mom: float = 0.0, wd: float = 0.0
     ) -> None:
         super().__init__(params, {"lr": lr, "mom": mom, "wd": wd})
+        # whether the one-cycle schedule's moms apply (fastai's SGD: mom != 0)
+        self.momentum = any(float(g["mom"]) != 0 for g in self.param_groups)
 
     def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
         state["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)

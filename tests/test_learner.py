@@ -86,7 +86,7 @@ def test_fit_learns_with_sgd():
     assert learn.recorder.metrics[-1][0] <= 0.2
     assert learn.recorder.valid_losses[-1] < math.log(2)
     assert all(lrs == [0.1, 0.1] for lrs in learn.recorder.lrs)
-    assert all(moms == [0.9, 0.9] for moms in learn.recorder.moms)
+    assert all(moms == [0.0, 0.0] for moms in learn.recorder.moms)  # fastai's SGD: mom=0
 
 
 def test_default_loss_and_optimizer():

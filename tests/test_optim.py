@@ -131,12 +131,37 @@ def test_sgd_equals_torch_sgd_each_step(device):
 
     run_against_torch(
         device,
-        lambda groups: SGD([{"params": ps} for ps in groups]),
+        lambda groups: SGD([{"params": ps} for ps in groups], mom=0.9),
         factory,
         set_group,
         ("momentum_buffer",),
         ("momentum_buffer",),
     )
+
+
+def test_sgd_without_momentum_stays_plain_sgd_under_one_cycle(device):
+    """fastai's SGD defaults to mom=0 and then has no momentum step: the one-cycle moms are
+    not applied (torch's SGD(momentum=0) with the scheduled lrs, step after step; ours keeps
+    a buffer, which then holds the last grad)."""
+    assert SGD([torch.zeros(1)]).param_groups[0]["mom"] == 0.0
+    ours_p = make_params(device)
+    ref_p = clone_params(ours_p)
+    opt = SGD([{"params": ps} for ps in ours_p])
+    ref = torch.optim.SGD([{"params": ps} for ps in ref_p], lr=1e-3, momentum=0.0)
+    assert not opt.momentum
+    opt.set_one_cycle(TOTAL, [lr for _, lr, *_ in GROUPS])
+    assert opt.one_cycle["moms"] == (0.0, 0.0, 0.0) and set(opt.hypers_at(3)[1]) == {0.0}
+    for k in range(20):
+        set_grads(ours_p, ref_p, k, device)
+        for gi, group in enumerate(ref.param_groups):
+            group["lr"] = one_cycle(k / TOTAL, GROUPS[gi][1])[0]
+        opt.step()
+        ref.step()
+        for a, b in zip(sum(ours_p, []), sum(ref_p, []), strict=True):
+            torch.testing.assert_close(a, b)
+    grouped = SGD([{"params": [torch.zeros(1)], "mom": 0.9}, {"params": [torch.zeros(1)]}])
+    grouped.set_one_cycle(10, 1e-3)  # a group with momentum: the schedule's moms apply
+    assert grouped.momentum and grouped.one_cycle["moms"] == (0.95, 0.85, 0.95)
 
 
 def test_torch_lr_scheduler_drives_group_lr(device):
@@ -490,7 +515,7 @@ def test_host_and_device_schedules_agree_every_step(device):
     probes = [
         [torch.zeros(1, device=device, requires_grad=True) for _ in range(2)] for _ in lr_maxes
     ]
-    opt = SGD([{"params": ps} for ps in probes])
+    opt = SGD([{"params": ps} for ps in probes], mom=0.9)
     kw = {"div": 10.0, "div_final": 1e4, "pct_start": 0.3, "moms": (0.9, 0.8, 0.95)}
     opt.set_one_cycle(20, lr_maxes, **kw)
     for k in range(24):  # past the end: the final values hold
