@@ -31,15 +31,18 @@ _MISSING = object()
 
 
 def _as_items(items: Any, rest: tuple[Any, ...]) -> list[Any]:
-    """fastcore's listify: None -> [], a str / bytes / dict / non-iterable -> [items], any
-    other iterable -> its items; then `rest` appended (``L(1, 2, 3)``)."""
+    """fastcore's listify: with `rest`, every argument is one item (``L(1, 2, 3)``, and
+    ``L([1, 2], [3])`` holds two lists, as fastai's splitters build their groups); else None
+    -> [], a str / bytes / dict / non-iterable -> [items], any other iterable -> its items."""
+    if rest:
+        return [items, *rest]
     if items is None:
         out: list[Any] = []
     elif isinstance(items, str | bytes | dict) or not isinstance(items, Iterable):
         out = [items]
     else:
         out = list(items)
-    return out + list(rest)
+    return out
 
 
 def _mask_or_indices(idx: Any, n: int) -> list[int]:

@@ -22,6 +22,9 @@ def test_a_list_that_equals_lists():
     assert a == [3, 1, 2, 5]
     assert L() == [] and L(None) == [] and L(5) == [5] and L("ab") == ["ab"]
     assert L((1, 2)) == [1, 2] and L(1, 2, 3) == [1, 2, 3] and L(range(3)) == [0, 1, 2]
+    # with more than one argument each is an item, as fastcore's: fastai's splitters write
+    # L(m[0], m[1]).map(params), whose first argument is itself iterable
+    assert L([1, 2], [3]) == [[1, 2], [3]] and L(None, 1) == [None, 1] and L("a", "b") == ["a", "b"]
     back = pickle.loads(pickle.dumps(a))
     assert type(back) is L and back == [3, 1, 2, 5]
 
