@@ -739,7 +739,7 @@ def model_only_learner(device: str, precision: str):  # noqa: ANN201 (a Learner)
     from fastcore_ext.vision import create_body, create_head
 
     cfg = CONFIG[device]
-    body, _ = create_body(cfg["arch"], pretrained=False)
+    body = create_body(cfg["arch"], pretrained=False)
     model = torch.nn.Sequential(body, create_head(512, 12))
 
     class _Data:  # the bunch interface, enough for a Learner that never iterates it

@@ -46,6 +46,7 @@ __all__ = [
     "Flatten",
     "PretrainedWeightsError",
     "apply_init",
+    "body_and_model",
     "build_arch",
     "create_body",
     "create_head",
@@ -334,9 +335,20 @@ def create_body(
     arch: Callable[..., nn.Module] | str,
     pretrained: bool | WeightsEnum = True,
     cut: int | Callable[[nn.Module], nn.Module] | None = None,
+) -> nn.Sequential | nn.Module:
+    """The feature extractor of a torchvision classifier, as fastai's ``create_body(arch,
+    pretrained=, cut=)``: the model's children up to `cut` (default: its final pooling
+    layer), or cut(model). ``nn.Sequential(create_body(resnet18), create_head(512, c))``
+    is a create_cnn model."""
+    return body_and_model(arch, pretrained, cut)[0]
+
+
+def body_and_model(
+    arch: Callable[..., nn.Module] | str,
+    pretrained: bool | WeightsEnum = True,
+    cut: int | Callable[[nn.Module], nn.Module] | None = None,
 ) -> tuple[nn.Sequential | nn.Module, nn.Module]:
-    """The feature extractor of a torchvision classifier: (body, full model). The body is
-    the model's children up to `cut` (default: its final pooling layer), or cut(model)."""
+    """(create_body's body, the whole model it was cut from), which tells the splitter."""
     model = build_arch(resolve_arch(arch), pretrained)
     if callable(cut):
         return cut(model), model

@@ -126,7 +126,7 @@ def test_hooks_come_off_when_the_forward_raises():
 
 
 def test_matmul_grad_convs_of_resnet18_at_64_and_224_px():
-    body, _ = vision.create_body("resnet18", pretrained=False)
+    body = vision.create_body("resnet18", pretrained=False)
     sizes = conv_input_sizes(body, torch.randn(64, 3, 64, 64))
     names = [n for n, _ in cwg.matmul_grad_convs(sizes, 64)]
     assert names == ["7.0.conv1", "7.0.conv2", "7.1.conv1", "7.1.conv2"]  # layer4's 3x3

@@ -373,7 +373,7 @@ def test_bf16_fit_on_the_cpu_trains_narrow_strided_convs_right():
 
 
 def test_weight_bound_convs_of_resnet18_at_64_and_224_px():
-    body, _ = vision.create_body("resnet18", pretrained=False)
+    body = vision.create_body("resnet18", pretrained=False)
     sizes = mixed_precision.conv_input_sizes(body, torch.randn(64, 3, 64, 64))
     assert len(sizes) == 20  # every conv once, with its input's size
     names = [n for n, _ in mixed_precision.weight_bound_convs(sizes, 64)]

@@ -64,7 +64,7 @@ def test_interpretation_and_plots_take_numpy_ints():
 def test_model_metric_loss_and_callback_arguments_take_numpy_numbers():
     head = create_head(np.int64(16), np.int64(3), lin_ftrs=[np.int64(8)], ps=np.float32(0.5))
     assert head(torch.randn(2, 16, 4, 4)).shape == (2, 3)
-    body, _ = create_body(lambda weights=None: tiny_model(), False, cut=np.int64(3))
+    body = create_body(lambda weights=None: tiny_model(), False, cut=np.int64(3))
     assert len(body) == 3
     preds, targs = torch.randn(8, 3), torch.randint(0, 3, (8,))
     assert top_k_accuracy(preds, targs, k=np.int64(2)) == top_k_accuracy(preds, targs, k=2)
