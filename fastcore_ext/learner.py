@@ -90,7 +90,7 @@ from fastcore_ext.data.paths import file_in_the_way
 from fastcore_ext.export import DEFAULT_EXPORT, export_model
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
-from fastcore_ext.losses import LabelSmoothingCrossEntropy
+from fastcore_ext.losses import FlatLoss, is_class_loss
 from fastcore_ext.metrics import check_metric
 from fastcore_ext.optim import Adam
 from fastcore_ext.ranks import is_main_process, launched_by_torchrun
@@ -1541,20 +1541,14 @@ def _check_class_count(model: nn.Module, data: Any) -> None:
 _PASS_STARTS = frozenset(("before_fit", "before_validate"))
 
 
-# The losses of a classifier of data.c classes: one output per class (other losses may take
-# other outputs: a regression's, a custom loss's).
-_CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, LabelSmoothingCrossEntropy)
-
-
 def _check_outputs(pred: Any, data: Any, loss_func: Any) -> None:
     """ValueError at a fit's first batch when the model's outputs [B, n] do not number the
     data's classes under a classification loss (cross-entropy, NLL, label smoothing;
     `_check_class_count` finds it at construction where the model's structure tells n; here
     any model: torchvision's resnet18() has 1000 outputs)."""
     c = getattr(data, "c", None)
-    classifying = isinstance(loss_func, _CLASS_LOSSES) or loss_func in (F.cross_entropy, F.nll_loss)
     if (
-        not classifying or c is None or not isinstance(pred, torch.Tensor)
+        not is_class_loss(loss_func) or c is None or not isinstance(pred, torch.Tensor)
         or pred.dim() != 2 or pred.shape[1] == c
     ):  # fmt: skip
         return
@@ -1582,6 +1576,8 @@ def _check_elementwise_loss(pred: Any, yb: Sequence[Any], loss_func: Any) -> Non
     shapes: torch would fail inside the loss, or broadcast them silently and train on the
     wrong comparison ([B, 1] against [B] gives [B, B]; [B, n] against B class indices where
     B == n)."""
+    if isinstance(loss_func, FlatLoss):  # MSELossFlat & co flatten both sides themselves
+        return
     elementwise = isinstance(loss_func, _ELEMENTWISE_LOSSES) or any(
         loss_func is f for f in _ELEMENTWISE_FUNCTIONS
     )

@@ -1,10 +1,15 @@
 """fastai.torch_core's small helpers that fastbook code calls by bare name: `tensor`, `to_np`,
-`trainable_params` (all in `from fastcore_ext.vision import *`).
+`params`, `trainable_params`, `noop` and `Module` (all in `from fastcore_ext.vision import *`).
 
     targ = tensor([0, 1, 0, 1, 1, 0])        # fastbook ch. 5: an int64 tensor
     acts = tensor(1.0, 2.0, 3.0)             # several numbers at once
     to_np(preds)                              # a numpy array on the CPU
     len(trainable_params(learn.model))       # what a frozen model still trains
+    L(m[0], m[1]).map(params)                 # a splitter's layer groups (fastbook ch. 15)
+
+    class ResBlock(Module):                   # fastbook ch. 14: no super().__init__() needed
+        def __init__(self, ni, nf):
+            self.convs = nn.Conv2d(ni, nf, 3, padding=1)
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["tensor", "to_np", "trainable_params"]
+__all__ = ["Module", "noop", "params", "tensor", "to_np", "trainable_params"]
 
 
 def tensor(
@@ -75,3 +80,33 @@ def trainable_params(m: nn.Module) -> list[nn.Parameter]:
     if not isinstance(m, nn.Module):
         raise TypeError(f"trainable_params: m should be an nn.Module, got {type(m).__name__}")
     return [p for p in m.parameters() if p.requires_grad]
+
+
+def params(m: nn.Module) -> list[nn.Parameter]:
+    """fastai's ``params(m)``: every parameter of `m`, as a list (a splitter's layer group)."""
+    if not isinstance(m, nn.Module):
+        raise TypeError(f"params: m should be an nn.Module, got {type(m).__name__}")
+    return list(m.parameters())
+
+
+def noop(x: Any = None, *args: Any, **kwargs: Any) -> Any:
+    """fastai's ``noop``: returns `x` unchanged (an identity where a function is expected)."""
+    return x
+
+
+class _PreInit(type(nn.Module)):  # type: ignore[misc]
+    """Runs nn.Module.__init__ before the class's own __init__ (fastai's PrePostInitMeta)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = cls.__new__(cls)
+        nn.Module.__init__(obj)
+        obj.__init__(*args, **kwargs)
+        return obj
+
+
+class Module(nn.Module, metaclass=_PreInit):
+    """fastai's ``Module``: an nn.Module whose subclasses need not call super().__init__()
+    (it runs before their __init__; calling it anyway does nothing more)."""
+
+    def __init__(self) -> None:
+        pass

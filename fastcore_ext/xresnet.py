@@ -29,6 +29,7 @@ ValueError.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import Enum
 from numbers import Real
 
 from torch import nn
@@ -37,6 +38,7 @@ from fastcore_ext.checks import check_positive_int
 
 __all__ = [
     "ConvLayer",
+    "NormType",
     "ResBlock",
     "XResNet",
     "XRESNETS",
@@ -66,22 +68,45 @@ def init_cnn(m: nn.Module) -> None:
         init_cnn(child)
 
 
+class NormType(Enum):
+    """fastai's NormType: the normalization of a ConvLayer. This library builds Batch and
+    BatchZero (BatchNorm, its weight starting at 1 or 0); the others are refused."""
+
+    Batch = 1
+    BatchZero = 2
+    Weight = 3
+    Spectral = 4
+    Instance = 5
+    InstanceZero = 6
+
+
 class ConvLayer(nn.Sequential):
-    """conv (no bias) -> BatchNorm -> activation (fastai's ConvLayer with its defaults: ReLU);
-    act_cls None leaves the activation out; zero_bn starts the BatchNorm's weight at 0
-    (fastai's BatchZero)."""
+    """conv -> BatchNorm -> activation (fastai's ConvLayer with its defaults: ReLU, padding
+    ks // 2, no conv bias before a BatchNorm); act_cls None leaves the activation out;
+    norm_type NormType.BatchZero (or zero_bn=True) starts the BatchNorm's weight at 0, None
+    leaves the BatchNorm out (the conv then has a bias, as fastai's)."""
 
     def __init__(
-        self, ni: int, nf: int, ks: int = 3, stride: int = 1,
+        self, ni: int, nf: int, ks: int = 3, stride: int = 1, padding: int | None = None,
+        bias: bool | None = None, norm_type: NormType | None = NormType.Batch,
         act_cls: type[nn.Module] | None = nn.ReLU, zero_bn: bool = False,
     ) -> None:  # fmt: skip
-        bn = nn.BatchNorm2d(nf)
-        nn.init.constant_(bn.bias, 1e-3)
-        nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
+        if norm_type is not None and norm_type not in (NormType.Batch, NormType.BatchZero):
+            raise ValueError(
+                f"norm_type: this library's ConvLayer builds NormType.Batch, NormType.BatchZero "
+                f"or None (no normalization), got {norm_type!r}"
+            )
+        padding = (ks - 1) // 2 if padding is None else padding
+        bias = norm_type is None if bias is None else bias
         layers: list[nn.Module] = [
-            nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=(ks - 1) // 2, bias=False),
-            bn,
+            nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=padding, bias=bias)
         ]
+        if norm_type is not None:
+            bn = nn.BatchNorm2d(nf)
+            nn.init.constant_(bn.bias, 1e-3)
+            zero = zero_bn or norm_type is NormType.BatchZero
+            nn.init.constant_(bn.weight, 0.0 if zero else 1.0)
+            layers.append(bn)
         if act_cls is not None:
             layers.append(act_cls())
         super().__init__(*layers)

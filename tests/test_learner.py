@@ -18,6 +18,7 @@ from torch import nn
 import fastcore_ext.learner as learner_mod
 from fastcore_ext.callback import Callback, CancelFitException
 from fastcore_ext.learner import Learner
+from fastcore_ext.losses import BCEWithLogitsLossFlat, MSELossFlat
 from fastcore_ext.metrics import accuracy, error_rate
 from fastcore_ext.optim import SGD, Adam
 from fastcore_ext.schedule import Suggestions, exp_sweep, one_cycle
@@ -699,5 +700,8 @@ def test_an_elementwise_loss_of_other_shapes_is_named_at_the_first_batch():
         return F.mse_loss(p, y.float())
 
     make_learner(model=Net(1, flat=True), splitter=None, loss_func=mse_of_floats).fit(1)
+    # fastai's Flat losses flatten both sides: [B, 1] against [B] is B pairs
+    make_learner(model=Net(1), splitter=None, loss_func=MSELossFlat()).fit(1)
+    make_learner(model=Net(1), splitter=None, loss_func=BCEWithLogitsLossFlat()).fit(1)
     # same shapes pass (a regression on the class index: the user's choice)
     make_learner(model=Net(1, flat=True), splitter=None, loss_func=nn.MSELoss()).fit(1)

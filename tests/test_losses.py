@@ -71,3 +71,31 @@ def test_as_a_learners_loss_with_per_item_losses(loss):
     preds, targs, losses = learn.get_preds(with_loss=True)
     assert losses.shape == targs.shape and torch.isfinite(losses).all()
     assert abs(float(losses.mean()) - learn.validate()[0]) < 1e-4
+
+
+def test_flat_elementwise_losses_are_fastais():
+    """MSELossFlat / L1LossFlat / BCEWithLogitsLossFlat / BCELossFlat flatten predictions and
+    targets and make the targets float: [B, 1] against int targets [B] compares B pairs."""
+    from fastcore_ext.losses import BCELossFlat, BCEWithLogitsLossFlat, L1LossFlat, MSELossFlat
+
+    torch.manual_seed(0)
+    out, y = torch.randn(6, 1), torch.tensor([0, 1, 1, 0, 1, 0])
+    flat, yf = out.view(-1), y.float()
+    torch.testing.assert_close(MSELossFlat()(out, y), F.mse_loss(flat, yf))
+    torch.testing.assert_close(L1LossFlat()(out, y), F.l1_loss(flat, yf))
+    torch.testing.assert_close(
+        BCELossFlat()(out.sigmoid(), y), F.binary_cross_entropy(flat.sigmoid(), yf)
+    )
+    bce = BCEWithLogitsLossFlat(thresh=0.7)
+    torch.testing.assert_close(bce(out, y), F.binary_cross_entropy_with_logits(flat, yf))
+    assert MSELossFlat(reduction="none")(out, y).shape == (6,)
+    torch.testing.assert_close(bce.activation(out), out.sigmoid())
+    assert torch.equal(bce.decodes(out.sigmoid()), out.sigmoid() > 0.7)
+    multi = torch.randn(4, 3)  # one column per label: axis moved last, then flattened
+    targets = torch.randint(0, 2, (4, 3))
+    torch.testing.assert_close(
+        BCEWithLogitsLossFlat()(multi, targets),
+        F.binary_cross_entropy_with_logits(multi, targets.float()),
+    )
+    with pytest.raises(ValueError, match="thresh should be a probability"):
+        BCEWithLogitsLossFlat(thresh=2)

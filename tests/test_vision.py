@@ -554,3 +554,23 @@ def test_cut_keeping_only_layers_without_parameters_says_so():
         create_cnn(image_bunch(), pool_first, pretrained=False, cut=1)
     learn = quiet(create_cnn(image_bunch(), models.resnet18, pretrained=False, cut=-2))
     assert len(learn.model[0]) == 8  # up to the pooling layer, as the default cut
+
+
+def test_create_body_is_fastais_body_and_a_splitter_of_L_groups():
+    """fastbook ch. 15: nn.Sequential(create_body(arch), create_head(nf, c)) with a splitter
+    written as fastai's, L(m[0], m[1]).map(params): two layer groups (create_body returned a
+    (body, model) pair, and L flattened its first argument into 4 groups)."""
+    body = vision.create_body(torchvision.models.resnet18, pretrained=False)
+    assert isinstance(body, nn.Sequential) and len(body) == 8  # up to the pooling layer
+    assert len(vision.create_body(torchvision.models.resnet18, pretrained=False, cut=-2)) == 8
+    data = image_bunch()
+    model = nn.Sequential(body, vision.create_head(512, data.c))
+    learn = quiet(
+        vision.Learner(data, model, splitter=lambda m: vision.L(m[0], m[1]).map(vision.params), wd=0.0)
+    )
+    assert len(learn.layer_groups) == 2
+    learn.freeze()
+    convs = [m for m in body.modules() if isinstance(m, nn.Conv2d)]
+    assert not any(m.weight.requires_grad for m in convs)  # (BatchNorm trains, as fastai's)
+    assert all(p.requires_grad for p in model[1].parameters())
+    assert vision.params(model) == list(model.parameters())

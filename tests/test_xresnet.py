@@ -161,3 +161,20 @@ def test_a_changed_xresnet_is_refused_at_export():
     m[-1] = nn.Linear(512, 3)
     with pytest.raises(ValueError, match="was changed after it was built"):
         describe_model(m)
+
+
+def test_conv_layer_takes_fastais_norm_type():
+    """fastbook ch. 14: ConvLayer(nf, nf, act_cls=None, norm_type=NormType.BatchZero)."""
+    from fastcore_ext.xresnet import ConvLayer, NormType
+
+    zero = ConvLayer(4, 8, act_cls=None, norm_type=NormType.BatchZero)
+    assert [type(m) for m in zero] == [nn.Conv2d, nn.BatchNorm2d] and zero[0].bias is None
+    assert float(zero[1].weight.abs().sum()) == 0.0
+    plain = ConvLayer(4, 8, stride=2)
+    assert [type(m) for m in plain] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    assert float(plain[1].weight.min()) == 1.0 and plain[0].padding == (1, 1)
+    bare = ConvLayer(4, 8, ks=5, norm_type=None, act_cls=None)
+    assert [type(m) for m in bare] == [nn.Conv2d] and bare[0].bias is not None
+    assert bare[0].padding == (2, 2)
+    with pytest.raises(ValueError, match="norm_type: .* got <NormType.Instance: 5>"):
+        ConvLayer(4, 8, norm_type=NormType.Instance)

@@ -24,6 +24,7 @@ import torchvision.models as models
 from PIL import Image  # fastai v2's star import gives PIL's module: Image.open(fn)
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader  # fastbook ch. 4: DataLoader(dset, batch_size=256)
 from torchvision.models import (  # the builders fastai v2's star import gives, by bare name
     WeightsEnum,
     alexnet,
@@ -61,6 +62,7 @@ from fastcore_ext.callback import (
     GradientClip,
     MixHandler,
     MixUp,
+    Recorder,
     ReduceLROnPlateau,
     SaveModelCallback,
     ShowGraph,
@@ -119,9 +121,13 @@ from fastcore_ext.foundation import L, first
 from fastcore_ext.interpret import ClassificationInterpretation, Interpretation
 from fastcore_ext.learner import Learner, check_data, set_seed
 from fastcore_ext.losses import (
+    BCELossFlat,
+    BCEWithLogitsLossFlat,
     CrossEntropyLossFlat,
+    L1LossFlat,
     LabelSmoothingCrossEntropy,
     LabelSmoothingCrossEntropyFlat,
+    MSELossFlat,
 )
 from fastcore_ext.metrics import (
     BalancedAccuracy,
@@ -142,6 +148,7 @@ from fastcore_ext.model_builder import (
     AdaptiveConcatPool2d,
     Flatten,
     apply_init,
+    body_and_model,
     create_body,
     create_head,
     default_split,
@@ -152,9 +159,12 @@ from fastcore_ext.model_builder import (
 from fastcore_ext.optim import SGD, Adam, OptimWrapper
 from fastcore_ext.plots import show_image
 from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
-from fastcore_ext.torch_core import tensor, to_np, trainable_params
+from fastcore_ext.torch_core import Module, noop, params, tensor, to_np, trainable_params
 from fastcore_ext.widgets import ImageClassifierCleaner, ImagesCleaner  # (need ipywidgets)
 from fastcore_ext.xresnet import (
+    ConvLayer,
+    NormType,
+    ResBlock,
     XResNet,
     xresnet18,
     xresnet18_deep,
@@ -185,8 +195,10 @@ except ImportError:
 # resnet34)`). `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
 # patches pathlib.Path itself; this library patches nothing). Also fastai v2's names that
 # fastbook's chapters use as they are: re, shutil, pd (when pandas is installed), Image (PIL's
-# module), tensor, L, first, to_np, trainable_params, show_image, Interpretation, and chapter
-# 2's ImageClassifierCleaner and ImagesCleaner (constructing them needs ipywidgets).
+# module), tensor, L, first, to_np, params, trainable_params, noop, Module, show_image,
+# Interpretation, torch's DataLoader (chapter 4), ConvLayer / ResBlock / NormType (chapter
+# 14), the splitters (chapter 15), the Flat losses, and chapter 2's ImageClassifierCleaner
+# and ImagesCleaner (constructing them needs ipywidgets).
 __all__ = [
     "Image",
     "ImageClassifierCleaner",
@@ -200,6 +212,21 @@ __all__ = [
     "tensor",
     "to_np",
     "trainable_params",
+    "params",
+    "noop",
+    "Module",
+    "DataLoader",
+    "Recorder",
+    "ConvLayer",
+    "NormType",
+    "ResBlock",
+    "default_split",
+    "resnet_split",
+    "xresnet_split",
+    "MSELossFlat",
+    "L1LossFlat",
+    "BCEWithLogitsLossFlat",
+    "BCELossFlat",
     "BBoxBlock",
     "CategoryBlock",
     "ColReader",
@@ -468,7 +495,7 @@ def create_cnn(
     seed = kwargs.get("seed")
     if seed is not None:
         set_seed(seed)  # the head's random initialization is part of the run
-    body, full = create_body(arch, pretrained, cut)
+    body, full = body_and_model(arch, pretrained, cut)
     if custom_head is None:
         head = create_head(
             num_features(body), n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool,
