@@ -565,9 +565,10 @@ def test_create_body_is_fastais_body_and_a_splitter_of_L_groups():
     assert len(vision.create_body(torchvision.models.resnet18, pretrained=False, cut=-2)) == 8
     data = image_bunch()
     model = nn.Sequential(body, vision.create_head(512, data.c))
-    learn = quiet(
-        vision.Learner(data, model, splitter=lambda m: vision.L(m[0], m[1]).map(vision.params), wd=0.0)
-    )
+    def split(m):
+        return vision.L(m[0], m[1]).map(vision.params)
+
+    learn = quiet(vision.Learner(data, model, splitter=split, wd=0.0))
     assert len(learn.layer_groups) == 2
     learn.freeze()
     convs = [m for m in body.modules() if isinstance(m, nn.Conv2d)]
