@@ -565,6 +565,7 @@ def test_create_body_is_fastais_body_and_a_splitter_of_L_groups():
     assert len(vision.create_body(torchvision.models.resnet18, pretrained=False, cut=-2)) == 8
     data = image_bunch()
     model = nn.Sequential(body, vision.create_head(512, data.c))
+
     def split(m):
         return vision.L(m[0], m[1]).map(vision.params)
 
