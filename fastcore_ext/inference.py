@@ -30,6 +30,7 @@ from fastcore_ext import ops
 from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, random_params
 from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
 from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
+from fastcore_ext.losses import is_class_loss
 from fastcore_ext.metrics import metric_value
 from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.plots import finish, image_grid
@@ -142,11 +143,14 @@ def get_preds(
     dl: any iterable of (x, y) batches (x float, as the model takes it; y None for
     unlabelled images: the targets returned are then None, as fastai v2's test_dl gives);
     overrides ds_type.
-    act: applied to the raw outputs Tensor[B, c] (float32); default softmax.
+    act: applied to the raw outputs Tensor[B, c] (float32); default: the loss function's
+    ``activation`` (fastai v2's; the sigmoid of BCEWithLogitsLossFlat), else the softmax for
+    a classifier (`classifying`), else none: a custom loss's raw outputs, as fastai's.
     reorder: when the loader is shuffled and tells its order (`batch_indices()`), put the
     rows back into data set order; else rows come in the loader's order.
     with_decoded: also return the predicted classes, the argmax of the probabilities (what
-    fastai v2's CrossEntropyLossFlat.decodes gives).
+    fastai v2's CrossEntropyLossFlat.decodes gives); the loss function's own ``decodes``
+    where it has one; for a learner that is not `classifying`, the activated outputs.
 
     Returns, on the CPU, as fastai v2 orders them:
     (probs float32 [N, c], targets [N]) -- targets int64 for classification,
@@ -186,9 +190,10 @@ def get_preds(
             rules.check(i, xb, yb, loss=per_item is not None)
             out = forward(learn, xb)
             n = xb.shape[0] if yb is None else yb.shape[0]
-            if out.dim() != 2 or out.shape[0] != n:
+            if (out.dim() != 2 if rules.classes else out.dim() == 0) or out.shape[0] != n:
+                what = "Tensor[B, c]" if rules.classes else "one output per item, [B, ...]"
                 raise ValueError(
-                    f"the model should return Tensor[B, c] for a batch of B = {n}, got "
+                    f"the model should return {what} for a batch of B = {n}, got "
                     f"shape {tuple(out.shape)}"
                 )
             outs.append(out)
@@ -211,10 +216,19 @@ def get_preds(
         order = None if order is None else all_gather_cat(order)
     if raw is None:
         raise ValueError(f"{source} yielded no batch")
-    probs = (torch.softmax(raw, dim=-1) if act is None else act(raw)).float().cpu()
+    classes = classifying(learn)
+    if act is None:
+        act = getattr(learn.loss_func, "activation", None)
+    if act is None:
+        act = partial(torch.softmax, dim=-1) if classes else _identity
+    probs = act(raw).float().cpu()
     res = [probs, None if targ is None else targ.cpu()]
     if with_decoded:
-        res.append(probs.argmax(dim=-1))
+        decodes = getattr(learn.loss_func, "decodes", None)
+        if decodes is not None:
+            res.append(decodes(probs))
+        else:
+            res.append(probs.argmax(dim=-1) if classes else probs)
     if with_loss:
         res.append(loss.cpu())
     if with_input:
@@ -323,20 +337,34 @@ def _pairs(
             bar.close()
 
 
+def classifying(learn: Learner) -> bool:
+    """Whether the learner classifies over class indices: its loss is a classifier's
+    (cross-entropy, NLL, label smoothing) or its data names its classes (data.c: image
+    folders, a torchvision ImageFolder). A custom loss on other data (fastbook ch. 4's
+    mnist_loss on (B, 1) targets) is not: its targets and outputs are the user's."""
+    return is_class_loss(learn.loss_func) or int_or_none(getattr(learn.data, "c", None)) is not None
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 @dataclasses.dataclass(frozen=True)
 class _BatchRules:
     """What a batch of an inference pass must be, read once from the learner: x a float
     tensor in the model's dtype (or its autocast dtype) on its device, [B, C, H, W] with the
     C of its first convolution (when it has one); y None or int64 class indices [B] in
     [0, c) (range checked with one min/max per batch on the CPU only: on a GPU that would
-    wait for the device at every batch). Errors name the source (`dl` or the data's loader)
-    and the batch number, and say how to fix the batch."""
+    wait for the device at every batch); for a learner that is not `classifying`, y any
+    tensor of one target per item (what its own loss takes). Errors name the source (`dl`
+    or the data's loader) and the batch number, and say how to fix the batch."""
 
     source: str
     device: torch.device
     dtypes: tuple[torch.dtype, ...]
     channels: int | None
     c: int | None
+    classes: bool
 
     @classmethod
     def of(cls, learn: Learner, source: str) -> _BatchRules:
@@ -349,7 +377,7 @@ class _BatchRules:
         conv = next((m for m in learn.model.modules() if isinstance(m, nn.Conv2d)), None)
         channels = conv.in_channels if conv is not None else None
         c = int_or_none(getattr(learn.data, "c", None))
-        return cls(source, device, dtypes, channels, c)
+        return cls(source, device, dtypes, channels, c, classifying(learn))
 
     def check(self, i: int, xb: Any, yb: Any, loss: bool) -> None:
         """TypeError / ValueError unless batch `i` (xb, yb) fits the rules; `loss`: its
@@ -401,10 +429,14 @@ class _BatchRules:
 
     def _check_y(self, where: str, yb: Any, n: int, loss: bool) -> None:
         if not isinstance(yb, torch.Tensor):
+            what = "int64 class indices [B]" if self.classes else "targets [B, ...]"
             raise TypeError(
-                f"{where} y should be a torch.Tensor of int64 class indices [B] "
+                f"{where} y should be a torch.Tensor of {what} "
                 f"(torch.as_tensor(y) makes one), got {type(yb).__name__}"
             )
+        if not self.classes:
+            self._check_count_and_device(where, yb, n, loss)
+            return
         if yb.dim() != 1:
             hint = " (one-hot? y.argmax(1) gives the indices)" if yb.dim() == 2 else ""
             raise ValueError(
@@ -415,13 +447,7 @@ class _BatchRules:
                 f"{where} y should be int64 class indices, got dtype {yb.dtype}"
                 + ("" if yb.dtype.is_floating_point else ": cast it with y.long()")
             )
-        if yb.shape[0] != n:
-            raise ValueError(f"{where} y should hold one target per image ({n}), got {yb.shape[0]}")
-        if loss and yb.device != self.device:
-            raise ValueError(
-                f"{where} y should be on the model's device {self.device}, got {yb.device}: "
-                f"move it with y.to(learn.dls.device)"
-            )
+        self._check_count_and_device(where, yb, n, loss)
         if self.c is not None and yb.device.type == "cpu" and yb.numel():
             low, high = torch.aminmax(yb)
             if low < 0 or high >= self.c:
@@ -429,6 +455,16 @@ class _BatchRules:
                     f"{where} y should hold class indices in [0, {self.c}) (data.c classes), "
                     f"got values from {int(low)} to {int(high)}"
                 )
+
+    def _check_count_and_device(self, where: str, yb: torch.Tensor, n: int, loss: bool) -> None:
+        if yb.dim() == 0 or yb.shape[0] != n:
+            got = "a scalar" if yb.dim() == 0 else yb.shape[0]
+            raise ValueError(f"{where} y should hold one target per item ({n}), got {got}")
+        if loss and yb.device != self.device:
+            raise ValueError(
+                f"{where} y should be on the model's device {self.device}, got {yb.device}: "
+                f"move it with y.to(learn.dls.device)"
+            )
 
 
 def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:

@@ -174,3 +174,48 @@ def test_two_processes_share_the_data_and_end_with_the_same_model(tmp_path):
     learn = _learner(_dls(), tmp_path)
     learn.model.load_state_dict(a["state"])
     assert learn.validate() == pytest.approx(a["valid"], rel=1e-5)
+
+
+def test_fastbook_chapter_4_custom_loss_and_targets_validate_and_predict():
+    """A linear model of one output, (B, 1) float targets and fastbook's mnist_loss and
+    batch_accuracy: fit, validate and get_preds take the targets as the loss does (get_preds
+    refused anything but int64 class indices), and get_preds returns the raw outputs (a
+    softmax over one column is 1 everywhere), as fastai's noop activation."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 10, generator=g)
+    y = (x[:, :1] > 0).float()  # (B, 1), as chapter 4's tensor(...).unsqueeze(1)
+    dset = list(zip(x, y, strict=True))
+
+    def mnist_loss(predictions, targets):
+        predictions = predictions.sigmoid()
+        return torch.where(targets == 1, 1 - predictions, predictions).mean()
+
+    def batch_accuracy(xb, yb):
+        return ((xb.sigmoid() > 0.5) == yb).float().mean()
+
+    dls = DataLoaders(DataLoader(dset, batch_size=16), DataLoader(dset[:40], batch_size=16))
+    torch.manual_seed(0)
+    learn = Learner(
+        dls, nn.Linear(10, 1), loss_func=mnist_loss, metrics=batch_accuracy, precision="fp32"
+    )
+    learn.progress.stream = io.StringIO()
+    learn.fit(2, lr=0.5)
+    loss, acc = learn.validate()
+    with torch.no_grad():
+        out = learn.model(x[:40])
+    assert loss == pytest.approx(float(mnist_loss(out, y[:40])), rel=1e-5)
+    assert acc == pytest.approx(float(batch_accuracy(out, y[:40])), rel=1e-6)
+    preds, targs = learn.get_preds()
+    torch.testing.assert_close(preds, out, rtol=1e-5, atol=1e-6)  # raw: no softmax
+    assert torch.equal(targs, y[:40])
+    decoded = learn.get_preds(with_decoded=True)[2]
+    torch.testing.assert_close(decoded, preds)  # no decodes: the outputs, as fastai's noop
+    # a loss with an activation and decodes gives them
+    from fastcore_ext.losses import BCEWithLogitsLossFlat
+
+    learn.loss_func = BCEWithLogitsLossFlat()
+    probs, _, decoded = learn.get_preds(with_decoded=True)
+    torch.testing.assert_close(probs, out.sigmoid(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(decoded, probs > 0.5)
+    with pytest.raises(ValueError, match=r"y should hold one target per item \(16\), got"):
+        learn.validate(dl=[(x[:16], y[:3])])

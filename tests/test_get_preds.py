@@ -388,7 +388,7 @@ def _bad_batches(x: torch.Tensor, y: torch.Tensor) -> list:
          r"\(8, 1, 8, 8\) \(grayscale\?"),
         ((x[0], y[:1]), ValueError, r"got shape \(3, 8, 8\) \(one image\? x\[None\]"),
         ((x.permute(0, 2, 3, 1), y), ValueError, r"got shape \(8, 8, 8, 3\) \(channels last\?"),
-        ((x, y[:5]), ValueError, r"y should hold one target per image \(8\), got 5"),
+        ((x, y[:5]), ValueError, r"y should hold one target per item \(8\), got 5"),
         ((x, y.float()), TypeError, "y should be int64 class indices, got dtype torch.float32"),
         ((x, y.int()), TypeError, r"got dtype torch.int32: cast it with y.long\(\)"),
         ((x, F.one_hot(y, 2)), ValueError, r"y should be class indices \[B\], got shape "
