@@ -44,7 +44,7 @@ import inspect
 import math
 import os
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -353,11 +353,16 @@ class Learner:
         return opt
 
     # ---- callbacks ----------------------------------------------------------------------
-    def add_cb(self, cb: Callback) -> None:
-        """Attach a callback (kept sorted by `order`; equal orders keep insertion order).
+    def add_cb(self, cb: Callback | type[Callback]) -> Learner:
+        """Attach a callback (kept sorted by `order`; equal orders keep insertion order); a
+        Callback class is instantiated with its defaults, as fastai's. Returns the learner
+        (fastai's ``learn.add_cb(cb).fit(1)``); the callback is then also the learner's
+        attribute of its `name` (``learn.count_cb``), as fastai's.
         One callback object may serve several learners (fastai's ``cbs=`` list reused for
         each model of an ensemble): its `learn` is the learner whose fit, validation or
         prediction last started (its state, such as a tracker's best value, is shared)."""
+        if isinstance(cb, type) and issubclass(cb, Callback):
+            cb = cb()
         v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
         renames = ", ".join(f"{name} -> {_V1_EVENTS[name]}" for name in v1)
         if not isinstance(cb, Callback):
@@ -380,18 +385,76 @@ class Learner:
         cb.learn = self
         self.cbs.append(cb)
         self.cbs.sort(key=lambda c: c.order)
+        return self
 
-    def add_cbs(self, cbs: Iterable[Callback]) -> None:
-        """Attach several callbacks."""
+    def add_cbs(self, cbs: Iterable[Callback | type[Callback]]) -> Learner:
+        """Attach several callbacks; returns the learner."""
         for cb in cbs:
             self.add_cb(cb)
+        return self
 
-    def remove_cb(self, cb: Callback) -> None:
-        """Detach a callback."""
+    def remove_cb(self, cb: Callback | type[Callback]) -> Learner:
+        """Detach a callback, or every attached callback of a Callback class (fastai's
+        ``remove_cb(MyCallback)``); returns the learner."""
+        if isinstance(cb, type) and issubclass(cb, Callback):
+            found = [c for c in self.cbs if isinstance(c, cb)]
+            if not found:
+                raise ValueError(f"no {cb.__name__} is attached to this Learner")
+            for c in found:
+                self.remove_cb(c)
+            return self
         if cb not in self.cbs:
             raise ValueError(f"{cb!r} is not attached to this Learner")
         self.cbs.remove(cb)
         cb.learn = None
+        return self
+
+    def remove_cbs(self, cbs: Iterable[Callback | type[Callback]]) -> Learner:
+        """Detach several callbacks (or classes of them); returns the learner."""
+        for cb in list(cbs):
+            self.remove_cb(cb)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs: Callback | Sequence[Callback]) -> Iterator[Learner]:
+        """fastai's ``with learn.added_cbs(cbs):``: the callbacks attached inside the block
+        and detached after it, also when it raises."""
+        added = _as_cbs(cbs)
+        self.add_cbs(added)
+        try:
+            yield self
+        finally:
+            self.remove_cbs([cb for cb in added if cb in self.cbs])
+
+    @contextlib.contextmanager
+    def removed_cbs(
+        self, cbs: Callback | type[Callback] | Sequence[Callback | type[Callback]]
+    ) -> Iterator[Learner]:
+        """fastai's ``with learn.removed_cbs(cbs):``: the attached callbacks (or those of a
+        Callback class) detached inside the block and attached again after it, also when it
+        raises."""
+        given = [cbs] if isinstance(cbs, Callback | type) else list(cbs)
+        removed = []
+        for cb in given:
+            if isinstance(cb, type) and issubclass(cb, Callback):
+                removed += [c for c in self.cbs if isinstance(c, cb)]
+            else:
+                removed.append(cb)
+        self.remove_cbs(removed)
+        try:
+            yield self
+        finally:
+            self.add_cbs(removed)
+
+    def __getattr__(self, name: str) -> Any:
+        """An attached callback by its `name` (fastai's ``learn.recorder``, ``learn.count_cb``);
+        only reached when the learner has no such attribute of its own."""
+        cbs = self.__dict__.get("cbs")
+        if cbs is not None and not name.startswith("__"):
+            for cb in cbs:
+                if cb.name == name:
+                    return cb
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def ordered_cbs(self, event: str) -> list[Callback]:
         """The attached callbacks that define `event` (their class overrides the method),

@@ -504,3 +504,41 @@ def test_the_batch_is_held_as_fastai_v2_holds_it_tuples_of_inputs_and_targets():
     bs = learn.data.train_dl.bs
     assert count.items == len(learn.data.train_dl) * bs
     assert {s[0] for s in count.shapes} <= {bs} and all(len(s) == 4 for s in count.shapes)
+
+
+def test_fastais_callback_management_api():
+    """fastbook ch. 16: add_cb of a class, chained; the callback as the learner's attribute
+    of its name; remove_cb by class; added_cbs / removed_cbs context managers."""
+
+    class CountCB(Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def after_batch(self) -> None:
+            self.n += 1
+
+    learn = make_learner(data=small_data(2, 1))
+    assert CountCB().name == "count_cb" and Recorder().name == "recorder"
+    assert learn.add_cb(CountCB).fit(1) is None  # add_cb returns the learner
+    cb = learn.count_cb
+    assert isinstance(cb, CountCB) and cb.n > 0
+    assert learn.terminate_on_na_n in learn.cbs
+    with learn.removed_cbs(CountCB):  # by class
+        assert cb not in learn.cbs
+        learn.fit(1)
+    assert cb in learn.cbs and cb.learn is learn
+    n = cb.n
+    with pytest.raises(RuntimeError, match="inside"), learn.removed_cbs(cb):
+        raise RuntimeError("inside")
+    assert cb in learn.cbs and cb.n == n
+    assert learn.remove_cb(CountCB) is learn and cb not in learn.cbs
+    with pytest.raises(AttributeError, match="has no attribute 'count_cb'"):
+        learn.count_cb  # noqa: B018
+    with pytest.raises(ValueError, match="no CountCB is attached"):
+        learn.remove_cb(CountCB)
+    other = CountCB()
+    with learn.added_cbs(other):
+        assert other in learn.cbs
+        learn.fit(1)
+    assert other not in learn.cbs and other.n > 0 and other.learn is None

@@ -290,8 +290,10 @@ def test_auto_bf16_starts_in_fp32_from_scratch_only(cpu_flags, monkeypatch):
     data = easy_bunch(n_train=16, n_valid=8, size=32, bs=8)
     scratch = vision.create_cnn(data, "resnet18", pretrained=False, precision="auto")
     assert scratch.mixed_precision.fp32_epochs == 1
-    random_body = vision.create_body  # offline: random weights stand in for ImageNet's
-    monkeypatch.setattr(vision, "create_body", lambda arch, _, cut: random_body(arch, False, cut))
+    random_body = vision.body_and_model  # offline: random weights stand in for ImageNet's
+    monkeypatch.setattr(
+        vision, "body_and_model", lambda arch, _, cut: random_body(arch, False, cut)
+    )
     trained = vision.create_cnn(data, "resnet18", pretrained=True, precision="auto")
     assert trained.mixed_precision.fp32_epochs == 0
 

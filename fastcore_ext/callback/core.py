@@ -25,6 +25,7 @@ batch, CancelFitException ends the whole fit.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -135,11 +136,14 @@ class Callback:
 
     @property
     def name(self) -> str:
-        """Snake-case name of the class without the 'Callback' suffix, e.g. 'recorder'."""
+        """Snake-case name of the class without the 'Callback' suffix, as fastai's
+        (camel2snake): 'recorder', 'show_graph', 'count_cb' for CountCB; the learner's
+        attribute of the callback (``learn.recorder``)."""
         cls = type(self).__name__
         if cls.endswith("Callback") and cls != "Callback":
             cls = cls[: -len("Callback")]
-        return "".join("_" + c.lower() if c.isupper() else c for c in cls).lstrip("_")
+        words = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls)
+        return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", words).lower()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(order={self.order})"
