@@ -322,11 +322,12 @@ def _pairs(
 
     def batches() -> Iterator[tuple[int, Any, Any]]:
         for i, batch in enumerate(dl):
-            if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            if not (isinstance(batch, (tuple, list)) and len(batch) in (1, 2)):
                 raise TypeError(
-                    f"{source} should yield (x, y) pairs, got {type(batch).__name__} at batch {i}"
+                    f"{source} should yield (x, y) pairs (or (x,) without targets), got "
+                    f"{type(batch).__name__} at batch {i}"
                 )
-            yield i, batch[0], batch[1]
+            yield i, batch[0], batch[1] if len(batch) == 2 else None
             if bar is not None:
                 bar.update(i + 1)
 

@@ -28,6 +28,7 @@ from fastcore_ext.data import (
     get_image_files,
     parent_label,
 )
+from fastcore_ext.foundation import first
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
@@ -66,8 +67,10 @@ def test_test_dl_unlabelled_gives_get_preds_rows_in_the_files_order(dls, root):
         learn.model.eval()
         expected = torch.softmax(learn.model(dls.preprocess(files)), dim=-1)
     torch.testing.assert_close(probs, expected)
-    x, y = dl.one_batch()
-    assert y is None and x.shape == (4, 3, 16, 16)
+    (x,) = dl.one_batch()  # fastai's test_dl batches are 1-tuples: x, = first(dl)
+    assert x.shape == (4, 3, 16, 16)
+    (first_x,) = first(dl)
+    assert torch.equal(first_x, x)
 
 
 def test_test_dl_with_labels_labels_as_the_training_items(dls, root):

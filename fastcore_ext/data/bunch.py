@@ -1272,7 +1272,7 @@ class ImageDataBunch(LoaderPair):
         given, for ``learn.get_preds(dl=...)`` (rows in that order) or ``learn.validate(dl=...)``
         (with labels).
 
-        with_labels=False: batches ``(x, None)``; get_preds returns targets None.
+        with_labels=False: batches ``(x,)`` (fastai's); get_preds returns targets None.
         with_labels=True: each file labelled as the training images were, by the parent
         folder (from_folder), the pattern (from_name_re, from_path_re) or the function
         (from_name_func, from_path_func), or get_y of the file (a DataBlock whose items are
@@ -1385,7 +1385,8 @@ class ImageDataBunch(LoaderPair):
         (v1's defaults were True for both; here v2's, False); detach is accepted (a batch
         never needs gradients). y is None for the test set."""
         check_bool("detach", detach)
-        x, y = self.dl(ds_type).one_batch()
+        x, *y = self.dl(ds_type).one_batch()
+        y = y[0] if y else None
         if check_bool("denorm", denorm):
             x = self.denorm(x)
         if check_bool("cpu", cpu):

@@ -820,24 +820,29 @@ class DeviceDataLoader:
             channels_last=self.channels_last,
         )
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The batches of the next pass: ``(x, y)``, or ``(x,)`` for a data set without
+        labels (a test set, `test_dl`), as fastai's (``x, = first(dls.test_dl(files))``)."""
         epoch = self._epoch
         self._epoch += 1
         return self._iter_epoch(epoch)
 
-    def _iter_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _iter_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         gen = self._generator(epoch)
         for x, y in self.uint8_batches(epoch):
-            yield self.augment(x, gen), y
+            xb = self.augment(x, gen)
+            yield (xb,) if y is None else (xb, y)
 
-    def one_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def one_batch(self) -> tuple[torch.Tensor, ...]:
         """A batch of the next epoch, decoded in this process, unreadable files left out; the
         epoch does not advance, so training is the same with or without it. A validation
         loader gives its first batch each time; a shuffled (training) one, as fastai's, another
         batch at each call: its k-th call since the epoch last advanced gives batch k (modulo
         the number of batches) of the next epoch, the first exactly as the pass will give it,
-        later ones with augmentation draws of their own."""
-        return self._first_batch(unique=False)
+        later ones with augmentation draws of their own. ``(x,)`` without labels, as a
+        pass gives."""
+        x, y = self._first_batch(unique=False)
+        return (x,) if y is None else (x, y)
 
     def _first_batch(self, unique: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """one_batch; unique=True: the first readable image in every place of the batch
