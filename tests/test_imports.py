@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.checks": 0,
     "fastcore_ext.warn": 0,
     "fastcore_ext.files": 0,
+    "fastcore_ext.hooks": 0,
     "fastcore_ext.losses": 0,
     "fastcore_ext.foundation": 0,
     "fastcore_ext.torch_core": 0,

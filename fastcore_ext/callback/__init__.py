@@ -4,6 +4,7 @@ reduction on a plateau, CSV log), MixUp / CutMix, ShowGraph (the losses redrawn 
 epoch), gradient accumulation and clipping (training), ConvWeightGrad (weight-heavy
 convolutions' gradients as one matrix product on the CPU) and the DDP trainer (ddp)."""
 
+from fastcore_ext.callback.activation_stats import ActivationStats
 from fastcore_ext.callback.conv_weight_grad import ConvWeightGrad
 from fastcore_ext.callback.core import (
     CANCEL_EVENTS,
@@ -34,6 +35,7 @@ from fastcore_ext.callback.tracker import (
 from fastcore_ext.callback.training import GradientAccumulation, GradientClip
 
 __all__ = [
+    "ActivationStats",
     "EVENTS",
     "CANCEL_EVENTS",
     "Callback",

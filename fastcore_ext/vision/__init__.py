@@ -47,6 +47,7 @@ from torchvision.models import (  # the builders fastai v2's star import gives, 
 
 from fastcore_ext.augment import aug_transforms, get_transforms
 from fastcore_ext.callback import (
+    ActivationStats,
     Callback,
     CancelBackwardException,
     CancelBatchException,
@@ -118,6 +119,17 @@ from fastcore_ext.data import (
 from fastcore_ext.data import DataPath as Path  # pathlib's Path with fastai's ls()
 from fastcore_ext.exported import load_learner
 from fastcore_ext.foundation import L, first
+from fastcore_ext.hooks import (
+    Hook,
+    Hooks,
+    dummy_eval,
+    flatten_model,
+    has_params,
+    hook_output,
+    hook_outputs,
+    model_sizes,
+    num_features_model,
+)
 from fastcore_ext.interpret import ClassificationInterpretation, Interpretation
 from fastcore_ext.learner import Learner, check_data, set_seed
 from fastcore_ext.losses import (
@@ -197,7 +209,8 @@ except ImportError:
 # fastbook's chapters use as they are: re, shutil, pd (when pandas is installed), Image (PIL's
 # module), tensor, L, first, to_np, params, trainable_params, noop, Module, show_image,
 # Interpretation, torch's DataLoader (chapter 4), ConvLayer / ResBlock / NormType (chapter
-# 14), the splitters (chapter 15), the Flat losses, and chapter 2's ImageClassifierCleaner
+# 14), the splitters (chapter 15), the Flat losses, the hooks and ActivationStats (chapters
+# 13 and 18), and chapter 2's ImageClassifierCleaner
 # and ImagesCleaner (constructing them needs ipywidgets).
 __all__ = [
     "Image",
@@ -227,6 +240,16 @@ __all__ = [
     "L1LossFlat",
     "BCEWithLogitsLossFlat",
     "BCELossFlat",
+    "ActivationStats",
+    "Hook",
+    "Hooks",
+    "dummy_eval",
+    "flatten_model",
+    "has_params",
+    "hook_output",
+    "hook_outputs",
+    "model_sizes",
+    "num_features_model",
     "BBoxBlock",
     "CategoryBlock",
     "ColReader",
