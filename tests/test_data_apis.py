@@ -97,6 +97,8 @@ def test_decode_undoes_the_normalization_and_decode_batch_names_the_labels(folde
     assert b[0].dtype == torch.float32 and abs(b[0].mean().item()) < 2  # normalized
     x, y = dls.decode(b)
     pixels, _ = next(iter(dls.valid.uint8_batches()))  # what the loader cut, before the float
+    (x_only,) = dls.train.decode((b[0],))  # fastbook ch. 18's dls.train.decode((x,))
+    assert torch.equal(x_only, x) and torch.equal(dls.valid.decode(b)[0], x)
     assert x.dtype == torch.int64 and torch.equal(x, pixels.long()) and torch.equal(y, b[1])
     items = dls.decode_batch(b)
     assert len(items) == 3 and all(len(t) == 2 for t in items)

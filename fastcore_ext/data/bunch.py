@@ -1404,16 +1404,9 @@ class ImageDataBunch(LoaderPair):
         normalization undone, ``(int64 [B, 3, S, S] in [0, 255], y)`` on x's device, as
         fastai's (its IntToFloatTensor decodes to int64 pixels; it truncates x * 255, this one
         rounds, so an undone pixel is the one that went in). y is kept as given (a tensor of
-        class indices, as fastai's; `decode_batch` gives names)."""
-        if not isinstance(b, tuple | list) or not 1 <= len(b) <= 2:
-            raise TypeError(f"b: expected a batch (x, y) as one_batch gives it, got {b!r:.80}")
-        x = b[0]
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
-            raise TypeError(
-                f"b: expected x float [B, 3, H, W] first, got {getattr(x, 'shape', type(x))}"
-            )
-        pixels = (self.denorm(x.float()) * 255).round_().long()
-        return (pixels, *b[1:])
+        class indices, as fastai's; `decode_batch` gives names). `DeviceDataLoader.decode`
+        (``dls.train.decode(b)``) does it."""
+        return self.train_dl.decode(b)
 
     def decode_batch(self, b: tuple[torch.Tensor, torch.Tensor | None], max_n: int = 9) -> L:
         """fastai v2's ``dls.decode_batch(b, max_n=9)``: the first max_n items of batch `b`,

@@ -833,6 +833,21 @@ class DeviceDataLoader:
             xb = self.augment(x, gen)
             yield (xb,) if y is None else (xb, y)
 
+    def decode(self, b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """fastai v2's ``dl.decode(b)`` (fastbook ch. 18: ``dls.train.decode((x,))[0][0]``):
+        batch ``(x float [B, 3, S, S], y)`` or ``(x,)`` with this loader's normalization
+        undone, x as int64 pixels [B, 3, S, S] in [0, 255] (rounded: an undone pixel is the
+        one that went in; fastai's truncates), y as given."""
+        if not isinstance(b, tuple | list) or not 1 <= len(b) <= 2:
+            raise TypeError(f"b: expected a batch (x, y) as one_batch gives it, got {b!r:.80}")
+        x = b[0]
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            raise TypeError(
+                f"b: expected x float [B, 3, H, W] first, got {getattr(x, 'shape', type(x))}"
+            )
+        pixels = (denormalize(x.float(), self.stats) * 255).round_().long()
+        return (pixels, *b[1:])
+
     def one_batch(self) -> tuple[torch.Tensor, ...]:
         """A batch of the next epoch, decoded in this process, unreadable files left out; the
         epoch does not advance, so training is the same with or without it. A validation
