@@ -85,11 +85,11 @@ class InferenceData:
         return augment_batch(x, self.size, mean=mean, std=std, train=False)
 
     def test_dl(self, test_items: Any, with_labels: bool = False, bs: int = 64) -> FileBatches:
-        """fastai v2's ``learn.dls.test_dl(files)`` for a loaded learner: batches ``(x,
-        None)`` of `bs` files through the validation transform, in the order given, for
-        ``learn.get_preds(dl=...)``. Every file is decoded once first (an unreadable one is a
-        BadImageError naming it). with_labels=True is a ValueError: an export keeps the
-        classes, not the rule that labelled the training files."""
+        """fastai v2's ``learn.dls.test_dl(files)`` for a loaded learner: batches ``(x,)`` of
+        `bs` files (or PIL images, arrays, tensors) through the validation transform, in the
+        order given, for ``learn.get_preds(dl=...)``. Every file is decoded once first (an
+        unreadable one is a BadImageError naming it). with_labels=True is a ValueError: an
+        export keeps the classes, not the rule that labelled the training files."""
         if check_bool("with_labels", with_labels):
             raise ValueError(
                 "with_labels: an exported learner keeps its classes but not the rule that "
@@ -97,7 +97,7 @@ class InferenceData:
                 "targets None), or validate with the original data's dls.test_dl"
             )
         items = check_test_items(test_items)
-        check_test_images(items)
+        check_test_images([f for f in items if isinstance(f, Path)])
         return FileBatches(self, items, check_int("bs", bs, 1))
 
     def add_test(self, items: Any, bs: int = 64) -> None:
@@ -171,18 +171,19 @@ def _export_beside(missing: Path, fname: str | os.PathLike) -> str:
 
 
 class FileBatches:
-    """`InferenceData.test_dl`'s loader: image files in batches ``(x, None)`` of `bs`, x
-    the validation transform of the batch's files (`InferenceData.preprocess`)."""
+    """`InferenceData.test_dl`'s loader: images in batches ``(x,)`` of `bs` (fastai's
+    unlabelled batches), x the validation transform of the batch's images
+    (`InferenceData.preprocess`)."""
 
-    def __init__(self, data: InferenceData, items: list[Path], bs: int) -> None:
+    def __init__(self, data: InferenceData, items: list[Any], bs: int) -> None:
         self.data, self.items, self.bs = data, items, bs
 
     def __len__(self) -> int:
         return -(-len(self.items) // self.bs)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, None]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor]]:
         for i in range(0, len(self.items), self.bs):
-            yield self.data.preprocess(self.items[i : i + self.bs]), None
+            yield (self.data.preprocess(self.items[i : i + self.bs]),)
 
 
 def load_learner(

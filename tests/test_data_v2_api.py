@@ -5,6 +5,7 @@ DataBlock.dataloaders(shuffle=), and TypeErrors naming the method called."""
 import re
 import shutil
 
+import numpy as np
 import PIL.Image
 import pytest
 import torch
@@ -21,6 +22,7 @@ from fastcore_ext.data import (
     ImageDataLoaders,
     MissingPathError,
     MultiCategoryBlock,
+    PILImage,
     RandomSplitter,
     RegressionBlock,
     Resize,
@@ -96,10 +98,8 @@ def test_test_dl_refusals(dls, root, tmp_path):
     files = get_image_files(root)
     with pytest.raises(TypeError, match="test_items: expected a list of image files"):
         dls.test_dl(root)
-    with pytest.raises(TypeError, match=r"test_items: .* got Image at position 0.*learn.predict"):
-        from PIL import Image
-
-        dls.test_dl([Image.new("RGB", (8, 8))])
+    with pytest.raises(TypeError, match=r"test_items: expected image files .* got dict"):
+        dls.test_dl([{"file": files[0]}])
     with pytest.raises(ValueError, match="test_items: expected at least one image file"):
         dls.test_dl([])
     with pytest.raises(MissingPathError, match="test_items: 1 of 2 files do not exist"):
@@ -328,3 +328,24 @@ def test_from_df_and_from_csv_take_valid_col_and_suff(tmp_path):
     (tmp_path / "bad.csv").write_text("fname,label,v\nim0,0,maybe\nim1,1,0\n")
     with pytest.raises(ValueError, match="valid_col: expected True/False or 1/0 .*'maybe'"):
         ImageDataLoaders.from_csv(tmp_path, "bad.csv", suff=".png", valid_col="v")
+
+
+def test_test_dl_of_images_in_memory(dls, root):
+    """fastbook ch. 18: x, = first(dls.test_dl([img])) with a PILImage; arrays, tensors and
+    files may mix; rows are the images' validation transform, in order."""
+    files = get_image_files(root)[:3]
+    img = PILImage.create(files[0])
+    arr = np.array(PIL.Image.open(files[1]).convert("RGB"))
+    items = [img, arr, files[2]]
+    dl = dls.test_dl(items)
+    (x,) = first(dl)
+    torch.testing.assert_close(x, dls.preprocess(files))
+    learn = make_learner(data=dls, model=_model(dls.c), splitter=None)
+    probs, targs = learn.get_preds(dl=dl)
+    assert probs.shape == (3, dls.c) and targs is None
+    with pytest.raises(ValueError, match="with_labels: labels come from the image files"):
+        dls.test_dl(items, with_labels=True)
+    with pytest.raises(TypeError, match="the image at position 1 cannot be read"):
+        dls.test_dl([img, np.zeros((4, 4, 3), dtype=np.int32)])
+    with pytest.raises(TypeError, match="expected image files .*, got int at position 0"):
+        dls.test_dl([3])

@@ -214,6 +214,8 @@ def test_loaded_learner_dls_test_dl_classifies_files_in_batches(trained, tmp_pat
         loaded.dls.test_dl([files[0], broken])
     with pytest.raises(TypeError, match="test_items: expected a list of image files"):
         loaded.dls.test_dl(files[0])
+    (x,) = next(iter(loaded.dls.test_dl([Image.open(files[0])])))  # fastbook ch. 18
+    torch.testing.assert_close(x, loaded.dls.preprocess(files[:1]))
 
 
 def test_predict_takes_float_images_in_0_1(trained):

@@ -88,6 +88,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image as PILImageModule
 
 from fastcore_ext import augment
 from fastcore_ext.checks import check_bool, check_int, check_positive_int
@@ -106,6 +107,7 @@ from .images import (
     find_bad_images,
     load_image,
     resize_method,
+    to_rgb,
 )
 from .items import (
     ItemSplit,
@@ -598,9 +600,11 @@ def _df_columns(df: object, **cols: int | str) -> list[list]:
     return columns
 
 
-def check_test_items(test_items: object) -> list[Path]:
-    """`test_dl`'s files as Paths: a list of existing image files (str or Path); a
-    DataFrame, a single path, a non-file or an empty list is an error saying what to pass."""
+def check_test_items(test_items: object) -> list[Any]:
+    """`test_dl`'s images: a list of existing image files (str or Path, as Paths), PIL images,
+    arrays or tensors (fastbook ch. 18's ``dls.test_dl([img])``; each checked to convert to
+    RGB pixels, `images.to_rgb`); a DataFrame, a single path, a missing file, another object
+    or an empty list is an error saying what to pass."""
     if hasattr(test_items, "columns") and hasattr(test_items, "iloc"):  # a DataFrame
         raise TypeError(
             "test_items: expected a list of image files, got a DataFrame (iterating it "
@@ -614,16 +618,21 @@ def check_test_items(test_items: object) -> list[Path]:
         )
     items = list(test_items)
     for k, f in enumerate(items):
-        if not isinstance(f, str | os.PathLike):
+        if isinstance(f, str | os.PathLike):
+            items[k] = Path(f)
+        elif isinstance(f, PILImageModule.Image | np.ndarray | torch.Tensor):
+            try:
+                to_rgb(f)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"test_items: the image at position {k} cannot be read: {e}") from e
+        else:
             raise TypeError(
-                f"test_items: expected image files (str or Path), got {type(f).__name__} at "
-                f"position {k}; for PIL images or arrays use learn.predict(img) or "
-                "learn.dls.preprocess(images)"
+                f"test_items: expected image files (str or Path), PIL images, arrays or "
+                f"tensors, got {type(f).__name__} at position {k}"
             )
     if not items:
         raise ValueError("test_items: expected at least one image file, got an empty list")
-    items = [Path(f) for f in items]
-    check_files_exist(items, "test_items")
+    check_files_exist([f for f in items if isinstance(f, Path)], "test_items")
     return items
 
 
@@ -1278,21 +1287,29 @@ class ImageDataBunch(LoaderPair):
         (from_name_func, from_path_func), or get_y of the file (a DataBlock whose items are
         files); a label outside `vocab` is a ValueError. Bunches labelled from a list, a CSV
         file or a DataFrame have no rule to label a new file: a ValueError says so.
-        Files only (a list of paths): for PIL images or arrays use ``learn.predict`` or
-        ``learn.dls.preprocess``; for a DataFrame pass its file paths. Every file is decoded
-        once here: an unreadable one is a BadImageError naming it (a loader skips unreadable
-        images, and get_preds' rows would no longer line up with the files, as fastai's
-        test_dl raises on them too). bs: default the validation batch size.
+        test_items may also hold PIL images, uint8 arrays or tensors (fastbook ch. 18's
+        ``x, = first(dls.test_dl([img]))``; with_labels needs files); for a DataFrame pass its
+        file paths. Every file is decoded once here: an unreadable one is a BadImageError
+        naming it (a loader skips unreadable images, and get_preds' rows would no longer line
+        up with the files, as fastai's test_dl raises on them too). bs: default the validation
+        batch size.
         """
         items = check_test_items(test_items)
-        labels = self._labels_of(items) if check_bool("with_labels", with_labels) else None
+        files = [f for f in items if isinstance(f, Path)]
+        if check_bool("with_labels", with_labels) and len(files) < len(items):
+            raise ValueError(
+                "with_labels: labels come from the image files (their folder or name); "
+                "test_items holds images in memory: pass with_labels=False"
+            )
+        labels = self._labels_of(items) if with_labels else None
         v = self.valid_dl
-        check_test_images(items, v.num_workers)
+        check_test_images(files, v.num_workers)
         ds = ImageDataset(items, labels, self.classes, self.presize, self.valid_ds.method)
         return DeviceDataLoader(
             ds, v.bs if bs is None else bs, train=False, size=self.size, device=self.device,
             seed=self.seed, stats=self.stats, num_workers=v.num_workers,
-            channels_last=v.channels_last, decoder=self._decoder(),
+            channels_last=v.channels_last,
+            decoder=self._decoder() if len(files) == len(items) else None,
         )  # fmt: skip
 
     def _labels_of(self, items: list[Path]) -> list[int]:
