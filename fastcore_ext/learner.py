@@ -88,6 +88,7 @@ from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.data.paths import file_in_the_way
 from fastcore_ext.export import DEFAULT_EXPORT, export_model
+from fastcore_ext.foundation import L
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.losses import FlatLoss, is_class_loss
@@ -300,7 +301,7 @@ class Learner:
         self.wd = lg.wd_range(wd, len(self.layer_groups)) if wd is not None else None
         self.opt = self._create_opt()
 
-        self.cbs: list[Callback] = []
+        self.cbs: L = L()  # fastai's L of the attached callbacks
         self.recorder = Recorder()
         self.progress = ProgressCallback()
         self.conv_weight_grad = ConvWeightGrad()

@@ -27,6 +27,7 @@ from fastcore_ext.callback import (
     Recorder,
 )
 from fastcore_ext.callback.progress import PassBar, format_header, format_row, format_time
+from fastcore_ext.foundation import L
 from fastcore_ext.metrics import accuracy, error_rate
 
 
@@ -527,7 +528,7 @@ def test_fastais_callback_management_api():
     with learn.removed_cbs(CountCB):  # by class
         assert cb not in learn.cbs
         learn.fit(1)
-    assert cb in learn.cbs and cb.learn is learn
+    assert cb in learn.cbs and cb.learn is learn and isinstance(learn.cbs, L)
     n = cb.n
     with pytest.raises(RuntimeError, match="inside"), learn.removed_cbs(cb):
         raise RuntimeError("inside")
