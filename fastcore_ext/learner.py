@@ -618,8 +618,9 @@ class Learner:
 
     def current_hypers(self) -> tuple[list[float], list[float]]:
         """(lrs, moms), one per layer group, that the next optimizer step uses: the
-        optimizer's one-cycle schedule during fit_one_cycle, else its param-group values."""
-        if self._one_cycle_fit:
+        optimizer's one-cycle schedule during fit_one_cycle (and after it, the schedule's
+        last values, as fastai's opt.hypers keep them), else its param-group values."""
+        if self._one_cycle_fit or getattr(self.opt, "one_cycle", None) is not None:
             lrs, moms = self.opt.hypers_at(self._sched_step)
         else:
             groups = self.opt.param_groups
