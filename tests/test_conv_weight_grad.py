@@ -174,3 +174,19 @@ def test_fit_uses_the_product_for_the_fit_and_trains_as_without(precision):
 def test_enabled_must_be_a_bool():
     with pytest.raises(TypeError, match="enabled should be True or False, got 'yes'"):
         cwg.ConvWeightGrad("yes")
+
+
+def test_a_callback_changing_the_batch_in_before_batch_trains():
+    """The probe pass ran on the batch before a later callback's before_batch changed it
+    (one channel of three): the fit failed inside the probe ('expected input ... to have 1
+    channels'). Now that fit keeps torch's gradients."""
+
+    class Gray(vision.Callback):
+        def before_batch(self) -> None:
+            self.learn.xb = (self.xb[0][:, :1],)
+
+    model = weight_bound_model()
+    model[0] = nn.Conv2d(1, 8, 3, padding=1)
+    learn = make_learner(model=model, splitter=None, cbs=Gray())
+    learn.fit(1)
+    assert learn.conv_weight_grad.convs == [] and len(learn.recorder.losses) > 0

@@ -305,7 +305,13 @@ class ConvWeightGrad(Callback):
             return
         if not _may_qualify(learn.model, xb.shape[0]):
             return  # no probe pass where no convolution can qualify
-        found = matmul_grad_convs(conv_input_sizes(learn.model, xb), xb.shape[0])
+        try:
+            sizes = conv_input_sizes(learn.model, xb)
+        except Exception:  # noqa: BLE001
+            # the model does not take the batch as it is yet: a later callback's before_batch
+            # changes it (fewer channels, another size); this fit keeps torch's gradients
+            return
+        found = matmul_grad_convs(sizes, xb.shape[0])
         self.convs = [name for name, _ in found]
         if found:
             self._hooks = MatmulGrads([conv for _, conv in found])
