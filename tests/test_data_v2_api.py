@@ -234,7 +234,7 @@ def test_datablock_dataloaders_shuffle_false_keeps_the_order(root):
     n = len(dls.train_ds)
     assert n % 4, "the test needs a partial last batch"
     # fastai's drop_last=shuffle: an unshuffled training loader keeps its last partial batch
-    assert not dls.train.drop_last and len(dls.train) == -(-n // 4)
+    assert not dls.train.drop_last and len(dls.train) == -(-n // 4) and dls.train.n == n
     for epoch in (0, 1):
         assert torch.cat(dls.train.batch_indices(epoch)).tolist() == list(range(n))
     assert sum(len(y) for _, y in dls.train) == n
@@ -349,3 +349,20 @@ def test_test_dl_of_images_in_memory(dls, root):
         dls.test_dl([img, np.zeros((4, 4, 3), dtype=np.int32)])
     with pytest.raises(TypeError, match="expected image files .*, got int at position 0"):
         dls.test_dl([3])
+
+
+def test_normalize_without_stats_measures_them_on_a_batch(root):
+    """fastbook ch. 13's batch_tfms=Normalize(): the stats of one batch (a validation batch,
+    as data.normalize() measures them); raised 'missing 2 required positional arguments'."""
+    from fastcore_ext.data import Normalize
+
+    dls = ImageDataLoaders.from_folder(root, valid_pct=0.3, batch_tfms=Normalize(), **KW)
+    plain = ImageDataLoaders.from_folder(root, valid_pct=0.3, **KW)
+    x, _ = plain.valid.one_batch()
+    mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))
+    torch.testing.assert_close(torch.tensor(dls.stats[0]), mean)
+    torch.testing.assert_close(torch.tensor(dls.stats[1]), std)
+    xn, _ = dls.valid.one_batch()
+    torch.testing.assert_close(xn.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    with pytest.raises(TypeError, match="Normalize: give both mean and std, or neither"):
+        Normalize(mean=[0.5] * 3)

@@ -303,10 +303,20 @@ class RandomResizedCrop:
 
 
 class Normalize:
-    """v2 batch transform: normalize with per-channel (mean, std) in [0, 1] units."""
+    """v2 batch transform: normalize with per-channel (mean, std) in [0, 1] units;
+    ``Normalize()`` (neither given) measures them on one batch when the data is built, as
+    fastai's (here a validation batch, deterministic: `ImageDataBunch.normalize()`)."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.mean, self.std = _check_stats((mean, std))
+    def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+        if mean is None and std is None:
+            self.mean = self.std = None
+        elif mean is None or std is None:
+            raise TypeError(
+                f"Normalize: give both mean and std, or neither (measured on a batch), got "
+                f"mean={mean!r}, std={std!r}"
+            )
+        else:
+            self.mean, self.std = _check_stats((mean, std))
 
     @classmethod
     def from_stats(cls, mean: Sequence[float], std: Sequence[float]) -> Normalize:
@@ -360,6 +370,7 @@ class _Pipeline:
 
 
 _UNSET = object()
+MEASURED = ([], [])  # a pipeline's stats from Normalize(): measured on a batch (normalize())
 
 Labeller = Callable[[Path], object]
 
@@ -419,7 +430,7 @@ def _resolve_pipeline(
     if batch_tfms is not None:
         for t in _one_or_list(batch_tfms):
             if isinstance(t, Normalize) and stats is None:
-                stats = (t.mean, t.std)
+                stats = MEASURED if t.mean is None else (t.mean, t.std)
                 continue
             if isinstance(t, augment.AugmentSpec) and spec is None:
                 spec = t
@@ -891,7 +902,7 @@ class ImageDataBunch(LoaderPair):
         self._test_loader: DeviceDataLoader | None = None  # fastai v1's test set (add_test)
         self.stats: tuple[list[float], list[float]] | None = None
         if pipeline.stats is not None:
-            self.normalize(pipeline.stats)
+            self.normalize(None if pipeline.stats is MEASURED else pipeline.stats)
 
     # -- constructors (shared by both spellings) ----------------------------------------------
 

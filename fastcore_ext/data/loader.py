@@ -507,6 +507,11 @@ class DeviceDataLoader:
         return self.dataset.items
 
     @property
+    def n(self) -> int:
+        """fastai v2's ``dl.n``: the number of items of the data set."""
+        return len(self.dataset)
+
+    @property
     def bad_items(self) -> list[Path]:
         """The unreadable files met so far (skipped from their batches), in data set order."""
         return [self.dataset.items[i] for i in sorted(self._bad)]
