@@ -975,17 +975,21 @@ class Learner:
 
     def tta(
         self,
-        ds_type: str = "valid",
+        ds_type: str | None = None,
         dl: Any = None,
         n: int = 4,
         beta: float | None = 0.25,
         use_max: bool = False,
+        *,
+        ds_idx: int | None = None,
     ) -> tuple[Any, torch.Tensor]:
         """Test-time augmentation, as fastai v2's `Learner.tta`: n passes with the training
         augmentation (repeatable), averaged (or max with use_max), blended with one plain
         pass: (torch.lerp(augmented, plain, beta), targets); details in
-        `fastcore_ext.inference.tta`."""
+        `fastcore_ext.inference.tta`. ds_type 'valid' (the default) or 'train', or fastai
+        v2's ds_idx (1 or 0)."""
         n = check_int("n", n, 1)
+        ds_type = _data_set("tta", ds_type, ds_idx)
         return inference.tta(self, ds_type, dl, n, beta, use_max)
 
     def interpret(self, ds_type: str = "valid", tta: bool = False) -> ClassificationInterpretation:

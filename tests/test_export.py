@@ -365,6 +365,7 @@ def test_tta_on_the_training_set_in_order(trained):
     learn, _ = trained
     epoch = learn.data.train_dl.epoch
     preds, targets = learn.tta(ds_type="train", n=1)
+    assert torch.equal(learn.tta(ds_idx=0, n=1)[0], preds)  # fastai v2's ds_idx
     assert preds.shape == (len(learn.data.train_ds), 12)
     assert targets.tolist() == learn.data.train_ds.labels
     assert learn.data.train_dl.epoch == epoch

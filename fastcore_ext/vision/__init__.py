@@ -234,6 +234,7 @@ __all__ = [
     "NormType",
     "ResBlock",
     "default_split",
+    "apply_init",
     "resnet_split",
     "xresnet_split",
     "MSELossFlat",
