@@ -23,9 +23,9 @@ from fastcore_ext.checks import real_or_none
 
 __all__ = [
     "BCELossFlat",
-    "FlatLoss",
     "BCEWithLogitsLossFlat",
     "CrossEntropyLossFlat",
+    "FlatLoss",
     "L1LossFlat",
     "LabelSmoothingCrossEntropy",
     "LabelSmoothingCrossEntropyFlat",

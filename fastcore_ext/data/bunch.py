@@ -307,7 +307,9 @@ class Normalize:
     ``Normalize()`` (neither given) measures them on one batch when the data is built, as
     fastai's (here a validation batch, deterministic: `ImageDataBunch.normalize()`)."""
 
-    def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+    def __init__(
+        self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+    ) -> None:
         if mean is None and std is None:
             self.mean = self.std = None
         elif mean is None or std is None:

@@ -465,8 +465,9 @@ class DeviceDataLoader:
         if train and not drop_last and len(dataset) % bs == 1:
             warn_user(
                 f"drop_last=False: the last training batch of every epoch holds one image "
-                f"({len(dataset)} items, bs={bs}); BatchNorm in training mode fails on it "
-                "('Expected more than 1 value per channel'); pass drop_last=True or another bs"
+                f"({len(dataset)} items, bs={bs}); a BatchNorm1d in training mode (create_cnn's "
+                "head) fails on it ('Expected more than 1 value per channel'); pass "
+                "drop_last=True or another bs"
             )
         self.size, self.seed, self.spec, self.stats = int(size), int(seed), spec, stats
         self.num_workers, self.channels_last, self.timeout = num_workers, channels_last, timeout
