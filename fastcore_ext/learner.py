@@ -858,7 +858,8 @@ class Learner:
         True, fastai v2's default, when `suggest_funcs` is given (a v2-only argument:
         fastbook's `learn.lr_find(suggest_funcs=(minimum, steep))` draws its plot). A v2 cell
         holding only `learn.lr_find()` draws nothing here; it prints v1's line saying how to:
-        `learn.recorder.plot()` (or `plot_lr_find()`) after it, or `show_plot=True`.
+        `learn.recorder.plot()` (or `plot_lr_find()`) after it, or `show_plot=True`
+        (`show_plot=False` draws nothing and prints nothing).
 
         suggest_funcs: fastai v2's, suggestion functions f(lrs, losses, num_it) -> (lr,
         (lr, loss)) such as `valley`, `steep`, `minimum`, `slide` (`schedule`); then the
@@ -870,6 +871,7 @@ class Learner:
         wd (fastai v1's): the weight decay of the sweep (a float, or one per layer group, as
         `fit`'s); None: the optimizer's current one. Put back afterwards with the rest."""
         num_it = check_int("num_it", num_it, 2)
+        v1_form = show_plot is None and suggest_funcs is None  # v1 printed how to plot
         show_plot = (
             suggest_funcs is not None if show_plot is None else check_bool("show_plot", show_plot)
         )
@@ -886,7 +888,7 @@ class Learner:
         if funcs is None:
             if show_plot:
                 rec.show(rec.plot())
-            elif is_main_process():  # fastai v1's line after its lr_find, so a v2 user knows
+            elif v1_form and is_main_process():  # fastai v1's line, so a v2 user knows
                 print(
                     "LR Finder is complete, type learn.recorder.plot() to see the graph (or "
                     "pass show_plot=True)"

@@ -631,7 +631,7 @@ def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
 def _lr_find(learn: Learner, run: _Run, iters: int, name: str) -> Suggestions:
     print(f"Running lr_find: up to {iters} training steps at growing learning rates ...")
     with run.timed("lr_find"):
-        sugg = learn.lr_find(num_it=iters)
+        sugg = learn.lr_find(num_it=iters, show_plot=False)  # plotted into the run's plots
     run.save_plot(learn.recorder.plot(), name)
     print(
         f"lr_find ({name}): valley {sugg.valley:.2e}, steep {sugg.steep:.2e}, "

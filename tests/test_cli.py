@@ -193,6 +193,7 @@ def test_lr_find_command(tmp_path, capsys, small_demo, offline_weights, monkeypa
     assert code == 0, err
     assert "pretrained: no (--no-pretrained)" in out
     assert "valley" in out and "steep" in out and "minimum" in out
+    assert "LR Finder is complete" not in out  # the notebook hint: the CLI saves the plot
     assert (out_dir / "plots" / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
     assert not (out_dir / "export.pkl").exists()
 

@@ -230,6 +230,8 @@ def test_lr_find_show_plot_marks_the_suggestions(swept, monkeypatch, capsys):
     assert "LR Finder is complete, type learn.recorder.plot() to see" in capsys.readouterr().out
     res = learn.lr_find(num_it=30, suggest_funcs=(minimum, steep), show_plot=False)
     assert shown == []  # a call in v1's form draws nothing, as v1's (it says how to)
+    learn.lr_find(num_it=30, show_plot=False)
+    assert "LR Finder" not in capsys.readouterr().out  # asked for no plot: no hint either
     assert learn.lr_find(num_it=30, suggest_funcs=(minimum, steep)) == res
     (fig,) = shown  # suggest_funcs, v2's argument: v2's default, show_plot=True
     ax = fig.axes[0]
