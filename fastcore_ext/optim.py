@@ -137,6 +137,56 @@ class _OneCycleHost:
             return None
         return {**self._one_cycle, "lr_max": list(self._one_cycle["lr_max"])}
 
+    @property
+    def hypers(self) -> list[dict[str, float]]:
+        """fastai's ``opt.hypers``: per param group, its hyper-parameters by fastai's names
+        (lr, mom, and those the optimizer has of sqr_mom, eps, wd) as its next step uses
+        them: with a one-cycle schedule set, lr and mom at the schedule's position (reading
+        a fused optimizer's position waits for the device)."""
+        out = [self._named_hypers(g) for g in self.param_groups]
+        if self._one_cycle is not None:
+            lrs, moms = self.hypers_at(self.schedule_step)
+            for h, lr, mom in zip(out, lrs, moms, strict=True):
+                h["lr"] = lr
+                if "mom" in h:
+                    h["mom"] = mom
+        return out
+
+    def set_hyper(self, k: str, v: float | Sequence[float]) -> None:
+        """fastai's ``opt.set_hyper(k, v)``: hyper-parameter `k` (fastai's name: lr, mom,
+        sqr_mom, eps, wd) of every param group to `v`, one number or one per param group.
+        While a one-cycle schedule is set (fit_one_cycle, fine_tune, fit_flat_cos, fit_sgdr)
+        it sets lr and mom at every step: changing them is a ValueError (a schedule of your
+        own runs in a plain fit)."""
+        names = sorted(self._named_hypers(self.param_groups[0])) if self.param_groups else []
+        if k not in names:
+            raise ValueError(f"set_hyper: k should be one of {names}, got {k!r}")
+        if k in ("lr", "mom") and self._one_cycle is not None:
+            raise ValueError(
+                f"set_hyper({k!r}): the one-cycle schedule sets lr and mom at every step of "
+                "this fit; write your own schedule in a plain learn.fit(), or call "
+                "opt.clear_schedule() first"
+            )
+        n = len(self.param_groups)
+        values = list(v) if isinstance(v, Sequence) and not isinstance(v, str) else [v] * n
+        if len(values) != n:
+            raise ValueError(
+                f"set_hyper: v should be one number or one per param group ({n}), got "
+                f"{len(values)} values"
+            )
+        for group, value in zip(self.param_groups, values, strict=True):
+            number = real_or_none(value)
+            if number is None:
+                raise TypeError(f"set_hyper: v should hold numbers, got {value!r}")
+            self._write_hyper(group, k, float(number))
+
+    def _named_hypers(self, group: dict[str, Any]) -> dict[str, float]:
+        """A param group's hyper-parameters by fastai's names."""
+        return {k: float(group[k]) for k in self._keys}
+
+    def _write_hyper(self, group: dict[str, Any], k: str, value: float) -> None:
+        group[k] = value
+
     def hypers_at(self, step: int) -> tuple[list[float], list[float]]:
         """(lrs, moms), one per param group, that the schedule set by `set_one_cycle` gives
         step `step`: `schedule.one_cycle(step / total_steps, ...)` (the host closed form of
@@ -726,6 +776,28 @@ class OptimWrapper(_OneCycleHost, torch.optim.Optimizer):
             return self.opt.step()
         with torch.enable_grad():
             return self.opt.step(closure)
+
+    def _named_hypers(self, group: dict[str, Any]) -> dict[str, float]:
+        """A torch param group's hyper-parameters by fastai's names: lr; mom (betas[0] or
+        momentum); sqr_mom (betas[1]); eps; wd (weight_decay)."""
+        out = {"lr": float(group["lr"])}
+        mom = _momentum(group)
+        if mom is not None:
+            out["mom"] = float(mom[0] if isinstance(mom, tuple) else mom)
+        if "betas" in group:
+            out["sqr_mom"] = float(group["betas"][1])
+        for k, name in (("eps", "eps"), ("weight_decay", "wd")):
+            if k in group:
+                out[name] = float(group[k])
+        return out
+
+    def _write_hyper(self, group: dict[str, Any], k: str, value: float) -> None:
+        if k == "mom":
+            _set_momentum(group, value)
+        elif k == "sqr_mom":
+            group["betas"] = (group["betas"][0], value)
+        else:
+            group[{"wd": "weight_decay"}.get(k, k)] = value
 
     def __getstate__(self) -> dict[str, Any]:  # Optimizer's would read the properties
         return dict(self.__dict__)

@@ -84,3 +84,41 @@ def test_fastais_form_and_refusals():
         wrapped.set_lr_max(1.0)
     with pytest.raises(ValueError, match=r"lr_max should be one number or one per param group"):
         wrapped.set_one_cycle(10, [1.0, 2.0])
+
+
+def test_hypers_and_set_hyper_by_fastais_names():
+    """fastai's opt.hypers / opt.set_hyper(k, v) on the fused optimizers and OptimWrapper;
+    under a one-cycle schedule hypers give its values and set_hyper of lr / mom is refused."""
+    p, q = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+    adam = Adam([[p], [q]], lr=1e-3, wd=0.01)
+    assert adam.hypers == [
+        {"lr": 1e-3, "mom": 0.9, "sqr_mom": 0.99, "eps": 1e-5, "wd": 0.01}
+    ] * 2
+    adam.set_hyper("lr", [0.1, 0.2])
+    adam.set_hyper("wd", 0.0)
+    assert [h["lr"] for h in adam.hypers] == [0.1, 0.2] and {h["wd"] for h in adam.hypers} == {0}
+    for g in (p, q):
+        g.grad = torch.ones_like(g)
+    adam.step()  # the fused kernel reads the new values: Adam's first step moves by lr
+    assert torch.allclose(p, torch.full((2,), -0.1), atol=1e-4)
+    assert torch.allclose(q, torch.full((3,), -0.2), atol=1e-4)
+    with pytest.raises(ValueError, match=r"set_hyper: v should be one number or one per param"):
+        adam.set_hyper("lr", [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"set_hyper: k should be one of \['eps', 'lr', 'mom'"):
+        adam.set_hyper("momentum", 0.9)
+    adam.set_one_cycle(10, 1e-2)
+    lrs, moms = adam.hypers_at(adam.schedule_step)
+    assert [h["lr"] for h in adam.hypers] == lrs and [h["mom"] for h in adam.hypers] == moms
+    with pytest.raises(ValueError, match=r"set_hyper\('lr'\): the one-cycle schedule"):
+        adam.set_hyper("lr", 0.1)
+    adam.set_hyper("eps", 1e-6)  # not scheduled
+    wrapped = OptimWrapper([p], opt=torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=0.1)
+    assert wrapped.hypers == [{"lr": 0.1, "mom": 0.9, "wd": 0.1}]
+    wrapped.set_hyper("mom", 0.5)
+    wrapped.set_hyper("wd", 0.0)
+    assert wrapped.param_groups[0]["momentum"] == 0.5
+    assert wrapped.param_groups[0]["weight_decay"] == 0.0
+    torch_adam = OptimWrapper([p], opt=torch.optim.AdamW)
+    torch_adam.set_hyper("sqr_mom", 0.9)
+    assert torch_adam.param_groups[0]["betas"] == (0.9, 0.9)
+    assert torch_adam.hypers[0]["sqr_mom"] == 0.9 and torch_adam.hypers[0]["mom"] == 0.9
