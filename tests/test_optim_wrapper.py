@@ -91,9 +91,7 @@ def test_hypers_and_set_hyper_by_fastais_names():
     under a one-cycle schedule hypers give its values and set_hyper of lr / mom is refused."""
     p, q = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
     adam = Adam([[p], [q]], lr=1e-3, wd=0.01)
-    assert adam.hypers == [
-        {"lr": 1e-3, "mom": 0.9, "sqr_mom": 0.99, "eps": 1e-5, "wd": 0.01}
-    ] * 2
+    assert adam.hypers == [{"lr": 1e-3, "mom": 0.9, "sqr_mom": 0.99, "eps": 1e-5, "wd": 0.01}] * 2
     adam.set_hyper("lr", [0.1, 0.2])
     adam.set_hyper("wd", 0.0)
     assert [h["lr"] for h in adam.hypers] == [0.1, 0.2] and {h["wd"] for h in adam.hypers} == {0}
