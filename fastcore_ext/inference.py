@@ -5,9 +5,11 @@ Every pass runs the model through `forward(learn, xb)`: the input in the learner
 format (channels-last after `to_channels_last`), inside `learn.autocast()` (the learner's
 precision), through `learn.compiled` after `learn.compile()` (else `learn.model`), under
 `evaluating(model)`: eval mode and torch.inference_mode (no autograd bookkeeping at all),
-every module's train/eval mode put back afterwards. No callback event fires; get_preds and
-validate show a progress bar over the pass (the learner's `ProgressCallback.pass_bar`). The
-Learner's validation phase uses the same precision and layout, under inference_mode too.
+every module's train/eval mode put back afterwards. Callbacks of the user's own classes
+get the pass's events (`PassEvents`, as fastai's get_preds and validate run them; this
+library's callbacks get none); get_preds and validate show a progress bar over the pass
+(the learner's `ProgressCallback.pass_bar`). The Learner's validation phase uses the same
+precision and layout, under inference_mode too.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch.nn import functional as F
 
 from fastcore_ext import ops
 from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, random_params
+from fastcore_ext.callback.core import fire
 from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
 from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
 from fastcore_ext.losses import is_class_loss
@@ -57,6 +60,7 @@ __all__ = [
     "validate",
 ]
 
+_PACKAGE = "fastcore_ext."  # the modules of this library's own callbacks
 _TTA_STREAM = 0x77A_5EED  # keeps TTA's augmentation streams apart from training's
 _TTA_V1_STREAM = 0x71A_5EED  # and v1 TTA's random (lighting, rotation, warp) draws
 TTA_V1_PASSES = 8  # fastai v1's TTA: 4 zoomed corners x (plain, mirrored)
@@ -101,15 +105,78 @@ class MissingRowsWarning(UserWarning):
     rows to items themselves, as ClassificationInterpretation, filter it)."""
 
 
-def forward(learn: Learner, xb: torch.Tensor) -> torch.Tensor:
+def forward(learn: Learner, xb: torch.Tensor, events: PassEvents | None = None) -> torch.Tensor:
     """The model call of every inference pass: Tensor[B, C, H, W] in the learner's memory
     format, in its precision -> float32 Tensor[B, c] (the loss of validation sees float32
-    predictions, as training's: MixedPrecision.after_pred). The caller holds `evaluating`."""
+    predictions, as training's: MixedPrecision.after_pred); `events`: the pass's user
+    callbacks' after_pred sees (and may replace) the output first. The caller holds
+    `evaluating`."""
     if learn.channels_last and xb.dim() == 4:
         xb = xb.contiguous(memory_format=torch.channels_last)
     model = learn.compiled if learn.compiled is not None else learn.model
     with learn.autocast():
-        return model(xb).float()
+        out = model(xb)
+        if events is not None:
+            out = events.pred(out)
+        return out.float()
+
+
+class PassEvents:
+    """The per-batch events of an inference pass (get_preds, validate, and tta's passes) for
+    the attached callbacks of the user's own classes that take part in validation
+    (run_valid), as fastai's get_preds and validate run callbacks: before_validate, then
+    per batch before_batch (``learn.xb`` / ``learn.yb``, which it may replace), after_pred
+    (``learn.pred``), after_loss (``learn.loss``, validate only) and after_batch, then
+    after_validate; ``learn.training`` is False. This library's own callbacks (recorder,
+    progress, precision, trackers, DDP) have no part in an inference pass and get none.
+    A pass without such callbacks costs nothing."""
+
+    def __init__(self, learn: Learner) -> None:
+        self.learn = learn
+        self.cbs = [
+            cb
+            for cb in getattr(learn, "cbs", ())
+            if cb.run_valid and not type(cb).__module__.startswith(_PACKAGE)
+        ]
+
+    def __call__(self, name: str) -> None:
+        if self.cbs:
+            fire(self.cbs, name, False)
+
+    def batch(self, i: int, xb: Any, yb: Any) -> tuple[Any, Any]:
+        """before_batch on batch `i`: the (x, y) the callbacks leave in learn.xb / learn.yb."""
+        if not self.cbs:
+            return xb, yb
+        learn = self.learn
+        learn.iter, learn.xb, learn.yb = i, (xb,), () if yb is None else (yb,)
+        self("before_batch")
+        return learn.xb[0], (learn.yb[0] if learn.yb else None)
+
+    def pred(self, out: Any) -> Any:
+        """after_pred: the output the callbacks leave in learn.pred."""
+        if not self.cbs:
+            return out
+        self.learn.pred = out
+        self("after_pred")
+        return self.learn.pred
+
+    def loss(self, loss: torch.Tensor) -> None:
+        """after_loss with the batch's mean loss in learn.loss."""
+        if self.cbs:
+            self.learn.loss = loss
+            self("after_loss")
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """before_validate, the pass, after_validate (not after an exception); the learner
+        forgets the pass's last batch afterwards."""
+        self("before_validate")
+        try:
+            yield
+            self("after_validate")
+        finally:
+            if self.cbs:
+                self.learn.xb = self.learn.yb = self.learn.pred = self.learn.loss = None
 
 
 def get_preds(
@@ -124,7 +191,7 @@ def get_preds(
 ) -> tuple[torch.Tensor, ...]:
     """`Learner.get_preds`: one inference pass over a data set, under `evaluating` (eval
     mode, torch.inference_mode, modes put back afterwards) through `forward` (the learner's
-    precision and memory layout); no callback event fires.
+    precision and memory layout); the user's callbacks get the pass's events (`PassEvents`).
 
     ds_type: 'valid' (the validation loader: every item, in valid_ds order, validation
     transform) or 'train' (every training item in train_ds order, unshuffled and without
@@ -179,7 +246,8 @@ def get_preds(
     inputs: list[torch.Tensor] = []
     labelled: bool | None = None  # the batches carry targets (y None: unlabelled images)
     rules = _BatchRules.of(learn, source)
-    with evaluating(learn.model), _pairs(learn, dl, source) as pairs:
+    events = PassEvents(learn)
+    with evaluating(learn.model), _pairs(learn, dl, source) as pairs, events.running():
         for i, xb, yb in pairs:
             if labelled is None:
                 labelled = yb is not None
@@ -187,8 +255,9 @@ def get_preds(
                 raise ValueError("dl yielded batches with targets and batches with y None")
             if not labelled and per_item is not None:
                 raise ValueError("with_loss needs targets, but the batches of dl have y None")
+            xb, yb = events.batch(i, xb, yb)
             rules.check(i, xb, yb, loss=per_item is not None)
-            out = forward(learn, xb)
+            out = forward(learn, xb, events)
             n = xb.shape[0] if yb is None else yb.shape[0]
             if (out.dim() != 2 if rules.classes else out.dim() == 0) or out.shape[0] != n:
                 what = "Tensor[B, c]" if rules.classes else "one output per item, [B, ...]"
@@ -209,6 +278,7 @@ def get_preds(
                 losses.append(loss.float())
             if with_input:
                 inputs.append(xb.detach().cpu())
+            events("after_batch")
     # outside inference_mode, so the results are normal tensors (usable with autograd)
     raw, targ, loss, inp = (torch.cat(p) if p else None for p in (outs, targs, losses, inputs))
     if getattr(dl, "world_size", 1) > 1:  # this process's block: gather all, rank order
@@ -257,16 +327,19 @@ def validate(
     """`Learner.validate`: the loss and each metric over a whole data set, computed as the
     epoch table computes its valid_loss and metrics (the learner's loss_func per batch inside
     its autocast, averaged over items; each metric on every raw output at once; under several
-    processes over every process's part), without a callback event or a change to the
-    recorder. ds_type and dl as in `get_preds`. Returns [loss, *metrics] as floats."""
+    processes over every process's part), the user's callbacks getting the pass's events
+    (`PassEvents`), without a change to the recorder. ds_type and dl as in `get_preds`.
+    Returns [loss, *metrics] as floats."""
     dl, source = _pass_dl(learn, ds_type, dl)
     loss_sum: torch.Tensor | None = None
     n = 0
     outs: list[torch.Tensor] = []
     targs: list[torch.Tensor] = []
     rules = _BatchRules.of(learn, source)
-    with evaluating(learn.model), _pairs(learn, dl, source) as pairs:
+    events = PassEvents(learn)
+    with evaluating(learn.model), _pairs(learn, dl, source) as pairs, events.running():
         for i, xb, yb in pairs:
+            xb, yb = events.batch(i, xb, yb)
             if yb is None:
                 raise ValueError(
                     f"{source}, batch {i}: y is None, but validate computes the loss and the "
@@ -274,9 +347,12 @@ def validate(
                     f"(get_preds(dl=[(x, None), ...]) predicts images without labels)"
                 )
             rules.check(i, xb, yb, loss=True)
-            out = forward(learn, xb)
+            out = forward(learn, xb, events)
             with learn.autocast():
-                loss = learn.loss_func(out, yb).detach().float() * yb.shape[0]
+                mean = learn.loss_func(out, yb).detach().float()
+            events.loss(mean)
+            events("after_batch")
+            loss = mean * yb.shape[0]
             loss_sum = loss if loss_sum is None else loss_sum + loss
             n += yb.shape[0]
             outs.append(out)

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fastcore_ext.augment import get_transforms
+from fastcore_ext.callback import Callback
 from fastcore_ext.data import DatasetType, ImageDataBunch, demo_dataset
 from fastcore_ext.metrics import accuracy, error_rate
 
@@ -486,3 +487,57 @@ def test_with_decoded_in_fastai_v2s_order():
     assert losses.shape == (len(y),) and losses.dtype == torch.float32
     with pytest.raises(TypeError, match="with_decoded"):
         learn.get_preds(with_decoded=1)
+
+
+def test_the_users_callbacks_take_part_in_validate_and_get_preds():
+    """fastai's validate and get_preds run the callbacks: one that changes the predictions in
+    after_pred (a model returning a tuple) or the batch in before_batch gives validate the
+    table's numbers; this library's own callbacks get no event there."""
+
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            feats = self.body(x)
+            return self.head(feats), feats
+
+    class First(Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list[str] = []
+
+        def before_validate(self) -> None:
+            self.events.append("before_validate")
+
+        def after_pred(self) -> None:
+            self.learn.pred = self.pred[0]
+
+        def after_loss(self) -> None:
+            self.events.append("after_loss")
+
+        def after_validate(self) -> None:
+            self.events.append("after_validate")
+
+    torch.manual_seed(0)
+    first = First()
+    learn = make_learner(model=Pair(), splitter=None, cbs=first, metrics=error_rate)
+    learn.fit(1)
+    table = [learn.recorder.valid_losses[-1], learn.recorder.metrics[-1][0]]
+    first.events.clear()
+    assert learn.validate() == pytest.approx(table, rel=1e-6)
+    assert first.events[0] == "before_validate" and first.events[-1] == "after_validate"
+    assert "after_loss" in first.events and learn.xb is None  # the last batch forgotten
+    probs, targets = learn.get_preds()
+    assert probs.shape == (len(targets), 2)
+    assert len(learn.recorder.valid_losses) == 1  # the recorder saw none of these passes
+
+    class Halve(Callback):  # before_batch changes the batch
+        def before_batch(self) -> None:
+            self.learn.xb = (self.xb[0] * 0.5,)
+
+    learn.add_cb(Halve())
+    learn.fit(1)
+    assert learn.validate()[0] == pytest.approx(learn.recorder.valid_losses[-1], rel=1e-6)
