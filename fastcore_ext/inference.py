@@ -668,8 +668,11 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
     if isinstance(item, bytes | bytearray | memoryview):  # an image file's bytes, as fastai
         item = PILImage.create(item)
     x = preprocess(item)  # (1, 3, S, S)
-    with evaluating(learn.model):
-        logits = forward(learn, x)
+    events = PassEvents(learn)
+    with evaluating(learn.model), events.running():
+        x, _ = events.batch(0, x, None)
+        logits = forward(learn, x, events)
+        events("after_batch")
     probs = torch.softmax(logits, dim=1)[0].cpu()  # a normal tensor, made outside
     idx = probs.argmax()
     result = (Category(str(learn.data.classes[int(idx)]), idx), idx, probs)
@@ -724,8 +727,11 @@ def show_results(
     found.sort(key=lambda f: f[0])
     targets = [label for _, _, label in found]
     x = data.preprocess([image for _, image, _ in found])
-    with evaluating(learn.model):
-        preds = forward(learn, x).argmax(dim=1).tolist()
+    events = PassEvents(learn)
+    with evaluating(learn.model), events.running():
+        x, _ = events.batch(0, x, None)
+        preds = forward(learn, x, events).argmax(dim=1).tolist()
+        events("after_batch")
     images = data.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
     classes = [str(c) for c in data.classes]
     titles = [f"{classes[a]}\n{classes[p]}" for a, p in zip(targets, preds, strict=True)]

@@ -11,6 +11,7 @@ from fakes import easy_bunch, make_learner, tiny_model
 from torch import nn
 from torch.nn import functional as F
 
+from fastcore_ext import plots
 from fastcore_ext.augment import get_transforms
 from fastcore_ext.callback import Callback
 from fastcore_ext.data import DatasetType, ImageDataBunch, demo_dataset
@@ -541,3 +542,32 @@ def test_the_users_callbacks_take_part_in_validate_and_get_preds():
     learn.add_cb(Halve())
     learn.fit(1)
     assert learn.validate()[0] == pytest.approx(learn.recorder.valid_losses[-1], rel=1e-6)
+
+
+def test_predict_runs_the_users_after_pred_on_a_real_bunch(tmp_path):
+    """predict (and show_results) give the user's callbacks the pass's events too: a model
+    returning (logits, features) with an after_pred keeping the logits predicts (it failed
+    on the tuple)."""
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=24)
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, seed=3)
+
+    class Pair(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.head = nn.Linear(4, c)
+
+        def forward(self, x):
+            feats = self.body(x)
+            return self.head(feats), feats
+
+    class First(Callback):
+        def after_pred(self) -> None:
+            self.learn.pred = self.pred[0]
+
+    torch.manual_seed(0)
+    learn = make_learner(data=data, model=Pair(data.c), splitter=None, cbs=First())
+    category, idx, probs = learn.predict(data.valid_ds.items[0])
+    assert probs.shape == (data.c,) and str(category) == data.classes[int(idx)]
+    plots.set_plot_dir(tmp_path / "plots")
+    learn.show_results(max_n=2)
