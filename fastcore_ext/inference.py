@@ -167,16 +167,19 @@ class PassEvents:
             self("after_loss")
 
     @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        """before_validate, the pass, after_validate (not after an exception); the learner
-        forgets the pass's last batch afterwards."""
+    def running(self, dl: Any = None) -> Iterator[None]:
+        """before_validate, the pass (``learn.dl`` its loader), after_validate (not after an
+        exception); the learner forgets the pass's loader and last batch afterwards."""
+        if self.cbs:
+            self.learn.dl = dl
         self("before_validate")
         try:
             yield
             self("after_validate")
         finally:
             if self.cbs:
-                self.learn.xb = self.learn.yb = self.learn.pred = self.learn.loss = None
+                learn = self.learn
+                learn.dl = learn.xb = learn.yb = learn.pred = learn.loss = None
 
 
 def get_preds(
@@ -247,7 +250,7 @@ def get_preds(
     labelled: bool | None = None  # the batches carry targets (y None: unlabelled images)
     rules = _BatchRules.of(learn, source)
     events = PassEvents(learn)
-    with evaluating(learn.model), _pairs(learn, dl, source) as pairs, events.running():
+    with evaluating(learn.model), _pairs(learn, dl, source) as pairs, events.running(dl):
         for i, xb, yb in pairs:
             if labelled is None:
                 labelled = yb is not None
@@ -337,7 +340,7 @@ def validate(
     targs: list[torch.Tensor] = []
     rules = _BatchRules.of(learn, source)
     events = PassEvents(learn)
-    with evaluating(learn.model), _pairs(learn, dl, source) as pairs, events.running():
+    with evaluating(learn.model), _pairs(learn, dl, source) as pairs, events.running(dl):
         for i, xb, yb in pairs:
             xb, yb = events.batch(i, xb, yb)
             if yb is None:

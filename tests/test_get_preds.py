@@ -512,6 +512,7 @@ def test_the_users_callbacks_take_part_in_validate_and_get_preds():
 
         def before_validate(self) -> None:
             self.events.append("before_validate")
+            assert self.learn.dl is not None  # the pass's loader, as fastai's learn.dl
 
         def after_pred(self) -> None:
             self.learn.pred = self.pred[0]
