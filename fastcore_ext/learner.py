@@ -317,6 +317,9 @@ class Learner:
         self.iter = 0
         self.n_iter = 0
         self.train_iter = 0  # training batches started in the current fit
+        # fastai's pct_train: the share of the fit's training batches done (a batch counts
+        # from its after_batch on, as fastai's TrainEvalCallback counts it)
+        self.pct_train = 0.0
         self.event: str | None = None  # the event fired last, or being fired (interrupt.where)
         self.training = False
         self.dl: Any = None
@@ -485,6 +488,8 @@ class Learner:
 
     def _event(self, name: str) -> None:
         self.event = name
+        if name == "after_batch" and self.training:
+            self.pct_train += 1 / (self.n_iter * self.n_epoch)
         if name in _PASS_STARTS:  # a callback attached to several learners serves this one
             for cb in self.cbs:
                 cb.learn = self
@@ -523,6 +528,7 @@ class Learner:
             self._data_epoch0 = max(0, self.epochs_trained - start_epoch)
             self.iter = 0
             self.train_iter = 0
+            self.pct_train = start_epoch / n_epoch
             self.opt.zero_grad(set_to_none=True)
             interrupt.run_fit(self, self._do_fit)
         finally:

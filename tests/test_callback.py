@@ -543,3 +543,24 @@ def test_fastais_callback_management_api():
         assert other in learn.cbs
         learn.fit(1)
     assert other not in learn.cbs and other.n > 0 and other.learn is None
+
+
+def test_pct_train_and_a_schedule_of_ones_own_through_set_hyper():
+    """fastbook ch. 16's scheduler written by hand: self.opt.set_hyper('lr', f(pct_train)) in
+    before_batch of a plain fit; pct_train as fastai's (0 at the start, a batch counted from
+    its after_batch on, 1 at the end)."""
+    seen: list[float] = []
+
+    class LinearLR(Callback):
+        def before_batch(self) -> None:
+            if self.training:
+                seen.append(self.pct_train)
+                self.opt.set_hyper("lr", 1e-3 * (1 - self.pct_train))
+
+    learn = make_learner(data=small_data(4, 1))
+    learn.fit(2, cbs=LinearLR())
+    n = len(seen)
+    assert n == 8 and seen == pytest.approx([k / n for k in range(n)])
+    assert learn.pct_train == pytest.approx(1.0)
+    lrs = [g[0] for g in learn.recorder.lrs]
+    assert lrs == pytest.approx([1e-3 * (1 - k / n) for k in range(n)])
