@@ -365,7 +365,7 @@ class Learner:
         One callback object may serve several learners (fastai's ``cbs=`` list reused for
         each model of an ensemble): its `learn` is the learner whose fit, validation or
         prediction last started (its state, such as a tracker's best value, is shared)."""
-        if isinstance(cb, type) and issubclass(cb, Callback):
+        if _is_callback_class(cb):
             cb = cb()
         v1 = [name for name in _V1_EVENTS if callable(getattr(cb, name, None))]
         renames = ", ".join(f"{name} -> {_V1_EVENTS[name]}" for name in v1)
@@ -400,8 +400,8 @@ class Learner:
     def remove_cb(self, cb: Callback | type[Callback]) -> Learner:
         """Detach a callback, or every attached callback of a Callback class (fastai's
         ``remove_cb(MyCallback)``); returns the learner."""
-        if isinstance(cb, type) and issubclass(cb, Callback):
-            found = [c for c in self.cbs if isinstance(c, cb)]
+        if _is_callback_class(cb):
+            found = self._attached(cb)
             if not found:
                 raise ValueError(f"no {cb.__name__} is attached to this Learner")
             for c in found:
@@ -412,6 +412,11 @@ class Learner:
         self.cbs.remove(cb)
         cb.learn = None
         return self
+
+    def _attached(self, cb: Callback | type[Callback]) -> list[Callback]:
+        """The callbacks `cb` names: the attached ones of its class for a Callback class,
+        else [cb]."""
+        return [c for c in self.cbs if isinstance(c, cb)] if _is_callback_class(cb) else [cb]
 
     def remove_cbs(self, cbs: Iterable[Callback | type[Callback]]) -> Learner:
         """Detach several callbacks (or classes of them); returns the learner."""
@@ -438,12 +443,7 @@ class Learner:
         Callback class) detached inside the block and attached again after it, also when it
         raises."""
         given = [cbs] if isinstance(cbs, Callback | type) else list(cbs)
-        removed = []
-        for cb in given:
-            if isinstance(cb, type) and issubclass(cb, Callback):
-                removed += [c for c in self.cbs if isinstance(c, cb)]
-            else:
-                removed.append(cb)
+        removed = [c for cb in given for c in self._attached(cb)]
         self.remove_cbs(removed)
         try:
             yield self
@@ -1474,11 +1474,16 @@ def _as_cbs(cbs: Callback | Sequence[Callback] | None) -> list[Callback]:
     instance with its default arguments, as fastai's add_cb makes it."""
     if cbs is None:
         return []
-    single = isinstance(cbs, Callback) or (isinstance(cbs, type) and issubclass(cbs, Callback))
+    single = isinstance(cbs, Callback) or _is_callback_class(cbs)
     if not single and (not isinstance(cbs, Iterable) or isinstance(cbs, str | bytes)):
         cbs = [cbs]  # one object that is no Callback: add_cb says what it should be
     listed = [cbs] if single else list(cbs)
-    return [cb() if isinstance(cb, type) and issubclass(cb, Callback) else cb for cb in listed]
+    return [cb() if _is_callback_class(cb) else cb for cb in listed]
+
+
+def _is_callback_class(cb: object) -> bool:
+    """Whether `cb` is a Callback class (fastai instantiates one where an object is due)."""
+    return isinstance(cb, type) and issubclass(cb, Callback)
 
 
 def _v1_alias(
