@@ -182,6 +182,17 @@ class PassEvents:
                 learn.dl = learn.xb = learn.yb = learn.pred = learn.loss = None
 
 
+def _one_batch(learn: Learner, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An inference pass of one unlabelled batch with its events (predict, show_results):
+    (x as the user's callbacks leave it, the model's float32 outputs)."""
+    events = PassEvents(learn)
+    with evaluating(learn.model), events.running():
+        x, _ = events.batch(0, x, None)
+        out = forward(learn, x, events)
+        events("after_batch")
+    return x, out
+
+
 def get_preds(
     learn: Learner,
     ds_type: str = "valid",
@@ -670,12 +681,7 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
         item = item.detach()  # a tensor that requires grad: no autograd warning, no graph
     if isinstance(item, bytes | bytearray | memoryview):  # an image file's bytes, as fastai
         item = PILImage.create(item)
-    x = preprocess(item)  # (1, 3, S, S)
-    events = PassEvents(learn)
-    with evaluating(learn.model), events.running():
-        x, _ = events.batch(0, x, None)
-        logits = forward(learn, x, events)
-        events("after_batch")
+    x, logits = _one_batch(learn, preprocess(item))  # x: (1, 3, S, S)
     probs = torch.softmax(logits, dim=1)[0].cpu()  # a normal tensor, made outside
     idx = probs.argmax()
     result = (Category(str(learn.data.classes[int(idx)]), idx), idx, probs)
@@ -729,12 +735,8 @@ def show_results(
         raise ValueError(f"the {ds_type} set has no readable image to show")
     found.sort(key=lambda f: f[0])
     targets = [label for _, _, label in found]
-    x = data.preprocess([image for _, image, _ in found])
-    events = PassEvents(learn)
-    with evaluating(learn.model), events.running():
-        x, _ = events.batch(0, x, None)
-        preds = forward(learn, x, events).argmax(dim=1).tolist()
-        events("after_batch")
+    x, out = _one_batch(learn, data.preprocess([image for _, image, _ in found]))
+    preds = out.argmax(dim=1).tolist()
     images = data.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
     classes = [str(c) for c in data.classes]
     titles = [f"{classes[a]}\n{classes[p]}" for a, p in zip(targets, preds, strict=True)]
