@@ -73,6 +73,7 @@ class _OneCycleHost:
 
     _one_cycle: dict[str, Any] | None
     param_groups: list[dict[str, Any]]
+    momentum: bool = True  # whether the schedule's moms apply (not to an SGD built without)
 
     def _new_schedule(
         self,
@@ -89,7 +90,7 @@ class _OneCycleHost:
         total_steps = check_int("total_steps", total_steps, 1, rule="> 0")
         start_step = check_int("start_step", start_step, 0)
         div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
-        if not getattr(self, "momentum", True):  # an SGD without momentum stays without
+        if not self.momentum:  # an SGD without momentum stays without
             moms = (0.0, 0.0, 0.0)
         self._one_cycle = {
             "total_steps": total_steps,
