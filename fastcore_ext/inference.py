@@ -300,11 +300,10 @@ def get_preds(
         order = None if order is None else all_gather_cat(order)
     if raw is None:
         raise ValueError(f"{source} yielded no batch")
-    classes = classifying(learn)
     if act is None:
         act = getattr(learn.loss_func, "activation", None)
     if act is None:
-        act = partial(torch.softmax, dim=-1) if classes else _identity
+        act = partial(torch.softmax, dim=-1) if rules.classes else _identity
     probs = act(raw).float().cpu()
     res = [probs, None if targ is None else targ.cpu()]
     if with_decoded:
@@ -312,7 +311,7 @@ def get_preds(
         if decodes is not None:
             res.append(decodes(probs))
         else:
-            res.append(probs.argmax(dim=-1) if classes else probs)
+            res.append(probs.argmax(dim=-1) if rules.classes else probs)
     if with_loss:
         res.append(loss.cpu())
     if with_input:
