@@ -241,7 +241,7 @@ def replay(
     }
     if not own_data:
         f_losses = unsmoothed([float(v) for v in fastai.recorder.losses])
-        o_losses = [float(v) for v in ours.recorder.losses]
+        o_losses = [float(v) for v in ours.recorder.raw_losses]
         row["max_loss_diff"] = max(abs(a - b) for a, b in zip(f_losses, o_losses, strict=True))
         row["fastai_losses"] = [round(v, 4) for v in f_losses]
         row["ours_losses"] = [round(v, 4) for v in o_losses]

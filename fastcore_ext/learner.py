@@ -450,6 +450,15 @@ class Learner:
         finally:
             self.add_cbs(removed)
 
+    @property
+    def smooth_loss(self) -> float:
+        """The smoothed training loss after the last training batch (fastai's
+        `learn.smooth_loss`, which a callback reads as `self.smooth_loss`): the Recorder's
+        (nan before the first batch or without a Recorder). Reading it waits for the
+        batches' losses on a GPU; the loop itself never does."""
+        rec = self.__dict__.get("recorder")
+        return math.nan if rec is None else rec.smooth_loss
+
     def __getattr__(self, name: str) -> Any:
         """An attached callback by its `name` (fastai's ``learn.recorder``, ``learn.count_cb``);
         only reached when the learner has no such attribute of its own."""
@@ -889,8 +898,8 @@ class Learner:
         n_epoch = math.ceil(num_it / batches_per_epoch(self._train_dl()))
         sweep(self, LRFinder(starts, ends, num_it, stop_div), n_epoch, wd)
         rec = self.recorder
-        lrs = [g[-1] for g in rec.lrs]
-        rec.suggestions = suggest_lrs(lrs, rec.smooth_losses, num_it)
+        lrs = rec.lrs
+        rec.suggestions = suggest_lrs(lrs, rec.losses, num_it)
         if funcs is None:
             if show_plot:
                 rec.show(rec.plot())
@@ -900,7 +909,7 @@ class Learner:
                     "pass show_plot=True)"
                 )
             return rec.suggestions
-        suggested, points = suggest(funcs, lrs, rec.smooth_losses, num_it)
+        suggested, points = suggest(funcs, lrs, rec.losses, num_it)
         if show_plot:
             rec.show(rec.plot_lr_find(suggestions=points, nms=suggested._fields))
         return suggested

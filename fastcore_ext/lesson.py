@@ -308,7 +308,7 @@ class JSONLinesLogger(Callback):
             "epoch": rec.epochs[-1],
             **values,
             "time_s": round(rec.epoch_times[-1], 3),
-            "lrs": rec.lrs[-1] if rec.lrs else None,
+            "lrs": rec.group_lrs[-1] if rec.group_lrs else None,
         }
         if self.writes:
             with open(self.path, "a") as f:

@@ -303,12 +303,14 @@ def test_recorder_smoothing_is_debiased_ema():
     for i, v in enumerate(losses, start=1):
         avg = 0.98 * avg + 0.02 * v
         expected.append(avg / (1 - 0.98**i))
-    assert rec.losses == pytest.approx(losses, rel=1e-6)
-    assert rec.smooth_losses == pytest.approx(expected, rel=1e-6)
-    assert rec.smooth_losses[0] == pytest.approx(2.0)  # debiased: the first value is the loss
-    assert rec.train_losses == [rec.smooth_losses[-1]]
-    assert rec.lrs == [[0.1, 0.2]] * 5 and rec.moms == [[0.9, 0.9]] * 5
-    assert rec.nb_batches == [5]
+    assert rec.raw_losses == pytest.approx(losses, rel=1e-6)
+    assert rec.losses == pytest.approx(expected, rel=1e-6)
+    assert rec.losses[0] == pytest.approx(2.0)  # debiased: the first value is the loss
+    assert rec.train_losses == [rec.losses[-1]]
+    assert rec.group_lrs == [[0.1, 0.2]] * 5 and rec.group_moms == [[0.9, 0.9]] * 5
+    assert rec.lrs == [0.2] * 5 and rec.moms == [0.9] * 5  # fastai's: the last group's
+    assert rec.nb_batches == [5] and rec.iters == [5]
+    assert rec.smooth_loss == rec.losses[-1]
 
 
 def test_recorder_keeps_floats_not_graphs():
@@ -316,10 +318,10 @@ def test_recorder_keeps_floats_not_graphs():
     preds = torch.randn(10, 3, generator=g, requires_grad=True)
     targs = torch.randint(0, 3, (10,), generator=g)
     rec = _drive_recorder([accuracy], [1.0, 2.0], [(preds, targs, preds.sum() * 0.0 + 1.0)])
-    for name in ("losses", "smooth_losses", "train_losses", "valid_losses", "epoch_times"):
+    for name in ("losses", "raw_losses", "train_losses", "valid_losses", "epoch_times"):
         assert all(type(v) is float for v in getattr(rec, name)), name
     assert all(type(v) is float for row in rec.metrics for v in row)
-    assert all(type(v) is float for row in rec.lrs + rec.moms for v in row)
+    assert all(type(v) is float for row in rec.group_lrs + rec.group_moms for v in row)
     for value in vars(rec).values():  # nothing left that could hold a graph
         assert not isinstance(value, torch.Tensor)
         if isinstance(value, list):
@@ -358,7 +360,7 @@ def test_recorder_plots_return_figures():
     from matplotlib.figure import Figure
 
     rec = _drive_recorder([], [1.0 / (i + 1) for i in range(30)], [])
-    rec.lrs = [[1e-5 * 1.3**i, 1e-4 * 1.3**i] for i in range(30)]
+    rec.group_lrs = [[1e-5 * 1.3**i, 1e-4 * 1.3**i] for i in range(30)]
     assert isinstance(rec.plot(), Figure)
     assert isinstance(rec.plot_losses(), Figure)
     fig = rec.plot_lr(show_moms=True)
@@ -562,5 +564,5 @@ def test_pct_train_and_a_schedule_of_ones_own_through_set_hyper():
     n = len(seen)
     assert n == 8 and seen == pytest.approx([k / n for k in range(n)])
     assert learn.pct_train == pytest.approx(1.0)
-    lrs = [g[0] for g in learn.recorder.lrs]
+    lrs = [g[0] for g in learn.recorder.group_lrs]
     assert lrs == pytest.approx([1e-3 * (1 - k / n) for k in range(n)])

@@ -247,7 +247,7 @@ def test_show_graph_v1_form(tmp_path):
     graph = ShowGraph(learn)
     assert graph.learn is learn
     learn.fit(1, callbacks=[graph])
-    assert graph.fig is not None and torch.isfinite(torch.tensor(learn.recorder.losses)).all()
+    assert graph.fig is not None and torch.isfinite(torch.tensor(learn.recorder.raw_losses)).all()
 
 
 def test_an_object_that_is_no_callback_is_named(tmp_path):

@@ -35,7 +35,7 @@ def fit_and_preds(compile_kwargs=None, epochs=2):
     learn.fit_one_cycle(epochs, 1e-2)
     probs, _ = learn.get_preds()
     rec = learn.recorder
-    return learn, torch.tensor(rec.losses), torch.tensor(rec.valid_losses), probs
+    return learn, torch.tensor(rec.raw_losses), torch.tensor(rec.valid_losses), probs
 
 
 def test_compiled_fit_equals_eager_fit():
@@ -258,7 +258,7 @@ def test_reduce_overhead_fit_on_cuda():
             learn.compile("reduce-overhead")
         learn.fit_one_cycle(2, 1e-2)
         rec = learn.recorder
-        return torch.tensor(rec.losses), torch.tensor(rec.valid_losses), learn.get_preds()[0]
+        return torch.tensor(rec.raw_losses), torch.tensor(rec.valid_losses), learn.get_preds()[0]
 
     tol = {"rtol": 1e-3, "atol": 1e-5}
     with torch._inductor.config.patch(fallback_random=True):

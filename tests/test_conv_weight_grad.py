@@ -163,7 +163,7 @@ def test_fit_uses_the_product_for_the_fit_and_trains_as_without(precision):
         uses = any("MatmulGrad" in k for k in kinds)
         assert uses == enabled, kinds
         assert len(learn.model[4]._forward_pre_hooks) == 0  # the hooks end with the fit
-        results[enabled] = (learn.recorder.losses, learn.model[4].weight.detach().clone())
+        results[enabled] = (learn.recorder.raw_losses, learn.model[4].weight.detach().clone())
     (losses_on, w_on), (losses_off, w_off) = results[True], results[False]
     torch.testing.assert_close(
         torch.tensor(losses_on), torch.tensor(losses_off), rtol=1e-3, atol=1e-3
@@ -189,4 +189,4 @@ def test_a_callback_changing_the_batch_in_before_batch_trains():
     model[0] = nn.Conv2d(1, 8, 3, padding=1)
     learn = make_learner(model=model, splitter=None, cbs=Gray())
     learn.fit(1)
-    assert learn.conv_weight_grad.convs == [] and len(learn.recorder.losses) > 0
+    assert learn.conv_weight_grad.convs == [] and len(learn.recorder.raw_losses) > 0

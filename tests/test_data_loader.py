@@ -312,7 +312,7 @@ def test_a_fit_survives_a_class_of_mostly_unreadable_images(tmp_path):
     learn = make_learner(data=data, model=model, path=tmp_path, splitter=lambda m: [m[:3], m[3:]])
     with pytest.warns(UserWarning, match="left with a single readable image were skipped"):
         learn.fit(1, lr=0.01)
-    assert len(learn.recorder.losses) == sum(n >= 2 for n in kept)
+    assert len(learn.recorder.raw_losses) == sum(n >= 2 for n in kept)
     data.train_dl.close()
     data.valid_dl.close()
 
@@ -496,7 +496,7 @@ def test_a_bunch_with_broken_images_trains_an_epoch(tmp_path, num_workers):
     for s in ours:
         assert all(str(p) in s for p in (train_bad if "training" in s else valid_bad))
     assert sorted(data.bad_items) == sorted(train_bad + valid_bad)
-    assert len(learn.recorder.losses) == 2 * len(data.train_dl)
+    assert len(learn.recorder.raw_losses) == 2 * len(data.train_dl)
     with pytest.raises(BadImageError, match=train_bad[0].name):  # predict still refuses it
         learn.predict(train_bad[0])
     data.train_dl.close()

@@ -92,7 +92,7 @@ def _worker(rank: int, port: int, root: Path, out: Path) -> None:
         assert learn.distributed is not None and distributed.world_size() == WORLD
         n_batches = len(learn.data.train_dl), len(learn.data.valid_dl)
         learn.fit_one_cycle(2, 1e-2, cbs=[CSVLogger()])
-        values, losses = learn.recorder.values, learn.recorder.losses
+        values, losses = learn.recorder.values, learn.recorder.raw_losses
         learn.save("final")
         preds = learn.get_preds(with_loss=True)
         interp = ClassificationInterpretation.from_learner(learn)
@@ -121,7 +121,7 @@ def _worker(rank: int, port: int, root: Path, out: Path) -> None:
                 "confusion": torch.from_numpy(interp.confusion_matrix()),
                 "suggestions": tuple(suggestions),
                 "restored": restored,
-                "lr_find_losses": learn.recorder.losses,
+                "lr_find_losses": learn.recorder.raw_losses,
                 "ctx": (in_ctx, after_ctx),
             },
             out / f"rank{rank}.pt",

@@ -120,10 +120,10 @@ def test_ctrl_c_during_lr_find_reports_its_iterations_and_the_put_back_learner(c
         "optimizer state, BatchNorm statistics and RNG states were put back."
     ]
     assert_same_state(state_of(learn), before)  # what the message says is true
-    assert len(learn.recorder.lrs) == 21  # the recorder keeps the sweep so far
+    assert len(learn.recorder.group_lrs) == 21  # the recorder keeps the sweep so far
 
     learn.lr_find(num_it=10)  # usable: a full sweep runs next
-    assert len(learn.recorder.lrs) == 10 and learn.recorder.suggestions is not None
+    assert len(learn.recorder.group_lrs) == 10 and learn.recorder.suggestions is not None
 
 
 def test_other_error_during_lr_find_is_noted_not_printed(capsys):

@@ -161,7 +161,7 @@ def test_slice_lrs_one_cycle_and_freezing_give_each_layer_group_its_lr():
     frozen = {n: p.detach().clone() for n, p in learn.model.named_parameters()}
     learn.fit_one_cycle(2, max_lr=slice(1e-4, 1e-2))
     total = 2 * len(learn.data.train_dl)
-    recorded = zip(learn.recorder.lrs, learn.recorder.moms, strict=True)
+    recorded = zip(learn.recorder.group_lrs, learn.recorder.group_moms, strict=True)
     for k, (rec_lrs, rec_moms) in enumerate(recorded):
         expected = [one_cycle(k / total, lr) for lr in lrs]
         assert rec_lrs == [e[0] for e in expected] and rec_moms == [e[1] for e in expected]
@@ -175,7 +175,7 @@ def test_slice_lrs_one_cycle_and_freezing_give_each_layer_group_its_lr():
     learn.unfreeze()
     learn.fit(1, lr=slice(1e-5, 1e-3))
     expected = learn.lr_range(slice(1e-5, 1e-3))
-    assert all(rec == expected for rec in learn.recorder.lrs)
+    assert all(rec == expected for rec in learn.recorder.group_lrs)
     assert [g["lr"] for g in learn.opt.param_groups] == learn.group_map.expand(expected)
     assert not torch.equal(dict(learn.model.named_parameters())["0.bias"], frozen["0.bias"])
 
@@ -190,7 +190,7 @@ def test_lr_find_sweeps_every_layer_group_and_restores_the_groups():
     sweeps = [
         exp_sweep(s, e, 20) for s, e in zip(learn.lr_range(start), learn.lr_range(end), strict=True)
     ]
-    assert learn.recorder.lrs == [list(row) for row in zip(*sweeps, strict=True)]
+    assert learn.recorder.group_lrs == [list(row) for row in zip(*sweeps, strict=True)]
     after = [{k: v for k, v in g.items() if k != "params"} for g in learn.opt.param_groups]
     assert after == hypers  # lr, and wd 0 without decay, as before the sweep
 

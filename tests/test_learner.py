@@ -52,8 +52,8 @@ def test_fit_one_cycle_learns():
     learn = make_learner(metrics=[error_rate, accuracy])
     learn.fit_one_cycle(4, max_lr=1e-2)
     rec = learn.recorder
-    assert len(rec.losses) == 4 * len(learn.data.train_dl)
-    first, last = np.mean(rec.losses[:4]), np.mean(rec.losses[-4:])
+    assert len(rec.raw_losses) == 4 * len(learn.data.train_dl)
+    first, last = np.mean(rec.raw_losses[:4]), np.mean(rec.raw_losses[-4:])
     assert last < 0.6 * first
     assert rec.valid_losses[-1] < rec.valid_losses[0]
     assert rec.metrics[-1][0] <= 0.15  # error_rate on the easy split
@@ -66,7 +66,7 @@ def test_fit_flat_cos_is_fastais_flat_then_cosine_schedule():
     to lr / 1e5 (combined_cos(0.75, lr, lr, lr / 1e5)); momentum constant 0.9."""
     learn = make_learner()
     learn.fit_flat_cos(2, slice(1e-3, 1e-2))
-    lrs, moms = learn.recorder.lrs, learn.recorder.moms
+    lrs, moms = learn.recorder.group_lrs, learn.recorder.group_moms
     total = len(lrs)
     for k, (got, m) in enumerate(zip(lrs, moms, strict=True)):
         pos = k / total
@@ -86,8 +86,8 @@ def test_fit_learns_with_sgd():
     learn.fit(3, lr=0.1)
     assert learn.recorder.metrics[-1][0] <= 0.2
     assert learn.recorder.valid_losses[-1] < math.log(2)
-    assert all(lrs == [0.1, 0.1] for lrs in learn.recorder.lrs)
-    assert all(moms == [0.0, 0.0] for moms in learn.recorder.moms)  # fastai's SGD: mom=0
+    assert all(lrs == [0.1, 0.1] for lrs in learn.recorder.group_lrs)
+    assert all(moms == [0.0, 0.0] for moms in learn.recorder.group_moms)  # fastai's SGD: mom=0
 
 
 def test_default_loss_and_optimizer():
@@ -123,8 +123,8 @@ def test_recorded_hypers_equal_closed_form(start_epoch):
     n = len(learn.data.train_dl)
     total = 3 * n
     rec = learn.recorder
-    assert len(rec.lrs) == (3 - start_epoch) * n
-    for i, (lrs, moms) in enumerate(zip(rec.lrs, rec.moms, strict=True)):
+    assert len(rec.group_lrs) == (3 - start_epoch) * n
+    for i, (lrs, moms) in enumerate(zip(rec.group_lrs, rec.group_moms, strict=True)):
         k = start_epoch * n + i
         expected = [
             one_cycle(k / total, lr, kw["div"], kw["div_final"], kw["pct_start"], kw["moms"])
@@ -153,17 +153,20 @@ def test_fit_one_cycle_defaults():
     learn = make_learner()
     learn.fit_one_cycle(1)
     rec = learn.recorder
-    peak = max(lrs[-1] for lrs in rec.lrs)
+    peak = max(lrs[-1] for lrs in rec.group_lrs)
     assert peak <= 1e-3 and peak > 1e-3 * 0.9  # fastai v2's default max_lr
-    assert rec.lrs[0] == [1e-3 / 25, 1e-3 / 25]
-    assert rec.moms[0] == [0.95, 0.95]
+    assert rec.group_lrs[0] == [1e-3 / 25, 1e-3 / 25]
+    assert rec.group_moms[0] == [0.95, 0.95]
 
 
 def test_fit_one_cycle_takes_fastai_v2s_lr_max():
     a, b = make_learner(), make_learner()
     a.fit_one_cycle(1, max_lr=2e-3)
     b.fit_one_cycle(1, lr_max=2e-3)
-    assert a.recorder.lrs == b.recorder.lrs and max(lrs[-1] for lrs in b.recorder.lrs) <= 2e-3
+    assert (
+        a.recorder.group_lrs == b.recorder.group_lrs
+        and max(lrs[-1] for lrs in b.recorder.group_lrs) <= 2e-3
+    )
     with pytest.raises(TypeError, match="give max_lr .* or lr_max .*, not both"):
         b.fit_one_cycle(1, 1e-3, lr_max=1e-3)
 
@@ -234,7 +237,7 @@ def test_fit_sets_group_lrs_from_slice():
     learn = three_group_learner()
     learn.fit(1, lr=slice(1e-5, 1e-3))
     expected = learn.lr_range(slice(1e-5, 1e-3))
-    assert all(lrs == expected for lrs in learn.recorder.lrs)
+    assert all(lrs == expected for lrs in learn.recorder.group_lrs)
     assert [g["lr"] for g in learn.opt.param_groups] == learn.group_map.expand(expected)
 
 
@@ -328,8 +331,8 @@ def test_fine_tune():
     rec = learn.recorder  # the second (unfrozen) cycle
     base = 2e-3 / 2
     expected = learn.lr_range(slice(base / 100, base))
-    assert rec.lrs[0] == pytest.approx([lr / 5.0 for lr in expected])  # div=5
-    assert max(lrs[-1] for lrs in rec.lrs) <= base
+    assert rec.group_lrs[0] == pytest.approx([lr / 5.0 for lr in expected])  # div=5
+    assert max(lrs[-1] for lrs in rec.group_lrs) <= base
 
 
 # ---- lr_find ------------------------------------------------------------------------------------
@@ -383,7 +386,7 @@ def test_lr_find_restores_everything_exactly():
     before = _full_state(learn)
     sugg = learn.lr_find(num_it=30)
     assert isinstance(sugg, Suggestions)
-    assert 2 <= len(learn.recorder.lrs) <= 30
+    assert 2 <= len(learn.recorder.group_lrs) <= 30
     _assert_same(before, _full_state(learn))
 
 
@@ -393,7 +396,7 @@ def test_fit_after_lr_find_equals_fit_without():
         if with_lr_find:
             learn.lr_find(num_it=20)
         learn.fit_one_cycle(2, max_lr=1e-2)
-        return [p.detach().clone() for p in learn.model.parameters()], learn.recorder.losses
+        return [p.detach().clone() for p in learn.model.parameters()], learn.recorder.raw_losses
 
     params_a, losses_a = run(False)
     params_b, losses_b = run(True)
@@ -407,11 +410,11 @@ def test_lr_find_sweep_keeps_group_ratios_and_runs_no_validation():
     learn.progress.stream = out
     learn.lr_find(start_lr=slice(1e-7), end_lr=slice(1.0), num_it=12, stop_div=False)
     rec = learn.recorder
-    assert len(rec.lrs) == 12  # across two epochs of 8 batches
+    assert len(rec.group_lrs) == 12  # across two epochs of 8 batches
     assert rec.valid_losses == [None]  # validation was skipped (the first epoch ends)
-    for lrs in rec.lrs:
+    for lrs in rec.group_lrs:
         assert lrs[0] / lrs[2] == pytest.approx(0.1) and lrs[1] / lrs[2] == pytest.approx(0.1)
-    assert [lrs[-1] for lrs in rec.lrs] == exp_sweep(1e-7, 1.0, 12)
+    assert rec.lrs == exp_sweep(1e-7, 1.0, 12)
     assert out.getvalue() == ""  # no epoch table for lr_find
 
 
@@ -419,9 +422,9 @@ def test_lr_find_stops_when_loss_diverges():
     learn = make_learner(opt_func=SGD)
     learn.lr_find(start_lr=1e-3, end_lr=1e6, num_it=100)
     rec = learn.recorder
-    assert len(rec.lrs) < 100
-    best = min(rec.smooth_losses)
-    assert rec.smooth_losses[-1] > 4 * best or not math.isfinite(rec.smooth_losses[-1])
+    assert len(rec.group_lrs) < 100
+    best = min(rec.losses)
+    assert rec.losses[-1] > 4 * best or not math.isfinite(rec.losses[-1])
 
 
 class ScriptedLoss(Callback):
@@ -452,7 +455,7 @@ def test_lr_find_divergence_counts_from_the_third_point(losses, points):
     learn = make_learner()
     learn.add_cb(ScriptedLoss(losses))
     sugg = learn.lr_find(num_it=6, show_plot=False)
-    assert len(learn.recorder.lrs) == points and math.isfinite(sugg.valley)
+    assert len(learn.recorder.group_lrs) == points and math.isfinite(sugg.valley)
 
 
 def test_lr_find_stops_at_once_on_a_nan_loss():
@@ -460,7 +463,7 @@ def test_lr_find_stops_at_once_on_a_nan_loss():
     learn.add_cb(ScriptedLoss([0.1, math.nan, 0.1, 0.1, 0.1, 0.1]))
     with pytest.raises(ValueError, match="too few usable points"):
         learn.lr_find(num_it=6, show_plot=False)
-    assert len(learn.recorder.lrs) == 2
+    assert len(learn.recorder.group_lrs) == 2
 
 
 def test_lr_find_hands_smoothed_curve_to_suggest_lrs(monkeypatch):
@@ -476,8 +479,8 @@ def test_lr_find_hands_smoothed_curve_to_suggest_lrs(monkeypatch):
     assert sugg == Suggestions(1.0, 2.0, 3.0) and learn.recorder.suggestions == sugg
     lrs, losses, num_it = calls[0]
     rec = learn.recorder
-    assert lrs == [g[-1] for g in rec.lrs] and len(lrs) == 40  # the last group's sweep
-    assert losses == rec.smooth_losses
+    assert lrs == rec.lrs and len(lrs) == 40  # the last group's sweep
+    assert losses == rec.losses
     assert num_it == 40
 
 
@@ -715,6 +718,6 @@ def test_current_hypers_after_a_one_cycle_fit_are_its_last_values():
     lrs, moms = learn.current_hypers()
     final = [lr / 1e5 for lr in learn.opt.one_cycle["lr_max"]]
     assert learn.group_map.per_layer(final) == pytest.approx(lrs) and set(moms) == {0.95}
-    assert learn.recorder.lrs[-1] != lrs  # the last batch's, one step earlier
+    assert learn.recorder.group_lrs[-1] != lrs  # the last batch's, one step earlier
     learn.fit(1, lr=3e-3)
     assert learn.current_hypers()[0] == [3e-3] * len(lrs)

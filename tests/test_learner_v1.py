@@ -30,8 +30,8 @@ def test_fit_one_cycle_takes_v1s_moms_div_factor_and_final_div(tmp_path):
     learn.fit_one_cycle(
         2, max_lr=1e-2, moms=(0.95, 0.85), div_factor=10.0, final_div=100.0, pct_start=0.3
     )
-    lrs = [g[-1] for g in learn.recorder.lrs]
-    moms = [g[-1] for g in learn.recorder.moms]
+    lrs = learn.recorder.lrs
+    moms = learn.recorder.moms
     total = 2 * N_BATCHES
     want_lr = [one_cycle(i, total, 1e-3, 1e-2, 1e-4, 0.3) for i in range(total)]
     want_mom = [one_cycle(i, total, 0.95, 0.85, 0.95, 0.3) for i in range(total)]

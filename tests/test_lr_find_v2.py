@@ -141,16 +141,16 @@ def test_lr_find_without_suggest_funcs_is_v1(swept):
     learn, sugg = swept
     rec = learn.recorder
     assert type(sugg) is Suggestions and rec.suggestions == sugg
-    assert sugg == suggest_lrs([g[-1] for g in rec.lrs], rec.smooth_losses, 30)
+    assert sugg == suggest_lrs(rec.lrs, rec.losses, 30)
 
 
 def test_lr_find_suggest_funcs_unpacks_as_in_the_fastbook(swept):
     learn, _ = swept
     sugg = learn.lr_find(num_it=30)
-    curve = (list(learn.recorder.lrs), list(learn.recorder.smooth_losses))
+    curve = (list(learn.recorder.group_lrs), list(learn.recorder.losses))
     lr_min, lr_steep = learn.lr_find(num_it=30, suggest_funcs=(minimum, steep))
     # lr_find puts the learner back, so the second sweep records the same curve
-    assert (learn.recorder.lrs, learn.recorder.smooth_losses) == curve
+    assert (learn.recorder.group_lrs, learn.recorder.losses) == curve
     assert (lr_min, lr_steep) == (sugg.minimum, sugg.steep)
     res = learn.lr_find(num_it=30, suggest_funcs=[valley, minimum, steep])
     assert type(res).__name__ == "SuggestedLRs" and res._fields == ("valley", "minimum", "steep")
@@ -171,7 +171,7 @@ def test_lr_find_calls_a_users_function_as_fastai_does(swept):
 
     res = learn.lr_find(num_it=30, suggest_funcs=(at_lowest, minimum))
     rec = learn.recorder
-    w_lrs, w_losses = lr_find_window([g[-1] for g in rec.lrs], rec.smooth_losses, 30)
+    w_lrs, w_losses = lr_find_window(rec.lrs, rec.losses, 30)
     ((lrs, losses, num_it),) = calls
     assert lrs.tolist() == w_lrs and losses.tolist() == w_losses and num_it == 30
     assert res._fields == ("at_lowest", "minimum")
@@ -192,7 +192,7 @@ def test_lr_find_bad_suggest_funcs(value, exc, match):
     learn = make_learner()
     with pytest.raises(exc, match=match):
         learn.lr_find(num_it=30, suggest_funcs=value)
-    assert learn.recorder.lrs == []  # refused before any sweep
+    assert learn.recorder.group_lrs == []  # refused before any sweep
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,7 @@ def test_lr_find_checks_its_range_before_any_batch(kwargs, exc, match):
     learn = make_learner()
     with pytest.raises(exc, match=match):
         learn.lr_find(**kwargs)
-    assert learn.recorder.lrs == []  # refused before any sweep
+    assert learn.recorder.group_lrs == []  # refused before any sweep
 
 
 def test_lr_find_show_plot_marks_the_suggestions(swept, monkeypatch, capsys):
@@ -238,7 +238,7 @@ def test_lr_find_show_plot_marks_the_suggestions(swept, monkeypatch, capsys):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["minimum", "steep"]
     marks = [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in ax.get_lines()[1:]]
     w_lrs, w_losses = lr_find_window(
-        [g[-1] for g in learn.recorder.lrs], learn.recorder.smooth_losses, 30
+        learn.recorder.lrs, learn.recorder.losses, 30
     )
     assert marks == [minimum(w_lrs, w_losses)[1], steep(w_lrs, w_losses)[1]]
     assert marks[0][0] == sugg.minimum * 10  # minimum's point: the lowest loss itself
@@ -253,8 +253,8 @@ def test_plot_lr_find_is_plots_curve_from_the_first_batch(swept):
     rec = learn.recorder
     fig = rec.plot_lr_find()
     ax = fig.axes[0]
-    assert list(ax.get_lines()[0].get_xdata()) == [g[-1] for g in rec.lrs[:-5]]
-    assert list(ax.get_lines()[0].get_ydata()) == rec.smooth_losses[:-5]
+    assert list(ax.get_lines()[0].get_xdata()) == rec.lrs[:-5]
+    assert list(ax.get_lines()[0].get_ydata()) == rec.losses[:-5]
     assert ax.get_legend() is None and len(ax.get_lines()) == 1  # no suggestions given
     v1 = rec.plot(skip_start=0, suggestions=False).axes[0]  # the same drawing
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale()) == (
@@ -266,7 +266,7 @@ def test_plot_lr_find_is_plots_curve_from_the_first_batch(swept):
     assert list(v1.get_lines()[0].get_xdata()) == list(ax.get_lines()[0].get_xdata())
     fig = rec.plot_lr_find(skip_end=0, suggestions=[(1e-3, 0.5)], nms=["mine"])
     ax = fig.axes[0]
-    assert len(ax.get_lines()[0].get_xdata()) == len(rec.lrs)
+    assert len(ax.get_lines()[0].get_xdata()) == len(rec.group_lrs)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mine"]
     assert (ax.get_lines()[1].get_xdata()[0], ax.get_lines()[1].get_ydata()[0]) == (1e-3, 0.5)
     assert rec.plot_lr_find(return_fig=False) is None
@@ -302,7 +302,7 @@ def test_plot_sched_draws_lr_and_mom_as_plot_lr(fitted):
     fig = rec.plot_sched()
     assert [ax.get_ylabel() for ax in fig.axes] == ["Learning rate", "Momentum"]
     assert tuple(fig.get_size_inches()) == (12, 4)  # fastai v2's 6 x 4 per panel
-    for ax, values in zip(fig.axes, (rec.lrs, rec.moms), strict=True):
+    for ax, values in zip(fig.axes, (rec.group_lrs, rec.group_moms), strict=True):
         for g, line in enumerate(ax.get_lines()):
             assert list(line.get_ydata()) == [v[g] for v in values]
     assert fig.axes[0].get_yscale() == "log"  # groups 100x apart, as plot_lr draws them
@@ -342,11 +342,11 @@ def test_lr_find_wd_decays_the_sweep_and_is_put_back():
     learn = make_learner(model_seed=7)
     before = [g["wd"] for g in learn.opt.param_groups]
     learn.lr_find(num_it=8)
-    plain = list(learn.recorder.losses)
+    plain = list(learn.recorder.raw_losses)
     learn.lr_find(num_it=8)
-    assert list(learn.recorder.losses) == plain  # the sweep is repeatable
+    assert list(learn.recorder.raw_losses) == plain  # the sweep is repeatable
     learn.lr_find(num_it=8, wd=0.5)
-    decayed = list(learn.recorder.losses)
+    decayed = list(learn.recorder.raw_losses)
     assert decayed[0] == plain[0] and decayed != plain
     assert [g["wd"] for g in learn.opt.param_groups] == before
     with pytest.raises(ValueError, match="wd"):

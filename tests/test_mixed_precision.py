@@ -37,7 +37,7 @@ def test_bf16_fit_on_cpu_learns_with_float32_weights():
     seen = Dtypes()
     learn.fit_one_cycle(4, max_lr=1e-2, cbs=seen)
     assert seen.train == seen.valid == {torch.bfloat16}  # forward passes ran in bfloat16
-    losses = learn.recorder.losses
+    losses = learn.recorder.raw_losses
     assert sum(losses[-4:]) < 0.6 * sum(losses[:4])
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())
     state = learn.opt.state_dict()["state"]
@@ -70,7 +70,7 @@ def test_fp16_on_the_cpu_warns_and_keeps_the_precision(device):
     learn.fit_one_cycle(4, max_lr=1e-2, cbs=seen)
     assert seen.train == {torch.float16}
     assert learn._sched_step == learn.opt.schedule_step
-    losses = learn.recorder.losses
+    losses = learn.recorder.raw_losses
     assert sum(losses[-4:]) < 0.6 * sum(losses[:4])
 
 
@@ -125,7 +125,7 @@ def test_skipped_steps_keep_the_schedule_mirror_on_the_device_counter():
 
     assert all(same(i, i + 1) for i in bad)  # nothing moved at a skipped step
     assert not same(2, 3)
-    lrs = [g[0] for g in learn.recorder.lrs]
+    lrs = [g[0] for g in learn.recorder.group_lrs]
     assert lrs == [one_cycle(i / (2 * n), 1e-2)[0] for i in range(2 * n)]
 
 
@@ -428,7 +428,7 @@ def test_bf16_fit_runs_weight_bound_convs_in_float32_for_the_fit(fp32_convs):
     assert {d for training, d in dtypes if training} == (
         {torch.float32} if fp32_convs else {torch.bfloat16}
     )
-    assert learn.recorder.losses[-1] < learn.recorder.losses[0]
+    assert learn.recorder.raw_losses[-1] < learn.recorder.raw_losses[0]
     assert all(torch.isfinite(p).all() for p in learn.model.parameters())
     assert len(learn.model[4]._forward_pre_hooks) == 0  # the hooks end with the fit
     dtypes.clear()

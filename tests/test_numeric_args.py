@@ -19,7 +19,7 @@ from fastcore_ext.schedule import exp_sweep, one_cycle
 
 
 def recorded_lrs(learn) -> list[float]:
-    return [lrs[-1] for lrs in learn.recorder.lrs]
+    return learn.recorder.lrs
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_fit_freeze_and_lr_find_take_numpy_numbers():
     learn.fit(np.int64(1), lr=np.float32(1e-3), wd=np.float32(0.0))
     assert recorded_lrs(learn)[0] == pytest.approx(1e-3)
     learn.lr_find(start_lr=np.float32(1e-5), end_lr=np.float64(1.0), num_it=np.int64(5))
-    assert len(learn.recorder.lrs) <= 5
+    assert len(learn.recorder.group_lrs) <= 5
     learn.fine_tune(np.int64(1), base_lr=np.float32(2e-3), freeze_epochs=np.int64(0))
 
 

@@ -27,7 +27,10 @@ def test_torch_adamw_in_fit_one_cycle_trains_as_our_adam():
     for learn in (theirs, ours):
         torch.manual_seed(1)  # the same batches and dropout masks
         learn.fit_one_cycle(2, 1e-2)
-    assert theirs.recorder.lrs == ours.recorder.lrs and theirs.recorder.moms == ours.recorder.moms
+    assert (
+        theirs.recorder.group_lrs == ours.recorder.group_lrs
+        and theirs.recorder.group_moms == ours.recorder.group_moms
+    )
     for a, b in zip(theirs.model.parameters(), ours.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert theirs.validate() == pytest.approx(ours.validate(), rel=1e-4)

@@ -199,7 +199,7 @@ def test_resume_mid_cycle_is_bit_exact(tmp_path):
     saver = SaveModelCallback(every_epoch=True, with_opt=True)
     full.fit_one_cycle(4, max_lr=1e-2, cbs=saver)
     assert files_in(tmp_path / "models") == [f"model_{e}.pth" for e in range(4)]
-    lrs_tail = full.recorder.lrs[2 * len(full.data.train_dl) :]
+    lrs_tail = full.recorder.group_lrs[2 * len(full.data.train_dl) :]
 
     torch.manual_seed(123)  # another state of the global generator before the resume
     resumed = learner(tmp_path, model_seed=7)
@@ -212,7 +212,7 @@ def test_resume_mid_cycle_is_bit_exact(tmp_path):
     for sid in full_opt:
         for key in full_opt[sid]:
             assert torch.equal(resumed_opt[sid][key], full_opt[sid][key])
-    assert resumed.recorder.lrs == lrs_tail
+    assert resumed.recorder.group_lrs == lrs_tail
     assert resumed.recorder.epochs == [2, 3]
 
 

@@ -227,8 +227,8 @@ def fitted(tmp_path_factory):
     learn = make_learner(metrics=[accuracy, error_rate], path=tmp_path_factory.mktemp("learn"))
     learn.lr_find(num_it=30)
     sweep = (
-        list(learn.recorder.lrs),
-        list(learn.recorder.smooth_losses),
+        list(learn.recorder.group_lrs),
+        list(learn.recorder.losses),
         learn.recorder.suggestions,
     )
     learn.fit_one_cycle(2, slice(1e-3, 1e-2))
@@ -262,12 +262,12 @@ def test_recorder_plots_write_pngs(fitted, tmp_path):
 @contextlib.contextmanager
 def lr_find_run(rec, lrs, losses, suggestions):
     """The recorder holding a given lr_find run, put back afterwards."""
-    saved = (rec.lrs, rec.smooth_losses, rec.suggestions)
-    rec.lrs, rec.smooth_losses, rec.suggestions = lrs, losses, suggestions
+    saved = (rec.group_lrs, rec.losses, rec.suggestions)
+    rec.group_lrs, rec.losses, rec.suggestions = lrs, losses, suggestions
     try:
         yield rec
     finally:
-        rec.lrs, rec.smooth_losses, rec.suggestions = saved
+        rec.group_lrs, rec.losses, rec.suggestions = saved
 
 
 def test_lr_find_plot_writes_png(fitted, tmp_path):
@@ -321,7 +321,7 @@ def test_recorder_plot_errors(fitted):
 def test_skip_keeps_at_least_two_batches(fitted):
     learn, _ = fitted
     rec = learn.recorder
-    n = len(rec.smooth_losses)
+    n = len(rec.losses)
     fig = rec.plot_losses(skip_start=3, skip_end=2)
     assert list(fig.axes[0].get_lines()[0].get_xdata()) == list(range(4, n - 1))
     fig = rec.plot_losses(skip_start=n)  # nothing would be left: everything is drawn

@@ -27,23 +27,23 @@ def test_plot_loss_with_fastai_v2_arguments(fitted):
     train, valid = fig.axes[0].get_lines()
     assert (train.get_label(), valid.get_label()) == ("Train", "Validation")
     assert list(train.get_xdata()) == list(range(6, 2 * N_BATCHES + 1))  # batches processed
-    assert list(train.get_ydata()) == rec.smooth_losses[5:]
+    assert list(train.get_ydata()) == rec.losses[5:]
     assert list(valid.get_xdata()) == [N_BATCHES, 2 * N_BATCHES]  # the ends of the epochs
     assert list(valid.get_ydata()) == rec.valid_losses
     assert fig.axes[0].get_xscale() == "linear"
 
     default = rec.plot_loss()  # v2's default skip_start=5
-    assert list(default.axes[0].get_lines()[0].get_ydata()) == rec.smooth_losses[5:]
+    assert list(default.axes[0].get_lines()[0].get_ydata()) == rec.losses[5:]
 
 
 def test_plot_loss_skip_start_drops_validation_points_before_it(fitted):
     rec = fitted.recorder
     train, valid = rec.plot_loss(skip_start=N_BATCHES).axes[0].get_lines()
-    assert list(train.get_ydata()) == rec.smooth_losses[N_BATCHES:]
+    assert list(train.get_ydata()) == rec.losses[N_BATCHES:]
     assert list(valid.get_xdata()) == [2 * N_BATCHES]
     lines = rec.plot_loss(skip_start=0, with_valid=False).axes[0].get_lines()
     assert [ln.get_label() for ln in lines] == ["Train"]
-    assert list(lines[0].get_ydata()) == rec.smooth_losses
+    assert list(lines[0].get_ydata()) == rec.losses
 
 
 def test_plot_loss_log_and_show_epochs(fitted):

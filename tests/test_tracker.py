@@ -195,7 +195,7 @@ def test_trackers_sit_out_lr_find(tmp_path):
     saver = SaveModelCallback(monitor="valid_loss")
     tracked = make_learner(path=tmp_path, cbs=[stop, saver])
     got = tracked.lr_find(num_it=20)
-    assert got == want and len(tracked.recorder.lrs) == len(plain.recorder.lrs)
+    assert got == want and len(tracked.recorder.group_lrs) == len(plain.recorder.group_lrs)
     assert not (tmp_path / "models" / "model.pth").exists()
     assert "early stopping" not in tracked.progress.stream.getvalue()
 
@@ -288,7 +288,7 @@ def test_ctrl_c_stops_cleanly_and_the_learner_stays_usable(tmp_path, capsys):
     learn.metrics = []
     learn.fit_one_cycle(2)  # the next fit runs normally
     assert learn.recorder.epochs == [0, 1]
-    assert all(torch.isfinite(torch.tensor(learn.recorder.losses)))
+    assert all(torch.isfinite(torch.tensor(learn.recorder.raw_losses)))
 
 
 # ---- worker processes ------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def fastai_sgdr(lr_max: float, cycles: list[int], n_batches: int) -> list[float]
 )
 def test_fit_sgdr_is_fastais_schedule(kwargs, cycles, top):
     """Every step's lr is fastai v2's: run in fastai 2.8.12 (fit_sgdr on a learner of 8
-    batches an epoch and two layer groups, recorder.lrs), both cases matched these formulas
+    batches an epoch and two layer groups, recorder.group_lrs), both cases matched these formulas
     to 1e-5 relative (fastai computes positions in float32) but for one step: with 3 cycles
     of 1, 2, 4 epochs fastai's first step of the third cycle had lr 7.9e-16 (its float32
     cycle boundary 3/7 lies above the epoch's position, so it evaluated the second cycle's
@@ -84,12 +84,12 @@ def test_fit_sgdr_is_fastais_schedule(kwargs, cycles, top):
     learn = make_learner()
     learn.fit_sgdr(**kwargs)
     want = fastai_sgdr(top, cycles, N_BATCHES)
-    got = [g[-1] for g in learn.recorder.lrs]
+    got = learn.recorder.lrs
     assert len(got) == len(want) == sum(cycles) * N_BATCHES
     assert got == pytest.approx(want, rel=1e-12, abs=1e-18)
-    first = [g[0] for g in learn.recorder.lrs]  # slice(1e-3, 1e-2): the first group's peak
+    first = [g[0] for g in learn.recorder.group_lrs]  # slice(1e-3, 1e-2): the first group's peak
     assert first == pytest.approx([lr * first[0] / top for lr in want], rel=1e-12, abs=1e-18)
-    assert all(m == [0.9, 0.9] for m in learn.recorder.moms)
+    assert all(m == [0.9, 0.9] for m in learn.recorder.group_moms)
     assert learn.recorder.epochs[-1] == sum(cycles) - 1
 
 
@@ -113,7 +113,7 @@ def test_fit_sgdr_resumes_at_start_epoch_and_cycle_mult_1():
     learn = make_learner()
     learn.fit_sgdr(2, 2, lr_max=1e-2, cycle_mult=1, start_epoch=1)
     want = fastai_sgdr(1e-2, [2, 2], N_BATCHES)[N_BATCHES:]
-    assert [g[-1] for g in learn.recorder.lrs] == pytest.approx(want, rel=1e-12, abs=1e-18)
+    assert learn.recorder.lrs == pytest.approx(want, rel=1e-12, abs=1e-18)
 
 
 def test_fit_sgdr_with_mixup_resumes_bit_exact_mid_cycle(tmp_path):
@@ -129,7 +129,7 @@ def test_fit_sgdr_with_mixup_resumes_bit_exact_mid_cycle(tmp_path):
     resumed = make_learner(path=tmp_path, model_seed=7)
     resumed.load("model_1")
     resumed.fit_sgdr(2, 1, lr_max=1e-2, cbs=MixUp(), start_epoch=2)
-    assert resumed.recorder.lrs == full.recorder.lrs[2 * N_BATCHES :]
+    assert resumed.recorder.group_lrs == full.recorder.group_lrs[2 * N_BATCHES :]
     full_state, resumed_state = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(resumed_state[k], full_state[k]) for k in full_state)
 
@@ -210,7 +210,7 @@ def test_reduce_lr_on_plateau_lasts_across_sgdr_restarts():
     scores = [0.5, 0.6, 0.4, 0.7, 0.8, 0.9, 1.0]  # worse only at epoch 2
     learn = make_learner(metrics=scripted("score", scores))
     learn.fit_sgdr(3, 1, lr_max=1e-2, cbs=ReduceLROnPlateau(monitor="score"))
-    lrs = [g[-1] for g in learn.recorder.lrs]
+    lrs = learn.recorder.lrs
     want = fastai_sgdr(1e-2, [1, 2], N_BATCHES) + fastai_sgdr(1e-3, [4], N_BATCHES)
     assert lrs == pytest.approx(want, rel=1e-12, abs=1e-18)
 

@@ -34,7 +34,7 @@ def test_accumulating_two_half_batches_equals_the_full_batch():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     # one step per two batches: Adam's per-parameter step count says so
     assert {int(s["step"]) for s in halves.opt.state.values()} == {2 * N_BATCHES}
-    assert len(halves.recorder.losses) == 2 * 2 * N_BATCHES  # every batch's loss recorded
+    assert len(halves.recorder.raw_losses) == 2 * 2 * N_BATCHES  # every batch's loss recorded
 
 
 def test_accumulation_changes_the_training_and_records_each_batch_loss():
@@ -43,7 +43,7 @@ def test_accumulation_changes_the_training_and_records_each_batch_loss():
     acc = linear_learner(bs=8)
     acc.fit(1, lr=1e-2, cbs=GradientAccumulation(n_acc=32))
     # the same first batch and weights: the recorded loss is the batch's own, unscaled
-    assert acc.recorder.losses[0] == pytest.approx(plain.recorder.losses[0], rel=1e-6)
+    assert acc.recorder.raw_losses[0] == pytest.approx(plain.recorder.raw_losses[0], rel=1e-6)
     assert not all(
         torch.equal(a, b)
         for a, b in zip(plain.model.parameters(), acc.model.parameters(), strict=True)
@@ -68,8 +68,8 @@ def test_one_cycle_advances_at_every_batch_under_accumulation(opt):
     assert learn.opt.schedule_step == total
     assert learn._sched_step == total
     rec = learn.recorder
-    assert len(rec.lrs) == total
-    for k, lrs in enumerate(rec.lrs):
+    assert len(rec.group_lrs) == total
+    for k, lrs in enumerate(rec.group_lrs):
         assert lrs[0] == pytest.approx(one_cycle(k / total, 1e-2)[0], rel=1e-12)
 
 
@@ -141,3 +141,27 @@ def test_exported_by_vision():
 
     assert vision.GradientAccumulation is GradientAccumulation
     assert vision.GradientClip is GradientClip
+
+
+class SmoothLossReader(Callback):
+    """fastai's idiom: a callback reading the learner's smoothed loss after each batch."""
+
+    def before_fit(self):
+        self.seen = []
+
+    def after_batch(self):
+        if self.training:
+            self.seen.append(self.smooth_loss)
+
+
+def test_callbacks_read_the_smoothed_loss_as_fastai_records_it():
+    learn = linear_learner(bs=8)
+    assert learn.smooth_loss != learn.smooth_loss  # nan before any batch
+    reader = SmoothLossReader()
+    learn.fit(2, lr=1e-2, cbs=reader)
+    rec, n = learn.recorder, len(learn.data.train_dl)
+    # fastai's recorder.losses are the smoothed losses, the ones callbacks read
+    assert reader.seen == rec.losses and learn.smooth_loss == rec.losses[-1]
+    assert len(rec.losses) == len(rec.raw_losses) == 2 * n and rec.iters == [n, 2 * n]
+    assert rec.losses[0] == rec.raw_losses[0] and rec.losses[1:] != rec.raw_losses[1:]
+    assert rec.train_losses == [rec.losses[n - 1], rec.losses[-1]]

@@ -72,9 +72,9 @@ def test_fit_one_cycle_v1_arguments(learn):
     learn.fit_one_cycle(
         1, max_lr=slice(1e-4, 1e-3), moms=(0.95, 0.85), div_factor=25.0, pct_start=0.3, wd=1e-2
     )
-    moms = [m[-1] for m in learn.recorder.moms]
+    moms = learn.recorder.moms
     assert moms[0] == pytest.approx(0.95) and min(moms) < 0.9
-    lrs = learn.recorder.lrs[0]
+    lrs = learn.recorder.group_lrs[0]
     assert lrs[0] == pytest.approx(lrs[-1] / 10)  # slice(1e-4, 1e-3) over 3 groups: x10
     learn.fit(1, 1e-4)
 

@@ -478,7 +478,7 @@ def test_lesson_flow(torch_home, capsys):
     exec("sugg = learn.lr_find(num_it=8, stop_div=False)\nfig = learn.recorder.plot()", ns)
     assert len(ns["sugg"]) == 3 and ns["fig"].axes
     exec("learn.unfreeze()\nlearn.fit_one_cycle(1, max_lr=slice(1e-6, 1e-4))", ns)
-    assert learn.recorder.lrs[0] == pytest.approx([1e-6 / 25, 1e-5 / 25, 1e-4 / 25], rel=1e-9)
+    assert learn.recorder.group_lrs[0] == pytest.approx([1e-6 / 25, 1e-5 / 25, 1e-4 / 25], rel=1e-9)
     exec("learn.fit_one_cycle(1, max_lr=0.5)", ns)
     exec("learn = create_cnn(data, models.resnet18, metrics=error_rate, pretrained=False)", ns)
     exec("learn.fit_one_cycle(1)", ns)
@@ -497,7 +497,7 @@ def test_device_and_channels_last(device):
     assert learn.model[0][0].weight.is_contiguous(memory_format=torch.channels_last) == on_cuda
     assert next(learn.model.parameters()).device.type == device.type
     learn.fit_one_cycle(1)
-    assert all(torch.isfinite(torch.tensor(learn.recorder.losses)))
+    assert all(torch.isfinite(torch.tensor(learn.recorder.raw_losses)))
 
 
 def test_summary_lists_layers_shapes_params_and_what_is_frozen():

@@ -1,10 +1,11 @@
 """Recorder: what happened during a fit, as plain Python floats, and its plots.
 
-Per training batch: the raw loss, the smoothed loss (exponential moving average with
-beta=0.98, debiased as fastai does), and every layer group's learning rate and momentum
-(the values the optimizer step of that batch used). Per epoch: the train loss (the smoothed
-loss at the end of the epoch, as fastai prints it), the validation loss, the metrics over
-the whole validation set, and the wall time.
+Per training batch: the smoothed loss (exponential moving average with beta=0.98, debiased
+as fastai does; fastai's `recorder.losses`), the raw loss, and every layer group's learning
+rate and momentum (the values the optimizer step of that batch used; `lrs` / `moms` the
+last group's, as fastai's). Per epoch: the train loss (the smoothed loss at the end of the
+epoch, as fastai prints it), the validation loss, the metrics over the whole validation
+set, and the wall time.
 
 Losses are kept as detached device tensors during an epoch and turned into floats in one
 transfer at the end of the training phase (or whenever someone reads `smooth_loss`), so
@@ -41,13 +42,16 @@ class Recorder(Callback):
     """Records losses, hyper-parameters, metrics and times of the last fit (or lr_find).
 
     Attributes (all reset at the start of each fit):
-      losses: list[float]            raw training loss of each batch
-      smooth_losses: list[float]     smoothed training loss after each batch
-      lrs: list[list[float]]         per batch, one learning rate per layer group
-      moms: list[list[float]]        per batch, one momentum per layer group (nan if the
+      losses: list[float]            smoothed training loss after each batch (fastai's)
+      raw_losses: list[float]        raw training loss of each batch
+      group_lrs: list[list[float]]   per batch, one learning rate per layer group
+      group_moms: list[list[float]]  per batch, one momentum per layer group (nan if the
                                      optimizer has none)
+      lrs, moms: list[float]         (read-only) per batch, the last layer group's learning
+                                     rate / momentum (fastai's `recorder.lrs`, v1's `moms`)
       epochs: list[int]              index of each finished epoch
       nb_batches: list[int]          training batches of each epoch
+      iters: list[int]               (read-only) batches processed at each epoch's end
       train_losses: list[float]      smoothed train loss at the end of each epoch
       valid_losses: list[float|None] mean validation loss over the whole set (None if no
                                      validation ran that epoch)
@@ -70,9 +74,9 @@ class Recorder(Callback):
     def reset(self) -> None:
         """Forget everything recorded."""
         self.losses: list[float] = []
-        self.smooth_losses: list[float] = []
-        self.lrs: list[list[float]] = []
-        self.moms: list[list[float]] = []
+        self.raw_losses: list[float] = []
+        self.group_lrs: list[list[float]] = []
+        self.group_moms: list[list[float]] = []
         self.epochs: list[int] = []
         self.nb_batches: list[int] = []
         self.train_losses: list[float] = []
@@ -97,7 +101,25 @@ class Recorder(Callback):
     def smooth_loss(self) -> float:
         """The current smoothed training loss (nan before the first batch)."""
         self._flush()
-        return self.smooth_losses[-1] if self.smooth_losses else math.nan
+        return self.losses[-1] if self.losses else math.nan
+
+    @property
+    def lrs(self) -> list[float]:
+        """Per training batch, the last layer group's learning rate (fastai's
+        `recorder.lrs`); every group's: `group_lrs`."""
+        return [g[-1] for g in self.group_lrs]
+
+    @property
+    def moms(self) -> list[float]:
+        """Per training batch, the last layer group's momentum (fastai v1's
+        `recorder.moms`; nan if the optimizer has none); every group's: `group_moms`."""
+        return [g[-1] for g in self.group_moms]
+
+    @property
+    def iters(self) -> list[int]:
+        """The number of training batches processed at the end of each epoch (fastai's
+        `recorder.iters`, where `plot_loss` puts the validation losses)."""
+        return list(itertools.accumulate(self.nb_batches))
 
     @property
     def values(self) -> list[list[float | None]]:
@@ -129,8 +151,8 @@ class Recorder(Callback):
         for v in raw:
             self._avg = self.beta * self._avg + (1 - self.beta) * v
             self._count += 1
-            self.losses.append(v)
-            self.smooth_losses.append(self._avg / (1 - self.beta**self._count))
+            self.raw_losses.append(v)
+            self.losses.append(self._avg / (1 - self.beta**self._count))
 
     # ---- events -------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -149,8 +171,8 @@ class Recorder(Callback):
             return
         self._pending.append(learn.loss.detach().reshape(()))
         lrs, moms = learn.current_hypers()
-        self.lrs.append(lrs)
-        self.moms.append(moms)
+        self.group_lrs.append(lrs)
+        self.group_moms.append(moms)
         self._epoch_batches += 1
 
     def after_train(self) -> None:
@@ -230,9 +252,9 @@ class Recorder(Callback):
         if suggestion is not None:
             suggestions = check_bool("suggestion", suggestion)
         self._check_lr_find("plot")
-        lo, hi = _window(len(self.lrs), skip_start, skip_end)
-        lrs = [g[-1] for g in self.lrs[lo:hi]]
-        losses = self.smooth_losses[lo:hi]
+        lo, hi = _window(len(self.group_lrs), skip_start, skip_end)
+        lrs = self.lrs[lo:hi]
+        losses = self.losses[lo:hi]
         marks = []
         if suggestions and self.suggestions is not None:
             marks = [
@@ -261,16 +283,15 @@ class Recorder(Callback):
         return_fig = check_bool("return_fig", return_fig)
         marks = _named_points(suggestions, nms)
         self._check_lr_find("plot_lr_find")
-        lo, hi = _window(len(self.lrs), 0, skip_end)
-        lrs = [g[-1] for g in self.lrs[lo:hi]]
-        fig = self._lr_find_figure(lrs, self.smooth_losses[lo:hi], marks, (6, 4))
+        lo, hi = _window(len(self.group_lrs), 0, skip_end)
+        fig = self._lr_find_figure(self.lrs[lo:hi], self.losses[lo:hi], marks, (6, 4))
         fig = self._finish(fig, "lr_find")
         return fig if return_fig else None
 
     def _check_lr_find(self, method: str) -> None:
         """Flush the pending losses; ValueError naming `method` when nothing is recorded."""
         self._flush()
-        if not self.lrs:
+        if not self.group_lrs:
             raise ValueError(
                 f"recorder.{method}() needs a recorded run: call learn.lr_find() first"
             )
@@ -318,9 +339,9 @@ class Recorder(Callback):
         epoch (dots), against the number of batches processed (fastai v1's `plot_losses`),
         without the first `skip_start` and last `skip_end` batches. Saved as 'losses.png'."""
         self._flush()
-        if not self.smooth_losses:
+        if not self.losses:
             raise ValueError("recorder.plot_losses() needs a recorded fit: call learn.fit first")
-        lo, hi = _window(len(self.smooth_losses), skip_start, skip_end)
+        lo, hi = _window(len(self.losses), skip_start, skip_end)
         fig = PlotFigure(figsize=check_figsize(figsize, (6, 4)))
         self._draw_losses(fig.add_subplot(), lo, hi, with_valid)
         return self._finish(fig, "losses")
@@ -345,9 +366,9 @@ class Recorder(Callback):
         if ax is not None and not isinstance(ax, Axes):
             raise TypeError(f"ax should be a matplotlib Axes or None, got {type(ax).__name__}")
         self._flush()
-        if not self.smooth_losses:
+        if not self.losses:
             raise ValueError("recorder.plot_loss() needs a recorded fit: call learn.fit first")
-        lo, hi = _window(len(self.smooth_losses), skip_start, 0)
+        lo, hi = _window(len(self.losses), skip_start, 0)
         if ax is not None:
             self._draw_losses(ax, lo, hi, with_valid, log, show_epochs)
             return ax.figure
@@ -367,8 +388,8 @@ class Recorder(Callback):
         """plot_losses' and plot_loss's drawing: the smoothed loss of batches lo..hi-1 against
         the batches processed (lo+1..hi) and, with_valid, the validation losses of the epochs
         that ended within them; log: log-log axes; show_epochs: a line at each epoch end."""
-        ends = list(itertools.accumulate(self.nb_batches))  # batches processed at epoch ends
-        ax.plot(range(lo + 1, hi + 1), self.smooth_losses[lo:hi], label="Train")
+        ends = self.iters
+        ax.plot(range(lo + 1, hi + 1), self.losses[lo:hi], label="Train")
         if with_valid:
             pts = [
                 (e, v)
@@ -431,19 +452,19 @@ class Recorder(Callback):
         """plot_lr's and plot_sched's drawing: a panel per key of `keys` ('lr', 'mom') over
         the batches without the first skip_start and last skip_end, saved as `name`; `method`
         names the caller in the error of a recorder with nothing recorded."""
-        if not self.lrs:
+        if not self.group_lrs:
             raise ValueError(f"recorder.{method}() needs a recorded fit: call learn.fit first")
-        lo, hi = _window(len(self.lrs), skip_start, skip_end)
+        lo, hi = _window(len(self.group_lrs), skip_start, skip_end)
         iters = range(lo, hi)
         fig = PlotFigure(figsize=check_figsize(figsize, default_figsize))
         axes = fig.subplots(1, len(keys)) if len(keys) > 1 else [fig.add_subplot()]
-        n_groups = len(self.lrs[0])
+        n_groups = len(self.group_lrs[0])
         for ax, key in zip(axes, keys, strict=True):
-            values = self.lrs if key == "lr" else self.moms
+            values = self.group_lrs if key == "lr" else self.group_moms
             for g in range(n_groups):
                 ax.plot(iters, [values[i][g] for i in iters], _style(g), label=f"group {g}")
             if key == "lr":
-                peaks = [max(self.lrs[i][g] for i in iters) for g in range(n_groups)]
+                peaks = [max(self.group_lrs[i][g] for i in iters) for g in range(n_groups)]
                 if min(peaks) > 0 and max(peaks) / min(peaks) >= 10:
                     ax.set_yscale("log")
             label = "Learning rate" if key == "lr" else "Momentum"
