@@ -399,24 +399,21 @@ class Learner:
 
     def remove_cb(self, cb: Callback | type[Callback]) -> Learner:
         """Detach a callback, or every attached callback of a Callback class (fastai's
-        ``remove_cb(MyCallback)``); returns the learner."""
-        if _is_callback_class(cb):
-            found = self._attached(cb)
-            if not found:
-                raise ValueError(f"no {cb.__name__} is attached to this Learner")
-            for c in found:
-                self.remove_cb(c)
-            return self
-        if cb not in self.cbs:
-            raise ValueError(f"{cb!r} is not attached to this Learner")
-        self.cbs.remove(cb)
-        cb.learn = None
+        ``remove_cb(MyCallback)``); returns the learner. One that is not attached is left
+        alone, as fastai's does (no error)."""
+        for c in self._attached(cb):
+            self.cbs.remove(c)
+            c.learn = None
         return self
 
     def _attached(self, cb: Callback | type[Callback]) -> list[Callback]:
-        """The callbacks `cb` names: the attached ones of its class for a Callback class,
-        else [cb]."""
-        return [c for c in self.cbs if isinstance(c, cb)] if _is_callback_class(cb) else [cb]
+        """The attached callbacks `cb` names: those of its class for a Callback class, else
+        [cb] when it is attached."""
+        if not isinstance(cb, Callback) and not _is_callback_class(cb):
+            raise TypeError(f"cb should be a Callback or a Callback class, got {cb!r}")
+        if _is_callback_class(cb):
+            return [c for c in self.cbs if isinstance(c, cb)]
+        return [cb] if cb in self.cbs else []
 
     def remove_cbs(self, cbs: Iterable[Callback | type[Callback]]) -> Learner:
         """Detach several callbacks (or classes of them); returns the learner."""
