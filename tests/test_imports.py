@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "fastcore_ext.losses": 0,
     "fastcore_ext.foundation": 0,
     "fastcore_ext.torch_core": 0,
+    "fastcore_ext.layers": 0,
     "fastcore_ext.xresnet": 0,
     "fastcore_ext.layer_groups": 1,
     "fastcore_ext.augment": 1,

@@ -131,6 +131,7 @@ from fastcore_ext.hooks import (
     num_features_model,
 )
 from fastcore_ext.interpret import ClassificationInterpretation, Interpretation
+from fastcore_ext.layers import Lambda, sequential
 from fastcore_ext.learner import Learner, check_data, set_seed
 from fastcore_ext.losses import (
     BCELossFlat,
@@ -209,8 +210,8 @@ except ImportError:
 # fastbook's chapters use as they are: re, shutil, pd (when pandas is installed), Image (PIL's
 # module), tensor, L, first, to_np, params, trainable_params, noop, Module, show_image,
 # Interpretation, torch's DataLoader (chapter 4), ConvLayer / ResBlock / NormType (chapter
-# 14), the splitters (chapter 15), the Flat losses, the hooks and ActivationStats (chapters
-# 13 and 18), and chapter 2's ImageClassifierCleaner
+# 14), Lambda and sequential (chapter 13), the splitters (chapter 15), the Flat losses, the
+# hooks and ActivationStats (chapters 13 and 18), and chapter 2's ImageClassifierCleaner
 # and ImagesCleaner (constructing them needs ipywidgets).
 __all__ = [
     "Image",
@@ -228,6 +229,8 @@ __all__ = [
     "params",
     "noop",
     "Module",
+    "Lambda",
+    "sequential",
     "DataLoader",
     "Recorder",
     "ConvLayer",
