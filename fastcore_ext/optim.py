@@ -1,4 +1,5 @@
-"""Fused SGD and Adam with fastai's semantics and a one-cycle schedule evaluated on the device.
+"""Fused SGD and Adam with fastai's semantics and a one-cycle schedule evaluated on the device;
+fastai's RMSProp on the same machinery, its step torch ops.
 
 `Adam` equals `torch.optim.AdamW(betas=(mom, sqr_mom), eps=eps, weight_decay=wd)` and `SGD`
 equals `torch.optim.SGD(momentum=mom)` (for wd=0; our weight decay is decoupled,
@@ -21,6 +22,10 @@ grads by the scale and skips the update when inf/NaN was found: params, state an
 counts stay, while the schedule position advances (it counts training batches, as fastai's
 ParamScheduler does, also for a batch where no param has a grad).
 
+`RMSProp` (fastai's, step for step) shares that machinery (checks, groups, schedule,
+GradScaler, state_dict) but its step is torch `_foreach` ops, one series per param group,
+reading the same tables kept on the CPU: it evaluates the schedule on the host.
+
 `OptimWrapper` gives a torch optimizer the same schedule interface, evaluated on the host
 before each of its steps (the Learner wraps any torch optimizer its `opt_func` builds).
 """
@@ -33,10 +38,10 @@ from typing import Any
 import torch
 
 from fastcore_ext import ops
-from fastcore_ext.checks import check_int, check_number, real_or_none
+from fastcore_ext.checks import check_bool, check_int, check_number, real_or_none
 from fastcore_ext.schedule import check_one_cycle_args, one_cycle
 
-__all__ = ["Adam", "OptimWrapper", "SGD"]
+__all__ = ["Adam", "OptimWrapper", "RMSProp", "SGD"]
 
 _PARAM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _RANGES = {  # group key -> (lowest allowed, excluded upper bound or None): checks.check_number
@@ -203,11 +208,17 @@ class _OneCycleHost:
 
 
 class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
-    """The machinery shared by `Adam` and `SGD`: validation, device hyperparameters, the
-    one-cycle schedule, AMP, state_dict."""
+    """The machinery shared by `Adam`, `SGD` and `RMSProp`: validation, the hyperparameter,
+    schedule and counter tensors its op reads, the one-cycle schedule, AMP, state_dict."""
 
     _step_supports_amp_scaling = True  # torch.amp.GradScaler passes grad_scale / found_inf
     _keys: tuple[str, ...] = ()  # the group hyperparameters of this optimizer
+    # where `_hyper`, `_sched` and `_counter` live: False, the params' device (a fused
+    # kernel reads them there); True, the CPU (an op of torch ops that reads them on the host)
+    _host_tables: bool = False
+
+    def _tables_device(self) -> torch.device | None:
+        return torch.device("cpu") if self._host_tables else self._device
 
     def __init__(self, params: Iterable, defaults: dict[str, float]) -> None:
         if isinstance(params, torch.Tensor):
@@ -231,7 +242,7 @@ class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
         self._hyper_raw: tuple | None = None  # the group values last written to _hyper
         self._one_cycle: dict[str, Any] | None = None
         super().__init__(params, defaults)
-        dev = self._device
+        dev = self._tables_device()
         self._hyper = torch.zeros(
             len(self.param_groups), len(ops.HYPER_COLS), dtype=torch.float64, device=dev
         )
@@ -286,13 +297,11 @@ class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
             )
         super().add_param_group({**param_group, "params": params})
         if self._hyper is not None:  # a group added after construction
-            self._sched = self._sched.to(self._device)  # (no-ops unless every earlier group
-            self._counter = self._counter.to(self._device)  # was empty)
+            dev = self._tables_device()
+            self._sched = self._sched.to(dev)  # (no-ops unless every earlier group
+            self._counter = self._counter.to(dev)  # was empty)
             self._hyper = torch.zeros(
-                len(self.param_groups),
-                len(ops.HYPER_COLS),
-                dtype=torch.float64,
-                device=self._device,
+                len(self.param_groups), len(ops.HYPER_COLS), dtype=torch.float64, device=dev
             )
             self._hyper_raw = None
             if self._one_cycle is not None:
@@ -580,7 +589,8 @@ class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("_device", "_hyper", "_hyper_raw", "_one_cycle", "_sched", "_counter"):
+        keys = ("_device", "_hyper", "_hyper_raw", "_one_cycle", "_sched", "_counter", "momentum")
+        for key in keys:  # (torch's keeps only groups, state, defaults)
             state[key] = getattr(self, key)
         return state
 
@@ -659,6 +669,171 @@ class SGD(_FusedOptimizer):
 
     def _op(self, *args) -> None:
         ops.fused_sgd_(*args)
+
+
+class RMSProp(_FusedOptimizer):
+    """fastai's `RMSProp` (`fastai.optimizer.RMSProp`), step for step: per param, in fastai's
+    order,
+
+        p *= 1 - lr * wd                          # decouple_wd=True (default): true weight decay
+        grad = grad + wd * p                      # decouple_wd=False: L2, instead of the above
+        grad_avg = mom * grad_avg + grad          # only when built with momentum (no dampening)
+        sqr_avg = sqr_mom * sqr_avg + (1 - sqr_mom) * grad**2
+        p -= lr * (grad_avg or grad) / (sqrt(sqr_avg) + eps)
+
+    (grad_avg and sqr_avg start at 0; no bias correction). This is not torch's
+    `torch.optim.RMSprop`, whose momentum buffer averages the already normalized steps
+    (`buf = momentum * buf + grad / (sqrt(sqr_avg) + eps)`), whose weight decay is L2 and
+    whose `sqr_mom` is called `alpha`; without momentum and weight decay the two agree.
+
+    Args:
+        params: as for `Adam`.
+        lr: learning rate (>= 0); fastai's has no default, ours 1e-3 as our `Adam` / `SGD`.
+        mom: momentum in [0, 1); 0 (the default, fastai's) is RMSProp without momentum.
+        sqr_mom: the decay of the squared-grad average, in [0, 1) (default 0.99).
+        eps: added to sqrt(sqr_avg) (>= 0; default 1e-8).
+        wd: weight decay (>= 0; default 0).
+        decouple_wd: True (fastai's default): true weight decay, `p *= 1 - lr * wd`, before
+            the averages; False: L2, the averages and the step use `grad + wd * p`.
+
+    As fastai's, whether it has momentum is decided when it is built: with mom != 0 (in the
+    arguments or in a param group's own 'mom') it keeps 'grad_avg' and follows every mom it
+    is given, the one-cycle schedule's moms included (fit_one_cycle: 0.95 -> 0.85 -> 0.95);
+    built with mom 0 it has no momentum step, and the schedule's moms (its mom stays 0) and any
+    mom set later are not applied. `partial(RMSProp, mom=0.9)` has momentum.
+
+    Differences from fastai's: the grads are only read (fastai's L2 adds `wd * p` into
+    `p.grad`); params in bfloat16 / float16 get float32 state and each step is computed in
+    float32 and rounded into the param once (fastai computes in the param's dtype); under
+    `torch.amp.GradScaler` it divides the grads by the scale and skips a step with inf/NaN
+    itself, as our `Adam` and `SGD` do (the schedule position still advances). It is torch
+    `_foreach` ops per param group, not a fused kernel: the one-cycle schedule and its
+    position are evaluated on the host (the position counter lives on the CPU), so a step
+    reads nothing back from a GPU except GradScaler's found_inf flag (as torch's own
+    optimizers under a GradScaler), and its step cannot be replayed from a captured CUDA
+    graph (the schedule's values are host numbers).
+
+    State per param: 'sqr_avg' and, with momentum, 'grad_avg' (float32, the param's shape and
+    strides), fastai's names.
+    """
+
+    _keys = ("lr", "mom", "sqr_mom", "eps", "wd")
+    _state_keys: tuple[str, ...] = ("sqr_avg",)
+    _host_tables = True
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        mom: float = 0.0,
+        sqr_mom: float = 0.99,
+        eps: float = 1e-8,
+        wd: float = 0.0,
+        decouple_wd: bool = True,
+    ) -> None:
+        self.decouple_wd = check_bool("decouple_wd", decouple_wd)
+        self.momentum = False  # (add_param_group reads it while the groups are added)
+        super().__init__(params, {"lr": lr, "mom": mom, "sqr_mom": sqr_mom, "eps": eps, "wd": wd})
+        # fastai's RMSProp: an average_grad step only when built with mom != 0
+        self.momentum = any(float(g["mom"]) != 0 for g in self.param_groups)
+        self._state_keys = ("grad_avg", "sqr_avg") if self.momentum else ("sqr_avg",)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """As `Adam.add_param_group`; a group added to an RMSProp built without momentum may
+        not ask for one (ValueError: its mom would not be applied)."""
+        if isinstance(param_group, dict):
+            where = f" (param group {len(self.param_groups)})"
+            if "alpha" in param_group:
+                raise ValueError(
+                    f"param_group{where} has torch's 'alpha': RMSProp takes fastai's name 'sqr_mom'"
+                )
+            mom = real_or_none(param_group.get("mom", 0.0))
+            after = self._hyper is not None  # (a group added after construction)
+            if after and not self.momentum and mom is not None and 0.0 < mom < 1.0:
+                raise ValueError(
+                    f"param_group{where} has mom {mom:g}, but this RMSProp was built without "
+                    "momentum (mom 0), which it keeps, as fastai's: build it with mom != 0 "
+                    "(e.g. partial(RMSProp, mom=0.9)) to use one"
+                )
+        super().add_param_group(param_group)
+
+    def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
+        if self.momentum:
+            state["grad_avg"] = torch.zeros_like(p, dtype=torch.float32)
+        state["sqr_avg"] = torch.zeros_like(p, dtype=torch.float32)
+
+    def _op(self, params, grads, *rest) -> None:
+        n = len(self._state_keys)
+        lists, tail = rest[:n], rest[n:]
+        grad_avgs = lists[0] if self.momentum else None
+        _rmsprop_step_(params, grads, grad_avgs, lists[-1], *tail, decouple_wd=self.decouple_wd)
+
+    def __getstate__(self) -> dict[str, Any]:  # (torch's keeps only groups, state, defaults)
+        state = super().__getstate__()
+        for key in ("decouple_wd", "momentum", "_state_keys"):
+            state[key] = getattr(self, key)
+        return state
+
+
+def _rmsprop_step_(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    grad_avgs: list[torch.Tensor] | None,
+    sqr_avgs: list[torch.Tensor],
+    groups: list[int],
+    hyper: torch.Tensor,
+    sched: torch.Tensor,
+    counter: torch.Tensor,
+    grad_scale: torch.Tensor | None = None,
+    found_inf: torch.Tensor | None = None,
+    *,
+    decouple_wd: bool = True,
+) -> None:
+    """One `RMSProp` step of every listed tensor, in place, with the arguments of the fused
+    ops (`ops.fused_sgd_`), here `hyper`, `sched` and `counter` on the CPU; `grad_avgs` None:
+    without momentum. Each group's lr and mom are `schedule.one_cycle(counter[0] / total,
+    lr_max, ...)` when `sched` holds a schedule, else its row of `hyper`. counter[0] advances
+    at every call; when found_inf is nonzero nothing else changes."""
+    if found_inf is not None and found_inf.item() != 0:  # (a sync on a GPU, as GradScaler's)
+        counter[0] += 1
+        return
+    step = int(counter[0])
+    rows = hyper.tolist()
+    total, div, div_final, pct_start, *moms = sched.tolist()
+    scale = None if grad_scale is None else grad_scale.reshape(())
+    members: dict[int, list[int]] = {}
+    for i, gi in enumerate(groups):
+        members.setdefault(gi, []).append(i)
+    for gi, idx in members.items():
+        lr, mom, sqr_mom, eps, wd, lr_max = rows[gi]
+        if total > 0:
+            lr, mom = one_cycle(step / total, lr_max, div, div_final, pct_start, moms)
+        ps = [params[i] for i in idx]
+        # float32 working copies of bfloat16 / float16 params and grads (float32 ones as is)
+        work = [p if p.dtype == torch.float32 else p.float() for p in ps]
+        gs = [grads[i] if grads[i].dtype == torch.float32 else grads[i].float() for i in idx]
+        if scale is not None:
+            gs = torch._foreach_div(gs, scale)
+        if wd != 0:
+            if decouple_wd:  # fastai's weight_decay
+                torch._foreach_mul_(work, 1 - lr * wd)
+            else:  # fastai's l2_reg, without writing p.grad
+                gs = torch._foreach_add(gs, work, alpha=wd)
+        num = gs
+        if grad_avgs is not None:  # fastai's average_grad (dampening=False)
+            num = [grad_avgs[i] for i in idx]
+            torch._foreach_mul_(num, mom)
+            torch._foreach_add_(num, gs)
+        sq = [sqr_avgs[i] for i in idx]  # fastai's average_sqr_grad (dampening=True)
+        torch._foreach_mul_(sq, sqr_mom)
+        torch._foreach_addcmul_(sq, gs, gs, value=1 - sqr_mom)
+        denom = torch._foreach_sqrt(sq)  # fastai's rms_prop_step
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(work, num, denom, value=-lr)
+        for p, w in zip(ps, work, strict=True):
+            if w is not p:
+                p.copy_(w)
+    counter[0] += 1
 
 
 class OptimWrapper(_OneCycleHost, torch.optim.Optimizer):

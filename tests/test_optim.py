@@ -682,6 +682,8 @@ def test_add_param_group_and_deepcopy():
         p.grad = torch.ones_like(p)
     opt.step()
     assert opt.schedule_step == 1 and twin.schedule_step == 0
+    plain = SGD(make_params("cpu")[0], lr=0.1)  # fastai's default: no momentum
+    assert plain.momentum is False and copy.deepcopy(plain).momentum is False
 
 
 def test_fastai_list_of_lists_makes_groups():
