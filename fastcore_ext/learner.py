@@ -634,8 +634,8 @@ class Learner:
         last values, as fastai's opt.hypers keep them), else its param-group values."""
         if self._one_cycle_fit or getattr(self.opt, "one_cycle", None) is not None:
             lrs, moms = self.opt.hypers_at(self._sched_step)
-        else:
-            groups = self.opt.param_groups
+        else:  # by fastai's names where the optimizer has them (a torch one's betas[0]: mom)
+            groups = getattr(self.opt, "hypers", None) or self.opt.param_groups
             lrs = [float(g["lr"]) for g in groups]
             moms = [float(g.get("mom", math.nan)) for g in groups]
         return self.group_map.per_layer(lrs), self.group_map.per_layer(moms)

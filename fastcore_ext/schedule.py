@@ -13,6 +13,12 @@
   Learner.fit / fit_one_cycle / lr_find check and count it.
 - `sgdr_cycles`: the cycles of fastai v2's `fit_sgdr` (first epoch and length of each);
   `NO_WARMUP`, the pct_start that makes a one-cycle start at its peak (each SGDR cycle).
+- fastai v2's schedule functions of `fastai.callback.schedule`, what a `ParamScheduler`
+  (`callback.param_scheduler`) calls with the learner's pct_train: `SchedLin`, `SchedCos`,
+  `SchedNo`, `SchedExp`, `SchedPoly` (`f = SchedCos(1e-2, 1e-4)`; `f(pos)`, a float, or
+  one per param group when start or end is a sequence), `combine_scheds(pcts, scheds)`,
+  `combined_cos(pct, start, middle, end)`, `Annealer` / `annealer` (fastai's `_Annealer`
+  and its decorator) and the plain `sched_lin`, `sched_cos`, `sched_no`, `sched_exp`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from fastcore_ext.checks import check_int, check_number, int_or_none, real_or_none
 
@@ -42,6 +49,18 @@ __all__ = [
     "batches_per_epoch",
     "sgdr_cycles",
     "NO_WARMUP",
+    "sched_lin",
+    "sched_no",
+    "Annealer",
+    "annealer",
+    "SchedLin",
+    "SchedCos",
+    "SchedNo",
+    "SchedExp",
+    "SchedPoly",
+    "CombinedScheds",
+    "combine_scheds",
+    "combined_cos",
 ]
 
 NO_WARMUP = 1e-300
@@ -351,3 +370,335 @@ def sgdr_cycles(n_cycles: Any, cycle_len: Any, cycle_mult: Any) -> list[tuple[in
         cycles.append((start, length))
         start += length
     return cycles
+
+
+# ---- fastai v2's schedule functions (fastai.callback.schedule) ------------------------------
+#
+# fastai's SchedLin, SchedCos, SchedNo and SchedExp are functions returning an `_Annealer`
+# (f, start, end) whose call is f(start, end, pos); SchedPoly and combine_scheds return
+# closures. Here each is a class whose instances are those callables, with the same values
+# (picklable, which fastai's notebook lists as a to-do, and with a repr). They are what
+# `callback.param_scheduler.ParamScheduler` calls with the learner's pct_train.
+
+
+def sched_lin(start: float, end: float, pos: float) -> float:
+    """Linear from `start` (pos 0) to `end` (pos 1): `start + pos * (end - start)` (fastai's
+    `sched_lin`)."""
+    return start + pos * (end - start)
+
+
+def sched_no(start: float, end: float, pos: float) -> float:
+    """Constant at `start` (fastai's `sched_no`; `end` and `pos` are not used)."""
+    return start
+
+
+def _sched_pos(owner: str, pos: Any) -> float:
+    """`pos` (a Python or numpy number, a one-element tensor) as a float; TypeError unless a
+    real number, ValueError unless finite."""
+    number = real_or_none(pos)
+    if number is None:
+        raise TypeError(
+            f"{owner}: pos should be a number (the position in the schedule, 0 to 1), got "
+            f"{type(pos).__name__} {pos!r}"
+        )
+    if not math.isfinite(number):
+        raise ValueError(f"{owner}: pos should be a finite number, got {number}")
+    return number
+
+
+def _sched_bound(owner: str, name: str, value: Any) -> float | list[float]:
+    """A schedule's start or end: one finite number (a float), or one per param group (a
+    non-empty list, tuple, 1-d numpy array or 1-d tensor of finite numbers: a list of
+    floats)."""
+    number = real_or_none(value)
+    if number is None and isinstance(value, np.ndarray) and value.ndim == 0:
+        number = real_or_none(value.item())
+    if number is not None:
+        if not math.isfinite(number):
+            raise ValueError(f"{owner}: {name} should be a finite number, got {number}")
+        return number
+    expected = f"{owner}: {name} should be a number or a sequence of numbers (one per param group)"
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        if value.ndim != 1:
+            raise ValueError(
+                f"{expected}, got a {value.ndim}-d array of shape {tuple(value.shape)}"
+            )
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{expected}, got {type(value).__name__} {value!r}")
+    if len(value) == 0:
+        raise ValueError(f"{expected}, got an empty {type(value).__name__}")
+    out = []
+    for i, v in enumerate(value):
+        item = real_or_none(v)
+        if item is None:
+            raise TypeError(
+                f"{owner}: {name}[{i}] should be a number, got {type(v).__name__} {v!r}"
+            )
+        if not math.isfinite(item):
+            raise ValueError(f"{owner}: {name}[{i}] should be a finite number, got {item}")
+        out.append(item)
+    return out
+
+
+def _sched_pairs(
+    owner: str, start: float | list[float], end: float | list[float]
+) -> list[tuple[float, float]] | None:
+    """(start, end) per param group when either is a sequence (a number goes with every
+    value of the other), None when both are numbers."""
+    if not isinstance(start, list) and not isinstance(end, list):
+        return None
+    starts = start if isinstance(start, list) else None
+    ends = end if isinstance(end, list) else None
+    if starts is not None and ends is not None and len(starts) != len(ends):
+        raise ValueError(
+            f"{owner}: start and end should have the same length (one value per param "
+            f"group), got {len(starts)} and {len(ends)}"
+        )
+    n = len(starts if starts is not None else ends)
+    starts = starts if starts is not None else [start] * n
+    ends = ends if ends is not None else [end] * n
+    return list(zip(starts, ends, strict=True))
+
+
+class _BoundedSched:
+    """A schedule from `start` (pos 0) to `end` (pos 1), each a number or one per param
+    group. Called with `pos`, a number (fastai passes the learner's pct_train): a float when
+    start and end are numbers, else a list of floats, one per param group, each computed
+    with the float formula. fastai computes with whatever start and end are: numpy arrays
+    give the same float64 values in an array; float32 tensors give float32 values (here
+    float64); lists fail (here they work)."""
+
+    def __init__(self, start: Any, end: Any) -> None:
+        owner = type(self).__name__
+        self.start = _sched_bound(owner, "start", start)
+        self.end = _sched_bound(owner, "end", end)
+        self._pairs = _sched_pairs(owner, self.start, self.end)
+
+    def _value(self, start: float, end: float, pos: float) -> float:
+        raise NotImplementedError
+
+    def _check_pos(self, pos: Any) -> float:
+        return _sched_pos(type(self).__name__, pos)
+
+    def __call__(self, pos: Any) -> float | list[float]:
+        pos = self._check_pos(pos)
+        if self._pairs is None:
+            return self._value(self.start, self.end, pos)
+        return [self._value(s, e, pos) for s, e in self._pairs]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.start!r}, {self.end!r})"
+
+
+class Annealer(_BoundedSched):
+    """fastai's `_Annealer`: `f(start, end, pos)` with `start` and `end` bound, called as
+    `annealer(pos)`; `f` is a function of three numbers returning a number (fastai's
+    `annealer(f)` decorator makes a schedule class of it). With start or end a sequence, f
+    is called once per param group."""
+
+    def __init__(self, f: Any, start: Any, end: Any) -> None:
+        if not callable(f):
+            raise TypeError(
+                f"Annealer: f should be a function f(start, end, pos), got {type(f).__name__}"
+            )
+        self.f = f
+        super().__init__(start, end)
+
+    def _value(self, start: float, end: float, pos: float) -> float:
+        out = self.f(start, end, pos)
+        number = real_or_none(out)
+        if number is None:
+            name = getattr(self.f, "__name__", repr(self.f))
+            raise TypeError(
+                f"Annealer: {name}(start, end, pos) should return a number, got {out!r}"
+            )
+        return number
+
+    def __repr__(self) -> str:
+        name = getattr(self.f, "__name__", repr(self.f))
+        return f"Annealer({name}, {self.start!r}, {self.end!r})"
+
+
+def annealer(f: Any) -> Any:
+    """fastai's `annealer` decorator: `f(start, end, pos)` becomes a function `(start, end)`
+    returning the `Annealer` of f with them bound."""
+    if not callable(f):
+        raise TypeError(
+            f"annealer: f should be a function f(start, end, pos), got {type(f).__name__}"
+        )
+
+    def make(start: Any, end: Any) -> Annealer:
+        return Annealer(f, start, end)
+
+    make.__name__ = getattr(f, "__name__", "annealer")
+    make.__doc__ = getattr(f, "__doc__", None)
+    return make
+
+
+class SchedLin(_BoundedSched):
+    """fastai's `SchedLin(start, end)`: linear, `start + pos * (end - start)`."""
+
+    def _value(self, start: float, end: float, pos: float) -> float:
+        return sched_lin(start, end, pos)
+
+
+class SchedCos(_BoundedSched):
+    """fastai's `SchedCos(start, end)`: cosine, `start + (1 + cos(pi * (1 - pos))) * (end -
+    start) / 2` (flat at both ends)."""
+
+    def _value(self, start: float, end: float, pos: float) -> float:
+        return sched_cos(start, end, pos)
+
+
+class SchedNo(_BoundedSched):
+    """fastai's `SchedNo(start, end)`: constant at `start` (`end` is kept, not used)."""
+
+    def _value(self, start: float, end: float, pos: float) -> float:
+        return sched_no(start, end, pos)
+
+
+class SchedExp(_BoundedSched):
+    """fastai's `SchedExp(start, end)`: exponential, `start * (end / start) ** pos`. start
+    and end should be nonzero numbers of one sign (fastai gives nan, a complex number or a
+    ZeroDivisionError otherwise; here a ValueError when built)."""
+
+    def __init__(self, start: Any, end: Any) -> None:
+        super().__init__(start, end)
+        pairs = self._pairs if self._pairs is not None else [(self.start, self.end)]
+        for s, e in pairs:
+            if s == 0 or e == 0 or (s > 0) != (e > 0):
+                raise ValueError(
+                    f"SchedExp: start and end should be nonzero numbers of one sign (the "
+                    f"schedule is start * (end / start) ** pos), got start={s!r}, end={e!r}"
+                )
+
+    def _value(self, start: float, end: float, pos: float) -> float:
+        return sched_exp(start, end, pos)
+
+
+class SchedPoly(_BoundedSched):
+    """fastai's `SchedPoly(start, end, power)`: `start + (end - start) * pos ** power`.
+    power should be a finite number > 0, and pos >= 0 (a negative pos to a fractional power
+    is complex; fastai returns that complex number)."""
+
+    def __init__(self, start: Any, end: Any, power: Any) -> None:
+        super().__init__(start, end)
+        number = real_or_none(power)
+        if number is None:
+            raise TypeError(
+                f"SchedPoly: power should be a number, got {type(power).__name__} {power!r}"
+            )
+        if not (math.isfinite(number) and number > 0):
+            raise ValueError(f"SchedPoly: power should be a finite number > 0, got {number}")
+        self.power = number
+
+    def _check_pos(self, pos: Any) -> float:
+        pos = super()._check_pos(pos)
+        if pos < 0:
+            raise ValueError(f"SchedPoly: pos should be >= 0, got {pos}")
+        return pos
+
+    def _value(self, start: float, end: float, pos: float) -> float:
+        return start + (end - start) * pos**self.power
+
+    def __repr__(self) -> str:
+        return f"SchedPoly({self.start!r}, {self.end!r}, {self.power!r})"
+
+
+PCTS_TOLERANCE = 1e-9
+"""How far from 1 the sum of combine_scheds' pcts may be (fastai asserts `sum(pcts) == 1.`
+exactly, so [0.1] * 10, which sums to 0.9999999999999999, fails there)."""
+
+
+class CombinedScheds:
+    """fastai's `combine_scheds(pcts, scheds)`: schedule i runs over the i-th share `pcts[i]`
+    of the positions, from its own pos 0 to its pos 1.
+
+    At pos, the phase is the last one whose start (`sum(pcts[:i])`) is <= pos, and
+    `scheds[i]((pos - start_i) / pcts[i])` is returned; past 1 the last phase goes on
+    (extrapolates), as fastai's. Phases of zero width are skipped (fastai divides by their
+    zero width where one is last). pos below 0 is a ValueError (fastai fails too).
+
+    fastai computes the phase boundaries and the position inside a phase in float32 (a torch
+    tensor; pos is rounded to float32 first), so its values differ from the exact formula,
+    by up to ~1e-8 for a momentum of 0.9 and up to ~3e-5 relative near the end of a
+    one-cycle lr (measured, fastai 2.8.12); here they are computed in float64, the formula
+    of `one_cycle` (what the fused optimizers evaluate) to the last bits or so.
+    """
+
+    def __init__(self, pcts: Any, scheds: Any) -> None:
+        if isinstance(pcts, (np.ndarray, torch.Tensor)):
+            pcts = pcts.tolist()
+        if isinstance(pcts, (str, bytes)) or not isinstance(pcts, Sequence) or not pcts:
+            raise TypeError(
+                f"combine_scheds: pcts should be a non-empty sequence of numbers (the share of "
+                f"each schedule), got {pcts!r}"
+            )
+        values = []
+        for i, p in enumerate(pcts):
+            number = real_or_none(p)
+            if number is None:
+                raise TypeError(f"combine_scheds: pcts[{i}] should be a number, got {p!r}")
+            if not (math.isfinite(number) and number >= 0):
+                raise ValueError(f"combine_scheds: pcts[{i}] should be a number >= 0, got {number}")
+            values.append(number)
+        total = math.fsum(values)
+        if abs(total - 1) > PCTS_TOLERANCE:
+            raise ValueError(f"combine_scheds: pcts should sum to 1, got {total!r} (pcts={values})")
+        if isinstance(scheds, (str, bytes)) or not isinstance(scheds, Sequence):
+            raise TypeError(
+                f"combine_scheds: scheds should be a sequence of schedule functions (one per "
+                f"pct), got {type(scheds).__name__}"
+            )
+        if len(scheds) != len(values):
+            raise ValueError(
+                f"combine_scheds: scheds should have one schedule per pct ({len(values)}), got "
+                f"{len(scheds)}"
+            )
+        for i, s in enumerate(scheds):
+            if not callable(s):
+                raise TypeError(
+                    f"combine_scheds: scheds[{i}] should be a function of pos (SchedCos(...), "
+                    f"...), got {type(s).__name__} {s!r}"
+                )
+        self.pcts = values
+        self.scheds = list(scheds)
+        self.bounds = [0.0]
+        for p in values:
+            self.bounds.append(self.bounds[-1] + p)
+
+    def __call__(self, pos: Any) -> Any:
+        pos = _sched_pos("combine_scheds", pos)
+        if pos < 0:
+            raise ValueError(f"combine_scheds: pos should be >= 0, got {pos}")
+        idx = max(
+            i
+            for i, (lo, p) in enumerate(zip(self.bounds, self.pcts, strict=False))
+            if p > 0 and pos >= lo
+        )
+        lo, hi = self.bounds[idx], self.bounds[idx + 1]
+        return self.scheds[idx]((pos - lo) / (hi - lo))
+
+    def __repr__(self) -> str:
+        return f"combine_scheds({self.pcts!r}, {self.scheds!r})"
+
+
+def combine_scheds(pcts: Any, scheds: Any) -> CombinedScheds:
+    """fastai's `combine_scheds(pcts, scheds)`: one schedule running `scheds[i]` over the share
+    `pcts[i]` of the positions (pcts >= 0, summing to 1); see `CombinedScheds`."""
+    return CombinedScheds(pcts, scheds)
+
+
+def combined_cos(pct: Any, start: Any, middle: Any, end: Any) -> CombinedScheds:
+    """fastai's `combined_cos(pct, start, middle, end)`: a cosine from start to middle over
+    the first `pct` of the positions, then from middle to end (fit_one_cycle's lr is
+    `combined_cos(pct_start, lr_max / div, lr_max, lr_max / div_final)`, its momentum
+    `combined_cos(pct_start, *moms)`). pct in [0, 1]; start, middle and end numbers or one
+    per param group."""
+    number = real_or_none(pct)
+    if number is None:
+        raise TypeError(f"combined_cos: pct should be a number in [0, 1], got {pct!r}")
+    if not 0 <= number <= 1:
+        raise ValueError(f"combined_cos: pct should be a number in [0, 1], got {number}")
+    return CombinedScheds([number, 1 - number], [SchedCos(start, middle), SchedCos(middle, end)])

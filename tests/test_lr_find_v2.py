@@ -237,9 +237,7 @@ def test_lr_find_show_plot_marks_the_suggestions(swept, monkeypatch, capsys):
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["minimum", "steep"]
     marks = [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in ax.get_lines()[1:]]
-    w_lrs, w_losses = lr_find_window(
-        learn.recorder.lrs, learn.recorder.losses, 30
-    )
+    w_lrs, w_losses = lr_find_window(learn.recorder.lrs, learn.recorder.losses, 30)
     assert marks == [minimum(w_lrs, w_losses)[1], steep(w_lrs, w_losses)[1]]
     assert marks[0][0] == sugg.minimum * 10  # minimum's point: the lowest loss itself
     learn.lr_find(num_it=30, show_plot=True)  # v1: recorder.plot() with its three marks

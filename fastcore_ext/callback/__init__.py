@@ -1,8 +1,9 @@
 """Callbacks of the training loop: events and control flow (core), Recorder, progress output,
 the learning-rate finder, the trackers (NaN stop, early stopping, best-model saving, lr
-reduction on a plateau, CSV log), MixUp / CutMix, ShowGraph (the losses redrawn after each
-epoch), gradient accumulation and clipping (training), ConvWeightGrad (weight-heavy
-convolutions' gradients as one matrix product on the CPU) and the DDP trainer (ddp)."""
+reduction on a plateau, CSV log), MixUp / CutMix, ParamScheduler (fastai's schedules of any
+hyper-parameter), ShowGraph (the losses redrawn after each epoch), gradient accumulation and
+clipping (training), ConvWeightGrad (weight-heavy convolutions' gradients as one matrix
+product on the CPU) and the DDP trainer (ddp)."""
 
 from fastcore_ext.callback.activation_stats import ActivationStats
 from fastcore_ext.callback.conv_weight_grad import ConvWeightGrad
@@ -21,6 +22,7 @@ from fastcore_ext.callback.core import (
 )
 from fastcore_ext.callback.ddp import DistributedTrainer
 from fastcore_ext.callback.mixup import CutMix, MixHandler, MixUp
+from fastcore_ext.callback.param_scheduler import ParamScheduler
 from fastcore_ext.callback.progress import ProgressCallback
 from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.show_graph import ShowGraph, ShowGraphCallback
@@ -61,6 +63,7 @@ __all__ = [
     "MixUp",
     "CutMix",
     "ConvWeightGrad",
+    "ParamScheduler",
     "DistributedTrainer",
     "GradientAccumulation",
     "GradientClip",

@@ -63,6 +63,7 @@ from fastcore_ext.callback import (
     GradientClip,
     MixHandler,
     MixUp,
+    ParamScheduler,
     Recorder,
     ReduceLROnPlateau,
     SaveModelCallback,
@@ -169,9 +170,21 @@ from fastcore_ext.model_builder import (
     resnet_split,
     xresnet_split,
 )
-from fastcore_ext.optim import SGD, Adam, OptimWrapper
+from fastcore_ext.optim import SGD, Adam, OptimWrapper, RMSProp
 from fastcore_ext.plots import show_image
-from fastcore_ext.schedule import minimum, slide, steep, valley  # lr_find(suggest_funcs=...)
+from fastcore_ext.schedule import (  # lr_find(suggest_funcs=...); ParamScheduler's schedules
+    SchedCos,
+    SchedExp,
+    SchedLin,
+    SchedNo,
+    SchedPoly,
+    combine_scheds,
+    combined_cos,
+    minimum,
+    slide,
+    steep,
+    valley,
+)
 from fastcore_ext.torch_core import Module, noop, params, tensor, to_np, trainable_params
 from fastcore_ext.widgets import ImageClassifierCleaner, ImagesCleaner  # (need ipywidgets)
 from fastcore_ext.xresnet import (
@@ -210,9 +223,9 @@ except ImportError:
 # fastbook's chapters use as they are: re, shutil, pd (when pandas is installed), Image (PIL's
 # module), tensor, L, first, to_np, params, trainable_params, noop, Module, show_image,
 # Interpretation, torch's DataLoader (chapter 4), ConvLayer / ResBlock / NormType (chapter
-# 14), Lambda and sequential (chapter 13), the splitters (chapter 15), the Flat losses, the
-# hooks and ActivationStats (chapters 13 and 18), and chapter 2's ImageClassifierCleaner
-# and ImagesCleaner (constructing them needs ipywidgets).
+# 14), Lambda and sequential (chapter 13), the splitters (chapter 15), ParamScheduler and its
+# schedules (chapter 16), the Flat losses, the hooks and ActivationStats (chapters 13 and
+# 18), and chapter 2's ImageClassifierCleaner and ImagesCleaner (they need ipywidgets).
 __all__ = [
     "Image",
     "ImageClassifierCleaner",
@@ -231,6 +244,14 @@ __all__ = [
     "Module",
     "Lambda",
     "sequential",
+    "ParamScheduler",
+    "SchedLin",
+    "SchedCos",
+    "SchedNo",
+    "SchedExp",
+    "SchedPoly",
+    "combine_scheds",
+    "combined_cos",
     "DataLoader",
     "Recorder",
     "ConvLayer",
@@ -279,6 +300,7 @@ __all__ = [
     "using_attr",
     "Adam",
     "OptimWrapper",
+    "RMSProp",
     "CSVLogger",
     "Callback",
     "CancelBackwardException",
