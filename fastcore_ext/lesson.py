@@ -777,16 +777,26 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
             confused = _interpret(learn, run)
     except KeyboardInterrupt:
         _record_last_epoch(learn, run)  # of the last epoch completed before the Ctrl-C
-        # a second Ctrl-C is ignored: a save cut short leaves the previous file, but this
-        # run's would be lost
-        with signal_handled(signal.SIGINT, signal.SIG_IGN):
+        with saving():
             if run.writes:
                 print("Saving the model (a second Ctrl-C waits for it) ...", flush=True)
             saved = learn.save("interrupted")
             learn.export()
             return _summary(run, config, data, learn, confused, interrupted=True, saved=saved)
-    learn.export()
+    with saving():  # the trained model: a Ctrl-C now would lose the whole run
+        learn.export()
     return _summary(run, config, data, learn, confused, interrupted=False, saved=None)
+
+
+@contextlib.contextmanager
+def saving() -> Iterator[None]:
+    """Within the block Ctrl-C and SIGTERM are ignored: a save cut short leaves the previous
+    file (every file is written whole or not at all), but this run's model would be lost."""
+    with (
+        signal_handled(signal.SIGINT, signal.SIG_IGN),
+        signal_handled(signal.SIGTERM, signal.SIG_IGN),
+    ):
+        yield
 
 
 def find_lr(config: LessonConfig) -> LrFindResult:

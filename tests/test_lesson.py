@@ -260,3 +260,30 @@ def test_the_summary_says_which_epochs_ran_in_float32():
     learn.fit(1, 1e-3)
     assert lesson._precision_run(learn) == "bf16 (first 1 epoch fp32)"
     assert lesson._precision_run(make_learner()) == "fp32"
+
+
+def test_a_ctrl_c_or_sigterm_during_the_final_export_does_not_lose_the_run(
+    tmp_path, small_demo, monkeypatch
+):
+    """The trained model's export waits for a Ctrl-C or SIGTERM that comes while it is
+    written (it raised there, leaving neither export.pkl nor models/interrupted.pth)."""
+    import os
+
+    real_export, sent = Learner.export, []
+
+    def export(self, *args, **kwargs):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            os.kill(os.getpid(), signum)  # as if the user pressed Ctrl-C right now
+            sent.append(signum)
+        return real_export(self, *args, **kwargs)
+
+    def terminate(signum, frame):  # the CLI's: SIGTERM taken as a Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Learner, "export", export)
+    out = tmp_path / "o"
+    with lesson.signal_handled(signal.SIGTERM, terminate):
+        s = run_lesson(small_config(small_demo, out, unfreeze_epochs=0))
+    assert len(sent) == 2 and s.interrupted is False
+    assert (out / "export.pkl").is_file() and (out / "summary.json").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
