@@ -29,7 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "match_mode", "pid_alive", "umask"]
+__all__ = ["PLOTS_MARKER", "atomic_write", "match_mode", "pid_alive", "umask"]
+
+PLOTS_MARKER = ".fastcore_ext_plots"
+"""The empty file in a folder of plots the library created (fastcore_ext.plots): listings of
+images (data.items.get_image_files) pass such a folder by, so a plot saved inside a data set
+never becomes an image or a class of it."""
 
 
 @functools.cache

@@ -15,10 +15,14 @@ so they neither pop up windows nor pile up in pyplot's registry.
   listed as one by `get_image_files` on the next run, so when the plot dir falls inside the
   folder of a data set this process built (`keep_out_of`: every ImageDataBunch registers its
   path), ``<that folder>_plots`` beside it is used instead. ``set_plot_dir(False)`` or
-  ``FASTCORE_EXT_PLOTS=off`` (``0`` / ``none`` too) turns saving off. Every plot is kept: a
-  second plot of one name in this process (two ``show_batch`` calls comparing resize methods,
-  a second ``lr_find``) is saved as ``<name>-2.png``, the third ``<name>-3.png``, and so on
-  (a file left by an earlier run is overwritten). Each save prints one line with the file's
+  ``FASTCORE_EXT_PLOTS=off`` (``0`` / ``none`` too) turns saving off. A plot dir the library
+  creates gets the empty file ``.fastcore_ext_plots`` (`files.PLOTS_MARKER`): image listings
+  (`get_image_files`, so every data set's classes) pass a folder holding it by, for a script
+  that made no data set (`load_learner` + `predict`, `show_image`) run inside one. Every
+  plot is kept: a second plot of one name in this process (two ``show_batch`` calls
+  comparing resize methods, a second ``lr_find``) is saved as ``<name>-2.png``, the third
+  ``<name>-3.png``, and so on (a file left by an earlier run is overwritten). Each save
+  prints one line with the file's
   path (`saved_file(fig)` gives it too); a figure that updates an earlier one
   (``replaces=``, ShowGraph's after each epoch) is written over that one's file silently.
   The file is written to a temporary name in the same folder and renamed, so a crash never
@@ -50,7 +54,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fastcore_ext.checks import check_int
-from fastcore_ext.files import atomic_write
+from fastcore_ext.files import PLOTS_MARKER, atomic_write
 from fastcore_ext.ranks import is_main_process
 
 __all__ = [
@@ -387,6 +391,9 @@ def finish(fig: Figure, name: str, replaces: Figure | None = None) -> Figure:
     if not _autosave or folder is None or not is_main_process():
         return fig
     previous = saved_file(replaces) if replaces is not None else None
+    if not folder.exists():  # a folder of plots only: image listings pass it by
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / PLOTS_MARKER).touch()
     path = save_png(fig, previous if previous is not None else _new_file(folder, file_name))
     _written.add(path.resolve())
     _files[fig] = path.absolute()

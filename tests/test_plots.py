@@ -431,6 +431,36 @@ def test_script_in_its_data_folder_twice(tmp_path):
     assert sorted(p.suffix for p in images.rglob("*") if p.is_file()) == [".jpg"] * 18
 
 
+def test_plots_of_a_script_without_data_stay_out_of_the_classes(tmp_path):
+    """A script that built no data set (open_image + show_image, load_learner + predict) run
+    inside one saves into ./plots there; the folder the library made is marked, so the next
+    build of the set neither lists its PNGs nor makes it a class."""
+    from fastcore_ext.data import ImageDataBunch, get_image_files
+    from fastcore_ext.files import PLOTS_MARKER
+
+    root = tmp_path / "set"
+    for k, name in enumerate(["cat", "dog"]):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            px = np.full((16, 16, 3), 60 + 120 * k + i, np.uint8)
+            Image.fromarray(px).save(root / name / f"{i}.png")
+    os.chdir(root)  # the script's working directory: inside the data set, never registered
+    plots.finish(_line_figure(), "show_image")
+    made = root / "plots"
+    assert (made / "show_image.png").is_file() and (made / PLOTS_MARKER).is_file()
+    assert len(get_image_files(root)) == 8  # the PNG of the plot is not listed
+    data = ImageDataBunch.from_folder(root, valid_pct=0.25, seed=0, size=16, bs=2)
+    assert data.classes == ["cat", "dog"] and len(data.train_ds) + len(data.valid_ds) == 8
+    mine = tmp_path / "figures"  # a folder the user made gets no marker
+    mine.mkdir()
+    plots.set_plot_dir(mine)
+    try:
+        plots.finish(_line_figure(), "x")
+    finally:
+        plots.set_plot_dir(None)
+    assert not (mine / PLOTS_MARKER).exists() and len(get_image_files(tmp_path)) == 9
+
+
 # ---- the lesson script, twice on one folder -------------------------------------------------
 def _pets_style_folder(folder: Path, n_per_class: int = 6, size: int = 32) -> Path:
     """Flat folder of <Class>_<number>.jpg files (the Pets layout), one color per class."""

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from fastcore_ext.checks import short_repr
+from fastcore_ext.files import PLOTS_MARKER
 from fastcore_ext.foundation import L
 from fastcore_ext.warn import warn_user
 
@@ -112,10 +113,12 @@ def get_image_files(
 ) -> L:
     """Image files under `path` (by extension, case-insensitive), sorted, as an `L` (a list
     with fastcore's map / filter / attrgot ...); hidden files and
-    folders (names starting with '.') are skipped. As fastai's get_files (os.walk with
-    followlinks=True), folders that are symbolic links are followed, and a folder reached
-    under two names (a link to a sibling class folder) is listed under both, its images once
-    per name, as fastai lists them; only a link to a folder of its own path (itself or an
+    folders (names starting with '.') are skipped, and so are the folders of plots this
+    library made (`files.PLOTS_MARKER`: a script's ./plots run inside a data set). As
+    fastai's get_files (os.walk with followlinks=True), folders that are symbolic links are
+    followed, and a folder reached under two names (a link to a sibling class folder) is
+    listed under both, its images once per name, as fastai lists them; only a link to a
+    folder of its own path (itself or an
     ancestor: a loop) is not followed, so the walk ends. A link to a missing file is listed:
     a pass then names it as unreadable instead of leaving it out without a word.
     folders (fastai's): only the files under these sub-folders of `path` (a name or a list;
@@ -142,6 +145,8 @@ def get_image_files(
         kept = []
         for d in sorted(d for d in dirs if not d.startswith(".")) if recurse else []:
             sub = os.path.join(folder, d)
+            if os.path.exists(os.path.join(sub, PLOTS_MARKER)):
+                continue  # a folder of this library's plots, no images of the data set
             real = os.path.realpath(sub)
             if real not in chain:  # else a link to a folder of its own path: a loop
                 kept.append(d)
@@ -400,7 +405,7 @@ def _check_tree(root: Path, files: Sequence[Path], left_out: Path | None = None)
         d.name
         for d in root.iterdir()
         if d.is_dir() and not d.name.startswith(".") and d.name not in with_images
-        and d.name != _MODEL_DIR and d != left_out
+        and d.name != _MODEL_DIR and d != left_out and not (d / PLOTS_MARKER).exists()
     )  # fmt: skip
     _warn_empty([(root, empty)])
     mixed = sorted((label, sorted(t)) for label, t in tops.items() if len(t) > 1)
