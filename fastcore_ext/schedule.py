@@ -99,8 +99,18 @@ def _check_fraction(name: str, value: Any, low: float, high: float, *, closed: b
 def check_one_cycle_args(
     div: float, div_final: float, pct_start: float, moms: Sequence[float]
 ) -> tuple[float, float, float, tuple[float, float, float]]:
-    """Validate the shared one-cycle arguments; returns them as floats (moms as a 3-tuple)."""
+    """Validate the shared one-cycle arguments; returns them as floats (moms as a 3-tuple).
+    div and div_final below 1 are refused (fastai takes them): the lr would rise above
+    lr_max."""
     div, div_final = (_positive(name, v) for name, v in (("div", div), ("div_final", div_final)))
+    for name, value, where in (("div", div, "starts"), ("div_final", div_final, "ends")):
+        if value < 1:  # fastai takes it; the lr would rise above lr_max (fit_one_cycle(1, 1e-3,
+            raise ValueError(  # 1e-4) makes 1e-4 the div and the first lr 10)
+                f"{name} should be a number >= 1 (the schedule {where} at lr_max / {name}), "
+                f"got {value!r}: {name} < 1 would take the lr above lr_max. fit_one_cycle's "
+                f"positional arguments are (n_epoch, lr_max, div, div_final, pct_start, wd, "
+                f"moms); give the others by name"
+            )
     if real_or_none(pct_start) is None:
         raise TypeError(f"pct_start should be a number in (0, 1), got {type(pct_start).__name__}")
     pct_start = _check_fraction("pct_start", pct_start, 0.0, 1.0, closed=False)

@@ -62,6 +62,8 @@ def test_one_cycle_is_monotone_in_each_phase():
     [
         ({"div": 0.0}, ValueError, "div should"),
         ({"div_final": -1.0}, ValueError, "div_final should"),
+        ({"div": 1e-4}, ValueError, r"div should be a number >= 1 .*lr_max, div, div_final"),
+        ({"div_final": 0.5}, ValueError, r"div_final should be a number >= 1 \(the schedule ends"),
         ({"pct_start": 0.0}, ValueError, "pct_start should"),
         ({"pct_start": 1.0}, ValueError, "pct_start should"),
         ({"pct_start": "0.3"}, TypeError, "pct_start should"),
