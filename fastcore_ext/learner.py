@@ -630,10 +630,11 @@ class Learner:
 
     def current_hypers(self) -> tuple[list[float], list[float]]:
         """(lrs, moms), one per layer group, that the next optimizer step uses: the
-        optimizer's one-cycle schedule during fit_one_cycle (and after it, the schedule's
-        last values, as fastai's opt.hypers keep them), else its param-group values."""
+        optimizer's one-cycle schedule during fit_one_cycle (and after it, those of its last
+        step, as fastai's opt.hypers keep them), else its param-group values."""
         if self._one_cycle_fit or getattr(self.opt, "one_cycle", None) is not None:
-            lrs, moms = self.opt.hypers_at(self._sched_step)
+            total = self.opt.one_cycle["total_steps"]
+            lrs, moms = self.opt.hypers_at(min(self._sched_step, total - 1))
         else:  # by fastai's names where the optimizer has them (a torch one's betas[0]: mom)
             groups = getattr(self.opt, "hypers", None) or self.opt.param_groups
             lrs = [float(g["lr"]) for g in groups]

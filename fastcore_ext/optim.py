@@ -148,7 +148,9 @@ class _OneCycleHost:
         """fastai's ``opt.hypers``: per param group, its hyper-parameters by fastai's names
         (lr, mom, and those the optimizer has of sqr_mom, eps, wd) as its next step uses
         them: with a one-cycle schedule set, lr and mom at the schedule's position (reading
-        a fused optimizer's position waits for the device)."""
+        a fused optimizer's position waits for the device; after a fit_one_cycle, the
+        schedule's end: `learn.current_hypers()` gives its last batch's, fastai's opt.hypers
+        then)."""
         out = [self._named_hypers(g) for g in self.param_groups]
         if self._one_cycle is not None:
             lrs, moms = self.hypers_at(self.schedule_step)
@@ -336,7 +338,11 @@ class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
         captured CUDA graph after changing group values (the graph reads the same tensor).
         """
         lr_max = tuple(self._one_cycle["lr_max"]) if self._one_cycle else None
-        raw = (tuple(tuple(g[k] for k in self._keys) for g in self.param_groups), lr_max)
+        raw = (
+            tuple(tuple(g[k] for k in self._keys) for g in self.param_groups),
+            lr_max,
+            self.momentum,
+        )
         if raw == self._hyper_raw and not force:
             return
         rows = []
@@ -345,6 +351,8 @@ class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
                 k: check_number(f"{k} (param group {gi})", group[k], *_RANGES[k])
                 for k in self._keys
             }
+            if not self.momentum:  # built without (SGD's mom 0): a mom set later is kept
+                values["mom"] = 0.0  # in the group but not applied, as fastai's SGD has none
             row = [values.get(col, 0.0) for col in ops.HYPER_COLS[:-1]]
             rows.append([*row, lr_max[gi] if lr_max else 0.0])
         if self._device.type == "cuda" and torch.cuda.is_current_stream_capturing():
@@ -648,8 +656,9 @@ class SGD(_FusedOptimizer):
         wd: decoupled weight decay (>= 0).
 
     As fastai's, an SGD built without momentum (mom 0 here and in every param group) stays
-    without it under a one-cycle schedule: the schedule's moms are not applied (its mom is 0;
-    fastai's SGD has no momentum step to use them). `partial(SGD, mom=0.9)` follows them.
+    without it under a one-cycle schedule or a ParamScheduler: the schedule's moms, and a mom
+    set later (`set_hyper`), are kept in its groups but not applied (fastai's SGD has no
+    momentum step to use them). `partial(SGD, mom=0.9)` follows them.
 
     State per param: 'momentum_buffer' (float32, the param's shape and strides).
     """

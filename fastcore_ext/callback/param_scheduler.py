@@ -76,9 +76,6 @@ class ParamScheduler(Callback):
     - A name the optimizer does not have, or torch's name of it (momentum, betas,
       weight_decay), is a ValueError when the fit starts; fastai would add the key to its
       hypers and train as before.
-    - Scheduling 'mom' for an SGD built without momentum (our and fastai's default, mom=0)
-      gives it momentum (`buf = mom * buf + grad`): fastai's SGD without momentum has no
-      momentum step and ignores it.
     - A function returning a CUDA tensor makes each batch wait for the device (the value is
       read on the host); the schedule functions of `fastcore_ext.schedule` return floats.
     """
