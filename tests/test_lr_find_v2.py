@@ -316,7 +316,7 @@ def test_plot_sched_draws_lr_and_mom_as_plot_lr(fitted):
 
 @pytest.mark.parametrize("keys", ["wd", ["lr", "sqr_mom"], [], ("lr", "lr"), 3])
 def test_plot_sched_bad_keys(fitted, keys):
-    with pytest.raises(ValueError, match="keys should be 'lr', 'mom' or a sequence of them"):
+    with pytest.raises(ValueError, match=r"keys should be one of \['lr', 'mom'\] or a sequence"):
         fitted.recorder.plot_sched(keys)
 
 

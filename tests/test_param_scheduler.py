@@ -618,3 +618,20 @@ def test_a_scheduled_fit_on_cuda_syncs_neither_in_before_batch_nor_in_the_step(o
     assert learn.recorder.group_lrs[-1] == pytest.approx(
         SchedCos([1e-3, 1e-2], 1e-5)((N_BATCHES - 1) / N_BATCHES)
     )
+
+
+def test_recorder_hps_describe_the_last_fit_and_plot_sched_draws_them():
+    """fastai's recorder.hps after fit_one_cycle are its lr and mom per batch (ours: also
+    after any fit); after a ParamScheduler, its names, and never a previous fit's."""
+    learn = make_learner()
+    learn.fit(1, cbs=ParamScheduler({"wd": SchedLin(0.0, 0.1)}))
+    rec = learn.recorder
+    assert list(rec.hps) == ["wd"] and len(rec.hps["wd"]) == N_BATCHES
+    (ax,) = rec.plot_sched().axes  # fastai's default: the scheduled names
+    assert ax.get_ylabel() == "wd" and list(ax.get_lines()[0].get_ydata()) == rec.hps["wd"]
+    assert [a.get_ylabel() for a in rec.plot_sched(["lr", "wd"]).axes] == ["Learning rate", "wd"]
+    learn.fit_one_cycle(1, 1e-3)
+    assert list(rec.hps) == ["lr", "mom"]  # not the earlier fit's wd
+    assert rec.hps["lr"] == rec.lrs and rec.hps["mom"] == rec.moms and len(rec.lrs) == N_BATCHES
+    with pytest.raises(ValueError, match=r"keys should be one of \['lr', 'mom'\]"):
+        rec.plot_sched("wd")

@@ -84,6 +84,7 @@ class Recorder(Callback):
         self.metrics: list[list[float | None]] = []
         self.epoch_times: list[float] = []
         self.suggestions: Suggestions | None = None
+        self._hps: dict[str, list[float]] | None = None  # a ParamScheduler's, for this fit
         self.min_grad_lr: float | None = None  # fastai v1's name, set by plot(suggestion=True)
         self._pending: list[torch.Tensor] = []  # detached 0-dim losses not yet converted
         self._avg = 0.0
@@ -114,6 +115,17 @@ class Recorder(Callback):
         """Per training batch, the last layer group's momentum (fastai v1's
         `recorder.moms`; nan if the optimizer has none); every group's: `group_moms`."""
         return [g[-1] for g in self.group_moms]
+
+    @property
+    def hps(self) -> dict[str, list[float]]:
+        """fastai's `recorder.hps`: per scheduled hyper-parameter, its value at each training
+        batch of the last fit (the last layer group's): a ParamScheduler's names when one
+        ran, else 'lr' and 'mom' (fit_one_cycle's, as fastai's, and any other fit's)."""
+        return self._hps if self._hps is not None else {"lr": self.lrs, "mom": self.moms}
+
+    @hps.setter
+    def hps(self, value: dict[str, list[float]]) -> None:
+        self._hps = value
 
     @property
     def iters(self) -> list[int]:
@@ -431,11 +443,12 @@ class Recorder(Callback):
     def plot_sched(
         self, keys: str | Sequence[str] | None = None, figsize: tuple[float, float] | None = None
     ) -> Figure:
-        """fastai v2's `plot_sched`: the schedule of each hyper-parameter in `keys` ('lr',
-        'mom'; both by default) over the training batches of the last fit, one panel each, a
-        line per layer group (v2 draws the last group's), drawn as `plot_lr` draws them.
-        Saved as 'sched.png'. Returns the Figure."""
-        keys = _sched_keys(keys)
+        """fastai v2's `plot_sched`: the schedule of each hyper-parameter in `keys` (those of
+        `hps`: a ParamScheduler's names, else 'lr' and 'mom'; all of them by default) over
+        the training batches of the last fit, one panel each; lr and mom a line per layer
+        group (v2 draws the last group's), drawn as `plot_lr` draws them, the others the last
+        group's. Saved as 'sched.png'. Returns the Figure."""
+        keys = _sched_keys(keys, tuple(self.hps))
         default = (6 * len(keys), 4)
         return self._plot_sched("plot_sched", keys, 0, 0, figsize, default, "sched")
 
@@ -460,14 +473,17 @@ class Recorder(Callback):
         axes = fig.subplots(1, len(keys)) if len(keys) > 1 else [fig.add_subplot()]
         n_groups = len(self.group_lrs[0])
         for ax, key in zip(axes, keys, strict=True):
-            values = self.group_lrs if key == "lr" else self.group_moms
-            for g in range(n_groups):
-                ax.plot(iters, [values[i][g] for i in iters], _style(g), label=f"group {g}")
+            if key in ("lr", "mom"):
+                values = self.group_lrs if key == "lr" else self.group_moms
+                for g in range(n_groups):
+                    ax.plot(iters, [values[i][g] for i in iters], _style(g), label=f"group {g}")
+            else:  # another scheduled hyper-parameter: the last group's (hps)
+                ax.plot(iters, [self.hps[key][i] for i in iters], label=f"group {n_groups - 1}")
             if key == "lr":
                 peaks = [max(self.group_lrs[i][g] for i in iters) for g in range(n_groups)]
                 if min(peaks) > 0 and max(peaks) / min(peaks) >= 10:
                     ax.set_yscale("log")
-            label = "Learning rate" if key == "lr" else "Momentum"
+            label = {"lr": "Learning rate", "mom": "Momentum"}.get(key, key)
             ax.set_xlabel("Iterations")
             ax.set_ylabel(label)
             ax.set_title(f"{label} schedule")
@@ -534,20 +550,22 @@ def _window(n: int, skip_start: int, skip_end: int) -> tuple[int, int]:
     return (lo, hi) if hi - lo >= 2 else (0, n)
 
 
-def _sched_keys(keys: str | Sequence[str] | None) -> tuple[str, ...]:
-    """plot_sched's keys as a tuple: 'lr' and/or 'mom', the hyper-parameters recorded."""
+def _sched_keys(keys: str | Sequence[str] | None, recorded: tuple[str, ...]) -> tuple[str, ...]:
+    """plot_sched's keys as a tuple: names of `recorded` (the hyper-parameters recorded, with
+    'lr' and 'mom' always), all of those by default."""
+    names = tuple(dict.fromkeys(("lr", "mom", *recorded)))
     if keys is None:
-        return ("lr", "mom")
+        return recorded
     found = (keys,) if isinstance(keys, str) else keys
     if (
         not isinstance(found, Sequence)
         or not found
-        or any(k not in ("lr", "mom") for k in found)
+        or any(k not in names for k in found)
         or len(set(found)) != len(found)
     ):
         raise ValueError(
-            f"keys should be 'lr', 'mom' or a sequence of them without repeats (the recorded "
-            f"hyper-parameters), got {keys!r}"
+            f"keys should be one of {list(names)} or a sequence of them without repeats (the "
+            f"hyper-parameters the last fit recorded), got {keys!r}"
         )
     return tuple(found)
 
