@@ -245,6 +245,9 @@ class Learner:
         fit, each returning a callback for that fit (`ShowGraph`, `partial(SaveModelCallback,
         monitor='accuracy')`); kept in `learn.callback_fns`, a list.
       dls: fastai v2's keyword for `data` (``Learner(dls=dls, model=model)``).
+      lr: fastai v2's (keyword only here): the learning rate of fit, fit_one_cycle,
+        fit_flat_cos and fit_sgdr called without one (a float, slice or one per layer
+        group; `learn.lr`); None: DEFAULT_LR / DEFAULT_MAX_LR (1e-3, fastai's defaults.lr).
       precision: 'auto' (bf16 autocast + channels-last where data.device runs bfloat16
         natively, else fp32; the choice is printed once per process, when a fit or lr_find
         starts: `precision_note`), 'fp32', 'bf16' or 'fp16'; None means DEFAULT_PRECISION
@@ -270,6 +273,7 @@ class Learner:
         callbacks: Callback | Sequence[Callback] | None = None,
         *,
         dls: Any = None,
+        lr: float | slice | Sequence[float] | None = None,
     ) -> None:
         precision = DEFAULT_PRECISION if precision is None else precision
         cbs = _v1_alias("Learner", "cbs", cbs, "callbacks", callbacks)
@@ -295,6 +299,9 @@ class Learner:
         self.channels_last = False
         self._auto_layout = False  # channels-last set by precision="auto" (to_fp32 undoes it)
         self.layer_groups = lg.split(self.model, self.splitter)
+        if lr is not None:
+            self.lr_range(lr, "lr")  # checked now, against the layer groups
+        self.lr = lr
         self._norm_params = lg.norm_param_ids(self.model)
         self._norm_bias = lg.norm_bias_param_ids(self.model)
         self.group_map: lg.GroupMap  # which layer group each optimizer param group is of
@@ -664,7 +671,7 @@ class Learner:
         """
         cbs = _v1_alias("fit", "cbs", cbs, "callbacks", callbacks)
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
-        lrs = self.lr_range(DEFAULT_LR if lr is None else lr, "lr")
+        lrs = self.lr_range(self._default_lr(DEFAULT_LR) if lr is None else lr, "lr")
         self._clear_schedule()
         lg.set_lrs(self.opt, self.group_map, lrs)
         lg.set_wd(self.opt, self.group_map, wd, self.wd)
@@ -723,7 +730,9 @@ class Learner:
                 )
             max_lr = lr_max
         set_one_cycle = lg.one_cycle_setter(self.opt, moms)
-        lr_max = self.lr_range(DEFAULT_MAX_LR if max_lr is None else max_lr, "max_lr")
+        lr_max = self.lr_range(
+            self._default_lr(DEFAULT_MAX_LR) if max_lr is None else max_lr, "max_lr"
+        )
         n_batches = batches_per_epoch(self._train_dl())
         start_step = start_epoch * n_batches
         lg.set_wd(self.opt, self.group_map, wd, self.wd)
@@ -803,7 +812,7 @@ class Learner:
             pct_start=NO_WARMUP,
             moms=moms,
         )
-        lrs = self.lr_range(DEFAULT_LR if lr_max is None else lr_max, "lr_max")
+        lrs = self.lr_range(self._default_lr(DEFAULT_LR) if lr_max is None else lr_max, "lr_max")
         n_batches = batches_per_epoch(self._train_dl())
         restarts = _WarmRestarts(cycles, n_batches, set_one_cycle)
         total, start_step = restarts.position(start_epoch)
@@ -1028,6 +1037,10 @@ class Learner:
         return inference.tta_v1(self, beta, scale, ds_type, with_loss)
 
     # ---- layer groups, learning rates, freezing (fastcore_ext.layer_groups) ---------------
+    def _default_lr(self, default: float) -> float | slice | Sequence[float]:
+        """The lr of a fit called without one: `Learner(lr=...)`'s, else `default`."""
+        return default if getattr(self, "lr", None) is None else self.lr
+
     def lr_range(self, lr: float | slice | Sequence[float], name: str = "lr") -> list[float]:
         """One learning rate per layer group from a float, slice(a, b), slice(b) or a
         sequence (see `fit`). `name` is the argument named in errors."""

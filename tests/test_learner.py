@@ -722,3 +722,19 @@ def test_current_hypers_after_a_one_cycle_fit_are_its_last_steps():
     assert lrs[-1] > 1e-3 / 1e5 and 0.9 < moms[-1] < 0.95
     learn.fit(1, lr=3e-3)
     assert learn.current_hypers()[0] == [3e-3] * len(lrs)
+
+
+def test_learner_lr_is_the_default_of_fits_called_without_one():
+    """fastai's Learner(lr=...): fit, fit_one_cycle (and fit_flat_cos, fit_sgdr) called
+    without a learning rate use it; checked against the layer groups when given."""
+    learn = make_learner(lr=0.05)
+    assert learn.lr == 0.05
+    learn.fit(1)
+    assert set(learn.recorder.lrs) == {0.05}
+    learn.fit_one_cycle(1)
+    assert max(learn.recorder.lrs) == pytest.approx(0.05, rel=0.05)
+    learn.fit(1, lr=1e-4)  # given: wins
+    assert set(learn.recorder.lrs) == {1e-4}
+    assert make_learner().lr is None
+    with pytest.raises(ValueError, match="lr"):
+        make_learner(lr=[1e-3, 1e-2, 1e-1])  # three rates for two layer groups
