@@ -11,6 +11,7 @@ it a function defined at a module's top level.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,11 @@ class Lambda(nn.Module):
 
 def sequential(*args: nn.Module | Callable[..., Any]) -> nn.Sequential:
     """nn.Sequential of `args`, each function that is not a module wrapped in a Lambda
-    (fastai's `sequential`: ``sequential(nn.Linear(784, 30), F.relu, nn.Linear(30, 1))``)."""
+    (fastai's `sequential`: ``sequential(nn.Linear(784, 30), F.relu, nn.Linear(30, 1))``);
+    one OrderedDict of named layers (nn.Sequential's form) keeps the names."""
+    if len(args) == 1 and isinstance(args[0], OrderedDict):
+        named = sequential(*args[0].values())
+        return nn.Sequential(OrderedDict(zip(args[0].keys(), named, strict=True)))
     layers = []
     for k, arg in enumerate(args):
         if isinstance(arg, nn.Module):

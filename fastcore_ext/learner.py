@@ -455,13 +455,16 @@ class Learner:
             self.add_cbs(removed)
 
     @property
-    def smooth_loss(self) -> float:
+    def smooth_loss(self) -> torch.Tensor:
         """The smoothed training loss after the last training batch (fastai's
-        `learn.smooth_loss`, which a callback reads as `self.smooth_loss`): the Recorder's
-        (nan before the first batch or without a Recorder). Reading it waits for the
-        batches' losses on a GPU; the loop itself never does."""
+        `learn.smooth_loss`, which a callback reads as `self.smooth_loss`), a 0-dim float32
+        CPU tensor as fastai's (``.item()``): the Recorder's `smooth_loss` (nan before the
+        first batch or without a Recorder). Reading it waits for the batches' losses on a
+        GPU; the loop itself never does. (fastai sets it after the Recorder's after_batch,
+        so a callback of lower order reads the previous batch's there; here the current
+        batch's, from after_loss on.)"""
         rec = self.__dict__.get("recorder")
-        return math.nan if rec is None else rec.smooth_loss
+        return torch.tensor(math.nan if rec is None else rec.smooth_loss)
 
     def __getattr__(self, name: str) -> Any:
         """An attached callback by its `name` (fastai's ``learn.recorder``, ``learn.count_cb``);

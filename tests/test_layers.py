@@ -29,3 +29,11 @@ def test_lambda_and_sequential_refuse_what_is_no_function():
     with pytest.raises(TypeError, match="func should be a function"):
         Lambda("relu")
     assert Lambda(torch.flatten)(torch.ones(2, 3)).shape == (6,)
+
+
+def test_sequential_of_an_ordered_dict_keeps_the_names():
+    from collections import OrderedDict
+
+    model = sequential(OrderedDict([("lin", nn.Linear(2, 3)), ("act", F.relu)]))
+    assert [name for name, _ in model.named_children()] == ["lin", "act"]
+    assert isinstance(model.act, Lambda) and model(torch.ones(1, 2)).shape == (1, 3)
