@@ -23,6 +23,7 @@ import contextlib
 import functools
 import glob
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -121,8 +122,20 @@ def atomic_write(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # an error or a KeyboardInterrupt: the old file stays, no temp file
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:  # an error or a KeyboardInterrupt: the old file stays, no temp
+        with contextlib.suppress(FileNotFoundError):  # file
             os.unlink(tmp)
+        if isinstance(e, OSError | RuntimeError):  # torch's "unexpected pos" names neither
+            e.add_note(_write_failed(path))
         raise
     _fsync_dir(path.parent)
+
+
+def _write_failed(path: Path) -> str:
+    """The note on an error while writing `path`: which file, that the previous one is kept,
+    and the free space left in its folder (a full disk is the usual cause)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:,.1f} MiB free there"
+    except OSError:
+        free = "its free space unknown"
+    return f"while writing {str(path)!r} ({free}); the file there before, if any, is unchanged"

@@ -87,6 +87,13 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
                 raise exc
         except (RuntimeError, KeyboardInterrupt) as e:
             assert e is exc
+            # an error says which file and the free space (torch's names neither)
+            notes = getattr(e, "__notes__", [])
+            if isinstance(e, RuntimeError):
+                assert len(notes) == 1 and f"while writing {str(path)!r} (" in notes[0]
+                assert "MiB free there); the file there before, if any, is unchanged" in notes[0]
+            else:
+                assert notes == []
         assert path.read_bytes() == b"first"  # the old file, untouched
         assert sorted(p.name for p in path.parent.iterdir()) == ["f.bin"]  # no temporary
 
