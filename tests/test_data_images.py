@@ -176,6 +176,10 @@ def test_truncated_jpeg_names_its_file(tmp_path, rgb):
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(BadImageError, match="broken_photo.jpg: cannot decode image"):
         to_rgb(p)
+    p.write_bytes(data[: len(data) * 4 // 5])  # its header whole: Pillow opens it lazily
+    with Image.open(p) as img:  # opened by the user (learn.predict(PILImage.create(...)))
+        with pytest.raises(BadImageError, match=r"item: cannot read '.*broken_photo.jpg' \("):
+            to_rgb(img)
 
 
 def test_non_image_and_missing_file(tmp_path):

@@ -363,7 +363,11 @@ def to_rgb(item: ImageSource) -> torch.Tensor:
     if isinstance(item, str | os.PathLike):
         return _decode_file(Path(item))
     if isinstance(item, Image.Image):
-        return _pil_to_rgb(item)
+        try:  # Pillow reads the pixels of an opened file now
+            return _pil_to_rgb(item)
+        except OSError as e:  # "image file is truncated", a broken stream
+            name = getattr(item, "filename", "") or "the PIL image"
+            raise BadImageError(f"item: cannot read {name!r} ({e})") from e
     if hasattr(item, "__array__") and not isinstance(item, np.ndarray | torch.Tensor):
         item = np.asarray(item)
     if isinstance(item, np.ndarray):
