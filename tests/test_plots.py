@@ -20,6 +20,7 @@ from PIL import Image
 from fastcore_ext import plots
 from fastcore_ext.augment import get_transforms
 from fastcore_ext.data import ImageDataBunch, demo_dataset
+from fastcore_ext.files import PLOTS_MARKER
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.metrics import accuracy, error_rate
 
@@ -105,7 +106,7 @@ def test_finish_saves_in_the_working_directory_and_names_each_file(tmp_path, cap
         "Plot saved: plots/other.png",
         "Plot saved: plots/my_plot_v1-3.png",
     ]
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir() if p.name != PLOTS_MARKER) == [
         "my_plot_v1-2.png",
         "my_plot_v1-3.png",
         "my_plot_v1.png",
@@ -126,7 +127,10 @@ def test_finish_replaces_an_earlier_figure_silently(tmp_path, capsys):
     assert plots.saved_file(update) == tmp_path / "plots" / "graph.png"
     check_png(tmp_path / "plots" / "graph.png", update)
     plots.finish(_line_figure(), "graph", replaces=None)  # a new series
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["graph-2.png", "graph.png"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir() if p.name != PLOTS_MARKER) == [
+        "graph-2.png",
+        "graph.png",
+    ]
     assert [line.split(" (")[0] for line in capsys.readouterr().out.splitlines()] == [
         "Plot saved: plots/graph.png",
         "Plot saved: plots/graph-2.png",
@@ -436,7 +440,6 @@ def test_plots_of_a_script_without_data_stay_out_of_the_classes(tmp_path):
     inside one saves into ./plots there; the folder the library made is marked, so the next
     build of the set neither lists its PNGs nor makes it a class."""
     from fastcore_ext.data import ImageDataBunch, get_image_files
-    from fastcore_ext.files import PLOTS_MARKER
 
     root = tmp_path / "set"
     for k, name in enumerate(["cat", "dog"]):

@@ -103,6 +103,11 @@ def resnet_fit() -> dict[str, str]:
     learn = create_cnn(data, models.resnet18, pretrained=False, seed=1, wd_bn_bias=True)
     learn.progress.stream = io.StringIO()
     learn.to_fp32()
+    # session 13's matrix-product weight gradients (layer4's 1x1 maps here) are other
+    # arithmetic, on purpose: off, so the fingerprint keeps guarding everything else (with
+    # them off the fit matched it to the bit in session 21; tests/test_conv_weight_grad.py
+    # checks their values)
+    learn.conv_weight_grad.enabled = False
     learn.lr_find(num_it=12)
     learn.unfreeze()
     learn.fit_one_cycle(2, slice(1e-4, 1e-3))
