@@ -1,7 +1,9 @@
 """A small in-memory bunch (the bunch interface of fastcore_ext.data: train_dl/valid_dl
 yielding (x float, y int64) on `device`, len(), set_epoch(e) seeding the shuffle) and a tiny
-model, for Learner tests that need no image files; and the helpers of the tests that run
-several processes (gloo on 127.0.0.1): `free_port`, `torchrun_env`, `run_ranks`."""
+model, for Learner tests that need no image files; the optimizer tests' params
+(`make_params`, `clone_params`), a tiny torchvision-like builder (`tiny_arch`), the InfGrads
+callback (an fp16 overflow); and the helpers of the tests that run several processes (gloo
+on 127.0.0.1): `free_port`, `torchrun_env`, `run_ranks`."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 import torch
 from torch import nn
 
+from fastcore_ext.callback import Callback
 from fastcore_ext.learner import Learner
 
 
@@ -113,6 +116,50 @@ def make_learner(**kwargs):
     learn = Learner(data, model, **kwargs)
     learn.progress.stream = io.StringIO()
     return learn
+
+
+def make_params(shapes, device, seed=0, dtype=torch.float32) -> list[list[torch.Tensor]]:
+    """Random leaf params, one list per group of `shapes` (a list of shape lists)."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        [torch.randn(s, generator=g).to(device, dtype).requires_grad_() for s in group]
+        for group in shapes
+    ]
+
+
+def clone_params(groups: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
+    return [[p.detach().clone().requires_grad_() for p in ps] for ps in groups]
+
+
+def tiny_arch(weights=None) -> nn.Module:
+    """A torchvision-like builder small enough for tests (create_cnn cuts it at the pool)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
+
+
+class InfGrads(Callback):
+    """Puts an inf into one gradient at the given training batches (as an fp16 overflow
+    would), and keeps a copy of the parameters before every step."""
+
+    order = 100
+
+    def __init__(self, at: set[int]):
+        super().__init__()
+        self.at = at
+        self.params: list[list[torch.Tensor]] = []
+
+    def after_backward(self):
+        if self.learn.train_iter - 1 in self.at:
+            next(self.learn.model.parameters()).grad.view(-1)[0] = float("inf")
+
+    def before_step(self):
+        self.params.append([p.detach().clone() for p in self.learn.model.parameters()])
 
 
 def same_params(before: list[torch.Tensor], model: nn.Module) -> bool:

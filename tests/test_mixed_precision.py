@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from fakes import easy_bunch, make_learner, weight_bound_model
+from fakes import InfGrads, easy_bunch, make_learner, weight_bound_model
 
 import fastcore_ext.learner as learner_mod
 from fastcore_ext import hardware, vision
@@ -80,25 +80,6 @@ def test_lr_find_under_bf16_restores_everything():
     learn.lr_find(num_it=12)
     assert all(torch.equal(a, p) for a, p in zip(before, learn.model.parameters(), strict=True))
     assert learn.precision == "bf16"
-
-
-class InfGrads(Callback):
-    """Puts an inf into one gradient at the given training batches (as an fp16 overflow
-    would), and keeps a copy of the parameters before every step."""
-
-    order = 100
-
-    def __init__(self, at: set[int]):
-        super().__init__()
-        self.at = at
-        self.params: list[list[torch.Tensor]] = []
-
-    def after_backward(self):
-        if self.learn.train_iter - 1 in self.at:
-            next(self.learn.model.parameters()).grad.view(-1)[0] = float("inf")
-
-    def before_step(self):
-        self.params.append([p.detach().clone() for p in self.learn.model.parameters()])
 
 
 def test_skipped_steps_keep_the_schedule_mirror_on_the_device_counter():

@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from fakes import clone_params, make_params
 
 from fastcore_ext import ops, reference
 from fastcore_ext.optim import SGD, Adam
@@ -22,19 +23,8 @@ GROUPS = [
     ([(5, 7), (5,), (5, 5, 3)], 3e-3, 0.1, 1e-6, 0.999),
     ([(3, 5), (3,), (0,)], 1e-2, 0.0, 1e-8, 0.99),
 ]
+SHAPES = [shapes for shapes, *_ in GROUPS]
 TOTAL = 16  # schedule length: the 20-step runs go past its end
-
-
-def make_params(device, seed=0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        [torch.randn(s, generator=g).to(device, dtype).requires_grad_() for s in shapes]
-        for shapes, *_ in GROUPS
-    ]
-
-
-def clone_params(groups):
-    return [[p.detach().clone().requires_grad_() for p in ps] for ps in groups]
 
 
 def state_of(opt, p, keys):
@@ -63,7 +53,7 @@ def set_grads(groups_a, groups_b, k, device):
 
 
 def run_against_torch(device, ours_cls, torch_factory, set_torch_group, keys, ref_keys):
-    ours_p = make_params(device)
+    ours_p = make_params(SHAPES, device)
     ref_p = clone_params(ours_p)
     opt = ours_cls(ours_p)
     ref = torch_factory(ref_p)
@@ -144,7 +134,7 @@ def test_sgd_without_momentum_stays_plain_sgd_under_one_cycle(device):
     not applied (torch's SGD(momentum=0) with the scheduled lrs, step after step; ours keeps
     a buffer, which then holds the last grad)."""
     assert SGD([torch.zeros(1)]).param_groups[0]["mom"] == 0.0
-    ours_p = make_params(device)
+    ours_p = make_params(SHAPES, device)
     ref_p = clone_params(ours_p)
     opt = SGD([{"params": ps} for ps in ours_p])
     ref = torch.optim.SGD([{"params": ps} for ps in ref_p], lr=1e-3, momentum=0.0)
@@ -165,7 +155,7 @@ def test_sgd_without_momentum_stays_plain_sgd_under_one_cycle(device):
 
 
 def test_torch_lr_scheduler_drives_group_lr(device):
-    ours_p = make_params(device)
+    ours_p = make_params(SHAPES, device)
     ref_p = clone_params(ours_p)
     opt = Adam([{"params": ps} for ps in ours_p], lr=1e-2, wd=0.0)
     ref = torch.optim.AdamW(
@@ -182,7 +172,7 @@ def test_torch_lr_scheduler_drives_group_lr(device):
 
 
 def test_all_none_grads_advance_only_the_schedule_position(device):
-    (ps,) = make_params(device)[:1]
+    (ps,) = make_params(SHAPES, device)[:1]
     opt = Adam(ps)
     opt.set_one_cycle(10, 1e-3, start_step=3)
     before = [p.detach().clone() for p in ps]
@@ -221,7 +211,7 @@ def test_found_inf_leaves_adam_state_and_step_counts(device):
     """Through the optimizer: a step GradScaler skipped changes no param and no state tensor
     (Adam's bias-correction step included) and advances the schedule position; the next
     steps equal those of an optimizer that saw only the other batches at the same positions."""
-    groups = make_params(device)
+    groups = make_params(SHAPES, device)
     twin_groups = clone_params(groups)
     opt = Adam([{"params": ps} for ps in groups])
     twin = Adam([{"params": ps} for ps in twin_groups])
@@ -347,7 +337,7 @@ def test_thousands_of_small_tensors(device, algo):
 
 @pytest.mark.parametrize("cls", [Adam, SGD])
 def test_tiny_lr_group_stays_bit_identical(device, cls):
-    groups = make_params(device)
+    groups = make_params(SHAPES, device)
     opt = cls([{"params": groups[0], "lr": 1e-28}, {"params": groups[1] + groups[2]}], wd=0.01)
     frozen = [p.detach().clone() for p in groups[0]]
     moving = [p.detach().clone() for p in groups[1]]
@@ -365,7 +355,7 @@ def test_tiny_lr_group_stays_bit_identical(device, cls):
 
 @pytest.mark.parametrize("cls", [Adam, SGD])
 def test_grads_never_written(device, cls):
-    groups = make_params(device)
+    groups = make_params(SHAPES, device)
     opt = cls([{"params": ps} for ps in groups])
     opt.set_one_cycle(5, 1e-2)
     set_grads(groups, clone_params(groups), 5, device)
@@ -383,7 +373,7 @@ def test_grads_never_written(device, cls):
 @pytest.mark.parametrize("cls", [Adam, SGD])
 def test_steps_reuse_every_buffer(device, cls):
     """No per-step copies: params and state keep their storage from the first step on."""
-    groups = make_params(device)
+    groups = make_params(SHAPES, device)
     opt = cls([{"params": ps} for ps in groups])
     set_grads(groups, clone_params(groups), 5, device)
     opt.step()
@@ -421,7 +411,7 @@ def test_grad_scale_divides_the_grads(device):
 
 
 def test_grad_scaler_cpu_end_to_end():
-    ours_p = make_params("cpu")
+    ours_p = make_params(SHAPES, "cpu")
     ref_p = clone_params(ours_p)
     opt = Adam([{"params": ps} for ps in ours_p])
     ref = Adam([{"params": ps} for ps in ref_p])
@@ -457,7 +447,7 @@ def test_grad_scaler_cpu_end_to_end():
 
 @pytest.mark.parametrize("cls", [Adam, SGD])
 def test_state_dict_mid_cycle_resumes_exactly(device, cls):
-    groups = make_params(device)
+    groups = make_params(SHAPES, device)
     opt = cls([{"params": ps} for ps in groups])
     opt.set_one_cycle(12, [1e-3, 2e-3, 4e-3], pct_start=0.3)
     twin_groups = clone_params(groups)
@@ -487,7 +477,7 @@ def test_state_dict_mid_cycle_resumes_exactly(device, cls):
 
 
 def test_state_dict_without_schedule_clears_it():
-    groups = make_params("cpu")
+    groups = make_params(SHAPES, "cpu")
     a = Adam([{"params": ps} for ps in groups])
     b = Adam([{"params": ps} for ps in clone_params(groups)])
     b.set_one_cycle(10, 1e-3, start_step=4)
@@ -671,7 +661,7 @@ def test_state_follows_a_param_that_changes_layout(device, cls):
 
 
 def test_add_param_group_and_deepcopy():
-    groups = make_params("cpu")
+    groups = make_params(SHAPES, "cpu")
     opt = Adam([{"params": groups[0]}], lr=1e-3)
     opt.set_one_cycle(10, 2e-3)
     opt.add_param_group({"params": groups[1], "lr": 5e-3})
@@ -682,12 +672,12 @@ def test_add_param_group_and_deepcopy():
         p.grad = torch.ones_like(p)
     opt.step()
     assert opt.schedule_step == 1 and twin.schedule_step == 0
-    plain = SGD(make_params("cpu")[0], lr=0.1)  # fastai's default: no momentum
+    plain = SGD(make_params(SHAPES, "cpu")[0], lr=0.1)  # fastai's default: no momentum
     assert plain.momentum is False and copy.deepcopy(plain).momentum is False
 
 
 def test_fastai_list_of_lists_makes_groups():
-    groups = make_params("cpu")
+    groups = make_params(SHAPES, "cpu")
     opt = SGD(groups, lr=0.1)
     assert [g["params"] for g in opt.param_groups] == groups
     opt.set_one_cycle(4, [1e-3, 1e-2, 1e-1])
@@ -803,7 +793,7 @@ def test_duplicate_params_rejected():
     ],
 )
 def test_set_one_cycle_errors(kwargs, exc, match):
-    opt = Adam([{"params": ps} for ps in make_params("cpu")])
+    opt = Adam([{"params": ps} for ps in make_params(SHAPES, "cpu")])
     args = {"total_steps": 10, "lr_max": 1e-3, **kwargs}
     with pytest.raises(exc, match=match):
         opt.set_one_cycle(**args)
@@ -811,7 +801,7 @@ def test_set_one_cycle_errors(kwargs, exc, match):
 
 
 def test_load_state_dict_errors():
-    groups = make_params("cpu")
+    groups = make_params(SHAPES, "cpu")
     opt = Adam([{"params": ps} for ps in groups])
     two = Adam([{"params": ps} for ps in clone_params(groups)[:2]])
     with pytest.raises(ValueError, match="state_dict has 2 param groups, this optimizer has 3"):
@@ -928,7 +918,7 @@ cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA de
 @cuda_only
 @pytest.mark.parametrize("cls", [Adam, SGD])
 def test_cuda_graph_replays_follow_the_schedule(cls):
-    groups = make_params("cuda")
+    groups = make_params(SHAPES, "cuda")
     twin_groups = clone_params(groups)
     opt = cls([{"params": ps} for ps in groups])
     twin = cls([{"params": ps} for ps in twin_groups])
@@ -962,7 +952,7 @@ def test_cuda_graph_replays_follow_the_schedule(cls):
 
 @cuda_only
 def test_cuda_steps_allocate_nothing():
-    groups = make_params("cuda")
+    groups = make_params(SHAPES, "cuda")
     opt = Adam([{"params": ps} for ps in groups])
     opt.set_one_cycle(10, 1e-3)
     for p in sum(groups, []):

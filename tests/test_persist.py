@@ -19,7 +19,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from fakes import easy_bunch, make_learner
+from fakes import easy_bunch, make_learner, tiny_arch
 from torch import nn
 
 import fastcore_ext.checkpoint as checkpoint
@@ -231,18 +231,6 @@ def test_resume_without_rng_state_differs(tmp_path):
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
     return demo_dataset(tmp_path_factory.mktemp("persist") / "demo", n_per_class=4, size=32)
-
-
-def tiny_arch(weights=None) -> nn.Module:
-    """A torchvision-like builder small enough for tests (create_cnn cuts it at the pool)."""
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    )
 
 
 def image_learner(folder, tmp_path, num_workers=0, seed=0, **kwargs):

@@ -11,7 +11,7 @@ from functools import partial
 
 import pytest
 import torch
-from fakes import make_learner
+from fakes import InfGrads, clone_params, make_learner, make_params, tiny_arch
 from torch import nn
 
 from fastcore_ext.callback import Callback
@@ -27,6 +27,7 @@ GROUPS = [
     ([(5, 7), (5,), (5, 5, 3)], 3e-3, 0.9, 1e-6, 0.1),
     ([(3, 5), (3,), (0,)], 1e-2, 0.999, 1e-5, 0.0),
 ]
+SHAPES = [shapes for shapes, *_ in GROUPS]
 TOTAL = 16  # schedule length: the 20-step runs go past its end
 STEPS = 20
 
@@ -54,18 +55,6 @@ def fastai_rmsprop_step(groups, hypers, state, momentum, decouple_wd):
             sqr_avg.mul_(sqr_mom).addcmul_(grad, grad, value=1 - sqr_mom)
             denom = sqr_avg.sqrt().add_(eps)  # rms_prop_step
             p.data.addcdiv_(st["grad_avg"] if momentum else grad, denom, value=-lr)
-
-
-def make_params(device, seed=0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        [torch.randn(s, generator=g).to(device, dtype).requires_grad_() for s in shapes]
-        for shapes, *_ in GROUPS
-    ]
-
-
-def clone_params(groups):
-    return [[p.detach().clone().requires_grad_() for p in ps] for ps in groups]
 
 
 def flat(groups):
@@ -116,7 +105,7 @@ def test_equals_fastais_rmsprop_each_step(device, mom, wd_mode, sched):
     eps and wd; a batch without grads; frozen params) equal fastai's formula; under a
     one-cycle schedule each batch k uses lr and mom = one_cycle(k / total) as fastai's
     ParamScheduler sets them, the moms applying only with momentum."""
-    ours_p = make_params(device)
+    ours_p = make_params(SHAPES, device)
     ref_p = clone_params(ours_p)
     opt = ours_for(ours_p, mom, wd_mode)
     assert opt.momentum == (mom != 0) and opt.decouple_wd == (wd_mode != "l2")
@@ -151,7 +140,8 @@ def test_equals_fastais_rmsprop_each_step(device, mom, wd_mode, sched):
         if not stepped:
             assert all(torch.equal(x, y) for x, y in zip(before, flat(ours_p), strict=True))
     assert any(
-        not torch.equal(a, b) for a, b in zip(flat(ours_p), flat(make_params(device)), strict=True)
+        not torch.equal(a, b)
+        for a, b in zip(flat(ours_p), flat(make_params(SHAPES, device)), strict=True)
     )
 
 
@@ -159,7 +149,7 @@ def test_equals_torch_rmsprop_without_momentum_and_weight_decay(device):
     """Without momentum and weight decay fastai's RMSProp is torch's RMSprop(alpha=sqr_mom);
     with momentum they differ (torch's buffer averages the normalized steps)."""
     for mom in (0.0, 0.9):
-        ours_p = make_params(device)
+        ours_p = make_params(SHAPES, device)
         ref_p = clone_params(ours_p)
         opt = RMSProp([{"params": ps} for ps in ours_p], lr=1e-2, mom=mom, sqr_mom=0.9)
         ref = torch.optim.RMSprop(
@@ -203,7 +193,7 @@ def test_built_without_momentum_stays_without():
 def test_found_inf_and_grad_scale(device):
     """GradScaler's tensors: found_inf nonzero changes no param and no state and advances the
     schedule position; grad_scale divides the grads (a power of two: the same step exactly)."""
-    groups = make_params(device)
+    groups = make_params(SHAPES, device)
     twin_groups = clone_params(groups)
     opt, twin = ours_for(groups, 0.9, "decoupled"), ours_for(twin_groups, 0.9, "decoupled")
     for o in (opt, twin):
@@ -231,7 +221,7 @@ def test_found_inf_and_grad_scale(device):
 
 
 def test_grads_are_never_written():
-    groups = make_params("cpu")
+    groups = make_params(SHAPES, "cpu")
     opt = ours_for(groups, 0.9, "l2")
     set_grads(groups, clone_params(groups), 0, torch.device("cpu"))
     grads = [p.grad.clone() for p in flat(groups)]
@@ -241,7 +231,7 @@ def test_grads_are_never_written():
 
 @pytest.mark.parametrize("mom", [0.0, 0.9])
 def test_state_dict_mid_cycle_resumes_exactly(device, mom):
-    groups = make_params(device)
+    groups = make_params(SHAPES, device)
     opt = ours_for(groups, mom, "decoupled")
     opt.set_one_cycle(12, [1e-3, 2e-3, 4e-3], pct_start=0.3)
     twin_groups = clone_params(groups)
@@ -269,7 +259,7 @@ def test_state_dict_mid_cycle_resumes_exactly(device, mom):
 
 
 def test_load_state_dict_errors():
-    groups = make_params("cpu")
+    groups = make_params(SHAPES, "cpu")
     plain = RMSProp([{"params": ps} for ps in groups])
     set_grads(groups, clone_params(groups), 0, torch.device("cpu"))
     plain.step()
@@ -289,7 +279,7 @@ def test_load_state_dict_errors():
 def test_half_precision_params_keep_float32_state(device, dtype):
     """A bf16 / fp16 param: float32 state, the step computed in float32 from the param's value
     and rounded into the param once."""
-    (ps, *_) = make_params(device, dtype=dtype)
+    (ps, *_) = make_params(SHAPES, device, dtype=dtype)
     ref = [p.detach().float().requires_grad_() for p in ps]
     opt = RMSProp(ps, lr=1e-2, mom=0.9, wd=0.1)
     state: dict = {}
@@ -414,18 +404,6 @@ def test_fit_one_cycle_with_discriminative_lrs(mom):
     assert sum(losses[-4:]) < sum(losses[:4])
 
 
-def tiny_arch(weights=None) -> nn.Module:
-    """A torchvision-like builder small enough for tests (create_cnn cuts it at the pool)."""
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    )
-
-
 def test_create_cnn_fine_tune_freezes_and_unfreezes(tmp_path):
     """create_cnn(opt_func=RMSProp) and fine_tune: the frozen epoch leaves the body's conv
     untouched (no grad, no state), the unfrozen one moves it, each with its own schedule."""
@@ -474,25 +452,6 @@ def test_lr_find_restores_and_save_load_resumes(tmp_path):
             assert torch.equal(value, theirs[sid][key])
     assert other.validate() == learn.validate()
     other.fit_one_cycle(1, 1e-3)
-
-
-class InfGrads(Callback):
-    """An inf in one gradient at the given training batches (an fp16 overflow), and a copy of
-    the parameters before every step."""
-
-    order = 100
-
-    def __init__(self, at: set[int]):
-        super().__init__()
-        self.at = at
-        self.params: list[list[torch.Tensor]] = []
-
-    def after_backward(self):
-        if self.learn.train_iter - 1 in self.at:
-            next(self.learn.model.parameters()).grad.view(-1)[0] = float("inf")
-
-    def before_step(self):
-        self.params.append([p.detach().clone() for p in self.learn.model.parameters()])
 
 
 def test_mixed_precision_bf16_and_loss_scaling():
