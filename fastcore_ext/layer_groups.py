@@ -283,10 +283,16 @@ def wd_range(wd: float | Sequence[float], n: int) -> list[float]:
     return out
 
 
-def freeze_to(groups: list[list[nn.Parameter]], n: int, keep_trainable: set[int]) -> None:
+def freeze_to(
+    groups: list[list[nn.Parameter]],
+    n: int,
+    keep_trainable: set[int],
+    leave: set[int] | frozenset[int] = frozenset(),
+) -> set[int]:
     """Freeze the layer groups before index n (negative n counts from the end) and make the
     others trainable; parameters whose id is in `keep_trainable` (normalization layers) stay
-    trainable everywhere. Frozen parameters get requires_grad False and no gradient."""
+    trainable everywhere, those in `leave` keep their requires_grad as it is. Frozen
+    parameters get requires_grad False and no gradient. Returns the ids of those it froze."""
     n_groups = len(groups)
     number = int_or_none(n)
     if number is None:
@@ -295,12 +301,17 @@ def freeze_to(groups: list[list[nn.Parameter]], n: int, keep_trainable: set[int]
     if not -n_groups <= n <= n_groups:
         raise ValueError(f"n should be in [-{n_groups}, {n_groups}] (layer groups), got {n}")
     n_frozen = n if n >= 0 else n_groups + n
+    frozen: set[int] = set()
     for i, group in enumerate(groups):
         for p in group:
+            if id(p) in leave:
+                continue
             trainable = i >= n_frozen or id(p) in keep_trainable
             p.requires_grad_(trainable)
             if not trainable:
                 p.grad = None
+                frozen.add(id(p))
+    return frozen
 
 
 def make_optimizer(

@@ -303,6 +303,7 @@ class Learner:
             self.lr_range(lr, "lr")  # checked now, against the layer groups
         self.lr = lr
         self._norm_params = lg.norm_param_ids(self.model)
+        self._frozen_by_freeze: set[int] = set()  # what freeze_to froze (not the user)
         self._norm_bias = lg.norm_bias_param_ids(self.model)
         self.group_map: lg.GroupMap  # which layer group each optimizer param group is of
         self.wd = lg.wd_range(wd, len(self.layer_groups)) if wd is not None else None
@@ -1061,9 +1062,21 @@ class Learner:
         parameters get no gradient and no step (fastcore_ext.layer_groups.freeze_to). The
         optimizer's per-parameter state (Adam's moments and step counts, SGD's momentum) is
         cleared, as fastai's freeze_to does (`opt.clear_state()`): the stage after
-        `unfreeze()` starts its moments afresh. The one-cycle position is not state."""
+        `unfreeze()` starts its moments afresh. The one-cycle position is not state.
+
+        Without a `splitter`, parameters you froze yourself (`requires_grad_(False)`, not
+        by an earlier freeze) stay frozen, as under fastai's default splitter
+        (`trainable_params`); with one, its groups are frozen and unfrozen whole."""
         self._check_not_destroyed()
-        lg.freeze_to(self.layer_groups, n, self._norm_params)
+        leave: set[int] = set()
+        if self.splitter is default_splitter:
+            leave = {
+                id(p)
+                for group in self.layer_groups
+                for p in group
+                if not p.requires_grad and id(p) not in self._frozen_by_freeze
+            }
+        self._frozen_by_freeze = lg.freeze_to(self.layer_groups, n, self._norm_params, leave)
         self.opt.state.clear()
 
     def freeze(self) -> None:

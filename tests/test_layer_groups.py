@@ -312,3 +312,33 @@ def test_a_torch_optimizer_gets_the_weight_decay_of_the_learner_and_of_fit():
     assert [g["weight_decay"] for g in learn.opt.param_groups] == [
         0.5 if d else 0.0 for d in decays
     ]
+
+
+def test_parameters_the_user_froze_stay_frozen_without_a_splitter():
+    """fastai's default splitter (trainable_params) leaves out what the user froze, so its
+    freeze / unfreeze / fine_tune never train it; ours holds every parameter but leaves them."""
+    learn = make_learner(model=three_group_model(), splitter=None)
+    body = list(learn.model[:3].parameters())
+    for p in body:
+        p.requires_grad_(False)
+    before = [p.detach().clone() for p in body]
+    head = learn.model[8].weight.detach().clone()
+    learn.freeze()
+    assert not any(p.requires_grad for p in body)
+    learn.unfreeze()
+    assert not any(p.requires_grad for p in body)
+    learn.fine_tune(1, 1e-2, freeze_epochs=1)
+    assert not any(p.requires_grad for p in body)
+    assert all(torch.equal(p, b) for p, b in zip(body, before, strict=True))
+    assert not torch.equal(learn.model[8].weight, head)
+    learn.freeze_to(1)  # what freeze_to froze, unfreeze trains again; the user's stays frozen
+    assert not learn.model[8].weight.requires_grad
+    learn.unfreeze()
+    assert learn.model[8].weight.requires_grad and not any(p.requires_grad for p in body)
+
+
+def test_with_a_splitter_unfreeze_trains_whole_groups_as_fastai():
+    learn = three_group_learner()
+    learn.model[0].weight.requires_grad_(False)
+    learn.unfreeze()
+    assert learn.model[0].weight.requires_grad
