@@ -38,6 +38,7 @@ from fastcore_ext.metrics import metric_value
 from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.plots import finish, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
+from fastcore_ext.torch_core import to_float
 from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def forward(learn: Learner, xb: torch.Tensor, events: PassEvents | None = None) 
         out = model(xb)
         if events is not None:
             out = events.pred(out)
-        return out.float()
+        return to_float(out)
 
 
 class PassEvents:
@@ -362,7 +363,8 @@ def validate(
             rules.check(i, xb, yb, loss=True)
             out = forward(learn, xb, events)
             with learn.autocast():
-                mean = learn.loss_func(out, yb).detach().float()
+                # a loss of reduction='none' too: its items' mean, as fastai's AvgLoss
+                mean = learn.loss_func(out, yb).detach().float().mean()
             events.loss(mean)
             events("after_batch")
             loss = mean * yb.shape[0]
@@ -443,11 +445,12 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 class _BatchRules:
     """What a batch of an inference pass must be, read once from the learner: x a float
     tensor in the model's dtype (or its autocast dtype) on its device, [B, C, H, W] with the
-    C of its first convolution (when it has one); y None or int64 class indices [B] in
+    C of its first convolution (when it has one); y None, int64 class indices [B] in
     [0, c) (range checked with one min/max per batch on the CPU only: on a GPU that would
-    wait for the device at every batch); for a learner that is not `classifying`, y any
-    tensor of one target per item (what its own loss takes). Errors name the source (`dl`
-    or the data's loader) and the batch number, and say how to fix the batch."""
+    wait for the device at every batch) or float class probabilities [B, c]; for a learner
+    that is not `classifying`, y any tensor of one target per item (what its own loss
+    takes). Errors name the source (`dl` or the data's loader) and the batch number, and say
+    how to fix the batch."""
 
     source: str
     device: torch.device
@@ -524,7 +527,9 @@ class _BatchRules:
                 f"{where} y should be a torch.Tensor of {what} "
                 f"(torch.as_tensor(y) makes one), got {type(yb).__name__}"
             )
-        if not self.classes:
+        if not self.classes or (  # or class probabilities (soft labels), cross-entropy's too
+            yb.dim() == 2 and yb.is_floating_point() and yb.shape[1] == (self.c or yb.shape[1])
+        ):
             self._check_count_and_device(where, yb, n, loss)
             return
         if yb.dim() != 1:

@@ -290,6 +290,7 @@ class Learner:
         self._output_classes = getattr(data, "classes", None)
         self.model = model.to(torch.device(data.device))
         self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
+        self._loss_defaulted = loss_func is None
         self.opt_func = opt_func
         self.metrics = _check_metrics(metrics, getattr(data, "c", None))
         self._model_dir = Path(model_dir)
@@ -620,10 +621,15 @@ class Learner:
         with self.autocast():
             self.pred = model(xb)
             self._event("after_pred")
-            if self.training and self.train_iter == 1:  # a fit's first batch
+            first = self.training and self.train_iter == 1  # a fit's first batch
+            if first:
                 _check_outputs(self.pred, self.data, self.loss_func)
                 _check_elementwise_loss(self.pred, self.yb, self.loss_func)
+                if self._loss_defaulted:
+                    _check_default_loss_targets(self.pred, self.yb)
             self.loss_grad = self.loss_func(self.pred, *self.yb)
+            if first:
+                _check_loss_value(self.loss_grad, self.loss_func)
         self.loss = self.loss_grad.detach()
         self._event("after_loss")
         if not self.training:
@@ -1664,6 +1670,15 @@ def _check_outputs(pred: Any, data: Any, loss_func: Any) -> None:
     data's classes under a classification loss (cross-entropy, NLL, label smoothing;
     `_check_class_count` finds it at construction where the model's structure tells n; here
     any model: torchvision's resnet18() has 1000 outputs)."""
+    if not isinstance(pred, torch.Tensor) and (
+        is_class_loss(loss_func) or _is_elementwise(loss_func)
+    ):
+        raise ValueError(
+            f"model: it returned {_describe(pred)}, and loss_func "
+            f"{_loss_name(loss_func)} takes one tensor of predictions: have the model return "
+            "them alone, or add a callback whose after_pred picks them "
+            "(`self.learn.pred = self.pred[0]`, as with fastai)"
+        )
     c = getattr(data, "c", None)
     if (
         not is_class_loss(loss_func) or c is None or not isinstance(pred, torch.Tensor)
@@ -1688,6 +1703,66 @@ _ELEMENTWISE_FUNCTIONS = (
 )  # fmt: skip
 
 
+def _is_elementwise(loss_func: Any) -> bool:
+    return isinstance(loss_func, _ELEMENTWISE_LOSSES) or any(
+        loss_func is f for f in _ELEMENTWISE_FUNCTIONS
+    )
+
+
+def _loss_name(loss_func: Any) -> str:
+    return getattr(loss_func, "__name__", type(loss_func).__name__)
+
+
+def _describe(x: Any) -> str:
+    """'Tensor [16, 3]', 'a tuple of 2 (Tensor [16, 3], Tensor [16, 8])', 'int 3'."""
+    if isinstance(x, torch.Tensor):
+        return f"Tensor {list(x.shape)}"
+    if isinstance(x, list | tuple):
+        items = ", ".join(_describe(o) for o in x[:4]) + (", ..." if len(x) > 4 else "")
+        return f"a {type(x).__name__} of {len(x)} ({items})"
+    return type(x).__name__
+
+
+def _check_default_loss_targets(pred: Any, yb: Sequence[Any]) -> None:
+    """ValueError at a fit's first batch when no loss_func was given (the default: a
+    classifier's cross-entropy over class indices) and the targets are floats that are not
+    class probabilities (rows of the predictions' shape, >= 0, summing to 1): fastai cannot
+    infer a loss from such data and asks for one; torch's would say only that the targets'
+    dtype is wrong, or train a one-output model on a loss that is always 0."""
+    if len(yb) != 1 or not isinstance(yb[0], torch.Tensor) or not yb[0].is_floating_point():
+        return
+    y = yb[0]
+    if (
+        isinstance(pred, torch.Tensor) and pred.dim() == 2 and pred.shape == y.shape
+        and pred.shape[1] > 1 and bool((y >= 0).all())
+        and torch.allclose(y.float().sum(1), torch.ones(()), atol=1e-3)
+    ):  # fmt: skip
+        return  # class probabilities (soft labels), which cross-entropy takes
+    raise ValueError(
+        "loss_func: none was given, so the learner trains with nn.CrossEntropyLoss() (a "
+        f"classifier's: one int64 class index per item), but the targets are {y.dtype} "
+        f"{list(y.shape)}: pass the loss of your task (e.g. loss_func=MSELossFlat() for "
+        "numbers to predict), or give the targets as class indices"
+    )
+
+
+def _check_loss_value(loss: Any, loss_func: Any) -> None:
+    """ValueError at a fit's first batch unless the loss is one number (the batch's mean or
+    sum): backward and the recorder need one."""
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return
+    reduction = getattr(loss_func, "reduction", None)
+    hint = (
+        f" (it has reduction={reduction!r}: use 'mean' or 'sum')"
+        if reduction not in (None, "mean", "sum")
+        else ""
+    )
+    raise ValueError(
+        f"loss_func: {_loss_name(loss_func)} returned {_describe(loss)}; a fit needs one "
+        f"number per batch, the mean or the sum of the items' losses{hint}"
+    )
+
+
 def _check_elementwise_loss(pred: Any, yb: Sequence[Any], loss_func: Any) -> None:
     """ValueError at a fit's first batch when an element-wise loss (MSE, L1, smooth L1,
     Huber, binary cross-entropy; module or function) gets predictions and targets of other
@@ -1696,17 +1771,14 @@ def _check_elementwise_loss(pred: Any, yb: Sequence[Any], loss_func: Any) -> Non
     B == n)."""
     if isinstance(loss_func, FlatLoss):  # MSELossFlat & co flatten both sides themselves
         return
-    elementwise = isinstance(loss_func, _ELEMENTWISE_LOSSES) or any(
-        loss_func is f for f in _ELEMENTWISE_FUNCTIONS
-    )
-    if not elementwise or len(yb) != 1:
+    if not _is_elementwise(loss_func) or len(yb) != 1:
         return
     y = yb[0]
     if not (isinstance(pred, torch.Tensor) and isinstance(y, torch.Tensor)):
         return
     if pred.shape == y.shape:
         return
-    name = getattr(loss_func, "__name__", type(loss_func).__name__)
+    name = _loss_name(loss_func)
     shapes = f"the model gives {list(pred.shape)} and the targets are {list(y.shape)}"
     if y.dim() == 1 and not y.is_floating_point() and pred.dim() == 2 and pred.shape[1] > 1:
         raise ValueError(

@@ -1,5 +1,6 @@
 """fastai.torch_core's small helpers that fastbook code calls by bare name: `tensor`, `to_np`,
-`params`, `trainable_params`, `noop` and `Module` (all in `from fastcore_ext.vision import *`).
+`to_float`, `params`, `trainable_params`, `noop` and `Module` (all in
+`from fastcore_ext.vision import *`).
 
     targ = tensor([0, 1, 0, 1, 1, 0])        # fastbook ch. 5: an int64 tensor
     acts = tensor(1.0, 2.0, 3.0)             # several numbers at once
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Module", "noop", "params", "tensor", "to_np", "trainable_params"]
+__all__ = ["Module", "noop", "params", "tensor", "to_float", "to_np", "trainable_params"]
 
 
 def tensor(
@@ -73,6 +74,20 @@ def to_np(x: Any) -> Any:
     raise TypeError(
         f"to_np: x should be a tensor (or a list, tuple or dict of them), got {type(x).__name__}"
     )
+
+
+def to_float(x: Any) -> Any:
+    """fastai's `to_float`: the floating-point tensors in `x` (a tensor, or lists, tuples and
+    dicts of them, nested) as float32; everything else as it is. What the loss of a fit under
+    mixed precision sees of the model's output, also of one that returns a tuple."""
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, list | tuple):
+        items = [to_float(o) for o in x]
+        return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)  # a namedtuple
+    if isinstance(x, Mapping):
+        return {k: to_float(v) for k, v in x.items()}
+    return x
 
 
 def trainable_params(m: nn.Module) -> list[nn.Parameter]:

@@ -738,3 +738,102 @@ def test_learner_lr_is_the_default_of_fits_called_without_one():
     assert make_learner().lr is None
     with pytest.raises(ValueError, match="lr"):
         make_learner(lr=[1e-3, 1e-2, 1e-1])  # three rates for two layer groups
+
+
+def _torch_dls(y: torch.Tensor):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fastcore_ext.data import DataLoaders
+
+    x = torch.randn(len(y), 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    ds = TensorDataset(x, y)
+    return DataLoaders(DataLoader(ds, batch_size=8, shuffle=True), DataLoader(ds, batch_size=8))
+
+
+class _BodyHead(nn.Module):
+    def __init__(self, n: int = 3, features: bool = False) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.head, self.features = nn.Linear(4, n), features
+
+    def forward(self, x):
+        f = self.body(x).flatten(1)
+        return (self.head(f), f) if self.features else self.head(f)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_model_returning_a_tuple_is_named_at_the_first_batch(precision):
+    """Under mixed precision it failed in the library's own `.float()` of the predictions
+    ("'tuple' object has no attribute 'float'"), in fp32 inside torch's loss; summary()
+    crashed the same way. A callback picking the logits (fastai's way) trains."""
+    y = torch.arange(24) % 3
+    learn = Learner(
+        _torch_dls(y), _BodyHead(features=True), loss_func=nn.CrossEntropyLoss(),
+        precision=precision,
+    )  # fmt: skip
+    learn.progress.stream = io.StringIO()
+    with pytest.raises(
+        ValueError,
+        match=r"model: it returned a tuple of 2 \(Tensor \[8, 3\], "
+        r"Tensor \[8, 4\]\), and loss_func CrossEntropyLoss takes one tensor",
+    ):
+        learn.fit(1)
+    assert "Linear" in learn.summary()
+
+    class PickLogits(Callback):
+        def after_pred(self):
+            self.learn.pred = self.pred[0]
+
+    learn.fit(1, cbs=PickLogits())
+    # a loss of the user's own takes the tuple as it is, each tensor float32
+    learn.loss_func = lambda p, y: F.cross_entropy(p[0], y) + 0 * p[1].mean()
+    learn.fit(1)
+
+
+def test_a_loss_that_is_not_one_number_is_named_at_the_first_batch():
+    """reduction='none' gave "shape '[]' is invalid for input of size 8" from the recorder."""
+    learn = Learner(
+        _torch_dls(torch.arange(24) % 3), _BodyHead(),
+        loss_func=nn.CrossEntropyLoss(reduction="none"), precision="fp32",
+    )  # fmt: skip
+    learn.progress.stream = io.StringIO()
+    with pytest.raises(
+        ValueError,
+        match=r"loss_func: CrossEntropyLoss returned Tensor \[8\]; "
+        r"a fit needs one number .*reduction='none': use 'mean' or 'sum'",
+    ):
+        learn.fit(1)
+    with pytest.raises(ValueError, match=r"returned a list of 1 \(Tensor \[\]\)"):
+        learn.loss_func = lambda p, y: [F.cross_entropy(p, y)]
+        learn.fit(1)
+    # validate averages the items' losses, as fastai's AvgLoss
+    learn.loss_func = nn.CrossEntropyLoss(reduction="none")
+    (none,) = learn.validate()
+    learn.loss_func = nn.CrossEntropyLoss()
+    assert learn.validate() == pytest.approx([none], rel=1e-6)
+
+
+def test_float_targets_without_a_loss_func_ask_for_one():
+    """With no loss_func the learner's cross-entropy met regression targets: torch's "expected
+    target dtype to be Long" (fastai: "Could not infer loss function from the data"); a
+    one-output model on [B, 1] floats would train on a loss that is always 0. Class
+    probabilities (soft labels) are cross-entropy's targets: they train, validate and
+    predict."""
+    g = torch.Generator().manual_seed(1)
+    for y, n in ((torch.randn(24, 1, generator=g), 1), (torch.randn(24, generator=g), 1),
+                 (torch.rand(24, 3, generator=g), 3)):  # fmt: skip
+        learn = Learner(_torch_dls(y), _BodyHead(n), precision="fp32")
+        learn.progress.stream = io.StringIO()
+        with pytest.raises(
+            ValueError,
+            match=r"loss_func: none was given, so the learner "
+            r"trains with nn.CrossEntropyLoss\(\) .*torch.float32 \[8",
+        ):
+            learn.fit(1)
+    soft = torch.softmax(torch.randn(24, 3, generator=g), 1)
+    learn = Learner(_torch_dls(soft), _BodyHead(3), precision="fp32")
+    learn.progress.stream = io.StringIO()
+    learn.fit(1)
+    preds, targs = learn.get_preds()
+    assert preds.shape == targs.shape == (24, 3) and torch.equal(targs, soft)
+    assert learn.validate()[0] > 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastcore_ext.torch_core import tensor, to_np, trainable_params
+from fastcore_ext.torch_core import tensor, to_float, to_np, trainable_params
 
 
 def test_tensor_of_lists_numbers_and_several_values():
@@ -68,3 +68,17 @@ def test_trainable_params():
     assert [id(p) for p in got] == [id(p) for p in [*m[1].parameters(), *m[2].parameters()]]
     with pytest.raises(TypeError, match="m should be an nn.Module, got list"):
         trainable_params([])
+
+
+def test_to_float_makes_the_floating_tensors_of_a_structure_float32():
+    Out = namedtuple("Out", "logits idx")
+    x = {
+        "a": (torch.ones(2, dtype=torch.bfloat16), [torch.zeros(1, dtype=torch.float16)]),
+        "b": Out(torch.ones(1, dtype=torch.float64), torch.arange(3)),
+        "c": "text",
+    }
+    y = to_float(x)
+    assert y["a"][0].dtype == y["a"][1][0].dtype == y["b"].logits.dtype == torch.float32
+    assert type(y["b"]) is Out and y["b"].idx.dtype == torch.int64 and y["c"] == "text"
+    t = torch.ones(2)
+    assert to_float(t) is t

@@ -64,6 +64,7 @@ from fastcore_ext.checks import check_int
 from fastcore_ext.hardware import has_native_bf16, native_bf16_cpu_flags
 from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.ranks import is_main_process
+from fastcore_ext.torch_core import to_float
 from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
@@ -388,7 +389,7 @@ class MixedPrecision(Callback):
         """The loss sees float32 predictions, as fastai's MixedPrecision.after_pred makes them:
         autocast leaves ops such as log_softmax in bfloat16 on the CPU, so a loss like
         LabelSmoothingCrossEntropy would otherwise be computed (and differentiated) in bf16."""
-        self.learn.pred = self.learn.pred.float()
+        self.learn.pred = to_float(self.learn.pred)
 
     def after_fit(self) -> None:
         self.fp32_fit = self.fp32_epoch = False

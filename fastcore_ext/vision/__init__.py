@@ -190,7 +190,15 @@ from fastcore_ext.schedule import (  # lr_find(suggest_funcs=...); ParamSchedule
     steep,
     valley,
 )
-from fastcore_ext.torch_core import Module, noop, params, tensor, to_np, trainable_params
+from fastcore_ext.torch_core import (
+    Module,
+    noop,
+    params,
+    tensor,
+    to_float,
+    to_np,
+    trainable_params,
+)
 from fastcore_ext.widgets import ImageClassifierCleaner, ImagesCleaner  # (need ipywidgets)
 from fastcore_ext.xresnet import (
     ConvLayer,
@@ -226,7 +234,7 @@ except ImportError:
 # resnet34)`). `Path` here is `DataPath`: a pathlib Path with fastai's `path.ls()` (fastai
 # patches pathlib.Path itself; this library patches nothing). Also fastai v2's names that
 # fastbook's chapters use as they are: re, shutil, pd (when pandas is installed), Image (PIL's
-# module), tensor, L, first, to_np, params, trainable_params, noop, Module, show_image,
+# module), tensor, L, first, to_np, to_float, params, trainable_params, noop, Module, show_image,
 # Interpretation, torch's DataLoader (chapter 4), ConvLayer / ResBlock / NormType (chapter
 # 14), Lambda and sequential (chapter 13), the splitters (chapter 15), ParamScheduler and its
 # schedules (chapter 16), the Flat losses, the hooks and ActivationStats (chapters 13 and
@@ -244,6 +252,7 @@ __all__ = [
     "tensor",
     "to_np",
     "trainable_params",
+    "to_float",
     "params",
     "noop",
     "Module",
