@@ -6,7 +6,7 @@ The file is one torch file holding two things:
 - "description": a JSON string saying how to rebuild the model and its input, e.g.
   ``{"arch": "resnet34", "cut": 8, "head": {"nf": 512, "n_out": 37, "lin_ftrs": [512],
   "ps": [0.25, 0.5], "concat_pool": true}, "classes": [...], "input": {"size": 224,
-  "presize": 280, "resize_method": "crop", "channels": 3, "mean": [...], "std": [...]}, ...}``
+  "presize": 280, "resize_method": "crop", "channels": 3, "mean": [...], "std": [...], "seed": 42}, "augment": {...}, ...}``
 - "model": the model's state_dict (weights and BatchNorm statistics).
 
 No code is pickled: `read_export` reads the file with `torch.load(weights_only=True)` and
@@ -290,6 +290,7 @@ def describe_export(model: nn.Module, data: Any, precision: str) -> dict[str, An
             "channels": 3,
             "mean": None if stats is None else [float(v) for v in stats[0]],
             "std": None if stats is None else [float(v) for v in stats[1]],
+            "seed": int(getattr(data, "seed", None) or 0),  # tta's draws
         },
         "augment": _jsonable(spec) if spec is not None else None,
         "precision": precision,

@@ -4,22 +4,25 @@ stand-in it predicts through, `InferenceData`.
 The file (fastcore_ext.export) holds the model's description and weights; `load_learner`
 rebuilds the model, loads the weights and wraps it in a Learner without training data.
 `predict` applies the validation transform of the original data (presize, center crop to
-`size`, normalization) through `InferenceData`.
+`size`, normalization) through `InferenceData`; `tta` its training augmentation too (the
+export keeps its `AugmentSpec`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fastcore_ext.augment import augment_batch
+from fastcore_ext.augment import AugmentSpec, augment_batch
 from fastcore_ext.callback import mixed_precision
 from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.data import (
+    DeviceDataLoader,
     ImageDataset,
     check_test_images,
     check_test_items,
@@ -29,13 +32,15 @@ from fastcore_ext.data import (
 from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT, build_model, read_export
 from fastcore_ext.learner import Learner
 
-__all__ = ["InferenceData", "FileBatches", "load_learner"]
+__all__ = ["InferenceData", "load_learner"]
 
 
 class InferenceData:
     """The bunch interface of an exported learner, without items: classes, c, size,
-    presize, stats, device, path; `preprocess(items)` applies the validation transform.
-    train_dl and valid_dl are None (no training)."""
+    presize, stats, spec and seed (the training augmentation and the data seed, which `tta`
+    applies as the original learner's), device, path;
+    `preprocess(items)` applies the validation transform, `test_dl(items)` makes a loader
+    of them. train_dl and valid_dl are None (no training)."""
 
     def __init__(
         self,
@@ -46,17 +51,20 @@ class InferenceData:
         stats: tuple[list[float], list[float]] | None,
         device: torch.device,
         path: Path,
+        spec: AugmentSpec | None = None,
+        seed: int = 0,
     ) -> None:
         self.classes = list(classes)
         self.size, self.presize, self.resize_method = size, presize, resize_method
         self.stats = stats
+        self.spec, self.seed = spec, seed
         self.device = torch.device(device)
         self.path = Path(path)
         self.train_dl = None
         self.valid_dl = None
         # fastai v1's unlabelled test set (add_test; load_learner's test=)
         self.test_ds: ImageDataset | None = None
-        self._test_loader: FileBatches | None = None
+        self._test_loader: DeviceDataLoader | None = None
 
     @property
     def c(self) -> int:
@@ -84,12 +92,13 @@ class InferenceData:
         mean, std = self.stats if self.stats is not None else ((0.0,) * 3, (1.0,) * 3)
         return augment_batch(x, self.size, mean=mean, std=std, train=False)
 
-    def test_dl(self, test_items: Any, with_labels: bool = False, bs: int = 64) -> FileBatches:
+    def test_dl(self, test_items: Any, with_labels: bool = False, bs: int = 64) -> DeviceDataLoader:
         """fastai v2's ``learn.dls.test_dl(files)`` for a loaded learner: batches ``(x,)`` of
         `bs` files (or PIL images, arrays, tensors) through the validation transform, in the
-        order given, for ``learn.get_preds(dl=...)``. Every file is decoded once first (an
-        unreadable one is a BadImageError naming it). with_labels=True is a ValueError: an
-        export keeps the classes, not the rule that labelled the training files."""
+        order given, for ``learn.get_preds(dl=...)`` and ``learn.tta(dl=...)``. Every file is
+        decoded once first (an unreadable one is a BadImageError naming it). with_labels=True
+        is a ValueError: an export keeps the classes, not the rule that labelled the training
+        files."""
         if check_bool("with_labels", with_labels):
             raise ValueError(
                 "with_labels: an exported learner keeps its classes but not the rule that "
@@ -97,8 +106,18 @@ class InferenceData:
                 "targets None), or validate with the original data's dls.test_dl"
             )
         items = check_test_items(test_items)
+        bs = check_int("bs", bs, 1)
         check_test_images([f for f in items if isinstance(f, Path)])
-        return FileBatches(self, items, check_int("bs", bs, 1))
+        ds = ImageDataset(items, None, self.classes, self.presize, self.resize_method)
+        return DeviceDataLoader(
+            ds,
+            bs,
+            train=False,
+            size=self.size,
+            device=self.device,
+            seed=self.seed,
+            stats=self.stats,
+        )
 
     def add_test(self, items: Any, bs: int = 64) -> None:
         """fastai v1's ``learn.data.add_test(items)`` (and load_learner's ``test=``): image
@@ -107,11 +126,10 @@ class InferenceData:
         ``dl('test')`` (batches of `bs`). Every file is decoded once here (an unreadable one
         is a BadImageError naming it). A second call replaces the set."""
         loader = self.test_dl(items, bs=bs)
-        self.test_ds = ImageDataset(loader.items, None, self.classes, self.presize,
-                                    self.resize_method)  # fmt: skip
+        self.test_ds = loader.dataset
         self._test_loader = loader
 
-    def dl(self, ds_type: str = "valid") -> FileBatches:
+    def dl(self, ds_type: str = "valid") -> DeviceDataLoader:
         """fastai v1's ``data.dl(ds_type)``: the loader of the test set ('test'; `add_test`).
         An exported learner has no training or validation set: other ds_types, and 'test'
         before add_test, are a ValueError."""
@@ -170,22 +188,6 @@ def _export_beside(missing: Path, fname: str | os.PathLike) -> str:
     return ""
 
 
-class FileBatches:
-    """`InferenceData.test_dl`'s loader: images in batches ``(x,)`` of `bs` (fastai's
-    unlabelled batches), x the validation transform of the batch's images
-    (`InferenceData.preprocess`)."""
-
-    def __init__(self, data: InferenceData, items: list[Any], bs: int) -> None:
-        self.data, self.items, self.bs = data, items, bs
-
-    def __len__(self) -> int:
-        return -(-len(self.items) // self.bs)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor]]:
-        for i in range(0, len(self.items), self.bs):
-            yield (self.data.preprocess(self.items[i : i + self.bs]),)
-
-
 def load_learner(
     path: str | os.PathLike,
     fname: str | os.PathLike = DEFAULT_EXPORT,
@@ -235,6 +237,8 @@ def load_learner(
         stats,
         device,
         file.parent,
+        _augment_spec(file, description.get("augment")),
+        int(inp.get("seed", 0)),
     )
     exported = description.get("precision")  # predict as the exporting learner did
     precision = (
@@ -248,6 +252,22 @@ def load_learner(
     if test is not None:
         data.add_test(_test_files(test))
     return learn
+
+
+def _augment_spec(file: Path, described: Any) -> AugmentSpec | None:
+    """The export's training augmentation (`tta` of the loaded learner applies it); None
+    when the data had none. A description this version cannot read is a ValueError naming
+    the file (unknown keys, from a later version, are left out)."""
+    if described is None:
+        return None
+    names = {f.name for f in dataclasses.fields(AugmentSpec)}
+    try:
+        known = {k: v for k, v in dict(described).items() if k in names}
+        if isinstance(known.get("ratio"), list):
+            known["ratio"] = tuple(known["ratio"])
+        return AugmentSpec(**known)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{file}: its augmentation description cannot be read ({e})") from e
 
 
 def _test_files(test: Any) -> Any:

@@ -87,6 +87,7 @@ def test_export_file_holds_a_json_description_and_weights(trained):
     assert inp["channels"] == 3
     assert (inp["mean"], inp["std"]) == tuple(map(list, imagenet_stats))
     assert d["augment"]["max_rotate"] == learn.data.spec.max_rotate
+    assert inp["seed"] == 2  # the data's, which tta's draws start from
     for k, v in learn.model.state_dict().items():
         assert torch.equal(content["model"][k], v)
 
@@ -359,6 +360,29 @@ def test_tta_is_fastais_formula(trained):
     assert torch.equal(maxed, torch.maximum(first_pass, plain))
     maxed, _ = learn.tta(n=2, use_max=True)  # max over passes, then with the plain pass
     assert (maxed >= torch.maximum(augmented, plain)).all()
+
+
+def test_tta_of_a_loaded_learner_is_the_original_learners(trained):
+    """load_learner then tta over a test set (fastai v2's dls.test_dl, and v1's
+    load_learner(path, test=files) + TTA(ds_type=DatasetType.Test), which README promises)
+    raised "tta needs a DeviceDataLoader ..., got FileBatches": the loaded learner keeps the
+    export's augmentation and data seed, so its passes are the original learner's."""
+    from fastcore_ext.vision import DatasetType
+
+    learn, tmp = trained
+    files = [f for _, f in zip(range(5), learn.data.valid_ds.items, strict=False)]
+    (augmented, plain), targets = learn.tta(dl=learn.data.test_dl(files), n=2, beta=None)
+    assert targets is None
+    loaded = load_learner(tmp)
+    assert loaded.data.spec == learn.data.spec
+    (aug2, plain2), _ = loaded.tta(dl=loaded.dls.test_dl(files), n=2, beta=None)
+    torch.testing.assert_close(plain2, plain, rtol=0, atol=1e-6)
+    torch.testing.assert_close(aug2, augmented, rtol=0, atol=1e-6)
+    assert not torch.allclose(augmented, plain)
+    v1 = load_learner(tmp, test=files)  # v1's TTA: its own 8 passes, not v2's formula
+    preds, targets = v1.TTA(ds_type=DatasetType.Test)
+    assert targets is None and preds.shape == (5, 12)
+    torch.testing.assert_close(preds.sum(1), torch.ones(5))
 
 
 def test_tta_on_the_training_set_in_order(trained):
