@@ -6,7 +6,8 @@ The file is one torch file holding two things:
 - "description": a JSON string saying how to rebuild the model and its input, e.g.
   ``{"arch": "resnet34", "cut": 8, "head": {"nf": 512, "n_out": 37, "lin_ftrs": [512],
   "ps": [0.25, 0.5], "concat_pool": true}, "classes": [...], "input": {"size": 224,
-  "presize": 280, "resize_method": "crop", "channels": 3, "mean": [...], "std": [...], "seed": 42}, "augment": {...}, ...}``
+  "presize": 280, "resize_method": "crop", "channels": 3, "mean": [...], "std": [...],
+  "seed": 42}, "augment": {"max_rotate": 10.0, ...}, ...}``
 - "model": the model's state_dict (weights and BatchNorm statistics).
 
 No code is pickled: `read_export` reads the file with `torch.load(weights_only=True)` and
@@ -257,15 +258,14 @@ def describe_export(model: nn.Module, data: Any, precision: str) -> dict[str, An
     ('fp32', 'bf16' or 'fp16'), recorded for information."""
     try:
         described = describe_model(model)
-    except ValueError as e:
-        e.add_note(
-            "An export is the model's description and its weights, no pickled code, so it "
-            "holds the models it can rebuild: create_cnn / vision_learner's, and fastai's "
-            "xresnets (xresnet50(n_out=...)) whole. For another "
-            "model keep its weights: learn.save('name') (learn.load('name') into a learner "
-            "with the same model), or torch.save(learn.model.state_dict(), file)."
-        )
-        raise
+    except ValueError as e:  # what to do instead, in the message itself (str(e) shows it)
+        raise ValueError(
+            f"{e}. An export is the model's description and its weights, no pickled code, so "
+            "it holds the models it can rebuild: create_cnn / vision_learner's, and fastai's "
+            "xresnets (xresnet50(n_out=...)) whole. For another model keep its weights: "
+            "learn.save('name') (learn.load('name') into a learner with the same model), or "
+            "torch.save(learn.model.state_dict(), file)"
+        ) from e
     missing = [a for a in ("classes", "size", "presize") if not hasattr(data, a)]
     if missing:
         raise ValueError(

@@ -578,11 +578,18 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
     if ds_type == "valid":
         return loader
     train_dl = loader
+    in_order = getattr(train_dl, "in_order", None)  # a TorchLoader: a torch DataLoader's
+    if in_order is not None:
+        ordered_torch = in_order()
+        if ordered_torch is not None:
+            return ordered_torch
     if not (hasattr(train_dl, "shuffle") and hasattr(train_dl, "drop_last")):
+        given = getattr(train_dl, "loader", train_dl)
         raise ValueError(
-            f"ds_type='train' reads the training set in order through a copy of "
-            f"data.train_dl with shuffle and drop_last off, but {type(train_dl).__name__} "
-            f"has no such attributes; pass dl= (an unshuffled loader) instead"
+            "ds_type='train' (ds_idx=0) reads the training set in order, every item once: a "
+            "copy of the training loader with shuffle and drop_last off, which a torch "
+            "DataLoader with a batch_size and its default sampler gives; the training loader "
+            f"is {type(given).__name__}. Pass dl= (an unshuffled loader of it) instead"
         )
     ordered = copy.copy(train_dl)
     ordered.shuffle = False

@@ -38,6 +38,7 @@ __all__ = [
     "RocAuc",
     "RocAucBinary",
     "accuracy",
+    "accuracy_multi",
     "check_metric",
     "error_rate",
     "metric_name",
@@ -85,6 +86,30 @@ def error_rate(preds: torch.Tensor, targs: torch.Tensor, axis: int = -1) -> torc
     """
     _check(preds, targs, axis, "error_rate")
     return 1 - accuracy(preds, targs, axis=axis)
+
+
+def accuracy_multi(
+    inp: torch.Tensor, targ: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True
+) -> torch.Tensor:
+    """fastai's accuracy_multi, for multi-label outputs of your own data (a model with one
+    output per label under BCEWithLogitsLossFlat): the fraction of (item, label) pairs whose
+    prediction, `inp.sigmoid() > thresh` (without the sigmoid when sigmoid=False), equals
+    the 0/1 target. inp and targ hold the same number of elements (compared flattened).
+    Returns a 0-dim float32 tensor; `partial(accuracy_multi, thresh=0.2)` as a metric."""
+    if not isinstance(inp, torch.Tensor) or not isinstance(targ, torch.Tensor):
+        raise TypeError(
+            f"accuracy_multi: inp and targ should be Tensors, got {type(inp).__name__} and "
+            f"{type(targ).__name__}"
+        )
+    if inp.numel() != targ.numel():
+        raise ValueError(
+            f"accuracy_multi: inp {tuple(inp.shape)} and targ {tuple(targ.shape)} should hold "
+            "one prediction per target (0/1 per label, as BCEWithLogitsLossFlat takes)"
+        )
+    inp, targ = inp.reshape(-1), targ.reshape(-1)
+    if sigmoid:
+        inp = inp.float().sigmoid()
+    return ((inp > thresh) == targ.bool()).float().mean()
 
 
 def top_k_accuracy(

@@ -569,3 +569,18 @@ def test_pct_train_and_a_schedule_of_ones_own_through_set_hyper():
     assert learn.pct_train == pytest.approx(1.0)
     lrs = [g[0] for g in learn.recorder.group_lrs]
     assert lrs == pytest.approx([1e-3 * (1 - k / n) for k in range(n)])
+
+
+def test_an_exception_in_a_callback_names_the_callback_and_the_event():
+    """fastai: "Exception occured in `Boom` when calling event `after_batch`"; ours said only
+    the exception. The note is added once (the innermost callback); Cancel* pass as they are."""
+
+    class Boom(Callback):
+        def after_batch(self):
+            raise ValueError("my bug")
+
+    learn = make_learner()
+    with pytest.raises(ValueError, match="my bug") as info:
+        learn.fit(1, cbs=Boom())
+    notes = [n for n in info.value.__notes__ if n.startswith("in callback")]
+    assert notes == ["in callback Boom, event after_batch"]

@@ -86,6 +86,29 @@ def test_the_dataloaders_api(tmp_path):
     assert named.c == 4 and named.vocab == ["a", "b", "c", "d"] and named.path == tmp_path
 
 
+def test_from_dsets_and_get_preds_of_the_training_set_in_order(tmp_path):
+    """fastai v2's DataLoaders.from_dsets (it was missing), and get_preds(ds_idx=0) on torch
+    loaders (refused, naming the internal TorchLoader): an in-order copy of the DataLoader."""
+    train_ds, valid_ds = _dataset(50, 0), _dataset(37, 1)
+    dls = DataLoaders.from_dsets(train_ds, valid_ds, bs=16, device="cpu", path=tmp_path)
+    assert isinstance(dls.train_dl.loader.sampler, torch.utils.data.RandomSampler)
+    assert dls.train_dl.loader.drop_last and len(dls.train_dl) == 3 and len(dls.valid_dl) == 3
+    assert DataLoaders.from_dsets(train_ds, valid_ds, bs=16, val_bs=37).valid_dl.bs == 37
+    learn = _learner(dls, tmp_path)
+    learn.fit(1)
+    probs, targets = learn.get_preds(ds_idx=0)
+    assert torch.equal(targets, train_ds.tensors[1]) and probs.shape == (50, 4)
+    with pytest.raises(TypeError, match=r"expected the training and the validation dataset, "):
+        DataLoaders.from_dsets(train_ds)
+    with pytest.raises(ValueError, match=r"val_bs: expected an int >= 1, got 0"):
+        DataLoaders.from_dsets(train_ds, valid_ds, val_bs=0)
+    own = DataLoaders([next(iter(dls.train_dl.loader))], dls.valid_dl.loader, device="cpu")
+    learn = _learner(own, tmp_path)
+    with pytest.raises(ValueError, match=r"ds_type='train' \(ds_idx=0\) reads the training "
+                       r"set in order.*the training loader is list. Pass dl="):  # fmt: skip
+        learn.get_preds(ds_idx=0)
+
+
 def test_what_dataloaders_refuse(tmp_path):
     train = DataLoader(_dataset(16, 0), batch_size=4)
     with pytest.raises(TypeError, match=r"expected the training and the validation loader, got 1"):

@@ -10,6 +10,7 @@ from fastcore_ext.metrics import (
     F1Score,
     Precision,
     accuracy,
+    accuracy_multi,
     error_rate,
     metric_name,
     top_k_accuracy,
@@ -209,3 +210,17 @@ def test_a_score_that_cannot_take_the_datas_classes_is_refused_when_the_learner_
         learner(easy_bunch(), RocAuc())
     learner(three, [Precision(average="macro"), RocAuc()])
     learner(easy_bunch(), [Precision(), RocAucBinary()])
+
+
+def test_accuracy_multi_is_fastais():
+    """fastai's ((inp.sigmoid() > thresh) == targ.bool()).float().mean(), flattened."""
+    inp = torch.tensor([[2.0, -1.0, 0.1], [-3.0, 0.5, -0.2]])
+    targ = torch.tensor([[1, 0, 0], [0, 1, 1]])
+    assert accuracy_multi(inp, targ).item() == pytest.approx(4 / 6)
+    assert accuracy_multi(inp, targ.float(), thresh=0.6).item() == pytest.approx(5 / 6)
+    assert accuracy_multi(inp.sigmoid(), targ, sigmoid=False).item() == pytest.approx(4 / 6)
+    assert accuracy_multi(inp, targ, thresh=0.0).item() == pytest.approx(3 / 6)
+    with pytest.raises(ValueError, match=r"inp \(2, 3\) and targ \(2,\) should hold one"):
+        accuracy_multi(inp, targ[:, 0])
+    with pytest.raises(TypeError, match="should be Tensors, got Tensor and list"):
+        accuracy_multi(inp, [1, 0])

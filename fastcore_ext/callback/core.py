@@ -260,12 +260,34 @@ _INNER_EVENTS = frozenset(
 def fire(cbs: Iterable[Callback], name: str, training: bool) -> None:
     """Call the event method `name` of each callback in `cbs` (a copy of the list is walked,
     so a callback may detach itself); a per-batch event skips the callbacks whose run_train
-    (training) or run_valid (validation) is False."""
+    (training) or run_valid (validation) is False. An exception other than the Cancel*
+    ones gets a note naming the callback and the event (fastai's "Exception occured in
+    `Boom` when calling event `after_batch`")."""
     inner = name in _INNER_EVENTS
     for cb in list(cbs):
         if inner and not (cb.run_train if training else cb.run_valid):
             continue
-        getattr(cb, name)()
+        try:
+            getattr(cb, name)()
+        except _CANCELS:
+            raise
+        except Exception as e:  # which callback and event raised it (fastai's message)
+            _note_callback(e, f"in callback {type(cb).__name__}, event {name}")
+            raise
+
+
+_CANCELS = (
+    CancelBatchException, CancelBackwardException, CancelStepException, CancelTrainException,
+    CancelValidException, CancelEpochException, CancelFitException,
+)  # fmt: skip
+
+
+def _note_callback(e: Exception, note: str) -> None:
+    """Add `note` to `e` once: the innermost callback raising it (a callback that runs a
+    pass of its own fires others) is the one named."""
+    if hasattr(e, "add_note") and not getattr(e, "_fastcore_ext_callback_noted", False):
+        e.add_note(note)
+        e._fastcore_ext_callback_noted = True  # type: ignore[attr-defined]
 
 
 def report_stop(e: BaseException, note: str, line: str) -> None:

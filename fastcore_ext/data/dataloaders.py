@@ -6,6 +6,7 @@
                       DataLoader(valid_ds, batch_size=128))
     learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), metrics=accuracy)
     learn.fit_one_cycle(3, 1e-3)
+    dls = DataLoaders.from_dsets(train_ds, valid_ds, bs=64)   # the same, built for you
 
 What the learner needs around loaders it did not build (`TorchLoader`): each batch moved to
 the data's device; the epoch passed on to a sampler that takes one (a DistributedSampler's
@@ -115,6 +116,27 @@ class TorchLoader:
         if set_epoch is not None:
             set_epoch(epoch)
 
+    def in_order(self) -> TorchLoader | None:
+        """A loader of the same dataset in order, every item once (shuffle and drop_last
+        off; the same batch size, collate_fn and workers): get_preds(ds_idx=0)'s. None when
+        the loader is not a torch DataLoader with a batch_size and its default sampler."""
+        dl = self.loader
+        if (
+            not isinstance(dl, DataLoader)
+            or dl.batch_size is None
+            or not isinstance(dl.sampler, RandomSampler | torch.utils.data.SequentialSampler)
+        ):
+            return None
+        ordered = DataLoader(
+            dl.dataset, batch_size=dl.batch_size, shuffle=False, num_workers=dl.num_workers,
+            collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=False,
+            worker_init_fn=dl.worker_init_fn, persistent_workers=dl.persistent_workers,
+        )  # fmt: skip
+        out = TorchLoader(ordered, self.device)
+        if self.world_size > 1:
+            out.set_shard(self.rank, self.world_size)
+        return out
+
     def set_shard(self, rank: int, world_size: int) -> None:
         """Yield only process `rank`'s share of the data from now on: a shuffling torch
         DataLoader's items through a DistributedSampler (seed 0 and the epoch: the same
@@ -184,6 +206,39 @@ class DataLoaders(LoaderPair):
         self.path = Path(path)
         self.device = _resolve_device(device)
         self.train_dl, self.valid_dl = (TorchLoader(dl, self.device) for dl in loaders)
+
+    @classmethod
+    def from_dsets(
+        cls,
+        *datasets: Any,
+        bs: int = 64,
+        val_bs: int | None = None,
+        shuffle: bool = True,
+        num_workers: int = 0,
+        path: str | os.PathLike = ".",
+        device: torch.device | str | None = None,
+        **kwargs: Any,
+    ) -> DataLoaders:
+        """fastai v2's ``DataLoaders.from_dsets(train_ds, valid_ds, bs=64)``: torch DataLoaders
+        of two datasets of (x, y) items; the training one shuffled (`shuffle`) and without its
+        last partial batch (fastai's drop_last on the training loader), the validation one in
+        order with batches of `val_bs` (default `bs`). `kwargs` go to both DataLoaders
+        (collate_fn, pin_memory, ...); num_workers: torch's default 0 (fastai's: its CPU
+        count)."""
+        if len(datasets) != 2:
+            raise TypeError(
+                f"DataLoaders.from_dsets(train_ds, valid_ds): expected the training and the "
+                f"validation dataset, got {len(datasets)}"
+            )
+        for name, value in (("bs", bs), ("val_bs", bs if val_bs is None else val_bs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        train_ds, valid_ds = datasets
+        train = DataLoader(train_ds, batch_size=bs, shuffle=bool(shuffle), drop_last=True,
+                           num_workers=num_workers, **kwargs)  # fmt: skip
+        valid = DataLoader(valid_ds, batch_size=bs if val_bs is None else val_bs,
+                           shuffle=False, num_workers=num_workers, **kwargs)  # fmt: skip
+        return cls(train, valid, path=path, device=device)
 
     @property
     def train_ds(self) -> Any:

@@ -155,6 +155,7 @@ from fastcore_ext.metrics import (
     RocAuc,
     RocAucBinary,
     accuracy,
+    accuracy_multi,
     error_rate,
     top_k_accuracy,
 )
@@ -369,6 +370,7 @@ __all__ = [
     "TerminateOnNaN",
     "URLs",
     "accuracy",
+    "accuracy_multi",
     "alexnet",
     "aug_transforms",
     "cnn_learner",
