@@ -292,7 +292,7 @@ class Learner:
         self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
         self._loss_defaulted = loss_func is None
         self.opt_func = opt_func
-        self.metrics = _check_metrics(metrics, getattr(data, "c", None))
+        self._metrics = _check_metrics(metrics, getattr(data, "c", None))
         self._model_dir = Path(model_dir)
         self.path = Path(path) if path is not None else Path(getattr(data, "path", "."))
         self.model_dir = self._model_dir
@@ -1093,6 +1093,16 @@ class Learner:
         """Train every layer group."""
         self.freeze_to(0)
 
+    @property
+    def metrics(self) -> list[Callable[..., Any]]:
+        """The metrics computed on the validation set after each epoch (a list). Setting it
+        checks them as the constructor does: None or [] for none, one metric or several."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, value: Any) -> None:
+        self._metrics = _check_metrics(value, getattr(self.data, "c", None))
+
     # ---- data ---------------------------------------------------------------------------
     @property
     def data(self) -> Any:
@@ -1679,6 +1689,7 @@ def _check_outputs(pred: Any, data: Any, loss_func: Any) -> None:
             "them alone, or add a callback whose after_pred picks them "
             "(`self.learn.pred = self.pred[0]`, as with fastai)"
         )
+    _check_class_weights(pred, loss_func)
     c = getattr(data, "c", None)
     if (
         not is_class_loss(loss_func) or c is None or not isinstance(pred, torch.Tensor)
@@ -1721,6 +1732,34 @@ def _describe(x: Any) -> str:
         items = ", ".join(_describe(o) for o in x[:4]) + (", ..." if len(x) > 4 else "")
         return f"a {type(x).__name__} of {len(x)} ({items})"
     return type(x).__name__
+
+
+def _check_class_weights(pred: Any, loss_func: Any) -> None:
+    """ValueError at a fit's first batch for a classifier's loss whose class weights
+    (`weight=`) torch would refuse inside the loss: not one per output, another dtype than
+    the (float32) predictions (float64, as numpy and scikit-learn's compute_class_weight
+    give them), or on another device."""
+    weight = getattr(loss_func, "weight", None)
+    if not (is_class_loss(loss_func) and isinstance(weight, torch.Tensor)):
+        return
+    if not (isinstance(pred, torch.Tensor) and pred.dim() == 2):
+        return
+    name, c = _loss_name(loss_func), pred.shape[1]
+    if weight.dim() != 1 or weight.numel() != c:
+        raise ValueError(
+            f"loss_func: {name}'s weight should hold one value per class ({c}, the model's "
+            f"outputs), got shape {list(weight.shape)}"
+        )
+    if weight.dtype != pred.dtype:
+        raise ValueError(
+            f"loss_func: {name}'s weight is {weight.dtype} and the predictions are "
+            f"{pred.dtype}: make it float32 (torch.tensor(w, dtype=torch.float32))"
+        )
+    if weight.device != pred.device:
+        raise ValueError(
+            f"loss_func: {name}'s weight is on {weight.device} and the model on "
+            f"{pred.device}: move it there (weight.to(learn.dls.device))"
+        )
 
 
 def _check_default_loss_targets(pred: Any, yb: Sequence[Any]) -> None:
@@ -1840,7 +1879,9 @@ def _check_folder(name: str, value: Path, folder: Path) -> None:
 def _check_metrics(metrics: Any, n_classes: int | None) -> list[Callable[..., Any]]:
     if metrics is None:
         return []
-    mets = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    several = isinstance(metrics, Iterable) and not isinstance(metrics, str | bytes)
+    several = several and not callable(metrics)  # a list, a tuple, fastai's L
+    mets = list(metrics) if several else [metrics]
     for m in mets:
         check_metric(m, n_classes)
     return mets

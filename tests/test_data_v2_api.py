@@ -328,6 +328,18 @@ def test_from_df_and_from_csv_take_valid_col_and_suff(tmp_path):
     (tmp_path / "bad.csv").write_text("fname,label,v\nim0,0,maybe\nim1,1,0\n")
     with pytest.raises(ValueError, match="valid_col: expected True/False or 1/0 .*'maybe'"):
         ImageDataLoaders.from_csv(tmp_path, "bad.csv", suff=".png", valid_col="v")
+    # a DataFrame's column as the CSV's: text True/False and 1/0 read, NaN a training row,
+    # other text refused (bool('no') made every row a validation row: "got 0 training")
+    for column in (["True" if f else "false" for f in flags], [float(f) for f in flags],
+                   [1.0 if f else float("nan") for f in flags]):  # fmt: skip
+        dls = ImageDataLoaders.from_df(df.assign(is_valid=column), tmp_path, suff=".png",
+                                       valid_col="is_valid", item_tfms=Resize(16), bs=4,
+                                       num_workers=0)  # fmt: skip
+        assert [p.name for p in dls.valid_ds.items] == ["im0.png", "im4.png", "im8.png"]
+    yes_no = df.assign(is_valid=["yes" if f else "no" for f in flags])
+    with pytest.raises(ValueError, match=r"valid_col: expected True/False or 1/0 in every row, "
+                       r"got 'yes' \(str\) in data row 1"):  # fmt: skip
+        ImageDataLoaders.from_df(yes_no, tmp_path, suff=".png", valid_col="is_valid")
 
 
 def test_test_dl_of_images_in_memory(dls, root):

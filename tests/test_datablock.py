@@ -95,6 +95,10 @@ def test_other_splitters_give_fastais_splits():
         ColSplitter()(items)
     with pytest.raises(ValueError, match="col: expected one of the columns"):
         ColSplitter("valid")(df)
+    with pytest.raises(ValueError, match=r"ColSplitter: expected True/False or 1/0 .*got 2 "
+                       r"\(int\) in data row 3 of column 'k'"):  # fmt: skip
+        ColSplitter("k")(df)  # fastai: every nonzero value a validation row
+    assert ColSplitter("lab", on="y")(df) == ([0, 2], [1, 3])
     with pytest.raises(ValueError, match=r"valid_idx: expected indices in \[0, 5\)"):
         IndexSplitter([7])(items)
 
@@ -114,6 +118,14 @@ def test_labellers_as_fastai():
     df = pd.DataFrame({"fn": ["a.jpg", "b.jpg", "c.jpg"], "lab": ["x", "y", "x"]})
     assert ColReader(0, pref=Path("/x/images"))(df.iloc[0]) == "/x/images/a.jpg"
     assert ColReader("lab")(df.iloc[1]) == "y"
+    with pytest.raises(
+        ValueError,
+        match=r"ColReader\('fname', .*\): the row has no column "
+        r"'fname'; the row's columns are \['fn', 'lab'\]",
+    ):
+        ColReader("fname")(df.iloc[1])  # fastai: a bare KeyError: 'fname'
+    with pytest.raises(ValueError, match=r"no column 7$"):
+        ColReader(7)([1, 2])
     assert ColReader(0, pref="p/", suff=".png")(df.iloc[2]) == "p/c.jpg.png"
     with pytest.raises(ValueError, match="label_delim: multi-label targets are not supported"):
         ColReader("lab", label_delim=" ")

@@ -837,3 +837,39 @@ def test_float_targets_without_a_loss_func_ask_for_one():
     preds, targs = learn.get_preds()
     assert preds.shape == targs.shape == (24, 3) and torch.equal(targs, soft)
     assert learn.validate()[0] > 0
+
+
+def test_metrics_set_after_construction_are_checked_as_by_the_constructor():
+    """`learn.metrics = None` crashed the next fit inside the recorder ('NoneType' object is
+    not iterable); fastai takes it as no metrics."""
+    from fastcore_ext.foundation import L
+
+    learn = make_learner(metrics=[accuracy])
+    learn.metrics = None
+    assert learn.metrics == []
+    learn.fit(1)
+    learn.metrics = error_rate
+    assert learn.metrics == [error_rate]
+    learn.metrics = L([accuracy, error_rate])
+    assert learn.metrics == [accuracy, error_rate]
+    learn.fit(1)
+    assert len(learn.recorder.values[-1]) == 4  # epoch's train, valid loss and two metrics
+    with pytest.raises(TypeError, match="metrics should be callables f\\(preds, targs\\)"):
+        learn.metrics = "accuracy"
+
+
+def test_class_weights_torch_would_refuse_are_named_at_the_first_batch():
+    """float64 weights (numpy's, compute_class_weight's) failed at the first batch with a bare
+    "expected scalar type Float but found Double"; a wrong count with torch's message."""
+    from fastcore_ext.losses import CrossEntropyLossFlat
+
+    for weight, message in (
+        (torch.tensor([1.0, 2.0], dtype=torch.float64), r"weight is torch.float64 and the "
+         r"predictions are torch.float32: make it float32"),
+        (torch.ones(3), r"weight should hold one value per class \(2, the model's outputs\), "
+         r"got shape \[3\]"),
+    ):  # fmt: skip
+        for loss in (nn.CrossEntropyLoss(weight=weight), CrossEntropyLossFlat(weight=weight)):
+            with pytest.raises(ValueError, match=message):
+                make_learner(loss_func=loss).fit(1)
+    make_learner(loss_func=CrossEntropyLossFlat(weight=torch.tensor([1.0, 2.0]))).fit(1)

@@ -128,6 +128,7 @@ from .items import (
     read_valid_csv,
     shown_names,
     using_attr,
+    valid_flags,
 )
 from .loader import DeviceDataLoader, ImageDataset, denormalize
 
@@ -1249,7 +1250,8 @@ class ImageDataBunch(LoaderPair):
         """Files and labels from a pandas DataFrame (fastai v1's signature): file
         ``path/folder/(df[fn_col] + suffix)``, label ``df[label_col]`` (columns by position
         or by name); random split, or with valid_col (fastai v2's) the rows whose
-        ``df[valid_col]`` is true in validation (fastai's ColSplitter: the column as bools).
+        ``df[valid_col]`` is true in validation (fastai's ColSplitter; True/False or 1/0,
+        blank or NaN False, anything else a ValueError naming the row).
         Needs pandas (an optional dependency). label_delim (multi-label) is refused; y_block
         (fastai v2's): CategoryBlock only."""
         check_label_delim(label_delim)
@@ -1258,7 +1260,7 @@ class ImageDataBunch(LoaderPair):
         valid = (
             None
             if valid_col is None
-            else [bool(v) for v in _df_columns(df, valid_col=valid_col)[0]]
+            else valid_flags(_df_columns(df, valid_col=valid_col)[0], "valid_col")
         )
         return cls._build(
             path,

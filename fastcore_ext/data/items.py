@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -53,6 +54,7 @@ __all__ = [
     "random_split",
     "read_labels_csv",
     "read_valid_csv",
+    "valid_flags",
 ]
 
 # fastai's image_extensions (every mimetypes 'image/*' extension) that a decoder here reads:
@@ -775,15 +777,30 @@ def read_valid_csv(
     (fastai v2's from_csv(valid_col=...): true rows are the validation set): True / 1 or
     False / 0 / blank, in any case; anything else is a ValueError naming the row."""
     rows = read_labels_csv(file, valid_col, valid_col, header, delimiter)[0]
+    return valid_flags(rows, "valid_col", f" of {Path(file).name}")
+
+
+def valid_flags(values: Sequence[Any], arg: str, where: str = "", hint: str = "") -> list[bool]:
+    """A validation column as flags: bools, 1/0 (ints or floats), the text True/False or
+    1/0 in any case; a blank cell, None or NaN is False (a row of the training set, as
+    pandas reads a blank CSV cell). Anything else ("yes", "valid", 2) is a ValueError naming
+    `arg`, the value and its data row (`where`: e.g. the file): fastai's bool() of a string
+    makes every non-empty one, "False" included, a validation row."""
     flags = []
-    for i, cell in enumerate(rows):
-        text = cell.strip().lower()
-        if text not in _TRUE + _FALSE:
+    for i, v in enumerate(values):
+        if isinstance(v, np.generic):
+            v = v.item()
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            flags.append(False)
+        elif isinstance(v, bool) or (isinstance(v, int | float) and v in (0, 1)):
+            flags.append(bool(v))
+        elif isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+            flags.append(v.strip().lower() in _TRUE)
+        else:
             raise ValueError(
-                f"valid_col: expected True/False or 1/0 in every row, got {cell!r} in data row "
-                f"{i + 1} of {Path(file).name}"
+                f"{arg}: expected True/False or 1/0 in every row, got {v!r} "
+                f"({type(v).__name__}) in data row {i + 1}{where}{hint}"
             )
-        flags.append(text in _TRUE)
     return flags
 
 
@@ -969,7 +986,9 @@ class ColSplitter:
             raise ValueError(f"col: expected one of the columns {list(items.columns)}, "
                              f"got {self.col!r}")  # fmt: skip
         if self.on is None:
-            mask = c.values.astype("bool")
+            hint = f"; ColSplitter({self.col!r}, on=value) takes the rows equal to value"
+            flags = valid_flags(c.tolist(), "ColSplitter", f" of column {self.col!r}", hint)
+            mask = np.array(flags, dtype=bool)
         elif isinstance(self.on, list | tuple | set):
             mask = c.isin(list(self.on)).values
         else:
@@ -1056,12 +1075,19 @@ class ColReader:
 
     def __call__(self, row: Any) -> Any:
         c = self.cols
-        if isinstance(c, int):
-            o = row.iloc[c] if hasattr(row, "iloc") else row[c]
-        elif c in getattr(row, "_fields", ()):
-            o = getattr(row, c)
-        else:
-            o = row[c]
+        try:
+            if isinstance(c, int):
+                o = row.iloc[c] if hasattr(row, "iloc") else row[c]
+            elif c in getattr(row, "_fields", ()):
+                o = getattr(row, c)
+            else:
+                o = row[c]
+        except (KeyError, IndexError) as e:  # fastai: a bare KeyError: 'fname'
+            names = getattr(row, "_fields", None)
+            if names is None and hasattr(row, "keys"):  # a pandas Series, a dict
+                names = row.keys()
+            has = f"; the row's columns are {list(names)}" if names is not None else ""
+            raise ValueError(f"{self!r}: the row has no column {c!r}{has}") from e
         if not self.pref and not self.suff:
             return o
         return f"{self.pref}{o}{self.suff}"
