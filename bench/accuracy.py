@@ -31,7 +31,8 @@ BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_las
 ``auto=1`` (the Learner's own precision 'auto': on a CPU with native bf16, bf16 +
 channels-last after a float32 first epoch, none for a transferred body; else fp32),
 ``fp32_convs=0|1`` (with bf16 or auto: the weight-bound convolutions in float32 or not;
-default: where the CPU has AMX),
+default: where the CPU has AMX), ``conv_weight_grad=0|1`` (the matrix-product weight
+gradients of `ConvWeightGrad` off or on; default on),
 ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours before it
 followed fastai v2), ``fastai_aug=1`` (the training batches augmented by fastai's
 `aug_transforms(size)` pipeline instead of our kernel, drawn from torch's global generator
@@ -75,8 +76,8 @@ fits' subprocesses) overrides some, e.g. '{"arch": "resnet34", "size": 128, "pre
 PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
 AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
 OURS_OPTS = (
-    "head_bn_bias", "bf16", "auto", "fp32_convs", "wd_bn_bias", "no_aug", "fastai_aug",
-    "fastai_init", *AUG_KNOBS
+    "head_bn_bias", "bf16", "auto", "fp32_convs", "conv_weight_grad", "wd_bn_bias", "no_aug",
+    "fastai_aug", "fastai_init", *AUG_KNOBS
 )  # fmt: skip
 FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug", "ours_aug", "ours_init")
 
@@ -226,6 +227,8 @@ def run_ours(
         learn.to_fp32()
     if "fp32_convs" in opts and learn.mixed_precision is not None:
         learn.mixed_precision.fp32_convs = bool(opts["fp32_convs"])
+    if "conv_weight_grad" in opts:
+        learn.conv_weight_grad.enabled = bool(opts["conv_weight_grad"])
     if transfer:
         learn.model[0].load_state_dict(torch.load(transfer["body"], weights_only=True))
         learn.freeze()
