@@ -534,6 +534,12 @@ class Learner:
 
     def _fit(self, n_epoch: int, start_epoch: int, cbs: Sequence[Callback] | None) -> None:
         self._train_dl()
+        if not any(p.requires_grad for p in self.model.parameters()):  # torch: "element 0 of
+            raise ValueError(  # tensors does not require grad" at the first backward
+                "model: every parameter is frozen (requires_grad False), so a fit has nothing "
+                "to train: learn.unfreeze() undoes a freeze, model.requires_grad_(True) what "
+                "you froze yourself"
+            )
         self._output_classes = getattr(self.data, "classes", None)
         mixed_precision.announce(self)
         extra = [_call_callback_fn(fn, self) for fn in self.callback_fns] + list(cbs or [])

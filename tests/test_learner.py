@@ -873,3 +873,18 @@ def test_class_weights_torch_would_refuse_are_named_at_the_first_batch():
             with pytest.raises(ValueError, match=message):
                 make_learner(loss_func=loss).fit(1)
     make_learner(loss_func=CrossEntropyLossFlat(weight=torch.tensor([1.0, 2.0]))).fit(1)
+
+
+def test_a_model_with_every_parameter_frozen_is_named_before_the_fit():
+    """torch's "element 0 of tensors does not require grad" at the first backward (fastai: an
+    IndexError)."""
+    learn = make_learner(splitter=None)
+    learn.model.requires_grad_(False)
+    for run in (lambda: learn.fit(1), lambda: learn.lr_find(num_it=3)):
+        with pytest.raises(ValueError, match=r"model: every parameter is frozen"):
+            run()
+    learn.unfreeze()  # the user's freeze stays: no splitter
+    with pytest.raises(ValueError, match=r"model.requires_grad_\(True\) what you froze"):
+        learn.fit(1)
+    learn.model.requires_grad_(True)
+    learn.fit(1)
