@@ -740,14 +740,20 @@ def test_learner_lr_is_the_default_of_fits_called_without_one():
         make_learner(lr=[1e-3, 1e-2, 1e-1])  # three rates for two layer groups
 
 
-def _torch_dls(y: torch.Tensor):
+def _torch_learner(y: torch.Tensor, model: nn.Module, **kwargs) -> Learner:
+    """A Learner of `model` on torch DataLoaders of random 8x8 images with targets `y` (the
+    same set trains and validates), batches of 8, fp32 unless `precision` is given."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from fastcore_ext.data import DataLoaders
 
     x = torch.randn(len(y), 3, 8, 8, generator=torch.Generator().manual_seed(0))
     ds = TensorDataset(x, y)
-    return DataLoaders(DataLoader(ds, batch_size=8, shuffle=True), DataLoader(ds, batch_size=8))
+    dls = DataLoaders(DataLoader(ds, batch_size=8, shuffle=True), DataLoader(ds, batch_size=8))
+    kwargs.setdefault("precision", "fp32")
+    learn = Learner(dls, model, **kwargs)
+    learn.progress.stream = io.StringIO()
+    return learn
 
 
 class _BodyHead(nn.Module):
@@ -766,12 +772,10 @@ def test_a_model_returning_a_tuple_is_named_at_the_first_batch(precision):
     """Under mixed precision it failed in the library's own `.float()` of the predictions
     ("'tuple' object has no attribute 'float'"), in fp32 inside torch's loss; summary()
     crashed the same way. A callback picking the logits (fastai's way) trains."""
-    y = torch.arange(24) % 3
-    learn = Learner(
-        _torch_dls(y), _BodyHead(features=True), loss_func=nn.CrossEntropyLoss(),
+    learn = _torch_learner(
+        torch.arange(24) % 3, _BodyHead(features=True), loss_func=nn.CrossEntropyLoss(),
         precision=precision,
     )  # fmt: skip
-    learn.progress.stream = io.StringIO()
     with pytest.raises(
         ValueError,
         match=r"model: it returned a tuple of 2 \(Tensor \[8, 3\], "
@@ -792,11 +796,9 @@ def test_a_model_returning_a_tuple_is_named_at_the_first_batch(precision):
 
 def test_a_loss_that_is_not_one_number_is_named_at_the_first_batch():
     """reduction='none' gave "shape '[]' is invalid for input of size 8" from the recorder."""
-    learn = Learner(
-        _torch_dls(torch.arange(24) % 3), _BodyHead(),
-        loss_func=nn.CrossEntropyLoss(reduction="none"), precision="fp32",
-    )  # fmt: skip
-    learn.progress.stream = io.StringIO()
+    learn = _torch_learner(
+        torch.arange(24) % 3, _BodyHead(), loss_func=nn.CrossEntropyLoss(reduction="none")
+    )
     with pytest.raises(
         ValueError,
         match=r"loss_func: CrossEntropyLoss returned Tensor \[8\]; "
@@ -822,8 +824,7 @@ def test_float_targets_without_a_loss_func_ask_for_one():
     g = torch.Generator().manual_seed(1)
     for y, n in ((torch.randn(24, 1, generator=g), 1), (torch.randn(24, generator=g), 1),
                  (torch.rand(24, 3, generator=g), 3)):  # fmt: skip
-        learn = Learner(_torch_dls(y), _BodyHead(n), precision="fp32")
-        learn.progress.stream = io.StringIO()
+        learn = _torch_learner(y, _BodyHead(n))
         with pytest.raises(
             ValueError,
             match=r"loss_func: none was given, so the learner "
@@ -831,8 +832,7 @@ def test_float_targets_without_a_loss_func_ask_for_one():
         ):
             learn.fit(1)
     soft = torch.softmax(torch.randn(24, 3, generator=g), 1)
-    learn = Learner(_torch_dls(soft), _BodyHead(3), precision="fp32")
-    learn.progress.stream = io.StringIO()
+    learn = _torch_learner(soft, _BodyHead(3))
     learn.fit(1)
     preds, targs = learn.get_preds()
     assert preds.shape == targs.shape == (24, 3) and torch.equal(targs, soft)
