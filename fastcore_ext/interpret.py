@@ -352,7 +352,6 @@ class ClassificationInterpretation:
             prob = float(self.probs[r, actual])
             titles.append(f"{self.classes[pred]} / {self.classes[actual]}\n{loss:.2f} / {prob:.2f}")
         fig, axes, fontsize = image_grid(len(titles), figsize, titles, (2.6, 2.8), nrows, ncols)
-        fig.set_layout_engine("constrained")  # room for the suptitle (tight_layout overlaps it)
         for cell, ax in enumerate(axes):
             img = images[cell]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)

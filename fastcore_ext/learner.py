@@ -100,8 +100,11 @@ from fastcore_ext.schedule import (
     Suggestions,
     batches_per_epoch,
     check_epochs,
+    minimum,
     sgdr_cycles,
+    steep,
     suggest_lrs,
+    valley,
 )
 from fastcore_ext.warn import warn_user
 
@@ -923,6 +926,7 @@ class Learner:
         rec = self.recorder
         lrs = rec.lrs
         rec.suggestions = suggest_lrs(lrs, rec.losses, num_it)
+        rec.suggestion_points = suggest((valley, steep, minimum), lrs, rec.losses, num_it)[1]
         if funcs is None:
             if show_plot:
                 rec.show(rec.plot())

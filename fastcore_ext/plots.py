@@ -235,7 +235,9 @@ def image_grid(
         cols = math.ceil(math.sqrt(k))
         rows = math.ceil(k / cols)
     figsize = check_figsize(figsize, (max(4.0, cell[0] * cols), max(3.0, cell[1] * rows + 0.4)))
-    fig = PlotFigure(figsize=figsize)
+    # constrained layout: tight_layout let a row's titles (two lines, as show_results') run
+    # over the images above them, and overlapped a suptitle
+    fig = PlotFigure(figsize=figsize, layout="constrained")
     axes = list(fig.subplots(rows, cols, squeeze=False).flat)
     for ax in axes:
         ax.set_axis_off()

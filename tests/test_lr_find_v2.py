@@ -243,6 +243,10 @@ def test_lr_find_show_plot_marks_the_suggestions(swept, monkeypatch, capsys):
     learn.lr_find(num_it=30, show_plot=True)  # v1: recorder.plot() with its three marks
     texts = [t.get_text() for t in shown[1].axes[0].get_legend().get_texts()]
     assert texts == [f"{n}: {v:.2e}" for n, v in sugg._asdict().items()]
+    # marked where v2's plot marks them: minimum at the lowest loss (its marker was at a
+    # tenth of that lr, off the curve when the lowest loss came early)
+    v1_marks = [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in shown[1].axes[0].get_lines()[1:]]
+    assert v1_marks == [f(w_lrs, w_losses)[1] for f in (valley, steep, minimum)]
 
 
 # ---- recorder.plot_lr_find ------------------------------------------------------------------

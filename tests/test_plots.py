@@ -260,18 +260,20 @@ def test_recorder_plots_write_pngs(fitted, tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["accuracy", "error_rate"]
     for k, ax in enumerate(fig.axes):
         assert list(ax.get_lines()[0].get_ydata()) == [m[k] for m in rec.metrics]
+        assert list(ax.get_xticks()) == rec.epochs  # one tick per epoch, whole numbers
     check_png(folder / "metrics.png", fig)
 
 
 @contextlib.contextmanager
 def lr_find_run(rec, lrs, losses, suggestions):
     """The recorder holding a given lr_find run, put back afterwards."""
-    saved = (rec.group_lrs, rec.losses, rec.suggestions)
+    saved = (rec.group_lrs, rec.losses, rec.suggestions, rec.suggestion_points)
     rec.group_lrs, rec.losses, rec.suggestions = lrs, losses, suggestions
+    rec.suggestion_points = None  # marked at the recorded loss nearest each suggestion
     try:
         yield rec
     finally:
-        rec.group_lrs, rec.losses, rec.suggestions = saved
+        rec.group_lrs, rec.losses, rec.suggestions, rec.suggestion_points = saved
 
 
 def test_lr_find_plot_writes_png(fitted, tmp_path):

@@ -55,6 +55,24 @@ def test_fit_with_a_huge_validation_loss_in_a_log():
         assert 0.0 <= float(cells[3]) <= 1.0
 
 
+def test_a_long_phase_in_a_log_says_how_far_it_is():
+    """In a log or a pipe a long first epoch or lr_find printed nothing until its row (fastai
+    writes its bar there): a line each log_interval seconds, none where phases are short."""
+    learn = make_learner(data=easy_bunch(n_train=32, n_valid=64))
+    out = io.StringIO()
+    learn.progress.stream, learn.progress.log_interval = out, 0.0
+    learn.fit(1)
+    lines = out.getvalue().splitlines()
+    progress = [line for line in lines if line.startswith("  ")]
+    assert progress[0].startswith("  train: 1/2 batches (50%), 00:00 elapsed, 00:00 left, loss ")
+    assert any(line.startswith("  valid: 1/") for line in progress)
+    assert len(lines) == len(progress) + 2  # the header and the epoch's row
+    out.seek(0), out.truncate()
+    learn.progress.log_interval = 60.0
+    learn.fit(1)
+    assert len(out.getvalue().splitlines()) == 2
+
+
 class FakeTTY(io.StringIO):
     def isatty(self) -> bool:
         return True

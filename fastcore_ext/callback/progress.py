@@ -7,7 +7,10 @@ Where the output goes decides how it looks:
   bar of the current phase, updated in place, then the epoch table as an HTML table);
 - a terminal: a bar redrawn in place with carriage returns
   (`|█████-----| 50.00% [5/10 00:01<00:01 0.6931]`) and the table below, as text;
-- anything else (a log file, a pipe, CI): no bar, one plain line per epoch.
+- anything else (a log file, a pipe, CI): no bar, one plain line per epoch, and during a
+  phase that runs long one line a minute (`log_interval`) saying how far it is, so a batch
+  job's log shows progress through a long first epoch or lr_find:
+  ``  train: 120/400 batches (30%), 01:00 elapsed, 02:20 left, loss 1.2345``.
 
 The text table is fastprogress' console layout, which fastai v2 prints, except that a value
 wider than its column (a huge loss) keeps a space before the next column:
@@ -192,6 +195,8 @@ class ProgressCallback(Callback):
       notebook's HTML display inside a Jupyter kernel).
     min_interval: seconds between two redraws of the text bar (each redraw reads the
       smoothed loss, which on a GPU waits for the device).
+    log_interval: on an output that is neither a terminal nor a notebook (a log, a pipe),
+      seconds between two lines saying how far a phase is (the first after that long).
     """
 
     order = 60
@@ -202,12 +207,16 @@ class ProgressCallback(Callback):
         show_table: bool = True,
         stream: TextIO | None = None,
         min_interval: float = 0.1,
+        log_interval: float = 60.0,
     ) -> None:
         super().__init__()
         self.show_bar = show_bar
         self.show_table = show_table
         self.stream = stream
         self.min_interval = min_interval
+        self.log_interval = log_interval
+        self._log_start: float | None = None  # a logged phase's start (log / pipe output)
+        self._log_last = 0.0
         self._out: TextIO = sys.stdout
         self._notebook: _NotebookDisplay | None = None
         self._bar_on = False
@@ -261,12 +270,15 @@ class ProgressCallback(Callback):
             self._notebook.start_epoch(self.learn.epoch)
 
     def _start_phase(self) -> None:
+        self._log_start = None
         if self._notebook is not None:
             self._notebook.start_phase(len(self.learn.dl))
         elif self._bar_on:
             self._close_bar()
             total = len(self.learn.dl)
             self._bar = PassBar(total, self._out, False, self.min_interval, self._comment)
+        elif self.show_bar and not self._quiet:  # a log or a pipe: a line now and then
+            self._log_start = self._log_last = time.perf_counter()
 
     def before_train(self) -> None:
         self._start_phase()
@@ -280,6 +292,21 @@ class ProgressCallback(Callback):
             self._notebook.step(done, self._comment())
         elif self._bar is not None:
             self._bar.update(done)
+        elif self._log_start is not None:
+            now = time.perf_counter()
+            if now - self._log_last >= self.log_interval and done < len(self.learn.dl):
+                self._log_last = now
+                self._write_line(self._log_line(done, now - self._log_start))
+
+    def _log_line(self, done: int, elapsed: float) -> str:
+        total = len(self.learn.dl)
+        phase = "train" if self.learn.training else "valid"
+        left = elapsed * (total - done) / done
+        loss = f", loss {self._comment()}" if self.learn.training else ""
+        return (
+            f"  {phase}: {done}/{total} batches ({100 * done // total}%), "
+            f"{format_time(elapsed)} elapsed, {format_time(left)} left{loss}"
+        )
 
     def after_train(self) -> None:
         if self._notebook is not None:

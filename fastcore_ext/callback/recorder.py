@@ -84,6 +84,9 @@ class Recorder(Callback):
         self.metrics: list[list[float | None]] = []
         self.epoch_times: list[float] = []
         self.suggestions: Suggestions | None = None
+        # the (lr, loss) each suggestion marks, as fastai's plot_lr_find (minimum: the lowest
+        # loss, whose lr is ten times the suggestion)
+        self.suggestion_points: list[tuple[float, float]] | None = None
         self._hps: dict[str, list[float]] | None = None  # a ParamScheduler's, for this fit
         self.min_grad_lr: float | None = None  # fastai v1's name, set by plot(suggestion=True)
         self._pending: list[torch.Tensor] = []  # detached 0-dim losses not yet converted
@@ -258,9 +261,11 @@ class Recorder(Callback):
         """The learning-rate finder's curve: smoothed loss against the last group's learning
         rate (log scale), without the first `skip_start` and last `skip_end` batches (all of
         them when that leaves fewer than two), with the suggestions of the last `lr_find`
-        marked and listed in the legend. Saved as 'lr_find.png'. Returns the Figure.
-        fastai v1's `suggestion=True` also prints its two lines ('Min numerical gradient',
-        the steep suggestion, kept as `min_grad_lr`; 'Min loss divided by 10', minimum)."""
+        listed in the legend and marked where fastai's plot_lr_find marks them (on the curve;
+        minimum at the lowest loss, ten times its suggestion). Saved as 'lr_find.png'.
+        Returns the Figure. fastai v1's `suggestion=True` also prints its two lines ('Min
+        numerical gradient', the steep suggestion, kept as `min_grad_lr`; 'Min loss divided
+        by 10', minimum)."""
         if suggestion is not None:
             suggestions = check_bool("suggestion", suggestion)
         self._check_lr_find("plot")
@@ -269,9 +274,14 @@ class Recorder(Callback):
         losses = self.losses[lo:hi]
         marks = []
         if suggestions and self.suggestions is not None:
+            points = self.suggestion_points or [
+                (lr, _loss_at(lr, lrs, losses)) for lr in self.suggestions
+            ]
             marks = [
-                (f"{name}: {lr:.2e}", lr, _loss_at(lr, lrs, losses))
-                for name, lr in self.suggestions._asdict().items()
+                (f"{name}: {lr:.2e}", *point)
+                for (name, lr), point in zip(
+                    self.suggestions._asdict().items(), points, strict=True
+                )
             ]
         fig = self._lr_find_figure(lrs, losses, marks, check_figsize(figsize, (6, 4)))
         if marks and suggestion:
@@ -511,9 +521,13 @@ class Recorder(Callback):
             ax.set_xlabel("Epoch")
             ax.set_title(name)
             ax.grid(True, alpha=0.3)
-            if pts:
-                ax.set_xlim(min(e for e, _ in pts) - 0.5, max(e for e, _ in pts) + 0.5)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            epochs = sorted({e for e, _ in pts})
+            if epochs:
+                ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+            if 0 < len(epochs) <= 10:  # one tick per epoch (one epoch: MaxNLocator gave 0.1s)
+                ax.set_xticks(epochs)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         return self._finish(fig, "metrics")
 
     def _finish(self, fig: Figure, name: str) -> Figure:
