@@ -171,9 +171,13 @@ def test_fit_uses_the_product_for_the_fit_and_trains_as_without(precision):
     torch.testing.assert_close(w_on, w_off, rtol=1e-3, atol=1e-4)
 
 
-def test_enabled_must_be_a_bool():
-    with pytest.raises(TypeError, match="enabled should be True or False, got 'yes'"):
+def test_enabled_must_be_a_bool_and_defaults_to_where_the_cpu_has_amx(monkeypatch):
+    with pytest.raises(TypeError, match="enabled should be True, False or None, got 'yes'"):
         cwg.ConvWeightGrad("yes")
+    for flags, on in ((("amx_bf16", "avx512_bf16"), True), (("avx512_bf16",), False), ((), False)):
+        monkeypatch.setattr(cwg, "native_bf16_cpu_flags", lambda flags=flags: flags)
+        assert cwg.ConvWeightGrad().enabled is on
+        assert cwg.ConvWeightGrad(True).enabled is True
 
 
 def test_a_callback_changing_the_batch_in_before_batch_trains():
@@ -188,5 +192,6 @@ def test_a_callback_changing_the_batch_in_before_batch_trains():
     model = weight_bound_model()
     model[0] = nn.Conv2d(1, 8, 3, padding=1)
     learn = make_learner(model=model, splitter=None, cbs=Gray())
+    learn.conv_weight_grad.enabled = True  # on every CPU (by default where it has AMX)
     learn.fit(1)
     assert learn.conv_weight_grad.convs == [] and len(learn.recorder.raw_losses) > 0

@@ -23,7 +23,14 @@ too where the stride is above 1 (`conv2d_input_grad`), else oneDNN's.
 It acts only where the convolution runs in float32 with gradients on: a float32 fit, the
 float32 first epoch of precision 'auto', and in a bf16 fit the weight-bound convolutions that
 `MixedPrecision` runs in float32; under a bf16 autocast nothing changes. Not under
-learn.compile() or DDP (as Fp32Convs). `enabled = False` turns it off.
+learn.compile() or DDP (as Fp32Convs). `enabled = False` turns it off, True on.
+
+On by default only where the CPU has AMX (the CPU it was measured faster on, as Fp32Convs'
+default): on a 2-core AMD EPYC Zen 4 (avx512_bf16, no AMX; session 22, bench/README.md) the
+bare step took the same time with it or without (432 and 434 ms) and so did the demo fits
+(25.6-29.8 s and 28.2-31.2 s), while the demo's error over 9 seeds was 0.028 lower without it
+(standard error 0.015; its arithmetic is another summation order of the same sums). Without
+it that CPU reproduces session 11's fits to the bit.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from torch.overrides import TorchFunctionMode
 
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.callback.mixed_precision import ConvHooks, conv_input_sizes
+from fastcore_ext.hardware import native_bf16_cpu_flags
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -279,11 +287,12 @@ class ConvWeightGrad(Callback):
     order = -20  # its hooks are in place before any other callback's before_batch runs
     run_valid = False
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool | None = None) -> None:
         super().__init__()
-        if not isinstance(enabled, bool):
-            raise TypeError(f"enabled should be True or False, got {enabled!r}")
-        self.enabled = enabled
+        if enabled is not None and not isinstance(enabled, bool):
+            raise TypeError(f"enabled should be True, False or None, got {enabled!r}")
+        # None: where the CPU has AMX (module docstring)
+        self.enabled = "amx_bf16" in native_bf16_cpu_flags() if enabled is None else enabled
         self.convs: list[str] = []
         self._hooks: MatmulGrads | None = None
         self._checked = False
