@@ -28,9 +28,10 @@ learn.compile() or DDP (as Fp32Convs). `enabled = False` turns it off, True on.
 On by default only where the CPU has AMX (the CPU it was measured faster on, as Fp32Convs'
 default): on a 2-core AMD EPYC Zen 4 (avx512_bf16, no AMX; session 22, bench/README.md) the
 bare step took the same time with it or without (432 and 434 ms) and so did the demo fits
-(25.6-29.8 s and 28.2-31.2 s), while the demo's error over 9 seeds was 0.028 lower without it
-(standard error 0.015; its arithmetic is another summation order of the same sums). Without
-it that CPU reproduces session 11's fits to the bit.
+(25.6-29.8 s and 28.2-31.2 s), and the demo's error over 15 seeds was 0.015 lower without it
+(standard error 0.010, lower on 8 of 15: no clear difference; its arithmetic is another
+summation order of the same sums). Without it that CPU reproduces session 11's fits to the
+bit.
 """
 
 from __future__ import annotations
