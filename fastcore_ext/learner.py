@@ -293,7 +293,7 @@ class Learner:
         self._output_classes = getattr(data, "classes", None)
         self.model = model.to(torch.device(data.device))
         self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
-        self._loss_defaulted = loss_func is None
+        self._default_loss = self.loss_func if loss_func is None else None  # none was given
         self.opt_func = opt_func
         self._metrics = _check_metrics(metrics, getattr(data, "c", None))
         self._model_dir = Path(model_dir)
@@ -634,7 +634,7 @@ class Learner:
             if first:
                 _check_outputs(self.pred, self.data, self.loss_func)
                 _check_elementwise_loss(self.pred, self.yb, self.loss_func)
-                if self._loss_defaulted:
+                if self.loss_func is self._default_loss:
                     _check_default_loss_targets(self.pred, self.yb)
             self.loss_grad = self.loss_func(self.pred, *self.yb)
             if first:

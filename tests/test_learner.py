@@ -831,6 +831,8 @@ def test_float_targets_without_a_loss_func_ask_for_one():
             r"trains with nn.CrossEntropyLoss\(\) .*torch.float32 \[8",
         ):
             learn.fit(1)
+    learn.loss_func = MSELossFlat()  # set after construction: the user's choice
+    learn.fit(1)
     soft = torch.softmax(torch.randn(24, 3, generator=g), 1)
     learn = _torch_learner(soft, _BodyHead(3))
     learn.fit(1)
