@@ -137,8 +137,9 @@ def test_other_error_during_lr_find_is_noted_not_printed(capsys):
     learn.remove_cb(fail)
     assert capsys.readouterr().err == ""
     assert excinfo.value.__notes__ == [
+        "in callback RaiseAt_before_step, event before_step",  # which callback raised it
         "fastcore_ext: lr_find stopped after 3 of 30 iterations; the learner's parameters, "
-        "optimizer state, BatchNorm statistics and RNG states were put back."
+        "optimizer state, BatchNorm statistics and RNG states were put back.",
     ]
     assert_same_state(state_of(learn), before)
 
