@@ -285,9 +285,9 @@ _CANCELS = (
 def _note_callback(e: Exception, note: str) -> None:
     """Add `note` to `e` once: the innermost callback raising it (a callback that runs a
     pass of its own fires others) is the one named."""
-    if hasattr(e, "add_note") and not getattr(e, "_fastcore_ext_callback_noted", False):
+    noted = any(n.startswith("in callback ") for n in getattr(e, "__notes__", ()))
+    if hasattr(e, "add_note") and not noted:
         e.add_note(note)
-        e._fastcore_ext_callback_noted = True  # type: ignore[attr-defined]
 
 
 def report_stop(e: BaseException, note: str, line: str) -> None:
