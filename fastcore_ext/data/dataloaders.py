@@ -62,6 +62,26 @@ def _batch_pair(batch: Any) -> tuple[torch.Tensor, Any]:
     return x, y
 
 
+def _default_sampled(dl: Any) -> bool:
+    """Whether `dl` is a torch DataLoader with a batch_size and its default sampler (shuffle
+    True or False), which this module may rebuild with another sampler or order."""
+    return (
+        isinstance(dl, DataLoader)
+        and dl.batch_size is not None
+        and isinstance(dl.sampler, RandomSampler | torch.utils.data.SequentialSampler)
+    )
+
+
+def _rebuilt(dl: DataLoader, **order: Any) -> DataLoader:
+    """A DataLoader of `dl`'s dataset, batch size, workers and collate_fn, whose order
+    (shuffle or sampler) and drop_last are `order`'s."""
+    return DataLoader(
+        dl.dataset, batch_size=dl.batch_size, num_workers=dl.num_workers,
+        collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, worker_init_fn=dl.worker_init_fn,
+        persistent_workers=dl.persistent_workers, **order,
+    )  # fmt: skip
+
+
 class TorchLoader:
     """A loader of (x, y) batches (a torch DataLoader, or any iterable with a length) whose
     batches come on `device`. ``set_epoch(e)`` passes e on to the sampler when it takes one;
@@ -121,18 +141,9 @@ class TorchLoader:
         off; the same batch size, collate_fn and workers): get_preds(ds_idx=0)'s. None when
         the loader is not a torch DataLoader with a batch_size and its default sampler."""
         dl = self.loader
-        if (
-            not isinstance(dl, DataLoader)
-            or dl.batch_size is None
-            or not isinstance(dl.sampler, RandomSampler | torch.utils.data.SequentialSampler)
-        ):
+        if not _default_sampled(dl):
             return None
-        ordered = DataLoader(
-            dl.dataset, batch_size=dl.batch_size, shuffle=False, num_workers=dl.num_workers,
-            collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=False,
-            worker_init_fn=dl.worker_init_fn, persistent_workers=dl.persistent_workers,
-        )  # fmt: skip
-        out = TorchLoader(ordered, self.device)
+        out = TorchLoader(_rebuilt(dl, shuffle=False, drop_last=False), self.device)
         if self.world_size > 1:
             out.set_shard(self.rank, self.world_size)
         return out
@@ -147,11 +158,7 @@ class TorchLoader:
             self._sharded, self.rank, self.world_size = self.loader, 0, 1
             return
         dl = self.loader
-        if (
-            not isinstance(dl, DataLoader)
-            or dl.batch_size is None
-            or not isinstance(dl.sampler, RandomSampler | torch.utils.data.SequentialSampler)
-        ):
+        if not _default_sampled(dl):
             raise TypeError(
                 f"to train on {world_size} processes a loader of DataLoaders is split between "
                 f"them, which needs a torch DataLoader with batch_size and shuffle=True or "
@@ -170,11 +177,7 @@ class TorchLoader:
             if shuffle
             else _BlockSampler(len(dl.dataset), rank, world_size)
         )
-        self._sharded = DataLoader(
-            dl.dataset, batch_size=dl.batch_size, sampler=sampler, num_workers=dl.num_workers,
-            collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last,
-            worker_init_fn=dl.worker_init_fn, persistent_workers=dl.persistent_workers,
-        )  # fmt: skip
+        self._sharded = _rebuilt(dl, sampler=sampler, drop_last=dl.drop_last)
         self.rank, self.world_size = rank, world_size
 
     def __repr__(self) -> str:
