@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from numbers import Number
 from typing import Any
 
@@ -57,37 +57,42 @@ def tensor(
     return res.requires_grad_(requires_grad) if requires_grad else res
 
 
-def to_np(x: Any) -> Any:
-    """A tensor as a numpy array on the CPU (detached; bfloat16, which numpy lacks, as
-    float32); lists, tuples and dicts of tensors converted item by item; numpy arrays as they
-    are."""
+def _map_nested(x: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`leaf` applied to everything in `x` that is not a list, tuple (a namedtuple stays
+    one) or dict, whose structure is kept."""
+    if isinstance(x, list | tuple):
+        items = [_map_nested(o, leaf) for o in x]
+        return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)  # a namedtuple
+    if isinstance(x, Mapping):
+        return {k: _map_nested(v, leaf) for k, v in x.items()}
+    return leaf(x)
+
+
+def _np_leaf(x: Any) -> Any:
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
         return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
     if isinstance(x, np.ndarray):
         return x
-    if isinstance(x, list | tuple):
-        items = [to_np(o) for o in x]
-        return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)  # a namedtuple
-    if isinstance(x, Mapping):
-        return {k: to_np(v) for k, v in x.items()}
     raise TypeError(
         f"to_np: x should be a tensor (or a list, tuple or dict of them), got {type(x).__name__}"
     )
+
+
+def to_np(x: Any) -> Any:
+    """A tensor as a numpy array on the CPU (detached; bfloat16, which numpy lacks, as
+    float32); lists, tuples and dicts of tensors converted item by item; numpy arrays as they
+    are."""
+    return _map_nested(x, _np_leaf)
 
 
 def to_float(x: Any) -> Any:
     """fastai's `to_float`: the floating-point tensors in `x` (a tensor, or lists, tuples and
     dicts of them, nested) as float32; everything else as it is. What the loss of a fit under
     mixed precision sees of the model's output, also of one that returns a tuple."""
-    if isinstance(x, torch.Tensor):
-        return x.float() if x.is_floating_point() else x
-    if isinstance(x, list | tuple):
-        items = [to_float(o) for o in x]
-        return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)  # a namedtuple
-    if isinstance(x, Mapping):
-        return {k: to_float(v) for k, v in x.items()}
-    return x
+    return _map_nested(
+        x, lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+    )
 
 
 def trainable_params(m: nn.Module) -> list[nn.Parameter]:
