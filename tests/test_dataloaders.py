@@ -100,7 +100,7 @@ def test_from_dsets_and_get_preds_of_the_training_set_in_order(tmp_path):
     assert torch.equal(targets, train_ds.tensors[1]) and probs.shape == (50, 4)
     with pytest.raises(TypeError, match=r"expected the training and the validation dataset, "):
         DataLoaders.from_dsets(train_ds)
-    with pytest.raises(ValueError, match=r"val_bs: expected an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"val_bs: expected a positive int, got 0"):
         DataLoaders.from_dsets(train_ds, valid_ds, val_bs=0)
     own = DataLoaders([next(iter(dls.train_dl.loader))], dls.valid_dl.loader, device="cpu")
     learn = _learner(own, tmp_path)

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
+from fastcore_ext.checks import check_positive_int
+
 from .bunch import LoaderPair, _resolve_device
 
 __all__ = ["DataLoaders", "TorchLoader"]
@@ -233,14 +235,13 @@ class DataLoaders(LoaderPair):
                 f"DataLoaders.from_dsets(train_ds, valid_ds): expected the training and the "
                 f"validation dataset, got {len(datasets)}"
             )
-        for name, value in (("bs", bs), ("val_bs", bs if val_bs is None else val_bs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+        bs = check_positive_int("bs", bs)
+        val_bs = bs if val_bs is None else check_positive_int("val_bs", val_bs)
         train_ds, valid_ds = datasets
         train = DataLoader(train_ds, batch_size=bs, shuffle=bool(shuffle), drop_last=True,
                            num_workers=num_workers, **kwargs)  # fmt: skip
-        valid = DataLoader(valid_ds, batch_size=bs if val_bs is None else val_bs,
-                           shuffle=False, num_workers=num_workers, **kwargs)  # fmt: skip
+        valid = DataLoader(valid_ds, batch_size=val_bs, shuffle=False, num_workers=num_workers,
+                           **kwargs)  # fmt: skip
         return cls(train, valid, path=path, device=device)
 
     @property
