@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["BF16_CPU_FLAGS", "cpu_flags", "native_bf16_cpu_flags", "has_native_bf16"]
+__all__ = ["BF16_CPU_FLAGS", "cpu_flags", "has_amx", "native_bf16_cpu_flags", "has_native_bf16"]
 
 BF16_CPU_FLAGS: tuple[str, ...] = ("amx_bf16", "avx512_bf16")
 """/proc/cpuinfo flags of the CPU instructions that multiply bfloat16 natively."""
@@ -40,6 +40,13 @@ def native_bf16_cpu_flags(flags: frozenset[str] | None = None) -> list[str]:
     """The flags of BF16_CPU_FLAGS that `flags` (default: this CPU's) holds, in that order."""
     flags = cpu_flags() if flags is None else flags
     return [f for f in BF16_CPU_FLAGS if f in flags]
+
+
+def has_amx() -> bool:
+    """True where this CPU has AMX-BF16 (Intel Sapphire Rapids and later): the only CPU kind
+    where the float32 weight-bound convolutions of a bf16 fit (`MixedPrecision.fp32_convs`)
+    and `ConvWeightGrad` were measured faster, so where both are on by default."""
+    return "amx_bf16" in cpu_flags()
 
 
 def has_native_bf16(device: torch.device | str) -> bool:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from fakes import make_learner, weight_bound_model
 from torch import nn
 
-from fastcore_ext import vision
+from fastcore_ext import hardware, vision
 from fastcore_ext.callback import conv_weight_grad as cwg
 from fastcore_ext.callback.mixed_precision import conv_input_sizes
 
@@ -175,7 +175,7 @@ def test_enabled_must_be_a_bool_and_defaults_to_where_the_cpu_has_amx(monkeypatc
     with pytest.raises(TypeError, match="enabled should be True, False or None, got 'yes'"):
         cwg.ConvWeightGrad("yes")
     for flags, on in ((("amx_bf16", "avx512_bf16"), True), (("avx512_bf16",), False), ((), False)):
-        monkeypatch.setattr(cwg, "native_bf16_cpu_flags", lambda flags=flags: flags)
+        monkeypatch.setattr(hardware, "cpu_flags", lambda flags=flags: frozenset(flags))
         assert cwg.ConvWeightGrad().enabled is on
         assert cwg.ConvWeightGrad(True).enabled is True
 

@@ -39,11 +39,15 @@ def test_missing_or_flagless_cpuinfo_gives_no_flags(tmp_path):
     assert hardware.cpu_flags(tmp_path / "other") == frozenset()
 
 
-@pytest.mark.parametrize(("flags", "expected"), [(ZEN3, False), (ZEN4, True)])
-def test_has_native_bf16_on_the_cpu_follows_the_flags(monkeypatch, flags, expected):
+@pytest.mark.parametrize(
+    ("flags", "native", "amx"),
+    [(ZEN3, False, False), (ZEN4, True, False), (SAPPHIRE_RAPIDS, True, True)],
+)
+def test_has_native_bf16_and_has_amx_on_the_cpu_follow_the_flags(monkeypatch, flags, native, amx):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags.split()))
-    assert hardware.has_native_bf16("cpu") is expected
-    assert hardware.has_native_bf16(torch.device("cpu")) is expected
+    assert hardware.has_native_bf16("cpu") is native
+    assert hardware.has_amx() is amx
+    assert hardware.has_native_bf16(torch.device("cpu")) is native
 
 
 @pytest.mark.parametrize(

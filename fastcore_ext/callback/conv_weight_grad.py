@@ -45,7 +45,7 @@ from torch.overrides import TorchFunctionMode
 
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.callback.mixed_precision import ConvHooks, conv_input_sizes
-from fastcore_ext.hardware import native_bf16_cpu_flags
+from fastcore_ext.hardware import has_amx
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -293,7 +293,7 @@ class ConvWeightGrad(Callback):
         if enabled is not None and not isinstance(enabled, bool):
             raise TypeError(f"enabled should be True, False or None, got {enabled!r}")
         # None: where the CPU has AMX (module docstring)
-        self.enabled = "amx_bf16" in native_bf16_cpu_flags() if enabled is None else enabled
+        self.enabled = has_amx() if enabled is None else enabled
         self.convs: list[str] = []
         self._hooks: MatmulGrads | None = None
         self._checked = False

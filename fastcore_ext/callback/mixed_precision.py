@@ -61,7 +61,7 @@ from torch import nn
 
 from fastcore_ext.callback.core import Callback, CancelStepException
 from fastcore_ext.checks import check_int
-from fastcore_ext.hardware import has_native_bf16, native_bf16_cpu_flags
+from fastcore_ext.hardware import has_amx, has_native_bf16, native_bf16_cpu_flags
 from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.ranks import is_main_process
 from fastcore_ext.torch_core import to_float
@@ -321,9 +321,7 @@ class MixedPrecision(Callback):
         self.fp32_epoch = False  # this epoch trains in float32 (one of the first fp32_epochs)
         if fp32_convs is not None and not isinstance(fp32_convs, bool):
             raise TypeError(f"fp32_convs should be True, False or None, got {fp32_convs!r}")
-        self.fp32_convs = (
-            "amx_bf16" in native_bf16_cpu_flags() if fp32_convs is None else fp32_convs
-        )
+        self.fp32_convs = has_amx() if fp32_convs is None else fp32_convs
         self.weight_bound: list[str] = []  # the convolutions this fit runs in float32
         self._hooks: Fp32Convs | None = None
         self._checked = False
