@@ -193,6 +193,17 @@ class ClassificationInterpretation:
             else:
                 probs, targets, losses = get_preds(ds_type=ds_type, with_loss=True, act=act)
         idxs = _kept_items(getattr(learn, "data", None), ds_type, len(targets))
+        if idxs is not None:
+            n_items = len(getattr(learn.data, f"{ds_type}_ds"))
+            warn_user(
+                f"ClassificationInterpretation: {n_items - len(idxs)} of the {n_items} {ds_type} "
+                f"images are unreadable and have no row: top_losses gives data set indices "
+                f"({ds_type}_ds[i], as plot_top_losses shows them), while probs, preds, "
+                f"targets and losses hold the {len(idxs)} readable items' rows (interp.idxs "
+                f"gives each row's data set index). Build the data with skip_bad=True to drop "
+                f"unreadable files, so that rows and data set indices agree",
+                MissingRowsWarning,
+            )
         return cls(learn, probs, targets, losses, ds_type=ds_type, idxs=idxs)
 
     # ---- fastai v1 names ------------------------------------------------------------------

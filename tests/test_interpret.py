@@ -604,8 +604,16 @@ def test_unreadable_validation_images_keep_rows_matched_to_their_images(tmp_path
     model = tiny_model()
     model[-1] = nn.Linear(8, data.c)
     learn = make_learner(data=data, model=model, path=tmp_path)
-    with pytest.warns(UserWarning, match="unreadable"):
+    with pytest.warns(UserWarning) as record:
         interp = ClassificationInterpretation.from_learner(learn)
+    said = [str(w.message) for w in record]
+    assert any(  # the rows and top_losses' indices differ: said, and how to make them agree
+        m.startswith("ClassificationInterpretation: 3 of the 12 valid images are unreadable")
+        and "top_losses gives data set indices" in m
+        and "interp.idxs" in m
+        and "skip_bad=True" in m
+        for m in said
+    ), said
     items = list(data.valid_ds.items)
     expected = [i for i, f in enumerate(items) if f not in set(bad)]
     assert interp.idxs.tolist() == expected and len(interp) == len(items) - len(bad)
