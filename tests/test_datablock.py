@@ -239,8 +239,14 @@ def test_vocab_rules(bears):
     with pytest.raises(ValueError, match=r"get_y: labels 'grizzly' are not in the vocab"):
         _dls(_block(blocks=(ImageBlock, CategoryBlock(vocab=["black", "brown"]))), bears)
     only_valid = {files[2]: "teddy"}  # item 2 is in the validation set
-    with pytest.raises(ValueError, match=r"labels 'teddy' are not in the training set's"):
-        _dls(_block(get_y=lambda p: only_valid.get(p, p.parent.name)), bears)
+    with pytest.warns(
+        UserWarning,
+        match=r"splitter: the split put every image of 1 class\(es\) "
+        r"in the validation set, so the model cannot learn them: 'teddy' \(1\)",
+    ):
+        teddy = _dls(_block(get_y=lambda p: only_valid.get(p, p.parent.name)), bears)
+    assert teddy.vocab == ["black", "grizzly", "teddy"]  # as from_folder's split keeps it
+    assert teddy.valid_ds.labels.count(2) == 1 and 2 not in teddy.train_ds.labels
 
 
 def test_refusals_name_the_argument(bears):

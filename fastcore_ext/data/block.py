@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from fastcore_ext.checks import short_repr
+from fastcore_ext.warn import warn_user
 
 from .bunch import _UNSET, CategoryMap, ImageDataLoaders, _resolve_pipeline, _resolve_seed, _sized
 from .datasets import Datasets, ImageItems
@@ -338,6 +339,19 @@ class DataBlock:
         vx, vy = self._xy(items, valid)
         vocab = self.category_block.classes(ty)
         index = {v: k for k, v in enumerate(vocab)}
+        untrained = [y for y in dict.fromkeys(vy) if y not in index]
+        if untrained and self.category_block.vocab is None:
+            # as the folder APIs' split: the vocab holds them, with a warning (fastai's
+            # Categorize takes the training labels only and fails at the first validation)
+            vocab = self.category_block.classes([*ty, *untrained])
+            index = {v: k for k, v in enumerate(vocab)}
+            shown = ", ".join(f"{str(y)!r} ({vy.count(y)})" for y in untrained[:10])
+            warn_user(
+                f"splitter: the split put every image of {len(untrained)} class(es) in the "
+                f"validation set, so the model cannot learn them: {shown}. They are classes "
+                "of the vocab (fastai's Categorize fails on them at the first validation). "
+                "Give each class more images, or choose another seed or splitter"
+            )
         unknown = sorted({str(y) for y in (*ty, *vy) if y not in index})
         if unknown:
             where = (
