@@ -58,6 +58,7 @@ import math
 import os
 import signal
 import sys
+import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -540,7 +541,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         images += map(str, found)
     if not images:
         raise UsageError(f"IMAGE: no image files in {', '.join(args.images)}")
-    width = max(len(p) for p in images)
+    width = max(map(display_width, images))
     table = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if table is not None:
         table.writerow(["file", "prediction", "probability"])
@@ -582,12 +583,26 @@ def _print_predictions(
     csv writer `table` when given, else aligned columns)."""
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=[(torch.cat([x for _, x in batch]), None)])
+    names = max(map(display_width, learn.data.classes))
     for (img, _), row in zip(batch, probs, strict=True):
         name = learn.data.classes[int(row.argmax())]
         if table is not None:
             table.writerow([img, name, f"{float(row.max()):.4f}"])
         else:
-            print(f"{img:<{width}}  {name}  {float(row.max()):.4f}")
+            print(f"{_padded(img, width)}  {_padded(name, names)}  {float(row.max()):.4f}")
+
+
+def display_width(text: str) -> int:
+    """Columns `text` takes in a terminal: 2 for a wide character (CJK: East Asian width W or
+    F), 0 for a combining mark, 1 for any other."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def _padded(text: str, width: int) -> str:
+    return text + " " * max(0, width - display_width(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -643,3 +643,14 @@ def test_a_path_that_is_no_folder_is_refused_before_anything_is_printed(tmp_path
     """The 'Defaults for an image folder' line came before the PATH error."""
     code, out, err = run(capsys, command, str(tmp_path / "missing"))
     assert (code, out) == (2, "") and "PATH: expected an image folder" in err
+
+
+def test_predict_columns_count_terminal_columns():
+    """A CJK file name takes two columns a character: padding by len() misaligned the
+    predictions after it (a trial's folder of photos named in Japanese)."""
+    assert cli.display_width("cat.jpg") == 7
+    assert cli.display_width("猫の写真.jpg") == 12
+    assert cli.display_width("cafe\u0301.jpg") == 8  # a combining accent takes none
+    names = ["a.jpg", "猫猫.jpg", "cafe\u0301.jpg"]
+    width = max(map(cli.display_width, names))
+    assert {cli.display_width(cli._padded(n, width)) for n in names} == {width}
