@@ -32,7 +32,9 @@ BatchNorm1d bias init, fastai: 1e-3), ``bf16=1`` (`to_bf16()` + `to_channels_las
 channels-last after a float32 first epoch, none for a transferred body; else fp32),
 ``fp32_convs=0|1`` (with bf16 or auto: the weight-bound convolutions in float32 or not;
 default: where the CPU has AMX), ``conv_weight_grad=0|1`` (the matrix-product weight
-gradients of `ConvWeightGrad` off or on; default on),
+gradients of `ConvWeightGrad` off or on; default where the CPU has AMX),
+``jpeg_whole=1`` (every JPEG decoded whole: `images.JPEG_REDUCING_GAP = None`; by default a
+JPEG of at least 4x the presize on its short side is decoded at 1/2, 1/4 or 1/8 scale),
 ``wd_bn_bias=1`` (weight decay on BatchNorm and bias parameters too, as ours before it
 followed fastai v2), ``fastai_aug=1`` (the training batches augmented by fastai's
 `aug_transforms(size)` pipeline instead of our kernel, drawn from torch's global generator
@@ -77,7 +79,7 @@ PHOTO_CLASSES = ("brick", "grass", "gravel", "coffee", "chelsea", "rocket")
 AUG_KNOBS = ("do_flip", "max_rotate", "max_zoom", "max_lighting", "max_warp")
 OURS_OPTS = (
     "head_bn_bias", "bf16", "auto", "fp32_convs", "conv_weight_grad", "wd_bn_bias", "no_aug",
-    "fastai_aug", "fastai_init", *AUG_KNOBS
+    "fastai_aug", "fastai_init", "jpeg_whole", *AUG_KNOBS
 )  # fmt: skip
 FASTAI_OPTS = ("wd_bn_bias", "head_bn_bias", "center_crop", "no_aug", "ours_aug", "ours_init")
 
@@ -156,9 +158,12 @@ def ours_learner(data_dir: Path, seed: int, opts: dict):
     import torch
 
     from fastcore_ext.data import ImageDataBunch, imagenet_stats
+    from fastcore_ext.data import images as images_mod
     from fastcore_ext.vision import create_cnn, error_rate, get_transforms
 
     s = SETTINGS
+    if opts.get("jpeg_whole"):
+        images_mod.JPEG_REDUCING_GAP = None
     data = ImageDataBunch.from_folder(
         data_dir, ds_tfms=get_transforms(**(NO_AUG if opts.get("no_aug") else aug_knobs(opts))),
         size=s["size"], bs=s["bs"],

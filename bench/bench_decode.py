@@ -9,6 +9,11 @@ Rows (each warmed up once, then the median of 3 timed passes):
 - pass, cuda:    the same pass with JpegBatchDecoder: workers read, the GPU decodes and
                  presizes (bench only without the augmentation step)
 
+Then large photos, one thread: 24 JPEGs of 3000 x 2000 (6 MP, a phone camera's, quality 90)
+decoded and presized whole (`images.load_whole`) to 160 and to 460 (the lesson's presize),
+decoded whole (`JPEG_REDUCING_GAP = None`, as fastai) and reduced (the default: libjpeg's DCT
+scaling to 1/4 and 1/2 here), with the PSNR of the reduced presize against the whole one.
+
     python bench/bench_decode.py        # prints the table; CUDA rows say why they are missing
 """
 
@@ -24,10 +29,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fastcore_ext.data import DeviceDataLoader, ImageDataset, default_num_workers
+from fastcore_ext.data import DeviceDataLoader, ImageDataset, default_num_workers, images
 from fastcore_ext.data.device_decode import JpegBatchDecoder, cuda_jpeg_support
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import cpu_model  # noqa: E402
+
 N, W, H, BS, PRESIZE = 256, 500, 375, 64, 224
+PHOTOS, PHOTO_W, PHOTO_H = 24, 3000, 2000
 
 
 def make_jpegs(folder: Path) -> list[Path]:
@@ -41,7 +50,21 @@ def make_jpegs(folder: Path) -> list[Path]:
     return files
 
 
-def timed(fn, sync) -> float:
+def make_photos(folder: Path) -> list[Path]:
+    """Photo-like JPEGs: smooth shapes plus sensor noise, so that they compress as photos do."""
+    rng = np.random.default_rng(1)
+    files = []
+    for k in range(PHOTOS):
+        small = rng.integers(0, 256, (PHOTO_H // 50, PHOTO_W // 50, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(small).resize((PHOTO_W, PHOTO_H), Image.BICUBIC))
+        noisy = img.astype(np.int16) + rng.normal(0, 4, img.shape).astype(np.int16)
+        p = folder / f"photo{k:02d}.jpg"
+        Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(p, quality=90)
+        files.append(p)
+    return files
+
+
+def timed(fn, sync, n: int = N) -> float:
     """Images per second: one warm-up, then the median of 3 passes."""
     fn()
     times = []
@@ -51,7 +74,34 @@ def timed(fn, sync) -> float:
         fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return N / statistics.median(times)
+    return n / statistics.median(times)
+
+
+def photo_rows(folder: Path) -> list[tuple[str, float, str]]:
+    """(row, images/s, note) for large photos presized to 160 and 460, whole vs reduced."""
+    files = make_photos(folder)
+    default_gap = images.JPEG_REDUCING_GAP
+    rows = []
+    for presize in (160, 460):
+        out = {}
+        for name, gap in (("whole", None), ("reduced", default_gap)):
+            images.JPEG_REDUCING_GAP = gap
+
+            def decode_all(presize: int = presize) -> list[torch.Tensor]:
+                return [images.load_whole(f, presize) for f in files]
+
+            rate = timed(decode_all, lambda: None, PHOTOS)
+            out[name] = decode_all()[:6]
+            note = ""
+            if name == "reduced":
+                mse = statistics.fmean(
+                    float(((a.float() - b.float()) ** 2).mean())
+                    for a, b in zip(out["reduced"], out["whole"], strict=True)
+                )
+                note = f"PSNR {10 * np.log10(255**2 / mse):.1f} dB vs whole"
+            rows.append((f"photo 6 MP -> {presize}, {name}", rate, note))
+        images.JPEG_REDUCING_GAP = default_gap
+    return rows
 
 
 def main() -> int:
@@ -85,12 +135,19 @@ def main() -> int:
         rows.append((f"pass, cpu ({workers} workers)", timed(loader_pass(None), sync)))
         if cuda is not None:
             rows.append(("pass, cuda", timed(loader_pass(JpegBatchDecoder(cuda)), sync)))
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.set_num_threads(1)  # as in a loader worker
+        photos = photo_rows(Path(tmp))
     device = torch.cuda.get_device_name(0) if cuda is not None else "no GPU"
+    print(f"{cpu_model()}; torch {torch.__version__}")
     print(f"decode throughput: {N} JPEGs {W}x{H}, presize {PRESIZE}, bs {BS}; {device}")
     for name, rate in rows:
         print(f"  {name:<28}{rate:>9.0f} images/s")
     if cuda is None:
         print(f"  cuda rows: not run ({why})")
+    print(f"large photos, one thread: {PHOTOS} JPEGs {PHOTO_W}x{PHOTO_H}, decode + presize whole")
+    for name, rate, note in photos:
+        print(f"  {name:<28}{rate:>9.1f} images/s  {note}")
     return 0
 
 

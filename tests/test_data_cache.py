@@ -18,6 +18,7 @@ from PIL import Image
 
 from fastcore_ext.data import DecodedCache, clear_cache
 from fastcore_ext.data import cache as cache_mod
+from fastcore_ext.data import images as images_mod
 from fastcore_ext.data.images import PAD_MODES, window_origins
 
 P = 6  # presize
@@ -168,6 +169,16 @@ def test_key_depends_on_files_order_presize_and_method(files, tmp_path):
     assert DecodedCache(files, P, "crop", folder=tmp_path).key != base
     with pytest.raises(ValueError, match="method: expected one of"):
         DecodedCache(files, P, "pad", folder=tmp_path)
+
+
+def test_key_depends_on_the_jpeg_decoding(files, tmp_path, monkeypatch):
+    """Reduced JPEG decoding gives other pixels: a cache filled with either is not the
+    other's."""
+    base = DecodedCache(files, P, "crop", folder=tmp_path).key
+    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", None)
+    whole = DecodedCache(files, P, "crop", folder=tmp_path).key
+    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", 3.0)
+    assert len({base, whole, DecodedCache(files, P, "crop", folder=tmp_path).key}) == 3
 
 
 def test_a_missing_file_enters_the_key_and_changes_it_when_it_appears(files, tmp_path):

@@ -116,14 +116,36 @@ def test_tensor_array_and_pil_sources(rgb):
     gray = to_rgb(t[0])
     assert gray.shape == (3, 30, 20) and (gray[0] == gray[2]).all()
     np.testing.assert_array_equal(_hwc(to_rgb(torch.from_numpy(rgb))), rgb)  # [H, W, C]
-    with pytest.raises(TypeError, match=r"item: expected a uint8 \(or float in \[0, 1\]\) tensor"):
+    with pytest.raises(TypeError, match=r"item: expected a uint8, uint16, bool \(or float in"):
         to_rgb(t.int())
+    with pytest.raises(TypeError, match=r"item: expected a uint8, uint16, bool .* got int64"):
+        to_rgb(rgb.astype(np.int64))
     with pytest.raises(
         TypeError, match=r"expected 1, 3 or 4 channels, got 2 \(shape \(2, 30, 20\)\)"
     ):
         to_rgb(t[:2])
     with pytest.raises(TypeError, match="item: expected a file path"):
         to_rgb(3)
+
+
+def test_sixteen_bit_and_bool_arrays_read_as_their_files(tmp_path, rgb):
+    """np.array(Image.open(16-bit PNG)) is uint16, of a mode '1' image bool: read as the file
+    (the high byte; 0 / 255), not refused."""
+    wide = rgb[..., 0].astype(np.uint16) * 257 + 3
+    p = tmp_path / "wide.png"
+    Image.fromarray(wide).save(p)
+    from_file = to_rgb(p)
+    for item in (np.asarray(Image.open(p)), wide, torch.from_numpy(wide.astype(np.int32)).to(
+        torch.uint16
+    )):  # fmt: skip
+        np.testing.assert_array_equal(to_rgb(item), from_file)
+    mask = rgb[..., 1] > 127
+    p1 = tmp_path / "mask.png"
+    Image.fromarray(mask).save(p1)  # mode '1'
+    assert np.asarray(Image.open(p1)).dtype == np.bool_
+    np.testing.assert_array_equal(to_rgb(np.asarray(Image.open(p1))), to_rgb(p1))
+    np.testing.assert_array_equal(to_rgb(torch.from_numpy(mask)), to_rgb(p1))
+    assert set(np.unique(to_rgb(mask).numpy())) == {0, 255}
 
 
 def test_float_sources_in_0_1(rgb):
@@ -189,6 +211,21 @@ def test_non_image_and_missing_file(tmp_path):
         to_rgb(p)
     with pytest.raises(BadImageError, match="gone.jpg: cannot read file"):
         to_rgb(tmp_path / "gone.jpg")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(BadImageError, match=r"empty.jpg: cannot decode image \(the file is empty"):
+        to_rgb(tmp_path / "empty.jpg")
+
+
+def test_decoder_errors_leave_out_where_in_its_source_they_were_raised(tmp_path, rgb):
+    """TorchCodec's messages begin 'decode_rows, /__w/torchcodec/.../DecodeJpeg.cpp:287, ':
+    a path on the machine that built its wheel."""
+    p = tmp_path / "cut.jpg"
+    Image.fromarray(rgb).save(p)
+    p.write_bytes(p.read_bytes()[:300])
+    with pytest.raises(BadImageError) as err:
+        to_rgb(p)
+    assert ".cpp:" not in str(err.value) and "/__w/" not in str(err.value), str(err.value)
+    assert images_mod._SOURCE_PLACE.sub("", "decode_rows, /a/b/DecodeJpeg.cpp:287, Bad.") == "Bad."
 
 
 def test_presize_crop_takes_the_center_square():
@@ -776,3 +813,81 @@ def test_a_decompression_bomb_is_refused_where_images_are_decoded(tmp_path, monk
     assert "4,000,000 pixels" in capsys.readouterr().out
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4_000_000)
     assert to_rgb(bomb).shape == (3, 2000, 2000)
+
+
+def _large_jpeg(path: Path, h: int = 1350, w: int = 1800, mode: str = "RGB", **save) -> Path:
+    """A smooth photo-sized JPEG (the size where reduced decoding starts for small presizes)."""
+    img = Image.fromarray(_hwc(_smooth(h, w, seed=3)))
+    img.convert(mode).save(path, quality=92, **save)
+    return path
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return 10 * np.log10(255**2 / max(mse, 1e-12))
+
+
+def test_a_large_jpeg_is_decoded_reduced_by_the_largest_factor_that_keeps_min_side(tmp_path):
+    p = _large_jpeg(tmp_path / "big.jpg")  # 1800 x 1350
+    assert to_rgb(p).shape == (3, 1350, 1800)  # no min_side: whole
+    assert to_rgb(p, min_side=128).shape == (3, 169, 225)  # 1/8: 169 >= 128
+    assert to_rgb(p, min_side=200).shape == (3, 338, 450)  # 1/4 (1/8 would give 169)
+    assert to_rgb(p, min_side=600).shape == (3, 675, 900)  # 1/2
+    assert to_rgb(p, min_side=700).shape == (3, 1350, 1800)  # 1350 < 2 * 700: whole
+    whole = to_rgb(p)
+    np.testing.assert_array_equal(to_rgb(p, min_side=700), whole)  # the same decoder
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+@pytest.mark.parametrize("size", [64, 160])
+def test_load_whole_of_a_reduced_jpeg_is_the_whole_decodes_presize_near_rounding(
+    tmp_path, mode, size
+):
+    p = _large_jpeg(tmp_path / f"big_{mode}.jpg", mode=mode)
+    reduced = images_mod.load_whole(p, size)
+    whole = presize_whole(to_rgb(p), size)
+    assert reduced.shape == whole.shape and whole.shape[1] == size
+    assert _psnr(reduced, whole) > 40, _psnr(reduced, whole)
+    assert load_image(p, size).shape == (3, size, size)
+
+
+def test_jpeg_reducing_gap_none_decodes_whole_and_a_bad_value_is_named(tmp_path, monkeypatch):
+    p = _large_jpeg(tmp_path / "big.jpg")
+    whole = presize_whole(to_rgb(p), 64)
+    assert not torch.equal(images_mod.load_whole(p, 64), whole)  # reduced by default
+    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", None)
+    np.testing.assert_array_equal(images_mod.load_whole(p, 64), whole)
+    np.testing.assert_array_equal(load_image(p, 64), presize(to_rgb(p), 64))
+    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", 4)  # 1350 // 256 = 5 -> 1/4
+    assert images_mod.reduced_min_side(64) == 256
+    for bad in (0.5, "2", True):
+        monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", bad)
+        with pytest.raises(ValueError, match="JPEG_REDUCING_GAP: expected a number >= 1 or None"):
+            images_mod.load_whole(p, 64)
+
+
+@pytest.mark.parametrize("orientation,rot", [(3, 2), (6, -1), (8, 1)])
+def test_a_reduced_jpeg_is_turned_by_its_exif_orientation(tmp_path, orientation, rot):
+    img = Image.fromarray(_hwc(_smooth(1350, 1800, seed=4)))
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    p = tmp_path / "turned.jpg"
+    img.save(p, exif=exif, quality=92)
+    whole = to_rgb(p)  # TorchCodec applies the orientation
+    reduced = to_rgb(p, min_side=128)
+    assert reduced.shape[1:] == (whole.shape[1] // 8 + (whole.shape[1] % 8 > 0),) + (
+        whole.shape[2] // 8 + (whole.shape[2] % 8 > 0),
+    )
+    assert _psnr(presize_whole(reduced, 64), presize_whole(whole, 64)) > 40
+
+
+def test_a_truncated_large_jpeg_is_read_as_the_whole_decode_reads_it(tmp_path, monkeypatch):
+    """Pillow refuses the truncated file in the reduced decode; the whole decode then says
+    what it says of it (here: the file named as unreadable)."""
+    p = _large_jpeg(tmp_path / "cut_photo.jpg")
+    p.write_bytes(p.read_bytes()[:20000])
+    with pytest.raises(BadImageError, match="cut_photo.jpg: cannot decode image"):
+        images_mod.load_whole(p, 64)
+    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", None)
+    with pytest.raises(BadImageError, match="cut_photo.jpg: cannot decode image"):
+        images_mod.load_whole(p, 64)

@@ -152,7 +152,7 @@ def test_cache_reused_by_a_later_run_without_decoding(split, tmp_path, monkeypat
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache is complete")
 
-    monkeypatch.setattr(loader_mod, "to_rgb", no_decoding)
+    monkeypatch.setattr(loader_mod, "load_whole", no_decoding)
     again = DecodedCache(split.valid_items, P, "crop", folder=tmp_path)
     got = _collect(_dl(split, train=False, cache=again), 0)
     torch.testing.assert_close(got[0], expect[0], rtol=0, atol=0)

@@ -21,8 +21,9 @@ removed so that later runs rebuild it instead of meeting it again.
 
 The file name is a key over the item list (resolved paths, in order), what identifies each
 file's contents on disk (its size, modification time, inode number and status-change time:
-`cache_key`), the presize, the resize method and the format version: change any file, the
-order, or the presize and a different cache is used; a new version never reads an old file.
+`cache_key`), the presize, the resize method, the JPEG decoding (`images.JPEG_REDUCING_GAP`)
+and the format version: change any file, the order, or the presize and a different cache is
+used; a new version never reads an old file.
 The modification time alone is not enough: ``cp -p``, ``tar x``, ``rsync -t`` and unzip write
 new bytes under the old size and time, but the status-change time (ctime), which no user can
 set, changes with every write, and a file replaced by another has another inode.
@@ -65,6 +66,7 @@ import numpy as np
 from fastcore_ext.files import pid_alive
 from fastcore_ext.warn import warn_user
 
+from . import images
 from .images import RESIZE_METHODS, window_origins
 from .paths import cache_dir
 
@@ -74,7 +76,8 @@ __all__ = ["DecodedCache", "KEEP_PER_GROUP", "cache_key", "clear_cache"]
 # checksums; 4: files identified by size and mtime only, names without their group, and the
 # crop's whole image resized with its long side rounded (images._crop_whole: fastai's grid now);
 # 5: a 'pad' image kept as its centred square (now padded on both sides, for random windows)
-_VERSION = 6
+# 6: JPEGs decoded whole (images.JPEG_REDUCING_GAP, now in the family's hash)
+_VERSION = 7
 KEEP_PER_GROUP = 4  # caches kept per data folder, presize and method: two runs' train + valid
 _MAGIC = b"FCXIMGS\x00"
 _FOOTER = struct.Struct("<8sQQQQ")  # magic, version, N, byte offset of the index, index CRC-32
@@ -95,7 +98,11 @@ def _item_crc(i: int, h: int, w: int, pixels: np.ndarray | bytes) -> int:
 
 
 def _family(size: int, method: str, names: list[str], version: int) -> str:
-    return hashlib.sha256(json.dumps([version, size, method, names]).encode()).hexdigest()[:20]
+    """Since version 7 the JPEG decoding (`images.JPEG_REDUCING_GAP`) is part of it too."""
+    what = [version, size, method, names]
+    if version >= 7:
+        what.append(images.JPEG_REDUCING_GAP)
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:20]
 
 
 def _group(size: int, method: str, names: list[str], version: int) -> str:

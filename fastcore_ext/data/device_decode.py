@@ -42,8 +42,8 @@ from .images import (
     DecodedBatch,
     check_image_size,
     decoded_batch,
+    load_whole,
     presize_whole,
-    to_rgb,
 )
 
 __all__ = [
@@ -177,7 +177,7 @@ def read_batch(
         try:
             data = Path(items[i]).read_bytes()
         except OSError:
-            data = b""  # to_rgb below names the file and the error
+            data = b""  # load_whole below names the file and the error
         try:
             check_image_size(data, items[i])  # a decompression bomb is not sent to nvJPEG
         except BadImageError:
@@ -188,7 +188,7 @@ def read_batch(
             jpeg_data.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
             continue
         try:
-            img = presize_whole(to_rgb(items[i]), size, method)
+            img = load_whole(items[i], size, method)
         except BadImageError:
             bad.append(i)
             continue
@@ -247,7 +247,7 @@ class JpegBatchDecoder:
                 images[i] = img.to(torch.uint8).permute(1, 2, 0)
                 continue
             try:  # rejected by the device decoder: the CPU's, which names unreadable files
-                images[i] = presize_whole(to_rgb(items[i]), size, method).permute(1, 2, 0)
+                images[i] = load_whole(items[i], size, method).permute(1, 2, 0)
             except BadImageError:
                 bad.append(i)
         images.update(zip(batch.cpu_idx, batch.cpu_images, strict=True))

@@ -75,7 +75,7 @@ from fastcore_ext.warn import warn_user
 
 from .cache import DecodedCache
 from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
-from .images import BadImageError, DecodedBatch, decoded_batch, presize_whole, to_rgb
+from .images import BadImageError, DecodedBatch, decoded_batch, load_whole
 from .tensors import TensorCategory, TensorImage, category_item
 
 __all__ = [
@@ -112,7 +112,7 @@ def _decode(
     images, kept, bad = [], [], []
     for i in idx:
         try:
-            img = presize_whole(to_rgb(items[i]), size, method)
+            img = load_whole(items[i], size, method)
         except BadImageError:
             if not skip_bad:
                 raise
