@@ -701,3 +701,24 @@ def test_a_loader_left_in_a_cycle_is_not_finalised_in_a_new_loaders_workers(
     monkeypatch.undo()
     err = capfd.readouterr().err
     assert "Exception ignored" not in err and "can only test a child process" not in err
+
+
+def test_loader_workers_decode_jpegs_as_the_process_that_made_the_loader(tmp_path, monkeypatch):
+    """JPEG_REDUCING_GAP is taken when the loader's decoder is made: a worker started by
+    spawn or forkserver (macOS; Python 3.14's default) imports the module afresh, with its
+    default, and would decode otherwise than this process."""
+    from fastcore_ext.data import images as images_mod
+
+    y, x = np.mgrid[0:1200, 0:1600]
+    img = np.stack([(x * 255 // 1600), (y * 255 // 1200), (x + y) % 256], -1).astype(np.uint8)
+    p = tmp_path / "big.jpg"
+    Image.fromarray(img).save(p, quality=90)
+    whole = presize_whole(images_mod.to_rgb(p), 32).permute(1, 2, 0)
+    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", None)
+    dec = loader_mod._BatchDecoder([p], 32, "crop", whole=True, encoded=False)
+    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", 2.0)  # a fresh worker's default
+    got = dec[(torch.tensor([0]), None)]
+    np.testing.assert_array_equal(got.packed.numpy(), whole.reshape(-1).numpy())
+    assert images_mod.JPEG_REDUCING_GAP == 2.0  # put back
+    reduced = loader_mod._BatchDecoder([p], 32, "crop", whole=True, encoded=False)
+    assert not np.array_equal(reduced[(torch.tensor([0]), None)].packed, got.packed)

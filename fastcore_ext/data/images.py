@@ -34,12 +34,13 @@ strides, which is also the layout of the collated batches.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 from pathlib import Path
@@ -334,6 +335,17 @@ def check_image_size(data: bytes, path: str | os.PathLike) -> None:
 # the same with its default ``reducing_gap=2.0``. Read at each decode; None decodes every
 # file whole, as fastai does (set it before building the data: loader workers copy it).
 JPEG_REDUCING_GAP: float | None = 2.0
+
+
+@contextlib.contextmanager
+def jpeg_reducing_gap(gap: float | None) -> Iterator[None]:
+    """`JPEG_REDUCING_GAP` set to `gap` inside the block, put back after it."""
+    global JPEG_REDUCING_GAP
+    before, JPEG_REDUCING_GAP = JPEG_REDUCING_GAP, gap
+    try:
+        yield
+    finally:
+        JPEG_REDUCING_GAP = before
 
 
 def reduced_min_side(size: int) -> int | None:

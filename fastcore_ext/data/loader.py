@@ -73,6 +73,7 @@ from fastcore_ext.checks import check_bool, check_int, check_positive_int
 from fastcore_ext.plots import PlotFigure, finish, grid_cells, image_grid
 from fastcore_ext.warn import warn_user
 
+from . import images
 from .cache import DecodedCache
 from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
 from .images import BadImageError, DecodedBatch, decoded_batch, load_whole
@@ -333,6 +334,9 @@ class _BatchDecoder(Dataset):
     ) -> None:
         self.items, self.size, self.method = list(items), size, method
         self.whole, self.encoded = whole, encoded
+        # a worker started by spawn or forkserver imports images afresh: it decodes JPEGs as
+        # this process did when the loader was made
+        self.jpeg_reducing_gap = images.JPEG_REDUCING_GAP
 
     def __len__(self) -> int:
         return len(self.items)
@@ -344,9 +348,10 @@ class _BatchDecoder(Dataset):
         unreadable files skipped, and with whole=True the whole images packed); encoded=True:
         `read_batch`'s EncodedBatch, finished by the GPU decoder in the main process."""
         idx, u = batch
-        if self.encoded:
-            return read_batch(self.items, idx.tolist(), self.size, self.method, u)
-        return decode_readable(self.items, idx.tolist(), self.size, self.method, u, self.whole)
+        with images.jpeg_reducing_gap(self.jpeg_reducing_gap):
+            if self.encoded:
+                return read_batch(self.items, idx.tolist(), self.size, self.method, u)
+            return decode_readable(self.items, idx.tolist(), self.size, self.method, u, self.whole)
 
 
 class _BatchList(Sampler):
