@@ -3,7 +3,8 @@
 `run_fit(learn, do_fit)` fires before_fit, runs the epochs and fires after_fit; a
 CancelFitException ends it early. Any other exception (Ctrl-C's KeyboardInterrupt, a
 DataLoader worker that died, an error in a callback) ends it the same way (callbacks get
-`after_cancel_fit` and `after_fit`), the data loaders' worker processes are stopped, a note
+`after_cancel_fit` and `after_fit`, with the exception in `learn.fit_error` meanwhile), the
+data loaders' worker processes are stopped, a note
 on the exception says where the fit stopped (`where`), and the exception goes on to the caller
 with the learner ready for the next fit. An lr_find sweep (an LRFinder among the callbacks)
 gets neither the note nor the Ctrl-C message here: its epochs and batches are not the
@@ -78,6 +79,7 @@ def end_after_exception(learn: Learner, e: BaseException) -> None:
     comes after the callbacks' after_fit, so that the progress bar of a terminal has been
     cleared (ProgressCallback.after_fit) before the line is printed where it was."""
     stopped_at = where(learn)  # before the events below move learn.event
+    learn.fit_error = e
     try:
         learn._event("after_cancel_fit")
         learn._event("after_fit")
@@ -88,6 +90,7 @@ def end_after_exception(learn: Learner, e: BaseException) -> None:
             stacklevel=2,
         )
     finally:
+        learn.fit_error = None
         close_loaders(learn.data)
         if not any(isinstance(cb, LRFinder) for cb in learn.cbs):
             _report_stop(stopped_at, e)

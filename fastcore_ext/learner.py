@@ -333,6 +333,9 @@ class Learner:
         # from its after_batch on, as fastai's TrainEvalCallback counts it)
         self.pct_train = 0.0
         self.event: str | None = None  # the event fired last, or being fired (interrupt.where)
+        # the exception (Ctrl-C's KeyboardInterrupt, an error) ending the fit while its
+        # after_cancel_fit and after_fit run (interrupt.end_after_exception); None otherwise
+        self.fit_error: BaseException | None = None
         self.training = False
         self.dl: Any = None
         # the batch as fastai v2 holds it: tuples of inputs and of targets (one of each here)

@@ -276,9 +276,18 @@ def test_ctrl_c_stops_cleanly_and_the_learner_stays_usable(tmp_path, capsys):
         learn.fit_one_cycle(3, cbs=[logger, saver, log, interrupt])
     where = "epoch 1 (of 0..2), training batch 3 (0-based) of 8"
     assert f"Training interrupted at {where}" in capsys.readouterr().err
+    # as fastai's: the weights of the moment stay (the best of epoch 0 was not loaded back),
+    # said after the bar was cleared
+    bar, _, line = learn.progress.stream.getvalue().partition(
+        "SaveModelCallback: the fit was interrupted, so the model is not loaded back from "
+    )
+    assert bar.endswith("\r") and line.endswith(
+        "(the best my_error, 0.5); learn.load('model') does\n"
+    )
+    saved = torch.load(tmp_path / "models" / "model.pth", weights_only=False)["model"]
+    assert any(not torch.equal(v, saved[k]) for k, v in learn.model.state_dict().items())
     assert any(where in note for note in excinfo.value.__notes__)
     assert len(log.after) == N_BATCHES + 3  # batch 3 of epoch 1 took no step
-    assert learn.progress.stream.getvalue().endswith("\r")  # the bar was cleared
     assert logger._file is None  # closed
     assert len(logger.read_log()) == 1
     assert all(cb not in learn.cbs for cb in (logger, saver, log, interrupt))

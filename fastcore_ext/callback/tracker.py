@@ -353,7 +353,9 @@ class ReduceLROnPlateau(_PatienceCallback):
 class SaveModelCallback(TrackerCallback):
     """Saves the model with `Learner.save` (atomic) to path/model_dir/`fname`.pth each time
     `monitor` improves, and loads that best model back at the end of the fit (also when the
-    fit was cut short: NaN loss, early stopping, Ctrl-C). every_epoch=True (or n) saves
+    fit was cut short by a NaN loss or early stopping, as fastai's; after Ctrl-C or an error
+    the learner keeps its weights of that moment, as fastai's, and a line says which file
+    holds the best). every_epoch=True (or n) saves
     `fname`_<epoch> after every (n-th) epoch instead and loads nothing; at_end=True saves once,
     at the end. with_opt: include the optimizer state (needed to resume training from the
     file; see `Learner.load`). `last_saved_path` is the file written last.
@@ -450,6 +452,13 @@ class SaveModelCallback(TrackerCallback):
             return
         if self.at_end:
             self._save(self.fname)
+        elif self._saved_best and self.learn.fit_error is not None:
+            _say(
+                self.learn,
+                f"SaveModelCallback: the fit was interrupted, so the model is not loaded back "
+                f"from {self.last_saved_path} (the best {self.monitor}, {self.best}); "
+                f"learn.load({self.fname!r}) does",
+            )
         elif self._saved_best:
             self.learn.load(self.fname, with_opt=self.with_opt, with_rng=False)
 
