@@ -112,9 +112,13 @@ def atomic_write(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        )
+    except OSError as e:  # it names the temporary file only
+        e.add_note(_write_failed(path))
+        raise
     try:
         match_mode(fd, path if path.exists() else mode_of)
         with os.fdopen(fd, "w+b") as f:
@@ -125,10 +129,31 @@ def atomic_write(
     except BaseException as e:  # an error or a KeyboardInterrupt: the old file stays, no temp
         with contextlib.suppress(FileNotFoundError):  # file
             os.unlink(tmp)
+        if not isinstance(e, KeyboardInterrupt) and _interrupted(e):
+            # Ctrl-C inside torch.save's writer comes out as its RuntimeError ("unexpected
+            # pos ..."): a Ctrl-C it is, for the caller's `except KeyboardInterrupt`
+            stop = KeyboardInterrupt()
+            stop.add_note(
+                f"while writing {str(path)!r}: the file there before, if any, is unchanged"
+            )
+            raise stop from e
         if isinstance(e, OSError | RuntimeError):  # torch's "unexpected pos" names neither
             e.add_note(_write_failed(path))
         raise
     _fsync_dir(path.parent)
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the exceptions that `e` was raised from or while
+    handling (its __cause__ / __context__ chain)."""
+    seen: set[int] = set()
+    cause = e.__cause__ or e.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _write_failed(path: Path) -> str:

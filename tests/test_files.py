@@ -98,6 +98,44 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
         assert sorted(p.name for p in path.parent.iterdir()) == ["f.bin"]  # no temporary
 
 
+def test_a_ctrl_c_inside_the_writer_comes_out_as_keyboardinterrupt(tmp_path):
+    """Ctrl-C while torch.save writes came out as torch's RuntimeError ('unexpected pos ...',
+    the KeyboardInterrupt its __context__), noted 'MiB free there' (a disk-space hint):
+    `except KeyboardInterrupt` missed it."""
+    path = tmp_path / "m.pth"
+    path.write_bytes(b"before")
+    try:
+        with files.atomic_write(path) as f:
+            f.write(b"half")
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")  # noqa: B904 (as torch raises it)
+    except KeyboardInterrupt as e:
+        assert isinstance(e.__cause__, RuntimeError)
+        assert e.__notes__ == [
+            f"while writing {str(path)!r}: the file there before, if any, is unchanged"
+        ]
+    else:
+        raise AssertionError("no KeyboardInterrupt")
+    assert path.read_bytes() == b"before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth"]
+
+
+def test_a_folder_that_refuses_the_temporary_file_names_the_file_to_write(tmp_path, monkeypatch):
+    def refuse(**kwargs):
+        raise PermissionError(1, "Operation not permitted", str(tmp_path / ".m.pth.1.x.tmp"))
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
+    try:
+        with files.atomic_write(tmp_path / "m.pth") as f:
+            f.write(b"x")
+    except PermissionError as e:
+        assert f"while writing {str(tmp_path / 'm.pth')!r} (" in e.__notes__[0]
+    else:
+        raise AssertionError("no PermissionError")
+
+
 def test_atomic_write_keeps_the_replaced_files_mode_else_mode_of(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"old")
