@@ -19,6 +19,7 @@ flat folder labelled by a regular expression on the file names as
     summary.json    `LessonSummary.to_json()`: final error rate, times, learning rates, most
                     confused pairs, unreadable images skipped or dropped
     models/         checkpoints (models/interrupted.pth after Ctrl-C)
+    previous/       what the run before into the same folder left there (the same names)
 
 It prints what it decides and does (the pretrained choice, the data, each stage's learning
 rate, the epoch tables) and returns a `LessonSummary`. A Ctrl-C (KeyboardInterrupt) during
@@ -362,15 +363,36 @@ _STALE = (
 )
 
 
-def _clear_stale(out: Path) -> None:
-    for pattern in _STALE:
-        for old in out.glob(pattern):
-            try:
-                old.unlink(missing_ok=True)
-            except OSError as e:
-                raise LessonError(
-                    "out", f"cannot remove the earlier run's {str(old)!r}: {e.strerror}"
-                ) from None
+PREVIOUS = "previous"
+"""The folder under --out where a run moves what the run before it left (`_keep_previous`)."""
+
+
+def _earlier_files(folder: Path) -> list[Path]:
+    return [f for pattern in _STALE for f in sorted(folder.glob(pattern)) if f.is_file()]
+
+
+def _keep_previous(out: Path) -> Path | None:
+    """Move what an earlier run left in `out` (the `_STALE` names) into out/previous/, the
+    run before that one's files there removed first (only those names: a user's own files
+    stay): a rerun must not delete an interrupted run's model before it has saved its own.
+    Returns out/previous, or None when there was nothing to keep."""
+    found = _earlier_files(out)
+    if not found:
+        return None
+    previous = out / PREVIOUS
+    for f in [*_earlier_files(previous), *found]:
+        dest = previous / f.relative_to(out)
+        try:
+            if f.is_relative_to(previous):
+                f.unlink(missing_ok=True)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dest)
+        except OSError as e:
+            raise LessonError(
+                "out", f"cannot move the earlier run's {str(f)!r} to {str(dest)!r}: {e.strerror}"
+            ) from None
+    return previous
 
 
 @contextlib.contextmanager
@@ -762,8 +784,8 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
         data, desc = build_data(config)
     print(desc)
     run.data = desc.removeprefix("data: ")
-    if run.writes:
-        _clear_stale(out)
+    if run.writes and (previous := _keep_previous(out)) is not None:
+        print(f"the earlier run's files (export, models, metrics, plots) moved to {previous}/")
     loggers = [
         CSVLogger("metrics.csv", append=True),
         JSONLinesLogger(out / "metrics.jsonl", lambda: run.stage, run.writes),

@@ -204,12 +204,16 @@ def test_out_inside_the_data_set_is_refused(tmp_path, small_demo):
 def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, monkeypatch, capsys):
     """A Ctrl-C in stage 1's second epoch: the summary counts the epoch done (it said 0),
     gives its error rate, and the model is saved; files of an earlier run into the same
-    folder that this run would not rewrite are gone."""
+    folder are moved into previous/ (a rerun deleted an interrupted run's model), the run
+    before that one's files there replaced."""
     out = tmp_path / "run"
     (out / "plots").mkdir(parents=True)
     (out / "plots" / "losses_stage2.png").write_bytes(b"old")
     (out / "models").mkdir()
     (out / "models" / "interrupted.pth").write_bytes(b"old")
+    (out / "previous").mkdir()
+    (out / "previous" / "summary.json").write_bytes(b"older")
+    (out / "previous" / "notes.txt").write_bytes(b"the user's")
     validate = Learner._do_epoch_validate
     calls = []
 
@@ -224,7 +228,15 @@ def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, mo
     assert s.interrupted and s.epochs_done == 1 and s.final_error_rate is not None
     assert s.saved == out / "models" / "interrupted.pth" and s.saved.stat().st_size > 1000
     assert not (out / "plots" / "losses_stage2.png").exists()
-    assert "Saving the model" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "Saving the model" in said
+    assert (
+        f"the earlier run's files (export, models, metrics, plots) moved to {out / 'previous'}/"
+        in said
+    )
+    previous = sorted(str(p.relative_to(out / "previous")) for p in (out / "previous").rglob("*.*"))
+    assert previous == ["models/interrupted.pth", "notes.txt", "plots/losses_stage2.png"]
+    assert (out / "previous" / "models" / "interrupted.pth").read_bytes() == b"old"
 
 
 def test_a_run_that_fails_leaves_no_earlier_export_behind(tmp_path, small_demo, monkeypatch):
