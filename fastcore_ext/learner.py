@@ -546,6 +546,15 @@ class Learner:
                 "to train: learn.unfreeze() undoes a freeze, model.requires_grad_(True) what "
                 "you froze yourself"
             )
+        if start_epoch > self.epochs_trained:
+            warn_user(
+                f"start_epoch={start_epoch}, but this learner has trained {self.epochs_trained} "
+                f"epoch(s) (learn.epochs_trained, from the checkpoint loaded last and the fits "
+                f"since): the fit skips the first {start_epoch} epochs of its schedule for a "
+                f"model that has not trained them. To resume, first load the checkpoint saved "
+                f"after epoch {start_epoch - 1} (SaveModelCallback(every_epoch=True, "
+                f"with_opt=True) writes model_{start_epoch - 1}.pth)"
+            )
         self._output_classes = getattr(self.data, "classes", None)
         mixed_precision.announce(self)
         extra = [_call_callback_fn(fn, self) for fn in self.callback_fns] + list(cbs or [])

@@ -7,6 +7,7 @@ import copy
 import io
 import math
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -114,6 +115,7 @@ def test_metrics_over_whole_validation_set():
 
 
 # ---- one-cycle -----------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:start_epoch=")  # the schedule alone, no checkpoint
 @pytest.mark.parametrize("start_epoch", [0, 1])
 def test_recorded_hypers_equal_closed_form(start_epoch):
     learn = three_group_learner()
@@ -188,8 +190,12 @@ def data_epochs_of(learn: Learner) -> list[int]:
 def test_set_epoch_called_each_epoch():
     learn = make_learner()
     seen = data_epochs_of(learn)
-    learn.fit_one_cycle(4, start_epoch=2)
+    with pytest.warns(UserWarning, match=r"start_epoch=2, but this learner has trained 0 epoch"):
+        learn.fit_one_cycle(4, start_epoch=2)  # a resume without its checkpoint: said
     assert seen == [2, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        learn.fit_one_cycle(4, start_epoch=2)  # 4 epochs trained now: silent
 
 
 def test_each_fit_draws_new_data_epochs():

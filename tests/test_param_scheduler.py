@@ -348,6 +348,7 @@ def test_the_weights_move_as_the_scheduled_lr_says(opt_func, form, device):
     assert [g["lr"] for g in learn.opt.param_groups][-1] == pytest.approx(want((n - 1) / n)[-1])
 
 
+@pytest.mark.filterwarnings("ignore:start_epoch=")  # the schedule alone, no checkpoint
 def test_a_resumed_fit_starts_at_its_share():
     """fit(n, start_epoch=k): pct_train starts at k / n, and so does the schedule."""
     learn = make_learner()

@@ -107,6 +107,7 @@ def test_fit_sgdr_steps_with_the_schedule_and_restarts():
     assert applied.lrs[N_BATCHES - 1] < 0.01
 
 
+@pytest.mark.filterwarnings("ignore:start_epoch=")  # the schedule alone, no checkpoint
 def test_fit_sgdr_resumes_at_start_epoch_and_cycle_mult_1():
     """start_epoch resumes inside a cycle at its position; cycle_mult=1 gives equal cycles
     (fastai's epoch count divides by zero there)."""
