@@ -1439,8 +1439,21 @@ class Learner:
             norm_bias=self._norm_bias,
             current=self.opt.param_groups,
         )
+        path = self._model_file(name)
+        given = self.path / self.model_dir / name
+        if not path.is_file() and given.is_file() and given.suffix != ".pth":
+            raise FileNotFoundError(
+                f"no such file: {path} (learn.load reads the .pth checkpoints of learn.save); "
+                f"{given} is there: "
+                + (
+                    f"an export, which load_learner({str(given)!r}) reads"
+                    if given.suffix == ".pkl"
+                    else "learn.load adds .pth to a name not ending in it; rename the file to "
+                    "end in .pth"
+                )
+            )
         self.epochs_done, self.epochs_trained = load_checkpoint(
-            self._model_file(name),
+            path,
             self.model,
             self.opt if with_opt else None,
             strict=strict,

@@ -564,6 +564,21 @@ def test_load_learner_names_an_export_in_the_current_folder(trained, tmp_path, m
         load_learner(tmp_path / "bears" / "export.pkl")
 
 
+def test_learn_load_of_an_export_says_load_learner_reads_it(trained, tmp_path):
+    """learn.load(path/'export.pkl') said only 'no such file: .../export.pkl.pth'."""
+    learn, _ = trained
+    learn.export(tmp_path / "export.pkl")
+    with pytest.raises(FileNotFoundError, match=r"export.pkl.pth \(learn.load reads the .pth "
+                       r"checkpoints of learn.save\); .*export.pkl is there: an export, which "
+                       r"load_learner\('.*export.pkl'\) reads"):  # fmt: skip
+        learn.load(tmp_path / "export.pkl")
+    (tmp_path / "weights.pt").write_bytes(b"x")
+    with pytest.raises(
+        FileNotFoundError, match=r"weights.pt is there: learn.load adds .pth to a name not"
+    ):
+        learn.load(tmp_path / "weights.pt")
+
+
 def test_predict_detaches_a_tensor_that_requires_grad(trained, recwarn):
     """predict on a requires_grad tensor emitted torch's "Converting a tensor with
     requires_grad=True to a scalar" warning."""
