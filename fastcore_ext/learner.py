@@ -753,16 +753,17 @@ class Learner:
             moms = (moms[0], moms[1], moms[0])
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
         self._check_not_destroyed()
+        lr_name = "max_lr"  # the name errors give: the argument the caller used
         if lr_max is not None:
             if max_lr is not None:
                 raise TypeError(
                     f"fit_one_cycle: give max_lr (fastai v1's name) or lr_max (v2's), not "
                     f"both; got max_lr={max_lr!r} and lr_max={lr_max!r}"
                 )
-            max_lr = lr_max
+            max_lr, lr_name = lr_max, "lr_max"
         set_one_cycle = lg.one_cycle_setter(self.opt, moms)
         lr_max = self.lr_range(
-            self._default_lr(DEFAULT_MAX_LR) if max_lr is None else max_lr, "max_lr"
+            self._default_lr(DEFAULT_MAX_LR) if max_lr is None else max_lr, lr_name
         )
         n_batches = batches_per_epoch(self._train_dl())
         start_step = start_epoch * n_batches

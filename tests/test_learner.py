@@ -171,6 +171,9 @@ def test_fit_one_cycle_takes_fastai_v2s_lr_max():
     )
     with pytest.raises(TypeError, match="give max_lr .* or lr_max .*, not both"):
         b.fit_one_cycle(1, 1e-3, lr_max=1e-3)
+    for name in ("max_lr", "lr_max"):  # the error names the argument given
+        with pytest.raises(TypeError, match=f"^{name} should be a float, got str '3e-3'"):
+            b.fit_one_cycle(1, **{name: "3e-3"})
 
 
 def data_epochs_of(learn: Learner) -> list[int]:
