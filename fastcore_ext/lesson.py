@@ -380,18 +380,19 @@ def _keep_previous(out: Path) -> Path | None:
     if not found:
         return None
     previous = out / PREVIOUS
-    for f in [*_earlier_files(previous), *found]:
-        dest = previous / f.relative_to(out)
-        try:
-            if f.is_relative_to(previous):
-                f.unlink(missing_ok=True)
-            else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(f, dest)
-        except OSError as e:
-            raise LessonError(
-                "out", f"cannot move the earlier run's {str(f)!r} to {str(dest)!r}: {e.strerror}"
-            ) from None
+    try:
+        for f in _earlier_files(previous):  # the run before the earlier one
+            f.unlink(missing_ok=True)
+        for f in found:
+            dest = previous / f.relative_to(out)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
+    except OSError as e:
+        raise LessonError(
+            "out",
+            f"cannot keep the earlier run's files in {str(previous)!r}: {e.strerror} "
+            f"({e.filename})",
+        ) from None
     return previous
 
 
