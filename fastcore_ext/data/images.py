@@ -413,9 +413,7 @@ def _decode_file(path: Path, min_side: int | None = None) -> torch.Tensor:
             ) from pil_err
     if img.ndim == 4:  # an animated GIF or WebP: its first frame, as Pillow
         img = img[0]
-    if img.dtype == torch.uint16:  # 16-bit PNG
-        img = (img.to(torch.int32) >> 8).to(torch.uint8)
-    return img
+    return _to_8bit(img)  # a 16-bit PNG: its high byte
 
 
 _ARRAY_DTYPES = tuple(
@@ -679,8 +677,8 @@ def presize(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
 def load_whole(item: ImageSource, size: int, method: str = "crop") -> torch.Tensor:
     """Decode and `presize_whole`: what every pass over image files (training, validation,
     the cache, predict) starts from. A large JPEG file is decoded reduced (`to_rgb`'s
-    min_side, `JPEG_REDUCING_GAP`), 2x faster for a photo of several megapixels presized to a
-    few hundred pixels, at a difference from the whole decode's presize near rounding."""
+    min_side, `JPEG_REDUCING_GAP`): for a 6 MP photo 1.9x faster presized to 160, 1.1-1.6x
+    to 460 (bench/README.md), at a difference from the whole decode's presize near rounding."""
     return presize_whole(to_rgb(item, reduced_min_side(size)), size, method)
 
 
