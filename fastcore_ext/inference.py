@@ -36,7 +36,7 @@ from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
 from fastcore_ext.losses import is_class_loss
 from fastcore_ext.metrics import metric_value
 from fastcore_ext.optim import OptimWrapper
-from fastcore_ext.plots import finish, image_grid
+from fastcore_ext.plots import check_ctxs, finish, grid_cells, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
 from fastcore_ext.torch_core import to_float
 from fastcore_ext.warn import warn_user
@@ -709,11 +709,19 @@ def show_results(
     rows: int = 3,
     figsize: tuple[float, float] | None = None,
     max_n: int | None = None,
+    *,
+    nrows: int | None = None,
+    ncols: int | None = None,
+    ctxs: Any = None,
+    shuffle: bool = True,
 ) -> Figure:
     """`Learner.show_results`: rows x rows items (max_n items when given, fastai v2's
-    spelling) of the 'valid' or 'train' data set, spread evenly over it (indices
-    round(linspace(0, N - 1, n)), so a set stored class after class shows several classes;
-    an unreadable file is passed over for the next readable item), shown in data set order,
+    spelling; at most nrows * ncols, or one per Axes of `ctxs`) of the 'valid' or 'train'
+    data set, spread evenly over it (indices round(linspace(0, N - 1, n)), so a set stored
+    class after class shows several classes; fastai's shuffle=True shows a random batch) or,
+    with shuffle=False, its first items (an unreadable file is passed over for the next
+    readable item), shown in data set order in fastai v2's nrows x ncols grid
+    (`plots.image_grid`) or drawn into `ctxs` (nothing saved, the first's Figure returned),
     each titled with its actual class over the predicted one, green when they agree, red when
     not (fastai's "Ground truth / Predictions"). Images are read from the data set and go
     through the validation transform, also for 'train'; the model runs as in get_preds (eval
@@ -723,6 +731,10 @@ def show_results(
     if ds_type not in ("valid", "train"):
         raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
     n = check_int("rows", rows, 1) ** 2 if max_n is None else check_int("max_n", max_n, 1)
+    n = min(n, grid_cells(nrows, ncols) or n)
+    axes = check_ctxs(ctxs)
+    n = min(n, len(axes)) if axes is not None else n
+    check_bool("shuffle", shuffle)
     data = getattr(learn, "data", None)
     ds = getattr(data, f"{ds_type}_ds", None)
     if ds is None or not all(hasattr(data, a) for a in ("preprocess", "denorm", "classes")):
@@ -732,6 +744,7 @@ def show_results(
         )
     size = len(ds)
     spread = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
+    spread = spread if shuffle else list(range(min(n, size)))
     chosen = set(spread)
     found: list[tuple[int, torch.Tensor, int]] = []
     for i in itertools.chain(spread, (j for j in range(size) if j not in chosen)):
@@ -751,10 +764,16 @@ def show_results(
     images = data.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
     classes = [str(c) for c in data.classes]
     titles = [f"{classes[a]}\n{classes[p]}" for a, p in zip(targets, preds, strict=True)]
-    fig, axes, fontsize = image_grid(len(found), figsize, titles, cell=(2.4, 2.8))
-    for ax, img, title, actual, pred in zip(axes, images, titles, targets, preds, strict=True):
+    if axes is None:
+        fig, axes, fontsize = image_grid(len(found), figsize, titles, (2.4, 2.8), nrows, ncols)
+    else:
+        fig, fontsize = axes[0].figure, 10.0
+    for ax, img, title, actual, pred in zip(axes, images, titles, targets, preds, strict=False):
         ax.imshow(img, vmin=0, vmax=1)
         ax.set_title(title, color="green" if actual == pred else "red", fontsize=fontsize)
+        ax.set_axis_off()
+    if ctxs is not None:
+        return fig
     fig.suptitle("actual\nprediction", fontsize=fontsize + 1)
     return finish(fig, f"show_results_{ds_type}")
 

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from fastcore_ext import ranks
 from fastcore_ext.checks import check_bool, int_or_none, real_or_none
 from fastcore_ext.inference import MissingRowsWarning, ds_idx_set
-from fastcore_ext.plots import PlotFigure, check_figsize, finish, grid_cells, image_grid
+from fastcore_ext.plots import check_figsize, finish, grid_cells, image_grid, new_figure
 from fastcore_ext.warn import warn_user
 
 __all__ = ["ClassificationInterpretation", "ClassificationReport", "Interpretation"]
@@ -432,7 +432,7 @@ class ClassificationInterpretation:
         n = len(keep)
         side = float(np.clip(2.5 + 0.3 * n, 5, 14))
         figsize = check_figsize(figsize, (side + 1.2, side))
-        fig = PlotFigure(figsize=figsize, dpi=dpi)
+        fig = new_figure(figsize=figsize, dpi=dpi)
         ax = fig.add_subplot()
         vmax = 1.0 if normalize else max(1, int(counts.max()))
         im = ax.imshow(values, interpolation="nearest", cmap=cmap_obj, vmin=0, vmax=vmax)

@@ -519,6 +519,49 @@ class Learner:
                 cb.learn = self
         fire(self.cbs, name, self.training)
 
+    def __call__(self, event_name: str | Sequence[str]) -> None:
+        """fastai v2's ``learn('before_batch')``: fire one event (or each of a list, in
+        order) on the attached callbacks, as the loop does; for stepping a callback by hand
+        (fastai's MixUp picture: ``learn._split(b); learn('before_batch'); mixup.x``)."""
+        names = [event_name] if isinstance(event_name, str) else event_name
+        if not isinstance(names, Sequence) or not names:
+            raise TypeError(
+                f"event_name should be an event's name or a list of them, got {event_name!r}"
+            )
+        for name in names:
+            if name not in EVENTS and name not in CANCEL_EVENTS:
+                raise ValueError(
+                    f"event_name should be one of {EVENTS + CANCEL_EVENTS}, got {name!r}"
+                )
+        for name in names:
+            self._event(name)
+
+    def __enter__(self) -> Learner:
+        """fastai v2's ``with Learner(...) as learn:``: before_fit and before_epoch fire on
+        entry, after_epoch and after_fit on exit (callbacks stepped by hand in between)."""
+        self(["before_fit", "before_epoch"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self(["after_epoch", "after_fit"])
+
+    def _split(self, b: Sequence[torch.Tensor]) -> None:
+        """fastai v2's: batch `b` as the loop's `xb` (its first element) and `yb` (the rest)."""
+        if not isinstance(b, Sequence) or not b:
+            raise TypeError(f"b: expected a batch (x, y) as one_batch gives it, got {b!r:.80}")
+        self.xb, self.yb = tuple(b[:1]), tuple(b[1:])
+
+    @property
+    def x(self) -> torch.Tensor | None:
+        """fastai v2's ``learn.x``: the batch's input, ``xb[0]`` (None outside a batch)."""
+        return self.xb[0] if self.xb else None
+
+    @property
+    def y(self) -> torch.Tensor | None:
+        """fastai v2's ``learn.y``: the batch's targets, ``yb[0]`` (None outside a batch or
+        without targets)."""
+        return self.yb[0] if self.yb else None
+
     def _with_events(self, f: Callable[[], None], level: str, exc: type[Exception]) -> None:
         """before_<level>, f(), after_<level>; `exc` raised inside is caught and fires
         after_cancel_<level> first (fastai v2's `_with_events`)."""
@@ -1019,16 +1062,28 @@ class Learner:
 
     def show_results(
         self,
-        ds_type: str = "valid",
+        ds_type: str | None = None,
         rows: int = 3,
         figsize: tuple[float, float] | None = None,
         max_n: int | None = None,
+        *,
+        ds_idx: int | None = None,
+        nrows: int | None = None,
+        ncols: int | None = None,
+        ctxs: Any = None,
+        shuffle: bool = True,
     ) -> Any:
         """fastai's `learn.show_results()`: rows x rows items (or max_n) spread over the
-        'valid' or 'train' set, titled with their actual and predicted classes, green when
-        right, red when wrong; saved as a PNG outside notebooks. Returns the matplotlib
-        Figure; details in `fastcore_ext.inference.show_results`."""
-        return inference.show_results(self, ds_type, rows, figsize, max_n)
+        'valid' or 'train' set (v1's ds_type or v2's ds_idx; shuffle=False: its first
+        items), titled with their actual and predicted classes, green when right, red when
+        wrong, in v2's nrows x ncols grid or the Axes `ctxs`; saved as a PNG outside
+        notebooks. Returns the matplotlib Figure; details in
+        `fastcore_ext.inference.show_results`."""
+        ds_type = _data_set("show_results", ds_type, ds_idx)
+        return inference.show_results(
+            self, ds_type, rows, figsize, max_n, nrows=nrows, ncols=ncols, ctxs=ctxs,
+            shuffle=shuffle,
+        )  # fmt: skip
 
     def tta(
         self,

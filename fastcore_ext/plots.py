@@ -1,13 +1,23 @@
 """What every plot of fastcore_ext does last: lay the figure out, show it in a notebook or
 save it where nothing will show it, and return it.
 
-Plots are built on `PlotFigure`s (matplotlib Figures), never through pyplot's global state,
-so they neither pop up windows nor pile up in pyplot's registry.
+Plots are `PlotFigure`s (matplotlib Figures) made by `new_figure`: through pyplot, as
+fastai's, so the plot just made is pyplot's current figure and ``plt.savefig('b.png')``,
+``plt.title(...)`` or ``plt.gcf()`` right after ``dls.show_batch()`` act on it (in a script,
+a terminal, and a notebook with the inline backend; a notebook with another backend, e.g.
+``%matplotlib widget``, gets figures outside pyplot). With a backend that shows windows
+(TkAgg, QtAgg, macosx...) every plot stays open for ``plt.show()``, as fastai's; with any
+other (Agg, the inline backend) a plot closes the library's earlier figures in pyplot, so a
+script making hundreds of plots neither piles them up nor meets matplotlib's "more than 20
+figures" warning (a figure closed in pyplot is still a Figure: its `savefig` works).
 
-- In a Jupyter notebook the figure is shown inline (PNG) when the plot is made, as fastai's
-  plots appear: with or without ``%matplotlib inline``, after a trailing ``;``, inside a
-  function, several in one cell. Returned as the cell's last value it is not shown a second
-  time in that cell. Nothing is written.
+- In a Jupyter notebook the figure is shown inline (PNG) as fastai's plots appear: with or
+  without ``%matplotlib inline``, after a trailing ``;``, inside a function, several in one
+  cell. With the inline backend (a notebook's default) pyplot shows it at the end of the cell,
+  so what the cell added (``plt.title``, ``plt.ylim``) is in the picture; with ``plt.ioff()``
+  or another backend it is shown when the plot is made (and is not pyplot's after that).
+  Returned as the cell's last value it is not shown a second time in that cell. Nothing is
+  written.
 - Anywhere else (a script, a terminal, CI) the Figure is also written as
   ``<plot dir>/<name>.png``. The plot dir is, first to apply: the folder given to
   `set_plot_dir`, the environment variable ``FASTCORE_EXT_PLOTS``, else ``plots`` in the
@@ -60,12 +70,14 @@ from fastcore_ext.ranks import is_main_process
 __all__ = [
     "PlotFigure",
     "autosave",
+    "check_ctxs",
     "check_figsize",
     "finish",
     "grid_cells",
     "image_grid",
     "in_notebook",
     "keep_out_of",
+    "new_figure",
     "plot_dir",
     "save_png",
     "saved_file",
@@ -96,6 +108,50 @@ class PlotFigure(Figure):
     def _ipython_display_(self) -> None:
         if self._shown_in is None or self._shown_in != _execution_count():
             show_inline(self)
+
+
+# backends that show no window: only pyplot's current figure is of use there
+_NO_WINDOWS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
+_INLINE = {"inline", "module://matplotlib_inline.backend_inline"}
+_in_pyplot: weakref.WeakSet[Figure] = weakref.WeakSet()  # library figures made by pyplot
+
+
+def _backend() -> str:
+    import matplotlib
+
+    return matplotlib.get_backend().lower()
+
+
+def new_figure(**kwargs: Any) -> PlotFigure:
+    """A `PlotFigure` made with `kwargs` (figsize, dpi, layout...) for a plot of the library,
+    by pyplot (so its current figure) in a script, a terminal, or a notebook whose backend is
+    inline; outside a notebook, with a backend showing no window, the library's earlier
+    figures are closed in pyplot first (see the module docstring). A notebook with another
+    backend (``%matplotlib widget``) gets a figure pyplot does not hold."""
+    notebook = in_notebook()
+    if notebook and _backend() not in _INLINE:
+        return PlotFigure(**kwargs)
+    import matplotlib.pyplot as plt
+
+    if not notebook and _backend() in _NO_WINDOWS:
+        for fig in list(_in_pyplot):
+            plt.close(fig)
+    fig = plt.figure(FigureClass=PlotFigure, **kwargs)
+    _in_pyplot.add(fig)
+    return fig
+
+
+def _inline_shows_it(fig: Figure) -> bool:
+    """True when the inline backend will show `fig` at the end of the running cell: pyplot
+    holds it and interactive mode is on (``plt.ioff()`` turns that off)."""
+    import matplotlib
+
+    return (
+        fig in _in_pyplot
+        and fig.canvas.manager is not None
+        and matplotlib.is_interactive()
+        and _backend() in _INLINE
+    )
 
 
 def _execution_count() -> int | None:
@@ -237,7 +293,7 @@ def image_grid(
     figsize = check_figsize(figsize, (max(4.0, cell[0] * cols), max(3.0, cell[1] * rows + 0.4)))
     # constrained layout: tight_layout let a row's titles (two lines, as show_results') run
     # over the images above them, and overlapped a suptitle
-    fig = PlotFigure(figsize=figsize, layout="constrained")
+    fig = new_figure(figsize=figsize, layout="constrained")
     axes = list(fig.subplots(rows, cols, squeeze=False).flat)
     for ax in axes:
         ax.set_axis_off()
@@ -307,7 +363,7 @@ def show_image(
     own = ax is None
     if own:
         h, w = pixels.shape[:2]
-        fig = PlotFigure(figsize=check_figsize(figsize, (_fig_bound(w), _fig_bound(h))))
+        fig = new_figure(figsize=check_figsize(figsize, (_fig_bound(w), _fig_bound(h))))
         ax = fig.add_subplot()
     ax.imshow(pixels, **kwargs)
     if title is not None:
@@ -318,6 +374,19 @@ def show_image(
     if own:
         finish(ax.figure, "show_image")
     return ax
+
+
+def check_ctxs(ctxs: Any) -> list[Axes] | None:
+    """fastai's `ctxs`: matplotlib Axes to draw into (one, a list, or the array
+    ``plt.subplots`` gives, flattened), as a list; None stays None."""
+    if ctxs is None:
+        return None
+    axes = [ctxs] if isinstance(ctxs, Axes) else list(np.asarray(ctxs, dtype=object).flat)
+    if not axes or not all(isinstance(ax, Axes) for ax in axes):
+        raise TypeError(
+            f"ctxs should be matplotlib Axes (e.g. the axs of plt.subplots), got {ctxs!r:.80}"
+        )
+    return axes
 
 
 def check_figsize(
@@ -374,7 +443,8 @@ def finish(fig: Figure, name: str, replaces: Figure | None = None) -> Figure:
     name: what the plot shows, e.g. 'lr_find', 'confusion_matrix' (characters other than
     letters, digits, '_', '-', '.' become '_'). replaces: an earlier figure that `fig` is a
     newer version of (a graph redrawn after each epoch): `fig` is written over that figure's
-    file, without a line printed; None (or a figure never saved) gives a file of its own."""
+    file, without a line printed, and closed in pyplot; None (or a figure never saved) gives
+    a file of its own."""
     if not isinstance(fig, Figure):
         raise TypeError(f"fig should be a matplotlib Figure, got {type(fig).__name__}")
     if replaces is not None and not isinstance(replaces, Figure):
@@ -386,9 +456,17 @@ def finish(fig: Figure, name: str, replaces: Figure | None = None) -> Figure:
         fig.tight_layout()
 
     if in_notebook():
-        if is_main_process():
+        if is_main_process() and not _inline_shows_it(fig):
             show_inline(fig)
+            if fig in _in_pyplot:  # shown: pyplot would show it again in a later cell
+                import matplotlib.pyplot as plt
+
+                plt.close(fig)
         return fig
+    if replaces is not None and replaces in _in_pyplot:  # superseded: not for plt.show()
+        import matplotlib.pyplot as plt
+
+        plt.close(replaces)
     folder = plot_dir()
     if not _autosave or folder is None or not is_main_process():
         return fig

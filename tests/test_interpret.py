@@ -686,6 +686,34 @@ def test_show_results_passes_over_unreadable_files(tmp_path):
     assert actual == [data.classes[data.valid_ds.labels[i]] for i in kept]
 
 
+def test_show_results_fastai_v2_arguments(folder, tmp_path):
+    """nrows x ncols (fastai v2's grid), ds_idx, shuffle=False (the first items), ctxs (Axes
+    of the user's figure: drawn into, nothing saved)."""
+    import matplotlib.pyplot as plt
+
+    learn = _cnn_like_learner(folder, tmp_path)
+    fig = learn.show_results(max_n=6, nrows=2, ncols=3)
+    assert len(_shown(fig)) == 6
+    assert _shown(fig)[0].get_subplotspec().get_gridspec().get_geometry() == (2, 3)
+    assert len(_shown(learn.show_results(nrows=1, ncols=2))) == 2  # 9 asked, 2 cells
+    first = _shown(learn.show_results(max_n=2, ds_idx=0, shuffle=False))
+    classes = learn.data.classes
+    expected = [classes[learn.data.train_ds[i][1]] for i in range(2)]
+    assert [ax.get_title().split("\n")[0] for ax in first] == expected
+    saved = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    user, axs = plt.subplots(1, 3)
+    assert learn.show_results(ctxs=axs) is user
+    assert all(ax.get_images() for ax in axs) and "\n" in axs[0].get_title()
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == saved
+    plt.close(user)
+    with pytest.raises(TypeError, match="give ds_type .* or ds_idx"):
+        learn.show_results("train", ds_idx=0)
+    with pytest.raises(TypeError, match="ctxs should be matplotlib Axes"):
+        learn.show_results(ctxs=[1, 2])
+    with pytest.raises(TypeError, match="shuffle should be a bool"):
+        learn.show_results(shuffle="no")
+
+
 def test_show_results_bad_arguments(folder, tmp_path):
     model = tiny_model()
     model[-1] = nn.Linear(8, 3)  # the folder's 3 classes

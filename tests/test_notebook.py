@@ -10,7 +10,9 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "lesson1.ipynb"
@@ -132,6 +134,12 @@ PLOT_CELLS = {
     "data.show_batch(max_n=4, nrows=1);": 1,  # fastai v2's spellings (fastbook)
     "data.train_dl.show_batch(max_n=4)\ndata.valid_dl.show_batch(max_n=2)": 2,
     "%matplotlib inline\ndata.show_batch(rows=2)": 1,  # the inline backend: still once
+    # pyplot's current figure, as fastai's: what the cell adds is in the picture and saved
+    "f = data.show_batch(rows=2)\nplt.title('mine')\nplt.savefig('mine.png')\n"
+    "print(plt.gcf() is f, f.axes[-1].get_title())": 1,
+    "plt.ioff()\ndata.show_batch(rows=2)\nplt.ion()": 1,  # shown by the call
+    "learn = cnn_learner(data, models.resnet18, pretrained=False)\nlearn.lr_find(end_lr=1)\n"
+    "learn.recorder.plot()\nplt.ylim(0, 10);": 1,
 }
 
 
@@ -172,4 +180,7 @@ def test_plots_show_once_wherever_they_are_called(tmp_path, monkeypatch):
         assert "Figure" not in text, f"{src!r}: a figure shown as text: {text}"
     after = "".join(o.get("text", "") for o in cells[list(PLOT_CELLS)[1]].outputs)
     assert after == "after\n"
-    assert _listing(work) == []  # nothing saved in a notebook
+    mine = "".join(o.get("text", "") for o in cells[list(PLOT_CELLS)[10]].outputs)
+    assert mine == "True mine\n"
+    assert _listing(work) == ["mine.png"]  # the library saved nothing in a notebook
+    assert np.asarray(Image.open(work / "mine.png").convert("L")).std() > 10  # not blank

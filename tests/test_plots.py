@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -369,6 +370,36 @@ def test_loader_show_batch_writes_pngs(bunch, tmp_path):
     assert sorted(bunch.path.rglob("*")) == before
 
 
+def test_show_batch_of_a_given_batch_into_given_axes(bunch, tmp_path):
+    """fastai v2's b (also as the first positional argument) and ctxs: the batch given is
+    shown (its labels as titles, its pixels denormalized); into the user's Axes nothing is
+    saved and their Figure comes back."""
+    import matplotlib.pyplot as plt
+
+    x, y = bunch.valid.one_batch()
+    expected = [bunch.classes[k] for k in y[:4].tolist()]
+    for fig in (bunch.valid.show_batch(b=(x, y), max_n=4), bunch.show_batch((x, y), max_n=4)):
+        shown = [ax for ax in fig.axes if ax.get_images()]
+        assert [ax.get_title() for ax in shown] == expected
+        pixels = np.asarray(shown[0].get_images()[0].get_array())
+        np.testing.assert_allclose(
+            pixels, bunch.valid.decode((x,))[0][0].permute(1, 2, 0).numpy() / 255, atol=1e-6
+        )
+    assert len(bunch.train.show_batch(b=(x[:3],)).axes) >= 3  # no labels: untitled
+    saved = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    user, axs = plt.subplots(2, 2)
+    assert bunch.train.show_batch(ctxs=axs) is user
+    assert all(ax.get_images() for ax in axs.flat)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == saved
+    plt.close(user)
+    with pytest.raises(TypeError, match="b: expected a batch"):
+        bunch.train.show_batch(b=x)
+    with pytest.raises(TypeError, match="ctxs should be matplotlib Axes"):
+        bunch.train.show_batch(ctxs="axes")
+    with pytest.raises(ValueError, match="b, unique"):
+        bunch.train.show_batch(b=(x, y), unique=True)
+
+
 def test_interpretation_plots_write_pngs(bunch, tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -600,3 +631,44 @@ def test_show_image_into_given_axes(tmp_path):
         plots.show_image(torch.zeros(2, 3, 4, 5))
     with pytest.raises(TypeError, match="title should be a str or None"):
         plots.show_image(hwc, title=3)
+
+
+def test_a_plot_is_pyplots_current_figure_as_fastais(bunch, tmp_path):
+    """`dls.show_batch(); plt.savefig(...)` saves the batch (fastai's habit), plt.title titles
+    it; with a backend showing no window (Agg here) only the latest library figure stays open
+    in pyplot: 25 plots, one figure, no 'more than 20 figures' warning."""
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    fig = bunch.show_batch(rows=2)
+    assert plt.gcf() is fig and plt.get_fignums() == [fig.number]
+    plt.title("mine")
+    plt.savefig(tmp_path / "mine.png")
+    check_png(tmp_path / "mine.png", fig)
+    with plots.autosave(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figs = [bunch.show_batch(rows=2) for _ in range(25)]
+    assert plt.get_fignums() == [figs[-1].number] and plt.gcf() is figs[-1]
+    figs[0].savefig(tmp_path / "first.png")  # closed in pyplot, still a Figure
+    user = plt.figure()  # the user's own figures are left alone
+    bunch.show_batch(rows=2)
+    assert user.number in plt.get_fignums()
+    plt.close("all")
+
+
+def test_with_a_window_backend_every_plot_stays_for_plt_show(bunch, monkeypatch):
+    """A backend that shows windows (TkAgg, QtAgg...): plots stay open for plt.show(), as
+    fastai's; a figure an update replaces (ShowGraph's) is closed."""
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    monkeypatch.setattr(plots, "_backend", lambda: "tkagg")
+    with plots.autosave(False):
+        figs = [bunch.show_batch(rows=2) for _ in range(3)]
+    assert plt.get_fignums() == [f.number for f in figs]
+    newer = plots.new_figure()
+    newer.add_subplot().plot([0, 1])
+    with plots.autosave(False):
+        plots.finish(newer, "graph", replaces=figs[-1])
+    assert plt.get_fignums() == [figs[0].number, figs[1].number, newer.number]
+    plt.close("all")

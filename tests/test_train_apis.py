@@ -23,7 +23,8 @@ from fastcore_ext.callback import (
     SaveModelCallback,
 )
 from fastcore_ext.callback.mixup import reduce_loss
-from fastcore_ext.learner import set_seed
+from fastcore_ext.data import ImageDataBunch, demo_dataset
+from fastcore_ext.learner import Learner, set_seed
 from fastcore_ext.metrics import error_rate
 from fastcore_ext.optim import SGD
 
@@ -425,6 +426,50 @@ def test_mixup_and_cutmix_on_a_vision_learner():
     learn.fit_one_cycle(1, cbs=namespace["CutMix"]())
     assert len(learn.recorder.train_losses) == 1
     assert not [cb for cb in learn.cbs if type(cb).__name__ in ("MixUp", "CutMix")]
+
+
+def test_mixup_stepped_by_hand_as_fastais_docs_picture_it(tmp_path):
+    """fastai's MixUp picture: ``with Learner(...) as learn``, ``learn._split(b)``,
+    ``learn('before_batch')``, then ``dls.show_batch(b=(mixup.x, mixup.y), ctxs=axs)``."""
+    import matplotlib.pyplot as plt
+
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, seed=0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, data.c))
+    mixup = MixUp(1.0)
+    events: list[str] = []
+
+    class Seen(Callback):
+        def before_fit(self):
+            events.append("before_fit")
+
+        def before_batch(self):
+            events.append("before_batch")
+
+        def after_fit(self):
+            events.append("after_fit")
+
+    torch.manual_seed(0)
+    with Learner(data, model, cbs=[mixup, Seen()], path=tmp_path, precision="fp32") as learn:
+        learn.progress.stream = io.StringIO()
+        learn.epoch, learn.training = 0, True
+        learn.dl = data.train_dl
+        b = data.one_batch()
+        learn._split(b)
+        assert learn.x is b[0] and learn.y is b[1] and mixup.y is b[1]
+        learn("before_train")
+        learn(["before_batch"])
+        assert mixup.x.shape == b[0].shape and not torch.equal(mixup.x, b[0])
+        assert (mixup.lam >= 0.5).all()
+    assert events == ["before_fit", "before_batch", "after_fit"]
+    _, axs = plt.subplots(2, 2)
+    fig = data.show_batch(b=(mixup.x, mixup.y), ctxs=axs.flatten())
+    assert fig is axs[0, 0].figure and all(ax.get_images() for ax in axs.flat)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="event_name should be one of"):
+        learn("before_bacth")
+    with pytest.raises(TypeError, match="b: expected a batch"):
+        learn._split(None)
 
 
 def test_reduce_loss_and_a_summed_loss_under_mixup():

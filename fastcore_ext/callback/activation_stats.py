@@ -42,7 +42,7 @@ from fastcore_ext.callback.lr_finder import LRFinder
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.foundation import L
 from fastcore_ext.hooks import Hooks, check_modules, flatten_model, has_params
-from fastcore_ext.plots import PlotFigure, check_figsize, finish
+from fastcore_ext.plots import check_figsize, finish, new_figure
 
 __all__ = ["ActivationStats"]
 
@@ -255,7 +255,7 @@ class ActivationStats(Callback):
         of activations near zero (fastai's title '% near zero', its values in [0, 1]). Saved
         as 'layer_stats_<idx>.png' outside a notebook. Returns the Figure."""
         stats = self.layer_stats(idx)
-        fig = PlotFigure(figsize=(12, 3))
+        fig = new_figure(figsize=(12, 3))
         for values, ax, title in zip(
             stats, fig.subplots(1, 3), ("mean", "std", "% near zero"), strict=True
         ):
@@ -276,7 +276,7 @@ class ActivationStats(Callback):
         res = self.hist(idx)
         own = ax is None
         if own:
-            ax = PlotFigure(figsize=check_figsize(figsize, (10, 5))).add_subplot()
+            ax = new_figure(figsize=check_figsize(figsize, (10, 5))).add_subplot()
         ax.imshow(res.numpy(), origin="lower")
         ax.axis("off")
         return finish(ax.figure, f"color_dim_{idx}") if own else ax.figure

@@ -30,7 +30,7 @@ from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.checks import check_bool, int_or_none
 from fastcore_ext.metrics import metric_name, metric_value
-from fastcore_ext.plots import PlotFigure, check_figsize, finish
+from fastcore_ext.plots import check_figsize, finish, new_figure
 
 if TYPE_CHECKING:
     from fastcore_ext.schedule import Suggestions
@@ -327,7 +327,7 @@ class Recorder(Callback):
     ) -> Figure:
         """plot's and plot_lr_find's drawing: `losses` against `lrs` (log scale), each
         (label, lr, loss) of `marks` a marker named in the legend."""
-        fig = PlotFigure(figsize=figsize)
+        fig = new_figure(figsize=figsize)
         ax = fig.add_subplot()
         ax.plot(lrs, losses, color="C0")
         ax.set_xscale("log")
@@ -364,7 +364,7 @@ class Recorder(Callback):
         if not self.losses:
             raise ValueError("recorder.plot_losses() needs a recorded fit: call learn.fit first")
         lo, hi = _window(len(self.losses), skip_start, skip_end)
-        fig = PlotFigure(figsize=check_figsize(figsize, (6, 4)))
+        fig = new_figure(figsize=check_figsize(figsize, (6, 4)))
         self._draw_losses(fig.add_subplot(), lo, hi, with_valid)
         return self._finish(fig, "losses")
 
@@ -394,7 +394,7 @@ class Recorder(Callback):
         if ax is not None:
             self._draw_losses(ax, lo, hi, with_valid, log, show_epochs)
             return ax.figure
-        fig = PlotFigure(figsize=(6, 4))
+        fig = new_figure(figsize=(6, 4))
         self._draw_losses(fig.add_subplot(), lo, hi, with_valid, log, show_epochs)
         return self._finish(fig, "losses")
 
@@ -479,7 +479,7 @@ class Recorder(Callback):
             raise ValueError(f"recorder.{method}() needs a recorded fit: call learn.fit first")
         lo, hi = _window(len(self.group_lrs), skip_start, skip_end)
         iters = range(lo, hi)
-        fig = PlotFigure(figsize=check_figsize(figsize, default_figsize))
+        fig = new_figure(figsize=check_figsize(figsize, default_figsize))
         axes = fig.subplots(1, len(keys)) if len(keys) > 1 else [fig.add_subplot()]
         n_groups = len(self.group_lrs[0])
         for ax, key in zip(axes, keys, strict=True):
@@ -512,7 +512,7 @@ class Recorder(Callback):
                 "metrics=... (e.g. error_rate) and call learn.fit first"
             )
         n = len(names)
-        fig = PlotFigure(figsize=check_figsize(figsize, (min(4.5 * n, 16), 3.5)))
+        fig = new_figure(figsize=check_figsize(figsize, (min(4.5 * n, 16), 3.5)))
         axes = fig.subplots(1, n, squeeze=False)[0]
         for k, (ax, name) in enumerate(zip(axes, names, strict=True)):
             pts = [(e, m[k]) for e, m in zip(self.epochs, self.metrics, strict=True)]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.callback.lr_finder import LRFinder
-from fastcore_ext.plots import PlotFigure, finish, in_notebook
+from fastcore_ext.plots import PlotFigure, finish, in_notebook, new_figure
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -51,13 +51,16 @@ class ShowGraph(Callback):
         rec = self.learn.recorder
         if not rec.nb_batches or not any(rec.nb_batches):
             return
-        fig = PlotFigure(figsize=(6, 4))
+        # in a notebook the figure is this fit's one output, not pyplot's (whose inline
+        # backend would show every epoch's figure again at the end of the cell)
+        notebook = in_notebook()
+        fig = PlotFigure(figsize=(6, 4)) if notebook else new_figure(figsize=(6, 4))
         ax = fig.add_subplot()
         rec.plot_loss(skip_start=0, ax=ax)
         per_epoch = max(rec.nb_batches)  # the x axis spans the fit's epochs
         ax.set_xlim(0, max(self.learn.n_epoch * per_epoch, sum(rec.nb_batches)))
         previous, self.fig = self.fig, fig
-        if in_notebook():
+        if notebook:
             self._show(fig)
         else:
             finish(fig, "show_graph", replaces=previous)  # this fit's file, updated

@@ -1463,6 +1463,8 @@ class ImageDataBunch(LoaderPair):
         nrows: int | None = None,
         ncols: int | None = None,
         unique: bool = False,
+        b: tuple[torch.Tensor, ...] | None = None,
+        ctxs: Any = None,
     ) -> PlotFigure:
         """Images of one batch of `ds_type` (augmented as training sees them for 'train'),
         denormalized, each titled with its class: `DeviceDataLoader.show_batch` of that loader.
@@ -1472,15 +1474,18 @@ class ImageDataBunch(LoaderPair):
         (`DeviceDataLoader.show_batch` gives the rule), also when no grid argument is given:
         a batch of 9 or more then gives v1's 3 x 3 grid of (7, 6) inches, a smaller one a
         grid that fits it (bs 4: 2 x 2, as fastai's); unique=True:
-        one training image augmented max_n times. rows mixed with max_n, nrows or ncols must
+        one training image augmented max_n times; b (a batch of one_batch; fastai's first
+        positional argument, so a tuple given as rows is taken as b) and ctxs (Axes to draw
+        into) as fastai v2's. rows mixed with max_n, nrows or ncols must
         agree with them (max_n = rows * rows, nrows = ncols = rows). Returns the matplotlib
         Figure; outside a notebook also saved as ``<plot dir>/show_batch_<ds_type>.png``
         (``..._unique.png``; see fastcore_ext.plots), never inside the data set."""
         dl = self.dl(ds_type)
+        if b is None and isinstance(rows, tuple | list):
+            b, rows = rows, None  # fastai v2's dls.show_batch(b)
         if rows is None:
-            return dl.show_batch(
-                9 if max_n is None else max_n, nrows, ncols, figsize=figsize, unique=unique
-            )
+            n = 9 if max_n is None else max_n
+            return dl.show_batch(n, nrows, ncols, figsize, unique, b=b, ctxs=ctxs)
         rows = check_positive_int("rows", rows)
         for name, value, implied in (
             ("max_n", max_n, rows * rows), ("nrows", nrows, rows), ("ncols", ncols, rows)
@@ -1492,7 +1497,7 @@ class ImageDataBunch(LoaderPair):
                     "alone (fastai v1) or max_n/nrows/ncols (fastai v2)"
                 )
         figsize = check_figsize(figsize, (7, 6))
-        return dl.show_batch(rows * rows, rows, rows, figsize=figsize, unique=unique)
+        return dl.show_batch(rows * rows, rows, rows, figsize, unique, b=b, ctxs=ctxs)
 
     def preprocess(self, items: ImageSource | Sequence[ImageSource]) -> torch.Tensor:
         """The validation transform of raw items (paths, PIL images, uint8 arrays/tensors; one

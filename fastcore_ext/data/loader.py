@@ -63,14 +63,16 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fastcore_ext.augment import augment_batch, epoch_generator
 from fastcore_ext.checks import check_bool, check_int, check_positive_int
-from fastcore_ext.plots import PlotFigure, finish, grid_cells, image_grid
+from fastcore_ext.plots import check_ctxs, finish, grid_cells, image_grid
 from fastcore_ext.warn import warn_user
 
 from . import images
@@ -901,7 +903,10 @@ class DeviceDataLoader:
         ncols: int | None = None,
         figsize: tuple[float, float] | None = None,
         unique: bool = False,
-    ) -> PlotFigure:
+        *,
+        b: tuple[torch.Tensor, ...] | None = None,
+        ctxs: Any = None,
+    ) -> Figure:
         """fastai v2's ``dls.train.show_batch()`` / ``dls.valid.show_batch()``: the first
         min(max_n, bs) images of `one_batch` (augmented as training sees them on a training
         loader, centre-cropped on a validation one), denormalized to [0, 1], each titled with
@@ -909,14 +914,25 @@ class DeviceDataLoader:
         of both holds at most nrows * ncols images). figsize None: 7/3 x 28/15 inches per
         image (v1's (7, 6) for 3 x 3).
 
+        b: a batch to show instead, ``(x, y)`` or ``(x,)`` as `one_batch` gives it (x
+        normalized by this loader); fastai's first positional argument, so a tuple given as
+        `max_n` is taken as `b`. ctxs: matplotlib Axes to draw into (a list, or the array
+        ``plt.subplots`` gives), one image each, at most max_n; no figure is made or saved
+        and the Figure of the first is returned.
+
         unique=True (a training loader with augmentation only): the batch's first readable
         image, in its presize window of this epoch, takes the place of every image of the
         batch, so each copy gets the augmentation drawn for its place this epoch. The epoch
         does not advance. Returns the Figure; outside a notebook also saved as
         ``<plot dir>/show_batch_<train|valid>[_unique].png`` (see fastcore_ext.plots)."""
+        if b is None and isinstance(max_n, tuple | list):
+            b, max_n = max_n, 9  # fastai's dls.show_batch(b)
         max_n = check_int("max_n", max_n, 1)
         cells = grid_cells(nrows, ncols)
         check_bool("unique", unique)
+        axes = check_ctxs(ctxs)
+        if b is not None and unique:
+            raise ValueError("b, unique: unique=True draws its own batch; pass one of them")
         if unique and self._generator(self._epoch) is None:
             why = (
                 "a training loader built without an AugmentSpec"
@@ -928,19 +944,33 @@ class DeviceDataLoader:
                 f"augmentation, and this is {why}: pass unique=False, or call it on a "
                 "training loader with augmentation (get_transforms() / aug_transforms())"
             )
-        n = min(max_n, self.bs, cells or max_n)
-        x, y = self._first_batch(unique)
+        if b is None:
+            x, y = self._first_batch(unique)
+        else:
+            x, *rest = self.decode(b)  # checks b
+            x = x.float() / 255
+            y = rest[0] if rest else None
+            if y is not None and (not isinstance(y, torch.Tensor) or y.dim() != 1):
+                raise TypeError(f"b: expected y int64 [B] second, got {y!r:.80}")
+        n = min(max_n, len(x), cells or max_n, len(axes) if axes is not None else max_n)
         x = x[:n].float()
-        images = denormalize(x, self.stats).permute(0, 2, 3, 1).cpu().numpy()
+        images = (x if b is not None else denormalize(x, self.stats)).permute(0, 2, 3, 1)
+        images = images.cpu().numpy()
         # an unlabelled loader (test_dl) shows its images untitled, as fastai's
         titles = [""] * n if y is None else [self.dataset.classes[k] for k in y[:n].tolist()]
-        fig, axes, _ = image_grid(len(titles), figsize, titles, (7 / 3, 28 / 15), nrows, ncols)
-        rows, cols = axes[0].get_subplotspec().get_gridspec().get_geometry()
-        width, height = fig.get_size_inches()
-        fontsize = min(10.0, max(6.0, 5.0 * min(width / cols, height / rows)))  # by the cell
-        for ax, image, title in zip(axes, images, titles, strict=True):
+        if axes is None:
+            fig, axes, _ = image_grid(n, figsize, titles, (7 / 3, 28 / 15), nrows, ncols)
+            rows, cols = axes[0].get_subplotspec().get_gridspec().get_geometry()
+            width, height = fig.get_size_inches()
+            fontsize = min(10.0, max(6.0, 5.0 * min(width / cols, height / rows)))  # by cell
+        else:
+            fig, fontsize = axes[0].figure, 10.0
+        for ax, image, title in zip(axes, images, titles, strict=False):
             ax.imshow(image)
             ax.set_title(title, fontsize=fontsize)
+            ax.set_axis_off()
+        if ctxs is not None:
+            return fig
         name = f"show_batch_{'train' if self.train else 'valid'}{'_unique' if unique else ''}"
         return finish(fig, name)
 

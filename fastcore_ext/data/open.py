@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fastcore_ext.checks import check_positive_int
-from fastcore_ext.plots import PlotFigure, check_figsize, finish
+from fastcore_ext.plots import check_figsize, finish, new_figure
 
 from .images import BadImageError, to_rgb
 
@@ -81,7 +81,7 @@ class Image:
             raise TypeError(f"title should be a str or None, got {type(title).__name__}")
         own = ax is None
         if own:
-            fig = PlotFigure(figsize=check_figsize(figsize, (3, 3)))
+            fig = new_figure(figsize=check_figsize(figsize, (3, 3)))
             ax = fig.add_subplot()
         elif not isinstance(ax, Axes):
             raise TypeError(f"ax should be a matplotlib Axes or None, got {type(ax).__name__}")
