@@ -20,8 +20,10 @@ and parameter count), so a state_dict saved by one loads into the other:
 - every conv and linear weight kaiming-normal, every bias (BatchNorm's too) 0.
 
 Also fastai's ``*_deep`` / ``*_deeper`` builders (more stages, 256 wide) and its `act_cls`
-(``xresnet50(n_out=10, act_cls=nn.Mish)``; checked the same way). Not offered: the
-self-attention (`sa`) and squeeze-excitation variants (xse_resnet*, xresnext*). Pretrained
+(``xresnet50(n_out=10, act_cls=nn.Mish)``; checked the same way), and its self-attention
+(``xresnet50(sa=True)``: a `SimpleSelfAttention` closing the last block of the first stage,
+checked the same way). Not offered: the squeeze-excitation variants (xse_resnet*,
+xresnext*). Pretrained
 weights are not offered (fastai downloads them for xresnet50 only): pretrained=True raises
 ValueError.
 """
@@ -32,14 +34,17 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from numbers import Real
 
+import torch
 from torch import nn
+from torch.nn.utils import spectral_norm
 
-from fastcore_ext.checks import check_positive_int
+from fastcore_ext.checks import check_bool, check_positive_int
 
 __all__ = [
     "ConvLayer",
     "NormType",
     "ResBlock",
+    "SimpleSelfAttention",
     "XResNet",
     "XRESNETS",
     "init_cnn",
@@ -112,13 +117,39 @@ class ConvLayer(nn.Sequential):
         super().__init__(*layers)
 
 
+class SimpleSelfAttention(nn.Module):
+    """fastai's SimpleSelfAttention (its layers.py): ``x + gamma * (x x^T) conv(x)`` over the
+    flattened positions, conv a 1x1 Conv1d with spectral normalization (kaiming-normal),
+    gamma a learned scalar starting at 0 (the layer starts as the identity). sym: fastai's
+    symmetric-weight option, kept as fastai runs it."""
+
+    def __init__(self, n_in: int, ks: int = 1, sym: bool = False) -> None:
+        super().__init__()
+        self.sym, self.n_in = check_bool("sym", sym), check_positive_int("n_in", n_in)
+        conv = nn.Conv1d(n_in, n_in, ks, padding=ks // 2, bias=False)
+        nn.init.kaiming_normal_(conv.weight)
+        self.conv = spectral_norm(conv)
+        self.gamma = nn.Parameter(torch.tensor([0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sym:  # as fastai's: the spectral norm's hook recomputes the weight anyway
+            c = self.conv.weight.view(self.n_in, self.n_in)
+            self.conv.weight = ((c + c.t()) / 2).view(self.n_in, self.n_in, 1)
+        size = x.size()
+        x = x.view(*size[:2], -1)
+        convx = self.conv(x)
+        xxt = torch.bmm(x, x.permute(0, 2, 1).contiguous())
+        o = self.gamma * torch.bmm(xxt, convx) + x
+        return o.view(*size).contiguous()
+
+
 class ResBlock(nn.Module):
     """fastai's ResBlock: ``relu(convpath(x) + idpath(x))``, from `ni` * expansion to `nf` *
-    expansion channels."""
+    expansion channels; sa: a `SimpleSelfAttention` ends the conv path."""
 
     def __init__(
         self, expansion: int, ni: int, nf: int, stride: int = 1, ks: int = 3,
-        act_cls: type[nn.Module] = nn.ReLU,
+        act_cls: type[nn.Module] = nn.ReLU, sa: bool = False, sym: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         nh, nf, ni = nf, nf * expansion, ni * expansion  # nh: the bottleneck's inner width
@@ -133,6 +164,8 @@ class ResBlock(nn.Module):
                 ConvLayer(nh, nh, ks, stride=stride, act_cls=act_cls),
                 ConvLayer(nh, nf, 1, act_cls=None, zero_bn=True),
             ]
+        if sa:
+            path.append(SimpleSelfAttention(nf, ks=1, sym=sym))
         self.convpath = nn.Sequential(*path)
         idpath: list[nn.Module] = []
         if ni != nf:
@@ -166,7 +199,9 @@ class XResNet(nn.Sequential):
     fastai's *_deep); p: the dropout before the last linear layer; c_in: input channels;
     n_out: outputs; stem_szs: the stem's widths; widen: a factor on the stage widths; ks:
     the convolutions' kernel size (odd); act_cls: the activation (an nn.Module class, or the
-    name of one of torch.nn, e.g. nn.Mish or 'Mish'; fastai's default ReLU). `config`: these
+    name of one of torch.nn, e.g. nn.Mish or 'Mish'; fastai's default ReLU); sa: a
+    `SimpleSelfAttention` at the end of the first stage's last block (fastai's; with more
+    than 4 stages, of stage len(layers) - 4), sym its option. `config`: these
     arguments (a dict that rebuilds the model: ``XResNet(**m.config)``)."""
 
     def __init__(
@@ -181,8 +216,11 @@ class XResNet(nn.Sequential):
         ks: int = 3,
         stride: int = 2,
         act_cls: type[nn.Module] | str = nn.ReLU,
+        sa: bool = False,
+        sym: bool = False,
     ) -> None:
         act_cls, act_name = _activation(act_cls)
+        sa, sym = check_bool("sa", sa), check_bool("sym", sym)
         if expansion not in (1, 4):
             raise ValueError(f"expansion: expected 1 or 4, got {expansion!r}")
         layers = [check_positive_int("layers", n) for n in layers]
@@ -201,6 +239,8 @@ class XResNet(nn.Sequential):
         config = dict(expansion=expansion, layers=layers, p=float(p), c_in=c_in, n_out=n_out)
         config.update(stem_szs=szs[1:], widen=float(widen), ks=ks, stride=stride)
         config["act_cls"] = act_name
+        if sa:  # only then: an exported model without it keeps its description
+            config.update(sa=True, sym=sym)
         if len(szs) != 4:
             raise ValueError(f"stem_szs: expected 3 widths, got {len(szs) - 1}")
         stem = [
@@ -219,6 +259,8 @@ class XResNet(nn.Sequential):
                         stride=(1 if i == 0 else stride) if j == 0 else 1,
                         ks=ks,
                         act_cls=act_cls,
+                        sa=sa and i == len(layers) - 4 and j == n - 1,
+                        sym=sym,
                     )
                     for j in range(n)
                 )

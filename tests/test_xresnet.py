@@ -14,7 +14,14 @@ from fastcore_ext.export import build_model, describe_model
 from fastcore_ext.exported import load_learner
 from fastcore_ext.learner import Learner
 from fastcore_ext.vision import create_cnn, vision_learner
-from fastcore_ext.xresnet import XRESNETS, ResBlock, XResNet, xresnet18, xresnet50
+from fastcore_ext.xresnet import (
+    XRESNETS,
+    ResBlock,
+    SimpleSelfAttention,
+    XResNet,
+    xresnet18,
+    xresnet50,
+)
 
 # fastai 2.8.12, xresnetN(n_out=10): (parameters, state_dict entries), printed by fastai itself
 # (a state_dict of fastai's loads into ours with strict=True and gives the same outputs: checked
@@ -153,6 +160,54 @@ def test_act_cls_as_fastais_and_in_the_export():
         xresnet18(act_cls="Nope")
     with pytest.raises(TypeError, match="act_cls: expected an nn.Module class"):
         xresnet18(act_cls=nn.ReLU())
+
+
+# fastai 2.8.12, xresnetN(sa=True, n_out=10): parameters and the SimpleSelfAttention's place
+FASTAI_SA = {
+    "xresnet18": (11_204_971, "4.1.convpath.2"),
+    "xresnet50": (23_613_291, "4.2.convpath.3"),
+    "xresnet34_deep": (24_454_763, "6.5.convpath.2"),
+}
+
+
+@pytest.mark.parametrize("name", list(FASTAI_SA))
+def test_self_attention_as_fastais(name):
+    """xresnet*(sa=True): fastai's SimpleSelfAttention at the end of the first stage's last
+    block (parameters and place printed by fastai 2.8.12; its state_dicts load into ours and
+    give the same outputs with gamma 0.01: checked 2026-12-07, largest difference 0.0)."""
+    torch.manual_seed(0)
+    m = XRESNETS[name](n_out=10, sa=True).eval()
+    n, place = FASTAI_SA[name]
+    assert sum(p.numel() for p in m.parameters()) == n
+    keys = list(m.state_dict())
+    for part in ("gamma", "conv.weight_orig", "conv.weight_u", "conv.weight_v"):
+        assert f"{place}.{part}" in keys
+    assert [k for k in keys if k.endswith("gamma")] == [f"{place}.gamma"]
+    (sa,) = [mod for mod in m.modules() if isinstance(mod, SimpleSelfAttention)]
+    x = torch.randn(2, sa.n_in, 5, 5)
+    torch.testing.assert_close(sa(x), x)  # gamma starts at 0: the identity
+    with torch.no_grad():
+        sa.gamma.fill_(0.5)
+    flat = x.view(2, sa.n_in, -1)
+    expected = 0.5 * flat @ flat.transpose(1, 2) @ sa.conv(flat) + flat
+    torch.testing.assert_close(sa(x), expected.view_as(x))
+    assert m(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_self_attention_in_the_export(folder, tmp_path):
+    data = ImageDataBunch.from_folder(folder, size=32, bs=4, num_workers=0, seed=0)
+    torch.manual_seed(0)
+    model = xresnet18(n_out=data.c, sa=True, sym=True)
+    learn = Learner(data, model, path=tmp_path, precision="fp32")
+    learn.fit(1, 1e-3)
+    assert model.config["sa"] is True and xresnet18().config.get("sa") is None
+    learn.export()
+    loaded = load_learner(tmp_path)
+    assert loaded.model.config == model.config and repr(loaded.model) == repr(model)
+    item = data.valid_ds.items[0]
+    torch.testing.assert_close(loaded.predict(item)[2], learn.predict(item)[2])
+    with pytest.raises(TypeError, match="sa should be a bool"):
+        xresnet18(sa=1)
 
 
 def test_a_changed_xresnet_is_refused_at_export():
