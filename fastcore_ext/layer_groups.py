@@ -71,14 +71,17 @@ def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     return [list(model.parameters())]
 
 
-def check_lr_value(name: str, value: Any) -> float:
-    """`value` as a float; TypeError unless a number, ValueError unless finite and > 0."""
+def check_lr_value(name: str, value: Any, zero: bool = False) -> float:
+    """`value` as a float; TypeError unless a number, ValueError unless finite and > 0 (>= 0
+    with `zero`: a learning rate of 0, as fastai's ``fit(1, 0.)`` refreshing BatchNorm
+    statistics without a weight changing)."""
     number = real_or_none(value)
     if number is None:
         raise TypeError(f"{name} should be a float, got {type(value).__name__} {value!r}")
     value = number
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} should be a finite number > 0, got {value}")
+    if not (math.isfinite(value) and (value > 0 or (zero and value == 0))):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{name} should be a finite number {bound}, got {value}")
     return value
 
 
@@ -238,7 +241,8 @@ def lr_range(lr: float | slice | Sequence[float], n: int, name: str = "lr") -> l
     """One learning rate for each of `n` layer groups: a float (every group), slice(a, b)
     (geometric from a to b across the groups), slice(b) (b/10 for all groups but the last, b
     for the last) or one value per group (a list of one: every group, as fastai's listify /
-    set_hyper spread it). `name` is the argument named in errors."""
+    set_hyper spread it); 0 is a learning rate, except in a slice (geometric). `name` is the
+    argument named in errors."""
     if isinstance(lr, slice):
         if lr.step is not None:
             raise ValueError(f"{name} as a slice takes no step, got {lr!r}")
@@ -253,17 +257,17 @@ def lr_range(lr: float | slice | Sequence[float], n: int, name: str = "lr") -> l
         ratio = (stop / start) ** (1 / (n - 1))
         return [start * ratio**i for i in range(n - 1)] + [stop]
     if isinstance(lr, (np.ndarray, torch.Tensor)) and np.prod(lr.shape, dtype=np.int64) == 1:
-        return [check_lr_value(name, lr.item())] * n  # one number: every group
+        return [check_lr_value(name, lr.item(), zero=True)] * n  # one number: every group
     if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
         values = list(lr.tolist() if hasattr(lr, "tolist") else lr)
         if len(values) == 1:
-            return [check_lr_value(f"{name}[0]", values[0])] * n
+            return [check_lr_value(f"{name}[0]", values[0], zero=True)] * n
         if len(values) != n:
             raise ValueError(
                 f"{name} should have one value per layer group ({n}), got {len(values)}"
             )
-        return [check_lr_value(f"{name}[{i}]", v) for i, v in enumerate(values)]
-    return [check_lr_value(name, lr)] * n
+        return [check_lr_value(f"{name}[{i}]", v, zero=True) for i, v in enumerate(values)]
+    return [check_lr_value(name, lr, zero=True)] * n
 
 
 def wd_range(wd: float | Sequence[float], n: int) -> list[float]:

@@ -254,7 +254,7 @@ def test_fit_sets_group_lrs_from_slice():
     ("lr", "exc", "match"),
     [
         ([1e-3, 1e-3], ValueError, r"lr should have one value per layer group \(3\), got 2"),
-        (-1e-3, ValueError, "lr should be a finite number > 0, got -0.001"),
+        (-1e-3, ValueError, "lr should be a finite number >= 0, got -0.001"),
         (float("nan"), ValueError, "finite"),
         ("1e-3", TypeError, "lr should be a float, got str"),
         (slice(1e-5, 1e-3, 2), ValueError, "takes no step"),
@@ -266,6 +266,20 @@ def test_lr_errors(lr, exc, match):
     learn = three_group_learner()
     with pytest.raises(exc, match=match):
         learn.fit(1, lr=lr)
+
+
+def test_a_learning_rate_of_0_refreshes_batchnorm_statistics_only():
+    """fastai's ``learn.fit(1, 0.)``: the weights stay, BatchNorm's running statistics move
+    (also fit_one_cycle(lr_max=0.)); 0 in a slice (geometric) stays an error."""
+    for fit in (lambda l: l.fit(1, 0.0), lambda l: l.fit_one_cycle(1, lr_max=0)):
+        learn = three_group_learner()
+        before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+        fit(learn)
+        after = learn.model.state_dict()
+        stats = [k for k in before if "running" in k or "num_batches" in k]
+        assert stats and any(not torch.equal(before[k], after[k]) for k in stats)
+        for k in set(before) - set(stats):
+            assert torch.equal(before[k], after[k]), k
 
 
 def test_weight_decay_per_group():
