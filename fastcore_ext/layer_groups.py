@@ -237,12 +237,14 @@ def group_params(
     ]
 
 
-def lr_range(lr: float | slice | Sequence[float], n: int, name: str = "lr") -> list[float]:
+def lr_range(
+    lr: float | slice | Sequence[float], n: int, name: str = "lr", zero: bool = True
+) -> list[float]:
     """One learning rate for each of `n` layer groups: a float (every group), slice(a, b)
     (geometric from a to b across the groups), slice(b) (b/10 for all groups but the last, b
     for the last) or one value per group (a list of one: every group, as fastai's listify /
-    set_hyper spread it); 0 is a learning rate, except in a slice (geometric). `name` is the
-    argument named in errors."""
+    set_hyper spread it); 0 is a learning rate (unless `zero` is False), except in a slice
+    (geometric). `name` is the argument named in errors."""
     if isinstance(lr, slice):
         if lr.step is not None:
             raise ValueError(f"{name} as a slice takes no step, got {lr!r}")
@@ -257,17 +259,17 @@ def lr_range(lr: float | slice | Sequence[float], n: int, name: str = "lr") -> l
         ratio = (stop / start) ** (1 / (n - 1))
         return [start * ratio**i for i in range(n - 1)] + [stop]
     if isinstance(lr, (np.ndarray, torch.Tensor)) and np.prod(lr.shape, dtype=np.int64) == 1:
-        return [check_lr_value(name, lr.item(), zero=True)] * n  # one number: every group
+        return [check_lr_value(name, lr.item(), zero=zero)] * n  # one number: every group
     if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
         values = list(lr.tolist() if hasattr(lr, "tolist") else lr)
         if len(values) == 1:
-            return [check_lr_value(f"{name}[0]", values[0], zero=True)] * n
+            return [check_lr_value(f"{name}[0]", values[0], zero=zero)] * n
         if len(values) != n:
             raise ValueError(
                 f"{name} should have one value per layer group ({n}), got {len(values)}"
             )
-        return [check_lr_value(f"{name}[{i}]", v, zero=True) for i, v in enumerate(values)]
-    return [check_lr_value(name, lr, zero=True)] * n
+        return [check_lr_value(f"{name}[{i}]", v, zero=zero) for i, v in enumerate(values)]
+    return [check_lr_value(name, lr, zero=zero)] * n
 
 
 def wd_range(wd: float | Sequence[float], n: int) -> list[float]:

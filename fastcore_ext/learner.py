@@ -975,8 +975,8 @@ class Learner:
         if wd is not None:
             lg.wd_range(wd, len(self.layer_groups))  # checked before the sweep begins
         funcs = None if suggest_funcs is None else check_suggest_funcs(suggest_funcs)
-        starts = self.lr_range(start_lr, "start_lr")
-        ends = self.lr_range(end_lr, "end_lr")
+        starts = self.lr_range(start_lr, "start_lr", zero=False)  # an exponential sweep
+        ends = self.lr_range(end_lr, "end_lr", zero=False)
         n_epoch = math.ceil(num_it / batches_per_epoch(self._train_dl()))
         sweep(self, LRFinder(starts, ends, num_it, stop_div), n_epoch, wd)
         rec = self.recorder
@@ -1129,10 +1129,13 @@ class Learner:
         """The lr of a fit called without one: `Learner(lr=...)`'s, else `default`."""
         return default if getattr(self, "lr", None) is None else self.lr
 
-    def lr_range(self, lr: float | slice | Sequence[float], name: str = "lr") -> list[float]:
+    def lr_range(
+        self, lr: float | slice | Sequence[float], name: str = "lr", zero: bool = True
+    ) -> list[float]:
         """One learning rate per layer group from a float, slice(a, b), slice(b) or a
-        sequence (see `fit`). `name` is the argument named in errors."""
-        return lg.lr_range(lr, len(self.layer_groups), name)
+        sequence (see `fit`; 0 allowed unless `zero` is False). `name` is the argument
+        named in errors."""
+        return lg.lr_range(lr, len(self.layer_groups), name, zero)
 
     def _clear_schedule(self) -> None:
         clear = getattr(self.opt, "clear_schedule", None)
