@@ -321,7 +321,9 @@ class ClassificationInterpretation:
         ncols: int | None = None,
     ) -> Figure:
         """A grid of the k items with the largest losses (smallest with largest=False), each
-        titled 'prediction / actual' and 'loss / probability of the actual class'. The grid:
+        titled 'prediction / actual' and 'loss / probability': of the actual class, as fastai
+        v1's, or of the prediction, as fastai v2's, for v2's data (`ImageDataLoaders`,
+        `fastai_version` 2). The grid:
         fastai v1's near-square one (ceil(sqrt(k)) columns), or fastai v2's nrows / ncols
         (`plots.image_grid`; with both, at most nrows * ncols items are shown). Images
         are read from the data set now and shown as the model sees them: the validation
@@ -356,11 +358,12 @@ class ClassificationInterpretation:
         if heatmap:
             actual = [int(self.targets[rows_of[int(i)]]) for i in idxs.tolist()]
             maps = self._grad_cam(raw, actual, heatmap_thresh)
+        v2 = getattr(self.data, "fastai_version", 1) == 2
         titles = []
         for i, loss in zip(idxs.tolist(), losses.tolist(), strict=True):
             r = rows_of[i]
             pred, actual = int(self.preds[r]), int(self.targets[r])
-            prob = float(self.probs[r, actual])
+            prob = float(self.probs[r, pred if v2 else actual])
             titles.append(f"{self.classes[pred]} / {self.classes[actual]}\n{loss:.2f} / {prob:.2f}")
         fig, axes, fontsize = image_grid(len(titles), figsize, titles, (2.6, 2.8), nrows, ncols)
         for cell, ax in enumerate(axes):
@@ -373,7 +376,8 @@ class ClassificationInterpretation:
                     cmap=cmap_obj,
                 )  # fmt: skip
             ax.set_title(titles[cell], fontsize=fontsize)
-        fig.suptitle("prediction / actual\nloss / probability of actual", fontsize=fontsize + 1)
+        of = "prediction" if v2 else "actual"
+        fig.suptitle(f"prediction / actual\nloss / probability of {of}", fontsize=fontsize + 1)
         name = "top_losses" if largest else "top_losses_smallest"
         return finish(fig, name)
 

@@ -86,7 +86,7 @@ from fastcore_ext.checkpoint import (
 )
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
-from fastcore_ext.data.paths import file_in_the_way
+from fastcore_ext.data.paths import DataPath, file_in_the_way
 from fastcore_ext.export import DEFAULT_EXPORT, export_model
 from fastcore_ext.foundation import L
 from fastcore_ext.interpret import ClassificationInterpretation
@@ -950,12 +950,13 @@ class Learner:
         Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs` (kept as
         `recorder.suggestions`, which `recorder.plot()` marks).
 
-        show_plot: draw the curve now. None (the default) is False for a call in fastai v1's
-        form (the lesson's `learn.lr_find()` then `learn.recorder.plot()` draws it once) and
-        True, fastai v2's default, when `suggest_funcs` is given (a v2-only argument:
-        fastbook's `learn.lr_find(suggest_funcs=(minimum, steep))` draws its plot). A v2 cell
-        holding only `learn.lr_find()` draws nothing here; it prints v1's line saying how to:
-        `learn.recorder.plot()` (or `plot_lr_find()`) after it, or `show_plot=True`
+        show_plot: draw the curve now. None (the default) is fastai v2's True when
+        `suggest_funcs` is given (a v2-only argument: fastbook's
+        `learn.lr_find(suggest_funcs=(minimum, steep))` draws its plot) or the data is v2's
+        (`ImageDataLoaders`, a DataBlock's: a plain `learn.lr_find()` then draws the curve with
+        valley marked and returns SuggestedLRs(valley=...), as fastai v2's); for fastai v1's
+        data (`ImageDataBunch`: the lesson's `learn.lr_find()` then `learn.recorder.plot()`
+        draws it once) it is False and v1's line says how to draw it
         (`show_plot=False` draws nothing and prints nothing).
 
         suggest_funcs: fastai v2's, suggestion functions f(lrs, losses, num_it) -> (lr,
@@ -969,6 +970,8 @@ class Learner:
         `fit`'s); None: the optimizer's current one. Put back afterwards with the rest."""
         num_it = check_int("num_it", num_it, 2)
         v1_form = show_plot is None and suggest_funcs is None  # v1 printed how to plot
+        if v1_form and getattr(self.data, "fastai_version", 1) == 2:
+            v1_form, suggest_funcs = False, (valley,)  # fastai v2's defaults
         show_plot = (
             suggest_funcs is not None if show_plot is None else check_bool("show_plot", show_plot)
         )
@@ -1419,9 +1422,10 @@ class Learner:
 
     # ---- files (fastcore_ext.checkpoint, fastcore_ext.export) ---------------------------
     @property
-    def path(self) -> Path:
-        """The folder of this learner's files: `export` writes there, `save` under
-        path/model_dir. Setting it checks that it is not a file (nor inside one)."""
+    def path(self) -> DataPath:
+        """The folder of this learner's files (a pathlib Path with fastai's `ls()`): `export`
+        writes there, `save` under path/model_dir. Setting it checks that it is not a file
+        (nor inside one)."""
         return self._path
 
     @path.setter
@@ -1431,7 +1435,7 @@ class Learner:
         folder = Path(value)
         _check_folder("path", folder, folder)
         _check_folder("model_dir", self._model_dir, folder / self._model_dir)
-        self._path = folder
+        self._path = DataPath(folder)  # with fastai's ls(): learn.path.ls(file_exts='.pkl')
 
     @property
     def model_dir(self) -> Path:

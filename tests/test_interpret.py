@@ -246,6 +246,13 @@ def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
         assert img.shape == (16, 16, 3)
         np.testing.assert_allclose(img, expected, atol=1e-5)
     assert (tmp_path / "plots" / "top_losses.png").is_file()
+    assert fig._suptitle.get_text().endswith("probability of actual")  # fastai v1's
+    data.fastai_version = 2  # v2's data (ImageDataLoaders): the prediction's probability
+    fig = interp.plot_top_losses(4)
+    assert fig._suptitle.get_text().endswith("probability of prediction")
+    for ax, i in zip([ax for ax in fig.axes if ax.get_images()], idxs.tolist(), strict=True):
+        prob = float(interp.probs[i, interp.preds[i]])
+        assert ax.get_title().endswith(f" / {prob:.2f}")
 
 
 def _geometry_and_titles(fig):

@@ -95,3 +95,21 @@ def test_save_and_export_onto_a_folder_name_it(tmp_path):
     with pytest.raises(ValueError, match=r"fname should name a file, got 'models': .* a folder"):
         learn.export("models")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["models", "x.pth"]  # nothing written
+
+
+def test_learn_path_and_dls_path_have_fastais_ls(tmp_path):
+    """fastbook's ``learn.export(); learn.path.ls(file_exts='.pkl')`` and ``dls.path.ls()``
+    from a plain pathlib path (fastai patches pathlib; here they are DataPaths)."""
+    from pathlib import Path
+
+    from fastcore_ext.data import ImageDataLoaders, demo_dataset
+    from fastcore_ext.vision import vision_learner
+
+    root = Path(str(demo_dataset(tmp_path / "demo", n_per_class=2, size=32)))
+    dls = ImageDataLoaders.from_folder(root, valid_pct=0.5, seed=0, bs=2, num_workers=0)
+    assert [p.name for p in dls.path.ls()] == [p.name for p in sorted(root.iterdir())]
+    learn = vision_learner(dls, "resnet18", pretrained=False, path=tmp_path / "out")
+    learn.export()
+    assert list(learn.path.ls(file_exts=".pkl")) == [tmp_path / "out" / "export.pkl"]
+    learn.path = str(tmp_path)
+    assert learn.path.ls(file_exts=".nothing") == []

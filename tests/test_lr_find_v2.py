@@ -353,3 +353,30 @@ def test_lr_find_wd_decays_the_sweep_and_is_put_back():
     assert [g["wd"] for g in learn.opt.param_groups] == before
     with pytest.raises(ValueError, match="wd"):
         learn.lr_find(num_it=8, wd=-1.0)
+
+
+def test_a_plain_lr_find_on_v2_data_draws_as_fastai_v2(tmp_path, capsys):
+    """`ImageDataLoaders` (fastai v2's data): a plain `learn.lr_find()` draws the curve with
+    valley marked and returns SuggestedLRs(valley=...), as fastai v2's; on `ImageDataBunch`
+    (v1's) it draws nothing and prints v1's line."""
+    from fastcore_ext.data import ImageDataBunch, ImageDataLoaders, demo_dataset
+    from fastcore_ext.plots import saved_file
+    from fastcore_ext.vision import vision_learner
+
+    root = demo_dataset(tmp_path / "demo", n_per_class=4, size=32)
+    v2 = ImageDataLoaders.from_folder(root, valid_pct=0.25, seed=0, bs=8, num_workers=0)
+    v1 = ImageDataBunch.from_folder(root, size=32, bs=8, num_workers=0)
+    assert (v2.fastai_version, v1.fastai_version) == (2, 1)
+    learn = vision_learner(v2, "resnet18", pretrained=False, path=tmp_path)
+    res = learn.lr_find(num_it=12)
+    assert type(res).__name__ == "SuggestedLRs" and res._fields == ("valley",)
+    out = capsys.readouterr().out
+    assert "LR Finder is complete" not in out and "Plot saved: " in out
+    import matplotlib.pyplot as plt
+
+    fig = plt.gcf()
+    assert saved_file(fig) is not None and fig.axes[0].get_legend() is not None
+    learn = vision_learner(v1, "resnet18", pretrained=False, path=tmp_path)
+    learn.lr_find(num_it=12)
+    out = capsys.readouterr().out
+    assert "LR Finder is complete" in out and "Plot saved" not in out

@@ -131,6 +131,7 @@ from .items import (
     valid_flags,
 )
 from .loader import DeviceDataLoader, ImageDataset, denormalize
+from .paths import DataPath
 
 __all__ = [
     "CategoryMap",
@@ -831,6 +832,7 @@ class ImageDataBunch(LoaderPair):
     class methods; each takes fastai v1's ``test``, ``resize_method`` and ``padding_mode``.
     """
 
+    fastai_version = 1  # whose defaults where v1 and v2 differ (ImageDataLoaders: 2)
     _label_from = "path"  # from_name_re / from_name_func read the whole path, as fastai v1
     _seed_rng = "numpy"  # seed=None: drawn from numpy's global RNG, as fastai v1's split
     _split_rule = "v1"  # valid_pct: fastai v1's split_by_rand_pct (items.random_split)
@@ -855,7 +857,7 @@ class ImageDataBunch(LoaderPair):
         shuffle: bool = True,
         drop_last: bool | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = DataPath(path)  # with fastai's ls(): dls.path.ls()
         # how an image file gets its label, as the training items got theirs (test_dl)
         self.labeller = labeller
         # a script's plots never land among these images (data_folder: where they lie, when
@@ -1561,6 +1563,7 @@ class ImageDataLoaders(ImageDataBunch):
     presize from ``item_tfms=Resize(n)``; from_name_re's pattern and from_name_func's
     label_func get the file name (a str), as in fastai v2 (v1's get the whole path)."""
 
+    fastai_version = 2  # e.g. a plain learn.lr_find() draws its plot, as v2's
     _label_from = "name"  # from_name_re / from_name_func read the file name, as fastai v2
     _seed_rng = "torch"  # seed=None: drawn from torch's global RNG, as fastai v2's split
     _split_rule = "v2"  # valid_pct: fastai v2's RandomSplitter (items.random_split)
