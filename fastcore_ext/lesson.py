@@ -675,9 +675,11 @@ def _fit_stage(
 
 
 def _record_last_epoch(learn: Learner, run: _Run) -> None:
-    """The run's error rate and validation loss from the learner's last completed epoch."""
+    """The run's error rate and validation loss from the learner's last completed epoch; an
+    epoch of an lr_find sweep (no validation: None) is none (a Ctrl-C in lr_find after its
+    first sweep epoch left the summary's error rate None)."""
     rec = learn.recorder
-    if rec.metrics and rec.metrics[-1]:
+    if rec.metrics and rec.metrics[-1] and rec.metrics[-1][0] is not None:
         run.error_rate = rec.metrics[-1][0]
         run.valid_loss = rec.valid_losses[-1]
 

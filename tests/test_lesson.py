@@ -239,6 +239,24 @@ def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, mo
     assert (out / "previous" / "models" / "interrupted.pth").read_bytes() == b"old"
 
 
+def test_a_ctrl_c_in_lr_find_keeps_stage_1s_error_rate(tmp_path, small_demo, monkeypatch):
+    """A Ctrl-C in stage 2's lr_find after its first sweep epoch (a sweep epoch has no
+    validation: its row is None) left the summary's error rate None after 3 epochs done."""
+    train = Learner._do_epoch_train
+    calls = []
+
+    def interrupted_in_the_second_sweep_epoch(self):
+        calls.append(1)
+        if len(calls) == 3:  # stage 1's epoch, then lr_find's first sweep epoch
+            raise KeyboardInterrupt
+        train(self)
+
+    monkeypatch.setattr(Learner, "_do_epoch_train", interrupted_in_the_second_sweep_epoch)
+    s = run_lesson(small_config(small_demo, tmp_path / "run", lr=1e-3, lr_find_iters=20))
+    assert s.interrupted and s.epochs_done == 1
+    assert s.final_error_rate is not None and s.final_valid_loss is not None
+
+
 def test_a_run_that_fails_leaves_no_earlier_export_behind(tmp_path, small_demo, monkeypatch):
     """A run that dies before its export (here in validation) must not leave the previous
     run's export.pkl in --out, where `fastcore-ext predict` would use it without a word; nor
