@@ -271,7 +271,7 @@ def test_lr_errors(lr, exc, match):
 def test_a_learning_rate_of_0_refreshes_batchnorm_statistics_only():
     """fastai's ``learn.fit(1, 0.)``: the weights stay, BatchNorm's running statistics move
     (also fit_one_cycle(lr_max=0.)); 0 in a slice (geometric) stays an error."""
-    for fit in (lambda l: l.fit(1, 0.0), lambda l: l.fit_one_cycle(1, lr_max=0)):
+    for fit in (lambda lrn: lrn.fit(1, 0.0), lambda lrn: lrn.fit_one_cycle(1, lr_max=0)):
         learn = three_group_learner()
         before = {k: v.clone() for k, v in learn.model.state_dict().items()}
         fit(learn)
