@@ -7,7 +7,9 @@ The file is one torch file holding two things:
   ``{"arch": "resnet34", "cut": 8, "head": {"nf": 512, "n_out": 37, "lin_ftrs": [512],
   "ps": [0.25, 0.5], "concat_pool": true}, "classes": [...], "input": {"size": 224,
   "presize": 280, "resize_method": "crop", "channels": 3, "mean": [...], "std": [...],
-  "seed": 42}, "augment": {"max_rotate": 10.0, ...}, ...}``
+  "seed": 42}, "augment": {"max_rotate": 10.0, ...}, "labeller": {"rule": "parent_label"},
+  "metrics": [{"name": "error_rate"}], ...}`` (the labelling rule and the metrics where
+  they are the library's: `describe_labeller`, `describe_metric`)
 - "model": the model's state_dict (weights and BatchNorm statistics).
 
 No code is pickled: `read_export` reads the file with `torch.load(weights_only=True)` and
@@ -30,6 +32,7 @@ import json
 import os
 import pickletools
 import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,9 @@ from torch.overrides import TorchFunctionMode
 from torchvision import models
 
 import fastcore_ext
+from fastcore_ext import metrics as library_metrics
 from fastcore_ext.checkpoint import atomic_save, load_file
+from fastcore_ext.data.items import describe_labeller
 from fastcore_ext.model_builder import AdaptiveConcatPool2d, create_head, default_cut
 from fastcore_ext.xresnet import XRESNETS, ResBlock, XResNet
 
@@ -51,8 +56,10 @@ __all__ = [
     "EXPORT_VERSION",
     "build_model",
     "describe_export",
+    "describe_metric",
     "describe_model",
     "export_model",
+    "metric_from",
     "read_export",
 ]
 
@@ -251,11 +258,15 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def describe_export(model: nn.Module, data: Any, precision: str) -> dict[str, Any]:
+def describe_export(
+    model: nn.Module, data: Any, precision: str, metrics: Sequence[Any] = ()
+) -> dict[str, Any]:
     """Everything `load_learner` needs besides the weights (see the module docstring): the
     model's description, and from `data` (an image bunch: classes, size, presize, stats,
-    valid_ds.method, spec) the classes and the input transform. precision: the learner's
-    ('fp32', 'bf16' or 'fp16'), recorded for information."""
+    valid_ds.method, spec) the classes and the input transform, and its labelling rule
+    where `describe_labeller` describes it (so that a loaded learner's test_dl labels new
+    files: from_folder's parent folder, a pattern); `metrics` as `describe_metric` describes
+    them. precision: the learner's ('fp32', 'bf16' or 'fp16'), recorded for information."""
     try:
         described = describe_model(model)
     except ValueError as e:  # what to do instead, in the message itself (str(e) shows it)
@@ -294,14 +305,51 @@ def describe_export(model: nn.Module, data: Any, precision: str) -> dict[str, An
         },
         "augment": _jsonable(spec) if spec is not None else None,
         "precision": precision,
+        "labeller": describe_labeller(getattr(data, "labeller", None)),
+        "metrics": [d for d in map(describe_metric, metrics) if d is not None],
     }
 
 
-def export_model(model: nn.Module, data: Any, precision: str, path: str | os.PathLike) -> Path:
-    """Write the export file of `model` trained on `data` to `path` atomically: the
-    description (`describe_export`) as JSON and the weights on the CPU (what
-    Learner.export does). Returns the path."""
-    description = describe_export(model, data, precision)
+def describe_metric(metric: Any) -> dict[str, Any] | None:
+    """A JSON description of a metric that `metric_from` rebuilds: a metric function of
+    fastcore_ext.metrics by name (error_rate, accuracy, top_k_accuracy...), also as a
+    functools.partial with keyword arguments of numbers, strings and bools
+    (``partial(top_k_accuracy, k=3)``); None for another (code is not exported)."""
+    func, kwargs = metric, {}
+    if isinstance(metric, functools.partial) and not metric.args:
+        func, kwargs = metric.func, dict(metric.keywords)
+    name = getattr(func, "__name__", None)
+    if not (
+        isinstance(name, str)
+        and getattr(library_metrics, name, None) is func
+        and name in library_metrics.__all__
+        and all(isinstance(v, bool | int | float | str) for v in kwargs.values())
+    ):
+        return None
+    return {"name": name, "kwargs": kwargs} if kwargs else {"name": name}
+
+
+def metric_from(description: Any) -> Any:
+    """The metric `description` (`describe_metric`'s) describes; ValueError for another."""
+    name = description.get("name") if isinstance(description, dict) else None
+    func = getattr(library_metrics, name, None) if isinstance(name, str) else None
+    if func is None or name not in library_metrics.__all__:
+        raise ValueError(f"metrics: not a metric this library describes: {description!r}")
+    kwargs = description.get("kwargs") or {}
+    return functools.partial(func, **kwargs) if kwargs else func
+
+
+def export_model(
+    model: nn.Module,
+    data: Any,
+    precision: str,
+    path: str | os.PathLike,
+    metrics: Sequence[Any] = (),
+) -> Path:
+    """Write the export file of `model` trained on `data` (and its `metrics`) to `path`
+    atomically: the description (`describe_export`) as JSON and the weights on the CPU
+    (what Learner.export does). Returns the path."""
+    description = describe_export(model, data, precision, metrics)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return atomic_save({"description": json.dumps(description), "model": state}, path)
 

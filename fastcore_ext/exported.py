@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,28 @@ from fastcore_ext.data import (
     images_of_test_folder,
     load_image,
 )
-from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT, build_model, read_export
+from fastcore_ext.data.items import labeller_from, labels_of
+from fastcore_ext.export import (
+    DEFAULT_EXPORT,
+    OLD_EXPORT,
+    build_model,
+    metric_from,
+    read_export,
+)
 from fastcore_ext.learner import Learner
 
 __all__ = ["InferenceData", "load_learner"]
+
+
+def _described(file: Path, key: str, build: Callable[[Any], Any], description: Any) -> Any:
+    """`build(description)` (None for None); a description it cannot build is a ValueError
+    naming the file and `key`, as the other checks of an export's description."""
+    if description is None:
+        return None
+    try:
+        return build(description)
+    except (ValueError, TypeError, KeyError, re.error) as e:
+        raise ValueError(f"{file}: the description's {key!r} is not readable ({e})") from e
 
 
 class InferenceData:
@@ -53,8 +72,10 @@ class InferenceData:
         path: Path,
         spec: AugmentSpec | None = None,
         seed: int = 0,
+        labeller: Callable[[Any], object] | None = None,
     ) -> None:
         self.classes = list(classes)
+        self.labeller = labeller  # the training files' labelling rule, when exported
         self.size, self.presize, self.resize_method = size, presize, resize_method
         self.stats = stats
         self.spec, self.seed = spec, seed
@@ -95,20 +116,33 @@ class InferenceData:
     def test_dl(self, test_items: Any, with_labels: bool = False, bs: int = 64) -> DeviceDataLoader:
         """fastai v2's ``learn.dls.test_dl(files)`` for a loaded learner: batches ``(x,)`` of
         `bs` files (or PIL images, arrays, tensors) through the validation transform, in the
-        order given, for ``learn.get_preds(dl=...)`` and ``learn.tta(dl=...)``. Every file is
-        decoded once first (an unreadable one is a BadImageError naming it). with_labels=True
-        is a ValueError: an export keeps the classes, not the rule that labelled the training
-        files."""
-        if check_bool("with_labels", with_labels):
-            raise ValueError(
-                "with_labels: an exported learner keeps its classes but not the rule that "
-                "labelled its training images; pass with_labels=False (get_preds returns "
-                "targets None), or validate with the original data's dls.test_dl"
-            )
+        order given, for ``learn.get_preds(dl=...)``, ``learn.validate(dl=...)`` and
+        ``learn.tta(dl=...)``. Every file is decoded once first (an unreadable one is a
+        BadImageError naming it). with_labels=True labels each file by the training files'
+        rule where the export kept it (from_folder's parent folder, a pattern, a DataBlock's
+        parent_label / RegexLabeller); a label outside the classes, or an export of data
+        labelled otherwise (a list, a CSV file, a function of your own), is a ValueError."""
+        with_labels = check_bool("with_labels", with_labels)
         items = check_test_items(test_items)
+        labels = None
+        if with_labels:
+            if self.labeller is None:
+                raise ValueError(
+                    "with_labels: this export does not hold the rule that labelled its "
+                    "training images (only a parent folder or a pattern is exported: labels "
+                    "from a list, a CSV file or a function of your own are not); pass "
+                    "with_labels=False (get_preds returns targets None), or validate with "
+                    "the original data's dls.test_dl"
+                )
+            if not all(isinstance(f, Path) for f in items):
+                raise ValueError(
+                    "with_labels: labels come from the image files (their folder or name); "
+                    "test_items holds images in memory: pass with_labels=False"
+                )
+            labels = labels_of(items, self.labeller, self.classes)
         bs = check_int("bs", bs, 1)
         check_test_images([f for f in items if isinstance(f, Path)])
-        ds = ImageDataset(items, None, self.classes, self.presize, self.resize_method)
+        ds = ImageDataset(items, labels, self.classes, self.presize, self.resize_method)
         return DeviceDataLoader(
             ds,
             bs,
@@ -239,12 +273,14 @@ def load_learner(
         file.parent,
         _augment_spec(file, description.get("augment")),
         int(inp.get("seed", 0)),
+        _described(file, "labeller", labeller_from, description.get("labeller")),
     )
+    metrics = [_described(file, "metrics", metric_from, m) for m in description.get("metrics", [])]
     exported = description.get("precision")  # predict as the exporting learner did
     precision = (
         exported if exported == "fp32" or (exported, device.type) == ("fp16", "cuda") else "auto"
     )
-    learn = Learner(data, model, path=file.parent, precision=precision)
+    learn = Learner(data, model, path=file.parent, precision=precision, metrics=metrics)
     mixed_precision.features_trained(learn)  # trained weights: no float32 epochs before bf16
     if device.type == "cuda":
         learn.to_channels_last()

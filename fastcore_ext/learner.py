@@ -87,12 +87,12 @@ from fastcore_ext.checkpoint import (
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.data.paths import DataPath, file_in_the_way
-from fastcore_ext.export import DEFAULT_EXPORT, export_model
+from fastcore_ext.export import DEFAULT_EXPORT, describe_metric, export_model
 from fastcore_ext.foundation import L
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.layer_groups import NORM_TYPES, default_splitter
 from fastcore_ext.losses import FlatLoss, is_class_loss
-from fastcore_ext.metrics import check_metric
+from fastcore_ext.metrics import check_metric, metric_name
 from fastcore_ext.optim import Adam
 from fastcore_ext.ranks import is_main_process, launched_by_torchrun
 from fastcore_ext.schedule import (
@@ -1540,9 +1540,12 @@ class Learner:
 
     def export(self, fname: str | os.PathLike = DEFAULT_EXPORT) -> Path:
         """Write what inference needs to path/`fname`: the weights and a JSON description
-        (architecture, head, classes, normalization, input size and presize) with no pickled
-        code. `load_learner` (fastcore_ext.exported) rebuilds the learner from it. Supports
-        create_cnn models (a torchvision body + create_head). Returns the file's path."""
+        (architecture, head, classes, normalization, input size and presize, the labelling
+        rule and the metrics where they are the library's) with no pickled code.
+        `load_learner` (fastcore_ext.exported) rebuilds the learner from it. Supports
+        create_cnn models (a torchvision body + create_head) and xresnets. A metric of
+        your own is not kept (code is not exported): a warning names it. Returns the file's
+        path."""
         if not isinstance(fname, (str, os.PathLike)) or not str(fname):
             raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
         self._check_not_destroyed()
@@ -1550,7 +1553,13 @@ class Learner:
             raise ValueError(
                 f"fname should name a file, got {fname!r}: {self.path / fname} is a folder"
             )
-        return export_model(self.model, self.data, self.precision, self.path / fname)
+        left = [metric_name(m) for m in self.metrics if describe_metric(m) is None]
+        if left:
+            warn_user(
+                f"export: the metrics {left} are not kept (an export holds no code; it names "
+                "the library's metric functions): set learn.metrics after load_learner"
+            )
+        return export_model(self.model, self.data, self.precision, self.path / fname, self.metrics)
 
 
 class _WarmRestarts(Callback):

@@ -29,6 +29,7 @@ from fastcore_ext.data import (
     ImageDataLoaders,
     Resize,
     demo_dataset,
+    get_image_files,
     imagenet_stats,
     load_image,
     open_image,
@@ -207,8 +208,6 @@ def test_loaded_learner_dls_test_dl_classifies_files_in_batches(trained, tmp_pat
     torch.testing.assert_close(probs, expected)
     for f, row in zip(files, probs, strict=True):  # rows in the files' order
         torch.testing.assert_close(row, loaded.predict(f)[2])
-    with pytest.raises(ValueError, match="with_labels: an exported learner keeps its classes"):
-        loaded.dls.test_dl(files, with_labels=True)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     with pytest.raises(BadImageError, match="test_items: 1 of 2 files cannot be decoded"):
@@ -217,6 +216,53 @@ def test_loaded_learner_dls_test_dl_classifies_files_in_batches(trained, tmp_pat
         loaded.dls.test_dl(files[0])
     (x,) = next(iter(loaded.dls.test_dl([Image.open(files[0])])))  # fastbook ch. 18
     torch.testing.assert_close(x, loaded.dls.preprocess(files[:1]))
+
+
+def test_a_loaded_learner_validates_a_labelled_test_set(tmp_path):
+    """load_learner + ``dls.test_dl(files, with_labels=True)`` + ``validate(dl=...)`` (a
+    fastai serving script's scoring) was a ValueError: the export now keeps the labelling
+    rule (from_folder's parent folder, from_name_re's pattern) and the library's metrics by
+    name; a metric or a labelling function of the user's is not kept, and says so."""
+    from functools import partial
+
+    from fastcore_ext.metrics import error_rate, top_k_accuracy
+
+    folder = demo_dataset(tmp_path / "demo", n_per_class=4, size=32)
+
+    def mine(preds, targs):
+        return (preds.argmax(-1) == targs).float().mean()
+
+    data = ImageDataBunch.from_folder(folder, size=16, bs=8, num_workers=0, seed=2)
+    metrics = [error_rate, partial(top_k_accuracy, k=2), mine]
+    learn = create_cnn(data, models.resnet18, pretrained=False, metrics=metrics, path=tmp_path)
+    learn.progress.stream = io.StringIO()
+    learn.fit(1, 1e-3)
+    with pytest.warns(UserWarning, match=r"export: the metrics \['mine'\] are not kept"):
+        learn.export()
+    loaded = load_learner(tmp_path)
+    files = data.valid_ds.items
+    dl = loaded.dls.test_dl(files, with_labels=True)
+    assert dl.dataset.labels == list(data.valid_ds.labels)
+    expected = learn.validate(dl=learn.dls.test_dl(files, with_labels=True))
+    np.testing.assert_allclose(loaded.validate(dl=dl), expected[:3], rtol=1e-5)
+    assert len(loaded.metrics) == 2
+    # a pattern on the file name (from_name_re) is kept as well
+    items = get_image_files(folder)
+    named = ImageDataBunch.from_name_re(
+        folder, items, r"/([a-z]+)/[^/]+$", size=16, bs=8, num_workers=0, seed=2
+    )
+    learn = create_cnn(named, models.resnet18, pretrained=False, path=tmp_path / "re")
+    learn.export()
+    dl = load_learner(tmp_path / "re").dls.test_dl(items[:4], with_labels=True)
+    assert [named.classes[y] for y in dl.dataset.labels] == [p.parent.name for p in items[:4]]
+    # a labelling function of the user's is not exported
+    funcs = ImageDataBunch.from_name_func(
+        folder, items, lambda p: Path(p).parent.name, size=16, bs=8, num_workers=0, seed=2
+    )
+    learn = create_cnn(funcs, models.resnet18, pretrained=False, path=tmp_path / "func")
+    learn.export()
+    with pytest.raises(ValueError, match="with_labels: this export does not hold the rule"):
+        load_learner(tmp_path / "func").dls.test_dl(items[:4], with_labels=True)
 
 
 def test_predict_takes_float_images_in_0_1(trained):

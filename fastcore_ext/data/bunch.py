@@ -123,6 +123,7 @@ from .items import (
     items_from_name_func,
     items_from_name_re,
     items_from_table,
+    labels_of,
     parent_label,
     read_labels_csv,
     read_valid_csv,
@@ -1337,19 +1338,7 @@ class ImageDataBunch(LoaderPair):
                 "a pattern, a function); this bunch's labels came from a list, a CSV file or "
                 "a DataFrame: pass with_labels=False"
             )
-        index = self.classes.o2i
-        labels, outside = [], []
-        for p in items:
-            label = str(self.labeller(p))
-            if label not in index:
-                outside.append(f"{p.name} ({label!r})")
-            labels.append(index.get(label, -1))
-        if outside:
-            raise ValueError(
-                f"with_labels: {len(outside)} files have labels outside the vocab "
-                f"{shown_names(self.classes, 20)}: {shown_names(outside)}"
-            )
-        return labels
+        return labels_of(items, self.labeller, self.classes)
 
     @property
     def bad_items(self) -> list[Path]:

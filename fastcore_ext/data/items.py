@@ -40,6 +40,9 @@ __all__ = [
     "IndexSplitter",
     "RandomSplitter",
     "RegexLabeller",
+    "describe_labeller",
+    "labeller_from",
+    "labels_of",
     "parent_label",
     "using_attr",
     "IMAGE_EXTENSIONS",
@@ -1043,6 +1046,57 @@ def using_attr(f: Callable[[Any], Any], attr: str) -> Callable[[Any], Any]:
     if not isinstance(attr, str):
         raise TypeError(f"attr: expected an attribute name, got {attr!r}")
     return functools.partial(_using_attr, f, attr)
+
+
+def describe_labeller(f: object) -> dict[str, Any] | None:
+    """A JSON description of a labelling rule that `labeller_from` rebuilds (what an export
+    keeps, so that its test_dl labels new files): `parent_label`, a `RegexLabeller`, and
+    `using_attr` of one of them; None for another rule (a function of the user's: code is
+    not exported)."""
+    if f is parent_label:
+        return {"rule": "parent_label"}
+    if isinstance(f, RegexLabeller):
+        flags = f.pat.flags & ~re.UNICODE  # a str pattern's default
+        return {"rule": "regex", "pattern": f.pat.pattern, "flags": flags, "match": f.match}
+    if isinstance(f, functools.partial) and f.func is _using_attr and len(f.args) == 2:
+        inner = describe_labeller(f.args[0])
+        if inner is not None and isinstance(f.args[1], str):
+            return {"rule": "using_attr", "attr": f.args[1], "f": inner}
+    return None
+
+
+def labeller_from(description: dict[str, Any]) -> Callable[[Any], object]:
+    """The labelling rule `description` (`describe_labeller`'s) describes; ValueError for
+    one it cannot have made."""
+    rule = description.get("rule") if isinstance(description, dict) else None
+    if rule == "parent_label":
+        return parent_label
+    if rule == "regex":
+        pat = re.compile(description["pattern"], int(description.get("flags", 0)))
+        return RegexLabeller(pat, bool(description.get("match", False)))
+    if rule == "using_attr":
+        return using_attr(labeller_from(description["f"]), str(description["attr"]))
+    raise ValueError(f"labeller: not a labelling rule this library describes: {description!r}")
+
+
+def labels_of(
+    items: Sequence[Path], labeller: Callable[[Any], object], classes: Sequence[str]
+) -> list[int]:
+    """The class index of each file by `labeller` (test_dl's with_labels); a label outside
+    `classes` is a ValueError naming the files."""
+    index = {str(c): i for i, c in enumerate(classes)}
+    labels, outside = [], []
+    for p in items:
+        label = str(labeller(p))
+        if label not in index:
+            outside.append(f"{p.name} ({label!r})")
+        labels.append(index.get(label, -1))
+    if outside:
+        raise ValueError(
+            f"with_labels: {len(outside)} files have labels outside the vocab "
+            f"{shown_names(classes, 20)}: {shown_names(outside)}"
+        )
+    return labels
 
 
 class ColReader:
