@@ -948,7 +948,8 @@ class Learner:
         smoothed loss passes 4x its best (stop_div); no validation. Afterwards the learner
         is exactly as before and the recorder keeps the sweep (`callback.lr_finder.sweep`).
         Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs` (kept as
-        `recorder.suggestions`, which `recorder.plot()` marks).
+        `recorder.suggestions`, which `recorder.plot()` marks); fastai's SuggestedLRs with
+        suggest_funcs, or on v2's data (below).
 
         show_plot: draw the curve now. None (the default) is fastai v2's True when
         `suggest_funcs` is given (a v2-only argument: fastbook's
