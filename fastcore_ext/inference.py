@@ -714,14 +714,14 @@ def show_results(
     ncols: int | None = None,
     ctxs: Any = None,
     shuffle: bool = True,
-) -> Figure:
+) -> Figure | None:
     """`Learner.show_results`: rows x rows items (max_n items when given, fastai v2's
     spelling; at most nrows * ncols, or one per Axes of `ctxs`) of the 'valid' or 'train'
     data set, spread evenly over it (indices round(linspace(0, N - 1, n)), so a set stored
     class after class shows several classes; fastai's shuffle=True shows a random batch) or,
     with shuffle=False, its first items (an unreadable file is passed over for the next
     readable item), shown in data set order in fastai v2's nrows x ncols grid
-    (`plots.image_grid`) or drawn into `ctxs` (nothing saved, the first's Figure returned),
+    (`plots.image_grid`) or drawn into `ctxs` (nothing saved, None returned, as fastai's),
     each titled with its actual class over the predicted one, green when they agree, red when
     not (fastai's "Ground truth / Predictions"). Images are read from the data set and go
     through the validation transform, also for 'train'; the model runs as in get_preds (eval
@@ -773,7 +773,7 @@ def show_results(
         ax.set_title(title, color="green" if actual == pred else "red", fontsize=fontsize)
         ax.set_axis_off()
     if ctxs is not None:
-        return fig
+        return None
     fig.suptitle("actual\nprediction", fontsize=fontsize + 1)
     return finish(fig, f"show_results_{ds_type}")
 

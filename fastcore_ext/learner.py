@@ -1081,7 +1081,7 @@ class Learner:
         'valid' or 'train' set (v1's ds_type or v2's ds_idx; shuffle=False: its first
         items), titled with their actual and predicted classes, green when right, red when
         wrong, in v2's nrows x ncols grid or the Axes `ctxs`; saved as a PNG outside
-        notebooks. Returns the matplotlib Figure; details in
+        notebooks. Returns the matplotlib Figure (None with ctxs); details in
         `fastcore_ext.inference.show_results`."""
         ds_type = _data_set("show_results", ds_type, ds_idx)
         return inference.show_results(

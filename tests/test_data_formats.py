@@ -190,7 +190,7 @@ def test_open_image(mnist_sample, tmp_path, monkeypatch):
     assert ax.get_title() == "tall" and not ax.axison
     assert np.array_equal(np.asarray(ax.get_images()[0].get_array()), np.asarray(tall))
     assert (tmp_path / "plots" / "image.png").is_file()  # a script saves it
-    assert tall.show(ax=ax) is fig and len(ax.get_images()) == 2
+    assert tall.show(ax=ax) is ax and len(ax.get_images()) == 2
     with pytest.raises(TypeError, match="ax should be a matplotlib Axes"):
         tall.show(ax=3)
     with pytest.raises(TypeError, match=r"px: expected a uint8 Tensor\[3, H, W\]"):

@@ -91,7 +91,7 @@ def test_show_draws_with_matplotlib(photo):
     assert ax.get_title() == "cat"
     assert np.array_equal(ax.images[0].get_array(), photo[1])
     other = Figure().add_subplot()
-    assert img.show(ctx=other) is other.figure and len(other.images) == 1
+    assert img.show(ctx=other) is other and len(other.images) == 1
 
 
 def test_undecodable_bytes_name_the_argument():

@@ -709,7 +709,7 @@ def test_show_results_fastai_v2_arguments(folder, tmp_path):
     assert [ax.get_title().split("\n")[0] for ax in first] == expected
     saved = sorted(p.name for p in (tmp_path / "plots").iterdir())
     user, axs = plt.subplots(1, 3)
-    assert learn.show_results(ctxs=axs) is user
+    assert learn.show_results(ctxs=axs) is None
     assert all(ax.get_images() for ax in axs) and "\n" in axs[0].get_title()
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == saved
     plt.close(user)

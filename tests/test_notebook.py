@@ -140,6 +140,9 @@ PLOT_CELLS = {
     "plt.ioff()\ndata.show_batch(rows=2)\nplt.ion()": 1,  # shown by the call
     "learn = cnn_learner(data, models.resnet18, pretrained=False)\nlearn.lr_find(end_lr=1)\n"
     "learn.recorder.plot()\nplt.ylim(0, 10);": 1,
+    # into the user's Axes, the call last in the cell: the user's figure, once
+    "fig2, ax = plt.subplots()\nopen_image(img_file).show(ax=ax)": 1,
+    "_, axs = plt.subplots(1, 2)\ndata.show_batch(max_n=2, ctxs=axs)": 1,
 }
 
 

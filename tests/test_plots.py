@@ -388,7 +388,7 @@ def test_show_batch_of_a_given_batch_into_given_axes(bunch, tmp_path):
     assert len(bunch.train.show_batch(b=(x[:3],)).axes) >= 3  # no labels: untitled
     saved = sorted(p.name for p in (tmp_path / "plots").iterdir())
     user, axs = plt.subplots(2, 2)
-    assert bunch.train.show_batch(ctxs=axs) is user
+    assert bunch.train.show_batch(ctxs=axs) is None
     assert all(ax.get_images() for ax in axs.flat)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == saved
     plt.close(user)

@@ -58,7 +58,7 @@ def test_plot_loss_into_an_axes(fitted):
     left, right = fig.subplots(1, 2)
     png = plot_dir() / "losses.png"
     png.unlink(missing_ok=True)
-    assert fitted.recorder.plot_loss(ax=right) is fig
+    assert fitted.recorder.plot_loss(ax=right) is None and right.get_lines()
     assert not left.get_lines() and len(right.get_lines()) == 2
     assert not png.exists()  # the caller's figure: not saved
 

@@ -463,9 +463,9 @@ def test_mixup_stepped_by_hand_as_fastais_docs_picture_it(tmp_path):
         assert (mixup.lam >= 0.5).all()
     assert events == ["before_fit", "before_batch", "after_fit"]
     _, axs = plt.subplots(2, 2)
-    fig = data.show_batch(b=(mixup.x, mixup.y), ctxs=axs.flatten())
-    assert fig is axs[0, 0].figure and all(ax.get_images() for ax in axs.flat)
-    plt.close(fig)
+    assert data.show_batch(b=(mixup.x, mixup.y), ctxs=axs.flatten()) is None
+    assert all(ax.get_images() for ax in axs.flat)
+    plt.close(axs[0, 0].figure)
     with pytest.raises(ValueError, match="event_name should be one of"):
         learn("before_bacth")
     with pytest.raises(TypeError, match="b: expected a batch"):

@@ -265,12 +265,12 @@ class ActivationStats(Callback):
 
     def color_dim(
         self, idx: int, figsize: tuple[float, float] = (10, 5), ax: Axes | None = None
-    ) -> Figure:
+    ) -> Figure | None:
         """fastai's "colorful dimension" of layer `idx`: `hist(idx)` as an image, one column
         per recorded batch, bin 0 at the bottom, axes off. ax: draw into this matplotlib
-        Axes and return its Figure (not saved); else a new Figure of `figsize` inches, saved
-        as 'color_dim_<idx>.png' outside a notebook. Needs with_hist=True. Returns the
-        Figure (fastai's returns nothing)."""
+        Axes (nothing saved, None returned, as fastai's); else a new Figure of `figsize`
+        inches, saved as 'color_dim_<idx>.png' outside a notebook, returned. Needs
+        with_hist=True."""
         if ax is not None and not isinstance(ax, Axes):
             raise TypeError(f"ax should be a matplotlib Axes or None, got {type(ax).__name__}")
         res = self.hist(idx)
@@ -279,4 +279,4 @@ class ActivationStats(Callback):
             ax = new_figure(figsize=check_figsize(figsize, (10, 5))).add_subplot()
         ax.imshow(res.numpy(), origin="lower")
         ax.axis("off")
-        return finish(ax.figure, f"color_dim_{idx}") if own else ax.figure
+        return finish(ax.figure, f"color_dim_{idx}") if own else None

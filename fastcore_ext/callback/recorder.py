@@ -375,13 +375,13 @@ class Recorder(Callback):
         log: bool = False,
         show_epochs: bool = False,
         ax: Axes | None = None,
-    ) -> Figure:
+    ) -> Figure | None:
         """fastai v2's `plot_loss`: the curves of `plot_losses` (smoothed training loss after
         each batch, validation loss at the end of each epoch) without the first `skip_start`
         batches. log: both axes logarithmic; show_epochs: a dotted vertical line at the end
-        of each epoch; ax: draw into this matplotlib Axes and return its Figure (not saved),
-        else a new Figure saved as 'losses.png'. Returns the Figure (v2 returns the Axes:
-        `fig.axes[0]` here)."""
+        of each epoch; ax: draw into this matplotlib Axes (nothing saved, None returned, as
+        fastai's: a notebook shows the figure once), else a new Figure saved as
+        'losses.png', returned."""
         with_valid = check_bool("with_valid", with_valid)
         log = check_bool("log", log)
         show_epochs = check_bool("show_epochs", show_epochs)
@@ -393,7 +393,7 @@ class Recorder(Callback):
         lo, hi = _window(len(self.losses), skip_start, 0)
         if ax is not None:
             self._draw_losses(ax, lo, hi, with_valid, log, show_epochs)
-            return ax.figure
+            return None
         fig = new_figure(figsize=(6, 4))
         self._draw_losses(fig.add_subplot(), lo, hi, with_valid, log, show_epochs)
         return self._finish(fig, "losses")

@@ -1456,7 +1456,7 @@ class ImageDataBunch(LoaderPair):
         unique: bool = False,
         b: tuple[torch.Tensor, ...] | None = None,
         ctxs: Any = None,
-    ) -> PlotFigure:
+    ) -> PlotFigure | None:
         """Images of one batch of `ds_type` (augmented as training sees them for 'train'),
         denormalized, each titled with its class: `DeviceDataLoader.show_batch` of that loader.
 
@@ -1467,10 +1467,11 @@ class ImageDataBunch(LoaderPair):
         grid that fits it (bs 4: 2 x 2, as fastai's); unique=True:
         one training image augmented max_n times; b (a batch of one_batch; fastai's first
         positional argument, so a tuple given as rows is taken as b) and ctxs (Axes to draw
-        into) as fastai v2's. rows mixed with max_n, nrows or ncols must
-        agree with them (max_n = rows * rows, nrows = ncols = rows). Returns the matplotlib
-        Figure; outside a notebook also saved as ``<plot dir>/show_batch_<ds_type>.png``
-        (``..._unique.png``; see fastcore_ext.plots), never inside the data set."""
+        into) as fastai v2's. rows mixed with max_n, nrows or ncols must agree with them
+        (max_n = rows * rows, nrows = ncols = rows). Returns the matplotlib Figure (None when
+        drawn into ctxs); outside a notebook also saved as
+        ``<plot dir>/show_batch_<ds_type>.png`` (``..._unique.png``; see fastcore_ext.plots),
+        never inside the data set."""
         dl = self.dl(ds_type)
         if b is None and isinstance(rows, tuple | list):
             b, rows = rows, None  # fastai v2's dls.show_batch(b)

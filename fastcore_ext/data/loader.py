@@ -906,7 +906,7 @@ class DeviceDataLoader:
         *,
         b: tuple[torch.Tensor, ...] | None = None,
         ctxs: Any = None,
-    ) -> Figure:
+    ) -> Figure | None:
         """fastai v2's ``dls.train.show_batch()`` / ``dls.valid.show_batch()``: the first
         min(max_n, bs) images of `one_batch` (augmented as training sees them on a training
         loader, centre-cropped on a validation one), denormalized to [0, 1], each titled with
@@ -918,7 +918,7 @@ class DeviceDataLoader:
         normalized by this loader); fastai's first positional argument, so a tuple given as
         `max_n` is taken as `b`. ctxs: matplotlib Axes to draw into (a list, or the array
         ``plt.subplots`` gives), one image each, at most max_n; no figure is made or saved
-        and the Figure of the first is returned.
+        and None is returned (as fastai's: a notebook shows the figure once).
 
         unique=True (a training loader with augmentation only): the batch's first readable
         image, in its presize window of this epoch, takes the place of every image of the
@@ -970,7 +970,7 @@ class DeviceDataLoader:
             ax.set_title(title, fontsize=fontsize)
             ax.set_axis_off()
         if ctxs is not None:
-            return fig
+            return None
         name = f"show_batch_{'train' if self.train else 'valid'}{'_unique' if unique else ''}"
         return finish(fig, name)
 

@@ -73,10 +73,11 @@ class Image:
         figsize: tuple[float, float] | None = (3, 3),
         title: str | None = None,
         hide_axis: bool = True,
-    ) -> Figure:
+    ) -> Figure | Axes:
         """Draw the picture into `ax`, or into a new figure of `figsize` inches (shown
         inline in a notebook, saved as 'image.png' in the plot folder elsewhere), with an
-        optional `title`. Returns the Figure."""
+        optional `title`. Returns the new Figure, or `ax` (fastai's return: a notebook
+        cell ending with it then shows the figure once)."""
         if title is not None and not isinstance(title, str):
             raise TypeError(f"title should be a str or None, got {type(title).__name__}")
         own = ax is None
@@ -90,7 +91,7 @@ class Image:
             ax.set_axis_off()
         if title is not None:
             ax.set_title(title)
-        return finish(ax.figure, "image") if own else ax.figure
+        return finish(ax.figure, "image") if own else ax
 
     def _repr_png_(self) -> bytes:
         buf = io.BytesIO()
@@ -164,9 +165,9 @@ class PILImage(PIL.Image.Image):
         title: str | None = None,
         hide_axis: bool = True,
         ax: Axes | None = None,
-    ) -> Figure:
+    ) -> Figure | Axes:
         """Draw the picture into `ax` (or fastai's name for it, `ctx`), or into a new figure
-        of `figsize` inches, as `Image.show`. Returns the Figure."""
+        of `figsize` inches, as `Image.show`: returns the new Figure, or the Axes given."""
         px = torch.from_numpy(np.array(self.convert("RGB"))).permute(2, 0, 1)
         return Image(px).show(ax=ax if ax is not None else ctx, figsize=figsize, title=title,
                               hide_axis=hide_axis)  # fmt: skip
