@@ -300,7 +300,7 @@ def get_preds(
         raw, targ, loss, inp = map(all_gather_cat, (raw, targ, loss, inp))
         order = None if order is None else all_gather_cat(order)
     if raw is None:
-        raise ValueError(f"{source} yielded no batch")
+        raise ValueError(_no_batch(source, dl))
     if act is None:
         act = getattr(learn.loss_func, "activation", None)
     if act is None:
@@ -377,7 +377,7 @@ def validate(
     if getattr(dl, "world_size", 1) > 1:
         loss_sum, n, preds, targ = reduce_validation(loss_sum, n, preds, targ)
     if n == 0 or loss_sum is None:
-        raise ValueError(f"{source} yielded no batch")
+        raise ValueError(_no_batch(source, dl))
     return [float(loss_sum / n)] + [metric_value(m, preds, targ) for m in learn.metrics]
 
 
@@ -703,6 +703,19 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
     return (pixels, *result)
 
 
+def _no_batch(source: str, dl: Any) -> str:
+    """The error of a pass that met no batch: an empty data set says what it is (a data set
+    without validation items: valid_pct=0, or a splitter that put every item in training)."""
+    ds = getattr(dl, "dataset", None)
+    if ds is not None and hasattr(ds, "__len__") and len(ds) == 0:
+        return (
+            f"{source} is empty: this data has no validation set (valid_pct=0, or a splitter "
+            "that put every item in training); pass dl= (e.g. dls.test_dl(files, "
+            "with_labels=True)), or ds_idx=0 / ds_type='train' for the training set"
+        )
+    return f"{source} yielded no batch"
+
+
 def show_results(
     learn: Learner,
     ds_type: str = "valid",
@@ -743,6 +756,10 @@ def show_results(
             f"(an ImageDataBunch), got {type(data).__name__}"
         )
     size = len(ds)
+    if size == 0:
+        raise ValueError(
+            _no_batch(f"show_results: data.{ds_type}_dl", getattr(data, f"{ds_type}_dl", None))
+        )
     spread = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
     spread = spread if shuffle else list(range(min(n, size)))
     chosen = set(spread)
@@ -829,6 +846,8 @@ def _augmenting_loader(learn: Learner, ds_type: str, dl: Any, caller: str) -> An
             f"{caller} needs a DeviceDataLoader (uint8 batches it augments itself), got "
             f"{type(dl).__name__}"
         )
+    if not len(dl.dataset):
+        raise ValueError(_no_batch(f"{caller}: the {ds_type} loader", dl))
     return dl
 
 

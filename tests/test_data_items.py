@@ -73,10 +73,16 @@ def test_from_folder_valid_pct_is_seeded(tree):
     assert [a.classes[y] for y in a.train_labels] == [p.parent.name for p in a.train_items]
 
 
-@pytest.mark.parametrize("bad", [0, 1, -0.1, 1.5, 0.0, 1.0])
-def test_valid_pct_outside_open_interval(tree, bad):
-    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \(0, 1\)"):
+@pytest.mark.parametrize("bad", [1, -0.1, 1.5, 1.0])
+def test_valid_pct_outside_its_interval(tree, bad):
+    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \[0, 1\)"):
         items_from_folder(tree, valid_pct=bad)
+
+
+@pytest.mark.parametrize("none", [0, 0.0])
+def test_valid_pct_0_trains_on_every_item(tree, none):
+    split = items_from_folder(tree, valid_pct=none)
+    assert split.valid_items == [] and len(split.train_items) == len(get_image_files(tree))
 
 
 def test_valid_pct_not_a_number(tree):

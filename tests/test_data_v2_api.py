@@ -317,8 +317,11 @@ def test_from_df_and_from_csv_take_valid_col_and_suff(tmp_path):
     assert [p.name for p in dls.valid_ds.items] == ["im0.png", "im4.png", "im8.png"]
     with pytest.raises(ValueError, match="suff / suffix: give one file suffix"):
         ImageDataLoaders.from_df(df, tmp_path, suff=".png", suffix=".jpg")
-    with pytest.raises(ValueError, match="valid_col: expected both training and validation"):
-        ImageDataLoaders.from_df(df.assign(is_valid=False), tmp_path, suff=".png",
+    every = ImageDataLoaders.from_df(df.assign(is_valid=False), tmp_path, suff=".png",
+                                     valid_col="is_valid", bs=4, num_workers=0)  # fmt: skip
+    assert len(every.train_ds) == 12 and len(every.valid_ds) == 0  # no validation set
+    with pytest.raises(ValueError, match="valid_col: expected training rows, got 12 valid"):
+        ImageDataLoaders.from_df(df.assign(is_valid=True), tmp_path, suff=".png",
                                  valid_col="is_valid")  # fmt: skip
     lone = df.assign(label=[2 if i == 4 else i % 2 for i in range(12)])  # 2 only validates
     with pytest.warns(UserWarning, match=r"valid_col: the validation column put every image "

@@ -134,7 +134,7 @@ def test_labellers_as_fastai():
 
 
 def test_splitter_labeller_and_block_argument_errors():
-    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \(0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \[0, 1\), got 1.5"):
         RandomSplitter(valid_pct=1.5)
     with pytest.raises(TypeError, match="seed: expected a non-negative int"):
         RandomSplitter(seed=-1)
@@ -281,8 +281,8 @@ def test_refusals_name_the_argument(bears):
         _dls(_block(get_x=lambda p: 3), bears)
     with pytest.raises(MissingPathError, match="get_x: 8 of 8 image files do not exist"):
         _dls(_block(get_x=lambda p: p.with_suffix(".png")), bears)
-    with pytest.raises(ValueError, match="splitter: .* gave an empty validation set"):
-        _dls(_block(splitter=FuncSplitter(lambda p: False)), bears)
+    with pytest.raises(ValueError, match="splitter: .* gave an empty training set"):
+        _dls(_block(splitter=FuncSplitter(lambda p: True)), bears)
     with pytest.raises(TypeError, match="get_items: expected source to be a list of items"):
         _dls(_block(get_items=None), bears)  # a folder without get_items
 
@@ -413,3 +413,39 @@ def test_a_padded_learner_exports_and_predicts_with_its_pad(bears, tmp_path):
     torch.testing.assert_close(
         loaded.data.preprocess([file]), learn.data.preprocess([file]), rtol=0, atol=0
     )
+
+
+def test_training_without_a_validation_set(bears, tmp_path):
+    """fastai's RandomSplitter(valid_pct=0) (or a splitter giving no validation item): every
+    item trains; the epochs' validation columns are empty (#na#), the trackers say they have
+    nothing to track and do nothing (EarlyStopping stopped after one epoch, ReduceLROnPlateau
+    lowered the rate); a pass over the validation set says it is empty."""
+    from fastcore_ext.callback import EarlyStoppingCallback, ReduceLROnPlateau, SaveModelCallback
+    from fastcore_ext.interpret import ClassificationInterpretation
+    from fastcore_ext.metrics import error_rate
+    from fastcore_ext.vision import vision_learner
+
+    for splitter in (RandomSplitter(valid_pct=0, seed=0), FuncSplitter(lambda p: False)):
+        dls = _dls(_block(splitter=splitter), bears)
+        assert len(dls.train_ds) == 10 and len(dls.valid_ds) == 0 and len(dls.valid) == 0
+    learn = vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, path=tmp_path)
+    learn.progress.stream = io.StringIO()
+    trackers = [SaveModelCallback(), EarlyStoppingCallback(patience=1), ReduceLROnPlateau()]
+    with pytest.warns(UserWarning, match="'valid_loss' has no value") as said:
+        learn.fit_one_cycle(3, 1e-3, cbs=trackers)
+    assert len(said) == 3  # once per tracker and fit
+    assert learn.recorder.valid_losses == [None] * 3 and learn.epochs_trained == 3
+    assert learn.recorder.final_record[1:] == [None, None]
+    assert not (tmp_path / "models").exists()  # SaveModelCallback saved nothing
+    assert "#na#" in learn.progress.stream.getvalue()
+    empty = "is empty: this data has no validation set"
+    for call in (learn.validate, learn.get_preds, lambda: learn.tta(n=1), learn.show_results):
+        with pytest.raises(ValueError, match=empty):
+            call()
+    with pytest.raises(ValueError, match=empty):
+        ClassificationInterpretation.from_learner(learn)
+    with pytest.raises(ValueError, match="this validation loader's data set is empty"):
+        dls.valid.show_batch()
+    assert len(learn.get_preds(ds_idx=0)[0]) == 10  # the training set in order
+    learn.export()  # inference needs no validation set
+    assert learn.predict(get_image_files(bears)[0])[0] in ("black", "grizzly")

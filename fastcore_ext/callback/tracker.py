@@ -193,6 +193,8 @@ class TrackerCallback(Callback):
         self.reset_on_fit = reset_on_fit
         self.best: float | None = None
         self.new_best = False
+        self.missing = False  # this epoch had no value of `monitor` (no validation set)
+        self._said_missing = False
         self._idx = 0
         self._off = False  # this fit is an lr_find
 
@@ -201,6 +203,7 @@ class TrackerCallback(Callback):
 
     def before_fit(self) -> None:
         self._off = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
+        self._said_missing = False
         if self._off:
             return
         if self.reset_on_fit or self.best is None:
@@ -212,10 +215,21 @@ class TrackerCallback(Callback):
 
     def after_epoch(self) -> None:
         self.new_best = False
+        self.missing = False
         if self._off:
             return
         value = self.learn.recorder.values[-1][self._idx]
-        self.new_best = value is not None and bool(self.comp(value - self.min_delta, self.best))
+        if value is None:  # no validation set (valid_pct=0): nothing to track this epoch
+            self.missing = True
+            if not self._said_missing:
+                self._said_missing = True
+                warn_user(
+                    f"{type(self).__name__}: {self.monitor!r} has no value (the data has no "
+                    "validation set), so this callback does nothing in this fit; monitor "
+                    "'train_loss' instead"
+                )
+            return
+        self.new_best = bool(self.comp(value - self.min_delta, self.best))
         if self.new_best:
             self.best = float(value)
 
@@ -234,7 +248,7 @@ class _PatienceCallback(TrackerCallback):
     def _waited_out(self) -> bool:
         """After this epoch's tracking (`after_epoch`): True once `patience` epochs in a row
         brought no improvement."""
-        if self._off:
+        if self._off or self.missing:
             return False
         if self.new_best:
             self.wait = 0

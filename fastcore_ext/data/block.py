@@ -293,12 +293,11 @@ class DataBlock:
             if not isinstance(out, tuple | list) or len(out) != 2:
                 raise TypeError(f"splitter: expected (train indices, valid indices), got {out!r}")
             train, valid = _indices(out[0], n, "train"), _indices(out[1], n, "valid")
-        for which, idx in (("training", train), ("validation", valid)):
-            if not idx:
-                raise ValueError(
-                    f"splitter: {self.splitter!r} gave an empty {which} set ({n} items); this "
-                    "library needs both"
-                )
+        if not train:  # an empty validation set is fine: every item trains (valid_pct=0)
+            raise ValueError(
+                f"splitter: {self.splitter!r} gave an empty training set ({n} items); a "
+                "model needs items to train on"
+            )
         return train, valid
 
     def _x_y(self, item: object, where: str, df: bool) -> tuple[Path, str | int]:

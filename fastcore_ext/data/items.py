@@ -175,10 +175,11 @@ def _check_seed(seed: int, expected: str = "a non-negative int") -> int:
 
 
 def _check_valid_pct(valid_pct: float) -> float:
+    """valid_pct as a float in [0, 1) (0: no validation set, every item trains)."""
     if isinstance(valid_pct, bool) or not isinstance(valid_pct, Real):
-        raise TypeError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")
-    if not 0.0 < float(valid_pct) < 1.0:
-        raise ValueError(f"valid_pct: expected a float in (0, 1), got {valid_pct!r}")
+        raise TypeError(f"valid_pct: expected a float in [0, 1), got {valid_pct!r}")
+    if not 0.0 <= float(valid_pct) < 1.0:
+        raise ValueError(f"valid_pct: expected a float in [0, 1), got {valid_pct!r}")
     return float(valid_pct)
 
 
@@ -195,13 +196,15 @@ def random_split(
     ``torch.randperm(n)`` after seeding with `seed`, (perm[cut:], perm[:cut]) in the
     permutation's order. rule 'v1' (ImageDataBunch): fastai v1's ``split_by_rand_pct``,
     ``np.random.seed(seed); np.random.permutation(n)``, valid perm[:cut] in that order, train
-    the other indices ascending. Neither touches a global RNG. Both sets must be non-empty."""
+    the other indices ascending. Neither touches a global RNG. valid_pct 0: every item
+    trains, no validation set (fastai's DataBlock with RandomSplitter(valid_pct=0)); else
+    both sets must be non-empty."""
     valid_pct = _check_valid_pct(valid_pct)
     seed = _check_seed(seed)
     if rule not in SPLIT_RULES:
         raise ValueError(f"rule: expected one of {SPLIT_RULES}, got {rule!r}")
     cut = int(valid_pct * n)
-    if cut == 0 or cut == n:
+    if (cut == 0 and valid_pct > 0) or cut == n:
         raise ValueError(
             f"valid_pct: {valid_pct} of {n} items leaves an empty "
             f"{'validation' if cut == 0 else 'training'} set; use more items or another valid_pct"
@@ -244,10 +247,10 @@ def _labelled(
     else:
         tr = [i for i, v in enumerate(valid) if not v]
         va = [i for i, v in enumerate(valid) if v]
-        if not tr or not va:
+        if not tr:  # no validation row is fine: every row trains
             raise ValueError(
-                f"valid_col: expected both training and validation rows, got {len(tr)} "
-                f"training and {len(va)} validation rows of {len(items)}"
+                f"valid_col: expected training rows, got {len(va)} validation rows of "
+                f"{len(items)} and no training row"
             )
     untrained = sorted(set(classes) - {labels[i] for i in tr})
     if untrained:

@@ -875,6 +875,12 @@ class DeviceDataLoader:
     def _first_batch(self, unique: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """one_batch; unique=True: the first readable image in every place of the batch
         before the augmentation (show_batch's unique)."""
+        if not len(self.dataset):
+            which = "training" if self.train else "validation"
+            raise ValueError(
+                f"this {which} loader's data set is empty (no {which} items: valid_pct=0 or a "
+                "splitter that put every item in training): it has no batch to give"
+            )
         epoch = self._epoch
         k = 0
         if self.shuffle:
@@ -920,10 +926,11 @@ class DeviceDataLoader:
         ``plt.subplots`` gives), one image each, at most max_n; no figure is made or saved
         and None is returned (as fastai's: a notebook shows the figure once).
 
-        unique=True (a training loader with augmentation only): the batch's first readable
-        image, in its presize window of this epoch, takes the place of every image of the
-        batch, so each copy gets the augmentation drawn for its place this epoch. The epoch
-        does not advance. Returns the Figure; outside a notebook also saved as
+        unique=True: the batch's first readable image, in its presize window of this epoch,
+        takes the place of every image of the batch, so each copy gets the augmentation
+        drawn for its place this epoch (a loader without augmentation, e.g. a validation one,
+        shows identical copies, as fastai's). The epoch does not advance. Returns the
+        Figure; outside a notebook also saved as
         ``<plot dir>/show_batch_<train|valid>[_unique].png`` (see fastcore_ext.plots)."""
         if b is None and isinstance(max_n, tuple | list):
             b, max_n = max_n, 9  # fastai's dls.show_batch(b)
@@ -933,17 +940,6 @@ class DeviceDataLoader:
         axes = check_ctxs(ctxs)
         if b is not None and unique:
             raise ValueError("b, unique: unique=True draws its own batch; pass one of them")
-        if unique and self._generator(self._epoch) is None:
-            why = (
-                "a training loader built without an AugmentSpec"
-                if self.train
-                else "a validation loader (centre crop)"
-            )
-            raise ValueError(
-                "unique: True shows one image under different draws of the training "
-                f"augmentation, and this is {why}: pass unique=False, or call it on a "
-                "training loader with augmentation (get_transforms() / aug_transforms())"
-            )
         if b is None:
             x, y = self._first_batch(unique)
         else:
