@@ -283,7 +283,7 @@ class Learner:
         data = _v1_alias("Learner", "dls", dls, "data", data)  # Learner(dls=dls, model=m): v2
         self.wd_bn_bias = check_bool("wd_bn_bias", wd_bn_bias)
         _check_learner_args(data, model, loss_func, opt_func, path, model_dir, splitter, precision)
-        _check_class_count(model, data)
+        _check_class_count(model, data, at_construction=True)
         if seed is not None:
             set_seed(seed)
         self.seed = seed
@@ -1762,17 +1762,25 @@ def _n_outputs(model: nn.Module) -> int | None:
     return model.out_features if isinstance(model, nn.Linear) else None
 
 
-def _check_class_count(model: nn.Module, data: Any) -> None:
+def _check_class_count(model: nn.Module, data: Any, at_construction: bool = False) -> None:
     """ValueError when data.c differs from the model's outputs (both known): the model could
     not name the data's classes (validate and the metrics would be nonsense, predict would
-    index past data.classes, save would record classes the head was not made for)."""
+    index past data.classes, save would record classes the head was not made for). At
+    construction a warning instead (fastai's MixUp picture builds a Learner around a model
+    it never calls, nn.Linear(3, 4)); a fit refuses such a model at its first batch."""
     n_out = _n_outputs(model)
     c = getattr(data, "c", None)
     if n_out is None or c is None or int(c) == n_out:
         return
-    raise ValueError(
+    said = (
         f"data: the data has {c} classes (data.c = {c}), but the model has {n_out} outputs "
-        f"(its last Linear layer): it cannot classify this data. For other classes make a "
+        f"(its last Linear layer): it cannot classify this data"
+    )
+    if at_construction:
+        warn_user(f"{said}; a fit refuses it (give the model data.c = {c} outputs)")
+        return
+    raise ValueError(
+        f"{said}. For other classes make a "
         f"new learner for this data (create_cnn / vision_learner builds a head of data.c "
         f"outputs); to keep a trained body, learn.save(name) first and load it into the "
         f"new learner with load(name, strict=False)"

@@ -52,10 +52,15 @@ def test_data_of_another_class_count_is_refused():
     assert learn.data is before
 
 
-def test_construction_refuses_another_class_count_too():
+def test_construction_warns_of_another_class_count_and_fit_refuses_it():
+    """A warning, not an error, at construction: fastai's MixUp picture builds a Learner
+    around nn.Linear(3, 4) that it never calls; the fit refuses the model at its first
+    batch."""
     model = tiny_model()  # 2 outputs
-    with pytest.raises(ValueError, match=r"data.c = 5\), but the model has 2 outputs"):
-        Learner(bunch(5), model, precision="fp32")
+    with pytest.warns(UserWarning, match=r"data.c = 5\), but the model has 2 outputs.*a fit"):
+        learn = Learner(bunch(5), model, precision="fp32")
+    with pytest.raises(ValueError, match="it gives 2 outputs per item and the data has 5"):
+        learn.fit(1)
 
 
 def test_create_cnn_heads_are_read(tmp_path):
