@@ -134,11 +134,6 @@ class InferenceData:
                     "with_labels=False (get_preds returns targets None), or validate with "
                     "the original data's dls.test_dl"
                 )
-            if not all(isinstance(f, Path) for f in items):
-                raise ValueError(
-                    "with_labels: labels come from the image files (their folder or name); "
-                    "test_items holds images in memory: pass with_labels=False"
-                )
             labels = labels_of(items, self.labeller, self.classes)
         bs = check_int("bs", bs, 1)
         check_test_images([f for f in items if isinstance(f, Path)])

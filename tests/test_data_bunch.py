@@ -195,7 +195,7 @@ def test_a_pattern_read_where_the_other_fastai_reads_it_is_explained(root):
 def test_folder_errors(root, tmp_path):
     with pytest.raises(ValueError, match="train: folder 'training' not found"):
         _v2(root, train="training")
-    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"valid_pct: expected a float in \[0, 1\)"):
         _v2(root, valid_pct=1.2)
     with pytest.raises(ValueError, match="no image files"):
         _v2(tmp_path, valid_pct=0.2)

@@ -1314,12 +1314,7 @@ class ImageDataBunch(LoaderPair):
         """
         items = check_test_items(test_items)
         files = [f for f in items if isinstance(f, Path)]
-        if check_bool("with_labels", with_labels) and len(files) < len(items):
-            raise ValueError(
-                "with_labels: labels come from the image files (their folder or name); "
-                "test_items holds images in memory: pass with_labels=False"
-            )
-        labels = self._labels_of(items) if with_labels else None
+        labels = self._labels_of(items) if check_bool("with_labels", with_labels) else None
         v = self.valid_dl
         check_test_images(files, v.num_workers)
         ds = ImageDataset(items, labels, self.classes, self.presize, self.valid_ds.method)

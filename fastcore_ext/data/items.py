@@ -1085,8 +1085,13 @@ def labeller_from(description: dict[str, Any]) -> Callable[[Any], object]:
 def labels_of(
     items: Sequence[Path], labeller: Callable[[Any], object], classes: Sequence[str]
 ) -> list[int]:
-    """The class index of each file by `labeller` (test_dl's with_labels); a label outside
-    `classes` is a ValueError naming the files."""
+    """The class index of each file by `labeller` (test_dl's with_labels); an item that is
+    no file (an image in memory), or a label outside `classes`, is a ValueError."""
+    if not all(isinstance(p, Path) for p in items):
+        raise ValueError(
+            "with_labels: labels come from the image files (their folder or name); "
+            "test_items holds images in memory: pass with_labels=False"
+        )
     index = {str(c): i for i, c in enumerate(classes)}
     labels, outside = [], []
     for p in items:
