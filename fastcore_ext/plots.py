@@ -14,8 +14,10 @@ figures" warning (a figure closed in pyplot is still a Figure: its `savefig` wor
 - In a Jupyter notebook the figure is shown inline (PNG) as fastai's plots appear: with or
   without ``%matplotlib inline``, after a trailing ``;``, inside a function, several in one
   cell. With the inline backend (a notebook's default) pyplot shows it at the end of the cell,
-  so what the cell added (``plt.title``, ``plt.ylim``) is in the picture; with ``plt.ioff()``
-  or another backend it is shown when the plot is made (and is not pyplot's after that).
+  so what the cell added (``plt.title``, ``plt.ylim``) is in the picture (after
+  ``plt.ioff()``: at ``plt.show()``, as fastai's); in the cell that first imports pyplot
+  (before IPython sets the inline display up) or with another backend it is shown when the
+  plot is made (and is not pyplot's after that).
   Returned as the cell's last value it is not shown a second time in that cell. Nothing is
   written.
 - Anywhere else (a script, a terminal, CI) the Figure is also written as
@@ -141,17 +143,19 @@ def new_figure(**kwargs: Any) -> PlotFigure:
     return fig
 
 
-def _inline_shows_it(fig: Figure) -> bool:
-    """True when the inline backend will show `fig` at the end of the running cell: pyplot
-    holds it and interactive mode is on (``plt.ioff()`` turns that off)."""
-    import matplotlib
+def _pyplot_shows_it(fig: Figure) -> bool:
+    """True when pyplot will show `fig` in the notebook: it holds it and the inline backend's
+    display at the end of each cell is set up (IPython does that after the cell that first
+    imports pyplot), which shows it at the end of this cell, or at ``plt.show()`` after
+    ``plt.ioff()``, as fastai's figures."""
+    if fig not in _in_pyplot or fig.canvas.manager is None or _backend() not in _INLINE:
+        return False
+    from IPython import get_ipython
+    from matplotlib_inline.backend_inline import flush_figures
 
-    return (
-        fig in _in_pyplot
-        and fig.canvas.manager is not None
-        and matplotlib.is_interactive()
-        and _backend() in _INLINE
-    )
+    shell = get_ipython()
+    callbacks = getattr(getattr(shell, "events", None), "callbacks", {})
+    return flush_figures in callbacks.get("post_execute", [])
 
 
 def _execution_count() -> int | None:
@@ -456,7 +460,7 @@ def finish(fig: Figure, name: str, replaces: Figure | None = None) -> Figure:
         fig.tight_layout()
 
     if in_notebook():
-        if is_main_process() and not _inline_shows_it(fig):
+        if is_main_process() and not _pyplot_shows_it(fig):
             show_inline(fig)
             if fig in _in_pyplot:  # shown: pyplot would show it again in a later cell
                 import matplotlib.pyplot as plt
