@@ -704,10 +704,11 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
 
 
 def _no_batch(source: str, dl: Any) -> str:
-    """The error of a pass that met no batch: an empty data set says what it is (a data set
-    without validation items: valid_pct=0, or a splitter that put every item in training)."""
+    """The error of a pass over `source` that met no batch: an empty validation set says what
+    it is (data without validation items: valid_pct=0, or a splitter that put every item in
+    training)."""
     ds = getattr(dl, "dataset", None)
-    if ds is not None and hasattr(ds, "__len__") and len(ds) == 0:
+    if "valid" in source and ds is not None and hasattr(ds, "__len__") and len(ds) == 0:
         return (
             f"{source} is empty: this data has no validation set (valid_pct=0, or a splitter "
             "that put every item in training); pass dl= (e.g. dls.test_dl(files, "
@@ -727,6 +728,7 @@ def show_results(
     ncols: int | None = None,
     ctxs: Any = None,
     shuffle: bool = True,
+    dl: Any = None,
 ) -> Figure | None:
     """`Learner.show_results`: rows x rows items (max_n items when given, fastai v2's
     spelling; at most nrows * ncols, or one per Axes of `ctxs`) of the 'valid' or 'train'
@@ -739,8 +741,9 @@ def show_results(
     not (fastai's "Ground truth / Predictions"). Images are read from the data set and go
     through the validation transform, also for 'train'; the model runs as in get_preds (eval
     mode, inference mode, the learner's precision and layout), its modes put back afterwards.
-    Saved as 'show_results_<ds_type>.png' outside notebooks (see fastcore_ext.plots).
-    Returns the Figure."""
+    dl (fastai v2's): the items of this loader instead (a `dls.test_dl(files)`; unlabelled,
+    each is titled with its prediction only). Saved as 'show_results_<ds_type>.png' ('..._dl'
+    for a dl) outside notebooks (see fastcore_ext.plots). Returns the Figure."""
     if ds_type not in ("valid", "train"):
         raise ValueError(f"ds_type should be 'valid' or 'train', got {ds_type!r}")
     n = check_int("rows", rows, 1) ** 2 if max_n is None else check_int("max_n", max_n, 1)
@@ -749,7 +752,14 @@ def show_results(
     n = min(n, len(axes)) if axes is not None else n
     check_bool("shuffle", shuffle)
     data = getattr(learn, "data", None)
-    ds = getattr(data, f"{ds_type}_ds", None)
+    if dl is not None:
+        ds, ds_type = getattr(dl, "dataset", None), "dl"
+        if not isinstance(getattr(ds, "items", None), list):
+            raise TypeError(
+                f"dl: expected a loader of image items (dls.test_dl(files)), got {dl!r:.80}"
+            )
+    else:
+        ds = getattr(data, f"{ds_type}_ds", None)
     if ds is None or not all(hasattr(data, a) for a in ("preprocess", "denorm", "classes")):
         raise TypeError(
             f"show_results needs learn.data with {ds_type}_ds, preprocess, denorm and classes "
@@ -757,13 +767,15 @@ def show_results(
         )
     size = len(ds)
     if size == 0:
+        if dl is not None:
+            raise ValueError("dl: the loader holds no item to show")
         raise ValueError(
             _no_batch(f"show_results: data.{ds_type}_dl", getattr(data, f"{ds_type}_dl", None))
         )
     spread = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
     spread = spread if shuffle else list(range(min(n, size)))
     chosen = set(spread)
-    found: list[tuple[int, torch.Tensor, int]] = []
+    found: list[tuple[int, torch.Tensor, int | None]] = []
     for i in itertools.chain(spread, (j for j in range(size) if j not in chosen)):
         if len(found) == n:
             break
@@ -771,7 +783,7 @@ def show_results(
             image, label = ds[i]
         except BadImageError:
             continue  # named by the loaders; skipped as they skip it
-        found.append((i, torch.as_tensor(image), int(label)))
+        found.append((i, torch.as_tensor(image), None if label is None else int(label)))
     if not found:
         raise ValueError(f"the {ds_type} set has no readable image to show")
     found.sort(key=lambda f: f[0])
@@ -780,18 +792,23 @@ def show_results(
     preds = out.argmax(dim=1).tolist()
     images = data.denorm(x.float()).permute(0, 2, 3, 1).cpu().numpy()
     classes = [str(c) for c in data.classes]
-    titles = [f"{classes[a]}\n{classes[p]}" for a, p in zip(targets, preds, strict=True)]
+    titles = [
+        classes[p] if a is None else f"{classes[a]}\n{classes[p]}"
+        for a, p in zip(targets, preds, strict=True)
+    ]
     if axes is None:
         fig, axes, fontsize = image_grid(len(found), figsize, titles, (2.4, 2.8), nrows, ncols)
     else:
         fig, fontsize = axes[0].figure, 10.0
     for ax, img, title, actual, pred in zip(axes, images, titles, targets, preds, strict=False):
         ax.imshow(img, vmin=0, vmax=1)
-        ax.set_title(title, color="green" if actual == pred else "red", fontsize=fontsize)
+        color = "black" if actual is None else "green" if actual == pred else "red"
+        ax.set_title(title, color=color, fontsize=fontsize)
         ax.set_axis_off()
     if ctxs is not None:
         return None
-    fig.suptitle("actual\nprediction", fontsize=fontsize + 1)
+    unlabelled = all(a is None for a in targets)
+    fig.suptitle("prediction" if unlabelled else "actual\nprediction", fontsize=fontsize + 1)
     return finish(fig, f"show_results_{ds_type}")
 
 

@@ -1076,17 +1076,18 @@ class Learner:
         ncols: int | None = None,
         ctxs: Any = None,
         shuffle: bool = True,
+        dl: Any = None,
     ) -> Any:
         """fastai's `learn.show_results()`: rows x rows items (or max_n) spread over the
         'valid' or 'train' set (v1's ds_type or v2's ds_idx; shuffle=False: its first
-        items), titled with their actual and predicted classes, green when right, red when
-        wrong, in v2's nrows x ncols grid or the Axes `ctxs`; saved as a PNG outside
-        notebooks. Returns the matplotlib Figure (None with ctxs); details in
-        `fastcore_ext.inference.show_results`."""
+        items; or those of v2's `dl`, e.g. a test_dl), titled with their actual and predicted
+        classes, green when right, red when wrong, in v2's nrows x ncols grid or the Axes
+        `ctxs`; saved as a PNG outside notebooks. Returns the matplotlib Figure (None with
+        ctxs); details in `fastcore_ext.inference.show_results`."""
         ds_type = _data_set("show_results", ds_type, ds_idx)
         return inference.show_results(
             self, ds_type, rows, figsize, max_n, nrows=nrows, ncols=ncols, ctxs=ctxs,
-            shuffle=shuffle,
+            shuffle=shuffle, dl=dl,
         )  # fmt: skip
 
     def tta(

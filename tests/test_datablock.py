@@ -144,6 +144,10 @@ def test_splitter_labeller_and_block_argument_errors():
         FuncSplitter("valid")
     with pytest.raises(TypeError, match="valid_idx: expected a list of item indices"):
         IndexSplitter("12")
+    # whole numbers as floats are indices, as fastai's (np.where(fold == 1.0)[0].astype(float))
+    assert IndexSplitter(np.array([1.0, 3.0])).valid_idx == [1, 3]
+    with pytest.raises(TypeError, match=r"valid_idx: expected integer item indices, got 2 .*1\.5"):
+        IndexSplitter([1.5, 2, float("nan")])
     with pytest.raises(TypeError, match="col: expected a column name or position"):
         ColSplitter(col=1.5)
     with pytest.raises(TypeError, match="f: expected a callable"):

@@ -713,6 +713,17 @@ def test_show_results_fastai_v2_arguments(folder, tmp_path):
     assert all(ax.get_images() for ax in axs) and "\n" in axs[0].get_title()
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == saved
     plt.close(user)
+    # fastai v2's dl: a test set's items, titled with the prediction alone when unlabelled
+    files = learn.data.valid_ds.items[:3]
+    fig = learn.show_results(dl=learn.dls.test_dl(files))
+    assert [ax.get_title() for ax in _shown(fig)] == [learn.predict(f)[0] for f in files]
+    assert fig._suptitle.get_text() == "prediction"
+    labelled = _shown(learn.show_results(dl=learn.dls.test_dl(files, with_labels=True)))
+    assert [ax.get_title().split("\n")[0] for ax in labelled] == [
+        learn.data.classes[y] for y in learn.data.valid_ds.labels[:3]
+    ]
+    with pytest.raises(TypeError, match="dl: expected a loader of image items"):
+        learn.show_results(dl=[1, 2])
     with pytest.raises(TypeError, match="give ds_type .* or ds_idx"):
         learn.show_results("train", ds_idx=0)
     with pytest.raises(TypeError, match="ctxs should be matplotlib Axes"):

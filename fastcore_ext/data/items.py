@@ -934,9 +934,17 @@ class IndexSplitter:
     def __init__(self, valid_idx: Iterable[int]) -> None:
         if isinstance(valid_idx, str) or not isinstance(valid_idx, Iterable):
             raise TypeError(f"valid_idx: expected a list of item indices, got {valid_idx!r}")
-        valid_idx = list(valid_idx)
-        if not all(isinstance(i, int | np.integer) and not isinstance(i, bool) for i in valid_idx):
-            raise TypeError(f"valid_idx: expected a list of item indices, got {valid_idx!r}")
+        valid_idx = list(valid_idx.tolist() if hasattr(valid_idx, "tolist") else valid_idx)
+        # whole numbers as floats too (np.where(df.fold == 1.0)[0].astype(float)), as fastai's
+        wrong = [
+            i for i in valid_idx
+            if isinstance(i, bool) or not isinstance(i, Real) or not float(i).is_integer()
+        ]  # fmt: skip
+        if wrong:
+            raise TypeError(
+                f"valid_idx: expected integer item indices, got {len(wrong)} that are not: "
+                f"{short_repr(wrong)}"
+            )
         self.valid_idx = [int(i) for i in valid_idx]
 
     def __call__(self, items: Sequence[Any]) -> Splits:
