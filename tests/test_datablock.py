@@ -11,6 +11,7 @@ environment, by calling its splitters on ``list(range(n))`` (or the items shown)
 """
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -453,3 +454,18 @@ def test_training_without_a_validation_set(bears, tmp_path):
     assert len(learn.get_preds(ds_idx=0)[0]) == 10  # the training set in order
     learn.export()  # inference needs no validation set
     assert learn.predict(get_image_files(bears)[0])[0] in ("black", "grizzly")
+
+
+def test_labels_that_are_paths_are_warned_of(tmp_path):
+    """fastbook's RegexLabeller without using_attr(..., 'name') searches the whole path: every
+    label a folder path (fastai says nothing); the file name's pattern is silent."""
+    for k in range(10):
+        kind = "black" if k < 5 else "grizzly"
+        _save(tmp_path / kind / f"{kind}_{k}.jpg", k)
+    pat = r"(.+)_\d+\.jpg$"
+    with pytest.warns(UserWarning, match=r"get_y: every label holds a '/' .*using_attr"):
+        _dls(_block(get_y=RegexLabeller(pat)), tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dls = _dls(_block(get_y=using_attr(RegexLabeller(pat), "name")), tmp_path)
+    assert dls.vocab == ["black", "grizzly"]

@@ -197,6 +197,19 @@ def _indices(idx: object, n: int, which: str) -> list[int]:
     return out
 
 
+def _warn_path_labels(labels: Sequence[str | int]) -> None:
+    """Warn when every label holds a '/': a pattern searched in the whole path (fastbook's
+    RegexLabeller without using_attr(..., 'name')) gives folders as labels; fastai says
+    nothing."""
+    texts = [y for y in labels if isinstance(y, str)]
+    if texts and len(texts) == len(labels) and all("/" in y for y in texts):
+        warn_user(
+            f"get_y: every label holds a '/' (e.g. {texts[0]!r}): a pattern searched in the "
+            "whole path labels by folders; RegexLabeller on the file name is "
+            "using_attr(RegexLabeller(pat), 'name'), as fastbook's pets"
+        )
+
+
 class DataBlock:
     """fastai v2's ``DataBlock(blocks, get_items, get_x, get_y, splitter, item_tfms,
     batch_tfms)`` for (ImageBlock, CategoryBlock); see the module doc for each step, the data
@@ -336,6 +349,7 @@ class DataBlock:
         train, valid = self._split(items, seed)
         tx, ty = self._xy(items, train)
         vx, vy = self._xy(items, valid)
+        _warn_path_labels(ty)
         vocab = self.category_block.classes(ty)
         index = {v: k for k, v in enumerate(vocab)}
         untrained = [y for y in dict.fromkeys(vy) if y not in index]
