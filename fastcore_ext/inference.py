@@ -798,8 +798,8 @@ def show_results(
     ]
     if axes is None:
         fig, axes, fontsize = image_grid(len(found), figsize, titles, (2.4, 2.8), nrows, ncols)
-    else:
-        fig, fontsize = axes[0].figure, 10.0
+    else:  # the user's Axes: their figure is theirs to lay out, show or save
+        fontsize = 10.0
     for ax, img, title, actual, pred in zip(axes, images, titles, targets, preds, strict=False):
         ax.imshow(img, vmin=0, vmax=1)
         color = "black" if actual is None else "green" if actual == pred else "red"

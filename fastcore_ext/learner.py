@@ -487,8 +487,7 @@ class Learner:
     def ordered_cbs(self, event: str) -> list[Callback]:
         """The attached callbacks that define `event` (their class overrides the method),
         in the order they run (fastai v2's `ordered_cbs`)."""
-        if event not in EVENTS and event not in CANCEL_EVENTS:
-            raise ValueError(f"event should be one of {EVENTS + CANCEL_EVENTS}, got {event!r}")
+        _check_event("event", event)
         base = getattr(Callback, event)
         return [cb for cb in self.cbs if getattr(type(cb), event) is not base]
 
@@ -529,10 +528,7 @@ class Learner:
                 f"event_name should be an event's name or a list of them, got {event_name!r}"
             )
         for name in names:
-            if name not in EVENTS and name not in CANCEL_EVENTS:
-                raise ValueError(
-                    f"event_name should be one of {EVENTS + CANCEL_EVENTS}, got {name!r}"
-                )
+            _check_event("event_name", name)
         for name in names:
             self._event(name)
 
@@ -1615,6 +1611,12 @@ class _Destroyed:
     )
     train_ds = valid_ds = size = bs = stats = param_groups = state = property(_destroyed)
     step = zero_grad = state_dict = load_state_dict = property(_destroyed)
+
+
+def _check_event(arg: str, name: object) -> None:
+    """ValueError naming `arg` unless `name` is an event of the loop (EVENTS, CANCEL_EVENTS)."""
+    if name not in EVENTS and name not in CANCEL_EVENTS:
+        raise ValueError(f"{arg} should be one of {EVENTS + CANCEL_EVENTS}, got {name!r}")
 
 
 def _data_set(method: str, ds_type: str | None, ds_idx: int | None) -> str:

@@ -130,17 +130,25 @@ def new_figure(**kwargs: Any) -> PlotFigure:
     inline; outside a notebook, with a backend showing no window, the library's earlier
     figures are closed in pyplot first (see the module docstring). A notebook with another
     backend (``%matplotlib widget``) gets a figure pyplot does not hold."""
-    notebook = in_notebook()
-    if notebook and _backend() not in _INLINE:
+    notebook, backend = in_notebook(), _backend()
+    if notebook and backend not in _INLINE:
         return PlotFigure(**kwargs)
     import matplotlib.pyplot as plt
 
-    if not notebook and _backend() in _NO_WINDOWS:
+    if not notebook and backend in _NO_WINDOWS:
         for fig in list(_in_pyplot):
-            plt.close(fig)
+            _close_in_pyplot(fig)
     fig = plt.figure(FigureClass=PlotFigure, **kwargs)
     _in_pyplot.add(fig)
     return fig
+
+
+def _close_in_pyplot(fig: Figure) -> None:
+    """Let pyplot go of `fig` when it holds it as a library figure (it stays a Figure)."""
+    if fig in _in_pyplot:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
 
 
 def _pyplot_shows_it(fig: Figure) -> bool:
@@ -462,15 +470,10 @@ def finish(fig: Figure, name: str, replaces: Figure | None = None) -> Figure:
     if in_notebook():
         if is_main_process() and not _pyplot_shows_it(fig):
             show_inline(fig)
-            if fig in _in_pyplot:  # shown: pyplot would show it again in a later cell
-                import matplotlib.pyplot as plt
-
-                plt.close(fig)
+            _close_in_pyplot(fig)  # shown: pyplot would show it again in a later cell
         return fig
-    if replaces is not None and replaces in _in_pyplot:  # superseded: not for plt.show()
-        import matplotlib.pyplot as plt
-
-        plt.close(replaces)
+    if replaces is not None:  # superseded: not for plt.show()
+        _close_in_pyplot(replaces)
     folder = plot_dir()
     if not _autosave or folder is None or not is_main_process():
         return fig

@@ -959,8 +959,8 @@ class DeviceDataLoader:
             rows, cols = axes[0].get_subplotspec().get_gridspec().get_geometry()
             width, height = fig.get_size_inches()
             fontsize = min(10.0, max(6.0, 5.0 * min(width / cols, height / rows)))  # by cell
-        else:
-            fig, fontsize = axes[0].figure, 10.0
+        else:  # the user's Axes: their figure is theirs to lay out, show or save
+            fontsize = 10.0
         for ax, image, title in zip(axes, images, titles, strict=False):
             ax.imshow(image)
             ax.set_title(title, fontsize=fontsize)
