@@ -300,7 +300,7 @@ def get_preds(
         raw, targ, loss, inp = map(all_gather_cat, (raw, targ, loss, inp))
         order = None if order is None else all_gather_cat(order)
     if raw is None:
-        raise ValueError(_no_batch(source, dl))
+        raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
     if act is None:
         act = getattr(learn.loss_func, "activation", None)
     if act is None:
@@ -344,6 +344,7 @@ def validate(
     processes over every process's part), the user's callbacks getting the pass's events
     (`PassEvents`), without a change to the recorder. ds_type and dl as in `get_preds`.
     Returns [loss, *metrics] as floats."""
+    own_loader = dl is None
     dl, source = _pass_dl(learn, ds_type, dl)
     loss_sum: torch.Tensor | None = None
     n = 0
@@ -377,7 +378,7 @@ def validate(
     if getattr(dl, "world_size", 1) > 1:
         loss_sum, n, preds, targ = reduce_validation(loss_sum, n, preds, targ)
     if n == 0 or loss_sum is None:
-        raise ValueError(_no_batch(source, dl))
+        raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
     return [float(loss_sum / n)] + [metric_value(m, preds, targ) for m in learn.metrics]
 
 
@@ -703,12 +704,12 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
     return (pixels, *result)
 
 
-def _no_batch(source: str, dl: Any) -> str:
-    """The error of a pass over `source` that met no batch: an empty validation set says what
-    it is (data without validation items: valid_pct=0, or a splitter that put every item in
-    training)."""
+def _no_batch(source: str, dl: Any, data_valid: bool) -> str:
+    """The error of a pass over `source` that met no batch; data_valid: the source is the
+    data's validation loader, which says so when it is empty (data without validation items:
+    valid_pct=0, or a splitter that put every item in training)."""
     ds = getattr(dl, "dataset", None)
-    if "valid" in source and ds is not None and hasattr(ds, "__len__") and len(ds) == 0:
+    if data_valid and ds is not None and hasattr(ds, "__len__") and len(ds) == 0:
         return (
             f"{source} is empty: this data has no validation set (valid_pct=0, or a splitter "
             "that put every item in training); pass dl= (e.g. dls.test_dl(files, "
@@ -770,7 +771,11 @@ def show_results(
         if dl is not None:
             raise ValueError("dl: the loader holds no item to show")
         raise ValueError(
-            _no_batch(f"show_results: data.{ds_type}_dl", getattr(data, f"{ds_type}_dl", None))
+            _no_batch(
+                f"show_results: data.{ds_type}_dl",
+                getattr(data, f"{ds_type}_dl", None),
+                ds_type == "valid",
+            )
         )
     spread = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
     spread = spread if shuffle else list(range(min(n, size)))
@@ -852,6 +857,7 @@ def _augmenting_loader(learn: Learner, ds_type: str, dl: Any, caller: str) -> An
     """The loader TTA augments: `dl`, else ds_type's data set in order (`in_order_loader`);
     an error when the learner has no such data, or when the loader cannot give the uint8
     batches the augmentation starts from."""
+    own_loader = dl is None
     if dl is None and ds_type == "test":
         dl = loader_of_test_set(learn.data)
     elif dl is None:
@@ -864,7 +870,9 @@ def _augmenting_loader(learn: Learner, ds_type: str, dl: Any, caller: str) -> An
             f"{type(dl).__name__}"
         )
     if not len(dl.dataset):
-        raise ValueError(_no_batch(f"{caller}: the {ds_type} loader", dl))
+        raise ValueError(
+            _no_batch(f"{caller}: the {ds_type} loader", dl, own_loader and ds_type == "valid")
+        )
     return dl
 
 

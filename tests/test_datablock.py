@@ -449,6 +449,8 @@ def test_training_without_a_validation_set(bears, tmp_path):
             call()
     with pytest.raises(ValueError, match=empty):
         ClassificationInterpretation.from_learner(learn)
+    with pytest.raises(ValueError, match="^dl yielded no batch$"):  # the user's own loader
+        learn.get_preds(dl=dls.valid)
     with pytest.raises(ValueError, match="this validation loader's data set is empty"):
         dls.valid.show_batch()
     assert len(learn.get_preds(ds_idx=0)[0]) == 10  # the training set in order
