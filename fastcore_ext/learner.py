@@ -646,8 +646,10 @@ class Learner:
     def _all_batches(self) -> None:
         self.n_iter = len(self.dl)
         batches = iter(self.dl)
+        met = 0
         try:
             for i, (xb, yb) in enumerate(batches):
+                met += 1
                 self.iter = i
                 self.xb, self.yb = (xb,), (yb,)
                 if self.training:
@@ -663,6 +665,8 @@ class Learner:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()
+        if self.training and not met:
+            raise RuntimeError(_no_training_batch(self.dl, self.epoch))
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision context of every forward pass: the MixedPrecision callback's
@@ -1558,6 +1562,20 @@ class Learner:
                 "the library's metric functions): set learn.metrics after load_learner"
             )
         return export_model(self.model, self.data, self.precision, self.path / fname, self.metrics)
+
+
+def _no_training_batch(dl: Any, epoch: int) -> str:
+    """The error of a training pass that met no batch (nothing trained: its loss would be
+    nan), saying why where the loader knows: every image unreadable."""
+    bad = list(getattr(dl, "bad_items", []))
+    if not bad:
+        return f"epoch {epoch}: the training loader yielded no batch; nothing was trained"
+    shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return (
+        f"epoch {epoch}: the training loader yielded no batch; nothing was trained: its "
+        f"{len(bad)} unreadable image(s) ({shown}) left no batch of at least 2 images "
+        "(verify_images(files) prints why each cannot be read)"
+    )
 
 
 class _WarmRestarts(Callback):

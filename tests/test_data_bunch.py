@@ -392,6 +392,25 @@ def test_skip_bad(root, tmp_path):
         pass
 
 
+def test_skip_bad_names_a_class_left_without_training_images(root, tmp_path):
+    """A class whose training images are all unreadable stays a class (the folders name it)
+    but is named by a warning: the model cannot learn it. skip_bad with valid_pct=0 (no
+    validation set asked for) is not taken for a validation set emptied by bad files."""
+    tree = tmp_path / "t"
+    shutil.copytree(root / "train", tree)
+    for f in (tree / "star").glob("*.jpg"):
+        f.write_text("not an image")
+    with pytest.warns(UserWarning) as rec:
+        b = _v2(tree, valid_pct=0.2, skip_bad=True)
+    said = [str(w.message) for w in rec]
+    assert any("skip_bad: dropped 5" in m for m in said)
+    assert any("1 class(es) have no readable training image left" in m for m in said)
+    assert "star" in b.classes and b.c == 12
+    with pytest.warns(UserWarning) as rec:
+        b = _v2(tree, valid_pct=0, skip_bad=True)
+    assert len(b.valid_ds) == 0 and len(b.train_ds) == 55
+
+
 def test_skip_bad_names_a_few_of_many(root, tmp_path):
     tree = tmp_path / "t"
     shutil.copytree(root, tree)

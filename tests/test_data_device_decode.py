@@ -171,12 +171,13 @@ def test_read_batch_keeps_complete_jpegs_encoded(files):
 
 
 def test_read_batch_does_not_send_a_decompression_bomb_to_the_gpu(tmp_path, monkeypatch):
-    """A JPEG whose header declares more than PIL.Image.MAX_IMAGE_PIXELS is unreadable before
-    it reaches nvJPEG, as on the CPU path (here 1200 x 1000 against a limit lowered to 1 M)."""
+    """A JPEG whose header declares more than twice PIL.Image.MAX_IMAGE_PIXELS is unreadable
+    before it reaches nvJPEG, as on the CPU path (here 1200 x 1000 against a limit lowered to
+    500,000)."""
     big, small = tmp_path / "big.jpg", tmp_path / "small.jpg"
     Image.fromarray(np.zeros((1000, 1200, 3), np.uint8)).save(big)
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(small)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500_000)
     batch = dd.read_batch([big, small], [0, 1], P, "crop")
     assert batch.bad == [0] and batch.jpeg_idx == [1]
 

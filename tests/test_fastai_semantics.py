@@ -105,6 +105,26 @@ def test_get_preds_says_when_unreadable_images_have_no_row(tmp_path):
     assert len(interp.idxs) == n - 3
 
 
+def test_a_training_set_of_unreadable_images_is_an_error_not_a_nan_epoch(tmp_path):
+    """Every training image unreadable: the pass yields no batch; the fit says so, naming
+    the files, where it printed an epoch of nan (fastai fails at the first file)."""
+    folder = demo_dataset(tmp_path / "demo", n_per_class=2, size=32)
+    bad = break_images(sorted((folder / "train").rglob("*.jpg"))[:3])
+    for f in sorted((folder / "train").rglob("*.jpg"))[3:]:
+        f.write_text("not an image")
+    data = ImageDataBunch.from_folder(folder, size=16, bs=4, num_workers=0, seed=2)
+    learn = make_learner(data=data, model=nn.Sequential(nn.Flatten(), nn.Linear(768, data.c)),
+                         splitter=lambda m: [m])  # fmt: skip
+    learn.progress.stream = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader's warning naming the files
+        with pytest.raises(
+            RuntimeError, match=r"epoch 0: the training loader yielded no batch"
+        ) as e:
+            learn.fit(1)
+    assert "unreadable image(s)" in str(e.value) and str(bad[0]) in str(e.value)
+
+
 def test_a_callback_whose_init_skips_super_init_can_be_added():
     class Shadow(Callback):
         def __init__(self, every: int) -> None:  # fastai allows this: learn is a class attribute

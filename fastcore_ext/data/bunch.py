@@ -579,9 +579,17 @@ def _drop_bad(split: ItemSplit, num_workers: int | None) -> tuple[ItemSplit, lis
 
     ti, tl = keep(split.train_items, split.train_labels)
     vi, vl = keep(split.valid_items, split.valid_labels)
-    if not ti or not vi:
+    if not ti or (split.valid_items and not vi):
         raise ValueError(
             f"skip_bad: no readable images left in the {'training' if not ti else 'validation'} set"
+        )
+    lost = [c for k, c in enumerate(split.classes) if k in split.train_labels and k not in tl]
+    if lost:
+        warn_user(
+            f"skip_bad: {len(lost)} class(es) have no readable training image left, so the "
+            f"model cannot learn them: {', '.join(map(repr, lost[:10]))}"
+            f"{' ...' if len(lost) > 10 else ''}. They stay classes (the data's classes "
+            "are what the folders and labels name); replace their images or leave them out"
         )
     return ItemSplit(ti, tl, vi, vl, split.classes), sorted(bad)
 

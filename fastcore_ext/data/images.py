@@ -68,6 +68,7 @@ except Exception as e:  # ImportError, or OSError / RuntimeError from its native
 
 __all__ = [
     "BadImageError",
+    "ImageTooLargeError",
     "DecodedBatch",
     "check_image_size",
     "file_image_size",
@@ -121,6 +122,12 @@ ImageSource = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 class BadImageError(ValueError):
     """An image that cannot be decoded. The message names the file."""
+
+
+class ImageTooLargeError(BadImageError):
+    """An image refused before decoding for the pixels its header declares (more than twice
+    ``PIL.Image.MAX_IMAGE_PIXELS``): the file may well be a good photo, so
+    ``verify_images(delete=True)`` keeps it."""
 
 
 def image_decoder() -> str:
@@ -280,7 +287,7 @@ def image_size(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[int, i
         with Image.open(io.BytesIO(data)) as img:
             return img.size
     except Image.DecompressionBombError as e:
-        raise BadImageError(
+        raise ImageTooLargeError(
             f"{path}: refused before decoding ({e}); raise PIL.Image.MAX_IMAGE_PIXELS (or set "
             "it to None) to read it"
         ) from e
@@ -309,23 +316,35 @@ def file_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
 
 
 def check_image_size(data: bytes, path: str | os.PathLike) -> None:
-    """Refuse, before decoding, an image whose header declares more pixels than Pillow's
-    ``PIL.Image.MAX_IMAGE_PIXELS`` (read at each call; None: no limit): a decompression bomb
-    (a 10 MB PNG can declare 60000 x 60000 pixels, 10.8 GB decoded). Pillow, which fastai
-    decodes with, warns above that limit and refuses twice it; here it is refused
-    (BadImageError naming `path`, the size and the limit), as an unreadable image is."""
+    """Check, before decoding, the pixels an image's header declares against Pillow's
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (read at each call; None: no limit) as Pillow does: above
+    the limit a DecompressionBombWarning naming `path`, and the image is decoded; above twice
+    the limit it is refused (`ImageTooLargeError`, naming `path`, the size and the limit), as
+    an unreadable image is, instead of allocating gigabytes for a decompression bomb (a 10 MB
+    PNG can declare 60000 x 60000 pixels, 10.8 GB decoded)."""
     limit = Image.MAX_IMAGE_PIXELS
     if limit is None:
         return
     size = image_size(data, path)
-    if size is not None and size[0] * size[1] > limit:
-        w, h = size
-        raise BadImageError(
+    if size is None or size[0] * size[1] <= limit:
+        return
+    w, h = size
+    if w * h <= 2 * limit:
+        warnings.warn(
             f"{path}: its header declares {w} x {h} = {w * h:,} pixels, more than "
-            f"PIL.Image.MAX_IMAGE_PIXELS ({limit:,}), the limit against decompression bombs; "
-            "it was not decoded. To read it, raise the limit (PIL.Image.MAX_IMAGE_PIXELS = "
-            f"{w * h}, or None for none) before building the data or predicting"
+            f"PIL.Image.MAX_IMAGE_PIXELS ({limit:,}); decoded, as Pillow does up to twice "
+            "the limit",
+            Image.DecompressionBombWarning,
+            stacklevel=2,
         )
+        return
+    raise ImageTooLargeError(
+        f"{path}: its header declares {w} x {h} = {w * h:,} pixels, more than twice "
+        f"PIL.Image.MAX_IMAGE_PIXELS ({limit:,}), the limit against decompression bombs "
+        "(Pillow refuses it too); it was not decoded. To read it, raise the limit "
+        f"(PIL.Image.MAX_IMAGE_PIXELS = {w * h}, or None for none) before building the data or "
+        "predicting"
+    )
 
 
 # A JPEG file whose short side holds at least twice `JPEG_REDUCING_GAP` times the presize is
@@ -688,17 +707,21 @@ def load_image(item: ImageSource, size: int, method: str = "crop") -> torch.Tens
     return _centre_window(load_whole(item, size, method), size)
 
 
-def _bad_or_none(path: Path) -> tuple[Path, str] | None:
+def _bad_or_none(path: Path) -> tuple[Path, str, bool] | None:
+    """None for an image that decodes; else (path, the error, whether the file is broken:
+    False for one refused only for the size its header declares)."""
     try:
-        _decode_file(path)
+        with warnings.catch_warnings():  # decoded: not what verify_images reports
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            _decode_file(path)
     except BadImageError as e:
-        return path, str(e)
+        return path, str(e), not isinstance(e, ImageTooLargeError)
     return None
 
 
 def _find_bad(
     files: Iterable[str | os.PathLike], num_workers: int | None
-) -> list[tuple[Path, str]]:
+) -> list[tuple[Path, str, bool]]:
     paths = [Path(f) for f in files]
     workers = num_workers if num_workers else max(1, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -710,7 +733,7 @@ def find_bad_images(
     files: Iterable[str | os.PathLike], num_workers: int | None = None
 ) -> list[Path]:
     """Files among `files` that cannot be decoded (a full decode of each, in threads)."""
-    return [p for p, _ in _find_bad(files, num_workers)]
+    return [p for p, _, _ in _find_bad(files, num_workers)]
 
 
 def verify_images(
@@ -726,7 +749,9 @@ def verify_images(
 
     Each file is decoded completely (a truncated JPEG is caught, unlike with a header check),
     in `max_workers` threads. Like fastai v1 it prints the error of each unreadable file and,
-    with `delete=True`, removes it. With `max_size` (lesson 2's `max_size=500`), every readable
+    with `delete=True`, removes it; not a file refused only for the size its header declares
+    (more than twice ``PIL.Image.MAX_IMAGE_PIXELS``: `check_image_size`), which is listed and
+    kept. With `max_size` (lesson 2's `max_size=500`), every readable
     image whose longer side exceeds it is resized (aspect kept, EXIF orientation applied,
     bilinear) and written in its own format to ``<its folder>/<dest>/<its name>``: by default
     over itself, through a temporary file renamed into place, so an interruption leaves the
@@ -754,16 +779,18 @@ def verify_images(
     else:
         files = [Path(f) for f in path]
     bad = sorted(_find_bad(files, max_workers))
-    for p, err in bad:
+    for p, err, broken in bad:
+        if delete and not broken:
+            err += " (kept: the file may be a good photo, refused only for its size)"
         print(err)
-        if delete:
+        if delete and broken:
             p.unlink(missing_ok=True)
     if max_size is not None:
-        unreadable = {p for p, _ in bad}
+        unreadable = {p for p, _, _ in bad}
         readable = [f for f in files if f not in unreadable]
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             list(pool.map(lambda f: _shrink(f, max_size, Path(dest)), readable))
-    return L(p for p, _ in bad)
+    return L(p for p, _, _ in bad)
 
 
 def _shrink(path: Path, max_size: int, dest: Path) -> None:

@@ -741,8 +741,9 @@ class DeviceDataLoader:
         warn_user(
             f"epoch {epoch}: skipped {len(names)} unreadable image(s) of the "
             f"{'training' if self.train else 'validation'} set: {shown}.{whole} Later passes "
-            "skip them without a warning (bad_items lists them). Drop them with skip_bad=True "
-            "when building the data, or delete them with verify_images(path, delete=True)"
+            "skip them without a warning (bad_items lists them; verify_images(bad_items) prints "
+            "why each cannot be read). Drop them with skip_bad=True when building the data, or "
+            "delete the broken ones with verify_images(path, delete=True)"
         )
 
     def uint8_batches(
