@@ -608,3 +608,55 @@ def test_number_labels_are_classes_in_numeric_order(tmp_path):
     assert items_from_table(tmp_path, names, labels).classes == in_order
     (tmp_path / "mixed.csv").write_text("name,label\n0.png,3\n1.png,cat\n")
     assert read_labels_csv(tmp_path / "mixed.csv")[1] == ["3", "cat"]
+
+
+def test_a_table_names_files_under_its_path_only_and_says_why_one_is_missing(tmp_path, monkeypatch):
+    """from_df / from_csv names are path/folder/name, as fastai's, whatever the working
+    folder (a name missing there was taken from the working folder); the error names fn_col
+    and, when the names repeat path's last folder, says so."""
+    for i in range(4):
+        _img(tmp_path / "flat" / f"x{i}.png")
+    monkeypatch.chdir(tmp_path)
+    names = [f"flat/x{i}.png" for i in range(4)]
+    with pytest.raises(MissingPathError) as e:
+        items_from_table(tmp_path / "flat", names, ["a", "b"] * 2)
+    msg = str(e.value)
+    assert msg.startswith("fn_col: 4 of 4 files do not exist")
+    assert "the names start with 'flat/', the folder they are taken in: pass its parent" in msg
+    assert items_from_table(tmp_path, names, ["a", "b"] * 2, valid_pct=0.5).classes == ["a", "b"]
+    # a list of names (fnames) may still be relative to the working folder, as fastai's lists
+    assert (
+        len(items_from_lists(tmp_path / "flat", names, ["a", "b"] * 2, valid_pct=0.5).train_items)
+        == 2
+    )
+
+
+def test_a_name_in_another_unicode_normalization_is_pointed_at(tmp_path):
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "café_0.png")
+    _img(tmp_path / decomposed)
+    with pytest.raises(MissingPathError, match="exists under another Unicode normalization"):
+        items_from_table(tmp_path, [unicodedata.normalize("NFC", "café_0.png")], ["a"])
+
+
+def test_a_tilde_folder_says_it_is_not_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _img(tmp_path / "pics" / "a" / "x.png")
+    with pytest.raises(MissingPathError, match=r"'~' is not expanded in a path: Path\('~/pics'\)"):
+        get_image_files("~/pics")
+    with pytest.raises(MissingPathError, match="'~' is not expanded"):
+        items_from_folder("~/pics", valid_pct=0.5)
+
+
+def test_files_named_by_several_rows_are_warned_of(tmp_path):
+    """A DataFrame concatenated with itself: the same image in training and validation (and
+    with conflicting labels, two classes at once); fastai says nothing."""
+    files = [_img(tmp_path / f"{i}.png") for i in range(6)]
+    with pytest.warns(UserWarning, match=r"fn_col: 6 file\(s\) are named more than once"):
+        items_from_table(tmp_path, [f.name for f in files] * 2, ["a", "b"] * 6)
+    with pytest.warns(UserWarning, match=r"fnames: 1 file\(s\) are named more than once"):
+        items_from_lists(tmp_path, files + files[:1], ["a", "b"] * 3 + ["a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        items_from_lists(tmp_path, files, ["a", "b"] * 3)

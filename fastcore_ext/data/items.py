@@ -18,6 +18,8 @@ import io
 import math
 import os
 import re
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -99,6 +101,43 @@ def check_path(path: object, arg: str = "path") -> Path:
     return Path(path)
 
 
+def _missing_folder(root: Path, arg: str = "path") -> str:
+    """The error for a folder `arg` that does not exist, with the hint a user needs when the
+    name starts with '~' (Python's paths do not expand it; fastai's get_image_files then
+    finds no file)."""
+    msg = f"{arg}: expected an existing folder, got {str(root)!r}"
+    if str(root).startswith("~") and root.expanduser().is_dir():
+        msg += f" ('~' is not expanded in a path: Path({str(root)!r}).expanduser() is one)"
+    return msg
+
+
+def _missing_hint(missing: Sequence[Path], root: Path | None) -> str:
+    """Why files named relative to `root` may be missing, where it can be told: the names
+    repeat root's last folder ('pets/pets/x.jpg': the names already hold it), or a file of
+    that name exists in another Unicode normalization (macOS writes names decomposed)."""
+    if not missing:
+        return ""
+    first = missing[0]
+    if root is not None and root.name and first.is_relative_to(root):
+        rel = first.relative_to(root)
+        if rel.parts[:1] == (root.name,) and (root.parent / rel).is_file():
+            return (
+                f"; the names start with {root.name + '/'!r}, the folder they are taken in: "
+                f"pass its parent ({str(root.parent)!r}) as the path, or drop that prefix"
+            )
+    parent = first.parent
+    if parent.is_dir():
+        want = unicodedata.normalize("NFC", first.name)
+        for f in os.listdir(parent):
+            if f != first.name and unicodedata.normalize("NFC", f) == want:
+                return (
+                    f"; {f!r} exists under another Unicode normalization of the same name "
+                    "(macOS writes names decomposed): normalize the names, e.g. "
+                    "unicodedata.normalize('NFD', name)"
+                )
+    return ""
+
+
 @dataclass(frozen=True)
 class ItemSplit:
     """The items of one data set, split: paths and integer labels into `classes`."""
@@ -131,7 +170,7 @@ def get_image_files(
     'valid'])``."""
     root = check_path(path)
     if not root.is_dir():
-        raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
+        raise MissingPathError(_missing_folder(root))
     if folders is not None:
         only = [folders] if isinstance(folders, str) else list(folders)
         if not all(isinstance(f, str) for f in only):
@@ -323,22 +362,33 @@ def check_fnames(fnames: object) -> list[str | os.PathLike]:
     return names
 
 
-def _resolve_fnames(path: str | Path, fnames: Iterable[str | Path]) -> list[Path]:
+def _resolve_fnames(
+    path: str | Path, fnames: Iterable[str | Path], arg: str = "fnames"
+) -> list[Path]:
+    """The files `fnames` names, relative to `path`. A list's names (arg 'fnames') may also be
+    relative to the working folder, where only that file exists (`_resolve_name`); a table's
+    (arg 'fn_col') are always under `path`, as fastai's from_df / from_csv take them."""
     root = check_path(path)
-    items = [_resolve_name(root, Path(f)) for f in check_fnames(fnames)]
+    names = check_fnames(fnames)
+    if arg == "fnames":
+        items = [_resolve_name(root, Path(f)) for f in names]
+    else:
+        items = [Path(f) if Path(f).is_absolute() else root / f for f in names]
     if not items:
-        raise ValueError("fnames: expected at least one file, got an empty list")
-    check_files_exist(items, "fnames")
+        raise ValueError(f"{arg}: expected at least one file, got an empty list")
+    check_files_exist(items, arg, root)
     return items
 
 
-def check_files_exist(items: Sequence[Path], arg: str) -> None:
-    """A MissingPathError naming `arg` and a few of `items` that are not files, if any."""
+def check_files_exist(items: Sequence[Path], arg: str, root: Path | None = None) -> None:
+    """A MissingPathError naming `arg` and a few of `items` that are not files, if any (with
+    a hint when the names repeat `root`'s last folder, or differ from the files' only in
+    Unicode normalization)."""
     missing = [p for p in items if not p.is_file()]
     if missing:
         raise MissingPathError(
             f"{arg}: {len(missing)} of {len(items)} files do not exist (e.g. "
-            f"{shown_names(missing, 3)})"
+            f"{shown_names(missing, 3)}){_missing_hint(missing, root)}"
         )
 
 
@@ -454,7 +504,7 @@ def items_from_folder(
     """
     root = check_path(path)
     if not root.is_dir():
-        raise MissingPathError(f"path: expected an existing folder, got {str(root)!r}")
+        raise MissingPathError(_missing_folder(root))
     if valid_pct is not None:
         _check_valid_pct(valid_pct)
         files = get_image_files(root)
@@ -675,7 +725,8 @@ def _items_with_labels(
     valid: Sequence[bool] | None = None,
 ) -> ItemSplit:
     labs = _label_list(labels, arg)
-    items = _resolve_fnames(path, fnames)
+    items = _resolve_fnames(path, fnames, "fnames" if arg == "labels" else "fn_col")
+    _warn_repeated(items, "fnames" if arg == "labels" else "fn_col")
     if len(labs) != len(items):
         raise ValueError(f"{arg}: expected {len(items)} labels (one per file), got {len(labs)}")
     if valid is not None and len(valid) != len(items):
@@ -683,6 +734,21 @@ def _items_with_labels(
     texts = [_label_text(y, p, arg) for y, p in zip(labs, items, strict=True)]
     numeric = all(map(_is_number, labs))
     return _labelled(items, texts, valid_pct, seed, rule, numeric, valid)
+
+
+def _warn_repeated(items: Sequence[Path], arg: str) -> None:
+    """A warning naming files that more than one row names: each row is an item, so the same
+    image can land in training and in validation (a leak that flatters the validation
+    error), or carry two labels; fastai says nothing."""
+    counts = Counter(items)
+    repeated = [p for p, n in counts.items() if n > 1]
+    if repeated:
+        warn_user(
+            f"{arg}: {len(repeated)} file(s) are named more than once ({shown_names(repeated, 3)}"
+            "): each row is an item of its own, so one image can be in both the training and "
+            "the validation set, or carry two labels. Drop the repeated rows (e.g. "
+            "df.drop_duplicates(fn_col)) unless that is meant"
+        )
 
 
 def items_from_lists(
