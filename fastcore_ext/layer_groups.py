@@ -351,6 +351,7 @@ def make_optimizer(
             f"two per layer group), got {len(opt.param_groups)}"
         )
     _write_wd(opt, group_map, wd)
+    opt.group_layers, opt.group_decays = group_map.layer, group_map.decay
     return opt, group_map
 
 

@@ -328,7 +328,7 @@ class Learner:
         self._start_epoch = 0
         self.iter = 0
         self.n_iter = 0
-        self.train_iter = 0  # training batches started in the current fit
+        self.train_iter = 0  # training batches done in the current fit (fastai's)
         # fastai's pct_train: the share of the fit's training batches done (a batch counts
         # from its after_batch on, as fastai's TrainEvalCallback counts it)
         self.pct_train = 0.0
@@ -343,7 +343,8 @@ class Learner:
         self.yb: tuple[torch.Tensor, ...] | None = None
         self.pred: torch.Tensor | None = None
         self.loss_grad: torch.Tensor | None = None
-        self.loss: torch.Tensor | None = None
+        # fastai's: 0 before the first batch, then the last batch's loss (kept after a fit)
+        self.loss: torch.Tensor = torch.tensor(0.0)
         self._one_cycle_fit = False  # a fit_one_cycle is running: the optimizer's schedule
         self._sched_step = 0  # host mirror of the optimizer's schedule step counter
         self.epochs_done = 0  # epochs finished by the last fit (or the loaded checkpoint)
@@ -511,8 +512,9 @@ class Learner:
 
     def _event(self, name: str) -> None:
         self.event = name
-        if name == "after_batch" and self.training:
+        if name == "after_batch" and self.training:  # fastai's TrainEvalCallback.after_batch
             self.pct_train += 1 / (self.n_iter * self.n_epoch)
+            self.train_iter += 1
         if name in _PASS_STARTS:  # a callback attached to several learners serves this one
             for cb in self.cbs:
                 cb.learn = self
@@ -652,9 +654,9 @@ class Learner:
                 met += 1
                 self.iter = i
                 self.xb, self.yb = (xb,), (yb,)
-                if self.training:
-                    self.train_iter += 1
                 scheduled = self._sched_step
+                if self.training and self._one_cycle_fit:  # opt.hypers: this batch's values
+                    self.opt.hypers_step = scheduled
                 self._with_events(self._do_one_batch, "batch", CancelBatchException)
                 if self.training and self._one_cycle_fit and self._sched_step == scheduled:
                     # no step this batch (GradientAccumulation, a cancelled step): the
@@ -685,7 +687,7 @@ class Learner:
         with self.autocast():
             self.pred = model(xb)
             self._event("after_pred")
-            first = self.training and self.train_iter == 1  # a fit's first batch
+            first = self.training and self.train_iter == 0  # a fit's first batch
             if first:
                 _check_outputs(self.pred, self.data, self.loss_func)
                 _check_elementwise_loss(self.pred, self.yb, self.loss_func)
@@ -1411,8 +1413,9 @@ class Learner:
             raise RuntimeError(_DESTROYED)
 
     def _forget_batch(self) -> None:
-        """Drop the loop's references to the last loader, batch, prediction and loss."""
-        self.dl = self.xb = self.yb = self.pred = self.loss_grad = self.loss = None
+        """Drop the loop's references to the last loader, batch, prediction and loss graph
+        (`loss`, a detached number, stays, as fastai's)."""
+        self.dl = self.xb = self.yb = self.pred = self.loss_grad = None
 
     def _release_memory(self) -> None:
         """purge's and destroy's last step: forget the last batch, collect the garbage and,

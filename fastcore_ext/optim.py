@@ -79,6 +79,15 @@ class _OneCycleHost:
     _one_cycle: dict[str, Any] | None
     param_groups: list[dict[str, Any]]
     momentum: bool = True  # whether the schedule's moms apply (not to an SGD built without)
+    # the schedule step `hypers` reports; None: the next step's. The Learner sets it to each
+    # training batch's step, so that from before_batch to after_batch (and after the fit)
+    # hypers give the batch's own values, as fastai's ParamScheduler sets them per batch
+    hypers_step: int | None = None
+    # which layer group each param group is of, and whether it takes weight decay (the
+    # Learner's GroupMap, set by layer_groups.make_optimizer): set_hyper takes one value per
+    # layer group, and keeps weight decay off the groups without it (BatchNorm, biases)
+    group_layers: tuple[int, ...] | None = None
+    group_decays: tuple[bool, ...] | None = None
 
     def _new_schedule(
         self,
@@ -97,6 +106,7 @@ class _OneCycleHost:
         div, div_final, pct_start, moms = check_one_cycle_args(div, div_final, pct_start, moms)
         if not self.momentum:  # an SGD without momentum stays without
             moms = (0.0, 0.0, 0.0)
+        self.hypers_step = None
         self._one_cycle = {
             "total_steps": total_steps,
             "lr_max": self._lr_max_list(lr_max),
@@ -146,14 +156,15 @@ class _OneCycleHost:
     @property
     def hypers(self) -> list[dict[str, float]]:
         """fastai's ``opt.hypers``: per param group, its hyper-parameters by fastai's names
-        (lr, mom, and those the optimizer has of sqr_mom, eps, wd) as its next step uses
-        them: with a one-cycle schedule set, lr and mom at the schedule's position (reading
-        a fused optimizer's position waits for the device; after a fit_one_cycle, the
-        schedule's end: `learn.current_hypers()` gives its last batch's, fastai's opt.hypers
-        then)."""
+        (lr, mom, and those the optimizer has of sqr_mom, eps, wd). With a one-cycle schedule
+        set, lr and mom at step `hypers_step`: during a fit's training batch that batch's
+        (also after its step, in after_step / after_batch), after the fit its last batch's,
+        as fastai's; when no batch has set it, the schedule's position (the next step's;
+        reading a fused optimizer's position waits for the device)."""
         out = [self._named_hypers(g) for g in self.param_groups]
         if self._one_cycle is not None:
-            lrs, moms = self.hypers_at(self.schedule_step)
+            step = self.hypers_step
+            lrs, moms = self.hypers_at(self.schedule_step if step is None else step)
             for h, lr, mom in zip(out, lrs, moms, strict=True):
                 h["lr"] = lr
                 if "mom" in h:
@@ -162,10 +173,13 @@ class _OneCycleHost:
 
     def set_hyper(self, k: str, v: float | Sequence[float]) -> None:
         """fastai's ``opt.set_hyper(k, v)``: hyper-parameter `k` (fastai's name: lr, mom,
-        sqr_mom, eps, wd) of every param group to `v`, one number or one per param group.
-        While a one-cycle schedule is set (fit_one_cycle, fine_tune, fit_flat_cos, fit_sgdr)
-        it sets lr and mom at every step: changing them is a ValueError (a schedule of your
-        own runs in a plain fit)."""
+        sqr_mom, eps, wd) of every param group to `v`: one number, one per layer group (as
+        fastai's, on a Learner's optimizer: its param groups are a decayed and a non-decayed
+        one per layer group) or one per param group. Weight decay given as one number or per
+        layer group stays off the param groups without it (BatchNorm and biases, unless
+        wd_bn_bias). While a one-cycle schedule is set (fit_one_cycle, fine_tune,
+        fit_flat_cos, fit_sgdr) it sets lr and mom at every step: changing them is a
+        ValueError (a schedule of your own runs in a plain fit)."""
         names = sorted(self._named_hypers(self.param_groups[0])) if self.param_groups else []
         if k not in names:
             raise ValueError(f"set_hyper: k should be one of {names}, got {k!r}")
@@ -176,12 +190,21 @@ class _OneCycleHost:
                 "opt.clear_schedule() first"
             )
         n = len(self.param_groups)
-        values = list(v) if isinstance(v, Sequence) and not isinstance(v, str) else [v] * n
+        layers, decays = self.group_layers, self.group_decays
+        n_layers = None if layers is None else layers[-1] + 1
+        given = isinstance(v, Sequence) and not isinstance(v, str)
+        values = list(v) if given else [v] * n
+        if given and len(values) == n_layers and n_layers != n:
+            values = [values[i] for i in layers]  # one per layer group
+            given = False
         if len(values) != n:
+            per_layer = "" if n_layers is None else f", one per layer group ({n_layers})"
             raise ValueError(
-                f"set_hyper: v should be one number or one per param group ({n}), got "
-                f"{len(values)} values"
+                f"set_hyper: v should be one number{per_layer} or one per param group ({n}), "
+                f"got {len(values)} values"
             )
+        if k == "wd" and not given and decays is not None:
+            values = [value if d else 0.0 for value, d in zip(values, decays, strict=True)]
         for group, value in zip(self.param_groups, values, strict=True):
             number = real_or_none(value)
             if number is None:

@@ -155,7 +155,7 @@ class InfGrads(Callback):
         self.params: list[list[torch.Tensor]] = []
 
     def after_backward(self):
-        if self.learn.train_iter - 1 in self.at:
+        if self.learn.train_iter in self.at:
             next(self.learn.model.parameters()).grad.view(-1)[0] = float("inf")
 
     def before_step(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -468,8 +469,38 @@ def test_a_callback_reads_the_learners_state_as_its_own():
         AttributeError, match="'Ported' object has no attribute 'no_such', nor has its learner"
     ):
         _ = cb.no_such
-    cb.epoch = 7  # writing sets the callback's own
+    with pytest.warns(UserWarning, match=r"Ported: you are shadowing an attribute \(epoch\)"):
+        cb.epoch = 7  # writing sets the callback's own, warned of as fastai does
     assert cb.epoch == 7 and learn.epoch != 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cb.epoch = 8  # its own now: no second warning
+        cb.counted = 1  # not the learner's
+
+
+def test_run_false_skips_a_callback_until_the_fit_ends_as_fastai():
+    """fastai's ``self.run = not hasattr(self.learn, 'lr_finder')``: the callback sat out
+    nothing (a CancelBatchException of it then cancelled every batch of a real fit)."""
+
+    class SkipInLrFind(Callback):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def before_fit(self):
+            self.run = not hasattr(self.learn, "lr_finder")
+
+        def after_batch(self):
+            self.n += 1
+
+    learn = make_learner()
+    learn.progress.stream = io.StringIO()
+    cb = SkipInLrFind()
+    learn.add_cb(cb)
+    learn.lr_find(num_it=5, show_plot=False)
+    assert cb.n == 0 and cb.run  # skipped, and run again at the end
+    learn.fit(1)
+    assert cb.n == len(learn.data.train_dl) + len(learn.data.valid_dl)
 
 
 def test_a_callback_class_is_instantiated_as_fastai_does():

@@ -138,3 +138,54 @@ def test_a_callback_whose_init_skips_super_init_can_be_added():
     learn.progress.stream = io.StringIO()
     learn.fit(1)
     assert cb.seen == len(learn.data.train_dl) + len(learn.data.valid_dl)
+
+
+def test_the_loop_state_reads_as_fastai_s_during_a_one_cycle_fit():
+    """opt.hypers inside a batch are the batch's own (after its step too, as fastai's
+    ParamScheduler sets them in before_batch; ours showed the next step's), after the fit the
+    last batch's; train_iter is the batch's 0-based index until its after_batch counts it (it
+    was one ahead); learn.loss is 0 before the first batch (it was None)."""
+
+    class Log(Callback):
+        order = 99
+
+        def __init__(self):
+            super().__init__()
+            self.before, self.after, self.iters, self.first_loss = [], [], [], None
+
+        def before_batch(self):
+            if self.first_loss is None:
+                self.first_loss = float(self.learn.loss)
+            if self.training:
+                self.before.append(self.opt.hypers[-1]["lr"])
+                self.iters.append(self.learn.train_iter)
+
+        def after_batch(self):
+            if self.training:
+                self.after.append(self.opt.hypers[-1]["lr"])
+
+    learn = make_learner()
+    log = Log()
+    learn.fit_one_cycle(2, 1e-2, cbs=log)
+    lrs = [g[-1] for g in learn.recorder.group_lrs]
+    assert log.before == pytest.approx(lrs, rel=1e-6) and log.after == log.before
+    assert log.iters == list(range(len(lrs))) and learn.train_iter == len(lrs)
+    assert learn.opt.hypers[-1]["lr"] == pytest.approx(lrs[-1], rel=1e-6)
+    assert log.first_loss == 0.0
+
+
+def test_set_hyper_takes_one_value_per_layer_group_and_keeps_wd_off_norm_and_bias():
+    """fastai's opt.set_hyper('lr', [a, b]) on a 2-group learner (ours has a decayed and a
+    non-decayed param group per layer group: 4) was a ValueError; set_hyper('wd', x) put
+    weight decay on BatchNorm and biases."""
+    learn = make_learner()
+    opt = learn.opt
+    assert len(opt.param_groups) == 4 and opt.group_layers == (0, 0, 1, 1)
+    opt.set_hyper("lr", [1e-3, 1e-2])
+    assert [h["lr"] for h in opt.hypers] == [1e-3, 1e-3, 1e-2, 1e-2]
+    opt.set_hyper("wd", 0.1)
+    assert [h["wd"] for h in opt.hypers] == [0.1, 0.0, 0.1, 0.0]
+    opt.set_hyper("wd", [0.1, 0.2, 0.3, 0.4])  # one per param group: as given
+    assert [h["wd"] for h in opt.hypers] == [0.1, 0.2, 0.3, 0.4]
+    with pytest.raises(ValueError, match=r"one per layer group \(2\) or one per param group"):
+        opt.set_hyper("lr", [1e-3, 1e-2, 1e-1])

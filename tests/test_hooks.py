@@ -430,7 +430,7 @@ def test_activation_stats_plots_return_figures(tmp_path):
 
 
 class FailAt(Callback):
-    """Raises RuntimeError at training batch `n` (1-based) of a fit."""
+    """Raises RuntimeError at training batch `n` (0-based: fastai's train_iter) of a fit."""
 
     def __init__(self, n):
         super().__init__()
@@ -446,7 +446,7 @@ def test_hooks_are_removed_after_a_fit_that_raises(every):
     learn = make_learner()
     stats = ActivationStats(every=every)
     with pytest.raises(RuntimeError, match="boom"):
-        learn.fit(1, cbs=[stats, FailAt(3)])
+        learn.fit(1, cbs=[stats, FailAt(2)])
     assert stats.hooks is None and no_hooks(learn.model)
     assert len(stats.stats) == (2 if every is None else 1)  # batches 1, 2 (every 2: 1)
     learn.fit(1, cbs=stats)  # the next fit works and starts anew
@@ -455,7 +455,7 @@ def test_hooks_are_removed_after_a_fit_that_raises(every):
 
 
 class CancelAt(Callback):
-    """Cancels training batch `n` (1-based) of a fit in its before_batch, before any other
+    """Cancels training batch `n` (0-based) of a fit in its before_batch, before any other
     callback's."""
 
     order = -100
@@ -473,7 +473,7 @@ class CancelAt(Callback):
 def test_a_batch_cancelled_before_its_forward_pass_records_nothing(every):
     learn = make_learner()
     stats = ActivationStats(every=every)
-    learn.fit(1, cbs=[stats, CancelAt(2)])
+    learn.fit(1, cbs=[stats, CancelAt(1)])
     assert len(stats.stats) == N_BATCHES - 1
     assert len({b[0]["mean"] for b in stats.stats}) == N_BATCHES - 1  # no batch twice
     assert no_hooks(learn.model)

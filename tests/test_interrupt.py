@@ -129,7 +129,7 @@ def test_ctrl_c_during_lr_find_reports_its_iterations_and_the_put_back_learner(c
 def test_other_error_during_lr_find_is_noted_not_printed(capsys):
     learn = trained_learner()
     before = state_of(learn)
-    fail = raising_at("before_step", 0, RuntimeError, train_iter=4)
+    fail = raising_at("before_step", 0, RuntimeError, train_iter=3)  # its 4th batch
     learn.add_cb(fail)
     capsys.readouterr()
     with pytest.raises(RuntimeError) as excinfo:

@@ -462,7 +462,7 @@ class ScriptedLoss(Callback):
 
     def after_loss(self):
         if self.learn.training:
-            self.learn.loss = torch.tensor(self.losses[self.learn.train_iter - 1])
+            self.learn.loss = torch.tensor(self.losses[self.learn.train_iter])
 
 
 @pytest.mark.parametrize(

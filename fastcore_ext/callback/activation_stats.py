@@ -144,14 +144,14 @@ class ActivationStats(Callback):
         if self.every is None:
             self._register()
 
-    def _recorded(self) -> bool:
-        """The current batch is recorded: a training batch, and with `every` one of batches
-        0, every, 2 * every... of the fit (learn.train_iter counts from 1)."""
-        learn = self.learn
-        return learn.training and (self.every is None or (learn.train_iter - 1) % self.every == 0)
+    def _recorded(self, batch: int) -> bool:
+        """Training batch `batch` of the fit is recorded: with `every`, batches 0, every,
+        2 * every... (learn.train_iter is the batch's index until after_batch, which
+        counts it, as fastai's)."""
+        return self.learn.training and (self.every is None or batch % self.every == 0)
 
     def before_batch(self) -> None:
-        if self._off or not self._recorded():
+        if self._off or not self._recorded(self.learn.train_iter):
             return
         if self.every is not None:
             self._register()
@@ -159,7 +159,7 @@ class ActivationStats(Callback):
 
     def after_batch(self) -> None:
         # no hooks: the batch was cancelled in an earlier callback's before_batch (every)
-        if self._off or not self._recorded() or self.hooks is None:
+        if self._off or not self._recorded(self.learn.train_iter - 1) or self.hooks is None:
             return
         stored = self.hooks.stored
         if any(s is not None for s in stored):  # else no forward pass ran: a cancelled batch

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fastcore_ext.ranks import is_main_process
+from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
@@ -123,10 +124,13 @@ class Callback:
     `self.learn` (`self.learn.model`, `self.learn.loss`, `self.learn.opt`, ...), which the
     learner sets when the callback is added. Callbacks run in increasing `order` (ties keep
     the order they were added in). `run_train` / `run_valid` False skip the callback during
-    the training / validation phase of an epoch.
+    the training / validation phase of an epoch; `run` False (fastai's ``self.run = not
+    hasattr(self.learn, 'lr_finder')`` in before_fit) skips it for every event until the end
+    of the fit, after which it is True again.
     """
 
     order: int = 0
+    run: bool = True
     run_train: bool = True
     run_valid: bool = True
     learn: Learner | None = None  # also for a subclass whose __init__ skips super().__init__()
@@ -148,10 +152,29 @@ class Callback:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(order={self.order})"
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Set the callback's attribute; a new one that the learner has too (``self.pred =
+        ...`` in after_pred: the learner's pred is unchanged) is warned of, as fastai warns:
+        ``self.learn.pred = ...`` changes the learner's."""
+        learn = self.__dict__.get("learn")
+        if (
+            learn is not None
+            and name not in self.__dict__
+            and not hasattr(type(self), name)
+            and not name.startswith("_")
+            and hasattr(learn, name)
+        ):
+            warn_user(
+                f"{type(self).__name__}: you are shadowing an attribute ({name}) that exists "
+                f"in the learner: self.{name} = ... sets the callback's own; use "
+                f"self.learn.{name} = ... to change the learner's"
+            )
+        super().__setattr__(name, value)
+
     def __getattr__(self, name: str) -> Any:
         """As fastai v2's callbacks (GetAttr), read the learner's state as the callback's own:
         `self.epoch`, `self.training`, `self.model`, `self.loss`, ... when the callback has
-        no attribute of that name (writing still sets the callback's)."""
+        no attribute of that name (writing sets the callback's: `__setattr__`)."""
         if name.startswith("_") or name == "learn":
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         learn = self.__dict__.get("learn")
@@ -265,7 +288,11 @@ def fire(cbs: Iterable[Callback], name: str, training: bool) -> None:
     `Boom` when calling event `after_batch`")."""
     inner = name in _INNER_EVENTS
     for cb in list(cbs):
-        if inner and not (cb.run_train if training else cb.run_valid):
+        if not getattr(cb, "run", True) or (
+            inner and not (cb.run_train if training else cb.run_valid)
+        ):
+            if name == "after_fit":  # fastai: run is True again at each fit's end
+                cb.run = True
             continue
         try:
             getattr(cb, name)()
@@ -274,6 +301,8 @@ def fire(cbs: Iterable[Callback], name: str, training: bool) -> None:
         except Exception as e:  # which callback and event raised it (fastai's message)
             _note_callback(e, f"in callback {type(cb).__name__}, event {name}")
             raise
+        if name == "after_fit" and not getattr(cb, "run", True):
+            cb.run = True
 
 
 _CANCELS = (

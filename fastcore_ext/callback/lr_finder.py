@@ -81,11 +81,11 @@ class LRFinder(Callback):
         self.iters_done = 0
 
     def before_batch(self) -> None:
-        i = self.learn.train_iter - 1  # train_iter counts the batch being processed
+        i = self.learn.train_iter  # the batch's index (counted at its after_batch)
         set_lrs(self.learn.opt, self.learn.group_map, [sweep[i] for sweep in self.sweeps])
 
     def after_step(self) -> None:
-        self.iters_done = self.learn.train_iter
+        self.iters_done = self.learn.train_iter + 1
 
     def after_batch(self) -> None:
         loss = self.learn.recorder.smooth_loss

@@ -73,6 +73,7 @@ class Recorder(Callback):
 
     def reset(self) -> None:
         """Forget everything recorded."""
+        self._loss_of_batch = False  # the validation batch in progress has its loss
         self.losses: list[float] = []
         self.raw_losses: list[float] = []
         self.group_lrs: list[list[float]] = []
@@ -183,6 +184,7 @@ class Recorder(Callback):
     def after_loss(self) -> None:
         learn = self.learn
         if not learn.training:
+            self._loss_of_batch = True  # after_batch counts it (not a batch cancelled before)
             return
         self._pending.append(learn.loss.detach().reshape(()))
         lrs, moms = learn.current_hypers()
@@ -198,11 +200,13 @@ class Recorder(Callback):
         self._val_loss_sum = None
         self._val_n = 0
         self._val_preds, self._val_targs = [], []
+        self._loss_of_batch = False
 
     def after_batch(self) -> None:
         learn = self.learn
-        if learn.training or learn.loss is None:
+        if learn.training or not self._loss_of_batch:
             return
+        self._loss_of_batch = False
         (yb,) = learn.yb
         bs = yb.shape[0]
         batch_sum = learn.loss.detach().float() * bs
