@@ -73,6 +73,7 @@ from fastcore_ext.exported import load_learner
 from fastcore_ext.launch import launch
 from fastcore_ext.lesson import (
     LESSON_LR,
+    PREVIOUS,
     LessonConfig,
     LessonError,
     LessonSummary,
@@ -508,7 +509,11 @@ def _train(args: argparse.Namespace) -> int:
     if summary.interrupted:
         if launch_rank() == 0:  # once in a multi-process run
             print(
-                f"Interrupted: saved {summary.saved} and {summary.out / DEFAULT_EXPORT}",
+                f"Interrupted: saved {summary.saved} and {summary.out / DEFAULT_EXPORT}. "
+                f"`{PROG} predict {summary.out} FILES` classifies with the model trained so "
+                "far; the same train command starts afresh (these files then move to "
+                f"{summary.out / PREVIOUS}/); in Python, learn.load(...) of the saved "
+                "weights with_opt=True and fit_one_cycle(..., start_epoch=N) go on",
                 file=sys.stderr,
             )
         return EXIT_INTERRUPTED

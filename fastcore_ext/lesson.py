@@ -708,7 +708,13 @@ def _train_stages(config: LessonConfig, learn: Learner, run: _Run, loggers: list
     hi = lr1 / 10
     valley = _lr_find(learn, run, config.lr_find_iters, "lr_find_stage2").valley
     lo = valley if valley < hi else hi / 10
-    why = "lr_find's valley after unfreeze up to stage 1's lr / 10"
+    if valley < hi:
+        why = "from lr_find's valley after unfreeze to stage 1's lr / 10"
+    else:
+        why = (
+            f"lr_find's valley after unfreeze, {valley:.1e}, is not below stage 1's lr / 10, "
+            "so the slice runs from a tenth of that to it"
+        )
     lr2 = slice(lo, hi)
     run.lrs["stage2"] = [lo, hi]
     print(
@@ -787,13 +793,13 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
         data, desc = build_data(config)
     print(desc)
     run.data = desc.removeprefix("data: ")
+    learn = build_learner(config, data)  # its errors (--arch, --precision) leave out as it was
     if run.writes and (previous := _keep_previous(out)) is not None:
         print(f"the earlier run's files (export, models, metrics, plots) moved to {previous}/")
     loggers = [
         CSVLogger("metrics.csv", append=True),
         JSONLinesLogger(out / "metrics.jsonl", lambda: run.stage, run.writes),
     ]
-    learn = build_learner(config, data)
     run.pretrained = any(not p.requires_grad for p in learn.model.parameters())
     confused: list[tuple[str, str, int]] = []
     try:

@@ -239,6 +239,19 @@ def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, mo
     assert (out / "previous" / "models" / "interrupted.pth").read_bytes() == b"old"
 
 
+def test_a_configuration_error_leaves_an_earlier_run_in_place(tmp_path, small_demo):
+    """--precision fp16 on the CPU is found when the learner is built: the earlier run's
+    files were moved into previous/ first, so a typo left no export.pkl to predict with."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "export.pkl").write_bytes(b"the earlier run's")
+    with pytest.raises(LessonError, match="fp16") as e:
+        run_lesson(small_config(small_demo, out, precision="fp16"))
+    assert e.value.field == "precision"
+    assert (out / "export.pkl").read_bytes() == b"the earlier run's"
+    assert not (out / "previous").exists()
+
+
 def test_a_ctrl_c_in_lr_find_keeps_stage_1s_error_rate(tmp_path, small_demo, monkeypatch):
     """A Ctrl-C in stage 2's lr_find after its first sweep epoch (a sweep epoch has no
     validation: its row is None) left the summary's error rate None after 3 epochs done."""
