@@ -34,7 +34,7 @@ from fastcore_ext.callback.core import fire
 from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
 from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
 from fastcore_ext.losses import is_class_loss
-from fastcore_ext.metrics import metric_value
+from fastcore_ext.metrics import Metric, metric_value
 from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.plots import check_ctxs, finish, grid_cells, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
@@ -178,9 +178,21 @@ class PassEvents:
             yield
             self("after_validate")
         finally:
-            if self.cbs:
+            if self.cbs:  # (learn.loss keeps the last batch's, as after a fit)
                 learn = self.learn
-                learn.dl = learn.xb = learn.yb = learn.pred = learn.loss = None
+                learn.dl = learn.xb = learn.yb = learn.pred = None
+
+
+class _BatchView:
+    """A validation batch as a fastai Metric's accumulate(learn) reads it: pred, xb / x,
+    yb / y, loss, training False; anything else the learner's."""
+
+    def __init__(self, learn: Learner, xb: Any, yb: Any, pred: Any, loss: Any) -> None:
+        self.learn, self.pred, self.loss, self.training = learn, pred, loss, False
+        self.xb, self.yb, self.x, self.y = (xb,), (yb,), xb, yb
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.learn, name)
 
 
 def _one_batch(learn: Learner, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -352,6 +364,9 @@ def validate(
     targs: list[torch.Tensor] = []
     rules = _BatchRules.of(learn, source)
     events = PassEvents(learn)
+    accumulating = [m for m in learn.metrics if isinstance(m, Metric)]
+    for m in accumulating:
+        m.reset()
     with evaluating(learn.model), _pairs(learn, dl, source) as pairs, events.running(dl):
         for i, xb, yb in pairs:
             xb, yb = events.batch(i, xb, yb)
@@ -368,6 +383,8 @@ def validate(
                 mean = learn.loss_func(out, yb).detach().float().mean()
             events.loss(mean)
             events("after_batch")
+            for m in accumulating:  # fastai's Metric classes read the batch from the learner
+                m.accumulate(_BatchView(learn, xb, yb, out, mean))
             loss = mean * yb.shape[0]
             loss_sum = loss if loss_sum is None else loss_sum + loss
             n += yb.shape[0]

@@ -11,11 +11,18 @@ function of the same column name computes (fastai wraps scikit-learn; this libra
 depend on it): Precision, Recall, F1Score, FBeta, Jaccard (of the predicted classes),
 MatthewsCorrCoef, BalancedAccuracy, CohenKappa (of the confusion matrix) and RocAuc,
 RocAucBinary (of the softmax probabilities, ties counted as scikit-learn's trapezoid does).
+
+fastai v2's metric classes for metrics of your own: `Metric` (reset / accumulate(learn) after
+each validation batch / value), `AvgMetric(func)` (func per batch, averaged over items, as
+fastai wraps a plain function), `AccumMetric(func, ...)` (predictions gathered, func on all of
+them at the end) and `skm_to_fastai(sklearn_func)`. These are computed on each process's
+batches (fastai's too); the functions above see every process's predictions.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from functools import partial
 from itertools import combinations
@@ -27,12 +34,16 @@ from fastcore_ext.checks import check_bool, int_or_none, real_or_none, short_rep
 from fastcore_ext.warn import warn_user
 
 __all__ = [
+    "AccumMetric",
+    "ActivationType",
+    "AvgMetric",
     "BalancedAccuracy",
     "CohenKappa",
     "F1Score",
     "FBeta",
     "Jaccard",
     "MatthewsCorrCoef",
+    "Metric",
     "Precision",
     "Recall",
     "RocAuc",
@@ -43,8 +54,157 @@ __all__ = [
     "error_rate",
     "metric_name",
     "metric_value",
+    "skm_to_fastai",
     "top_k_accuracy",
 ]
+
+
+class Metric:
+    """fastai v2's base class of a metric computed over a validation pass: `reset()` before
+    it, `accumulate(learn)` after each batch (``learn.pred``, ``learn.yb``, ``learn.y``,
+    ``learn.loss`` hold the batch), `value` after it (a number, or a one-element tensor);
+    `name` is the table's column (the class name in snake case). Subclass it and pass an
+    instance in ``metrics=``."""
+
+    def reset(self) -> None:
+        """Before a validation pass."""
+
+    def accumulate(self, learn: Any) -> None:
+        """After each validation batch."""
+
+    @property
+    def value(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} should define the property value")
+
+    @property
+    def name(self) -> str:
+        words = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(self).__name__)
+        return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", words).lower()
+
+
+class AvgMetric(Metric):
+    """fastai v2's AvgMetric: ``func(pred, *yb)`` of each batch, averaged weighted by the
+    batch's items (how fastai computes a plain function given as a metric; this library calls
+    a plain function once on the whole set instead: the same for a mean, not for a median)."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        if not callable(func):
+            raise TypeError(f"func should be a function f(preds, targs), got {func!r}")
+        self.func = func
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def accumulate(self, learn: Any) -> None:
+        bs = len(learn.yb[0])
+        self.total += float(self.func(learn.pred, *learn.yb)) * bs
+        self.count += bs
+
+    @property
+    def value(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    @property
+    def name(self) -> str:
+        return metric_name(self.func)
+
+
+class ActivationType:
+    """fastai's names of the activation an AccumMetric applies to the predictions."""
+
+    No = "no"
+    Sigmoid = "sigmoid"
+    Softmax = "softmax"
+    BinarySoftmax = "binary_softmax"
+
+
+class AccumMetric(Metric):
+    """fastai v2's AccumMetric: the predictions and targets of every batch gathered, then
+    ``func(preds, targs)`` once (``func(targs, preds)`` with invert_arg, scikit-learn's
+    order): `activation` ('softmax', 'sigmoid', 'binary_softmax' or 'no'), then the argmax
+    over `dim_argmax`, or ``>= thresh``; `flatten` flattens both, `to_np` passes numpy
+    arrays; other keyword arguments go to func."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        dim_argmax: int | None = None,
+        activation: str = ActivationType.No,
+        thresh: float | None = None,
+        to_np: bool = False,
+        invert_arg: bool = False,
+        flatten: bool = True,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"func should be a function f(preds, targs), got {func!r}")
+        acts = (ActivationType.No, ActivationType.Sigmoid, ActivationType.Softmax,
+                ActivationType.BinarySoftmax)  # fmt: skip
+        if activation not in acts:
+            raise ValueError(f"activation should be one of {acts}, got {activation!r}")
+        self.func, self.dim_argmax, self.activation, self.thresh = (
+            func, dim_argmax, activation, thresh
+        )  # fmt: skip
+        self.to_np, self.invert_arg, self.flatten = to_np, invert_arg, flatten
+        self.kwargs, self._name = kwargs, name
+        self.reset()
+
+    def reset(self) -> None:
+        self.preds: list[torch.Tensor] = []
+        self.targs: list[torch.Tensor] = []
+
+    def accumulate(self, learn: Any) -> None:
+        pred = learn.pred.detach().float()
+        if self.activation in (ActivationType.Softmax, ActivationType.BinarySoftmax):
+            pred = torch.softmax(pred, dim=self.dim_argmax if self.dim_argmax is not None else -1)
+            if self.activation == ActivationType.BinarySoftmax:
+                pred = pred[:, -1]
+        elif self.activation == ActivationType.Sigmoid:
+            pred = torch.sigmoid(pred)
+        elif self.dim_argmax is not None:
+            pred = pred.argmax(dim=self.dim_argmax)
+        if self.thresh is not None:
+            pred = pred >= self.thresh
+        self.preds.append(pred.cpu())
+        self.targs.append(learn.yb[0].detach().cpu())
+
+    @property
+    def value(self) -> Any:
+        if not self.preds:
+            return None
+        preds, targs = torch.cat(self.preds), torch.cat(self.targs)
+        if self.flatten:
+            preds, targs = preds.reshape(-1), targs.reshape(-1)
+        if self.to_np:
+            preds, targs = preds.numpy(), targs.numpy()
+        args = (targs, preds) if self.invert_arg else (preds, targs)
+        return self.func(*args, **self.kwargs)
+
+    @property
+    def name(self) -> str:
+        return self._name if self._name is not None else metric_name(self.func)
+
+
+def skm_to_fastai(
+    func: Callable[..., Any],
+    is_class: bool = True,
+    thresh: float | None = None,
+    axis: int = -1,
+    activation: str | None = None,
+    **kwargs: Any,
+) -> AccumMetric:
+    """fastai v2's: a scikit-learn metric function (``sklearn.metrics.f1_score``, ...) as an
+    AccumMetric: for a classification the predicted class (argmax over `axis`, or sigmoid
+    ``>= thresh``), numpy arrays, targets first; kwargs go to func."""
+    if activation is None:
+        sigmoid = is_class and thresh is not None
+        activation = ActivationType.Sigmoid if sigmoid else ActivationType.No
+    return AccumMetric(
+        func, dim_argmax=axis if is_class and thresh is None else None, activation=activation,
+        thresh=thresh, to_np=True, invert_arg=True, **kwargs,
+    )  # fmt: skip
 
 
 def _check(preds: torch.Tensor, targs: torch.Tensor, axis: int, metric: str) -> None:
@@ -574,7 +734,10 @@ _FACTORIES = (
 
 
 def metric_name(metric: Callable[..., Any]) -> str:
-    """The column name of a metric: its `__name__`, or its function's for a partial."""
+    """The column name of a metric: its `__name__`, its function's for a partial, a Metric's
+    `name`."""
+    if isinstance(metric, Metric):
+        return metric.name
     if isinstance(metric, partial):
         return metric_name(metric.func)
     name = getattr(metric, "__name__", None)
@@ -587,6 +750,13 @@ def check_metric(metric: object, n_classes: int | None = None) -> None:
     factories (Precision, RocAuc, ...) not called, a function of another signature; and a
     ValueError for a score that cannot take `n_classes` (when known) classes (Precision()'s
     average='binary' on 10 classes)."""
+    if isinstance(metric, Metric):
+        return
+    if isinstance(metric, type) and issubclass(metric, Metric):
+        raise TypeError(
+            f"metrics: {metric.__name__} is a Metric class: pass an instance, "
+            f"{metric.__name__}(...)"
+        )
     if not callable(metric):
         raise TypeError(f"metrics should be callables f(preds, targs), got {metric!r}")
     example = next((args for factory, args in _FACTORIES if factory is metric), None)
@@ -611,10 +781,15 @@ def check_metric(metric: object, n_classes: int | None = None) -> None:
         check_classes(int(n_classes))
 
 
-def metric_value(metric: Callable[..., Any], preds: torch.Tensor, targs: torch.Tensor) -> float:
-    """``float(metric(preds, targs))``, or a TypeError naming the metric when what it returned
-    is not a number (a float, or a tensor of one element)."""
-    out = metric(preds, targs)
+def metric_value(
+    metric: Callable[..., Any], preds: torch.Tensor | None, targs: torch.Tensor | None
+) -> float | None:
+    """``float(metric(preds, targs))`` (a `Metric`'s `value`: it accumulated the batches
+    itself), or a TypeError naming the metric when what it returned is not a number (a float,
+    or a tensor of one element)."""
+    out = metric.value if isinstance(metric, Metric) else metric(preds, targs)
+    if out is None and isinstance(metric, Metric):
+        return None  # no batch accumulated
     try:
         return float(out)
     except (TypeError, ValueError, RuntimeError) as e:

@@ -224,3 +224,52 @@ def test_accuracy_multi_is_fastais():
         accuracy_multi(inp, targ[:, 0])
     with pytest.raises(TypeError, match="should be Tensors, got Tensor and list"):
         accuracy_multi(inp, [1, 0])
+
+
+# -- fastai v2's metric classes ----------------------------------------------------------------
+
+
+def test_fastai_metric_classes_accumulate_batch_by_batch_in_fits_and_validate():
+    """Metric (reset / accumulate(learn) / value), AvgMetric (per-batch values averaged over
+    items: fastai's form for a plain function), AccumMetric and skm_to_fastai (whole set),
+    in the epoch table and in validate(); validation batches of 16, 16 and 8 items."""
+    from fastcore_ext.metrics import AccumMetric, AvgMetric, Metric, skm_to_fastai
+
+    class CountItems(Metric):
+        def reset(self):
+            self.n, self.batches = 0, 0
+
+        def accumulate(self, learn):
+            self.n += len(learn.yb[0])
+            self.batches += 1
+
+        @property
+        def value(self):
+            return self.n
+
+    def median_prob(preds, targs):
+        return preds.softmax(-1)[:, 1].median()
+
+    count = CountItems()
+    avg = AvgMetric(median_prob)
+    acc = AccumMetric(lambda p, t: (p == t).float().mean(), dim_argmax=-1, name="acc")
+    skm = skm_to_fastai(lambda t, p: float((t == p).mean()))  # scikit-learn's order, numpy
+    learn = make_learner(metrics=[count, avg, acc, skm, accuracy])
+    learn.fit(1, 1e-2)
+    assert learn.recorder.metric_names[3:8] == [
+        "count_items", "median_prob", "acc", "<lambda>", "accuracy"
+    ]  # fmt: skip
+    row = learn.recorder.values[-1]
+    row = row[2:]  # after train_loss and valid_loss
+    assert row[0] == 40 and count.batches == 3
+    preds, targs = learn.get_preds(act=lambda out: out)  # the raw outputs, as learn.pred
+    by_batch = [median_prob(p, None) for p in preds.split(16)]
+    want = float(sum(v * len(p) for v, p in zip(by_batch, preds.split(16), strict=True)) / 40)
+    assert row[1] == pytest.approx(want, rel=1e-5)
+    assert row[1] != pytest.approx(float(median_prob(preds, targs)), rel=1e-5)  # not whole set
+    whole = float((preds.argmax(-1) == targs).float().mean())
+    assert row[2:] == pytest.approx([whole] * 3)
+    _, n, med, a, s, a2 = learn.validate()
+    assert (n, med, a, s, a2) == pytest.approx((40, want, whole, whole, whole), rel=1e-5)
+    with pytest.raises(TypeError, match="CountItems is a Metric class: pass an instance"):
+        make_learner(metrics=[CountItems])

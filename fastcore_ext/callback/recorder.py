@@ -29,7 +29,7 @@ from matplotlib.ticker import MaxNLocator
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
 from fastcore_ext.checks import check_bool, int_or_none
-from fastcore_ext.metrics import metric_name, metric_value
+from fastcore_ext.metrics import Metric, metric_name, metric_value
 from fastcore_ext.plots import check_figsize, finish, new_figure
 
 if TYPE_CHECKING:
@@ -201,6 +201,9 @@ class Recorder(Callback):
         self._val_n = 0
         self._val_preds, self._val_targs = [], []
         self._loss_of_batch = False
+        for m in self.learn.metrics:
+            if isinstance(m, Metric):  # fastai's metric classes accumulate batch by batch
+                m.reset()
 
     def after_batch(self) -> None:
         learn = self.learn
@@ -217,6 +220,9 @@ class Recorder(Callback):
         if learn.metrics:
             self._val_preds.append(learn.pred.detach())
             self._val_targs.append(yb.detach())
+            for m in learn.metrics:
+                if isinstance(m, Metric):
+                    m.accumulate(learn)
 
     def after_validate(self) -> None:
         preds = torch.cat(self._val_preds) if self._val_preds else None
