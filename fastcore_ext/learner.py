@@ -100,6 +100,7 @@ from fastcore_ext.schedule import (
     Suggestions,
     batches_per_epoch,
     check_epochs,
+    check_one_cycle_args,
     minimum,
     sgdr_cycles,
     steep,
@@ -255,6 +256,10 @@ class Learner:
         natively, else fp32; the choice is printed once per process, when a fit or lr_find
         starts: `precision_note`), 'fp32', 'bf16' or 'fp16'; None means DEFAULT_PRECISION
         ('auto').
+      train_bn: fastai v2's (keyword only here): True (the default) keeps normalization
+        layers trainable in frozen layer groups; False freezes them with their group.
+      moms: fastai v2's (keyword only here): fit_one_cycle's momentums when it is called
+        without moms; default (0.95, 0.85, 0.95).
     """
 
     def __init__(
@@ -277,8 +282,14 @@ class Learner:
         *,
         dls: Any = None,
         lr: float | slice | Sequence[float] | None = None,
+        train_bn: bool = True,
+        moms: Sequence[float] = (0.95, 0.85, 0.95),
     ) -> None:
         precision = DEFAULT_PRECISION if precision is None else precision
+        self.train_bn = check_bool("train_bn", train_bn)
+        if isinstance(moms, (tuple, list)) and len(moms) == 2:  # fastai v1's (0.95, 0.85)
+            moms = (moms[0], moms[1], moms[0])
+        self.moms = check_one_cycle_args(25.0, 1e5, 0.25, moms)[3]
         cbs = _v1_alias("Learner", "cbs", cbs, "callbacks", callbacks)
         data = _v1_alias("Learner", "dls", dls, "data", data)  # Learner(dls=dls, model=m): v2
         self.wd_bn_bias = check_bool("wd_bn_bias", wd_bn_bias)
@@ -365,6 +376,13 @@ class Learner:
         mixed_precision.set_up(self, precision)  # after distrib: this rank's device
 
     # ---- construction helpers -----------------------------------------------------------
+    def create_opt(self) -> None:
+        """fastai v2's: a new optimizer (`opt_func` over the layer groups as now frozen, the
+        learner's wd): moments, step counts and the one-cycle position start afresh."""
+        self._check_not_destroyed()
+        self.opt = self._create_opt()
+        self._one_cycle_fit, self._sched_step = False, 0
+
     def _create_opt(self) -> torch.optim.Optimizer:
         no_wd = set() if self.wd_bn_bias else self._norm_bias
         opt, self.group_map = lg.make_optimizer(
@@ -734,6 +752,7 @@ class Learner:
         start_epoch: int = 0,
         *,
         callbacks: Callback | Sequence[Callback] | None = None,
+        reset_opt: bool = False,
     ) -> None:
         """Train for `n_epoch` epochs at a constant learning rate.
 
@@ -743,10 +762,12 @@ class Learner:
         never on normalization layers and biases); default the learner's `wd`, else the
         optimizer's current value. cbs: callbacks for this fit only (`callbacks`: fastai
         v1's name). start_epoch: skip the epochs before it (to resume after `load`; see
-        fit_one_cycle).
+        fit_one_cycle). reset_opt: a new optimizer first (`create_opt`), as fastai's.
         """
         cbs = _v1_alias("fit", "cbs", cbs, "callbacks", callbacks)
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
+        if check_bool("reset_opt", reset_opt):
+            self.create_opt()
         lrs = self.lr_range(self._default_lr(DEFAULT_LR) if lr is None else lr, "lr")
         self._clear_schedule()
         lg.set_lrs(self.opt, self.group_map, lrs)
@@ -760,11 +781,12 @@ class Learner:
         div: float = 25.0,
         div_final: float = 1e5,
         pct_start: float = 0.25,
-        moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+        moms: Sequence[float] | None = None,
         wd: float | Sequence[float] | None = None,
         start_epoch: int = 0,
         cbs: Callback | Sequence[Callback] | None = None,
         *,
+        reset_opt: bool = False,
         lr_max: float | slice | Sequence[float] | None = None,
         div_factor: float | None = None,
         final_div: float | None = None,
@@ -780,6 +802,9 @@ class Learner:
         cycle there (after `load`ing the checkpoint of the end of epoch start_epoch - 1, with
         every other argument repeated: bit-exact on the CPU).
 
+        moms: default the learner's `moms` ((0.95, 0.85, 0.95)). reset_opt: a new optimizer
+        first (`create_opt`), as fastai's.
+
         fastai v1's spellings: moms=(0.95, 0.85), two values, for (0.95, 0.85, 0.95);
         div_factor for div; final_div for the end's divisor of max_lr (v1's lr ends at
         max_lr / final_div, default div_factor * 1e4 there; here max_lr / div_final, default
@@ -794,6 +819,10 @@ class Learner:
                 f"fit_one_cycle: div should be a number, got {div!r}; fastai v1's third "
                 f"positional argument was moms, here it is div: pass moms={div!r}"
             )
+        if moms is None:
+            moms = self.moms
+        if check_bool("reset_opt", reset_opt):
+            self.create_opt()
         if isinstance(moms, (tuple, list)) and len(moms) == 2:
             moms = (moms[0], moms[1], moms[0])
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
@@ -835,6 +864,7 @@ class Learner:
         start_epoch: int = 0,
         *,
         mom: float = 0.9,
+        reset_opt: bool = False,
     ) -> None:
         """fastai v2's fit_flat_cos: the learning rate flat at `lr` over the first
         `pct_start` of the steps, then a cosine down to lr / div_final (fastai's
@@ -845,7 +875,7 @@ class Learner:
         Adam, but whatever the last fit_one_cycle left (0.95) after one; here it is `mom`."""
         self.fit_one_cycle(
             n_epoch, max_lr=lr, div=1.0, div_final=div_final, pct_start=pct_start,
-            moms=(mom, mom, mom), wd=wd, start_epoch=start_epoch, cbs=cbs,
+            moms=(mom, mom, mom), wd=wd, start_epoch=start_epoch, cbs=cbs, reset_opt=reset_opt,
         )  # fmt: skip
 
     def fit_sgdr(
@@ -865,8 +895,8 @@ class Learner:
         lasting cycle_len * cycle_mult**i epochs (`schedule.sgdr_cycles`), in each a cosine
         from lr_max down to 0 with no warm-up (fastai's SchedCos(lr_max, 0)), momentum
         constant at `mom`. lr_max: as `fit`'s lr (a slice for layer groups); default 1e-3.
-        reset_opt: clear the optimizer's state (moments, step counts) first, as fastai's
-        fit(reset_opt=True). start_epoch: resume there (after `load`).
+        reset_opt: a new optimizer first (`create_opt`: moments and step counts afresh), as
+        fastai's. start_epoch: resume there (after `load`).
 
         Each cycle is the optimizer's one-cycle schedule with div=1, div_final=inf and
         pct_start=`NO_WARMUP`, set again at the start of each epoch at the epoch's position in
@@ -879,8 +909,9 @@ class Learner:
         cbs = _as_cbs(cbs)
         cycles = sgdr_cycles(n_cycles, cycle_len, cycle_mult)
         n_epoch, start_epoch = check_epochs(sum(n for _, n in cycles), start_epoch)
-        check_bool("reset_opt", reset_opt)
         self._check_not_destroyed()
+        if check_bool("reset_opt", reset_opt):
+            self.create_opt()
         moms = (mom, mom, mom)
         set_one_cycle = partial(
             lg.one_cycle_setter(self.opt, moms),
@@ -894,8 +925,6 @@ class Learner:
         restarts = _WarmRestarts(cycles, n_batches, set_one_cycle)
         total, start_step = restarts.position(start_epoch)
         set_one_cycle(total, self.group_map.expand(lrs), start_step=start_step)
-        if reset_opt:
-            self.opt.state.clear()
         lg.set_wd(self.opt, self.group_map, wd, self.wd)
         self._scheduled_fit(n_epoch, start_epoch, start_step, [restarts, *cbs])
 
@@ -1152,7 +1181,8 @@ class Learner:
 
     def freeze_to(self, n: int) -> None:
         """Freeze the layer groups before index n (negative n counts from the end) and make
-        the others trainable, normalization layers excepted (fastai's train_bn): frozen
+        the others trainable, normalization layers excepted (fastai's train_bn, the
+        learner's `train_bn`): frozen
         parameters get no gradient and no step (fastcore_ext.layer_groups.freeze_to). The
         optimizer's per-parameter state (Adam's moments and step counts, SGD's momentum) is
         cleared, as fastai's freeze_to does (`opt.clear_state()`): the stage after
@@ -1170,7 +1200,8 @@ class Learner:
                 for p in group
                 if not p.requires_grad and id(p) not in self._frozen_by_freeze
             }
-        self._frozen_by_freeze = lg.freeze_to(self.layer_groups, n, self._norm_params, leave)
+        trainable = self._norm_params if self.train_bn else set()
+        self._frozen_by_freeze = lg.freeze_to(self.layer_groups, n, trainable, leave)
         self.opt.state.clear()
 
     def freeze(self) -> None:
@@ -1390,8 +1421,7 @@ class Learner:
         for p in self.model.parameters():
             p.grad = None
         if clear_opt:
-            self.opt = self._create_opt()
-            self._one_cycle_fit, self._sched_step = False, 0
+            self.create_opt()
         self._release_memory()
         return self
 

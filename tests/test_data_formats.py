@@ -128,7 +128,7 @@ def test_from_csv_errors(mnist_sample, tmp_path):
         ImageDataBunch.from_csv(mnist_sample, fn_col=5, **SMALL)
     with pytest.raises(ValueError, match="header: expected 'infer', 0 or None, got 3"):
         ImageDataBunch.from_csv(mnist_sample, header=3, **SMALL)
-    with pytest.raises(MissingPathError, match="fnames: 16 of 16 files do not exist"):
+    with pytest.raises(MissingPathError, match="fn_col: 16 of 16 files do not exist"):
         ImageDataBunch.from_csv(mnist_sample, suffix=".jpg", **SMALL)
     with pytest.raises(TypeError, match="suffix: expected a string"):
         ImageDataBunch.from_csv(mnist_sample, suffix=None, **SMALL)

@@ -189,3 +189,39 @@ def test_set_hyper_takes_one_value_per_layer_group_and_keeps_wd_off_norm_and_bia
     assert [h["wd"] for h in opt.hypers] == [0.1, 0.2, 0.3, 0.4]
     with pytest.raises(ValueError, match=r"one per layer group \(2\) or one per param group"):
         opt.set_hyper("lr", [1e-3, 1e-2, 1e-1])
+
+
+def test_learner_moms_train_bn_bn_freeze_and_reset_opt_as_fastai():
+    """Learner(moms=, train_bn=), BnFreeze, create_opt() and fit(..., reset_opt=True): fastai
+    v2's, which were TypeErrors / AttributeErrors."""
+    from fastcore_ext.callback import BnFreeze
+
+    learn = make_learner(moms=(0.9, 0.8))  # v1's two values: (0.9, 0.8, 0.9)
+    assert learn.moms == (0.9, 0.8, 0.9)
+    learn.fit_one_cycle(1, 1e-2)
+    moms = [g[-1] for g in learn.recorder.group_moms]
+    assert moms[0] == pytest.approx(0.9, abs=1e-3) and min(moms) == pytest.approx(0.8, abs=2e-3)
+
+    learn = make_learner(train_bn=False)
+    learn.freeze()
+    bn = learn.model[1]
+    assert not bn.weight.requires_grad  # frozen with its group (train_bn=True keeps it)
+    before = bn.running_mean.clone()
+    learn.fit(1, 1e-2, cbs=BnFreeze())
+    assert torch.equal(bn.running_mean, before)  # eval mode in training: statistics kept
+    learn.fit(1, 1e-2)
+    assert not torch.equal(bn.running_mean, before)  # without BnFreeze they move
+    assert make_learner().model[1].weight.requires_grad  # the default: train_bn=True
+    with pytest.raises(TypeError, match="train_bn"):
+        make_learner(train_bn="no")
+
+    learn = make_learner()
+    learn.fit(1, 1e-2)
+    assert learn.opt.state
+    old = learn.opt
+    learn.fit(1, 1e-2, reset_opt=True)
+    assert learn.opt is not old and learn.opt.state  # a new optimizer, then trained
+    learn.create_opt()
+    assert not learn.opt.state
+    learn.fit_one_cycle(1, 1e-2, reset_opt=True)
+    learn.fit_flat_cos(1, 1e-2, reset_opt=True)

@@ -21,6 +21,7 @@ from fastcore_ext.callback.core import (
     CancelValidException,
 )
 from fastcore_ext.callback.ddp import DistributedTrainer
+from fastcore_ext.callback.mixed_precision import MixedPrecision
 from fastcore_ext.callback.mixup import CutMix, MixHandler, MixUp
 from fastcore_ext.callback.param_scheduler import ParamScheduler
 from fastcore_ext.callback.progress import ProgressCallback
@@ -32,9 +33,10 @@ from fastcore_ext.callback.tracker import (
     ReduceLROnPlateau,
     SaveModelCallback,
     TerminateOnNaN,
+    TerminateOnNaNCallback,
     TrackerCallback,
 )
-from fastcore_ext.callback.training import GradientAccumulation, GradientClip
+from fastcore_ext.callback.training import BnFreeze, GradientAccumulation, GradientClip
 
 __all__ = [
     "ActivationStats",
@@ -52,6 +54,7 @@ __all__ = [
     "ProgressCallback",
     "Recorder",
     "TerminateOnNaN",
+    "TerminateOnNaNCallback",
     "TrackerCallback",
     "EarlyStoppingCallback",
     "SaveModelCallback",
@@ -67,4 +70,6 @@ __all__ = [
     "DistributedTrainer",
     "GradientAccumulation",
     "GradientClip",
+    "BnFreeze",
+    "MixedPrecision",
 ]

@@ -162,7 +162,7 @@ class Callback:
             and name not in self.__dict__
             and not hasattr(type(self), name)
             and not name.startswith("_")
-            and hasattr(learn, name)
+            and _learner_has(learn, name)
         ):
             warn_user(
                 f"{type(self).__name__}: you are shadowing an attribute ({name}) that exists "
@@ -278,6 +278,15 @@ _INNER_EVENTS = frozenset(
         "after_cancel_step",
     }
 )
+
+
+def _learner_has(learn: Any, name: str) -> bool:
+    """Whether the learner has attribute `name` (a property that fails to compute counts as
+    there: its name is the learner's)."""
+    try:
+        return hasattr(learn, name)
+    except Exception:  # a property raising something other than AttributeError
+        return True
 
 
 def fire(cbs: Iterable[Callback], name: str, training: bool) -> None:

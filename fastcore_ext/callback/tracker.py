@@ -54,6 +54,7 @@ __all__ = [
     "ReduceLROnPlateau",
     "SaveModelCallback",
     "TerminateOnNaN",
+    "TerminateOnNaNCallback",
     "TrackerCallback",
 ]
 
@@ -151,6 +152,10 @@ class TerminateOnNaN(Callback):
             RuntimeWarning,
         )
         raise CancelFitException
+
+
+TerminateOnNaNCallback = TerminateOnNaN
+"""fastai's name (v1 and v2) of the same class."""
 
 
 class TrackerCallback(Callback):

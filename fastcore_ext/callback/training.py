@@ -1,5 +1,5 @@
-"""fastai v2's training-loop callbacks of ``fastai.callback.training``: gradient accumulation
-and gradient clipping.
+"""fastai v2's training-loop callbacks of ``fastai.callback.training``: gradient accumulation,
+gradient clipping and BatchNorm statistics frozen with their layers.
 
     learn.fit_one_cycle(3, 1e-3, cbs=GradientAccumulation(n_acc=64))  # a step per 64 images
     learn.fit_one_cycle(3, 1e-3, cbs=GradientClip(max_norm=1.0))
@@ -11,6 +11,9 @@ and recorded stay each batch's own. The one-cycle schedule still advances at eve
 Learner advances it for a batch without a step), so a fit's last steps reach its final lr.
 `GradientClip` scales the gradients so that their global norm is at most `max_norm` before
 each step (after gradient accumulation, on unscaled gradients under a float16 GradScaler).
+`BnFreeze` keeps the running statistics of BatchNorm layers whose parameters are frozen
+(``Learner(train_bn=False)`` and `freeze()`) as they are: those layers run in eval mode
+during training.
 """
 
 from __future__ import annotations
@@ -27,7 +30,31 @@ from fastcore_ext.checks import check_int
 if TYPE_CHECKING:
     from fastcore_ext.learner import Learner
 
-__all__ = ["GradientAccumulation", "GradientClip"]
+__all__ = ["BnFreeze", "GradientAccumulation", "GradientClip", "set_bn_eval"]
+
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def set_bn_eval(m: nn.Module, use_eval: bool = True) -> None:
+    """fastai's: every BatchNorm layer under `m` whose parameters are frozen to eval mode
+    (its running statistics stay), or back to train mode with use_eval=False. A BatchNorm
+    without parameters (affine=False) is left as it is."""
+    for layer in m.modules():
+        if isinstance(layer, _BN_TYPES):
+            first = next(layer.parameters(), None)
+            if first is not None and not first.requires_grad:
+                layer.train(not use_eval)
+
+
+class BnFreeze(Callback):
+    """fastai's: before each training phase, the BatchNorm layers whose parameters are
+    frozen go to eval mode, so their running mean and variance stay those of the body they
+    came with (transfer learning with ``Learner(train_bn=False)``)."""
+
+    run_valid = False
+
+    def before_train(self) -> None:
+        set_bn_eval(self.learn.model)
 
 
 def _batch_size(learn: Learner) -> int:
