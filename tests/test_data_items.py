@@ -580,6 +580,19 @@ def test_valid_pct_warns_when_a_label_comes_from_several_top_folders(tmp_path):
     assert _warned(lambda: items_from_folder(tmp_path / "pooled", valid_pct=0.3, seed=0)) == []
 
 
+def test_valid_pct_warns_of_image_folders_inside_a_class_folder(tmp_path):
+    """grass/*.jpg and grass/sub/subsub/nested.jpg: fastai's parent_label makes 'subsub' a
+    class of one image, silently (the warning above is for a name under several tops)."""
+    for k in range(3):
+        _img(tmp_path / "grass" / f"g{k}.png")
+        _img(tmp_path / "brick" / f"b{k}.png")
+    _img(tmp_path / "grass" / "sub" / "subsub" / "nested.png")
+    _img(tmp_path / "brick" / "2023" / "b.png")
+    msgs = _warned(lambda: items_from_folder(tmp_path, valid_pct=0.3, seed=0))
+    assert msgs[0].startswith("path: 2 folder(s) holding images lie inside")
+    assert "'2023' (brick/2023), 'subsub' (grass/sub/subsub)" in msgs[0]
+
+
 def test_number_labels_are_classes_in_numeric_order(tmp_path):
     """Labels 0-11 from a CSV, a DataFrame-like list or a label_func became the classes '0',
     '1', '10', '11', '2', ...: class i was not label i (fastai's vocab is 0, 1, ..., 11).

@@ -479,6 +479,17 @@ def _check_tree(root: Path, files: Sequence[Path], left_out: Path | None = None)
             "get_image_files(path), label_func=that function, valid_pct=...); or lay the tree "
             "out as train/<class>/ and valid/<class>/ (labelled by the first folder)"
         )
+    folders = {p.parent.relative_to(root) for p in files}
+    nested = sorted(d for d in folders if any(a in folders for a in d.parents if a != Path(".")))
+    if nested:
+        shown = ", ".join(f"{d.name!r} ({d.as_posix()})" for d in nested[:3])
+        more = f" and {len(nested) - 3:,} more" if len(nested) > 3 else ""
+        warn_user(
+            f"path: {len(nested):,} folder(s) holding images lie inside another folder that "
+            f"holds images, and each is a class of its own (fastai's parent_label): "
+            f"{shown}{more}. Move their images up into the class folder, or label by the "
+            "top folder (a DataBlock with get_y=lambda p: p.relative_to(path).parts[0])"
+        )
 
 
 def items_from_folder(
