@@ -142,6 +142,7 @@ class PassEvents:
 
     def __call__(self, name: str) -> None:
         if self.cbs:
+            self.learn.event = name
             fire(self.cbs, name, False)
 
     def batch(self, i: int, xb: Any, yb: Any) -> tuple[Any, Any]:
@@ -162,25 +163,34 @@ class PassEvents:
         return self.learn.pred
 
     def loss(self, loss: torch.Tensor) -> None:
-        """after_loss with the batch's mean loss in learn.loss."""
+        """after_loss with the batch's mean loss in learn.loss_grad and a copy in learn.loss,
+        as in a fit."""
         if self.cbs:
-            self.learn.loss = loss
+            self.learn.loss_grad, self.learn.loss = loss, loss.clone()
             self("after_loss")
 
     @contextlib.contextmanager
     def running(self, dl: Any = None) -> Iterator[None]:
-        """before_validate, the pass (``learn.dl`` its loader), after_validate (not after an
-        exception); the learner forgets the pass's loader and last batch afterwards."""
+        """As fastai's validation context: before_fit, before_epoch, before_validate, the
+        pass (``learn.dl`` its loader), after_validate (not after an exception), then
+        after_epoch and after_fit (also after one); the learner forgets the pass's loader
+        and last batch afterwards."""
         if self.cbs:
             self.learn.dl = dl
-        self("before_validate")
+        self("before_fit")
         try:
+            self("before_epoch")
+            self("before_validate")
             yield
             self("after_validate")
         finally:
-            if self.cbs:  # (learn.loss keeps the last batch's, as after a fit)
-                learn = self.learn
-                learn.dl = learn.xb = learn.yb = learn.pred = None
+            try:
+                self("after_epoch")
+                self("after_fit")
+            finally:
+                if self.cbs:  # (learn.loss keeps the last batch's, as after a fit)
+                    learn = self.learn
+                    learn.dl = learn.xb = learn.yb = learn.pred = learn.loss_grad = None
 
 
 class _BatchView:

@@ -493,6 +493,13 @@ class Learner:
         rec = self.__dict__.get("recorder")
         return torch.tensor(math.nan if rec is None else rec.smooth_loss)
 
+    @property
+    def final_record(self) -> list[float | None] | None:
+        """fastai v2's ``learn.final_record``: the Recorder's (the last epoch's [train_loss,
+        valid_loss, *metrics]; None before any epoch or without a Recorder)."""
+        rec = self.__dict__.get("recorder")
+        return None if rec is None else rec.final_record
+
     def __getattr__(self, name: str) -> Any:
         """An attached callback by its `name` (fastai's ``learn.recorder``, ``learn.count_cb``);
         only reached when the learner has no such attribute of its own."""
@@ -714,7 +721,9 @@ class Learner:
             self.loss_grad = self.loss_func(self.pred, *self.yb)
             if first:
                 _check_loss_value(self.loss_grad, self.loss_func)
-        self.loss = self.loss_grad.detach()
+        # a copy, as fastai's: a callback changing loss_grad in place (an L1 penalty added)
+        # changes the gradient, not the loss the recorder and the metrics report
+        self.loss = self.loss_grad.detach().clone()
         self._event("after_loss")
         if not self.training:
             return
@@ -1044,6 +1053,7 @@ class Learner:
         *,
         ds_idx: int | None = None,
         with_decoded: bool = False,
+        cbs: Callback | Sequence[Callback] | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """One inference pass over a data set (ds_type 'valid', the default, 'train', or
         'test', fastai v1's test set of ``data.add_test``; or any `dl` of (x, y)), in eval
@@ -1052,11 +1062,13 @@ class Learner:
         ds_idx, not both). Returns (probs float32 [N, c], targets [N]), then the predicted
         classes (int64 [N], the argmax of probs) with with_decoded, then per-item losses
         with with_loss, and the inputs in front with with_input: fastai v2's order (inputs,
-        probs, targets, decoded, losses). Details in `fastcore_ext.inference.get_preds`."""
+        probs, targets, decoded, losses). cbs: callbacks for this pass only, as fastai's.
+        Details in `fastcore_ext.inference.get_preds`."""
         ds_type = _data_set("get_preds", ds_type, ds_idx)
-        return inference.get_preds(
-            self, ds_type, with_loss, with_input, dl, act, reorder, with_decoded
-        )
+        with self.added_cbs(cbs or []):
+            return inference.get_preds(
+                self, ds_type, with_loss, with_input, dl, act, reorder, with_decoded
+            )
 
     def validate(
         self,
@@ -1064,6 +1076,7 @@ class Learner:
         dl: Iterable[Any] | None = None,
         *,
         ds_idx: int | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
     ) -> list[float]:
         """[loss, *metrics] over the whole validation set ('valid', the default), the
         training set in order ('train') or any `dl` of (x, y) batches (also given first, as
@@ -1072,11 +1085,12 @@ class Learner:
         v2's name for the data set (1 valid, 0 train). In eval mode under
         torch.inference_mode, in the learner's precision, as every validation phase (what a
         fit runs in float32 is its training batches only), so right after a fit it gives the
-        table's last row exactly; the recorder is left alone. Details in
-        `fastcore_ext.inference.validate`."""
+        table's last row exactly; the recorder is left alone. cbs: callbacks for this pass
+        only, as fastai's. Details in `fastcore_ext.inference.validate`."""
         if ds_type is not None and not isinstance(ds_type, str) and dl is None:
             ds_type, dl = None, ds_type
-        return inference.validate(self, _data_set("validate", ds_type, ds_idx), dl)
+        with self.added_cbs(cbs or []):
+            return inference.validate(self, _data_set("validate", ds_type, ds_idx), dl)
 
     def predict(self, item: Any, with_input: bool = False) -> tuple[Any, ...]:
         """Classify one image: a file path, a PIL image, or a tensor / array [3, H, W] or

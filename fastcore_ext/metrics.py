@@ -63,8 +63,9 @@ class Metric:
     """fastai v2's base class of a metric computed over a validation pass: `reset()` before
     it, `accumulate(learn)` after each batch (``learn.pred``, ``learn.yb``, ``learn.y``,
     ``learn.loss`` hold the batch), `value` after it (a number, or a one-element tensor);
-    `name` is the table's column (the class name in snake case). Subclass it and pass an
-    instance in ``metrics=``."""
+    `name` is the table's column, as fastai's: the class name in snake case without a final
+    "Metric" (ConfusionMetric: 'confusion'). Subclass it and pass an instance in
+    ``metrics=``."""
 
     def reset(self) -> None:
         """Before a validation pass."""
@@ -78,7 +79,9 @@ class Metric:
 
     @property
     def name(self) -> str:
-        words = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", type(self).__name__)
+        cls = type(self).__name__
+        cls = cls[: -len("Metric")] if cls.endswith("Metric") and cls != "Metric" else cls
+        words = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls)
         return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", words).lower()
 
 
@@ -116,15 +119,17 @@ class ActivationType:
     No = "no"
     Sigmoid = "sigmoid"
     Softmax = "softmax"
-    BinarySoftmax = "binary_softmax"
+    BinarySoftmax = "binarysoftmax"
 
 
 class AccumMetric(Metric):
     """fastai v2's AccumMetric: the predictions and targets of every batch gathered, then
     ``func(preds, targs)`` once (``func(targs, preds)`` with invert_arg, scikit-learn's
-    order): `activation` ('softmax', 'sigmoid', 'binary_softmax' or 'no'), then the argmax
+    order): `activation` ('softmax', 'sigmoid', 'binarysoftmax' or 'no'), then the argmax
     over `dim_argmax`, or ``>= thresh``; `flatten` flattens both, `to_np` passes numpy
-    arrays; other keyword arguments go to func."""
+    arrays; other keyword arguments go to func. ``m(preds, targs)`` computes it on those
+    alone (preds as func takes them: no activation, argmax or threshold), as fastai's;
+    `name` can be set."""
 
     def __init__(
         self,
@@ -154,6 +159,12 @@ class AccumMetric(Metric):
     def reset(self) -> None:
         self.preds: list[torch.Tensor] = []
         self.targs: list[torch.Tensor] = []
+
+    def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> Any:
+        self.reset()
+        self.preds.append(preds.detach().cpu())
+        self.targs.append(targs.detach().cpu())
+        return self.value
 
     def accumulate(self, learn: Any) -> None:
         pred = learn.pred.detach().float()
@@ -185,6 +196,10 @@ class AccumMetric(Metric):
     @property
     def name(self) -> str:
         return self._name if self._name is not None else metric_name(self.func)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
 
 def skm_to_fastai(

@@ -71,6 +71,21 @@ def _is_dense(p: torch.Tensor) -> bool:
     return True
 
 
+def _slice_values(v: slice, n: int) -> list[float]:
+    """fastai's set_hyper of a slice over n groups: slice(a, b) geometric from a to b,
+    slice(b) b / 10 for all but the last and b for it."""
+    stop = real_or_none(v.stop)
+    start = None if v.start is None else real_or_none(v.start)
+    if stop is None or (v.start is not None and start is None) or v.step is not None:
+        raise TypeError(f"set_hyper: a slice should be slice(b) or slice(a, b) of numbers, got {v}")
+    if start is None:
+        return [stop / 10] * (n - 1) + [stop]
+    if n == 1:
+        return [stop]
+    ratio = (stop / start) ** (1 / (n - 1))
+    return [start * ratio**i for i in range(n)]
+
+
 class _OneCycleHost:
     """The host side of the one-cycle schedule, shared by the fused optimizers (whose kernel
     evaluates it) and `OptimWrapper` (which evaluates it before each step): the schedule's
@@ -192,6 +207,8 @@ class _OneCycleHost:
         n = len(self.param_groups)
         layers, decays = self.group_layers, self.group_decays
         n_layers = None if layers is None else layers[-1] + 1
+        if isinstance(v, slice):  # fastai's: spread over the layer groups
+            v = _slice_values(v, n if n_layers is None else n_layers)
         given = isinstance(v, Sequence) and not isinstance(v, str)
         values = list(v) if given else [v] * n
         if given and len(values) == n_layers and n_layers != n:
@@ -210,6 +227,21 @@ class _OneCycleHost:
             if number is None:
                 raise TypeError(f"set_hyper: v should hold numbers, got {value!r}")
             self._write_hyper(group, k, float(number))
+
+    def set_hypers(self, **kwargs: float | Sequence[float] | slice) -> None:
+        """fastai's ``opt.set_hypers(lr=..., wd=...)``: `set_hyper` for each."""
+        for k, v in kwargs.items():
+            self.set_hyper(k, v)
+
+    @property
+    def param_lists(self) -> list[list[torch.Tensor]]:
+        """fastai's: the parameters of each layer group (its decayed and non-decayed param
+        groups together), or of each param group when the layer groups are not known."""
+        layers = self.group_layers or tuple(range(len(self.param_groups)))
+        lists: list[list[torch.Tensor]] = [[] for _ in range(layers[-1] + 1)] if layers else []
+        for layer, group in zip(layers, self.param_groups, strict=True):
+            lists[layer].extend(group["params"])
+        return lists
 
     def _named_hypers(self, group: dict[str, Any]) -> dict[str, float]:
         """A param group's hyper-parameters by fastai's names."""

@@ -189,6 +189,18 @@ def test_set_hyper_takes_one_value_per_layer_group_and_keeps_wd_off_norm_and_bia
     assert [h["wd"] for h in opt.hypers] == [0.1, 0.2, 0.3, 0.4]
     with pytest.raises(ValueError, match=r"one per layer group \(2\) or one per param group"):
         opt.set_hyper("lr", [1e-3, 1e-2, 1e-1])
+    opt.set_hyper("lr", slice(1e-4, 1e-2))  # fastai's slices over the layer groups
+    assert [h["lr"] for h in opt.hypers] == pytest.approx([1e-4, 1e-4, 1e-2, 1e-2])
+    opt.set_hypers(lr=slice(1e-2), mom=0.8)
+    assert [h["lr"] for h in opt.hypers] == pytest.approx([1e-3, 1e-3, 1e-2, 1e-2])
+    assert {h["mom"] for h in opt.hypers} == {0.8}
+    lists = opt.param_lists  # fastai's: one list per layer group
+    assert len(lists) == 2 and sum(map(len, lists)) == len(list(learn.model.parameters()))
+    assert learn.final_record is None
+    learn.fit(1)
+    assert learn.final_record == learn.recorder.final_record
+    with pytest.raises(ValueError, match="train_metrics=True is not offered"):
+        learn.recorder.train_metrics = True
 
 
 def test_learner_moms_train_bn_bn_freeze_and_reset_opt_as_fastai():
@@ -225,3 +237,63 @@ def test_learner_moms_train_bn_bn_freeze_and_reset_opt_as_fastai():
     assert not learn.opt.state
     learn.fit_one_cycle(1, 1e-2, reset_opt=True)
     learn.fit_flat_cos(1, 1e-2, reset_opt=True)
+
+
+def test_losses_reported_are_copies_and_live_and_passes_fire_fit_events_as_fastai():
+    """A callback halving loss_grad in place halved the reported losses (fastai copies the
+    loss first); recorder.losses were filled only at epoch ends (a logger reading them in
+    after_batch saw []); validate / get_preds fired no before_fit / before_epoch /
+    after_epoch / after_fit (a callback setting itself up in before_fit crashed) and gave
+    after_loss no loss_grad."""
+
+    class Half(Callback):
+        def after_loss(self):
+            self.learn.loss_grad *= 0.5
+
+    class Log(Callback):
+        order = 60  # after the Recorder
+
+        def before_fit(self):
+            self.seen, self.events = [], []
+
+        def after_loss(self):
+            self.events.append("after_loss")
+            assert self.learn.loss_grad is not None
+
+        def after_batch(self):
+            if self.training:
+                self.seen.append(len(self.recorder.losses))
+
+        def before_epoch(self):
+            self.events.append("before_epoch")
+
+        def after_fit(self):
+            self.events.append("after_fit")
+
+    torch.manual_seed(0)
+    plain = make_learner()
+    plain.fit(1, 1e-2)
+    torch.manual_seed(0)
+    log = Log()
+    halved = make_learner(cbs=[Half(), log])
+    halved.fit(1, 1e-2)
+    assert halved.recorder.raw_losses[0] == pytest.approx(plain.recorder.raw_losses[0])
+    # Adam scales a halved gradient back up (up to eps): the losses are not halved
+    assert halved.recorder.values[-1][1] == pytest.approx(plain.recorder.values[-1][1], rel=0.01)
+    assert log.seen == list(range(1, len(halved.data.train_dl) + 1))
+    halved.validate()  # before_fit set the callback up again, as fastai's validate does
+    assert log.events[0] == "before_epoch" and log.events[-1] == "after_fit"
+    assert "after_loss" in log.events
+
+    class Counter(Callback):
+        def before_fit(self):
+            self.n = 0
+
+        def after_batch(self):
+            self.n += 1
+
+    counter = Counter()
+    plain.validate(cbs=counter)  # fastai's cbs= for one pass
+    assert counter.n == len(plain.data.valid_dl) and counter not in plain.cbs
+    plain.get_preds(cbs=[counter])
+    assert counter.n == len(plain.data.valid_dl) and counter not in plain.cbs

@@ -273,3 +273,12 @@ def test_fastai_metric_classes_accumulate_batch_by_batch_in_fits_and_validate():
     assert (n, med, a, s, a2) == pytest.approx((40, want, whole, whole, whole), rel=1e-5)
     with pytest.raises(TypeError, match="CountItems is a Metric class: pass an instance"):
         make_learner(metrics=[CountItems])
+
+    class ConfusionMetric(Metric):  # fastai drops the final "Metric": SaveModelCallback's
+        pass  # monitor='confusion' names it
+
+    assert ConfusionMetric().name == "confusion" and Metric().name == "metric"
+    labels = preds.argmax(-1)
+    assert acc(labels, targs) == pytest.approx(whole)  # fastai's m(preds, targs), by hand
+    acc.name = "my_acc"
+    assert acc.name == "my_acc"

@@ -74,8 +74,8 @@ class Recorder(Callback):
     def reset(self) -> None:
         """Forget everything recorded."""
         self._loss_of_batch = False  # the validation batch in progress has its loss
-        self.losses: list[float] = []
-        self.raw_losses: list[float] = []
+        self._losses: list[float] = []
+        self._raw_losses: list[float] = []
         self.group_lrs: list[list[float]] = []
         self.group_moms: list[list[float]] = []
         self.epochs: list[int] = []
@@ -106,7 +106,44 @@ class Recorder(Callback):
     def smooth_loss(self) -> float:
         """The current smoothed training loss (nan before the first batch)."""
         self._flush()
-        return self.losses[-1] if self.losses else math.nan
+        return self._losses[-1] if self._losses else math.nan
+
+    @property
+    def train_metrics(self) -> bool:
+        """fastai's option of metrics on the training set too: not offered (False); setting
+        it True is refused rather than ignored."""
+        return False
+
+    @train_metrics.setter
+    def train_metrics(self, value: bool) -> None:
+        if value:
+            raise ValueError(
+                "train_metrics=True is not offered: metrics are computed on the validation set "
+                "only (learn.get_preds(ds_idx=0) and the metric give the training set's)"
+            )
+
+    @property
+    def losses(self) -> list[float]:
+        """The smoothed training loss of every training batch so far, as fastai's (read
+        during a fit, up to the current batch: reading waits for its loss on a GPU)."""
+        self._flush()
+        return self._losses
+
+    @losses.setter
+    def losses(self, value: list[float]) -> None:
+        self._flush()
+        self._losses = list(value)
+
+    @property
+    def raw_losses(self) -> list[float]:
+        """Each training batch's own loss, unsmoothed (read as `losses`)."""
+        self._flush()
+        return self._raw_losses
+
+    @raw_losses.setter
+    def raw_losses(self, value: list[float]) -> None:
+        self._flush()
+        self._raw_losses = list(value)
 
     @property
     def lrs(self) -> list[float]:
@@ -167,8 +204,8 @@ class Recorder(Callback):
         for v in raw:
             self._avg = self.beta * self._avg + (1 - self.beta) * v
             self._count += 1
-            self.raw_losses.append(v)
-            self.losses.append(self._avg / (1 - self.beta**self._count))
+            self._raw_losses.append(v)
+            self._losses.append(self._avg / (1 - self.beta**self._count))
 
     # ---- events -------------------------------------------------------------------------
     def before_fit(self) -> None:
