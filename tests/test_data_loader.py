@@ -704,9 +704,10 @@ def test_a_loader_left_in_a_cycle_is_not_finalised_in_a_new_loaders_workers(
 
 
 def test_loader_workers_decode_jpegs_as_the_process_that_made_the_loader(tmp_path, monkeypatch):
-    """JPEG_REDUCING_GAP is taken when the loader's decoder is made: a worker started by
-    spawn or forkserver (macOS; Python 3.14's default) imports the module afresh, with its
-    default, and would decode otherwise than this process."""
+    """The decoder carries the loader's JPEG_REDUCING_GAP: a worker started by spawn or
+    forkserver (macOS; Python 3.14's default) imports the module afresh, with its default,
+    and would decode otherwise than this process. A training loader reduces large JPEGs, a
+    validation loader decodes them whole (as predict)."""
     from fastcore_ext.data import images as images_mod
 
     y, x = np.mgrid[0:1200, 0:1600]
@@ -714,11 +715,35 @@ def test_loader_workers_decode_jpegs_as_the_process_that_made_the_loader(tmp_pat
     p = tmp_path / "big.jpg"
     Image.fromarray(img).save(p, quality=90)
     whole = presize_whole(images_mod.to_rgb(p), 32).permute(1, 2, 0)
-    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", None)
-    dec = loader_mod._BatchDecoder([p], 32, "crop", whole=True, encoded=False)
-    monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", 2.0)  # a fresh worker's default
+    dec = loader_mod._BatchDecoder([p], 32, "crop", True, False, jpeg_reducing_gap=None)
+    assert images_mod.JPEG_REDUCING_GAP == 2.0  # a fresh worker's default
     got = dec[(torch.tensor([0]), None)]
     np.testing.assert_array_equal(got.packed.numpy(), whole.reshape(-1).numpy())
     assert images_mod.JPEG_REDUCING_GAP == 2.0  # put back
-    reduced = loader_mod._BatchDecoder([p], 32, "crop", whole=True, encoded=False)
+    reduced = loader_mod._BatchDecoder([p], 32, "crop", True, False, jpeg_reducing_gap=2.0)
     assert not np.array_equal(reduced[(torch.tensor([0]), None)].packed, got.packed)
+
+
+def test_only_training_loaders_reduce_large_jpegs_and_predict_sees_every_route_alike(tmp_path):
+    """A large JPEG got other pixels (2 of 120 photos another class) through predict(path),
+    get_preds(test_dl) and the CLI (decoded reduced) than through predict(PIL image / bytes /
+    array) (whole). Now only the training set is decoded reduced."""
+    from fastcore_ext.data import ImageDataLoaders, Resize
+    from fastcore_ext.data import images as images_mod
+
+    y, x = np.mgrid[0:1200, 0:1600]
+    img = np.stack([(x * 255 // 1600), (y * 7 % 256), (x * y) % 256], -1).astype(np.uint8)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for k in range(4):
+            Image.fromarray(np.roll(img, 97 * k, axis=1)).save(tmp_path / cls / f"{k}.jpg")
+    dls = ImageDataLoaders.from_folder(
+        tmp_path, valid_pct=0.5, seed=0, item_tfms=Resize(32), bs=2, num_workers=0
+    )
+    f = dls.valid_ds.items[0]
+    whole = images_mod.load_image(Image.open(f), 32)
+    for item in (f, str(f), np.asarray(Image.open(f)), Image.open(f)):
+        assert torch.equal(images_mod.load_image(item, 32), whole)
+    valid = next(iter(dls.valid.uint8_batches()))[0][0]  # [3, P, P]
+    assert torch.equal(valid, whole)  # the validation loader: the whole decode
+    assert dls.train._jpeg_gap() == images_mod.JPEG_REDUCING_GAP and dls.valid._jpeg_gap() is None

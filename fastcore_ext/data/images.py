@@ -693,18 +693,23 @@ def presize(img: torch.Tensor, size: int, method: str = "crop") -> torch.Tensor:
     return _centre_window(presize_whole(img, size, method), size)
 
 
-def load_whole(item: ImageSource, size: int, method: str = "crop") -> torch.Tensor:
+def load_whole(
+    item: ImageSource, size: int, method: str = "crop", reduced: bool = True
+) -> torch.Tensor:
     """Decode and `presize_whole`: what every pass over image files (training, validation,
-    the cache, predict) starts from. A large JPEG file is decoded reduced (`to_rgb`'s
-    min_side, `JPEG_REDUCING_GAP`): for a 6 MP photo 1.9x faster presized to 160, 1.1-1.6x
-    to 460 (bench/README.md), at a difference from the whole decode's presize near rounding."""
-    return presize_whole(to_rgb(item, reduced_min_side(size)), size, method)
+    the cache, predict) starts from. With `reduced`, a large JPEG file is decoded reduced
+    (`to_rgb`'s min_side, `JPEG_REDUCING_GAP`): for a 6 MP photo 1.9x faster presized to
+    160, 1.1-1.6x to 460 (bench/README.md), at a difference from the whole decode's presize
+    near rounding. The loaders reduce for the training set only (`JPEG_REDUCING_GAP` is
+    None for the others)."""
+    return presize_whole(to_rgb(item, reduced_min_side(size) if reduced else None), size, method)
 
 
 def load_image(item: ImageSource, size: int, method: str = "crop") -> torch.Tensor:
     """Decode and presize: ``uint8 Tensor[3, size, size]``, the centre window of
-    `load_whole`."""
-    return _centre_window(load_whole(item, size, method), size)
+    `load_whole` of the whole decoded image (what predict sees, whatever the item: a path,
+    bytes, a PIL image or an array of the same photo give the same pixels)."""
+    return _centre_window(load_whole(item, size, method, reduced=False), size)
 
 
 def _bad_or_none(path: Path) -> tuple[Path, str, bool] | None:

@@ -332,13 +332,19 @@ class _BatchDecoder(Dataset):
     are left encoded for a GPU decoder (`read_batch`)."""
 
     def __init__(
-        self, items: Sequence[Path], size: int, method: str, whole: bool, encoded: bool
+        self,
+        items: Sequence[Path],
+        size: int,
+        method: str,
+        whole: bool,
+        encoded: bool,
+        jpeg_reducing_gap: float | None,
     ) -> None:
         self.items, self.size, self.method = list(items), size, method
         self.whole, self.encoded = whole, encoded
         # a worker started by spawn or forkserver imports images afresh: it decodes JPEGs as
-        # this process did when the loader was made
-        self.jpeg_reducing_gap = images.JPEG_REDUCING_GAP
+        # this process does for this loader (`DeviceDataLoader._jpeg_gap`)
+        self.jpeg_reducing_gap = jpeg_reducing_gap
 
     def __len__(self) -> int:
         return len(self.items)
@@ -624,6 +630,7 @@ class DeviceDataLoader:
                     ds.method,
                     whole=ds.cache is not None,
                     encoded=self.decoder is not None,
+                    jpeg_reducing_gap=self._jpeg_gap(),
                 ),  # fmt: skip
                 sampler=self._sampler,
                 batch_size=None,
@@ -646,15 +653,24 @@ class DeviceDataLoader:
         self.close()
         self.decoder = decoder
 
+    def _jpeg_gap(self) -> float | None:
+        """How this loader decodes large JPEG files: reduced (`images.JPEG_REDUCING_GAP`) for
+        the training set only, where the speed counts every epoch; validation and test sets
+        decode every file whole, as predict does, so that a file gets the same answer from
+        get_preds, predict and the CLI whether it is given as a path, bytes, a PIL image or
+        an array (fastai decodes every file whole)."""
+        return images.JPEG_REDUCING_GAP if self.train else None
+
     def _decode_here(
         self, idx: list[int], u: np.ndarray | None, whole: bool = False
     ) -> DecodedBatch:
         """Files `idx` decoded in this process, windows from the draws `u` (None: centred):
         their `DecodedBatch`, x on the decoder's device or the CPU."""
         ds = self.dataset
-        if self.decoder is not None:
-            return self.decoder.decode_files(ds.items, idx, ds.size, ds.method, u, whole)
-        return decode_readable(ds.items, idx, ds.size, ds.method, u, whole)
+        with images.jpeg_reducing_gap(self._jpeg_gap()):
+            if self.decoder is not None:
+                return self.decoder.decode_files(ds.items, idx, ds.size, ds.method, u, whole)
+            return decode_readable(ds.items, idx, ds.size, ds.method, u, whole)
 
     def _finish(self, part: DecodedBatch | EncodedBatch, whole: bool) -> DecodedBatch:
         """A worker's batch -> its `DecodedBatch` (the GPU decoder finishes encoded ones)."""
