@@ -109,7 +109,7 @@ def test_16bit_rgb_png_by_path_and_by_pil_agree(tmp_path):
 def test_wide_to_8bit_edge_cases():
     f = Image.fromarray(np.array([[np.nan, 0.5], [np.inf, 1.0]], np.float32))
     np.testing.assert_array_equal(np.asarray(wide_to_8bit(f)), [[0, 128], [0, 255]])
-    constant = Image.fromarray(np.full((2, 2), 7.5, np.float32))
+    constant = Image.fromarray(np.full((2, 2), 300.5, np.float32))  # stretched: no range
     np.testing.assert_array_equal(np.asarray(wide_to_8bit(constant)), np.zeros((2, 2)))
     big_i = Image.fromarray(np.array([[70000, 70000]], np.int32))  # constant, out of 16 bits
     np.testing.assert_array_equal(np.asarray(wide_to_8bit(big_i)), [[0, 0]])
@@ -117,3 +117,18 @@ def test_wide_to_8bit_edge_cases():
     assert wide_to_8bit(rgb) is rgb
     assert torch.equal(to_rgb(Image.fromarray(np.array([[65535]], np.uint16))),
                        torch.full((3, 1, 1), 255, dtype=torch.uint8))  # fmt: skip
+
+
+def test_8bit_values_in_a_wide_mode_are_taken_as_they_are():
+    """convert('I') / convert('I;16') / convert('F') of a grayscale photo, or a uint16 array
+    of 8-bit values: as Pillow's convert('L') and fastai read them (the 16-bit rule made the
+    'I' ones black: a trial's predict was certain of a class from a black image)."""
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    want = torch.from_numpy(gray).expand(3, 16, 16)
+    img = Image.fromarray(gray)
+    for mode in ("I", "I;16", "F"):
+        assert torch.equal(to_rgb(img.convert(mode)), want), mode
+    assert torch.equal(to_rgb(gray.astype(np.uint16)), want)
+    assert torch.equal(to_rgb(torch.from_numpy(gray.astype(np.int32)).to(torch.uint16)), want)
+    deep = Image.fromarray(gray.astype(np.uint16) * 257)  # real 16-bit: its high byte
+    assert torch.equal(to_rgb(deep), want)

@@ -297,3 +297,25 @@ def test_losses_reported_are_copies_and_live_and_passes_fire_fit_events_as_fasta
     assert counter.n == len(plain.data.valid_dl) and counter not in plain.cbs
     plain.get_preds(cbs=[counter])
     assert counter.n == len(plain.data.valid_dl) and counter not in plain.cbs
+
+
+def test_a_learner_can_be_deep_copied_and_pickled_as_fastai_s(tmp_path):
+    """copy.deepcopy (fastai's ensembles) and pickle (a learner sent to a worker process)
+    failed on the progress callback's stdout and on the loaders' decoding workers."""
+    import copy
+    import pickle
+
+    folder = demo_dataset(tmp_path / "demo", n_per_class=2, size=32)
+    data = ImageDataBunch.from_folder(folder, size=16, bs=4, num_workers=1, seed=2)
+    learn = create_cnn(data, models.resnet18, pretrained=False, path=tmp_path)
+    learn.progress.stream = io.StringIO()
+    learn.fit(1)  # the training loader's workers are running
+    twin = copy.deepcopy(learn)
+    twin.fit(1)
+    assert len(twin.recorder.values) == 1 and len(learn.recorder.values) == 1
+    again = pickle.loads(pickle.dumps(learn))
+    x = data.valid_ds.items[0]
+    assert torch.equal(again.predict(x)[2], learn.predict(x)[2])
+    learn.export()
+    loaded = load_learner(tmp_path / "export.pkl")
+    assert torch.equal(copy.deepcopy(loaded).predict(x)[2], loaded.predict(x)[2])

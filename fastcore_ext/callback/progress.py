@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from fastprogress.fastprogress import NBMasterBar, NBProgressBar
 
@@ -222,6 +222,20 @@ class ProgressCallback(Callback):
         self._bar_on = False
         self._quiet = False  # a process other than rank 0
         self._bar: PassBar | None = None  # the terminal bar of the current phase
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy without what holds the terminal (copy.deepcopy / pickle of a learner:
+        fastai's ensembles, a learner sent to a worker process): the output is taken again
+        at the next fit; a stream that is the process's stdout or stderr is not kept."""
+        state = dict(self.__dict__)
+        state["_out"], state["_bar"], state["_notebook"] = None, None, None
+        if state.get("stream") in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            state["stream"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._out = self.stream if self.stream is not None else sys.stdout
 
     def _write_line(self, line: str) -> None:
         if self._quiet:

@@ -179,21 +179,28 @@ def wide_to_8bit(img: Image.Image) -> Image.Image:
     takes (a path, a PIL image, bytes, `open_image`); Pillow's ``convert('RGB')`` would clip
     it to 0-255, leaving a 16-bit image white and a float one in [0, 1] black.
 
+    - Integer values all within 0-255 (8-bit data in a wider mode: ``convert('I')`` of a
+      grayscale image) are taken as they are, as Pillow's ``convert('L')`` and fastai read
+      them (as 16-bit they would be black).
     - I;16 (16-bit): the high byte, ``v >> 8``, as a 16-bit PNG decoded from its path.
     - I (32-bit integer, Pillow's mode for 16-bit PGM/PPM and 32-bit TIFF): taken as 16-bit
       (``v >> 8``) when its values lie in [0, 65535], which is where 16-bit data opened as 'I'
       lies; any other range (negative values, or above 65535) is stretched from its minimum
       to its maximum, the only scale left for an image of unknown depth.
     - F (float): ``round(v * 255)`` when its values lie in [0, 1] (the float convention of
-      this library, `Image.data`, and of image libraries that save float images); any other
-      range (physical units, HDR, negative values) is stretched from its minimum to its
-      maximum, so the picture shows instead of a clipped black or white one (its absolute
-      level is lost: min-max per image). NaN and infinite values count as 0.
+      this library, `Image.data`, and of image libraries that save float images), as they are
+      (rounded) in [0, 255] when some exceeds 1 (8-bit data as floats, as Pillow and fastai
+      read them); any other range (physical units, HDR, negative values) is stretched from
+      its minimum to its maximum, so the picture shows instead of a clipped black or white
+      one (its absolute level is lost: min-max per image). NaN and infinite values count as 0.
     Any other mode is returned as it is."""
     if img.mode not in _WIDE_MODES:
         return img
     arr = np.asarray(img)
-    if img.mode.startswith("I;16"):
+    eight_bit = bool(arr.size) and 0 <= arr.min() and arr.max() <= 255
+    if img.mode.startswith("I") and eight_bit:
+        out = arr.astype(np.uint8)
+    elif img.mode.startswith("I;16"):
         out = (arr.astype(np.uint16) >> 8).astype(np.uint8)
     elif img.mode == "I":
         if arr.size and 0 <= arr.min() and arr.max() <= 65535:
@@ -204,6 +211,8 @@ def wide_to_8bit(img: Image.Image) -> Image.Image:
         v = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         if not v.size or (0 <= v.min() and v.max() <= 1):
             out = np.rint(v * 255).astype(np.uint8)
+        elif 0 <= v.min() and v.max() <= 255:
+            out = np.rint(v).astype(np.uint8)
         else:
             out = _stretch(v)
     return Image.fromarray(out)  # uint8 [H, W]: mode L
@@ -442,10 +451,14 @@ _TENSOR_INTS = (torch.uint8, torch.uint16, torch.bool)
 
 
 def _to_8bit(t: torch.Tensor) -> torch.Tensor:
-    """uint16 -> its high byte (a 16-bit image, as `wide_to_8bit` reads a 16-bit file); bool
+    """uint16 -> its high byte (a 16-bit image, as `wide_to_8bit` reads a 16-bit file), or
+    its values where all lie within 0-255 (8-bit data, as wide_to_8bit takes it); bool
     -> 0 / 255 (Pillow's mode '1' as an array); anything else as it is."""
     if t.dtype == torch.uint16:
-        return (t.to(torch.int32) >> 8).to(torch.uint8)
+        wide = t.to(torch.int32)
+        if wide.numel() and int(wide.max()) <= 255:
+            return wide.to(torch.uint8)
+        return (wide >> 8).to(torch.uint8)
     if t.dtype == torch.bool:
         return t.to(torch.uint8) * 255
     return t

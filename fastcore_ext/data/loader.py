@@ -648,6 +648,18 @@ class DeviceDataLoader:
         """Stop the decoding workers (they restart when needed)."""
         self._workers.clear()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy without the decoding workers (copy.deepcopy / pickle of a learner): the
+        copy starts its own when first iterated."""
+        state = dict(self.__dict__)
+        state["_workers"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._workers = {}
+        weakref.finalize(self, _release_workers, self._workers)
+
     def set_decoder(self, decoder: JpegBatchDecoder | None) -> None:
         """Decode JPEG files with `decoder` from the next pass on (None: on the CPU)."""
         self.close()
