@@ -357,7 +357,12 @@ def export_model(
 def _check_description(d: Any, path: Path) -> dict[str, Any]:
     if not isinstance(d, dict) or d.get("format") != EXPORT_FORMAT:
         raise ValueError(f"{path} is not a fastcore_ext export (no '{EXPORT_FORMAT}' description)")
-    if d.get("version", 0) > EXPORT_VERSION:
+    version = d.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(
+            f"{path}: the description's format version should be an int, got {version!r}"
+        )
+    if version > EXPORT_VERSION:
         raise ValueError(
             f"{path} was exported by a newer fastcore_ext (format version {d['version']}, this "
             f"one reads {EXPORT_VERSION}); upgrade fastcore_ext"

@@ -23,6 +23,7 @@ from fastcore_ext.augment import AugmentSpec, augment_batch
 from fastcore_ext.callback import mixed_precision
 from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.data import (
+    CategoryMap,
     DeviceDataLoader,
     ImageDataset,
     check_test_images,
@@ -93,9 +94,9 @@ class InferenceData:
         return len(self.classes)
 
     @property
-    def vocab(self) -> list[str]:
-        """fastai v2's name for `classes`."""
-        return self.classes
+    def vocab(self) -> CategoryMap:
+        """fastai v2's name for `classes`, with its ``o2i`` (name -> index)."""
+        return CategoryMap(self.classes)
 
     def preprocess(self, items: Any) -> torch.Tensor:
         """Raw items (paths, PIL images, arrays/tensors of uint8 or of floats in [0, 1],
@@ -213,6 +214,11 @@ def _export_beside(missing: Path, fname: str | os.PathLike) -> str:
             f" ({here} is there: learn.export() writes into learn.path, the data's path, which "
             f"is the current folder '.' when the data was built without one, as "
             f"DataBlock.dataloaders(source) and fastai's; load_learner({str(here)!r}) reads it)"
+        )
+    others = sorted(missing.parent.glob("*.pkl")) if missing.parent.is_dir() else []
+    if others:
+        return (
+            f" (the folder holds {', '.join(p.name for p in others[:5])}: give fname=, or the file)"
         )
     return ""
 

@@ -647,3 +647,22 @@ def test_predict_with_input_gives_the_input_the_model_saw(trained):
     assert torch.equal(pixels, want) and 0 <= pixels.min() and pixels.max() <= 255
     with pytest.raises(TypeError, match="with_input"):
         learn.predict(item, with_input=1)
+
+
+def test_a_hand_edited_version_a_renamed_export_and_the_loaded_vocab(trained, tmp_path):
+    """A format version written as text raised "'>' not supported between str and int"; a
+    folder holding model.pkl but no export.pkl said only "no such file"; a loaded learner's
+    vocab had no o2i (fastai's CategoryMap)."""
+    learn, tmp = trained
+    content = torch.load(tmp / "export.pkl", weights_only=True)
+    d = json.loads(content["description"])
+    d["version"] = "2"
+    content["description"] = json.dumps(d)
+    torch.save(content, tmp_path / "edited.pkl")
+    with pytest.raises(ValueError, match="format version should be an int, got '2'"):
+        load_learner(tmp_path / "edited.pkl")
+    (tmp_path / "model.pkl").write_bytes((tmp / "export.pkl").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"the folder holds edited.pkl, model.pkl: give"):
+        load_learner(tmp_path)
+    vocab = load_learner(tmp_path / "model.pkl").dls.vocab
+    assert list(vocab) == learn.data.classes and vocab.o2i[vocab[3]] == 3
