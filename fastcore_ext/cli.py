@@ -312,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print CSV (header file,prediction,probability; fields quoted where needed) "
         "instead of aligned columns",
     )
+    predict.add_argument(
+        "--probs",
+        action="store_true",
+        help="also print every class's probability (CSV: a column per class, named by it; "
+        "aligned: class=probability pairs)",
+    )
     lr_find = sub.add_parser(
         "lr-find",
         help="run the learning-rate finder only",
@@ -549,7 +555,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     width = max(map(display_width, images))
     table = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if table is not None:
-        table.writerow(["file", "prediction", "probability"])
+        every = list(learn.data.classes) if args.probs else []
+        table.writerow(["file", "prediction", "probability", *every])
     skipped = 0
     batch: list[tuple[str, torch.Tensor]] = []  # (file, its input [1, 3, S, S])
     for k, img in enumerate(images):
@@ -567,7 +574,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         if batch and (len(batch) == PREDICT_BS or k == len(images) - 1):
-            _print_predictions(learn, batch, width, table)
+            _print_predictions(learn, batch, width, table, args.probs)
             batch = []
     if skipped == len(images):
         raise UsageError(f"IMAGE: none of the images could be read ({skipped}, named above)")
@@ -582,19 +589,27 @@ batch of 64 small images many times faster than 64 passes of one)."""
 
 
 def _print_predictions(
-    learn: Any, batch: list[tuple[str, torch.Tensor]], width: int, table: Any = None
+    learn: Any,
+    batch: list[tuple[str, torch.Tensor]],
+    width: int,
+    table: Any = None,
+    every: bool = False,
 ) -> None:
     """One line per file: its name, the predicted class and its probability (a row of the
-    csv writer `table` when given, else aligned columns)."""
+    csv writer `table` when given, else aligned columns), then with `every` each class's
+    probability (6 decimals)."""
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=[(torch.cat([x for _, x in batch]), None)])
-    names = max(map(display_width, learn.data.classes))
+    classes = learn.data.classes
+    names = max(map(display_width, classes))
     for (img, _), row in zip(batch, probs, strict=True):
-        name = learn.data.classes[int(row.argmax())]
+        name = classes[int(row.argmax())]
+        each = [f"{float(p):.6f}" for p in row] if every else []
         if table is not None:
-            table.writerow([img, name, f"{float(row.max()):.4f}"])
+            table.writerow([img, name, f"{float(row.max()):.4f}", *each])
         else:
-            print(f"{_padded(img, width)}  {_padded(name, names)}  {float(row.max()):.4f}")
+            pairs = "".join(f"  {c}={p}" for c, p in zip(classes, each, strict=False))
+            print(f"{_padded(img, width)}  {_padded(name, names)}  {float(row.max()):.4f}{pairs}")
 
 
 def display_width(text: str) -> int:

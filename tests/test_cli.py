@@ -361,6 +361,17 @@ def test_predict_csv_quotes_paths_and_class_names(tmp_path, capsys, small_demo, 
         probs = learn.predict(file)[2]
         assert name in names and 0.0 < float(prob) <= 1.0
         assert abs(float(prob) - float(probs[learn.data.classes.index(name)])) < 0.01
+    # --probs: every class's probability, a column each (named by the class)
+    code, out, err = run(capsys, "predict", str(tmp_path), str(plain), "--csv", "--probs")
+    assert code == 0, err
+    header, row = list(csv.reader(out.splitlines()))
+    assert header == ["file", "prediction", "probability", *learn.data.classes]
+    each = [float(p) for p in row[3:]]
+    assert sum(each) == pytest.approx(1.0, abs=1e-5) and max(each) == pytest.approx(
+        float(row[2]), abs=1e-4
+    )
+    code, out, err = run(capsys, "predict", str(tmp_path), str(plain), "--probs")
+    assert code == 0 and all(f"{c}=" in out for c in learn.data.classes)
 
 
 @pytest.mark.parametrize("command", ["train", "predict", "lr-find"])
@@ -371,7 +382,7 @@ def test_help_of_each_command(capsys, command):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: fastcore-ext {command}")
     if command == "predict":
-        assert "--csv" in out
+        assert "--csv" in out and "--probs" in out
     else:
         for flag in ("--arch", "--size", "--bs", "--pretrained", "--no-pretrained", "--bf16",
                      "--cache", "--workers", "--seed", "--out", "--valid-pct"):  # fmt: skip
