@@ -297,21 +297,16 @@ def fire(cbs: Iterable[Callback], name: str, training: bool) -> None:
     `Boom` when calling event `after_batch`")."""
     inner = name in _INNER_EVENTS
     for cb in list(cbs):
-        if not getattr(cb, "run", True) or (
-            inner and not (cb.run_train if training else cb.run_valid)
-        ):
-            if name == "after_fit":  # fastai: run is True again at each fit's end
-                cb.run = True
-            continue
-        try:
-            getattr(cb, name)()
-        except _CANCELS:
-            raise
-        except Exception as e:  # which callback and event raised it (fastai's message)
-            _note_callback(e, f"in callback {type(cb).__name__}, event {name}")
-            raise
+        if getattr(cb, "run", True) and (not inner or (cb.run_train if training else cb.run_valid)):
+            try:
+                getattr(cb, name)()
+            except _CANCELS:
+                raise
+            except Exception as e:  # which callback and event raised it (fastai's message)
+                _note_callback(e, f"in callback {type(cb).__name__}, event {name}")
+                raise
         if name == "after_fit" and not getattr(cb, "run", True):
-            cb.run = True
+            cb.run = True  # fastai: run is True again at each fit's end
 
 
 _CANCELS = (
