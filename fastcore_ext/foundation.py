@@ -16,18 +16,30 @@ from __future__ import annotations
 
 import operator
 import random
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, SupportsIndex, TypeVar, overload
 
 import numpy as np
 import torch
 
-__all__ = ["L", "first"]
+__all__ = ["L", "class2attr", "first"]
 
 T = TypeVar("T")
 
 REPR_ITEMS = 10  # items shown by repr (fastbook's `(#N) [...]`)
 _MISSING = object()
+
+
+def class2attr(obj: object, suffix: str) -> str:
+    """fastcore's: the snake-case name of `obj`'s class without a final `suffix` ('Callback',
+    'Metric'): ShowGraphCallback -> 'show_graph', CountCB -> 'count_cb', ConfusionMetric ->
+    'confusion'; the class `suffix` itself -> suffix in lower case."""
+    cls = type(obj).__name__
+    if cls.endswith(suffix) and cls != suffix:
+        cls = cls[: -len(suffix)]
+    words = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", words).lower()
 
 
 def _as_items(items: Any, rest: tuple[Any, ...]) -> list[Any]:

@@ -22,7 +22,6 @@ batches (fastai's too); the functions above see every process's predictions.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from functools import partial
 from itertools import combinations
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 
 from fastcore_ext.checks import check_bool, int_or_none, real_or_none, short_repr
+from fastcore_ext.foundation import class2attr
 from fastcore_ext.warn import warn_user
 
 __all__ = [
@@ -79,10 +79,7 @@ class Metric:
 
     @property
     def name(self) -> str:
-        cls = type(self).__name__
-        cls = cls[: -len("Metric")] if cls.endswith("Metric") and cls != "Metric" else cls
-        words = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls)
-        return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", words).lower()
+        return class2attr(self, "Metric")
 
 
 class AvgMetric(Metric):

@@ -25,11 +25,11 @@ batch, CancelFitException ends the whole fit.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from fastcore_ext.foundation import class2attr
 from fastcore_ext.ranks import is_main_process
 from fastcore_ext.warn import warn_user
 
@@ -143,11 +143,7 @@ class Callback:
         """Snake-case name of the class without the 'Callback' suffix, as fastai's
         (camel2snake): 'recorder', 'show_graph', 'count_cb' for CountCB; the learner's
         attribute of the callback (``learn.recorder``)."""
-        cls = type(self).__name__
-        if cls.endswith("Callback") and cls != "Callback":
-            cls = cls[: -len("Callback")]
-        words = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls)
-        return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", words).lower()
+        return class2attr(self, "Callback")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(order={self.order})"
