@@ -363,17 +363,19 @@ def check_fnames(fnames: object) -> list[str | os.PathLike]:
 
 
 def _resolve_fnames(
-    path: str | Path, fnames: Iterable[str | Path], arg: str = "fnames"
+    path: str | Path, fnames: Iterable[str | Path], table: bool = False
 ) -> list[Path]:
-    """The files `fnames` names, relative to `path`. A list's names (arg 'fnames') may also be
-    relative to the working folder, where only that file exists (`_resolve_name`); a table's
-    (arg 'fn_col') are always under `path`, as fastai's from_df / from_csv take them."""
+    """The files `fnames` names, relative to `path`. A list's names may also be relative to
+    the working folder, where only that file exists (`_resolve_name`); a table's (`table`:
+    from_df / from_csv, errors naming fn_col) are always under `path`, as fastai's take
+    them."""
     root = check_path(path)
     names = check_fnames(fnames)
-    if arg == "fnames":
-        items = [_resolve_name(root, Path(f)) for f in names]
-    else:
+    arg = "fn_col" if table else "fnames"
+    if table:
         items = [Path(f) if Path(f).is_absolute() else root / f for f in names]
+    else:
+        items = [_resolve_name(root, Path(f)) for f in names]
     if not items:
         raise ValueError(f"{arg}: expected at least one file, got an empty list")
     check_files_exist(items, arg, root)
@@ -731,13 +733,17 @@ def _items_with_labels(
     labels: Iterable[object],
     valid_pct: float,
     seed: int,
-    arg: str,
+    table: bool,
     rule: str = "v2",
     valid: Sequence[bool] | None = None,
 ) -> ItemSplit:
+    """The split of `fnames` labelled by `labels`: a list's (from_lists, errors naming
+    fnames / labels) or, with `table`, a table's rows (from_df / from_csv: fn_col /
+    label_col)."""
+    arg = "label_col" if table else "labels"
     labs = _label_list(labels, arg)
-    items = _resolve_fnames(path, fnames, "fnames" if arg == "labels" else "fn_col")
-    _warn_repeated(items, "fnames" if arg == "labels" else "fn_col")
+    items = _resolve_fnames(path, fnames, table)
+    _warn_repeated(items, "fn_col" if table else "fnames")
     if len(labs) != len(items):
         raise ValueError(f"{arg}: expected {len(items)} labels (one per file), got {len(labs)}")
     if valid is not None and len(valid) != len(items):
@@ -773,7 +779,7 @@ def items_from_lists(
     """Labels given as a list aligned with `fnames` (or a 1-d tensor / numpy array: its
     values), each converted with `str`; None, NaN and empty labels are errors naming the
     file."""
-    return _items_with_labels(path, fnames, labels, valid_pct, seed, "labels", rule)
+    return _items_with_labels(path, fnames, labels, valid_pct, seed, False, rule)
 
 
 Column = int | str
@@ -921,7 +927,7 @@ def items_from_table(
         raise TypeError(f"suffix: expected a string such as '.jpg' or '', got {suffix!r}")
     root = check_path(path) / folder if folder is not None else check_path(path)
     names = [f"{n}{suffix}" for n in _label_list(names, "fn_col")]
-    return _items_with_labels(root, names, labels, valid_pct, seed, "label_col", rule, valid)
+    return _items_with_labels(root, names, labels, valid_pct, seed, True, rule, valid)
 
 
 # -- fastai v2's splitters and labellers (the DataBlock API) ---------------------------------
