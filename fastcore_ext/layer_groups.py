@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from fastcore_ext.checks import int_or_none, real_or_none
-from fastcore_ext.optim import OptimWrapper
+from fastcore_ext.optim import OptimWrapper, slice_values
 
 __all__ = [
     "NORM_TYPES",
@@ -251,13 +251,8 @@ def lr_range(
         if lr.stop is None:
             raise ValueError(f"{name} as a slice needs a stop (the last group's lr), got {lr!r}")
         stop = check_lr_value(f"{name}.stop", lr.stop)
-        if lr.start is None:
-            return [stop / 10] * (n - 1) + [stop]
-        start = check_lr_value(f"{name}.start", lr.start)
-        if n == 1:
-            return [stop]
-        ratio = (stop / start) ** (1 / (n - 1))
-        return [start * ratio**i for i in range(n - 1)] + [stop]
+        start = None if lr.start is None else check_lr_value(f"{name}.start", lr.start)
+        return slice_values(start, stop, n)
     if isinstance(lr, (np.ndarray, torch.Tensor)) and np.prod(lr.shape, dtype=np.int64) == 1:
         return [check_lr_value(name, lr.item(), zero=zero)] * n  # one number: every group
     if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
@@ -351,7 +346,7 @@ def make_optimizer(
             f"two per layer group), got {len(opt.param_groups)}"
         )
     _write_wd(opt, group_map, wd)
-    opt.group_layers, opt.group_decays = group_map.layer, group_map.decay
+    opt.group_map = group_map
     return opt, group_map
 
 

@@ -41,7 +41,7 @@ from fastcore_ext import ops
 from fastcore_ext.checks import check_bool, check_int, check_number, real_or_none
 from fastcore_ext.schedule import check_one_cycle_args, one_cycle
 
-__all__ = ["Adam", "OptimWrapper", "RMSProp", "SGD"]
+__all__ = ["Adam", "OptimWrapper", "RMSProp", "SGD", "slice_values"]
 
 _PARAM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _RANGES = {  # group key -> (lowest allowed, excluded upper bound or None): checks.check_number
@@ -71,19 +71,25 @@ def _is_dense(p: torch.Tensor) -> bool:
     return True
 
 
-def _slice_values(v: slice, n: int) -> list[float]:
-    """fastai's set_hyper of a slice over n groups: slice(a, b) geometric from a to b,
-    slice(b) b / 10 for all but the last and b for it."""
-    stop = real_or_none(v.stop)
-    start = None if v.start is None else real_or_none(v.start)
-    if stop is None or (v.start is not None and start is None) or v.step is not None:
-        raise TypeError(f"set_hyper: a slice should be slice(b) or slice(a, b) of numbers, got {v}")
+def slice_values(start: float | None, stop: float, n: int) -> list[float]:
+    """fastai's spread of slice(start, stop) over `n` groups: geometric from start to stop
+    (the last exactly stop), or for slice(stop) stop / 10 for all groups but the last and
+    stop for it (layer_groups.lr_range's slices, set_hyper's)."""
     if start is None:
         return [stop / 10] * (n - 1) + [stop]
     if n == 1:
         return [stop]
     ratio = (stop / start) ** (1 / (n - 1))
-    return [start * ratio**i for i in range(n)]
+    return [start * ratio**i for i in range(n - 1)] + [stop]
+
+
+def _slice_values(v: slice, n: int) -> list[float]:
+    """set_hyper's slice of numbers over `n` groups (`slice_values`)."""
+    stop = real_or_none(v.stop)
+    start = None if v.start is None else real_or_none(v.start)
+    if stop is None or (v.start is not None and start is None) or v.step is not None:
+        raise TypeError(f"set_hyper: a slice should be slice(b) or slice(a, b) of numbers, got {v}")
+    return slice_values(start, stop, n)
 
 
 class _OneCycleHost:
@@ -98,11 +104,10 @@ class _OneCycleHost:
     # training batch's step, so that from before_batch to after_batch (and after the fit)
     # hypers give the batch's own values, as fastai's ParamScheduler sets them per batch
     hypers_step: int | None = None
-    # which layer group each param group is of, and whether it takes weight decay (the
-    # Learner's GroupMap, set by layer_groups.make_optimizer): set_hyper takes one value per
+    # the Learner's layer_groups.GroupMap (set by make_optimizer): which layer group each
+    # param group is of, and whether it takes weight decay; set_hyper takes one value per
     # layer group, and keeps weight decay off the groups without it (BatchNorm, biases)
-    group_layers: tuple[int, ...] | None = None
-    group_decays: tuple[bool, ...] | None = None
+    group_map: Any = None
 
     def _new_schedule(
         self,
@@ -205,14 +210,14 @@ class _OneCycleHost:
                 "opt.clear_schedule() first"
             )
         n = len(self.param_groups)
-        layers, decays = self.group_layers, self.group_decays
-        n_layers = None if layers is None else layers[-1] + 1
+        groups = self.group_map
+        n_layers = None if groups is None else groups.n_layers
         if isinstance(v, slice):  # fastai's: spread over the layer groups
             v = _slice_values(v, n if n_layers is None else n_layers)
         given = isinstance(v, Sequence) and not isinstance(v, str)
         values = list(v) if given else [v] * n
         if given and len(values) == n_layers and n_layers != n:
-            values = [values[i] for i in layers]  # one per layer group
+            values = groups.expand(values)  # one per layer group
             given = False
         if len(values) != n:
             per_layer = "" if n_layers is None else f", one per layer group ({n_layers})"
@@ -220,8 +225,8 @@ class _OneCycleHost:
                 f"set_hyper: v should be one number{per_layer} or one per param group ({n}), "
                 f"got {len(values)} values"
             )
-        if k == "wd" and not given and decays is not None:
-            values = [value if d else 0.0 for value, d in zip(values, decays, strict=True)]
+        if k == "wd" and not given and groups is not None:
+            values = [value if d else 0.0 for value, d in zip(values, groups.decay, strict=True)]
         for group, value in zip(self.param_groups, values, strict=True):
             number = real_or_none(value)
             if number is None:
@@ -237,7 +242,8 @@ class _OneCycleHost:
     def param_lists(self) -> list[list[torch.Tensor]]:
         """fastai's: the parameters of each layer group (its decayed and non-decayed param
         groups together), or of each param group when the layer groups are not known."""
-        layers = self.group_layers or tuple(range(len(self.param_groups)))
+        groups = self.group_map
+        layers = groups.layer if groups is not None else tuple(range(len(self.param_groups)))
         lists: list[list[torch.Tensor]] = [[] for _ in range(layers[-1] + 1)] if layers else []
         for layer, group in zip(layers, self.param_groups, strict=True):
             lists[layer].extend(group["params"])

@@ -180,7 +180,7 @@ def test_set_hyper_takes_one_value_per_layer_group_and_keeps_wd_off_norm_and_bia
     weight decay on BatchNorm and biases."""
     learn = make_learner()
     opt = learn.opt
-    assert len(opt.param_groups) == 4 and opt.group_layers == (0, 0, 1, 1)
+    assert len(opt.param_groups) == 4 and opt.group_map.layer == (0, 0, 1, 1)
     opt.set_hyper("lr", [1e-3, 1e-2])
     assert [h["lr"] for h in opt.hypers] == [1e-3, 1e-3, 1e-2, 1e-2]
     opt.set_hyper("wd", 0.1)
