@@ -86,6 +86,7 @@ from fastcore_ext.checkpoint import (
 )
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
+from fastcore_ext.data.items import shown_names
 from fastcore_ext.data.paths import DataPath, file_in_the_way
 from fastcore_ext.export import DEFAULT_EXPORT, describe_metric, export_model
 from fastcore_ext.foundation import L
@@ -1617,10 +1618,9 @@ def _no_training_batch(dl: Any, epoch: int) -> str:
     bad = list(getattr(dl, "bad_items", []))
     if not bad:
         return f"epoch {epoch}: the training loader yielded no batch; nothing was trained"
-    shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
     return (
         f"epoch {epoch}: the training loader yielded no batch; nothing was trained: its "
-        f"{len(bad)} unreadable image(s) ({shown}) left no batch of at least 2 images "
+        f"{len(bad)} unreadable image(s) ({shown_names(bad)}) left no batch of at least 2 images "
         "(verify_images(files) prints why each cannot be read)"
     )
 
