@@ -707,13 +707,15 @@ def _train_stages(config: LessonConfig, learn: Learner, run: _Run, loggers: list
     learn.unfreeze()
     hi = lr1 / 10
     valley = _lr_find(learn, run, config.lr_find_iters, "lr_find_stage2").valley
-    lo = valley if valley < hi else hi / 10
     if valley < hi:
-        why = "from lr_find's valley after unfreeze to stage 1's lr / 10"
+        lo, why = valley, "from lr_find's valley after unfreeze to stage 1's lr / 10"
     else:
-        why = (
-            f"lr_find's valley after unfreeze, {valley:.1e}, is not below stage 1's lr / 10, "
-            "so the slice runs from a tenth of that to it"
+        lo, why = (
+            hi / 10,
+            (
+                f"lr_find's valley after unfreeze, {valley:.1e}, is not below stage 1's lr / 10, "
+                "so the slice runs from a tenth of that to it"
+            ),
         )
     lr2 = slice(lo, hi)
     run.lrs["stage2"] = [lo, hi]
