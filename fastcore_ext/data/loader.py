@@ -79,6 +79,7 @@ from . import images
 from .cache import DecodedCache
 from .device_decode import EncodedBatch, JpegBatchDecoder, read_batch
 from .images import BadImageError, DecodedBatch, decoded_batch, load_whole
+from .items import shown_names
 from .tensors import TensorCategory, TensorImage, category_item
 
 __all__ = [
@@ -758,8 +759,7 @@ class DeviceDataLoader:
         self._bad.update(bad)
         if not new:
             return
-        names = [str(self.dataset.items[i]) for i in new]
-        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        names = shown_names([self.dataset.items[i] for i in new], 20)
         whole = (
             f" {short} training batch(es) left with a single readable image were skipped whole "
             "(BatchNorm needs 2 images per batch in training)."
@@ -767,8 +767,8 @@ class DeviceDataLoader:
             else ""
         )
         warn_user(
-            f"epoch {epoch}: skipped {len(names)} unreadable image(s) of the "
-            f"{'training' if self.train else 'validation'} set: {shown}.{whole} Later passes "
+            f"epoch {epoch}: skipped {len(new)} unreadable image(s) of the "
+            f"{'training' if self.train else 'validation'} set: {names}.{whole} Later passes "
             "skip them without a warning (bad_items lists them; verify_images(bad_items) prints "
             "why each cannot be read). Drop them with skip_bad=True when building the data, or "
             "delete the broken ones with verify_images(path, delete=True)"
