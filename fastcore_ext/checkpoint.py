@@ -2,7 +2,8 @@
 checked loading.
 
 `save_checkpoint` / `load_checkpoint` are what `Learner.save` / `Learner.load` call (as
-fastai's save_model / load_model). A checkpoint is a dict of tensors and plain values only
+fastai's save_model / load_model); `checkpoint_state` is what `save_checkpoint` writes, kept
+in memory (`Learner.checkpoint()`). A checkpoint is a dict of tensors and plain values only
 (it loads with `torch.load(weights_only=True)`): "format" (CHECKPOINT_FORMAT), "version",
 "model" (the model's state_dict), "epoch" (epochs done by the fit that saved it),
 "epochs_trained" (training epochs over every fit of the learner; absent in files written
@@ -82,6 +83,7 @@ __all__ = [
     "model_file",
     "item_ids",
     "shown_classes",
+    "checkpoint_state",
     "save_checkpoint",
     "load_checkpoint",
 ]
@@ -212,8 +214,7 @@ def item_ids(items: Sequence[Any], root: str | os.PathLike) -> torch.Tensor | No
     return torch.tensor(ids, dtype=torch.int64)
 
 
-def save_checkpoint(
-    path: Path,
+def checkpoint_state(
     model: nn.Module,
     opt: torch.optim.Optimizer | None,
     epoch: int,
@@ -223,14 +224,14 @@ def save_checkpoint(
     epochs_trained: int | None = None,
     classes: Sequence[Any] | None = None,
     train_items: torch.Tensor | None = None,
-) -> Path:
-    """Write a checkpoint (see the module docstring) to `path` atomically: the model, the
-    epochs done, the RNG states, the data seed and, when `opt` is given, the optimizer's
-    state (and the scaler's and the layout of its param groups, `opt_groups`, when given).
-    epochs_trained: the learner's count over every fit (None: `epoch`). classes: the data's
-    class names (stored as str; `load_checkpoint` compares them). train_items: `item_ids`
-    of the training items (`load_checkpoint` looks for them among the validation items).
-    Returns `path`."""
+) -> dict[str, Any]:
+    """A checkpoint (see the module docstring) as a dict, its tensors copied to the CPU (later
+    training does not change it): the model, the epochs done, the RNG states, the data seed
+    and, when `opt` is given, the optimizer's state (and the scaler's and the layout of its
+    param groups, `opt_groups`, when given). epochs_trained: the learner's count over every
+    fit (None: `epoch`). classes: the data's class names (stored as str; `load_checkpoint`
+    compares them). train_items: `item_ids` of the training items (`load_checkpoint` looks
+    for them among the validation items). `atomic_save` writes it."""
     state: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -250,7 +251,24 @@ def save_checkpoint(
             state["opt_groups"] = opt_groups
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
-    return atomic_save(state, path)
+    return _cpu_copy(state)
+
+
+def save_checkpoint(path: Path, *args: Any, **kwargs: Any) -> Path:
+    """Write `checkpoint_state(*args, **kwargs)` to `path` atomically; returns `path`."""
+    return atomic_save(checkpoint_state(*args, **kwargs), path)
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """`obj` (dicts, lists and tuples of tensors and plain values) with every tensor copied
+    to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
 
 
 def load_checkpoint(

@@ -5,7 +5,7 @@
                        [--precision auto|fp32|bf16|fp16] [--compile] [--cache] [--skip-bad]
                        [--workers N] [--seed N]
                        [--valid-pct P] [--label-re PATTERN | --labels-csv FILE]
-                       [--out DIR] [--nproc N]
+                       [--out DIR] [--nproc N] [--resume]
     fastcore-ext predict MODEL IMAGE [IMAGE ...] [--csv]
     fastcore-ext lr-find [PATH] [same data and model options as train]
 
@@ -44,7 +44,9 @@ Exit status: 0 done (`predict`: at least one image predicted, unreadable ones sk
 usage error (one line on stderr; `predict`: also when none of the images could be read), 130
 interrupted (Ctrl-C: what was trained so far is saved and exported first), 143 terminated
 (SIGTERM, from `timeout`, `kill` or a job scheduler, during `train`: saved as after a Ctrl-C),
-1 any other error.
+1 any other error. An interrupted (or terminated) `train` saves the state at the end of its
+last completed epoch: the same command with `--resume` goes on from there in the same --out
+folder (lesson.run_lesson's resume).
 """
 
 from __future__ import annotations
@@ -295,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes on this machine (torchrun + DistributedDataParallel: one per GPU, or "
         "gloo processes on the CPU); default 1",
     )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the interrupted run in --out from the end of its last completed epoch "
+        "(repeat its options; --workers may differ)",
+    )
     predict = sub.add_parser(
         "predict",
         help="classify images with an exported model",
@@ -364,6 +372,7 @@ def _config(args: argparse.Namespace, training: bool) -> LessonConfig:
             "epochs": args.epochs,
             "unfreeze_epochs": args.unfreeze_epochs,
             "lr": None if args.lr == "auto" else args.lr,
+            "resume": args.resume,
         }
     return LessonConfig(
         path=None if args.path is None else Path(args.path),
@@ -398,6 +407,7 @@ _OPTION_OF = {
     "valid_pct": "--valid-pct",
     "pretrained": "--pretrained",
     "out": "--out",
+    "resume": "--resume",
 }
 
 
@@ -427,6 +437,8 @@ def _print_summary(s: LessonSummary) -> None:
         f"  final error rate: {'n/a' if err is None else f'{err:.4f}'}",
         f"  time: {mmss(s.time_s['total'])} ({parts})",
     ]
+    if s.resumed_from is not None:
+        lines.append(f"  resumed from {s.resumed_from} (the times are this run's)")
     if s.most_confused:
         pairs = ", ".join(f"{a} -> {b} ({n})" for a, b, n in s.most_confused[:5])
         lines.append(f"  most confused (actual -> predicted): {pairs}")
@@ -514,12 +526,16 @@ def _train(args: argparse.Namespace) -> int:
     _print_summary(summary)
     if summary.interrupted:
         if launch_rank() == 0:  # once in a multi-process run
+            going_on = (
+                f"the same train command with --resume goes on from {summary.resume_point}; "
+                if summary.resume_point is not None
+                else "(no epoch was completed, so nothing to resume); "
+            )
             print(
                 f"Interrupted: saved {summary.saved} and {summary.out / DEFAULT_EXPORT}. "
                 f"`{PROG} predict {summary.out} FILES` classifies with the model trained so "
-                "far; the same train command starts afresh (these files then move to "
-                f"{summary.out / PREVIOUS}/); in Python, learn.load(...) of the saved "
-                "weights with_opt=True and fit_one_cycle(..., start_epoch=N) go on",
+                f"far; {going_on}without --resume it starts afresh (these files then move to "
+                f"{summary.out / PREVIOUS}/)",
                 file=sys.stderr,
             )
         return EXIT_INTERRUPTED

@@ -78,10 +78,11 @@ from fastcore_ext.callback.recorder import Recorder
 from fastcore_ext.callback.tracker import TerminateOnNaN
 from fastcore_ext.checkpoint import (
     CHECKPOINT_FORMAT,
+    atomic_save,
+    checkpoint_state,
     item_ids,
     load_checkpoint,
     model_file,
-    save_checkpoint,
     shown_classes,
 )
 from fastcore_ext.checks import check_bool, check_int, int_or_none
@@ -1510,20 +1511,23 @@ class Learner:
         `fit_one_cycle(start_epoch=...)` need to resume exactly (fastcore_ext.checkpoint).
         Returns the file's path."""
         path = self._model_file(name)
+        return atomic_save(self.checkpoint(with_opt), path)
+
+    def checkpoint(self, with_opt: bool = True) -> dict[str, Any]:
+        """What `save` writes, as a dict whose tensors are copies on the CPU (training on
+        does not change it): a snapshot to write later with `checkpoint.atomic_save(state,
+        path)`, which `load` then reads (the command line's train keeps one per epoch, for
+        --resume)."""
         opt = self.opt if check_bool("with_opt", with_opt) else None
-        seed = getattr(self.data, "seed", None)
-        groups = self.group_map.to_dict()
-        classes = getattr(self.data, "classes", None)
-        return save_checkpoint(
-            path,
+        return checkpoint_state(
             self.model,
             opt,
             self.epochs_done,
-            seed,
+            getattr(self.data, "seed", None),
             self.scaler,
-            groups,
+            self.group_map.to_dict(),
             self.epochs_trained,
-            classes,
+            getattr(self.data, "classes", None),
             self._item_ids("train_ds"),
         )
 

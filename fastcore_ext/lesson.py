@@ -18,13 +18,22 @@ flat folder labelled by a regular expression on the file names as
     plots/*.png     lr_find and losses and schedule of each stage, top losses, confusion matrix
     summary.json    `LessonSummary.to_json()`: final error rate, times, learning rates, most
                     confused pairs, unreadable images skipped or dropped
-    models/         checkpoints (models/interrupted.pth after Ctrl-C)
+    models/         checkpoints after Ctrl-C: interrupted.pth (the weights at that moment)
+                    and resume.pth (the end of the last epoch completed, for `resume=True`)
     previous/       what the run before into the same folder left there (the same names)
 
 It prints what it decides and does (the pretrained choice, the data, each stage's learning
-rate, the epoch tables) and returns a `LessonSummary`. A Ctrl-C (KeyboardInterrupt) during
-the stages saves and exports what was trained so far and returns a summary with
-`interrupted=True`. `find_lr(config)` runs only the data, the learner and one lr_find.
+rate, the epoch tables) and returns a `LessonSummary`. A Ctrl-C (KeyboardInterrupt, or
+SIGTERM through the command line) during the stages saves and exports what was trained so
+far and returns a summary with `interrupted=True`; it also writes models/resume.pth, the
+state at the end of the last epoch completed (kept in memory after each epoch: copies on the
+CPU, the model and its optimizer's moments), with the stage, its learning rates and the
+configuration. A run with `resume=True` and the same configuration (`workers` may differ)
+goes on from there in the same folder: it loads that state (weights, optimizer, epoch counts,
+random generators) and continues the interrupted stage with `fit_one_cycle(...,
+start_epoch=k)`, so in one process it ends with the weights and error rate of a run never
+interrupted (the plots of a resumed stage show the epochs after the resume only).
+`find_lr(config)` runs only the data, the learner and one lr_find.
 
 A configuration that cannot run raises `LessonError`, whose `field` names the LessonConfig
 field at fault (the command line maps it to its option). In a run launched by torchrun only
@@ -41,7 +50,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +59,7 @@ from torchvision import models
 
 from fastcore_ext.augment import get_transforms
 from fastcore_ext.callback import Callback, CSVLogger
+from fastcore_ext.checkpoint import atomic_save, load_file
 from fastcore_ext.compiling import CompileError
 from fastcore_ext.data import (
     BadImageError,
@@ -97,7 +107,7 @@ __all__ = [
 class LessonError(ValueError):
     """A lesson configuration that cannot run. `field`: the LessonConfig field at fault
     ('path', 'label_re', 'labels_csv', 'arch', 'bs', 'valid_pct', 'pretrained', 'precision',
-    'compile', 'out')."""
+    'compile', 'out', 'resume')."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -132,7 +142,8 @@ class LessonConfig:
     cache: keep presized images in a memory map. skip_bad: check every image when the data
     are built and leave the unreadable ones out (else they are skipped when training meets
     them; both are counted in the summary). workers: loader processes (None: the data
-    layer's choice). out: the run's folder."""
+    layer's choice). out: the run's folder. resume: go on from out/models/resume.pth, which
+    an interrupted run with the same configuration wrote."""
 
     path: Path | None = None
     label_re: str | None = None
@@ -153,6 +164,7 @@ class LessonConfig:
     seed: int = 0
     valid_pct: float = 0.2
     out: Path = Path("fastcore_ext_run")
+    resume: bool = False
 
 
 BAD_FILES_LISTED = 20
@@ -206,9 +218,12 @@ class BadImages:
 class LessonSummary:
     """What a lesson run did. `to_json()` is summary.json. learning_rates: {'stage1': lr,
     'stage2': [lo, hi]}; time_s: {'total', 'data', 'lr_find', 'fit', 'interpretation'}
-    (those that ran); most_confused: (actual, predicted, count) of pairs seen twice or more;
-    files: the files under out, relative to it; saved: the checkpoint written on Ctrl-C;
-    bad_images: the unreadable images skipped during the run or dropped by skip_bad."""
+    (those that ran in this process); most_confused: (actual, predicted, count) of pairs
+    seen twice or more; files: the files under out, relative to it; saved: the checkpoint
+    written on Ctrl-C; bad_images: the unreadable images skipped during the run or dropped
+    by skip_bad; resume_point: where `resume=True` would go on from ('the end of stage 1's
+    epoch 2 of 4'), None when nothing can be resumed; resumed_from: where this run went on
+    from, None for a run from the start."""
 
     data: str | None
     arch: str
@@ -229,6 +244,8 @@ class LessonSummary:
     out: Path
     saved: Path | None = None
     bad_images: BadImages = field(default_factory=BadImages)
+    resume_point: str | None = None
+    resumed_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of summary.json."""
@@ -250,6 +267,8 @@ class LessonSummary:
             "interrupted": self.interrupted,
             "files": self.files,
             "bad_images": self.bad_images.to_json(),
+            "resume_point": self.resume_point,
+            "resumed_from": self.resumed_from,
         }
 
 
@@ -276,6 +295,8 @@ class _Run:
     pretrained: bool | None = None
     error_rate: float | None = None
     valid_loss: float | None = None
+    resumed_from: str | None = None
+    resume_point: str | None = None
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -345,6 +366,10 @@ def _check_out(out: Path, config: LessonConfig) -> None:
                 ) from None
 
 
+RESUME_NAME = "resume"
+RESUME = f"models/{RESUME_NAME}.pth"
+"""Under out: the state at the end of an interrupted run's last completed epoch (`_Resume`)."""
+
 # What an earlier run into the same folder left that this run would not overwrite; the export
 # too (a run that fails before its export must not leave the last one there; export.pth: the
 # name before 2026-12-06); in plots/ only the names a run writes (a user's own files stay).
@@ -355,6 +380,7 @@ _STALE = (
     "metrics.jsonl",
     "summary.json",
     "models/interrupted.pth",
+    RESUME,
     "plots/lr_find*.png",
     "plots/losses_*.png",
     "plots/schedule_*.png",
@@ -560,10 +586,14 @@ def _split_items(config: LessonConfig, nproc: int = 1) -> tuple[_Source, ItemSpl
 
 def check_config(config: LessonConfig, nproc: int = 1) -> None:
     """What `run_lesson` would refuse before training, checked without building anything
-    (the output folder, the data's items and split, bs against each process's share, the
-    architecture): `fastcore-ext train --nproc N` runs it once before starting N processes,
-    so a usage error is one line, not one per process and a torchrun traceback."""
-    _check_out(Path(config.out).expanduser(), config)
+    (the output folder and what it holds to resume, the data's items and split, bs against
+    each process's share, the architecture): `fastcore-ext train --nproc N` runs it once
+    before starting N processes, so a usage error is one line, not one per process and a
+    torchrun traceback."""
+    out = Path(config.out).expanduser()
+    _check_out(out, config)
+    if config.resume:
+        _Resume.read(out, config)
     _split_items(config, nproc)
     choose_pretrained(config)
 
@@ -650,6 +680,93 @@ def build_learner(config: LessonConfig, data: ImageDataBunch) -> Learner:
     return learn
 
 
+# ---- resuming an interrupted run -------------------------------------------------------------
+# Fields of LessonConfig that a resumed run may change: they do not change what is trained.
+_RESUME_FREE = ("workers", "out", "resume")
+
+
+def _config_record(config: LessonConfig) -> dict[str, Any]:
+    """The fields of `config` a resumed run must repeat, as JSON values (paths absolute)."""
+    record = {}
+    for key, value in asdict(config).items():
+        if key not in _RESUME_FREE:
+            is_path = isinstance(value, os.PathLike)
+            record[key] = str(Path(value).expanduser().resolve()) if is_path else value
+    return record
+
+
+@dataclass
+class _Resume:
+    """Where an interrupted run can go on from: the end of epoch `epochs` (counted from 1) of
+    `stage` ('stage1' or 'stage2'), the run's learning rates so far, its configuration
+    (`_config_record`) and the learner's checkpoint then (`Learner.checkpoint()`)."""
+
+    stage: str
+    epochs: int
+    lrs: dict[str, Any]
+    config: dict[str, Any]
+    state: dict[str, Any]
+
+    def point(self, config: LessonConfig) -> str:
+        n = config.epochs if self.stage == "stage1" else config.unfreeze_epochs
+        return f"the end of stage {self.stage[-1]}'s epoch {self.epochs} of {n}"
+
+    def save(self, file: Path) -> Path:
+        """Write the checkpoint with the rest under its "lesson" key (what `read` takes)."""
+        lesson = {"stage": self.stage, "epochs": self.epochs, "lrs": self.lrs}
+        return atomic_save({**self.state, "lesson": {**lesson, "config": self.config}}, file)
+
+    @classmethod
+    def read(cls, out: Path, config: LessonConfig) -> _Resume:
+        """The resume point out/RESUME holds; a LessonError ('resume') when there is none,
+        the file cannot be read, or its run had another configuration."""
+        file = out / RESUME
+        if not file.is_file():
+            raise LessonError(
+                "resume",
+                f"nothing to resume in {str(out)!r}: no {RESUME} there (an interrupted run "
+                "writes it once it has completed an epoch; a run that finished removes it)",
+            )
+        try:
+            state = load_file(file)
+            lesson = state.pop("lesson")
+            resume = cls(lesson["stage"], lesson["epochs"], lesson["lrs"], lesson["config"], state)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise LessonError("resume", f"cannot resume from {str(file)!r}: {e}") from None
+        now = _config_record(config)
+        changed = [k for k in now if resume.config.get(k) != now[k]]
+        if changed:
+            then = ", ".join(f"{k} {resume.config.get(k)!r}" for k in changed)
+            given = ", ".join(f"{k} {now[k]!r}" for k in changed)
+            raise LessonError(
+                "resume",
+                f"the interrupted run in {str(out)!r} had {then}; this one has {given}: "
+                "resume with the same options (only the workers may differ), or run without "
+                "resume to start afresh",
+            )
+        return resume
+
+
+class _EpochSnapshot(Callback):
+    """Keeps the learner's checkpoint at the end of each epoch of a stage's fit (copies on
+    the CPU: the model and its optimizer's moments, about three times the weights with Adam)
+    as a `_Resume` for the run's Ctrl-C path to write."""
+
+    order = 70  # after the Recorder and the loggers: the epoch is complete
+
+    def __init__(self, run: _Run, config: LessonConfig) -> None:
+        super().__init__()
+        self.run, self.record = run, _config_record(config)
+        self.last: _Resume | None = None
+
+    def after_epoch(self) -> None:
+        learn = self.learn
+        stage = str(self.run.stage)
+        self.last = _Resume(
+            stage, learn.epochs_done, dict(self.run.lrs), self.record, learn.checkpoint()
+        )
+
+
 # ---- the stages ------------------------------------------------------------------------------
 def _lr_find(learn: Learner, run: _Run, iters: int, name: str) -> Suggestions:
     print(f"Running lr_find: up to {iters} training steps at growing learning rates ...")
@@ -664,13 +781,20 @@ def _lr_find(learn: Learner, run: _Run, iters: int, name: str) -> Suggestions:
 
 
 def _fit_stage(
-    learn: Learner, run: _Run, loggers: list[Callback], stage: str, epochs: int, max_lr: Any
+    learn: Learner,
+    run: _Run,
+    loggers: list[Callback],
+    stage: str,
+    epochs: int,
+    max_lr: Any,
+    start_epoch: int = 0,
 ) -> None:
     run.stage = stage
-    with run.timed("fit"):
-        learn.fit_one_cycle(epochs, max_lr, cbs=loggers)
-    run.save_plot(learn.recorder.plot_losses(), f"losses_{stage}")
-    run.save_plot(learn.recorder.plot_lr(show_moms=True), f"schedule_{stage}")
+    if start_epoch < epochs:
+        with run.timed("fit"):
+            learn.fit_one_cycle(epochs, max_lr, cbs=loggers, start_epoch=start_epoch)
+        run.save_plot(learn.recorder.plot_losses(), f"losses_{stage}")
+        run.save_plot(learn.recorder.plot_lr(show_moms=True), f"schedule_{stage}")
     _record_last_epoch(learn, run)
 
 
@@ -690,9 +814,26 @@ def _fmt_lr(lr: Any) -> str:
     return f"{lr:.1e}"
 
 
-def _train_stages(config: LessonConfig, learn: Learner, run: _Run, loggers: list[Callback]) -> None:
-    """(lr_find with lr=None,) fit_one_cycle, unfreeze, lr_find, fit_one_cycle(slice)."""
-    if config.lr is None:
+def _train_stages(
+    config: LessonConfig,
+    learn: Learner,
+    run: _Run,
+    loggers: list[Callback],
+    resume: _Resume | None = None,
+) -> None:
+    """(lr_find with lr=None,) fit_one_cycle, unfreeze, lr_find, fit_one_cycle(slice); from
+    `resume`'s point when given (its learning rates, its stage from its next epoch)."""
+    start1 = start2 = 0
+    if resume is not None:
+        run.lrs = dict(resume.lrs)
+        if resume.stage == "stage1":
+            learn.load(RESUME_NAME)
+            start1 = resume.epochs
+        else:
+            start1 = config.epochs
+    if "stage1" in run.lrs:
+        lr1, why = run.lrs["stage1"], "as the interrupted run"
+    elif config.lr is None:
         lr1 = _lr_find(learn, run, config.lr_find_iters, "lr_find_stage1").valley
         why = "lr_find's valley"
     else:
@@ -700,30 +841,43 @@ def _train_stages(config: LessonConfig, learn: Learner, run: _Run, loggers: list
         why = "the lesson's default" if config.lr == LESSON_LR else "--lr"
     run.lrs["stage1"] = lr1
     frozen = "body frozen, " if run.pretrained else ""
-    print(f"\nStage 1: fit_one_cycle({config.epochs}, max_lr={_fmt_lr(lr1)}) ({frozen}{why})")
-    _fit_stage(learn, run, loggers, "stage1", config.epochs, lr1)
+    going_on = f", from epoch {start1}" if 0 < start1 < config.epochs else ""
+    if start1 < config.epochs:
+        print(
+            f"\nStage 1: fit_one_cycle({config.epochs}, max_lr={_fmt_lr(lr1)}) "
+            f"({frozen}{why}{going_on})"
+        )
+    _fit_stage(learn, run, loggers, "stage1", config.epochs, lr1, start1)
     if config.unfreeze_epochs == 0:
         return
     learn.unfreeze()
-    hi = lr1 / 10
-    valley = _lr_find(learn, run, config.lr_find_iters, "lr_find_stage2").valley
-    if valley < hi:
-        lo, why = valley, "from lr_find's valley after unfreeze to stage 1's lr / 10"
+    if resume is not None and resume.stage == "stage2":
+        learn.load(RESUME_NAME)  # after unfreeze, which clears the optimizer's moments
+        start2 = resume.epochs
+        lo, hi = run.lrs["stage2"]
+        why, going_on = "as the interrupted run", f", from epoch {start2}"
     else:
-        lo, why = (
-            hi / 10,
-            (
-                f"lr_find's valley after unfreeze, {valley:.1e}, is not below stage 1's lr / 10, "
-                "so the slice runs from a tenth of that to it"
-            ),
-        )
+        hi = lr1 / 10
+        valley = _lr_find(learn, run, config.lr_find_iters, "lr_find_stage2").valley
+        going_on = ""
+        if valley < hi:
+            lo, why = valley, "from lr_find's valley after unfreeze to stage 1's lr / 10"
+        else:
+            lo, why = (
+                hi / 10,
+                (
+                    f"lr_find's valley after unfreeze, {valley:.1e}, is not below stage 1's lr / "
+                    "10, so the slice runs from a tenth of that to it"
+                ),
+            )
     lr2 = slice(lo, hi)
     run.lrs["stage2"] = [lo, hi]
-    print(
-        f"\nStage 2: unfreeze, fit_one_cycle({config.unfreeze_epochs}, "
-        f"max_lr={_fmt_lr(lr2)}) ({why})"
-    )
-    _fit_stage(learn, run, loggers, "stage2", config.unfreeze_epochs, lr2)
+    if start2 < config.unfreeze_epochs:
+        print(
+            f"\nStage 2: unfreeze, fit_one_cycle({config.unfreeze_epochs}, "
+            f"max_lr={_fmt_lr(lr2)}) ({why}{going_on})"
+        )
+    _fit_stage(learn, run, loggers, "stage2", config.unfreeze_epochs, lr2, start2)
 
 
 def _interpret(learn: Learner, run: _Run) -> list[tuple[str, str, int]]:
@@ -767,6 +921,8 @@ def _summary(
         out=run.out,
         saved=saved,
         bad_images=BadImages.of(data),
+        resume_point=run.resume_point,
+        resumed_from=run.resumed_from,
     )
     if run.writes:
         (run.out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -790,23 +946,28 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
     configuration that cannot run."""
     out = Path(config.out).expanduser()
     _check_out(out, config)
+    resume = _Resume.read(out, config) if config.resume else None
     run = _Run(out, writes=launch_rank() == 0)
     with run.timed("data"):
         data, desc = build_data(config)
     print(desc)
     run.data = desc.removeprefix("data: ")
     learn = build_learner(config, data)  # its errors (--arch, --precision) leave out as it was
-    if run.writes and (previous := _keep_previous(out)) is not None:
+    if resume is not None:
+        run.resumed_from = resume.point(config)
+        print(f"Resuming from {run.resumed_from} ({out / RESUME})")
+    elif run.writes and (previous := _keep_previous(out)) is not None:
         print(f"the earlier run's files (export, models, metrics, plots) moved to {previous}/")
     loggers = [
         CSVLogger("metrics.csv", append=True),
         JSONLinesLogger(out / "metrics.jsonl", lambda: run.stage, run.writes),
     ]
+    snapshot = _EpochSnapshot(run, config)
     run.pretrained = any(not p.requires_grad for p in learn.model.parameters())
     confused: list[tuple[str, str, int]] = []
     try:
         with autosave(False):  # each figure is saved under its own name by run.save_plot
-            _train_stages(config, learn, run, loggers)
+            _train_stages(config, learn, run, [*loggers, snapshot], resume)
             confused = _interpret(learn, run)
     except KeyboardInterrupt:
         _record_last_epoch(learn, run)  # of the last epoch completed before the Ctrl-C
@@ -815,9 +976,15 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
                 print("Saving the model (a second Ctrl-C waits for it) ...", flush=True)
             saved = learn.save("interrupted")
             learn.export()
+            last = snapshot.last or resume  # none completed since: the point resumed from
+            if snapshot.last is not None:
+                snapshot.last.save(out / RESUME)
+            run.resume_point = None if last is None else last.point(config)
             return _summary(run, config, data, learn, confused, interrupted=True, saved=saved)
     with saving():  # the trained model: a Ctrl-C now would lose the whole run
         learn.export()
+        if run.writes:
+            (out / RESUME).unlink(missing_ok=True)  # finished: nothing to resume
     return _summary(run, config, data, learn, confused, interrupted=False, saved=None)
 
 

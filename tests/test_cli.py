@@ -167,6 +167,43 @@ def test_sigterm_saves_as_ctrl_c_and_exits_143(
     assert signal.getsignal(signal.SIGTERM) is before  # put back
 
 
+def test_a_terminated_train_goes_on_with_resume(
+    tmp_path, capsys, small_demo, small_defaults, offline_weights, monkeypatch
+):
+    """SIGTERM (a job scheduler's preemption) in stage 1's second epoch: the message says
+    that `--resume` goes on from the end of the first; the same command with --resume does,
+    in the same folder, and the summary says so. Without an interrupted run, --resume is a
+    usage error."""
+    args = ["train", "--out", str(tmp_path / "run"), "--lr", "1e-3", "--workers", "0",
+            "--epochs", "2", "--unfreeze-epochs", "1"]  # fmt: skip
+    code, out, err = run(capsys, *args[:3], "--resume")
+    assert code == 2 and "--resume: nothing to resume in " in err
+
+    class Terminate(Callback):
+        def after_batch(self):
+            if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    real = Learner.fit_one_cycle
+    with monkeypatch.context() as m:
+        m.setattr(
+            Learner,
+            "fit_one_cycle",
+            lambda self, *a, cbs=(), **k: real(self, *a, cbs=[*cbs, Terminate()], **k),
+        )
+        code, out, err = run(capsys, *args)
+    assert code == 143
+    point = "the end of stage 1's epoch 1 of 2"
+    assert f"the same train command with --resume goes on from {point}" in err
+    code, out, err = run(capsys, *args, "--resume")
+    assert code == 0, err
+    assert f"Resuming from {point}" in out and f"  resumed from {point}" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["resumed_from"] == point and summary["epochs_done"] == 3
+    code, out, err = run(capsys, *args, "--resume")
+    assert code == 2 and "--resume: nothing to resume" in err  # finished: removed
+
+
 def test_train_folder_with_fixed_lr_and_valid_pct(tmp_path, capsys, small_demo, offline_weights,
                                                   monkeypatch):  # fmt: skip
     """A PATH without train/valid sub-folders is split by --valid-pct; --lr FLOAT sets stage

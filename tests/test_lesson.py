@@ -9,10 +9,12 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 from fakes import make_learner
 
 from fastcore_ext import lesson
 from fastcore_ext.data import demo_dataset, get_image_files
+from fastcore_ext.export import read_export
 from fastcore_ext.learner import Learner
 from fastcore_ext.lesson import (
     LESSON_LR,
@@ -330,3 +332,93 @@ def test_a_ctrl_c_or_sigterm_during_the_final_export_does_not_lose_the_run(
     assert len(sent) == 2 and s.interrupted is False
     assert (out / "export.pkl").is_file() and (out / "summary.json").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def _interrupt_at(monkeypatch, method: str, call: int) -> None:
+    """Learner.`method` raises KeyboardInterrupt at its `call`-th call (counted from 1)."""
+    real, calls = getattr(Learner, method), []
+
+    def interrupted(self):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(Learner, method, interrupted)
+
+
+def _epoch_rows(out: Path) -> list[list[str]]:
+    """metrics.csv's epoch, valid_loss and error_rate columns (the time differs run to run;
+    train_loss is smoothed over the fit's batches, and a resumed fit's smoothing starts anew,
+    as fastai's fit with start_epoch)."""
+    rows = [line.split(",") for line in (out / "metrics.csv").read_text().splitlines()]
+    assert rows[0] == ["epoch", "train_loss", "valid_loss", "error_rate", "time"]
+    return [[row[0], *row[2:4]] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, small_demo):
+    out = tmp_path_factory.mktemp("whole") / "run"
+    return out, run_lesson(small_config(small_demo, out, epochs=2, unfreeze_epochs=2, lr=1e-3))
+
+
+@pytest.mark.parametrize(
+    "method, call, point",
+    [
+        ("_do_epoch_validate", 2, "the end of stage 1's epoch 1 of 2"),  # in stage 1
+        ("_do_epoch_train", 4, "the end of stage 1's epoch 2 of 2"),  # in stage 2's lr_find
+        ("_do_epoch_validate", 5, "the end of stage 2's epoch 1 of 2"),  # lr_find: call 3
+    ],
+)
+def test_a_resumed_run_ends_as_a_run_never_interrupted(
+    tmp_path, small_demo, uninterrupted, monkeypatch, capsys, method, call, point
+):
+    """A Ctrl-C writes models/resume.pth (the end of the last epoch completed); resume=True
+    with the same configuration goes on from there and ends with the same epoch table, error
+    rate and weights as the run never interrupted (precision 'auto': an fp32 epoch, then
+    bf16 here)."""
+    whole_out, whole = uninterrupted
+    out = tmp_path / "run"
+    config = small_config(small_demo, out, epochs=2, unfreeze_epochs=2, lr=1e-3)
+    with monkeypatch.context() as m:
+        _interrupt_at(m, method, call)
+        s = run_lesson(config)
+    assert s.interrupted and s.resume_point == point and (out / lesson.RESUME).is_file()
+    capsys.readouterr()
+    r = run_lesson(small_config(small_demo, out, epochs=2, unfreeze_epochs=2, lr=1e-3,
+                                resume=True, workers=1))  # fmt: skip
+    printed = capsys.readouterr().out
+    assert f"Resuming from {point}" in printed and "moved to" not in printed
+    assert r.resumed_from == point and not r.interrupted and r.resume_point is None
+    assert not (out / lesson.RESUME).exists()  # finished: nothing left to resume
+    assert r.final_error_rate == whole.final_error_rate
+    assert r.learning_rates == whole.learning_rates and r.epochs_done == 4
+    assert _epoch_rows(out) == _epoch_rows(whole_out)
+    ours, theirs = (read_export(o / "export.pkl")[1] for o in (out, whole_out))
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_resume_refuses_what_it_cannot_go_on_with(tmp_path, small_demo, monkeypatch):
+    out = tmp_path / "run"
+    with pytest.raises(LessonError, match="nothing to resume in .* no models/resume.pth") as e:
+        run_lesson(small_config(small_demo, out, resume=True))
+    assert e.value.field == "resume"
+    _interrupt_at(monkeypatch, "_do_epoch_validate", 2)
+    s = run_lesson(small_config(small_demo, out, epochs=2))
+    assert s.resume_point == "the end of stage 1's epoch 1 of 2"
+    with pytest.raises(LessonError, match=r"had size 32, epochs 2; this one has size 48, epochs 3"):
+        run_lesson(small_config(small_demo, out, epochs=3, size=48, resume=True))
+    with pytest.raises(LessonError, match=r"had bs 8.* has bs 4") as e:
+        lesson.check_config(small_config(small_demo, out, epochs=2, bs=4, resume=True))
+    assert e.value.field == "resume"
+    file = out / lesson.RESUME
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    with pytest.raises(LessonError, match="cannot resume from .*resume.pth.*not a readable"):
+        run_lesson(small_config(small_demo, out, epochs=2, resume=True))
+
+
+def test_an_interruption_before_any_epoch_has_nothing_to_resume(tmp_path, small_demo, monkeypatch):
+    _interrupt_at(monkeypatch, "_do_epoch_validate", 1)
+    s = run_lesson(small_config(small_demo, tmp_path / "run"))
+    assert s.interrupted and s.resume_point is None
+    assert not (tmp_path / "run" / lesson.RESUME).exists()

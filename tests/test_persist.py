@@ -24,6 +24,7 @@ from torch import nn
 
 import fastcore_ext.checkpoint as checkpoint
 from fastcore_ext.callback import Callback, SaveModelCallback
+from fastcore_ext.checkpoint import atomic_save
 from fastcore_ext.data import ImageDataBunch, demo_dataset, imagenet_stats
 from fastcore_ext.learner import CHECKPOINT_FORMAT
 from fastcore_ext.vision import create_cnn
@@ -86,6 +87,28 @@ def test_save_load_round_trip(tmp_path):
         for key, value in st.items():
             assert torch.equal(loaded_opt["state"][sid][key], value), key
     assert learn.epochs_done == 2
+
+
+def test_checkpoint_is_a_copy_that_save_writes_later(tmp_path):
+    """learn.checkpoint(): what save writes, as copies on the CPU; training on does not change
+    it, and written with atomic_save it loads as the save at that moment (the command line's
+    --resume keeps one per epoch and writes it on Ctrl-C)."""
+    learn = learner(tmp_path)
+    learn.fit_one_cycle(1, max_lr=1e-2)
+    snapshot, then = learn.checkpoint(), state_of(learn.model)
+    learn.save("then")
+    learn.fit(1, lr=0.5)  # move everything
+    assert_same_state(snapshot["model"], then)
+    atomic_save(snapshot, tmp_path / "models" / "snap.pth")
+    written, saved = (torch.load(tmp_path / "models" / f, weights_only=True)
+                      for f in ("snap.pth", "then.pth"))  # fmt: skip
+    assert written.keys() == saved.keys() and written["epoch"] == saved["epoch"] == 1
+    for sid, st in saved["opt"]["state"].items():
+        for key, value in st.items():
+            assert torch.equal(written["opt"]["state"][sid][key], value), key
+    learn.load("snap")
+    assert_same_state(state_of(learn.model), then)
+    assert "opt" not in learn.checkpoint(with_opt=False)
 
 
 def test_load_restores_rng_states(tmp_path):
