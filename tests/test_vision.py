@@ -336,12 +336,9 @@ def test_vision_learner_custom_head():
     ("kwargs", "message"),
     [
         ({"y_range": (0, 1)}, r"y_range=\(0, 1\) is not supported: .*classification only"),
-        ({"lr": 1e-2}, "lr=0.01 is not supported: this Learner has no default learning rate"),
-        ({"moms": (0.9, 0.8, 0.9)}, r"moms=\(0.9, 0.8, 0.9\) is not supported: give the"),
         ({"pool": False}, "pool=False is not supported: the head always pools"),
         ({"lin_first": True}, "lin_first=True is not supported"),
         ({"n_in": 1}, "n_in=1 is not supported: the images are 3-channel RGB"),
-        ({"train_bn": False}, "train_bn=False is not supported: freeze"),
         ({"init": nn.init.xavier_uniform_}, "init=.* is not supported: .*kaiming_normal_"),
         ({"foo": 1}, "got an unexpected keyword argument 'foo': it takes create_cnn's own"),
     ],
@@ -363,6 +360,13 @@ def test_vision_learner_takes_fastais_defaults_and_learner_arguments(tmp_path):
         wd=0.1, model_dir="m", path=tmp_path, metrics=[error_rate],
     )  # fmt: skip
     assert learn.wd == [0.1] * 3 and learn.path == tmp_path and learn.metrics == [error_rate]
+    # the Learner's lr, moms and train_bn (refused here by a stale list before): README's
+    # "Learner(..., lr=3e-3) (also through create_cnn / vision_learner)"
+    learn = vision_learner(image_bunch(), resnet18, pretrained=False, lr=1e-2,
+                           moms=(0.9, 0.8, 0.9), train_bn=False)  # fmt: skip
+    assert learn.lr == 1e-2 and learn.moms == (0.9, 0.8, 0.9) and learn.train_bn is False
+    learn.freeze()
+    assert not any(p.requires_grad for p in learn.model[0].parameters())  # BatchNorm too
 
 
 def test_vision_learner_weights(torch_home):

@@ -456,27 +456,19 @@ if pd is not None:
 
 
 # fastai v2's vision_learner arguments this library does not offer: the value that is what
-# it does anyway (accepted and dropped; _REFUSE when none is), and why the others are not.
-_REFUSE = object()
+# it does anyway (accepted and dropped), and why the others are not.
 _NOT_OFFERED: dict[str, tuple[Any, str]] = {
     "y_range": (
         None,
         "a regression head (SigmoidRange) is not offered: this library does single-label "
         "classification only",
     ),
-    "lr": (
-        _REFUSE,
-        "this Learner has no default learning rate: give it to the fit, "
-        "fit_one_cycle(n, lr_max) / fine_tune(n, base_lr) / fit(n, lr)",
-    ),
-    "moms": (_REFUSE, "give the momentums to the fit: fit_one_cycle(n, moms=(0.95, 0.85, 0.95))"),
     "pool": (
         True,
         "the head always pools the body's output (concat_pool=False for average pooling only)",
     ),
     "lin_first": (False, "the head's blocks are BatchNorm -> Dropout -> Linear (fastai's default)"),
     "n_in": (3, "the images are 3-channel RGB"),
-    "train_bn": (True, "freeze() keeps the BatchNorm layers trainable (fastai's train_bn=True)"),
     "init": (
         nn.init.kaiming_normal_,
         "the head is initialized with nn.init.kaiming_normal_ (fastai's default)",
@@ -492,7 +484,7 @@ def _check_vision_kwargs(kwargs: dict[str, Any]) -> None:
     for name in [n for n in kwargs if n in _NOT_OFFERED]:
         accepted, why = _NOT_OFFERED[name]
         value = kwargs.pop(name)
-        if accepted is _REFUSE or value != accepted:
+        if value != accepted:
             raise TypeError(f"{_CALLER}: {name}={value!r} is not supported: {why}")
     params = inspect.signature(Learner.__init__).parameters
     learner_args = [p for p in params if p not in ("self", "data", "model")]
