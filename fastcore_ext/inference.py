@@ -38,7 +38,7 @@ from fastcore_ext.metrics import Metric, metric_value
 from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.plots import check_ctxs, finish, grid_cells, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
-from fastcore_ext.torch_core import to_float
+from fastcore_ext.torch_core import non_finite_tensors, to_float
 from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
@@ -205,6 +205,31 @@ class _BatchView:
         return getattr(self.learn, name)
 
 
+def warn_not_finite(learn: Learner, out: torch.Tensor, caller: str) -> None:
+    """A RuntimeWarning when the model's outputs `out` (Tensor[N, ...]) hold a NaN or an
+    infinity: its predictions mean nothing (an argmax over NaN is class 0). It says whether
+    the model's own tensors are not finite (a fit diverged) or the inputs must be."""
+    bad = ~torch.isfinite(out.detach())
+    if not bool(bad.any()):
+        return
+    rows = int(bad.reshape(len(out), -1).any(dim=1).sum())
+    broken = non_finite_tensors(learn.model)
+    if broken:
+        why = (
+            f"{len(broken)} of the model's tensors are not finite ({', '.join(broken[:3])}"
+            f"{' ...' if len(broken) > 3 else ''}): a fit diverged (a learning rate too high). "
+            "learn.load a checkpoint saved before it, or build the learner anew, and train at "
+            "a lower learning rate"
+        )
+    else:
+        why = "the model's tensors are finite, so some inputs must not be"
+    warn_user(
+        f"{caller}: the model's outputs are NaN or infinite for {rows} of {len(out)} "
+        f"item(s), so their predicted classes and losses mean nothing: {why}",
+        RuntimeWarning,
+    )
+
+
 def _one_batch(learn: Learner, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """An inference pass of one unlabelled batch with its events (predict, show_results):
     (x as the user's callbacks leave it, the model's float32 outputs)."""
@@ -323,6 +348,7 @@ def get_preds(
         order = None if order is None else all_gather_cat(order)
     if raw is None:
         raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
+    warn_not_finite(learn, raw, "get_preds")
     if act is None:
         act = getattr(learn.loss_func, "activation", None)
     if act is None:
@@ -406,6 +432,7 @@ def validate(
         loss_sum, n, preds, targ = reduce_validation(loss_sum, n, preds, targ)
     if n == 0 or loss_sum is None:
         raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
+    warn_not_finite(learn, preds, "validate")
     return [float(loss_sum / n)] + [metric_value(m, preds, targ) for m in learn.metrics]
 
 
@@ -721,6 +748,7 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
     if isinstance(item, bytes | bytearray | memoryview):  # an image file's bytes, as fastai
         item = PILImage.create(item)
     x, logits = _one_batch(learn, preprocess(item))  # x: (1, 3, S, S)
+    warn_not_finite(learn, logits, "predict")
     probs = torch.softmax(logits, dim=1)[0].cpu()  # a normal tensor, made outside
     idx = probs.argmax()
     result = (Category(str(learn.data.classes[int(idx)]), idx), idx, probs)

@@ -109,6 +109,16 @@ def params(m: nn.Module) -> list[nn.Parameter]:
     return list(m.parameters())
 
 
+def non_finite_tensors(m: nn.Module) -> list[str]:
+    """The names of `m`'s floating-point parameters and buffers (BatchNorm statistics) that
+    hold a NaN or an infinity: what a diverged fit leaves."""
+    return [
+        name
+        for name, t in m.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+
+
 def noop(x: Any = None, *args: Any, **kwargs: Any) -> Any:
     """fastai's ``noop``: returns `x` unchanged (an identity where a function is expected)."""
     return x

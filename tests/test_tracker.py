@@ -11,6 +11,7 @@ import operator
 import os
 import signal
 import time
+import warnings
 
 import pytest
 import torch
@@ -105,6 +106,27 @@ def test_nan_loss_stops_with_the_last_finite_weights(tmp_path, value):
     learn.loss_func = nn.CrossEntropyLoss()
     learn.fit(1)  # usable afterwards
     assert learn.recorder.epochs == [0]
+
+
+def test_a_diverged_model_is_named_by_the_stop_and_by_every_prediction(tmp_path):
+    """A trial's lr=1e5: the steps before the NaN loss had already made the weights infinite;
+    the warning said the parameters after the previous batch were kept (as if usable), and
+    validate / predict / get_preds then gave NaN probabilities and a class (argmax over NaN)
+    without a word."""
+    learn = make_learner(path=tmp_path)
+    learn.fit(1, lr=1e-3)
+    with torch.no_grad():
+        learn.model[-1].weight.fill_(float("inf"))  # what the diverged steps leave
+    with pytest.warns(RuntimeWarning, match=r"batch 0 .* not finite already \(.*weight"):
+        learn.fit(1, lr=1e-3)
+    with pytest.warns(RuntimeWarning, match=r"^validate: the model's outputs are NaN or inf"):
+        learn.validate()
+    with pytest.warns(RuntimeWarning, match=r"get_preds: .* for 40 of 40 item\(s\).*diverged"):
+        learn.get_preds()
+    learn = make_learner(path=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # finite: nothing said
+        learn.get_preds()
 
 
 def test_nan_stop_loads_the_best_saved_model(tmp_path):

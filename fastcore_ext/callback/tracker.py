@@ -43,6 +43,7 @@ from fastcore_ext.callback.core import Callback, CancelFitException
 from fastcore_ext.callback.lr_finder import LRFinder
 from fastcore_ext.callback.progress import format_time
 from fastcore_ext.checks import int_or_none, real_or_none
+from fastcore_ext.torch_core import non_finite_tensors
 from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
@@ -144,11 +145,21 @@ class TerminateOnNaN(Callback):
         learn = self.learn
         self.stopped_at = (learn.epoch, learn.iter)
         value = float(loss.detach().float().reshape(-1)[0])
+        broken = non_finite_tensors(learn.model)
+        state = (
+            f"{len(broken)} of the model's tensors are not finite already ({', '.join(broken[:3])}"
+            f"{' ...' if len(broken) > 3 else ''}: the steps before diverged, or this batch's "
+            "forward pass put NaN into BatchNorm's running statistics), so its predictions mean "
+            "nothing: learn.load a checkpoint saved before, or build the learner anew, and "
+            "lower the learning rate"
+            if broken
+            else "the parameters are those after the previous batch. Lower the learning rate, "
+            "or check the data and the loss"
+        )
         warn_user(
             f"TerminateOnNaN: the training loss is {value} at epoch {learn.epoch}, batch "
             f"{learn.iter} (0-based, of {learn.n_iter} batches): the fit stopped before that "
-            f"batch's backward pass and optimizer step, so the parameters are those after the "
-            f"previous batch. Lower the learning rate, or check the data and the loss.",
+            f"batch's backward pass and optimizer step; {state}.",
             RuntimeWarning,
         )
         raise CancelFitException
