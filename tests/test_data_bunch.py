@@ -753,6 +753,10 @@ def _denormed(b, x):
         ({"max_n": 4, "nrows": 1}, (1, 4), 4),  # fastbook chapter 2
         ({"max_n": 5, "ncols": 2}, (3, 2), 5),
         ({"max_n": 2, "nrows": 2, "ncols": 3}, (2, 3), 2),
+        ({"rows": 3}, (3, 3), 8),  # 9 cells for a batch of 8: as v1
+        # a grid beyond a batch shrinks to fit it (rows=100: 10,000 empty Axes took minutes)
+        ({"rows": 100}, (3, 3), 8),
+        ({"nrows": 2, "ncols": 40}, (1, 8), 8),
     ],
 )
 @pytest.mark.parametrize("ds_type", ["train", "valid"])
@@ -762,7 +766,12 @@ def test_show_batch_grid_v1_and_v2(root, kwargs, geometry, n, ds_type):
         root, ds_tfms=get_transforms(), size=24, bs=8, num_workers=0, seed=0
     )
     b.normalize(imagenet_stats)
-    fig = b.show_batch(ds_type=ds_type, **kwargs)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        fig = b.show_batch(ds_type=ds_type, **kwargs)
+    said = [str(w.message) for w in rec if "show_batch" in str(w.message)]
+    shrunk = kwargs in ({"rows": 100}, {"nrows": 2, "ncols": 40})
+    assert len(said) == shrunk and all("and a batch holds 8: showing 8 in a" in m for m in said)
     assert isinstance(fig, Figure)
     got_geometry, shown, titles, pictures = _grid(fig)
     assert (got_geometry, shown) == (geometry, n)

@@ -978,6 +978,18 @@ class DeviceDataLoader:
             if y is not None and (not isinstance(y, torch.Tensor) or y.dim() != 1):
                 raise TypeError(f"b: expected y int64 [B] second, got {y!r:.80}")
         n = min(max_n, len(x), cells or max_n, len(axes) if axes is not None else max_n)
+        if axes is None and cells is not None and cells > len(x):  # rows=100: 10,000 Axes
+            asked = (nrows, ncols)
+            if nrows == ncols:
+                nrows = ncols = math.ceil(math.sqrt(n))
+            else:
+                ncols = min(ncols, n)
+                nrows = min(nrows, math.ceil(n / ncols))
+            if (nrows, ncols) != asked:
+                warn_user(
+                    f"show_batch: a {asked[0]} x {asked[1]} grid asks for {cells} images, and "
+                    f"a batch holds {len(x)}: showing {n} in a {nrows} x {ncols} grid"
+                )
         x = x[:n].float()
         images = (x if b is not None else denormalize(x, self.stats)).permute(0, 2, 3, 1)
         images = images.cpu().numpy()
