@@ -58,8 +58,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickletools
 import random
+import re
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -129,12 +132,63 @@ def load_file(path: str | os.PathLike, map_location: torch.device | str | None =
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         raise ValueError(
-            f"{path} is not a readable checkpoint (damaged, truncated, or not written by "
-            f"fastcore_ext: it must load with torch.load(weights_only=True)): "
-            f"{type(e).__name__}: {e} ({size} bytes)"
+            f"{path} is not a readable checkpoint: {_what_it_holds(path, e)} ({size:,} bytes)"
         ) from e
     verify(path, obj)
     return obj
+
+
+def _what_it_holds(path: Path, e: Exception) -> str:
+    """Why torch.load(weights_only=True) refused `path` with `e`, from the file's first bytes
+    (an image, a text file, no zip archive) or the error: pickled code, or damage. torch's
+    own message is not shown whole: it suggests weights_only=False, which runs the pickled
+    code and cannot read an image or a damaged file anyway."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"\xff\xd8\xff"):
+        return "it is a JPEG image, not a model file"
+    if head.startswith(b"\x89PNG"):
+        return "it is a PNG image, not a model file"
+    if not head.startswith(b"PK\x03\x04"):
+        try:
+            text = b"\0" not in head and bool(head.decode("utf-8"))
+        except UnicodeDecodeError:
+            text = False
+        kind = "a text file" if text else "not a torch file"
+        return f"it is {kind} (torch.save writes a zip archive), or its start is damaged"
+    if "weights only load failed" in str(e).lower():
+        packages = pickled_packages(path) - {
+            "torch",
+            "collections",
+            "builtins",
+            "__builtin__",
+            "_codecs",
+        }
+        named = f" (it names {', '.join(sorted(packages))})" if packages else ""
+        return (
+            f"it holds pickled objects or code besides tensors{named}: a torch.save of a whole "
+            "model, or fastai's learn.save / export. fastcore_ext loads with "
+            "torch.load(weights_only=True) and never runs pickled code; save a state_dict "
+            "(torch.save(model.state_dict(), file)) to move weights between libraries"
+        )
+    first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+    return f"damaged or truncated ({type(e).__name__}: {first[0][:200] if first else ''})"
+
+
+def pickled_packages(file: Path) -> set[str]:
+    """The top-level packages whose classes or functions a torch file's pickle names (its
+    GLOBAL opcodes: torch.save's protocol 2), read without unpickling anything; what could be
+    read of them when the file is damaged, nothing when it is not a torch zip file."""
+    packages: set[str] = set()
+    try:
+        with zipfile.ZipFile(file) as z:
+            data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                packages.add(str(arg).split(".")[0].split()[0])
+    except Exception:  # zipfile.BadZipFile, StopIteration, ValueError of a cut pickle, ...
+        pass
+    return packages
 
 
 def rng_state() -> dict[str, Any]:

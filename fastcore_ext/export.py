@@ -30,8 +30,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import pickletools
-import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -44,7 +42,7 @@ from torchvision import models
 
 import fastcore_ext
 from fastcore_ext import metrics as library_metrics
-from fastcore_ext.checkpoint import atomic_save, load_file
+from fastcore_ext.checkpoint import atomic_save, load_file, pickled_packages
 from fastcore_ext.data.items import describe_labeller
 from fastcore_ext.model_builder import AdaptiveConcatPool2d, create_head, default_cut
 from fastcore_ext.xresnet import XRESNETS, ResBlock, XResNet
@@ -373,22 +371,6 @@ def _check_description(d: Any, path: Path) -> dict[str, Any]:
     return d
 
 
-def _pickled_packages(file: Path) -> set[str]:
-    """The top-level packages whose classes or functions a torch file's pickle names (its
-    GLOBAL opcodes: torch.save's protocol 2), read without unpickling anything; what could be
-    read of them when the file is damaged, nothing when it is not a torch zip file."""
-    packages: set[str] = set()
-    try:
-        with zipfile.ZipFile(file) as z:
-            data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
-        for op, arg, _ in pickletools.genops(data):
-            if op.name == "GLOBAL":
-                packages.add(str(arg).split(".")[0].split()[0])
-    except Exception:  # zipfile.BadZipFile, StopIteration, ValueError of a cut pickle, ...
-        pass
-    return packages
-
-
 def read_export(file: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(description, state_dict on the CPU) of an export file, read with
     torch.load(weights_only=True); ValueError naming the file when it is not a
@@ -397,7 +379,7 @@ def read_export(file: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
     try:
         content = load_file(file, map_location="cpu")
     except ValueError as e:
-        if "fastai" in _pickled_packages(file):  # fastai's export.pkl, under our file name
+        if "fastai" in pickled_packages(file):  # fastai's export.pkl, under our file name
             raise ValueError(
                 f"{file} is fastai's export (a pickled fastai Learner): load_learner reads "
                 f"the exports of fastcore_ext's Learner.export (weights and a description) "

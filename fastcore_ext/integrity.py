@@ -99,8 +99,21 @@ def _read_record(z: zipfile.ZipFile, path: Path) -> dict[str, int] | None:
 def verify(path: str | os.PathLike, obj: Any) -> None:
     """Check `obj`, just loaded from `path`, against the checksums recorded in the file, then
     the zip CRC-32 of every record of the file. Raises DamagedFileError naming the file and
-    the first tensor (in the order they were saved) or record that differs."""
-    path = Path(path)
+    the first tensor (in the order they were saved) or record that differs, or saying the
+    archive cannot be read (zipfile's own errors on a damaged directory are many: a
+    UnicodeDecodeError of a record name, a NotImplementedError of a "zip version")."""
+    try:
+        _verify(Path(path), obj)
+    except DamagedFileError:
+        raise
+    except Exception as e:
+        raise DamagedFileError(
+            f"{path} is damaged: its zip archive is unreadable ({type(e).__name__}: {e}); "
+            "nothing was loaded from it"
+        ) from e
+
+
+def _verify(path: Path, obj: Any) -> None:
     try:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from fakes import easy_bunch, make_learner, tiny_model
 from PIL import Image
+from torch import nn
 
 from fastcore_ext.checkpoint import (
     atomic_save,
@@ -144,8 +145,21 @@ def test_an_empty_or_foreign_file_says_what_it_is(tmp_path):
     ):
         load_file(tmp_path / "empty.pth")
     (tmp_path / "text.pth").write_text("hello world\n")
-    with pytest.raises(ValueError, match=r"weights_only=True\)\): \w+: .* \(12 bytes\)$"):
+    with pytest.raises(ValueError, match=r"text.pth is not a readable checkpoint: it is a text "
+                       r"file \(torch.save writes a zip archive\), .* \(12 bytes\)$"):  # fmt: skip
         load_file(tmp_path / "text.pth")
+    # an image given where a model goes: torch's message advised weights_only=False
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
+    with pytest.raises(ValueError, match=r"it is a JPEG image, not a model file \(104 bytes\)$"):
+        load_file(tmp_path / "photo.jpg")
+    # a pickled module (torch.save of a whole model; fastai's save of its optimizer state)
+    torch.save(nn.Sequential(nn.Linear(2, 2)), tmp_path / "whole.pth")
+    with pytest.raises(ValueError) as e:
+        load_file(tmp_path / "whole.pth")
+    msg = str(e.value)
+    assert "it holds pickled objects or code besides tensors: a torch.save of a whole" in msg
+    assert "never runs pickled code" in msg and "weights_only=False" not in msg
+    assert "\x1b[" not in msg  # torch's colour codes
 
 
 # ---- the training items: a checkpoint loaded against another split ---------------------------

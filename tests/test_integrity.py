@@ -154,6 +154,23 @@ def test_damage_outside_the_tensors_is_refused(tmp_path):
     assert str(path) in str(e.value)
 
 
+@pytest.mark.parametrize("where", ["local_name", "central_version"])
+def test_a_damaged_zip_directory_is_refused_naming_the_file(tmp_path, where):
+    """One bit flipped in a record name of a local header, or in the "version needed" of the
+    central directory: torch.load reads the file, then zipfile raised a UnicodeDecodeError or
+    a NotImplementedError naming no file (a raw traceback from the command line's predict)."""
+    path = atomic_save({"w": torch.arange(6.0)}, tmp_path / "f.pth")
+    data = bytearray(path.read_bytes())
+    if where == "local_name":
+        data[30] ^= 0x80  # the first byte of the first record's name
+    else:
+        data[data.index(b"PK\x01\x02") + 6] ^= 0x40  # the first central entry's version
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as e:  # DamagedFileError, or torch's refusal
+        load_file(path)
+    assert str(path) in str(e.value) and "damaged" in str(e.value)
+
+
 def test_truncated_file_is_refused(tmp_path):
     path = atomic_save({"w": torch.randn(1000)}, tmp_path / "f.pth")
     data = path.read_bytes()
