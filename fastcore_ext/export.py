@@ -304,6 +304,7 @@ def describe_export(
         "augment": _jsonable(spec) if spec is not None else None,
         "precision": precision,
         "labeller": describe_labeller(getattr(data, "labeller", None)),
+        "fastai_version": int(getattr(data, "fastai_version", 1)),  # v1's or v2's defaults
         "metrics": [d for d in map(describe_metric, metrics) if d is not None],
     }
 

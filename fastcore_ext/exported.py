@@ -58,7 +58,8 @@ def _described(file: Path, key: str, build: Callable[[Any], Any], description: A
 class InferenceData:
     """The bunch interface of an exported learner, without items: classes, c, size,
     presize, stats, spec and seed (the training augmentation and the data seed, which `tta`
-    applies as the original learner's), device, path;
+    applies as the original learner's), device, path, fastai_version (1, or 2 for data of
+    fastai v2's API: plot_top_losses' probabilities follow it);
     `preprocess(items)` applies the validation transform, `test_dl(items)` makes a loader
     of them. train_dl and valid_dl are None (no training)."""
 
@@ -74,8 +75,10 @@ class InferenceData:
         spec: AugmentSpec | None = None,
         seed: int = 0,
         labeller: Callable[[Any], object] | None = None,
+        fastai_version: int = 1,
     ) -> None:
         self.classes = list(classes)
+        self.fastai_version = fastai_version  # the exporting data's (v2's: ImageDataLoaders)
         self.labeller = labeller  # the training files' labelling rule, when exported
         self.size, self.presize, self.resize_method = size, presize, resize_method
         self.stats = stats
@@ -275,6 +278,7 @@ def load_learner(
         _augment_spec(file, description.get("augment")),
         int(inp.get("seed", 0)),
         _described(file, "labeller", labeller_from, description.get("labeller")),
+        2 if description.get("fastai_version") == 2 else 1,
     )
     metrics = [_described(file, "metrics", metric_from, m) for m in description.get("metrics", [])]
     exported = description.get("precision")  # predict as the exporting learner did

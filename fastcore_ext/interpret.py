@@ -28,7 +28,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fastcore_ext import ranks
-from fastcore_ext.checks import check_bool, int_or_none, real_or_none
+from fastcore_ext.checks import check_bool, check_int, int_or_none, real_or_none
 from fastcore_ext.inference import MissingRowsWarning, ds_idx_set
 from fastcore_ext.plots import check_figsize, finish, grid_cells, image_grid, new_figure
 from fastcore_ext.warn import warn_user
@@ -85,8 +85,9 @@ class ClassificationInterpretation:
       dl: the loader the rows came from instead of a data set of the learner's data (its
         `dataset` gives plot_top_losses its images).
 
-    Attributes: probs, preds (argmax, int64 [N]), targets, losses, idxs (CPU tensors),
-    classes (list[str]), c, ds_type, dl; fastai v1's names y_true and pred_class too.
+    Attributes: probs (float [N, C]), pred_class (their argmax, int64 [N]), targets, losses,
+    idxs (CPU tensors), classes (list[str]), c, ds_type, dl; fastai v1's names y_true and
+    preds (the probabilities, as v1's) too, v2's vocab.
     """
 
     def __init__(
@@ -136,7 +137,7 @@ class ClassificationInterpretation:
         self.targets = targets
         self.losses = losses.detach().float().cpu()
         self.idxs = idxs.detach().cpu().long()
-        self.preds = self.probs.argmax(dim=1)
+        self.pred_class = self.probs.argmax(dim=1)
         self.c = c
         classes = getattr(self.data, "classes", None)
         if classes is not None and len(classes) != c:
@@ -213,9 +214,15 @@ class ClassificationInterpretation:
         return self.targets
 
     @property
-    def pred_class(self) -> torch.Tensor:
-        """The predicted classes (fastai v1's name)."""
-        return self.preds
+    def preds(self) -> torch.Tensor:
+        """The probabilities, float [N, C] (fastai v1's name: its `interp.preds` are the
+        activations, `pred_class` their argmax)."""
+        return self.probs
+
+    @property
+    def vocab(self) -> list[str]:
+        """The class names (fastai v2's name)."""
+        return self.classes
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -229,7 +236,7 @@ class ClassificationInterpretation:
     # ---- numbers -------------------------------------------------------------------------
     def error_rate(self) -> float:
         """Fraction of items whose predicted class is not the target."""
-        return float((self.preds != self.targets).float().mean())
+        return float((self.pred_class != self.targets).float().mean())
 
     def top_losses(
         self, k: int | None = None, largest: bool = True
@@ -246,18 +253,18 @@ class ClassificationInterpretation:
         """int64 array [C, C]: entry (a, p) counts the items of actual class a predicted as p
         (rows actual, columns predicted); it sums to N. One bincount over N codes."""
         if self._cm is None:
-            codes = self.targets * self.c + self.preds
+            codes = self.targets * self.c + self.pred_class
             self._cm = torch.bincount(codes, minlength=self.c * self.c).view(self.c, self.c).numpy()
         return self._cm.copy()
 
-    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
+    def most_confused(self, min_val: float = 1) -> list[tuple[str, str, int]]:
         """The off-diagonal cells of the confusion matrix with at least `min_val` items (0:
         every pair of two classes; fastai's lists the diagonal too, as 0s), as (actual class,
         predicted class, count), by count descending; equal counts in order of the actual
         class's index, then the predicted class's index."""
-        number = int_or_none(min_val)
+        number = real_or_none(min_val)
         if number is None:
-            raise TypeError(f"min_val should be an int, got {type(min_val).__name__} {min_val!r}")
+            raise TypeError(f"min_val should be a number, got {type(min_val).__name__} {min_val!r}")
         min_val = number
         if min_val < 0:
             raise ValueError(f"min_val should be >= 0 (a number of items), got {min_val}")
@@ -317,9 +324,11 @@ class ClassificationInterpretation:
         alpha: float = 0.6,
         cmap: str = "magma",
         *,
+        show_text: bool = True,
+        return_fig: bool = True,
         nrows: int | None = None,
         ncols: int | None = None,
-    ) -> Figure:
+    ) -> Figure | None:
         """A grid of the k items with the largest losses (smallest with largest=False), each
         titled 'prediction / actual' and 'loss / probability': of the actual class, as fastai
         v1's, or of the prediction, as fastai v2's, for v2's data (`ImageDataLoaders`,
@@ -333,7 +342,8 @@ class ClassificationInterpretation:
         (Grad-CAM, see `heatmaps`), in `cmap` at opacity `alpha`, on items whose body output
         has at least `heatmap_thresh` cells. Saved as 'top_losses.png'
         ('top_losses_smallest.png'). k above the number of items N: all N, with a warning
-        (fastai's fails). Returns the Figure."""
+        (fastai's fails). fastai v1's show_text=False leaves the images untitled. Returns
+        the Figure (None with v1's return_fig=False)."""
         asked = int_or_none(k)
         if asked is not None and asked > len(self):
             warn_user(
@@ -345,6 +355,8 @@ class ClassificationInterpretation:
         if cells is not None:
             k = min(k, cells)
         check_bool("heatmap", heatmap)
+        check_bool("show_text", show_text)
+        check_bool("return_fig", return_fig)
         number = real_or_none(alpha)
         if number is None or not 0 <= number <= 1:
             raise ValueError(f"alpha should be a number in [0, 1], got {alpha!r}")
@@ -362,7 +374,7 @@ class ClassificationInterpretation:
         titles = []
         for i, loss in zip(idxs.tolist(), losses.tolist(), strict=True):
             r = rows_of[i]
-            pred, actual = int(self.preds[r]), int(self.targets[r])
+            pred, actual = int(self.pred_class[r]), int(self.targets[r])
             prob = float(self.probs[r, pred if v2 else actual])
             titles.append(f"{self.classes[pred]} / {self.classes[actual]}\n{loss:.2f} / {prob:.2f}")
         fig, axes, fontsize = image_grid(len(titles), figsize, titles, (2.6, 2.8), nrows, ncols)
@@ -375,11 +387,14 @@ class ClassificationInterpretation:
                     maps[cell], alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear",
                     cmap=cmap_obj,
                 )  # fmt: skip
-            ax.set_title(titles[cell], fontsize=fontsize)
+            if show_text:
+                ax.set_title(titles[cell], fontsize=fontsize)
         of = "prediction" if v2 else "actual"
-        fig.suptitle(f"prediction / actual\nloss / probability of {of}", fontsize=fontsize + 1)
+        if show_text:
+            fig.suptitle(f"prediction / actual\nloss / probability of {of}", fontsize=fontsize + 1)
         name = "top_losses" if largest else "top_losses_smallest"
-        return finish(fig, name)
+        fig = finish(fig, name)
+        return fig if return_fig else None
 
     def plot_confusion_matrix(
         self,
@@ -391,7 +406,9 @@ class ClassificationInterpretation:
         dpi: float | None = None,
         title: str | None = None,
         plot_txt: bool = True,
-    ) -> Figure:
+        slice_size: int = 1,
+        return_fig: bool = True,
+    ) -> Figure | None:
         """The confusion matrix as a heat map (rows actual, columns predicted) with the count
         (or, with normalize, the fraction of the actual class, `norm_dec` decimals) in each
         cell while cells are large enough for a 4.5 pt font (up to about 60 classes at the
@@ -400,10 +417,14 @@ class ClassificationInterpretation:
         class order; normalized rows still divide by the class's full support. Font sizes
         follow the cell size and x labels are rotated: readable with 37 classes.
         fastai v1's `dpi` (of the figure shown and saved; default matplotlib's), `title` (the
-        first line of the title) and `plot_txt` (False: no numbers in the cells) work too.
-        Saved as 'confusion_matrix[_normalized][_top<n>].png'. Returns the Figure."""
+        first line of the title) and `plot_txt` (False: no numbers in the cells) work too; its
+        `slice_size` (the chunk size of v1's computation: no effect on the matrix) is taken.
+        Saved as 'confusion_matrix[_normalized][_top<n>].png'. Returns the Figure (None with
+        v1's return_fig=False)."""
         check_bool("normalize", normalize)
         check_bool("plot_txt", plot_txt)
+        check_int("slice_size", slice_size, 1)
+        check_bool("return_fig", return_fig)
         if dpi is not None:
             number = real_or_none(dpi)
             if number is None or not number > 0:
@@ -470,7 +491,8 @@ class ClassificationInterpretation:
         ax.set_title(title, fontsize=12)
         name = "confusion_matrix" + ("_normalized" if normalize else "")
         name += f"_top{n}" if top is not None else ""
-        return finish(fig, name)
+        fig = finish(fig, name)
+        return fig if return_fig else None
 
     # ---- helpers -------------------------------------------------------------------------
     def _check_k(self, k: int | None) -> int:

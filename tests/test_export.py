@@ -497,6 +497,18 @@ def test_tta_passes_crop_at_random_along_the_long_side(tmp_path):
     assert torch.equal(again[0], augmented)  # the windows of a pass are seeded
 
 
+def test_the_export_keeps_the_fastai_version_of_its_data(trained, tmp_path):
+    """A learner on v2's ImageDataLoaders titled plot_top_losses with the prediction's
+    probability, and the same model after load_learner with the actual class's (v1's)."""
+    learn, tmp = trained
+    assert load_learner(tmp).data.fastai_version == 1
+    folder = demo_dataset(tmp_path / "demo", n_per_class=4, size=32)
+    dls = ImageDataLoaders.from_folder(folder, item_tfms=Resize(16), bs=8, num_workers=0)
+    v2 = create_cnn(dls, models.resnet18, pretrained=False, path=tmp_path)
+    v2.export()
+    assert load_learner(tmp_path).data.fastai_version == 2
+
+
 # ---- every architecture create_cnn takes -------------------------------------------------------
 def _round_trip(arch, folder: Path, tmp: Path, size: int) -> None:
     """create_cnn(arch) on `folder` at `size` px, export, load_learner: the same weights and,

@@ -81,7 +81,9 @@ def test_cache_of_one_pass(tmp_path):
     interp = ClassificationInterpretation.from_learner(learn)
     torch.testing.assert_close(interp.probs, torch.softmax(logits, dim=1))
     assert torch.equal(interp.targets, targets) and torch.equal(interp.y_true, targets)
-    assert torch.equal(interp.preds, logits.argmax(1)) and interp.pred_class is interp.preds
+    assert torch.equal(interp.pred_class, logits.argmax(1)) and interp.preds is interp.probs
+    assert interp.preds.argmax(dim=1).tolist() == interp.pred_class.tolist()  # v1's idiom
+    assert interp.vocab == interp.classes
     assert torch.equal(interp.idxs, torch.arange(150))
     assert interp.classes == [f"class{i}" for i in range(5)] and interp.c == 5
     assert len(interp) == 150
@@ -238,7 +240,7 @@ def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
     shown = [ax for ax in fig.axes if ax.get_images()]
     assert len(shown) == 4
     for ax, i, loss in zip(shown, idxs.tolist(), losses.tolist(), strict=True):
-        pred, actual = interp.classes[interp.preds[i]], interp.classes[interp.targets[i]]
+        pred, actual = interp.classes[interp.pred_class[i]], interp.classes[interp.targets[i]]
         prob = float(interp.probs[i, interp.targets[i]])
         assert ax.get_title() == f"{pred} / {actual}\n{loss:.2f} / {prob:.2f}"
         img = np.asarray(ax.get_images()[0].get_array())
@@ -251,7 +253,7 @@ def test_plot_top_losses_shows_what_the_model_saw(folder, tmp_path):
     fig = interp.plot_top_losses(4)
     assert fig._suptitle.get_text().endswith("probability of prediction")
     for ax, i in zip([ax for ax in fig.axes if ax.get_images()], idxs.tolist(), strict=True):
-        prob = float(interp.probs[i, interp.preds[i]])
+        prob = float(interp.probs[i, interp.pred_class[i]])
         assert ax.get_title().endswith(f" / {prob:.2f}")
 
 
@@ -309,7 +311,7 @@ def test_plot_top_losses_grid_nrows_ncols(folder, tmp_path, k, kwargs, geometry,
     assert len(fig.axes) == geometry[0] * geometry[1]
     losses, idxs = interp.top_losses(n, kwargs.get("largest", True))  # the n first of the k
     for title, i, loss in zip(titles, idxs.tolist(), losses.tolist(), strict=True):
-        pred, actual = interp.classes[interp.preds[i]], interp.classes[interp.targets[i]]
+        pred, actual = interp.classes[interp.pred_class[i]], interp.classes[interp.targets[i]]
         assert title.startswith(f"{pred} / {actual}\n{loss:.2f} / ")
     if "figsize" in kwargs:
         assert tuple(fig.get_size_inches()) == kwargs["figsize"]
@@ -505,6 +507,28 @@ def test_plot_confusion_matrix_fastai_v1_arguments(tmp_path):
         interp.plot_confusion_matrix(title=3)
 
 
+def test_fastai_v1_keywords_of_the_plots(folder, tmp_path):
+    """v1's plot_confusion_matrix(slice_size=, return_fig=) and plot_top_losses(show_text=,
+    return_fig=) were unexpected keywords."""
+    data = _folder_bunch(folder, tmp_path)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    interp = ClassificationInterpretation.from_learner(
+        make_learner(data=data, model=model, splitter=None)
+    )
+    assert isinstance(interp.plot_confusion_matrix(slice_size=10, return_fig=True), Figure)
+    assert interp.plot_confusion_matrix(return_fig=False) is None
+    fig = interp.plot_top_losses(4, show_text=False, return_fig=True)
+    assert [ax.get_title() for ax in fig.axes if ax.get_images()] == [""] * 4
+    assert fig._suptitle is None
+    assert interp.plot_top_losses(4, return_fig=False) is None
+    with pytest.raises(TypeError, match="show_text"):
+        interp.plot_top_losses(4, show_text="no")
+    with pytest.raises(ValueError, match="slice_size"):
+        interp.plot_confusion_matrix(slice_size=0)
+
+
 def test_plot_confusion_matrix_top(tmp_path):
     logits, targets = random_case(400, 10, seed=4)
     interp = ClassificationInterpretation.from_learner(fixed_learner(logits, targets, tmp_path))
@@ -556,7 +580,7 @@ def test_100_classes_20000_items_memory(tmp_path):
     # softmax at once (about 3x that). A C x C x N comparison would be 190 MiB as bool.
     assert growth_mib < 64, f"peak RSS grew by {growth_mib:.0f} MiB"
     assert interp.probs.shape == (n, c) and interp.probs.dtype == torch.float32
-    cached = [interp.probs, interp.preds, interp.targets, interp.losses, interp.idxs]
+    cached = [interp.probs, interp.pred_class, interp.targets, interp.losses, interp.idxs]
     assert sum(t.numel() * t.element_size() for t in cached) <= n * c * 4 + 4 * n * 8
     assert cm.sum() == n and sum(k for _, _, k in confused) == n - np.trace(cm)
     assert report.support.sum() == n
@@ -578,8 +602,9 @@ def test_bad_arguments(tmp_path):
         interp.top_losses(3, largest=1)
     with pytest.raises(ValueError, match="min_val should be >= 0"):
         interp.most_confused(-1)
-    with pytest.raises(TypeError, match="min_val"):
-        interp.most_confused(1.5)
+    with pytest.raises(TypeError, match="min_val should be a number"):
+        interp.most_confused("2")
+    assert interp.most_confused(1.5) == interp.most_confused(2)  # fastai takes any number
     with pytest.raises(ValueError, match="top"):
         interp.plot_confusion_matrix(top=0)
     with pytest.raises(ValueError, match="cmap"):
