@@ -28,6 +28,7 @@ from torch import nn
 
 from fastcore_ext.checks import int_or_none, real_or_none
 from fastcore_ext.optim import OptimWrapper, slice_values
+from fastcore_ext.warn import warn_user
 
 __all__ = [
     "NORM_TYPES",
@@ -252,6 +253,13 @@ def lr_range(
             raise ValueError(f"{name} as a slice needs a stop (the last group's lr), got {lr!r}")
         stop = check_lr_value(f"{name}.stop", lr.stop)
         start = None if lr.start is None else check_lr_value(f"{name}.start", lr.start)
+        if start is not None and start > stop and n > 1:
+            warn_user(
+                f"{name}: slice({start:g}, {stop:g}) goes down, so the first layer group gets "
+                f"{start:g} and the last (the head) {stop:g}: the reverse of discriminative "
+                f"learning rates (early layers learn slowest); slice({stop:g}, {start:g}) "
+                "gives the head the highest"
+            )
         return slice_values(start, stop, n)
     if isinstance(lr, (np.ndarray, torch.Tensor)) and np.prod(lr.shape, dtype=np.int64) == 1:
         return [check_lr_value(name, lr.item(), zero=zero)] * n  # one number: every group

@@ -1185,8 +1185,9 @@ class Learner:
         self, lr: float | slice | Sequence[float], name: str = "lr", zero: bool = True
     ) -> list[float]:
         """One learning rate per layer group from a float, slice(a, b), slice(b) or a
-        sequence (see `fit`; 0 allowed unless `zero` is False). `name` is the argument
-        named in errors."""
+        sequence (see `fit`; 0 allowed unless `zero` is False). `name` is the argument named
+        in errors; a slice that goes down is warned of (`layer_groups.lr_range`). A fit at
+        lr 0 is legitimate (it refreshes BatchNorm's statistics only)."""
         return lg.lr_range(lr, len(self.layer_groups), name, zero)
 
     def _clear_schedule(self) -> None:

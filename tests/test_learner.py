@@ -242,6 +242,21 @@ def test_lr_range_semantics():
     assert one.lr_range(slice(1e-6, 1e-4)) == [1e-4] and one.lr_range(slice(1e-4)) == [1e-4]
 
 
+def test_a_reversed_slice_is_warned_of():
+    """fit_one_cycle(1, max_lr=slice(1e-3, 1e-6)) gave the head the smallest rate and the
+    body the largest without a word."""
+    learn = three_group_learner()
+    down = r"lr_max: slice\(0.001, 1e-06\) goes down, so the first layer group gets 0.001 "
+    with pytest.warns(UserWarning, match=down + r".* slice\(1e-06, 0.001\) gives the head"):
+        assert learn.lr_range(slice(1e-3, 1e-6), "lr_max") == pytest.approx(
+            [1e-3, 3.16e-5, 1e-6], rel=1e-2
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        learn.lr_range(slice(1e-6, 1e-3)), learn.lr_range([0.0, 0.0, 1e-3])
+        make_learner(splitter=None).lr_range(slice(1e-3, 1e-6))  # one group: nothing goes down
+
+
 def test_fit_sets_group_lrs_from_slice():
     learn = three_group_learner()
     learn.fit(1, lr=slice(1e-5, 1e-3))
