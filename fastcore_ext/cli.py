@@ -74,6 +74,7 @@ from fastcore_ext.export import DEFAULT_EXPORT
 from fastcore_ext.exported import load_learner
 from fastcore_ext.launch import launch
 from fastcore_ext.lesson import (
+    INTERRUPTED,
     LESSON_LR,
     PREVIOUS,
     LessonConfig,
@@ -535,7 +536,8 @@ def _train(args: argparse.Namespace) -> int:
                 f"Interrupted: saved {summary.saved} and {summary.out / DEFAULT_EXPORT}. "
                 f"`{PROG} predict {summary.out} FILES` classifies with the model trained so "
                 f"far; {going_on}without --resume it starts afresh (these files then move to "
-                f"{summary.out / PREVIOUS}/)",
+                f"{summary.out / PREVIOUS}/, or to {summary.out / INTERRUPTED}/ when "
+                f"{PREVIOUS}/ holds a run that finished)",
                 file=sys.stderr,
             )
         return EXIT_INTERRUPTED

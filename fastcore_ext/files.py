@@ -30,7 +30,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["PLOTS_MARKER", "atomic_write", "match_mode", "pid_alive", "umask"]
+__all__ = [
+    "PLOTS_MARKER",
+    "atomic_write",
+    "match_mode",
+    "pid_alive",
+    "remove_stale_temporaries",
+    "umask",
+]
 
 PLOTS_MARKER = ".fastcore_ext_plots"
 """The empty file in a folder of plots the library created (fastcore_ext.plots): listings of
@@ -84,6 +91,20 @@ def _remove_stale_temporaries(path: Path) -> None:
         pid = tmp.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of `atomic_write` in `folder`, whatever their name, that
+    processes which died left (a SIGKILL during a save: a file nobody saves again under that
+    name stays otherwise); returns them."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        parts = tmp.name.split(".")  # '', name..., pid, random, 'tmp'
+        pid = parts[-3] if len(parts) >= 5 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

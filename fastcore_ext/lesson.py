@@ -74,6 +74,7 @@ from fastcore_ext.data import (
     read_labels_csv,
 )
 from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT
+from fastcore_ext.files import remove_stale_temporaries
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner
 from fastcore_ext.metrics import error_rate
@@ -391,35 +392,48 @@ _STALE = (
 
 PREVIOUS = "previous"
 """The folder under --out where a run moves what the run before it left (`_keep_previous`)."""
+INTERRUPTED = "interrupted"
+"""Where it moves them instead when that run did not finish and previous/ holds one that did."""
 
 
 def _earlier_files(folder: Path) -> list[Path]:
     return [f for pattern in _STALE for f in sorted(folder.glob(pattern)) if f.is_file()]
 
 
+def _finished(folder: Path) -> bool:
+    """Whether the run whose files are in `folder` finished (its summary.json says so)."""
+    try:
+        return json.loads((folder / "summary.json").read_text()).get("interrupted") is False
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _keep_previous(out: Path) -> Path | None:
     """Move what an earlier run left in `out` (the `_STALE` names) into out/previous/, the
     run before that one's files there removed first (only those names: a user's own files
     stay): a rerun must not delete an interrupted run's model before it has saved its own.
-    Returns out/previous, or None when there was nothing to keep."""
+    A run that did not finish goes to out/interrupted/ instead when previous/ holds one that
+    did: two interrupted reruns deleted a finished run's model. Returns the folder, or None
+    when there was nothing to keep."""
     found = _earlier_files(out)
     if not found:
         return None
-    previous = out / PREVIOUS
+    dest = out / PREVIOUS
+    if not _finished(out) and _finished(dest):
+        dest = out / INTERRUPTED
     try:
-        for f in _earlier_files(previous):  # the run before the earlier one
+        for f in _earlier_files(dest):  # the run before the earlier one
             f.unlink(missing_ok=True)
         for f in found:
-            dest = previous / f.relative_to(out)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(f, dest)
+            target = dest / f.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
     except OSError as e:
         raise LessonError(
             "out",
-            f"cannot keep the earlier run's files in {str(previous)!r}: {e.strerror} "
-            f"({e.filename})",
+            f"cannot keep the earlier run's files in {str(dest)!r}: {e.strerror} ({e.filename})",
         ) from None
-    return previous
+    return dest
 
 
 @contextlib.contextmanager
@@ -957,7 +971,17 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
         run.resumed_from = resume.point(config)
         print(f"Resuming from {run.resumed_from} ({out / RESUME})")
     elif run.writes and (previous := _keep_previous(out)) is not None:
-        print(f"the earlier run's files (export, models, metrics, plots) moved to {previous}/")
+        kept = (
+            f" ({PREVIOUS}/ keeps the last run that finished)"
+            if previous.name == INTERRUPTED
+            else ""
+        )
+        print(
+            f"the earlier run's files (export, models, metrics, plots) moved to {previous}/{kept}"
+        )
+    if run.writes:
+        for folder in (out, out / "models"):  # a SIGKILL during a save left them
+            remove_stale_temporaries(folder)
     loggers = [
         CSVLogger("metrics.csv", append=True),
         JSONLinesLogger(out / "metrics.jsonl", lambda: run.stage, run.writes),

@@ -241,6 +241,34 @@ def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, mo
     assert (out / "previous" / "models" / "interrupted.pth").read_bytes() == b"old"
 
 
+def test_interrupted_reruns_never_replace_the_last_finished_run(
+    tmp_path, small_demo, monkeypatch, capsys
+):
+    """A finished run, then two reruns interrupted: the second moved the first into
+    previous/, replacing the finished run's export there (its model lost without a word).
+    An unfinished run's files now go to interrupted/ beside a finished one in previous/; a
+    SIGKILL's temporary file in models/ is removed."""
+    out = tmp_path / "run"
+    (out / "models").mkdir(parents=True)
+    (out / "export.pkl").write_bytes(b"finished")
+    (out / "summary.json").write_text(json.dumps({"interrupted": False}))
+    dead = out / "models" / ".interrupted.pth.999999999.abc.tmp"  # no such process
+    dead.write_bytes(b"half")
+    for rerun in range(3):
+        with monkeypatch.context() as m:
+            _interrupt_at(m, "_do_epoch_validate", 1)
+            s = run_lesson(small_config(small_demo, out))
+        assert s.interrupted
+        said = capsys.readouterr().out
+        finished = json.loads((out / "previous" / "summary.json").read_text())
+        assert finished == {"interrupted": False}  # kept through every rerun
+        assert (out / "previous" / "export.pkl").read_bytes() == b"finished"
+        if rerun:
+            assert f"moved to {out / 'interrupted'}/ (previous/ keeps the last run" in said
+            assert json.loads((out / "interrupted" / "summary.json").read_text())["interrupted"]
+    assert not dead.exists()
+
+
 def test_a_configuration_error_leaves_an_earlier_run_in_place(tmp_path, small_demo):
     """--precision fp16 on the CPU is found when the learner is built: the earlier run's
     files were moved into previous/ first, so a typo left no export.pkl to predict with."""
