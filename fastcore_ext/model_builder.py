@@ -37,7 +37,7 @@ from torchvision.models import WeightsEnum
 
 from fastcore_ext.checks import int_or_none, real_or_none
 from fastcore_ext.files import atomic_write
-from fastcore_ext.xresnet import XRESNETS
+from fastcore_ext.xresnet import XRESNETS, XResNet
 
 __all__ = [
     "AdaptiveConcatPool2d",
@@ -50,12 +50,17 @@ __all__ = [
     "build_arch",
     "create_body",
     "create_head",
+    "alexnet_split",
     "default_cut",
     "default_split",
+    "default_splitter_of",
+    "densenet_split",
     "num_features",
     "pretrained_weights_cached",
     "resnet_split",
     "resolve_arch",
+    "squeezenet_split",
+    "vgg_split",
     "weights_cache_file",
     "xresnet_split",
 ]
@@ -410,6 +415,68 @@ def xresnet_split(model: nn.Module) -> list[list[nn.Parameter]]:
     ConvLayers, the rest of the body, head."""
     body, head = model[0], model[1]
     return [list(body[:3].parameters()), list(body[3:].parameters()), list(head.parameters())]
+
+
+def _features_split(model: nn.Module, at: int) -> list[list[nn.Parameter]]:
+    """3 layer groups of a create_cnn model whose body holds the torchvision model's
+    `features` alone: features[:at], features[at:], head."""
+    features, head = model[0][0], model[1]
+    return [
+        list(features[:at].parameters()),
+        list(features[at:].parameters()),
+        list(head.parameters()),
+    ]
+
+
+def densenet_split(model: nn.Module) -> list[list[nn.Parameter]]:
+    """3 layer groups of a create_cnn densenet, as fastai's _densenet_split: features[:7]
+    (the stem and the first dense block and transition), features[7:], head."""
+    return _features_split(model, 7)
+
+
+def vgg_split(model: nn.Module) -> list[list[nn.Parameter]]:
+    """3 layer groups of a create_cnn vgg*_bn, as fastai's _vgg_split: features[:22],
+    features[22:], head."""
+    return _features_split(model, 22)
+
+
+def squeezenet_split(model: nn.Module) -> list[list[nn.Parameter]]:
+    """3 layer groups of a create_cnn squeezenet, as fastai's _squeezenet_split:
+    features[:5], features[5:], head."""
+    return _features_split(model, 5)
+
+
+def alexnet_split(model: nn.Module) -> list[list[nn.Parameter]]:
+    """3 layer groups of a create_cnn alexnet, as fastai's _alexnet_split: features[:6],
+    features[6:], head."""
+    return _features_split(model, 6)
+
+
+def default_splitter_of(
+    full: nn.Module, body: nn.Module, cut: object
+) -> Callable[[nn.Module], list[list[nn.Parameter]]]:
+    """The splitter create_cnn gives the model cut from `full` (body: what create_body kept
+    with `cut`), as fastai's model_meta: 3 groups for resnets (also resnext and wide_resnet,
+    which fastai's model_meta leaves at 2), xresnets, densenets, vgg*_bn, squeezenets and
+    alexnet cut at their default place; 2 (body, head) for the others and another cut."""
+    features = getattr(full, "features", None)
+    if cut is not None:
+        return default_split
+    if isinstance(full, models.ResNet):
+        return resnet_split
+    if isinstance(full, XResNet):
+        return xresnet_split
+    if not (isinstance(body, nn.Sequential) and len(body) == 1 and body[0] is features):
+        return default_split
+    if isinstance(full, models.DenseNet):
+        return densenet_split
+    if isinstance(full, models.VGG) and any(isinstance(m, nn.BatchNorm2d) for m in features):
+        return vgg_split
+    if isinstance(full, models.SqueezeNet):
+        return squeezenet_split
+    if isinstance(full, models.AlexNet):
+        return alexnet_split
+    return default_split
 
 
 def default_split(model: nn.Module) -> list[list[nn.Parameter]]:

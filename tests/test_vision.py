@@ -152,9 +152,31 @@ def test_create_cnn_resnet50_and_name():
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5"])
 def test_create_cnn_other_archs(arch):
     learn = create_cnn(image_bunch(size=64), getattr(models, arch), pretrained=False)
-    assert len(learn.layer_groups) == 2
+    assert len(learn.layer_groups) == (3 if arch == "squeezenet1_1" else 2)
     learn.model.eval()
     assert learn.model(torch.randn(2, 3, 64, 64)).shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("arch", "sizes"),
+    [  # fastai 2.8.12's vision_learner(dls, arch, pretrained=False), 2 classes at 64 px
+        ("densenet121", [1297536, 5656320]),
+        ("vgg16_bn", [1737792, 12985344]),
+        ("squeezenet1_1", [25632, 696864]),
+        ("alexnet", [330688, 2139008]),
+        ("vgg16", [14714688]),  # not in fastai's model_meta: body, head
+    ],
+)
+def test_layer_groups_are_fastais_model_meta_splits(arch, sizes):
+    """densenets, vgg*_bn, squeezenets and alexnet had 2 layer groups (fastai: 3), so
+    freeze_to(-2) unfroze the whole densenet and slice(a, b) spread over two groups."""
+    learn = create_cnn(image_bunch(size=64), arch, pretrained=False)
+    got = [sum(p.numel() for p in g) for g in learn.layer_groups]
+    assert got[:-1] == sizes and len(got) == len(sizes) + 1
+    learn = create_cnn(
+        image_bunch(size=64), arch, pretrained=False, cut=-1 if arch == "densenet121" else 1
+    )
+    assert len(learn.layer_groups) == 2  # another cut: body, head, as before
 
 
 def test_create_cnn_errors():

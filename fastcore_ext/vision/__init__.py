@@ -171,13 +171,18 @@ from fastcore_ext.metrics import (
 from fastcore_ext.model_builder import (
     AdaptiveConcatPool2d,
     Flatten,
+    alexnet_split,
     apply_init,
     body_and_model,
     create_body,
     create_head,
     default_split,
+    default_splitter_of,
+    densenet_split,
     num_features,
     resnet_split,
+    squeezenet_split,
+    vgg_split,
     xresnet_split,
 )
 from fastcore_ext.optim import SGD, Adam, OptimWrapper, RMSProp
@@ -290,6 +295,10 @@ __all__ = [
     "apply_init",
     "resnet_split",
     "xresnet_split",
+    "densenet_split",
+    "vgg_split",
+    "squeezenet_split",
+    "alexnet_split",
     "MSELossFlat",
     "L1LossFlat",
     "BCEWithLogitsLossFlat",
@@ -532,11 +541,12 @@ def create_cnn(
     statistics, those the weights were trained with (`data.normalize(imagenet_stats)`, on
     `data` itself, as fastai adds Normalize to the loaders). kwargs go to Learner (loss_func,
     opt_func, wd, wd_bn_bias, path, model_dir, splitter, seed, cbs, precision; fastai v1's
-    callbacks and callback_fns). fastai v2's y_range, lr, moms, pool=False, lin_first=True,
-    n_in other than 3, train_bn=False and other inits are refused with the reason (TypeError).
-    Resnets get 3 layer groups
-    (stem..layer2, layer3..layer4, head), xresnets 3 (stem, the rest of the body, head, as
-    fastai's), other architectures 2 (body, head). On CUDA the
+    callbacks and callback_fns; lr, moms, train_bn). fastai v2's y_range, pool=False,
+    lin_first=True, n_in other than 3 and other inits are refused with the reason
+    (TypeError). The layer groups are fastai's model_meta splits (`default_splitter_of`):
+    resnets 3 (stem..layer2, layer3..layer4, head), xresnets 3 (stem, the rest of the body,
+    head), densenets, vgg*_bn, squeezenets and alexnet 3 (their features cut in two, head),
+    other architectures or another cut 2 (body, head). On CUDA the
     model and its inputs are channels-last.
     """
     _check_vision_kwargs(kwargs)
@@ -586,12 +596,7 @@ def create_cnn(
         apply_init(head)
     model = nn.Sequential(body, head)
     if "splitter" not in kwargs:
-        if isinstance(full, models.ResNet) and cut is None:
-            kwargs["splitter"] = resnet_split
-        elif isinstance(full, XResNet) and cut is None:
-            kwargs["splitter"] = xresnet_split
-        else:
-            kwargs["splitter"] = default_split
+        kwargs["splitter"] = default_splitter_of(full, body, cut)
     if (
         pretrained is not False
         and normalize
