@@ -836,6 +836,14 @@ class Learner:
             self.create_opt()
         if isinstance(moms, (tuple, list)) and len(moms) == 2:
             moms = (moms[0], moms[1], moms[0])
+        try:  # div and div_final alone, named as the caller named them
+            check_one_cycle_args(div, div_final, 0.25, (0.95, 0.85, 0.95))
+        except (TypeError, ValueError) as e:
+            for v1, v2, given in (("div_factor", "div", div_factor), ("final_div", "div_final",
+                                                                       final_div)):  # fmt: skip
+                if given is not None and str(e).startswith(f"{v2} "):
+                    raise type(e)(f"{v1} (fastai v1's name of {v2}): {e}") from None
+            raise
         n_epoch, start_epoch = check_epochs(n_epoch, start_epoch)
         self._check_not_destroyed()
         lr_name = "max_lr"  # the name errors give: the argument the caller used

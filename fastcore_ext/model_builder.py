@@ -306,7 +306,19 @@ def build_arch(arch: Callable[..., nn.Module], pretrained: bool | WeightsEnum) -
                 f"pretrained weights come from torchvision's weights API; arch {name} is not a "
                 f"torchvision model builder (e.g. models.resnet34): pass pretrained=False"
             )
-        return arch()
+        try:
+            model = arch()
+        except TypeError as e:  # nn.Linear: a layer class needing arguments, not a builder
+            raise TypeError(
+                f"arch should be a model builder callable without arguments, such as "
+                f"models.resnet34, got {name}, whose call arch() failed: {e}"
+            ) from e
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"arch should build an nn.Module (a classifier to cut, as models.resnet34()), "
+                f"got {name}, which returned {type(model).__name__}"
+            )
+        return model
     if isinstance(pretrained, WeightsEnum):
         weights = pretrained
     elif pretrained is True:

@@ -925,6 +925,13 @@ def test_normalize_without_stats_measures_them(root):
     torch.testing.assert_close(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4, rtol=0)
 
 
+def test_normalize_called_on_the_class_says_so():
+    """ImageDataBunch.normalize(imagenet_stats): 'tuple' object has no attribute 'stats'."""
+    with pytest.raises(TypeError, match=r"normalize is a method of your data: data.normalize\("
+                       r"imagenet_stats\), .* called on the class with \(\[0.485"):  # fmt: skip
+        ImageDataBunch.normalize(imagenet_stats)
+
+
 def test_to_device(root, device):
     augment()
     b = ImageDataBunch.from_folder(

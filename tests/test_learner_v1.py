@@ -45,6 +45,10 @@ def test_fit_one_cycle_v1_names_conflict_with_v2s(tmp_path):
         learn.fit_one_cycle(1, div=10.0, div_factor=5.0)
     with pytest.raises(TypeError, match="give div_final or final_div"):
         learn.fit_one_cycle(1, div_final=1e4, final_div=1e3)
+    with pytest.raises(ValueError, match=r"^div_factor \(fastai v1's name of div\): div should"):
+        learn.fit_one_cycle(1, div_factor=0)  # the error named div, which the user never typed
+    with pytest.raises(ValueError, match=r"^final_div \(fastai v1's name of div_final\): "):
+        learn.fit_one_cycle(1, final_div=0.5)
     with pytest.raises(ValueError, match="moms should be 3 floats"):
         learn.fit_one_cycle(1, moms=(0.9,))
     with pytest.raises(TypeError, match=r"third positional argument was moms.*moms=\(0.95, 0.85\)"):

@@ -195,6 +195,11 @@ def test_create_cnn_errors():
         create_cnn(data, my_arch)
     learn = create_cnn(data, my_arch, pretrained=False)
     assert learn.model[1][2].num_features == 8
+    builder = r"arch should be a model builder callable without arguments, such as models.resnet34"
+    with pytest.raises(TypeError, match=builder + r", got Linear, whose call arch\(\) failed"):
+        create_cnn(data, nn.Linear, pretrained=False)
+    with pytest.raises(TypeError, match=r"arch should build an nn.Module .* returned NoneType"):
+        create_cnn(data, lambda: None, pretrained=False)
     data.c = None
     with pytest.raises(ValueError, match="data.c should be the number of classes"):
         create_cnn(data, models.resnet18, pretrained=False)

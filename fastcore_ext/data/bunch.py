@@ -91,7 +91,7 @@ import torch.distributed as dist
 from PIL import Image as PILImageModule
 
 from fastcore_ext import augment
-from fastcore_ext.checks import check_bool, check_int, check_positive_int
+from fastcore_ext.checks import check_bool, check_int, check_positive_int, short_repr
 from fastcore_ext.foundation import L
 from fastcore_ext.plots import PlotFigure, check_figsize, keep_out_of
 from fastcore_ext.ranks import from_launch_rank_0
@@ -1391,6 +1391,12 @@ class ImageDataBunch(LoaderPair):
     def normalize(self, stats: Stats | None = None) -> ImageDataBunch:
         """Normalize batches with (mean, std) per channel in [0, 1] units (e.g.
         `imagenet_stats`); `None` measures them on one validation batch. Returns self."""
+        if not isinstance(self, ImageDataBunch):  # ImageDataBunch.normalize(imagenet_stats)
+            raise TypeError(
+                f"normalize is a method of your data: data.normalize(imagenet_stats), where "
+                f"data is what ImageDataBunch.from_folder(...) returned; it was called on the "
+                f"class with {short_repr(self)} as the data"
+            )
         if stats is None:
             self.stats = None
             self.train_dl.stats = self.valid_dl.stats = None
