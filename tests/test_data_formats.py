@@ -135,6 +135,11 @@ def test_from_csv_errors(mnist_sample, tmp_path):
     (tmp_path / "labels.csv").write_text("name,label\n")
     with pytest.raises(ValueError, match="csv_labels: expected rows of file names and labels"):
         ImageDataBunch.from_csv(tmp_path, **SMALL)
+    # a file cut mid-line: "label_col: expected a column position below 1, got 1" before
+    (tmp_path / "labels.csv").write_text("name,label\na.png,0\n\nb.png,1\nc")
+    with pytest.raises(ValueError, match=r"csv_labels: line 5 of .*labels.csv has 1 field\(s\) "
+                       r"\(\['c'\]\), expected at least 2 .*broken line \(1 such"):  # fmt: skip
+        ImageDataBunch.from_csv(tmp_path, **SMALL)
 
 
 def test_from_df_in_both_orders(mnist_sample):

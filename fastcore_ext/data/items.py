@@ -828,18 +828,29 @@ def read_labels_csv(
             text = f.read()
         if delimiter is None:
             delimiter = _sniffed_delimiter(text)
-        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        lines = [(reader.line_num, r) for r in reader if r]  # line numbers for the errors
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(
             f"csv_labels: expected a UTF-8 CSV file of file names and labels, {str(file)!r} is "
             f"not one ({e})"
         ) from e
-    names = rows.pop(0) if header is not None and rows else None
-    if not rows:
+    names = lines.pop(0)[1] if header is not None and lines else None
+    if not lines:
         raise ValueError(f"csv_labels: expected rows of file names and labels, {file} has none")
-    width = min(len(r) for r in rows)
+    rows = [r for _, r in lines]
+    widths = Counter(len(r) for r in rows)
+    width = len(names) if names is not None else widths.most_common(1)[0][0]
     fi = _column("fn_col", fn_col, names, width)
     li = _column("label_col", label_col, names, width)
+    short = [(n, r) for n, r in lines if len(r) <= max(fi, li)]
+    if short:
+        n, r = short[0]
+        raise ValueError(
+            f"csv_labels: line {n} of {file} has {len(r)} field(s) ({short_repr(r)}), expected "
+            f"at least {max(fi, li) + 1} (the file name in column {fi}, the label in column "
+            f"{li}): a truncated or broken line ({len(short)} such line(s) in all)"
+        )
     return [r[fi] for r in rows], _numbers_as_pandas_reads([r[li] for r in rows])
 
 
