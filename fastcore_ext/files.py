@@ -20,6 +20,7 @@ own mode.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import glob
 import os
@@ -148,6 +149,9 @@ def atomic_write(
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:  # an error or a KeyboardInterrupt: the old file stays, no temp
+        written = None
+        with contextlib.suppress(OSError):
+            written = os.path.getsize(tmp)
         with contextlib.suppress(FileNotFoundError):  # file
             os.unlink(tmp)
         if not isinstance(e, KeyboardInterrupt) and _interrupted(e):
@@ -159,7 +163,7 @@ def atomic_write(
             )
             raise stop from e
         if isinstance(e, OSError | RuntimeError):  # torch's "unexpected pos" names neither
-            e.add_note(_write_failed(path))
+            e.add_note(_write_failed(path, written, _no_space(e)))
         raise
     _fsync_dir(path.parent)
 
@@ -177,11 +181,34 @@ def _interrupted(e: BaseException) -> bool:
     return False
 
 
-def _write_failed(path: Path) -> str:
-    """The note on an error while writing `path`: which file, that the previous one is kept,
-    and the free space left in its folder (a full disk is the usual cause)."""
+def _no_space(e: BaseException) -> bool:
+    """Whether `e` or an exception it was raised from is ENOSPC (a full disk)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _write_failed(path: Path, written: int | None = None, no_space: bool = False) -> str:
+    """The note on an error while writing `path`: which file, how much had been written,
+    that the previous one is kept, and the free space left in its folder (a full disk is the
+    usual cause: torch's writer says only "unexpected pos")."""
+    mib = 2**20
     try:
-        free = f"{shutil.disk_usage(path.parent).free / 2**20:,.1f} MiB free there"
+        free = shutil.disk_usage(path.parent).free
     except OSError:
-        free = "its free space unknown"
-    return f"while writing {str(path)!r} ({free}); the file there before, if any, is unchanged"
+        free = None
+    where = f"while writing {str(path)!r}"
+    if written is not None:
+        where += f" (stopped after {written / mib:,.1f} MiB"
+        where += ")" if free is None else f", with {free / mib:,.1f} MiB free there)"
+    elif free is not None:
+        where += f" ({free / mib:,.1f} MiB free there)"
+    if no_space:
+        where = "no space left on the device " + where
+    elif written is not None and free is not None and free < written + 64 * mib:
+        where += ": the disk is probably full"
+    return f"{where}; the file there before, if any, is unchanged"

@@ -4,9 +4,11 @@ mkstemp's, so another user or a serving account could not read a saved model).""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
+import types
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -90,12 +92,34 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
             # an error says which file and the free space (torch's names neither)
             notes = getattr(e, "__notes__", [])
             if isinstance(e, RuntimeError):
-                assert len(notes) == 1 and f"while writing {str(path)!r} (" in notes[0]
+                assert (
+                    len(notes) == 1
+                    and f"while writing {str(path)!r} (stopped after 0.0 MiB, with " in notes[0]
+                )
                 assert "MiB free there); the file there before, if any, is unchanged" in notes[0]
             else:
                 assert notes == []
         assert path.read_bytes() == b"first"  # the old file, untouched
         assert sorted(p.name for p in path.parent.iterdir()) == ["f.bin"]  # no temporary
+
+
+def test_a_full_disk_is_named(tmp_path, monkeypatch):
+    """torch's writer on a full disk says "unexpected pos 25888256 vs 25888152"; the note gave
+    the free space after the partial file was deleted, which read as if there was room."""
+    path = tmp_path / "m.pth"
+    for exc in (OSError(errno.ENOSPC, "No space left on device"), RuntimeError("unexpected pos")):
+        monkeypatch.setattr(files.shutil, "disk_usage", lambda p: types.SimpleNamespace(free=2**20))
+        try:
+            with files.atomic_write(path) as f:
+                f.write(bytes(3 * 2**20))
+                raise exc
+        except (OSError, RuntimeError) as e:
+            note = e.__notes__[0]
+            assert "(stopped after 3.0 MiB, with 1.0 MiB free there)" in note
+            if isinstance(e, OSError):
+                assert note.startswith("no space left on the device while writing ")
+            else:
+                assert "free there): the disk is probably full; the file there before" in note
 
 
 def test_a_ctrl_c_inside_the_writer_comes_out_as_keyboardinterrupt(tmp_path):
