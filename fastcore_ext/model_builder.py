@@ -349,14 +349,17 @@ def default_cut(model: nn.Module) -> int:
 
 
 def create_body(
-    arch: Callable[..., nn.Module] | str,
+    arch: Callable[..., nn.Module] | str | nn.Module,
     pretrained: bool | WeightsEnum = True,
     cut: int | Callable[[nn.Module], nn.Module] | None = None,
 ) -> nn.Sequential | nn.Module:
     """The feature extractor of a torchvision classifier, as fastai's ``create_body(arch,
     pretrained=, cut=)``: the model's children up to `cut` (default: its final pooling
     layer), or cut(model). ``nn.Sequential(create_body(resnet18), create_head(512, c))``
-    is a create_cnn model."""
+    is a create_cnn model. fastai v2's form, a model instance (``create_body(resnet18(),
+    cut=-2)``), is cut as it is: its weights are its own, `pretrained` is not used."""
+    if isinstance(arch, nn.Module):
+        return _cut(arch, cut)
     return body_and_model(arch, pretrained, cut)[0]
 
 
@@ -367,13 +370,16 @@ def body_and_model(
 ) -> tuple[nn.Sequential | nn.Module, nn.Module]:
     """(create_body's body, the whole model it was cut from), which tells the splitter."""
     model = build_arch(resolve_arch(arch), pretrained)
+    return _cut(model, cut), model
+
+
+def _cut(model: nn.Module, cut: int | Callable[[nn.Module], nn.Module] | None) -> nn.Module:
+    """The body of `model`: cut(model), or its children before index `cut` (default: its
+    last pooling layer, `default_cut`)."""
     if callable(cut):
-        return cut(model), model
-    if cut is None:
-        cut = default_cut(model)
-    else:
-        cut = _check_cut(cut, model)
-    return nn.Sequential(*list(model.children())[:cut]), model
+        return cut(model)
+    index = default_cut(model) if cut is None else _check_cut(cut, model)
+    return nn.Sequential(*list(model.children())[:index])
 
 
 def _check_cut(cut: object, model: nn.Module) -> int:

@@ -594,6 +594,14 @@ def test_create_body_is_fastais_body_and_a_splitter_of_L_groups():
     body = vision.create_body(torchvision.models.resnet18, pretrained=False)
     assert isinstance(body, nn.Sequential) and len(body) == 8  # up to the pooling layer
     assert len(vision.create_body(torchvision.models.resnet18, pretrained=False, cut=-2)) == 8
+    # fastai v2's form: a model instance, cut as it is (its own weights)
+    resnet = torchvision.models.resnet18()
+    cut = vision.create_body(resnet, cut=-2)
+    assert len(cut) == 8 and cut[0] is resnet.conv1
+    assert (
+        len(vision.create_body(resnet)) == 8
+        and vision.create_body(resnet, cut=lambda m: m.layer1) is resnet.layer1
+    )
     data = image_bunch()
     model = nn.Sequential(body, vision.create_head(512, data.c))
 
