@@ -39,6 +39,7 @@ import io
 import math
 import os
 import re
+import textwrap
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -435,7 +436,8 @@ def _decode_file(path: Path, min_side: int | None = None) -> torch.Tensor:
                 return _pil_to_rgb(pil)
         except Exception as pil_err:  # Pillow raises many types for corrupt data
             dec_msg = _SOURCE_PLACE.sub("", (str(dec_err).strip().splitlines() or [""])[-1])
-            dec_msg = dec_msg[:200]
+            # torchcodec's advice to try decode_jpeg() on a valid image: not this case
+            dec_msg = textwrap.shorten(dec_msg.split(" If you know")[0], 200, placeholder="...")
             raise BadImageError(
                 f"{path}: cannot decode image ({image_decoder()}: {dec_msg}; Pillow: {pil_err})"
             ) from pil_err
