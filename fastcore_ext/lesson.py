@@ -21,6 +21,7 @@ flat folder labelled by a regular expression on the file names as
     models/         checkpoints after Ctrl-C: interrupted.pth (the weights at that moment)
                     and resume.pth (the end of the last epoch completed, for `resume=True`)
     previous/       what the run before into the same folder left there (the same names)
+    interrupted/    the same, for a run that did not finish beside a finished one in previous/
 
 It prints what it decides and does (the pretrained choice, the data, each stage's learning
 rate, the epoch tables) and returns a `LessonSummary`. A Ctrl-C (KeyboardInterrupt, or
