@@ -1139,6 +1139,17 @@ class Summary(str):
         return str(self)
 
 
+def _fp32_epochs_left(learn: Learner) -> str:
+    """' (its next N training epochs in fp32 first ...)' while precision 'auto' from scratch
+    has float32 epochs to run before its bf16 ones (MixedPrecision.fp32_epochs), else ''."""
+    mp = learn.mixed_precision
+    left = 0 if mp is None else mp.fp32_epochs - learn.epochs_trained
+    if left <= 0:
+        return ""
+    epochs = f"{left} training epoch{'' if left == 1 else 's'}"
+    return f" (its next {epochs} in fp32 first: from scratch)"
+
+
 def _optimizer_name(opt: Any) -> str:
     """The optimizer's class name; a torch optimizer wrapped for one-cycle schedules as
     'OptimWrapper(AdamW)'."""
@@ -1213,7 +1224,7 @@ def summary(learn: Learner) -> Summary:
         "",
         f"Optimizer used: {_optimizer_name(learn.opt)}",
         f"Loss function: {getattr(learn.loss_func, '__name__', type(learn.loss_func).__name__)}",
-        f"Precision: {learn.precision}",
+        f"Precision: {learn.precision}{_fp32_epochs_left(learn)}",
         "",
         f"Model frozen up to layer group #{frozen[-1] + 1} (its normalization layers train, "
         f"as fastai's train_bn)"

@@ -555,6 +555,13 @@ def test_summary_lists_layers_shapes_params_and_what_is_frozen():
     assert "  - Recorder" in lines and repr(text) == str(text)  # a notebook shows the text
     learn.unfreeze()
     assert "Model unfrozen" in learn.summary().splitlines()
+    # it said "Precision: bf16" for a model from scratch whose first epoch runs in fp32
+    learn.to_bf16(fp32_epochs=1)
+    assert "Precision: bf16 (its next 1 training epoch in fp32 first: from scratch)" in (
+        learn.summary().splitlines()
+    )
+    learn.epochs_trained = 1
+    assert "Precision: bf16" in learn.summary().splitlines()
 
 
 def test_head_lin_ftrs_is_a_list_of_ints():
