@@ -660,6 +660,34 @@ def test_broken_files_name_themselves_with_either_decoder(tmp_path, monkeypatch,
         assert "decode_jpeg" not in str(e.value)  # torchcodec's advice for valid images
 
 
+@pytest.mark.parametrize("fmt", ["gif", "avif"])
+def test_transparent_gif_and_avif_give_the_same_pixels_from_every_route(tmp_path, fmt):
+    """From a path a transparent pixel took a GIF's background colour (green here) or an
+    AVIF's black; from a PIL image or bytes (a web app's upload) and in fastai, the colour
+    under it (red): a trained model saw other pixels than the served one."""
+    f = tmp_path / f"t.{fmt}"
+    if fmt == "gif":
+        a = np.zeros((16, 16), np.uint8)
+        a[8:] = 1  # index 1 (red) transparent, the background index 0 (green)
+        g = Image.fromarray(a, "P")
+        g.putpalette([0, 255, 0, 255, 0, 0] + [0] * 762)
+        g.save(f, transparency=1, background=0)
+    else:
+        if "AVIF" not in Image.registered_extensions().values():
+            pytest.skip("this Pillow writes no AVIF")
+        r = np.zeros((16, 16, 4), np.uint8)
+        r[..., 0] = r[..., 3] = 255
+        r[8:, :, 3] = 0
+        Image.fromarray(r).save(f)
+    from_path = to_rgb(f)
+    with Image.open(f) as im:
+        assert torch.equal(from_path, to_rgb(im))
+        pillow = np.asarray(im.convert("RGBA").convert("RGB"))
+    assert torch.equal(from_path, to_rgb(Image.open(io.BytesIO(f.read_bytes()))))
+    assert from_path[:, -1, 0].tolist() == pillow[-1, 0].tolist()
+    assert from_path[0, -1, 0] >= 250  # red, the colour under the transparent pixels
+
+
 def test_a_process_that_cannot_import_torchcodec_falls_back(tmp_path):
     p = tmp_path / "x.jpg"
     p.write_bytes(CASES["jpeg_rgb"])

@@ -415,6 +415,13 @@ def _decode_jpeg_reduced(data: bytes, min_side: int) -> torch.Tensor | None:
 _SOURCE_PLACE = re.compile(r"(\w+, )?/\S+\.(?:cpp|cc|c|h|cu):\d+,? ?")
 
 
+def _decoded_by_pillow(data: bytes) -> bool:
+    """GIF and AVIF files, which Pillow decodes for every route: torchcodec gives a
+    transparent pixel a GIF's background colour or an AVIF's black, where Pillow's
+    convert('RGB') (a PIL image or bytes passed in, and fastai) keeps the colour under it."""
+    return data[:4] == b"GIF8" or data[4:12] in (b"ftypavif", b"ftypavis")
+
+
 def _decode_file(path: Path, min_side: int | None = None) -> torch.Tensor:
     try:
         data = path.read_bytes()
@@ -427,6 +434,12 @@ def _decode_file(path: Path, min_side: int | None = None) -> torch.Tensor:
         img = _decode_jpeg_reduced(data, min_side)
         if img is not None:
             return img
+    if _decoded_by_pillow(data):
+        try:
+            with Image.open(io.BytesIO(data)) as pil:
+                return _pil_to_rgb(pil)
+        except Exception as e:  # Pillow raises many types for corrupt data
+            raise BadImageError(f"{path}: cannot decode image (Pillow: {e})") from e
     try:
         img = _decode_bytes(data)
     except (RuntimeError, ValueError) as dec_err:
