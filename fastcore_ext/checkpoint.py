@@ -61,6 +61,7 @@ import os
 import pickletools
 import random
 import re
+import textwrap
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -172,7 +173,8 @@ def _what_it_holds(path: Path, e: Exception) -> str:
             "(torch.save(model.state_dict(), file)) to move weights between libraries"
         )
     first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
-    return f"damaged or truncated ({type(e).__name__}: {first[0][:200] if first else ''})"
+    said = textwrap.shorten(first[0], 200, placeholder="...") if first else ""
+    return f"damaged or truncated ({type(e).__name__}: {said})"
 
 
 def pickled_packages(file: Path) -> set[str]:

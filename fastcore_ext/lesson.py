@@ -75,7 +75,7 @@ from fastcore_ext.data import (
     read_labels_csv,
 )
 from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT
-from fastcore_ext.files import remove_stale_temporaries
+from fastcore_ext.files import atomic_write, remove_stale_temporaries
 from fastcore_ext.interpret import ClassificationInterpretation
 from fastcore_ext.learner import Learner
 from fastcore_ext.metrics import error_rate
@@ -712,8 +712,8 @@ def _config_record(config: LessonConfig) -> dict[str, Any]:
 
 @dataclass
 class _Resume:
-    """Where an interrupted run can go on from: the end of epoch `epochs` (counted from 1) of
-    `stage` ('stage1' or 'stage2'), the run's learning rates so far, its configuration
+    """Where an interrupted run can go on from: the end of its `epochs` epochs of `stage`
+    ('stage1' or 'stage2'), the run's learning rates so far, its configuration
     (`_config_record`) and the learner's checkpoint then (`Learner.checkpoint()`)."""
 
     stage: str
@@ -723,8 +723,27 @@ class _Resume:
     state: dict[str, Any]
 
     def point(self, config: LessonConfig) -> str:
+        """Where it goes on from, counting epochs from 0 as the epoch tables do."""
         n = config.epochs if self.stage == "stage1" else config.unfreeze_epochs
-        return f"the end of stage {self.stage[-1]}'s epoch {self.epochs} of {n}"
+        return f"the end of stage {self.stage[-1]}'s epoch {self.epochs - 1} (of 0..{n - 1})"
+
+    def rows_before(self, config: LessonConfig) -> int:
+        """The epoch rows metrics.csv / metrics.jsonl held at this point (stage 1's epochs,
+        then stage 2's: lr_find writes none)."""
+        return self.epochs + (config.epochs if self.stage == "stage2" else 0)
+
+    def trim_logs(self, out: Path, config: LessonConfig) -> None:
+        """Leave metrics.csv and metrics.jsonl with this point's rows: a Ctrl-C while the
+        epoch after it was being saved had logged that epoch, which the resumed run trains
+        and logs again."""
+        keep = self.rows_before(config)
+        for name, header in (("metrics.csv", 1), ("metrics.jsonl", 0)):
+            file = out / name
+            if file.is_file():
+                lines = file.read_text().splitlines(keepends=True)
+                if len(lines) > header + keep:
+                    with atomic_write(file) as f:
+                        f.write("".join(lines[: header + keep]).encode())
 
     def save(self, file: Path) -> Path:
         """Write the checkpoint with the rest under its "lesson" key (what `read` takes)."""
@@ -737,10 +756,16 @@ class _Resume:
         the file cannot be read, or its run had another configuration."""
         file = out / RESUME
         if not file.is_file():
+            killed = (out / "metrics.csv").is_file() and not (out / "summary.json").is_file()
+            why = (
+                "its run was stopped outright (metrics.csv but no summary.json: SIGKILL, out "
+                "of memory, a power loss), which saves nothing to resume"
+                if killed
+                else "an interrupted run writes it once it has completed an epoch; a run that "
+                "finished removes it"
+            )
             raise LessonError(
-                "resume",
-                f"nothing to resume in {str(out)!r}: no {RESUME} there (an interrupted run "
-                "writes it once it has completed an epoch; a run that finished removes it)",
+                "resume", f"nothing to resume in {str(out)!r}: no {RESUME} there ({why})"
             )
         try:
             state = load_file(file)
@@ -751,8 +776,12 @@ class _Resume:
         now = _config_record(config)
         changed = [k for k in now if resume.config.get(k) != now[k]]
         if changed:
-            then = ", ".join(f"{k} {resume.config.get(k)!r}" for k in changed)
-            given = ", ".join(f"{k} {now[k]!r}" for k in changed)
+
+            def shown(k: str, v: Any) -> str:
+                return "auto" if k == "lr" and v is None else repr(v)  # --lr auto
+
+            then = ", ".join(f"{k} {shown(k, resume.config.get(k))}" for k in changed)
+            given = ", ".join(f"{k} {shown(k, now[k])}" for k in changed)
             raise LessonError(
                 "resume",
                 f"the interrupted run in {str(out)!r} had {then}; this one has {given}: "
@@ -971,6 +1000,8 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
     if resume is not None:
         run.resumed_from = resume.point(config)
         print(f"Resuming from {run.resumed_from} ({out / RESUME})")
+        if run.writes:
+            resume.trim_logs(out, config)
     elif run.writes and (previous := _keep_previous(out)) is not None:
         kept = (
             f" ({PREVIOUS}/ keeps the last run that finished)"
@@ -1008,8 +1039,9 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
             return _summary(run, config, data, learn, confused, interrupted=True, saved=saved)
     with saving():  # the trained model: a Ctrl-C now would lose the whole run
         learn.export()
-        if run.writes:
-            (out / RESUME).unlink(missing_ok=True)  # finished: nothing to resume
+        if run.writes:  # finished: nothing to resume, and no model of an interruption
+            for name in (RESUME, "models/interrupted.pth"):
+                (out / name).unlink(missing_ok=True)
     return _summary(run, config, data, learn, confused, interrupted=False, saved=None)
 
 

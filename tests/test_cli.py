@@ -193,7 +193,7 @@ def test_a_terminated_train_goes_on_with_resume(
         )
         code, out, err = run(capsys, *args)
     assert code == 143
-    point = "the end of stage 1's epoch 1 of 2"
+    point = "the end of stage 1's epoch 0 (of 0..1)"
     assert f"the same train command with --resume goes on from {point}" in err
     code, out, err = run(capsys, *args, "--resume")
     assert code == 0, err

@@ -366,11 +366,11 @@ def _interrupt_at(monkeypatch, method: str, call: int) -> None:
     """Learner.`method` raises KeyboardInterrupt at its `call`-th call (counted from 1)."""
     real, calls = getattr(Learner, method), []
 
-    def interrupted(self):
+    def interrupted(self, *args):
         calls.append(1)
         if len(calls) == call:
             raise KeyboardInterrupt
-        real(self)
+        return real(self, *args)
 
     monkeypatch.setattr(Learner, method, interrupted)
 
@@ -393,9 +393,12 @@ def uninterrupted(tmp_path_factory, small_demo):
 @pytest.mark.parametrize(
     "method, call, point",
     [
-        ("_do_epoch_validate", 2, "the end of stage 1's epoch 1 of 2"),  # in stage 1
-        ("_do_epoch_train", 4, "the end of stage 1's epoch 2 of 2"),  # in stage 2's lr_find
-        ("_do_epoch_validate", 5, "the end of stage 2's epoch 1 of 2"),  # lr_find: call 3
+        ("_do_epoch_validate", 2, "the end of stage 1's epoch 0 (of 0..1)"),  # in stage 1
+        ("_do_epoch_train", 4, "the end of stage 1's epoch 1 (of 0..1)"),  # stage 2's lr_find
+        ("_do_epoch_validate", 5, "the end of stage 2's epoch 0 (of 0..1)"),  # lr_find: call 3
+        # while epoch 1's state was copied: that epoch logged, not kept; the resumed run's
+        # log had it twice (a trial's Ctrl-C just after the epoch's row)
+        ("checkpoint", 2, "the end of stage 1's epoch 0 (of 0..1)"),
     ],
 )
 def test_a_resumed_run_ends_as_a_run_never_interrupted(
@@ -419,6 +422,7 @@ def test_a_resumed_run_ends_as_a_run_never_interrupted(
     assert f"Resuming from {point}" in printed and "moved to" not in printed
     assert r.resumed_from == point and not r.interrupted and r.resume_point is None
     assert not (out / lesson.RESUME).exists()  # finished: nothing left to resume
+    assert not (out / "models" / "interrupted.pth").exists()  # nor the interruption's model
     assert r.final_error_rate == whole.final_error_rate
     assert r.learning_rates == whole.learning_rates and r.epochs_done == 4
     assert _epoch_rows(out) == _epoch_rows(whole_out)
@@ -431,11 +435,16 @@ def test_resume_refuses_what_it_cannot_go_on_with(tmp_path, small_demo, monkeypa
     with pytest.raises(LessonError, match="nothing to resume in .* no models/resume.pth") as e:
         run_lesson(small_config(small_demo, out, resume=True))
     assert e.value.field == "resume"
+    (out / "metrics.csv").write_text("epoch,train_loss\n0,1.0\n")  # a run killed outright
+    with pytest.raises(LessonError, match=r"stopped outright \(metrics.csv but no summary.json"):
+        run_lesson(small_config(small_demo, out, resume=True))
     _interrupt_at(monkeypatch, "_do_epoch_validate", 2)
     s = run_lesson(small_config(small_demo, out, epochs=2))
-    assert s.resume_point == "the end of stage 1's epoch 1 of 2"
+    assert s.resume_point == "the end of stage 1's epoch 0 (of 0..1)"
     with pytest.raises(LessonError, match=r"had size 32, epochs 2; this one has size 48, epochs 3"):
         run_lesson(small_config(small_demo, out, epochs=3, size=48, resume=True))
+    with pytest.raises(LessonError, match=r"had lr 0.003; this one has lr auto"):
+        run_lesson(small_config(small_demo, out, epochs=2, lr=None, resume=True))
     with pytest.raises(LessonError, match=r"had bs 8.* has bs 4") as e:
         lesson.check_config(small_config(small_demo, out, epochs=2, bs=4, resume=True))
     assert e.value.field == "resume"
