@@ -87,20 +87,21 @@ def pid_alive(pid: int) -> bool:
 
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete the ``.<name>.<pid>.*.tmp`` files beside `path` that processes which died left."""
-    prefix = f".{path.name}."
-    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = tmp.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+    _remove_dead(path.parent.glob(f"{glob.escape(f'.{path.name}.')}*.tmp"))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files of `atomic_write` in `folder`, whatever their name, that
     processes which died left (a SIGKILL during a save: a file nobody saves again under that
     name stays otherwise); returns them."""
+    return _remove_dead(Path(folder).glob(".*.tmp"))
+
+
+def _remove_dead(temporaries: Iterator[Path]) -> list[Path]:
+    """Delete those of `temporaries` (``.<name>.<pid>.<random>.tmp``) whose process is gone."""
     removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
-        parts = tmp.name.split(".")  # '', name..., pid, random, 'tmp'
+    for tmp in temporaries:
+        parts = tmp.name.split(".")  # '', name..., pid, random (no dot: mkstemp's), 'tmp'
         pid = parts[-3] if len(parts) >= 5 else ""
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
@@ -168,28 +169,26 @@ def atomic_write(
     _fsync_dir(path.parent)
 
 
-def _interrupted(e: BaseException) -> bool:
-    """Whether a KeyboardInterrupt is among the exceptions that `e` was raised from or while
-    handling (its __cause__ / __context__ chain)."""
-    seen: set[int] = set()
+def _causes(e: BaseException) -> Iterator[BaseException]:
+    """The exceptions `e` was raised from or while handling (its __cause__ / __context__
+    chain), nearest first."""
+    seen = {id(e)}
     cause = e.__cause__ or e.__context__
     while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return True
+        yield cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    return False
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the exceptions that `e` was raised from or while
+    handling."""
+    return any(isinstance(c, KeyboardInterrupt) for c in _causes(e))
 
 
 def _no_space(e: BaseException) -> bool:
     """Whether `e` or an exception it was raised from is ENOSPC (a full disk)."""
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
+    return any(isinstance(c, OSError) and c.errno == errno.ENOSPC for c in (e, *_causes(e)))
 
 
 def _write_failed(path: Path, written: int | None = None, no_space: bool = False) -> str:
