@@ -239,15 +239,23 @@ class ClassificationInterpretation:
         return float((self.pred_class != self.targets).float().mean())
 
     def top_losses(
-        self, k: int | None = None, largest: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, k: int | None = None, largest: bool = True, items: bool = False
+    ) -> tuple[Any, ...]:
         """The k largest (or smallest) per-item losses and the data set indices of their
         items, sorted (ties keep data set order). k None: all; k above N: all N.
-        Returns (losses float32 [k], indices int64 [k])."""
+        Returns (losses float32 [k], indices int64 [k]); with items=True (fastai v2's) also
+        the data set's items at those indices (file paths), a list."""
         k = self._check_k(k)
         check_bool("largest", largest)
+        check_bool("items", items)
         order = torch.sort(self.losses, descending=largest, stable=True).indices[:k]
-        return self.losses[order], self.idxs[order]
+        losses, idxs = self.losses[order], self.idxs[order]
+        if not items:
+            return losses, idxs
+        stored = getattr(self._dataset(), "items", None)
+        if stored is None:
+            raise ValueError("items=True needs a data set with items (its files); this has none")
+        return losses, idxs, [stored[i] for i in idxs.tolist()]
 
     def confusion_matrix(self) -> np.ndarray:
         """int64 array [C, C]: entry (a, p) counts the items of actual class a predicted as p
@@ -316,7 +324,7 @@ class ClassificationInterpretation:
     # ---- plots ---------------------------------------------------------------------------
     def plot_top_losses(
         self,
-        k: int = 9,
+        k: int | list[int] | range = 9,
         figsize: tuple[float, float] | None = None,
         largest: bool = True,
         heatmap: bool = False,
@@ -342,18 +350,27 @@ class ClassificationInterpretation:
         (Grad-CAM, see `heatmaps`), in `cmap` at opacity `alpha`, on items whose body output
         has at least `heatmap_thresh` cells. Saved as 'top_losses.png'
         ('top_losses_smallest.png'). k above the number of items N: all N, with a warning
-        (fastai's fails). fastai v1's show_text=False leaves the images untitled. Returns
-        the Figure (None with v1's return_fig=False)."""
-        asked = int_or_none(k)
-        if asked is not None and asked > len(self):
-            warn_user(
-                f"k: {k} items asked for and the interpretation holds {len(self)}; showing "
-                f"all {len(self)}"
-            )
-        k = self._check_k(k)
+        (fastai's fails). k as a list or range (fastai v2's): those ranks of the sorted
+        losses, 0 the largest (the smallest with largest=False): `plot_top_losses(range(9,
+        18))` shows the next nine. fastai v1's show_text=False leaves the images untitled.
+        Returns the Figure (None with v1's return_fig=False)."""
         cells = grid_cells(nrows, ncols)
-        if cells is not None:
-            k = min(k, cells)
+        if isinstance(k, list | tuple | range):
+            ranks = [self._check_rank(r) for r in k]
+            if not ranks:
+                raise ValueError("k: an empty list of ranks shows nothing")
+            ranks = ranks[:cells] if cells is not None else ranks
+            sorted_losses, sorted_idxs = self.top_losses(None, largest)
+            losses, idxs = sorted_losses[ranks], sorted_idxs[ranks]
+        else:
+            asked = int_or_none(k)
+            if asked is not None and asked > len(self):
+                warn_user(
+                    f"k: {k} items asked for and the interpretation holds {len(self)}; "
+                    f"showing all {len(self)}"
+                )
+            k = self._check_k(k)
+            losses, idxs = self.top_losses(min(k, cells) if cells is not None else k, largest)
         check_bool("heatmap", heatmap)
         check_bool("show_text", show_text)
         check_bool("return_fig", return_fig)
@@ -362,7 +379,6 @@ class ClassificationInterpretation:
             raise ValueError(f"alpha should be a number in [0, 1], got {alpha!r}")
         alpha = number
         cmap_obj = _colormap(cmap) if heatmap else None
-        losses, idxs = self.top_losses(k, largest)
         rows_of = {int(i): r for r, i in enumerate(self.idxs.tolist())}
         raw = self._raw(idxs.tolist())  # each item read once, for the images and the heatmaps
         images = self._images(raw)
@@ -495,6 +511,14 @@ class ClassificationInterpretation:
         return fig if return_fig else None
 
     # ---- helpers -------------------------------------------------------------------------
+    def _check_rank(self, r: object) -> int:
+        number = int_or_none(r)
+        if number is None:
+            raise TypeError(f"k: ranks should be ints, got {type(r).__name__} {r!r}")
+        if not 0 <= number < len(self):
+            raise ValueError(f"k: ranks should be in [0, {len(self)}), got {number}")
+        return number
+
     def _check_k(self, k: int | None) -> int:
         if k is None:
             return len(self)

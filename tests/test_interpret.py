@@ -320,6 +320,31 @@ def test_plot_top_losses_grid_nrows_ncols(folder, tmp_path, k, kwargs, geometry,
     _suptitle_clear(fig)
 
 
+def test_fastai_v2s_top_losses_items_and_ranks(folder, tmp_path):
+    """fastai 2.8's top_losses(k, items=True) and plot_top_losses(range(2, 5)) (ranks of the
+    sorted losses) were refused ("unexpected keyword", "k should be an int")."""
+    interp = _three_class_interp(folder, tmp_path)
+    losses, idxs, items = interp.top_losses(3, items=True)
+    assert items == [interp.data.valid_ds.items[i] for i in idxs.tolist()]
+    all_losses, all_idxs = interp.top_losses()
+    fig = interp.plot_top_losses(range(2, 5))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert [float(t.split("\n")[1].split(" / ")[0]) for t in titles] == pytest.approx(
+        all_losses[2:5].tolist(), abs=0.006
+    )
+    fig = interp.plot_top_losses([0], largest=False)
+    title = next(ax.get_title() for ax in fig.axes if ax.get_images())
+    assert float(title.split("\n")[1].split(" / ")[0]) == pytest.approx(
+        float(interp.losses.min()), abs=0.006
+    )
+    with pytest.raises(ValueError, match=r"k: ranks should be in \[0, "):
+        interp.plot_top_losses([len(interp)])
+    with pytest.raises(TypeError, match="k: ranks should be ints, got str"):
+        interp.plot_top_losses(["a"])
+    with pytest.raises(TypeError, match="items should be a bool"):
+        interp.top_losses(3, items="yes")
+
+
 def test_plot_top_losses_grid_errors(folder, tmp_path):
     interp = _three_class_interp(folder, tmp_path)
     with pytest.raises(ValueError, match="nrows should be >= 1, got 0"):
