@@ -33,6 +33,7 @@ from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, ra
 from fastcore_ext.callback.core import fire
 from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
 from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
+from fastcore_ext.data.items import shown_names
 from fastcore_ext.losses import is_class_loss
 from fastcore_ext.metrics import Metric, metric_value
 from fastcore_ext.optim import OptimWrapper
@@ -216,8 +217,8 @@ def warn_not_finite(learn: Learner, out: torch.Tensor, caller: str) -> None:
     broken = non_finite_tensors(learn.model)
     if broken:
         why = (
-            f"{len(broken)} of the model's tensors are not finite ({', '.join(broken[:3])}"
-            f"{' ...' if len(broken) > 3 else ''}): a fit diverged (a learning rate too high). "
+            f"{len(broken)} of the model's tensors are not finite ({shown_names(broken, 3)}): "
+            "a fit diverged (a learning rate too high). "
             "learn.load a checkpoint saved before it, or build the learner anew, and train at "
             "a lower learning rate"
         )

@@ -43,6 +43,7 @@ from fastcore_ext.callback.core import Callback, CancelFitException
 from fastcore_ext.callback.lr_finder import LRFinder
 from fastcore_ext.callback.progress import format_time
 from fastcore_ext.checks import int_or_none, real_or_none
+from fastcore_ext.data.items import shown_names
 from fastcore_ext.torch_core import non_finite_tensors
 from fastcore_ext.warn import warn_user
 
@@ -147,8 +148,8 @@ class TerminateOnNaN(Callback):
         value = float(loss.detach().float().reshape(-1)[0])
         broken = non_finite_tensors(learn.model)
         state = (
-            f"{len(broken)} of the model's tensors are not finite already ({', '.join(broken[:3])}"
-            f"{' ...' if len(broken) > 3 else ''}: the steps before diverged, or this batch's "
+            f"{len(broken)} of the model's tensors are not finite already ("
+            f"{shown_names(broken, 3)}: the steps before diverged, or this batch's "
             "forward pass put NaN into BatchNorm's running statistics), so its predictions mean "
             "nothing: learn.load a checkpoint saved before, or build the learner anew, and "
             "lower the learning rate"
