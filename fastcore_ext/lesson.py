@@ -714,7 +714,9 @@ def _config_record(config: LessonConfig) -> dict[str, Any]:
 class _Resume:
     """Where an interrupted run can go on from: the end of its `epochs` epochs of `stage`
     ('stage1' or 'stage2'), the run's learning rates so far, its configuration
-    (`_config_record`) and the learner's checkpoint then (`Learner.checkpoint()`)."""
+    (`_config_record`) and the learner's checkpoint then (`Learner.checkpoint()`; empty in
+    one `read` from the file, whose weights `learn.load` takes: hundreds of MB not kept for
+    the whole run)."""
 
     stage: str
     epochs: int
@@ -768,9 +770,8 @@ class _Resume:
                 "resume", f"nothing to resume in {str(out)!r}: no {RESUME} there ({why})"
             )
         try:
-            state = load_file(file)
-            lesson = state.pop("lesson")
-            resume = cls(lesson["stage"], lesson["epochs"], lesson["lrs"], lesson["config"], state)
+            lesson = load_file(file)["lesson"]  # the weights: learn.load reads them
+            resume = cls(lesson["stage"], lesson["epochs"], lesson["lrs"], lesson["config"], {})
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise LessonError("resume", f"cannot resume from {str(file)!r}: {e}") from None
         now = _config_record(config)
