@@ -203,6 +203,19 @@ def test_out_inside_the_data_set_is_refused(tmp_path, small_demo):
     assert not (small_demo / "run").exists()
 
 
+def _interrupt_at(monkeypatch, method: str, call: int) -> None:
+    """Learner.`method` raises KeyboardInterrupt at its `call`-th call (counted from 1)."""
+    real, calls = getattr(Learner, method), []
+
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(Learner, method, interrupted)
+
+
 def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, monkeypatch, capsys):
     """A Ctrl-C in stage 1's second epoch: the summary counts the epoch done (it said 0),
     gives its error rate, and the model is saved; files of an earlier run into the same
@@ -216,16 +229,7 @@ def test_an_interrupted_run_counts_its_epochs_and_saves(tmp_path, small_demo, mo
     (out / "previous").mkdir()
     (out / "previous" / "summary.json").write_bytes(b"older")
     (out / "previous" / "notes.txt").write_bytes(b"the user's")
-    validate = Learner._do_epoch_validate
-    calls = []
-
-    def interrupted_in_second_epoch(self):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        validate(self)
-
-    monkeypatch.setattr(Learner, "_do_epoch_validate", interrupted_in_second_epoch)
+    _interrupt_at(monkeypatch, "_do_epoch_validate", 2)  # in the second epoch
     s = run_lesson(small_config(small_demo, out, epochs=3, lr=1e-3))
     assert s.interrupted and s.epochs_done == 1 and s.final_error_rate is not None
     assert s.saved == out / "models" / "interrupted.pth" and s.saved.stat().st_size > 1000
@@ -285,16 +289,8 @@ def test_a_configuration_error_leaves_an_earlier_run_in_place(tmp_path, small_de
 def test_a_ctrl_c_in_lr_find_keeps_stage_1s_error_rate(tmp_path, small_demo, monkeypatch):
     """A Ctrl-C in stage 2's lr_find after its first sweep epoch (a sweep epoch has no
     validation: its row is None) left the summary's error rate None after 3 epochs done."""
-    train = Learner._do_epoch_train
-    calls = []
-
-    def interrupted_in_the_second_sweep_epoch(self):
-        calls.append(1)
-        if len(calls) == 3:  # stage 1's epoch, then lr_find's first sweep epoch
-            raise KeyboardInterrupt
-        train(self)
-
-    monkeypatch.setattr(Learner, "_do_epoch_train", interrupted_in_the_second_sweep_epoch)
+    # stage 1's epoch, then lr_find's first sweep epoch, then its second
+    _interrupt_at(monkeypatch, "_do_epoch_train", 3)
     s = run_lesson(small_config(small_demo, tmp_path / "run", lr=1e-3, lr_find_iters=20))
     assert s.interrupted and s.epochs_done == 1
     assert s.final_error_rate is not None and s.final_valid_loss is not None
@@ -360,19 +356,6 @@ def test_a_ctrl_c_or_sigterm_during_the_final_export_does_not_lose_the_run(
     assert len(sent) == 2 and s.interrupted is False
     assert (out / "export.pkl").is_file() and (out / "summary.json").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
-
-
-def _interrupt_at(monkeypatch, method: str, call: int) -> None:
-    """Learner.`method` raises KeyboardInterrupt at its `call`-th call (counted from 1)."""
-    real, calls = getattr(Learner, method), []
-
-    def interrupted(self, *args):
-        calls.append(1)
-        if len(calls) == call:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
-    monkeypatch.setattr(Learner, method, interrupted)
 
 
 def _epoch_rows(out: Path) -> list[list[str]]:
