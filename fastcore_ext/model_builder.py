@@ -476,14 +476,17 @@ def default_splitter_of(
     """The splitter create_cnn gives the model cut from `full` (body: what create_body kept
     with `cut`), as fastai's model_meta: 3 groups for resnets (also resnext and wide_resnet,
     which fastai's model_meta leaves at 2), xresnets, densenets, vgg*_bn, squeezenets and
-    alexnet cut at their default place; 2 (body, head) for the others and another cut."""
+    alexnet cut at their default place; 2 (body, head) for the others. Another cut keeps
+    the resnets' and xresnets' split, as fastai's (its model_meta split ignores the cut),
+    when the body still reaches past the first group (resnets: layer2, xresnets: the stem),
+    else 2 groups (fastai's would leave one empty)."""
     features = getattr(full, "features", None)
+    if isinstance(full, models.ResNet) and (cut is None or len(body) > 6):
+        return resnet_split
+    if isinstance(full, XResNet) and (cut is None or len(body) > 3):
+        return xresnet_split
     if cut is not None:
         return default_split
-    if isinstance(full, models.ResNet):
-        return resnet_split
-    if isinstance(full, XResNet):
-        return xresnet_split
     if not (isinstance(body, nn.Sequential) and len(body) == 1 and body[0] is features):
         return default_split
     if isinstance(full, models.DenseNet):

@@ -179,6 +179,20 @@ def test_layer_groups_are_fastais_model_meta_splits(arch, sizes):
     assert len(learn.layer_groups) == 2  # another cut: body, head, as before
 
 
+@pytest.mark.parametrize(
+    ("cut", "groups"), [(-3, [683072, 2099712]), (7, [683072, 2099712]), (6, [683072])]
+)
+def test_a_resnet_cut_elsewhere_keeps_its_split_while_the_body_reaches_past_layer2(cut, groups):
+    """fastai v1's create_cnn(cut=) keeps model_meta's split (its resnet split is at child
+    6): a resnet cut before layer4 had 2 groups here. Cut at layer2 (6 children) the second
+    group would be empty: body, head."""
+    learn = quiet(create_cnn(image_bunch(size=64), models.resnet18, pretrained=False, cut=cut))
+    got = [sum(p.numel() for p in g) for g in learn.layer_groups]
+    assert got[:-1] == groups
+    learn.freeze_to(-2)
+    assert learn.model[0][0].weight.requires_grad == (len(groups) == 1)  # conv1
+
+
 def test_create_cnn_errors():
     data = image_bunch()
     with pytest.raises(TypeError, match="arch should be a model builder"):

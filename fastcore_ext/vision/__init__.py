@@ -546,7 +546,8 @@ def create_cnn(
     (TypeError). The layer groups are fastai's model_meta splits (`default_splitter_of`):
     resnets 3 (stem..layer2, layer3..layer4, head), xresnets 3 (stem, the rest of the body,
     head), densenets, vgg*_bn, squeezenets and alexnet 3 (their features cut in two, head),
-    other architectures or another cut 2 (body, head). On CUDA the
+    other architectures or another cut 2 (body, head; a resnet or xresnet cut elsewhere
+    keeps its 3 while its body reaches past the first group, as fastai's). On CUDA the
     model and its inputs are channels-last.
     """
     _check_vision_kwargs(kwargs)
