@@ -233,6 +233,29 @@ class ClassificationInterpretation:
             f"error rate {self.error_rate():.4f})"
         )
 
+    def __getitem__(self, idxs: int | list[int] | range | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """fastai v2's ``interp[idxs]``: (inputs, probs, targets, decoded, losses) of the
+        items at data set indices `idxs` (an int, a list or range of ints, or an int Tensor,
+        e.g. the indices `top_losses` gives), in that order. inputs: the images through the
+        validation transform as the model sees them (float [n, 3, S, S], normalized, on
+        the CPU); probs, targets, decoded (the predicted class) and losses: this
+        interpretation's rows of them (fastai runs the model again on the items; here
+        they are the cached results of the same pass)."""
+        rows = self._rows(idxs)
+        raw = self._raw(self.idxs[rows].tolist())
+        data = self.data
+        if hasattr(data, "preprocess") and all(_is_rgb_uint8(x) for x in raw):
+            inputs = data.preprocess(raw).float().cpu()
+        else:  # a data set of the user's (dl=): as stored
+            inputs = torch.stack(raw)
+        return (
+            inputs,
+            self.probs[rows],
+            self.targets[rows],
+            self.pred_class[rows],
+            self.losses[rows],
+        )
+
     # ---- numbers -------------------------------------------------------------------------
     def error_rate(self) -> float:
         """Fraction of items whose predicted class is not the target."""
@@ -510,7 +533,63 @@ class ClassificationInterpretation:
         fig = finish(fig, name)
         return fig if return_fig else None
 
+    def show_results(
+        self,
+        idxs: int | list[int] | range | torch.Tensor,
+        figsize: tuple[float, float] | None = None,
+        *,
+        nrows: int | None = None,
+        ncols: int | None = None,
+    ) -> Figure:
+        """fastai v2's ``interp.show_results(idxs)``: the items at data set indices `idxs`
+        (as `interp[idxs]` takes them) as the model sees them, each titled with its actual
+        class over the predicted one, green when they agree, red when not (as
+        `learn.show_results`), in fastai v2's nrows x ncols grid. Saved as
+        'interp_results.png' outside notebooks. Returns the Figure."""
+        rows = self._rows(idxs)
+        images = self._images(self._raw(self.idxs[rows].tolist()))
+        actual, pred = self.targets[rows].tolist(), self.pred_class[rows].tolist()
+        titles = [
+            f"{self.classes[a]}\n{self.classes[p]}" for a, p in zip(actual, pred, strict=True)
+        ]
+        fig, axes, fontsize = image_grid(len(titles), figsize, titles, (2.4, 2.8), nrows, ncols)
+        for ax, img, title, a, p in zip(axes, images, titles, actual, pred, strict=False):
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_title(title, color="green" if a == p else "red", fontsize=fontsize)
+        fig.suptitle("actual\nprediction", fontsize=fontsize + 1)
+        return finish(fig, "interp_results")
+
     # ---- helpers -------------------------------------------------------------------------
+    def _rows(self, idxs: object) -> list[int]:
+        """The rows of the items at data set indices `idxs` (an int, a list / tuple / range
+        of ints or an int Tensor); IndexError naming an index out of range, ValueError one
+        without a row (an unreadable image)."""
+        if isinstance(idxs, torch.Tensor):
+            if idxs.dtype.is_floating_point or idxs.dim() > 1:
+                raise TypeError(f"idxs: expected ints, got a {idxs.dtype} tensor of shape "
+                                f"{tuple(idxs.shape)}")  # fmt: skip
+            idxs = idxs.tolist()
+        listed = list(idxs) if isinstance(idxs, list | tuple | range) else [idxs]
+        if not listed:
+            raise ValueError("idxs: an empty list shows nothing")
+        rows_of = {int(i): r for r, i in enumerate(self.idxs.tolist())}
+        n_items = len(self._dataset())
+        rows = []
+        for i in listed:
+            number = int_or_none(i)
+            if number is None:
+                raise TypeError(
+                    f"idxs: expected data set indices (ints), got {type(i).__name__} {i!r}"
+                )
+            if number not in rows_of:
+                if 0 <= number < n_items:
+                    raise ValueError(
+                        f"idxs: item {number} has no prediction (its image is unreadable)"
+                    )
+                raise IndexError(f"idxs: expected data set indices in [0, {n_items}), got {number}")
+            rows.append(rows_of[number])
+        return rows
+
     def _check_rank(self, r: object) -> int:
         number = int_or_none(r)
         if number is None:
@@ -608,7 +687,7 @@ class ClassificationInterpretation:
         if (
             hasattr(data, "preprocess")
             and hasattr(data, "denorm")
-            and all(x.dtype == torch.uint8 and x.dim() == 3 and x.shape[0] == 3 for x in raw)
+            and all(_is_rgb_uint8(x) for x in raw)
         ):
             x = data.denorm(data.preprocess(raw).float()).cpu()
             return [img.permute(1, 2, 0).numpy() for img in x]
@@ -619,6 +698,11 @@ Interpretation = ClassificationInterpretation
 """fastai v2's base class of the interpretations (``Interpretation.from_learner(learn)``,
 top_losses, plot_top_losses): the learners here are single-label classifiers, whose
 interpretation is ClassificationInterpretation."""
+
+
+def _is_rgb_uint8(x: torch.Tensor) -> bool:
+    """Whether `x` is an image as this library's data sets store it: uint8 [3, H, W]."""
+    return x.dtype == torch.uint8 and x.dim() == 3 and x.shape[0] == 3
 
 
 def _as_unit_image(x: torch.Tensor) -> np.ndarray:

@@ -855,3 +855,57 @@ def test_plot_top_losses_of_more_items_than_there_are_shows_all_with_a_warning(f
                       rf"holds {n}; showing all {n}"):  # fmt: skip
         fig = interp.plot_top_losses(n + 5)
     assert sum(1 for ax in fig.axes if ax.get_images()) == n
+
+
+def test_fastai_v2s_interp_getitem_and_show_results(folder, tmp_path):
+    """fastai 2.8's interp[idxs] (inputs, probs, targets, decoded, losses) and
+    interp.show_results(idxs) were missing ('not subscriptable', no attribute)."""
+    interp = _three_class_interp(folder, tmp_path)
+    learn = interp.learn
+    inputs, probs, targets, decoded, losses = learn.get_preds(
+        with_input=True, with_decoded=True, with_loss=True
+    )
+    _, top = interp.top_losses(3)
+    for idxs in (top, top.tolist(), range(2, 5), 4):
+        listed = [idxs] if isinstance(idxs, int) else list(torch.as_tensor(idxs).tolist())
+        x, p, t, d, l = interp[idxs]
+        torch.testing.assert_close(x, inputs[listed], atol=1e-5, rtol=0)
+        torch.testing.assert_close(p, probs[listed], atol=1e-6, rtol=0)
+        assert t.tolist() == targets[listed].tolist() and d.tolist() == decoded[listed].tolist()
+        torch.testing.assert_close(l, losses[listed], atol=1e-5, rtol=1e-5)
+    fig = interp.show_results(top)
+    shown = _shown(fig)
+    assert len(shown) == 3
+    for ax, i in zip(shown, top.tolist(), strict=True):
+        actual, pred = interp.classes[interp.targets[i]], interp.classes[interp.pred_class[i]]
+        assert ax.get_title() == f"{actual}\n{pred}"
+        assert ax.title.get_color() == ("green" if actual == pred else "red")
+        expected = learn.data.denorm(inputs[i : i + 1])[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(np.asarray(ax.get_images()[0].get_array()), expected, atol=1e-5)
+    assert (tmp_path / "plots" / "interp_results.png").is_file()
+    n = len(learn.data.valid_ds)
+    with pytest.raises(
+        IndexError, match=rf"idxs: expected data set indices in \[0, {n}\), got {n}"
+    ):
+        interp[n]
+    with pytest.raises(TypeError, match="idxs: expected data set indices .ints., got str 'a'"):
+        interp.show_results(["a"])
+    with pytest.raises(ValueError, match="idxs: an empty list shows nothing"):
+        interp.show_results([])
+
+
+def test_interp_getitem_of_an_unreadable_item_says_it_has_no_prediction(tmp_path):
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    valid = sorted((root / "valid").rglob("*.jpg"))
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0, seed=1)
+    bad = break_images(valid[:3])
+    model = tiny_model()
+    model[-1] = nn.Linear(8, data.c)
+    learn = make_learner(data=data, model=model, path=tmp_path)
+    with pytest.warns(UserWarning, match="unreadable"):
+        interp = ClassificationInterpretation.from_learner(learn)
+    i = list(data.valid_ds.items).index(bad[0])
+    with pytest.raises(ValueError, match=rf"idxs: item {i} has no prediction .its image is"):
+        interp[i]
+    j = interp.idxs[0].item()
+    assert interp[j][2].tolist() == [data.valid_ds.labels[j]]
