@@ -868,11 +868,11 @@ def test_fastai_v2s_interp_getitem_and_show_results(folder, tmp_path):
     _, top = interp.top_losses(3)
     for idxs in (top, top.tolist(), range(2, 5), 4):
         listed = [idxs] if isinstance(idxs, int) else list(torch.as_tensor(idxs).tolist())
-        x, p, t, d, l = interp[idxs]
+        x, p, t, d, loss = interp[idxs]
         torch.testing.assert_close(x, inputs[listed], atol=1e-5, rtol=0)
         torch.testing.assert_close(p, probs[listed], atol=1e-6, rtol=0)
         assert t.tolist() == targets[listed].tolist() and d.tolist() == decoded[listed].tolist()
-        torch.testing.assert_close(l, losses[listed], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loss, losses[listed], atol=1e-5, rtol=1e-5)
     fig = interp.show_results(top)
     shown = _shown(fig)
     assert len(shown) == 3
