@@ -115,28 +115,32 @@ def create_head(
     concat_pool: bool = True,
     first_bn: bool = True,
     bn_final: bool = False,
+    pool: bool = True,
 ) -> nn.Sequential:
     """fastai's classifier head for a body with `nf` output channels.
 
     Pooling (AdaptiveConcatPool2d, giving 2*nf features, or average pooling with
-    concat_pool=False), Flatten, then for each hidden size in lin_ftrs (default [512]):
+    concat_pool=False) and Flatten; pool=False (fastai v2's) leaves both out, for a body
+    that gives features [B, nf] itself. Then for each hidden size in lin_ftrs (default [512]):
     BatchNorm1d, Dropout, Linear (no bias: the BatchNorm before it has one), ReLU; and a
     last BatchNorm1d, Dropout, Linear(.., n_out). `ps`: one dropout probability for the last
     layer (the others get ps/2) or one per linear layer. first_bn=False leaves out the first
     BatchNorm1d (that Linear then has a bias, zeroed); bn_final=True appends
     BatchNorm1d(n_out, momentum=0.01) after the last Linear (fastai's). Linear weights are
-    initialized with kaiming_normal_. Maps Tensor[B, nf, H, W] to logits Tensor[B, n_out].
+    initialized with kaiming_normal_. Maps Tensor[B, nf, H, W] (pool=False: [B, nf]) to
+    logits Tensor[B, n_out].
     """
     nf, n_out = (_positive_int(name, v) for name, v in (("nf", nf), ("n_out", n_out)))
     for name, value in (
         ("concat_pool", concat_pool),
         ("first_bn", first_bn),
         ("bn_final", bn_final),
+        ("pool", pool),
     ):
         if not isinstance(value, bool):
             raise TypeError(f"{name} should be a bool, got {type(value).__name__} {value!r}")
     hidden = [512] if lin_ftrs is None else _hidden_sizes(lin_ftrs)
-    sizes = [nf * 2 if concat_pool else nf, *hidden, n_out]
+    sizes = [nf * 2 if pool and concat_pool else nf, *hidden, n_out]
     n_lin = len(sizes) - 1
     p = real_or_none(ps)
     if p is not None:
@@ -150,10 +154,9 @@ def create_head(
     for p in probs:
         if not 0.0 <= p < 1.0:
             raise ValueError(f"ps should hold dropout probabilities in [0, 1), got {ps!r}")
-    layers: list[nn.Module] = [
-        AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    ]
+    layers: list[nn.Module] = []
+    if pool:
+        layers += [AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     for i, (n_in, n_o, p) in enumerate(zip(sizes[:-1], sizes[1:], probs, strict=True)):
         bn = first_bn or i > 0
         if bn:

@@ -79,6 +79,18 @@ def test_head_layout():
     assert head[4].weight.std().item() == pytest.approx((2 / 1024) ** 0.5, rel=0.05)
 
 
+def test_head_without_pooling_is_fastai_v2s_pool_false():
+    """create_head(nf, n, pool=False) (fastai v2's, for a body that gives [B, nf] features)
+    was refused ('unexpected keyword argument')."""
+    head = create_head(512, 37, pool=False)
+    assert [type(m) for m in head][:2] == [nn.BatchNorm1d, nn.Dropout]
+    assert head[0].num_features == 512 and head[2].in_features == 512  # not doubled
+    assert head(torch.randn(4, 512)).shape == (4, 37)
+    assert create_head(512, 37, pool=False, concat_pool=False)[2].in_features == 512
+    with pytest.raises(TypeError, match="pool should be a bool, got str 'no'"):
+        create_head(512, 37, pool="no")
+
+
 def test_head_lin_ftrs_and_ps():
     head = create_head(64, 3, lin_ftrs=[256, 128], ps=[0.1, 0.2, 0.3])
     lins = [m for m in head if isinstance(m, nn.Linear)]
