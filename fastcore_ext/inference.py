@@ -39,7 +39,7 @@ from fastcore_ext.metrics import Metric, metric_value
 from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.plots import check_ctxs, finish, grid_cells, image_grid
 from fastcore_ext.ranks import all_gather_cat, reduce_validation
-from fastcore_ext.torch_core import non_finite_tensors, to_float
+from fastcore_ext.torch_core import cat_nested, leaves, map_nested, non_finite_tensors, to_float
 from fastcore_ext.warn import warn_user
 
 if TYPE_CHECKING:
@@ -207,13 +207,21 @@ class _BatchView:
 
 
 def warn_not_finite(learn: Learner, out: torch.Tensor, caller: str) -> None:
-    """A RuntimeWarning when the model's outputs `out` (Tensor[N, ...]) hold a NaN or an
-    infinity: its predictions mean nothing (an argmax over NaN is class 0). It says whether
-    the model's own tensors are not finite (a fit diverged) or the inputs must be."""
-    bad = ~torch.isfinite(out.detach())
-    if not bool(bad.any()):
+    """A RuntimeWarning when the model's outputs `out` (Tensor[N, ...], or a tuple / dict of
+    them) hold a NaN or an infinity: its predictions mean nothing (an argmax over NaN is
+    class 0). It says whether the model's own tensors are not finite (a fit diverged) or the
+    inputs must be."""
+    tensors = [t for t in leaves(out) if isinstance(t, torch.Tensor) and t.dim() > 0]
+    if not tensors:
         return
-    rows = int(bad.reshape(len(out), -1).any(dim=1).sum())
+    n_items = len(tensors[0])
+    bad_rows = torch.zeros(n_items, dtype=torch.bool)
+    for t in tensors:
+        if len(t) == n_items:
+            bad_rows |= ~torch.isfinite(t.detach()).reshape(n_items, -1).all(dim=1).cpu()
+    if not bool(bad_rows.any()):
+        return
+    rows = int(bad_rows.sum())
     broken = non_finite_tensors(learn.model)
     if broken:
         why = (
@@ -225,7 +233,7 @@ def warn_not_finite(learn: Learner, out: torch.Tensor, caller: str) -> None:
     else:
         why = "the model's tensors are finite, so some inputs must not be"
     warn_user(
-        f"{caller}: the model's outputs are NaN or infinite for {rows} of {len(out)} "
+        f"{caller}: the model's outputs are NaN or infinite for {rows} of {n_items} "
         f"item(s), so their predicted classes and losses mean nothing: {why}",
         RuntimeWarning,
     )
@@ -320,9 +328,13 @@ def get_preds(
                 raise ValueError("with_loss needs targets, but the batches of dl have y None")
             xb, yb = events.batch(i, xb, yb)
             rules.check(i, xb, yb, loss=per_item is not None)
-            out = forward(learn, xb, events)
+            with rules.int_input_note(i, xb):
+                out = forward(learn, xb, events)
             n = xb.shape[0] if yb is None else yb.shape[0]
-            if (out.dim() != 2 if rules.classes else out.dim() == 0) or out.shape[0] != n:
+            nested = not isinstance(out, torch.Tensor)  # a tuple or dict: the user's loss's
+            if not nested and (
+                (out.dim() != 2 if rules.classes else out.dim() == 0) or out.shape[0] != n
+            ):
                 what = "Tensor[B, c]" if rules.classes else "one output per item, [B, ...]"
                 raise ValueError(
                     f"the model should return {what} for a batch of B = {n}, got "
@@ -343,45 +355,56 @@ def get_preds(
                 inputs.append(xb.detach().cpu())
             events("after_batch")
     # outside inference_mode, so the results are normal tensors (usable with autograd)
-    raw, targ, loss, inp = (torch.cat(p) if p else None for p in (outs, targs, losses, inputs))
+    raw = cat_nested(outs) if outs else None  # a model's tuple or dict: leaf by leaf
+    targ, loss, inp = (torch.cat(p) if p else None for p in (targs, losses, inputs))
     if getattr(dl, "world_size", 1) > 1:  # this process's block: gather all, rank order
-        raw, targ, loss, inp = map(all_gather_cat, (raw, targ, loss, inp))
+        raw = all_gather_cat(raw) if raw is None else map_nested(raw, all_gather_cat)
+        targ, loss, inp = map(all_gather_cat, (targ, loss, inp))
         order = None if order is None else all_gather_cat(order)
     if raw is None:
         raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
     warn_not_finite(learn, raw, "get_preds")
+    nested = not isinstance(raw, torch.Tensor)
     if act is None:
         act = getattr(learn.loss_func, "activation", None)
-    if act is None:
-        act = partial(torch.softmax, dim=-1) if rules.classes else _identity
-    probs = act(raw).float().cpu()
+    if act is None:  # a tuple or dict of outputs as they come, as fastai's (no activation)
+        act = partial(torch.softmax, dim=-1) if rules.classes and not nested else _identity
+    probs = map_nested(act(raw), _float_cpu) if nested else act(raw).float().cpu()
     res = [probs, None if targ is None else targ.cpu()]
     if with_decoded:
         decodes = getattr(learn.loss_func, "decodes", None)
         if decodes is not None:
             res.append(decodes(probs))
         else:
-            res.append(probs.argmax(dim=-1) if rules.classes else probs)
+            res.append(probs.argmax(dim=-1) if rules.classes and not nested else probs)
     if with_loss:
         res.append(loss.cpu())
     if with_input:
         res.insert(0, inp)
+    n_rows = len(leaves(probs)[0])
     if order is not None:
-        if len(order) != len(probs):
+        if len(order) != n_rows:
             raise ValueError(
-                f"dl's batch_indices() name {len(order)} items but it yielded {len(probs)}"
+                f"dl's batch_indices() name {len(order)} items but it yielded {n_rows}"
             )
         perm = torch.argsort(order)
-        res = [None if r is None else r[perm] for r in res]
+        res = [None if r is None else map_nested(r, lambda t: t[perm]) for r in res]
     n_items = len(getattr(dl, "dataset", ())) if own_loader else 0
-    if len(probs) < n_items:
+    if n_rows < n_items:
         warn_user(
-            f"get_preds: {n_items - len(probs)} of the {n_items} {ds_type} images are unreadable "
-            f"and have no row (data.bad_items names them); the {len(probs)} rows are the other "
+            f"get_preds: {n_items - n_rows} of the {n_items} {ds_type} images are unreadable "
+            f"and have no row (data.bad_items names them); the {n_rows} rows are the other "
             f"items, in {ds_type}_ds order",
             MissingRowsWarning,
         )
     return tuple(res)
+
+
+def _float_cpu(t: Any) -> Any:
+    """A leaf of the activated outputs on the CPU, floating point ones as float32."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    return (t.float() if t.is_floating_point() else t).cpu()
 
 
 def validate(
@@ -414,7 +437,8 @@ def validate(
                     f"(get_preds(dl=[(x, None), ...]) predicts images without labels)"
                 )
             rules.check(i, xb, yb, loss=True)
-            out = forward(learn, xb, events)
+            with rules.int_input_note(i, xb):
+                out = forward(learn, xb, events)
             with learn.autocast():
                 # a loss of reduction='none' too: its items' mean, as fastai's AvgLoss
                 mean = learn.loss_func(out, yb).detach().float().mean()
@@ -428,7 +452,8 @@ def validate(
             outs.append(out)
             targs.append(yb)
     # outside inference_mode, as in get_preds; every process joins, also one with no batch
-    preds, targ = (torch.cat(p) if p else None for p in (outs, targs))
+    preds = cat_nested(outs) if outs else None  # a model's tuple or dict: leaf by leaf
+    targ = torch.cat(targs) if targs else None
     if getattr(dl, "world_size", 1) > 1:
         loss_sum, n, preds, targ = reduce_validation(loss_sum, n, preds, targ)
     if n == 0 or loss_sum is None:
@@ -536,6 +561,28 @@ class _BatchRules:
         if yb is not None:
             self._check_y(where, yb, xb.shape[0], loss)
 
+    @contextlib.contextmanager
+    def int_input_note(self, i: int, xb: torch.Tensor) -> Iterator[None]:
+        """The model's call on batch `i`: when it fails on integer x, the error says what x
+        was and what a model of float layers takes."""
+        try:
+            yield
+        except (RuntimeError, TypeError) as e:
+            if not xb.is_floating_point():
+                e.add_note(
+                    f"{self.source}, batch {i}: x has dtype {xb.dtype}; a model of float "
+                    "layers takes float images (normalized: learn.data.preprocess(files) "
+                    "makes them; x.float() / 255 scales uint8 pixels)"
+                )
+            raise
+
+    def _check_device(self, where: str, xb: torch.Tensor) -> None:
+        if xb.device != self.device:
+            raise ValueError(
+                f"{where} x should be on the model's device {self.device}, got {xb.device}: "
+                f"move it with x.to(learn.dls.device)"
+            )
+
     def _check_x(self, where: str, xb: Any) -> None:
         if not isinstance(xb, torch.Tensor):
             hint = " (torch.from_numpy(x) makes one)" if isinstance(xb, np.ndarray) else ""
@@ -543,11 +590,9 @@ class _BatchRules:
                 f"{where} x should be a torch.Tensor of images [B, C, H, W]{hint}, got "
                 f"{type(xb).__name__}"
             )
-        if not xb.is_floating_point():
-            raise TypeError(
-                f"{where} x should be float images as the model takes them (normalized: "
-                f"learn.data.preprocess(files) makes them), got dtype {xb.dtype}"
-            )
+        if not xb.is_floating_point():  # a model of the user's that casts them, or embeds ids
+            self._check_device(where, xb)  # a failure of its forward is named: int_input_note
+            return
         if xb.dtype not in self.dtypes:
             names = f"{self.dtypes[0]} (the model's weights)"
             if len(self.dtypes) > 1:
@@ -555,11 +600,7 @@ class _BatchRules:
             raise TypeError(
                 f"{where} x should be {names}, got dtype {xb.dtype}: cast it with x.float()"
             )
-        if xb.device != self.device:
-            raise ValueError(
-                f"{where} x should be on the model's device {self.device}, got {xb.device}: "
-                f"move it with x.to(learn.dls.device)"
-            )
+        self._check_device(where, xb)
         if self.channels is None:
             return
         if xb.dim() != 4 or xb.shape[1] != self.channels:
@@ -619,7 +660,8 @@ class _BatchRules:
 
 
 def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
-    """The loader of get_preds(ds_type): the validation loader as it is, a shallow copy of
+    """The loader of get_preds(ds_type): the validation loader as it is (a torch DataLoader
+    of DataLoaders that shuffles: a copy in order, as for 'train'), a shallow copy of
     the training loader with shuffle and drop_last off (same transforms, same workers;
     iterating the copy leaves the original's epoch counter alone), or for 'fix' (v1's
     DatasetType.Fix) the training set in order through the validation transform."""
@@ -631,8 +673,9 @@ def _preds_dl(data: Any, ds_type: str) -> Iterable[Any]:
         raise no_data_error(kind)
     if ds_type == "fix":
         return in_order_loader(data, "train")
-    if ds_type == "valid":
-        return loader
+    if ds_type == "valid":  # a shuffling torch DataLoader of the user's: its in-order copy
+        ordered = loader.in_order() if getattr(loader, "shuffles", False) else None
+        return loader if ordered is None else ordered
     train_dl = loader
     in_order = getattr(train_dl, "in_order", None)  # a TorchLoader: a torch DataLoader's
     if in_order is not None:

@@ -107,6 +107,7 @@ from fastcore_ext.schedule import (
     sgdr_cycles,
     steep,
     suggest_lrs,
+    suggestion_window,
     valley,
 )
 from fastcore_ext.warn import warn_user
@@ -219,6 +220,29 @@ _V1_EVENTS = {
 """fastai v1's callback methods -> the fastai v2 event of the same moment."""
 
 
+FEW_SWEEP_POINTS = 10  # lr_find warns when its suggestions come from fewer points than this
+
+
+def _warn_few_points(used: int, recorded: int, num_it: int) -> None:
+    """Warn that lr_find's suggestions come from `used` (< FEW_SWEEP_POINTS) points of a sweep
+    that recorded `recorded` of its `num_it` iterations: a slope of so few noisy losses is
+    mostly noise (fastai 2.8.12's valley is then the sweep's first lr, 1e-7, silently)."""
+    if used >= FEW_SWEEP_POINTS:
+        return
+    if recorded < num_it:
+        why = (
+            f", which stopped after {recorded} of its {num_it} iterations as the loss "
+            "diverged: too few for the loss's slope to be more than noise; pass "
+            "stop_div=False to sweep on, or a lower start_lr"
+        )
+    else:
+        why = (
+            f" (num_it={num_it}): too few for the loss's slope to be more than noise; run "
+            "more iterations (num_it=100, the default; each is a batch)"
+        )
+    warn_user(f"lr_find: the suggestions come from only {used} points of the sweep{why}")
+
+
 class Learner:
     """Trains `model` on `data` (a bunch: train_dl/valid_dl yielding (x, y) on data.device).
 
@@ -253,7 +277,8 @@ class Learner:
       dls: fastai v2's keyword for `data` (``Learner(dls=dls, model=model)``).
       lr: fastai v2's (keyword only here): the learning rate of fit, fit_one_cycle,
         fit_flat_cos and fit_sgdr called without one (a float, slice or one per layer
-        group; `learn.lr`); None: DEFAULT_LR / DEFAULT_MAX_LR (1e-3, fastai's defaults.lr).
+        group; `learn.lr`); None: the lr of an `opt_func=partial(..., lr=...)`, as fastai's,
+        else DEFAULT_LR / DEFAULT_MAX_LR (1e-3, fastai's defaults.lr).
       precision: 'auto' (bf16 autocast + channels-last where data.device runs bfloat16
         natively, else fp32; the choice is printed once per process, when a fit or lr_find
         starts: `precision_note`), 'fp32', 'bf16' or 'fp16'; None means DEFAULT_PRECISION
@@ -316,6 +341,8 @@ class Learner:
         self.channels_last = False
         self._auto_layout = False  # channels-last set by precision="auto" (to_fp32 undoes it)
         self.layer_groups = lg.split(self.model, self.splitter)
+        if lr is None and isinstance(opt_func, partial):
+            lr = opt_func.keywords.get("lr")  # fastai's: partial(SGD, lr=0.05) sets learn.lr
         if lr is not None:
             self.lr_range(lr, "lr")  # checked now, against the layer groups
         self.lr = lr
@@ -999,7 +1026,7 @@ class Learner:
         is exactly as before and the recorder keeps the sweep (`callback.lr_finder.sweep`).
         Returns Suggestions(valley, steep, minimum) from `schedule.suggest_lrs` (kept as
         `recorder.suggestions`, which `recorder.plot()` marks); fastai's SuggestedLRs with
-        suggest_funcs, or on v2's data (below).
+        suggest_funcs, or on v2's data (SuggestedLRs(valley=...), show_plot or not).
 
         show_plot: draw the curve now. None (the default) is fastai v2's True when
         `suggest_funcs` is given (a v2-only argument: fastbook's
@@ -1020,9 +1047,9 @@ class Learner:
         wd (fastai v1's): the weight decay of the sweep (a float, or one per layer group, as
         `fit`'s); None: the optimizer's current one. Put back afterwards with the rest."""
         num_it = check_int("num_it", num_it, 2)
+        if suggest_funcs is None and getattr(self.data, "fastai_version", 1) == 2:
+            suggest_funcs = (valley,)  # fastai v2's default: SuggestedLRs(valley=...)
         v1_form = show_plot is None and suggest_funcs is None  # v1 printed how to plot
-        if v1_form and getattr(self.data, "fastai_version", 1) == 2:
-            v1_form, suggest_funcs = False, (valley,)  # fastai v2's defaults
         show_plot = (
             suggest_funcs is not None if show_plot is None else check_bool("show_plot", show_plot)
         )
@@ -1036,6 +1063,7 @@ class Learner:
         rec = self.recorder
         lrs = rec.lrs
         rec.suggestions = suggest_lrs(lrs, rec.losses, num_it)
+        _warn_few_points(len(suggestion_window(lrs, rec.losses, num_it)[0]), len(lrs), num_it)
         rec.suggestion_points = suggest((valley, steep, minimum), lrs, rec.losses, num_it)[1]
         if funcs is None:
             if show_plot:

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from fastcore_ext.torch_core import map_nested
+
 __all__ = [
     "all_gather_cat",
     "all_gather_objects",
@@ -181,7 +183,8 @@ def reduce_validation(
     targs: torch.Tensor | None,
 ) -> tuple[torch.Tensor | None, int, torch.Tensor | None, torch.Tensor | None]:
     """The Recorder's end-of-validation hook: this process's (sum of item losses, item count,
-    predictions Tensor[n, c] or None, targets Tensor[n] or None) -> the same over every
+    predictions Tensor[n, c] (or a tuple / dict of tensors [n, ...]) or None, targets
+    Tensor[n] or None) -> the same over every
     process (sums all-reduced in float64, predictions and targets gathered in rank order).
     Every process must call it, also one whose block was empty. Unchanged without a
     process group."""
@@ -195,4 +198,6 @@ def reduce_validation(
     if count == 0:
         return None, 0, None, None
     out = torch.tensor(total, dtype=torch.float64)
-    return out, count, all_gather_cat(preds), all_gather_cat(targs)
+    # a model's tuple or dict of outputs: gathered leaf by leaf
+    preds = all_gather_cat(preds) if preds is None else map_nested(preds, all_gather_cat)
+    return out, count, preds, all_gather_cat(targs)

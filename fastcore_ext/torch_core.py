@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Number
 from typing import Any
 
@@ -57,15 +57,45 @@ def tensor(
     return res.requires_grad_(requires_grad) if requires_grad else res
 
 
-def _map_nested(x: Any, leaf: Callable[[Any], Any]) -> Any:
+def map_nested(x: Any, leaf: Callable[[Any], Any]) -> Any:
     """`leaf` applied to everything in `x` that is not a list, tuple (a namedtuple stays
-    one) or dict, whose structure is kept."""
+    one) or dict, whose structure is kept (a model's output: a tensor, or a tuple or dict
+    of them)."""
     if isinstance(x, list | tuple):
-        items = [_map_nested(o, leaf) for o in x]
+        items = [map_nested(o, leaf) for o in x]
         return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)  # a namedtuple
     if isinstance(x, Mapping):
-        return {k: _map_nested(v, leaf) for k, v in x.items()}
+        return {k: map_nested(v, leaf) for k, v in x.items()}
     return leaf(x)
+
+
+def leaves(x: Any) -> list[Any]:
+    """The leaves of `x` (see `map_nested`), in order."""
+    found: list[Any] = []
+    map_nested(x, found.append)
+    return found
+
+
+def cat_nested(xs: Sequence[Any]) -> Any:
+    """The outputs of several batches joined along the batch dimension: torch.cat of a list
+    of tensors, or of tuples / lists / dicts of tensors of one structure, leaf by leaf (the
+    predictions of a pass over a model that returns a tuple or a dict, as fastai's)."""
+    first = xs[0]
+    if isinstance(first, list | tuple):
+        if any(not isinstance(x, list | tuple) or len(x) != len(first) for x in xs):
+            raise TypeError("the model's outputs should have one structure in every batch")
+        items = [cat_nested([x[i] for x in xs]) for i in range(len(first))]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    if isinstance(first, Mapping):
+        if any(not isinstance(x, Mapping) or x.keys() != first.keys() for x in xs):
+            raise TypeError("the model's outputs should have one structure in every batch")
+        return {k: cat_nested([x[k] for x in xs]) for k in first}
+    if not all(isinstance(x, torch.Tensor) and x.dim() > 0 for x in xs):
+        raise TypeError(
+            "the model's outputs should be tensors of one row per item (or tuples, lists or "
+            f"dicts of them), got {type(first).__name__}"
+        )
+    return torch.cat(list(xs))
 
 
 def _np_leaf(x: Any) -> Any:
@@ -83,14 +113,14 @@ def to_np(x: Any) -> Any:
     """A tensor as a numpy array on the CPU (detached; bfloat16, which numpy lacks, as
     float32); lists, tuples and dicts of tensors converted item by item; numpy arrays as they
     are."""
-    return _map_nested(x, _np_leaf)
+    return map_nested(x, _np_leaf)
 
 
 def to_float(x: Any) -> Any:
     """fastai's `to_float`: the floating-point tensors in `x` (a tensor, or lists, tuples and
     dicts of them, nested) as float32; everything else as it is. What the loss of a fit under
     mixed precision sees of the model's output, also of one that returns a tuple."""
-    return _map_nested(
+    return map_nested(
         x, lambda t: t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
     )
 

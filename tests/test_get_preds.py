@@ -364,8 +364,13 @@ def test_unlabelled_batches_give_no_targets():
         learn.get_preds(dl=[(x, None)], with_loss=True)
     with pytest.raises(ValueError, match="batches with targets and batches with y None"):
         learn.get_preds(dl=[(x[:3], y[:3]), (x[3:], None)])
-    with pytest.raises(TypeError, match="x should be float images .* got dtype torch.uint8"):
+    with pytest.raises(RuntimeError) as raised:  # torch's error, with what x was
         learn.get_preds(dl=[(x.to(torch.uint8), y)])
+    assert raised.value.__notes__ == [
+        "dl, batch 0: x has dtype torch.uint8; a model of float layers takes float images "
+        "(normalized: learn.data.preprocess(files) makes them; x.float() / 255 scales uint8 "
+        "pixels)"
+    ]
 
 
 def test_the_v1_test_set_of_data_without_one_says_what_to_do():

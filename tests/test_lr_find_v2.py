@@ -380,3 +380,25 @@ def test_a_plain_lr_find_on_v2_data_draws_as_fastai_v2(tmp_path, capsys):
     learn.lr_find(num_it=12)
     out = capsys.readouterr().out
     assert "LR Finder is complete" in out and "Plot saved" not in out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "said"),
+    [
+        ({"num_it": 3}, r"only 2 points of the sweep \(num_it=3\): too few"),
+        (
+            {"num_it": 100, "start_lr": 100.0, "end_lr": 1e9},  # diverges at once
+            r"sweep, which stopped after 3 of its 100 iterations as the loss diverged: too few",
+        ),
+    ],
+)
+def test_lr_find_warns_when_its_suggestions_come_from_few_points(kwargs, said):
+    """lr_find(num_it=3) suggested from 2 points silently (fastai's fail or do the same)."""
+    learn = make_learner(model_seed=7)
+    with pytest.warns(UserWarning, match=said + " for the loss's slope to be more than noise"):
+        learn.lr_find(**kwargs)
+
+
+def test_lr_find_of_enough_points_does_not_warn(recwarn):
+    make_learner(model_seed=7).lr_find(num_it=30)
+    assert not [w for w in recwarn if "lr_find" in str(w.message)]

@@ -31,6 +31,7 @@ from fastcore_ext.callback.core import Callback
 from fastcore_ext.checks import check_bool, int_or_none
 from fastcore_ext.metrics import Metric, metric_name, metric_value
 from fastcore_ext.plots import check_figsize, finish, new_figure
+from fastcore_ext.torch_core import cat_nested, map_nested
 
 if TYPE_CHECKING:
     from fastcore_ext.schedule import Suggestions
@@ -255,14 +256,14 @@ class Recorder(Callback):
         )
         self._val_n += bs
         if learn.metrics:
-            self._val_preds.append(learn.pred.detach())
+            self._val_preds.append(map_nested(learn.pred, _detached))  # a tuple too
             self._val_targs.append(yb.detach())
             for m in learn.metrics:
                 if isinstance(m, Metric):
                     m.accumulate(learn)
 
     def after_validate(self) -> None:
-        preds = torch.cat(self._val_preds) if self._val_preds else None
+        preds = cat_nested(self._val_preds) if self._val_preds else None
         targs = torch.cat(self._val_targs) if self._val_targs else None
         # Several processes: sums, counts, predictions and targets of the whole set.
         loss_sum, n, preds, targs = ranks.reduce_validation(
@@ -657,3 +658,9 @@ def _loss_at(lr: float, lrs: Sequence[float], losses: Sequence[float]) -> float:
     """The recorded loss at the recorded learning rate closest (in log space) to `lr`."""
     i = min(range(len(lrs)), key=lambda j: abs(math.log(lrs[j]) - math.log(lr)))
     return losses[i]
+
+
+def _detached(x: Any) -> Any:
+    """A tensor leaf of the model's output detached (what a metric reads); others as they
+    are."""
+    return x.detach() if isinstance(x, torch.Tensor) else x

@@ -88,7 +88,10 @@ class TorchLoader:
     """A loader of (x, y) batches (a torch DataLoader, or any iterable with a length) whose
     batches come on `device`. ``set_epoch(e)`` passes e on to the sampler when it takes one;
     ``set_shard(rank, world_size)`` splits a torch DataLoader over the processes of a
-    distributed run (see the module doc). `loader` is the one given."""
+    distributed run (see the module doc). `loader` is the one given; the attributes this
+    class does not have are the given loader's (``dls.valid.batch_size``, ``.sampler``,
+    ``.num_workers``, ``.collate_fn`` of a torch DataLoader), as fastai's ``dls.valid`` is
+    the loader itself."""
 
     def __init__(self, loader: Iterable[Any], device: torch.device) -> None:
         if not isinstance(loader, Iterable) or isinstance(loader, str | bytes):
@@ -105,6 +108,18 @@ class TorchLoader:
         self._sharded: Iterable[Any] = loader
         self.rank, self.world_size = 0, 1
 
+    def __getattr__(self, name: str) -> Any:
+        """The given loader's attribute `name` (called only for names this class lacks)."""
+        if name.startswith("__") or name in ("loader", "_sharded"):  # copy, pickle, __init__
+            raise AttributeError(name)
+        try:
+            return getattr(self.loader, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} (of a {type(self.loader).__name__}) has no attribute "
+                f"{name!r}"
+            ) from None
+
     @property
     def dataset(self) -> Any:
         """The loader's dataset (None when it has none)."""
@@ -114,6 +129,11 @@ class TorchLoader:
     def bs(self) -> int | None:
         """The loader's batch size (None when it does not tell)."""
         return getattr(self.loader, "batch_size", None)
+
+    @property
+    def shuffles(self) -> bool:
+        """Whether the loader draws a new order each pass (a DataLoader with shuffle=True)."""
+        return isinstance(getattr(self.loader, "sampler", None), RandomSampler)
 
     def __len__(self) -> int:
         return len(self._sharded)  # type: ignore[arg-type]
@@ -189,11 +209,15 @@ class TorchLoader:
 class DataLoaders(LoaderPair):
     """fastai v2's ``DataLoaders(train_dl, valid_dl, path='.', device=None)``: two loaders of
     (x, y) batches, torch DataLoaders usually, as a learner's data (see the module doc).
+    fastai v2's defaults apply where v1's differ (`fastai_version` 2: a plain
+    ``learn.lr_find()`` draws its curve and returns SuggestedLRs(valley)).
 
     Attributes: train_dl / valid_dl (`TorchLoader`s; also ``dls.train`` / ``dls.valid`` and
     ``dls[0]`` / ``dls[1]``), train_ds / valid_ds (their datasets), device (default: CUDA when
     there is a GPU, else the CPU), path (where the learner saves), classes / vocab and c (the
     training dataset's ``classes``, e.g. an ImageFolder's; None when it has none)."""
+
+    fastai_version = 2
 
     def __init__(
         self,
