@@ -330,6 +330,21 @@ def test_narrow_strided_convs_names_the_layers_and_leaves_the_model_as_it_was():
     assert mixed_precision.narrow_strided_convs(pointwise, torch.randn(2, 3, 1, 1)) == []
 
 
+def test_the_probe_of_conv_input_sizes_is_not_seen_by_the_users_hooks():
+    """A bf16 fit on the CPU probes its convolutions' input sizes with one zero item: a
+    user's forward hook recorded it as a batch of the fit (fastai's sees only the fit's)."""
+    learn = make_learner(model=narrow_model(), data=easy_bunch(bs=8))
+    learn.to_bf16()
+    shapes, outputs = [], []
+    learn.model[0].register_forward_pre_hook(lambda m, args: shapes.append(args[0].shape[0]))
+    learn.model[3].register_forward_hook(lambda m, args, out: outputs.append(out.shape[0]))
+    with pytest.warns(UserWarning, match="trains in float32"):
+        learn.fit(1, 1e-3)
+    assert 1 not in shapes and 1 not in outputs and len(shapes) == len(outputs) > 0
+    assert len(learn.model[0]._forward_pre_hooks) == 1  # the user's, put back
+    assert len(learn.model[3]._forward_hooks) == 1
+
+
 def test_bf16_fit_on_the_cpu_trains_narrow_strided_convs_right():
     """The CPU's bf16 conv left garbage / NaN in the padding-only taps' gradient (NaN weights
     in CI on a Xeon with AMX); such a fit trains in float32 instead, with a warning: without

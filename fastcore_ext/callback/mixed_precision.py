@@ -53,6 +53,7 @@ px step 432 -> 347 ms there; bench/README.md, "Weight-bound convolutions in floa
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -151,8 +152,10 @@ more than this many times runs in float32 (NCHW) in a bf16 fit on a CPU with AMX
 def conv_input_sizes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module, tuple]]:
     """(name, module, spatial size of its input) of every convolution of `model` in a forward
     pass of a batch shaped like `x`, in call order. Runs the model on one zero item of `x`'s
-    shape in eval mode without gradients (every module's training flag is restored); where
-    `model` has no convolution, runs nothing."""
+    shape in eval mode without gradients (every module's training flag is restored), with
+    the forward hooks already on its modules (the user's, `hook_output`'s) set aside for that
+    pass, so they see only the batches of the fit; where `model` has no convolution, runs
+    nothing."""
     convs = [(name, m) for name, m in model.named_modules() if isinstance(m, _CONVS)]
     if not convs:
         return []
@@ -162,6 +165,9 @@ def conv_input_sizes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Mo
         seen.append((name or "model", conv, tuple(args[0].shape[-len(conv.kernel_size) :])))
 
     modes = [(m, m.training) for m in model.modules()]
+    set_aside = [(m, m._forward_pre_hooks, m._forward_hooks) for m in model.modules()]
+    for m, _, _ in set_aside:
+        m._forward_pre_hooks, m._forward_hooks = OrderedDict(), OrderedDict()
     handles = [
         m.register_forward_pre_hook(lambda conv, args, name=name: record(name, conv, args))
         for name, m in convs
@@ -175,6 +181,8 @@ def conv_input_sizes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Mo
     finally:
         for h in handles:
             h.remove()
+        for m, pre_hooks, hooks in set_aside:
+            m._forward_pre_hooks, m._forward_hooks = pre_hooks, hooks
         for m, training in modes:
             m.training = training
     return seen
