@@ -508,6 +508,8 @@ def _pairs(
     finally:
         if bar is not None:
             bar.close()
+        if isinstance(dl, DeviceDataLoader):
+            dl.close()  # its decoding workers end with the pass, as after a fit
 
 
 def classifying(learn: Learner) -> bool:

@@ -88,6 +88,7 @@ from fastcore_ext.checkpoint import (
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.data.items import shown_names
+from fastcore_ext.data.loader import release_workers
 from fastcore_ext.data.paths import DataPath, file_in_the_way
 from fastcore_ext.export import DEFAULT_EXPORT, describe_metric, export_model
 from fastcore_ext.foundation import L
@@ -671,6 +672,7 @@ class Learner:
                     self.remove_cb(cb)
             self.training = False
             self._forget_batch()
+            release_workers(self.data)  # kept over the fit's epochs, not while idle
 
     def _do_fit(self) -> None:
         for epoch in range(self._start_epoch, self.n_epoch):

@@ -358,6 +358,19 @@ def test_ctrl_c_stops_the_worker_processes(image_folder, tmp_path):
     learn.data.valid_dl.close()
 
 
+def test_an_idle_learner_holds_no_worker_process(image_folder, tmp_path):
+    """The decoding workers stayed alive as long as the learner: a notebook keeping several
+    learners held 4 processes each (fastai's loaders end theirs with each pass). A fit
+    keeps them over its epochs and ends them; so does an inference pass."""
+    learns = [image_learner(image_folder, tmp_path) for _ in range(2)]
+    for learn in learns:
+        learn.fit(2)
+        assert _no_children(timeout=0.5)
+    learns[0].get_preds()
+    assert _no_children(timeout=0.5)
+    assert learns[0].validate()[0] == pytest.approx(learns[0].recorder.values[-1][1])
+
+
 def _die_in_worker(*args, **kwargs):
     if torch.utils.data.get_worker_info() is not None:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -89,6 +89,7 @@ __all__ = [
     "decode_batch",
     "decode_readable",
     "default_num_workers",
+    "release_workers",
 ]
 
 _SHUFFLE_STREAM = 0x5_4FF1E
@@ -646,7 +647,9 @@ class DeviceDataLoader:
         return self._workers["loader"]
 
     def close(self) -> None:
-        """Stop the decoding workers (they restart when needed)."""
+        """Stop the decoding workers (they restart when needed). A fit keeps them from epoch
+        to epoch and stops them when it ends (`release_workers`), as does an inference pass,
+        so an idle learner holds no worker process."""
         self._workers.clear()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -1018,3 +1021,12 @@ class DeviceDataLoader:
             f"{self.bs}, size {self.size}, device {self.device}, workers {self.num_workers}"
             f"{decode})"
         )
+
+
+def release_workers(data: Any) -> None:
+    """Stop the decoding workers of `data`'s training and validation loaders (those that are
+    DeviceDataLoaders): what a fit calls when it ends. Other data: nothing."""
+    for name in ("train_dl", "valid_dl"):
+        dl = getattr(data, name, None)
+        if isinstance(dl, DeviceDataLoader):
+            dl.close()
