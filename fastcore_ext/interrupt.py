@@ -64,7 +64,10 @@ def where(learn: Learner) -> str:
     """Where the loop is, for messages: 'epoch 2 (of 0..3), training batch 5 (0-based) of 30',
     or between batches 'the start of the validation phase of epoch 2 (of 0..3)' (from
     `learn.event`, the event fired last)."""
-    epoch = f"epoch {learn.epoch} (of {learn._start_epoch}..{learn.n_epoch - 1})"
+    first, last = learn._start_epoch, learn.n_epoch - 1
+    epoch = f"epoch {learn.epoch} " + (
+        "(the only one)" if first == last else f"(of {first}..{last})"
+    )
     boundary = _BOUNDARIES.get(learn.event)  # None: no event fired yet
     if boundary is not None:
         return boundary.format(epoch=epoch)

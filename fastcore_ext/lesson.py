@@ -727,7 +727,8 @@ class _Resume:
     def point(self, config: LessonConfig) -> str:
         """Where it goes on from, counting epochs from 0 as the epoch tables do."""
         n = config.epochs if self.stage == "stage1" else config.unfreeze_epochs
-        return f"the end of stage {self.stage[-1]}'s epoch {self.epochs - 1} (of 0..{n - 1})"
+        of = "its only one" if n == 1 else f"of 0..{n - 1}"
+        return f"the end of stage {self.stage[-1]}'s epoch {self.epochs - 1} ({of})"
 
     def rows_before(self, config: LessonConfig) -> int:
         """The epoch rows metrics.csv / metrics.jsonl held at this point (stage 1's epochs,

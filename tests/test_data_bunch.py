@@ -953,3 +953,13 @@ def test_numpy_numbers_are_taken_as_pythons(root):
     assert (b.size, b.presize, b.bs) == (24, 28, 8) and type(b.size) is type(b.bs) is int
     b.show_batch(rows=np.int64(2))
     assert aug_transforms(mult=np.float32(1.5))[0].max_rotate == pytest.approx(15.0)
+
+
+def test_val_bs_zero_is_refused_by_its_name(tmp_path):
+    """val_bs=0 fell back to bs silently, val_bs=-1 was named 'bs'."""
+    root = demo_dataset(tmp_path / "demo", n_per_class=3, size=32)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=rf"val_bs: expected a positive int, got {bad}"):
+            ImageDataBunch.from_folder(root, size=16, bs=4, val_bs=bad, num_workers=0)
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0)
+    assert data.valid_dl.bs == 4 and len(data) == 2  # fastai v2's len(dls)

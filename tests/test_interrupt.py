@@ -166,3 +166,12 @@ def test_ctrl_c_message_starts_a_line_of_its_own_on_a_terminal(monkeypatch):
     before, sep, _ = out.partition("Training interrupted at epoch 0")
     assert sep
     assert re.split(r"[\r\n]", before)[-1] == ""  # nothing drawn before it on its line
+
+
+def test_the_epoch_of_a_one_epoch_fit_is_named_the_only_one(capsys):
+    """An interrupted fit(1) said "epoch 0 (of 0..0)"."""
+    learn = make_learner()
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(1, cbs=raising_at("after_batch", 0, training=True, iter=2))
+    expected = f"epoch 0 (the only one), training batch 2 (0-based) of {N_TRAIN}"
+    assert f"Training interrupted at {expected}." in capsys.readouterr().err

@@ -818,6 +818,10 @@ class LoaderPair:
         """fastai v2's name for `valid_dl`."""
         return self.valid_dl
 
+    def __len__(self) -> int:
+        """fastai v2's ``len(dls)``: 2, the training and the validation loader."""
+        return 2
+
     def __getitem__(self, i: int) -> Any:
         """fastai v2's ``dls[0]`` (the training loader) and ``dls[1]`` (the validation one)."""
         loaders = (self.train_dl, self.valid_dl)
@@ -912,7 +916,8 @@ class ImageDataBunch(LoaderPair):
             **common,
         )
         self.bs = self.train_dl.bs  # checked there (a NumPy int becomes an int)
-        self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs or bs, train=False, **common)
+        val_bs = self.bs if val_bs is None else check_positive_int("val_bs", val_bs)  # 0 too
+        self.valid_dl = DeviceDataLoader(self.valid_ds, val_bs, train=False, **common)
         self._test_loader: DeviceDataLoader | None = None  # fastai v1's test set (add_test)
         self.stats: tuple[list[float], list[float]] | None = None
         if pipeline.stats is not None:
