@@ -911,7 +911,7 @@ class Learner:
         cbs: Callback | Sequence[Callback] | None = None,
         start_epoch: int = 0,
         *,
-        mom: float = 0.9,
+        mom: float | None = None,
         reset_opt: bool = False,
     ) -> None:
         """fastai v2's fit_flat_cos: the learning rate flat at `lr` over the first
@@ -919,8 +919,12 @@ class Learner:
         ``combined_cos(pct_start, lr, lr, lr / div_final)``), momentum constant at `mom`.
         It is the one-cycle schedule with div=1 and moms=(mom, mom, mom), run by the same
         optimizer (`fit_one_cycle`'s arguments otherwise; lr default 1e-3, a slice for layer
-        groups). fastai schedules no momentum here and keeps the optimizer's: 0.9 for a new
-        Adam, but whatever the last fit_one_cycle left (0.95) after one; here it is `mom`."""
+        groups). mom None (the default): the optimizer's, as fastai's, which schedules none:
+        0.9 for a new Adam, what the last fit_one_cycle's last step used after one."""
+        if check_bool("reset_opt", reset_opt):
+            self.create_opt()  # before the optimizer's momentum is read
+            reset_opt = False
+        mom = self._resting_mom() if mom is None else mom
         self.fit_one_cycle(
             n_epoch, max_lr=lr, div=1.0, div_final=div_final, pct_start=pct_start,
             moms=(mom, mom, mom), wd=wd, start_epoch=start_epoch, cbs=cbs, reset_opt=reset_opt,
@@ -937,12 +941,13 @@ class Learner:
         wd: float | Sequence[float] | None = None,
         start_epoch: int = 0,
         *,
-        mom: float = 0.9,
+        mom: float | None = None,
     ) -> None:
         """fastai v2's SGDR (cosine annealing with warm restarts): `n_cycles` cycles, cycle i
         lasting cycle_len * cycle_mult**i epochs (`schedule.sgdr_cycles`), in each a cosine
         from lr_max down to 0 with no warm-up (fastai's SchedCos(lr_max, 0)), momentum
-        constant at `mom`. lr_max: as `fit`'s lr (a slice for layer groups); default 1e-3.
+        constant at `mom` (None: the optimizer's, as fit_flat_cos). lr_max: as `fit`'s lr (a
+        slice for layer groups); default 1e-3.
         reset_opt: a new optimizer first (`create_opt`: moments and step counts afresh), as
         fastai's. start_epoch: resume there (after `load`).
 
@@ -951,15 +956,15 @@ class Learner:
         its cycle (fastai's ParamScheduler resets its position at each epoch too). fastai
         places a cycle's boundaries with float32 fractions of the fit, so at some cycle
         starts its first step gets the end of the cycle before (an lr near 0) instead of
-        lr_max; here every cycle starts at lr_max. fastai schedules no momentum here and
-        keeps the optimizer's (0.9 for a new Adam, what a fit_one_cycle left after one); here
-        it is `mom`. cycle_mult=1 (equal cycles) works here; fastai divides by zero."""
+        lr_max; here every cycle starts at lr_max. cycle_mult=1 (equal cycles) works here;
+        fastai divides by zero."""
         cbs = _as_cbs(cbs)
         cycles = sgdr_cycles(n_cycles, cycle_len, cycle_mult)
         n_epoch, start_epoch = check_epochs(sum(n for _, n in cycles), start_epoch)
         self._check_not_destroyed()
         if check_bool("reset_opt", reset_opt):
             self.create_opt()
+        mom = self._resting_mom() if mom is None else mom
         moms = (mom, mom, mom)
         set_one_cycle = partial(
             lg.one_cycle_setter(self.opt, moms),
@@ -1229,10 +1234,33 @@ class Learner:
         return lg.lr_range(lr, len(self.layer_groups), name, zero)
 
     def _clear_schedule(self) -> None:
-        clear = getattr(self.opt, "clear_schedule", None)
+        """Take the optimizer's one-cycle schedule off (a plain fit, lr_find): its param
+        groups keep the momentum of the schedule's last step where their own is not 0, as
+        fastai's hypers keep what its ParamScheduler set last (the next fit sets the lr)."""
+        opt = self.opt
+        clear = getattr(opt, "clear_schedule", None)
         if clear is not None:
+            last = self._scheduled_moms()
             clear()
+            own = [h.get("mom") for h in getattr(opt, "hypers", [])]
+            if last is not None and len(own) == len(last) and None not in own + last:
+                opt.set_hyper("mom", [m if o else o for m, o in zip(last, own, strict=True)])
         self._one_cycle_fit = False
+
+    def _scheduled_moms(self) -> list[float | None] | None:
+        """The momentum of each param group at the last step of the optimizer's one-cycle
+        schedule; None when none is set or no batch of it ran."""
+        opt = self.opt
+        if getattr(opt, "one_cycle", None) is None or getattr(opt, "hypers_step", None) is None:
+            return None
+        return [h.get("mom") for h in opt.hypers]
+
+    def _resting_mom(self) -> float:
+        """The momentum a fit that schedules none runs at, as fastai's (fit_flat_cos, fit_sgdr
+        without mom): the last step's of a one-cycle schedule still set, else the
+        optimizer's own (the first param group's; 0.9 for a new Adam)."""
+        moms = self._scheduled_moms() or [h.get("mom") for h in getattr(self.opt, "hypers", [])]
+        return float(moms[0]) if moms and moms[0] is not None else 0.9
 
     def freeze_to(self, n: int) -> None:
         """Freeze the layer groups before index n (negative n counts from the end) and make

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from functools import partial
 
 import pytest
 import torch
@@ -319,3 +320,40 @@ def test_a_learner_can_be_deep_copied_and_pickled_as_fastai_s(tmp_path):
     learn.export()
     loaded = load_learner(tmp_path / "export.pkl")
     assert torch.equal(copy.deepcopy(loaded).predict(x)[2], loaded.predict(x)[2])
+
+
+class _Moms(Callback):
+    """The momentum of each training batch's step (the first param group's)."""
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def after_batch(self) -> None:
+        if self.learn.training:
+            self.seen.append(self.learn.opt.hypers[0]["mom"])
+
+
+def test_a_fit_after_a_one_cycle_fit_keeps_its_last_momentum_as_fastai():
+    """fastai's hypers keep what its ParamScheduler set last, so fit, fit_flat_cos, fit_sgdr
+    and lr_find after fit_one_cycle (or fine_tune) run at the last step's momentum (0.9433
+    after 8 steps, trial D against fastai 2.8.12); they went back to the optimizer's 0.9."""
+    from fastcore_ext.optim import SGD
+    from fastcore_ext.schedule import one_cycle
+
+    last = one_cycle(7 / 8, 1e-2, 25.0, 1e5, 0.25, (0.95, 0.85, 0.95))[1]
+    assert last == pytest.approx(0.9433, abs=1e-4)
+    for then, args in (("fit", (1, 1e-3)), ("fit_flat_cos", (1, 1e-3)), ("fit_sgdr", (1, 1))):
+        learn = make_learner()
+        learn.fit_one_cycle(1, 1e-2)  # 8 batches
+        moms = _Moms()
+        getattr(learn, then)(*args, cbs=moms)
+        assert moms.seen == pytest.approx([last] * 8), then
+    fresh = make_learner()
+    moms = _Moms()
+    fresh.fit_flat_cos(1, 1e-3, cbs=moms)
+    assert moms.seen == pytest.approx([0.9] * 8)  # a new Adam's
+    sgd = make_learner(opt_func=partial(SGD, mom=0.0))  # no momentum stays none
+    sgd.fit_one_cycle(1, 1e-2)
+    moms = _Moms()
+    sgd.fit(1, 1e-3, cbs=moms)
+    assert moms.seen == [0.0] * 8

@@ -5,21 +5,24 @@ out of learner.py).
 The fingerprint in tests/data/seeded_fit_fingerprint.json (sha256 of the bytes of every
 tensor of the model's state_dict, and of the validation predictions) was recorded with the
 code BEFORE the restructure (the Learner of 1,100 lines), by running this file as a script:
-`PYTHONPATH=.:tests python tests/test_seeded_fit.py --record` (resnet_fit is unchanged since;
-small_fit was recorded again, the same way, when a learner's later fits began to draw new data
-epochs instead of repeating the first fit's: its three fits after lr_find now see data epochs
-0, 1-2 and 3 instead of 0, 0-1 and 0; and again when freeze_to began to clear the
-optimizer's per-parameter state as fastai's does: its unfreeze() now starts the moments
-afresh; the "cpu_capability" entry was added by hand first, the "amx" entry (False) in
-session 12, when a Xeon with AMX, also "AVX512" to torch, gave other bits). The
-test reruns the same procedure with the current code and compares. Float results depend on
-torch's kernels, so the fingerprint is tied to the torch version and the CPU it was recorded
-with (torch 2.14.1+cu130 on an AMD EPYC Zen 4, where torch uses its AVX512 kernels): the
-test is skipped on another torch version or CPU capability (e.g. an AVX2-only Zen 3), and
-runs in fp32 (to_fp32()) so that bfloat16 autocast, chosen automatically on some CPUs, is
-out. Both fits pass wd_bn_bias=True: the recorded code decayed every parameter, and the
-default became fastai v2's wd_bn_bias=False afterwards (tests/test_layer_groups.py checks the
-default).
+`PYTHONPATH=.:tests python tests/test_seeded_fit.py --record` (resnet_fit is unchanged
+since; small_fit was recorded again, the same way, when a learner's later fits began to draw
+new data epochs instead of repeating the first fit's: its three fits after lr_find now see
+data epochs 0, 1-2 and 3 instead of 0, 0-1 and 0; and again when freeze_to began to clear
+the optimizer's per-parameter state as fastai's does: its unfreeze() now starts the moments
+afresh; and again when a fit after a one-cycle fit began to keep that schedule's last
+momentum, as fastai's: its final fit(1) now runs at it instead of 0.9; the "cpu_capability"
+entry was added by hand first, the "amx" entry (False) in session 12, when a Xeon with AMX,
+also "AVX512" to torch, gave other bits). The test reruns the same procedure with the
+current code and compares. Float results depend on torch's kernels, so the fingerprint is
+tied to the torch version and the CPU it was recorded with (torch 2.14.1+cu130 on an AMD
+EPYC Zen 4, where torch uses its AVX512 kernels): the test is skipped on another torch
+version or CPU capability (e.g. an AVX2-only Zen 3), and runs in fp32 (to_fp32()) so that
+bfloat16 autocast, chosen automatically on some CPUs, is out. The thread count matters too:
+with OMP_NUM_THREADS=1 (not how CI runs) the reductions take another order and both fits
+differ. Both fits pass wd_bn_bias=True: the recorded code decayed every parameter, and the
+default became fastai v2's wd_bn_bias=False afterwards (tests/test_layer_groups.py checks
+the default).
 """
 
 from __future__ import annotations
