@@ -265,6 +265,14 @@ def lr_range(
         return [check_lr_value(name, lr.item(), zero=zero)] * n  # one number: every group
     if isinstance(lr, (list, tuple, np.ndarray, torch.Tensor)):
         values = list(lr.tolist() if hasattr(lr, "tolist") else lr)
+        fields = getattr(lr, "_fields", None)  # lr_find's suggestions: one lr per method
+        if fields is not None and len(values) > 1:
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in zip(fields, values, strict=True))
+            raise ValueError(
+                f"{name}: got lr_find's suggestions ({shown}), one learning rate per method, "
+                f"not one per layer group; pass one of them, e.g. {name}="
+                f"learn.lr_find().{fields[0]} (or slice(lr / 100, lr) for discriminative rates)"
+            )
         if len(values) == 1:
             return [check_lr_value(f"{name}[0]", values[0], zero=zero)] * n
         if len(values) != n:

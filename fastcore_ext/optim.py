@@ -664,6 +664,19 @@ class _FusedOptimizer(_OneCycleHost, torch.optim.Optimizer):
         return state
 
 
+def _decoupled_only(name: str, decouple_wd: object) -> None:
+    """fastai's `decouple_wd` of Adam and SGD: True (true weight decay) is what the fused
+    kernels do; False (L2 regularization, wd * p added to the gradient) is refused, saying
+    where it is offered."""
+    if not check_bool("decouple_wd", decouple_wd):
+        raise ValueError(
+            f"{name}(decouple_wd=False): L2 regularization (wd * p added to the gradient) is "
+            f"not offered by the fused {name}, which decays weights directly (fastai's "
+            f"default, decouple_wd=True); RMSProp(decouple_wd=False) has it, or pass "
+            f"opt_func=partial(torch.optim.{name}, weight_decay=...) (torch's L2)"
+        )
+
+
 class Adam(_FusedOptimizer):
     """Adam with decoupled weight decay (fastai's `Adam`, torch's `AdamW`), fused.
 
@@ -676,6 +689,8 @@ class Adam(_FusedOptimizer):
         sqr_mom: beta2, the exp_avg_sq decay, in [0, 1).
         eps: added to the denominator (>= 0).
         wd: decoupled weight decay, `p *= 1 - lr * wd` (>= 0).
+        decouple_wd: fastai's; True only (False, L2 regularization, is refused, saying where
+            it is offered).
 
     State per param: 'exp_avg', 'exp_avg_sq' (float32, the param's shape and strides) and
     'step' (float32 scalar), as torch's AdamW.
@@ -692,7 +707,9 @@ class Adam(_FusedOptimizer):
         sqr_mom: float = 0.99,
         eps: float = 1e-5,
         wd: float = 0.01,
+        decouple_wd: bool = True,
     ) -> None:
+        _decoupled_only("Adam", decouple_wd)
         super().__init__(params, {"lr": lr, "mom": mom, "sqr_mom": sqr_mom, "eps": eps, "wd": wd})
 
     def _init_state(self, p: torch.Tensor, state: dict[str, Any]) -> None:
@@ -715,6 +732,7 @@ class SGD(_FusedOptimizer):
         lr: learning rate (>= 0).
         mom: momentum in [0, 1); 0 (the default, fastai's) is plain SGD, `p -= lr * grad`.
         wd: decoupled weight decay (>= 0).
+        decouple_wd: as `Adam`'s (True only).
 
     As fastai's, an SGD built without momentum (mom 0 here and in every param group) stays
     without it under a one-cycle schedule or a ParamScheduler: the schedule's moms, and a mom
@@ -728,8 +746,14 @@ class SGD(_FusedOptimizer):
     _state_keys = ("momentum_buffer",)
 
     def __init__(
-        self, params: Iterable, lr: float = 1e-3, mom: float = 0.0, wd: float = 0.0
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        mom: float = 0.0,
+        wd: float = 0.0,
+        decouple_wd: bool = True,
     ) -> None:
+        _decoupled_only("SGD", decouple_wd)
         super().__init__(params, {"lr": lr, "mom": mom, "wd": wd})
         # whether the one-cycle schedule's moms apply (fastai's SGD: mom != 0)
         self.momentum = any(float(g["mom"]) != 0 for g in self.param_groups)

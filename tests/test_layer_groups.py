@@ -342,3 +342,21 @@ def test_with_a_splitter_unfreeze_trains_whole_groups_as_fastai():
     learn.model[0].weight.requires_grad_(False)
     learn.unfreeze()
     assert learn.model[0].weight.requires_grad
+
+
+def test_lr_finds_suggestions_of_several_methods_are_not_taken_as_per_group_rates():
+    """fit_one_cycle(n, learn.lr_find()) on a v1 bunch passed Suggestions(valley, steep,
+    minimum) as 3 per-group rates (silently with 3 layer groups); fastai v2's
+    SuggestedLRs(valley=...) of one value spreads over the groups, as fastai's."""
+    from collections import namedtuple
+
+    from fastcore_ext import layer_groups as lg
+    from fastcore_ext.schedule import Suggestions
+
+    three = Suggestions(1e-3, 2e-2, 5e-3)
+    with pytest.raises(ValueError, match=r"max_lr: got lr_find's suggestions \(valley=0.001, "
+                       r"steep=0.02, minimum=0.005\), one learning rate per method.*"
+                       r"max_lr=learn.lr_find\(\).valley"):  # fmt: skip
+        lg.lr_range(three, 3, "max_lr")
+    one = namedtuple("SuggestedLRs", ["valley"])(2e-3)  # what lr_find returns on v2's data
+    assert lg.lr_range(one, 3, "max_lr") == [2e-3] * 3

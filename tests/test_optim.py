@@ -985,3 +985,16 @@ def test_cuda_tensor_over_2_31_elements():
     # every element written once (an unwritten one stays 0), the ones past 2^31 included
     assert bool((p == -0.5).all()) and bool((buf == 1.0).all())
     assert p[n - 1].item() == -0.5 and int(counter[0]) == 1
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD"])
+def test_decouple_wd_false_is_refused_saying_where_l2_is(name):
+    """fastai's partial(Adam, decouple_wd=False) failed with "unexpected keyword argument"
+    from inside the Learner; True (what the kernels do) is accepted."""
+    from fastcore_ext import optim
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    with pytest.raises(ValueError, match=rf"{name}\(decouple_wd=False\): L2 regularization .*"
+                       rf"RMSProp\(decouple_wd=False\) has it.*torch.optim.{name}"):  # fmt: skip
+        getattr(optim, name)(params, decouple_wd=False)
+    assert getattr(optim, name)(params, decouple_wd=True).param_groups[0]["lr"] == 1e-3
