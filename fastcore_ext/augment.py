@@ -233,6 +233,12 @@ def get_transforms(
     transform lists; here validation is always `center_crop_matrices`, so only the training
     spec is returned. The output size comes from the data layer (`size=` of the bunch).
     """
+    if isinstance(max_zoom, Real) and not isinstance(max_zoom, bool) and max_zoom < 1:
+        raise ValueError(
+            f"max_zoom: fastai v1's get_transforms zooms in only, from 1 to max_zoom, so "
+            f"max_zoom should be >= 1, got {max_zoom!r} (v2's aug_transforms(min_zoom=, "
+            f"max_zoom=) zooms out too)"
+        )
     return AugmentSpec(
         do_flip=do_flip,
         flip_vert=flip_vert,
@@ -260,7 +266,10 @@ def aug_transforms(
     size: int | tuple[int, int] | None = None,
     mode: str = "bilinear",
     pad_mode: str = "reflection",
+    align_corners: bool = True,
+    batch: bool = False,
     min_scale: float = 1.0,
+    xtra_tfms: Sequence[object] | None = None,
 ) -> list[AugmentSpec]:
     """fastai v2's `aug_transforms` (its argument order): a one-element list holding the
     AugmentSpec.
@@ -269,13 +278,33 @@ def aug_transforms(
     fastai. mult multiplies max_rotate, max_lighting and max_warp (fastbook's
     ``aug_transforms(mult=2)``). With min_scale < 1 the random-resized crop keeps the output's
     aspect ratio (ratio=(1, 1)), as fastai v2's aug_transforms does.
+
+    align_corners (fastai's, default True): accepted and not applied: the kernel samples
+    pixel centres (align_corners=False), which moves a point by at most 0.3 px from where
+    fastai's default puts it (a trial, session 27). batch=True (one draw for the whole
+    batch) and xtra_tfms (more transforms) are refused: each item gets its own draws of
+    the one fused kernel.
     """
     if isinstance(mult, bool) or not isinstance(mult, Real) or not mult >= 0:
         raise ValueError(f"mult: expected a number >= 0, got {mult!r}")
-    if max_warp * mult >= MAX_WARP:
+    check_bool("align_corners", align_corners)
+    if check_bool("batch", batch):
         raise ValueError(
-            f"mult: {mult} makes max_warp {max_warp} x {mult} = {max_warp * mult:g}, not below "
-            f"{MAX_WARP:g}; pass a smaller mult or max_warp"
+            "batch=True (one set of random draws for the whole batch) is not offered: the "
+            "fused kernel draws each item's transform on its own (batch=False, the default)"
+        )
+    if xtra_tfms:
+        raise ValueError(
+            f"xtra_tfms: extra transforms are not offered (the augmentation is one fused "
+            f"kernel of flip, rotate, zoom, warp and lighting), got {xtra_tfms!r}"
+        )
+    if isinstance(max_warp, Real) and isinstance(mult, Real) and max_warp * mult >= MAX_WARP:
+        raise ValueError(
+            f"max_warp: expected a number below {MAX_WARP:g} (a warp of 1 folds the image), "
+            f"got {max_warp!r}"
+            if mult == 1
+            else f"mult: {mult} makes max_warp {max_warp} x {mult} = {max_warp * mult:g}, not "
+            f"below {MAX_WARP:g}; pass a smaller mult or max_warp"
         )
     return [
         AugmentSpec(

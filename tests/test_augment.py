@@ -773,3 +773,23 @@ def test_augment_batch_bad_arguments_raise():
         augment_batch(images[0], 8, train=False, **kw)
     with pytest.raises(TypeError, match="train"):
         augment_batch(images, 8, train=0, **kw)
+
+
+def test_fastai_arguments_of_aug_transforms_name_what_they_are():
+    """Trial E: align_corners, batch and xtra_tfms were bare 'unexpected keyword' errors;
+    max_warp=1.2 blamed mult (not passed); get_transforms(max_zoom=0.9) named a min_zoom
+    it does not take; a non-square size named the internal AugmentSpec."""
+    from fastcore_ext.augment import aug_transforms, get_transforms
+
+    assert aug_transforms(align_corners=True)[0] == aug_transforms(align_corners=False)[0]
+    with pytest.raises(ValueError, match=r"batch=True \(one set of random draws for the whole"):
+        aug_transforms(batch=True)
+    with pytest.raises(ValueError, match="xtra_tfms: extra transforms are not offered"):
+        aug_transforms(xtra_tfms=[lambda x: x])
+    assert aug_transforms(xtra_tfms=[])[0] == aug_transforms()[0]
+    with pytest.raises(ValueError, match=r"max_warp: expected a number below 1 .*got 1.2"):
+        aug_transforms(max_warp=1.2)
+    with pytest.raises(ValueError, match=r"mult: 3 makes max_warp 0.4 x 3 = 1.2"):
+        aug_transforms(mult=3, max_warp=0.4)
+    with pytest.raises(ValueError, match=r"max_zoom: fastai v1's get_transforms zooms in only"):
+        get_transforms(max_zoom=0.9)

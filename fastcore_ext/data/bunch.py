@@ -459,10 +459,10 @@ def _resolve_pipeline(
     spec_size = getattr(spec, "size", None)
     if size is not None:
         size = _as_square(size, "size")
-        if spec_size is not None and _as_square(spec_size, "AugmentSpec.size") != size:
+        if spec_size is not None and _as_square(spec_size, "aug_transforms(size=...)") != size:
             raise ValueError(f"size: {size} contradicts the AugmentSpec's size {spec_size!r}")
     elif spec_size is not None:
-        size = _as_square(spec_size, "AugmentSpec.size")
+        size = _as_square(spec_size, "aug_transforms(size=...)")
     elif resize is not None:
         size = resize.size
     else:  # nothing says: the images' own size (`_sized`)
