@@ -232,9 +232,16 @@ def _check(preds: torch.Tensor, targs: torch.Tensor, axis: int, metric: str) -> 
     a = axis % preds.dim()
     expected = preds.shape[:a] + preds.shape[a + 1 :]
     if targs.shape != expected:
+        classes = (
+            " (preds has the targets' shape: predicted classes? This metric takes the model's "
+            "scores [N, C] and their argmax itself; fastai's F1Score etc. called directly take "
+            "the classes)"
+            if preds.shape == targs.shape
+            else ""
+        )
         raise ValueError(
             f"targs should have shape {tuple(expected)} (preds {tuple(preds.shape)} without "
-            f"the class dimension {axis}), got {tuple(targs.shape)}"
+            f"the class dimension {axis}), got {tuple(targs.shape)}{classes}"
         )
     if targs.dtype.is_floating_point or targs.dtype.is_complex or targs.dtype == torch.bool:
         raise TypeError(f"targs should hold integer class indices, got dtype {targs.dtype}")
@@ -347,6 +354,11 @@ class _ClassScore:
                 f"metrics: {self.__name__} with average='binary' scores one class of two, and "
                 f"the data has {c} classes: pass average='macro', 'weighted' or 'micro'"
             )
+        if self.average == "binary" and not 0 <= self.pos_label < c:
+            raise ValueError(
+                f"metrics: {self.__name__}'s pos_label should be a class index of the data, "
+                f"in [0, {c}), got {self.pos_label}"
+            )
 
     def __call__(self, preds: torch.Tensor, targs: torch.Tensor) -> torch.Tensor:
         _check(preds, targs, self.axis, self.__name__)
@@ -358,6 +370,11 @@ class _ClassScore:
                     f"average='binary' scores one class of two, but the targets and "
                     f"predictions hold {len(present)} classes {present}: pass average='macro', "
                     f"'weighted' or 'micro'"
+                )
+            if len(present) == 2 and self.pos_label not in present:  # sklearn's rule
+                raise ValueError(
+                    f"pos_label={self.pos_label} is not one of the classes of the targets and "
+                    f"predictions, {present}: its score would be 0 whatever the model does"
                 )
             classes = [self.pos_label]
         else:

@@ -16,8 +16,11 @@ from fakes import FakeBunch, make_learner, tiny_model
 from fastcore_ext.metrics import (
     BalancedAccuracy,
     CohenKappa,
+    F1Score,
     Jaccard,
     MatthewsCorrCoef,
+    Precision,
+    Recall,
     RocAuc,
     RocAucBinary,
     check_metric,
@@ -459,6 +462,12 @@ BAD_INPUTS = [  # (metric, preds, targs, error, message)
      r"cohen_kappa_score: at least one of labels \[5, 7\] should be among the targets"),
     (Jaccard(), P3, T3, ValueError, r"average='binary' scores one class of two"),
     (BalancedAccuracy(axis=2), P3, T3, ValueError, r"axis should index a dimension of preds"),
+    # a pos_label that is not a class gave 0.0 silently (sklearn and fastai raise)
+    (F1Score(pos_label=2), P2, T2, ValueError,
+     r"pos_label=2 is not one of the classes of the targets and predictions, \[0, 1\]"),
+    (Recall(pos_label=-1), P2, T2, ValueError, r"pos_label=-1 is not one of the classes"),
+    (F1Score(), P2.argmax(1), T2, ValueError, r"got \(12,\) \(preds has the targets' shape: "
+     r"predicted classes\? This metric takes the model's scores"),
 ]  # fmt: skip
 
 
@@ -545,3 +554,11 @@ def test_the_learner_takes_roc_auc_of_three_classes():
     learn.fit(1)
     assert learn.recorder.metric_names[3:5] == ["roc_auc_score", "roc_auc_score"]
     assert all(0.0 <= v <= 1.0 for v in learn.recorder.metrics[-1])
+
+
+def test_a_pos_label_outside_the_datas_classes_is_refused_when_the_learner_is_built():
+    from fakes import make_learner
+
+    with pytest.raises(ValueError, match=r"precision_score's pos_label should be a class index "
+                       r"of the data, in \[0, 2\), got 2"):  # fmt: skip
+        make_learner(metrics=[Precision(pos_label=2)])
