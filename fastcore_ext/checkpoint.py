@@ -166,11 +166,17 @@ def _what_it_holds(path: Path, e: Exception) -> str:
             "_codecs",
         }
         named = f" (it names {', '.join(sorted(packages))})" if packages else ""
+        fastai = (
+            " (from fastai, learn.save(name, with_opt=False) writes a file learn.load reads "
+            "here: the optimizer state is what holds fastai's objects)"
+            if "fastcore" in packages or "fastai" in packages
+            else ""
+        )
         return (
             f"it holds pickled objects or code besides tensors{named}: a torch.save of a whole "
             "model, or fastai's learn.save / export. fastcore_ext loads with "
             "torch.load(weights_only=True) and never runs pickled code; save a state_dict "
-            "(torch.save(model.state_dict(), file)) to move weights between libraries"
+            f"(torch.save(model.state_dict(), file)) to move weights between libraries{fastai}"
         )
     first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
     said = textwrap.shorten(first[0], 200, placeholder="...") if first else ""
@@ -237,11 +243,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def model_file(folder: Path, name: str | os.PathLike, arg: str = "name") -> Path:
-    """folder/`name`, with the suffix .pth added unless `name` has it; `arg` is the argument
-    named in errors."""
+    """folder/`name` (`name` with ~ expanded: an absolute path stands alone), with the suffix
+    .pth added unless `name` has it; `arg` is the argument named in errors."""
     if not isinstance(name, (str, os.PathLike)) or not str(name):
         raise TypeError(f"{arg} should be a non-empty str or Path, got {name!r}")
-    file = Path(name)
+    file = Path(name).expanduser()
     if file.suffix != ".pth":
         file = file.with_name(file.name + ".pth")
     if os.path.isdir(folder / file):
@@ -362,8 +368,7 @@ def load_checkpoint(
     else:  # a bare state_dict
         model_state, ckpt = ckpt, {}
     _check_classes(ckpt.get("classes"), classes, path, strict)
-    model_state = _matching_state(model, model_state, path, strict)
-    exact = len(model_state) == len(model.state_dict())
+    model_state, exact = _matching_state(model, model_state, path, strict)
     opt_state = ckpt.get("opt") if opt is not None else None
     if opt is not None and opt_state is None:
         warnings.warn(f"{path} holds no optimizer state; only the model was loaded", stacklevel=3)
@@ -472,13 +477,16 @@ def shown_classes(classes: list[str], limit: int = 12) -> str:
 
 def _matching_state(
     model: nn.Module, state: Any, path: Path, strict: bool
-) -> dict[str, torch.Tensor]:
-    """The entries of `state` to load into `model`; ValueError when strict and the file does
-    not fit (nothing loaded)."""
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """(the entries of `state` to load into `model`, whether the file fits it exactly);
+    ValueError when strict and the file does not fit, or when no tensor of it does (nothing
+    loaded)."""
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
-        raise ValueError(f"{path} holds no model state_dict (a dict of name -> tensor)")
+        raise ValueError(
+            f"{path} holds no model state_dict (a dict of name -> tensor), but {_what(state)}"
+        )
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -488,7 +496,7 @@ def _matching_state(
         if k in state and state[k].shape != own[k].shape
     ]
     if not (missing or unexpected or shapes):
-        return dict(state)
+        return dict(state), True
     parts = []
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
         if keys:
@@ -501,5 +509,31 @@ def _matching_state(
             f"was saved from another architecture or head (e.g. another number of "
             f"classes); load(..., strict=False) takes only the tensors that match"
         )
+    matching = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    if not matching:
+        prefixed = unexpected and all(k.startswith("module.") for k in unexpected)
+        raise ValueError(
+            f"{path}: no tensor of the file fits this model ({summary}), so strict=False "
+            f"would load nothing"
+            + (
+                "; its names start with 'module.', as a DistributedDataParallel or "
+                "DataParallel model's state_dict: strip that prefix ({k[7:]: v ...}) and load "
+                "the result"
+                if prefixed
+                else ""
+            )
+        )
     warnings.warn(f"{path}: loading only the matching tensors; {summary}", stacklevel=4)
-    return {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    return matching, False
+
+
+def _what(x: Any) -> str:
+    """What a loaded file holds, for the message refusing it as a state_dict."""
+    if isinstance(x, torch.Tensor):
+        return f"one tensor of shape {tuple(x.shape)}"
+    if isinstance(x, dict):
+        keys = list(x)[:5]
+        inner = [k for k in ("state_dict", "model", "model_state_dict") if k in x]
+        hint = f": torch.load it and pass its [{inner[0]!r}] entry" if inner else ""
+        return f"a dict with keys {keys}{' ...' if len(x) > 5 else ''}{hint}"
+    return f"a {type(x).__name__}"

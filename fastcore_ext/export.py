@@ -42,7 +42,7 @@ from torchvision import models
 
 import fastcore_ext
 from fastcore_ext import metrics as library_metrics
-from fastcore_ext.checkpoint import atomic_save, load_file, pickled_packages
+from fastcore_ext.checkpoint import CHECKPOINT_FORMAT, atomic_save, load_file, pickled_packages
 from fastcore_ext.data.items import describe_labeller
 from fastcore_ext.model_builder import AdaptiveConcatPool2d, create_head, default_cut
 from fastcore_ext.xresnet import XRESNETS, ResBlock, XResNet
@@ -388,7 +388,15 @@ def read_export(file: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
             ) from e
         raise
     if not isinstance(content, dict) or "description" not in content or "model" not in content:
-        raise ValueError(f"{file} is not a fastcore_ext export (written by Learner.export)")
+        if isinstance(content, dict) and content.get("format") == CHECKPOINT_FORMAT:
+            what = ": it is a checkpoint of learn.save, which learn.load reads into a learner"
+        elif isinstance(content, dict) and all(
+            isinstance(v, torch.Tensor) for v in content.values()
+        ):
+            what = ": it is a model state_dict (learn.model.load_state_dict takes it)"
+        else:
+            what = ""
+        raise ValueError(f"{file} is not a fastcore_ext export (written by Learner.export){what}")
     try:
         description = json.loads(content["description"])
     except (TypeError, ValueError) as e:

@@ -248,7 +248,7 @@ def load_learner(
         raise TypeError(f"path should be a str or Path, got {type(path).__name__}")
     if not isinstance(fname, (str, os.PathLike)) or not str(fname):
         raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
-    file = Path(path)
+    file = Path(path).expanduser()
     if not file.is_file():
         # a folder (its fname), else the file itself (fastbook's path/'export.pkl')
         if file.is_dir() or not file.suffix:

@@ -335,7 +335,7 @@ class Learner:
         self._default_loss = self.loss_func if loss_func is None else None  # none was given
         self.opt_func = opt_func
         self._metrics = _check_metrics(metrics, getattr(data, "c", None))
-        self._model_dir = Path(model_dir)
+        self._model_dir = Path(model_dir).expanduser()
         self.path = Path(path) if path is not None else Path(getattr(data, "path", "."))
         self.model_dir = self._model_dir
         self.splitter = splitter if splitter is not None else default_splitter
@@ -1550,7 +1550,7 @@ class Learner:
     def path(self, value: str | os.PathLike) -> None:
         if not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"path should be a str or Path, got {type(value).__name__}")
-        folder = Path(value)
+        folder = Path(value).expanduser()  # '~/runs' is the home folder's, not a '~' folder
         _check_folder("path", folder, folder)
         _check_folder("model_dir", self._model_dir, folder / self._model_dir)
         self._path = DataPath(folder)  # with fastai's ls(): learn.path.ls(file_exts='.pkl')
@@ -1565,8 +1565,9 @@ class Learner:
     def model_dir(self, value: str | os.PathLike) -> None:
         if not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"model_dir should be a str or Path, got {type(value).__name__}")
-        _check_folder("model_dir", Path(value), self._path / value)
-        self._model_dir = Path(value)
+        folder = Path(value).expanduser()
+        _check_folder("model_dir", folder, self._path / folder)
+        self._model_dir = folder
 
     def _model_file(self, name: str | os.PathLike, arg: str = "name") -> Path:
         return model_file(self.path / self.model_dir, name, arg)
@@ -1604,16 +1605,26 @@ class Learner:
         with_opt: bool = True,
         strict: bool = True,
         with_rng: bool | None = None,
+        *,
+        device: str | torch.device | None = None,
     ) -> Learner:
         """Load path/model_dir/`name`.pth (from `save`, or a plain model state_dict); the
         file's epoch counts become `epochs_done` and `epochs_trained`. with_opt: the optimizer
         state too; strict: the file must fit the model exactly and have been saved for the
         same classes, in the same order, when it names them (False: what matches, with a
-        warning); with_rng (default with_opt): the RNG states. An optimizer state saved with
-        other param groups (another wd_bn_bias, or a file from before it) is rearranged for
-        this learner's. Returns self; details in fastcore_ext.checkpoint.load_checkpoint."""
+        warning; a file of which nothing fits is an error); with_rng (default with_opt): the
+        RNG states. An optimizer state saved with other param groups (another wd_bn_bias, or a
+        file from before it) is rearranged for this learner's. device (fastai's, checked):
+        the tensors are read onto the model's device whatever it says (fastai's maps them
+        there, then copies them into the model as well). Returns self; details in
+        fastcore_ext.checkpoint.load_checkpoint."""
         check_bool("with_opt", with_opt)
         check_bool("strict", strict)
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError) as e:
+                raise ValueError(f"device: expected a torch device, got {device!r}") from e
         if with_rng is not None:
             check_bool("with_rng", with_rng)
         regroup = partial(
@@ -1624,7 +1635,13 @@ class Learner:
             current=self.opt.param_groups,
         )
         path = self._model_file(name)
-        given = self.path / self.model_dir / name
+        given = self.path / self.model_dir / Path(name).expanduser()
+        doubled = path.with_name(path.name + ".pth")
+        if not path.is_file() and doubled.is_file():
+            raise FileNotFoundError(
+                f"no such file: {path}; {doubled.name} is there (fastai's learn.save adds "
+                f".pth to a name that ends in it): load({str(name) + '.pth'!r}) reads it"
+            )
         if not path.is_file() and given.is_file() and given.suffix != ".pth":
             raise FileNotFoundError(
                 f"no such file: {path} (learn.load reads the .pth checkpoints of learn.save); "
@@ -1670,17 +1687,16 @@ class Learner:
         if not isinstance(fname, (str, os.PathLike)) or not str(fname):
             raise TypeError(f"fname should be a non-empty str or Path, got {fname!r}")
         self._check_not_destroyed()
-        if os.path.isdir(self.path / fname):
-            raise ValueError(
-                f"fname should name a file, got {fname!r}: {self.path / fname} is a folder"
-            )
+        file = self.path / Path(fname).expanduser()  # an absolute fname stands alone
+        if os.path.isdir(file):
+            raise ValueError(f"fname should name a file, got {fname!r}: {file} is a folder")
         left = [metric_name(m) for m in self.metrics if describe_metric(m) is None]
         if left:
             warn_user(
                 f"export: the metrics {left} are not kept (an export holds no code; it names "
                 "the library's metric functions): set learn.metrics after load_learner"
             )
-        return export_model(self.model, self.data, self.precision, self.path / fname, self.metrics)
+        return export_model(self.model, self.data, self.precision, file, self.metrics)
 
 
 def _no_training_batch(dl: Any, epoch: int) -> str:

@@ -277,3 +277,64 @@ def test_data_without_items_records_nothing(tmp_path):
     path = learn.save("m")
     assert "train_items" not in load_file(path)
     assert load_warnings(make_learner(path=tmp_path), "m") == []
+
+
+def test_strict_false_loads_no_optimizer_from_a_file_with_extra_tensors(tmp_path):
+    """A bigger model's checkpoint (every tensor of this model in it, with the same shapes,
+    and more) passed the 'every tensor matched' test with strict=False, so its optimizer
+    state was loaded and refused ('does not fit this learner's optimizer')."""
+    from fakes import make_learner
+
+    learn = make_learner(path=tmp_path)
+    learn.fit(1, 1e-3)
+    (tmp_path / "models").mkdir()
+    state = learn.checkpoint()
+    state["model"] = {**state["model"], "extra.weight": torch.zeros(3)}
+    torch.save(state, tmp_path / "models" / "bigger.pth")
+    other = make_learner(path=tmp_path)
+    with pytest.warns(UserWarning) as record:
+        other.load("bigger", strict=False)
+    said = " | ".join(str(w.message) for w in record)
+    assert "1 unexpected (extra.weight)" in said and "optimizer state was not loaded" in said
+    for a, b in zip(other.model.parameters(), learn.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_file_of_which_nothing_fits_is_refused_even_with_strict_false(tmp_path):
+    """A DataParallel model's state_dict ('module.' names) loaded nothing with strict=False,
+    with only a warning (fastai's: silently)."""
+    from fakes import make_learner
+
+    learn = make_learner(path=tmp_path)
+    (tmp_path / "models").mkdir()
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    prefixed = {f"module.{k}": v for k, v in learn.model.state_dict().items()}
+    torch.save(prefixed, tmp_path / "models" / "ddp.pth")
+    with pytest.raises(ValueError, match=r"no tensor of the file fits this model .*names start "
+                       r"with 'module.'.*strip that prefix"):  # fmt: skip
+        learn.load("ddp", strict=False)
+    assert all(torch.equal(a, b) for a, b in zip(learn.model.parameters(), before, strict=True))
+    torch.save(torch.zeros(3, 3), tmp_path / "models" / "tensor.pth")
+    with pytest.raises(ValueError, match=r"holds no model state_dict .*, but one tensor of "
+                       r"shape \(3, 3\)"):  # fmt: skip
+        learn.load("tensor")
+    torch.save({"state_dict": learn.model.state_dict()}, tmp_path / "models" / "wrapped.pth")
+    with pytest.raises(ValueError, match=r"a dict with keys \['state_dict'\]: torch.load it and "
+                       r"pass its \['state_dict'\] entry"):  # fmt: skip
+        learn.load("wrapped")
+
+
+def test_load_learner_of_a_checkpoint_or_state_dict_says_what_it_is(tmp_path):
+    from fakes import make_learner
+
+    from fastcore_ext.exported import load_learner
+
+    learn = make_learner(path=tmp_path)
+    saved = learn.save("stage-1")
+    with pytest.raises(ValueError, match=r"stage-1.pth is not a fastcore_ext export .*: it is "
+                       r"a checkpoint of learn.save, which learn.load reads"):  # fmt: skip
+        load_learner(saved)
+    torch.save(learn.model.state_dict(), tmp_path / "sd.pth")
+    with pytest.raises(ValueError, match=r"sd.pth is not a fastcore_ext export .*: it is a "
+                       r"model state_dict"):  # fmt: skip
+        load_learner(tmp_path / "sd.pth")

@@ -113,3 +113,31 @@ def test_learn_path_and_dls_path_have_fastais_ls(tmp_path):
     assert list(learn.path.ls(file_exts=".pkl")) == [tmp_path / "out" / "export.pkl"]
     learn.path = str(tmp_path)
     assert learn.path.ls(file_exts=".nothing") == []
+
+
+def test_a_tilde_is_the_home_folder(tmp_path, monkeypatch):
+    """save('~/x'), model_dir='~/m' and export('~/e.pkl') made a folder literally named '~'
+    under learn.path (fastai raised 'Parent directory ... does not exist')."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    learn = make_learner(path=tmp_path / "run")
+    assert learn.save("~/w") == home / "w.pth"
+    learn.load("~/w")
+    learn.model_dir = "~/ckpts"
+    assert learn.save("s") == home / "ckpts" / "s.pth"
+    learn = make_learner(path="~/run2", model_dir="~/m")
+    assert learn.path == home / "run2" and learn.save("s") == home / "m" / "s.pth"
+    assert not any(p.name == "~" for p in tmp_path.rglob("*"))
+
+
+def test_load_names_fastais_doubled_suffix_and_takes_its_device_argument(tmp_path):
+    """fastai's learn.save('x.pth') writes x.pth.pth, which load('x.pth') did not find
+    without a word; load(device=) (fastai's) was 'unexpected keyword'."""
+    learn = make_learner(path=tmp_path)
+    learn.save("x.pth.pth")
+    with pytest.raises(FileNotFoundError, match=r"x.pth.pth is there .*load\('x.pth.pth'\)"):
+        learn.load("x.pth")
+    learn.load("x.pth.pth", device="cpu")
+    with pytest.raises(ValueError, match="device: expected a torch device, got 'gpu0'"):
+        learn.load("x.pth.pth", device="gpu0")
