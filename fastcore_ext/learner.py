@@ -1285,7 +1285,7 @@ class Learner:
             }
         trainable = self._norm_params if self.train_bn else set()
         self._frozen_by_freeze = lg.freeze_to(self.layer_groups, n, trainable, leave)
-        self.opt.state.clear()
+        self.opt.clear_state()
 
     def freeze(self) -> None:
         """Train only the last layer group (plus normalization layers everywhere)."""
@@ -1355,6 +1355,8 @@ class Learner:
         self.channels_last = True
         self._auto_layout = False
         return self
+
+    to_channelslast = to_channels_last  # fastai v2's spelling
 
     def compile(
         self,

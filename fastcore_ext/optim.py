@@ -256,6 +256,12 @@ class _OneCycleHost:
     def _write_hyper(self, group: dict[str, Any], k: str, value: float) -> None:
         group[k] = value
 
+    def clear_state(self) -> None:
+        """fastai's ``opt.clear_state()``: forget every parameter's state (Adam's moments and
+        step counts, SGD's momentum), as `Learner.freeze_to` does; the hyper-parameters and
+        the one-cycle position stay."""
+        self.state.clear()
+
     def hypers_at(self, step: int) -> tuple[list[float], list[float]]:
         """(lrs, moms), one per param group, that the schedule set by `set_one_cycle` gives
         step `step`: `schedule.one_cycle(step / total_steps, ...)` (the host closed form of

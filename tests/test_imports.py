@@ -241,3 +241,35 @@ def test_every_module_imports_alone():
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_fastais_star_import_names_of_trial_h():
+    """TensorCategory(1) was an uninitialized float tensor of shape (1,) (torch.Tensor's
+    size constructor); array, the torchvision builders beyond resnets/densenets/vgg*_bn,
+    opt.clear_state() and learn.to_channelslast() were missing."""
+    import copy
+
+    import numpy as np
+    import torch
+    import torchvision
+
+    from fastcore_ext import vision
+
+    label = vision.TensorCategory(1)
+    assert label.dtype == torch.int64 and label.shape == () and int(label) == 1
+    assert repr(label) == "TensorCategory(1)" and ["a", "b"][label] == "b"
+    assert vision.TensorCategory([0, 2]).dtype == torch.int64
+    img = vision.TensorImage(np.zeros((3, 4, 4), np.uint8))
+    assert type(img) is vision.TensorImage and img.dtype == torch.uint8
+    assert type(copy.deepcopy(img)) is vision.TensorImage  # it raised (new_empty)
+    assert vision.array([1, 2]).tolist() == [1, 2]
+    for name in torchvision.models.list_models(module=torchvision.models):
+        assert getattr(vision, name) is getattr(torchvision.models, name) and name in vision.__all__
+    from fakes import make_learner
+
+    learn = make_learner()
+    learn.fit(1, 1e-3)
+    assert len(learn.opt.state) > 0
+    learn.opt.clear_state()
+    assert len(learn.opt.state) == 0
+    assert learn.to_channelslast() is learn and learn.channels_last

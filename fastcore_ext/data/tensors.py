@@ -16,19 +16,38 @@ from typing import Any
 import torch
 
 from fastcore_ext.plots import show_image
+from fastcore_ext.torch_core import tensor
 
 __all__ = ["TensorCategory", "TensorImage"]
 
 
-class TensorCategory(torch.Tensor):
+class _TypedTensor(torch.Tensor):
+    """A tensor type built as fastai's TensorBase: ``T(x)`` is `tensor(x)` (a number, list,
+    numpy array or tensor, its dtype kept: ints int64, a uint8 array uint8, Python floats
+    float32) of type T. (``torch.Tensor``'s own constructor took ``T(1)`` as a size and gave
+    an uninitialized float tensor.)"""
+
+    @staticmethod
+    def __new__(cls, x: Any) -> _TypedTensor:
+        return tensor(x).as_subclass(cls)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _TypedTensor:
+        """A copy of the same type (torch's default needs new_empty to keep the type)."""
+        copied = self.as_subclass(torch.Tensor).clone().as_subclass(type(self))
+        memo[id(self)] = copied
+        return copied
+
+
+class TensorCategory(_TypedTensor):
     """fastai v2's type of a category label: an int64 tensor of class indices (0-d for one
-    item), printed as ``TensorCategory(0)``; torch operations on it keep the type, as
-    fastai's. It indexes a list (``classes[label]``) as an int does."""
+    item: ``TensorCategory(1)``), printed as ``TensorCategory(0)``; torch operations on it
+    keep the type, as fastai's. It indexes a list (``classes[label]``) as an int does."""
 
 
-class TensorImage(torch.Tensor):
-    """An image as a uint8 tensor [3, H, W] (fastai v2's TensorImage): ``img.show()`` draws
-    it (`show_image`: in a notebook inline, in a script saved as a PNG)."""
+class TensorImage(_TypedTensor):
+    """An image as a uint8 tensor [3, H, W] (fastai v2's TensorImage; ``TensorImage(x)`` of a
+    tensor or array keeps its dtype): ``img.show()`` draws it (`show_image`: in a notebook
+    inline, in a script saved as a PNG)."""
 
     def show(
         self,

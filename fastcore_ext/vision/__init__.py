@@ -463,6 +463,18 @@ __all__ = [
 if pd is not None:
     __all__.append("pd")
 
+array = np.array  # fastbook ch. 4: array(im3), numpy's array by bare name as fastai's
+__all__.append("array")
+
+# Every torchvision classification builder by its bare name (convnext_tiny, efficientnet_b0,
+# resnext50_32x4d, ...), as fastai v2's star import gives them all; the common ones are
+# imported by name above.
+for _name in models.list_models(module=models):
+    if _name not in globals():
+        globals()[_name] = getattr(models, _name)
+        __all__.append(_name)
+del _name
+
 
 # fastai v2's vision_learner arguments this library does not offer: the value that is what
 # it does anyway (accepted and dropped), and why the others are not.
