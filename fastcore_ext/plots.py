@@ -55,7 +55,7 @@ import os
 import re
 import sys
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fastcore_ext.checks import check_int
+from fastcore_ext.checks import check_int, check_positive_int
 from fastcore_ext.files import PLOTS_MARKER, atomic_write
 from fastcore_ext.ranks import is_main_process
 
@@ -85,7 +85,9 @@ __all__ = [
     "saved_file",
     "set_plot_dir",
     "show_image",
+    "show_images",
     "show_inline",
+    "subplots",
 ]
 
 PLOTS_ENV = "FASTCORE_EXT_PLOTS"
@@ -386,6 +388,57 @@ def show_image(
     if own:
         finish(ax.figure, "show_image")
     return ax
+
+
+def subplots(
+    nrows: int = 1,
+    ncols: int = 1,
+    figsize: tuple[float, float] | None = None,
+    imsize: float = 3,
+    suptitle: str | None = None,
+    **kwargs: Any,
+) -> tuple[Figure, np.ndarray]:
+    """fastai's `subplots`: a Figure of nrows x ncols Axes, `imsize` inches each unless
+    `figsize` says (kwargs go to matplotlib's ``Figure.subplots``: sharex, ...), and the
+    Axes as an array (one Axes too, as fastai's). What is drawn is yours to show or save
+    (``plt.show()``, ``fig.savefig``); `show_images` does both for images."""
+    nrows, ncols = check_positive_int("nrows", nrows), check_positive_int("ncols", ncols)
+    if figsize is None:
+        figsize = (ncols * imsize, nrows * imsize)
+    fig = new_figure(figsize=check_figsize(figsize, figsize))
+    axs = fig.subplots(nrows, ncols, **kwargs)
+    if suptitle is not None:
+        fig.suptitle(suptitle)
+    return fig, np.atleast_1d(axs)
+
+
+def show_images(
+    ims: Sequence[Any],
+    nrows: int = 1,
+    ncols: int | None = None,
+    titles: Sequence[str | None] | None = None,
+    **kwargs: Any,
+) -> Figure:
+    """fastai's `show_images`: the images `ims` (what `show_image` takes) in an nrows x ncols
+    grid (ncols default: as many as fill it), each titled by `titles`; kwargs go to
+    `subplots` (figsize, imsize, suptitle). Shown inline in a notebook, saved as
+    'show_images.png' elsewhere (`finish`). Returns the Figure."""
+    ims = list(ims)
+    if not ims:
+        raise ValueError("ims: expected at least one image, got none")
+    nrows = check_positive_int("nrows", nrows)
+    ncols = -(-len(ims) // nrows) if ncols is None else check_positive_int("ncols", ncols)
+    if nrows * ncols < len(ims):
+        raise ValueError(f"ims: {len(ims)} images do not fit a grid of {nrows} x {ncols}")
+    titles = [None] * len(ims) if titles is None else list(titles)
+    if len(titles) != len(ims):
+        raise ValueError(f"titles: expected one per image ({len(ims)}), got {len(titles)}")
+    fig, axs = subplots(nrows, ncols, **kwargs)
+    for ax in axs.flat:
+        ax.set_axis_off()
+    for im, title, ax in zip(ims, titles, axs.flat, strict=False):
+        show_image(im, ax=ax, title=title)
+    return finish(fig, "show_images")
 
 
 def check_ctxs(ctxs: Any) -> list[Axes] | None:

@@ -935,3 +935,38 @@ def test_a_truncated_large_jpeg_is_read_as_the_whole_decode_reads_it(tmp_path, m
     monkeypatch.setattr(images_mod, "JPEG_REDUCING_GAP", None)
     with pytest.raises(BadImageError, match="cut_photo.jpg: cannot decode image"):
         images_mod.load_whole(p, 64)
+
+
+def test_resize_images_as_the_courses_bird_notebook(tmp_path):
+    """fastai v2's resize_images(path, max_size=400, dest=path) was missing (NameError)."""
+    from fastcore_ext.vision import resize_images
+
+    src = tmp_path / "birds"
+    (src / "sub").mkdir(parents=True)
+    Image.new("RGB", (800, 400), (10, 200, 30)).save(src / "big.jpg")
+    Image.new("RGB", (100, 50), (1, 2, 3)).save(src / "small.png")
+    Image.new("L", (60, 60), 128).save(src / "gray.png")
+    Image.new("RGB", (900, 300)).save(src / "sub" / "deep.jpg")
+    small_before = (src / "small.png").read_bytes()
+    resize_images(src, max_size=400, dest=src)  # in place, as the notebook does
+    with Image.open(src / "big.jpg") as im:
+        assert im.size == (400, 200) and im.format == "JPEG"
+    assert (src / "small.png").read_bytes() == small_before  # small enough, RGB: untouched
+    with Image.open(src / "gray.png") as im:
+        assert im.mode == "RGB" and im.size == (60, 60)  # n_channels=3
+    with Image.open(src / "sub" / "deep.jpg") as im:
+        assert im.size == (900, 300)  # recurse=False, as fastai's
+    out = tmp_path / "out"
+    resize_images(src, max_size=300, dest=out, recurse=True, ext=".png")
+    with Image.open(out / "sub" / "deep.png") as im:
+        assert im.size == (300, 100) and im.format == "PNG"
+    assert sorted(p.name for p in out.rglob("*.png")) == [
+        "big.png",
+        "deep.png",
+        "gray.png",
+        "small.png",
+    ]
+    with pytest.raises(FileNotFoundError, match="path: no such folder"):
+        resize_images(tmp_path / "nowhere", max_size=10)
+    with pytest.raises(ValueError, match="max_size: expected a positive int"):
+        resize_images(src, max_size=0)

@@ -672,3 +672,23 @@ def test_with_a_window_backend_every_plot_stays_for_plt_show(bunch, monkeypatch)
         plots.finish(newer, "graph", replaces=figs[-1])
     assert plt.get_fignums() == [figs[0].number, figs[1].number, newer.number]
     plt.close("all")
+
+
+def test_fastais_subplots_and_show_images(tmp_path, monkeypatch):
+    """fastbook ch. 5's subplots and show_images were missing (NameError)."""
+    from fastcore_ext.vision import show_images, subplots
+
+    monkeypatch.chdir(tmp_path)
+    fig, axs = subplots(2, 3, imsize=2, suptitle="grid")
+    assert axs.shape == (2, 3) and tuple(fig.get_size_inches()) == (6, 4)
+    assert subplots()[1].shape == (1,)  # one Axes in an array, as fastai's
+    ims = [np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 200, np.uint8), torch.rand(3, 8, 8)]
+    fig = show_images(ims, titles=["a", "b", "c"])
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in shown] == ["a", "b", "c"]
+    assert any(p.name.startswith("show_images") for p in (tmp_path / "plots").iterdir())
+    assert len([ax for ax in show_images(ims, nrows=2).axes if ax.get_images()]) == 3
+    with pytest.raises(ValueError, match=r"ims: 3 images do not fit a grid of 1 x 2"):
+        show_images(ims, ncols=2)
+    with pytest.raises(ValueError, match=r"titles: expected one per image \(3\), got 1"):
+        show_images(ims, titles=["a"])

@@ -38,7 +38,7 @@ from .dataloaders import DataLoaders, TorchLoader
 from .datasets import Datasets, ImageItems
 from .demo import DEMO_CLASSES, demo_dataset
 from .download import URLs, download_images, download_url, extract_archive, untar_data
-from .images import BadImageError, load_image, presize, to_rgb, verify_images
+from .images import BadImageError, load_image, presize, resize_images, to_rgb, verify_images
 from .items import (
     IMAGE_EXTENSIONS,
     ColReader,
@@ -142,5 +142,6 @@ __all__ = [
     "read_valid_csv",
     "to_rgb",
     "untar_data",
+    "resize_images",
     "verify_images",
 ]

@@ -85,6 +85,7 @@ __all__ = [
     "presize",
     "reduced_min_side",
     "presize_whole",
+    "resize_images",
     "resize_method",
     "to_rgb",
     "verify_images",
@@ -824,6 +825,74 @@ def verify_images(
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             list(pool.map(lambda f: _shrink(f, max_size, Path(dest)), readable))
     return L(p for p, _, _ in bad)
+
+
+def resize_images(
+    path: str | os.PathLike,
+    max_workers: int = 2,
+    max_size: int | None = None,
+    recurse: bool = False,
+    dest: str | os.PathLike = ".",
+    n_channels: int = 3,
+    ext: str | None = None,
+    img_format: str | None = None,
+    resample: int = Image.BILINEAR,
+    resume: bool | None = None,
+) -> None:
+    """fastai v2's ``resize_images(path, max_size=400, dest=path)`` (the course's "Is it a
+    bird?" notebook): each image file under `path` (its sub-folders too with `recurse`) is
+    written to ``dest/<its path relative to path>`` (dest=path: in place), resized so that
+    its longer side is max_size when it is longer (aspect kept, `resample`), converted to RGB
+    when n_channels is 3 and it is not (grayscale, RGBA, palette), else copied as it is
+    (nothing is done to a file already in place). A file is turned upright by its EXIF
+    orientation before it is resized (this library's loaders apply it when they open a
+    file; fastai's resize drops the tag and keeps the pixels as stored). ext: a new
+    suffix ('.jpg'); img_format: PIL's format name (default: from the suffix, else the
+    file's own); resume: leave a file whose destination exists. Each file is written
+    through a temporary file renamed into place: an interruption leaves the old file or
+    the new one. Unreadable files are passed over (verify_images names them)."""
+    check_bool("recurse", recurse)
+    max_workers = check_positive_int("max_workers", max_workers)
+    if max_size is not None:
+        max_size = check_positive_int("max_size", max_size)
+    if n_channels not in (1, 3):
+        raise ValueError(f"n_channels: expected 1 or 3, got {n_channels!r}")
+    root, out = Path(path).expanduser(), Path(dest).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"path: no such folder: {root}")
+    jobs = []
+    for f in get_image_files(root, recurse=recurse):
+        target = out / f.relative_to(root)
+        target = target.with_suffix(ext) if ext is not None else target
+        if not (resume and target.exists()):
+            jobs.append((f, target))
+
+    def one(job: tuple[Path, Path]) -> None:
+        src, target = job
+        try:
+            with Image.open(src) as img:
+                fmt = img_format or Image.registered_extensions().get(target.suffix.lower())
+                fmt = fmt or img.format
+                too_big = max_size is not None and max(img.size) > max_size
+                wrong = (img.mode not in ("L", "1")) if n_channels == 1 else img.mode != "RGB"
+                if not (too_big or wrong or fmt != img.format):
+                    if src.resolve() != target.resolve():
+                        with atomic_write(target, mode_of=src) as f:
+                            f.write(src.read_bytes())
+                    return
+                new = ImageOps.exif_transpose(img)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return  # unreadable: left as it is, as fastai's verify_image skips it
+        w, h = new.size
+        if max_size is not None and max(w, h) > max_size:
+            scale = max_size / max(w, h)
+            new = new.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample)
+        new = new.convert("RGB" if n_channels == 3 else "L")
+        with atomic_write(target, mode_of=src) as f:
+            new.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        list(pool.map(one, jobs))
 
 
 def _shrink(path: Path, max_size: int, dest: Path) -> None:

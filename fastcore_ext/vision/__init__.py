@@ -117,6 +117,7 @@ from fastcore_ext.data import (
     mnist_stats,
     open_image,
     parent_label,
+    resize_images,
     untar_data,
     using_attr,
     verify_images,
@@ -186,7 +187,7 @@ from fastcore_ext.model_builder import (
     xresnet_split,
 )
 from fastcore_ext.optim import SGD, Adam, OptimWrapper, RMSProp
-from fastcore_ext.plots import show_image
+from fastcore_ext.plots import show_image, show_images, subplots
 from fastcore_ext.schedule import (  # lr_find(suggest_funcs=...); ParamScheduler's schedules
     SchedCos,
     SchedExp,
@@ -250,6 +251,7 @@ except ImportError:
 # patches pathlib.Path itself; this library patches nothing). Also fastai v2's names that
 # fastbook's chapters use as they are: re, shutil, pd (when pandas is installed), Image (PIL's
 # module), tensor, L, first, to_np, to_float, params, trainable_params, noop, Module, show_image,
+# show_images, subplots (chapter 5),
 # Interpretation, torch's DataLoader (chapter 4), ConvLayer / ResBlock / NormType (chapter
 # 14), Lambda and sequential (chapter 13), the splitters (chapter 15), ParamScheduler and its
 # schedules (chapter 16), the Flat losses, the hooks and ActivationStats (chapters 13 and
@@ -264,6 +266,8 @@ __all__ = [
     "re",
     "shutil",
     "show_image",
+    "show_images",
+    "subplots",
     "tensor",
     "to_np",
     "trainable_params",
@@ -453,6 +457,7 @@ __all__ = [
     "torch",
     "untar_data",
     "valley",
+    "resize_images",
     "verify_images",
     "vgg11_bn",
     "vgg13_bn",
