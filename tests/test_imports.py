@@ -273,3 +273,12 @@ def test_fastais_star_import_names_of_trial_h():
     learn.opt.clear_state()
     assert len(learn.opt.state) == 0
     assert learn.to_channelslast() is learn and learn.channels_last
+
+
+def test_loaders_and_data_sets_give_vocab_and_c_as_fastais(tmp_path):
+    from fastcore_ext.data import ImageDataBunch, demo_dataset
+
+    root = demo_dataset(tmp_path / "demo", n_per_class=2, size=32)
+    data = ImageDataBunch.from_folder(root, size=16, bs=4, num_workers=0)
+    for obj in (data.train_dl, data.valid_dl, data.train_ds):
+        assert obj.vocab == data.classes and obj.c == data.c == len(data.classes)

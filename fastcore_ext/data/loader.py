@@ -200,6 +200,11 @@ class ImageDataset(Dataset):
         """The class names (fastai v2's ``dls.train_ds.vocab``): `classes`."""
         return self.classes
 
+    @property
+    def c(self) -> int:
+        """fastai v2's ``dls.train_ds.c``: the number of classes."""
+        return len(self.classes)
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -526,6 +531,16 @@ class DeviceDataLoader:
     def n(self) -> int:
         """fastai v2's ``dl.n``: the number of items of the data set."""
         return len(self.dataset)
+
+    @property
+    def vocab(self) -> list[str]:
+        """fastai v2's ``dls.train.vocab``: the data set's class names."""
+        return self.dataset.vocab
+
+    @property
+    def c(self) -> int:
+        """fastai v2's ``dls.train.c``: the number of classes."""
+        return len(self.dataset.classes)
 
     @property
     def bad_items(self) -> list[Path]:
