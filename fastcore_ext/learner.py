@@ -1249,11 +1249,21 @@ class Learner:
 
     def _scheduled_moms(self) -> list[float | None] | None:
         """The momentum of each param group at the last step of the optimizer's one-cycle
-        schedule; None when none is set or no batch of it ran."""
+        schedule (the last batch's: `hypers_step`, else, after lr_find's restore or a `load`,
+        the step before the schedule's position); None when none is set or no step of it
+        ran."""
         opt = self.opt
-        if getattr(opt, "one_cycle", None) is None or getattr(opt, "hypers_step", None) is None:
+        sched = getattr(opt, "one_cycle", None)
+        if sched is None:
             return None
-        return [h.get("mom") for h in opt.hypers]
+        step = getattr(opt, "hypers_step", None)
+        if step is None:
+            position = opt.schedule_step
+            if position == 0:
+                return None
+            step = position - 1
+        moms = opt.hypers_at(min(step, sched["total_steps"] - 1))[1]
+        return [m if "mom" in h else None for m, h in zip(moms, opt.hypers, strict=True)]
 
     def _resting_mom(self) -> float:
         """The momentum a fit that schedules none runs at, as fastai's (fit_flat_cos, fit_sgdr

@@ -333,7 +333,7 @@ class _Moms(Callback):
             self.seen.append(self.learn.opt.hypers[0]["mom"])
 
 
-def test_a_fit_after_a_one_cycle_fit_keeps_its_last_momentum_as_fastai():
+def test_a_fit_after_a_one_cycle_fit_keeps_its_last_momentum_as_fastai(tmp_path):
     """fastai's hypers keep what its ParamScheduler set last, so fit, fit_flat_cos, fit_sgdr
     and lr_find after fit_one_cycle (or fine_tune) run at the last step's momentum (0.9433
     after 8 steps, trial D against fastai 2.8.12); they went back to the optimizer's 0.9."""
@@ -348,6 +348,20 @@ def test_a_fit_after_a_one_cycle_fit_keeps_its_last_momentum_as_fastai():
         moms = _Moms()
         getattr(learn, then)(*args, cbs=moms)
         assert moms.seen == pytest.approx([last] * 8), then
+    learn = make_learner()  # lr_find puts the optimizer back: the momentum is kept
+    learn.fit_one_cycle(1, 1e-2)
+    learn.unfreeze()
+    learn.lr_find(num_it=30)
+    moms = _Moms()
+    learn.fit(1, 1e-3, cbs=moms)
+    assert moms.seen == pytest.approx([last] * 8), "after lr_find"
+    learn = make_learner(path=tmp_path)  # and from a checkpoint saved after the schedule
+    learn.fit_one_cycle(1, 1e-2)
+    learn.save("after")
+    loaded = make_learner(path=tmp_path).load("after")
+    moms = _Moms()
+    loaded.fit(1, 1e-3, cbs=moms)
+    assert moms.seen == pytest.approx([last] * 8), "after load"
     fresh = make_learner()
     moms = _Moms()
     fresh.fit_flat_cos(1, 1e-3, cbs=moms)
