@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import inspect
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sized
 from functools import partial
@@ -449,8 +450,9 @@ def validate(
             loss = mean * yb.shape[0]
             loss_sum = loss if loss_sum is None else loss_sum + loss
             n += yb.shape[0]
-            outs.append(out)
-            targs.append(yb)
+            if learn.metrics:  # only metrics read the outputs (any structure the loss takes)
+                outs.append(out)
+                targs.append(yb)
     # outside inference_mode, as in get_preds; every process joins, also one with no batch
     preds = cat_nested(outs) if outs else None  # a model's tuple or dict: leaf by leaf
     targ = torch.cat(targs) if targs else None
@@ -458,7 +460,8 @@ def validate(
         loss_sum, n, preds, targ = reduce_validation(loss_sum, n, preds, targ)
     if n == 0 or loss_sum is None:
         raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
-    warn_not_finite(learn, preds, "validate")
+    if preds is not None:
+        warn_not_finite(learn, preds, "validate")
     return [float(loss_sum / n)] + [metric_value(m, preds, targ) for m in learn.metrics]
 
 
@@ -508,8 +511,6 @@ def _pairs(
     finally:
         if bar is not None:
             bar.close()
-        if isinstance(dl, DeviceDataLoader):
-            dl.close()  # its decoding workers end with the pass, as after a fit
 
 
 def classifying(learn: Learner) -> bool:
@@ -732,13 +733,23 @@ def _per_item_loss_func(lf: Callable[..., torch.Tensor]) -> Callable[..., torch.
         per_item = copy.copy(lf)
         per_item.reduction = "none"
         return per_item
-    if lf in (F.cross_entropy, F.nll_loss):
-        return partial(lf, reduction="none")
+    if lf in (F.cross_entropy, F.nll_loss) or _takes_reduction(lf):
+        return partial(lf, reduction="none")  # fastai's: partial(loss_func, reduction='none')
     raise ValueError(
         f"with_loss needs per-item losses: loss_func should be a torch loss module with a "
-        f"`reduction` attribute (e.g. nn.CrossEntropyLoss()) or F.cross_entropy, got "
+        f"`reduction` attribute (e.g. nn.CrossEntropyLoss()) or a function taking "
+        f"reduction= (F.cross_entropy, or yours as `def loss(out, y, reduction='mean')`), got "
         f"{lf!r}; call get_preds without with_loss and compute them from the outputs"
     )
+
+
+def _takes_reduction(f: Any) -> bool:
+    """Whether the function `f` has a `reduction` parameter (a loss of the user's written as
+    torch's functional losses are)."""
+    try:
+        return "reduction" in inspect.signature(f).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _pass_order(dl: Any) -> torch.Tensor | None:

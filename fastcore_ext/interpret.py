@@ -235,12 +235,12 @@ class ClassificationInterpretation:
 
     def __getitem__(self, idxs: int | list[int] | range | torch.Tensor) -> tuple[torch.Tensor, ...]:
         """fastai v2's ``interp[idxs]``: (inputs, probs, targets, decoded, losses) of the
-        items at data set indices `idxs` (an int, a list or range of ints, or an int Tensor,
-        e.g. the indices `top_losses` gives), in that order. inputs: the images through the
-        validation transform as the model sees them (float [n, 3, S, S], normalized, on
-        the CPU); probs, targets, decoded (the predicted class) and losses: this
-        interpretation's rows of them (fastai runs the model again on the items; here
-        they are the cached results of the same pass)."""
+        items at data set indices `idxs` (an int, negative from the end, a list, range or slice
+        of them, or an int Tensor, e.g. the indices `top_losses` gives), in that order.
+        inputs: the images through the validation transform as the model sees them (float
+        [n, 3, S, S], normalized, on the CPU); probs, targets, decoded (the predicted class)
+        and losses: this interpretation's rows of them (fastai runs the model again on the
+        items; here they are the cached results of the same pass)."""
         rows = self._rows(idxs)
         raw = self._raw(self.idxs[rows].tolist())
         data = self.data
@@ -561,19 +561,21 @@ class ClassificationInterpretation:
 
     # ---- helpers -------------------------------------------------------------------------
     def _rows(self, idxs: object) -> list[int]:
-        """The rows of the items at data set indices `idxs` (an int, a list / tuple / range
-        of ints or an int Tensor); IndexError naming an index out of range, ValueError one
-        without a row (an unreadable image)."""
+        """The rows of the items at data set indices `idxs` (an int, negative from the end, a
+        list / tuple / range / slice of them or an int Tensor); IndexError naming an index out
+        of range, ValueError one without a row (an unreadable image)."""
         if isinstance(idxs, torch.Tensor):
             if idxs.dtype.is_floating_point or idxs.dim() > 1:
                 raise TypeError(f"idxs: expected ints, got a {idxs.dtype} tensor of shape "
                                 f"{tuple(idxs.shape)}")  # fmt: skip
             idxs = idxs.tolist()
+        n_items = len(self._dataset())
+        if isinstance(idxs, slice):
+            idxs = range(*idxs.indices(n_items))
         listed = list(idxs) if isinstance(idxs, list | tuple | range) else [idxs]
         if not listed:
             raise ValueError("idxs: an empty list shows nothing")
         rows_of = {int(i): r for r, i in enumerate(self.idxs.tolist())}
-        n_items = len(self._dataset())
         rows = []
         for i in listed:
             number = int_or_none(i)
@@ -581,6 +583,8 @@ class ClassificationInterpretation:
                 raise TypeError(
                     f"idxs: expected data set indices (ints), got {type(i).__name__} {i!r}"
                 )
+            if -n_items <= number < 0:  # from the end, as a list's
+                number += n_items
             if number not in rows_of:
                 if 0 <= number < n_items:
                     raise ValueError(

@@ -88,7 +88,7 @@ from fastcore_ext.checkpoint import (
 from fastcore_ext.checks import check_bool, check_int, int_or_none
 from fastcore_ext.compiling import CompiledForward, compile_forward
 from fastcore_ext.data.items import shown_names
-from fastcore_ext.data.loader import release_workers
+from fastcore_ext.data.loader import keep_workers
 from fastcore_ext.data.paths import DataPath, file_in_the_way
 from fastcore_ext.export import DEFAULT_EXPORT, describe_metric, export_model
 from fastcore_ext.foundation import L
@@ -665,14 +665,14 @@ class Learner:
             self.train_iter = 0
             self.pct_train = start_epoch / n_epoch
             self.opt.zero_grad(set_to_none=True)
-            interrupt.run_fit(self, self._do_fit)
+            with keep_workers(self.data):  # from epoch to epoch, stopped when the fit ends
+                interrupt.run_fit(self, self._do_fit)
         finally:
             for cb in extra:
                 if cb in self.cbs:
                     self.remove_cb(cb)
             self.training = False
             self._forget_batch()
-            release_workers(self.data)  # kept over the fit's epochs, not while idle
 
     def _do_fit(self) -> None:
         for epoch in range(self._start_epoch, self.n_epoch):
@@ -1626,17 +1626,21 @@ class Learner:
         same classes, in the same order, when it names them (False: what matches, with a
         warning; a file of which nothing fits is an error); with_rng (default with_opt): the
         RNG states. An optimizer state saved with other param groups (another wd_bn_bias, or a
-        file from before it) is rearranged for this learner's. device (fastai's, checked):
-        the tensors are read onto the model's device whatever it says (fastai's maps them
-        there, then copies them into the model as well). Returns self; details in
+        file from before it) is rearranged for this learner's. device (fastai's): checked (a
+        device this machine lacks is an error, as fastai's); the tensors are read onto the
+        model's device whatever it says (fastai's maps them there, then copies them into the
+        model as well). Returns self; details in
         fastcore_ext.checkpoint.load_checkpoint."""
         check_bool("with_opt", with_opt)
         check_bool("strict", strict)
         if device is not None:
             try:
-                torch.device(device)
+                kind = torch.device(device).type
             except (RuntimeError, TypeError) as e:
                 raise ValueError(f"device: expected a torch device, got {device!r}") from e
+            backend = getattr(torch, kind, None) if kind != "cpu" else None
+            if kind != "cpu" and not (backend is not None and backend.is_available()):
+                raise ValueError(f"device: {device!r} is not available on this machine")
         if with_rng is not None:
             check_bool("with_rng", with_rng)
         regroup = partial(

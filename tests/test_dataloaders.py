@@ -361,3 +361,34 @@ def test_fastbook_chapter_4_custom_loss_and_targets_validate_and_predict():
     assert torch.equal(decoded, probs > 0.5)
     with pytest.raises(ValueError, match=r"y should hold one target per item \(16\), got"):
         learn.validate(dl=[(x[:16], y[:3])])
+
+
+def test_validate_of_a_model_whose_outputs_the_metrics_do_not_need(tmp_path):
+    """Outputs holding a non-tensor (or a structure that changes between batches) trained
+    and validated in the fit but validate() refused them: only metrics need the outputs
+    joined. A loss function taking reduction= gives get_preds(with_loss=True) per-item
+    losses, as fastai's partial(loss_func, reduction='none')."""
+
+    class WithExtra(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _model()
+
+        def forward(self, x):
+            return self.net(x), "a note"
+
+    def loss(out, y, reduction="mean"):
+        return F.cross_entropy(out[0], y, reduction=reduction)
+
+    learn = Learner(_dls(), WithExtra(), loss_func=loss, path=tmp_path, precision="fp32")
+    learn.progress.stream = io.StringIO()
+    learn.fit(1, 1e-2)
+    assert learn.validate()[0] == pytest.approx(learn.recorder.values[-1][1], rel=1e-6)
+
+    tuple_model = _TwoOutputs(as_dict=False)
+    learn = Learner(_dls(), tuple_model, loss_func=loss, path=tmp_path, precision="fp32")
+    preds, targets, losses = learn.get_preds(with_loss=True)
+    x, y = learn.dls.valid_ds.tensors
+    with torch.no_grad():
+        expected = F.cross_entropy(tuple_model.eval()(x)[0], y, reduction="none")
+    torch.testing.assert_close(losses, expected, atol=1e-5, rtol=1e-5)

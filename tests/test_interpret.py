@@ -888,6 +888,8 @@ def test_fastai_v2s_interp_getitem_and_show_results(folder, tmp_path):
         IndexError, match=rf"idxs: expected data set indices in \[0, {n}\), got {n}"
     ):
         interp[n]
+    assert interp[-1][2].tolist() == [int(targets[n - 1])]  # from the end, as a list's
+    assert interp[2:5][2].tolist() == targets[2:5].tolist()
     with pytest.raises(TypeError, match="idxs: expected data set indices .ints., got str 'a'"):
         interp.show_results(["a"])
     with pytest.raises(ValueError, match="idxs: an empty list shows nothing"):

@@ -141,3 +141,6 @@ def test_load_names_fastais_doubled_suffix_and_takes_its_device_argument(tmp_pat
     learn.load("x.pth.pth", device="cpu")
     with pytest.raises(ValueError, match="device: expected a torch device, got 'gpu0'"):
         learn.load("x.pth.pth", device="gpu0")
+    if not torch.cuda.is_available():  # fastai: "Attempting to deserialize ... on a CUDA device"
+        with pytest.raises(ValueError, match="device: 'cuda' is not available on this machine"):
+            learn.load("x.pth.pth", device="cuda")

@@ -361,14 +361,22 @@ def test_ctrl_c_stops_the_worker_processes(image_folder, tmp_path):
 def test_an_idle_learner_holds_no_worker_process(image_folder, tmp_path):
     """The decoding workers stayed alive as long as the learner: a notebook keeping several
     learners held 4 processes each (fastai's loaders end theirs with each pass). A fit
-    keeps them over its epochs and ends them; so does an inference pass."""
+    keeps them over its epochs and ends them; any other pass starts and ends its own."""
     learns = [image_learner(image_folder, tmp_path) for _ in range(2)]
     for learn in learns:
         learn.fit(2)
         assert _no_children(timeout=0.5)
-    learns[0].get_preds()
-    assert _no_children(timeout=0.5)
-    assert learns[0].validate()[0] == pytest.approx(learns[0].recorder.values[-1][1])
+    learn = learns[0]
+    for call in (
+        learn.get_preds,
+        lambda: learn.get_preds(ds_idx=0),
+        learn.tta,  # trial I: its passes left 2 workers
+        learn.data.one_batch,
+        lambda: next(iter(learn.data.train_dl)),  # a pass left unfinished
+    ):
+        call()
+        assert _no_children(timeout=2.0), call
+    assert learn.validate()[0] == pytest.approx(learn.recorder.values[-1][1])
 
 
 def _die_in_worker(*args, **kwargs):

@@ -886,7 +886,7 @@ def resize_images(
         w, h = new.size
         if max_size is not None and max(w, h) > max_size:
             scale = max_size / max(w, h)
-            new = new.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample)
+            new = new.resize((max(1, int(w * scale)), max(1, int(h * scale))), resample)  # fastai's
         new = new.convert("RGB" if n_channels == 3 else "L")
         with atomic_write(target, mode_of=src) as f:
             new.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))

@@ -56,6 +56,7 @@ order, no padding. Process r > 0 draws its augmentation from its own stream.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -89,7 +90,7 @@ __all__ = [
     "decode_batch",
     "decode_readable",
     "default_num_workers",
-    "release_workers",
+    "keep_workers",
 ]
 
 _SHUFFLE_STREAM = 0x5_4FF1E
@@ -501,6 +502,7 @@ class DeviceDataLoader:
         # object is garbage collected (see _release_workers)
         self._workers: dict[str, DataLoader] = {}
         weakref.finalize(self, _release_workers, self._workers)
+        self._persistent = False  # workers kept from pass to pass: during a fit (set_persistent)
         self._sampler = _BatchList()
         self.rank, self.world_size = 0, 1
         self._bad: set[int] = set()  # indices of the unreadable files met so far
@@ -654,7 +656,7 @@ class DeviceDataLoader:
                 collate_fn=_no_collate,
                 num_workers=nw,
                 pin_memory=self._pin,
-                persistent_workers=nw > 0,
+                persistent_workers=nw > 0 and self._persistent,
                 prefetch_factor=2 if nw > 0 else None,
                 timeout=self.timeout if nw > 0 else 0,
                 generator=torch.Generator().manual_seed(self.seed),  # not the global RNG
@@ -662,10 +664,17 @@ class DeviceDataLoader:
         return self._workers["loader"]
 
     def close(self) -> None:
-        """Stop the decoding workers (they restart when needed). A fit keeps them from epoch
-        to epoch and stops them when it ends (`release_workers`), as does an inference pass,
-        so an idle learner holds no worker process."""
+        """Stop the decoding workers (they restart when needed)."""
         self._workers.clear()
+
+    def set_persistent(self, persistent: bool) -> None:
+        """Keep the decoding workers from pass to pass (True: what a fit sets for its epochs,
+        `keep_workers`) or start them for each pass and end them with it (False, the default:
+        as fastai's loaders; an idle learner holds no worker process). A change stops the
+        workers running now."""
+        if persistent != self._persistent:
+            self.close()
+            self._persistent = persistent
 
     def __getstate__(self) -> dict[str, Any]:
         """A copy without the decoding workers (copy.deepcopy / pickle of a learner): the
@@ -1038,10 +1047,17 @@ class DeviceDataLoader:
         )
 
 
-def release_workers(data: Any) -> None:
-    """Stop the decoding workers of `data`'s training and validation loaders (those that are
-    DeviceDataLoaders): what a fit calls when it ends. Other data: nothing."""
-    for name in ("train_dl", "valid_dl"):
-        dl = getattr(data, name, None)
-        if isinstance(dl, DeviceDataLoader):
-            dl.close()
+@contextlib.contextmanager
+def keep_workers(data: Any) -> Iterator[None]:
+    """While the block runs (a fit), the decoding workers of `data`'s training and validation
+    loaders (those that are DeviceDataLoaders) live from epoch to epoch; when it ends, they
+    are stopped, and later passes start and end their own. Other data: nothing."""
+    loaders = [getattr(data, name, None) for name in ("train_dl", "valid_dl")]
+    loaders = [dl for dl in loaders if isinstance(dl, DeviceDataLoader)]
+    for dl in loaders:
+        dl.set_persistent(True)
+    try:
+        yield
+    finally:
+        for dl in loaders:
+            dl.set_persistent(False)
