@@ -207,22 +207,31 @@ class _BatchView:
         return getattr(self.learn, name)
 
 
-def warn_not_finite(learn: Learner, out: torch.Tensor, caller: str) -> None:
-    """A RuntimeWarning when the model's outputs `out` (Tensor[N, ...], or a tuple / dict of
-    them) hold a NaN or an infinity: its predictions mean nothing (an argmax over NaN is
-    class 0). It says whether the model's own tensors are not finite (a fit diverged) or the
-    inputs must be."""
+def not_finite_rows(out: Any) -> torch.Tensor | None:
+    """Which items (bool [N], on the CPU) of the model's outputs `out` (Tensor[N, ...], or a
+    tuple / dict of them) hold a NaN or an infinity; None when it holds no tensor of rows."""
     tensors = [t for t in leaves(out) if isinstance(t, torch.Tensor) and t.dim() > 0]
     if not tensors:
-        return
+        return None
     n_items = len(tensors[0])
     bad_rows = torch.zeros(n_items, dtype=torch.bool)
     for t in tensors:
         if len(t) == n_items:
             bad_rows |= ~torch.isfinite(t.detach()).reshape(n_items, -1).all(dim=1).cpu()
-    if not bool(bad_rows.any()):
+    return bad_rows
+
+
+def warn_not_finite(
+    learn: Learner, out: Any, caller: str, rows: torch.Tensor | None = None
+) -> None:
+    """A RuntimeWarning when the model's outputs `out` (Tensor[N, ...], or a tuple / dict of
+    them; or, with out None, `rows`: their `not_finite_rows`) hold a NaN or an infinity: its
+    predictions mean nothing (an argmax over NaN is class 0). It says whether the model's
+    own tensors are not finite (a fit diverged) or the inputs must be."""
+    bad_rows = not_finite_rows(out) if out is not None else rows
+    if bad_rows is None or not bool(bad_rows.any()):
         return
-    rows = int(bad_rows.sum())
+    n_items, rows = len(bad_rows), int(bad_rows.sum())
     broken = non_finite_tensors(learn.model)
     if broken:
         why = (
@@ -423,6 +432,7 @@ def validate(
     n = 0
     outs: list[torch.Tensor] = []
     targs: list[torch.Tensor] = []
+    bad_rows: list[torch.Tensor] = []  # without metrics: which items' outputs are not finite
     rules = _BatchRules.of(learn, source)
     events = PassEvents(learn)
     accumulating = [m for m in learn.metrics if isinstance(m, Metric)]
@@ -453,6 +463,10 @@ def validate(
             if learn.metrics:  # only metrics read the outputs (any structure the loss takes)
                 outs.append(out)
                 targs.append(yb)
+            else:
+                bad = not_finite_rows(out)
+                if bad is not None:
+                    bad_rows.append(bad)
     # outside inference_mode, as in get_preds; every process joins, also one with no batch
     preds = cat_nested(outs) if outs else None  # a model's tuple or dict: leaf by leaf
     targ = torch.cat(targs) if targs else None
@@ -462,6 +476,8 @@ def validate(
         raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
     if preds is not None:
         warn_not_finite(learn, preds, "validate")
+    elif bad_rows:
+        warn_not_finite(learn, None, "validate", torch.cat(bad_rows))
     return [float(loss_sum / n)] + [metric_value(m, preds, targ) for m in learn.metrics]
 
 
