@@ -341,8 +341,7 @@ def get_preds(
             with rules.int_input_note(i, xb):
                 out = forward(learn, xb, events)
             n = xb.shape[0] if yb is None else yb.shape[0]
-            nested = not isinstance(out, torch.Tensor)  # a tuple or dict: the user's loss's
-            if not nested and (
+            if isinstance(out, torch.Tensor) and (  # a tuple or dict: the user's loss's
                 (out.dim() != 2 if rules.classes else out.dim() == 0) or out.shape[0] != n
             ):
                 what = "Tensor[B, c]" if rules.classes else "one output per item, [B, ...]"
@@ -368,7 +367,7 @@ def get_preds(
     raw = cat_nested(outs) if outs else None  # a model's tuple or dict: leaf by leaf
     targ, loss, inp = (torch.cat(p) if p else None for p in (targs, losses, inputs))
     if getattr(dl, "world_size", 1) > 1:  # this process's block: gather all, rank order
-        raw = all_gather_cat(raw) if raw is None else map_nested(raw, all_gather_cat)
+        raw = map_nested(raw, all_gather_cat)  # leaf by leaf (None is a leaf too)
         targ, loss, inp = map(all_gather_cat, (targ, loss, inp))
         order = None if order is None else all_gather_cat(order)
     if raw is None:

@@ -198,6 +198,5 @@ def reduce_validation(
     if count == 0:
         return None, 0, None, None
     out = torch.tensor(total, dtype=torch.float64)
-    # a model's tuple or dict of outputs: gathered leaf by leaf
-    preds = all_gather_cat(preds) if preds is None else map_nested(preds, all_gather_cat)
-    return out, count, preds, all_gather_cat(targs)
+    # a model's tuple or dict of outputs: gathered leaf by leaf (None is a leaf too)
+    return out, count, map_nested(preds, all_gather_cat), all_gather_cat(targs)

@@ -542,7 +542,7 @@ class DeviceDataLoader:
     @property
     def c(self) -> int:
         """fastai v2's ``dls.train.c``: the number of classes."""
-        return len(self.dataset.classes)
+        return self.dataset.c
 
     @property
     def bad_items(self) -> list[Path]:
