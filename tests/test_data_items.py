@@ -23,7 +23,7 @@ from fastcore_ext.data import (
     to_rgb,
     verify_images,
 )
-from fastcore_ext.data.items import _resolve_fnames
+from fastcore_ext.data.items import _resolve_fnames, labels_of
 
 
 def _img(path: Path) -> Path:
@@ -621,6 +621,28 @@ def test_number_labels_are_classes_in_numeric_order(tmp_path):
     assert items_from_table(tmp_path, names, labels).classes == in_order
     (tmp_path / "mixed.csv").write_text("name,label\n0.png,3\n1.png,cat\n")
     assert read_labels_csv(tmp_path / "mixed.csv")[1] == ["3", "cat"]
+
+
+def test_a_number_given_as_int_and_as_float_is_one_class(tmp_path):
+    """Labels 1 and 1.0 (gathered from JSON and a table, say) were the two classes '1' and
+    '1.0': one real class trained as two competing ones, silently; fastai's set of labels
+    holds one of them. Now one class named as the int, in the lists, table and label_func
+    paths, and test_dl(with_labels=True) finds a 1.0 label's class."""
+    files = [_img(tmp_path / f"{i}.png") for i in range(12)]
+    mixed = [[1, 1.0, 2, 10][i % 4] for i in range(12)]
+    split = items_from_lists(tmp_path, files, mixed)
+    assert split.classes == ["1", "2", "10"]
+    labels = [split.classes[y] for y in split.train_labels + split.valid_labels]
+    assert labels.count("1") == 6
+    assert items_from_table(tmp_path, files, np.array(mixed, dtype=object)).classes == [
+        "1", "2", "10"
+    ]  # fmt: skip
+    by_func = items_from_name_func(tmp_path, files, lambda p: mixed[int(p.stem)])
+    assert by_func.classes == ["1", "2", "10"]
+    assert labels_of(files[:2], lambda p: mixed[int(p.stem)], by_func.classes) == [0, 0]
+    # floats alone keep their text (fastai's vocab shows 1.0), ints alone theirs
+    floats = items_from_lists(tmp_path, files, [float(y) for y in mixed])
+    assert floats.classes == ["1.0", "2.0", "10.0"]
 
 
 def test_a_table_names_files_under_its_path_only_and_says_why_one_is_missing(tmp_path, monkeypatch):

@@ -649,7 +649,7 @@ def items_from_name_func(
         raise TypeError(f"label_func: expected a callable, got {label_func!r}")
     items = _resolve_fnames(path, fnames)
     raw = [_call_labeller(label_func, p, label_from) for p in items]
-    labels = [_label_text(lab, p, "label_func") for lab, p in zip(raw, items, strict=True)]
+    labels = _label_texts(raw, items, "label_func")
     return _labelled(items, labels, valid_pct, seed, rule, all(map(_is_number, raw)))
 
 
@@ -713,6 +713,19 @@ def _label_text(label: object, item: Path, arg: str) -> str:
     return text
 
 
+def _label_texts(labels: Sequence[object], items: Sequence[Path], arg: str) -> list[str]:
+    """Each file's class name (`_label_text`); a number given both as an int and as a float
+    (1 and 1.0, e.g. labels gathered from JSON and a table) is one class, named as the int
+    ('1'), as fastai's set of labels holds one of them."""
+    texts = [_label_text(y, p, arg) for y, p in zip(labels, items, strict=True)]
+    by_value: dict[float, set[str]] = {}
+    for y, text in zip(labels, texts, strict=True):
+        if _is_number(y):
+            by_value.setdefault(float(text), set()).add(text)
+    same = {t: min(ts, key=len) for ts in by_value.values() if len(ts) > 1 for t in ts}
+    return [same.get(t, t) for t in texts] if same else texts
+
+
 def _label_list(labels: object, arg: str) -> list[object]:
     """`labels` as a list: a list, tuple or other iterable, or a 1-d tensor / numpy array /
     pandas Series by its values (`tolist`)."""
@@ -748,7 +761,7 @@ def _items_with_labels(
         raise ValueError(f"{arg}: expected {len(items)} labels (one per file), got {len(labs)}")
     if valid is not None and len(valid) != len(items):
         raise ValueError(f"valid_col: expected {len(items)} flags (one per file), got {len(valid)}")
-    texts = [_label_text(y, p, arg) for y, p in zip(labs, items, strict=True)]
+    texts = _label_texts(labs, items, arg)
     numeric = all(map(_is_number, labs))
     return _labelled(items, texts, valid_pct, seed, rule, numeric, valid)
 
@@ -1197,7 +1210,10 @@ def labels_of(
     index = {str(c): i for i, c in enumerate(classes)}
     labels, outside = [], []
     for p in items:
-        label = str(labeller(p))
+        raw = labeller(p)
+        label = str(raw)
+        if label not in index and _is_number(raw) and float(raw).is_integer():
+            label = str(int(float(raw)))  # 1.0 for the class '1' (_label_texts)
         if label not in index:
             outside.append(f"{p.name} ({label!r})")
         labels.append(index.get(label, -1))
