@@ -71,6 +71,16 @@ def test_v1_from_lists_splits_as_fastai_v1(ten):
     assert np.random.permutation(10)[:2].tolist() == [8, 1]  # the rule, as v1 writes it
 
 
+@pytest.mark.parametrize("rule", ["v1", "v2"])
+def test_the_validation_size_truncates_as_fastais(rule):
+    """fastai's RandomSplitter and v1's split_by_rand_pct hold out int(valid_pct * n) items,
+    truncated, float error included: 13 * 0.2 = 2.6 gives 2, 7 * 0.5 = 3.5 gives 3, and
+    0.29 * 100 = 28.999999999999996 gives 28 (not the 29 a rounding rule would give)."""
+    for n, pct, n_valid in ((13, 0.2, 2), (7, 0.5, 3), (100, 0.29, 28), (10, 0.7, 7)):
+        train, valid = random_split(n, pct, 0, rule)
+        assert len(valid) == n_valid and sorted(train + valid) == list(range(n))
+
+
 @pytest.mark.parametrize("seed", [42, 7])
 def test_v2_from_folder_equals_the_datablock_with_random_splitter(root, seed):
     """The probe's finding: from_folder(valid_pct, seed) and DataBlock(RandomSplitter(seed))

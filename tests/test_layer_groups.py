@@ -14,9 +14,9 @@ from torch import nn
 
 import fastcore_ext.checkpoint as checkpoint
 from fastcore_ext.callback import Callback, SaveModelCallback
-from fastcore_ext.layer_groups import NORM_TYPES, GroupMap, norm_bias_param_ids
+from fastcore_ext.layer_groups import NORM_TYPES, GroupMap, fine_tune_lrs, norm_bias_param_ids
 from fastcore_ext.learner import Learner
-from fastcore_ext.optim import SGD, Adam
+from fastcore_ext.optim import SGD, Adam, slice_values
 from fastcore_ext.schedule import exp_sweep, one_cycle
 from fastcore_ext.vision import create_cnn, models
 
@@ -360,3 +360,20 @@ def test_lr_finds_suggestions_of_several_methods_are_not_taken_as_per_group_rate
         lg.lr_range(three, 3, "max_lr")
     one = namedtuple("SuggestedLRs", ["valley"])(2e-3)  # what lr_find returns on v2's data
     assert lg.lr_range(one, 3, "max_lr") == [2e-3] * 3
+
+
+def test_slice_spreads_and_fine_tune_rates_are_fastais_numbers():
+    """Literal values, not the code's own lr_range: fastai's even_mults spreads slice(a, b)
+    geometrically over the groups (ratio (b/a)^(1/(n-1))), slice(b) is b/10 for all but the
+    last group, and fine_tune unfreezes at slice(base_lr/2/lr_mult, base_lr/2)."""
+    assert slice_values(1e-4, 1e-2, 3) == pytest.approx([1e-4, 1e-3, 1e-2])
+    assert slice_values(1e-5, 1e-2, 4) == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2])
+    assert slice_values(None, 1e-2, 3) == pytest.approx([1e-3, 1e-3, 1e-2])
+    assert slice_values(1e-4, 1e-2, 1) == [1e-2]
+    learn = create_cnn(easy_bunch(), models.resnet18, pretrained=False)
+    assert learn.lr_range(slice(1e-4, 1e-2)) == pytest.approx([1e-4, 1e-3, 1e-2])
+    frozen, unfrozen = fine_tune_lrs(2e-3, 100)
+    assert frozen == slice(2e-3)
+    assert (unfrozen.start, unfrozen.stop) == pytest.approx((1e-5, 1e-3))
+    frozen, unfrozen = fine_tune_lrs(1e-2, 10)
+    assert (unfrozen.start, unfrozen.stop) == pytest.approx((5e-4, 5e-3))

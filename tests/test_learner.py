@@ -487,12 +487,17 @@ class ScriptedLoss(Callback):
         # a 30x batch-noise jump at the 2nd point: before, the sweep ended there with one usable
         # point and lr_find raised; the smoothed loss is still 4x the best at the 3rd: ended
         ([0.1, 3.0, 0.1, 0.1, 0.1, 0.1], 3),
+        # fastai's threshold, 4x the best smoothed loss: a rise to 1.0 smooths to 3.3x the
+        # best at the 4th point, 4.7x at the 5th (ended there; a 10x rule would run on) ...
+        ([0.1] * 3 + [1.0] * 5, 5),
+        # ... and a rise to 0.6 peaks at 3.94x within 7 points: not ended
+        ([0.1] * 3 + [0.6] * 4, 7),
     ],
 )
 def test_lr_find_divergence_counts_from_the_third_point(losses, points):
     learn = make_learner()
     learn.add_cb(ScriptedLoss(losses))
-    sugg = learn.lr_find(num_it=6, show_plot=False)
+    sugg = learn.lr_find(num_it=len(losses), show_plot=False)
     assert len(learn.recorder.group_lrs) == points and math.isfinite(sugg.valley)
 
 

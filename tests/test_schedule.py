@@ -45,6 +45,18 @@ def test_one_cycle_phases():
     assert lr == pytest.approx((lr_max + lr_max / div_final) / 2)
     assert mom == pytest.approx((0.85 + 0.9) / 2)
 
+    # a quarter into each phase: a cosine (fastai's SchedCos), not a line, which has the
+    # same ends and middle
+    def cos_at(a, b, t):
+        return a + (b - a) * (1 - math.cos(math.pi * t)) / 2
+
+    lr, mom = one_cycle(pct / 4, *args)
+    assert lr == pytest.approx(cos_at(lr_max / div, lr_max, 0.25))
+    assert mom == pytest.approx(cos_at(0.95, 0.85, 0.25))
+    lr, mom = one_cycle(pct + (1 - pct) / 4, *args)
+    assert lr == pytest.approx(cos_at(lr_max, lr_max / div_final, 0.25))
+    assert mom == pytest.approx(cos_at(0.85, 0.9, 0.25))
+
 
 def test_one_cycle_is_monotone_in_each_phase():
     pct = 0.25
