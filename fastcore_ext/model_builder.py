@@ -257,7 +257,7 @@ def _fetch_weights(weights: WeightsEnum, arch_name: str) -> None:
             f"Put the file {path.name} (from {weights.url}) at {path} "
             f"(torchvision's cache: $TORCH_HOME/hub/checkpoints, TORCH_HOME defaults to "
             f"~/.cache/torch), or pass pretrained=False to start from random weights."
-        ) from e
+        ) from None  # the cause is in the message: its urllib traceback was 60 lines of noise
 
 
 def pretrained_weights_cached(arch: Callable[..., nn.Module] | str) -> Path | None:

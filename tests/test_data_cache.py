@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastcore_ext.data import DecodedCache, clear_cache
+from fastcore_ext.data import DecodedCache, cache_size, clear_cache
 from fastcore_ext.data import cache as cache_mod
 from fastcore_ext.data import images as images_mod
 from fastcore_ext.data.images import PAD_MODES, window_origins
@@ -557,3 +557,27 @@ def test_clear_cache_removes_what_no_live_process_uses(files, tmp_path, monkeypa
     assert clear_cache() == [default.path]
     with pytest.raises(TypeError, match="folder: expected a cache folder"):
         clear_cache(3)
+
+
+def test_cache_size_counts_the_folder_and_a_large_folder_warns_once(files, tmp_path, monkeypatch):
+    """The folder is bounded per data folder and presize, not across them: a long session of
+    new sizes and data sets grows it. cache_size says how much; a completed cache warns once
+    a process when the folder passes FASTCORE_EXT_CACHE_WARN_GB, naming clear_cache."""
+    folder = tmp_path / "c"
+    assert cache_size(folder) == 0  # not there yet
+    monkeypatch.setattr(cache_mod, "_warned_size", False)
+    monkeypatch.setenv("FASTCORE_EXT_CACHE_WARN_GB", "1e-9")  # about 1 byte
+    with pytest.warns(
+        UserWarning, match=r"cache: the image caches in .* take 0\.0 GB.*clear_cache"
+    ):
+        first = _complete_list(files, folder)
+    (folder / "notes.txt").write_text("not ours")
+    assert cache_size(folder) == first.path.stat().st_size > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once a process
+        _complete_list(files[1:], folder)
+    assert cache_size(folder) == sum(f.stat().st_size for f in folder.glob("*.imgs"))
+    monkeypatch.setenv("FASTCORE_EXT_HOME", str(tmp_path / "home"))
+    assert cache_size() == 0
+    with pytest.raises(TypeError, match="folder: expected a cache folder"):
+        cache_size(3)

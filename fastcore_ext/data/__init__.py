@@ -33,7 +33,7 @@ from .bunch import (
     images_of_test_folder,
     mnist_stats,
 )
-from .cache import DecodedCache, clear_cache
+from .cache import DecodedCache, cache_size, clear_cache
 from .dataloaders import DataLoaders, TorchLoader
 from .datasets import Datasets, ImageItems
 from .demo import DEMO_CLASSES, demo_dataset
@@ -114,6 +114,7 @@ __all__ = [
     "ResizeMethod",
     "URLs",
     "cache_dir",
+    "cache_size",
     "clear_cache",
     "data_dir",
     "default_num_workers",

@@ -70,7 +70,7 @@ from . import images
 from .images import RESIZE_METHODS, window_origins
 from .paths import cache_dir
 
-__all__ = ["DecodedCache", "KEEP_PER_GROUP", "cache_key", "clear_cache"]
+__all__ = ["DecodedCache", "KEEP_PER_GROUP", "cache_key", "cache_size", "clear_cache"]
 
 # 1: center squares in <key>.npy (+ .bad.npy); 2: before MAX_ASPECT (images.py); 3: no
 # checksums; 4: files identified by size and mtime only, names without their group, and the
@@ -79,6 +79,10 @@ __all__ = ["DecodedCache", "KEEP_PER_GROUP", "cache_key", "clear_cache"]
 # 6: JPEGs decoded whole (images.JPEG_REDUCING_GAP, now in the family's hash)
 _VERSION = 7
 KEEP_PER_GROUP = 4  # caches kept per data folder, presize and method: two runs' train + valid
+# a completed cache warns (once a process) when the folder's caches pass this many bytes: the
+# folder is bounded per data folder and presize, not across them (FASTCORE_EXT_CACHE_WARN_GB)
+WARN_BYTES_DEFAULT = 20 * 2**30
+_warned_size = False
 _MAGIC = b"FCXIMGS\x00"
 _FOOTER = struct.Struct("<8sQQQQ")  # magic, version, N, byte offset of the index, index CRC-32
 _ENTRY = 4 * 8  # bytes of an index entry: int64 offset, h, w, checksum
@@ -165,6 +169,56 @@ def _in_use(cache: Path) -> bool:
     return used
 
 
+def _cache_folder(folder: object) -> Path:
+    """`folder` given to clear_cache / cache_size, or the default ``<cache_dir()>/images``."""
+    if folder is not None and not isinstance(folder, str | os.PathLike):
+        raise TypeError(f"folder: expected a cache folder (a str or Path) or None, got {folder!r}")
+    return cache_dir() / "images" if folder is None else Path(folder)
+
+
+def _our_files(where: Path) -> list[Path]:
+    """The files this module wrote in `where` (`_OURS`), sorted."""
+    if not where.is_dir():
+        return []
+    return [f for f in sorted(where.iterdir()) if _OURS.match(f.name) and f.is_file()]
+
+
+def cache_size(folder: str | os.PathLike | None = None) -> int:
+    """Bytes the image caches take in `folder` (default: where `cache=True` keeps them,
+    ``<cache_dir()>/images``): complete caches and the temporaries being filled. The folder
+    keeps `KEEP_PER_GROUP` caches per data folder, presize and resize method, so it grows
+    with each new data set or size; `clear_cache` empties it."""
+    total = 0
+    for f in _our_files(_cache_folder(folder)):
+        try:
+            total += f.stat().st_size
+        except OSError:
+            continue  # removed meanwhile
+    return total
+
+
+def _warn_if_large(folder: Path) -> None:
+    """Once a process: a warning when the caches in `folder` pass FASTCORE_EXT_CACHE_WARN_GB
+    (default 20), naming their size and clear_cache."""
+    global _warned_size
+    if _warned_size:
+        return
+    raw = os.environ.get("FASTCORE_EXT_CACHE_WARN_GB", "")
+    try:
+        limit = float(raw) * 2**30 if raw else WARN_BYTES_DEFAULT
+    except ValueError:
+        limit = WARN_BYTES_DEFAULT
+    size = cache_size(folder)
+    if size > limit:
+        _warned_size = True
+        warn_user(
+            f"cache: the image caches in {str(folder)!r} take {size / 2**30:.1f} GB (each data "
+            f"folder and presize keeps its {KEEP_PER_GROUP} latest); "
+            "fastcore_ext.data.clear_cache() removes those no live process uses "
+            "(FASTCORE_EXT_CACHE_WARN_GB sets this warning's threshold)"
+        )
+
+
 def clear_cache(folder: str | os.PathLike | None = None) -> list[Path]:
     """Remove the image caches in `folder` (default: where `cache=True` keeps them,
     ``<cache_dir()>/images``; or the folder given as ``cache=`` to a data bunch) -> the files
@@ -173,15 +227,9 @@ def clear_cache(folder: str | os.PathLike | None = None) -> list[Path]:
     process uses (this one included: a data bunch still alive) and the temporary a live
     process fills are kept, with one warning that counts them. The next `cache=True` pass
     rebuilds what it needs."""
-    if folder is not None and not isinstance(folder, str | os.PathLike):
-        raise TypeError(f"folder: expected a cache folder (a str or Path) or None, got {folder!r}")
-    where = cache_dir() / "images" if folder is None else Path(folder)
-    if not where.is_dir():
-        return []
+    where = _cache_folder(folder)
     removed, kept = [], []
-    for f in sorted(where.iterdir()):
-        if not _OURS.match(f.name) or not f.is_file():
-            continue
+    for f in _our_files(where):
         pid = _marker_pid(f.name)
         if pid is not None:
             if pid_alive(pid):
@@ -479,6 +527,7 @@ class DecodedCache:
         self._open_complete()
         self._remove_outdated()
         self._remove_least_recently_used()
+        _warn_if_large(self.folder)
 
     def _remove_outdated(self) -> None:
         """Complete caches of this item list with other file sizes or times, and every file
