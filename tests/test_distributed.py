@@ -583,3 +583,21 @@ def test_a_new_learner_has_rank_0s_weights_in_every_process(images, tmp_path):
     r0, r1 = (torch.load(tmp_path / f"fresh{r}.pt") for r in range(WORLD))
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k
+
+
+def test_a_data_difference_between_processes_is_said_in_words():
+    """A class folder missing in one process's copy was reported as two tuples and the advice
+    to pass a seed (the seeds were equal); now what differs is named."""
+    from fastcore_ext.callback.ddp import _data_difference
+
+    mine = (7, (216, 11), (59, 12), ["circle", "square", "star"])
+    missing = (7, (198, 13), (55, 14), ["circle", "square"])
+    msg = _data_difference(mine, missing, 1)
+    assert msg.startswith("the classes differ: rank 0 has 3, rank 1 2; only rank 0 has ['star']")
+    assert "seed" not in msg
+    msg = _data_difference(mine, (8, *mine[1:]), 1)
+    assert msg.startswith("the split seeds differ (rank 0: 7, rank 1: 8)") and "seed=" in msg
+    msg = _data_difference(mine, (7, (215, 11), (59, 12), mine[3]), 1)
+    assert "different numbers of files (train/valid items: rank 0 216/59, rank 1 215/59)" in msg
+    msg = _data_difference(mine, (7, (216, 99), (59, 12), mine[3]), 1)
+    assert "other files or another order of them (train/valid items: rank 0 216/59" in msg

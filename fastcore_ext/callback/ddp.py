@@ -117,11 +117,42 @@ def _data_fingerprint(data: Any) -> tuple[Any, ...]:
         return zlib.crc32("\n".join(map(str, getattr(ds, "items", []))).encode())
 
     train_ds, valid_ds = getattr(data, "train_ds", None), getattr(data, "valid_ds", None)
+    classes = getattr(data, "classes", None)
     return (
         getattr(data, "seed", None),
         None if train_ds is None else (len(train_ds), items(train_ds)),
         None if valid_ds is None else (len(valid_ds), items(valid_ds)),
+        None if classes is None else [str(c) for c in classes],
     )
+
+
+def _data_difference(mine: tuple[Any, ...], theirs: tuple[Any, ...], r: int) -> str:
+    """What differs between this process's `_data_fingerprint` and rank r's, in words."""
+    (seed, train, valid, classes), (seed_r, train_r, valid_r, classes_r) = mine, theirs
+    if classes != classes_r and classes is not None and classes_r is not None:
+        only_here = sorted(set(classes) - set(classes_r))
+        only_there = sorted(set(classes_r) - set(classes))
+        return (
+            f"the classes differ: rank {rank()} has {len(classes)}, rank {r} {len(classes_r)}"
+            + (f"; only rank {rank()} has {only_here}" if only_here else "")
+            + (f"; only rank {r} has {only_there}" if only_there else "")
+            + ". Every process must read the same data folder"
+        )
+    if seed != seed_r:
+        return (
+            f"the split seeds differ (rank {rank()}: {seed}, rank {r}: {seed_r}). Build the data "
+            "with an explicit seed=... in every process, so they split and shuffle alike"
+        )
+    here, there = _sizes(train, valid), _sizes(train_r, valid_r)
+    what = "different numbers of files" if here != there else "other files or another order of them"
+    return (
+        f"the processes read {what} (train/valid items: rank {rank()} {here}, rank {r} "
+        f"{there}). Every process must read the same data folder, with the same split"
+    )
+
+
+def _sizes(train: tuple[int, int] | None, valid: tuple[int, int] | None) -> str:
+    return f"{train[0] if train else 0}/{valid[0] if valid else 0}"
 
 
 def _check_same_data(data: Any) -> None:
@@ -130,12 +161,7 @@ def _check_same_data(data: Any) -> None:
     dist.all_gather_object(everyone, mine)
     for r, theirs in enumerate(everyone):
         if theirs != mine:
-            raise ValueError(
-                f"data differs between processes (rank {rank()}: seed, (train items, hash), "
-                f"(valid items, hash) = {mine}; rank {r}: {theirs}). Build the data with the "
-                f"same items and an explicit seed=... in every process, so they split and "
-                f"shuffle alike"
-            )
+            raise ValueError(f"data differs between processes: {_data_difference(mine, theirs, r)}")
 
 
 def _pin_to_gpu(learn: Learner) -> list[int]:
