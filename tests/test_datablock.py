@@ -26,20 +26,30 @@ from fastcore_ext.data import (
     ColReader,
     ColSplitter,
     DataBlock,
+    EndSplitter,
+    FileGetter,
+    FileSplitter,
     FuncSplitter,
     GrandparentSplitter,
     ImageBlock,
     ImageDataLoaders,
+    ImageGetter,
     IndexSplitter,
+    IntToFloatTensor,
     MaskBlock,
+    MaskSplitter,
     MissingPathError,
     MultiCategoryBlock,
+    Normalize,
     RandomResizedCrop,
     RandomSplitter,
+    RandomSubsetSplitter,
     RegexLabeller,
     RegressionBlock,
     Resize,
     ResizeMethod,
+    ToTensor,
+    TrainTestSplitter,
     get_image_files,
     parent_label,
     using_attr,
@@ -471,3 +481,82 @@ def test_labels_that_are_paths_are_warned_of(tmp_path):
         warnings.simplefilter("error")
         dls = _dls(_block(get_y=using_attr(RegexLabeller(pat), "name")), tmp_path)
     assert dls.vocab == ["black", "grizzly"]
+
+
+def test_the_rest_of_fastais_splitters_give_its_splits(tmp_path):
+    """fastai 2.8.12 on ten items /x/a.png ... /x/j.png (a NameError here before):
+    RandomSubsetSplitter(0.5, 0.2, seed=42) -> ([2, 6, 1, 8, 4], [5, 0]); EndSplitter(0.2) ->
+    ([0..7], [8, 9]); EndSplitter(0.3, valid_last=False) -> ([3..9], [0, 1, 2]);
+    MaskSplitter(i % 3 == 0) -> ([1, 2, 4, 5, 7, 8], [0, 3, 6, 9]); FileSplitter of a file
+    naming a.png and c.png -> ([1, 3, ..., 9], [0, 2])."""
+    items = [Path(f"/x/{c}.png") for c in "abcdefghij"]
+    assert RandomSubsetSplitter(0.5, 0.2, seed=42)(items) == ([2, 6, 1, 8, 4], [5, 0])
+    assert EndSplitter(0.2)(items) == (list(range(8)), [8, 9])
+    assert EndSplitter(0.3, valid_last=False)(items) == (list(range(3, 10)), [0, 1, 2])
+    assert MaskSplitter([i % 3 == 0 for i in range(10)])(items) == (
+        [1, 2, 4, 5, 7, 8],
+        [0, 3, 6, 9],
+    )
+    assert MaskSplitter(np.arange(10) % 3 == 0)(items)[1] == [0, 3, 6, 9]
+    (tmp_path / "valid.txt").write_text("a.png\nc.png\n")
+    assert FileSplitter(tmp_path / "valid.txt")(items) == ([1, 3, 4, 5, 6, 7, 8, 9], [0, 2])
+    # mistakes, named
+    with pytest.raises(ValueError, match="valid_pct: 0.05 of 10 items is no validation item"):
+        EndSplitter(0.05)(items)  # fastai's idxs[:-0] trained on nothing
+    with pytest.raises(ValueError, match="mask: expected 10 flags"):
+        MaskSplitter([True, False])(items)
+    with pytest.raises(TypeError, match="mask: expected one bool per item"):
+        MaskSplitter([1, 0])
+    with pytest.raises(MissingPathError, match="fname: expected a text file"):
+        FileSplitter(tmp_path / "none.txt")
+    with pytest.raises(ValueError, match=r"train_sz \+ valid_sz: expected at most 1"):
+        RandomSubsetSplitter(0.8, 0.5)
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="TrainTestSplitter needs scikit-learn"):
+            TrainTestSplitter()
+    else:
+        train, valid = TrainTestSplitter(0.2, random_state=0)(items)
+        assert len(valid) == 2 and sorted(train + valid) == list(range(10))
+
+
+def test_getters_splitters_and_default_transforms_in_a_datablock(tmp_path):
+    """ImageGetter / FileGetter as get_items, EndSplitter as splitter, and fastai's default
+    ToTensor / IntToFloatTensor listed explicitly (fastai's pipelines hold them anyway)."""
+    for cls in ("cat", "dog"):
+        for i in range(5):
+            _save(tmp_path / "imgs" / cls / f"{cls}{i}.png", i)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    assert len(ImageGetter("imgs")(tmp_path)) == 10
+    assert len(FileGetter("imgs", extensions=[".png"])(tmp_path)) == 10
+    assert len(FileGetter("imgs", extensions=["jpg"])(tmp_path)) == 0
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock), get_items=ImageGetter("imgs"), get_y=parent_label,
+        splitter=EndSplitter(0.2), item_tfms=[ToTensor(), Resize(16)],
+        batch_tfms=[IntToFloatTensor(), Normalize.from_stats([0.5] * 3, [0.25] * 3, cuda=False)],
+    )  # fmt: skip
+    dls = block.dataloaders(tmp_path, bs=4, num_workers=0)
+    assert [p.name for p in dls.valid_ds.items] == ["dog3.png", "dog4.png"]
+    x, _ = dls.one_batch()
+    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32
+    with pytest.raises(ValueError, match="div: pixels are divided by 255"):
+        IntToFloatTensor(div=1.0)
+    with pytest.raises(ValueError, match="dim, ndim: expected fastai's 1, 4"):
+        Normalize.from_stats([0.5] * 3, [0.25] * 3, dim=0)
+
+
+@pytest.mark.parametrize(
+    "name, instead",
+    [("Flip", "max_lighting=0"), ("Rotate", "max_rotate=max_deg"), ("Zoom", "max_zoom"),
+     ("Warp", "max_warp=magnitude"), ("Brightness", "max_lighting"), ("Contrast", "max_lighting"),
+     ("Dihedral", "flip_vert=True"), ("Saturation", "brightness and contrast"),
+     ("Hue", "brightness and contrast"), ("RandomErasing", "not among"), ("CropPad", "Resize")],
+)  # fmt: skip
+def test_fastais_single_augmentations_are_refused_naming_what_to_use(name, instead):
+    """They were NameErrors under the star import; each now says what gives it here."""
+    namespace: dict = {}
+    exec("from fastcore_ext.vision import *", namespace)
+    with pytest.raises(ValueError, match=f"^{name}: fastai's") as e:
+        namespace[name](p=0.5)
+    assert instead in str(e.value)

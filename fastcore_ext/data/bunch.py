@@ -140,11 +140,13 @@ __all__ = [
     "LoaderPair",
     "ImageDataBunch",
     "ImageDataLoaders",
+    "IntToFloatTensor",
     "Normalize",
     "PadMode",
     "RandomResizedCrop",
     "Resize",
     "ResizeMethod",
+    "ToTensor",
     "imagenet_stats",
     "cifar_stats",
     "mnist_stats",
@@ -324,12 +326,52 @@ class Normalize:
             self.mean, self.std = _check_stats((mean, std))
 
     @classmethod
-    def from_stats(cls, mean: Sequence[float], std: Sequence[float]) -> Normalize:
-        """fastai's spelling: ``Normalize.from_stats(*imagenet_stats)``."""
+    def from_stats(
+        cls,
+        mean: Sequence[float],
+        std: Sequence[float],
+        dim: int = 1,
+        ndim: int = 4,
+        cuda: bool = True,
+    ) -> Normalize:
+        """fastai's spelling: ``Normalize.from_stats(*imagenet_stats)``. fastai's dim=1 and
+        ndim=4 (the channel axis of a batch) are the only layout here; cuda is accepted and
+        not needed (the statistics go where the batch is)."""
+        if (dim, ndim) != (1, 4):
+            raise ValueError(
+                f"dim, ndim: expected fastai's 1, 4 (statistics per channel of an image "
+                f"batch), got {dim!r}, {ndim!r}"
+            )
+        check_bool("cuda", cuda)
         return cls(mean, std)
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class ToTensor:
+    """fastai v2's ``ToTensor()`` item transform, which fastai adds to every pipeline: images
+    become uint8 tensors here too, always; listing it in item_tfms is accepted and changes
+    nothing."""
+
+    def __repr__(self) -> str:
+        return "ToTensor()"
+
+
+class IntToFloatTensor:
+    """fastai v2's ``IntToFloatTensor(div=255.0)`` batch transform, which fastai adds to every
+    pipeline: pixels become floats in [0, 1] here too, always (inside the fused kernel);
+    listing it in batch_tfms is accepted and changes nothing. Another div is refused."""
+
+    def __init__(self, div: float = 255.0, div_mask: int = 1) -> None:
+        if div != 255.0:
+            raise ValueError(
+                f"div: pixels are divided by 255 (uint8 images to [0, 1]), got div={div!r}"
+            )
+        self.div, self.div_mask = div, div_mask
+
+    def __repr__(self) -> str:
+        return "IntToFloatTensor()"
 
 
 # The smallest std `_check_stats` takes: pixels in [0, 1] minus a mean in [0, 1], divided by
@@ -434,6 +476,8 @@ def _resolve_pipeline(
     stats = None
     if batch_tfms is not None:
         for t in _one_or_list(batch_tfms):
+            if isinstance(t, IntToFloatTensor):
+                continue  # always done
             if isinstance(t, Normalize) and stats is None:
                 stats = MEASURED if t.mean is None else (t.mean, t.std)
                 continue
@@ -447,12 +491,12 @@ def _resolve_pipeline(
 
     resize = None
     if item_tfms is not None:
-        ts = _one_or_list(item_tfms)
-        if len(ts) != 1 or not isinstance(ts[0], Resize | RandomResizedCrop):
+        ts = [t for t in _one_or_list(item_tfms) if not isinstance(t, ToTensor)]  # always done
+        if len(ts) > 1 or not all(isinstance(t, Resize | RandomResizedCrop) for t in ts):
             raise TypeError(
                 f"item_tfms: expected one Resize(n) or RandomResizedCrop(n), got {item_tfms!r}"
             )
-        resize = ts[0]
+        resize = ts[0] if ts else None
     if isinstance(resize, RandomResizedCrop):
         spec = resize.augment_with(spec)
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastcore_ext.checks import short_repr
+from fastcore_ext.checks import check_bool, short_repr
 from fastcore_ext.files import PLOTS_MARKER
 from fastcore_ext.foundation import L
 from fastcore_ext.warn import warn_user
@@ -37,11 +37,18 @@ from fastcore_ext.warn import warn_user
 __all__ = [
     "ColReader",
     "ColSplitter",
+    "EndSplitter",
+    "FileGetter",
+    "FileSplitter",
     "FuncSplitter",
     "GrandparentSplitter",
+    "ImageGetter",
     "IndexSplitter",
+    "MaskSplitter",
     "RandomSplitter",
+    "RandomSubsetSplitter",
     "RegexLabeller",
+    "TrainTestSplitter",
     "describe_labeller",
     "labeller_from",
     "labels_of",
@@ -205,6 +212,42 @@ def get_image_files(
             ):
                 files.append(Path(full))
     return L(sorted(files))
+
+
+def ImageGetter(  # noqa: N802 (fastai's name)
+    suf: str = "", recurse: bool = True, folders: str | Iterable[str] | None = None
+) -> Callable[[str | os.PathLike], L]:
+    """fastai v2's ``ImageGetter(suf='', recurse=True, folders=None)``: a DataBlock's
+    get_items that lists ``get_image_files(source/suf, recurse, folders)``."""
+    check_bool("recurse", recurse)
+
+    def get_items(source: str | os.PathLike) -> L:
+        return get_image_files(Path(source) / suf, recurse, folders)
+
+    return get_items
+
+
+def FileGetter(  # noqa: N802 (fastai's name)
+    suf: str = "",
+    extensions: Iterable[str] | None = None,
+    recurse: bool = True,
+    folders: str | Iterable[str] | None = None,
+) -> Callable[[str | os.PathLike], L]:
+    """fastai v2's ``FileGetter(suf='', extensions=None, recurse=True, folders=None)``: a
+    DataBlock's get_items that lists the files with these extensions (e.g. ['.jpg']) under
+    ``source/suf``. extensions=None lists the image files (`IMAGE_EXTENSIONS`): fastai's
+    lists every file, but a DataBlock here reads images only."""
+    check_bool("recurse", recurse)
+    if extensions is not None:
+        if isinstance(extensions, str) or not all(isinstance(e, str) for e in extensions):
+            raise TypeError(f"extensions: expected a list of suffixes ('.jpg'), got {extensions!r}")
+        extensions = [e if e.startswith(".") else f".{e}" for e in extensions]
+
+    def get_items(source: str | os.PathLike) -> L:
+        exts = IMAGE_EXTENSIONS if extensions is None else extensions
+        return get_image_files(Path(source) / suf, recurse, folders, exts)
+
+    return get_items
 
 
 def _check_seed(seed: int, expected: str = "a non-negative int") -> int:
@@ -1118,6 +1161,147 @@ class ColSplitter:
 
     def __repr__(self) -> str:
         return f"ColSplitter(col={self.col!r}, on={self.on!r})"
+
+
+class EndSplitter:
+    """fastai v2's ``EndSplitter(valid_pct=0.2, valid_last=True)`` for ordered items: the last
+    ``int(valid_pct * n)`` items (the first with valid_last=False) are the validation set,
+    both sets in item order. A cut of 0 items is refused (fastai's ``idxs[:-0]`` then trains on
+    nothing)."""
+
+    def __init__(self, valid_pct: float = 0.2, valid_last: bool = True) -> None:
+        self.valid_pct = _check_valid_pct(valid_pct)
+        if self.valid_pct == 0:
+            raise ValueError("valid_pct: expected a float in (0, 1), got 0")
+        self.valid_last = check_bool("valid_last", valid_last)
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        n = len(items)
+        cut = int(self.valid_pct * n)
+        if cut == 0:
+            raise ValueError(
+                f"valid_pct: {self.valid_pct} of {n} items is no validation item; use more "
+                "items or a larger valid_pct"
+            )
+        idxs = list(range(n))
+        return (idxs[:-cut], idxs[-cut:]) if self.valid_last else (idxs[cut:], idxs[:cut])
+
+    def __repr__(self) -> str:
+        return f"EndSplitter(valid_pct={self.valid_pct}, valid_last={self.valid_last})"
+
+
+class MaskSplitter:
+    """fastai v2's ``MaskSplitter(mask)``: the items where `mask` (a list of bools, one per
+    item, or a bool numpy array / tensor / pandas Series) is true are the validation set."""
+
+    def __init__(self, mask: Iterable[object]) -> None:
+        if isinstance(mask, str) or not isinstance(mask, Iterable):
+            raise TypeError(f"mask: expected one bool per item, got {short_repr(mask)}")
+        values = mask.tolist() if hasattr(mask, "tolist") else list(mask)
+        if not all(isinstance(v, bool | np.bool_) for v in values):
+            raise TypeError(f"mask: expected one bool per item, got {short_repr(values)}")
+        self.mask = [bool(v) for v in values]
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        if len(self.mask) != len(items):
+            raise ValueError(
+                f"mask: expected {len(items)} flags (one per item), got {len(self.mask)}"
+            )
+        return _index_split(len(items), [i for i, v in enumerate(self.mask) if v], "mask")
+
+    def __repr__(self) -> str:
+        return f"MaskSplitter({sum(self.mask)} of {len(self.mask)} items in validation)"
+
+
+class FileSplitter:
+    """fastai v2's ``FileSplitter(fname)``: a text file of file names, one a line; the items
+    whose name (``Path(item).name``) is one of them are the validation set. The file is read
+    when the splitter is made, as fastai's."""
+
+    def __init__(self, fname: str | os.PathLike) -> None:
+        file = Path(fname).expanduser()
+        if not file.is_file():
+            raise MissingPathError(f"fname: expected a text file of file names, got {str(file)!r}")
+        self.fname = file
+        self.valid = {line.strip() for line in file.read_text().splitlines() if line.strip()}
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        valid = [i for i, o in enumerate(items) if Path(o).name in self.valid]
+        return _index_split(len(items), valid, "fname")
+
+    def __repr__(self) -> str:
+        return f"FileSplitter({str(self.fname)!r})"
+
+
+class RandomSubsetSplitter:
+    """fastai v2's ``RandomSubsetSplitter(train_sz, valid_sz, seed=None)``: random subsets of
+    ``int(train_sz * n)`` training and ``int(valid_sz * n)`` validation items (the other
+    items are in neither), from one ``torch.randperm(n)``: fastai's for the same seed (here
+    through a generator of its own; no seed: torch's global RNG)."""
+
+    def __init__(self, train_sz: float, valid_sz: float, seed: int | None = None) -> None:
+        for name, v in (("train_sz", train_sz), ("valid_sz", valid_sz)):
+            if isinstance(v, bool) or not isinstance(v, Real) or not 0 < float(v) < 1:
+                raise ValueError(f"{name}: expected a float in (0, 1), got {v!r}")
+        if float(train_sz) + float(valid_sz) > 1:
+            raise ValueError(
+                f"train_sz + valid_sz: expected at most 1, got {train_sz} + {valid_sz}"
+            )
+        self.train_sz, self.valid_sz = float(train_sz), float(valid_sz)
+        self.seed = None if seed is None else _check_seed(seed)
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        n = len(items)
+        gen = None if self.seed is None else torch.Generator().manual_seed(self.seed)
+        perm = torch.randperm(n, generator=gen).tolist()
+        n_train, n_valid = int(n * self.train_sz), int(n * self.valid_sz)
+        return perm[:n_train], perm[n_train : n_train + n_valid]
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomSubsetSplitter(train_sz={self.train_sz}, valid_sz={self.valid_sz}, "
+            f"seed={self.seed})"
+        )
+
+
+class TrainTestSplitter:
+    """fastai v2's ``TrainTestSplitter(test_size=0.2, random_state=None, stratify=None,
+    train_size=None, shuffle=True)``: scikit-learn's ``train_test_split`` of the item
+    indices with these arguments (stratify: one label per item, to keep each class's share
+    in both sets), so the same split as fastai's. Needs scikit-learn (fastai depends on it;
+    this library does not: an ImportError says so when the splitter is made)."""
+
+    def __init__(
+        self,
+        test_size: float | int | None = 0.2,
+        random_state: int | None = None,
+        stratify: Sequence[object] | None = None,
+        train_size: float | int | None = None,
+        shuffle: bool = True,
+    ) -> None:
+        try:
+            from sklearn.model_selection import train_test_split
+        except ImportError as e:
+            raise ImportError(
+                "TrainTestSplitter needs scikit-learn (pip install scikit-learn), as fastai's "
+                "does; RandomSplitter(valid_pct, seed) splits without it"
+            ) from e
+        self._split = train_test_split
+        self.kwargs = {
+            "test_size": test_size,
+            "random_state": random_state,
+            "stratify": stratify,
+            "train_size": train_size,
+            "shuffle": check_bool("shuffle", shuffle),
+        }
+
+    def __call__(self, items: Sequence[Any]) -> Splits:
+        train, valid = self._split(list(range(len(items))), **self.kwargs)
+        return [int(i) for i in train], [int(i) for i in valid]
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.kwargs.items() if k != "stratify"}
+        return f"TrainTestSplitter({shown}, stratified={self.kwargs['stratify'] is not None})"
 
 
 def parent_label(o: str | os.PathLike) -> str:
