@@ -5,7 +5,7 @@
                        [--precision auto|fp32|bf16|fp16] [--compile] [--cache] [--skip-bad]
                        [--workers N] [--seed N]
                        [--valid-pct P] [--label-re PATTERN | --labels-csv FILE]
-                       [--out DIR] [--nproc N] [--resume]
+                       [--lr-find-iters N] [--out DIR] [--nproc N] [--resume]
     fastcore-ext predict MODEL IMAGE [IMAGE ...] [--csv]
     fastcore-ext lr-find [PATH] [same data and model options as train]
 
@@ -204,6 +204,13 @@ def _add_data_model_options(p: argparse.ArgumentParser, *, training: bool) -> No
         "--bs",
         type=_int_at_least(2),  # BatchNorm trains on 2 images a batch or more
         help=f"batch size (default {f['bs']}; {d['bs']} on demo)",
+    )
+    p.add_argument(
+        "--lr-find-iters",
+        type=_int_at_least(10),
+        help=f"steps of each lr_find sweep (default {f['lr_find_iters']}, fastai's num_it; "
+        f"{d['lr_find_iters']} on the demo dataset): on a small folder a sweep of 100 steps "
+        "is several epochs",
     )
     if training:
         p.add_argument(
