@@ -4,10 +4,14 @@ test_plots.py."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 from fakes import N_BATCHES, make_learner
 from matplotlib.figure import Figure
 
+from fastcore_ext.callback import Callback
 from fastcore_ext.plots import plot_dir, saved_file
 
 
@@ -75,3 +79,65 @@ def test_plot_loss_errors(fitted):
         rec.plot_loss(ax=Figure())
     with pytest.raises(ValueError, match=r"plot_loss\(\) needs a recorded fit"):
         make_learner().recorder.plot_loss()
+
+
+class _AddFiveAfterBatch(Callback):
+    """Before the Recorder (order 50): changes the loss in after_batch, and notes what the
+    recorder's smoothed loss is at after_loss of each training batch."""
+
+    order = 40
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def after_loss(self):
+        if self.learn.training:
+            self.seen.append(self.learn.recorder.smooth_loss)
+
+    def after_batch(self):
+        if self.learn.training:
+            self.learn.loss = self.learn.loss + 5
+
+
+def test_the_recorder_reads_the_loss_at_after_batch_as_fastais():
+    """fastai's Recorder records learn.loss in after_batch: a callback before it that changes
+    the loss there is recorded (ours read it at after_loss: the change was lost, silently), and
+    the smoothed loss read at after_loss is still the previous batch's (nan at the first)."""
+    plain = make_learner()
+    plain.fit(1)
+    cb = _AddFiveAfterBatch()
+    learn = make_learner()
+    learn.fit(1, cbs=cb)
+    raw, raw_plain = learn.recorder._raw_losses, plain.recorder._raw_losses
+    assert len(raw) == len(raw_plain) == N_BATCHES
+    assert raw == pytest.approx([v + 5 for v in raw_plain], abs=1e-5)
+    assert math.isnan(cb.seen[0])
+    assert cb.seen[1:] == learn.recorder.losses[:-1]  # each batch sees the one before
+    assert len(learn.recorder.group_lrs) == N_BATCHES
+
+
+def test_recorder_log_is_the_last_row_as_printed(fitted):
+    """fastai v2's recorder.log after a fit: [epoch, train_loss, valid_loss, *metrics,
+    'mm:ss']."""
+    log = fitted.recorder.log
+    assert log[0] == 1 and log[1:-1] == fitted.recorder.values[-1]
+    assert isinstance(log[-1], str) and len(log[-1]) == 5 and log[-1][2] == ":"
+    assert make_learner().recorder.log == []
+
+
+def test_a_batch_cancelled_before_its_loss_records_nothing():
+    """CancelBatchException in before_batch: no loss, no rates recorded for that batch (fastai
+    records the previous batch's loss again)."""
+    from fastcore_ext.callback import CancelBatchException
+
+    class SkipSecond(Callback):
+        def before_batch(self):
+            if self.learn.training and self.learn.train_iter == 1:
+                raise CancelBatchException
+
+    learn = make_learner()
+    learn.fit(1, cbs=SkipSecond())
+    rec = learn.recorder
+    assert len(rec.losses) == len(rec.group_lrs) == N_BATCHES - 1
+    assert torch.isfinite(torch.tensor(rec.losses)).all()

@@ -3,6 +3,8 @@ counting every training batch, also one without an optimizer step."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from fakes import N_BATCHES, easy_bunch, make_learner
@@ -160,9 +162,16 @@ def test_callbacks_read_the_smoothed_loss_as_fastai_records_it():
     reader = SmoothLossReader()
     learn.fit(2, lr=1e-2, cbs=reader)
     rec, n = learn.recorder, len(learn.data.train_dl)
-    # fastai's recorder.losses are the smoothed losses, the ones callbacks read
-    assert [v.item() for v in reader.seen] == pytest.approx(rec.losses, rel=1e-6)
+    # fastai's recorder.losses are the smoothed losses, the ones callbacks read; the Recorder
+    # (order 50) records a batch in its after_batch, so a callback of order 0 reads there the
+    # value up to the batch before (nan at the first), one of order > 50 this batch's
+    seen = [v.item() for v in reader.seen]
+    assert math.isnan(seen[0]) and seen[1:] == pytest.approx(rec.losses[:-1], rel=1e-6)
     assert learn.smooth_loss.item() == pytest.approx(rec.losses[-1], rel=1e-6)
     assert len(rec.losses) == len(rec.raw_losses) == 2 * n and rec.iters == [n, 2 * n]
     assert rec.losses[0] == rec.raw_losses[0] and rec.losses[1:] != rec.raw_losses[1:]
     assert rec.train_losses == [rec.losses[n - 1], rec.losses[-1]]
+    late = SmoothLossReader()
+    late.order = 51
+    learn.fit(1, lr=1e-2, cbs=late)
+    assert [v.item() for v in late.seen] == pytest.approx(learn.recorder.losses, rel=1e-6)

@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fastcore_ext import ranks
 from fastcore_ext.callback.core import Callback
+from fastcore_ext.callback.progress import format_time
 from fastcore_ext.checks import check_bool, int_or_none
 from fastcore_ext.metrics import Metric, metric_name, metric_value
 from fastcore_ext.plots import check_figsize, finish, new_figure
@@ -74,7 +75,8 @@ class Recorder(Callback):
 
     def reset(self) -> None:
         """Forget everything recorded."""
-        self._loss_of_batch = False  # the validation batch in progress has its loss
+        self._loss_of_batch = False  # the batch in progress has its loss (after_batch records)
+        self._batch_hypers: tuple[list[float], list[float]] = ([], [])  # its step's lrs, moms
         self._losses: list[float] = []
         self._raw_losses: list[float] = []
         self.group_lrs: list[list[float]] = []
@@ -184,6 +186,15 @@ class Recorder(Callback):
         ]
 
     @property
+    def log(self) -> list[Any]:
+        """The last epoch's row as the table printed it: [epoch, train_loss, valid_loss,
+        *metrics, time as 'mm:ss'] (fastai v2's `recorder.log` after a fit); [] before any
+        epoch."""
+        if not self.epochs:
+            return []
+        return [self.epochs[-1], *self.values[-1], format_time(self.epoch_times[-1])]
+
+    @property
     def val_losses(self) -> list[float | None]:
         """fastai v1's name for `valid_losses`: each epoch's validation loss."""
         return self.valid_losses
@@ -214,21 +225,21 @@ class Recorder(Callback):
         names = [metric_name(m) for m in self.learn.metrics]
         self.metric_names = ["epoch", "train_loss", "valid_loss", *names, "time"]
 
+    def before_batch(self) -> None:
+        self._loss_of_batch = False  # a batch cancelled before its loss records nothing
+
     def before_epoch(self) -> None:
         self._epoch_start = time.perf_counter()
         self._epoch_batches = 0
         self._epoch_valid = None
 
     def after_loss(self) -> None:
-        learn = self.learn
-        if not learn.training:
-            self._loss_of_batch = True  # after_batch counts it (not a batch cancelled before)
-            return
-        self._pending.append(learn.loss.detach().reshape(()))
-        lrs, moms = learn.current_hypers()
-        self.group_lrs.append(lrs)
-        self.group_moms.append(moms)
-        self._epoch_batches += 1
+        # after_batch records the batch (not one cancelled before its loss), reading
+        # learn.loss there, as fastai's Recorder: a callback before this one (order < 50) may
+        # still change it in after_batch; the hyper-parameters are those of this batch's step
+        self._loss_of_batch = True
+        if self.learn.training:
+            self._batch_hypers = self.learn.current_hypers()
 
     def after_train(self) -> None:
         self._flush()
@@ -238,16 +249,22 @@ class Recorder(Callback):
         self._val_loss_sum = None
         self._val_n = 0
         self._val_preds, self._val_targs = [], []
-        self._loss_of_batch = False
         for m in self.learn.metrics:
             if isinstance(m, Metric):  # fastai's metric classes accumulate batch by batch
                 m.reset()
 
     def after_batch(self) -> None:
         learn = self.learn
-        if learn.training or not self._loss_of_batch:
+        if not self._loss_of_batch:
             return
         self._loss_of_batch = False
+        if learn.training:
+            self._pending.append(learn.loss.detach().reshape(()))
+            lrs, moms = self._batch_hypers
+            self.group_lrs.append(lrs)
+            self.group_moms.append(moms)
+            self._epoch_batches += 1
+            return
         (yb,) = learn.yb
         bs = yb.shape[0]
         batch_sum = learn.loss.detach().float() * bs
