@@ -87,7 +87,7 @@ class ClassificationInterpretation:
 
     Attributes: probs (float [N, C]), pred_class (their argmax, int64 [N]), targets, losses,
     idxs (CPU tensors), classes (list[str]), c, ds_type, dl; fastai v1's names y_true and
-    preds (the probabilities, as v1's) too, v2's vocab.
+    preds (the probabilities, as v1's) too, v2's vocab and targs.
     """
 
     def __init__(
@@ -211,6 +211,11 @@ class ClassificationInterpretation:
     @property
     def y_true(self) -> torch.Tensor:
         """The targets (fastai v1's name)."""
+        return self.targets
+
+    @property
+    def targs(self) -> torch.Tensor:
+        """The targets (fastai v2's name)."""
         return self.targets
 
     @property

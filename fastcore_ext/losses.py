@@ -79,11 +79,17 @@ class LabelSmoothingCrossEntropy(_ClassActivation, nn.Module):
 class CrossEntropyLossFlat(_ClassActivation, nn.CrossEntropyLoss):
     """fastai v2's CrossEntropyLossFlat: nn.CrossEntropyLoss with the class dimension `axis`
     moved last and every other dimension flattened into the items (for [N, C] outputs, the
-    plain cross entropy). Other arguments as nn.CrossEntropyLoss's."""
+    plain cross entropy). Other arguments as nn.CrossEntropyLoss's. `func` is the
+    nn.CrossEntropyLoss it applies (itself: fastai's idiom ``learn.loss_func.func.weight``)."""
 
     def __init__(self, *args: object, axis: int = -1, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.axis = axis
+
+    @property
+    def func(self) -> nn.CrossEntropyLoss:
+        """fastai's BaseLoss.func, the loss it flattens for: this nn.CrossEntropyLoss."""
+        return self
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         flat = input.movedim(self.axis, -1)
@@ -103,6 +109,11 @@ class LabelSmoothingCrossEntropyFlat(LabelSmoothingCrossEntropy):
     ) -> None:
         super().__init__(eps, weight, reduction)
         self.axis = axis
+
+    @property
+    def func(self) -> LabelSmoothingCrossEntropy:
+        """fastai's BaseLoss.func: the LabelSmoothingCrossEntropy it flattens for (itself)."""
+        return self
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         flat = output.movedim(self.axis, -1)

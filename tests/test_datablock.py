@@ -41,6 +41,7 @@ from fastcore_ext.data import (
     MissingPathError,
     MultiCategoryBlock,
     Normalize,
+    PILImageBW,
     RandomResizedCrop,
     RandomSplitter,
     RandomSubsetSplitter,
@@ -165,6 +166,11 @@ def test_splitter_labeller_and_block_argument_errors():
         using_attr("name", "name")
     with pytest.raises(ValueError, match="cls: ImageBlock reads RGB images"):
         ImageBlock(cls=int)
+    # fastai's grayscale type: a NameError before; now the reason and what to use
+    with pytest.raises(ValueError, match="got 'PILImageBW': grayscale files are read as RGB"):
+        ImageBlock(cls=PILImageBW)
+    with pytest.raises(ValueError, match=r"PILImageBW: not offered: .* \(n_in=1 is not offered\)"):
+        PILImageBW.create("x.png")
     with pytest.raises(TypeError, match="vocab: expected a list of class names"):
         CategoryBlock(vocab="ab")
     with pytest.raises(TypeError, match="vocab: expected a str or int label .* got float"):

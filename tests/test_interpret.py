@@ -81,6 +81,7 @@ def test_cache_of_one_pass(tmp_path):
     interp = ClassificationInterpretation.from_learner(learn)
     torch.testing.assert_close(interp.probs, torch.softmax(logits, dim=1))
     assert torch.equal(interp.targets, targets) and torch.equal(interp.y_true, targets)
+    assert torch.equal(interp.targs, targets)  # fastai v2's name
     assert torch.equal(interp.pred_class, logits.argmax(1)) and interp.preds is interp.probs
     assert interp.preds.argmax(dim=1).tolist() == interp.pred_class.tolist()  # v1's idiom
     assert interp.vocab == interp.classes

@@ -45,6 +45,10 @@ def test_cross_entropy_flat_moves_the_class_axis_and_flattens():
     torch.testing.assert_close(
         CrossEntropyLossFlat()(flat, targ.reshape(-1)), F.cross_entropy(flat, targ.reshape(-1))
     )
+    # fastai's idiom for the weights of a weighted loss: learn.loss_func.func.weight
+    w = torch.tensor([4.0, 1.0, 1.0, 1.0])
+    assert torch.equal(CrossEntropyLossFlat(weight=w).func.weight, w)
+    assert LabelSmoothingCrossEntropyFlat(eps=0.2).func.eps == 0.2
 
 
 def test_label_smoothing_flat_and_the_activations_as_fastais():

@@ -72,7 +72,7 @@ from .items import (
     using_attr,
 )
 from .loader import DeviceDataLoader, ImageDataset, default_num_workers
-from .open import Image, PILImage, open_image
+from .open import Image, PILImage, PILImageBW, open_image
 from .paths import DataPath, NotAFolderError, cache_dir, data_dir, home_dir
 from .tensors import TensorCategory, TensorImage
 
@@ -117,6 +117,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "Image",
     "PILImage",
+    "PILImageBW",
     "ImageDataBunch",
     "ImageDataLoaders",
     "ImageDataset",

@@ -51,7 +51,7 @@ from fastcore_ext.warn import warn_user
 from .bunch import _UNSET, CategoryMap, ImageDataLoaders, _resolve_pipeline, _resolve_seed, _sized
 from .datasets import Datasets, ImageItems
 from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe, shown_names
-from .open import PILImage
+from .open import BW_NOTE, PILImage, PILImageBW
 
 __all__ = [
     "BBoxBlock",
@@ -72,7 +72,10 @@ class ImageBlock:
     def __init__(self, cls: type | None = None) -> None:
         if cls is not None and cls is not PILImage:
             name = getattr(cls, "__name__", cls)
-            raise ValueError(f"cls: ImageBlock reads RGB images (PILImage) only, got {name!r}")
+            note = f": {BW_NOTE}" if cls is PILImageBW else ""
+            raise ValueError(
+                f"cls: ImageBlock reads RGB images (PILImage) only, got {name!r}{note}"
+            )
 
     def __repr__(self) -> str:
         return "ImageBlock()"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import PIL.Image
@@ -22,7 +22,7 @@ from fastcore_ext.plots import check_figsize, finish, new_figure
 
 from .images import BadImageError, to_rgb
 
-__all__ = ["Image", "PILImage", "open_image"]
+__all__ = ["Image", "PILImage", "PILImageBW", "open_image"]
 
 
 class Image:
@@ -182,3 +182,22 @@ def open_image(fn: str | os.PathLike) -> Image:
     if not isinstance(fn, str | os.PathLike):
         raise TypeError(f"fn: expected an image file path, got {type(fn).__name__}")
     return Image(to_rgb(fn))
+
+
+BW_NOTE = (
+    "grayscale files are read as RGB (three equal channels), as fastai's PILImage reads "
+    "them, and models take 3 channels here (n_in=1 is not offered): use PILImage / the "
+    "default ImageBlock"
+)
+
+
+class PILImageBW:
+    """fastai v2's grayscale image type (``ImageBlock(cls=PILImageBW)``, one channel): not
+    offered; its use raises a ValueError saying why (`BW_NOTE`)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise ValueError(f"PILImageBW: not offered: {BW_NOTE}")
+
+    @classmethod
+    def create(cls, fn: Any) -> NoReturn:
+        raise ValueError(f"PILImageBW: not offered: {BW_NOTE}")
