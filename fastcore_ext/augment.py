@@ -32,13 +32,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import NoReturn
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from fastcore_ext.checks import (
+    NotOffered,
     check_bool,
     check_choice,
     check_cpu_generator,
@@ -342,76 +342,22 @@ def aug_transforms(
 # fastai v2 also offers each augmentation as a transform of its own (batch_tfms=[Flip(),
 # Rotate(30)]); here they are one fused kernel that aug_transforms / get_transforms configure,
 # so each name says which of their arguments gives it instead of a NameError.
-_AFFINE_OFF = "max_rotate=0, max_zoom=1, max_warp=0"
-
-
-def _single_refused(name: str, instead: str) -> NoReturn:
-    raise ValueError(
-        f"{name}: fastai's single {name} transform is not offered: the augmentation is one "
-        f"fused kernel, configured by aug_transforms; {instead}"
-    )
-
-
-def Flip(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802 (fastai's names)
-    """fastai v2's Flip: refused, naming aug_transforms' do_flip."""
-    _single_refused("Flip", f"a flip alone: aug_transforms({_AFFINE_OFF}, max_lighting=0)")
-
-
-def Dihedral(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's Dihedral: refused, naming aug_transforms' flip_vert."""
-    _single_refused("Dihedral", "aug_transforms(flip_vert=True) draws the 8 dihedral flips")
-
-
-def Rotate(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's Rotate: refused, naming aug_transforms' max_rotate."""
-    _single_refused("Rotate", "aug_transforms(max_rotate=max_deg, p_affine=p, ...)")
-
-
-def Zoom(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's Zoom: refused, naming aug_transforms' min_zoom / max_zoom."""
-    _single_refused("Zoom", "aug_transforms(min_zoom=..., max_zoom=..., p_affine=p, ...)")
-
-
-def Warp(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's Warp: refused, naming aug_transforms' max_warp."""
-    _single_refused("Warp", "aug_transforms(max_warp=magnitude, p_affine=p, ...)")
-
-
-def Brightness(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's Brightness: refused, naming aug_transforms' max_lighting."""
-    _single_refused(
-        "Brightness", "aug_transforms(max_lighting=..., p_lighting=p) (brightness and contrast)"
-    )
-
-
-def Contrast(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's Contrast: refused, naming aug_transforms' max_lighting."""
-    _single_refused(
-        "Contrast", "aug_transforms(max_lighting=..., p_lighting=p) (brightness and contrast)"
-    )
-
-
-def Saturation(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's Saturation: refused (no colour augmentation beyond lighting)."""
-    _single_refused("Saturation", "only brightness and contrast are drawn (max_lighting)")
-
-
-def Hue(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's Hue: refused (no colour augmentation beyond lighting)."""
-    _single_refused("Hue", "only brightness and contrast are drawn (max_lighting)")
-
-
-def RandomErasing(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's RandomErasing: refused (not part of the kernel)."""
-    _single_refused("RandomErasing", "random erasing is not among its draws")
-
-
-def CropPad(*args: object, **kwargs: object) -> NoReturn:  # noqa: N802
-    """fastai v2's CropPad: refused, naming Resize's methods."""
-    raise ValueError(
-        "CropPad: fastai's CropPad (crop or pad to a size, no resizing) is not offered; "
-        "item_tfms=Resize(size, method='crop' | 'pad' | 'squish') sizes each image"
-    )
+_KERNEL = "the augmentation is one fused kernel, configured by aug_transforms"
+_LIGHTING = "aug_transforms(max_lighting=..., p_lighting=p) draws brightness and contrast"
+Flip = NotOffered("Flip", f"{_KERNEL}; a flip alone: aug_transforms(max_rotate=0, max_zoom=1, "
+                  "max_warp=0, max_lighting=0)")  # fmt: skip
+Dihedral = NotOffered("Dihedral", f"{_KERNEL}; aug_transforms(flip_vert=True) draws the 8 flips")
+Rotate = NotOffered("Rotate", f"{_KERNEL}; aug_transforms(max_rotate=max_deg, p_affine=p)")
+Zoom = NotOffered("Zoom", f"{_KERNEL}; aug_transforms(min_zoom=..., max_zoom=..., p_affine=p)")
+Warp = NotOffered("Warp", f"{_KERNEL}; aug_transforms(max_warp=magnitude, p_affine=p)")
+Brightness = NotOffered("Brightness", f"{_KERNEL}; {_LIGHTING}")
+Contrast = NotOffered("Contrast", f"{_KERNEL}; {_LIGHTING}")
+Saturation = NotOffered("Saturation", f"{_KERNEL}: only brightness and contrast (max_lighting)")
+Hue = NotOffered("Hue", f"{_KERNEL}: only brightness and contrast (max_lighting)")
+RandomErasing = NotOffered("RandomErasing", f"{_KERNEL}: random erasing is not among its draws")
+CropPad = NotOffered(
+    "CropPad", "item_tfms=Resize(size, method='crop' | 'pad' | 'squish') sizes each image"
+)
 
 
 # ---- randomness ---------------------------------------------------------------------------

@@ -13,10 +13,12 @@ import math
 import operator
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import NoReturn
 
 import torch
 
 __all__ = [
+    "NotOffered",
     "alternatives",
     "check_bool",
     "check_choice",
@@ -198,3 +200,18 @@ def check_cpu_generator(name: str, value: object) -> torch.Generator:
             f"{name} should live on the CPU (parameters are drawn there), got {value.device}"
         )
     return value
+
+
+class NotOffered:
+    """A fastai name this library does not offer (e.g. a single augmentation transform):
+    calling it raises a ValueError that says so and what to use instead."""
+
+    def __init__(self, name: str, instead: str) -> None:
+        self.__name__ = self.name = name
+        self.instead = instead
+
+    def __call__(self, *args: object, **kwargs: object) -> NoReturn:
+        raise ValueError(f"{self.name}: fastai's {self.name} is not offered: {self.instead}")
+
+    def __repr__(self) -> str:
+        return f"NotOffered({self.name!r})"
