@@ -517,9 +517,9 @@ class Learner:
         `learn.smooth_loss`, which a callback reads as `self.smooth_loss`), a 0-dim float32
         CPU tensor as fastai's (``.item()``): the Recorder's `smooth_loss` (nan before the
         first batch or without a Recorder). Reading it waits for the batches' losses on a
-        GPU; the loop itself never does. (fastai sets it after the Recorder's after_batch,
-        so a callback of lower order reads the previous batch's there; here the current
-        batch's, from after_loss on.)"""
+        GPU; the loop itself never does. As fastai's, the Recorder (order 50) records a
+        batch in its after_batch, so before that (after_loss, after_step, the after_batch of
+        a lower order) a callback reads the previous batch's."""
         rec = self.__dict__.get("recorder")
         return torch.tensor(math.nan if rec is None else rec.smooth_loss)
 

@@ -581,3 +581,7 @@ def test_cache_size_counts_the_folder_and_a_large_folder_warns_once(files, tmp_p
     assert cache_size() == 0
     with pytest.raises(TypeError, match="folder: expected a cache folder"):
         cache_size(3)
+    monkeypatch.setattr(cache_mod, "_warned_size", False)
+    monkeypatch.setenv("FASTCORE_EXT_CACHE_WARN_GB", "20GB")  # not a number: said, once
+    with pytest.warns(UserWarning, match="FASTCORE_EXT_CACHE_WARN_GB: expected a number of GB"):
+        _complete_list(files[2:], folder)

@@ -643,6 +643,12 @@ def test_a_number_given_as_int_and_as_float_is_one_class(tmp_path):
     # floats alone keep their text (fastai's vocab shows 1.0), ints alone theirs
     floats = items_from_lists(tmp_path, files, [float(y) for y in mixed])
     assert floats.classes == ["1.0", "2.0", "10.0"]
+    # values compared exactly: two ids a float cannot tell apart stay two classes (the review)
+    big = [2**53, 2**53 + 1] * 6
+    assert items_from_lists(tmp_path, files, big).classes == [str(2**53), str(2**53 + 1)]
+    assert items_from_lists(tmp_path, files, [10**16, 1e16] * 6).classes == [str(10**16)]
+    np_mixed = [np.int64(3), np.float32(3.0), torch.tensor(4), 4.0] * 3
+    assert items_from_lists(tmp_path, files, np_mixed).classes == ["3", "4"]
 
 
 def test_a_table_names_files_under_its_path_only_and_says_why_one_is_missing(tmp_path, monkeypatch):

@@ -522,7 +522,7 @@ def test_the_rest_of_fastais_splitters_give_its_splits(tmp_path):
     except ImportError:
         with pytest.raises(ImportError, match="TrainTestSplitter needs scikit-learn"):
             TrainTestSplitter()
-    else:
+    else:  # not run where scikit-learn is absent (this project's environments)
         train, valid = TrainTestSplitter(0.2, random_state=0)(items)
         assert len(valid) == 2 and sorted(train + valid) == list(range(10))
 
@@ -537,6 +537,8 @@ def test_getters_splitters_and_default_transforms_in_a_datablock(tmp_path):
     assert len(ImageGetter("imgs")(tmp_path)) == 10
     assert len(FileGetter("imgs", extensions=[".png"])(tmp_path)) == 10
     assert len(FileGetter("imgs", extensions=["jpg"])(tmp_path)) == 0
+    assert len(FileGetter("imgs", extensions=(e for e in [".png"]))(tmp_path)) == 10
+    assert len(FileGetter("imgs", extensions=[])(tmp_path)) == 10  # none given: the images
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock), get_items=ImageGetter("imgs"), get_y=parent_label,
         splitter=EndSplitter(0.2), item_tfms=[ToTensor(), Resize(16)],
@@ -548,6 +550,11 @@ def test_getters_splitters_and_default_transforms_in_a_datablock(tmp_path):
     assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32
     with pytest.raises(ValueError, match="div: pixels are divided by 255"):
         IntToFloatTensor(div=1.0)
+    with pytest.raises(ValueError, match="div_mask: there are no masks here"):
+        IntToFloatTensor(div_mask=2)
+    with pytest.raises(TypeError, match=r"item_tfms: expected one Resize\(n\)"):
+        DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=ImageGetter("imgs"),
+                  get_y=parent_label, item_tfms=[]).dataloaders(tmp_path, bs=4)  # fmt: skip
     with pytest.raises(ValueError, match="dim, ndim: expected fastai's 1, 4"):
         Normalize.from_stats([0.5] * 3, [0.25] * 3, dim=0)
 

@@ -599,5 +599,8 @@ def test_a_data_difference_between_processes_is_said_in_words():
     assert msg.startswith("the split seeds differ (rank 0: 7, rank 1: 8)") and "seed=" in msg
     msg = _data_difference(mine, (7, (215, 11), (59, 12), mine[3]), 1)
     assert "different numbers of files (train/valid items: rank 0 216/59, rank 1 215/59)" in msg
+    msg = _data_difference(mine, (*mine[:3], ["square", "circle", "star"]), 1)
+    assert "rank 0 has 3, rank 1 3, the same names in another order" in msg
+    assert "rank 1 has no classes" in _data_difference(mine, (*mine[:3], None), 1)
     msg = _data_difference(mine, (7, (216, 99), (59, 12), mine[3]), 1)
     assert "other files or another order of them (train/valid items: rank 0 216/59" in msg

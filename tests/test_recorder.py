@@ -141,3 +141,28 @@ def test_a_batch_cancelled_before_its_loss_records_nothing():
     rec = learn.recorder
     assert len(rec.losses) == len(rec.group_lrs) == N_BATCHES - 1
     assert torch.isfinite(torch.tensor(rec.losses)).all()
+
+
+def test_a_phase_cancelled_between_after_loss_and_after_batch_leaves_no_stale_batch():
+    """The review's case: an epoch cancelled after a batch's loss (CancelEpochException in
+    after_step), then the next epoch's first batch cancelled in before_batch by a callback
+    before the Recorder: the old batch's loss was recorded again as a new batch."""
+    from fastcore_ext.callback import CancelBatchException, CancelEpochException
+
+    class Cancels(Callback):
+        order = 10
+
+        def after_step(self):
+            if self.learn.epoch == 0 and self.learn.iter == 1:
+                raise CancelEpochException
+
+        def before_batch(self):
+            if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 0:
+                raise CancelBatchException
+
+    learn = make_learner()
+    learn.fit(2, cbs=Cancels())
+    rec = learn.recorder
+    # epoch 0: its first batch only (the second was cancelled between loss and after_batch);
+    # epoch 1: every batch but its first
+    assert len(rec.raw_losses) == len(rec.group_lrs) == 1 + (N_BATCHES - 1)

@@ -129,13 +129,19 @@ def _data_fingerprint(data: Any) -> tuple[Any, ...]:
 def _data_difference(mine: tuple[Any, ...], theirs: tuple[Any, ...], r: int) -> str:
     """What differs between this process's `_data_fingerprint` and rank r's, in words."""
     (seed, train, valid, classes), (seed_r, train_r, valid_r, classes_r) = mine, theirs
-    if classes != classes_r and classes is not None and classes_r is not None:
+    if (classes is None) != (classes_r is None):
+        return (
+            f"the data of rank {rank() if classes is None else r} has no classes: every "
+            "process must build the same kind of data"
+        )
+    if classes != classes_r:
         only_here = sorted(set(classes) - set(classes_r))
         only_there = sorted(set(classes_r) - set(classes))
         return (
             f"the classes differ: rank {rank()} has {len(classes)}, rank {r} {len(classes_r)}"
             + (f"; only rank {rank()} has {only_here}" if only_here else "")
             + (f"; only rank {r} has {only_there}" if only_there else "")
+            + ("" if only_here or only_there else ", the same names in another order")
             + ". Every process must read the same data folder"
         )
     if seed != seed_r:

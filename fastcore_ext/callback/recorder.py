@@ -245,7 +245,11 @@ class Recorder(Callback):
         self._flush()
         self.nb_batches.append(self._epoch_batches)
 
+    def before_train(self) -> None:
+        self._loss_of_batch = False  # a phase cancelled between after_loss and after_batch
+
     def before_validate(self) -> None:
+        self._loss_of_batch = False
         self._val_loss_sum = None
         self._val_n = 0
         self._val_preds, self._val_targs = [], []

@@ -368,6 +368,8 @@ class IntToFloatTensor:
             raise ValueError(
                 f"div: pixels are divided by 255 (uint8 images to [0, 1]), got div={div!r}"
             )
+        if div_mask != 1:
+            raise ValueError(f"div_mask: there are no masks here (fastai's 1), got {div_mask!r}")
         self.div, self.div_mask = div, div_mask
 
     def __repr__(self) -> str:
@@ -491,8 +493,13 @@ def _resolve_pipeline(
 
     resize = None
     if item_tfms is not None:
-        ts = [t for t in _one_or_list(item_tfms) if not isinstance(t, ToTensor)]  # always done
-        if len(ts) > 1 or not all(isinstance(t, Resize | RandomResizedCrop) for t in ts):
+        given = _one_or_list(item_tfms)
+        ts = [t for t in given if not isinstance(t, ToTensor)]  # always done
+        if (
+            not given
+            or len(ts) > 1
+            or not all(isinstance(t, Resize | RandomResizedCrop) for t in ts)
+        ):
             raise TypeError(
                 f"item_tfms: expected one Resize(n) or RandomResizedCrop(n), got {item_tfms!r}"
             )

@@ -54,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import struct
@@ -207,7 +208,14 @@ def _warn_if_large(folder: Path) -> None:
     try:
         limit = float(raw) * 2**30 if raw else WARN_BYTES_DEFAULT
     except ValueError:
-        limit = WARN_BYTES_DEFAULT
+        limit = math.nan
+    if not limit >= 0:  # not a number, or negative: said once, and no size warning then
+        _warned_size = True
+        warn_user(
+            f"FASTCORE_EXT_CACHE_WARN_GB: expected a number of GB >= 0 ('inf' for no warning), "
+            f"got {raw!r}: the cache size warning is off for this process"
+        )
+        return
     size = cache_size(folder)
     if size > limit:
         _warned_size = True

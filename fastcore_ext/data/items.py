@@ -235,16 +235,19 @@ def FileGetter(  # noqa: N802 (fastai's name)
 ) -> Callable[[str | os.PathLike], L]:
     """fastai v2's ``FileGetter(suf='', extensions=None, recurse=True, folders=None)``: a
     DataBlock's get_items that lists the files with these extensions (e.g. ['.jpg']) under
-    ``source/suf``. extensions=None lists the image files (`IMAGE_EXTENSIONS`): fastai's
-    lists every file, but a DataBlock here reads images only."""
+    ``source/suf``. extensions None or empty lists the image files (`IMAGE_EXTENSIONS`):
+    fastai's lists every file, but a DataBlock here reads images only."""
     check_bool("recurse", recurse)
     if extensions is not None:
-        if isinstance(extensions, str) or not all(isinstance(e, str) for e in extensions):
+        if isinstance(extensions, str) or not isinstance(extensions, Iterable):
+            raise TypeError(f"extensions: expected a list of suffixes ('.jpg'), got {extensions!r}")
+        extensions = list(extensions)
+        if not all(isinstance(e, str) for e in extensions):
             raise TypeError(f"extensions: expected a list of suffixes ('.jpg'), got {extensions!r}")
         extensions = [e if e.startswith(".") else f".{e}" for e in extensions]
 
     def get_items(source: str | os.PathLike) -> L:
-        exts = IMAGE_EXTENSIONS if extensions is None else extensions
+        exts = extensions or IMAGE_EXTENSIONS
         return get_image_files(Path(source) / suf, recurse, folders, exts)
 
     return get_items
@@ -307,6 +310,15 @@ def _is_number(label: object) -> bool:
     return isinstance(label, int | float) and not isinstance(label, bool)
 
 
+def _number_of_text(text: str) -> int | float:
+    """The number a numeric class name spells, exactly (an int as an int: 2**53 + 1 sorts
+    after 2**53, which float() would not tell apart)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def _labelled(
     items: Sequence[Path],
     labels: Sequence[str],
@@ -321,7 +333,7 @@ def _labelled(
     sorted as text, or by value where the labels came as numbers (`numeric`: fastai's vocab
     of a column of ints is 0, 1, 2, ..., 10, not '0', '1', '10', '2'), so class i is the
     i-th smallest."""
-    classes = sorted(set(labels), key=float if numeric else None)
+    classes = sorted(set(labels), key=_number_of_text if numeric else None)
     _warn_alike(classes)
     index = {c: i for i, c in enumerate(classes)}
     if valid is None:
@@ -757,16 +769,25 @@ def _label_text(label: object, item: Path, arg: str) -> str:
 
 
 def _label_texts(labels: Sequence[object], items: Sequence[Path], arg: str) -> list[str]:
-    """Each file's class name (`_label_text`); a number given both as an int and as a float
-    (1 and 1.0, e.g. labels gathered from JSON and a table) is one class, named as the int
-    ('1'), as fastai's set of labels holds one of them."""
+    """Each file's class name (`_label_text`); a whole float label equal to an int label (1.0
+    beside 1, e.g. labels gathered from JSON and a table) is that int's class, named as the
+    int ('1'), as fastai's set of labels holds one of them. Values are compared exactly (two
+    ints a float cannot tell apart stay two classes)."""
     texts = [_label_text(y, p, arg) for y, p in zip(labels, items, strict=True)]
-    by_value: dict[float, set[str]] = {}
-    for y, text in zip(labels, texts, strict=True):
-        if _is_number(y):
-            by_value.setdefault(float(text), set()).add(text)
-    same = {t: min(ts, key=len) for ts in by_value.values() if len(ts) > 1 for t in ts}
-    return [same.get(t, t) for t in texts] if same else texts
+    values = [_number_value(y) for y in labels]
+    ints = {v for v in values if isinstance(v, int)}
+    return [
+        str(int(v)) if isinstance(v, float) and int(v) in ints else t
+        for v, t in zip(values, texts, strict=True)
+    ]
+
+
+def _number_value(label: object) -> int | float | None:
+    """An int or float label's value (a numpy or 0-d tensor number by its `tolist`), else
+    None (a bool is no number here)."""
+    if not _is_number(label):
+        return None
+    return label.tolist() if hasattr(label, "tolist") else label  # type: ignore[union-attr]
 
 
 def _label_list(labels: object, arg: str) -> list[object]:
@@ -1166,8 +1187,9 @@ class ColSplitter:
 class EndSplitter:
     """fastai v2's ``EndSplitter(valid_pct=0.2, valid_last=True)`` for ordered items: the last
     ``int(valid_pct * n)`` items (the first with valid_last=False) are the validation set,
-    both sets in item order. A cut of 0 items is refused (fastai's ``idxs[:-0]`` then trains on
-    nothing)."""
+    both sets in item order. A cut of 0 items is refused either way, as `random_split`
+    refuses it (fastai's ``idxs[:-0]`` then trains on nothing with valid_last=True, and
+    validates on nothing with valid_last=False)."""
 
     def __init__(self, valid_pct: float = 0.2, valid_last: bool = True) -> None:
         self.valid_pct = _check_valid_pct(valid_pct)
