@@ -1357,6 +1357,12 @@ class Learner:
         plainly, the table stays off (`learn.progress.show_table = True` turns it on)."""
         return _ProgressToggle(self.progress, "show_table")
 
+    def no_mbar(self) -> _ProgressToggle:
+        """fastai v2's `with learn.no_mbar(): ...`: without its master bar fastai writes no
+        epoch table (the batch bars stay); here the same as `no_logging()`, there being one
+        bar per phase and no master bar."""
+        return self.no_logging()
+
     def to_channels_last(self) -> Learner:
         """Store the model's 4-d weights and feed its inputs channels-last (NHWC), the fast
         layout for convolutions on GPUs and on CPUs with bf16 units. Returns self."""

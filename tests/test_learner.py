@@ -640,9 +640,11 @@ def test_final_record_is_the_last_epochs_values():
     assert rec.final_record == rec.values[-1]  # validate returns its values, changes nothing
 
 
-def test_no_logging_hides_the_epoch_table_inside_the_block():
+@pytest.mark.parametrize("toggle", ["no_logging", "no_mbar"])
+def test_no_logging_hides_the_epoch_table_inside_the_block(toggle):
+    """no_mbar too: fastai's, without the master bar, writes no epoch table either."""
     learn = make_learner()
-    with learn.no_logging():
+    with getattr(learn, toggle)():
         learn.fit(1)
     assert learn.progress.stream.getvalue() == ""
     assert len(learn.recorder.values) == 1  # still recorded
