@@ -221,14 +221,11 @@ def not_finite_rows(out: Any) -> torch.Tensor | None:
     return bad_rows
 
 
-def warn_not_finite(
-    learn: Learner, out: Any, caller: str, rows: torch.Tensor | None = None
-) -> None:
-    """A RuntimeWarning when the model's outputs `out` (Tensor[N, ...], or a tuple / dict of
-    them; or, with out None, `rows`: their `not_finite_rows`) hold a NaN or an infinity: its
-    predictions mean nothing (an argmax over NaN is class 0). It says whether the model's
-    own tensors are not finite (a fit diverged) or the inputs must be."""
-    bad_rows = not_finite_rows(out) if out is not None else rows
+def warn_not_finite(learn: Learner, bad_rows: torch.Tensor | None, caller: str) -> None:
+    """A RuntimeWarning when some of the model's outputs hold a NaN or an infinity (`bad_rows`:
+    their `not_finite_rows`): its predictions mean nothing (an argmax over NaN is class 0). It
+    says whether the model's own tensors are not finite (a fit diverged) or the inputs must
+    be."""
     if bad_rows is None or not bool(bad_rows.any()):
         return
     n_items, rows = len(bad_rows), int(bad_rows.sum())
@@ -372,7 +369,7 @@ def get_preds(
         order = None if order is None else all_gather_cat(order)
     if raw is None:
         raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
-    warn_not_finite(learn, raw, "get_preds")
+    warn_not_finite(learn, not_finite_rows(raw), "get_preds")
     nested = not isinstance(raw, torch.Tensor)
     if act is None:
         act = getattr(learn.loss_func, "activation", None)
@@ -473,10 +470,12 @@ def validate(
         loss_sum, n, preds, targ = reduce_validation(loss_sum, n, preds, targ)
     if n == 0 or loss_sum is None:
         raise ValueError(_no_batch(source, dl, own_loader and ds_type == "valid"))
+    # with metrics, every process's outputs (gathered); without, this process's batches'
     if preds is not None:
-        warn_not_finite(learn, preds, "validate")
-    elif bad_rows:
-        warn_not_finite(learn, None, "validate", torch.cat(bad_rows))
+        rows = not_finite_rows(preds)
+    else:
+        rows = torch.cat(bad_rows) if bad_rows else None
+    warn_not_finite(learn, rows, "validate")
     return [float(loss_sum / n)] + [metric_value(m, preds, targ) for m in learn.metrics]
 
 
@@ -820,7 +819,7 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
     if isinstance(item, bytes | bytearray | memoryview):  # an image file's bytes, as fastai
         item = PILImage.create(item)
     x, logits = _one_batch(learn, preprocess(item))  # x: (1, 3, S, S)
-    warn_not_finite(learn, logits, "predict")
+    warn_not_finite(learn, not_finite_rows(logits), "predict")
     probs = torch.softmax(logits, dim=1)[0].cpu()  # a normal tensor, made outside
     idx = probs.argmax()
     result = (Category(str(learn.data.classes[int(idx)]), idx), idx, probs)
