@@ -41,7 +41,7 @@ import os
 import re
 import textwrap
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 from pathlib import Path
@@ -883,13 +883,9 @@ def resize_images(
                 new = ImageOps.exif_transpose(img)
         except (OSError, ValueError, Image.DecompressionBombError):
             return  # unreadable: left as it is, as fastai's verify_image skips it
-        w, h = new.size
-        if max_size is not None and max(w, h) > max_size:
-            scale = max_size / max(w, h)
-            new = new.resize((max(1, int(w * scale)), max(1, int(h * scale))), resample)  # fastai's
-        new = new.convert("RGB" if n_channels == 3 else "L")
-        with atomic_write(target, mode_of=src) as f:
-            new.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        if max_size is not None:
+            new = _longer_side_within(new, max_size, resample, int)  # fastai's truncation
+        _save_atomically(new.convert("RGB" if n_channels == 3 else "L"), target, fmt, src)
 
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         list(pool.map(one, jobs))
@@ -903,12 +899,26 @@ def _shrink(path: Path, max_size: int, dest: Path) -> None:
         if max(img.size) <= max_size and dest == Path("."):
             return  # from the header alone: a quarter turn (EXIF) keeps the longer side
         shrunk = ImageOps.exif_transpose(img)  # a decoded copy, upright
-    w, h = shrunk.size
-    if max(w, h) > max_size:
-        scale = max_size / max(w, h)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        shrunk = shrunk.resize(size, Image.BILINEAR)
+    shrunk = _longer_side_within(shrunk, max_size, Image.BILINEAR, round)
     if fmt == "JPEG" and shrunk.mode not in ("RGB", "L", "CMYK"):
         shrunk = shrunk.convert("RGB")
-    with atomic_write(path.parent / dest / path.name, mode_of=path) as f:
-        shrunk.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    _save_atomically(shrunk, path.parent / dest / path.name, fmt, path)
+
+
+def _longer_side_within(
+    img: Image.Image, max_size: int, resample: int, to_int: Callable[[float], int]
+) -> Image.Image:
+    """`img` resized (aspect kept, `resample`) so that its longer side is max_size when it
+    is longer, each side `to_int` of its scaled length (at least 1); else `img` itself."""
+    w, h = img.size
+    if max(w, h) <= max_size:
+        return img
+    scale = max_size / max(w, h)
+    return img.resize((max(1, to_int(w * scale)), max(1, to_int(h * scale))), resample)
+
+
+def _save_atomically(img: Image.Image, target: Path, fmt: str | None, mode_of: Path) -> None:
+    """`img` written to `target` in PIL's format `fmt` (JPEG at quality 95) through a
+    temporary file renamed into place (files.atomic_write), with `mode_of`'s permissions."""
+    with atomic_write(target, mode_of=mode_of) as f:
+        img.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
