@@ -1472,7 +1472,8 @@ class Learner:
 
     def to_bf16(self, fp32_epochs: int = 0) -> Learner:
         """Forward passes and the loss under torch.autocast(bfloat16) (CPU or CUDA), no loss
-        scaling; fast where bf16 is native, best with channels-last. fp32_epochs: the
+        scaling; fast where bf16 is native, best with channels-last (elsewhere torch emulates
+        it, many times slower than float32: a warning says so). fp32_epochs: the
         learner's first epochs (over all its fits) in float32 (precision 'auto' uses 1 for a
         model trained from scratch). Returns self; details in
         fastcore_ext.callback.mixed_precision."""

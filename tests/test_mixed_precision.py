@@ -157,6 +157,26 @@ def test_auto_picks_fp32_without_native_bf16(cpu_flags, capsys):
     )
 
 
+def test_bf16_asked_where_it_is_not_native_warns_that_it_is_emulated(cpu_flags, recwarn):
+    """to_bf16 / precision='bf16' on a CPU without AVX512-BF16 or AMX-BF16 (10-29x slower
+    than float32 on an AVX2-only Zen 3) says so; where bf16 is native, nothing is said."""
+    cpu_flags("avx2 fma")
+    with pytest.warns(
+        UserWarning,
+        match=r"bfloat16 is not native on data.device \(cpu\): "
+        r"this CPU has neither of amx_bf16, avx512_bf16, so torch emulates it",
+    ):
+        learn = make_learner().to_bf16()
+    assert learn.precision == "bf16"
+    with pytest.warns(UserWarning, match=r"learn.to_fp32\(\) trains in float32"):
+        make_learner(precision="bf16")
+    cpu_flags("avx2 avx512_bf16")
+    recwarn.clear()
+    make_learner().to_bf16()
+    make_learner(precision="auto")
+    assert not [w for w in recwarn if "not native" in str(w.message)]
+
+
 def test_a_precision_chosen_after_auto_is_not_announced_as_auto(cpu_flags, capsys):
     """to_fp32 (or to_bf16) after 'auto': the line describing auto's choice would be false
     ('learn.to_fp32() opts out' after the user did): the fit prints nothing."""

@@ -62,7 +62,7 @@ from torch import nn
 
 from fastcore_ext.callback.core import Callback, CancelStepException
 from fastcore_ext.checks import check_int
-from fastcore_ext.hardware import has_amx, has_native_bf16, native_bf16_cpu_flags
+from fastcore_ext.hardware import BF16_CPU_FLAGS, has_amx, has_native_bf16, native_bf16_cpu_flags
 from fastcore_ext.optim import OptimWrapper
 from fastcore_ext.ranks import is_main_process
 from fastcore_ext.torch_core import to_float
@@ -427,14 +427,37 @@ class MixedPrecision(Callback):
 
 def bf16(device: torch.device | str, fp32_epochs: int = 0) -> MixedPrecision:
     """The callback of `Learner.to_bf16` for data on `device` (the first fp32_epochs epochs
-    in float32); ValueError on a GPU without bfloat16."""
+    in float32); ValueError on a GPU without bfloat16, a warning where bfloat16 is not native
+    (`emulated_bf16_note`)."""
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(
             f"to_bf16: the GPU of data.device ({device}) does not support bfloat16; use "
             f"learn.to_fp16() there"
         )
+    note = emulated_bf16_note(device)
+    if note is not None:
+        warn_user(note)
     return MixedPrecision(torch.bfloat16, fp32_epochs=fp32_epochs)
+
+
+def emulated_bf16_note(device: torch.device) -> str | None:
+    """The warning of a bf16 choice where `device` has no native bfloat16 matrix math (a CPU
+    without AVX512-BF16 or AMX-BF16, a GPU below compute capability 8.0), else None: torch
+    runs bfloat16 there through conversions, many times slower than float32 (a resnet18 64 px
+    step 10-29x on a 2-core AMD EPYC Zen 3, AVX2 only: bench/README.md)."""
+    if device.type not in ("cpu", "cuda") or has_native_bf16(device):
+        return None
+    if device.type == "cpu":
+        where = f"this CPU has neither of {', '.join(BF16_CPU_FLAGS)}"
+    else:
+        major, minor = torch.cuda.get_device_capability(device)
+        where = f"this GPU's compute capability is {major}.{minor} (native from 8.0)"
+    return (
+        f"to_bf16: bfloat16 is not native on data.device ({device}): {where}, so torch "
+        f"emulates it, many times slower than float32 (a resnet18 step 10-29x on an AVX2-only "
+        f"CPU); learn.to_fp32() trains in float32 (precision 'auto' chooses it here)"
+    )
 
 
 def fp16(device: torch.device | str) -> MixedPrecision:
