@@ -317,6 +317,61 @@ def test_grandparent_splitter_on_train_valid_folders(tmp_path):
     assert dls.vocab == ["a", "b"]
 
 
+def test_a_splitter_may_give_masks_and_its_mistakes_are_said_briefly(tmp_path):
+    """A splitter returning boolean masks (numpy, torch, Python bools) splits by them, as
+    fastai's L indexing does (they were read as indices 0 and 1); a wrong shape of output is
+    said in a line, not printed whole."""
+    for k, where in enumerate(["train", "train", "valid", "train", "valid", "train"]):
+        _save(tmp_path / where / ("a" if k % 2 else "b") / f"{k}.jpg", k)
+
+    def by(mask_of):
+        def split(items):
+            valid = mask_of(["valid" in str(p) for p in items])
+            return ~valid, valid
+
+        return split
+
+    for mask_of in (np.array, torch.tensor):
+        dls = _dls(_block(splitter=by(mask_of)), tmp_path)
+        assert [p.parent.parent.name for p in dls.train_ds.items] == ["train"] * 4
+        assert [p.parent.parent.name for p in dls.valid_ds.items] == ["valid"] * 2
+    dls = _dls(
+        _block(splitter=lambda items: ([True] * 4 + [False] * 2, [False] * 4 + [True] * 2)),
+        tmp_path,
+    )
+    assert (len(dls.train_ds), len(dls.valid_ds)) == (4, 2)
+    with pytest.raises(ValueError, match="splitter: train is a mask of 3 bools for 6 items"):
+        _dls(_block(splitter=lambda items: ([True] * 3, [])), tmp_path)
+    with pytest.raises(TypeError, match="train indices as integers .* got float 0.5 among them"):
+        _dls(_block(splitter=lambda items: ([0.5, 1], [2])), tmp_path)
+    with pytest.raises(
+        TypeError,
+        match=r"expected a pair \(train indices, valid indices\), got a "
+        r"tuple of 3$",
+    ):
+        _dls(_block(splitter=lambda items: (list(range(600)), [1], [2])), tmp_path)
+
+
+def test_a_split_leaving_items_out_with_no_validation_set_warns(tmp_path):
+    """A typo in GrandparentSplitter's valid_name leaves the validation images in neither set
+    (fastai says nothing): a warning names the folders of the items left out; a typo in
+    train_name, the error of an empty training set does."""
+    for k, where in enumerate(["train", "train", "valid", "train", "valid", "train"]):
+        _save(tmp_path / where / ("a" if k % 2 else "b") / f"{k}.jpg", k)
+    with pytest.warns(
+        UserWarning,
+        match=r"gave an empty validation set \(6 items, 2 in neither "
+        r"set: their grandparent folders are 'valid'\)",
+    ):
+        dls = _dls(_block(splitter=GrandparentSplitter(valid_name="val")), tmp_path)
+    assert (len(dls.train_ds), len(dls.valid_ds)) == (4, 0)
+    with pytest.raises(
+        ValueError,
+        match="empty training set .*4 in neither set: their grandparent folders are 'train'",
+    ):
+        _dls(_block(splitter=GrandparentSplitter(train_name="trn")), tmp_path)
+
+
 def test_pets_chapter5_code(tmp_path):
     """fastbook chapter 5's DataBlock, 32 px: labels from the file name with using_attr."""
     for k, name in enumerate(["Abyssinian_1", "great_pyrenees_12", "Abyssinian_3",

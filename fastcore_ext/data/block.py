@@ -45,12 +45,19 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
-from fastcore_ext.checks import short_repr
+from fastcore_ext.checks import int_or_none, short_repr
 from fastcore_ext.warn import warn_user
 
 from .bunch import _UNSET, CategoryMap, ImageDataLoaders, _resolve_pipeline, _resolve_seed, _sized
 from .datasets import Datasets, ImageItems
-from .items import ItemSplit, MissingPathError, RandomSplitter, _is_dataframe, shown_names
+from .items import (
+    GrandparentSplitter,
+    ItemSplit,
+    MissingPathError,
+    RandomSplitter,
+    _is_dataframe,
+    shown_names,
+)
 from .open import BW_NOTE, PILImage, PILImageBW
 
 __all__ = [
@@ -189,15 +196,51 @@ def _one_getter(f: object, arg: str) -> Callable[[Any], Any] | None:
 
 
 def _indices(idx: object, n: int, which: str) -> list[int]:
-    try:
-        out = [int(i) for i in idx]  # type: ignore[attr-defined]
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"splitter: expected (train indices, valid indices), got {which} "
-                        f"indices {idx!r}") from e  # fmt: skip
+    """A splitter's `which` ('train' / 'valid') side as item indices: integers in [0, n), or a
+    mask of one bool per item (numpy, torch or Python bools: its true positions), as fastai's
+    L indexing takes either."""
+    if isinstance(idx, str | bytes) or not hasattr(idx, "__iter__"):
+        raise TypeError(
+            f"splitter: expected (train indices, valid indices), got {which} as "
+            f"{type(idx).__name__} {short_repr(idx)}"
+        )
+    values = idx.tolist() if isinstance(idx, np.ndarray | torch.Tensor) else list(idx)
+    if values and all(isinstance(v, bool | np.bool_) for v in values):
+        if len(values) != n:
+            raise ValueError(
+                f"splitter: {which} is a mask of {len(values)} bools for {n} items: a mask "
+                "needs one bool per item"
+            )
+        return [i for i, v in enumerate(values) if v]
+    out = []
+    for v in values:
+        i = int_or_none(v)
+        if i is None:
+            raise TypeError(
+                f"splitter: expected {which} indices as integers (or a mask of one bool per "
+                f"item), got {type(v).__name__} {short_repr(v)} among them"
+            )
+        out.append(i)
     bad = [i for i in out if not 0 <= i < n]
     if bad:
         raise ValueError(f"splitter: {which} indices must lie in [0, {n}), got {bad[:5]}")
     return out
+
+
+def _left_out(splitter: object, items: Sequence[Any], train: list[int], valid: list[int]) -> str:
+    """', k in neither set (...)' for a split that leaves k of the items out, else ''; with a
+    GrandparentSplitter, the grandparent folders of the items left out."""
+    placed = set(train).union(valid)
+    left = [i for i in range(len(items)) if i not in placed]
+    if not left:
+        return ""
+    if _is_dataframe(items):
+        return f", {len(left)} in neither set, e.g. row {left[0]}"
+    if isinstance(splitter, GrandparentSplitter):
+        names = sorted({Path(items[i]).parent.parent.name for i in left})
+        shown = ", ".join(map(repr, names[:5])) + (", ..." if len(names) > 5 else "")
+        return f", {len(left)} in neither set: their grandparent folders are {shown}"
+    return f", {len(left)} in neither set, e.g. {short_repr(items[left[0]])}"
 
 
 def _warn_path_labels(labels: Sequence[str | int]) -> None:
@@ -307,12 +350,25 @@ class DataBlock:
         else:
             out = self.splitter(items)
             if not isinstance(out, tuple | list) or len(out) != 2:
-                raise TypeError(f"splitter: expected (train indices, valid indices), got {out!r}")
+                got = (
+                    f"a {type(out).__name__} of {len(out)}"
+                    if isinstance(out, tuple | list)
+                    else f"{type(out).__name__} {short_repr(out)}"
+                )
+                raise TypeError(
+                    f"splitter: expected a pair (train indices, valid indices), got {got}"
+                )
             train, valid = _indices(out[0], n, "train"), _indices(out[1], n, "valid")
+        left = _left_out(self.splitter, items, train, valid)
         if not train:  # an empty validation set is fine: every item trains (valid_pct=0)
             raise ValueError(
-                f"splitter: {self.splitter!r} gave an empty training set ({n} items); a "
+                f"splitter: {self.splitter!r} gave an empty training set ({n} items{left}); a "
                 "model needs items to train on"
+            )
+        if not valid and left:  # a typo in a folder name, more likely than a wish
+            warn_user(
+                f"splitter: {self.splitter!r} gave an empty validation set ({n} items{left}): "
+                "the fit will show no validation loss or metrics"
             )
         return train, valid
 
