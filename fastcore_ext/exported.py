@@ -24,6 +24,7 @@ from fastcore_ext.callback import mixed_precision
 from fastcore_ext.checks import check_bool, check_int
 from fastcore_ext.data import (
     CategoryMap,
+    DataPath,
     DeviceDataLoader,
     ImageDataset,
     check_test_images,
@@ -84,7 +85,7 @@ class InferenceData:
         self.stats = stats
         self.spec, self.seed = spec, seed
         self.device = torch.device(device)
-        self.path = Path(path)
+        self.path = DataPath(path)  # with fastai's ls(), as a bunch's
         self.train_dl = None
         self.valid_dl = None
         # fastai v1's unlabelled test set (add_test; load_learner's test=)

@@ -415,6 +415,25 @@ def test_predict_csv_quotes_paths_and_class_names(tmp_path, capsys, small_demo, 
     assert code == 0 and all(f"{c}=" in out for c in learn.data.classes)
 
 
+def test_predict_into_a_closed_pipe_stops_quietly(tmp_path, small_demo):
+    """`fastcore-ext predict ... | head -1`: the reader goes away; the command stops with 141
+    (128 + SIGPIPE, as a shell reports such a process) and no traceback."""
+    learn = vision.create_cnn(
+        data_mod.ImageDataBunch.from_folder(small_demo, size=32, bs=4, num_workers=0),
+        vision.models.resnet18, pretrained=False, path=tmp_path,
+    )  # fmt: skip
+    learn.export("export.pkl")
+    images = [str(p) for p in sorted((small_demo / "valid").rglob("*.jpg"))[:3]]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastcore_ext", "predict", str(tmp_path), *images],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    proc.stdout.close()  # before the command writes its first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == cli.EXIT_BROKEN_PIPE == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 @pytest.mark.parametrize("command", ["train", "predict", "lr-find"])
 def test_help_of_each_command(capsys, command):
     with pytest.raises(SystemExit) as info:

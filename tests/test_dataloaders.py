@@ -86,6 +86,7 @@ def test_the_dataloaders_api(tmp_path):
 
     named = DataLoaders(DataLoader(Named(*_dataset(8, 0).tensors), batch_size=4), [], path=tmp_path)
     assert named.c == 4 and named.vocab == ["a", "b", "c", "d"] and named.path == tmp_path
+    assert named.path.ls() == [] and dls.path.ls(n_max=0) == []  # fastai's ls(), as a bunch's
 
 
 def test_the_loaders_are_the_users_own_for_what_the_wrapper_lacks():

@@ -153,6 +153,7 @@ def test_load_learner_forms_and_limits(trained, tmp_path):
     a = load_learner(tmp_path / "other.pth")  # fastai v2: the file itself
     b = load_learner(tmp_path, "other.pth")  # fastai v1: folder + file name
     assert a.path == tmp_path and b.path == tmp_path
+    assert a.dls.path.ls(file_exts=".pth") == [tmp_path / "other.pth"]  # as a bunch's dls.path
     for lrn in (a, b):
         expected = learn.model.state_dict()
         for k, v in lrn.model.state_dict().items():

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 from fastcore_ext.checks import check_positive_int
 
 from .bunch import LoaderPair, _resolve_device
+from .paths import DataPath
 
 __all__ = ["DataLoaders", "TorchLoader"]
 
@@ -232,7 +232,7 @@ class DataLoaders(LoaderPair):
             )
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path: expected a folder (str or Path), got {path!r}")
-        self.path = Path(path)
+        self.path = DataPath(path)  # with fastai's ls(): dls.path.ls()
         self.device = _resolve_device(device)
         self.train_dl, self.valid_dl = (TorchLoader(dl, self.device) for dl in loaders)
 
