@@ -735,18 +735,21 @@ class _Resume:
         then stage 2's: lr_find writes none)."""
         return self.epochs + (config.epochs if self.stage == "stage2" else 0)
 
-    def trim_logs(self, out: Path, config: LessonConfig) -> None:
+    def trim_logs(self, out: Path, config: LessonConfig) -> int:
         """Leave metrics.csv and metrics.jsonl with this point's rows: a Ctrl-C while the
         epoch after it was being saved had logged that epoch, which the resumed run trains
-        and logs again."""
-        keep = self.rows_before(config)
+        and logs again. Returns the number of epoch rows dropped (of metrics.csv)."""
+        keep, dropped = self.rows_before(config), 0
         for name, header in (("metrics.csv", 1), ("metrics.jsonl", 0)):
             file = out / name
             if file.is_file():
                 lines = file.read_text().splitlines(keepends=True)
                 if len(lines) > header + keep:
+                    if name == "metrics.csv":
+                        dropped = len(lines) - header - keep
                     with atomic_write(file) as f:
                         f.write("".join(lines[: header + keep]).encode())
+        return dropped
 
     def save(self, file: Path) -> Path:
         """Write the checkpoint with the rest under its "lesson" key (what `read` takes)."""
@@ -1002,8 +1005,11 @@ def run_lesson(config: LessonConfig) -> LessonSummary:
     if resume is not None:
         run.resumed_from = resume.point(config)
         print(f"Resuming from {run.resumed_from} ({out / RESUME})")
-        if run.writes:
-            resume.trim_logs(out, config)
+        if run.writes and (dropped := resume.trim_logs(out, config)):
+            print(
+                f"  the interrupted run had logged {dropped} epoch row(s) after that point, "
+                f"ended as the interrupt came and before their state was kept: trained again"
+            )
     elif run.writes and (previous := _keep_previous(out)) is not None:
         kept = (
             f" ({PREVIOUS}/ keeps the last run that finished)"

@@ -403,6 +403,8 @@ def test_a_resumed_run_ends_as_a_run_never_interrupted(
                                 resume=True, workers=1))  # fmt: skip
     printed = capsys.readouterr().out
     assert f"Resuming from {point}" in printed and "moved to" not in printed
+    logged_after = "logged 1 epoch row(s) after that point" in printed  # said why it goes back
+    assert logged_after == (method == "checkpoint")
     assert r.resumed_from == point and not r.interrupted and r.resume_point is None
     assert not (out / lesson.RESUME).exists()  # finished: nothing left to resume
     assert not (out / "models" / "interrupted.pth").exists()  # nor the interruption's model
