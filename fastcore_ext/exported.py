@@ -313,8 +313,8 @@ def _augment_spec(file: Path, described: Any) -> AugmentSpec | None:
 
 
 def _test_files(test: Any) -> Any:
-    """load_learner's `test`: the image files under a folder (`images_of_test_folder`), else
-    `test` itself (files, checked by add_test)."""
-    if isinstance(test, str | os.PathLike) and Path(test).is_dir():
+    """load_learner's `test`: the image files under a folder (`images_of_test_folder`, which
+    names a missing one), else `test` itself (files, checked by add_test)."""
+    if isinstance(test, str | os.PathLike):
         return images_of_test_folder(test)
     return test

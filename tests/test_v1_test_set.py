@@ -129,7 +129,9 @@ def test_valid_pct_leaves_the_test_folder_out(root, tmp_path):
 
 
 def test_test_folder_refusals(root, tmp_path):
-    with pytest.raises(ValueError, match="test: expected a folder of unlabelled images, .*nope"):
+    with pytest.raises(
+        ValueError, match="test: expected a folder of unlabelled images, .*nope does not exist"
+    ):
         ImageDataBunch.from_folder(root, test="nope", **KW)
     (root / "empty").mkdir(exist_ok=True)
     try:
@@ -163,6 +165,12 @@ def test_load_learner_test_adds_the_set(learn, data, root):
     files = list(reversed(data.test_ds.items))[:2]
     listed = load_learner(learn.path, test=files)
     assert listed.data.test_ds.items == files and len(listed.get_preds(DatasetType.Test)[0]) == 2
+    with pytest.raises(
+        ValueError,
+        match=r"test: expected a folder of unlabelled images, .*nope "
+        r"does not exist",
+    ):  # it named test_items and no cause
+        load_learner(learn.path, test=root / "nope")
     bare = load_learner(learn.path)
     with pytest.raises(ValueError, match=r"no test set yet; add one with learn.data.add_test"):
         bare.get_preds(ds_type=DatasetType.Test)

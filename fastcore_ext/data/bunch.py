@@ -734,7 +734,8 @@ def images_of_test_folder(
     if root is not None:
         folder = Path(root) / folder
     if not Path(folder).is_dir():
-        raise ValueError(f"test: expected a folder of unlabelled images, {folder} is no folder")
+        what = "is a file" if Path(folder).exists() else "does not exist"
+        raise ValueError(f"test: expected a folder of unlabelled images, {folder} {what}")
     files = get_image_files(folder)
     if not files:
         raise ValueError(f"test: the folder {folder} holds no image file")
