@@ -2101,15 +2101,15 @@ def _check_elementwise_loss(pred: Any, yb: Sequence[Any], loss_func: Any) -> Non
     Huber, binary cross-entropy; module or function) gets predictions and targets of other
     shapes: torch would fail inside the loss, or broadcast them silently and train on the
     wrong comparison ([B, 1] against [B] gives [B, B]; [B, n] against B class indices where
-    B == n)."""
-    if isinstance(loss_func, FlatLoss):  # MSELossFlat & co flatten both sides themselves
-        return
-    if not _is_elementwise(loss_func) or len(yb) != 1:
+    B == n). The Flat losses (MSELossFlat, BCEWithLogitsLossFlat, ...) flatten both sides
+    themselves: for them only the numbers of elements must agree."""
+    flat = isinstance(loss_func, FlatLoss)
+    if not (flat or _is_elementwise(loss_func)) or len(yb) != 1:
         return
     y = yb[0]
     if not (isinstance(pred, torch.Tensor) and isinstance(y, torch.Tensor)):
         return
-    if pred.shape == y.shape:
+    if pred.numel() == y.numel() if flat else pred.shape == y.shape:
         return
     name = _loss_name(loss_func)
     shapes = f"the model gives {list(pred.shape)} and the targets are {list(y.shape)}"
@@ -2119,6 +2119,11 @@ def _check_elementwise_loss(pred: Any, yb: Sequence[Any], loss_func: Any) -> Non
             f"{shapes} ({y.dtype}: one class index per item, as single-label data gives): "
             "a classifier's loss is CrossEntropyLossFlat() (the default when loss_func is not "
             "given), or F.cross_entropy"
+        )
+    if flat:
+        raise ValueError(
+            f"loss_func: {name} compares the flattened predictions with the flattened targets "
+            f"element by element, but {shapes}: {pred.numel()} against {y.numel()} elements"
         )
     raise ValueError(
         f"loss_func: {name} compares predictions with targets element by element, but "

@@ -736,7 +736,8 @@ def test_an_elementwise_loss_of_other_shapes_is_named_at_the_first_batch():
             p = self.out(x.flatten(1))
             return p.view(-1) if self.flat else p
 
-    for loss in (nn.BCEWithLogitsLoss(), nn.MSELoss(), F.l1_loss):
+    # the Flat losses too (single-label data: a raw torch error about target sizes before)
+    for loss in (nn.BCEWithLogitsLoss(), nn.MSELoss(), F.l1_loss, BCEWithLogitsLossFlat()):
         learn = make_learner(model=Net(2), splitter=None, loss_func=loss)
         with pytest.raises(ValueError, match=r"loss_func: .* the targets are \[\d+\] .*Flat\(\)"):
             learn.fit(1)
@@ -753,6 +754,13 @@ def test_an_elementwise_loss_of_other_shapes_is_named_at_the_first_batch():
     make_learner(model=Net(1), splitter=None, loss_func=BCEWithLogitsLossFlat()).fit(1)
     # same shapes pass (a regression on the class index: the user's choice)
     make_learner(model=Net(1, flat=True), splitter=None, loss_func=nn.MSELoss()).fit(1)
+    # float targets of another number of elements than a Flat loss's predictions
+    with pytest.raises(
+        ValueError,
+        match=r"MSELossFlat compares the flattened predictions .* "
+        r"\[4, 3\] and the targets are \[4\]: 12 against 4 elements",
+    ):
+        learner_mod._check_elementwise_loss(torch.zeros(4, 3), [torch.zeros(4)], MSELossFlat())
 
 
 def test_current_hypers_after_a_one_cycle_fit_are_its_last_steps():
