@@ -1676,6 +1676,17 @@ class Learner:
                     "end in .pth"
                 )
             )
+        if not path.is_file():
+            saved = sorted(path.parent.glob("*.pth")) if path.parent.is_dir() else []
+            held = (
+                f"{path.parent.name}/ holds {', '.join(p.stem for p in saved[:8])}"
+                + (", ..." if len(saved) > 8 else "")
+                if saved
+                else f"no checkpoint is in {path.parent}"
+            )
+            raise FileNotFoundError(
+                f"name: no such file: {path} ({held}; learn.save(name) writes one)"
+            )
         self.epochs_done, self.epochs_trained = load_checkpoint(
             path,
             self.model,

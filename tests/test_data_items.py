@@ -12,6 +12,7 @@ from PIL import Image
 from fastcore_ext.data import (
     IMAGE_EXTENSIONS,
     MissingPathError,
+    NotAFolderError,
     get_image_files,
     items_from_folder,
     items_from_lists,
@@ -52,6 +53,10 @@ def test_get_image_files_by_extension_recursive_sorted(tmp_path):
     assert get_image_files(tmp_path / "a", recurse=False) == []
     with pytest.raises(MissingPathError, match="path: expected an existing folder"):
         get_image_files(tmp_path / "nope")
+    with pytest.raises(
+        NotAFolderError, match="path: expected a folder, but .*notes.txt' is a file"
+    ):
+        get_image_files(tmp_path / "a" / "notes.txt")  # it said the file did not exist
 
 
 def test_from_folder_train_valid(tree):
@@ -107,6 +112,9 @@ def test_missing_valid_folder_lists_what_is_there(tree):
         items_from_folder(tree, valid="val")
     with pytest.raises(MissingPathError, match="path: expected an existing folder"):
         items_from_folder(tree / "missing")
+    file = next((tree / "train").rglob("*.*"))
+    with pytest.raises(NotAFolderError, match="path: expected a folder, but .* is a file"):
+        items_from_folder(file)
 
 
 def test_empty_class_folders_are_ignored_with_one_capped_warning(tree):

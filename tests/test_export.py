@@ -322,16 +322,19 @@ def test_predict_takes_a_read_only_array_without_a_warning(trained):
     assert res.stdout.split() == [str(idx), str(idx)]
 
 
-def test_load_learner_starts_from_trained_features(trained, monkeypatch, capsys):
-    """precision 'auto' chooses bf16 (stubbed CPU flags): the loaded model is trained, so no
-    float32 epochs before bf16, as create_cnn(pretrained=True). Loading and predicting
-    print nothing about precision (its line speaks of training: printed when a fit starts,
-    and a loaded learner cannot fit)."""
-    learn, tmp = trained
+def test_load_learner_starts_from_trained_features(trained, tmp_path, monkeypatch, capsys):
+    """precision 'auto' chooses bf16 (stubbed CPU flags) for a bf16 export: the loaded model
+    is trained, so no float32 epochs before bf16, as create_cnn(pretrained=True). Loading and
+    predicting print nothing about precision (its line speaks of training: printed when a fit
+    starts, and a loaded learner cannot fit). The export is made here under the stub: the
+    module's learner exported in fp32 on a CPU without bf16 (an fp32 export loads in fp32)."""
     monkeypatch.setattr(mixed_precision, "_announced", set())
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    learn = create_cnn(trained[0].data, "resnet18", pretrained=False, lin_ftrs=[16], path=tmp_path)
+    assert learn.precision == "bf16"
+    learn.export()
     capsys.readouterr()
-    loaded = load_learner(tmp)
+    loaded = load_learner(tmp_path)
     assert loaded.precision == "bf16" and loaded.mixed_precision.fp32_epochs == 0
     loaded.predict(learn.data.valid_ds.items[0])
     assert capsys.readouterr().err == ""

@@ -319,11 +319,17 @@ def test_load_into_another_architecture_is_a_clear_error(tmp_path):
 
 def test_load_errors_name_the_file(tmp_path):
     learn = learner(tmp_path)
-    with pytest.raises(FileNotFoundError, match="nope.pth"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"name: no such file: .*nope.pth \(no checkpoint "
+        r"is in .*models; learn.save\(name\) writes one\)",
+    ):
         learn.load("nope")
     bad = tmp_path / "models" / "bad.pth"
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_bytes(b"not a torch file")
+    with pytest.raises(FileNotFoundError, match=r"nope.pth \(models/ holds bad; learn.save"):
+        learn.load("nope")
     with pytest.raises(ValueError, match="bad.pth"):
         learn.load("bad")
     torch.save({"x": [1, 2]}, tmp_path / "models" / "junk.pth")

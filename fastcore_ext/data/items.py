@@ -34,6 +34,8 @@ from fastcore_ext.files import PLOTS_MARKER
 from fastcore_ext.foundation import L
 from fastcore_ext.warn import warn_user
 
+from .paths import NotAFolderError
+
 __all__ = [
     "ColReader",
     "ColSplitter",
@@ -108,6 +110,16 @@ def check_path(path: object, arg: str = "path") -> Path:
     return Path(path)
 
 
+def _check_is_folder(root: Path) -> None:
+    """`path` must be an existing folder: NotAFolderError for a file, else MissingPathError
+    (`_missing_folder`)."""
+    if root.is_dir():
+        return
+    if root.exists():
+        raise NotAFolderError(f"path: expected a folder, but {str(root)!r} is a file")
+    raise MissingPathError(_missing_folder(root))
+
+
 def _missing_folder(root: Path, arg: str = "path") -> str:
     """The error for a folder `arg` that does not exist, with the hint a user needs when the
     name starts with '~' (Python's paths do not expand it; fastai's get_image_files then
@@ -176,8 +188,7 @@ def get_image_files(
     '.' adds the files directly in `path`), e.g. ``get_image_files(path, folders=['train',
     'valid'])``."""
     root = check_path(path)
-    if not root.is_dir():
-        raise MissingPathError(_missing_folder(root))
+    _check_is_folder(root)
     if folders is not None:
         only = [folders] if isinstance(folders, str) else list(folders)
         if not all(isinstance(f, str) for f in only):
@@ -571,8 +582,7 @@ def items_from_folder(
     images, and another the labels found under several of its folders (`_check_tree`).
     """
     root = check_path(path)
-    if not root.is_dir():
-        raise MissingPathError(_missing_folder(root))
+    _check_is_folder(root)
     if valid_pct is not None:
         _check_valid_pct(valid_pct)
         files = get_image_files(root)
