@@ -19,8 +19,10 @@ import copy
 import dataclasses
 import inspect
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator, Sized
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from fastcore_ext.augment import AugmentSpec, augment_batch, epoch_generator, ra
 from fastcore_ext.callback.core import fire
 from fastcore_ext.checks import check_bool, check_hw, check_int, int_or_none, real_or_none
 from fastcore_ext.data import BadImageError, DeviceDataLoader, PILImage
-from fastcore_ext.data.items import shown_names
+from fastcore_ext.data.items import MissingPathError, shown_names
 from fastcore_ext.losses import is_class_loss
 from fastcore_ext.metrics import Metric, metric_value
 from fastcore_ext.optim import OptimWrapper
@@ -814,6 +816,13 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
             f"call predict on each, or get_preds(dl=...) with batches of "
             f"learn.data.preprocess(files)"
         )
+    if isinstance(item, str | os.PathLike) and Path(item).is_dir():
+        raise ValueError(
+            f"item: predict classifies one image file, {str(item)!r} is a folder: "
+            f"learn.get_preds(dl=learn.dls.test_dl(get_image_files(folder))) predicts its images"
+        )
+    if isinstance(item, str | os.PathLike) and not Path(item).is_file():
+        raise MissingPathError(f"item: expected an image file, {str(item)!r} does not exist")
     if isinstance(item, torch.Tensor):
         item = item.detach()  # a tensor that requires grad: no autograd warning, no graph
     if isinstance(item, bytes | bytearray | memoryview):  # an image file's bytes, as fastai

@@ -27,6 +27,7 @@ from fastcore_ext.data import (
     BadImageError,
     ImageDataBunch,
     ImageDataLoaders,
+    MissingPathError,
     Resize,
     demo_dataset,
     get_image_files,
@@ -145,6 +146,13 @@ def test_predict_applies_the_validation_transform(trained):
         torch.testing.assert_close(p, probs[i], **tol)
     x = learn.data.preprocess(load_image(learn.data.valid_ds.items[0], 20))
     assert x.shape == (1, 3, 16, 16)
+    # a missing file or a folder named as such (it was "cannot read file ([Errno 2] ...)")
+    with pytest.raises(MissingPathError, match=r"item: expected an image file, '.*nope.jpg' does"):
+        learn.predict(learn.path / "nope.jpg")
+    with pytest.raises(
+        ValueError, match=r"item: predict classifies one image file, .* is a folder"
+    ):
+        learn.predict(str(learn.path))
 
 
 def test_load_learner_forms_and_limits(trained, tmp_path):
