@@ -673,6 +673,13 @@ def test_a_table_names_files_under_its_path_only_and_says_why_one_is_missing(tmp
     assert msg.startswith("fn_col: 4 of 4 files do not exist")
     assert "the names start with 'flat/', the folder they are taken in: pass its parent" in msg
     assert items_from_table(tmp_path, names, ["a", "b"] * 2, valid_pct=0.5).classes == ["a", "b"]
+    # a folder= that does not exist is named (fn_col was blamed for every file)
+    with pytest.raises(
+        MissingPathError,
+        match=r"folder: expected the folder of path holding "
+        r"the images, '.*images' does not exist \(the folders there: 'flat'\)",
+    ):
+        items_from_table(tmp_path, [f"x{i}.png" for i in range(4)], ["a", "b"] * 2, "images")
     # a list of names (fnames) may still be relative to the working folder, as fastai's lists
     assert (
         len(items_from_lists(tmp_path / "flat", names, ["a", "b"] * 2, valid_pct=0.5).train_items)

@@ -1024,6 +1024,12 @@ def items_from_table(
     if not isinstance(suffix, str):
         raise TypeError(f"suffix: expected a string such as '.jpg' or '', got {suffix!r}")
     root = check_path(path) / folder if folder is not None else check_path(path)
+    if folder is not None and not root.is_dir() and root.parent.is_dir():
+        there = sorted(p.name for p in root.parent.iterdir() if p.is_dir())
+        raise MissingPathError(
+            f"folder: expected the folder of path holding the images, {str(root)!r} does not "
+            f"exist (the folders there: {shown_names(there) or 'none'})"
+        )
     names = [f"{n}{suffix}" for n in _label_list(names, "fn_col")]
     return _items_with_labels(root, names, labels, valid_pct, seed, True, rule, valid)
 
