@@ -567,6 +567,14 @@ def _source(config: LessonConfig) -> _Source:
             lambda s: items_from_folder(root, seed=s),
             lambda **kw: ImageDataBunch.from_folder(root, **kw),
         )
+    loose = [p for p in files if p.parent == root]
+    if loose:  # the layout's mistake first: a split of these few images is not the problem
+        raise LessonError(
+            "path",
+            f"{len(loose)} images lie directly in {str(root)!r} (e.g. {loose[0].name}); each "
+            "image must be inside a folder named after its class (or name the class in the "
+            "file name: --label-re)",
+        )
     _check_fits(len(files), config)
     return _Source(
         f"{root} (valid_pct {vp})",

@@ -557,8 +557,14 @@ def test_pets_style_folder_without_or_with_a_bad_label_re(tmp_path, capsys, pets
     common = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained",
               "--out", str(tmp_path / "o")]  # fmt: skip
     code, _, err = run(capsys, "train", str(pets_style), *common)
-    assert code == 2 and "PATH: path: 72 images lie directly in" in err
+    assert code == 2 and "PATH: 72 images lie directly in" in err
     assert "each image must be inside a folder named after its class" in err
+    few = tmp_path / "few"  # 4 loose images: the layout is said, not the 0.2 split of 4
+    few.mkdir()
+    for name in sorted(p.name for p in pets_style.iterdir())[:4]:
+        shutil.copy(pets_style / name, few / name)
+    code, _, err = run(capsys, "train", str(few), *common)
+    assert code == 2 and "PATH: 4 images lie directly in" in err and "valid" not in err
     code, _, err = run(capsys, "train", str(pets_style), "--label-re", "_\\d+.jpg$", *common)
     assert code == 2 and "--label-re: expected a regular expression with a group" in err
     code, _, err = run(capsys, "train", str(pets_style), "--label-re", "/(dog)_", *common)
