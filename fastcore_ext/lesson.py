@@ -495,7 +495,14 @@ def _labels_csv(config: LessonConfig, root: Path) -> Path:
     given = Path(config.labels_csv).expanduser()
     csv = given if given.is_file() or given.is_absolute() else root / given
     if not csv.is_file():
-        raise LessonError("labels_csv", f"expected a CSV file of name,label rows, got {str(csv)!r}")
+        tried = str(csv) if csv == given else f"{str(given)!r} nor {str(csv)!r}"
+        what = "is a folder" if csv.is_dir() else "does not exist"
+        raise LessonError(
+            "labels_csv",
+            f"expected a CSV file of name,label rows: {tried} {what}"
+            if csv == given
+            else f"expected a CSV file of name,label rows: neither {tried} exists",
+        )
     return csv.resolve()
 
 

@@ -626,8 +626,11 @@ def test_labels_csv_and_precision_mistakes(tmp_path, capsys, csv_labelled):
     common = ["--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained",
               "--out", str(tmp_path / "o")]  # fmt: skip
     code, _, err = run(capsys, "train", str(csv_labelled), "--labels-csv", "nope.csv", *common)
-    assert code == 2 and "--labels-csv: expected a CSV file of name,label rows, got" in err
-    assert "nope.csv" in err
+    assert code == 2 and "--labels-csv: expected a CSV file of name,label rows: neither " in err
+    assert f"'nope.csv' nor '{csv_labelled / 'nope.csv'}' exists" in err  # both places tried
+    missing = tmp_path / "gone.csv"
+    code, _, err = run(capsys, "train", str(csv_labelled), "--labels-csv", str(missing), *common)
+    assert code == 2 and f"rows: {missing} does not exist" in err
     code, _, err = run(
         capsys, "train", str(csv_labelled), "--labels-csv", "labels.csv", "--label-re", "/(a)",
         *common,
