@@ -816,12 +816,12 @@ def predict(learn: Learner, item: Any, with_input: bool = False) -> tuple[Any, .
             f"call predict on each, or get_preds(dl=...) with batches of "
             f"learn.data.preprocess(files)"
         )
-    if isinstance(item, str | os.PathLike) and Path(item).is_dir():
-        raise ValueError(
-            f"item: predict classifies one image file, {str(item)!r} is a folder: "
-            f"learn.get_preds(dl=learn.dls.test_dl(get_image_files(folder))) predicts its images"
-        )
     if isinstance(item, str | os.PathLike) and not Path(item).is_file():
+        if Path(item).is_dir():
+            raise ValueError(
+                f"item: predict classifies one image file, {str(item)!r} is a folder: learn."
+                f"get_preds(dl=learn.dls.test_dl(get_image_files(folder))) predicts its images"
+            )
         raise MissingPathError(f"item: expected an image file, {str(item)!r} does not exist")
     if isinstance(item, torch.Tensor):
         item = item.detach()  # a tensor that requires grad: no autograd warning, no graph

@@ -1658,35 +1658,9 @@ class Learner:
             current=self.opt.param_groups,
         )
         path = self._model_file(name)
-        given = self.path / self.model_dir / Path(name).expanduser()
-        doubled = path.with_name(path.name + ".pth")
-        if not path.is_file() and doubled.is_file():
-            raise FileNotFoundError(
-                f"no such file: {path}; {doubled.name} is there (fastai's learn.save adds "
-                f".pth to a name that ends in it): load({str(name) + '.pth'!r}) reads it"
-            )
-        if not path.is_file() and given.is_file() and given.suffix != ".pth":
-            raise FileNotFoundError(
-                f"no such file: {path} (learn.load reads the .pth checkpoints of learn.save); "
-                f"{given} is there: "
-                + (
-                    f"an export, which load_learner({str(given)!r}) reads"
-                    if given.suffix == ".pkl"
-                    else "learn.load adds .pth to a name not ending in it; rename the file to "
-                    "end in .pth"
-                )
-            )
         if not path.is_file():
-            saved = sorted(path.parent.glob("*.pth")) if path.parent.is_dir() else []
-            held = (
-                f"{path.parent.name}/ holds {', '.join(p.stem for p in saved[:8])}"
-                + (", ..." if len(saved) > 8 else "")
-                if saved
-                else f"no checkpoint is in {path.parent}"
-            )
-            raise FileNotFoundError(
-                f"name: no such file: {path} ({held}; learn.save(name) writes one)"
-            )
+            given = self.path / self.model_dir / Path(name).expanduser()
+            raise FileNotFoundError(_missing_checkpoint(name, path, given))
         self.epochs_done, self.epochs_trained = load_checkpoint(
             path,
             self.model,
@@ -2105,6 +2079,33 @@ def _check_loss_value(loss: Any, loss_func: Any) -> None:
         f"loss_func: {_loss_name(loss_func)} returned {_describe(loss)}; a fit needs one "
         f"number per batch, the mean or the sum of the items' losses{hint}"
     )
+
+
+def _missing_checkpoint(name: str | os.PathLike, path: Path, given: Path) -> str:
+    """Learner.load's message for a missing checkpoint `path` (of `name`; `given`: the name
+    as written, under the models folder): the file fastai's double .pth or another kind of
+    file beside it, else the checkpoints the folder holds."""
+    doubled = path.with_name(path.name + ".pth")
+    if doubled.is_file():
+        return (
+            f"no such file: {path}; {doubled.name} is there (fastai's learn.save adds "
+            f".pth to a name that ends in it): load({str(name) + '.pth'!r}) reads it"
+        )
+    if given.is_file() and given.suffix != ".pth":
+        return f"no such file: {path} (learn.load reads the .pth checkpoints of learn.save); " + (
+            f"{given} is there: an export, which load_learner({str(given)!r}) reads"
+            if given.suffix == ".pkl"
+            else f"{given} is there: learn.load adds .pth to a name not ending in it; rename "
+            "the file to end in .pth"
+        )
+    saved = sorted(path.parent.glob("*.pth")) if path.parent.is_dir() else []
+    held = (
+        f"{path.parent.name}/ holds {', '.join(p.stem for p in saved[:8])}"
+        + (", ..." if len(saved) > 8 else "")
+        if saved
+        else f"no checkpoint is in {path.parent}"
+    )
+    return f"name: no such file: {path} ({held}; learn.save(name) writes one)"
 
 
 def _check_elementwise_loss(pred: Any, yb: Sequence[Any], loss_func: Any) -> None:

@@ -74,6 +74,7 @@ from fastcore_ext.data import (
     items_from_table,
     read_labels_csv,
 )
+from fastcore_ext.data.items import loose_images
 from fastcore_ext.export import DEFAULT_EXPORT, OLD_EXPORT
 from fastcore_ext.files import atomic_write, remove_stale_temporaries
 from fastcore_ext.interpret import ClassificationInterpretation
@@ -495,14 +496,11 @@ def _labels_csv(config: LessonConfig, root: Path) -> Path:
     given = Path(config.labels_csv).expanduser()
     csv = given if given.is_file() or given.is_absolute() else root / given
     if not csv.is_file():
-        tried = str(csv) if csv == given else f"{str(given)!r} nor {str(csv)!r}"
-        what = "is a folder" if csv.is_dir() else "does not exist"
-        raise LessonError(
-            "labels_csv",
-            f"expected a CSV file of name,label rows: {tried} {what}"
-            if csv == given
-            else f"expected a CSV file of name,label rows: neither {tried} exists",
-        )
+        if csv == given:
+            problem = f"{csv} {'is a folder' if csv.is_dir() else 'does not exist'}"
+        else:
+            problem = f"neither {str(given)!r} nor {str(csv)!r} exists"
+        raise LessonError("labels_csv", f"expected a CSV file of name,label rows: {problem}")
     return csv.resolve()
 
 
@@ -574,14 +572,9 @@ def _source(config: LessonConfig) -> _Source:
             lambda s: items_from_folder(root, seed=s),
             lambda **kw: ImageDataBunch.from_folder(root, **kw),
         )
-    loose = [p for p in files if p.parent == root]
+    loose = loose_images(files, root)
     if loose:  # the layout's mistake first: a split of these few images is not the problem
-        raise LessonError(
-            "path",
-            f"{len(loose)} images lie directly in {str(root)!r} (e.g. {loose[0].name}); each "
-            "image must be inside a folder named after its class (or name the class in the "
-            "file name: --label-re)",
-        )
+        raise LessonError("path", f"{loose} (or name the class in the file name: --label-re)")
     _check_fits(len(files), config)
     return _Source(
         f"{root} (valid_pct {vp})",

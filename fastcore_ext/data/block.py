@@ -359,7 +359,7 @@ class DataBlock:
                     f"splitter: expected a pair (train indices, valid indices), got {got}"
                 )
             train, valid = _indices(out[0], n, "train"), _indices(out[1], n, "valid")
-        left = _left_out(self.splitter, items, train, valid)
+        left = "" if train and valid else _left_out(self.splitter, items, train, valid)
         if not train:  # an empty validation set is fine: every item trains (valid_pct=0)
             raise ValueError(
                 f"splitter: {self.splitter!r} gave an empty training set ({n} items{left}); a "

@@ -460,16 +460,25 @@ def check_files_exist(items: Sequence[Path], arg: str, root: Path | None = None)
         )
 
 
+def loose_images(files: Sequence[Path], folder: Path, holder: str = "folder") -> str:
+    """What is wrong when some of `files` lie directly in `folder`, where each must be in a
+    class `holder` ('folder', 'sub-folder'); '' when none does."""
+    loose = [p for p in files if p.parent == folder]
+    if not loose:
+        return ""
+    return (
+        f"{len(loose)} images lie directly in {str(folder)!r} (e.g. {loose[0].name}); each "
+        f"image must be inside a {holder} named after its class"
+    )
+
+
 def _class_folders(folder: Path, what: str) -> tuple[dict[str, list[Path]], list[str]]:
     """({class name: images} for each sub-folder of `folder` holding images, the names of the
     sub-folders holding none): as fastai's from_folder, the classes are the labels of the
     files found, so an empty folder is no class."""
-    loose = [p for p in get_image_files(folder, recurse=False)]
+    loose = loose_images(get_image_files(folder, recurse=False), folder, "sub-folder")
     if loose:
-        raise ValueError(
-            f"{what}: {len(loose)} images lie directly in {str(folder)!r} (e.g. {loose[0].name}); "
-            "each image must be inside a sub-folder named after its class"
-        )
+        raise ValueError(f"{what}: {loose}")
     subs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not subs:
         raise ValueError(f"{what}: no class sub-folders in {str(folder)!r}")
@@ -593,12 +602,9 @@ def items_from_folder(
             raise ValueError(
                 f"path: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) under {str(root)!r}"
             )
-        loose = [p for p in files if p.parent == root]
+        loose = loose_images(files, root)
         if loose:
-            raise ValueError(
-                f"path: {len(loose)} images lie directly in {str(root)!r} "
-                f"(e.g. {loose[0].name}); each image must be inside a folder named after its class"
-            )
+            raise ValueError(f"path: {loose}")
         _check_tree(root, files, left_out)
         return _labelled(files, [p.parent.name for p in files], valid_pct, seed, rule)
 
